@@ -1,0 +1,146 @@
+#include "lib/ipam/ip.h"
+
+#include <gtest/gtest.h>
+
+namespace vnetipam::ipam {
+namespace {
+
+IPAddress addr(std::string_view s) {
+  auto a = IPAddress::parse(s);
+  EXPECT_TRUE(a.has_value()) << s << ": " << (a ? "" : a.error().message);
+  return a.value_or(IPAddress{});
+}
+
+Prefix prefix(std::string_view s) {
+  auto p = Prefix::parse(s);
+  EXPECT_TRUE(p.has_value()) << s << ": " << (p ? "" : p.error().message);
+  return p.value_or(Prefix{});
+}
+
+TEST(IPAddress, ParsesAndFormatsIPv4) {
+  EXPECT_EQ(addr("10.240.0.4").bits(), U128{0x0af00004});
+  EXPECT_EQ(addr("10.240.0.4").family(), Family::kV4);
+  EXPECT_EQ(addr("0.0.0.0").toString(), "0.0.0.0");
+  EXPECT_EQ(addr("255.255.255.255").toString(), "255.255.255.255");
+  EXPECT_EQ(IPAddress::v4(0xc0a80101).toString(), "192.168.1.1");
+}
+
+TEST(IPAddress, ParsesAndFormatsIPv6Canonically) {
+  EXPECT_EQ(addr("fd00:0:0:0:0:0:0:1").toString(), "fd00::1");
+  EXPECT_EQ(addr("::").toString(), "::");
+  EXPECT_EQ(addr("::").family(), Family::kV6);
+  EXPECT_EQ(addr("FD00:10:240::4").toString(), "fd00:10:240::4");
+  EXPECT_EQ(addr("::1").bits(), U128{1});
+  EXPECT_EQ(addr("ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff").bits(), ~U128{0});
+}
+
+TEST(IPAddress, RejectsMalformedTextWithAHint) {
+  for (std::string_view bad : {"", "10.0.0", "10.0.0.256", "010.0.0.1", "10.0.0.1 ", "a.b.c.d",
+                               "1.2.3.4.5", "10.0.0.-1"}) {
+    auto r = IPAddress::parse(bad);
+    ASSERT_FALSE(r.has_value()) << bad;
+    EXPECT_EQ(r.error().code, ErrorCode::kInvalidArgument);
+    EXPECT_NE(r.error().message.find(std::string("\"") + std::string(bad) + "\""),
+              std::string::npos)
+        << r.error().message;
+    EXPECT_NE(r.error().message.find("expected"), std::string::npos) << r.error().message;
+  }
+  for (std::string_view bad : {"fd00::1::2", "fd00:::1", "12345::", "g::1", ":"}) {
+    auto r = IPAddress::parse(bad);
+    ASSERT_FALSE(r.has_value()) << bad;
+    EXPECT_NE(r.error().message.find("IPv6"), std::string::npos) << r.error().message;
+  }
+}
+
+TEST(IPAddress, OrdersV4BeforeV6ThenNumerically) {
+  EXPECT_LT(addr("10.0.0.1"), addr("10.0.0.2"));
+  EXPECT_LT(addr("255.255.255.255"), addr("::"));
+  EXPECT_EQ(addr("10.0.0.1"), addr("10.0.0.1"));
+}
+
+TEST(Prefix, ParsesAlignedPrefixes) {
+  const Prefix p = prefix("10.240.0.16/28");
+  EXPECT_EQ(p.address(), addr("10.240.0.16"));
+  EXPECT_EQ(p.length(), 28);
+  EXPECT_EQ(p.size(), U128{16});
+  EXPECT_EQ(p.last(), addr("10.240.0.31"));
+  EXPECT_EQ(p.toString(), "10.240.0.16/28");
+  EXPECT_EQ(prefix("fd00:10::/64").toString(), "fd00:10::/64");
+}
+
+TEST(Prefix, EdgeLengths) {
+  const Prefix all4 = prefix("0.0.0.0/0");
+  EXPECT_EQ(all4.size(), U128{1} << 32);
+  EXPECT_EQ(all4.last(), addr("255.255.255.255"));
+  EXPECT_TRUE(all4.contains(addr("203.0.113.9")));
+  EXPECT_FALSE(all4.contains(addr("::1"))) << "families never contain each other";
+
+  const Prefix host4 = prefix("10.0.0.7/32");
+  EXPECT_EQ(host4.size(), U128{1});
+  EXPECT_EQ(host4.first(), host4.last());
+  EXPECT_TRUE(host4.contains(addr("10.0.0.7")));
+  EXPECT_FALSE(host4.contains(addr("10.0.0.6")));
+
+  const Prefix all6 = prefix("::/0");
+  EXPECT_EQ(all6.size(), ~U128{0}) << "2^128 saturates";
+  EXPECT_EQ(all6.last(), addr("ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff"));
+
+  const Prefix host6 = prefix("fd00::5/128");
+  EXPECT_EQ(host6.size(), U128{1});
+  EXPECT_TRUE(host6.contains(addr("fd00::5")));
+  EXPECT_FALSE(host6.contains(addr("fd00::4")));
+}
+
+TEST(Prefix, MisalignedPrefixSuggestsTheAlignedOne) {
+  auto r = Prefix::parse("10.0.0.5/28");
+  ASSERT_FALSE(r.has_value());
+  EXPECT_EQ(r.error().code, ErrorCode::kNotAligned);
+  EXPECT_EQ(r.error().message, "\"10.0.0.5/28\" is not aligned: did you mean 10.0.0.0/28?");
+
+  auto r6 = Prefix::parse("fd00::1/64");
+  ASSERT_FALSE(r6.has_value());
+  EXPECT_EQ(r6.error().message, "\"fd00::1/64\" is not aligned: did you mean fd00::/64?");
+}
+
+TEST(Prefix, RejectsBadLengthsAndSyntax) {
+  for (std::string_view bad : {"10.0.0.0", "10.0.0.0/", "10.0.0.0/33", "10.0.0.0/-1", "10.0.0.0/08",
+                               "10.0.0.0/2a", "fd00::/129", "/24", "10.0.0/24"}) {
+    auto r = Prefix::parse(bad);
+    ASSERT_FALSE(r.has_value()) << bad;
+    EXPECT_NE(r.error().message.find(std::string("\"") + std::string(bad) + "\""),
+              std::string::npos)
+        << r.error().message;
+  }
+  EXPECT_NE(Prefix::parse("10.0.0.0/33").error().message.find("expected 0-32"), std::string::npos);
+  EXPECT_NE(Prefix::parse("fd00::/129").error().message.find("expected 0-128"), std::string::npos);
+}
+
+TEST(Prefix, MakeAndMasked) {
+  EXPECT_EQ(Prefix::masked(addr("10.1.2.3"), 8).toString(), "10.0.0.0/8");
+  EXPECT_EQ(Prefix::masked(addr("10.1.2.3"), 0).toString(), "0.0.0.0/0");
+  EXPECT_EQ(Prefix::masked(addr("10.1.2.3"), 32).toString(), "10.1.2.3/32");
+  EXPECT_TRUE(Prefix::isAligned(addr("10.0.0.0"), 8));
+  EXPECT_FALSE(Prefix::isAligned(addr("10.0.0.1"), 31));
+  EXPECT_TRUE(Prefix::isAligned(addr("10.0.0.1"), 32));
+  EXPECT_EQ(Prefix::make(addr("10.0.0.0"), 33).error().code, ErrorCode::kOutOfRange);
+  EXPECT_EQ(Prefix::make(addr("10.0.0.0"), -1).error().code, ErrorCode::kOutOfRange);
+  EXPECT_EQ(Prefix::make(addr("10.0.0.16"), 27).error().code, ErrorCode::kNotAligned);
+}
+
+TEST(Prefix, ContainsAndOverlaps) {
+  const Prefix subnet = prefix("10.240.0.0/16");
+  const Prefix block = prefix("10.240.3.16/28");
+  EXPECT_TRUE(subnet.contains(block));
+  EXPECT_FALSE(block.contains(subnet));
+  EXPECT_TRUE(subnet.overlaps(block));
+  EXPECT_TRUE(block.overlaps(subnet));
+  EXPECT_TRUE(block.contains(block));
+  EXPECT_FALSE(prefix("10.240.3.0/28").overlaps(block)) << "adjacent blocks do not overlap";
+  EXPECT_FALSE(prefix("10.241.0.0/16").overlaps(subnet));
+  EXPECT_FALSE(prefix("::/0").overlaps(subnet)) << "families never overlap";
+  EXPECT_TRUE(subnet.contains(addr("10.240.255.255")));
+  EXPECT_FALSE(subnet.contains(addr("10.241.0.0")));
+}
+
+}  // namespace
+}  // namespace vnetipam::ipam
