@@ -1,0 +1,171 @@
+#include "lib/ipam/subnet_blocks.h"
+
+#include <algorithm>
+
+#include <fmt/format.h>
+
+namespace vnetipam::ipam {
+
+SubnetBlockSet::SubnetBlockSet(Prefix subnet, int block_length)
+    : subnet_(subnet),
+      block_length_(block_length),
+      used_(std::uint64_t{1} << (block_length - subnet.length())) {}
+
+Result<SubnetBlockSet> SubnetBlockSet::carve(Prefix subnet, int blockLength,
+                                             const CarveOptions& options) {
+  const int width = bitLength(subnet.family());
+  if (blockLength < subnet.length() || blockLength > width) {
+    return fail(ErrorCode::kOutOfRange,
+                fmt::format("block prefix length /{} does not fit subnet {}: expected {}-{}",
+                            blockLength, subnet.toString(), subnet.length(), width));
+  }
+  if (blockLength - subnet.length() > kMaxBlockBits) {
+    return fail(ErrorCode::kOutOfRange,
+                fmt::format("subnet {} in /{} blocks would be 2^{} blocks, more than the 2^{} "
+                            "supported: use a block prefix length of at most /{}",
+                            subnet.toString(), blockLength, blockLength - subnet.length(),
+                            kMaxBlockBits, subnet.length() + kMaxBlockBits));
+  }
+  SubnetBlockSet set(subnet, blockLength);
+  const int shift = width - blockLength;
+  const auto indexOfAddress = [&](IPAddress a) {
+    return static_cast<std::uint64_t>((a.bits() - subnet.address().bits()) >> shift);
+  };
+
+  std::vector<std::pair<std::uint64_t, std::uint64_t>> ranges;
+  if (options.excludeAzureReserved) {
+    // The first four addresses lie in block 0 unless blocks are smaller than four addresses.
+    const U128 first = subnet.address().bits();
+    const U128 reserved_head = std::min<U128>(4, subnet.size());
+    ranges.emplace_back(
+        indexOfAddress(subnet.address()),
+        indexOfAddress(IPAddress::fromBits(subnet.family(), first + reserved_head - 1)));
+    const std::uint64_t last = indexOfAddress(subnet.last());
+    ranges.emplace_back(last, last);
+  }
+  for (const Prefix& r : options.reserved) {
+    if (r.family() != subnet.family() || !r.overlaps(subnet)) {
+      return fail(ErrorCode::kOutOfRange,
+                  fmt::format("reserved range {} does not overlap subnet {}", r.toString(),
+                              subnet.toString()));
+    }
+    const Prefix inside = subnet.contains(r) ? r : subnet;
+    ranges.emplace_back(indexOfAddress(inside.first()), indexOfAddress(inside.last()));
+  }
+
+  // Merge into sorted disjoint ranges and mark their blocks taken.
+  std::sort(ranges.begin(), ranges.end());
+  for (const auto& [lo, hi] : ranges) {
+    if (!set.excluded_.empty() && lo <= set.excluded_.back().second + 1) {
+      set.excluded_.back().second = std::max(set.excluded_.back().second, hi);
+    } else {
+      set.excluded_.emplace_back(lo, hi);
+    }
+  }
+  for (const auto& [lo, hi] : set.excluded_) {
+    for (std::uint64_t i = lo; i <= hi; ++i)
+      set.used_.set(i);
+    set.excluded_count_ += hi - lo + 1;
+  }
+  return set;
+}
+
+Prefix SubnetBlockSet::blockAt(std::uint64_t index) const {
+  const int shift = bitLength(subnet_.family()) - block_length_;
+  const U128 bits = subnet_.address().bits() + (U128{index} << shift);
+  return Prefix::masked(IPAddress::fromBits(subnet_.family(), bits), block_length_);
+}
+
+Result<std::uint64_t> SubnetBlockSet::indexOf(const Prefix& block) const {
+  if (block.length() != block_length_ || !subnet_.contains(block)) {
+    return fail(ErrorCode::kOutOfRange,
+                fmt::format("{} is not a block of subnet {}: expected a /{} inside it",
+                            block.toString(), subnet_.toString(), block_length_));
+  }
+  const int shift = bitLength(subnet_.family()) - block_length_;
+  return static_cast<std::uint64_t>((block.address().bits() - subnet_.address().bits()) >> shift);
+}
+
+bool SubnetBlockSet::isExcluded(std::uint64_t index) const {
+  auto it =
+      std::upper_bound(excluded_.begin(), excluded_.end(), std::pair{index, ~std::uint64_t{0}});
+  return it != excluded_.begin() && std::prev(it)->second >= index;
+}
+
+bool SubnetBlockSet::isAllocated(const Prefix& block) const {
+  const auto index = indexOf(block);
+  return index && !isExcluded(*index) && used_.test(*index);
+}
+
+Result<std::uint64_t> SubnetBlockSet::checkedIndex(const Prefix& block,
+                                                   std::string_view action) const {
+  auto index = indexOf(block);
+  if (!index) return index;
+  if (isExcluded(*index)) {
+    return fail(ErrorCode::kConflict,
+                fmt::format("cannot {} {}: it overlaps addresses reserved in subnet {} and is "
+                            "never handed out",
+                            action, block.toString(), subnet_.toString()));
+  }
+  return index;
+}
+
+Result<void> SubnetBlockSet::occupy(const Prefix& block) {
+  auto index = checkedIndex(block, "occupy");
+  if (!index) return std::unexpected(index.error());
+  used_.set(*index);
+  return {};
+}
+
+Result<Prefix> SubnetBlockSet::allocateNext() {
+  if (occupying_) {
+    return fail(ErrorCode::kNotReady,
+                fmt::format("subnet {}: occupy every existing block and call finishOccupying() "
+                            "before allocating",
+                            subnet_.toString()));
+  }
+  const auto index = used_.findClearFrom(next_);
+  if (!index) {
+    return fail(ErrorCode::kExhausted,
+                fmt::format("subnet {} is exhausted: all {} usable /{} blocks are allocated",
+                            subnet_.toString(), usableCount(), block_length_));
+  }
+  used_.set(*index);
+  next_ = *index + 1;
+  return blockAt(*index);
+}
+
+Result<void> SubnetBlockSet::release(const Prefix& block) {
+  auto index = checkedIndex(block, "release");
+  if (!index) return std::unexpected(index.error());
+  if (!used_.clear(*index)) {
+    return fail(ErrorCode::kNotFound,
+                fmt::format("cannot release {}: it is not allocated in subnet {}", block.toString(),
+                            subnet_.toString()));
+  }
+  return {};
+}
+
+std::optional<std::string> SubnetBlockSet::invariantViolation() const {
+  if (auto v = used_.invariantViolation()) return "bitmap: " + *v;
+  std::uint64_t excluded = 0;
+  for (std::size_t i = 0; i < excluded_.size(); ++i) {
+    const auto [lo, hi] = excluded_[i];
+    if (lo > hi || hi >= blockCount())
+      return fmt::format("excluded range {}-{} is invalid", lo, hi);
+    if (i > 0 && lo <= excluded_[i - 1].second + 1) {
+      return fmt::format("excluded ranges {} and {} are not sorted and disjoint", i - 1, i);
+    }
+    for (std::uint64_t b = lo; b <= hi; ++b) {
+      if (!used_.test(b)) return fmt::format("excluded block {} is not marked taken", b);
+    }
+    excluded += hi - lo + 1;
+  }
+  if (excluded != excluded_count_) {
+    return fmt::format("excluded count {} but ranges cover {}", excluded_count_, excluded);
+  }
+  if (used_.countSet() < excluded_count_) return "fewer blocks taken than excluded";
+  return std::nullopt;
+}
+
+}  // namespace vnetipam::ipam

@@ -1,0 +1,97 @@
+// Carving a subnet into equal blocks and handing them out: the controller's pure allocator.
+//
+// A SubnetBlockSet is one bit per block (see Bitmap) plus a short list of excluded ranges. It
+// knows nothing of nodes, the API server or the cloud: the controller records who owns a block in
+// the IPBlock object and uses this set only to decide which block is free.
+//
+// Restart safety: a new set refuses allocateNext() until finishOccupying() is called, so the
+// caller cannot forget to occupy every block that already exists before handing out a new one.
+// occupy() stays allowed afterwards (a block created by another writer, seen on a watch).
+//
+// Not thread-safe; callers serialise access.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <span>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "lib/ipam/bitmap.h"
+#include "lib/ipam/error.h"
+#include "lib/ipam/ip.h"
+
+namespace vnetipam::ipam {
+
+struct CarveOptions {
+  // Azure keeps the first four addresses and the last address of every subnet (network, gateway,
+  // two DNS, broadcast). A block touching any of them is never handed out.
+  bool excludeAzureReserved = true;
+  // Further ranges never handed out: every block overlapping one is excluded. Each must be of the
+  // subnet's family and overlap the subnet.
+  std::vector<Prefix> reserved;
+};
+
+class SubnetBlockSet {
+ public:
+  // 2^26 blocks (8 MiB of bitmap) is far beyond any real subnet (a /8 in /28s is 2^20).
+  static constexpr int kMaxBlockBits = 26;
+
+  // Fails when blockLength is shorter than the subnet or longer than the family allows, when the
+  // subnet would have more than 2^kMaxBlockBits blocks, or when a reserved range is invalid.
+  static Result<SubnetBlockSet> carve(Prefix subnet, int blockLength,
+                                      const CarveOptions& options = {});
+
+  Prefix subnet() const { return subnet_; }
+  int blockLength() const { return block_length_; }
+
+  // Every block of the subnet, usable or not.
+  std::uint64_t blockCount() const { return used_.size(); }
+  // Blocks that are never handed out (Azure-reserved or overlapping a reserved range).
+  std::uint64_t excludedCount() const { return excluded_count_; }
+  std::uint64_t usableCount() const { return blockCount() - excludedCount(); }
+  std::uint64_t allocatedCount() const { return used_.countSet() - excluded_count_; }
+  std::uint64_t freeCount() const { return usableCount() - allocatedCount(); }
+
+  // The block at `index` (0 is the subnet's first). Precondition: index < blockCount().
+  Prefix blockAt(std::uint64_t index) const;
+  // The index of `block`, or an error naming the block and the subnet when it is not one of the
+  // subnet's blocks (wrong family, outside, wrong length).
+  Result<std::uint64_t> indexOf(const Prefix& block) const;
+
+  bool isExcluded(std::uint64_t index) const;
+  bool isAllocated(const Prefix& block) const;
+
+  // Marks an existing block allocated. Idempotent. An excluded block is refused with kConflict:
+  // it is never handed out anyway, but the caller holds an object that should not exist.
+  Result<void> occupy(const Prefix& block);
+  // Ends the restart phase: allocateNext() works from now on.
+  void finishOccupying() { occupying_ = false; }
+  bool occupying() const { return occupying_; }
+
+  // The next free block after the last one handed out, wrapping around, so a just-released block
+  // is the last to be reused. kNotReady before finishOccupying(); kExhausted when none is free.
+  Result<Prefix> allocateNext();
+
+  // kNotFound when the block is not allocated (a double release), kConflict when it is excluded.
+  Result<void> release(const Prefix& block);
+
+  // The first broken invariant, or nullopt. For tests, after every step.
+  std::optional<std::string> invariantViolation() const;
+
+ private:
+  SubnetBlockSet(Prefix subnet, int block_length);
+  Result<std::uint64_t> checkedIndex(const Prefix& block, std::string_view action) const;
+
+  Prefix subnet_;
+  int block_length_;
+  Bitmap used_;  // allocated or excluded
+  // Sorted, disjoint, inclusive ranges of excluded block indexes; few, so searched by bisection.
+  std::vector<std::pair<std::uint64_t, std::uint64_t>> excluded_;
+  std::uint64_t excluded_count_ = 0;
+  std::uint64_t next_ = 0;
+  bool occupying_ = true;
+};
+
+}  // namespace vnetipam::ipam
