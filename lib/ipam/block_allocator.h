@@ -13,7 +13,6 @@
 
 #include <chrono>
 #include <cstdint>
-#include <deque>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -126,7 +125,17 @@ class BlockAllocator {
   std::vector<Slot> slots_;
   std::vector<std::uint32_t> owner_table_;
   std::uint64_t allocated_ = 0;
-  std::deque<std::pair<TimePoint, std::uint32_t>> cooling_;  // sorted by time
+  // Released addresses waiting out the cooldown, sorted by time; entries before cooling_head_ are
+  // already expired. A vector with a moving head rather than a deque: a deque that empties
+  // allocates a node on its next insert, once per release in the steady state.
+  std::vector<std::pair<TimePoint, std::uint32_t>> cooling_;
+  std::size_t cooling_head_ = 0;
+  auto coolingBegin() const {
+    return cooling_.begin() + static_cast<std::ptrdiff_t>(cooling_head_);
+  }
+  auto coolingBegin() { return cooling_.begin() + static_cast<std::ptrdiff_t>(cooling_head_); }
+  std::size_t coolingSize() const { return cooling_.size() - cooling_head_; }
+  void stopCooling(std::uint32_t index);
   std::uint32_t next_ = 0;
 };
 
