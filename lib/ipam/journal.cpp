@@ -1,0 +1,676 @@
+#include "lib/ipam/journal.h"
+
+#include <algorithm>
+#include <array>
+#include <cerrno>
+#include <system_error>
+
+#include <fcntl.h>
+#include <fmt/format.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "lib/ipam/crc32c.h"
+
+namespace vnetipam::ipam {
+
+namespace detail {
+
+UniqueFd& UniqueFd::operator=(UniqueFd&& other) noexcept {
+  if (this != &other) {
+    if (fd_ >= 0) ::close(fd_);
+    fd_ = std::exchange(other.fd_, -1);
+  }
+  return *this;
+}
+
+UniqueFd::~UniqueFd() {
+  if (fd_ >= 0) ::close(fd_);
+}
+
+}  // namespace detail
+
+namespace {
+
+namespace fs = std::filesystem;
+using detail::UniqueFd;
+using Bytes = std::span<const std::byte>;
+
+constexpr std::uint32_t kFileMagic = 0x4A504956u;    // "VIPJ" as little-endian bytes
+constexpr std::uint32_t kRecordMagic = 0x52504956u;  // "VIPR"
+constexpr std::uint32_t kFormatVersion = 1;
+constexpr std::size_t kFileHeaderSize = 16;
+constexpr std::size_t kRecordHeaderSize = 24;
+constexpr std::size_t kRecordCrcOffset = 20;  // the checksum covers the header bytes before it
+
+// ---- little-endian encoding ----------------------------------------------------------------
+
+void putLe32(std::byte* p, std::uint32_t v) {
+  for (int i = 0; i < 4; ++i)
+    p[i] = static_cast<std::byte>(v >> (8 * i));
+}
+
+void putLe64(std::byte* p, std::uint64_t v) {
+  for (int i = 0; i < 8; ++i)
+    p[i] = static_cast<std::byte>(v >> (8 * i));
+}
+
+std::uint32_t getLe32(Bytes b, std::size_t off) {
+  std::uint32_t v = 0;
+  for (std::size_t i = 0; i < 4; ++i)
+    v |= std::to_integer<std::uint32_t>(b[off + i]) << (8 * i);
+  return v;
+}
+
+std::uint64_t getLe64(Bytes b, std::size_t off) {
+  std::uint64_t v = 0;
+  for (std::size_t i = 0; i < 8; ++i)
+    v |= std::to_integer<std::uint64_t>(b[off + i]) << (8 * i);
+  return v;
+}
+
+std::array<std::byte, kFileHeaderSize> encodeFileHeader() {
+  std::array<std::byte, kFileHeaderSize> h{};
+  putLe32(&h[0], kFileMagic);
+  putLe32(&h[4], kFormatVersion);
+  putLe32(&h[8], 0);
+  putLe32(&h[12], crc32c(Bytes(h.data(), 12)));
+  return h;
+}
+
+void encodeRecord(std::vector<std::byte>& out, RecordKind kind, Seq seq, Bytes payload) {
+  const std::size_t start = out.size();
+  out.resize(start + kRecordHeaderSize);
+  std::byte* h = out.data() + start;
+  putLe32(h, kRecordMagic);
+  putLe32(h + 4, static_cast<std::uint32_t>(payload.size()));
+  putLe64(h + 8, seq);
+  h[16] = static_cast<std::byte>(kind);
+  const std::uint32_t crc = crc32cExtend(crc32c(Bytes(h, kRecordCrcOffset)), payload);
+  putLe32(h + kRecordCrcOffset, crc);
+  out.insert(out.end(), payload.begin(), payload.end());
+}
+
+// ---- decoding --------------------------------------------------------------------------------
+
+// A record whose checksum holds. Kind and reserved bytes are not judged here: a valid checksum
+// over an unknown kind is a format question, not damage.
+struct ParsedRecord {
+  std::uint8_t kind = 0;
+  bool reservedZero = true;
+  Seq seq = 0;
+  Bytes payload;
+  std::size_t end = 0;
+};
+
+// Either a record, or what is wrong with the bytes at that offset.
+struct ParseOutcome {
+  std::optional<ParsedRecord> record;
+  std::string problem;
+};
+
+ParseOutcome parseRecordAt(Bytes file, std::size_t off, std::uint32_t maxPayload) {
+  const std::size_t avail = file.size() - off;
+  if (avail < kRecordHeaderSize) {
+    return {{}, fmt::format("incomplete record header ({} of {} bytes)", avail, kRecordHeaderSize)};
+  }
+  const std::uint32_t magic = getLe32(file, off);
+  if (magic != kRecordMagic) {
+    return {{}, fmt::format("bad record magic {:#010x}, expected {:#010x}", magic, kRecordMagic)};
+  }
+  const std::uint32_t length = getLe32(file, off + 4);
+  if (length > maxPayload) {
+    return {{}, fmt::format("payload length {} exceeds the limit of {} bytes", length, maxPayload)};
+  }
+  if (avail - kRecordHeaderSize < length) {
+    return {{},
+            fmt::format("incomplete record: header announces {} payload bytes, {} present", length,
+                        avail - kRecordHeaderSize)};
+  }
+  const Bytes payload = file.subspan(off + kRecordHeaderSize, length);
+  const std::uint32_t stored = getLe32(file, off + kRecordCrcOffset);
+  const std::uint32_t computed = crc32cExtend(crc32c(file.subspan(off, kRecordCrcOffset)), payload);
+  if (stored != computed) {
+    return {
+        {},
+        fmt::format("checksum mismatch (stored {:#010x}, computed {:#010x})", stored, computed)};
+  }
+  ParsedRecord r;
+  r.kind = std::to_integer<std::uint8_t>(file[off + 16]);
+  r.reservedZero = file[off + 17] == std::byte{0} && file[off + 18] == std::byte{0} &&
+                   file[off + 19] == std::byte{0};
+  r.seq = getLe64(file, off + 8);
+  r.payload = payload;
+  r.end = off + kRecordHeaderSize + length;
+  return {r, {}};
+}
+
+struct LaterRecord {
+  std::size_t offset = 0;
+  Seq seq = 0;
+};
+
+// The first offset at or after `from` holding a valid record with a sequence number above
+// `after`. Such a record behind damage proves the damage is not a torn tail.
+std::optional<LaterRecord> findValidRecordAfter(Bytes file, std::size_t from, Seq after,
+                                                std::uint32_t maxPayload) {
+  for (std::size_t q = from; q + kRecordHeaderSize <= file.size(); ++q) {
+    if (getLe32(file, q) != kRecordMagic) continue;
+    const ParseOutcome p = parseRecordAt(file, q, maxPayload);
+    if (p.record && p.record->seq > after) return LaterRecord{q, p.record->seq};
+  }
+  return std::nullopt;
+}
+
+enum class HeaderState { kValid, kTornCreation };
+
+Result<HeaderState> checkFileHeader(const std::string& name, Bytes file) {
+  const auto expected = encodeFileHeader();
+  if (file.size() < kFileHeaderSize) {
+    // Shorter than a header: there cannot be a record in it, so if what is there is the start of
+    // our header, the file was cut while being created and nothing can have been acknowledged.
+    if (std::equal(file.begin(), file.end(), expected.begin())) return HeaderState::kTornCreation;
+    return fail(ErrorCode::kCorruption,
+                fmt::format("journal {}: its {} bytes are not the start of a journal header; not "
+                            "a vnet-ipam journal, refusing to overwrite it",
+                            name, file.size()));
+  }
+  const std::uint32_t magic = getLe32(file, 0);
+  if (magic != kFileMagic) {
+    return fail(ErrorCode::kCorruption,
+                fmt::format("journal {}: not a vnet-ipam journal: offset 0 holds {:#010x}, "
+                            "expected the magic {:#010x} (\"VIPJ\")",
+                            name, magic, kFileMagic));
+  }
+  const std::uint32_t version = getLe32(file, 4);
+  if (version != kFormatVersion) {
+    return fail(ErrorCode::kCorruption,
+                fmt::format("journal {}: format version {} at offset 4 is not supported (this "
+                            "build reads version {}), or the file header is damaged",
+                            name, version, kFormatVersion));
+  }
+  const std::uint32_t stored = getLe32(file, 12);
+  const std::uint32_t computed = crc32c(file.first(12));
+  if (stored != computed) {
+    return fail(ErrorCode::kCorruption,
+                fmt::format("journal {}: file header (offset 0-15) fails its checksum (stored "
+                            "{:#010x}, computed {:#010x})",
+                            name, stored, computed));
+  }
+  if (getLe32(file, 8) != 0) {
+    return fail(ErrorCode::kCorruption,
+                fmt::format("journal {}: reserved header field at offset 8 is {:#x}, expected 0; "
+                            "written by a newer version?",
+                            name, getLe32(file, 8)));
+  }
+  return HeaderState::kValid;
+}
+
+struct ScanSummary {
+  std::size_t validEnd = kFileHeaderSize;  // end of the last good record
+  std::uint64_t records = 0;
+  std::uint64_t entriesSinceSnapshot = 0;
+  Seq lastSeq = 0;
+  std::string dropReason;  // why the bytes after validEnd are not records
+};
+
+// Reads the records after the header into out. Stops at the first damaged record: a torn tail
+// (nothing valid after it) is reported for truncation; damage followed by a valid record is
+// kCorruption unless the operator asked to truncate anyway.
+//
+// One crash can look like mid-log damage: the kernel writing back a later page of the unsynced
+// tail before an earlier one, then losing power. We refuse that case too. The file cannot tell
+// it apart from damage to acknowledged records, and the costs are lopsided: a false alarm costs
+// an operator decision (truncateCorruptTail), a wrong guess forgets allocations and hands the
+// same IP to two pods.
+Result<ScanSummary> scanRecords(const std::string& name, Bytes file, const JournalOptions& options,
+                                Recovered& out) {
+  ScanSummary s;
+  std::size_t off = kFileHeaderSize;
+  while (off < file.size()) {
+    const ParseOutcome p = parseRecordAt(file, off, options.maxPayloadBytes);
+    if (!p.record) {
+      s.dropReason = fmt::format("{} at offset {}", p.problem, off);
+      const auto later = findValidRecordAfter(file, off + 1, s.lastSeq, options.maxPayloadBytes);
+      if (later) {
+        if (!options.truncateCorruptTail) {
+          return fail(
+              ErrorCode::kCorruption,
+              fmt::format("journal {}: record at offset {} is damaged ({}), yet a valid record "
+                          "(seq {}) follows at offset {}. A crash only tears the end of the "
+                          "journal, so the damaged bytes may hold acknowledged records; refusing "
+                          "to drop them. Restore the file, or reopen with truncateCorruptTail to "
+                          "discard the {} bytes from offset {}",
+                          name, off, p.problem, later->seq, later->offset, file.size() - off, off));
+        }
+        s.dropReason +=
+            fmt::format("; valid records from seq {} at offset {} discarded by truncateCorruptTail",
+                        later->seq, later->offset);
+      }
+      return s;
+    }
+    const ParsedRecord& r = *p.record;
+    const bool knownKind = r.kind == static_cast<std::uint8_t>(RecordKind::kEntry) ||
+                           r.kind == static_cast<std::uint8_t>(RecordKind::kSnapshot);
+    if (!knownKind || !r.reservedZero) {
+      return fail(ErrorCode::kCorruption,
+                  fmt::format("journal {}: record at offset {} (seq {}) has kind {} or reserved "
+                              "bytes this build does not know; written by a newer version?",
+                              name, off, r.seq, r.kind));
+    }
+    // A checksummed record out of sequence is no torn write: it is a bug or spliced files, and
+    // guessing which side to keep could lose acknowledged records.
+    if (s.records == 0 ? r.seq == 0 : r.seq != s.lastSeq + 1) {
+      return fail(ErrorCode::kCorruption,
+                  fmt::format("journal {}: record at offset {} has seq {} after seq {}; sequence "
+                              "numbers must start at 1 and grow by exactly one",
+                              name, off, r.seq, s.lastSeq));
+    }
+    RecoveredRecord rec{r.seq, std::vector<std::byte>(r.payload.begin(), r.payload.end())};
+    if (r.kind == static_cast<std::uint8_t>(RecordKind::kSnapshot)) {
+      out.snapshot = std::move(rec);
+      out.entries.clear();
+      s.entriesSinceSnapshot = 0;
+    } else {
+      out.entries.push_back(std::move(rec));
+      ++s.entriesSinceSnapshot;
+    }
+    ++s.records;
+    s.lastSeq = r.seq;
+    off = r.end;
+    s.validEnd = off;
+  }
+  return s;
+}
+
+// ---- file operations -----------------------------------------------------------------------
+
+std::string errnoText(int err) { return std::generic_category().message(err); }
+
+std::unexpected<Error> ioFail(const std::string& name, std::string_view what, int err) {
+  return fail(ErrorCode::kIo, fmt::format("journal {}: {}: {}", name, what, errnoText(err)));
+}
+
+int injected(const JournalOptions& options, JournalFileOp op) {
+  return options.injectFault ? options.injectFault(op) : 0;
+}
+
+fs::path withSuffix(const fs::path& path, std::string_view suffix) {
+  fs::path p = path;
+  p += suffix;
+  return p;
+}
+
+fs::path directoryOf(const fs::path& path) {
+  return path.has_parent_path() ? path.parent_path() : fs::path(".");
+}
+
+// Returns 0 or an errno.
+int pwriteAll(int fd, Bytes data, std::uint64_t offset) {
+  while (!data.empty()) {
+    const ssize_t n = ::pwrite(fd, data.data(), data.size(), static_cast<off_t>(offset));
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return errno;
+    }
+    if (n == 0) return EIO;  // no progress and no error: do not spin
+    data = data.subspan(static_cast<std::size_t>(n));
+    offset += static_cast<std::uint64_t>(n);
+  }
+  return 0;
+}
+
+Result<std::vector<std::byte>> readAll(const std::string& name, int fd) {
+  struct stat st {};
+  if (::fstat(fd, &st) != 0) return ioFail(name, "fstat", errno);
+  std::vector<std::byte> bytes(static_cast<std::size_t>(st.st_size));
+  std::size_t got = 0;
+  while (true) {
+    if (got == bytes.size()) bytes.resize(bytes.size() + 4096);  // the file grew meanwhile
+    const ssize_t n = ::pread(fd, bytes.data() + got, bytes.size() - got, static_cast<off_t>(got));
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return ioFail(name, fmt::format("reading at offset {}", got), errno);
+    }
+    if (n == 0) break;
+    got += static_cast<std::size_t>(n);
+  }
+  bytes.resize(got);
+  return bytes;
+}
+
+// Returns 0 or an errno.
+int syncDirectory(const fs::path& dir) {
+  const UniqueFd fd(::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  if (!fd.valid()) return errno;
+  return ::fsync(fd.get()) == 0 ? 0 : errno;
+}
+
+// Writes bytes into a new file at tmp and fsyncs it; on failure removes tmp. An fsync failure
+// here is harmless to retry later: the file is thrown away, not trusted.
+Result<UniqueFd> writeSyncedFile(const std::string& name, const fs::path& tmp, Bytes bytes,
+                                 const JournalOptions& options) {
+  UniqueFd fd(::open(tmp.c_str(), O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644));
+  if (!fd.valid()) return ioFail(name, fmt::format("creating {}", tmp.string()), errno);
+  std::string_view step = "writing";
+  int err = injected(options, JournalFileOp::kSnapshotWrite);
+  if (err == 0) err = pwriteAll(fd.get(), bytes, 0);
+  if (err == 0) {
+    step = "fsync of";
+    err = injected(options, JournalFileOp::kSnapshotSync);
+    if (err == 0 && ::fsync(fd.get()) != 0) err = errno;
+  }
+  if (err != 0) {
+    ::unlink(tmp.c_str());
+    return ioFail(name, fmt::format("{} {} ({} bytes)", step, tmp.string(), bytes.size()), err);
+  }
+  return fd;
+}
+
+// What an installed file replaced, for the caller to decide whether its journal is still whole.
+enum class InstallStage { kBeforeRename, kAfterRename };
+
+struct InstallError {
+  InstallStage stage;
+  Error error;
+};
+
+// Makes `bytes` the content of path atomically: tmp file, fsync, rename, directory fsync.
+// Returns the open new file, positioned for appends at bytes.size().
+std::expected<UniqueFd, InstallError> installFile(const std::string& name, const fs::path& path,
+                                                  Bytes bytes, const JournalOptions& options) {
+  const fs::path tmp = withSuffix(path, ".tmp");
+  auto fd = writeSyncedFile(name, tmp, bytes, options);
+  if (!fd) return std::unexpected(InstallError{InstallStage::kBeforeRename, fd.error()});
+  int err = injected(options, JournalFileOp::kRename);
+  if (err == 0 && ::rename(tmp.c_str(), path.c_str()) != 0) err = errno;
+  if (err != 0) {
+    ::unlink(tmp.c_str());
+    return std::unexpected(
+        InstallError{InstallStage::kBeforeRename,
+                     ioFail(name, fmt::format("renaming {} over it", tmp.string()), err).error()});
+  }
+  err = injected(options, JournalFileOp::kDirSync);
+  if (err == 0) err = syncDirectory(directoryOf(path));
+  if (err != 0) {
+    return std::unexpected(InstallError{
+        InstallStage::kAfterRename,
+        ioFail(name,
+               fmt::format("fsync of directory {} after the rename (the rename may not be durable)",
+                           directoryOf(path).string()),
+               err)
+            .error()});
+  }
+  return std::move(*fd);
+}
+
+}  // namespace
+
+// ---- Journal ---------------------------------------------------------------------------------
+
+Journal::Journal(fs::path path, JournalOptions options, UniqueFd fd, UniqueFd lock,
+                 std::uint64_t fileBytes, std::uint64_t records, std::uint64_t entriesSinceSnapshot,
+                 Seq lastSeq)
+    : path_(std::move(path)),
+      options_(std::move(options)),
+      fd_(std::move(fd)),
+      lock_(std::move(lock)),
+      fileBytes_(fileBytes),
+      records_(records),
+      entriesSinceSnapshot_(entriesSinceSnapshot),
+      lastSeq_(lastSeq),
+      durableSeq_(lastSeq) {}
+
+Journal::~Journal() = default;
+
+Result<std::pair<std::unique_ptr<Journal>, Recovered>> Journal::open(fs::path path,
+                                                                     JournalOptions options) {
+  const std::string name = path.string();
+
+  // The lock comes first: the stale-tmp cleanup below would destroy a live compaction.
+  const fs::path lockPath = withSuffix(path, ".lock");
+  UniqueFd lock(::open(lockPath.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644));
+  if (!lock.valid()) {
+    return ioFail(name, fmt::format("creating lock file {}", lockPath.string()), errno);
+  }
+  if (::flock(lock.get(), LOCK_EX | LOCK_NB) != 0) {
+    const int err = errno;
+    if (err == EWOULDBLOCK) {
+      return fail(ErrorCode::kConflict,
+                  fmt::format("journal {}: already open by another Journal (lock file {} is "
+                              "held); only one agent may own a node's journal",
+                              name, lockPath.string()));
+    }
+    return ioFail(name, fmt::format("locking {}", lockPath.string()), err);
+  }
+
+  Recovered recovered;
+  // A tmp file is a compaction that never reached its rename: the journal itself is still the
+  // complete old state, so the tmp is garbage whatever it holds.
+  const fs::path tmp = withSuffix(path, ".tmp");
+  if (::unlink(tmp.c_str()) == 0) {
+    recovered.removedStaleTmp = true;
+  } else if (errno != ENOENT) {
+    return ioFail(name, fmt::format("removing stale compaction file {}", tmp.string()), errno);
+  }
+
+  UniqueFd fd(::open(path.c_str(), O_RDWR | O_CLOEXEC));
+  bool fresh = false;
+  std::vector<std::byte> bytes;
+  if (!fd.valid()) {
+    if (errno != ENOENT) return ioFail(name, "opening", errno);
+    fresh = true;
+  } else {
+    auto read = readAll(name, fd.get());
+    if (!read) return std::unexpected(read.error());
+    bytes = std::move(*read);
+    auto header = checkFileHeader(name, bytes);
+    if (!header) return std::unexpected(header.error());
+    if (*header == HeaderState::kTornCreation) {
+      fresh = true;
+      if (!bytes.empty()) {
+        recovered.dropped = Recovered::Dropped{
+            0, bytes.size(),
+            fmt::format("partial file header ({} of {} bytes)", bytes.size(), kFileHeaderSize)};
+      }
+    }
+  }
+
+  if (fresh) {
+    recovered.created = true;
+    const auto header = encodeFileHeader();
+    auto created = installFile(name, path, header, options);
+    if (!created) return std::unexpected(std::move(created.error().error));
+    auto journal = std::unique_ptr<Journal>(new Journal(std::move(path), std::move(options),
+                                                        std::move(*created), std::move(lock),
+                                                        kFileHeaderSize, 0, 0, 0));
+    return std::pair{std::move(journal), std::move(recovered)};
+  }
+
+  auto scan = scanRecords(name, bytes, options, recovered);
+  if (!scan) return std::unexpected(scan.error());
+  if (scan->validEnd < bytes.size()) {
+    if (::ftruncate(fd.get(), static_cast<off_t>(scan->validEnd)) != 0) {
+      return ioFail(name, fmt::format("cutting the torn tail at offset {}", scan->validEnd), errno);
+    }
+    recovered.dropped =
+        Recovered::Dropped{scan->validEnd, bytes.size() - scan->validEnd, scan->dropReason};
+  }
+  // The previous process may have died after writing records it never synced: they sit in the
+  // page cache, and we are about to hand them out as state. Make them (and the truncation)
+  // durable first, so nothing the agent builds on can vanish in a later power loss.
+  if (::fsync(fd.get()) != 0) return ioFail(name, "fsync after recovery", errno);
+
+  auto journal = std::unique_ptr<Journal>(
+      new Journal(std::move(path), std::move(options), std::move(fd), std::move(lock),
+                  scan->validEnd, scan->records, scan->entriesSinceSnapshot, scan->lastSeq));
+  return std::pair{std::move(journal), std::move(recovered)};
+}
+
+std::unexpected<Error> Journal::markFailed(Error error) {
+  failed_ = error;
+  cv_.notify_all();
+  return std::unexpected(std::move(error));
+}
+
+Result<Seq> Journal::append(std::span<const std::byte> payload) {
+  if (payload.size() > options_.maxPayloadBytes) {
+    return fail(ErrorCode::kInvalidArgument,
+                fmt::format("journal {}: payload of {} bytes exceeds the limit of {} bytes "
+                            "(JournalOptions::maxPayloadBytes)",
+                            path_.string(), payload.size(), options_.maxPayloadBytes));
+  }
+  const std::lock_guard lock(mu_);
+  if (failed_) return std::unexpected(*failed_);
+  const Seq seq = lastSeq_ + 1;
+  scratch_.clear();
+  encodeRecord(scratch_, RecordKind::kEntry, seq, payload);
+
+  int err = injected(options_, JournalFileOp::kAppendWrite);
+  if (err != 0) {
+    (void)pwriteAll(fd_.get(), Bytes(scratch_).first(scratch_.size() / 2), fileBytes_);
+  } else {
+    err = pwriteAll(fd_.get(), scratch_, fileBytes_);
+  }
+  if (err != 0) {
+    // A partial record left in place would sit in front of the next one, and recovery would
+    // then rightly call it mid-log corruption. Cut it off; if even that fails, later records
+    // cannot be put behind a clean boundary, so the journal fails.
+    if (::ftruncate(fd_.get(), static_cast<off_t>(fileBytes_)) != 0) {
+      const int truncErr = errno;
+      return markFailed(Error{
+          ErrorCode::kIo,
+          fmt::format("journal {}: writing record seq {} at offset {} failed ({}), and cutting "
+                      "the partial record off failed too ({}); the journal is failed, restart "
+                      "to recover from disk",
+                      path_.string(), seq, fileBytes_, errnoText(err), errnoText(truncErr))});
+    }
+    return fail(ErrorCode::kIo,
+                fmt::format("journal {}: writing record seq {} ({} bytes) at offset {} failed: "
+                            "{}; the record was not written",
+                            path_.string(), seq, scratch_.size(), fileBytes_, errnoText(err)));
+  }
+  fileBytes_ += scratch_.size();
+  lastSeq_ = seq;
+  ++records_;
+  ++entriesSinceSnapshot_;
+  return seq;
+}
+
+Result<Seq> Journal::append(std::string_view payload) {
+  return append(std::as_bytes(std::span(payload.data(), payload.size())));
+}
+
+Result<void> Journal::sync(Seq upTo) {
+  std::unique_lock lock(mu_);
+  if (upTo > lastSeq_) {
+    return fail(ErrorCode::kInvalidArgument,
+                fmt::format("journal {}: sync up to seq {}, but the last record appended is seq {}",
+                            path_.string(), upTo, lastSeq_));
+  }
+  while (true) {
+    if (failed_) return std::unexpected(*failed_);
+    if (durableSeq_ >= upTo) return {};
+    if (syncInProgress_) {
+      cv_.wait(lock);
+      continue;
+    }
+    // Lead one group commit: everything written so far, including what other threads appended
+    // while the previous fsync ran. Appends continue while this fsync runs; they are covered by
+    // the next one. fdatasync suffices: it also flushes the file size, which appends change.
+    syncInProgress_ = true;
+    const Seq target = lastSeq_;
+    const std::uint64_t bytes = fileBytes_;
+    const int fd = fd_.get();  // compact() waits for syncInProgress_ to clear before swapping
+    lock.unlock();
+    int err = injected(options_, JournalFileOp::kAppendSync);
+    if (err == 0 && ::fdatasync(fd) != 0) err = errno;
+    lock.lock();
+    syncInProgress_ = false;
+    ++syncs_;
+    if (err != 0) {
+      // Never retry: after a failed fsync Linux may have dropped the dirty pages or marked them
+      // clean, so a second fsync can succeed without the data ever reaching the disk (the 2018
+      // PostgreSQL "fsyncgate"). Only re-reading the file after a restart tells the truth.
+      return markFailed(Error{
+          ErrorCode::kIo,
+          fmt::format("journal {}: fdatasync of records through seq {} ({} bytes) failed: {}; "
+                      "the journal is failed and will not retry, restart to recover from disk",
+                      path_.string(), target, bytes, errnoText(err))});
+    }
+    durableSeq_ = std::max(durableSeq_, target);
+    cv_.notify_all();
+  }
+}
+
+Result<Seq> Journal::appendDurable(std::span<const std::byte> payload) {
+  auto seq = append(payload);
+  if (!seq) return seq;
+  if (auto synced = sync(*seq); !synced) return std::unexpected(synced.error());
+  return seq;
+}
+
+Result<Seq> Journal::appendDurable(std::string_view payload) {
+  return appendDurable(std::as_bytes(std::span(payload.data(), payload.size())));
+}
+
+Result<Seq> Journal::compact(std::span<const std::byte> snapshot, Seq through) {
+  if (snapshot.size() > options_.maxPayloadBytes) {
+    return fail(ErrorCode::kInvalidArgument,
+                fmt::format("journal {}: snapshot of {} bytes exceeds the limit of {} bytes "
+                            "(JournalOptions::maxPayloadBytes)",
+                            path_.string(), snapshot.size(), options_.maxPayloadBytes));
+  }
+  std::unique_lock lock(mu_);
+  // Holding mu_ from here on keeps appends and new group commits out until the swap is done.
+  cv_.wait(lock, [&] { return !syncInProgress_; });
+  if (failed_) return std::unexpected(*failed_);
+  if (through != lastSeq_) {
+    return fail(ErrorCode::kConflict,
+                fmt::format("journal {}: snapshot reflects records through seq {}, but the journal "
+                            "holds records through seq {}; the later ones would be lost. Take the "
+                            "snapshot and compact while appends are paused",
+                            path_.string(), through, lastSeq_));
+  }
+  const Seq seq = lastSeq_ + 1;
+  std::vector<std::byte> bytes;
+  bytes.reserve(kFileHeaderSize + kRecordHeaderSize + snapshot.size());
+  const auto header = encodeFileHeader();
+  bytes.insert(bytes.end(), header.begin(), header.end());
+  encodeRecord(bytes, RecordKind::kSnapshot, seq, snapshot);
+
+  auto installed = installFile(path_.string(), path_, bytes, options_);
+  if (!installed) {
+    // Before the rename the old journal is untouched and still ours: report, keep going.
+    // After it, we cannot tell which file a crash would leave, so neither is safe to append to.
+    if (installed.error().stage == InstallStage::kBeforeRename) {
+      return std::unexpected(std::move(installed.error().error));
+    }
+    return markFailed(std::move(installed.error().error));
+  }
+  fd_ = std::move(*installed);
+  fileBytes_ = bytes.size();
+  records_ = 1;
+  entriesSinceSnapshot_ = 0;
+  lastSeq_ = seq;
+  durableSeq_ = seq;  // the snapshot holds every record before it, now durably
+  cv_.notify_all();
+  return seq;
+}
+
+Result<Seq> Journal::compact(std::string_view snapshot, Seq through) {
+  return compact(std::as_bytes(std::span(snapshot.data(), snapshot.size())), through);
+}
+
+JournalStats Journal::stats() const {
+  const std::lock_guard lock(mu_);
+  return JournalStats{fileBytes_, records_, entriesSinceSnapshot_, lastSeq_, durableSeq_, syncs_};
+}
+
+Seq Journal::lastSeq() const {
+  const std::lock_guard lock(mu_);
+  return lastSeq_;
+}
+
+}  // namespace vnetipam::ipam

@@ -1,0 +1,209 @@
+// Durable allocation journal of the node agent: an append-only file of checksummed records with
+// group commit, snapshot + compaction, and crash recovery.
+//
+// What a caller may rely on:
+// - A record is *acknowledged* once a sync() (or appendDurable()) covering its sequence number
+//   has returned success. An acknowledged record is recovered by every later open(), whatever
+//   crash happened after the acknowledgement. Records that were never acknowledged may or may
+//   not be recovered; when they are, they come back whole and in order.
+// - Recovery drops only a torn tail: damage after which no valid record follows. Damage with a
+//   valid record after it cannot come from a crash and may hold acknowledged records, so open()
+//   refuses it with kCorruption (naming the file and offset) instead of returning a shorter list.
+// - Payloads are opaque bytes; the agent defines what a record means.
+// - Sequence numbers start at 1 and grow by exactly 1 per record, across compactions.
+// - After an fsync failure the journal is failed: every later call returns the same kIo error.
+//   Restarting (a new open()) re-reads what actually reached the disk.
+// - All member functions are thread-safe. One process may hold a journal at a time (a lock file
+//   "<path>.lock" enforces it).
+//
+// On-disk format (all integers little-endian), version 1:
+//   file header, 16 bytes: magic "VIPJ" u32 | version u32 | reserved u32 = 0 | crc32c of the
+//   first 12 bytes u32
+//   record header, 24 bytes: magic "VIPR" u32 | payload length u32 | seq u64 | kind u8 |
+//   reserved 3 bytes = 0 | crc32c u32 over the first 20 header bytes followed by the payload
+//   then the payload bytes, no padding.
+#pragma once
+
+#include <condition_variable>
+#include <cstddef>
+#include <cstdint>
+#include <filesystem>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <span>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "lib/ipam/error.h"
+
+namespace vnetipam::ipam {
+
+using Seq = std::uint64_t;
+
+namespace detail {
+// Owns a file descriptor and closes it on destruction. Move-only.
+class UniqueFd {
+ public:
+  UniqueFd() = default;
+  explicit UniqueFd(int fd) : fd_(fd) {}
+  UniqueFd(UniqueFd&& other) noexcept : fd_(std::exchange(other.fd_, -1)) {}
+  UniqueFd& operator=(UniqueFd&& other) noexcept;
+  UniqueFd(const UniqueFd&) = delete;
+  UniqueFd& operator=(const UniqueFd&) = delete;
+  ~UniqueFd();
+
+  int get() const { return fd_; }
+  bool valid() const { return fd_ >= 0; }
+
+ private:
+  int fd_ = -1;
+};
+}  // namespace detail
+
+enum class RecordKind : std::uint8_t {
+  kEntry = 1,     // one change, applied on top of the snapshot and the entries before it
+  kSnapshot = 2,  // the whole state; replaces everything before it
+};
+
+// The file operations whose failure the journal must survive or report. Tests inject failures
+// at each of them through JournalOptions::injectFault.
+enum class JournalFileOp {
+  kAppendWrite,    // writing a record to the journal
+  kAppendSync,     // the group-commit fdatasync of the journal
+  kSnapshotWrite,  // writing the new file during compaction or creation
+  kSnapshotSync,   // fsync of that new file
+  kRename,         // renaming the new file over the journal
+  kDirSync,        // fsync of the directory after the rename
+};
+
+struct JournalOptions {
+  // Larger payloads are refused by append() and treated as damage by recovery (a length field
+  // beyond it is far more likely a flipped bit than a real record).
+  std::uint32_t maxPayloadBytes = 1u << 20;
+  // Operator override for a kCorruption refusal: truncate at the first damaged record even
+  // though valid records follow it, losing them. Never set this by default; it exists so a
+  // human who has decided the damaged data is expendable can bring the node back.
+  bool truncateCorruptTail = false;
+  // Test seam, not for production: called before each operation; a non-zero return is an errno
+  // the operation then fails with. An injected kAppendWrite fault first writes half the record,
+  // the worst a real ENOSPC can leave behind. A function rather than a file-system interface
+  // because these six points are all the journal's I/O decisions hinge on.
+  std::function<int(JournalFileOp)> injectFault;
+};
+
+struct RecoveredRecord {
+  Seq seq = 0;
+  std::vector<std::byte> payload;
+
+  bool operator==(const RecoveredRecord&) const = default;
+};
+
+// What open() found on disk.
+struct Recovered {
+  // The latest snapshot, if any, and the entries after it in sequence order.
+  std::optional<RecoveredRecord> snapshot;
+  std::vector<RecoveredRecord> entries;
+
+  // A torn tail (or, with truncateCorruptTail, damage) that was cut off the file.
+  struct Dropped {
+    std::uint64_t offset = 0;  // where the file now ends
+    std::uint64_t bytes = 0;   // how many bytes were removed
+    std::string reason;        // what was wrong with the record at offset
+  };
+  std::optional<Dropped> dropped;
+
+  bool created = false;          // no journal (or an empty or half-created one) was there
+  bool removedStaleTmp = false;  // a compaction interrupted before its rename was cleaned up
+};
+
+struct JournalStats {
+  std::uint64_t fileBytes = 0;  // current size of the journal file
+  std::uint64_t records = 0;    // records in the file, the snapshot included
+  std::uint64_t entriesSinceSnapshot = 0;
+  Seq lastSeq = 0;          // last appended (0: none yet)
+  Seq durableSeq = 0;       // last covered by a completed fsync
+  std::uint64_t syncs = 0;  // fdatasync calls made for group commit since open()
+};
+
+class Journal {
+ public:
+  // Opens (or creates) the journal at path and recovers its records. Removes a stale compaction
+  // file and truncates a torn tail (both reported in Recovered), and makes everything recovered
+  // durable before returning, so the caller may treat recovered state as acknowledged.
+  // Errors: kCorruption (damage a crash cannot explain, a foreign file, an unknown version),
+  // kConflict (another Journal holds the lock), kIo. Returned by pointer because a Journal owns
+  // the mutex its waiting callers sleep on, so it cannot move.
+  static Result<std::pair<std::unique_ptr<Journal>, Recovered>> open(std::filesystem::path path,
+                                                                     JournalOptions options = {});
+
+  Journal(const Journal&) = delete;
+  Journal& operator=(const Journal&) = delete;
+  // Closes the file without syncing: records not acknowledged by then were never promised.
+  // Precondition: no call is in progress on another thread.
+  ~Journal();
+
+  // Writes one entry with write(2), without fsync, and returns its sequence number. Cheap; make
+  // it durable with sync(). Errors: kInvalidArgument (payload too large), kIo (the record was
+  // not written and its sequence number is not used; the journal stays usable if the file could
+  // be cut back, otherwise it is failed).
+  Result<Seq> append(std::span<const std::byte> payload);
+  Result<Seq> append(std::string_view payload);
+
+  // Blocks until an fsync covering every record up to upTo has completed. Group commit: one
+  // caller at a time runs fdatasync for everything written so far while the others wait for it,
+  // so N concurrent callers cost about one fsync. Errors: kInvalidArgument (upTo was never
+  // appended), kIo (an fsync failed; the journal is failed).
+  Result<void> sync(Seq upTo);
+
+  // append() then sync() of that record.
+  Result<Seq> appendDurable(std::span<const std::byte> payload);
+  Result<Seq> appendDurable(std::string_view payload);
+
+  // Replaces the journal with a new file holding only a snapshot record, and returns the
+  // snapshot's sequence number. `through` is the last sequence number the snapshot reflects; it
+  // must be lastSeq() (the caller pauses appends while it takes the snapshot and compacts),
+  // otherwise kConflict, because entries after it would be lost. The snapshot makes every record
+  // up to it durable, so pending sync() callers return success. Crash-safe: the new file is
+  // written under "<path>.tmp", fsynced, renamed over the journal and the directory fsynced; a
+  // crash at any point leaves either the old or the new file. Errors: kInvalidArgument, kConflict,
+  // kIo (before the rename the old journal stays in use and intact; a failed directory fsync
+  // fails the journal, since the rename's durability is then unknown).
+  Result<Seq> compact(std::span<const std::byte> snapshot, Seq through);
+  Result<Seq> compact(std::string_view snapshot, Seq through);
+
+  // Size and counts, so the agent can decide when to compact.
+  JournalStats stats() const;
+  Seq lastSeq() const;
+  const std::filesystem::path& path() const { return path_; }
+
+ private:
+  Journal(std::filesystem::path path, JournalOptions options, detail::UniqueFd fd,
+          detail::UniqueFd lock, std::uint64_t fileBytes, std::uint64_t records,
+          std::uint64_t entriesSinceSnapshot, Seq lastSeq);
+
+  // Requires mu_. Every later call returns this error; wakes waiting sync() callers.
+  std::unexpected<Error> markFailed(Error error);
+
+  const std::filesystem::path path_;
+  const JournalOptions options_;
+
+  mutable std::mutex mu_;
+  std::condition_variable cv_;  // signalled when a sync finishes or a compaction swaps files
+  detail::UniqueFd fd_;
+  detail::UniqueFd lock_;           // flock held for the Journal's lifetime
+  std::vector<std::byte> scratch_;  // encoding buffer of append(), reused to avoid allocations
+  std::uint64_t fileBytes_;
+  std::uint64_t records_;
+  std::uint64_t entriesSinceSnapshot_;
+  Seq lastSeq_;
+  Seq durableSeq_;
+  std::uint64_t syncs_ = 0;
+  bool syncInProgress_ = false;
+  std::optional<Error> failed_;
+};
+
+}  // namespace vnetipam::ipam

@@ -1,0 +1,833 @@
+#include "lib/ipam/journal.h"
+
+#include <atomic>
+#include <cerrno>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <latch>
+#include <map>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <gtest/gtest.h>
+
+#include "lib/ipam/crc32c.h"
+
+namespace vnetipam::ipam {
+namespace {
+
+namespace fs = std::filesystem;
+using Bytes = std::vector<std::byte>;
+
+// ---- helpers ---------------------------------------------------------------------------------
+
+Bytes toBytes(std::string_view s) {
+  const auto b = std::as_bytes(std::span(s.data(), s.size()));
+  return Bytes(b.begin(), b.end());
+}
+
+std::string toString(const Bytes& b) {
+  return std::string(reinterpret_cast<const char*>(b.data()), b.size());
+}
+
+Bytes readFile(const fs::path& p) {
+  Bytes bytes(static_cast<std::size_t>(fs::file_size(p)));
+  std::ifstream in(p, std::ios::binary);
+  in.read(reinterpret_cast<char*>(bytes.data()), static_cast<std::streamsize>(bytes.size()));
+  EXPECT_EQ(in.gcount(), static_cast<std::streamsize>(bytes.size())) << "reading " << p;
+  return bytes;
+}
+
+void writeFile(const fs::path& p, std::span<const std::byte> bytes) {
+  std::ofstream out(p, std::ios::binary | std::ios::trunc);
+  out.write(reinterpret_cast<const char*>(bytes.data()),
+            static_cast<std::streamsize>(bytes.size()));
+  ASSERT_TRUE(out.good()) << "writing " << p;
+}
+
+// Payload of record i: sizes vary (including empty) so cuts land at every kind of boundary.
+std::string payloadFor(int i) {
+  static constexpr int kSizes[] = {64, 0, 1, 17, 64, 200, 3};
+  const int size = kSizes[i % 7];
+  std::string s = "rec" + std::to_string(i) + ":";
+  while (static_cast<int>(s.size()) < size)
+    s += static_cast<char>('a' + (static_cast<std::size_t>(i) + s.size()) % 26);
+  return s.substr(0, static_cast<std::size_t>(size));
+}
+
+std::vector<std::string> payloads(const Recovered& r) {
+  std::vector<std::string> out;
+  for (const auto& e : r.entries)
+    out.push_back(toString(e.payload));
+  return out;
+}
+
+std::vector<Seq> seqs(const Recovered& r) {
+  std::vector<Seq> out;
+  for (const auto& e : r.entries)
+    out.push_back(e.seq);
+  return out;
+}
+
+std::vector<std::string> firstPayloads(int n) {
+  std::vector<std::string> out;
+  for (int i = 0; i < n; ++i)
+    out.push_back(payloadFor(i));
+  return out;
+}
+
+struct Opened {
+  std::unique_ptr<Journal> journal;
+  Recovered recovered;
+};
+
+Opened openOk(const fs::path& p, JournalOptions options = {}) {
+  auto r = Journal::open(p, std::move(options));
+  if (!r) {
+    ADD_FAILURE() << "open " << p << ": " << toString(r.error().code) << ": " << r.error().message;
+    return {};
+  }
+  return Opened{std::move(r->first), std::move(r->second)};
+}
+
+// An encoder written independently of journal.cpp: it pins the on-disk format, and builds files
+// the writer would never produce (gaps, unknown kinds, foreign versions).
+void putLe(Bytes& out, std::uint64_t v, int n) {
+  for (int i = 0; i < n; ++i)
+    out.push_back(static_cast<std::byte>(v >> (8 * i)));
+}
+
+Bytes fileHeader(std::uint32_t version = 1) {
+  Bytes h;
+  putLe(h, 0x4A504956u, 4);  // "VIPJ"
+  putLe(h, version, 4);
+  putLe(h, 0, 4);
+  putLe(h, crc32c(h), 4);
+  return h;
+}
+
+void addRecord(Bytes& file, std::uint8_t kind, Seq seq, std::string_view payload) {
+  Bytes r;
+  putLe(r, 0x52504956u, 4);  // "VIPR"
+  putLe(r, payload.size(), 4);
+  putLe(r, seq, 8);
+  putLe(r, kind, 1);
+  putLe(r, 0, 3);
+  const auto p = std::as_bytes(std::span(payload.data(), payload.size()));
+  putLe(r, crc32cExtend(crc32c(r), p), 4);
+  r.insert(r.end(), p.begin(), p.end());
+  file.insert(file.end(), r.begin(), r.end());
+}
+
+class JournalTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    std::string tmpl = (fs::temp_directory_path() / "journal_test.XXXXXX").string();
+    ASSERT_NE(::mkdtemp(tmpl.data()), nullptr) << "mkdtemp: " << errno;
+    dir_ = tmpl;
+    path_ = dir_ / "alloc.journal";
+  }
+  void TearDown() override { fs::remove_all(dir_); }
+
+  // Writes n records with appendDurable; returns the file size after each one.
+  std::vector<std::uint64_t> writeDurable(Journal& j, int from, int n) {
+    std::vector<std::uint64_t> ends;
+    for (int i = from; i < from + n; ++i) {
+      auto seq = j.appendDurable(payloadFor(i));
+      EXPECT_TRUE(seq) << seq.error().message;
+      ends.push_back(j.stats().fileBytes);
+    }
+    return ends;
+  }
+
+  fs::path dir_;
+  fs::path path_;
+};
+
+// ---- round trip and format -------------------------------------------------------------------
+
+TEST_F(JournalTest, RoundTripKeepsPayloadsAndSeqsAndContinuesNumbering) {
+  {
+    auto o = openOk(path_);
+    ASSERT_TRUE(o.journal);
+    EXPECT_TRUE(o.recovered.created);
+    EXPECT_TRUE(o.recovered.entries.empty());
+    EXPECT_FALSE(o.recovered.snapshot);
+    for (int i = 0; i < 10; ++i) {
+      auto seq = o.journal->appendDurable(payloadFor(i));
+      ASSERT_TRUE(seq) << seq.error().message;
+      EXPECT_EQ(*seq, static_cast<Seq>(i + 1));
+    }
+    const auto st = o.journal->stats();
+    EXPECT_EQ(st.records, 10u);
+    EXPECT_EQ(st.lastSeq, 10u);
+    EXPECT_EQ(st.durableSeq, 10u);
+    EXPECT_EQ(st.fileBytes, fs::file_size(path_));
+  }
+  auto o = openOk(path_);
+  ASSERT_TRUE(o.journal);
+  EXPECT_FALSE(o.recovered.created);
+  EXPECT_FALSE(o.recovered.dropped);
+  EXPECT_EQ(payloads(o.recovered), firstPayloads(10));
+  EXPECT_EQ(seqs(o.recovered), (std::vector<Seq>{1, 2, 3, 4, 5, 6, 7, 8, 9, 10}));
+  EXPECT_EQ(o.journal->stats().durableSeq, 10u);
+  auto next = o.journal->append("eleven");
+  ASSERT_TRUE(next);
+  EXPECT_EQ(*next, 11u);
+}
+
+TEST_F(JournalTest, OnDiskFormatIsPinned) {
+  {
+    auto o = openOk(path_);
+    ASSERT_TRUE(o.journal);
+    ASSERT_TRUE(o.journal->appendDurable("10.240.0.17 web-0"));
+    ASSERT_TRUE(o.journal->appendDurable(""));
+  }
+  Bytes expected = fileHeader();
+  addRecord(expected, 1, 1, "10.240.0.17 web-0");
+  addRecord(expected, 1, 2, "");
+  EXPECT_EQ(readFile(path_), expected);
+}
+
+TEST_F(JournalTest, AppendIsDurableOnlyAfterSync) {
+  auto o = openOk(path_);
+  ASSERT_TRUE(o.journal);
+  auto& j = *o.journal;
+  ASSERT_TRUE(j.append("a"));
+  ASSERT_TRUE(j.append("b"));
+  EXPECT_EQ(j.stats().lastSeq, 2u);
+  EXPECT_EQ(j.stats().durableSeq, 0u);
+  ASSERT_TRUE(j.sync(1));
+  EXPECT_EQ(j.stats().durableSeq, 2u) << "one fsync covers everything written before it";
+  EXPECT_EQ(j.stats().syncs, 1u);
+  ASSERT_TRUE(j.sync(2));
+  EXPECT_EQ(j.stats().syncs, 1u) << "already durable: no second fsync";
+  auto bad = j.sync(3);
+  ASSERT_FALSE(bad);
+  EXPECT_EQ(bad.error().code, ErrorCode::kInvalidArgument);
+}
+
+TEST_F(JournalTest, OversizePayloadIsRefused) {
+  JournalOptions options;
+  options.maxPayloadBytes = 16;
+  auto o = openOk(path_, options);
+  ASSERT_TRUE(o.journal);
+  auto big = o.journal->append(std::string(17, 'x'));
+  ASSERT_FALSE(big);
+  EXPECT_EQ(big.error().code, ErrorCode::kInvalidArgument);
+  EXPECT_NE(big.error().message.find("17 bytes"), std::string::npos) << big.error().message;
+  EXPECT_TRUE(o.journal->append(std::string(16, 'x')));
+  EXPECT_EQ(o.journal->lastSeq(), 1u);
+}
+
+TEST_F(JournalTest, SecondOpenOfTheSameJournalIsRefused) {
+  auto first = openOk(path_);
+  ASSERT_TRUE(first.journal);
+  auto second = Journal::open(path_);
+  ASSERT_FALSE(second);
+  EXPECT_EQ(second.error().code, ErrorCode::kConflict);
+  EXPECT_NE(second.error().message.find(path_.string()), std::string::npos);
+  first.journal.reset();
+  EXPECT_TRUE(Journal::open(path_));
+}
+
+// ---- group commit ----------------------------------------------------------------------------
+
+TEST_F(JournalTest, GroupCommitFromEightThreadsKeepsEveryAcknowledgedRecord) {
+  constexpr int kThreads = 8;
+  constexpr int kPerThread = 250;
+  std::map<Seq, std::string> acked;
+  std::uint64_t syncs = 0;
+  {
+    auto o = openOk(path_);
+    ASSERT_TRUE(o.journal);
+    std::vector<std::vector<std::pair<Seq, std::string>>> perThread(kThreads);
+    std::atomic<int> failures{0};
+    {
+      std::vector<std::jthread> threads;
+      for (int t = 0; t < kThreads; ++t) {
+        threads.emplace_back([&, t] {
+          for (int i = 0; i < kPerThread; ++i) {
+            std::string p = "thread" + std::to_string(t) + "-" + std::to_string(i);
+            auto seq = o.journal->appendDurable(p);
+            if (!seq) {
+              ++failures;
+              return;
+            }
+            perThread[static_cast<std::size_t>(t)].emplace_back(*seq, std::move(p));
+          }
+        });
+      }
+    }
+    ASSERT_EQ(failures.load(), 0);
+    for (const auto& v : perThread) {
+      for (std::size_t i = 1; i < v.size(); ++i)
+        EXPECT_LT(v[i - 1].first, v[i].first);
+      for (const auto& [seq, p] : v)
+        EXPECT_TRUE(acked.emplace(seq, p).second) << "dup " << seq;
+    }
+    syncs = o.journal->stats().syncs;
+  }
+  ASSERT_EQ(acked.size(), static_cast<std::size_t>(kThreads * kPerThread));
+  EXPECT_LT(syncs, acked.size()) << "no group commit happened at all";
+  auto o = openOk(path_);
+  ASSERT_TRUE(o.journal);
+  ASSERT_EQ(o.recovered.entries.size(), acked.size());
+  Seq expectedSeq = 1;
+  for (const auto& e : o.recovered.entries) {
+    ASSERT_EQ(e.seq, expectedSeq++);
+    EXPECT_EQ(toString(e.payload), acked.at(e.seq));
+  }
+}
+
+// While one fsync is in flight, seven more appenders arrive. All seven must be covered by one
+// more fsync, not seven: that is what group commit means.
+TEST_F(JournalTest, WaitersDuringAnFsyncShareTheNextOne) {
+  std::latch leaderInFsync(1);
+  std::latch releaseLeader(1);
+  std::atomic<bool> first{true};
+  JournalOptions options;
+  options.injectFault = [&](JournalFileOp op) {
+    if (op == JournalFileOp::kAppendSync && first.exchange(false)) {
+      leaderInFsync.count_down();
+      releaseLeader.wait();
+    }
+    return 0;
+  };
+  auto o = openOk(path_, options);
+  ASSERT_TRUE(o.journal);
+  Journal& j = *o.journal;
+  std::atomic<int> ok{0};
+  {
+    std::vector<std::jthread> threads;
+    threads.emplace_back([&] { ok += j.appendDurable("leader").has_value() ? 1 : 0; });
+    leaderInFsync.wait();
+    for (int i = 0; i < 7; ++i) {
+      threads.emplace_back(
+          [&, i] { ok += j.appendDurable("follower" + std::to_string(i)).has_value() ? 1 : 0; });
+    }
+    while (j.lastSeq() < 8)
+      std::this_thread::yield();
+    releaseLeader.count_down();
+  }
+  EXPECT_EQ(ok.load(), 8);
+  EXPECT_EQ(j.stats().syncs, 2u);
+  EXPECT_EQ(j.stats().durableSeq, 8u);
+}
+
+// ---- I/O failures ----------------------------------------------------------------------------
+
+TEST_F(JournalTest, FsyncFailureFailsEveryWaiterAndEveryLaterCallWithoutRetrying) {
+  std::latch leaderInFsync(1);
+  std::latch releaseLeader(1);
+  std::atomic<int> syncCalls{0};
+  JournalOptions options;
+  options.injectFault = [&](JournalFileOp op) {
+    if (op != JournalFileOp::kAppendSync) return 0;
+    if (++syncCalls == 1) {
+      leaderInFsync.count_down();
+      releaseLeader.wait();
+      return EIO;
+    }
+    return 0;
+  };
+  auto o = openOk(path_, options);
+  ASSERT_TRUE(o.journal);
+  Journal& j = *o.journal;
+  std::atomic<int> ioErrors{0};
+  {
+    std::vector<std::jthread> threads;
+    auto run = [&](std::string p) {
+      auto r = j.appendDurable(p);
+      if (!r && r.error().code == ErrorCode::kIo) ++ioErrors;
+    };
+    threads.emplace_back(run, "leader");
+    leaderInFsync.wait();
+    for (int i = 0; i < 3; ++i)
+      threads.emplace_back(run, "waiter" + std::to_string(i));
+    while (j.lastSeq() < 4)
+      std::this_thread::yield();
+    releaseLeader.count_down();
+  }
+  EXPECT_EQ(ioErrors.load(), 4) << "every caller waiting on the failed fsync must see it";
+  EXPECT_EQ(syncCalls.load(), 1) << "a failed fsync must never be retried";
+
+  auto later = j.append("after");
+  ASSERT_FALSE(later);
+  EXPECT_EQ(later.error().code, ErrorCode::kIo);
+  EXPECT_NE(later.error().message.find(path_.string()), std::string::npos);
+  EXPECT_NE(later.error().message.find("Input/output error"), std::string::npos)
+      << later.error().message;
+  EXPECT_FALSE(j.sync(1));
+  EXPECT_FALSE(j.compact("state", j.lastSeq()));
+  EXPECT_EQ(syncCalls.load(), 1);
+}
+
+TEST_F(JournalTest, FailedWriteLeavesNoPartialRecordAndJournalContinues) {
+  int writes = 0;
+  JournalOptions options;
+  options.injectFault = [&](JournalFileOp op) {
+    return op == JournalFileOp::kAppendWrite && ++writes == 2 ? ENOSPC : 0;
+  };
+  {
+    auto o = openOk(path_, options);
+    ASSERT_TRUE(o.journal);
+    Journal& j = *o.journal;
+    ASSERT_TRUE(j.append("first"));
+    const auto sizeBefore = fs::file_size(path_);
+    auto failed = j.append("second, never written");
+    ASSERT_FALSE(failed);
+    EXPECT_EQ(failed.error().code, ErrorCode::kIo);
+    EXPECT_NE(failed.error().message.find("No space left"), std::string::npos)
+        << failed.error().message;
+    EXPECT_EQ(fs::file_size(path_), sizeBefore) << "the half-written record must be cut off";
+    auto third = j.appendDurable("third");
+    ASSERT_TRUE(third) << third.error().message;
+    EXPECT_EQ(*third, 2u) << "the failed append must not use up a sequence number";
+  }
+  auto o = openOk(path_);
+  ASSERT_TRUE(o.journal);
+  EXPECT_FALSE(o.recovered.dropped);
+  EXPECT_EQ(payloads(o.recovered), (std::vector<std::string>{"first", "third"}));
+}
+
+// ---- compaction ------------------------------------------------------------------------------
+
+TEST_F(JournalTest, CompactionKeepsStateAndSurvivesReopen) {
+  {
+    auto o = openOk(path_);
+    ASSERT_TRUE(o.journal);
+    Journal& j = *o.journal;
+    writeDurable(j, 0, 10);
+    const auto before = j.stats().fileBytes;
+
+    auto stale = j.compact("state through 9", 9);
+    ASSERT_FALSE(stale);
+    EXPECT_EQ(stale.error().code, ErrorCode::kConflict);
+    EXPECT_EQ(j.stats().fileBytes, before) << "a refused compaction must change nothing";
+
+    auto snap = j.compact("state through 10", 10);
+    ASSERT_TRUE(snap) << snap.error().message;
+    EXPECT_EQ(*snap, 11u);
+    const auto st = j.stats();
+    EXPECT_EQ(st.records, 1u);
+    EXPECT_EQ(st.entriesSinceSnapshot, 0u);
+    EXPECT_EQ(st.fileBytes, 16u + 24u + std::string_view("state through 10").size());
+    EXPECT_EQ(st.fileBytes, fs::file_size(path_));
+    for (int i = 0; i < 3; ++i)
+      ASSERT_TRUE(j.appendDurable("after" + std::to_string(i)));
+    EXPECT_EQ(j.stats().entriesSinceSnapshot, 3u);
+  }
+  EXPECT_FALSE(fs::exists(fs::path(path_.string() + ".tmp")));
+  auto o = openOk(path_);
+  ASSERT_TRUE(o.journal);
+  ASSERT_TRUE(o.recovered.snapshot);
+  EXPECT_EQ(o.recovered.snapshot->seq, 11u);
+  EXPECT_EQ(toString(o.recovered.snapshot->payload), "state through 10");
+  EXPECT_EQ(payloads(o.recovered), (std::vector<std::string>{"after0", "after1", "after2"}));
+  EXPECT_EQ(seqs(o.recovered), (std::vector<Seq>{12, 13, 14}));
+  EXPECT_EQ(o.journal->stats().records, 4u);
+  EXPECT_EQ(o.journal->stats().entriesSinceSnapshot, 3u);
+}
+
+TEST_F(JournalTest, CompactionMakesPendingAppendsDurableWithoutAnFsyncOfTheOldFile) {
+  auto o = openOk(path_);
+  ASSERT_TRUE(o.journal);
+  Journal& j = *o.journal;
+  for (int i = 0; i < 3; ++i)
+    ASSERT_TRUE(j.append(payloadFor(i)));
+  EXPECT_EQ(j.stats().durableSeq, 0u);
+  ASSERT_TRUE(j.compact("state through 3", 3));
+  EXPECT_EQ(j.stats().durableSeq, 4u);
+  EXPECT_TRUE(j.sync(3));
+  EXPECT_EQ(j.stats().syncs, 0u);
+}
+
+TEST_F(JournalTest, StaleCompactionFilesAreIgnoredAndRemoved) {
+  const fs::path tmp = path_.string() + ".tmp";
+  {
+    auto o = openOk(path_);
+    ASSERT_TRUE(o.journal);
+    writeDurable(*o.journal, 0, 5);
+  }
+  // A compaction that died while writing: garbage in the tmp file.
+  writeFile(tmp, toBytes("half a snapsh"));
+  {
+    auto o = openOk(path_);
+    ASSERT_TRUE(o.journal);
+    EXPECT_TRUE(o.recovered.removedStaleTmp);
+    EXPECT_EQ(payloads(o.recovered), firstPayloads(5));
+    EXPECT_FALSE(fs::exists(tmp));
+  }
+  // A compaction that died after its fsync but before the rename: a complete, valid journal in
+  // the tmp file. The rename is the commit point, so the old file still rules.
+  Bytes complete = fileHeader();
+  addRecord(complete, 2, 6, "snapshot that was never installed");
+  writeFile(tmp, complete);
+  auto o = openOk(path_);
+  ASSERT_TRUE(o.journal);
+  EXPECT_TRUE(o.recovered.removedStaleTmp);
+  EXPECT_FALSE(o.recovered.snapshot);
+  EXPECT_EQ(payloads(o.recovered), firstPayloads(5));
+  EXPECT_FALSE(fs::exists(tmp));
+}
+
+// A failure at each step of compaction stands for a crash there: before the rename the old file
+// must stay complete and in use, after it the new one is the journal.
+TEST_F(JournalTest, CompactionFailureBeforeRenameKeepsTheOldJournalInUse) {
+  for (JournalFileOp failing :
+       {JournalFileOp::kSnapshotWrite, JournalFileOp::kSnapshotSync, JournalFileOp::kRename}) {
+    SCOPED_TRACE(static_cast<int>(failing));
+    fs::remove_all(dir_);
+    fs::create_directories(dir_);
+    bool armed = false;
+    JournalOptions options;
+    options.injectFault = [&](JournalFileOp op) { return armed && op == failing ? EIO : 0; };
+    {
+      auto o = openOk(path_, options);
+      ASSERT_TRUE(o.journal);
+      Journal& j = *o.journal;
+      writeDurable(j, 0, 5);
+      armed = true;
+      auto r = j.compact("state", 5);
+      armed = false;
+      ASSERT_FALSE(r);
+      EXPECT_EQ(r.error().code, ErrorCode::kIo);
+      EXPECT_FALSE(fs::exists(fs::path(path_.string() + ".tmp")));
+      auto after = j.appendDurable("after failed compaction");
+      ASSERT_TRUE(after) << after.error().message;
+      EXPECT_EQ(*after, 6u);
+    }
+    auto o = openOk(path_);
+    ASSERT_TRUE(o.journal);
+    EXPECT_FALSE(o.recovered.snapshot);
+    auto expected = firstPayloads(5);
+    expected.push_back("after failed compaction");
+    EXPECT_EQ(payloads(o.recovered), expected);
+  }
+}
+
+TEST_F(JournalTest, DirectoryFsyncFailureAfterRenameFailsTheJournal) {
+  bool armed = false;
+  JournalOptions options;
+  options.injectFault = [&](JournalFileOp op) {
+    return armed && op == JournalFileOp::kDirSync ? EIO : 0;
+  };
+  {
+    auto o = openOk(path_, options);
+    ASSERT_TRUE(o.journal);
+    Journal& j = *o.journal;
+    writeDurable(j, 0, 5);
+    armed = true;
+    auto r = j.compact("state", 5);
+    ASSERT_FALSE(r);
+    EXPECT_EQ(r.error().code, ErrorCode::kIo);
+    EXPECT_NE(r.error().message.find("directory"), std::string::npos) << r.error().message;
+    armed = false;
+    EXPECT_FALSE(j.append("must not be accepted: which file survives a crash is unknown"));
+  }
+  // The rename did happen, so a reopen sees the new file.
+  auto o = openOk(path_);
+  ASSERT_TRUE(o.journal);
+  ASSERT_TRUE(o.recovered.snapshot);
+  EXPECT_EQ(o.recovered.snapshot->seq, 6u);
+  EXPECT_TRUE(o.recovered.entries.empty());
+}
+
+// ---- crash recovery --------------------------------------------------------------------------
+
+// K acknowledged records, then a few more (synced or not makes no difference to the bytes). A
+// crash can leave any prefix of the file; at every cut, recovery must return exactly the records
+// that lie wholly before the cut, cut the rest off, and go on appending cleanly.
+TEST_F(JournalTest, TruncationAtEveryByteOfTheLastRecordsRecoversExactlyTheCompleteOnes) {
+  constexpr int kAcked = 20;
+  constexpr int kMore = 5;
+  std::vector<std::uint64_t> ends;
+  {
+    auto o = openOk(path_);
+    ASSERT_TRUE(o.journal);
+    ends = writeDurable(*o.journal, 0, kAcked);
+    for (int i = kAcked; i < kAcked + kMore; ++i) {
+      ASSERT_TRUE(o.journal->append(payloadFor(i)));
+      ends.push_back(o.journal->stats().fileBytes);
+    }
+  }
+  const Bytes full = readFile(path_);
+  ASSERT_EQ(full.size(), ends.back());
+  const fs::path cutPath = dir_ / "cut.journal";
+  const std::uint64_t from = ends[kAcked - 3];  // start of the last two acknowledged records
+  for (std::uint64_t cut = from; cut <= full.size(); ++cut) {
+    SCOPED_TRACE("cut at " + std::to_string(cut));
+    writeFile(cutPath, std::span(full).first(static_cast<std::size_t>(cut)));
+    int complete = 0;
+    while (complete < static_cast<int>(ends.size()) &&
+           ends[static_cast<std::size_t>(complete)] <= cut) {
+      ++complete;
+    }
+    const std::uint64_t goodEnd = ends[static_cast<std::size_t>(complete - 1)];
+    {
+      auto o = openOk(cutPath);
+      ASSERT_TRUE(o.journal);
+      ASSERT_EQ(payloads(o.recovered), firstPayloads(complete));
+      EXPECT_EQ(o.recovered.entries.back().seq, static_cast<Seq>(complete));
+      if (cut == goodEnd) {
+        EXPECT_FALSE(o.recovered.dropped);
+      } else {
+        ASSERT_TRUE(o.recovered.dropped);
+        EXPECT_EQ(o.recovered.dropped->offset, goodEnd);
+        EXPECT_EQ(o.recovered.dropped->bytes, cut - goodEnd);
+      }
+      EXPECT_EQ(fs::file_size(cutPath), goodEnd);
+      auto next = o.journal->appendDurable("after crash");
+      ASSERT_TRUE(next) << next.error().message;
+      EXPECT_EQ(*next, static_cast<Seq>(complete + 1));
+    }
+    auto again = openOk(cutPath);
+    ASSERT_TRUE(again.journal);
+    EXPECT_FALSE(again.recovered.dropped);
+    ASSERT_EQ(again.recovered.entries.size(), static_cast<std::size_t>(complete + 1));
+    EXPECT_EQ(toString(again.recovered.entries.back().payload), "after crash");
+  }
+}
+
+TEST_F(JournalTest, TruncationInsideTheFirstRecordKeepsAnEmptyJournal) {
+  {
+    auto o = openOk(path_);
+    ASSERT_TRUE(o.journal);
+    writeDurable(*o.journal, 0, 1);
+  }
+  const Bytes full = readFile(path_);
+  const fs::path cutPath = dir_ / "cut.journal";
+  for (std::size_t cut = 16; cut < full.size(); ++cut) {
+    SCOPED_TRACE("cut at " + std::to_string(cut));
+    writeFile(cutPath, std::span(full).first(cut));
+    auto o = openOk(cutPath);
+    ASSERT_TRUE(o.journal);
+    EXPECT_TRUE(o.recovered.entries.empty());
+    EXPECT_EQ(o.recovered.dropped.has_value(), cut > 16);
+    EXPECT_EQ(fs::file_size(cutPath), 16u);
+  }
+}
+
+TEST_F(JournalTest, EveryByteFlipInTheLastRecordDropsExactlyThatRecord) {
+  constexpr int kRecords = 8;
+  std::vector<std::uint64_t> ends;
+  {
+    auto o = openOk(path_);
+    ASSERT_TRUE(o.journal);
+    ends = writeDurable(*o.journal, 0, kRecords);
+  }
+  const Bytes full = readFile(path_);
+  const std::uint64_t lastStart = ends[kRecords - 2];
+  const fs::path flipPath = dir_ / "flip.journal";
+  for (std::size_t i = lastStart; i < full.size(); ++i) {
+    for (std::byte mask : {std::byte{0x01}, std::byte{0x80}, std::byte{0xFF}}) {
+      SCOPED_TRACE("byte " + std::to_string(i) + " mask " +
+                   std::to_string(std::to_integer<int>(mask)));
+      Bytes damaged = full;
+      damaged[i] ^= mask;
+      writeFile(flipPath, damaged);
+      auto o = openOk(flipPath);
+      ASSERT_TRUE(o.journal);
+      EXPECT_EQ(payloads(o.recovered), firstPayloads(kRecords - 1));
+      ASSERT_TRUE(o.recovered.dropped);
+      EXPECT_EQ(o.recovered.dropped->offset, lastStart);
+      EXPECT_EQ(o.recovered.dropped->bytes, full.size() - lastStart);
+    }
+  }
+}
+
+// Damage followed by a valid record is not a crash: the damaged record was written before one
+// that reached the disk, so it may have been acknowledged. Recovery must refuse loudly rather
+// than return a shorter list, and must leave the file as it found it.
+TEST_F(JournalTest, EveryByteFlipInAnEarlyRecordIsCorruptionNotATornTail) {
+  constexpr int kRecords = 8;
+  std::vector<std::uint64_t> ends;
+  {
+    auto o = openOk(path_);
+    ASSERT_TRUE(o.journal);
+    ends = writeDurable(*o.journal, 0, kRecords);
+  }
+  const Bytes full = readFile(path_);
+  const std::size_t start = ends[1];  // record index 2, seq 3
+  const std::size_t end = ends[2];
+  const fs::path flipPath = dir_ / "flip.journal";
+  for (std::size_t i = start; i < end; ++i) {
+    SCOPED_TRACE("byte " + std::to_string(i));
+    Bytes damaged = full;
+    damaged[i] ^= std::byte{0x01};
+    writeFile(flipPath, damaged);
+    auto r = Journal::open(flipPath);
+    ASSERT_FALSE(r) << "recovered " << r->second.entries.size() << " records from a damaged log";
+    EXPECT_EQ(r.error().code, ErrorCode::kCorruption);
+    EXPECT_NE(r.error().message.find(flipPath.string()), std::string::npos) << r.error().message;
+    EXPECT_NE(r.error().message.find("offset " + std::to_string(start)), std::string::npos)
+        << r.error().message;
+    EXPECT_EQ(readFile(flipPath), damaged) << "a refused recovery must not modify the file";
+  }
+}
+
+TEST_F(JournalTest, OperatorCanTruncateAtCorruptionExplicitly) {
+  std::vector<std::uint64_t> ends;
+  {
+    auto o = openOk(path_);
+    ASSERT_TRUE(o.journal);
+    ends = writeDurable(*o.journal, 0, 6);
+  }
+  Bytes damaged = readFile(path_);
+  damaged[ends[1] + 20] ^= std::byte{0x40};  // the checksum of seq 3
+  writeFile(path_, damaged);
+  ASSERT_FALSE(Journal::open(path_));
+  JournalOptions options;
+  options.truncateCorruptTail = true;
+  auto o = openOk(path_, options);
+  ASSERT_TRUE(o.journal);
+  EXPECT_EQ(payloads(o.recovered), firstPayloads(2));
+  ASSERT_TRUE(o.recovered.dropped);
+  EXPECT_EQ(o.recovered.dropped->offset, ends[1]);
+  EXPECT_EQ(o.recovered.dropped->bytes, damaged.size() - ends[1]);
+  EXPECT_NE(o.recovered.dropped->reason.find("truncateCorruptTail"), std::string::npos);
+}
+
+TEST_F(JournalTest, ZeroFilledTailAfterTheLastRecordIsATornTail) {
+  {
+    auto o = openOk(path_);
+    ASSERT_TRUE(o.journal);
+    writeDurable(*o.journal, 0, 3);
+  }
+  Bytes bytes = readFile(path_);
+  const auto goodSize = bytes.size();
+  bytes.resize(goodSize + 4096, std::byte{0});  // what some file systems show after a crash
+  writeFile(path_, bytes);
+  auto o = openOk(path_);
+  ASSERT_TRUE(o.journal);
+  EXPECT_EQ(payloads(o.recovered), firstPayloads(3));
+  ASSERT_TRUE(o.recovered.dropped);
+  EXPECT_EQ(o.recovered.dropped->bytes, 4096u);
+  EXPECT_NE(o.recovered.dropped->reason.find("magic"), std::string::npos);
+}
+
+// ---- file header -----------------------------------------------------------------------------
+
+TEST_F(JournalTest, ZeroLengthFileStartsAnEmptyJournal) {
+  writeFile(path_, {});
+  {
+    auto o = openOk(path_);
+    ASSERT_TRUE(o.journal);
+    EXPECT_TRUE(o.recovered.created);
+    EXPECT_TRUE(o.recovered.entries.empty());
+    EXPECT_FALSE(o.recovered.dropped);
+    EXPECT_EQ(fs::file_size(path_), 16u);
+    ASSERT_TRUE(o.journal->appendDurable("first"));
+  }
+  auto o = openOk(path_);
+  ASSERT_TRUE(o.journal);
+  EXPECT_EQ(payloads(o.recovered), (std::vector<std::string>{"first"}));
+}
+
+TEST_F(JournalTest, PartialHeaderFromAnInterruptedCreationStartsAnEmptyJournal) {
+  const Bytes header = fileHeader();
+  for (std::size_t n = 1; n < header.size(); ++n) {
+    SCOPED_TRACE("header bytes " + std::to_string(n));
+    writeFile(path_, std::span(header).first(n));
+    {
+      auto o = openOk(path_);
+      ASSERT_TRUE(o.journal);
+      EXPECT_TRUE(o.recovered.created);
+      EXPECT_TRUE(o.recovered.entries.empty());
+      ASSERT_TRUE(o.recovered.dropped);
+      EXPECT_EQ(o.recovered.dropped->bytes, n);
+      ASSERT_TRUE(o.journal->appendDurable("x"));
+    }
+    auto o = openOk(path_);
+    ASSERT_TRUE(o.journal);
+    EXPECT_EQ(payloads(o.recovered), (std::vector<std::string>{"x"}));
+  }
+}
+
+TEST_F(JournalTest, ForeignOrFutureFilesAreRefusedAndLeftAlone) {
+  struct Case {
+    std::string name;
+    Bytes bytes;
+    std::string mentions;
+  };
+  Bytes future = fileHeader(2);
+  Bytes flippedHeader = fileHeader();
+  flippedHeader[13] ^= std::byte{0x01};
+  const std::vector<Case> cases = {
+      {"short foreign file", toBytes("hello"), "not the start of a journal header"},
+      {"foreign file", toBytes("#!/bin/sh\necho not a journal\n"), "not a vnet-ipam journal"},
+      {"future version", future, "version 2"},
+      {"damaged header", flippedHeader, "checksum"},
+  };
+  for (const auto& c : cases) {
+    SCOPED_TRACE(c.name);
+    writeFile(path_, c.bytes);
+    auto r = Journal::open(path_);
+    ASSERT_FALSE(r);
+    EXPECT_EQ(r.error().code, ErrorCode::kCorruption);
+    EXPECT_NE(r.error().message.find(c.mentions), std::string::npos) << r.error().message;
+    EXPECT_NE(r.error().message.find(path_.string()), std::string::npos) << r.error().message;
+    EXPECT_EQ(readFile(path_), c.bytes);
+  }
+}
+
+// ---- records the writer never produces -------------------------------------------------------
+
+TEST_F(JournalTest, SequenceGapsAndRestartsAreCorruption) {
+  struct Case {
+    std::string name;
+    std::vector<Seq> seqs;
+    std::string mentions;
+  };
+  const std::vector<Case> cases = {
+      {"gap", {1, 2, 4}, "seq 4 after seq 2"},
+      {"repeat", {1, 2, 2}, "seq 2 after seq 2"},
+      {"backwards", {5, 6, 3}, "seq 3 after seq 6"},
+      {"zero", {0, 1}, "seq 0"},
+  };
+  for (const auto& c : cases) {
+    SCOPED_TRACE(c.name);
+    Bytes file = fileHeader();
+    for (Seq s : c.seqs)
+      addRecord(file, 1, s, "p" + std::to_string(s));
+    writeFile(path_, file);
+    auto r = Journal::open(path_);
+    ASSERT_FALSE(r);
+    EXPECT_EQ(r.error().code, ErrorCode::kCorruption);
+    EXPECT_NE(r.error().message.find(c.mentions), std::string::npos) << r.error().message;
+  }
+}
+
+TEST_F(JournalTest, UnknownRecordKindIsCorruption) {
+  Bytes file = fileHeader();
+  addRecord(file, 1, 1, "entry");
+  addRecord(file, 9, 2, "from a newer agent");
+  writeFile(path_, file);
+  auto r = Journal::open(path_);
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().code, ErrorCode::kCorruption);
+  EXPECT_NE(r.error().message.find("kind 9"), std::string::npos) << r.error().message;
+}
+
+TEST_F(JournalTest, SnapshotReplacesEverythingBeforeIt) {
+  Bytes file = fileHeader();
+  addRecord(file, 1, 1, "e1");
+  addRecord(file, 1, 2, "e2");
+  addRecord(file, 2, 3, "s3");
+  addRecord(file, 1, 4, "e4");
+  writeFile(path_, file);
+  auto o = openOk(path_);
+  ASSERT_TRUE(o.journal);
+  ASSERT_TRUE(o.recovered.snapshot);
+  EXPECT_EQ(o.recovered.snapshot->seq, 3u);
+  EXPECT_EQ(toString(o.recovered.snapshot->payload), "s3");
+  EXPECT_EQ(payloads(o.recovered), (std::vector<std::string>{"e4"}));
+  EXPECT_EQ(o.journal->stats().entriesSinceSnapshot, 1u);
+  EXPECT_EQ(o.journal->stats().records, 4u);
+}
+
+}  // namespace
+}  // namespace vnetipam::ipam
