@@ -1,0 +1,44 @@
+// JSON mapping of PodSubnet and IPBlock (nlohmann::json <-> the types in api/types.h).
+//
+// Decoding checks shape only: JSON types, integer ranges, the phase enum. What the values mean
+// (CIDR syntax, alignment, ranges, required fields) is validate()'s job (api/validation.h), so a
+// caller can decode anything the API server holds and then report every problem at once.
+//
+// What a caller may rely on:
+// - An absent or null field decodes as its default (the same defaults as the CRD, api/constants.h).
+// - Unknown members are kept in the `extra` of their level and encoded again (see api/types.h), so
+//   toJson(fromJson(j)) == j for any j whose known fields are present and of the right type, apart
+//   from two normalisations: a status equal to the default one (absent, {}, or only zeros and
+//   Pending) is left out, and a null spec or status field is dropped (null means absent).
+// - apiVersion and kind, when present, must be vnetipam.io/v1alpha1 and the kind asked for;
+//   toJson always writes them.
+// - Every error is an ipam::Error with code kInvalidArgument whose message names the object and the
+//   JSON path: `IPBlock "x": spec.cidr: expected a string, got number`.
+#pragma once
+
+#include <nlohmann/json.hpp>
+
+#include "api/types.h"
+#include "lib/ipam/error.h"
+
+namespace vnetipam::api {
+
+template <typename T>
+using Result = ipam::Result<T>;
+
+Result<PodSubnet> podSubnetFromJson(const nlohmann::json& j);
+nlohmann::json toJson(const PodSubnet& subnet);
+
+Result<IPBlock> ipBlockFromJson(const nlohmann::json& j);
+nlohmann::json toJson(const IPBlock& block);
+
+// The pieces, for callers that build patches or read lists.
+Result<ObjectMeta> objectMetaFromJson(const nlohmann::json& j);
+nlohmann::json toJson(const ObjectMeta& meta);
+nlohmann::json toJson(const Condition& condition);
+nlohmann::json toJson(const PodSubnetSpec& spec);
+nlohmann::json toJson(const PodSubnetStatus& status);
+nlohmann::json toJson(const IPBlockSpec& spec);
+nlohmann::json toJson(const IPBlockStatus& status);
+
+}  // namespace vnetipam::api

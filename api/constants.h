@@ -1,0 +1,67 @@
+// Every name and number of the vnetipam.io API in one place. The CRD manifests in crds/ repeat
+// some of them (defaults, ranges, lengths); unit/api/crd_test.cpp fails if the two disagree.
+#pragma once
+
+#include <cstdint>
+#include <string_view>
+
+namespace vnetipam::api {
+
+inline constexpr std::string_view kGroup = "vnetipam.io";
+inline constexpr std::string_view kVersion = "v1alpha1";
+inline constexpr std::string_view kApiVersion = "vnetipam.io/v1alpha1";
+
+inline constexpr std::string_view kPodSubnetKind = "PodSubnet";
+inline constexpr std::string_view kPodSubnetPlural = "podsubnets";
+inline constexpr std::string_view kPodSubnetShortName = "psn";
+inline constexpr std::string_view kIPBlockKind = "IPBlock";
+inline constexpr std::string_view kIPBlockPlural = "ipblocks";
+inline constexpr std::string_view kIPBlockShortName = "ipb";
+// `kubectl get vnetipam` lists both kinds.
+inline constexpr std::string_view kCategory = "vnetipam";
+
+// Labels on every IPBlock, for label selectors and `kubectl get ipb -l`. A label value is at most
+// 63 characters, so a node with a longer name cannot carry kNodeLabel: watch a node's blocks with
+// the field selector spec.nodeName=<node> (a selectable field), never with this label.
+inline constexpr std::string_view kNodeLabel = "vnetipam.io/node";
+inline constexpr std::string_view kSubnetLabel = "vnetipam.io/subnet";
+// Keeps an IPBlock until the controller has removed its prefix from the node's NIC.
+inline constexpr std::string_view kNicReleaseFinalizer = "vnetipam.io/nic-release";
+
+// Server-side apply field managers. The controller owns spec, status.phase, status.nic,
+// status.capacity and status.conditions; the agent owns status.used.
+inline constexpr std::string_view kControllerFieldManager = "vnet-ipam-controller";
+inline constexpr std::string_view kAgentFieldManager = "vnet-ipam-agent";
+
+// PodSubnet spec defaults, applied by the API server (CRD `default:`) and by the decoder here.
+// /28 because Azure accepts only /28 prefixes on a NIC ipConfiguration; an IPv6 PodSubnet must set
+// blockPrefixLength itself (Azure's IPv6 NIC prefix is /80).
+inline constexpr int kDefaultBlockPrefixLength = 28;
+inline constexpr int kDefaultMinFreeIPsPerNode = 8;
+inline constexpr int kDefaultMaxBlocksPerNode = 16;
+inline constexpr std::int64_t kDefaultReleaseDelaySeconds = 300;
+
+// blockPrefixLength ranges per family. The lower bounds keep a block within what one node can use
+// (an IPv4 /16 is 65,536 pods) and, for IPv6, at the /64 that Azure requires of an IPv6 subnet.
+// /32 and /128 blocks are allowed: in transparent mode a pod has no network or broadcast address to
+// lose, so a block of one address works (tests use it). The length must also be >= the subnet's.
+inline constexpr int kMinBlockPrefixLengthV4 = 16;
+inline constexpr int kMaxBlockPrefixLengthV4 = 32;
+inline constexpr int kMinBlockPrefixLengthV6 = 64;
+inline constexpr int kMaxBlockPrefixLengthV6 = 128;
+// Azure allows 256 ipConfigurations on a NIC; a block takes one.
+inline constexpr int kMaxMaxBlocksPerNode = 256;
+
+// String length limits, in the CRD as maxLength (they also bound the CEL cost estimates).
+// 49 = the longest IPv6 text (45, "0000:...:255.255.255.255") plus "/128".
+inline constexpr int kMaxCidrLength = 49;
+inline constexpr int kMaxReservedCIDRs = 64;
+inline constexpr int kMaxAzureSubnetIDLength = 512;
+inline constexpr int kMaxDns1123SubdomainLength = 253;
+// A PodSubnet name is at most this long so that every block name (name + "-" + at most 43
+// characters of mangled IPv6 prefix) stays a valid object name of at most 253 characters.
+inline constexpr int kMaxPodSubnetNameLength = 200;
+inline constexpr int kMaxNodeSelectorLabels = 32;
+inline constexpr int kMaxConditions = 16;
+
+}  // namespace vnetipam::api

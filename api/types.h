@@ -1,0 +1,149 @@
+// C++ types of the vnetipam.io/v1alpha1 API: PodSubnet and IPBlock (see DESIGN.md, "API").
+//
+// The types mirror the wire format field for field; CIDRs stay strings here (parse them with
+// ipam::Prefix::parse after validate() has passed) so that a decoded object re-encodes exactly and
+// validation can report a bad CIDR as a field error instead of a decode failure.
+//
+// Unknown fields are preserved, never dropped: every object level (the top level, spec, status,
+// nic, each condition) has an `extra` member holding the JSON members this version does not know,
+// and metadata keeps the whole original JSON object in `ObjectMeta::raw`. A controller that reads
+// an object written by a newer version and writes it back (update) therefore keeps the newer
+// fields. For server-side apply, send only the fields your manager owns, not toJson(whole object):
+// applying fields you do not own would take their ownership.
+//
+// Timestamps are RFC 3339 strings exactly as the API server sent them.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "api/constants.h"
+
+namespace vnetipam::api {
+
+struct ObjectMeta {
+  std::string name;
+  std::string uid;
+  std::string resourceVersion;
+  std::int64_t generation = 0;
+  std::map<std::string, std::string> labels;
+  std::map<std::string, std::string> annotations;
+  std::vector<std::string> finalizers;
+  std::optional<std::string> deletionTimestamp;
+  std::optional<std::string> creationTimestamp;
+  // The metadata object as decoded (managedFields, ownerReferences, namespace, ...). On encoding,
+  // the typed fields above overwrite their keys in it; an unset typed field removes its key.
+  nlohmann::json raw = nlohmann::json::object();
+
+  bool operator==(const ObjectMeta&) const = default;
+};
+
+// metav1.Condition.
+struct Condition {
+  std::string type;
+  std::string status;  // "True", "False" or "Unknown"
+  std::string reason;
+  std::string message;
+  std::string lastTransitionTime;
+  std::int64_t observedGeneration = 0;  // 0: not set
+  nlohmann::json extra = nlohmann::json::object();
+
+  bool operator==(const Condition&) const = default;
+};
+
+// Condition types of a PodSubnet.
+inline constexpr std::string_view kConditionReady = "Ready";
+inline constexpr std::string_view kConditionExhausted = "Exhausted";
+
+struct PodSubnetSpec {
+  // Exactly one of the two is set: the ARM id of an Azure VNET subnet, or a plain CIDR.
+  std::optional<std::string> azureSubnetID;
+  std::optional<std::string> cidr;
+  int blockPrefixLength = kDefaultBlockPrefixLength;
+  // Only nodes carrying all of these labels get blocks; empty selects every node.
+  std::map<std::string, std::string> nodeSelector;
+  int minFreeIPsPerNode = kDefaultMinFreeIPsPerNode;
+  int maxBlocksPerNode = kDefaultMaxBlocksPerNode;
+  std::int64_t releaseDelaySeconds = kDefaultReleaseDelaySeconds;
+  // Never handed out (gateways, addresses used by VMs). Each inside cidr when cidr is set.
+  std::vector<std::string> reservedCIDRs;
+  nlohmann::json extra = nlohmann::json::object();
+
+  bool operator==(const PodSubnetSpec&) const = default;
+};
+
+struct PodSubnetStatus {
+  std::string
+      cidr;  // the subnet's prefix (read from Azure for azureSubnetID); empty: not known yet
+  std::int64_t totalBlocks = 0;
+  std::int64_t allocatedBlocks = 0;
+  std::int64_t allocatedIPs = 0;
+  std::vector<Condition> conditions;
+  nlohmann::json extra = nlohmann::json::object();
+
+  bool operator==(const PodSubnetStatus&) const = default;
+};
+
+struct PodSubnet {
+  ObjectMeta metadata;
+  PodSubnetSpec spec;
+  PodSubnetStatus status;  // a default-constructed status is encoded as no status at all
+  nlohmann::json extra = nlohmann::json::object();
+
+  bool operator==(const PodSubnet&) const = default;
+};
+
+// Lifecycle of a block: Pending (created) -> Programmed (prefix on the NIC) -> Ready (the agent
+// serves it); Releasing once it is being returned.
+enum class BlockPhase : std::uint8_t { kPending, kProgrammed, kReady, kReleasing };
+
+// Defined with the codec (api/codec.cpp), the only place phases meet text.
+std::string_view toString(BlockPhase phase);
+std::optional<BlockPhase> parseBlockPhase(std::string_view text);
+
+// The NIC ipConfiguration that carries the block's prefix.
+struct NicRef {
+  std::string id;               // ARM id of the network interface
+  std::string ipConfiguration;  // name of the ipConfiguration on it
+  nlohmann::json extra = nlohmann::json::object();
+
+  bool operator==(const NicRef&) const = default;
+};
+
+struct IPBlockSpec {
+  std::string podSubnet;
+  std::string cidr;
+  std::string nodeName;
+  nlohmann::json extra = nlohmann::json::object();
+
+  bool operator==(const IPBlockSpec&) const = default;
+};
+
+struct IPBlockStatus {
+  BlockPhase phase = BlockPhase::kPending;  // an absent phase reads as Pending
+  std::int64_t used = 0;                    // written by the agent
+  std::int64_t capacity = 0;
+  std::optional<NicRef> nic;
+  std::vector<Condition> conditions;
+  std::optional<std::string> lastTransitionTime;  // of the last phase change
+  nlohmann::json extra = nlohmann::json::object();
+
+  bool operator==(const IPBlockStatus&) const = default;
+};
+
+struct IPBlock {
+  ObjectMeta metadata;
+  IPBlockSpec spec;
+  IPBlockStatus status;  // a default-constructed status is encoded as no status at all
+  nlohmann::json extra = nlohmann::json::object();
+
+  bool operator==(const IPBlock&) const = default;
+};
+
+}  // namespace vnetipam::api
