@@ -19,9 +19,8 @@ namespace vnetipam::api {
 // checks the same scheme (metadata.name must equal it), so no block can exist under another name.
 //
 // The text is ipam::Prefix::toString(); the CRD builds the same name from spec.cidr, which it
-// requires in the canonical form of Go's netip. The two agree for every prefix except IPv6 ones in
-// ::/96 other than :: and ::1, which glibc prints in dotted form ("::0.1.0.0") and Go in hex
-// ("::1:0"): blocks in that deprecated range cannot be created.
+// requires in the canonical form of Go's netip. Prefix::toString prints that same form (its own
+// RFC 5952 writer, not glibc's, which would print ::1:0 as "::0.1.0.0"), so the two agree.
 //
 // For one subnet the mapping is injective (the canonical text of a prefix is unique, and an IPv4
 // tail has exactly five numbers and no "--", an IPv6 one has nine groups or a "--"). Across

@@ -56,22 +56,50 @@ Result<IPAddress> IPAddress::parse(std::string_view text) {
   return fromBits(Family::kV6, bits);
 }
 
+// RFC 5952 text, written here rather than by inet_ntop so it matches Go's net/netip (and so the
+// API server's CEL cidr library) byte for byte: glibc prints ::/96 addresses such as ::1:0 in the
+// deprecated IPv4-compatible dotted form ("::0.1.0.0"). IPv4-mapped addresses (::ffff:0:0/96)
+// are printed dotted, as both Go and glibc do.
 std::string IPAddress::toString() const {
-  std::array<char, INET6_ADDRSTRLEN> buf{};
   if (family_ == Family::kV4) {
-    in_addr a4{};
-    a4.s_addr = htonl(static_cast<std::uint32_t>(bits_));
-    inet_ntop(AF_INET, &a4, buf.data(), buf.size());
-  } else {
-    in6_addr a6{};
-    U128 b = bits_;
-    for (int i = 15; i >= 0; --i) {
-      a6.s6_addr[i] = static_cast<unsigned char>(b & 0xff);
-      b >>= 8;
-    }
-    inet_ntop(AF_INET6, &a6, buf.data(), buf.size());
+    const auto v = static_cast<std::uint32_t>(bits_);
+    return fmt::format("{}.{}.{}.{}", v >> 24, (v >> 16) & 0xff, (v >> 8) & 0xff, v & 0xff);
   }
-  return std::string(buf.data());
+  std::array<std::uint16_t, 8> groups{};
+  for (std::size_t i = 0; i < 8; ++i) {
+    groups[i] = static_cast<std::uint16_t>(bits_ >> (112 - 16 * i));
+  }
+  if ((bits_ >> 32) == 0xffff) {
+    const auto v = static_cast<std::uint32_t>(bits_);
+    return fmt::format("::ffff:{}.{}.{}.{}", v >> 24, (v >> 16) & 0xff, (v >> 8) & 0xff, v & 0xff);
+  }
+  // The longest run of two or more zero groups (the first on a tie) becomes "::".
+  std::size_t best_start = 8, best_len = 0;
+  for (std::size_t i = 0; i < 8;) {
+    if (groups[i] != 0) {
+      ++i;
+      continue;
+    }
+    std::size_t j = i;
+    while (j < 8 && groups[j] == 0)
+      ++j;
+    if (j - i > best_len && j - i >= 2) {
+      best_start = i;
+      best_len = j - i;
+    }
+    i = j;
+  }
+  std::string out;
+  for (std::size_t i = 0; i < 8; ++i) {
+    if (i == best_start) {
+      out += "::";
+      i += best_len - 1;
+      continue;
+    }
+    if (!out.empty() && out.back() != ':') out += ':';
+    out += fmt::format("{:x}", groups[i]);
+  }
+  return out;
 }
 
 namespace {

@@ -34,6 +34,19 @@ TEST(IPAddress, ParsesAndFormatsIPv6Canonically) {
   EXPECT_EQ(addr("ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff").bits(), ~U128{0});
 }
 
+// The same text Go's net/netip prints, which is what the API server's CEL compares against.
+TEST(IPAddress, FormatsIPv6LikeGo) {
+  EXPECT_EQ(addr("::1:0").toString(), "::1:0") << "not glibc's ::0.1.0.0";
+  EXPECT_EQ(addr("::1.2.3.4").toString(), "::102:304");
+  EXPECT_EQ(addr("::ffff:1.2.3.4").toString(), "::ffff:1.2.3.4");
+  EXPECT_EQ(addr("::1").toString(), "::1");
+  EXPECT_EQ(addr("1::").toString(), "1::");
+  EXPECT_EQ(addr("1:0:0:2:0:0:0:3").toString(), "1:0:0:2::3") << "the longest zero run";
+  EXPECT_EQ(addr("1:0:0:2:0:0:3:4").toString(), "1::2:0:0:3:4") << "the first of equal runs";
+  EXPECT_EQ(addr("1:0:2:3:4:5:6:7").toString(), "1:0:2:3:4:5:6:7") << "one zero is not a run";
+  EXPECT_EQ(addr("fd00:10:240:0:1::").toString(), "fd00:10:240:0:1::");
+}
+
 TEST(IPAddress, RejectsMalformedTextWithAHint) {
   for (std::string_view bad : {"", "10.0.0", "10.0.0.256", "010.0.0.1", "10.0.0.1 ", "a.b.c.d",
                                "1.2.3.4.5", "10.0.0.-1"}) {
