@@ -1,0 +1,117 @@
+#!/usr/bin/env bash
+# Builds the real kube-apiserver, kube-controller-manager and etcd used by the
+# e2e tests, from the Go module proxy with the machine's Go, and caches them
+# outside the checkout:
+#
+#   ${VNETIPAM_CACHE:-$HOME/.cache/vnet-ipam}/kube/<k8s-version>-etcd-<etcd-version>/
+#
+# Versions come from the pinned modules: e2e/kube/go.mod (k8s.io/kubernetes)
+# and e2e/kube/etcd/go.mod (go.etcd.io/etcd/server/v3); go.sum files make the
+# builds reproducible (builds run with -mod=readonly, the go default; -trimpath,
+# -buildvcs=false and the release's own date as build date keep the output
+# independent of the checkout and the day).
+#
+# Idempotent: when the three binaries are cached, prints the directory and
+# exits at once. Otherwise builds into a temporary directory next to it and
+# renames it into place (atomic), under a lock so concurrent callers build once.
+# The cache directory is always the last line on stdout; logs go to stderr.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+KUBE_MOD="$ROOT/e2e/kube"
+ETCD_MOD="$ROOT/e2e/kube/etcd"
+BINARIES=(kube-apiserver kube-controller-manager etcd)
+
+log() { echo "build-kube: $*" >&2; }
+die() { log "error: $*"; exit 1; }
+
+# Version of a required module, read from a go.mod ("require path vX" or a
+# line inside a require block).
+mod_version() {
+  awk -v p="$2" '$1 == p { print $2; exit } $1 == "require" && $2 == p { print $3; exit }' "$1"
+}
+
+KUBE_VERSION="$(mod_version "$KUBE_MOD/go.mod" k8s.io/kubernetes)"
+ETCD_VERSION="$(mod_version "$ETCD_MOD/go.mod" go.etcd.io/etcd/server/v3)"
+[[ $KUBE_VERSION =~ ^v1\.[0-9]+\.[0-9]+$ ]] || die "cannot read k8s.io/kubernetes version from $KUBE_MOD/go.mod"
+[[ $ETCD_VERSION =~ ^v3\.[0-9]+\.[0-9]+$ ]] || die "cannot read etcd version from $ETCD_MOD/go.mod"
+
+CACHE="${VNETIPAM_CACHE:-$HOME/.cache/vnet-ipam}/kube"
+OUT="$CACHE/${KUBE_VERSION}-etcd-${ETCD_VERSION}"
+
+cached() {
+  local b
+  for b in "${BINARIES[@]}"; do [[ -x "$OUT/$b" ]] || return 1; done
+}
+
+if cached; then
+  echo "$OUT"
+  exit 0
+fi
+
+mkdir -p "$CACHE"
+exec 9>"$CACHE/.build.lock"
+if ! flock -n 9; then
+  log "another build holds $CACHE/.build.lock; waiting"
+  flock 9
+fi
+if cached; then # built by whoever held the lock
+  echo "$OUT"
+  exit 0
+fi
+
+GO="${GO:-$(command -v go || true)}"
+[[ -n $GO ]] || GO=/usr/local/go/bin/go
+[[ -x $GO ]] || die "no go toolchain (looked in PATH and /usr/local/go/bin)"
+# "auto": use the machine's Go when it is new enough for the go.mod files,
+# otherwise fetch the toolchain they name from the module proxy.
+export GOTOOLCHAIN="${VNETIPAM_GOTOOLCHAIN:-auto}"
+export CGO_ENABLED=0
+GOVERSION="$(cd "$KUBE_MOD" && "$GO" env GOVERSION)"
+
+TMP="$(mktemp -d "$CACHE/.tmp-${KUBE_VERSION}-etcd-${ETCD_VERSION}.XXXXXX")"
+chmod 755 "$TMP"
+trap 'rm -rf "$TMP"' EXIT
+
+# Version stamps as the Kubernetes release build sets them (hack/lib/version.sh);
+# the build date is the release's own time, so the binaries are reproducible.
+KUBE_TIME="$(cd "$KUBE_MOD" && "$GO" list -m -f '{{.Time.UTC.Format "2006-01-02T15:04:05Z"}}' k8s.io/kubernetes)"
+major="${KUBE_VERSION#v}"; minor="${major#*.}"; major="${major%%.*}"; minor="${minor%%.*}"
+VERSION_LDFLAGS=""
+for pkg in k8s.io/client-go/pkg/version k8s.io/component-base/version; do
+  VERSION_LDFLAGS+=" -X $pkg.gitVersion=$KUBE_VERSION -X $pkg.gitMajor=$major -X $pkg.gitMinor=$minor"
+  VERSION_LDFLAGS+=" -X $pkg.gitTreeState=clean -X $pkg.buildDate=$KUBE_TIME"
+done
+
+log "building kube-apiserver, kube-controller-manager $KUBE_VERSION and etcd $ETCD_VERSION with $GOVERSION into $OUT"
+start=$SECONDS
+(
+  cd "$KUBE_MOD"
+  for cmd in kube-apiserver kube-controller-manager; do
+    log "go build k8s.io/kubernetes/cmd/$cmd"
+    nice -n 10 "$GO" build -trimpath -buildvcs=false -ldflags="-s -w$VERSION_LDFLAGS" \
+      -o "$TMP/$cmd" "k8s.io/kubernetes/cmd/$cmd"
+  done
+)
+(
+  cd "$ETCD_MOD"
+  log "go build go.etcd.io/etcd/server/v3/etcdmain (etcd)"
+  nice -n 10 "$GO" build -trimpath -buildvcs=false -ldflags="-s -w" -o "$TMP/etcd" .
+)
+elapsed=$((SECONDS - start))
+
+"$TMP/kube-apiserver" --version >&2
+"$TMP/etcd" --version >&2
+cat >"$TMP/BUILDINFO" <<EOF
+k8s.io/kubernetes $KUBE_VERSION
+go.etcd.io/etcd/server/v3 $ETCD_VERSION
+go $GOVERSION
+build_seconds $elapsed
+built $(date -u +%Y-%m-%dT%H:%M:%SZ)
+EOF
+
+rm -rf "$OUT" # a partial directory left by hand, if any
+mv -T "$TMP" "$OUT"
+trap - EXIT
+log "built in ${elapsed}s"
+echo "$OUT"
