@@ -1,0 +1,47 @@
+#include "lib/kube/http_transport.h"
+
+#include <algorithm>
+#include <cctype>
+#include <vector>
+
+namespace vnetipam::kube {
+
+bool HeaderNameLess::operator()(std::string_view a, std::string_view b) const {
+  return std::lexicographical_compare(a.begin(), a.end(), b.begin(), b.end(), [](char x, char y) {
+    return std::tolower(static_cast<unsigned char>(x)) <
+           std::tolower(static_cast<unsigned char>(y));
+  });
+}
+
+void CancelSignal::cancel() {
+  std::vector<std::function<void()>> toRun;
+  {
+    std::lock_guard lock(mutex_);
+    if (cancelled_.exchange(true, std::memory_order_acq_rel)) return;
+    for (auto& [id, callback] : callbacks_)
+      toRun.push_back(std::move(callback));
+    callbacks_.clear();
+  }
+  for (auto& callback : toRun)
+    callback();
+}
+
+std::uint64_t CancelSignal::onCancel(std::function<void()> callback) {
+  {
+    std::lock_guard lock(mutex_);
+    if (!cancelled_.load(std::memory_order_acquire)) {
+      const std::uint64_t id = nextId_++;
+      callbacks_.emplace(id, std::move(callback));
+      return id;
+    }
+  }
+  callback();
+  return 0;
+}
+
+void CancelSignal::removeOnCancel(std::uint64_t id) {
+  std::lock_guard lock(mutex_);
+  callbacks_.erase(id);
+}
+
+}  // namespace vnetipam::kube
