@@ -61,18 +61,15 @@ Result<IPAddress> IPAddress::parse(std::string_view text) {
 // deprecated IPv4-compatible dotted form ("::0.1.0.0"). IPv4-mapped addresses (::ffff:0:0/96)
 // are printed dotted, as both Go and glibc do.
 std::string IPAddress::toString() const {
-  if (family_ == Family::kV4) {
-    const auto v = static_cast<std::uint32_t>(bits_);
+  const auto dotted = [](std::uint32_t v) {
     return fmt::format("{}.{}.{}.{}", v >> 24, (v >> 16) & 0xff, (v >> 8) & 0xff, v & 0xff);
-  }
+  };
+  if (family_ == Family::kV4) return dotted(static_cast<std::uint32_t>(bits_));
   std::array<std::uint16_t, 8> groups{};
   for (std::size_t i = 0; i < 8; ++i) {
     groups[i] = static_cast<std::uint16_t>(bits_ >> (112 - 16 * i));
   }
-  if ((bits_ >> 32) == 0xffff) {
-    const auto v = static_cast<std::uint32_t>(bits_);
-    return fmt::format("::ffff:{}.{}.{}.{}", v >> 24, (v >> 16) & 0xff, (v >> 8) & 0xff, v & 0xff);
-  }
+  if ((bits_ >> 32) == 0xffff) return "::ffff:" + dotted(static_cast<std::uint32_t>(bits_));
   // The longest run of two or more zero groups (the first on a tie) becomes "::".
   std::size_t best_start = 8, best_len = 0;
   for (std::size_t i = 0; i < 8;) {
