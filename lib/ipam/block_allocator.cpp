@@ -9,29 +9,60 @@
 namespace vnetipam::ipam {
 namespace {
 
-// A fast non-cryptographic hash (8 bytes per step, murmur's finaliser). std::hash costs about
-// 90 instructions for a 64-character container id; this costs about a third of that. Container
-// ids come from the container runtime, not from untrusted users, so flooding is not a concern.
+// A fast non-cryptographic hash, 8 bytes per step. On x86-64 with SSE4.2 (every cloud VM) the
+// step is the CRC32 instruction, about 30 instructions for a 64-character container id; elsewhere
+// a multiply-rotate mix, about three times that. Container ids come from the container runtime,
+// not from untrusted users, so hash flooding is not a concern. The hash never leaves the process.
 std::uint64_t mixWord(std::uint64_t h, std::uint64_t word) {
   return std::rotl(h ^ (word * 0x9e3779b97f4a7c15ULL), 29) * 0xbf58476d1ce4e5b9ULL;
 }
 
-std::uint64_t hashBytes(std::string_view s, std::uint64_t h) {
-  h ^= s.size();
+std::uint64_t tailWord(std::string_view s, std::size_t from) {
+  std::uint64_t tail = 0;
+  for (std::size_t i = from; i < s.size(); ++i)
+    tail = (tail << 8) | static_cast<unsigned char>(s[i]);
+  return tail;
+}
+
+std::uint64_t hashPortable(std::string_view s, std::uint64_t h) {
+  h = mixWord(h, s.size());
   std::size_t i = 0;
   for (; i + 8 <= s.size(); i += 8) {
     std::uint64_t word;
     std::memcpy(&word, s.data() + i, 8);
     h = mixWord(h, word);
   }
-  std::uint64_t tail = 0;
-  for (; i < s.size(); ++i)
-    tail = (tail << 8) | static_cast<unsigned char>(s[i]);
-  return mixWord(h, tail);
+  return mixWord(h, tailWord(s, i));
 }
 
+#if defined(__x86_64__)
+__attribute__((target("sse4.2"))) std::uint64_t hashCrc(std::string_view s, std::uint64_t h) {
+  h = __builtin_ia32_crc32di(h, s.size());
+  std::size_t i = 0;
+  for (; i + 8 <= s.size(); i += 8) {
+    std::uint64_t word;
+    std::memcpy(&word, s.data() + i, 8);
+    h = __builtin_ia32_crc32di(h, word);
+  }
+  return __builtin_ia32_crc32di(h, tailWord(s, i));
+}
+const bool kHasCrc32 = __builtin_cpu_supports("sse4.2");
+#endif
+
 std::size_t ownerHash(const Owner& owner) {
-  std::uint64_t h = hashBytes(owner.ifName, hashBytes(owner.containerId, 0x2545f4914f6cdd1dULL));
+  constexpr std::uint64_t kSeed = 0x2545f4914f6cdd1dULL;
+#if defined(__x86_64__)
+  std::uint64_t h;
+  if (kHasCrc32) {
+    // CRC32 yields 32 bits: the container id's go high, the combined ones low.
+    const std::uint64_t id = hashCrc(owner.containerId, kSeed);
+    h = (id << 32) ^ hashCrc(owner.ifName, id);
+  } else {
+    h = hashPortable(owner.ifName, hashPortable(owner.containerId, kSeed));
+  }
+#else
+  std::uint64_t h = hashPortable(owner.ifName, hashPortable(owner.containerId, kSeed));
+#endif
   h ^= h >> 33;
   h *= 0xff51afd7ed558ccdULL;
   h ^= h >> 33;
@@ -115,11 +146,14 @@ Result<BlockAllocator> BlockAllocator::create(Prefix block, std::chrono::seconds
 }
 
 Result<std::uint32_t> BlockAllocator::indexOf(IPAddress address) const {
-  if (!block_.contains(address)) {
+  // Unsigned wrap-around makes an address below the block a huge offset, so one compare checks
+  // both ends.
+  const U128 offset = address.bits() - block_.address().bits();
+  if (address.family() != block_.family() || offset >= slots_.size()) {
     return fail(ErrorCode::kOutOfRange,
                 fmt::format("{} is not in block {}", address.toString(), block_.toString()));
   }
-  return static_cast<std::uint32_t>(address.bits() - block_.address().bits());
+  return static_cast<std::uint32_t>(offset);
 }
 
 IPAddress BlockAllocator::addressAt(std::uint32_t index) const {
@@ -142,7 +176,10 @@ void BlockAllocator::expireCooling(TimePoint now) {
     busy_.clear(index);
   }
   // Reclaim the expired prefix once it is most of the vector (keeps its capacity).
-  if (cooling_head_ == cooling_.size() || cooling_head_ > cooling_.size() / 2) {
+  if (cooling_head_ == cooling_.size()) {
+    cooling_.clear();
+    cooling_head_ = 0;
+  } else if (cooling_head_ > cooling_.size() / 2) {
     cooling_.erase(cooling_.begin(), coolingBegin());
     cooling_head_ = 0;
   }
@@ -154,10 +191,14 @@ void BlockAllocator::stopCooling(std::uint32_t index) {
   if (it != cooling_.end()) cooling_.erase(it);
 }
 
+// Precondition: the index's busy bit is set (it was allocated, or occupyCooling set it).
 void BlockAllocator::startCooling(std::uint32_t index, TimePoint until) {
   slots_[index].state = State::kCooling;
-  busy_.set(index);
   // Releases arrive in time order, so this is almost always an append.
+  if (cooling_head_ == cooling_.size() || cooling_.back().first <= until) {
+    cooling_.emplace_back(until, index);
+    return;
+  }
   auto pos = std::upper_bound(
       coolingBegin(), cooling_.end(), until,
       [](TimePoint t, const std::pair<TimePoint, std::uint32_t>& e) { return t < e.first; });
@@ -214,6 +255,7 @@ Result<void> BlockAllocator::occupyCooling(IPAddress address, TimePoint released
   if (slot.state == State::kCooling) {
     stopCooling(*index);
   }
+  busy_.set(*index);
   startCooling(*index, releasedAt + cooldown_);
   return {};
 }
