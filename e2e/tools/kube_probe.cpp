@@ -9,6 +9,17 @@
 //   kube_probe --kubeconfig F [--timeout S] watch PATH RV COUNT
 //       one line {"type": ..., "name": ...} per event (bookmarks skipped) until COUNT events;
 //       fails when --timeout seconds (default 30) pass first.
+//   kube_probe --kubeconfig F [--timeout S] [--label-selector S] [--field-selector S]
+//              [--page-size N] informer PATH
+//       runs an Informer until stdin closes or --timeout passes, printing one line per handler
+//       call {"type": "add"|"update"|"delete", "name", "resourceVersion"}, {"type": "synced"}
+//       once the first list is in, {"type": "error", "code", "message"} per failure, and at the
+//       end {"type": "cache", "items": [{"name", "resourceVersion"}...]}. Lines on stdin steer
+//       the watch connection, for tests that must know when changes happen relative to it:
+//         hold             the next watch connection waits (printing {"type": "held"}) ...
+//         release [RV]     ... until this; with RV it asks the server for RV instead of the
+//                          informer's resume point ("1" forces a 410 Gone: too old)
+//         cut              breaks the current watch connection (as a network failure would)
 #include <atomic>
 #include <charconv>
 #include <chrono>
@@ -17,6 +28,7 @@
 #include <iostream>
 #include <iterator>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <thread>
@@ -24,6 +36,8 @@
 
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
+#include <poll.h>
+#include <unistd.h>
 
 #include "lib/kube/client.h"
 #include "lib/kube/clock.h"
@@ -31,6 +45,7 @@
 #include "lib/kube/cpprest_transport.h"
 #include "lib/kube/error.h"
 #include "lib/kube/http_transport.h"
+#include "lib/kube/informer.h"
 #include "lib/kube/watch.h"
 
 namespace {
@@ -41,7 +56,8 @@ namespace kube = vnetipam::kube;
 constexpr std::string_view kUsage =
     "usage: kube_probe --kubeconfig FILE [--timeout SECONDS] COMMAND [ARGS]\n"
     "  get PATH | list PATH LIMIT | create PATH | apply PATH MANAGER |\n"
-    "  apply-status PATH MANAGER | watch PATH RV COUNT\n";
+    "  apply-status PATH MANAGER | watch PATH RV COUNT |\n"
+    "  informer PATH [--label-selector S] [--field-selector S] [--page-size N]\n";
 
 // Counts the requests that go through, so `list` can report how many pages it took.
 class CountingTransport final : public kube::HttpTransport {
@@ -155,13 +171,207 @@ int runWatch(kube::HttpTransport& transport, const kube::TokenProvider& token,
   return failWith(result.error());
 }
 
+// Prints whole lines from several threads.
+class LinePrinter {
+ public:
+  void print(const json& line) {
+    std::lock_guard lock(mutex_);
+    std::cout << line.dump() << std::endl;
+  }
+
+ private:
+  std::mutex mutex_;
+};
+
+// Lets the test decide when the informer's watch connects and from where (see the usage above).
+class SteerableTransport final : public kube::HttpTransport {
+ public:
+  SteerableTransport(kube::HttpTransport& inner, LinePrinter& out) : inner_(inner), out_(out) {}
+
+  kube::Result<kube::HttpResponse> send(const kube::HttpRequest& request) override {
+    return inner_.send(request);
+  }
+
+  kube::Result<kube::HttpResponse> stream(const kube::HttpRequest& request,
+                                          const std::function<bool(std::string_view)>& onChunk,
+                                          kube::CancelSignal& cancel) override {
+    kube::HttpRequest steered = request;
+    bool held = false;
+    {
+      std::lock_guard lock(mutex_);
+      held = hold_;
+    }
+    if (held) {
+      out_.print({{"type", "held"}});
+      // Registered without our lock: a signal already cancelled runs the callback at once.
+      const auto id = cancel.onCancel([this] {
+        std::lock_guard lock(mutex_);
+        wake_.notify_all();
+      });
+      {
+        std::unique_lock lock(mutex_);
+        wake_.wait(lock, [&] { return !hold_ || cancel.cancelled(); });
+      }
+      cancel.removeOnCancel(id);
+    }
+    {
+      std::lock_guard lock(mutex_);
+      if (resumeFrom_) {
+        steered.target = withResourceVersion(steered.target, *resumeFrom_);
+        resumeFrom_.reset();
+      }
+    }
+    // An inner signal, so `cut` can end this one connection without stopping the informer.
+    kube::CancelSignal connection;
+    const auto forward = cancel.onCancel([&connection] { connection.cancel(); });
+    {
+      std::lock_guard lock(mutex_);
+      current_ = &connection;
+    }
+    auto response = inner_.stream(steered, onChunk, connection);
+    {
+      std::lock_guard lock(mutex_);
+      current_ = nullptr;
+    }
+    cancel.removeOnCancel(forward);
+    if (!response && response.error().code == kube::ErrorCode::kCancelled && !cancel.cancelled()) {
+      return kube::fail(kube::ErrorCode::kTransport, "watch connection cut by the test");
+    }
+    return response;
+  }
+
+  void hold() {
+    std::lock_guard lock(mutex_);
+    hold_ = true;
+  }
+  void release(std::optional<std::string> resourceVersion) {
+    std::lock_guard lock(mutex_);
+    hold_ = false;
+    resumeFrom_ = std::move(resourceVersion);
+    wake_.notify_all();
+  }
+  void cut() {
+    // Under the lock: stream() clears current_ under it before the signal goes away. The only
+    // callbacks on that signal are the transport's, which take no lock of ours.
+    std::lock_guard lock(mutex_);
+    if (current_ != nullptr) current_->cancel();
+  }
+
+ private:
+  static std::string withResourceVersion(const std::string& target, const std::string& rv) {
+    const std::string key = "resourceVersion=";
+    std::size_t at = target.find("&" + key);
+    if (at == std::string::npos) at = target.find("?" + key);
+    if (at == std::string::npos) return fmt::format("{}&{}{}", target, key, rv);
+    const std::size_t valueStart = at + 1 + key.size();
+    const std::size_t valueEnd = std::min(target.find('&', valueStart), target.size());
+    return target.substr(0, valueStart) + rv + target.substr(valueEnd);
+  }
+
+  kube::HttpTransport& inner_;
+  LinePrinter& out_;
+  std::mutex mutex_;
+  std::condition_variable wake_;
+  bool hold_ = false;
+  std::optional<std::string> resumeFrom_;
+  kube::CancelSignal* current_ = nullptr;
+};
+
+json summary(const json& object) {
+  return {{"name", object["metadata"].value("name", "")},
+          {"resourceVersion", object["metadata"].value("resourceVersion", "")}};
+}
+
+int runInformer(kube::HttpTransport& real, const kube::TokenProvider& token,
+                const std::string& path, const kube::ListOptions& listOptions,
+                std::chrono::seconds timeout) {
+  LinePrinter out;
+  SteerableTransport transport(real, out);
+  kube::SteadyClockImpl clock;
+  kube::Client client(transport, clock, {.token = token, .userAgent = "kube_probe"});
+  auto line = [&out](std::string_view type, const json& object) {
+    json l = summary(object);
+    l["type"] = type;
+    out.print(l);
+  };
+  kube::Informer informer(
+      client, path,
+      {.list = listOptions,
+       .watchTimeoutSeconds = static_cast<int>(timeout.count()) + 1,
+       // Short, so a test's API server restart is followed by a prompt reconnect.
+       .reconnect = {.initialBackoff = std::chrono::milliseconds(100),
+                     .maxBackoff = std::chrono::milliseconds(2000)},
+       .onError =
+           [&out](const kube::Error& error) {
+             out.print({{"type", "error"},
+                        {"code", kube::toString(error.code)},
+                        {"message", error.message}});
+           }},
+      {.onAdd = [&](const json& o) { line("add", o); },
+       .onUpdate = [&](const json&, const json& o) { line("update", o); },
+       .onDelete = [&](const json& o) { line("delete", o); }});
+  informer.start();
+
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  bool syncedPrinted = false;
+  std::string input;
+  for (;;) {
+    if (!syncedPrinted && informer.hasSynced()) {
+      out.print({{"type", "synced"}});
+      syncedPrinted = true;
+    }
+    if (std::chrono::steady_clock::now() >= deadline) break;
+    pollfd in{.fd = STDIN_FILENO, .events = POLLIN, .revents = 0};
+    if (poll(&in, 1, 20) <= 0) continue;
+    char buffer[4096];
+    const ssize_t got = read(STDIN_FILENO, buffer, sizeof buffer);
+    if (got <= 0) break;  // stdin closed
+    input.append(buffer, static_cast<std::size_t>(got));
+    for (std::size_t end; (end = input.find('\n')) != std::string::npos;) {
+      const std::string command = input.substr(0, end);
+      input.erase(0, end + 1);
+      if (command == "hold") {
+        transport.hold();
+      } else if (command == "release") {
+        transport.release(std::nullopt);
+      } else if (command.starts_with("release ")) {
+        transport.release(command.substr(8));
+      } else if (command == "cut") {
+        transport.cut();
+      } else if (!command.empty()) {
+        std::cerr << "kube_probe: unknown informer command: " << command << "\n";
+      }
+    }
+  }
+  transport.release(std::nullopt);
+  informer.stop();
+  json items = json::array();
+  for (const json& object : informer.list())
+    items.push_back(summary(object));
+  out.print({{"type", "cache"}, {"items", items}});
+  return 0;
+}
+
 int run(int argc, char** argv) {
   std::string kubeconfig;
   std::chrono::seconds timeout{30};
   std::vector<std::string> args;
+  kube::ListOptions listOptions;
   for (int i = 1; i < argc; ++i) {
     const std::string_view arg = argv[i];
-    if ((arg == "--kubeconfig" || arg == "--timeout") && i + 1 < argc) {
+    if ((arg == "--label-selector" || arg == "--field-selector" || arg == "--page-size") &&
+        i + 1 < argc) {
+      const std::string_view value = argv[++i];
+      if (arg == "--label-selector") {
+        listOptions.labelSelector = value;
+      } else if (arg == "--field-selector") {
+        listOptions.fieldSelector = value;
+      } else {
+        long long limit = 0;
+        if (!parseInt(value, limit) || limit < 0) return usage("--page-size: not a number >= 0");
+        listOptions.limit = limit;
+      }
+    } else if ((arg == "--kubeconfig" || arg == "--timeout") && i + 1 < argc) {
       const std::string_view value = argv[++i];
       if (arg == "--kubeconfig") {
         kubeconfig = value;
@@ -217,6 +427,9 @@ int run(int argc, char** argv) {
     long long count = 0;
     if (!parseInt(args[3], count) || count <= 0) return usage("watch: COUNT is not a number > 0");
     return runWatch(transport, config->token, args[1], args[2], count, timeout);
+  }
+  if (command == "informer" && want(1)) {
+    return runInformer(transport, config->token, args[1], listOptions, timeout);
   }
   return usage(fmt::format("unknown command or wrong arguments: {}", command));
 }

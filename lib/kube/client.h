@@ -10,11 +10,11 @@
 //   kAlreadyExists for a create of an existing name; 410 is kGone; 404 is kNotFound.
 // - Every request first takes a token from the QPS/burst bucket.
 // - Retries (jittered exponential backoff, at most maxRetries): a 429 is retried for any request,
-//   after the server's Retry-After when given, because the server refused it before acting on it;
-//   a 5xx, a timeout or a broken connection only for requests that are safe to repeat — GET, apply
-//   (declarative), and PUT/PATCH/DELETE that carry a resourceVersion or uid precondition (a repeat
-//   of one that did succeed fails its precondition instead of acting twice). A create whose
-//   outcome is unknown is never repeated: the caller must read to find out.
+//   after the server's Retry-After when given (seconds or an HTTP date), because the server refused
+//   it before acting on it; a 5xx, a timeout or a broken connection only for requests that are safe
+//   to repeat — GET, apply (declarative), and PUT/PATCH/DELETE that carry a resourceVersion or uid
+//   precondition (a repeat of one that did succeed fails its precondition instead of acting twice).
+//   A create whose outcome is unknown is never repeated: the caller must read to find out.
 // - A connection that was refused (the request never left) is retried for every request.
 // Thread-safe: concurrent calls share the bucket.
 #pragma once
@@ -45,6 +45,8 @@ struct ClientOptions {
   std::chrono::milliseconds maxBackoff{10'000};
   std::chrono::seconds maxRetryAfter{60};  // a larger Retry-After is cut to this
   std::function<double()> random01;        // jitter source in [0, 1); default: a seeded PRNG
+  // Wall-clock now, only to turn a Retry-After HTTP date into a wait; default: system_clock.
+  std::function<std::chrono::system_clock::time_point()> wallClock;
   std::string userAgent = "vnet-ipam";
 };
 
@@ -99,6 +101,11 @@ class Client {
   // `idempotent`: safe to repeat after an unknown outcome.
   Result<HttpResponse> call(HttpRequest request, bool idempotent);
 
+  // What the client was built on, for calls that need the transport itself (watches).
+  HttpTransport& transport() { return transport_; }
+  Clock& clock() { return clock_; }
+  const TokenProvider& token() const { return options_.token; }
+
  private:
   Result<nlohmann::json> callJson(HttpRequest request, bool idempotent);
   Clock::Duration backoff(int attempt);
@@ -108,6 +115,14 @@ class Client {
   ClientOptions options_;
   TokenBucket bucket_;
 };
+
+// How long a Retry-After header value asks to wait: delay-seconds ("120") or an HTTP date in any
+// of the three forms RFC 9110 requires recipients to accept (IMF-fixdate "Sun, 06 Nov 1994
+// 08:49:37 GMT", RFC 850 "Sunday, 06-Nov-94 08:49:37 GMT", asctime "Sun Nov  6 08:49:37 1994"),
+// measured from `now` and rounded up; a date in the past is zero. nullopt when it parses as
+// neither.
+std::optional<std::chrono::seconds> parseRetryAfter(std::string_view value,
+                                                    std::chrono::system_clock::time_point now);
 
 // Percent-encodes a query value (RFC 3986 unreserved characters are kept).
 std::string encodeQueryValue(std::string_view value);

@@ -1,5 +1,10 @@
 #include "lib/kube/watch.h"
 
+#include <algorithm>
+#include <cstdint>
+#include <random>
+#include <utility>
+
 #include <fmt/format.h>
 
 namespace vnetipam::kube {
@@ -61,9 +66,15 @@ Result<void> WatchDecoder::decodeLine(std::string_view line,
   return {};
 }
 
-Result<std::string> watch(HttpTransport& transport, const TokenProvider& token,
-                          std::string_view collectionPath, const WatchOptions& options,
-                          const std::function<void(WatchEvent)>& onEvent, CancelSignal& cancel) {
+namespace {
+
+// One watch call. `decodeFailed` tells an ERROR event or a garbled body (the stream's content)
+// from a failure to get a stream at all.
+Result<void> watchCall(WatchDecoder& decoder, HttpTransport& transport, const TokenProvider& token,
+                       std::string_view collectionPath, const WatchOptions& options,
+                       const std::function<void(WatchEvent)>& onEvent, CancelSignal& cancel,
+                       bool& decodeFailed) {
+  decodeFailed = false;
   std::string query = "watch=1";
   auto add = [&query](std::string_view name, std::string_view value) {
     query += fmt::format("&{}={}", name, encodeQueryValue(value));
@@ -83,8 +94,6 @@ Result<std::string> watch(HttpTransport& transport, const TokenProvider& token,
     if (!value->empty()) request.headers.emplace("Authorization", "Bearer " + *value);
   }
 
-  WatchDecoder decoder;
-  decoder.setResourceVersion(options.resourceVersion);
   Result<void> decodeResult;
   auto response = transport.stream(
       request,
@@ -97,8 +106,135 @@ Result<std::string> watch(HttpTransport& transport, const TokenProvider& token,
   if (response->status < 200 || response->status > 299) {
     return std::unexpected(errorFromResponse(request, *response));
   }
-  if (!decodeResult) return std::unexpected(std::move(decodeResult.error()));
+  if (!decodeResult) {
+    decodeFailed = true;
+    return std::unexpected(std::move(decodeResult.error()));
+  }
+  if (decoder.hasPartialLine()) {
+    return fail(
+        ErrorCode::kTransport,
+        fmt::format("GET {}: the watch stream ended in the middle of an event", request.target));
+  }
+  return {};
+}
+
+}  // namespace
+
+Result<void> watchInto(WatchDecoder& decoder, HttpTransport& transport, const TokenProvider& token,
+                       std::string_view collectionPath, const WatchOptions& options,
+                       const std::function<void(WatchEvent)>& onEvent, CancelSignal& cancel) {
+  bool decodeFailed = false;
+  return watchCall(decoder, transport, token, collectionPath, options, onEvent, cancel,
+                   decodeFailed);
+}
+
+Result<std::string> watch(HttpTransport& transport, const TokenProvider& token,
+                          std::string_view collectionPath, const WatchOptions& options,
+                          const std::function<void(WatchEvent)>& onEvent, CancelSignal& cancel) {
+  WatchDecoder decoder;
+  decoder.setResourceVersion(options.resourceVersion);
+  auto result = watchInto(decoder, transport, token, collectionPath, options, onEvent, cancel);
+  if (!result) return std::unexpected(std::move(result.error()));
   return decoder.resourceVersion();
+}
+
+Clock::Duration reconnectDelay(const ReconnectOptions& options, int attempt) {
+  const auto step = std::min<std::chrono::milliseconds>(
+      options.maxBackoff, options.initialBackoff * (std::int64_t{1} << std::clamp(attempt, 0, 20)));
+  const double jitter = options.random01 ? std::clamp(options.random01(), 0.0, 1.0) : 0.5;
+  const auto half = std::chrono::duration<double>(step) / 2;
+  return std::chrono::ceil<Clock::Duration>(half + half * jitter);
+}
+
+bool sleepUnlessCancelled(Clock& clock, Clock::Duration delay, CancelSignal& cancel) {
+  constexpr Clock::Duration kSlice = std::chrono::milliseconds(100);
+  while (delay > Clock::Duration::zero()) {
+    if (cancel.cancelled()) return false;
+    const Clock::Duration slice = std::min(delay, kSlice);
+    clock.sleepFor(slice);
+    delay -= slice;
+  }
+  return !cancel.cancelled();
+}
+
+ResumableWatch::ResumableWatch(HttpTransport& transport, Clock& clock, TokenProvider token,
+                               std::string collectionPath, WatchOptions options,
+                               ReconnectOptions reconnect)
+    : transport_(transport),
+      clock_(clock),
+      token_(std::move(token)),
+      collectionPath_(std::move(collectionPath)),
+      options_(std::move(options)),
+      reconnect_(std::move(reconnect)),
+      resourceVersion_(options_.resourceVersion) {
+  if (!reconnect_.random01) {
+    reconnect_.random01 = [engine = std::mt19937_64{std::random_device{}()}]() mutable {
+      return std::uniform_real_distribution<double>(0.0, 1.0)(engine);
+    };
+  }
+}
+
+void ResumableWatch::restart(std::string resourceVersion) {
+  resourceVersion_ = std::move(resourceVersion);
+  failures_ = 0;
+}
+
+WatchStep ResumableWatch::next(const std::function<void(WatchEvent)>& onEvent,
+                               CancelSignal& cancel) {
+  if (failures_ > 0 &&
+      !sleepUnlessCancelled(clock_, reconnectDelay(reconnect_, failures_ - 1), cancel)) {
+    return {WatchOutcome::kCancelled, std::nullopt};
+  }
+  if (cancel.cancelled()) return {WatchOutcome::kCancelled, std::nullopt};
+
+  WatchDecoder decoder;
+  decoder.setResourceVersion(resourceVersion_);
+  WatchOptions options = options_;
+  options.resourceVersion = resourceVersion_;
+  bool delivered = false;
+  bool decodeFailed = false;
+  const Clock::TimePoint started = clock_.now();
+  auto result = watchCall(
+      decoder, transport_, token_, collectionPath_, options,
+      [&](WatchEvent event) {
+        delivered = true;
+        onEvent(std::move(event));
+      },
+      cancel, decodeFailed);
+  // Every event handed out moved the resume point, whatever happened after it.
+  resourceVersion_ = decoder.resourceVersion();
+  if (delivered) failures_ = 0;
+
+  if (result) {
+    if (delivered || clock_.now() - started >= std::chrono::seconds(1)) {
+      failures_ = 0;
+    } else {
+      ++failures_;  // an empty stream ended at once: do not spin on a server that does that
+    }
+    return {WatchOutcome::kResume, std::nullopt};
+  }
+  Error error = std::move(result.error());
+  if (error.code == ErrorCode::kCancelled || cancel.cancelled()) {
+    return {WatchOutcome::kCancelled, std::move(error)};
+  }
+  const bool retriable =
+      !decodeFailed &&
+      (error.code == ErrorCode::kConnectFailed || error.code == ErrorCode::kTransport ||
+       error.code == ErrorCode::kServerError || error.code == ErrorCode::kTooManyRequests);
+  if (retriable) {
+    ++failures_;
+    return {WatchOutcome::kResume, std::move(error)};
+  }
+  failures_ = 0;
+  return {WatchOutcome::kRelist, std::move(error)};
+}
+
+WatchStep ResumableWatch::runUntilRelist(const std::function<void(WatchEvent)>& onEvent,
+                                         CancelSignal& cancel) {
+  for (;;) {
+    WatchStep step = next(onEvent, cancel);
+    if (step.outcome != WatchOutcome::kResume) return step;
+  }
 }
 
 }  // namespace vnetipam::kube

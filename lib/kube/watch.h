@@ -1,15 +1,23 @@
 // Watch streams: one JSON event per line, `{"type": ADDED|MODIFIED|DELETED|BOOKMARK|ERROR,
 // "object": ...}`. WatchDecoder is the pure part (lines split anywhere across chunks, the
-// resourceVersion to resume from, ERROR 410 meaning "relist"); watch() runs one watch call.
+// resourceVersion to resume from, ERROR 410 meaning "relist"); watch() runs one watch call;
+// ResumableWatch chains watch calls into one watch that survives broken connections.
+//
+// A body is decoded as it arrives, never buffered whole. With cpprestsdk the stream's timeout is
+// an inactivity timer, so the transport's stream timeout must exceed timeoutSeconds (see
+// cpprest_transport.h) or a quiet watch is cut and reconnected every time it fires.
 #pragma once
 
+#include <chrono>
 #include <functional>
+#include <optional>
 #include <string>
 #include <string_view>
 
 #include <nlohmann/json.hpp>
 
 #include "lib/kube/client.h"
+#include "lib/kube/clock.h"
 #include "lib/kube/error.h"
 #include "lib/kube/http_transport.h"
 
@@ -57,5 +65,78 @@ struct WatchOptions {
 Result<std::string> watch(HttpTransport& transport, const TokenProvider& token,
                           std::string_view collectionPath, const WatchOptions& options,
                           const std::function<void(WatchEvent)>& onEvent, CancelSignal& cancel);
+
+// Like watch(), but the decoder is the caller's, so the resourceVersion of the last event is
+// known even when the stream breaks part-way. Returns {} when the server ends the stream.
+Result<void> watchInto(WatchDecoder& decoder, HttpTransport& transport, const TokenProvider& token,
+                       std::string_view collectionPath, const WatchOptions& options,
+                       const std::function<void(WatchEvent)>& onEvent, CancelSignal& cancel);
+
+struct ReconnectOptions {
+  std::chrono::milliseconds initialBackoff{500};
+  std::chrono::milliseconds maxBackoff{30'000};
+  std::function<double()> random01;  // jitter source in [0, 1); default: a seeded PRNG
+};
+
+// Equal-jitter exponential backoff: the delay before retry number `attempt` (0-based) is
+// min(max, initial * 2^attempt) times a factor in [0.5, 1).
+Clock::Duration reconnectDelay(const ReconnectOptions& options, int attempt);
+
+// Waits `delay` on `clock` in slices of at most 100 ms, so that a real clock notices `cancel`
+// promptly. Returns false when cancelled.
+bool sleepUnlessCancelled(Clock& clock, Clock::Duration delay, CancelSignal& cancel);
+
+// What the caller of ResumableWatch::next() does next.
+enum class WatchOutcome {
+  kResume,     // call next() again: it resumes from resourceVersion() (after a backoff if failing)
+  kRelist,     // the resume point is unusable: list again, then restart() from the list's version
+  kCancelled,  // the CancelSignal fired
+};
+
+struct WatchStep {
+  WatchOutcome outcome;
+  std::optional<Error> error;  // why the connection ended, unless the server ended it normally
+};
+
+// One long watch made of watch calls, each resuming from the resourceVersion of the last event
+// (BOOKMARKs included) seen by any previous one, so no event is lost or repeated between them.
+//
+// - A transport failure (connection refused or broken, stream timeout), a 5xx or a 429 is
+//   kResume: the next call first waits reconnectDelay(failures in a row). A call that delivered
+//   an event, or that the server ended after at least a second, resets the count.
+// - 410 Gone, an ERROR event of any code, any other non-2xx status, or a body that is not a
+//   watch stream is kRelist: the resume point cannot be trusted, so the caller lists.
+// Not thread-safe; onEvent runs on the calling thread.
+class ResumableWatch {
+ public:
+  // `transport` and `clock` must outlive the watch. options.resourceVersion is the start point.
+  ResumableWatch(HttpTransport& transport, Clock& clock, TokenProvider token,
+                 std::string collectionPath, WatchOptions options, ReconnectOptions reconnect = {});
+
+  // Waits any backoff owed, then runs one watch call until it ends. Cancelling `cancel` ends the
+  // wait and the call promptly.
+  WatchStep next(const std::function<void(WatchEvent)>& onEvent, CancelSignal& cancel);
+
+  // Calls next() until it says kRelist or kCancelled, and returns that step.
+  WatchStep runUntilRelist(const std::function<void(WatchEvent)>& onEvent, CancelSignal& cancel);
+
+  // Starts over from `resourceVersion` (a fresh list's) with no backoff owed.
+  void restart(std::string resourceVersion);
+
+  const std::string& resourceVersion() const { return resourceVersion_; }
+  int failuresInARow() const { return failures_; }
+  // The options of the next call; timeoutSeconds may be changed between calls.
+  WatchOptions& options() { return options_; }
+
+ private:
+  HttpTransport& transport_;
+  Clock& clock_;
+  TokenProvider token_;
+  std::string collectionPath_;
+  WatchOptions options_;
+  ReconnectOptions reconnect_;
+  std::string resourceVersion_;
+  int failures_ = 0;
+};
 
 }  // namespace vnetipam::kube

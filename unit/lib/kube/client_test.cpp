@@ -129,6 +129,42 @@ TEST_F(ClientTest, TooManyRequestsWaitsForRetryAfterThenRetries) {
   EXPECT_EQ(clock_.sleeps()[0], std::chrono::seconds(7));
 }
 
+TEST_F(ClientTest, RetryAfterAsAnHttpDateWaitsUntilThatTime) {
+  // Sun, 06 Nov 1994 08:49:30 GMT: seven seconds before the date the server names.
+  const auto wallNow = std::chrono::sys_days(std::chrono::year(1994) / 11 / 6) +
+                       std::chrono::hours(8) + std::chrono::minutes(49) + std::chrono::seconds(30);
+  Client client = makeClient({.wallClock = [wallNow] { return wallNow; }});
+  transport_.respond(429, status(429, "TooManyRequests", "slow down"),
+                     {{"Retry-After", "Sun, 06 Nov 1994 08:49:37 GMT"}});
+  transport_.respond(429, status(429, "TooManyRequests", "slow down"),
+                     {{"Retry-After", "Sun, 06 Nov 1994 08:00:00 GMT"}});  // already past
+  transport_.respond(200, R"({"metadata":{"name":"x"}})");
+  ASSERT_TRUE(client.get(kBlock).has_value());
+  EXPECT_EQ(clock_.sleeps(),
+            (std::vector<Clock::Duration>{std::chrono::seconds(7), std::chrono::seconds(0)}));
+}
+
+TEST(ParseRetryAfter, AcceptsSecondsAndTheThreeHttpDateForms) {
+  using std::chrono::seconds;
+  const std::chrono::system_clock::time_point now =
+      std::chrono::sys_days(std::chrono::year(1994) / 11 / 6) + std::chrono::hours(8);
+  EXPECT_EQ(parseRetryAfter("120", now), seconds(120));
+  EXPECT_EQ(parseRetryAfter(" 3 ", now), seconds(3));
+  EXPECT_EQ(parseRetryAfter("Sun, 06 Nov 1994 08:49:37 GMT", now), seconds(49 * 60 + 37));
+  EXPECT_EQ(parseRetryAfter("Sunday, 06-Nov-94 08:49:37 GMT", now), seconds(49 * 60 + 37));
+  EXPECT_EQ(parseRetryAfter("Sun Nov  6 08:49:37 1994", now), seconds(49 * 60 + 37));
+  EXPECT_EQ(parseRetryAfter("Mon, 07 Nov 1994 08:00:00 GMT", now), seconds(86400));
+  // Sub-second distance rounds up, so a retry never comes early.
+  EXPECT_EQ(parseRetryAfter("Sun, 06 Nov 1994 08:00:01 GMT", now - std::chrono::milliseconds(1)),
+            seconds(2));
+  EXPECT_EQ(parseRetryAfter("Sat, 05 Nov 1994 08:00:00 GMT", now), seconds(0));
+  for (const char* bad : {"", "-1", "soon", "1.5", "Sun, 06 Nov 1994 08:49:37 PST",
+                          "Sun, 31 Feb 1994 08:49:37 GMT", "Sun, 06 Nov 1994 25:00:00 GMT",
+                          "Sun, 06 Foo 1994 08:49:37 GMT", "Sun, 06 Nov 1994 08:49 GMT"}) {
+    EXPECT_EQ(parseRetryAfter(bad, now), std::nullopt) << bad;
+  }
+}
+
 TEST_F(ClientTest, ServerErrorsAreRetriedForGetWithGrowingBackoff) {
   Client client = makeClient({.maxRetries = 5, .initialBackoff = std::chrono::milliseconds(100)});
   transport_.respond(503, "");

@@ -5,6 +5,7 @@
 
 #include <gtest/gtest.h>
 
+#include "unit/lib/kube/fake_clock.h"
 #include "unit/lib/kube/fake_transport.h"
 
 namespace vnetipam::kube {
@@ -102,6 +103,70 @@ TEST(Watch, ACancelledWatchReportsCancelled) {
       transport, {}, "/api/v1/nodes", {}, [](WatchEvent) {}, cancel);
   ASSERT_FALSE(resume.has_value());
   EXPECT_EQ(resume.error().code, ErrorCode::kCancelled);
+}
+
+TEST(ReconnectDelay, DoublesUpToTheCapWithEqualJitter) {
+  using std::chrono::milliseconds;
+  ReconnectOptions options{.initialBackoff = milliseconds(100),
+                           .maxBackoff = milliseconds(1000),
+                           .random01 = [] { return 0.0; }};
+  EXPECT_EQ(reconnectDelay(options, 0), milliseconds(50));
+  EXPECT_EQ(reconnectDelay(options, 3), milliseconds(400));
+  EXPECT_EQ(reconnectDelay(options, 4), milliseconds(500));
+  EXPECT_EQ(reconnectDelay(options, 100), milliseconds(500));
+  options.random01 = [] { return 0.999; };
+  EXPECT_GT(reconnectDelay(options, 4), milliseconds(999));
+  EXPECT_LE(reconnectDelay(options, 4), milliseconds(1000));
+}
+
+TEST(ResumableWatch, ResumesAcrossServerEndsAndStopsAtGone) {
+  testing::FakeTransport transport;
+  testing::FakeClock clock;
+  transport.streamChunks({event("ADDED", "a", "11")});
+  transport.streamChunks({event("BOOKMARK", "", "30")});
+  transport.streamChunks(
+      {event("MODIFIED", "a", "31") +
+       json{{"type", "ERROR"},
+            {"object", {{"kind", "Status"}, {"code", 410}, {"reason", "Expired"}}}}
+           .dump() +
+       "\n"});
+  ResumableWatch resumable(transport, clock, {}, "/api/v1/nodes", {.resourceVersion = "10"});
+  std::vector<std::string> seen;
+  CancelSignal cancel;
+  const WatchStep step = resumable.runUntilRelist(
+      [&seen](WatchEvent e) { seen.push_back(e.object["metadata"]["resourceVersion"]); }, cancel);
+  EXPECT_EQ(step.outcome, WatchOutcome::kRelist);
+  ASSERT_TRUE(step.error.has_value());
+  EXPECT_EQ(step.error->code, ErrorCode::kGone);
+  EXPECT_EQ(seen, (std::vector<std::string>{"11", "30", "31"}));
+  const auto requests = transport.requests();
+  ASSERT_EQ(requests.size(), 3u);
+  EXPECT_NE(requests[0].target.find("&resourceVersion=10&"), std::string::npos);
+  EXPECT_NE(requests[1].target.find("&resourceVersion=11&"), std::string::npos);
+  EXPECT_NE(requests[2].target.find("&resourceVersion=30&"), std::string::npos);
+  EXPECT_TRUE(clock.sleeps().empty());  // every stream made progress: no backoff
+
+  resumable.restart("99");
+  EXPECT_EQ(resumable.resourceVersion(), "99");
+  EXPECT_EQ(resumable.failuresInARow(), 0);
+}
+
+TEST(ResumableWatch, AnEmptyStreamThatEndsAtOnceBacksOff) {
+  testing::FakeTransport transport;
+  testing::FakeClock clock;
+  transport.streamChunks({});
+  transport.streamChunks({});
+  ResumableWatch resumable(
+      transport, clock, {}, "/api/v1/nodes", {.resourceVersion = "10"},
+      {.initialBackoff = std::chrono::milliseconds(100), .random01 = [] { return 0.0; }});
+  CancelSignal cancel;
+  EXPECT_EQ(resumable.next([](WatchEvent) {}, cancel).outcome, WatchOutcome::kResume);
+  EXPECT_EQ(resumable.failuresInARow(), 1);
+  EXPECT_EQ(resumable.next([](WatchEvent) {}, cancel).outcome, WatchOutcome::kResume);
+  EXPECT_EQ(clock.sleeps(), std::vector<Clock::Duration>{std::chrono::milliseconds(50)});
+  cancel.cancel();
+  EXPECT_EQ(resumable.next([](WatchEvent) {}, cancel).outcome, WatchOutcome::kCancelled);
+  EXPECT_EQ(transport.requests().size(), 2u);
 }
 
 }  // namespace
