@@ -1,0 +1,313 @@
+#include "lib/azure/arm_client.h"
+
+#include <algorithm>
+#include <cctype>
+
+#include <fmt/format.h>
+
+namespace vnetipam::azure {
+
+namespace {
+
+using nlohmann::json;
+
+constexpr std::string_view kPollOperation = "PollOperation";
+
+bool iequals(std::string_view a, std::string_view b) {
+  return std::ranges::equal(a, b, [](char x, char y) {
+    return std::tolower(static_cast<unsigned char>(x)) ==
+           std::tolower(static_cast<unsigned char>(y));
+  });
+}
+
+bool isSuccess(int status) { return status >= 200 && status <= 299; }
+
+// The CloudError code, or "" when the body is not one.
+std::string cloudErrorCode(const std::string& body) {
+  const auto doc = json::parse(body, nullptr, /*allow_exceptions=*/false);
+  if (!doc.is_object()) return {};
+  const auto error = doc.find("error");
+  if (error == doc.end() || !error->is_object()) return {};
+  const auto code = error->find("code");
+  return code != error->end() && code->is_string() ? code->get<std::string>() : std::string();
+}
+
+ErrorCode codeForStatus(int status) {
+  switch (status) {
+    case 400: return ErrorCode::kBadRequest;
+    case 401: return ErrorCode::kUnauthorized;
+    case 403: return ErrorCode::kForbidden;
+    case 404: return ErrorCode::kNotFound;
+    case 409: return ErrorCode::kConflict;
+    case 412: return ErrorCode::kPreconditionFailed;
+    case 429: return ErrorCode::kThrottled;
+    case 408: return ErrorCode::kServerError;
+    default: return status >= 500 ? ErrorCode::kServerError : ErrorCode::kHttp;
+  }
+}
+
+// "code: message" of a CloudError-shaped object ({"code","message","details":[...]}), with the
+// first detail, which often says more than the outer message (PreconditionFailedEtagMismatch).
+std::string describe(const json& error, std::string& code) {
+  auto field = [&error](const char* name) {
+    const auto it = error.find(name);
+    return it != error.end() && it->is_string() ? it->get<std::string>() : std::string();
+  };
+  code = field("code");
+  std::string text = code.empty() ? field("message") : code + ": " + field("message");
+  const auto details = error.find("details");
+  if (details != error.end() && details->is_array() && !details->empty() &&
+      details->front().is_object()) {
+    std::string detailCode;
+    text += " (" + describe(details->front(), detailCode) + ")";
+  }
+  return text;
+}
+
+}  // namespace
+
+Error armError(std::string_view operation, std::string_view target,
+               const kube::HttpResponse& response) {
+  const auto doc = json::parse(response.body, nullptr, /*allow_exceptions=*/false);
+  std::string code;
+  std::string text;
+  if (doc.is_object() && doc.contains("error") && doc["error"].is_object()) {
+    text = describe(doc["error"], code);
+  } else {
+    text = response.body.substr(0, 300);
+  }
+  return Error{codeForStatus(response.status),
+               redactSecrets(fmt::format("{} {}: HTTP {}: {}", operation, target, response.status,
+                                         text.empty() ? "(no error body)" : text)),
+               response.status, code};
+}
+
+ArmClient::ArmClient(kube::HttpTransport& transport, std::string endpoint,
+                     TokenCredential& credential, Clock& clock, ArmClientOptions options)
+    : transport_(transport),
+      endpoint_(std::move(endpoint)),
+      credential_(credential),
+      clock_(clock),
+      options_(std::move(options)),
+      reads_(clock, options_.readQps, options_.readBurst),
+      writes_(clock, options_.writeQps, options_.writeBurst) {
+  while (endpoint_.ends_with('/'))
+    endpoint_.pop_back();
+  if (!options_.random01) options_.random01 = defaultRandom01();
+  if (!options_.wallNow) options_.wallNow = [] { return std::chrono::system_clock::now(); };
+}
+
+Result<std::string> ArmClient::targetOf(std::string_view url) const {
+  if (url.starts_with('/')) return std::string(url);
+  // Scheme and host compare case-insensitively; so does the rest here, which is at worst more
+  // lenient about a path prefix's case.
+  if (url.size() > endpoint_.size() && iequals(url.substr(0, endpoint_.size()), endpoint_) &&
+      (url[endpoint_.size()] == '/' || url[endpoint_.size()] == '?')) {
+    std::string target(url.substr(endpoint_.size()));
+    if (target.front() == '?') target.insert(0, "/");
+    return target;
+  }
+  return fail(ErrorCode::kBadResponse,
+              fmt::format("Azure returned the URL \"{}\", which is not under the ARM endpoint "
+                          "\"{}\"; not following it (the token is only sent to the endpoint)",
+                          url, endpoint_));
+}
+
+void ArmClient::wait(std::string_view operation, WaitReason reason, Clock::Duration duration) {
+  if (duration <= Clock::Duration::zero()) return;
+  if (options_.observer) options_.observer->onWait(operation, reason, duration);
+  clock_.sleepFor(duration);
+}
+
+Result<kube::HttpResponse> ArmClient::send(std::string_view operation, std::string_view method,
+                                           std::string_view target, std::string body,
+                                           kube::Headers headers) {
+  auto path = targetOf(target);
+  if (!path) return std::unexpected(path.error());
+  kube::HttpRequest request{.method = std::string(method),
+                            .target = std::move(*path),
+                            .headers = std::move(headers),
+                            .body = std::move(body)};
+  request.headers.try_emplace("Accept", "application/json");
+  request.headers.try_emplace("User-Agent", options_.userAgent);
+  if (!request.body.empty()) request.headers.try_emplace("Content-Type", "application/json");
+  const bool read = method == "GET";
+
+  int retries = 0;
+  int throttleWaits = 0;
+  bool refreshedToken = false;
+  for (;;) {
+    kube::TokenBucket& budget = read ? reads_ : writes_;
+    wait(operation, read ? WaitReason::kReadBudget : WaitReason::kWriteBudget, budget.reserve());
+    auto token = credential_.token();
+    if (!token) return std::unexpected(token.error());
+    request.headers.insert_or_assign("Authorization", "Bearer " + *token);
+
+    const Clock::TimePoint start = clock_.now();
+    auto response = transport_.send(request);
+    if (options_.observer) {
+      options_.observer->onRequest(operation, response ? response->status : 0,
+                                   clock_.now() - start);
+    }
+    if (!response) {
+      const kube::Error& error = response.error();
+      if (retries >= options_.maxRetries) {
+        return fail(error.code == kube::ErrorCode::kConnectFailed ? ErrorCode::kConnectFailed
+                                                                  : ErrorCode::kTransport,
+                    redactSecrets(fmt::format("{} {} {}: {} (after {} retries)", operation, method,
+                                              request.target, error.message, retries)));
+      }
+      wait(operation, WaitReason::kRetryBackoff,
+           jitteredBackoff(retries++, options_.initialBackoff, options_.maxBackoff,
+                           options_.random01()));
+      continue;
+    }
+
+    const int status = response->status;
+    if (status == 401 && !refreshedToken) {
+      // The token may have been revoked or rotated early: one more try with a fresh one.
+      refreshedToken = true;
+      credential_.invalidate();
+      continue;
+    }
+    const bool throttled = status == 429;
+    const bool inProgress =
+        status == 409 && cloudErrorCode(response->body) == "AnotherOperationInProgress";
+    if (throttled || inProgress) {
+      if (throttleWaits >= options_.maxThrottleRetries) return std::move(*response);
+      const auto after = retryAfter(response->headers, options_.wallNow);
+      const Clock::Duration pause =
+          after ? std::min<Clock::Duration>(*after, options_.maxRetryAfter)
+                : jitteredBackoff(throttleWaits,
+                                  throttled ? options_.initialBackoff : options_.inProgressBackoff,
+                                  options_.maxBackoff, options_.random01());
+      ++throttleWaits;
+      wait(operation, throttled ? WaitReason::kThrottled : WaitReason::kOperationInProgress, pause);
+      continue;
+    }
+    if ((status == 408 || status >= 500) && retries < options_.maxRetries) {
+      const auto after = retryAfter(response->headers, options_.wallNow);
+      wait(operation, WaitReason::kRetryBackoff,
+           after ? std::min<Clock::Duration>(*after, options_.maxRetryAfter)
+                 : jitteredBackoff(retries, options_.initialBackoff, options_.maxBackoff,
+                                   options_.random01()));
+      ++retries;
+      continue;
+    }
+    return std::move(*response);
+  }
+}
+
+Result<json> ArmClient::get(std::string_view operation, std::string_view target) {
+  auto response = send(operation, "GET", target);
+  if (!response) return std::unexpected(response.error());
+  if (!isSuccess(response->status)) return std::unexpected(armError(operation, target, *response));
+  auto doc = json::parse(response->body, nullptr, /*allow_exceptions=*/false);
+  if (!doc.is_object()) {
+    return fail(ErrorCode::kBadResponse,
+                fmt::format("{} {}: the response is not a JSON object", operation, target));
+  }
+  return doc;
+}
+
+Result<std::vector<json>> ArmClient::list(std::string_view operation, std::string_view target) {
+  std::vector<json> items;
+  std::string next(target);
+  // A server that keeps handing out the same nextLink would loop forever; pages are finite.
+  for (int page = 0; !next.empty(); ++page) {
+    if (page >= 10'000) {
+      return fail(ErrorCode::kBadResponse,
+                  fmt::format("{} {}: more than 10000 pages; giving up", operation, target));
+    }
+    auto doc = get(operation, next);
+    if (!doc) return std::unexpected(doc.error());
+    const auto value = doc->find("value");
+    if (value == doc->end() || !value->is_array()) {
+      return fail(ErrorCode::kBadResponse,
+                  fmt::format("{} {}: the page has no \"value\" array", operation, next));
+    }
+    for (auto& item : *value)
+      items.push_back(std::move(item));
+    const auto link = doc->find("nextLink");
+    next = link != doc->end() && link->is_string() ? link->get<std::string>() : std::string();
+  }
+  return items;
+}
+
+Result<json> ArmClient::put(std::string_view operation, std::string_view target, const json& body,
+                            const std::optional<std::string>& ifMatch) {
+  kube::Headers headers;
+  if (ifMatch) headers["If-Match"] = *ifMatch;
+  auto response = send(operation, "PUT", target, body.dump(), std::move(headers));
+  if (!response) return std::unexpected(response.error());
+  if (!isSuccess(response->status)) return std::unexpected(armError(operation, target, *response));
+  return followOperation(operation, target, *response);
+}
+
+Result<json> ArmClient::followOperation(std::string_view operation, std::string_view target,
+                                        const kube::HttpResponse& initial) {
+  const auto header = [&initial](std::string_view name) {
+    const auto it = initial.headers.find(name);
+    return it == initial.headers.end() ? std::string() : it->second;
+  };
+  const std::string asyncUrl = header("Azure-AsyncOperation");
+  const std::string locationUrl = header("Location");
+  if (asyncUrl.empty() && locationUrl.empty()) {
+    // Done at once: the body is the resource.
+    auto doc = json::parse(initial.body, nullptr, /*allow_exceptions=*/false);
+    if (initial.status == 202 || !doc.is_object()) return get(operation, target);
+    return doc;
+  }
+
+  const Clock::TimePoint deadline = clock_.now() + options_.operationTimeout;
+  const kube::HttpResponse* last = &initial;
+  kube::HttpResponse poll;
+  const std::string& url = asyncUrl.empty() ? locationUrl : asyncUrl;
+  for (;;) {
+    const auto after = retryAfter(last->headers, options_.wallNow);
+    wait(operation, WaitReason::kOperationPoll,
+         std::clamp<Clock::Duration>(after.value_or(options_.defaultPollInterval),
+                                     Clock::Duration::zero(), options_.maxPollInterval));
+    if (clock_.now() > deadline) {
+      return fail(ErrorCode::kTimeout,
+                  fmt::format("{} {}: the operation {} did not finish within {} s", operation,
+                              target, url, options_.operationTimeout.count()));
+    }
+    auto response = send(kPollOperation, "GET", url);
+    if (!response) return std::unexpected(response.error());
+    poll = std::move(*response);
+    last = &poll;
+    if (!asyncUrl.empty()) {
+      // A failed read of the status is not a failed operation, but we cannot go on.
+      if (poll.status != 200) return std::unexpected(armError(kPollOperation, url, poll));
+      const auto doc = json::parse(poll.body, nullptr, /*allow_exceptions=*/false);
+      const auto status = doc.is_object() && doc.contains("status") && doc["status"].is_string()
+                              ? doc["status"].get<std::string>()
+                              : std::string();
+      if (status.empty()) {
+        return fail(ErrorCode::kBadResponse,
+                    fmt::format("{} {}: the operation status from {} has no \"status\"", operation,
+                                target, url));
+      }
+      if (iequals(status, "Succeeded")) return get(operation, target);
+      if (iequals(status, "Failed") || iequals(status, "Canceled")) {
+        std::string code;
+        const std::string text =
+            doc.contains("error") && doc["error"].is_object() ? describe(doc["error"], code) : "";
+        return fail(ErrorCode::kOperationFailed,
+                    redactSecrets(fmt::format("{} {}: the operation ended {}{}", operation, target,
+                                              status, text.empty() ? "" : ": " + text)),
+                    poll.status, code);
+      }
+      continue;  // InProgress, or any other non-terminal state
+    }
+    // The Location protocol: 202 while running, then the result.
+    if (poll.status == 202) continue;
+    if (!isSuccess(poll.status)) return std::unexpected(armError(kPollOperation, url, poll));
+    auto doc = json::parse(poll.body, nullptr, /*allow_exceptions=*/false);
+    if (doc.is_object() && !doc.empty()) return doc;
+    return get(operation, target);
+  }
+}
+
+}  // namespace vnetipam::azure

@@ -1,0 +1,31 @@
+// Wiring for a binary: real transports (cpprestsdk) to the endpoints of an AzureConfig, the
+// credential it names, and the ARM and network clients on top. Tests build the pieces themselves
+// around fakes instead.
+#pragma once
+
+#include <memory>
+
+#include "lib/azure/arm_client.h"
+#include "lib/azure/config.h"
+#include "lib/azure/credentials.h"
+#include "lib/azure/network.h"
+#include "lib/kube/http_transport.h"
+
+namespace vnetipam::azure {
+
+struct AzureClients {
+  std::unique_ptr<kube::HttpTransport> armTransport;
+  std::unique_ptr<kube::HttpTransport> authorityTransport;
+  std::unique_ptr<kube::HttpTransport> imdsTransport;
+  std::unique_ptr<TokenCredential> credential;
+  std::unique_ptr<ArmClient> arm;
+  std::unique_ptr<NetworkClient> network;
+};
+
+// `clock` (and the observers in the options) must outlive the result. kConfig when an endpoint
+// URL cannot be used.
+Result<std::unique_ptr<AzureClients>> connectAzure(const AzureConfig& config, Clock& clock,
+                                                   ArmClientOptions armOptions = {},
+                                                   CredentialOptions credentialOptions = {});
+
+}  // namespace vnetipam::azure

@@ -1,0 +1,289 @@
+#include "lib/azure/credentials.h"
+
+#include <algorithm>
+#include <charconv>
+#include <fstream>
+#include <sstream>
+
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+namespace vnetipam::azure {
+
+namespace {
+
+constexpr std::string_view kOperation = "AcquireToken";
+constexpr std::size_t kMaxQuoted = 400;  // of an error description, in a message
+
+std::string clip(std::string text) {
+  if (text.size() > kMaxQuoted) {
+    text.resize(kMaxQuoted);
+    text += "...";
+  }
+  return text;
+}
+
+ErrorCode transportCode(kube::ErrorCode code) {
+  return code == kube::ErrorCode::kConnectFailed ? ErrorCode::kConnectFailed
+                                                 : ErrorCode::kTransport;
+}
+
+}  // namespace
+
+std::string formEncode(std::string_view value) {
+  static constexpr char kHex[] = "0123456789ABCDEF";
+  std::string out;
+  out.reserve(value.size());
+  for (const char c : value) {
+    const auto u = static_cast<unsigned char>(c);
+    if ((u >= 'A' && u <= 'Z') || (u >= 'a' && u <= 'z') || (u >= '0' && u <= '9') || c == '-' ||
+        c == '.' || c == '_' || c == '~') {
+      out.push_back(c);
+    } else {
+      out.push_back('%');
+      out.push_back(kHex[u >> 4]);
+      out.push_back(kHex[u & 0xF]);
+    }
+  }
+  return out;
+}
+
+std::string tokenPath(std::string_view tenantId) {
+  return fmt::format("/{}/oauth2/v2.0/token", formEncode(tenantId));
+}
+
+Result<AccessToken> parseTokenResponse(std::string_view body, std::string_view what) {
+  const auto doc = nlohmann::json::parse(body, nullptr, /*allow_exceptions=*/false);
+  if (!doc.is_object()) {
+    return fail(ErrorCode::kBadResponse,
+                fmt::format("{}: token response is not a JSON object", what));
+  }
+  const auto token = doc.find("access_token");
+  if (token == doc.end() || !token->is_string() || token->get_ref<const std::string&>().empty()) {
+    return fail(ErrorCode::kBadResponse,
+                fmt::format("{}: token response has no access_token", what));
+  }
+  // v2 sends a number; v1 and IMDS send a string ("3599").
+  std::int64_t seconds = 0;
+  const auto expires = doc.find("expires_in");
+  bool ok = false;
+  if (expires != doc.end() && expires->is_number_integer()) {
+    seconds = expires->get<std::int64_t>();
+    ok = true;
+  } else if (expires != doc.end() && expires->is_string()) {
+    const auto& text = expires->get_ref<const std::string&>();
+    const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), seconds);
+    ok = ec == std::errc() && end == text.data() + text.size();
+  }
+  if (!ok || seconds <= 0) {
+    return fail(
+        ErrorCode::kBadResponse,
+        fmt::format("{}: token response has no positive expires_in (number or string)", what));
+  }
+  return AccessToken{token->get<std::string>(), std::chrono::seconds{seconds}};
+}
+
+CachingCredential::CachingCredential(Clock& clock, CredentialOptions options)
+    : clock_(clock), options_(std::move(options)) {
+  if (!options_.random01) options_.random01 = defaultRandom01();
+  if (!options_.wallNow) options_.wallNow = [] { return std::chrono::system_clock::now(); };
+}
+
+Result<std::string> CachingCredential::token() {
+  std::lock_guard lock(mutex_);
+  const Clock::TimePoint now = clock_.now();
+  if (!cached_.empty() && now < refreshAt_) return cached_;
+  auto fetched = fetch();
+  if (!fetched) {
+    // A refresh that fails early is not fatal: the old token still works for a while.
+    if (!cached_.empty() && now < expiresAt_) return cached_;
+    return std::unexpected(std::move(fetched.error()));
+  }
+  const Clock::Duration lifetime = fetched->expiresIn;
+  const Clock::Duration margin = std::min<Clock::Duration>(options_.refreshMargin, lifetime / 2);
+  cached_ = std::move(fetched->token);
+  // Measured from before the request, so network time only makes us refresh earlier.
+  refreshAt_ = now + lifetime - margin;
+  expiresAt_ = now + lifetime - std::min<Clock::Duration>(std::chrono::seconds{30}, lifetime / 10);
+  return cached_;
+}
+
+void CachingCredential::invalidate() {
+  std::lock_guard lock(mutex_);
+  cached_.clear();
+  refreshAt_ = {};
+  expiresAt_ = {};
+}
+
+Result<AccessToken> CachingCredential::sendTokenRequest(kube::HttpTransport& transport,
+                                                        const kube::HttpRequest& request,
+                                                        std::string_view what, bool imds) {
+  for (int attempt = 0;; ++attempt) {
+    const bool last = attempt >= options_.maxRetries;
+    const Clock::TimePoint start = clock_.now();
+    auto response = transport.send(request);
+    if (options_.observer) {
+      options_.observer->onRequest(kOperation, response ? response->status : 0,
+                                   clock_.now() - start);
+    }
+    Clock::Duration wait{};
+    if (!response) {
+      if (last) {
+        return fail(transportCode(response.error().code),
+                    redactSecrets(fmt::format("{}: {}", what, response.error().message)));
+      }
+      wait = jitteredBackoff(attempt, options_.initialBackoff, options_.maxBackoff,
+                             options_.random01());
+    } else {
+      const int status = response->status;
+      if (status == 200) return parseTokenResponse(response->body, what);
+      const bool retriable = status == 408 || status == 429 || status >= 500 ||
+                             (imds && (status == 404 || status == 410));
+      if (!retriable || last) {
+        // {"error":"invalid_client","error_description":"AADSTS7000215: ..."}; IMDS uses the
+        // same two fields. Only those are quoted: never the whole body.
+        const auto doc = nlohmann::json::parse(response->body, nullptr, false);
+        std::string code;
+        std::string description;
+        if (doc.is_object()) {
+          if (auto e = doc.find("error"); e != doc.end() && e->is_string())
+            code = e->get<std::string>();
+          if (auto d = doc.find("error_description"); d != doc.end() && d->is_string())
+            description = d->get<std::string>();
+        }
+        return fail(ErrorCode::kAuth,
+                    redactSecrets(fmt::format("{}: HTTP {}{}{}", what, status,
+                                              code.empty() ? "" : ": " + code,
+                                              description.empty() ? "" : ": " + clip(description))),
+                    status, code);
+      }
+      const auto after = retryAfter(response->headers, options_.wallNow);
+      wait = after ? std::min<Clock::Duration>(*after, options_.maxRetryAfter)
+                   : jitteredBackoff(attempt, options_.initialBackoff, options_.maxBackoff,
+                                     options_.random01());
+    }
+    if (options_.observer) {
+      options_.observer->onWait(
+          kOperation,
+          response && response->status == 429 ? WaitReason::kThrottled : WaitReason::kRetryBackoff,
+          wait);
+    }
+    clock_.sleepFor(wait);
+  }
+}
+
+ClientSecretCredentialImpl::ClientSecretCredentialImpl(kube::HttpTransport& authority, Clock& clock,
+                                                       std::string tenantId, std::string clientId,
+                                                       std::string clientSecret,
+                                                       std::string audience,
+                                                       CredentialOptions options)
+    : CachingCredential(clock, std::move(options)),
+      authority_(authority),
+      tenantId_(std::move(tenantId)),
+      clientId_(std::move(clientId)),
+      clientSecret_(std::move(clientSecret)),
+      audience_(std::move(audience)) {}
+
+Result<AccessToken> ClientSecretCredentialImpl::fetch() {
+  kube::HttpRequest request{.method = "POST", .target = tokenPath(tenantId_)};
+  request.headers["Content-Type"] = "application/x-www-form-urlencoded";
+  request.headers["Accept"] = "application/json";
+  request.body = fmt::format("grant_type=client_credentials&client_id={}&scope={}&client_secret={}",
+                             formEncode(clientId_), formEncode(audience_ + ".default"),
+                             formEncode(clientSecret_));
+  return sendTokenRequest(
+      authority_, request,
+      fmt::format("client secret token for client {} in tenant {}", clientId_, tenantId_),
+      /*imds=*/false);
+}
+
+WorkloadIdentityCredentialImpl::WorkloadIdentityCredentialImpl(
+    kube::HttpTransport& authority, Clock& clock, std::string tenantId, std::string clientId,
+    std::string tokenFile, std::string audience, CredentialOptions options)
+    : CachingCredential(clock, std::move(options)),
+      authority_(authority),
+      tenantId_(std::move(tenantId)),
+      clientId_(std::move(clientId)),
+      tokenFile_(std::move(tokenFile)),
+      audience_(std::move(audience)) {}
+
+Result<AccessToken> WorkloadIdentityCredentialImpl::fetch() {
+  // Read on every fetch: kubelet rotates the projected token.
+  std::ifstream in(tokenFile_, std::ios::binary);
+  if (!in) {
+    return fail(ErrorCode::kAuth,
+                fmt::format("workload identity token file \"{}\" cannot be read", tokenFile_));
+  }
+  std::ostringstream text;
+  text << in.rdbuf();
+  std::string assertion = text.str();
+  while (!assertion.empty() && std::isspace(static_cast<unsigned char>(assertion.back())))
+    assertion.pop_back();
+  if (assertion.empty()) {
+    return fail(ErrorCode::kAuth,
+                fmt::format("workload identity token file \"{}\" is empty", tokenFile_));
+  }
+  kube::HttpRequest request{.method = "POST", .target = tokenPath(tenantId_)};
+  request.headers["Content-Type"] = "application/x-www-form-urlencoded";
+  request.headers["Accept"] = "application/json";
+  request.body = fmt::format(
+      "grant_type=client_credentials&client_id={}&scope={}"
+      "&client_assertion_type=urn%3Aietf%3Aparams%3Aoauth%3Aclient-assertion-type%3Ajwt-bearer"
+      "&client_assertion={}",
+      formEncode(clientId_), formEncode(audience_ + ".default"), formEncode(assertion));
+  return sendTokenRequest(
+      authority_, request,
+      fmt::format("workload identity token for client {} in tenant {}", clientId_, tenantId_),
+      /*imds=*/false);
+}
+
+ManagedIdentityCredentialImpl::ManagedIdentityCredentialImpl(kube::HttpTransport& imds,
+                                                             Clock& clock,
+                                                             std::string userAssignedIdentity,
+                                                             std::string audience,
+                                                             CredentialOptions options)
+    : CachingCredential(clock, std::move(options)),
+      imds_(imds),
+      userAssignedIdentity_(std::move(userAssignedIdentity)),
+      audience_(std::move(audience)) {}
+
+Result<AccessToken> ManagedIdentityCredentialImpl::fetch() {
+  std::string target =
+      "/metadata/identity/oauth2/token?api-version=2018-02-01&resource=" + formEncode(audience_);
+  if (!userAssignedIdentity_.empty()) {
+    // cloud-provider-azure's convention: an ARM id names the identity by resource, else it is a
+    // client id.
+    const bool armId = userAssignedIdentity_.find("/subscriptions/") != std::string::npos;
+    target += (armId ? "&mi_res_id=" : "&client_id=") + formEncode(userAssignedIdentity_);
+  }
+  kube::HttpRequest request{.method = "GET", .target = std::move(target)};
+  request.headers["Metadata"] = "true";
+  request.headers["Accept"] = "application/json";
+  return sendTokenRequest(imds_, request,
+                          userAssignedIdentity_.empty()
+                              ? std::string("managed identity token (system-assigned)")
+                              : fmt::format("managed identity token for {}", userAssignedIdentity_),
+                          /*imds=*/true);
+}
+
+std::unique_ptr<TokenCredential> makeCredential(const AzureConfig& config,
+                                                kube::HttpTransport& authority,
+                                                kube::HttpTransport& imds, Clock& clock,
+                                                CredentialOptions options) {
+  switch (config.credential) {
+    case CredentialKind::kWorkloadIdentity:
+      return std::make_unique<WorkloadIdentityCredentialImpl>(
+          authority, clock, config.tenantId, config.aadClientId, config.federatedTokenFile,
+          config.endpoints.tokenAudience, std::move(options));
+    case CredentialKind::kManagedIdentity:
+      return std::make_unique<ManagedIdentityCredentialImpl>(
+          imds, clock, config.userAssignedIdentityID, config.endpoints.tokenAudience,
+          std::move(options));
+    case CredentialKind::kClientSecret: break;
+  }
+  return std::make_unique<ClientSecretCredentialImpl>(
+      authority, clock, config.tenantId, config.aadClientId, config.aadClientSecret,
+      config.endpoints.tokenAudience, std::move(options));
+}
+
+}  // namespace vnetipam::azure

@@ -1,0 +1,155 @@
+// The ARM operations the controller needs, typed: VNETs and subnets, VMs and their NICs, and IP
+// prefixes on NICs. Built on ArmClient, which owns retries, budgets and long-running operations.
+//
+// Each typed resource keeps the JSON it was read from (`raw`), so a PUT writes back every field
+// this code does not model: a NIC PUT replaces the whole NIC.
+#pragma once
+
+#include <optional>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "lib/azure/arm_client.h"
+#include "lib/azure/error.h"
+#include "lib/ipam/ip.h"
+
+namespace vnetipam::azure {
+
+// api-versions. Microsoft.Network 2024-05-01 is the first stable version with
+// privateIPAddressPrefixLength that has a verified example (reference §2a). The Compute version
+// is [R] (not in the reference): 2023-09-01 is a stable version that has the VM networkProfile.
+inline constexpr std::string_view kNetworkApiVersion = "2024-05-01";
+inline constexpr std::string_view kComputeApiVersion = "2023-09-01";
+
+// The prefix of ipConfiguration names this project writes; others on a NIC are never touched.
+inline constexpr std::string_view kIpConfigNamePrefix = "vnetipam-";
+
+struct Subnet {
+  std::string id;
+  std::string name;
+  std::vector<std::string> addressPrefixes;  // addressPrefix and addressPrefixes, merged
+  std::string provisioningState;
+  nlohmann::json raw;
+};
+
+struct VirtualNetwork {
+  std::string id;
+  std::string name;
+  std::string location;
+  std::vector<std::string> addressPrefixes;
+  std::vector<Subnet> subnets;
+  nlohmann::json raw;
+};
+
+struct VirtualMachine {
+  struct NicRef {
+    std::string id;
+    bool primary = false;
+  };
+  std::string id;
+  std::string name;
+  std::string location;
+  std::vector<NicRef> nics;
+  nlohmann::json raw;
+};
+
+struct NicIpConfig {
+  std::string id;
+  std::string name;
+  bool primary = false;
+  std::string privateIPAddress;     // "10.0.0.4", or "10.0.0.16/28" for a prefix
+  std::optional<int> prefixLength;  // privateIPAddressPrefixLength
+  std::string allocationMethod;     // "Static" or "Dynamic"
+  std::string subnetId;
+  std::string provisioningState;
+  // The block this ipConfiguration carries, host bits masked (Azure may return 10.0.0.21 for
+  // 10.0.0.16/28); nullopt for a single address.
+  std::optional<ipam::Prefix> prefix() const;
+};
+
+struct NetworkInterface {
+  std::string id;
+  std::string name;
+  std::string location;
+  std::string etag;  // W/"guid"; sent back in If-Match
+  std::string provisioningState;
+  std::string virtualMachineId;
+  std::vector<NicIpConfig> ipConfigs;
+  nlohmann::json raw;
+};
+
+// What setNicPrefixes did.
+struct NicPrefixChange {
+  NetworkInterface nic;               // as read after the write (or as found, if none was needed)
+  std::vector<ipam::Prefix> added;    // ipConfigurations created
+  std::vector<ipam::Prefix> removed;  // ipConfigurations deleted
+  bool written = false;               // a PUT was needed
+  int conflicts = 0;                  // 412s re-read and re-applied
+};
+
+// Parses ARM JSON into the types above. kBadResponse names the missing field.
+Result<Subnet> parseSubnet(const nlohmann::json& doc);
+Result<VirtualNetwork> parseVirtualNetwork(const nlohmann::json& doc);
+Result<VirtualMachine> parseVirtualMachine(const nlohmann::json& doc);
+Result<NetworkInterface> parseNetworkInterface(const nlohmann::json& doc);
+
+// The VM resource id in a node's spec.providerID:
+//   azure:///subscriptions/<s>/resourceGroups/<rg>/providers/Microsoft.Compute/virtualMachines/<n>
+// kInvalidArgument for anything else; scale-set instances get their own message, because their
+// NICs cannot be changed through Microsoft.Network (reference §2b).
+Result<std::string> vmIdFromProviderId(std::string_view providerID);
+
+// "vnetipam-10-240-0-16-28" for 10.240.0.16/28 (IPv6: ':' also becomes '-').
+std::string ipConfigName(const ipam::Prefix& prefix);
+
+// The new ipConfigurations array for `nic` holding exactly `desired` among this project's
+// prefix configs: the primary and every other ipConfiguration are kept as they are; a desired
+// prefix some ipConfiguration already carries is kept; the project's configs not desired are
+// dropped; missing ones are added (Static, privateIPAddress in CIDR form, prefix length, the
+// primary's subnet, since Azure wants every ipConfiguration of a NIC in one subnet; in the
+// order of `desired`). Pure. kInvalidArgument when a config must be added and the NIC has no
+// primary ipConfiguration with a subnet.
+struct IpConfigDiff {
+  nlohmann::json ipConfigurations;
+  std::vector<ipam::Prefix> added;
+  std::vector<ipam::Prefix> removed;
+  bool changed() const { return !added.empty() || !removed.empty(); }
+};
+Result<IpConfigDiff> diffNicPrefixes(const NetworkInterface& nic,
+                                     std::span<const ipam::Prefix> desired);
+
+class NetworkClient {
+ public:
+  // `arm` must outlive the client. maxConflicts bounds the 412 re-reads of setNicPrefixes.
+  explicit NetworkClient(ArmClient& arm, int maxConflicts = 5);
+
+  // Ids are ARM resource ids ("/subscriptions/.../virtualNetworks/v").
+  Result<VirtualNetwork> getVirtualNetwork(std::string_view vnetId);
+  Result<Subnet> getSubnet(std::string_view subnetId);
+  Result<VirtualMachine> getVirtualMachine(std::string_view vmId);
+  Result<VirtualMachine> getVirtualMachineOfNode(std::string_view providerID);
+  // The VM's NICs, primary first.
+  Result<std::vector<NetworkInterface>> getVirtualMachineNics(const VirtualMachine& vm);
+  Result<NetworkInterface> getNic(std::string_view nicId);
+  // PUT the whole NIC (nic.raw with nic.ipConfigs' changes already applied by the caller), with
+  // If-Match: nic.etag when it is set. Returns the NIC as read after the operation.
+  Result<NetworkInterface> putNic(const NetworkInterface& nic);
+  Result<std::vector<NetworkInterface>> listNics(std::string_view subscriptionId,
+                                                 std::string_view resourceGroup);
+
+  // Makes the NIC carry exactly `desired` among this project's prefix ipConfigurations, in one
+  // PUT (see diffNicPrefixes). Reads the NIC, writes with If-Match, and on 412 reads again and
+  // re-applies, up to maxConflicts times. No PUT when nothing changes. Idempotent.
+  Result<NicPrefixChange> setNicPrefixes(std::string_view nicId,
+                                         std::span<const ipam::Prefix> desired);
+
+ private:
+  ArmClient& arm_;
+  int maxConflicts_;
+};
+
+}  // namespace vnetipam::azure

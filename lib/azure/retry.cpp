@@ -1,0 +1,113 @@
+#include "lib/azure/retry.h"
+
+#include <algorithm>
+#include <array>
+#include <charconv>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <random>
+#include <string>
+
+#include "lib/azure/metrics.h"
+
+namespace vnetipam::azure {
+
+std::string_view toString(WaitReason reason) {
+  switch (reason) {
+    case WaitReason::kThrottled: return "throttled";
+    case WaitReason::kOperationInProgress: return "operation_in_progress";
+    case WaitReason::kWriteBudget: return "write_budget";
+    case WaitReason::kReadBudget: return "read_budget";
+    case WaitReason::kRetryBackoff: return "retry_backoff";
+    case WaitReason::kOperationPoll: return "operation_poll";
+  }
+  return "unknown";
+}
+
+std::function<double()> defaultRandom01() {
+  struct Source {
+    std::mutex mutex;
+    std::mt19937_64 engine{std::random_device{}()};
+  };
+  return [source = std::make_shared<Source>()] {
+    std::lock_guard lock(source->mutex);
+    return std::uniform_real_distribution<double>(0.0, 1.0)(source->engine);
+  };
+}
+
+Clock::Duration jitteredBackoff(int attempt, std::chrono::milliseconds initial,
+                                std::chrono::milliseconds max, double random01) {
+  const auto step = std::min<std::chrono::milliseconds>(
+      max, initial * (std::int64_t{1} << std::clamp(attempt, 0, 20)));
+  const double jitter = std::clamp(random01, 0.0, 1.0);
+  const auto half = std::chrono::duration<double>(step) / 2;
+  return std::chrono::ceil<Clock::Duration>(half + half * jitter);
+}
+
+namespace {
+
+std::optional<int> number(std::string_view text) {
+  int value = 0;
+  const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
+  if (ec != std::errc() || end != text.data() + text.size()) return std::nullopt;
+  return value;
+}
+
+std::string_view trim(std::string_view s) {
+  while (!s.empty() && (s.front() == ' ' || s.front() == '\t'))
+    s.remove_prefix(1);
+  while (!s.empty() && (s.back() == ' ' || s.back() == '\t'))
+    s.remove_suffix(1);
+  return s;
+}
+
+}  // namespace
+
+std::optional<std::chrono::system_clock::time_point> parseHttpDate(std::string_view text) {
+  // "Sun, 06 Nov 1994 08:49:37 GMT"
+  text = trim(text);
+  const auto comma = text.find(", ");
+  if (comma == std::string_view::npos) return std::nullopt;
+  text.remove_prefix(comma + 2);
+  if (text.size() != 24 || !text.ends_with(" GMT")) return std::nullopt;
+  static constexpr std::array<std::string_view, 12> kMonths = {
+      "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"};
+  const auto month = std::ranges::find(kMonths, text.substr(3, 3));
+  const auto day = number(text.substr(0, 2));
+  const auto year = number(text.substr(7, 4));
+  const auto hour = number(text.substr(12, 2));
+  const auto minute = number(text.substr(15, 2));
+  const auto second = number(text.substr(18, 2));
+  if (month == kMonths.end() || !day || !year || !hour || !minute || !second || text[2] != ' ' ||
+      text[6] != ' ' || text[11] != ' ' || text[14] != ':' || text[17] != ':') {
+    return std::nullopt;
+  }
+  const std::chrono::year_month_day date{
+      std::chrono::year{*year},
+      std::chrono::month{static_cast<unsigned>(month - kMonths.begin() + 1)},
+      std::chrono::day{static_cast<unsigned>(*day)}};
+  if (!date.ok() || *hour > 23 || *minute > 59 || *second > 60) return std::nullopt;
+  return std::chrono::sys_days{date} + std::chrono::hours{*hour} + std::chrono::minutes{*minute} +
+         std::chrono::seconds{*second};
+}
+
+std::optional<Clock::Duration> retryAfter(const kube::Headers& headers, const WallClock& wallNow) {
+  const auto header = headers.find("Retry-After");
+  if (header == headers.end()) return std::nullopt;
+  const std::string_view value = trim(header->second);
+  if (const auto seconds = number(value)) {
+    if (*seconds < 0) return std::nullopt;
+    return std::chrono::seconds{*seconds};
+  }
+  const auto at = parseHttpDate(value);
+  if (!at) return std::nullopt;
+  std::optional<std::chrono::system_clock::time_point> now;
+  if (const auto date = headers.find("Date"); date != headers.end())
+    now = parseHttpDate(date->second);
+  if (!now) now = wallNow();
+  if (*at <= *now) return Clock::Duration::zero();
+  return std::chrono::ceil<Clock::Duration>(*at - *now);
+}
+
+}  // namespace vnetipam::azure

@@ -1,0 +1,346 @@
+#include "lib/azure/network.h"
+
+#include <string>
+#include <vector>
+
+#include <gtest/gtest.h>
+
+#include "lib/azure/connect.h"
+#include "unit/lib/azure/fake_credential.h"
+#include "unit/lib/kube/fake_clock.h"
+#include "unit/lib/kube/fake_transport.h"
+
+namespace vnetipam::azure {
+namespace {
+
+using kube::testing::FakeClock;
+using kube::testing::FakeTransport;
+using nlohmann::json;
+using testing::FakeCredential;
+
+constexpr std::string_view kRg = "/subscriptions/sub/resourceGroups/rg";
+const std::string kNicId =
+    std::string(kRg) + "/providers/Microsoft.Network/networkInterfaces/node-1-nic";
+const std::string kSubnetId =
+    std::string(kRg) + "/providers/Microsoft.Network/virtualNetworks/vnet/subnets/nodes";
+const std::string kNicTarget = kNicId + "?api-version=2024-05-01";
+
+ipam::Prefix prefix(std::string_view text) { return ipam::Prefix::parse(text).value(); }
+
+json ipConfig(std::string_view name, std::string_view address, bool primary,
+              std::optional<int> length = std::nullopt) {
+  json props = {{"privateIPAddress", address},
+                {"privateIPAllocationMethod", "Dynamic"},
+                {"primary", primary},
+                {"provisioningState", "Succeeded"},
+                {"subnet", {{"id", kSubnetId}}}};
+  if (length) props["privateIPAddressPrefixLength"] = *length;
+  return {{"name", name},
+          {"id", kNicId + "/ipConfigurations/" + std::string(name)},
+          {"etag", "W/\"e\""},
+          {"properties", props}};
+}
+
+json nicJson(std::string_view etag, std::vector<json> configs) {
+  return {{"id", kNicId},
+          {"name", "node-1-nic"},
+          {"location", "eastus"},
+          {"etag", etag},
+          {"properties",
+           {{"provisioningState", "Succeeded"},
+            {"enableIPForwarding", true},
+            {"virtualMachine",
+             {{"id", std::string(kRg) + "/providers/Microsoft.Compute/virtualMachines/node-1"}}},
+            {"ipConfigurations", configs}}}};
+}
+
+TEST(ProviderIdTest, NamesTheVm) {
+  EXPECT_EQ(vmIdFromProviderId("azure:///subscriptions/sub/resourceGroups/rg/providers/"
+                               "Microsoft.Compute/virtualMachines/node-1")
+                .value(),
+            "/subscriptions/sub/resourceGroups/rg/providers/Microsoft.Compute/virtualMachines/"
+            "node-1");
+  EXPECT_EQ(vmIdFromProviderId("aws:///us-east-1a/i-123").error().code,
+            ErrorCode::kInvalidArgument);
+  EXPECT_FALSE(vmIdFromProviderId("azure:///subscriptions/sub/resourceGroups/rg").has_value());
+  EXPECT_FALSE(vmIdFromProviderId("azure:///subscriptions/sub/resourceGroups/rg/providers/"
+                                  "Microsoft.Compute/virtualMachines/a?x")
+                   .has_value());
+  auto vmss = vmIdFromProviderId(
+      "azure:///subscriptions/sub/resourceGroups/rg/providers/Microsoft.Compute/"
+      "virtualMachineScaleSets/pool/virtualMachines/0");
+  ASSERT_FALSE(vmss.has_value());
+  EXPECT_NE(vmss.error().message.find("scale set"), std::string::npos);
+}
+
+TEST(IpConfigNameTest, IsDeterministicFromThePrefix) {
+  EXPECT_EQ(ipConfigName(prefix("10.240.0.16/28")), "vnetipam-10-240-0-16-28");
+  EXPECT_EQ(ipConfigName(prefix("fd00:10:240::/80")), "vnetipam-fd00-10-240---80");
+}
+
+TEST(ParseTest, ReadsTheNicAndMasksReturnedPrefixes) {
+  auto nic =
+      parseNetworkInterface(nicJson("W/\"1\"", {ipConfig("ipconfig1", "10.0.0.4", true),
+                                                ipConfig("ipconfig2", "172.20.2.16/28", false, 28),
+                                                ipConfig("odd", "10.0.0.21/28", false, 28),
+                                                ipConfig("lengthOnly", "10.0.0.48", false, 28)}));
+  ASSERT_TRUE(nic.has_value()) << nic.error().message;
+  EXPECT_EQ(nic->etag, "W/\"1\"");
+  EXPECT_EQ(nic->provisioningState, "Succeeded");
+  EXPECT_TRUE(nic->virtualMachineId.ends_with("/virtualMachines/node-1"));
+  ASSERT_EQ(nic->ipConfigs.size(), 4u);
+  EXPECT_TRUE(nic->ipConfigs[0].primary);
+  EXPECT_EQ(nic->ipConfigs[0].subnetId, kSubnetId);
+  EXPECT_FALSE(nic->ipConfigs[0].prefix().has_value());
+  EXPECT_EQ(nic->ipConfigs[1].prefix(), prefix("172.20.2.16/28"));
+  EXPECT_EQ(nic->ipConfigs[2].prefix(), prefix("10.0.0.16/28"));  // host bits masked
+  EXPECT_EQ(nic->ipConfigs[3].prefix(), prefix("10.0.0.48/28"));
+  EXPECT_EQ(parseNetworkInterface(json{{"name", "x"}}).error().code, ErrorCode::kBadResponse);
+}
+
+TEST(DiffTest, AddsRemovesAndPreservesEverythingElse) {
+  auto nic = parseNetworkInterface(
+                 nicJson("W/\"1\"", {ipConfig("ipconfig1", "10.0.0.4", true),
+                                     ipConfig("secondary", "10.0.0.5", false),
+                                     ipConfig("vnetipam-10-0-1-0-28", "10.0.1.0/28", false, 28),
+                                     ipConfig("vnetipam-10-0-1-16-28", "10.0.1.16/28", false, 28),
+                                     ipConfig("someone-else", "10.0.2.0/28", false, 28)}))
+                 .value();
+  const std::vector<ipam::Prefix> desired = {prefix("10.0.1.16/28"), prefix("10.0.1.32/28"),
+                                             prefix("10.0.2.0/28")};
+  auto diff = diffNicPrefixes(nic, desired);
+  ASSERT_TRUE(diff.has_value()) << diff.error().message;
+  EXPECT_EQ(diff->added, std::vector<ipam::Prefix>{prefix("10.0.1.32/28")});
+  EXPECT_EQ(diff->removed, std::vector<ipam::Prefix>{prefix("10.0.1.0/28")});
+  ASSERT_EQ(diff->ipConfigurations.size(), 5u);
+  const auto& configs = diff->ipConfigurations;
+  EXPECT_EQ(configs[0], nic.raw["properties"]["ipConfigurations"][0]);  // primary, untouched
+  EXPECT_EQ(configs[1]["name"], "secondary");
+  EXPECT_EQ(configs[2]["name"], "vnetipam-10-0-1-16-28");
+  EXPECT_EQ(configs[3]["name"], "someone-else");  // carries a desired prefix: kept, not doubled
+  EXPECT_EQ(configs[4], json::parse(R"({"name":"vnetipam-10-0-1-32-28","properties":{
+      "privateIPAddress":"10.0.1.32/28","privateIPAddressPrefixLength":28,
+      "privateIPAllocationMethod":"Static","privateIPAddressVersion":"IPv4","primary":false,
+      "subnet":{"id":")" + kSubnetId +
+                                    R"("}}})"));
+}
+
+TEST(DiffTest, NothingToDoIsNoChange) {
+  auto nic = parseNetworkInterface(
+                 nicJson("W/\"1\"", {ipConfig("ipconfig1", "10.0.0.4", true),
+                                     ipConfig("vnetipam-10-0-1-0-28", "10.0.1.0/28", false, 28)}))
+                 .value();
+  const std::vector<ipam::Prefix> desired = {prefix("10.0.1.0/28")};
+  EXPECT_FALSE(diffNicPrefixes(nic, desired).value().changed());
+  // An empty desired set removes every block of ours.
+  auto none = diffNicPrefixes(nic, {});
+  ASSERT_TRUE(none.has_value());
+  EXPECT_EQ(none->removed, std::vector<ipam::Prefix>{prefix("10.0.1.0/28")});
+  EXPECT_EQ(none->ipConfigurations.size(), 1u);
+}
+
+TEST(DiffTest, NoPrimarySubnetIsAnError) {
+  auto nic = parseNetworkInterface(nicJson("W/\"1\"", {})).value();
+  const std::vector<ipam::Prefix> desired = {prefix("10.0.1.0/28")};
+  auto diff = diffNicPrefixes(nic, desired);
+  ASSERT_FALSE(diff.has_value());
+  EXPECT_EQ(diff.error().code, ErrorCode::kInvalidArgument);
+  EXPECT_NE(diff.error().message.find("10.0.1.0/28"), std::string::npos);
+}
+
+class NetworkClientTest : public ::testing::Test {
+ protected:
+  NetworkClientTest()
+      : arm_(transport_, "https://management.azure.com", credential_, clock_,
+             {.readQps = 0, .writeQps = 0, .random01 = [] { return 0.0; }}),
+        network_(arm_) {}
+
+  FakeTransport transport_;
+  FakeClock clock_;
+  FakeCredential credential_;
+  ArmClient arm_;
+  NetworkClient network_;
+};
+
+TEST_F(NetworkClientTest, SetNicPrefixesWritesEveryBlockInOnePutWithIfMatch) {
+  transport_.respond(200, nicJson("W/\"1\"", {ipConfig("ipconfig1", "10.0.0.4", true)}).dump());
+  const std::string op =
+      "https://management.azure.com/subscriptions/sub/providers/"
+      "Microsoft.Network/locations/eastus/operations/op1?api-version=2024-05-01";
+  transport_.respond(200, "{}", {{"Azure-AsyncOperation", op}, {"Retry-After", "1"}});
+  transport_.respond(200, R"({"status":"Succeeded"})");
+  transport_.respond(
+      200, nicJson("W/\"2\"", {ipConfig("ipconfig1", "10.0.0.4", true),
+                               ipConfig("vnetipam-10-0-1-0-28", "10.0.1.0/28", false, 28),
+                               ipConfig("vnetipam-10-0-1-16-28", "10.0.1.16/28", false, 28)})
+               .dump());
+  const std::vector<ipam::Prefix> desired = {prefix("10.0.1.0/28"), prefix("10.0.1.16/28")};
+  auto change = network_.setNicPrefixes(kNicId, desired);
+  ASSERT_TRUE(change.has_value()) << change.error().message;
+  EXPECT_TRUE(change->written);
+  EXPECT_EQ(change->added, desired);
+  EXPECT_TRUE(change->removed.empty());
+  EXPECT_EQ(change->nic.etag, "W/\"2\"");
+  EXPECT_EQ(change->nic.ipConfigs.size(), 3u);
+
+  const auto requests = transport_.requests();
+  ASSERT_EQ(requests.size(), 4u);
+  EXPECT_EQ(requests[0].method, "GET");
+  EXPECT_EQ(requests[0].target, kNicTarget);
+  EXPECT_EQ(requests[1].method, "PUT");
+  EXPECT_EQ(requests[1].target, kNicTarget);
+  EXPECT_EQ(requests[1].headers.at("If-Match"), "W/\"1\"");
+  const json body = json::parse(requests[1].body);
+  EXPECT_EQ(body["properties"]["enableIPForwarding"], true);  // unmodelled fields survive
+  ASSERT_EQ(body["properties"]["ipConfigurations"].size(), 3u);
+  EXPECT_EQ(body["properties"]["ipConfigurations"][1]["name"], "vnetipam-10-0-1-0-28");
+  EXPECT_EQ(body["properties"]["ipConfigurations"][2]["properties"]["privateIPAddress"],
+            "10.0.1.16/28");
+  EXPECT_EQ(requests[3].target, kNicTarget);  // the final read after Succeeded
+}
+
+TEST_F(NetworkClientTest, SetNicPrefixesRereadsAndReappliesOnEtagConflict) {
+  transport_.respond(200, nicJson("W/\"1\"", {ipConfig("ipconfig1", "10.0.0.4", true)}).dump());
+  transport_.respond(
+      412, R"({"error":{"code":"PreconditionFailed","message":"Precondition failed.","details":[
+        {"code":"PreconditionFailedEtagMismatch","message":"Etag mismatch"}]}})");
+  // Someone added their own ipConfiguration meanwhile: it must survive our re-applied write.
+  transport_.respond(200, nicJson("W/\"5\"", {ipConfig("ipconfig1", "10.0.0.4", true),
+                                              ipConfig("theirs", "10.0.0.9", false)})
+                              .dump());
+  transport_.respond(
+      200, nicJson("W/\"6\"",
+                   {ipConfig("ipconfig1", "10.0.0.4", true), ipConfig("theirs", "10.0.0.9", false),
+                    ipConfig("vnetipam-10-0-1-0-28", "10.0.1.0/28", false, 28)})
+               .dump());
+  const std::vector<ipam::Prefix> desired = {prefix("10.0.1.0/28")};
+  auto change = network_.setNicPrefixes(kNicId, desired);
+  ASSERT_TRUE(change.has_value()) << change.error().message;
+  EXPECT_EQ(change->conflicts, 1);
+  const auto requests = transport_.requests();
+  ASSERT_EQ(requests.size(), 4u);
+  EXPECT_EQ(requests[3].headers.at("If-Match"), "W/\"5\"");
+  const json body = json::parse(requests[3].body);
+  ASSERT_EQ(body["properties"]["ipConfigurations"].size(), 3u);
+  EXPECT_EQ(body["properties"]["ipConfigurations"][1]["name"], "theirs");
+  EXPECT_EQ(body["properties"]["ipConfigurations"][2]["name"], "vnetipam-10-0-1-0-28");
+}
+
+TEST_F(NetworkClientTest, SetNicPrefixesGivesUpAfterMaxConflicts) {
+  NetworkClient network(arm_, /*maxConflicts=*/1);
+  for (int i = 0; i < 2; ++i) {
+    transport_.respond(200, nicJson("W/\"1\"", {ipConfig("ipconfig1", "10.0.0.4", true)}).dump());
+    transport_.respond(412, R"({"error":{"code":"PreconditionFailed","message":"x"}})");
+  }
+  const std::vector<ipam::Prefix> desired = {prefix("10.0.1.0/28")};
+  auto change = network.setNicPrefixes(kNicId, desired);
+  ASSERT_FALSE(change.has_value());
+  EXPECT_EQ(change.error().code, ErrorCode::kPreconditionFailed);
+  EXPECT_EQ(transport_.requests().size(), 4u);
+}
+
+TEST_F(NetworkClientTest, SetNicPrefixesWritesNothingWhenTheNicAlreadyMatches) {
+  transport_.respond(
+      200, nicJson("W/\"1\"", {ipConfig("ipconfig1", "10.0.0.4", true),
+                               ipConfig("vnetipam-10-0-1-0-28", "10.0.1.0/28", false, 28)})
+               .dump());
+  const std::vector<ipam::Prefix> desired = {prefix("10.0.1.0/28")};
+  auto change = network_.setNicPrefixes(kNicId, desired);
+  ASSERT_TRUE(change.has_value()) << change.error().message;
+  EXPECT_FALSE(change->written);
+  EXPECT_EQ(transport_.requests().size(), 1u);
+}
+
+TEST_F(NetworkClientTest, FindsANodesVmAndItsNicsPrimaryFirst) {
+  const std::string vmId = std::string(kRg) + "/providers/Microsoft.Compute/virtualMachines/node-1";
+  const std::string second = std::string(kRg) + "/providers/Microsoft.Network/networkInterfaces/b";
+  transport_.respond(200, json{{"id", vmId},
+                               {"name", "node-1"},
+                               {"properties",
+                                {{"networkProfile",
+                                  {{"networkInterfaces",
+                                    {{{"id", second}, {"properties", {{"primary", false}}}},
+                                     {{"id", kNicId}, {"properties", {{"primary", true}}}}}}}}}}}
+                              .dump());
+  auto vm = network_.getVirtualMachineOfNode("azure://" + vmId);
+  ASSERT_TRUE(vm.has_value()) << vm.error().message;
+  ASSERT_EQ(vm->nics.size(), 2u);
+  EXPECT_EQ(vm->nics[0].id, kNicId);
+  EXPECT_TRUE(vm->nics[0].primary);
+  EXPECT_EQ(transport_.requests()[0].target, vmId + "?api-version=2023-09-01");
+
+  transport_.respond(200, nicJson("W/\"1\"", {ipConfig("ipconfig1", "10.0.0.4", true)}).dump());
+  auto otherNic = nicJson("W/\"1\"", {});
+  otherNic["id"] = second;
+  transport_.respond(200, otherNic.dump());
+  auto nics = network_.getVirtualMachineNics(*vm);
+  ASSERT_TRUE(nics.has_value()) << nics.error().message;
+  ASSERT_EQ(nics->size(), 2u);
+  EXPECT_EQ((*nics)[0].id, kNicId);
+  EXPECT_EQ((*nics)[1].id, second);
+}
+
+TEST_F(NetworkClientTest, ListsNicsAcrossPages) {
+  const std::string collection =
+      std::string(kRg) + "/providers/Microsoft.Network/networkInterfaces?api-version=2024-05-01";
+  transport_.respond(
+      200, json{{"value", {nicJson("W/\"1\"", {})}},
+                {"nextLink", "https://management.azure.com" + collection + "&%24skipToken=abc"}}
+               .dump());
+  auto second = nicJson("W/\"1\"", {});
+  second["id"] = std::string(kRg) + "/providers/Microsoft.Network/networkInterfaces/other";
+  transport_.respond(200, json{{"value", {second}}}.dump());
+  auto nics = network_.listNics("sub", "rg");
+  ASSERT_TRUE(nics.has_value()) << nics.error().message;
+  ASSERT_EQ(nics->size(), 2u);
+  EXPECT_TRUE((*nics)[1].id.ends_with("/other"));
+  EXPECT_EQ(transport_.requests()[0].target, collection);
+}
+
+TEST_F(NetworkClientTest, ReadsVnetsAndSubnets) {
+  transport_.respond(
+      200,
+      R"({"id":"/subscriptions/sub/resourceGroups/rg/providers/Microsoft.Network/virtualNetworks/vnet",
+    "name":"vnet","location":"eastus","properties":{"addressSpace":{"addressPrefixes":["10.0.0.0/8"]},
+    "subnets":[{"id":"/s/nodes","name":"nodes","properties":{"addressPrefix":"10.240.0.0/16",
+      "provisioningState":"Succeeded","ipConfigurations":[{"id":"/x"}]}}]}})");
+  auto vnet = network_.getVirtualNetwork(
+      "/subscriptions/sub/resourceGroups/rg/providers/Microsoft.Network/virtualNetworks/vnet");
+  ASSERT_TRUE(vnet.has_value()) << vnet.error().message;
+  EXPECT_EQ(vnet->addressPrefixes, std::vector<std::string>{"10.0.0.0/8"});
+  ASSERT_EQ(vnet->subnets.size(), 1u);
+  EXPECT_EQ(vnet->subnets[0].addressPrefixes, std::vector<std::string>{"10.240.0.0/16"});
+
+  transport_.respond(200, R"({"id":"/s/pods","name":"pods","properties":{
+    "addressPrefixes":["10.241.0.0/16","fd00::/64"],"provisioningState":"Updating"}})");
+  auto subnet = network_.getSubnet(kSubnetId);
+  ASSERT_TRUE(subnet.has_value()) << subnet.error().message;
+  EXPECT_EQ(subnet->addressPrefixes.size(), 2u);
+  EXPECT_EQ(subnet->provisioningState, "Updating");
+  EXPECT_EQ(transport_.requests()[1].target, kSubnetId + "?api-version=2024-05-01");
+}
+
+TEST_F(NetworkClientTest, RefusesIdsThatAreNotArmIds) {
+  auto nic = network_.getNic("networkInterfaces/x");
+  ASSERT_FALSE(nic.has_value());
+  EXPECT_EQ(nic.error().code, ErrorCode::kInvalidArgument);
+  EXPECT_FALSE(network_.getNic(kNicId + "?api-version=1").has_value());
+  EXPECT_TRUE(transport_.requests().empty());
+}
+
+TEST(ConnectTest, BuildsEveryPieceWithoutTouchingTheNetwork) {
+  AzureConfig config;
+  config.credential = CredentialKind::kManagedIdentity;
+  config.endpoints = {.resourceManager = "http://127.0.0.1:1/arm",
+                      .authorityHost = "http://127.0.0.1:1/aad",
+                      .imds = "http://127.0.0.1:1",
+                      .tokenAudience = "https://management.azure.com/"};
+  FakeClock clock;
+  auto clients = connectAzure(config, clock);
+  ASSERT_TRUE(clients.has_value()) << clients.error().message;
+  EXPECT_NE((*clients)->network, nullptr);
+  EXPECT_NE((*clients)->credential, nullptr);
+}
+
+}  // namespace
+}  // namespace vnetipam::azure
