@@ -1,0 +1,629 @@
+// Wire facts follow reference/azure-arm.md. Where it marks a fact unverified, the mock picks the
+// stricter behaviour: it requires a bearer token on every ARM call, requires
+// Content-Type: application/json on PUT, enforces If-Match on NIC PUT, and refuses api-versions
+// older than 2024-03-01 (the first with privateIPAddressPrefixLength).
+#include "azure-mock/arm_handler.h"
+
+#include <algorithm>
+#include <array>
+#include <exception>
+
+#include <fmt/format.h>
+
+#include "azure-mock/identity.h"
+#include "azure-mock/wire.h"
+
+namespace vnetipam::azuremock {
+
+using nlohmann::json;
+
+namespace {
+
+// Stable Microsoft.Network folders with privateIPAddressPrefixLength (reference 2a).
+constexpr std::array kNetworkApiVersions = {"2024-03-01", "2024-05-01", "2024-07-01", "2024-10-01",
+                                            "2025-01-01", "2025-03-01", "2025-05-01", "2025-07-01"};
+// Microsoft.Compute stable versions [R]: not in the reference; recent ones the SDKs use.
+constexpr std::array kComputeApiVersions = {"2023-03-01", "2023-07-01", "2023-09-01",
+                                            "2024-03-01", "2024-07-01", "2024-11-01"};
+
+std::string resourceNotFound(std::string_view type, std::string_view name, std::string_view rg) {
+  return fmt::format(
+      "The Resource '{}/{}' under resource group '{}' was not found. For more "
+      "details please go to https://aka.ms/ARMResourceNotFoundFix",
+      type, name, rg);
+}
+
+// ---- rendering (2024-05-01 shapes, reference 2b/2c) ----
+
+json ipConfigurationJson(const NetworkInterface& nic, const IpConfiguration& c) {
+  json props = {{"provisioningState", nic.provisioningState},
+                {"privateIPAllocationMethod", c.dynamic ? "Dynamic" : "Static"},
+                {"subnet", {{"id", c.subnetId}}},
+                {"primary", c.primary},
+                {"privateIPAddressVersion", "IPv4"}};
+  if (c.prefix) {
+    props["privateIPAddress"] = c.prefix->toString();
+    props["privateIPAddressPrefixLength"] = c.prefix->length();
+  } else {
+    props["privateIPAddress"] = c.address.toString();
+  }
+  return {{"name", c.name},
+          {"id", fmt::format("{}/ipConfigurations/{}", nic.id, c.name)},
+          {"etag", c.etag},
+          {"type", "Microsoft.Network/networkInterfaces/ipConfigurations"},
+          {"properties", std::move(props)}};
+}
+
+json nicJson(const NetworkInterface& nic) {
+  json configs = json::array();
+  for (const auto& c : nic.ipConfigurations)
+    configs.push_back(ipConfigurationJson(nic, c));
+  json props = {
+      {"provisioningState", nic.provisioningState},
+      {"resourceGuid", nic.resourceGuid},
+      {"ipConfigurations", std::move(configs)},
+      {"dnsSettings", {{"dnsServers", json::array()}, {"appliedDnsServers", json::array()}}},
+      {"macAddress", nic.macAddress},
+      {"enableAcceleratedNetworking", nic.enableAcceleratedNetworking},
+      {"enableIPForwarding", nic.enableIPForwarding},
+      {"nicType", "Standard"}};
+  if (!nic.virtualMachineId.empty()) {
+    props["virtualMachine"] = {{"id", nic.virtualMachineId}};
+    props["primary"] = true;
+  }
+  return {{"name", nic.name},
+          {"id", nic.id},
+          {"etag", nic.etag},
+          {"type", "Microsoft.Network/networkInterfaces"},
+          {"location", nic.location},
+          {"tags", nic.tags},
+          {"properties", std::move(props)}};
+}
+
+json subnetJson(const MockState& state, const Subnet& s) {
+  json configs = json::array();
+  for (const auto& id : state.ipConfigurationIdsInSubnet(s.id))
+    configs.push_back({{"id", id}});
+  const auto* vnet = state.findVirtualNetwork(s.vnetId);
+  return {{"name", s.name},
+          {"id", s.id},
+          {"etag", vnet != nullptr ? vnet->etag : ""},
+          {"type", "Microsoft.Network/virtualNetworks/subnets"},
+          {"properties",
+           {{"provisioningState", "Succeeded"},
+            {"addressPrefix", s.prefix.toString()},
+            {"ipConfigurations", std::move(configs)},
+            {"delegations", json::array()},
+            {"privateEndpointNetworkPolicies", "Disabled"},
+            {"privateLinkServiceNetworkPolicies", "Enabled"},
+            {"purpose", ""}}}};
+}
+
+json vnetJson(const MockState& state, const VirtualNetwork& v) {
+  json prefixes = json::array();
+  for (const auto& p : v.addressSpace)
+    prefixes.push_back(p.toString());
+  json subnets = json::array();
+  for (const auto& id : v.subnetIds) {
+    if (const auto* s = state.findSubnet(id)) subnets.push_back(subnetJson(state, *s));
+  }
+  return {{"name", v.name},
+          {"id", v.id},
+          {"etag", v.etag},
+          {"type", "Microsoft.Network/virtualNetworks"},
+          {"location", v.location},
+          {"properties",
+           {{"provisioningState", "Succeeded"},
+            {"resourceGuid", v.resourceGuid},
+            {"addressSpace", {{"addressPrefixes", std::move(prefixes)}}},
+            {"subnets", std::move(subnets)},
+            {"virtualNetworkPeerings", json::array()},
+            {"enableDdosProtection", false}}}};
+}
+
+json vmJson(const VirtualMachine& vm) {
+  json nics = json::array();
+  for (std::size_t i = 0; i < vm.nicIds.size(); ++i)
+    nics.push_back({{"id", vm.nicIds[i]}, {"properties", {{"primary", i == 0}}}});
+  return {{"name", vm.name},
+          {"id", vm.id},
+          {"type", "Microsoft.Compute/virtualMachines"},
+          {"location", vm.location},
+          {"properties",
+           {{"vmId", vm.vmId},
+            {"provisioningState", "Succeeded"},
+            {"networkProfile", {{"networkInterfaces", std::move(nics)}}}}}};
+}
+
+}  // namespace
+
+std::string ArmResponse::header(std::string_view name) const { return findHeader(headers, name); }
+
+json FaultOptions::toJson() const {
+  return {{"throttleRate", throttleRate},
+          {"retryAfterSeconds", retryAfterSeconds},
+          {"errorRate", errorRate},
+          {"latencyMs", latency.count()},
+          {"asyncFailRate", asyncFailRate}};
+}
+
+std::expected<FaultOptions, std::string> FaultOptions::fromJson(const json& j, FaultOptions base) {
+  if (!j.is_object()) return std::unexpected("faults must be a JSON object");
+  for (const auto& [key, value] : j.items()) {
+    if (!value.is_number()) return std::unexpected(fmt::format("faults.{} must be a number", key));
+    const double v = value.get<double>();
+    const bool rate = key == "throttleRate" || key == "errorRate" || key == "asyncFailRate";
+    if (rate && !(v >= 0 && v <= 1))
+      return std::unexpected(fmt::format("faults.{} must be between 0 and 1, got {}", key, v));
+    if (!rate && !(v >= 0 && v <= 3600000))
+      return std::unexpected(
+          fmt::format("faults.{} must be between 0 and 3600000, got {}", key, v));
+    if (key == "throttleRate")
+      base.throttleRate = v;
+    else if (key == "errorRate")
+      base.errorRate = v;
+    else if (key == "asyncFailRate")
+      base.asyncFailRate = v;
+    else if (key == "retryAfterSeconds")
+      base.retryAfterSeconds = static_cast<int>(v);
+    else if (key == "latencyMs")
+      base.latency = std::chrono::milliseconds(static_cast<std::int64_t>(v));
+    else
+      return std::unexpected(fmt::format(
+          "unknown fault \"{}\": expected throttleRate, retryAfterSeconds, errorRate, latencyMs, "
+          "asyncFailRate",
+          key));
+  }
+  return base;
+}
+
+ArmHandler::ArmHandler(MockState& state, HandlerOptions options, kube::Clock& clock,
+                       RandomSource& random, std::function<std::int64_t()> unixNow)
+    : state_(state),
+      options_(std::move(options)),
+      clock_(clock),
+      random_(random),
+      unixNow_(std::move(unixNow)),
+      windowStart_(clock.now()) {}
+
+void ArmHandler::tick() {
+  std::lock_guard lock(mutex_);
+  state_.advance();
+}
+
+std::pair<Routes, std::uint64_t> ArmHandler::snapshotRoutes() {
+  std::lock_guard lock(mutex_);
+  return {state_.routes(), state_.revision()};
+}
+
+std::pair<json, std::uint64_t> ArmHandler::stateDocument() {
+  std::lock_guard lock(mutex_);
+  return {state_.toJson(), state_.revision()};
+}
+
+ArmResponse ArmHandler::handle(const ArmRequest& request) {
+  std::lock_guard lock(mutex_);
+  try {
+    state_.advance();
+    return route(request);
+  } catch (const std::exception& e) {
+    // Nothing should get here; if something does, the caller still gets the ARM shape.
+    return error(500, "InternalServerError",
+                 fmt::format("azure-vnet-mock failed to handle the request: {}", e.what()));
+  }
+}
+
+ArmResponse ArmHandler::route(const ArmRequest& request) {
+  if (request.body.size() > options_.maxBodyBytes)
+    return error(413, "RequestEntityTooLarge",  // [R]
+                 fmt::format("The request content size {} exceeds the maximum of {} bytes.",
+                             request.body.size(), options_.maxBodyBytes));
+  if (request.path.empty() || request.path.front() != '/')
+    return error(400, "InvalidRequestFormat",
+                 "Cannot parse the request: the path must start with /.");
+  std::vector<std::string> segments;
+  std::string_view rest = std::string_view(request.path).substr(1);
+  while (true) {
+    const auto slash = rest.find('/');
+    auto decoded = percentDecode(rest.substr(0, slash), false);
+    if (!decoded || decoded->find('/') != std::string::npos)
+      return error(400, "InvalidRequestFormat",
+                   "Cannot parse the request: the path has a bad percent-encoding.");
+    segments.push_back(std::move(*decoded));
+    if (slash == std::string_view::npos) break;
+    rest = rest.substr(slash + 1);
+  }
+  if (segments.size() > 1 && segments.back().empty()) segments.pop_back();  // one trailing '/'
+  auto query = parseForm(request.query);
+  if (!query)
+    return error(400, "InvalidRequestFormat",
+                 "Cannot parse the request: the query string is malformed or repeats a parameter.");
+  if (std::ranges::any_of(segments, [](const auto& s) { return s.empty(); }) || segments.empty())
+    return error(404, "NotFound", fmt::format("No route for {} {}.", request.method, request.path));
+
+  const std::string first = toLower(segments[0]);
+  if (first == "subscriptions") return handleArm(request, segments, *query);
+  if (first == "mock") return handleAdmin(request, segments);
+  if (first == "metadata" || (segments.size() >= 3 && iequals(segments[1], "oauth2")))
+    return handleToken(request, segments, *query);
+  return error(404, "NotFound", fmt::format("No route for {} {}.", request.method, request.path));
+}
+
+ArmResponse ArmHandler::handleAdmin(const ArmRequest& request,
+                                    const std::vector<std::string>& segments) {
+  const std::string what = segments.size() == 2 ? toLower(segments[1]) : "";
+  if (what == "healthz" && request.method == "GET") return jsonResponse(200, {{"status", "ok"}});
+  if (what == "state" && request.method == "GET") {
+    json doc = state_.toJson();
+    json routes = json::array();
+    for (const auto& [block, via] : state_.routes())
+      routes.push_back({{"prefix", block.toString()}, {"nextHop", via.toString()}});
+    doc["routes"] = std::move(routes);
+    doc["faults"] = options_.faults.toJson();
+    doc["revision"] = state_.revision();
+    return jsonResponse(200, doc);
+  }
+  if (what == "faults" && request.method == "GET")
+    return jsonResponse(200, options_.faults.toJson());
+  if (what == "faults" && request.method == "PUT") {
+    const json body = json::parse(request.body, nullptr, false);
+    if (body.is_discarded())
+      return error(400, "InvalidRequestFormat", "Cannot parse the request: the body is not JSON.");
+    auto faults = FaultOptions::fromJson(body, options_.faults);
+    if (!faults) return error(400, "InvalidFaults", faults.error());
+    options_.faults = *faults;
+    return jsonResponse(200, options_.faults.toJson());
+  }
+  if (what == "state" || what == "faults" || what == "healthz")
+    return error(405, "MethodNotAllowed",
+                 fmt::format("{} is not allowed on {}.", request.method, request.path));
+  return error(404, "NotFound", fmt::format("No route for {} {}.", request.method, request.path));
+}
+
+namespace {
+
+// "2024-05-01" or "2024-05-01-preview".
+bool wellFormedApiVersion(std::string_view v) {
+  if (v.size() != 10 && !(v.size() == 18 && v.substr(10) == "-preview")) return false;
+  for (std::size_t i = 0; i < 10; ++i) {
+    const bool digit = v[i] >= '0' && v[i] <= '9';
+    if ((i == 4 || i == 7) ? v[i] != '-' : !digit) return false;
+  }
+  return true;
+}
+
+}  // namespace
+
+ArmResponse ArmHandler::handleArm(const ArmRequest& request, const std::vector<std::string>& seg,
+                                  const std::map<std::string, std::string>& query) {
+  const auto& method = request.method;
+  const bool isWrite =
+      method == "PUT" || method == "DELETE" || method == "POST" || method == "PATCH";
+  // Tracing headers (reference 3b): the request id doubles as the async operation id.
+  const std::string requestId = random_.guid();
+  std::string correlationId = findHeader(request.headers, "x-ms-correlation-request-id");
+  if (correlationId.empty() || correlationId.size() > 128) correlationId = requestId;
+  const std::string clientRequestId = findHeader(request.headers, "x-ms-client-request-id");
+
+  // Fixed 5-minute windows stand in for ARM's sliding accounting.
+  const auto now = clock_.now();
+  if (now - windowStart_ >= std::chrono::minutes(5)) {
+    windowStart_ = now;
+    readsInWindow_ = 0;
+    writesInWindow_ = 0;
+  }
+  const int limit = isWrite ? options_.writesPer5Min : options_.readsPer5Min;
+  int& used = isWrite ? writesInWindow_ : readsInWindow_;
+  const std::string remainingHeader = isWrite ? "x-ms-ratelimit-remaining-subscription-writes"
+                                              : "x-ms-ratelimit-remaining-subscription-reads";
+
+  const auto finish = [&](ArmResponse r) {
+    r.headers.emplace_back("x-ms-request-id", requestId);
+    r.headers.emplace_back("x-ms-correlation-request-id", correlationId);
+    if (!clientRequestId.empty() && clientRequestId.size() <= 128)
+      r.headers.emplace_back("x-ms-client-request-id", clientRequestId);
+    const int remaining = limit > 0 ? std::max(0, limit - used) : 11999;
+    r.headers.emplace_back(remainingHeader, std::to_string(remaining));
+    r.delay = options_.faults.latency;
+    return r;
+  };
+
+  // 1. Authentication, as ARM does it before anything else.
+  if (options_.requireAuth) {
+    const std::string auth = findHeader(request.headers, "Authorization");
+    if (auth.empty())
+      return finish(error(401, "AuthenticationFailed",
+                          "Authentication failed. The 'Authorization' header is missing."));
+    if (auth.size() < 7 || !iequals(std::string_view(auth).substr(0, 7), "Bearer "))
+      return finish(error(401, "AuthenticationFailedInvalidHeader",
+                          "Authentication failed. The 'Authorization' header is provided in an "
+                          "invalid format."));
+    if (auto bad = checkAccessToken(std::string_view(auth).substr(7), unixNow_()); !bad.empty())
+      return finish(error(401, "InvalidAuthenticationToken", bad));
+  }
+
+  // 2. Throttling: the NRP limits, then injected throttling and server errors.
+  if (limit > 0 && used >= limit) {
+    const auto left = std::chrono::duration_cast<std::chrono::seconds>(
+        windowStart_ + std::chrono::minutes(5) - now);
+    auto r = error(429, "SubscriptionRequestsThrottled",  // [R]
+                   fmt::format("Number of '{}' requests for subscription '{}' exceeded. Please try "
+                               "again after '{}' seconds.",
+                               isWrite ? "write" : "read", seg.size() > 1 ? seg[1] : "",
+                               std::max<std::int64_t>(1, left.count())));
+    r.headers.emplace_back("Retry-After", std::to_string(std::max<std::int64_t>(1, left.count())));
+    return finish(std::move(r));
+  }
+  ++used;
+  if (random_.chance(options_.faults.throttleRate)) {
+    auto r = error(429, "SubscriptionRequestsThrottled",  // [R]
+                   fmt::format("Number of requests exceeded the limit (injected by "
+                               "azure-vnet-mock). Please try again after '{}' seconds.",
+                               options_.faults.retryAfterSeconds));
+    r.headers.emplace_back("Retry-After", std::to_string(options_.faults.retryAfterSeconds));
+    auto out = finish(std::move(r));
+    for (auto& [k, v] : out.headers) {
+      if (k == remainingHeader) v.assign(1, '0');  // not = "0": GCC 12 -Wrestrict false positive
+    }
+    return out;
+  }
+  if (random_.chance(options_.faults.errorRate)) {
+    if (random_.next() % 2 == 0)
+      return finish(error(500, "InternalServerError",
+                          "Encountered internal server error (injected by azure-vnet-mock)."));
+    auto r = error(503, "ServiceUnavailable",
+                   "The service is unavailable (injected by azure-vnet-mock).");
+    r.headers.emplace_back("Retry-After", std::to_string(options_.faults.retryAfterSeconds));
+    return finish(std::move(r));
+  }
+
+  // 3. Shape of the path: which provider and resource type.
+  const auto is = [&](std::size_t i, std::string_view word) {
+    return i < seg.size() && iequals(seg[i], word);
+  };
+  const std::string& sub = seg.size() > 1 ? seg[1] : seg[0];
+  enum class Kind {
+    kUnknown,
+    kVnet,
+    kSubnets,
+    kSubnet,
+    kNics,
+    kNic,
+    kNicConfigs,
+    kNicConfig,
+    kVm,
+    kOperation
+  };
+  Kind kind = Kind::kUnknown;
+  bool compute = false;
+  if (seg.size() == 8 && is(2, "providers") && is(3, "Microsoft.Network") && is(4, "locations") &&
+      is(6, "operations")) {
+    kind = Kind::kOperation;
+  } else if (seg.size() >= 7 && is(2, "resourceGroups") && is(4, "providers")) {
+    if (is(5, "Microsoft.Network") && is(6, "virtualNetworks")) {
+      if (seg.size() == 8) kind = Kind::kVnet;
+      if (seg.size() == 9 && is(8, "subnets")) kind = Kind::kSubnets;
+      if (seg.size() == 10 && is(8, "subnets")) kind = Kind::kSubnet;
+    } else if (is(5, "Microsoft.Network") && is(6, "networkInterfaces")) {
+      if (seg.size() == 7) kind = Kind::kNics;
+      if (seg.size() == 8) kind = Kind::kNic;
+      if (seg.size() == 9 && is(8, "ipConfigurations")) kind = Kind::kNicConfigs;
+      if (seg.size() == 10 && is(8, "ipConfigurations")) kind = Kind::kNicConfig;
+    } else if (is(5, "Microsoft.Compute") && is(6, "virtualMachines") && seg.size() == 8) {
+      kind = Kind::kVm;
+      compute = true;
+    }
+  }
+  if (kind == Kind::kUnknown) {
+    if (seg.size() >= 7 && is(4, "providers") &&
+        (is(5, "Microsoft.Network") || is(5, "Microsoft.Compute")))
+      return finish(error(404, "InvalidResourceType",
+                          fmt::format("The resource type '{}' could not be found in the namespace "
+                                      "'{}'.",
+                                      seg[6], seg[5])));
+    return finish(error(404, "NotFound", fmt::format("No route for {} {}.", method, request.path)));
+  }
+
+  // 4. api-version.
+  auto v = query.find("api-version");
+  if (v == query.end())
+    return finish(error(400, "MissingApiVersionParameter",
+                        "The api-version query parameter (?api-version=) is required for all "
+                        "requests."));
+  const auto& versions = compute ? std::span<const char* const>(kComputeApiVersions)
+                                 : std::span<const char* const>(kNetworkApiVersions);
+  if (std::ranges::find(versions, v->second) == versions.end()) {
+    const std::string supported = fmt::format("{}", fmt::join(versions, ", "));
+    if (!wellFormedApiVersion(v->second))
+      return finish(error(400, "InvalidApiVersionParameter",
+                          fmt::format("The api-version '{}' is invalid. The supported versions are "
+                                      "'{}'.",
+                                      v->second, supported)));
+    return finish(
+        error(400, "NoRegisteredProviderFound",
+              fmt::format("No registered resource provider found for API version '{}' "
+                          "and type '{}/{}'. The supported api-versions are '{}'.",
+                          v->second, seg.size() > 5 ? seg[5] : "",
+                          kind == Kind::kOperation ? "locations/operations" : seg[6], supported)));
+  }
+  const std::string& apiVersion = v->second;
+
+  // 5. Method.
+  const bool putAllowed = kind == Kind::kNic;
+  if (method != "GET" && !(method == "PUT" && putAllowed)) {
+    auto r = error(405, "MethodNotAllowed",  // [R]
+                   fmt::format("The mock does not implement {} on this resource type.", method));
+    r.headers.emplace_back("Allow", putAllowed ? "GET, PUT" : "GET");
+    return finish(std::move(r));
+  }
+
+  // 6. Parents, then the resource.
+  const std::string host = findHeader(request.headers, "Host").empty()
+                               ? options_.fallbackHost
+                               : findHeader(request.headers, "Host");
+  const std::string base = fmt::format("{}://{}", options_.scheme, host);
+  const auto operationUrl = [&](std::string_view subscription, std::string_view location,
+                                std::string_view id) {
+    return fmt::format(
+        "{}/subscriptions/{}/providers/Microsoft.Network/locations/{}/operations/{}"
+        "?api-version={}",
+        base, subscription, location, id, apiVersion);
+  };
+  if (!state_.subscriptionExists(sub))
+    return finish(error(404, "SubscriptionNotFound",
+                        fmt::format("The subscription '{}' could not be found.", sub)));
+  if (kind == Kind::kOperation) {
+    const auto* op = state_.findOperation(seg[7]);
+    if (op == nullptr || !iequals(op->subscriptionId, sub))
+      return finish(
+          error(404, "ResourceNotFound", fmt::format("The operation '{}' was not found.", seg[7])));
+    // Always 200: a 4xx/5xx here would mean reading the status failed (reference 3b).
+    json body = {{"id", fmt::format("/subscriptions/{}/providers/Microsoft.Network/locations/{}/"
+                                    "operations/{}",
+                                    op->subscriptionId, op->location, op->id)},
+                 {"name", op->id},
+                 {"status", toString(op->status)}};
+    if (op->error) body["error"] = {{"code", op->error->code}, {"message", op->error->message}};
+    auto r = jsonResponse(200, body);
+    if (op->status == OperationStatus::kInProgress) r.headers.emplace_back("Retry-After", "1");
+    return finish(std::move(r));
+  }
+  const std::string rgId = fmt::format("/subscriptions/{}/resourceGroups/{}", sub, seg[3]);
+  if (!state_.resourceGroupExists(rgId))
+    return finish(error(404, "ResourceGroupNotFound",
+                        fmt::format("Resource group '{}' could not be found.", seg[3])));
+  const std::string providerBase = fmt::format("{}/providers/{}/{}", rgId, seg[5], seg[6]);
+
+  switch (kind) {
+    case Kind::kVnet:
+    case Kind::kSubnets:
+    case Kind::kSubnet: {
+      const auto* vnet = state_.findVirtualNetwork(fmt::format("{}/{}", providerBase, seg[7]));
+      if (vnet == nullptr)
+        return finish(error(404, "ResourceNotFound",
+                            resourceNotFound("Microsoft.Network/virtualNetworks", seg[7], seg[3])));
+      if (kind == Kind::kVnet) return finish(jsonResponse(200, vnetJson(state_, *vnet)));
+      if (kind == Kind::kSubnets) {
+        json value = json::array();
+        for (const auto& id : vnet->subnetIds) {
+          if (const auto* s = state_.findSubnet(id)) value.push_back(subnetJson(state_, *s));
+        }
+        return finish(jsonResponse(200, {{"value", std::move(value)}}));
+      }
+      const auto* subnet = state_.findSubnet(fmt::format("{}/subnets/{}", vnet->id, seg[9]));
+      if (subnet == nullptr)
+        return finish(error(404, "NotFound",  // [R]
+                            fmt::format("Resource {}/subnets/{} not found.", vnet->id, seg[9])));
+      return finish(jsonResponse(200, subnetJson(state_, *subnet)));
+    }
+    case Kind::kVm: {
+      const auto* vm = state_.findVirtualMachine(fmt::format("{}/{}", providerBase, seg[7]));
+      if (vm == nullptr)
+        return finish(error(404, "ResourceNotFound",
+                            resourceNotFound("Microsoft.Compute/virtualMachines", seg[7], seg[3])));
+      return finish(jsonResponse(200, vmJson(*vm)));
+    }
+    case Kind::kNics: {
+      std::size_t skip = 0;
+      if (auto t = query.find("$skipToken"); t != query.end()) {
+        const auto& text = t->second;
+        const bool digits = !text.empty() && text.size() < 10 &&
+                            std::ranges::all_of(text, [](char c) { return c >= '0' && c <= '9'; });
+        if (!digits)
+          return finish(error(400, "InvalidSkipToken",  // [R]
+                              fmt::format("The $skipToken '{}' is not valid.", text)));
+        skip = std::stoul(text);
+      }
+      const auto nics = state_.nicsInResourceGroup(rgId);
+      json value = json::array();
+      const std::size_t pageSize = std::max<std::size_t>(1, options_.listPageSize);
+      for (std::size_t i = skip; i < nics.size() && i < skip + pageSize; ++i)
+        value.push_back(nicJson(*nics[i]));
+      json body = {{"value", std::move(value)}};
+      if (skip + pageSize < nics.size())
+        body["nextLink"] = fmt::format("{}{}?api-version={}&$skipToken={}", base, request.path,
+                                       apiVersion, skip + pageSize);
+      return finish(jsonResponse(200, body));
+    }
+    case Kind::kNic:
+    case Kind::kNicConfigs:
+    case Kind::kNicConfig: {
+      const std::string nicId = fmt::format("{}/{}", providerBase, seg[7]);
+      const auto* nic = state_.findNic(nicId);
+      if (method == "PUT")
+        return finish(putNic(request, nicId, nic, apiVersion, operationUrl, requestId));
+      if (nic == nullptr)
+        return finish(
+            error(404, "ResourceNotFound",
+                  resourceNotFound("Microsoft.Network/networkInterfaces", seg[7], seg[3])));
+      if (kind == Kind::kNic) return finish(jsonResponse(200, nicJson(*nic)));
+      json value = json::array();
+      for (const auto& c : nic->ipConfigurations) {
+        if (kind == Kind::kNicConfig && iequals(c.name, seg[9]))
+          return finish(jsonResponse(200, ipConfigurationJson(*nic, c)));
+        value.push_back(ipConfigurationJson(*nic, c));
+      }
+      if (kind == Kind::kNicConfig)
+        return finish(
+            error(404, "NotFound",  // [R]
+                  fmt::format("Resource {}/ipConfigurations/{} not found.", nic->id, seg[9])));
+      return finish(jsonResponse(200, {{"value", std::move(value)}}));
+    }
+    default: break;
+  }
+  return finish(error(404, "NotFound", fmt::format("No route for {} {}.", method, request.path)));
+}
+
+ArmResponse ArmHandler::putNic(const ArmRequest& request, const std::string& nicId,
+                               const NetworkInterface* existing, const std::string& apiVersion,
+                               const OperationUrl& operationUrl, const std::string& requestId) {
+  // A PUT while this NIC's last operation still runs: 409, pointing at that operation.
+  if (existing != nullptr && !existing->pendingOperationId.empty()) {
+    const auto* op = state_.findOperation(existing->pendingOperationId);
+    const std::string url = op != nullptr ? operationUrl(op->subscriptionId, op->location, op->id)
+                                          : existing->pendingOperationId;
+    return error(409, "AnotherOperationInProgress",
+                 fmt::format("Another operation on this or dependent resource is in progress. To "
+                             "retrieve status of the operation use uri: {}",
+                             url));
+  }
+  const std::string contentType = toLower(findHeader(request.headers, "Content-Type"));
+  if (!contentType.starts_with("application/json"))
+    return error(415, "UnsupportedMediaType",  // [R]
+                 fmt::format("The content media type '{}' is not supported. Only "
+                             "'application/json' is supported.",
+                             findHeader(request.headers, "Content-Type")));
+  json body;
+  try {
+    body = json::parse(request.body);
+  } catch (const json::parse_error& e) {
+    return errorResponse(
+        CloudError{.status = 400,
+                   .code = "InvalidRequestFormat",
+                   .message = "Cannot parse the request.",
+                   .details = json::array({{{"code", "InvalidJson"}, {"message", e.what()}}})});
+  }
+  NicPutPreconditions pre;
+  if (auto h = findHeader(request.headers, "If-Match"); !h.empty()) pre.ifMatch = h;
+  if (auto h = findHeader(request.headers, "If-None-Match"); !h.empty()) pre.ifNoneMatch = h;
+  const bool fail = random_.chance(options_.faults.asyncFailRate);
+  auto result =
+      state_.putNic(existing != nullptr ? existing->id : nicId, body, pre, requestId, fail);
+  if (!result) return errorResponse(result.error());
+  const auto* nic = state_.findNic(nicId);
+  const auto* op = state_.findOperation(result->operationId);
+  // A created NIC whose operation failed at once (no delay) is gone again: answer with the body
+  // as it was written, which is what Azure returns before the operation ends.
+  auto r = jsonResponse(result->created ? 201 : 200,
+                        nic != nullptr ? nicJson(*nic) : json{{"id", nicId}});
+  if (op != nullptr)
+    r.headers.emplace_back("Azure-AsyncOperation",
+                           operationUrl(op->subscriptionId, op->location, op->id));
+  const auto delayMs = state_.options().asyncDelay.count();
+  r.headers.emplace_back("Retry-After",
+                         std::to_string(std::max<std::int64_t>(1, (delayMs + 999) / 1000)));
+  (void)apiVersion;
+  return r;
+}
+
+}  // namespace vnetipam::azuremock

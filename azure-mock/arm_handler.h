@@ -1,0 +1,132 @@
+// The mock's whole HTTP surface as a pure function: a plain request in, a plain response out.
+// Routing, api-version checks, authentication, CloudError bodies, rate limits and fault-injection
+// decisions all live here, so every behaviour is tested without a socket (http_server.cpp only
+// adapts cpprestsdk to these structs).
+//
+// Endpoints:
+//   POST /{tenant}/oauth2/v2.0/token, POST /{tenant}/oauth2/token, GET
+//   /metadata/identity/oauth2/token GET
+//   .../providers/Microsoft.Network/virtualNetworks/{vnet}[/subnets[/{subnet}]] GET
+//   .../providers/Microsoft.Compute/virtualMachines/{vm} GET
+//   .../providers/Microsoft.Network/networkInterfaces            (nextLink paging) GET|PUT
+//   .../providers/Microsoft.Network/networkInterfaces/{nic} GET
+//   .../networkInterfaces/{nic}/ipConfigurations[/{name}] GET
+//   /subscriptions/{sub}/providers/Microsoft.Network/locations/{loc}/operations/{id} GET
+//   /mock/state, GET|PUT /mock/faults, GET /mock/healthz   (inspection and admin, no auth)
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <mutex>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "azure-mock/random.h"
+#include "azure-mock/state.h"
+#include "lib/kube/clock.h"
+
+namespace vnetipam::azuremock {
+
+using HeaderList = std::vector<std::pair<std::string, std::string>>;
+
+struct ArmRequest {
+  std::string method;
+  std::string path;   // percent-encoded, without the query: "/subscriptions/s/..."
+  std::string query;  // percent-encoded, without '?': "api-version=2024-05-01"
+  HeaderList headers;
+  std::string body;
+};
+
+struct ArmResponse {
+  int status = 200;
+  HeaderList headers;
+  std::string body;
+  // Injected latency: the server waits this long before answering.
+  std::chrono::milliseconds delay{0};
+
+  // The first header of that name (case-insensitive), or "".
+  std::string header(std::string_view name) const;
+};
+
+struct FaultOptions {
+  double throttleRate = 0;  // share of ARM requests answered 429 with Retry-After
+  int retryAfterSeconds = 1;
+  double errorRate = 0;  // share of ARM requests answered 500 or 503
+  std::chrono::milliseconds latency{0};
+  double asyncFailRate = 0;  // share of NIC PUT operations that end Failed
+
+  nlohmann::json toJson() const;
+  // Accepts any subset of the fields toJson() writes; rates in [0, 1].
+  static std::expected<FaultOptions, std::string> fromJson(const nlohmann::json& j,
+                                                           FaultOptions base);
+};
+
+// A service principal the token endpoints accept. With none configured, any well-formed
+// request gets a token.
+struct ClientCredential {
+  std::string tenantId;
+  std::string clientId;
+  std::string clientSecret;  // empty: only a client assertion is accepted
+};
+
+struct HandlerOptions {
+  // Used to build Azure-AsyncOperation and nextLink URLs: scheme + "://" + the Host header, or
+  // this when the request has no Host header.
+  std::string scheme = "http";
+  std::string fallbackHost = "127.0.0.1";
+  std::size_t maxBodyBytes = 4 * 1024 * 1024;  // ARM's request size limit is 4 MB [R]
+  std::size_t listPageSize = 100;
+  // Network RP limits per 5 minutes (reference 3c); 0 turns a limit off.
+  int readsPer5Min = 10000;
+  int writesPer5Min = 1000;
+  bool requireAuth = true;
+  std::vector<ClientCredential> clients;
+  FaultOptions faults;
+};
+
+class ArmHandler {
+ public:
+  // `unixNow` gives wall-clock seconds for token expiry (tokens outlive process restarts).
+  ArmHandler(MockState& state, HandlerOptions options, kube::Clock& clock, RandomSource& random,
+             std::function<std::int64_t()> unixNow);
+
+  // Never throws; every failure is an HTTP response with a JSON body. Thread-safe.
+  ArmResponse handle(const ArmRequest& request);
+
+  // Completes due async operations; the server calls it on a timer. Thread-safe.
+  void tick();
+  // The routes the SDN should hold now, and the state revision. Thread-safe.
+  std::pair<Routes, std::uint64_t> snapshotRoutes();
+  // The whole state document and its revision. Thread-safe.
+  std::pair<nlohmann::json, std::uint64_t> stateDocument();
+
+ private:
+  ArmResponse route(const ArmRequest& request);
+  ArmResponse handleArm(const ArmRequest& request, const std::vector<std::string>& segments,
+                        const std::map<std::string, std::string>& query);
+  ArmResponse handleToken(const ArmRequest& request, const std::vector<std::string>& segments,
+                          const std::map<std::string, std::string>& query);
+  ArmResponse handleAdmin(const ArmRequest& request, const std::vector<std::string>& segments);
+  using OperationUrl = std::function<std::string(std::string_view subscription,
+                                                 std::string_view location, std::string_view id)>;
+  ArmResponse putNic(const ArmRequest& request, const std::string& nicId,
+                     const NetworkInterface* existing, const std::string& apiVersion,
+                     const OperationUrl& operationUrl, const std::string& requestId);
+
+  MockState& state_;
+  HandlerOptions options_;
+  kube::Clock& clock_;
+  RandomSource& random_;
+  std::function<std::int64_t()> unixNow_;
+  std::mutex mutex_;
+  // Fixed 5-minute windows for the NRP read/write limits.
+  kube::Clock::TimePoint windowStart_{};
+  int readsInWindow_ = 0;
+  int writesInWindow_ = 0;
+};
+
+}  // namespace vnetipam::azuremock

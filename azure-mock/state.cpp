@@ -1,0 +1,1064 @@
+// The rules a NIC PUT must pass, and where each comes from (reference/azure-arm.md):
+//   - a prefix only on a non-primary ipConfiguration, only options.prefixLength (/28), no public
+//     IP with a prefix, all ipConfigurations of a NIC in one subnet              [V] 2b
+//   - a static prefix is aligned and inside the subnet; nothing overlaps the subnet's 5 reserved
+//     addresses, another NIC's addresses or prefixes, or this NIC's other configurations [V] 5
+//   - If-Match / If-None-Match per the RPC table; 412 PreconditionFailed with
+//     PreconditionFailedEtagMismatch details                                     [V] 3a, 3d
+//   - one running operation per NIC (409 AnotherOperationInProgress)             [V] 3b
+// Error codes marked [R] below are not confirmed in a source; each is a 400 CloudError, which is
+// what a client must handle whatever the exact code is.
+#include "azure-mock/state.h"
+
+#include <algorithm>
+#include <utility>
+
+#include <fmt/format.h>
+
+namespace vnetipam::azuremock {
+
+using nlohmann::json;
+
+std::string toLower(std::string_view s) {
+  std::string out(s);
+  for (char& c : out) {
+    if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
+  }
+  return out;
+}
+
+json CloudError::toJson() const {
+  json error = {{"code", code}, {"message", message}};
+  if (!target.empty()) error["target"] = target;
+  error["details"] = details;
+  return json{{"error", std::move(error)}};
+}
+
+std::string_view toString(OperationStatus s) {
+  switch (s) {
+    case OperationStatus::kInProgress: return "InProgress";
+    case OperationStatus::kSucceeded: return "Succeeded";
+    case OperationStatus::kFailed: return "Failed";
+  }
+  return "Failed";
+}
+
+const IpConfiguration* NetworkInterface::primaryConfiguration() const {
+  for (const auto& c : ipConfigurations) {
+    if (c.primary) return &c;
+  }
+  return nullptr;
+}
+
+namespace {
+
+CloudError badRequest(std::string code, std::string message) {
+  return CloudError{.status = 400, .code = std::move(code), .message = std::move(message)};
+}
+
+CloudError invalidFormat(std::string message) {
+  return badRequest("InvalidRequestFormat", "Cannot parse the request. " + std::move(message));
+}
+
+std::string resourceGroupId(std::string_view sub, std::string_view rg) {
+  return fmt::format("/subscriptions/{}/resourceGroups/{}", sub, rg);
+}
+
+// A closed address interval [first, last] and who holds it, for conflict messages.
+struct Occupied {
+  ipam::U128 first;
+  ipam::U128 last;
+  std::string owner;
+};
+
+std::string configId(std::string_view nicId, std::string_view name) {
+  return fmt::format("{}/ipConfigurations/{}", nicId, name);
+}
+
+// What one requested ipConfiguration asks for, before rules and allocation.
+struct RequestedConfig {
+  std::string name;
+  std::optional<bool> primary;
+  bool dynamic = true;
+  std::string subnetId;
+  std::optional<int> prefixLength;
+  std::optional<std::string> address;
+  bool hasPublicIp = false;
+};
+
+std::expected<RequestedConfig, CloudError> parseRequestedConfig(const json& c, std::size_t index) {
+  const auto where = [&](std::string_view field) {
+    return fmt::format("properties.ipConfigurations[{}]{}", index, field);
+  };
+  if (!c.is_object()) return std::unexpected(invalidFormat(where(" must be an object")));
+  RequestedConfig out;
+  if (!c.contains("name") || !c["name"].is_string() || c["name"].get<std::string>().empty())
+    return std::unexpected(invalidFormat(where(".name must be a non-empty string")));
+  out.name = c["name"].get<std::string>();
+  const json empty = json::object();
+  const json& p = c.contains("properties") ? c["properties"] : empty;
+  if (!p.is_object()) return std::unexpected(invalidFormat(where(".properties must be an object")));
+  if (p.contains("primary") && !p["primary"].is_null()) {
+    if (!p["primary"].is_boolean())
+      return std::unexpected(invalidFormat(where(".properties.primary must be a boolean")));
+    out.primary = p["primary"].get<bool>();
+  }
+  if (p.contains("privateIPAllocationMethod") && !p["privateIPAllocationMethod"].is_null()) {
+    const auto& m = p["privateIPAllocationMethod"];
+    if (!m.is_string() || (m != "Static" && m != "Dynamic"))
+      return std::unexpected(
+          invalidFormat(where(".properties.privateIPAllocationMethod must be Static or Dynamic")));
+    out.dynamic = m == "Dynamic";
+  }
+  if (p.contains("subnet") && !p["subnet"].is_null()) {
+    const auto& s = p["subnet"];
+    if (!s.is_object() || !s.contains("id") || !s["id"].is_string())
+      return std::unexpected(invalidFormat(where(".properties.subnet must be {\"id\": string}")));
+    out.subnetId = s["id"].get<std::string>();
+  }
+  if (p.contains("privateIPAddressPrefixLength") && !p["privateIPAddressPrefixLength"].is_null()) {
+    const auto& l = p["privateIPAddressPrefixLength"];
+    if (!l.is_number_integer() || l.get<std::int64_t>() < 1 || l.get<std::int64_t>() > 128)
+      return std::unexpected(invalidFormat(
+          where(".properties.privateIPAddressPrefixLength must be an integer from 1 to 128")));
+    out.prefixLength = static_cast<int>(l.get<std::int64_t>());
+  }
+  if (p.contains("privateIPAddress") && !p["privateIPAddress"].is_null()) {
+    if (!p["privateIPAddress"].is_string())
+      return std::unexpected(invalidFormat(where(".properties.privateIPAddress must be a string")));
+    out.address = p["privateIPAddress"].get<std::string>();
+  }
+  if (p.contains("privateIPAddressVersion") && !p["privateIPAddressVersion"].is_null()) {
+    // The mock's subnets are IPv4 only.
+    if (p["privateIPAddressVersion"] != "IPv4")
+      return std::unexpected(badRequest(
+          "PrivateIPAddressVersionNotSupported",  // [R]
+          fmt::format("{}: the mock's subnets are IPv4 only; privateIPAddressVersion must be IPv4",
+                      where(""))));
+  }
+  out.hasPublicIp = p.contains("publicIPAddress") && !p["publicIPAddress"].is_null();
+  return out;
+}
+
+// The 5 addresses Azure keeps in every subnet: network, gateway, 2 x DNS, broadcast.
+std::vector<Occupied> reservedOf(const Subnet& subnet) {
+  const ipam::U128 first = subnet.prefix.first().bits();
+  const ipam::U128 last = subnet.prefix.last().bits();
+  const std::string owner = fmt::format("the reserved addresses of subnet {}", subnet.name);
+  return {{first, first + 3, owner}, {last, last, owner}};
+}
+
+const Occupied* findOverlap(const std::vector<Occupied>& taken, ipam::U128 first, ipam::U128 last) {
+  for (const auto& o : taken) {
+    if (o.first <= last && first <= o.last) return &o;
+  }
+  return nullptr;
+}
+
+// First aligned run of `size` addresses in the subnet that overlaps nothing taken.
+std::optional<ipam::U128> firstFit(const Subnet& subnet, std::vector<Occupied> taken,
+                                   ipam::U128 size) {
+  std::ranges::sort(taken, {}, &Occupied::first);
+  const ipam::U128 end = subnet.prefix.last().bits();
+  ipam::U128 candidate = subnet.prefix.first().bits();
+  for (const auto& o : taken) {
+    if (candidate > end || end - candidate < size - 1) return std::nullopt;
+    if (o.last < candidate) continue;
+    if (o.first > candidate + size - 1) break;
+    // Overlaps: move past it, to the next aligned start.
+    if (o.last >= end) return std::nullopt;
+    candidate = (o.last + 1 + size - 1) / size * size;
+  }
+  if (candidate > end || end - candidate < size - 1) return std::nullopt;
+  return candidate;
+}
+
+}  // namespace
+
+MockState::MockState(StateOptions options, kube::Clock& clock, RandomSource& random)
+    : options_(std::move(options)), clock_(clock), random_(random) {}
+
+std::string MockState::newEtag() { return fmt::format("W/\"{}\"", random_.guid()); }
+
+// ---- lookups ----
+
+const VirtualNetwork* MockState::findVirtualNetwork(std::string_view id) const {
+  auto it = vnets_.find(toLower(id));
+  return it == vnets_.end() ? nullptr : &it->second;
+}
+const Subnet* MockState::findSubnet(std::string_view id) const {
+  auto it = subnets_.find(toLower(id));
+  return it == subnets_.end() ? nullptr : &it->second;
+}
+const VirtualMachine* MockState::findVirtualMachine(std::string_view id) const {
+  auto it = vms_.find(toLower(id));
+  return it == vms_.end() ? nullptr : &it->second;
+}
+const NetworkInterface* MockState::findNic(std::string_view id) const {
+  auto it = nics_.find(toLower(id));
+  return it == nics_.end() ? nullptr : &it->second;
+}
+const AsyncOperation* MockState::findOperation(std::string_view id) const {
+  auto it = operations_.find(toLower(id));
+  return it == operations_.end() ? nullptr : &it->second;
+}
+bool MockState::resourceGroupExists(std::string_view resourceGroupId) const {
+  return resourceGroups_.contains(toLower(resourceGroupId));
+}
+bool MockState::subscriptionExists(std::string_view subscriptionId) const {
+  const std::string prefix = toLower(fmt::format("/subscriptions/{}/", subscriptionId));
+  auto it = resourceGroups_.lower_bound(prefix);
+  return it != resourceGroups_.end() && it->first.starts_with(prefix);
+}
+
+std::vector<const NetworkInterface*> MockState::nicsInResourceGroup(
+    std::string_view resourceGroupId) const {
+  const std::string prefix =
+      toLower(resourceGroupId) + "/providers/microsoft.network/networkinterfaces/";
+  std::vector<const NetworkInterface*> out;
+  for (auto it = nics_.lower_bound(prefix); it != nics_.end() && it->first.starts_with(prefix);
+       ++it)
+    out.push_back(&it->second);
+  return out;
+}
+
+std::vector<std::string> MockState::ipConfigurationIdsInSubnet(std::string_view subnetId) const {
+  const std::string key = toLower(subnetId);
+  std::vector<std::string> out;
+  for (const auto& [_, nic] : nics_) {
+    for (const auto& c : nic.ipConfigurations) {
+      if (toLower(c.subnetId) == key) out.push_back(configId(nic.id, c.name));
+    }
+  }
+  return out;
+}
+
+// ---- NIC PUT ----
+
+namespace {
+
+// Applies the rules to `requested` for the NIC `nicId` (whose current state is `existing`, if
+// any) and allocates every dynamic address. `others` are the addresses other NICs hold.
+std::expected<std::vector<IpConfiguration>, CloudError> resolveConfigurations(
+    std::string_view nicId, const NetworkInterface* existing,
+    const std::vector<RequestedConfig>& requested, const MockState& state,
+    const StateOptions& options) {
+  if (requested.empty())
+    return std::unexpected(badRequest("NetworkInterfaceMustHaveAtLeastOneIpConfiguration",  // [R]
+                                      fmt::format("Network interface {} must have at least one "
+                                                  "IP configuration.",
+                                                  nicId)));
+  if (requested.size() > options.maxIpConfigsPerNic)
+    return std::unexpected(badRequest(
+        "TooManyIpConfigurationsPerNic",  // [R]
+        fmt::format("Network interface {} has {} IP configurations; at most {} are allowed.", nicId,
+                    requested.size(), options.maxIpConfigsPerNic)));
+  std::map<std::string, std::size_t> byName;
+  for (std::size_t i = 0; i < requested.size(); ++i) {
+    if (!byName.emplace(toLower(requested[i].name), i).second)
+      return std::unexpected(badRequest(
+          "DuplicateResourceName",  // [R]
+          fmt::format("Network interface {} has more than one IP configuration named {}.", nicId,
+                      requested[i].name)));
+  }
+  auto existingConfig = [&](std::string_view name) -> const IpConfiguration* {
+    if (existing == nullptr) return nullptr;
+    for (const auto& c : existing->ipConfigurations) {
+      if (toLower(c.name) == toLower(name)) return &c;
+    }
+    return nullptr;
+  };
+
+  // Exactly one primary. Unmarked means: the only configuration, or the one that was primary.
+  std::optional<std::size_t> primary;
+  std::size_t marked = 0;
+  for (std::size_t i = 0; i < requested.size(); ++i) {
+    if (requested[i].primary.value_or(false)) {
+      primary = i;
+      ++marked;
+    }
+  }
+  if (marked == 0) {
+    if (requested.size() == 1) {
+      primary = 0;
+    } else {
+      for (std::size_t i = 0; i < requested.size(); ++i) {
+        const auto* old = existingConfig(requested[i].name);
+        if (old != nullptr && old->primary && !requested[i].primary.has_value()) primary = i;
+      }
+    }
+  }
+  if (marked > 1 || !primary)
+    return std::unexpected(badRequest(
+        "NicMustHaveOnePrimaryIpConfiguration",  // [R]
+        fmt::format("Network interface {} must have exactly one primary IP configuration; the "
+                    "request marks {}.",
+                    nicId, marked)));
+
+  // One subnet for all: the primary's (kept from before when the request leaves it out).
+  std::string subnetId = requested[*primary].subnetId;
+  if (subnetId.empty()) {
+    if (const auto* old = existingConfig(requested[*primary].name)) subnetId = old->subnetId;
+  }
+  if (subnetId.empty())
+    return std::unexpected(invalidFormat(
+        fmt::format("The primary IP configuration {} of {} needs properties.subnet.id.",
+                    requested[*primary].name, nicId)));
+  const Subnet* subnet = state.findSubnet(subnetId);
+  if (subnet == nullptr)
+    return std::unexpected(badRequest(
+        "InvalidResourceReference",
+        fmt::format(
+            "Resource {} referenced by resource {} was not found. Please make sure that the "
+            "referenced resource exists, and that both resources are in the same region.",
+            subnetId, nicId)));
+  for (const auto& r : requested) {
+    if (!r.subnetId.empty() && toLower(r.subnetId) != toLower(subnet->id))
+      return std::unexpected(badRequest(
+          "IpConfigurationsOnNicMustBeInSameSubnet",  // [R]
+          fmt::format("IP configuration {} is in subnet {}, but all IP configurations of a network "
+                      "interface must be in the same subnet, {}.",
+                      configId(nicId, r.name), r.subnetId, subnet->id)));
+  }
+
+  // Prefix rules.
+  for (std::size_t i = 0; i < requested.size(); ++i) {
+    const auto& r = requested[i];
+    if (!r.prefixLength) continue;
+    const std::string id = configId(nicId, r.name);
+    if (i == *primary)
+      return std::unexpected(badRequest(
+          "PrivateIPAddressPrefixNotAllowedOnPrimaryIpConfiguration",  // [R]
+          fmt::format("IP configuration {} is primary; a private IP address prefix is only "
+                      "allowed on a secondary IP configuration.",
+                      id)));
+    if (*r.prefixLength != options.prefixLength)
+      return std::unexpected(badRequest(
+          "InvalidPrivateIPAddressPrefixLength",  // [R]
+          fmt::format("IP configuration {} asks for privateIPAddressPrefixLength {}; only {} is "
+                      "supported.",
+                      id, *r.prefixLength, options.prefixLength)));
+    if (r.hasPublicIp)
+      return std::unexpected(badRequest(
+          "PublicIPAddressNotAllowedWithPrivateIPAddressPrefix",  // [R]
+          fmt::format("IP configuration {} has a private IP address prefix and a public IP "
+                      "address; a prefix cannot have a public IP address.",
+                      id)));
+  }
+
+  // Everything other NICs hold in this subnet, plus the reserved addresses.
+  std::vector<Occupied> taken = reservedOf(*subnet);
+  const std::string subnetKey = toLower(subnet->id);
+  state.forEachNic([&](const NetworkInterface& nic) {
+    if (toLower(nic.id) == toLower(nicId)) return;
+    for (const auto& c : nic.ipConfigurations) {
+      if (toLower(c.subnetId) != subnetKey) continue;
+      const auto p = c.prefix.value_or(ipam::Prefix::masked(c.address, 32));
+      taken.push_back({p.first().bits(), p.last().bits(), configId(nic.id, c.name)});
+    }
+  });
+
+  std::vector<IpConfiguration> out(requested.size());
+  std::vector<bool> done(requested.size(), false);
+  const auto claim = [&](std::size_t i, const ipam::Prefix& p) -> std::expected<void, CloudError> {
+    const std::string id = configId(nicId, requested[i].name);
+    if (!subnet->prefix.contains(p))
+      return std::unexpected(
+          badRequest("PrivateIPAddressNotInSubnet",  // [R]
+                     fmt::format("IP configuration {} asks for {}, which is not in subnet {} ({}).",
+                                 id, p.length() == 32 ? p.address().toString() : p.toString(),
+                                 subnet->id, subnet->prefix.toString())));
+    if (const auto* o = findOverlap(taken, p.first().bits(), p.last().bits())) {
+      const std::string text = p.length() == 32 ? p.address().toString() : p.toString();
+      if (o->owner.starts_with("the reserved"))
+        return std::unexpected(badRequest(
+            "PrivateIPAddressIsReserved",  // [R]
+            fmt::format("IP configuration {} asks for {}, which overlaps {}: the first four and "
+                        "the last address of a subnet are reserved.",
+                        id, text, o->owner)));
+      return std::unexpected(badRequest(
+          "PrivateIPAddressInUse",
+          fmt::format("IP configuration {} is using the same private IP address {} as IP "
+                      "configuration {}.",
+                      id, text, o->owner)));
+    }
+    taken.push_back({p.first().bits(), p.last().bits(), id});
+    out[i] = IpConfiguration{.name = requested[i].name,
+                             .primary = i == *primary,
+                             .dynamic = requested[i].dynamic,
+                             .subnetId = subnet->id,
+                             .prefix = requested[i].prefixLength ? std::optional(p) : std::nullopt,
+                             .address = p.address()};
+    done[i] = true;
+    return {};
+  };
+
+  // 1. Dynamic configurations that exist already keep what they hold.
+  for (std::size_t i = 0; i < requested.size(); ++i) {
+    const auto& r = requested[i];
+    const auto* old = existingConfig(r.name);
+    if (!r.dynamic || old == nullptr || !old->dynamic) continue;
+    if (old->prefix.has_value() != r.prefixLength.has_value()) continue;
+    if (toLower(old->subnetId) != subnetKey) continue;
+    auto p = old->prefix.value_or(ipam::Prefix::masked(old->address, 32));
+    if (auto ok = claim(i, p); !ok) return std::unexpected(ok.error());
+  }
+  // 2. Static configurations get exactly what they ask for.
+  for (std::size_t i = 0; i < requested.size(); ++i) {
+    const auto& r = requested[i];
+    if (r.dynamic || done[i]) continue;
+    const std::string id = configId(nicId, r.name);
+    if (!r.address)
+      return std::unexpected(invalidFormat(
+          fmt::format("IP configuration {} is Static but has no privateIPAddress.", id)));
+    std::string_view text = *r.address;
+    const auto slash = text.find('/');
+    auto addr = ipam::IPAddress::parse(text.substr(0, slash));
+    if (!addr || addr->family() != ipam::Family::kV4)
+      return std::unexpected(badRequest(
+          "InvalidPrivateIPAddress",  // [R]
+          fmt::format("IP configuration {}: privateIPAddress \"{}\" is not an IPv4 address{}.", id,
+                      text, r.prefixLength ? " or a prefix a.b.c.d/n" : "")));
+    ipam::Prefix p = ipam::Prefix::masked(*addr, 32);
+    if (r.prefixLength) {
+      if (slash != std::string_view::npos &&
+          text.substr(slash + 1) != std::to_string(*r.prefixLength))
+        return std::unexpected(badRequest(
+            "InvalidPrivateIPAddressPrefixLength",  // [R]
+            fmt::format("IP configuration {}: privateIPAddress {} does not have the length "
+                        "privateIPAddressPrefixLength gives ({}).",
+                        id, text, *r.prefixLength)));
+      auto made = ipam::Prefix::make(*addr, *r.prefixLength);
+      if (!made)
+        return std::unexpected(badRequest(
+            "InvalidPrivateIPAddressPrefix",  // [R]
+            fmt::format("IP configuration {}: {}/{} is not aligned to its length; the block it is "
+                        "in is {}.",
+                        id, addr->toString(), *r.prefixLength,
+                        ipam::Prefix::masked(*addr, *r.prefixLength).toString())));
+      p = *made;
+    } else if (slash != std::string_view::npos) {
+      return std::unexpected(badRequest(
+          "InvalidPrivateIPAddress",  // [R]
+          fmt::format("IP configuration {}: privateIPAddress \"{}\" has a prefix length but no "
+                      "privateIPAddressPrefixLength.",
+                      id, text)));
+    }
+    if (auto ok = claim(i, p); !ok) return std::unexpected(ok.error());
+  }
+  // 3. New dynamic configurations take the first free address or aligned block.
+  for (std::size_t i = 0; i < requested.size(); ++i) {
+    if (done[i]) continue;
+    const int length = requested[i].prefixLength.value_or(32);
+    const ipam::U128 size = ipam::U128{1} << (32 - length);
+    auto start = firstFit(*subnet, taken, size);
+    if (!start)
+      return std::unexpected(badRequest(
+          "SubnetIsFull",
+          fmt::format("Subnet {} with address prefix {} does not have enough "
+                      "capacity for {} IP addresses.",
+                      subnet->name, subnet->prefix.toString(), static_cast<std::uint64_t>(size))));
+    auto p = ipam::Prefix::make(ipam::IPAddress::fromBits(ipam::Family::kV4, *start), length);
+    if (!p) return std::unexpected(invalidFormat(p.error().message));  // cannot happen: aligned
+    if (auto ok = claim(i, *p); !ok) return std::unexpected(ok.error());
+  }
+  return out;
+}
+
+}  // namespace
+
+std::expected<NicPutResult, CloudError> MockState::putNic(std::string_view nicId, const json& body,
+                                                          const NicPutPreconditions& pre,
+                                                          std::string operationId,
+                                                          bool failOperation) {
+  const std::string key = toLower(nicId);
+  auto found = nics_.find(key);
+  NetworkInterface* existing = found == nics_.end() ? nullptr : &found->second;
+
+  if (existing != nullptr && !existing->pendingOperationId.empty())
+    return std::unexpected(CloudError{
+        .status = 409,
+        .code = "AnotherOperationInProgress",
+        .message = fmt::format("Another operation on this or dependent resource is in progress. "
+                               "Operation id: {}.",
+                               existing->pendingOperationId)});
+  // RPC Addendum table: If-Match needs the resource and (unless "*") its etag; If-None-Match: *
+  // needs it absent.
+  const auto preconditionFailed = [&](std::string detailCode, std::string detailMessage) {
+    return std::unexpected(CloudError{
+        .status = 412,
+        .code = "PreconditionFailed",
+        .message = "Precondition failed.",
+        .details = json::array(
+            {{{"code", std::move(detailCode)}, {"message", std::move(detailMessage)}}})});
+  };
+  if (pre.ifMatch) {
+    if (existing == nullptr)
+      return preconditionFailed(
+          "PreconditionFailedResourceNotFound",
+          fmt::format("If-Match header {} given but resource {} does not exist.", *pre.ifMatch,
+                      nicId));
+    if (*pre.ifMatch != "*" && *pre.ifMatch != existing->etag)
+      return preconditionFailed(
+          "PreconditionFailedEtagMismatch",
+          fmt::format("Etag provided in if-match header {} does not match etag {} of resource {} "
+                      "in NRP data store.",
+                      *pre.ifMatch, existing->etag, existing->id));
+  }
+  if (pre.ifNoneMatch && existing != nullptr &&
+      (*pre.ifNoneMatch == "*" || *pre.ifNoneMatch == existing->etag))
+    return preconditionFailed(
+        "PreconditionFailedResourceExists",
+        fmt::format("If-None-Match header {} given but resource {} exists with etag {}.",
+                    *pre.ifNoneMatch, existing->id, existing->etag));
+
+  if (!body.is_object())
+    return std::unexpected(invalidFormat("The body must be a JSON object (a NetworkInterface)."));
+  std::string location = existing != nullptr ? existing->location : "";
+  if (body.contains("location") && !body["location"].is_null()) {
+    if (!body["location"].is_string())
+      return std::unexpected(invalidFormat("location must be a string."));
+    const std::string asked = body["location"].get<std::string>();
+    const auto norm = [](std::string s) {
+      std::erase(s, ' ');
+      return toLower(s);
+    };
+    if (existing != nullptr && norm(asked) != norm(existing->location))
+      return std::unexpected(badRequest(
+          "InvalidResourceLocation",  // [R]
+          fmt::format("The resource {} already exists in location {}; it cannot be moved to {}.",
+                      existing->id, existing->location, asked)));
+    location = asked;
+  }
+  if (location.empty())
+    return std::unexpected(badRequest("LocationRequired",  // [R]
+                                      "The location property is required for this definition."));
+  const json empty = json::object();
+  const json& props = body.contains("properties") ? body["properties"] : empty;
+  if (!props.is_object()) return std::unexpected(invalidFormat("properties must be an object."));
+  if (!props.contains("ipConfigurations") || !props["ipConfigurations"].is_array())
+    return std::unexpected(invalidFormat("properties.ipConfigurations must be an array."));
+  std::vector<RequestedConfig> requested;
+  for (std::size_t i = 0; i < props["ipConfigurations"].size(); ++i) {
+    auto r = parseRequestedConfig(props["ipConfigurations"][i], i);
+    if (!r) return std::unexpected(r.error());
+    requested.push_back(std::move(*r));
+  }
+  NetworkInterface next;
+  if (existing != nullptr) {
+    next = *existing;
+  } else {
+    next.id = std::string(nicId);
+    next.name = std::string(nicId.substr(nicId.rfind('/') + 1));
+    next.resourceGuid = random_.guid();
+    const std::uint64_t mac = random_.next();
+    next.macAddress = fmt::format("00-0D-3A-{:02X}-{:02X}-{:02X}", (mac >> 16) & 0xff,
+                                  (mac >> 8) & 0xff, mac & 0xff);
+  }
+  next.location = location;
+  for (const char* flag : {"enableIPForwarding", "enableAcceleratedNetworking"}) {
+    if (!props.contains(flag) || props[flag].is_null()) continue;
+    if (!props[flag].is_boolean())
+      return std::unexpected(invalidFormat(fmt::format("properties.{} must be a boolean.", flag)));
+    (std::string_view(flag) == "enableIPForwarding" ? next.enableIPForwarding
+                                                    : next.enableAcceleratedNetworking) =
+        props[flag].get<bool>();
+  }
+  if (body.contains("tags") && !body["tags"].is_null()) {
+    if (!body["tags"].is_object()) return std::unexpected(invalidFormat("tags must be an object."));
+    next.tags = body["tags"];
+  }
+  auto configs = resolveConfigurations(next.id, existing, requested, *this, options_);
+  if (!configs) return std::unexpected(configs.error());
+
+  next.etag = newEtag();
+  next.ipConfigurations = std::move(*configs);
+  for (auto& c : next.ipConfigurations)
+    c.etag = next.etag;
+  next.provisioningState = "Updating";
+  next.pendingOperationId = operationId;
+
+  AsyncOperation op{.id = operationId,
+                    .subscriptionId = next.id.substr(15, next.id.find('/', 15) - 15),
+                    .location = next.location,
+                    .nicId = next.id,
+                    .due = clock_.now() + options_.asyncDelay,
+                    .willFail = failOperation};
+  if (existing != nullptr) {
+    op.previous = *existing;
+    op.previous->pendingOperationId.clear();
+  }
+  const bool created = existing == nullptr;
+  nics_[key] = std::move(next);
+  auto& stored = operations_[toLower(operationId)];
+  stored = std::move(op);
+  ++revision_;
+  if (options_.asyncDelay <= std::chrono::milliseconds::zero()) complete(stored);
+  return NicPutResult{.created = created, .operationId = std::move(operationId)};
+}
+
+void MockState::complete(AsyncOperation& op) {
+  const std::string key = toLower(op.nicId);
+  if (op.willFail) {
+    // The NIC goes back to what it was (gone, if the PUT created it), marked Failed.
+    if (op.previous) {
+      NetworkInterface restored = std::move(*op.previous);
+      restored.provisioningState = "Failed";
+      restored.etag = newEtag();
+      for (auto& c : restored.ipConfigurations)
+        c.etag = restored.etag;
+      nics_[key] = std::move(restored);
+    } else {
+      nics_.erase(key);
+    }
+    op.status = OperationStatus::kFailed;
+    op.error = CloudError{.status = 200,
+                          .code = "NetworkingInternalOperationError",  // [R]
+                          .message =
+                              "An unknown error occurred while processing the request "
+                              "(injected by azure-vnet-mock)."};
+  } else {
+    if (auto it = nics_.find(key); it != nics_.end()) {
+      it->second.provisioningState = "Succeeded";
+      it->second.pendingOperationId.clear();
+    }
+    op.status = OperationStatus::kSucceeded;
+  }
+  op.previous.reset();
+  ++revision_;
+}
+
+bool MockState::advance() {
+  const auto now = clock_.now();
+  bool changed = false;
+  for (auto& [_, op] : operations_) {
+    if (op.status == OperationStatus::kInProgress && op.due <= now) {
+      complete(op);
+      changed = true;
+    }
+  }
+  return changed;
+}
+
+Routes MockState::routes() const {
+  Routes out;
+  const auto addFrom = [&](const NetworkInterface& nic) {
+    const auto* primary = nic.primaryConfiguration();
+    if (primary == nullptr) return;
+    for (const auto& c : nic.ipConfigurations) {
+      if (c.prefix) out[*c.prefix] = primary->address;
+    }
+  };
+  for (const auto& [_, nic] : nics_) {
+    if (nic.pendingOperationId.empty()) {
+      addFrom(nic);
+      continue;
+    }
+    // While a PUT runs, the fabric still routes what was committed before it.
+    const auto* op = findOperation(nic.pendingOperationId);
+    if (op != nullptr && op->previous) addFrom(*op->previous);
+  }
+  return out;
+}
+
+// ---- topology / state documents ----
+
+namespace {
+
+using LoadError = std::string;
+
+std::expected<std::string, LoadError> stringField(const json& obj, std::string_view field,
+                                                  std::string_view where,
+                                                  std::optional<std::string> fallback = {}) {
+  const std::string f(field);
+  if (!obj.contains(f) || obj[f].is_null()) {
+    if (fallback) return *fallback;
+    return std::unexpected(fmt::format("{}: \"{}\" is required", where, field));
+  }
+  if (!obj[f].is_string() || obj[f].get<std::string>().empty())
+    return std::unexpected(fmt::format("{}: \"{}\" must be a non-empty string", where, field));
+  return obj[f].get<std::string>();
+}
+
+}  // namespace
+
+std::expected<void, std::string> MockState::load(const json& doc) {
+  if (!doc.is_object()) return std::unexpected("the topology must be a JSON object");
+  MockState fresh(options_, clock_, random_);
+  auto loaded = [&]() -> std::expected<void, LoadError> {
+    const auto defSub = stringField(doc, "subscriptionId", "topology");
+    if (!defSub) return std::unexpected(defSub.error());
+    const auto defRg = stringField(doc, "resourceGroup", "topology");
+    if (!defRg) return std::unexpected(defRg.error());
+    const auto defLoc = stringField(doc, "location", "topology");
+    if (!defLoc) return std::unexpected(defLoc.error());
+    // Where a resource lives: its own subscriptionId/resourceGroup/location or the document's.
+    struct Place {
+      std::string rgId;
+      std::string location;
+    };
+    const auto placeOf = [&](const json& e,
+                             std::string_view where) -> std::expected<Place, LoadError> {
+      auto sub = stringField(e, "subscriptionId", where, *defSub);
+      auto rg = stringField(e, "resourceGroup", where, *defRg);
+      auto loc = stringField(e, "location", where, *defLoc);
+      if (!sub || !rg || !loc)
+        return std::unexpected(!sub ? sub.error() : !rg ? rg.error() : loc.error());
+      const std::string id = resourceGroupId(*sub, *rg);
+      fresh.resourceGroups_.emplace(toLower(id), id);
+      return Place{id, *loc};
+    };
+    const auto listOf = [&](std::string_view field) -> std::expected<json, LoadError> {
+      const std::string f(field);
+      if (!doc.contains(f)) return json::array();
+      if (!doc[f].is_array()) return std::unexpected(fmt::format("\"{}\" must be an array", f));
+      return doc[f];
+    };
+    if (!placeOf(doc, "topology")) return std::unexpected("topology: bad defaults");
+    auto rgs = listOf("resourceGroups");
+    if (!rgs) return std::unexpected(rgs.error());
+    for (const auto& rg : *rgs) {
+      if (!rg.is_string()) return std::unexpected("\"resourceGroups\" must list names");
+      if (!placeOf(json{{"resourceGroup", rg}}, "resourceGroups"))
+        return std::unexpected("bad resource group");
+    }
+
+    auto vnets = listOf("virtualNetworks");
+    if (!vnets) return std::unexpected(vnets.error());
+    for (std::size_t i = 0; i < vnets->size(); ++i) {
+      const json& v = (*vnets)[i];
+      std::string where = fmt::format("virtualNetworks[{}]", i);
+      if (!v.is_object()) return std::unexpected(where + ": must be an object");
+      auto name = stringField(v, "name", where);
+      if (!name) return std::unexpected(name.error());
+      auto place = placeOf(v, where);
+      if (!place) return std::unexpected(place.error());
+      VirtualNetwork vnet{
+          .id =
+              fmt::format("{}/providers/Microsoft.Network/virtualNetworks/{}", place->rgId, *name),
+          .name = *name,
+          .location = place->location,
+          .etag = stringField(v, "etag", where, fresh.newEtag()).value_or(""),
+          .resourceGuid = stringField(v, "resourceGuid", where, random_.guid()).value_or("")};
+      if (!v.contains("addressPrefixes") || !v["addressPrefixes"].is_array() ||
+          v["addressPrefixes"].empty())
+        return std::unexpected(where + ": \"addressPrefixes\" must be a non-empty array");
+      for (const auto& text : v["addressPrefixes"]) {
+        auto p = ipam::Prefix::parse(text.is_string() ? text.get<std::string>() : "");
+        if (!p || p->family() != ipam::Family::kV4)
+          return std::unexpected(fmt::format("{}: addressPrefixes: {}", where,
+                                             p ? "the mock models IPv4 only" : p.error().message));
+        vnet.addressSpace.push_back(*p);
+      }
+      if (!v.contains("subnets") || !v["subnets"].is_array())
+        return std::unexpected(where + ": \"subnets\" must be an array");
+      for (std::size_t j = 0; j < v["subnets"].size(); ++j) {
+        const json& s = v["subnets"][j];
+        const std::string swhere = fmt::format("{}.subnets[{}]", where, j);
+        auto sname = stringField(s, "name", swhere);
+        auto prefixText = stringField(s, "addressPrefix", swhere);
+        if (!sname || !prefixText)
+          return std::unexpected(!sname ? sname.error() : prefixText.error());
+        auto p = ipam::Prefix::parse(*prefixText);
+        if (!p) return std::unexpected(fmt::format("{}: {}", swhere, p.error().message));
+        if (p->family() != ipam::Family::kV4 || p->length() > 29)
+          return std::unexpected(fmt::format(
+              "{}: {} is not an IPv4 subnet of length /29 or shorter (Azure's smallest)", swhere,
+              *prefixText));
+        if (std::ranges::none_of(vnet.addressSpace, [&](const auto& a) { return a.contains(*p); }))
+          return std::unexpected(
+              fmt::format("{}: {} is outside the address space of {}", swhere, *prefixText, *name));
+        Subnet subnet{.id = fmt::format("{}/subnets/{}", vnet.id, *sname),
+                      .name = *sname,
+                      .vnetId = vnet.id,
+                      .prefix = *p};
+        for (const auto& other : vnet.subnetIds) {
+          const auto& o = fresh.subnets_.at(toLower(other));
+          if (o.prefix.overlaps(*p))
+            return std::unexpected(fmt::format("{}: {} overlaps subnet {} ({})", swhere,
+                                               *prefixText, o.name, o.prefix.toString()));
+        }
+        if (!fresh.subnets_.emplace(toLower(subnet.id), subnet).second)
+          return std::unexpected(fmt::format("{}: duplicate subnet {}", swhere, *sname));
+        vnet.subnetIds.push_back(subnet.id);
+      }
+      if (!fresh.vnets_.emplace(toLower(vnet.id), vnet).second)
+        return std::unexpected(fmt::format("{}: duplicate virtual network {}", where, *name));
+    }
+    // "vnet/subnet" names the subnet of the one virtual network of that name; a full id also works.
+    const auto subnetRef = [&](const std::string& ref,
+                               std::string_view where) -> std::expected<std::string, LoadError> {
+      if (ref.starts_with("/")) {
+        if (const auto* s = fresh.findSubnet(ref)) return s->id;
+      } else if (auto slash = ref.find('/'); slash != std::string::npos) {
+        for (const auto& [_, s] : fresh.subnets_) {
+          const auto& vnet = fresh.vnets_.at(toLower(s.vnetId));
+          if (toLower(vnet.name) == toLower(ref.substr(0, slash)) &&
+              toLower(s.name) == toLower(ref.substr(slash + 1)))
+            return s.id;
+        }
+      }
+      return std::unexpected(
+          fmt::format("{}: subnet \"{}\" is not in the topology (write vnet/subnet or a subnet id)",
+                      where, ref));
+    };
+
+    auto nics = listOf("networkInterfaces");
+    if (!nics) return std::unexpected(nics.error());
+    for (std::size_t i = 0; i < nics->size(); ++i) {
+      const json& n = (*nics)[i];
+      const std::string where = fmt::format("networkInterfaces[{}]", i);
+      if (!n.is_object()) return std::unexpected(where + ": must be an object");
+      auto name = stringField(n, "name", where);
+      if (!name) return std::unexpected(name.error());
+      auto place = placeOf(n, where);
+      if (!place) return std::unexpected(place.error());
+      const std::string id =
+          fmt::format("{}/providers/Microsoft.Network/networkInterfaces/{}", place->rgId, *name);
+      std::vector<RequestedConfig> requested;
+      if (n.contains("ipConfigurations")) {
+        if (!n["ipConfigurations"].is_array())
+          return std::unexpected(where + ": \"ipConfigurations\" must be an array");
+        for (std::size_t j = 0; j < n["ipConfigurations"].size(); ++j) {
+          const json& c = n["ipConfigurations"][j];
+          const std::string cwhere = fmt::format("{}.ipConfigurations[{}]", where, j);
+          auto cname = stringField(c, "name", cwhere);
+          auto subnet = stringField(c, "subnet", cwhere);
+          auto address = stringField(c, "privateIPAddress", cwhere);
+          if (!cname || !subnet || !address)
+            return std::unexpected(!cname    ? cname.error()
+                                   : !subnet ? subnet.error()
+                                             : address.error());
+          auto subnetId = subnetRef(*subnet, cwhere);
+          if (!subnetId) return std::unexpected(subnetId.error());
+          RequestedConfig r{.name = *cname,
+                            .primary = c.value("primary", false),
+                            .dynamic = false,
+                            .subnetId = *subnetId,
+                            .address = *address};
+          if (auto slash = address->find('/'); slash != std::string::npos)
+            r.prefixLength = std::atoi(address->c_str() + slash + 1);
+          requested.push_back(std::move(r));
+        }
+      } else {
+        auto subnet = stringField(n, "subnet", where);
+        auto primaryIp = stringField(n, "primaryIP", where);
+        if (!subnet || !primaryIp)
+          return std::unexpected(!subnet ? subnet.error() : primaryIp.error());
+        auto subnetId = subnetRef(*subnet, where);
+        if (!subnetId) return std::unexpected(subnetId.error());
+        requested.push_back(RequestedConfig{.name = "ipconfig1",
+                                            .primary = true,
+                                            .dynamic = false,
+                                            .subnetId = *subnetId,
+                                            .address = *primaryIp});
+      }
+      auto configs = resolveConfigurations(id, nullptr, requested, fresh, options_);
+      if (!configs) return std::unexpected(fmt::format("{}: {}", where, configs.error().message));
+      NetworkInterface nic{
+          .id = id,
+          .name = *name,
+          .location = place->location,
+          .etag = stringField(n, "etag", where, fresh.newEtag()).value_or(""),
+          .resourceGuid = stringField(n, "resourceGuid", where, random_.guid()).value_or(""),
+          .provisioningState =
+              stringField(n, "provisioningState", where, "Succeeded").value_or("")};
+      const std::uint64_t mac = random_.next();
+      nic.macAddress = stringField(n, "macAddress", where,
+                                   fmt::format("00-0D-3A-{:02X}-{:02X}-{:02X}", (mac >> 16) & 0xff,
+                                               (mac >> 8) & 0xff, mac & 0xff))
+                           .value_or("");
+      nic.enableIPForwarding = n.value("enableIPForwarding", false);
+      nic.enableAcceleratedNetworking = n.value("enableAcceleratedNetworking", false);
+      if (n.contains("tags") && n["tags"].is_object()) nic.tags = n["tags"];
+      nic.ipConfigurations = std::move(*configs);
+      // A state document records which configurations were Dynamic; a topology's are Dynamic,
+      // as Azure makes a primary configuration by default.
+      for (std::size_t j = 0; j < nic.ipConfigurations.size(); ++j) {
+        nic.ipConfigurations[j].etag = nic.etag;
+        nic.ipConfigurations[j].dynamic =
+            n.contains("ipConfigurations") ? n["ipConfigurations"][j].value("dynamic", true) : true;
+      }
+      if (!fresh.nics_.emplace(toLower(id), std::move(nic)).second)
+        return std::unexpected(fmt::format("{}: duplicate network interface {}", where, *name));
+    }
+
+    auto vms = listOf("virtualMachines");
+    if (!vms) return std::unexpected(vms.error());
+    for (std::size_t i = 0; i < vms->size(); ++i) {
+      const json& v = (*vms)[i];
+      const std::string where = fmt::format("virtualMachines[{}]", i);
+      if (!v.is_object()) return std::unexpected(where + ": must be an object");
+      auto name = stringField(v, "name", where);
+      if (!name) return std::unexpected(name.error());
+      auto place = placeOf(v, where);
+      if (!place) return std::unexpected(place.error());
+      VirtualMachine vm{.id = fmt::format("{}/providers/Microsoft.Compute/virtualMachines/{}",
+                                          place->rgId, *name),
+                        .name = *name,
+                        .location = place->location,
+                        .vmId = stringField(v, "vmId", where, random_.guid()).value_or("")};
+      if (!v.contains("networkInterfaces") || !v["networkInterfaces"].is_array())
+        return std::unexpected(where + ": \"networkInterfaces\" must be an array of NIC names");
+      for (const auto& ref : v["networkInterfaces"]) {
+        const std::string text = ref.is_string() ? ref.get<std::string>() : "";
+        const std::string nicId =
+            text.starts_with("/")
+                ? text
+                : fmt::format("{}/providers/Microsoft.Network/networkInterfaces/{}", place->rgId,
+                              text);
+        auto it = fresh.nics_.find(toLower(nicId));
+        if (it == fresh.nics_.end())
+          return std::unexpected(
+              fmt::format("{}: network interface \"{}\" is not in the topology", where, text));
+        if (!it->second.virtualMachineId.empty())
+          return std::unexpected(fmt::format("{}: network interface \"{}\" is already on {}", where,
+                                             text, it->second.virtualMachineId));
+        it->second.virtualMachineId = vm.id;
+        vm.nicIds.push_back(it->second.id);
+      }
+      if (!fresh.vms_.emplace(toLower(vm.id), vm).second)
+        return std::unexpected(fmt::format("{}: duplicate virtual machine {}", where, *name));
+    }
+
+    auto ops = listOf("operations");
+    if (!ops) return std::unexpected(ops.error());
+    for (const auto& o : *ops) {
+      if (!o.is_object() || !o.contains("id") || !o["id"].is_string())
+        return std::unexpected("operations: each needs an \"id\"");
+      // Operations that were running when the state was saved finished with it: the NICs were
+      // saved as they were meant to become.
+      AsyncOperation op{.id = o["id"].get<std::string>(),
+                        .subscriptionId = o.value("subscriptionId", ""),
+                        .location = o.value("location", ""),
+                        .nicId = o.value("nicId", ""),
+                        .status = o.value("status", "") == "Failed" ? OperationStatus::kFailed
+                                                                    : OperationStatus::kSucceeded};
+      if (op.status == OperationStatus::kFailed && o.contains("error") && o["error"].is_object())
+        op.error = CloudError{.status = 200,
+                              .code = o["error"].value("code", ""),
+                              .message = o["error"].value("message", "")};
+      fresh.operations_[toLower(op.id)] = std::move(op);
+    }
+    for (auto& [_, nic] : fresh.nics_) {
+      if (nic.provisioningState == "Updating") nic.provisioningState = "Succeeded";
+    }
+    return {};
+  }();
+  if (!loaded) return std::unexpected(loaded.error());
+  vnets_ = std::move(fresh.vnets_);
+  subnets_ = std::move(fresh.subnets_);
+  vms_ = std::move(fresh.vms_);
+  nics_ = std::move(fresh.nics_);
+  operations_ = std::move(fresh.operations_);
+  resourceGroups_ = std::move(fresh.resourceGroups_);
+  ++revision_;
+  return {};
+}
+
+json MockState::toJson() const {
+  // Every resource names its own subscription and group, so the defaults below only need to be
+  // present; they are taken from the first resource group.
+  std::string sub = "00000000-0000-0000-0000-000000000000", rg = "default", location = "eastus";
+  const auto splitRg = [](std::string_view id) {
+    // /subscriptions/{sub}/resourceGroups/{rg}/...
+    std::vector<std::string> parts;
+    std::size_t pos = 1;
+    while (pos <= id.size()) {
+      auto next = id.find('/', pos);
+      if (next == std::string_view::npos) next = id.size();
+      parts.emplace_back(id.substr(pos, next - pos));
+      pos = next + 1;
+    }
+    return std::pair{parts.size() > 1 ? parts[1] : "", parts.size() > 3 ? parts[3] : ""};
+  };
+  if (!resourceGroups_.empty()) std::tie(sub, rg) = splitRg(resourceGroups_.begin()->second);
+  if (!vnets_.empty()) location = vnets_.begin()->second.location;
+  json doc = {{"subscriptionId", sub}, {"resourceGroup", rg}, {"location", location}};
+  json rgs = json::array();
+  for (const auto& [_, id] : resourceGroups_) {
+    auto [s, r] = splitRg(id);
+    if (toLower(s) == toLower(sub)) rgs.push_back(r);
+  }
+  doc["resourceGroups"] = rgs;
+  json vnets = json::array();
+  for (const auto& [_, v] : vnets_) {
+    auto [s, r] = splitRg(v.id);
+    json subnets = json::array();
+    for (const auto& id : v.subnetIds) {
+      const auto& s2 = subnets_.at(toLower(id));
+      subnets.push_back({{"name", s2.name}, {"addressPrefix", s2.prefix.toString()}});
+    }
+    json prefixes = json::array();
+    for (const auto& p : v.addressSpace)
+      prefixes.push_back(p.toString());
+    vnets.push_back({{"name", v.name},
+                     {"subscriptionId", s},
+                     {"resourceGroup", r},
+                     {"location", v.location},
+                     {"etag", v.etag},
+                     {"resourceGuid", v.resourceGuid},
+                     {"addressPrefixes", prefixes},
+                     {"subnets", subnets}});
+  }
+  doc["virtualNetworks"] = vnets;
+  json nics = json::array();
+  for (const auto& [_, n] : nics_) {
+    auto [s, r] = splitRg(n.id);
+    json configs = json::array();
+    for (const auto& c : n.ipConfigurations) {
+      configs.push_back(
+          {{"name", c.name},
+           {"primary", c.primary},
+           {"dynamic", c.dynamic},
+           {"subnet", c.subnetId},
+           {"privateIPAddress", c.prefix ? c.prefix->toString() : c.address.toString()}});
+    }
+    nics.push_back({{"name", n.name},
+                    {"subscriptionId", s},
+                    {"resourceGroup", r},
+                    {"location", n.location},
+                    {"etag", n.etag},
+                    {"resourceGuid", n.resourceGuid},
+                    {"macAddress", n.macAddress},
+                    {"provisioningState", n.provisioningState},
+                    {"pendingOperationId", n.pendingOperationId},
+                    {"enableIPForwarding", n.enableIPForwarding},
+                    {"enableAcceleratedNetworking", n.enableAcceleratedNetworking},
+                    {"tags", n.tags},
+                    {"ipConfigurations", configs}});
+  }
+  doc["networkInterfaces"] = nics;
+  json vms = json::array();
+  for (const auto& [_, v] : vms_) {
+    auto [s, r] = splitRg(v.id);
+    vms.push_back({{"name", v.name},
+                   {"subscriptionId", s},
+                   {"resourceGroup", r},
+                   {"location", v.location},
+                   {"vmId", v.vmId},
+                   {"networkInterfaces", v.nicIds}});
+  }
+  doc["virtualMachines"] = vms;
+  json ops = json::array();
+  for (const auto& [_, o] : operations_) {
+    json op = {{"id", o.id},
+               {"subscriptionId", o.subscriptionId},
+               {"location", o.location},
+               {"nicId", o.nicId},
+               {"status", toString(o.status)}};
+    if (o.error) op["error"] = {{"code", o.error->code}, {"message", o.error->message}};
+    ops.push_back(std::move(op));
+  }
+  doc["operations"] = ops;
+  return doc;
+}
+
+std::string RandomSource::guid() {
+  const std::uint64_t a = next();
+  const std::uint64_t b = next();
+  return fmt::format("{:08x}-{:04x}-4{:03x}-{:x}{:03x}-{:012x}", a >> 32, (a >> 16) & 0xffff,
+                     a & 0xfff, 8 | (b >> 62), (b >> 48) & 0xfff, b & 0xffffffffffffULL);
+}
+
+}  // namespace vnetipam::azuremock

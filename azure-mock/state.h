@@ -1,0 +1,194 @@
+// The mock's model of the Azure resources the controller uses: virtual networks and subnets,
+// virtual machines, NICs with their ipConfigurations, and NIC PUT long-running operations.
+//
+// Pure: no sockets, no files, no global clock or randomness. Time comes from an injected Clock
+// (async operations complete when it passes their due time) and etags/ids from a RandomSource.
+// Resources are keyed by their ARM id compared case-insensitively, as ARM does. Not thread-safe:
+// ArmHandler serialises every call.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <expected>
+#include <map>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "azure-mock/random.h"
+#include "azure-mock/route_programmer.h"
+#include "lib/ipam/ip.h"
+#include "lib/kube/clock.h"
+
+namespace vnetipam::azuremock {
+
+// An ARM failure: HTTP status plus the CloudError fields.
+struct CloudError {
+  int status = 400;
+  std::string code;
+  std::string message;
+  std::string target;
+  nlohmann::json details = nlohmann::json::array();
+
+  nlohmann::json toJson() const;
+};
+
+struct StateOptions {
+  // The only prefix length a NIC ipConfiguration may carry (Azure takes /28 only).
+  int prefixLength = 28;
+  // How long a NIC PUT's async operation stays InProgress.
+  std::chrono::milliseconds asyncDelay{1000};
+  // Azure documents 256 private IPs per NIC; a prefix configuration counts as one here (unverified
+  // whether Azure counts it as 1 or 16).
+  std::size_t maxIpConfigsPerNic = 256;
+};
+
+struct Subnet {
+  std::string id;
+  std::string name;
+  std::string vnetId;
+  ipam::Prefix prefix;
+};
+
+struct VirtualNetwork {
+  std::string id;
+  std::string name;
+  std::string location;
+  std::string etag;
+  std::string resourceGuid;
+  std::vector<ipam::Prefix> addressSpace;
+  std::vector<std::string> subnetIds;
+};
+
+struct VirtualMachine {
+  std::string id;
+  std::string name;
+  std::string location;
+  std::string vmId;
+  std::vector<std::string> nicIds;
+};
+
+struct IpConfiguration {
+  std::string name;
+  bool primary = false;
+  bool dynamic = true;
+  std::string subnetId;
+  // Set on a prefix configuration; then `address` is unused.
+  std::optional<ipam::Prefix> prefix;
+  ipam::IPAddress address;
+  std::string etag;
+};
+
+struct NetworkInterface {
+  std::string id;
+  std::string name;
+  std::string location;
+  std::string etag;
+  std::string resourceGuid;
+  std::string macAddress;
+  std::string virtualMachineId;
+  std::string provisioningState = "Succeeded";
+  bool enableIPForwarding = false;
+  bool enableAcceleratedNetworking = false;
+  nlohmann::json tags = nlohmann::json::object();
+  std::vector<IpConfiguration> ipConfigurations;
+  // The id of the operation still InProgress on this NIC, or empty.
+  std::string pendingOperationId;
+
+  const IpConfiguration* primaryConfiguration() const;
+};
+
+enum class OperationStatus { kInProgress, kSucceeded, kFailed };
+std::string_view toString(OperationStatus s);
+
+struct AsyncOperation {
+  std::string id;
+  std::string subscriptionId;
+  std::string location;
+  std::string nicId;
+  OperationStatus status = OperationStatus::kInProgress;
+  kube::Clock::TimePoint due;
+  bool willFail = false;
+  std::optional<CloudError> error;
+  // The NIC as it was before the PUT (nullopt when the PUT created it): restored if it fails, and
+  // what the SDN routes while the operation runs.
+  std::optional<NetworkInterface> previous;
+};
+
+struct NicPutPreconditions {
+  std::optional<std::string> ifMatch;
+  std::optional<std::string> ifNoneMatch;
+};
+
+struct NicPutResult {
+  bool created = false;
+  std::string operationId;
+};
+
+class MockState {
+ public:
+  MockState(StateOptions options, kube::Clock& clock, RandomSource& random);
+
+  // Replaces everything with a topology document (see testdata/topology.example.json) or a state
+  // document written by toJson(). On error nothing is kept and the message names the entry.
+  std::expected<void, std::string> load(const nlohmann::json& doc);
+  // The whole state, loadable by load(): what --state-file persists and /mock/state shows.
+  nlohmann::json toJson() const;
+
+  // Completes every operation whose due time has passed. Returns true if anything changed.
+  bool advance();
+  // Bumped by every change; the server persists when it moves.
+  std::uint64_t revision() const { return revision_; }
+
+  const VirtualNetwork* findVirtualNetwork(std::string_view id) const;
+  const Subnet* findSubnet(std::string_view id) const;
+  const VirtualMachine* findVirtualMachine(std::string_view id) const;
+  const NetworkInterface* findNic(std::string_view id) const;
+  const AsyncOperation* findOperation(std::string_view id) const;
+  // NICs whose id starts with the given resource group id, in id order.
+  std::vector<const NetworkInterface*> nicsInResourceGroup(std::string_view resourceGroupId) const;
+  // ipConfiguration ids that reference the subnet, in NIC id order.
+  std::vector<std::string> ipConfigurationIdsInSubnet(std::string_view subnetId) const;
+  bool resourceGroupExists(std::string_view resourceGroupId) const;
+  template <typename F>
+  void forEachNic(F&& f) const {
+    for (const auto& [_, nic] : nics_)
+      f(nic);
+  }
+  bool subscriptionExists(std::string_view subscriptionId) const;
+
+  // Creates or replaces the NIC at `nicId` from an ARM NIC body (the whole resource: client read
+  // fields are ignored). Applies every rule (see state.cpp) and starts an async operation with
+  // the given id that completes after options.asyncDelay, failing then if `failOperation`.
+  std::expected<NicPutResult, CloudError> putNic(std::string_view nicId, const nlohmann::json& body,
+                                                 const NicPutPreconditions& preconditions,
+                                                 std::string operationId, bool failOperation);
+
+  // Every prefix block whose NIC configuration has been committed -> that NIC's primary IP.
+  Routes routes() const;
+
+  const StateOptions& options() const { return options_; }
+
+ private:
+  std::string newEtag();
+  void complete(AsyncOperation& op);
+
+  StateOptions options_;
+  kube::Clock& clock_;
+  RandomSource& random_;
+  std::uint64_t revision_ = 0;
+  // Keys are lower-cased ARM ids.
+  std::map<std::string, VirtualNetwork> vnets_;
+  std::map<std::string, Subnet> subnets_;
+  std::map<std::string, VirtualMachine> vms_;
+  std::map<std::string, NetworkInterface> nics_;
+  std::map<std::string, AsyncOperation> operations_;
+  std::map<std::string, std::string> resourceGroups_;  // lower-cased id -> id
+};
+
+std::string toLower(std::string_view s);
+
+}  // namespace vnetipam::azuremock

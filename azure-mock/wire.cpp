@@ -1,0 +1,80 @@
+#include "azure-mock/wire.h"
+
+namespace vnetipam::azuremock {
+
+namespace {
+
+int hexValue(char c) {
+  if (c >= '0' && c <= '9') return c - '0';
+  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+  return -1;
+}
+
+}  // namespace
+
+bool iequals(std::string_view a, std::string_view b) {
+  return a.size() == b.size() && toLower(a) == toLower(b);
+}
+
+std::optional<std::string> percentDecode(std::string_view s, bool plusIsSpace) {
+  std::string out;
+  out.reserve(s.size());
+  for (std::size_t i = 0; i < s.size(); ++i) {
+    if (s[i] == '%') {
+      if (i + 2 >= s.size()) return std::nullopt;
+      const int hi = hexValue(s[i + 1]), lo = hexValue(s[i + 2]);
+      if (hi < 0 || lo < 0) return std::nullopt;
+      out.push_back(static_cast<char>(hi * 16 + lo));
+      i += 2;
+    } else if (plusIsSpace && s[i] == '+') {
+      out.push_back(' ');
+    } else {
+      out.push_back(s[i]);
+    }
+  }
+  return out;
+}
+
+std::optional<std::map<std::string, std::string>> parseForm(std::string_view text) {
+  std::map<std::string, std::string> out;
+  std::size_t pos = 0;
+  while (pos < text.size()) {
+    auto amp = text.find('&', pos);
+    if (amp == std::string_view::npos) amp = text.size();
+    const auto pair = text.substr(pos, amp - pos);
+    pos = amp + 1;
+    if (pair.empty()) continue;
+    const auto eq = pair.find('=');
+    auto key = percentDecode(pair.substr(0, eq), true);
+    auto value = percentDecode(eq == std::string_view::npos ? "" : pair.substr(eq + 1), true);
+    if (!key || !value) return std::nullopt;
+    if (!out.emplace(std::move(*key), std::move(*value)).second) return std::nullopt;
+  }
+  return out;
+}
+
+std::string findHeader(const HeaderList& headers, std::string_view name) {
+  for (const auto& [k, v] : headers) {
+    if (iequals(k, name)) return v;
+  }
+  return "";
+}
+
+ArmResponse jsonResponse(int status, const nlohmann::json& body) {
+  ArmResponse r;
+  r.status = status;
+  r.headers.emplace_back("Content-Type", "application/json; charset=utf-8");
+  // Replace, never throw, on invalid UTF-8 echoed from a request.
+  r.body = body.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+  return r;
+}
+
+ArmResponse errorResponse(const CloudError& e) { return jsonResponse(e.status, e.toJson()); }
+
+ArmResponse error(int status, std::string code, std::string message) {
+  return errorResponse(
+      CloudError{.status = status, .code = std::move(code), .message = std::move(message)});
+}
+
+}  // namespace vnetipam::azuremock

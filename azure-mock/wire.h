@@ -1,0 +1,28 @@
+// Small pieces of HTTP and ARM wire format shared by the handler's endpoints.
+#pragma once
+
+#include <map>
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include <nlohmann/json.hpp>
+
+#include "azure-mock/arm_handler.h"
+
+namespace vnetipam::azuremock {
+
+bool iequals(std::string_view a, std::string_view b);
+// %XX decoding; '+' is a space in forms and queries. nullopt on a bad escape.
+std::optional<std::string> percentDecode(std::string_view s, bool plusIsSpace);
+// application/x-www-form-urlencoded (also query strings). nullopt on a bad escape or a repeated
+// key: a repeated parameter is ambiguous, so it is refused rather than guessed.
+std::optional<std::map<std::string, std::string>> parseForm(std::string_view text);
+// The first header of that name (case-insensitive), or "".
+std::string findHeader(const HeaderList& headers, std::string_view name);
+
+ArmResponse jsonResponse(int status, const nlohmann::json& body);
+ArmResponse errorResponse(const CloudError& e);
+ArmResponse error(int status, std::string code, std::string message);
+
+}  // namespace vnetipam::azuremock

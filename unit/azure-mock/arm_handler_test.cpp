@@ -1,0 +1,238 @@
+#include "azure-mock/arm_handler.h"
+
+#include <gtest/gtest.h>
+
+#include "unit/azure-mock/fakes.h"
+
+namespace vnetipam::azuremock {
+namespace {
+
+using nlohmann::json;
+using testing::kRg;
+using testing::MockFixture;
+using testing::parsed;
+
+std::string nicPath(std::string_view name = "test-nic", std::string_view api = "2024-05-01") {
+  return fmt::format("{}/providers/Microsoft.Network/networkInterfaces/{}?api-version={}", kRg,
+                     name, api);
+}
+
+// Every error the mock gives on an ARM path has the CloudError shape.
+void expectCloudError(const ArmResponse& r, int status, std::string_view code) {
+  EXPECT_EQ(r.status, status) << r.body;
+  const json body = parsed(r);
+  ASSERT_TRUE(body.is_object()) << r.body;
+  ASSERT_TRUE(body.contains("error")) << r.body;
+  EXPECT_EQ(body["error"]["code"], code) << r.body;
+  EXPECT_TRUE(body["error"]["message"].is_string());
+  EXPECT_EQ(r.header("Content-Type"), "application/json; charset=utf-8");
+}
+
+TEST(ArmHandler, MalformedJson) {
+  MockFixture m;
+  auto r = m.call("PUT", nicPath(), "{\"location\": ");
+  expectCloudError(r, 400, "InvalidRequestFormat");
+  EXPECT_EQ(parsed(r)["error"]["message"], "Cannot parse the request.");
+  EXPECT_EQ(parsed(r)["error"]["details"][0]["code"], "InvalidJson");
+  expectCloudError(m.call("PUT", nicPath(), "[1,2]"), 400, "InvalidRequestFormat");
+  expectCloudError(m.call("PUT", nicPath(), R"({"properties":{"ipConfigurations":7}})"), 400,
+                   "InvalidRequestFormat");
+  expectCloudError(m.call("PUT", nicPath(), "{}", {{"Content-Type", "text/plain"}}), 415,
+                   "UnsupportedMediaType");
+}
+
+TEST(ArmHandler, ApiVersion) {
+  MockFixture m;
+  expectCloudError(m.call("GET", nicPath().substr(0, nicPath().find('?'))), 400,
+                   "MissingApiVersionParameter");
+  // 2024-01-01 predates privateIPAddressPrefixLength.
+  expectCloudError(m.call("GET", nicPath("test-nic", "2024-01-01")), 400,
+                   "NoRegisteredProviderFound");
+  expectCloudError(m.call("GET", nicPath("test-nic", "yesterday")), 400,
+                   "InvalidApiVersionParameter");
+  expectCloudError(m.call("GET", nicPath() + "&api-version=2024-05-01"), 400,
+                   "InvalidRequestFormat");
+  EXPECT_EQ(m.call("GET", nicPath("test-nic", "2025-07-01")).status, 200);
+}
+
+TEST(ArmHandler, UnknownPathsAndResources) {
+  MockFixture m;
+  expectCloudError(m.call("GET", "/nope?api-version=2024-05-01"), 404, "NotFound");
+  expectCloudError(m.call("GET", "/"), 404, "NotFound");
+  expectCloudError(
+      m.call("GET", std::string(kRg) +
+                        "/providers/Microsoft.Network/loadBalancers/lb?api-version=2024-05-01"),
+      404, "InvalidResourceType");
+  expectCloudError(m.call("GET",
+                          "/subscriptions/other/resourceGroups/rg1/providers/"
+                          "Microsoft.Network/networkInterfaces/x?api-version=2024-05-01"),
+                   404, "SubscriptionNotFound");
+  expectCloudError(m.call("GET",
+                          "/subscriptions/subid/resourceGroups/rg2/providers/"
+                          "Microsoft.Network/networkInterfaces/x?api-version=2024-05-01"),
+                   404, "ResourceGroupNotFound");
+  expectCloudError(m.call("DELETE", nicPath()), 405, "MethodNotAllowed");
+  expectCloudError(m.call("GET", "/subscriptions/subid/%zz"), 400, "InvalidRequestFormat");
+  expectCloudError(m.call("GET", "/subscriptions//x"), 404, "NotFound");
+  // ARM names are case-insensitive.
+  EXPECT_EQ(m.call("GET",
+                   "/SUBSCRIPTIONS/subid/resourcegroups/RG1/providers/microsoft.network/"
+                   "networkinterfaces/TEST-NIC?api-version=2024-05-01")
+                .status,
+            200);
+}
+
+TEST(ArmHandler, OversizedBody) {
+  HandlerOptions options;
+  options.maxBodyBytes = 1024;
+  MockFixture m({}, options);
+  expectCloudError(m.call("PUT", nicPath(), std::string(2000, ' ')), 413, "RequestEntityTooLarge");
+}
+
+TEST(ArmHandler, Authentication) {
+  MockFixture m;
+  expectCloudError(m.call("GET", nicPath(), "", {{"Authorization", ""}}), 401,
+                   "AuthenticationFailed");
+  expectCloudError(m.call("GET", nicPath(), "", {{"Authorization", "Basic abc"}}), 401,
+                   "AuthenticationFailedInvalidHeader");
+  expectCloudError(m.call("GET", nicPath(), "", {{"Authorization", "Bearer x.y.z"}}), 401,
+                   "InvalidAuthenticationToken");
+  const std::string expired =
+      issueAccessToken("t", "c", "https://management.azure.com/", testing::kNow - 4000);
+  expectCloudError(m.call("GET", nicPath(), "", {{"Authorization", "Bearer " + expired}}), 401,
+                   "InvalidAuthenticationToken");
+  const std::string graph =
+      issueAccessToken("t", "c", "https://graph.microsoft.com/", testing::kNow);
+  expectCloudError(m.call("GET", nicPath(), "", {{"Authorization", "Bearer " + graph}}), 401,
+                   "InvalidAuthenticationToken");
+}
+
+TEST(ArmHandler, InjectedThrottlingAndErrors) {
+  HandlerOptions options;
+  options.faults.throttleRate = 1;
+  options.faults.retryAfterSeconds = 7;
+  options.faults.latency = std::chrono::milliseconds(25);
+  MockFixture m({}, options);
+  auto r = m.getNic();
+  expectCloudError(r, 429, "SubscriptionRequestsThrottled");
+  EXPECT_EQ(r.header("Retry-After"), "7");
+  EXPECT_EQ(r.header("x-ms-ratelimit-remaining-subscription-reads"), "0");
+  EXPECT_EQ(r.delay, std::chrono::milliseconds(25));
+  // Through the admin endpoint: throttling off, errors on.
+  auto a = m.call("PUT", "/mock/faults", R"({"throttleRate":0,"errorRate":1})");
+  ASSERT_EQ(a.status, 200) << a.body;
+  for (int i = 0; i < 10; ++i) {
+    r = m.getNic();
+    EXPECT_TRUE(r.status == 500 || r.status == 503) << r.status;
+  }
+  expectCloudError(m.call("PUT", "/mock/faults", R"({"errorRate":2})"), 400, "InvalidFaults");
+  expectCloudError(m.call("PUT", "/mock/faults", R"({"bogus":1})"), 400, "InvalidFaults");
+  ASSERT_EQ(m.call("PUT", "/mock/faults", R"({"errorRate":0})").status, 200);
+  EXPECT_EQ(m.getNic().status, 200);
+}
+
+TEST(ArmHandler, InjectedAsyncFailure) {
+  HandlerOptions options;
+  options.faults.asyncFailRate = 1;
+  MockFixture m({}, options);
+  auto r = m.putNic(testing::nicBody({testing::prefixConfig("p")}));
+  ASSERT_EQ(r.status, 200) << r.body;
+  m.clock.advance(std::chrono::seconds(1));
+  const std::string url = r.header("Azure-AsyncOperation");
+  auto poll = m.call("GET", url.substr(url.find("/subscriptions")));
+  ASSERT_EQ(poll.status, 200);
+  EXPECT_EQ(parsed(poll)["status"], "Failed");
+  EXPECT_EQ(parsed(poll)["error"]["code"], "NetworkingInternalOperationError");
+  EXPECT_EQ(parsed(m.getNic())["properties"]["provisioningState"], "Failed");
+}
+
+TEST(ArmHandler, NrpWriteLimit) {
+  HandlerOptions options;
+  options.writesPer5Min = 2;
+  MockFixture m(StateOptions{.asyncDelay = std::chrono::milliseconds(0)}, options);
+  EXPECT_EQ(m.putNic(testing::nicBody({})).status, 200);
+  auto r = m.putNic(testing::nicBody({}));
+  EXPECT_EQ(r.status, 200);
+  EXPECT_EQ(r.header("x-ms-ratelimit-remaining-subscription-writes"), "0");
+  r = m.putNic(testing::nicBody({}));
+  expectCloudError(r, 429, "SubscriptionRequestsThrottled");
+  EXPECT_EQ(r.header("Retry-After"), "300");
+  EXPECT_EQ(m.getNic().status, 200) << "reads have their own budget";
+  m.clock.advance(std::chrono::minutes(5));
+  EXPECT_EQ(m.putNic(testing::nicBody({})).status, 200);
+}
+
+TEST(ArmHandler, ListNicsPagesWithNextLink) {
+  HandlerOptions options;
+  options.listPageSize = 1;
+  MockFixture m({}, options);
+  std::string next =
+      std::string(kRg) + "/providers/Microsoft.Network/networkInterfaces?api-version=2024-05-01";
+  std::vector<std::string> names;
+  for (int page = 0; page < 5 && !next.empty(); ++page) {
+    auto r = m.call("GET", next);
+    ASSERT_EQ(r.status, 200) << r.body;
+    const json body = parsed(r);
+    for (const auto& nic : body["value"])
+      names.push_back(nic["name"]);
+    next.clear();
+    if (body.contains("nextLink")) {
+      const std::string link = body["nextLink"];
+      ASSERT_TRUE(link.starts_with("http://mock.test/subscriptions/")) << link;
+      next = link.substr(std::string("http://mock.test").size());
+    }
+  }
+  EXPECT_EQ(names, (std::vector<std::string>{"nic-b", "test-nic"}));
+  expectCloudError(m.call("GET", std::string(kRg) + "/providers/Microsoft.Network/networkInterfaces"
+                                                    "?api-version=2024-05-01&$skipToken=abc"),
+                   400, "InvalidSkipToken");
+}
+
+TEST(ArmHandler, InspectionEndpoint) {
+  MockFixture m(StateOptions{.asyncDelay = std::chrono::milliseconds(0)});
+  ASSERT_EQ(m.putNic(testing::nicBody({testing::prefixConfig("p")})).status, 200);
+  auto r = m.call("GET", "/mock/state");
+  ASSERT_EQ(r.status, 200);
+  const json doc = parsed(r);
+  EXPECT_EQ(doc["routes"], json::parse(R"([{"prefix":"172.20.2.16/28","nextHop":"172.20.2.4"}])"));
+  EXPECT_EQ(doc["networkInterfaces"].size(), 2u);
+  EXPECT_TRUE(doc.contains("faults"));
+  EXPECT_EQ(parsed(m.call("GET", "/mock/healthz"))["status"], "ok");
+  expectCloudError(m.call("POST", "/mock/state"), 405, "MethodNotAllowed");
+}
+
+TEST(ArmHandler, IpConfigurationSubresources) {
+  MockFixture m;
+  auto r = m.call(
+      "GET", std::string(testing::kNicId) + "/ipConfigurations/ipconfig1?api-version=2024-05-01");
+  ASSERT_EQ(r.status, 200) << r.body;
+  EXPECT_EQ(parsed(r)["properties"]["privateIPAddress"], "172.20.2.4");
+  r = m.call("GET", std::string(testing::kNicId) + "/ipConfigurations?api-version=2024-05-01");
+  EXPECT_EQ(parsed(r)["value"].size(), 1u);
+  expectCloudError(
+      m.call("GET", std::string(testing::kNicId) + "/ipConfigurations/none?api-version=2024-05-01"),
+      404, "NotFound");
+}
+
+TEST(ArmHandler, RouteSyncFollowsTheState) {
+  MockFixture m(StateOptions{.asyncDelay = std::chrono::seconds(1)});
+  testing::FakeRouteProgrammer fake;
+  RouteSync sync(fake);
+  ASSERT_EQ(m.putNic(testing::nicBody({testing::prefixConfig("p")})).status, 200);
+  EXPECT_TRUE(sync.sync(m.handler.snapshotRoutes().first).empty());
+  EXPECT_TRUE(fake.routes.empty()) << "in progress: not yet programmed";
+  m.clock.advance(std::chrono::seconds(1));
+  m.handler.tick();
+  EXPECT_TRUE(sync.sync(m.handler.snapshotRoutes().first).empty());
+  ASSERT_EQ(fake.routes.size(), 1u);
+  EXPECT_EQ(fake.calls.back(), "replace 172.20.2.16/28 via 172.20.2.4");
+  ASSERT_EQ(m.putNic(testing::nicBody({})).status, 200);
+  m.clock.advance(std::chrono::seconds(1));
+  m.handler.tick();
+  EXPECT_TRUE(sync.sync(m.handler.snapshotRoutes().first).empty());
+  EXPECT_TRUE(fake.routes.empty());
+  EXPECT_EQ(fake.calls.back(), "del 172.20.2.16/28");
+}
+
+}  // namespace
+}  // namespace vnetipam::azuremock
