@@ -1,0 +1,58 @@
+// The whole transparent-mode recipe for one pod, as the vnet-transparent CNI plugin runs it.
+//
+//   pod:  <ifName> up, address <podIP>/32, route 169.254.1.1/32 dev <ifName> scope link,
+//         default via 169.254.1.1 dev <ifName>, permanent neighbour 169.254.1.1 -> host veth MAC
+//   host: <hostveth> up, proxy_arp=1, forwarding=1, proxy_delay=0,
+//         route <podIP>/32 dev <hostveth> scope link
+//
+// The veth's pod end is created directly in the pod namespace, never moved. Routes carry
+// kRouteProtocol. IPv4 only for now.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include "lib/ipam/ip.h"
+#include "lib/net/link.h"
+#include "lib/net/netns.h"
+#include "lib/net/veth_name.h"
+
+namespace vnetipam::net {
+
+// The pod's gateway: link-local, never on the wire (the host answers for it by proxy ARP and the
+// pod has a static neighbour entry for it), so every pod can use the same one.
+inline constexpr ipam::IPAddress kDefaultPodGateway =
+    ipam::IPAddress::v4(0xa9fe0101);  // 169.254.1.1
+
+struct TransparentPodParams {
+  std::string containerId;      // CNI_CONTAINERID: names the host veth
+  std::string ifName = "eth0";  // CNI_IFNAME: the pod end
+  std::string hostPrefix = std::string(kDefaultHostVethPrefix);
+  std::uint32_t mtu = 0;    // 0: kernel default; otherwise 68..65535
+  ipam::IPAddress address;  // the pod's IPv4 address
+  ipam::IPAddress gateway = kDefaultPodGateway;
+  std::optional<MacAddress> hostMac;  // unset: random
+};
+
+struct TransparentPod {
+  LinkInfo host;  // in hostNs
+  LinkInfo pod;   // in podNs
+};
+
+// Runs the recipe. A host veth of the same name left by an earlier attempt for the same container
+// is deleted first. On any failure everything this call created is deleted again (the veth, and
+// with it every address, route and neighbour on it) and the error names the step, interface,
+// namespace and address. kConflict if the pod's address is already routed to another interface of
+// the host (a double allocation: the live pod keeps its route), or ifName exists in the pod.
+Result<TransparentPod> setupTransparentPod(const Netns& hostNs, const Netns& podNs,
+                                           const TransparentPodParams& params);
+
+// Deletes the host veth of containerId, which takes the pod end and all routes, addresses and
+// neighbours on either end with it. Idempotent, and needs no pod namespace: if the runtime already
+// deleted it, the kernel has deleted the pair too and this is a no-op.
+Result<void> teardownTransparentPod(const Netns& hostNs, std::string_view containerId,
+                                    std::string_view hostPrefix = kDefaultHostVethPrefix);
+
+}  // namespace vnetipam::net

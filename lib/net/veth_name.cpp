@@ -1,0 +1,30 @@
+#include "lib/net/veth_name.h"
+
+#include <cstdint>
+
+#include <fmt/format.h>
+
+#include "lib/net/link.h"
+
+namespace vnetipam::net {
+
+Result<std::string> hostVethName(std::string_view prefix, std::string_view containerId) {
+  if (containerId.empty()) {
+    return fail(ErrorCode::kInvalidArgument, "host veth name: the container id is empty");
+  }
+  if (prefix.empty() || prefix.size() > kMaxHostVethPrefix) {
+    return fail(
+        ErrorCode::kInvalidArgument,
+        fmt::format("host veth prefix '{}' must be 1..{} characters", prefix, kMaxHostVethPrefix));
+  }
+  if (auto ok = validateInterfaceName(prefix); !ok) return std::unexpected(ok.error());
+  std::uint64_t hash = 0xcbf29ce484222325ULL;  // FNV-1a 64 offset basis
+  for (const char c : containerId) {
+    hash ^= static_cast<std::uint8_t>(c);
+    hash *= 0x100000001b3ULL;  // FNV prime
+  }
+  const std::string hex = fmt::format("{:016x}", hash);
+  return std::string(prefix) + hex.substr(0, kMaxInterfaceName - prefix.size());
+}
+
+}  // namespace vnetipam::net
