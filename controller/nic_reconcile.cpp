@@ -1,0 +1,173 @@
+// The NIC decision table. One row per case; planNic() handles them in this order and each branch
+// is marked with its row. "Desired" is the prefix set of the one PUT this call plans.
+//
+// clang-format off
+// | row | block state         | NIC: its prefix     | PUT    | status / memory         | event
+// |-----|---------------------|---------------------|--------|-------------------------|--------
+// | N1  | Pending             | absent              | add    | stays Pending           | -
+// | N2  | Pending             | present             | keep   | -> Programmed           | -
+// | N3  | Programmed          | present             | keep   | -> Ready                | -
+// | N4  | Ready               | present             | keep   | -                       | -
+// | N5  | Programmed          | absent (vanished)   | add    | -> Pending              | Vanished
+// | N6  | Ready               | absent (vanished)   | add    | -> Pending              | Vanished
+// | N7  | leaving             | present             | remove | -> Releasing if not yet | -
+// | N8  | leaving             | absent              | -      | remove finalizer        | -
+// | N9  | none, managed range | present, new        | keep   | first seen = now        | Found
+// | N10 | none, managed range | present, < grace    | keep   | requeue at end of grace | -
+// | N11 | none, managed range | present, >= grace   | remove | forget                  | Removed
+// | N12 | none, outside       | present             | keep   | - (not ours)            | -
+// | N13 | none                | absent, remembered  | -      | forget                  | -
+// clang-format on
+//
+// leaving = phase Releasing or deletionTimestamp set. "managed range" = inside some PodSubnet's
+// CIDR (NicInput::managedRanges). Events: PrefixVanished, UnownedPrefixFound and
+// UnownedPrefixRemoved (NicEventReason).
+//
+// Why these choices:
+//  - Programmed -> Ready is a separate step (N3): a block becomes Programmed on the first pass that
+//    sees its prefix on the NIC, and Ready on the next pass (the Programmed status write itself
+//    triggers it through the informer). So Programmed is observable in `kubectl get ipb`, and a
+//    later "are the routes effective?" check has one place to go: the N3 row.
+//  - A vanished prefix (N5, N6) sends the block back to Pending rather than straight to a re-PUT
+//    with the phase kept: the agent then knows the block may not route, and N2/N3 bring it back.
+//  - An unowned prefix (N9-N11) is only removed after a grace period: the informer cache can lag a
+//    block another replica (or this one) has just created, and removing a live block's prefix cuts
+//    off running pods. A prefix outside every PodSubnet (N12) is never ours to remove.
+//  - A leaving block that shares its prefix with a block that is not leaving cannot happen (the
+//    pool frees a CIDR only when its object is gone); if it did, the prefix is kept (N1-N6 win).
+#include "controller/nic_reconcile.h"
+
+#include <algorithm>
+#include <set>
+
+#include <fmt/format.h>
+
+namespace vnetipam::controller {
+
+std::string_view toString(NicEventReason reason) {
+  switch (reason) {
+    case NicEventReason::kPrefixVanished: return "PrefixVanished";
+    case NicEventReason::kUnownedPrefixFound: return "UnownedPrefixFound";
+    case NicEventReason::kUnownedPrefixRemoved: return "UnownedPrefixRemoved";
+  }
+  return "Unknown";
+}
+
+namespace {
+
+bool inManagedRange(const ipam::Prefix& prefix, std::span<const ipam::Prefix> ranges) {
+  return std::ranges::any_of(ranges, [&](const ipam::Prefix& r) { return r.contains(prefix); });
+}
+
+}  // namespace
+
+NicPlan planNic(const NicInput& input) {
+  using api::BlockPhase;
+  NicPlan plan;
+  const std::set<ipam::Prefix> on_nic(input.nicPrefixes.begin(), input.nicPrefixes.end());
+  std::set<ipam::Prefix> desired = on_nic;
+  std::set<ipam::Prefix> owned;  // by any block, leaving or not
+  std::set<ipam::Prefix> kept;   // by a block that is not leaving
+
+  for (const NicBlock& block : input.blocks) {
+    owned.insert(block.cidr);
+    if (!block.leaving()) kept.insert(block.cidr);
+  }
+
+  for (const NicBlock& block : input.blocks) {
+    const bool present = on_nic.contains(block.cidr);
+    if (block.leaving()) {
+      if (present) {
+        // N7
+        if (!kept.contains(block.cidr)) desired.erase(block.cidr);
+        if (block.phase != BlockPhase::kReleasing) {
+          plan.phaseChanges.push_back({block.name, block.phase, BlockPhase::kReleasing});
+        }
+      } else {
+        // N8
+        plan.finishedReleasing.push_back(block.name);
+      }
+      continue;
+    }
+    switch (block.phase) {
+      case BlockPhase::kPending:
+        if (present) {
+          // N2
+          plan.phaseChanges.push_back({block.name, block.phase, BlockPhase::kProgrammed});
+        } else {
+          // N1
+          desired.insert(block.cidr);
+        }
+        break;
+      case BlockPhase::kProgrammed:
+      case BlockPhase::kReady:
+        if (present) {
+          // N3, N4
+          if (block.phase == BlockPhase::kProgrammed) {
+            plan.phaseChanges.push_back({block.name, block.phase, BlockPhase::kReady});
+          }
+        } else {
+          // N5, N6
+          desired.insert(block.cidr);
+          plan.phaseChanges.push_back({block.name, block.phase, BlockPhase::kPending});
+          plan.events.push_back({.reason = NicEventReason::kPrefixVanished,
+                                 .prefix = block.cidr,
+                                 .block = block.name,
+                                 .message = fmt::format(
+                                     "prefix {} of IPBlock {} ({}) is no longer on the node's "
+                                     "NIC; programming it again",
+                                     block.cidr.toString(), block.name, api::toString(block.phase)),
+                                 .warning = true});
+        }
+        break;
+      case BlockPhase::kReleasing: break;  // leaving, handled above
+    }
+  }
+
+  for (const ipam::Prefix& prefix : on_nic) {
+    if (owned.contains(prefix)) continue;
+    // N12
+    if (!inManagedRange(prefix, input.managedRanges)) continue;
+    const auto seen = input.unownedFirstSeen.find(prefix);
+    if (seen == input.unownedFirstSeen.end()) {
+      if (input.unownedGrace.count() > 0) {
+        // N9
+        plan.unownedFirstSeen.emplace(prefix, input.now);
+        const Time due = input.now + input.unownedGrace;
+        if (!plan.recheckAt || due < *plan.recheckAt) plan.recheckAt = due;
+        plan.events.push_back(
+            {.reason = NicEventReason::kUnownedPrefixFound,
+             .prefix = prefix,
+             .block = {},
+             .message = fmt::format("prefix {} is on the node's NIC but no IPBlock owns it; "
+                                    "removing it in {}s unless a block for it appears",
+                                    prefix.toString(), input.unownedGrace.count()),
+             .warning = true});
+        continue;
+      }
+      // A zero grace falls through to N11 at once.
+    } else if (const Time due = seen->second + input.unownedGrace; due > input.now) {
+      // N10
+      plan.unownedFirstSeen.emplace(prefix, seen->second);
+      if (!plan.recheckAt || due < *plan.recheckAt) plan.recheckAt = due;
+      continue;
+    }
+    // N11
+    desired.erase(prefix);
+    plan.events.push_back(
+        {.reason = NicEventReason::kUnownedPrefixRemoved,
+         .prefix = prefix,
+         .block = {},
+         .message = fmt::format("removing prefix {} from the node's NIC: no IPBlock has owned it "
+                                "for {}s",
+                                prefix.toString(), input.unownedGrace.count()),
+         .warning = true});
+  }
+  // N13: remembered prefixes no longer on the NIC (or owned again) are simply not carried over.
+
+  plan.desiredPrefixes.assign(desired.begin(), desired.end());
+  plan.needsPut = desired != on_nic;
+  return plan;
+}
+
+}  // namespace vnetipam::controller

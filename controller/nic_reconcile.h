@@ -1,0 +1,102 @@
+// Reconciling one node's NIC with that node's IPBlocks: the controller's pure decision table.
+//
+// The table, (block state × NIC state) → action, is at the top of nic_reconcile.cpp and the code
+// there follows it row by row. In short: every block that is not leaving wants its prefix on the
+// NIC; a leaving block wants it off; a prefix no block owns is removed once it has been unowned for
+// a grace period; phases follow what the NIC shows.
+//
+// One call plans one PUT of the NIC with the full desired prefix set (several blocks per PUT), plus
+// the status writes and events that go with what the NIC showed. The caller:
+//   1. reads the NIC (GET) and the node's IPBlocks of every PodSubnet (informer cache);
+//   2. calls planNic();
+//   3. if needsPut, PUTs desiredPrefixes (with the NIC's etag) and waits for the async operation;
+//   4. writes phaseChanges and removes the finalizer of finishedReleasing (server-side apply);
+//   5. emits events; stores unownedFirstSeen for the next call; requeues at recheckAt.
+// Phase changes are computed from the NIC as read in step 1, never from the PUT in step 3: a block
+// is Programmed only once a GET has shown its prefix. After a PUT whose outcome is unknown, do not
+// remove finalizers; the next GET tells.
+#pragma once
+
+#include <chrono>
+#include <map>
+#include <optional>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "api/types.h"
+#include "controller/node_blocks.h"
+#include "lib/ipam/ip.h"
+
+namespace vnetipam::controller {
+
+// What the table needs of one IPBlock on the node.
+struct NicBlock {
+  std::string name;
+  ipam::Prefix cidr;
+  api::BlockPhase phase = api::BlockPhase::kPending;
+  bool deleting = false;  // metadata.deletionTimestamp is set
+
+  bool leaving() const { return deleting || phase == api::BlockPhase::kReleasing; }
+};
+
+struct NicInput {
+  // Every IPBlock whose spec.nodeName is this node, of every PodSubnet (a NIC is shared by all).
+  std::span<const NicBlock> blocks;
+  // The IP prefixes currently on the NIC's ipConfigurations, as the last GET returned them.
+  std::span<const ipam::Prefix> nicPrefixes;
+  // Prefixes the controller may remove when no block owns them: the CIDRs of the PodSubnets. A
+  // prefix outside all of them was put there by someone else and is always kept.
+  std::span<const ipam::Prefix> managedRanges;
+  // When each unowned managed prefix was first seen on this NIC (the previous call's output).
+  std::map<ipam::Prefix, Time> unownedFirstSeen;
+  // How long an unowned prefix stays before it is removed. Covers a block created by another
+  // replica (or just now) that the informer cache does not show yet.
+  std::chrono::seconds unownedGrace{60};
+  Time now{};
+};
+
+struct PhaseChange {
+  std::string name;
+  api::BlockPhase from;
+  api::BlockPhase to;
+
+  bool operator==(const PhaseChange&) const = default;
+};
+
+enum class NicEventReason : std::uint8_t {
+  kPrefixVanished,        // a programmed block's prefix is gone from the NIC: re-programming
+  kUnownedPrefixFound,    // a managed prefix on the NIC that no block owns: removed after grace
+  kUnownedPrefixRemoved,  // the grace period passed: this PUT removes it
+};
+std::string_view toString(NicEventReason reason);
+
+struct NicEvent {
+  NicEventReason reason;
+  ipam::Prefix prefix;
+  std::string block;    // the block's name; empty for unowned prefixes
+  std::string message;  // human-readable, names the prefix and the block or the grace period
+  bool warning = true;  // Kubernetes event type Warning (else Normal)
+
+  bool operator==(const NicEvent&) const = default;
+};
+
+struct NicPlan {
+  // The NIC's full prefix set after the PUT, sorted. Equals the current set when !needsPut.
+  std::vector<ipam::Prefix> desiredPrefixes;
+  bool needsPut = false;
+  std::vector<PhaseChange> phaseChanges;
+  // Leaving blocks whose prefix is off the NIC: remove the vnetipam.io/nic-release finalizer (and
+  // delete the object first if it has no deletionTimestamp yet).
+  std::vector<std::string> finishedReleasing;
+  std::vector<NicEvent> events;
+  // Keep for the next call (only prefixes still on the NIC and still unowned are kept).
+  std::map<ipam::Prefix, Time> unownedFirstSeen;
+  // When the earliest unowned prefix's grace ends: requeue the node then.
+  std::optional<Time> recheckAt;
+};
+
+NicPlan planNic(const NicInput& input);
+
+}  // namespace vnetipam::controller

@@ -1,0 +1,102 @@
+#include "controller/pool_status.h"
+
+#include <algorithm>
+
+#include <fmt/chrono.h>
+#include <fmt/format.h>
+
+namespace vnetipam::controller {
+
+std::string formatTime(Time t) { return fmt::format("{:%Y-%m-%dT%H:%M:%SZ}", t); }
+
+namespace {
+
+constexpr std::size_t kNamedShortNodes = 5;
+
+api::Condition condition(const api::PodSubnetStatus& previous, std::string_view type, bool status,
+                         std::string_view reason, std::string message,
+                         const PoolStatusInput& input) {
+  api::Condition c{.type = std::string(type),
+                   .status = status ? "True" : "False",
+                   .reason = std::string(reason),
+                   .message = std::move(message),
+                   .lastTransitionTime = formatTime(input.now),
+                   .observedGeneration = input.generation};
+  const auto old = std::ranges::find(previous.conditions, type, &api::Condition::type);
+  if (old != previous.conditions.end()) {
+    c.extra = old->extra;
+    if (old->status == c.status && !old->lastTransitionTime.empty()) {
+      c.lastTransitionTime = old->lastTransitionTime;
+    }
+  }
+  return c;
+}
+
+std::string shortNodesText(std::span<const std::string> nodes) {
+  std::string text;
+  for (std::size_t i = 0; i < nodes.size() && i < kNamedShortNodes; ++i) {
+    if (i > 0) text += ", ";
+    text += nodes[i];
+  }
+  if (nodes.size() > kNamedShortNodes) {
+    text += fmt::format(" and {} more", nodes.size() - kNamedShortNodes);
+  }
+  return text;
+}
+
+}  // namespace
+
+api::PodSubnetStatus computePoolStatus(const api::PodSubnetStatus& previous,
+                                       const PoolStatusInput& input) {
+  api::PodSubnetStatus status;
+  status.extra = previous.extra;
+  for (const api::IPBlock& block : input.ipBlocks)
+    status.allocatedIPs += block.status.used;
+
+  const ipam::SubnetBlockSet* set = input.blocks;
+  if (set == nullptr) {
+    status.cidr = previous.cidr;
+    status.allocatedBlocks = static_cast<std::int64_t>(input.ipBlocks.size());
+    status.conditions.push_back(condition(
+        previous, api::kConditionReady, false, kReasonNotCarved,
+        input.notCarvedMessage.empty() ? "the subnet is not carved yet" : input.notCarvedMessage,
+        input));
+    status.conditions.push_back(condition(previous, api::kConditionExhausted, false,
+                                          kReasonNotCarved, "the subnet is not carved yet", input));
+    return status;
+  }
+
+  status.cidr = set->subnet().toString();
+  status.totalBlocks = static_cast<std::int64_t>(set->usableCount());
+  status.allocatedBlocks = static_cast<std::int64_t>(set->allocatedCount());
+  const std::uint64_t free_blocks = set->freeCount();
+  status.conditions.push_back(
+      condition(previous, api::kConditionReady, true, kReasonCarved,
+                fmt::format("{} carved into {} usable /{} blocks ({} excluded)", status.cidr,
+                            set->usableCount(), set->blockLength(), set->excludedCount()),
+                input));
+
+  if (free_blocks == 0 && !input.shortNodes.empty()) {
+    status.conditions.push_back(
+        condition(previous, api::kConditionExhausted, true, kReasonNoFreeBlocks,
+                  fmt::format("no free /{} block left in {} (all {} allocated); {} node(s) below "
+                              "minFreeIPsPerNode: {}",
+                              set->blockLength(), status.cidr, set->usableCount(),
+                              input.shortNodes.size(), shortNodesText(input.shortNodes)),
+                  input));
+  } else if (free_blocks == 0) {
+    status.conditions.push_back(
+        condition(previous, api::kConditionExhausted, false, kReasonFullButNoNodeShort,
+                  fmt::format("all {} blocks of {} are allocated, but every node has at least "
+                              "minFreeIPsPerNode free",
+                              set->usableCount(), status.cidr),
+                  input));
+  } else {
+    status.conditions.push_back(
+        condition(previous, api::kConditionExhausted, false, kReasonBlocksAvailable,
+                  fmt::format("{} of {} blocks free", free_blocks, set->usableCount()), input));
+  }
+  return status;
+}
+
+}  // namespace vnetipam::controller

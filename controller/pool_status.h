@@ -1,0 +1,46 @@
+// A PodSubnet's status, computed from its carved SubnetBlockSet and its IPBlocks. Pure: the caller
+// passes the time used for a condition's lastTransitionTime and writes the result (server-side
+// apply of status) only when it differs from what the object has.
+#pragma once
+
+#include <cstdint>
+#include <span>
+#include <string>
+#include <string_view>
+
+#include "api/types.h"
+#include "controller/node_blocks.h"
+#include "lib/ipam/subnet_blocks.h"
+
+namespace vnetipam::controller {
+
+// Condition reasons (CamelCase, as metav1.Condition requires).
+inline constexpr std::string_view kReasonCarved = "Carved";
+inline constexpr std::string_view kReasonNotCarved = "NotCarved";
+inline constexpr std::string_view kReasonNoFreeBlocks = "NoFreeBlocks";
+inline constexpr std::string_view kReasonBlocksAvailable = "BlocksAvailable";
+inline constexpr std::string_view kReasonFullButNoNodeShort = "FullButNoNodeShort";
+
+struct PoolStatusInput {
+  // The subnet's carved set; nullptr while it is not carved (the Azure subnet not read yet, or
+  // carving failed: then notCarvedMessage says why, naming the field).
+  const ipam::SubnetBlockSet* blocks = nullptr;
+  std::string notCarvedMessage;
+  // This PodSubnet's IPBlocks (status.used is summed; leaving blocks included while they exist).
+  std::span<const api::IPBlock> ipBlocks;
+  // Nodes whose NodeBlockDecision::shortOfPool was set in the latest pass, sorted; the message
+  // names the first few.
+  std::span<const std::string> shortNodes;
+  std::int64_t generation = 0;  // metadata.generation, for observedGeneration
+  Time now{};
+};
+
+// `previous` is the object's current status: a condition whose status did not change keeps its
+// lastTransitionTime, and unknown status fields (extra) are kept.
+api::PodSubnetStatus computePoolStatus(const api::PodSubnetStatus& previous,
+                                       const PoolStatusInput& input);
+
+// RFC 3339 text of a time, as Kubernetes writes it: 2024-05-01T12:00:00Z.
+std::string formatTime(Time t);
+
+}  // namespace vnetipam::controller

@@ -1,0 +1,215 @@
+#include "controller/nic_reconcile.h"
+
+#include <vector>
+
+#include <gtest/gtest.h>
+
+namespace vnetipam::controller {
+namespace {
+
+using api::BlockPhase;
+using std::chrono::seconds;
+
+ipam::Prefix P(std::string_view s) {
+  auto p = ipam::Prefix::parse(s);
+  EXPECT_TRUE(p.has_value()) << s;
+  return p.value_or(ipam::Prefix{});
+}
+
+const Time kT0{seconds{1'700'000'000}};
+const std::vector<ipam::Prefix> kManaged = {P("10.240.0.0/16")};
+
+NicBlock block(std::string_view name, std::string_view cidr, BlockPhase phase,
+               bool deleting = false) {
+  return {.name = std::string(name), .cidr = P(cidr), .phase = phase, .deleting = deleting};
+}
+
+NicPlan plan(const std::vector<NicBlock>& blocks, const std::vector<ipam::Prefix>& nic,
+             std::map<ipam::Prefix, Time> seen = {}, Time now = kT0) {
+  return planNic({.blocks = blocks,
+                  .nicPrefixes = nic,
+                  .managedRanges = kManaged,
+                  .unownedFirstSeen = std::move(seen),
+                  .unownedGrace = seconds{60},
+                  .now = now});
+}
+
+TEST(NicReconcile, N1PendingAbsentIsAddedAndStaysPending) {
+  NicPlan p = plan({block("a", "10.240.0.16/28", BlockPhase::kPending)}, {});
+  EXPECT_TRUE(p.needsPut);
+  EXPECT_EQ(p.desiredPrefixes, std::vector{P("10.240.0.16/28")});
+  EXPECT_TRUE(p.phaseChanges.empty());
+  EXPECT_TRUE(p.events.empty());
+}
+
+TEST(NicReconcile, N2PendingPresentBecomesProgrammed) {
+  NicPlan p = plan({block("a", "10.240.0.16/28", BlockPhase::kPending)}, {P("10.240.0.16/28")});
+  EXPECT_FALSE(p.needsPut);
+  EXPECT_EQ(p.desiredPrefixes, std::vector{P("10.240.0.16/28")});
+  EXPECT_EQ(p.phaseChanges,
+            (std::vector<PhaseChange>{{"a", BlockPhase::kPending, BlockPhase::kProgrammed}}));
+}
+
+TEST(NicReconcile, N3ProgrammedPresentBecomesReady) {
+  NicPlan p = plan({block("a", "10.240.0.16/28", BlockPhase::kProgrammed)}, {P("10.240.0.16/28")});
+  EXPECT_FALSE(p.needsPut);
+  EXPECT_EQ(p.phaseChanges,
+            (std::vector<PhaseChange>{{"a", BlockPhase::kProgrammed, BlockPhase::kReady}}));
+}
+
+TEST(NicReconcile, N4ReadyPresentIsLeftAlone) {
+  NicPlan p = plan({block("a", "10.240.0.16/28", BlockPhase::kReady)}, {P("10.240.0.16/28")});
+  EXPECT_FALSE(p.needsPut);
+  EXPECT_TRUE(p.phaseChanges.empty());
+  EXPECT_TRUE(p.events.empty());
+  EXPECT_TRUE(p.finishedReleasing.empty());
+}
+
+TEST(NicReconcile, N5N6VanishedPrefixIsReprogrammedWithAnEvent) {
+  for (BlockPhase phase : {BlockPhase::kProgrammed, BlockPhase::kReady}) {
+    NicPlan p = plan({block("a", "10.240.0.16/28", phase)}, {});
+    EXPECT_TRUE(p.needsPut);
+    EXPECT_EQ(p.desiredPrefixes, std::vector{P("10.240.0.16/28")});
+    EXPECT_EQ(p.phaseChanges, (std::vector<PhaseChange>{{"a", phase, BlockPhase::kPending}}));
+    ASSERT_EQ(p.events.size(), 1u);
+    EXPECT_EQ(p.events[0].reason, NicEventReason::kPrefixVanished);
+    EXPECT_EQ(p.events[0].block, "a");
+    EXPECT_EQ(p.events[0].prefix, P("10.240.0.16/28"));
+    EXPECT_NE(p.events[0].message.find("10.240.0.16/28"), std::string::npos) << p.events[0].message;
+  }
+}
+
+TEST(NicReconcile, N7LeavingPresentIsRemovedAndMarkedReleasing) {
+  NicPlan p = plan({block("a", "10.240.0.16/28", BlockPhase::kReady, /*deleting=*/true),
+                    block("b", "10.240.0.32/28", BlockPhase::kReleasing)},
+                   {P("10.240.0.16/28"), P("10.240.0.32/28")});
+  EXPECT_TRUE(p.needsPut);
+  EXPECT_TRUE(p.desiredPrefixes.empty());
+  EXPECT_EQ(p.phaseChanges,
+            (std::vector<PhaseChange>{{"a", BlockPhase::kReady, BlockPhase::kReleasing}}))
+      << "b is already Releasing";
+  EXPECT_TRUE(p.finishedReleasing.empty()) << "not until a GET shows the prefix gone";
+}
+
+TEST(NicReconcile, N8LeavingAbsentFinishes) {
+  NicPlan p = plan({block("a", "10.240.0.16/28", BlockPhase::kReleasing, true),
+                    block("b", "10.240.0.32/28", BlockPhase::kPending, true)},
+                   {});
+  EXPECT_FALSE(p.needsPut);
+  EXPECT_EQ(p.finishedReleasing, (std::vector<std::string>{"a", "b"}));
+  EXPECT_TRUE(p.phaseChanges.empty());
+}
+
+TEST(NicReconcile, N9UnownedPrefixIsKeptAndRemembered) {
+  NicPlan p = plan({}, {P("10.240.1.0/28")});
+  EXPECT_FALSE(p.needsPut);
+  EXPECT_EQ(p.desiredPrefixes, std::vector{P("10.240.1.0/28")});
+  EXPECT_EQ(p.unownedFirstSeen, (std::map<ipam::Prefix, Time>{{P("10.240.1.0/28"), kT0}}));
+  EXPECT_EQ(p.recheckAt, kT0 + seconds{60});
+  ASSERT_EQ(p.events.size(), 1u);
+  EXPECT_EQ(p.events[0].reason, NicEventReason::kUnownedPrefixFound);
+}
+
+TEST(NicReconcile, N10UnownedWithinGraceIsKeptQuietly) {
+  std::map<ipam::Prefix, Time> seen{{P("10.240.1.0/28"), kT0}};
+  NicPlan p = plan({}, {P("10.240.1.0/28")}, seen, kT0 + seconds{59});
+  EXPECT_FALSE(p.needsPut);
+  EXPECT_EQ(p.unownedFirstSeen, seen) << "keeps the first time, not now";
+  EXPECT_EQ(p.recheckAt, kT0 + seconds{60});
+  EXPECT_TRUE(p.events.empty());
+}
+
+TEST(NicReconcile, N11UnownedAfterGraceIsRemovedWithAnEvent) {
+  std::map<ipam::Prefix, Time> seen{{P("10.240.1.0/28"), kT0}};
+  NicPlan p = plan({block("a", "10.240.0.16/28", BlockPhase::kReady)},
+                   {P("10.240.0.16/28"), P("10.240.1.0/28")}, seen, kT0 + seconds{60});
+  EXPECT_TRUE(p.needsPut);
+  EXPECT_EQ(p.desiredPrefixes, std::vector{P("10.240.0.16/28")});
+  EXPECT_TRUE(p.unownedFirstSeen.empty());
+  EXPECT_EQ(p.recheckAt, std::nullopt);
+  ASSERT_EQ(p.events.size(), 1u);
+  EXPECT_EQ(p.events[0].reason, NicEventReason::kUnownedPrefixRemoved);
+  EXPECT_EQ(p.events[0].prefix, P("10.240.1.0/28"));
+}
+
+TEST(NicReconcile, N11ZeroGraceRemovesAtOnce) {
+  std::vector<ipam::Prefix> nic = {P("10.240.1.0/28")};
+  NicPlan p = planNic({.blocks = {},
+                       .nicPrefixes = nic,
+                       .managedRanges = kManaged,
+                       .unownedGrace = seconds{0},
+                       .now = kT0});
+  EXPECT_TRUE(p.needsPut);
+  EXPECT_TRUE(p.desiredPrefixes.empty());
+  EXPECT_TRUE(p.unownedFirstSeen.empty());
+  ASSERT_EQ(p.events.size(), 1u);
+  EXPECT_EQ(p.events[0].reason, NicEventReason::kUnownedPrefixRemoved);
+}
+
+TEST(NicReconcile, N12PrefixOutsideManagedRangesIsNeverTouched) {
+  std::map<ipam::Prefix, Time> seen{{P("192.168.0.0/28"), kT0}};
+  NicPlan p = plan({}, {P("192.168.0.0/28")}, seen, kT0 + seconds{10'000});
+  EXPECT_FALSE(p.needsPut);
+  EXPECT_EQ(p.desiredPrefixes, std::vector{P("192.168.0.0/28")});
+  EXPECT_TRUE(p.events.empty());
+  EXPECT_TRUE(p.unownedFirstSeen.empty());
+}
+
+TEST(NicReconcile, N13RememberedPrefixGoneFromNicIsForgotten) {
+  std::map<ipam::Prefix, Time> seen{{P("10.240.1.0/28"), kT0}};
+  NicPlan p = plan({}, {}, seen, kT0 + seconds{10});
+  EXPECT_FALSE(p.needsPut);
+  EXPECT_TRUE(p.unownedFirstSeen.empty());
+  EXPECT_TRUE(p.events.empty());
+}
+
+TEST(NicReconcile, RememberedPrefixThatABlockNowOwnsIsForgotten) {
+  std::map<ipam::Prefix, Time> seen{{P("10.240.0.16/28"), kT0}};
+  NicPlan p = plan({block("a", "10.240.0.16/28", BlockPhase::kPending)}, {P("10.240.0.16/28")},
+                   seen, kT0 + seconds{10'000});
+  EXPECT_FALSE(p.needsPut) << "owned again: never removed";
+  EXPECT_TRUE(p.unownedFirstSeen.empty());
+  EXPECT_EQ(p.phaseChanges.size(), 1u);
+}
+
+TEST(NicReconcile, OnePutCarriesEveryChange) {
+  std::map<ipam::Prefix, Time> seen{{P("10.240.9.0/28"), kT0}};
+  NicPlan p =
+      plan({block("new1", "10.240.0.16/28", BlockPhase::kPending),
+            block("new2", "10.240.0.32/28", BlockPhase::kPending),
+            block("gone", "10.240.0.48/28", BlockPhase::kReleasing),
+            block("ok", "10.240.0.64/28", BlockPhase::kReady),
+            block("lost", "10.240.0.80/28", BlockPhase::kReady)},
+           {P("10.240.0.48/28"), P("10.240.0.64/28"), P("10.240.9.0/28"), P("172.16.0.0/28")}, seen,
+           kT0 + seconds{120});
+  EXPECT_TRUE(p.needsPut);
+  EXPECT_EQ(p.desiredPrefixes,
+            (std::vector{P("10.240.0.16/28"), P("10.240.0.32/28"), P("10.240.0.64/28"),
+                         P("10.240.0.80/28"), P("172.16.0.0/28")}))
+      << "sorted; the leaving and the stale unowned prefixes go, the foreign one stays";
+  EXPECT_EQ(p.events.size(), 2u);
+}
+
+TEST(NicReconcile, LeavingAndLiveBlockSharingAPrefixKeepsIt) {
+  NicPlan p = plan({block("old", "10.240.0.16/28", BlockPhase::kReleasing),
+                    block("new", "10.240.0.16/28", BlockPhase::kReady)},
+                   {P("10.240.0.16/28")});
+  EXPECT_FALSE(p.needsPut);
+  EXPECT_EQ(p.desiredPrefixes, std::vector{P("10.240.0.16/28")});
+}
+
+TEST(NicReconcile, EarliestGraceEndIsTheRecheckTime) {
+  std::map<ipam::Prefix, Time> seen{{P("10.240.1.0/28"), kT0}};
+  NicPlan p = plan({}, {P("10.240.1.0/28"), P("10.240.2.0/28")}, seen, kT0 + seconds{30});
+  EXPECT_EQ(p.recheckAt, kT0 + seconds{60});
+  EXPECT_EQ(p.unownedFirstSeen.at(P("10.240.2.0/28")), kT0 + seconds{30});
+}
+
+TEST(NicReconcile, EventReasonNames) {
+  EXPECT_EQ(toString(NicEventReason::kPrefixVanished), "PrefixVanished");
+  EXPECT_EQ(toString(NicEventReason::kUnownedPrefixFound), "UnownedPrefixFound");
+  EXPECT_EQ(toString(NicEventReason::kUnownedPrefixRemoved), "UnownedPrefixRemoved");
+}
+
+}  // namespace
+}  // namespace vnetipam::controller

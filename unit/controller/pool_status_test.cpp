@@ -1,0 +1,123 @@
+#include "controller/pool_status.h"
+
+#include <vector>
+
+#include <gtest/gtest.h>
+
+namespace vnetipam::controller {
+namespace {
+
+using std::chrono::seconds;
+
+const Time kT0{seconds{1'700'000'000}};  // 2023-11-14T22:13:20Z
+
+ipam::SubnetBlockSet carved(std::string_view subnet, int len) {
+  auto set = ipam::SubnetBlockSet::carve(ipam::Prefix::parse(subnet).value(), len);
+  EXPECT_TRUE(set.has_value());
+  set->finishOccupying();
+  return std::move(*set);
+}
+
+api::IPBlock ipBlock(std::int64_t used) {
+  api::IPBlock b;
+  b.status.used = used;
+  return b;
+}
+
+const api::Condition& cond(const api::PodSubnetStatus& s, std::string_view type) {
+  for (const api::Condition& c : s.conditions) {
+    if (c.type == type) return c;
+  }
+  ADD_FAILURE() << "no condition " << type;
+  static const api::Condition kNone;
+  return kNone;
+}
+
+TEST(PoolStatus, FormatTimeIsRfc3339Utc) { EXPECT_EQ(formatTime(kT0), "2023-11-14T22:13:20Z"); }
+
+TEST(PoolStatus, CountsFromTheSetAndTheBlocks) {
+  ipam::SubnetBlockSet set = carved("10.240.0.0/24", 28);  // 16 blocks, 14 usable
+  ASSERT_TRUE(set.allocateNext());
+  ASSERT_TRUE(set.allocateNext());
+  std::vector<api::IPBlock> blocks = {ipBlock(3), ipBlock(11)};
+  api::PodSubnetStatus s =
+      computePoolStatus({}, {.blocks = &set, .ipBlocks = blocks, .generation = 4, .now = kT0});
+  EXPECT_EQ(s.cidr, "10.240.0.0/24");
+  EXPECT_EQ(s.totalBlocks, 14);
+  EXPECT_EQ(s.allocatedBlocks, 2);
+  EXPECT_EQ(s.allocatedIPs, 14);
+  const api::Condition& ready = cond(s, api::kConditionReady);
+  EXPECT_EQ(ready.status, "True");
+  EXPECT_EQ(ready.reason, kReasonCarved);
+  EXPECT_EQ(ready.observedGeneration, 4);
+  EXPECT_EQ(ready.lastTransitionTime, "2023-11-14T22:13:20Z");
+  EXPECT_NE(ready.message.find("14 usable /28"), std::string::npos) << ready.message;
+  const api::Condition& exhausted = cond(s, api::kConditionExhausted);
+  EXPECT_EQ(exhausted.status, "False");
+  EXPECT_EQ(exhausted.reason, kReasonBlocksAvailable);
+  EXPECT_EQ(exhausted.message, "12 of 14 blocks free");
+}
+
+TEST(PoolStatus, NotCarvedIsNotReadyWithTheReason) {
+  api::PodSubnetStatus previous;
+  previous.cidr = "10.240.0.0/24";
+  api::PodSubnetStatus s = computePoolStatus(
+      previous, {.notCarvedMessage = "spec.blockPrefixLength 20 is shorter than the subnet's /24",
+                 .now = kT0});
+  EXPECT_EQ(s.cidr, "10.240.0.0/24") << "kept from before";
+  EXPECT_EQ(s.totalBlocks, 0);
+  const api::Condition& ready = cond(s, api::kConditionReady);
+  EXPECT_EQ(ready.status, "False");
+  EXPECT_EQ(ready.reason, kReasonNotCarved);
+  EXPECT_EQ(ready.message, "spec.blockPrefixLength 20 is shorter than the subnet's /24");
+  EXPECT_EQ(cond(s, api::kConditionExhausted).status, "False");
+  EXPECT_EQ(cond(computePoolStatus({}, {.now = kT0}), api::kConditionReady).message,
+            "the subnet is not carved yet");
+}
+
+TEST(PoolStatus, ExhaustedOnlyWhenFullAndSomeNodeIsShort) {
+  ipam::SubnetBlockSet set = carved("10.240.0.0/26", 28);  // 4 blocks, 2 usable
+  ASSERT_TRUE(set.allocateNext());
+  ASSERT_TRUE(set.allocateNext());
+  api::PodSubnetStatus full = computePoolStatus({}, {.blocks = &set, .now = kT0});
+  EXPECT_EQ(cond(full, api::kConditionExhausted).status, "False");
+  EXPECT_EQ(cond(full, api::kConditionExhausted).reason, kReasonFullButNoNodeShort);
+
+  std::vector<std::string> short_nodes = {"n1", "n2", "n3", "n4", "n5", "n6", "n7"};
+  api::PodSubnetStatus s =
+      computePoolStatus({}, {.blocks = &set, .shortNodes = short_nodes, .now = kT0});
+  const api::Condition& exhausted = cond(s, api::kConditionExhausted);
+  EXPECT_EQ(exhausted.status, "True");
+  EXPECT_EQ(exhausted.reason, kReasonNoFreeBlocks);
+  EXPECT_NE(exhausted.message.find("7 node(s)"), std::string::npos) << exhausted.message;
+  EXPECT_NE(exhausted.message.find("n1, n2, n3, n4, n5 and 2 more"), std::string::npos)
+      << exhausted.message;
+
+  ipam::SubnetBlockSet roomy = carved("10.240.0.0/24", 28);
+  EXPECT_EQ(cond(computePoolStatus({}, {.blocks = &roomy, .shortNodes = short_nodes, .now = kT0}),
+                 api::kConditionExhausted)
+                .status,
+            "False")
+      << "short nodes with free blocks left are not an exhausted pool";
+}
+
+TEST(PoolStatus, TransitionTimeChangesOnlyWithTheStatus) {
+  ipam::SubnetBlockSet set = carved("10.240.0.0/26", 28);
+  api::PodSubnetStatus first = computePoolStatus({}, {.blocks = &set, .now = kT0});
+  first.extra["future"] = 1;
+  const Time later = kT0 + seconds{600};
+  api::PodSubnetStatus second = computePoolStatus(first, {.blocks = &set, .now = later});
+  EXPECT_EQ(cond(second, api::kConditionReady).lastTransitionTime, "2023-11-14T22:13:20Z");
+  EXPECT_EQ(second.extra, first.extra) << "unknown fields kept";
+
+  ASSERT_TRUE(set.allocateNext());
+  ASSERT_TRUE(set.allocateNext());
+  std::vector<std::string> short_nodes = {"n1"};
+  api::PodSubnetStatus third =
+      computePoolStatus(second, {.blocks = &set, .shortNodes = short_nodes, .now = later});
+  EXPECT_EQ(cond(third, api::kConditionExhausted).lastTransitionTime, "2023-11-14T22:23:20Z");
+  EXPECT_EQ(cond(third, api::kConditionReady).lastTransitionTime, "2023-11-14T22:13:20Z");
+}
+
+}  // namespace
+}  // namespace vnetipam::controller
