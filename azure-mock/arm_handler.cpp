@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <array>
+#include <charconv>
 #include <exception>
 
 #include <fmt/format.h>
@@ -201,6 +202,49 @@ std::pair<json, std::uint64_t> ArmHandler::stateDocument() {
   return {state_.toJson(), state_.revision()};
 }
 
+json ArmHandler::countersJson() const {
+  return {{"armRequests", armRequests_},
+          {"armWrites", armWrites_},
+          {"throttled", throttled_},
+          {"serverErrors", serverErrors_},
+          {"conflicts", conflicts_}};
+}
+
+void ArmHandler::recordRetryAfter(const std::string& clientId, const ArmRequest& request,
+                                  const ArmResponse& response) {
+  if (response.status == 429) ++throttled_;
+  if (response.status >= 500) ++serverErrors_;
+  if (response.status == 409) ++conflicts_;
+  if (response.status != 429 && response.status != 409 && response.status != 503) return;
+  // The mock only sends delta-seconds.
+  const std::string text = response.header("Retry-After");
+  std::int64_t seconds = 0;
+  const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), seconds);
+  if (text.empty() || ec != std::errc() || end != text.data() + text.size() || seconds <= 0) return;
+  ++retryAfterWindows_;
+  auto& until = retryAfterUntil_[{clientId, toLower(request.path)}];
+  until = std::max(until, clock_.now() + std::chrono::seconds(seconds));
+}
+
+void ArmHandler::checkRetryAfter(const std::string& clientId, const ArmRequest& request) {
+  const auto it = retryAfterUntil_.find({clientId, toLower(request.path)});
+  if (it == retryAfterUntil_.end()) return;
+  const auto now = clock_.now();
+  if (now >= it->second) {
+    retryAfterUntil_.erase(it);
+    return;
+  }
+  ++retryAfterViolations_;
+  if (retryAfterOffenders_.size() < 100) {
+    retryAfterOffenders_.push_back(
+        {{"clientId", clientId},
+         {"method", request.method},
+         {"path", request.path},
+         {"earlyByMs",
+          std::chrono::duration_cast<std::chrono::milliseconds>(it->second - now).count()}});
+  }
+}
+
 ArmResponse ArmHandler::handle(const ArmRequest& request) {
   std::lock_guard lock(mutex_);
   try {
@@ -261,6 +305,11 @@ ArmResponse ArmHandler::handleAdmin(const ArmRequest& request,
     doc["routes"] = std::move(routes);
     doc["faults"] = options_.faults.toJson();
     doc["revision"] = state_.revision();
+    doc["counters"] = countersJson();
+    doc["retryAfterViolations"] = retryAfterViolations_;
+    doc["retryAfter"] = {{"scope", "client+resource"},
+                         {"windows", retryAfterWindows_},
+                         {"violations", retryAfterOffenders_}};
     return jsonResponse(200, doc);
   }
   if (what == "faults" && request.method == "GET")
@@ -317,6 +366,15 @@ ArmResponse ArmHandler::handleArm(const ArmRequest& request, const std::vector<s
   const std::string remainingHeader = isWrite ? "x-ms-ratelimit-remaining-subscription-writes"
                                               : "x-ms-ratelimit-remaining-subscription-reads";
 
+  ++armRequests_;
+  if (isWrite) ++armWrites_;
+  const std::string auth = findHeader(request.headers, "Authorization");
+  const std::string clientId =
+      auth.size() > 7 && iequals(std::string_view(auth).substr(0, 7), "Bearer ")
+          ? accessTokenClientId(std::string_view(auth).substr(7))
+          : std::string();
+  if (isWrite) checkRetryAfter(clientId, request);
+
   const auto finish = [&](ArmResponse r) {
     r.headers.emplace_back("x-ms-request-id", requestId);
     r.headers.emplace_back("x-ms-correlation-request-id", correlationId);
@@ -325,12 +383,12 @@ ArmResponse ArmHandler::handleArm(const ArmRequest& request, const std::vector<s
     const int remaining = limit > 0 ? std::max(0, limit - used) : 11999;
     r.headers.emplace_back(remainingHeader, std::to_string(remaining));
     r.delay = options_.faults.latency;
+    recordRetryAfter(clientId, request, r);
     return r;
   };
 
   // 1. Authentication, as ARM does it before anything else.
   if (options_.requireAuth) {
-    const std::string auth = findHeader(request.headers, "Authorization");
     if (auth.empty())
       return finish(error(401, "AuthenticationFailed",
                           "Authentication failed. The 'Authorization' header is missing."));

@@ -18,6 +18,7 @@
 #include <chrono>
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <mutex>
 #include <string>
 #include <utility>
@@ -117,6 +118,15 @@ class ArmHandler {
                      const NetworkInterface* existing, const std::string& apiVersion,
                      const OperationUrl& operationUrl, const std::string& requestId);
 
+  // Retry-After accounting: a 429, 409 or 503 with Retry-After opens a window for that client
+  // (the bearer token's appid, "" without one) and that resource (the request path,
+  // lower-cased) during which the client should send it no write. Writes that arrive inside a
+  // window are counted and listed in GET /mock/state ("retryAfterViolations", "retryAfter").
+  void recordRetryAfter(const std::string& clientId, const ArmRequest& request,
+                        const ArmResponse& response);
+  void checkRetryAfter(const std::string& clientId, const ArmRequest& request);
+  nlohmann::json countersJson() const;
+
   MockState& state_;
   HandlerOptions options_;
   kube::Clock& clock_;
@@ -127,6 +137,17 @@ class ArmHandler {
   kube::Clock::TimePoint windowStart_{};
   int readsInWindow_ = 0;
   int writesInWindow_ = 0;
+  // (client id, lower-cased path) -> end of the latest Retry-After window announced for it.
+  std::map<std::pair<std::string, std::string>, kube::Clock::TimePoint> retryAfterUntil_;
+  std::uint64_t retryAfterWindows_ = 0;
+  std::uint64_t retryAfterViolations_ = 0;
+  nlohmann::json retryAfterOffenders_ = nlohmann::json::array();  // the first 100
+  // Responses on ARM paths, by kind.
+  std::uint64_t armRequests_ = 0;
+  std::uint64_t armWrites_ = 0;
+  std::uint64_t throttled_ = 0;     // 429
+  std::uint64_t serverErrors_ = 0;  // 5xx
+  std::uint64_t conflicts_ = 0;     // 409
 };
 
 }  // namespace vnetipam::azuremock

@@ -121,6 +121,19 @@ std::string checkAccessToken(std::string_view token, std::int64_t now) {
   return "";
 }
 
+std::string accessTokenClientId(std::string_view token) {
+  const auto dot1 = token.find('.');
+  const auto dot2 = dot1 == std::string_view::npos ? dot1 : token.find('.', dot1 + 1);
+  std::string payloadText;
+  if (dot2 == std::string_view::npos ||
+      !base64UrlDecode(token.substr(dot1 + 1, dot2 - dot1 - 1), payloadText))
+    return "";
+  const json payload = json::parse(payloadText, nullptr, false);
+  if (!payload.is_object() || !payload.contains("appid") || !payload["appid"].is_string())
+    return "";
+  return payload["appid"].get<std::string>();
+}
+
 ArmResponse ArmHandler::handleToken(const ArmRequest& request, const std::vector<std::string>& seg,
                                     const std::map<std::string, std::string>& query) {
   const std::int64_t now = unixNow_();

@@ -19,6 +19,8 @@ std::string issueAccessToken(std::string_view tenantId, std::string_view clientI
 // "" when the token is one the mock issued for ARM and has not expired; otherwise why not (the
 // message never repeats the token).
 std::string checkAccessToken(std::string_view token, std::int64_t now);
+// The client id ("appid") a token the mock issued names; "" when it is not such a token.
+std::string accessTokenClientId(std::string_view token);
 
 std::string base64UrlEncode(std::string_view bytes);
 // nullopt-like: returns false on a character outside the base64url alphabet.

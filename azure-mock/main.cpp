@@ -47,6 +47,7 @@ constexpr std::string_view kUsage = R"(usage: azure-vnet-mock [flags]
   --writes-per-5min N       NRP write limit, 0 = off (default 1000)
   --no-auth                 accept ARM calls without a bearer token
   --sdn-netns NAME          program a route per NIC prefix in this network namespace (ip -n NAME)
+  --seed N                  seed of the fault, etag and id randomness (default: random)
   --log-format text|json    (default text)
 Admin: GET /mock/state, GET|PUT /mock/faults, GET /mock/healthz
 )";
@@ -58,6 +59,7 @@ struct Flags {
   std::string topology;
   std::optional<std::string> sdnNetns;
   std::string logFormat = "text";
+  std::optional<std::uint64_t> seed;
 };
 
 template <typename T>
@@ -138,6 +140,10 @@ std::optional<Flags> parseFlags(int argc, char** argv) {
       f.handler.requireAuth = false;
     } else if (arg == "--sdn-netns") {
       f.sdnNetns = value;
+    } else if (arg == "--seed") {
+      std::uint64_t seed = 0;
+      ok = parseNumber(value, seed);
+      f.seed = seed;
     } else if (arg == "--log-format") {
       ok = value == "text" || value == "json";
       f.logFormat = value;
@@ -200,9 +206,9 @@ int main(int argc, char** argv) {
   sigaction(SIGTERM, &action, nullptr);
 
   vnetipam::kube::SteadyClockImpl clock;
-  Mt19937RandomImpl random{
+  Mt19937RandomImpl random{flags->seed.value_or(
       std::random_device{}() ^
-      static_cast<std::uint64_t>(std::chrono::steady_clock::now().time_since_epoch().count())};
+      static_cast<std::uint64_t>(std::chrono::steady_clock::now().time_since_epoch().count()))};
   MockState state(flags->state, clock, random);
 
   std::optional<nlohmann::json> topology;

@@ -201,6 +201,44 @@ TEST(ArmHandler, InspectionEndpoint) {
   expectCloudError(m.call("POST", "/mock/state"), 405, "MethodNotAllowed");
 }
 
+TEST(ArmHandler, CountsWritesInsideRetryAfterWindows) {
+  HandlerOptions options;
+  options.faults.throttleRate = 1;
+  options.faults.retryAfterSeconds = 5;
+  MockFixture m(StateOptions{.asyncDelay = std::chrono::milliseconds(0)}, options);
+  const auto body = testing::nicBody({});
+  EXPECT_EQ(m.putNic(body).status, 429);
+  ASSERT_EQ(m.call("PUT", "/mock/faults", R"({"throttleRate":0})").status, 200);
+  EXPECT_EQ(m.getNic().status, 200) << "a read inside the window is no violation";
+  EXPECT_EQ(m.putNic(body, {}, "nic-b").status, 200) << "another resource has no window";
+  m.clock.advance(std::chrono::seconds(2));
+  EXPECT_EQ(m.putNic(body).status, 200) << "3 s early";
+  json doc = parsed(m.call("GET", "/mock/state"));
+  EXPECT_EQ(doc["retryAfterViolations"], 1);
+  ASSERT_EQ(doc["retryAfter"]["violations"].size(), 1u);
+  EXPECT_EQ(doc["retryAfter"]["violations"][0]["clientId"], "c");
+  EXPECT_EQ(doc["retryAfter"]["violations"][0]["method"], "PUT");
+  EXPECT_EQ(doc["retryAfter"]["violations"][0]["earlyByMs"], 3000);
+  EXPECT_EQ(doc["retryAfter"]["windows"], 1);
+  EXPECT_EQ(doc["counters"]["throttled"], 1);
+  EXPECT_EQ(doc["counters"]["armWrites"], 3);
+  // Another client has its own windows; once the window has passed, writes are fine.
+  m.clock.advance(std::chrono::seconds(3));
+  ASSERT_EQ(m.call("PUT", "/mock/faults", R"({"errorRate":1})").status, 200);
+  auto r = m.putNic(body);
+  while (r.status != 503)  // a 500 carries no Retry-After
+    r = m.putNic(body);
+  ASSERT_EQ(m.call("PUT", "/mock/faults", R"({"errorRate":0})").status, 200);
+  const std::string other =
+      issueAccessToken("t", "other", "https://management.azure.com/", testing::kNow);
+  EXPECT_EQ(m.putNic(body, {{"Authorization", "Bearer " + other}}).status, 200);
+  m.clock.advance(std::chrono::seconds(5));
+  EXPECT_EQ(m.putNic(body).status, 200);
+  doc = parsed(m.call("GET", "/mock/state"));
+  EXPECT_EQ(doc["retryAfterViolations"], 1);
+  EXPECT_GE(doc["counters"]["serverErrors"], 1);
+}
+
 TEST(ArmHandler, IpConfigurationSubresources) {
   MockFixture m;
   auto r = m.call(
