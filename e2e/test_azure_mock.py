@@ -289,3 +289,66 @@ def test_bad_input_gets_cloud_errors_and_the_mock_stays_up(mock):
         assert mock.proc.poll() is None
     finally:
         mock.set_faults(throttleRate=0.1, errorRate=0.1)
+
+
+class FabricNetns:
+    """A network namespace that plays the VNET fabric for the mock's SDN emulation.
+
+    It has no link to the machine's interfaces: a veth pair with both ends inside it holds an
+    address in the node subnet, so the routes the mock adds (block via the NIC's primary IP) have
+    a reachable next hop. (A veth, not a dummy device: the dummy module is not always loaded.)
+    """
+
+    def __init__(self):
+        self.name = f"vnetipam-e2e-fabric-{os.getpid()}"
+        subprocess.run(["ip", "netns", "add", self.name], check=True)
+        try:
+            for cmd in (["link", "add", "fabric0", "type", "veth", "peer", "name", "fabric1"],
+                        ["addr", "add", "10.240.255.254/16", "dev", "fabric0"],
+                        ["link", "set", "fabric1", "up"],
+                        ["link", "set", "fabric0", "up"]):
+                subprocess.run(["ip", "-n", self.name, *cmd], check=True)
+        except subprocess.CalledProcessError:
+            self.remove()
+            raise
+
+    def routes(self) -> dict[str, str]:
+        """Destination -> gateway of every route via a gateway, i.e. those the mock programmed."""
+        out = subprocess.run(["ip", "-n", self.name, "-j", "route", "show"], check=True,
+                             capture_output=True, text=True).stdout
+        return {r["dst"]: r["gateway"] for r in json.loads(out or "[]") if "gateway" in r}
+
+    def wait_routes(self, want: dict[str, str], deadline_s: float = 10) -> dict[str, str]:
+        deadline = time.monotonic() + deadline_s
+        while True:
+            got = self.routes()
+            if got == want or time.monotonic() > deadline:
+                return got
+            time.sleep(0.05)
+
+    def remove(self) -> None:
+        subprocess.run(["ip", "netns", "delete", self.name], check=False)
+
+
+def test_sdn_emulation_routes_each_block_to_its_nic(tmp_path):
+    """With --sdn-netns the mock keeps a route per NIC prefix in that namespace: added when the
+    prefix is programmed, removed when it is released, so blocks reach their node."""
+    fabric = FabricNetns()
+    m = None
+    try:  # the fabric is removed even when the mock fails to start
+        m = Mock(tmp_path, ["--async-delay-ms", "50", "--sdn-netns", fabric.name])
+        plan = {nic_id(0): [block(0, 0), block(0, 1)], nic_id(7): [block(7, 3)]}
+        run_probe(m, plan, "sdn-program")
+        want = {block(0, 0): "10.240.0.4", block(0, 1): "10.240.0.4", block(7, 3): "10.240.0.11"}
+        assert fabric.wait_routes(want) == want
+
+        run_probe(m, {nic_id(0): [block(0, 1)], nic_id(7): []}, "sdn-release")
+        want = {block(0, 1): "10.240.0.4"}
+        assert fabric.wait_routes(want) == want
+        assert {r["prefix"]: r["nextHop"] for r in m.state()["routes"]} == want
+    finally:
+        if m is not None:
+            m.stop()
+        fabric.remove()
+    assert subprocess.run(["ip", "netns", "list"], capture_output=True,
+                          text=True).stdout.find(fabric.name) == -1
