@@ -25,14 +25,12 @@
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
-#include "lib/azure/arm_client.h"
 #include "lib/azure/config.h"
-#include "lib/azure/credentials.h"
+#include "lib/azure/connect.h"
 #include "lib/azure/metrics.h"
 #include "lib/azure/network.h"
 #include "lib/ipam/ip.h"
 #include "lib/kube/clock.h"
-#include "lib/kube/cpprest_transport.h"
 
 namespace {
 
@@ -140,25 +138,14 @@ int main(int argc, char** argv) {
     plan.emplace_back(nicId, std::move(desired));
   }
 
-  const auto transport = [&](const std::string& url) {
-    return kube::CpprestTransportImpl::create({.server = url,
-                                               .caPem = caPem,
-                                               .requestTimeout = std::chrono::seconds{30},
-                                               .streamTimeout = std::chrono::seconds{30}});
-  };
-  auto armTransport = transport(config->endpoints.resourceManager);
-  auto authorityTransport = transport(config->endpoints.authorityHost);
-  if (!armTransport || !authorityTransport) return usage("cannot build the HTTPS transports");
-
   kube::SteadyClockImpl clock;
   CountingObserver observer;
   // No client-side budgets: the test is about the server's throttling and faults.
-  azure::ArmClientOptions options{.readQps = 0, .writeQps = 0, .observer = &observer};
-  auto credential = azure::makeCredential(*config, **authorityTransport, **authorityTransport,
-                                          clock, azure::CredentialOptions{.observer = &observer});
-  azure::ArmClient arm(**armTransport, config->endpoints.resourceManager, *credential, clock,
-                       options);
-  azure::NetworkClient network(arm);
+  auto clients = azure::connectAzure(
+      *config, clock, azure::ArmClientOptions{.readQps = 0, .writeQps = 0, .observer = &observer},
+      azure::CredentialOptions{.observer = &observer}, caPem);
+  if (!clients) return usage(clients.error().message);
+  azure::NetworkClient& network = *(*clients)->network;
 
   std::atomic<std::size_t> next{0};
   std::mutex mutex;

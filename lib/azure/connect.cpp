@@ -9,10 +9,11 @@ namespace vnetipam::azure {
 namespace {
 
 Result<std::unique_ptr<kube::HttpTransport>> transportTo(const std::string& url,
+                                                         const std::string& caPem,
                                                          std::chrono::seconds timeout,
                                                          std::string_view what) {
   auto transport = kube::CpprestTransportImpl::create(
-      {.server = url, .requestTimeout = timeout, .streamTimeout = timeout});
+      {.server = url, .caPem = caPem, .requestTimeout = timeout, .streamTimeout = timeout});
   if (!transport) {
     return fail(ErrorCode::kConfig,
                 fmt::format("{} endpoint: {}", what, transport.error().message));
@@ -24,16 +25,18 @@ Result<std::unique_ptr<kube::HttpTransport>> transportTo(const std::string& url,
 
 Result<std::unique_ptr<AzureClients>> connectAzure(const AzureConfig& config, Clock& clock,
                                                    ArmClientOptions armOptions,
-                                                   CredentialOptions credentialOptions) {
+                                                   CredentialOptions credentialOptions,
+                                                   std::string extraCaPem) {
   auto clients = std::make_unique<AzureClients>();
   // A NIC PUT answers at once (the work is the async operation), so 60 s only cuts a hung
   // connection. IMDS is local to the host and quick, or absent.
-  auto arm = transportTo(config.endpoints.resourceManager, std::chrono::seconds{60}, "ARM");
+  auto arm =
+      transportTo(config.endpoints.resourceManager, extraCaPem, std::chrono::seconds{60}, "ARM");
   if (!arm) return std::unexpected(arm.error());
-  auto authority =
-      transportTo(config.endpoints.authorityHost, std::chrono::seconds{30}, "authority");
+  auto authority = transportTo(config.endpoints.authorityHost, extraCaPem, std::chrono::seconds{30},
+                               "authority");
   if (!authority) return std::unexpected(authority.error());
-  auto imds = transportTo(config.endpoints.imds, std::chrono::seconds{10}, "IMDS");
+  auto imds = transportTo(config.endpoints.imds, extraCaPem, std::chrono::seconds{10}, "IMDS");
   if (!imds) return std::unexpected(imds.error());
   clients->armTransport = std::move(*arm);
   clients->authorityTransport = std::move(*authority);

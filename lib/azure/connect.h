@@ -4,6 +4,7 @@
 #pragma once
 
 #include <memory>
+#include <string>
 
 #include "lib/azure/arm_client.h"
 #include "lib/azure/config.h"
@@ -22,10 +23,12 @@ struct AzureClients {
   std::unique_ptr<NetworkClient> network;
 };
 
-// `clock` (and the observers in the options) must outlive the result. kConfig when an endpoint
-// URL cannot be used.
+// `clock` (and the observers in the options) must outlive the result. `extraCaPem` adds trusted
+// CAs (PEM) to the system's, e.g. the certificate of an HTTPS azure-vnet-mock. kConfig when an
+// endpoint URL cannot be used.
 Result<std::unique_ptr<AzureClients>> connectAzure(const AzureConfig& config, Clock& clock,
                                                    ArmClientOptions armOptions = {},
-                                                   CredentialOptions credentialOptions = {});
+                                                   CredentialOptions credentialOptions = {},
+                                                   std::string extraCaPem = {});
 
 }  // namespace vnetipam::azure
