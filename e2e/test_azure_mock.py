@@ -23,10 +23,10 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
-BUILD = Path(os.environ.get("VNETIPAM_BUILD_DIR", ROOT / "build"))
-MOCK = BUILD / "azure-mock" / "azure-vnet-mock"
-PROBE = BUILD / "e2e" / "tools" / "azure_probe"
+from built import BUILD_DIR, built
+
+MOCK = BUILD_DIR / "azure-mock" / "azure-vnet-mock"
+PROBE = BUILD_DIR / "e2e" / "tools" / "azure_probe"
 
 SUB = "00000000-0000-0000-0000-0000000000e2"
 TENANT = "00000000-0000-0000-0000-0000000000aa"
@@ -173,8 +173,7 @@ class Mock:
 @pytest.fixture(scope="module")
 def mock(tmp_path_factory):
     for binary in (MOCK, PROBE):
-        if not binary.exists():
-            pytest.fail(f"{binary} is missing: build first (cmake --build build)")
+        built(str(binary.relative_to(BUILD_DIR)))
     m = Mock(tmp_path_factory.mktemp("azure-mock"),
              ["--throttle-rate", "0.1", "--error-rate", "0.1", "--retry-after-seconds", "1",
               "--async-delay-ms", "50", "--seed", str(SEED)])

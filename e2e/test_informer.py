@@ -23,9 +23,9 @@ from pathlib import Path
 
 import pytest
 
+from built import built
 from crd_helpers import API_VERSION, CRD_DIR, CRD_NAMES, ipblock
 
-ROOT = Path(__file__).resolve().parent.parent
 LABEL = "e2e.vnetipam.io/informer"
 IPBLOCKS = "/apis/vnetipam.io/v1alpha1/ipblocks"
 
@@ -36,11 +36,7 @@ def unique(prefix: str) -> str:
 
 @pytest.fixture(scope="module")
 def probe() -> Path:
-    build = Path(os.environ.get("VNETIPAM_BUILD_DIR", ROOT / "build"))
-    path = build / "e2e" / "tools" / "kube_probe"
-    assert path.is_file() and os.access(path, os.X_OK), (
-        f"{path} is missing: build it first, or set VNETIPAM_BUILD_DIR")
-    return path
+    return built("e2e/tools/kube_probe")
 
 
 @pytest.fixture(scope="module")

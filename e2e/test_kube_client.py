@@ -16,19 +16,15 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
+from built import built
+
 NAMESPACE = "kube-client-e2e"
 CONFIGMAPS = f"/api/v1/namespaces/{NAMESPACE}/configmaps"
 
 
 @pytest.fixture(scope="module")
 def probe() -> Path:
-    build = Path(os.environ.get("VNETIPAM_BUILD_DIR", ROOT / "build"))
-    path = build / "e2e" / "tools" / "kube_probe"
-    assert path.is_file() and os.access(path, os.X_OK), (
-        f"{path} is missing: build it first (cmake -S . -B build -G Ninja && "
-        f"cmake --build build), or set VNETIPAM_BUILD_DIR")
-    return path
+    return built("e2e/tools/kube_probe")
 
 
 @pytest.fixture(scope="module")

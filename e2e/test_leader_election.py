@@ -22,7 +22,8 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
+from built import built
+
 NAMESPACE = "leader-election-e2e"
 LEASE_DURATION = 3.0
 RENEW_DEADLINE = 2.0
@@ -35,12 +36,7 @@ MARGIN = 0.75
 
 @pytest.fixture(scope="module")
 def probe_path() -> Path:
-    build = Path(os.environ.get("VNETIPAM_BUILD_DIR", ROOT / "build"))
-    path = build / "e2e" / "tools" / "lease_probe"
-    assert path.is_file() and os.access(path, os.X_OK), (
-        f"{path} is missing: build it first (cmake -S . -B build -G Ninja && "
-        f"cmake --build build), or set VNETIPAM_BUILD_DIR")
-    return path
+    return built("e2e/tools/lease_probe")
 
 
 @pytest.fixture(scope="module")
