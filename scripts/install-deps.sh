@@ -11,6 +11,8 @@ packages=(
   libnl-3-dev libnl-route-3-dev libboost-system-dev zlib1g-dev libyaml-cpp-dev
   # tests and benchmarks
   libgtest-dev libgmock-dev googletest libbenchmark-dev
+  # end-to-end: network namespaces and routes (ip), certificates for the fixtures (openssl)
+  iproute2 openssl
 )
 
 missing=()
