@@ -6,17 +6,15 @@
 
 #include <gtest/gtest.h>
 
+#include "unit/lib/ipam/literals.h"
+
 namespace vnetipam::controller {
 namespace {
 
 using api::BlockPhase;
 using std::chrono::seconds;
 
-ipam::Prefix P(std::string_view s) {
-  auto p = ipam::Prefix::parse(s);
-  EXPECT_TRUE(p.has_value()) << s;
-  return p.value_or(ipam::Prefix{});
-}
+using ipam::testing::P;
 
 const Time kT0{seconds{1'700'000'000}};
 

@@ -5,13 +5,15 @@
 
 #include <gtest/gtest.h>
 
+#include "unit/lib/ipam/literals.h"
+
 namespace vnetipam::ipam {
 namespace {
 
 using std::chrono::seconds;
 
-Prefix P(std::string_view s) { return Prefix::parse(s).value(); }
-IPAddress A(std::string_view s) { return IPAddress::parse(s).value(); }
+using testing::A;
+using testing::P;
 const TimePoint T0 = TimePoint{} + std::chrono::hours(24 * 365 * 50);
 
 Owner pod(int n, std::string ifname = "eth0") {

@@ -2,49 +2,42 @@
 
 #include <gtest/gtest.h>
 
+#include "unit/lib/ipam/literals.h"
+
 namespace vnetipam::ipam {
 namespace {
 
-IPAddress addr(std::string_view s) {
-  auto a = IPAddress::parse(s);
-  EXPECT_TRUE(a.has_value()) << s << ": " << (a ? "" : a.error().message);
-  return a.value_or(IPAddress{});
-}
-
-Prefix prefix(std::string_view s) {
-  auto p = Prefix::parse(s);
-  EXPECT_TRUE(p.has_value()) << s << ": " << (p ? "" : p.error().message);
-  return p.value_or(Prefix{});
-}
+using testing::A;
+using testing::P;
 
 TEST(IPAddress, ParsesAndFormatsIPv4) {
-  EXPECT_EQ(addr("10.240.0.4").bits(), U128{0x0af00004});
-  EXPECT_EQ(addr("10.240.0.4").family(), Family::kV4);
-  EXPECT_EQ(addr("0.0.0.0").toString(), "0.0.0.0");
-  EXPECT_EQ(addr("255.255.255.255").toString(), "255.255.255.255");
+  EXPECT_EQ(A("10.240.0.4").bits(), U128{0x0af00004});
+  EXPECT_EQ(A("10.240.0.4").family(), Family::kV4);
+  EXPECT_EQ(A("0.0.0.0").toString(), "0.0.0.0");
+  EXPECT_EQ(A("255.255.255.255").toString(), "255.255.255.255");
   EXPECT_EQ(IPAddress::v4(0xc0a80101).toString(), "192.168.1.1");
 }
 
 TEST(IPAddress, ParsesAndFormatsIPv6Canonically) {
-  EXPECT_EQ(addr("fd00:0:0:0:0:0:0:1").toString(), "fd00::1");
-  EXPECT_EQ(addr("::").toString(), "::");
-  EXPECT_EQ(addr("::").family(), Family::kV6);
-  EXPECT_EQ(addr("FD00:10:240::4").toString(), "fd00:10:240::4");
-  EXPECT_EQ(addr("::1").bits(), U128{1});
-  EXPECT_EQ(addr("ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff").bits(), ~U128{0});
+  EXPECT_EQ(A("fd00:0:0:0:0:0:0:1").toString(), "fd00::1");
+  EXPECT_EQ(A("::").toString(), "::");
+  EXPECT_EQ(A("::").family(), Family::kV6);
+  EXPECT_EQ(A("FD00:10:240::4").toString(), "fd00:10:240::4");
+  EXPECT_EQ(A("::1").bits(), U128{1});
+  EXPECT_EQ(A("ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff").bits(), ~U128{0});
 }
 
 // The same text Go's net/netip prints, which is what the API server's CEL compares against.
 TEST(IPAddress, FormatsIPv6LikeGo) {
-  EXPECT_EQ(addr("::1:0").toString(), "::1:0") << "not glibc's ::0.1.0.0";
-  EXPECT_EQ(addr("::1.2.3.4").toString(), "::102:304");
-  EXPECT_EQ(addr("::ffff:1.2.3.4").toString(), "::ffff:1.2.3.4");
-  EXPECT_EQ(addr("::1").toString(), "::1");
-  EXPECT_EQ(addr("1::").toString(), "1::");
-  EXPECT_EQ(addr("1:0:0:2:0:0:0:3").toString(), "1:0:0:2::3") << "the longest zero run";
-  EXPECT_EQ(addr("1:0:0:2:0:0:3:4").toString(), "1::2:0:0:3:4") << "the first of equal runs";
-  EXPECT_EQ(addr("1:0:2:3:4:5:6:7").toString(), "1:0:2:3:4:5:6:7") << "one zero is not a run";
-  EXPECT_EQ(addr("fd00:10:240:0:1::").toString(), "fd00:10:240:0:1::");
+  EXPECT_EQ(A("::1:0").toString(), "::1:0") << "not glibc's ::0.1.0.0";
+  EXPECT_EQ(A("::1.2.3.4").toString(), "::102:304");
+  EXPECT_EQ(A("::ffff:1.2.3.4").toString(), "::ffff:1.2.3.4");
+  EXPECT_EQ(A("::1").toString(), "::1");
+  EXPECT_EQ(A("1::").toString(), "1::");
+  EXPECT_EQ(A("1:0:0:2:0:0:0:3").toString(), "1:0:0:2::3") << "the longest zero run";
+  EXPECT_EQ(A("1:0:0:2:0:0:3:4").toString(), "1::2:0:0:3:4") << "the first of equal runs";
+  EXPECT_EQ(A("1:0:2:3:4:5:6:7").toString(), "1:0:2:3:4:5:6:7") << "one zero is not a run";
+  EXPECT_EQ(A("fd00:10:240:0:1::").toString(), "fd00:10:240:0:1::");
 }
 
 TEST(IPAddress, RejectsMalformedTextWithAHint) {
@@ -66,42 +59,42 @@ TEST(IPAddress, RejectsMalformedTextWithAHint) {
 }
 
 TEST(IPAddress, OrdersV4BeforeV6ThenNumerically) {
-  EXPECT_LT(addr("10.0.0.1"), addr("10.0.0.2"));
-  EXPECT_LT(addr("255.255.255.255"), addr("::"));
-  EXPECT_EQ(addr("10.0.0.1"), addr("10.0.0.1"));
+  EXPECT_LT(A("10.0.0.1"), A("10.0.0.2"));
+  EXPECT_LT(A("255.255.255.255"), A("::"));
+  EXPECT_EQ(A("10.0.0.1"), A("10.0.0.1"));
 }
 
 TEST(Prefix, ParsesAlignedPrefixes) {
-  const Prefix p = prefix("10.240.0.16/28");
-  EXPECT_EQ(p.address(), addr("10.240.0.16"));
+  const Prefix p = P("10.240.0.16/28");
+  EXPECT_EQ(p.address(), A("10.240.0.16"));
   EXPECT_EQ(p.length(), 28);
   EXPECT_EQ(p.size(), U128{16});
-  EXPECT_EQ(p.last(), addr("10.240.0.31"));
+  EXPECT_EQ(p.last(), A("10.240.0.31"));
   EXPECT_EQ(p.toString(), "10.240.0.16/28");
-  EXPECT_EQ(prefix("fd00:10::/64").toString(), "fd00:10::/64");
+  EXPECT_EQ(P("fd00:10::/64").toString(), "fd00:10::/64");
 }
 
 TEST(Prefix, EdgeLengths) {
-  const Prefix all4 = prefix("0.0.0.0/0");
+  const Prefix all4 = P("0.0.0.0/0");
   EXPECT_EQ(all4.size(), U128{1} << 32);
-  EXPECT_EQ(all4.last(), addr("255.255.255.255"));
-  EXPECT_TRUE(all4.contains(addr("203.0.113.9")));
-  EXPECT_FALSE(all4.contains(addr("::1"))) << "families never contain each other";
+  EXPECT_EQ(all4.last(), A("255.255.255.255"));
+  EXPECT_TRUE(all4.contains(A("203.0.113.9")));
+  EXPECT_FALSE(all4.contains(A("::1"))) << "families never contain each other";
 
-  const Prefix host4 = prefix("10.0.0.7/32");
+  const Prefix host4 = P("10.0.0.7/32");
   EXPECT_EQ(host4.size(), U128{1});
   EXPECT_EQ(host4.first(), host4.last());
-  EXPECT_TRUE(host4.contains(addr("10.0.0.7")));
-  EXPECT_FALSE(host4.contains(addr("10.0.0.6")));
+  EXPECT_TRUE(host4.contains(A("10.0.0.7")));
+  EXPECT_FALSE(host4.contains(A("10.0.0.6")));
 
-  const Prefix all6 = prefix("::/0");
+  const Prefix all6 = P("::/0");
   EXPECT_EQ(all6.size(), ~U128{0}) << "2^128 saturates";
-  EXPECT_EQ(all6.last(), addr("ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff"));
+  EXPECT_EQ(all6.last(), A("ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff"));
 
-  const Prefix host6 = prefix("fd00::5/128");
+  const Prefix host6 = P("fd00::5/128");
   EXPECT_EQ(host6.size(), U128{1});
-  EXPECT_TRUE(host6.contains(addr("fd00::5")));
-  EXPECT_FALSE(host6.contains(addr("fd00::4")));
+  EXPECT_TRUE(host6.contains(A("fd00::5")));
+  EXPECT_FALSE(host6.contains(A("fd00::4")));
 }
 
 TEST(Prefix, MisalignedPrefixSuggestsTheAlignedOne) {
@@ -129,30 +122,30 @@ TEST(Prefix, RejectsBadLengthsAndSyntax) {
 }
 
 TEST(Prefix, MakeAndMasked) {
-  EXPECT_EQ(Prefix::masked(addr("10.1.2.3"), 8).toString(), "10.0.0.0/8");
-  EXPECT_EQ(Prefix::masked(addr("10.1.2.3"), 0).toString(), "0.0.0.0/0");
-  EXPECT_EQ(Prefix::masked(addr("10.1.2.3"), 32).toString(), "10.1.2.3/32");
-  EXPECT_TRUE(Prefix::isAligned(addr("10.0.0.0"), 8));
-  EXPECT_FALSE(Prefix::isAligned(addr("10.0.0.1"), 31));
-  EXPECT_TRUE(Prefix::isAligned(addr("10.0.0.1"), 32));
-  EXPECT_EQ(Prefix::make(addr("10.0.0.0"), 33).error().code, ErrorCode::kOutOfRange);
-  EXPECT_EQ(Prefix::make(addr("10.0.0.0"), -1).error().code, ErrorCode::kOutOfRange);
-  EXPECT_EQ(Prefix::make(addr("10.0.0.16"), 27).error().code, ErrorCode::kNotAligned);
+  EXPECT_EQ(Prefix::masked(A("10.1.2.3"), 8).toString(), "10.0.0.0/8");
+  EXPECT_EQ(Prefix::masked(A("10.1.2.3"), 0).toString(), "0.0.0.0/0");
+  EXPECT_EQ(Prefix::masked(A("10.1.2.3"), 32).toString(), "10.1.2.3/32");
+  EXPECT_TRUE(Prefix::isAligned(A("10.0.0.0"), 8));
+  EXPECT_FALSE(Prefix::isAligned(A("10.0.0.1"), 31));
+  EXPECT_TRUE(Prefix::isAligned(A("10.0.0.1"), 32));
+  EXPECT_EQ(Prefix::make(A("10.0.0.0"), 33).error().code, ErrorCode::kOutOfRange);
+  EXPECT_EQ(Prefix::make(A("10.0.0.0"), -1).error().code, ErrorCode::kOutOfRange);
+  EXPECT_EQ(Prefix::make(A("10.0.0.16"), 27).error().code, ErrorCode::kNotAligned);
 }
 
 TEST(Prefix, ContainsAndOverlaps) {
-  const Prefix subnet = prefix("10.240.0.0/16");
-  const Prefix block = prefix("10.240.3.16/28");
+  const Prefix subnet = P("10.240.0.0/16");
+  const Prefix block = P("10.240.3.16/28");
   EXPECT_TRUE(subnet.contains(block));
   EXPECT_FALSE(block.contains(subnet));
   EXPECT_TRUE(subnet.overlaps(block));
   EXPECT_TRUE(block.overlaps(subnet));
   EXPECT_TRUE(block.contains(block));
-  EXPECT_FALSE(prefix("10.240.3.0/28").overlaps(block)) << "adjacent blocks do not overlap";
-  EXPECT_FALSE(prefix("10.241.0.0/16").overlaps(subnet));
-  EXPECT_FALSE(prefix("::/0").overlaps(subnet)) << "families never overlap";
-  EXPECT_TRUE(subnet.contains(addr("10.240.255.255")));
-  EXPECT_FALSE(subnet.contains(addr("10.241.0.0")));
+  EXPECT_FALSE(P("10.240.3.0/28").overlaps(block)) << "adjacent blocks do not overlap";
+  EXPECT_FALSE(P("10.241.0.0/16").overlaps(subnet));
+  EXPECT_FALSE(P("::/0").overlaps(subnet)) << "families never overlap";
+  EXPECT_TRUE(subnet.contains(A("10.240.255.255")));
+  EXPECT_FALSE(subnet.contains(A("10.241.0.0")));
 }
 
 }  // namespace

@@ -5,14 +5,12 @@
 
 #include <gtest/gtest.h>
 
+#include "unit/lib/ipam/literals.h"
+
 namespace vnetipam::ipam {
 namespace {
 
-Prefix P(std::string_view s) {
-  auto p = Prefix::parse(s);
-  EXPECT_TRUE(p.has_value()) << s;
-  return p.value_or(Prefix{});
-}
+using testing::P;
 
 SubnetBlockSet carved(std::string_view subnet, int len, CarveOptions options = {}) {
   auto set = SubnetBlockSet::carve(P(subnet), len, options);
