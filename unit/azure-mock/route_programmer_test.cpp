@@ -3,12 +3,13 @@
 #include <gtest/gtest.h>
 
 #include "unit/azure-mock/fakes.h"
+#include "unit/lib/ipam/literals.h"
 
 namespace vnetipam::azuremock {
 namespace {
 
-ipam::Prefix prefix(std::string_view s) { return *ipam::Prefix::parse(s); }
-ipam::IPAddress addr(std::string_view s) { return *ipam::IPAddress::parse(s); }
+using ipam::testing::A;
+using ipam::testing::P;
 
 TEST(IpRouteProgrammer, RefusesToRunWithoutANamespace) {
   // The root namespace is never a target: no name, or a name that is not a plain netns name.
@@ -23,7 +24,7 @@ TEST(IpRouteProgrammer, ReportsWhatFailed) {
   // A binary that does not exist: the error names the command; nothing is run.
   auto p = IpRouteProgrammerImpl::create("ns1", "/nonexistent/ip");
   ASSERT_TRUE(p);
-  auto r = (*p)->replaceRoute(prefix("10.0.0.16/28"), addr("10.0.0.4"));
+  auto r = (*p)->replaceRoute(P("10.0.0.16/28"), A("10.0.0.4"));
   ASSERT_FALSE(r);
   EXPECT_NE(r.error().find("ip -n ns1 route replace 10.0.0.16/28 via 10.0.0.4"), std::string::npos)
       << r.error();
@@ -33,17 +34,16 @@ TEST(IpRouteProgrammer, PassesArgumentsToIp) {
   // /bin/true stands in for ip(8): the call succeeds without touching any namespace.
   auto p = IpRouteProgrammerImpl::create("ns1", "true");
   ASSERT_TRUE(p);
-  EXPECT_TRUE((*p)->replaceRoute(prefix("10.0.0.16/28"), addr("10.0.0.4")));
-  EXPECT_TRUE((*p)->deleteRoute(prefix("10.0.0.16/28")));
+  EXPECT_TRUE((*p)->replaceRoute(P("10.0.0.16/28"), A("10.0.0.4")));
+  EXPECT_TRUE((*p)->deleteRoute(P("10.0.0.16/28")));
   auto failing = IpRouteProgrammerImpl::create("ns1", "false");
-  EXPECT_FALSE((*failing)->replaceRoute(prefix("10.0.0.16/28"), addr("10.0.0.4")));
+  EXPECT_FALSE((*failing)->replaceRoute(P("10.0.0.16/28"), A("10.0.0.4")));
 }
 
 TEST(RouteSync, AddsChangesRemovesAndRetries) {
   testing::FakeRouteProgrammer fake;
   RouteSync sync(fake);
-  Routes desired{{prefix("10.0.0.16/28"), addr("10.0.0.4")},
-                 {prefix("10.0.0.32/28"), addr("10.0.0.5")}};
+  Routes desired{{P("10.0.0.16/28"), A("10.0.0.4")}, {P("10.0.0.32/28"), A("10.0.0.5")}};
   fake.failNext = true;
   EXPECT_EQ(sync.sync(desired).size(), 1u);
   EXPECT_EQ(fake.routes.size(), 1u);
@@ -52,8 +52,8 @@ TEST(RouteSync, AddsChangesRemovesAndRetries) {
   const auto calls = fake.calls.size();
   EXPECT_TRUE(sync.sync(desired).empty());
   EXPECT_EQ(fake.calls.size(), calls) << "nothing to do";
-  desired[prefix("10.0.0.16/28")] = addr("10.0.0.6");
-  desired.erase(prefix("10.0.0.32/28"));
+  desired[P("10.0.0.16/28")] = A("10.0.0.6");
+  desired.erase(P("10.0.0.32/28"));
   EXPECT_TRUE(sync.sync(desired).empty());
   EXPECT_EQ(fake.routes, desired);
   EXPECT_EQ(sync.programmed(), desired);
