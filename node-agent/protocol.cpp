@@ -1,0 +1,377 @@
+#include "node-agent/protocol.h"
+
+#include <cerrno>
+#include <cstring>
+#include <utility>
+
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+#include <poll.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+namespace vnetipam::agent {
+namespace {
+
+using ipam::ErrorCode::kInvalidArgument;
+using ipam::ErrorCode::kIo;
+using nlohmann::json;
+
+constexpr std::pair<Op, std::string_view> kOps[] = {
+    {Op::kAllocate, "allocate"}, {Op::kRelease, "release"}, {Op::kCheck, "check"},
+    {Op::kList, "list"},         {Op::kGc, "gc"},           {Op::kStatus, "status"},
+};
+
+std::optional<Op> parseOp(std::string_view text) {
+  for (auto [op, name] : kOps) {
+    if (name == text) return op;
+  }
+  return std::nullopt;
+}
+
+// Reads an optional string member; a present member of another type is an error naming it.
+ipam::Result<std::string> stringField(const json& j, const char* name) {
+  auto it = j.find(name);
+  if (it == j.end() || it->is_null()) return std::string();
+  if (!it->is_string()) {
+    return ipam::fail(kInvalidArgument, fmt::format("field \"{}\" must be a string", name));
+  }
+  return it->get<std::string>();
+}
+
+ipam::Result<int> versionField(const json& j) {
+  auto it = j.find("v");
+  if (it == j.end() || !it->is_number_integer()) {
+    return ipam::fail(kInvalidArgument, "field \"v\" (protocol version) must be an integer");
+  }
+  return it->get<int>();
+}
+
+json toJson(const Allocation& a) {
+  return json{{"containerID", a.containerID},    {"ifName", a.ifName},
+              {"podNamespace", a.podNamespace},  {"podName", a.podName},
+              {"address", a.address.toString()}, {"block", a.block.toString()},
+              {"blockName", a.blockName}};
+}
+
+ipam::Result<Allocation> allocationFromJson(const json& j, std::size_t index) {
+  if (!j.is_object()) {
+    return ipam::fail(kInvalidArgument, fmt::format("allocations[{}] must be an object", index));
+  }
+  Allocation a;
+  auto field = [&](const char* name, std::string& out) -> ipam::Result<void> {
+    auto v = stringField(j, name);
+    if (!v)
+      return ipam::fail(kInvalidArgument,
+                        fmt::format("allocations[{}]: {}", index, v.error().message));
+    out = std::move(*v);
+    return {};
+  };
+  std::string address, block;
+  for (auto [name, out] : {std::pair{"containerID", &a.containerID}, std::pair{"ifName", &a.ifName},
+                           std::pair{"podNamespace", &a.podNamespace},
+                           std::pair{"podName", &a.podName}, std::pair{"blockName", &a.blockName},
+                           std::pair{"address", &address}, std::pair{"block", &block}}) {
+    if (auto r = field(name, *out); !r) return std::unexpected(r.error());
+  }
+  auto addr = ipam::IPAddress::parse(address);
+  if (!addr) {
+    return ipam::fail(kInvalidArgument,
+                      fmt::format("allocations[{}].address: {}", index, addr.error().message));
+  }
+  auto prefix = ipam::Prefix::parse(block);
+  if (!prefix) {
+    return ipam::fail(kInvalidArgument,
+                      fmt::format("allocations[{}].block: {}", index, prefix.error().message));
+  }
+  a.address = *addr;
+  a.block = *prefix;
+  return a;
+}
+
+ipam::Result<json> parseObject(std::string_view line, std::string_view what) {
+  if (!line.empty() && line.back() == '\n') line.remove_suffix(1);
+  json j = json::parse(line, nullptr, /*allow_exceptions=*/false);
+  if (j.is_discarded() || !j.is_object()) {
+    return ipam::fail(kInvalidArgument, fmt::format("{} is not a JSON object", what));
+  }
+  return j;
+}
+
+// Waits until `fd` is ready for `events` or the deadline passes.
+ipam::Result<void> waitFor(int fd, short events, std::chrono::steady_clock::time_point deadline,
+                           std::string_view what) {
+  for (;;) {
+    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+        deadline - std::chrono::steady_clock::now());
+    if (left.count() <= 0) return ipam::fail(kIo, fmt::format("timed out {}", what));
+    pollfd p{.fd = fd, .events = events, .revents = 0};
+    int r = ::poll(&p, 1, static_cast<int>(left.count()));
+    if (r < 0 && errno == EINTR) continue;
+    if (r < 0) return ipam::fail(kIo, fmt::format("{}: poll: {}", what, std::strerror(errno)));
+    if (r > 0) return {};
+  }
+}
+
+}  // namespace
+
+std::string_view toString(Op op) {
+  for (auto [o, name] : kOps) {
+    if (o == op) return name;
+  }
+  return "unknown";
+}
+
+Response Response::failure(ErrorCode code, std::string message, std::string details) {
+  Response r;
+  r.ok = false;
+  r.code = code;
+  r.message = std::move(message);
+  r.details = std::move(details);
+  return r;
+}
+
+std::string encode(const Request& request) {
+  json j{{"v", request.version}, {"op", toString(request.op)}};
+  if (!request.containerID.empty()) j["containerID"] = request.containerID;
+  if (!request.ifName.empty()) j["ifName"] = request.ifName;
+  if (!request.podNamespace.empty()) j["podNamespace"] = request.podNamespace;
+  if (!request.podName.empty()) j["podName"] = request.podName;
+  if (request.op == Op::kGc) {
+    json list = json::array();
+    for (const Attachment& a : request.validAttachments) {
+      list.push_back(json{{"containerID", a.containerID}, {"ifName", a.ifName}});
+    }
+    j["validAttachments"] = std::move(list);
+  }
+  return j.dump() + "\n";
+}
+
+std::string encode(const Response& response) {
+  json j{{"v", response.version}, {"ok", response.ok}};
+  if (!response.ok) {
+    j["code"] = static_cast<int>(response.code);
+    j["msg"] = response.message;
+    if (!response.details.empty()) j["details"] = response.details;
+  }
+  if (!response.allocations.empty()) {
+    json list = json::array();
+    for (const Allocation& a : response.allocations)
+      list.push_back(toJson(a));
+    j["allocations"] = std::move(list);
+  }
+  if (response.ready) j["ready"] = true;
+  if (response.freeIPs != 0) j["freeIPs"] = response.freeIPs;
+  return j.dump() + "\n";
+}
+
+ipam::Result<Request> decodeRequest(std::string_view line) {
+  auto j = parseObject(line, "the request");
+  if (!j) return std::unexpected(j.error());
+  Request r;
+  auto version = versionField(*j);
+  if (!version) return std::unexpected(version.error());
+  r.version = *version;
+  auto op = stringField(*j, "op");
+  if (!op) return std::unexpected(op.error());
+  auto parsed = parseOp(*op);
+  if (!parsed) {
+    return ipam::fail(kInvalidArgument,
+                      fmt::format("field \"op\" is \"{}\": want one of allocate, release, check, "
+                                  "list, gc, status",
+                                  *op));
+  }
+  r.op = *parsed;
+  for (auto [name, out] :
+       {std::pair{"containerID", &r.containerID}, std::pair{"ifName", &r.ifName},
+        std::pair{"podNamespace", &r.podNamespace}, std::pair{"podName", &r.podName}}) {
+    auto v = stringField(*j, name);
+    if (!v) return std::unexpected(v.error());
+    *out = std::move(*v);
+  }
+  if (r.op == Op::kAllocate || r.op == Op::kRelease || r.op == Op::kCheck) {
+    if (r.containerID.empty() || r.ifName.empty()) {
+      return ipam::fail(kInvalidArgument,
+                        fmt::format("op \"{}\" needs \"containerID\" and \"ifName\"", *op));
+    }
+  }
+  if (auto it = j->find("validAttachments"); it != j->end() && !it->is_null()) {
+    if (!it->is_array()) {
+      return ipam::fail(kInvalidArgument, "field \"validAttachments\" must be an array");
+    }
+    for (std::size_t i = 0; i < it->size(); ++i) {
+      const json& a = (*it)[i];
+      auto id = a.is_object() ? stringField(a, "containerID") : ipam::Result<std::string>();
+      auto ifn = a.is_object() ? stringField(a, "ifName") : ipam::Result<std::string>();
+      if (!a.is_object() || !id || !ifn || id->empty()) {
+        return ipam::fail(kInvalidArgument,
+                          fmt::format("validAttachments[{}] must be an object with a string "
+                                      "\"containerID\" and \"ifName\"",
+                                      i));
+      }
+      r.validAttachments.push_back(Attachment{std::move(*id), std::move(*ifn)});
+    }
+  } else if (r.op == Op::kGc) {
+    return ipam::fail(kInvalidArgument, "op \"gc\" needs \"validAttachments\" (may be empty)");
+  }
+  return r;
+}
+
+ipam::Result<Response> decodeResponse(std::string_view line) {
+  auto j = parseObject(line, "the agent's response");
+  if (!j) return std::unexpected(j.error());
+  Response r;
+  auto version = versionField(*j);
+  if (!version) return std::unexpected(version.error());
+  r.version = *version;
+  auto ok = j->find("ok");
+  if (ok == j->end() || !ok->is_boolean()) {
+    return ipam::fail(kInvalidArgument, "field \"ok\" must be a boolean");
+  }
+  r.ok = ok->get<bool>();
+  if (!r.ok) {
+    auto code = j->find("code");
+    if (code == j->end() || !code->is_number_integer()) {
+      return ipam::fail(kInvalidArgument, "a failed response needs an integer \"code\"");
+    }
+    r.code = static_cast<ErrorCode>(code->get<int>());
+    auto msg = stringField(*j, "msg");
+    auto details = stringField(*j, "details");
+    if (!msg) return std::unexpected(msg.error());
+    if (!details) return std::unexpected(details.error());
+    r.message = std::move(*msg);
+    r.details = std::move(*details);
+  }
+  if (auto it = j->find("allocations"); it != j->end() && !it->is_null()) {
+    if (!it->is_array())
+      return ipam::fail(kInvalidArgument, "field \"allocations\" must be an array");
+    for (std::size_t i = 0; i < it->size(); ++i) {
+      auto a = allocationFromJson((*it)[i], i);
+      if (!a) return std::unexpected(a.error());
+      r.allocations.push_back(std::move(*a));
+    }
+  }
+  if (auto it = j->find("ready"); it != j->end()) {
+    if (!it->is_boolean()) return ipam::fail(kInvalidArgument, "field \"ready\" must be a boolean");
+    r.ready = it->get<bool>();
+  }
+  if (auto it = j->find("freeIPs"); it != j->end()) {
+    if (!it->is_number_unsigned()) {
+      return ipam::fail(kInvalidArgument, "field \"freeIPs\" must be a non-negative integer");
+    }
+    r.freeIPs = it->get<std::uint64_t>();
+  }
+  return r;
+}
+
+ipam::Result<std::string> readLine(int fd, std::string& buffer, std::chrono::milliseconds timeout) {
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  std::size_t scanned = 0;
+  for (;;) {
+    if (auto nl = buffer.find('\n', scanned); nl != std::string::npos) {
+      std::string line = buffer.substr(0, nl);
+      buffer.erase(0, nl + 1);
+      return line;
+    }
+    scanned = buffer.size();
+    if (buffer.size() > kMaxMessageBytes) {
+      return ipam::fail(kIo, fmt::format("message longer than {} bytes", kMaxMessageBytes));
+    }
+    if (auto w = waitFor(fd, POLLIN, deadline, "waiting for a message"); !w) {
+      return std::unexpected(w.error());
+    }
+    char chunk[8192];
+    ssize_t n = ::recv(fd, chunk, sizeof chunk, 0);
+    if (n < 0 && (errno == EINTR || errno == EAGAIN)) continue;
+    if (n < 0) return ipam::fail(kIo, fmt::format("reading: {}", std::strerror(errno)));
+    if (n == 0) {
+      return ipam::fail(kIo, buffer.empty() ? "the peer closed the connection"
+                                            : "the peer closed the connection mid-message");
+    }
+    buffer.append(chunk, static_cast<std::size_t>(n));
+  }
+}
+
+ipam::Result<void> writeAll(int fd, std::string_view data, std::chrono::milliseconds timeout) {
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  while (!data.empty()) {
+    ssize_t n = ::send(fd, data.data(), data.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
+    if (n < 0 && (errno == EINTR)) continue;
+    if (n < 0 && errno == EAGAIN) {
+      if (auto w = waitFor(fd, POLLOUT, deadline, "writing a message"); !w) {
+        return std::unexpected(w.error());
+      }
+      continue;
+    }
+    if (n < 0) return ipam::fail(kIo, fmt::format("writing: {}", std::strerror(errno)));
+    data.remove_prefix(static_cast<std::size_t>(n));
+  }
+  return {};
+}
+
+ipam::Result<AgentConnection> AgentConnection::open(const std::string& socketPath,
+                                                    std::chrono::milliseconds timeout) {
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  if (socketPath.empty() || socketPath.size() >= sizeof addr.sun_path) {
+    return ipam::fail(kInvalidArgument,
+                      fmt::format("agent socket path \"{}\" must be 1 to {} bytes", socketPath,
+                                  sizeof addr.sun_path - 1));
+  }
+  std::memcpy(addr.sun_path, socketPath.data(), socketPath.size());
+  int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return ipam::fail(kIo, fmt::format("socket: {}", std::strerror(errno)));
+  // A unix-socket connect either succeeds at once or fails (ECONNREFUSED when the backlog is
+  // full or nobody listens); the timeout bounds the conversation, not the connect.
+  (void)timeout;
+  if (::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
+    int err = errno;
+    ::close(fd);
+    return ipam::fail(kIo, fmt::format("connecting to the vnet-ipam agent at {}: {}", socketPath,
+                                       std::strerror(err)));
+  }
+  return AgentConnection(fd, socketPath);
+}
+
+AgentConnection::AgentConnection(AgentConnection&& other) noexcept
+    : fd_(std::exchange(other.fd_, -1)),
+      path_(std::move(other.path_)),
+      buffer_(std::move(other.buffer_)) {}
+
+AgentConnection& AgentConnection::operator=(AgentConnection&& other) noexcept {
+  if (this != &other) {
+    if (fd_ >= 0) ::close(fd_);
+    fd_ = std::exchange(other.fd_, -1);
+    path_ = std::move(other.path_);
+    buffer_ = std::move(other.buffer_);
+  }
+  return *this;
+}
+
+AgentConnection::~AgentConnection() {
+  if (fd_ >= 0) ::close(fd_);
+}
+
+ipam::Result<Response> AgentConnection::call(const Request& request,
+                                             std::chrono::milliseconds timeout) {
+  auto context = [&](const ipam::Error& e) {
+    return ipam::fail(e.code, fmt::format("{} request to the vnet-ipam agent at {}: {}",
+                                          toString(request.op), path_, e.message));
+  };
+  if (auto w = writeAll(fd_, encode(request), timeout); !w) return context(w.error());
+  auto line = readLine(fd_, buffer_, timeout);
+  if (!line) return context(line.error());
+  auto response = decodeResponse(*line);
+  if (!response) return context(response.error());
+  return response;
+}
+
+ipam::Result<Response> callAgent(const std::string& socketPath, const Request& request,
+                                 std::chrono::milliseconds timeout) {
+  auto conn = AgentConnection::open(socketPath, timeout);
+  if (!conn) return std::unexpected(conn.error());
+  return conn->call(request, timeout);
+}
+
+}  // namespace vnetipam::agent

@@ -1,0 +1,151 @@
+// The node agent's socket protocol, version 1: how the vnet-ipam CNI plugin (and tests, and
+// benchmarks) ask the agent for addresses.
+//
+// Transport: a unix stream socket (mode 0600, root only). A client writes one request, a JSON
+// object on a single line ending in '\n'; the agent answers with one JSON line. A connection may
+// carry any number of request/response pairs, strictly in turn.
+//
+//   {"v":1,"op":"allocate","containerID":"c1","ifName":"eth0","podNamespace":"ns","podName":"p"}
+//   {"v":1,"ok":true,"allocations":[{"containerID":"c1","ifName":"eth0","podNamespace":"ns",
+//     "podName":"p","address":"10.240.0.17","block":"10.240.0.16/28","blockName":"pods-10-240-0-16-28"}]}
+//   {"v":1,"ok":false,"code":11,"msg":"no free address on node n1","details":"..."}
+//
+// Operations:
+//   allocate  containerID+ifName (required), podNamespace/podName (recorded for GC and logs).
+//             Idempotent per owner: a retried ADD gets the address it already holds.
+//   release   containerID+ifName. Idempotent: releasing what is not held is ok with no allocations.
+//             Answers after the release is in the journal.
+//   check     containerID+ifName. ok with the allocation, or code 3 (unknown container).
+//   list      every allocation on the node.
+//   gc        validAttachments: every allocation NOT in the list becomes a GC candidate (released
+//             after the agent's grace period). Answers with the allocations it marked.
+//   status    ok with `ready` and `freeIPs`: whether the agent can serve right now.
+//
+// Versioning: a request carries "v". The agent answers a version it does not speak with code 1
+// (incompatible version) and names the versions it does speak; fields it does not know are ignored,
+// so adding optional fields does not need a new version.
+//
+// Error codes are the CNI spec's, so the plugin passes them through unchanged: 11 (try again later)
+// for an exhausted node or an agent that is not ready yet — it answers at once, never blocks.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <expected>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "lib/ipam/error.h"
+#include "lib/ipam/ip.h"
+
+namespace vnetipam::agent {
+
+inline constexpr int kProtocolVersion = 1;
+inline constexpr std::string_view kDefaultSocketPath = "/run/vnet-ipam/agent.sock";
+// Requests and responses longer than this are refused (a gc request with a few thousand
+// attachments is about 200 KiB).
+inline constexpr std::size_t kMaxMessageBytes = 4 * 1024 * 1024;
+
+enum class Op : std::uint8_t { kAllocate, kRelease, kCheck, kList, kGc, kStatus };
+std::string_view toString(Op op);
+
+// The CNI spec's error codes (1-99), plus 100 for a failure inside the agent itself.
+enum class ErrorCode : int {
+  kIncompatibleVersion = 1,
+  kUnsupportedField = 2,
+  kUnknownContainer = 3,
+  kInvalidEnvironment = 4,
+  kIoFailure = 5,
+  kDecodeFailure = 6,
+  kInvalidConfig = 7,
+  kTryAgainLater = 11,
+  kAgentInternal = 100,
+};
+
+struct Attachment {
+  std::string containerID;
+  std::string ifName;
+  bool operator==(const Attachment&) const = default;
+};
+
+struct Request {
+  int version = kProtocolVersion;
+  Op op = Op::kStatus;
+  std::string containerID;
+  std::string ifName;
+  std::string podNamespace;
+  std::string podName;
+  std::vector<Attachment> validAttachments;  // gc only
+
+  bool operator==(const Request&) const = default;
+};
+
+struct Allocation {
+  std::string containerID;
+  std::string ifName;
+  std::string podNamespace;
+  std::string podName;
+  ipam::IPAddress address;
+  ipam::Prefix block;  // the CIDR of the IPBlock the address came from
+  std::string blockName;
+
+  bool operator==(const Allocation&) const = default;
+};
+
+struct Response {
+  int version = kProtocolVersion;
+  bool ok = true;
+  ErrorCode code = ErrorCode::kAgentInternal;  // meaningful only when !ok
+  std::string message;                         // when !ok: what failed, naming the owner
+  std::string details;                         // when !ok: optional
+  std::vector<Allocation> allocations;
+  bool ready = false;         // status
+  std::uint64_t freeIPs = 0;  // status
+
+  static Response failure(ErrorCode code, std::string message, std::string details = {});
+  bool operator==(const Response&) const = default;
+};
+
+// Encoders return one line including the trailing '\n'. Decoders take a line with or without it;
+// their errors (kInvalidArgument) name the field and what was expected.
+std::string encode(const Request& request);
+std::string encode(const Response& response);
+ipam::Result<Request> decodeRequest(std::string_view line);
+ipam::Result<Response> decodeResponse(std::string_view line);
+
+// Framing on a connected stream socket, shared by the agent and its clients.
+//   readLine: appends to `buffer` until it holds a '\n', then moves the first line (without '\n')
+//   into the result. kIo on a timeout, a closed peer (before a full line) or a line longer than
+//   kMaxMessageBytes; the message says which.
+ipam::Result<std::string> readLine(int fd, std::string& buffer, std::chrono::milliseconds timeout);
+ipam::Result<void> writeAll(int fd, std::string_view data, std::chrono::milliseconds timeout);
+
+// A client connection to the agent. Not thread-safe: one request at a time per connection.
+class AgentConnection {
+ public:
+  // kIo naming the path when the agent is not listening there (the plugin turns that into CNI
+  // code 11: the agent may be starting).
+  static ipam::Result<AgentConnection> open(const std::string& socketPath,
+                                            std::chrono::milliseconds timeout);
+  AgentConnection(AgentConnection&& other) noexcept;
+  AgentConnection& operator=(AgentConnection&& other) noexcept;
+  ~AgentConnection();
+
+  // Sends the request and waits up to `timeout` for the answer. A transport failure is an error;
+  // an agent that answers "no" is a Response with ok == false.
+  ipam::Result<Response> call(const Request& request, std::chrono::milliseconds timeout);
+
+ private:
+  explicit AgentConnection(int fd, std::string path) : fd_(fd), path_(std::move(path)) {}
+  int fd_ = -1;
+  std::string path_;
+  std::string buffer_;
+};
+
+// One connection, one request.
+ipam::Result<Response> callAgent(const std::string& socketPath, const Request& request,
+                                 std::chrono::milliseconds timeout);
+
+}  // namespace vnetipam::agent
