@@ -119,6 +119,22 @@ void ArmClient::wait(std::string_view operation, WaitReason reason, Clock::Durat
   clock_.sleepFor(duration);
 }
 
+void ArmClient::pauseForThrottling(bool read, Clock::Duration pause) {
+  const Clock::TimePoint until = clock_.now() + pause;
+  std::lock_guard lock(throttleMutex_);
+  Clock::TimePoint& current = read ? readsPausedUntil_ : writesPausedUntil_;
+  current = std::max(current, until);
+}
+
+Clock::Duration ArmClient::throttlePauseLeft(bool read) {
+  Clock::TimePoint until;
+  {
+    std::lock_guard lock(throttleMutex_);
+    until = read ? readsPausedUntil_ : writesPausedUntil_;
+  }
+  return std::max(Clock::Duration::zero(), until - clock_.now());
+}
+
 Result<kube::HttpResponse> ArmClient::send(std::string_view operation, std::string_view method,
                                            std::string_view target, std::string body,
                                            kube::Headers headers) {
@@ -139,6 +155,7 @@ Result<kube::HttpResponse> ArmClient::send(std::string_view operation, std::stri
   for (;;) {
     kube::TokenBucket& budget = read ? reads_ : writes_;
     wait(operation, read ? WaitReason::kReadBudget : WaitReason::kWriteBudget, budget.reserve());
+    wait(operation, WaitReason::kThrottled, throttlePauseLeft(read));
     auto token = credential_.token();
     if (!token) return std::unexpected(token.error());
     request.headers.insert_or_assign("Authorization", "Bearer " + *token);
@@ -174,15 +191,19 @@ Result<kube::HttpResponse> ArmClient::send(std::string_view operation, std::stri
     const bool inProgress =
         status == 409 && cloudErrorCode(response->body) == "AnotherOperationInProgress";
     if (throttled || inProgress) {
-      if (throttleWaits >= options_.maxThrottleRetries) return std::move(*response);
       const auto after = retryAfter(response->headers, options_.wallNow);
       const Clock::Duration pause =
           after ? std::min<Clock::Duration>(*after, options_.maxRetryAfter)
                 : jitteredBackoff(throttleWaits,
                                   throttled ? options_.initialBackoff : options_.inProgressBackoff,
                                   options_.maxBackoff, options_.random01());
+      // ARM throttles the subscription, not the request: every request of this class (reads or
+      // writes) from this client waits the pause out, not only the one that was refused, and
+      // also when this one gives up. The wait happens at the top of the loop, with everyone's.
+      if (throttled) pauseForThrottling(read, pause);
+      if (throttleWaits >= options_.maxThrottleRetries) return std::move(*response);
       ++throttleWaits;
-      wait(operation, throttled ? WaitReason::kThrottled : WaitReason::kOperationInProgress, pause);
+      if (!throttled) wait(operation, WaitReason::kOperationInProgress, pause);
       continue;
     }
     if ((status == 408 || status >= 500) && retries < options_.maxRetries) {

@@ -11,7 +11,9 @@
 //   limits (12000 reads and 1200 writes per hour; NRP: 10000 reads, 1000 writes per 5 min):
 //   reads 3/s with a burst of 300 (≤ 11100/h), writes 0.3/s with a burst of 100 (≤ 1180/h).
 // - 429 (Retry-After as seconds or HTTP-date) and 409 AnotherOperationInProgress are waited out,
-//   up to maxThrottleRetries waits; the server refused them before acting.
+//   up to maxThrottleRetries waits; the server refused them before acting. A 429 pauses every
+//   request of its class (reads or writes) from this client until its Retry-After has passed:
+//   ARM throttles the subscription, so the other requests would only be refused too.
 // - 408, 5xx and broken or refused connections are retried with jittered backoff, up to
 //   maxRetries. This is safe for everything this client sends: GETs, polls, and PUTs of whole
 //   resources (a PUT is idempotent in ARM; with If-Match, a repeat of a PUT that did land fails
@@ -25,6 +27,7 @@
 
 #include <chrono>
 #include <functional>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -95,6 +98,8 @@ class ArmClient {
   Result<nlohmann::json> followOperation(std::string_view operation, std::string_view target,
                                          const kube::HttpResponse& initial);
   void wait(std::string_view operation, WaitReason reason, Clock::Duration duration);
+  void pauseForThrottling(bool read, Clock::Duration pause);
+  Clock::Duration throttlePauseLeft(bool read);
 
   kube::HttpTransport& transport_;
   std::string endpoint_;
@@ -103,6 +108,9 @@ class ArmClient {
   ArmClientOptions options_;
   kube::TokenBucket reads_;
   kube::TokenBucket writes_;
+  std::mutex throttleMutex_;
+  Clock::TimePoint readsPausedUntil_{};
+  Clock::TimePoint writesPausedUntil_{};
 };
 
 // The Error for a non-2xx ARM response, from its CloudError body.

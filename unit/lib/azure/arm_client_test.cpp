@@ -123,6 +123,41 @@ TEST_F(ArmClientTest, ThrottlingIsWaitedOutWithRetryAfterSecondsOrDate) {
   EXPECT_EQ(observer_.requests().size(), 4u);
 }
 
+TEST_F(ArmClientTest, ThrottlingPausesEveryRequestOfItsClassNotOnlyTheRefusedOne) {
+  auto opts = options();
+  opts.maxThrottleRetries = 0;  // the refused GET comes back at once, so the pause is visible
+  ArmClient client = makeClient(opts);
+  transport_.respond(429, cloudError("SubscriptionRequestsThrottled", "slow down"),
+                     {{"Retry-After", "17"}});
+  transport_.respond(200, R"({"id":"/x"})");  // the next GET: waits the 17 s out first
+  transport_.respond(200, R"({"id":"/y"})");  // a GET after the pause: no wait
+  auto refused = client.get("GetNetworkInterface", kNic);
+  ASSERT_FALSE(refused.has_value());
+  EXPECT_EQ(refused.error().code, ErrorCode::kThrottled);
+  EXPECT_TRUE(sleeps().empty());
+  ASSERT_TRUE(client.get("GetVirtualMachine", kNic).has_value());
+  EXPECT_EQ(sleeps(), std::vector<Clock::Duration>{17s});
+  ASSERT_TRUE(client.get("GetVirtualMachine", kNic).has_value());
+  EXPECT_EQ(sleeps(), std::vector<Clock::Duration>{17s});
+  const auto waits = observer_.waits();
+  ASSERT_EQ(waits.size(), 1u);
+  EXPECT_EQ(waits[0].reason, WaitReason::kThrottled);
+  EXPECT_EQ(waits[0].operation, "GetVirtualMachine");
+}
+
+TEST_F(ArmClientTest, ThrottledReadsDoNotPauseWrites) {
+  auto opts = options();
+  opts.maxThrottleRetries = 0;
+  ArmClient client = makeClient(opts);
+  transport_.respond(429, "", {{"Retry-After", "30"}});
+  transport_.respond(200, R"({"id":"/x","properties":{"provisioningState":"Succeeded"}})");
+  ASSERT_FALSE(client.get("GetNetworkInterface", kNic).has_value());
+  auto put = client.send("PutNetworkInterface", "PUT", kNic, R"({"id":"/x"})");
+  ASSERT_TRUE(put.has_value()) << put.error().message;
+  EXPECT_EQ(put->status, 200);
+  EXPECT_TRUE(sleeps().empty());
+}
+
 TEST_F(ArmClientTest, ALongRetryAfterIsCut) {
   auto opts = options();
   opts.maxRetryAfter = 120s;
