@@ -278,12 +278,17 @@ ipam::Result<std::string> readLine(int fd, std::string& buffer, std::chrono::mil
     if (buffer.size() > kMaxMessageBytes) {
       return ipam::fail(kIo, fmt::format("message longer than {} bytes", kMaxMessageBytes));
     }
-    if (auto w = waitFor(fd, POLLIN, deadline, "waiting for a message"); !w) {
-      return std::unexpected(w.error());
-    }
+    // Try the read first and poll only when nothing is there: an answer that is already
+    // waiting (the common case on a busy socket) then costs one system call, not two.
     char chunk[8192];
-    ssize_t n = ::recv(fd, chunk, sizeof chunk, 0);
-    if (n < 0 && (errno == EINTR || errno == EAGAIN)) continue;
+    ssize_t n = ::recv(fd, chunk, sizeof chunk, MSG_DONTWAIT);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+      if (auto w = waitFor(fd, POLLIN, deadline, "waiting for a message"); !w) {
+        return std::unexpected(w.error());
+      }
+      continue;
+    }
     if (n < 0) return ipam::fail(kIo, fmt::format("reading: {}", std::strerror(errno)));
     if (n == 0) {
       return ipam::fail(kIo, buffer.empty() ? "the peer closed the connection"

@@ -1,0 +1,439 @@
+"""vnet-ipam-agent against the real API server.
+
+Each test runs the agent in the root namespace (it only touches the files it is given: a temp
+socket, state dir and CNI config dir, and a loopback metrics port), with its own node name so the
+tests do not see each other's IPBlocks. The test plays the controller: it creates an IPBlock for
+the node and writes its status with server-side apply under the controller's field manager, as
+the controller does. Requests go over the agent's unix socket with a tiny client speaking the
+protocol of node-agent/protocol.h.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import stat
+import subprocess
+import threading
+import time
+import urllib.request
+import uuid
+from pathlib import Path
+
+import pytest
+
+from built import built
+from cluster import Process, free_port
+from crd_helpers import API_VERSION, CRD_DIR, CRD_NAMES, block_name
+
+CONTROLLER_FIELD_MANAGER = "vnet-ipam-controller"  # api/constants.h
+AGENT_FIELD_MANAGER = "vnet-ipam-agent"
+SUBNET = "agent-e2e"
+TIMEOUT = 30.0
+
+
+def wait_for(what: str, condition, timeout: float = TIMEOUT, interval: float = 0.05):
+    """Polls condition() until it returns something truthy; fails naming `what`."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(interval)
+
+
+# ---- the protocol --------------------------------------------------------------------------
+
+class AgentClient:
+    """One connection to the agent; one JSON line per request and per answer."""
+
+    def __init__(self, path: str, timeout: float = 10.0):
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.settimeout(timeout)
+        self.sock.connect(path)
+        self.buffer = b""
+
+    def call(self, op: str, **fields) -> dict:
+        self.sock.sendall((json.dumps({"v": 1, "op": op, **fields}) + "\n").encode())
+        while b"\n" not in self.buffer:
+            chunk = self.sock.recv(65536)
+            if not chunk:
+                raise ConnectionError("the agent closed the connection")
+            self.buffer += chunk
+        line, _, self.buffer = self.buffer.partition(b"\n")
+        return json.loads(line)
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+def call(path: str, op: str, **fields) -> dict:
+    client = AgentClient(path)
+    try:
+        return client.call(op, **fields)
+    finally:
+        client.close()
+
+
+def allocate(path: str, cid: str, pod: str = "", ns: str = "default") -> dict:
+    fields = {"containerID": cid, "ifName": "eth0"}
+    if pod:
+        fields |= {"podNamespace": ns, "podName": pod}
+    return call(path, "allocate", **fields)
+
+
+def release(path: str, cid: str) -> dict:
+    return call(path, "release", containerID=cid, ifName="eth0")
+
+
+def address(answer: dict) -> str:
+    assert answer["ok"], answer
+    assert len(answer["allocations"]) == 1, answer
+    return answer["allocations"][0]["address"]
+
+
+def held(path: str) -> dict[str, str]:
+    """containerID -> address of every allocation the agent lists."""
+    answer = call(path, "list")
+    assert answer["ok"], answer
+    return {a["containerID"]: a["address"] for a in answer.get("allocations", [])}
+
+
+# ---- fixtures ------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def crds(kube):
+    kube.kubectl("apply", "-f", str(CRD_DIR))
+    kube.kubectl("wait", "--for=condition=Established", "--timeout=60s",
+                 *(f"crd/{n}" for n in CRD_NAMES))
+    return kube
+
+
+class Agent:
+    """The agent binary for one node, with its own socket, state and CNI config directories."""
+
+    def __init__(self, kube, workdir: Path, node: str, *extra: str):
+        self.kube = kube
+        self.node = node
+        self.dir = workdir
+        workdir.mkdir(parents=True, exist_ok=True)
+        self.socket = str(workdir / "run" / "agent.sock")
+        self.state = workdir / "state"
+        self.conf_dir = workdir / "net.d"
+        self.conf = self.conf_dir / "10-vnet-ipam.conflist"
+        self.extra = list(extra)
+        self.proc: Process | None = None
+        self.metrics_port = 0
+
+    def start(self, wait: bool = True) -> "Agent":
+        self.metrics_port = free_port()
+        argv = [str(built("node-agent/vnet-ipam-agent")),
+                "--kubeconfig", str(self.kube.kubeconfig),
+                "--node-name", self.node,
+                "--socket", self.socket,
+                "--state-dir", str(self.state),
+                "--cni-conf-dir", str(self.conf_dir),
+                "--metrics-address", f"127.0.0.1:{self.metrics_port}",
+                "--usage-report-interval-ms", "100",
+                "--log-level", "debug",
+                *self.extra]
+        self.proc = Process(f"agent-{self.node}", argv, self.dir / "agent.log")
+        if wait:
+            self.wait_serving()
+        return self
+
+    def wait_serving(self) -> None:
+        def serving():
+            assert self.proc.running(), f"the agent exited:\n{self.proc.tail()}"
+            if not self.conf.exists():
+                return False
+            try:  # a killed agent's config stays behind: also ask the agent itself
+                return call(self.socket, "status").get("ready")
+            except OSError:
+                return False
+        wait_for(f"agent on {self.node} to write its CNI config", serving)
+
+    def terminate(self) -> int:
+        """SIGTERM; returns the exit code."""
+        self.proc.popen.send_signal(signal.SIGTERM)
+        return self.proc.popen.wait(TIMEOUT)
+
+    def kill(self) -> None:
+        self.proc.popen.send_signal(signal.SIGKILL)
+        self.proc.popen.wait(TIMEOUT)
+
+    def http(self, path: str) -> tuple[int, str]:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port}{path}",
+                                        timeout=5) as r:
+                return r.status, r.read().decode()
+        except urllib.error.HTTPError as e:
+            return e.code, e.read().decode()
+
+    def log(self) -> str:
+        return (self.dir / "agent.log").read_text(errors="replace")
+
+
+@pytest.fixture
+def node(crds, tmp_path):
+    """A fresh node name, its agent (not started) and the blocks created for it (removed after)."""
+    name = f"n1-{uuid.uuid4().hex[:6]}"
+    created: list[str] = []
+    agents: list[Agent] = []
+
+    class Node:
+        def __init__(self):
+            self.name = name
+
+        def agent(self, *extra: str) -> Agent:
+            a = Agent(crds, tmp_path / f"agent{len(agents)}", name, *extra)
+            agents.append(a)
+            return a
+
+        def block(self, cidr: str, phase: str = "Ready") -> str:
+            """An IPBlock for this node, its status written as the controller writes it."""
+            block = block_name(SUBNET, cidr)
+            crds.kubectl("create", "-f", "-", input=json.dumps({
+                "apiVersion": API_VERSION, "kind": "IPBlock", "metadata": {"name": block},
+                "spec": {"podSubnet": SUBNET, "cidr": cidr, "nodeName": name}}))
+            created.append(block)
+            self.set_phase(block, phase, capacity=2 ** (32 - int(cidr.split("/")[1])))
+            return block
+
+        def set_phase(self, block: str, phase: str, capacity: int | None = None) -> None:
+            status: dict = {"phase": phase}
+            if capacity is not None:
+                status["capacity"] = capacity
+            crds.kubectl("apply", "--server-side", f"--field-manager={CONTROLLER_FIELD_MANAGER}",
+                         "--subresource=status", "-f", "-", input=json.dumps({
+                             "apiVersion": API_VERSION, "kind": "IPBlock",
+                             "metadata": {"name": block}, "status": status}))
+
+        def get(self, block: str) -> dict:
+            return json.loads(crds.kubectl("get", "ipblock", block, "-o", "json",
+                                           "--show-managed-fields").stdout)
+
+        def used(self, block: str):
+            return self.get(block).get("status", {}).get("used")
+
+    yield Node()
+    for a in agents:
+        if a.proc and a.proc.running():
+            a.kill()
+    for block in created:
+        crds.kubectl("delete", "ipblock", block, "--ignore-not-found", "--wait=false")
+
+
+# ---- tests ---------------------------------------------------------------------------------
+
+def test_cni_config_appears_once_serving_and_goes_on_sigterm(node):
+    node.block("10.250.0.0/28")
+    agent = node.agent("--host-veth-prefix", "cali", "--mtu", "1450").start()
+    assert json.loads(agent.conf.read_text()) == {
+        "cniVersion": "1.1.0", "name": "vnet-ipam",
+        "plugins": [
+            {"type": "vnet-transparent", "hostVethPrefix": "cali", "mtu": 1450,
+             "ipam": {"type": "vnet-ipam", "socket": agent.socket}},
+            {"type": "portmap", "capabilities": {"portMappings": True}, "snat": True},
+        ]}
+    assert stat.S_IMODE(os.stat(agent.socket).st_mode) == 0o600
+    assert call(agent.socket, "status") == {"v": 1, "ok": True, "ready": True, "freeIPs": 16}
+    assert agent.http("/readyz")[0] == 200
+    assert agent.http("/healthz")[0] == 200
+    status, metrics = agent.http("/metrics")
+    assert status == 200
+    for name in ("vnetipam_agent_allocations_total", "vnetipam_agent_releases_total",
+                 "vnetipam_agent_block_free_ips", "vnetipam_agent_allocation_duration_seconds",
+                 "vnetipam_agent_gc_releases_total", "vnetipam_agent_journal_fsync_duration_seconds",
+                 "vnetipam_agent_blocks"):
+        assert f"# TYPE {name} " in metrics, name
+    assert f'vnetipam_agent_block_free_ips{{block="{block_name(SUBNET, "10.250.0.0/28")}"}} 16' \
+        in metrics
+    lint = subprocess.run([shutil.which("promtool") or "/usr/bin/promtool", "check", "metrics"],
+                          input=metrics, capture_output=True, text=True, timeout=30)
+    assert lint.returncode == 0, lint.stdout + lint.stderr
+
+    assert agent.terminate() == 0
+    assert not agent.conf.exists()
+    assert not os.path.exists(agent.socket)
+
+
+def test_allocate_release_and_status_used_follows(node):
+    block = node.block("10.250.1.0/28")
+    agent = node.agent().start()
+    first = allocate(agent.socket, "c1", "p1")
+    assert first["allocations"][0] | {} == {
+        "containerID": "c1", "ifName": "eth0", "podNamespace": "default", "podName": "p1",
+        "address": "10.250.1.0", "block": "10.250.1.0/28", "blockName": block}
+    assert address(allocate(agent.socket, "c1", "p1")) == "10.250.1.0", "a retried ADD"
+    addresses = {address(allocate(agent.socket, f"c{i}")) for i in range(2, 5)}
+    assert len(addresses) == 3 and "10.250.1.0" not in addresses
+    wait_for("status.used == 4", lambda: node.used(block) == 4)
+
+    assert release(agent.socket, "c2")["ok"]
+    assert release(agent.socket, "c2") == {"v": 1, "ok": True}, "DEL is idempotent"
+    wait_for("status.used == 3", lambda: node.used(block) == 3)
+    assert call(agent.socket, "check", containerID="c2", ifName="eth0")["code"] == 3
+
+    # The agent owns status.used only: the controller's phase and capacity are untouched.
+    obj = node.get(block)
+    assert obj["status"]["phase"] == "Ready" and obj["status"]["capacity"] == 16
+    owners = {m["manager"]: m for m in obj["metadata"]["managedFields"]
+              if m.get("subresource") == "status"}
+    assert set(owners[AGENT_FIELD_MANAGER]["fieldsV1"]["f:status"]) == {"f:used"}
+    assert "f:phase" in owners[CONTROLLER_FIELD_MANAGER]["fieldsV1"]["f:status"]
+
+
+def test_only_ready_blocks_serve_and_a_releasing_block_gets_nothing_new(node):
+    block = node.block("10.250.2.0/30", phase="Programmed")
+    agent = node.agent().start()
+    answer = allocate(agent.socket, "c1")
+    assert not answer["ok"] and answer["code"] == 11, answer
+    node.set_phase(block, "Ready")
+    wait_for("the block to become usable", lambda: allocate(agent.socket, "c1")["ok"])
+    node.set_phase(block, "Releasing")
+    wait_for("the releasing block to refuse", lambda: allocate(agent.socket, "c2").get("code") == 11)
+    assert held(agent.socket) == {"c1": "10.250.2.0"}, "its allocation is kept"
+
+
+@pytest.mark.parametrize("stop", ["sigterm", "sigkill"])
+def test_restart_keeps_allocations_and_cooldown(node, stop):
+    node.block("10.250.3.0/30")
+    agent = node.agent("--release-cooldown-seconds", "600").start()
+    a1 = address(allocate(agent.socket, "c1"))
+    a2 = address(allocate(agent.socket, "c2"))
+    assert release(agent.socket, "c2")["ok"]
+    before = held(agent.socket)
+    if stop == "sigterm":
+        assert agent.terminate() == 0
+    else:
+        agent.kill()
+        assert agent.conf.exists(), "a killed agent leaves its config behind"
+    agent.start()
+    assert held(agent.socket) == before
+    assert address(allocate(agent.socket, "c1")) == a1, "a retried ADD after the restart"
+    # The released address is still cooling: the two others go, then the node is exhausted.
+    fresh = {address(allocate(agent.socket, f"n{i}")) for i in range(2)}
+    assert a2 not in fresh and a1 not in fresh
+    assert allocate(agent.socket, "n9")["code"] == 11
+
+
+def test_exhausted_node_answers_try_again_later_at_once(node):
+    node.block("10.250.4.0/30")
+    agent = node.agent().start()
+    for i in range(4):
+        address(allocate(agent.socket, f"c{i}"))
+    started = time.monotonic()
+    answer = allocate(agent.socket, "c9")
+    elapsed = time.monotonic() - started
+    assert not answer["ok"] and answer["code"] == 11, answer
+    assert "no free address" in answer["msg"]
+    assert elapsed < 0.5, f"took {elapsed:.3f} s"
+    status, metrics = agent.http("/metrics")
+    assert 'vnetipam_agent_allocation_failures_total{code="11"} 1' in metrics
+
+
+def test_gc_releases_allocations_of_pods_that_do_not_exist(node, crds):
+    node.block("10.250.5.0/29")
+    pod = f"alive-{uuid.uuid4().hex[:6]}"
+    crds.kubectl("create", "-f", "-", input=json.dumps({
+        "apiVersion": "v1", "kind": "Pod", "metadata": {"name": pod, "namespace": "default"},
+        "spec": {"nodeName": node.name, "containers": [{"name": "c", "image": "pause"}]}}))
+    try:
+        agent = node.agent("--gc-grace-seconds", "2").start()
+        alive = address(allocate(agent.socket, "c-alive", pod))
+        address(allocate(agent.socket, "c-gone", "never-existed"))
+        address(allocate(agent.socket, "c-unlisted"))
+        address(allocate(agent.socket, "c-listed"))
+        marked = call(agent.socket, "gc", validAttachments=[
+            {"containerID": c, "ifName": "eth0"} for c in ("c-alive", "c-gone", "c-listed")])
+        assert {a["containerID"] for a in marked["allocations"]} == {"c-unlisted"}
+        wait_for("GC to release c-gone and c-unlisted",
+                 lambda: set(held(agent.socket)) == {"c-alive", "c-listed"}, timeout=20)
+        assert held(agent.socket)["c-alive"] == alive
+        log = agent.log()
+        assert "GC: released" in log and "its pod no longer exists" in log
+        assert "did not list it as a valid attachment" in log
+        metrics = agent.http("/metrics")[1]
+        assert 'vnetipam_agent_releases_total{reason="gc_pod_gone"} 1' in metrics
+        assert 'vnetipam_agent_releases_total{reason="gc_not_attached"} 1' in metrics
+    finally:
+        crds.kubectl("delete", "pod", pod, "-n", "default", "--grace-period=0", "--force",
+                     "--wait=false", check=False)
+
+
+def test_sigkill_during_500_concurrent_allocate_release(node):
+    """Kill -9 mid-churn, restart: acknowledged allocations held, acknowledged releases gone,
+    and no address assigned twice."""
+    node.block("10.250.6.0/24")
+    agent = node.agent("--release-cooldown-seconds", "0").start()
+    lock = threading.Lock()
+    acked: dict[str, str] = {}        # containerID -> address, allocation acknowledged
+    released: set[str] = set()        # release acknowledged (after its allocation)
+    unknown: set[str] = set()         # a request in flight when the agent died
+    done = threading.Event()
+    ops = [0]
+
+    def plan(w: int) -> list[tuple[str, str]]:
+        """25 operations: allocate every container, release every other one right after."""
+        steps: list[tuple[str, str]] = []
+        i = 0
+        while len(steps) < 25:
+            cid = f"w{w}-{i}"
+            steps.append(("allocate", cid))
+            if i % 2 == 0 and len(steps) < 25:
+                steps.append(("release", cid))
+            i += 1
+        return steps
+
+    def worker(w: int) -> None:
+        client = None
+        for op, cid in plan(w):
+            if done.is_set():
+                return
+            try:
+                if client is None:
+                    client = AgentClient(agent.socket)
+                answer = client.call(op, containerID=cid, ifName="eth0")
+            except (OSError, ConnectionError, ValueError):
+                with lock:
+                    unknown.add(cid)
+                done.set()
+                return
+            assert answer["ok"], answer
+            with lock:
+                ops[0] += 1
+                if op == "allocate":
+                    acked[cid] = answer["allocations"][0]["address"]
+                else:
+                    released.add(cid)
+
+    threads = [threading.Thread(target=worker, args=(w,)) for w in range(20)]  # 500 ops
+    for t in threads:
+        t.start()
+    wait_for("200 acknowledged operations", lambda: ops[0] >= 200, interval=0.001)
+    agent.kill()
+    done.set()
+    for t in threads:
+        t.join(TIMEOUT)
+    assert ops[0] < 500, "the kill must land mid-churn"
+
+    agent.start()
+    after = held(agent.socket)
+    addresses = list(after.values())
+    assert len(addresses) == len(set(addresses)), "an address assigned twice"
+    for cid, addr in acked.items():
+        if cid in released:
+            assert cid not in after, f"{cid}: acknowledged release came back"
+        elif cid not in unknown:
+            assert after.get(cid) == addr, f"{cid}: acknowledged allocation {addr} lost"
+    # New allocations never collide with what is held.
+    for i in range(20):
+        new = address(allocate(agent.socket, f"after-{i}"))
+        assert new not in addresses
+        addresses.append(new)

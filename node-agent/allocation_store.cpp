@@ -1,0 +1,575 @@
+#include "node-agent/allocation_store.h"
+
+#include <algorithm>
+#include <utility>
+
+#include <fmt/format.h>
+#include <spdlog/spdlog.h>
+
+namespace vnetipam::agent {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+std::chrono::nanoseconds since(Clock::time_point start) { return Clock::now() - start; }
+
+}  // namespace
+
+AllocationStore::AllocationStore(ipam::Journal& journal, StoreOptions options, WallClock clock,
+                                 AgentMetrics* metrics)
+    : journal_(journal),
+      options_(std::move(options)),
+      clock_(std::move(clock)),
+      metrics_(metrics) {}
+
+std::string AllocationStore::ownerKey(std::string_view containerID, std::string_view ifName) {
+  std::string key;
+  key.reserve(containerID.size() + ifName.size() + 1);
+  key.append(containerID).push_back('\0');
+  key.append(ifName);
+  return key;
+}
+
+ipam::Result<std::unique_ptr<AllocationStore>> AllocationStore::recover(
+    ipam::Journal& journal, const ipam::Recovered& recovered, StoreOptions options, WallClock clock,
+    AgentMetrics* metrics) {
+  auto state = replay(recovered);
+  if (!state) return std::unexpected(state.error());
+  std::unique_ptr<AllocationStore> store(
+      new AllocationStore(journal, std::move(options), std::move(clock), metrics));
+  const ipam::TimePoint now = store->clock_();
+  std::size_t restored = 0;
+  for (auto& [name, recorded] : *state) {
+    BlockState& block = store->blockFor(name, recorded.cidr);
+    // Cooling first: occupy() takes over a cooling address, so an allocation recorded after a
+    // release wins whatever the order.
+    for (const auto& [address, releasedAt] : recorded.released) {
+      if (releasedAt + store->options_.cooldown <= now) continue;
+      if (auto r = block.allocator->occupyCooling(address, releasedAt); !r) {
+        spdlog::warn("journal: block {}: cannot restore cooling address {}: {}", name,
+                     address.toString(), r.error().message);
+      }
+    }
+    for (const auto& [address, a] : recorded.allocations) {
+      ipam::Owner owner{a.containerID, a.ifName};
+      auto r = block.allocator->occupy(address, owner);
+      if (!r) {
+        // The owner holds two addresses (or the address is outside the block): keep the address
+        // held under a name of its own so it is never handed out twice; CNI GC returns it.
+        spdlog::error("journal: block {}: allocation {} of {}: {}; holding it as unowned", name,
+                      address.toString(), ipam::toString(owner), r.error().message);
+        owner = ipam::Owner{fmt::format("unowned-{}", address.toString()), "recovered"};
+        if (auto again = block.allocator->occupy(address, owner); !again) {
+          spdlog::error("journal: block {}: dropping allocation {}: {}", name, address.toString(),
+                        again.error().message);
+          continue;
+        }
+      }
+      store->held_.emplace(ownerKey(owner.containerId, owner.ifName),
+                           Held{.block = name,
+                                .address = address,
+                                .podNamespace = a.podNamespace,
+                                .podName = a.podName});
+      ++restored;
+    }
+  }
+  spdlog::info("journal {}: restored {} allocations in {} blocks (last seq {})",
+               journal.path().string(), restored, store->blocks_.size(), journal.lastSeq());
+  return store;
+}
+
+AllocationStore::BlockState& AllocationStore::blockFor(const std::string& name, ipam::Prefix cidr) {
+  auto it = blocks_.find(name);
+  if (it != blocks_.end()) return it->second;
+  BlockState state;
+  state.cidr = cidr;
+  auto allocator = ipam::BlockAllocator::create(cidr, options_.cooldown);
+  if (!allocator) {
+    // A block too large for the allocator: keep it unusable and say why.
+    spdlog::error("block {} ({}): {}", name, cidr.toString(), allocator.error().message);
+    state.cidrConflict = true;
+    allocator = ipam::BlockAllocator::create(
+        ipam::Prefix::masked(cidr.address(), ipam::bitLength(cidr.family())), options_.cooldown);
+  }
+  state.allocator = std::make_unique<ipam::BlockAllocator>(std::move(*allocator));
+  return blocks_.emplace(name, std::move(state)).first->second;
+}
+
+void AllocationStore::upsertBlock(const ApiBlock& api) {
+  std::lock_guard lock(mu_);
+  BlockState& block = blockFor(api.name, api.cidr);
+  if (block.cidr != api.cidr && !block.cidrConflict) {
+    spdlog::error(
+        "IPBlock {}: the API says {} but this node's journal holds allocations in {} "
+        "under that name; no new allocations from it",
+        api.name, api.cidr.toString(), block.cidr.toString());
+    block.cidrConflict = true;
+  }
+  const bool wasUsable = block.usable();
+  block.inApi = true;
+  block.ready = api.ready;
+  block.deleting = api.deleting;
+  if (wasUsable != block.usable()) {
+    spdlog::info("IPBlock {} ({}): {} for new allocations", api.name, api.cidr.toString(),
+                 block.usable() ? "usable" : "no longer usable");
+  }
+  refreshBlockMetricsLocked();
+}
+
+void AllocationStore::removeBlock(const std::string& name) {
+  std::lock_guard lock(mu_);
+  auto it = blocks_.find(name);
+  if (it == blocks_.end()) return;
+  if (it->second.allocator->allocatedCount() == 0) {
+    blocks_.erase(it);
+    if (metrics_) metrics_->removeBlock(name);
+  } else {
+    it->second.inApi = false;
+    spdlog::warn(
+        "IPBlock {} ({}) was deleted while {} addresses are allocated from it: keeping "
+        "them (orphaned), no new allocations",
+        name, it->second.cidr.toString(), it->second.allocator->allocatedCount());
+  }
+  refreshBlockMetricsLocked();
+}
+
+std::vector<std::string> AllocationStore::apiSynced() {
+  std::lock_guard lock(mu_);
+  std::vector<std::string> orphaned;
+  for (auto it = blocks_.begin(); it != blocks_.end();) {
+    if (it->second.inApi) {
+      ++it;
+      continue;
+    }
+    if (it->second.allocator->allocatedCount() == 0) {
+      if (metrics_) metrics_->removeBlock(it->first);
+      it = blocks_.erase(it);
+      continue;
+    }
+    spdlog::warn(
+        "block {} ({}) holds {} allocations in the journal but is not in the API: "
+        "keeping them (orphaned), no new allocations from it",
+        it->first, it->second.cidr.toString(), it->second.allocator->allocatedCount());
+    orphaned.push_back(it->first);
+    ++it;
+  }
+  refreshBlockMetricsLocked();
+  return orphaned;
+}
+
+void AllocationStore::setReady(bool ready) {
+  std::lock_guard lock(mu_);
+  ready_ = ready;
+  if (metrics_) metrics_->setReady(ready);
+}
+
+bool AllocationStore::ready() const {
+  std::lock_guard lock(mu_);
+  return ready_;
+}
+
+Response AllocationStore::handle(const Request& request) {
+  if (request.version != kProtocolVersion) {
+    return Response::failure(ErrorCode::kIncompatibleVersion,
+                             fmt::format("protocol version {} is not supported", request.version),
+                             fmt::format("this agent speaks version {}", kProtocolVersion));
+  }
+  switch (request.op) {
+    case Op::kAllocate: return allocate(request);
+    case Op::kRelease: return release(request, kReasonCniDel);
+    case Op::kCheck: return check(request);
+    case Op::kList: return list();
+    case Op::kGc: return gc(request);
+    case Op::kStatus: return status();
+  }
+  return Response::failure(ErrorCode::kAgentInternal, "unknown operation");
+}
+
+Allocation AllocationStore::toAllocation(const std::string& key, const Held& held) const {
+  const auto sep = key.find('\0');
+  const auto& block = blocks_.at(held.block);
+  return Allocation{.containerID = key.substr(0, sep),
+                    .ifName = key.substr(sep + 1),
+                    .podNamespace = held.podNamespace,
+                    .podName = held.podName,
+                    .address = held.address,
+                    .block = block.cidr,
+                    .blockName = held.block};
+}
+
+std::optional<Response> AllocationStore::syncOrFail(ipam::Seq seq, std::string_view what) {
+  const auto start = Clock::now();
+  auto synced = journal_.sync(seq);
+  if (metrics_) metrics_->journalSynced(since(start));
+  if (synced) return std::nullopt;
+  spdlog::error("journal {}: {}: {}", journal_.path().string(), what, synced.error().message);
+  return Response::failure(ErrorCode::kIoFailure,
+                           fmt::format("{}: the agent's journal failed", what),
+                           synced.error().message);
+}
+
+Response AllocationStore::allocate(const Request& request) {
+  const auto start = Clock::now();
+  auto failed = [&](Response response) {
+    if (metrics_) metrics_->allocationFailed(static_cast<int>(response.code), since(start));
+    return response;
+  };
+  const std::string key = ownerKey(request.containerID, request.ifName);
+  const std::string who =
+      fmt::format("container {} interface {}", request.containerID, request.ifName);
+  std::unique_lock lock(mu_);
+  if (auto it = held_.find(key); it != held_.end()) {
+    // A retried ADD: the same address, once what we already said is durable.
+    it->second.notAttachedSince.reset();
+    Response response;
+    response.allocations.push_back(toAllocation(key, it->second));
+    const ipam::Seq seq = journal_.lastSeq();
+    lock.unlock();
+    if (auto f = syncOrFail(seq, fmt::format("allocate for {}", who))) return failed(*f);
+    return response;
+  }
+  if (!ready_) {
+    return failed(Response::failure(
+        ErrorCode::kTryAgainLater, fmt::format("allocate for {}: the vnet-ipam agent on node {} is "
+                                               "not ready yet",
+                                               who, options_.nodeName)));
+  }
+  const ipam::TimePoint now = clock_();
+  // Fill the fullest usable block first, so the controller can return empty extra blocks.
+  std::vector<std::pair<const std::string*, BlockState*>> candidates;
+  for (auto& [name, block] : blocks_) {
+    if (block.usable()) candidates.emplace_back(&name, &block);
+  }
+  std::stable_sort(candidates.begin(), candidates.end(), [](const auto& a, const auto& b) {
+    return a.second->allocator->allocatedCount() > b.second->allocator->allocatedCount();
+  });
+  const ipam::Owner owner{request.containerID, request.ifName};
+  for (auto& [name, block] : candidates) {
+    auto address = block->allocator->allocate(owner, now);
+    if (!address) {
+      if (address.error().code == ipam::ErrorCode::kExhausted) continue;
+      return failed(Response::failure(
+          ErrorCode::kAgentInternal,
+          fmt::format("allocate for {} in block {}: {}", who, *name, address.error().message)));
+    }
+    JournalEntry entry{.kind = JournalEntry::Kind::kAllocate,
+                       .blockName = *name,
+                       .blockCidr = block->cidr,
+                       .allocation = {.address = *address,
+                                      .containerID = request.containerID,
+                                      .ifName = request.ifName,
+                                      .podNamespace = request.podNamespace,
+                                      .podName = request.podName}};
+    auto seq = journal_.append(encodeEntry(entry));
+    if (!seq) {
+      // Not recorded: undo in memory. The address cools down instead of coming back at once,
+      // which costs nothing and keeps the rule "released addresses cool" without exceptions.
+      (void)block->allocator->release(*address, owner, now);
+      spdlog::error("journal {}: allocate for {}: {}", journal_.path().string(), who,
+                    seq.error().message);
+      return failed(Response::failure(
+          ErrorCode::kIoFailure, fmt::format("allocate for {}: the agent's journal failed", who),
+          seq.error().message));
+    }
+    auto [it, inserted] = held_.emplace(key, Held{.block = *name,
+                                                  .address = *address,
+                                                  .podNamespace = request.podNamespace,
+                                                  .podName = request.podName});
+    Response response;
+    response.allocations.push_back(toAllocation(key, it->second));
+    if (metrics_) metrics_->setBlockFreeIPs(*name, block->allocator->freeCount(now));
+    lock.unlock();
+    // The fsync failing leaves the allocation in memory though it may not be on disk: a leak
+    // (the runtime sees ADD fail and never uses it; GC returns it) rather than a release that
+    // might hand out an address a crash could not account for.
+    if (auto f = syncOrFail(*seq, fmt::format("allocate for {}", who))) return failed(*f);
+    if (metrics_) metrics_->allocated(since(start));
+    spdlog::debug("allocated {} to {} (pod {}/{}) from block {}", address->toString(), who,
+                  request.podNamespace, request.podName, *name);
+    return response;
+  }
+  std::uint64_t cooling = 0;
+  for (auto& [name, block] : candidates)
+    cooling += block->allocator->coolingCount(now);
+  return failed(Response::failure(
+      ErrorCode::kTryAgainLater,
+      fmt::format("allocate for {}: no free address on node {}", who, options_.nodeName),
+      fmt::format("{} usable blocks, {} addresses still cooling down after release; the "
+                  "controller adds blocks when the node runs low",
+                  candidates.size(), cooling)));
+}
+
+ipam::Result<ipam::Seq> AllocationStore::releaseLocked(const std::string& key,
+                                                       std::string_view reason, ipam::TimePoint now,
+                                                       Allocation& released) {
+  auto it = held_.find(key);
+  released = toAllocation(key, it->second);
+  BlockState& block = blocks_.at(it->second.block);
+  const ipam::Owner owner{released.containerID, released.ifName};
+  if (auto r = block.allocator->release(released.address, owner, now); !r) {
+    return std::unexpected(r.error());
+  }
+  JournalEntry entry{.kind = JournalEntry::Kind::kRelease,
+                     .blockName = released.blockName,
+                     .blockCidr = block.cidr,
+                     .allocation = {.address = released.address,
+                                    .containerID = released.containerID,
+                                    .ifName = released.ifName},
+                     .releasedAt = now};
+  // If the append fails the journal still shows the address allocated: after a restart it is a
+  // leak GC will find, never a double allocation. Memory moves on (the address cools).
+  auto seq = journal_.append(encodeEntry(entry));
+  held_.erase(it);
+  if (metrics_) {
+    metrics_->released(reason);
+    metrics_->setBlockFreeIPs(released.blockName,
+                              block.usable() ? block.allocator->freeCount(now) : 0);
+  }
+  if (!block.inApi && block.allocator->allocatedCount() == 0) {
+    spdlog::info("orphaned block {} ({}) holds no allocations any more: dropping it",
+                 released.blockName, block.cidr.toString());
+    if (metrics_) metrics_->removeBlock(released.blockName);
+    blocks_.erase(released.blockName);
+    refreshBlockMetricsLocked();
+  }
+  return seq;
+}
+
+Response AllocationStore::release(const Request& request, std::string_view reason) {
+  const std::string key = ownerKey(request.containerID, request.ifName);
+  std::unique_lock lock(mu_);
+  if (!held_.contains(key)) return Response{};  // DEL is idempotent
+  Allocation released;
+  auto seq = releaseLocked(key, reason, clock_(), released);
+  lock.unlock();
+  if (!seq) {
+    return Response::failure(
+        ErrorCode::kIoFailure,
+        fmt::format("release of {} held by container {} interface {}", released.address.toString(),
+                    request.containerID, request.ifName),
+        seq.error().message);
+  }
+  // Deliberately no fsync here (see the header): the record is written, which survives the
+  // agent being killed; a power failure can only turn this release into a leak.
+  spdlog::debug("released {} of container {} interface {} ({})", released.address.toString(),
+                request.containerID, request.ifName, reason);
+  Response response;
+  response.allocations.push_back(std::move(released));
+  return response;
+}
+
+Response AllocationStore::check(const Request& request) {
+  const std::string key = ownerKey(request.containerID, request.ifName);
+  std::unique_lock lock(mu_);
+  auto it = held_.find(key);
+  if (it == held_.end()) {
+    return Response::failure(ErrorCode::kUnknownContainer,
+                             fmt::format("container {} interface {} holds no address on node {}",
+                                         request.containerID, request.ifName, options_.nodeName));
+  }
+  Response response;
+  response.allocations.push_back(toAllocation(key, it->second));
+  const ipam::Seq seq = journal_.lastSeq();
+  lock.unlock();
+  if (auto f = syncOrFail(seq, "check")) return *f;
+  return response;
+}
+
+Response AllocationStore::list() {
+  std::unique_lock lock(mu_);
+  Response response;
+  response.allocations.reserve(held_.size());
+  for (const auto& [key, held] : held_)
+    response.allocations.push_back(toAllocation(key, held));
+  const ipam::Seq seq = journal_.lastSeq();
+  lock.unlock();
+  std::sort(response.allocations.begin(), response.allocations.end(),
+            [](const Allocation& a, const Allocation& b) { return a.address < b.address; });
+  if (auto f = syncOrFail(seq, "list")) return *f;
+  return response;
+}
+
+Response AllocationStore::gc(const Request& request) {
+  std::unordered_map<std::string, bool> valid;
+  for (const Attachment& a : request.validAttachments)
+    valid[ownerKey(a.containerID, a.ifName)];
+  std::lock_guard lock(mu_);
+  const ipam::TimePoint now = clock_();
+  Response response;
+  for (auto& [key, held] : held_) {
+    if (valid.contains(key)) {
+      held.notAttachedSince.reset();
+      continue;
+    }
+    if (!held.notAttachedSince) held.notAttachedSince = now;
+    response.allocations.push_back(toAllocation(key, held));
+  }
+  if (!response.allocations.empty()) {
+    spdlog::info(
+        "CNI GC: {} allocations are not among the {} valid attachments; releasing them "
+        "after {} s unless they reappear",
+        response.allocations.size(), request.validAttachments.size(), options_.gcGrace.count());
+  }
+  return response;
+}
+
+Response AllocationStore::status() {
+  Response response;
+  response.ready = ready();
+  response.freeIPs = freeIPs();
+  return response;
+}
+
+std::vector<GcRelease> AllocationStore::collectGarbage(const std::optional<PodExists>& podExists) {
+  std::vector<GcRelease> released;
+  std::unique_lock lock(mu_);
+  const ipam::TimePoint now = clock_();
+  std::vector<std::pair<std::string, std::string_view>> due;
+  for (auto& [key, held] : held_) {
+    if (podExists && !held.podName.empty()) {
+      if ((*podExists)(held.podNamespace, held.podName)) {
+        held.podGoneSince.reset();
+      } else if (!held.podGoneSince) {
+        held.podGoneSince = now;
+      }
+    }
+    if (held.podGoneSince && now - *held.podGoneSince >= options_.gcGrace) {
+      due.emplace_back(key, kReasonPodGone);
+    } else if (held.notAttachedSince && now - *held.notAttachedSince >= options_.gcGrace) {
+      due.emplace_back(key, kReasonCniGc);
+    }
+  }
+  ipam::Seq last = 0;
+  for (const auto& [key, reason] : due) {
+    GcRelease r{.reason = reason};
+    auto seq = releaseLocked(key, reason, now, r.allocation);
+    const char* why = reason == kReasonPodGone
+                          ? "its pod no longer exists on this node"
+                          : "the runtime's CNI GC did not list it as a valid attachment";
+    if (!seq) {
+      spdlog::error("GC: release of {} (container {} interface {}, pod {}/{}): {}",
+                    r.allocation.address.toString(), r.allocation.containerID, r.allocation.ifName,
+                    r.allocation.podNamespace, r.allocation.podName, seq.error().message);
+      continue;
+    }
+    last = *seq;
+    spdlog::info(
+        "GC: released {} of container {} interface {} (pod {}/{}): {} for more than "
+        "{} s",
+        r.allocation.address.toString(), r.allocation.containerID, r.allocation.ifName,
+        r.allocation.podNamespace, r.allocation.podName, why, options_.gcGrace.count());
+    released.push_back(std::move(r));
+  }
+  // Cooling addresses become free with time alone: the sweep is the gauges' periodic refresh.
+  refreshBlockMetricsLocked();
+  lock.unlock();
+  if (last != 0) (void)syncOrFail(last, "GC");
+  return released;
+}
+
+std::vector<BlockUsage> AllocationStore::usage() const {
+  std::lock_guard lock(mu_);
+  std::vector<BlockUsage> out;
+  for (const auto& [name, block] : blocks_) {
+    out.push_back(BlockUsage{.name = name,
+                             .used = static_cast<std::int64_t>(block.allocator->allocatedCount()),
+                             .inApi = block.inApi});
+  }
+  return out;
+}
+
+std::uint64_t AllocationStore::freeIPs() const {
+  std::lock_guard lock(mu_);
+  const ipam::TimePoint now = clock_();
+  std::uint64_t free = 0;
+  for (const auto& [name, block] : blocks_) {
+    if (block.usable()) free += block.allocator->freeCount(now);
+  }
+  return free;
+}
+
+void AllocationStore::refreshBlockMetricsLocked() {
+  if (!metrics_) return;
+  const ipam::TimePoint now = clock_();
+  std::size_t usable = 0, notReady = 0, orphaned = 0, orphanedAllocations = 0;
+  for (const auto& [name, block] : blocks_) {
+    if (!block.inApi) {
+      ++orphaned;
+      orphanedAllocations += block.allocator->allocatedCount();
+    } else if (block.usable()) {
+      ++usable;
+    } else {
+      ++notReady;
+    }
+    metrics_->setBlockFreeIPs(name, block.usable() ? block.allocator->freeCount(now) : 0);
+  }
+  metrics_->setBlocks(BlockUse::kUsable, usable);
+  metrics_->setBlocks(BlockUse::kNotReady, notReady);
+  metrics_->setBlocks(BlockUse::kOrphaned, orphaned);
+  metrics_->setOrphanedAllocations(orphanedAllocations);
+}
+
+RecordedState AllocationStore::snapshotLocked(ipam::TimePoint now) const {
+  RecordedState state;
+  for (const auto& [name, block] : blocks_) {
+    RecordedBlock recorded{.cidr = block.cidr};
+    for (const auto& cooling : block.allocator->cooling(now)) {
+      recorded.released[cooling.address] = cooling.until - options_.cooldown;
+    }
+    if (recorded.released.empty() && block.allocator->allocatedCount() == 0) continue;
+    state.emplace(name, std::move(recorded));
+  }
+  for (const auto& [key, held] : held_) {
+    const auto sep = key.find('\0');
+    state[held.block].cidr = blocks_.at(held.block).cidr;
+    state[held.block].allocations[held.address] = AllocationRecord{
+        .address = held.address,
+        .containerID = key.substr(0, sep),
+        .ifName = key.substr(sep + 1),
+        .podNamespace = held.podNamespace,
+        .podName = held.podName,
+    };
+  }
+  return state;
+}
+
+ipam::Result<bool> AllocationStore::compactIfNeeded(bool force) {
+  std::lock_guard lock(mu_);
+  const auto stats = journal_.stats();
+  if (!force && stats.entriesSinceSnapshot < options_.compactAfterEntries) return false;
+  const std::string snapshot = encodeSnapshot(snapshotLocked(clock_()));
+  auto seq = journal_.compact(snapshot, journal_.lastSeq());
+  if (!seq) return std::unexpected(seq.error());
+  spdlog::info("journal {}: compacted {} entries into a snapshot of {} allocations ({} bytes)",
+               journal_.path().string(), stats.entriesSinceSnapshot, held_.size(), snapshot.size());
+  return true;
+}
+
+std::optional<std::string> AllocationStore::invariantViolation() const {
+  std::lock_guard lock(mu_);
+  std::size_t allocated = 0;
+  for (const auto& [name, block] : blocks_) {
+    if (auto v = block.allocator->invariantViolation())
+      return fmt::format("block {}: {}", name, *v);
+    allocated += block.allocator->allocatedCount();
+    for (const auto& a : block.allocator->allocations()) {
+      auto it = held_.find(ownerKey(a.owner.containerId, a.owner.ifName));
+      if (it == held_.end()) {
+        return fmt::format("block {}: {} is allocated to {} but the owner index does not know it",
+                           name, a.address.toString(), ipam::toString(a.owner));
+      }
+      if (it->second.block != name || it->second.address != a.address) {
+        return fmt::format("block {}: {} of {} is indexed as {} in {}", name, a.address.toString(),
+                           ipam::toString(a.owner), it->second.address.toString(),
+                           it->second.block);
+      }
+    }
+  }
+  if (allocated != held_.size()) {
+    return fmt::format("{} addresses allocated in blocks but {} owners indexed", allocated,
+                       held_.size());
+  }
+  return std::nullopt;
+}
+
+}  // namespace vnetipam::agent

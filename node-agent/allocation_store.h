@@ -1,0 +1,172 @@
+// The agent's allocation core: one BlockAllocator per IPBlock of this node, the owner of every
+// address, the durable journal behind them, and garbage-collection bookkeeping. No sockets and no
+// API calls: the server feeds it requests, the informers feed it blocks and pods, and tests drive
+// it directly with their own clock.
+//
+// What a caller may rely on:
+// - handle() answers at once: an exhausted node is CNI code 11, never a wait for a new block.
+// - An allocation is in the journal AND fsynced (group commit) before handle() returns it. Any
+//   answer that shows an allocation (a retried allocate, check, list) first waits for the fsync
+//   of everything journalled so far, so nobody sees an allocation a crash could lose.
+// - A release is written to the journal (write(2), so it survives the agent being killed) before
+//   handle() answers, but the answer does not wait for its fsync. Losing a release to a power
+//   failure resurrects the allocation after reboot: a leak that GC returns after its grace period,
+//   never an address handed out twice. The next fsync (any allocation's) covers it anyway, and
+//   an address is only reused after a later allocation record, whose fsync covers the release.
+//   Not waiting halves the fsyncs of a pod's ADD+DEL.
+// - Only blocks in phase Ready (and not being deleted) get new allocations. A block that leaves
+//   the API while it still holds allocations is kept, reported as orphaned, and allocates nothing.
+// - Released addresses cool down for `cooldown`, across restarts (the release time is recorded).
+//
+// Thread-safe: every method may be called from any thread.
+#pragma once
+
+#include <chrono>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <vector>
+
+#include "lib/ipam/block_allocator.h"
+#include "lib/ipam/journal.h"
+#include "node-agent/journal_record.h"
+#include "node-agent/metrics.h"
+#include "node-agent/protocol.h"
+
+namespace vnetipam::agent {
+
+using WallClock = std::function<ipam::TimePoint()>;
+
+struct StoreOptions {
+  std::string nodeName;  // for messages
+  std::chrono::seconds cooldown{30};
+  std::chrono::seconds gcGrace{60};
+  // Compact the journal once it holds this many entries after its snapshot.
+  std::uint64_t compactAfterEntries = 20'000;
+};
+
+// One IPBlock of this node as the API server shows it.
+struct ApiBlock {
+  std::string name;
+  ipam::Prefix cidr;
+  bool ready = false;     // phase Ready
+  bool deleting = false;  // deletionTimestamp set or phase Releasing
+};
+
+struct BlockUsage {
+  std::string name;
+  std::int64_t used = 0;
+  bool inApi = false;  // only blocks in the API can be reported
+};
+
+// An allocation GC released, for logs and tests.
+struct GcRelease {
+  Allocation allocation;
+  std::string_view reason;  // kReasonPodGone or kReasonCniGc
+};
+
+class AllocationStore {
+ public:
+  // Rebuilds the state the journal records (`recovered` is what Journal::open returned) and
+  // serves from `journal`, which must outlive the store. kCorruption when a record does not
+  // decode. Allocations are restored before anything is allocated; addresses released less than
+  // `cooldown` ago cool on.
+  static ipam::Result<std::unique_ptr<AllocationStore>> recover(ipam::Journal& journal,
+                                                                const ipam::Recovered& recovered,
+                                                                StoreOptions options,
+                                                                WallClock clock,
+                                                                AgentMetrics* metrics = nullptr);
+
+  // ---- blocks, from the IPBlock informer ----
+  // Adds or updates a block. A CIDR different from the one the journal holds under that name
+  // makes the block unusable (logged): the recorded allocations win.
+  void upsertBlock(const ApiBlock& block);
+  // The block left the API. Kept (orphaned, no new allocations) while it holds allocations.
+  void removeBlock(const std::string& name);
+  // Called once the informer has synced: blocks the journal knows but the API does not are
+  // orphaned (kept and reported) or, when empty, dropped. Returns the orphaned block names.
+  std::vector<std::string> apiSynced();
+
+  // Whether handle() allocates (false: allocate answers 11, the agent is not ready yet).
+  void setReady(bool ready);
+  bool ready() const;
+
+  // ---- the socket protocol ----
+  Response handle(const Request& request);
+
+  // ---- garbage collection ----
+  // One sweep at the store's now(): allocations whose pod `podExists` denies (nullopt: the pod
+  // list is not synced, skip that check) are marked; marks (these and a CNI gc request's) older
+  // than the grace period are released. A mark is cleared when the pod shows up again, a later
+  // gc request lists the attachment, or the owner retries its allocate. Also refreshes the
+  // per-block free-address gauges (cooling addresses become free with time alone).
+  using PodExists = std::function<bool(const std::string& ns, const std::string& name)>;
+  std::vector<GcRelease> collectGarbage(const std::optional<PodExists>& podExists);
+
+  // ---- reporting and upkeep ----
+  std::vector<BlockUsage> usage() const;
+  std::uint64_t freeIPs() const;  // in usable blocks, at now()
+  // Compacts the journal when it holds more than compactAfterEntries entries (or `force`).
+  // Pauses every request for the duration (a snapshot write and two fsyncs).
+  ipam::Result<bool> compactIfNeeded(bool force = false);
+
+  // Invariants across the allocators and the owner index (tests call it after every step).
+  std::optional<std::string> invariantViolation() const;
+
+ private:
+  struct BlockState {
+    ipam::Prefix cidr;
+    std::unique_ptr<ipam::BlockAllocator> allocator;
+    bool inApi = false;
+    bool ready = false;
+    bool deleting = false;
+    bool cidrConflict = false;
+    bool usable() const { return inApi && ready && !deleting && !cidrConflict; }
+  };
+  struct Held {
+    std::string block;
+    ipam::IPAddress address;
+    std::string podNamespace;
+    std::string podName;
+    std::optional<ipam::TimePoint> podGoneSince;
+    std::optional<ipam::TimePoint> notAttachedSince;
+  };
+
+  AllocationStore(ipam::Journal& journal, StoreOptions options, WallClock clock,
+                  AgentMetrics* metrics);
+  static std::string ownerKey(std::string_view containerID, std::string_view ifName);
+
+  Response allocate(const Request& request);
+  Response release(const Request& request, std::string_view reason);
+  Response check(const Request& request);
+  Response list();
+  Response gc(const Request& request);
+  Response status();
+
+  // Requires mu_. Releases the held owner `key`, journals it; returns the journal seq.
+  ipam::Result<ipam::Seq> releaseLocked(const std::string& key, std::string_view reason,
+                                        ipam::TimePoint now, Allocation& released);
+  Allocation toAllocation(const std::string& key, const Held& held) const;
+  // Waits for the fsync of everything up to seq; an error answers code 5.
+  std::optional<Response> syncOrFail(ipam::Seq seq, std::string_view what);
+  BlockState& blockFor(const std::string& name, ipam::Prefix cidr);
+  void refreshBlockMetricsLocked();
+  RecordedState snapshotLocked(ipam::TimePoint now) const;
+
+  ipam::Journal& journal_;
+  const StoreOptions options_;
+  WallClock clock_;
+  AgentMetrics* metrics_;
+
+  mutable std::mutex mu_;
+  std::map<std::string, BlockState, std::less<>> blocks_;
+  std::unordered_map<std::string, Held> held_;  // by ownerKey
+  bool ready_ = false;
+};
+
+}  // namespace vnetipam::agent

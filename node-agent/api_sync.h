@@ -1,0 +1,45 @@
+// Where the agent meets the API server: reading this node's IPBlocks, writing their status.used.
+// Everything here is a thin adapter; decisions live in AllocationStore.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "lib/kube/client.h"
+#include "node-agent/allocation_store.h"
+#include "node-agent/metrics.h"
+
+namespace vnetipam::agent {
+
+inline constexpr std::string_view kIPBlocksPath = "/apis/vnetipam.io/v1alpha1/ipblocks";
+inline constexpr std::string_view kPodsPath = "/api/v1/pods";
+
+// The fields of an IPBlock the agent acts on; nullopt (the error says why) for an object that is
+// not a block of `nodeName` with a valid CIDR.
+std::expected<ApiBlock, std::string> apiBlockFromJson(const nlohmann::json& object,
+                                                      const std::string& nodeName);
+
+// Writes status.used of this node's blocks with server-side apply under the agent's own field
+// manager (api::kAgentFieldManager), which owns only that field: the controller's phase, nic,
+// capacity and conditions are untouched. Only blocks whose count changed since the last
+// successful write are sent, so an idle node makes no API calls. Not thread-safe: one caller.
+class UsageReporter {
+ public:
+  UsageReporter(kube::Client& client, AgentMetrics* metrics) : client_(client), metrics_(metrics) {}
+
+  // One batch. Returns the number of blocks written successfully; failures are logged and
+  // retried on the next call.
+  std::size_t report(const std::vector<BlockUsage>& usage);
+
+ private:
+  kube::Client& client_;
+  AgentMetrics* metrics_;
+  std::map<std::string, std::int64_t, std::less<>> written_;
+};
+
+}  // namespace vnetipam::agent

@@ -1,0 +1,24 @@
+// The CNI network configuration list the agent installs for the container runtime. Its presence
+// is what makes the node network-ready, so it is written only once the agent can serve, and
+// removed on a clean shutdown.
+#pragma once
+
+#include <filesystem>
+#include <string>
+
+#include "lib/ipam/error.h"
+
+namespace vnetipam::agent {
+
+// {"cniVersion":"1.1.0","name":"vnet-ipam","plugins":[{"type":"vnet-transparent",
+//  "hostVethPrefix":P,"mtu":N,"ipam":{"type":"vnet-ipam","socket":S}},{"type":"portmap",
+//  "capabilities":{"portMappings":true},"snat":true}]}
+std::string cniConfigList(const std::string& hostVethPrefix, int mtu, const std::string& socket);
+
+// Writes `content` to dir/name so that a reader sees the old file or the whole new one, never a
+// part: a temporary file in the same directory (a dot name, which the runtime ignores), fsync,
+// rename, directory fsync. Creates `dir` if missing. kIo naming the path.
+ipam::Result<void> writeFileAtomically(const std::filesystem::path& dir, const std::string& name,
+                                       const std::string& content);
+
+}  // namespace vnetipam::agent

@@ -1,0 +1,244 @@
+#include "node-agent/journal_record.h"
+
+#include <utility>
+
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+namespace vnetipam::agent {
+namespace {
+
+using ipam::ErrorCode::kCorruption;
+using ipam::ErrorCode::kInvalidArgument;
+using nlohmann::json;
+
+std::int64_t toMillis(ipam::TimePoint t) {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(t.time_since_epoch()).count();
+}
+
+ipam::TimePoint fromMillis(std::int64_t ms) {
+  return ipam::TimePoint(
+      std::chrono::duration_cast<ipam::TimePoint::duration>(std::chrono::milliseconds(ms)));
+}
+
+// Typed access to a JSON object; the first failure is kept and reported once.
+class Reader {
+ public:
+  explicit Reader(const json& j) : j_(j) {}
+  std::string str(const char* name) {
+    auto it = j_.find(name);
+    if (it == j_.end() || !it->is_string()) {
+      fail(name, "a string");
+      return {};
+    }
+    return it->get<std::string>();
+  }
+  std::string optionalStr(const char* name) {
+    auto it = j_.find(name);
+    return it != j_.end() && it->is_string() ? it->get<std::string>() : std::string();
+  }
+  std::int64_t integer(const char* name) {
+    auto it = j_.find(name);
+    if (it == j_.end() || !it->is_number_integer()) {
+      fail(name, "an integer");
+      return 0;
+    }
+    return it->get<std::int64_t>();
+  }
+  ipam::IPAddress address(const char* name) {
+    auto parsed = ipam::IPAddress::parse(str(name));
+    if (!parsed) {
+      fail(name, "an IP address");
+      return {};
+    }
+    return *parsed;
+  }
+  ipam::Prefix prefix(const char* name) {
+    auto parsed = ipam::Prefix::parse(str(name));
+    if (!parsed) {
+      fail(name, "a CIDR");
+      return {};
+    }
+    return *parsed;
+  }
+  const std::string& error() const { return error_; }
+
+ private:
+  void fail(const char* name, const char* what) {
+    if (error_.empty()) error_ = fmt::format("field \"{}\" must be {}", name, what);
+  }
+  const json& j_;
+  std::string error_;
+};
+
+ipam::Result<json> parse(std::string_view payload) {
+  json j = json::parse(payload, nullptr, /*allow_exceptions=*/false);
+  if (j.is_discarded() || !j.is_object()) return ipam::fail(kInvalidArgument, "not a JSON object");
+  return j;
+}
+
+}  // namespace
+
+std::string encodeEntry(const JournalEntry& e) {
+  json j{{"t", e.kind == JournalEntry::Kind::kAllocate ? "a" : "r"},
+         {"b", e.blockName},
+         {"c", e.blockCidr.toString()},
+         {"ip", e.allocation.address.toString()},
+         {"id", e.allocation.containerID},
+         {"if", e.allocation.ifName}};
+  if (e.kind == JournalEntry::Kind::kAllocate) {
+    j["ns"] = e.allocation.podNamespace;
+    j["pod"] = e.allocation.podName;
+  } else {
+    j["at"] = toMillis(e.releasedAt);
+  }
+  return j.dump();
+}
+
+ipam::Result<JournalEntry> decodeEntry(std::string_view payload) {
+  auto j = parse(payload);
+  if (!j) return std::unexpected(j.error());
+  Reader r(*j);
+  JournalEntry e;
+  const std::string kind = r.str("t");
+  if (kind == "a") {
+    e.kind = JournalEntry::Kind::kAllocate;
+  } else if (kind == "r") {
+    e.kind = JournalEntry::Kind::kRelease;
+  } else if (r.error().empty()) {
+    return ipam::fail(kInvalidArgument, fmt::format("field \"t\" is \"{}\": want a or r", kind));
+  }
+  e.blockName = r.str("b");
+  e.blockCidr = r.prefix("c");
+  e.allocation.address = r.address("ip");
+  e.allocation.containerID = r.str("id");
+  e.allocation.ifName = r.str("if");
+  if (e.kind == JournalEntry::Kind::kAllocate) {
+    e.allocation.podNamespace = r.optionalStr("ns");
+    e.allocation.podName = r.optionalStr("pod");
+  } else {
+    e.releasedAt = fromMillis(r.integer("at"));
+  }
+  if (!r.error().empty()) return ipam::fail(kInvalidArgument, r.error());
+  return e;
+}
+
+std::string encodeSnapshot(const RecordedState& state) {
+  json blocks = json::array();
+  for (const auto& [name, block] : state) {
+    json alloc = json::array();
+    for (const auto& [address, a] : block.allocations) {
+      alloc.push_back(json{{"ip", address.toString()},
+                           {"id", a.containerID},
+                           {"if", a.ifName},
+                           {"ns", a.podNamespace},
+                           {"pod", a.podName}});
+    }
+    json cool = json::array();
+    for (const auto& [address, at] : block.released) {
+      cool.push_back(json{{"ip", address.toString()}, {"at", toMillis(at)}});
+    }
+    blocks.push_back(json{{"b", name},
+                          {"c", block.cidr.toString()},
+                          {"alloc", std::move(alloc)},
+                          {"cool", std::move(cool)}});
+  }
+  return json{{"v", 1}, {"blocks", std::move(blocks)}}.dump();
+}
+
+ipam::Result<RecordedState> decodeSnapshot(std::string_view payload) {
+  auto j = parse(payload);
+  if (!j) return std::unexpected(j.error());
+  auto version = j->find("v");
+  if (version == j->end() || *version != 1) {
+    return ipam::fail(kInvalidArgument, "snapshot version (field \"v\") is not 1");
+  }
+  auto blocks = j->find("blocks");
+  if (blocks == j->end() || !blocks->is_array()) {
+    return ipam::fail(kInvalidArgument, "field \"blocks\" must be an array");
+  }
+  RecordedState state;
+  for (const json& b : *blocks) {
+    if (!b.is_object()) return ipam::fail(kInvalidArgument, "blocks[] must be objects");
+    Reader r(b);
+    RecordedBlock block;
+    std::string name = r.str("b");
+    block.cidr = r.prefix("c");
+    if (!r.error().empty()) return ipam::fail(kInvalidArgument, r.error());
+    for (const char* list : {"alloc", "cool"}) {
+      auto it = b.find(list);
+      if (it == b.end() || !it->is_array()) {
+        return ipam::fail(kInvalidArgument,
+                          fmt::format("block {}: field \"{}\" must be an array", name, list));
+      }
+      for (const json& item : *it) {
+        if (!item.is_object()) {
+          return ipam::fail(kInvalidArgument,
+                            fmt::format("block {}: {}[] must be objects", name, list));
+        }
+        Reader ir(item);
+        AllocationRecord a;
+        a.address = ir.address("ip");
+        if (std::string_view(list) == "alloc") {
+          a.containerID = ir.str("id");
+          a.ifName = ir.str("if");
+          a.podNamespace = ir.optionalStr("ns");
+          a.podName = ir.optionalStr("pod");
+          block.allocations[a.address] = a;
+        } else {
+          block.released[a.address] = fromMillis(ir.integer("at"));
+        }
+        if (!ir.error().empty()) {
+          return ipam::fail(kInvalidArgument, fmt::format("block {}: {}", name, ir.error()));
+        }
+      }
+    }
+    state.emplace(std::move(name), std::move(block));
+  }
+  return state;
+}
+
+void applyEntry(RecordedState& state, const JournalEntry& e) {
+  auto [it, inserted] = state.try_emplace(e.blockName, RecordedBlock{.cidr = e.blockCidr});
+  RecordedBlock& block = it->second;
+  const ipam::IPAddress address = e.allocation.address;
+  if (e.kind == JournalEntry::Kind::kAllocate) {
+    block.released.erase(address);
+    block.allocations[address] = e.allocation;
+    return;
+  }
+  auto held = block.allocations.find(address);
+  if (held == block.allocations.end() || held->second.containerID != e.allocation.containerID ||
+      held->second.ifName != e.allocation.ifName) {
+    return;
+  }
+  block.allocations.erase(held);
+  block.released[address] = e.releasedAt;
+}
+
+ipam::Result<RecordedState> replay(const ipam::Recovered& recovered) {
+  auto asText = [](const std::vector<std::byte>& payload) {
+    return std::string_view(reinterpret_cast<const char*>(payload.data()), payload.size());
+  };
+  RecordedState state;
+  if (recovered.snapshot) {
+    auto snapshot = decodeSnapshot(asText(recovered.snapshot->payload));
+    if (!snapshot) {
+      return ipam::fail(kCorruption,
+                        fmt::format("journal snapshot (seq {}): {}", recovered.snapshot->seq,
+                                    snapshot.error().message));
+    }
+    state = std::move(*snapshot);
+  }
+  for (const ipam::RecoveredRecord& record : recovered.entries) {
+    auto entry = decodeEntry(asText(record.payload));
+    if (!entry) {
+      return ipam::fail(kCorruption,
+                        fmt::format("journal entry seq {}: {}", record.seq, entry.error().message));
+    }
+    applyEntry(state, *entry);
+  }
+  return state;
+}
+
+}  // namespace vnetipam::agent

@@ -1,0 +1,70 @@
+// What the agent writes into its journal (lib/ipam/journal.h keeps payloads opaque): one JSON
+// object per record.
+//
+//   entry, allocation: {"t":"a","b":"<block name>","c":"<block cidr>","ip":"10.0.0.17",
+//                       "id":"<container id>","if":"eth0","ns":"<pod namespace>","pod":"<pod>"}
+//   entry, release:    {"t":"r","b":"<block name>","c":"<block cidr>","ip":"10.0.0.17",
+//                       "id":"<container id>","if":"eth0","at":<release time, ms since epoch>}
+//   snapshot:          {"v":1,"blocks":[{"b":..,"c":..,"alloc":[{"ip","id","if","ns","pod"}],
+//                       "cool":[{"ip":..,"at":<ms>}]}]}
+//
+// The release time is recorded so the cooldown survives a restart: an address released just
+// before a crash is still held back after it.
+#pragma once
+
+#include <chrono>
+#include <map>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "lib/ipam/block_allocator.h"
+#include "lib/ipam/error.h"
+#include "lib/ipam/ip.h"
+#include "lib/ipam/journal.h"
+
+namespace vnetipam::agent {
+
+struct AllocationRecord {
+  ipam::IPAddress address;
+  std::string containerID;
+  std::string ifName;
+  std::string podNamespace;
+  std::string podName;
+  bool operator==(const AllocationRecord&) const = default;
+};
+
+// One journal entry: an allocation or a release in one block.
+struct JournalEntry {
+  enum class Kind { kAllocate, kRelease } kind = Kind::kAllocate;
+  std::string blockName;
+  ipam::Prefix blockCidr;
+  AllocationRecord allocation;  // for a release, only address, containerID and ifName matter
+  ipam::TimePoint releasedAt;   // release only
+  bool operator==(const JournalEntry&) const = default;
+};
+
+// The recorded state of one block: what is allocated and what is cooling (by release time).
+struct RecordedBlock {
+  ipam::Prefix cidr;
+  std::map<ipam::IPAddress, AllocationRecord> allocations;
+  std::map<ipam::IPAddress, ipam::TimePoint> released;
+  bool operator==(const RecordedBlock&) const = default;
+};
+using RecordedState = std::map<std::string, RecordedBlock, std::less<>>;  // by block name
+
+std::string encodeEntry(const JournalEntry& entry);
+ipam::Result<JournalEntry> decodeEntry(std::string_view payload);
+
+std::string encodeSnapshot(const RecordedState& state);
+ipam::Result<RecordedState> decodeSnapshot(std::string_view payload);
+
+// Applies one entry to a recorded state (replay). A release of an address held by another owner
+// is ignored: the journal's order makes that a stale release.
+void applyEntry(RecordedState& state, const JournalEntry& entry);
+
+// The snapshot then every entry, in order. kCorruption naming the sequence number of a record
+// that does not decode (a checksummed record that does not parse was not written by this agent).
+ipam::Result<RecordedState> replay(const ipam::Recovered& recovered);
+
+}  // namespace vnetipam::agent

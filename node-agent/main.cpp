@@ -1,0 +1,292 @@
+// vnet-ipam-agent: hands out pod addresses from this node's IPBlocks over a unix socket.
+//
+// Start-up order is what makes the node safe to use: recover the journal (every allocation a
+// previous run acknowledged is held before anything is handed out), sync the IPBlock and Pod
+// informers, then listen, and only then write the CNI config that tells the runtime the node's
+// network is ready. A clean stop (SIGTERM/SIGINT) reverses it: the config goes first.
+#include <cerrno>
+#include <chrono>
+#include <condition_variable>
+#include <csignal>
+#include <cstring>
+#include <filesystem>
+#include <iostream>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <span>
+#include <string>
+#include <thread>
+
+#include <fcntl.h>
+#include <fmt/format.h>
+#include <poll.h>
+#include <prometheus/registry.h>
+#include <spdlog/spdlog.h>
+#include <unistd.h>
+
+#include "api/constants.h"
+#include "lib/ipam/journal.h"
+#include "lib/kube/client.h"
+#include "lib/kube/config.h"
+#include "lib/kube/cpprest_transport.h"
+#include "lib/kube/informer.h"
+#include "lib/observe/http_server.h"
+#include "node-agent/allocation_store.h"
+#include "node-agent/api_sync.h"
+#include "node-agent/cni_config.h"
+#include "node-agent/metrics.h"
+#include "node-agent/options.h"
+#include "node-agent/socket_server.h"
+
+namespace {
+
+using namespace vnetipam;
+using namespace vnetipam::agent;
+
+int gSignalPipe[2] = {-1, -1};
+
+extern "C" void onSignal(int) {
+  const char byte = 1;
+  (void)!::write(gSignalPipe[1], &byte, 1);
+}
+
+// Waits up to `timeout` for SIGTERM/SIGINT; true when one arrived.
+bool waitForSignal(std::chrono::milliseconds timeout) {
+  pollfd p{.fd = gSignalPipe[0], .events = POLLIN, .revents = 0};
+  int r = ::poll(&p, 1, static_cast<int>(timeout.count()));
+  return r > 0;
+}
+
+void setUpLogging(const AgentOptions& options) {
+  if (options.logFormat == LogFormat::kJson) {
+    spdlog::set_pattern(
+        R"({"time":"%Y-%m-%dT%H:%M:%S.%eZ","level":"%l","logger":"vnet-ipam-agent","msg":"%v"})",
+        spdlog::pattern_time_type::utc);
+  }
+  spdlog::set_level(spdlog::level::from_str(options.logLevel));
+  spdlog::flush_on(spdlog::level::info);
+}
+
+kube::Result<kube::KubeConfig> loadKubeConfig(const AgentOptions& options) {
+  if (options.kubeconfig.empty()) return kube::loadInCluster();
+  return kube::loadKubeconfig(options.kubeconfig);
+}
+
+int run(const AgentOptions& options) {
+  const std::filesystem::path stateDir(options.stateDir);
+  std::error_code ec;
+  std::filesystem::create_directories(stateDir, ec);
+  if (ec) {
+    spdlog::error("--state-dir {}: {}", options.stateDir, ec.message());
+    return 1;
+  }
+  auto opened = ipam::Journal::open(stateDir / "allocations.journal");
+  if (!opened) {
+    spdlog::error("opening the journal in --state-dir {}: {}", options.stateDir,
+                  opened.error().message);
+    return 1;
+  }
+  auto& [journal, recovered] = *opened;
+  if (recovered.dropped) {
+    spdlog::warn(
+        "journal {}: cut a torn tail of {} bytes at offset {} ({}); it held no "
+        "acknowledged records",
+        journal->path().string(), recovered.dropped->bytes, recovered.dropped->offset,
+        recovered.dropped->reason);
+  }
+
+  // A config left by a killed agent says the node can serve; until this run can, it cannot.
+  const std::filesystem::path confFile =
+      std::filesystem::path(options.cniConfDir) / options.cniConfName;
+  if (std::filesystem::remove(confFile, ec)) {
+    spdlog::info("removed {} left by an earlier run until this one can serve", confFile.string());
+  }
+
+  auto registry = std::make_shared<prometheus::Registry>();
+  AgentMetrics metrics(registry);
+  auto store = AllocationStore::recover(
+      *journal, recovered,
+      StoreOptions{.nodeName = options.nodeName,
+                   .cooldown = std::chrono::seconds(options.releaseCooldownSeconds),
+                   .gcGrace = std::chrono::seconds(options.gcGraceSeconds)},
+      [] { return std::chrono::system_clock::now(); }, &metrics);
+  if (!store) {
+    spdlog::error("recovering from the journal in --state-dir {}: {}", options.stateDir,
+                  store.error().message);
+    return 1;
+  }
+  AllocationStore& allocations = **store;
+
+  observe::HttpServer http(options.metricsAddress, registry);
+  http.addCheck("journal", observe::Probe::kLiveness, [&]() -> std::expected<void, std::string> {
+    if (auto ok = journal->sync(0); !ok) return std::unexpected(ok.error().message);
+    return {};
+  });
+  http.addCheck("serving", observe::Probe::kReadiness, [&]() -> std::expected<void, std::string> {
+    if (!allocations.ready()) {
+      return std::unexpected(std::string("not serving allocations yet"));
+    }
+    return {};
+  });
+  if (auto started = http.start(); !started) {
+    spdlog::error("--metrics-address: {}", started.error());
+    return 1;
+  }
+
+  auto config = loadKubeConfig(options);
+  if (!config) {
+    spdlog::error("{}{}", options.kubeconfig.empty() ? "in-cluster config: " : "--kubeconfig: ",
+                  config.error().message);
+    return 1;
+  }
+  auto transport = kube::CpprestTransportImpl::create({
+      .server = config->server,
+      .caPem = config->caPem,
+      .clientCertPem = config->clientCertPem,
+      .clientKeyPem = config->clientKeyPem,
+      .insecureSkipTlsVerify = config->insecureSkipTlsVerify,
+  });
+  if (!transport) {
+    spdlog::error("kube client: {}", transport.error().message);
+    return 1;
+  }
+  kube::SteadyClockImpl steady;
+  kube::Client client(**transport, steady,
+                      {.token = config->token, .userAgent = "vnet-ipam-agent/" + options.nodeName});
+
+  const std::string nodeSelector = fmt::format("spec.nodeName={}", options.nodeName);
+  auto onBlock = [&](const nlohmann::json& object) {
+    auto block = apiBlockFromJson(object, options.nodeName);
+    if (!block) {
+      spdlog::warn("ignoring an IPBlock: {}", block.error());
+      return;
+    }
+    allocations.upsertBlock(*block);
+  };
+  kube::Informer blocks(
+      client, std::string(kIPBlocksPath),
+      {.list = {.fieldSelector = nodeSelector},
+       .onError = [](const kube::Error& e) { spdlog::warn("IPBlock watch: {}", e.message); }},
+      {.onAdd = onBlock,
+       .onUpdate = [&](const nlohmann::json&, const nlohmann::json& object) { onBlock(object); },
+       .onDelete =
+           [&](const nlohmann::json& object) {
+             allocations.removeBlock(object.value("/metadata/name"_json_pointer, std::string()));
+           }});
+  kube::Informer pods(
+      client, std::string(kPodsPath),
+      {.list = {.fieldSelector = nodeSelector},
+       .onError = [](const kube::Error& e) { spdlog::warn("Pod watch: {}", e.message); }},
+      {});
+  blocks.start();
+  pods.start();
+
+  spdlog::info("vnet-ipam-agent on node {}: waiting for the IPBlock and Pod caches to sync",
+               options.nodeName);
+  while (!blocks.hasSynced() || !pods.hasSynced()) {
+    if (waitForSignal(std::chrono::milliseconds(50))) {
+      spdlog::info("stopping before the caches synced");
+      return 0;
+    }
+  }
+  for (const auto& name : allocations.apiSynced()) {
+    spdlog::warn("block {} is orphaned: its allocations stay held until released or collected",
+                 name);
+  }
+
+  SocketServer server(options.socket,
+                      [&](const Request& request) { return allocations.handle(request); });
+  if (auto started = server.start(); !started) {
+    spdlog::error("--socket: {}", started.error().message);
+    return 1;
+  }
+  allocations.setReady(true);
+  const std::filesystem::path confDir(options.cniConfDir);
+  if (auto written =
+          writeFileAtomically(confDir, options.cniConfName,
+                              cniConfigList(options.hostVethPrefix, options.mtu, options.socket));
+      !written) {
+    spdlog::error("--cni-conf-dir: {}", written.error().message);
+    return 1;
+  }
+  spdlog::info("serving on {} with {} free addresses; CNI config {} written", options.socket,
+               allocations.freeIPs(), (confDir / options.cniConfName).string());
+
+  // status.used in batches, on a thread of its own: a slow API server must not delay GC.
+  std::mutex stopMutex;
+  std::condition_variable stopChanged;
+  bool stopping = false;  // guarded by stopMutex
+  std::thread reporter([&] {
+    UsageReporter usage(client, &metrics);
+    const auto interval = std::chrono::milliseconds(options.usageReportIntervalMs);
+    std::unique_lock lock(stopMutex);
+    while (!stopping) {
+      lock.unlock();
+      usage.report(allocations.usage());
+      lock.lock();
+      stopChanged.wait_for(lock, interval, [&] { return stopping; });
+    }
+    lock.unlock();
+    usage.report(allocations.usage());  // the last word before exit
+  });
+
+  // GC every second (the grace period is counted in seconds), compaction when due.
+  while (!waitForSignal(std::chrono::seconds(1))) {
+    const auto podExists = pods.hasSynced()
+                               ? std::optional<AllocationStore::PodExists>(
+                                     [&](const std::string& ns, const std::string& name) {
+                                       return pods.get(ns + "/" + name).has_value();
+                                     })
+                               : std::nullopt;
+    allocations.collectGarbage(podExists);
+    if (auto compacted = allocations.compactIfNeeded(); !compacted) {
+      spdlog::error("journal compaction: {}", compacted.error().message);
+    }
+  }
+
+  spdlog::info("stopping: removing the CNI config, then the socket");
+  std::filesystem::remove(confDir / options.cniConfName, ec);
+  allocations.setReady(false);
+  server.stop();
+  {
+    std::lock_guard lock(stopMutex);
+    stopping = true;
+  }
+  stopChanged.notify_all();
+  reporter.join();
+  blocks.stop();
+  pods.stop();
+  if (auto compacted = allocations.compactIfNeeded(/*force=*/true); !compacted) {
+    spdlog::warn("journal compaction at exit: {}", compacted.error().message);
+  }
+  http.stop();
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  auto options =
+      parseOptions(std::span<const char* const>(argv + 1, static_cast<std::size_t>(argc - 1)));
+  if (!options) {
+    std::cerr << "vnet-ipam-agent: " << options.error() << "\n" << usageText();
+    return 2;
+  }
+  if (options->help) {
+    std::cout << usageText();
+    return 0;
+  }
+  setUpLogging(*options);
+  if (::pipe2(gSignalPipe, O_CLOEXEC | O_NONBLOCK) != 0) {
+    spdlog::error("pipe2: {}", std::strerror(errno));
+    return 1;
+  }
+  struct sigaction sa {};
+  sa.sa_handler = onSignal;
+  ::sigemptyset(&sa.sa_mask);
+  ::sigaction(SIGTERM, &sa, nullptr);
+  ::sigaction(SIGINT, &sa, nullptr);
+  ::signal(SIGPIPE, SIG_IGN);
+  return run(*options);
+}

@@ -1,0 +1,168 @@
+#include "node-agent/metrics.h"
+
+#include <utility>
+
+namespace vnetipam::agent {
+namespace {
+
+using prometheus::BuildCounter;
+using prometheus::BuildGauge;
+using prometheus::BuildHistogram;
+
+double seconds(std::chrono::nanoseconds d) { return std::chrono::duration<double>(d).count(); }
+
+// 50 us .. ~1.6 s: an allocation answered from memory takes microseconds, one waiting for a
+// journal fsync a few milliseconds (more on a busy disk).
+prometheus::Histogram::BucketBoundaries latencyBuckets() {
+  prometheus::Histogram::BucketBoundaries b;
+  for (double v = 50e-6; v < 2.0; v *= 2)
+    b.push_back(v);
+  return b;
+}
+
+}  // namespace
+
+AgentMetrics::AgentMetrics(std::shared_ptr<prometheus::Registry> registry)
+    : registry_(std::move(registry)),
+      allocations_(BuildCounter()
+                       .Name("vnetipam_agent_allocations_total")
+                       .Help("Addresses handed out to pods (a retried ADD of a held address is "
+                             "not counted).")
+                       .Register(*registry_)
+                       .Add({})),
+      allocationFailures_(BuildCounter()
+                              .Name("vnetipam_agent_allocation_failures_total")
+                              .Help("Allocate requests refused, by the CNI error code answered "
+                                    "(11: no free address or not ready).")
+                              .Register(*registry_)),
+      releases_(BuildCounter()
+                    .Name("vnetipam_agent_releases_total")
+                    .Help("Addresses released, by reason (cni_del, gc_pod_gone, gc_not_attached).")
+                    .Register(*registry_)),
+      gcReleases_(BuildCounter()
+                      .Name("vnetipam_agent_gc_releases_total")
+                      .Help("Addresses released by garbage collection, by reason.")
+                      .Register(*registry_)),
+      allocationDuration_(BuildHistogram()
+                              .Name("vnetipam_agent_allocation_duration_seconds")
+                              .Help("Time to answer an allocate request, journal fsync included.")
+                              .Register(*registry_)
+                              .Add({}, latencyBuckets())),
+      journalSyncDuration_(BuildHistogram()
+                               .Name("vnetipam_agent_journal_fsync_duration_seconds")
+                               .Help("Time a request waited for the journal fsync covering its "
+                                     "record (group commit).")
+                               .Register(*registry_)
+                               .Add({}, latencyBuckets())),
+      blockFreeIPs_(BuildGauge()
+                        .Name("vnetipam_agent_block_free_ips")
+                        .Help("Addresses free to allocate in each block of this node (cooling "
+                              "addresses are not free).")
+                        .Register(*registry_)),
+      blocks_(BuildGauge()
+                  .Name("vnetipam_agent_blocks")
+                  .Help("Blocks this agent holds, by state: usable (Ready), not_ready (no new "
+                        "allocations), orphaned (gone from the API but still holding "
+                        "allocations).")
+                  .Register(*registry_)),
+      orphanedAllocations_(BuildGauge()
+                               .Name("vnetipam_agent_orphaned_allocations")
+                               .Help("Allocations held in blocks that no longer exist in the API.")
+                               .Register(*registry_)
+                               .Add({})),
+      usageReports_(BuildCounter()
+                        .Name("vnetipam_agent_usage_reports_total")
+                        .Help("status.used updates written to IPBlocks.")
+                        .Register(*registry_)
+                        .Add({})),
+      usageReportFailures_(BuildCounter()
+                               .Name("vnetipam_agent_usage_report_failures_total")
+                               .Help("status.used updates that failed (retried next interval).")
+                               .Register(*registry_)
+                               .Add({})),
+      ready_(BuildGauge()
+                 .Name("vnetipam_agent_ready")
+                 .Help("1 while the agent serves allocations (caches synced, journal recovered, "
+                       "socket listening).")
+                 .Register(*registry_)
+                 .Add({})) {
+  // Every reason exists from the start, at 0, so rate() and absent-series alerts work.
+  for (std::string_view reason : {kReasonCniDel, kReasonPodGone, kReasonCniGc}) {
+    releasesByReason_.emplace(std::string(reason),
+                              &releases_.Add({{"reason", std::string(reason)}}));
+    if (reason != kReasonCniDel) gcReleases_.Add({{"reason", std::string(reason)}});
+  }
+  failuresByCode_.emplace(11, &allocationFailures_.Add({{"code", "11"}}));
+  blocks_.Add({{"state", "usable"}});
+  blocks_.Add({{"state", "not_ready"}});
+  blocks_.Add({{"state", "orphaned"}});
+}
+
+void AgentMetrics::allocated(std::chrono::nanoseconds latency) {
+  allocations_.Increment();
+  allocationDuration_.Observe(seconds(latency));
+}
+
+void AgentMetrics::allocationFailed(int cniCode, std::chrono::nanoseconds latency) {
+  allocationDuration_.Observe(seconds(latency));
+  std::lock_guard lock(mutex_);
+  auto [it, inserted] = failuresByCode_.try_emplace(cniCode, nullptr);
+  if (inserted) it->second = &allocationFailures_.Add({{"code", std::to_string(cniCode)}});
+  it->second->Increment();
+}
+
+void AgentMetrics::released(std::string_view reason) {
+  prometheus::Counter* counter = nullptr;
+  {
+    std::lock_guard lock(mutex_);
+    auto it = releasesByReason_.find(reason);
+    if (it == releasesByReason_.end()) {
+      it = releasesByReason_
+               .emplace(std::string(reason), &releases_.Add({{"reason", std::string(reason)}}))
+               .first;
+    }
+    counter = it->second;
+  }
+  counter->Increment();
+  if (reason != kReasonCniDel) gcReleases_.Add({{"reason", std::string(reason)}}).Increment();
+}
+
+void AgentMetrics::journalSynced(std::chrono::nanoseconds latency) {
+  journalSyncDuration_.Observe(seconds(latency));
+}
+
+void AgentMetrics::setBlockFreeIPs(const std::string& block, std::uint64_t free) {
+  std::lock_guard lock(mutex_);
+  auto it = freeByBlock_.find(block);
+  if (it == freeByBlock_.end()) {
+    it = freeByBlock_.emplace(block, &blockFreeIPs_.Add({{"block", block}})).first;
+  }
+  it->second->Set(static_cast<double>(free));
+}
+
+void AgentMetrics::removeBlock(const std::string& block) {
+  std::lock_guard lock(mutex_);
+  auto it = freeByBlock_.find(block);
+  if (it == freeByBlock_.end()) return;
+  blockFreeIPs_.Remove(it->second);
+  freeByBlock_.erase(it);
+}
+
+void AgentMetrics::setBlocks(BlockUse use, std::size_t count) {
+  const char* state = use == BlockUse::kUsable     ? "usable"
+                      : use == BlockUse::kNotReady ? "not_ready"
+                                                   : "orphaned";
+  blocks_.Add({{"state", state}}).Set(static_cast<double>(count));
+}
+
+void AgentMetrics::setOrphanedAllocations(std::size_t count) {
+  orphanedAllocations_.Set(static_cast<double>(count));
+}
+
+void AgentMetrics::usageReported(bool ok) {
+  (ok ? usageReports_ : usageReportFailures_).Increment();
+}
+
+void AgentMetrics::setReady(bool ready) { ready_.Set(ready ? 1 : 0); }
+
+}  // namespace vnetipam::agent

@@ -1,0 +1,70 @@
+// Every metric of the agent, in one list (metrics.cpp registers them on one registry). Prefix
+// vnetipam_agent_, base units (seconds), counters end in _total.
+//
+// Thread-safe: every method may be called from any thread (prometheus-cpp metrics are atomic;
+// the per-block series map has its own mutex).
+#pragma once
+
+#include <chrono>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <string_view>
+
+#include <prometheus/counter.h>
+#include <prometheus/family.h>
+#include <prometheus/gauge.h>
+#include <prometheus/histogram.h>
+#include <prometheus/registry.h>
+
+namespace vnetipam::agent {
+
+// Why an address was released, as label values of releases_total.
+inline constexpr std::string_view kReasonCniDel = "cni_del";
+inline constexpr std::string_view kReasonPodGone = "gc_pod_gone";
+inline constexpr std::string_view kReasonCniGc = "gc_not_attached";
+
+// A block's state as the agent sees it (label of vnetipam_agent_blocks).
+enum class BlockUse { kUsable, kNotReady, kOrphaned };
+
+class AgentMetrics {
+ public:
+  explicit AgentMetrics(std::shared_ptr<prometheus::Registry> registry);
+
+  const std::shared_ptr<prometheus::Registry>& registry() const { return registry_; }
+
+  void allocated(std::chrono::nanoseconds latency);
+  // `cniCode`: the CNI error code answered (11 exhausted or not ready, 5 journal failure...).
+  void allocationFailed(int cniCode, std::chrono::nanoseconds latency);
+  void released(std::string_view reason);
+  void journalSynced(std::chrono::nanoseconds latency);
+  void setBlockFreeIPs(const std::string& block, std::uint64_t free);
+  void removeBlock(const std::string& block);
+  void setBlocks(BlockUse use, std::size_t count);
+  void setOrphanedAllocations(std::size_t count);
+  void usageReported(bool ok);
+  void setReady(bool ready);
+
+ private:
+  std::shared_ptr<prometheus::Registry> registry_;
+  prometheus::Counter& allocations_;
+  prometheus::Family<prometheus::Counter>& allocationFailures_;
+  prometheus::Family<prometheus::Counter>& releases_;
+  prometheus::Family<prometheus::Counter>& gcReleases_;
+  prometheus::Histogram& allocationDuration_;
+  prometheus::Histogram& journalSyncDuration_;
+  prometheus::Family<prometheus::Gauge>& blockFreeIPs_;
+  prometheus::Family<prometheus::Gauge>& blocks_;
+  prometheus::Gauge& orphanedAllocations_;
+  prometheus::Counter& usageReports_;
+  prometheus::Counter& usageReportFailures_;
+  prometheus::Gauge& ready_;
+
+  std::mutex mutex_;  // guards the caches below
+  std::map<std::string, prometheus::Gauge*, std::less<>> freeByBlock_;
+  std::map<int, prometheus::Counter*> failuresByCode_;
+  std::map<std::string, prometheus::Counter*, std::less<>> releasesByReason_;
+};
+
+}  // namespace vnetipam::agent

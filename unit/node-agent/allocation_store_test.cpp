@@ -1,0 +1,413 @@
+// The allocation core without sockets: a real journal in a temp dir, a hand-driven clock.
+#include "node-agent/allocation_store.h"
+
+#include <latch>
+#include <random>
+#include <set>
+#include <thread>
+
+#include <gtest/gtest.h>
+#include <prometheus/registry.h>
+
+#include "unit/node-agent/temp_dir.h"
+
+namespace vnetipam::agent {
+namespace {
+
+using namespace std::chrono_literals;
+using testing::TempDir;
+
+ipam::Prefix cidr(std::string_view text) { return *ipam::Prefix::parse(text); }
+
+class AllocationStoreTest : public ::testing::Test {
+ protected:
+  AllocationStoreTest() { start(); }
+
+  // (Re)opens the journal and recovers a store from it, as the agent does at start.
+  void start(ipam::JournalOptions journalOptions = {}) {
+    store_.reset();
+    journal_.reset();
+    auto opened = ipam::Journal::open(dir_.path() / "allocations.journal", journalOptions);
+    ASSERT_TRUE(opened) << opened.error().message;
+    journal_ = std::move(opened->first);
+    auto store = AllocationStore::recover(
+        *journal_, opened->second,
+        StoreOptions{.nodeName = "n1", .cooldown = 30s, .gcGrace = 60s, .compactAfterEntries = 50},
+        [this] { return now_; }, &metrics_);
+    ASSERT_TRUE(store) << store.error().message;
+    store_ = std::move(*store);
+  }
+  // What the agent does once the informer has synced: blocks in, then ready.
+  void serve(std::vector<ApiBlock> blocks) {
+    for (const auto& b : blocks)
+      store_->upsertBlock(b);
+    store_->apiSynced();
+    store_->setReady(true);
+  }
+  void restart(std::vector<ApiBlock> blocks) {
+    start();
+    serve(std::move(blocks));
+  }
+
+  Response allocate(const std::string& id, const std::string& ifName = "eth0",
+                    const std::string& pod = "") {
+    Response r = store_->handle(Request{.op = Op::kAllocate,
+                                        .containerID = id,
+                                        .ifName = ifName,
+                                        .podNamespace = pod.empty() ? "" : "default",
+                                        .podName = pod});
+    checkInvariants();
+    return r;
+  }
+  Response release(const std::string& id, const std::string& ifName = "eth0") {
+    Response r = store_->handle(Request{.op = Op::kRelease, .containerID = id, .ifName = ifName});
+    checkInvariants();
+    return r;
+  }
+  std::string addressOf(const Response& r) {
+    EXPECT_TRUE(r.ok) << r.message << " " << r.details;
+    EXPECT_EQ(r.allocations.size(), 1u);
+    return r.allocations.empty() ? "" : r.allocations[0].address.toString();
+  }
+  void checkInvariants() {
+    auto v = store_->invariantViolation();
+    EXPECT_FALSE(v) << *v;
+  }
+  std::set<std::string> listed() {
+    std::set<std::string> out;
+    for (const auto& a : store_->handle(Request{.op = Op::kList}).allocations) {
+      out.insert(a.containerID + "/" + a.ifName + "=" + a.address.toString());
+    }
+    return out;
+  }
+
+  static ApiBlock ready(std::string name, std::string_view prefix) {
+    return ApiBlock{.name = std::move(name), .cidr = cidr(prefix), .ready = true};
+  }
+
+  TempDir dir_;
+  ipam::TimePoint now_ = ipam::TimePoint(std::chrono::hours(500'000));
+  AgentMetrics metrics_{std::make_shared<prometheus::Registry>()};
+  std::unique_ptr<ipam::Journal> journal_;
+  std::unique_ptr<AllocationStore> store_;
+};
+
+TEST_F(AllocationStoreTest, AllocatesFromAReadyBlockAndARetryGetsTheSameAddress) {
+  serve({ready("pods-10-0-0-0-30", "10.0.0.0/30")});
+  const Response first = allocate("c1", "eth0", "p1");
+  EXPECT_EQ(addressOf(first), "10.0.0.0");
+  EXPECT_EQ(first.allocations[0].blockName, "pods-10-0-0-0-30");
+  EXPECT_EQ(first.allocations[0].block, cidr("10.0.0.0/30"));
+  EXPECT_EQ(first.allocations[0].podName, "p1");
+  EXPECT_EQ(addressOf(allocate("c1", "eth0", "p1")), "10.0.0.0");
+  EXPECT_EQ(addressOf(allocate("c1", "net1")), "10.0.0.1") << "another interface, another owner";
+  EXPECT_EQ(journal_->stats().durableSeq, journal_->stats().lastSeq)
+      << "an answered allocation is fsynced";
+}
+
+TEST_F(AllocationStoreTest, NotReadyOrNoUsableBlockAnswersTryAgainLater) {
+  Response r = allocate("c1");
+  EXPECT_FALSE(r.ok);
+  EXPECT_EQ(r.code, ErrorCode::kTryAgainLater);
+  EXPECT_NE(r.message.find("not ready"), std::string::npos) << r.message;
+
+  serve({ApiBlock{.name = "b", .cidr = cidr("10.0.0.0/30"), .ready = false}});
+  r = allocate("c1");
+  EXPECT_EQ(r.code, ErrorCode::kTryAgainLater) << "a Programmed (not Ready) block is not used";
+  EXPECT_NE(r.message.find("no free address on node n1"), std::string::npos) << r.message;
+}
+
+TEST_F(AllocationStoreTest, ExhaustionAnswersElevenAndCooldownHoldsReleasedAddresses) {
+  serve({ready("b", "10.0.0.0/31")});
+  const std::string a = addressOf(allocate("c1"));
+  addressOf(allocate("c2"));
+  Response full = allocate("c3");
+  ASSERT_FALSE(full.ok);
+  EXPECT_EQ(full.code, ErrorCode::kTryAgainLater);
+
+  const Response released = release("c1");
+  ASSERT_TRUE(released.ok);
+  ASSERT_EQ(released.allocations.size(), 1u);
+  EXPECT_EQ(released.allocations[0].address.toString(), a);
+  EXPECT_EQ(allocate("c3").code, ErrorCode::kTryAgainLater) << "still cooling";
+  now_ += 29s;
+  EXPECT_EQ(allocate("c3").code, ErrorCode::kTryAgainLater) << "still cooling";
+  now_ += 1s;
+  EXPECT_EQ(addressOf(allocate("c3")), a);
+}
+
+TEST_F(AllocationStoreTest, ReleaseIsIdempotentAndOnlyTheOwnerReleases) {
+  serve({ready("b", "10.0.0.0/30")});
+  addressOf(allocate("c1"));
+  Response other = release("c2");
+  EXPECT_TRUE(other.ok);
+  EXPECT_TRUE(other.allocations.empty());
+  EXPECT_EQ(listed().size(), 1u);
+  EXPECT_EQ(release("c1").allocations.size(), 1u);
+  EXPECT_TRUE(release("c1").allocations.empty());
+  EXPECT_TRUE(release("c1").ok);
+}
+
+TEST_F(AllocationStoreTest, CheckVersionAndStatus) {
+  serve({ready("b", "10.0.0.0/30")});
+  addressOf(allocate("c1"));
+  Response check = store_->handle({.op = Op::kCheck, .containerID = "c1", .ifName = "eth0"});
+  EXPECT_TRUE(check.ok);
+  Response unknown = store_->handle({.op = Op::kCheck, .containerID = "c9", .ifName = "eth0"});
+  EXPECT_EQ(unknown.code, ErrorCode::kUnknownContainer);
+  Response future = store_->handle({.version = 2, .op = Op::kStatus});
+  EXPECT_EQ(future.code, ErrorCode::kIncompatibleVersion);
+  EXPECT_NE(future.details.find("version 1"), std::string::npos);
+  Response status = store_->handle({.op = Op::kStatus});
+  EXPECT_TRUE(status.ready);
+  EXPECT_EQ(status.freeIPs, 3u);
+}
+
+TEST_F(AllocationStoreTest, FillsTheFullestUsableBlockFirst) {
+  serve({ready("a", "10.0.0.0/30"), ready("b", "10.0.1.0/30")});
+  addressOf(allocate("c1"));  // both empty: the first by name
+  store_->upsertBlock(ready("c", "10.0.2.0/30"));
+  for (int i = 2; i <= 4; ++i) {
+    EXPECT_EQ(allocate("c" + std::to_string(i)).allocations.at(0).blockName, "a");
+  }
+  EXPECT_EQ(allocate("c5").allocations.at(0).blockName, "b");
+}
+
+TEST_F(AllocationStoreTest, ABlockLeavingReadyGetsNoNewAllocationsButKeepsItsOwn) {
+  serve({ready("a", "10.0.0.0/30")});
+  const std::string held = addressOf(allocate("c1"));
+  store_->upsertBlock(
+      ApiBlock{.name = "a", .cidr = cidr("10.0.0.0/30"), .ready = true, .deleting = true});
+  EXPECT_EQ(allocate("c2").code, ErrorCode::kTryAgainLater);
+  EXPECT_EQ(addressOf(allocate("c1")), held) << "a retry still answers";
+  store_->removeBlock("a");
+  EXPECT_EQ(listed(), std::set<std::string>{"c1/eth0=" + held}) << "never lose an allocation";
+  EXPECT_EQ(store_->usage().size(), 1u);
+  EXPECT_FALSE(store_->usage()[0].inApi);
+  release("c1");
+  EXPECT_TRUE(store_->usage().empty()) << "an empty orphan is dropped";
+}
+
+TEST_F(AllocationStoreTest, RestartKeepsAllocationsAndCooling) {
+  serve({ready("a", "10.0.0.0/30")});
+  const std::string a1 = addressOf(allocate("c1", "eth0", "p1"));
+  const std::string a2 = addressOf(allocate("c2"));
+  release("c2");
+  const auto before = listed();
+
+  now_ += 10s;
+  restart({ready("a", "10.0.0.0/30")});
+  EXPECT_EQ(listed(), before);
+  EXPECT_EQ(addressOf(allocate("c1", "eth0", "p1")), a1) << "a retried ADD after a restart";
+  // c2's address still cools (released 10 s ago); the other two are free.
+  std::set<std::string> handed;
+  for (const char* id : {"n1", "n2"})
+    handed.insert(addressOf(allocate(id)));
+  EXPECT_FALSE(handed.contains(a2));
+  EXPECT_FALSE(handed.contains(a1));
+  EXPECT_EQ(allocate("n3").code, ErrorCode::kTryAgainLater);
+  now_ += 20s;
+  EXPECT_EQ(addressOf(allocate("n3")), a2);
+}
+
+TEST_F(AllocationStoreTest, ABlockGoneFromTheApiWhileDownIsKeptAndReported) {
+  serve({ready("a", "10.0.0.0/30"), ready("b", "10.0.1.0/30")});
+  const std::string held = addressOf(allocate("c1"));  // in a
+  start();
+  store_->upsertBlock(ready("b", "10.0.1.0/30"));
+  EXPECT_EQ(store_->apiSynced(), std::vector<std::string>{"a"});
+  store_->setReady(true);
+  EXPECT_EQ(listed(), std::set<std::string>{"c1/eth0=" + held});
+  for (int i = 0; i < 4; ++i) {
+    EXPECT_EQ(allocate("x" + std::to_string(i)).allocations.at(0).blockName, "b");
+  }
+  EXPECT_EQ(allocate("x9").code, ErrorCode::kTryAgainLater) << "nothing from the orphan";
+}
+
+TEST_F(AllocationStoreTest, GcReleasesAllocationsOfGonePodsAfterTheGrace) {
+  serve({ready("a", "10.0.0.0/29")});
+  addressOf(allocate("c1", "eth0", "alive"));
+  const std::string gone = addressOf(allocate("c2", "eth0", "gone"));
+  addressOf(allocate("c3"));  // no pod recorded: only CNI GC can collect it
+  auto exists = AllocationStore::PodExists([](const std::string& ns, const std::string& name) {
+    return ns == "default" && name == "alive";
+  });
+
+  EXPECT_TRUE(store_->collectGarbage(exists).empty()) << "first seen missing: grace starts";
+  EXPECT_TRUE(store_->collectGarbage(std::nullopt).empty()) << "pods not synced: no decision";
+  now_ += 59s;
+  EXPECT_TRUE(store_->collectGarbage(exists).empty());
+  now_ += 1s;
+  auto released = store_->collectGarbage(exists);
+  checkInvariants();
+  ASSERT_EQ(released.size(), 1u);
+  EXPECT_EQ(released[0].allocation.address.toString(), gone);
+  EXPECT_EQ(released[0].reason, kReasonPodGone);
+  EXPECT_EQ(listed().size(), 2u);
+}
+
+TEST_F(AllocationStoreTest, APodThatShowsUpLateIsNotCollected) {
+  serve({ready("a", "10.0.0.0/29")});
+  addressOf(allocate("c1", "eth0", "late"));
+  bool visible = false;
+  auto exists =
+      AllocationStore::PodExists([&](const std::string&, const std::string&) { return visible; });
+  store_->collectGarbage(exists);
+  now_ += 30s;
+  visible = true;
+  store_->collectGarbage(exists);
+  visible = false;
+  now_ += 40s;
+  EXPECT_TRUE(store_->collectGarbage(exists).empty()) << "the grace restarts after it was seen";
+}
+
+TEST_F(AllocationStoreTest, CniGcMarksUnlistedAttachmentsAndReleasesThemAfterTheGrace) {
+  serve({ready("a", "10.0.0.0/29")});
+  addressOf(allocate("keep"));
+  addressOf(allocate("stale"));
+  addressOf(allocate("retried"));
+  Response marked = store_->handle(Request{.op = Op::kGc, .validAttachments = {{"keep", "eth0"}}});
+  ASSERT_TRUE(marked.ok);
+  EXPECT_EQ(marked.allocations.size(), 2u);
+  now_ += 30s;
+  addressOf(allocate("retried"));  // the runtime still uses it: unmarked
+  now_ += 30s;
+  auto released = store_->collectGarbage(std::nullopt);
+  ASSERT_EQ(released.size(), 1u);
+  EXPECT_EQ(released[0].allocation.containerID, "stale");
+  EXPECT_EQ(released[0].reason, kReasonCniGc);
+  checkInvariants();
+}
+
+TEST_F(AllocationStoreTest, CompactionKeepsEverythingAcrossARestart) {
+  serve({ready("a", "10.0.0.0/26")});
+  for (int i = 0; i < 40; ++i)
+    addressOf(allocate("c" + std::to_string(i)));
+  for (int i = 0; i < 40; i += 3)
+    release("c" + std::to_string(i));
+  const auto before = listed();
+  auto compacted = store_->compactIfNeeded();
+  ASSERT_TRUE(compacted) << compacted.error().message;
+  EXPECT_TRUE(*compacted);
+  EXPECT_EQ(journal_->stats().records, 1u);
+  now_ += 1s;
+  restart({ready("a", "10.0.0.0/26")});
+  EXPECT_EQ(listed(), before);
+  // 64 - 26 held - 14 cooling = 24 free.
+  EXPECT_EQ(store_->freeIPs(), 24u);
+}
+
+TEST_F(AllocationStoreTest, AFailedFsyncAnswersIoFailureAndNeverHandsTheAddressOutTwice) {
+  bool failSync = false;
+  start({.injectFault = [&](ipam::JournalFileOp op) {
+    return failSync && op == ipam::JournalFileOp::kAppendSync ? EIO : 0;
+  }});
+  serve({ready("a", "10.0.0.0/30")});
+  const std::string first = addressOf(allocate("c1"));
+  failSync = true;
+  Response r = allocate("c2");
+  EXPECT_FALSE(r.ok);
+  EXPECT_EQ(r.code, ErrorCode::kIoFailure);
+  failSync = false;
+  // The journal is failed for good; memory still holds c2's address (a leak, not a reuse).
+  EXPECT_EQ(allocate("c3").code, ErrorCode::kIoFailure);
+  std::set<std::string> addresses;
+  for (const auto& a : store_->handle({.op = Op::kList}).allocations) {
+    EXPECT_TRUE(addresses.insert(a.address.toString()).second) << a.address.toString();
+  }
+  // After a restart only what was durable is back.
+  restart({ready("a", "10.0.0.0/30")});
+  EXPECT_TRUE(listed().contains("c1/eth0=" + first));
+}
+
+TEST_F(AllocationStoreTest, RandomOperationsKeepInvariantsAndSurviveRestarts) {
+  serve({ready("a", "10.0.0.0/28"), ready("b", "10.0.0.16/29")});
+  std::mt19937 rng(7);
+  std::map<std::string, std::string> model;  // owner -> address
+  for (int step = 0; step < 2000; ++step) {
+    const std::string id = "c" + std::to_string(rng() % 30);
+    switch (rng() % 10) {
+      case 0: now_ += std::chrono::seconds(rng() % 20); break;
+      case 1:
+        if (step % 7 == 0) {
+          restart({ready("a", "10.0.0.0/28"), ready("b", "10.0.0.16/29")});
+          std::map<std::string, std::string> got;
+          for (const auto& a : store_->handle({.op = Op::kList}).allocations) {
+            got[a.containerID] = a.address.toString();
+          }
+          ASSERT_EQ(got, model) << "step " << step;
+        }
+        break;
+      case 2: ASSERT_TRUE(store_->compactIfNeeded()); break;
+      case 3:
+      case 4:
+      case 5: {
+        Response r = release(id);
+        ASSERT_TRUE(r.ok);
+        ASSERT_EQ(r.allocations.empty(), !model.contains(id));
+        model.erase(id);
+        break;
+      }
+      default: {
+        Response r = allocate(id);
+        if (!r.ok) {
+          ASSERT_EQ(r.code, ErrorCode::kTryAgainLater);
+          ASSERT_FALSE(model.contains(id));
+          break;
+        }
+        const std::string address = r.allocations.at(0).address.toString();
+        if (auto it = model.find(id); it != model.end()) {
+          ASSERT_EQ(it->second, address);
+        }
+        for (const auto& [other, a] : model) {
+          if (other != id) {
+            ASSERT_NE(a, address) << "assigned twice at step " << step;
+          }
+        }
+        model[id] = address;
+      }
+    }
+  }
+}
+
+TEST_F(AllocationStoreTest, ConcurrentClientsNeverShareAnAddress) {
+  serve({ready("a", "10.0.0.0/24")});
+  constexpr int kThreads = 8, kRounds = 200;
+  std::latch go(kThreads);
+  std::mutex mu;
+  std::map<std::string, std::string> holders;  // address -> owner, while held
+  std::atomic<int> errors{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&, t] {
+      go.arrive_and_wait();
+      for (int i = 0; i < kRounds; ++i) {
+        const std::string id = "t" + std::to_string(t) + "-" + std::to_string(i % 20);
+        Response r =
+            store_->handle(Request{.op = Op::kAllocate, .containerID = id, .ifName = "eth0"});
+        if (!r.ok) {
+          if (r.code != ErrorCode::kTryAgainLater) ++errors;
+          continue;
+        }
+        const std::string address = r.allocations.at(0).address.toString();
+        {
+          std::lock_guard lock(mu);
+          auto [it, inserted] = holders.emplace(address, id);
+          if (!inserted && it->second != id) ++errors;
+        }
+        if (i % 3 == 0) {
+          std::lock_guard lock(mu);  // release under the lock: the map mirrors the store
+          store_->handle(Request{.op = Op::kRelease, .containerID = id, .ifName = "eth0"});
+          holders.erase(address);
+        }
+      }
+    });
+  }
+  for (auto& t : threads)
+    t.join();
+  EXPECT_EQ(errors.load(), 0);
+  checkInvariants();
+}
+
+}  // namespace
+}  // namespace vnetipam::agent

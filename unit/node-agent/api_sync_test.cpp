@@ -1,0 +1,77 @@
+#include "node-agent/api_sync.h"
+
+#include <gtest/gtest.h>
+#include <prometheus/registry.h>
+
+#include "unit/lib/kube/fake_clock.h"
+#include "unit/lib/kube/fake_transport.h"
+
+namespace vnetipam::agent {
+namespace {
+
+using nlohmann::json;
+
+json block(std::string name, std::string node, std::string cidr, std::string phase) {
+  json j{{"metadata", {{"name", name}}},
+         {"spec", {{"podSubnet", "pods"}, {"cidr", cidr}, {"nodeName", node}}}};
+  if (!phase.empty()) j["status"] = {{"phase", phase}};
+  return j;
+}
+
+TEST(ApiBlockTest, ReadsPhaseAndDeletion) {
+  auto ready = apiBlockFromJson(block("b", "n1", "10.0.0.16/28", "Ready"), "n1");
+  ASSERT_TRUE(ready) << ready.error();
+  EXPECT_EQ(ready->name, "b");
+  EXPECT_EQ(ready->cidr.toString(), "10.0.0.16/28");
+  EXPECT_TRUE(ready->ready);
+  EXPECT_FALSE(ready->deleting);
+
+  EXPECT_FALSE(apiBlockFromJson(block("b", "n1", "10.0.0.16/28", "Programmed"), "n1")->ready);
+  EXPECT_FALSE(apiBlockFromJson(block("b", "n1", "10.0.0.16/28", ""), "n1")->ready);
+  EXPECT_TRUE(apiBlockFromJson(block("b", "n1", "10.0.0.16/28", "Releasing"), "n1")->deleting);
+  json deleting = block("b", "n1", "10.0.0.16/28", "Ready");
+  deleting["metadata"]["deletionTimestamp"] = "2026-11-26T12:00:00Z";
+  EXPECT_TRUE(apiBlockFromJson(deleting, "n1")->deleting);
+}
+
+TEST(ApiBlockTest, RefusesOtherNodesAndBadCidrs) {
+  auto other = apiBlockFromJson(block("b", "n2", "10.0.0.16/28", "Ready"), "n1");
+  ASSERT_FALSE(other);
+  EXPECT_NE(other.error().find("n2"), std::string::npos);
+  auto bad = apiBlockFromJson(block("b", "n1", "10.0.0.17/28", "Ready"), "n1");
+  ASSERT_FALSE(bad);
+  EXPECT_NE(bad.error().find("spec.cidr"), std::string::npos);
+}
+
+TEST(UsageReporterTest, AppliesOnlyChangedUsedUnderTheAgentsFieldManager) {
+  kube::testing::FakeTransport transport;
+  kube::testing::FakeClock clock;
+  kube::Client client(transport, clock, {.qps = 0, .maxRetries = 0});
+  AgentMetrics metrics(std::make_shared<prometheus::Registry>());
+  UsageReporter reporter(client, &metrics);
+
+  transport.respond(200, "{}");
+  EXPECT_EQ(reporter.report({{.name = "b1", .used = 3, .inApi = true},
+                             {.name = "orphan", .used = 1, .inApi = false}}),
+            1u);
+  auto requests = transport.requests();
+  ASSERT_EQ(requests.size(), 1u);
+  EXPECT_EQ(requests[0].method, "PATCH");
+  EXPECT_NE(requests[0].target.find("/apis/vnetipam.io/v1alpha1/ipblocks/b1/status"),
+            std::string::npos);
+  EXPECT_NE(requests[0].target.find("fieldManager=vnet-ipam-agent"), std::string::npos);
+  const json body = json::parse(requests[0].body);
+  EXPECT_EQ(body["status"], (json{{"used", 3}})) << "only the field the agent owns";
+  EXPECT_EQ(body["kind"], "IPBlock");
+
+  EXPECT_EQ(reporter.report({{.name = "b1", .used = 3, .inApi = true}}), 0u);
+  EXPECT_EQ(transport.requests().size(), 1u) << "unchanged: no API call";
+
+  transport.respond(500, R"({"kind":"Status","message":"boom"})");
+  EXPECT_EQ(reporter.report({{.name = "b1", .used = 4, .inApi = true}}), 0u);
+  transport.respond(200, "{}");
+  EXPECT_EQ(reporter.report({{.name = "b1", .used = 4, .inApi = true}}), 1u) << "retried";
+}
+
+}  // namespace
+}  // namespace vnetipam::agent
