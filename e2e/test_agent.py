@@ -235,7 +235,7 @@ def test_cni_config_appears_once_serving_and_goes_on_sigterm(node):
     node.block("10.250.0.0/28")
     agent = node.agent("--host-veth-prefix", "cali", "--mtu", "1450").start()
     assert json.loads(agent.conf.read_text()) == {
-        "cniVersion": "1.1.0", "name": "vnet-ipam",
+        "cniVersion": "1.0.0", "name": "vnet-ipam",
         "plugins": [
             {"type": "vnet-transparent", "hostVethPrefix": "cali", "mtu": 1450,
              "ipam": {"type": "vnet-ipam", "socket": agent.socket}},

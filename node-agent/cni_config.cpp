@@ -19,7 +19,10 @@ std::string cniConfigList(const std::string& hostVethPrefix, int mtu, const std:
                            {"ipam", ordered_json{{"type", "vnet-ipam"}, {"socket", socket}}}};
   ordered_json portmap{
       {"type", "portmap"}, {"capabilities", ordered_json{{"portMappings", true}}}, {"snat", true}};
-  ordered_json list{{"cniVersion", "1.1.0"},
+  // 1.0.0, not 1.1.0: a list has one version for every plugin in it, and the portmap chained
+  // here (Debian's containernetworking-plugins 1.1.1) speaks at most 1.0.0. Our plugins speak
+  // both; a runtime that sends 1.1.0 commands (GC, STATUS) to a 1.0.0 list skips them.
+  ordered_json list{{"cniVersion", "1.0.0"},
                     {"name", "vnet-ipam"},
                     {"plugins", ordered_json::array({transparent, portmap})}};
   return list.dump(2) + "\n";

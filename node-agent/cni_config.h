@@ -10,7 +10,7 @@
 
 namespace vnetipam::agent {
 
-// {"cniVersion":"1.1.0","name":"vnet-ipam","plugins":[{"type":"vnet-transparent",
+// {"cniVersion":"1.0.0","name":"vnet-ipam","plugins":[{"type":"vnet-transparent",
 //  "hostVethPrefix":P,"mtu":N,"ipam":{"type":"vnet-ipam","socket":S}},{"type":"portmap",
 //  "capabilities":{"portMappings":true},"snat":true}]}
 std::string cniConfigList(const std::string& hostVethPrefix, int mtu, const std::string& socket);

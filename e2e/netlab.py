@@ -1,0 +1,440 @@
+"""A simulated Azure VNET made of network namespaces, for the multi-node tests and the demo.
+
+Topology (every name starts with a prefix unique to the run, `vip-<pid>-<n>-`):
+
+    fabric netns  <prefix>vnet       plays the VNET: one veth `n<i>` per node, proxy ARP on each,
+                                      forwarding on; the Azure VNET mock's SDN emulation
+                                      (`--sdn-netns <fabric.name>`) adds `block via <node IP>`
+    node netns    <prefix><node>     `eth0` (the NIC) holds the node IP with the subnet's length,
+                                      default route via the subnet gateway (the subnet's .1, as in
+                                      Azure); forwarding on, like a Kubernetes node
+    pod netns     <prefix><pod>      made with `ip netns add` (a bind mount under /run/netns, as a
+                                      container runtime does); its interfaces come from CNI plugins
+
+Azure answers every ARP request in a VNET itself; the fabric's proxy ARP does the same here, so a
+node that sees a pod address as on-link in its subnet still hands the packet to the fabric, which
+routes it to the block's node. Nothing is created in the root namespace: every address, link and
+route lives in a namespace made here, and everything is removed by Lab.close() (also on an
+exception, through the context manager, and at interpreter exit through atexit).
+
+CNI plugins run exactly as a runtime runs them (run_cni): environment CNI_COMMAND, CNI_CONTAINERID,
+CNI_NETNS, CNI_IFNAME, CNI_PATH, CNI_ARGS, the config on stdin, executed inside the node netns.
+Reachability uses ping(8) (Debian's iputils-ping, from scripts/install-deps.sh).
+"""
+
+from __future__ import annotations
+
+import atexit
+import ipaddress
+import itertools
+import json
+import os
+import re
+import secrets
+import subprocess
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+REFERENCE_CNI_DIR = Path("/usr/lib/cni")  # Debian's containernetworking-plugins
+NETNS_DIR = Path("/run/netns")
+_MAX_NAME = 64  # azure-vnet-mock accepts netns names of at most 64 characters
+_counter = itertools.count()
+
+
+def run_prefix() -> str:
+    """A name prefix unique to this process and call: `vip-<pid>-<n>-`."""
+    return f"vip-{os.getpid()}-{next(_counter)}-"
+
+
+def _ip(*args: str, check: bool = True) -> subprocess.CompletedProcess:
+    res = subprocess.run(["ip", *args], capture_output=True, text=True)
+    if check and res.returncode != 0:
+        raise RuntimeError(f"ip {' '.join(args)} exited {res.returncode}: {res.stderr.strip()}")
+    return res
+
+
+def netns_list() -> list[str]:
+    """Names in `ip netns list`."""
+    out = _ip("-j", "netns", "list").stdout
+    return [n["name"] for n in json.loads(out or "[]")]
+
+
+def remove_stale(pattern: str = r"^vip-(\d+)-") -> list[str]:
+    """Deletes namespaces left by earlier runs whose process is gone (a run killed by SIGKILL
+    cannot clean up). Only names matching `pattern`, whose group 1 is the owner's PID, and only
+    when that PID is not alive. Returns the names removed."""
+    removed = []
+    for name in netns_list():
+        m = re.match(pattern, name)
+        if not m or int(m.group(1)) == os.getpid() or Path(f"/proc/{m.group(1)}").exists():
+            continue
+        if _ip("netns", "delete", name, check=False).returncode == 0:
+            removed.append(name)
+    return removed
+
+
+class Netns:
+    """A network namespace made with `ip netns add` (bind-mounted at /run/netns/<name>)."""
+
+    def __init__(self, name: str):
+        if not re.fullmatch(r"[A-Za-z0-9_.-]{1,%d}" % _MAX_NAME, name):
+            raise ValueError(f"netns name {name!r}: 1-{_MAX_NAME} characters of [A-Za-z0-9_.-]")
+        self.name = name
+        _ip("netns", "add", name)
+        self.removed = False
+        try:
+            self.ip("link", "set", "lo", "up")
+        except Exception:
+            self.remove()
+            raise
+
+    @property
+    def path(self) -> Path:
+        return NETNS_DIR / self.name
+
+    def ip(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+        """`ip -n <name> ...`."""
+        return _ip("-n", self.name, *args, check=check)
+
+    def exec(self, *argv: str, check: bool = True, input: str | None = None,
+             env: dict | None = None, timeout: float = 60) -> subprocess.CompletedProcess:
+        """Runs argv inside the namespace (`ip netns exec`), text in and out."""
+        res = subprocess.run(["ip", "netns", "exec", self.name, *argv], input=input, env=env,
+                             capture_output=True, text=True, timeout=timeout)
+        if check and res.returncode != 0:
+            raise RuntimeError(f"in netns {self.name}: {' '.join(argv)} exited {res.returncode}:"
+                               f"\n{res.stdout}{res.stderr}")
+        return res
+
+    def sysctl(self, key: str, value: str | int) -> None:
+        """Writes /proc/sys/<key with / for .> inside the namespace."""
+        path = "/proc/sys/" + key.replace(".", "/")
+        self.exec("sh", "-c", f'echo {value} > "$1"', "sh", path)
+
+    def read_sysctl(self, key: str) -> str:
+        return self.exec("cat", "/proc/sys/" + key.replace(".", "/")).stdout.strip()
+
+    def routes(self) -> list[dict]:
+        return json.loads(self.ip("-j", "route", "show").stdout or "[]")
+
+    def addresses(self, dev: str) -> list[str]:
+        """IPv4 addresses on dev as "a.b.c.d/len"."""
+        doc = json.loads(self.ip("-j", "addr", "show", "dev", dev).stdout or "[]")
+        return [f"{a['local']}/{a['prefixlen']}" for link in doc for a in link.get("addr_info", [])
+                if a.get("family") == "inet"]
+
+    def links(self) -> list[str]:
+        return [link["ifname"] for link in json.loads(self.ip("-j", "link", "show").stdout or "[]")]
+
+    def remove(self) -> None:
+        if not self.removed:
+            _ip("netns", "delete", self.name, check=False)
+            self.removed = True
+
+    def __repr__(self) -> str:
+        return f"Netns({self.name})"
+
+
+class FabricNetns(Netns):
+    """The namespace that plays the VNET fabric for the mock's SDN emulation.
+
+    loop=True (alone, without nodes): a veth pair with both ends inside it holds the gateway
+    address with the subnet's length, so any route the mock adds (block via a NIC's primary IP in
+    the subnet) has an on-link next hop. A veth, not a dummy device: the dummy module is not always
+    loaded. loop=False (inside a Lab): next hops are the nodes, attached with attach_node().
+    """
+
+    def __init__(self, name: str | None = None, *, subnet: str = "10.240.0.0/16",
+                 gateway: str | None = None, loop: bool = True):
+        super().__init__(name or run_prefix() + "vnet")
+        self.subnet = ipaddress.ip_network(subnet)
+        self.gateway = ipaddress.ip_address(gateway) if gateway else self.subnet[1]
+        self._ports = 0
+        try:
+            self.sysctl("net.ipv4.ip_forward", 1)
+            if loop:
+                for cmd in (["link", "add", "name", "fabric0", "type", "veth", "peer", "name",
+                             "fabric1"],
+                            ["addr", "add", f"{self.gateway}/{self.subnet.prefixlen}", "dev",
+                             "fabric0"],
+                            ["link", "set", "fabric1", "up"],
+                            ["link", "set", "fabric0", "up"]):
+                    self.ip(*cmd)
+        except Exception:
+            self.remove()
+            raise
+
+    def attach_node(self, node: Netns, node_ip: str, mtu: int = 1500) -> str:
+        """Connects node's `eth0` to a new fabric port; node_ip gets the subnet's length on eth0,
+        the node's default route goes via the gateway. Returns the fabric port's name."""
+        port = f"n{self._ports}"
+        self._ports += 1
+        self.ip("link", "add", "name", port, "mtu", str(mtu), "type", "veth", "peer", "name",
+                "eth0", "netns", node.name)
+        self.ip("addr", "add", f"{self.gateway}/32", "dev", port)
+        self.sysctl(f"net.ipv4.conf.{port}.proxy_arp", 1)
+        # Answer at once, as Azure does; the kernel's default delays proxy replies by up to 0.8 s.
+        self.sysctl(f"net.ipv4.neigh.{port}.proxy_delay", 0)
+        self.ip("link", "set", port, "up")
+        self.ip("route", "add", f"{node_ip}/32", "dev", port, "src", str(self.gateway))
+        node.ip("link", "set", "eth0", "mtu", str(mtu))
+        node.ip("addr", "add", f"{node_ip}/{self.subnet.prefixlen}", "dev", "eth0")
+        node.ip("link", "set", "eth0", "up")
+        node.ip("route", "add", "default", "via", str(self.gateway), "dev", "eth0")
+        return port
+
+    def sdn_routes(self) -> dict[str, str]:
+        """Destination -> gateway of every route via a gateway, i.e. those the mock programmed."""
+        return {r["dst"]: r["gateway"] for r in self.routes() if "gateway" in r}
+
+    def wait_routes(self, want: dict[str, str], deadline_s: float = 10) -> dict[str, str]:
+        """Polls until the mock's routes equal `want` or the deadline passes; returns the last."""
+        deadline = time.monotonic() + deadline_s
+        while True:
+            got = self.sdn_routes()
+            if got == want or time.monotonic() > deadline:
+                return got
+            time.sleep(0.05)
+
+
+@dataclass
+class Node:
+    name: str
+    ip: str
+    netns: Netns
+    fabric_port: str
+
+
+@dataclass
+class Pod:
+    name: str
+    node: Node
+    netns: Netns
+    container_id: str
+    ifname: str = "eth0"
+    ip: str | None = None  # set by the caller from the CNI result
+    result: dict | None = field(default=None, repr=False)
+
+
+@dataclass
+class CniResult:
+    rc: int
+    doc: dict | None  # stdout parsed as JSON (the result, or the spec's error object)
+    stdout: str
+    stderr: str
+
+    @property
+    def ok(self) -> bool:
+        return self.rc == 0
+
+    @property
+    def code(self) -> int | None:
+        """The spec's error code when the plugin failed with a JSON error."""
+        return self.doc.get("code") if (self.rc != 0 and isinstance(self.doc, dict)) else None
+
+    def ips(self) -> list[str]:
+        """Addresses of the result without their length."""
+        return [i["address"].split("/")[0] for i in (self.doc or {}).get("ips", [])]
+
+    def __str__(self) -> str:
+        return f"rc={self.rc} stdout={self.stdout.strip()} stderr={self.stderr.strip()}"
+
+
+def run_cni(plugin: str | Path, command: str, config: dict, *, node: Node | Netns | None,
+            container_id: str | None = None, netns: str | Path | None = None,
+            ifname: str | None = "eth0", cni_path: list[str | Path] | None = None,
+            args: dict[str, str] | str | None = None, timeout: float = 60) -> CniResult:
+    """Runs a CNI plugin the way a container runtime does: the CNI_* environment, the network
+    config on stdin, the plugin executed inside the node's namespace (None: the caller's).
+
+    cni_path defaults to the plugin's own directory and Debian's /usr/lib/cni, so delegated IPAM
+    plugins (host-local, vnet-ipam) are found. Variables the command does not need may be None."""
+    plugin = Path(plugin)
+    dirs = cni_path if cni_path is not None else [plugin.parent, REFERENCE_CNI_DIR]
+    env = {"PATH": os.environ.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin"),
+           "CNI_COMMAND": command, "CNI_PATH": ":".join(str(d) for d in dirs)}
+    if container_id is not None:
+        env["CNI_CONTAINERID"] = container_id
+    if netns is not None:
+        env["CNI_NETNS"] = str(netns)
+    if ifname is not None:
+        env["CNI_IFNAME"] = ifname
+    if args:
+        env["CNI_ARGS"] = args if isinstance(args, str) else ";".join(
+            f"{k}={v}" for k, v in args.items())
+    ns = node.netns if isinstance(node, Node) else node
+    argv = [str(plugin)] if ns is None else ["ip", "netns", "exec", ns.name, str(plugin)]
+    res = subprocess.run(argv, input=json.dumps(config), env=env, capture_output=True, text=True,
+                         timeout=timeout)
+    try:
+        doc = json.loads(res.stdout) if res.stdout.strip() else None
+    except ValueError:
+        doc = None
+    return CniResult(res.returncode, doc, res.stdout, res.stderr)
+
+
+def run_conflist(conflist: dict, command: str, *, cni_dirs: list[str | Path], node: Node | Netns,
+                 container_id: str, netns: str | Path | None, ifname: str = "eth0",
+                 args: dict[str, str] | str | None = None, prev_result: dict | None = None,
+                 runtime_config: dict | None = None, timeout: float = 60) -> CniResult:
+    """Runs a network config list as libcni does: ADD runs the plugins in order, each given the
+    list's name and cniVersion and the previous plugin's result as prevResult; DEL and CHECK run
+    with the cached ADD result (prev_result) as prevResult, DEL in reverse order and every plugin
+    even after a failure (the first failure is returned). runtime_config values are passed to the
+    plugins whose capabilities ask for them. Returns the last result (ADD) or the first failure."""
+    plugins = conflist["plugins"]
+    order = list(reversed(plugins)) if command == "DEL" else plugins
+    result = prev_result
+    first_failure: CniResult | None = None
+    last: CniResult | None = None
+    for plugin_conf in order:
+        conf = {**plugin_conf, "name": conflist["name"], "cniVersion": conflist["cniVersion"]}
+        caps = {k: v for k, v in (runtime_config or {}).items()
+                if plugin_conf.get("capabilities", {}).get(k)}
+        conf.pop("capabilities", None)
+        if caps:
+            conf["runtimeConfig"] = caps
+        if result is not None:
+            conf["prevResult"] = result
+        binary = next((Path(d) / plugin_conf["type"] for d in cni_dirs
+                       if (Path(d) / plugin_conf["type"]).is_file()), None)
+        if binary is None:
+            raise FileNotFoundError(f"CNI plugin {plugin_conf['type']} in none of {cni_dirs}")
+        last = run_cni(binary, command, conf, node=node, container_id=container_id, netns=netns,
+                       ifname=ifname, cni_path=cni_dirs, args=args, timeout=timeout)
+        if not last.ok:
+            if command != "DEL":
+                return last
+            first_failure = first_failure or last
+        elif command == "ADD":
+            result = last.doc
+    assert last is not None, "a conflist without plugins"
+    return first_failure or last
+
+
+def ptp_host_local_config(name: str, block: str, *, data_dir: Path, mtu: int = 1500) -> dict:
+    """A reference-plugin network: Debian's ptp with host-local handing out `block`."""
+    return {"cniVersion": "1.0.0", "name": name, "type": "ptp", "ipMasq": False, "mtu": mtu,
+            "ipam": {"type": "host-local", "dataDir": str(data_dir),
+                     "ranges": [[{"subnet": block}]], "routes": [{"dst": "0.0.0.0/0"}]}}
+
+
+class Lab:
+    """The fabric, the nodes and the pods of one run. Use as a context manager.
+
+        with Lab() as lab:
+            a = lab.add_node("node-0", "10.240.0.4")
+            pod = lab.add_pod(a, "web")
+    """
+
+    def __init__(self, *, subnet: str = "10.240.0.0/16", gateway: str | None = None,
+                 prefix: str | None = None, mtu: int = 1500):
+        self.prefix = prefix or run_prefix()
+        if len(self.prefix) > 40:
+            raise ValueError(f"prefix {self.prefix!r} leaves too little of the {_MAX_NAME} "
+                             "characters a namespace name may have")
+        self.mtu = mtu
+        self.nodes: dict[str, Node] = {}
+        self.pods: dict[str, Pod] = {}
+        self._closed = False
+        atexit.register(self.close)
+        self.fabric = FabricNetns(self.prefix + "vnet", subnet=subnet, gateway=gateway, loop=False)
+
+    # ---- building ---------------------------------------------------------------------------
+
+    def add_node(self, name: str, ip: str) -> Node:
+        """A node namespace with eth0 on the fabric holding `ip` (inside the subnet)."""
+        if name in self.nodes:
+            raise ValueError(f"node {name} exists")
+        if ipaddress.ip_address(ip) not in self.fabric.subnet:
+            raise ValueError(f"node IP {ip} is not in the subnet {self.fabric.subnet}")
+        ns = Netns(self.prefix + name)
+        try:
+            ns.sysctl("net.ipv4.ip_forward", 1)
+            port = self.fabric.attach_node(ns, ip, self.mtu)
+        except Exception:
+            ns.remove()
+            raise
+        node = Node(name, ip, ns, port)
+        self.nodes[name] = node
+        return node
+
+    def add_pod(self, node: Node, name: str) -> Pod:
+        """An empty pod namespace (only `lo`), as a runtime makes before calling CNI ADD."""
+        if name in self.pods:
+            raise ValueError(f"pod {name} exists")
+        pod = Pod(name, node, Netns(self.prefix + "pod-" + name), secrets.token_hex(32))
+        self.pods[name] = pod
+        return pod
+
+    def remove_pod(self, pod: Pod) -> None:
+        pod.netns.remove()
+        self.pods.pop(pod.name, None)
+
+    def cni(self, plugin: str | Path, command: str, pod: Pod, config: dict,
+            **kwargs) -> CniResult:
+        """run_cni for pod on its node, with its container id, netns path and ifname."""
+        return run_cni(plugin, command, config, node=pod.node, container_id=pod.container_id,
+                       netns=pod.netns.path, ifname=pod.ifname, **kwargs)
+
+    # ---- checking ---------------------------------------------------------------------------
+
+    def namespaces(self) -> list[str]:
+        """Namespaces of this lab that `ip netns list` still shows."""
+        return [n for n in netns_list() if n.startswith(self.prefix)]
+
+    # ---- teardown ---------------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Removes every namespace of this lab (pods, nodes, fabric); idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        for pod in list(self.pods.values()):
+            pod.netns.remove()
+        for node in self.nodes.values():
+            node.netns.remove()
+        self.fabric.remove()
+        # Anything made under the prefix by other means (a test's own namespaces) goes too.
+        for name in self.namespaces():
+            _ip("netns", "delete", name, check=False)
+        atexit.unregister(self.close)
+
+    def __enter__(self) -> "Lab":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+# ---- reachability ---------------------------------------------------------------------------
+
+def ping(src: Netns | Pod, dst_ip: str, *, count: int = 1, wait_s: float = 1) -> bool:
+    """One round of `ping -c count` from src; True when every echo came back."""
+    ns = src.netns if isinstance(src, Pod) else src
+    res = ns.exec("ping", "-n", "-q", "-c", str(count), "-W", str(wait_s), "-i", "0.2", dst_ip,
+                  check=False, timeout=count * wait_s + 10)
+    return res.returncode == 0
+
+
+def wait_reachable(src: Netns | Pod, dst_ip: str, deadline_s: float = 10) -> bool:
+    """Pings until an echo comes back or the deadline passes (routes may still be landing)."""
+    deadline = time.monotonic() + deadline_s
+    while True:
+        if ping(src, dst_ip):
+            return True
+        if time.monotonic() > deadline:
+            return False
+
+
+def root_netns_snapshot() -> dict:
+    """Links, addresses and routes of the root namespace: compare before and after a test."""
+    def j(*args: str):
+        return json.loads(_ip("-j", *args).stdout or "[]")
+    return {
+        "links": sorted(link["ifname"] for link in j("link", "show")),
+        "addrs": sorted(f"{link['ifname']} {a['local']}/{a['prefixlen']}"
+                        for link in j("addr", "show") for a in link.get("addr_info", [])),
+        "routes": sorted(json.dumps(r, sort_keys=True) for r in j("route", "show", "table", "all")),
+    }
