@@ -273,6 +273,15 @@ Result<json> ArmClient::followOperation(std::string_view operation, std::string_
   };
   const std::string asyncUrl = header("Azure-AsyncOperation");
   const std::string locationUrl = header("Location");
+  if (initial.status == 200 || initial.status == 201) {
+    // A PUT that finished while it was being answered carries a terminal provisioningState in
+    // its body; ARM's clients (e.g. azcore's async poller) then skip the polls, and so do we.
+    auto doc = json::parse(initial.body, nullptr, /*allow_exceptions=*/false);
+    if (doc.is_object() && doc.contains("properties") && doc["properties"].is_object() &&
+        doc["properties"].value("provisioningState", "") == "Succeeded") {
+      return doc;
+    }
+  }
   if (asyncUrl.empty() && locationUrl.empty()) {
     // Done at once: the body is the resource.
     auto doc = json::parse(initial.body, nullptr, /*allow_exceptions=*/false);

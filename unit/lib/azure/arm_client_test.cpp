@@ -379,6 +379,19 @@ TEST_F(ArmClientTest, AnOperationStatusReadThatFailsIsAnError) {
   EXPECT_EQ(doc.error().azureCode, "OperationNotFound");
 }
 
+TEST_F(ArmClientTest, APutThatSucceededAtOnceIsNotPolled) {
+  ArmClient client = makeClient();
+  const std::string opUrl = std::string(kEndpoint) + std::string(kOperationPath);
+  transport_.respond(
+      201, R"({"id":"/x","etag":"W/\"2\"","properties":{"provisioningState":"Succeeded"}})",
+      {{"Azure-AsyncOperation", opUrl}, {"Retry-After", "1"}});
+  auto doc = client.put("PutNetworkInterface", kNic, json{{"name", "nic1"}});
+  ASSERT_TRUE(doc.has_value()) << doc.error().message;
+  EXPECT_EQ((*doc)["etag"], "W/\"2\"");
+  EXPECT_EQ(transport_.requests().size(), 1u);
+  EXPECT_TRUE(sleeps().empty());
+}
+
 TEST_F(ArmClientTest, PutFollowsLocationUntilTheResult) {
   ArmClient client = makeClient();
   const std::string location =
