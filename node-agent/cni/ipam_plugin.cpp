@@ -1,0 +1,190 @@
+#include "node-agent/cni/ipam_plugin.h"
+
+#include <algorithm>
+
+#include <fmt/format.h>
+
+namespace vnetipam::cni {
+namespace {
+
+// The pod's gateway in transparent mode (see lib/net/transparent.h); repeated here so vnet-ipam
+// does not link the netlink library.
+constexpr ipam::IPAddress kPodGateway = ipam::IPAddress::v4(0xa9fe0101);  // 169.254.1.1
+
+agent::Request requestFor(agent::Op op, const Env& env) {
+  return agent::Request{.op = op,
+                        .containerID = env.containerId,
+                        .ifName = env.ifName,
+                        .podNamespace = env.podNamespace,
+                        .podName = env.podName};
+}
+
+// Who this call is about, for every message.
+std::string owner(const Env& env) {
+  std::string who = fmt::format("container {} interface {}", env.containerId, env.ifName);
+  if (!env.podName.empty()) who += fmt::format(" (pod {}/{})", env.podNamespace, env.podName);
+  return who;
+}
+
+// One round trip. A transport failure becomes `unreachableCode` (11 for the pod paths, 50 for
+// STATUS); an agent's refusal passes its code through.
+Outcome<agent::Response> ask(AgentClient& client, const IpamConfig& config,
+                             const agent::Request& request, std::string_view doing,
+                             int unreachableCode = kTryAgainLater) {
+  auto response = client.call(config.socket, request, config.timeout);
+  if (!response) {
+    return failWith(unreachableCode,
+                    fmt::format("vnet-ipam: {}: the node agent is not reachable at {} (it may be "
+                                "starting; try again)",
+                                doing, config.socket),
+                    response.error().message);
+  }
+  if (!response->ok) {
+    return failWith(static_cast<int>(response->code),
+                    fmt::format("vnet-ipam: {}: {}", doing, response->message), response->details);
+  }
+  return std::move(*response);
+}
+
+Outcome<Result> add(AgentClient& client, const Env& env, const NetConf& conf) {
+  auto config = parseIpamConfig(conf);
+  if (!config) return std::unexpected(config.error());
+  const std::string doing = fmt::format("allocate for {}", owner(env));
+  auto response = ask(client, *config, requestFor(agent::Op::kAllocate, env), doing);
+  if (!response) return std::unexpected(response.error());
+  if (response->allocations.size() != 1 ||
+      response->allocations.front().address.family() != ipam::Family::kV4) {
+    return failWith(kInternal,
+                    fmt::format("vnet-ipam: {}: the agent answered {} allocations, expected one "
+                                "IPv4 address",
+                                doing, response->allocations.size()));
+  }
+  Result result;
+  result.ips.push_back(IPConfig{.address = response->allocations.front().address,
+                                .prefixLength = config->addressPrefixLength,
+                                .gateway = kPodGateway});
+  result.routes = config->routes;
+  return result;
+}
+
+Outcome<void> del(AgentClient& client, const Env& env, const NetConf& conf) {
+  auto config = parseIpamConfig(conf);
+  if (!config) return std::unexpected(config.error());
+  auto response = ask(client, *config, requestFor(agent::Op::kRelease, env),
+                      fmt::format("release for {}", owner(env)));
+  if (!response) return std::unexpected(response.error());
+  return {};
+}
+
+Outcome<void> check(AgentClient& client, const Env& env, const NetConf& conf) {
+  auto config = parseIpamConfig(conf);
+  if (!config) return std::unexpected(config.error());
+  const std::string doing = fmt::format("check {}", owner(env));
+  auto response = ask(client, *config, requestFor(agent::Op::kCheck, env), doing);
+  if (!response) return std::unexpected(response.error());
+  if (!conf.prevResult || response->allocations.empty()) return {};
+  const auto held = response->allocations.front().address;
+  const bool listed = std::ranges::any_of(conf.prevResult->ips,
+                                          [&](const IPConfig& ipc) { return ipc.address == held; });
+  if (!listed) {
+    return failWith(kLayoutMismatch,
+                    fmt::format("vnet-ipam: {}: the agent holds {} for it, which prevResult does "
+                                "not list",
+                                doing, held.toString()));
+  }
+  return {};
+}
+
+Outcome<void> gc(AgentClient& client, const Env&, const NetConf& conf) {
+  auto config = parseIpamConfig(conf);
+  if (!config) return std::unexpected(config.error());
+  agent::Request request{.op = agent::Op::kGc};
+  for (const auto& a : conf.validAttachments)
+    request.validAttachments.push_back({a.containerId, a.ifName});
+  auto response = ask(client, *config, request,
+                      fmt::format("gc with {} valid attachments", request.validAttachments.size()));
+  if (!response) return std::unexpected(response.error());
+  return {};
+}
+
+Outcome<void> status(AgentClient& client, const Env&, const NetConf& conf) {
+  auto config = parseIpamConfig(conf);
+  if (!config) return std::unexpected(config.error());
+  auto response =
+      ask(client, *config, agent::Request{.op = agent::Op::kStatus}, "status", kPluginNotAvailable);
+  if (!response) {
+    // Whatever the agent said (not ready, exhausted): the plugin cannot serve ADD now.
+    Error e = response.error();
+    e.code = kPluginNotAvailable;
+    return std::unexpected(std::move(e));
+  }
+  if (!response->ready) {
+    return failWith(kPluginNotAvailable,
+                    fmt::format("vnet-ipam: the node agent at {} is not ready", config->socket));
+  }
+  if (response->freeIPs == 0) {
+    return failWith(
+        kPluginNotAvailable,
+        fmt::format("vnet-ipam: the node agent at {} has no free address", config->socket));
+  }
+  return {};
+}
+
+}  // namespace
+
+ipam::Result<agent::Response> SocketAgentClient::call(const std::string& socketPath,
+                                                      const agent::Request& request,
+                                                      std::chrono::milliseconds timeout) {
+  return agent::callAgent(socketPath, request, timeout);
+}
+
+Outcome<IpamConfig> parseIpamConfig(const NetConf& conf) {
+  IpamConfig config;
+  const auto& section = conf.ipam;
+  const auto invalid = [](std::string msg) {
+    return failWith(kInvalidConfig, "vnet-ipam: " + msg);
+  };
+  if (section.contains("socket")) {
+    if (!section["socket"].is_string() || section["socket"].get<std::string>().empty()) {
+      return invalid("\"ipam.socket\" must be the path of the agent's unix socket");
+    }
+    config.socket = section["socket"].get<std::string>();
+  }
+  if (section.contains("timeoutMs")) {
+    if (!section["timeoutMs"].is_number_integer() || section["timeoutMs"].get<long>() < 1 ||
+        section["timeoutMs"].get<long>() > 600000) {
+      return invalid("\"ipam.timeoutMs\" must be an integer 1..600000");
+    }
+    config.timeout = std::chrono::milliseconds(section["timeoutMs"].get<long>());
+  }
+  if (section.contains("addressPrefixLength")) {
+    const auto& v = section["addressPrefixLength"];
+    if (!v.is_number_integer() || v.get<int>() < 1 || v.get<int>() > 32) {
+      return invalid("\"ipam.addressPrefixLength\" must be an integer 1..32");
+    }
+    config.addressPrefixLength = v.get<int>();
+  }
+  if (section.contains("routes")) {
+    if (!section["routes"].is_array()) return invalid("\"ipam.routes\" must be a list");
+    auto parsed = parseResult(nlohmann::json{{"routes", section["routes"]}});
+    if (!parsed) return invalid("\"ipam.routes\": " + parsed.error().msg);
+    config.routes = std::move(parsed->routes);
+  } else {
+    config.routes.push_back(
+        RouteEntry{.dst = ipam::Prefix::masked(ipam::IPAddress::v4(0), 0), .gw = kPodGateway});
+  }
+  return config;
+}
+
+Plugin makeIpamPlugin(AgentClient& client) {
+  return Plugin{
+      .name = "vnet-ipam",
+      .add = [&client](const Env& e, const NetConf& c) { return add(client, e, c); },
+      .del = [&client](const Env& e, const NetConf& c) { return del(client, e, c); },
+      .check = [&client](const Env& e, const NetConf& c) { return check(client, e, c); },
+      .gc = [&client](const Env& e, const NetConf& c) { return gc(client, e, c); },
+      .status = [&client](const Env& e, const NetConf& c) { return status(client, e, c); },
+  };
+}
+
+}  // namespace vnetipam::cni

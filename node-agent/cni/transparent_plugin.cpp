@@ -1,0 +1,275 @@
+#include "node-agent/cni/transparent_plugin.h"
+
+#include <algorithm>
+#include <cstdio>
+
+#include <fmt/format.h>
+
+#include "lib/net/link.h"
+#include "lib/net/sysctl.h"
+#include "lib/net/transparent.h"
+#include "lib/net/veth_name.h"
+#include "node-agent/cni/link_state.h"
+
+namespace vnetipam::cni {
+namespace {
+
+// ---- helpers ------------------------------------------------------------------------------------
+
+// A lib/net error as a CNI error: bad input is a config problem (7), the kernel refusing is I/O
+// (5).
+std::unexpected<Error> fromNet(const net::Error& e) {
+  return failWith(e.code == net::ErrorCode::kInvalidArgument ? kInvalidConfig : kIoFailure,
+                  "vnet-transparent: " + e.message);
+}
+
+Outcome<net::Netns> openPodNetns(const Env& env) {
+  auto ns = net::Netns::open(env.netns);
+  if (!ns) {
+    return failWith(kInvalidEnvironment,
+                    fmt::format("vnet-transparent: CNI_NETNS \"{}\" is not a usable network "
+                                "namespace: {}",
+                                env.netns, ns.error().message));
+  }
+  return std::move(*ns);
+}
+
+std::unexpected<Error> mismatch(const Env& env, std::string what) {
+  return failWith(kLayoutMismatch,
+                  fmt::format("vnet-transparent: CHECK of container {} ({} in {}): {}",
+                              env.containerId, env.ifName, env.netns, what));
+}
+
+// Runs IPAM DEL on scope exit unless dismissed: an ADD that fails after IPAM ADD holds nothing.
+class IpamRelease {
+ public:
+  IpamRelease(IpamDelegate& ipam, const Env& env, const NetConf& conf)
+      : ipam_(ipam), env_(env), conf_(conf) {}
+  IpamRelease(const IpamRelease&) = delete;
+  IpamRelease& operator=(const IpamRelease&) = delete;
+  ~IpamRelease() {
+    if (!armed_) return;
+    if (auto ok = ipam_.run(Command::kDel, env_, conf_); !ok) {
+      std::fprintf(stderr, "vnet-transparent: undo IPAM ADD of container %s: %s\n",
+                   env_.containerId.c_str(), ok.error().msg.c_str());
+    }
+  }
+  void dismiss() { armed_ = false; }
+
+ private:
+  IpamDelegate& ipam_;
+  const Env& env_;
+  const NetConf& conf_;
+  bool armed_ = true;
+};
+
+// ---- ADD ----------------------------------------------------------------------------------------
+
+Outcome<Result> add(const net::Netns& hostNs, IpamDelegate& ipam, const Env& env,
+                    const NetConf& conf) {
+  auto config = parseTransparentConfig(conf);
+  if (!config) return std::unexpected(config.error());
+  // Before IPAM: a bad netns must not cost an address.
+  auto podNs = openPodNetns(env);
+  if (!podNs) return std::unexpected(podNs.error());
+
+  auto allocated = ipam.run(Command::kAdd, env, conf);
+  if (!allocated) return std::unexpected(allocated.error());
+  IpamRelease release(ipam, env, conf);
+
+  const auto v4 = std::ranges::find_if(allocated->ips, [](const IPConfig& ipc) {
+    return ipc.address.family() == ipam::Family::kV4;
+  });
+  if (v4 == allocated->ips.end()) {
+    return failWith(kInternal, fmt::format("vnet-transparent: IPAM plugin \"{}\" returned no IPv4 "
+                                           "address for container {}",
+                                           conf.ipamType, env.containerId));
+  }
+  const net::TransparentPodParams params{.containerId = env.containerId,
+                                         .ifName = env.ifName,
+                                         .hostPrefix = config->hostVethPrefix,
+                                         .mtu = config->mtu,
+                                         .address = v4->address};
+  auto pod = net::setupTransparentPod(hostNs, *podNs, params);
+  if (!pod) return fromNet(pod.error());
+
+  Result result = conf.prevResult.value_or(Result{});
+  const int hostIndex = static_cast<int>(result.interfaces.size());
+  result.interfaces.push_back(
+      Interface{.name = pod->host.name, .mac = pod->host.mac.toString(), .mtu = pod->host.mtu});
+  result.interfaces.push_back(Interface{.name = pod->pod.name,
+                                        .mac = pod->pod.mac.toString(),
+                                        .mtu = pod->pod.mtu,
+                                        .sandbox = env.netns});
+  result.ips.push_back(IPConfig{.address = v4->address,
+                                .prefixLength = 32,
+                                .gateway = params.gateway,
+                                .interface = hostIndex + 1});
+  result.routes.push_back(
+      RouteEntry{.dst = ipam::Prefix::masked(ipam::IPAddress::v4(0), 0), .gw = params.gateway});
+  if (result.dns.empty()) result.dns = allocated->dns;
+  release.dismiss();
+  return result;
+}
+
+// ---- DEL ----------------------------------------------------------------------------------------
+
+Outcome<void> del(const net::Netns& hostNs, IpamDelegate& ipam, const Env& env,
+                  const NetConf& conf) {
+  auto config = parseTransparentConfig(conf);
+  if (!config) return std::unexpected(config.error());
+  // The veth first: while the /32 route exists the address must stay allocated, or a new pod
+  // could get it and find its route taken.
+  if (auto ok = net::teardownTransparentPod(hostNs, env.containerId, config->hostVethPrefix); !ok) {
+    return fromNet(ok.error());
+  }
+  if (auto ok = ipam.run(Command::kDel, env, conf); !ok) return std::unexpected(ok.error());
+  return {};
+}
+
+// ---- CHECK --------------------------------------------------------------------------------------
+
+Outcome<void> check(const net::Netns& hostNs, IpamDelegate& ipam, const Env& env,
+                    const NetConf& conf) {
+  auto config = parseTransparentConfig(conf);
+  if (!config) return std::unexpected(config.error());
+  if (!conf.prevResult) {
+    return failWith(kInvalidConfig, "vnet-transparent: CHECK needs prevResult");
+  }
+  if (auto ok = ipam.run(Command::kCheck, env, conf); !ok) return std::unexpected(ok.error());
+  const Result& prev = *conf.prevResult;
+
+  const auto podIt = std::ranges::find_if(prev.interfaces, [&](const Interface& i) {
+    return i.name == env.ifName && i.sandbox == env.netns;
+  });
+  if (podIt == prev.interfaces.end()) {
+    return mismatch(env, "prevResult lists no such interface in that sandbox");
+  }
+  const int podIndex = static_cast<int>(podIt - prev.interfaces.begin());
+
+  auto podNs = openPodNetns(env);
+  if (!podNs) return std::unexpected(podNs.error());
+  auto hostName = net::hostVethName(config->hostVethPrefix, env.containerId);
+  if (!hostName) return fromNet(hostName.error());
+  auto hostSock = net::RouteSocket::open(hostNs);
+  if (!hostSock) return fromNet(hostSock.error());
+  auto podSock = net::RouteSocket::open(*podNs);
+  if (!podSock) return fromNet(podSock.error());
+  auto host = net::getLink(*hostSock, *hostName);
+  if (!host) return mismatch(env, fmt::format("host veth {} is missing", *hostName));
+  auto pod = net::getLink(*podSock, env.ifName);
+  if (!pod) return mismatch(env, "the pod interface is missing");
+
+  if (!podIt->mac.empty() && podIt->mac != pod->mac.toString()) {
+    return mismatch(env,
+                    fmt::format("MAC is {}, prevResult says {}", pod->mac.toString(), podIt->mac));
+  }
+  if (!host->up || !pod->up) {
+    return mismatch(env, fmt::format("{} is down", host->up ? env.ifName : *hostName));
+  }
+  if (pod->mtu != config->mtu || host->mtu != config->mtu) {
+    return mismatch(env, fmt::format("MTU is {} (pod) / {} (host {}), the config says {}", pod->mtu,
+                                     host->mtu, *hostName, config->mtu));
+  }
+
+  auto podState = readLinkState(*podSock, *pod);
+  if (!podState) return fromNet(podState.error());
+  auto hostState = readLinkState(*hostSock, *host);
+  if (!hostState) return fromNet(hostState.error());
+  const auto gateway = net::kDefaultPodGateway;
+  const auto hasRoute = [](const LinkState& s, ipam::Prefix dst,
+                           std::optional<ipam::IPAddress> gw) {
+    return std::ranges::any_of(s.routes, [&](const LinkState::Route& r) {
+      return r.dst == dst && r.gateway == gw && (gw.has_value() || r.linkScope);
+    });
+  };
+
+  bool anyAddress = false;
+  for (const auto& ipc : prev.ips) {
+    if (ipc.interface && *ipc.interface != podIndex) continue;
+    if (ipc.address.family() != ipam::Family::kV4) continue;
+    anyAddress = true;
+    const auto text = ipc.address.toString();
+    if (!std::ranges::any_of(podState->addresses, [&](const LinkState::Address& a) {
+          return a.address == ipc.address && a.prefixLength == 32;
+        })) {
+      return mismatch(env, fmt::format("address {}/32 is missing", text));
+    }
+    if (!hasRoute(*hostState, ipam::Prefix::masked(ipc.address, 32), std::nullopt)) {
+      return mismatch(env, fmt::format("host route {}/32 dev {} is missing", text, *hostName));
+    }
+  }
+  if (!anyAddress) return mismatch(env, "prevResult lists no IPv4 address for the interface");
+  if (!hasRoute(*podState, ipam::Prefix::masked(gateway, 32), std::nullopt)) {
+    return mismatch(env, fmt::format("link route {} is missing", gateway.toString()));
+  }
+  if (!hasRoute(*podState, ipam::Prefix::masked(ipam::IPAddress::v4(0), 0), gateway)) {
+    return mismatch(env, fmt::format("default route via {} is missing", gateway.toString()));
+  }
+  if (!std::ranges::any_of(podState->neighbours, [&](const LinkState::Neighbour& n) {
+        return n.dst == gateway && n.permanent && n.mac == host->mac.toString();
+      })) {
+    return mismatch(env, fmt::format("permanent neighbour {} -> {} is missing", gateway.toString(),
+                                     host->mac.toString()));
+  }
+  auto proxyArp = net::readInterfaceSysctl(
+      hostNs, {.table = net::SysctlTable::kConf, .ifname = *hostName, .key = "proxy_arp"});
+  if (!proxyArp) return fromNet(proxyArp.error());
+  if (*proxyArp != "1") {
+    return mismatch(env, fmt::format("proxy_arp on {} is {}, not 1", *hostName, *proxyArp));
+  }
+  return {};
+}
+
+}  // namespace
+
+Outcome<TransparentConfig> parseTransparentConfig(const NetConf& conf) {
+  TransparentConfig config;
+  const auto& raw = conf.raw;
+  const auto invalid = [](std::string msg) {
+    return failWith(kInvalidConfig, "vnet-transparent: " + msg);
+  };
+  if (raw.contains("hostVethPrefix")) {
+    if (!raw["hostVethPrefix"].is_string()) return invalid("\"hostVethPrefix\" must be a string");
+    config.hostVethPrefix = raw["hostVethPrefix"].get<std::string>();
+  }
+  if (auto name = net::hostVethName(config.hostVethPrefix, "probe"); !name) {
+    return invalid(
+        fmt::format("\"hostVethPrefix\" \"{}\": {}", config.hostVethPrefix, name.error().message));
+  }
+  if (raw.contains("mtu")) {
+    const auto& mtu = raw["mtu"];
+    if (!mtu.is_number_integer() || mtu.get<long>() < 68 || mtu.get<long>() > 65535) {
+      return invalid("\"mtu\" must be an integer 68..65535");
+    }
+    config.mtu = mtu.get<std::uint32_t>();
+  }
+  if (conf.ipamType.empty()) {
+    return invalid(
+        "an \"ipam\" section with a \"type\" is required (for example vnet-ipam or "
+        "host-local)");
+  }
+  return config;
+}
+
+Plugin makeTransparentPlugin(const net::Netns& hostNs, IpamDelegate& ipam) {
+  const auto passToIpam = [&ipam](Command command) {
+    return [&ipam, command](const Env& env, const NetConf& conf) -> Outcome<void> {
+      if (auto config = parseTransparentConfig(conf); !config) {
+        return std::unexpected(config.error());
+      }
+      if (auto ok = ipam.run(command, env, conf); !ok) return std::unexpected(ok.error());
+      return {};
+    };
+  };
+  return Plugin{
+      .name = "vnet-transparent",
+      .add = [&](const Env& e, const NetConf& c) { return add(hostNs, ipam, e, c); },
+      .del = [&](const Env& e, const NetConf& c) { return del(hostNs, ipam, e, c); },
+      .check = [&](const Env& e, const NetConf& c) { return check(hostNs, ipam, e, c); },
+      .gc = passToIpam(Command::kGc),
+      .status = passToIpam(Command::kStatus),
+  };
+}
+
+}  // namespace vnetipam::cni

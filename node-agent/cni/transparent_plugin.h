@@ -1,0 +1,38 @@
+// vnet-transparent: the CNI main plugin that wires a pod in transparent mode (the recipe is in
+// lib/net/transparent.h): one veth whose pod end is born in the pod's netns, a /32 on it, the
+// 169.254.1.1 gateway, and a /32 route to the pod on the host. No bridge.
+//
+// Configuration keys: "hostVethPrefix" (default "vnet", at most 11 characters), "mtu" (default
+// 1500, 68..65535), "ipam" (required; any IPAM plugin, run per the spec through IpamDelegate).
+//
+//   ADD    IPAM ADD, then the veth and routes. If any step after IPAM fails, the veth is deleted
+//          again and IPAM DEL runs, so a failed ADD holds nothing.
+//   DEL    deletes the host veth (the kernel takes the pod end, its routes and neighbours), then
+//          IPAM DEL. Needs no netns; idempotent.
+//   CHECK  IPAM CHECK, then every piece of the layout against prevResult (code 101 naming the
+//          first difference).
+//   GC, STATUS  passed to the IPAM plugin.
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+#include "lib/net/netns.h"
+#include "node-agent/cni/delegate.h"
+#include "node-agent/cni/skel.h"
+
+namespace vnetipam::cni {
+
+struct TransparentConfig {
+  std::string hostVethPrefix = "vnet";
+  std::uint32_t mtu = 1500;
+};
+
+// Code 7 naming the key and what would be valid; also when "ipam.type" is missing.
+Outcome<TransparentConfig> parseTransparentConfig(const NetConf& conf);
+
+// The handlers. hostNs is where host veths and pod routes go (the plugin's own namespace in
+// production; a test namespace in tests). Both references must outlive the Plugin.
+Plugin makeTransparentPlugin(const net::Netns& hostNs, IpamDelegate& ipam);
+
+}  // namespace vnetipam::cni

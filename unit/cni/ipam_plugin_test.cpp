@@ -1,0 +1,178 @@
+#include "node-agent/cni/ipam_plugin.h"
+
+#include <gtest/gtest.h>
+
+namespace vnetipam::cni {
+namespace {
+
+using nlohmann::json;
+
+// Answers from a script and records what it was asked.
+class FakeAgent : public AgentClient {
+ public:
+  ipam::Result<agent::Response> call(const std::string& socketPath, const agent::Request& request,
+                                     std::chrono::milliseconds timeout) override {
+    sockets.push_back(socketPath);
+    requests.push_back(request);
+    timeouts.push_back(timeout);
+    if (unreachable) return ipam::fail(ipam::ErrorCode::kIo, "connect: No such file or directory");
+    return next;
+  }
+  agent::Response next;
+  bool unreachable = false;
+  std::vector<std::string> sockets;
+  std::vector<agent::Request> requests;
+  std::vector<std::chrono::milliseconds> timeouts;
+};
+
+agent::Allocation allocation(std::string_view address) {
+  return agent::Allocation{.containerID = "c1",
+                           .ifName = "eth0",
+                           .address = *ipam::IPAddress::parse(address),
+                           .block = *ipam::Prefix::parse("10.240.0.16/28"),
+                           .blockName = "pods-10-240-0-16-28"};
+}
+
+std::map<std::string, std::string> env(const char* command) {
+  return {
+      {"CNI_COMMAND", command},      {"CNI_CONTAINERID", "c1"},
+      {"CNI_NETNS", "/run/netns/p"}, {"CNI_IFNAME", "eth0"},
+      {"CNI_PATH", "/opt/cni/bin"},  {"CNI_ARGS", "K8S_POD_NAMESPACE=default;K8S_POD_NAME=web"}};
+}
+
+json conf(json ipam = json::object(), std::string version = "1.1.0") {
+  ipam["type"] = "vnet-ipam";
+  return {{"cniVersion", version}, {"name", "vnet"}, {"type", "vnet-transparent"}, {"ipam", ipam}};
+}
+
+TEST(VnetIpam, AddAllocatesAndReturnsSlash32ViaTheLinkLocalGateway) {
+  FakeAgent agent;
+  agent.next.allocations = {allocation("10.240.0.17")};
+  const auto inv = runPlugin(makeIpamPlugin(agent), env("ADD"),
+                             conf({{"socket", "/tmp/a.sock"}, {"timeoutMs", 250}}).dump());
+  ASSERT_EQ(inv.exitCode, 0) << inv.out;
+  EXPECT_EQ(json::parse(inv.out),
+            (json{{"cniVersion", "1.1.0"},
+                  {"ips", {{{"address", "10.240.0.17/32"}, {"gateway", "169.254.1.1"}}}},
+                  {"routes", {{{"dst", "0.0.0.0/0"}, {"gw", "169.254.1.1"}}}}}));
+  ASSERT_EQ(agent.requests.size(), 1U);
+  EXPECT_EQ(agent.requests[0].op, agent::Op::kAllocate);
+  EXPECT_EQ(agent.requests[0].containerID, "c1");
+  EXPECT_EQ(agent.requests[0].ifName, "eth0");
+  EXPECT_EQ(agent.requests[0].podNamespace, "default");
+  EXPECT_EQ(agent.requests[0].podName, "web");
+  EXPECT_EQ(agent.sockets[0], "/tmp/a.sock");
+  EXPECT_EQ(agent.timeouts[0], std::chrono::milliseconds(250));
+}
+
+TEST(VnetIpam, PtpShapeIsConfigurable) {
+  FakeAgent agent;
+  agent.next.allocations = {allocation("10.240.0.17")};
+  const auto inv =
+      runPlugin(makeIpamPlugin(agent), env("ADD"),
+                conf({{"addressPrefixLength", 16}, {"routes", json::array()}}, "0.4.0").dump());
+  ASSERT_EQ(inv.exitCode, 0) << inv.out;
+  const auto doc = json::parse(inv.out);
+  EXPECT_EQ(doc["ips"][0]["address"], "10.240.0.17/16");
+  EXPECT_EQ(doc["ips"][0]["version"], "4");
+  EXPECT_FALSE(doc.contains("routes"));
+  EXPECT_EQ(agent.sockets[0], "/run/vnet-ipam/agent.sock") << "the default socket";
+}
+
+TEST(VnetIpam, UnreachableOrExhaustedAgentIsTryAgainLater) {
+  FakeAgent agent;
+  agent.unreachable = true;
+  auto inv = runPlugin(makeIpamPlugin(agent), env("ADD"), conf().dump());
+  EXPECT_NE(inv.exitCode, 0);
+  auto doc = json::parse(inv.out);
+  EXPECT_EQ(doc["code"], 11);
+  EXPECT_NE(doc["msg"].get<std::string>().find("/run/vnet-ipam/agent.sock"), std::string::npos);
+  EXPECT_NE(doc["msg"].get<std::string>().find("c1"), std::string::npos);
+
+  agent.unreachable = false;
+  agent.next =
+      agent::Response::failure(agent::ErrorCode::kTryAgainLater, "no free address on node n1");
+  inv = runPlugin(makeIpamPlugin(agent), env("ADD"), conf().dump());
+  doc = json::parse(inv.out);
+  EXPECT_EQ(doc["code"], 11);
+  EXPECT_NE(doc["msg"].get<std::string>().find("no free address on node n1"), std::string::npos);
+}
+
+TEST(VnetIpam, DelReleasesAndFailsOnlyWhenTheAgentCannotBeAsked) {
+  FakeAgent agent;
+  auto e = env("DEL");
+  e.erase("CNI_NETNS");
+  auto inv = runPlugin(makeIpamPlugin(agent), e, conf().dump());
+  EXPECT_EQ(inv.exitCode, 0) << inv.out;
+  EXPECT_EQ(agent.requests.at(0).op, agent::Op::kRelease);
+  // Releasing what is not held: the agent says ok with no allocations; so do we.
+  inv = runPlugin(makeIpamPlugin(agent), e, conf().dump());
+  EXPECT_EQ(inv.exitCode, 0);
+  agent.unreachable = true;
+  inv = runPlugin(makeIpamPlugin(agent), e, conf().dump());
+  EXPECT_EQ(json::parse(inv.out)["code"], 11);
+}
+
+TEST(VnetIpam, CheckComparesTheAgentWithPrevResult) {
+  FakeAgent agent;
+  agent.next.allocations = {allocation("10.240.0.17")};
+  auto c = conf();
+  c["prevResult"] = {{"cniVersion", "1.1.0"}, {"ips", {{{"address", "10.240.0.17/32"}}}}};
+  EXPECT_EQ(runPlugin(makeIpamPlugin(agent), env("CHECK"), c.dump()).exitCode, 0);
+  EXPECT_EQ(agent.requests.at(0).op, agent::Op::kCheck);
+  c["prevResult"]["ips"][0]["address"] = "10.240.0.18/32";
+  auto inv = runPlugin(makeIpamPlugin(agent), env("CHECK"), c.dump());
+  EXPECT_EQ(json::parse(inv.out)["code"], kLayoutMismatch);
+  agent.next =
+      agent::Response::failure(agent::ErrorCode::kUnknownContainer, "no allocation for c1");
+  inv = runPlugin(makeIpamPlugin(agent), env("CHECK"), c.dump());
+  EXPECT_EQ(json::parse(inv.out)["code"], kUnknownContainer);
+}
+
+TEST(VnetIpam, GcSendsTheValidAttachments) {
+  FakeAgent agent;
+  auto c = conf();
+  c["cni.dev/valid-attachments"] = {{{"containerID", "a"}, {"ifname", "eth0"}},
+                                    {{"containerID", "b"}, {"ifname", "net1"}}};
+  const auto inv =
+      runPlugin(makeIpamPlugin(agent), {{"CNI_COMMAND", "GC"}, {"CNI_PATH", "/x"}}, c.dump());
+  EXPECT_EQ(inv.exitCode, 0) << inv.out;
+  ASSERT_EQ(agent.requests.size(), 1U);
+  EXPECT_EQ(agent.requests[0].op, agent::Op::kGc);
+  EXPECT_EQ(agent.requests[0].validAttachments,
+            (std::vector<agent::Attachment>{{"a", "eth0"}, {"b", "net1"}}));
+}
+
+TEST(VnetIpam, StatusIsReadyOnlyWithFreeAddresses) {
+  FakeAgent agent;
+  const auto status = [&] {
+    const auto inv = runPlugin(makeIpamPlugin(agent), {{"CNI_COMMAND", "STATUS"}}, conf().dump());
+    return inv.exitCode == 0 ? 0 : json::parse(inv.out)["code"].get<int>();
+  };
+  agent.next.ready = true;
+  agent.next.freeIPs = 3;
+  EXPECT_EQ(status(), 0);
+  agent.next.freeIPs = 0;
+  EXPECT_EQ(status(), kPluginNotAvailable);
+  agent.next.ready = false;
+  agent.next.freeIPs = 3;
+  EXPECT_EQ(status(), kPluginNotAvailable);
+  agent.unreachable = true;
+  EXPECT_EQ(status(), kPluginNotAvailable);
+  agent.unreachable = false;
+  agent.next = agent::Response::failure(agent::ErrorCode::kTryAgainLater, "starting");
+  EXPECT_EQ(status(), kPluginNotAvailable);
+}
+
+TEST(VnetIpam, BadConfigIsCodeSevenAndAsksNothing) {
+  FakeAgent agent;
+  for (const json& ipam : {json{{"socket", 5}}, json{{"timeoutMs", 0}},
+                           json{{"addressPrefixLength", 33}}, json{{"routes", "x"}}}) {
+    const auto inv = runPlugin(makeIpamPlugin(agent), env("ADD"), conf(ipam).dump());
+    EXPECT_EQ(json::parse(inv.out)["code"], kInvalidConfig) << ipam;
+  }
+  EXPECT_TRUE(agent.requests.empty());
+}
+
+}  // namespace
+}  // namespace vnetipam::cni

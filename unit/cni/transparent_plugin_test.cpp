@@ -1,0 +1,202 @@
+// vnet-transparent's ADD, CHECK and DEL against real namespaces (anonymous, made per test; needs
+// root), with the IPAM delegate faked so the test controls the address and sees every call.
+#include "node-agent/cni/transparent_plugin.h"
+
+#include <algorithm>
+#include <optional>
+
+#include <gtest/gtest.h>
+
+#include "lib/net/veth_name.h"
+#include "unit/lib/net/test_netns.h"
+
+namespace vnetipam::cni {
+namespace {
+
+using net::testing::ipJson;
+using net::testing::runCommand;
+using net::testing::TestNetns;
+using nlohmann::json;
+
+class FakeIpam : public IpamDelegate {
+ public:
+  Outcome<Result> run(Command command, const Env&, const NetConf& conf) override {
+    commands.push_back(command);
+    types.push_back(conf.ipamType);
+    if (command == Command::kAdd) {
+      if (failAdd) return failWith(kTryAgainLater, "no free address");
+      Result r;
+      r.ips.push_back({.address = *ipam::IPAddress::parse(address),
+                       .prefixLength = 24,
+                       .gateway = *ipam::IPAddress::parse("10.77.0.1")});
+      return r;
+    }
+    if (command == Command::kCheck && failCheck) return failWith(kUnknownContainer, "unknown");
+    return Result{};
+  }
+  std::string address = "10.77.0.5";
+  bool failAdd = false;
+  bool failCheck = false;
+  std::vector<Command> commands;
+  std::vector<std::string> types;
+};
+
+class TransparentPluginTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    if (auto why = net::testing::netnsUnavailable()) GTEST_SKIP() << *why;
+    host_.emplace();
+    pod_.emplace();
+  }
+
+  std::map<std::string, std::string> env(const char* command, std::string containerId = "ctr-1") {
+    return {{"CNI_COMMAND", command},
+            {"CNI_CONTAINERID", std::move(containerId)},
+            {"CNI_NETNS", pod_->procPath()},
+            {"CNI_IFNAME", "eth0"},
+            {"CNI_PATH", "/nonexistent"}};
+  }
+  static json conf() {
+    return {{"cniVersion", "1.1.0"},   {"name", "vnet"}, {"type", "vnet-transparent"},
+            {"hostVethPrefix", "tst"}, {"mtu", 1400},    {"ipam", {{"type", "fake-ipam"}}}};
+  }
+  Invocation run(const std::map<std::string, std::string>& e, const json& c) {
+    return runPlugin(makeTransparentPlugin(host_->ns(), ipam_), e, c.dump());
+  }
+  std::string hostVeth(std::string_view containerId = "ctr-1") {
+    return *net::hostVethName("tst", containerId);
+  }
+  bool hostHasLink(const std::string& name) {
+    const auto links = ipJson(*host_, "link show");
+    return std::ranges::any_of(links, [&](const json& l) { return l["ifname"] == name; });
+  }
+
+  std::optional<TestNetns> host_;
+  std::optional<TestNetns> pod_;
+  FakeIpam ipam_;
+};
+
+TEST_F(TransparentPluginTest, AddCheckDelDel) {
+  const auto add = run(env("ADD"), conf());
+  ASSERT_EQ(add.exitCode, 0) << add.out;
+  const json result = json::parse(add.out);
+  EXPECT_EQ(result["ips"],
+            (json{{{"address", "10.77.0.5/32"}, {"gateway", "169.254.1.1"}, {"interface", 1}}}));
+  EXPECT_EQ(result["routes"], (json{{{"dst", "0.0.0.0/0"}, {"gw", "169.254.1.1"}}}));
+  EXPECT_EQ(result["interfaces"][0]["name"], hostVeth());
+  EXPECT_EQ(result["interfaces"][1]["name"], "eth0");
+  EXPECT_EQ(result["interfaces"][1]["sandbox"], pod_->procPath());
+  EXPECT_EQ(result["interfaces"][1]["mtu"], 1400);
+
+  // The layout, as `ip` sees it.
+  const auto podAddr = ipJson(*pod_, "addr show dev eth0");
+  ASSERT_EQ(podAddr.size(), 1U);
+  EXPECT_EQ(podAddr[0]["mtu"], 1400);
+  bool slash32 = false;
+  for (const auto& a : podAddr[0]["addr_info"])
+    slash32 |= a["local"] == "10.77.0.5" && a["prefixlen"] == 32;
+  EXPECT_TRUE(slash32) << podAddr.dump();
+  const auto hostRoutes = ipJson(*host_, "route show 10.77.0.5/32");
+  ASSERT_EQ(hostRoutes.size(), 1U);
+  EXPECT_EQ(hostRoutes[0]["dev"], hostVeth());
+
+  auto check = conf();
+  check["prevResult"] = result;
+  const auto ok = run(env("CHECK"), check);
+  EXPECT_EQ(ok.exitCode, 0) << ok.out;
+
+  // Break one piece: CHECK names it.
+  ASSERT_EQ(runCommand(
+                fmt::format("nsenter --net={} ip neigh del 169.254.1.1 dev eth0", pod_->procPath()))
+                .status,
+            0);
+  const auto broken = run(env("CHECK"), check);
+  ASSERT_NE(broken.exitCode, 0);
+  const auto err = json::parse(broken.out);
+  EXPECT_EQ(err["code"], kLayoutMismatch);
+  EXPECT_NE(err["msg"].get<std::string>().find("neighbour 169.254.1.1"), std::string::npos)
+      << err["msg"];
+
+  for (int i = 0; i < 2; ++i) {
+    const auto del = run(env("DEL"), conf());
+    EXPECT_EQ(del.exitCode, 0) << del.out;
+    EXPECT_FALSE(hostHasLink(hostVeth()));
+    EXPECT_TRUE(ipJson(*host_, "route show 10.77.0.5/32").empty());
+  }
+  EXPECT_EQ(ipam_.commands, (std::vector<Command>{Command::kAdd, Command::kCheck, Command::kCheck,
+                                                  Command::kDel, Command::kDel}));
+  EXPECT_EQ(ipam_.types.front(), "fake-ipam");
+}
+
+TEST_F(TransparentPluginTest, CheckFailsWhenTheIpamDelegateDoes) {
+  const auto add = run(env("ADD"), conf());
+  ASSERT_EQ(add.exitCode, 0) << add.out;
+  auto check = conf();
+  check["prevResult"] = json::parse(add.out);
+  ipam_.failCheck = true;
+  EXPECT_EQ(json::parse(run(env("CHECK"), check).out)["code"], kUnknownContainer);
+  check.erase("prevResult");
+  EXPECT_EQ(json::parse(run(env("CHECK"), check).out)["code"], kInvalidConfig);
+}
+
+TEST_F(TransparentPluginTest, FailedAddUndoesTheVethAndReleasesTheAddress) {
+  // The pod already has an eth0: the veth cannot be made.
+  ASSERT_EQ(runCommand(fmt::format("nsenter --net={} ip link add eth0 type veth peer name x0",
+                                   pod_->procPath()))
+                .status,
+            0);
+  const auto add = run(env("ADD"), conf());
+  ASSERT_NE(add.exitCode, 0);
+  const auto err = json::parse(add.out);
+  EXPECT_NE(err["msg"].get<std::string>().find("eth0"), std::string::npos) << err["msg"];
+  EXPECT_EQ(ipam_.commands, (std::vector<Command>{Command::kAdd, Command::kDel}));
+  EXPECT_FALSE(hostHasLink(hostVeth()));
+  EXPECT_TRUE(ipJson(*host_, "route show 10.77.0.5/32").empty());
+}
+
+TEST_F(TransparentPluginTest, IpamFailureIsPassedThroughAndNothingIsCreated) {
+  ipam_.failAdd = true;
+  const auto add = run(env("ADD"), conf());
+  EXPECT_EQ(json::parse(add.out)["code"], kTryAgainLater);
+  EXPECT_FALSE(hostHasLink(hostVeth()));
+}
+
+TEST_F(TransparentPluginTest, BadNetnsOrConfigCostsNoAddress) {
+  auto e = env("ADD");
+  e["CNI_NETNS"] = "/nonexistent/netns";
+  auto add = run(e, conf());
+  EXPECT_EQ(json::parse(add.out)["code"], kInvalidEnvironment);
+  EXPECT_NE(json::parse(add.out)["msg"].get<std::string>().find("/nonexistent/netns"),
+            std::string::npos);
+  for (const auto& [key, value] : {std::pair<std::string, json>{"mtu", 20},
+                                   {"hostVethPrefix", "much-too-long-prefix"},
+                                   {"ipam", json::object()}}) {
+    auto c = conf();
+    c[key] = value;
+    add = run(env("ADD"), c);
+    EXPECT_EQ(json::parse(add.out)["code"], kInvalidConfig) << key;
+  }
+  EXPECT_TRUE(ipam_.commands.empty());
+}
+
+TEST_F(TransparentPluginTest, DelWorksWhenTheNetnsIsGone) {
+  ASSERT_EQ(run(env("ADD"), conf()).exitCode, 0);
+  const auto e = env("DEL");
+  pod_.reset();  // the runtime removed the pod's namespace: the kernel deletes the veth pair
+  auto gone = e;
+  gone["CNI_NETNS"] = "/proc/self/fd/999999";
+  const auto del = run(gone, conf());
+  EXPECT_EQ(del.exitCode, 0) << del.out;
+  gone.erase("CNI_NETNS");
+  EXPECT_EQ(run(gone, conf()).exitCode, 0);
+  EXPECT_EQ(ipam_.commands.back(), Command::kDel);
+}
+
+TEST_F(TransparentPluginTest, GcAndStatusGoToIpam) {
+  EXPECT_EQ(run({{"CNI_COMMAND", "GC"}, {"CNI_PATH", "/x"}}, conf()).exitCode, 0);
+  EXPECT_EQ(run({{"CNI_COMMAND", "STATUS"}}, conf()).exitCode, 0);
+  EXPECT_EQ(ipam_.commands, (std::vector<Command>{Command::kGc, Command::kStatus}));
+}
+
+}  // namespace
+}  // namespace vnetipam::cni
