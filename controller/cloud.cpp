@@ -1,0 +1,56 @@
+#include "controller/cloud.h"
+
+#include <algorithm>
+
+#include <fmt/format.h>
+
+namespace vnetipam::controller {
+
+azure::Result<std::vector<ipam::Prefix>> AzureCloud::subnetPrefixes(std::string_view subnetId) {
+  auto subnet = network_.getSubnet(subnetId);
+  if (!subnet) return std::unexpected(std::move(subnet.error()));
+  std::vector<ipam::Prefix> prefixes;
+  for (const std::string& text : subnet->addressPrefixes) {
+    auto prefix = ipam::Prefix::parse(text);
+    if (!prefix) {
+      return azure::fail(azure::ErrorCode::kBadResponse,
+                         fmt::format("subnet {}: addressPrefix \"{}\": {}", subnetId, text,
+                                     prefix.error().message));
+    }
+    prefixes.push_back(*prefix);
+  }
+  std::ranges::stable_sort(prefixes, [](const ipam::Prefix& a, const ipam::Prefix& b) {
+    return a.family() == ipam::Family::kV4 && b.family() != ipam::Family::kV4;
+  });
+  return prefixes;
+}
+
+azure::Result<std::string> AzureCloud::primaryNicOfNode(std::string_view providerID) {
+  auto vm = network_.getVirtualMachineOfNode(providerID);
+  if (!vm) return std::unexpected(std::move(vm.error()));
+  if (vm->nics.empty()) {
+    return azure::fail(azure::ErrorCode::kNotFound, fmt::format("VM {} has no NIC", vm->id));
+  }
+  const auto primary = std::ranges::find_if(vm->nics, [](const auto& nic) { return nic.primary; });
+  // A VM with one NIC may not mark it primary.
+  return primary != vm->nics.end() ? primary->id : vm->nics.front().id;
+}
+
+azure::Result<NicState> AzureCloud::readNic(std::string_view nicId) {
+  auto nic = network_.getNic(nicId);
+  if (!nic) return std::unexpected(std::move(nic.error()));
+  NicState state{.id = nic->id.empty() ? std::string(nicId) : nic->id, .prefixes = {}};
+  for (const azure::NicIpConfig& config : nic->ipConfigs) {
+    if (auto prefix = config.prefix()) state.prefixes.push_back(*prefix);
+  }
+  return state;
+}
+
+azure::Result<void> AzureCloud::setNicPrefixes(std::string_view nicId,
+                                               std::span<const ipam::Prefix> desired) {
+  auto change = network_.setNicPrefixes(nicId, desired);
+  if (!change) return std::unexpected(std::move(change.error()));
+  return {};
+}
+
+}  // namespace vnetipam::controller

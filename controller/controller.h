@@ -1,0 +1,213 @@
+// The controller's state and its three reconcilers (PodSubnet, Node, NIC), level-triggered over
+// one WorkQueue. Keys: "s/<podsubnet>", "n/<node>", "c/<node>" (the node's NIC).
+//
+// State is a few fields per object (NodeInfo, BlockInfo below), fed by list/watch events through
+// applyList()/applyEvent(); reconcilers read it under one mutex, do their I/O without it, and
+// write what they learn from their own writes back into it (a created block is counted at once,
+// not when the watch brings it). The pure decisions are node_blocks.h, nic_reconcile.h and
+// pool_status.h; the wiring rules stated there are followed here:
+//  - nodes are decided one at a time against the live free count of the pool (under the mutex);
+//  - a CIDR goes back to the pool only when the watch reports its IPBlock deleted;
+//  - a create whose outcome is unknown leaks its CIDR (it stays taken); the PodSubnet reconciler
+//    frees it after kLeakGrace if no IPBlock with that CIDR has shown up by then;
+//  - block phases change only from what a GET of the NIC showed.
+// Only the leader writes: every write first checks canWrite().
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <set>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "api/types.h"
+#include "controller/cloud.h"
+#include "controller/metrics.h"
+#include "controller/node_blocks.h"
+#include "controller/work_queue.h"
+#include "lib/ipam/subnet_blocks.h"
+#include "lib/kube/client.h"
+#include "lib/kube/events.h"
+#include "lib/kube/watch.h"
+
+namespace vnetipam::controller {
+
+inline constexpr std::string_view kIPBlocksPath = "/apis/vnetipam.io/v1alpha1/ipblocks";
+inline constexpr std::string_view kPodSubnetsPath = "/apis/vnetipam.io/v1alpha1/podsubnets";
+inline constexpr std::string_view kNodesPath = "/api/v1/nodes";
+
+// Where events go; EventRecorder in the binary, a list in tests.
+class EventSink {
+ public:
+  virtual ~EventSink() = default;
+  virtual void record(const kube::ObjectReference& regarding, kube::EventType type,
+                      std::string_view reason, std::string_view action, std::string_view note) = 0;
+};
+
+class RecorderEventSink final : public EventSink {
+ public:
+  explicit RecorderEventSink(kube::EventRecorder& recorder) : recorder_(recorder) {}
+  void record(const kube::ObjectReference& regarding, kube::EventType type, std::string_view reason,
+              std::string_view action, std::string_view note) override {
+    recorder_.record(regarding, type, reason, action, note);
+  }
+
+ private:
+  kube::EventRecorder& recorder_;
+};
+
+struct NodeInfo {
+  std::string uid;
+  std::string providerID;
+  std::map<std::string, std::string> labels;
+  bool operator==(const NodeInfo&) const = default;
+};
+
+struct BlockInfo {
+  std::string uid;
+  std::string resourceVersion;
+  std::string podSubnet;
+  std::string node;
+  ipam::Prefix cidr;
+  api::BlockPhase phase = api::BlockPhase::kPending;
+  bool deleting = false;
+  bool hasFinalizer = false;
+  std::vector<std::string> otherFinalizers;
+  std::int64_t used = 0;
+  std::int64_t capacity = 0;
+  Time created{};
+  // status.nic.id: where the prefix was programmed. Lets a restarted controller remove the prefix
+  // of a block whose node (and so providerID) is already gone.
+  std::string nicId;
+  // The node's spec.providerID when the block was created (annotation kProviderIDAnnotation), for
+  // the same reason, when the controller died between the NIC PUT and the status write.
+  std::string providerID;
+};
+
+inline constexpr std::string_view kProviderIDAnnotation = "vnetipam.io/provider-id";
+
+struct ControllerConfig {
+  std::chrono::seconds nicOrphanGrace{120};
+  // A CIDR whose create had an unknown outcome and for which no IPBlock appeared is freed after
+  // this long.
+  std::chrono::seconds leakGrace{60};
+  // PodSubnet status is written at most this often per subnet.
+  std::chrono::milliseconds statusInterval{1000};
+};
+
+using WallClock = std::function<std::chrono::system_clock::time_point()>;
+
+class Controller {
+ public:
+  // `client`, `queue` must outlive this; `cloud` null means --cloud=none; `events` and `metrics`
+  // may be null.
+  // `nicQueue`, when given, takes the "c/" keys (NIC work waits on Azure's long-running
+  // operations, so it gets a pool of its own); null: one queue for everything.
+  Controller(kube::Client& client, Cloud* cloud, WorkQueue& queue, EventSink* events,
+             ControllerMetrics* metrics, ControllerConfig config, WallClock wallClock = {},
+             WorkQueue* nicQueue = nullptr);
+
+  // Feeding the state (from CollectionWatch; tests call them directly). A list comes page by
+  // page between beginList and endList; endList drops what the list did not show.
+  enum class Collection { kNodes = 0, kBlocks = 1, kSubnets = 2 };
+  void beginList(Collection collection);
+  void applyListPage(Collection collection, nlohmann::json& items);
+  void endList(Collection collection);
+  void applyBlockList(nlohmann::json& items);  // one-page list of IPBlocks
+  void applyNodeEvent(kube::WatchEventType type, const nlohmann::json& object);
+  void applyBlockEvent(kube::WatchEventType type, const nlohmann::json& object);
+  void applySubnetEvent(kube::WatchEventType type, const nlohmann::json& object);
+
+  // Queues every object once (when this replica starts leading).
+  void enqueueAll();
+
+  // Processes one key: dispatches to the reconciler, records metrics, requeues on failure.
+  void process(const std::string& key);
+  // Processes keys of `queue` until it shuts down: call from each worker thread.
+  void runWorker(WorkQueue& queue);
+
+  // The reconcilers. An error string means "retry with backoff".
+  std::optional<std::string> reconcileSubnet(const std::string& name);
+  std::optional<std::string> reconcileNode(const std::string& name);
+  std::optional<std::string> reconcileNic(const std::string& node);
+
+  // Writes are allowed (this replica leads). Set false on losing the lease: no write after that.
+  void setWritable(bool writable) { writable_.store(writable, std::memory_order_release); }
+  bool canWrite() const { return writable_.load(std::memory_order_acquire); }
+
+  // For tests and /readyz.
+  std::optional<BlockInfo> block(const std::string& name) const;
+  std::size_t blockCount() const;
+  std::optional<std::uint64_t> poolFree(const std::string& podSubnet) const;
+
+ private:
+  struct SubnetState {
+    std::optional<ipam::SubnetBlockSet> blocks;  // carved
+    std::optional<ipam::Prefix> cidr;            // known (spec or Azure), carved or not
+    std::string notCarvedMessage;
+    std::set<std::string> shortNodes;
+    std::map<ipam::Prefix, Time> leaks;  // unknown-outcome creates: cidr -> when
+    bool exhaustedReported = false;
+  };
+
+  Time now() const;
+  WorkQueue& queueFor(const std::string& key);
+  void enqueue(const std::string& key);
+  void enqueueAfter(const std::string& key, WorkQueue::Clock::duration delay);
+  std::optional<std::string> nicPass(const std::string& node, bool& again);
+  static std::optional<BlockInfo> decodeBlock(const nlohmann::json& object);
+  static std::optional<NodeInfo> decodeNode(const nlohmann::json& object);
+
+  // Under mutex_.
+  void upsertBlockLocked(const std::string& name, BlockInfo info, bool fromWatch);
+  void eraseBlockLocked(const std::string& name);
+  void upsertNodeLocked(const std::string& name, NodeInfo info);
+  void upsertSubnetLocked(api::PodSubnet subnet);
+  void eraseSubnetLocked(const std::string& name);
+  void enqueueForBlock(const BlockInfo& info);
+  void enqueueSubnetStatus(const std::string& name);
+  void updateNodeMetricLocked(const std::string& node);
+  bool nodeSelected(const NodeInfo& node, const api::PodSubnetSpec& spec) const;
+
+  std::optional<std::string> carve(const std::string& name, std::unique_lock<std::mutex>& lock);
+  std::optional<std::string> writePhases(
+      const std::string& node, const std::vector<std::pair<std::string, api::BlockPhase>>& changes,
+      const std::string& nicId);
+  std::optional<std::string> finishReleasing(const std::vector<std::string>& names);
+  void event(const kube::ObjectReference& ref, bool warning, std::string_view reason,
+             std::string_view action, std::string_view note);
+  kube::ObjectReference nodeRef(const std::string& node) const;  // under mutex_
+
+  kube::Client& client_;
+  Cloud* cloud_;
+  WorkQueue& queue_;
+  WorkQueue& nicQueue_;
+  EventSink* events_;
+  ControllerMetrics* metrics_;
+  ControllerConfig config_;
+  WallClock wallClock_;
+  std::atomic<bool> writable_{false};
+
+  mutable std::mutex mutex_;
+  std::unordered_map<std::string, NodeInfo> nodes_;
+  std::unordered_map<std::string, BlockInfo> blocks_;
+  std::unordered_map<std::string, std::set<std::string>> nodeBlocks_;  // node -> block names
+  std::map<std::string, api::PodSubnet> subnets_;
+  std::map<std::string, SubnetState> subnetStates_;
+  std::unordered_map<std::string, Time> emptySince_;                       // block name -> since
+  std::unordered_map<std::string, std::map<ipam::Prefix, Time>> unowned_;  // node -> first seen
+  std::unordered_map<std::string, std::string> nicIds_;                    // node -> NIC id
+  std::set<std::string> listSeen_[3];  // names seen by the list in progress, per Collection
+};
+
+}  // namespace vnetipam::controller

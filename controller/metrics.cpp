@@ -1,0 +1,168 @@
+#include "controller/metrics.h"
+
+#include <string>
+
+namespace vnetipam::controller {
+
+namespace {
+
+using prometheus::BuildCounter;
+using prometheus::BuildGauge;
+using prometheus::BuildHistogram;
+
+double seconds(std::chrono::nanoseconds d) { return std::chrono::duration<double>(d).count(); }
+
+const prometheus::Histogram::BucketBoundaries& latencyBuckets() {
+  static const prometheus::Histogram::BucketBoundaries buckets = {
+      0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60};
+  return buckets;
+}
+
+}  // namespace
+
+ControllerMetrics::ControllerMetrics(std::shared_ptr<prometheus::Registry> registry)
+    : registry_(std::move(registry)),
+      poolBlocks_(BuildGauge()
+                      .Name("vnetipam_podsubnet_blocks")
+                      .Help("Usable blocks carved from the PodSubnet.")
+                      .Register(*registry_)),
+      poolAllocatedBlocks_(BuildGauge()
+                               .Name("vnetipam_podsubnet_allocated_blocks")
+                               .Help("Blocks of the PodSubnet held by nodes.")
+                               .Register(*registry_)),
+      poolIPs_(BuildGauge()
+                   .Name("vnetipam_podsubnet_ips")
+                   .Help("Addresses in the usable blocks of the PodSubnet.")
+                   .Register(*registry_)),
+      poolAllocatedIPs_(BuildGauge()
+                            .Name("vnetipam_podsubnet_allocated_ips")
+                            .Help("Addresses of the PodSubnet given to pods, as the agents report.")
+                            .Register(*registry_)),
+      poolExhausted_(BuildGauge()
+                         .Name("vnetipam_podsubnet_exhausted")
+                         .Help("1 when a node wanted a block of the PodSubnet and none was left.")
+                         .Register(*registry_)),
+      nodeBlocks_(BuildGauge()
+                      .Name("vnetipam_node_blocks")
+                      .Help("Blocks held by the node, over all PodSubnets.")
+                      .Register(*registry_)),
+      allocations_(BuildCounter()
+                       .Name("vnetipam_block_allocations_total")
+                       .Help("IPBlocks created.")
+                       .Register(*registry_)),
+      releases_(BuildCounter()
+                    .Name("vnetipam_block_releases_total")
+                    .Help("IPBlocks whose CIDR went back to the pool.")
+                    .Register(*registry_)),
+      reconcileDuration_(BuildHistogram()
+                             .Name("vnetipam_reconcile_duration_seconds")
+                             .Help("Time of one reconcile, per reconciler.")
+                             .Register(*registry_)),
+      reconcileErrors_(BuildCounter()
+                           .Name("vnetipam_reconcile_errors_total")
+                           .Help("Reconciles that failed and were retried, per reconciler.")
+                           .Register(*registry_)),
+      azureRequests_(BuildCounter()
+                         .Name("vnetipam_azure_requests_total")
+                         .Help("Azure HTTP attempts, per operation and status code (0: none).")
+                         .Register(*registry_)),
+      azureDuration_(BuildHistogram()
+                         .Name("vnetipam_azure_request_duration_seconds")
+                         .Help("Latency of Azure HTTP attempts, per operation.")
+                         .Register(*registry_)),
+      azureThrottled_(BuildCounter()
+                          .Name("vnetipam_azure_throttled_total")
+                          .Help("Azure requests answered 429 (throttled), per operation.")
+                          .Register(*registry_)),
+      azureWaitSeconds_(BuildCounter()
+                            .Name("vnetipam_azure_wait_seconds_total")
+                            .Help("Time the Azure client waited before requests, per reason.")
+                            .Register(*registry_)),
+      leader_(BuildGauge()
+                  .Name("vnetipam_controller_leader")
+                  .Help("1 while this replica holds the leader lease.")
+                  .Register(*registry_)
+                  .Add({})),
+      queueDepth_(BuildGauge()
+                      .Name("vnetipam_workqueue_depth")
+                      .Help("Keys waiting in the controller's work queue.")
+                      .Register(*registry_)
+                      .Add({})) {
+  for (std::string_view reconciler : {kPodSubnetReconciler, kNodeReconciler, kNicReconciler}) {
+    const prometheus::Labels labels{{"reconciler", std::string(reconciler)}};
+    reconcileErrors_.Add(labels);
+    reconcileDuration_.Add(labels, latencyBuckets());
+  }
+}
+
+void ControllerMetrics::setPool(const std::string& podSubnet, const PoolNumbers& numbers) {
+  const prometheus::Labels labels{{"podsubnet", podSubnet}};
+  poolBlocks_.Add(labels).Set(static_cast<double>(numbers.totalBlocks));
+  poolAllocatedBlocks_.Add(labels).Set(static_cast<double>(numbers.allocatedBlocks));
+  poolIPs_.Add(labels).Set(static_cast<double>(numbers.totalIPs));
+  poolAllocatedIPs_.Add(labels).Set(static_cast<double>(numbers.allocatedIPs));
+  poolExhausted_.Add(labels).Set(numbers.exhausted ? 1 : 0);
+  allocations_.Add(labels);
+  releases_.Add(labels);
+}
+
+void ControllerMetrics::removePool(const std::string& podSubnet) {
+  const prometheus::Labels labels{{"podsubnet", podSubnet}};
+  for (auto* family :
+       {&poolBlocks_, &poolAllocatedBlocks_, &poolIPs_, &poolAllocatedIPs_, &poolExhausted_}) {
+    family->Remove(&family->Add(labels));
+  }
+}
+
+void ControllerMetrics::setNodeBlocks(const std::string& node, std::int64_t blocks) {
+  std::lock_guard lock(mutex_);
+  const auto found = nodeGauges_.find(node);
+  if (blocks == 0) {
+    if (found != nodeGauges_.end()) {
+      nodeBlocks_.Remove(found->second);
+      nodeGauges_.erase(found);
+    }
+    return;
+  }
+  prometheus::Gauge* gauge = found != nodeGauges_.end()
+                                 ? found->second
+                                 : (nodeGauges_[node] = &nodeBlocks_.Add({{"node", node}}));
+  gauge->Set(static_cast<double>(blocks));
+}
+
+void ControllerMetrics::blockAllocated(const std::string& podSubnet) {
+  allocations_.Add({{"podsubnet", podSubnet}}).Increment();
+}
+
+void ControllerMetrics::blockReleased(const std::string& podSubnet) {
+  releases_.Add({{"podsubnet", podSubnet}}).Increment();
+}
+
+void ControllerMetrics::reconciled(std::string_view reconciler, std::chrono::nanoseconds duration,
+                                   bool failed) {
+  const prometheus::Labels labels{{"reconciler", std::string(reconciler)}};
+  reconcileDuration_.Add(labels, latencyBuckets()).Observe(seconds(duration));
+  if (failed) reconcileErrors_.Add(labels).Increment();
+}
+
+void ControllerMetrics::setLeader(bool leader) { leader_.Set(leader ? 1 : 0); }
+
+void ControllerMetrics::setQueueDepth(std::size_t depth) {
+  queueDepth_.Set(static_cast<double>(depth));
+}
+
+void ControllerMetrics::onRequest(std::string_view operation, int status,
+                                  std::chrono::nanoseconds latency) {
+  const std::string op(operation);
+  azureRequests_.Add({{"operation", op}, {"code", std::to_string(status)}}).Increment();
+  azureDuration_.Add({{"operation", op}}, latencyBuckets()).Observe(seconds(latency));
+  if (status == 429) azureThrottled_.Add({{"operation", op}}).Increment();
+}
+
+void ControllerMetrics::onWait(std::string_view, azure::WaitReason reason,
+                               std::chrono::nanoseconds wait) {
+  azureWaitSeconds_.Add({{"reason", std::string(azure::toString(reason))}})
+      .Increment(seconds(wait));
+}
+
+}  // namespace vnetipam::controller

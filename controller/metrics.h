@@ -1,0 +1,81 @@
+// Every metric of the controller, in one list (metrics.cpp registers them on one registry).
+// Names follow the Prometheus rules: prefix vnetipam_, base units (seconds), counters end in
+// _total. The Azure client reports through the ArmObserver interface implemented here.
+#pragma once
+
+#include <chrono>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+
+#include <prometheus/counter.h>
+#include <prometheus/family.h>
+#include <prometheus/gauge.h>
+#include <prometheus/histogram.h>
+#include <prometheus/registry.h>
+
+#include "lib/azure/metrics.h"
+
+namespace vnetipam::controller {
+
+// The three reconcilers, as label values.
+inline constexpr std::string_view kPodSubnetReconciler = "podsubnet";
+inline constexpr std::string_view kNodeReconciler = "node";
+inline constexpr std::string_view kNicReconciler = "nic";
+
+struct PoolNumbers {
+  std::int64_t totalBlocks = 0;
+  std::int64_t allocatedBlocks = 0;
+  std::int64_t totalIPs = 0;
+  std::int64_t allocatedIPs = 0;  // agent-reported status.used, summed
+  bool exhausted = false;
+};
+
+class ControllerMetrics final : public azure::ArmObserver {
+ public:
+  // Registers every family on `registry`.
+  explicit ControllerMetrics(std::shared_ptr<prometheus::Registry> registry);
+
+  const std::shared_ptr<prometheus::Registry>& registry() const { return registry_; }
+
+  void setPool(const std::string& podSubnet, const PoolNumbers& numbers);
+  void removePool(const std::string& podSubnet);
+  void setNodeBlocks(const std::string& node, std::int64_t blocks);  // 0 removes the series
+  void blockAllocated(const std::string& podSubnet);
+  void blockReleased(const std::string& podSubnet);
+  void reconciled(std::string_view reconciler, std::chrono::nanoseconds duration, bool failed);
+  void setLeader(bool leader);
+  void setQueueDepth(std::size_t depth);
+
+  // azure::ArmObserver
+  void onRequest(std::string_view operation, int status, std::chrono::nanoseconds latency) override;
+  void onWait(std::string_view operation, azure::WaitReason reason,
+              std::chrono::nanoseconds wait) override;
+
+ private:
+  std::shared_ptr<prometheus::Registry> registry_;
+
+  prometheus::Family<prometheus::Gauge>& poolBlocks_;
+  prometheus::Family<prometheus::Gauge>& poolAllocatedBlocks_;
+  prometheus::Family<prometheus::Gauge>& poolIPs_;
+  prometheus::Family<prometheus::Gauge>& poolAllocatedIPs_;
+  prometheus::Family<prometheus::Gauge>& poolExhausted_;
+  prometheus::Family<prometheus::Gauge>& nodeBlocks_;
+  prometheus::Family<prometheus::Counter>& allocations_;
+  prometheus::Family<prometheus::Counter>& releases_;
+  prometheus::Family<prometheus::Histogram>& reconcileDuration_;
+  prometheus::Family<prometheus::Counter>& reconcileErrors_;
+  prometheus::Family<prometheus::Counter>& azureRequests_;
+  prometheus::Family<prometheus::Histogram>& azureDuration_;
+  prometheus::Family<prometheus::Counter>& azureThrottled_;
+  prometheus::Family<prometheus::Counter>& azureWaitSeconds_;
+  prometheus::Gauge& leader_;
+  prometheus::Gauge& queueDepth_;
+
+  std::mutex mutex_;  // guards the node map (prometheus-cpp families are thread-safe)
+  std::unordered_map<std::string, prometheus::Gauge*> nodeGauges_;
+};
+
+}  // namespace vnetipam::controller

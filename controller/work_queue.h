@@ -1,0 +1,79 @@
+// A work queue of string keys for level-triggered reconcilers, with client-go's workqueue
+// semantics: a key is queued at most once (dedup), is never handed to two workers at once (a key
+// added while it is being processed is queued again when done() is called), and failures are
+// retried with a per-key exponential backoff (addRateLimited) that forget() resets.
+//
+// Keys are small strings ("n/<node>"); the queue holds each at most once, so its size is bounded
+// by the number of distinct objects. Thread-safe.
+#pragma once
+
+#include <chrono>
+#include <condition_variable>
+#include <cstddef>
+#include <deque>
+#include <map>
+#include <mutex>
+#include <optional>
+#include <set>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <unordered_set>
+
+namespace vnetipam::controller {
+
+struct WorkQueueOptions {
+  std::chrono::milliseconds baseDelay{5};
+  std::chrono::milliseconds maxDelay{300'000};
+};
+
+class WorkQueue {
+ public:
+  using Clock = std::chrono::steady_clock;
+
+  explicit WorkQueue(WorkQueueOptions options = {});
+
+  // Queues `key` now unless it is already queued. While the key is being processed it is queued
+  // again once done() is called.
+  void add(const std::string& key);
+  // Queues `key` after `delay`. A key already waiting keeps the earlier of the two times.
+  void addAfter(const std::string& key, Clock::duration delay);
+  // addAfter(backoff(failures)) and counts one more failure of `key`.
+  void addRateLimited(const std::string& key);
+  // Forgets the failures of `key` (call after a successful reconcile).
+  void forget(const std::string& key);
+  int failures(const std::string& key) const;
+
+  // Blocks until a key is ready (or the queue shuts down: nullopt). The caller must call done().
+  std::optional<std::string> get();
+  void done(const std::string& key);
+
+  // Wakes every get() with nullopt; later adds are ignored.
+  void shutdown();
+  bool shuttingDown() const;
+
+  // Keys ready to be processed (not the delayed ones, not the ones in process).
+  std::size_t depth() const;
+  // Keys waiting for their delay.
+  std::size_t waiting() const;
+
+  // The delay before retry number `failures` (0-based): baseDelay * 2^failures, at most maxDelay.
+  static Clock::duration backoff(const WorkQueueOptions& options, int failures);
+
+ private:
+  void addLocked(const std::string& key);
+  void promoteDueLocked(Clock::time_point now);
+
+  const WorkQueueOptions options_;
+  mutable std::mutex mutex_;
+  std::condition_variable changed_;
+  std::deque<std::string> queue_;
+  std::unordered_set<std::string> dirty_;       // queued (or to be re-queued after processing)
+  std::unordered_set<std::string> processing_;  // handed to a worker, not done() yet
+  std::multimap<Clock::time_point, std::string> delayed_;
+  std::unordered_map<std::string, Clock::time_point> delayedAt_;
+  std::unordered_map<std::string, int> failures_;
+  bool shutdown_ = false;
+};
+
+}  // namespace vnetipam::controller

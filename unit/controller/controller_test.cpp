@@ -1,0 +1,210 @@
+// The controller's wiring with --cloud=none: PodSubnet carving and status, node blocks, releases,
+// the safety rules of controller.h, against the in-memory API server.
+#include <gtest/gtest.h>
+
+#include "unit/controller/controller_test_support.h"
+
+namespace vnetipam::controller::testing {
+namespace {
+
+using nlohmann::json;
+
+class ControllerTest : public ControllerFixture {};
+
+TEST_F(ControllerTest, ExistingBlocksAreOccupiedBeforeAnyNewBlockIsHandedOut) {
+  api_.put(blockPathOf("pods-10-0-0-0-28"),
+           blockJson("pods", "10.0.0.0/28", "old", "pods-10-0-0-0-28"));
+  syncBlocks();
+  addNode(nodeJson("old"));
+  addNode(nodeJson("new"));
+  addSubnet(subnetJson("pods", {{"cidr", "10.0.0.0/26"}}));
+  runUntilQuiet();
+
+  const auto mine = blocksOf("new");
+  ASSERT_EQ(mine.size(), 1u);
+  EXPECT_EQ(mine[0]["spec"]["cidr"], "10.0.0.16/28");
+  EXPECT_EQ(mine[0]["metadata"]["name"], "pods-10-0-0-16-28");
+  EXPECT_EQ(mine[0]["metadata"]["labels"]["vnetipam.io/node"], "new");
+  EXPECT_EQ(mine[0]["metadata"]["labels"]["vnetipam.io/subnet"], "pods");
+  EXPECT_EQ(mine[0]["metadata"]["finalizers"], json::array({"vnetipam.io/nic-release"}));
+  EXPECT_EQ(mine[0]["status"]["phase"], "Ready") << "--cloud=none: Pending -> Ready";
+  EXPECT_EQ(mine[0]["status"]["capacity"], 16);
+  EXPECT_EQ(blocksOf("old").size(), 1u);
+
+  const auto subnet = api_.get(std::string(kPodSubnetsPath) + "/pods");
+  ASSERT_TRUE(subnet);
+  EXPECT_EQ((*subnet)["status"]["totalBlocks"], 4);
+  EXPECT_EQ((*subnet)["status"]["allocatedBlocks"], 2);
+  EXPECT_EQ((*subnet)["status"]["cidr"], "10.0.0.0/26");
+  EXPECT_EQ(controller_->poolFree("pods"), 2u);
+}
+
+TEST_F(ControllerTest, AlreadyExistsOccupiesThatBlockAndTriesTheNext) {
+  addNode(nodeJson("a"));
+  addSubnet(subnetJson("pods", {{"cidr", "10.0.0.0/26"}}));
+  ASSERT_FALSE(controller_->reconcileSubnet("pods"));
+  // Another writer created the first block; this replica's cache has not seen it yet.
+  api_.put(blockPathOf("pods-10-0-0-0-28"),
+           blockJson("pods", "10.0.0.0/28", "elsewhere", "pods-10-0-0-0-28"));
+  EXPECT_FALSE(controller_->reconcileNode("a"));
+  EXPECT_FALSE(controller_->reconcileNode("a"));
+
+  const auto mine = blocksOf("a");
+  ASSERT_EQ(mine.size(), 1u);
+  EXPECT_EQ(mine[0]["spec"]["cidr"], "10.0.0.16/28");
+  EXPECT_EQ(controller_->poolFree("pods"), 2u) << "the taken block stays occupied";
+}
+
+TEST_F(ControllerTest, ACreateOfUnknownOutcomeLeaksItsBlockUntilTheGraceEnds) {
+  addNode(nodeJson("a"));
+  addSubnet(subnetJson("pods", {{"cidr", "10.0.0.0/26"}}));
+  ASSERT_FALSE(controller_->reconcileSubnet("pods"));
+  api_.failNext("POST", kube::ErrorCode::kTransport);
+  EXPECT_TRUE(controller_->reconcileNode("a")) << "an unknown outcome is retried";
+  EXPECT_EQ(controller_->poolFree("pods"), 3u) << "leaked, not handed out again";
+  EXPECT_TRUE(blocksOf("a").empty());
+
+  wallNow_ += std::chrono::seconds(30);
+  EXPECT_FALSE(controller_->reconcileSubnet("pods"));
+  EXPECT_EQ(controller_->poolFree("pods"), 3u) << "still within the grace period";
+
+  wallNow_ += std::chrono::seconds(31);
+  EXPECT_FALSE(controller_->reconcileSubnet("pods"));
+  EXPECT_EQ(controller_->poolFree("pods"), 4u) << "no IPBlock showed up: free again";
+}
+
+TEST_F(ControllerTest, ALeakedBlockThatDidGetCreatedIsKept) {
+  addNode(nodeJson("a"));
+  addSubnet(subnetJson("pods", {{"cidr", "10.0.0.0/26"}}));
+  ASSERT_FALSE(controller_->reconcileSubnet("pods"));
+  api_.failNext("POST", kube::ErrorCode::kTransport);
+  EXPECT_TRUE(controller_->reconcileNode("a"));
+  // The create did happen after all; the watch brings it.
+  api_.put(blockPathOf("pods-10-0-0-0-28"),
+           blockJson("pods", "10.0.0.0/28", "a", "pods-10-0-0-0-28"));
+  syncBlocks();
+  wallNow_ += std::chrono::seconds(61);
+  EXPECT_FALSE(controller_->reconcileSubnet("pods"));
+  EXPECT_EQ(controller_->poolFree("pods"), 3u);
+  EXPECT_FALSE(controller_->reconcileNode("a"));
+  EXPECT_EQ(blocksOf("a").size(), 1u) << "the node is satisfied by the block that exists";
+}
+
+TEST_F(ControllerTest, ARefusedCreateGivesTheBlockBackAtOnce) {
+  addNode(nodeJson("a"));
+  addSubnet(subnetJson("pods", {{"cidr", "10.0.0.0/26"}}));
+  ASSERT_FALSE(controller_->reconcileSubnet("pods"));
+  api_.answerNext("POST", 422);
+  EXPECT_TRUE(controller_->reconcileNode("a"));
+  EXPECT_EQ(controller_->poolFree("pods"), 4u);
+}
+
+TEST_F(ControllerTest, ADeletedNodeReleasesEveryBlockAndThePoolGetsThemBack) {
+  addNode(nodeJson("a"));
+  addSubnet(subnetJson("pods", {{"cidr", "10.0.0.0/26"}, {"minFreeIPsPerNode", 20}}));
+  runUntilQuiet();
+  ASSERT_EQ(blocksOf("a").size(), 2u);
+  EXPECT_EQ(controller_->poolFree("pods"), 2u);
+
+  controller_->applyNodeEvent(kube::WatchEventType::kDeleted, nodeJson("a"));
+  runUntilQuiet();
+  EXPECT_TRUE(blocksOf("a").empty());
+  EXPECT_EQ(controller_->poolFree("pods"), 4u);
+}
+
+TEST_F(ControllerTest, UsageAboveTheWarmTargetAddsABlockAndAnEmptyExtraGoesAfterTheDelay) {
+  addNode(nodeJson("a"));
+  addSubnet(subnetJson("pods", {{"cidr", "10.0.0.0/26"}, {"releaseDelaySeconds", 10}}));
+  runUntilQuiet();
+  ASSERT_EQ(blocksOf("a").size(), 1u);
+
+  api_.patchStatus(blockPathOf("pods-10-0-0-0-28"), {{"used", 12}});
+  runUntilQuiet();
+  ASSERT_EQ(blocksOf("a").size(), 2u) << "4 free < minFreeIPsPerNode 8";
+
+  api_.patchStatus(blockPathOf("pods-10-0-0-0-28"), {{"used", 0}});
+  runUntilQuiet();
+  EXPECT_EQ(blocksOf("a").size(), 2u) << "empty, but not for releaseDelaySeconds yet";
+
+  wallNow_ += std::chrono::seconds(11);
+  EXPECT_FALSE(controller_->reconcileNode("a"));
+  runUntilQuiet();
+  const auto left = blocksOf("a");
+  ASSERT_EQ(left.size(), 1u);
+  EXPECT_EQ(left[0]["spec"]["cidr"], "10.0.0.0/28") << "the higher, newer extra block went";
+}
+
+TEST_F(ControllerTest, APoolWithoutFreeBlocksIsExhaustedWithEventsAndRecovers) {
+  addNode(nodeJson("a"));
+  addNode(nodeJson("b"));
+  addNode(nodeJson("c"));
+  addSubnet(subnetJson("pods", {{"cidr", "10.0.0.0/27"}}));
+  runUntilQuiet();
+  auto subnet = api_.get(std::string(kPodSubnetsPath) + "/pods");
+  ASSERT_TRUE(subnet);
+  const json& conditions = (*subnet)["status"]["conditions"];
+  const auto exhausted =
+      std::ranges::find_if(conditions, [](const json& c) { return c["type"] == "Exhausted"; });
+  ASSERT_NE(exhausted, conditions.end());
+  EXPECT_EQ((*exhausted)["status"], "True");
+  EXPECT_TRUE(events_.has("Exhausted"));
+  EXPECT_TRUE(events_.has("PodSubnetExhausted"));
+
+  // A node leaves: the short one gets its block.
+  const std::string holder = blocksOf("a").empty() ? "b" : "a";
+  controller_->applyNodeEvent(kube::WatchEventType::kDeleted, nodeJson(holder));
+  runUntilQuiet();
+  EXPECT_EQ(blocksOf("c").size() + blocksOf(holder == "a" ? "b" : "a").size(), 2u);
+  subnet = api_.get(std::string(kPodSubnetsPath) + "/pods");
+  for (const json& c : (*subnet)["status"]["conditions"]) {
+    if (c["type"] == "Exhausted") {
+      EXPECT_EQ(c["status"], "False") << c.dump();
+    }
+  }
+}
+
+TEST_F(ControllerTest, AnOverlappingPodSubnetIsRefusedNamingTheOtherOne) {
+  addNode(nodeJson("a"));
+  addSubnet(subnetJson("first", {{"cidr", "10.0.0.0/24"}}, "2026-01-01T00:00:00Z"));
+  addSubnet(subnetJson("second", {{"cidr", "10.0.0.128/25"}}, "2026-01-01T00:00:05Z"));
+  runUntilQuiet();
+  EXPECT_TRUE(controller_->poolFree("first"));
+  EXPECT_FALSE(controller_->poolFree("second"));
+  const auto second = api_.get(std::string(kPodSubnetsPath) + "/second");
+  ASSERT_TRUE(second);
+  const json& ready = (*second)["status"]["conditions"][0];
+  EXPECT_EQ(ready["type"], "Ready");
+  EXPECT_EQ(ready["status"], "False");
+  EXPECT_NE(ready["message"].get<std::string>().find("\"first\""), std::string::npos)
+      << ready.dump();
+  for (const json& b : blocksOf("a"))
+    EXPECT_EQ(b["spec"]["podSubnet"], "first");
+}
+
+TEST_F(ControllerTest, ANodeOutsideTheSelectorGetsNothingAndLosesItsBlocksWhenItLeavesIt) {
+  addNode(nodeJson("a", "", {{"pool", "blue"}}));
+  addNode(nodeJson("b", "", {{"pool", "green"}}));
+  addSubnet(subnetJson("pods", {{"cidr", "10.0.0.0/26"}, {"nodeSelector", {{"pool", "blue"}}}}));
+  runUntilQuiet();
+  EXPECT_EQ(blocksOf("a").size(), 1u);
+  EXPECT_TRUE(blocksOf("b").empty());
+
+  controller_->applyNodeEvent(kube::WatchEventType::kModified,
+                              nodeJson("a", "", {{"pool", "green"}}));
+  runUntilQuiet();
+  EXPECT_TRUE(blocksOf("a").empty());
+}
+
+TEST_F(ControllerTest, AStandbyWritesNothing) {
+  controller_->setWritable(false);
+  addNode(nodeJson("a"));
+  addSubnet(subnetJson("pods", {{"cidr", "10.0.0.0/26"}}));
+  EXPECT_TRUE(controller_->reconcileSubnet("pods"));
+  EXPECT_TRUE(controller_->reconcileNode("a"));
+  EXPECT_EQ(api_.count("POST"), 0u);
+  EXPECT_EQ(api_.count("PATCH"), 0u);
+  EXPECT_EQ(controller_->poolFree("pods"), 4u) << "nothing kept allocated for a write not made";
+}
+
+}  // namespace
+}  // namespace vnetipam::controller::testing

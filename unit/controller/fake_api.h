@@ -1,0 +1,176 @@
+// An in-memory API server for the controller's unit tests: an HttpTransport that stores objects
+// and answers create (with AlreadyExists), server-side apply of status, merge patch, delete (with
+// finalizers and deletionTimestamp) like kube-apiserver does, and can be told to fail the next
+// request of a method. Watches are not served: tests feed the controller's apply*() themselves
+// (syncBlocks() hands it every IPBlock as a fresh list).
+#pragma once
+
+#include <deque>
+#include <map>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "lib/kube/http_transport.h"
+
+namespace vnetipam::controller::testing {
+
+class FakeApiServer final : public kube::HttpTransport {
+ public:
+  // The next request with `method` gets this error (no response) or this HTTP status.
+  void failNext(std::string method, kube::ErrorCode code) {
+    std::lock_guard lock(mutex_);
+    failures_.push_back({std::move(method), code, 0});
+  }
+  void answerNext(std::string method, int status) {
+    std::lock_guard lock(mutex_);
+    failures_.push_back({std::move(method), kube::ErrorCode::kHttp, status});
+  }
+
+  // Stores an object as if another writer had created it.
+  void put(const std::string& path, nlohmann::json object) {
+    std::lock_guard lock(mutex_);
+    stamp(object);
+    objects_[path] = std::move(object);
+  }
+  // Merges `status` into the stored object's status, as the agent's apply would.
+  void patchStatus(const std::string& path, const nlohmann::json& status) {
+    std::lock_guard lock(mutex_);
+    auto& object = objects_.at(path);
+    for (const auto& [k, v] : status.items())
+      object["status"][k] = v;
+    bump(object);
+  }
+  std::optional<nlohmann::json> get(const std::string& path) const {
+    std::lock_guard lock(mutex_);
+    const auto found = objects_.find(path);
+    if (found == objects_.end()) return std::nullopt;
+    return found->second;
+  }
+  // Every object under a collection path, as the items of a list.
+  nlohmann::json items(const std::string& collection) const {
+    std::lock_guard lock(mutex_);
+    nlohmann::json out = nlohmann::json::array();
+    for (const auto& [path, object] : objects_) {
+      if (path.starts_with(collection + "/")) out.push_back(object);
+    }
+    return out;
+  }
+  std::vector<kube::HttpRequest> requests() const {
+    std::lock_guard lock(mutex_);
+    return requests_;
+  }
+  std::size_t count(const std::string& method) const {
+    std::lock_guard lock(mutex_);
+    std::size_t n = 0;
+    for (const auto& r : requests_)
+      n += r.method == method ? 1u : 0u;
+    return n;
+  }
+
+  kube::Result<kube::HttpResponse> send(const kube::HttpRequest& request) override {
+    std::lock_guard lock(mutex_);
+    requests_.push_back(request);
+    for (auto it = failures_.begin(); it != failures_.end(); ++it) {
+      if (it->method != request.method) continue;
+      const Failure f = *it;
+      failures_.erase(it);
+      if (f.status == 0) return std::unexpected(kube::Error{f.code, "injected failure"});
+      return respond(f.status, status(f.status, "InternalError", "injected"));
+    }
+    const std::string path = request.target.substr(0, request.target.find('?'));
+    const nlohmann::json body =
+        request.body.empty() ? nlohmann::json() : nlohmann::json::parse(request.body);
+    if (request.method == "POST") {
+      const std::string objectPath = path + "/" + body["metadata"].value("name", "");
+      if (objects_.contains(objectPath)) {
+        return respond(409, status(409, "AlreadyExists", objectPath + " already exists"));
+      }
+      nlohmann::json object = body;
+      stamp(object);
+      objects_[objectPath] = object;
+      return respond(201, object);
+    }
+    const bool statusPath = path.ends_with("/status");
+    const std::string objectPath = statusPath ? path.substr(0, path.size() - 7) : path;
+    const auto found = objects_.find(objectPath);
+    if (found == objects_.end()) return respond(404, status(404, "NotFound", objectPath));
+    nlohmann::json& object = found->second;
+    if (request.method == "GET") return respond(200, object);
+    if (request.method == "PATCH" && statusPath) {
+      for (const auto& [k, v] : body["status"].items())
+        object["status"][k] = v;
+      bump(object);
+      return respond(200, object);
+    }
+    if (request.method == "PATCH") {
+      const auto& meta = body["metadata"];
+      if (meta.contains("resourceVersion") &&
+          meta["resourceVersion"] != object["metadata"]["resourceVersion"]) {
+        return respond(409, status(409, "Conflict", "stale"));
+      }
+      if (meta.contains("finalizers")) object["metadata"]["finalizers"] = meta["finalizers"];
+      bump(object);
+      nlohmann::json answer = object;
+      if (object["metadata"].contains("deletionTimestamp") &&
+          object["metadata"]["finalizers"].empty()) {
+        objects_.erase(found);
+      }
+      return respond(200, answer);
+    }
+    if (request.method == "DELETE") {
+      if (object["metadata"].value("finalizers", nlohmann::json::array()).empty()) {
+        nlohmann::json answer = object;
+        objects_.erase(found);
+        return respond(200, answer);
+      }
+      object["metadata"]["deletionTimestamp"] = "2026-01-01T00:00:00Z";
+      bump(object);
+      return respond(200, object);
+    }
+    return respond(405, status(405, "MethodNotAllowed", request.method));
+  }
+
+  kube::Result<kube::HttpResponse> stream(const kube::HttpRequest&,
+                                          const std::function<bool(std::string_view)>&,
+                                          kube::CancelSignal&) override {
+    return std::unexpected(kube::Error{kube::ErrorCode::kConnectFailed, "no watches here"});
+  }
+
+ private:
+  struct Failure {
+    std::string method;
+    kube::ErrorCode code;
+    int status;
+  };
+  static nlohmann::json status(int code, const std::string& reason, const std::string& message) {
+    return {{"kind", "Status"},
+            {"status", "Failure"},
+            {"code", code},
+            {"reason", reason},
+            {"message", message}};
+  }
+  static kube::Result<kube::HttpResponse> respond(int code, const nlohmann::json& body) {
+    return kube::HttpResponse{code, {}, body.dump()};
+  }
+  void stamp(nlohmann::json& object) {
+    object["metadata"]["uid"] = "uid-" + std::to_string(++uids_);
+    object["metadata"]["creationTimestamp"] = "2026-01-01T00:00:00Z";
+    bump(object);
+  }
+  void bump(nlohmann::json& object) {
+    object["metadata"]["resourceVersion"] = std::to_string(++version_);
+  }
+
+  mutable std::mutex mutex_;
+  std::map<std::string, nlohmann::json> objects_;
+  std::deque<Failure> failures_;
+  std::vector<kube::HttpRequest> requests_;
+  int uids_ = 0;
+  int version_ = 100;
+};
+
+}  // namespace vnetipam::controller::testing

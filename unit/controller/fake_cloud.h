@@ -1,0 +1,85 @@
+// An in-memory Cloud for the controller's unit tests: VMs by providerID, NICs with prefixes,
+// subnets; counts every call and fails the next one of a kind on request.
+#pragma once
+
+#include <algorithm>
+#include <map>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "controller/cloud.h"
+
+namespace vnetipam::controller::testing {
+
+class FakeCloud final : public Cloud {
+ public:
+  void addNode(const std::string& providerID, const std::string& nicId) {
+    std::lock_guard lock(mutex_);
+    nicOfNode_[providerID] = nicId;
+    nics_[nicId];
+  }
+  void setSubnet(const std::string& id, std::vector<ipam::Prefix> prefixes) {
+    std::lock_guard lock(mutex_);
+    subnets_[id] = std::move(prefixes);
+  }
+  void setNic(const std::string& nicId, std::vector<ipam::Prefix> prefixes) {
+    std::lock_guard lock(mutex_);
+    nics_[nicId] = std::move(prefixes);
+  }
+  std::vector<ipam::Prefix> nic(const std::string& nicId) {
+    std::lock_guard lock(mutex_);
+    auto prefixes = nics_[nicId];
+    std::ranges::sort(prefixes);
+    return prefixes;
+  }
+  void failNextPut() {
+    std::lock_guard lock(mutex_);
+    failPut_ = true;
+  }
+
+  int puts = 0;
+  int reads = 0;
+  std::vector<std::vector<ipam::Prefix>> putBodies;
+
+  azure::Result<std::vector<ipam::Prefix>> subnetPrefixes(std::string_view subnetId) override {
+    std::lock_guard lock(mutex_);
+    const auto found = subnets_.find(std::string(subnetId));
+    if (found == subnets_.end()) return azure::fail(azure::ErrorCode::kNotFound, "no subnet");
+    return found->second;
+  }
+  azure::Result<std::string> primaryNicOfNode(std::string_view providerID) override {
+    std::lock_guard lock(mutex_);
+    const auto found = nicOfNode_.find(std::string(providerID));
+    if (found == nicOfNode_.end()) return azure::fail(azure::ErrorCode::kNotFound, "no VM");
+    return found->second;
+  }
+  azure::Result<NicState> readNic(std::string_view nicId) override {
+    std::lock_guard lock(mutex_);
+    ++reads;
+    const auto found = nics_.find(std::string(nicId));
+    if (found == nics_.end()) return azure::fail(azure::ErrorCode::kNotFound, "no NIC");
+    return NicState{.id = std::string(nicId), .prefixes = found->second};
+  }
+  azure::Result<void> setNicPrefixes(std::string_view nicId,
+                                     std::span<const ipam::Prefix> desired) override {
+    std::lock_guard lock(mutex_);
+    ++puts;
+    putBodies.emplace_back(desired.begin(), desired.end());
+    if (failPut_) {
+      failPut_ = false;
+      return azure::fail(azure::ErrorCode::kTransport, "injected: connection reset");
+    }
+    nics_[std::string(nicId)] = std::vector<ipam::Prefix>(desired.begin(), desired.end());
+    return {};
+  }
+
+ private:
+  std::mutex mutex_;
+  std::map<std::string, std::string> nicOfNode_;
+  std::map<std::string, std::vector<ipam::Prefix>> nics_;
+  std::map<std::string, std::vector<ipam::Prefix>> subnets_;
+  bool failPut_ = false;
+};
+
+}  // namespace vnetipam::controller::testing

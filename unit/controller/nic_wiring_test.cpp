@@ -1,0 +1,197 @@
+// The IPBlock <-> NIC reconciler against the fake cloud: batching, phases from GETs only,
+// releases before finalizers, orphan prefixes after the grace period, Azure subnets.
+#include <gtest/gtest.h>
+
+#include "unit/controller/controller_test_support.h"
+
+namespace vnetipam::controller::testing {
+namespace {
+
+using nlohmann::json;
+
+constexpr const char* kVm =
+    "azure:///subscriptions/s/resourceGroups/rg/providers/"
+    "Microsoft.Compute/virtualMachines/vm-a";
+constexpr const char* kSubnetId =
+    "/subscriptions/s/resourceGroups/rg/providers/"
+    "Microsoft.Network/virtualNetworks/v/subnets/pods";
+
+ipam::Prefix prefix(const char* text) { return *ipam::Prefix::parse(text); }
+
+class NicWiringTest : public ControllerFixture {
+ protected:
+  NicWiringTest() : ControllerFixture(true) {}
+  void SetUp() override {
+    ControllerFixture::SetUp();
+    cloud_.addNode(kVm, "nic-a");
+  }
+};
+
+TEST_F(NicWiringTest, PendingBlocksOfANodeGoOnItsNicInOnePutThenProgrammedThenReady) {
+  addNode(nodeJson("a", kVm));
+  addSubnet(subnetJson("pods", {{"cidr", "10.0.0.0/24"}, {"minFreeIPsPerNode", 40}}));
+  runUntilQuiet();
+
+  const auto mine = blocksOf("a");
+  ASSERT_EQ(mine.size(), 3u);
+  EXPECT_EQ(cloud_.puts, 1) << "three blocks, one PUT";
+  ASSERT_EQ(cloud_.putBodies.size(), 1u);
+  EXPECT_EQ(cloud_.putBodies[0].size(), 3u);
+  EXPECT_EQ(cloud_.nic("nic-a"),
+            (std::vector{prefix("10.0.0.0/28"), prefix("10.0.0.16/28"), prefix("10.0.0.32/28")}));
+  for (const json& b : mine) {
+    EXPECT_EQ(b["status"]["phase"], "Ready") << b.dump();
+    EXPECT_EQ(b["status"]["nic"]["id"], "nic-a");
+  }
+}
+
+TEST_F(NicWiringTest, EachPhaseMovesOnlyAfterAFreshGetShowedThePrefix) {
+  addNode(nodeJson("a", kVm));
+  addSubnet(subnetJson("pods", {{"cidr", "10.0.0.0/24"}}));
+  ASSERT_FALSE(controller_->reconcileSubnet("pods"));
+  ASSERT_FALSE(controller_->reconcileNode("a"));
+  syncBlocks();
+  ASSERT_FALSE(controller_->reconcileNic("a"));
+  // GET (absent) + PUT; GET (present) -> Programmed; GET -> Ready: one reconcile, three reads.
+  EXPECT_EQ(cloud_.puts, 1);
+  EXPECT_EQ(cloud_.reads, 3);
+  std::vector<std::string> phases;
+  for (const auto& r : api_.requests()) {
+    if (r.method != "PATCH" || !r.target.starts_with(blockPathOf("pods-10-0-0-0-28"))) continue;
+    phases.push_back(json::parse(r.body)["status"].value("phase", ""));
+  }
+  EXPECT_EQ(phases, (std::vector<std::string>{"Programmed", "Ready"}));
+  EXPECT_EQ(blocksOf("a")[0]["status"]["phase"], "Ready");
+}
+
+TEST_F(NicWiringTest, APutOfUnknownOutcomeMovesNoPhase) {
+  addNode(nodeJson("a", kVm));
+  addSubnet(subnetJson("pods", {{"cidr", "10.0.0.0/24"}}));
+  ASSERT_FALSE(controller_->reconcileSubnet("pods"));
+  ASSERT_FALSE(controller_->reconcileNode("a"));
+  syncBlocks();
+  cloud_.failNextPut();
+  EXPECT_TRUE(controller_->reconcileNic("a"));
+  EXPECT_EQ(blocksOf("a")[0].value("status", json::object()).value("phase", "Pending"), "Pending");
+}
+
+TEST_F(NicWiringTest, AReleasedBlockLeavesTheNicBeforeItsFinalizerGoes) {
+  addNode(nodeJson("a", kVm));
+  addSubnet(subnetJson("pods", {{"cidr", "10.0.0.0/24"}}));
+  runUntilQuiet();
+  ASSERT_EQ(cloud_.nic("nic-a").size(), 1u);
+
+  controller_->applyNodeEvent(kube::WatchEventType::kDeleted, nodeJson("a", kVm));
+  ASSERT_FALSE(controller_->reconcileNode("a"));  // DELETE: the finalizer holds the object
+  syncBlocks();
+  cloud_.failNextPut();
+  EXPECT_TRUE(controller_->reconcileNic("a")) << "the PUT's outcome is unknown";
+  ASSERT_EQ(blocksOf("a").size(), 1u) << "the finalizer stays until a GET shows the prefix gone";
+
+  runUntilQuiet();
+  EXPECT_TRUE(cloud_.nic("nic-a").empty());
+  EXPECT_TRUE(blocksOf("a").empty());
+  EXPECT_EQ(controller_->poolFree("pods"), 16u);
+}
+
+TEST_F(NicWiringTest, AnUnownedPrefixInAPodSubnetGoesAfterTheGraceAndOthersStay) {
+  cloud_.setNic("nic-a", {prefix("10.0.0.240/28"), prefix("192.168.0.0/28")});
+  addNode(nodeJson("a", kVm));
+  addSubnet(subnetJson("pods", {{"cidr", "10.0.0.0/24"}}));
+  runUntilQuiet();
+  EXPECT_EQ(cloud_.nic("nic-a"), (std::vector{prefix("10.0.0.0/28"), prefix("10.0.0.240/28"),
+                                              prefix("192.168.0.0/28")}));
+  EXPECT_TRUE(events_.has("UnownedPrefixFound"));
+
+  wallNow_ += std::chrono::seconds(121);
+  EXPECT_FALSE(controller_->reconcileNic("a"));
+  EXPECT_EQ(cloud_.nic("nic-a"), (std::vector{prefix("10.0.0.0/28"), prefix("192.168.0.0/28")}))
+      << "the orphan went; the prefix outside every PodSubnet is not ours";
+  EXPECT_TRUE(events_.has("UnownedPrefixRemoved"));
+}
+
+TEST_F(NicWiringTest, AVanishedPrefixIsProgrammedAgain) {
+  addNode(nodeJson("a", kVm));
+  addSubnet(subnetJson("pods", {{"cidr", "10.0.0.0/24"}}));
+  runUntilQuiet();
+  cloud_.setNic("nic-a", {});
+  EXPECT_FALSE(controller_->reconcileNic("a"));
+  EXPECT_TRUE(events_.has("PrefixVanished"));
+  runUntilQuiet();
+  EXPECT_EQ(cloud_.nic("nic-a"), std::vector{prefix("10.0.0.0/28")});
+  EXPECT_EQ(blocksOf("a")[0]["status"]["phase"], "Ready");
+}
+
+TEST_F(NicWiringTest, TheAzureSubnetIsCarvedFromWhatAzureSays) {
+  cloud_.setSubnet(kSubnetId, {prefix("10.1.0.0/26")});
+  addNode(nodeJson("a", kVm));
+  addSubnet(subnetJson("pods", {{"azureSubnetID", kSubnetId}}));
+  runUntilQuiet();
+  // Azure reserves the first four and the last address: the first and last /28 are excluded.
+  EXPECT_EQ(controller_->poolFree("pods"), 1u);
+  ASSERT_EQ(blocksOf("a").size(), 1u);
+  EXPECT_EQ(blocksOf("a")[0]["spec"]["cidr"], "10.1.0.16/28");
+}
+
+TEST_F(NicWiringTest, ABlockLengthOfTheWrongFamilyForTheAzureSubnetIsRefused) {
+  cloud_.setSubnet(kSubnetId, {prefix("fd00:1::/64")});
+  addSubnet(subnetJson("pods", {{"azureSubnetID", kSubnetId}, {"blockPrefixLength", 28}}));
+  runUntilQuiet();
+  EXPECT_FALSE(controller_->poolFree("pods"));
+  const auto subnet = api_.get(std::string(kPodSubnetsPath) + "/pods");
+  ASSERT_TRUE(subnet);
+  const std::string message = (*subnet)["status"]["conditions"][0]["message"];
+  EXPECT_NE(message.find("spec.blockPrefixLength"), std::string::npos) << message;
+  EXPECT_NE(message.find("fd00:1::/64"), std::string::npos) << message;
+}
+
+}  // namespace
+}  // namespace vnetipam::controller::testing
+
+namespace vnetipam::controller::testing {
+namespace {
+
+TEST_F(NicWiringTest, ARestartedControllerRemovesTheDeletedNodesPrefixFromTheNicItWasOn) {
+  addNode(nodeJson("a", kVm));
+  addSubnet(subnetJson("pods", {{"cidr", "10.0.0.0/24"}}));
+  runUntilQuiet();
+  ASSERT_EQ(cloud_.nic("nic-a").size(), 1u);
+
+  // The node is deleted while no controller runs; a new one starts knowing nothing of NICs.
+  controller_ = std::make_unique<Controller>(client_, &cloud_, queue_, &events_, nullptr,
+                                             ControllerConfig{.statusInterval = {}},
+                                             [this] { return wallNow_; });
+  controller_->setWritable(true);
+  addSubnet(subnetJson("pods", {{"cidr", "10.0.0.0/24"}}));
+  runUntilQuiet();
+  EXPECT_TRUE(blocksOf("a").empty());
+  EXPECT_TRUE(cloud_.nic("nic-a").empty()) << "the prefix left the NIC before the block went";
+}
+
+}  // namespace
+}  // namespace vnetipam::controller::testing
+
+namespace vnetipam::controller::testing {
+namespace {
+
+TEST_F(NicWiringTest, APrefixPutJustBeforeACrashIsFoundThroughTheBlocksProviderID) {
+  addNode(nodeJson("a", kVm));
+  addSubnet(subnetJson("pods", {{"cidr", "10.0.0.0/24"}}));
+  ASSERT_FALSE(controller_->reconcileSubnet("pods"));
+  ASSERT_FALSE(controller_->reconcileNode("a"));
+  ASSERT_EQ(blocksOf("a")[0]["metadata"]["annotations"]["vnetipam.io/provider-id"], kVm);
+  // The PUT went through, then the controller died before writing any status.
+  cloud_.setNic("nic-a", {prefix("10.0.0.0/28")});
+
+  controller_ = std::make_unique<Controller>(client_, &cloud_, queue_, &events_, nullptr,
+                                             ControllerConfig{.statusInterval = {}},
+                                             [this] { return wallNow_; });
+  controller_->setWritable(true);
+  addSubnet(subnetJson("pods", {{"cidr", "10.0.0.0/24"}}));
+  runUntilQuiet();  // node "a" is gone for this controller
+  EXPECT_TRUE(blocksOf("a").empty());
+  EXPECT_TRUE(cloud_.nic("nic-a").empty());
+}
+
+}  // namespace
+}  // namespace vnetipam::controller::testing
