@@ -6,7 +6,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 scripts/install-deps.sh
+scripts/install-helm.sh >/dev/null  # helm for e2e/test_helm.py, cached in ~/.cache/vnet-ipam/helm/
 scripts/check-format.sh
+# The generated references must match their sources (test_helm.py checks docs/configuration.md).
+python3 scripts/gen-metrics-docs.py --check
 
 build_dir=${VNETIPAM_BUILD_DIR:-build}
 cmake -S . -B "$build_dir" -G Ninja -DVNETIPAM_WERROR=ON
