@@ -1,0 +1,371 @@
+"""A simulated multi-node vnet-ipam cluster on one machine, shared by test_multinode.py and the
+demo (scripts/demo.py).
+
+On top of a control plane (cluster.Cluster) it runs:
+- the network lab (netlab.Lab): a fabric namespace and one namespace per node, eth0 = NIC;
+- azure-vnet-mock over HTTPS with its SDN emulation in the fabric (`--sdn-netns`), from a
+  topology where VM node-<i> has NIC node-<i>-nic at 10.240.0.<4+i> (azure_mock.topology);
+- one Node object per node (spec.providerID naming its mock VM);
+- vnet-ipam-controller (cloud azure, the mock's certificate trusted, metrics on loopback);
+- one vnet-ipam-agent per node in the root namespace (a netns has its own loopback, so the API
+  server on 127.0.0.1 is only reachable from the root namespace), each with its own socket, state
+  and CNI config directories; the CNI plugins run inside the node's namespace.
+
+The caller plays kubelet + container runtime: add_pod() creates a Pod object bound to a node and
+runs the CNI config list the node's agent wrote, exactly as a runtime would; delete_pod() undoes
+it. Everything is stopped by PID and removed by stop().
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import azure_mock
+import netlab
+from built import BUILD_DIR, built
+from cluster import Cluster, Process, free_port
+
+ROOT = Path(__file__).resolve().parent.parent
+CRD_DIR = ROOT / "crds"
+CONTROLLER = "controller/vnet-ipam-controller"
+AGENT = "node-agent/vnet-ipam-agent"
+IPAM_PLUGIN = "node-agent/cni/vnet-ipam"
+MAIN_PLUGIN = "node-agent/cni/vnet-transparent"
+BINARIES = (CONTROLLER, AGENT, IPAM_PLUGIN, MAIN_PLUGIN, "azure-mock/azure-vnet-mock")
+
+NODE_SUBNET = "10.240.0.0/16"  # azure_mock.topology(): subnet "nodes"
+NODE_IPS_RESERVED = "10.240.0.0/24"  # the NICs' primary IPs; never carved into blocks
+LABEL = "vnetipam.io/simcluster"
+
+
+def missing_binaries() -> list[str]:
+    """The project binaries this cluster needs that are not built (paths under the build dir)."""
+    return [b for b in BINARIES if not os.access(BUILD_DIR / b, os.X_OK)]
+
+
+def wait_for(what: str, check, deadline_s: float = 60, interval: float = 0.2):
+    """Polls check() until it returns a truthy value (returned) or the deadline passes."""
+    deadline = time.monotonic() + deadline_s
+    last = None
+    while True:
+        last = check()
+        if last:
+            return last
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"timed out after {deadline_s}s waiting for {what}")
+        time.sleep(interval)
+
+
+@dataclass
+class Agent:
+    node: str
+    workdir: Path
+    metrics: str  # host:port
+    proc: Process | None = None
+
+    @property
+    def socket(self) -> Path:
+        return self.workdir / "agent.sock"
+
+    @property
+    def cni_conf(self) -> Path:
+        return self.workdir / "net.d" / "10-vnet-ipam.conflist"
+
+
+@dataclass
+class PodHandle:
+    name: str
+    namespace: str
+    node: str
+    pod: netlab.Pod
+    ip: str
+    host_veth: str
+    uid: str
+    result: dict = field(repr=False)
+
+
+class SimCluster:
+    """See the module docstring. `name` names the PodSubnet and labels the objects, so several
+    can share an API server; Nodes are <node_prefix or name>-<i>; `netns_prefix` prefixes the
+    namespaces (default: unique to the process, see netlab.run_prefix)."""
+
+    def __init__(self, kube: Cluster, workdir: Path, *, nodes: int = 3, name: str = "sim",
+                 netns_prefix: str | None = None, node_prefix: str | None = None, log=print):
+        self.kube = kube
+        self.workdir = Path(workdir)
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.node_count = nodes
+        self.name = name
+        self.netns_prefix = netns_prefix
+        self.log = log
+        self.lab: netlab.Lab | None = None
+        self.mock: azure_mock.Mock | None = None
+        self.controller: Process | None = None
+        self.controller_metrics = f"127.0.0.1:{free_port()}"
+        self.agents: dict[str, Agent] = {}
+        self.pods: dict[str, PodHandle] = {}
+        self.node_names = [f"{node_prefix or name}-{i}" for i in range(nodes)]
+        self.cni_dirs = [BUILD_DIR / "node-agent" / "cni", netlab.REFERENCE_CNI_DIR]
+
+    # ---- start ----------------------------------------------------------------------------
+
+    def start(self) -> "SimCluster":
+        for b in BINARIES:
+            built(b)
+        try:
+            self._start()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def _start(self) -> None:
+        self.log("crds: applying crds/")
+        self.kube.kubectl("apply", "--server-side", "-f", str(CRD_DIR))
+        self.kube.kubectl("wait", "--for=condition=Established", "--timeout=60s",
+                          "crd/ipblocks.vnetipam.io", "crd/podsubnets.vnetipam.io")
+
+        self.lab = netlab.Lab(subnet=NODE_SUBNET, prefix=self.netns_prefix)
+        for i, node in enumerate(self.node_names):
+            self.lab.add_node(node, f"10.240.0.{4 + i}")
+        self.log(f"network: fabric {self.lab.fabric.name}, nodes "
+                 + ", ".join(f"{n.name}={n.ip}" for n in self.lab.nodes.values()))
+
+        mock_dir = self.workdir / "azure-mock"
+        mock_dir.mkdir(exist_ok=True)
+        self.mock = azure_mock.Mock(
+            mock_dir, ["--async-delay-ms", "100", "--sdn-netns", self.lab.fabric.name],
+            azure_mock.topology(nics=self.node_count))
+        self.log(f"azure-vnet-mock: {self.mock.url} (pid {self.mock.proc.pid})")
+
+        for i, node in enumerate(self.node_names):
+            self._create_node(node, f"node-{i}", f"10.240.0.{4 + i}")
+
+        self._start_controller()
+        for node in self.node_names:
+            self._start_agent(node)
+
+    def _create_node(self, name: str, vm: str, ip: str) -> None:
+        obj = {"apiVersion": "v1", "kind": "Node",
+               "metadata": {"name": name, "labels": {LABEL: self.name,
+                                                     "kubernetes.io/hostname": name}},
+               "spec": {"providerID": azure_mock.provider_id(vm)}}
+        self.kube.kubectl("apply", "--server-side", "-f", "-", input=json.dumps(obj))
+        status = {"status": {
+            "addresses": [{"type": "InternalIP", "address": ip},
+                          {"type": "Hostname", "address": name}],
+            "conditions": [{"type": "Ready", "status": "True", "reason": "KubeletReady",
+                            "message": "simulated node", "lastHeartbeatTime": None}]}}
+        self.kube.kubectl("patch", "node", name, "--subresource=status", "--type=merge",
+                          "-p", json.dumps(status))
+
+    def _start_controller(self) -> None:
+        d = self.workdir / "controller"
+        d.mkdir(exist_ok=True)
+        azure_json = self.mock.write_azure_json(d / "azure.json")
+        env = {**os.environ, "VNETIPAM_AZURE_ARM_ENDPOINT": self.mock.url,
+               "VNETIPAM_AZURE_AUTHORITY_HOST": self.mock.url}
+        self.controller = Process("vnet-ipam-controller", [
+            str(BUILD_DIR / CONTROLLER), f"--kubeconfig={self.kube.kubeconfig}",
+            "--cloud=azure", f"--azure-config={azure_json}",
+            f"--azure-ca-file={self.mock.cert}",
+            f"--metrics-address={self.controller_metrics}",
+            "--leader-elect=true", "--leader-election-namespace=kube-system",
+            f"--leader-election-name=vnet-ipam-{self.name}",
+            "--nic-orphan-grace-seconds=5",
+        ], d / "controller.log", env=env)
+        self._wait_http(self.controller, f"http://{self.controller_metrics}/readyz")
+        self.log(f"vnet-ipam-controller: pid {self.controller.pid}, "
+                 f"metrics http://{self.controller_metrics}/metrics")
+
+    def _start_agent(self, node: str) -> None:
+        d = self.workdir / "agents" / node
+        (d / "net.d").mkdir(parents=True, exist_ok=True)
+        (d / "state").mkdir(exist_ok=True)
+        agent = Agent(node, d, f"127.0.0.1:{free_port()}")
+        agent.proc = Process(f"vnet-ipam-agent {node}", [
+            str(BUILD_DIR / AGENT), f"--kubeconfig={self.kube.kubeconfig}",
+            f"--node-name={node}", f"--socket={agent.socket}",
+            f"--state-dir={d / 'state'}", f"--cni-conf-dir={d / 'net.d'}",
+            f"--metrics-address={agent.metrics}", "--release-cooldown-seconds=0",
+            "--usage-report-interval-ms=500",
+        ], d / "agent.log")
+        self.agents[node] = agent
+        self._wait_http(agent.proc, f"http://{agent.metrics}/healthz")
+        self.log(f"vnet-ipam-agent {node}: pid {agent.proc.pid}, socket {agent.socket}")
+
+    @staticmethod
+    def _wait_http(proc: Process, url: str, deadline_s: float = 60) -> None:
+        import urllib.request
+        deadline = time.monotonic() + deadline_s
+        while True:
+            if not proc.running():
+                raise RuntimeError(f"{proc.name} exited {proc.popen.returncode}:\n{proc.tail()}")
+            try:
+                with urllib.request.urlopen(url, timeout=2) as r:
+                    if r.status == 200:
+                        return
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{proc.name}: {url} not 200 in {deadline_s}s:\n{proc.tail()}")
+            time.sleep(0.1)
+
+    # ---- the API objects --------------------------------------------------------------------
+
+    def create_podsubnet(self, **spec) -> str:
+        """The PodSubnet <name> over the mock's node subnet, for this cluster's nodes only."""
+        body = {"azureSubnetID": azure_mock.subnet_id("nodes"), "blockPrefixLength": 28,
+                "nodeSelector": {LABEL: self.name}, "reservedCIDRs": [NODE_IPS_RESERVED],
+                "minFreeIPsPerNode": 8, **spec}
+        obj = {"apiVersion": "vnetipam.io/v1alpha1", "kind": "PodSubnet",
+               "metadata": {"name": self.name}, "spec": body}
+        self.kube.kubectl("apply", "--server-side", "-f", "-", input=json.dumps(obj))
+        return self.name
+
+    def ipblocks(self) -> list[dict]:
+        out = self.kube.kubectl("get", "ipblocks", "-l", f"vnetipam.io/subnet={self.name}",
+                                "-o", "json").stdout
+        return json.loads(out)["items"]
+
+    def wait_blocks_ready(self, deadline_s: float = 90) -> list[dict]:
+        """Until every node has a Ready block and the SDN routes each Ready block to its node."""
+        def ready():
+            blocks = self.ipblocks()
+            nodes = {b["spec"]["nodeName"] for b in blocks
+                     if b.get("status", {}).get("phase") == "Ready"}
+            if not set(self.node_names) <= nodes:
+                return None
+            routes = self.lab.fabric.sdn_routes()
+            for b in blocks:
+                if b.get("status", {}).get("phase") == "Ready":
+                    ip = self.lab.nodes[b["spec"]["nodeName"]].ip
+                    if routes.get(b["spec"]["cidr"]) != ip:
+                        return None
+            return blocks
+        return wait_for("a Ready block on every node, routed by the SDN", ready, deadline_s)
+
+    def wait_cni_configs(self, deadline_s: float = 60) -> None:
+        """Until every agent wrote its CNI config (it does once it can serve: network-ready)."""
+        for agent in self.agents.values():
+            wait_for(f"{agent.cni_conf}", agent.cni_conf.exists, deadline_s)
+
+    # ---- pods (kubelet + runtime) -----------------------------------------------------------
+
+    def add_pod(self, node: str, name: str, namespace: str = "default") -> PodHandle:
+        """A Pod object bound to node, a pod namespace, and CNI ADD of the node's config list."""
+        obj = {"apiVersion": "v1", "kind": "Pod",
+               "metadata": {"name": name, "namespace": namespace,
+                            "labels": {LABEL: self.name}},
+               "spec": {"nodeName": node,
+                        "containers": [{"name": "app", "image": "registry.k8s.io/pause:3.10"}]}}
+        self.kube.kubectl("apply", "--server-side", "-f", "-", input=json.dumps(obj))
+        uid = json.loads(self.kube.kubectl("get", "pod", "-n", namespace, name, "-o",
+                                           "json").stdout)["metadata"]["uid"]
+        pod = self.lab.add_pod(self.lab.nodes[node], f"{namespace}-{name}")
+        res = self._conflist(node, "ADD", pod, namespace, name, uid)
+        if not res.ok:
+            self.lab.remove_pod(pod)
+            raise RuntimeError(f"CNI ADD {namespace}/{name} on {node}: {res}")
+        [ip] = res.ips()
+        host = [i["name"] for i in res.doc.get("interfaces", []) if not i.get("sandbox")]
+        handle = PodHandle(name, namespace, node, pod, ip, host[0] if host else "", uid, res.doc)
+        self.pods[f"{namespace}/{name}"] = handle
+        return handle
+
+    def check_pod(self, h: PodHandle) -> netlab.CniResult:
+        return self._conflist(h.node, "CHECK", h.pod, h.namespace, h.name, h.uid, h.result)
+
+    def delete_pod(self, h: PodHandle, delete_object: bool = True) -> netlab.CniResult:
+        """CNI DEL (with the cached ADD result), the pod namespace removed, the Pod deleted."""
+        res = self._conflist(h.node, "DEL", h.pod, h.namespace, h.name, h.uid, h.result)
+        self.lab.remove_pod(h.pod)
+        self.pods.pop(f"{h.namespace}/{h.name}", None)
+        if delete_object:
+            self.kube.kubectl("delete", "pod", "-n", h.namespace, h.name, "--ignore-not-found",
+                              "--wait=false")
+        return res
+
+    def _conflist(self, node: str, command: str, pod: netlab.Pod, namespace: str, name: str,
+                  uid: str, prev: dict | None = None) -> netlab.CniResult:
+        conflist = json.loads(self.agents[node].cni_conf.read_text())
+        args = {"IgnoreUnknown": "1", "K8S_POD_NAMESPACE": namespace, "K8S_POD_NAME": name,
+                "K8S_POD_INFRA_CONTAINER_ID": pod.container_id, "K8S_POD_UID": uid}
+        return netlab.run_conflist(conflist, command, cni_dirs=self.cni_dirs,
+                                   node=self.lab.nodes[node], container_id=pod.container_id,
+                                   netns=pod.netns.path, ifname=pod.ifname, args=args,
+                                   prev_result=prev, runtime_config={"portMappings": []})
+
+    # ---- figures ----------------------------------------------------------------------------
+
+    def used_by_node(self) -> dict[str, int]:
+        used = {n: 0 for n in self.node_names}
+        for b in self.ipblocks():
+            used[b["spec"]["nodeName"]] += int(b.get("status", {}).get("used", 0))
+        return used
+
+    def metrics_targets(self) -> dict[str, list[str]]:
+        return {"vnet-ipam-controller": [self.controller_metrics],
+                "vnet-ipam-agent": [a.metrics for a in self.agents.values()]}
+
+    def pids(self) -> dict[str, int]:
+        """Every process this cluster started, by name (for the demo's record)."""
+        out = {}
+        if self.mock is not None:
+            out["azure-vnet-mock"] = self.mock.proc.pid
+        if self.controller is not None:
+            out["vnet-ipam-controller"] = self.controller.pid
+        for a in self.agents.values():
+            if a.proc is not None:
+                out[f"vnet-ipam-agent {a.node}"] = a.proc.pid
+        return out
+
+    # ---- stop -------------------------------------------------------------------------------
+
+    def stop(self, release: bool = True) -> None:
+        """Deletes the pods (CNI DEL), then with release=True the Nodes and the PodSubnet while
+        the controller still runs (so it takes the blocks off the NICs and drops their
+        finalizers), then stops agents, controller and mock by PID and removes the namespaces."""
+        errors = []
+        for h in list(self.pods.values()):
+            try:
+                self.delete_pod(h)
+            except Exception as e:  # keep tearing down
+                errors.append(f"pod {h.name}: {e}")
+        if release and self.controller is not None and self.controller.running():
+            try:
+                self._release_api_objects()
+            except Exception as e:
+                errors.append(f"releasing API objects: {e}")
+        for a in self.agents.values():
+            if a.proc is not None:
+                a.proc.stop()
+        if self.controller is not None:
+            self.controller.stop()
+        if self.mock is not None:
+            self.mock.stop()
+        if self.lab is not None:
+            self.lab.close()
+        # Whatever the controller could not release: no finalizer may keep objects forever.
+        for b in self._leftover_blocks():
+            self.kube.kubectl("patch", "ipblock", b, "--type=merge",
+                              "-p", '{"metadata":{"finalizers":null}}', check=False)
+        if errors:
+            raise RuntimeError("; ".join(errors))
+
+    def _release_api_objects(self) -> None:
+        self.kube.kubectl("delete", "pods", "-A", "-l", f"{LABEL}={self.name}",
+                          "--ignore-not-found", "--wait=false")
+        for node in self.node_names:
+            self.kube.kubectl("delete", "node", node, "--ignore-not-found", "--wait=false")
+        self.kube.kubectl("delete", "podsubnet", self.name, "--ignore-not-found", "--wait=false")
+        wait_for("the IPBlocks to be released", lambda: not self.ipblocks(), 60)
+
+    def _leftover_blocks(self) -> list[str]:
+        res = self.kube.kubectl("get", "ipblocks", "-l", f"vnetipam.io/subnet={self.name}",
+                                "-o", "name", check=False)
+        return [n.split("/", 1)[1] for n in res.stdout.split()] if res.returncode == 0 else []
