@@ -23,8 +23,6 @@
 #include <malloc.h>
 #include <prometheus/registry.h>
 #include <pthread.h>
-#include <spdlog/pattern_formatter.h>
-#include <spdlog/sinks/stdout_sinks.h>
 #include <spdlog/spdlog.h>
 #include <unistd.h>
 
@@ -36,6 +34,7 @@
 #include "controller/work_queue.h"
 #include "lib/azure/config.h"
 #include "lib/azure/connect.h"
+#include "lib/cli/logging.h"
 #include "lib/kube/client.h"
 #include "lib/kube/config.h"
 #include "lib/kube/cpprest_transport.h"
@@ -48,50 +47,6 @@ namespace {
 namespace vc = vnetipam::controller;
 namespace kube = vnetipam::kube;
 namespace azure = vnetipam::azure;
-
-// %* in the JSON pattern: the message as a JSON string body (quotes, backslashes and control
-// characters escaped), so every line is one valid JSON object.
-class JsonEscapedMessage final : public spdlog::custom_flag_formatter {
- public:
-  void format(const spdlog::details::log_msg& msg, const std::tm&,
-              spdlog::memory_buf_t& dest) override {
-    for (const char c : msg.payload) {
-      switch (c) {
-        case '"': dest.append(std::string_view("\\\"")); break;
-        case '\\': dest.append(std::string_view("\\\\")); break;
-        case '\n': dest.append(std::string_view("\\n")); break;
-        case '\r': dest.append(std::string_view("\\r")); break;
-        case '\t': dest.append(std::string_view("\\t")); break;
-        default:
-          if (static_cast<unsigned char>(c) < 0x20) {
-            const std::string escaped = fmt::format("\\u{:04x}", static_cast<unsigned>(c));
-            dest.append(std::string_view(escaped));
-          } else {
-            dest.push_back(c);
-          }
-      }
-    }
-  }
-  std::unique_ptr<spdlog::custom_flag_formatter> clone() const override {
-    return std::make_unique<JsonEscapedMessage>();
-  }
-};
-
-void setupLogging(const vc::ControllerOptions& options) {
-  auto logger = std::make_shared<spdlog::logger>("vnet-ipam-controller",
-                                                 std::make_shared<spdlog::sinks::stderr_sink_mt>());
-  if (options.logFormat == vc::LogFormat::kJson) {
-    auto formatter = std::make_unique<spdlog::pattern_formatter>(spdlog::pattern_time_type::utc);
-    formatter->add_flag<JsonEscapedMessage>('*').set_pattern(
-        R"({"time":"%Y-%m-%dT%H:%M:%S.%eZ","level":"%l","logger":"%n","msg":"%*"})");
-    logger->set_formatter(std::move(formatter));
-  } else {
-    logger->set_pattern("%Y-%m-%dT%H:%M:%S.%e %^%l%$ %v");
-  }
-  logger->set_level(spdlog::level::from_str(options.logLevel));
-  logger->flush_on(spdlog::level::warn);
-  spdlog::set_default_logger(std::move(logger));
-}
 
 std::optional<std::string> readFile(const std::string& path) {
   std::ifstream in(path);
@@ -144,7 +99,10 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "vnet-ipam-controller: --metrics-address: %s\n", address.error().c_str());
     return 2;
   }
-  setupLogging(options);
+  vnetipam::cli::setUpLogging({.name = "vnet-ipam-controller",
+                               .format = options.logFormat,
+                               .level = options.logLevel,
+                               .flushOn = spdlog::level::warn});
   // One malloc arena: with one per thread (cpprest's pool, watches, workers) freed JSON stays
   // scattered over many arenas and RSS grows far beyond what is live (64 MiB at 5,000 nodes).
   mallopt(M_ARENA_MAX, 1);

@@ -7,10 +7,12 @@
 #include <string>
 #include <string_view>
 
+#include "lib/cli/options.h"
+
 namespace vnetipam::controller {
 
 enum class CloudKind { kAzure, kNone };
-enum class LogFormat { kText, kJson };
+using LogFormat = cli::LogFormat;
 
 struct ControllerOptions {
   std::string kubeconfig;  // empty: in-cluster

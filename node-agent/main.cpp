@@ -26,6 +26,7 @@
 #include <unistd.h>
 
 #include "api/constants.h"
+#include "lib/cli/logging.h"
 #include "lib/ipam/journal.h"
 #include "lib/kube/client.h"
 #include "lib/kube/config.h"
@@ -56,16 +57,6 @@ bool waitForSignal(std::chrono::milliseconds timeout) {
   pollfd p{.fd = gSignalPipe[0], .events = POLLIN, .revents = 0};
   int r = ::poll(&p, 1, static_cast<int>(timeout.count()));
   return r > 0;
-}
-
-void setUpLogging(const AgentOptions& options) {
-  if (options.logFormat == LogFormat::kJson) {
-    spdlog::set_pattern(
-        R"({"time":"%Y-%m-%dT%H:%M:%S.%eZ","level":"%l","logger":"vnet-ipam-agent","msg":"%v"})",
-        spdlog::pattern_time_type::utc);
-  }
-  spdlog::set_level(spdlog::level::from_str(options.logLevel));
-  spdlog::flush_on(spdlog::level::info);
 }
 
 kube::Result<kube::KubeConfig> loadKubeConfig(const AgentOptions& options) {
@@ -277,7 +268,10 @@ int main(int argc, char** argv) {
     std::cout << usageText();
     return 0;
   }
-  setUpLogging(*options);
+  cli::setUpLogging({.name = "vnet-ipam-agent",
+                     .format = options->logFormat,
+                     .level = options->logLevel,
+                     .flushOn = spdlog::level::info});
   if (::pipe2(gSignalPipe, O_CLOEXEC | O_NONBLOCK) != 0) {
     spdlog::error("pipe2: {}", std::strerror(errno));
     return 1;

@@ -10,9 +10,11 @@
 #include <string>
 #include <string_view>
 
+#include "lib/cli/options.h"
+
 namespace vnetipam::agent {
 
-enum class LogFormat { kText, kJson };
+using LogFormat = cli::LogFormat;
 
 struct AgentOptions {
   std::string kubeconfig;  // empty: in-cluster

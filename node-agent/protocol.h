@@ -41,6 +41,7 @@
 
 #include "lib/ipam/error.h"
 #include "lib/ipam/ip.h"
+#include "node-agent/cni_error_codes.h"
 
 namespace vnetipam::agent {
 
@@ -53,17 +54,18 @@ inline constexpr std::size_t kMaxMessageBytes = 4 * 1024 * 1024;
 enum class Op : std::uint8_t { kAllocate, kRelease, kCheck, kList, kGc, kStatus };
 std::string_view toString(Op op);
 
-// The CNI spec's error codes (1-99), plus 100 for a failure inside the agent itself.
+// The CNI spec's error codes (1-99), plus 100 for a failure inside the agent itself: a subset of
+// cni::Code (node-agent/cni_error_codes.h), so the plugin hands them to the runtime unchanged.
 enum class ErrorCode : int {
-  kIncompatibleVersion = 1,
-  kUnsupportedField = 2,
-  kUnknownContainer = 3,
-  kInvalidEnvironment = 4,
-  kIoFailure = 5,
-  kDecodeFailure = 6,
-  kInvalidConfig = 7,
-  kTryAgainLater = 11,
-  kAgentInternal = 100,
+  kIncompatibleVersion = cni::kIncompatibleVersion,
+  kUnsupportedField = cni::kUnsupportedField,
+  kUnknownContainer = cni::kUnknownContainer,
+  kInvalidEnvironment = cni::kInvalidEnvironment,
+  kIoFailure = cni::kIoFailure,
+  kDecodeFailure = cni::kDecodeFailure,
+  kInvalidConfig = cni::kInvalidConfig,
+  kTryAgainLater = cni::kTryAgainLater,
+  kAgentInternal = cni::kInternal,
 };
 
 struct Attachment {

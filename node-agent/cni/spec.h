@@ -19,6 +19,7 @@
 #include <nlohmann/json.hpp>
 
 #include "lib/ipam/ip.h"
+#include "node-agent/cni_error_codes.h"
 
 namespace vnetipam::cni {
 
@@ -31,21 +32,7 @@ bool isSupportedVersion(std::string_view version);
 // Orders dotted versions numerically ("0.10.0" > "0.4.0"); unparsable parts count as 0.
 int compareVersions(std::string_view a, std::string_view b);
 
-// The spec's well-known error codes; 100+ are this project's own.
-enum Code : int {
-  kIncompatibleVersion = 1,
-  kUnsupportedField = 2,
-  kUnknownContainer = 3,
-  kInvalidEnvironment = 4,
-  kIoFailure = 5,
-  kDecodeFailure = 6,
-  kInvalidConfig = 7,
-  kTryAgainLater = 11,
-  kPluginNotAvailable = 50,
-  kDegradedConnectivity = 51,
-  kInternal = 100,        // an unexpected failure inside the plugin or the agent
-  kLayoutMismatch = 101,  // CHECK: the pod's network differs from prevResult
-};
+// The error codes (the spec's and this project's own): node-agent/cni_error_codes.h.
 
 struct Error {
   int code = kInternal;
