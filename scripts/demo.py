@@ -258,6 +258,25 @@ def status(already_up: bool = False) -> int:
     def section(title: str) -> None:
         print(f"\n=== {title}")
 
+    # The figures settle a moment after the pods start: the agents report status.used in
+    # batches, the controller sums them, Prometheus discovers and scrapes its targets. Show them
+    # once they have (or after a bounded wait, as they are then).
+    def settled() -> bool:
+        ips = kubectl(cfg, "get", "podsubnet", PODSUBNET, "-o",
+                      "jsonpath={.status.allocatedIPs}").strip()
+        if ips != str(len(info["pods"])):
+            return False
+        try:
+            return all(prometheus.query(info["prometheus"], expr) for expr in (
+                "vnetipam_controller_leader", "vnetipam_podsubnet_allocated_ips",
+                "vnetipam_agent_block_free_ips"))
+        except Exception:
+            return False
+
+    deadline = time.monotonic() + 45
+    while not settled() and time.monotonic() < deadline:
+        time.sleep(0.5)
+
     section("kubectl get podsubnets")
     print(kubectl(cfg, "get", "podsubnets"), end="")
     section("kubectl get ipblocks -o wide")
