@@ -100,7 +100,9 @@ struct PodSubnet {
 };
 
 // Lifecycle of a block: Pending (created) -> Programmed (prefix on the NIC) -> Ready (the agent
-// serves it); Releasing once it is being returned.
+// serves it); Releasing once it is being returned. Today's controller writes Ready as soon as a
+// GET shows the prefix on the NIC (controller/nic_reconcile.cpp, row N2): Programmed is kept for
+// a routes check between the two.
 enum class BlockPhase : std::uint8_t { kPending, kProgrammed, kReady, kReleasing };
 
 // Defined with the codec (api/codec.cpp), the only place phases meet text.

@@ -942,9 +942,9 @@ std::optional<std::string> Controller::finishReleasing(const std::vector<std::st
 }
 
 std::optional<std::string> Controller::reconcileNic(const std::string& node) {
-  // A pass that PUT the NIC or moved a phase is followed at once by another, with a fresh GET:
-  // Pending -> (PUT) -> Programmed -> Ready in one reconcile instead of three trips through a
-  // queue that may hold thousands of nodes.
+  // A pass that PUT the NIC is followed at once by another, with a fresh GET:
+  // Pending -> (PUT) -> Ready in one reconcile instead of two trips through a queue that may hold
+  // thousands of nodes.
   for (int pass = 0; pass < 3; ++pass) {
     bool again = false;
     if (auto error = nicPass(node, again)) return error;
@@ -1102,8 +1102,11 @@ std::optional<std::string> Controller::nicPass(const std::string& node, bool& ag
     }
   }
   if (plan.recheckAt) enqueueAfter("c/" + node, *plan.recheckAt - now());
-  // Read back before any phase moves; after a phase write, the next row of the table.
-  again = !error && ((plan.needsPut && putOk) || !changes.empty());
+  // After a PUT, read the NIC back before any phase moves. A move to Ready ends the block's
+  // way through the table; any other move is followed by the next row.
+  const bool moreRows = std::ranges::any_of(
+      changes, [](const auto& change) { return change.second != api::BlockPhase::kReady; });
+  again = !error && ((plan.needsPut && putOk) || moreRows);
   return error;
 }
 

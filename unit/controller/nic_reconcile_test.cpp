@@ -40,12 +40,12 @@ TEST(NicReconcile, N1PendingAbsentIsAddedAndStaysPending) {
   EXPECT_TRUE(p.events.empty());
 }
 
-TEST(NicReconcile, N2PendingPresentBecomesProgrammed) {
+TEST(NicReconcile, N2PendingPresentBecomesReady) {
   NicPlan p = plan({block("a", "10.240.0.16/28", BlockPhase::kPending)}, {P("10.240.0.16/28")});
   EXPECT_FALSE(p.needsPut);
   EXPECT_EQ(p.desiredPrefixes, std::vector{P("10.240.0.16/28")});
   EXPECT_EQ(p.phaseChanges,
-            (std::vector<PhaseChange>{{"a", BlockPhase::kPending, BlockPhase::kProgrammed}}));
+            (std::vector<PhaseChange>{{"a", BlockPhase::kPending, BlockPhase::kReady}}));
 }
 
 TEST(NicReconcile, N3ProgrammedPresentBecomesReady) {

@@ -27,7 +27,7 @@ class NicWiringTest : public ControllerFixture {
   }
 };
 
-TEST_F(NicWiringTest, PendingBlocksOfANodeGoOnItsNicInOnePutThenProgrammedThenReady) {
+TEST_F(NicWiringTest, PendingBlocksOfANodeGoOnItsNicInOnePutThenReady) {
   addNode(nodeJson("a", kVm));
   addSubnet(subnetJson("pods", {{"cidr", "10.0.0.0/24"}, {"minFreeIPsPerNode", 40}}));
   runUntilQuiet();
@@ -52,15 +52,15 @@ TEST_F(NicWiringTest, EachPhaseMovesOnlyAfterAFreshGetShowedThePrefix) {
   ASSERT_FALSE(controller_->reconcileNode("a"));
   syncBlocks();
   ASSERT_FALSE(controller_->reconcileNic("a"));
-  // GET (absent) + PUT; GET (present) -> Programmed; GET -> Ready: one reconcile, three reads.
+  // GET (absent) + PUT; GET (present) -> Ready: one reconcile, two reads, one status write.
   EXPECT_EQ(cloud_.puts, 1);
-  EXPECT_EQ(cloud_.reads, 3);
+  EXPECT_EQ(cloud_.reads, 2);
   std::vector<std::string> phases;
   for (const auto& r : api_.requests()) {
     if (r.method != "PATCH" || !r.target.starts_with(blockPathOf("pods-10-0-0-0-28"))) continue;
     phases.push_back(json::parse(r.body)["status"].value("phase", ""));
   }
-  EXPECT_EQ(phases, (std::vector<std::string>{"Programmed", "Ready"}));
+  EXPECT_EQ(phases, (std::vector<std::string>{"Ready"}));
   EXPECT_EQ(blocksOf("a")[0]["status"]["phase"], "Ready");
 }
 
