@@ -133,7 +133,8 @@ class Mock:
     `topology_doc` defaults to topology(). The certificate is `cert` (give it to clients as their
     CA); `url` is both the ARM and the Entra ID endpoint."""
 
-    def __init__(self, workdir: Path, extra_args: list[str], topology_doc: dict | None = None):
+    def __init__(self, workdir: Path, extra_args: list[str], topology_doc: dict | None = None,
+                 start_timeout: float = 20):
         self.workdir = workdir
         self.cert = workdir / "cert.pem"
         key = workdir / "key.pem"
@@ -154,7 +155,7 @@ class Mock:
             stdout=self.log, stderr=subprocess.STDOUT,
         )
         self.ssl = ssl.create_default_context(cafile=str(self.cert))
-        self._wait_healthy(deadline=time.monotonic() + 20)
+        self._wait_healthy(deadline=time.monotonic() + start_timeout)
 
     def _wait_healthy(self, deadline: float) -> None:
         while True:
