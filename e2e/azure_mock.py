@@ -155,7 +155,11 @@ class Mock:
             stdout=self.log, stderr=subprocess.STDOUT,
         )
         self.ssl = ssl.create_default_context(cafile=str(self.cert))
-        self._wait_healthy(deadline=time.monotonic() + start_timeout)
+        try:
+            self._wait_healthy(deadline=time.monotonic() + start_timeout)
+        except BaseException:
+            self.stop()  # a mock that never came up must not outlive the caller
+            raise
 
     def _wait_healthy(self, deadline: float) -> None:
         while True:
