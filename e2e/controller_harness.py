@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Callable, Iterator
 
 from built import BUILD_DIR
+from polling import poll  # noqa: F401  (re-exported for the controller tests)
 
 CONTROLLER = BUILD_DIR / "controller" / "vnet-ipam-controller"
 GROUP_PATH = "/apis/vnetipam.io/v1alpha1"
@@ -48,21 +49,6 @@ def free_port() -> int:
 
 def _die_with_parent() -> None:
     ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-
-
-def poll(what: str, check: Callable[[], object], timeout: float, interval: float = 0.1,
-         describe: Callable[[], str] | None = None):
-    """Calls check() until it returns something truthy (returned) or `timeout` seconds pass
-    (AssertionError naming `what` and, if given, describe()'s view of the state)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        got = check()
-        if got:
-            return got
-        if time.monotonic() > deadline:
-            detail = describe() if describe else repr(got)
-            raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}: {detail}")
-        time.sleep(interval)
 
 
 # ---- the API server ---------------------------------------------------------------------------

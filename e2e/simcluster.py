@@ -28,6 +28,7 @@ import azure_mock
 import netlab
 from built import BUILD_DIR, built
 from cluster import Cluster, Process, free_port
+from polling import poll
 
 ROOT = Path(__file__).resolve().parent.parent
 CRD_DIR = ROOT / "crds"
@@ -45,19 +46,6 @@ LABEL = "vnetipam.io/simcluster"
 def missing_binaries() -> list[str]:
     """The project binaries this cluster needs that are not built (paths under the build dir)."""
     return [b for b in BINARIES if not os.access(BUILD_DIR / b, os.X_OK)]
-
-
-def wait_for(what: str, check, deadline_s: float = 60, interval: float = 0.2):
-    """Polls check() until it returns a truthy value (returned) or the deadline passes."""
-    deadline = time.monotonic() + deadline_s
-    last = None
-    while True:
-        last = check()
-        if last:
-            return last
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"timed out after {deadline_s}s waiting for {what}")
-        time.sleep(interval)
 
 
 @dataclass
@@ -247,12 +235,12 @@ class SimCluster:
                     if routes.get(b["spec"]["cidr"]) != ip:
                         return None
             return blocks
-        return wait_for("a Ready block on every node, routed by the SDN", ready, deadline_s)
+        return poll("a Ready block on every node, routed by the SDN", ready, deadline_s, 0.2)
 
     def wait_cni_configs(self, deadline_s: float = 60) -> None:
         """Until every agent wrote its CNI config (it does once it can serve: network-ready)."""
         for agent in self.agents.values():
-            wait_for(f"{agent.cni_conf}", agent.cni_conf.exists, deadline_s)
+            poll(f"{agent.cni_conf}", agent.cni_conf.exists, deadline_s, 0.2)
 
     # ---- pods (kubelet + runtime) -----------------------------------------------------------
 
@@ -363,7 +351,7 @@ class SimCluster:
         for node in self.node_names:
             self.kube.kubectl("delete", "node", node, "--ignore-not-found", "--wait=false")
         self.kube.kubectl("delete", "podsubnet", self.name, "--ignore-not-found", "--wait=false")
-        wait_for("the IPBlocks to be released", lambda: not self.ipblocks(), 60)
+        poll("the IPBlocks to be released", lambda: not self.ipblocks(), 60, 0.2)
 
     def _leftover_blocks(self) -> list[str]:
         res = self.kube.kubectl("get", "ipblocks", "-l", f"vnetipam.io/subnet={self.name}",

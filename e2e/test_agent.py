@@ -27,24 +27,13 @@ import pytest
 
 from built import built
 from cluster import Process, free_port
+from polling import poll
 from crd_helpers import API_VERSION, CRD_DIR, CRD_NAMES, block_name
 
 CONTROLLER_FIELD_MANAGER = "vnet-ipam-controller"  # api/constants.h
 AGENT_FIELD_MANAGER = "vnet-ipam-agent"
 SUBNET = "agent-e2e"
 TIMEOUT = 30.0
-
-
-def wait_for(what: str, condition, timeout: float = TIMEOUT, interval: float = 0.05):
-    """Polls condition() until it returns something truthy; fails naming `what`."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(interval)
 
 
 # ---- the protocol --------------------------------------------------------------------------
@@ -156,7 +145,7 @@ class Agent:
                 return call(self.socket, "status").get("ready")
             except OSError:
                 return False
-        wait_for(f"agent on {self.node} to write its CNI config", serving)
+        poll(f"agent on {self.node} to write its CNI config", serving, TIMEOUT, 0.05)
 
     def terminate(self) -> int:
         """SIGTERM; returns the exit code."""
@@ -273,11 +262,11 @@ def test_allocate_release_and_status_used_follows(node):
     assert address(allocate(agent.socket, "c1", "p1")) == "10.250.1.0", "a retried ADD"
     addresses = {address(allocate(agent.socket, f"c{i}")) for i in range(2, 5)}
     assert len(addresses) == 3 and "10.250.1.0" not in addresses
-    wait_for("status.used == 4", lambda: node.used(block) == 4)
+    poll("status.used == 4", lambda: node.used(block) == 4, TIMEOUT, 0.05)
 
     assert release(agent.socket, "c2")["ok"]
     assert release(agent.socket, "c2") == {"v": 1, "ok": True}, "DEL is idempotent"
-    wait_for("status.used == 3", lambda: node.used(block) == 3)
+    poll("status.used == 3", lambda: node.used(block) == 3, TIMEOUT, 0.05)
     assert call(agent.socket, "check", containerID="c2", ifName="eth0")["code"] == 3
 
     # The agent owns status.used only: the controller's phase and capacity are untouched.
@@ -295,9 +284,10 @@ def test_only_ready_blocks_serve_and_a_releasing_block_gets_nothing_new(node):
     answer = allocate(agent.socket, "c1")
     assert not answer["ok"] and answer["code"] == 11, answer
     node.set_phase(block, "Ready")
-    wait_for("the block to become usable", lambda: allocate(agent.socket, "c1")["ok"])
+    poll("the block to become usable", lambda: allocate(agent.socket, "c1")["ok"], TIMEOUT, 0.05)
     node.set_phase(block, "Releasing")
-    wait_for("the releasing block to refuse", lambda: allocate(agent.socket, "c2").get("code") == 11)
+    poll("the releasing block to refuse",
+         lambda: allocate(agent.socket, "c2").get("code") == 11, TIMEOUT, 0.05)
     assert held(agent.socket) == {"c1": "10.250.2.0"}, "its allocation is kept"
 
 
@@ -353,8 +343,8 @@ def test_gc_releases_allocations_of_pods_that_do_not_exist(node, crds):
         marked = call(agent.socket, "gc", validAttachments=[
             {"containerID": c, "ifName": "eth0"} for c in ("c-alive", "c-gone", "c-listed")])
         assert {a["containerID"] for a in marked["allocations"]} == {"c-unlisted"}
-        wait_for("GC to release c-gone and c-unlisted",
-                 lambda: set(held(agent.socket)) == {"c-alive", "c-listed"}, timeout=20)
+        poll("GC to release c-gone and c-unlisted",
+             lambda: set(held(agent.socket)) == {"c-alive", "c-listed"}, 20, 0.05)
         assert held(agent.socket)["c-alive"] == alive
         log = agent.log()
         assert "GC: released" in log and "its pod no longer exists" in log
@@ -416,7 +406,7 @@ def test_sigkill_during_500_concurrent_allocate_release(node):
     threads = [threading.Thread(target=worker, args=(w,)) for w in range(20)]  # 500 ops
     for t in threads:
         t.start()
-    wait_for("200 acknowledged operations", lambda: ops[0] >= 200, interval=0.001)
+    poll("200 acknowledged operations", lambda: ops[0] >= 200, TIMEOUT, interval=0.001)
     agent.kill()
     done.set()
     for t in threads:

@@ -24,7 +24,8 @@ import pytest
 import netlab
 import prometheus
 import simcluster
-from simcluster import SimCluster, wait_for
+from polling import poll
+from simcluster import SimCluster
 
 NAME = "multinode"
 GATEWAY = "169.254.1.1"
@@ -90,18 +91,18 @@ def test_pods_reach_each_other_across_nodes_and_on_the_same_node(sim, pods):
 
 def test_used_column_follows_add_and_del(sim, pods):
     want = {n: sum(1 for p in sim.pods.values() if p.node == n) for n in sim.node_names}
-    assert wait_for(f"IPBlock used = {want}", lambda: sim.used_by_node() == want, 30)
+    assert poll(f"IPBlock used = {want}", lambda: sim.used_by_node() == want, 30, 0.2)
 
     node = sim.node_names[2]
     extra = sim.add_pod(node, "e2")
     want[node] += 1
-    assert wait_for(f"IPBlock used = {want}", lambda: sim.used_by_node() == want, 30)
+    assert poll(f"IPBlock used = {want}", lambda: sim.used_by_node() == want, 30, 0.2)
     assert netlab.wait_reachable(pods["a0"].pod, extra.ip)
 
     res = sim.delete_pod(extra)
     assert res.ok, str(res)
     want[node] -= 1
-    assert wait_for(f"IPBlock used = {want} after DEL", lambda: sim.used_by_node() == want, 30)
+    assert poll(f"IPBlock used = {want} after DEL", lambda: sim.used_by_node() == want, 30, 0.2)
     node_ns = sim.lab.nodes[node].netns
     assert extra.ip not in {r["dst"] for r in node_ns.routes()}
     assert extra.host_veth not in node_ns.links()
