@@ -22,7 +22,7 @@ import subprocess
 import socket
 import sys
 import tarfile
-import time
+import urllib.error
 import urllib.parse
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
@@ -32,6 +32,7 @@ import pytest
 import yaml
 
 from built import built
+from polling import poll
 
 ROOT = Path(__file__).resolve().parent.parent
 CHART = ROOT / "charts" / "vnet-ipam"
@@ -396,17 +397,17 @@ def test_mock_serves_the_rendered_topology_to_the_rendered_credentials(helm, tmp
                                 stdout=log, stderr=subprocess.STDOUT)
     try:
         base = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 20
-        while True:
+
+        def healthy():
             assert proc.poll() is None, (tmp_path / "mock.log").read_text()
             try:
                 with urllib.request.urlopen(f"{base}/mock/healthz", timeout=2) as r:
-                    if r.status == 200:
-                        break
+                    return r.status == 200
             except OSError:
-                pass
-            assert time.monotonic() < deadline, (tmp_path / "mock.log").read_text()
-            time.sleep(0.05)
+                return False
+
+        poll("the mock to come up", healthy, timeout=20, interval=0.05,
+             describe=lambda: (tmp_path / "mock.log").read_text())
         form = urllib.parse.urlencode({
             "grant_type": "client_credentials", "client_id": azure_json["aadClientId"],
             "client_secret": azure_json["aadClientSecret"],
@@ -418,8 +419,21 @@ def test_mock_serves_the_rendered_topology_to_the_rendered_credentials(helm, tmp
                 f"{azure_json['resourceGroup']}/providers/Microsoft.Network/virtualNetworks/"
                 f"{azure_json['vnetName']}?api-version=2024-05-01")
         req = urllib.request.Request(base + vnet, headers={"Authorization": f"Bearer {token}"})
-        with urllib.request.urlopen(req, timeout=10) as r:
-            assert json.load(r)["name"] == azure_json["vnetName"]
+
+        # The chart's mock values inject throttling (--throttle-rate): a 429 is an answer the
+        # client must retry after Retry-After, as the controller does; any other error fails.
+        def read_vnet():
+            try:
+                with urllib.request.urlopen(req, timeout=10) as r:
+                    return json.load(r)
+            except urllib.error.HTTPError as e:
+                if e.code != 429:
+                    raise
+                assert e.headers.get("Retry-After"), "a 429 without Retry-After"
+                return None
+
+        assert poll("the VNET GET past injected throttling", read_vnet, timeout=30,
+                    interval=1.0)["name"] == azure_json["vnetName"]
     finally:
         proc.terminate()
         proc.wait(10)
