@@ -24,6 +24,8 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+from polling import poll, wait_http_ok
+
 ROOT = Path(__file__).resolve().parent.parent
 BUILD_SCRIPT = ROOT / "scripts" / "build-kube.sh"
 
@@ -195,23 +197,11 @@ class Cluster:
             *args,
         ], self.workdir / f"kube-controller-manager-{n}.log")
         self._extra.append(proc)
-        ctx = ssl.create_default_context(cafile=str(p / "ca.crt"))
-        deadline = time.monotonic() + timeout
-        while True:
-            if not proc.running():
-                raise RuntimeError(f"kube-controller-manager exited with "
-                                   f"{proc.popen.returncode}; log {proc.log}:\n{proc.tail()}")
-            try:
-                with urllib.request.urlopen(f"https://127.0.0.1:{port}/healthz",
-                                            context=ctx, timeout=2.0) as r:
-                    if r.status == 200:
-                        return proc
-            except (OSError, ssl.SSLError):
-                pass
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"kube-controller-manager not healthy after {timeout}s; "
-                                   f"log {proc.log}:\n{proc.tail()}")
-            time.sleep(0.1)
+        wait_http_ok("kube-controller-manager /healthz", f"https://127.0.0.1:{port}/healthz",
+                     timeout, alive=lambda: self._check_running(proc),
+                     context=ssl.create_default_context(cafile=str(p / "ca.crt")),
+                     describe=lambda: f"log {proc.log}:\n{proc.tail()}")
+        return proc
 
     def stop_controller_manager(self, proc: Process) -> None:
         proc.stop()
@@ -246,27 +236,30 @@ class Cluster:
 
     def wait_ready(self, timeout: float = READY_TIMEOUT) -> None:
         """Poll /readyz until it answers 200 ok; fail early if a process died."""
-        deadline = time.monotonic() + timeout
         last = "no answer"
-        while True:
+
+        def ready() -> bool:
+            nonlocal last
             for p in (self.etcd, self.apiserver):
-                if p is not None and not p.running():
-                    raise RuntimeError(
-                        f"{p.name} exited with {p.popen.returncode}; log {p.log}:\n{p.tail()}"
-                    )
+                if p is not None:
+                    self._check_running(p)
             try:
                 status, body = self.get("/readyz", timeout=2.0)
-                if status == 200:
-                    return
-                last = f"HTTP {status}: {body.decode(errors='replace')[-400:]}"
-            except (OSError, ssl.SSLError) as e:  # not listening yet
+            except OSError as e:  # not listening yet (ssl.SSLError is an OSError)
                 last = str(e)
-            if time.monotonic() > deadline:
-                raise TimeoutError(
-                    f"kube-apiserver not ready after {timeout}s ({last}); "
-                    f"log {self.apiserver.log}:\n{self.apiserver.tail()}"
-                )
-            time.sleep(0.1)
+                return False
+            last = f"HTTP {status}: {body.decode(errors='replace')[-400:]}"
+            return status == 200
+
+        poll("kube-apiserver /readyz", ready, timeout,
+             describe=lambda: f"{last}; log {self.apiserver.log}:\n{self.apiserver.tail()}")
+
+    @staticmethod
+    def _check_running(p: Process) -> None:
+        """Raises, with the log's tail, when `p` has exited."""
+        if not p.running():
+            raise RuntimeError(
+                f"{p.name} exited with {p.popen.returncode}; log {p.log}:\n{p.tail()}")
 
     # ---- certificates and kubeconfigs --------------------------------------
 

@@ -36,6 +36,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from polling import poll
+
 REFERENCE_CNI_DIR = Path("/usr/lib/cni")  # Debian's containernetworking-plugins
 NETNS_DIR = Path("/run/netns")
 _MAX_NAME = 64  # azure-vnet-mock accepts netns names of at most 64 characters
@@ -189,13 +191,18 @@ class FabricNetns(Netns):
         return {r["dst"]: r["gateway"] for r in self.routes() if "gateway" in r}
 
     def wait_routes(self, want: dict[str, str], deadline_s: float = 10) -> dict[str, str]:
-        """Polls until the mock's routes equal `want` or the deadline passes; returns the last."""
-        deadline = time.monotonic() + deadline_s
-        while True:
-            got = self.sdn_routes()
-            if got == want or time.monotonic() > deadline:
-                return got
-            time.sleep(0.05)
+        """Polls until the mock's routes equal `want`, and returns them; at the deadline fails
+        showing the last routes seen."""
+        last: dict[str, str] = {}
+
+        def settled() -> bool:
+            nonlocal last
+            last = self.sdn_routes()
+            return last == want
+
+        poll(f"the mock's routes to be {want}", settled, deadline_s, interval=0.05,
+             describe=lambda: f"last {last}")
+        return last
 
 
 @dataclass

@@ -17,12 +17,13 @@ import shutil
 import signal
 import socket
 import subprocess
-import time
 import urllib.error
 import urllib.parse
 import urllib.request
 from pathlib import Path
 from typing import Callable
+
+from polling import poll, wait_http_ok
 
 PROMETHEUS = shutil.which("prometheus") or "/usr/bin/prometheus"
 PROMTOOL = shutil.which("promtool") or "/usr/bin/promtool"
@@ -119,24 +120,17 @@ class PrometheusServer:
         self.pid = self.proc.pid
         self.pid_file.write_text(f"{self.pid}\n")
         try:
-            self._wait_ready(time.monotonic() + 30)
+            self._wait_ready(30)
         except BaseException:
             self.stop()
             raise
 
-    def _wait_ready(self, deadline: float) -> None:
-        while True:
+    def _wait_ready(self, timeout: float) -> None:
+        def alive() -> None:
             if self.proc.poll() is not None:
                 raise PrometheusError(f"prometheus exited {self.proc.returncode}:\n{self.log()}")
-            try:
-                with urllib.request.urlopen(self.url + "/-/ready", timeout=2) as r:
-                    if r.status == 200:
-                        return
-            except OSError:
-                pass
-            if time.monotonic() > deadline:
-                raise PrometheusError(f"prometheus not ready at {self.url}:\n{self.log()}")
-            time.sleep(0.1)
+        wait_http_ok(f"prometheus ready at {self.url}", self.url + "/-/ready", timeout,
+                     alive=alive, describe=self.log)
 
     def log(self, chars: int = 4000) -> str:
         try:
@@ -169,42 +163,44 @@ class PrometheusServer:
     def wait_target_up(self, job: str, count: int | None = None, deadline_s: float = 30) -> None:
         """Until every target of job (count of them, default all configured) is up."""
         want = count if count is not None else len(self.targets[job])
-        deadline = time.monotonic() + deadline_s
-        while True:
+        mine: list[dict] = []
+
+        def enough_up() -> bool:
+            nonlocal mine
             mine = [t for t in self.targets_state() if t["labels"].get("job") == job]
-            up = [t for t in mine if t["health"] == "up"]
-            if len(up) >= want:
-                return
-            if time.monotonic() > deadline:
-                raise PrometheusError(f"job {job}: {len(up)}/{want} targets up: " + "; ".join(
-                    f"{t['scrapeUrl']} {t['health']} {t.get('lastError', '')}" for t in mine))
-            time.sleep(0.2)
+            return len([t for t in mine if t["health"] == "up"]) >= want
+
+        poll(f"{want} targets of job {job} up", enough_up, deadline_s, interval=0.2,
+             describe=lambda: "; ".join(f"{t['scrapeUrl']} {t['health']} {t.get('lastError', '')}"
+                                        for t in mine))
 
     def wait_value(self, expr: str, accept: Callable[[float], bool] = lambda v: True,
                    deadline_s: float = 30) -> float:
         """Polls an instant query until it has a single value that `accept` takes; returns it."""
-        deadline = time.monotonic() + deadline_s
         last: float | None = None
-        while True:
+
+        def accepted() -> bool:
+            nonlocal last
             last = self.value(expr)
-            if last is not None and accept(last):
-                return last
-            if time.monotonic() > deadline:
-                raise PrometheusError(f"{expr}: last value {last}, not accepted in {deadline_s}s")
-            time.sleep(0.2)
+            return last is not None and accept(last)
+
+        poll(f"{expr} to have an accepted value", accepted, deadline_s, interval=0.2,
+             describe=lambda: f"last value {last}")
+        return last
 
     def wait_query(self, expr: str, accept: Callable[[list[dict]], bool],
                    deadline_s: float = 30) -> list[dict]:
         """Polls an instant query until `accept` takes its samples; returns them."""
-        deadline = time.monotonic() + deadline_s
-        while True:
+        samples: list[dict] = []
+
+        def accepted() -> bool:
+            nonlocal samples
             samples = self.query(expr)
-            if accept(samples):
-                return samples
-            if time.monotonic() > deadline:
-                raise PrometheusError(f"{expr}: last samples {samples}, not accepted in "
-                                      f"{deadline_s}s")
-            time.sleep(0.2)
+            return accept(samples)
+
+        poll(f"{expr} to have accepted samples", accepted, deadline_s, interval=0.2,
+             describe=lambda: f"last samples {samples}")
+        return samples
 
     # ---- lifecycle --------------------------------------------------------------------------
 

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import json
 import os
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -28,7 +27,7 @@ import azure_mock
 import netlab
 from built import BUILD_DIR, built
 from cluster import Cluster, Process, free_port
-from polling import poll
+from polling import poll, wait_http_ok
 
 ROOT = Path(__file__).resolve().parent.parent
 CRD_DIR = ROOT / "crds"
@@ -188,20 +187,10 @@ class SimCluster:
 
     @staticmethod
     def _wait_http(proc: Process, url: str, deadline_s: float = 60) -> None:
-        import urllib.request
-        deadline = time.monotonic() + deadline_s
-        while True:
+        def alive() -> None:
             if not proc.running():
                 raise RuntimeError(f"{proc.name} exited {proc.popen.returncode}:\n{proc.tail()}")
-            try:
-                with urllib.request.urlopen(url, timeout=2) as r:
-                    if r.status == 200:
-                        return
-            except OSError:
-                pass
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"{proc.name}: {url} not 200 in {deadline_s}s:\n{proc.tail()}")
-            time.sleep(0.1)
+        wait_http_ok(f"{proc.name}: {url}", url, deadline_s, alive=alive, describe=proc.tail)
 
     # ---- the API objects --------------------------------------------------------------------
 

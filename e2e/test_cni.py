@@ -16,7 +16,6 @@ import os
 import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -26,6 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from built import built  # noqa: E402
 from cluster import free_port  # noqa: E402
 from netlab import REFERENCE_CNI_DIR, Lab, Netns, Pod, root_netns_snapshot, run_cni  # noqa: E402
+from polling import poll  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 NODE_IP = "10.240.0.4"
@@ -431,14 +431,16 @@ class Agent:
         """Polls the plugin's STATUS (the runtime's own readiness question) until it says yes."""
         conf = {"cniVersion": "1.1.0", "name": "vnet", "type": "vnet-ipam",
                 "ipam": self.ipam_conf()}
-        deadline = time.monotonic() + deadline_s
-        while True:
+        res = None
+
+        def ready() -> bool:
+            nonlocal res
             res = run_cni(vnet_ipam(), "STATUS", conf, node=None, ifname=None)
-            if res.ok:
-                return
-            assert self.proc.poll() is None, f"agent exited: {(self.workdir / 'agent.log').read_text()}"
-            assert time.monotonic() < deadline, f"agent not ready: {res}"
-            time.sleep(0.1)
+            assert res.ok or self.proc.poll() is None, \
+                f"agent exited: {(self.workdir / 'agent.log').read_text()}"
+            return res.ok
+
+        poll("the agent to be ready (CNI STATUS)", ready, deadline_s, describe=lambda: str(res))
 
     def allocations(self) -> list[dict]:
         res = agent_call(self.socket, {"op": "list"})

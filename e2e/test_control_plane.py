@@ -2,8 +2,9 @@
 
 import json
 import re
-import time
 from pathlib import Path
+
+from polling import poll
 
 KUBE_GO_MOD = Path(__file__).resolve().parent / "kube" / "go.mod"
 
@@ -50,13 +51,9 @@ def test_controller_manager_allocates_node_cidr(kube):
     try:
         kube.kubectl("apply", "-f", "-", input=json.dumps({
             "apiVersion": "v1", "kind": "Node", "metadata": {"name": "smoke-node"}}))
-        deadline = time.monotonic() + 30
-        cidr = ""
-        while not cidr and time.monotonic() < deadline:
-            cidr = kube.kubectl("get", "node", "smoke-node",
-                                "-o", "jsonpath={.spec.podCIDR}").stdout.strip()
-            if not cidr:
-                time.sleep(0.2)
+        cidr = poll("smoke-node's spec.podCIDR", lambda: kube.kubectl(
+            "get", "node", "smoke-node", "-o", "jsonpath={.spec.podCIDR}").stdout.strip(),
+            timeout=30, interval=0.2)
         assert re.fullmatch(r"10\.244\.\d+\.0/24", cidr), cidr
     finally:
         kube.stop_controller_manager(kcm)

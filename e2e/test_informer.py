@@ -12,7 +12,6 @@ always "too old resource version" (410 Gone), and the informer must relist.
 from __future__ import annotations
 
 import json
-import os
 import queue
 import subprocess
 import threading

@@ -6,7 +6,6 @@ Drives build/e2e/tools/kube_probe (or $VNETIPAM_BUILD_DIR/e2e/tools/kube_probe) 
 from __future__ import annotations
 
 import json
-import os
 import queue
 import subprocess
 import threading

@@ -23,6 +23,7 @@ from pathlib import Path
 import pytest
 
 from built import built
+from polling import poll
 
 NAMESPACE = "leader-election-e2e"
 LEASE_DURATION = 3.0
@@ -179,10 +180,13 @@ def elect(c: Candidates) -> tuple[str, str]:
 def wait_renewals(c: Candidates, count: int, deadline: float) -> None:
     """Waits until the Lease's renewTime has moved `count` times."""
     seen = set()
-    while len(seen) <= count:
-        assert time.monotonic() < deadline, f"only {len(seen)} renewals seen\n{c.stderr_tails()}"
+
+    def renewed() -> bool:
         seen.add(get_lease(c.kube, c.lease)["spec"]["renewTime"])
-        time.sleep(0.1)  # poll interval of a condition with a deadline, not a blind wait
+        return len(seen) > count
+
+    poll(f"{count} lease renewals", renewed, deadline - time.monotonic(),
+         describe=lambda: f"only {len(seen)} renewals seen\n{c.stderr_tails()}")
 
 
 def test_exactly_one_leads_and_a_killed_leader_is_replaced(candidates):
@@ -244,15 +248,12 @@ def test_leader_records_an_event_about_the_lease(candidates):
     c.wait_for(time.monotonic() + 15, "solo leading", event="started")
     uid = get_lease(c.kube, c.lease)["metadata"]["uid"]
 
-    deadline = time.monotonic() + 10
-    while True:
+    def our_events() -> list[dict]:
         events = json.loads(c.kube.kubectl("get", "events.events.k8s.io", "-n", NAMESPACE,
                                            "-o", "json").stdout)["items"]
-        ours = [e for e in events if e.get("regarding", {}).get("name") == c.lease]
-        if ours:
-            break
-        assert time.monotonic() < deadline, f"no Event about {c.lease}\n{c.stderr_tails()}"
-        time.sleep(0.1)  # poll interval of a condition with a deadline
+        return [e for e in events if e.get("regarding", {}).get("name") == c.lease]
+
+    ours = poll(f"an Event about {c.lease}", our_events, 10, describe=c.stderr_tails)
     assert len(ours) == 1, ours
     event = ours[0]
     assert event["reason"] == "LeaderElected"
