@@ -21,6 +21,7 @@ from pathlib import Path
 import pytest
 
 from built import BUILD_DIR, built
+from polling import poll
 
 MOCK = BUILD_DIR / "azure-mock" / "azure-vnet-mock"
 
@@ -156,24 +157,22 @@ class Mock:
         )
         self.ssl = ssl.create_default_context(cafile=str(self.cert))
         try:
-            self._wait_healthy(deadline=time.monotonic() + start_timeout)
+            self._wait_healthy(start_timeout)
         except BaseException:
             self.stop()  # a mock that never came up must not outlive the caller
             raise
 
-    def _wait_healthy(self, deadline: float) -> None:
-        while True:
+    def _wait_healthy(self, timeout: float) -> None:
+        def healthy() -> bool:
             if self.proc.poll() is not None:
                 raise AssertionError(f"mock exited {self.proc.returncode}: {self.log_text()}")
             try:
                 status, body, _ = self.request("GET", "/mock/healthz")
-                if status == 200 and body.get("status") == "ok":
-                    return
             except OSError:
-                pass
-            if time.monotonic() > deadline:
-                raise AssertionError(f"mock not healthy in time: {self.log_text()}")
-            time.sleep(0.05)
+                return False
+            return status == 200 and body.get("status") == "ok"
+
+        poll("the mock to be healthy", healthy, timeout, interval=0.05, describe=self.log_text)
 
     def log_text(self) -> str:
         self.log.flush()

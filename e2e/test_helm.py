@@ -32,7 +32,7 @@ import pytest
 import yaml
 
 from built import built
-from polling import poll
+from polling import poll, wait_http_ok
 
 ROOT = Path(__file__).resolve().parent.parent
 CHART = ROOT / "charts" / "vnet-ipam"
@@ -398,16 +398,11 @@ def test_mock_serves_the_rendered_topology_to_the_rendered_credentials(helm, tmp
     try:
         base = f"http://127.0.0.1:{port}"
 
-        def healthy():
+        def alive():
             assert proc.poll() is None, (tmp_path / "mock.log").read_text()
-            try:
-                with urllib.request.urlopen(f"{base}/mock/healthz", timeout=2) as r:
-                    return r.status == 200
-            except OSError:
-                return False
 
-        poll("the mock to come up", healthy, timeout=20, interval=0.05,
-             describe=lambda: (tmp_path / "mock.log").read_text())
+        wait_http_ok("the mock to come up", f"{base}/mock/healthz", 20, alive=alive,
+                     interval=0.05, describe=lambda: (tmp_path / "mock.log").read_text())
         form = urllib.parse.urlencode({
             "grant_type": "client_credentials", "client_id": azure_json["aadClientId"],
             "client_secret": azure_json["aadClientSecret"],
