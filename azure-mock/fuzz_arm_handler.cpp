@@ -66,5 +66,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   const ArmResponse response = handler.handle(request);
   if (response.status < 200 || response.status > 599) std::abort();
   if (!nlohmann::json::parse(response.body, nullptr, false).is_object()) std::abort();
+  // The address and operation indexes stay in step with the resources whatever came in.
+  if (!state.checkIndexes()) std::abort();
   return 0;
 }

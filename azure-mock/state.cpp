@@ -11,9 +11,14 @@
 #include "azure-mock/state.h"
 
 #include <algorithm>
+#include <map>
+#include <set>
+#include <tuple>
 #include <utility>
 
 #include <fmt/format.h>
+
+#include "azure-mock/wire.h"
 
 namespace vnetipam::azuremock {
 
@@ -63,13 +68,6 @@ CloudError invalidFormat(std::string message) {
 std::string resourceGroupId(std::string_view sub, std::string_view rg) {
   return fmt::format("/subscriptions/{}/resourceGroups/{}", sub, rg);
 }
-
-// A closed address interval [first, last] and who holds it, for conflict messages.
-struct Occupied {
-  ipam::U128 first;
-  ipam::U128 last;
-  std::string owner;
-};
 
 std::string configId(std::string_view nicId, std::string_view name) {
   return fmt::format("{}/ipConfigurations/{}", nicId, name);
@@ -140,37 +138,27 @@ std::expected<RequestedConfig, CloudError> parseRequestedConfig(const json& c, s
   return out;
 }
 
-// The 5 addresses Azure keeps in every subnet: network, gateway, 2 x DNS, broadcast.
-std::vector<Occupied> reservedOf(const Subnet& subnet) {
-  const ipam::U128 first = subnet.prefix.first().bits();
-  const ipam::U128 last = subnet.prefix.last().bits();
-  const std::string owner = fmt::format("the reserved addresses of subnet {}", subnet.name);
-  return {{first, first + 3, owner}, {last, last, owner}};
-}
+// Who holds an address a request asks for.
+struct Taken {
+  std::string_view owner;
+  bool reserved = false;
+  ipam::U128 last = 0;
+};
 
-const Occupied* findOverlap(const std::vector<Occupied>& taken, ipam::U128 first, ipam::U128 last) {
-  for (const auto& o : taken) {
-    if (o.first <= last && first <= o.last) return &o;
-  }
-  return nullptr;
-}
-
-// First aligned run of `size` addresses in the subnet that overlaps nothing taken.
-std::optional<ipam::U128> firstFit(const Subnet& subnet, std::vector<Occupied> taken,
-                                   ipam::U128 size) {
-  std::ranges::sort(taken, {}, &Occupied::first);
+// First aligned run of `size` addresses in the subnet that overlaps nothing `takenIn` reports:
+// the lowest free slot, as a walk over every holder sorted by address would find.
+template <typename TakenIn>
+std::optional<ipam::U128> firstFit(const Subnet& subnet, ipam::U128 size, const TakenIn& takenIn) {
   const ipam::U128 end = subnet.prefix.last().bits();
   ipam::U128 candidate = subnet.prefix.first().bits();
-  for (const auto& o : taken) {
-    if (candidate > end || end - candidate < size - 1) return std::nullopt;
-    if (o.last < candidate) continue;
-    if (o.first > candidate + size - 1) break;
-    // Overlaps: move past it, to the next aligned start.
-    if (o.last >= end) return std::nullopt;
-    candidate = (o.last + 1 + size - 1) / size * size;
+  while (candidate <= end && end - candidate >= size - 1) {
+    const std::optional<Taken> t = takenIn(candidate, candidate + size - 1);
+    if (!t) return candidate;
+    // Every aligned start up to t->last overlaps t: move past it.
+    if (t->last >= end) return std::nullopt;
+    candidate = (t->last + 1 + size - 1) / size * size;
   }
-  if (candidate > end || end - candidate < size - 1) return std::nullopt;
-  return candidate;
+  return std::nullopt;
 }
 
 }  // namespace
@@ -223,11 +211,10 @@ std::vector<const NetworkInterface*> MockState::nicsInResourceGroup(
 }
 
 std::vector<std::string> MockState::ipConfigurationIdsInSubnet(std::string_view subnetId) const {
-  const std::string key = toLower(subnetId);
   std::vector<std::string> out;
   for (const auto& [_, nic] : nics_) {
     for (const auto& c : nic.ipConfigurations) {
-      if (toLower(c.subnetId) == key) out.push_back(configId(nic.id, c.name));
+      if (iequals(c.subnetId, subnetId)) out.push_back(configId(nic.id, c.name));
     }
   }
   return out;
@@ -346,17 +333,24 @@ std::expected<std::vector<IpConfiguration>, CloudError> resolveConfigurations(
                       id)));
   }
 
-  // Everything other NICs hold in this subnet, plus the reserved addresses.
-  std::vector<Occupied> taken = reservedOf(*subnet);
+  // Other NICs and the reserved addresses are in the index; what this request claims is added to
+  // `claimed` as it goes. The index answers first: the order in which ARM names a holder.
   const std::string subnetKey = toLower(subnet->id);
-  state.forEachNic([&](const NetworkInterface& nic) {
-    if (toLower(nic.id) == toLower(nicId)) return;
-    for (const auto& c : nic.ipConfigurations) {
-      if (toLower(c.subnetId) != subnetKey) continue;
-      const auto p = c.prefix.value_or(ipam::Prefix::masked(c.address, 32));
-      taken.push_back({p.first().bits(), p.last().bits(), configId(nic.id, c.name)});
+  const std::string nicKey = toLower(nicId);
+  struct Claimed {
+    ipam::U128 first;
+    ipam::U128 last;
+    std::string owner;
+  };
+  std::vector<Claimed> claimed;
+  const auto takenIn = [&](ipam::U128 first, ipam::U128 last) -> std::optional<Taken> {
+    if (const auto* h = state.addressIndex().findOverlap(subnetKey, first, last, nicKey))
+      return Taken{.owner = h->owner, .reserved = h->reserved, .last = h->last};
+    for (const auto& c : claimed) {
+      if (c.first <= last && first <= c.last) return Taken{.owner = c.owner, .last = c.last};
     }
-  });
+    return std::nullopt;
+  };
 
   std::vector<IpConfiguration> out(requested.size());
   std::vector<bool> done(requested.size(), false);
@@ -368,9 +362,9 @@ std::expected<std::vector<IpConfiguration>, CloudError> resolveConfigurations(
                      fmt::format("IP configuration {} asks for {}, which is not in subnet {} ({}).",
                                  id, p.length() == 32 ? p.address().toString() : p.toString(),
                                  subnet->id, subnet->prefix.toString())));
-    if (const auto* o = findOverlap(taken, p.first().bits(), p.last().bits())) {
+    if (const auto o = takenIn(p.first().bits(), p.last().bits())) {
       const std::string text = p.length() == 32 ? p.address().toString() : p.toString();
-      if (o->owner.starts_with("the reserved"))
+      if (o->reserved)
         return std::unexpected(badRequest(
             "PrivateIPAddressIsReserved",  // [R]
             fmt::format("IP configuration {} asks for {}, which overlaps {}: the first four and "
@@ -382,7 +376,7 @@ std::expected<std::vector<IpConfiguration>, CloudError> resolveConfigurations(
                       "configuration {}.",
                       id, text, o->owner)));
     }
-    taken.push_back({p.first().bits(), p.last().bits(), id});
+    claimed.push_back({p.first().bits(), p.last().bits(), id});
     out[i] = IpConfiguration{.name = requested[i].name,
                              .primary = i == *primary,
                              .dynamic = requested[i].dynamic,
@@ -451,7 +445,7 @@ std::expected<std::vector<IpConfiguration>, CloudError> resolveConfigurations(
     if (done[i]) continue;
     const int length = requested[i].prefixLength.value_or(32);
     const ipam::U128 size = ipam::U128{1} << (32 - length);
-    auto start = firstFit(*subnet, taken, size);
+    auto start = firstFit(*subnet, size, takenIn);
     if (!start)
       return std::unexpected(badRequest(
           "SubnetIsFull",
@@ -589,11 +583,15 @@ std::expected<NicPutResult, CloudError> MockState::putNic(std::string_view nicId
     op.previous->pendingOperationId.clear();
   }
   const bool created = existing == nullptr;
-  nics_[key] = std::move(next);
-  auto& stored = operations_[toLower(operationId)];
+  storeNic(key, std::move(next));
+  const std::string operationKey = toLower(operationId);
+  auto& stored = operations_[operationKey];
   stored = std::move(op);
   ++revision_;
-  if (options_.asyncDelay <= std::chrono::milliseconds::zero()) complete(stored);
+  if (options_.asyncDelay <= std::chrono::milliseconds::zero())
+    complete(stored);
+  else
+    pendingOperations_.emplace(stored.due, operationKey);
   return NicPutResult{.created = created, .operationId = std::move(operationId)};
 }
 
@@ -607,9 +605,9 @@ void MockState::complete(AsyncOperation& op) {
       restored.etag = newEtag();
       for (auto& c : restored.ipConfigurations)
         c.etag = restored.etag;
-      nics_[key] = std::move(restored);
+      storeNic(key, std::move(restored));
     } else {
-      nics_.erase(key);
+      eraseNic(key);
     }
     op.status = OperationStatus::kFailed;
     op.error = CloudError{.status = 200,
@@ -628,16 +626,76 @@ void MockState::complete(AsyncOperation& op) {
   ++revision_;
 }
 
+void MockState::storeNic(const std::string& key, NetworkInterface nic) {
+  index_.removeNic(key);
+  auto& stored = nics_[key];
+  stored = std::move(nic);
+  index_.addNic(key, stored);
+}
+
+void MockState::eraseNic(const std::string& key) {
+  index_.removeNic(key);
+  nics_.erase(key);
+}
+
 bool MockState::advance() {
   const auto now = clock_.now();
+  std::vector<std::string> due;
+  while (!pendingOperations_.empty() && pendingOperations_.begin()->first <= now) {
+    due.push_back(pendingOperations_.begin()->second);
+    pendingOperations_.erase(pendingOperations_.begin());
+  }
+  // In id order, as a walk over every operation would: a failing one draws a new etag.
+  std::ranges::sort(due);
   bool changed = false;
-  for (auto& [_, op] : operations_) {
-    if (op.status == OperationStatus::kInProgress && op.due <= now) {
-      complete(op);
-      changed = true;
-    }
+  for (const auto& key : due) {
+    auto it = operations_.find(key);
+    if (it == operations_.end() || it->second.status != OperationStatus::kInProgress ||
+        it->second.due > now)
+      continue;
+    complete(it->second);
+    changed = true;
   }
   return changed;
+}
+
+std::expected<void, std::string> MockState::checkIndexes() const {
+  AddressIndex rebuilt;
+  for (const auto& [_, subnet] : subnets_)
+    rebuilt.addSubnet(subnet);
+  for (const auto& [key, nic] : nics_) {
+    if (key != toLower(nic.id))
+      return std::unexpected(fmt::format("NIC {} is stored under key {}", nic.id, key));
+    rebuilt.addNic(key, nic);
+  }
+  using Row = std::tuple<ipam::U128, ipam::U128, std::string, bool, std::string, std::size_t>;
+  const auto rows = [](const AddressIndex& index) {
+    std::vector<Row> out;
+    for (const auto* h : index.all())
+      out.emplace_back(h->first, h->last, h->owner, h->reserved, h->nicKey, h->configIndex);
+    std::ranges::sort(out);
+    return out;
+  };
+  const auto want = rows(rebuilt);
+  const auto have = rows(index_);
+  if (want.size() != have.size())
+    return std::unexpected(
+        fmt::format("the address index holds {} intervals; the NICs and "
+                    "subnets hold {}",
+                    have.size(), want.size()));
+  for (std::size_t i = 0; i < want.size(); ++i) {
+    if (want[i] != have[i])
+      return std::unexpected(fmt::format("the address index has {} where the NICs have {}",
+                                         std::get<2>(have[i]), std::get<2>(want[i])));
+  }
+  std::set<std::pair<kube::Clock::TimePoint, std::string>> running;
+  for (const auto& [key, op] : operations_) {
+    if (op.status == OperationStatus::kInProgress) running.emplace(op.due, key);
+  }
+  if (running != pendingOperations_)
+    return std::unexpected(fmt::format("{} operations are InProgress but {} are queued",
+                                       running.size(), pendingOperations_.size()));
+  return {};
 }
 
 Routes MockState::routes() const {
@@ -780,23 +838,27 @@ std::expected<void, std::string> MockState::load(const json& doc) {
         }
         if (!fresh.subnets_.emplace(toLower(subnet.id), subnet).second)
           return std::unexpected(fmt::format("{}: duplicate subnet {}", swhere, *sname));
+        fresh.index_.addSubnet(subnet);
         vnet.subnetIds.push_back(subnet.id);
       }
       if (!fresh.vnets_.emplace(toLower(vnet.id), vnet).second)
         return std::unexpected(fmt::format("{}: duplicate virtual network {}", where, *name));
     }
-    // "vnet/subnet" names the subnet of the one virtual network of that name; a full id also works.
+    // "vnet/subnet" names the subnet of the one virtual network of that name (the first by id
+    // if several have it); a full id also works.
+    std::map<std::pair<std::string, std::string>, std::string> subnetsByName;
+    for (const auto& [_, s] : fresh.subnets_) {
+      subnetsByName.emplace(
+          std::pair{toLower(fresh.vnets_.at(toLower(s.vnetId)).name), toLower(s.name)}, s.id);
+    }
     const auto subnetRef = [&](const std::string& ref,
                                std::string_view where) -> std::expected<std::string, LoadError> {
       if (ref.starts_with("/")) {
         if (const auto* s = fresh.findSubnet(ref)) return s->id;
       } else if (auto slash = ref.find('/'); slash != std::string::npos) {
-        for (const auto& [_, s] : fresh.subnets_) {
-          const auto& vnet = fresh.vnets_.at(toLower(s.vnetId));
-          if (toLower(vnet.name) == toLower(ref.substr(0, slash)) &&
-              toLower(s.name) == toLower(ref.substr(slash + 1)))
-            return s.id;
-        }
+        auto it =
+            subnetsByName.find({toLower(ref.substr(0, slash)), toLower(ref.substr(slash + 1))});
+        if (it != subnetsByName.end()) return it->second;
       }
       return std::unexpected(
           fmt::format("{}: subnet \"{}\" is not in the topology (write vnet/subnet or a subnet id)",
@@ -879,8 +941,10 @@ std::expected<void, std::string> MockState::load(const json& doc) {
         nic.ipConfigurations[j].dynamic =
             n.contains("ipConfigurations") ? n["ipConfigurations"][j].value("dynamic", true) : true;
       }
-      if (!fresh.nics_.emplace(toLower(id), std::move(nic)).second)
+      const std::string key = toLower(id);
+      if (fresh.nics_.contains(key))
         return std::unexpected(fmt::format("{}: duplicate network interface {}", where, *name));
+      fresh.storeNic(key, std::move(nic));
     }
 
     auto vms = listOf("virtualMachines");
@@ -952,6 +1016,8 @@ std::expected<void, std::string> MockState::load(const json& doc) {
   nics_ = std::move(fresh.nics_);
   operations_ = std::move(fresh.operations_);
   resourceGroups_ = std::move(fresh.resourceGroups_);
+  index_ = std::move(fresh.index_);
+  pendingOperations_ = std::move(fresh.pendingOperations_);
   ++revision_;
   return {};
 }

@@ -5,6 +5,12 @@
 // (async operations complete when it passes their due time) and etags/ids from a RandomSource.
 // Resources are keyed by their ARM id compared case-insensitively, as ARM does. Not thread-safe:
 // ArmHandler serialises every call.
+//
+// Scale: every lookup is by lower-cased id, the addresses each subnet's NICs hold are in an
+// AddressIndex kept in step on every change (PUT, an operation's completion or rollback, load),
+// and running operations are queued by due time. So loading a topology is O(n log n) and a NIC
+// PUT costs the same whatever the number of NICs; only a new Dynamic configuration walks the
+// holders below the first free slot of its subnet.
 #pragma once
 
 #include <chrono>
@@ -12,12 +18,14 @@
 #include <expected>
 #include <map>
 #include <optional>
+#include <set>
 #include <string>
 #include <string_view>
 #include <vector>
 
 #include <nlohmann/json.hpp>
 
+#include "azure-mock/address_index.h"
 #include "azure-mock/random.h"
 #include "azure-mock/route_programmer.h"
 #include "lib/ipam/ip.h"
@@ -170,11 +178,20 @@ class MockState {
   // Every prefix block whose NIC configuration has been committed -> that NIC's primary IP.
   Routes routes() const;
 
+  // Who holds which addresses of each subnet, kept in step with the NICs.
+  const AddressIndex& addressIndex() const { return index_; }
+  // For tests: rebuilds the indexes from the resources and compares; the message names the
+  // first difference.
+  std::expected<void, std::string> checkIndexes() const;
+
   const StateOptions& options() const { return options_; }
 
  private:
   std::string newEtag();
   void complete(AsyncOperation& op);
+  // Every change to nics_ goes through these two, which keep index_ in step.
+  void storeNic(const std::string& key, NetworkInterface nic);
+  void eraseNic(const std::string& key);
 
   StateOptions options_;
   kube::Clock& clock_;
@@ -187,6 +204,9 @@ class MockState {
   std::map<std::string, NetworkInterface> nics_;
   std::map<std::string, AsyncOperation> operations_;
   std::map<std::string, std::string> resourceGroups_;  // lower-cased id -> id
+  AddressIndex index_;
+  // The operations still InProgress: (due, lower-cased id).
+  std::set<std::pair<kube::Clock::TimePoint, std::string>> pendingOperations_;
 };
 
 std::string toLower(std::string_view s);

@@ -89,6 +89,8 @@ TEST(FuzzArmHandler, RandomAndMutatedRequestsGetWellFormedResponses) {
           << out.body;
     }
     m.clock.advance(std::chrono::milliseconds(10));
+    const auto indexes = m.state.checkIndexes();
+    ASSERT_TRUE(indexes) << indexes.error();
   }
   // And the state still holds together.
   EXPECT_TRUE(m.state.load(m.state.toJson())) << m.state.toJson().dump();

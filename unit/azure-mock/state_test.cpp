@@ -1,5 +1,7 @@
 #include "azure-mock/state.h"
 
+#include <random>
+
 #include <gtest/gtest.h>
 
 #include "unit/azure-mock/fakes.h"
@@ -25,6 +27,11 @@ struct StateTest : ::testing::Test {
   std::string codeOf(const json& body) {
     auto r = put(body);
     return r ? "ok" : r.error().code;
+  }
+  // Lets every running operation finish.
+  void settle() {
+    clock.advance(std::chrono::seconds(3));
+    state.advance();
   }
   FakeClock clock;
   Mt19937RandomImpl random{7};
@@ -257,6 +264,215 @@ TEST_F(StateTest, ZeroDelayCompletesAtOnce) {
   ASSERT_TRUE(res);
   EXPECT_EQ(s.findOperation("op")->status, OperationStatus::kSucceeded);
   EXPECT_EQ(s.routes().size(), 1u);
+}
+
+std::string upper(std::string_view s) {
+  std::string out(s);
+  for (char& c : out) {
+    if (c >= 'a' && c <= 'z') c = static_cast<char>(c - 'a' + 'A');
+  }
+  return out;
+}
+
+const std::string kNicB =
+    "/subscriptions/subid/resourceGroups/rg1/providers/Microsoft.Network/networkInterfaces/nic-b";
+
+// nic-b's body: its primary 172.20.2.5 plus `extra`.
+json nicBBody(std::vector<json> extra) {
+  json body = nicBody(std::move(extra));
+  body["properties"]["ipConfigurations"][0]["properties"]["privateIPAddress"] = "172.20.2.5";
+  return body;
+}
+
+TEST_F(StateTest, PrefixMovedToAnotherNicIsTakenThereAndFreeHere) {
+  ASSERT_TRUE(put(nicBody({prefixConfig("p", "172.20.2.80/28")})));
+  settle();
+  auto r = state.putNic(kNicB, nicBBody({prefixConfig("q", "172.20.2.80/28")}), {}, "b1", false);
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().code, "PrivateIPAddressInUse");
+  EXPECT_EQ(r.error().message,
+            "IP configuration " + kNicB +
+                "/ipConfigurations/q is using the same private IP address 172.20.2.80/28 as IP "
+                "configuration " +
+                std::string(kNicId) + "/ipConfigurations/p.");
+  // test-nic lets it go; nic-b takes it; now test-nic is refused, naming nic-b.
+  ASSERT_TRUE(put(nicBody({})));
+  settle();
+  ASSERT_TRUE(state.putNic(kNicB, nicBBody({prefixConfig("q", "172.20.2.80/28")}), {}, "b2", false))
+      << "the prefix was released";
+  settle();
+  auto back = put(nicBody({prefixConfig("p", "172.20.2.80/28")}));
+  ASSERT_FALSE(back);
+  EXPECT_EQ(back.error().code, "PrivateIPAddressInUse");
+  EXPECT_NE(back.error().message.find("nic-b/ipConfigurations/q."), std::string::npos)
+      << back.error().message;
+  // A single address inside the moved prefix is taken too; the old holder's slot is free.
+  json single = {{"name", "s"},
+                 {"properties",
+                  {{"privateIPAllocationMethod", "Static"}, {"privateIPAddress", "172.20.2.95"}}}};
+  EXPECT_EQ(codeOf(nicBody({single})), "PrivateIPAddressInUse");
+  settle();
+  EXPECT_EQ(codeOf(nicBody({prefixConfig("p", "172.20.2.96/28")})), "ok");
+  EXPECT_TRUE(state.checkIndexes()) << state.checkIndexes().error();
+}
+
+TEST_F(StateTest, IdsAndSubnetReferencesAreCaseInsensitive) {
+  ASSERT_TRUE(put(nicBody({prefixConfig("p", "172.20.2.80/28")})));
+  settle();
+  // The same NIC through an upper-cased id: its own prefix is no conflict, and no NIC is added.
+  json sameNic = nicBody({prefixConfig("P", "172.20.2.80/28")});
+  sameNic["properties"]["ipConfigurations"][0]["properties"]["subnet"]["id"] =
+      upper(testing::kSubnetId);
+  auto r = state.putNic(upper(kNicId), sameNic, {}, "op-upper", false);
+  ASSERT_TRUE(r) << r.error().message;
+  EXPECT_FALSE(r->created);
+  settle();
+  std::size_t nics = 0;
+  state.forEachNic([&](const NetworkInterface&) { ++nics; });
+  EXPECT_EQ(nics, 2u);
+  EXPECT_EQ(state.findNic(upper(kNicId)), state.findNic(kNicId));
+  EXPECT_EQ(state.findNic(kNicId)->id, kNicId) << "keeps the id it was created with";
+  EXPECT_EQ(state.findSubnet(upper(testing::kSubnetId)), state.findSubnet(testing::kSubnetId));
+  // Another NIC naming the subnet in lower case still sees the prefix (the subnet is one).
+  json other = nicBBody({prefixConfig("q", "172.20.2.80/28")});
+  other["properties"]["ipConfigurations"][0]["properties"]["subnet"]["id"] =
+      toLower(testing::kSubnetId);
+  auto b = state.putNic(upper(kNicB), other, {}, "b1", false);
+  ASSERT_FALSE(b);
+  EXPECT_EQ(b.error().code, "PrivateIPAddressInUse");
+  EXPECT_TRUE(state.checkIndexes()) << state.checkIndexes().error();
+}
+
+TEST_F(StateTest, FailedOperationsGiveBackOrRetakeTheirAddresses) {
+  // A PUT that adds a prefix and then fails: held while it runs, free after.
+  ASSERT_TRUE(put(nicBody({prefixConfig("p", "172.20.2.80/28")}), {}, /*fail=*/true));
+  EXPECT_FALSE(
+      state.putNic(kNicB, nicBBody({prefixConfig("q", "172.20.2.80/28")}), {}, "b1", false))
+      << "held while the operation runs";
+  settle();
+  EXPECT_TRUE(state.checkIndexes()) << state.checkIndexes().error();
+  ASSERT_TRUE(state.putNic(kNicB, nicBBody({prefixConfig("q", "172.20.2.80/28")}), {}, "b2", false))
+      << "free once it failed";
+  settle();
+  // A PUT that removes a prefix and then fails: the prefix is back on the NIC and in the index.
+  ASSERT_TRUE(state.putNic(kNicB, nicBBody({}), {}, "b3", /*fail=*/true));
+  settle();
+  EXPECT_EQ(state.findNic(kNicB)->ipConfigurations.size(), 2u);
+  EXPECT_EQ(codeOf(nicBody({prefixConfig("p", "172.20.2.80/28")})), "PrivateIPAddressInUse");
+  // A PUT that creates a NIC and fails: the NIC is gone, and so are its addresses.
+  const std::string fresh =
+      std::string(testing::kRg) + "/providers/Microsoft.Network/networkInterfaces/fresh";
+  json freshBody = nicBody({prefixConfig("f", "172.20.2.112/28")});
+  freshBody["properties"]["ipConfigurations"][0]["properties"]["privateIPAddress"] = "172.20.2.6";
+  ASSERT_TRUE(state.putNic(fresh, freshBody, {}, "c1", /*fail=*/true));
+  EXPECT_EQ(codeOf(nicBody({prefixConfig("p", "172.20.2.112/28")})), "PrivateIPAddressInUse");
+  settle();
+  EXPECT_EQ(state.findNic(fresh), nullptr);
+  EXPECT_EQ(codeOf(nicBody({prefixConfig("p", "172.20.2.112/28")})), "ok");
+  EXPECT_TRUE(state.checkIndexes()) << state.checkIndexes().error();
+}
+
+TEST_F(StateTest, ReloadedStateDetectsTheSameConflicts) {
+  ASSERT_TRUE(put(nicBody({prefixConfig("p", "172.20.2.80/28"), prefixConfig("d")})));
+  settle();
+  FakeClock c2;
+  Mt19937RandomImpl r2{5};
+  MockState reloaded(StateOptions{.asyncDelay = std::chrono::seconds(2)}, c2, r2);
+  // Load something else first: a reload replaces the index, it does not add to it.
+  ASSERT_TRUE(reloaded.load(exampleTopology()));
+  ASSERT_TRUE(
+      reloaded.putNic(kNicB, nicBBody({prefixConfig("q", "172.20.2.128/28")}), {}, "x", false));
+  ASSERT_TRUE(reloaded.load(state.toJson()));
+  EXPECT_TRUE(reloaded.checkIndexes()) << reloaded.checkIndexes().error();
+  auto taken =
+      reloaded.putNic(kNicB, nicBBody({prefixConfig("q", "172.20.2.80/28")}), {}, "y", false);
+  ASSERT_FALSE(taken);
+  EXPECT_EQ(taken.error().code, "PrivateIPAddressInUse");
+  auto dynamicTaken =
+      reloaded.putNic(kNicB, nicBBody({prefixConfig("q", "172.20.2.16/28")}), {}, "z", false);
+  ASSERT_FALSE(dynamicTaken) << "the dynamic block survived the reload";
+  ASSERT_TRUE(
+      reloaded.putNic(kNicB, nicBBody({prefixConfig("q", "172.20.2.128/28")}), {}, "w", false))
+      << "the pre-reload holder of .128 is gone";
+  // A new dynamic block takes the first free one: .0/28 has the reserved addresses and the
+  // primaries, .16 is d's since before the reload.
+  c2.advance(std::chrono::seconds(3));
+  reloaded.advance();
+  ASSERT_TRUE(reloaded.putNic(
+      kNicId, nicBody({prefixConfig("p", "172.20.2.80/28"), prefixConfig("d"), prefixConfig("e")}),
+      {}, "v", false));
+  EXPECT_EQ(reloaded.findNic(kNicId)->ipConfigurations[3].prefix->toString(), "172.20.2.32/28");
+  EXPECT_TRUE(reloaded.checkIndexes()) << reloaded.checkIndexes().error();
+}
+
+// The index against a plain scan: random PUTs (static and dynamic, adds, moves, removals,
+// failures) on a few NICs, each answer compared with what a scan of every NIC says.
+TEST(AddressIndexTest, AgreesWithAScanOfEveryNic) {
+  FakeClock clock;
+  Mt19937RandomImpl random{11};
+  MockState state(StateOptions{.asyncDelay = std::chrono::milliseconds(500)}, clock, random);
+  ASSERT_TRUE(state.load(exampleTopology()));
+  std::mt19937_64 rng(20240501);
+  const std::vector<std::string> names = {"test-nic", "nic-b", "NIC-C", "nic-d"};
+  const auto idOf = [&](std::size_t i) {
+    return std::string(testing::kRg) + "/providers/Microsoft.Network/networkInterfaces/" + names[i];
+  };
+  // A scan over every NIC: who holds an address in [first, last] of the default subnet.
+  const auto scan = [&](ipam::U128 first, ipam::U128 last, const std::string& except) {
+    std::string owner;
+    state.forEachNic([&](const NetworkInterface& nic) {
+      if (!owner.empty() || toLower(nic.id) == toLower(except)) return;
+      for (const auto& c : nic.ipConfigurations) {
+        const auto p = c.prefix.value_or(ipam::Prefix::masked(c.address, 32));
+        if (toLower(c.subnetId) == toLower(testing::kSubnetId) && p.first().bits() <= last &&
+            first <= p.last().bits()) {
+          owner = nic.id + "/ipConfigurations/" + c.name;
+          return;
+        }
+      }
+    });
+    return owner;
+  };
+  const ipam::U128 base = ipam::IPAddress::parse("172.20.2.0")->bits();
+  int accepted = 0;
+  for (int step = 0; step < 600; ++step) {
+    const std::size_t n = rng() % names.size();
+    std::vector<json> extra;
+    for (std::uint64_t k = rng() % 4; k > 0; --k) {
+      const std::string name = fmt::format("c{}", rng() % 6);
+      if (rng() % 3 == 0) {
+        extra.push_back(prefixConfig(name));
+      } else {
+        extra.push_back(prefixConfig(
+            name,
+            ipam::IPAddress::fromBits(ipam::Family::kV4, base + 16 * (rng() % 16)).toString()));
+      }
+    }
+    json body = nicBody(std::move(extra));
+    body["properties"]["ipConfigurations"][0]["properties"]["privateIPAddress"] =
+        fmt::format("172.20.2.{}", 4 + n);
+    if (rng() % 2 == 0) body["properties"]["ipConfigurations"][0]["name"] = "IPCONFIG1";
+    const std::string id = rng() % 2 == 0 ? idOf(n) : upper(idOf(n));
+    auto r = state.putNic(id, body, {}, fmt::format("op{}", step), rng() % 5 == 0);
+    if (r) ++accepted;
+    ASSERT_TRUE(state.checkIndexes()) << "step " << step << ": " << state.checkIndexes().error();
+    // Every /28 of the subnet: the index names the holder the scan names (nothing overlaps, so
+    // there is at most one).
+    for (ipam::U128 block = base + 16; block < base + 240; block += 16) {
+      const auto* h = state.addressIndex().findOverlap(toLower(testing::kSubnetId), block,
+                                                       block + 15, toLower(idOf(n)));
+      ASSERT_EQ(h != nullptr ? h->owner : "", scan(block, block + 15, idOf(n))) << "step " << step;
+    }
+    clock.advance(std::chrono::milliseconds(100 * static_cast<int>(rng() % 8)));
+    state.advance();
+    ASSERT_TRUE(state.checkIndexes()) << "step " << step << ": " << state.checkIndexes().error();
+  }
+  EXPECT_GT(accepted, 100) << "the sequence should exercise accepted PUTs, not only refusals";
+  FakeClock c2;
+  Mt19937RandomImpl r2{1};
+  MockState reloaded(StateOptions{}, c2, r2);
+  ASSERT_TRUE(reloaded.load(state.toJson()));
+  EXPECT_TRUE(reloaded.checkIndexes()) << reloaded.checkIndexes().error();
 }
 
 }  // namespace
