@@ -25,7 +25,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import sys
 import tempfile
 import threading
@@ -256,9 +255,7 @@ def main() -> int:
                         "crd/ipblocks.vnetipam.io", "crd/podsubnets.vnetipam.io")
         mock = Mock(workdir / "mock", ["--latency-ms", "0", "--async-delay-ms", "0",
                                        "--writes-per-5min", "0", "--reads-per-5min", "0",
-                                       "--page-size", "1000", "--seed", "1"], topo,
-                    # Loading a topology is quadratic in its NICs today (about 30 s for 5,000).
-                    start_timeout=max(20.0, n / 50))
+                                       "--page-size", "1000", "--seed", "1"], topo)
         api = KubeApi(cluster, user_agent="vnet-ipam-bench")
         for who in ARGS.order.split(","):
             print(f"== {who}: {n} nodes", flush=True)

@@ -1,5 +1,7 @@
 // The controller's state and its three reconcilers (PodSubnet, Node, NIC), level-triggered over
-// one WorkQueue. Keys: "s/<podsubnet>", "n/<node>", "c/<node>" (the node's NIC).
+// one WorkQueue. Keys: "s/<podsubnet>", "n/<node>", "c/<node>" (the node's NIC). The state, its
+// feeding and the dispatch are controller.cpp; each reconciler has its own file
+// (podsubnet_reconciler.cpp, node_reconciler.cpp, nic_reconciler.cpp).
 //
 // State is a few fields per object (NodeInfo, BlockInfo below), fed by list/watch events through
 // applyList()/applyEvent(); reconcilers read it under one mutex, do their I/O without it, and

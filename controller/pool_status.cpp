@@ -50,13 +50,13 @@ api::PodSubnetStatus computePoolStatus(const api::PodSubnetStatus& previous,
                                        const PoolStatusInput& input) {
   api::PodSubnetStatus status;
   status.extra = previous.extra;
-  for (const api::IPBlock& block : input.ipBlocks)
-    status.allocatedIPs += block.status.used;
+  for (const std::int64_t used : input.blockUsed)
+    status.allocatedIPs += used;
 
   const ipam::SubnetBlockSet* set = input.blocks;
   if (set == nullptr) {
     status.cidr = previous.cidr;
-    status.allocatedBlocks = static_cast<std::int64_t>(input.ipBlocks.size());
+    status.allocatedBlocks = static_cast<std::int64_t>(input.blockUsed.size());
     status.conditions.push_back(condition(
         previous, api::kConditionReady, false, kReasonNotCarved,
         input.notCarvedMessage.empty() ? "the subnet is not carved yet" : input.notCarvedMessage,

@@ -26,8 +26,9 @@ struct PoolStatusInput {
   // carving failed: then notCarvedMessage says why, naming the field).
   const ipam::SubnetBlockSet* blocks = nullptr;
   std::string notCarvedMessage;
-  // This PodSubnet's IPBlocks (status.used is summed; leaving blocks included while they exist).
-  std::span<const api::IPBlock> ipBlocks;
+  // status.used of each of this PodSubnet's IPBlocks (summed; leaving blocks included while they
+  // exist). Only the counts: a whole IPBlock per block would cost megabytes at 5,000 nodes.
+  std::span<const std::int64_t> blockUsed;
   // Nodes whose NodeBlockDecision::shortOfPool was set in the latest pass, sorted; the message
   // names the first few.
   std::span<const std::string> shortNodes;

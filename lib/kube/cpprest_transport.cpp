@@ -2,8 +2,11 @@
 #define _TURN_OFF_PLATFORM_STRING
 #include "lib/kube/cpprest_transport.h"
 
+#include <algorithm>
 #include <cerrno>
 #include <exception>
+#include <map>
+#include <mutex>
 #include <system_error>
 #include <utility>
 #include <vector>
@@ -11,6 +14,8 @@
 #include <boost/asio/ssl.hpp>
 #include <cpprest/http_client.h>
 #include <fmt/format.h>
+#include <openssl/ssl.h>
+#include <openssl/x509.h>
 #include <pplx/pplxtasks.h>
 
 namespace vnetipam::kube {
@@ -26,16 +31,46 @@ struct CpprestTransportImpl::Clients {
 
 namespace {
 
+// The trust store (the system's CAs plus `caPem`) for every connection that trusts `caPem`, built
+// once per process and shared: an SSL_CTX holds a reference to it. The ASIO client builds a fresh
+// ssl::context per connection and loads the system's CA bundle into it, about 1 MiB of parsed
+// certificates; with tens of pooled connections (the controller keeps one per busy worker, to the
+// API server and to ARM) those copies were most of the process's memory. Null when `caPem` does
+// not parse: the caller then adds it to its own context, which throws as it always did.
+X509_STORE* sharedTrustStore(const std::string& caPem) {
+  static std::mutex mutex;
+  // Never destroyed: a connection may still be set up on a cpprest thread during exit.
+  static auto* stores = new std::map<std::string, X509_STORE*>();
+  std::lock_guard lock(mutex);
+  if (auto found = stores->find(caPem); found != stores->end()) return found->second;
+  try {
+    // Built the way each connection's context would be, so what is trusted does not change.
+    boost::asio::ssl::context model(boost::asio::ssl::context::sslv23);
+    model.set_default_verify_paths();
+    if (!caPem.empty()) model.add_certificate_authority(boost::asio::buffer(caPem));
+    X509_STORE* store = SSL_CTX_get_cert_store(model.native_handle());
+    if (store == nullptr || X509_STORE_up_ref(store) != 1) return nullptr;
+    stores->emplace(caPem, store);
+    return store;
+  } catch (const std::exception&) {
+    return nullptr;
+  }
+}
+
 http_client_config makeConfig(const CpprestTransportOptions& options,
                               std::chrono::seconds timeout) {
   http_client_config config;
   config.set_timeout(timeout);
   config.set_validate_certificates(!options.insecureSkipTlsVerify);
-  // The ASIO client builds a fresh ssl::context per connection (with the system's CAs already
-  // loaded) and calls this afterwards; the PEM bytes are captured once, so it stays cheap.
+  // Called per connection, after the client has built its context; the PEM bytes are captured
+  // once, and the context's own copy of the system's CAs is replaced by the shared store.
   config.set_ssl_context_callback([caPem = options.caPem, certPem = options.clientCertPem,
                                    keyPem = options.clientKeyPem](boost::asio::ssl::context& ctx) {
-    if (!caPem.empty()) ctx.add_certificate_authority(boost::asio::buffer(caPem));
+    if (X509_STORE* shared = sharedTrustStore(caPem)) {
+      SSL_CTX_set1_cert_store(ctx.native_handle(), shared);  // frees the context's own store
+    } else if (!caPem.empty()) {
+      ctx.add_certificate_authority(boost::asio::buffer(caPem));
+    }
     if (!certPem.empty()) {
       ctx.use_certificate_chain(boost::asio::buffer(certPem));
       ctx.use_private_key(boost::asio::buffer(keyPem), boost::asio::ssl::context::pem);
@@ -152,6 +187,9 @@ Result<HttpResponse> CpprestTransportImpl::stream(
       return out;
     }
     auto buffer = response.body().streambuf();
+    // A burst of events (5,000 nodes joining) can leave megabytes buffered; taking them in
+    // bounded chunks keeps this string and the caller's line buffer small for the whole stream.
+    constexpr std::size_t kMaxChunk = 64 * 1024;
     std::string chunk;
     while (!cancel.cancelled()) {
       // Wait for one byte (or the end), then take whatever else has already arrived, so events
@@ -159,7 +197,7 @@ Result<HttpResponse> CpprestTransportImpl::stream(
       const auto first = buffer.bumpc().get();
       if (first == concurrency::streams::streambuf<uint8_t>::traits::eof()) break;
       chunk.assign(1, static_cast<char>(first));
-      const std::size_t available = buffer.in_avail();
+      const std::size_t available = std::min(buffer.in_avail(), kMaxChunk - 1);
       if (available > 0) {
         chunk.resize(1 + available);
         const std::size_t got =

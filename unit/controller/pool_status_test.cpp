@@ -18,12 +18,6 @@ ipam::SubnetBlockSet carved(std::string_view subnet, int len) {
   return std::move(*set);
 }
 
-api::IPBlock ipBlock(std::int64_t used) {
-  api::IPBlock b;
-  b.status.used = used;
-  return b;
-}
-
 const api::Condition& cond(const api::PodSubnetStatus& s, std::string_view type) {
   for (const api::Condition& c : s.conditions) {
     if (c.type == type) return c;
@@ -39,9 +33,9 @@ TEST(PoolStatus, CountsFromTheSetAndTheBlocks) {
   ipam::SubnetBlockSet set = carved("10.240.0.0/24", 28);  // 16 blocks, 14 usable
   ASSERT_TRUE(set.allocateNext());
   ASSERT_TRUE(set.allocateNext());
-  std::vector<api::IPBlock> blocks = {ipBlock(3), ipBlock(11)};
+  const std::vector<std::int64_t> used = {3, 11};
   api::PodSubnetStatus s =
-      computePoolStatus({}, {.blocks = &set, .ipBlocks = blocks, .generation = 4, .now = kT0});
+      computePoolStatus({}, {.blocks = &set, .blockUsed = used, .generation = 4, .now = kT0});
   EXPECT_EQ(s.cidr, "10.240.0.0/24");
   EXPECT_EQ(s.totalBlocks, 14);
   EXPECT_EQ(s.allocatedBlocks, 2);

@@ -1,0 +1,268 @@
+// The NIC reconciler: makes each node's NIC carry exactly its blocks' prefixes (the decision
+// table is nic_reconcile.h), moves block phases from what a GET of the NIC showed, and removes
+// the finalizer of a released block once its prefix is off the NIC. State and wiring:
+// controller.h.
+#include <algorithm>
+#include <map>
+#include <utility>
+#include <vector>
+
+#include <fmt/format.h>
+#include <spdlog/spdlog.h>
+
+#include "api/codec.h"
+#include "controller/controller.h"
+#include "controller/controller_internal.h"
+#include "controller/nic_reconcile.h"
+#include "controller/pool_status.h"
+
+namespace vnetipam::controller {
+
+using nlohmann::json;
+
+std::optional<std::string> Controller::writePhases(
+    const std::string& node, const std::vector<std::pair<std::string, api::BlockPhase>>& changes,
+    const std::string& nicId) {
+  std::optional<std::string> firstError;
+  for (const auto& [name, phase] : changes) {
+    if (!canWrite()) return std::string("not the leader");
+    ipam::Prefix cidr;
+    {
+      std::lock_guard lock(mutex_);
+      const auto found = blocks_.find(name);
+      if (found == blocks_.end()) continue;
+      cidr = found->second.cidr;
+    }
+    json status = {{"phase", api::toString(phase)},
+                   {"capacity", prefixSize(cidr)},
+                   {"lastTransitionTime", formatTime(now())}};
+    if (!nicId.empty() &&
+        (phase == api::BlockPhase::kProgrammed || phase == api::BlockPhase::kReady)) {
+      status["nic"] = {{"id", nicId}, {"ipConfiguration", azure::ipConfigName(cidr)}};
+    }
+    const json body = {{"apiVersion", api::kApiVersion},
+                       {"kind", api::kIPBlockKind},
+                       {"metadata", {{"name", name}}},
+                       {"status", std::move(status)}};
+    auto written = client_.applyStatus(
+        blockPath(name), body,
+        {.fieldManager = std::string(api::kControllerFieldManager), .force = true});
+    if (!written) {
+      if (written.error().code == kube::ErrorCode::kNotFound) continue;
+      firstError =
+          firstError.value_or(fmt::format("node {}: IPBlock {}: writing phase {}: {}", node, name,
+                                          api::toString(phase), written.error().message));
+      continue;
+    }
+    if (auto info = decodeBlock(*written)) {
+      std::lock_guard lock(mutex_);
+      upsertBlockLocked(name, std::move(*info), false);
+    }
+  }
+  return firstError;
+}
+
+std::optional<std::string> Controller::finishReleasing(const std::vector<std::string>& names) {
+  std::optional<std::string> firstError;
+  for (const std::string& name : names) {
+    if (!canWrite()) return std::string("not the leader");
+    BlockInfo info;
+    {
+      std::lock_guard lock(mutex_);
+      const auto found = blocks_.find(name);
+      if (found == blocks_.end()) continue;
+      info = found->second;
+    }
+    if (!info.deleting) {
+      auto removed = client_.remove(blockPath(name), {.uid = info.uid});
+      if (!removed && removed.error().code != kube::ErrorCode::kNotFound) {
+        firstError = firstError.value_or(
+            fmt::format("deleting IPBlock {}: {}", name, removed.error().message));
+        continue;
+      }
+    }
+    if (!info.hasFinalizer) continue;
+    const json patch = {
+        {"metadata",
+         {{"finalizers", info.otherFinalizers}, {"resourceVersion", info.resourceVersion}}}};
+    auto patched = client_.mergePatch(blockPath(name), patch);
+    if (!patched && patched.error().code != kube::ErrorCode::kNotFound) {
+      // kConflict: the watch brings the newer object and the NIC pass runs again.
+      firstError =
+          firstError.value_or(fmt::format("IPBlock {}: removing finalizer {}: {}", name,
+                                          api::kNicReleaseFinalizer, patched.error().message));
+    }
+  }
+  return firstError;
+}
+
+std::optional<std::string> Controller::reconcileNic(const std::string& node) {
+  // A pass that PUT the NIC is followed at once by another, with a fresh GET:
+  // Pending -> (PUT) -> Ready in one reconcile instead of two trips through a queue that may hold
+  // thousands of nodes.
+  for (int pass = 0; pass < 3; ++pass) {
+    bool again = false;
+    if (auto error = nicPass(node, again)) return error;
+    if (!again) return std::nullopt;
+  }
+  enqueue("c/" + node);
+  return std::nullopt;
+}
+
+std::optional<std::string> Controller::nicPass(const std::string& node, bool& again) {
+  std::vector<NicBlock> blocks;
+  std::string blockNicId;       // status.nic.id of some block of the node
+  std::string blockProviderID;  // the providerID some block was created for
+  std::vector<ipam::Prefix> managed;
+  std::map<ipam::Prefix, Time> unowned;
+  std::optional<std::string> nicId;
+  std::string providerID;
+  bool nodeExists = false;
+  kube::ObjectReference ref;
+  {
+    std::lock_guard lock(mutex_);
+    ref = nodeRef(node);
+    if (auto index = nodeBlocks_.find(node); index != nodeBlocks_.end()) {
+      for (const std::string& name : index->second) {
+        const BlockInfo& info = blocks_.at(name);
+        blocks.push_back(
+            {.name = name, .cidr = info.cidr, .phase = info.phase, .deleting = info.deleting});
+        if (!info.nicId.empty()) blockNicId = info.nicId;
+        if (!info.providerID.empty()) blockProviderID = info.providerID;
+      }
+    }
+    for (const auto& [name, state] : subnetStates_) {
+      if (state.cidr) managed.push_back(*state.cidr);
+    }
+    if (auto u = unowned_.find(node); u != unowned_.end()) unowned = u->second;
+    if (auto n = nicIds_.find(node); n != nicIds_.end()) nicId = n->second;
+    if (!nicId && !blockNicId.empty() && nodes_.find(node) == nodes_.end()) nicId = blockNicId;
+    if (auto n = nodes_.find(node); n != nodes_.end()) {
+      nodeExists = true;
+      providerID = n->second.providerID;
+    }
+  }
+
+  if (!cloud_) {
+    // --cloud=none: no NIC to program; blocks go Pending -> Ready, leaving blocks go at once.
+    std::vector<std::pair<std::string, api::BlockPhase>> changes;
+    std::vector<std::string> finished;
+    for (const NicBlock& b : blocks) {
+      if (b.leaving()) {
+        finished.push_back(b.name);
+      } else if (b.phase != api::BlockPhase::kReady) {
+        changes.emplace_back(b.name, api::BlockPhase::kReady);
+      }
+    }
+    auto error = writePhases(node, changes, "");
+    auto released = finishReleasing(finished);
+    return error ? error : released;
+  }
+
+  const bool allLeaving = std::ranges::all_of(blocks, &NicBlock::leaving);
+  if (blocks.empty() && !nodeExists) {
+    std::lock_guard lock(mutex_);
+    unowned_.erase(node);
+    nicIds_.erase(node);
+    return std::nullopt;
+  }
+  auto leaveWithoutNic = [&](std::string_view why) -> std::optional<std::string> {
+    // The node (and with it, its VM) is gone and nothing tells us its NIC: there is no prefix
+    // left to remove that we could find.
+    std::vector<std::string> finished;
+    for (const NicBlock& b : blocks)
+      finished.push_back(b.name);
+    spdlog::info("node {}: releasing {} blocks without a NIC: {}", node, finished.size(), why);
+    return finishReleasing(finished);
+  };
+  if (!nicId) {
+    // The node is gone: find its NIC through what its blocks remember of it.
+    if (!nodeExists && providerID.empty()) providerID = blockProviderID;
+    if (providerID.empty()) {
+      if (!nodeExists && allLeaving) return leaveWithoutNic("the node is gone");
+      if (blocks.empty()) return std::nullopt;
+      return fmt::format("node {} has no spec.providerID: cannot find its NIC", node);
+    }
+    auto found = cloud_->primaryNicOfNode(providerID);
+    if (!found) {
+      if (found.error().code == azure::ErrorCode::kNotFound && allLeaving) {
+        return leaveWithoutNic("its VM is gone");
+      }
+      return fmt::format("node {}: finding the NIC of {}: {}", node, providerID,
+                         found.error().message);
+    }
+    nicId = *found;
+    std::lock_guard lock(mutex_);
+    nicIds_[node] = *nicId;
+  }
+  auto nic = cloud_->readNic(*nicId);
+  if (!nic) {
+    if (nic.error().code == azure::ErrorCode::kNotFound) {
+      std::lock_guard lock(mutex_);
+      nicIds_.erase(node);  // the NIC may have been replaced: look it up again
+      if (allLeaving) {
+        // fallthrough below, after the lock
+      } else {
+        return fmt::format("node {}: NIC {} not found", node, *nicId);
+      }
+    } else {
+      return fmt::format("node {}: reading NIC {}: {}", node, *nicId, nic.error().message);
+    }
+    return leaveWithoutNic("its NIC is gone");
+  }
+
+  const NicPlan plan = planNic(NicInput{.blocks = blocks,
+                                        .nicPrefixes = nic->prefixes,
+                                        .managedRanges = managed,
+                                        .unownedFirstSeen = std::move(unowned),
+                                        .unownedGrace = config_.nicOrphanGrace,
+                                        .now = now()});
+  std::optional<std::string> error;
+  bool putOk = true;
+  if (plan.needsPut) {
+    if (!canWrite()) return std::string("not the leader");
+    auto put = cloud_->setNicPrefixes(*nicId, plan.desiredPrefixes);
+    if (!put) {
+      putOk = false;
+      error = fmt::format("node {}: programming NIC {}: {}", node, *nicId, put.error().message);
+    }
+  }
+  std::vector<std::pair<std::string, api::BlockPhase>> changes;
+  for (const PhaseChange& change : plan.phaseChanges)
+    changes.emplace_back(change.name, change.to);
+  if (auto e = writePhases(node, changes, *nicId); e && !error) error = e;
+  // After a PUT whose outcome is unknown keep every finalizer: the next GET tells.
+  if (putOk) {
+    if (auto e = finishReleasing(plan.finishedReleasing); e && !error) error = e;
+  }
+  for (const NicEvent& e : plan.events) {
+    kube::ObjectReference regarding = ref;
+    if (!e.block.empty()) {
+      std::lock_guard lock(mutex_);
+      const auto found = blocks_.find(e.block);
+      regarding = {.apiVersion = std::string(api::kApiVersion),
+                   .kind = std::string(api::kIPBlockKind),
+                   .name = e.block,
+                   .ns = "",
+                   .uid = found == blocks_.end() ? std::string() : found->second.uid};
+    }
+    event(regarding, e.warning, toString(e.reason), "ProgramNIC", e.message);
+  }
+  {
+    std::lock_guard lock(mutex_);
+    if (plan.unownedFirstSeen.empty()) {
+      unowned_.erase(node);
+    } else {
+      unowned_[node] = plan.unownedFirstSeen;
+    }
+  }
+  if (plan.recheckAt) enqueueAfter("c/" + node, *plan.recheckAt - now());
+  // After a PUT, read the NIC back before any phase moves. A move to Ready ends the block's
+  // way through the table; any other move is followed by the next row.
+  const bool moreRows = std::ranges::any_of(
+      changes, [](const auto& change) { return change.second != api::BlockPhase::kReady; });
+  again = !error && ((plan.needsPut && putOk) || moreRows);
+  return error;
+}
+
+}  // namespace vnetipam::controller

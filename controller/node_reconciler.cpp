@@ -1,0 +1,219 @@
+// The Node reconciler: keeps each node's free IPs at or above minFreeIPsPerNode of every PodSubnet
+// that selects it (node_blocks.h decides), creating and deleting IPBlocks. State and wiring:
+// controller.h.
+#include <map>
+#include <set>
+#include <utility>
+#include <vector>
+
+#include <fmt/format.h>
+#include <spdlog/spdlog.h>
+
+#include "api/codec.h"
+#include "api/naming.h"
+#include "controller/controller.h"
+#include "controller/controller_internal.h"
+#include "controller/node_blocks.h"
+
+namespace vnetipam::controller {
+
+using nlohmann::json;
+
+namespace {
+
+bool isUnknownOutcome(const kube::Error& error) {
+  return error.code == kube::ErrorCode::kTransport || error.code == kube::ErrorCode::kServerError;
+}
+
+}  // namespace
+
+std::optional<std::string> Controller::reconcileNode(const std::string& name) {
+  struct Create {
+    std::string subnet;
+    ipam::Prefix cidr;
+    std::string blockName;
+  };
+  struct Delete {
+    std::string name;
+    std::string uid;
+    std::string why;
+  };
+  std::vector<Create> creates;
+  std::vector<Delete> deletes;
+  std::vector<std::pair<bool, std::string>> notes;  // (shortOfPool?, message) for node events
+  std::string providerID;
+  kube::ObjectReference ref;
+  {
+    std::lock_guard lock(mutex_);
+    ref = nodeRef(name);
+    const auto node = nodes_.find(name);
+    if (node != nodes_.end()) providerID = node->second.providerID;
+    static const std::set<std::string> kNone;
+    const auto index = nodeBlocks_.find(name);
+    const std::set<std::string>& names = index == nodeBlocks_.end() ? kNone : index->second;
+    const Time t = now();
+
+    for (auto& [subnetName, subnet] : subnets_) {
+      const NodeState nodeState = node == nodes_.end() ? NodeState::kGone
+                                  : nodeSelected(node->second, subnet.spec)
+                                      ? NodeState::kSelected
+                                      : NodeState::kNotSelected;
+      std::vector<NodeBlock> mine;
+      for (const std::string& blockName : names) {
+        const BlockInfo& info = blocks_.at(blockName);
+        if (info.podSubnet != subnetName) continue;
+        std::optional<Time> since;
+        if (auto e = emptySince_.find(blockName); e != emptySince_.end()) since = e->second;
+        since = trackEmptySince(since, info.used, t);
+        if (since) {
+          emptySince_[blockName] = *since;
+        } else {
+          emptySince_.erase(blockName);
+        }
+        mine.push_back(NodeBlock{.name = blockName,
+                                 .cidr = info.cidr,
+                                 .phase = info.phase,
+                                 .deleting = info.deleting,
+                                 .used = info.used,
+                                 .capacity = info.capacity,
+                                 .created = info.created,
+                                 .emptySince = since});
+      }
+      auto stateIt = subnetStates_.find(subnetName);
+      ipam::SubnetBlockSet* pool = stateIt != subnetStates_.end() && stateIt->second.blocks
+                                       ? &*stateIt->second.blocks
+                                       : nullptr;
+      if (mine.empty() && (nodeState != NodeState::kSelected || !pool)) continue;
+      const ipam::Family family = pool ? pool->subnet().family()
+                                       : (mine.empty() ? ipam::Family::kV4 : mine[0].cidr.family());
+      const NodeBlockPolicy policy = NodeBlockPolicy::fromSpec(subnet.spec, family);
+      const NodeBlockDecision decision =
+          decideNodeBlocks(policy, NodeBlockInput{.node = nodeState,
+                                                  .blocks = mine,
+                                                  .poolFreeBlocks = pool ? pool->freeCount() : 0,
+                                                  .now = t});
+      for (std::int64_t i = 0; pool && i < decision.blocksToAdd; ++i) {
+        auto cidr = pool->allocateNext();
+        if (!cidr) break;
+        auto blockName = api::blockName(subnetName, *cidr);
+        if (!blockName) {
+          (void)pool->release(*cidr);
+          spdlog::error("PodSubnet {}: no block name for {}: {}", subnetName, cidr->toString(),
+                        blockName.error().message);
+          break;
+        }
+        creates.push_back({subnetName, *cidr, std::move(*blockName)});
+      }
+      if (stateIt != subnetStates_.end()) {
+        auto& shortNodes = stateIt->second.shortNodes;
+        if (decision.shortOfPool) {
+          if (shortNodes.insert(name).second) {
+            enqueueSubnetStatus(subnetName);
+            notes.emplace_back(true,
+                               fmt::format("PodSubnet {} has no free block left for this "
+                                           "node ({} free IPs, {} wanted)",
+                                           subnetName, decision.freeIPs, policy.minFreeIPsPerNode));
+          }
+        } else if (shortNodes.erase(name) > 0) {
+          enqueueSubnetStatus(subnetName);
+        }
+      }
+      if (decision.atMaxBlocks) {
+        notes.emplace_back(false, fmt::format("the node holds maxBlocksPerNode={} blocks of "
+                                              "PodSubnet {} and has only {} free IPs (wants {})",
+                                              policy.maxBlocksPerNode, subnetName, decision.freeIPs,
+                                              policy.minFreeIPsPerNode));
+      }
+      for (const BlockRelease& release : decision.releases) {
+        deletes.push_back(
+            {release.name, blocks_.at(release.name).uid, std::string(toString(release.reason))});
+      }
+      if (decision.recheckAt) enqueueAfter("n/" + name, *decision.recheckAt - t);
+    }
+    for (const std::string& blockName : names) {
+      const BlockInfo& info = blocks_.at(blockName);
+      if (!subnets_.contains(info.podSubnet) && !info.deleting) {
+        deletes.push_back({blockName, info.uid, "PodSubnetGone"});
+      }
+    }
+  }
+
+  if (!canWrite()) {
+    std::lock_guard lock(mutex_);
+    for (const Create& c : creates) {
+      if (auto s = subnetStates_.find(c.subnet); s != subnetStates_.end() && s->second.blocks) {
+        (void)s->second.blocks->release(c.cidr);
+      }
+    }
+    return std::string("not the leader");
+  }
+  for (const auto& [shortOfPool, note] : notes)
+    event(ref, true, shortOfPool ? "PodSubnetExhausted" : "MaxBlocksPerNode", "Allocate", note);
+
+  std::optional<std::string> firstError;
+  bool again = false;
+  bool changed = false;
+  for (const Create& c : creates) {
+    json labels = {{api::kSubnetLabel, c.subnet}};
+    if (api::isLabelValue(name)) labels[std::string(api::kNodeLabel)] = name;
+    json annotations = json::object();
+    if (!providerID.empty()) annotations[std::string(kProviderIDAnnotation)] = providerID;
+    const json body = {
+        {"apiVersion", api::kApiVersion},
+        {"kind", api::kIPBlockKind},
+        {"metadata",
+         {{"name", c.blockName},
+          {"labels", std::move(labels)},
+          {"annotations", std::move(annotations)},
+          {"finalizers", {api::kNicReleaseFinalizer}}}},
+        {"spec", {{"podSubnet", c.subnet}, {"cidr", c.cidr.toString()}, {"nodeName", name}}}};
+    auto created = client_.create(kIPBlocksPath, body);
+    std::lock_guard lock(mutex_);
+    auto state = subnetStates_.find(c.subnet);
+    ipam::SubnetBlockSet* pool =
+        state != subnetStates_.end() && state->second.blocks ? &*state->second.blocks : nullptr;
+    if (created) {
+      changed = true;
+      if (metrics_) metrics_->blockAllocated(c.subnet);
+      spdlog::debug("node {}: created IPBlock {} ({})", name, c.blockName, c.cidr.toString());
+      if (auto info = decodeBlock(*created))
+        upsertBlockLocked(c.blockName, std::move(*info), false);
+      continue;
+    }
+    const kube::Error& error = created.error();
+    if (error.code == kube::ErrorCode::kAlreadyExists) {
+      // Someone holds this CIDR (another writer, or our own create the watch has not shown yet):
+      // it stays taken in the pool, and the node tries the next one.
+      spdlog::info("node {}: IPBlock {} already exists; trying another block", name, c.blockName);
+      again = true;
+    } else if (isUnknownOutcome(error)) {
+      // The block may exist. Leak the CIDR rather than risk handing it out twice; the PodSubnet
+      // reconciler frees it if no IPBlock with it shows up within leakGrace.
+      if (state != subnetStates_.end()) state->second.leaks[c.cidr] = now();
+      enqueueAfter("s/" + c.subnet, config_.leakGrace + std::chrono::seconds(1));
+      firstError = firstError.value_or(
+          fmt::format("creating IPBlock {}: {} (outcome unknown)", c.blockName, error.message));
+    } else {
+      // Refused: the object certainly was not created.
+      if (pool) (void)pool->release(c.cidr);
+      firstError =
+          firstError.value_or(fmt::format("creating IPBlock {}: {}", c.blockName, error.message));
+    }
+  }
+  for (const Delete& d : deletes) {
+    auto removed = client_.remove(blockPath(d.name), {.uid = d.uid});
+    if (!removed && removed.error().code != kube::ErrorCode::kNotFound &&
+        removed.error().code != kube::ErrorCode::kConflict) {
+      firstError = firstError.value_or(
+          fmt::format("deleting IPBlock {}: {}", d.name, removed.error().message));
+      continue;
+    }
+    changed = true;
+    spdlog::info("node {}: releasing IPBlock {} ({})", name, d.name, d.why);
+  }
+  if (changed) enqueue("c/" + name);
+  if (again) enqueue("n/" + name);
+  return firstError;
+}
+
+}  // namespace vnetipam::controller

@@ -1,0 +1,216 @@
+// The PodSubnet reconciler: carves the subnet into blocks (once its CIDR is known and no older
+// PodSubnet overlaps it), frees CIDRs leaked by creates of unknown outcome after leakGrace, and
+// writes the subnet's status (pool_status.h). State and wiring: controller.h.
+#include <algorithm>
+#include <tuple>
+#include <utility>
+
+#include <fmt/format.h>
+#include <spdlog/spdlog.h>
+
+#include "api/codec.h"
+#include "api/validation.h"
+#include "controller/controller.h"
+#include "controller/controller_internal.h"
+#include "controller/pool_status.h"
+
+namespace vnetipam::controller {
+
+using nlohmann::json;
+
+std::optional<std::string> Controller::carve(const std::string& name,
+                                             std::unique_lock<std::mutex>& lock) {
+  const api::PodSubnet subnet = subnets_.at(name);
+  const auto fieldErrors = api::validate(subnet);
+  if (!fieldErrors.empty()) {
+    subnetStates_[name].notCarvedMessage = api::describe("PodSubnet", name, fieldErrors);
+    return std::nullopt;  // wait for the spec to change
+  }
+  ipam::Prefix cidr;
+  const bool fromAzure = !subnet.spec.cidr.has_value();
+  if (!fromAzure) {
+    cidr = *ipam::Prefix::parse(*subnet.spec.cidr);  // validated above
+  } else if (!cloud_) {
+    subnetStates_[name].notCarvedMessage =
+        "spec.azureSubnetID needs the controller to run with --cloud=azure; with --cloud=none "
+        "set spec.cidr instead";
+    return std::nullopt;
+  } else {
+    const std::string id = subnet.spec.azureSubnetID.value_or("");
+    lock.unlock();
+    auto prefixes = cloud_->subnetPrefixes(id);
+    lock.lock();
+    if (!subnets_.contains(name)) return std::nullopt;
+    if (!prefixes || prefixes->empty()) {
+      std::string why = prefixes ? "it has no address prefix" : prefixes.error().message;
+      subnetStates_[name].notCarvedMessage =
+          fmt::format("spec.azureSubnetID: cannot read the Azure subnet {}: {}", id, why);
+      return subnetStates_[name].notCarvedMessage;  // retry: Azure may answer later
+    }
+    cidr = prefixes->front();
+  }
+  SubnetState& state = subnetStates_[name];
+  if (state.blocks) return std::nullopt;  // carved meanwhile
+  state.cidr = cidr;
+
+  const int length = subnet.spec.blockPrefixLength;
+  const bool v4 = cidr.family() == ipam::Family::kV4;
+  const int minLength =
+      std::max(cidr.length(), v4 ? api::kMinBlockPrefixLengthV4 : api::kMinBlockPrefixLengthV6);
+  const int maxLength = v4 ? api::kMaxBlockPrefixLengthV4 : api::kMaxBlockPrefixLengthV6;
+  if (length < minLength || length > maxLength) {
+    state.notCarvedMessage =
+        fmt::format("spec.blockPrefixLength: {} does not fit the {} subnet {}{}: use {}..{}",
+                    length, ipam::toString(cidr.family()), cidr.toString(),
+                    fromAzure ? " read from Azure" : "", minLength, maxLength);
+    return std::nullopt;
+  }
+  // Two PodSubnets over the same addresses would hand one block out twice: the older one wins
+  // (then the name), the other is refused until it or the overlap goes.
+  const auto created = subnet.metadata.creationTimestamp.value_or("");
+  for (const auto& [otherName, other] : subnets_) {
+    if (otherName == name) continue;
+    const auto otherState = subnetStates_.find(otherName);
+    if (otherState == subnetStates_.end() || !otherState->second.cidr) continue;
+    if (!otherState->second.cidr->overlaps(cidr)) continue;
+    const auto otherCreated = other.metadata.creationTimestamp.value_or("");
+    const bool otherFirst = otherState->second.blocks.has_value() ||
+                            std::tie(otherCreated, otherName) < std::tie(created, name);
+    if (!otherFirst) continue;
+    state.notCarvedMessage =
+        fmt::format("{} {} overlaps PodSubnet \"{}\" ({}): no blocks are carved while both exist",
+                    fromAzure ? "the Azure subnet" : "spec.cidr", cidr.toString(), otherName,
+                    otherState->second.cidr->toString());
+    return std::nullopt;
+  }
+
+  ipam::CarveOptions options{.excludeAzureReserved = fromAzure, .reserved = {}};
+  for (const std::string& text : subnet.spec.reservedCIDRs) {
+    if (auto reserved = ipam::Prefix::parse(text)) options.reserved.push_back(*reserved);
+  }
+  auto carved = ipam::SubnetBlockSet::carve(cidr, length, options);
+  if (!carved) {
+    state.notCarvedMessage = fmt::format("cannot carve {} into /{} blocks: {}", cidr.toString(),
+                                         length, carved.error().message);
+    return std::nullopt;
+  }
+  // Occupy every block that exists before handing out any new one.
+  for (const auto& [blockName, info] : blocks_) {
+    if (info.podSubnet != name) continue;
+    if (auto occupied = carved->occupy(info.cidr); !occupied) {
+      spdlog::warn("IPBlock {}: {}", blockName, occupied.error().message);
+    }
+  }
+  carved->finishOccupying();
+  spdlog::info("PodSubnet {}: carved {} into {} usable /{} blocks, {} in use", name,
+               cidr.toString(), carved->usableCount(), length, carved->allocatedCount());
+  state.blocks = std::move(*carved);
+  state.notCarvedMessage.clear();
+  for (const auto& [node, info] : nodes_)
+    enqueue("n/" + node);
+  return std::nullopt;
+}
+
+std::optional<std::string> Controller::reconcileSubnet(const std::string& name) {
+  std::unique_lock lock(mutex_);
+  if (!subnets_.contains(name)) {
+    subnetStates_.erase(name);
+    if (metrics_) metrics_->removePool(name);
+    for (const auto& [blockName, info] : blocks_) {
+      if (info.podSubnet == name) enqueue("n/" + info.node);
+    }
+    return std::nullopt;
+  }
+  std::optional<std::string> carveError;
+  if (!subnetStates_[name].blocks) carveError = carve(name, lock);
+  if (!subnets_.contains(name)) return std::nullopt;
+  const api::PodSubnet& subnet = subnets_.at(name);
+  SubnetState& state = subnetStates_[name];
+
+  const Time t = now();
+  if (state.blocks) {
+    for (auto it = state.leaks.begin(); it != state.leaks.end();) {
+      if (t - it->second < config_.leakGrace) {
+        ++it;
+        continue;
+      }
+      const ipam::Prefix leaked = it->first;
+      const bool held = std::ranges::any_of(blocks_, [&](const auto& entry) {
+        return entry.second.podSubnet == name && entry.second.cidr == leaked;
+      });
+      if (!held && state.blocks->isAllocated(leaked)) {
+        spdlog::info(
+            "PodSubnet {}: {} was leaked by a create of unknown outcome; no IPBlock "
+            "holds it, so it is free again",
+            name, leaked.toString());
+        (void)state.blocks->release(leaked);
+      }
+      it = state.leaks.erase(it);
+    }
+    if (!state.leaks.empty()) enqueueAfter("s/" + name, config_.leakGrace);
+  }
+
+  std::vector<std::int64_t> blockUsed;
+  for (const auto& [blockName, info] : blocks_) {
+    if (info.podSubnet == name) blockUsed.push_back(info.used);
+  }
+  const std::vector<std::string> shortNodes(state.shortNodes.begin(), state.shortNodes.end());
+  PoolStatusInput input{.blocks = state.blocks ? &*state.blocks : nullptr,
+                        .notCarvedMessage = state.notCarvedMessage,
+                        .blockUsed = blockUsed,
+                        .shortNodes = shortNodes,
+                        .generation = subnet.metadata.generation,
+                        .now = t};
+  api::PodSubnetStatus status = computePoolStatus(subnet.status, input);
+  const auto exhausted =
+      std::ranges::find(status.conditions, api::kConditionExhausted, &api::Condition::type);
+  const bool isExhausted = exhausted != status.conditions.end() && exhausted->status == "True";
+  if (metrics_) {
+    metrics_->setPool(
+        name, PoolNumbers{
+                  .totalBlocks = status.totalBlocks,
+                  .allocatedBlocks = status.allocatedBlocks,
+                  .totalIPs =
+                      state.blocks ? status.totalBlocks * prefixSize(state.blocks->blockAt(0)) : 0,
+                  .allocatedIPs = status.allocatedIPs,
+                  .exhausted = isExhausted});
+  }
+  const bool changed = status != subnet.status;
+  const kube::ObjectReference ref{.apiVersion = std::string(api::kApiVersion),
+                                  .kind = std::string(api::kPodSubnetKind),
+                                  .name = name,
+                                  .ns = "",
+                                  .uid = subnet.metadata.uid};
+  const bool reportExhausted = isExhausted && !state.exhaustedReported;
+  state.exhaustedReported = isExhausted;
+  const std::string exhaustedMessage = isExhausted ? exhausted->message : std::string();
+  lock.unlock();
+
+  if (reportExhausted) event(ref, true, "Exhausted", "Allocate", exhaustedMessage);
+  if (changed) {
+    if (!canWrite()) return std::string("not the leader: status not written");
+    json body = {{"apiVersion", api::kApiVersion},
+                 {"kind", api::kPodSubnetKind},
+                 {"metadata", {{"name", name}}},
+                 {"status", api::toJson(status)}};
+    auto written = client_.applyStatus(
+        fmt::format("{}/{}", kPodSubnetsPath, name), body,
+        {.fieldManager = std::string(api::kControllerFieldManager), .force = true});
+    if (!written) {
+      if (written.error().code == kube::ErrorCode::kNotFound) return std::nullopt;
+      return fmt::format("PodSubnet {}: writing status: {}", name, written.error().message);
+    }
+    // Keep what we wrote, so the next pass compares with it even before the watch brings it.
+    if (auto fresh = api::podSubnetFromJson(*written)) {
+      std::lock_guard relock(mutex_);
+      const auto found = subnets_.find(name);
+      if (found != subnets_.end() && found->second.metadata.uid == fresh->metadata.uid &&
+          notOlder(fresh->metadata.resourceVersion, found->second.metadata.resourceVersion)) {
+        found->second = std::move(*fresh);
+      }
+    }
+  }
+  return carveError;
+}
+
+}  // namespace vnetipam::controller
