@@ -338,7 +338,14 @@ ipam::Result<ipam::Seq> AllocationStore::releaseLocked(const std::string& key,
 Response AllocationStore::release(const Request& request, std::string_view reason) {
   const std::string key = ownerKey(request.containerID, request.ifName);
   std::unique_lock lock(mu_);
-  if (!held_.contains(key)) return Response{};  // DEL is idempotent
+  if (!held_.contains(key)) {
+    // DEL is idempotent. The release that freed it may still be waiting for its fsync on
+    // another thread: answer "released" only once it is durable too.
+    const ipam::Seq seq = journal_.lastSeq();
+    lock.unlock();
+    if (auto f = syncOrFail(seq, "release")) return *f;
+    return Response{};
+  }
   Allocation released;
   auto seq = releaseLocked(key, reason, clock_(), released);
   lock.unlock();
@@ -349,8 +356,11 @@ Response AllocationStore::release(const Request& request, std::string_view reaso
                     request.containerID, request.ifName),
         seq.error().message);
   }
-  // Deliberately no fsync here (see the header): the record is written, which survives the
-  // agent being killed; a power failure can only turn this release into a leak.
+  // Durable before the answer, like an allocation: a runtime that was told DEL succeeded never
+  // retries it, so the release must survive a power failure too. Group commit shares the fsync
+  // with concurrent allocations and releases. If it fails the address is already free in memory
+  // but may come back after a restart as a leak, which GC returns; never a double allocation.
+  if (auto f = syncOrFail(*seq, "release")) return *f;
   spdlog::debug("released {} of container {} interface {} ({})", released.address.toString(),
                 request.containerID, request.ifName, reason);
   Response response;

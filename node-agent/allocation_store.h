@@ -8,12 +8,12 @@
 // - An allocation is in the journal AND fsynced (group commit) before handle() returns it. Any
 //   answer that shows an allocation (a retried allocate, check, list) first waits for the fsync
 //   of everything journalled so far, so nobody sees an allocation a crash could lose.
-// - A release is written to the journal (write(2), so it survives the agent being killed) before
-//   handle() answers, but the answer does not wait for its fsync. Losing a release to a power
-//   failure resurrects the allocation after reboot: a leak that GC returns after its grace period,
-//   never an address handed out twice. The next fsync (any allocation's) covers it anyway, and
-//   an address is only reused after a later allocation record, whose fsync covers the release.
-//   Not waiting halves the fsyncs of a pod's ADD+DEL.
+// - A release is likewise in the journal AND fsynced before handle() answers, and so is a
+//   repeated release of what is no longer held (it waits for everything journalled so far): a
+//   runtime told that DEL succeeded never retries it. Releases share fsyncs with concurrent
+//   allocations (group commit), so a pod's ADD+DEL costs two fsync waits but far fewer than two
+//   fsyncs on a busy node. A failed release fsync leaves at worst a leak after a restart, which
+//   GC returns, never an address handed out twice.
 // - Only blocks in phase Ready (and not being deleted) get new allocations. A block that leaves
 //   the API while it still holds allocations is kept, reported as orphaned, and allocates nothing.
 // - Released addresses cool down for `cooldown`, across restarts (the release time is recorded).

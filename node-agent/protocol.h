@@ -14,9 +14,8 @@
 //   allocate  containerID+ifName (required), podNamespace/podName (recorded for GC and logs).
 //             Idempotent per owner: a retried ADD gets the address it already holds.
 //   release   containerID+ifName. Idempotent: releasing what is not held is ok with no allocations.
-//             Answers after the release is written to the journal, without waiting for its
-//             fsync: a crash of the agent cannot lose it, a power failure can only turn it
-//             back into a leak that GC returns (see node-agent/allocation_store.h).
+//             Answers once the release is in the journal and fsynced, like an allocation
+//             (see node-agent/allocation_store.h).
 //   check     containerID+ifName. ok with the allocation, or code 3 (unknown container).
 //   list      every allocation on the node.
 //   gc        validAttachments: every allocation NOT in the list becomes a GC candidate (released

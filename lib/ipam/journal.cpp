@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <array>
 #include <cerrno>
+#include <iterator>
 #include <system_error>
 
 #include <fcntl.h>
@@ -511,6 +512,7 @@ Result<std::pair<std::unique_ptr<Journal>, Recovered>> Journal::open(fs::path pa
 std::unexpected<Error> Journal::markFailed(Error error) {
   failed_ = error;
   cv_.notify_all();
+  gatherCv_.notify_all();
   return std::unexpected(std::move(error));
 }
 
@@ -569,6 +571,15 @@ Result<void> Journal::sync(Seq upTo) {
                 fmt::format("journal {}: sync up to seq {}, but the last record appended is seq {}",
                             path_.string(), upTo, lastSeq_));
   }
+  if (failed_) return std::unexpected(*failed_);
+  if (durableSeq_ >= upTo) return {};
+  const auto me = waitingUpTo_.insert(upTo);
+  struct Leave {
+    std::multiset<Seq>& waiting;
+    std::multiset<Seq>::iterator me;
+    ~Leave() { waiting.erase(me); }
+  } leave{waitingUpTo_, me};
+  if (gathering_ && unsatisfiedLocked() >= lastGroup_) gatherCv_.notify_one();
   while (true) {
     if (failed_) return std::unexpected(*failed_);
     if (durableSeq_ >= upTo) return {};
@@ -580,12 +591,16 @@ Result<void> Journal::sync(Seq upTo) {
     // while the previous fsync ran. Appends continue while this fsync runs; they are covered by
     // the next one. fdatasync suffices: it also flushes the file size, which appends change.
     syncInProgress_ = true;
+    gatherLocked(lock);
     const Seq target = lastSeq_;
     const std::uint64_t bytes = fileBytes_;
+    const std::size_t group = unsatisfiedLocked();  // each appended before calling: covered
     const int fd = fd_.get();  // compact() waits for syncInProgress_ to clear before swapping
     lock.unlock();
+    const auto started = std::chrono::steady_clock::now();
     int err = injected(options_, JournalFileOp::kAppendSync);
     if (err == 0 && ::fdatasync(fd) != 0) err = errno;
+    const auto took = std::chrono::steady_clock::now() - started;
     lock.lock();
     syncInProgress_ = false;
     ++syncs_;
@@ -599,9 +614,36 @@ Result<void> Journal::sync(Seq upTo) {
                       "the journal is failed and will not retry, restart to recover from disk",
                       path_.string(), target, bytes, errnoText(err))});
     }
+    syncedCallers_ += group;
+    // A moving average over about eight fsyncs: one slow fsync does not stretch the window.
+    const auto tookNs = std::chrono::duration_cast<std::chrono::nanoseconds>(took);
+    fsyncAverage_ = syncs_ == 1 ? tookNs : fsyncAverage_ + (tookNs - fsyncAverage_) / 8;
     durableSeq_ = std::max(durableSeq_, target);
+    // The writers active now: the group just served and those who arrived during its fsync.
+    // Counting only the group would let groups that happened to split (5 and 3 of 8 writers)
+    // keep splitting, each leader waiting for its own half only.
+    lastGroup_ = group + unsatisfiedLocked();
     cv_.notify_all();
   }
+}
+
+std::size_t Journal::unsatisfiedLocked() const {
+  return static_cast<std::size_t>(
+      std::distance(waitingUpTo_.upper_bound(durableSeq_), waitingUpTo_.end()));
+}
+
+void Journal::gatherLocked(std::unique_lock<std::mutex>& lock) {
+  // Only when several writers were active around the previous fsync: a lone writer syncs at once.
+  // The callers of that group are typically a round trip away from their next record (answer the
+  // client, read its next request); waiting for them costs at most one average fsync, while not
+  // waiting costs the latecomers a whole extra fsync after this one.
+  if (lastGroup_ <= 1 || unsatisfiedLocked() >= lastGroup_) return;
+  const auto window = std::min<std::chrono::nanoseconds>(options_.groupCommitWindow, fsyncAverage_);
+  if (window <= std::chrono::nanoseconds::zero()) return;
+  gathering_ = true;
+  ++gathers_;
+  gatherCv_.wait_for(lock, window, [&] { return failed_ || unsatisfiedLocked() >= lastGroup_; });
+  gathering_ = false;
 }
 
 Result<Seq> Journal::appendDurable(std::span<const std::byte> payload) {
@@ -665,7 +707,9 @@ Result<Seq> Journal::compact(std::string_view snapshot, Seq through) {
 
 JournalStats Journal::stats() const {
   const std::lock_guard lock(mu_);
-  return JournalStats{fileBytes_, records_, entriesSinceSnapshot_, lastSeq_, durableSeq_, syncs_};
+  return JournalStats{fileBytes_,     records_,    entriesSinceSnapshot_,
+                      lastSeq_,       durableSeq_, syncs_,
+                      syncedCallers_, gathers_,    waitingUpTo_.size()};
 }
 
 Seq Journal::lastSeq() const {

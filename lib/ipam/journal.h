@@ -24,6 +24,7 @@
 //   then the payload bytes, no padding.
 #pragma once
 
+#include <chrono>
 #include <condition_variable>
 #include <cstddef>
 #include <cstdint>
@@ -32,6 +33,7 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <set>
 #include <span>
 #include <string>
 #include <string_view>
@@ -88,6 +90,12 @@ struct JournalOptions {
   // though valid records follow it, losing them. Never set this by default; it exists so a
   // human who has decided the damaged data is expendable can bring the node back.
   bool truncateCorruptTail = false;
+  // Group commit gathering: the longest the leader of an fsync waits for more writers to join
+  // it. It only waits when several sync() callers were active around the previous fsync (served
+  // by it or waiting during it; a lone writer is never delayed), only until as many have joined,
+  // and never longer than recent fsyncs took on average (so nobody waits longer than a follower
+  // that just missed an fsync would have). Zero: no gathering, every leader syncs at once.
+  std::chrono::microseconds groupCommitWindow{2000};
   // Test seam, not for production: called before each operation; a non-zero return is an errno
   // the operation then fails with. An injected kAppendWrite fault first writes half the record,
   // the worst a real ENOSPC can leave behind. A function rather than a file-system interface
@@ -124,9 +132,12 @@ struct JournalStats {
   std::uint64_t fileBytes = 0;  // current size of the journal file
   std::uint64_t records = 0;    // records in the file, the snapshot included
   std::uint64_t entriesSinceSnapshot = 0;
-  Seq lastSeq = 0;          // last appended (0: none yet)
-  Seq durableSeq = 0;       // last covered by a completed fsync
-  std::uint64_t syncs = 0;  // fdatasync calls made for group commit since open()
+  Seq lastSeq = 0;                  // last appended (0: none yet)
+  Seq durableSeq = 0;               // last covered by a completed fsync
+  std::uint64_t syncs = 0;          // fdatasync calls made for group commit since open()
+  std::uint64_t syncedCallers = 0;  // sync() calls those fdatasyncs served (waiting callers)
+  std::uint64_t gathers = 0;        // fsync leaders that first waited for their group to join
+  std::uint64_t syncWaiters = 0;    // sync() calls in progress right now
 };
 
 class Journal {
@@ -155,8 +166,11 @@ class Journal {
 
   // Blocks until an fsync covering every record up to upTo has completed. Group commit: one
   // caller at a time runs fdatasync for everything written so far while the others wait for it,
-  // so N concurrent callers cost about one fsync. Errors: kInvalidArgument (upTo was never
-  // appended), kIo (an fsync failed; the journal is failed).
+  // so N concurrent callers cost about one fsync. When several callers were active around the
+  // previous fsync, the leader first waits (bounded, see JournalOptions::groupCommitWindow) for
+  // as many to join, so writers that arrive a moment apart share one fsync instead of
+  // alternating between a group of one and a group of the rest. Errors: kInvalidArgument (upTo was
+  // never appended), kIo (an fsync failed; the journal is failed).
   Result<void> sync(Seq upTo);
 
   // append() then sync() of that record.
@@ -185,6 +199,11 @@ class Journal {
           detail::UniqueFd lock, std::uint64_t fileBytes, std::uint64_t records,
           std::uint64_t entriesSinceSnapshot, Seq lastSeq);
 
+  // Requires mu_ (held by `lock`), as the leader of the next fsync: waits, bounded, for the
+  // callers of the previous group to join this one.
+  void gatherLocked(std::unique_lock<std::mutex>& lock);
+  // Requires mu_. sync() calls in progress that the last fdatasync did not cover.
+  std::size_t unsatisfiedLocked() const;
   // Requires mu_. Every later call returns this error; wakes waiting sync() callers.
   std::unexpected<Error> markFailed(Error error);
 
@@ -192,7 +211,8 @@ class Journal {
   const JournalOptions options_;
 
   mutable std::mutex mu_;
-  std::condition_variable cv_;  // signalled when a sync finishes or a compaction swaps files
+  std::condition_variable cv_;        // signalled when a sync finishes or a compaction swaps files
+  std::condition_variable gatherCv_;  // signalled when a caller joins a gathering leader
   detail::UniqueFd fd_;
   detail::UniqueFd lock_;           // flock held for the Journal's lifetime
   std::vector<std::byte> scratch_;  // encoding buffer of append(), reused to avoid allocations
@@ -202,7 +222,13 @@ class Journal {
   Seq lastSeq_;
   Seq durableSeq_;
   std::uint64_t syncs_ = 0;
+  std::uint64_t syncedCallers_ = 0;
+  std::uint64_t gathers_ = 0;
   bool syncInProgress_ = false;
+  bool gathering_ = false;                    // the leader waits for callers to join (gatherCv_)
+  std::multiset<Seq> waitingUpTo_;            // the upTo of every sync() call in progress
+  std::size_t lastGroup_ = 0;                 // sync() calls active around the previous fdatasync
+  std::chrono::nanoseconds fsyncAverage_{0};  // moving average of fdatasync durations
   std::optional<Error> failed_;
 };
 

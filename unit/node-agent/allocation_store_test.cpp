@@ -148,6 +148,35 @@ TEST_F(AllocationStoreTest, ReleaseIsIdempotentAndOnlyTheOwnerReleases) {
   EXPECT_TRUE(release("c1").ok);
 }
 
+// A runtime told that DEL succeeded never retries it: the release must be as durable as an
+// allocation before the answer, and a release that cannot be made durable says so.
+TEST_F(AllocationStoreTest, AnAnsweredReleaseIsFsyncedAndAFailedFsyncAnswersIoFailure) {
+  bool failSync = false;
+  start({.injectFault = [&](ipam::JournalFileOp op) {
+    return failSync && op == ipam::JournalFileOp::kAppendSync ? EIO : 0;
+  }});
+  serve({ready("a", "10.0.0.0/30")});
+  addressOf(allocate("c1"));
+  addressOf(allocate("c2"));
+  const auto syncsBefore = journal_->stats().syncs;
+  ASSERT_TRUE(release("c1").ok);
+  EXPECT_EQ(journal_->stats().durableSeq, journal_->stats().lastSeq)
+      << "an answered release is fsynced";
+  EXPECT_EQ(journal_->stats().syncs, syncsBefore + 1);
+  EXPECT_TRUE(release("c1").ok) << "a repeated release is still ok";
+  EXPECT_EQ(journal_->stats().syncs, syncsBefore + 1) << "nothing new to make durable";
+
+  failSync = true;
+  const Response r = release("c2");
+  EXPECT_FALSE(r.ok);
+  EXPECT_EQ(r.code, ErrorCode::kIoFailure);
+  failSync = false;
+  // After a restart the unconfirmed release may come back as a leak, never as a reuse: c2
+  // still holds its address or nobody does.
+  restart({ready("a", "10.0.0.0/30")});
+  EXPECT_FALSE(listed().contains("c1/eth0=10.0.0.0")) << "the acknowledged release stays";
+}
+
 TEST_F(AllocationStoreTest, CheckVersionAndStatus) {
   serve({ready("b", "10.0.0.0/30")});
   addressOf(allocate("c1"));

@@ -317,6 +317,75 @@ TEST_F(JournalTest, WaitersDuringAnFsyncShareTheNextOne) {
   EXPECT_EQ(j.stats().durableSeq, 8u);
 }
 
+// Builds a previous group of three: the first fsync is held until three more callers wait
+// behind it; they then share the second fsync (after its leader waited in vain for the first
+// fsync's writer to come back: four writers were active).
+void formGroupOfThree(Journal& j, std::latch& firstFsyncEntered, std::latch& releaseFirstFsync) {
+  std::vector<std::jthread> threads;
+  threads.emplace_back([&] { EXPECT_TRUE(j.appendDurable("leader")); });
+  firstFsyncEntered.wait();
+  for (int i = 0; i < 3; ++i)
+    threads.emplace_back([&, i] { EXPECT_TRUE(j.appendDurable("member" + std::to_string(i))); });
+  while (j.stats().syncWaiters < 4)
+    std::this_thread::yield();
+  releaseFirstFsync.count_down();
+}
+
+TEST_F(JournalTest, ALoneWriterNeverWaitsToGatherAGroup) {
+  JournalOptions options;
+  options.groupCommitWindow = std::chrono::seconds(10);
+  auto o = openOk(path_, options);
+  ASSERT_TRUE(o.journal);
+  const auto start = std::chrono::steady_clock::now();
+  for (int i = 0; i < 20; ++i)
+    ASSERT_TRUE(o.journal->appendDurable(payloadFor(i)));
+  const auto st = o.journal->stats();
+  EXPECT_EQ(st.syncs, 20u) << "one writer at a time: one fsync per record";
+  EXPECT_EQ(st.syncedCallers, 20u);
+  EXPECT_EQ(st.gathers, 0u) << "a lone writer must never wait for a group";
+  EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(5));
+}
+
+// After an fsync that served a group, the next leader waits for the group to come back, but
+// only boundedly: a writer whose group never returns is still answered promptly, and the
+// leader after it (its group was one) syncs at once again.
+TEST_F(JournalTest, GatheringAfterAGroupIsBoundedAndStopsWhenTheGroupShrinks) {
+  std::latch firstFsyncEntered(1);
+  std::latch releaseFirstFsync(1);
+  std::atomic<bool> first{true};
+  JournalOptions options;
+  options.groupCommitWindow = std::chrono::seconds(10);
+  options.injectFault = [&](JournalFileOp op) {
+    if (op == JournalFileOp::kAppendSync && first.exchange(false)) {
+      firstFsyncEntered.count_down();
+      releaseFirstFsync.wait();
+    }
+    return 0;
+  };
+  auto o = openOk(path_, options);
+  ASSERT_TRUE(o.journal);
+  Journal& j = *o.journal;
+  formGroupOfThree(j, firstFsyncEntered, releaseFirstFsync);
+  auto st = j.stats();
+  EXPECT_EQ(st.syncs, 2u);
+  EXPECT_EQ(st.syncedCallers, 4u) << "the second fsync served the three who waited";
+  EXPECT_EQ(st.gathers, 1u)
+      << "four writers were active around the first fsync: the second leader waited for the "
+         "fourth, which did not come back, and then synced the three";
+
+  // Alone now: the leader waits (no longer than the average fsync, far below the 10 s window)
+  // for the group of three, which does not come.
+  const auto start = std::chrono::steady_clock::now();
+  ASSERT_TRUE(j.appendDurable("alone"));
+  EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(5));
+  st = j.stats();
+  EXPECT_EQ(st.gathers, 2u);
+  EXPECT_EQ(st.syncs, 3u);
+  ASSERT_TRUE(j.appendDurable("alone again"));
+  EXPECT_EQ(j.stats().gathers, 2u) << "the last group was one: no more waiting";
+  EXPECT_EQ(j.stats().syncs, 4u);
+}
+
 // ---- I/O failures ----------------------------------------------------------------------------
 
 TEST_F(JournalTest, FsyncFailureFailsEveryWaiterAndEveryLaterCallWithoutRetrying) {
