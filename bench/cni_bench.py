@@ -7,9 +7,12 @@ Not a test: it prints numbers.
     VNETIPAM_BUILD_DIR=build python3 bench/cni_bench.py [--pods 200] [--parallel 8] [--rounds 1]
 
 What one sample is: exec ADD, then exec DEL, of one pod, as a runtime does (CNI_* environment,
-config on stdin, the plugin's process entered into the node namespace by setns in the child, so
-no `ip netns exec` is timed). Pod namespaces are made before timing (the runtime's work, not the
-plugin's). Each configuration runs its pods sequentially and then `--parallel` at a time.
+config on stdin, exec'd by a worker thread that entered the node namespace once (see
+enter_netns), so neither `ip netns exec` nor a fork of this process is timed). Pod namespaces are
+made before timing (the runtime's work, not the plugin's). Both configurations run the same pods, sequentially and then `--parallel` at a time,
+interleaved pod by pod (sequential) or in chunks of 4 x parallel pods, the order flipping each
+time, so a load change on a shared machine hits both alike (see measure_pair). Both sides are two
+processes per command (main plugin + the IPAM plugin it execs) started the same way.
 
 Also: the IPAM plugins alone (vnet-ipam -> agent over its socket, durable journal; host-local ->
 files under a lock), exec ADD+DEL.
@@ -45,16 +48,23 @@ CLONE_NEWNET = 0x40000000
 _libc = ctypes.CDLL(None, use_errno=True)
 
 
-def exec_in_netns(netns_path: Path, argv: list[str], env: dict, stdin: str) -> tuple[int, str]:
-    """Runs argv with its process switched into netns_path before exec (like a runtime that
-    execs the plugin from the node's namespace), and returns (exit code, stdout)."""
-    def enter() -> None:
-        fd = os.open(netns_path, os.O_RDONLY)
+def enter_netns(netns_path: Path) -> None:
+    """Moves the calling thread (only: setns is per thread) into netns_path. Worker threads that
+    exec the plugins call this once, so each exec is a plain vfork+exec that inherits the node
+    namespace, as a runtime's exec from the node's namespace is. A per-exec preexec_fn would
+    force Python into a full fork of this (large, threaded) process for every command, a cost
+    neither plugin has under a real runtime, which would pad both sides' times alike."""
+    fd = os.open(netns_path, os.O_RDONLY)
+    try:
         if _libc.setns(fd, CLONE_NEWNET) != 0:
-            os._exit(127)
+            raise OSError(ctypes.get_errno(), f"setns {netns_path}")
+    finally:
         os.close(fd)
-    res = subprocess.run(argv, input=stdin, env=env, capture_output=True, text=True,
-                         preexec_fn=enter)
+
+
+def exec_plugin(argv: list[str], env: dict, stdin: str) -> tuple[int, str]:
+    """Runs argv (from a thread already in the node namespace) and returns (exit code, stdout)."""
+    res = subprocess.run(argv, input=stdin, env=env, capture_output=True, text=True)
     return res.returncode, res.stdout
 
 
@@ -70,25 +80,47 @@ class Config:
         stdin = json.dumps(self.conf)
         t0 = time.perf_counter()
         for command in ("ADD", "DEL"):
-            rc, out = exec_in_netns(node_ns, [str(self.plugin)], {**env, "CNI_COMMAND": command},
-                                    stdin)
+            rc, out = exec_plugin([str(self.plugin)], {**env, "CNI_COMMAND": command}, stdin)
             if rc != 0:
                 raise RuntimeError(f"{self.name} {command} of {pod.name}: {out}")
         return time.perf_counter() - t0
 
 
-def measure(config: Config, node_ns: Path, pods: list, parallel: int) -> dict:
-    t0 = time.perf_counter()
-    if parallel == 1:
-        samples = [config.add_del(node_ns, p) for p in pods]
-    else:
-        with ThreadPoolExecutor(parallel) as pool:
-            samples = list(pool.map(lambda p: config.add_del(node_ns, p), pods))
-    total = time.perf_counter() - t0
-    samples.sort()
+def summary(samples: list[float], total: float) -> dict:
+    samples = sorted(samples)
     return {"p50_ms": statistics.median(samples) * 1e3,
             "p99_ms": samples[min(len(samples) - 1, int(len(samples) * 0.99))] * 1e3,
             "total_s": total}
+
+
+def measure_pair(ours: Config, peer: Config, node_ns: Path, pods: list, parallel: int,
+                 ours_first: bool) -> dict:
+    """Both configurations on the same pods, interleaved finely so that both see the same load
+    on a shared machine: sequentially, pod by pod (ours then peer on pod i, the order flipping
+    every pod); `parallel` at a time, in chunks of 4 x parallel pods (one side runs a chunk with
+    `parallel` workers, then the other the same chunk; the order flips every chunk). A total is
+    the sum of one side's sample times (sequential) or chunk wall times (parallel)."""
+    samples = {ours.name: [], peer.name: []}
+    totals = {ours.name: 0.0, peer.name: 0.0}
+    flip = ours_first
+    with ThreadPoolExecutor(parallel, initializer=enter_netns, initargs=(node_ns,)) as pool:
+        if parallel == 1:
+            for p in pods:
+                for c in ((ours, peer) if flip else (peer, ours)):
+                    t = pool.submit(c.add_del, node_ns, p).result()
+                    samples[c.name].append(t)
+                    totals[c.name] += t
+                flip = not flip
+        else:
+            chunk = 4 * parallel
+            for at in range(0, len(pods), chunk):
+                part = pods[at:at + chunk]
+                for c in ((ours, peer) if flip else (peer, ours)):
+                    t0 = time.perf_counter()
+                    samples[c.name] += list(pool.map(lambda p, c=c: c.add_del(node_ns, p), part))
+                    totals[c.name] += time.perf_counter() - t0
+                flip = not flip
+    return {name: summary(samples[name], totals[name]) for name in samples}
 
 
 def main() -> None:
@@ -98,6 +130,14 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=1,
                     help="repeat every measurement; rounds alternate which side goes first")
     ap.add_argument("--json", action="store_true", help="also print the raw numbers as JSON")
+    ap.add_argument("--ours-dir", type=Path, default=None,
+                    help="take vnet-transparent and vnet-ipam from this directory instead of the "
+                         "build (an older build, for before/after)")
+    ap.add_argument("--peer-dir", type=Path, default=None,
+                    help="A/B two builds: the peer is vnet-transparent+vnet-ipam from this "
+                         "directory instead of ptp+host-local (main plugin pair only)")
+    ap.add_argument("--only", choices=["main", "ipam"], default=None,
+                    help="run only the main plugin pair or only the IPAM plugins")
     args = ap.parse_args()
 
     work = Path(tempfile.mkdtemp(prefix="cni-bench-"))
@@ -111,7 +151,7 @@ def main() -> None:
         (work / "agent").mkdir()
         agent = Agent(cluster, work / "agent", "bench-node", block="10.240.64.0/24", cooldown_s=0)
         pods = [lab.add_pod(node, f"p{i}") for i in range(args.pods)]
-        ours_dir = built("node-agent/cni/vnet-transparent").parent
+        ours_dir = args.ours_dir or built("node-agent/cni/vnet-transparent").parent
         path = [ours_dir, REFERENCE_CNI_DIR]
         host_local = {"type": "host-local", "dataDir": str(work / "host-local"),
                       "ranges": [[{"subnet": "10.244.0.0/24"}]],
@@ -133,30 +173,44 @@ def main() -> None:
                     {"cniVersion": "1.0.0", "name": "peer-ipam", "type": "host-local",
                      "ipam": host_local}, path), 0.8),
         ]
+        if args.peer_dir is not None:
+            peer_conf = {**pairs[0][1].conf, "name": "vnet-b"}
+            pairs[0] = (pairs[0][0], pairs[0][1],
+                        Config(f"vnet-transparent@{args.peer_dir.name}",
+                               args.peer_dir / "vnet-transparent", peer_conf,
+                               [args.peer_dir, *path]), pairs[0][3])
+            pairs = pairs[:1]
+        if args.only == "main":
+            pairs = pairs[:1]
+        elif args.only == "ipam":
+            pairs = pairs[1:]
         # Warm the page cache and the agent's connection path: a few of each, not counted.
-        for _, ours, peer, _ in pairs:
-            for c in (ours, peer):
-                for p in pods[:4]:
-                    c.add_del(node_ns, p)
+        with ThreadPoolExecutor(1, initializer=enter_netns, initargs=(node_ns,)) as warm:
+            for _, ours, peer, _ in pairs:
+                for c in (ours, peer):
+                    for p in pods[:4]:
+                        warm.submit(c.add_del, node_ns, p).result()
 
         results = []
         print(f"{args.pods} pods, ADD+DEL each, node netns {node.netns.name}, "
               f"{os.cpu_count()} CPUs")
         print(f"{'what':20} {'mode':6} {'config':28} {'p50 ms':>8} {'p99 ms':>8} {'total s':>8}"
-              f" {'ratio':>6} {'target':>6}")
+              f" {'ratio':>6} {'target':>6} {'load1':>6}")
         for title, ours, peer, target in pairs:
             for parallel in (1, args.parallel):
                 mode = "seq" if parallel == 1 else f"x{parallel}"
                 for r in range(args.rounds):
-                    order = [ours, peer] if r % 2 else [peer, ours]
-                    got = {c.name: measure(c, node_ns, pods, parallel) for c in order}
+                    load = os.getloadavg()[0]
+                    got = measure_pair(ours, peer, node_ns, pods, parallel, ours_first=r % 2 == 1)
                     ratio = got[ours.name]["total_s"] / got[peer.name]["total_s"]
                     for c in (peer, ours):
                         m = got[c.name]
-                        tail = (f" {ratio:6.2f} {'<=' + str(target):>6}" if c is ours else "")
+                        tail = (f" {ratio:6.2f} {'<=' + str(target):>6} {load:6.2f}"
+                                if c is ours else "")
                         print(f"{title:20} {mode:6} {c.name:28} {m['p50_ms']:8.2f} "
                               f"{m['p99_ms']:8.2f} {m['total_s']:8.2f}{tail}")
                     results.append({"what": title, "mode": mode, "round": r, "ratio": ratio,
+                                    "loadavg_1m_at_start": load,
                                     "target": target, **{k: v for k, v in got.items()}})
         if args.json:
             print(json.dumps(results, indent=1))

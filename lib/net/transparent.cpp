@@ -1,33 +1,39 @@
 #include "lib/net/transparent.h"
 
 #include <array>
+#include <cerrno>
+#include <cstring>
+#include <span>
+#include <thread>
 #include <utility>
 
 #include <fmt/format.h>
+#include <linux/if_link.h>
+#include <linux/ip.h>
+#include <linux/neighbour.h>
+#include <linux/rtnetlink.h>
+#include <linux/veth.h>
+#include <net/if.h>
+#include <poll.h>
+#include <sys/eventfd.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
-#include "lib/net/netlink.h"
 #include "lib/net/route.h"
-#include "lib/net/sysctl.h"
+#include "lib/net/rtnl.h"
 
 namespace vnetipam::net {
 namespace {
 
-// Runs its action on scope exit unless dismissed: undoes a partial ADD.
-template <typename F>
-class ScopeGuard {
- public:
-  explicit ScopeGuard(F f) : f_(std::move(f)) {}
-  ScopeGuard(const ScopeGuard&) = delete;
-  ScopeGuard& operator=(const ScopeGuard&) = delete;
-  ~ScopeGuard() {
-    if (armed_) f_();
+// The checks create() can make before the address is known.
+Result<void> validateLink(const TransparentPodParams& p) {
+  if (auto ok = validateInterfaceName(p.ifName); !ok) return ok;
+  if (p.mtu != 0 && (p.mtu < 68 || p.mtu > 65535)) {
+    return fail(ErrorCode::kInvalidArgument,
+                fmt::format("set up pod {}: MTU {} is outside 68..65535", p.containerId, p.mtu));
   }
-  void dismiss() { armed_ = false; }
-
- private:
-  F f_;
-  bool armed_ = true;
-};
+  return {};
+}
 
 Result<void> validate(const TransparentPodParams& p) {
   const auto invalid = [&](std::string_view why) {
@@ -59,75 +65,399 @@ std::unexpected<Error> forPod(const TransparentPodParams& p, Error e) {
   return std::unexpected(std::move(e));
 }
 
+std::array<std::uint8_t, 4> v4Bytes(ipam::IPAddress a) {
+  const auto bits = static_cast<std::uint32_t>(a.bits());
+  return {static_cast<std::uint8_t>(bits >> 24), static_cast<std::uint8_t>(bits >> 16),
+          static_cast<std::uint8_t>(bits >> 8), static_cast<std::uint8_t>(bits)};
+}
+
+struct LinkReply {
+  LinkInfo info;
+  int peerIndex = 0;  // IFLA_LINK: for a veth, the other end's ifindex in its namespace
+};
+
+// An RTM_NEWLINK answer to RTM_GETLINK.
+std::optional<LinkReply> parseLink(std::span<const std::uint8_t> msg) {
+  if (msg.size() < kNetlinkHeaderLen + sizeof(ifinfomsg)) return std::nullopt;
+  ifinfomsg ifi{};
+  std::memcpy(&ifi, msg.data() + kNetlinkHeaderLen, sizeof ifi);
+  LinkReply r;
+  r.info.ifindex = ifi.ifi_index;
+  r.info.up = (ifi.ifi_flags & IFF_UP) != 0;
+  for (const auto& a : parseAttrs(msg.subspan(kNetlinkHeaderLen + netlinkAlign(sizeof ifi)))) {
+    switch (a.type) {
+      case IFLA_IFNAME: r.info.name = std::string(a.str()); break;
+      case IFLA_MTU: r.info.mtu = a.u32(); break;
+      case IFLA_LINK: r.peerIndex = static_cast<int>(a.u32()); break;
+      case IFLA_ADDRESS:
+        if (a.data.size() == r.info.mac.bytes.size()) {
+          std::copy(a.data.begin(), a.data.end(), r.info.mac.bytes.begin());
+        }
+        break;
+      default: break;
+    }
+  }
+  return r;
+}
+
+void getLinkByName(RtnlBatch& b, std::string_view name, std::string what) {
+  b.add(RTM_GETLINK, 0, ifinfomsg{}, std::move(what));
+  b.attrString(IFLA_IFNAME, name);
+  b.attrU32(IFLA_EXT_MASK, RTEXT_FILTER_SKIP_STATS);
+}
+
+void deleteLinkByName(RtnlBatch& b, std::string_view name, std::string what) {
+  b.add(RTM_DELLINK, 0, ifinfomsg{}, std::move(what));
+  b.attrString(IFLA_IFNAME, name);
+}
+
+// Sends a batch and reads all its answers.
+Result<void> roundTrip(RtnlSocket& sock, RtnlBatch& b) {
+  if (auto ok = b.send(sock); !ok) return ok;
+  return b.receive(sock);
+}
+
+// A route request in the shape of route.h's Route (main table, our protocol).
+void addRouteRequest(RtnlBatch& b, int ifindex, const std::string& dev, const Route& route,
+                     const std::string& netns) {
+  std::string text = route.dst.toString();
+  if (route.gateway) text += " via " + route.gateway->toString();
+  rtmsg rt{};
+  rt.rtm_family = AF_INET;
+  rt.rtm_dst_len = static_cast<std::uint8_t>(route.dst.length());
+  rt.rtm_table = RT_TABLE_MAIN;
+  rt.rtm_protocol = route.protocol;
+  rt.rtm_scope = route.scope == RouteScope::kLink ? RT_SCOPE_LINK : RT_SCOPE_UNIVERSE;
+  rt.rtm_type = RTN_UNICAST;
+  b.add(RTM_NEWROUTE, NLM_F_CREATE | NLM_F_EXCL, rt,
+        fmt::format("add route {} dev {} table {} in namespace {}", text, dev, route.table, netns));
+  b.attrU32(RTA_TABLE, route.table);
+  if (route.dst.length() > 0) {
+    const auto dst = v4Bytes(route.dst.address());
+    b.attr(RTA_DST, dst.data(), dst.size());
+  }
+  if (route.gateway) {
+    const auto gw = v4Bytes(*route.gateway);
+    b.attr(RTA_GATEWAY, gw.data(), gw.size());
+  }
+  b.attrU32(RTA_OIF, static_cast<std::uint32_t>(ifindex));
+}
+
 }  // namespace
+
+// ---- PodVeth ------------------------------------------------------------------------------------
+
+struct PodVeth::State {
+  RtnlSocket host;
+  RtnlSocket pod;
+  std::string podLabel;
+  LinkInfo hostLink;
+  int podIndex = 0;
+  bool settled = false;  // configured for good, or deleted already
+
+  // Deleting the host end deletes the pod end and everything configured on either.
+  void remove() {
+    if (settled) return;
+    settled = true;
+    RtnlBatch b;
+    deleteLinkByName(b, hostLink.name, "undo: delete link " + hostLink.name);
+    (void)roundTrip(host, b);
+  }
+};
+
+PodVeth::PodVeth(std::unique_ptr<State> state) : state_(std::move(state)) {}
+PodVeth::PodVeth(PodVeth&&) noexcept = default;
+
+PodVeth::~PodVeth() {
+  if (state_) state_->remove();
+}
+
+Result<PodVeth> PodVeth::create(const Netns& hostNs, const Netns& podNs,
+                                const TransparentPodParams& p) {
+  if (auto ok = validateLink(p); !ok) return std::unexpected(ok.error());
+  const auto forPodLink = [&](Error e) {
+    e.message = fmt::format("set up pod {}: {}", p.containerId, e.message);
+    return std::unexpected(std::move(e));
+  };
+  auto hostName = hostVethName(p.hostPrefix, p.containerId);
+  if (!hostName) return forPodLink(hostName.error());
+  auto hostSock = RtnlSocket::open(hostNs);
+  if (!hostSock) return forPodLink(hostSock.error());
+  auto podSock = RtnlSocket::open(podNs);
+  if (!podSock) return forPodLink(podSock.error());
+
+  const std::string creating =
+      fmt::format("create veth {} (namespace {}) with peer {} in namespace {}", *hostName,
+                  hostNs.label(), p.ifName, podNs.label());
+  // One round trip: create the pair, then read the host end (its ifindex, MAC, and in IFLA_LINK
+  // the pod end's ifindex). A leftover of an earlier ADD of this container (same name) makes the
+  // create fail; only then is it deleted and the create tried once more.
+  for (int attempt = 0;; ++attempt) {
+    RtnlBatch b;
+    b.add(RTM_NEWLINK, NLM_F_CREATE | NLM_F_EXCL, ifinfomsg{}, creating);
+    b.attrString(IFLA_IFNAME, *hostName);
+    if (p.mtu != 0) b.attrU32(IFLA_MTU, p.mtu);
+    if (p.hostMac) b.attr(IFLA_ADDRESS, p.hostMac->bytes.data(), p.hostMac->bytes.size());
+    const auto linkInfo = b.nestBegin(IFLA_LINKINFO);
+    b.attrString(IFLA_INFO_KIND, "veth");
+    const auto infoData = b.nestBegin(IFLA_INFO_DATA);
+    const auto peer = b.nestBegin(VETH_INFO_PEER);
+    const ifinfomsg peerHeader{};
+    b.bytes(&peerHeader, sizeof peerHeader);
+    b.attrString(IFLA_IFNAME, p.ifName);
+    if (p.mtu != 0) b.attrU32(IFLA_MTU, p.mtu);
+    b.attrU32(IFLA_NET_NS_FD, static_cast<std::uint32_t>(podNs.fd()));
+    b.nestEnd(peer);
+    b.nestEnd(infoData);
+    b.nestEnd(linkInfo);
+    getLinkByName(b, *hostName,
+                  fmt::format("look up link {} in namespace {}", *hostName, hostNs.label()));
+    if (auto ok = roundTrip(*hostSock, b); !ok) return forPodLink(ok.error());
+
+    if (b.error(0) == -EEXIST && b.error(1) == 0 && attempt == 0) {
+      RtnlBatch del;
+      deleteLinkByName(
+          del, *hostName,
+          fmt::format("delete leftover link {} in namespace {}", *hostName, hostNs.label()));
+      if (auto ok = roundTrip(*hostSock, del); !ok) return forPodLink(ok.error());
+      if (del.error(0) != 0 && del.error(0) != -ENODEV) {
+        return forPodLink(errnoError(-del.error(0), "delete leftover link " + *hostName));
+      }
+      continue;
+    }
+    if (b.error(0) != 0) return forPodLink(errnoError(-b.error(0), creating));
+    auto state = std::make_unique<State>(
+        State{.host = std::move(*hostSock), .pod = std::move(*podSock), .podLabel = podNs.label()});
+    state->hostLink.name = *hostName;
+    PodVeth veth(std::move(state));  // from here on, a failure deletes the pair
+    const auto host = parseLink(b.reply(1));
+    if (b.error(1) != 0 || !host || host->peerIndex <= 0) {
+      return forPodLink(
+          Error{ErrorCode::kIo, fmt::format("{}: no veth peer index in the answer", creating)});
+    }
+    veth.state_->hostLink = host->info;
+    veth.state_->podIndex = host->peerIndex;
+    return veth;
+  }
+}
+
+Result<TransparentPod> PodVeth::configure(const TransparentPodParams& p) {
+  auto pod = configureOrFail(p);
+  // Now rather than in the destructor: the caller may release the address next, and that must
+  // wait until no route to it is left.
+  if (!pod) state_->remove();
+  return pod;
+}
+
+Result<TransparentPod> PodVeth::configureOrFail(const TransparentPodParams& p) {
+  if (auto ok = validate(p); !ok) return std::unexpected(ok.error());
+  State& s = *state_;
+  const std::string& hostName = s.hostLink.name;
+  const std::string podDev = p.ifName;
+  const auto gateway = v4Bytes(p.gateway);
+
+  // Pod side, in order: the link must be up before routes can use it; a /32 address adds no
+  // subnet route, so there is nothing of the kernel's to delete. Last, read the pod end back.
+  RtnlBatch pod;
+  {
+    const ifaddrmsg ifa{.ifa_family = AF_INET,
+                        .ifa_prefixlen = 32,
+                        .ifa_flags = 0,
+                        .ifa_scope = RT_SCOPE_UNIVERSE,
+                        .ifa_index = static_cast<std::uint32_t>(s.podIndex)};
+    pod.add(RTM_NEWADDR, NLM_F_CREATE | NLM_F_EXCL, ifa,
+            fmt::format("add address {}/32 to {} in namespace {}", p.address.toString(), podDev,
+                        s.podLabel));
+    const auto local = v4Bytes(p.address);
+    pod.attr(IFA_LOCAL, local.data(), local.size());
+    pod.attr(IFA_ADDRESS, local.data(), local.size());
+  }
+  const auto linkUp = [](RtnlBatch& b, int ifindex, std::string what) {
+    const ifinfomsg up{.ifi_family = AF_UNSPEC,
+                       .__ifi_pad = 0,
+                       .ifi_type = 0,
+                       .ifi_index = ifindex,
+                       .ifi_flags = IFF_UP,
+                       .ifi_change = IFF_UP};
+    b.add(RTM_NEWLINK, 0, up, std::move(what));
+  };
+  linkUp(pod, s.podIndex, fmt::format("set link {} up in namespace {}", podDev, s.podLabel));
+  addRouteRequest(pod, s.podIndex, podDev,
+                  Route{.dst = ipam::Prefix::masked(p.gateway, 32), .scope = RouteScope::kLink},
+                  s.podLabel);
+  addRouteRequest(
+      pod, s.podIndex, podDev,
+      Route{.dst = ipam::Prefix::masked(ipam::IPAddress::v4(0), 0), .gateway = p.gateway},
+      s.podLabel);
+  {
+    const ndmsg nd{.ndm_family = AF_INET,
+                   .ndm_pad1 = 0,
+                   .ndm_pad2 = 0,
+                   .ndm_ifindex = s.podIndex,
+                   .ndm_state = NUD_PERMANENT,
+                   .ndm_flags = 0,
+                   .ndm_type = 0};
+    pod.add(RTM_NEWNEIGH, NLM_F_CREATE | NLM_F_REPLACE, nd,
+            fmt::format("add permanent neighbour {} lladdr {} on {} in namespace {}",
+                        p.gateway.toString(), s.hostLink.mac.toString(), podDev, s.podLabel));
+    pod.attr(NDA_DST, gateway.data(), gateway.size());
+    pod.attr(NDA_LLADDR, s.hostLink.mac.bytes.data(), s.hostLink.mac.bytes.size());
+  }
+  const std::size_t podLookup = pod.size();
+  getLinkByName(pod, podDev, fmt::format("look up link {} in namespace {}", podDev, s.podLabel));
+
+  // Host side: up with proxy_arp=1 and forwarding=1 in the same request (IFLA_INET_CONF, as the
+  // sysctl files would set them), proxy_delay=0 so the pod's ARP is answered at once instead of
+  // after up to 0.8 s, then the /32 route. Exclusive: if another interface already has this /32,
+  // IPAM handed the address out twice; the live pod keeps its traffic and this ADD fails.
+  RtnlBatch host;
+  linkUp(host, s.hostLink.ifindex,
+         fmt::format("set link {} up with proxy_arp=1 forwarding=1 in namespace {}", hostName,
+                     s.host.netns()));
+  {
+    const auto afSpec = host.nestBegin(IFLA_AF_SPEC);
+    const auto inet = host.nestBegin(AF_INET);
+    const auto conf = host.nestBegin(IFLA_INET_CONF);
+    host.attrU32(IPV4_DEVCONF_PROXY_ARP, 1);
+    host.attrU32(IPV4_DEVCONF_FORWARDING, 1);
+    host.nestEnd(conf);
+    host.nestEnd(inet);
+    host.nestEnd(afSpec);
+  }
+  {
+    const ndtmsg ndt{.ndtm_family = AF_INET, .ndtm_pad1 = 0, .ndtm_pad2 = 0};
+    host.add(RTM_SETNEIGHTBL, 0, ndt,
+             fmt::format("set neigh/{}/proxy_delay=0 in namespace {}", hostName, s.host.netns()));
+    host.attrString(NDTA_NAME, "arp_cache");
+    const auto parms = host.nestBegin(NDTA_PARMS);
+    host.attrU32(NDTPA_IFINDEX, static_cast<std::uint32_t>(s.hostLink.ifindex));
+    host.attrU64(NDTPA_PROXY_DELAY, 0);
+    host.nestEnd(parms);
+  }
+  addRouteRequest(host, s.hostLink.ifindex, hostName,
+                  Route{.dst = ipam::Prefix::masked(p.address, 32), .scope = RouteScope::kLink},
+                  s.host.netns());
+
+  // Both namespaces' batches are in the kernel before either answer is read.
+  if (auto ok = pod.send(s.pod); !ok) return forPod(p, ok.error());
+  if (auto ok = host.send(s.host); !ok) return forPod(p, ok.error());
+  if (auto ok = pod.receive(s.pod); !ok) return forPod(p, ok.error());
+  if (auto ok = host.receive(s.host); !ok) return forPod(p, ok.error());
+  if (auto ok = pod.firstError(); !ok) return forPod(p, ok.error());
+  if (auto ok = host.firstError(); !ok) return forPod(p, ok.error());
+  auto podLink = parseLink(pod.reply(podLookup));
+  if (!podLink || podLink->info.ifindex != s.podIndex) {
+    return forPod(p, Error{ErrorCode::kIo,
+                           fmt::format("{} in namespace {} is not the veth's pod end (ifindex {})",
+                                       podDev, s.podLabel, s.podIndex)});
+  }
+  s.settled = true;
+  TransparentPod result{.host = s.hostLink, .pod = podLink->info};
+  result.host.up = true;
+  return result;
+}
 
 Result<TransparentPod> setupTransparentPod(const Netns& hostNs, const Netns& podNs,
                                            const TransparentPodParams& p) {
   if (auto ok = validate(p); !ok) return std::unexpected(ok.error());
-  auto hostName = hostVethName(p.hostPrefix, p.containerId);
-  if (!hostName) return forPod(p, hostName.error());
-  auto hostSock = RouteSocket::open(hostNs);
-  if (!hostSock) return forPod(p, hostSock.error());
-  auto podSock = RouteSocket::open(podNs);
-  if (!podSock) return forPod(p, podSock.error());
+  auto veth = PodVeth::create(hostNs, podNs, p);
+  if (!veth) return std::unexpected(veth.error());
+  return veth->configure(p);
+}
 
-  // Same container id, same name: a leftover of an earlier ADD of this container.
-  if (auto ok = deleteLink(*hostSock, *hostName); !ok) return forPod(p, ok.error());
+// ---- teardown -----------------------------------------------------------------------------------
 
-  const VethSpec veth{
-      .hostName = *hostName, .peerName = p.ifName, .mtu = p.mtu, .hostMac = p.hostMac};
-  if (auto ok = createVethPair(*hostSock, veth, podNs); !ok) return forPod(p, ok.error());
-  // Deleting the host end deletes the pod end and everything configured on either.
-  ScopeGuard undo([&] { (void)deleteLink(*hostSock, *hostName); });
+struct VethTeardown::State {
+  RtnlSocket request;
+  std::string hostName;
+  UniqueFd done;  // eventfd, written when the delete request has its answer
+  int error = 0;  // the kernel's answer, valid once `done` is readable
+  std::thread worker;
+};
 
-  auto host = getLink(*hostSock, *hostName);
-  if (!host) return forPod(p, host.error());
-  auto pod = getLink(*podSock, p.ifName);
-  if (!pod) return forPod(p, pod.error());
+VethTeardown::VethTeardown(std::unique_ptr<State> state) : state_(std::move(state)) {}
+VethTeardown::VethTeardown(VethTeardown&&) noexcept = default;
+VethTeardown::~VethTeardown() {
+  if (state_ && state_->worker.joinable()) state_->worker.join();
+}
 
-  // Pod side. The link must be up before routes can use it; a /32 address adds no subnet route,
-  // so there is nothing of the kernel's to delete.
-  if (auto ok = addHostAddress(*podSock, *pod, p.address); !ok) return forPod(p, ok.error());
-  if (auto ok = setLinkUp(*podSock, *pod); !ok) return forPod(p, ok.error());
-  const Route gatewayRoute{.dst = ipam::Prefix::masked(p.gateway, 32), .scope = RouteScope::kLink};
-  if (auto ok = addRoute(*podSock, *pod, gatewayRoute); !ok) return forPod(p, ok.error());
-  const Route defaultRoute{.dst = ipam::Prefix::masked(ipam::IPAddress::v4(0), 0),
-                           .gateway = p.gateway};
-  if (auto ok = addRoute(*podSock, *pod, defaultRoute); !ok) return forPod(p, ok.error());
-  if (auto ok = addPermanentNeighbour(*podSock, *pod, p.gateway, host->mac); !ok) {
-    return forPod(p, ok.error());
+Result<VethTeardown> VethTeardown::start(const Netns& hostNs, std::string_view containerId,
+                                         std::string_view hostPrefix) {
+  const auto forTeardown = [&](Error e) {
+    e.message = fmt::format("tear down pod {}: {}", containerId, e.message);
+    return std::unexpected(std::move(e));
+  };
+  auto hostName = hostVethName(hostPrefix, containerId);
+  if (!hostName) return std::unexpected(hostName.error());
+  // Subscribed before the delete is sent, so its RTM_DELLINK cannot be missed.
+  auto monitor = RtnlSocket::open(hostNs, RTMGRP_LINK);
+  if (!monitor) return forTeardown(monitor.error());
+  auto request = RtnlSocket::open(hostNs);
+  if (!request) return forTeardown(request.error());
+  UniqueFd done(::eventfd(0, EFD_CLOEXEC));
+  if (!done.valid()) {
+    return forTeardown(Error{ErrorCode::kIo, fmt::format("eventfd: {}", std::strerror(errno))});
   }
+  auto state = std::make_unique<State>(
+      State{.request = std::move(*request), .hostName = *hostName, .done = std::move(done)});
+  const std::string deleting =
+      fmt::format("delete link {} in namespace {}", *hostName, hostNs.label());
+  State* s = state.get();
+  const auto remove = [s, deleting] {
+    RtnlBatch b;
+    deleteLinkByName(b, s->hostName, deleting);
+    if (auto ok = roundTrip(s->request, b); !ok) {
+      s->error = -EIO;
+    } else {
+      s->error = b.error(0);
+    }
+    const std::uint64_t one = 1;
+    (void)::write(s->done.get(), &one, sizeof one);
+  };
+  try {
+    state->worker = std::thread(remove);
+  } catch (const std::system_error&) {
+    remove();  // no thread: delete synchronously
+  }
+  VethTeardown teardown(std::move(state));
 
-  // Host side. proxy_delay=0: answer the pod's ARP at once instead of after up to 0.8 s.
-  const std::array<InterfaceSysctl, 3> sysctls{{
-      {.table = SysctlTable::kConf, .ifname = *hostName, .key = "proxy_arp", .value = "1"},
-      {.table = SysctlTable::kConf, .ifname = *hostName, .key = "forwarding", .value = "1"},
-      {.table = SysctlTable::kNeigh, .ifname = *hostName, .key = "proxy_delay", .value = "0"},
-  }};
-  if (auto ok = writeInterfaceSysctls(hostNs, sysctls); !ok) return forPod(p, ok.error());
-  if (auto ok = setLinkUp(*hostSock, *host); !ok) return forPod(p, ok.error());
-  // Exclusive: if another interface already has this /32, IPAM handed the address out twice; the
-  // live pod keeps its traffic and this ADD fails.
-  const Route podRoute{.dst = ipam::Prefix::masked(p.address, 32), .scope = RouteScope::kLink};
-  if (auto ok = addRoute(*hostSock, *host, podRoute); !ok) return forPod(p, ok.error());
-
-  undo.dismiss();
-  host->up = true;
-  pod->up = true;
-  return TransparentPod{.host = std::move(*host), .pod = std::move(*pod)};
+  // Wait for whichever comes first: the announcement that the link is gone, or the answer.
+  pollfd fds[2] = {{.fd = monitor->fd(), .events = POLLIN, .revents = 0},
+                   {.fd = s->done.get(), .events = POLLIN, .revents = 0}};
+  std::vector<std::uint8_t> in(65536);
+  while (true) {
+    if (::poll(fds, 2, -1) < 0) {
+      if (errno == EINTR) continue;
+      break;  // cannot wait for either: the answer, after the join below, decides
+    }
+    if (fds[1].revents != 0) break;
+    if (fds[0].revents == 0) continue;
+    const ssize_t n = ::recv(fds[0].fd, in.data(), in.size(), MSG_DONTWAIT);
+    if (n < 0) {
+      // ENOBUFS: notifications were dropped (a busy node); the answer still tells.
+      if (errno != EAGAIN && errno != EINTR) fds[0].fd = -1;
+      continue;
+    }
+    for (std::size_t at = 0; at + sizeof(nlmsghdr) <= static_cast<std::size_t>(n);) {
+      nlmsghdr h{};
+      std::memcpy(&h, in.data() + at, sizeof h);
+      if (h.nlmsg_len < sizeof h || at + h.nlmsg_len > static_cast<std::size_t>(n)) break;
+      if (h.nlmsg_type == RTM_DELLINK) {
+        const auto link = parseLink(std::span(in).subspan(at, h.nlmsg_len));
+        if (link && link->info.name == s->hostName) return teardown;
+      }
+      at += netlinkAlign(h.nlmsg_len);
+    }
+  }
+  if (s->worker.joinable()) s->worker.join();
+  if (s->error != 0 && s->error != -ENODEV) return forTeardown(errnoError(-s->error, deleting));
+  return teardown;
 }
 
 Result<void> teardownTransparentPod(const Netns& hostNs, std::string_view containerId,
                                     std::string_view hostPrefix) {
-  auto hostName = hostVethName(hostPrefix, containerId);
-  if (!hostName) return std::unexpected(hostName.error());
-  auto hostSock = RouteSocket::open(hostNs);
-  if (!hostSock) return std::unexpected(hostSock.error());
-  if (auto ok = deleteLink(*hostSock, *hostName); !ok) {
-    Error e = ok.error();
-    e.message = fmt::format("tear down pod {}: {}", containerId, e.message);
-    return std::unexpected(std::move(e));
-  }
+  auto teardown = VethTeardown::start(hostNs, containerId, hostPrefix);
+  if (!teardown) return std::unexpected(teardown.error());
   return {};
 }
 

@@ -6,10 +6,13 @@
 //         route <podIP>/32 dev <hostveth> scope link
 //
 // The veth's pod end is created directly in the pod namespace, never moved. Routes carry
-// kRouteProtocol. IPv4 only for now.
+// kRouteProtocol. IPv4 only for now. The host's proxy_arp and forwarding are set through netlink
+// (IFLA_INET_CONF, in the request that sets the veth up) and proxy_delay through the ARP table's
+// per-device parameters (RTM_SETNEIGHTBL): same values as the sysctl files, no /proc/sys writes.
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -41,18 +44,69 @@ struct TransparentPod {
   LinkInfo pod;   // in podNs
 };
 
-// Runs the recipe. A host veth of the same name left by an earlier attempt for the same container
-// is deleted first. On any failure everything this call created is deleted again (the veth, and
-// with it every address, route and neighbour on it) and the error names the step, interface,
-// namespace and address. kConflict if the pod's address is already routed to another interface of
-// the host (a double allocation: the live pod keeps its route), or ifName exists in the pod.
+// Runs the recipe: PodVeth::create, then PodVeth::configure. A host veth of the same name left by
+// an earlier attempt for the same container is deleted first. On any failure everything this call
+// created is deleted again (the veth, and with it every address, route and neighbour on it) and
+// the error names the step, interface, namespace and address. kConflict if the pod's address is
+// already routed to another interface of the host (a double allocation: the live pod keeps its
+// route), or ifName exists in the pod.
 Result<TransparentPod> setupTransparentPod(const Netns& hostNs, const Netns& podNs,
                                            const TransparentPodParams& params);
+
+// The recipe in two steps, so a caller can make the veth while its IPAM plugin still runs. Holds a
+// route netlink socket in each namespace; requests go out in batches (rtnl.h), two round trips in
+// all. Not for concurrent use; move-only.
+class PodVeth {
+ public:
+  // The veth pair alone, both ends down: params.address and params.gateway are not used yet.
+  // Replaces a leftover host veth of the same container; kConflict if ifName exists in the pod.
+  static Result<PodVeth> create(const Netns& hostNs, const Netns& podNs,
+                                const TransparentPodParams& params);
+  PodVeth(PodVeth&&) noexcept;
+  PodVeth& operator=(PodVeth&&) = delete;
+  PodVeth(const PodVeth&) = delete;
+  PodVeth& operator=(const PodVeth&) = delete;
+  // Deletes the veth unless configure() succeeded.
+  ~PodVeth();
+
+  // Everything else in the recipe (pod side, then host side), with params' address and gateway.
+  // params must be the ones create() had, plus the address. On failure the veth is deleted here.
+  Result<TransparentPod> configure(const TransparentPodParams& params);
+
+ private:
+  struct State;
+  explicit PodVeth(std::unique_ptr<State> state);
+  Result<TransparentPod> configureOrFail(const TransparentPodParams& params);
+  std::unique_ptr<State> state_;
+};
 
 // Deletes the host veth of containerId, which takes the pod end and all routes, addresses and
 // neighbours on either end with it. Idempotent, and needs no pod namespace: if the runtime already
 // deleted it, the kernel has deleted the pair too and this is a no-op.
 Result<void> teardownTransparentPod(const Netns& hostNs, std::string_view containerId,
                                     std::string_view hostPrefix = kDefaultHostVethPrefix);
+
+// The kernel unregisters a deleted veth (links, addresses, routes gone, RTM_DELLINK announced)
+// within a millisecond, but the deleting task then waits ~20 ms more in the same syscall for RCU
+// callbacks before the kernel frees it. VethTeardown issues the delete on a thread of its own and
+// lets the caller go on as soon as the pair is unregistered; its destructor waits for that thread.
+class VethTeardown {
+ public:
+  // Returns once the host veth of containerId is gone from hostNs (or was not there): the same
+  // guarantees as teardownTransparentPod() returning, while the kernel still finishes.
+  static Result<VethTeardown> start(const Netns& hostNs, std::string_view containerId,
+                                    std::string_view hostPrefix = kDefaultHostVethPrefix);
+  VethTeardown(VethTeardown&&) noexcept;
+  VethTeardown& operator=(VethTeardown&&) = delete;
+  VethTeardown(const VethTeardown&) = delete;
+  VethTeardown& operator=(const VethTeardown&) = delete;
+  // Waits for the kernel to finish the delete.
+  ~VethTeardown();
+
+ private:
+  struct State;
+  explicit VethTeardown(std::unique_ptr<State> state);
+  std::unique_ptr<State> state_;
+};
 
 }  // namespace vnetipam::net

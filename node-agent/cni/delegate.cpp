@@ -4,6 +4,7 @@
 #include <csignal>
 #include <cstring>
 #include <thread>
+#include <utility>
 
 #include <fcntl.h>
 #include <fmt/format.h>
@@ -18,6 +19,8 @@ namespace {
 class Fd {
  public:
   explicit Fd(int fd = -1) : fd_(fd) {}
+  Fd(Fd&& other) noexcept : fd_(std::exchange(other.fd_, -1)) {}
+  Fd& operator=(Fd&&) = delete;
   Fd(const Fd&) = delete;
   Fd& operator=(const Fd&) = delete;
   ~Fd() { reset(); }
@@ -36,9 +39,70 @@ struct Exec {
   std::string out;
 };
 
-Outcome<Exec> execWithStdin(const std::string& binary,
-                            const std::map<std::string, std::string>& env,
-                            const std::string& input) {
+// A delegate process with its stdin written (or being written) and its stdout still to read.
+class Spawned {
+ public:
+  Spawned(std::string binary, pid_t pid, Fd out, Fd in, const std::string& input)
+      : binary_(std::move(binary)), pid_(pid), out_(std::move(out)), in_(std::move(in)) {
+    // A config that fits in the pipe goes in at once: an empty pipe takes it without blocking.
+    // A larger one (a GC with thousands of attachments) is written from a thread, so a delegate
+    // that answers before reading all of it cannot deadlock against us.
+    const int capacity = ::fcntl(in_.get(), F_GETPIPE_SZ);
+    if (capacity > 0 && input.size() <= static_cast<std::size_t>(capacity)) {
+      writeAll(input);
+    } else {
+      writer_ = std::thread([this, &input] { writeAll(input); });
+      // input must outlive the thread: collect() joins it before the caller's config goes away.
+    }
+  }
+  Spawned(const Spawned&) = delete;
+  Spawned& operator=(const Spawned&) = delete;
+  ~Spawned() {
+    if (pid_ > 0) (void)collect();
+  }
+
+  Outcome<Exec> collect() {
+    Exec result;
+    char buf[8192];
+    while (true) {
+      const ssize_t n = ::read(out_.get(), buf, sizeof buf);
+      if (n < 0 && errno == EINTR) continue;
+      if (n <= 0) break;
+      result.out.append(buf, static_cast<std::size_t>(n));
+    }
+    if (writer_.joinable()) writer_.join();
+    const pid_t pid = pid_;
+    pid_ = -1;
+    while (::waitpid(pid, &result.status, 0) < 0) {
+      if (errno != EINTR) {
+        return failWith(kIoFailure, fmt::format("wait for {}: {}", binary_, std::strerror(errno)));
+      }
+    }
+    return result;
+  }
+
+ private:
+  void writeAll(std::string_view rest) {
+    while (!rest.empty()) {
+      const ssize_t n = ::write(in_.get(), rest.data(), rest.size());
+      if (n < 0 && errno == EINTR) continue;
+      if (n <= 0) break;
+      rest.remove_prefix(static_cast<std::size_t>(n));
+    }
+    in_.reset();
+  }
+
+  std::string binary_;
+  pid_t pid_;
+  Fd out_;
+  Fd in_;
+  std::thread writer_;
+};
+
+// posix_spawn (vfork-like: no page-table copy) of binary with input on its stdin.
+Outcome<std::unique_ptr<Spawned>> spawnWithStdin(const std::string& binary,
+                                                 const std::map<std::string, std::string>& env,
+                                                 const std::string& input) {
   int inPipe[2];
   int outPipe[2];
   if (::pipe2(inPipe, O_CLOEXEC) != 0) {
@@ -85,35 +149,71 @@ Outcome<Exec> execWithStdin(const std::string& binary,
   }
   inRead.reset();
   outWrite.reset();
+  return std::make_unique<Spawned>(binary, pid, std::move(outRead), std::move(inWrite), input);
+}
 
-  // Write stdin on its own thread so a delegate that answers before reading all of a large
-  // config (a GC with thousands of attachments) cannot deadlock against us.
-  std::thread writer([&] {
-    std::string_view rest = input;
-    while (!rest.empty()) {
-      const ssize_t n = ::write(inWrite.get(), rest.data(), rest.size());
-      if (n < 0 && errno == EINTR) continue;
-      if (n <= 0) break;
-      rest.remove_prefix(static_cast<std::size_t>(n));
+// The delegate's output as the spec reads it.
+Outcome<Result> interpret(const std::string& binary, Command command, const Exec& exec) {
+  const auto doc = nlohmann::json::parse(exec.out, nullptr, /*allow_exceptions=*/false);
+  const bool exited = WIFEXITED(exec.status);
+  const int code = exited ? WEXITSTATUS(exec.status) : -1;
+  if (code != 0) {
+    if (doc.is_object() && doc.contains("code") && doc["code"].is_number_integer()) {
+      return failWith(doc["code"].get<int>(), doc.value("msg", ""), doc.value("details", ""));
     }
-    inWrite.reset();
-  });
-  Exec result;
-  char buf[8192];
-  while (true) {
-    const ssize_t n = ::read(outRead.get(), buf, sizeof buf);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) break;
-    result.out.append(buf, static_cast<std::size_t>(n));
+    return failWith(kInternal,
+                    fmt::format("IPAM plugin {} {} {}", binary, toString(command),
+                                exited ? fmt::format("exited {}", code)
+                                       : fmt::format("died on signal {}", WTERMSIG(exec.status))),
+                    exec.out);
   }
-  writer.join();
-  while (::waitpid(pid, &result.status, 0) < 0) {
-    if (errno != EINTR) {
-      return failWith(kIoFailure, fmt::format("wait for {}: {}", binary, std::strerror(errno)));
-    }
+  if (command != Command::kAdd) return Result{};
+  if (doc.is_discarded()) {
+    return failWith(kDecodeFailure,
+                    fmt::format("IPAM plugin {} ADD printed no JSON result", binary), exec.out);
+  }
+  auto result = parseResult(doc);
+  if (!result) {
+    return failWith(kDecodeFailure,
+                    fmt::format("IPAM plugin {} ADD result: {}", binary, result.error().msg));
   }
   return result;
 }
+
+// A call whose outcome is known when it is made.
+class DoneCall : public IpamCall {
+ public:
+  explicit DoneCall(Outcome<Result> outcome) : outcome_(std::move(outcome)) {}
+  Outcome<Result> finish() override { return std::move(outcome_); }
+
+ private:
+  Outcome<Result> outcome_;
+};
+
+class ExecCall : public IpamCall {
+ public:
+  ExecCall(std::string binary, Command command, std::string input)
+      : binary_(std::move(binary)), command_(command), input_(std::move(input)) {}
+  // Separate from the constructor: the spawned process's stdin writer refers to input_.
+  Outcome<void> spawn(const std::map<std::string, std::string>& env) {
+    auto spawned = spawnWithStdin(binary_, env, input_);
+    if (!spawned) return std::unexpected(spawned.error());
+    process_ = std::move(*spawned);
+    return {};
+  }
+  Outcome<Result> finish() override {
+    auto exec = process_->collect();
+    process_.reset();
+    if (!exec) return std::unexpected(exec.error());
+    return interpret(binary_, command_, *exec);
+  }
+
+ private:
+  std::string binary_;
+  Command command_;
+  std::string input_;
+  std::unique_ptr<Spawned> process_;  // destroyed unfinished: waits for the process
+};
 
 }  // namespace
 
@@ -133,38 +233,26 @@ Outcome<std::string> findPlugin(std::string_view type, const std::vector<std::st
                   fmt::format("IPAM plugin \"{}\" not found in CNI_PATH \"{}\"", type, searched));
 }
 
+std::unique_ptr<IpamCall> IpamDelegate::start(Command command, const Env& env,
+                                              const NetConf& conf) {
+  return std::make_unique<DoneCall>(run(command, env, conf));
+}
+
 Outcome<Result> ExecIpamDelegate::run(Command command, const Env& env, const NetConf& conf) {
+  return start(command, env, conf)->finish();
+}
+
+std::unique_ptr<IpamCall> ExecIpamDelegate::start(Command command, const Env& env,
+                                                  const NetConf& conf) {
   auto binary = findPlugin(conf.ipamType, env.path);
-  if (!binary) return std::unexpected(binary.error());
+  if (!binary) return std::make_unique<DoneCall>(std::unexpected(binary.error()));
   auto environment = env.all;
   environment["CNI_COMMAND"] = std::string(toString(command));
-  auto exec = execWithStdin(*binary, environment, conf.raw.dump());
-  if (!exec) return std::unexpected(exec.error());
-
-  const auto doc = nlohmann::json::parse(exec->out, nullptr, /*allow_exceptions=*/false);
-  const bool exited = WIFEXITED(exec->status);
-  const int code = exited ? WEXITSTATUS(exec->status) : -1;
-  if (code != 0) {
-    if (doc.is_object() && doc.contains("code") && doc["code"].is_number_integer()) {
-      return failWith(doc["code"].get<int>(), doc.value("msg", ""), doc.value("details", ""));
-    }
-    return failWith(kInternal,
-                    fmt::format("IPAM plugin {} {} {}", *binary, toString(command),
-                                exited ? fmt::format("exited {}", code)
-                                       : fmt::format("died on signal {}", WTERMSIG(exec->status))),
-                    exec->out);
+  auto call = std::make_unique<ExecCall>(*binary, command, conf.raw.dump());
+  if (auto ok = call->spawn(environment); !ok) {
+    return std::make_unique<DoneCall>(std::unexpected(ok.error()));
   }
-  if (command != Command::kAdd) return Result{};
-  if (doc.is_discarded()) {
-    return failWith(kDecodeFailure,
-                    fmt::format("IPAM plugin {} ADD printed no JSON result", *binary), exec->out);
-  }
-  auto result = parseResult(doc);
-  if (!result) {
-    return failWith(kDecodeFailure,
-                    fmt::format("IPAM plugin {} ADD result: {}", *binary, result.error().msg));
-  }
-  return result;
+  return call;
 }
 
 }  // namespace vnetipam::cni

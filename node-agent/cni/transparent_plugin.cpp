@@ -73,9 +73,18 @@ Outcome<Result> add(const net::Netns& hostNs, IpamDelegate& ipam, const Env& env
   auto podNs = openPodNetns(env);
   if (!podNs) return std::unexpected(podNs.error());
 
-  auto allocated = ipam.run(Command::kAdd, env, conf);
+  // The veth needs no address: it is made while the IPAM plugin runs. If IPAM then fails, the
+  // veth is deleted again (PodVeth's destructor) and the IPAM error is what the runtime sees.
+  net::TransparentPodParams params{.containerId = env.containerId,
+                                   .ifName = env.ifName,
+                                   .hostPrefix = config->hostVethPrefix,
+                                   .mtu = config->mtu};
+  auto ipamAdd = ipam.start(Command::kAdd, env, conf);
+  auto veth = net::PodVeth::create(hostNs, *podNs, params);
+  auto allocated = ipamAdd->finish();
   if (!allocated) return std::unexpected(allocated.error());
   IpamRelease release(ipam, env, conf);
+  if (!veth) return fromNet(veth.error());
 
   const auto v4 = std::ranges::find_if(allocated->ips, [](const IPConfig& ipc) {
     return ipc.address.family() == ipam::Family::kV4;
@@ -85,12 +94,8 @@ Outcome<Result> add(const net::Netns& hostNs, IpamDelegate& ipam, const Env& env
                                            "address for container {}",
                                            conf.ipamType, env.containerId));
   }
-  const net::TransparentPodParams params{.containerId = env.containerId,
-                                         .ifName = env.ifName,
-                                         .hostPrefix = config->hostVethPrefix,
-                                         .mtu = config->mtu,
-                                         .address = v4->address};
-  auto pod = net::setupTransparentPod(hostNs, *podNs, params);
+  params.address = v4->address;
+  auto pod = veth->configure(params);
   if (!pod) return fromNet(pod.error());
 
   Result result = conf.prevResult.value_or(Result{});
@@ -119,10 +124,10 @@ Outcome<void> del(const net::Netns& hostNs, IpamDelegate& ipam, const Env& env,
   auto config = parseTransparentConfig(conf);
   if (!config) return std::unexpected(config.error());
   // The veth first: while the /32 route exists the address must stay allocated, or a new pod
-  // could get it and find its route taken.
-  if (auto ok = net::teardownTransparentPod(hostNs, env.containerId, config->hostVethPrefix); !ok) {
-    return fromNet(ok.error());
-  }
+  // could get it and find its route taken. VethTeardown returns once the kernel has unregistered
+  // the pair (its routes are gone); the kernel's remaining ~20 ms of cleanup overlap IPAM DEL.
+  auto teardown = net::VethTeardown::start(hostNs, env.containerId, config->hostVethPrefix);
+  if (!teardown) return fromNet(teardown.error());
   if (auto ok = ipam.run(Command::kDel, env, conf); !ok) return std::unexpected(ok.error());
   return {};
 }

@@ -5,10 +5,12 @@
 // Configuration keys: "hostVethPrefix" (default "vnet", at most 11 characters), "mtu" (default
 // 1500, 68..65535), "ipam" (required; any IPAM plugin, run per the spec through IpamDelegate).
 //
-//   ADD    IPAM ADD, then the veth and routes. If any step after IPAM fails, the veth is deleted
-//          again and IPAM DEL runs, so a failed ADD holds nothing.
+//   ADD    IPAM ADD, with the veth made while the IPAM plugin runs, then addresses and routes.
+//          If any step fails, the veth is deleted again and (if IPAM ADD succeeded) IPAM DEL runs
+//          after that, so a failed ADD holds nothing.
 //   DEL    deletes the host veth (the kernel takes the pod end, its routes and neighbours), then
-//          IPAM DEL. Needs no netns; idempotent.
+//          IPAM DEL once the pair is gone, while the kernel finishes the delete (VethTeardown).
+//          Needs no netns; idempotent.
 //   CHECK  IPAM CHECK, then every piece of the layout against prevResult (code 101 naming the
 //          first difference).
 //   GC, STATUS  passed to the IPAM plugin.

@@ -7,6 +7,7 @@
 
 #include <fmt/format.h>
 #include <gtest/gtest.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 namespace vnetipam::cni {
@@ -81,6 +82,31 @@ TEST_F(DelegateTest, DelegateErrorsPassThrough) {
   ASSERT_FALSE(crash);
   EXPECT_EQ(crash.error().code, kInternal);
   EXPECT_NE(crash.error().msg.find("exited 3"), std::string::npos) << crash.error().msg;
+}
+
+TEST_F(DelegateTest, StartedCallsRunWhileTheCallerWorks) {
+  // The delegate waits on a FIFO the test opens only after start() returned: start() must not
+  // wait for it, and finish() gets its answer.
+  const auto fifo = dir_ / "gate";
+  ASSERT_EQ(::mkfifo(fifo.c_str(), 0600), 0);
+  write("gated-ipam", fmt::format("#!/bin/sh\ncat >/dev/null\nread line < {}\n"
+                                  "echo '{{\"cniVersion\":\"1.0.0\",\"ips\":[{{\"address\":"
+                                  "\"10.9.9.9/24\"}}]}}'\n",
+                                  fifo.string()));
+  ExecIpamDelegate delegate;
+  const auto e = env(Command::kAdd);
+  const auto c = conf("gated-ipam");
+  auto call = delegate.start(Command::kAdd, e, c);
+  std::ofstream(fifo) << "go\n";
+  auto result = call->finish();
+  ASSERT_TRUE(result) << result.error().msg;
+  ASSERT_EQ(result->ips.size(), 1U);
+  EXPECT_EQ(result->ips[0].address.toString(), "10.9.9.9");
+
+  // Not found: the error comes from finish(), as from run().
+  auto missing = delegate.start(Command::kAdd, e, conf("no-such-ipam"))->finish();
+  ASSERT_FALSE(missing);
+  EXPECT_EQ(missing.error().code, kInvalidConfig);
 }
 
 TEST_F(DelegateTest, FindPluginSearchesCniPath) {

@@ -268,6 +268,57 @@ TEST_F(TransparentPodTest, InvalidParametersCreateNothing) {
   EXPECT_EQ(ipJson(pod, "link show").size(), 1u);
 }
 
+TEST_F(TransparentPodTest, VethTeardownReturnsWithThePairAndItsRouteAlreadyGone) {
+  TestNetns pod;
+  const auto p = params("c0ffee07", "10.240.0.27");
+  ASSERT_TRUE(setupTransparentPod(host_->ns(), pod.ns(), p).has_value());
+  {
+    auto teardown = VethTeardown::start(host_->ns(), p.containerId);
+    ASSERT_TRUE(teardown.has_value()) << teardown.error().message;
+    // While the kernel may still be finishing on the teardown's thread, nothing is left to see.
+    EXPECT_EQ(ipJson(*host_, "link show").size(), 1u);
+    EXPECT_TRUE(ipJson(*host_, "-4 route show").empty());
+    EXPECT_EQ(ipJson(pod, "link show").size(), 1u);
+  }
+  // Nothing to delete: returns at once, still success.
+  EXPECT_TRUE(VethTeardown::start(host_->ns(), p.containerId).has_value());
+}
+
+TEST_F(TransparentPodTest, PodVethInTwoStepsAndItsUndo) {
+  TestNetns pod;
+  auto p = params("c0ffee08", "10.240.0.28");
+  {
+    auto veth = PodVeth::create(host_->ns(), pod.ns(), p);
+    ASSERT_TRUE(veth.has_value()) << veth.error().message;
+    EXPECT_EQ(ipJson(pod, "link show").size(), 2u) << "the pod end is born in the pod";
+    // Dropped before configure(): the pair goes.
+  }
+  EXPECT_EQ(ipJson(*host_, "link show").size(), 1u);
+  EXPECT_EQ(ipJson(pod, "link show").size(), 1u);
+
+  auto veth = PodVeth::create(host_->ns(), pod.ns(), p);
+  ASSERT_TRUE(veth.has_value()) << veth.error().message;
+  auto bad = p;
+  bad.address = ip("224.0.0.9");
+  auto refused = veth->configure(bad);
+  ASSERT_FALSE(refused.has_value());
+  EXPECT_EQ(refused.error().code, ErrorCode::kInvalidArgument);
+  // A failed configure() deletes the pair itself, before the object goes, so that the caller can
+  // release the address right after.
+  EXPECT_EQ(ipJson(*host_, "link show").size(), 1u);
+  EXPECT_EQ(ipJson(pod, "link show").size(), 1u);
+
+  auto again = PodVeth::create(host_->ns(), pod.ns(), p);
+  ASSERT_TRUE(again.has_value()) << again.error().message;
+  auto done = again->configure(p);
+  ASSERT_TRUE(done.has_value()) << done.error().message;
+  EXPECT_TRUE(done->host.up);
+  EXPECT_TRUE(done->pod.up);
+  EXPECT_EQ(done->pod.mtu, 1450u);
+  EXPECT_NE(done->pod.mac, done->host.mac);
+  EXPECT_EQ(ipJson(*host_, "-4 route show").size(), 1u);
+}
+
 TEST_F(TransparentPodTest, CostPerPod) {
   constexpr int kPods = 10;
   std::vector<TestNetns> pods(kPods);
