@@ -408,7 +408,7 @@ class Agent:
     """vnet-ipam-agent for one node, against a real API server that holds one Ready IPBlock."""
 
     def __init__(self, cluster, workdir: Path, node: str, block: str = AGENT_BLOCK,
-                 cooldown_s: int = 30):
+                 cooldown_s: int = 30, gc_grace_s: int = 3600):
         self.node = node
         self.workdir = workdir
         self.socket = workdir / "agent.sock"
@@ -420,7 +420,8 @@ class Agent:
              "--node-name", node, "--socket", str(self.socket),
              "--state-dir", str(workdir / "state"), "--cni-conf-dir", str(self.cni_conf_dir),
              "--metrics-address", f"127.0.0.1:{free_port()}",
-             "--gc-grace-seconds", "3600", "--release-cooldown-seconds", str(cooldown_s)],
+             "--gc-grace-seconds", str(gc_grace_s),
+             "--release-cooldown-seconds", str(cooldown_s)],
             stdout=self.log, stderr=subprocess.STDOUT)
         self.wait_ready()
 
@@ -480,6 +481,15 @@ def apply_crds_and_block(cluster, node: str, block: str) -> str:
 @pytest.fixture(scope="module")
 def agent(kube, tmp_path_factory):
     a = Agent(kube, tmp_path_factory.mktemp("agent"), f"cni-node-{os.getpid()}")
+    yield a
+    a.stop()
+
+
+@pytest.fixture(scope="module")
+def short_grace_agent(kube, tmp_path_factory):
+    """An agent (its own node and block) that releases what CNI GC marked after 2 s, not 1 h."""
+    a = Agent(kube, tmp_path_factory.mktemp("gc-agent"), f"cni-gc-node-{os.getpid()}",
+              block="10.240.65.0/24", gc_grace_s=2)
     yield a
     a.stop()
 
@@ -568,6 +578,51 @@ def test_gc_goes_through_vnet_transparent_to_the_agent(agent, lab):
     assert keep.container_id in held
     for p in (keep, stale):
         delete(lab, p, conf)
+
+
+def test_gc_deletes_the_stale_host_veth_and_the_agent_releases_its_address(
+        short_grace_agent, lab):
+    """Three pods ADDed through vnet-transparent + vnet-ipam; GC lists two. The third's host veth
+    (and with it its pod end and /32 route) goes at once; the agent releases its address after
+    its grace period; the listed two keep veth, route and address."""
+    agent = short_grace_agent
+    conf = transparent_conf(agent.ipam_conf(), version="1.1.0")
+    keep = [lab.add_pod(lab.node, "keep1"), lab.add_pod(lab.node, "keep2")]
+    stale = lab.add_pod(lab.node, "stale")
+    for p in (*keep, stale):
+        add(lab, p, conf)
+    veth = {p.name: p.result["interfaces"][0]["name"] for p in (*keep, stale)}
+    assert sorted(host_veths(lab.node.netns)) == sorted(veth.values())
+
+    def host_routes() -> dict[str, str]:
+        return {r["dst"]: r["dev"] for r in lab.node.netns.routes() if "dev" in r}
+    assert host_routes()[stale.ip] == veth["stale"]
+
+    gc_conf = {**conf, "cni.dev/valid-attachments": [
+        {"containerID": p.container_id, "ifname": "eth0"} for p in keep]}
+    res = run_cni(transparent(), "GC", gc_conf, node=lab.node, ifname=None, cni_path=cni_path())
+    assert res.ok, res
+
+    # The veth went in GC itself (the kernel takes the pod end and the /32 route with it).
+    assert sorted(host_veths(lab.node.netns)) == sorted(veth[p.name] for p in keep)
+    routes = host_routes()
+    assert stale.ip not in routes, routes
+    assert {p.ip: routes.get(p.ip) for p in keep} == {p.ip: veth[p.name] for p in keep}
+    assert "eth0" not in stale.netns.links()
+    # The agent marked the stale address and releases it once the grace period has passed.
+    poll("the agent to release the stale address",
+         lambda: stale.ip not in {x["address"] for x in agent.allocations()}, 30,
+         describe=lambda: str(agent.allocations()))
+    held = {x["address"] for x in agent.allocations()}
+    assert {p.ip for p in keep} <= held, held
+    # A second GC with the same list finds nothing more to delete.
+    assert run_cni(transparent(), "GC", gc_conf, node=lab.node, ifname=None,
+                   cni_path=cni_path()).ok
+    assert sorted(host_veths(lab.node.netns)) == sorted(veth[p.name] for p in keep)
+
+    for p in (*keep, stale):
+        delete(lab, p, conf)
+    assert host_veths(lab.node.netns) == []
 
 
 def test_vnet_ipam_under_ptp(agent, lab, servers):

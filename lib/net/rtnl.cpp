@@ -187,6 +187,50 @@ Result<void> RtnlBatch::receive(RtnlSocket& sock) {
   return {};
 }
 
+Result<void> RtnlBatch::receiveDump(
+    RtnlSocket& sock, const std::function<void(std::span<const std::uint8_t>)>& onMessage) {
+  if (requests_.size() != 1) {
+    return fail(ErrorCode::kInvalidArgument, "a netlink dump is a batch of exactly one request");
+  }
+  // The kernel fills each read with as many messages as fit in ~32 KiB (less if the socket's
+  // receive buffer is smaller); MSG_TRUNC says if one did not fit.
+  std::vector<std::uint8_t> in(65536);
+  while (true) {
+    const ssize_t n = ::recv(sock.fd(), in.data(), in.size(), MSG_TRUNC);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return fail(ErrorCode::kIo,
+                  fmt::format("{}: read: {}", requests_[0].what, std::strerror(errno)));
+    }
+    if (static_cast<std::size_t>(n) > in.size()) {
+      return fail(ErrorCode::kIo,
+                  fmt::format("{}: an answer of {} bytes does not fit", requests_[0].what, n));
+    }
+    std::size_t at = 0;
+    const auto size = static_cast<std::size_t>(n);
+    while (at + sizeof(nlmsghdr) <= size) {
+      nlmsghdr h{};
+      std::memcpy(&h, in.data() + at, sizeof h);
+      if (h.nlmsg_len < sizeof h || at + h.nlmsg_len > size) break;
+      // Anything else on the socket (a late ack of an earlier request) is not ours.
+      if (h.nlmsg_seq == firstSeq_) {
+        if (h.nlmsg_type == NLMSG_DONE) return {};
+        if (h.nlmsg_type == NLMSG_ERROR) {
+          nlmsgerr e{};
+          if (h.nlmsg_len >= kNetlinkHeaderLen + sizeof e.error) {
+            std::memcpy(&e.error, in.data() + at + kNetlinkHeaderLen, sizeof e.error);
+          }
+          if (e.error != 0) return std::unexpected(errnoError(-e.error, requests_[0].what));
+          // An ack (the request carried NLM_F_ACK): the dump still ends with NLMSG_DONE.
+        } else if (h.nlmsg_type != NLMSG_NOOP) {
+          onMessage(std::span(in).subspan(at, h.nlmsg_len));
+        }
+      }
+      at += netlinkAlign(h.nlmsg_len);
+    }
+  }
+}
+
 Result<void> RtnlBatch::firstError() const {
   for (const auto& r : requests_) {
     if (r.error != 0) return std::unexpected(errnoError(-r.error, r.what));

@@ -11,6 +11,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <span>
 #include <string>
 #include <string_view>
@@ -84,6 +85,13 @@ class RtnlBatch {
   // Reads until the last request's ack: by then every failed request has its error. kIo if the
   // socket fails.
   Result<void> receive(RtnlSocket& sock);
+  // For a batch of one request made with NLM_F_DUMP, after send(): calls onMessage with each
+  // answer (the whole netlink message) until the kernel's NLMSG_DONE. kIo if the socket fails or
+  // an answer does not fit the read buffer; the kernel's error (as errnoError) if it refuses the
+  // dump. A dump the kernel marks interrupted (NLM_F_DUMP_INTR: the table changed meanwhile) is
+  // still passed on: callers must not rely on it being complete.
+  Result<void> receiveDump(RtnlSocket& sock,
+                           const std::function<void(std::span<const std::uint8_t>)>& onMessage);
 
   std::size_t size() const { return requests_.size(); }
   // 0 or the kernel's -errno for request i.

@@ -1,5 +1,6 @@
 #include "lib/net/veth_name.h"
 
+#include <algorithm>
 #include <cstdint>
 
 #include <fmt/format.h>
@@ -25,6 +26,16 @@ Result<std::string> hostVethName(std::string_view prefix, std::string_view conta
   }
   const std::string hex = fmt::format("{:016x}", hash);
   return std::string(prefix) + hex.substr(0, kMaxInterfaceName - prefix.size());
+}
+
+bool isHostVethName(std::string_view prefix, std::string_view name) {
+  if (prefix.empty() || prefix.size() > kMaxHostVethPrefix || name.size() != kMaxInterfaceName ||
+      !name.starts_with(prefix)) {
+    return false;
+  }
+  return std::ranges::all_of(name.substr(prefix.size()), [](char c) {
+    return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f');
+  });
 }
 
 }  // namespace vnetipam::net

@@ -21,4 +21,8 @@ inline constexpr std::string_view kDefaultHostVethPrefix = "vnet";
 // kMaxHostVethPrefix, or not a valid interface name.
 Result<std::string> hostVethName(std::string_view prefix, std::string_view containerId);
 
+// Whether `name` has the shape hostVethName(prefix, <some id>) gives: prefix, then lowercase hex
+// up to kMaxInterfaceName characters in all. False for an empty prefix.
+bool isHostVethName(std::string_view prefix, std::string_view name);
+
 }  // namespace vnetipam::net

@@ -2,9 +2,11 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <set>
 
 #include <fmt/format.h>
 
+#include "lib/net/host_veth_gc.h"
 #include "lib/net/link.h"
 #include "lib/net/sysctl.h"
 #include "lib/net/transparent.h"
@@ -226,6 +228,50 @@ Outcome<void> check(const net::Netns& hostNs, IpamDelegate& ipam, const Env& env
   return {};
 }
 
+// ---- GC -----------------------------------------------------------------------------------------
+
+// Deletes the host veths of attachments the runtime no longer lists (their pod ends, /32 routes and
+// neighbours go with them), then passes GC to IPAM, which releases their addresses. The veths go
+// first for the reason DEL deletes its veth first: a route must never point at a released address.
+// A host veth name carries no network name, so two networks sharing one hostVethPrefix would
+// collect each other's veths: give each network its own prefix.
+Outcome<void> gc(const net::Netns& hostNs, IpamDelegate& ipam, const Env& env,
+                 const NetConf& conf) {
+  // An empty prefix is refused by ADD, so no veth of ours has one; for GC it only means "delete
+  // nothing" (it would match every veth), while the rest of the configuration must still be valid.
+  NetConf checked = conf;
+  const auto prefixIt = checked.raw.find("hostVethPrefix");
+  const bool emptyPrefix = prefixIt != checked.raw.end() && prefixIt->is_string() &&
+                           prefixIt->get<std::string>().empty();
+  if (emptyPrefix) checked.raw.erase("hostVethPrefix");
+  auto config = parseTransparentConfig(checked);
+  if (!config) return std::unexpected(config.error());
+  if (emptyPrefix) config->hostVethPrefix.clear();
+  if (auto why = net::gcPrefixUnsafe(config->hostVethPrefix)) {
+    // Still GC in IPAM: leaked addresses are worth collecting even when the veths are not.
+    std::fprintf(stderr, "vnet-transparent: GC: not deleting host veths (%s)\n", why->c_str());
+  } else {
+    std::set<std::string> keep;
+    for (const auto& a : conf.validAttachments) {
+      auto name = net::hostVethName(config->hostVethPrefix, a.containerId);
+      if (!name) {
+        return failWith(kInvalidConfig,
+                        fmt::format("vnet-transparent: GC: valid attachment of container \"{}\" "
+                                    "interface \"{}\": {}",
+                                    a.containerId, a.ifName, name.error().message));
+      }
+      keep.insert(std::move(*name));
+    }
+    auto deleted = net::deleteStaleHostVeths(hostNs, config->hostVethPrefix, keep);
+    if (!deleted) return fromNet(deleted.error());
+    for (const auto& name : *deleted) {
+      std::fprintf(stderr, "vnet-transparent: GC: deleted stale host veth %s\n", name.c_str());
+    }
+  }
+  if (auto ok = ipam.run(Command::kGc, env, conf); !ok) return std::unexpected(ok.error());
+  return {};
+}
+
 }  // namespace
 
 Outcome<TransparentConfig> parseTransparentConfig(const NetConf& conf) {
@@ -272,7 +318,7 @@ Plugin makeTransparentPlugin(const net::Netns& hostNs, IpamDelegate& ipam) {
       .add = [&](const Env& e, const NetConf& c) { return add(hostNs, ipam, e, c); },
       .del = [&](const Env& e, const NetConf& c) { return del(hostNs, ipam, e, c); },
       .check = [&](const Env& e, const NetConf& c) { return check(hostNs, ipam, e, c); },
-      .gc = passToIpam(Command::kGc),
+      .gc = [&](const Env& e, const NetConf& c) { return gc(hostNs, ipam, e, c); },
       .status = passToIpam(Command::kStatus),
   };
 }

@@ -13,7 +13,11 @@
 //          Needs no netns; idempotent.
 //   CHECK  IPAM CHECK, then every piece of the layout against prevResult (code 101 naming the
 //          first difference).
-//   GC, STATUS  passed to the IPAM plugin.
+//   GC     deletes the host veths (kind veth, peer in another namespace, name of our shape) whose
+//          names no cni.dev/valid-attachments entry would have, in the plugin's own namespace
+//          only, then passes GC to the IPAM plugin. With a prefix that is empty or overlaps
+//          another plugin's (net::gcPrefixUnsafe) it deletes nothing and says so on stderr.
+//   STATUS passed to the IPAM plugin.
 #pragma once
 
 #include <cstdint>

@@ -192,6 +192,69 @@ TEST_F(TransparentPluginTest, DelWorksWhenTheNetnsIsGone) {
   EXPECT_EQ(ipam_.commands.back(), Command::kDel);
 }
 
+// GC deletes the host veths of attachments not listed, and nothing else: not a listed one, not a
+// non-veth or a veth with both ends here that has our name's shape, not another prefix's veth.
+TEST_F(TransparentPluginTest, GcDeletesOnlyStaleHostVethsOfOurs) {
+  TestNetns stalePod;
+  TestNetns otherPod;
+  ASSERT_EQ(run(env("ADD", "ctr-keep"), conf()).exitCode, 0);
+  ipam_.address = "10.77.0.6";
+  auto staleEnv = env("ADD", "ctr-stale");
+  staleEnv["CNI_NETNS"] = stalePod.procPath();
+  const auto added = run(staleEnv, conf());
+  ASSERT_EQ(added.exitCode, 0) << added.out;
+  ASSERT_EQ(ipJson(*host_, "route show 10.77.0.6/32").size(), 1U);
+
+  const auto inHost = [&](const std::string& cmd) {
+    const auto r = runCommand(fmt::format("nsenter --net={} {}", host_->procPath(), cmd));
+    ASSERT_EQ(r.status, 0) << cmd << ": " << r.out;
+  };
+  const std::string bridge = hostVeth("ctr-bridge");
+  const std::string local = hostVeth("ctr-local");
+  inHost(fmt::format("ip link add {} type bridge", bridge));
+  inHost(fmt::format("ip link add {} type veth peer name local-peer", local));
+  inHost(fmt::format("ip link add xyz0123456789ab type veth peer name eth9 netns {}",
+                     otherPod.procPath()));
+
+  ipam_.commands.clear();
+  auto gc = conf();
+  gc["cni.dev/valid-attachments"] =
+      json::array({{{"containerID", "ctr-keep"}, {"ifname", "eth0"}}});
+  const auto out = run({{"CNI_COMMAND", "GC"}, {"CNI_PATH", "/x"}}, gc);
+  ASSERT_EQ(out.exitCode, 0) << out.out;
+
+  EXPECT_FALSE(hostHasLink(hostVeth("ctr-stale")));
+  EXPECT_TRUE(ipJson(*host_, "route show 10.77.0.6/32").empty());
+  EXPECT_EQ(ipJson(stalePod, "link show").size(), 1U);  // the pod end went too: only lo
+  EXPECT_TRUE(hostHasLink(hostVeth("ctr-keep")));
+  EXPECT_EQ(ipJson(*host_, "route show 10.77.0.5/32").size(), 1U);
+  EXPECT_TRUE(hostHasLink(bridge));
+  EXPECT_TRUE(hostHasLink(local));
+  EXPECT_TRUE(hostHasLink("local-peer"));
+  EXPECT_TRUE(hostHasLink("xyz0123456789ab"));
+  EXPECT_EQ(ipam_.commands, std::vector<Command>{Command::kGc});
+
+  // Again: nothing stale is left, so nothing changes.
+  ASSERT_EQ(run({{"CNI_COMMAND", "GC"}, {"CNI_PATH", "/x"}}, gc).exitCode, 0);
+  EXPECT_TRUE(hostHasLink(hostVeth("ctr-keep")));
+}
+
+TEST_F(TransparentPluginTest, GcWithAnEmptyPrefixDeletesNothingButStillRunsIpamGc) {
+  ASSERT_EQ(run(env("ADD", "ctr-stale"), conf()).exitCode, 0);
+  ipam_.commands.clear();
+  auto gc = conf();
+  gc["hostVethPrefix"] = "";
+  gc["cni.dev/valid-attachments"] = json::array();
+  const auto out = run({{"CNI_COMMAND", "GC"}, {"CNI_PATH", "/x"}}, gc);
+  EXPECT_EQ(out.exitCode, 0) << out.out;
+  EXPECT_TRUE(hostHasLink(hostVeth("ctr-stale")));
+  EXPECT_EQ(ipam_.commands, std::vector<Command>{Command::kGc});
+  // A prefix overlapping another plugin's: the same.
+  gc["hostVethPrefix"] = "cali";
+  EXPECT_EQ(run({{"CNI_COMMAND", "GC"}, {"CNI_PATH", "/x"}}, gc).exitCode, 0);
+  EXPECT_TRUE(hostHasLink(hostVeth("ctr-stale")));
+}
+
 TEST_F(TransparentPluginTest, GcAndStatusGoToIpam) {
   EXPECT_EQ(run({{"CNI_COMMAND", "GC"}, {"CNI_PATH", "/x"}}, conf()).exitCode, 0);
   EXPECT_EQ(run({{"CNI_COMMAND", "STATUS"}}, conf()).exitCode, 0);

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cstring>
+#include <set>
 
 #include <arpa/inet.h>
 #include <gtest/gtest.h>
@@ -11,6 +12,7 @@
 #include <poll.h>
 #include <sys/socket.h>
 
+#include "lib/net/host_veth_gc.h"
 #include "lib/net/route.h"
 #include "lib/net/sysctl.h"
 #include "unit/lib/net/test_netns.h"
@@ -341,6 +343,43 @@ TEST_F(TransparentPodTest, CostPerPod) {
   // A report, not an assertion: CI machines vary too much.
   std::printf("[ cost     ] setupTransparentPod %.2f ms/pod, teardownTransparentPod %.2f ms/pod\n",
               ms(t1 - t0) / kPods, ms(t2 - t1) / kPods);
+}
+
+// Enough veths that the kernel answers the dump in several reads; every second one is kept.
+TEST(HostVethGcTest, DeletesTheUnkeptOnesAcrossAMultiPartDump) {
+  VNETIPAM_SKIP_WITHOUT_NETNS();
+  TestNetns host;
+  TestNetns peers;
+  constexpr int kVeths = 80;
+  std::string batch;
+  std::set<std::string> keep;
+  std::set<std::string> stale;
+  for (int i = 0; i < kVeths; ++i) {
+    const auto name = *hostVethName("gct", fmt::format("ctr-{}", i));
+    batch +=
+        fmt::format("link add {} type veth peer name p{} netns {}\n", name, i, peers.procPath());
+    (i % 2 == 0 ? keep : stale).insert(name);
+  }
+  const auto made = testing::runCommand(
+      fmt::format("printf '{}' | nsenter --net={} ip -batch -", batch, host.procPath()));
+  ASSERT_EQ(made.status, 0) << made.out;
+  auto listed = listHostVeths(host.ns(), "gct");
+  ASSERT_TRUE(listed.has_value()) << listed.error().message;
+  EXPECT_EQ(listed->size(), static_cast<std::size_t>(kVeths));
+
+  auto deleted = deleteStaleHostVeths(host.ns(), "gct", keep);
+  ASSERT_TRUE(deleted.has_value()) << deleted.error().message;
+  EXPECT_EQ(std::set<std::string>(deleted->begin(), deleted->end()), stale);
+  std::set<std::string> left;
+  for (const auto& l : ipJson(host, "link show")) {
+    if (l["ifname"] != "lo") left.insert(l["ifname"].get<std::string>());
+  }
+  EXPECT_EQ(left, keep);
+  EXPECT_EQ(ipJson(peers, "link show").size(), keep.size() + 1);  // + lo
+
+  // Nothing left to collect; an unsafe prefix is refused before anything is read.
+  EXPECT_TRUE(deleteStaleHostVeths(host.ns(), "gct", keep)->empty());
+  EXPECT_EQ(deleteStaleHostVeths(host.ns(), "", {}).error().code, ErrorCode::kInvalidArgument);
 }
 
 }  // namespace

@@ -2,6 +2,8 @@
 
 #include <gtest/gtest.h>
 
+#include "lib/net/host_veth_gc.h"
+
 namespace vnetipam::net {
 namespace {
 
@@ -33,6 +35,24 @@ TEST(HostVethNameTest, RefusesBadInput) {
   EXPECT_EQ(hostVethName("abcdefghijkl", "abc").error().code, ErrorCode::kInvalidArgument);
   EXPECT_EQ(hostVethName("a/b", "abc").error().code, ErrorCode::kInvalidArgument);
   EXPECT_EQ(hostVethName("a b", "abc").error().code, ErrorCode::kInvalidArgument);
+}
+
+TEST(HostVethNameTest, RecognisesItsOwnShapeOnly) {
+  EXPECT_TRUE(isHostVethName("vnet", *hostVethName("vnet", "abc")));
+  EXPECT_TRUE(isHostVethName("v", *hostVethName("v", "abc")));
+  EXPECT_FALSE(isHostVethName("vnet", *hostVethName("vnetx", "abc")));  // 'x' is not hex
+  EXPECT_FALSE(isHostVethName("vnet", "vnet0123"));                     // too short
+  EXPECT_FALSE(isHostVethName("vnet", "vnet0123456789A"));              // upper case
+  EXPECT_FALSE(isHostVethName("vnet", "vnex0123456789a"));              // another prefix
+  EXPECT_FALSE(isHostVethName("", "0123456789abcde"));                  // no prefix: never
+}
+
+TEST(HostVethGcPrefixTest, RefusesEmptyAndOtherPluginsPrefixes) {
+  EXPECT_FALSE(gcPrefixUnsafe("vnet").has_value());
+  EXPECT_FALSE(gcPrefixUnsafe("tst").has_value());
+  for (const char* p : {"", "cali", "calico", "ca", "lxc", "lx", "veth", "v", "azv", "eni"}) {
+    EXPECT_TRUE(gcPrefixUnsafe(p).has_value()) << "prefix '" << p << "'";
+  }
 }
 
 }  // namespace
