@@ -69,10 +69,12 @@ def call(path: str, op: str, **fields) -> dict:
         client.close()
 
 
-def allocate(path: str, cid: str, pod: str = "", ns: str = "default") -> dict:
+def allocate(path: str, cid: str, pod: str = "", ns: str = "default", uid: str = "") -> dict:
     fields = {"containerID": cid, "ifName": "eth0"}
     if pod:
         fields |= {"podNamespace": ns, "podName": pod}
+    if uid:
+        fields["podUID"] = uid
     return call(path, "allocate", **fields)
 
 
@@ -347,11 +349,68 @@ def test_gc_releases_allocations_of_pods_that_do_not_exist(node, crds):
              lambda: set(held(agent.socket)) == {"c-alive", "c-listed"}, 20, 0.05)
         assert held(agent.socket)["c-alive"] == alive
         log = agent.log()
-        assert "GC: released" in log and "its pod no longer exists" in log
+        assert "GC: released" in log
+        assert "pod default/never-existed no longer exists on this node" in log
         assert "did not list it as a valid attachment" in log
         metrics = agent.http("/metrics")[1]
         assert 'vnetipam_agent_releases_total{reason="gc_pod_gone"} 1' in metrics
         assert 'vnetipam_agent_releases_total{reason="gc_not_attached"} 1' in metrics
+    finally:
+        crds.kubectl("delete", "pod", pod, "-n", "default", "--grace-period=0", "--force",
+                     "--wait=false", check=False)
+
+
+def create_pod(kube, node: str, name: str) -> str:
+    """A Pod bound to `node` (no kubelet runs: it stays Pending, which the agent does not mind);
+    returns its metadata.uid."""
+    created = kube.kubectl("create", "-o", "json", "-f", "-", input=json.dumps({
+        "apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "namespace": "default"},
+        "spec": {"nodeName": node, "containers": [{"name": "c", "image": "pause"}]}}))
+    return json.loads(created.stdout)["metadata"]["uid"]
+
+
+def test_gc_releases_the_allocation_of_a_recreated_pod(node, crds):
+    """A StatefulSet-style pod deleted and recreated under the same name must not shield the old
+    pod's allocation: with a recorded podUID the agent compares UIDs, not just namespace/name."""
+    node.block("10.250.6.0/29")
+    pod = f"web-{uuid.uuid4().hex[:6]}"
+    uid_a = create_pod(crds, node.name, pod)
+    try:
+        # Grace long enough that the delete + create below fit well inside it: the release must
+        # come from the UID comparison, not from the moment the name was absent.
+        agent = node.agent("--gc-grace-seconds", "5").start()
+        old = address(allocate(agent.socket, "c-old", pod, uid=uid_a))
+        listed = {a["containerID"]: a for a in call(agent.socket, "list")["allocations"]}
+        assert listed["c-old"]["podUID"] == uid_a
+
+        # No kubelet: a forced delete removes the object at once (kubectl waits for it).
+        crds.kubectl("delete", "pod", pod, "-n", "default", "--grace-period=0", "--force")
+        uid_b = create_pod(crds, node.name, pod)
+        assert uid_b != uid_a
+        new = address(allocate(agent.socket, "c-new", pod, uid=uid_b))
+        legacy = address(allocate(agent.socket, "c-legacy", pod))  # an older plugin: no podUID
+        # Allocated last, for a pod that never existed: once GC released it, any mark the agent
+        # put on c-new or c-legacy (allocated before it) has outlived the grace period as well.
+        address(allocate(agent.socket, "c-sentinel", "never-existed"))
+
+        poll("GC to release c-old (recreated pod) and c-sentinel (no pod)",
+             lambda: set(held(agent.socket)) == {"c-new", "c-legacy"}, 30, 0.05,
+             describe=lambda: f"held {held(agent.socket)}\n{agent.log()[-2000:]}")
+        assert held(agent.socket) == {"c-new": new, "c-legacy": legacy}
+        listed = {a["containerID"]: a for a in call(agent.socket, "list")["allocations"]}
+        assert listed["c-new"]["podUID"] == uid_b
+        assert "podUID" not in listed["c-legacy"]
+        log = agent.log()
+        assert (f"GC: released {old} of container c-old interface eth0 (pod default/{pod}): "
+                f"pod default/{pod} was recreated (uid {uid_b}, allocation's {uid_a})") in log, log
+        metrics = agent.http("/metrics")[1]
+        assert 'vnetipam_agent_releases_total{reason="gc_pod_gone"} 2' in metrics
+
+        # The recorded UID survives a restart (journal), and the live pod's allocation stays.
+        assert agent.terminate() == 0
+        agent.start()
+        listed = {a["containerID"]: a for a in call(agent.socket, "list")["allocations"]}
+        assert listed["c-new"]["podUID"] == uid_b and listed["c-new"]["address"] == new
     finally:
         crds.kubectl("delete", "pod", pod, "-n", "default", "--grace-period=0", "--force",
                      "--wait=false", check=False)

@@ -1,6 +1,7 @@
 #include "node-agent/allocation_store.h"
 
 #include <algorithm>
+#include <tuple>
 #include <utility>
 
 #include <fmt/format.h>
@@ -14,6 +15,14 @@ using Clock = std::chrono::steady_clock;
 std::chrono::nanoseconds since(Clock::time_point start) { return Clock::now() - start; }
 
 }  // namespace
+
+PodVerdict podVerdict(std::string_view recordedUID, const LivePod& live) {
+  if (!live) return PodVerdict::kGone;
+  // Without a UID on either side there is nothing to compare: namespace/name decides, as it did
+  // before UIDs were recorded.
+  if (recordedUID.empty() || live->empty() || *live == recordedUID) return PodVerdict::kKeep;
+  return PodVerdict::kRecreated;
+}
 
 AllocationStore::AllocationStore(ipam::Journal& journal, StoreOptions options, WallClock clock,
                                  AgentMetrics* metrics)
@@ -69,7 +78,8 @@ ipam::Result<std::unique_ptr<AllocationStore>> AllocationStore::recover(
                            Held{.block = name,
                                 .address = address,
                                 .podNamespace = a.podNamespace,
-                                .podName = a.podName});
+                                .podName = a.podName,
+                                .podUID = a.podUID});
       ++restored;
     }
   }
@@ -192,6 +202,7 @@ Allocation AllocationStore::toAllocation(const std::string& key, const Held& hel
                     .ifName = key.substr(sep + 1),
                     .podNamespace = held.podNamespace,
                     .podName = held.podName,
+                    .podUID = held.podUID,
                     .address = held.address,
                     .block = block.cidr,
                     .blockName = held.block};
@@ -259,7 +270,8 @@ Response AllocationStore::allocate(const Request& request) {
                                       .containerID = request.containerID,
                                       .ifName = request.ifName,
                                       .podNamespace = request.podNamespace,
-                                      .podName = request.podName}};
+                                      .podName = request.podName,
+                                      .podUID = request.podUID}};
     auto seq = journal_.append(encodeEntry(entry));
     if (!seq) {
       // Not recorded: undo in memory. The address cools down instead of coming back at once,
@@ -274,7 +286,8 @@ Response AllocationStore::allocate(const Request& request) {
     auto [it, inserted] = held_.emplace(key, Held{.block = *name,
                                                   .address = *address,
                                                   .podNamespace = request.podNamespace,
-                                                  .podName = request.podName});
+                                                  .podName = request.podName,
+                                                  .podUID = request.podUID});
     Response response;
     response.allocations.push_back(toAllocation(key, it->second));
     if (metrics_) metrics_->setBlockFreeIPs(*name, block->allocator->freeCount(now));
@@ -430,32 +443,42 @@ Response AllocationStore::status() {
   return response;
 }
 
-std::vector<GcRelease> AllocationStore::collectGarbage(const std::optional<PodExists>& podExists) {
+std::vector<GcRelease> AllocationStore::collectGarbage(const std::optional<PodLookup>& lookup) {
   std::vector<GcRelease> released;
   std::unique_lock lock(mu_);
   const ipam::TimePoint now = clock_();
-  std::vector<std::pair<std::string, std::string_view>> due;
+  std::vector<std::tuple<std::string, std::string_view, std::string>> due;
   for (auto& [key, held] : held_) {
-    if (podExists && !held.podName.empty()) {
-      if ((*podExists)(held.podNamespace, held.podName)) {
-        held.podGoneSince.reset();
-      } else if (!held.podGoneSince) {
-        held.podGoneSince = now;
+    if (lookup && !held.podName.empty()) {
+      const LivePod live = (*lookup)(held.podNamespace, held.podName);
+      switch (podVerdict(held.podUID, live)) {
+        case PodVerdict::kKeep:
+          held.podGoneSince.reset();
+          held.podGoneWhy.clear();
+          break;
+        case PodVerdict::kGone:
+          if (!held.podGoneSince) held.podGoneSince = now;
+          held.podGoneWhy = fmt::format("pod {}/{} no longer exists on this node",
+                                        held.podNamespace, held.podName);
+          break;
+        case PodVerdict::kRecreated:
+          if (!held.podGoneSince) held.podGoneSince = now;
+          held.podGoneWhy = fmt::format("pod {}/{} was recreated (uid {}, allocation's {})",
+                                        held.podNamespace, held.podName, *live, held.podUID);
+          break;
       }
     }
     if (held.podGoneSince && now - *held.podGoneSince >= options_.gcGrace) {
-      due.emplace_back(key, kReasonPodGone);
+      due.emplace_back(key, kReasonPodGone, held.podGoneWhy);
     } else if (held.notAttachedSince && now - *held.notAttachedSince >= options_.gcGrace) {
-      due.emplace_back(key, kReasonCniGc);
+      due.emplace_back(key, kReasonCniGc,
+                       "the runtime's CNI GC did not list it as a valid attachment");
     }
   }
   ipam::Seq last = 0;
-  for (const auto& [key, reason] : due) {
-    GcRelease r{.reason = reason};
+  for (auto& [key, reason, why] : due) {
+    GcRelease r{.reason = reason, .why = std::move(why)};
     auto seq = releaseLocked(key, reason, now, r.allocation);
-    const char* why = reason == kReasonPodGone
-                          ? "its pod no longer exists on this node"
-                          : "the runtime's CNI GC did not list it as a valid attachment";
     if (!seq) {
       spdlog::error("GC: release of {} (container {} interface {}, pod {}/{}): {}",
                     r.allocation.address.toString(), r.allocation.containerID, r.allocation.ifName,
@@ -467,7 +490,7 @@ std::vector<GcRelease> AllocationStore::collectGarbage(const std::optional<PodEx
         "GC: released {} of container {} interface {} (pod {}/{}): {} for more than "
         "{} s",
         r.allocation.address.toString(), r.allocation.containerID, r.allocation.ifName,
-        r.allocation.podNamespace, r.allocation.podName, why, options_.gcGrace.count());
+        r.allocation.podNamespace, r.allocation.podName, r.why, options_.gcGrace.count());
     released.push_back(std::move(r));
   }
   // Cooling addresses become free with time alone: the sweep is the gauges' periodic refresh.
@@ -538,6 +561,7 @@ RecordedState AllocationStore::snapshotLocked(ipam::TimePoint now) const {
         .ifName = key.substr(sep + 1),
         .podNamespace = held.podNamespace,
         .podName = held.podName,
+        .podUID = held.podUID,
     };
   }
   return state;

@@ -22,6 +22,7 @@
 #pragma once
 
 #include <chrono>
+#include <cstdint>
 #include <functional>
 #include <map>
 #include <memory>
@@ -68,7 +69,21 @@ struct BlockUsage {
 struct GcRelease {
   Allocation allocation;
   std::string_view reason;  // kReasonPodGone or kReasonCniGc
+  std::string why;          // for the log: which pod is gone, or which was recreated
 };
+
+// What the pod informer shows for an allocation's namespace/name: nullopt when no such pod is on
+// this node, else its metadata.uid (empty if the object has none).
+using LivePod = std::optional<std::string>;
+
+// The pod side of GC for one allocation, a pure decision.
+//   kKeep       its pod is there: the same UID, or no UID to compare (either side empty).
+//   kGone       no pod of that namespace/name on this node.
+//   kRecreated  a pod of that namespace/name is there but with another UID: the allocation's pod
+//               was deleted and a new one (say a StatefulSet's) took its name. Only when the
+//               allocation recorded a UID; without one an allocation behaves as before UIDs.
+enum class PodVerdict : std::uint8_t { kKeep, kGone, kRecreated };
+PodVerdict podVerdict(std::string_view recordedUID, const LivePod& live);
 
 class AllocationStore {
  public:
@@ -100,13 +115,14 @@ class AllocationStore {
   Response handle(const Request& request);
 
   // ---- garbage collection ----
-  // One sweep at the store's now(): allocations whose pod `podExists` denies (nullopt: the pod
-  // list is not synced, skip that check) are marked; marks (these and a CNI gc request's) older
-  // than the grace period are released. A mark is cleared when the pod shows up again, a later
-  // gc request lists the attachment, or the owner retries its allocate. Also refreshes the
-  // per-block free-address gauges (cooling addresses become free with time alone).
-  using PodExists = std::function<bool(const std::string& ns, const std::string& name)>;
-  std::vector<GcRelease> collectGarbage(const std::optional<PodExists>& podExists);
+  // One sweep at the store's now(): allocations whose pod `lookup` shows gone or recreated
+  // (podVerdict; nullopt lookup: the pod list is not synced, skip that check) are marked; marks
+  // (these and a CNI gc request's) older than the grace period are released. A mark is cleared
+  // when the allocation's own pod shows up again, a later gc request lists the attachment, or the
+  // owner retries its allocate. Also refreshes the per-block free-address gauges (cooling
+  // addresses become free with time alone).
+  using PodLookup = std::function<LivePod(const std::string& ns, const std::string& name)>;
+  std::vector<GcRelease> collectGarbage(const std::optional<PodLookup>& lookup);
 
   // ---- reporting and upkeep ----
   std::vector<BlockUsage> usage() const;
@@ -133,7 +149,9 @@ class AllocationStore {
     ipam::IPAddress address;
     std::string podNamespace;
     std::string podName;
+    std::string podUID;
     std::optional<ipam::TimePoint> podGoneSince;
+    std::string podGoneWhy;  // set with podGoneSince, for the release's log
     std::optional<ipam::TimePoint> notAttachedSince;
   };
 

@@ -89,6 +89,7 @@ std::string encodeEntry(const JournalEntry& e) {
   if (e.kind == JournalEntry::Kind::kAllocate) {
     j["ns"] = e.allocation.podNamespace;
     j["pod"] = e.allocation.podName;
+    if (!e.allocation.podUID.empty()) j["uid"] = e.allocation.podUID;
   } else {
     j["at"] = toMillis(e.releasedAt);
   }
@@ -116,6 +117,7 @@ ipam::Result<JournalEntry> decodeEntry(std::string_view payload) {
   if (e.kind == JournalEntry::Kind::kAllocate) {
     e.allocation.podNamespace = r.optionalStr("ns");
     e.allocation.podName = r.optionalStr("pod");
+    e.allocation.podUID = r.optionalStr("uid");
   } else {
     e.releasedAt = fromMillis(r.integer("at"));
   }
@@ -128,11 +130,13 @@ std::string encodeSnapshot(const RecordedState& state) {
   for (const auto& [name, block] : state) {
     json alloc = json::array();
     for (const auto& [address, a] : block.allocations) {
-      alloc.push_back(json{{"ip", address.toString()},
-                           {"id", a.containerID},
-                           {"if", a.ifName},
-                           {"ns", a.podNamespace},
-                           {"pod", a.podName}});
+      json item{{"ip", address.toString()},
+                {"id", a.containerID},
+                {"if", a.ifName},
+                {"ns", a.podNamespace},
+                {"pod", a.podName}};
+      if (!a.podUID.empty()) item["uid"] = a.podUID;
+      alloc.push_back(std::move(item));
     }
     json cool = json::array();
     for (const auto& [address, at] : block.released) {
@@ -184,6 +188,7 @@ ipam::Result<RecordedState> decodeSnapshot(std::string_view payload) {
           a.ifName = ir.str("if");
           a.podNamespace = ir.optionalStr("ns");
           a.podName = ir.optionalStr("pod");
+          a.podUID = ir.optionalStr("uid");
           block.allocations[a.address] = a;
         } else {
           block.released[a.address] = fromMillis(ir.integer("at"));

@@ -2,11 +2,16 @@
 // object per record.
 //
 //   entry, allocation: {"t":"a","b":"<block name>","c":"<block cidr>","ip":"10.0.0.17",
-//                       "id":"<container id>","if":"eth0","ns":"<pod namespace>","pod":"<pod>"}
+//                       "id":"<container id>","if":"eth0","ns":"<pod namespace>","pod":"<pod>",
+//                       "uid":"<pod uid>"}
 //   entry, release:    {"t":"r","b":"<block name>","c":"<block cidr>","ip":"10.0.0.17",
 //                       "id":"<container id>","if":"eth0","at":<release time, ms since epoch>}
-//   snapshot:          {"v":1,"blocks":[{"b":..,"c":..,"alloc":[{"ip","id","if","ns","pod"}],
+//   snapshot:          {"v":1,"blocks":[{"b":..,"c":..,"alloc":[{"ip","id","if","ns","pod","uid"}],
 //                       "cool":[{"ip":..,"at":<ms>}]}]}
+//
+// "uid" (the pod's metadata.uid) is optional and written only when known: journals written before
+// it existed load unchanged (no uid), and a record with one is still readable by an agent that
+// ignores it. The snapshot version stays 1.
 //
 // The release time is recorded so the cooldown survives a restart: an address released just
 // before a crash is still held back after it.
@@ -31,6 +36,7 @@ struct AllocationRecord {
   std::string ifName;
   std::string podNamespace;
   std::string podName;
+  std::string podUID;  // empty: not recorded
   bool operator==(const AllocationRecord&) const = default;
 };
 

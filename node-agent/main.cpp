@@ -224,13 +224,17 @@ int run(const AgentOptions& options) {
 
   // GC every second (the grace period is counted in seconds), compaction when due.
   while (!waitForSignal(std::chrono::seconds(1))) {
-    const auto podExists = pods.hasSynced()
-                               ? std::optional<AllocationStore::PodExists>(
-                                     [&](const std::string& ns, const std::string& name) {
-                                       return pods.get(ns + "/" + name).has_value();
-                                     })
-                               : std::nullopt;
-    allocations.collectGarbage(podExists);
+    // The live pod's UID as well as its presence: a pod recreated under the same name (a
+    // StatefulSet's) must not shield the allocation of the one it replaced.
+    const auto podLookup =
+        pods.hasSynced() ? std::optional<AllocationStore::PodLookup>(
+                               [&](const std::string& ns, const std::string& name) -> LivePod {
+                                 auto pod = pods.get(ns + "/" + name);
+                                 if (!pod) return std::nullopt;
+                                 return pod->value("/metadata/uid"_json_pointer, std::string());
+                               })
+                         : std::nullopt;
+    allocations.collectGarbage(podLookup);
     if (auto compacted = allocations.compactIfNeeded(); !compacted) {
       spdlog::error("journal compaction: {}", compacted.error().message);
     }

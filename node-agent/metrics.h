@@ -22,6 +22,8 @@ namespace vnetipam::agent {
 
 // Why an address was released, as label values of releases_total.
 inline constexpr std::string_view kReasonCniDel = "cni_del";
+// gc_pod_gone also covers a pod deleted and recreated under its name (another UID): the
+// allocation's own pod is gone. The label set stays as it was.
 inline constexpr std::string_view kReasonPodGone = "gc_pod_gone";
 inline constexpr std::string_view kReasonCniGc = "gc_not_attached";
 

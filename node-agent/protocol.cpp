@@ -49,10 +49,13 @@ ipam::Result<int> versionField(const json& j) {
 }
 
 json toJson(const Allocation& a) {
-  return json{{"containerID", a.containerID},    {"ifName", a.ifName},
-              {"podNamespace", a.podNamespace},  {"podName", a.podName},
-              {"address", a.address.toString()}, {"block", a.block.toString()},
-              {"blockName", a.blockName}};
+  json j{{"containerID", a.containerID},    {"ifName", a.ifName},
+         {"podNamespace", a.podNamespace},  {"podName", a.podName},
+         {"address", a.address.toString()}, {"block", a.block.toString()},
+         {"blockName", a.blockName}};
+  // Optional: an allocation made by an older plugin has none, and its answer stays as it was.
+  if (!a.podUID.empty()) j["podUID"] = a.podUID;
+  return j;
 }
 
 ipam::Result<Allocation> allocationFromJson(const json& j, std::size_t index) {
@@ -69,10 +72,11 @@ ipam::Result<Allocation> allocationFromJson(const json& j, std::size_t index) {
     return {};
   };
   std::string address, block;
-  for (auto [name, out] : {std::pair{"containerID", &a.containerID}, std::pair{"ifName", &a.ifName},
-                           std::pair{"podNamespace", &a.podNamespace},
-                           std::pair{"podName", &a.podName}, std::pair{"blockName", &a.blockName},
-                           std::pair{"address", &address}, std::pair{"block", &block}}) {
+  for (auto [name, out] :
+       {std::pair{"containerID", &a.containerID}, std::pair{"ifName", &a.ifName},
+        std::pair{"podNamespace", &a.podNamespace}, std::pair{"podName", &a.podName},
+        std::pair{"podUID", &a.podUID}, std::pair{"blockName", &a.blockName},
+        std::pair{"address", &address}, std::pair{"block", &block}}) {
     if (auto r = field(name, *out); !r) return std::unexpected(r.error());
   }
   auto addr = ipam::IPAddress::parse(address);
@@ -138,6 +142,7 @@ std::string encode(const Request& request) {
   if (!request.ifName.empty()) j["ifName"] = request.ifName;
   if (!request.podNamespace.empty()) j["podNamespace"] = request.podNamespace;
   if (!request.podName.empty()) j["podName"] = request.podName;
+  if (!request.podUID.empty()) j["podUID"] = request.podUID;
   if (request.op == Op::kGc) {
     json list = json::array();
     for (const Attachment& a : request.validAttachments) {
@@ -183,9 +188,9 @@ ipam::Result<Request> decodeRequest(std::string_view line) {
                                   *op));
   }
   r.op = *parsed;
-  for (auto [name, out] :
-       {std::pair{"containerID", &r.containerID}, std::pair{"ifName", &r.ifName},
-        std::pair{"podNamespace", &r.podNamespace}, std::pair{"podName", &r.podName}}) {
+  for (auto [name, out] : {std::pair{"containerID", &r.containerID}, std::pair{"ifName", &r.ifName},
+                           std::pair{"podNamespace", &r.podNamespace},
+                           std::pair{"podName", &r.podName}, std::pair{"podUID", &r.podUID}}) {
     auto v = stringField(*j, name);
     if (!v) return std::unexpected(v.error());
     *out = std::move(*v);

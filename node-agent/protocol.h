@@ -5,19 +5,25 @@
 // object on a single line ending in '\n'; the agent answers with one JSON line. A connection may
 // carry any number of request/response pairs, strictly in turn.
 //
-//   {"v":1,"op":"allocate","containerID":"c1","ifName":"eth0","podNamespace":"ns","podName":"p"}
+//   {"v":1,"op":"allocate","containerID":"c1","ifName":"eth0","podNamespace":"ns","podName":"p",
+//    "podUID":"0d2c..."}
 //   {"v":1,"ok":true,"allocations":[{"containerID":"c1","ifName":"eth0","podNamespace":"ns",
-//     "podName":"p","address":"10.240.0.17","block":"10.240.0.16/28","blockName":"pods-10-240-0-16-28"}]}
+//     "podName":"p","podUID":"0d2c...","address":"10.240.0.17","block":"10.240.0.16/28",
+//     "blockName":"pods-10-240-0-16-28"}]}
 //   {"v":1,"ok":false,"code":11,"msg":"no free address on node n1","details":"..."}
 //
 // Operations:
-//   allocate  containerID+ifName (required), podNamespace/podName (recorded for GC and logs).
-//             Idempotent per owner: a retried ADD gets the address it already holds.
+//   allocate  containerID+ifName (required), podNamespace/podName (recorded for GC and logs),
+//             podUID (optional, K8S_POD_UID: recorded so GC also releases the allocation of a pod
+//             deleted and recreated under the same name; an allocation without one is collected
+//             only once no pod of that namespace/name is left). Idempotent per owner: a retried
+//             ADD gets the address it already holds, with the pod fields it was first given.
 //   release   containerID+ifName. Idempotent: releasing what is not held is ok with no allocations.
 //             Answers once the release is in the journal and fsynced, like an allocation
 //             (see node-agent/allocation_store.h).
 //   check     containerID+ifName. ok with the allocation, or code 3 (unknown container).
-//   list      every allocation on the node.
+//   list      every allocation on the node. An allocation carries "podUID" only when one was
+//             recorded (an older plugin sends none).
 //   gc        validAttachments: every allocation NOT in the list becomes a GC candidate (released
 //             after the agent's grace period). Answers with the allocations it marked.
 //   status    ok with `ready` and `freeIPs`: whether the agent can serve right now.
@@ -80,6 +86,7 @@ struct Request {
   std::string ifName;
   std::string podNamespace;
   std::string podName;
+  std::string podUID;                        // allocate only; optional (empty: not known)
   std::vector<Attachment> validAttachments;  // gc only
 
   bool operator==(const Request&) const = default;
@@ -90,6 +97,7 @@ struct Allocation {
   std::string ifName;
   std::string podNamespace;
   std::string podName;
+  std::string podUID;  // empty when the allocate did not carry one
   ipam::IPAddress address;
   ipam::Prefix block;  // the CIDR of the IPBlock the address came from
   std::string blockName;

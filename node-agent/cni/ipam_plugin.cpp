@@ -12,11 +12,14 @@ namespace {
 constexpr ipam::IPAddress kPodGateway = ipam::IPAddress::v4(0xa9fe0101);  // 169.254.1.1
 
 agent::Request requestFor(agent::Op op, const Env& env) {
-  return agent::Request{.op = op,
-                        .containerID = env.containerId,
-                        .ifName = env.ifName,
-                        .podNamespace = env.podNamespace,
-                        .podName = env.podName};
+  agent::Request request{.op = op,
+                         .containerID = env.containerId,
+                         .ifName = env.ifName,
+                         .podNamespace = env.podNamespace,
+                         .podName = env.podName};
+  // Only allocate records it; the other operations are keyed by containerID+ifName alone.
+  if (op == agent::Op::kAllocate) request.podUID = podUIDFromArgs(env);
+  return request;
 }
 
 // Who this call is about, for every message.
@@ -131,6 +134,15 @@ Outcome<void> status(AgentClient& client, const Env&, const NetConf& conf) {
 }
 
 }  // namespace
+
+std::string podUIDFromArgs(const Env& env) {
+  std::string uid;
+  // The last one wins, as for K8S_POD_NAMESPACE and K8S_POD_NAME (see parseEnv).
+  for (const auto& [key, value] : env.args) {
+    if (key == "K8S_POD_UID") uid = value;
+  }
+  return uid;
+}
 
 ipam::Result<agent::Response> SocketAgentClient::call(const std::string& socketPath,
                                                       const agent::Request& request,

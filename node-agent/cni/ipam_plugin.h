@@ -53,6 +53,10 @@ struct IpamConfig {
 // Code 7 naming the key and what would be valid.
 Outcome<IpamConfig> parseIpamConfig(const NetConf& conf);
 
+// K8S_POD_UID from CNI_ARGS (containerd and CRI-O pass it), or empty when the runtime did not.
+// Sent with allocate so the agent's GC tells a pod from a later one of the same name.
+std::string podUIDFromArgs(const Env& env);
+
 // The handlers of vnet-ipam, talking to the agent through `client` (which must outlive them).
 Plugin makeIpamPlugin(AgentClient& client);
 

@@ -65,6 +65,54 @@ TEST(VnetIpam, AddAllocatesAndReturnsSlash32ViaTheLinkLocalGateway) {
   EXPECT_EQ(agent.timeouts[0], std::chrono::milliseconds(250));
 }
 
+TEST(VnetIpam, AddSendsThePodUIDFromCniArgs) {
+  FakeAgent agent;
+  agent.next.allocations = {allocation("10.240.0.17")};
+  auto e = env("ADD");
+  // As containerd passes them: IgnoreUnknown first, the sandbox id after the pod's fields.
+  e["CNI_ARGS"] =
+      "IgnoreUnknown=1;K8S_POD_NAMESPACE=default;K8S_POD_NAME=web-0;"
+      "K8S_POD_INFRA_CONTAINER_ID=c1;K8S_POD_UID=7b2f1c0e-5d1a-4c3e-9f0a-1234567890ab";
+  const auto inv = runPlugin(makeIpamPlugin(agent), e, conf().dump());
+  ASSERT_EQ(inv.exitCode, 0) << inv.out;
+  ASSERT_EQ(agent.requests.size(), 1U);
+  EXPECT_EQ(agent.requests[0].podName, "web-0");
+  EXPECT_EQ(agent.requests[0].podUID, "7b2f1c0e-5d1a-4c3e-9f0a-1234567890ab");
+
+  e["CNI_COMMAND"] = "DEL";
+  ASSERT_EQ(runPlugin(makeIpamPlugin(agent), e, conf().dump()).exitCode, 0);
+  ASSERT_EQ(agent.requests.size(), 2U);
+  EXPECT_EQ(agent.requests[1].op, agent::Op::kRelease);
+  EXPECT_EQ(agent.requests[1].podUID, "") << "only allocate records it";
+}
+
+TEST(VnetIpam, WithoutK8sPodUIDTheAllocateCarriesNone) {
+  FakeAgent agent;
+  agent.next.allocations = {allocation("10.240.0.17")};
+  const auto inv = runPlugin(makeIpamPlugin(agent), env("ADD"), conf().dump());
+  ASSERT_EQ(inv.exitCode, 0) << inv.out;
+  ASSERT_EQ(agent.requests.size(), 1U);
+  EXPECT_EQ(agent.requests[0].podUID, "");
+  EXPECT_EQ(agent::encode(agent.requests[0]).find("podUID"), std::string::npos)
+      << "the request is what an older plugin sent";
+}
+
+TEST(VnetIpam, PodUIDFromArgs) {
+  auto parsed = [](const char* args) {
+    auto e = env("ADD");
+    e["CNI_ARGS"] = args;
+    auto environment = parseEnv(e);
+    EXPECT_TRUE(environment) << args;
+    return environment ? podUIDFromArgs(*environment) : std::string("<error>");
+  };
+  EXPECT_EQ(parsed("K8S_POD_UID=abc"), "abc");
+  EXPECT_EQ(parsed("K8S_POD_NAMESPACE=ns;K8S_POD_NAME=p"), "");
+  EXPECT_EQ(parsed(""), "");
+  EXPECT_EQ(parsed("K8S_POD_UID="), "") << "empty: not known";
+  EXPECT_EQ(parsed("K8S_POD_UID=a;K8S_POD_UID=b"), "b") << "the last one, as for the pod's name";
+  EXPECT_EQ(parsed("k8s_pod_uid=x;K8S_POD_UIDX=y"), "") << "keys match exactly";
+}
+
 TEST(VnetIpam, PtpShapeIsConfigurable) {
   FakeAgent agent;
   agent.next.allocations = {allocation("10.240.0.17")};

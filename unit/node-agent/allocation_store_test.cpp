@@ -2,6 +2,7 @@
 #include "node-agent/allocation_store.h"
 
 #include <latch>
+#include <map>
 #include <random>
 #include <set>
 #include <thread>
@@ -50,12 +51,13 @@ class AllocationStoreTest : public ::testing::Test {
   }
 
   Response allocate(const std::string& id, const std::string& ifName = "eth0",
-                    const std::string& pod = "") {
+                    const std::string& pod = "", const std::string& podUID = "") {
     Response r = store_->handle(Request{.op = Op::kAllocate,
                                         .containerID = id,
                                         .ifName = ifName,
                                         .podNamespace = pod.empty() ? "" : "default",
-                                        .podName = pod});
+                                        .podName = pod,
+                                        .podUID = podUID});
     checkInvariants();
     return r;
   }
@@ -258,8 +260,8 @@ TEST_F(AllocationStoreTest, GcReleasesAllocationsOfGonePodsAfterTheGrace) {
   addressOf(allocate("c1", "eth0", "alive"));
   const std::string gone = addressOf(allocate("c2", "eth0", "gone"));
   addressOf(allocate("c3"));  // no pod recorded: only CNI GC can collect it
-  auto exists = AllocationStore::PodExists([](const std::string& ns, const std::string& name) {
-    return ns == "default" && name == "alive";
+  auto exists = AllocationStore::PodLookup([](const std::string& ns, const std::string& name) {
+    return ns == "default" && name == "alive" ? LivePod("uid-alive") : std::nullopt;
   });
 
   EXPECT_TRUE(store_->collectGarbage(exists).empty()) << "first seen missing: grace starts";
@@ -272,15 +274,78 @@ TEST_F(AllocationStoreTest, GcReleasesAllocationsOfGonePodsAfterTheGrace) {
   ASSERT_EQ(released.size(), 1u);
   EXPECT_EQ(released[0].allocation.address.toString(), gone);
   EXPECT_EQ(released[0].reason, kReasonPodGone);
+  EXPECT_EQ(released[0].why, "pod default/gone no longer exists on this node");
   EXPECT_EQ(listed().size(), 2u);
+}
+
+TEST_F(AllocationStoreTest, GcReleasesTheAllocationOfARecreatedPodAndKeepsTheNewOnes) {
+  serve({ready("a", "10.0.0.0/29")});
+  const std::string old = addressOf(allocate("old", "eth0", "web-0", "uid-A"));
+  const std::string fresh = addressOf(allocate("new", "eth0", "web-0", "uid-B"));
+  const std::string legacy = addressOf(allocate("legacy", "eth0", "web-0"));  // older plugin
+  // web-0 was deleted and recreated: the API shows it with uid B.
+  auto lookup = AllocationStore::PodLookup([](const std::string& ns, const std::string& name) {
+    return ns == "default" && name == "web-0" ? LivePod("uid-B") : std::nullopt;
+  });
+  EXPECT_TRUE(store_->collectGarbage(lookup).empty()) << "the grace starts";
+  now_ += 59s;
+  EXPECT_TRUE(store_->collectGarbage(lookup).empty());
+  now_ += 1s;
+  auto released = store_->collectGarbage(lookup);
+  checkInvariants();
+  ASSERT_EQ(released.size(), 1u);
+  EXPECT_EQ(released[0].allocation.containerID, "old");
+  EXPECT_EQ(released[0].allocation.address.toString(), old);
+  EXPECT_EQ(released[0].allocation.podUID, "uid-A");
+  EXPECT_EQ(released[0].reason, kReasonPodGone);
+  EXPECT_EQ(released[0].why, "pod default/web-0 was recreated (uid uid-B, allocation's uid-A)");
+  EXPECT_EQ(listed(), (std::set<std::string>{"new/eth0=" + fresh, "legacy/eth0=" + legacy}))
+      << "the live pod's allocation and one without a UID (name only, as before) are kept";
+}
+
+TEST_F(AllocationStoreTest, ARecordedPodUIDSurvivesARestartAndIsListed) {
+  serve({ready("a", "10.0.0.0/29")});
+  addressOf(allocate("c1", "eth0", "web-0", "uid-A"));
+  addressOf(allocate("c2", "eth0", "web-1"));
+  restart({ready("a", "10.0.0.0/29")});
+  std::map<std::string, std::string> uids;
+  for (const auto& a : store_->handle(Request{.op = Op::kList}).allocations)
+    uids[a.containerID] = a.podUID;
+  EXPECT_EQ(uids, (std::map<std::string, std::string>{{"c1", "uid-A"}, {"c2", ""}}));
+  ASSERT_TRUE(store_->compactIfNeeded(/*force=*/true));
+  restart({ready("a", "10.0.0.0/29")});
+  Response checked =
+      store_->handle(Request{.op = Op::kCheck, .containerID = "c1", .ifName = "eth0"});
+  ASSERT_TRUE(checked.ok) << checked.message;
+  EXPECT_EQ(checked.allocations.at(0).podUID, "uid-A") << "through a compacted snapshot too";
+  auto recreated =
+      AllocationStore::PodLookup([](const std::string&, const std::string& name) -> LivePod {
+        return name == "web-0" ? LivePod("uid-B") : std::nullopt;
+      });
+  store_->collectGarbage(recreated);
+  now_ += 60s;
+  EXPECT_EQ(store_->collectGarbage(recreated).size(), 2u)
+      << "web-0 recreated after the restart, web-1 gone";
+}
+
+TEST(PodVerdictTest, ComparesUIDsOnlyWhenTheAllocationRecordedOne) {
+  EXPECT_EQ(podVerdict("uid-A", std::nullopt), PodVerdict::kGone);
+  EXPECT_EQ(podVerdict("uid-A", LivePod("uid-A")), PodVerdict::kKeep);
+  EXPECT_EQ(podVerdict("uid-A", LivePod("uid-B")), PodVerdict::kRecreated);
+  // No UID recorded (an older plugin, an older journal): namespace/name decides, as before.
+  EXPECT_EQ(podVerdict("", LivePod("uid-B")), PodVerdict::kKeep);
+  EXPECT_EQ(podVerdict("", std::nullopt), PodVerdict::kGone);
+  // A pod object without metadata.uid: nothing to compare.
+  EXPECT_EQ(podVerdict("uid-A", LivePod("")), PodVerdict::kKeep);
 }
 
 TEST_F(AllocationStoreTest, APodThatShowsUpLateIsNotCollected) {
   serve({ready("a", "10.0.0.0/29")});
   addressOf(allocate("c1", "eth0", "late"));
   bool visible = false;
-  auto exists =
-      AllocationStore::PodExists([&](const std::string&, const std::string&) { return visible; });
+  auto exists = AllocationStore::PodLookup([&](const std::string&, const std::string&) {
+    return visible ? LivePod("uid") : std::nullopt;
+  });
   store_->collectGarbage(exists);
   now_ += 30s;
   visible = true;

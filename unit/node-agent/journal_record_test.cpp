@@ -37,6 +37,38 @@ TEST(JournalRecordTest, EntriesRoundTrip) {
   }
 }
 
+TEST(JournalRecordTest, APodUIDRoundTripsAndIsOptional) {
+  JournalEntry withUID = allocation("c1", "10.0.0.1");
+  withUID.allocation.podUID = "6f0e4b8a-uid";
+  auto decoded = decodeEntry(encodeEntry(withUID));
+  ASSERT_TRUE(decoded) << decoded.error().message;
+  EXPECT_EQ(*decoded, withUID) << encodeEntry(withUID);
+  EXPECT_NE(encodeEntry(withUID).find(R"("uid":"6f0e4b8a-uid")"), std::string::npos);
+  EXPECT_EQ(encodeEntry(allocation("c1", "10.0.0.1")).find("uid"), std::string::npos)
+      << "without a UID the record is what it was before UIDs";
+
+  // A record an agent wrote before UIDs existed loads, with no UID.
+  auto old = decodeEntry(
+      R"({"t":"a","b":"b","c":"10.0.0.0/28","ip":"10.0.0.1","id":"c1","if":"eth0","ns":"ns","pod":"p"})");
+  ASSERT_TRUE(old) << old.error().message;
+  EXPECT_EQ(*old, allocation("c1", "10.0.0.1"));
+
+  RecordedState state;
+  applyEntry(state, withUID);
+  applyEntry(state, allocation("c2", "10.0.0.2"));
+  auto snapshot = decodeSnapshot(encodeSnapshot(state));
+  ASSERT_TRUE(snapshot) << snapshot.error().message;
+  EXPECT_EQ(*snapshot, state);
+  EXPECT_EQ(snapshot->at("b").allocations.at(ip("10.0.0.1")).podUID, "6f0e4b8a-uid");
+  EXPECT_EQ(snapshot->at("b").allocations.at(ip("10.0.0.2")).podUID, "");
+
+  auto oldSnapshot = decodeSnapshot(
+      R"({"v":1,"blocks":[{"b":"b","c":"10.0.0.0/28","alloc":[{"ip":"10.0.0.1","id":"c1","if":"eth0","ns":"ns","pod":"p"}],"cool":[]}]})");
+  ASSERT_TRUE(oldSnapshot) << oldSnapshot.error().message;
+  EXPECT_EQ(oldSnapshot->at("b").allocations.at(ip("10.0.0.1")),
+            allocation("c1", "10.0.0.1").allocation);
+}
+
 TEST(JournalRecordTest, SnapshotRoundTrips) {
   RecordedState state;
   applyEntry(state, allocation("c1", "10.0.0.1"));

@@ -21,6 +21,12 @@ TEST(ProtocolTest, RequestsRoundTrip) {
        .ifName = "eth0",
        .podNamespace = "ns",
        .podName = "p"},
+      {.op = Op::kAllocate,
+       .containerID = "c2",
+       .ifName = "eth0",
+       .podNamespace = "ns",
+       .podName = "web-0",
+       .podUID = "0d2c6f3e-uid"},
       {.op = Op::kRelease, .containerID = "c1", .ifName = "eth0"},
       {.op = Op::kCheck, .containerID = "c\"quoted\"", .ifName = "net1"},
       {.op = Op::kList},
@@ -47,6 +53,14 @@ TEST(ProtocolTest, ResponsesRoundTrip) {
                                              .address = ip("10.240.0.17"),
                                              .block = cidr("10.240.0.16/28"),
                                              .blockName = "pods-10-240-0-16-28"});
+  allocated.allocations.push_back(Allocation{.containerID = "c2",
+                                             .ifName = "eth0",
+                                             .podNamespace = "ns",
+                                             .podName = "web-0",
+                                             .podUID = "0d2c6f3e-uid",
+                                             .address = ip("10.240.0.18"),
+                                             .block = cidr("10.240.0.16/28"),
+                                             .blockName = "pods-10-240-0-16-28"});
   Response status;
   status.ready = true;
   status.freeIPs = 42;
@@ -58,6 +72,27 @@ TEST(ProtocolTest, ResponsesRoundTrip) {
     ASSERT_TRUE(decoded) << encode(r) << ": " << decoded.error().message;
     EXPECT_EQ(*decoded, r) << encode(r);
   }
+}
+
+TEST(ProtocolTest, PodUIDIsOptionalAndAbsentFromMessagesWithout) {
+  // A request from a plugin that predates podUID decodes with none, and vice versa: an agent that
+  // predates it ignores the field (unknown fields are ignored).
+  auto old = decodeRequest(
+      R"({"v":1,"op":"allocate","containerID":"c1","ifName":"eth0","podNamespace":"ns","podName":"p"})");
+  ASSERT_TRUE(old) << old.error().message;
+  EXPECT_EQ(old->podUID, "");
+  const std::string line = encode(Request{.op = Op::kAllocate, .containerID = "c", .ifName = "e"});
+  EXPECT_EQ(line.find("podUID"), std::string::npos) << line;
+  Response r;
+  r.allocations.push_back(Allocation{.containerID = "c",
+                                     .ifName = "e",
+                                     .address = ip("10.0.0.1"),
+                                     .block = cidr("10.0.0.0/28"),
+                                     .blockName = "b"});
+  EXPECT_EQ(encode(r).find("podUID"), std::string::npos) << encode(r);
+  auto bad = decodeRequest(R"({"v":1,"op":"allocate","containerID":"c","ifName":"e","podUID":7})");
+  ASSERT_FALSE(bad);
+  EXPECT_NE(bad.error().message.find("\"podUID\""), std::string::npos) << bad.error().message;
 }
 
 TEST(ProtocolTest, BadRequestsAreRefusedNamingTheField) {
