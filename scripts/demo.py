@@ -266,10 +266,16 @@ def status(already_up: bool = False) -> int:
                       "jsonpath={.status.allocatedIPs}").strip()
         if ips != str(len(info["pods"])):
             return False
+        # Prometheus has scraped every agent since its last pod started (the agents' allocation
+        # counters add up to the pods; each agent's free-IP gauge comes in the same scrape), and
+        # the controller since the pool's figure settled.
+        def value(expr: str) -> float | None:
+            samples = prometheus.query(info["prometheus"], expr)
+            return samples[0]["value"] if len(samples) == 1 else None
         try:
-            return all(prometheus.query(info["prometheus"], expr) for expr in (
-                "vnetipam_controller_leader", "vnetipam_podsubnet_allocated_ips",
-                "vnetipam_agent_block_free_ips"))
+            return (value("max(vnetipam_controller_leader)") == 1
+                    and value("sum(vnetipam_podsubnet_allocated_ips)") == len(info["pods"])
+                    and (value("sum(vnetipam_agent_allocations_total)") or 0) >= len(info["pods"]))
         except Exception:
             return False
 
