@@ -2,6 +2,8 @@
 
 #include <cerrno>
 #include <cstring>
+#include <optional>
+#include <span>
 
 #include <fmt/format.h>
 #include <linux/netlink.h>
@@ -32,6 +34,29 @@ Result<UniqueFd> rawSocket(const Netns& ns, std::uint32_t groups) {
     return failed("bind");
   }
   return fd;
+}
+
+// Calls each(header, message) for the complete netlink messages of one read, in order, until it
+// returns false.
+template <typename Each>
+void forEachMessage(std::span<const std::uint8_t> in, Each&& each) {
+  std::size_t at = 0;
+  while (at + sizeof(nlmsghdr) <= in.size()) {
+    nlmsghdr h{};
+    std::memcpy(&h, in.data() + at, sizeof h);
+    if (h.nlmsg_len < sizeof h || at + h.nlmsg_len > in.size()) return;
+    if (!each(h, in.subspan(at, h.nlmsg_len))) return;
+    at += netlinkAlign(h.nlmsg_len);
+  }
+}
+
+// The (negative) error number of an NLMSG_ERROR message; 0 for an ack.
+int errorOf(std::span<const std::uint8_t> message) {
+  nlmsgerr e{};
+  if (message.size() >= kNetlinkHeaderLen + sizeof e.error) {
+    std::memcpy(&e.error, message.data() + kNetlinkHeaderLen, sizeof e.error);
+  }
+  return e.error;
 }
 
 }  // namespace
@@ -161,28 +186,20 @@ Result<void> RtnlBatch::receive(RtnlSocket& sock) {
       return fail(ErrorCode::kIo, fmt::format("read netlink answers in namespace {}: {}",
                                               sock.netns(), std::strerror(errno)));
     }
-    std::size_t at = 0;
-    const auto size = static_cast<std::size_t>(n);
-    while (at + sizeof(nlmsghdr) <= size) {
-      nlmsghdr h{};
-      std::memcpy(&h, in.data() + at, sizeof h);
-      if (h.nlmsg_len < sizeof h || at + h.nlmsg_len > size) break;
+    const auto read = std::span<const std::uint8_t>(in).first(static_cast<std::size_t>(n));
+    forEachMessage(read, [&](const nlmsghdr& h, std::span<const std::uint8_t> message) {
       const std::uint32_t index = h.nlmsg_seq - firstSeq_;
       if (index < requests_.size() && !requests_[index].answered) {
         Request& r = requests_[index];
         if (h.nlmsg_type == NLMSG_ERROR) {
-          nlmsgerr e{};
-          if (h.nlmsg_len >= kNetlinkHeaderLen + sizeof e.error) {
-            std::memcpy(&e.error, in.data() + at + kNetlinkHeaderLen, sizeof e.error);
-          }
-          r.error = e.error;
+          r.error = errorOf(message);
           r.answered = true;
         } else if (h.nlmsg_type != NLMSG_DONE && h.nlmsg_type != NLMSG_NOOP) {
-          r.reply.assign(in.data() + at, in.data() + at + h.nlmsg_len);
+          r.reply.assign(message.begin(), message.end());
         }
       }
-      at += netlinkAlign(h.nlmsg_len);
-    }
+      return true;
+    });
   }
   return {};
 }
@@ -206,28 +223,25 @@ Result<void> RtnlBatch::receiveDump(
       return fail(ErrorCode::kIo,
                   fmt::format("{}: an answer of {} bytes does not fit", requests_[0].what, n));
     }
-    std::size_t at = 0;
-    const auto size = static_cast<std::size_t>(n);
-    while (at + sizeof(nlmsghdr) <= size) {
-      nlmsghdr h{};
-      std::memcpy(&h, in.data() + at, sizeof h);
-      if (h.nlmsg_len < sizeof h || at + h.nlmsg_len > size) break;
+    std::optional<Result<void>> outcome;  // set by the end of the dump or an error
+    const auto read = std::span<const std::uint8_t>(in).first(static_cast<std::size_t>(n));
+    forEachMessage(read, [&](const nlmsghdr& h, std::span<const std::uint8_t> message) {
       // Anything else on the socket (a late ack of an earlier request) is not ours.
-      if (h.nlmsg_seq == firstSeq_) {
-        if (h.nlmsg_type == NLMSG_DONE) return {};
-        if (h.nlmsg_type == NLMSG_ERROR) {
-          nlmsgerr e{};
-          if (h.nlmsg_len >= kNetlinkHeaderLen + sizeof e.error) {
-            std::memcpy(&e.error, in.data() + at + kNetlinkHeaderLen, sizeof e.error);
-          }
-          if (e.error != 0) return std::unexpected(errnoError(-e.error, requests_[0].what));
-          // An ack (the request carried NLM_F_ACK): the dump still ends with NLMSG_DONE.
-        } else if (h.nlmsg_type != NLMSG_NOOP) {
-          onMessage(std::span(in).subspan(at, h.nlmsg_len));
+      if (h.nlmsg_seq != firstSeq_) return true;
+      if (h.nlmsg_type == NLMSG_DONE) {
+        outcome = Result<void>{};
+      } else if (h.nlmsg_type == NLMSG_ERROR) {
+        // An ack (the request carried NLM_F_ACK) is not the end: the dump still ends with
+        // NLMSG_DONE.
+        if (const int err = errorOf(message); err != 0) {
+          outcome = std::unexpected(errnoError(-err, requests_[0].what));
         }
+      } else if (h.nlmsg_type != NLMSG_NOOP) {
+        onMessage(message);
       }
-      at += netlinkAlign(h.nlmsg_len);
-    }
+      return !outcome;
+    });
+    if (outcome) return *outcome;
   }
 }
 
