@@ -15,15 +15,18 @@ bool HeaderNameLess::operator()(std::string_view a, std::string_view b) const {
 
 void CancelSignal::cancel() {
   std::vector<std::function<void()>> toRun;
-  {
-    std::lock_guard lock(mutex_);
-    if (cancelled_.exchange(true, std::memory_order_acq_rel)) return;
-    for (auto& [id, callback] : callbacks_)
-      toRun.push_back(std::move(callback));
-    callbacks_.clear();
-  }
+  std::unique_lock lock(mutex_);
+  if (cancelled_.exchange(true, std::memory_order_acq_rel)) return;
+  for (auto& [id, callback] : callbacks_)
+    toRun.push_back(std::move(callback));
+  callbacks_.clear();
+  running_ = true;
+  lock.unlock();
   for (auto& callback : toRun)
     callback();
+  lock.lock();
+  running_ = false;
+  idle_.notify_all();
 }
 
 std::uint64_t CancelSignal::onCancel(std::function<void()> callback) {
@@ -40,8 +43,11 @@ std::uint64_t CancelSignal::onCancel(std::function<void()> callback) {
 }
 
 void CancelSignal::removeOnCancel(std::uint64_t id) {
-  std::lock_guard lock(mutex_);
+  std::unique_lock lock(mutex_);
   callbacks_.erase(id);
+  // cancel() may have taken this callback already and be running it on its own thread: the
+  // caller is about to destroy what it captures (a stream's cancellation source).
+  idle_.wait(lock, [this] { return !running_; });
 }
 
 }  // namespace vnetipam::kube

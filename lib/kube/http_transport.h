@@ -7,6 +7,7 @@
 #pragma once
 
 #include <atomic>
+#include <condition_variable>
 #include <cstdint>
 #include <functional>
 #include <map>
@@ -47,11 +48,15 @@ class CancelSignal {
   bool cancelled() const { return cancelled_.load(std::memory_order_acquire); }
   // Returns an id for removeOnCancel. The callback must not call back into this signal.
   std::uint64_t onCancel(std::function<void()> callback);
+  // Returns once the callback is neither registered nor running, so what it captures may then be
+  // destroyed: a cancel() on another thread that already took it is waited for.
   void removeOnCancel(std::uint64_t id);
 
  private:
   std::atomic<bool> cancelled_{false};
   std::mutex mutex_;
+  std::condition_variable idle_;  // signalled when cancel() has run its callbacks
+  bool running_ = false;          // cancel() is running callbacks (outside mutex_)
   std::uint64_t nextId_ = 1;
   std::map<std::uint64_t, std::function<void()>> callbacks_;
 };

@@ -1,6 +1,9 @@
 #include "lib/kube/watch.h"
 
+#include <atomic>
+#include <future>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include <gtest/gtest.h>
@@ -92,6 +95,36 @@ TEST(Watch, SendsTheWatchQueryAndReturnsTheVersionToResumeFrom) {
             "/apis/vnetipam.io/v1alpha1/ipblocks?watch=1&allowWatchBookmarks=true"
             "&resourceVersion=10&labelSelector=vnetipam.io%2Fnode%3Dn1&timeoutSeconds=60");
   EXPECT_EQ(request.headers.at("Authorization"), "Bearer tok");
+}
+
+// A stream unregisters its callback and then destroys what the callback captures; a cancel() on
+// another thread that had already taken the callback must be waited for (the agent crashed at
+// exit on a cancellation source destroyed under a running cancel()).
+TEST(CancelSignal, RemoveOnCancelWaitsForACallbackAlreadyRunning) {
+  CancelSignal signal;
+  std::promise<void> entered;
+  std::promise<void> release;
+  std::shared_future<void> released = release.get_future().share();
+  std::atomic<bool> finished{false};
+  const auto id = signal.onCancel([&] {
+    entered.set_value();
+    released.wait();
+    finished = true;
+  });
+  std::thread canceller([&] { signal.cancel(); });
+  entered.get_future().wait();  // cancel() has taken the callback and is running it
+  std::promise<void> removing;
+  bool finishedWhenRemoved = false;
+  std::thread remover([&] {
+    removing.set_value();
+    signal.removeOnCancel(id);
+    finishedWhenRemoved = finished;
+  });
+  removing.get_future().wait();
+  release.set_value();
+  remover.join();
+  canceller.join();
+  EXPECT_TRUE(finishedWhenRemoved) << "removeOnCancel returned while the callback still ran";
 }
 
 TEST(Watch, ACancelledWatchReportsCancelled) {
