@@ -29,7 +29,6 @@ import ctypes
 import json
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -41,7 +40,7 @@ sys.path.insert(0, str(ROOT / "e2e"))
 
 from built import built  # noqa: E402
 from cluster import Cluster, build_binaries  # noqa: E402
-from netlab import REFERENCE_CNI_DIR, Lab  # noqa: E402
+from netlab import REFERENCE_CNI_DIR, Lab, run_cni  # noqa: E402
 from test_cni import Agent  # noqa: E402
 
 CLONE_NEWNET = 0x40000000
@@ -62,27 +61,22 @@ def enter_netns(netns_path: Path) -> None:
         os.close(fd)
 
 
-def exec_plugin(argv: list[str], env: dict, stdin: str) -> tuple[int, str]:
-    """Runs argv (from a thread already in the node namespace) and returns (exit code, stdout)."""
-    res = subprocess.run(argv, input=stdin, env=env, capture_output=True, text=True)
-    return res.returncode, res.stdout
-
-
 class Config:
     def __init__(self, name: str, plugin: Path, conf: dict, cni_path: list[Path]):
         self.name, self.plugin, self.conf = name, plugin, conf
-        self.cni_path = ":".join(str(p) for p in cni_path)
+        self.cni_path = cni_path
 
-    def add_del(self, node_ns: Path, pod) -> float:
-        env = {"PATH": os.environ["PATH"], "CNI_CONTAINERID": pod.container_id,
-               "CNI_NETNS": str(pod.netns.path), "CNI_IFNAME": "eth0", "CNI_PATH": self.cni_path,
-               "CNI_ARGS": f"IgnoreUnknown=1;K8S_POD_NAMESPACE=bench;K8S_POD_NAME={pod.name}"}
-        stdin = json.dumps(self.conf)
+    def add_del(self, pod) -> float:
+        """ADD then DEL of one pod, from a worker thread already in the node namespace (so
+        run_cni execs the plugin there directly); returns the seconds both took."""
+        args = f"IgnoreUnknown=1;K8S_POD_NAMESPACE=bench;K8S_POD_NAME={pod.name}"
         t0 = time.perf_counter()
         for command in ("ADD", "DEL"):
-            rc, out = exec_plugin([str(self.plugin)], {**env, "CNI_COMMAND": command}, stdin)
-            if rc != 0:
-                raise RuntimeError(f"{self.name} {command} of {pod.name}: {out}")
+            res = run_cni(self.plugin, command, self.conf, node=None,
+                          container_id=pod.container_id, netns=pod.netns.path,
+                          cni_path=self.cni_path, args=args)
+            if not res.ok:
+                raise RuntimeError(f"{self.name} {command} of {pod.name}: {res.stdout}")
         return time.perf_counter() - t0
 
 
@@ -107,7 +101,7 @@ def measure_pair(ours: Config, peer: Config, node_ns: Path, pods: list, parallel
         if parallel == 1:
             for p in pods:
                 for c in ((ours, peer) if flip else (peer, ours)):
-                    t = pool.submit(c.add_del, node_ns, p).result()
+                    t = pool.submit(c.add_del, p).result()
                     samples[c.name].append(t)
                     totals[c.name] += t
                 flip = not flip
@@ -117,7 +111,7 @@ def measure_pair(ours: Config, peer: Config, node_ns: Path, pods: list, parallel
                 part = pods[at:at + chunk]
                 for c in ((ours, peer) if flip else (peer, ours)):
                     t0 = time.perf_counter()
-                    samples[c.name] += list(pool.map(lambda p, c=c: c.add_del(node_ns, p), part))
+                    samples[c.name] += list(pool.map(c.add_del, part))
                     totals[c.name] += time.perf_counter() - t0
                 flip = not flip
     return {name: summary(samples[name], totals[name]) for name in samples}
@@ -139,6 +133,8 @@ def main() -> None:
     ap.add_argument("--only", choices=["main", "ipam"], default=None,
                     help="run only the main plugin pair or only the IPAM plugins")
     args = ap.parse_args()
+    if args.peer_dir is not None and args.only == "ipam":
+        ap.error("--peer-dir compares the main plugin pair only: it cannot go with --only ipam")
 
     work = Path(tempfile.mkdtemp(prefix="cni-bench-"))
     cluster = Cluster(work / "kube", build_binaries())
@@ -189,7 +185,7 @@ def main() -> None:
             for _, ours, peer, _ in pairs:
                 for c in (ours, peer):
                     for p in pods[:4]:
-                        warm.submit(c.add_del, node_ns, p).result()
+                        warm.submit(c.add_del, p).result()
 
         results = []
         print(f"{args.pods} pods, ADD+DEL each, node netns {node.netns.name}, "

@@ -57,6 +57,7 @@ os.environ["VNETIPAM_BUILD_DIR"] = str(Path(ARGS.build_dir).resolve())
 
 from azure_mock import Mock, provider_id, subnet_id, topology_with_subnets  # noqa: E402
 from cluster import Cluster  # noqa: E402
+from polling import poll  # noqa: E402
 from controller_harness import (ControllerProcess, KubeApi, metric_sum,  # noqa: E402
                                 parse_metrics, phase)
 
@@ -149,13 +150,9 @@ def run_controller(api: KubeApi, cluster: Cluster, mock: Mock, workdir: Path, n:
                             identity="bench", extra=tuple(extra), log_level="warn").start()
     try:
         ctl.wait_ready(60)
-        deadline = time.monotonic() + 60
-        while True:
-            ps = api.podsubnet("bench") or {}
-            if (ps.get("status") or {}).get("totalBlocks"):
-                break
-            assert time.monotonic() < deadline, f"PodSubnet not carved: {ps}\n{ctl.tail()}"
-            time.sleep(0.1)
+        poll("the PodSubnet to be carved",
+             lambda: ((api.podsubnet("bench") or {}).get("status") or {}).get("totalBlocks"), 60,
+             describe=lambda: f"{api.podsubnet('bench')}\n{ctl.tail()}")
         mock_before = mock.state()["counters"]
         api_before = apiserver_requests(api)
         own_before = api.requests

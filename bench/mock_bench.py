@@ -19,7 +19,6 @@ import argparse
 import http.client
 import json
 import os
-import socket
 import subprocess
 import sys
 import tempfile
@@ -27,8 +26,9 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "e2e"))
-from azure_mock import API, RG, SUB, topology_with_subnets  # noqa: E402
+from azure_mock import API, int_to_ip, ip_to_int, nic_id, topology_with_subnets  # noqa: E402
 from cluster import free_port  # noqa: E402
+from polling import wait_http_ok  # noqa: E402
 
 SUBNET = "10.0.0.0/12"
 TICKS = os.sysconf("SC_CLK_TCK")
@@ -37,10 +37,6 @@ TICKS = os.sysconf("SC_CLK_TCK")
 def cpu_seconds(pid: int) -> float:
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / TICKS  # utime, stime
-
-
-def int_to_ip(n: int) -> str:
-    return ".".join(str((n >> s) & 255) for s in (24, 16, 8, 0))
 
 
 def run_one(binary: str, topo_path: Path, vms: int, puts: int, workdir: Path) -> dict:
@@ -54,30 +50,25 @@ def run_one(binary: str, topo_path: Path, vms: int, puts: int, workdir: Path) ->
         stdout=log, stderr=subprocess.STDOUT)
     out: dict = {"binary": binary, "vms": vms}
     try:
-        while True:
+        def alive() -> None:
             if proc.poll() is not None:
                 raise SystemExit(f"{binary} exited {proc.returncode}")
-            try:
-                conn = http.client.HTTPConnection("127.0.0.1", port, timeout=600)
-                conn.request("GET", "/mock/healthz")
-                if conn.getresponse().status == 200:
-                    break
-            except OSError:
-                pass
-            time.sleep(0.01)
+
+        # The mock loads its topology before it listens: healthy = loaded.
+        wait_http_ok(f"{binary} healthy", f"http://127.0.0.1:{port}/mock/healthz", 600,
+                     alive=alive, interval=0.01)
         out["load_s"] = round(time.monotonic() - started, 3)
         out["load_cpu_s"] = round(cpu_seconds(proc.pid), 2)
         if puts:
             conn = http.client.HTTPConnection("127.0.0.1", port, timeout=600)
-            base = int.from_bytes(socket.inet_aton(SUBNET.split("/")[0]), "big")
+            base = ip_to_int(SUBNET.split("/")[0])
             # Blocks above the primaries: /28 number k of the subnet's second half.
             first_block = base + (1 << 19)
             cpu0 = cpu_seconds(proc.pid)
             t0 = time.monotonic()
             for k in range(puts):
                 i = k % vms
-                path = (f"/subscriptions/{SUB}/resourceGroups/{RG}/providers/Microsoft.Network/"
-                        f"networkInterfaces/vm-{i}-nic?{API}")
+                path = f"{nic_id(i, 'vm')}?{API}"
                 body = {"location": "eastus", "properties": {"ipConfigurations": [
                     {"name": "ipconfig1", "properties": {"primary": True}},
                     {"name": f"block{k}", "properties": {

@@ -104,6 +104,12 @@ class Process:
             self.popen.kill()
             self.popen.wait()
 
+    def check_running(self) -> None:
+        """Raises, with the log's tail, when the process has exited."""
+        if not self.running():
+            raise RuntimeError(f"{self.name} exited with {self.popen.returncode}; "
+                               f"log {self.log}:\n{self.tail()}")
+
     def tail(self, lines: int = 40) -> str:
         try:
             return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
@@ -198,7 +204,7 @@ class Cluster:
         ], self.workdir / f"kube-controller-manager-{n}.log")
         self._extra.append(proc)
         wait_http_ok("kube-controller-manager /healthz", f"https://127.0.0.1:{port}/healthz",
-                     timeout, alive=lambda: self._check_running(proc),
+                     timeout, alive=proc.check_running,
                      context=ssl.create_default_context(cafile=str(p / "ca.crt")),
                      describe=lambda: f"log {proc.log}:\n{proc.tail()}")
         return proc
@@ -242,7 +248,7 @@ class Cluster:
             nonlocal last
             for p in (self.etcd, self.apiserver):
                 if p is not None:
-                    self._check_running(p)
+                    p.check_running()
             try:
                 status, body = self.get("/readyz", timeout=2.0)
             except OSError as e:  # not listening yet (ssl.SSLError is an OSError)
@@ -253,13 +259,6 @@ class Cluster:
 
         poll("kube-apiserver /readyz", ready, timeout,
              describe=lambda: f"{last}; log {self.apiserver.log}:\n{self.apiserver.tail()}")
-
-    @staticmethod
-    def _check_running(p: Process) -> None:
-        """Raises, with the log's tail, when `p` has exited."""
-        if not p.running():
-            raise RuntimeError(
-                f"{p.name} exited with {p.popen.returncode}; log {p.log}:\n{p.tail()}")
 
     # ---- certificates and kubeconfigs --------------------------------------
 

@@ -187,10 +187,8 @@ class SimCluster:
 
     @staticmethod
     def _wait_http(proc: Process, url: str, deadline_s: float = 60) -> None:
-        def alive() -> None:
-            if not proc.running():
-                raise RuntimeError(f"{proc.name} exited {proc.popen.returncode}:\n{proc.tail()}")
-        wait_http_ok(f"{proc.name}: {url}", url, deadline_s, alive=alive, describe=proc.tail)
+        wait_http_ok(f"{proc.name}: {url}", url, deadline_s, alive=proc.check_running,
+                     describe=proc.tail)
 
     # ---- the API objects --------------------------------------------------------------------
 

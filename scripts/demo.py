@@ -30,6 +30,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "e2e"))
 
+from polling import poll  # noqa: E402
+
 STATE = Path(os.environ.get("VNETIPAM_DEMO_DIR", "/tmp/vnet-ipam-demo"))
 NETNS_PREFIX = "vipdemo-"
 SUPERVISOR_PID = STATE / "supervisor.pid"
@@ -76,15 +78,19 @@ def stop_pid(pid: int, expect: str, timeout: float = 20) -> bool:
     if not alive(pid, expect):
         return False
     os.kill(pid, signal.SIGTERM)
-    deadline = time.monotonic() + timeout
-    while alive(pid) and time.monotonic() < deadline:
-        time.sleep(0.1)
-    if alive(pid, expect):
+    if not gone_within(pid, timeout) and alive(pid, expect):
         os.kill(pid, signal.SIGKILL)
-        deadline = time.monotonic() + 10
-        while alive(pid) and time.monotonic() < deadline:
-            time.sleep(0.1)
+        gone_within(pid, 10)
     return True
+
+
+def gone_within(pid: int, timeout: float) -> bool:
+    """Whether `pid` exits within `timeout` seconds."""
+    try:
+        poll(f"pid {pid} to exit", lambda: not alive(pid), timeout)
+        return True
+    except AssertionError:
+        return False
 
 
 # ---- the supervisor --------------------------------------------------------------------------
@@ -279,9 +285,10 @@ def status(already_up: bool = False) -> int:
         except Exception:
             return False
 
-    deadline = time.monotonic() + 45
-    while not settled() and time.monotonic() < deadline:
-        time.sleep(0.5)
+    try:
+        poll("the figures to settle", settled, 45, interval=0.5)
+    except AssertionError:
+        pass  # shown as they are
 
     section("kubectl get podsubnets")
     print(kubectl(cfg, "get", "podsubnets"), end="")
