@@ -95,10 +95,6 @@ int main(int argc, char** argv) {
     return 0;
   }
   if (options.leaderElectionIdentity.empty()) options.leaderElectionIdentity = defaultIdentity();
-  if (auto address = vnetipam::observe::parseHostPort(options.metricsAddress); !address) {
-    std::fprintf(stderr, "vnet-ipam-controller: --metrics-address: %s\n", address.error().c_str());
-    return 2;
-  }
   vnetipam::cli::setUpLogging({.name = "vnet-ipam-controller",
                                .format = options.logFormat,
                                .level = options.logLevel,

@@ -120,14 +120,12 @@ Result<std::vector<std::string>> deleteStaleHostVeths(const Netns& hostNs, std::
   std::vector<std::string> deleted;
   for (std::size_t i = 0; i < names.size(); ++i) {
     // ENODEV: deleted meanwhile (a DEL, or its pod's namespace went away): what GC wanted.
-    if (deletes.error(i) == 0 || deletes.error(i) == -ENODEV) deleted.push_back(names[i]);
-  }
-  for (std::size_t i = 0; i < names.size(); ++i) {
-    if (deletes.error(i) != 0 && deletes.error(i) != -ENODEV) {
-      return std::unexpected(errnoError(-deletes.error(i), fmt::format("delete stale host veth {} "
-                                                                       "in namespace {}",
-                                                                       names[i], hostNs.label())));
+    if (const int err = deletes.error(i); err != 0 && err != -ENODEV) {
+      return std::unexpected(errnoError(
+          -err,
+          fmt::format("delete stale host veth {} in namespace {}", names[i], hostNs.label())));
     }
+    deleted.push_back(names[i]);
   }
   return deleted;
 }

@@ -36,20 +36,6 @@ Result<UniqueFd> rawSocket(const Netns& ns, std::uint32_t groups) {
   return fd;
 }
 
-// Calls each(header, message) for the complete netlink messages of one read, in order, until it
-// returns false.
-template <typename Each>
-void forEachMessage(std::span<const std::uint8_t> in, Each&& each) {
-  std::size_t at = 0;
-  while (at + sizeof(nlmsghdr) <= in.size()) {
-    nlmsghdr h{};
-    std::memcpy(&h, in.data() + at, sizeof h);
-    if (h.nlmsg_len < sizeof h || at + h.nlmsg_len > in.size()) return;
-    if (!each(h, in.subspan(at, h.nlmsg_len))) return;
-    at += netlinkAlign(h.nlmsg_len);
-  }
-}
-
 // The (negative) error number of an NLMSG_ERROR message; 0 for an ack.
 int errorOf(std::span<const std::uint8_t> message) {
   nlmsgerr e{};

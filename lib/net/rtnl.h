@@ -11,11 +11,14 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
 #include <functional>
 #include <span>
 #include <string>
 #include <string_view>
 #include <vector>
+
+#include <linux/netlink.h>
 
 #include "lib/net/error.h"
 #include "lib/net/netns.h"
@@ -49,6 +52,20 @@ class RtnlSocket {
 // NLMSG_ALIGN and NLMSG_HDRLEN without the kernel macros' signed arithmetic.
 constexpr std::size_t netlinkAlign(std::size_t n) { return (n + 3) & ~std::size_t{3}; }
 inline constexpr std::size_t kNetlinkHeaderLen = 16;  // netlinkAlign(sizeof(nlmsghdr))
+
+// Calls each(header, message) for the complete netlink messages of one read, in order, until it
+// returns false.
+template <typename Each>
+void forEachMessage(std::span<const std::uint8_t> in, Each&& each) {
+  std::size_t at = 0;
+  while (at + sizeof(nlmsghdr) <= in.size()) {
+    nlmsghdr h{};
+    std::memcpy(&h, in.data() + at, sizeof h);
+    if (h.nlmsg_len < sizeof h || at + h.nlmsg_len > in.size()) return;
+    if (!each(h, in.subspan(at, h.nlmsg_len))) return;
+    at += netlinkAlign(h.nlmsg_len);
+  }
+}
 
 // One rtnetlink attribute as found in a message.
 struct RtAttr {

@@ -438,16 +438,16 @@ Result<VethTeardown> VethTeardown::start(const Netns& hostNs, std::string_view c
       if (errno != EAGAIN && errno != EINTR) fds[0].fd = -1;
       continue;
     }
-    for (std::size_t at = 0; at + sizeof(nlmsghdr) <= static_cast<std::size_t>(n);) {
-      nlmsghdr h{};
-      std::memcpy(&h, in.data() + at, sizeof h);
-      if (h.nlmsg_len < sizeof h || at + h.nlmsg_len > static_cast<std::size_t>(n)) break;
-      if (h.nlmsg_type == RTM_DELLINK) {
-        const auto link = parseLink(std::span(in).subspan(at, h.nlmsg_len));
-        if (link && link->info.name == s->hostName) return teardown;
-      }
-      at += netlinkAlign(h.nlmsg_len);
-    }
+    bool gone = false;
+    forEachMessage(std::span<const std::uint8_t>(in).first(static_cast<std::size_t>(n)),
+                   [&](const nlmsghdr& h, std::span<const std::uint8_t> message) {
+                     if (h.nlmsg_type == RTM_DELLINK) {
+                       const auto link = parseLink(message);
+                       gone = link && link->info.name == s->hostName;
+                     }
+                     return !gone;
+                   });
+    if (gone) return teardown;
   }
   if (s->worker.joinable()) s->worker.join();
   if (s->error != 0 && s->error != -ENODEV) return forTeardown(errnoError(-s->error, deleting));
