@@ -6,13 +6,18 @@
 
 namespace vnetipam::cli {
 
-std::expected<SplitArgs, std::string> splitArgs(std::span<const char* const> args) {
+std::expected<SplitArgs, std::string> splitArgs(std::span<const char* const> args,
+                                                Positional positional) {
   SplitArgs split;
   for (std::size_t i = 0; i < args.size(); ++i) {
     const std::string_view arg = args[i];
     if (arg == "--help" || arg == "-h") {
       split.help = true;
       return split;
+    }
+    if (positional == Positional::kAllowed && !arg.empty() && !arg.starts_with('-')) {
+      split.positional.emplace_back(arg);
+      continue;
     }
     if (!arg.starts_with("--") || arg.size() == 2) {
       return std::unexpected(fmt::format("unexpected argument \"{}\"", arg));

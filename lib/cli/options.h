@@ -32,11 +32,19 @@ using KeyValues = std::vector<std::pair<std::string, std::string>>;
 
 struct SplitArgs {
   KeyValues flags;
+  std::vector<std::string> positional;  // in order; only with Positional::kAllowed
   bool help = false;  // --help or -h was given (the other arguments were not looked at further)
 };
 
+// Whether arguments that are not flags are accepted. The daemons take none: a stray word is a
+// mistake there. A subcommand that names things to act on (install-cni PLUGIN...) takes them.
+enum class Positional { kRefused, kAllowed };
+
 // Splits argv[1..] into --key value / --key=value pairs. --help / -h wins over everything after.
-std::expected<SplitArgs, std::string> splitArgs(std::span<const char* const> args);
+// With kAllowed, an argument that does not start with '-' (and is not a flag's value) is a
+// positional one; "-x" and a bare "--" are refused either way.
+std::expected<SplitArgs, std::string> splitArgs(std::span<const char* const> args,
+                                                Positional positional = Positional::kRefused);
 
 // Calls `apply(key, value)` for each entry of the --config file at `path` (a YAML or JSON mapping
 // of scalars; an empty file has none), in file order, stopping at the first error. `apply` returns

@@ -78,6 +78,19 @@ TEST(CliOptionsTest, SplitErrors) {
   EXPECT_EQ(splitArgs(missing).error(), "--b: missing value");
 }
 
+TEST(CliOptionsTest, PositionalArgumentsOnlyWhenAllowed) {
+  std::vector<const char*> args = {"one", "--a", "two", "--b=3", "four"};
+  EXPECT_EQ(splitArgs(args).error(), "unexpected argument \"one\"");
+  auto split = splitArgs(args, Positional::kAllowed);
+  ASSERT_TRUE(split) << split.error();
+  EXPECT_EQ(split->flags, (KeyValues{{"a", "two"}, {"b", "3"}})) << "a flag's value stays its own";
+  EXPECT_EQ(split->positional, (std::vector<std::string>{"one", "four"}));
+  std::vector<const char*> dash = {"x", "-y"};
+  EXPECT_EQ(splitArgs(dash, Positional::kAllowed).error(), "unexpected argument \"-y\"");
+  std::vector<const char*> empty = {""};
+  EXPECT_EQ(splitArgs(empty, Positional::kAllowed).error(), "unexpected argument \"\"");
+}
+
 TEST(CliOptionsTest, HelpWinsOverEverythingAfterIt) {
   auto options = parse({"--count", "5", "-h", "--nonsense"}, Toy{.name = "from-env"});
   ASSERT_TRUE(options) << options.error();
