@@ -36,6 +36,7 @@
 #include "node-agent/allocation_store.h"
 #include "node-agent/api_sync.h"
 #include "node-agent/cni_config.h"
+#include "node-agent/install_cni.h"
 #include "node-agent/metrics.h"
 #include "node-agent/options.h"
 #include "node-agent/socket_server.h"
@@ -262,8 +263,10 @@ int run(const AgentOptions& options) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  auto options =
-      parseOptions(std::span<const char* const>(argv + 1, static_cast<std::size_t>(argc - 1)));
+  const std::span<const char* const> args(argv + 1, static_cast<std::size_t>(argc - 1));
+  // The agent pod's init container: the image has no shell to copy the plugins with.
+  if (!args.empty() && args[0] == kInstallCniCommand) return installCniMain(args.subspan(1));
+  auto options = parseOptions(args);
   if (!options) {
     std::cerr << "vnet-ipam-agent: " << options.error() << "\n" << usageText();
     return 2;

@@ -58,7 +58,9 @@ std::string_view usageText() {
          "  [--host-veth-prefix P] [--mtu N] [--metrics-address HOST:PORT]\n"
          "  [--gc-grace-seconds S] [--release-cooldown-seconds S] [--usage-report-interval-ms MS]\n"
          "  [--log-format text|json] [--log-level debug|info|warn|error]\n"
-         "--node-name defaults to $NODE_NAME and is required.\n";
+         "--node-name defaults to $NODE_NAME and is required.\n"
+         "       vnet-ipam-agent install-cni --dest-dir DIR [--source-dir DIR]... PLUGIN...\n"
+         "copies CNI plugins into DIR for the runtime (install-cni --help says more).\n";
 }
 
 std::expected<AgentOptions, std::string> parseOptions(
