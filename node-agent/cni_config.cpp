@@ -10,21 +10,28 @@
 
 namespace vnetipam::agent {
 
-std::string cniConfigList(const std::string& hostVethPrefix, int mtu, const std::string& socket) {
+std::string cniConfigList(const std::string& hostVethPrefix, int mtu, const std::string& socket,
+                          bool chainPortmap) {
   // ordered_json keeps the documented member order, which is easier on humans reading the file.
   using nlohmann::ordered_json;
-  ordered_json transparent{{"type", "vnet-transparent"},
-                           {"hostVethPrefix", hostVethPrefix},
-                           {"mtu", mtu},
-                           {"ipam", ordered_json{{"type", "vnet-ipam"}, {"socket", socket}}}};
-  ordered_json portmap{
-      {"type", "portmap"}, {"capabilities", ordered_json{{"portMappings", true}}}, {"snat", true}};
+  ordered_json plugins = ordered_json::array();
+  plugins.push_back(
+      ordered_json{{"type", "vnet-transparent"},
+                   {"hostVethPrefix", hostVethPrefix},
+                   {"mtu", mtu},
+                   {"ipam", ordered_json{{"type", "vnet-ipam"}, {"socket", socket}}}});
+  if (chainPortmap) {
+    plugins.push_back(ordered_json{{"type", "portmap"},
+                                   {"capabilities", ordered_json{{"portMappings", true}}},
+                                   {"snat", true}});
+  }
   // 1.0.0, not 1.1.0: a list has one version for every plugin in it, and the portmap chained
   // here (Debian's containernetworking-plugins 1.1.1) speaks at most 1.0.0. Our plugins speak
-  // both; a runtime that sends 1.1.0 commands (GC, STATUS) to a 1.0.0 list skips them.
-  ordered_json list{{"cniVersion", "1.0.0"},
-                    {"name", "vnet-ipam"},
-                    {"plugins", ordered_json::array({transparent, portmap})}};
+  // both; a runtime that sends 1.1.0 commands (GC, STATUS) to a 1.0.0 list skips them. The list
+  // without portmap stays at 1.0.0 as well: a runtime whose libcni predates spec 1.1.0 cannot
+  // read a 1.1.0 result, and turning portmap off should change nothing but portmap.
+  ordered_json list{
+      {"cniVersion", "1.0.0"}, {"name", "vnet-ipam"}, {"plugins", std::move(plugins)}};
   return list.dump(2) + "\n";
 }
 

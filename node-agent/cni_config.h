@@ -13,7 +13,11 @@ namespace vnetipam::agent {
 // {"cniVersion":"1.0.0","name":"vnet-ipam","plugins":[{"type":"vnet-transparent",
 //  "hostVethPrefix":P,"mtu":N,"ipam":{"type":"vnet-ipam","socket":S}},{"type":"portmap",
 //  "capabilities":{"portMappings":true},"snat":true}]}
-std::string cniConfigList(const std::string& hostVethPrefix, int mtu, const std::string& socket);
+// Without chainPortmap the list holds vnet-transparent alone: the runtime runs every plugin of the
+// list for ADD and DEL, so a chained plugin missing from its CNI bin directory fails every DEL and
+// leaves pods stuck terminating. Without portmap, hostPort mappings are not honoured.
+std::string cniConfigList(const std::string& hostVethPrefix, int mtu, const std::string& socket,
+                          bool chainPortmap);
 
 // Writes `content` to dir/name so that a reader sees the old file or the whole new one, never a
 // part: a temporary file in the same directory (a dot name, which the runtime ignores), fsync,

@@ -195,9 +195,9 @@ int run(const AgentOptions& options) {
   }
   allocations.setReady(true);
   const std::filesystem::path confDir(options.cniConfDir);
-  if (auto written =
-          writeFileAtomically(confDir, options.cniConfName,
-                              cniConfigList(options.hostVethPrefix, options.mtu, options.socket));
+  if (auto written = writeFileAtomically(
+          confDir, options.cniConfName,
+          cniConfigList(options.hostVethPrefix, options.mtu, options.socket, options.chainPortmap));
       !written) {
     spdlog::error("--cni-conf-dir: {}", written.error().message);
     return 1;

@@ -38,6 +38,7 @@ const Table& setters() {
          return std::nullopt;
        }},
       {"mtu", Table::integer(&AgentOptions::mtu, 68, 65535)},
+      {"chain-portmap", Table::boolean(&AgentOptions::chainPortmap)},
       // ":PORT" (every address) is accepted here, unlike the controller's flag.
       {"metrics-address", Table::hostPort(&AgentOptions::metricsAddress, cli::HostPart::kOptional)},
       {"gc-grace-seconds", Table::integer(&AgentOptions::gcGraceSeconds, 0, 86400 * 7)},
@@ -55,7 +56,8 @@ const Table& setters() {
 std::string_view usageText() {
   return "usage: vnet-ipam-agent [--config FILE] [--kubeconfig PATH] [--node-name NAME]\n"
          "  [--socket PATH] [--state-dir DIR] [--cni-conf-dir DIR] [--cni-conf-name NAME]\n"
-         "  [--host-veth-prefix P] [--mtu N] [--metrics-address HOST:PORT]\n"
+         "  [--host-veth-prefix P] [--mtu N] [--chain-portmap true|false]\n"
+         "  [--metrics-address HOST:PORT]\n"
          "  [--gc-grace-seconds S] [--release-cooldown-seconds S] [--usage-report-interval-ms MS]\n"
          "  [--log-format text|json] [--log-level debug|info|warn|error]\n"
          "--node-name defaults to $NODE_NAME and is required.\n"

@@ -25,6 +25,10 @@ struct AgentOptions {
   std::string cniConfName = "10-vnet-ipam.conflist";
   std::string hostVethPrefix = "vnet";
   int mtu = 1500;
+  // Chain the reference portmap plugin (hostPort) after vnet-transparent in the CNI config. Off
+  // when portmap is not installed in the runtime's CNI bin directory: a chained plugin that is
+  // missing fails every DEL.
+  bool chainPortmap = true;
   std::string metricsAddress = "0.0.0.0:9091";
   int gcGraceSeconds = 60;
   int releaseCooldownSeconds = 30;

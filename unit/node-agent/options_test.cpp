@@ -32,6 +32,28 @@ TEST(AgentOptionsTest, DefaultsAreTheContractsOnes) {
   EXPECT_EQ(o->gcGraceSeconds, 60);
   EXPECT_EQ(o->releaseCooldownSeconds, 30);
   EXPECT_EQ(o->usageReportIntervalMs, 1000);
+  EXPECT_TRUE(o->chainPortmap);
+}
+
+TEST(AgentOptionsTest, ChainPortmapIsTrueOrFalseFromTheFlagOrTheFile) {
+  auto off = parse({"--chain-portmap=false"}, "n1");
+  ASSERT_TRUE(off) << off.error();
+  EXPECT_FALSE(off->chainPortmap);
+  auto on = parse({"--chain-portmap", "true"}, "n1");
+  ASSERT_TRUE(on) << on.error();
+  EXPECT_TRUE(on->chainPortmap);
+
+  testing::TempDir dir;
+  const auto file = dir.path() / "agent.yaml";
+  std::ofstream(file) << "chain-portmap: false\n";
+  const std::string config = file.string();
+  auto fromFile = parse({"--config", config.c_str()}, "n1");
+  ASSERT_TRUE(fromFile) << fromFile.error();
+  EXPECT_FALSE(fromFile->chainPortmap);
+
+  auto bad = parse({"--chain-portmap", "no"}, "n1");
+  ASSERT_FALSE(bad);
+  EXPECT_EQ(bad.error(), "--chain-portmap: \"no\" is not true or false");
 }
 
 TEST(AgentOptionsTest, FlagsWinOverTheConfigFile) {

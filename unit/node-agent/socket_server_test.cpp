@@ -108,7 +108,7 @@ TEST(SocketServerTest, AStaleSocketFileIsReplaced) {
 }
 
 TEST(CniConfigTest, TheContractsConfigListWrittenAtomically) {
-  const auto text = cniConfigList("cali", 1450, "/run/x.sock");
+  const auto text = cniConfigList("cali", 1450, "/run/x.sock", /*chainPortmap=*/true);
   const auto j = nlohmann::json::parse(text);
   EXPECT_EQ(j, nlohmann::json::parse(R"({"cniVersion":"1.0.0","name":"vnet-ipam","plugins":[
       {"type":"vnet-transparent","hostVethPrefix":"cali","mtu":1450,
@@ -121,6 +121,15 @@ TEST(CniConfigTest, TheContractsConfigListWrittenAtomically) {
   EXPECT_EQ(read, text);
   EXPECT_EQ(std::distance(std::filesystem::directory_iterator(dir.path() / "net.d"), {}), 1)
       << "no temporary file left";
+}
+
+// A node without the portmap binary: the runtime runs every plugin of the list on DEL, so the list
+// must not name portmap at all.
+TEST(CniConfigTest, WithoutPortmapTheListHoldsVnetTransparentAlone) {
+  const auto j = nlohmann::json::parse(cniConfigList("vnet", 1500, "/run/x.sock", false));
+  EXPECT_EQ(j, nlohmann::json::parse(R"({"cniVersion":"1.0.0","name":"vnet-ipam","plugins":[
+      {"type":"vnet-transparent","hostVethPrefix":"vnet","mtu":1500,
+       "ipam":{"type":"vnet-ipam","socket":"/run/x.sock"}}]})"));
 }
 
 }  // namespace
