@@ -1,4 +1,5 @@
-// Per-interface sysctls under /proc/sys/net, written inside a given network namespace.
+// Sysctls under /proc/sys/net, per interface or namespace-wide, written inside a given network
+// namespace.
 //
 // libnl has no API for these. A /proc/sys/net file resolves against the namespace of the thread
 // that opens it, so the files are opened on a thread inside the target namespace (runInNetns);
@@ -37,5 +38,13 @@ Result<void> writeInterfaceSysctls(const Netns& ns, std::span<const InterfaceSys
 
 // Reads a setting back (trailing newline stripped), from a thread inside ns.
 Result<std::string> readInterfaceSysctl(const Netns& ns, const InterfaceSysctl& s);
+
+// A namespace-wide setting: `key` is its path under /proc/sys/net ("ipv4/ip_forward" for
+// net.ipv4.ip_forward). From one thread inside ns, reads it and writes `value` only when it
+// differs: a setting that is already right costs no write, so it succeeds where /proc/sys is
+// read-only (a runtime in a container) and does not redo the kernel's work of a change (ip_forward
+// walks every interface). True when it wrote. kInvalidArgument if key could leave /proc/sys/net;
+// otherwise the message names the file, the value and the namespace.
+Result<bool> ensureNetSysctl(const Netns& ns, std::string_view key, std::string_view value);
 
 }  // namespace vnetipam::net

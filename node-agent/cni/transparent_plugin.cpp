@@ -67,6 +67,20 @@ class IpamRelease {
 
 // ---- ADD ----------------------------------------------------------------------------------------
 
+// net.ipv4.ip_forward=1 in the host namespace, as the reference ptp plugin sets it. The kernel
+// forwards an IPv4 packet only if the interface it came in on has forwarding on. The host veth's
+// own forwarding=1 covers what a pod sends; a packet for the pod from another node comes in on the
+// node's uplink, which forwards only once ip_forward=1 has turned forwarding on for every
+// interface. Written only when it is not 1 already (net::ensureNetSysctl).
+Outcome<void> enableForwarding(const net::Netns& hostNs) {
+  if (auto ok = net::ensureNetSysctl(hostNs, "ipv4/ip_forward", "1"); !ok) {
+    return failWith(kIoFailure,
+                    "vnet-transparent: enabling IPv4 forwarding (net.ipv4.ip_forward=1): " +
+                        ok.error().message);
+  }
+  return {};
+}
+
 Outcome<Result> add(const net::Netns& hostNs, IpamDelegate& ipam, const Env& env,
                     const NetConf& conf) {
   auto config = parseTransparentConfig(conf);
@@ -83,10 +97,12 @@ Outcome<Result> add(const net::Netns& hostNs, IpamDelegate& ipam, const Env& env
                                    .mtu = config->mtu};
   auto ipamAdd = ipam.start(Command::kAdd, env, conf);
   auto veth = net::PodVeth::create(hostNs, *podNs, params);
+  auto forwarding = enableForwarding(hostNs);
   auto allocated = ipamAdd->finish();
   if (!allocated) return std::unexpected(allocated.error());
   IpamRelease release(ipam, env, conf);
   if (!veth) return fromNet(veth.error());
+  if (!forwarding) return std::unexpected(forwarding.error());
 
   const auto v4 = std::ranges::find_if(allocated->ips, [](const IPConfig& ipc) {
     return ipc.address.family() == ipam::Family::kV4;

@@ -6,6 +6,9 @@
 // 1500, 68..65535), "ipam" (required; any IPAM plugin, run per the spec through IpamDelegate).
 //
 //   ADD    IPAM ADD, with the veth made while the IPAM plugin runs, then addresses and routes.
+//          Also sets net.ipv4.ip_forward=1 in the host namespace when it is not 1 (as ptp does):
+//          without it a node does not forward what other nodes send to its pods (code 5 if it
+//          cannot be set).
 //          If any step fails, the veth is deleted again and (if IPAM ADD succeeded) IPAM DEL runs
 //          after that, so a failed ADD holds nothing.
 //   DEL    deletes the host veth (the kernel takes the pod end, its routes and neighbours), then

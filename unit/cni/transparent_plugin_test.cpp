@@ -3,9 +3,15 @@
 #include "node-agent/cni/transparent_plugin.h"
 
 #include <algorithm>
+#include <cerrno>
+#include <cstring>
 #include <optional>
 
 #include <gtest/gtest.h>
+#include <sched.h>
+#include <sys/mount.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include "lib/net/veth_name.h"
 #include "unit/lib/net/test_netns.h"
@@ -69,6 +75,18 @@ class TransparentPluginTest : public ::testing::Test {
   bool hostHasLink(const std::string& name) {
     const auto links = ipJson(*host_, "link show");
     return std::ranges::any_of(links, [&](const json& l) { return l["ifname"] == name; });
+  }
+  // net.ipv4.ip_forward of a test namespace, read or written by a tool inside it.
+  static std::string ipForward(const TestNetns& ns) {
+    const auto r = runCommand(
+        fmt::format("nsenter --net={} cat /proc/sys/net/ipv4/ip_forward", ns.procPath()));
+    EXPECT_EQ(r.status, 0) << r.out;
+    return r.out.substr(0, r.out.find('\n'));
+  }
+  static void setIpForward(const TestNetns& ns, int value) {
+    const auto r = runCommand(fmt::format(
+        "nsenter --net={} sh -c 'echo {} > /proc/sys/net/ipv4/ip_forward'", ns.procPath(), value));
+    ASSERT_EQ(r.status, 0) << r.out;
   }
 
   std::optional<TestNetns> host_;
@@ -152,6 +170,86 @@ TEST_F(TransparentPluginTest, FailedAddUndoesTheVethAndReleasesTheAddress) {
   EXPECT_EQ(ipam_.commands, (std::vector<Command>{Command::kAdd, Command::kDel}));
   EXPECT_FALSE(hostHasLink(hostVeth()));
   EXPECT_TRUE(ipJson(*host_, "route show 10.77.0.5/32").empty());
+}
+
+// A packet from another node to a pod comes in on the node's uplink, which forwards only with
+// net.ipv4.ip_forward=1: ADD turns it on in the host namespace (a test namespace here), as ptp
+// does, and leaves the pod's namespace alone.
+TEST_F(TransparentPluginTest, AddTurnsOnIpForwardInTheHostNamespace) {
+  setIpForward(*host_, 0);
+  setIpForward(*pod_, 0);
+  ASSERT_EQ(ipForward(*host_), "0");
+  const auto add = run(env("ADD"), conf());
+  ASSERT_EQ(add.exitCode, 0) << add.out;
+  EXPECT_EQ(ipForward(*host_), "1");
+  EXPECT_EQ(ipForward(*pod_), "0");
+
+  // Already on: the next ADD succeeds and it stays on.
+  TestNetns second;
+  ipam_.address = "10.77.0.6";
+  auto e = env("ADD", "ctr-2");
+  e["CNI_NETNS"] = second.procPath();
+  const auto again = run(e, conf());
+  ASSERT_EQ(again.exitCode, 0) << again.out;
+  EXPECT_EQ(ipForward(*host_), "1");
+}
+
+// Where ip_forward is 0 and cannot be written (/proc/sys read-only, as for a runtime in a
+// container), ADD fails with the spec's I/O error naming the sysctl, and holds nothing: no veth,
+// no route, the address released. The plugin runs in a child process that remounts /proc/sys
+// read-only in a mount namespace of its own, so this process's mounts never change.
+TEST_F(TransparentPluginTest, AddFailsNamingIpForwardWhenItCannotBeSet) {
+  setIpForward(*host_, 0);
+  int fds[2];
+  ASSERT_EQ(::pipe(fds), 0);
+  const pid_t child = ::fork();
+  ASSERT_GE(child, 0) << std::strerror(errno);
+  if (child == 0) {
+    ::close(fds[0]);
+    json report;
+    // Private first: without it the read-only mount could propagate to the parent's namespace.
+    if (::unshare(CLONE_NEWNS) != 0 ||
+        ::mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) != 0 ||
+        ::mount("/proc/sys", "/proc/sys", nullptr, MS_BIND, nullptr) != 0 ||
+        ::mount(nullptr, "/proc/sys", nullptr, MS_BIND | MS_REMOUNT | MS_RDONLY, nullptr) != 0) {
+      report["skip"] = std::string("read-only /proc/sys: ") + std::strerror(errno);
+    } else {
+      const auto add = run(env("ADD"), conf());
+      report["exitCode"] = add.exitCode;
+      report["out"] = add.out;
+      report["commands"] = json::array();
+      for (Command c : ipam_.commands)
+        report["commands"].push_back(static_cast<int>(c));
+    }
+    const std::string text = report.dump();
+    (void)!::write(fds[1], text.data(), text.size());
+    ::_exit(0);
+  }
+  ::close(fds[1]);
+  std::string text;
+  char buf[4096];
+  for (ssize_t n; (n = ::read(fds[0], buf, sizeof buf)) != 0;) {
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) break;
+    text.append(buf, static_cast<std::size_t>(n));
+  }
+  ::close(fds[0]);
+  int status = 0;
+  ASSERT_EQ(::waitpid(child, &status, 0), child);
+  ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << status;
+  const json report = json::parse(text);
+  if (report.contains("skip")) GTEST_SKIP() << report["skip"].get<std::string>();
+
+  ASSERT_NE(report["exitCode"], 0);
+  const json err = json::parse(report["out"].get<std::string>());
+  EXPECT_EQ(err["code"], kIoFailure);
+  EXPECT_NE(err["msg"].get<std::string>().find("net.ipv4.ip_forward"), std::string::npos)
+      << err["msg"];
+  EXPECT_EQ(report["commands"],
+            (json{static_cast<int>(Command::kAdd), static_cast<int>(Command::kDel)}));
+  EXPECT_FALSE(hostHasLink(hostVeth()));
+  EXPECT_TRUE(ipJson(*host_, "route show 10.77.0.5/32").empty());
+  EXPECT_EQ(ipForward(*host_), "0");
 }
 
 TEST_F(TransparentPluginTest, IpamFailureIsPassedThroughAndNothingIsCreated) {

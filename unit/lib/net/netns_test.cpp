@@ -151,5 +151,34 @@ TEST(SysctlTest, NamesTheFileAndNamespaceOnFailure) {
             ErrorCode::kInvalidArgument);
 }
 
+// A namespace-wide setting, in a test namespace only: written when it differs, left alone when it
+// does not.
+TEST(SysctlTest, EnsureNetSysctlWritesOnlyWhatDiffers) {
+  VNETIPAM_SKIP_WITHOUT_NETNS();
+  TestNetns target;
+  auto wrote = ensureNetSysctl(target.ns(), "ipv4/ip_forward", "0");
+  ASSERT_TRUE(wrote) << wrote.error().message;
+  wrote = ensureNetSysctl(target.ns(), "ipv4/ip_forward", "1");
+  ASSERT_TRUE(wrote) << wrote.error().message;
+  EXPECT_TRUE(*wrote);
+  wrote = ensureNetSysctl(target.ns(), "ipv4/ip_forward", "1");
+  ASSERT_TRUE(wrote) << wrote.error().message;
+  EXPECT_FALSE(*wrote) << "already 1: no write";
+  EXPECT_EQ(*readInterfaceSysctl(target.ns(), {.ifname = "lo", .key = "forwarding"}), "1")
+      << "ip_forward turns forwarding on for every interface";
+
+  for (const char* key : {"", "/ipv4/ip_forward", "ipv4/../../kernel/x", "ipv4//ip_forward",
+                          "ipv4/./ip_forward", "ipv4/"}) {
+    auto bad = ensureNetSysctl(target.ns(), key, "1");
+    ASSERT_FALSE(bad) << key;
+    EXPECT_EQ(bad.error().code, ErrorCode::kInvalidArgument) << key;
+  }
+  auto missing = ensureNetSysctl(target.ns(), "ipv4/no_such_setting", "1");
+  ASSERT_FALSE(missing);
+  EXPECT_EQ(missing.error().code, ErrorCode::kNotFound);
+  EXPECT_NE(missing.error().message.find("/proc/sys/net/ipv4/no_such_setting"), std::string::npos);
+  EXPECT_NE(missing.error().message.find(target.ns().label()), std::string::npos);
+}
+
 }  // namespace
 }  // namespace vnetipam::net
