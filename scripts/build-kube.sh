@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Builds the real kube-apiserver, kube-controller-manager and etcd used by the
-# e2e tests, from the Go module proxy with the machine's Go, and caches them
-# outside the checkout:
+# Builds the real Kubernetes binaries used by the e2e tests, from the Go module
+# proxy with the machine's Go, and caches them outside the checkout:
+#   control plane: kube-apiserver, kube-controller-manager, kube-scheduler, etcd
+#   real nodes:    kubelet, kube-proxy
 #
 #   ${VNETIPAM_CACHE:-$HOME/.cache/vnet-ipam}/kube/<k8s-version>-etcd-<etcd-version>/
 #
@@ -20,7 +21,8 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 KUBE_MOD="$ROOT/e2e/kube"
 ETCD_MOD="$ROOT/e2e/kube/etcd"
-BINARIES=(kube-apiserver kube-controller-manager etcd)
+KUBE_COMMANDS=(kube-apiserver kube-controller-manager kube-scheduler kubelet kube-proxy)
+BINARIES=("${KUBE_COMMANDS[@]}" etcd)
 
 log() { echo "build-kube: $*" >&2; }
 die() { log "error: $*"; exit 1; }
@@ -83,11 +85,11 @@ for pkg in k8s.io/client-go/pkg/version k8s.io/component-base/version; do
   VERSION_LDFLAGS+=" -X $pkg.gitTreeState=clean -X $pkg.buildDate=$KUBE_TIME"
 done
 
-log "building kube-apiserver, kube-controller-manager $KUBE_VERSION and etcd $ETCD_VERSION with $GOVERSION into $OUT"
+log "building ${KUBE_COMMANDS[*]} $KUBE_VERSION and etcd $ETCD_VERSION with $GOVERSION into $OUT"
 start=$SECONDS
 (
   cd "$KUBE_MOD"
-  for cmd in kube-apiserver kube-controller-manager; do
+  for cmd in "${KUBE_COMMANDS[@]}"; do
     log "go build k8s.io/kubernetes/cmd/$cmd"
     nice -n 10 "$GO" build -trimpath -buildvcs=false -ldflags="-s -w$VERSION_LDFLAGS" \
       -o "$TMP/$cmd" "k8s.io/kubernetes/cmd/$cmd"
