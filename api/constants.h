@@ -25,7 +25,8 @@ inline constexpr std::string_view kCategory = "vnetipam";
 // the field selector spec.nodeName=<node> (a selectable field), never with this label.
 inline constexpr std::string_view kNodeLabel = "vnetipam.io/node";
 inline constexpr std::string_view kSubnetLabel = "vnetipam.io/subnet";
-// Keeps an IPBlock until the controller has removed its prefix from the node's NIC.
+// Keeps an IPBlock until the controller has removed its prefix from the node's NIC. Only with a
+// cloud: with --cloud=none there is no NIC, and the controller neither adds it nor keeps it.
 inline constexpr std::string_view kNicReleaseFinalizer = "vnetipam.io/nic-release";
 
 // Server-side apply field managers. The controller owns spec, status.phase, status.nic,

@@ -186,6 +186,11 @@ class Controller {
       const std::string& node, const std::vector<std::pair<std::string, api::BlockPhase>>& changes,
       const std::string& nicId);
   std::optional<std::string> finishReleasing(const std::vector<std::string>& names);
+  // --cloud=none: removes kNicReleaseFinalizer from these blocks (the rule is in nicPass).
+  std::optional<std::string> dropNicFinalizers(const std::vector<std::string>& names);
+  // One merge patch leaving info.otherFinalizers; `remember`: fold the answer into the state.
+  std::optional<std::string> removeNicFinalizer(const std::string& name, const BlockInfo& info,
+                                                bool remember);
   void event(const kube::ObjectReference& ref, bool warning, std::string_view reason,
              std::string_view action, std::string_view note);
   kube::ObjectReference nodeRef(const std::string& node) const;  // under mutex_

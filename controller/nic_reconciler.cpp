@@ -82,15 +82,50 @@ std::optional<std::string> Controller::finishReleasing(const std::vector<std::st
       }
     }
     if (!info.hasFinalizer) continue;
-    const json patch = {
-        {"metadata",
-         {{"finalizers", info.otherFinalizers}, {"resourceVersion", info.resourceVersion}}}};
-    auto patched = client_.mergePatch(blockPath(name), patch);
-    if (!patched && patched.error().code != kube::ErrorCode::kNotFound) {
-      // kConflict: the watch brings the newer object and the NIC pass runs again.
-      firstError =
-          firstError.value_or(fmt::format("IPBlock {}: removing finalizer {}: {}", name,
-                                          api::kNicReleaseFinalizer, patched.error().message));
+    if (auto e = removeNicFinalizer(name, info, false)) firstError = firstError.value_or(*e);
+  }
+  return firstError;
+}
+
+std::optional<std::string> Controller::removeNicFinalizer(const std::string& name,
+                                                          const BlockInfo& info, bool remember) {
+  // The other finalizers stay, and the resourceVersion makes the patch fail rather than drop one
+  // that was added since.
+  const json patch = {
+      {"metadata",
+       {{"finalizers", info.otherFinalizers}, {"resourceVersion", info.resourceVersion}}}};
+  auto patched = client_.mergePatch(blockPath(name), patch);
+  if (!patched) {
+    if (patched.error().code == kube::ErrorCode::kNotFound) return std::nullopt;
+    // kConflict: the watch brings the newer object and the NIC pass runs again.
+    return fmt::format("IPBlock {}: removing finalizer {}: {}", name, api::kNicReleaseFinalizer,
+                       patched.error().message);
+  }
+  if (remember) {
+    if (auto updated = decodeBlock(*patched)) {
+      std::lock_guard lock(mutex_);
+      upsertBlockLocked(name, std::move(*updated), false);
+    }
+  }
+  return std::nullopt;
+}
+
+std::optional<std::string> Controller::dropNicFinalizers(const std::vector<std::string>& names) {
+  std::optional<std::string> firstError;
+  for (const std::string& name : names) {
+    if (!canWrite()) return std::string("not the leader");
+    BlockInfo info;
+    {
+      std::lock_guard lock(mutex_);
+      const auto found = blocks_.find(name);
+      if (found == blocks_.end() || !found->second.hasFinalizer) continue;
+      info = found->second;
+    }
+    if (auto e = removeNicFinalizer(name, info, true)) {
+      firstError = firstError.value_or(*e);
+    } else {
+      spdlog::info("IPBlock {}: removed finalizer {}: without a cloud no NIC holds it", name,
+                   api::kNicReleaseFinalizer);
     }
   }
   return firstError;
@@ -111,8 +146,9 @@ std::optional<std::string> Controller::reconcileNic(const std::string& node) {
 
 std::optional<std::string> Controller::nicPass(const std::string& node, bool& again) {
   std::vector<NicBlock> blocks;
-  std::string blockNicId;       // status.nic.id of some block of the node
-  std::string blockProviderID;  // the providerID some block was created for
+  std::string blockNicId;                  // status.nic.id of some block of the node
+  std::string blockProviderID;             // the providerID some block was created for
+  std::vector<std::string> withFinalizer;  // blocks that carry kNicReleaseFinalizer
   std::vector<ipam::Prefix> managed;
   std::map<ipam::Prefix, Time> unowned;
   std::optional<std::string> nicId;
@@ -129,6 +165,7 @@ std::optional<std::string> Controller::nicPass(const std::string& node, bool& ag
             {.name = name, .cidr = info.cidr, .phase = info.phase, .deleting = info.deleting});
         if (!info.nicId.empty()) blockNicId = info.nicId;
         if (!info.providerID.empty()) blockProviderID = info.providerID;
+        if (info.hasFinalizer) withFinalizer.push_back(name);
       }
     }
     for (const auto& [name, state] : subnetStates_) {
@@ -145,6 +182,15 @@ std::optional<std::string> Controller::nicPass(const std::string& node, bool& ag
 
   if (!cloud_) {
     // --cloud=none: no NIC to program; blocks go Pending -> Ready, leaving blocks go at once.
+    //
+    // The finalizer rule without a cloud: kNicReleaseFinalizer promises a NIC step (the block's
+    // prefix taken off its node's NIC) before the object may go, and this controller takes none:
+    // a leaving block is released at once, below. So no block keeps the finalizer, neither a new
+    // one (reconcileNode does not add it) nor one found carrying it (made by an earlier version,
+    // or while the controller ran with a cloud), which would otherwise outlive every controller
+    // and hang the deletion of the CRDs once the chart is gone. Removing it is safe because
+    // releasing a block here never waits for a NIC anyway; a prefix such a block left on a NIC is
+    // removed as unowned (after nicOrphanGrace) when a controller runs with the cloud again.
     std::vector<std::pair<std::string, api::BlockPhase>> changes;
     std::vector<std::string> finished;
     for (const NicBlock& b : blocks) {
@@ -154,9 +200,14 @@ std::optional<std::string> Controller::nicPass(const std::string& node, bool& ag
         changes.emplace_back(b.name, api::BlockPhase::kReady);
       }
     }
+    // A leaving block loses the finalizer in finishReleasing, with its release.
+    std::erase_if(withFinalizer, [&](const std::string& name) {
+      return std::ranges::find(finished, name) != finished.end();
+    });
     auto error = writePhases(node, changes, "");
     auto released = finishReleasing(finished);
-    return error ? error : released;
+    auto dropped = dropNicFinalizers(withFinalizer);
+    return error ? error : released ? released : dropped;
   }
 
   const bool allLeaving = std::ranges::all_of(blocks, &NicBlock::leaving);

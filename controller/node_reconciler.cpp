@@ -158,14 +158,16 @@ std::optional<std::string> Controller::reconcileNode(const std::string& name) {
     if (api::isLabelValue(name)) labels[std::string(api::kNodeLabel)] = name;
     json annotations = json::object();
     if (!providerID.empty()) annotations[std::string(kProviderIDAnnotation)] = providerID;
+    json metadata = {{"name", c.blockName},
+                     {"labels", std::move(labels)},
+                     {"annotations", std::move(annotations)}};
+    // Only with a cloud is there a NIC to take the prefix off before the block may go; without
+    // one the finalizer would only keep the block after the controller is gone (nicPass).
+    if (cloud_) metadata["finalizers"] = json::array({api::kNicReleaseFinalizer});
     const json body = {
         {"apiVersion", api::kApiVersion},
         {"kind", api::kIPBlockKind},
-        {"metadata",
-         {{"name", c.blockName},
-          {"labels", std::move(labels)},
-          {"annotations", std::move(annotations)},
-          {"finalizers", {api::kNicReleaseFinalizer}}}},
+        {"metadata", std::move(metadata)},
         {"spec", {{"podSubnet", c.subnet}, {"cidr", c.cidr.toString()}, {"nodeName", name}}}};
     auto created = client_.create(kIPBlocksPath, body);
     std::lock_guard lock(mutex_);

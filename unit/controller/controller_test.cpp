@@ -26,7 +26,7 @@ TEST_F(ControllerTest, ExistingBlocksAreOccupiedBeforeAnyNewBlockIsHandedOut) {
   EXPECT_EQ(mine[0]["metadata"]["name"], "pods-10-0-0-16-28");
   EXPECT_EQ(mine[0]["metadata"]["labels"]["vnetipam.io/node"], "new");
   EXPECT_EQ(mine[0]["metadata"]["labels"]["vnetipam.io/subnet"], "pods");
-  EXPECT_EQ(mine[0]["metadata"]["finalizers"], json::array({"vnetipam.io/nic-release"}));
+  EXPECT_FALSE(mine[0]["metadata"].contains("finalizers")) << "--cloud=none: no NIC to release";
   EXPECT_EQ(mine[0]["status"]["phase"], "Ready") << "--cloud=none: Pending -> Ready";
   EXPECT_EQ(mine[0]["status"]["capacity"], 16);
   EXPECT_EQ(blocksOf("old").size(), 1u);
@@ -193,6 +193,96 @@ TEST_F(ControllerTest, ANodeOutsideTheSelectorGetsNothingAndLosesItsBlocksWhenIt
                               nodeJson("a", "", {{"pool", "green"}}));
   runUntilQuiet();
   EXPECT_TRUE(blocksOf("a").empty());
+}
+
+// Without a cloud no block carries vnetipam.io/nic-release: one the controller creates never has
+// it, so once the controller is gone (helm uninstall) the blocks, and then the CRDs, can be
+// deleted without anyone to remove a finalizer.
+TEST_F(ControllerTest, WithoutACloudBlocksGoWithoutTheControllerWhenDeleted) {
+  addNode(nodeJson("a"));
+  addSubnet(subnetJson("pods", {{"cidr", "10.0.0.0/26"}, {"minFreeIPsPerNode", 20}}));
+  runUntilQuiet();
+  const auto mine = blocksOf("a");
+  ASSERT_EQ(mine.size(), 2u);
+  for (const json& b : mine) {
+    EXPECT_FALSE(b["metadata"].contains("finalizers")) << b.dump();
+    EXPECT_EQ(b["status"]["phase"], "Ready");
+  }
+  for (const auto& r : api_.requests()) {
+    if (r.method == "POST" && r.target.starts_with(std::string(kIPBlocksPath))) {
+      EXPECT_FALSE(json::parse(r.body)["metadata"].contains("finalizers")) << r.body;
+    }
+  }
+  // The controller is gone: nobody processes the deletes, and they still complete.
+  controller_.reset();
+  for (const json& b : mine) {
+    ASSERT_TRUE(client_.remove(blockPathOf(b["metadata"]["name"].get<std::string>())));
+  }
+  EXPECT_TRUE(blocksOf("a").empty());
+}
+
+// A block that carries the finalizer from before (an earlier version, or a controller run with a
+// cloud) loses it once a controller without a cloud starts; other finalizers stay, and the block
+// is kept and used as before.
+TEST_F(ControllerTest, WithoutACloudTheFinalizerOfAnExistingBlockIsRemovedAndOthersKept) {
+  json old = blockJson("pods", "10.0.0.0/28", "a", "pods-10-0-0-0-28");
+  old["metadata"]["finalizers"] = {"vnetipam.io/nic-release", "example.com/keep"};
+  old["status"] = {{"phase", "Ready"}, {"capacity", 16}};
+  api_.put(blockPathOf("pods-10-0-0-0-28"), old);
+  json plain = blockJson("pods", "10.0.0.16/28", "b", "pods-10-0-0-16-28");
+  api_.put(blockPathOf("pods-10-0-0-16-28"), plain);
+  syncBlocks();
+  addNode(nodeJson("a"));
+  addNode(nodeJson("b"));
+  addSubnet(subnetJson("pods", {{"cidr", "10.0.0.0/26"}}));
+  controller_->enqueueAll();  // what a replica does when it starts leading
+  runUntilQuiet();
+
+  const auto a = api_.get(blockPathOf("pods-10-0-0-0-28"));
+  ASSERT_TRUE(a);
+  EXPECT_EQ((*a)["metadata"]["finalizers"], json::array({"example.com/keep"}));
+  EXPECT_FALSE((*a)["metadata"].contains("deletionTimestamp"));
+  EXPECT_EQ((*a)["status"]["phase"], "Ready");
+  const auto b = api_.get(blockPathOf("pods-10-0-0-16-28"));
+  ASSERT_TRUE(b);
+  EXPECT_EQ((*b)["metadata"]["finalizers"], json::array());
+  EXPECT_EQ((*b)["status"]["phase"], "Ready");
+  EXPECT_EQ(blocksOf("a").size(), 1u) << "no new block: the old one is still the node's";
+  EXPECT_EQ(controller_->block("pods-10-0-0-0-28")->hasFinalizer, false);
+
+  // Each removal was one patch, conditional on the version read.
+  std::size_t patches = 0;
+  for (const auto& r : api_.requests()) {
+    const std::string path = r.target.substr(0, r.target.find('?'));
+    if (r.method != "PATCH" || !path.starts_with(std::string(kIPBlocksPath)) ||
+        path.ends_with("/status")) {
+      continue;
+    }
+    ++patches;
+    EXPECT_TRUE(json::parse(r.body)["metadata"].contains("resourceVersion")) << r.body;
+  }
+  EXPECT_EQ(patches, 2u);
+}
+
+// A patch that meets a newer version is retried against it, and a standby removes nothing.
+TEST_F(ControllerTest, WithoutACloudTheFinalizerRemovalRetriesAConflictAndAStandbyLeavesIt) {
+  json block = blockJson("pods", "10.0.0.0/28", "a", "pods-10-0-0-0-28");
+  block["status"] = {{"phase", "Ready"}, {"capacity", 16}};
+  api_.put(blockPathOf("pods-10-0-0-0-28"), block);
+  syncBlocks();
+  addNode(nodeJson("a"));
+  addSubnet(subnetJson("pods", {{"cidr", "10.0.0.0/26"}}));
+  controller_->setWritable(false);
+  EXPECT_TRUE(controller_->reconcileNic("a"));
+  EXPECT_EQ((*api_.get(blockPathOf("pods-10-0-0-0-28")))["metadata"]["finalizers"],
+            json::array({"vnetipam.io/nic-release"}));
+
+  controller_->setWritable(true);
+  api_.patchStatus(blockPathOf("pods-10-0-0-0-28"), {{"used", 1}});  // a newer version
+  EXPECT_TRUE(controller_->reconcileNic("a")) << "the stale patch conflicts";
+  syncBlocks();
+  EXPECT_FALSE(controller_->reconcileNic("a"));
+  EXPECT_EQ((*api_.get(blockPathOf("pods-10-0-0-0-28")))["metadata"]["finalizers"], json::array());
 }
 
 TEST_F(ControllerTest, AStandbyWritesNothing) {

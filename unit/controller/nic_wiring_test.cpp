@@ -42,6 +42,8 @@ TEST_F(NicWiringTest, PendingBlocksOfANodeGoOnItsNicInOnePutThenReady) {
   for (const json& b : mine) {
     EXPECT_EQ(b["status"]["phase"], "Ready") << b.dump();
     EXPECT_EQ(b["status"]["nic"]["id"], "nic-a");
+    // With a cloud the finalizer keeps each block until its prefix is off the NIC.
+    EXPECT_EQ(b["metadata"]["finalizers"], json::array({"vnetipam.io/nic-release"}));
   }
 }
 
