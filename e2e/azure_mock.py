@@ -20,6 +20,8 @@ from pathlib import Path
 
 import pytest
 
+import netlab
+
 from built import BUILD_DIR, built
 from polling import poll
 
@@ -132,26 +134,35 @@ class Mock:
     """azure-vnet-mock over HTTPS with a self-signed certificate for 127.0.0.1.
 
     `topology_doc` defaults to topology(). The certificate is `cert` (give it to clients as their
-    CA); `url` is both the ARM and the Entra ID endpoint."""
+    CA); `url` is both the ARM and the Entra ID endpoint.
+
+    With `netns` (a network namespace's path) the mock runs inside that namespace on `host` (its
+    certificate names that address too), so that processes there reach it at `url`; this
+    process's own requests go through a netlab.Forwarder on loopback."""
 
     def __init__(self, workdir: Path, extra_args: list[str], topology_doc: dict | None = None,
-                 start_timeout: float = 20):
+                 start_timeout: float = 20, *, netns: Path | None = None,
+                 host: str = "127.0.0.1", port: int | None = None, binary: Path = MOCK):
         self.workdir = workdir
         self.cert = workdir / "cert.pem"
         key = workdir / "key.pem"
+        sans = "IP:127.0.0.1" if host == "127.0.0.1" else f"IP:127.0.0.1,IP:{host}"
         subprocess.run(
             ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
-             "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
+             "-subj", f"/CN={host}", "-addext", f"subjectAltName={sans}",
              "-keyout", str(key), "-out", str(self.cert)],
             check=True, capture_output=True,
         )
         (workdir / "topology.json").write_text(
             json.dumps(topology_doc if topology_doc is not None else topology()))
-        self.port = free_port()
-        self.url = f"https://127.0.0.1:{self.port}"
+        self.port = port or free_port()
+        self.url = f"https://{host}:{self.port}"
+        self.forwarder = netlab.Forwarder(netns, host, self.port) if netns else None
+        self.local_port = self.forwarder.local_port if self.forwarder else self.port
         self.log = open(workdir / "mock.log", "w")
         self.proc = subprocess.Popen(
-            [str(MOCK), "--listen", self.url, "--cert", str(self.cert), "--key", str(key),
+            [*(["nsenter", f"--net={netns}"] if netns else []),
+             str(binary), "--listen", self.url, "--cert", str(self.cert), "--key", str(key),
              "--topology", str(workdir / "topology.json"), *extra_args],
             stdout=self.log, stderr=subprocess.STDOUT,
         )
@@ -180,7 +191,8 @@ class Mock:
 
     def request(self, method: str, target: str, body: bytes | None = None,
                 headers: dict | None = None):
-        conn = http.client.HTTPSConnection("127.0.0.1", self.port, context=self.ssl, timeout=30)
+        conn = http.client.HTTPSConnection("127.0.0.1", self.local_port, context=self.ssl,
+                                           timeout=30)
         try:
             conn.request(method, target, body=body, headers=headers or {})
             resp = conn.getresponse()
@@ -265,6 +277,8 @@ class Mock:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait(timeout=10)
+        if self.forwarder:
+            self.forwarder.close()
         self.log.close()
 
 

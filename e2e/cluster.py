@@ -293,13 +293,15 @@ class Cluster:
             args += ["-addext", f"subjectAltName={sans}"]
         _openssl(*args)
 
-    def _write_kubeconfig(self, path: Path, user: str) -> None:
+    def _write_kubeconfig(self, path: Path, user: str, server: str | None = None) -> None:
+        """A kubeconfig for the client certificate pki/<user>.crt; `server` defaults to the
+        address the tests use (another for a process in another network namespace)."""
         # JSON is YAML: no dependency needed.
         cfg = {
             "apiVersion": "v1",
             "kind": "Config",
             "clusters": [{"name": "e2e", "cluster": {
-                "server": self.server,
+                "server": server or self.server,
                 "certificate-authority": str(self.pki / "ca.crt")}}],
             "users": [{"name": user, "user": {
                 "client-certificate": str(self.pki / f"{user}.crt"),

@@ -25,13 +25,16 @@ Reachability uses ping(8) (Debian's iputils-ping, from scripts/install-deps.sh).
 from __future__ import annotations
 
 import atexit
+import ctypes
 import ipaddress
 import itertools
 import json
 import os
 import re
 import secrets
+import socket
 import subprocess
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -413,6 +416,115 @@ class Lab:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+# ---- sockets inside another network namespace --------------------------------------------------
+
+_libc = ctypes.CDLL(None, use_errno=True)
+_CLONE_NEWNET = 0x40000000
+
+
+def connect_in_netns(netns: Path, host: str, port: int, timeout: float = 10) -> socket.socket:
+    """A TCP connection made from inside `netns`. A socket belongs to the namespace of the thread
+    that made it, so a short-lived thread enters the namespace (setns is per thread for network
+    namespaces) and makes it; the caller's thread never changes namespace."""
+    out: dict = {}
+
+    def run() -> None:
+        try:
+            fd = os.open(netns, os.O_RDONLY)
+            try:
+                if _libc.setns(fd, _CLONE_NEWNET) != 0:
+                    err = ctypes.get_errno()
+                    raise OSError(err, f"setns {netns}: {os.strerror(err)}")
+            finally:
+                os.close(fd)
+            out["sock"] = socket.create_connection((host, port), timeout=timeout)
+        except BaseException as e:  # handed to the caller
+            out["error"] = e
+
+    t = threading.Thread(target=run, name="netns-connect", daemon=True)
+    t.start()
+    t.join()
+    if "error" in out:
+        raise out["error"]
+    return out["sock"]
+
+
+class Forwarder:
+    """127.0.0.1:<port> in the root namespace -> host:port inside `netns`, byte for byte."""
+
+    def __init__(self, netns: Path, host: str, port: int):
+        self.netns, self.host, self.port = netns, host, port
+        self._listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self._listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self._listener.bind(("127.0.0.1", 0))
+        self._listener.listen(128)
+        self.local_port = self._listener.getsockname()[1]
+        self._closed = False
+        self._conns: set[socket.socket] = set()
+        self._lock = threading.Lock()
+        threading.Thread(target=self._accept, name=f"fwd-{port}", daemon=True).start()
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.local_port}"
+
+    def _accept(self) -> None:
+        while not self._closed:
+            try:
+                client, _ = self._listener.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._serve, args=(client,), daemon=True).start()
+
+    def _serve(self, client: socket.socket) -> None:
+        try:
+            upstream = connect_in_netns(self.netns, self.host, self.port)
+        except OSError:
+            client.close()
+            return
+        upstream.settimeout(None)
+        with self._lock:
+            self._conns.update((client, upstream))
+        t = threading.Thread(target=self._pump, args=(upstream, client), daemon=True)
+        t.start()
+        self._pump(client, upstream)
+        t.join()
+        for s in (client, upstream):
+            with self._lock:
+                self._conns.discard(s)
+            s.close()
+
+    @staticmethod
+    def _pump(src: socket.socket, dst: socket.socket) -> None:
+        try:
+            while True:
+                data = src.recv(65536)
+                if not data:
+                    break
+                dst.sendall(data)
+        except OSError:
+            pass
+        try:
+            dst.shutdown(socket.SHUT_WR)
+        except OSError:
+            pass
+
+    def close(self) -> None:
+        self._closed = True
+        try:
+            self._listener.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        self._listener.close()
+        with self._lock:
+            conns = list(self._conns)
+        for s in conns:
+            try:
+                s.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
 
 
 # ---- reachability ---------------------------------------------------------------------------
