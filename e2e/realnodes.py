@@ -327,13 +327,7 @@ class RealCluster(Cluster):
                     (d / f).write_text((d.parent / f).read_text())
 
     def _remove_cgroups(self, node: RealNode) -> None:
-        for c in _CGROUP_V1:
-            top = Path("/sys/fs/cgroup") / c / node.cgroup_root.lstrip("/")
-            if not top.exists():
-                continue
-            for d in sorted((p for p in top.rglob("*") if p.is_dir()), key=lambda p: -len(p.parts)):
-                _rmdir_when_empty(d)
-            _rmdir_when_empty(top)
+        remove_cgroups(node.cgroup_root)
 
     def _write_node_pki(self, node: RealNode) -> None:
         self._leaf(f"{node.name}-kubelet", f"/O=system:nodes/CN=system:node:{node.name}",
@@ -449,6 +443,21 @@ disabled_plugins = ["io.containerd.snapshotter.v1.btrfs", "io.containerd.snapsho
         self._node_process(node, "kube-proxy", [
             str(self.binaries / "kube-proxy"), f"--config={cfg}", "--v=1"])
 
+    def start_policy_engine(self) -> None:
+        """A NetworkPolicy engine (e2e/netpol.py: kube-router's policy controller) on every node,
+        in the node's namespaces; waits until each has hooked its chains into FORWARD."""
+        import netpol
+        kc = self.workdir / "netpol.kubeconfig"
+        self._write_kubeconfig(kc, "admin", server=self.internal_server)
+        for node in self.nodes.values():
+            if node.netns.removed:
+                continue
+            proc = self._node_process(node, "netpol", netpol.argv(node.name, node.ip, kc))
+            poll(f"{node.name}'s policy engine chains", lambda: (
+                proc.check_running(),
+                node.run(*netpol.READY_CHECK, check=False).returncode == 0)[1], 90,
+                interval=0.5, describe=proc.tail)
+
     def wait_nodes_registered(self, timeout: float = 60) -> None:
         def registered() -> bool:
             for node in self.nodes.values():
@@ -474,23 +483,37 @@ disabled_plugins = ["io.containerd.snapshotter.v1.btrfs", "io.containerd.snapsho
         self._stop_node(self.nodes[name])
 
     def _stop_node(self, node: RealNode) -> None:
-        for name in ("kube-proxy", "kubelet"):
+        for name in ("netpol", "kube-proxy", "kubelet"):
             if name in node.processes:
                 node.processes[name].stop()
         if node.holder is not None and node.holder.poll() is None:
             # Pods (their processes are in the node's cgroups) and the containerd shims (they share
             # the node's mount namespace) outlive kubelet and containerd: stop them by PID.
-            _kill_all(_cgroup_pids(node.cgroup_root) | _mount_ns_pids(node.holder.pid))
+            kill_all(cgroup_pids(node.cgroup_root) | mount_ns_pids(node.holder.pid))
             if "containerd" in node.processes:
                 node.processes["containerd"].stop()
-            _kill_all(_cgroup_pids(node.cgroup_root) | _mount_ns_pids(node.holder.pid))
+            kill_all(cgroup_pids(node.cgroup_root) | mount_ns_pids(node.holder.pid))
             node.holder.kill()
             node.holder.wait()
         self._remove_cgroups(node)
         node.netns.remove()
 
 
-def _rmdir_when_empty(d: Path, timeout: float = 10) -> None:
+# ---- cleanup by PID and cgroup (also for the demo's `down` after its supervisor was killed) -----
+
+def remove_cgroups(root: str) -> None:
+    """Removes the cgroup `root` (a node's cgroupRoot, "/<name>") and everything under it in
+    every hierarchy the nodes use, deepest first; each must be empty of processes (kill_all)."""
+    for c in _CGROUP_V1:
+        top = Path("/sys/fs/cgroup") / c / root.lstrip("/")
+        if not top.exists():
+            continue
+        for d in sorted((p for p in top.rglob("*") if p.is_dir()), key=lambda p: -len(p.parts)):
+            rmdir_when_empty(d)
+        rmdir_when_empty(top)
+
+
+def rmdir_when_empty(d: Path, timeout: float = 10) -> None:
     deadline = time.monotonic() + timeout
     while True:
         try:
@@ -504,7 +527,7 @@ def _rmdir_when_empty(d: Path, timeout: float = 10) -> None:
             time.sleep(0.05)
 
 
-def _cgroup_pids(root: str) -> set[int]:
+def cgroup_pids(root: str) -> set[int]:
     top = Path("/sys/fs/cgroup/pids") / root.lstrip("/")
     pids: set[int] = set()
     if top.exists():
@@ -516,7 +539,7 @@ def _cgroup_pids(root: str) -> set[int]:
     return pids
 
 
-def _mount_ns_pids(holder: int) -> set[int]:
+def mount_ns_pids(holder: int) -> set[int]:
     """Every process other than `holder` in holder's mount namespace."""
     try:
         want = os.readlink(f"/proc/{holder}/ns/mnt")
@@ -533,7 +556,7 @@ def _mount_ns_pids(holder: int) -> set[int]:
     return pids
 
 
-def _kill_all(pids: set[int], timeout: float = 10) -> None:
+def kill_all(pids: set[int], timeout: float = 10) -> None:
     for pid in pids:
         try:
             os.kill(pid, signal.SIGKILL)
@@ -580,9 +603,11 @@ def build_static_image(workdir: Path, source: str, ref: str, entrypoint: list[st
 
 def build_project_image(tag: str) -> Path:
     """The project's image (scripts/build-image.sh): the OCI archive it wrote."""
-    out = subprocess.run([str(ROOT / "scripts" / "build-image.sh"), "--tag", tag],
+    archive = ROOT / "build-image" / f"vnet-ipam-{tag}.tar"
+    out = subprocess.run([str(ROOT / "scripts" / "build-image.sh"), "--tag", tag,
+                          "--out", str(archive)],
                          check=True, stdout=subprocess.PIPE, text=True).stdout
-    return Path(out.strip().splitlines()[-1].split()[-1])
+    return Path(out.strip().splitlines()[-1])
 
 
 def helm_binary() -> Path:
@@ -626,10 +651,13 @@ class Workloads:
         return self.get("ipblocks")["items"]
 
     def pods(self, selector: str, namespace: str = "default") -> list[dict]:
-        return self.get("pods", "-n", namespace, "-l", selector)["items"]
+        """Pods matching a label selector ("" for every pod of the namespace)."""
+        return self.get("pods", "-n", namespace, *(["-l", selector] if selector else []))["items"]
 
     def deployment(self, name: str, replicas: int, *, namespace: str = "default",
-                   labels: dict | None = None) -> dict:
+                   labels: dict | None = None, readiness: bool = True) -> dict:
+        """`replicas` netcheck servers spread evenly over the nodes. readiness=False leaves the
+        probe out, so Ready means started (the pod-start benchmark)."""
         labels = {"app": name, **(labels or {})}
         obj = {
             "apiVersion": "apps/v1", "kind": "Deployment",
@@ -653,8 +681,8 @@ class Workloads:
                             "imagePullPolicy": "Never",
                             "command": ["/netcheck", "serve", str(NETCHECK_PORT)],
                             "ports": [{"containerPort": NETCHECK_PORT}],
-                            "readinessProbe": {"tcpSocket": {"port": NETCHECK_PORT},
-                                               "periodSeconds": 1},
+                            **({"readinessProbe": {"tcpSocket": {"port": NETCHECK_PORT},
+                                                   "periodSeconds": 1}} if readiness else {}),
                         }],
                     },
                 },
@@ -662,6 +690,17 @@ class Workloads:
         }
         self.apply(obj)
         return obj
+
+    def pod(self, name: str, namespace: str, node: str, labels: dict) -> None:
+        """One netcheck server Pod on `node` (bypassing the scheduler)."""
+        self.apply({"apiVersion": "v1", "kind": "Pod",
+                    "metadata": {"name": name, "namespace": namespace, "labels": labels},
+                    "spec": {"nodeName": node, "terminationGracePeriodSeconds": 1,
+                             "automountServiceAccountToken": False, "enableServiceLinks": False,
+                             "containers": [{"name": "netcheck", "image": NETCHECK_IMAGE,
+                                             "imagePullPolicy": "Never",
+                                             "command": ["/netcheck", "serve",
+                                                         str(NETCHECK_PORT)]}]}})
 
     def wait_rollout(self, kind_name: str, namespace: str = "default", timeout: float = 240) -> None:
         self.rc.kubectl("rollout", "status", kind_name, "-n", namespace, f"--timeout={int(timeout)}s",
