@@ -601,11 +601,15 @@ def build_static_image(workdir: Path, source: str, ref: str, entrypoint: list[st
     return out
 
 
-def build_project_image(tag: str) -> Path:
-    """The project's image (scripts/build-image.sh): the OCI archive it wrote."""
-    archive = ROOT / "build-image" / f"vnet-ipam-{tag}.tar"
+def build_project_image(tag: str, build_dir: Path | None = None) -> Path:
+    """The project's image (scripts/build-image.sh): the OCI archive it wrote. By default from the
+    binaries of the build the other e2e tests use (built.BUILD_DIR; stripped into the image as a
+    Release build's would be), so the suite compiles nothing twice."""
+    from built import BUILD_DIR
+    build_dir = build_dir or BUILD_DIR
+    archive = build_dir / f"vnet-ipam-image-{tag}.tar"
     out = subprocess.run([str(ROOT / "scripts" / "build-image.sh"), "--tag", tag,
-                          "--out", str(archive)],
+                          "--build-dir", str(build_dir), "--out", str(archive)],
                          check=True, stdout=subprocess.PIPE, text=True).stdout
     return Path(out.strip().splitlines()[-1])
 

