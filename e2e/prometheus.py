@@ -93,22 +93,28 @@ class PrometheusServer:
     """One Prometheus process. Attributes: url, port, pid, workdir, config_file, log_file.
 
     detach=True starts it in its own session, not tied to this process (the demo leaves it
-    running and stops it later by the PID written to workdir/prometheus.pid)."""
+    running and stops it later by the PID written to workdir/prometheus.pid).
+
+    argv_prefix runs it through a wrapper that execs it, e.g. `nsenter --net=<netns path>` to
+    scrape targets only reachable from that network namespace; it then listens on that
+    namespace's 127.0.0.1:port, and `url` must say where this process reaches it (a
+    netlab.Forwarder to that port)."""
 
     def __init__(self, workdir: Path, targets: dict[str, list[str]], *, interval: str = "1s",
-                 port: int | None = None, detach: bool = False, scrape_self: bool = False):
+                 port: int | None = None, detach: bool = False, scrape_self: bool = False,
+                 argv_prefix: list[str] = (), url: str | None = None):
         self.workdir = Path(workdir)
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.port = port or free_port()
         self.targets = dict(targets)
         if scrape_self:  # job "prometheus": its own /metrics, handy to prove the harness
             self.targets["prometheus"] = [f"127.0.0.1:{self.port}"]
-        self.url = f"http://127.0.0.1:{self.port}"
+        self.url = url or f"http://127.0.0.1:{self.port}"
         self.config_file = self.workdir / "prometheus.yml"
         self.log_file = self.workdir / "prometheus.log"
         self.pid_file = self.workdir / "prometheus.pid"
         self.config_file.write_text(json.dumps(scrape_config(self.targets, interval), indent=2) + "\n")
-        argv = [PROMETHEUS, f"--config.file={self.config_file}",
+        argv = [*argv_prefix, PROMETHEUS, f"--config.file={self.config_file}",
                 f"--storage.tsdb.path={self.workdir / 'data'}",
                 f"--web.listen-address=127.0.0.1:{self.port}",
                 "--storage.tsdb.retention.time=1d", "--log.level=warn"]

@@ -4,6 +4,8 @@
  *   netcheck serve PORT          answers every TCP connection with "<hostname>\n" and closes it
  *   netcheck get HOST PORT [MS]  connects (at most MS milliseconds, default 2000), prints the
  *                                answer; exit 0 on an answer, 1 with the reason on stderr
+ *   netcheck time HOST PORT [MS] as get, and prints "<answer> <milliseconds>" on one line: the
+ *                                time from connect() to the server's close (the demo shows it)
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -13,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 static void stop(int sig) {
@@ -44,7 +47,13 @@ static int serve(const char *port) {
   }
 }
 
-static int get(const char *host, const char *port, int timeout_ms) {
+static double now_ms(void) {
+  struct timespec t;
+  clock_gettime(CLOCK_MONOTONIC, &t);
+  return (double)t.tv_sec * 1e3 + (double)t.tv_nsec / 1e6;
+}
+
+static int get(const char *host, const char *port, int timeout_ms, int timed) {
   // Numeric addresses only: a static binary has no resolver, and the tests name pods by IP.
   struct sockaddr_in v4 = {.sin_family = AF_INET, .sin_port = htons((uint16_t)atoi(port))};
   struct sockaddr_in6 v6 = {.sin6_family = AF_INET6, .sin6_port = htons((uint16_t)atoi(port))};
@@ -61,6 +70,7 @@ static int get(const char *host, const char *port, int timeout_ms) {
     return 1;
   }
   int fd = socket(sa->sa_family, SOCK_STREAM | SOCK_NONBLOCK, 0);
+  double start = now_ms();
   if (connect(fd, sa, salen) != 0 && errno != EINPROGRESS) {
     fprintf(stderr, "netcheck get %s:%s: %s\n", host, port, strerror(errno));
     return 1;
@@ -88,6 +98,12 @@ static int get(const char *host, const char *port, int timeout_ms) {
     fprintf(stderr, "netcheck get %s:%s: closed without an answer\n", host, port);
     return 1;
   }
+  if (timed) {
+    double ms = now_ms() - start;
+    while (got > 0 && (buf[got - 1] == '\n' || buf[got - 1] == '\r')) got--;
+    printf("%.*s %.3f\n", (int)got, buf, ms);
+    return 0;
+  }
   fwrite(buf, 1, got, stdout);
   return 0;
 }
@@ -97,8 +113,9 @@ int main(int argc, char **argv) {
   signal(SIGINT, stop);
   signal(SIGPIPE, SIG_IGN);
   if (argc == 3 && strcmp(argv[1], "serve") == 0) return serve(argv[2]);
-  if ((argc == 4 || argc == 5) && strcmp(argv[1], "get") == 0)
-    return get(argv[2], argv[3], argc == 5 ? atoi(argv[4]) : 2000);
-  fprintf(stderr, "usage: netcheck serve PORT | netcheck get HOST PORT [TIMEOUT_MS]\n");
+  int timed = argc >= 2 && strcmp(argv[1], "time") == 0;
+  if ((argc == 4 || argc == 5) && (timed || strcmp(argv[1], "get") == 0))
+    return get(argv[2], argv[3], argc == 5 ? atoi(argv[4]) : 2000, timed);
+  fprintf(stderr, "usage: netcheck serve PORT | netcheck get|time HOST PORT [TIMEOUT_MS]\n");
   return 2;
 }
