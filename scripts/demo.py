@@ -1,17 +1,32 @@
 #!/usr/bin/env python3
 """The demo's orchestration (scripts/demo.sh is the entry point; run as root).
 
-    demo.py up --kube-bin DIR   start the demo (detached) and show it
+    demo.py up --kube-bin DIR --image ARCHIVE --mock-bin FILE   start the demo (detached), show it
     demo.py status              show the running demo again
     demo.py is-up               exit 0 when a demo is running
-    demo.py down                stop it: every process it made and every namespace it made
+    demo.py down                stop it: every process it made, every namespace and cgroup
+
+What runs: a real Kubernetes cluster of three nodes on this machine (e2e/realnodes.py): etcd,
+kube-apiserver, kube-controller-manager and kube-scheduler in a control-plane network namespace;
+three nodes, each a network + mount namespace with containerd, runc, a kubelet and a kube-proxy,
+on a fabric namespace that plays the VNET. The project's image (scripts/build-image.sh) and the
+`netcheck` workload image are imported into every node's containerd (no registry). The chart is
+installed with helm in `cloud: azure` mode against the Azure VNET mock (run in the control-plane
+namespace, its SDN emulation routing every NIC prefix in the fabric), then a PodSubnet and a
+6-replica netcheck Deployment; a real Prometheus, inside the control-plane namespace, scrapes the
+controller and the agents on the node addresses. (`--cloud none` installs the chart without a
+cloud instead and the supervisor routes each block to its node itself, as a flat network would.)
 
 How it stays up: `up` starts a supervisor (`demo.py serve`, its own session, detached from the
-terminal) that builds the simulated cluster of e2e/simcluster.py and then waits for SIGTERM. The
-control plane, the controller and the agents are its children and are killed by the kernel if it
-dies (PR_SET_PDEATHSIG); the mock and Prometheus are stopped by it. Every PID is recorded in
-<state>/pids.json as soon as it exists, so `down` can stop by PID whatever is left even after a
-SIGKILL of the supervisor, and removes the namespaces named vipdemo-*.
+terminal) that builds all that and then waits for SIGTERM. The API server, Prometheus and the mock
+are reached from this (root) namespace only through the supervisor's forwarders (127.0.0.1 ports
+whose upstream sockets are made inside the control-plane namespace): nothing is added to the root
+namespace, and the kubeconfig works while the supervisor runs. The control plane and the node
+daemons are its children and are killed by the kernel if it dies (PR_SET_PDEATHSIG); on SIGTERM it
+stops everything itself (RealCluster.stop()). Every PID is recorded in <state>/pids.json as soon as
+it exists, so `down` stops by PID whatever is left even after a SIGKILL of the supervisor, then
+kills what is left in the vipdemo-* network namespaces, the nodes' cgroups and mount namespaces
+(the pods and containerd shims), removes those cgroups and the namespaces.
 
 `up` while a demo is up does not restart it: it says so and shows the running one again.
 """
@@ -39,9 +54,17 @@ PIDS = STATE / "pids.json"
 READY = STATE / "ready.json"
 FAILED = STATE / "failed.txt"
 LOG = STATE / "demo.log"
+NODES = 3
 PODSUBNET = "pods"
-PODS_PER_NODE = 2
-START_DEADLINE_S = 300
+APP = "web"
+REPLICAS = 6
+IMAGE_TAG = "demo"
+MOCK_PORT = 8443
+PROMETHEUS_PORT = 9099  # inside the control-plane namespace; reached through a Forwarder
+NODE_IPS_RESERVED = "10.240.0.0/24"  # cloud: azure: node addresses; blocks come from the rest
+POD_CIDR = "10.240.64.0/20"  # cloud: none: the PodSubnet's CIDR, inside the fabric's /16
+START_DEADLINE_S = 900
+CGROUPS = Path("/sys/fs/cgroup")
 
 
 # ---- processes by PID ----------------------------------------------------------------------
@@ -111,14 +134,52 @@ class Record:
         tmp.replace(PIDS)
 
 
-def serve(kube_bin: str) -> int:
+def demo_cluster(record: Record, **kwargs):
+    """A RealCluster that records the PID of every process it starts as it starts it."""
+    import realnodes
+
+    class DemoCluster(realnodes.RealCluster):
+        def _cp_process(self, name, argv):
+            proc = super()._cp_process(name, argv)
+            record.add(name, proc.pid, Path(argv[0]).name)
+            return proc
+
+        def _node_process(self, node, name, argv):
+            proc = super()._node_process(node, name, argv)
+            record.add(f"{node.name}/{name}", proc.pid, Path(argv[0]).name)
+            return proc
+
+        def _write_node_pki(self, node):
+            # The node's first process (it holds the node's mount namespace) has just set up
+            # the mounts: record it before anything else starts on the node.
+            record.add(f"{node.name}/holder", node.holder.pid, "sleep infinity")
+            super()._write_node_pki(node)
+
+    return DemoCluster(**kwargs)
+
+
+def mock_topology() -> dict:
+    """azure_mock's VNET 10.240.0.0/16 with VM node-<i> and its NIC at each node's address."""
+    import azure_mock
+    doc = azure_mock.topology(0)
+    doc["networkInterfaces"] = [{"name": f"node-{i}-nic", "subnet": f"{azure_mock.VNET}/nodes",
+                                 "primaryIP": f"10.240.0.{10 + i}"} for i in range(NODES)]
+    doc["virtualMachines"] = [{"name": f"node-{i}", "networkInterfaces": [f"node-{i}-nic"]}
+                              for i in range(NODES)]
+    return doc
+
+
+def serve(kube_bin: str, image: str, mock_bin: str, cloud: str) -> int:
     """Builds the demo cluster, writes ready.json, and holds it until SIGTERM/SIGINT."""
-    from cluster import Cluster
+    import azure_mock
     import prometheus
-    from simcluster import SimCluster
+    import realnodes
+
+    started = time.monotonic()
 
     def log(msg: str) -> None:
-        print(f"{time.strftime('%H:%M:%S')} {msg}", flush=True)
+        print(f"{time.strftime('%H:%M:%S')} {time.monotonic() - started:6.1f}s  {msg}",
+              flush=True)
 
     stop = {"now": False}
 
@@ -130,47 +191,95 @@ def serve(kube_bin: str) -> int:
     signal.signal(signal.SIGINT, on_signal)
     record = Record()
     record.add("supervisor", os.getpid(), "demo.py serve")
-    kube = sim = prom = None
+    rc = mock = prom = None
     try:
-        log("control plane: etcd + kube-apiserver")
-        kube = Cluster(STATE / "kube", Path(kube_bin))
-        kube.start()
-        record.add("etcd", kube.etcd.pid)
-        record.add("kube-apiserver", kube.apiserver.pid)
-        log(f"control plane ready at {kube.server}")
-        sim = SimCluster(kube, STATE / "cluster", nodes=3, name=PODSUBNET, node_prefix="node",
-                         netns_prefix=NETNS_PREFIX, log=log)
-        sim.start()
-        for name, pid in sim.pids().items():
-            record.add(name, pid)
-        log("PodSubnet pods: the mock's subnet 10.240.0.0/16 in /28 blocks")
-        sim.create_podsubnet()
-        sim.wait_cni_configs()
-        sim.wait_blocks_ready()
-        log("every node has a Ready block, routed by the SDN emulation")
-        prom = prometheus.PrometheusServer(STATE / "prometheus", sim.metrics_targets())
-        record.add("prometheus", prom.pid)
-        log(f"prometheus: {prom.url}")
-        pods = []
-        for i in range(PODS_PER_NODE):
-            for node in sim.node_names:
-                h = sim.add_pod(node, f"web-{node.rsplit('-', 1)[1]}-{i}")
-                pods.append({"name": h.name, "node": h.node, "ip": h.ip,
-                             "netns": h.pod.netns.name, "hostVeth": h.host_veth})
-                log(f"pod {h.name} on {h.node}: {h.ip}")
-        ready = {"kubeconfig": str(kube.kubeconfig), "server": kube.server,
-                 "prometheus": prom.url, "mock": sim.mock.url, "fabric": sim.lab.fabric.name,
-                 "nodes": {n.name: {"ip": n.ip, "netns": n.netns.name}
-                           for n in sim.lab.nodes.values()},
-                 "agents": {a.node: {"metrics": a.metrics, "socket": str(a.socket)}
-                            for a in sim.agents.values()},
-                 "controllerMetrics": sim.controller_metrics, "pods": pods}
+        workdir = STATE / "cluster"
+        workdir.mkdir(parents=True, exist_ok=True)
+        netcheck = realnodes.build_static_image(workdir, "netcheck.c", realnodes.NETCHECK_IMAGE,
+                                                ["/netcheck"])
+        log(f"starting a real cluster of {NODES} nodes (namespaces {NETNS_PREFIX}*): etcd, "
+            "kube-apiserver, kube-controller-manager, kube-scheduler; containerd, kubelet and "
+            "kube-proxy on every node; importing the images")
+        provider_id = azure_mock.provider_id if cloud == "azure" else None  # VM node-i
+        rc = demo_cluster(record, workdir=workdir, binaries=Path(kube_bin), nodes=NODES,
+                          images=[Path(image), netcheck], prefix=NETNS_PREFIX,
+                          provider_id=provider_id)
+        rc.start()
+        log(f"cluster up: API server {rc.internal_server} in {rc.cp.name}, reached here at "
+            f"{rc.server}; nodes " + ", ".join(f"{n.name} {n.ip}" for n in rc.nodes.values()))
+        w = realnodes.Workloads(rc)
+        if cloud == "azure":
+            (STATE / "mock").mkdir(exist_ok=True)
+            mock = azure_mock.Mock(STATE / "mock", ["--sdn-netns", rc.fabric.name],
+                                   mock_topology(), netns=rc.cp.path, host=realnodes.CP_IP,
+                                   port=MOCK_PORT, binary=Path(mock_bin))
+            record.add("azure-vnet-mock", mock.proc.pid, "azure-vnet-mock")
+            log(f"Azure VNET mock at {mock.url} in {rc.cp.name}, SDN emulation in "
+                f"{rc.fabric.name}; VMs node-0..{NODES - 1}")
+            config = json.loads(mock.write_azure_json(mock.workdir / "azure.json").read_text())
+            values = {"cloud": "azure",
+                      "azure": {"config": config, "caBundle": mock.cert.read_text(),
+                                "endpoints": {"resourceManager": mock.url,
+                                              "authorityHost": mock.url, "imds": mock.url}}}
+            subnet = {"azureSubnetID": azure_mock.subnet_id("nodes"),
+                      "reservedCIDRs": [NODE_IPS_RESERVED]}
+        else:
+            values = {"cloud": "none"}
+            subnet = {"cidr": POD_CIDR}
+        log(f"helm install {realnodes.RELEASE} charts/vnet-ipam (cloud: {cloud}, image "
+            f"{realnodes.IMAGE_REPOSITORY}:{IMAGE_TAG})")
+        w.install(IMAGE_TAG, values)
+        w.apply({"apiVersion": "vnetipam.io/v1alpha1", "kind": "PodSubnet",
+                 "metadata": {"name": PODSUBNET},
+                 "spec": {**subnet, "blockPrefixLength": 28, "minFreeIPsPerNode": 8}})
+        log(f"PodSubnet {PODSUBNET}: " + (f"the mock's subnet nodes, {NODE_IPS_RESERVED} kept "
+                                         "for the nodes" if cloud == "azure" else POD_CIDR)
+            + ", /28 blocks")
+        w.wait_rollout("daemonset/vnet-ipam-agent", realnodes.NAMESPACE)
+        w.wait_rollout("deployment/vnet-ipam-controller", realnodes.NAMESPACE)
+        rc.wait_nodes_ready()
+        log("agents and controllers rolled out, every node Ready")
+        w.deployment(APP, REPLICAS)
+        pods = w.running_pods(f"app={APP}", REPLICAS, timeout=300)
+        if cloud == "none":
+            w.route_blocks()
+        log(f"deployment {APP}: {REPLICAS} netcheck pods Running: " + ", ".join(
+            f"{p['status']['podIP']} on {p['spec']['nodeName']}" for p in pods))
+        controllers = w.pods("app.kubernetes.io/component=controller", realnodes.NAMESPACE)
+        targets = {
+            "controller": sorted({f"{rc.nodes[p['spec']['nodeName']].ip}:9090"
+                                  for p in controllers}),
+            "agent": [f"{n.ip}:9091" for n in rc.nodes.values()],
+        }
+        fwd = rc.forward(PROMETHEUS_PORT, host="127.0.0.1")
+        prom = prometheus.PrometheusServer(STATE / "prometheus", targets, port=PROMETHEUS_PORT,
+                                           argv_prefix=rc.in_cp(),
+                                           url=f"http://{fwd.address}")
+        record.add("prometheus", prom.pid, "prometheus")
+        prom.wait_target_up("agent", deadline_s=60)
+        prom.wait_target_up("controller", deadline_s=60)
+        log(f"Prometheus in {rc.cp.name} scraping {targets}; reached here at {prom.url}")
+        ready = {"kubeconfig": str(rc.kubeconfig), "server": rc.server, "cloud": cloud,
+                 "prometheus": prom.url, "fabric": rc.fabric.name, "controlPlane": rc.cp.name,
+                 "mock": ({"url": f"https://127.0.0.1:{mock.local_port}",
+                           "cert": str(mock.cert), "inCluster": mock.url} if mock else None),
+                 "nodes": {n.name: {"ip": n.ip, "netns": n.netns.name,
+                                    "cgroupRoot": n.cgroup_root}
+                           for n in rc.nodes.values()},
+                 "metricsTargets": targets, "upSeconds": round(time.monotonic() - started, 1)}
         tmp = READY.with_suffix(".tmp")
         tmp.write_text(json.dumps(ready, indent=2) + "\n")
         tmp.replace(READY)
         log("demo is up")
         while not stop["now"]:
-            signal.pause()
+            if cloud == "none":  # no SDN: play the network that routes each block to its node
+                time.sleep(2)
+                try:
+                    w.route_blocks()
+                except (AssertionError, OSError, subprocess.SubprocessError, ValueError) as e:
+                    log(f"routing the blocks: {e}")  # again in 2 s
+            else:
+                signal.pause()
         return 0
     except KeyboardInterrupt:
         log("stopping")
@@ -183,29 +292,32 @@ def serve(kube_bin: str) -> int:
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         READY.unlink(missing_ok=True)
-        for what, fn in (("cluster", lambda: sim and sim.stop(release=False)),
-                         ("prometheus", lambda: prom and prom.stop()),
-                         ("control plane", lambda: kube and kube.stop())):
+        t = time.monotonic()
+        for what, fn in (("prometheus", lambda: prom and prom.stop()),
+                         ("the mock", lambda: mock and mock.stop()),
+                         ("the cluster", lambda: rc and rc.stop())):
             try:
                 fn()
             except Exception as e:  # keep going: everything else must still stop
                 log(f"stopping {what}: {e}")
-        log("stopped")
+        log(f"stopped in {time.monotonic() - t:.1f}s")
 
 
 # ---- up / status / down ----------------------------------------------------------------------
 
-def up(kube_bin: str) -> int:
+def up(kube_bin: str, image: str, mock_bin: str, cloud: str) -> int:
     if supervisor_pid() is not None:
         return status(already_up=True)
-    if STATE.exists():
+    if STATE.exists() or leftovers({}):
         print("==> a previous demo left state behind; cleaning it up first")
-        down(quiet=True)
+        if down(quiet=True) != 0:
+            return 1
     STATE.mkdir(parents=True)
     print(f"==> starting the demo (state and logs in {STATE}; log: {LOG})")
     with open(LOG, "ab") as out:
         proc = subprocess.Popen(
-            [sys.executable, str(Path(__file__).resolve()), "serve", "--kube-bin", kube_bin],
+            [sys.executable, str(Path(__file__).resolve()), "serve", "--kube-bin", kube_bin,
+             "--image", image, "--mock-bin", mock_bin, "--cloud", cloud],
             stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
             start_new_session=True, cwd=str(ROOT), env={**os.environ, "PYTHONUNBUFFERED": "1"})
     SUPERVISOR_PID.write_text(f"{proc.pid}\n")
@@ -223,29 +335,33 @@ def up(kube_bin: str) -> int:
                 f"supervisor exited {proc.returncode}" if proc.poll() is not None
                 else f"not up after {START_DEADLINE_S}s")
             print(f"demo: failed to start: {reason}\n  full log: {LOG}\n"
-                  f"  component logs under {STATE}/cluster and {STATE}/kube\n"
-                  "  cleaning up (scripts/demo.sh down)", file=sys.stderr)
+                  f"  component logs under {STATE}/cluster (nodes/*/ for kubelet and containerd)"
+                  "\n  cleaning up (scripts/demo.sh down); the logs stay", file=sys.stderr)
             down(quiet=True, keep_logs=True)
             return 1
         time.sleep(0.3)
     return status()
 
 
-def kubectl(cfg: str, *args: str) -> str:
-    res = subprocess.run(["kubectl", f"--kubeconfig={cfg}", *args], capture_output=True,
-                         text=True, timeout=60)
+def kubectl(cfg: str, *args: str, timeout: float = 60) -> subprocess.CompletedProcess:
+    return subprocess.run(["kubectl", f"--kubeconfig={cfg}", *args], capture_output=True,
+                          text=True, timeout=timeout)
+
+
+def kubectl_text(cfg: str, *args: str) -> str:
+    res = kubectl(cfg, *args)
     return res.stdout if res.returncode == 0 else res.stdout + res.stderr
 
 
-def ping_ms(netns: str, ip: str) -> float | None:
-    res = subprocess.run(["ip", "netns", "exec", netns, "ping", "-n", "-c", "1", "-W", "2", ip],
-                         capture_output=True, text=True, timeout=20)
-    if res.returncode != 0:
-        return None
-    for part in res.stdout.split():
-        if part.startswith("time="):
-            return float(part[5:])
-    return 0.0
+def mock_nic_prefixes(mock: dict) -> dict[str, list[str]]:
+    """NIC name -> its IP prefixes, from the mock's /mock/state (through the forwarder)."""
+    import ssl
+    import urllib.request
+    ctx = ssl.create_default_context(cafile=mock["cert"])
+    with urllib.request.urlopen(mock["url"] + "/mock/state", context=ctx, timeout=10) as r:
+        doc = json.load(r)
+    return {n["name"]: [c["privateIPAddress"] for c in n["ipConfigurations"]
+                        if "/" in c["privateIPAddress"]] for n in doc["networkInterfaces"]}
 
 
 def status(already_up: bool = False) -> int:
@@ -253,7 +369,13 @@ def status(already_up: bool = False) -> int:
 
     pid = supervisor_pid()
     if pid is None or not READY.exists():
-        print("demo: not up (scripts/demo.sh up starts it)")
+        if pid is not None:
+            print(f"demo: starting (supervisor pid {pid}; log: {LOG})")
+        elif STATE.exists() or demo_netns():
+            print("demo: not up, but a previous demo left state, processes or namespaces "
+                  "behind: scripts/demo.sh down removes them")
+        else:
+            print("demo: not up (scripts/demo.sh up starts it)")
         return 1
     info = json.loads(READY.read_text())
     cfg = info["kubeconfig"]
@@ -264,24 +386,32 @@ def status(already_up: bool = False) -> int:
     def section(title: str) -> None:
         print(f"\n=== {title}")
 
+    def pods() -> list[dict]:
+        res = kubectl(cfg, "get", "pods", "-l", f"app={APP}", "-o", "json")
+        if res.returncode != 0:
+            return []
+        return [p for p in json.loads(res.stdout)["items"]
+                if p["status"].get("podIP") and not p["metadata"].get("deletionTimestamp")
+                and p["status"].get("phase") == "Running"]
+
     # The figures settle a moment after the pods start: the agents report status.used in
-    # batches, the controller sums them, Prometheus discovers and scrapes its targets. Show them
-    # once they have (or after a bounded wait, as they are then).
+    # batches, the controller sums them, Prometheus scrapes. Show them once they have (or after
+    # a bounded wait, as they are then).
     def settled() -> bool:
-        ips = kubectl(cfg, "get", "podsubnet", PODSUBNET, "-o",
-                      "jsonpath={.status.allocatedIPs}").strip()
-        if ips != str(len(info["pods"])):
+        running = len(pods())
+        ips = kubectl_text(cfg, "get", "podsubnet", PODSUBNET, "-o",
+                           "jsonpath={.status.allocatedIPs}").strip()
+        if ips != str(running):
             return False
-        # Prometheus has scraped every agent since its last pod started (the agents' allocation
-        # counters add up to the pods; each agent's free-IP gauge comes in the same scrape), and
-        # the controller since the pool's figure settled.
+
         def value(expr: str) -> float | None:
             samples = prometheus.query(info["prometheus"], expr)
             return samples[0]["value"] if len(samples) == 1 else None
         try:
             return (value("max(vnetipam_controller_leader)") == 1
-                    and value("sum(vnetipam_podsubnet_allocated_ips)") == len(info["pods"])
-                    and (value("sum(vnetipam_agent_allocations_total)") or 0) >= len(info["pods"]))
+                    and value(f"max(vnetipam_podsubnet_allocated_ips{{podsubnet=\"{PODSUBNET}\"}})")
+                    == running
+                    and (value("sum(vnetipam_agent_allocations_total)") or 0) >= running)
         except Exception:
             return False
 
@@ -290,34 +420,72 @@ def status(already_up: bool = False) -> int:
     except AssertionError:
         pass  # shown as they are
 
+    section("kubectl get nodes -o wide")
+    print(kubectl_text(cfg, "get", "nodes", "-o", "wide"), end="")
+    section("kubectl get pods -o wide    (real pods in containerd; addresses from their "
+            "node's blocks)")
+    print(kubectl_text(cfg, "get", "pods", "-o", "wide"), end="")
+    section("kubectl -n vnet-ipam-system get pods -o wide    (the chart: host network)")
+    print(kubectl_text(cfg, "-n", "vnet-ipam-system", "get", "pods", "-o", "wide"), end="")
     section("kubectl get podsubnets")
-    print(kubectl(cfg, "get", "podsubnets"), end="")
+    print(kubectl_text(cfg, "get", "podsubnets"), end="")
     section("kubectl get ipblocks -o wide")
-    print(kubectl(cfg, "get", "ipblocks", "-o", "wide"), end="")
-    section("pods (network namespaces playing the pods; addresses from the nodes' blocks)")
-    for p in info["pods"]:
-        print(f"  {p['name']:<10} node {p['node']:<7} {p['ip']:<15} host veth {p['hostVeth']}")
+    print(kubectl_text(cfg, "get", "ipblocks", "-o", "wide"), end="")
+    if info.get("mock"):
+        section("the blocks on the nodes' NICs (Azure VNET mock) and the VNET's routes (its SDN)")
+        try:
+            for nic, prefixes in sorted(mock_nic_prefixes(info["mock"]).items()):
+                print(f"  NIC {nic:<11} {' '.join(prefixes) or '-'}")
+        except Exception as e:
+            print(f"  (mock state: {e})")
+    else:
+        section("the VNET's routes (cloud: none: the supervisor routes each block to its node)")
+    routes = subprocess.run(["ip", "-n", info["fabric"], "-j", "route", "show"],
+                            capture_output=True, text=True)
+    ip_to_node = {n["ip"]: name for name, n in info["nodes"].items()}
+    for r in json.loads(routes.stdout or "[]"):
+        if "gateway" in r:
+            print(f"  route {r['dst']:<17} via {r['gateway']} ({ip_to_node.get(r['gateway'], '?')})")
 
-    section("pods pinging each other across nodes (and on the same node)")
-    pods = info["pods"]
+    section("TCP between pods: kubectl exec <client> -- /netcheck time <server IP> 8080")
+    running = sorted(pods(), key=lambda p: (p["spec"]["nodeName"], p["metadata"]["name"]))
+    by_node: dict[str, list[dict]] = {}
+    for p in running:
+        by_node.setdefault(p["spec"]["nodeName"], []).append(p)
+    nodes = sorted(by_node)
+    pairs = []
+    for i, n in enumerate(nodes):
+        if len(by_node[n]) > 1:
+            pairs.append((by_node[n][0], by_node[n][1]))
+        if len(nodes) > 1:
+            pairs.append((by_node[n][0], by_node[nodes[(i + 1) % len(nodes)]][-1]))
     failures = 0
-    for src in pods[: len(info["nodes"])]:
-        for dst in pods:
-            if dst is src:
-                continue
-            ms = ping_ms(src["netns"], dst["ip"])
-            where = "same node " if dst["node"] == src["node"] else "other node"
-            verdict = f"ok  {ms:.3f} ms" if ms is not None else "NO ANSWER"
-            failures += ms is None
-            print(f"  {src['name']} ({src['ip']}) -> {dst['name']} ({dst['ip']}, {where}): "
-                  f"{verdict}")
+    for client, server in pairs:
+        ip = server["status"]["podIP"]
+        res = kubectl(cfg, "exec", client["metadata"]["name"], "--", "/netcheck", "time", ip,
+                      "8080", "2000")
+        where = ("same node " if client["spec"]["nodeName"] == server["spec"]["nodeName"]
+                 else "other node")
+        answer = res.stdout.split()
+        if res.returncode == 0 and len(answer) == 2:
+            verdict = f"answered by {answer[0]} in {float(answer[1]):.3f} ms"
+        else:
+            failures += 1
+            verdict = f"NO ANSWER: {(res.stderr or res.stdout).strip()}"
+        print(f"  {client['metadata']['name']} ({client['status']['podIP']}, "
+              f"{client['spec']['nodeName']}) -> {ip} ({where}): {verdict}")
+    if not pairs:
+        failures += 1
+        print("  (no running pods)")
 
-    section(f"live metrics from Prometheus ({info['prometheus']})")
+    section(f"live metrics from Prometheus ({info['prometheus']}; scraping "
+            f"{', '.join(t for ts in info['metricsTargets'].values() for t in ts)})")
+    sel = f'{{podsubnet="{PODSUBNET}"}}'
     queries = [
-        ("blocks allocated in PodSubnet pods", f'vnetipam_podsubnet_allocated_blocks{{podsubnet="{PODSUBNET}"}}'),
-        ("IPs in the pool", f'vnetipam_podsubnet_ips{{podsubnet="{PODSUBNET}"}}'),
-        ("IPs used by pods", f'vnetipam_podsubnet_allocated_ips{{podsubnet="{PODSUBNET}"}}'),
-        ("controller is leader", "max(vnetipam_controller_leader)"),
+        (f"blocks allocated in PodSubnet {PODSUBNET}", f"max(vnetipam_podsubnet_allocated_blocks{sel})"),
+        ("IPs in the pool", f"max(vnetipam_podsubnet_ips{sel})"),
+        ("IPs used by pods", f"max(vnetipam_podsubnet_allocated_ips{sel})"),
+        ("controller replicas leading", "sum(vnetipam_controller_leader)"),
         ("pod IP allocations (all agents)", "sum(vnetipam_agent_allocations_total)"),
         ("free IPs on node blocks (all agents)", "sum(vnetipam_agent_block_free_ips)"),
         ("Azure ARM requests (controller)", "sum(vnetipam_azure_requests_total)"),
@@ -330,67 +498,186 @@ def status(already_up: bool = False) -> int:
             value = f"(query failed: {e})"
         print(f"  {label:<40} {value:>8}    {expr}")
     try:
-        per_node = prometheus.query(info["prometheus"], "vnetipam_node_blocks")
+        per_node = prometheus.query(info["prometheus"], "max by (node) (vnetipam_node_blocks)")
         print("  blocks per node: " + ", ".join(
             f"{s['metric'].get('node')}={s['value']:g}" for s in
             sorted(per_node, key=lambda s: s["metric"].get("node", ""))))
     except Exception as e:
         print(f"  blocks per node: (query failed: {e})")
 
-    print(f"\nexport KUBECONFIG={cfg}")
+    print(f"\nexport KUBECONFIG={cfg}    # works while the demo runs (supervisor pid {pid})")
     print("kubectl get ipblocks -o wide      # the main view of the cluster")
-    print(f"Prometheus: {info['prometheus']}   logs: {STATE}")
+    print(f"Prometheus: {info['prometheus']}   logs: {STATE}   up in {info['upSeconds']}s")
+    print("scripts/demo.sh status            # this again")
     print("scripts/demo.sh down              # stop every process, remove every namespace")
     return 1 if failures else 0
 
 
-def down(quiet: bool = False, keep_logs: bool = False) -> int:
+def netns_pids(name: str) -> set[int]:
+    res = subprocess.run(["ip", "netns", "pids", name], capture_output=True, text=True)
+    return {int(x) for x in res.stdout.split()} - {os.getpid()}
+
+
+def our_cgroup_roots() -> list[str]:
+    """"/vipdemo-..." cgroups in any hierarchy (the nodes' cgroupRoots)."""
+    roots = set()
+    for hierarchy in CGROUPS.iterdir() if CGROUPS.exists() else ():
+        for d in hierarchy.glob(NETNS_PREFIX + "*"):
+            if d.is_dir():
+                roots.add("/" + d.name)
+    return sorted(roots)
+
+
+def netns_inodes() -> set[int]:
+    inodes = set()
+    for ns in demo_netns():
+        try:
+            inodes.add(Path(f"/run/netns/{ns}").stat().st_ino)
+        except OSError:
+            pass
+    return inodes
+
+
+def recorded_alive(recorded: dict) -> dict[str, int]:
+    """name -> PID of the recorded processes still running what they ran and, while our
+    namespaces exist, inside one of them (every process the supervisor starts is): a reused PID
+    is never signalled."""
+    inodes = netns_inodes()
+    out = {}
+    for name, entry in recorded.items():
+        pid = entry["pid"]
+        if not alive(pid, entry["cmd"]):
+            continue
+        try:
+            if inodes and os.stat(f"/proc/{pid}/ns/net").st_ino not in inodes:
+                continue
+        except OSError:
+            continue
+        out[name] = pid
+    return out
+
+
+def holder_mount_ns_pids(recorded: dict) -> set[int]:
+    """The processes in the mount namespaces of the recorded node holders, only while a holder
+    still is ours (it runs `sleep infinity` in a vipdemo- network namespace) and its mount
+    namespace is not this process's."""
+    import realnodes
+
+    ours = netns_inodes()
+    mine = os.readlink("/proc/self/ns/mnt")
+    pids: set[int] = set()
+    for name, entry in recorded.items():
+        pid = entry["pid"]
+        if not name.endswith("/holder") or not alive(pid, "sleep infinity"):
+            continue
+        try:
+            net_ino = os.stat(f"/proc/{pid}/ns/net").st_ino
+            mnt = os.readlink(f"/proc/{pid}/ns/mnt")
+        except OSError:
+            continue
+        if net_ino in ours and mnt != mine:
+            pids |= realnodes.mount_ns_pids(pid) | {pid}
+    return pids
+
+
+def demo_netns() -> list[str]:
     import netlab
+    return [n for n in netlab.netns_list() if n.startswith(NETNS_PREFIX)]
+
+
+def leftovers(recorded: dict) -> set[int]:
+    """What is left of a demo: recorded PIDs still running what they ran, and every process in
+    a vipdemo- network namespace, cgroup, or node mount namespace."""
+    import realnodes
+
+    pids = set(recorded_alive(recorded).values())
+    for ns in demo_netns():
+        pids |= netns_pids(ns)
+    for root in our_cgroup_roots():
+        pids |= realnodes.cgroup_pids(root)
+    pids |= holder_mount_ns_pids(recorded)
+    return {p for p in pids if alive(p)} - {os.getpid()}
+
+
+def down(quiet: bool = False, keep_logs: bool = False) -> int:
+    import realnodes
 
     say = (lambda *_: None) if quiet else print
+    t = time.monotonic()
     pid = supervisor_pid()
     if pid is not None:
-        say(f"==> stopping the supervisor (pid {pid}) and what it runs")
-        stop_pid(pid, "demo.py serve", timeout=60)
+        say(f"==> stopping the supervisor (pid {pid}): it stops the cluster, the mock and "
+            "Prometheus")
+        stop_pid(pid, "demo.py serve", timeout=180)
     recorded = {}
     try:
         recorded = json.loads(PIDS.read_text())
     except (OSError, ValueError):
         pass
-    for name, entry in recorded.items():
-        if stop_pid(entry["pid"], entry["cmd"]):
-            say(f"    stopped leftover {name} (pid {entry['pid']})")
-    for name in netlab.netns_list():
-        if name.startswith(NETNS_PREFIX):
-            subprocess.run(["ip", "netns", "delete", name], check=False)
-            say(f"    removed leftover namespace {name}")
-    left_ns = [n for n in netlab.netns_list() if n.startswith(NETNS_PREFIX)]
-    left_pids = [f"{n} ({e['pid']})" for n, e in recorded.items() if alive(e["pid"], e["cmd"])]
-    if left_ns or left_pids:
-        print(f"demo: could not remove: namespaces {left_ns}, processes {left_pids}",
-              file=sys.stderr)
+    recorded.pop("supervisor", None)
+    # Leftovers (after a SIGKILL of the supervisor): the recorded processes by PID, then whatever
+    # is still in our namespaces and cgroups (pods, shims, the node holders), in rounds, as
+    # killing a parent can leave children behind.
+    left = recorded_alive(recorded)
+    for name, p in left.items():
+        say(f"    stopping leftover {name} (pid {p})")
+        os.kill(p, signal.SIGTERM)
+    for p in left.values():
+        gone_within(p, 5)
+    for _ in range(10):
+        left = leftovers(recorded)
+        if not left:
+            break
+        say(f"    killing {len(left)} leftover processes in {NETNS_PREFIX}* namespaces and "
+            f"cgroups: {' '.join(str(p) for p in sorted(left))}")
+        realnodes.kill_all(left)
+    for root in our_cgroup_roots():
+        where = sorted(d.parent.name for d in CGROUPS.glob(f"*/{root.lstrip('/')}"))
+        try:
+            realnodes.remove_cgroups(root)
+            for d in CGROUPS.glob(f"*/{root.lstrip('/')}"):  # any other hierarchy (unified)
+                for sub in sorted((p for p in d.rglob("*") if p.is_dir()),
+                                  key=lambda p: -len(p.parts)):
+                    realnodes.rmdir_when_empty(sub)
+                realnodes.rmdir_when_empty(d)
+            say(f"    removed cgroup {root} (left in: {', '.join(where)})")
+        except OSError as e:
+            print(f"demo: cgroup {root}: {e}", file=sys.stderr)
+    for name in demo_netns():
+        subprocess.run(["ip", "netns", "delete", name], check=False)
+        say(f"    removed leftover namespace {name}")
+    left_ns, left_cg, left_pids = demo_netns(), our_cgroup_roots(), leftovers(recorded)
+    if left_ns or left_cg or left_pids:
+        print(f"demo: could not remove: namespaces {left_ns}, cgroups {left_cg}, processes "
+              f"{sorted(left_pids)}", file=sys.stderr)
         return 1
     if STATE.exists() and not keep_logs:
         subprocess.run(["rm", "-rf", "--one-file-system", str(STATE)], check=False)
-    say(f"==> demo is down: {len(recorded)} recorded processes gone, no {NETNS_PREFIX}* namespace left")
+    say(f"==> demo is down in {time.monotonic() - t:.1f}s: {len(recorded)} recorded processes "
+        f"gone, no {NETNS_PREFIX}* namespace or cgroup left")
     return 0
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("command", choices=["up", "serve", "status", "is-up", "down"])
-    ap.add_argument("--kube-bin", help="directory with etcd and kube-apiserver (build-kube.sh)")
+    ap.add_argument("--kube-bin", help="directory with the Kubernetes binaries (build-kube.sh)")
+    ap.add_argument("--image", help="the project's OCI image archive (build-image.sh)")
+    ap.add_argument("--mock-bin", help="the azure-vnet-mock binary to run on this machine")
+    ap.add_argument("--cloud", choices=["azure", "none"], default="azure",
+                    help="the chart's cloud mode (default azure, against the mock)")
     ap.add_argument("--already-up", action="store_true", help=argparse.SUPPRESS)
     a = ap.parse_args()
     if os.geteuid() != 0:
         print("demo: run as root (network namespaces)", file=sys.stderr)
         return 1
-    if a.command in ("up", "serve") and not a.kube_bin:
-        ap.error(f"{a.command} needs --kube-bin")
-    if a.command == "up":
-        return up(a.kube_bin)
-    if a.command == "serve":
-        return serve(a.kube_bin)
+    if a.command in ("up", "serve"):
+        for flag in ("kube_bin", "image", "mock_bin"):
+            if not getattr(a, flag):
+                ap.error(f"{a.command} needs --{flag.replace('_', '-')}")
+        args = (str(Path(a.kube_bin).resolve()), str(Path(a.image).resolve()),
+                str(Path(a.mock_bin).resolve()), a.cloud)
+        return up(*args) if a.command == "up" else serve(*args)
     if a.command == "status":
         return status(a.already_up)
     if a.command == "is-up":
