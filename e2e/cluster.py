@@ -36,7 +36,7 @@ READY_TIMEOUT = 90.0
 
 
 def build_binaries() -> Path:
-    """Directory holding kube-apiserver, kube-controller-manager and etcd.
+    """Directory holding etcd, the Kubernetes binaries and kubectl (scripts/build-kube.sh).
 
     $VNETIPAM_KUBE_BIN wins when set; otherwise scripts/build-kube.sh, which
     returns at once when the binaries are cached (and builds them if not)."""
@@ -220,7 +220,7 @@ class Cluster:
                 timeout: float = 60) -> subprocess.CompletedProcess:
         """Run kubectl against this cluster; returns the CompletedProcess (text)."""
         res = subprocess.run(
-            ["kubectl", f"--kubeconfig={self.kubeconfig}", *args],
+            [str(self.binaries / "kubectl"), f"--kubeconfig={self.kubeconfig}", *args],
             input=input, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
             text=True, timeout=timeout,
         )

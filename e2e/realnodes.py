@@ -294,8 +294,8 @@ class RealCluster(Cluster):
         node.dir.mkdir(parents=True, exist_ok=True)
         assert self.fabric is not None
         self.fabric.attach_node(ns, ip)
-        # Like any Kubernetes node, it forwards between its pods and its NIC.
-        ns.sysctl("net.ipv4.ip_forward", 1)
+        # IPv4 forwarding stays as a new namespace has it (off): the CNI plugins must turn it on,
+        # as they must on a real node whose image leaves it off.
         self._make_cgroups(node)
         node.holder = subprocess.Popen(
             ["nsenter", f"--net={ns.path}", "unshare", "--mount", "--propagation", "slave",
@@ -503,8 +503,9 @@ disabled_plugins = ["io.containerd.snapshotter.v1.btrfs", "io.containerd.snapsho
 
 def remove_cgroups(root: str) -> None:
     """Removes the cgroup `root` (a node's cgroupRoot, "/<name>") and everything under it in
-    every hierarchy the nodes use, deepest first; each must be empty of processes (kill_all)."""
-    for c in _CGROUP_V1:
+    every hierarchy the nodes use, deepest first; each must be empty of processes (kill_all).
+    The kubelet makes its tree in the cgroup v2 hierarchy ("unified") too."""
+    for c in (*_CGROUP_V1, "unified"):
         top = Path("/sys/fs/cgroup") / c / root.lstrip("/")
         if not top.exists():
             continue
@@ -773,7 +774,8 @@ def real_cluster_fixture(name: str, *, provider_id: Callable[[str], str] | None 
             assert [n for n in netlab.netns_list() if n.startswith(cluster.prefix)] == []
             assert netlab.root_netns_snapshot() == before
             for root in cgroup_roots:
-                assert not Path(f"/sys/fs/cgroup/pids{root}").exists(), root
+                for hierarchy in ("pids", "memory", "unified"):
+                    assert not Path(f"/sys/fs/cgroup/{hierarchy}{root}").exists(), root
             for pid in holders:
                 assert not Path(f"/proc/{pid}").exists(), pid
 

@@ -3,6 +3,7 @@
 # proxy with the machine's Go, and caches them outside the checkout:
 #   control plane: kube-apiserver, kube-controller-manager, kube-scheduler, etcd
 #   real nodes:    kubelet, kube-proxy
+#   the client:    kubectl (the tests' and the demo's; the machine's own is not relied on)
 #
 #   ${VNETIPAM_CACHE:-$HOME/.cache/vnet-ipam}/kube/<k8s-version>-etcd-<etcd-version>/
 #
@@ -21,7 +22,7 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 KUBE_MOD="$ROOT/e2e/kube"
 ETCD_MOD="$ROOT/e2e/kube/etcd"
-KUBE_COMMANDS=(kube-apiserver kube-controller-manager kube-scheduler kubelet kube-proxy)
+KUBE_COMMANDS=(kube-apiserver kube-controller-manager kube-scheduler kubelet kube-proxy kubectl)
 BINARIES=("${KUBE_COMMANDS[@]}" etcd)
 
 log() { echo "build-kube: $*" >&2; }
@@ -73,6 +74,12 @@ GOVERSION="$(cd "$KUBE_MOD" && "$GO" env GOVERSION)"
 
 TMP="$(mktemp -d "$CACHE/.tmp-${KUBE_VERSION}-etcd-${ETCD_VERSION}.XXXXXX")"
 chmod 755 "$TMP"
+# A cache from before a binary joined the list keeps what it has (hard links): only the missing
+# binaries are built.
+if [[ -d $OUT ]]; then
+  cp -al "$OUT/." "$TMP/"
+  rm -f "$TMP/BUILDINFO"
+fi
 trap 'rm -rf "$TMP"' EXIT
 
 # Version stamps as the Kubernetes release build sets them (hack/lib/version.sh);
@@ -90,6 +97,7 @@ start=$SECONDS
 (
   cd "$KUBE_MOD"
   for cmd in "${KUBE_COMMANDS[@]}"; do
+    [[ -x $TMP/$cmd ]] && continue
     log "go build k8s.io/kubernetes/cmd/$cmd"
     nice -n 10 "$GO" build -trimpath -buildvcs=false -ldflags="-s -w$VERSION_LDFLAGS" \
       -o "$TMP/$cmd" "k8s.io/kubernetes/cmd/$cmd"
@@ -97,6 +105,7 @@ start=$SECONDS
 )
 (
   cd "$ETCD_MOD"
+  [[ -x $TMP/etcd ]] && exit 0
   log "go build go.etcd.io/etcd/server/v3/etcdmain (etcd)"
   nice -n 10 "$GO" build -trimpath -buildvcs=false -ldflags="-s -w" -o "$TMP/etcd" .
 )

@@ -260,6 +260,7 @@ def serve(kube_bin: str, image: str, mock_bin: str, cloud: str) -> int:
         prom.wait_target_up("controller", deadline_s=60)
         log(f"Prometheus in {rc.cp.name} scraping {targets}; reached here at {prom.url}")
         ready = {"kubeconfig": str(rc.kubeconfig), "server": rc.server, "cloud": cloud,
+                 "kubectl": str(Path(kube_bin) / "kubectl"),
                  "prometheus": prom.url, "fabric": rc.fabric.name, "controlPlane": rc.cp.name,
                  "mock": ({"url": f"https://127.0.0.1:{mock.local_port}",
                            "cert": str(mock.cert), "inCluster": mock.url} if mock else None),
@@ -344,7 +345,10 @@ def up(kube_bin: str, image: str, mock_bin: str, cloud: str) -> int:
 
 
 def kubectl(cfg: str, *args: str, timeout: float = 60) -> subprocess.CompletedProcess:
-    return subprocess.run(["kubectl", f"--kubeconfig={cfg}", *args], capture_output=True,
+    """kubectl built with the cluster's binaries (scripts/build-kube.sh), next to the kubeconfig's
+    record in ready.json."""
+    binary = json.loads(READY.read_text()).get("kubectl", "kubectl")
+    return subprocess.run([binary, f"--kubeconfig={cfg}", *args], capture_output=True,
                           text=True, timeout=timeout)
 
 
@@ -506,6 +510,7 @@ def status(already_up: bool = False) -> int:
         print(f"  blocks per node: (query failed: {e})")
 
     print(f"\nexport KUBECONFIG={cfg}    # works while the demo runs (supervisor pid {pid})")
+    print(f"alias kubectl={info.get('kubectl', 'kubectl')}    # built with the cluster (any kubectl works)")
     print("kubectl get ipblocks -o wide      # the main view of the cluster")
     print(f"Prometheus: {info['prometheus']}   logs: {STATE}   up in {info['upSeconds']}s")
     print("scripts/demo.sh status            # this again")

@@ -60,8 +60,9 @@ remove_policy() { if $own_policy; then "${sudo_cmd[@]}" rm -f "$policy"; fi; }
 trap remove_policy EXIT
 "${sudo_cmd[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}"
 
-# Where systemd runs, keep the packaged services off for good (policy-rc.d only stops the start):
-# the tests run their own Prometheus, and a containerd per real node.
+# Where systemd runs, keep the packaged Prometheus off for good (policy-rc.d only stops the
+# start). containerd is left as it is: a machine may run its own, and the real nodes' containerds
+# use sockets and state of their own (private /run per node).
 if [ -d /run/systemd/system ] && command -v systemctl >/dev/null; then
-  "${sudo_cmd[@]}" systemctl disable --now prometheus.service containerd.service >/dev/null 2>&1 || true
+  "${sudo_cmd[@]}" systemctl disable --now prometheus.service >/dev/null 2>&1 || true
 fi
