@@ -243,6 +243,16 @@ def test_cloud_none(helm):
     assert "--host-veth-prefix=cali" in a["args"] and "--mtu=1450" in a["args"]
 
 
+@pytest.mark.parametrize("values, prefix", [
+    ([], "vnet"),                                                       # an engine matching IPs
+    (["--set", "networkPolicy.engine=calico"], "cali"),                 # Felix's interfacePrefix
+    (["--set", "networkPolicy.engine=calico", "--set", "agent.hostVethPrefix=azv"], "azv"),
+])
+def test_the_policy_engine_setting_names_the_host_veths(helm, values, prefix):
+    a = container(one(render(helm, *values), "DaemonSet", "vnet-ipam-agent"), "agent")
+    assert f"--host-veth-prefix={prefix}" in a["args"], a["args"]
+
+
 def test_azure_secret(helm):
     objects = render(helm, *values_args("azure-secret"))
     secret = one(objects, "Secret", "vnet-ipam-azure")

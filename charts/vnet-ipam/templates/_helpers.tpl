@@ -130,3 +130,14 @@ readOnlyRootFilesystem: true
 capabilities:
   drop: [ALL]
 {{- end -}}
+
+{{/* Host veth prefix: agent.hostVethPrefix, or the one the NetworkPolicy engine finds pods by. */}}
+{{- define "vnet-ipam.hostVethPrefix" -}}
+{{- if .Values.agent.hostVethPrefix -}}
+{{- .Values.agent.hostVethPrefix -}}
+{{- else if eq .Values.networkPolicy.engine "calico" -}}
+cali
+{{- else -}}
+vnet
+{{- end -}}
+{{- end -}}
