@@ -62,6 +62,8 @@ def ready_blocks(w: Workloads) -> dict[str, list[ipaddress.IPv4Network]]:
 
 
 def test_install_makes_every_node_ready_with_our_plugins(rc, w):
+    for node in rc.nodes.values():
+        assert node.netns.read_sysctl("net.ipv4.ip_forward") == "0"  # until a pod is wired
     w.wait_rollout("daemonset/vnet-ipam-agent", NAMESPACE)
     w.wait_rollout("deployment/vnet-ipam-controller", NAMESPACE)
     rc.wait_nodes_ready()
@@ -86,8 +88,10 @@ def test_30_pods_get_addresses_from_a_ready_block_of_their_own_node(rc, w):
         node, ip = p["spec"]["nodeName"], ipaddress.ip_address(p["status"]["podIP"])
         assert any(ip in c for c in blocks.get(node, [])), (p["metadata"]["name"], node, ip, blocks)
     assert Counter(p["spec"]["nodeName"] for p in pods) == {n: 10 for n in rc.nodes}
-    # Transparent mode: on its node, each pod is one /32 route over its own host-side veth.
+    # Transparent mode: on its node, each pod is one /32 route over its own host-side veth, and
+    # the node forwards (vnet-transparent turned it on, as ptp does).
     for node in rc.nodes.values():
+        assert node.netns.read_sysctl("net.ipv4.ip_forward") == "1"
         routes = {r["dst"]: r.get("dev", "") for r in node.netns.routes()}
         for p in pods:
             if p["spec"]["nodeName"] == node.name:
