@@ -556,4 +556,9 @@ def root_netns_snapshot() -> dict:
         "addrs": sorted(f"{link['ifname']} {a['local']}/{a['prefixlen']}"
                         for link in j("addr", "show") for a in link.get("addr_info", [])),
         "routes": sorted(json.dumps(r, sort_keys=True) for r in j("route", "show", "table", "all")),
+        # Firewall state: kube-proxy and the policy engine write rules and ipsets in the nodes'
+        # namespaces only.
+        "nftables": subprocess.run(["nft", "list", "ruleset"], capture_output=True,
+                                   text=True).stdout,
+        "ipsets": subprocess.run(["ipset", "list", "-n"], capture_output=True, text=True).stdout,
     }

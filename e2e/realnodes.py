@@ -750,6 +750,13 @@ class Workloads:
         return want
 
 
+def machine_sysctls() -> dict[str, str]:
+    """The machine-wide sysctls a kubelet writes, and the root namespace's forwarding: what the
+    nodes must leave alone."""
+    keys = (*_KUBELET_SYSCTLS, "net/ipv4/ip_forward")
+    return {k: Path(f"/proc/sys/{k}").read_text().strip() for k in keys}
+
+
 def real_cluster_fixture(name: str, *, provider_id: Callable[[str], str] | None = None):
     """A module-scoped pytest fixture: a RealCluster of three nodes with the project's image and
     the netcheck image, stopped after the module; checks that nothing of it is left (namespaces,
@@ -762,6 +769,7 @@ def real_cluster_fixture(name: str, *, provider_id: Callable[[str], str] | None 
         images = [build_project_image(IMAGE_TAG),
                   build_static_image(workdir, "netcheck.c", NETCHECK_IMAGE, ["/netcheck"])]
         before = netlab.root_netns_snapshot()
+        sysctls_before = machine_sysctls()
         cluster = RealCluster(workdir, kube_binaries, nodes=3, images=images,
                               provider_id=provider_id)
         cluster.start()
@@ -773,6 +781,7 @@ def real_cluster_fixture(name: str, *, provider_id: Callable[[str], str] | None 
             cluster.stop()
             assert [n for n in netlab.netns_list() if n.startswith(cluster.prefix)] == []
             assert netlab.root_netns_snapshot() == before
+            assert machine_sysctls() == sysctls_before
             for root in cgroup_roots:
                 for hierarchy in ("pids", "memory", "unified"):
                     assert not Path(f"/sys/fs/cgroup/{hierarchy}{root}").exists(), root
