@@ -175,7 +175,8 @@ def test_default_values(helm):
     objects = render(helm)
     kinds = sorted({o["kind"] for o in objects})
     assert kinds == ["ClusterRole", "ClusterRoleBinding", "DaemonSet", "Deployment",
-                     "PodDisruptionBudget", "Role", "RoleBinding", "Service", "ServiceAccount"]
+                     "PodDisruptionBudget", "Role", "RoleBinding", "Service", "ServiceAccount",
+                     "ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding"]
 
     ctrl = one(objects, "Deployment", "vnet-ipam-controller")
     assert ctrl["spec"]["replicas"] == 2
@@ -227,6 +228,29 @@ def test_default_values(helm):
     services = by_kind(objects, "Service")
     assert services["vnet-ipam-controller-metrics"]["spec"]["ports"][0]["port"] == 9090
     assert services["vnet-ipam-agent-metrics"]["spec"]["ports"][0]["port"] == 9091
+
+
+def test_agent_node_scoped_writes_policy(helm):
+    """The ValidatingAdmissionPolicy matches the agent's ServiceAccount, whatever its name, and
+    agent.nodeScopedWrites.enabled=false leaves it out. What it allows and refuses is tested on
+    the API server in e2e/test_node_scoped_writes.py."""
+    objects = render(helm)
+    policy = one(objects, "ValidatingAdmissionPolicy", "vnet-ipam-agent-node-scoped-writes")
+    binding = one(objects, "ValidatingAdmissionPolicyBinding", "vnet-ipam-agent-node-scoped-writes")
+    assert binding["spec"] == {"policyName": "vnet-ipam-agent-node-scoped-writes",
+                               "validationActions": ["Deny"]}
+    assert policy["spec"]["failurePolicy"] == "Fail"
+    (condition,) = policy["spec"]["matchConditions"]
+    assert condition["expression"] == \
+        f"request.userInfo.username == 'system:serviceaccount:{NAMESPACE}:vnet-ipam-agent'"
+
+    renamed = render(helm, "--set", "agent.serviceAccount.name=ipam-agent")
+    policy = one(renamed, "ValidatingAdmissionPolicy", "vnet-ipam-agent-node-scoped-writes")
+    assert policy["spec"]["matchConditions"][0]["expression"].endswith(
+        f"'system:serviceaccount:{NAMESPACE}:ipam-agent'")
+
+    off = {o["kind"] for o in render(helm, "--set", "agent.nodeScopedWrites.enabled=false")}
+    assert not off & {"ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding"}
 
 
 def test_cloud_none(helm):
@@ -607,15 +631,18 @@ CONTROLLER_MUST_NOT = [
     ("create", "clusterrolebindings.rbac.authorization.k8s.io"),
     ("impersonate", "serviceaccounts"),
 ]
+# The agent's two informers (IPBlocks and Pods of its node: list + watch) and its status.used
+# reports (server-side apply on ipblocks/status). Which node's blocks it may write is the
+# admission policy's business (e2e/test_node_scoped_writes.py), not RBAC's.
 AGENT_DOES = [
-    *((v, "ipblocks.vnetipam.io") for v in ("get", "list", "watch")),
+    *((v, "ipblocks.vnetipam.io") for v in ("list", "watch")),
     ("patch", "ipblocks.vnetipam.io", "status"),
-    *((v, "pods") for v in ("get", "list", "watch")),
-    ("get", "nodes", None, "node-1"),
-    *((v, "events.events.k8s.io", None, None, "default") for v in ("create", "patch")),
-    ("create", "events", None, None, "kube-system"),
+    *((v, "pods") for v in ("list", "watch")),
 ]
 AGENT_MUST_NOT = [
+    ("get", "nodes", None, "node-1"), ("get", "ipblocks.vnetipam.io"), ("get", "pods"),
+    *((v, "events.events.k8s.io", None, None, "default") for v in ("create", "patch")),
+    ("create", "events", None, None, "kube-system"),
     ("create", "ipblocks.vnetipam.io"), ("update", "ipblocks.vnetipam.io"),
     ("patch", "ipblocks.vnetipam.io"), ("delete", "ipblocks.vnetipam.io"),
     ("update", "ipblocks.vnetipam.io", "status"), ("get", "podsubnets.vnetipam.io"),
@@ -676,6 +703,20 @@ def test_service_account_may_do_exactly_what_its_binary_does(cluster, rbac, sa, 
     assert not extra, f"{sa} has permissions it must not have: {extra}"
 
 
+def test_agent_source_makes_only_the_calls_in_the_table():
+    """The agent's API calls, read from its source: the IPBlock and Pod collections through
+    informers (list + watch) and server-side apply of IPBlock status. No Event recorder, no Node,
+    no other client call: a new one needs a row in AGENT_DOES and a rule in agent-rbac.yaml."""
+    sources = {p.name: p.read_text() for p in (ROOT / "node-agent").glob("*.[ch]*")}
+    text = "\n".join(sources.values())
+    assert "EventRecorder" not in text and "events.h" not in text
+    paths = set(re.findall(r'"(/apis?/[^"]*)"', text))
+    assert paths == {"/apis/vnetipam.io/v1alpha1/ipblocks", "/api/v1/pods"}, paths
+    calls = set(re.findall(r"\bclient_?\.(\w+)\(", text))
+    assert calls == {"applyStatus"}, calls
+    assert len(re.findall(r"kube::Informer \w+\(", sources["main.cpp"])) == 2
+
+
 def rules_of(docs: list[dict], kind: str, component: str) -> set[tuple]:
     """Every (apiGroup, resource, verb, resourceName) a component's roles of `kind` grant."""
     out = set()
@@ -705,9 +746,9 @@ def test_roles_grant_nothing_beyond_the_table(rbac):
     for component, table in (("controller", CONTROLLER_DOES), ("agent", AGENT_DOES)):
         granted = rules_of(rbac, "ClusterRole", component) | rules_of(rbac, "Role", component)
         used = expand(table)
-        # Core and events.k8s.io events are granted alike; the agent's node get is by name at
-        # runtime but granted without one (RBAC cannot name "the node I run on").
-        used |= {(g, "events", v, "") for g in ("", "events.k8s.io") for v in ("create", "patch")}
-        used = {(g, r, v, "" if (r == "nodes") else n) for g, r, v, n in used}
+        # The controller's Events are granted in core and events.k8s.io alike.
+        if component == "controller":
+            used |= {(g, "events", v, "") for g in ("", "events.k8s.io")
+                     for v in ("create", "patch")}
         assert granted == used, (f"{component}: granted but unused {sorted(granted - used)}; "
                                  f"used but not granted {sorted(used - granted)}")
