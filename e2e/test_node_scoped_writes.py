@@ -11,7 +11,10 @@ them. Each token writes status.used exactly as the agent does (server-side apply
 subresource under the agent's field manager, forced) and is refused on the other node's block
 with a message naming both nodes; a merge patch is refused alike. A token bound to no pod is
 refused; the controller's ServiceAccount and the admin are not affected. Given a broader role,
-the agent still cannot create or delete another node's blocks.
+the agent still cannot create or delete another node's blocks. Last, the agent binary itself, with
+a pod-bound token in its kubeconfig and nothing but the chart's role: it watches its node's blocks
+and Pods and reports status.used through the policy; told it is on the other node, it serves that
+node's block but its report is refused.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ import yaml
 
 from crd_helpers import CRD_DIR, CRD_NAMES, block_name, ipblock
 from polling import poll
+from test_agent import Agent, address, allocate
 
 ROOT = Path(__file__).resolve().parent.parent
 CHART = ROOT / "charts" / "vnet-ipam"
@@ -175,7 +179,8 @@ def cluster(kube, chart):
     poll("the admission policy to take effect",
          lambda: callers[a].apply_used(BLOCKS[b], 1, dry_run=True)[0] == 403, timeout=60,
          interval=0.25, describe=lambda: repr(callers[a].apply_used(BLOCKS[b], 1, dry_run=True)))
-    yield {"agents": callers, "unbound": unbound, "controller": controller, "pods": pods}
+    yield {"agents": callers, "unbound": unbound, "controller": controller, "pods": pods,
+           "tokens": tokens}
     kube.kubectl("delete", "ipblock", "--ignore-not-found", *BLOCKS.values())
     kube.kubectl("delete", "node", "--ignore-not-found", *NODES)
 
@@ -296,3 +301,57 @@ def test_a_broader_role_still_cannot_reach_another_node(kube, cluster):
         kube.kubectl("delete", "--ignore-not-found", "-f", "-", input=text)
         kube.kubectl("delete", "ipblock", "--ignore-not-found",
                      *(o["metadata"]["name"] for o in extra.values()))
+
+
+def test_the_agent_binary_reports_usage_only_for_its_own_node(kube, cluster, tmp_path):
+    """node-agent/vnet-ipam-agent with node A's pod-bound token and only the chart's role:
+    on node A its report of status.used goes through; started as node B with the same token
+    (a compromised or misconfigured agent) it serves B's block, but the report is refused and
+    B's status.used is untouched."""
+    a, b = NODES
+    for node in NODES:  # Ready, as the controller leaves a programmed block
+        kube.kubectl("apply", "--server-side", "--field-manager=vnet-ipam-controller",
+                     "--subresource=status", "-f", "-", input=json.dumps({
+                         "apiVersion": "vnetipam.io/v1alpha1", "kind": "IPBlock",
+                         "metadata": {"name": BLOCKS[node]},
+                         "status": {"phase": "Ready", "capacity": 16}}))
+    kubeconfig = tmp_path / "agent-a.kubeconfig"
+    kubeconfig.write_text(json.dumps({
+        "apiVersion": "v1", "kind": "Config",
+        "clusters": [{"name": "e2e", "cluster": {"server": kube.server,
+                                                 "certificate-authority": str(kube.pki / "ca.crt")}}],
+        "users": [{"name": "agent", "user": {"token": cluster["tokens"][a]}}],
+        "contexts": [{"name": "e2e", "context": {"cluster": "e2e", "user": "agent"}}],
+        "current-context": "e2e"}))
+
+    class Credentials:  # what Agent reads from the cluster: its kubeconfig
+        pass
+    credentials = Credentials()
+    credentials.kubeconfig = kubeconfig
+
+    before_b = used_of(kube, b)
+    agents = []
+    try:
+        own = Agent(credentials, tmp_path / "own", a)
+        agents.append(own)
+        own.start()
+        address(allocate(own.socket, "c-own"))
+        poll(f"the agent on {a} to report status.used=1", lambda: used_of(kube, a) == 1,
+             timeout=30, interval=0.2, describe=own.log)
+
+        other = Agent(credentials, tmp_path / "other", b)
+        agents.append(other)
+        other.start()
+        address(allocate(other.socket, "c-other"))
+        refusal = f"IPBlock {BLOCKS[b]} belongs to node {b}, and the caller is the node agent " \
+                  f"on node {a}"
+        # The report after the allocation (used=1), not only the first one (used=0).
+        poll("the agent's report for the other node to be refused",
+             lambda: any("writing status.used=1:" in line and refusal in line
+                         for line in other.log().splitlines()),
+             timeout=30, interval=0.2, describe=other.log)
+        assert used_of(kube, b) == before_b
+    finally:
+        for agent in agents:
+            if agent.proc and agent.proc.running():
+                agent.kill()
