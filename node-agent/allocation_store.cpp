@@ -1,7 +1,9 @@
 #include "node-agent/allocation_store.h"
 
 #include <algorithm>
+#include <functional>
 #include <tuple>
+#include <unordered_set>
 #include <utility>
 
 #include <fmt/format.h>
@@ -31,12 +33,16 @@ AllocationStore::AllocationStore(ipam::Journal& journal, StoreOptions options, W
       clock_(std::move(clock)),
       metrics_(metrics) {}
 
-std::string AllocationStore::ownerKey(std::string_view containerID, std::string_view ifName) {
-  std::string key;
-  key.reserve(containerID.size() + ifName.size() + 1);
-  key.append(containerID).push_back('\0');
-  key.append(ifName);
-  return key;
+AllocationStore::OwnerKey AllocationStore::ownerKey(std::string_view containerID,
+                                                    std::string_view ifName) {
+  return OwnerKey{std::string(containerID), std::string(ifName)};
+}
+
+std::size_t AllocationStore::OwnerKeyHash::operator()(const OwnerKey& key) const noexcept {
+  // Only spreads keys over buckets: equality compares the two fields apart.
+  const std::size_t id = std::hash<std::string_view>{}(key.containerId);
+  return id ^ (std::hash<std::string_view>{}(key.ifName) + 0x9e3779b97f4a7c15ULL + (id << 6) +
+               (id >> 2));
 }
 
 ipam::Result<std::unique_ptr<AllocationStore>> AllocationStore::recover(
@@ -195,11 +201,10 @@ Response AllocationStore::handle(const Request& request) {
   return Response::failure(ErrorCode::kAgentInternal, "unknown operation");
 }
 
-Allocation AllocationStore::toAllocation(const std::string& key, const Held& held) const {
-  const auto sep = key.find('\0');
+Allocation AllocationStore::toAllocation(const OwnerKey& key, const Held& held) const {
   const auto& block = blocks_.at(held.block);
-  return Allocation{.containerID = key.substr(0, sep),
-                    .ifName = key.substr(sep + 1),
+  return Allocation{.containerID = key.containerId,
+                    .ifName = key.ifName,
                     .podNamespace = held.podNamespace,
                     .podName = held.podName,
                     .podUID = held.podUID,
@@ -225,7 +230,7 @@ Response AllocationStore::allocate(const Request& request) {
     if (metrics_) metrics_->allocationFailed(static_cast<int>(response.code), since(start));
     return response;
   };
-  const std::string key = ownerKey(request.containerID, request.ifName);
+  const OwnerKey key = ownerKey(request.containerID, request.ifName);
   const std::string who =
       fmt::format("container {} interface {}", request.containerID, request.ifName);
   std::unique_lock lock(mu_);
@@ -312,9 +317,8 @@ Response AllocationStore::allocate(const Request& request) {
                   candidates.size(), cooling)));
 }
 
-ipam::Result<ipam::Seq> AllocationStore::releaseLocked(const std::string& key,
-                                                       std::string_view reason, ipam::TimePoint now,
-                                                       Allocation& released) {
+ipam::Result<ipam::Seq> AllocationStore::releaseLocked(const OwnerKey& key, std::string_view reason,
+                                                       ipam::TimePoint now, Allocation& released) {
   auto it = held_.find(key);
   released = toAllocation(key, it->second);
   BlockState& block = blocks_.at(it->second.block);
@@ -349,7 +353,7 @@ ipam::Result<ipam::Seq> AllocationStore::releaseLocked(const std::string& key,
 }
 
 Response AllocationStore::release(const Request& request, std::string_view reason) {
-  const std::string key = ownerKey(request.containerID, request.ifName);
+  const OwnerKey key = ownerKey(request.containerID, request.ifName);
   std::unique_lock lock(mu_);
   if (!held_.contains(key)) {
     // DEL is idempotent. The release that freed it may still be waiting for its fsync on
@@ -382,7 +386,7 @@ Response AllocationStore::release(const Request& request, std::string_view reaso
 }
 
 Response AllocationStore::check(const Request& request) {
-  const std::string key = ownerKey(request.containerID, request.ifName);
+  const OwnerKey key = ownerKey(request.containerID, request.ifName);
   std::unique_lock lock(mu_);
   auto it = held_.find(key);
   if (it == held_.end()) {
@@ -413,9 +417,9 @@ Response AllocationStore::list() {
 }
 
 Response AllocationStore::gc(const Request& request) {
-  std::unordered_map<std::string, bool> valid;
+  std::unordered_set<OwnerKey, OwnerKeyHash> valid;
   for (const Attachment& a : request.validAttachments)
-    valid[ownerKey(a.containerID, a.ifName)];
+    valid.insert(ownerKey(a.containerID, a.ifName));
   std::lock_guard lock(mu_);
   const ipam::TimePoint now = clock_();
   Response response;
@@ -447,7 +451,7 @@ std::vector<GcRelease> AllocationStore::collectGarbage(const std::optional<PodLo
   std::vector<GcRelease> released;
   std::unique_lock lock(mu_);
   const ipam::TimePoint now = clock_();
-  std::vector<std::tuple<std::string, std::string_view, std::string>> due;
+  std::vector<std::tuple<OwnerKey, std::string_view, std::string>> due;
   for (auto& [key, held] : held_) {
     if (lookup && !held.podName.empty()) {
       const LivePod live = (*lookup)(held.podNamespace, held.podName);
@@ -553,12 +557,11 @@ RecordedState AllocationStore::snapshotLocked(ipam::TimePoint now) const {
     state.emplace(name, std::move(recorded));
   }
   for (const auto& [key, held] : held_) {
-    const auto sep = key.find('\0');
     state[held.block].cidr = blocks_.at(held.block).cidr;
     state[held.block].allocations[held.address] = AllocationRecord{
         .address = held.address,
-        .containerID = key.substr(0, sep),
-        .ifName = key.substr(sep + 1),
+        .containerID = key.containerId,
+        .ifName = key.ifName,
         .podNamespace = held.podNamespace,
         .podName = held.podName,
         .podUID = held.podUID,

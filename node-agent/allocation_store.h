@@ -155,9 +155,17 @@ class AllocationStore {
     std::optional<ipam::TimePoint> notAttachedSince;
   };
 
+  // The owner index's key is the (container ID, interface) pair itself, never the two joined into
+  // one string: joined with a separator, ("a\0b", "c") and ("a", "b\0c") were one owner and got
+  // one address. The journal records the two fields apart, so its format does not depend on this.
+  using OwnerKey = ipam::Owner;
+  struct OwnerKeyHash {
+    std::size_t operator()(const OwnerKey& key) const noexcept;
+  };
+
   AllocationStore(ipam::Journal& journal, StoreOptions options, WallClock clock,
                   AgentMetrics* metrics);
-  static std::string ownerKey(std::string_view containerID, std::string_view ifName);
+  static OwnerKey ownerKey(std::string_view containerID, std::string_view ifName);
 
   Response allocate(const Request& request);
   Response release(const Request& request, std::string_view reason);
@@ -167,9 +175,9 @@ class AllocationStore {
   Response status();
 
   // Requires mu_. Releases the held owner `key`, journals it; returns the journal seq.
-  ipam::Result<ipam::Seq> releaseLocked(const std::string& key, std::string_view reason,
+  ipam::Result<ipam::Seq> releaseLocked(const OwnerKey& key, std::string_view reason,
                                         ipam::TimePoint now, Allocation& released);
-  Allocation toAllocation(const std::string& key, const Held& held) const;
+  Allocation toAllocation(const OwnerKey& key, const Held& held) const;
   // Waits for the fsync of everything up to seq; an error answers code 5.
   std::optional<Response> syncOrFail(ipam::Seq seq, std::string_view what);
   BlockState& blockFor(const std::string& name, ipam::Prefix cidr);
@@ -183,7 +191,7 @@ class AllocationStore {
 
   mutable std::mutex mu_;
   std::map<std::string, BlockState, std::less<>> blocks_;
-  std::unordered_map<std::string, Held> held_;  // by ownerKey
+  std::unordered_map<OwnerKey, Held, OwnerKeyHash> held_;
   bool ready_ = false;
 };
 

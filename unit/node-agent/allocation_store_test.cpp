@@ -107,6 +107,58 @@ TEST_F(AllocationStoreTest, AllocatesFromAReadyBlockAndARetryGetsTheSameAddress)
       << "an answered allocation is fsynced";
 }
 
+// The protocol refuses a NUL in either part of an owner; the store must not depend on that. With
+// the parts joined by a NUL, these two owners were one: the second got the first one's address and
+// neither could release it for good.
+TEST_F(AllocationStoreTest, OwnersWhosePartsJoinAlikeAreDistinct) {
+  serve({ready("pods-10-0-0-0-30", "10.0.0.0/30")});
+  const std::string idA("a\0b", 3), ifA = "c";
+  const std::string idB = "a", ifB("b\0c", 3);
+  const std::string first = addressOf(allocate(idA, ifA));
+  const std::string second = addressOf(allocate(idB, ifB));
+  EXPECT_NE(first, second);
+  EXPECT_EQ(addressOf(allocate(idA, ifA)), first) << "a retry still finds its own";
+  restart({ready("pods-10-0-0-0-30", "10.0.0.0/30")});
+  const auto listedAfterRestart = store_->handle(Request{.op = Op::kList}).allocations;
+  ASSERT_EQ(listedAfterRestart.size(), 2u);
+  for (const Allocation& a : listedAfterRestart) {
+    EXPECT_EQ(a.address.toString(), a.containerID == idA ? first : second);
+    EXPECT_EQ(a.ifName, a.containerID == idA ? ifA : ifB);
+  }
+  const Response released = release(idB, ifB);
+  ASSERT_TRUE(released.ok);
+  ASSERT_EQ(released.allocations.size(), 1u);
+  EXPECT_EQ(released.allocations[0].address.toString(), second);
+  EXPECT_EQ(store_->handle(Request{.op = Op::kCheck, .containerID = idA, .ifName = ifA}).ok, true)
+      << "releasing one owner leaves the other";
+  EXPECT_EQ(released.allocations[0].containerID, idB);
+  ASSERT_TRUE(release(idA, ifA).ok);
+  EXPECT_TRUE(listed().empty());
+}
+
+// The journal records containerID and ifName as fields of their own; records as an earlier agent
+// wrote them (an allocation, one released later, a snapshot) load into the struct-keyed index.
+TEST_F(AllocationStoreTest, AJournalWrittenByAnEarlierAgentLoads) {
+  store_.reset();
+  ASSERT_TRUE(journal_->compact(
+      R"({"v":1,"blocks":[{"b":"pods-10-0-0-0-29","c":"10.0.0.0/29",)"
+      R"("alloc":[{"ip":"10.0.0.1","id":"old1","if":"eth0","ns":"default","pod":"p1"}],)"
+      R"("cool":[]}]})",
+      journal_->lastSeq()));
+  for (
+      const char* entry :
+      {R"({"t":"a","b":"pods-10-0-0-0-29","c":"10.0.0.0/29","ip":"10.0.0.2","id":"old2","if":"net1","ns":"default","pod":"p2","uid":"u2"})",
+       R"({"t":"a","b":"pods-10-0-0-0-29","c":"10.0.0.0/29","ip":"10.0.0.3","id":"old3","if":"eth0","ns":"default","pod":"p3"})",
+       R"({"t":"r","b":"pods-10-0-0-0-29","c":"10.0.0.0/29","ip":"10.0.0.3","id":"old3","if":"eth0","at":0})"}) {
+    ASSERT_TRUE(journal_->appendDurable(std::string_view(entry)));
+  }
+  restart({ready("pods-10-0-0-0-29", "10.0.0.0/29")});
+  EXPECT_EQ(listed(), (std::set<std::string>{"old1/eth0=10.0.0.1", "old2/net1=10.0.0.2"}));
+  EXPECT_EQ(addressOf(allocate("old2", "net1")), "10.0.0.2") << "its owner finds it again";
+  ASSERT_TRUE(release("old1").ok);
+  EXPECT_EQ(listed(), (std::set<std::string>{"old2/net1=10.0.0.2"}));
+}
+
 TEST_F(AllocationStoreTest, NotReadyOrNoUsableBlockAnswersTryAgainLater) {
   Response r = allocate("c1");
   EXPECT_FALSE(r.ok);
