@@ -1,7 +1,9 @@
 #include "node-agent/protocol.h"
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <limits>
 #include <utility>
 
 #include <fmt/format.h>
@@ -16,6 +18,7 @@ namespace {
 
 using ipam::ErrorCode::kInvalidArgument;
 using ipam::ErrorCode::kIo;
+using ipam::ErrorCode::kOutOfRange;
 using nlohmann::json;
 
 constexpr std::pair<Op, std::string_view> kOps[] = {
@@ -40,12 +43,158 @@ ipam::Result<std::string> stringField(const json& j, const char* name) {
   return it->get<std::string>();
 }
 
+// A non-negative integer that fits an int exactly. nlohmann keeps a non-negative integer literal
+// as unsigned, so anything else (a float, a negative, "-0") is refused rather than converted:
+// get<int>() would truncate 4294967297 to 1.
+std::optional<int> exactInt(const json& j) {
+  if (!j.is_number_unsigned()) return std::nullopt;
+  const auto value = j.get<std::uint64_t>();
+  if (value > static_cast<std::uint64_t>(std::numeric_limits<int>::max())) return std::nullopt;
+  return static_cast<int>(value);
+}
+
 ipam::Result<int> versionField(const json& j) {
   auto it = j.find("v");
-  if (it == j.end() || !it->is_number_integer()) {
-    return ipam::fail(kInvalidArgument, "field \"v\" (protocol version) must be an integer");
+  std::optional<int> version = it == j.end() ? std::nullopt : exactInt(*it);
+  if (!version) {
+    return ipam::fail(kInvalidArgument,
+                      fmt::format("field \"v\" (protocol version) must be an integer from 0 to {}",
+                                  std::numeric_limits<int>::max()));
   }
-  return it->get<int>();
+  return *version;
+}
+
+// Whether `text` is well-formed UTF-8: no stray continuation bytes, overlong forms, surrogates or
+// code points past U+10FFFF.
+bool isUtf8(std::string_view text) {
+  for (std::size_t i = 0; i < text.size();) {
+    const auto b = static_cast<unsigned char>(text[i]);
+    std::size_t length = 0;
+    char32_t cp = 0;
+    if (b < 0x80) {
+      ++i;
+      continue;
+    } else if ((b & 0xE0) == 0xC0) {
+      length = 2;
+      cp = b & 0x1F;
+    } else if ((b & 0xF0) == 0xE0) {
+      length = 3;
+      cp = b & 0x0F;
+    } else if ((b & 0xF8) == 0xF0) {
+      length = 4;
+      cp = b & 0x07;
+    } else {
+      return false;
+    }
+    if (i + length > text.size()) return false;
+    for (std::size_t k = 1; k < length; ++k) {
+      const auto c = static_cast<unsigned char>(text[i + k]);
+      if ((c & 0xC0) != 0x80) return false;
+      cp = (cp << 6) | (c & 0x3F);
+    }
+    constexpr char32_t kSmallest[] = {0, 0, 0x80, 0x800, 0x10000};
+    if (cp < kSmallest[length] || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF)) return false;
+    i += length;
+  }
+  return true;
+}
+
+// Valid UTF-8 without C0 controls (NUL included), DEL or C1 controls (U+0080-U+009F, which UTF-8
+// spells C2 80 to C2 9F).
+bool isPrintableUtf8(std::string_view text) {
+  for (std::size_t i = 0; i < text.size(); ++i) {
+    const auto b = static_cast<unsigned char>(text[i]);
+    if (b < 0x20 || b == 0x7F) return false;
+    if (b == 0xC2 && i + 1 < text.size() && static_cast<unsigned char>(text[i + 1]) < 0xA0) {
+      return false;
+    }
+  }
+  return isUtf8(text);
+}
+
+bool isAsciiAlnum(char c) {
+  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9');
+}
+
+// The CNI spec's container ID: alphanumerics, then alphanumerics, '_', '.' or '-'.
+bool isContainerID(std::string_view id) {
+  if (id.empty() || id.size() > kMaxContainerIDBytes || !isAsciiAlnum(id.front())) return false;
+  return std::ranges::all_of(
+      id, [](char c) { return isAsciiAlnum(c) || c == '_' || c == '.' || c == '-'; });
+}
+
+// A Linux interface name as the CNI spec checks it (at most IFNAMSIZ - 1 bytes, no '/', ':' or
+// whitespace, not "." or ".."), narrowed to printable ASCII: no runtime names an interface
+// otherwise, and the kernel's notion of whitespace includes Latin-1 bytes.
+bool isIfName(std::string_view name) {
+  if (name.empty() || name.size() > kMaxIfNameBytes || name == "." || name == "..") return false;
+  return std::ranges::all_of(name,
+                             [](char c) { return c > ' ' && c < 0x7F && c != '/' && c != ':'; });
+}
+
+// Checks one string field of a request against its rule; empty means absent and is left to the
+// operation's own requirements. The value is never echoed back: it is what failed the check.
+ipam::Result<void> checkField(std::string_view name, std::string_view value) {
+  if (value.empty()) return {};
+  auto refuse = [&](std::string_view rule) {
+    return ipam::fail(kInvalidArgument, fmt::format("field \"{}\" must be {} (got {} bytes)", name,
+                                                    rule, value.size()));
+  };
+  if (name == "containerID") {
+    if (!isContainerID(value)) {
+      return refuse(
+          fmt::format("1 to {} bytes of A-Z a-z 0-9 _ . - starting with a letter or "
+                      "digit (a CNI container ID)",
+                      kMaxContainerIDBytes));
+    }
+    return {};
+  }
+  if (name == "ifName") {
+    if (!isIfName(value)) {
+      return refuse(
+          fmt::format("an interface name: 1 to {} bytes of printable ASCII without / : "
+                      "or space, not . or ..",
+                      kMaxIfNameBytes));
+    }
+    return {};
+  }
+  std::size_t limit = 0;
+  if (name == "podNamespace") limit = kMaxPodNamespaceBytes;
+  if (name == "podName") limit = kMaxPodNameBytes;
+  if (name == "podUID") limit = kMaxPodUIDBytes;
+  if (value.size() > limit || !isPrintableUtf8(value)) {
+    return refuse(fmt::format("at most {} bytes of UTF-8 without control characters", limit));
+  }
+  return {};
+}
+
+// Whether arrays and objects in `text` nest deeper than `limit`. Counts brackets outside strings
+// without parsing or allocating, so a line of a million '[' costs a scan, not a tree. On malformed
+// text it may count more than a parser would reach, never less.
+bool nestsDeeperThan(std::string_view text, int limit) {
+  int depth = 0;
+  bool inString = false;
+  bool escaped = false;
+  for (char c : text) {
+    if (inString) {
+      if (escaped) {
+        escaped = false;
+      } else if (c == '\\') {
+        escaped = true;
+      } else if (c == '"') {
+        inString = false;
+      }
+      continue;
+    }
+    if (c == '"') {
+      inString = true;
+    } else if (c == '[' || c == '{') {
+      if (++depth > limit) return true;
+    } else if ((c == ']' || c == '}') && depth > 0) {
+      --depth;
+    }
+  }
+  return false;
 }
 
 json toJson(const Allocation& a) {
@@ -94,8 +243,16 @@ ipam::Result<Allocation> allocationFromJson(const json& j, std::size_t index) {
   return a;
 }
 
-ipam::Result<json> parseObject(std::string_view line, std::string_view what) {
+ipam::Result<json> parseObject(std::string_view line, std::string_view what, std::size_t maxBytes) {
   if (!line.empty() && line.back() == '\n') line.remove_suffix(1);
+  if (line.size() > maxBytes) {
+    return ipam::fail(kInvalidArgument, fmt::format("{} is {} bytes, longer than the limit of {}",
+                                                    what, line.size(), maxBytes));
+  }
+  if (nestsDeeperThan(line, kMaxJsonDepth)) {
+    return ipam::fail(kInvalidArgument, fmt::format("{} nests arrays and objects deeper than {}",
+                                                    what, kMaxJsonDepth));
+  }
   json j = json::parse(line, nullptr, /*allow_exceptions=*/false);
   if (j.is_discarded() || !j.is_object()) {
     return ipam::fail(kInvalidArgument, fmt::format("{} is not a JSON object", what));
@@ -116,6 +273,12 @@ ipam::Result<void> waitFor(int fd, short events, std::chrono::steady_clock::time
     if (r < 0) return ipam::fail(kIo, fmt::format("{}: poll: {}", what, std::strerror(errno)));
     if (r > 0) return {};
   }
+}
+
+// One line of JSON. An invalid UTF-8 string (only a journal written before requests were checked
+// could hold one) is replaced, not thrown: an exception here would end the agent.
+std::string dumpLine(const json& j) {
+  return j.dump(-1, ' ', /*ensure_ascii=*/false, json::error_handler_t::replace) + "\n";
 }
 
 }  // namespace
@@ -150,7 +313,7 @@ std::string encode(const Request& request) {
     }
     j["validAttachments"] = std::move(list);
   }
-  return j.dump() + "\n";
+  return dumpLine(j);
 }
 
 std::string encode(const Response& response) {
@@ -168,11 +331,11 @@ std::string encode(const Response& response) {
   }
   if (response.ready) j["ready"] = true;
   if (response.freeIPs != 0) j["freeIPs"] = response.freeIPs;
-  return j.dump() + "\n";
+  return dumpLine(j);
 }
 
 ipam::Result<Request> decodeRequest(std::string_view line) {
-  auto j = parseObject(line, "the request");
+  auto j = parseObject(line, "the request", kMaxRequestBytes);
   if (!j) return std::unexpected(j.error());
   Request r;
   auto version = versionField(*j);
@@ -182,10 +345,13 @@ ipam::Result<Request> decodeRequest(std::string_view line) {
   if (!op) return std::unexpected(op.error());
   auto parsed = parseOp(*op);
   if (!parsed) {
+    // Echoed only when short and printable: the answer and the log should not carry what a
+    // client chose to send.
+    const bool echo = op->size() <= 32 && isPrintableUtf8(*op);
     return ipam::fail(kInvalidArgument,
-                      fmt::format("field \"op\" is \"{}\": want one of allocate, release, check, "
+                      fmt::format("field \"op\" is {}: want one of allocate, release, check, "
                                   "list, gc, status",
-                                  *op));
+                                  echo ? fmt::format("\"{}\"", *op) : std::string("not one")));
   }
   r.op = *parsed;
   for (auto [name, out] : {std::pair{"containerID", &r.containerID}, std::pair{"ifName", &r.ifName},
@@ -193,6 +359,7 @@ ipam::Result<Request> decodeRequest(std::string_view line) {
                            std::pair{"podName", &r.podName}, std::pair{"podUID", &r.podUID}}) {
     auto v = stringField(*j, name);
     if (!v) return std::unexpected(v.error());
+    if (auto checked = checkField(name, *v); !checked) return std::unexpected(checked.error());
     *out = std::move(*v);
   }
   if (r.op == Op::kAllocate || r.op == Op::kRelease || r.op == Op::kCheck) {
@@ -215,6 +382,12 @@ ipam::Result<Request> decodeRequest(std::string_view line) {
                                       "\"containerID\" and \"ifName\"",
                                       i));
       }
+      for (auto [name, value] : {std::pair{"containerID", &*id}, std::pair{"ifName", &*ifn}}) {
+        if (auto checked = checkField(name, *value); !checked) {
+          return ipam::fail(kInvalidArgument,
+                            fmt::format("validAttachments[{}]: {}", i, checked.error().message));
+        }
+      }
       r.validAttachments.push_back(Attachment{std::move(*id), std::move(*ifn)});
     }
   } else if (r.op == Op::kGc) {
@@ -224,7 +397,7 @@ ipam::Result<Request> decodeRequest(std::string_view line) {
 }
 
 ipam::Result<Response> decodeResponse(std::string_view line) {
-  auto j = parseObject(line, "the agent's response");
+  auto j = parseObject(line, "the agent's response", kMaxResponseBytes);
   if (!j) return std::unexpected(j.error());
   Response r;
   auto version = versionField(*j);
@@ -236,11 +409,13 @@ ipam::Result<Response> decodeResponse(std::string_view line) {
   }
   r.ok = ok->get<bool>();
   if (!r.ok) {
-    auto code = j->find("code");
-    if (code == j->end() || !code->is_number_integer()) {
-      return ipam::fail(kInvalidArgument, "a failed response needs an integer \"code\"");
+    auto it = j->find("code");
+    std::optional<int> code = it == j->end() ? std::nullopt : exactInt(*it);
+    if (!code) {
+      return ipam::fail(kInvalidArgument,
+                        "a failed response needs a non-negative integer \"code\" that fits an int");
     }
-    r.code = static_cast<ErrorCode>(code->get<int>());
+    r.code = static_cast<ErrorCode>(*code);
     auto msg = stringField(*j, "msg");
     auto details = stringField(*j, "details");
     if (!msg) return std::unexpected(msg.error());
@@ -270,19 +445,24 @@ ipam::Result<Response> decodeResponse(std::string_view line) {
   return r;
 }
 
-ipam::Result<std::string> readLine(int fd, std::string& buffer, std::chrono::milliseconds timeout) {
+ipam::Result<std::string> readLine(int fd, std::string& buffer, std::chrono::milliseconds timeout,
+                                   std::size_t maxBytes) {
   const auto deadline = std::chrono::steady_clock::now() + timeout;
   std::size_t scanned = 0;
+  auto tooLong = [&] {
+    return ipam::fail(kOutOfRange, fmt::format("message longer than {} bytes", maxBytes));
+  };
   for (;;) {
     if (auto nl = buffer.find('\n', scanned); nl != std::string::npos) {
+      if (nl > maxBytes) return tooLong();
       std::string line = buffer.substr(0, nl);
       buffer.erase(0, nl + 1);
       return line;
     }
     scanned = buffer.size();
-    if (buffer.size() > kMaxMessageBytes) {
-      return ipam::fail(kIo, fmt::format("message longer than {} bytes", kMaxMessageBytes));
-    }
+    // Checked before every read, so a peer that never sends '\n' costs at most maxBytes plus one
+    // chunk, however much it writes.
+    if (buffer.size() > maxBytes) return tooLong();
     // Try the read first and poll only when nothing is there: an answer that is already
     // waiting (the common case on a busy socket) then costs one system call, not two.
     char chunk[8192];

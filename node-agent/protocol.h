@@ -52,9 +52,36 @@ namespace vnetipam::agent {
 
 inline constexpr int kProtocolVersion = 1;
 inline constexpr std::string_view kDefaultSocketPath = "/run/vnet-ipam/agent.sock";
-// Requests and responses longer than this are refused (a gc request with a few thousand
-// attachments is about 200 KiB).
-inline constexpr std::size_t kMaxMessageBytes = 4 * 1024 * 1024;
+
+// Limits on what the agent reads, checked before a request is parsed, so that one client cannot
+// make the agent build a JSON tree hundreds of times the size of its line (a 4 MiB line of nested
+// brackets cost 300 MB).
+//
+// The largest legitimate request is a gc naming every attachment on the node: about 100 bytes per
+// attachment with a 64-character container ID, so 256 KiB holds 2,500 of them, ten times the most
+// pods a node runs (AKS allows 250). Every other request is under 1 KiB. The agent answers a
+// longer line with code 6 and closes the connection without reading the rest.
+inline constexpr std::size_t kMaxRequestBytes = 256 * 1024;
+// What a client reads from the agent: a list answer carries every allocation of the node (about
+// 300 bytes each). The agent is root's own socket, so this only bounds a confused peer.
+inline constexpr std::size_t kMaxResponseBytes = 4 * 1024 * 1024;
+// Arrays and objects nested deeper than this are refused before a tree is built. Messages nest 3
+// deep (an object, a list, its items); the rest is room for optional fields to come.
+inline constexpr int kMaxJsonDepth = 16;
+
+// The string fields of a request, checked by decodeRequest (every string must be valid UTF-8
+// without control characters; a NUL in an owner's parts once let two owners share an address):
+//   containerID   1 to 256 bytes of A-Z a-z 0-9 _ . -, starting with a letter or digit (the CNI
+//                 spec's rule; runtimes use 64 hex digits)
+//   ifName        1 to 15 bytes (a Linux interface name) of printable ASCII without / : or
+//                 space, not "." or ".."
+//   podNamespace  at most 63 bytes, podName at most 253 (Kubernetes' limits), podUID at most 128
+//                 (a UID is 36)
+inline constexpr std::size_t kMaxContainerIDBytes = 256;
+inline constexpr std::size_t kMaxIfNameBytes = 15;
+inline constexpr std::size_t kMaxPodNamespaceBytes = 63;
+inline constexpr std::size_t kMaxPodNameBytes = 253;
+inline constexpr std::size_t kMaxPodUIDBytes = 128;
 
 enum class Op : std::uint8_t { kAllocate, kRelease, kCheck, kList, kGc, kStatus };
 std::string_view toString(Op op);
@@ -120,7 +147,11 @@ struct Response {
 };
 
 // Encoders return one line including the trailing '\n'. Decoders take a line with or without it;
-// their errors (kInvalidArgument) name the field and what was expected.
+// their errors (kInvalidArgument) name the field and what was expected. Integers are taken only
+// when they fit their type exactly: a float, a negative or an out-of-range value is an error, never
+// rounded or truncated. decodeRequest also refuses a line longer than kMaxRequestBytes, nesting
+// deeper than kMaxJsonDepth and a string field outside its rule (above); decodeResponse a line
+// longer than kMaxResponseBytes or nested deeper than kMaxJsonDepth.
 std::string encode(const Request& request);
 std::string encode(const Response& response);
 ipam::Result<Request> decodeRequest(std::string_view line);
@@ -128,9 +159,11 @@ ipam::Result<Response> decodeResponse(std::string_view line);
 
 // Framing on a connected stream socket, shared by the agent and its clients.
 //   readLine: appends to `buffer` until it holds a '\n', then moves the first line (without '\n')
-//   into the result. kIo on a timeout, a closed peer (before a full line) or a line longer than
-//   kMaxMessageBytes; the message says which.
-ipam::Result<std::string> readLine(int fd, std::string& buffer, std::chrono::milliseconds timeout);
+//   into the result. kIo on a timeout or a closed peer (before a full line), the message says
+//   which; kOutOfRange as soon as the line is longer than `maxBytes`, without reading the rest
+//   (`buffer` then holds at most `maxBytes` plus one read).
+ipam::Result<std::string> readLine(int fd, std::string& buffer, std::chrono::milliseconds timeout,
+                                   std::size_t maxBytes = kMaxResponseBytes);
 ipam::Result<void> writeAll(int fd, std::string_view data, std::chrono::milliseconds timeout);
 
 // A client connection to the agent. Not thread-safe: one request at a time per connection.

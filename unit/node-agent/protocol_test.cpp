@@ -4,9 +4,12 @@
 
 #include <string>
 
+#include <fmt/format.h>
 #include <gtest/gtest.h>
 #include <sys/socket.h>
 #include <unistd.h>
+
+#include "unit/node-agent/memory_usage.h"
 
 namespace vnetipam::agent {
 namespace {
@@ -28,7 +31,7 @@ TEST(ProtocolTest, RequestsRoundTrip) {
        .podName = "web-0",
        .podUID = "0d2c6f3e-uid"},
       {.op = Op::kRelease, .containerID = "c1", .ifName = "eth0"},
-      {.op = Op::kCheck, .containerID = "c\"quoted\"", .ifName = "net1"},
+      {.op = Op::kCheck, .containerID = "c3", .ifName = "net1", .podName = "p\"quoted\"\\"},
       {.op = Op::kList},
       {.op = Op::kStatus},
       {.op = Op::kGc, .validAttachments = {{"a", "eth0"}, {"b", "eth1"}}},
@@ -121,6 +124,183 @@ TEST(ProtocolTest, BadRequestsAreRefusedNamingTheField) {
     EXPECT_NE(r.error().message.find(c.mentions), std::string::npos)
         << c.line << " -> " << r.error().message;
   }
+}
+
+// Every string field is checked where the request enters: a NUL (once two owners sharing an
+// address), control characters, invalid UTF-8, or a value past its length.
+TEST(ProtocolTest, StringFieldsOutsideTheirRuleAreRefused) {
+  struct Case {
+    std::string line;
+    std::string mentions;
+  };
+  const std::string id257(257, 'a');
+  const Case cases[] = {
+      {R"({"v":1,"op":"allocate","containerID":"a\u0000b","ifName":"c"})", "\"containerID\""},
+      {R"({"v":1,"op":"allocate","containerID":"a","ifName":"b\u0000c"})", "\"ifName\""},
+      {R"({"v":1,"op":"allocate","containerID":"-a","ifName":"eth0"})", "\"containerID\""},
+      {R"({"v":1,"op":"allocate","containerID":"a/b","ifName":"eth0"})", "\"containerID\""},
+      {R"({"v":1,"op":"allocate","containerID":"a b","ifName":"eth0"})", "\"containerID\""},
+      {R"({"v":1,"op":"allocate","containerID":")" + id257 + R"(","ifName":"eth0"})",
+       "\"containerID\""},
+      {R"({"v":1,"op":"release","containerID":"c","ifName":"eth0123456789abc"})", "\"ifName\""},
+      {R"({"v":1,"op":"release","containerID":"c","ifName":"eth/0"})", "\"ifName\""},
+      {R"({"v":1,"op":"release","containerID":"c","ifName":"eth:0"})", "\"ifName\""},
+      {R"({"v":1,"op":"release","containerID":"c","ifName":"eth 0"})", "\"ifName\""},
+      {R"({"v":1,"op":"release","containerID":"c","ifName":"eth\t0"})", "\"ifName\""},
+      {R"({"v":1,"op":"release","containerID":"c","ifName":".."})", "\"ifName\""},
+      {R"({"v":1,"op":"release","containerID":"c","ifName":"\u00e9th0"})", "\"ifName\""},
+      {R"({"v":1,"op":"allocate","containerID":"c","ifName":"eth0","podName":"p\u0001"})",
+       "\"podName\""},
+      {R"({"v":1,"op":"allocate","containerID":"c","ifName":"eth0","podName":"p\u0085"})",
+       "\"podName\""},
+      {R"({"v":1,"op":"allocate","containerID":"c","ifName":"eth0","podName":"p\u007f"})",
+       "\"podName\""},
+      {R"({"v":1,"op":"allocate","containerID":"c","ifName":"eth0","podNamespace":")" +
+           std::string(64, 'n') + "\"}",
+       "\"podNamespace\""},
+      {R"({"v":1,"op":"allocate","containerID":"c","ifName":"eth0","podName":")" +
+           std::string(254, 'p') + "\"}",
+       "\"podName\""},
+      {R"({"v":1,"op":"allocate","containerID":"c","ifName":"eth0","podUID":")" +
+           std::string(129, 'u') + "\"}",
+       "\"podUID\""},
+      {R"({"v":1,"op":"gc","validAttachments":[{"containerID":"a\u0000b","ifName":"c"}]})",
+       "validAttachments[0]: field \"containerID\""},
+      {R"({"v":1,"op":"gc","validAttachments":[{"containerID":"a","ifName":"b\nc"}]})",
+       "validAttachments[0]: field \"ifName\""},
+      // Raw invalid UTF-8 (a lone continuation byte, an overlong '/'): the parser refuses it.
+      {"{\"v\":1,\"op\":\"allocate\",\"containerID\":\"c\",\"ifName\":\"eth0\",\"podName\":"
+       "\"\x80\"}",
+       "not a JSON object"},
+      {"{\"v\":1,\"op\":\"allocate\",\"containerID\":\"c\",\"ifName\":\"eth0\",\"podName\":"
+       "\"\xC0\xAF\"}",
+       "not a JSON object"},
+      // An unknown op is not echoed back unless it is short and printable.
+      {R"({"v":1,"op":"x\u0000y"})", "\"op\" is not one"},
+  };
+  for (const Case& c : cases) {
+    auto r = decodeRequest(c.line);
+    ASSERT_FALSE(r) << c.line;
+    EXPECT_EQ(r.error().code, ipam::ErrorCode::kInvalidArgument) << c.line;
+    EXPECT_NE(r.error().message.find(c.mentions), std::string::npos)
+        << c.line << " -> " << r.error().message;
+    EXPECT_EQ(r.error().message.find('\0'), std::string::npos) << r.error().message;
+  }
+  // What runtimes and Kubernetes send still decodes, at the limits too.
+  const std::string id64(64, 'f');
+  auto ok =
+      decodeRequest(R"({"v":1,"op":"allocate","containerID":")" + id64 +
+                    R"(","ifName":"eth0123456789ab","podNamespace":")" + std::string(63, 'n') +
+                    R"(","podName":"web-0.x_Y","podUID":"0d2c6a4e-1b7f-4c3e-9a51-8f0e2b7d6c11"})");
+  ASSERT_TRUE(ok) << ok.error().message;
+  EXPECT_EQ(ok->containerID, id64);
+  EXPECT_EQ(ok->ifName, "eth0123456789ab");
+  for (const char* line :
+       {R"({"v":1,"op":"allocate","containerID":"A1_b.c-d","ifName":"net1","podName":"caf\u00e9"})",
+        R"({"v":1,"op":"gc","validAttachments":[{"containerID":"c1","ifName":"eth0"}]})"}) {
+    auto r = decodeRequest(line);
+    EXPECT_TRUE(r) << line << " -> " << r.error().message;
+  }
+}
+
+// A number is taken only as the exact integer it is: 4294967297 once passed for version 1.
+TEST(ProtocolTest, IntegersMustFitTheirTypeExactly) {
+  for (const char* line : {
+           R"({"v":4294967297,"op":"status"})",
+           R"({"v":2147483648,"op":"status"})",
+           R"({"v":18446744073709551617,"op":"status"})",
+           R"({"v":-1,"op":"status"})",
+           R"({"v":-4294967295,"op":"status"})",
+           R"({"v":1.0,"op":"status"})",
+           R"({"v":1e0,"op":"status"})",
+           R"({"v":1.5,"op":"status"})",
+       }) {
+    auto r = decodeRequest(line);
+    ASSERT_FALSE(r) << line << " decoded as version " << r->version;
+    EXPECT_NE(r.error().message.find("\"v\""), std::string::npos) << r.error().message;
+  }
+  auto max = decodeRequest(R"({"v":2147483647,"op":"status"})");
+  ASSERT_TRUE(max) << max.error().message;
+  EXPECT_EQ(max->version, 2147483647);
+  for (const char* line : {
+           R"({"v":4294967297,"ok":true})",
+           R"({"v":1,"ok":false,"code":4294967307,"msg":"m"})",
+           R"({"v":1,"ok":false,"code":-1,"msg":"m"})",
+           R"({"v":1,"ok":false,"code":11.0,"msg":"m"})",
+           R"({"v":1,"ok":true,"freeIPs":1.5})",
+           R"({"v":1,"ok":true,"freeIPs":18446744073709551616})",
+       }) {
+    EXPECT_FALSE(decodeResponse(line)) << line;
+  }
+  auto code = decodeResponse(R"({"v":1,"ok":false,"code":11,"msg":"m"})");
+  ASSERT_TRUE(code);
+  EXPECT_EQ(code->code, ErrorCode::kTryAgainLater);
+}
+
+// One line used to cost about 75 times its size: a 4 MiB line of nested brackets, 300 MB. Now a
+// line over the limit or nested too deep is refused before any tree is built.
+TEST(ProtocolTest, LongAndDeepLinesAreRefusedBeforeTheyCostMemory) {
+  const std::string deep4MiB(4 * 1024 * 1024, '[');
+  const std::string deep200k(200'000, '[');  // under the size limit: only depth refuses it
+  const std::string deepInField = R"({"v":1,"op":"status","x":)" + deep200k + "}";
+  const std::string flat4MiB =
+      R"({"v":1,"op":"status","x":")" + std::string(4 * 1024 * 1024, 'x') + "\"}";
+  struct Case {
+    const std::string* line;
+    std::string mentions;
+  };
+  for (const Case& c : {Case{&deep4MiB, "longer than"}, Case{&flat4MiB, "longer than"},
+                        Case{&deep200k, "deeper than 16"}, Case{&deepInField, "deeper than 16"}}) {
+    ipam::Result<Request> r;
+    const std::int64_t grewKiB =
+        vnetipam::testing::peakRssGrowthKiB([&] { r = decodeRequest(*c.line); });
+    ASSERT_FALSE(r);
+    EXPECT_NE(r.error().message.find(c.mentions), std::string::npos) << r.error().message;
+    EXPECT_LT(grewKiB, 32 * 1024) << c.line->size() << " bytes cost " << grewKiB << " KiB";
+    RecordProperty("peak_rss_growth_kib_" + std::to_string(c.line->size()),
+                   std::to_string(grewKiB));
+  }
+  // Up to the limits, a line decodes: 16 levels in an unknown field; brackets inside strings do
+  // not count; the largest gc the limit is sized for.
+  const std::string deep16 =
+      R"({"v":1,"op":"status","x":)" + std::string(15, '[') + std::string(15, ']') + "}";
+  EXPECT_TRUE(decodeRequest(deep16));
+  EXPECT_FALSE(decodeRequest(R"({"v":1,"op":"status","x":)" + std::string(16, '[') +
+                             std::string(16, ']') + "}"));
+  EXPECT_TRUE(decodeRequest(R"({"v":1,"op":"status","podName":"[[[[[[[[[[[[[[[[[[[[\"[[[["})"));
+  Request gc{.op = Op::kGc};
+  for (int i = 0; i < 2500; ++i) {
+    gc.validAttachments.push_back({fmt::format("{:064x}", i), "eth0"});
+  }
+  const std::string gcLine = encode(gc);
+  EXPECT_LT(gcLine.size(), kMaxRequestBytes);
+  auto decoded = decodeRequest(gcLine);
+  ASSERT_TRUE(decoded) << decoded.error().message;
+  EXPECT_EQ(decoded->validAttachments.size(), 2500u);
+}
+
+TEST(ProtocolTest, ReadLineStopsAtItsLimitWithoutReadingTheRest) {
+  for (const std::string& sent : {std::string(100, 'x'), std::string(60, 'y') + "\nok\n"}) {
+    int fds[2];
+    ASSERT_EQ(::socketpair(AF_UNIX, SOCK_STREAM, 0, fds), 0);
+    ASSERT_TRUE(writeAll(fds[0], sent, std::chrono::seconds(1)));
+    std::string buffer;
+    auto r = readLine(fds[1], buffer, std::chrono::seconds(1), 50);
+    ASSERT_FALSE(r) << "a line still arriving, or complete, over the limit";
+    EXPECT_EQ(r.error().code, ipam::ErrorCode::kOutOfRange);
+    EXPECT_NE(r.error().message.find("longer than 50 bytes"), std::string::npos);
+    ::close(fds[0]);
+    ::close(fds[1]);
+  }
+  int fds[2];
+  ASSERT_EQ(::socketpair(AF_UNIX, SOCK_STREAM, 0, fds), 0);
+  ASSERT_TRUE(writeAll(fds[0], std::string(50, 'z') + "\n", std::chrono::seconds(1)));
+  std::string buffer;
+  EXPECT_EQ(readLine(fds[1], buffer, std::chrono::seconds(1), 50).value_or("?"),
+            std::string(50, 'z'))
+      << "a line of exactly the limit";
+  ::close(fds[0]);
+  ::close(fds[1]);
 }
 
 TEST(ProtocolTest, UnknownFieldsAndAFutureVersionStillDecode) {
