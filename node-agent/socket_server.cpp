@@ -4,6 +4,7 @@
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
+#include <system_error>
 #include <utility>
 
 #include <fmt/format.h>
@@ -72,6 +73,10 @@ ipam::Result<void> SocketServer::start() {
 }
 
 void SocketServer::acceptLoop() {
+  std::chrono::milliseconds delay{0};  // the current backoff; 0 while accept() succeeds
+  std::uint64_t failures = 0;          // in a row
+  std::uint64_t failuresSinceLog = 0;
+  std::chrono::steady_clock::time_point lastLog;
   while (!stopping_.load()) {
     pollfd fds[2] = {{.fd = listenFd_, .events = POLLIN, .revents = 0},
                      {.fd = wakeFd_, .events = POLLIN, .revents = 0}};
@@ -96,24 +101,77 @@ void SocketServer::acceptLoop() {
     }
     if (fds[1].revents != 0 || stopping_.load()) return;
     if ((fds[0].revents & POLLIN) == 0) continue;
+    std::uint64_t closedBefore = 0;
+    {
+      std::lock_guard lock(mu_);
+      closedBefore = closed_;
+    }
+    // A failure to take a connection for want of a resource leaves it in the backlog and the
+    // listen socket readable: retrying at once would spin (100% CPU and a log line per attempt
+    // while the fd table is full). Any other error is treated alike: it too may persist.
+    std::string failure;
     int fd = ::accept4(listenFd_, nullptr, nullptr, SOCK_CLOEXEC);
     if (fd < 0) {
-      if (errno != EINTR && errno != EAGAIN && errno != ECONNABORTED) {
-        spdlog::warn("agent socket {}: accept: {}", path_, std::strerror(errno));
+      const int err = errno;
+      if (err == EINTR || err == EAGAIN || err == ECONNABORTED) continue;  // the next one may do
+      failure = fmt::format("accept: {}", std::strerror(err));
+    } else {
+      std::lock_guard lock(mu_);
+      try {
+        workers_.emplace_back([this, fd] { serve(fd); });
+        connections_.insert(fd);
+      } catch (const std::system_error& e) {
+        // No thread for it (EAGAIN): drop this client, which retries, rather than the agent.
+        ::close(fd);
+        failure = fmt::format("starting a connection thread: {}", e.what());
       }
+    }
+    if (failure.empty()) {
+      if (failures != 0) {
+        spdlog::info("agent socket {}: accepting again after {} failed attempts", path_, failures);
+      }
+      failures = 0;
+      delay = std::chrono::milliseconds(0);
       continue;
     }
-    std::lock_guard lock(mu_);
-    connections_.insert(fd);
-    workers_.emplace_back([this, fd] { serve(fd); });
+    ++failures;
+    ++failuresSinceLog;
+    acceptFailures_.fetch_add(1);
+    delay = delay.count() == 0 ? kAcceptBackoffFirst : std::min(delay * 2, kAcceptBackoffMax);
+    const auto now = std::chrono::steady_clock::now();
+    // At most one line a second however the backoff goes; the first failure of an episode logs
+    // at once (lastLog starts at the clock's epoch).
+    if (now - lastLog >= kAcceptBackoffMax) {
+      spdlog::warn(
+          "agent socket {}: {} ({} failed attempts since the last message); retrying in {} ms",
+          path_, failure, failuresSinceLog, delay.count());
+      lastLog = now;
+      failuresSinceLog = 0;
+    }
+    backOff(delay, closedBefore);
   }
+}
+
+void SocketServer::backOff(std::chrono::milliseconds delay, std::uint64_t closedBefore) {
+  std::unique_lock lock(mu_);
+  wake_.wait_for(lock, delay, [&] { return stopping_.load() || closed_ != closedBefore; });
 }
 
 void SocketServer::serve(int fd) {
   std::string buffer;
   while (!stopping_.load()) {
-    auto line = readLine(fd, buffer, kIdleTimeout);
-    if (!line) break;  // peer closed, idle, or shutting down
+    auto line = readLine(fd, buffer, kIdleTimeout, kMaxRequestBytes);
+    if (!line) {
+      // Too long: say why, then close without reading the rest, which may never end.
+      if (line.error().code == ipam::ErrorCode::kOutOfRange) {
+        (void)writeAll(fd,
+                       encode(Response::failure(ErrorCode::kDecodeFailure,
+                                                "bad request to the vnet-ipam agent",
+                                                fmt::format("request {}", line.error().message))),
+                       kWriteTimeout);
+      }
+      break;  // too long, peer closed, idle, or shutting down
+    }
     Response response;
     if (auto request = decodeRequest(*line); !request) {
       response = Response::failure(ErrorCode::kDecodeFailure, "bad request to the vnet-ipam agent",
@@ -123,15 +181,24 @@ void SocketServer::serve(int fd) {
     }
     if (!writeAll(fd, encode(response), kWriteTimeout)) break;
   }
-  std::lock_guard lock(mu_);
-  connections_.erase(fd);
-  ::close(fd);
-  done_.push_back(std::this_thread::get_id());
+  {
+    std::lock_guard lock(mu_);
+    connections_.erase(fd);
+    ::close(fd);
+    done_.push_back(std::this_thread::get_id());
+    ++closed_;
+  }
+  wake_.notify_all();
 }
 
 void SocketServer::stop() {
   if (listenFd_ < 0) return;
-  stopping_.store(true);
+  {
+    // Under the lock, so an acceptor about to wait in backOff() sees it.
+    std::lock_guard lock(mu_);
+    stopping_.store(true);
+  }
+  wake_.notify_all();
   if (wakeFd_ >= 0) {
     std::uint64_t one = 1;
     (void)!::write(wakeFd_, &one, sizeof one);

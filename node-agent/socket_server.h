@@ -5,10 +5,19 @@
 //
 // The socket is created mode 0600 (root only, like the runtime that calls the plugin); a stale
 // socket file left by a killed agent is replaced. A line that does not decode is answered with
-// code 6 (decode failure) naming the field; the connection stays open.
+// code 6 (decode failure) naming the field; the connection stays open. A line longer than
+// kMaxRequestBytes is answered with code 6 too, then the connection is closed unread.
+//
+// When accept() fails for want of a resource (EMFILE, ENFILE, ENOBUFS, ENOMEM, or no thread to
+// serve the connection), the server waits before it tries again instead of spinning on a listen
+// socket that stays readable: 100 ms, doubling to 1 s, cut short when one of its own connections
+// closes (an fd came free). It logs such failures at most once a second, with a count.
 #pragma once
 
 #include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
 #include <functional>
 #include <mutex>
 #include <set>
@@ -39,10 +48,17 @@ class SocketServer {
   void stop();
 
   const std::string& path() const { return path_; }
+  // How many times accept() (or starting a connection's thread) failed and the server backed off.
+  std::uint64_t acceptFailures() const { return acceptFailures_.load(); }
+
+  static constexpr std::chrono::milliseconds kAcceptBackoffFirst{100};
+  static constexpr std::chrono::milliseconds kAcceptBackoffMax{1000};
 
  private:
   void acceptLoop();
   void serve(int fd);
+  // Waits `delay`, or less when stop() is called or a connection closes after `closedBefore`.
+  void backOff(std::chrono::milliseconds delay, std::uint64_t closedBefore);
 
   const std::string path_;
   Handler handler_;
@@ -54,6 +70,9 @@ class SocketServer {
   std::set<int> connections_;          // guarded by mu_
   std::vector<std::thread> workers_;   // guarded by mu_
   std::vector<std::thread::id> done_;  // finished workers, joined by the acceptor; guarded by mu_
+  std::uint64_t closed_ = 0;           // connections closed so far; guarded by mu_
+  std::condition_variable wake_;       // closed_ grew or stopping_ was set
+  std::atomic<std::uint64_t> acceptFailures_{0};
 };
 
 }  // namespace vnetipam::agent
