@@ -8,10 +8,12 @@
 
 #include <fcntl.h>
 #include <fmt/format.h>
+#include <linux/magic.h>
 #include <linux/nsfs.h>
 #include <sched.h>
 #include <sys/ioctl.h>
 #include <sys/stat.h>
+#include <sys/vfs.h>
 #include <unistd.h>
 
 namespace vnetipam::net {
@@ -34,14 +36,52 @@ int UniqueFd::release() {
   return fd;
 }
 
+namespace {
+
+// What a file is, for a message that says why it is not a namespace.
+const char* fileKind(mode_t mode) {
+  if (S_ISFIFO(mode)) return "a FIFO";
+  if (S_ISDIR(mode)) return "a directory";
+  if (S_ISCHR(mode)) return "a character device";
+  if (S_ISBLK(mode)) return "a block device";
+  if (S_ISSOCK(mode)) return "a socket";
+  return "a regular file";
+}
+
+}  // namespace
+
 Result<Netns> Netns::open(std::string path) {
-  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  // A path comes from outside (CNI_NETNS), and open() of a FIFO blocks until a writer comes, open()
+  // of a device may act on the device. So: refuse anything but a regular file before opening
+  // (an nsfs file is one), then open without blocking in case it was swapped meanwhile, then make
+  // sure the open file lives on nsfs. Symlinks are followed on purpose: /proc/<pid>/ns/net is one.
+  struct stat st {};
+  if (::stat(path.c_str(), &st) != 0) {
+    const int err = errno;
+    return fail(err == ENOENT ? ErrorCode::kNotFound : ErrorCode::kIo,
+                fmt::format("open network namespace {}: {}", path, std::strerror(err)));
+  }
+  if (!S_ISREG(st.st_mode)) {
+    return fail(ErrorCode::kInvalidArgument,
+                fmt::format("{} is {}, not a network namespace", path, fileKind(st.st_mode)));
+  }
+  const int fd = ::open(path.c_str(), O_RDONLY | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
   if (fd < 0) {
     const int err = errno;
     return fail(err == ENOENT ? ErrorCode::kNotFound : ErrorCode::kIo,
                 fmt::format("open network namespace {}: {}", path, std::strerror(err)));
   }
-  return adopt(UniqueFd(fd), std::move(path));
+  UniqueFd owned(fd);
+  struct statfs fs {};
+  if (::fstatfs(owned.get(), &fs) != 0) {
+    return fail(ErrorCode::kIo,
+                fmt::format("statfs network namespace {}: {}", path, std::strerror(errno)));
+  }
+  if (fs.f_type != NSFS_MAGIC) {
+    return fail(ErrorCode::kInvalidArgument,
+                fmt::format("{} is not a namespace file (not on nsfs)", path));
+  }
+  return adopt(std::move(owned), std::move(path));
 }
 
 Result<Netns> Netns::openNamed(std::string_view name) {

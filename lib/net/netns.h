@@ -40,7 +40,8 @@ class UniqueFd {
 class Netns {
  public:
   // Opens a namespace file: /var/run/netns/<name>, /proc/<pid>/ns/net, or a CNI_NETNS path.
-  // kNotFound if the path does not exist, kInvalidArgument if it is not a network namespace.
+  // kNotFound if the path does not exist, kInvalidArgument if it is not a network namespace (a
+  // FIFO, a directory, a device or a plain file is refused without blocking or opening it).
   static Result<Netns> open(std::string path);
   // Opens /var/run/netns/<name> (the `ip netns` convention).
   static Result<Netns> openNamed(std::string_view name);
