@@ -12,6 +12,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "node-agent/cni/input_bounds.h"
+
 namespace vnetipam::cni {
 namespace {
 
@@ -63,13 +65,10 @@ class Spawned {
 
   Outcome<Exec> collect() {
     Exec result;
-    char buf[8192];
-    while (true) {
-      const ssize_t n = ::read(out_.get(), buf, sizeof buf);
-      if (n < 0 && errno == EINTR) continue;
-      if (n <= 0) break;
-      result.out.append(buf, static_cast<std::size_t>(n));
-    }
+    // Bounded like our own stdin. A delegate that writes more gets EPIPE (or SIGPIPE) once out_ is
+    // closed here, so the wait below cannot hang on it.
+    result.out = readBounded(out_.get(), kMaxConfigBytes);
+    out_.reset();
     if (writer_.joinable()) writer_.join();
     const pid_t pid = pid_;
     pid_ = -1;
@@ -154,23 +153,33 @@ Outcome<std::unique_ptr<Spawned>> spawnWithStdin(const std::string& binary,
 
 // The delegate's output as the spec reads it.
 Outcome<Result> interpret(const std::string& binary, Command command, const Exec& exec) {
-  const auto doc = nlohmann::json::parse(exec.out, nullptr, /*allow_exceptions=*/false);
+  const auto parsed = parseBoundedJson(exec.out, fmt::format("the output of {}", binary));
+  const nlohmann::json doc = parsed ? *parsed : nlohmann::json();
   const bool exited = WIFEXITED(exec.status);
   const int code = exited ? WEXITSTATUS(exec.status) : -1;
   if (code != 0) {
-    if (doc.is_object() && doc.contains("code") && doc["code"].is_number_integer()) {
-      return failWith(doc["code"].get<int>(), doc.value("msg", ""), doc.value("details", ""));
+    const auto text = [&](const char* key) {
+      const auto it = doc.is_object() ? doc.find(key) : doc.end();
+      return it != doc.end() && it->is_string() ? it->get<std::string>() : std::string();
+    };
+    const auto errorCode = doc.is_object() && doc.contains("code")
+                               ? integerIn(doc["code"], 1, INT32_MAX)
+                               : std::nullopt;
+    if (errorCode) {
+      return failWith(static_cast<int>(*errorCode), text("msg"), text("details"));
     }
     return failWith(kInternal,
                     fmt::format("IPAM plugin {} {} {}", binary, toString(command),
                                 exited ? fmt::format("exited {}", code)
                                        : fmt::format("died on signal {}", WTERMSIG(exec.status))),
-                    exec.out);
+                    printable(exec.out, 4096));
   }
   if (command != Command::kAdd) return Result{};
-  if (doc.is_discarded()) {
+  if (!parsed) {
     return failWith(kDecodeFailure,
-                    fmt::format("IPAM plugin {} ADD printed no JSON result", binary), exec.out);
+                    fmt::format("IPAM plugin {} ADD printed no usable JSON result: {}", binary,
+                                parsed.error().msg),
+                    printable(exec.out, 4096));
   }
   auto result = parseResult(doc);
   if (!result) {
@@ -248,7 +257,7 @@ std::unique_ptr<IpamCall> ExecIpamDelegate::start(Command command, const Env& en
   if (!binary) return std::make_unique<DoneCall>(std::unexpected(binary.error()));
   auto environment = env.all;
   environment["CNI_COMMAND"] = std::string(toString(command));
-  auto call = std::make_unique<ExecCall>(*binary, command, conf.raw.dump());
+  auto call = std::make_unique<ExecCall>(*binary, command, dumpJson(conf.raw));
   if (auto ok = call->spawn(environment); !ok) {
     return std::make_unique<DoneCall>(std::unexpected(ok.error()));
   }

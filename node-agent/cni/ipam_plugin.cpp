@@ -4,6 +4,8 @@
 
 #include <fmt/format.h>
 
+#include "node-agent/cni/input_bounds.h"
+
 namespace vnetipam::cni {
 namespace {
 
@@ -163,18 +165,14 @@ Outcome<IpamConfig> parseIpamConfig(const NetConf& conf) {
     config.socket = section["socket"].get<std::string>();
   }
   if (section.contains("timeoutMs")) {
-    if (!section["timeoutMs"].is_number_integer() || section["timeoutMs"].get<long>() < 1 ||
-        section["timeoutMs"].get<long>() > 600000) {
-      return invalid("\"ipam.timeoutMs\" must be an integer 1..600000");
-    }
-    config.timeout = std::chrono::milliseconds(section["timeoutMs"].get<long>());
+    const auto timeout = integerIn(section["timeoutMs"], 1, 600000);
+    if (!timeout) return invalid("\"ipam.timeoutMs\" must be an integer 1..600000");
+    config.timeout = std::chrono::milliseconds(*timeout);
   }
   if (section.contains("addressPrefixLength")) {
-    const auto& v = section["addressPrefixLength"];
-    if (!v.is_number_integer() || v.get<int>() < 1 || v.get<int>() > 32) {
-      return invalid("\"ipam.addressPrefixLength\" must be an integer 1..32");
-    }
-    config.addressPrefixLength = v.get<int>();
+    const auto length = integerIn(section["addressPrefixLength"], 1, 32);
+    if (!length) return invalid("\"ipam.addressPrefixLength\" must be an integer 1..32");
+    config.addressPrefixLength = static_cast<int>(*length);
   }
   if (section.contains("routes")) {
     if (!section["routes"].is_array()) return invalid("\"ipam.routes\" must be a list");

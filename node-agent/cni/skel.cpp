@@ -1,11 +1,12 @@
 #include "node-agent/cni/skel.h"
 
-#include <cerrno>
 #include <csignal>
 #include <cstdio>
 
 #include <fmt/format.h>
 #include <unistd.h>
+
+#include "node-agent/cni/input_bounds.h"
 
 extern char** environ;  // NOLINT: POSIX
 
@@ -25,22 +26,20 @@ Outcome<void> requireAtLeast(const NetConf& conf, Command command, std::string_v
 
 Invocation versionInfo(std::string_view stdinText) {
   // The runtime may send any config (or none): answer in its version if we speak it.
-  const auto doc = nlohmann::json::parse(stdinText, nullptr, /*allow_exceptions=*/false);
+  const auto doc = parseBoundedJson(stdinText, "stdin");
   std::string version(kLatestVersion);
-  if (doc.is_object() && doc.contains("cniVersion") && doc["cniVersion"].is_string() &&
-      isSupportedVersion(doc["cniVersion"].get<std::string>())) {
-    version = doc["cniVersion"].get<std::string>();
+  if (doc && doc->is_object() && doc->contains("cniVersion") && (*doc)["cniVersion"].is_string() &&
+      isSupportedVersion((*doc)["cniVersion"].get<std::string>())) {
+    version = (*doc)["cniVersion"].get<std::string>();
   }
   nlohmann::json info = {{"cniVersion", version}, {"supportedVersions", nlohmann::json::array()}};
   for (const auto v : kSupportedVersions)
     info["supportedVersions"].push_back(v);
-  return {.exitCode = 0, .out = info.dump() + "\n"};
+  return {.exitCode = 0, .out = dumpJson(info) + "\n"};
 }
 
-}  // namespace
-
-Invocation runPlugin(const Plugin& plugin, const std::map<std::string, std::string>& environment,
-                     std::string_view stdinText) {
+Invocation dispatch(const Plugin& plugin, const std::map<std::string, std::string>& environment,
+                    std::string_view stdinText) {
   auto env = parseEnv(environment);
   if (!env) return failed(env.error(), kLatestVersion);
   if (env->command == Command::kVersion) return versionInfo(stdinText);
@@ -63,7 +62,7 @@ Invocation runPlugin(const Plugin& plugin, const std::map<std::string, std::stri
       if (!plugin.add) return unsupported();
       auto result = plugin.add(*env, *conf);
       if (!result) return failed(result.error(), version);
-      return {.exitCode = 0, .out = toJson(*result, version).dump() + "\n"};
+      return {.exitCode = 0, .out = dumpJson(toJson(*result, version)) + "\n"};
     }
     case Command::kDel:
       if (!plugin.del) return unsupported();
@@ -85,6 +84,26 @@ Invocation runPlugin(const Plugin& plugin, const std::map<std::string, std::stri
   return versionInfo(stdinText);
 }
 
+}  // namespace
+
+Invocation runPlugin(const Plugin& plugin, const std::map<std::string, std::string>& environment,
+                     std::string_view stdinText) {
+  // The decoders check every type and range they read, so nothing below should throw. This is
+  // the backstop that keeps a missed case an error the runtime can log rather than an abort.
+  try {
+    return dispatch(plugin, environment, stdinText);
+  } catch (const nlohmann::json::exception& e) {
+    return failed(
+        Error{kDecodeFailure, fmt::format("{}: the network configuration could not be decoded: {}",
+                                          plugin.name, e.what())},
+        kLatestVersion);
+  } catch (const std::exception& e) {
+    return failed(
+        Error{kInternal, fmt::format("{}: unexpected failure: {}", plugin.name, e.what())},
+        kLatestVersion);
+  }
+}
+
 int pluginMain(const Plugin& plugin) {
   std::signal(SIGPIPE, SIG_IGN);
   std::map<std::string, std::string> environment;
@@ -98,13 +117,8 @@ int pluginMain(const Plugin& plugin) {
   // VERSION may come with no stdin at all; every other command reads the whole config.
   const auto command = environment.find("CNI_COMMAND");
   if (command == environment.end() || command->second != "VERSION" || ::isatty(0) == 0) {
-    char buf[16384];
-    while (true) {
-      const ssize_t n = ::read(0, buf, sizeof buf);
-      if (n < 0 && errno == EINTR) continue;
-      if (n <= 0) break;
-      input.append(buf, static_cast<std::size_t>(n));
-    }
+    // No further than the limit: parseNetConf refuses what is longer, naming the limit.
+    input = readBounded(0, kMaxConfigBytes);
   }
   const Invocation inv = runPlugin(plugin, environment, input);
   if (inv.exitCode != 0) {

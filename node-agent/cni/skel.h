@@ -30,12 +30,14 @@ struct Invocation {
 // One invocation, without touching the process: environment and stdin in, exit code and stdout
 // out. Rules beyond parseEnv/parseNetConf: VERSION answers {"cniVersion","supportedVersions"}
 // without needing a valid config; CHECK needs cniVersion >= 0.4.0, GC and STATUS >= 1.1.0 (code 1
-// otherwise, as the reference skel does).
+// otherwise, as the reference skel does). Never throws: whatever the input, the outcome is a
+// result or the spec's error object.
 Invocation runPlugin(const Plugin& plugin, const std::map<std::string, std::string>& environment,
                      std::string_view stdinText);
 
-// The process entry point: reads environ and all of stdin, runs, writes stdout, returns the exit
-// code. Ignores SIGPIPE so a runtime that closes our stdout early gets an exit code, not a signal.
+// The process entry point: reads environ and stdin (no more than kMaxConfigBytes + 1, see
+// input_bounds.h), runs, writes stdout, returns the exit code. Ignores SIGPIPE so a runtime that
+// closes our stdout early gets an exit code, not a signal.
 int pluginMain(const Plugin& plugin);
 
 }  // namespace vnetipam::cni

@@ -5,6 +5,8 @@
 
 #include <fmt/format.h>
 
+#include "node-agent/cni/input_bounds.h"
+
 namespace vnetipam::cni {
 namespace {
 
@@ -30,8 +32,10 @@ std::vector<std::string_view> split(std::string_view text, char sep) {
 }
 
 Outcome<ipam::IPAddress> parseAddress(const json& value, std::string_view field) {
-  if (!value.is_string())
-    return failWith(kDecodeFailure, fmt::format("{} must be a string", field));
+  if (!value.is_string()) {
+    return failWith(kDecodeFailure,
+                    fmt::format("{} must be a string, not {}", field, value.type_name()));
+  }
   auto addr = ipam::IPAddress::parse(value.get<std::string>());
   if (!addr) return failWith(kDecodeFailure, fmt::format("{}: {}", field, addr.error().message));
   return *addr;
@@ -61,7 +65,8 @@ std::string errorJson(const Error& error, std::string_view version) {
               {"code", error.code},
               {"msg", error.msg}};
   if (!error.details.empty()) doc["details"] = error.details;
-  return doc.dump();
+  // A message may echo input (a path, a name); dumpJson cannot throw on bytes that are not UTF-8.
+  return dumpJson(doc);
 }
 
 std::string_view toString(Command command) {
@@ -95,9 +100,26 @@ Outcome<Env> parseEnv(const std::map<std::string, std::string>& environment) {
                         ? std::string("CNI_COMMAND is not set")
                         : fmt::format("CNI_COMMAND \"{}\" is not one of ADD, DEL, CHECK, GC, "
                                       "STATUS, VERSION",
-                                      command));
+                                      printable(command)));
   }
   env.command = *known;
+  // VERSION reads nothing else, so nothing else can make it fail.
+  if (env.command == Command::kVersion) return env;
+  // Every value read below is checked here, before anything stores, compares or echoes it.
+  const std::array<std::pair<const char*, std::size_t>, 3> texts = {{
+      {"CNI_NETNS", kMaxNetnsBytes},
+      {"CNI_ARGS", kMaxEnvListBytes},
+      {"CNI_PATH", kMaxEnvListBytes},
+  }};
+  for (const auto& [key, limit] : texts) {
+    if (auto ok = checkEnvText(key, get(key), limit); !ok) return std::unexpected(ok.error());
+  }
+  if (const auto id = get("CNI_CONTAINERID"); !id.empty()) {
+    if (auto ok = checkContainerId(id); !ok) return std::unexpected(ok.error());
+  }
+  if (const auto ifName = get("CNI_IFNAME"); !ifName.empty()) {
+    if (auto ok = checkIfName(ifName); !ok) return std::unexpected(ok.error());
+  }
   env.containerId = get("CNI_CONTAINERID");
   env.netns = get("CNI_NETNS");
   env.ifName = get("CNI_IFNAME");
@@ -139,8 +161,8 @@ Outcome<Env> parseEnv(const std::map<std::string, std::string>& environment) {
       if (pair.empty()) continue;
       const auto eq = pair.find('=');
       if (eq == std::string_view::npos || eq == 0) {
-        return failWith(kInvalidEnvironment,
-                        fmt::format("CNI_ARGS \"{}\": \"{}\" is not KEY=VALUE", env.rawArgs, pair));
+        return failWith(kInvalidEnvironment, fmt::format("CNI_ARGS \"{}\": \"{}\" is not KEY=VALUE",
+                                                         printable(env.rawArgs), printable(pair)));
       }
       env.args.emplace_back(std::string(pair.substr(0, eq)), std::string(pair.substr(eq + 1)));
       if (env.args.back().first == "K8S_POD_NAMESPACE") env.podNamespace = env.args.back().second;
@@ -170,51 +192,98 @@ Outcome<std::pair<ipam::IPAddress, int>> parseCidrAddress(std::string_view text)
 
 Outcome<Result> parseResult(const json& doc) {
   if (!doc.is_object()) return failWith(kDecodeFailure, "a result must be a JSON object");
+  // Every field is type-checked before it is read: a get<>() of the wrong type throws, and an
+  // integer of the wrong size wraps.
+  const auto wrongType = [](const std::string& field, std::string_view want, const json& value) {
+    return failWith(kDecodeFailure,
+                    fmt::format("{} must be {}, not {}", field, want, value.type_name()));
+  };
+  const auto optionalString = [&](const json& object, const char* key,
+                                  const std::string& where) -> Outcome<std::string> {
+    const auto it = object.find(key);
+    if (it == object.end() || it->is_null()) return std::string();
+    if (!it->is_string()) return wrongType(fmt::format("{}.{}", where, key), "a string", *it);
+    return it->get<std::string>();
+  };
+  const auto list = [&](const char* key) -> Outcome<const json*> {
+    const auto it = doc.find(key);
+    if (it == doc.end() || it->is_null()) return nullptr;
+    if (!it->is_array()) return wrongType(key, "a list", *it);
+    return &*it;
+  };
   Result result;
-  if (doc.contains("interfaces")) {
-    if (!doc["interfaces"].is_array()) return failWith(kDecodeFailure, "interfaces must be a list");
-    for (const auto& i : doc["interfaces"]) {
-      if (!i.is_object()) return failWith(kDecodeFailure, "interfaces[] must be objects");
+  auto interfaces = list("interfaces");
+  if (!interfaces) return std::unexpected(interfaces.error());
+  if (*interfaces != nullptr) {
+    for (std::size_t n = 0; n < (*interfaces)->size(); ++n) {
+      const json& i = (**interfaces)[n];
+      const std::string where = fmt::format("interfaces[{}]", n);
+      if (!i.is_object()) return wrongType(where, "an object", i);
       Interface iface;
-      iface.name = i.value("name", "");
-      iface.mac = i.value("mac", "");
-      iface.sandbox = i.value("sandbox", "");
-      if (i.contains("mtu") && i["mtu"].is_number_unsigned())
-        iface.mtu = i["mtu"].get<std::uint32_t>();
+      for (const auto& [key, field] : {std::pair{"name", &iface.name}, std::pair{"mac", &iface.mac},
+                                       std::pair{"sandbox", &iface.sandbox}}) {
+        auto value = optionalString(i, key, where);
+        if (!value) return std::unexpected(value.error());
+        *field = std::move(*value);
+      }
+      if (const auto mtu = i.find("mtu"); mtu != i.end() && !mtu->is_null()) {
+        const auto value = integerIn(*mtu, 0, UINT32_MAX);
+        if (!value) {
+          return failWith(kDecodeFailure,
+                          fmt::format("{}.mtu must be an integer 0..{}", where, UINT32_MAX));
+        }
+        iface.mtu = static_cast<std::uint32_t>(*value);
+      }
       result.interfaces.push_back(std::move(iface));
     }
   }
-  if (doc.contains("ips")) {
-    if (!doc["ips"].is_array()) return failWith(kDecodeFailure, "ips must be a list");
-    for (const auto& i : doc["ips"]) {
+  auto ips = list("ips");
+  if (!ips) return std::unexpected(ips.error());
+  if (*ips != nullptr) {
+    for (std::size_t n = 0; n < (*ips)->size(); ++n) {
+      const json& i = (**ips)[n];
+      const std::string where = fmt::format("ips[{}]", n);
       if (!i.is_object() || !i.contains("address") || !i["address"].is_string()) {
-        return failWith(kDecodeFailure, "ips[].address must be a string \"address/length\"");
+        return failWith(kDecodeFailure,
+                        fmt::format("{}.address must be a string \"address/length\"", where));
       }
       auto cidr = parseCidrAddress(i["address"].get<std::string>());
-      if (!cidr) return failWith(kDecodeFailure, "ips[].address: " + cidr.error().msg);
+      if (!cidr) {
+        return failWith(kDecodeFailure, fmt::format("{}.address: {}", where, cidr.error().msg));
+      }
       IPConfig ipc{.address = cidr->first, .prefixLength = cidr->second};
       if (i.contains("gateway") && !i["gateway"].is_null()) {
-        auto gw = parseAddress(i["gateway"], "ips[].gateway");
+        auto gw = parseAddress(i["gateway"], where + ".gateway");
         if (!gw) return std::unexpected(gw.error());
         ipc.gateway = *gw;
       }
-      if (i.contains("interface") && i["interface"].is_number_integer()) {
-        ipc.interface = i["interface"].get<int>();
+      if (i.contains("interface") && !i["interface"].is_null()) {
+        const auto index = integerIn(i["interface"], 0, INT32_MAX);
+        if (!index) {
+          return failWith(kDecodeFailure,
+                          fmt::format("{}.interface must be an index 0..{}", where, INT32_MAX));
+        }
+        ipc.interface = static_cast<int>(*index);
       }
       result.ips.push_back(ipc);
     }
   }
-  if (doc.contains("routes")) {
-    if (!doc["routes"].is_array()) return failWith(kDecodeFailure, "routes must be a list");
-    for (const auto& r : doc["routes"]) {
+  auto routes = list("routes");
+  if (!routes) return std::unexpected(routes.error());
+  if (*routes != nullptr) {
+    for (std::size_t n = 0; n < (*routes)->size(); ++n) {
+      const json& r = (**routes)[n];
+      const std::string where = fmt::format("routes[{}]", n);
       if (!r.is_object() || !r.contains("dst") || !r["dst"].is_string()) {
-        return failWith(kDecodeFailure, "routes[].dst must be a string \"prefix/length\"");
+        return failWith(kDecodeFailure,
+                        fmt::format("{}.dst must be a string \"prefix/length\"", where));
       }
       auto cidr = parseCidrAddress(r["dst"].get<std::string>());
-      if (!cidr) return failWith(kDecodeFailure, "routes[].dst: " + cidr.error().msg);
+      if (!cidr)
+        return failWith(kDecodeFailure, fmt::format("{}.dst: {}", where, cidr.error().msg));
       RouteEntry route{.dst = ipam::Prefix::masked(cidr->first, cidr->second)};
       if (r.contains("gw") && !r["gw"].is_null()) {
-        auto gw = parseAddress(r["gw"], "routes[].gw");
+        auto gw = parseAddress(r["gw"], where + ".gw");
         if (!gw) return std::unexpected(gw.error());
         route.gw = *gw;
       }
@@ -224,7 +293,10 @@ Outcome<Result> parseResult(const json& doc) {
       result.routes.push_back(std::move(route));
     }
   }
-  if (doc.contains("dns") && doc["dns"].is_object()) result.dns = doc["dns"];
+  if (const auto dns = doc.find("dns"); dns != doc.end() && !dns->is_null()) {
+    if (!dns->is_object()) return wrongType("dns", "an object", *dns);
+    result.dns = *dns;
+  }
   return result;
 }
 
@@ -267,10 +339,9 @@ json toJson(const Result& result, std::string_view version) {
 }
 
 Outcome<NetConf> parseNetConf(std::string_view stdinText) {
-  json doc = json::parse(stdinText, nullptr, /*allow_exceptions=*/false);
-  if (doc.is_discarded()) {
-    return failWith(kDecodeFailure, "the network configuration on stdin is not JSON");
-  }
+  auto parsed = parseBoundedJson(stdinText, "the network configuration on stdin");
+  if (!parsed) return std::unexpected(parsed.error());
+  json doc = std::move(*parsed);
   if (!doc.is_object()) {
     return failWith(kDecodeFailure, "the network configuration on stdin must be a JSON object");
   }
@@ -289,7 +360,7 @@ Outcome<NetConf> parseNetConf(std::string_view stdinText) {
   if (!isSupportedVersion(conf.cniVersion)) {
     return failWith(kIncompatibleVersion,
                     fmt::format("cniVersion \"{}\" is not supported; supported versions: {}",
-                                conf.cniVersion, supportedList()));
+                                printable(conf.cniVersion), supportedList()));
   }
   auto name = requiredString("name");
   if (!name) return std::unexpected(name.error());

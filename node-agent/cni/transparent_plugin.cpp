@@ -11,6 +11,7 @@
 #include "lib/net/sysctl.h"
 #include "lib/net/transparent.h"
 #include "lib/net/veth_name.h"
+#include "node-agent/cni/input_bounds.h"
 #include "node-agent/cni/link_state.h"
 
 namespace vnetipam::cni {
@@ -301,15 +302,13 @@ Outcome<TransparentConfig> parseTransparentConfig(const NetConf& conf) {
     config.hostVethPrefix = raw["hostVethPrefix"].get<std::string>();
   }
   if (auto name = net::hostVethName(config.hostVethPrefix, "probe"); !name) {
-    return invalid(
-        fmt::format("\"hostVethPrefix\" \"{}\": {}", config.hostVethPrefix, name.error().message));
+    return invalid(fmt::format("\"hostVethPrefix\" \"{}\": {}", printable(config.hostVethPrefix),
+                               name.error().message));
   }
   if (raw.contains("mtu")) {
-    const auto& mtu = raw["mtu"];
-    if (!mtu.is_number_integer() || mtu.get<long>() < 68 || mtu.get<long>() > 65535) {
-      return invalid("\"mtu\" must be an integer 68..65535");
-    }
-    config.mtu = mtu.get<std::uint32_t>();
+    const auto mtu = integerIn(raw["mtu"], 68, 65535);
+    if (!mtu) return invalid("\"mtu\" must be an integer 68..65535");
+    config.mtu = static_cast<std::uint32_t>(*mtu);
   }
   if (conf.ipamType.empty()) {
     return invalid(
