@@ -8,6 +8,7 @@
 #include <array>
 #include <charconv>
 #include <exception>
+#include <stdexcept>
 
 #include <fmt/format.h>
 
@@ -185,7 +186,10 @@ ArmHandler::ArmHandler(MockState& state, HandlerOptions options, kube::Clock& cl
       clock_(clock),
       random_(random),
       unixNow_(std::move(unixNow)),
-      windowStart_(clock.now()) {}
+      windowStart_(clock.now()) {
+  // An empty key would make every token's signature something anyone can compute.
+  if (options_.tokenKey.empty()) throw std::invalid_argument("ArmHandler: tokenKey is empty");
+}
 
 void ArmHandler::tick() {
   std::lock_guard lock(mutex_);
@@ -297,6 +301,23 @@ ArmResponse ArmHandler::handleAdmin(const ArmRequest& request,
                                     const std::vector<std::string>& segments) {
   const std::string what = segments.size() == 2 ? toLower(segments[1]) : "";
   if (what == "healthz" && request.method == "GET") return jsonResponse(200, {{"status", "ok"}});
+  // Everything else here reads the whole state or changes how the mock fails: not for any peer
+  // that can reach the port.
+  switch (adminAccess(request.peerAddress, findHeader(request.headers, "Authorization"),
+                      options_.adminToken)) {
+    case AdminAccess::kAllowed: break;
+    case AdminAccess::kUnauthenticated: {
+      auto r = error(401, "AuthenticationFailed",
+                     "Authentication failed. The /mock endpoints need the admin bearer token "
+                     "(--admin-token-file) from a peer off loopback.");
+      r.headers.emplace_back("WWW-Authenticate", "Bearer");
+      return r;
+    }
+    case AdminAccess::kForbidden:
+      return error(
+          403, "AuthorizationFailed",
+          "The Authorization header does not carry the admin bearer token (--admin-token-file).");
+  }
   if (what == "state" && request.method == "GET") {
     json doc = state_.toJson();
     json routes = json::array();
@@ -315,10 +336,12 @@ ArmResponse ArmHandler::handleAdmin(const ArmRequest& request,
   if (what == "faults" && request.method == "GET")
     return jsonResponse(200, options_.faults.toJson());
   if (what == "faults" && request.method == "PUT") {
-    const json body = json::parse(request.body, nullptr, false);
-    if (body.is_discarded())
+    auto body = parseJsonBody(request.body);
+    if (!body) {
+      if (body.error().code == "InvalidRequestContent") return errorResponse(body.error());
       return error(400, "InvalidRequestFormat", "Cannot parse the request: the body is not JSON.");
-    auto faults = FaultOptions::fromJson(body, options_.faults);
+    }
+    auto faults = FaultOptions::fromJson(*body, options_.faults);
     if (!faults) return error(400, "InvalidFaults", faults.error());
     options_.faults = *faults;
     return jsonResponse(200, options_.faults.toJson());
@@ -371,7 +394,7 @@ ArmResponse ArmHandler::handleArm(const ArmRequest& request, const std::vector<s
   const std::string auth = findHeader(request.headers, "Authorization");
   const std::string clientId =
       auth.size() > 7 && iequals(std::string_view(auth).substr(0, 7), "Bearer ")
-          ? accessTokenClientId(std::string_view(auth).substr(7))
+          ? accessTokenClientId(options_.tokenKey, std::string_view(auth).substr(7))
           : std::string();
   if (isWrite) checkRetryAfter(clientId, request);
 
@@ -396,7 +419,9 @@ ArmResponse ArmHandler::handleArm(const ArmRequest& request, const std::vector<s
       return finish(error(401, "AuthenticationFailedInvalidHeader",
                           "Authentication failed. The 'Authorization' header is provided in an "
                           "invalid format."));
-    if (auto bad = checkAccessToken(std::string_view(auth).substr(7), unixNow_()); !bad.empty())
+    if (auto bad =
+            checkAccessToken(options_.tokenKey, std::string_view(auth).substr(7), unixNow_());
+        !bad.empty())
       return finish(error(401, "InvalidAuthenticationToken", bad));
   }
 
@@ -651,16 +676,9 @@ ArmResponse ArmHandler::putNic(const ArmRequest& request, const std::string& nic
                  fmt::format("The content media type '{}' is not supported. Only "
                              "'application/json' is supported.",
                              findHeader(request.headers, "Content-Type")));
-  json body;
-  try {
-    body = json::parse(request.body);
-  } catch (const json::parse_error& e) {
-    return errorResponse(
-        CloudError{.status = 400,
-                   .code = "InvalidRequestFormat",
-                   .message = "Cannot parse the request.",
-                   .details = json::array({{{"code", "InvalidJson"}, {"message", e.what()}}})});
-  }
+  auto parsedBody = parseJsonBody(request.body);
+  if (!parsedBody) return errorResponse(parsedBody.error());
+  const json& body = *parsedBody;
   NicPutPreconditions pre;
   if (auto h = findHeader(request.headers, "If-Match"); !h.empty()) pre.ifMatch = h;
   if (auto h = findHeader(request.headers, "If-None-Match"); !h.empty()) pre.ifNoneMatch = h;

@@ -12,7 +12,8 @@
 //   .../providers/Microsoft.Network/networkInterfaces/{nic} GET
 //   .../networkInterfaces/{nic}/ipConfigurations[/{name}] GET
 //   /subscriptions/{sub}/providers/Microsoft.Network/locations/{loc}/operations/{id} GET
-//   /mock/state, GET|PUT /mock/faults, GET /mock/healthz   (inspection and admin, no auth)
+//   /mock/state, GET|PUT /mock/faults   (inspection and admin: loopback or the admin token)
+//   GET /mock/healthz                   (no auth: probes)
 #pragma once
 
 #include <chrono>
@@ -40,6 +41,9 @@ struct ArmRequest {
   std::string query;  // percent-encoded, without '?': "api-version=2024-05-01"
   HeaderList headers;
   std::string body;
+  // The TCP peer's address as text ("127.0.0.1", "::1"); "" when unknown. Decides, with the admin
+  // token, who may use /mock/*.
+  std::string peerAddress;
 };
 
 struct ArmResponse {
@@ -85,6 +89,12 @@ struct HandlerOptions {
   int readsPer5Min = 10000;
   int writesPer5Min = 1000;
   bool requireAuth = true;
+  // Signs the access tokens the mock issues and verifies those ARM calls bring. Required
+  // (non-empty); main() draws a random one per process.
+  std::string tokenKey;
+  // Opens /mock/* (but healthz) to peers off loopback that send "Authorization: Bearer <it>";
+  // "" leaves those endpoints to loopback peers only.
+  std::string adminToken;
   std::vector<ClientCredential> clients;
   FaultOptions faults;
 };

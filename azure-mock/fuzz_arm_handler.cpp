@@ -45,7 +45,8 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   static Mt19937RandomImpl random{1};
   static MockState state({.asyncDelay = std::chrono::milliseconds(20)}, clock, random);
   static const bool loaded = state.load(nlohmann::json::parse(kTopology)).has_value();
-  static ArmHandler handler(state, {}, clock, random, [] { return std::int64_t{1700000000}; });
+  static ArmHandler handler(state, {.tokenKey = "fuzz-token-key"}, clock, random,
+                            [] { return std::int64_t{1700000000}; });
   if (!loaded) std::abort();
 
   std::string_view in(reinterpret_cast<const char*>(data), size);
@@ -54,8 +55,8 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   request.path = nextLine(in);
   request.query = nextLine(in);
   request.headers.emplace_back(
-      "Authorization",
-      "Bearer " + issueAccessToken("t", "c", "https://management.azure.com/", 1700000000));
+      "Authorization", "Bearer " + issueAccessToken("fuzz-token-key", "t", "c",
+                                                    "https://management.azure.com/", 1700000000));
   for (auto line = nextLine(in); !line.empty(); line = nextLine(in)) {
     const auto colon = line.find(':');
     if (colon == std::string_view::npos) continue;

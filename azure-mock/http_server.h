@@ -1,5 +1,8 @@
-// Serves an ArmHandler over HTTP or HTTPS with cpprestsdk's http_listener, and runs the
+// Serves an ArmHandler over HTTP/1.1 or HTTPS (OpenSSL), one thread per connection, and runs the
 // background work: completing async operations on time, syncing SDN routes, persisting state.
+// Requests are read with HttpRequestReader, so headers and bodies are bounded while they arrive
+// (a general-purpose listener buffered a whole chunked body before anyone could look at its
+// size).
 #pragma once
 
 #include <atomic>
@@ -9,6 +12,7 @@
 #include <expected>
 #include <memory>
 #include <mutex>
+#include <set>
 #include <string>
 #include <thread>
 
@@ -25,6 +29,12 @@ struct ServerOptions {
   // When set, the state document is written here (atomically) after every change.
   std::string stateFile;
   std::size_t maxBodyBytes = 4 * 1024 * 1024;
+  std::size_t maxHeaderBytes = 64 * 1024;
+  std::size_t maxHeaderCount = 100;
+  // Connections beyond this are closed at once.
+  std::size_t maxConnections = 512;
+  // A connection that sends nothing (or cannot be written to) for this long is closed.
+  std::chrono::seconds idleTimeout{60};
   std::chrono::milliseconds tickInterval{50};
 };
 
@@ -47,6 +57,8 @@ class HttpServer {
 
  private:
   struct Listener;
+  void acceptLoop();
+  void serveConnection(int fd, std::string peer);
   void background();
   void persistIfChanged();
 
@@ -54,6 +66,7 @@ class HttpServer {
   ArmHandler& handler_;
   RouteSync* routes_;
   std::unique_ptr<Listener> listener_;
+  std::thread acceptThread_;
   std::thread thread_;
   std::mutex mutex_;
   std::condition_variable wake_;

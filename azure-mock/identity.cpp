@@ -1,12 +1,19 @@
 #include "azure-mock/identity.h"
 
 #include <array>
+#include <expected>
+#include <stdexcept>
 
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
+#include <openssl/rand.h>
 
 #include "azure-mock/arm_handler.h"
 #include "azure-mock/wire.h"
+#include "lib/ipam/ip.h"
 
 namespace vnetipam::azuremock {
 
@@ -84,9 +91,88 @@ bool base64UrlDecode(std::string_view text, std::string& out) {
   return true;
 }
 
-std::string issueAccessToken(std::string_view tenantId, std::string_view clientId,
-                             std::string_view audience, std::int64_t now) {
-  const json header = {{"alg", "none"}, {"typ", "JWT"}};
+namespace {
+
+std::string hmacSha256(std::string_view key, std::string_view data) {
+  std::array<unsigned char, EVP_MAX_MD_SIZE> mac{};
+  unsigned int length = 0;
+  if (HMAC(EVP_sha256(), key.data(), static_cast<int>(key.size()),
+           reinterpret_cast<const unsigned char*>(data.data()), data.size(), mac.data(),
+           &length) == nullptr)
+    throw std::runtime_error("HMAC-SHA256 failed");
+  return std::string(reinterpret_cast<const char*>(mac.data()), length);
+}
+
+std::string dumpClaims(const json& j) {
+  return j.dump(-1, ' ', false, json::error_handler_t::replace);
+}
+
+// The claims of a token whose header names kTokenAlgorithm and whose signature `key` made; an
+// error message otherwise. Nothing of the token is parsed before the signature checks out but its
+// header, and that only with a bounded depth.
+std::expected<json, std::string> verifiedClaims(std::string_view key, std::string_view token) {
+  const auto dot1 = token.find('.');
+  const auto dot2 = dot1 == std::string_view::npos ? dot1 : token.find('.', dot1 + 1);
+  if (dot2 == std::string_view::npos || token.find('.', dot2 + 1) != std::string_view::npos)
+    return std::unexpected("The access token is invalid: it is not a JWT.");
+  std::string headerText, payloadText, signature;
+  if (!base64UrlDecode(token.substr(0, dot1), headerText) ||
+      !base64UrlDecode(token.substr(dot1 + 1, dot2 - dot1 - 1), payloadText) ||
+      !base64UrlDecode(token.substr(dot2 + 1), signature))
+    return std::unexpected("The access token is invalid: it is not a JWT.");
+  auto header = parseJsonBody(headerText);
+  // Only the algorithm the mock signs with: "none" or any other would let the token choose how
+  // (or whether) it is checked.
+  if (!header || !header->is_object() || !(*header)["alg"].is_string() ||
+      (*header)["alg"].get<std::string>() != kTokenAlgorithm)
+    return std::unexpected(fmt::format(
+        "The access token is invalid: its signature algorithm is not {}.", kTokenAlgorithm));
+  const std::string expected = hmacSha256(key, token.substr(0, dot2));
+  if (signature.size() != expected.size() ||
+      CRYPTO_memcmp(signature.data(), expected.data(), expected.size()) != 0)
+    return std::unexpected("The access token is invalid: its signature does not match.");
+  auto payload = parseJsonBody(payloadText);
+  if (!payload || !payload->is_object() || payload->value("idp", "") != kIssuerMark)
+    return std::unexpected(
+        "The access token is invalid: it was not issued by this azure-vnet-mock.");
+  return std::move(*payload);
+}
+
+}  // namespace
+
+bool isLoopbackAddress(std::string_view address) {
+  if (address.starts_with("::ffff:")) address.remove_prefix(7);  // IPv4-mapped
+  const auto ip = ipam::IPAddress::parse(address);
+  if (!ip) return false;
+  if (ip->family() == ipam::Family::kV6) return ip->toString() == "::1";
+  return ipam::Prefix::parse("127.0.0.0/8")->contains(*ip);
+}
+
+AdminAccess adminAccess(std::string_view peerAddress, std::string_view authorization,
+                        std::string_view adminToken) {
+  if (isLoopbackAddress(peerAddress)) return AdminAccess::kAllowed;
+  if (authorization.empty()) return AdminAccess::kUnauthenticated;
+  constexpr std::string_view kBearer = "Bearer ";
+  if (adminToken.empty() || authorization.size() != kBearer.size() + adminToken.size() ||
+      !iequals(authorization.substr(0, kBearer.size()), kBearer))
+    return AdminAccess::kForbidden;
+  const auto presented = authorization.substr(kBearer.size());
+  return CRYPTO_memcmp(presented.data(), adminToken.data(), adminToken.size()) == 0
+             ? AdminAccess::kAllowed
+             : AdminAccess::kForbidden;
+}
+
+std::string randomTokenKey() {
+  std::array<unsigned char, 32> key{};
+  if (RAND_bytes(key.data(), static_cast<int>(key.size())) != 1)
+    throw std::runtime_error("RAND_bytes failed: no randomness for the token signing key");
+  return std::string(reinterpret_cast<const char*>(key.data()), key.size());
+}
+
+std::string issueAccessToken(std::string_view key, std::string_view tenantId,
+                             std::string_view clientId, std::string_view audience,
+                             std::int64_t now) {
+  const json header = {{"alg", kTokenAlgorithm}, {"typ", "JWT"}};
   const json payload = {{"aud", audience},
                         {"iss", fmt::format("https://sts.windows.net/{}/", tenantId)},
                         {"tid", tenantId},
@@ -95,43 +181,28 @@ std::string issueAccessToken(std::string_view tenantId, std::string_view clientI
                         {"nbf", now},
                         {"exp", now + kTokenLifetimeSeconds},
                         {"idp", kIssuerMark}};
-  const auto dump = [](const json& j) {
-    return j.dump(-1, ' ', false, json::error_handler_t::replace);
-  };
-  return fmt::format("{}.{}.", base64UrlEncode(dump(header)), base64UrlEncode(dump(payload)));
+  const std::string signedPart = fmt::format("{}.{}", base64UrlEncode(dumpClaims(header)),
+                                             base64UrlEncode(dumpClaims(payload)));
+  return fmt::format("{}.{}", signedPart, base64UrlEncode(hmacSha256(key, signedPart)));
 }
 
-std::string checkAccessToken(std::string_view token, std::int64_t now) {
-  const auto dot1 = token.find('.');
-  const auto dot2 = dot1 == std::string_view::npos ? dot1 : token.find('.', dot1 + 1);
-  std::string payloadText;
-  if (dot2 == std::string_view::npos ||
-      !base64UrlDecode(token.substr(dot1 + 1, dot2 - dot1 - 1), payloadText))
-    return "The access token is invalid: it is not a JWT.";
-  const json payload = json::parse(payloadText, nullptr, false);
-  if (!payload.is_object() || payload.value("idp", "") != kIssuerMark)
-    return "The access token is invalid: it was not issued by this azure-vnet-mock.";
-  if (!payload.contains("exp") || !payload["exp"].is_number_integer() ||
-      payload["exp"].get<std::int64_t>() <= now)
+std::string checkAccessToken(std::string_view key, std::string_view token, std::int64_t now) {
+  auto payload = verifiedClaims(key, token);
+  if (!payload) return payload.error();
+  if (!payload->contains("exp") || !(*payload)["exp"].is_number_integer() ||
+      (*payload)["exp"].get<std::int64_t>() <= now)
     return "The access token expiry UTC time is earlier than current UTC time.";
-  if (!payload.contains("aud") || !payload["aud"].is_string() ||
-      !isArmResource(payload["aud"].get<std::string>()))
+  if (!payload->contains("aud") || !(*payload)["aud"].is_string() ||
+      !isArmResource((*payload)["aud"].get<std::string>()))
     return "The access token has an invalid audience: it is not for "
            "https://management.azure.com/.";
   return "";
 }
 
-std::string accessTokenClientId(std::string_view token) {
-  const auto dot1 = token.find('.');
-  const auto dot2 = dot1 == std::string_view::npos ? dot1 : token.find('.', dot1 + 1);
-  std::string payloadText;
-  if (dot2 == std::string_view::npos ||
-      !base64UrlDecode(token.substr(dot1 + 1, dot2 - dot1 - 1), payloadText))
-    return "";
-  const json payload = json::parse(payloadText, nullptr, false);
-  if (!payload.is_object() || !payload.contains("appid") || !payload["appid"].is_string())
-    return "";
-  return payload["appid"].get<std::string>();
+std::string accessTokenClientId(std::string_view key, std::string_view token) {
+  auto payload = verifiedClaims(key, token);
+  if (!payload || !payload->contains("appid") || !(*payload)["appid"].is_string()) return "";
+  return (*payload)["appid"].get<std::string>();
 }
 
 ArmResponse ArmHandler::handleToken(const ArmRequest& request, const std::vector<std::string>& seg,
@@ -182,7 +253,8 @@ ArmResponse ArmHandler::handleToken(const ArmRequest& request, const std::vector
                                 {"error_description",
                                  "Only one of client_id, object_id or "
                                  "mi_res_id may be given"}});
-    const std::string token = issueAccessToken("imds", clientId, resource->second, now);
+    const std::string token =
+        issueAccessToken(options_.tokenKey, "imds", clientId, resource->second, now);
     // IMDS writes every number as a string (reference 1c).
     return jsonResponse(200, {{"access_token", token},
                               {"refresh_token", ""},
@@ -282,7 +354,8 @@ ArmResponse ArmHandler::handleToken(const ArmRequest& request, const std::vector
     if (!secret.empty() && secret != known->clientSecret)
       return aadError(401, "invalid_client", 7000215, "Invalid client secret provided.", now);
   }
-  const std::string token = issueAccessToken(tenant, field("client_id"), audience, now);
+  const std::string token =
+      issueAccessToken(options_.tokenKey, tenant, field("client_id"), audience, now);
   if (v2)
     return jsonResponse(200, {{"token_type", "Bearer"},
                               {"expires_in", kTokenLifetimeSeconds},

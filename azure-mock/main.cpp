@@ -23,6 +23,7 @@
 
 #include "azure-mock/arm_handler.h"
 #include "azure-mock/http_server.h"
+#include "azure-mock/identity.h"
 #include "azure-mock/route_programmer.h"
 #include "azure-mock/state.h"
 
@@ -46,10 +47,12 @@ constexpr std::string_view kUsage = R"(usage: azure-vnet-mock [flags]
   --reads-per-5min N        NRP read limit, 0 = off (default 10000)
   --writes-per-5min N       NRP write limit, 0 = off (default 1000)
   --no-auth                 accept ARM calls without a bearer token
+  --admin-token-file FILE   a bearer token that opens /mock/state and /mock/faults to peers off
+                            loopback (without it, only loopback peers may use them)
   --sdn-netns NAME          program a route per NIC prefix in this network namespace (ip -n NAME)
   --seed N                  seed of the fault, etag and id randomness (default: random)
   --log-format text|json    (default text)
-Admin: GET /mock/state, GET|PUT /mock/faults, GET /mock/healthz
+Admin: GET /mock/state, GET|PUT /mock/faults (loopback or the admin token), GET /mock/healthz
 )";
 
 struct Flags {
@@ -57,6 +60,7 @@ struct Flags {
   StateOptions state;
   HandlerOptions handler;
   std::string topology;
+  std::string adminTokenFile;
   std::optional<std::string> sdnNetns;
   std::string logFormat = "text";
   std::optional<std::uint64_t> seed;
@@ -138,6 +142,8 @@ std::optional<Flags> parseFlags(int argc, char** argv) {
       f.handler.writesPer5Min = static_cast<int>(n);
     } else if (arg == "--no-auth") {
       f.handler.requireAuth = false;
+    } else if (arg == "--admin-token-file") {
+      f.adminTokenFile = value;
     } else if (arg == "--sdn-netns") {
       f.sdnNetns = value;
     } else if (arg == "--seed") {
@@ -245,6 +251,19 @@ int main(int argc, char** argv) {
     routes = std::make_unique<RouteSync>(*programmer);
   }
 
+  flags->handler.tokenKey = randomTokenKey();
+  if (!flags->adminTokenFile.empty()) {
+    std::ifstream in(flags->adminTokenFile);
+    std::string token;
+    // The first line, so a file written with a trailing newline works.
+    if (!in || !std::getline(in, token) || token.empty()) {
+      spdlog::error("--admin-token-file {}: cannot read a token from it", flags->adminTokenFile);
+      return 2;
+    }
+    while (!token.empty() && (token.back() == '\r' || token.back() == ' '))
+      token.pop_back();
+    flags->handler.adminToken = std::move(token);
+  }
   flags->handler.scheme = flags->server.listenUrl.starts_with("https://") ? "https" : "http";
   flags->handler.maxBodyBytes = flags->server.maxBodyBytes;
   ArmHandler handler(state, flags->handler, clock, random,

@@ -2,6 +2,8 @@
 
 #include <algorithm>
 
+#include <fmt/format.h>
+
 namespace vnetipam::azuremock {
 
 namespace {
@@ -65,6 +67,48 @@ std::string findHeader(const HeaderList& headers, std::string_view name) {
     if (iequals(k, name)) return v;
   }
   return "";
+}
+
+int jsonNestingDepth(std::string_view text, int maxDepth) {
+  int depth = 0;
+  int deepest = 0;
+  bool inString = false;
+  for (std::size_t i = 0; i < text.size(); ++i) {
+    const char c = text[i];
+    if (inString) {
+      if (c == '\\')
+        ++i;  // the escaped character cannot end the string
+      else if (c == '"')
+        inString = false;
+    } else if (c == '"') {
+      inString = true;
+    } else if (c == '{' || c == '[') {
+      deepest = std::max(deepest, ++depth);
+      if (deepest > maxDepth) return maxDepth + 1;
+    } else if ((c == '}' || c == ']') && depth > 0) {
+      --depth;
+    }
+  }
+  return deepest;
+}
+
+std::expected<nlohmann::json, CloudError> parseJsonBody(std::string_view text, int maxDepth) {
+  if (jsonNestingDepth(text, maxDepth) > maxDepth)
+    return std::unexpected(CloudError{
+        .status = 400,
+        .code = "InvalidRequestContent",
+        .message = fmt::format("The request content is invalid: JSON nested deeper than {} "
+                               "levels is not accepted.",
+                               maxDepth)});
+  try {
+    return nlohmann::json::parse(text);
+  } catch (const nlohmann::json::parse_error& e) {
+    return std::unexpected(CloudError{
+        .status = 400,
+        .code = "InvalidRequestFormat",
+        .message = "Cannot parse the request.",
+        .details = nlohmann::json::array({{{"code", "InvalidJson"}, {"message", e.what()}}})});
+  }
 }
 
 ArmResponse jsonResponse(int status, const nlohmann::json& body) {

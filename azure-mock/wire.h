@@ -1,6 +1,7 @@
 // Small pieces of HTTP and ARM wire format shared by the handler's endpoints.
 #pragma once
 
+#include <expected>
 #include <map>
 #include <optional>
 #include <string>
@@ -20,6 +21,21 @@ std::optional<std::string> percentDecode(std::string_view s, bool plusIsSpace);
 std::optional<std::map<std::string, std::string>> parseForm(std::string_view text);
 // The first header of that name (case-insensitive), or "".
 std::string findHeader(const HeaderList& headers, std::string_view name);
+
+// Deeper than any ARM resource body; JSON nested further is refused before it is parsed, because
+// copying, printing and comparing a json value recurse once per level and a deep enough document
+// would exhaust the stack.
+inline constexpr int kMaxJsonDepth = 64;
+
+// The deepest nesting of objects and arrays in `text`, counting brackets outside strings. Stops
+// counting (and returns maxDepth + 1) as soon as the limit is passed. Does not validate the JSON.
+int jsonNestingDepth(std::string_view text, int maxDepth = kMaxJsonDepth);
+
+// Parses a request body as JSON, refusing it before building any value when it nests deeper than
+// `maxDepth` (400 InvalidRequestContent) and when it is not JSON (400 InvalidRequestFormat, with
+// the parser's message in details).
+std::expected<nlohmann::json, CloudError> parseJsonBody(std::string_view text,
+                                                        int maxDepth = kMaxJsonDepth);
 
 ArmResponse jsonResponse(int status, const nlohmann::json& body);
 ArmResponse errorResponse(const CloudError& e);

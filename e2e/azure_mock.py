@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import secrets
 import signal
 import socket
 import ssl
@@ -138,7 +139,12 @@ class Mock:
 
     With `netns` (a network namespace's path) the mock runs inside that namespace on `host` (its
     certificate names that address too), so that processes there reach it at `url`; this
-    process's own requests go through a netlab.Forwarder on loopback."""
+    process's own requests go through a netlab.Forwarder on loopback.
+
+    The admin endpoints (/mock/state, /mock/faults) answer loopback peers only, unless a request
+    carries the admin token: behind the forwarder the mock sees the namespace's own address, so
+    the mock gets a fresh token (`admin_token`, also in the file `admin_token_file`) and
+    `request` sends it on every /mock/ path."""
 
     def __init__(self, workdir: Path, extra_args: list[str], topology_doc: dict | None = None,
                  start_timeout: float = 20, *, netns: Path | None = None,
@@ -155,6 +161,10 @@ class Mock:
         )
         (workdir / "topology.json").write_text(
             json.dumps(topology_doc if topology_doc is not None else topology()))
+        self.admin_token = secrets.token_urlsafe(32)
+        self.admin_token_file = workdir / "admin-token"
+        self.admin_token_file.touch(mode=0o600)
+        self.admin_token_file.write_text(self.admin_token + "\n")
         self.port = port or free_port()
         self.url = f"https://{host}:{self.port}"
         self.forwarder = netlab.Forwarder(netns, host, self.port) if netns else None
@@ -163,7 +173,8 @@ class Mock:
         self.proc = subprocess.Popen(
             [*(["nsenter", f"--net={netns}"] if netns else []),
              str(binary), "--listen", self.url, "--cert", str(self.cert), "--key", str(key),
-             "--topology", str(workdir / "topology.json"), *extra_args],
+             "--topology", str(workdir / "topology.json"),
+             "--admin-token-file", str(self.admin_token_file), *extra_args],
             stdout=self.log, stderr=subprocess.STDOUT,
         )
         self.ssl = ssl.create_default_context(cafile=str(self.cert))
@@ -191,10 +202,13 @@ class Mock:
 
     def request(self, method: str, target: str, body: bytes | None = None,
                 headers: dict | None = None):
+        headers = dict(headers or {})
+        if target.startswith("/mock/") and "Authorization" not in headers:
+            headers["Authorization"] = f"Bearer {self.admin_token}"
         conn = http.client.HTTPSConnection("127.0.0.1", self.local_port, context=self.ssl,
                                            timeout=30)
         try:
-            conn.request(method, target, body=body, headers=headers or {})
+            conn.request(method, target, body=body, headers=headers)
             resp = conn.getresponse()
             raw = resp.read()
             try:

@@ -263,7 +263,8 @@ def serve(kube_bin: str, image: str, mock_bin: str, cloud: str) -> int:
                  "kubectl": str(Path(kube_bin) / "kubectl"),
                  "prometheus": prom.url, "fabric": rc.fabric.name, "controlPlane": rc.cp.name,
                  "mock": ({"url": f"https://127.0.0.1:{mock.local_port}",
-                           "cert": str(mock.cert), "inCluster": mock.url} if mock else None),
+                           "cert": str(mock.cert), "inCluster": mock.url,
+                           "adminTokenFile": str(mock.admin_token_file)} if mock else None),
                  "nodes": {n.name: {"ip": n.ip, "netns": n.netns.name,
                                     "cgroupRoot": n.cgroup_root}
                            for n in rc.nodes.values()},
@@ -362,7 +363,11 @@ def mock_nic_prefixes(mock: dict) -> dict[str, list[str]]:
     import ssl
     import urllib.request
     ctx = ssl.create_default_context(cafile=mock["cert"])
-    with urllib.request.urlopen(mock["url"] + "/mock/state", context=ctx, timeout=10) as r:
+    # Through the forwarder the mock sees a peer off loopback: it wants its admin token.
+    token = Path(mock["adminTokenFile"]).read_text().strip()
+    req = urllib.request.Request(mock["url"] + "/mock/state",
+                                 headers={"Authorization": f"Bearer {token}"})
+    with urllib.request.urlopen(req, context=ctx, timeout=10) as r:
         doc = json.load(r)
     return {n["name"]: [c["privateIPAddress"] for c in n["ipConfigurations"]
                         if "/" in c["privateIPAddress"]] for n in doc["networkInterfaces"]}

@@ -2,6 +2,7 @@
 
 #include <gtest/gtest.h>
 
+#include "azure-mock/wire.h"
 #include "unit/azure-mock/fakes.h"
 
 namespace vnetipam::azuremock {
@@ -39,6 +40,49 @@ TEST(ArmHandler, MalformedJson) {
                    "InvalidRequestFormat");
   expectCloudError(m.call("PUT", nicPath(), "{}", {{"Content-Type", "text/plain"}}), 415,
                    "UnsupportedMediaType");
+}
+
+TEST(ArmHandler, DeeplyNestedJsonIsRefusedBeforeParsing) {
+  MockFixture m;
+  // Deep enough that copying or printing it recursively would overflow the stack.
+  constexpr int kDeep = 200000;
+  std::string tags = std::string(kDeep, '[') + std::string(kDeep, ']');
+  json body = testing::nicBody({});
+  std::string text = body.dump();
+  text.insert(1, R"("tags":{"a":)" + tags + "},");
+  auto r = m.call("PUT", nicPath(), text);
+  expectCloudError(r, 400, "InvalidRequestContent");
+  expectCloudError(m.call("PUT", nicPath(), std::string(kDeep, '{')), 400, "InvalidRequestContent");
+  expectCloudError(m.call("PUT", "/mock/faults", std::string(kDeep, '[')), 400,
+                   "InvalidRequestContent");
+  // Up to the limit is fine; brackets inside strings do not count.
+  std::string nested = "1";
+  for (int i = 2; i < kMaxJsonDepth; ++i)  // the body and tags objects are two levels
+    nested = "[" + nested + "]";
+  text = body.dump();
+  text.insert(
+      1,
+      R"("tags":{"a":)" + nested +
+          R"(,"b":"[[[[\"[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[["},)");
+  r = m.call("PUT", nicPath(), text);
+  EXPECT_EQ(r.status, 200) << r.body;
+  EXPECT_EQ(m.getNic().status, 200);
+}
+
+TEST(Wire, JsonNestingDepth) {
+  EXPECT_EQ(jsonNestingDepth("{}"), 1);
+  EXPECT_EQ(jsonNestingDepth(R"({"a":[1,{"b":[]}]})"), 4);
+  EXPECT_EQ(jsonNestingDepth(R"({"a":"[[[{{{\"[[["})"), 1);
+  EXPECT_EQ(jsonNestingDepth(R"("\\")"
+                             "[[",
+                             1),
+            2)
+      << "stops at the limit + 1";
+  EXPECT_EQ(jsonNestingDepth(std::string(1000, '['), 64), 65);
+  EXPECT_FALSE(parseJsonBody("[[1]]", 1));
+  EXPECT_EQ(parseJsonBody("[[1]]", 1).error().code, "InvalidRequestContent");
+  EXPECT_EQ(parseJsonBody("[[1]", 5).error().code, "InvalidRequestFormat");
+  EXPECT_EQ(*parseJsonBody("[[1]]", 2), json::parse("[[1]]"));
 }
 
 TEST(ArmHandler, ApiVersion) {
@@ -97,12 +141,12 @@ TEST(ArmHandler, Authentication) {
                    "AuthenticationFailedInvalidHeader");
   expectCloudError(m.call("GET", nicPath(), "", {{"Authorization", "Bearer x.y.z"}}), 401,
                    "InvalidAuthenticationToken");
-  const std::string expired =
-      issueAccessToken("t", "c", "https://management.azure.com/", testing::kNow - 4000);
+  const std::string expired = issueAccessToken(
+      testing::kTokenKey, "t", "c", "https://management.azure.com/", testing::kNow - 4000);
   expectCloudError(m.call("GET", nicPath(), "", {{"Authorization", "Bearer " + expired}}), 401,
                    "InvalidAuthenticationToken");
   const std::string graph =
-      issueAccessToken("t", "c", "https://graph.microsoft.com/", testing::kNow);
+      issueAccessToken(testing::kTokenKey, "t", "c", "https://graph.microsoft.com/", testing::kNow);
   expectCloudError(m.call("GET", nicPath(), "", {{"Authorization", "Bearer " + graph}}), 401,
                    "InvalidAuthenticationToken");
 }
@@ -229,8 +273,8 @@ TEST(ArmHandler, CountsWritesInsideRetryAfterWindows) {
   while (r.status != 503)  // a 500 carries no Retry-After
     r = m.putNic(body);
   ASSERT_EQ(m.call("PUT", "/mock/faults", R"({"errorRate":0})").status, 200);
-  const std::string other =
-      issueAccessToken("t", "other", "https://management.azure.com/", testing::kNow);
+  const std::string other = issueAccessToken(testing::kTokenKey, "t", "other",
+                                             "https://management.azure.com/", testing::kNow);
   EXPECT_EQ(m.putNic(body, {{"Authorization", "Bearer " + other}}).status, 200);
   m.clock.advance(std::chrono::seconds(5));
   EXPECT_EQ(m.putNic(body).status, 200);

@@ -60,6 +60,8 @@ inline constexpr std::string_view kSubnetId =
     "/subscriptions/subid/resourceGroups/rg1/providers/Microsoft.Network/virtualNetworks/rg1-vnet/"
     "subnets/default";
 inline constexpr std::int64_t kNow = 1700000000;
+// The fixture's token signing key (main() draws a random one).
+inline constexpr std::string_view kTokenKey = "unit-test-token-signing-key";
 
 inline nlohmann::json exampleTopology() {
   return nlohmann::json::parse(R"({
@@ -100,7 +102,8 @@ inline nlohmann::json prefixConfig(std::string name, std::string address = "") {
 struct MockFixture {
   explicit MockFixture(StateOptions stateOptions = {}, HandlerOptions handlerOptions = {})
       : state(stateOptions, clock, random),
-        handler(state, std::move(handlerOptions), clock, random, [] { return kNow; }) {
+        handler(state, withTokenKey(std::move(handlerOptions)), clock, random,
+                [] { return kNow; }) {
     auto ok = state.load(exampleTopology());
     if (!ok) throw std::runtime_error(ok.error());
   }
@@ -113,11 +116,12 @@ struct MockFixture {
     r.path = pathAndQuery.substr(0, q);
     if (q != std::string::npos) r.query = pathAndQuery.substr(q + 1);
     r.headers = std::move(headers);
+    r.peerAddress = peer;
     r.headers.emplace_back("Host", "mock.test");
     if (!findAuth(r.headers))
       r.headers.emplace_back(
           "Authorization",
-          "Bearer " + issueAccessToken("t", "c", "https://management.azure.com/", kNow));
+          "Bearer " + issueAccessToken(kTokenKey, "t", "c", "https://management.azure.com/", kNow));
     if (r.method == "PUT" && !hasHeader(r.headers, "Content-Type"))
       r.headers.emplace_back("Content-Type", "application/json");
     r.body = std::move(body);
@@ -137,6 +141,10 @@ struct MockFixture {
                 body.dump(), std::move(headers));
   }
 
+  static HandlerOptions withTokenKey(HandlerOptions options) {
+    if (options.tokenKey.empty()) options.tokenKey = kTokenKey;
+    return options;
+  }
   static bool hasHeader(const HeaderList& h, std::string_view name) {
     for (const auto& [k, v] : h) {
       if (toLower(k) == toLower(name)) return true;
@@ -145,6 +153,8 @@ struct MockFixture {
   }
   static bool findAuth(const HeaderList& h) { return hasHeader(h, "Authorization"); }
 
+  // The TCP peer every call() comes from: loopback unless a test says otherwise.
+  std::string peer = "127.0.0.1";
   FakeClock clock;
   Mt19937RandomImpl random{42};
   MockState state;

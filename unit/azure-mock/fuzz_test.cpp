@@ -15,7 +15,8 @@ using nlohmann::json;
 
 std::vector<ArmRequest> seeds() {
   const std::string token =
-      "Bearer " + issueAccessToken("t", "c", "https://management.azure.com/", testing::kNow);
+      "Bearer " + issueAccessToken(testing::kTokenKey, "t", "c", "https://management.azure.com/",
+                                   testing::kNow);
   const HeaderList arm = {{"Authorization", token}, {"Content-Type", "application/json"}};
   const std::string nic = std::string(testing::kNicId);
   return {
@@ -39,8 +40,8 @@ std::vector<ArmRequest> seeds() {
        "api-version=2018-02-01&resource=https://management.azure.com/",
        {{"Metadata", "true"}},
        ""},
-      {"PUT", "/mock/faults", "", {}, R"({"latencyMs":0})"},
-      {"GET", "/mock/state", "", {}, ""},
+      {"PUT", "/mock/faults", "", {}, R"({"latencyMs":0})", "127.0.0.1"},
+      {"GET", "/mock/state", "", {}, "", "127.0.0.1"},
   };
 }
 
