@@ -4,13 +4,16 @@ Drives build/e2e/tools/azure_probe (or $VNETIPAM_BUILD_DIR/e2e/tools/azure_probe
 on 50 NICs are programmed, shuffled and removed while 10 % of ARM requests are throttled (429 +
 Retry-After) and 10 % fail (500/503). After each step the mock's /mock/state must show exactly
 the plan on every NIC, no duplicate ipConfiguration, and no write sent inside a Retry-After
-window. A second test feeds the running mock bad input and expects CloudError answers.
+window. A second test feeds the running mock bad input (malformed, oversized, chunked past the
+limit, deeply nested, an unsigned token) and expects CloudError answers.
 """
 
 from __future__ import annotations
 
+import base64
 import json
 import subprocess
+import time
 from collections import Counter
 
 from azure_mock import API, NICS, RG, SUB, Mock, block, mock_fixture, nic_id
@@ -118,6 +121,22 @@ def test_bad_input_gets_cloud_errors_and_the_mock_stays_up(mock):
         expect(401, "AuthenticationFailed", "GET", f"{nic}?{API}", headers={})
         expect(413, "RequestEntityTooLarge", "PUT", f"{nic}?{API}",
                b"{" + b" " * (5 * 1024 * 1024) + b"}")
+        # An iterable body goes chunked (http.client), so the size is only known while
+        # reading: refused once it passes the limit.
+        expect(413, "RequestEntityTooLarge", "PUT", f"{nic}?{API}",
+               (b" " * 65536 for _ in range(128)))
+        expect(431, "RequestHeaderFieldsTooLarge", "GET", f"{nic}?{API}",
+               headers={**auth, "X-Big": "x" * (100 * 1024)})
+        deep = b'{"location":"eastus","tags":{"a":' + b"[" * 100000 + b"]" * 100000 + b"}}"
+        expect(400, "InvalidRequestContent", "PUT", f"{nic}?{API}", deep)
+        # An unsigned token naming any client, as the mock once issued and accepted.
+        unsigned = ".".join(
+            base64.urlsafe_b64encode(json.dumps(part).encode()).rstrip(b"=").decode()
+            for part in ({"alg": "none", "typ": "JWT"},
+                         {"aud": "https://management.azure.com/", "appid": "anyone",
+                          "exp": int(time.time()) + 3600, "idp": "azure-vnet-mock"})) + "."
+        expect(401, "InvalidAuthenticationToken", "GET", f"{nic}?{API}",
+               headers={"Authorization": f"Bearer {unsigned}"})
         # Still up and serving.
         status, doc, _ = mock.request("GET", f"{nic}?{API}", headers=auth)
         assert status == 200 and doc["name"] == "node-0-nic", doc
