@@ -206,8 +206,10 @@ std::expected<std::string, ReadFailure> HttpRequestReader::readBody(const Reques
       return std::unexpected(tooLarge(fmt::format("of at least {}", body.size() + n)));
     if (n == 0) break;
     if (auto ok = readExactly(n, body); !ok) return std::unexpected(ok.error());
-    auto crlf = readLine(0, 400, "line ending after a chunk's data");
-    if (!crlf) return std::unexpected(crlf.error());
+    if (auto crlf = readLine(0, 400, "chunk"); !crlf) {
+      if (crlf.error().status == 0) return std::unexpected(crlf.error());
+      return std::unexpected(badRequest("A chunk's data is longer than its size."));
+    }
   }
   // Trailers: read and dropped, within what is left of the header budget.
   std::size_t budget = limits_.maxHeaderBytes;

@@ -364,9 +364,11 @@ def mock_nic_prefixes(mock: dict) -> dict[str, list[str]]:
     import urllib.request
     ctx = ssl.create_default_context(cafile=mock["cert"])
     # Through the forwarder the mock sees a peer off loopback: it wants its admin token.
-    token = Path(mock["adminTokenFile"]).read_text().strip()
-    req = urllib.request.Request(mock["url"] + "/mock/state",
-                                 headers={"Authorization": f"Bearer {token}"})
+    headers = {}
+    if mock.get("adminTokenFile"):
+        token = Path(mock["adminTokenFile"]).read_text().strip()
+        headers["Authorization"] = f"Bearer {token}"
+    req = urllib.request.Request(mock["url"] + "/mock/state", headers=headers)
     with urllib.request.urlopen(req, context=ctx, timeout=10) as r:
         doc = json.load(r)
     return {n["name"]: [c["privateIPAddress"] for c in n["ipConfigurations"]
