@@ -210,6 +210,9 @@ int main(int argc, char** argv) {
   sigemptyset(&action.sa_mask);
   sigaction(SIGINT, &action, nullptr);
   sigaction(SIGTERM, &action, nullptr);
+  // A client that goes away mid-answer (a controller SIGKILLed, a timed-out request) must cost
+  // that connection only: OpenSSL writes with write(2), which raises SIGPIPE on a closed socket.
+  ::signal(SIGPIPE, SIG_IGN);
 
   vnetipam::kube::SteadyClockImpl clock;
   Mt19937RandomImpl random{flags->seed.value_or(
