@@ -362,9 +362,12 @@ void HttpServer::serveConnection(int fd, std::string peer) {
       std::array<char, 16 * 1024> scratch{};
       for (std::size_t drained = 0;
            drained < kMaxDrainBytes && std::chrono::steady_clock::now() < deadline;) {
-        auto n = connection.read(scratch.data(), scratch.size());
-        if (!n || *n == 0) break;
-        drained += *n;
+        // The raw socket, not TLS: the bytes are thrown away, and a TLS read can end early on
+        // a record the client had not finished sending.
+        const ssize_t n = ::recv(fd, scratch.data(), scratch.size(), 0);
+        if (n < 0 && errno == EINTR) continue;
+        if (n <= 0) break;
+        drained += static_cast<std::size_t>(n);
       }
     }
     // Never the query or body: they can carry client secrets (token endpoints).

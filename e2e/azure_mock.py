@@ -197,7 +197,8 @@ class Mock:
         poll("the mock to be healthy", healthy, timeout, interval=0.05, describe=self.log_text)
 
     def log_text(self) -> str:
-        self.log.flush()
+        if not self.log.closed:  # closed by stop(): a fixture's check after it reads the file
+            self.log.flush()
         return (self.workdir / "mock.log").read_text()[-4000:]
 
     def request(self, method: str, target: str, body: bytes | None = None,
