@@ -1,4 +1,4 @@
-// C++ types of the vnetipam.io/v1alpha1 API: PodSubnet and IPBlock (see DESIGN.md, "API").
+// C++ types of the vnetipam.io/v1alpha1 API: PodSubnet and IPBlock (the CRDs in crds/).
 //
 // The types mirror the wire format field for field; CIDRs stay strings here (parse them with
 // ipam::Prefix::parse after validate() has passed) so that a decoded object re-encodes exactly and

@@ -3,7 +3,7 @@
 // group commit), with 1 and 8 concurrent clients, each on its own connection as the CNI plugin
 // would be.
 //
-//   cd /work/main && cmake --build build --target agent_bench &&
+//   cmake --build build --target agent_bench &&
 //     ./build/bench/agent_bench --benchmark_min_time=3
 //
 // It runs the agent's real core in-process (AllocationStore + SocketServer from

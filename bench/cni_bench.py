@@ -17,7 +17,7 @@ processes per command (main plugin + the IPAM plugin it execs) started the same 
 Also: the IPAM plugins alone (vnet-ipam -> agent over its socket, durable journal; host-local ->
 files under a lock), exec ADD+DEL.
 
-Targets (shared/DESIGN.md): main plugin pair <= 0.7x the peer, IPAM alone <= 0.8x host-local.
+Targets: main plugin pair <= 0.7x the peer, IPAM alone <= 0.8x host-local.
 The agent runs with --release-cooldown-seconds 0 so 200 ADD/DEL in a row cannot exhaust the
 block; the cooldown only delays reuse, it costs nothing on the ADD/DEL path.
 """

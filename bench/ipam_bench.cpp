@@ -2,7 +2,7 @@
 //
 //   cmake --build build --target ipam_bench && ./build/bench/ipam_bench
 //
-// Targets (issue 2): allocateNext over a /8 carved into /28 blocks (1,048,576 blocks) <= 200 ns
+// Targets: allocateNext over a /8 carved into /28 blocks (1,048,576 blocks) <= 200 ns
 // even at 99 % full; an in-block allocate+release pair <= 100 ns.
 #include <random>
 

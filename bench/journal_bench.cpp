@@ -1,7 +1,7 @@
 // Durable allocation journal: appends per second, with one fsync per record and with group
 // commit (concurrent appendDurable callers sharing fsyncs, or one caller batching appends).
 //
-//   cd /work/main && cmake --build build --target journal_bench &&
+//   cmake --build build --target journal_bench &&
 //     ./build/bench/journal_bench --benchmark_min_time=1
 //
 // The journal lives in a fresh directory under $VNETIPAM_BENCH_DIR (default: the system temp

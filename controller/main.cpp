@@ -1,5 +1,5 @@
 // vnet-ipam-controller: carves PodSubnets into per-node IPBlocks and keeps every block programmed
-// on its node's NIC. Flags: controller/options.h (and /work/notes/contracts.md).
+// on its node's NIC. Flags: controller/options.h (and --help).
 //
 // Threads: one list/watch per collection (PodSubnets, Nodes, IPBlocks) feeding the controller's
 // state; --workers reconcile workers (started only while leading); the leader elector; a signal

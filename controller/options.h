@@ -1,5 +1,5 @@
 // The controller's command line and --config file (YAML or JSON, the same keys as the flags
-// without the leading "--"). Flags win over the file. See /work/notes/contracts.md for the list.
+// without the leading "--"). Flags win over the file; --help lists them.
 #pragma once
 
 #include <expected>

@@ -1,6 +1,6 @@
 """The CRDs in crds/ against the real API server.
 
-They install and become Established; `kubectl get ipblocks` shows the DESIGN.md columns;
+They install and become Established; `kubectl get ipblocks` shows the columns the CRD defines;
 the short name, category, explain and the spec.nodeName field selector work; bad objects are
 refused with a message naming the field; and every case of the table shared with the C++
 validation (unit/api/testdata/validation_cases.json) gets the same verdict from the server.

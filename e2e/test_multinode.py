@@ -1,4 +1,4 @@
-"""Issue 6's end-to-end: three simulated nodes, the controller, an agent per node, pods talking.
+"""The simulated multi-node end-to-end: three simulated nodes, the controller, an agent per node, pods talking.
 
 A real kube-apiserver; azure-vnet-mock with its SDN emulation keeping the fabric namespace's
 routes; vnet-ipam-controller carving the mock's subnet into /28 blocks and programming them on the

@@ -1,6 +1,6 @@
-// Contract tests: the mock against the example request and response bodies of
-// /work/shared/reference/azure-arm.md (NetworkInterfaceCreate.json / NetworkInterfaceGet.json
-// 2024-05-01, CloudError examples, token responses).
+// Contract tests: the mock against the example request and response bodies of the published
+// Microsoft.Network REST API specification (NetworkInterfaceCreate.json / NetworkInterfaceGet.json,
+// api-version 2024-05-01), ARM's CloudError examples and Entra ID token responses.
 #include <gtest/gtest.h>
 
 #include "unit/azure-mock/fakes.h"
