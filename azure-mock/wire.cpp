@@ -4,6 +4,8 @@
 
 #include <fmt/format.h>
 
+#include "lib/ipam/json_depth.h"
+
 namespace vnetipam::azuremock {
 
 namespace {
@@ -69,31 +71,8 @@ std::string findHeader(const HeaderList& headers, std::string_view name) {
   return "";
 }
 
-int jsonNestingDepth(std::string_view text, int maxDepth) {
-  int depth = 0;
-  int deepest = 0;
-  bool inString = false;
-  for (std::size_t i = 0; i < text.size(); ++i) {
-    const char c = text[i];
-    if (inString) {
-      if (c == '\\')
-        ++i;  // the escaped character cannot end the string
-      else if (c == '"')
-        inString = false;
-    } else if (c == '"') {
-      inString = true;
-    } else if (c == '{' || c == '[') {
-      deepest = std::max(deepest, ++depth);
-      if (deepest > maxDepth) return maxDepth + 1;
-    } else if ((c == '}' || c == ']') && depth > 0) {
-      --depth;
-    }
-  }
-  return deepest;
-}
-
 std::expected<nlohmann::json, CloudError> parseJsonBody(std::string_view text, int maxDepth) {
-  if (jsonNestingDepth(text, maxDepth) > maxDepth)
+  if (ipam::jsonNestingDepth(text, maxDepth) > maxDepth)
     return std::unexpected(CloudError{
         .status = 400,
         .code = "InvalidRequestContent",

@@ -27,10 +27,6 @@ std::string findHeader(const HeaderList& headers, std::string_view name);
 // would exhaust the stack.
 inline constexpr int kMaxJsonDepth = 64;
 
-// The deepest nesting of objects and arrays in `text`, counting brackets outside strings. Stops
-// counting (and returns maxDepth + 1) as soon as the limit is passed. Does not validate the JSON.
-int jsonNestingDepth(std::string_view text, int maxDepth = kMaxJsonDepth);
-
 // Parses a request body as JSON, refusing it before building any value when it nests deeper than
 // `maxDepth` (400 InvalidRequestContent) and when it is not JSON (400 InvalidRequestFormat, with
 // the parser's message in details).

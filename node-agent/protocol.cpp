@@ -13,6 +13,8 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include "lib/ipam/json_depth.h"
+
 namespace vnetipam::agent {
 namespace {
 
@@ -168,35 +170,6 @@ ipam::Result<void> checkField(std::string_view name, std::string_view value) {
   return {};
 }
 
-// Whether arrays and objects in `text` nest deeper than `limit`. Counts brackets outside strings
-// without parsing or allocating, so a line of a million '[' costs a scan, not a tree. On malformed
-// text it may count more than a parser would reach, never less.
-bool nestsDeeperThan(std::string_view text, int limit) {
-  int depth = 0;
-  bool inString = false;
-  bool escaped = false;
-  for (char c : text) {
-    if (inString) {
-      if (escaped) {
-        escaped = false;
-      } else if (c == '\\') {
-        escaped = true;
-      } else if (c == '"') {
-        inString = false;
-      }
-      continue;
-    }
-    if (c == '"') {
-      inString = true;
-    } else if (c == '[' || c == '{') {
-      if (++depth > limit) return true;
-    } else if ((c == ']' || c == '}') && depth > 0) {
-      --depth;
-    }
-  }
-  return false;
-}
-
 json toJson(const Allocation& a) {
   json j{{"containerID", a.containerID},    {"ifName", a.ifName},
          {"podNamespace", a.podNamespace},  {"podName", a.podName},
@@ -249,7 +222,7 @@ ipam::Result<json> parseObject(std::string_view line, std::string_view what, std
     return ipam::fail(kInvalidArgument, fmt::format("{} is {} bytes, longer than the limit of {}",
                                                     what, line.size(), maxBytes));
   }
-  if (nestsDeeperThan(line, kMaxJsonDepth)) {
+  if (ipam::jsonNestingDepth(line, kMaxJsonDepth) > kMaxJsonDepth) {
     return ipam::fail(kInvalidArgument, fmt::format("{} nests arrays and objects deeper than {}",
                                                     what, kMaxJsonDepth));
   }

@@ -7,6 +7,8 @@
 #include <fmt/format.h>
 #include <unistd.h>
 
+#include "lib/ipam/json_depth.h"
+
 namespace vnetipam::cni {
 namespace {
 
@@ -38,36 +40,6 @@ std::size_t utf8SequenceLength(std::string_view text) {
     if (byte(i) < 0x80 || byte(i) > 0xBF) return 0;
   }
   return length;
-}
-
-// The deepest nesting of arrays and objects in `text`, counting no further than `limit` + 1.
-// Brackets inside strings do not count. Malformed text is left for the parser to refuse.
-int nestingDepth(std::string_view text, int limit) {
-  int depth = 0;
-  int deepest = 0;
-  bool inString = false;
-  bool escaped = false;
-  for (const char c : text) {
-    if (inString) {
-      if (escaped) {
-        escaped = false;
-      } else if (c == '\\') {
-        escaped = true;
-      } else if (c == '"') {
-        inString = false;
-      }
-      continue;
-    }
-    if (c == '"') {
-      inString = true;
-    } else if (c == '[' || c == '{') {
-      deepest = std::max(deepest, ++depth);
-      if (deepest > limit) return deepest;
-    } else if (c == ']' || c == '}') {
-      --depth;
-    }
-  }
-  return deepest;
 }
 
 }  // namespace
@@ -159,7 +131,7 @@ Outcome<nlohmann::json> parseBoundedJson(std::string_view text, std::string_view
     return failWith(kDecodeFailure,
                     fmt::format("{} is larger than the limit of {} bytes", what, kMaxConfigBytes));
   }
-  if (nestingDepth(text, kMaxJsonDepth) > kMaxJsonDepth) {
+  if (ipam::jsonNestingDepth(text, kMaxJsonDepth) > kMaxJsonDepth) {
     return failWith(kDecodeFailure,
                     fmt::format("{} nests arrays and objects deeper than the limit of {} levels",
                                 what, kMaxJsonDepth));
