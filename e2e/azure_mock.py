@@ -91,6 +91,17 @@ def topology(nics: int = NICS) -> dict:
     }
 
 
+def vm_topology(node_ips: list[str]) -> dict:
+    """topology()'s VNET with VM node-<i> and its NIC node-<i>-nic at node_ips[i]: the mock's view
+    of real nodes (e2e/realnodes.py) whose providerIDs name those VMs."""
+    doc = topology(0)
+    doc["networkInterfaces"] = [{"name": f"node-{i}-nic", "subnet": f"{VNET}/nodes",
+                                 "primaryIP": ip} for i, ip in enumerate(node_ips)]
+    doc["virtualMachines"] = [{"name": f"node-{i}", "networkInterfaces": [f"node-{i}-nic"]}
+                              for i in range(len(node_ips))]
+    return doc
+
+
 def int_to_ip(n: int) -> str:
     return ".".join(str((n >> s) & 255) for s in (24, 16, 8, 0))
 

@@ -33,15 +33,6 @@ def node_vm(name: str) -> str:
     return name  # VM node-<i> for Node node-<i>
 
 
-def topology() -> dict:
-    doc = azure_mock.topology(0)
-    doc["networkInterfaces"] = [{"name": f"node-{i}-nic", "subnet": f"{azure_mock.VNET}/nodes",
-                                 "primaryIP": f"10.240.0.{10 + i}"} for i in range(NODES)]
-    doc["virtualMachines"] = [{"name": f"node-{i}", "networkInterfaces": [f"node-{i}-nic"]}
-                              for i in range(NODES)]
-    return doc
-
-
 rc = real_cluster_fixture("realnodes-azure",
                           provider_id=lambda name: azure_mock.provider_id(node_vm(name)))
 
@@ -49,7 +40,8 @@ rc = real_cluster_fixture("realnodes-azure",
 @pytest.fixture(scope="module")
 def mock(rc, tmp_path_factory):
     m = azure_mock.Mock(tmp_path_factory.mktemp("mock"),
-                        ["--async-delay-ms", "50", "--sdn-netns", rc.fabric.name], topology(),
+                        ["--async-delay-ms", "50", "--sdn-netns", rc.fabric.name],
+                        azure_mock.vm_topology([n.ip for n in rc.nodes.values()]),
                         netns=rc.cp.path, host=CP_IP, port=MOCK_PORT,
                         binary=azure_mock.MOCK)
     try:

@@ -158,17 +158,6 @@ def demo_cluster(record: Record, **kwargs):
     return DemoCluster(**kwargs)
 
 
-def mock_topology() -> dict:
-    """azure_mock's VNET 10.240.0.0/16 with VM node-<i> and its NIC at each node's address."""
-    import azure_mock
-    doc = azure_mock.topology(0)
-    doc["networkInterfaces"] = [{"name": f"node-{i}-nic", "subnet": f"{azure_mock.VNET}/nodes",
-                                 "primaryIP": f"10.240.0.{10 + i}"} for i in range(NODES)]
-    doc["virtualMachines"] = [{"name": f"node-{i}", "networkInterfaces": [f"node-{i}-nic"]}
-                              for i in range(NODES)]
-    return doc
-
-
 def serve(kube_bin: str, image: str, mock_bin: str, cloud: str) -> int:
     """Builds the demo cluster, writes ready.json, and holds it until SIGTERM/SIGINT."""
     import azure_mock
@@ -211,7 +200,8 @@ def serve(kube_bin: str, image: str, mock_bin: str, cloud: str) -> int:
         if cloud == "azure":
             (STATE / "mock").mkdir(exist_ok=True)
             mock = azure_mock.Mock(STATE / "mock", ["--sdn-netns", rc.fabric.name],
-                                   mock_topology(), netns=rc.cp.path, host=realnodes.CP_IP,
+                                   azure_mock.vm_topology([n.ip for n in rc.nodes.values()]),
+                                   netns=rc.cp.path, host=realnodes.CP_IP,
                                    port=MOCK_PORT, binary=Path(mock_bin))
             record.add("azure-vnet-mock", mock.proc.pid, "azure-vnet-mock")
             log(f"Azure VNET mock at {mock.url} in {rc.cp.name}, SDN emulation in "
