@@ -66,23 +66,18 @@ std::optional<std::string> Controller::finishReleasing(const std::vector<std::st
   std::optional<std::string> firstError;
   for (const std::string& name : names) {
     if (!canWrite()) return std::string("not the leader");
-    BlockInfo info;
-    {
-      std::lock_guard lock(mutex_);
-      const auto found = blocks_.find(name);
-      if (found == blocks_.end()) continue;
-      info = found->second;
-    }
-    if (!info.deleting) {
-      auto removed = client_.remove(blockPath(name), {.uid = info.uid});
+    const std::optional<BlockInfo> info = block(name);
+    if (!info) continue;
+    if (!info->deleting) {
+      auto removed = client_.remove(blockPath(name), {.uid = info->uid});
       if (!removed && removed.error().code != kube::ErrorCode::kNotFound) {
         firstError = firstError.value_or(
             fmt::format("deleting IPBlock {}: {}", name, removed.error().message));
         continue;
       }
     }
-    if (!info.hasFinalizer) continue;
-    if (auto e = removeNicFinalizer(name, info, false)) firstError = firstError.value_or(*e);
+    if (!info->hasFinalizer) continue;
+    if (auto e = removeNicFinalizer(name, *info, false)) firstError = firstError.value_or(*e);
   }
   return firstError;
 }
@@ -114,14 +109,9 @@ std::optional<std::string> Controller::dropNicFinalizers(const std::vector<std::
   std::optional<std::string> firstError;
   for (const std::string& name : names) {
     if (!canWrite()) return std::string("not the leader");
-    BlockInfo info;
-    {
-      std::lock_guard lock(mutex_);
-      const auto found = blocks_.find(name);
-      if (found == blocks_.end() || !found->second.hasFinalizer) continue;
-      info = found->second;
-    }
-    if (auto e = removeNicFinalizer(name, info, true)) {
+    const std::optional<BlockInfo> info = block(name);
+    if (!info || !info->hasFinalizer) continue;
+    if (auto e = removeNicFinalizer(name, *info, true)) {
       firstError = firstError.value_or(*e);
     } else {
       spdlog::info("IPBlock {}: removed finalizer {}: without a cloud no NIC holds it", name,
