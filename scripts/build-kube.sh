@@ -25,14 +25,9 @@ ETCD_MOD="$ROOT/e2e/kube/etcd"
 KUBE_COMMANDS=(kube-apiserver kube-controller-manager kube-scheduler kubelet kube-proxy kubectl)
 BINARIES=("${KUBE_COMMANDS[@]}" etcd)
 
-log() { echo "build-kube: $*" >&2; }
-die() { log "error: $*"; exit 1; }
-
-# Version of a required module, read from a go.mod ("require path vX" or a
-# line inside a require block).
-mod_version() {
-  awk -v p="$2" '$1 == p { print $2; exit } $1 == "require" && $2 == p { print $3; exit }' "$1"
-}
+LOG_NAME=build-kube
+# shellcheck source=scripts/go-build-cache.sh
+source "$ROOT/scripts/go-build-cache.sh"
 
 KUBE_VERSION="$(mod_version "$KUBE_MOD/go.mod" k8s.io/kubernetes)"
 ETCD_VERSION="$(mod_version "$ETCD_MOD/go.mod" go.etcd.io/etcd/server/v3)"
@@ -47,40 +42,15 @@ cached() {
   for b in "${BINARIES[@]}"; do [[ -x "$OUT/$b" ]] || return 1; done
 }
 
-if cached; then
-  echo "$OUT"
-  exit 0
-fi
-
-mkdir -p "$CACHE"
-exec 9>"$CACHE/.build.lock"
-if ! flock -n 9; then
-  log "another build holds $CACHE/.build.lock; waiting"
-  flock 9
-fi
-if cached; then # built by whoever held the lock
-  echo "$OUT"
-  exit 0
-fi
-
-GO="${GO:-$(command -v go || true)}"
-[[ -n $GO ]] || GO=/usr/local/go/bin/go
-[[ -x $GO ]] || die "no go toolchain (looked in PATH and /usr/local/go/bin)"
-# "auto": use the machine's Go when it is new enough for the go.mod files,
-# otherwise fetch the toolchain they name from the module proxy.
-export GOTOOLCHAIN="${VNETIPAM_GOTOOLCHAIN:-auto}"
-export CGO_ENABLED=0
-GOVERSION="$(cd "$KUBE_MOD" && "$GO" env GOVERSION)"
-
-TMP="$(mktemp -d "$CACHE/.tmp-${KUBE_VERSION}-etcd-${ETCD_VERSION}.XXXXXX")"
-chmod 755 "$TMP"
+cache_enter
+go_setup "$KUBE_MOD"
+cache_tmp "${KUBE_VERSION}-etcd-${ETCD_VERSION}"
 # A cache from before a binary joined the list keeps what it has (hard links): only the missing
 # binaries are built.
 if [[ -d $OUT ]]; then
   cp -al "$OUT/." "$TMP/"
   rm -f "$TMP/BUILDINFO"
 fi
-trap 'rm -rf "$TMP"' EXIT
 
 # Version stamps as the Kubernetes release build sets them (hack/lib/version.sh);
 # the build date is the release's own time, so the binaries are reproducible.
@@ -121,8 +91,4 @@ build_seconds $elapsed
 built $(date -u +%Y-%m-%dT%H:%M:%SZ)
 EOF
 
-rm -rf "$OUT" # a partial directory left by hand, if any
-mv -T "$TMP" "$OUT"
-trap - EXIT
-log "built in ${elapsed}s"
-echo "$OUT"
+cache_commit

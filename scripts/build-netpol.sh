@@ -20,14 +20,11 @@ MOD="$ROOT/e2e/kube/netpol"
 PKG=github.com/cloudnativelabs/kube-router/v2
 ENGINE=kube-router
 
-log() { echo "build-netpol: $*" >&2; }
-die() { log "error: $*"; exit 1; }
+LOG_NAME=build-netpol
+# shellcheck source=scripts/go-build-cache.sh
+source "$ROOT/scripts/go-build-cache.sh"
 
-# Version of the required module, read from go.mod ("require path vX" or a line inside a require
-# block).
-VERSION="$(awk -v p="$PKG" \
-  '$1 == p { print $2; exit } $1 == "require" && $2 == p { print $3; exit }' \
-  "$MOD/go.mod")"
+VERSION="$(mod_version "$MOD/go.mod" "$PKG")"
 [[ $VERSION =~ ^v[0-9]+\.[0-9]+\.[0-9]+$ ]] || die "cannot read $PKG version from $MOD/go.mod"
 
 CACHE="${VNETIPAM_CACHE:-$HOME/.cache/vnet-ipam}/netpol"
@@ -35,34 +32,9 @@ OUT="$CACHE/$ENGINE-$VERSION"
 
 cached() { [[ -x "$OUT/$ENGINE" ]]; }
 
-if cached; then
-  echo "$OUT"
-  exit 0
-fi
-
-mkdir -p "$CACHE"
-exec 9>"$CACHE/.build.lock"
-if ! flock -n 9; then
-  log "another build holds $CACHE/.build.lock; waiting"
-  flock 9
-fi
-if cached; then # built by whoever held the lock
-  echo "$OUT"
-  exit 0
-fi
-
-GO="${GO:-$(command -v go || true)}"
-[[ -n $GO ]] || GO=/usr/local/go/bin/go
-[[ -x $GO ]] || die "no go toolchain (looked in PATH and /usr/local/go/bin)"
-# "auto": use the machine's Go when it is new enough for go.mod, otherwise fetch the toolchain it
-# names from the module proxy.
-export GOTOOLCHAIN="${VNETIPAM_GOTOOLCHAIN:-auto}"
-export CGO_ENABLED=0 # kube-router has no cgo; its release builds are static too
-GOVERSION="$(cd "$MOD" && "$GO" env GOVERSION)"
-
-TMP="$(mktemp -d "$CACHE/.tmp-$ENGINE-$VERSION.XXXXXX")"
-chmod 755 "$TMP"
-trap 'rm -rf "$TMP"' EXIT
+cache_enter
+go_setup "$MOD" # kube-router has no cgo; its release builds are static too
+cache_tmp "$ENGINE-$VERSION"
 
 # Version stamps as kube-router's Makefile sets them; the build date is the release's own time.
 BUILD_DATE="$(cd "$MOD" && "$GO" list -m -f '{{.Time.UTC.Format "2006-01-02T15:04:05Z"}}' "$PKG")"
@@ -85,8 +57,4 @@ build_seconds $elapsed
 built $(date -u +%Y-%m-%dT%H:%M:%SZ)
 EOF
 
-rm -rf "$OUT" # a partial directory left by hand, if any
-mv -T "$TMP" "$OUT"
-trap - EXIT
-log "built in ${elapsed}s"
-echo "$OUT"
+cache_commit
