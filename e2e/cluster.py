@@ -321,9 +321,14 @@ class Cluster:
 
     # ---- processes -----------------------------------------------------------
 
+    def _process(self, name: str, argv: list[str]) -> Process:
+        """A control-plane process logging to <workdir>/<name>.log; where it runs is a subclass's
+        to change (realnodes.RealCluster runs it inside the control-plane namespace)."""
+        return Process(name, argv, self.workdir / f"{name}.log")
+
     def _start_etcd(self) -> Process:
         peer = f"http://127.0.0.1:{self.etcd_peer_port}"
-        return Process("etcd", [
+        return self._process("etcd", [
             str(self.binaries / "etcd"),
             "--name=e2e",
             f"--data-dir={self.workdir / 'etcd'}",
@@ -335,11 +340,11 @@ class Cluster:
             "--initial-cluster-state=new",
             "--unsafe-no-fsync",  # throwaway data; keeps it fast on a busy disk
             "--log-level=warn",
-        ], self.workdir / "etcd.log")
+        ])
 
     def _start_apiserver(self) -> Process:
         p = self.pki
-        return Process("kube-apiserver", [
+        return self._process("kube-apiserver", [
             str(self.binaries / "kube-apiserver"),
             f"--etcd-servers={self.etcd_url}",
             f"--secure-port={self.apiserver_port}",
@@ -360,7 +365,7 @@ class Cluster:
             "--disable-admission-plugins=ServiceAccount",
             "--profiling=false",
             "--v=1",
-        ], self.workdir / "kube-apiserver.log")
+        ])
 
 
 def main() -> None:

@@ -144,7 +144,9 @@ class RealCluster(Cluster):
         self.cp: netlab.Netns | None = None
         self.nodes: dict[str, RealNode] = {}
         self.forwarders: list[netlab.Forwarder] = []
+        # The control-plane namespace is new: etcd takes its standard ports there.
         self.etcd_url = "http://127.0.0.1:2379"
+        self.etcd_peer_port = 2380
         self.internal_server = f"https://{CP_IP}:{APISERVER_PORT}"
         self._stopped = False
 
@@ -214,12 +216,12 @@ class RealCluster(Cluster):
         self._leaf("apiserver-kubelet-client", "/O=system:masters/CN=kube-apiserver-kubelet-client",
                    "clientAuth")
 
-    def _cp_process(self, name: str, argv: list[str]) -> Process:
-        return Process(name, [*self.in_cp(), *argv], self.workdir / f"{name}.log")
+    def _process(self, name: str, argv: list[str]) -> Process:
+        return super()._process(name, [*self.in_cp(), *argv])
 
     def _start_apiserver(self) -> Process:
         p = self.pki
-        return self._cp_process("kube-apiserver", [
+        return self._process("kube-apiserver", [
             str(self.binaries / "kube-apiserver"),
             f"--etcd-servers={self.etcd_url}",
             f"--secure-port={APISERVER_PORT}",
@@ -243,20 +245,10 @@ class RealCluster(Cluster):
             "--v=1",
         ])
 
-    def _start_etcd(self) -> Process:
-        return self._cp_process("etcd", [
-            str(self.binaries / "etcd"), "--name=e2e", f"--data-dir={self.workdir / 'etcd'}",
-            f"--listen-client-urls={self.etcd_url}", f"--advertise-client-urls={self.etcd_url}",
-            "--listen-peer-urls=http://127.0.0.1:2380",
-            "--initial-advertise-peer-urls=http://127.0.0.1:2380",
-            "--initial-cluster=e2e=http://127.0.0.1:2380", "--initial-cluster-state=new",
-            "--unsafe-no-fsync", "--log-level=warn",
-        ])
-
     def _start_scheduler(self) -> Process:
         kc = self.workdir / "scheduler.kubeconfig"
         self._write_kubeconfig(kc, "scheduler", server=f"https://127.0.0.1:{APISERVER_PORT}")
-        proc = self._cp_process("kube-scheduler", [
+        proc = self._process("kube-scheduler", [
             str(self.binaries / "kube-scheduler"), f"--kubeconfig={kc}",
             f"--authentication-kubeconfig={kc}", f"--authorization-kubeconfig={kc}",
             "--bind-address=127.0.0.1", "--leader-elect=false", "--v=1",
@@ -264,12 +256,12 @@ class RealCluster(Cluster):
         self._extra.append(proc)
         return proc
 
-    def start_controller_manager(self, *args: str, timeout: float = 90) -> Process:
+    def start_controller_manager(self, *args: str) -> Process:
         kc = self.workdir / "controller-manager.kubeconfig"
         self._write_kubeconfig(kc, "controller-manager",
                                server=f"https://127.0.0.1:{APISERVER_PORT}")
         p = self.pki
-        proc = self._cp_process("kube-controller-manager", [
+        proc = self._process("kube-controller-manager", [
             str(self.binaries / "kube-controller-manager"),
             f"--kubeconfig={kc}", f"--authentication-kubeconfig={kc}",
             f"--authorization-kubeconfig={kc}", "--bind-address=127.0.0.1",
@@ -325,9 +317,6 @@ class RealCluster(Cluster):
             if c == "cpuset":
                 for f in ("cpuset.cpus", "cpuset.mems"):
                     (d / f).write_text((d.parent / f).read_text())
-
-    def _remove_cgroups(self, node: RealNode) -> None:
-        remove_cgroups(node.cgroup_root)
 
     def _write_node_pki(self, node: RealNode) -> None:
         self._leaf(f"{node.name}-kubelet", f"/O=system:nodes/CN=system:node:{node.name}",
@@ -483,19 +472,17 @@ disabled_plugins = ["io.containerd.snapshotter.v1.btrfs", "io.containerd.snapsho
         self._stop_node(self.nodes[name])
 
     def _stop_node(self, node: RealNode) -> None:
-        for name in ("netpol", "kube-proxy", "kubelet"):
+        for name in ("netpol", "kube-proxy", "kubelet", "containerd"):
             if name in node.processes:
                 node.processes[name].stop()
         if node.holder is not None and node.holder.poll() is None:
             # Pods (their processes are in the node's cgroups) and the containerd shims (they share
-            # the node's mount namespace) outlive kubelet and containerd: stop them by PID.
-            kill_all(cgroup_pids(node.cgroup_root) | mount_ns_pids(node.holder.pid))
-            if "containerd" in node.processes:
-                node.processes["containerd"].stop()
+            # the node's mount namespace) outlive kubelet and containerd by design: stop them by
+            # PID, once, as nothing is left to start another.
             kill_all(cgroup_pids(node.cgroup_root) | mount_ns_pids(node.holder.pid))
             node.holder.kill()
             node.holder.wait()
-        self._remove_cgroups(node)
+        remove_cgroups(node.cgroup_root)
         node.netns.remove()
 
 

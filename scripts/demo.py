@@ -139,8 +139,8 @@ def demo_cluster(record: Record, **kwargs):
     import realnodes
 
     class DemoCluster(realnodes.RealCluster):
-        def _cp_process(self, name, argv):
-            proc = super()._cp_process(name, argv)
+        def _process(self, name, argv):
+            proc = super()._process(name, argv)
             record.add(name, proc.pid, Path(argv[0]).name)
             return proc
 
