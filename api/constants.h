@@ -28,6 +28,12 @@ inline constexpr std::string_view kSubnetLabel = "vnetipam.io/subnet";
 // Keeps an IPBlock until the controller has removed its prefix from the node's NIC. Only with a
 // cloud: with --cloud=none there is no NIC, and the controller neither adds it nor keeps it.
 inline constexpr std::string_view kNicReleaseFinalizer = "vnetipam.io/nic-release";
+// Keeps an IPBlock until the node's agent has given it up: the agent removes it once the block is
+// being deleted and its journal holds no address in it (it has durably stopped serving the block
+// first). The controller returns a block's CIDR to the pool, and removes its prefix from the NIC,
+// only after this finalizer is gone, so no release rests on the agent-written status.used alone.
+// The controller removes it itself only when the block's Node no longer exists.
+inline constexpr std::string_view kAgentDrainFinalizer = "vnetipam.io/agent-drain";
 
 // Server-side apply field managers. The controller owns spec, status.phase, status.nic,
 // status.capacity and status.conditions; the agent owns status.used.

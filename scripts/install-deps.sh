@@ -9,8 +9,12 @@ packages=(
   # libraries
   libcpprest-dev nlohmann-json3-dev libssl-dev prometheus-cpp-dev libspdlog-dev libfmt-dev
   libnl-3-dev libnl-route-3-dev libboost-system-dev zlib1g-dev libyaml-cpp-dev
+  # the health and metrics HTTP server (lib/observe)
+  libcpp-httplib-dev
   # tests and benchmarks
   libgtest-dev libgmock-dev googletest libbenchmark-dev
+  # coverage-guided fuzzing of the input boundaries (fuzz/): AFL++ with its GCC plugin
+  afl++
   # end-to-end: network namespaces and routes (ip), certificates for the fixtures (openssl)
   iproute2 openssl
   # end-to-end lab and demo: reference CNI plugins (ptp, host-local, portmap in /usr/lib/cni),
