@@ -61,6 +61,12 @@ struct Condition {
 inline constexpr std::string_view kConditionReady = "Ready";
 inline constexpr std::string_view kConditionExhausted = "Exhausted";
 
+// Condition type of an IPBlock: status "True" when the controller refuses the block (it overlaps
+// another block, lies outside its PodSubnet, has the wrong prefix length or names no PodSubnet).
+// Such a block is never put in the pool, programmed or served: the agent refuses it too. The
+// reason names the rule (controller/block_trust.h).
+inline constexpr std::string_view kConditionInvalid = "Invalid";
+
 struct PodSubnetSpec {
   // Exactly one of the two is set: the ARM id of an Azure VNET subnet, or a plain CIDR.
   std::optional<std::string> azureSubnetID;
