@@ -53,6 +53,13 @@ def render() -> str:
         "counters; `promtool check metrics` passes on every endpoint (checked by "
         "`e2e/test_multinode.py`). The Helm chart's alerts and Grafana dashboard use these names.",
         "",
+        "The chart's PrometheusRule (`prometheusRule.enabled`) records "
+        "`vnetipam:podsubnet_hours_to_exhaustion` (the hours until a growing PodSubnet allocates "
+        "its last block, at its pace over the last `prometheusRule.forecastLookbackHours`) and "
+        "alerts on a pool nearly exhausted, exhausted or forecast to run out, a node out of "
+        "addresses, Azure throttling and a missing leader. Each alert has `promtool test rules` "
+        "cases in `e2e/alerts/vnet-ipam.test.yaml`.",
+        "",
     ]
     for binary, source, where in SOURCES:
         lines += [f"## {binary}", "", f"Served on {where}. Declared in `{source}`.", "",
