@@ -1,11 +1,12 @@
-// The rules a NIC PUT must pass, and where each comes from (reference/azure-arm.md):
+// The rules a NIC PUT must pass. Each comes from the published Microsoft.Network API and
+// measurements; [V] marks a rule verified there:
 //   - a prefix only on a non-primary ipConfiguration, only options.prefixLength (/28), no public
-//     IP with a prefix, all ipConfigurations of a NIC in one subnet              [V] 2b
+//     IP with a prefix, all ipConfigurations of a NIC in one subnet              [V]
 //   - a static prefix is aligned and inside the subnet; nothing overlaps the subnet's 5 reserved
-//     addresses, another NIC's addresses or prefixes, or this NIC's other configurations [V] 5
+//     addresses, another NIC's addresses or prefixes, or this NIC's other configurations [V]
 //   - If-Match / If-None-Match per the RPC table; 412 PreconditionFailed with
-//     PreconditionFailedEtagMismatch details                                     [V] 3a, 3d
-//   - one running operation per NIC (409 AnotherOperationInProgress)             [V] 3b
+//     PreconditionFailedEtagMismatch details                                     [V]
+//   - one running operation per NIC (409 AnotherOperationInProgress)             [V]
 // Error codes marked [R] below are not confirmed in a source; each is a 400 CloudError, which is
 // what a client must handle whatever the exact code is.
 #include "azure-mock/state.h"
