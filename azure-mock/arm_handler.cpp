@@ -21,10 +21,10 @@ using nlohmann::json;
 
 namespace {
 
-// Stable Microsoft.Network folders with privateIPAddressPrefixLength (reference 2a).
+// Stable Microsoft.Network api-versions whose NIC ipConfiguration has privateIPAddressPrefixLength.
 constexpr std::array kNetworkApiVersions = {"2024-03-01", "2024-05-01", "2024-07-01", "2024-10-01",
                                             "2025-01-01", "2025-03-01", "2025-05-01", "2025-07-01"};
-// Microsoft.Compute stable versions [R]: not in the reference; recent ones the SDKs use.
+// Microsoft.Compute stable versions: unverified; recent ones the Azure SDKs use.
 constexpr std::array kComputeApiVersions = {"2023-03-01", "2023-07-01", "2023-09-01",
                                             "2024-03-01", "2024-07-01", "2024-11-01"};
 
@@ -35,7 +35,7 @@ std::string resourceNotFound(std::string_view type, std::string_view name, std::
       type, name, rg);
 }
 
-// ---- rendering (2024-05-01 shapes, reference 2b/2c) ----
+// ---- rendering (the 2024-05-01 response shapes of NetworkInterface and VirtualMachine) ----
 
 json ipConfigurationJson(const NetworkInterface& nic, const IpConfiguration& c) {
   json props = {{"provisioningState", nic.provisioningState},
@@ -371,7 +371,7 @@ ArmResponse ArmHandler::handleArm(const ArmRequest& request, const std::vector<s
   const auto& method = request.method;
   const bool isWrite =
       method == "PUT" || method == "DELETE" || method == "POST" || method == "PATCH";
-  // Tracing headers (reference 3b): the request id doubles as the async operation id.
+  // ARM's tracing headers: the request id doubles as the async operation id.
   const std::string requestId = random_.guid();
   std::string correlationId = findHeader(request.headers, "x-ms-correlation-request-id");
   if (correlationId.empty() || correlationId.size() > 128) correlationId = requestId;
@@ -560,7 +560,8 @@ ArmResponse ArmHandler::handleArm(const ArmRequest& request, const std::vector<s
     if (op == nullptr || !iequals(op->subscriptionId, sub))
       return finish(
           error(404, "ResourceNotFound", fmt::format("The operation '{}' was not found.", seg[7])));
-    // Always 200: a 4xx/5xx here would mean reading the status failed (reference 3b).
+    // Always 200, as ARM answers an operation status: a 4xx/5xx would mean reading the status
+    // itself failed.
     json body = {{"id", fmt::format("/subscriptions/{}/providers/Microsoft.Network/locations/{}/"
                                     "operations/{}",
                                     op->subscriptionId, op->location, op->id)},

@@ -85,7 +85,7 @@ struct HandlerOptions {
   std::string fallbackHost = "127.0.0.1";
   std::size_t maxBodyBytes = 4 * 1024 * 1024;  // ARM's request size limit is 4 MB [R]
   std::size_t listPageSize = 100;
-  // Network RP limits per 5 minutes (reference 3c); 0 turns a limit off.
+  // The Network resource provider's limits per 5 minutes; 0 turns a limit off.
   int readsPer5Min = 10000;
   int writesPer5Min = 1000;
   bool requireAuth = true;

@@ -31,7 +31,7 @@ bool isArmResource(std::string_view r) {
          r == "https://management.core.windows.net/" || r == "https://management.core.windows.net";
 }
 
-// AAD's error body (reference 1a), not ARM's CloudError.
+// Entra ID's OAuth error body (error, error_description, error_codes), not ARM's CloudError.
 ArmResponse aadError(int status, std::string_view code, int aadsts, std::string_view description,
                      std::int64_t now) {
   return jsonResponse(status,
@@ -208,7 +208,7 @@ std::string accessTokenClientId(std::string_view key, std::string_view token) {
 ArmResponse ArmHandler::handleToken(const ArmRequest& request, const std::vector<std::string>& seg,
                                     const std::map<std::string, std::string>& query) {
   const std::int64_t now = unixNow_();
-  // IMDS (reference 1c): GET with Metadata: true, api-version and resource in the query.
+  // IMDS: GET with Metadata: true, api-version and resource in the query.
   if (iequals(seg[0], "metadata")) {
     if (seg.size() != 4 || !iequals(seg[1], "identity") || !iequals(seg[2], "oauth2") ||
         !iequals(seg[3], "token"))
@@ -255,7 +255,7 @@ ArmResponse ArmHandler::handleToken(const ArmRequest& request, const std::vector
                                  "mi_res_id may be given"}});
     const std::string token =
         issueAccessToken(options_.tokenKey, "imds", clientId, resource->second, now);
-    // IMDS writes every number as a string (reference 1c).
+    // IMDS writes every number as a string.
     return jsonResponse(200, {{"access_token", token},
                               {"refresh_token", ""},
                               {"expires_in", std::to_string(kTokenLifetimeSeconds)},
@@ -361,7 +361,7 @@ ArmResponse ArmHandler::handleToken(const ArmRequest& request, const std::vector
                               {"expires_in", kTokenLifetimeSeconds},
                               {"ext_expires_in", kTokenLifetimeSeconds},
                               {"access_token", token}});
-  // v1 writes numbers as strings (reference 1b).
+  // The v1 endpoint writes numbers as strings.
   return jsonResponse(200, {{"token_type", "Bearer"},
                             {"expires_in", std::to_string(kTokenLifetimeSeconds)},
                             {"ext_expires_in", std::to_string(kTokenLifetimeSeconds)},

@@ -1,5 +1,5 @@
 // The mock's Entra ID: the v1 and v2 client-credentials token endpoints and the IMDS managed
-// identity endpoint (reference section 1), and the check ARM calls make on the bearer token.
+// identity endpoint (IMDS), and the check ARM calls make on the bearer token.
 //
 // Tokens are JWTs signed with HMAC-SHA256 ("alg":"HS256") under a key only this process holds,
 // with the ARM audience, the tenant and client they were issued to, and an expiry. A caller
