@@ -5,6 +5,8 @@
 
 #include <fmt/format.h>
 
+#include "lib/azure/bounded_json.h"
+
 namespace vnetipam::azure {
 
 namespace {
@@ -22,14 +24,13 @@ bool iequals(std::string_view a, std::string_view b) {
 
 bool isSuccess(int status) { return status >= 200 && status <= 299; }
 
-// The CloudError code, or "" when the body is not one.
+// The CloudError code, or "" when the body is not one (or not within the limits).
 std::string cloudErrorCode(const std::string& body) {
-  const auto doc = json::parse(body, nullptr, /*allow_exceptions=*/false);
-  if (!doc.is_object()) return {};
-  const auto error = doc.find("error");
-  if (error == doc.end() || !error->is_object()) return {};
-  const auto code = error->find("code");
-  return code != error->end() && code->is_string() ? code->get<std::string>() : std::string();
+  const auto doc = parseBoundedJson(body, kMaxArmBodyBytes, "CloudError");
+  if (!doc) return {};
+  const auto error = doc->is_object() ? doc->find("error") : doc->end();
+  if (error == doc->end()) return {};
+  return clipText(stringField(*error, "code"), 256);
 }
 
 ErrorCode codeForStatus(int status) {
@@ -48,13 +49,11 @@ ErrorCode codeForStatus(int status) {
 
 // "code: message" of a CloudError-shaped object ({"code","message","details":[...]}), with the
 // first detail, which often says more than the outer message (PreconditionFailedEtagMismatch).
+// Each string is cut to kMaxQuotedBytes: a message quotes Azure, not its whole answer.
 std::string describe(const json& error, std::string& code) {
-  auto field = [&error](const char* name) {
-    const auto it = error.find(name);
-    return it != error.end() && it->is_string() ? it->get<std::string>() : std::string();
-  };
-  code = field("code");
-  std::string text = code.empty() ? field("message") : code + ": " + field("message");
+  code = clipText(stringField(error, "code"), 256);
+  const std::string message = clipText(stringField(error, "message"));
+  std::string text = code.empty() ? message : code + ": " + message;
   const auto details = error.find("details");
   if (details != error.end() && details->is_array() && !details->empty() &&
       details->front().is_object()) {
@@ -68,13 +67,13 @@ std::string describe(const json& error, std::string& code) {
 
 Error armError(std::string_view operation, std::string_view target,
                const kube::HttpResponse& response) {
-  const auto doc = json::parse(response.body, nullptr, /*allow_exceptions=*/false);
+  const auto doc = parseBoundedJson(response.body, kMaxArmBodyBytes, "CloudError");
   std::string code;
   std::string text;
-  if (doc.is_object() && doc.contains("error") && doc["error"].is_object()) {
-    text = describe(doc["error"], code);
+  if (doc && doc->is_object() && doc->contains("error") && (*doc)["error"].is_object()) {
+    text = describe((*doc)["error"], code);
   } else {
-    text = response.body.substr(0, 300);
+    text = clipText(response.body, 300);
   }
   return Error{codeForStatus(response.status),
                redactSecrets(fmt::format("{} {}: HTTP {}: {}", operation, target, response.status,
@@ -98,6 +97,22 @@ ArmClient::ArmClient(kube::HttpTransport& transport, std::string endpoint,
 }
 
 Result<std::string> ArmClient::targetOf(std::string_view url) const {
+  // A URL Azure handed back (nextLink, Azure-AsyncOperation, Location) becomes a request line:
+  // white space or a control character in it would split or end that line.
+  constexpr std::size_t kMaxUrlBytes = 16 * 1024;
+  const bool printable = std::ranges::all_of(url, [](char c) {
+    const auto u = static_cast<unsigned char>(c);
+    return u > 0x20 && u < 0x7F;
+  });
+  if (url.empty() || url.size() > kMaxUrlBytes || !printable) {
+    const std::string_view why = url.size() > kMaxUrlBytes ? ", more than the limit"
+                                 : url.empty()             ? ""
+                                               : ", with white space or control characters";
+    return fail(ErrorCode::kBadResponse,
+                fmt::format("Azure returned a URL that cannot be requested ({} bytes{}); not "
+                            "following it",
+                            url.size(), why));
+  }
   if (url.starts_with('/')) return std::string(url);
   // Scheme and host compare case-insensitively; so does the rest here, which is at worst more
   // lenient about a path prefix's case.
@@ -223,8 +238,10 @@ Result<json> ArmClient::get(std::string_view operation, std::string_view target)
   auto response = send(operation, "GET", target);
   if (!response) return std::unexpected(response.error());
   if (!isSuccess(response->status)) return std::unexpected(armError(operation, target, *response));
-  auto doc = json::parse(response->body, nullptr, /*allow_exceptions=*/false);
-  if (!doc.is_object()) {
+  auto doc =
+      parseBoundedJson(response->body, kMaxArmBodyBytes, fmt::format("{} {}", operation, target));
+  if (!doc) return std::unexpected(std::move(doc.error()));
+  if (!doc->is_object()) {
     return fail(ErrorCode::kBadResponse,
                 fmt::format("{} {}: the response is not a JSON object", operation, target));
   }
@@ -250,6 +267,10 @@ Result<std::vector<json>> ArmClient::list(std::string_view operation, std::strin
     for (auto& item : *value)
       items.push_back(std::move(item));
     const auto link = doc->find("nextLink");
+    if (link != doc->end() && !link->is_null() && !link->is_string()) {
+      return fail(ErrorCode::kBadResponse,
+                  fmt::format("{} {}: the page's \"nextLink\" is not a string", operation, next));
+    }
     next = link != doc->end() && link->is_string() ? link->get<std::string>() : std::string();
   }
   return items;
@@ -276,17 +297,20 @@ Result<json> ArmClient::followOperation(std::string_view operation, std::string_
   if (initial.status == 200 || initial.status == 201) {
     // A PUT that finished while it was being answered carries a terminal provisioningState in
     // its body; ARM's clients (e.g. azcore's async poller) then skip the polls, and so do we.
-    auto doc = json::parse(initial.body, nullptr, /*allow_exceptions=*/false);
-    if (doc.is_object() && doc.contains("properties") && doc["properties"].is_object() &&
-        doc["properties"].value("provisioningState", "") == "Succeeded") {
-      return doc;
+    // A body that does not parse (or is over the limits) is no shortcut: the operation is
+    // followed, or the resource read, as below.
+    auto doc = parseBoundedJson(initial.body, kMaxArmBodyBytes, operation);
+    if (doc && doc->is_object()) {
+      const auto props = doc->find("properties");
+      if (props != doc->end() && stringField(*props, "provisioningState") == "Succeeded")
+        return std::move(*doc);
     }
   }
   if (asyncUrl.empty() && locationUrl.empty()) {
-    // Done at once: the body is the resource.
-    auto doc = json::parse(initial.body, nullptr, /*allow_exceptions=*/false);
-    if (initial.status == 202 || !doc.is_object()) return get(operation, target);
-    return doc;
+    // Done at once: the body is the resource; without a usable one, it is read.
+    auto doc = parseBoundedJson(initial.body, kMaxArmBodyBytes, operation);
+    if (initial.status == 202 || !doc || !doc->is_object()) return get(operation, target);
+    return std::move(*doc);
   }
 
   const Clock::TimePoint deadline = clock_.now() + options_.operationTimeout;
@@ -310,10 +334,11 @@ Result<json> ArmClient::followOperation(std::string_view operation, std::string_
     if (!asyncUrl.empty()) {
       // A failed read of the status is not a failed operation, but we cannot go on.
       if (poll.status != 200) return std::unexpected(armError(kPollOperation, url, poll));
-      const auto doc = json::parse(poll.body, nullptr, /*allow_exceptions=*/false);
-      const auto status = doc.is_object() && doc.contains("status") && doc["status"].is_string()
-                              ? doc["status"].get<std::string>()
-                              : std::string();
+      const auto parsed =
+          parseBoundedJson(poll.body, kMaxArmBodyBytes, fmt::format("{} {}", operation, url));
+      if (!parsed) return std::unexpected(parsed.error());
+      const json& doc = *parsed;
+      const std::string status = stringField(doc, "status");
       if (status.empty()) {
         return fail(ErrorCode::kBadResponse,
                     fmt::format("{} {}: the operation status from {} has no \"status\"", operation,
@@ -334,8 +359,9 @@ Result<json> ArmClient::followOperation(std::string_view operation, std::string_
     // The Location protocol: 202 while running, then the result.
     if (poll.status == 202) continue;
     if (!isSuccess(poll.status)) return std::unexpected(armError(kPollOperation, url, poll));
-    auto doc = json::parse(poll.body, nullptr, /*allow_exceptions=*/false);
-    if (doc.is_object() && !doc.empty()) return doc;
+    // The result is the resource; without a usable one, it is read.
+    auto doc = parseBoundedJson(poll.body, kMaxArmBodyBytes, kPollOperation);
+    if (doc && doc->is_object() && !doc->empty()) return std::move(*doc);
     return get(operation, target);
   }
 }

@@ -8,20 +8,19 @@
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
+#include "lib/azure/bounded_json.h"
+
 namespace vnetipam::azure {
 
 namespace {
 
 constexpr std::string_view kOperation = "AcquireToken";
 constexpr std::size_t kMaxQuoted = 400;  // of an error description, in a message
-
-std::string clip(std::string text) {
-  if (text.size() > kMaxQuoted) {
-    text.resize(kMaxQuoted);
-    text += "...";
-  }
-  return text;
-}
+// An Entra access token is a JWT of a few KiB (more with many group claims); IMDS's are alike.
+constexpr std::size_t kMaxAccessTokenBytes = 64 * 1024;
+// Entra and IMDS tokens live an hour or so, 24 hours at most. A week is generous, and keeps the
+// lifetime in nanoseconds (the steady clock's unit) far from overflowing.
+constexpr std::int64_t kMaxExpiresInSeconds = 7 * 24 * 3600;
 
 ErrorCode transportCode(kube::ErrorCode code) {
   return code == kube::ErrorCode::kConnectFailed ? ErrorCode::kConnectFailed
@@ -53,7 +52,10 @@ std::string tokenPath(std::string_view tenantId) {
 }
 
 Result<AccessToken> parseTokenResponse(std::string_view body, std::string_view what) {
-  const auto doc = nlohmann::json::parse(body, nullptr, /*allow_exceptions=*/false);
+  const auto parsed =
+      parseBoundedJson(body, kMaxTokenBodyBytes, fmt::format("{}: token response", what));
+  if (!parsed) return std::unexpected(parsed.error());
+  const nlohmann::json& doc = *parsed;
   if (!doc.is_object()) {
     return fail(ErrorCode::kBadResponse,
                 fmt::format("{}: token response is not a JSON object", what));
@@ -62,6 +64,21 @@ Result<AccessToken> parseTokenResponse(std::string_view body, std::string_view w
   if (token == doc.end() || !token->is_string() || token->get_ref<const std::string&>().empty()) {
     return fail(ErrorCode::kBadResponse,
                 fmt::format("{}: token response has no access_token", what));
+  }
+  // The token goes into an Authorization header: visible ASCII only (RFC 6750's b64token is a
+  // subset), so a CR or LF cannot end the header early, and no endless one.
+  const auto& value = token->get_ref<const std::string&>();
+  if (value.size() > kMaxAccessTokenBytes) {
+    return fail(ErrorCode::kBadResponse,
+                fmt::format("{}: token response has an access_token of {} bytes, more than the "
+                            "limit of {}",
+                            what, value.size(), kMaxAccessTokenBytes));
+  }
+  if (!std::ranges::all_of(value, [](char c) { return c > 0x20 && c < 0x7F; })) {
+    return fail(ErrorCode::kBadResponse,
+                fmt::format("{}: token response has an access_token with characters outside "
+                            "visible ASCII",
+                            what));
   }
   // v2 sends a number; v1 and IMDS send a string ("3599").
   std::int64_t seconds = 0;
@@ -79,6 +96,11 @@ Result<AccessToken> parseTokenResponse(std::string_view body, std::string_view w
     return fail(
         ErrorCode::kBadResponse,
         fmt::format("{}: token response has no positive expires_in (number or string)", what));
+  }
+  if (seconds > kMaxExpiresInSeconds) {
+    return fail(ErrorCode::kBadResponse,
+                fmt::format("{}: token response has expires_in {} s, more than the limit of {} s",
+                            what, seconds, kMaxExpiresInSeconds));
   }
   return AccessToken{token->get<std::string>(), std::chrono::seconds{seconds}};
 }
@@ -142,19 +164,17 @@ Result<AccessToken> CachingCredential::sendTokenRequest(kube::HttpTransport& tra
       if (!retriable || last) {
         // {"error":"invalid_client","error_description":"AADSTS7000215: ..."}; IMDS uses the
         // same two fields. Only those are quoted: never the whole body.
-        const auto doc = nlohmann::json::parse(response->body, nullptr, false);
+        const auto doc = parseBoundedJson(response->body, kMaxTokenBodyBytes, what);
         std::string code;
         std::string description;
-        if (doc.is_object()) {
-          if (auto e = doc.find("error"); e != doc.end() && e->is_string())
-            code = e->get<std::string>();
-          if (auto d = doc.find("error_description"); d != doc.end() && d->is_string())
-            description = d->get<std::string>();
+        if (doc) {
+          code = clipText(stringField(*doc, "error"), 256);
+          description = stringField(*doc, "error_description");
         }
         return fail(ErrorCode::kAuth,
-                    redactSecrets(fmt::format("{}: HTTP {}{}{}", what, status,
-                                              code.empty() ? "" : ": " + code,
-                                              description.empty() ? "" : ": " + clip(description))),
+                    redactSecrets(fmt::format(
+                        "{}: HTTP {}{}{}", what, status, code.empty() ? "" : ": " + code,
+                        description.empty() ? "" : ": " + clipText(description, kMaxQuoted))),
                     status, code);
       }
       const auto after = retryAfter(response->headers, options_.wallNow);

@@ -2,6 +2,8 @@
 
 #include <regex>
 
+#include <fmt/format.h>
+
 namespace vnetipam::azure {
 
 std::string_view toString(ErrorCode code) {
@@ -39,7 +41,12 @@ std::string redactSecrets(std::string_view text) {
       // A JWT: three base64url segments, the first starting with the encoding of `{"`.
       std::regex(R"re(()eyJ[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*)re"),
   };
-  std::string out(text);
+  // libstdc++'s regex matcher recurses once per character a repetition takes in, so a long run
+  // after "Bearer " (a 50 KB CloudError message was enough) overflows the stack. No message needs
+  // more than this; the cut happens before redaction, so what is kept is still redacted.
+  constexpr std::size_t kMaxBytes = 4096;
+  std::string out(text.substr(0, kMaxBytes));
+  if (text.size() > kMaxBytes) out += fmt::format("... ({} bytes cut)", text.size() - kMaxBytes);
   for (const auto& pattern : kPatterns)
     out = std::regex_replace(out, pattern, "$1<redacted>");
   return out;

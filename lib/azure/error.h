@@ -49,7 +49,9 @@ inline std::unexpected<Error> fail(ErrorCode code, std::string message, int http
 
 // Replaces anything that looks like a credential in `text` — a bearer token, an access/refresh
 // token or client secret/assertion in JSON or form encoding, a JWT — with "<redacted>". Applied
-// to every message built from text we did not write ourselves, as a last line of defence.
+// to every message built from text we did not write ourselves, as a last line of defence. Text
+// past the first 4 KiB is cut off first (the result says how much), so a message stays readable
+// and the redaction's cost stays bounded whatever a server sent.
 std::string redactSecrets(std::string_view text);
 
 }  // namespace vnetipam::azure

@@ -142,6 +142,17 @@ Result<VirtualMachine> parseVirtualMachine(const json& doc) {
 
 Result<NetworkInterface> parseNetworkInterface(const json& doc) {
   if (auto ok = requireId(doc, "network interface"); !ok) return std::unexpected(ok.error());
+  // The etag is sent back in If-Match: a header value, so visible ASCII (and the space a weak
+  // etag's W/ form never needs, but RFC 9110 allows) only, and not endless.
+  const std::string etag = str(doc, "etag");
+  constexpr std::size_t kMaxEtagBytes = 1024;
+  if (etag.size() > kMaxEtagBytes ||
+      !std::ranges::all_of(etag, [](char c) { return c >= 0x20 && c < 0x7F; })) {
+    return fail(ErrorCode::kBadResponse,
+                fmt::format("network interface {}: the etag is not a usable header value ({} "
+                            "bytes, visible ASCII and at most {} expected)",
+                            str(doc, "id"), etag.size(), kMaxEtagBytes));
+  }
   NetworkInterface nic{.id = str(doc, "id"),
                        .name = str(doc, "name"),
                        .location = str(doc, "location"),
@@ -160,13 +171,25 @@ Result<NetworkInterface> parseNetworkInterface(const json& doc) {
                          .allocationMethod = str(p, "privateIPAllocationMethod"),
                          .subnetId = str(child(p, "subnet"), "id"),
                          .provisioningState = str(p, "provisioningState")};
-      if (const json& length = child(p, "privateIPAddressPrefixLength");
-          length.is_number_integer()) {
-        config.prefixLength = length.get<int>();
-      }
       if (config.name.empty()) {
         return fail(ErrorCode::kBadResponse,
                     fmt::format("network interface {}: an ipConfiguration has no name", nic.id));
+      }
+      // An address length: 0..128 whatever the family (prefix() checks it against the address).
+      // get<int>() would wrap a larger number into that range, so the value is read whole.
+      if (const json& length = child(p, "privateIPAddressPrefixLength"); !length.is_null()) {
+        const bool inRange = (length.is_number_unsigned() && length.get<std::uint64_t>() <= 128) ||
+                             (length.is_number_integer() && length.get<std::int64_t>() >= 0 &&
+                              length.get<std::int64_t>() <= 128);
+        if (!inRange) {
+          return fail(
+              ErrorCode::kBadResponse,
+              fmt::format("network interface {}: ipConfiguration {} has "
+                          "privateIPAddressPrefixLength {}, not an integer in 0..128",
+                          nic.id, config.name,
+                          length.is_number() ? length.dump() : std::string(length.type_name())));
+        }
+        config.prefixLength = length.get<int>();
       }
       nic.ipConfigs.push_back(std::move(config));
     }

@@ -5,6 +5,7 @@
 
 #include <gtest/gtest.h>
 
+#include "lib/azure/bounded_json.h"
 #include "unit/lib/azure/fake_credential.h"
 #include "unit/lib/azure/recording_observer.h"
 #include "unit/lib/kube/fake_clock.h"
@@ -445,6 +446,81 @@ TEST_F(ArmClientTest, TheDefaultBudgetsStayUnderArmHourlyLimits) {
   // NRP: 1000 writes and 10000 reads per 5 minutes.
   EXPECT_LE(defaults.writeQps * 300 + defaults.writeBurst, 1000);
   EXPECT_LE(defaults.readQps * 300 + defaults.readBurst, 10000);
+}
+
+// ---- response bounds: a malformed or hostile body is an Error, never a crash or an exception ----
+
+TEST_F(ArmClientTest, AnOverlongCloudErrorIsQuotedCutNotWhole) {
+  // The message runs through redactSecrets; its regex recursed once per character after
+  // "Bearer " and a 100 KB message overflowed the stack.
+  ArmClient client = makeClient();
+  transport_.respond(400, cloudError("Bad", "Bearer " + std::string(100'000, 'x')));
+  auto refused = client.get("GetNetworkInterface", kNic);
+  ASSERT_FALSE(refused.has_value());
+  EXPECT_EQ(refused.error().code, ErrorCode::kBadRequest);
+  EXPECT_EQ(refused.error().azureCode, "Bad");
+  EXPECT_NE(refused.error().message.find("Bad: Bearer <redacted>"), std::string::npos);
+  EXPECT_LT(refused.error().message.size(), 2048u);
+
+  // redactSecrets itself stays bounded whatever it is given.
+  const std::string redacted = redactSecrets("Bearer " + std::string(200'000, 'y'));
+  EXPECT_TRUE(redacted.starts_with("Bearer <redacted>")) << redacted.substr(0, 40);
+  EXPECT_NE(redacted.find("(195911 bytes cut)"), std::string::npos) << redacted;
+}
+
+TEST_F(ArmClientTest, BodiesOverTheSizeOrDepthLimitAreBadResponses) {
+  ArmClient client = makeClient();
+  transport_.respond(200,
+                     R"({"id":"/x","deep":)" + std::string(65, '[') + std::string(65, ']') + "}");
+  auto deep = client.get("GetNetworkInterface", kNic);
+  ASSERT_FALSE(deep.has_value());
+  EXPECT_EQ(deep.error().code, ErrorCode::kBadResponse);
+  EXPECT_EQ(deep.error().message, "GetNetworkInterface " + std::string(kNic) +
+                                      ": the response nests deeper than 64 levels");
+
+  transport_.respond(200, R"({"id":"/x"})" + std::string(kMaxArmBodyBytes, ' '));
+  auto large = client.get("GetNetworkInterface", kNic);
+  ASSERT_FALSE(large.has_value());
+  EXPECT_EQ(large.error().code, ErrorCode::kBadResponse);
+  EXPECT_NE(large.error().message.find("more than the limit of 67108864"), std::string::npos)
+      << large.error().message.substr(0, 300);
+
+  transport_.respond(200, R"({"id":"/x",)");
+  auto cut = client.get("GetNetworkInterface", kNic);
+  ASSERT_FALSE(cut.has_value());
+  EXPECT_NE(cut.error().message.find("is not JSON (syntax error at byte 12)"), std::string::npos)
+      << cut.error().message;
+}
+
+TEST_F(ArmClientTest, AFinishedPutWithANonStringStateIsNotAnException) {
+  // json::value("provisioningState", "") threw type_error on a number.
+  ArmClient client = makeClient();
+  transport_.respond(200, R"({"id":"/x","properties":{"provisioningState":5}})");
+  nlohmann::json done;
+  EXPECT_NO_THROW({
+    auto put = client.put("PutNetworkInterface", kNic, json{{"id", "/x"}});
+    ASSERT_TRUE(put.has_value()) << put.error().message;
+    done = *put;
+  });
+  EXPECT_EQ(done["properties"]["provisioningState"], 5);  // no operation to follow: the body
+}
+
+TEST_F(ArmClientTest, ANextLinkThatCannotBeARequestTargetIsNotFollowed) {
+  ArmClient client = makeClient();
+  transport_.respond(200, json{{"value", json::array({json{{"id", "/a"}}})},
+                               {"nextLink", std::string(kEndpoint) + "/page2 HTTP/1.1\r\nX: y"}}
+                              .dump());
+  auto items = client.list("ListNetworkInterfaces", kNic);
+  ASSERT_FALSE(items.has_value());
+  EXPECT_EQ(items.error().code, ErrorCode::kBadResponse);
+  EXPECT_NE(items.error().message.find("white space or control characters"), std::string::npos)
+      << items.error().message;
+  EXPECT_EQ(transport_.requests().size(), 1u);
+
+  transport_.respond(200, R"({"value":[],"nextLink":7})");
+  auto typed = client.list("ListNetworkInterfaces", kNic);
+  ASSERT_FALSE(typed.has_value());
+  EXPECT_NE(typed.error().message.find("\"nextLink\" is not a string"), std::string::npos);
 }
 
 }  // namespace

@@ -264,5 +264,69 @@ TEST_F(CredentialTest, MakeCredentialFollowsTheConfig) {
   EXPECT_EQ(transport_.requests().size(), 1u);
 }
 
+// ---- the token response's bounds: what a broken or hostile endpoint sends is kBadResponse ----
+
+TEST(TokenResponseTest, ALifetimeBeyondAWeekIsRefusedNotOverflowed) {
+  // 2^62 s in the steady clock's nanoseconds overflowed: refreshAt_ landed in the past.
+  for (const std::string_view expires :
+       {"4611686018427387904", "\"4611686018427387904\"", "604801"}) {
+    auto token = parseTokenResponse(
+        R"({"access_token":"t","expires_in":)" + std::string(expires) + "}", "x");
+    ASSERT_FALSE(token.has_value()) << expires;
+    EXPECT_EQ(token.error().code, ErrorCode::kBadResponse);
+    EXPECT_NE(token.error().message.find("more than the limit of 604800 s"), std::string::npos)
+        << token.error().message;
+  }
+  EXPECT_TRUE(parseTokenResponse(R"({"access_token":"t","expires_in":604800})", "x").has_value());
+}
+
+TEST(TokenResponseTest, ATokenThatCannotBeAHeaderValueIsRefused) {
+  // It goes into "Authorization: Bearer <token>": a CR LF would end that header early.
+  auto split = parseTokenResponse(R"({"access_token":"a\r\nX-Evil: 1","expires_in":60})", "x");
+  ASSERT_FALSE(split.has_value());
+  EXPECT_EQ(split.error().code, ErrorCode::kBadResponse);
+  EXPECT_NE(split.error().message.find("visible ASCII"), std::string::npos);
+  EXPECT_EQ(split.error().message.find("Evil"), std::string::npos);  // never echoed
+
+  const std::string huge(65 * 1024, 'a');
+  auto big = parseTokenResponse(R"({"access_token":")" + huge + R"(","expires_in":60})", "x");
+  ASSERT_FALSE(big.has_value());
+  EXPECT_NE(big.error().message.find("access_token of 66560 bytes"), std::string::npos)
+      << big.error().message;
+}
+
+TEST(TokenResponseTest, SizeAndNestingAreCheckedBeforeParsing) {
+  const std::string deep = std::string(100, '[') + std::string(100, ']');
+  auto nested = parseTokenResponse(R"({"access_token":"t","expires_in":60,"claims":)" + deep + "}",
+                                   "token for c");
+  ASSERT_FALSE(nested.has_value());
+  EXPECT_EQ(nested.error().code, ErrorCode::kBadResponse);
+  EXPECT_EQ(nested.error().message,
+            "token for c: token response: the response nests deeper than 64 levels");
+
+  const std::string padded = R"({"access_token":"t","expires_in":60})" + std::string(1U << 20, ' ');
+  auto large = parseTokenResponse(padded, "token for c");
+  ASSERT_FALSE(large.has_value());
+  EXPECT_NE(large.error().message.find("more than the limit of 1048576"), std::string::npos)
+      << large.error().message;
+
+  auto broken = parseTokenResponse(R"({"access_token":"secret-xyz",)", "token for c");
+  ASSERT_FALSE(broken.has_value());
+  EXPECT_NE(broken.error().message.find("not JSON (syntax error at byte"), std::string::npos)
+      << broken.error().message;
+  EXPECT_EQ(broken.error().message.find("secret-xyz"), std::string::npos);
+}
+
+TEST_F(CredentialTest, ARefusalQuotesABoundedCode) {
+  ClientSecretCredentialImpl credential(transport_, clock_, "t", "c", "s", std::string(kAudience),
+                                        options());
+  transport_.respond(400, R"({"error":")" + std::string(100'000, 'e') + R"("})");
+  auto token = credential.token();
+  ASSERT_FALSE(token.has_value());
+  EXPECT_EQ(token.error().code, ErrorCode::kAuth);
+  EXPECT_EQ(token.error().azureCode, std::string(256, 'e') + "...");
+  EXPECT_LT(token.error().message.size(), 1024u);
+}
+
 }  // namespace
 }  // namespace vnetipam::azure

@@ -342,5 +342,34 @@ TEST(ConnectTest, BuildsEveryPieceWithoutTouchingTheNetwork) {
   EXPECT_NE((*clients)->credential, nullptr);
 }
 
+// ---- decoder bounds: values used later are range-checked when the NIC is read ----
+
+TEST(ParseTest, APrefixLengthOutsideZeroTo128IsABadResponse) {
+  // get<int>() wrapped 2^32 + 28 to 28, a length Azure never sent.
+  for (const json& length : {json(4294967324LL), json(-1), json(129), json(28.5), json("28")}) {
+    json doc = nicJson("W/\"1\"", {ipConfig("ipconfig1", "10.0.0.4", true)});
+    doc["properties"]["ipConfigurations"][0]["properties"]["privateIPAddressPrefixLength"] = length;
+    auto nic = parseNetworkInterface(doc);
+    ASSERT_FALSE(nic.has_value()) << length.dump();
+    EXPECT_EQ(nic.error().code, ErrorCode::kBadResponse);
+    EXPECT_NE(nic.error().message.find("ipConfiguration ipconfig1 has "
+                                       "privateIPAddressPrefixLength"),
+              std::string::npos)
+        << nic.error().message;
+  }
+  json ok = nicJson("W/\"1\"", {ipConfig("ipconfig1", "10.0.0.4", true, 128)});
+  EXPECT_TRUE(parseNetworkInterface(ok).has_value());
+}
+
+TEST(ParseTest, AnEtagThatCannotBeSentInIfMatchIsABadResponse) {
+  for (const std::string& etag : {std::string("W/\"1\"\r\nX-Evil: 1"), std::string(2000, 'e')}) {
+    auto nic = parseNetworkInterface(nicJson(etag, {ipConfig("ipconfig1", "10.0.0.4", true)}));
+    ASSERT_FALSE(nic.has_value());
+    EXPECT_EQ(nic.error().code, ErrorCode::kBadResponse);
+    EXPECT_NE(nic.error().message.find("the etag is not a usable header value"), std::string::npos)
+        << nic.error().message;
+  }
+}
+
 }  // namespace
 }  // namespace vnetipam::azure
