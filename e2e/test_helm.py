@@ -648,11 +648,13 @@ CONTROLLER_MUST_NOT = [
     ("create", "clusterrolebindings.rbac.authorization.k8s.io"),
     ("impersonate", "serviceaccounts"),
 ]
-# The agent's two informers (IPBlocks and Pods of its node: list + watch) and its status.used
-# reports (server-side apply on ipblocks/status). Which node's blocks it may write is the
-# admission policy's business (e2e/test_node_scoped_writes.py), not RBAC's.
+# The agent's two informers (IPBlocks and Pods of its node: list + watch), its status.used
+# reports (server-side apply on ipblocks/status) and its removal of the agent-drain finalizer (a
+# JSON patch of the IPBlock). Which node's blocks it may write, and that a patch of the IPBlock
+# may only remove agent-drain, is the admission policy's business
+# (e2e/test_node_scoped_writes.py), not RBAC's.
 AGENT_DOES = [
-    *((v, "ipblocks.vnetipam.io") for v in ("list", "watch")),
+    *((v, "ipblocks.vnetipam.io") for v in ("list", "watch", "patch")),
     ("patch", "ipblocks.vnetipam.io", "status"),
     *((v, "pods") for v in ("list", "watch")),
 ]
@@ -661,7 +663,7 @@ AGENT_MUST_NOT = [
     *((v, "events.events.k8s.io", None, None, "default") for v in ("create", "patch")),
     ("create", "events", None, None, "kube-system"),
     ("create", "ipblocks.vnetipam.io"), ("update", "ipblocks.vnetipam.io"),
-    ("patch", "ipblocks.vnetipam.io"), ("delete", "ipblocks.vnetipam.io"),
+    ("delete", "ipblocks.vnetipam.io"),
     ("update", "ipblocks.vnetipam.io", "status"), ("get", "podsubnets.vnetipam.io"),
     ("list", "nodes"), ("watch", "nodes"), ("patch", "nodes"), ("delete", "nodes"),
     ("delete", "pods"), ("create", "pods"), ("patch", "pods", "status"),
@@ -722,15 +724,17 @@ def test_service_account_may_do_exactly_what_its_binary_does(cluster, rbac, sa, 
 
 def test_agent_source_makes_only_the_calls_in_the_table():
     """The agent's API calls, read from its source: the IPBlock and Pod collections through
-    informers (list + watch) and server-side apply of IPBlock status. No Event recorder, no Node,
-    no other client call: a new one needs a row in AGENT_DOES and a rule in agent-rbac.yaml."""
+    informers (list + watch), server-side apply of IPBlock status and the JSON patch that removes
+    agent-drain (Client::call, PATCH of the IPBlock). No Event recorder, no Node, no other client
+    call: a new one needs a row in AGENT_DOES and a rule in agent-rbac.yaml."""
     sources = {p.name: p.read_text() for p in (ROOT / "node-agent").glob("*.[ch]*")}
     text = "\n".join(sources.values())
     assert "EventRecorder" not in text and "events.h" not in text
     paths = set(re.findall(r'"(/apis?/[^"]*)"', text))
     assert paths == {"/apis/vnetipam.io/v1alpha1/ipblocks", "/api/v1/pods"}, paths
     calls = set(re.findall(r"\bclient_?\.(\w+)\(", text))
-    assert calls == {"applyStatus"}, calls
+    assert calls == {"applyStatus", "call"}, calls
+    assert re.findall(r'\.method = "(\w+)"', text) == ["PATCH"]
     assert len(re.findall(r"kube::Informer \w+\(", sources["main.cpp"])) == 2
 
 

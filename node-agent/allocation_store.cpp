@@ -125,6 +125,8 @@ void AllocationStore::upsertBlock(const ApiBlock& api) {
   block.inApi = true;
   block.ready = api.ready;
   block.deleting = api.deleting;
+  block.invalid = api.invalid;
+  block.provisional = false;
   if (wasUsable != block.usable()) {
     spdlog::info("IPBlock {} ({}): {} for new allocations", api.name, api.cidr.toString(),
                  block.usable() ? "usable" : "no longer usable");
@@ -152,6 +154,13 @@ void AllocationStore::removeBlock(const std::string& name) {
 std::vector<std::string> AllocationStore::apiSynced() {
   std::lock_guard lock(mu_);
   std::vector<std::string> orphaned;
+  for (auto& [name, block] : blocks_) {
+    if (!block.provisional) continue;
+    spdlog::warn("IPBlock {} ({}) was served from the persisted set but the API does not show it",
+                 name, block.cidr.toString());
+    block.provisional = false;
+    block.inApi = false;
+  }
   for (auto it = blocks_.begin(); it != blocks_.end();) {
     if (it->second.inApi) {
       ++it;
@@ -171,6 +180,50 @@ std::vector<std::string> AllocationStore::apiSynced() {
   }
   refreshBlockMetricsLocked();
   return orphaned;
+}
+
+void AllocationStore::servePersisted(const std::vector<ServedBlock>& blocks) {
+  std::lock_guard lock(mu_);
+  for (const ServedBlock& served : blocks) {
+    BlockState& block = blockFor(served.name, served.cidr);
+    if (block.inApi) continue;  // the API got there first: it decides
+    if (block.cidr != served.cidr && !block.cidrConflict) {
+      spdlog::error(
+          "IPBlock {}: the persisted set says {} but this node's journal holds allocations in {} "
+          "under that name; no new allocations from it",
+          served.name, served.cidr.toString(), block.cidr.toString());
+      block.cidrConflict = true;
+    }
+    block.inApi = true;
+    block.ready = true;
+    block.deleting = false;
+    block.invalid = false;
+    block.provisional = true;
+    spdlog::info("IPBlock {} ({}): served from the persisted set until the API server answers",
+                 served.name, served.cidr.toString());
+  }
+  refreshBlockMetricsLocked();
+}
+
+std::vector<ServedBlock> AllocationStore::servedBlocks() const {
+  std::lock_guard lock(mu_);
+  std::vector<ServedBlock> out;
+  for (const auto& [name, block] : blocks_) {
+    if (block.usable()) out.push_back(ServedBlock{.name = name, .cidr = block.cidr});
+  }
+  return out;
+}
+
+bool AllocationStore::drainable(std::string_view name) const {
+  std::lock_guard lock(mu_);
+  auto it = blocks_.find(name);
+  if (it == blocks_.end()) return true;
+  return !it->second.usable() && it->second.allocator->allocatedCount() == 0;
+}
+
+void AllocationStore::setOnBlockEmptied(std::function<void(const std::string&)> hook) {
+  std::lock_guard lock(mu_);
+  onBlockEmptied_ = std::move(hook);
 }
 
 void AllocationStore::setReady(bool ready) {
@@ -342,6 +395,9 @@ ipam::Result<ipam::Seq> AllocationStore::releaseLocked(const OwnerKey& key, std:
     metrics_->setBlockFreeIPs(released.blockName,
                               block.usable() ? block.allocator->freeCount(now) : 0);
   }
+  if (!block.usable() && block.allocator->allocatedCount() == 0 && onBlockEmptied_) {
+    onBlockEmptied_(released.blockName);
+  }
   if (!block.inApi && block.allocator->allocatedCount() == 0) {
     spdlog::info("orphaned block {} ({}) holds no allocations any more: dropping it",
                  released.blockName, block.cidr.toString());
@@ -510,7 +566,7 @@ std::vector<BlockUsage> AllocationStore::usage() const {
   for (const auto& [name, block] : blocks_) {
     out.push_back(BlockUsage{.name = name,
                              .used = static_cast<std::int64_t>(block.allocator->allocatedCount()),
-                             .inApi = block.inApi});
+                             .inApi = block.inApi && !block.provisional});
   }
   return out;
 }

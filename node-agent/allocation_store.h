@@ -14,8 +14,12 @@
 //   allocations (group commit), so a pod's ADD+DEL costs two fsync waits but far fewer than two
 //   fsyncs on a busy node. A failed release fsync leaves at worst a leak after a restart, which
 //   GC returns, never an address handed out twice.
-// - Only blocks in phase Ready (and not being deleted) get new allocations. A block that leaves
-//   the API while it still holds allocations is kept, reported as orphaned, and allocates nothing.
+// - Only blocks in phase Ready (and not being deleted, nor marked Invalid by the controller) get
+//   new allocations. A block that leaves the API while it still holds allocations is kept,
+//   reported as orphaned, and allocates nothing.
+// - Before the API server has been reached, the blocks persisted in served-blocks (see
+//   served_blocks.h for why that is safe) may be served (servePersisted); the first API sync then
+//   decides (apiSynced).
 // - Released addresses cool down for `cooldown`, across restarts (the release time is recorded).
 //
 // Thread-safe: every method may be called from any thread.
@@ -38,6 +42,7 @@
 #include "node-agent/journal_record.h"
 #include "node-agent/metrics.h"
 #include "node-agent/protocol.h"
+#include "node-agent/served_blocks.h"
 
 namespace vnetipam::agent {
 
@@ -57,6 +62,7 @@ struct ApiBlock {
   ipam::Prefix cidr;
   bool ready = false;     // phase Ready
   bool deleting = false;  // deletionTimestamp set or phase Releasing
+  bool invalid = false;   // condition Invalid is True: the controller did not make it
 };
 
 struct BlockUsage {
@@ -104,8 +110,21 @@ class AllocationStore {
   // The block left the API. Kept (orphaned, no new allocations) while it holds allocations.
   void removeBlock(const std::string& name);
   // Called once the informer has synced: blocks the journal knows but the API does not are
-  // orphaned (kept and reported) or, when empty, dropped. Returns the orphaned block names.
+  // orphaned (kept and reported) or, when empty, dropped; so are persisted blocks the API did not
+  // confirm. Returns the orphaned block names.
   std::vector<std::string> apiSynced();
+  // Before the API server answers: serve these blocks (from the persisted served-blocks file) as
+  // if the API showed them Ready. A block the API has already shown is left as the API says.
+  // Their status.used is not reported until the API confirms them.
+  void servePersisted(const std::vector<ServedBlock>& blocks);
+  // The blocks new allocations may come from now: what the served-blocks file must hold.
+  std::vector<ServedBlock> servedBlocks() const;
+  // Whether the agent may give the block up: it allocates nothing from it (not usable) and holds
+  // no address in it. True for a block the store does not know.
+  bool drainable(std::string_view name) const;
+  // Called (with the store's lock held: it must only wake someone) when a release leaves a block
+  // that gets no new allocations without any allocation: it may be drainable now.
+  void setOnBlockEmptied(std::function<void(const std::string& name)> hook);
 
   // Whether handle() allocates (false: allocate answers 11, the agent is not ready yet).
   void setReady(bool ready);
@@ -142,7 +161,9 @@ class AllocationStore {
     bool ready = false;
     bool deleting = false;
     bool cidrConflict = false;
-    bool usable() const { return inApi && ready && !deleting && !cidrConflict; }
+    bool invalid = false;
+    bool provisional = false;  // from servePersisted, not yet confirmed by the API
+    bool usable() const { return inApi && ready && !deleting && !invalid && !cidrConflict; }
   };
   struct Held {
     std::string block;
@@ -193,6 +214,7 @@ class AllocationStore {
   std::map<std::string, BlockState, std::less<>> blocks_;
   std::unordered_map<OwnerKey, Held, OwnerKeyHash> held_;
   bool ready_ = false;
+  std::function<void(const std::string&)> onBlockEmptied_;
 };
 
 }  // namespace vnetipam::agent

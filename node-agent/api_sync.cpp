@@ -1,8 +1,11 @@
 #include "node-agent/api_sync.h"
 
+#include <algorithm>
+
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
+#include "api/codec.h"
 #include "api/constants.h"
 
 namespace vnetipam::agent {
@@ -11,23 +14,68 @@ using nlohmann::json;
 
 std::expected<ApiBlock, std::string> apiBlockFromJson(const json& object,
                                                       const std::string& nodeName) {
-  const std::string name = object.value("/metadata/name"_json_pointer, std::string());
+  auto decoded = api::ipBlockFromJson(object);
+  if (!decoded) return std::unexpected(decoded.error().message);
+  const api::IPBlock& block = *decoded;
+  const std::string& name = block.metadata.name;
   if (name.empty()) return std::unexpected(std::string("IPBlock without metadata.name"));
-  const json& spec = object.value("spec", json::object());
-  const std::string node = spec.value("nodeName", std::string());
-  if (node != nodeName) {
-    return std::unexpected(
-        fmt::format("IPBlock {}: spec.nodeName is \"{}\", not this node {}", name, node, nodeName));
+  if (block.spec.nodeName != nodeName) {
+    return std::unexpected(fmt::format("IPBlock {}: spec.nodeName is \"{}\", not this node {}",
+                                       name, block.spec.nodeName, nodeName));
   }
-  auto cidr = ipam::Prefix::parse(spec.value("cidr", std::string()));
+  auto cidr = ipam::Prefix::parse(block.spec.cidr);
   if (!cidr) {
     return std::unexpected(fmt::format("IPBlock {}: spec.cidr: {}", name, cidr.error().message));
   }
-  const json& status = object.value("status", json::object());
-  const std::string phase = status.is_object() ? status.value("phase", std::string()) : "";
-  const bool deleting =
-      object.contains("/metadata/deletionTimestamp"_json_pointer) || phase == "Releasing";
-  return ApiBlock{.name = name, .cidr = *cidr, .ready = phase == "Ready", .deleting = deleting};
+  const bool invalid = std::ranges::any_of(block.status.conditions, [](const api::Condition& c) {
+    return c.type == kInvalidCondition && c.status == "True";
+  });
+  return ApiBlock{.name = name,
+                  .cidr = *cidr,
+                  .ready = block.status.phase == api::BlockPhase::kReady,
+                  .deleting = block.metadata.deletionTimestamp.has_value() ||
+                              block.status.phase == api::BlockPhase::kReleasing,
+                  .invalid = invalid};
+}
+
+std::optional<DrainTarget> drainTargetFromJson(const json& object, const std::string& nodeName) {
+  auto decoded = api::ipBlockFromJson(object);
+  if (!decoded) return std::nullopt;
+  const api::ObjectMeta& meta = decoded->metadata;
+  if (meta.name.empty() || decoded->spec.nodeName != nodeName || !meta.deletionTimestamp) {
+    return std::nullopt;
+  }
+  const auto it = std::ranges::find(meta.finalizers, api::kAgentDrainFinalizer);
+  if (it == meta.finalizers.end()) return std::nullopt;
+  return DrainTarget{.name = meta.name,
+                     .uid = meta.uid,
+                     .finalizerIndex = static_cast<std::size_t>(it - meta.finalizers.begin())};
+}
+
+json removeAgentDrainPatch(const DrainTarget& target) {
+  const std::string entry = fmt::format("/metadata/finalizers/{}", target.finalizerIndex);
+  json patch = json::array();
+  if (!target.uid.empty()) {
+    patch.push_back({{"op", "test"}, {"path", "/metadata/uid"}, {"value", target.uid}});
+  }
+  patch.push_back({{"op", "test"}, {"path", entry}, {"value", api::kAgentDrainFinalizer}});
+  patch.push_back({{"op", "remove"}, {"path", entry}});
+  return patch;
+}
+
+kube::Result<void> removeAgentDrain(kube::Client& client, const DrainTarget& target) {
+  kube::HttpRequest request{
+      .method = "PATCH",
+      .target = fmt::format("{}/{}", kIPBlocksPath, target.name),
+      .headers = {{"Content-Type", "application/json-patch+json"}, {"Accept", "application/json"}},
+      .body = removeAgentDrainPatch(target).dump()};
+  // Safe to repeat after an unknown outcome: a repeat of a patch that was applied fails its test.
+  auto response = client.call(request, /*idempotent=*/true);
+  if (!response) return std::unexpected(std::move(response.error()));
+  if (response->status < 200 || response->status > 299) {
+    return std::unexpected(kube::errorFromResponse(request, *response));
+  }
+  return {};
 }
 
 std::size_t UsageReporter::report(const std::vector<BlockUsage>& usage) {

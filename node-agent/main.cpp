@@ -4,6 +4,12 @@
 // previous run acknowledged is held before anything is handed out), sync the IPBlock and Pod
 // informers, then listen, and only then write the CNI config that tells the runtime the node's
 // network is ready. A clean stop (SIGTERM/SIGINT) reverses it: the config goes first.
+//
+// A control-plane outage does not stop the node: when the API server does not answer within
+// --api-wait-seconds, the agent serves the blocks it persisted (served_blocks.h says why that is
+// safe: the controller takes a block back only after this agent removed agent-drain, which it
+// does only after durably dropping the block from that file) and resynchronises as soon as the
+// API server is back (informer reconnects back off at most kReconnect.maxBackoff).
 #include <cerrno>
 #include <chrono>
 #include <condition_variable>
@@ -35,10 +41,12 @@
 #include "lib/observe/http_server.h"
 #include "node-agent/allocation_store.h"
 #include "node-agent/api_sync.h"
+#include "node-agent/block_keeper.h"
 #include "node-agent/cni_config.h"
 #include "node-agent/install_cni.h"
 #include "node-agent/metrics.h"
 #include "node-agent/options.h"
+#include "node-agent/served_blocks.h"
 #include "node-agent/socket_server.h"
 
 namespace {
@@ -47,6 +55,11 @@ using namespace vnetipam;
 using namespace vnetipam::agent;
 
 int gSignalPipe[2] = {-1, -1};
+
+// Watch reconnects and failed lists back off at most this much, so the agent is back in sync
+// within seconds of the API server's return (the library default grows to 30 s).
+const kube::ReconnectOptions kReconnect{.initialBackoff = std::chrono::milliseconds(200),
+                                        .maxBackoff = std::chrono::milliseconds(2000)};
 
 extern "C" void onSignal(int) {
   const char byte = 1;
@@ -110,6 +123,15 @@ int run(const AgentOptions& options) {
   }
   AllocationStore& allocations = **store;
 
+  auto persisted = loadServedBlocks(stateDir, options.nodeName);
+  if (persisted) {
+    spdlog::info("{} blocks persisted as served by the last run", persisted->size());
+  } else {
+    // Missing (a first start) or damaged: nothing is served before the API server answers.
+    spdlog::info("no persisted served blocks ({}): serving waits for the API server",
+                 persisted.error());
+  }
+
   observe::HttpServer http(options.metricsAddress, registry);
   http.addCheck("journal", observe::Probe::kLiveness, [&]() -> std::expected<void, std::string> {
     if (auto ok = journal->sync(0); !ok) return std::unexpected(ok.error().message);
@@ -144,31 +166,62 @@ int run(const AgentOptions& options) {
     return 1;
   }
   kube::SteadyClockImpl steady;
+  // Retries of one request stay short too: a list that fails while the API server is away must
+  // not sleep for long after it is back.
   kube::Client client(**transport, steady,
-                      {.token = config->token, .userAgent = "vnet-ipam-agent/" + options.nodeName});
+                      {.token = config->token,
+                       .maxBackoff = std::chrono::milliseconds(1000),
+                       .userAgent = "vnet-ipam-agent/" + options.nodeName});
 
   const std::string nodeSelector = fmt::format("spec.nodeName={}", options.nodeName);
+  kube::Informer* blocksForKeeper = nullptr;  // set below; the keeper starts after that
+  BlockKeeper keeper(
+      allocations, client, {.stateDir = stateDir, .nodeName = options.nodeName},
+      [&] { return blocksForKeeper->list(); },
+      persisted ? std::optional<std::vector<ServedBlock>>(*persisted) : std::nullopt);
+  // A release that empties a block nothing new comes from may let the keeper give it up.
+  allocations.setOnBlockEmptied([&](const std::string&) { keeper.kick(); });
   auto onBlock = [&](const nlohmann::json& object) {
     auto block = apiBlockFromJson(object, options.nodeName);
     if (!block) {
-      spdlog::warn("ignoring an IPBlock: {}", block.error());
-      return;
+      spdlog::warn("not serving an IPBlock: {}", block.error());
+      // A block the agent cannot read is served no longer (kept while it holds allocations).
+      const std::string name = object.value("/metadata/name"_json_pointer, std::string());
+      if (!name.empty()) allocations.removeBlock(name);
+    } else {
+      allocations.upsertBlock(*block);
     }
-    allocations.upsertBlock(*block);
+    keeper.kick();  // the served set may have changed, or the block started deleting
   };
   kube::Informer blocks(
       client, std::string(kIPBlocksPath),
-      {.list = {.fieldSelector = nodeSelector},
-       .onError = [](const kube::Error& e) { spdlog::warn("IPBlock watch: {}", e.message); }},
-      {.onAdd = onBlock,
-       .onUpdate = [&](const nlohmann::json&, const nlohmann::json& object) { onBlock(object); },
-       .onDelete =
-           [&](const nlohmann::json& object) {
-             allocations.removeBlock(object.value("/metadata/name"_json_pointer, std::string()));
-           }});
+      kube::InformerOptions{
+          .list = {.fieldSelector = nodeSelector},
+          .reconnect = kReconnect,
+          .onError = [](const kube::Error& e) { spdlog::warn("IPBlock watch: {}", e.message); }},
+      kube::InformerHandlers{
+          .onAdd = onBlock,
+          .onUpdate = [&](const nlohmann::json&, const nlohmann::json& object) { onBlock(object); },
+          .onDelete =
+              [&](const nlohmann::json& object) {
+                allocations.removeBlock(object.value("/metadata/name"_json_pointer, std::string()));
+                keeper.kick();
+              }});
+  blocksForKeeper = &blocks;
+  // On every way out, the keeper's thread (which reads the informer) stops before the informers
+  // are destroyed, and releases no longer wake it.
+  struct KeeperStop {
+    BlockKeeper& keeper;
+    AllocationStore& store;
+    ~KeeperStop() {
+      keeper.stop();
+      store.setOnBlockEmptied({});
+    }
+  } keeperStop{keeper, allocations};
   kube::Informer pods(
       client, std::string(kPodsPath),
       {.list = {.fieldSelector = nodeSelector},
+       .reconnect = kReconnect,
        .onError = [](const kube::Error& e) { spdlog::warn("Pod watch: {}", e.message); }},
       {});
   blocks.start();
@@ -176,16 +229,32 @@ int run(const AgentOptions& options) {
 
   spdlog::info("vnet-ipam-agent on node {}: waiting for the IPBlock and Pod caches to sync",
                options.nodeName);
-  while (!blocks.hasSynced() || !pods.hasSynced()) {
+  const auto waitStart = std::chrono::steady_clock::now();
+  StartMode mode = StartMode::kWait;
+  while ((mode = startMode(blocks.hasSynced() && pods.hasSynced(),
+                           std::chrono::steady_clock::now() - waitStart,
+                           std::chrono::seconds(options.apiWaitSeconds), persisted.has_value())) ==
+         StartMode::kWait) {
     if (waitForSignal(std::chrono::milliseconds(50))) {
       spdlog::info("stopping before the caches synced");
       return 0;
     }
   }
-  for (const auto& name : allocations.apiSynced()) {
-    spdlog::warn("block {} is orphaned: its allocations stay held until released or collected",
-                 name);
+  // Until the IPBlock cache syncs, the persisted blocks are served and apiSynced() is owed.
+  bool apiSyncOwed = mode == StartMode::kFromPersisted;
+  if (apiSyncOwed) {
+    spdlog::warn(
+        "the API server did not answer within {} s: serving the {} persisted blocks "
+        "and the journal's allocations until it does",
+        options.apiWaitSeconds, persisted->size());
+    allocations.servePersisted(*persisted);
+  } else {
+    for (const auto& name : allocations.apiSynced()) {
+      spdlog::warn("block {} is orphaned: its allocations stay held until released or collected",
+                   name);
+    }
   }
+  keeper.start();
 
   SocketServer server(options.socket,
                       [&](const Request& request) { return allocations.handle(request); });
@@ -223,8 +292,23 @@ int run(const AgentOptions& options) {
     usage.report(allocations.usage());  // the last word before exit
   });
 
-  // GC every second (the grace period is counted in seconds), compaction when due.
-  while (!waitForSignal(std::chrono::seconds(1))) {
+  // GC every second (the grace period is counted in seconds), compaction when due; while the
+  // first API sync is owed, a check for it every 50 ms.
+  auto nextGc = std::chrono::steady_clock::now();
+  while (!waitForSignal(apiSyncOwed ? std::chrono::milliseconds(50) : std::chrono::seconds(1))) {
+    if (apiSyncOwed && blocks.hasSynced()) {
+      apiSyncOwed = false;
+      spdlog::info("the API server answered: IPBlocks resynchronised");
+      for (const auto& name : allocations.apiSynced()) {
+        spdlog::warn(
+            "block {} is orphaned: its allocations stay held until released or "
+            "collected",
+            name);
+      }
+      keeper.kick();
+    }
+    if (std::chrono::steady_clock::now() < nextGc) continue;
+    nextGc = std::chrono::steady_clock::now() + std::chrono::seconds(1);
     // The live pod's UID as well as its presence: a pod recreated under the same name (a
     // StatefulSet's) must not shield the allocation of the one it replaced.
     const auto podLookup =
@@ -251,6 +335,7 @@ int run(const AgentOptions& options) {
   }
   stopChanged.notify_all();
   reporter.join();
+  keeper.stop();
   blocks.stop();
   pods.stop();
   if (auto compacted = allocations.compactIfNeeded(/*force=*/true); !compacted) {

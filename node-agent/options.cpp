@@ -45,6 +45,7 @@ const Table& setters() {
       {"release-cooldown-seconds", Table::integer(&AgentOptions::releaseCooldownSeconds, 0, 86400)},
       {"usage-report-interval-ms",
        Table::integer(&AgentOptions::usageReportIntervalMs, 10, 3'600'000)},
+      {"api-wait-seconds", Table::integer(&AgentOptions::apiWaitSeconds, 0, 3600)},
       {"log-format", Table::logFormat(&AgentOptions::logFormat)},
       {"log-level", Table::logLevel(&AgentOptions::logLevel)},
   };
@@ -59,6 +60,7 @@ std::string_view usageText() {
          "  [--host-veth-prefix P] [--mtu N] [--chain-portmap true|false]\n"
          "  [--metrics-address HOST:PORT]\n"
          "  [--gc-grace-seconds S] [--release-cooldown-seconds S] [--usage-report-interval-ms MS]\n"
+         "  [--api-wait-seconds S]\n"
          "  [--log-format text|json] [--log-level debug|info|warn|error]\n"
          "--node-name defaults to $NODE_NAME and is required.\n"
          "       vnet-ipam-agent install-cni --dest-dir DIR [--source-dir DIR]... PLUGIN...\n"

@@ -33,6 +33,9 @@ struct AgentOptions {
   int gcGraceSeconds = 60;
   int releaseCooldownSeconds = 30;
   int usageReportIntervalMs = 1000;
+  // How long a starting agent waits for the API server before it serves the blocks persisted in
+  // its state dir (served-blocks) instead.
+  int apiWaitSeconds = 5;
   LogFormat logFormat = LogFormat::kText;
   std::string logLevel = "info";
   bool help = false;

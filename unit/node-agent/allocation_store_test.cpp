@@ -557,3 +557,81 @@ TEST_F(AllocationStoreTest, ConcurrentClientsNeverShareAnAddress) {
 
 }  // namespace
 }  // namespace vnetipam::agent
+
+// ---- persisted blocks, Invalid blocks and draining ------------------------------------------
+
+namespace vnetipam::agent {
+namespace {
+
+TEST_F(AllocationStoreTest, AnInvalidBlockIsNeverServed) {
+  ApiBlock invalid = ready("pods-10-0-0-0-30", "10.0.0.0/30");
+  invalid.invalid = true;
+  serve({invalid});
+  EXPECT_EQ(allocate("c1").code, ErrorCode::kTryAgainLater);
+  EXPECT_TRUE(store_->servedBlocks().empty());
+  EXPECT_EQ(store_->freeIPs(), 0u);
+  invalid.invalid = false;
+  store_->upsertBlock(invalid);
+  EXPECT_EQ(addressOf(allocate("c1")), "10.0.0.0");
+}
+
+TEST_F(AllocationStoreTest, PersistedBlocksServeUntilTheApiSyncsAndAreDroppedIfItDoesNotShowThem) {
+  serve({ready("a", "10.0.0.0/30")});
+  const std::string held = addressOf(allocate("c1"));
+  // Restart without the API server: the journal's allocation is held, the persisted blocks serve.
+  start();
+  store_->servePersisted(
+      {{.name = "a", .cidr = cidr("10.0.0.0/30")}, {.name = "gone", .cidr = cidr("10.0.1.0/30")}});
+  store_->setReady(true);
+  EXPECT_EQ(addressOf(allocate("c1")), held) << "the journal's allocation is kept";
+  EXPECT_NE(addressOf(allocate("c2")), held);
+  EXPECT_EQ(store_->servedBlocks().size(), 2u);
+  for (const BlockUsage& u : store_->usage()) {
+    EXPECT_FALSE(u.inApi) << u.name << ": not reported before the API confirms it";
+  }
+  // The API answers: it shows "a" only. "gone" is no longer served.
+  store_->upsertBlock(ready("a", "10.0.0.0/30"));
+  store_->apiSynced();
+  const auto served = store_->servedBlocks();
+  ASSERT_EQ(served.size(), 1u);
+  EXPECT_EQ(served[0].name, "a");
+  for (const BlockUsage& u : store_->usage()) {
+    if (u.name == "a") {
+      EXPECT_TRUE(u.inApi);
+    }
+  }
+  EXPECT_TRUE(store_->drainable("gone"));
+  checkInvariants();
+}
+
+TEST_F(AllocationStoreTest, APersistedBlockDoesNotOverrideWhatTheApiShowed) {
+  ApiBlock deleting = ready("a", "10.0.0.0/30");
+  deleting.deleting = true;
+  store_->upsertBlock(deleting);
+  store_->servePersisted({{.name = "a", .cidr = cidr("10.0.0.0/30")}});
+  store_->setReady(true);
+  EXPECT_EQ(allocate("c1").code, ErrorCode::kTryAgainLater);
+  EXPECT_TRUE(store_->servedBlocks().empty());
+}
+
+TEST_F(AllocationStoreTest, ADeletingBlockIsDrainableOnceEmptyAndTheHookSaysSo) {
+  serve({ready("a", "10.0.0.0/30")});
+  addressOf(allocate("c1"));
+  std::vector<std::string> emptied;
+  store_->setOnBlockEmptied([&](const std::string& name) { emptied.push_back(name); });
+  EXPECT_FALSE(store_->drainable("a")) << "served";
+  ApiBlock deleting = ready("a", "10.0.0.0/30");
+  deleting.deleting = true;
+  store_->upsertBlock(deleting);
+  EXPECT_TRUE(store_->servedBlocks().empty());
+  EXPECT_FALSE(store_->drainable("a")) << "still holds c1's address";
+  EXPECT_EQ(allocate("c2").code, ErrorCode::kTryAgainLater) << "a deleting block gets nothing";
+  EXPECT_TRUE(emptied.empty());
+  ASSERT_TRUE(release("c1").ok);
+  EXPECT_EQ(emptied, std::vector<std::string>{"a"});
+  EXPECT_TRUE(store_->drainable("a"));
+  EXPECT_TRUE(store_->drainable("never-seen"));
+}
+
+}  // namespace
+}  // namespace vnetipam::agent

@@ -43,6 +43,46 @@ TEST(ApiBlockTest, RefusesOtherNodesAndBadCidrs) {
   EXPECT_NE(bad.error().find("spec.cidr"), std::string::npos);
 }
 
+TEST(ApiBlockTest, AnInvalidConditionMakesABlockUnservable) {
+  json invalid = block("b", "n1", "10.0.0.16/28", "Ready");
+  invalid["status"]["conditions"] =
+      json::array({{{"type", "Invalid"}, {"status", "True"}, {"reason", "NotMadeByController"}}});
+  auto decoded = apiBlockFromJson(invalid, "n1");
+  ASSERT_TRUE(decoded) << decoded.error();
+  EXPECT_TRUE(decoded->invalid);
+  invalid["status"]["conditions"][0]["status"] = "False";
+  EXPECT_FALSE(apiBlockFromJson(invalid, "n1")->invalid);
+  EXPECT_FALSE(apiBlockFromJson(block("b", "n1", "10.0.0.16/28", "Ready"), "n1")->invalid);
+}
+
+TEST(ApiBlockTest, AnObjectTheCodecRefusesIsNotABlock) {
+  json bad = block("b", "n1", "10.0.0.16/28", "Ready");
+  bad["status"]["phase"] = "Exploded";
+  auto decoded = apiBlockFromJson(bad, "n1");
+  ASSERT_FALSE(decoded);
+  EXPECT_NE(decoded.error().find("status.phase"), std::string::npos) << decoded.error();
+}
+
+TEST(DrainTargetTest, OnlyADeletingBlockOfThisNodeWithAgentDrain) {
+  json b = block("b", "n1", "10.0.0.16/28", "Ready");
+  b["metadata"]["uid"] = "u1";
+  b["metadata"]["finalizers"] = {"vnetipam.io/nic-release", "vnetipam.io/agent-drain"};
+  EXPECT_FALSE(drainTargetFromJson(b, "n1")) << "not being deleted";
+  b["metadata"]["deletionTimestamp"] = "2026-12-01T00:00:00Z";
+  EXPECT_EQ(drainTargetFromJson(b, "n1"),
+            (DrainTarget{.name = "b", .uid = "u1", .finalizerIndex = 1}));
+  EXPECT_FALSE(drainTargetFromJson(b, "n2")) << "another node's";
+  b["metadata"]["finalizers"] = {"vnetipam.io/nic-release"};
+  EXPECT_FALSE(drainTargetFromJson(b, "n1")) << "already drained";
+}
+
+TEST(DrainTargetTest, ThePatchTestsTheIncarnationAndTheEntryBeforeRemovingIt) {
+  EXPECT_EQ(removeAgentDrainPatch({.name = "b", .uid = "u1", .finalizerIndex = 2}), json::parse(R"([
+              {"op": "test", "path": "/metadata/uid", "value": "u1"},
+              {"op": "test", "path": "/metadata/finalizers/2", "value": "vnetipam.io/agent-drain"},
+              {"op": "remove", "path": "/metadata/finalizers/2"}])"));
+}
+
 TEST(UsageReporterTest, AppliesOnlyChangedUsedUnderTheAgentsFieldManager) {
   kube::testing::FakeTransport transport;
   kube::testing::FakeClock clock;

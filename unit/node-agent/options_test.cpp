@@ -32,7 +32,16 @@ TEST(AgentOptionsTest, DefaultsAreTheContractsOnes) {
   EXPECT_EQ(o->gcGraceSeconds, 60);
   EXPECT_EQ(o->releaseCooldownSeconds, 30);
   EXPECT_EQ(o->usageReportIntervalMs, 1000);
+  EXPECT_EQ(o->apiWaitSeconds, 5);
   EXPECT_TRUE(o->chainPortmap);
+}
+
+TEST(AgentOptionsTest, ApiWaitSecondsIsBounded) {
+  auto o = parse({"--api-wait-seconds", "0"}, "n1");
+  ASSERT_TRUE(o) << o.error();
+  EXPECT_EQ(o->apiWaitSeconds, 0);
+  EXPECT_FALSE(parse({"--api-wait-seconds", "-1"}, "n1"));
+  EXPECT_FALSE(parse({"--api-wait-seconds", "3601"}, "n1"));
 }
 
 TEST(AgentOptionsTest, ChainPortmapIsTrueOrFalseFromTheFlagOrTheFile) {
