@@ -11,10 +11,17 @@ them. Each token writes status.used exactly as the agent does (server-side apply
 subresource under the agent's field manager, forced) and is refused on the other node's block
 with a message naming both nodes; a merge patch is refused alike. A token bound to no pod is
 refused; the controller's ServiceAccount and the admin are not affected. Given a broader role,
-the agent still cannot create or delete another node's blocks. Last, the agent binary itself, with
+the agent still cannot create or delete another node's blocks. The agent binary itself, with
 a pod-bound token in its kubeconfig and nothing but the chart's role: it watches its node's blocks
 and Pods and reports status.used through the policy; told it is on the other node, it serves that
 node's block but its report is refused.
+
+The drain handshake: the one change an agent may make to a block itself (not its status) is
+removing the finalizer vnetipam.io/agent-drain from a block of its own node that is being
+deleted, spec, labels, annotations and other finalizers unchanged. Removing it from another
+node's block, from a block not being deleted, removing or adding another finalizer, or changing
+labels or annotations is refused with a message that says which. The agent binary, through the
+policy, removes it from its own deleting block.
 """
 
 from __future__ import annotations
@@ -303,6 +310,21 @@ def test_a_broader_role_still_cannot_reach_another_node(kube, cluster):
                      *(o["metadata"]["name"] for o in extra.values()))
 
 
+def agent_credentials(kube, token: str, path: Path):
+    """What Agent reads from the cluster, its kubeconfig: here one with `token` alone."""
+    path.write_text(json.dumps({
+        "apiVersion": "v1", "kind": "Config",
+        "clusters": [{"name": "e2e", "cluster": {"server": kube.server,
+                                                 "certificate-authority": str(kube.pki / "ca.crt")}}],
+        "users": [{"name": "agent", "user": {"token": token}}],
+        "contexts": [{"name": "e2e", "context": {"cluster": "e2e", "user": "agent"}}],
+        "current-context": "e2e"}))
+
+    class Credentials:
+        kubeconfig = path
+    return Credentials()
+
+
 def test_the_agent_binary_reports_usage_only_for_its_own_node(kube, cluster, tmp_path):
     """node-agent/vnet-ipam-agent with node A's pod-bound token and only the chart's role:
     on node A its report of status.used goes through; started as node B with the same token
@@ -315,19 +337,7 @@ def test_the_agent_binary_reports_usage_only_for_its_own_node(kube, cluster, tmp
                          "apiVersion": "vnetipam.io/v1alpha1", "kind": "IPBlock",
                          "metadata": {"name": BLOCKS[node]},
                          "status": {"phase": "Ready", "capacity": 16}}))
-    kubeconfig = tmp_path / "agent-a.kubeconfig"
-    kubeconfig.write_text(json.dumps({
-        "apiVersion": "v1", "kind": "Config",
-        "clusters": [{"name": "e2e", "cluster": {"server": kube.server,
-                                                 "certificate-authority": str(kube.pki / "ca.crt")}}],
-        "users": [{"name": "agent", "user": {"token": cluster["tokens"][a]}}],
-        "contexts": [{"name": "e2e", "context": {"cluster": "e2e", "user": "agent"}}],
-        "current-context": "e2e"}))
-
-    class Credentials:  # what Agent reads from the cluster: its kubeconfig
-        pass
-    credentials = Credentials()
-    credentials.kubeconfig = kubeconfig
+    credentials = agent_credentials(kube, cluster["tokens"][a], tmp_path / "agent-a.kubeconfig")
 
     before_b = used_of(kube, b)
     agents = []
@@ -355,3 +365,132 @@ def test_the_agent_binary_reports_usage_only_for_its_own_node(kube, cluster, tmp
         for agent in agents:
             if agent.proc and agent.proc.running():
                 agent.kill()
+
+
+# ---- the drain handshake: the only change to the block itself an agent may make -------------
+
+DRAIN = "vnetipam.io/agent-drain"
+KEEP = "example.com/keep"
+NIC_RELEASE = "vnetipam.io/nic-release"
+
+
+def json_patch(caller: Caller, block: str, ops: list[dict]) -> tuple[int, dict]:
+    return caller.call("PATCH", f"{IPBLOCKS}/{block}", ops, "application/json-patch+json")
+
+
+def remove_finalizer_ops(obj: dict, finalizer: str) -> list[dict]:
+    """What the agent sends (node-agent/api_sync.cpp removeAgentDrainPatch): test the uid and the
+    exact entry, then remove it."""
+    index = obj["metadata"]["finalizers"].index(finalizer)
+    return [{"op": "test", "path": "/metadata/uid", "value": obj["metadata"]["uid"]},
+            {"op": "test", "path": f"/metadata/finalizers/{index}", "value": finalizer},
+            {"op": "remove", "path": f"/metadata/finalizers/{index}"}]
+
+
+@pytest.fixture
+def drain_blocks(kube, cluster):
+    """make(node, cidr, deleting) -> the object: a block of `node` with the finalizers
+    [KEEP, agent-drain, nic-release], deleted by the admin when `deleting` (it stays, held by its
+    finalizers). Every finalizer is removed and the blocks deleted afterwards."""
+    made: list[str] = []
+
+    def make(node: str, cidr: str, deleting: bool = True) -> dict:
+        obj = ipblock(cidr, node, SUBNET)
+        obj["metadata"]["finalizers"] = [KEEP, DRAIN, NIC_RELEASE]
+        kube.kubectl("create", "-f", "-", input=json.dumps(obj))
+        made.append(obj["metadata"]["name"])
+        if deleting:
+            kube.kubectl("delete", "ipblock", obj["metadata"]["name"], "--wait=false")
+        return json.loads(kube.kubectl("get", "ipblock", obj["metadata"]["name"], "-o",
+                                       "json").stdout)
+
+    yield make
+    for name in made:
+        kube.kubectl("patch", "ipblock", name, "--type=merge", "-p",
+                     json.dumps({"metadata": {"finalizers": None}}), check=False)
+        kube.kubectl("delete", "ipblock", name, "--ignore-not-found", "--wait=false")
+
+
+def finalizers_of(kube, name: str) -> list[str]:
+    return json.loads(kube.kubectl("get", "ipblock", name, "-o", "json").stdout)["metadata"].get(
+        "finalizers", [])
+
+
+def test_an_agent_removes_agent_drain_from_its_own_deleting_block(kube, cluster, drain_blocks):
+    a, _ = NODES
+    obj = drain_blocks(a, "10.251.1.0/28")
+    status, body = json_patch(cluster["agents"][a], obj["metadata"]["name"],
+                              remove_finalizer_ops(obj, DRAIN))
+    assert status == 200, body
+    assert finalizers_of(kube, obj["metadata"]["name"]) == [KEEP, NIC_RELEASE]
+    # A merge patch that does the same is the same change: allowed too.
+    obj = drain_blocks(a, "10.251.1.16/28")
+    status, body = cluster["agents"][a].call(
+        "PATCH", f"{IPBLOCKS}/{obj['metadata']['name']}",
+        {"metadata": {"finalizers": [KEEP, NIC_RELEASE]}}, "application/merge-patch+json")
+    assert status == 200, body
+
+
+def test_an_agent_cannot_remove_agent_drain_from_another_nodes_block(kube, cluster, drain_blocks):
+    a, b = NODES
+    obj = drain_blocks(b, "10.251.1.32/28")
+    assert_refused(json_patch(cluster["agents"][a], obj["metadata"]["name"],
+                              remove_finalizer_ops(obj, DRAIN)),
+                   f"IPBlock {obj['metadata']['name']} belongs to node {b}",
+                   f"the node agent on node {a}")
+    assert finalizers_of(kube, obj["metadata"]["name"]) == [KEEP, DRAIN, NIC_RELEASE]
+    # A token bound to no pod cannot either.
+    assert_refused(json_patch(cluster["unbound"], obj["metadata"]["name"],
+                              remove_finalizer_ops(obj, DRAIN)), "bound to no node")
+
+
+def test_an_agent_may_make_no_other_change_to_its_own_block(kube, cluster, drain_blocks):
+    a, _ = NODES
+    agent = cluster["agents"][a]
+    live = drain_blocks(a, "10.251.1.48/28", deleting=False)
+    deleting = drain_blocks(a, "10.251.1.64/28")
+    name, live_name = deleting["metadata"]["name"], live["metadata"]["name"]
+    drain_only = "the node agent may change a block only to remove the finalizer " + DRAIN
+    # agent-drain off a block that is not being deleted: the controller could then release it
+    # without waiting for the agent.
+    assert_refused(json_patch(agent, live_name, remove_finalizer_ops(live, DRAIN)),
+                   drain_only, "this block is not being deleted")
+    # Another finalizer, alone or with agent-drain.
+    assert_refused(json_patch(agent, name, remove_finalizer_ops(deleting, NIC_RELEASE)),
+                   drain_only, "changes its finalizers otherwise")
+    assert_refused(agent.call("PATCH", f"{IPBLOCKS}/{name}", {"metadata": {"finalizers": []}},
+                              "application/merge-patch+json"),
+                   drain_only, "changes its finalizers otherwise")
+    # A finalizer added (the API server refuses that itself on a block being deleted).
+    assert_refused(json_patch(agent, live_name, [{"op": "add", "path": "/metadata/finalizers/-",
+                                                  "value": "example.com/more"}]), drain_only)
+    # Labels and annotations, with or without the finalizer change.
+    for field in ("labels", "annotations"):
+        patch = {"metadata": {field: {"example.com/x": "y"}}}
+        assert_refused(agent.call("PATCH", f"{IPBLOCKS}/{name}", patch,
+                                  "application/merge-patch+json"),
+                       drain_only, f"this request changes its {field}")
+        with_drain = [*remove_finalizer_ops(deleting, DRAIN),
+                      {"op": "add", "path": f"/metadata/{field}", "value": {"example.com/x": "y"}}]
+        assert_refused(json_patch(agent, name, with_drain), drain_only,
+                       f"this request changes its {field}")
+    assert finalizers_of(kube, name) == [KEEP, DRAIN, NIC_RELEASE]
+    assert finalizers_of(kube, live_name) == [KEEP, DRAIN, NIC_RELEASE]
+
+
+def test_the_agent_binary_removes_agent_drain_through_the_policy(kube, cluster, drain_blocks,
+                                                                 tmp_path):
+    """The agent with node A's pod-bound token and only the chart's role gives up a block of A
+    being deleted that holds nothing: agent-drain goes, the other finalizers stay."""
+    a, _ = NODES
+    obj = drain_blocks(a, "10.251.1.80/28")
+    credentials = agent_credentials(kube, cluster["tokens"][a], tmp_path / "agent-a.kubeconfig")
+    agent = Agent(credentials, tmp_path / "drain", a)
+    try:
+        agent.start()
+        poll("the agent to remove agent-drain",
+             lambda: finalizers_of(kube, obj["metadata"]["name"]) == [KEEP, NIC_RELEASE],
+             timeout=30, interval=0.1, describe=agent.log)
+    finally:
+        if agent.proc and agent.proc.running():
+            agent.kill()
