@@ -40,7 +40,10 @@ using Bytes = std::span<const std::byte>;
 
 constexpr std::uint32_t kFileMagic = 0x4A504956u;    // "VIPJ" as little-endian bytes
 constexpr std::uint32_t kRecordMagic = 0x52504956u;  // "VIPR"
-constexpr std::uint32_t kFormatVersion = 1;
+// Version 1: any file. Version 2: a compacted file whose snapshot may exceed the entry limit
+// (see journal.h); a version 1 reader refuses it by its version instead of dropping the snapshot.
+constexpr std::uint32_t kFormatVersion1 = 1;
+constexpr std::uint32_t kFormatVersion2 = 2;
 constexpr std::size_t kFileHeaderSize = 16;
 constexpr std::size_t kRecordHeaderSize = 24;
 constexpr std::size_t kRecordCrcOffset = 20;  // the checksum covers the header bytes before it
@@ -71,29 +74,48 @@ std::uint64_t getLe64(Bytes b, std::size_t off) {
   return v;
 }
 
-std::array<std::byte, kFileHeaderSize> encodeFileHeader() {
+std::array<std::byte, kFileHeaderSize> encodeFileHeader(std::uint32_t version = kFormatVersion1) {
   std::array<std::byte, kFileHeaderSize> h{};
   putLe32(&h[0], kFileMagic);
-  putLe32(&h[4], kFormatVersion);
+  putLe32(&h[4], version);
   putLe32(&h[8], 0);
   putLe32(&h[12], crc32c(Bytes(h.data(), 12)));
   return h;
 }
 
-void encodeRecord(std::vector<std::byte>& out, RecordKind kind, Seq seq, Bytes payload) {
-  const std::size_t start = out.size();
-  out.resize(start + kRecordHeaderSize);
-  std::byte* h = out.data() + start;
-  putLe32(h, kRecordMagic);
-  putLe32(h + 4, static_cast<std::uint32_t>(payload.size()));
-  putLe64(h + 8, seq);
+// The header of a record holding payload (its checksum covers the payload).
+std::array<std::byte, kRecordHeaderSize> encodeRecordHeader(RecordKind kind, Seq seq,
+                                                            Bytes payload) {
+  std::array<std::byte, kRecordHeaderSize> h{};
+  putLe32(&h[0], kRecordMagic);
+  putLe32(&h[4], static_cast<std::uint32_t>(payload.size()));
+  putLe64(&h[8], seq);
   h[16] = static_cast<std::byte>(kind);
-  const std::uint32_t crc = crc32cExtend(crc32c(Bytes(h, kRecordCrcOffset)), payload);
-  putLe32(h + kRecordCrcOffset, crc);
+  const std::uint32_t crc = crc32cExtend(crc32c(Bytes(h.data(), kRecordCrcOffset)), payload);
+  putLe32(&h[kRecordCrcOffset], crc);
+  return h;
+}
+
+void encodeRecord(std::vector<std::byte>& out, RecordKind kind, Seq seq, Bytes payload) {
+  const auto h = encodeRecordHeader(kind, seq, payload);
+  out.insert(out.end(), h.begin(), h.end());
   out.insert(out.end(), payload.begin(), payload.end());
 }
 
 // ---- decoding --------------------------------------------------------------------------------
+
+// The longest payload a record of each kind may announce.
+struct PayloadLimits {
+  std::uint32_t entry = 0;
+  std::uint32_t snapshot = 0;
+
+  static PayloadLimits of(const JournalOptions& options) {
+    return {options.maxPayloadBytes, std::max(options.maxPayloadBytes, options.maxSnapshotBytes)};
+  }
+  std::uint32_t forKind(std::uint8_t kind) const {
+    return kind == static_cast<std::uint8_t>(RecordKind::kSnapshot) ? snapshot : entry;
+  }
+};
 
 // A record whose checksum holds. Kind and reserved bytes are not judged here: a valid checksum
 // over an unknown kind is a format question, not damage.
@@ -111,7 +133,7 @@ struct ParseOutcome {
   std::string problem;
 };
 
-ParseOutcome parseRecordAt(Bytes file, std::size_t off, std::uint32_t maxPayload) {
+ParseOutcome parseRecordAt(Bytes file, std::size_t off, PayloadLimits limits) {
   const std::size_t avail = file.size() - off;
   if (avail < kRecordHeaderSize) {
     return {{}, fmt::format("incomplete record header ({} of {} bytes)", avail, kRecordHeaderSize)};
@@ -121,6 +143,9 @@ ParseOutcome parseRecordAt(Bytes file, std::size_t off, std::uint32_t maxPayload
     return {{}, fmt::format("bad record magic {:#010x}, expected {:#010x}", magic, kRecordMagic)};
   }
   const std::uint32_t length = getLe32(file, off + 4);
+  // A flipped bit in the kind byte cannot turn an entry (1) into a snapshot (2), so an entry's
+  // length is still judged by the entry limit.
+  const std::uint32_t maxPayload = limits.forKind(std::to_integer<std::uint8_t>(file[off + 16]));
   if (length > maxPayload) {
     return {{}, fmt::format("payload length {} exceeds the limit of {} bytes", length, maxPayload)};
   }
@@ -155,23 +180,28 @@ struct LaterRecord {
 // The first offset at or after `from` holding a valid record with a sequence number above
 // `after`. Such a record behind damage proves the damage is not a torn tail.
 std::optional<LaterRecord> findValidRecordAfter(Bytes file, std::size_t from, Seq after,
-                                                std::uint32_t maxPayload) {
+                                                PayloadLimits limits) {
   for (std::size_t q = from; q + kRecordHeaderSize <= file.size(); ++q) {
     if (getLe32(file, q) != kRecordMagic) continue;
-    const ParseOutcome p = parseRecordAt(file, q, maxPayload);
+    const ParseOutcome p = parseRecordAt(file, q, limits);
     if (p.record && p.record->seq > after) return LaterRecord{q, p.record->seq};
   }
   return std::nullopt;
 }
 
-enum class HeaderState { kValid, kTornCreation };
+// What the file header says: the format version, or a creation cut short (version 0).
+struct FileHeader {
+  std::uint32_t version = 0;
+  bool tornCreation() const { return version == 0; }
+};
 
-Result<HeaderState> checkFileHeader(const std::string& name, Bytes file) {
+Result<FileHeader> checkFileHeader(const std::string& name, Bytes file) {
   const auto expected = encodeFileHeader();
   if (file.size() < kFileHeaderSize) {
     // Shorter than a header: there cannot be a record in it, so if what is there is the start of
     // our header, the file was cut while being created and nothing can have been acknowledged.
-    if (std::equal(file.begin(), file.end(), expected.begin())) return HeaderState::kTornCreation;
+    // (Only version 1 headers are ever written alone; a version 2 file is renamed into place.)
+    if (std::equal(file.begin(), file.end(), expected.begin())) return FileHeader{};
     return fail(ErrorCode::kCorruption,
                 fmt::format("journal {}: its {} bytes are not the start of a journal header; not "
                             "a vnet-ipam journal, refusing to overwrite it",
@@ -185,11 +215,11 @@ Result<HeaderState> checkFileHeader(const std::string& name, Bytes file) {
                             name, magic, kFileMagic));
   }
   const std::uint32_t version = getLe32(file, 4);
-  if (version != kFormatVersion) {
+  if (version != kFormatVersion1 && version != kFormatVersion2) {
     return fail(ErrorCode::kCorruption,
                 fmt::format("journal {}: format version {} at offset 4 is not supported (this "
-                            "build reads version {}), or the file header is damaged",
-                            name, version, kFormatVersion));
+                            "build reads versions {} and {}), or the file header is damaged",
+                            name, version, kFormatVersion1, kFormatVersion2));
   }
   const std::uint32_t stored = getLe32(file, 12);
   const std::uint32_t computed = crc32c(file.first(12));
@@ -205,7 +235,7 @@ Result<HeaderState> checkFileHeader(const std::string& name, Bytes file) {
                             "written by a newer version?",
                             name, getLe32(file, 8)));
   }
-  return HeaderState::kValid;
+  return FileHeader{version};
 }
 
 struct ScanSummary {
@@ -216,24 +246,52 @@ struct ScanSummary {
   std::string dropReason;  // why the bytes after validEnd are not records
 };
 
+// Whether damage at the first record (offset 16) can be what a crash leaves of the first entry
+// appended to a new journal. Such a file was created holding only its header (renamed into place
+// whole), so a crash leaves a prefix of that entry's header (magic, any length, seq 1, kind
+// entry, reserved zero, any checksum) or zeros where the file grew but its data never landed.
+// The other first record there is, a compaction's snapshot, is never torn, and no flipped bit
+// turns it into that prefix: its kind (2) differs from an entry's (1) in two bits.
+bool couldBeTornFirstEntry(Bytes file) {
+  const Bytes h =
+      file.subspan(kFileHeaderSize, std::min(kRecordHeaderSize, file.size() - kFileHeaderSize));
+  if (std::all_of(h.begin(), h.end(), [](std::byte b) { return b == std::byte{0}; })) return true;
+  std::array<std::byte, kRecordHeaderSize> expected{};
+  putLe32(&expected[0], kRecordMagic);
+  putLe64(&expected[8], 1);
+  expected[16] = static_cast<std::byte>(RecordKind::kEntry);
+  for (std::size_t i = 0; i < h.size(); ++i) {
+    const bool anyValue = (i >= 4 && i < 8) || i >= kRecordCrcOffset;  // length, checksum
+    if (!anyValue && h[i] != expected[i]) return false;
+  }
+  return true;
+}
+
 // Reads the records after the header into out. Stops at the first damaged record: a torn tail
-// (nothing valid after it) is reported for truncation; damage followed by a valid record is
-// kCorruption unless the operator asked to truncate anyway.
+// is reported for truncation; damage a crash cannot explain is kCorruption unless the operator
+// asked to truncate anyway. Damage is a torn tail only when no valid record follows it and it is
+// not the snapshot a compaction starts its file with (a version 2 file always starts with one; a
+// version 1 file does unless its first record looks like a new journal's first entry).
 //
 // One crash can look like mid-log damage: the kernel writing back a later page of the unsynced
 // tail before an earlier one, then losing power. We refuse that case too. The file cannot tell
 // it apart from damage to acknowledged records, and the costs are lopsided: a false alarm costs
 // an operator decision (truncateCorruptTail), a wrong guess forgets allocations and hands the
 // same IP to two pods.
-Result<ScanSummary> scanRecords(const std::string& name, Bytes file, const JournalOptions& options,
-                                Recovered& out) {
+Result<ScanSummary> scanRecords(const std::string& name, Bytes file, std::uint32_t version,
+                                const JournalOptions& options, Recovered& out) {
+  const PayloadLimits limits = PayloadLimits::of(options);
   ScanSummary s;
   std::size_t off = kFileHeaderSize;
   while (off < file.size()) {
-    const ParseOutcome p = parseRecordAt(file, off, options.maxPayloadBytes);
+    const ParseOutcome p = parseRecordAt(file, off, limits);
     if (!p.record) {
       s.dropReason = fmt::format("{} at offset {}", p.problem, off);
-      const auto later = findValidRecordAfter(file, off + 1, s.lastSeq, options.maxPayloadBytes);
+      const std::string discard = fmt::format(
+          "Restore the file, or reopen with truncateCorruptTail to discard the {} bytes from "
+          "offset {}",
+          file.size() - off, off);
+      const auto later = findValidRecordAfter(file, off + 1, s.lastSeq, limits);
       if (later) {
         if (!options.truncateCorruptTail) {
           return fail(
@@ -241,13 +299,24 @@ Result<ScanSummary> scanRecords(const std::string& name, Bytes file, const Journ
               fmt::format("journal {}: record at offset {} is damaged ({}), yet a valid record "
                           "(seq {}) follows at offset {}. A crash only tears the end of the "
                           "journal, so the damaged bytes may hold acknowledged records; refusing "
-                          "to drop them. Restore the file, or reopen with truncateCorruptTail to "
-                          "discard the {} bytes from offset {}",
-                          name, off, p.problem, later->seq, later->offset, file.size() - off, off));
+                          "to drop them. {}",
+                          name, off, p.problem, later->seq, later->offset, discard));
         }
         s.dropReason +=
             fmt::format("; valid records from seq {} at offset {} discarded by truncateCorruptTail",
                         later->seq, later->offset);
+      } else if (s.records == 0 && (version == kFormatVersion2 || !couldBeTornFirstEntry(file))) {
+        if (!options.truncateCorruptTail) {
+          return fail(
+              ErrorCode::kCorruption,
+              fmt::format("journal {}: the first record, at offset {}, is damaged ({}). It is "
+                          "not the first entry of a new journal, the only first record a crash "
+                          "can tear: it is the snapshot a compaction wrote, fsynced before its "
+                          "file was renamed into place, so this is corruption of acknowledged "
+                          "state; refusing to drop it. {}",
+                          name, off, p.problem, discard));
+        }
+        s.dropReason += "; a damaged snapshot discarded by truncateCorruptTail";
       }
       return s;
     }
@@ -259,6 +328,13 @@ Result<ScanSummary> scanRecords(const std::string& name, Bytes file, const Journ
                   fmt::format("journal {}: record at offset {} (seq {}) has kind {} or reserved "
                               "bytes this build does not know; written by a newer version?",
                               name, off, r.seq, r.kind));
+    }
+    if (version == kFormatVersion2 && s.records == 0 &&
+        r.kind != static_cast<std::uint8_t>(RecordKind::kSnapshot)) {
+      return fail(ErrorCode::kCorruption,
+                  fmt::format("journal {}: record at offset {} (seq {}) is an entry, but a version "
+                              "2 journal starts with a snapshot",
+                              name, off, r.seq));
     }
     // A checksummed record out of sequence is no torn write: it is a bug or spliced files, and
     // guessing which side to keep could lose acknowledged records.
@@ -281,6 +357,12 @@ Result<ScanSummary> scanRecords(const std::string& name, Bytes file, const Journ
     s.lastSeq = r.seq;
     off = r.end;
     s.validEnd = off;
+  }
+  if (version == kFormatVersion2 && s.records == 0) {
+    return fail(ErrorCode::kCorruption,
+                fmt::format("journal {}: a version 2 journal starts with a snapshot, but this one "
+                            "ends at offset {}, after its file header",
+                            name, file.size()));
   }
   return s;
 }
@@ -341,22 +423,25 @@ Result<std::vector<std::byte>> readAll(const std::string& name, int fd) {
   return bytes;
 }
 
-// Returns 0 or an errno.
-int syncDirectory(const fs::path& dir) {
-  const UniqueFd fd(::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
-  if (!fd.valid()) return errno;
-  return ::fsync(fd.get()) == 0 ? 0 : errno;
-}
-
-// Writes bytes into a new file at tmp and fsyncs it; on failure removes tmp. An fsync failure
-// here is harmless to retry later: the file is thrown away, not trusted.
-Result<UniqueFd> writeSyncedFile(const std::string& name, const fs::path& tmp, Bytes bytes,
-                                 const JournalOptions& options) {
+// Writes the parts, one after the other, into a new file at tmp and fsyncs it; on failure
+// removes tmp. An fsync failure here is harmless to retry later: the file is thrown away, not
+// trusted. Parts rather than one buffer, so a snapshot is written from the caller's bytes
+// instead of a copy of them.
+Result<UniqueFd> writeSyncedFile(const std::string& name, const fs::path& tmp,
+                                 std::span<const Bytes> parts, const JournalOptions& options) {
+  std::uint64_t size = 0;
+  for (const Bytes part : parts)
+    size += part.size();
   UniqueFd fd(::open(tmp.c_str(), O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644));
   if (!fd.valid()) return ioFail(name, fmt::format("creating {}", tmp.string()), errno);
   std::string_view step = "writing";
   int err = injected(options, JournalFileOp::kSnapshotWrite);
-  if (err == 0) err = pwriteAll(fd.get(), bytes, 0);
+  std::uint64_t offset = 0;
+  for (const Bytes part : parts) {
+    if (err != 0) break;
+    err = pwriteAll(fd.get(), part, offset);
+    offset += part.size();
+  }
   if (err == 0) {
     step = "fsync of";
     err = injected(options, JournalFileOp::kSnapshotSync);
@@ -364,7 +449,7 @@ Result<UniqueFd> writeSyncedFile(const std::string& name, const fs::path& tmp, B
   }
   if (err != 0) {
     ::unlink(tmp.c_str());
-    return ioFail(name, fmt::format("{} {} ({} bytes)", step, tmp.string(), bytes.size()), err);
+    return ioFail(name, fmt::format("{} {} ({} bytes)", step, tmp.string(), size), err);
   }
   return fd;
 }
@@ -377,12 +462,23 @@ struct InstallError {
   Error error;
 };
 
-// Makes `bytes` the content of path atomically: tmp file, fsync, rename, directory fsync.
-// Returns the open new file, positioned for appends at bytes.size().
+// Makes the parts, concatenated, the content of path atomically: tmp file, fsync, rename,
+// directory fsync. Returns the open new file (appends go after the parts).
 std::expected<UniqueFd, InstallError> installFile(const std::string& name, const fs::path& path,
-                                                  Bytes bytes, const JournalOptions& options) {
+                                                  std::span<const Bytes> parts,
+                                                  const JournalOptions& options) {
+  // The directory is opened first: with no descriptor left (EMFILE, ENFILE) the install then
+  // fails before the rename, with the old journal intact and in use, instead of after it, where
+  // the rename's durability would be unknown and the journal would have to fail.
+  const fs::path dir = directoryOf(path);
+  const UniqueFd dirFd(::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  if (!dirFd.valid()) {
+    return std::unexpected(InstallError{
+        InstallStage::kBeforeRename,
+        ioFail(name, fmt::format("opening directory {}", dir.string()), errno).error()});
+  }
   const fs::path tmp = withSuffix(path, ".tmp");
-  auto fd = writeSyncedFile(name, tmp, bytes, options);
+  auto fd = writeSyncedFile(name, tmp, parts, options);
   if (!fd) return std::unexpected(InstallError{InstallStage::kBeforeRename, fd.error()});
   int err = injected(options, JournalFileOp::kRename);
   if (err == 0 && ::rename(tmp.c_str(), path.c_str()) != 0) err = errno;
@@ -393,13 +489,13 @@ std::expected<UniqueFd, InstallError> installFile(const std::string& name, const
                      ioFail(name, fmt::format("renaming {} over it", tmp.string()), err).error()});
   }
   err = injected(options, JournalFileOp::kDirSync);
-  if (err == 0) err = syncDirectory(directoryOf(path));
+  if (err == 0 && ::fsync(dirFd.get()) != 0) err = errno;
   if (err != 0) {
     return std::unexpected(InstallError{
         InstallStage::kAfterRename,
         ioFail(name,
                fmt::format("fsync of directory {} after the rename (the rename may not be durable)",
-                           directoryOf(path).string()),
+                           dir.string()),
                err)
             .error()});
   }
@@ -459,6 +555,7 @@ Result<std::pair<std::unique_ptr<Journal>, Recovered>> Journal::open(fs::path pa
   UniqueFd fd(::open(path.c_str(), O_RDWR | O_CLOEXEC));
   bool fresh = false;
   std::vector<std::byte> bytes;
+  ScanSummary scan;
   if (!fd.valid()) {
     if (errno != ENOENT) return ioFail(name, "opening", errno);
     fresh = true;
@@ -468,12 +565,26 @@ Result<std::pair<std::unique_ptr<Journal>, Recovered>> Journal::open(fs::path pa
     bytes = std::move(*read);
     auto header = checkFileHeader(name, bytes);
     if (!header) return std::unexpected(header.error());
-    if (*header == HeaderState::kTornCreation) {
+    if (header->tornCreation()) {
       fresh = true;
       if (!bytes.empty()) {
         recovered.dropped = Recovered::Dropped{
             0, bytes.size(),
             fmt::format("partial file header ({} of {} bytes)", bytes.size(), kFileHeaderSize)};
+      }
+    } else {
+      auto scanned = scanRecords(name, bytes, header->version, options, recovered);
+      if (!scanned) return std::unexpected(scanned.error());
+      scan = std::move(*scanned);
+      // A version 2 file promises a snapshot first; with none left (truncateCorruptTail dropped
+      // it, the only way a scan of one succeeds without records) nothing was recovered, so start
+      // a new version 1 journal rather than break the promise.
+      if (header->version == kFormatVersion2 && scan.records == 0) {
+        fresh = true;
+        if (scan.validEnd < bytes.size()) {
+          recovered.dropped =
+              Recovered::Dropped{kFileHeaderSize, bytes.size() - kFileHeaderSize, scan.dropReason};
+        }
       }
     }
   }
@@ -481,7 +592,8 @@ Result<std::pair<std::unique_ptr<Journal>, Recovered>> Journal::open(fs::path pa
   if (fresh) {
     recovered.created = true;
     const auto header = encodeFileHeader();
-    auto created = installFile(name, path, header, options);
+    const Bytes parts[] = {header};
+    auto created = installFile(name, path, parts, options);
     if (!created) return std::unexpected(std::move(created.error().error));
     auto journal = std::unique_ptr<Journal>(new Journal(std::move(path), std::move(options),
                                                         std::move(*created), std::move(lock),
@@ -489,14 +601,12 @@ Result<std::pair<std::unique_ptr<Journal>, Recovered>> Journal::open(fs::path pa
     return std::pair{std::move(journal), std::move(recovered)};
   }
 
-  auto scan = scanRecords(name, bytes, options, recovered);
-  if (!scan) return std::unexpected(scan.error());
-  if (scan->validEnd < bytes.size()) {
-    if (::ftruncate(fd.get(), static_cast<off_t>(scan->validEnd)) != 0) {
-      return ioFail(name, fmt::format("cutting the torn tail at offset {}", scan->validEnd), errno);
+  if (scan.validEnd < bytes.size()) {
+    if (::ftruncate(fd.get(), static_cast<off_t>(scan.validEnd)) != 0) {
+      return ioFail(name, fmt::format("cutting the torn tail at offset {}", scan.validEnd), errno);
     }
     recovered.dropped =
-        Recovered::Dropped{scan->validEnd, bytes.size() - scan->validEnd, scan->dropReason};
+        Recovered::Dropped{scan.validEnd, bytes.size() - scan.validEnd, scan.dropReason};
   }
   // The previous process may have died after writing records it never synced: they sit in the
   // page cache, and we are about to hand them out as state. Make them (and the truncation)
@@ -505,7 +615,7 @@ Result<std::pair<std::unique_ptr<Journal>, Recovered>> Journal::open(fs::path pa
 
   auto journal = std::unique_ptr<Journal>(
       new Journal(std::move(path), std::move(options), std::move(fd), std::move(lock),
-                  scan->validEnd, scan->records, scan->entriesSinceSnapshot, scan->lastSeq));
+                  scan.validEnd, scan.records, scan.entriesSinceSnapshot, scan.lastSeq));
   return std::pair{std::move(journal), std::move(recovered)};
 }
 
@@ -658,11 +768,12 @@ Result<Seq> Journal::appendDurable(std::string_view payload) {
 }
 
 Result<Seq> Journal::compact(std::span<const std::byte> snapshot, Seq through) {
-  if (snapshot.size() > options_.maxPayloadBytes) {
+  const std::uint32_t limit = PayloadLimits::of(options_).snapshot;
+  if (snapshot.size() > limit) {
     return fail(ErrorCode::kInvalidArgument,
                 fmt::format("journal {}: snapshot of {} bytes exceeds the limit of {} bytes "
-                            "(JournalOptions::maxPayloadBytes)",
-                            path_.string(), snapshot.size(), options_.maxPayloadBytes));
+                            "(JournalOptions::maxSnapshotBytes)",
+                            path_.string(), snapshot.size(), limit));
   }
   std::unique_lock lock(mu_);
   // Holding mu_ from here on keeps appends and new group commits out until the swap is done.
@@ -676,13 +787,15 @@ Result<Seq> Journal::compact(std::span<const std::byte> snapshot, Seq through) {
                             path_.string(), through, lastSeq_));
   }
   const Seq seq = lastSeq_ + 1;
-  std::vector<std::byte> bytes;
-  bytes.reserve(kFileHeaderSize + kRecordHeaderSize + snapshot.size());
-  const auto header = encodeFileHeader();
-  bytes.insert(bytes.end(), header.begin(), header.end());
-  encodeRecord(bytes, RecordKind::kSnapshot, seq, snapshot);
+  // Version 1 whenever a version 1 reader would read the snapshot, so that an older agent can
+  // still open the journal after a downgrade; only a longer snapshot needs version 2.
+  const auto header = encodeFileHeader(
+      snapshot.size() > options_.maxPayloadBytes ? kFormatVersion2 : kFormatVersion1);
+  const auto recordHeader = encodeRecordHeader(RecordKind::kSnapshot, seq, snapshot);
+  const Bytes parts[] = {header, recordHeader, snapshot};
+  const std::uint64_t fileBytes = kFileHeaderSize + kRecordHeaderSize + snapshot.size();
 
-  auto installed = installFile(path_.string(), path_, bytes, options_);
+  auto installed = installFile(path_.string(), path_, parts, options_);
   if (!installed) {
     // Before the rename the old journal is untouched and still ours: report, keep going.
     // After it, we cannot tell which file a crash would leave, so neither is safe to append to.
@@ -692,7 +805,7 @@ Result<Seq> Journal::compact(std::span<const std::byte> snapshot, Seq through) {
     return markFailed(std::move(installed.error().error));
   }
   fd_ = std::move(*installed);
-  fileBytes_ = bytes.size();
+  fileBytes_ = fileBytes;
   records_ = 1;
   entriesSinceSnapshot_ = 0;
   lastSeq_ = seq;

@@ -9,6 +9,8 @@
 // - Recovery drops only a torn tail: damage after which no valid record follows. Damage with a
 //   valid record after it cannot come from a crash and may hold acknowledged records, so open()
 //   refuses it with kCorruption (naming the file and offset) instead of returning a shorter list.
+//   So does any damage to a snapshot a compaction wrote, even with nothing after it: it reached
+//   the disk whole (written, fsynced, then renamed into place), so a crash never tears it.
 // - Payloads are opaque bytes; the agent defines what a record means.
 // - Sequence numbers start at 1 and grow by exactly 1 per record, across compactions.
 // - After an fsync failure the journal is failed: every later call returns the same kIo error.
@@ -16,12 +18,17 @@
 // - All member functions are thread-safe. One process may hold a journal at a time (a lock file
 //   "<path>.lock" enforces it).
 //
-// On-disk format (all integers little-endian), version 1:
+// On-disk format (all integers little-endian), versions 1 and 2:
 //   file header, 16 bytes: magic "VIPJ" u32 | version u32 | reserved u32 = 0 | crc32c of the
 //   first 12 bytes u32
 //   record header, 24 bytes: magic "VIPR" u32 | payload length u32 | seq u64 | kind u8 |
 //   reserved 3 bytes = 0 | crc32c u32 over the first 20 header bytes followed by the payload
 //   then the payload bytes, no padding.
+// Version 2 differs only in what it promises: the file was written by a compaction and starts
+// with its snapshot, which may be longer than maxPayloadBytes (up to maxSnapshotBytes). A
+// compaction writes version 2 only for such a snapshot, because a version 1 reader takes a record
+// over its limit for a torn tail and would drop the whole state; every other file is version 1,
+// which every version of the journal reads. Records appended later keep the file's version.
 #pragma once
 
 #include <chrono>
@@ -86,6 +93,13 @@ struct JournalOptions {
   // Larger payloads are refused by append() and treated as damage by recovery (a length field
   // beyond it is far more likely a flipped bit than a real record).
   std::uint32_t maxPayloadBytes = 1u << 20;
+  // The same for snapshots (compact() and recovery), kept apart because a snapshot holds the
+  // whole state: 256 MiB is about 250,000 allocations with every field at its longest (about
+  // 1 KiB each in the agent's snapshot), over a million typical ones, and four fully allocated
+  // IPv4 /16 blocks; a node runs a few hundred pods. A snapshot is written and fsynced in one
+  // file before it is renamed into place, so its length is not guessed at by torn-tail recovery,
+  // which is what the entry limit protects. The effective limit is never below maxPayloadBytes.
+  std::uint32_t maxSnapshotBytes = 256u << 20;
   // Operator override for a kCorruption refusal: truncate at the first damaged record even
   // though valid records follow it, losing them. Never set this by default; it exists so a
   // human who has decided the damaged data is expendable can bring the node back.
@@ -144,8 +158,10 @@ class Journal {
  public:
   // Opens (or creates) the journal at path and recovers its records. Removes a stale compaction
   // file and truncates a torn tail (both reported in Recovered), and makes everything recovered
-  // durable before returning, so the caller may treat recovered state as acknowledged.
-  // Errors: kCorruption (damage a crash cannot explain, a foreign file, an unknown version),
+  // durable before returning, so the caller may treat recovered state as acknowledged. Never
+  // changes the file when it refuses it.
+  // Errors: kCorruption (damage a crash cannot explain, such as a damaged snapshot or damage
+  // before a valid record; a foreign file; an unknown version),
   // kConflict (another Journal holds the lock), kIo. Returned by pointer because a Journal owns
   // the mutex its waiting callers sleep on, so it cannot move.
   static Result<std::pair<std::unique_ptr<Journal>, Recovered>> open(std::filesystem::path path,
@@ -183,9 +199,11 @@ class Journal {
   // otherwise kConflict, because entries after it would be lost. The snapshot makes every record
   // up to it durable, so pending sync() callers return success. Crash-safe: the new file is
   // written under "<path>.tmp", fsynced, renamed over the journal and the directory fsynced; a
-  // crash at any point leaves either the old or the new file. Errors: kInvalidArgument, kConflict,
-  // kIo (before the rename the old journal stays in use and intact; a failed directory fsync
-  // fails the journal, since the rename's durability is then unknown).
+  // crash at any point leaves either the old or the new file. Errors: kInvalidArgument (larger
+  // than maxSnapshotBytes), kConflict, kIo (before the rename the old journal stays in use and
+  // intact, and a later compaction may succeed; the directory is opened before the rename, so
+  // running out of descriptors is such an error; a failed directory fsync fails the journal,
+  // since the rename's durability is then unknown).
   Result<Seq> compact(std::span<const std::byte> snapshot, Seq through);
   Result<Seq> compact(std::string_view snapshot, Seq through);
 

@@ -1,6 +1,10 @@
 #include "node-agent/journal_record.h"
 
+#include <string>
+
 #include <gtest/gtest.h>
+
+#include "unit/node-agent/temp_dir.h"
 
 namespace vnetipam::agent {
 namespace {
@@ -114,6 +118,64 @@ TEST(JournalRecordTest, UndecodableRecordsAreRefused) {
   ASSERT_FALSE(r);
   EXPECT_EQ(r.error().code, ipam::ErrorCode::kCorruption);
   EXPECT_NE(r.error().message.find("seq 7"), std::string::npos);
+}
+
+// A node with more allocations than fit in one entry-sized journal record (1 MiB): its snapshot
+// compacts, comes back whole after a restart, and compacts again.
+TEST(JournalRecordTest, ASnapshotOverAMebibyteCompactsAndReplays) {
+  RecordedState state;
+  for (int b = 0; b < 4; ++b) {
+    const std::string block = "pods-10-" + std::to_string(b) + "-0-0-20";
+    const ipam::Prefix blockCidr = cidr("10." + std::to_string(b) + ".0.0/20");
+    for (int i = 1; i <= 2000; ++i) {
+      JournalEntry e =
+          allocation(std::string(56, 'c') + std::to_string(10'000'000 + b * 10'000 + i),
+                     "10." + std::to_string(b) + "." + std::to_string(i / 256) + "." +
+                         std::to_string(i % 256));
+      e.blockName = block;
+      e.blockCidr = blockCidr;
+      e.allocation.podName = "web-" + std::to_string(i);
+      e.allocation.podUID = "6f0e4b8a-0000-4000-8000-" + std::to_string(100'000'000'000 + i);
+      applyEntry(state, e);
+    }
+  }
+  const std::string snapshot = encodeSnapshot(state);
+  ASSERT_GT(snapshot.size(), std::size_t{1} << 20);
+
+  testing::TempDir dir;
+  const auto path = dir.path() / "allocations.journal";
+  JournalEntry released = allocation("", "10.1.0.7");
+  released.kind = JournalEntry::Kind::kRelease;
+  released.blockName = "pods-10-1-0-0-20";
+  released.blockCidr = cidr("10.1.0.0/20");
+  released.allocation = state.at(released.blockName).allocations.at(ip("10.1.0.7"));
+  released.releasedAt = kAt;
+  {
+    auto opened = ipam::Journal::open(path);
+    ASSERT_TRUE(opened) << opened.error().message;
+    auto& journal = *opened->first;
+    auto compacted = journal.compact(snapshot, journal.lastSeq());
+    ASSERT_TRUE(compacted) << compacted.error().message;
+    ASSERT_TRUE(journal.appendDurable(encodeEntry(released)));
+  }
+  RecordedState expected = state;
+  applyEntry(expected, released);
+  {
+    auto opened = ipam::Journal::open(path);
+    ASSERT_TRUE(opened) << opened.error().message;
+    auto replayed = replay(opened->second);
+    ASSERT_TRUE(replayed) << replayed.error().message;
+    EXPECT_EQ(*replayed, expected);
+    auto& journal = *opened->first;
+    auto again = journal.compact(encodeSnapshot(*replayed), journal.lastSeq());
+    ASSERT_TRUE(again) << again.error().message;
+  }
+  auto opened = ipam::Journal::open(path);
+  ASSERT_TRUE(opened) << opened.error().message;
+  EXPECT_TRUE(opened->second.entries.empty());
+  auto replayed = replay(opened->second);
+  ASSERT_TRUE(replayed) << replayed.error().message;
+  EXPECT_EQ(*replayed, expected);
 }
 
 }  // namespace

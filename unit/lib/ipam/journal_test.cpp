@@ -11,7 +11,10 @@
 #include <thread>
 #include <vector>
 
+#include <fcntl.h>
 #include <gtest/gtest.h>
+#include <sys/resource.h>
+#include <unistd.h>
 
 #include "lib/ipam/crc32c.h"
 
@@ -120,6 +123,70 @@ void addRecord(Bytes& file, std::uint8_t kind, Seq seq, std::string_view payload
   r.insert(r.end(), p.begin(), p.end());
   file.insert(file.end(), r.begin(), r.end());
 }
+
+// What the agent's snapshot of a few allocations looks like, near enough.
+std::string snapshotOf(int allocations) {
+  std::string s;
+  for (int i = 1; i <= allocations; ++i)
+    s += "10.240.0." + std::to_string(i) + " ctr-" + std::to_string(i) + " default/web-" +
+         std::to_string(i) + "\n";
+  return s;
+}
+
+// A snapshot of at least `bytes` bytes.
+std::string snapshotOfSize(std::size_t bytes) {
+  std::string s;
+  for (int i = 0; s.size() < bytes; ++i)
+    s += "10.240." + std::to_string(i / 256 % 256) + "." + std::to_string(i % 256) + " ctr-" +
+         std::to_string(i) + " default/web-" + std::to_string(i) + "\n";
+  return s;
+}
+
+std::uint32_t formatVersion(const Bytes& file) {
+  std::uint32_t v = 0;
+  for (int i = 0; i < 4; ++i)
+    v |= std::to_integer<std::uint32_t>(file.at(4 + static_cast<std::size_t>(i))) << (8 * i);
+  return v;
+}
+
+// Takes every free descriptor but `spare` (under a lowered soft limit, so there are few to
+// take), as a process that leaks sockets would; gives them back and restores the limit when it
+// goes out of scope. Nothing that needs a descriptor may run in between, assertions included.
+class DescriptorExhaustion {
+ public:
+  explicit DescriptorExhaustion(int spare) {
+    ok_ = ::getrlimit(RLIMIT_NOFILE, &saved_) == 0;
+    if (!ok_) return;
+    rlimit low = saved_;
+    low.rlim_cur = std::min<rlim_t>(saved_.rlim_cur, 512);
+    ok_ = ::setrlimit(RLIMIT_NOFILE, &low) == 0;
+    while (ok_) {
+      const int fd = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
+      if (fd < 0) {
+        ok_ = errno == EMFILE;
+        break;
+      }
+      taken_.push_back(fd);
+    }
+    for (int i = 0; i < spare && !taken_.empty(); ++i) {
+      ::close(taken_.back());
+      taken_.pop_back();
+    }
+  }
+  ~DescriptorExhaustion() {
+    for (int fd : taken_)
+      ::close(fd);
+    ::setrlimit(RLIMIT_NOFILE, &saved_);
+  }
+  DescriptorExhaustion(const DescriptorExhaustion&) = delete;
+  DescriptorExhaustion& operator=(const DescriptorExhaustion&) = delete;
+  bool ok() const { return ok_; }
+
+ private:
+  rlimit saved_{};
+  bool ok_ = false;
+  std::vector<int> taken_;
+};
 
 class JournalTest : public ::testing::Test {
  protected:
@@ -605,6 +672,346 @@ TEST_F(JournalTest, DirectoryFsyncFailureAfterRenameFailsTheJournal) {
   EXPECT_TRUE(o.recovered.entries.empty());
 }
 
+// ---- damaged snapshots ---------------------------------------------------------------------
+
+// What a clean shutdown leaves: a file holding only the snapshot its last compaction wrote. That
+// snapshot reached the disk whole (written and fsynced before the rename), so damage to it is not
+// a torn tail even with nothing after it: dropping it would forget every acknowledged allocation.
+TEST_F(JournalTest, AFlippedBitInTheOnlySnapshotIsCorruptionAndTheFileIsLeftAlone) {
+  const std::string snapshot = snapshotOf(6);
+  {
+    auto o = openOk(path_);
+    ASSERT_TRUE(o.journal);
+    writeDurable(*o.journal, 0, 6);
+    ASSERT_TRUE(o.journal->compact(snapshot, 6));
+  }
+  Bytes damaged = readFile(path_);
+  ASSERT_EQ(damaged.size(), 16u + 24u + snapshot.size());
+  damaged[16 + 24 + snapshot.size() / 2] ^= std::byte{0x04};
+  writeFile(path_, damaged);
+
+  auto r = Journal::open(path_);
+  ASSERT_FALSE(r) << "recovered " << (r->second.snapshot ? "the" : "no") << " snapshot and "
+                  << r->second.entries.size() << " entries from a damaged snapshot";
+  EXPECT_EQ(r.error().code, ErrorCode::kCorruption);
+  EXPECT_NE(r.error().message.find(path_.string()), std::string::npos) << r.error().message;
+  EXPECT_NE(r.error().message.find("offset 16"), std::string::npos) << r.error().message;
+  EXPECT_EQ(readFile(path_), damaged) << "a refused recovery must not modify the file";
+  EXPECT_FALSE(Journal::open(path_)) << "and it must refuse again";
+}
+
+TEST_F(JournalTest, EveryByteFlipOrCutOfASnapshotIsCorruption) {
+  const std::string snapshot = snapshotOf(3);
+  for (const bool entriesAfter : {false, true}) {
+    SCOPED_TRACE(entriesAfter ? "entries after the snapshot" : "the snapshot alone");
+    fs::remove_all(dir_);
+    fs::create_directories(dir_);
+    {
+      auto o = openOk(path_);
+      ASSERT_TRUE(o.journal);
+      writeDurable(*o.journal, 0, 3);
+      ASSERT_TRUE(o.journal->compact(snapshot, 3));
+      if (entriesAfter) writeDurable(*o.journal, 3, 2);
+    }
+    const Bytes full = readFile(path_);
+    const std::size_t snapshotEnd = 16 + 24 + snapshot.size();
+    const fs::path damagedPath = dir_ / "damaged.journal";
+    auto expectRefused = [&](const Bytes& damaged) {
+      writeFile(damagedPath, damaged);
+      auto r = Journal::open(damagedPath);
+      ASSERT_FALSE(r) << "recovered " << r->second.entries.size() << " entries";
+      EXPECT_EQ(r.error().code, ErrorCode::kCorruption);
+      EXPECT_NE(r.error().message.find("offset 16"), std::string::npos) << r.error().message;
+      EXPECT_EQ(readFile(damagedPath), damaged);
+    };
+    for (std::size_t i = 16; i < snapshotEnd; ++i) {
+      for (std::byte mask : {std::byte{0x01}, std::byte{0x80}, std::byte{0xFF}}) {
+        SCOPED_TRACE("byte " + std::to_string(i) + " mask " +
+                     std::to_string(std::to_integer<int>(mask)));
+        Bytes damaged = full;
+        damaged[i] ^= mask;
+        expectRefused(damaged);
+      }
+    }
+    // A cut no crash can make (the file was complete before its rename): from the first whole
+    // record header on. A version 1 file cut inside that header could be a new journal whose
+    // first entry was torn, which is all recovery can tell from so few bytes.
+    if (!entriesAfter) {
+      for (std::size_t cut = 16 + 24; cut < snapshotEnd; ++cut) {
+        SCOPED_TRACE("cut at " + std::to_string(cut));
+        expectRefused(Bytes(full.begin(), full.begin() + static_cast<std::ptrdiff_t>(cut)));
+      }
+    }
+  }
+}
+
+TEST_F(JournalTest, ATornEntryAfterASnapshotIsStillATornTail) {
+  std::vector<std::uint64_t> ends;
+  {
+    auto o = openOk(path_);
+    ASSERT_TRUE(o.journal);
+    writeDurable(*o.journal, 0, 3);
+    ASSERT_TRUE(o.journal->compact(snapshotOf(3), 3));
+    ends = writeDurable(*o.journal, 3, 2);
+  }
+  const Bytes full = readFile(path_);
+  Bytes cut(full.begin(), full.end() - 5);
+  writeFile(path_, cut);
+  auto o = openOk(path_);
+  ASSERT_TRUE(o.journal);
+  ASSERT_TRUE(o.recovered.snapshot);
+  EXPECT_EQ(toString(o.recovered.snapshot->payload), snapshotOf(3));
+  EXPECT_EQ(payloads(o.recovered), (std::vector<std::string>{payloadFor(3)}));
+  ASSERT_TRUE(o.recovered.dropped);
+  EXPECT_EQ(o.recovered.dropped->offset, ends[0]);
+}
+
+TEST_F(JournalTest, OperatorCanDiscardADamagedSnapshotExplicitly) {
+  for (const std::size_t size : {std::size_t{200}, std::size_t{100}}) {
+    // With maxPayloadBytes 150, the 200-byte snapshot is written as version 2.
+    SCOPED_TRACE("snapshot of " + std::to_string(size) + " bytes");
+    fs::remove_all(dir_);
+    fs::create_directories(dir_);
+    JournalOptions options;
+    options.maxPayloadBytes = 150;
+    {
+      auto o = openOk(path_, options);
+      ASSERT_TRUE(o.journal);
+      ASSERT_TRUE(o.journal->compact(std::string(size, 's'), 0));
+    }
+    Bytes damaged = readFile(path_);
+    EXPECT_EQ(formatVersion(damaged), size > 150 ? 2u : 1u);
+    damaged[50] ^= std::byte{0x10};
+    writeFile(path_, damaged);
+    ASSERT_FALSE(Journal::open(path_, options));
+    options.truncateCorruptTail = true;
+    {
+      auto o = openOk(path_, options);
+      ASSERT_TRUE(o.journal);
+      EXPECT_FALSE(o.recovered.snapshot);
+      EXPECT_TRUE(o.recovered.entries.empty());
+      ASSERT_TRUE(o.recovered.dropped);
+      EXPECT_EQ(o.recovered.dropped->offset, 16u);
+      EXPECT_NE(o.recovered.dropped->reason.find("truncateCorruptTail"), std::string::npos);
+      ASSERT_TRUE(o.journal->appendDurable("after"));
+    }
+    options.truncateCorruptTail = false;
+    auto o = openOk(path_, options);
+    ASSERT_TRUE(o.journal);
+    EXPECT_EQ(payloads(o.recovered), (std::vector<std::string>{"after"}));
+    EXPECT_EQ(formatVersion(readFile(path_)), 1u) << "a journal without its snapshot is version 1";
+  }
+}
+
+// ---- snapshots over the entry limit ------------------------------------------------------------
+
+TEST_F(JournalTest, ASnapshotOverTheEntryLimitCompactsReopensAndCompactsAgain) {
+  const std::string big = snapshotOfSize(3u << 19);  // 1.5 MiB: over the default 1 MiB limit
+  {
+    auto o = openOk(path_);
+    ASSERT_TRUE(o.journal);
+    writeDurable(*o.journal, 0, 5);
+    auto snap = o.journal->compact(big, 5);
+    ASSERT_TRUE(snap) << snap.error().message;
+    EXPECT_EQ(*snap, 6u);
+    EXPECT_EQ(o.journal->stats().fileBytes, fs::file_size(path_));
+    for (int i = 0; i < 3; ++i)
+      ASSERT_TRUE(o.journal->appendDurable("after" + std::to_string(i)));
+  }
+  // Version 2, so that an older agent refuses the file instead of dropping the snapshot it
+  // cannot read.
+  Bytes expected = fileHeader(2);
+  addRecord(expected, 2, 6, big);
+  for (int i = 0; i < 3; ++i)
+    addRecord(expected, 1, static_cast<Seq>(7 + i), "after" + std::to_string(i));
+  EXPECT_EQ(readFile(path_), expected);
+
+  const std::string bigger = big + snapshotOfSize(1u << 20);
+  {
+    auto o = openOk(path_);
+    ASSERT_TRUE(o.journal);
+    EXPECT_FALSE(o.recovered.dropped);
+    ASSERT_TRUE(o.recovered.snapshot);
+    EXPECT_EQ(o.recovered.snapshot->seq, 6u);
+    EXPECT_EQ(toString(o.recovered.snapshot->payload), big);
+    EXPECT_EQ(payloads(o.recovered), (std::vector<std::string>{"after0", "after1", "after2"}));
+    EXPECT_EQ(seqs(o.recovered), (std::vector<Seq>{7, 8, 9}));
+    auto again = o.journal->compact(bigger, 9);
+    ASSERT_TRUE(again) << again.error().message;
+    EXPECT_EQ(*again, 10u);
+  }
+  {
+    auto o = openOk(path_);
+    ASSERT_TRUE(o.journal);
+    ASSERT_TRUE(o.recovered.snapshot);
+    EXPECT_EQ(o.recovered.snapshot->seq, 10u);
+    EXPECT_EQ(toString(o.recovered.snapshot->payload), bigger);
+    EXPECT_TRUE(o.recovered.entries.empty());
+    // Once the state fits the entry limit again, the file is version 1 again.
+    ASSERT_TRUE(o.journal->compact("small again", 10));
+  }
+  EXPECT_EQ(formatVersion(readFile(path_)), 1u);
+  auto o = openOk(path_);
+  ASSERT_TRUE(o.journal);
+  ASSERT_TRUE(o.recovered.snapshot);
+  EXPECT_EQ(toString(o.recovered.snapshot->payload), "small again");
+}
+
+TEST_F(JournalTest, ADamagedOrCutSnapshotOverTheEntryLimitIsCorruption) {
+  const std::string big = snapshotOfSize(3u << 19);
+  {
+    auto o = openOk(path_);
+    ASSERT_TRUE(o.journal);
+    ASSERT_TRUE(o.journal->compact(big, 0));
+  }
+  const Bytes full = readFile(path_);
+  ASSERT_EQ(formatVersion(full), 2u);
+  const fs::path damagedPath = dir_ / "damaged.journal";
+  std::vector<Bytes> cases;
+  // Magic, length (low and high byte), seq, kind, checksum, and payload start, middle and end.
+  for (std::size_t i :
+       {std::size_t{16}, std::size_t{20}, std::size_t{23}, std::size_t{24}, std::size_t{32},
+        std::size_t{36}, std::size_t{40}, full.size() / 2, full.size() - 1}) {
+    Bytes damaged = full;
+    damaged[i] ^= std::byte{0x80};
+    cases.push_back(std::move(damaged));
+  }
+  for (std::size_t cut :
+       {std::size_t{16 + 10}, std::size_t{16 + 24}, full.size() / 2, full.size() - 1}) {
+    cases.emplace_back(full.begin(), full.begin() + static_cast<std::ptrdiff_t>(cut));
+  }
+  for (std::size_t c = 0; c < cases.size(); ++c) {
+    SCOPED_TRACE("case " + std::to_string(c));
+    writeFile(damagedPath, cases[c]);
+    auto r = Journal::open(damagedPath);
+    ASSERT_FALSE(r);
+    EXPECT_EQ(r.error().code, ErrorCode::kCorruption);
+    EXPECT_NE(r.error().message.find("offset 16"), std::string::npos) << r.error().message;
+    EXPECT_EQ(readFile(damagedPath), cases[c]);
+  }
+}
+
+TEST_F(JournalTest, SnapshotsHaveTheirOwnLimit) {
+  JournalOptions options;
+  options.maxPayloadBytes = 16;
+  options.maxSnapshotBytes = 64;
+  {
+    auto o = openOk(path_, options);
+    ASSERT_TRUE(o.journal);
+    Journal& j = *o.journal;
+    auto tooBig = j.compact(std::string(65, 's'), 0);
+    ASSERT_FALSE(tooBig);
+    EXPECT_EQ(tooBig.error().code, ErrorCode::kInvalidArgument);
+    EXPECT_NE(tooBig.error().message.find("65 bytes"), std::string::npos) << tooBig.error().message;
+    EXPECT_NE(tooBig.error().message.find("maxSnapshotBytes"), std::string::npos);
+    ASSERT_TRUE(j.compact(std::string(16, 's'), 0));
+    EXPECT_EQ(formatVersion(readFile(path_)), 1u)
+        << "what a version 1 reader reads stays version 1";
+    ASSERT_TRUE(j.compact(std::string(64, 's'), 1));
+    EXPECT_EQ(formatVersion(readFile(path_)), 2u);
+    EXPECT_FALSE(j.append(std::string(17, 'e'))) << "entries keep their own limit";
+  }
+  auto o = openOk(path_, options);
+  ASSERT_TRUE(o.journal);
+  ASSERT_TRUE(o.recovered.snapshot);
+  EXPECT_EQ(toString(o.recovered.snapshot->payload), std::string(64, 's'));
+}
+
+// Journals written before version 2 existed open as they always did, and a small snapshot is
+// still written in that format, so an older agent can read what this one leaves behind.
+TEST_F(JournalTest, VersionOneJournalsStillOpenAndSmallSnapshotsStayVersionOne) {
+  Bytes file = fileHeader(1);
+  addRecord(file, 2, 5, "snapshot through 4");
+  addRecord(file, 1, 6, "e6");
+  addRecord(file, 1, 7, "e7");
+  writeFile(path_, file);
+  {
+    auto o = openOk(path_);
+    ASSERT_TRUE(o.journal);
+    EXPECT_FALSE(o.recovered.dropped);
+    ASSERT_TRUE(o.recovered.snapshot);
+    EXPECT_EQ(o.recovered.snapshot->seq, 5u);
+    EXPECT_EQ(toString(o.recovered.snapshot->payload), "snapshot through 4");
+    EXPECT_EQ(payloads(o.recovered), (std::vector<std::string>{"e6", "e7"}));
+    ASSERT_TRUE(o.journal->appendDurable("e8"));
+  }
+  addRecord(file, 1, 8, "e8");
+  EXPECT_EQ(readFile(path_), file);
+  {
+    auto o = openOk(path_);
+    ASSERT_TRUE(o.journal);
+    ASSERT_TRUE(o.journal->compact("snapshot through 8", 8));
+  }
+  Bytes compacted = fileHeader(1);
+  addRecord(compacted, 2, 9, "snapshot through 8");
+  EXPECT_EQ(readFile(path_), compacted);
+}
+
+// ---- running out of descriptors --------------------------------------------------------------
+
+// EMFILE is what a descriptor leak elsewhere in the agent looks like to the journal. Compaction
+// needs three descriptors (directory, new file, and the old one stays open): with none or one
+// left it must fail before the rename, so the journal stays intact and usable and a later
+// compaction can succeed; it must never fail after the rename, which would fail the journal.
+TEST_F(JournalTest, RunningOutOfDescriptorsFailsACompactionButNotTheJournal) {
+  auto o = openOk(path_);
+  ASSERT_TRUE(o.journal);
+  Journal& j = *o.journal;
+  writeDurable(j, 0, 5);
+  const Bytes before = readFile(path_);
+  for (int spare : {0, 1}) {
+    SCOPED_TRACE("spare descriptors: " + std::to_string(spare));
+    Result<Seq> r;
+    bool exhausted = false;
+    {
+      DescriptorExhaustion full(spare);
+      exhausted = full.ok();
+      r = j.compact("state", 5);
+    }
+    ASSERT_TRUE(exhausted);
+    ASSERT_FALSE(r);
+    EXPECT_EQ(r.error().code, ErrorCode::kIo);
+    EXPECT_NE(r.error().message.find(std::generic_category().message(EMFILE)), std::string::npos)
+        << r.error().message;
+    EXPECT_EQ(readFile(path_), before);
+    EXPECT_FALSE(fs::exists(fs::path(path_.string() + ".tmp")));
+  }
+  auto after = j.appendDurable("after");
+  ASSERT_TRUE(after) << after.error().message;
+  EXPECT_EQ(*after, 6u);
+  auto compacted = j.compact("state", 6);
+  ASSERT_TRUE(compacted) << compacted.error().message;
+}
+
+TEST_F(JournalTest, RunningOutOfDescriptorsFailsAnOpenWithAnError) {
+  {
+    auto o = openOk(path_);
+    ASSERT_TRUE(o.journal);
+    writeDurable(*o.journal, 0, 3);
+  }
+  const fs::path fresh = dir_ / "fresh.journal";
+  for (const fs::path& p : {path_, fresh}) {
+    for (int spare = 0; spare < 2; ++spare) {
+      SCOPED_TRACE(p.string() + ", spare descriptors: " + std::to_string(spare));
+      Result<std::pair<std::unique_ptr<Journal>, Recovered>> r;
+      bool exhausted = false;
+      {
+        DescriptorExhaustion full(spare);
+        exhausted = full.ok();
+        r = Journal::open(p);
+      }
+      ASSERT_TRUE(exhausted);
+      ASSERT_FALSE(r);
+      EXPECT_EQ(r.error().code, ErrorCode::kIo);
+      EXPECT_NE(r.error().message.find(std::generic_category().message(EMFILE)), std::string::npos)
+          << r.error().message;
+    }
+  }
+  auto o = openOk(path_);
+  ASSERT_TRUE(o.journal);
+  EXPECT_EQ(payloads(o.recovered), firstPayloads(3));
+}
+
 // ---- crash recovery --------------------------------------------------------------------------
 
 // K acknowledged records, then a few more (synced or not makes no difference to the bytes). A
@@ -822,14 +1229,20 @@ TEST_F(JournalTest, ForeignOrFutureFilesAreRefusedAndLeftAlone) {
     Bytes bytes;
     std::string mentions;
   };
-  Bytes future = fileHeader(2);
+  Bytes future = fileHeader(3);
   Bytes flippedHeader = fileHeader();
   flippedHeader[13] ^= std::byte{0x01};
+  // Version 2 promises a snapshot first; the writer never makes one without.
+  Bytes emptyVersion2 = fileHeader(2);
+  Bytes entryFirstVersion2 = fileHeader(2);
+  addRecord(entryFirstVersion2, 1, 1, "entry");
   const std::vector<Case> cases = {
       {"short foreign file", toBytes("hello"), "not the start of a journal header"},
       {"foreign file", toBytes("#!/bin/sh\necho not a journal\n"), "not a vnet-ipam journal"},
-      {"future version", future, "version 2"},
+      {"future version", future, "version 3"},
       {"damaged header", flippedHeader, "checksum"},
+      {"version 2 without a snapshot", emptyVersion2, "version 2 journal starts with a snapshot"},
+      {"version 2 starting with an entry", entryFirstVersion2, "version 2 journal starts with"},
   };
   for (const auto& c : cases) {
     SCOPED_TRACE(c.name);
