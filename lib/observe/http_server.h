@@ -5,8 +5,17 @@
 //   GET /healthz  200 "ok" while every liveness check passes, else 500 naming the failed check
 //   GET /readyz   200 "ok" while every liveness and readiness check passes, else 500 naming it
 //
-// Anything else is 404; a method other than GET or HEAD is 405. Checks run on the request thread,
-// so they must be cheap and thread-safe (read an atomic, compare a timestamp).
+// Anything else is 404; a method other than GET or HEAD is 405. Checks run on a pool thread, one
+// check list at a time, so they must be cheap and thread-safe (read an atomic, compare a
+// timestamp).
+//
+// The endpoint is reachable by whatever reaches the host port, so clients get bounded resources:
+// a request head over 16 KiB gets 431, a body over 4 KiB 413; a request must be complete 2 s after
+// the connection is ready for it (408), a connection without a request byte for 1 s is closed, an
+// answer must be taken within 5 s; at most 128 connections are kept, a new one displacing the
+// longest-waiting, and keep-alive ends after 100 requests. Idle and slow clients only ever cost a
+// connection slot: requests reach the (two) handler threads complete, so /healthz answers whatever
+// they do.
 #pragma once
 
 #include <expected>
