@@ -16,7 +16,8 @@ CollectionWatch::CollectionWatch(kube::Client& client, std::string collectionPat
              kube::WatchOptions{.labelSelector = list_.labelSelector,
                                 .fieldSelector = list_.fieldSelector,
                                 .timeoutSeconds = 300,
-                                .allowBookmarks = true}) {}
+                                .allowBookmarks = true},
+             kCollectionReconnect) {}
 
 CollectionWatch::~CollectionWatch() { stop(); }
 
@@ -61,7 +62,7 @@ kube::Result<std::string> CollectionWatch::listPages() {
 
 void CollectionWatch::run() {
   int failures = 0;
-  const kube::ReconnectOptions backoff;
+  const kube::ReconnectOptions& backoff = kCollectionReconnect;
   while (!stop_.cancelled()) {
     if (failures > 0 && !kube::sleepUnlessCancelled(
                             client_.clock(), kube::reconnectDelay(backoff, failures - 1), stop_)) {

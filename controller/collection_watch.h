@@ -9,6 +9,7 @@
 #pragma once
 
 #include <atomic>
+#include <chrono>
 #include <functional>
 #include <string>
 #include <thread>
@@ -20,6 +21,15 @@
 #include "lib/kube/watch.h"
 
 namespace vnetipam::controller {
+
+// Reconnects and relists back off from 0.5 s to at most 4 s (lib/kube's default cap is 30 s): after
+// an API-server outage of any length, the controller's view is current again within a few seconds
+// of the server's return, and a reconnect every 2-4 s per collection (three of them) costs a
+// server that is down nothing.
+inline const kube::ReconnectOptions kCollectionReconnect{
+    .initialBackoff = std::chrono::milliseconds(500),
+    .maxBackoff = std::chrono::seconds(4),
+    .random01 = {}};
 
 struct CollectionHandlers {
   // A fresh list, page by page (so a 5,000-object list is never in memory at once): begin, the

@@ -4,6 +4,8 @@
 
 #include <gtest/gtest.h>
 
+#include "controller/collection_watch.h"
+
 namespace vnetipam::controller {
 namespace {
 
@@ -69,6 +71,19 @@ TEST(WorkQueueTest, ShutdownWakesGetWithNothing) {
   EXPECT_EQ(queue.get(), std::nullopt);
   queue.add("n/a");
   EXPECT_EQ(queue.depth(), 0u);
+}
+
+// The controller's watches and lists reconnect with a bounded backoff: however long the API
+// server was down, the next attempt is at most 4 s away (lib/kube's default cap is 30 s).
+TEST(CollectionWatchTest, ReconnectsBackOffToAtMostFourSeconds) {
+  kube::ReconnectOptions options = kCollectionReconnect;
+  for (double jitter : {0.0, 0.5, 0.999}) {
+    options.random01 = [jitter] { return jitter; };
+    for (int attempt = 0; attempt < 64; ++attempt) {
+      EXPECT_LE(kube::reconnectDelay(options, attempt), 4s) << attempt;
+    }
+    EXPECT_GE(kube::reconnectDelay(options, 64), 2s) << "and no faster than 2 s when failing";
+  }
 }
 
 }  // namespace
