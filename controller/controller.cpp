@@ -81,7 +81,18 @@ std::optional<BlockInfo> Controller::decodeBlock(const json& object) {
     if (f == api::kNicReleaseFinalizer) {
       info.hasFinalizer = true;
     } else {
+      if (f == api::kAgentDrainFinalizer) info.agentDrain = true;
       info.otherFinalizers.push_back(std::move(f));
+    }
+  }
+  if (auto l = block->metadata.labels.find(std::string(api::kSubnetLabel));
+      l != block->metadata.labels.end()) {
+    info.subnetLabel = l->second;
+  }
+  for (const api::Condition& c : block->status.conditions) {
+    if (c.type == api::kConditionInvalid && c.status == "True") {
+      info.invalidInStatus = true;
+      info.invalidMessage = c.message;
     }
   }
   info.used = block->status.used;
@@ -136,22 +147,25 @@ void Controller::upsertBlockLocked(const std::string& name, BlockInfo info, bool
   bool nodeChanged = isNew, nicChanged = isNew;
   if (!isNew) {
     const BlockInfo& old = found->second;
-    nicChanged = old.phase != info.phase || old.deleting != info.deleting || old.node != info.node;
-    nodeChanged = nicChanged || old.used != info.used;
+    // The verdict is the controller's, not the object's: it survives every update.
+    info.trust = old.trust;
+    info.invalidRule = old.invalidRule;
+    if (old.trust == Trust::kInvalid) info.invalidMessage = old.invalidMessage;
+    nicChanged = old.phase != info.phase || old.deleting != info.deleting ||
+                 old.node != info.node || old.agentDrain != info.agentDrain;
+    nodeChanged =
+        nicChanged || old.used != info.used || old.invalidInStatus != info.invalidInStatus;
     if (old.node != info.node) {
       nodeBlocks_[old.node].erase(name);  // cannot happen (spec is immutable); keep the index true
     }
   }
   const auto state = subnetStates_.find(info.podSubnet);
-  if (state != subnetStates_.end()) {
-    state->second.leaks.erase(info.cidr);
-    if (isNew && state->second.blocks) {
-      if (auto occupied = state->second.blocks->occupy(info.cidr); !occupied) {
-        spdlog::warn("IPBlock {}: cannot occupy {} in PodSubnet {}: {}", name, info.cidr.toString(),
-                     info.podSubnet, occupied.error().message);
-      }
-    }
+  if (state != subnetStates_.end()) state->second.leaks.erase(info.cidr);
+  if (isNew && info.invalidInStatus) {
+    // Refused before (by this controller or an earlier one): refused for good.
+    info.trust = Trust::kInvalid;
   }
+  if (info.trust == Trust::kUndecided) judgeBlockLocked(name, info);
   const std::string node = info.node;
   const std::string subnet = info.podSubnet;
   nodeBlocks_[node].insert(name);
@@ -162,13 +176,63 @@ void Controller::upsertBlockLocked(const std::string& name, BlockInfo info, bool
   if (nodeChanged) enqueueSubnetStatus(subnet);
 }
 
+void Controller::judgeBlockLocked(const std::string& name, BlockInfo& info, bool subnetAbsent) {
+  const auto state = subnetStates_.find(info.podSubnet);
+  const bool carved =
+      state != subnetStates_.end() && state->second.blocks && state->second.trust.has_value();
+  const SubnetView view = subnets_.contains(info.podSubnet)
+                              ? (carved ? SubnetView::kCarved : SubnetView::kNotCarved)
+                          : subnetAbsent ? SubnetView::kAbsent
+                                         : SubnetView::kNotSeen;
+  static const std::map<ipam::Prefix, std::string> kNoneHeld;
+  const TrustVerdict verdict = judgeBlock(TrustCandidate{.name = name,
+                                                         .podSubnet = info.podSubnet,
+                                                         .subnetLabel = info.subnetLabel,
+                                                         .cidr = info.cidr,
+                                                         .created = info.created},
+                                          view, carved ? &*state->second.trust : nullptr,
+                                          carved ? state->second.holders : kNoneHeld);
+  switch (verdict.trust) {
+    case Trust::kUndecided: return;
+    case Trust::kInvalid:
+      info.trust = Trust::kInvalid;
+      info.invalidRule = verdict.rule;
+      info.invalidMessage = verdict.message;
+      spdlog::warn("IPBlock {}: refused ({}): {}", name, toString(verdict.rule), verdict.message);
+      enqueue("n/" + info.node);  // writes the condition and the event
+      return;
+    case Trust::kAccepted: break;
+  }
+  SubnetState& pool = state->second;
+  if (auto occupied = pool.blocks->occupy(info.cidr); !occupied) {
+    // The rules above mirror the pool's; should they ever disagree, the pool's refusal stands.
+    info.trust = Trust::kInvalid;
+    info.invalidRule = TrustRule::kReservedRange;
+    info.invalidMessage =
+        fmt::format("spec.cidr {}: {}", info.cidr.toString(), occupied.error().message);
+    spdlog::warn("IPBlock {}: refused: {}", name, info.invalidMessage);
+    enqueue("n/" + info.node);
+    return;
+  }
+  pool.holders[info.cidr] = name;
+  info.trust = Trust::kAccepted;
+}
+
 void Controller::eraseBlockLocked(const std::string& name) {
   const auto found = blocks_.find(name);
   if (found == blocks_.end()) return;
   const BlockInfo& info = found->second;
   const auto state = subnetStates_.find(info.podSubnet);
-  if (state != subnetStates_.end() && state->second.blocks &&
-      state->second.blocks->isAllocated(info.cidr)) {
+  bool held = false;
+  if (state != subnetStates_.end()) {
+    const auto holder = state->second.holders.find(info.cidr);
+    if (holder != state->second.holders.end() && holder->second == name) {
+      state->second.holders.erase(holder);
+      held = true;
+    }
+  }
+  // A block the pool never held for this object (refused, undecided) frees nothing.
+  if (held && state->second.blocks && state->second.blocks->isAllocated(info.cidr)) {
     // The object is gone: only now may its CIDR be handed out again.
     if (state->second.blocks->release(info.cidr)) {
       if (metrics_) metrics_->blockReleased(info.podSubnet);

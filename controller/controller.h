@@ -9,7 +9,10 @@
 // not when the watch brings it). The pure decisions are node_blocks.h, nic_reconcile.h and
 // pool_status.h; the wiring rules stated there are followed here:
 //  - nodes are decided one at a time against the live free count of the pool (under the mutex);
-//  - a CIDR goes back to the pool only when the watch reports its IPBlock deleted;
+//  - a block counts, is programmed or set Ready only once its PodSubnet's pool has accepted it
+//    (block_trust.h); an Invalid block is never occupied, programmed or deleted by the controller;
+//  - a CIDR goes back to the pool only when the watch reports its IPBlock deleted, and only if the
+//    pool held it for that block (a refused block that shared it frees nothing);
 //  - a create whose outcome is unknown leaks its CIDR (it stays taken); the PodSubnet reconciler
 //    frees it after kLeakGrace if no IPBlock with that CIDR has shown up by then;
 //  - block phases change only from what a GET of the NIC showed.
@@ -33,6 +36,7 @@
 #include <nlohmann/json.hpp>
 
 #include "api/types.h"
+#include "controller/block_trust.h"
 #include "controller/cloud.h"
 #include "controller/metrics.h"
 #include "controller/node_blocks.h"
@@ -83,8 +87,17 @@ struct BlockInfo {
   ipam::Prefix cidr;
   api::BlockPhase phase = api::BlockPhase::kPending;
   bool deleting = false;
-  bool hasFinalizer = false;
+  bool hasFinalizer = false;  // kNicReleaseFinalizer
+  bool agentDrain = false;    // kAgentDrainFinalizer: the agent has not given the block up yet
+  // Every finalizer but kNicReleaseFinalizer (kAgentDrainFinalizer included), in order.
   std::vector<std::string> otherFinalizers;
+  std::optional<std::string> subnetLabel;  // metadata.labels[kSubnetLabel]
+  // The controller's verdict (block_trust.h). Kept across watch updates: only the controller's
+  // memory and, at first sight, an Invalid condition in the status set it.
+  Trust trust = Trust::kUndecided;
+  TrustRule invalidRule = TrustRule::kUnknownPodSubnet;
+  std::string invalidMessage;
+  bool invalidInStatus = false;  // status.conditions has Invalid=True
   std::int64_t used = 0;
   std::int64_t capacity = 0;
   Time created{};
@@ -159,6 +172,8 @@ class Controller {
     std::string notCarvedMessage;
     std::set<std::string> shortNodes;
     std::map<ipam::Prefix, Time> leaks;  // unknown-outcome creates: cidr -> when
+    std::optional<TrustPool> trust;      // what the trust rules judge against, set when carved
+    std::map<ipam::Prefix, std::string> holders;  // cidr -> the accepted IPBlock the pool holds
     bool exhaustedReported = false;
   };
 
@@ -172,6 +187,9 @@ class Controller {
 
   // Under mutex_.
   void upsertBlockLocked(const std::string& name, BlockInfo info, bool fromWatch);
+  // Judges an undecided block against its pool (block_trust.h) and, when accepted, occupies its
+  // CIDR for it. `subnetAbsent`: a GET has shown that its PodSubnet does not exist.
+  void judgeBlockLocked(const std::string& name, BlockInfo& info, bool subnetAbsent = false);
   void eraseBlockLocked(const std::string& name);
   void upsertNodeLocked(const std::string& name, NodeInfo info);
   void upsertSubnetLocked(api::PodSubnet subnet);
@@ -191,6 +209,10 @@ class Controller {
   // One merge patch leaving info.otherFinalizers; `remember`: fold the answer into the state.
   std::optional<std::string> removeNicFinalizer(const std::string& name, const BlockInfo& info,
                                                 bool remember);
+  // One merge patch leaving every finalizer but kAgentDrainFinalizer (its node is gone).
+  std::optional<std::string> removeAgentDrain(const std::string& name, const BlockInfo& info);
+  // Writes the Invalid condition of a refused block and emits its Warning event.
+  std::optional<std::string> reportInvalid(const std::string& name);
   void event(const kube::ObjectReference& ref, bool warning, std::string_view reason,
              std::string_view action, std::string_view note);
   kube::ObjectReference nodeRef(const std::string& node) const;  // under mutex_

@@ -10,18 +10,24 @@
 // | N4  | Ready               | present             | keep   | -                       | -
 // | N5  | Programmed          | absent (vanished)   | add    | -> Pending              | Vanished
 // | N6  | Ready               | absent (vanished)   | add    | -> Pending              | Vanished
-// | N7  | leaving             | present             | remove | -> Releasing if not yet | -
+// | N7  | leaving, drained    | present             | remove | -> Releasing if not yet | -
+// | N7d | leaving, draining   | present             | keep   | -> Releasing if not yet | -
 // | N8  | leaving             | absent              | -      | remove finalizer        | -
 // | N9  | none, managed range | present, new        | keep   | first seen = now        | Found
 // | N10 | none, managed range | present, < grace    | keep   | requeue at end of grace | -
 // | N11 | none, managed range | present, >= grace   | remove | forget                  | Removed
 // | N12 | none, outside       | present             | keep   | - (not ours)            | -
 // | N13 | none                | absent, remembered  | -      | forget                  | -
+// | N14 | refused (Invalid)   | any                 | never added; owns nothing (N9-N12)| -
+// |     |   ... being deleted | any                 | -      | remove finalizer        | -
+// | N15 | undecided           | present / absent    | keep / never added | -            | -
 // clang-format on
 //
-// leaving = phase Releasing or deletionTimestamp set. "managed range" = inside some PodSubnet's
-// CIDR (NicInput::managedRanges). Events: PrefixVanished, UnownedPrefixFound and
-// UnownedPrefixRemoved (NicEventReason).
+// leaving = phase Releasing or deletionTimestamp set. draining = leaving and the block still
+// carries vnetipam.io/agent-drain (its agent may still serve pods from it); drained = leaving
+// without it (the agent gave it up, or the block predates the finalizer). "managed range" =
+// inside some PodSubnet's CIDR (NicInput::managedRanges). refused / undecided: block_trust.h.
+// Events: PrefixVanished, UnownedPrefixFound and UnownedPrefixRemoved (NicEventReason).
 //
 // Why these choices:
 //  - A Pending block whose prefix a GET shows on the NIC goes straight to Ready (N2). Programmed
@@ -36,6 +42,14 @@
 //    off running pods. A prefix outside every PodSubnet (N12) is never ours to remove.
 //  - A leaving block that shares its prefix with a block that is not leaving cannot happen (the
 //    pool frees a CIDR only when its object is gone); if it did, the prefix is kept (N1-N6 win).
+//  - A draining block keeps its prefix (N7d): release must not rest on status.used alone, which
+//    the agent writes and may lag; the agent removes vnetipam.io/agent-drain only once it has
+//    durably stopped serving the block. A prefix absent already is not added back (N8): a leaving
+//    block is never programmed anew, and its nic-release finalizer only promises the prefix off.
+//  - A refused block (N14) is never programmed and owns no prefix: if its CIDR is on the NIC and
+//    no accepted block has it, it is an unowned prefix like any other. An undecided block (N15:
+//    its PodSubnet is not carved yet, as at start-up before Azure answers) keeps a prefix already
+//    there, so a restart never takes a live block's prefix off, but gets nothing added.
 #include "controller/nic_reconcile.h"
 
 #include <algorithm>
@@ -71,15 +85,25 @@ NicPlan planNic(const NicInput& input) {
   std::set<ipam::Prefix> kept;   // by a block that is not leaving
 
   for (const NicBlock& block : input.blocks) {
+    if (block.trust == Trust::kInvalid) continue;  // N14: owns nothing
     owned.insert(block.cidr);
-    if (!block.leaving()) kept.insert(block.cidr);
+    // Kept: not leaving, draining (N7d) or undecided (N15).
+    if (!block.leaving() || block.agentDrain || block.trust == Trust::kUndecided) {
+      kept.insert(block.cidr);
+    }
   }
 
   for (const NicBlock& block : input.blocks) {
     const bool present = on_nic.contains(block.cidr);
+    if (block.trust == Trust::kInvalid) {
+      // N14
+      if (block.deleting) plan.finishedReleasing.push_back(block.name);
+      continue;
+    }
+    if (block.trust == Trust::kUndecided) continue;  // N15
     if (block.leaving()) {
       if (present) {
-        // N7
+        // N7, N7d (a draining block is in `kept`)
         if (!kept.contains(block.cidr)) desired.erase(block.cidr);
         if (block.phase != BlockPhase::kReleasing) {
           plan.phaseChanges.push_back({block.name, block.phase, BlockPhase::kReleasing});

@@ -10,7 +10,7 @@
 //   1. reads the NIC (GET) and the node's IPBlocks of every PodSubnet (informer cache);
 //   2. calls planNic();
 //   3. if needsPut, PUTs desiredPrefixes (with the NIC's etag) and waits for the async operation;
-//   4. writes phaseChanges and removes the finalizer of finishedReleasing (server-side apply);
+//   4. writes phaseChanges and removes the finalizer of finishedReleasing (merge patch);
 //   5. emits events; stores unownedFirstSeen for the next call; requeues at recheckAt.
 // Phase changes are computed from the NIC as read in step 1, never from the PUT in step 3: a block
 // is Programmed only once a GET has shown its prefix. After a PUT whose outcome is unknown, do not
@@ -26,6 +26,7 @@
 #include <vector>
 
 #include "api/types.h"
+#include "controller/block_trust.h"
 #include "controller/node_blocks.h"
 #include "lib/ipam/ip.h"
 
@@ -37,6 +38,10 @@ struct NicBlock {
   ipam::Prefix cidr;
   api::BlockPhase phase = api::BlockPhase::kPending;
   bool deleting = false;  // metadata.deletionTimestamp is set
+  // The controller's verdict (block_trust.h): only an accepted block is programmed.
+  Trust trust = Trust::kAccepted;
+  // vnetipam.io/agent-drain is still on the block: its agent may still serve pods from it.
+  bool agentDrain = false;
 
   bool leaving() const { return deleting || phase == api::BlockPhase::kReleasing; }
 };
@@ -88,7 +93,8 @@ struct NicPlan {
   bool needsPut = false;
   std::vector<PhaseChange> phaseChanges;
   // Leaving blocks whose prefix is off the NIC: remove the vnetipam.io/nic-release finalizer (and
-  // delete the object first if it has no deletionTimestamp yet).
+  // delete the object first if it has no deletionTimestamp yet). A refused block is here only
+  // once it is being deleted (by someone else: the controller never deletes one).
   std::vector<std::string> finishedReleasing;
   std::vector<NicEvent> events;
   // Keep for the next call (only prefixes still on the NIC and still unowned are kept).

@@ -30,7 +30,9 @@ std::optional<std::string> Controller::writePhases(
     {
       std::lock_guard lock(mutex_);
       const auto found = blocks_.find(name);
-      if (found == blocks_.end()) continue;
+      // Only an accepted block gets a phase (and this apply, without conditions, would drop the
+      // Invalid condition of a refused one).
+      if (found == blocks_.end() || found->second.trust != Trust::kAccepted) continue;
       cidr = found->second.cidr;
     }
     json status = {{"phase", api::toString(phase)},
@@ -105,6 +107,67 @@ std::optional<std::string> Controller::removeNicFinalizer(const std::string& nam
   return std::nullopt;
 }
 
+std::optional<std::string> Controller::removeAgentDrain(const std::string& name,
+                                                        const BlockInfo& info) {
+  json finalizers = json::array();
+  for (const std::string& f : info.otherFinalizers) {
+    if (f != api::kAgentDrainFinalizer) finalizers.push_back(f);
+  }
+  if (info.hasFinalizer) finalizers.push_back(api::kNicReleaseFinalizer);
+  const json patch = {
+      {"metadata", {{"finalizers", finalizers}, {"resourceVersion", info.resourceVersion}}}};
+  auto patched = client_.mergePatch(blockPath(name), patch);
+  if (!patched) {
+    if (patched.error().code == kube::ErrorCode::kNotFound) return std::nullopt;
+    return fmt::format("IPBlock {}: removing finalizer {}: {}", name, api::kAgentDrainFinalizer,
+                       patched.error().message);
+  }
+  if (auto updated = decodeBlock(*patched)) {
+    std::lock_guard lock(mutex_);
+    upsertBlockLocked(name, std::move(*updated), false);
+  }
+  return std::nullopt;
+}
+
+std::optional<std::string> Controller::reportInvalid(const std::string& name) {
+  if (!canWrite()) return std::string("not the leader");
+  const std::optional<BlockInfo> info = block(name);
+  if (!info || info->trust != Trust::kInvalid || info->invalidInStatus) return std::nullopt;
+  const api::Condition condition{.type = std::string(api::kConditionInvalid),
+                                 .status = "True",
+                                 .reason = std::string(toString(info->invalidRule)),
+                                 .message = info->invalidMessage,
+                                 .lastTransitionTime = formatTime(now()),
+                                 .observedGeneration = 0,
+                                 .extra = json::object()};
+  const json body = {{"apiVersion", api::kApiVersion},
+                     {"kind", api::kIPBlockKind},
+                     {"metadata", {{"name", name}}},
+                     {"status", {{"conditions", json::array({api::toJson(condition)})}}}};
+  auto written = client_.applyStatus(
+      blockPath(name), body,
+      {.fieldManager = std::string(api::kControllerFieldManager), .force = true});
+  if (!written) {
+    if (written.error().code == kube::ErrorCode::kNotFound) return std::nullopt;
+    return fmt::format("IPBlock {}: writing condition {}: {}", name, api::kConditionInvalid,
+                       written.error().message);
+  }
+  if (auto updated = decodeBlock(*written)) {
+    std::lock_guard lock(mutex_);
+    upsertBlockLocked(name, std::move(*updated), false);
+  }
+  event({.apiVersion = std::string(api::kApiVersion),
+         .kind = std::string(api::kIPBlockKind),
+         .name = name,
+         .ns = "",
+         .uid = info->uid},
+        true, toString(info->invalidRule), "Validate",
+        fmt::format("IPBlock refused: {}; it is not used, programmed or deleted by the "
+                    "controller: delete it",
+                    info->invalidMessage));
+  return std::nullopt;
+}
+
 std::optional<std::string> Controller::dropNicFinalizers(const std::vector<std::string>& names) {
   std::optional<std::string> firstError;
   for (const std::string& name : names) {
@@ -151,8 +214,12 @@ std::optional<std::string> Controller::nicPass(const std::string& node, bool& ag
     if (auto index = nodeBlocks_.find(node); index != nodeBlocks_.end()) {
       for (const std::string& name : index->second) {
         const BlockInfo& info = blocks_.at(name);
-        blocks.push_back(
-            {.name = name, .cidr = info.cidr, .phase = info.phase, .deleting = info.deleting});
+        blocks.push_back({.name = name,
+                          .cidr = info.cidr,
+                          .phase = info.phase,
+                          .deleting = info.deleting,
+                          .trust = info.trust,
+                          .agentDrain = info.agentDrain});
         if (!info.nicId.empty()) blockNicId = info.nicId;
         if (!info.providerID.empty()) blockProviderID = info.providerID;
         if (info.hasFinalizer) withFinalizer.push_back(name);
@@ -181,10 +248,15 @@ std::optional<std::string> Controller::nicPass(const std::string& node, bool& ag
     // and hang the deletion of the CRDs once the chart is gone. Removing it is safe because
     // releasing a block here never waits for a NIC anyway; a prefix such a block left on a NIC is
     // removed as unowned (after nicOrphanGrace) when a controller runs with the cloud again.
+    //
+    // Only accepted blocks move: a refused or undecided block is never set Ready, and is never
+    // deleted here (only its own deletion, by someone else, lets it lose the finalizer).
     std::vector<std::pair<std::string, api::BlockPhase>> changes;
     std::vector<std::string> finished;
     for (const NicBlock& b : blocks) {
-      if (b.leaving()) {
+      if (b.trust != Trust::kAccepted) {
+        if (b.deleting) finished.push_back(b.name);
+      } else if (b.leaving()) {
         finished.push_back(b.name);
       } else if (b.phase != api::BlockPhase::kReady) {
         changes.emplace_back(b.name, api::BlockPhase::kReady);
@@ -200,7 +272,9 @@ std::optional<std::string> Controller::nicPass(const std::string& node, bool& ag
     return error ? error : released ? released : dropped;
   }
 
-  const bool allLeaving = std::ranges::all_of(blocks, &NicBlock::leaving);
+  // Refused blocks are not ours to program: they neither keep a NIC pass going nor stop one.
+  const bool allLeaving = std::ranges::all_of(
+      blocks, [](const NicBlock& b) { return b.trust == Trust::kInvalid || b.leaving(); });
   if (blocks.empty() && !nodeExists) {
     std::lock_guard lock(mutex_);
     unowned_.erase(node);
@@ -211,8 +285,9 @@ std::optional<std::string> Controller::nicPass(const std::string& node, bool& ag
     // The node (and with it, its VM) is gone and nothing tells us its NIC: there is no prefix
     // left to remove that we could find.
     std::vector<std::string> finished;
-    for (const NicBlock& b : blocks)
-      finished.push_back(b.name);
+    for (const NicBlock& b : blocks) {
+      if (b.deleting || (b.trust != Trust::kInvalid && b.leaving())) finished.push_back(b.name);
+    }
     spdlog::info("node {}: releasing {} blocks without a NIC: {}", node, finished.size(), why);
     return finishReleasing(finished);
   };

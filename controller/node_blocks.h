@@ -14,6 +14,20 @@
 //  - The pool is shared: at most poolFreeBlocks are added; a node that wanted more is reported
 //    short (for the PodSubnet's Exhausted condition and an event).
 //  - A node that is gone, or no longer matches the nodeSelector, releases every block.
+//  - Only blocks the pool accepted (block_trust.h) are the node's: the caller leaves refused and
+//    undecided blocks out, so they are neither capacity nor released.
+//  - Releasing a block is deleting its IPBlock (deletionTimestamp set); from then on it is leaving
+//    and never counts as free. What happens next (the wiring, controller/*_reconciler.cpp):
+//    every IPBlock the controller creates carries vnetipam.io/agent-drain (in the create). The
+//    node's agent removes it once the block is being deleted and its journal holds no address in
+//    it; only then does the NIC pass take the block's prefix off the NIC (then removes
+//    vnetipam.io/nic-release), and only when the object is really gone does its CIDR go back to
+//    the pool. So no release rests on status.used (written by the agent) alone, and a block
+//    whose agent is slow is leaked, not handed out again. When the block's Node no longer exists
+//    (a GET says so) the controller removes agent-drain itself: no agent is left to. A Node object
+//    deleted while its kubelet and agent still run is the one case this cannot protect: the
+//    agent's pods may keep addresses of a block that is then released. A block without
+//    agent-drain (made by an earlier version) is released as before: its prefix comes off at once.
 //  - Otherwise, when nothing is added, one "extra" block is released: a block that is not leaving,
 //    is empty (used == 0) and has been for at least releaseDelaySeconds, whose removal keeps free
 //    >= minFree, and that is not the node's last block. Among several, the most recently created

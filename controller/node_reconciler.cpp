@@ -40,6 +40,9 @@ std::optional<std::string> Controller::reconcileNode(const std::string& name) {
   };
   std::vector<Create> creates;
   std::vector<Delete> deletes;
+  std::vector<std::string> reports;       // refused blocks whose condition is not written yet
+  std::vector<std::string> subnetChecks;  // undecided blocks naming a PodSubnet not in the cache
+  std::vector<std::string> drains;        // leaving blocks of a gone node that keep agent-drain
   std::vector<std::pair<bool, std::string>> notes;  // (shortOfPool?, message) for node events
   std::string providerID;
   kube::ObjectReference ref;
@@ -61,7 +64,9 @@ std::optional<std::string> Controller::reconcileNode(const std::string& name) {
       std::vector<NodeBlock> mine;
       for (const std::string& blockName : names) {
         const BlockInfo& info = blocks_.at(blockName);
-        if (info.podSubnet != subnetName) continue;
+        // Only what the pool accepted is the node's: a refused block is no capacity and is
+        // never released (the admin deletes it); an undecided one waits for its pool.
+        if (info.podSubnet != subnetName || info.trust != Trust::kAccepted) continue;
         std::optional<Time> since;
         if (auto e = emptySince_.find(blockName); e != emptySince_.end()) since = e->second;
         since = trackEmptySince(since, info.used, t);
@@ -132,9 +137,19 @@ std::optional<std::string> Controller::reconcileNode(const std::string& name) {
     }
     for (const std::string& blockName : names) {
       const BlockInfo& info = blocks_.at(blockName);
-      if (!subnets_.contains(info.podSubnet) && !info.deleting) {
-        deletes.push_back({blockName, info.uid, "PodSubnetGone"});
+      if (info.trust == Trust::kInvalid && !info.invalidInStatus) reports.push_back(blockName);
+      if (!subnets_.contains(info.podSubnet)) {
+        // A block the pool held goes with its PodSubnet; one never judged may name a PodSubnet
+        // that never existed: a GET tells, and such a block is refused, not deleted.
+        if (info.trust == Trust::kAccepted && !info.deleting) {
+          deletes.push_back({blockName, info.uid, "PodSubnetGone"});
+        } else if (info.trust == Trust::kUndecided) {
+          subnetChecks.push_back(blockName);
+        }
       }
+      // No agent is left to give up a block of a deleted Node: the controller does it (after a GET
+      // confirms the Node is gone, not only the cache).
+      if (node == nodes_.end() && info.deleting && info.agentDrain) drains.push_back(blockName);
     }
   }
 
@@ -163,7 +178,11 @@ std::optional<std::string> Controller::reconcileNode(const std::string& name) {
                      {"annotations", std::move(annotations)}};
     // Only with a cloud is there a NIC to take the prefix off before the block may go; without
     // one the finalizer would only keep the block after the controller is gone (nicPass).
-    if (cloud_) metadata["finalizers"] = json::array({api::kNicReleaseFinalizer});
+    // kAgentDrainFinalizer always, in the create itself (no second write): the block and its CIDR
+    // stay until the node's agent has stopped serving it (node_blocks.h, "Releasing").
+    metadata["finalizers"] =
+        cloud_ ? json::array({api::kAgentDrainFinalizer, api::kNicReleaseFinalizer})
+               : json::array({api::kAgentDrainFinalizer});
     const json body = {
         {"apiVersion", api::kApiVersion},
         {"kind", api::kIPBlockKind},
@@ -212,6 +231,49 @@ std::optional<std::string> Controller::reconcileNode(const std::string& name) {
     }
     changed = true;
     spdlog::info("node {}: releasing IPBlock {} ({})", name, d.name, d.why);
+  }
+  for (const std::string& blockName : subnetChecks) {
+    const std::optional<BlockInfo> info = block(blockName);
+    if (!info) continue;
+    auto got = client_.get(fmt::format("{}/{}", kPodSubnetsPath, info->podSubnet));
+    if (got) continue;  // it exists: the watch brings it, then the pool judges the block
+    if (got.error().code != kube::ErrorCode::kNotFound) {
+      firstError = firstError.value_or(fmt::format(
+          "IPBlock {}: reading PodSubnet {}: {}", blockName, info->podSubnet, got.error().message));
+      continue;
+    }
+    std::lock_guard lock(mutex_);
+    const auto found = blocks_.find(blockName);
+    if (found == blocks_.end() || found->second.trust != Trust::kUndecided ||
+        subnets_.contains(found->second.podSubnet)) {
+      continue;
+    }
+    judgeBlockLocked(blockName, found->second, true);
+    if (found->second.trust == Trust::kInvalid && !found->second.invalidInStatus) {
+      reports.push_back(blockName);
+    }
+  }
+  for (const std::string& blockName : reports) {
+    if (auto e = reportInvalid(blockName)) firstError = firstError.value_or(*e);
+  }
+  if (!drains.empty()) {
+    auto got = client_.get(fmt::format("{}/{}", kNodesPath, name));
+    if (!got && got.error().code == kube::ErrorCode::kNotFound) {
+      for (const std::string& blockName : drains) {
+        const std::optional<BlockInfo> info = block(blockName);
+        if (!info || !info->agentDrain) continue;
+        if (auto e = removeAgentDrain(blockName, *info)) {
+          firstError = firstError.value_or(*e);
+        } else {
+          spdlog::info("node {} is gone: removed {} from IPBlock {}", name,
+                       api::kAgentDrainFinalizer, blockName);
+        }
+      }
+    } else if (!got) {
+      firstError = firstError.value_or(
+          fmt::format("node {}: reading the Node: {}", name, got.error().message));
+    }
+    // A Node the cache lacks but the API server has: its watch event is on the way.
   }
   if (changed) enqueue("c/" + name);
   if (again) enqueue("n/" + name);

@@ -94,17 +94,34 @@ std::optional<std::string> Controller::carve(const std::string& name,
                                          length, carved.error().message);
     return std::nullopt;
   }
-  // Occupy every block that exists before handing out any new one.
-  for (const auto& [blockName, info] : blocks_) {
-    if (info.podSubnet != name) continue;
-    if (auto occupied = carved->occupy(info.cidr); !occupied) {
-      spdlog::warn("IPBlock {}: {}", blockName, occupied.error().message);
-    }
-  }
-  carved->finishOccupying();
-  spdlog::info("PodSubnet {}: carved {} into {} usable /{} blocks, {} in use", name,
-               cidr.toString(), carved->usableCount(), length, carved->allocatedCount());
   state.blocks = std::move(*carved);
+  state.trust = TrustPool{
+      .range = cidr, .blockPrefixLength = length, .reserved = options.reserved, .azure = fromAzure};
+  state.holders.clear();
+  // Judge and occupy every block that exists before handing out any new one, earliest
+  // creationTimestamp (then name) first: of two overlapping blocks the earlier one is held, the
+  // same way on every start (block_trust.h). Refused blocks stay refused.
+  std::vector<TrustCandidate> order;
+  for (const auto& [blockName, info] : blocks_) {
+    if (info.podSubnet != name || info.trust == Trust::kInvalid) continue;
+    order.push_back({.name = blockName,
+                     .podSubnet = info.podSubnet,
+                     .subnetLabel = info.subnetLabel,
+                     .cidr = info.cidr,
+                     .created = info.created});
+  }
+  sortForAdmission(order);
+  for (const TrustCandidate& candidate : order) {
+    BlockInfo& info = blocks_.at(candidate.name);
+    info.trust = Trust::kUndecided;
+    judgeBlockLocked(candidate.name, info);
+    enqueue("n/" + info.node);
+    enqueue("c/" + info.node);
+  }
+  state.blocks->finishOccupying();
+  spdlog::info("PodSubnet {}: carved {} into {} usable /{} blocks, {} in use", name,
+               cidr.toString(), state.blocks->usableCount(), length,
+               state.blocks->allocatedCount());
   state.notCarvedMessage.clear();
   for (const auto& [node, info] : nodes_)
     enqueue("n/" + node);
@@ -152,7 +169,8 @@ std::optional<std::string> Controller::reconcileSubnet(const std::string& name) 
 
   std::vector<std::int64_t> blockUsed;
   for (const auto& [blockName, info] : blocks_) {
-    if (info.podSubnet == name) blockUsed.push_back(info.used);
+    // A refused block's status.used is not the pool's (it holds no CIDR of it).
+    if (info.podSubnet == name && info.trust == Trust::kAccepted) blockUsed.push_back(info.used);
   }
   const std::vector<std::string> shortNodes(state.shortNodes.begin(), state.shortNodes.end());
   PoolStatusInput input{.blocks = state.blocks ? &*state.blocks : nullptr,

@@ -26,7 +26,8 @@ TEST_F(ControllerTest, ExistingBlocksAreOccupiedBeforeAnyNewBlockIsHandedOut) {
   EXPECT_EQ(mine[0]["metadata"]["name"], "pods-10-0-0-16-28");
   EXPECT_EQ(mine[0]["metadata"]["labels"]["vnetipam.io/node"], "new");
   EXPECT_EQ(mine[0]["metadata"]["labels"]["vnetipam.io/subnet"], "pods");
-  EXPECT_FALSE(mine[0]["metadata"].contains("finalizers")) << "--cloud=none: no NIC to release";
+  EXPECT_EQ(mine[0]["metadata"]["finalizers"], json::array({"vnetipam.io/agent-drain"}))
+      << "--cloud=none: no NIC to release, but an agent to drain";
   EXPECT_EQ(mine[0]["status"]["phase"], "Ready") << "--cloud=none: Pending -> Ready";
   EXPECT_EQ(mine[0]["status"]["capacity"], 16);
   EXPECT_EQ(blocksOf("old").size(), 1u);
@@ -106,10 +107,217 @@ TEST_F(ControllerTest, ADeletedNodeReleasesEveryBlockAndThePoolGetsThemBack) {
   ASSERT_EQ(blocksOf("a").size(), 2u);
   EXPECT_EQ(controller_->poolFree("pods"), 2u);
 
+  // The Node is gone from the API server too (the fake holds no Node "a"): no agent is left to
+  // remove vnetipam.io/agent-drain, so the controller does.
   controller_->applyNodeEvent(kube::WatchEventType::kDeleted, nodeJson("a"));
   runUntilQuiet();
   EXPECT_TRUE(blocksOf("a").empty());
   EXPECT_EQ(controller_->poolFree("pods"), 4u);
+}
+
+// The cache says the node is gone but the API server still has it (its watch event is late, or
+// it is back): agent-drain stays, and so do the blocks and their CIDRs.
+TEST_F(ControllerTest, AgentDrainStaysWhileTheApiServerStillHasTheNode) {
+  addNode(nodeJson("a"));
+  addSubnet(subnetJson("pods", {{"cidr", "10.0.0.0/26"}}));
+  runUntilQuiet();
+  ASSERT_EQ(blocksOf("a").size(), 1u);
+  api_.put(std::string(kNodesPath) + "/a", nodeJson("a"));
+  controller_->applyNodeEvent(kube::WatchEventType::kDeleted, nodeJson("a"));
+  runUntilQuiet();
+  ASSERT_EQ(blocksOf("a").size(), 1u);
+  EXPECT_EQ(blocksOf("a")[0]["metadata"]["finalizers"], json::array({"vnetipam.io/agent-drain"}));
+  EXPECT_EQ(controller_->poolFree("pods"), 3u);
+}
+
+// Every block the controller creates carries vnetipam.io/agent-drain in the create itself, and
+// one released for an empty extra block stays (CIDR taken) until the agent removes it.
+TEST_F(ControllerTest, ABlockIsCreatedWithAgentDrainAndReleasedOnlyOnceTheAgentLetsGo) {
+  addNode(nodeJson("a"));
+  api_.put(std::string(kNodesPath) + "/a", nodeJson("a"));
+  addSubnet(subnetJson("pods", {{"cidr", "10.0.0.0/26"}, {"releaseDelaySeconds", 10}}));
+  runUntilQuiet();
+  std::size_t creates = 0;
+  for (const auto& r : api_.requests()) {
+    if (r.method == "POST" && r.target.starts_with(std::string(kIPBlocksPath))) {
+      ++creates;
+      EXPECT_EQ(json::parse(r.body)["metadata"]["finalizers"],
+                json::array({"vnetipam.io/agent-drain"}))
+          << r.body;
+    }
+  }
+  EXPECT_EQ(creates, 1u);
+  for (const auto& r : api_.requests()) {
+    const std::string path = r.target.substr(0, r.target.find('?'));
+    EXPECT_FALSE(r.method == "PATCH" && path.starts_with(std::string(kIPBlocksPath)) &&
+                 !path.ends_with("/status"))
+        << "no second write for the finalizer: " << r.body;
+  }
+
+  api_.patchStatus(blockPathOf("pods-10-0-0-0-28"), {{"used", 12}});
+  runUntilQuiet();
+  ASSERT_EQ(blocksOf("a").size(), 2u);
+  api_.patchStatus(blockPathOf("pods-10-0-0-0-28"), {{"used", 0}});
+  runUntilQuiet();
+  wallNow_ += std::chrono::seconds(11);
+  ASSERT_FALSE(controller_->reconcileNode("a"));
+  runUntilQuiet();
+  const auto released = api_.get(blockPathOf("pods-10-0-0-16-28"));
+  ASSERT_TRUE(released) << "kept by agent-drain";
+  EXPECT_TRUE((*released)["metadata"].contains("deletionTimestamp"));
+  EXPECT_EQ(controller_->poolFree("pods"), 2u) << "its CIDR is not free yet";
+  EXPECT_EQ(blocksOf("a").size(), 2u) << "and the node is not given a third";
+
+  dropAgentDrain("pods-10-0-0-16-28");
+  runUntilQuiet();
+  EXPECT_FALSE(api_.get(blockPathOf("pods-10-0-0-16-28")));
+  EXPECT_EQ(controller_->poolFree("pods"), 3u);
+}
+
+// A block made by an earlier version has no agent-drain: it is released as before, at once.
+TEST_F(ControllerTest, ABlockWithoutAgentDrainIsReleasedAsBefore) {
+  json old = blockJson("pods", "10.0.0.0/28", "a", "pods-10-0-0-0-28");
+  old["metadata"]["finalizers"] = json::array();
+  old["status"] = {{"phase", "Ready"}, {"capacity", 16}};
+  api_.put(blockPathOf("pods-10-0-0-0-28"), old);
+  syncBlocks();
+  addNode(nodeJson("a", "", {{"pool", "blue"}}));
+  api_.put(std::string(kNodesPath) + "/a", nodeJson("a", "", {{"pool", "blue"}}));
+  addSubnet(subnetJson("pods", {{"cidr", "10.0.0.0/26"}, {"nodeSelector", {{"pool", "blue"}}}}));
+  runUntilQuiet();
+  ASSERT_EQ(blocksOf("a").size(), 1u);
+  EXPECT_EQ(controller_->poolFree("pods"), 3u);
+
+  controller_->applyNodeEvent(kube::WatchEventType::kModified,
+                              nodeJson("a", "", {{"pool", "green"}}));
+  runUntilQuiet();
+  EXPECT_TRUE(blocksOf("a").empty());
+  EXPECT_EQ(controller_->poolFree("pods"), 4u);
+}
+
+// Blocks someone else made that the pool must not trust: each gets the Invalid condition (naming
+// the rule, the field and the conflict) and a Warning event, is never Ready, never counts as the
+// node's capacity, never takes or frees a CIDR of the pool, and is never deleted.
+TEST_F(ControllerTest, UntrustedBlocksAreRefusedReportedAndLeftAlone) {
+  addNode(nodeJson("a"));
+  addNode(nodeJson("b"));
+  api_.put(std::string(kNodesPath) + "/a", nodeJson("a"));
+  api_.put(std::string(kNodesPath) + "/b", nodeJson("b"));
+  addSubnet(subnetJson("pods", {{"cidr", "10.0.0.0/26"}, {"reservedCIDRs", {"10.0.0.48/28"}}}));
+  runUntilQuiet();
+  ASSERT_EQ(blocksOf("a").size(), 1u);
+  ASSERT_EQ(blocksOf("b").size(), 1u);
+  const std::string aBlock = blocksOf("a")[0]["metadata"]["name"];
+  EXPECT_EQ(controller_->poolFree("pods"), 1u);
+
+  struct Hostile {
+    std::string name, subnet, cidr, node, reason, mentions;
+  };
+  const std::vector<Hostile> hostile = {
+      {"pods-10-0-0-0-27", "pods", "10.0.0.0/27", "b", "Overlap", "pods-10-0-0-0-28"},
+      {"pods-10-1-0-0-16", "pods", "10.1.0.0/16", "b", "OutsidePodSubnet", "10.0.0.0/26"},
+      {"pods-10-0-0-48-28", "pods", "10.0.0.48/28", "b", "ReservedRange", "10.0.0.48/28"},
+      {"pods-10-0-0-32-29", "pods", "10.0.0.32/29", "b", "WrongPrefixLength", "28"},
+      {"ghost-10-0-0-32-28", "ghost", "10.0.0.32/28", "b", "UnknownPodSubnet", "ghost"},
+  };
+  for (const Hostile& h : hostile) {
+    json b = blockJson(h.subnet, h.cidr, h.node, h.name);
+    b["status"] = {{"phase", "Pending"}, {"used", 0}};
+    api_.put(blockPathOf(h.name), b);
+  }
+  runUntilQuiet();
+  controller_->enqueueAll();
+  runUntilQuiet();
+
+  for (const Hostile& h : hostile) {
+    SCOPED_TRACE(h.name);
+    const auto b = api_.get(blockPathOf(h.name));
+    ASSERT_TRUE(b) << "never deleted by the controller";
+    EXPECT_FALSE((*b)["metadata"].contains("deletionTimestamp"));
+    EXPECT_EQ((*b)["status"]["phase"], "Pending") << "never set Ready";
+    const json& conditions = (*b)["status"]["conditions"];
+    ASSERT_EQ(conditions.size(), 1u) << b->dump();
+    EXPECT_EQ(conditions[0]["type"], "Invalid");
+    EXPECT_EQ(conditions[0]["status"], "True");
+    EXPECT_EQ(conditions[0]["reason"], h.reason);
+    const std::string message = conditions[0]["message"];
+    EXPECT_NE(message.find("spec."), std::string::npos) << message;
+    EXPECT_NE(message.find(h.mentions), std::string::npos) << message;
+    std::size_t warnings = 0;
+    for (const auto& e : events_.events) {
+      if (e.kind == "IPBlock" && e.name == h.name && e.reason == h.reason) ++warnings;
+    }
+    EXPECT_EQ(warnings, 1u) << "one event, not one per pass";
+    EXPECT_EQ(controller_->block(h.name)->trust, Trust::kInvalid);
+  }
+  EXPECT_EQ(blocksOf("b").size(), 6u) << "its own block, and no extra one taken or given";
+  EXPECT_EQ(controller_->poolFree("pods"), 1u) << "no refused block took or skipped a CIDR";
+
+  // The admin deletes the refused blocks: they go (the controller removes its own finalizer, no
+  // agent-drain was added by anyone), and the pool frees nothing for them.
+  for (const Hostile& h : hostile)
+    ASSERT_TRUE(client_.remove(blockPathOf(h.name)));
+  runUntilQuiet();
+  for (const Hostile& h : hostile)
+    EXPECT_FALSE(api_.get(blockPathOf(h.name))) << h.name;
+  EXPECT_EQ(controller_->poolFree("pods"), 1u);
+  EXPECT_TRUE(api_.get(blockPathOf(aBlock)));
+}
+
+// A refused block is refused for good: when the block it overlapped goes, it does not take the
+// CIDR, and a restarted controller reads the refusal from its status (no second event).
+TEST_F(ControllerTest, ARefusalOutlivesTheBlockItOverlappedAndARestart) {
+  addNode(nodeJson("a"));
+  addSubnet(subnetJson("pods", {{"cidr", "10.0.0.0/26"}}));
+  runUntilQuiet();
+  ASSERT_EQ(blocksOf("a").size(), 1u);
+  api_.put(blockPathOf("pods-10-0-0-0-27"),
+           blockJson("pods", "10.0.0.0/27", "b", "pods-10-0-0-0-27"));
+  runUntilQuiet();
+  ASSERT_EQ(controller_->block("pods-10-0-0-0-27")->trust, Trust::kInvalid);
+
+  // Node a and its block go.
+  controller_->applyNodeEvent(kube::WatchEventType::kDeleted, nodeJson("a"));
+  runUntilQuiet();
+  EXPECT_FALSE(api_.get(blockPathOf("pods-10-0-0-0-28")));
+  EXPECT_EQ(controller_->block("pods-10-0-0-0-27")->trust, Trust::kInvalid);
+  EXPECT_EQ(controller_->poolFree("pods"), 4u);
+
+  // A new controller over the same objects.
+  const std::size_t eventsBefore = events_.events.size();
+  controller_ = std::make_unique<Controller>(client_, nullptr, queue_, &events_, nullptr,
+                                             ControllerConfig{}, [this] { return wallNow_; });
+  controller_->setWritable(true);
+  syncBlocks();
+  addSubnet(subnetJson("pods", {{"cidr", "10.0.0.0/26"}}));
+  controller_->enqueueAll();
+  runUntilQuiet();
+  EXPECT_EQ(controller_->block("pods-10-0-0-0-27")->trust, Trust::kInvalid);
+  EXPECT_EQ(controller_->poolFree("pods"), 4u);
+  EXPECT_EQ(events_.events.size(), eventsBefore);
+}
+
+// At start-up, of two blocks over the same CIDR the earlier one (creationTimestamp, then name) is
+// held, whatever order the list brings them in.
+TEST_F(ControllerTest, AtStartTheEarliestOfTwoOverlappingBlocksIsHeld) {
+  json early = blockJson("pods", "10.0.0.16/28", "a", "zz-late-name");
+  early["metadata"]["creationTimestamp"] = "2026-01-01T00:00:00Z";
+  json late = blockJson("pods", "10.0.0.16/28", "b", "pods-10-0-0-16-28");
+  late["metadata"]["creationTimestamp"] = "2026-01-01T00:00:05Z";
+  api_.put(blockPathOf("pods-10-0-0-16-28"), late);
+  api_.put(blockPathOf("zz-late-name"), early);
+  syncBlocks();
+  addNode(nodeJson("a"));
+  addNode(nodeJson("b"));
+  addSubnet(subnetJson("pods", {{"cidr", "10.0.0.0/26"}}));
+  runUntilQuiet();
+  EXPECT_EQ(controller_->block("zz-late-name")->trust, Trust::kAccepted);
+  EXPECT_EQ(controller_->block("pods-10-0-0-16-28")->trust, Trust::kInvalid);
+  const auto refused = api_.get(blockPathOf("pods-10-0-0-16-28"));
+  ASSERT_TRUE(refused);
+  EXPECT_NE(
+      (*refused)["status"]["conditions"][0]["message"].get<std::string>().find("zz-late-name"),
+      std::string::npos);
 }
 
 TEST_F(ControllerTest, UsageAboveTheWarmTargetAddsABlockAndAnEmptyExtraGoesAfterTheDelay) {
@@ -128,6 +336,9 @@ TEST_F(ControllerTest, UsageAboveTheWarmTargetAddsABlockAndAnEmptyExtraGoesAfter
 
   wallNow_ += std::chrono::seconds(11);
   EXPECT_FALSE(controller_->reconcileNode("a"));
+  runUntilQuiet();
+  ASSERT_EQ(blocksOf("a").size(), 2u) << "released, but kept until the agent lets go";
+  dropAgentDrain("pods-10-0-0-16-28");
   runUntilQuiet();
   const auto left = blocksOf("a");
   ASSERT_EQ(left.size(), 1u);
@@ -191,8 +402,17 @@ TEST_F(ControllerTest, ANodeOutsideTheSelectorGetsNothingAndLosesItsBlocksWhenIt
 
   controller_->applyNodeEvent(kube::WatchEventType::kModified,
                               nodeJson("a", "", {{"pool", "green"}}));
+  api_.put(std::string(kNodesPath) + "/a", nodeJson("a", "", {{"pool", "green"}}));
+  runUntilQuiet();
+  // Released (deleted), but the node's agent still holds it: the block and its CIDR stay.
+  ASSERT_EQ(blocksOf("a").size(), 1u);
+  EXPECT_TRUE(blocksOf("a")[0]["metadata"].contains("deletionTimestamp"));
+  EXPECT_EQ(controller_->poolFree("pods"), 3u) << "not free before the agent lets go";
+
+  dropAgentDrain("pods-10-0-0-0-28");  // what the agent does once it serves nothing from it
   runUntilQuiet();
   EXPECT_TRUE(blocksOf("a").empty());
+  EXPECT_EQ(controller_->poolFree("pods"), 4u);
 }
 
 // Without a cloud no block carries vnetipam.io/nic-release: one the controller creates never has
@@ -205,18 +425,24 @@ TEST_F(ControllerTest, WithoutACloudBlocksGoWithoutTheControllerWhenDeleted) {
   const auto mine = blocksOf("a");
   ASSERT_EQ(mine.size(), 2u);
   for (const json& b : mine) {
-    EXPECT_FALSE(b["metadata"].contains("finalizers")) << b.dump();
+    EXPECT_EQ(b["metadata"]["finalizers"], json::array({"vnetipam.io/agent-drain"})) << b.dump();
     EXPECT_EQ(b["status"]["phase"], "Ready");
   }
   for (const auto& r : api_.requests()) {
     if (r.method == "POST" && r.target.starts_with(std::string(kIPBlocksPath))) {
-      EXPECT_FALSE(json::parse(r.body)["metadata"].contains("finalizers")) << r.body;
+      EXPECT_EQ(json::parse(r.body)["metadata"]["finalizers"],
+                json::array({"vnetipam.io/agent-drain"}))
+          << r.body;
     }
   }
-  // The controller is gone: nobody processes the deletes, and they still complete.
+  // The controller is gone: nobody processes the deletes, and they complete once the agent has
+  // given each block up (it removes agent-drain; the controller is not needed for that).
   controller_.reset();
   for (const json& b : mine) {
-    ASSERT_TRUE(client_.remove(blockPathOf(b["metadata"]["name"].get<std::string>())));
+    const std::string name = b["metadata"]["name"];
+    ASSERT_TRUE(client_.remove(blockPathOf(name)));
+    ASSERT_TRUE(api_.get(blockPathOf(name)));
+    dropAgentDrain(name);
   }
   EXPECT_TRUE(blocksOf("a").empty());
 }

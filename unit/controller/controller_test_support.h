@@ -119,6 +119,19 @@ class ControllerFixture : public ::testing::Test {
     FAIL() << "the queue never became quiet";
   }
 
+  // What the node's agent does once it serves nothing from a block being deleted: removes
+  // vnetipam.io/agent-drain (and nothing else).
+  void dropAgentDrain(const std::string& name) {
+    auto block = api_.get(blockPathOf(name));
+    ASSERT_TRUE(block) << name;
+    nlohmann::json finalizers = nlohmann::json::array();
+    for (const auto& f : (*block)["metadata"].value("finalizers", nlohmann::json::array())) {
+      if (f != "vnetipam.io/agent-drain") finalizers.push_back(f);
+    }
+    ASSERT_TRUE(
+        client_.mergePatch(blockPathOf(name), {{"metadata", {{"finalizers", finalizers}}}}));
+  }
+
   std::vector<nlohmann::json> blocksOf(const std::string& node) const {
     std::vector<nlohmann::json> out;
     for (const auto& b : api_.items(std::string(kIPBlocksPath))) {

@@ -209,5 +209,85 @@ TEST(NicReconcile, EventReasonNames) {
   EXPECT_EQ(toString(NicEventReason::kUnownedPrefixRemoved), "UnownedPrefixRemoved");
 }
 
+// N7d: a block being deleted whose agent has not removed vnetipam.io/agent-drain keeps its prefix
+// (the agent may still serve pods from it); once the finalizer is gone, N7 takes it off.
+TEST(NicReconcile, N7dADrainingBlockKeepsItsPrefixUntilTheAgentLetsGo) {
+  NicBlock draining = block("a", "10.240.0.16/28", BlockPhase::kReady, /*deleting=*/true);
+  draining.agentDrain = true;
+  NicPlan p = plan({draining}, {P("10.240.0.16/28")});
+  EXPECT_FALSE(p.needsPut);
+  EXPECT_EQ(p.desiredPrefixes, std::vector{P("10.240.0.16/28")});
+  EXPECT_TRUE(p.finishedReleasing.empty());
+  EXPECT_EQ(p.phaseChanges,
+            (std::vector<PhaseChange>{{"a", BlockPhase::kReady, BlockPhase::kReleasing}}));
+
+  draining.agentDrain = false;
+  p = plan({draining}, {P("10.240.0.16/28")});
+  EXPECT_TRUE(p.needsPut);
+  EXPECT_TRUE(p.desiredPrefixes.empty());
+}
+
+// A draining block whose prefix is gone already is not programmed again, and its nic-release
+// finalizer may go (the prefix is off); agent-drain keeps the object, and so the CIDR.
+TEST(NicReconcile, N8ADrainingBlockWithoutItsPrefixIsNotProgrammedAgain) {
+  NicBlock draining = block("a", "10.240.0.16/28", BlockPhase::kReleasing, /*deleting=*/true);
+  draining.agentDrain = true;
+  NicPlan p = plan({draining}, {});
+  EXPECT_FALSE(p.needsPut);
+  EXPECT_EQ(p.finishedReleasing, std::vector<std::string>{"a"});
+}
+
+// N14: a refused block is never programmed, owns nothing (its CIDR on the NIC is unowned, removed
+// after the grace), moves no phase; it loses the finalizer only once someone deletes it.
+TEST(NicReconcile, N14ARefusedBlockIsNeverProgrammedAndOwnsNoPrefix) {
+  NicBlock refused = block("x", "10.240.0.0/27", BlockPhase::kReady);
+  refused.trust = Trust::kInvalid;
+  NicPlan p = plan({refused}, {});
+  EXPECT_FALSE(p.needsPut);
+  EXPECT_TRUE(p.phaseChanges.empty());
+  EXPECT_TRUE(p.finishedReleasing.empty());
+
+  p = plan({refused}, {P("10.240.0.0/27")});
+  EXPECT_EQ(p.unownedFirstSeen.size(), 1u) << "its prefix is nobody's";
+  p = plan({refused}, {P("10.240.0.0/27")}, p.unownedFirstSeen, kT0 + seconds{61});
+  EXPECT_TRUE(p.needsPut);
+  EXPECT_TRUE(p.desiredPrefixes.empty());
+
+  NicBlock pending = block("y", "10.240.0.16/28", BlockPhase::kPending);
+  pending.trust = Trust::kInvalid;
+  p = plan({pending}, {});
+  EXPECT_FALSE(p.needsPut) << "a refused Pending block is not added";
+
+  refused.phase = BlockPhase::kReleasing;  // leaving by its phase only: not deleted by anyone
+  p = plan({refused}, {});
+  EXPECT_TRUE(p.finishedReleasing.empty()) << "the controller never deletes a refused block";
+  refused.deleting = true;
+  p = plan({refused}, {});
+  EXPECT_EQ(p.finishedReleasing, std::vector<std::string>{"x"});
+}
+
+// N14 beside an accepted block with the same prefix: the accepted one keeps it.
+TEST(NicReconcile, N14ARefusedBlockDoesNotTakeAwayAnAcceptedBlocksPrefix) {
+  NicBlock refused = block("other-10-240-0-16-28", "10.240.0.16/28", BlockPhase::kReady, true);
+  refused.trust = Trust::kInvalid;
+  NicPlan p =
+      plan({block("a", "10.240.0.16/28", BlockPhase::kReady), refused}, {P("10.240.0.16/28")});
+  EXPECT_FALSE(p.needsPut);
+  EXPECT_EQ(p.desiredPrefixes, std::vector{P("10.240.0.16/28")});
+}
+
+// N15: an undecided block keeps a prefix already there and gets nothing added or moved.
+TEST(NicReconcile, N15AnUndecidedBlockKeepsItsPrefixButIsNotProgrammed) {
+  NicBlock undecided = block("a", "10.240.0.16/28", BlockPhase::kPending);
+  undecided.trust = Trust::kUndecided;
+  NicPlan p = plan({undecided}, {});
+  EXPECT_FALSE(p.needsPut);
+  EXPECT_TRUE(p.phaseChanges.empty());
+  p = plan({undecided}, {P("10.240.0.16/28")});
+  EXPECT_FALSE(p.needsPut);
+  EXPECT_TRUE(p.phaseChanges.empty());
+  EXPECT_TRUE(p.unownedFirstSeen.empty()) << "owned, so never removed as unowned";
+}
+
 }  // namespace
 }  // namespace vnetipam::controller

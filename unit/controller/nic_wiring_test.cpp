@@ -42,8 +42,10 @@ TEST_F(NicWiringTest, PendingBlocksOfANodeGoOnItsNicInOnePutThenReady) {
   for (const json& b : mine) {
     EXPECT_EQ(b["status"]["phase"], "Ready") << b.dump();
     EXPECT_EQ(b["status"]["nic"]["id"], "nic-a");
-    // With a cloud the finalizer keeps each block until its prefix is off the NIC.
-    EXPECT_EQ(b["metadata"]["finalizers"], json::array({"vnetipam.io/nic-release"}));
+    // With a cloud nic-release keeps each block until its prefix is off the NIC; agent-drain
+    // (always) until its agent has given it up.
+    EXPECT_EQ(b["metadata"]["finalizers"],
+              json::array({"vnetipam.io/agent-drain", "vnetipam.io/nic-release"}));
   }
 }
 
@@ -84,8 +86,17 @@ TEST_F(NicWiringTest, AReleasedBlockLeavesTheNicBeforeItsFinalizerGoes) {
   ASSERT_EQ(cloud_.nic("nic-a").size(), 1u);
 
   controller_->applyNodeEvent(kube::WatchEventType::kDeleted, nodeJson("a", kVm));
-  ASSERT_FALSE(controller_->reconcileNode("a"));  // DELETE: the finalizer holds the object
+  ASSERT_FALSE(controller_->reconcileNode("a"));  // DELETE: the finalizers hold the object
   syncBlocks();
+  // agent-drain is still on it: the agent may still serve pods from it, the prefix stays.
+  ASSERT_FALSE(controller_->reconcileNic("a"));
+  EXPECT_EQ(cloud_.nic("nic-a").size(), 1u);
+  EXPECT_EQ(cloud_.puts, 1) << "only the first programming";
+  // The Node is gone from the API server too: no agent is left, the controller drops agent-drain.
+  ASSERT_FALSE(controller_->reconcileNode("a"));
+  syncBlocks();
+  ASSERT_EQ(blocksOf("a").size(), 1u);
+  EXPECT_EQ(blocksOf("a")[0]["metadata"]["finalizers"], json::array({"vnetipam.io/nic-release"}));
   cloud_.failNextPut();
   EXPECT_TRUE(controller_->reconcileNic("a")) << "the PUT's outcome is unknown";
   ASSERT_EQ(blocksOf("a").size(), 1u) << "the finalizer stays until a GET shows the prefix gone";
