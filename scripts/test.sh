@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The one test command: installs what the project needs, configures, builds (warnings are errors),
-# checks formatting, and runs every test: the unit tests (ctest) and the end-to-end suites (pytest).
+# checks formatting, and runs every test: the unit tests (ctest), a bounded fuzz run (scripts/fuzz.sh)
+# and the end-to-end suites (pytest).
 # Exits non-zero on any failure.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -15,6 +16,10 @@ build_dir=${VNETIPAM_BUILD_DIR:-build}
 cmake -S . -B "$build_dir" -G Ninja -DVNETIPAM_WERROR=ON
 cmake --build "$build_dir"
 ctest --test-dir "$build_dir" --output-on-failure -j "$(nproc)"
+# Coverage-guided fuzzing (docs/fuzzing.md): each AFL++ fuzzer runs 20 s from its seed corpus, in
+# an instrumented build of its own; a crash or a hang fails. The seeds themselves ran just above,
+# as the ctest tests fuzz_corpus_*.
+scripts/fuzz.sh 20
 
 # End-to-end suites run against a real etcd + kube-apiserver built from the Go module proxy and
 # cached outside the checkout (the first run on a machine builds them: about 20 minutes on 2 cores).

@@ -24,6 +24,10 @@ Result<nlohmann::json> parseBoundedJson(std::string_view body, std::size_t maxBy
     return fail(
         ErrorCode::kBadResponse,
         fmt::format("{}: the response is not JSON (syntax error at byte {})", what, e.byte));
+  } catch (const nlohmann::json::out_of_range&) {
+    // The parser's other refusal: a number like 1e999 that no double holds.
+    return fail(ErrorCode::kBadResponse,
+                fmt::format("{}: the response holds a number too large to read", what));
   }
 }
 

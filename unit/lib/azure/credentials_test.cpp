@@ -317,6 +317,15 @@ TEST(TokenResponseTest, SizeAndNestingAreCheckedBeforeParsing) {
   EXPECT_EQ(broken.error().message.find("secret-xyz"), std::string::npos);
 }
 
+TEST(TokenResponseTest, ANumberNoDoubleHoldsIsABadResponseNotAnException) {
+  // Found by fuzz/azure_decoders: json::parse throws out_of_range (not parse_error) for it.
+  auto token = parseTokenResponse(R"({"access_token":"t","expires_in":1e999})", "token for c");
+  ASSERT_FALSE(token.has_value());
+  EXPECT_EQ(token.error().message,
+            "token for c: token response: the response holds a number "
+            "too large to read");
+}
+
 TEST_F(CredentialTest, ARefusalQuotesABoundedCode) {
   ClientSecretCredentialImpl credential(transport_, clock_, "t", "c", "s", std::string(kAudience),
                                         options());
