@@ -295,6 +295,11 @@ int run(const AgentOptions& options) {
   // GC every second (the grace period is counted in seconds), compaction when due; while the
   // first API sync is owed, a check for it every 50 ms.
   auto nextGc = std::chrono::steady_clock::now();
+  // A compaction that fails (no descriptor, no space) is retried after a delay that doubles from
+  // 1 s to 60 s and logged once per episode: retrying every second would rebuild the snapshot and
+  // log a line each time. Nothing is lost meanwhile: the journal only grows until it works again.
+  auto nextCompaction = nextGc;
+  std::chrono::seconds compactionBackoff{0};
   while (!waitForSignal(apiSyncOwed ? std::chrono::milliseconds(50) : std::chrono::seconds(1))) {
     if (apiSyncOwed && blocks.hasSynced()) {
       apiSyncOwed = false;
@@ -320,8 +325,19 @@ int run(const AgentOptions& options) {
                                })
                          : std::nullopt;
     allocations.collectGarbage(podLookup);
+    const auto now = std::chrono::steady_clock::now();
+    if (now < nextCompaction) continue;
     if (auto compacted = allocations.compactIfNeeded(); !compacted) {
-      spdlog::error("journal compaction: {}", compacted.error().message);
+      if (compactionBackoff.count() == 0) {
+        spdlog::error("journal compaction: {} (retrying, at most once a minute)",
+                      compacted.error().message);
+      }
+      compactionBackoff = std::min(std::max(compactionBackoff * 2, std::chrono::seconds(1)),
+                                   std::chrono::seconds(60));
+      nextCompaction = now + compactionBackoff;
+    } else if (*compacted && compactionBackoff.count() != 0) {
+      spdlog::info("journal compaction works again");
+      compactionBackoff = std::chrono::seconds(0);
     }
   }
 
