@@ -30,7 +30,8 @@
 // answers. Its own listener is not used: it gives each connection a pool thread from accept to
 // close, so a handful of clients that connect and send nothing (or a byte a second) hold every
 // thread and the kubelet's liveness probe waits behind them; its timeouts are per read, not per
-// request, and it binds with SO_REUSEPORT. Instead one poll() thread owns every connection: it
+// request, it binds with SO_REUSEPORT, and an accept() error other than EMFILE ends its listening
+// for good. Instead one poll() thread owns every connection: it
 // accepts, collects a request until it is complete (within a size bound and a deadline), hands
 // the complete request to a small pool that runs httplib on it in memory, and writes the answer
 // back without blocking. A pool thread therefore never waits on a client, and a slow or idle
