@@ -239,7 +239,15 @@ def test_helm_uninstall_leaves_the_crds_the_blocks_and_the_plugins(rc, w):
         assert not node.path("/etc/cni/net.d/10-vnet-ipam.conflist").exists()
         assert node.path("/opt/cni/bin/vnet-transparent").exists()
         assert any(node.path("/var/lib/vnet-ipam").iterdir())
-    # With cloud: none no finalizer holds the blocks: they and the CRDs delete cleanly.
+    # No agent is left to give the blocks up: each still carries agent-drain, and deleting the
+    # blocks waits for it. The chart README's commands for a chart already gone remove it (with
+    # cloud: none there is no NIC prefix to take off first); then the blocks and CRDs go.
+    for b in w.ipblocks():
+        assert "vnetipam.io/agent-drain" in b["metadata"].get("finalizers", []), b["metadata"]
     rc.kubectl("delete", "podsubnet", SUBNET, "--timeout=60s")
+    names = rc.kubectl("get", "ipblocks", "-o", "name").stdout.split()
+    assert len(names) == len(blocks)
+    for name in names:  # the README's `xargs -n1 kubectl patch ...`, one block at a time
+        rc.kubectl("patch", name, "--type=merge", "-p", '{"metadata":{"finalizers":null}}')
     rc.kubectl("delete", "ipblocks", "--all", "--timeout=60s")
     rc.kubectl("delete", "crd", "ipblocks.vnetipam.io", "podsubnets.vnetipam.io", "--timeout=60s")

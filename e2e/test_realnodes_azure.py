@@ -7,7 +7,8 @@ controller at a private endpoint would. Each node's spec.providerID names its VM
 
 Checks, in file order: every Ready block is on its node's NIC and routed by the SDN; pods on
 different nodes talk through the fabric with nothing but those routes; a node drained and deleted
-gives its blocks back and their prefixes leave its NIC; the rescheduled pods still talk.
+gives its blocks back and their prefixes leave its NIC; the rescheduled pods still talk; and
+removing vnet-ipam in the order the chart README gives leaves no IPBlock and no NIC prefix.
 """
 
 from __future__ import annotations
@@ -138,3 +139,17 @@ def test_a_drained_and_deleted_node_gives_its_blocks_and_nic_prefixes_back(rc, w
     res = w.tcp(pods[0], next(p for p in pods if p["spec"]["nodeName"] != pods[0]["spec"]
                               ["nodeName"])["status"]["podIP"])
     assert res.returncode == 0, res.stderr
+
+
+def test_removal_in_the_documented_order_leaves_no_block_and_no_nic_prefix(rc, w, mock):
+    """The chart README's removal steps 1-2 with the chart still running: the pods go, then the
+    PodSubnets; every IPBlock then goes by itself, its agent-drain finalizer removed by the node's
+    agent and its nic-release finalizer by the controller once the prefix is off the NIC."""
+    assert any(mock.nic_prefixes().values()), mock.nic_prefixes()
+    rc.kubectl("delete", "deployment", APP, "--wait=true", timeout=120)
+    poll("the pods to go", lambda: not w.pods(f"app={APP}"), 120)
+    rc.kubectl("delete", "podsubnets", "--all", timeout=120)
+    rc.kubectl("wait", "--for=delete", "ipblocks", "--all", "--timeout=300s", timeout=320)
+    assert w.ipblocks() == []
+    poll("every prefix off the NICs", lambda: not any(mock.nic_prefixes().values()), 60,
+         interval=0.5, describe=lambda: f"NICs {mock.nic_prefixes()}")
