@@ -28,6 +28,10 @@ AFL_QUIET=1 cmake --build "$build_dir" --target fuzzers
 
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
+# The journal target makes a directory per process there; afl-fuzz ends its processes with
+# SIGKILL, so they cannot remove their own. TMPDIR points them into $work, removed at exit.
+mkdir "$work/tmp"
+export TMPDIR="$work/tmp"
 # No core_pattern or CPU governor tuning (not ours to change on a shared machine), no CPU binding
 # (other work runs on these cores), and afl-fuzz's plain status lines instead of its UI.
 export AFL_I_DONT_CARE_ABOUT_MISSING_CRASHES=1 AFL_SKIP_CPUFREQ=1 AFL_NO_AFFINITY=1 AFL_NO_UI=1
