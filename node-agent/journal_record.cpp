@@ -1,5 +1,8 @@
 #include "node-agent/journal_record.h"
 
+#include <chrono>
+#include <cstdint>
+#include <limits>
 #include <utility>
 
 #include <fmt/format.h>
@@ -15,6 +18,9 @@ using nlohmann::json;
 std::int64_t toMillis(ipam::TimePoint t) {
   return std::chrono::duration_cast<std::chrono::milliseconds>(t.time_since_epoch()).count();
 }
+
+constexpr std::int64_t kMaxMillis =
+    std::chrono::duration_cast<std::chrono::milliseconds>(ipam::TimePoint::duration::max()).count();
 
 ipam::TimePoint fromMillis(std::int64_t ms) {
   return ipam::TimePoint(
@@ -39,11 +45,23 @@ class Reader {
   }
   std::int64_t integer(const char* name) {
     auto it = j_.find(name);
-    if (it == j_.end() || !it->is_number_integer()) {
+    if (it == j_.end() || !it->is_number_integer() ||
+        (it->is_number_unsigned() &&
+         it->get<std::uint64_t>() > std::uint64_t{std::numeric_limits<std::int64_t>::max()})) {
       fail(name, "an integer");
       return 0;
     }
     return it->get<std::int64_t>();
+  }
+  // A time in milliseconds since the epoch that a TimePoint (nanoseconds in 64 bits, so up to
+  // the year 2262) can hold: a larger one would overflow into a different time.
+  ipam::TimePoint time(const char* name) {
+    const std::int64_t ms = integer(name);
+    if (ms < 0 || ms > kMaxMillis) {
+      fail(name, "a time in milliseconds between the epoch and the year 2262");
+      return {};
+    }
+    return fromMillis(ms);
   }
   ipam::IPAddress address(const char* name) {
     auto parsed = ipam::IPAddress::parse(str(name));
@@ -119,7 +137,7 @@ ipam::Result<JournalEntry> decodeEntry(std::string_view payload) {
     e.allocation.podName = r.optionalStr("pod");
     e.allocation.podUID = r.optionalStr("uid");
   } else {
-    e.releasedAt = fromMillis(r.integer("at"));
+    e.releasedAt = r.time("at");
   }
   if (!r.error().empty()) return ipam::fail(kInvalidArgument, r.error());
   return e;
@@ -191,7 +209,7 @@ ipam::Result<RecordedState> decodeSnapshot(std::string_view payload) {
           a.podUID = ir.optionalStr("uid");
           block.allocations[a.address] = a;
         } else {
-          block.released[a.address] = fromMillis(ir.integer("at"));
+          block.released[a.address] = ir.time("at");
         }
         if (!ir.error().empty()) {
           return ipam::fail(kInvalidArgument, fmt::format("block {}: {}", name, ir.error()));

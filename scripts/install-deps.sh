@@ -13,7 +13,7 @@ packages=(
   libcpp-httplib-dev
   # tests and benchmarks
   libgtest-dev libgmock-dev googletest libbenchmark-dev
-  # coverage-guided fuzzing of the input boundaries (fuzz/): AFL++ with its GCC plugin
+  # coverage-guided fuzzing of the input boundaries (fuzz/): AFL++, in its afl-g++ mode (docs/fuzzing.md)
   afl++
   # end-to-end: network namespaces and routes (ip), certificates for the fixtures (openssl)
   iproute2 openssl

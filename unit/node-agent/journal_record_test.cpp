@@ -120,6 +120,30 @@ TEST(JournalRecordTest, UndecodableRecordsAreRefused) {
   EXPECT_NE(r.error().message.find("seq 7"), std::string::npos);
 }
 
+// A release time past what a TimePoint holds (nanoseconds in 64 bits: the year 2262), or an
+// integer past int64, would overflow into another time; the record is refused instead (found by
+// the journal fuzzer: the state replayed differed from the state written).
+TEST(JournalRecordTest, ReleaseTimesOutsideATimePointAreRefused) {
+  const char* const entry =
+      R"({"t":"r","b":"b","c":"10.0.0.0/28","ip":"10.0.0.1","id":"c","if":"e","at":)";
+  for (const char* at : {"-1", "9223372036855", "9223372036854775807", "9223372036854775808",
+                         "18446744073709551615"}) {
+    auto decoded = decodeEntry(std::string(entry) + at + "}");
+    ASSERT_FALSE(decoded) << at;
+    EXPECT_NE(decoded.error().message.find("\"at\""), std::string::npos) << decoded.error().message;
+  }
+  auto latest = decodeEntry(std::string(entry) + "9223372036854}");
+  ASSERT_TRUE(latest) << latest.error().message;
+  auto again = decodeEntry(encodeEntry(*latest));
+  ASSERT_TRUE(again) << again.error().message;
+  EXPECT_EQ(*again, *latest);
+
+  const std::string snapshot =
+      R"({"v":1,"blocks":[{"b":"b","c":"10.0.0.0/28","alloc":[],"cool":[{"ip":"10.0.0.1","at":)";
+  EXPECT_FALSE(decodeSnapshot(snapshot + "9223372036855}]}]}"));
+  EXPECT_TRUE(decodeSnapshot(snapshot + "1700000000000}]}]}"));
+}
+
 // A node with more allocations than fit in one entry-sized journal record (1 MiB): its snapshot
 // compacts, comes back whole after a restart, and compacts again.
 TEST(JournalRecordTest, ASnapshotOverAMebibyteCompactsAndReplays) {
