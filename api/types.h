@@ -61,8 +61,9 @@ struct Condition {
 inline constexpr std::string_view kConditionReady = "Ready";
 inline constexpr std::string_view kConditionExhausted = "Exhausted";
 
-// Condition type of an IPBlock: status "True" when the controller refuses the block (it overlaps
-// another block, lies outside its PodSubnet, has the wrong prefix length or names no PodSubnet).
+// Condition type of an IPBlock: status "True" when the controller refuses the block (its subnet
+// label disagrees with spec.podSubnet, it names no PodSubnet, lies outside its PodSubnet, overlaps
+// a reserved range or another block, or has the wrong prefix length).
 // Such a block is never put in the pool, programmed or served: the agent refuses it too. The
 // reason names the rule (controller/block_trust.h).
 inline constexpr std::string_view kConditionInvalid = "Invalid";

@@ -13,7 +13,7 @@
 //   4. writes phaseChanges and removes the finalizer of finishedReleasing (merge patch);
 //   5. emits events; stores unownedFirstSeen for the next call; requeues at recheckAt.
 // Phase changes are computed from the NIC as read in step 1, never from the PUT in step 3: a block
-// is Programmed only once a GET has shown its prefix. After a PUT whose outcome is unknown, do not
+// is Ready only once a GET has shown its prefix. After a PUT whose outcome is unknown, do not
 // remove finalizers; the next GET tells.
 #pragma once
 

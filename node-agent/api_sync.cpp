@@ -28,7 +28,7 @@ std::expected<ApiBlock, std::string> apiBlockFromJson(const json& object,
     return std::unexpected(fmt::format("IPBlock {}: spec.cidr: {}", name, cidr.error().message));
   }
   const bool invalid = std::ranges::any_of(block.status.conditions, [](const api::Condition& c) {
-    return c.type == kInvalidCondition && c.status == "True";
+    return c.type == api::kConditionInvalid && c.status == "True";
   });
   return ApiBlock{.name = name,
                   .cidr = *cidr,

@@ -20,10 +20,6 @@ namespace vnetipam::agent {
 inline constexpr std::string_view kIPBlocksPath = "/apis/vnetipam.io/v1alpha1/ipblocks";
 inline constexpr std::string_view kPodsPath = "/api/v1/pods";
 
-// The condition type the controller sets to "True" on a block it did not make (a block someone
-// else created for this node): such a block is never served.
-inline constexpr std::string_view kInvalidCondition = "Invalid";
-
 // The fields of an IPBlock the agent acts on (decoded with api/codec); the error says why for an
 // object that does not decode or is not a block of `nodeName` with a valid CIDR.
 std::expected<ApiBlock, std::string> apiBlockFromJson(const nlohmann::json& object,
