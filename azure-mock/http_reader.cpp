@@ -7,6 +7,7 @@
 #include <fmt/format.h>
 
 #include "azure-mock/wire.h"
+#include "lib/base/text.h"
 
 namespace vnetipam::azuremock {
 
@@ -20,14 +21,6 @@ constexpr std::size_t kMaxChunkLine = 1024;
 
 ReadFailure badRequest(std::string message) {
   return {.status = 400, .code = "InvalidRequestFormat", .message = std::move(message)};
-}
-
-std::string_view trim(std::string_view s) {
-  while (!s.empty() && (s.front() == ' ' || s.front() == '\t'))
-    s.remove_prefix(1);
-  while (!s.empty() && (s.back() == ' ' || s.back() == '\t'))
-    s.remove_suffix(1);
-  return s;
 }
 
 bool isToken(std::string_view s) {
@@ -139,7 +132,7 @@ std::expected<RequestHead, ReadFailure> HttpRequestReader::readHead() {
     if (colon == std::string::npos || !isToken(std::string_view(*l).substr(0, colon)))
       return std::unexpected(badRequest("Cannot parse a request header."));
     head.headers.emplace_back(l->substr(0, colon),
-                              std::string(trim(std::string_view(*l).substr(colon + 1))));
+                              std::string(text::trimOws(std::string_view(*l).substr(colon + 1))));
   }
 
   // Framing: a request with both, or with a coding we do not speak, could be read two ways by
@@ -195,7 +188,7 @@ std::expected<std::string, ReadFailure> HttpRequestReader::readBody(const Reques
   while (true) {
     auto line = readLine(kMaxChunkLine, 400, "chunk size line");
     if (!line) return std::unexpected(line.error());
-    const std::string_view size = trim(std::string_view(*line).substr(0, line->find(';')));
+    const std::string_view size = text::trimOws(std::string_view(*line).substr(0, line->find(';')));
     std::size_t n = 0;
     const auto [end, ec] = std::from_chars(size.data(), size.data() + size.size(), n, 16);
     if (ec == std::errc::result_out_of_range)

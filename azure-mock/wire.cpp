@@ -19,14 +19,6 @@ int hexValue(char c) {
 
 }  // namespace
 
-bool iequals(std::string_view a, std::string_view b) {
-  const auto lower = [](char c) {
-    return c >= 'A' && c <= 'Z' ? static_cast<char>(c - 'A' + 'a') : c;
-  };
-  return a.size() == b.size() &&
-         std::ranges::equal(a, b, [&](char x, char y) { return lower(x) == lower(y); });
-}
-
 std::optional<std::string> percentDecode(std::string_view s, bool plusIsSpace) {
   std::string out;
   out.reserve(s.size());

@@ -10,10 +10,11 @@
 #include <nlohmann/json.hpp>
 
 #include "azure-mock/arm_handler.h"
+#include "lib/base/text.h"
 
 namespace vnetipam::azuremock {
 
-bool iequals(std::string_view a, std::string_view b);
+using text::iequals;
 // %XX decoding; '+' is a space in forms and queries. nullopt on a bad escape.
 std::optional<std::string> percentDecode(std::string_view s, bool plusIsSpace);
 // application/x-www-form-urlencoded (also query strings). nullopt on a bad escape or a repeated

@@ -6,6 +6,7 @@
 #include <fmt/format.h>
 
 #include "lib/azure/bounded_json.h"
+#include "lib/base/text.h"
 
 namespace vnetipam::azure {
 
@@ -14,13 +15,6 @@ namespace {
 using nlohmann::json;
 
 constexpr std::string_view kPollOperation = "PollOperation";
-
-bool iequals(std::string_view a, std::string_view b) {
-  return std::ranges::equal(a, b, [](char x, char y) {
-    return std::tolower(static_cast<unsigned char>(x)) ==
-           std::tolower(static_cast<unsigned char>(y));
-  });
-}
 
 bool isSuccess(int status) { return status >= 200 && status <= 299; }
 
@@ -116,7 +110,7 @@ Result<std::string> ArmClient::targetOf(std::string_view url) const {
   if (url.starts_with('/')) return std::string(url);
   // Scheme and host compare case-insensitively; so does the rest here, which is at worst more
   // lenient about a path prefix's case.
-  if (url.size() > endpoint_.size() && iequals(url.substr(0, endpoint_.size()), endpoint_) &&
+  if (url.size() > endpoint_.size() && text::iequals(url.substr(0, endpoint_.size()), endpoint_) &&
       (url[endpoint_.size()] == '/' || url[endpoint_.size()] == '?')) {
     std::string target(url.substr(endpoint_.size()));
     if (target.front() == '?') target.insert(0, "/");
@@ -344,8 +338,8 @@ Result<json> ArmClient::followOperation(std::string_view operation, std::string_
                     fmt::format("{} {}: the operation status from {} has no \"status\"", operation,
                                 target, url));
       }
-      if (iequals(status, "Succeeded")) return get(operation, target);
-      if (iequals(status, "Failed") || iequals(status, "Canceled")) {
+      if (text::iequals(status, "Succeeded")) return get(operation, target);
+      if (text::iequals(status, "Failed") || text::iequals(status, "Canceled")) {
         std::string code;
         const std::string text =
             doc.contains("error") && doc["error"].is_object() ? describe(doc["error"], code) : "";

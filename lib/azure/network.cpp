@@ -5,6 +5,8 @@
 
 #include <fmt/format.h>
 
+#include "lib/base/text.h"
+
 namespace vnetipam::azure {
 
 namespace {
@@ -52,13 +54,6 @@ Result<void> checkId(std::string_view id, std::string_view what) {
 
 std::string withVersion(std::string_view id, std::string_view version) {
   return fmt::format("{}?api-version={}", id, version);
-}
-
-bool iequals(std::string_view a, std::string_view b) {
-  return std::ranges::equal(a, b, [](char x, char y) {
-    return std::tolower(static_cast<unsigned char>(x)) ==
-           std::tolower(static_cast<unsigned char>(y));
-  });
 }
 
 }  // namespace
@@ -221,10 +216,11 @@ Result<std::string> vmIdFromProviderId(std::string_view providerID) {
     parts.push_back(rest.substr(0, slash));
     rest = slash == std::string_view::npos ? std::string_view() : rest.substr(slash + 1);
   }
-  const bool ok = id.starts_with('/') && parts.size() == 8 && iequals(parts[0], "subscriptions") &&
-                  iequals(parts[2], "resourceGroups") && iequals(parts[4], "providers") &&
-                  iequals(parts[5], "Microsoft.Compute") && iequals(parts[6], "virtualMachines") &&
-                  std::ranges::none_of(parts, [](auto p) { return p.empty(); });
+  const bool ok =
+      id.starts_with('/') && parts.size() == 8 && text::iequals(parts[0], "subscriptions") &&
+      text::iequals(parts[2], "resourceGroups") && text::iequals(parts[4], "providers") &&
+      text::iequals(parts[5], "Microsoft.Compute") && text::iequals(parts[6], "virtualMachines") &&
+      std::ranges::none_of(parts, [](auto p) { return p.empty(); });
   if (!ok) {
     return fail(ErrorCode::kInvalidArgument,
                 fmt::format("providerID \"{}\" does not name a VM (azure:///subscriptions/<id>/"

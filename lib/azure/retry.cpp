@@ -10,6 +10,7 @@
 #include <string>
 
 #include "lib/azure/metrics.h"
+#include "lib/base/text.h"
 
 namespace vnetipam::azure {
 
@@ -54,19 +55,11 @@ std::optional<int> number(std::string_view text) {
   return value;
 }
 
-std::string_view trim(std::string_view s) {
-  while (!s.empty() && (s.front() == ' ' || s.front() == '\t'))
-    s.remove_prefix(1);
-  while (!s.empty() && (s.back() == ' ' || s.back() == '\t'))
-    s.remove_suffix(1);
-  return s;
-}
-
 }  // namespace
 
 std::optional<std::chrono::system_clock::time_point> parseHttpDate(std::string_view text) {
   // "Sun, 06 Nov 1994 08:49:37 GMT"
-  text = trim(text);
+  text = text::trimOws(text);
   const auto comma = text.find(", ");
   if (comma == std::string_view::npos) return std::nullopt;
   text.remove_prefix(comma + 2);
@@ -95,7 +88,7 @@ std::optional<std::chrono::system_clock::time_point> parseHttpDate(std::string_v
 std::optional<Clock::Duration> retryAfter(const kube::Headers& headers, const WallClock& wallNow) {
   const auto header = headers.find("Retry-After");
   if (header == headers.end()) return std::nullopt;
-  const std::string_view value = trim(header->second);
+  const std::string_view value = text::trimOws(header->second);
   if (const auto seconds = number(value)) {
     if (*seconds < 0) return std::nullopt;
     return std::chrono::seconds{*seconds};

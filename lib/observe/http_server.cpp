@@ -26,6 +26,8 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "lib/base/text.h"
+
 // How the work is split, and why. cpp-httplib parses requests, routes them and writes the
 // answers. Its own listener is not used: it gives each connection a pool thread from accept to
 // close, so a handful of clients that connect and send nothing (or a byte a second) hold every
@@ -180,21 +182,6 @@ std::string plainAnswer(int status, std::string_view body) {
       status, reason, body.size(), body);
 }
 
-bool equalsIgnoreCase(std::string_view a, std::string_view b) {
-  return std::equal(a.begin(), a.end(), b.begin(), b.end(), [](char x, char y) {
-    return std::tolower(static_cast<unsigned char>(x)) ==
-           std::tolower(static_cast<unsigned char>(y));
-  });
-}
-
-std::string_view trim(std::string_view s) {
-  while (!s.empty() && (s.front() == ' ' || s.front() == '\t'))
-    s.remove_prefix(1);
-  while (!s.empty() && (s.back() == ' ' || s.back() == '\t'))
-    s.remove_suffix(1);
-  return s;
-}
-
 // Where the first request in `in` ends, or the status to refuse it with. Only the framing is
 // read here (end of head, Content-Length); httplib parses the rest.
 struct Framing {
@@ -223,11 +210,11 @@ Framing frame(std::string_view in) {
     auto colon = line.find(':');
     if (colon == std::string_view::npos) continue;  // httplib skips it too
     std::string_view name = line.substr(0, colon);
-    std::string_view value = trim(line.substr(colon + 1));
-    if (equalsIgnoreCase(name, "transfer-encoding")) {
+    std::string_view value = text::trimOws(line.substr(colon + 1));
+    if (text::iequals(name, "transfer-encoding")) {
       return {Framing::kRefused, 0, 411, "request bodies need a Content-Length\n"};
     }
-    if (!equalsIgnoreCase(name, "content-length")) continue;
+    if (!text::iequals(name, "content-length")) continue;
     std::size_t n = 0;
     auto [ptr, ec] = std::from_chars(value.data(), value.data() + value.size(), n);
     if (ec != std::errc() || ptr != value.data() + value.size() || (sawLength && n != bodyBytes)) {

@@ -1,0 +1,30 @@
+// ASCII text helpers for protocol fields (HTTP header names and values, URL segments, auth
+// schemes), shared by the HTTP servers and clients so each rule is written once. Locale-free on
+// purpose: protocol text is ASCII, and std::tolower would follow the process locale.
+#pragma once
+
+#include <algorithm>
+#include <string_view>
+
+namespace vnetipam::text {
+
+constexpr char asciiLower(char c) {
+  return c >= 'A' && c <= 'Z' ? static_cast<char>(c - 'A' + 'a') : c;
+}
+
+// Equal ignoring ASCII case, as HTTP header names and auth schemes compare.
+constexpr bool iequals(std::string_view a, std::string_view b) {
+  return a.size() == b.size() &&
+         std::ranges::equal(a, b, [](char x, char y) { return asciiLower(x) == asciiLower(y); });
+}
+
+// Without leading and trailing spaces and tabs: HTTP's optional whitespace around a field value.
+constexpr std::string_view trimOws(std::string_view s) {
+  while (!s.empty() && (s.front() == ' ' || s.front() == '\t'))
+    s.remove_prefix(1);
+  while (!s.empty() && (s.back() == ' ' || s.back() == '\t'))
+    s.remove_suffix(1);
+  return s;
+}
+
+}  // namespace vnetipam::text
