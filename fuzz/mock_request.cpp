@@ -22,6 +22,7 @@
 #include "azure-mock/random.h"
 #include "azure-mock/state.h"
 #include "fuzz/fuzz_target.h"
+#include "unit/azure-mock/fakes.h"
 
 namespace vnetipam::fuzz {
 
@@ -40,16 +41,6 @@ constexpr std::string_view kTopology = R"({"subscriptionId":"sub","resourceGroup
   "subnets":[{"name":"nodes","addressPrefix":"10.0.0.0/24"}]}],
   "virtualMachines":[{"name":"vm1","networkInterfaces":["nic1"]}],
   "networkInterfaces":[{"name":"nic1","subnet":"vnet/nodes","primaryIP":"10.0.0.4"}]})";
-
-class StepClock final : public kube::Clock {
- public:
-  TimePoint now() override { return now_; }
-  void sleepFor(Duration d) override { now_ += d; }
-  void step(Duration d) { now_ += d; }
-
- private:
-  TimePoint now_{};
-};
 
 // The input in reads of at most 4 KiB, as a socket would give it.
 class InputSource final : public ByteSource {
@@ -91,7 +82,7 @@ void checkResponse(const ArmResponse& response) {
 }  // namespace
 
 void fuzzOne(std::string_view input) {
-  StepClock clock;
+  testing::FakeClock clock;
   Mt19937RandomImpl random{1};
   MockState state({.asyncDelay = std::chrono::milliseconds(20)}, clock, random);
   fuzzCheck(state.load(nlohmann::json::parse(kTopology)).has_value(), "the topology does not load");
@@ -118,7 +109,7 @@ void fuzzOne(std::string_view input) {
     request.peerAddress = "127.0.0.1";
     request.body = std::move(*body);
     checkResponse(handler.handle(request));
-    clock.step(std::chrono::milliseconds(15));
+    clock.advance(std::chrono::milliseconds(15));
     handler.tick();
     fuzzCheck(state.checkIndexes().has_value(), "the mock's indexes fell out of step");
     if (!head->keepAlive) break;
