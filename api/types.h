@@ -68,6 +68,20 @@ inline constexpr std::string_view kConditionExhausted = "Exhausted";
 // reason names the rule (controller/block_trust.h).
 inline constexpr std::string_view kConditionInvalid = "Invalid";
 
+// Condition type of an IPBlock, written by the controller: "True" once the cloud shows the
+// block's prefix on its node's NIC (or at once with no cloud); "False" while programming fails,
+// the reason naming the failure (the cloud's error code) and the message quoting it.
+inline constexpr std::string_view kConditionProgrammed = "Programmed";
+
+// Condition type of an IPBlock, written by the node agent under its own field manager: "True"
+// while every address the agent holds in the block has its pod's host veth and host route;
+// "False" (reason Drift) when it finds an allocation whose dataplane is missing or wrong.
+inline constexpr std::string_view kConditionDataplaneSynced = "DataplaneSynced";
+
+// Condition type of a Node, written by the controller: "False" while the NIC PUT carrying the
+// node's blocks fails (the reason and message say why), "True" once it succeeds again.
+inline constexpr std::string_view kNodeConditionNicProgrammed = "VnetIpamNICProgrammed";
+
 struct PodSubnetSpec {
   // Exactly one of the two is set: the ARM id of an Azure VNET subnet, or a plain CIDR.
   std::optional<std::string> azureSubnetID;
