@@ -11,7 +11,9 @@
 #include <stdexcept>
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 
+#include "azure-mock/authorization.h"
 #include "azure-mock/identity.h"
 #include "azure-mock/wire.h"
 
@@ -364,6 +366,36 @@ bool wellFormedApiVersion(std::string_view v) {
   return true;
 }
 
+// 403 for a request the role does not allow, as ARM words it; nullopt when it may go on. A NIC
+// PUT also needs the join action on every subnet its body links.
+std::optional<ArmResponse> authorize(const RoleDefinition& role, ArmResourceKind kind,
+                                     const ArmRequest& request, const std::string& clientId) {
+  const std::string client = clientId.empty() ? "unknown" : clientId;
+  const auto action = requiredAction(kind, request.method);
+  if (!action) return std::nullopt;  // a method the type does not serve: 405 comes later
+  if (!permits(role, *action)) {
+    return error(403, "AuthorizationFailed",
+                 fmt::format("The client '{0}' with object id '{0}' does not have authorization "
+                             "to perform action '{1}' over scope '{2}' or the scope is invalid. "
+                             "If access was recently granted, please refresh your credentials.",
+                             client, *action, request.path));
+  }
+  if (kind != ArmResourceKind::kNetworkInterface || request.method != "PUT" ||
+      permits(role, kSubnetJoinAction))
+    return std::nullopt;
+  auto body = parseJsonBody(request.body);
+  if (!body) return std::nullopt;  // the PUT refuses it as a bad body
+  const auto subnets = linkedSubnets(*body);
+  if (subnets.empty()) return std::nullopt;
+  return error(
+      403, "LinkedAuthorizationFailed",
+      fmt::format("The client '{0}' with object id '{0}' has permission to perform "
+                  "action '{1}' on scope '{2}'; however, it does not have permission to "
+                  "perform action(s) '{3}' on the linked scope(s) '{4}' (respectively) "
+                  "or the linked scope(s) are invalid.",
+                  client, *action, request.path, kSubnetJoinAction, fmt::join(subnets, ",")));
+}
+
 }  // namespace
 
 ArmResponse ArmHandler::handleArm(const ArmRequest& request, const std::vector<std::string>& seg,
@@ -505,6 +537,27 @@ ArmResponse ArmHandler::handleArm(const ArmRequest& request, const std::vector<s
                                       "'{}'.",
                                       seg[6], seg[5])));
     return finish(error(404, "NotFound", fmt::format("No route for {} {}.", method, request.path)));
+  }
+
+  // 3b. Authorization, when the mock runs under a role (--role-file).
+  if (options_.role) {
+    const ArmResourceKind resource = [&] {
+      switch (kind) {
+        case Kind::kVnet: return ArmResourceKind::kVirtualNetwork;
+        case Kind::kSubnets:
+        case Kind::kSubnet: return ArmResourceKind::kSubnet;
+        case Kind::kNics:
+        case Kind::kNic: return ArmResourceKind::kNetworkInterface;
+        case Kind::kNicConfigs:
+        case Kind::kNicConfig: return ArmResourceKind::kNicIpConfiguration;
+        case Kind::kVm: return ArmResourceKind::kVirtualMachine;
+        case Kind::kOperation:
+        case Kind::kUnknown: break;
+      }
+      return ArmResourceKind::kNetworkOperation;
+    }();
+    if (auto refused = authorize(*options_.role, resource, request, clientId); refused)
+      return finish(std::move(*refused));
   }
 
   // 4. api-version.

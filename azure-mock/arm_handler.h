@@ -21,12 +21,14 @@
 #include <functional>
 #include <map>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
 
 #include <nlohmann/json.hpp>
 
+#include "azure-mock/authorization.h"
 #include "azure-mock/random.h"
 #include "azure-mock/state.h"
 #include "lib/kube/clock.h"
@@ -97,6 +99,9 @@ struct HandlerOptions {
   std::string adminToken;
   std::vector<ClientCredential> clients;
   FaultOptions faults;
+  // Every ARM call must be allowed by this role (azure-mock/authorization.h); nullopt: no
+  // authorization, any authenticated caller may do anything.
+  std::optional<RoleDefinition> role;
 };
 
 class ArmHandler {

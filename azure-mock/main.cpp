@@ -22,6 +22,7 @@
 #include <unistd.h>
 
 #include "azure-mock/arm_handler.h"
+#include "azure-mock/authorization.h"
 #include "azure-mock/http_server.h"
 #include "azure-mock/identity.h"
 #include "azure-mock/route_programmer.h"
@@ -47,6 +48,8 @@ constexpr std::string_view kUsage = R"(usage: azure-vnet-mock [flags]
   --reads-per-5min N        NRP read limit, 0 = off (default 10000)
   --writes-per-5min N       NRP write limit, 0 = off (default 1000)
   --no-auth                 accept ARM calls without a bearer token
+  --role-file FILE          allow only the actions of this Azure role definition (the JSON that
+                            `az role definition create --role-definition` takes); others get 403
   --admin-token-file FILE   a bearer token that opens /mock/state and /mock/faults to peers off
                             loopback (without it, only loopback peers may use them)
   --sdn-netns NAME          program a route per NIC prefix in this network namespace (ip -n NAME)
@@ -61,6 +64,7 @@ struct Flags {
   HandlerOptions handler;
   std::string topology;
   std::string adminTokenFile;
+  std::string roleFile;
   std::optional<std::string> sdnNetns;
   std::string logFormat = "text";
   std::optional<std::uint64_t> seed;
@@ -144,6 +148,8 @@ std::optional<Flags> parseFlags(int argc, char** argv) {
       f.handler.requireAuth = false;
     } else if (arg == "--admin-token-file") {
       f.adminTokenFile = value;
+    } else if (arg == "--role-file") {
+      f.roleFile = value;
     } else if (arg == "--sdn-netns") {
       f.sdnNetns = value;
     } else if (arg == "--seed") {
@@ -219,6 +225,19 @@ int main(int argc, char** argv) {
       std::random_device{}() ^
       static_cast<std::uint64_t>(std::chrono::steady_clock::now().time_since_epoch().count()))};
   MockState state(flags->state, clock, random);
+
+  if (!flags->roleFile.empty()) {
+    auto doc = readJson(flags->roleFile);
+    if (!doc) return 1;
+    auto role = parseRoleDefinition(*doc);
+    if (!role) {
+      spdlog::error("--role-file {}: {}", flags->roleFile, role.error());
+      return 1;
+    }
+    spdlog::info("ARM calls are authorized against role \"{}\" ({} actions)", role->name,
+                 role->actions.size());
+    flags->handler.role = std::move(*role);
+  }
 
   std::optional<nlohmann::json> topology;
   if (!flags->topology.empty() && !(topology = readJson(flags->topology))) return 1;
