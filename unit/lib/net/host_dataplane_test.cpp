@@ -1,0 +1,47 @@
+#include "lib/net/host_dataplane.h"
+
+#include <algorithm>
+
+#include <gtest/gtest.h>
+
+#include "lib/net/link.h"
+#include "lib/net/route.h"
+#include "unit/lib/net/test_netns.h"
+
+namespace vnetipam::net {
+namespace {
+
+using testing::TestNetns;
+
+TEST(HostDataplaneTest, ReadsLinksTheirStateAndMainTableHostRoutes) {
+  VNETIPAM_SKIP_WITHOUT_NETNS();
+  TestNetns host;
+  TestNetns pod;
+  auto sock = RouteSocket::open(host.ns());
+  ASSERT_TRUE(sock) << sock.error().message;
+  ASSERT_TRUE(createVethPair(*sock, {.hostName = "vnetup", .peerName = "eth0"}, pod.ns()));
+  ASSERT_TRUE(createVethPair(*sock, {.hostName = "vnetdown", .peerName = "eth1"}, pod.ns()));
+  auto up = getLink(*sock, "vnetup");
+  ASSERT_TRUE(up);
+  ASSERT_TRUE(setLinkUp(*sock, *up));
+  const Route route{.dst = *ipam::Prefix::parse("10.0.0.5/32"), .scope = RouteScope::kLink};
+  ASSERT_TRUE(addRoute(*sock, *up, route));
+
+  auto read = readHostDataplane(host.ns());
+  ASSERT_TRUE(read) << read.error().message;
+  auto link = [&](std::string_view name) {
+    return std::ranges::find_if(read->links, [&](const auto& l) { return l.name == name; });
+  };
+  ASSERT_NE(link("vnetup"), read->links.end());
+  EXPECT_TRUE(link("vnetup")->up);
+  EXPECT_EQ(link("vnetup")->ifindex, up->ifindex);
+  ASSERT_NE(link("vnetdown"), read->links.end());
+  EXPECT_FALSE(link("vnetdown")->up);
+  ASSERT_NE(link("lo"), read->links.end());
+  ASSERT_EQ(read->routes.size(), 1u) << "the main table holds only the host route";
+  EXPECT_EQ(read->routes[0].dst.toString(), "10.0.0.5/32");
+  EXPECT_EQ(read->routes[0].oif, up->ifindex);
+}
+
+}  // namespace
+}  // namespace vnetipam::net
