@@ -1,0 +1,135 @@
+#include "kubectl-ipam/args.h"
+
+#include <string_view>
+#include <vector>
+
+#include <fmt/format.h>
+
+namespace vnetipam::kubectl_ipam {
+
+std::string usage() {
+  return R"(kubectl ipam: where vnet-ipam's addresses are, whether they are consistent, and why a
+pod has none. Reads the API only (PodSubnets, IPBlocks, Nodes, Pods, Events).
+
+Usage:
+  kubectl ipam show [--node NODE]     each PodSubnet's blocks and addresses; with --node, the
+                                      node's blocks and the pods holding addresses on it
+  kubectl ipam check                  consistency report; exit 0 when clean, 1 with problems
+  kubectl ipam why POD [-n NS]        why a pod has no address, most likely cause first
+
+Flags (after the command):
+  -o, --output table|json   output format (default table)
+  -n, --namespace NS        the pod's namespace (why; default "default")
+  --kubeconfig FILE         default: the first file of $KUBECONFIG, else ~/.kube/config
+  --context NAME            a context of the kubeconfig (default: its current-context)
+  -h, --help                this text
+
+Exit status: 0 success (check: clean), 1 check found problems, 2 usage, config or API error.
+)";
+}
+
+std::expected<Args, std::string> parseArgs(std::span<const char* const> argv) {
+  Args args;
+  std::vector<std::string> positional;
+  bool sawHelp = false;
+  for (std::size_t i = 0; i < argv.size(); ++i) {
+    std::string_view arg = argv[i];
+    if (arg == "-h" || arg == "--help") {
+      sawHelp = true;
+      continue;
+    }
+    if (!arg.starts_with('-') || arg == "-") {
+      positional.emplace_back(arg);
+      continue;
+    }
+    std::string key;
+    std::optional<std::string> value;
+    if (arg.starts_with("--")) {
+      const auto body = arg.substr(2);
+      const auto eq = body.find('=');
+      key = std::string(body.substr(0, eq));
+      if (eq != std::string_view::npos) value = std::string(body.substr(eq + 1));
+    } else if (arg.size() >= 2) {
+      key = std::string(arg.substr(1, 1));
+      if (arg.size() > 2) value = std::string(arg.substr(arg[2] == '=' ? 3 : 2));
+    }
+    if (key == "o") key = "output";
+    if (key == "n") key = "namespace";
+    static const std::vector<std::string> kKeys{"output", "namespace", "kubeconfig", "context",
+                                                "node"};
+    if (std::find(kKeys.begin(), kKeys.end(), key) == kKeys.end()) {
+      return std::unexpected(fmt::format("unknown flag {}", arg));
+    }
+    if (!value) {
+      if (i + 1 >= argv.size()) return std::unexpected(fmt::format("--{}: missing value", key));
+      value = argv[++i];
+    }
+    if (value->empty()) return std::unexpected(fmt::format("--{}: empty value", key));
+    if (key == "output") {
+      if (*value == "json") {
+        args.output = Output::kJson;
+      } else if (*value == "table" || *value == "wide") {
+        args.output = Output::kTable;
+      } else {
+        return std::unexpected(fmt::format("--output: \"{}\" is not table or json", *value));
+      }
+    } else if (key == "namespace") {
+      args.ns = *value;
+    } else if (key == "kubeconfig") {
+      args.kubeconfig = *value;
+    } else if (key == "context") {
+      args.context = *value;
+    } else if (key == "node") {
+      args.node = *value;
+    }
+  }
+  if (sawHelp || positional.empty()) {
+    if (!sawHelp && positional.empty()) return std::unexpected("no command: show, check or why");
+    args.command = Command::kHelp;
+    return args;
+  }
+  const std::string& command = positional.front();
+  const std::size_t extra = positional.size() - 1;
+  if (command == "show") {
+    args.command = Command::kShow;
+    if (extra > 0)
+      return std::unexpected(fmt::format("show: unexpected argument \"{}\"", positional[1]));
+  } else if (command == "check") {
+    args.command = Command::kCheck;
+    if (extra > 0)
+      return std::unexpected(fmt::format("check: unexpected argument \"{}\"", positional[1]));
+  } else if (command == "why") {
+    args.command = Command::kWhy;
+    if (extra == 0) return std::unexpected("why: name the pod: kubectl ipam why POD [-n NS]");
+    if (extra > 1)
+      return std::unexpected(fmt::format("why: unexpected argument \"{}\"", positional[2]));
+    args.pod = positional[1];
+  } else {
+    return std::unexpected(fmt::format("unknown command \"{}\": show, check or why", command));
+  }
+  if (!args.node.empty() && args.command != Command::kShow) {
+    return std::unexpected("--node: only for show");
+  }
+  if (!args.ns.empty() && args.command != Command::kWhy) {
+    return std::unexpected("--namespace: only for why");
+  }
+  if (args.ns.empty()) args.ns = "default";
+  return args;
+}
+
+std::expected<std::string, std::string> kubeconfigPath(const Args& args, const GetEnv& getenv) {
+  if (!args.kubeconfig.empty()) return args.kubeconfig;
+  if (auto list = getenv("KUBECONFIG"); list && !list->empty()) {
+    // kubectl merges every file of the list; the first is where its current-context usually is.
+    for (std::size_t start = 0; start <= list->size();) {
+      const auto colon = list->find(':', start);
+      const auto end = colon == std::string::npos ? list->size() : colon;
+      if (end > start) return list->substr(start, end - start);
+      start = end + 1;
+    }
+  }
+  if (auto home = getenv("HOME"); home && !home->empty()) return *home + "/.kube/config";
+  return std::unexpected("no kubeconfig: give --kubeconfig, or set KUBECONFIG or HOME");
+}
+
+}  // namespace vnetipam::kubectl_ipam

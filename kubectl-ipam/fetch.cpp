@@ -1,0 +1,185 @@
+#include "kubectl-ipam/fetch.h"
+
+#include <chrono>
+
+#include <fmt/format.h>
+
+#include "api/codec.h"
+
+namespace vnetipam::kubectl_ipam {
+
+using nlohmann::json;
+
+namespace {
+
+constexpr const char* kPodSubnets = "/apis/vnetipam.io/v1alpha1/podsubnets";
+constexpr const char* kIPBlocks = "/apis/vnetipam.io/v1alpha1/ipblocks";
+
+kube::Error badResponse(std::string message) {
+  return kube::Error{kube::ErrorCode::kBadResponse, std::move(message)};
+}
+
+template <typename T, typename Decode>
+kube::Result<std::vector<T>> decodeAll(const std::vector<json>& items, const std::string& what,
+                                       Decode decode) {
+  std::vector<T> out;
+  out.reserve(items.size());
+  for (const auto& item : items) {
+    auto decoded = decode(item);
+    if (!decoded) {
+      return std::unexpected(badResponse(fmt::format("{}: {}", what, decoded.error().message)));
+    }
+    out.push_back(std::move(*decoded));
+  }
+  return out;
+}
+
+kube::Result<std::vector<PodInfo>> listPods(kube::Client& client, const std::string& path,
+                                            const ListQuery& query, const FetchLimits& limits) {
+  auto items = listBounded(client, path, query, limits);
+  if (!items) return std::unexpected(std::move(items.error()));
+  return decodeAll<PodInfo>(*items, "pods", podFromJson);
+}
+
+kube::Result<std::vector<EventInfo>> listWarnings(kube::Client& client, const std::string& path,
+                                                  const std::string& kind, const std::string& name,
+                                                  const FetchLimits& limits) {
+  auto items =
+      listBounded(client, path,
+                  {.fieldSelector = fmt::format(
+                       "type=Warning,involvedObject.kind={},involvedObject.name={}", kind, name)},
+                  limits);
+  if (!items) return std::unexpected(std::move(items.error()));
+  return decodeAll<EventInfo>(*items, "events", eventFromJson);
+}
+
+}  // namespace
+
+kube::Result<std::vector<json>> listBounded(kube::Client& client, const std::string& collectionPath,
+                                            const ListQuery& query, const FetchLimits& limits) {
+  std::vector<json> items;
+  std::string continueToken;
+  for (std::int64_t page = 0;; ++page) {
+    if (page >= limits.maxPages) {
+      return std::unexpected(
+          badResponse(fmt::format("GET {}: more than {} pages: refusing an unbounded list",
+                                  collectionPath, limits.maxPages)));
+    }
+    std::string target = fmt::format("{}?limit={}", collectionPath, limits.pageSize);
+    if (!query.labelSelector.empty()) {
+      target += "&labelSelector=" + kube::encodeQueryValue(query.labelSelector);
+    }
+    if (!query.fieldSelector.empty()) {
+      target += "&fieldSelector=" + kube::encodeQueryValue(query.fieldSelector);
+    }
+    if (!continueToken.empty()) target += "&continue=" + kube::encodeQueryValue(continueToken);
+    auto body = client.get(target);
+    if (!body) return std::unexpected(std::move(body.error()));
+    if (!body->is_object()) {
+      return std::unexpected(badResponse(fmt::format("GET {}: not a list", collectionPath)));
+    }
+    const auto pageItems = body->find("items");
+    if (pageItems != body->end() && !pageItems->is_null()) {
+      if (!pageItems->is_array()) {
+        return std::unexpected(
+            badResponse(fmt::format("GET {}: items is not an array", collectionPath)));
+      }
+      if (static_cast<std::int64_t>(items.size() + pageItems->size()) > limits.maxItems) {
+        return std::unexpected(
+            badResponse(fmt::format("GET {}: more than {} items: refusing to hold them all",
+                                    collectionPath, limits.maxItems)));
+      }
+      for (auto& item : *pageItems)
+        items.push_back(std::move(item));
+    }
+    continueToken.clear();
+    if (const auto meta = body->find("metadata"); meta != body->end() && meta->is_object()) {
+      if (const auto c = meta->find("continue"); c != meta->end() && c->is_string()) {
+        continueToken = c->get<std::string>();
+      }
+    }
+    if (continueToken.empty()) return items;
+  }
+}
+
+kube::Result<Snapshot> fetchSnapshot(kube::Client& client, const Args& args,
+                                     const FetchLimits& limits) {
+  Snapshot s;
+  s.now = std::chrono::duration_cast<std::chrono::seconds>(
+              std::chrono::system_clock::now().time_since_epoch())
+              .count();
+  {
+    auto items = listBounded(client, kPodSubnets, {}, limits);
+    if (!items) return std::unexpected(std::move(items.error()));
+    auto subnets = decodeAll<SubnetInfo>(*items, "podsubnets", subnetFromJson);
+    if (!subnets) return std::unexpected(std::move(subnets.error()));
+    s.subnets = std::move(*subnets);
+  }
+  {
+    auto items = listBounded(client, kIPBlocks, {}, limits);
+    if (!items) return std::unexpected(std::move(items.error()));
+    auto blocks = decodeAll<api::IPBlock>(*items, "ipblocks", api::ipBlockFromJson);
+    if (!blocks) return std::unexpected(std::move(blocks.error()));
+    s.blocks = std::move(*blocks);
+  }
+  {
+    auto items = listBounded(client, "/api/v1/nodes", {}, limits);
+    if (!items) return std::unexpected(std::move(items.error()));
+    auto nodes = decodeAll<NodeInfo>(*items, "nodes", nodeFromJson);
+    if (!nodes) return std::unexpected(std::move(nodes.error()));
+    s.nodes = std::move(*nodes);
+  }
+
+  switch (args.command) {
+    case Command::kHelp: break;
+    case Command::kShow:
+    case Command::kCheck: {
+      // show --node needs that node's pods only; the pool view and check need every pod.
+      ListQuery query;
+      if (!args.node.empty()) query.fieldSelector = "spec.nodeName=" + args.node;
+      auto pods = listPods(client, "/api/v1/pods", query, limits);
+      if (!pods) return std::unexpected(std::move(pods.error()));
+      s.pods = std::move(*pods);
+      break;
+    }
+    case Command::kWhy: {
+      auto body =
+          client.get(fmt::format("/api/v1/namespaces/{}/pods/{}", kube::encodeQueryValue(args.ns),
+                                 kube::encodeQueryValue(args.pod)));
+      if (!body) {
+        if (body.error().code == kube::ErrorCode::kNotFound) return s;  // why() says so
+        return std::unexpected(std::move(body.error()));
+      }
+      auto pod = podFromJson(*body);
+      if (!pod) return std::unexpected(badResponse("pod: " + pod.error().message));
+      s.pods.push_back(*pod);
+      auto podEvents = listWarnings(
+          client, fmt::format("/api/v1/namespaces/{}/events", kube::encodeQueryValue(args.ns)),
+          "Pod", args.pod, limits);
+      if (!podEvents) return std::unexpected(std::move(podEvents.error()));
+      s.events = std::move(*podEvents);
+      if (pod->nodeName.empty()) break;
+      auto agents = listPods(
+          client, "/api/v1/pods",
+          {.labelSelector = kAgentSelector, .fieldSelector = "spec.nodeName=" + pod->nodeName},
+          limits);
+      if (!agents) return std::unexpected(std::move(agents.error()));
+      s.agentPods = std::move(*agents);
+      // Events about cluster-scoped objects (the Node, IPBlocks) live in any namespace,
+      // "default" by convention: ask across namespaces.
+      std::vector<std::pair<std::string, std::string>> about{{"Node", pod->nodeName}};
+      for (const auto& b : s.blocks) {
+        if (b.spec.nodeName == pod->nodeName) about.emplace_back("IPBlock", b.metadata.name);
+      }
+      for (const auto& [kind, name] : about) {
+        auto events = listWarnings(client, "/api/v1/events", kind, name, limits);
+        if (!events) return std::unexpected(std::move(events.error()));
+        s.events.insert(s.events.end(), events->begin(), events->end());
+      }
+      break;
+    }
+  }
+  return s;
+}
+
+}  // namespace vnetipam::kubectl_ipam

@@ -1,0 +1,89 @@
+// kubectl-ipam: the `kubectl ipam` plugin (docs/kubectl-ipam.md). Reads the API, never writes it.
+// This file is the thin edge: arguments, kubeconfig, the transport; fetch.h reads, report.h
+// decides and renders.
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <string>
+
+#include "kubectl-ipam/args.h"
+#include "kubectl-ipam/fetch.h"
+#include "kubectl-ipam/report.h"
+#include "lib/kube/client.h"
+#include "lib/kube/clock.h"
+#include "lib/kube/config.h"
+#include "lib/kube/cpprest_transport.h"
+
+namespace ki = vnetipam::kubectl_ipam;
+namespace kube = vnetipam::kube;
+
+namespace {
+
+constexpr int kUsageOrApiError = 2;
+
+int fail(const std::string& message) {
+  std::fprintf(stderr, "kubectl-ipam: %s\n", message.c_str());
+  return kUsageOrApiError;
+}
+
+void print(const std::string& text) { std::fwrite(text.data(), 1, text.size(), stdout); }
+
+void printJson(const nlohmann::json& j) { print(j.dump(2) + "\n"); }
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  auto args = ki::parseArgs({argv + 1, static_cast<std::size_t>(argc - 1)});
+  if (!args) return fail(args.error() + " (see kubectl ipam --help)");
+  if (args->command == ki::Command::kHelp) {
+    print(ki::usage());
+    return 0;
+  }
+  const auto path = ki::kubeconfigPath(*args, [](const char* name) -> std::optional<std::string> {
+    const char* value = std::getenv(name);
+    return value ? std::optional<std::string>(value) : std::nullopt;
+  });
+  if (!path) return fail(path.error());
+  auto config = kube::loadKubeconfig(*path, args->context);
+  if (!config) return fail(config.error().message);
+  auto transport =
+      kube::CpprestTransportImpl::create({.server = config->server,
+                                          .caPem = config->caPem,
+                                          .clientCertPem = config->clientCertPem,
+                                          .clientKeyPem = config->clientKeyPem,
+                                          .insecureSkipTlsVerify = config->insecureSkipTlsVerify,
+                                          .requestTimeout = std::chrono::seconds(30)});
+  if (!transport) return fail(config->origin + ": " + transport.error().message);
+  kube::SteadyClockImpl clock;
+  // A person waits on this: few retries, no client-side rate limit beyond the server's.
+  kube::Client client(
+      **transport, clock,
+      {.token = config->token, .qps = 0, .maxRetries = 2, .userAgent = "kubectl-ipam"});
+
+  auto snapshot = ki::fetchSnapshot(client, *args);
+  if (!snapshot) return fail(config->origin + ": " + snapshot.error().message);
+  const bool json = args->output == ki::Output::kJson;
+  switch (args->command) {
+    case ki::Command::kHelp: break;
+    case ki::Command::kShow:
+      if (args->node.empty()) {
+        const auto pools = ki::showPools(*snapshot);
+        json ? printJson(ki::toJson(pools)) : print(ki::renderPools(pools));
+      } else {
+        const auto report = ki::showNode(*snapshot, args->node);
+        json ? printJson(ki::toJson(report)) : print(ki::renderNode(report));
+      }
+      return 0;
+    case ki::Command::kCheck: {
+      const auto report = ki::check(*snapshot);
+      json ? printJson(ki::toJson(report)) : print(ki::renderCheck(report));
+      return report.clean() ? 0 : 1;
+    }
+    case ki::Command::kWhy: {
+      const auto report = ki::why(*snapshot, args->ns, args->pod);
+      json ? printJson(ki::toJson(report)) : print(ki::renderWhy(report));
+      return report.found ? 0 : kUsageOrApiError;
+    }
+  }
+  return 0;
+}

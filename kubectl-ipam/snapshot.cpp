@@ -1,0 +1,269 @@
+#include "kubectl-ipam/snapshot.h"
+
+#include <algorithm>
+#include <charconv>
+#include <chrono>
+
+#include <fmt/format.h>
+
+namespace vnetipam::kubectl_ipam {
+
+using nlohmann::json;
+
+namespace {
+
+// The member `key` of `j` when it is a string, else "".
+std::string text(const json& j, const char* key) {
+  if (!j.is_object()) return {};
+  const auto it = j.find(key);
+  return it != j.end() && it->is_string() ? it->get<std::string>() : std::string();
+}
+
+const json& member(const json& j, const char* key) {
+  static const json kNull;
+  if (!j.is_object()) return kNull;
+  const auto it = j.find(key);
+  return it != j.end() ? *it : kNull;
+}
+
+std::map<std::string, std::string> stringMap(const json& j) {
+  std::map<std::string, std::string> out;
+  if (!j.is_object()) return out;
+  for (const auto& [k, v] : j.items()) {
+    if (v.is_string()) out.emplace(k, v.get<std::string>());
+  }
+  return out;
+}
+
+std::vector<api::Condition> conditions(const json& j) {
+  std::vector<api::Condition> out;
+  if (!j.is_array()) return out;
+  for (const auto& c : j) {
+    if (!c.is_object()) continue;
+    out.push_back({.type = text(c, "type"),
+                   .status = text(c, "status"),
+                   .reason = text(c, "reason"),
+                   .message = text(c, "message"),
+                   .lastTransitionTime = text(c, "lastTransitionTime")});
+  }
+  return out;
+}
+
+ipam::Error notAnObject(std::string_view kind) {
+  return ipam::Error{ipam::ErrorCode::kInvalidArgument,
+                     fmt::format("a {} in the list is not a JSON object", kind)};
+}
+
+}  // namespace
+
+ipam::Result<SubnetInfo> subnetFromJson(const json& j) {
+  if (!j.is_object()) return std::unexpected(notAnObject("PodSubnet"));
+  const json& spec = member(j, "spec");
+  const json& status = member(j, "status");
+  auto integer = [&](const char* key) -> std::int64_t {
+    const json& v = member(status, key);
+    return v.is_number_integer() ? v.get<std::int64_t>() : 0;
+  };
+  SubnetInfo subnet{.name = text(member(j, "metadata"), "name"),
+                    .cidr = text(status, "cidr"),
+                    .nodeSelector = member(spec, "nodeSelector"),
+                    .totalBlocks = integer("totalBlocks"),
+                    .allocatedBlocks = integer("allocatedBlocks"),
+                    .conditions = conditions(member(status, "conditions"))};
+  if (subnet.cidr.empty()) subnet.cidr = text(spec, "cidr");
+  return subnet;
+}
+
+namespace {
+
+bool isLabelSelector(const json& selector) {
+  return selector.contains("matchLabels") || selector.contains("matchExpressions");
+}
+
+}  // namespace
+
+bool SubnetInfo::selects(const std::map<std::string, std::string>& labels) const {
+  if (!nodeSelector.is_object()) return true;
+  auto hasLabel = [&](const std::string& key, const std::string& value) {
+    const auto it = labels.find(key);
+    return it != labels.end() && it->second == value;
+  };
+  if (!isLabelSelector(nodeSelector)) {
+    for (const auto& [k, v] : nodeSelector.items()) {
+      if (!v.is_string() || !hasLabel(k, v.get<std::string>())) return false;
+    }
+    return true;
+  }
+  for (const auto& [k, v] : member(nodeSelector, "matchLabels").items()) {
+    if (!v.is_string() || !hasLabel(k, v.get<std::string>())) return false;
+  }
+  const json& expressions = member(nodeSelector, "matchExpressions");
+  if (!expressions.is_array()) return true;
+  for (const auto& e : expressions) {
+    const std::string key = text(e, "key");
+    const std::string op = text(e, "operator");
+    std::vector<std::string> values;
+    for (const auto& v : member(e, "values")) {
+      if (v.is_string()) values.push_back(v.get<std::string>());
+    }
+    const auto it = labels.find(key);
+    const bool has = it != labels.end();
+    const bool in = has && std::find(values.begin(), values.end(), it->second) != values.end();
+    if (op == "In" && !in) return false;
+    if (op == "NotIn" && in) return false;
+    if (op == "Exists" && !has) return false;
+    if (op == "DoesNotExist" && has) return false;
+    if (op != "In" && op != "NotIn" && op != "Exists" && op != "DoesNotExist") return false;
+  }
+  return true;
+}
+
+std::string SubnetInfo::selectorText() const {
+  if (!nodeSelector.is_object()) return "every node";
+  std::vector<std::string> parts;
+  const json& labelsPart =
+      isLabelSelector(nodeSelector) ? member(nodeSelector, "matchLabels") : nodeSelector;
+  if (labelsPart.is_object()) {
+    for (const auto& [k, v] : labelsPart.items()) {
+      parts.push_back(fmt::format("{}={}", k, v.is_string() ? v.get<std::string>() : v.dump()));
+    }
+  }
+  if (isLabelSelector(nodeSelector) && member(nodeSelector, "matchExpressions").is_array()) {
+    for (const auto& e : member(nodeSelector, "matchExpressions")) {
+      std::string values;
+      for (const auto& v : member(e, "values")) {
+        if (!values.empty()) values += ",";
+        values += v.is_string() ? v.get<std::string>() : v.dump();
+      }
+      parts.push_back(fmt::format("{} {}{}", text(e, "key"), text(e, "operator"),
+                                  values.empty() ? "" : " (" + values + ")"));
+    }
+  }
+  if (parts.empty()) return "every node";
+  std::string out;
+  for (const auto& p : parts) {
+    if (!out.empty()) out += ",";
+    out += p;
+  }
+  return out;
+}
+
+ipam::Result<PodInfo> podFromJson(const json& j) {
+  if (!j.is_object()) return std::unexpected(notAnObject("Pod"));
+  const json& meta = member(j, "metadata");
+  const json& spec = member(j, "spec");
+  const json& status = member(j, "status");
+  PodInfo pod{.ns = text(meta, "namespace"),
+              .name = text(meta, "name"),
+              .uid = text(meta, "uid"),
+              .nodeName = text(spec, "nodeName"),
+              .phase = text(status, "phase"),
+              .startTime = text(status, "startTime"),
+              .deleting = !text(meta, "deletionTimestamp").empty(),
+              .labels = stringMap(member(meta, "labels"))};
+  const json& hostNetwork = member(spec, "hostNetwork");
+  pod.hostNetwork = hostNetwork.is_boolean() && hostNetwork.get<bool>();
+  const json& podIPs = member(status, "podIPs");
+  if (podIPs.is_array()) {
+    for (const auto& entry : podIPs) {
+      if (auto ip = text(entry, "ip"); !ip.empty()) pod.ips.push_back(std::move(ip));
+    }
+  }
+  if (pod.ips.empty()) {
+    if (auto ip = text(status, "podIP"); !ip.empty()) pod.ips.push_back(std::move(ip));
+  }
+  for (const auto& c : conditions(member(status, "conditions"))) {
+    if (c.type == "Ready") pod.ready = c.status == "True";
+  }
+  return pod;
+}
+
+ipam::Result<NodeInfo> nodeFromJson(const json& j) {
+  if (!j.is_object()) return std::unexpected(notAnObject("Node"));
+  const json& meta = member(j, "metadata");
+  return NodeInfo{.name = text(meta, "name"),
+                  .labels = stringMap(member(meta, "labels")),
+                  .conditions = conditions(member(member(j, "status"), "conditions"))};
+}
+
+ipam::Result<EventInfo> eventFromJson(const json& j) {
+  if (!j.is_object()) return std::unexpected(notAnObject("Event"));
+  const json& meta = member(j, "metadata");
+  // Read through core/v1: an events.k8s.io/v1 Event (what lib/kube/events.h writes) shows its
+  // regarding as involvedObject and its note as message; its time is in eventTime or series.
+  const json& involved = member(j, "involvedObject");
+  EventInfo event{.ns = text(meta, "namespace"),
+                  .type = text(j, "type"),
+                  .reason = text(j, "reason"),
+                  .message = text(j, "message"),
+                  .objectKind = text(involved, "kind"),
+                  .objectName = text(involved, "name"),
+                  .objectNamespace = text(involved, "namespace")};
+  for (const std::string& t :
+       {text(member(j, "series"), "lastObservedTime"), text(j, "lastTimestamp"),
+        text(j, "eventTime"), text(j, "firstTimestamp"), text(meta, "creationTimestamp")}) {
+    if (!t.empty()) {
+      event.time = t;
+      break;
+    }
+  }
+  const json& count = member(j, "count");
+  const json& seriesCount = member(member(j, "series"), "count");
+  if (seriesCount.is_number_integer()) {
+    event.count = seriesCount.get<std::int64_t>();
+  } else if (count.is_number_integer()) {
+    event.count = count.get<std::int64_t>();
+  }
+  return event;
+}
+
+std::optional<std::int64_t> parseTime(const std::string& text) {
+  // YYYY-MM-DDTHH:MM:SS[.frac](Z|+HH:MM|-HH:MM)
+  if (text.size() < 20 || text[4] != '-' || text[7] != '-' ||
+      (text[10] != 'T' && text[10] != 't' && text[10] != ' ') || text[13] != ':' ||
+      text[16] != ':') {
+    return std::nullopt;
+  }
+  auto number = [&](std::size_t at, std::size_t len) -> std::optional<int> {
+    int value = 0;
+    const char* begin = text.data() + at;
+    const auto [end, ec] = std::from_chars(begin, begin + len, value);
+    if (ec != std::errc() || end != begin + len) return std::nullopt;
+    return value;
+  };
+  const auto year = number(0, 4), month = number(5, 2), day = number(8, 2);
+  const auto hour = number(11, 2), minute = number(14, 2), second = number(17, 2);
+  if (!year || !month || !day || !hour || !minute || !second) return std::nullopt;
+  std::size_t at = 19;
+  if (at < text.size() && text[at] == '.') {
+    ++at;
+    while (at < text.size() && text[at] >= '0' && text[at] <= '9')
+      ++at;
+  }
+  std::int64_t offset = 0;
+  if (at < text.size() && (text[at] == 'Z' || text[at] == 'z') && at + 1 == text.size()) {
+    offset = 0;
+  } else if (at + 6 == text.size() && (text[at] == '+' || text[at] == '-') && text[at + 3] == ':') {
+    const auto oh = number(at + 1, 2), om = number(at + 4, 2);
+    if (!oh || !om) return std::nullopt;
+    offset = (text[at] == '+' ? 1 : -1) * (std::int64_t{*oh} * 3600 + std::int64_t{*om} * 60);
+  } else {
+    return std::nullopt;
+  }
+  const std::chrono::year_month_day date{std::chrono::year(*year),
+                                         std::chrono::month(static_cast<unsigned>(*month)),
+                                         std::chrono::day(static_cast<unsigned>(*day))};
+  if (!date.ok() || *hour > 23 || *minute > 59 || *second > 60) return std::nullopt;
+  const std::int64_t days = std::chrono::sys_days(date).time_since_epoch().count();
+  return days * 86400 + *hour * 3600 + *minute * 60 + *second - offset;
+}
+
+const api::Condition* findCondition(const std::vector<api::Condition>& conditions,
+                                    std::string_view type) {
+  for (const auto& c : conditions) {
+    if (c.type == type) return &c;
+  }
+  return nullptr;
+}
+
+}  // namespace vnetipam::kubectl_ipam
