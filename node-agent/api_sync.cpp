@@ -1,7 +1,9 @@
 #include "node-agent/api_sync.h"
 
 #include <algorithm>
+#include <set>
 
+#include <fmt/chrono.h>
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
@@ -78,36 +80,69 @@ kube::Result<void> removeAgentDrain(kube::Client& client, const DrainTarget& tar
   return {};
 }
 
-std::size_t UsageReporter::report(const std::vector<BlockUsage>& usage) {
+json blockStatusApply(const std::string& name, std::int64_t used,
+                      const std::optional<DataplaneCondition>& dataplane,
+                      const std::string& lastTransitionTime) {
+  json status{{"used", used}};
+  if (dataplane) {
+    status["conditions"] = json::array({{{"type", api::kConditionDataplaneSynced},
+                                         {"status", dataplane->status},
+                                         {"reason", dataplane->reason},
+                                         {"message", dataplane->message},
+                                         {"lastTransitionTime", lastTransitionTime}}});
+  }
+  return json{{"apiVersion", api::kApiVersion},
+              {"kind", api::kIPBlockKind},
+              {"metadata", {{"name", name}}},
+              {"status", std::move(status)}};
+}
+
+UsageReporter::UsageReporter(kube::Client& client, AgentMetrics* metrics, WallClock wallClock)
+    : client_(client), metrics_(metrics), wallClock_(std::move(wallClock)) {
+  if (!wallClock_) wallClock_ = [] { return std::chrono::system_clock::now(); };
+}
+
+std::size_t UsageReporter::report(const std::vector<BlockUsage>& usage,
+                                  const std::map<std::string, DataplaneCondition>& dataplane) {
   std::size_t written = 0;
-  std::map<std::string, std::int64_t, std::less<>> seen;
+  std::set<std::string, std::less<>> seen;
   for (const BlockUsage& block : usage) {
     if (!block.inApi) continue;
-    seen[block.name] = block.used;
+    seen.insert(block.name);
+    Written& want = wanted_[block.name];
+    want.used = block.used;
+    if (auto it = dataplane.find(block.name); it != dataplane.end()) {
+      if (!want.dataplane || want.dataplane->status != it->second.status) {
+        want.lastTransitionTime = fmt::format(
+            "{:%Y-%m-%dT%H:%M:%SZ}", std::chrono::floor<std::chrono::seconds>(wallClock_()));
+      }
+      want.dataplane = it->second;
+    }
     auto last = written_.find(block.name);
-    if (last != written_.end() && last->second == block.used) continue;
-    const json patch{{"apiVersion", api::kApiVersion},
-                     {"kind", api::kIPBlockKind},
-                     {"metadata", {{"name", block.name}}},
-                     {"status", {{"used", block.used}}}};
-    auto applied =
-        client_.applyStatus(fmt::format("{}/{}", kIPBlocksPath, block.name), patch,
-                            {.fieldManager = std::string(api::kAgentFieldManager), .force = true});
+    if (last != written_.end() && last->second == want) continue;
+    auto applied = client_.applyStatus(
+        fmt::format("{}/{}", kIPBlocksPath, block.name),
+        blockStatusApply(block.name, want.used, want.dataplane, want.lastTransitionTime),
+        {.fieldManager = std::string(api::kAgentFieldManager), .force = true});
     if (metrics_) metrics_->usageReported(applied.has_value());
     if (!applied) {
       // Forget what we wrote so the next batch tries again.
       written_.erase(block.name);
       if (applied.error().code != kube::ErrorCode::kNotFound) {
-        spdlog::warn("IPBlock {}: writing status.used={}: {}", block.name, block.used,
+        spdlog::warn("IPBlock {}: writing status.used={}{}: {}", block.name, block.used,
+                     want.dataplane ? " and " + std::string(api::kConditionDataplaneSynced) + "=" +
+                                          want.dataplane->status
+                                    : std::string(),
                      applied.error().message);
       }
       continue;
     }
-    written_[block.name] = block.used;
+    written_[block.name] = want;
     ++written;
   }
   // Blocks that left: forget them, so a block recreated under the same name is written again.
   std::erase_if(written_, [&](const auto& entry) { return !seen.contains(entry.first); });
+  std::erase_if(wanted_, [&](const auto& entry) { return !seen.contains(entry.first); });
   return written;
 }
 

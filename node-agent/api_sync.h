@@ -1,9 +1,11 @@
-// Where the agent meets the API server: reading this node's IPBlocks, writing their status.used,
-// and giving up a block being deleted (removing the agent-drain finalizer). Everything here is a
-// thin adapter; decisions live in AllocationStore and BlockKeeper.
+// Where the agent meets the API server: reading this node's IPBlocks, writing their status.used
+// and DataplaneSynced condition, and giving up a block being deleted (removing the agent-drain
+// finalizer). Everything here is a thin adapter; decisions live in AllocationStore and BlockKeeper.
 #pragma once
 
+#include <chrono>
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <optional>
 #include <string>
@@ -13,6 +15,7 @@
 
 #include "lib/kube/client.h"
 #include "node-agent/allocation_store.h"
+#include "node-agent/dataplane_drift.h"
 #include "node-agent/metrics.h"
 
 namespace vnetipam::agent {
@@ -47,22 +50,45 @@ nlohmann::json removeAgentDrainPatch(const DrainTarget& target);
 // caller decides again from a fresher object.
 kube::Result<void> removeAgentDrain(kube::Client& client, const DrainTarget& target);
 
-// Writes status.used of this node's blocks with server-side apply under the agent's own field
-// manager (api::kAgentFieldManager), which owns only that field: the controller's phase, nic,
-// capacity and conditions are untouched. Only blocks whose count changed since the last
-// successful write are sent, so an idle node makes no API calls. Not thread-safe: one caller.
+// The server-side apply body for one block's status under the agent's field manager: status.used
+// and, once the agent has checked the block's dataplane, its DataplaneSynced condition. Every
+// apply carries both: with server-side apply a field the manager owned and omits is removed.
+nlohmann::json blockStatusApply(const std::string& name, std::int64_t used,
+                                const std::optional<DataplaneCondition>& dataplane,
+                                const std::string& lastTransitionTime);
+
+// Writes status.used and the DataplaneSynced condition of this node's blocks with server-side
+// apply under the agent's own field manager (api::kAgentFieldManager), which owns only those two:
+// the controller's phase, nic, capacity and other conditions are untouched (conditions are a list
+// map keyed by type). Only blocks whose count or condition changed since the last successful write
+// are sent, so an idle node makes no API calls. The condition's lastTransitionTime is the time its
+// status last changed as this reporter saw it. Not thread-safe: one caller.
 class UsageReporter {
  public:
-  UsageReporter(kube::Client& client, AgentMetrics* metrics) : client_(client), metrics_(metrics) {}
+  using WallClock = std::function<std::chrono::system_clock::time_point()>;
 
-  // One batch. Returns the number of blocks written successfully; failures are logged and
-  // retried on the next call.
-  std::size_t report(const std::vector<BlockUsage>& usage);
+  UsageReporter(kube::Client& client, AgentMetrics* metrics, WallClock wallClock = {});
+
+  // One batch. `dataplane` holds the latest condition of each block the drift check has looked
+  // at; a block it does not hold keeps the condition last written (or none yet). Returns the
+  // number of blocks written successfully; failures are logged and retried on the next call.
+  std::size_t report(const std::vector<BlockUsage>& usage,
+                     const std::map<std::string, DataplaneCondition>& dataplane = {});
 
  private:
+  struct Written {
+    std::int64_t used = 0;
+    std::optional<DataplaneCondition> dataplane;
+    std::string lastTransitionTime;
+    bool operator==(const Written&) const = default;
+  };
+
   kube::Client& client_;
   AgentMetrics* metrics_;
-  std::map<std::string, std::int64_t, std::less<>> written_;
+  WallClock wallClock_;
+  std::map<std::string, Written, std::less<>> written_;
+  // The condition of each block as last decided, kept across failed writes so a retry carries it.
+  std::map<std::string, Written, std::less<>> wanted_;
 };
 
 }  // namespace vnetipam::agent

@@ -113,5 +113,67 @@ TEST(UsageReporterTest, AppliesOnlyChangedUsedUnderTheAgentsFieldManager) {
   EXPECT_EQ(reporter.report({{.name = "b1", .used = 4, .inApi = true}}), 1u) << "retried";
 }
 
+TEST(UsageReporterTest, TheDataplaneConditionRidesWithUsedAndIsWrittenOnlyOnChange) {
+  kube::testing::FakeTransport transport;
+  kube::testing::FakeClock clock;
+  kube::Client client(transport, clock, {.qps = 0, .maxRetries = 0});
+  auto wall = std::chrono::system_clock::from_time_t(1'795'000'000);  // 2026-11-18T...
+  UsageReporter reporter(client, nullptr, [&] { return wall; });
+  const DataplaneCondition inSync{.status = "True", .reason = "InSync", .message = "all good"};
+  const DataplaneCondition drift{
+      .status = "False", .reason = "Drift", .message = "10.0.0.1 (pod default/p): no host route"};
+  const std::vector<BlockUsage> usage = {{.name = "b1", .used = 1, .inApi = true}};
+  auto lastBody = [&] { return json::parse(transport.requests().back().body); };
+  auto condition = [&] { return lastBody()["status"]["conditions"][0]; };
+  for (int i = 0; i < 5; ++i)
+    transport.respond(200, "{}");  // one answer per write below
+  ASSERT_EQ(reporter.report(usage), 1u);
+  EXPECT_FALSE(lastBody()["status"].contains("conditions")) << "not checked yet: used alone";
+
+  ASSERT_EQ(reporter.report(usage, {{"b1", inSync}}), 1u);
+  EXPECT_EQ(lastBody()["status"]["used"], 1) << "used rides along, or the apply would drop it";
+  EXPECT_EQ(condition(), (json{{"type", "DataplaneSynced"},
+                               {"status", "True"},
+                               {"reason", "InSync"},
+                               {"message", "all good"},
+                               {"lastTransitionTime", "2026-11-18T11:06:40Z"}}));
+  EXPECT_EQ(lastBody()["status"]["conditions"].size(), 1u) << "only the agent's own condition";
+
+  EXPECT_EQ(reporter.report(usage, {{"b1", inSync}}), 0u);
+  EXPECT_EQ(transport.requests().size(), 2u) << "nothing changed: no write";
+
+  // used changes: the condition rides along (omitting it would remove it), transition unchanged.
+  wall += std::chrono::minutes(1);
+  ASSERT_EQ(reporter.report({{.name = "b1", .used = 2, .inApi = true}}), 1u);
+  EXPECT_EQ(lastBody()["status"]["used"], 2);
+  EXPECT_EQ(condition()["status"], "True");
+  EXPECT_EQ(condition()["lastTransitionTime"], "2026-11-18T11:06:40Z");
+
+  // Drift: a new status, a new transition time.
+  ASSERT_EQ(reporter.report({{.name = "b1", .used = 2, .inApi = true}}, {{"b1", drift}}), 1u);
+  EXPECT_EQ(condition()["status"], "False");
+  EXPECT_EQ(condition()["reason"], "Drift");
+  EXPECT_EQ(condition()["message"], drift.message);
+  EXPECT_EQ(condition()["lastTransitionTime"], "2026-11-18T11:07:40Z");
+
+  // Another message with the same status: written, the transition time kept.
+  wall += std::chrono::minutes(1);
+  DataplaneCondition more = drift;
+  more.message += "; 10.0.0.2: no host route";
+  ASSERT_EQ(reporter.report({{.name = "b1", .used = 2, .inApi = true}}, {{"b1", more}}), 1u);
+  EXPECT_EQ(condition()["message"], more.message);
+  EXPECT_EQ(condition()["lastTransitionTime"], "2026-11-18T11:07:40Z");
+
+  // A failed write is retried with the same body.
+  wall += std::chrono::minutes(1);
+  transport.respond(500, R"({"kind":"Status","message":"boom"})");
+  transport.respond(200, "{}");
+  EXPECT_EQ(reporter.report({{.name = "b1", .used = 2, .inApi = true}}, {{"b1", inSync}}), 0u);
+  const json failed = lastBody();
+  EXPECT_EQ(reporter.report({{.name = "b1", .used = 2, .inApi = true}}), 1u);
+  EXPECT_EQ(lastBody(), failed);
+  EXPECT_EQ(condition()["lastTransitionTime"], "2026-11-18T11:09:40Z");
+}
+
 }  // namespace
 }  // namespace vnetipam::agent
