@@ -233,8 +233,9 @@ CheckReport check(const Snapshot& s) {
       }
     }
   }
-  for (const auto& [ip, pods] : owners) {
+  for (auto& [ip, pods] : owners) {
     if (pods.size() < 2) continue;
+    std::sort(pods.begin(), pods.end());
     add("duplicate-ip", "Address " + ip,
         fmt::format("held by {} pods: {}", pods.size(), joined(pods, ", ")));
   }
