@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -215,3 +216,21 @@ def test_kubeconfig_from_the_environment_and_errors(cluster, kube, tmp_path):
     assert out.returncode == 2 and "pod default/no-such-pod not found" in out.stdout, out.stdout
     out = run(None, "--help")
     assert out.returncode == 0 and "kubectl ipam check" in out.stdout
+
+
+def test_the_demo_status_page_runs_the_plugin(cluster, kube):
+    """scripts/demo.py status prints `kubectl ipam show` and `check` through kubectl_ipam_text;
+    here against this cluster, with this build's binary (the demo's is in build-image)."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "scripts"))
+    import demo
+
+    text = demo.kubectl_ipam_text(str(kube.kubeconfig), "show", binary=plugin())
+    assert text.splitlines()[0].startswith("PODSUBNET"), text
+    assert any(line.startswith(POOL) for line in text.splitlines()), text
+    # A finding: the exit status is shown.
+    create_pod(cluster, "kipam-demo-stray", NODES[1], ["10.99.0.6"])
+    text = demo.kubectl_ipam_text(str(kube.kubeconfig), "check", binary=plugin())
+    assert "Pod default/kipam-demo-stray" in text and text.endswith("  (exit 1)\n"), text
+    missing = demo.kubectl_ipam_text(str(kube.kubeconfig), "show",
+                                     binary=Path("/nonexistent/kubectl-ipam"))
+    assert "is not built: scripts/demo.sh up builds it" in missing

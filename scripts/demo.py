@@ -348,6 +348,22 @@ def kubectl_text(cfg: str, *args: str) -> str:
     return res.stdout if res.returncode == 0 else res.stdout + res.stderr
 
 
+# The kubectl plugin (docs/kubectl-ipam.md), built by scripts/demo.sh into the image's build dir.
+KUBECTL_IPAM = Path(os.environ.get("VNETIPAM_KUBECTL_IPAM",
+                                   ROOT / "build-image" / "kubectl-ipam" / "kubectl-ipam"))
+
+
+def kubectl_ipam_text(cfg: str, *args: str, binary: Path | None = None) -> str:
+    """What `kubectl ipam ARGS` prints (kubectl runs the kubectl-ipam binary with ARGS), with its
+    exit status when it is not 0 (check exits 1 when it finds a problem)."""
+    binary = binary or KUBECTL_IPAM
+    if not binary.is_file():
+        return f"  ({binary} is not built: scripts/demo.sh up builds it)\n"
+    res = subprocess.run([str(binary), *args, f"--kubeconfig={cfg}"], capture_output=True,
+                         text=True, timeout=60)
+    return res.stdout + res.stderr + (f"  (exit {res.returncode})\n" if res.returncode else "")
+
+
 def mock_nic_prefixes(mock: dict) -> dict[str, list[str]]:
     """NIC name -> its IP prefixes, from the mock's /mock/state (through the forwarder)."""
     import ssl
@@ -432,6 +448,16 @@ def status(already_up: bool = False) -> int:
     print(kubectl_text(cfg, "get", "podsubnets"), end="")
     section("kubectl get ipblocks -o wide")
     print(kubectl_text(cfg, "get", "ipblocks", "-o", "wide"), end="")
+    section("kubectl ipam show    (the kubectl-ipam plugin: per PodSubnet, blocks and addresses)")
+    print(kubectl_ipam_text(cfg, "show"), end="")
+    running = pods()
+    if running:
+        node = sorted(p["spec"]["nodeName"] for p in running)[0]
+        section(f"kubectl ipam show --node {node}    (its blocks, and the pods holding addresses)")
+        print(kubectl_ipam_text(cfg, "show", "--node", node), end="")
+    section("kubectl ipam check    (every pod address in a Ready block of its node, no duplicates, "
+            "blocks on their NICs)")
+    print(kubectl_ipam_text(cfg, "check"), end="")
     if info.get("mock"):
         section("the blocks on the nodes' NICs (Azure VNET mock) and the VNET's routes (its SDN)")
         try:
@@ -509,6 +535,7 @@ def status(already_up: bool = False) -> int:
     print(f"\nexport KUBECONFIG={cfg}    # works while the demo runs (supervisor pid {pid})")
     print(f"alias kubectl={info.get('kubectl', 'kubectl')}    # built with the cluster (any kubectl works)")
     print("kubectl get ipblocks -o wide      # the main view of the cluster")
+    print(f"cp {KUBECTL_IPAM} /usr/local/bin/    # then: kubectl ipam show|check|why POD")
     print(f"Prometheus: {info['prometheus']}   logs: {STATE}   up in {info['upSeconds']}s")
     print("scripts/demo.sh status            # this again")
     print("scripts/demo.sh down              # stop every process, remove every namespace")

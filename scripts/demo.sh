@@ -36,6 +36,8 @@ case "$cmd" in
     echo "==> the vnet-ipam image (scripts/build-image.sh, into $image_build_dir)"
     image=$(scripts/build-image.sh --tag demo --build-dir "$image_build_dir" \
       --out "$image_build_dir/vnet-ipam-demo.tar" | tail -n 1)
+    echo "==> kubectl-ipam, the kubectl plugin the status page runs (into $image_build_dir)"
+    cmake --build "$image_build_dir" --target kubectl-ipam >&2
     exec python3 scripts/demo.py up --kube-bin "$kube_bin" --image "$image" \
       --mock-bin "$image_build_dir/azure-mock/azure-vnet-mock" --cloud "${VNETIPAM_DEMO_CLOUD:-azure}"
     ;;
