@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -234,3 +235,21 @@ def test_the_demo_status_page_runs_the_plugin(cluster, kube):
     missing = demo.kubectl_ipam_text(str(kube.kubeconfig), "show",
                                      binary=Path("/nonexistent/kubectl-ipam"))
     assert "is not built: scripts/demo.sh up builds it" in missing
+
+
+def test_installed_on_path_kubectl_runs_it_as_kubectl_ipam(cluster, kube, tmp_path):
+    """docs/kubectl-ipam.md's install: the binary copied onto PATH as kubectl-ipam."""
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    shutil.copy2(plugin(), bindir / "kubectl-ipam")
+    env = dict(os.environ, PATH=f"{bindir}:{os.environ.get('PATH', '')}")
+    env.pop("KUBECONFIG", None)
+    kubectl = str(kube.binaries / "kubectl")
+    listed = subprocess.run([kubectl, "plugin", "list"], capture_output=True, text=True, env=env,
+                            timeout=60)
+    assert str(bindir / "kubectl-ipam") in listed.stdout, listed.stdout + listed.stderr
+    # Flags go after the command: kubectl refuses flags before a plugin's name.
+    out = subprocess.run([kubectl, "ipam", "show", "--kubeconfig", str(kube.kubeconfig)],
+                         capture_output=True, text=True, env=env, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert any(line.startswith(POOL) for line in out.stdout.splitlines()), out.stdout
