@@ -89,12 +89,15 @@ std::optional<BlockInfo> Controller::decodeBlock(const json& object) {
       l != block->metadata.labels.end()) {
     info.subnetLabel = l->second;
   }
-  for (const api::Condition& c : block->status.conditions) {
+  for (api::Condition& c : block->status.conditions) {
     if (c.type == api::kConditionInvalid && c.status == "True") {
       info.invalidInStatus = true;
       info.invalidMessage = c.message;
+    } else if (c.type == api::kConditionProgrammed) {
+      info.programmed = std::move(c);
     }
   }
+  info.phaseTime = std::move(block->status.lastTransitionTime);
   info.used = block->status.used;
   if (block->status.nic) info.nicId = std::move(block->status.nic->id);
   if (auto a = block->metadata.annotations.find(std::string(kProviderIDAnnotation));
@@ -120,6 +123,25 @@ std::optional<NodeInfo> Controller::decodeNode(const json& object) {
   }
   if (const auto spec = object.find("spec"); spec != object.end() && spec->is_object()) {
     info.providerID = spec->value("providerID", "");
+  }
+  // Only the controller's own condition: the kubelet's heartbeats must not make a node differ.
+  const json* conditions = nullptr;
+  if (const auto status = object.find("status"); status != object.end() && status->is_object()) {
+    if (const auto found = status->find("conditions"); found != status->end()) {
+      conditions = &*found;
+    }
+  }
+  if (conditions != nullptr && conditions->is_array()) {
+    for (const json& c : *conditions) {
+      if (!c.is_object() || c.value("type", "") != api::kNodeConditionNicProgrammed) continue;
+      info.nicCondition = api::Condition{.type = std::string(api::kNodeConditionNicProgrammed),
+                                         .status = c.value("status", ""),
+                                         .reason = c.value("reason", ""),
+                                         .message = c.value("message", ""),
+                                         .lastTransitionTime = c.value("lastTransitionTime", ""),
+                                         .observedGeneration = 0,
+                                         .extra = json::object()};
+    }
   }
   return info;
 }

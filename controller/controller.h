@@ -76,6 +76,9 @@ struct NodeInfo {
   std::string uid;
   std::string providerID;
   std::map<std::string, std::string> labels;
+  // status.conditions[VnetIpamNICProgrammed], the controller's own: written only once a NIC PUT
+  // of the node has failed (and True again when one succeeds), so most nodes never have it.
+  std::optional<api::Condition> nicCondition;
   bool operator==(const NodeInfo&) const = default;
 };
 
@@ -100,6 +103,8 @@ struct BlockInfo {
   bool invalidInStatus = false;  // status.conditions has Invalid=True
   std::int64_t used = 0;
   std::int64_t capacity = 0;
+  std::optional<std::string> phaseTime;      // status.lastTransitionTime
+  std::optional<api::Condition> programmed;  // status.conditions[Programmed]
   Time created{};
   // status.nic.id: where the prefix was programmed. Lets a restarted controller remove the prefix
   // of a block whose node (and so providerID) is already gone.
@@ -200,9 +205,21 @@ class Controller {
   bool nodeSelected(const NodeInfo& node, const api::PodSubnetSpec& spec) const;
 
   std::optional<std::string> carve(const std::string& name, std::unique_lock<std::mutex>& lock);
-  std::optional<std::string> writePhases(
-      const std::string& node, const std::vector<std::pair<std::string, api::BlockPhase>>& changes,
-      const std::string& nicId);
+  // One status apply of an accepted block: a new phase and/or a new Programmed condition.
+  struct BlockStatusWrite {
+    std::string name;
+    std::optional<api::BlockPhase> phase;      // nullopt: the phase stays
+    std::optional<api::Condition> programmed;  // nullopt: the condition stays as it is
+  };
+  // Each apply sends every status field the controller owns (server-side apply removes a field
+  // its manager applied before and leaves out now): the phase, its lastTransitionTime, capacity,
+  // nic (`nicId` with Programmed/Ready, else the one the block has) and Programmed.
+  std::optional<std::string> writeBlockStatus(const std::string& node,
+                                              const std::vector<BlockStatusWrite>& writes,
+                                              const std::string& nicId);
+  // The node's VnetIpamNICProgrammed condition (server-side apply of nodes/<node>/status).
+  std::optional<std::string> writeNodeNicCondition(const std::string& node,
+                                                   const api::Condition& condition);
   std::optional<std::string> finishReleasing(const std::vector<std::string>& names);
   // --cloud=none: removes kNicReleaseFinalizer from these blocks (the rule is in nicPass).
   std::optional<std::string> dropNicFinalizers(const std::vector<std::string>& names);

@@ -4,6 +4,7 @@
 // controller.h.
 #include <algorithm>
 #include <map>
+#include <set>
 #include <utility>
 #include <vector>
 
@@ -13,6 +14,7 @@
 #include "api/codec.h"
 #include "controller/controller.h"
 #include "controller/controller_internal.h"
+#include "controller/nic_conditions.h"
 #include "controller/nic_reconcile.h"
 #include "controller/pool_status.h"
 
@@ -20,48 +22,88 @@ namespace vnetipam::controller {
 
 using nlohmann::json;
 
-std::optional<std::string> Controller::writePhases(
-    const std::string& node, const std::vector<std::pair<std::string, api::BlockPhase>>& changes,
-    const std::string& nicId) {
+std::optional<std::string> Controller::writeBlockStatus(const std::string& node,
+                                                        const std::vector<BlockStatusWrite>& writes,
+                                                        const std::string& nicId) {
   std::optional<std::string> firstError;
-  for (const auto& [name, phase] : changes) {
+  for (const BlockStatusWrite& write : writes) {
     if (!canWrite()) return std::string("not the leader");
-    ipam::Prefix cidr;
+    BlockInfo info;
     {
       std::lock_guard lock(mutex_);
-      const auto found = blocks_.find(name);
-      // Only an accepted block gets a phase (and this apply, without conditions, would drop the
-      // Invalid condition of a refused one).
+      const auto found = blocks_.find(write.name);
+      // Only an accepted block gets a phase (and this apply, without the Invalid condition, would
+      // drop that of a refused one).
       if (found == blocks_.end() || found->second.trust != Trust::kAccepted) continue;
-      cidr = found->second.cidr;
+      info = found->second;
     }
-    json status = {{"phase", api::toString(phase)},
-                   {"capacity", prefixSize(cidr)},
-                   {"lastTransitionTime", formatTime(now())}};
-    if (!nicId.empty() &&
+    const api::BlockPhase phase = write.phase.value_or(info.phase);
+    json status = {{"phase", api::toString(phase)}, {"capacity", prefixSize(info.cidr)}};
+    if (write.phase) {
+      status["lastTransitionTime"] = formatTime(now());
+    } else if (info.phaseTime) {
+      status["lastTransitionTime"] = *info.phaseTime;
+    }
+    std::string nic = info.nicId;
+    if (write.phase && !nicId.empty() &&
         (phase == api::BlockPhase::kProgrammed || phase == api::BlockPhase::kReady)) {
-      status["nic"] = {{"id", nicId}, {"ipConfiguration", azure::ipConfigName(cidr)}};
+      nic = nicId;
     }
+    if (!nic.empty()) {
+      status["nic"] = {{"id", nic}, {"ipConfiguration", azure::ipConfigName(info.cidr)}};
+    }
+    const std::optional<api::Condition>& programmed =
+        write.programmed ? write.programmed : info.programmed;
+    if (programmed) status["conditions"] = json::array({api::toJson(*programmed)});
     const json body = {{"apiVersion", api::kApiVersion},
                        {"kind", api::kIPBlockKind},
-                       {"metadata", {{"name", name}}},
+                       {"metadata", {{"name", write.name}}},
                        {"status", std::move(status)}};
     auto written = client_.applyStatus(
-        blockPath(name), body,
+        blockPath(write.name), body,
         {.fieldManager = std::string(api::kControllerFieldManager), .force = true});
     if (!written) {
       if (written.error().code == kube::ErrorCode::kNotFound) continue;
-      firstError =
-          firstError.value_or(fmt::format("node {}: IPBlock {}: writing phase {}: {}", node, name,
-                                          api::toString(phase), written.error().message));
+      firstError = firstError.value_or(
+          fmt::format("node {}: IPBlock {}: writing status (phase {}): {}", node, write.name,
+                      api::toString(phase), written.error().message));
       continue;
     }
-    if (auto info = decodeBlock(*written)) {
+    if (auto updated = decodeBlock(*written)) {
       std::lock_guard lock(mutex_);
-      upsertBlockLocked(name, std::move(*info), false);
+      upsertBlockLocked(write.name, std::move(*updated), false);
     }
   }
   return firstError;
+}
+
+std::optional<std::string> Controller::writeNodeNicCondition(const std::string& node,
+                                                             const api::Condition& condition) {
+  if (!canWrite()) return std::string("not the leader");
+  // Node conditions are a list map keyed by type: this manager's apply owns this entry only,
+  // and the kubelet's conditions stay as they are.
+  const json body = {
+      {"apiVersion", "v1"},
+      {"kind", "Node"},
+      {"metadata", {{"name", node}}},
+      {"status",
+       {{"conditions", json::array({{{"type", condition.type},
+                                     {"status", condition.status},
+                                     {"reason", condition.reason},
+                                     {"message", condition.message},
+                                     {"lastTransitionTime", condition.lastTransitionTime}}})}}}};
+  auto written = client_.applyStatus(
+      fmt::format("{}/{}", kNodesPath, node), body,
+      {.fieldManager = std::string(api::kControllerFieldManager), .force = true});
+  if (!written) {
+    return fmt::format("node {}: writing condition {}={}: {}", node, condition.type,
+                       condition.status, written.error().message);
+  }
+  if (auto info = decodeNode(*written)) {
+    std::lock_guard lock(mutex_);
+    if (nodes_.contains(node)) upsertNodeLocked(node, std::move(*info));
+  }
+  return std::nullopt;
 }
 
 std::optional<std::string> Controller::finishReleasing(const std::vector<std::string>& names) {
@@ -140,10 +182,19 @@ std::optional<std::string> Controller::reportInvalid(const std::string& name) {
                                  .lastTransitionTime = formatTime(now()),
                                  .observedGeneration = 0,
                                  .extra = json::object()};
+  json conditions = json::array({api::toJson(condition)});
+  // A block programmed before it was refused (by an earlier controller, judging against another
+  // pool) keeps a Programmed entry, now False: left out of this apply it would vanish, and True
+  // would be a lie, since a refused block's prefix is removed from the NIC as unowned.
+  if (info->programmed) {
+    conditions.push_back(api::toJson(nextCondition(
+        info->programmed, api::kConditionProgrammed, false, std::string(kReasonRefused),
+        "the controller refuses this block (condition Invalid): it is not programmed", now())));
+  }
   const json body = {{"apiVersion", api::kApiVersion},
                      {"kind", api::kIPBlockKind},
                      {"metadata", {{"name", name}}},
-                     {"status", {{"conditions", json::array({api::toJson(condition)})}}}};
+                     {"status", {{"conditions", std::move(conditions)}}}};
   auto written = client_.applyStatus(
       blockPath(name), body,
       {.fieldManager = std::string(api::kControllerFieldManager), .force = true});
@@ -207,6 +258,8 @@ std::optional<std::string> Controller::nicPass(const std::string& node, bool& ag
   std::optional<std::string> nicId;
   std::string providerID;
   bool nodeExists = false;
+  std::optional<api::Condition> nodeCondition;  // the node's VnetIpamNICProgrammed
+  std::map<std::string, std::optional<api::Condition>> programmedOf;  // block -> Programmed
   kube::ObjectReference ref;
   {
     std::lock_guard lock(mutex_);
@@ -214,6 +267,7 @@ std::optional<std::string> Controller::nicPass(const std::string& node, bool& ag
     if (auto index = nodeBlocks_.find(node); index != nodeBlocks_.end()) {
       for (const std::string& name : index->second) {
         const BlockInfo& info = blocks_.at(name);
+        programmedOf[name] = info.programmed;
         blocks.push_back({.name = name,
                           .cidr = info.cidr,
                           .phase = info.phase,
@@ -234,6 +288,7 @@ std::optional<std::string> Controller::nicPass(const std::string& node, bool& ag
     if (auto n = nodes_.find(node); n != nodes_.end()) {
       nodeExists = true;
       providerID = n->second.providerID;
+      nodeCondition = n->second.nicCondition;
     }
   }
 
@@ -251,7 +306,7 @@ std::optional<std::string> Controller::nicPass(const std::string& node, bool& ag
     //
     // Only accepted blocks move: a refused or undecided block is never set Ready, and is never
     // deleted here (only its own deletion, by someone else, lets it lose the finalizer).
-    std::vector<std::pair<std::string, api::BlockPhase>> changes;
+    std::vector<BlockStatusWrite> changes;
     std::vector<std::string> finished;
     for (const NicBlock& b : blocks) {
       if (b.trust != Trust::kAccepted) {
@@ -259,14 +314,22 @@ std::optional<std::string> Controller::nicPass(const std::string& node, bool& ag
       } else if (b.leaving()) {
         finished.push_back(b.name);
       } else if (b.phase != api::BlockPhase::kReady) {
-        changes.emplace_back(b.name, api::BlockPhase::kReady);
+        // Programmed goes with Ready, in the same apply: no write of its own.
+        changes.push_back(
+            {.name = b.name,
+             .phase = api::BlockPhase::kReady,
+             .programmed = nextCondition(programmedOf[b.name], api::kConditionProgrammed, true,
+                                         std::string(kReasonNoCloud),
+                                         "the controller runs with --cloud=none: there is no NIC "
+                                         "to program, the network routes the block by itself",
+                                         now())});
       }
     }
     // A leaving block loses the finalizer in finishReleasing, with its release.
     std::erase_if(withFinalizer, [&](const std::string& name) {
       return std::ranges::find(finished, name) != finished.end();
     });
-    auto error = writePhases(node, changes, "");
+    auto error = writeBlockStatus(node, changes, "");
     auto released = finishReleasing(finished);
     auto dropped = dropNicFinalizers(withFinalizer);
     return error ? error : released ? released : dropped;
@@ -334,19 +397,73 @@ std::optional<std::string> Controller::nicPass(const std::string& node, bool& ag
                                         .unownedGrace = config_.nicOrphanGrace,
                                         .now = now()});
   std::optional<std::string> error;
-  bool putOk = true;
+  std::optional<azure::Error> putError;
   if (plan.needsPut) {
     if (!canWrite()) return std::string("not the leader");
     auto put = cloud_->setNicPrefixes(*nicId, plan.desiredPrefixes);
     if (!put) {
-      putOk = false;
-      error = fmt::format("node {}: programming NIC {}: {}", node, *nicId, put.error().message);
+      putError = std::move(put.error());
+      error = fmt::format("node {}: programming NIC {}: {}", node, *nicId, putError->message);
     }
   }
-  std::vector<std::pair<std::string, api::BlockPhase>> changes;
-  for (const PhaseChange& change : plan.phaseChanges)
-    changes.emplace_back(change.name, change.to);
-  if (auto e = writePhases(node, changes, *nicId); e && !error) error = e;
+  const bool putOk = !putError;
+  const std::string failReason =
+      putError ? nicFailureReason(putError->code, putError->azureCode) : std::string();
+  const std::string failMessage =
+      putError ? fmt::format("programming NIC {} failed: {}", *nicId, putError->message)
+               : std::string();
+
+  // Status writes: the phase changes of the table, each with its Programmed condition in the
+  // same apply (so the happy path costs no write more than the phase), and, when the PUT failed,
+  // Programmed=False on the blocks it was to add, once per distinct reason.
+  std::map<std::string, ipam::Prefix> cidrOf;
+  for (const NicBlock& b : blocks)
+    cidrOf.emplace(b.name, b.cidr);
+  std::map<std::string, BlockStatusWrite> writes;
+  for (const PhaseChange& change : plan.phaseChanges) {
+    BlockStatusWrite write{.name = change.name, .phase = change.to, .programmed = {}};
+    const std::optional<api::Condition>& previous = programmedOf[change.name];
+    const ipam::Prefix cidr = cidrOf.at(change.name);
+    if (change.to == api::BlockPhase::kReady) {
+      write.programmed =
+          nextCondition(previous, api::kConditionProgrammed, true, std::string(kReasonPrefixOnNic),
+                        fmt::format("prefix {} is on NIC {} as ipConfiguration {}", cidr.toString(),
+                                    *nicId, azure::ipConfigName(cidr)),
+                        now());
+    } else if (change.to == api::BlockPhase::kPending) {
+      write.programmed =
+          putError ? nextCondition(previous, api::kConditionProgrammed, false, failReason,
+                                   failMessage, now())
+                   : nextCondition(previous, api::kConditionProgrammed, false,
+                                   std::string(kReasonPrefixVanished),
+                                   fmt::format("prefix {} is no longer on NIC {}; programming it "
+                                               "again",
+                                               cidr.toString(), *nicId),
+                                   now());
+    }
+    writes.emplace(change.name, std::move(write));
+  }
+  std::vector<std::string> newlyFailing;  // blocks whose Programmed turns False for this failure
+  if (putError) {
+    const std::set<ipam::Prefix> onNic(nic->prefixes.begin(), nic->prefixes.end());
+    for (const NicBlock& b : blocks) {
+      // The blocks this PUT was to add; a leaving block is never added (N8).
+      if (b.trust != Trust::kAccepted || b.leaving() || onNic.contains(b.cidr)) continue;
+      const std::optional<api::Condition>& previous = programmedOf[b.name];
+      if (alreadyFailing(previous, failReason)) continue;
+      newlyFailing.push_back(b.name);
+      if (writes.contains(b.name)) continue;  // a vanished prefix: its write says it already
+      writes.emplace(b.name, BlockStatusWrite{.name = b.name,
+                                              .phase = std::nullopt,
+                                              .programmed = nextCondition(
+                                                  previous, api::kConditionProgrammed, false,
+                                                  failReason, failMessage, now())});
+    }
+  }
+  std::vector<BlockStatusWrite> changes;
+  for (auto& [name, write] : writes)
+    changes.push_back(std::move(write));
+  if (auto e = writeBlockStatus(node, changes, *nicId); e && !error) error = e;
   // After a PUT whose outcome is unknown keep every finalizer: the next GET tells.
   if (putOk) {
     if (auto e = finishReleasing(plan.finishedReleasing); e && !error) error = e;
@@ -364,6 +481,45 @@ std::optional<std::string> Controller::nicPass(const std::string& node, bool& ag
     }
     event(regarding, e.warning, toString(e.reason), "ProgramNIC", e.message);
   }
+  if (putError) {
+    // Every failed PUT is an Event on the Node (the recorder folds repeats into a series, so its
+    // count says how many tries failed); a block's Event comes with its condition, once.
+    event(ref, true, kEventNicProgrammingFailed, "ProgramNIC",
+          fmt::format("{} ({})", failMessage, failReason));
+    for (const std::string& name : newlyFailing) {
+      const std::optional<BlockInfo> info = block(name);
+      const kube::ObjectReference regarding{.apiVersion = std::string(api::kApiVersion),
+                                            .kind = std::string(api::kIPBlockKind),
+                                            .name = name,
+                                            .ns = "",
+                                            .uid = info ? info->uid : std::string()};
+      event(regarding, true, kEventNicProgrammingFailed, "ProgramNIC",
+            fmt::format("prefix {} is not on node {}'s NIC: {} ({})", cidrOf.at(name).toString(),
+                        node, failMessage, failReason));
+    }
+  }
+  // The Node condition is written only when a PUT fails, and True again when the NIC takes one
+  // (or needs none) afterwards: a node whose NIC never failed costs no write. A failed write is
+  // only logged: the condition must not hold up programming (a chart without the nodes/status
+  // grant, say), and the next pass writes it again.
+  if (nodeExists && putError && !alreadyFailing(nodeCondition, failReason)) {
+    if (auto e = writeNodeNicCondition(
+            node, nextCondition(nodeCondition, api::kNodeConditionNicProgrammed, false, failReason,
+                                failMessage, now()))) {
+      spdlog::warn("{}", *e);
+    }
+  } else if (nodeExists && putOk && nodeCondition && nodeCondition->status != "True") {
+    const std::string message =
+        fmt::format("NIC {} carries the prefixes of the node's blocks again", *nicId);
+    if (auto e = writeNodeNicCondition(
+            node, nextCondition(nodeCondition, api::kNodeConditionNicProgrammed, true,
+                                std::string(kReasonNicProgrammed), message, now()))) {
+      spdlog::warn("{}", *e);
+    } else {
+      event(ref, false, kEventNicProgrammingRecovered, "ProgramNIC",
+            fmt::format("{} (it failed before: {})", message, nodeCondition->reason));
+    }
+  }
   {
     std::lock_guard lock(mutex_);
     if (plan.unownedFirstSeen.empty()) {
@@ -375,8 +531,9 @@ std::optional<std::string> Controller::nicPass(const std::string& node, bool& ag
   if (plan.recheckAt) enqueueAfter("c/" + node, *plan.recheckAt - now());
   // After a PUT, read the NIC back before any phase moves. A move to Ready ends the block's
   // way through the table; any other move is followed by the next row.
-  const bool moreRows = std::ranges::any_of(
-      changes, [](const auto& change) { return change.second != api::BlockPhase::kReady; });
+  const bool moreRows = std::ranges::any_of(plan.phaseChanges, [](const PhaseChange& change) {
+    return change.to != api::BlockPhase::kReady;
+  });
   again = !error && ((plan.needsPut && putOk) || moreRows);
   return error;
 }

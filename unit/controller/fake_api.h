@@ -1,5 +1,6 @@
 // An in-memory API server for the controller's unit tests: an HttpTransport that stores objects
-// and answers create (with AlreadyExists), server-side apply of status, merge patch, delete (with
+// and answers create (with AlreadyExists), server-side apply of status (fields and conditions
+// owned per field manager), merge patch, delete (with
 // finalizers and deletionTimestamp) like kube-apiserver does, and can be told to fail the next
 // request of a method. Watches are not served: tests feed the controller's apply*() themselves
 // (syncBlocks() hands it every IPBlock as a fresh list).
@@ -9,6 +10,7 @@
 #include <map>
 #include <mutex>
 #include <optional>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -92,6 +94,7 @@ class FakeApiServer final : public kube::HttpTransport {
       nlohmann::json object = body;
       stamp(object);
       objects_[objectPath] = object;
+      std::erase_if(owned_, [&](const auto& entry) { return entry.first.first == objectPath; });
       return respond(201, object);
     }
     const bool statusPath = path.ends_with("/status");
@@ -101,8 +104,7 @@ class FakeApiServer final : public kube::HttpTransport {
     nlohmann::json& object = found->second;
     if (request.method == "GET") return respond(200, object);
     if (request.method == "PATCH" && statusPath) {
-      for (const auto& [k, v] : body["status"].items())
-        object["status"][k] = v;
+      applyStatus(objectPath, fieldManagerOf(request.target), object, body["status"]);
       bump(object);
       return respond(200, object);
     }
@@ -153,6 +155,54 @@ class FakeApiServer final : public kube::HttpTransport {
             {"reason", reason},
             {"message", message}};
   }
+  static std::string fieldManagerOf(const std::string& target) {
+    const auto at = target.find("fieldManager=");
+    if (at == std::string::npos) return {};
+    const auto start = at + 13;
+    return target.substr(start, target.find('&', start) - start);
+  }
+  // Server-side apply of status, as far as the controller's tests need it: each manager owns the
+  // top-level status fields and the conditions (a list map keyed by type) it applied; an apply
+  // sets what it sends and removes what the same manager applied before and leaves out now.
+  void applyStatus(const std::string& path, const std::string& manager, nlohmann::json& object,
+                   const nlohmann::json& status) {
+    Owned& owned = owned_[{path, manager}];
+    nlohmann::json& current = object["status"];
+    if (!current.is_object()) current = nlohmann::json::object();
+    Owned now;
+    for (const auto& [k, v] : status.items()) {
+      if (k == "conditions") continue;
+      current[k] = v;
+      now.fields.insert(k);
+    }
+    for (const std::string& k : owned.fields)
+      if (!now.fields.contains(k)) current.erase(k);
+    nlohmann::json conditions = current.value("conditions", nlohmann::json::array());
+    for (const auto& c : status.value("conditions", nlohmann::json::array())) {
+      const std::string type = c.value("type", "");
+      now.conditions.insert(type);
+      bool replaced = false;
+      for (auto& old : conditions) {
+        if (old.value("type", "") == type) {
+          old = c;
+          replaced = true;
+        }
+      }
+      if (!replaced) conditions.push_back(c);
+    }
+    nlohmann::json kept = nlohmann::json::array();
+    for (const auto& c : conditions) {
+      const std::string type = c.value("type", "");
+      if (owned.conditions.contains(type) && !now.conditions.contains(type)) continue;
+      kept.push_back(c);
+    }
+    if (kept.empty()) {
+      current.erase("conditions");
+    } else {
+      current["conditions"] = std::move(kept);
+    }
+    owned = std::move(now);
+  }
   static kube::Result<kube::HttpResponse> respond(int code, const nlohmann::json& body) {
     return kube::HttpResponse{code, {}, body.dump()};
   }
@@ -171,6 +221,11 @@ class FakeApiServer final : public kube::HttpTransport {
   mutable std::mutex mutex_;
   std::map<std::string, nlohmann::json> objects_;
   std::deque<Failure> failures_;
+  struct Owned {
+    std::set<std::string> fields;
+    std::set<std::string> conditions;
+  };
+  std::map<std::pair<std::string, std::string>, Owned> owned_;  // (path, manager) -> applied
   std::vector<kube::HttpRequest> requests_;
   int uids_ = 0;
   int version_ = 100;

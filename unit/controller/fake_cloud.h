@@ -1,10 +1,11 @@
 // An in-memory Cloud for the controller's unit tests: VMs by providerID, NICs with prefixes,
-// subnets; counts every call and fails the next one of a kind on request.
+// subnets; counts every call and fails the next one of a kind (or every NIC PUT) on request.
 #pragma once
 
 #include <algorithm>
 #include <map>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -36,6 +37,16 @@ class FakeCloud final : public Cloud {
   void failNextPut() {
     std::lock_guard lock(mutex_);
     failPut_ = true;
+  }
+  // Every PUT fails with `error` (as Azure's answer would make the client fail) until
+  // stopFailingPuts().
+  void failPuts(azure::Error error) {
+    std::lock_guard lock(mutex_);
+    putError_ = std::move(error);
+  }
+  void stopFailingPuts() {
+    std::lock_guard lock(mutex_);
+    putError_.reset();
   }
 
   int puts = 0;
@@ -70,6 +81,7 @@ class FakeCloud final : public Cloud {
       failPut_ = false;
       return azure::fail(azure::ErrorCode::kTransport, "injected: connection reset");
     }
+    if (putError_) return std::unexpected(*putError_);
     nics_[std::string(nicId)] = std::vector<ipam::Prefix>(desired.begin(), desired.end());
     return {};
   }
@@ -80,6 +92,7 @@ class FakeCloud final : public Cloud {
   std::map<std::string, std::vector<ipam::Prefix>> nics_;
   std::map<std::string, std::vector<ipam::Prefix>> subnets_;
   bool failPut_ = false;
+  std::optional<azure::Error> putError_;
 };
 
 }  // namespace vnetipam::controller::testing

@@ -1,0 +1,254 @@
+// Conditions and Events that explain cloud programming: IPBlock Programmed, the Node's
+// VnetIpamNICProgrammed and NICProgrammingFailed/Recovered, against the fake API server (which
+// applies status per field manager, as server-side apply does) and the fake cloud.
+#include <gtest/gtest.h>
+
+#include "unit/controller/controller_test_support.h"
+
+namespace vnetipam::controller::testing {
+namespace {
+
+using nlohmann::json;
+
+constexpr const char* kVm =
+    "azure:///subscriptions/s/resourceGroups/rg/providers/"
+    "Microsoft.Compute/virtualMachines/vm-a";
+constexpr const char* kBlock = "pods-10-0-0-0-28";
+const std::string kNodePath = std::string(kNodesPath) + "/a";
+
+std::optional<json> conditionOf(const json& object, std::string_view type) {
+  for (const json& c : object.value("status", json::object()).value("conditions", json::array())) {
+    if (c.value("type", "") == type) return c;
+  }
+  return std::nullopt;
+}
+
+azure::Error inUse() {
+  return azure::Error{.code = azure::ErrorCode::kBadRequest,
+                      .message =
+                          "NIC nic-a: IP configuration vnetipam-10.0.0.0-28 is using the "
+                          "same private IP address 10.0.0.5 as IP configuration other",
+                      .httpStatus = 400,
+                      .azureCode = "PrivateIPAddressInUse"};
+}
+
+class NicProgrammingTest : public ControllerFixture {
+ protected:
+  explicit NicProgrammingTest(bool withCloud = true) : ControllerFixture(withCloud) {}
+  void SetUp() override {
+    ControllerFixture::SetUp();
+    cloud_.addNode(kVm, "nic-a");
+    api_.put(kNodePath, nodeJson("a", kVm));
+    addNode(*api_.get(kNodePath));
+  }
+
+  // Status writes so far: (object path, body) of every status apply.
+  std::vector<std::pair<std::string, json>> statusWrites(std::string_view prefix) const {
+    std::vector<std::pair<std::string, json>> out;
+    for (const auto& r : api_.requests()) {
+      const std::string path = r.target.substr(0, r.target.find('?'));
+      if (r.method == "PATCH" && path.ends_with("/status") && path.starts_with(prefix)) {
+        out.emplace_back(path, json::parse(r.body));
+      }
+    }
+    return out;
+  }
+  std::size_t eventsWith(std::string_view kind, std::string_view reason) const {
+    std::size_t n = 0;
+    for (const auto& e : events_.events)
+      n += e.kind == kind && e.reason == reason ? 1u : 0u;
+    return n;
+  }
+  // The subnet carved and the node's one block created, not yet programmed.
+  void oneBlockCreated() {
+    addSubnet(subnetJson("pods", {{"cidr", "10.0.0.0/24"}}));
+    ASSERT_FALSE(controller_->reconcileSubnet("pods"));
+    ASSERT_FALSE(controller_->reconcileNode("a"));
+    syncBlocks();
+  }
+  json blockObject() const { return *api_.get(blockPathOf(kBlock)); }
+  json nodeObject() const { return *api_.get(kNodePath); }
+};
+
+TEST_F(NicProgrammingTest, ReadyCarriesProgrammedInTheSameWriteAndTheNodeIsNotWritten) {
+  oneBlockCreated();
+  ASSERT_FALSE(controller_->reconcileNic("a"));
+
+  const auto writes = statusWrites(kIPBlocksPath);
+  ASSERT_EQ(writes.size(), 1u) << "one status write per block: Ready with Programmed";
+  EXPECT_EQ(writes[0].second["status"]["phase"], "Ready");
+  const json block = blockObject();
+  const auto programmed = conditionOf(block, api::kConditionProgrammed);
+  ASSERT_TRUE(programmed) << block.dump();
+  EXPECT_EQ((*programmed)["status"], "True");
+  EXPECT_EQ((*programmed)["reason"], "PrefixOnNIC");
+  EXPECT_NE((*programmed)["message"].get<std::string>().find("nic-a"), std::string::npos);
+  EXPECT_NE((*programmed)["message"].get<std::string>().find("vnetipam-10-0-0-0-28"),
+            std::string::npos)
+      << "names the ipConfiguration";
+  EXPECT_TRUE(statusWrites(kNodesPath).empty()) << "a join that never failed writes no Node";
+  EXPECT_TRUE(events_.events.empty());
+}
+
+TEST_F(NicProgrammingTest, AFailedPutSaysWhyOnTheBlockAndTheNodeOnceAndRecovers) {
+  oneBlockCreated();
+  cloud_.failPuts(inUse());
+  EXPECT_TRUE(controller_->reconcileNic("a"));
+
+  json block = blockObject();
+  auto programmed = conditionOf(block, api::kConditionProgrammed);
+  ASSERT_TRUE(programmed) << block.dump();
+  EXPECT_EQ((*programmed)["status"], "False");
+  EXPECT_EQ((*programmed)["reason"], "PrivateIPAddressInUse");
+  EXPECT_NE((*programmed)["message"].get<std::string>().find("10.0.0.5"), std::string::npos);
+  EXPECT_EQ(block["status"]["phase"], "Pending");
+  auto nodeCondition = conditionOf(nodeObject(), api::kNodeConditionNicProgrammed);
+  ASSERT_TRUE(nodeCondition) << nodeObject().dump();
+  EXPECT_EQ((*nodeCondition)["status"], "False");
+  EXPECT_EQ((*nodeCondition)["reason"], "PrivateIPAddressInUse");
+  EXPECT_EQ(eventsWith("Node", "NICProgrammingFailed"), 1u);
+  EXPECT_EQ(eventsWith("IPBlock", "NICProgrammingFailed"), 1u);
+  const std::string failedSince = (*programmed)["lastTransitionTime"];
+
+  // Retries with the same failure write nothing more (the Node's Event repeats: a series).
+  const std::size_t blockWrites = statusWrites(kIPBlocksPath).size();
+  const std::size_t nodeWrites = statusWrites(kNodesPath).size();
+  ASSERT_EQ(nodeWrites, 1u);
+  syncBlocks();
+  wallNow_ += std::chrono::seconds(30);
+  EXPECT_TRUE(controller_->reconcileNic("a"));
+  EXPECT_TRUE(controller_->reconcileNic("a"));
+  EXPECT_EQ(statusWrites(kIPBlocksPath).size(), blockWrites);
+  EXPECT_EQ(statusWrites(kNodesPath).size(), nodeWrites);
+  EXPECT_EQ(eventsWith("Node", "NICProgrammingFailed"), 3u);
+  EXPECT_EQ(eventsWith("IPBlock", "NICProgrammingFailed"), 1u);
+
+  // Another failure: the reason follows, the transition time stays (still False).
+  cloud_.failPuts({.code = azure::ErrorCode::kThrottled,
+                   .message = "429 after every retry",
+                   .httpStatus = 429,
+                   .azureCode = ""});
+  wallNow_ += std::chrono::seconds(30);
+  EXPECT_TRUE(controller_->reconcileNic("a"));
+  programmed = conditionOf(blockObject(), api::kConditionProgrammed);
+  EXPECT_EQ((*programmed)["reason"], "Throttled");
+  EXPECT_EQ((*programmed)["lastTransitionTime"], failedSince);
+  nodeCondition = conditionOf(nodeObject(), api::kNodeConditionNicProgrammed);
+  EXPECT_EQ((*nodeCondition)["reason"], "Throttled");
+  EXPECT_EQ(statusWrites(kNodesPath).size(), 2u);
+
+  // The cloud takes the PUT: Ready and Programmed=True in one write, the Node True again.
+  cloud_.stopFailingPuts();
+  wallNow_ += std::chrono::seconds(30);
+  EXPECT_FALSE(controller_->reconcileNic("a"));
+  block = blockObject();
+  EXPECT_EQ(block["status"]["phase"], "Ready");
+  programmed = conditionOf(block, api::kConditionProgrammed);
+  EXPECT_EQ((*programmed)["status"], "True");
+  EXPECT_EQ((*programmed)["reason"], "PrefixOnNIC");
+  EXPECT_NE((*programmed)["lastTransitionTime"], failedSince);
+  nodeCondition = conditionOf(nodeObject(), api::kNodeConditionNicProgrammed);
+  EXPECT_EQ((*nodeCondition)["status"], "True");
+  EXPECT_EQ((*nodeCondition)["reason"], "NICProgrammed");
+  EXPECT_EQ(eventsWith("Node", "NICProgrammingRecovered"), 1u);
+  EXPECT_EQ(statusWrites(kNodesPath).size(), 3u);
+
+  // Healthy from here on: no more Node writes.
+  syncBlocks();
+  EXPECT_FALSE(controller_->reconcileNic("a"));
+  EXPECT_EQ(statusWrites(kNodesPath).size(), 3u);
+  EXPECT_EQ(eventsWith("Node", "NICProgrammingRecovered"), 1u);
+}
+
+TEST_F(NicProgrammingTest, AConditionWriteKeepsThePhaseAndTheNic) {
+  oneBlockCreated();
+  ASSERT_FALSE(controller_->reconcileNic("a"));
+  syncBlocks();
+  // The prefix vanishes and the PUT that would put it back fails.
+  cloud_.setNic("nic-a", {});
+  cloud_.failPuts(inUse());
+  EXPECT_TRUE(controller_->reconcileNic("a"));
+  const json block = blockObject();
+  EXPECT_EQ(block["status"]["phase"], "Pending");
+  EXPECT_EQ(block["status"]["nic"]["id"], "nic-a") << "where the prefix was, still known";
+  EXPECT_EQ(block["status"]["capacity"], 16);
+  const auto programmed = conditionOf(block, api::kConditionProgrammed);
+  ASSERT_TRUE(programmed);
+  EXPECT_EQ((*programmed)["status"], "False");
+  EXPECT_EQ((*programmed)["reason"], "PrivateIPAddressInUse") << "the failure, not PrefixVanished";
+
+  // Another writer's condition (the agent's) is left alone by the controller's applies.
+  ASSERT_TRUE(client_.applyStatus(
+      blockPathOf(kBlock),
+      {{"apiVersion", "vnetipam.io/v1alpha1"},
+       {"kind", "IPBlock"},
+       {"metadata", {{"name", kBlock}}},
+       {"status",
+        {{"used", 0},
+         {"conditions", json::array({{{"type", "DataplaneSynced"},
+                                      {"status", "True"},
+                                      {"reason", "Synced"},
+                                      {"message", "ok"},
+                                      {"lastTransitionTime", "2026-01-02T00:00:00Z"}}})}}}},
+      {.fieldManager = "vnet-ipam-agent", .force = false}));
+  syncBlocks();
+  cloud_.stopFailingPuts();
+  EXPECT_FALSE(controller_->reconcileNic("a"));
+  const json after = blockObject();
+  EXPECT_EQ(after["status"]["phase"], "Ready");
+  EXPECT_TRUE(conditionOf(after, "DataplaneSynced"));
+  EXPECT_EQ((*conditionOf(after, api::kConditionProgrammed))["status"], "True");
+}
+
+TEST_F(NicProgrammingTest, ARefusedBlockKeepsItsProgrammedEntryAsFalseNextToInvalid) {
+  // A block an earlier controller programmed, now outside what the pool accepts.
+  json stale = blockJson("pods", "10.0.0.0/28", "a", kBlock);
+  api_.put(blockPathOf(kBlock), stale);
+  ASSERT_TRUE(client_.applyStatus(
+      blockPathOf(kBlock),
+      {{"apiVersion", "vnetipam.io/v1alpha1"},
+       {"kind", "IPBlock"},
+       {"metadata", {{"name", kBlock}}},
+       {"status",
+        {{"phase", "Ready"},
+         {"capacity", 16},
+         {"conditions", json::array({{{"type", "Programmed"},
+                                      {"status", "True"},
+                                      {"reason", "PrefixOnNIC"},
+                                      {"message", "on nic-a"},
+                                      {"lastTransitionTime", "2026-01-01T00:00:00Z"}}})}}}},
+      {.fieldManager = std::string(api::kControllerFieldManager), .force = true}));
+  syncBlocks();
+  addSubnet(subnetJson("pods", {{"cidr", "10.0.0.0/24"}, {"reservedCIDRs", {"10.0.0.0/28"}}}));
+  runUntilQuiet();
+
+  const json block = blockObject();
+  const auto invalid = conditionOf(block, api::kConditionInvalid);
+  ASSERT_TRUE(invalid) << block.dump();
+  EXPECT_EQ((*invalid)["status"], "True");
+  const auto programmed = conditionOf(block, api::kConditionProgrammed);
+  ASSERT_TRUE(programmed) << "the refusal's apply keeps the entry: " << block.dump();
+  EXPECT_EQ((*programmed)["status"], "False");
+  EXPECT_EQ((*programmed)["reason"], "Refused");
+}
+
+class NicProgrammingNoCloudTest : public NicProgrammingTest {
+ protected:
+  NicProgrammingNoCloudTest() : NicProgrammingTest(false) {}
+};
+
+TEST_F(NicProgrammingNoCloudTest, ReadyCarriesProgrammedNoCloudInTheSameWrite) {
+  oneBlockCreated();
+  ASSERT_FALSE(controller_->reconcileNic("a"));
+  const auto writes = statusWrites(kIPBlocksPath);
+  ASSERT_EQ(writes.size(), 1u);
+  const auto programmed = conditionOf(blockObject(), api::kConditionProgrammed);
+  ASSERT_TRUE(programmed);
+  EXPECT_EQ((*programmed)["status"], "True");
+  EXPECT_EQ((*programmed)["reason"], "NoCloud");
+  EXPECT_EQ(blockObject()["status"]["phase"], "Ready");
+  EXPECT_TRUE(statusWrites(kNodesPath).empty());
+}
+
+}  // namespace
+}  // namespace vnetipam::controller::testing
