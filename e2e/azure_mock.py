@@ -27,6 +27,9 @@ from built import BUILD_DIR, built
 from polling import poll
 
 MOCK = BUILD_DIR / "azure-mock" / "azure-vnet-mock"
+# The Azure role the install guide tells users to give the controller: mocks the controller talks
+# to run under it (--role-file), so a call outside it fails the tests as it would fail on Azure.
+CONTROLLER_ROLE = Path(__file__).resolve().parent.parent / "docs" / "azure-role.json"
 
 SUB = "00000000-0000-0000-0000-0000000000e2"
 TENANT = "00000000-0000-0000-0000-0000000000aa"

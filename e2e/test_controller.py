@@ -20,7 +20,8 @@ from pathlib import Path
 
 import pytest
 
-from azure_mock import Mock, mock_fixture, provider_id, subnet_id, topology_with_subnets
+from azure_mock import (CONTROLLER_ROLE, Mock, mock_fixture, provider_id, subnet_id,
+                        topology_with_subnets)
 from built import built
 from controller_harness import (POOL_LABEL, SUBNET_LABEL, ControllerProcess,
                                 InvariantMonitor, KubeApi, blocks_by_node, condition, leaving,
@@ -42,7 +43,8 @@ TOPOLOGY = topology_with_subnets(
 # The request limits of the mock's NRP emulation are off: the churn tests write more than Azure's
 # 1000 writes / 5 min per subscription, and throttling is tested on its own (test_faults...).
 cmock = mock_fixture("--async-delay-ms", "50", "--seed", str(SEED), "--retry-after-seconds", "1",
-                     "--writes-per-5min", "0", "--reads-per-5min", "0", topology_doc=TOPOLOGY)
+                     "--writes-per-5min", "0", "--reads-per-5min", "0",
+                     "--role-file", str(CONTROLLER_ROLE), topology_doc=TOPOLOGY)
 
 
 @pytest.fixture(scope="module")

@@ -630,6 +630,7 @@ CONTROLLER_DOES = [
                                              "delete")),
     *((v, "ipblocks.vnetipam.io", "status") for v in ("update", "patch")),
     *((v, "nodes") for v in ("get", "list", "watch")),
+    ("patch", "nodes", "status"),
     *((v, "events.events.k8s.io", None, None, "default") for v in ("create", "patch")),
     *((v, "events", None, None, "default") for v in ("create", "patch")),
     ("create", "leases.coordination.k8s.io", None, None, RBAC_NS),
@@ -637,7 +638,7 @@ CONTROLLER_DOES = [
       for v in ("get", "update")),
 ]
 CONTROLLER_MUST_NOT = [
-    ("delete", "nodes"), ("update", "nodes"), ("patch", "nodes", "status"),
+    ("delete", "nodes"), ("update", "nodes"), ("patch", "nodes"), ("update", "nodes", "status"),
     ("get", "secrets"), ("list", "secrets", None, None, RBAC_NS), ("get", "configmaps"),
     ("create", "podsubnets.vnetipam.io"), ("update", "podsubnets.vnetipam.io"),
     ("delete", "podsubnets.vnetipam.io"), ("list", "pods"), ("create", "pods"),

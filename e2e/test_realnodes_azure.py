@@ -41,7 +41,8 @@ rc = real_cluster_fixture("realnodes-azure",
 @pytest.fixture(scope="module")
 def mock(rc, tmp_path_factory):
     m = azure_mock.Mock(tmp_path_factory.mktemp("mock"),
-                        ["--async-delay-ms", "50", "--sdn-netns", rc.fabric.name],
+                        ["--async-delay-ms", "50", "--sdn-netns", rc.fabric.name,
+                         "--role-file", str(azure_mock.CONTROLLER_ROLE)],
                         azure_mock.vm_topology([n.ip for n in rc.nodes.values()]),
                         netns=rc.cp.path, host=CP_IP, port=MOCK_PORT,
                         binary=azure_mock.MOCK)

@@ -199,7 +199,8 @@ def serve(kube_bin: str, image: str, mock_bin: str, cloud: str) -> int:
         w = realnodes.Workloads(rc)
         if cloud == "azure":
             (STATE / "mock").mkdir(exist_ok=True)
-            mock = azure_mock.Mock(STATE / "mock", ["--sdn-netns", rc.fabric.name],
+            mock = azure_mock.Mock(STATE / "mock", ["--sdn-netns", rc.fabric.name,
+                                                    "--role-file", str(azure_mock.CONTROLLER_ROLE)],
                                    azure_mock.vm_topology([n.ip for n in rc.nodes.values()]),
                                    netns=rc.cp.path, host=realnodes.CP_IP,
                                    port=MOCK_PORT, binary=Path(mock_bin))
