@@ -109,9 +109,13 @@ std::optional<std::string> Controller::reconcileNode(const std::string& name) {
         }
         creates.push_back({subnetName, *cidr, std::move(*blockName)});
       }
+      // Short of the pool only when there is a carved pool to be short of: before the carve (at
+      // start-up, while Azure has not answered; or a PodSubnet deleted and made again while its
+      // old blocks are still there) poolFreeBlocks is a 0 that says nothing.
+      const bool shortOfPool = decision.shortOfPool && pool != nullptr;
       if (stateIt != subnetStates_.end()) {
         auto& shortNodes = stateIt->second.shortNodes;
-        if (decision.shortOfPool) {
+        if (shortOfPool) {
           if (shortNodes.insert(name).second) {
             enqueueSubnetStatus(subnetName);
             notes.emplace_back(true,
