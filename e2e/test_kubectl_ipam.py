@@ -10,6 +10,7 @@ poll with a deadline.
 
 from __future__ import annotations
 
+import datetime
 import json
 import os
 import shutil
@@ -64,7 +65,22 @@ def create_pod(api: KubeApi, name: str, node: str, ips: list[str] | None = None,
            "application/merge-patch+json")
 
 
+def warn(api: KubeApi, kind: str, name: str, namespace: str, reason: str, message: str) -> None:
+    """A Warning Event about an object, as a kubelet or controller writes one (core/v1)."""
+    now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    api.ok("POST", "/api/v1/namespaces/default/events", {
+        "apiVersion": "v1", "kind": "Event",
+        "metadata": {"generateName": f"{name}.", "namespace": "default",
+                     "labels": {"e2e": "kipam"}},
+        "involvedObject": {"kind": kind, "name": name, "namespace": namespace,
+                           "apiVersion": "v1"},
+        "type": "Warning", "reason": reason, "message": message, "count": 1,
+        "firstTimestamp": now, "lastTimestamp": now,
+        "source": {"component": "e2e"}})
+
+
 def delete_pods(api: KubeApi) -> None:
+    api.ok("DELETE", "/api/v1/namespaces/default/events?labelSelector=e2e%3Dkipam")
     items, _ = api.list("/api/v1/namespaces/default/pods", "e2e=kipam")
     for pod in items:
         # No kubelet confirms a graceful deletion: force it.
@@ -140,7 +156,8 @@ def test_show_check_and_why_on_a_clean_pool_then_seeded_faults(cluster, kube):
     (row,) = [r.split() for r in rows if r.split()[0] == POOL]
     assert row[1] == CIDR
     assert row[2] == "2/16"  # status: allocated/total
-    assert row[3:9] == ["2", "2", "32", "1", "31", "1"], out.stdout  # blocks ready cap used free pods
+    # blocks counted, ready, capacity, used, free, pods
+    assert row[3:9] == ["2", "2", "32", "1", "31", "1"], out.stdout
     assert row[9] == ",".join(NODES)
 
     doc = json.loads(run(kubeconfig, "show", "-o", "json").stdout)
@@ -164,13 +181,24 @@ def test_show_check_and_why_on_a_clean_pool_then_seeded_faults(cluster, kube):
     assert "No problems found." in out.stdout
 
     # why: a pod on a node no PodSubnet selects (so it has no block) names that first.
+    # Its Warning events are read too: the runtime's CNI error, and one about its node.
     create_pod(api, "kipam-lonely", LONELY_NODE, pod_phase="Pending")
+    warn(api, "Pod", "kipam-lonely", "default", "FailedCreatePodSandBox",
+         'plugin type="vnet-ipam" failed (add): no block on node kipam-c')
+    warn(api, "Node", LONELY_NODE, "", "NodeHasNoBlock", "e2e: a warning about the node")
+    warn(api, "Pod", "kipam-web", "default", "Unrelated", "about another pod")
     out = run(kubeconfig, "why", "kipam-lonely", "-n", "default")
     assert out.returncode == 0, out.stderr
     assert "1. [no-podsubnet] no PodSubnet selects node kipam-c" in out.stdout, out.stdout
     assert f"PodSubnet {POOL} selects {POOL_LABEL}=kipam" in out.stdout, out.stdout
     why = json.loads(run(kubeconfig, "why", "kipam-lonely", "-o", "json").stdout)
-    assert [c["cause"] for c in why["causes"]][:2] == ["no-podsubnet", "no-ready-block"], why
+    assert [c["cause"] for c in why["causes"]] == \
+        ["no-podsubnet", "no-ready-block", "agent-not-ready", "cni-error"], why
+    assert why["causes"][3]["details"] == \
+        ['plugin type="vnet-ipam" failed (add): no block on node kipam-c'], why
+    assert [e["reason"] for e in why["podEvents"]] == ["FailedCreatePodSandBox"], why
+    assert [(e["kind"], e["reason"]) for e in why["nodeEvents"]] == \
+        [("Node", "NodeHasNoBlock")], why
     # A pod that has its address says so, with its block.
     why = json.loads(run(kubeconfig, "why", "kipam-web", "-o", "json").stdout)
     assert [c["cause"] for c in why["causes"]] == ["has-address"], why
