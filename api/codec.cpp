@@ -176,13 +176,44 @@ void decodeConditions(Decoder& d, ObjectReader& parent, std::vector<Condition>& 
   }
 }
 
+LabelSelector decodeLabelSelector(Decoder& d, const json* v, const std::string& path) {
+  LabelSelector sel;
+  ObjectReader r(d, v, path);
+  r.read("matchLabels", sel.matchLabels);
+  if (const json* exprs = r.get("matchExpressions")) {
+    const std::string list_path = r.path("matchExpressions");
+    if (!exprs->is_array()) {
+      d.expected(list_path, "an array", *exprs);
+    } else {
+      for (std::size_t i = 0; i < exprs->size(); ++i) {
+        const std::string item_path = fmt::format("{}[{}]", list_path, i);
+        const json* item = asObject(d, &(*exprs)[i], item_path);
+        if (item == nullptr) {
+          if (!d.failed()) d.fail(item_path, "expected an object, got null");
+          break;
+        }
+        ObjectReader ir(d, item, item_path);
+        LabelSelectorRequirement& req = sel.matchExpressions.emplace_back();
+        ir.read("key", req.key);
+        ir.read("operator", req.op);
+        ir.read("values", req.values);
+        req.extra = ir.rest();
+      }
+    }
+  }
+  sel.extra = r.rest();
+  return sel;
+}
+
 PodSubnetSpec decodePodSubnetSpec(Decoder& d, const json* v) {
   PodSubnetSpec s;
   ObjectReader r(d, asObject(d, v, "spec"), "spec");
   r.read("azureSubnetID", s.azureSubnetID);
   r.read("cidr", s.cidr);
   r.read("blockPrefixLength", s.blockPrefixLength);
-  r.read("nodeSelector", s.nodeSelector);
+  if (const json* sel = r.object("nodeSelector")) {
+    s.nodeSelector = decodeLabelSelector(d, sel, r.path("nodeSelector"));
+  }
   r.read("minFreeIPsPerNode", s.minFreeIPsPerNode);
   r.read("maxBlocksPerNode", s.maxBlocksPerNode);
   r.read("releaseDelaySeconds", s.releaseDelaySeconds);
@@ -357,11 +388,28 @@ json toJson(const PodSubnetSpec& s) {
   if (s.azureSubnetID) j["azureSubnetID"] = *s.azureSubnetID;
   if (s.cidr) j["cidr"] = *s.cidr;
   j["blockPrefixLength"] = s.blockPrefixLength;
-  if (!s.nodeSelector.empty()) j["nodeSelector"] = s.nodeSelector;
+  if (s.nodeSelector) j["nodeSelector"] = toJson(*s.nodeSelector);
   j["minFreeIPsPerNode"] = s.minFreeIPsPerNode;
   j["maxBlocksPerNode"] = s.maxBlocksPerNode;
   j["releaseDelaySeconds"] = s.releaseDelaySeconds;
   if (!s.reservedCIDRs.empty()) j["reservedCIDRs"] = s.reservedCIDRs;
+  return j;
+}
+
+json toJson(const LabelSelector& s) {
+  json j = withExtra(s.extra);
+  if (!s.matchLabels.empty()) j["matchLabels"] = s.matchLabels;
+  if (!s.matchExpressions.empty()) {
+    json exprs = json::array();
+    for (const LabelSelectorRequirement& req : s.matchExpressions) {
+      json e = withExtra(req.extra);
+      e["key"] = req.key;
+      e["operator"] = req.op;
+      if (!req.values.empty()) e["values"] = req.values;
+      exprs.push_back(std::move(e));
+    }
+    j["matchExpressions"] = std::move(exprs);
+  }
   return j;
 }
 

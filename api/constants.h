@@ -68,7 +68,13 @@ inline constexpr int kMaxDns1123SubdomainLength = 253;
 // A PodSubnet name is at most this long so that every block name (name + "-" + at most 43
 // characters of mangled IPv6 prefix) stays a valid object name of at most 253 characters.
 inline constexpr int kMaxPodSubnetNameLength = 200;
+// PodSubnet spec.nodeSelector: matchLabels entries, matchExpressions requirements, values of one
+// requirement. A label key is a 253-character DNS prefix, "/" and a 63-character name.
 inline constexpr int kMaxNodeSelectorLabels = 32;
+inline constexpr int kMaxNodeSelectorExpressions = 32;
+inline constexpr int kMaxNodeSelectorValues = 64;
+inline constexpr int kMaxLabelKeyLength = 317;
+inline constexpr int kMaxLabelValueLength = 63;
 inline constexpr int kMaxConditions = 16;
 
 }  // namespace vnetipam::api

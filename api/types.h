@@ -82,13 +82,42 @@ inline constexpr std::string_view kConditionDataplaneSynced = "DataplaneSynced";
 // node's blocks fails (the reason and message say why), "True" once it succeeds again.
 inline constexpr std::string_view kNodeConditionNicProgrammed = "VnetIpamNICProgrammed";
 
+// metav1.LabelSelectorRequirement. The operator stays text here (validate() reports an unknown
+// one as a field error, as the CRD's enum does).
+struct LabelSelectorRequirement {
+  std::string key;
+  std::string op;  // "operator" on the wire: In, NotIn, Exists or DoesNotExist
+  std::vector<std::string> values;
+  nlohmann::json extra = nlohmann::json::object();
+
+  bool operator==(const LabelSelectorRequirement&) const = default;
+};
+
+// The operators of a LabelSelectorRequirement.
+inline constexpr std::string_view kSelectorOpIn = "In";
+inline constexpr std::string_view kSelectorOpNotIn = "NotIn";
+inline constexpr std::string_view kSelectorOpExists = "Exists";
+inline constexpr std::string_view kSelectorOpDoesNotExist = "DoesNotExist";
+
+// metav1.LabelSelector: every matchLabels entry and every matchExpressions requirement must hold
+// (api/selector.h matches one against a node's labels).
+struct LabelSelector {
+  std::map<std::string, std::string> matchLabels;
+  std::vector<LabelSelectorRequirement> matchExpressions;
+  nlohmann::json extra = nlohmann::json::object();
+
+  bool operator==(const LabelSelector&) const = default;
+};
+
 struct PodSubnetSpec {
   // Exactly one of the two is set: the ARM id of an Azure VNET subnet, or a plain CIDR.
   std::optional<std::string> azureSubnetID;
   std::optional<std::string> cidr;
   int blockPrefixLength = kDefaultBlockPrefixLength;
-  // Only nodes carrying all of these labels get blocks; empty selects every node.
-  std::map<std::string, std::string> nodeSelector;
+  // Only the nodes it selects get blocks; absent selects every node. When present it holds at
+  // least one requirement (validate()): the API server prunes the map form of earlier versions,
+  // {key: value}, to {}, which must not silently select every node.
+  std::optional<LabelSelector> nodeSelector;
   int minFreeIPsPerNode = kDefaultMinFreeIPsPerNode;
   int maxBlocksPerNode = kDefaultMaxBlocksPerNode;
   std::int64_t releaseDelaySeconds = kDefaultReleaseDelaySeconds;

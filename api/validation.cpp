@@ -148,6 +148,90 @@ void checkConditions(Errors& errors, std::string_view path,
   }
 }
 
+void checkLabelKey(Errors& errors, const std::string& path, std::string_view key) {
+  if (!isLabelKey(key)) {
+    add(errors, path,
+        fmt::format("\"{}\" is not a label key: expected [prefix/]name, the name at most 63 "
+                    "letters, digits, '-', '_' and '.', starting and ending with a letter or digit",
+                    key));
+  }
+}
+
+void checkLabelValue(Errors& errors, const std::string& path, std::string_view value) {
+  if (!isLabelValue(value)) {
+    add(errors, path,
+        fmt::format("\"{}\" is not a label value: expected at most 63 letters, digits, '-', '_' "
+                    "and '.', starting and ending with a letter or digit",
+                    value));
+  }
+}
+
+// spec.nodeSelector, a metav1.LabelSelector, with Kubernetes' rules (ValidateLabelSelector), and
+// one of ours: a present selector holds at least one requirement. The API server prunes a
+// selector in the map form of earlier versions ({zone: a}) to {}, and {} must not quietly select
+// every node: leaving nodeSelector out is how to select every node.
+void checkNodeSelector(Errors& errors, const LabelSelector& sel) {
+  const std::string path = "spec.nodeSelector";
+  if (sel.matchLabels.empty() && sel.matchExpressions.empty()) {
+    add(errors, path,
+        "spec.nodeSelector has no matchLabels or matchExpressions: it is a label selector, so "
+        "write the labels a node must carry under matchLabels (a {key: value} map directly under "
+        "nodeSelector is the old form, which the API server drops), or leave nodeSelector out "
+        "to select every node");
+  }
+  const std::string labels_path = path + ".matchLabels";
+  if (sel.matchLabels.size() > static_cast<std::size_t>(kMaxNodeSelectorLabels)) {
+    add(errors, labels_path,
+        fmt::format("has {} labels: at most {} are allowed", sel.matchLabels.size(),
+                    kMaxNodeSelectorLabels));
+  }
+  for (const auto& [key, value] : sel.matchLabels) {
+    const std::string item = fmt::format("{}[{}]", labels_path, key);
+    checkLabelKey(errors, item, key);
+    checkLabelValue(errors, item, value);
+  }
+  const std::string exprs_path = path + ".matchExpressions";
+  if (sel.matchExpressions.size() > static_cast<std::size_t>(kMaxNodeSelectorExpressions)) {
+    add(errors, exprs_path,
+        fmt::format("has {} items: at most {} are allowed", sel.matchExpressions.size(),
+                    kMaxNodeSelectorExpressions));
+  }
+  for (std::size_t i = 0; i < sel.matchExpressions.size(); ++i) {
+    const LabelSelectorRequirement& req = sel.matchExpressions[i];
+    const std::string item = indexed(exprs_path, i);
+    checkLabelKey(errors, item + ".key", req.key);
+    const bool with_values = req.op == kSelectorOpIn || req.op == kSelectorOpNotIn;
+    const bool without_values = req.op == kSelectorOpExists || req.op == kSelectorOpDoesNotExist;
+    if (!with_values && !without_values) {
+      add(errors, item + ".operator",
+          fmt::format("Unsupported value: \"{}\": supported values: \"In\", \"NotIn\", "
+                      "\"Exists\", \"DoesNotExist\"",
+                      req.op));
+    }
+    const std::string values_path = item + ".values";
+    if (with_values && req.values.empty()) {
+      add(errors, values_path,
+          fmt::format("must be specified when operator is {}: the values the label may (In) or "
+                      "may not (NotIn) have",
+                      req.op));
+    }
+    if (without_values && !req.values.empty()) {
+      add(errors, values_path,
+          fmt::format("may not be specified when operator is {}: it tests only whether the "
+                      "node has the label",
+                      req.op));
+    }
+    if (req.values.size() > static_cast<std::size_t>(kMaxNodeSelectorValues)) {
+      add(errors, values_path,
+          fmt::format("has {} items: at most {} are allowed", req.values.size(),
+                      kMaxNodeSelectorValues));
+    }
+    for (std::size_t j = 0; j < req.values.size(); ++j) {
+      checkLabelValue(errors, indexed(values_path, j), req.values[j]);
+    }
+  }
+}
+
 void checkNonNegative(Errors& errors, const char* path, std::int64_t value) {
   if (value < 0) add(errors, path, fmt::format("{} is negative: expected >= 0", value));
 }
@@ -221,27 +305,7 @@ std::vector<FieldError> validate(const PodSubnetSpec& spec) {
   // With an invalid cidr the family is unknown: check the length as for an Azure subnet.
   checkBlockPrefixLength(errors, spec.blockPrefixLength, subnet);
 
-  if (spec.nodeSelector.size() > static_cast<std::size_t>(kMaxNodeSelectorLabels)) {
-    add(errors, "spec.nodeSelector",
-        fmt::format("has {} labels: at most {} are allowed", spec.nodeSelector.size(),
-                    kMaxNodeSelectorLabels));
-  }
-  for (const auto& [key, value] : spec.nodeSelector) {
-    const std::string path = fmt::format("spec.nodeSelector[{}]", key);
-    if (!isLabelKey(key)) {
-      add(errors, path,
-          fmt::format("\"{}\" is not a label key: expected [prefix/]name, the name at most 63 "
-                      "letters, digits, '-', '_' and '.', starting and ending with a letter or "
-                      "digit",
-                      key));
-    }
-    if (!isLabelValue(value)) {
-      add(errors, path,
-          fmt::format("\"{}\" is not a label value: expected at most 63 letters, digits, '-', '_' "
-                      "and '.', starting and ending with a letter or digit",
-                      value));
-    }
-  }
+  if (spec.nodeSelector) checkNodeSelector(errors, *spec.nodeSelector);
   checkNonNegative(errors, "spec.minFreeIPsPerNode", spec.minFreeIPsPerNode);
   if (spec.maxBlocksPerNode < 1 || spec.maxBlocksPerNode > kMaxMaxBlocksPerNode) {
     add(errors, "spec.maxBlocksPerNode",

@@ -8,6 +8,7 @@
 #include <spdlog/spdlog.h>
 
 #include "api/codec.h"
+#include "api/selector.h"
 #include "controller/controller_internal.h"
 
 namespace vnetipam::controller {
@@ -453,10 +454,7 @@ std::optional<std::uint64_t> Controller::poolFree(const std::string& podSubnet) 
 }
 
 bool Controller::nodeSelected(const NodeInfo& node, const api::PodSubnetSpec& spec) const {
-  return std::ranges::all_of(spec.nodeSelector, [&](const auto& kv) {
-    const auto found = node.labels.find(kv.first);
-    return found != node.labels.end() && found->second == kv.second;
-  });
+  return api::matches(spec.nodeSelector, node.labels);
 }
 
 kube::ObjectReference Controller::nodeRef(const std::string& node) const {

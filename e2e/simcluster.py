@@ -195,8 +195,8 @@ class SimCluster:
     def create_podsubnet(self, **spec) -> str:
         """The PodSubnet <name> over the mock's node subnet, for this cluster's nodes only."""
         body = {"azureSubnetID": azure_mock.subnet_id("nodes"), "blockPrefixLength": 28,
-                "nodeSelector": {LABEL: self.name}, "reservedCIDRs": [NODE_IPS_RESERVED],
-                "minFreeIPsPerNode": 8, **spec}
+                "nodeSelector": {"matchLabels": {LABEL: self.name}},
+                "reservedCIDRs": [NODE_IPS_RESERVED], "minFreeIPsPerNode": 8, **spec}
         obj = {"apiVersion": "vnetipam.io/v1alpha1", "kind": "PodSubnet",
                "metadata": {"name": self.name}, "spec": body}
         self.kube.kubectl("apply", "--server-side", "-f", "-", input=json.dumps(obj))

@@ -187,7 +187,7 @@ def test_hostile_blocks_are_refused_reported_and_never_used(pool, api):
     subnet = "e2e-trust-plain"
     api.create_podsubnet(subnet, {"cidr": "10.252.0.0/24", "blockPrefixLength": 28,
                                   "reservedCIDRs": ["10.252.0.224/28"], "minFreeIPsPerNode": 8,
-                                  "nodeSelector": {POOL_LABEL: "trust-plain"}})
+                                  "nodeSelector": {"matchLabels": {POOL_LABEL: "trust-plain"}}})
     pool.subnets.append(subnet)
     pool.start_controller("none")
     pool.add_node("trust-plain-a", "trust-plain", azure=False)
@@ -246,7 +246,7 @@ def test_hostile_blocks_never_reach_the_nic(azure_pool, api, tmock):
     api.create_podsubnet(subnet, {"azureSubnetID": subnet_id("trust"), "blockPrefixLength": 28,
                                   "reservedCIDRs": ["10.242.0.16/28"], "minFreeIPsPerNode": 8,
                                   "releaseDelaySeconds": 1,
-                                  "nodeSelector": {POOL_LABEL: "trust-azure"}})
+                                  "nodeSelector": {"matchLabels": {POOL_LABEL: "trust-azure"}}})
     azure_pool.subnets.append(subnet)
     ctl = azure_pool.start_controller("azure")
     node = "trust-0"
@@ -312,7 +312,7 @@ def test_the_controller_is_current_within_seconds_of_an_api_server_outage(pool, 
     subnet = "e2e-trust-outage"
     api.create_podsubnet(subnet, {"cidr": "10.253.0.0/24", "blockPrefixLength": 28,
                                   "minFreeIPsPerNode": 8,
-                                  "nodeSelector": {POOL_LABEL: "trust-outage"}})
+                                  "nodeSelector": {"matchLabels": {POOL_LABEL: "trust-outage"}}})
     pool.subnets.append(subnet)
     pool.start_controller("none")
     pool.add_node("trust-outage-a", "trust-outage", azure=False)

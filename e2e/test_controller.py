@@ -3,7 +3,8 @@ azure-vnet-mock over HTTPS, and the real controller binary (build/controller/vne
 
 Nodes are Node objects whose spec.providerID names a VM of the mock topology below; the controller
 carves the PodSubnet, creates IPBlocks and programs their prefixes on the VMs' NICs. Each test has
-its own PodSubnet (nodeSelector e2e.vnetipam.io/pool=<test>), nodes and controller process(es),
+its own PodSubnet (nodeSelector matchLabels e2e.vnetipam.io/pool=<test>), nodes and controller
+process(es),
 and cleans up with a running controller so no NIC prefix outlives the test.
 
 Every wait is a poll on an observable condition (API objects, /mock/state, /metrics) with a
@@ -82,7 +83,7 @@ class Env:
         return c.start()
 
     def pool(self, name: str, label: str, **spec) -> None:
-        spec.setdefault("nodeSelector", {POOL_LABEL: label})
+        spec.setdefault("nodeSelector", {"matchLabels": {POOL_LABEL: label}})
         self.api.create_podsubnet(name, spec)
         self.pools[name] = spec
 

@@ -8,12 +8,14 @@ validation (unit/api/testdata/validation_cases.json) gets the same verdict from 
 
 from __future__ import annotations
 
+import copy
 import json
 import re
 
 import pytest
 import yaml
 
+from controller_harness import KubeApi
 from crd_helpers import (AZURE_SUBNET_ID, CRD_DIR, CRD_NAMES, Case, block_name, find_error,
                          ipblock, load_cases, parse_invalid, podsubnet, resource,
                          with_resource_version, without_status)
@@ -165,6 +167,23 @@ RULES = [
      "spec", "exactly one of spec.azureSubnetID and spec.cidr must be set"),
     ("ipblock-bad-node-name", ipblock("10.240.0.16/28", "Node_1"),
      "spec.nodeName", '"Node_1" is not a valid Node name'),
+    ("podsubnet-selector-in-without-values",
+     podsubnet(cidr="10.240.0.0/16", nodeSelector={"matchExpressions": [
+         {"key": "pool", "operator": "Exists"}, {"key": "zone", "operator": "In"}]}),
+     "spec.nodeSelector.matchExpressions[1].values", "must be specified when operator is In"),
+    ("podsubnet-selector-exists-with-values",
+     podsubnet(cidr="10.240.0.0/16", nodeSelector={"matchExpressions": [
+         {"key": "zone", "operator": "Exists", "values": ["a"]}]}),
+     "spec.nodeSelector.matchExpressions[0].values",
+     "may not be specified when operator is Exists"),
+    ("podsubnet-selector-bad-operator",
+     podsubnet(cidr="10.240.0.0/16", nodeSelector={"matchExpressions": [
+         {"key": "zone", "operator": "Gt", "values": ["1"]}]}),
+     "spec.nodeSelector.matchExpressions[0].operator", 'Unsupported value: "Gt"'),
+    ("podsubnet-selector-bad-label-value",
+     podsubnet(cidr="10.240.0.0/16", nodeSelector={"matchExpressions": [
+         {"key": "zone", "operator": "NotIn", "values": ["a", "b c"]}]}),
+     "spec.nodeSelector.matchExpressions[0].values[1]", '"b c" is not a label value'),
     ("ipblock-name-not-derived", ipblock("10.240.0.16/28", "node-1", name="my-block"),
      "metadata.name",
      'metadata.name must be "pods-10-240-0-16-28", the name derived from spec.podSubnet '
@@ -224,6 +243,66 @@ def test_mutable_podsubnet_fields_can_change(objects):
                   "reservedCIDRs": ["10.244.0.0/24"]}}))
     spec = objects.get(subnet)["spec"]
     assert spec["minFreeIPsPerNode"] == 64 and spec["blockPrefixLength"] == 28
+
+
+# ---- nodeSelector in the map form of earlier versions ------------------------------------------
+
+OLD_FORM_MESSAGE = "spec.nodeSelector has no matchLabels or matchExpressions"
+
+
+@pytest.fixture
+def rest(crds):
+    """A REST client that sends no fieldValidation parameter."""
+    return KubeApi(crds)
+
+
+def _invalid_causes(status: int, doc) -> list[tuple[str, str]]:
+    assert status == 422, (status, doc)
+    assert doc["reason"] == "Invalid", doc
+    return [(c.get("field", ""), c.get("message", "")) for c in doc["details"]["causes"]]
+
+
+def test_old_map_form_selector_is_refused_not_pruned(objects, rest):
+    """`nodeSelector: {zone: a}` was "nodes labelled zone=a". A structural schema prunes the
+    unknown key zone, leaving {} : were {} accepted, the PodSubnet would select every node. A
+    client that sends no fieldValidation parameter (the server's default, Warn, prunes) gets a
+    422 naming spec.nodeSelector, and nothing is stored."""
+    old_form = podsubnet("oldform", cidr="10.247.0.0/16", nodeSelector={"zone": "a"})
+    objects.track(old_form)
+    status, doc = rest.request("POST", "/apis/vnetipam.io/v1alpha1/podsubnets", old_form)
+    causes = _invalid_causes(status, doc)
+    assert any(f == "spec.nodeSelector" and OLD_FORM_MESSAGE in m for f, m in causes), causes
+    status, _ = rest.request("GET", "/apis/vnetipam.io/v1alpha1/podsubnets/oldform")
+    assert status == 404
+
+    # kubectl asks for strict field validation: refused as an unknown field.
+    res = objects.kube.kubectl("create", "-f", "-", input=json.dumps(old_form), check=False)
+    stderr = refused(res, "old form, kubectl")
+    assert 'unknown field "spec.nodeSelector.zone"' in stderr, stderr
+    # kubectl --validate=false asks to ignore (prune) unknown fields: still refused.
+    res = objects.kube.kubectl("create", "--validate=false", "-f", "-",
+                               input=json.dumps(old_form), check=False)
+    stderr = refused(res, "old form, kubectl --validate=false")
+    assert find_error(parse_invalid(stderr), "spec.nodeSelector", OLD_FORM_MESSAGE), stderr
+
+
+def test_replacing_a_selector_with_the_old_form_is_refused(objects, rest):
+    created = objects.create(podsubnet("oldupd", cidr="10.248.0.0/16",
+                                       nodeSelector={"matchLabels": {"zone": "a"}}))
+    old_form = copy.deepcopy(created)
+    old_form["spec"]["nodeSelector"] = {"zone": "b"}
+    status, doc = rest.request("PUT", "/apis/vnetipam.io/v1alpha1/podsubnets/oldupd", old_form)
+    causes = _invalid_causes(status, doc)
+    assert any(f == "spec.nodeSelector" and OLD_FORM_MESSAGE in m for f, m in causes), causes
+    assert objects.get(created)["spec"]["nodeSelector"] == {"matchLabels": {"zone": "a"}}
+
+
+def test_new_form_selector_is_stored_as_sent(objects):
+    selector = {"matchLabels": {"kubernetes.io/os": "linux"}, "matchExpressions": [
+        {"key": "zone", "operator": "In", "values": ["a", "b"]},
+        {"key": "spot", "operator": "DoesNotExist"}]}
+    stored = objects.create(podsubnet("newform", cidr="10.249.0.0/16", nodeSelector=selector))
+    assert stored["spec"]["nodeSelector"] == selector
 
 
 # ---- the table shared with the C++ validation --------------------------------------------------

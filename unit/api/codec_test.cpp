@@ -55,7 +55,13 @@ json fullPodSubnet() {
                  "creationTimestamp": "2025-01-02T03:04:05Z",
                  "managedFields": [{"manager": "kubectl", "operation": "Update"}]},
     "spec": {"cidr": "10.240.0.0/16", "blockPrefixLength": 27,
-             "nodeSelector": {"kubernetes.io/os": "linux"}, "minFreeIPsPerNode": 4,
+             "nodeSelector": {"matchLabels": {"kubernetes.io/os": "linux"},
+                              "matchExpressions": [
+                                {"key": "pool", "operator": "In", "values": ["a", "b"],
+                                 "futureRequirementField": 1},
+                                {"key": "spot", "operator": "DoesNotExist"}],
+                              "futureSelectorField": "z"},
+             "minFreeIPsPerNode": 4,
              "maxBlocksPerNode": 8, "releaseDelaySeconds": 60,
              "reservedCIDRs": ["10.240.0.0/28"], "futureSpecField": {"b": 2}},
     "status": {"cidr": "10.240.0.0/16", "totalBlocks": 2048, "allocatedBlocks": 3,
@@ -109,7 +115,17 @@ TEST(CodecTest, PodSubnetRoundTripKeepsEveryField) {
   EXPECT_EQ(subnet->spec.cidr, "10.240.0.0/16");
   EXPECT_FALSE(subnet->spec.azureSubnetID.has_value());
   EXPECT_EQ(subnet->spec.blockPrefixLength, 27);
-  EXPECT_EQ(subnet->spec.nodeSelector.at("kubernetes.io/os"), "linux");
+  ASSERT_TRUE(subnet->spec.nodeSelector.has_value());
+  const LabelSelector& sel = *subnet->spec.nodeSelector;
+  EXPECT_EQ(sel.matchLabels.at("kubernetes.io/os"), "linux");
+  ASSERT_EQ(sel.matchExpressions.size(), 2u);
+  EXPECT_EQ(sel.matchExpressions[0].key, "pool");
+  EXPECT_EQ(sel.matchExpressions[0].op, "In");
+  EXPECT_EQ(sel.matchExpressions[0].values, (std::vector<std::string>{"a", "b"}));
+  EXPECT_EQ(sel.matchExpressions[0].extra, json({{"futureRequirementField", 1}}));
+  EXPECT_EQ(sel.matchExpressions[1].op, "DoesNotExist");
+  EXPECT_TRUE(sel.matchExpressions[1].values.empty());
+  EXPECT_EQ(sel.extra, json({{"futureSelectorField", "z"}}));
   EXPECT_EQ(subnet->spec.minFreeIPsPerNode, 4);
   EXPECT_EQ(subnet->spec.maxBlocksPerNode, 8);
   EXPECT_EQ(subnet->spec.releaseDelaySeconds, 60);
@@ -139,6 +155,24 @@ TEST(CodecTest, ReadModifyWriteKeepsUnknownFieldsAndMetadata) {
   EXPECT_EQ(toJson(*block), expected);
 }
 
+// The map form of nodeSelector before it was a label selector: its keys are unknown fields of
+// the selector, kept (and written back) but never read as requirements; validate() refuses a
+// selector without requirements.
+TEST(CodecTest, TheOldMapFormOfNodeSelectorHasNoRequirements) {
+  const json j = json::parse(R"({"apiVersion": "vnetipam.io/v1alpha1", "kind": "PodSubnet",
+      "metadata": {"name": "pods"},
+      "spec": {"cidr": "10.240.0.0/16", "blockPrefixLength": 28, "minFreeIPsPerNode": 8,
+               "maxBlocksPerNode": 16, "releaseDelaySeconds": 300,
+               "nodeSelector": {"zone": "a"}}})");
+  auto subnet = podSubnetFromJson(j);
+  ASSERT_TRUE(subnet) << subnet.error().message;
+  ASSERT_TRUE(subnet->spec.nodeSelector.has_value());
+  EXPECT_TRUE(subnet->spec.nodeSelector->matchLabels.empty());
+  EXPECT_TRUE(subnet->spec.nodeSelector->matchExpressions.empty());
+  EXPECT_EQ(subnet->spec.nodeSelector->extra, json({{"zone", "a"}}));
+  EXPECT_EQ(toJson(*subnet), j);
+}
+
 TEST(CodecTest, AbsentFieldsTakeTheCrdDefaults) {
   auto subnet = podSubnetFromJson(json::parse(R"({"metadata": {"name": "pods"},
                                                   "spec": {"cidr": "10.240.0.0/16"}})"));
@@ -148,7 +182,7 @@ TEST(CodecTest, AbsentFieldsTakeTheCrdDefaults) {
   EXPECT_EQ(subnet->spec.minFreeIPsPerNode, 8);
   EXPECT_EQ(subnet->spec.maxBlocksPerNode, 16);
   EXPECT_EQ(subnet->spec.releaseDelaySeconds, 300);
-  EXPECT_TRUE(subnet->spec.nodeSelector.empty());
+  EXPECT_FALSE(subnet->spec.nodeSelector.has_value());
   EXPECT_TRUE(subnet->spec.reservedCIDRs.empty());
   EXPECT_EQ(subnet->status, PodSubnetStatus{});
 
@@ -307,8 +341,22 @@ INSTANTIATE_TEST_SUITE_P(
                         R"(PodSubnet "p": spec.azureSubnetID: expected a string, got object)"},
         DecodeErrorCase{R"({"metadata": {"name": "p"}, "spec": {"nodeSelector": ["a"]}})",
                         R"(PodSubnet "p": spec.nodeSelector: expected an object, got array)"},
-        DecodeErrorCase{R"({"metadata": {"name": "p"}, "spec": {"nodeSelector": {"os": 1}}})",
-                        R"(PodSubnet "p": spec.nodeSelector[os]: expected a string, got number)"},
+        DecodeErrorCase{
+            R"({"metadata": {"name": "p"}, "spec": {"nodeSelector": {"matchLabels": {"os": 1}}}})",
+            R"(PodSubnet "p": spec.nodeSelector.matchLabels[os]: expected a string, got number)"},
+        // The map form of earlier versions with a key named like a field of the selector.
+        DecodeErrorCase{
+            R"({"metadata": {"name": "p"}, "spec": {"nodeSelector": {"matchLabels": "x"}}})",
+            R"(PodSubnet "p": spec.nodeSelector.matchLabels: expected an object, got string)"},
+        DecodeErrorCase{
+            R"({"metadata": {"name": "p"}, "spec": {"nodeSelector": {"matchExpressions": {}}}})",
+            R"(PodSubnet "p": spec.nodeSelector.matchExpressions: expected an array, got object)"},
+        DecodeErrorCase{
+            R"({"metadata": {"name": "p"}, "spec": {"nodeSelector": {"matchExpressions": [1]}}})",
+            R"(PodSubnet "p": spec.nodeSelector.matchExpressions[0]: expected an object, got number)"},
+        DecodeErrorCase{
+            R"({"metadata": {"name": "p"}, "spec": {"nodeSelector": {"matchExpressions": [{"key": "k", "operator": "In", "values": [2]}]}}})",
+            R"(PodSubnet "p": spec.nodeSelector.matchExpressions[0].values[0]: expected a string, got number)"},
         DecodeErrorCase{
             R"({"metadata": {"name": "p"}, "spec": {"reservedCIDRs": ["10.0.0.0/28", 1]}})",
             R"(PodSubnet "p": spec.reservedCIDRs[1]: expected a string, got number)"},

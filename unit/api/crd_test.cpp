@@ -38,7 +38,7 @@ std::vector<std::string> strings(const YAML::Node& seq) {
 }
 
 // Calls f(path, schema) for every schema below `schema`: properties ("spec.cidr"), list items
-// ("spec.reservedCIDRs[]") and map values ("spec.nodeSelector{}").
+// ("spec.reservedCIDRs[]") and map values ("spec.nodeSelector.matchLabels{}").
 void forEachSchema(const YAML::Node& schema, const std::string& path,
                    const std::function<void(const std::string&, const YAML::Node&)>& f) {
   if (const YAML::Node props = schema["properties"]) {
@@ -209,7 +209,22 @@ TEST(PodSubnetCrdTest, DefaultsAndLimitsEqualTheConstants) {
   EXPECT_EQ(p["reservedCIDRs"]["items"]["maxLength"].as<int>(), kMaxCidrLength);
   EXPECT_EQ(p["reservedCIDRs"]["maxItems"].as<int>(), kMaxReservedCIDRs);
   EXPECT_EQ(p["azureSubnetID"]["maxLength"].as<int>(), kMaxAzureSubnetIDLength);
-  EXPECT_EQ(p["nodeSelector"]["maxProperties"].as<int>(), kMaxNodeSelectorLabels);
+  const YAML::Node selector = p["nodeSelector"]["properties"];
+  EXPECT_EQ(selector["matchLabels"]["maxProperties"].as<int>(), kMaxNodeSelectorLabels);
+  EXPECT_EQ(selector["matchLabels"]["additionalProperties"]["maxLength"].as<int>(),
+            kMaxLabelValueLength);
+  EXPECT_EQ(selector["matchExpressions"]["maxItems"].as<int>(), kMaxNodeSelectorExpressions);
+  const YAML::Node requirement = selector["matchExpressions"]["items"]["properties"];
+  EXPECT_EQ(requirement["key"]["maxLength"].as<int>(), kMaxLabelKeyLength);
+  EXPECT_EQ(strings(requirement["operator"]["enum"]),
+            (std::vector<std::string>{std::string(kSelectorOpIn), std::string(kSelectorOpNotIn),
+                                      std::string(kSelectorOpExists),
+                                      std::string(kSelectorOpDoesNotExist)}));
+  EXPECT_EQ(requirement["values"]["maxItems"].as<int>(), kMaxNodeSelectorValues);
+  EXPECT_EQ(requirement["values"]["items"]["maxLength"].as<int>(), kMaxLabelValueLength);
+  EXPECT_NE(
+      rulesAt(selector["matchLabels"]).find(fmt::format("k.size() <= {}", kMaxLabelKeyLength)),
+      std::string::npos);
   EXPECT_EQ(root["properties"]["status"]["properties"]["conditions"]["maxItems"].as<int>(),
             kMaxConditions);
 
@@ -294,7 +309,7 @@ std::set<std::string> schemaPaths(const YAML::Node& root) {
 void jsonPaths(const json& j, const std::string& path, std::set<std::string>& out) {
   if (!path.empty()) out.insert(path);
   if (j.is_object()) {
-    const bool is_map = path.ends_with("nodeSelector");
+    const bool is_map = path.ends_with("matchLabels");
     for (const auto& [k, v] : j.items()) {
       jsonPaths(v, is_map ? path + "{}" : (path.empty() ? k : path + "." + k), out);
     }
@@ -316,7 +331,8 @@ TEST(CrdFieldsTest, PodSubnetSchemaHasExactlyTheCodecsFields) {
   PodSubnet s;
   s.spec.azureSubnetID = "id";
   s.spec.cidr = "10.0.0.0/16";
-  s.spec.nodeSelector = {{"k", "v"}};
+  s.spec.nodeSelector = LabelSelector{
+      .matchLabels = {{"k", "v"}}, .matchExpressions = {{.key = "k", .op = "In", .values = {"v"}}}};
   s.spec.reservedCIDRs = {"10.0.0.0/28"};
   s.status = {.cidr = "10.0.0.0/16", .conditions = {fullCondition()}};
   const json j = toJson(s);

@@ -125,12 +125,28 @@ TEST(SharedValidationCaseTest, TableCoversEveryRule) {
   for (const SharedCase& c : cases) {
     if (c.path) paths.insert(*c.path);
   }
-  for (const char* p :
-       {"spec", "spec.azureSubnetID", "spec.cidr", "spec.blockPrefixLength", "spec.nodeSelector",
-        "spec.minFreeIPsPerNode", "spec.maxBlocksPerNode", "spec.releaseDelaySeconds",
-        "spec.reservedCIDRs", "spec.reservedCIDRs[0]", "spec.nodeName", "spec.podSubnet", "",
-        "status.used", "status.nic.ipConfiguration", "status.conditions[0].status",
-        "status.conditions[0].reason"}) {
+  for (const char* p : {"spec",
+                        "spec.azureSubnetID",
+                        "spec.cidr",
+                        "spec.blockPrefixLength",
+                        "spec.nodeSelector",
+                        "spec.minFreeIPsPerNode",
+                        "spec.maxBlocksPerNode",
+                        "spec.releaseDelaySeconds",
+                        "spec.reservedCIDRs",
+                        "spec.reservedCIDRs[0]",
+                        "spec.nodeName",
+                        "spec.podSubnet",
+                        "",
+                        "status.used",
+                        "status.nic.ipConfiguration",
+                        "status.conditions[0].status",
+                        "status.conditions[0].reason",
+                        "spec.nodeSelector.matchLabels",
+                        "spec.nodeSelector.matchExpressions[0].key",
+                        "spec.nodeSelector.matchExpressions[0].operator",
+                        "spec.nodeSelector.matchExpressions[0].values",
+                        "spec.nodeSelector.matchExpressions[0].values[0]"}) {
     EXPECT_TRUE(paths.contains(p)) << "no failing case for " << p;
   }
 }
@@ -236,11 +252,73 @@ TEST(ValidationTest, CidrLongerThanTheCrdAllows) {
 
 TEST(ValidationTest, TooManyNodeSelectorLabels) {
   PodSubnetSpec s = v4Spec();
+  LabelSelector& sel = s.nodeSelector.emplace();
   for (int i = 0; i < 33; ++i)
-    s.nodeSelector["k" + std::to_string(i)] = "v";
+    sel.matchLabels["k" + std::to_string(i)] = "v";
   const auto errors = validate(s);
   ASSERT_EQ(errors.size(), 1u) << listErrors(errors);
+  EXPECT_EQ(toString(errors[0]),
+            "spec.nodeSelector.matchLabels: has 33 labels: at most 32 are allowed");
+}
+
+TEST(ValidationTest, TooManyNodeSelectorExpressionsAndValues) {
+  PodSubnetSpec s = v4Spec();
+  LabelSelector& sel = s.nodeSelector.emplace();
+  for (int i = 0; i < 33; ++i)
+    sel.matchExpressions.push_back({.key = "k" + std::to_string(i), .op = "Exists"});
+  std::vector<std::string> values(65, "v");
+  sel.matchExpressions[0] = {.key = "k", .op = "In", .values = values};
+  const auto errors = validate(s);
+  ASSERT_EQ(errors.size(), 2u) << listErrors(errors);
+  EXPECT_EQ(toString(errors[0]),
+            "spec.nodeSelector.matchExpressions: has 33 items: at most 32 are allowed");
+  EXPECT_EQ(toString(errors[1]),
+            "spec.nodeSelector.matchExpressions[0].values: has 65 items: at most 64 are allowed");
+}
+
+// Every rule of a requirement, reported at the field Kubernetes reports it at.
+TEST(ValidationTest, NodeSelectorRequirementRules) {
+  PodSubnetSpec s = v4Spec();
+  s.nodeSelector = LabelSelector{.matchExpressions = {
+                                     {.key = "a", .op = "In"},
+                                     {.key = "b", .op = "NotIn", .values = {}},
+                                     {.key = "c", .op = "Exists", .values = {"x"}},
+                                     {.key = "d", .op = "DoesNotExist", .values = {"x"}},
+                                     {.key = "e", .op = "Gt", .values = {"1"}},
+                                     {.key = "bad key", .op = "In", .values = {"bad value"}},
+                                     {.key = "f", .op = "NotIn", .values = {"x", "y"}},
+                                 }};
+  const auto errors = validate(s);
+  ASSERT_EQ(errors.size(), 7u) << listErrors(errors);
+  const std::string p = "spec.nodeSelector.matchExpressions";
+  EXPECT_EQ(errors[0].path, p + "[0].values");
+  EXPECT_EQ(errors[0].message,
+            "must be specified when operator is In: the values the label may (In) or may not "
+            "(NotIn) have");
+  EXPECT_EQ(errors[1].path, p + "[1].values");
+  EXPECT_EQ(errors[2].path, p + "[2].values");
+  EXPECT_EQ(errors[2].message,
+            "may not be specified when operator is Exists: it tests only whether the node has "
+            "the label");
+  EXPECT_EQ(errors[3].path, p + "[3].values");
+  EXPECT_EQ(toString(errors[4]),
+            p + "[4].operator: Unsupported value: \"Gt\": supported values: \"In\", \"NotIn\", "
+                "\"Exists\", \"DoesNotExist\"");
+  EXPECT_EQ(errors[5].path, p + "[5].key");
+  EXPECT_EQ(errors[6].path, p + "[5].values[0]");
+}
+
+TEST(ValidationTest, ANodeSelectorWithoutRequirementsIsRefused) {
+  PodSubnetSpec s = v4Spec();
+  s.nodeSelector = LabelSelector{};
+  auto errors = validate(s);
+  ASSERT_EQ(errors.size(), 1u) << listErrors(errors);
   EXPECT_EQ(errors[0].path, "spec.nodeSelector");
+  EXPECT_NE(errors[0].message.find("leave nodeSelector out to select every node"),
+            std::string::npos);
+  // No selector at all is valid: it selects every node.
+  s.nodeSelector.reset();
+  EXPECT_TRUE(validate(s).empty());
 }
 
 TEST(ValidationTest, AzureSubnetIdShape) {
@@ -355,7 +433,7 @@ TEST(ValidationUpdateTest, PodSubnetCarvingFieldsAreImmutableTheRestIsNot) {
   tuned.minFreeIPsPerNode = 64;
   tuned.maxBlocksPerNode = 2;
   tuned.releaseDelaySeconds = 0;
-  tuned.nodeSelector = {{"pool", "pods"}};
+  tuned.nodeSelector = LabelSelector{.matchLabels = {{"pool", "pods"}}};
   tuned.reservedCIDRs = {"10.240.0.0/24"};
   EXPECT_TRUE(validateUpdate(old, tuned).empty()) << listErrors(validateUpdate(old, tuned));
 

@@ -183,7 +183,8 @@ TEST_F(ControllerTest, ABlockWithoutAgentDrainIsReleasedAsBefore) {
   syncBlocks();
   addNode(nodeJson("a", "", {{"pool", "blue"}}));
   api_.put(std::string(kNodesPath) + "/a", nodeJson("a", "", {{"pool", "blue"}}));
-  addSubnet(subnetJson("pods", {{"cidr", "10.0.0.0/26"}, {"nodeSelector", {{"pool", "blue"}}}}));
+  addSubnet(subnetJson(
+      "pods", {{"cidr", "10.0.0.0/26"}, {"nodeSelector", {{"matchLabels", {{"pool", "blue"}}}}}}));
   runUntilQuiet();
   ASSERT_EQ(blocksOf("a").size(), 1u);
   EXPECT_EQ(controller_->poolFree("pods"), 3u);
@@ -395,7 +396,8 @@ TEST_F(ControllerTest, AnOverlappingPodSubnetIsRefusedNamingTheOtherOne) {
 TEST_F(ControllerTest, ANodeOutsideTheSelectorGetsNothingAndLosesItsBlocksWhenItLeavesIt) {
   addNode(nodeJson("a", "", {{"pool", "blue"}}));
   addNode(nodeJson("b", "", {{"pool", "green"}}));
-  addSubnet(subnetJson("pods", {{"cidr", "10.0.0.0/26"}, {"nodeSelector", {{"pool", "blue"}}}}));
+  addSubnet(subnetJson(
+      "pods", {{"cidr", "10.0.0.0/26"}, {"nodeSelector", {{"matchLabels", {{"pool", "blue"}}}}}}));
   runUntilQuiet();
   EXPECT_EQ(blocksOf("a").size(), 1u);
   EXPECT_TRUE(blocksOf("b").empty());
