@@ -226,7 +226,7 @@ def test_cni_config_appears_once_serving_and_goes_on_sigterm(node):
     node.block("10.250.0.0/28")
     agent = node.agent("--host-veth-prefix", "cali", "--mtu", "1450").start()
     assert json.loads(agent.conf.read_text()) == {
-        "cniVersion": "1.0.0", "name": "vnet-ipam",
+        "cniVersion": "1.0.0", "cniVersions": ["1.0.0", "1.1.0"], "name": "vnet-ipam",
         "plugins": [
             {"type": "vnet-transparent", "hostVethPrefix": "cali", "mtu": 1450,
              "ipam": {"type": "vnet-ipam", "socket": agent.socket}},
@@ -271,12 +271,15 @@ def test_allocate_release_and_status_used_follows(node):
     poll("status.used == 3", lambda: node.used(block) == 3, TIMEOUT, 0.05)
     assert call(agent.socket, "check", containerID="c2", ifName="eth0")["code"] == 3
 
-    # The agent owns status.used only: the controller's phase and capacity are untouched.
+    # The agent owns status.used and its own condition (DataplaneSynced, from its first dataplane
+    # check) only: the controller's phase and capacity are untouched.
     obj = node.get(block)
     assert obj["status"]["phase"] == "Ready" and obj["status"]["capacity"] == 16
     owners = {m["manager"]: m for m in obj["metadata"]["managedFields"]
               if m.get("subresource") == "status"}
-    assert set(owners[AGENT_FIELD_MANAGER]["fieldsV1"]["f:status"]) == {"f:used"}
+    owned = owners[AGENT_FIELD_MANAGER]["fieldsV1"]["f:status"]
+    assert set(owned) == {"f:used", "f:conditions"}
+    assert set(owned["f:conditions"]) == {'k:{"type":"DataplaneSynced"}'}
     assert "f:phase" in owners[CONTROLLER_FIELD_MANAGER]["fieldsV1"]["f:status"]
 
 

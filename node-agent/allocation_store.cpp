@@ -566,7 +566,8 @@ std::vector<BlockUsage> AllocationStore::usage() const {
   for (const auto& [name, block] : blocks_) {
     out.push_back(BlockUsage{.name = name,
                              .used = static_cast<std::int64_t>(block.allocator->allocatedCount()),
-                             .inApi = block.inApi && !block.provisional});
+                             .inApi = block.inApi && !block.provisional,
+                             .cidr = block.cidr});
   }
   return out;
 }

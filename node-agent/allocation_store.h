@@ -69,6 +69,7 @@ struct BlockUsage {
   std::string name;
   std::int64_t used = 0;
   bool inApi = false;  // only blocks in the API can be reported
+  ipam::Prefix cidr;
 };
 
 // An allocation GC released, for logs and tests.

@@ -37,12 +37,17 @@
 #include "lib/kube/client.h"
 #include "lib/kube/config.h"
 #include "lib/kube/cpprest_transport.h"
+#include "lib/kube/events.h"
 #include "lib/kube/informer.h"
+#include "lib/net/host_dataplane.h"
+#include "lib/net/netns.h"
 #include "lib/observe/http_server.h"
+#include "node-agent/agent_events.h"
 #include "node-agent/allocation_store.h"
 #include "node-agent/api_sync.h"
 #include "node-agent/block_keeper.h"
 #include "node-agent/cni_config.h"
+#include "node-agent/dataplane_drift.h"
 #include "node-agent/install_cni.h"
 #include "node-agent/metrics.h"
 #include "node-agent/options.h"
@@ -76,6 +81,50 @@ bool waitForSignal(std::chrono::milliseconds timeout) {
 kube::Result<kube::KubeConfig> loadKubeConfig(const AgentOptions& options) {
   if (options.kubeconfig.empty()) return kube::loadInCluster();
   return kube::loadKubeconfig(options.kubeconfig);
+}
+
+// One dataplane check: the allocations and blocks the store holds against one read of the host
+// namespace. Returns the DataplaneSynced condition of each block the API shows, or nullopt when
+// the host could not be read (logged; the conditions stay as they were).
+std::optional<std::map<std::string, DataplaneCondition>> checkDataplane(
+    AllocationStore& store, const net::Netns& hostNs, const AgentOptions& options,
+    DriftTracker& tracker, AgentMetrics& metrics, AgentEvents& events) {
+  std::vector<DriftBlock> blocks;
+  for (const BlockUsage& b : store.usage()) {
+    if (b.inApi) blocks.push_back({.name = b.name, .cidr = b.cidr});
+  }
+  std::vector<HeldAddress> held;
+  for (const Allocation& a : store.handle(Request{.op = Op::kList}).allocations) {
+    held.push_back({.block = a.blockName,
+                    .address = a.address,
+                    .containerID = a.containerID,
+                    .ifName = a.ifName,
+                    .podNamespace = a.podNamespace,
+                    .podName = a.podName});
+  }
+  // After the store's answer: a route the plugin adds meanwhile is seen, not reported stale.
+  auto read = net::readHostDataplane(hostNs);
+  if (!read) {
+    metrics.dataplaneCheckFailed();
+    spdlog::warn("dataplane check: {}", read.error().message);
+    return std::nullopt;
+  }
+  ObservedDataplane observed;
+  for (const auto& l : read->links)
+    observed.links.push_back({.name = l.name, .ifindex = l.ifindex, .up = l.up});
+  for (const auto& r : read->routes)
+    observed.routes.push_back({.dst = r.dst, .oif = r.oif});
+  const auto confirmed =
+      tracker.confirm(held, findDrift(blocks, held, observed, options.hostVethPrefix),
+                      std::chrono::steady_clock::now());
+  std::size_t missing = 0;
+  for (const DriftFinding& f : confirmed) {
+    if (f.kind == DriftKind::kMissingRoute) ++missing;
+    spdlog::warn("dataplane drift in block {}: {}: {}", f.block, f.address.toString(), f.what);
+  }
+  metrics.setDataplaneDrift(missing, confirmed.size() - missing);
+  events.dataplaneChecked(confirmed);
+  return dataplaneConditions(blocks, confirmed);
 }
 
 int run(const AgentOptions& options) {
@@ -173,6 +222,21 @@ int run(const AgentOptions& options) {
                        .maxBackoff = std::chrono::milliseconds(1000),
                        .userAgent = "vnet-ipam-agent/" + options.nodeName});
 
+  // Events are best-effort and written by the recorder's own thread: nothing here waits on them.
+  kube::EventRecorder recorder(
+      client, steady,
+      {.reportingController = "vnetipam.io/agent",
+       .reportingInstance = options.nodeName,
+       .log = [](std::string_view line) { spdlog::warn("event: {}", line); }});
+  recorder.start();
+  AgentEvents events(recorder, options.nodeName);
+  // The namespace the agent runs in is the host's (hostNetwork): the one its routes are read from.
+  auto hostNs = net::Netns::current();
+  if (!hostNs) {
+    spdlog::error("opening the host network namespace: {}", hostNs.error().message);
+    return 1;
+  }
+
   const std::string nodeSelector = fmt::format("spec.nodeName={}", options.nodeName);
   kube::Informer* blocksForKeeper = nullptr;  // set below; the keeper starts after that
   BlockKeeper keeper(
@@ -190,6 +254,7 @@ int run(const AgentOptions& options) {
       if (!name.empty()) allocations.removeBlock(name);
     } else {
       allocations.upsertBlock(*block);
+      events.blockSeen(block->name, block->invalid);
     }
     keeper.kick();  // the served set may have changed, or the block started deleting
   };
@@ -204,7 +269,9 @@ int run(const AgentOptions& options) {
           .onUpdate = [&](const nlohmann::json&, const nlohmann::json& object) { onBlock(object); },
           .onDelete =
               [&](const nlohmann::json& object) {
-                allocations.removeBlock(object.value("/metadata/name"_json_pointer, std::string()));
+                const std::string name = object.value("/metadata/name"_json_pointer, std::string());
+                allocations.removeBlock(name);
+                events.blockGone(name);
                 keeper.kick();
               }});
   blocksForKeeper = &blocks;
@@ -256,8 +323,14 @@ int run(const AgentOptions& options) {
   }
   keeper.start();
 
-  SocketServer server(options.socket,
-                      [&](const Request& request) { return allocations.handle(request); });
+  SocketServer server(options.socket, [&](const Request& request) {
+    Response response = allocations.handle(request);
+    // Only a failed allocate of a serving agent is news; recording only queues.
+    if (request.op == Op::kAllocate && !response.ok && allocations.ready()) {
+      events.allocateAnswered(request, response, allocations.servedBlocks().empty());
+    }
+    return response;
+  });
   if (auto started = server.start(); !started) {
     spdlog::error("--socket: {}", started.error().message);
     return 1;
@@ -278,15 +351,29 @@ int run(const AgentOptions& options) {
   std::mutex stopMutex;
   std::condition_variable stopChanged;
   bool stopping = false;  // guarded by stopMutex
+  // status.used and DataplaneSynced on a thread of its own: a slow API server must not delay GC,
+  // nor a slow netlink read an allocation. The first dataplane check runs before the first write,
+  // so the first apply already carries the condition.
   std::thread reporter([&] {
     UsageReporter usage(client, &metrics);
+    DriftTracker tracker(std::chrono::seconds(options.dataplaneGraceSeconds));
     const auto interval = std::chrono::milliseconds(options.usageReportIntervalMs);
+    const auto checkInterval = std::chrono::seconds(options.dataplaneCheckIntervalSeconds);
+    auto nextCheck = std::chrono::steady_clock::now();
     std::unique_lock lock(stopMutex);
     while (!stopping) {
       lock.unlock();
-      usage.report(allocations.usage());
+      std::map<std::string, DataplaneCondition> checked;
+      if (std::chrono::steady_clock::now() >= nextCheck) {
+        if (auto c = checkDataplane(allocations, *hostNs, options, tracker, metrics, events)) {
+          checked = std::move(*c);
+        }
+        nextCheck = std::chrono::steady_clock::now() + checkInterval;
+      }
+      usage.report(allocations.usage(), checked);
       lock.lock();
-      stopChanged.wait_for(lock, interval, [&] { return stopping; });
+      stopChanged.wait_for(lock, std::min<std::chrono::nanoseconds>(interval, checkInterval),
+                           [&] { return stopping; });
     }
     lock.unlock();
     usage.report(allocations.usage());  // the last word before exit
@@ -354,6 +441,7 @@ int run(const AgentOptions& options) {
   keeper.stop();
   blocks.stop();
   pods.stop();
+  recorder.stop();
   if (auto compacted = allocations.compactIfNeeded(/*force=*/true); !compacted) {
     spdlog::warn("journal compaction at exit: {}", compacted.error().message);
   }

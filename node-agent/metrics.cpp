@@ -85,7 +85,22 @@ AgentMetrics::AgentMetrics(std::shared_ptr<prometheus::Registry> registry)
                  .Help("1 while the agent serves allocations (caches synced, journal recovered, "
                        "socket listening).")
                  .Register(*registry_)
-                 .Add({})) {
+                 .Add({})),
+      drift_(BuildGauge()
+                 .Name("vnetipam_agent_dataplane_drift")
+                 .Help("Dataplane problems the last check confirmed, by kind: missing_route (an "
+                       "allocated address without a /32 host route through an up host veth), "
+                       "stale_route (a /32 host route to an address of this node's blocks that "
+                       "nobody holds).")
+                 .Register(*registry_)),
+      driftMissingRoutes_(drift_.Add({{"kind", "missing_route"}})),
+      driftStaleRoutes_(drift_.Add({{"kind", "stale_route"}})),
+      dataplaneCheckFailures_(BuildCounter()
+                                  .Name("vnetipam_agent_dataplane_check_failures_total")
+                                  .Help("Dataplane checks that could not read the host's links "
+                                        "or routes (the gauge keeps its last value).")
+                                  .Register(*registry_)
+                                  .Add({})) {
   // Every reason exists from the start, at 0, so rate() and absent-series alerts work.
   for (std::string_view reason : {kReasonCniDel, kReasonPodGone, kReasonCniGc}) {
     releasesByReason_.emplace(std::string(reason),
@@ -164,5 +179,12 @@ void AgentMetrics::usageReported(bool ok) {
 }
 
 void AgentMetrics::setReady(bool ready) { ready_.Set(ready ? 1 : 0); }
+
+void AgentMetrics::setDataplaneDrift(std::size_t missingRoutes, std::size_t staleRoutes) {
+  driftMissingRoutes_.Set(static_cast<double>(missingRoutes));
+  driftStaleRoutes_.Set(static_cast<double>(staleRoutes));
+}
+
+void AgentMetrics::dataplaneCheckFailed() { dataplaneCheckFailures_.Increment(); }
 
 }  // namespace vnetipam::agent

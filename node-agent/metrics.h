@@ -47,6 +47,9 @@ class AgentMetrics {
   void setOrphanedAllocations(std::size_t count);
   void usageReported(bool ok);
   void setReady(bool ready);
+  // The confirmed findings of the last dataplane check, by kind.
+  void setDataplaneDrift(std::size_t missingRoutes, std::size_t staleRoutes);
+  void dataplaneCheckFailed();
 
  private:
   std::shared_ptr<prometheus::Registry> registry_;
@@ -62,6 +65,10 @@ class AgentMetrics {
   prometheus::Counter& usageReports_;
   prometheus::Counter& usageReportFailures_;
   prometheus::Gauge& ready_;
+  prometheus::Family<prometheus::Gauge>& drift_;
+  prometheus::Gauge& driftMissingRoutes_;
+  prometheus::Gauge& driftStaleRoutes_;
+  prometheus::Counter& dataplaneCheckFailures_;
 
   std::mutex mutex_;  // guards the caches below
   std::map<std::string, prometheus::Gauge*, std::less<>> freeByBlock_;

@@ -45,6 +45,9 @@ const Table& setters() {
       {"release-cooldown-seconds", Table::integer(&AgentOptions::releaseCooldownSeconds, 0, 86400)},
       {"usage-report-interval-ms",
        Table::integer(&AgentOptions::usageReportIntervalMs, 10, 3'600'000)},
+      {"dataplane-check-interval-seconds",
+       Table::integer(&AgentOptions::dataplaneCheckIntervalSeconds, 1, 3600)},
+      {"dataplane-grace-seconds", Table::integer(&AgentOptions::dataplaneGraceSeconds, 0, 3600)},
       {"api-wait-seconds", Table::integer(&AgentOptions::apiWaitSeconds, 0, 3600)},
       {"log-format", Table::logFormat(&AgentOptions::logFormat)},
       {"log-level", Table::logLevel(&AgentOptions::logLevel)},
@@ -60,6 +63,7 @@ std::string_view usageText() {
          "  [--host-veth-prefix P] [--mtu N] [--chain-portmap true|false]\n"
          "  [--metrics-address HOST:PORT]\n"
          "  [--gc-grace-seconds S] [--release-cooldown-seconds S] [--usage-report-interval-ms MS]\n"
+         "  [--dataplane-check-interval-seconds S] [--dataplane-grace-seconds S]\n"
          "  [--api-wait-seconds S]\n"
          "  [--log-format text|json] [--log-level debug|info|warn|error]\n"
          "--node-name defaults to $NODE_NAME and is required.\n"

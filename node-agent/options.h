@@ -33,6 +33,11 @@ struct AgentOptions {
   int gcGraceSeconds = 60;
   int releaseCooldownSeconds = 30;
   int usageReportIntervalMs = 1000;
+  // How often the agent compares its allocations with the host's routes and links (also once
+  // right after the first sync), and how long a new allocation may lack its host route before a
+  // single check counts it (the CNI plugin allocates first and wires afterwards).
+  int dataplaneCheckIntervalSeconds = 30;
+  int dataplaneGraceSeconds = 10;
   // How long a starting agent waits for the API server before it serves the blocks persisted in
   // its state dir (served-blocks) instead.
   int apiWaitSeconds = 5;

@@ -33,7 +33,19 @@ TEST(AgentOptionsTest, DefaultsAreTheContractsOnes) {
   EXPECT_EQ(o->releaseCooldownSeconds, 30);
   EXPECT_EQ(o->usageReportIntervalMs, 1000);
   EXPECT_EQ(o->apiWaitSeconds, 5);
+  EXPECT_EQ(o->dataplaneCheckIntervalSeconds, 30);
+  EXPECT_EQ(o->dataplaneGraceSeconds, 10);
   EXPECT_TRUE(o->chainPortmap);
+}
+
+TEST(AgentOptionsTest, DataplaneCheckOptionsAreBounded) {
+  auto o =
+      parse({"--dataplane-check-interval-seconds", "1", "--dataplane-grace-seconds", "0"}, "n1");
+  ASSERT_TRUE(o) << o.error();
+  EXPECT_EQ(o->dataplaneCheckIntervalSeconds, 1);
+  EXPECT_EQ(o->dataplaneGraceSeconds, 0);
+  EXPECT_FALSE(parse({"--dataplane-check-interval-seconds", "0"}, "n1"));
+  EXPECT_FALSE(parse({"--dataplane-grace-seconds", "3601"}, "n1"));
 }
 
 TEST(AgentOptionsTest, ApiWaitSecondsIsBounded) {
