@@ -451,6 +451,30 @@ WhyReport why(const Snapshot& s, const std::string& ns, const std::string& name)
         std::move(details));
   }
 
+  if (anyUsable) {
+    // Ready blocks with no free address: the pod waits for the controller's next block, which
+    // an exhausted PodSubnet or maxBlocksPerNode holds back.
+    std::vector<std::string> details;
+    bool full = true;
+    for (const auto* b : blocks) {
+      if (!usable(*b) || b->metadata.deletionTimestamp) continue;
+      full = full && b->status.capacity > 0 && b->status.used >= b->status.capacity;
+      details.push_back(fmt::format("{} {}: {} of {} used", b->metadata.name, b->spec.cidr,
+                                    b->status.used, b->status.capacity));
+    }
+    if (full) {
+      for (const auto* subnet : selecting) {
+        if (const auto* c = findCondition(subnet->conditions, api::kConditionExhausted);
+            c != nullptr && c->status == "True") {
+          details.push_back(fmt::format("PodSubnet {}: {}", subnet->name, describe(*c)));
+        }
+      }
+      add("blocks-full",
+          fmt::format("every Ready block of node {} is full: no free address", pod->nodeName),
+          std::move(details));
+    }
+  }
+
   // The agent serves the node's blocks: without a Ready agent pod nothing answers the CNI.
   const PodInfo* agent = nullptr;
   for (const auto& a : s.agentPods) {

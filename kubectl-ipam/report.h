@@ -128,7 +128,8 @@ struct WhyReport {
 // The causes, each one's id, in the order they are reported:
 //   pod-not-found, not-scheduled, host-network, has-address (each of these alone: nothing else
 //   applies), node-not-found, no-podsubnet, block-invalid, nic-programming-failed,
-//   podsubnet-exhausted, no-ready-block, agent-not-ready, cni-error (the pod's
+//   podsubnet-exhausted, no-ready-block, blocks-full (every Ready block of the node has used ==
+//   capacity; an Exhausted PodSubnet is named), agent-not-ready, cni-error (the pod's
 //   FailedCreatePodSandBox text), dataplane-drift.
 WhyReport why(const Snapshot& snapshot, const std::string& ns, const std::string& pod);
 

@@ -404,6 +404,19 @@ TEST(Why, NodeNicConditionFalse) {
   EXPECT_EQ(r.causes[0].details[0], "Node n3: VnetIpamNICProgrammed=False (Throttled): 429");
 }
 
+TEST(Why, EveryReadyBlockFullNamesTheExhaustedPodSubnet) {
+  Snapshot s = waiting();
+  s.blocks[0].status.used = 16;
+  s.subnets[0].conditions = {cond(api::kConditionExhausted, "True", "NoFreeBlock")};
+  const auto r = why(s, "default", "web");
+  ASSERT_EQ(causes(r), (std::vector<std::string>{"blocks-full"})) << renderWhy(r);
+  EXPECT_EQ(r.causes[0].details,
+            (std::vector<std::string>{"b1 10.0.0.0/28: 16 of 16 used",
+                                      "PodSubnet pool: Exhausted=True (NoFreeBlock)"}));
+  s.blocks.push_back(block("b1b", "n1", "10.0.0.80/28", api::BlockPhase::kReady, 3));
+  EXPECT_TRUE(why(s, "default", "web").causes.empty()) << "a block with room: not full";
+}
+
 TEST(Why, InvalidBlocks) {
   Snapshot s = waiting();
   s.blocks[0].status.conditions = {cond(api::kConditionInvalid, "True", "Overlap", "with b9")};
