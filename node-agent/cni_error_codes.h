@@ -19,6 +19,10 @@ enum Code : int {
   kDegradedConnectivity = 51,
   kInternal = 100,        // an unexpected failure inside the plugin or the agent
   kLayoutMismatch = 101,  // CHECK: the pod's network differs from prevResult
+  // ADD: the container already has an interface of the requested name. The spec requires an error
+  // ("If an interface of the requested name already exists in the container, the CNI plugin MUST
+  // return with an error") but numbers none for it, and none of 1-11 means this, so it is ours.
+  kInterfaceExists = 102,
 };
 
 }  // namespace vnetipam::cni

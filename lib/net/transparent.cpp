@@ -179,7 +179,7 @@ Result<PodVeth> PodVeth::create(const Netns& hostNs, const Netns& podNs,
     e.message = fmt::format("set up pod {}: {}", p.containerId, e.message);
     return std::unexpected(std::move(e));
   };
-  auto hostName = hostVethName(p.hostPrefix, p.containerId);
+  auto hostName = hostVethName(p.hostPrefix, p.containerId, p.ifName);
   if (!hostName) return forPodLink(hostName.error());
   auto hostSock = RtnlSocket::open(hostNs);
   if (!hostSock) return forPodLink(hostSock.error());
@@ -190,7 +190,7 @@ Result<PodVeth> PodVeth::create(const Netns& hostNs, const Netns& podNs,
       fmt::format("create veth {} (namespace {}) with peer {} in namespace {}", *hostName,
                   hostNs.label(), p.ifName, podNs.label());
   // One round trip: create the pair, then read the host end (its ifindex, MAC, and in IFLA_LINK
-  // the pod end's ifindex). A leftover of an earlier ADD of this container (same name) makes the
+  // the pod end's ifindex). A leftover of an earlier ADD of this attachment (same name) makes the
   // create fail; only then is it deleted and the create tried once more.
   for (int attempt = 0;; ++attempt) {
     RtnlBatch b;
@@ -256,6 +256,30 @@ Result<TransparentPod> PodVeth::configureOrFail(const TransparentPodParams& p) {
   const std::string podDev = p.ifName;
   const auto gateway = v4Bytes(p.gateway);
 
+  // Does the pod already route the gateway (by a route of another of its interfaces: this one is
+  // new and has none)? Then the pod's routes are that interface's, and this one adds none: a
+  // second default route or gateway route in the main table would be refused (EEXIST) anyway.
+  bool podRoutes = true;
+  {
+    RtnlBatch lookup;
+    rtmsg rt{};
+    rt.rtm_family = AF_INET;
+    rt.rtm_dst_len = 32;
+    lookup.add(
+        RTM_GETROUTE, 0, rt,
+        fmt::format("look up the route to {} in namespace {}", p.gateway.toString(), s.podLabel));
+    lookup.attr(RTA_DST, gateway.data(), gateway.size());
+    if (auto ok = roundTrip(s.pod, lookup); !ok) return forPod(p, ok.error());
+    // ENETUNREACH: no route (the usual first interface); an answer: some route carries it.
+    if (lookup.error(0) == 0) {
+      podRoutes = false;
+    } else if (lookup.error(0) != -ENETUNREACH && lookup.error(0) != -EHOSTUNREACH) {
+      return forPod(
+          p, errnoError(-lookup.error(0), fmt::format("look up the route to {} in namespace {}",
+                                                      p.gateway.toString(), s.podLabel)));
+    }
+  }
+
   // Pod side, in order: the link must be up before routes can use it; a /32 address adds no
   // subnet route, so there is nothing of the kernel's to delete. Last, read the pod end back.
   RtnlBatch pod;
@@ -282,13 +306,15 @@ Result<TransparentPod> PodVeth::configureOrFail(const TransparentPodParams& p) {
     b.add(RTM_NEWLINK, 0, up, std::move(what));
   };
   linkUp(pod, s.podIndex, fmt::format("set link {} up in namespace {}", podDev, s.podLabel));
-  addRouteRequest(pod, s.podIndex, podDev,
-                  Route{.dst = ipam::Prefix::masked(p.gateway, 32), .scope = RouteScope::kLink},
-                  s.podLabel);
-  addRouteRequest(
-      pod, s.podIndex, podDev,
-      Route{.dst = ipam::Prefix::masked(ipam::IPAddress::v4(0), 0), .gateway = p.gateway},
-      s.podLabel);
+  if (podRoutes) {
+    addRouteRequest(pod, s.podIndex, podDev,
+                    Route{.dst = ipam::Prefix::masked(p.gateway, 32), .scope = RouteScope::kLink},
+                    s.podLabel);
+    addRouteRequest(
+        pod, s.podIndex, podDev,
+        Route{.dst = ipam::Prefix::masked(ipam::IPAddress::v4(0), 0), .gateway = p.gateway},
+        s.podLabel);
+  }
   {
     const ndmsg nd{.ndm_family = AF_INET,
                    .ndm_pad1 = 0,
@@ -352,7 +378,7 @@ Result<TransparentPod> PodVeth::configureOrFail(const TransparentPodParams& p) {
                                        podDev, s.podLabel, s.podIndex)});
   }
   s.settled = true;
-  TransparentPod result{.host = s.hostLink, .pod = podLink->info};
+  TransparentPod result{.host = s.hostLink, .pod = podLink->info, .podRoutes = podRoutes};
   result.host.up = true;
   return result;
 }
@@ -382,12 +408,12 @@ VethTeardown::~VethTeardown() {
 }
 
 Result<VethTeardown> VethTeardown::start(const Netns& hostNs, std::string_view containerId,
-                                         std::string_view hostPrefix) {
+                                         std::string_view ifName, std::string_view hostPrefix) {
   const auto forTeardown = [&](Error e) {
-    e.message = fmt::format("tear down pod {}: {}", containerId, e.message);
+    e.message = fmt::format("tear down pod {} ({}): {}", containerId, ifName, e.message);
     return std::unexpected(std::move(e));
   };
-  auto hostName = hostVethName(hostPrefix, containerId);
+  auto hostName = hostVethName(hostPrefix, containerId, ifName);
   if (!hostName) return std::unexpected(hostName.error());
   // Subscribed before the delete is sent, so its RTM_DELLINK cannot be missed.
   auto monitor = RtnlSocket::open(hostNs, RTMGRP_LINK);
@@ -455,8 +481,8 @@ Result<VethTeardown> VethTeardown::start(const Netns& hostNs, std::string_view c
 }
 
 Result<void> teardownTransparentPod(const Netns& hostNs, std::string_view containerId,
-                                    std::string_view hostPrefix) {
-  auto teardown = VethTeardown::start(hostNs, containerId, hostPrefix);
+                                    std::string_view ifName, std::string_view hostPrefix) {
+  auto teardown = VethTeardown::start(hostNs, containerId, ifName, hostPrefix);
   if (!teardown) return std::unexpected(teardown.error());
   return {};
 }

@@ -30,7 +30,7 @@ inline constexpr ipam::IPAddress kDefaultPodGateway =
     ipam::IPAddress::v4(0xa9fe0101);  // 169.254.1.1
 
 struct TransparentPodParams {
-  std::string containerId;      // CNI_CONTAINERID: names the host veth
+  std::string containerId;      // CNI_CONTAINERID: with ifName, names the host veth
   std::string ifName = "eth0";  // CNI_IFNAME: the pod end
   std::string hostPrefix = std::string(kDefaultHostVethPrefix);
   std::uint32_t mtu = 0;    // 0: kernel default; otherwise 68..65535
@@ -42,14 +42,20 @@ struct TransparentPodParams {
 struct TransparentPod {
   LinkInfo host;  // in hostNs
   LinkInfo pod;   // in podNs
+  // Whether the pod's routes (the gateway's link route, the default route via it) went on this
+  // interface. Not when the pod already routes the gateway through another of its interfaces (a
+  // second network's attachment, eth1 beside eth0): the pod has one default route, its first
+  // interface's, and this one gets its address, its gateway neighbour entry and the host's /32
+  // route, so traffic to its address arrives on it and replies leave by the pod's default route.
+  bool podRoutes = true;
 };
 
 // Runs the recipe: PodVeth::create, then PodVeth::configure. A host veth of the same name left by
-// an earlier attempt for the same container is deleted first. On any failure everything this call
-// created is deleted again (the veth, and with it every address, route and neighbour on it) and
-// the error names the step, interface, namespace and address. kConflict if the pod's address is
-// already routed to another interface of the host (a double allocation: the live pod keeps its
-// route), or ifName exists in the pod.
+// an earlier attempt for the same attachment (container and ifName) is deleted first. On any
+// failure everything this call created is deleted again (the veth, and with it every address, route
+// and neighbour on it) and the error names the step, interface, namespace and address. kConflict if
+// the pod's address is already routed to another interface of the host (a double allocation: the
+// live pod keeps its route), or ifName exists in the pod.
 Result<TransparentPod> setupTransparentPod(const Netns& hostNs, const Netns& podNs,
                                            const TransparentPodParams& params);
 
@@ -59,7 +65,7 @@ Result<TransparentPod> setupTransparentPod(const Netns& hostNs, const Netns& pod
 class PodVeth {
  public:
   // The veth pair alone, both ends down: params.address and params.gateway are not used yet.
-  // Replaces a leftover host veth of the same container; kConflict if ifName exists in the pod.
+  // Replaces a leftover host veth of the same attachment; kConflict if ifName exists in the pod.
   static Result<PodVeth> create(const Netns& hostNs, const Netns& podNs,
                                 const TransparentPodParams& params);
   PodVeth(PodVeth&&) noexcept;
@@ -80,10 +86,12 @@ class PodVeth {
   std::unique_ptr<State> state_;
 };
 
-// Deletes the host veth of containerId, which takes the pod end and all routes, addresses and
-// neighbours on either end with it. Idempotent, and needs no pod namespace: if the runtime already
-// deleted it, the kernel has deleted the pair too and this is a no-op.
+// Deletes the host veth of the attachment (containerId, ifName), which takes the pod end and all
+// routes, addresses and neighbours on either end with it; the container's other attachments are
+// not touched. Idempotent, and needs no pod namespace: if the runtime already deleted it, the
+// kernel has deleted the pair too and this is a no-op.
 Result<void> teardownTransparentPod(const Netns& hostNs, std::string_view containerId,
+                                    std::string_view ifName,
                                     std::string_view hostPrefix = kDefaultHostVethPrefix);
 
 // The kernel unregisters a deleted veth (links, addresses, routes gone, RTM_DELLINK announced)
@@ -92,9 +100,10 @@ Result<void> teardownTransparentPod(const Netns& hostNs, std::string_view contai
 // lets the caller go on as soon as the pair is unregistered; its destructor waits for that thread.
 class VethTeardown {
  public:
-  // Returns once the host veth of containerId is gone from hostNs (or was not there): the same
-  // guarantees as teardownTransparentPod() returning, while the kernel still finishes.
+  // Returns once the host veth of (containerId, ifName) is gone from hostNs (or was not there):
+  // the same guarantees as teardownTransparentPod() returning, while the kernel still finishes.
   static Result<VethTeardown> start(const Netns& hostNs, std::string_view containerId,
+                                    std::string_view ifName,
                                     std::string_view hostPrefix = kDefaultHostVethPrefix);
   VethTeardown(VethTeardown&&) noexcept;
   VethTeardown& operator=(VethTeardown&&) = delete;

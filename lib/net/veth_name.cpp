@@ -9,9 +9,19 @@
 
 namespace vnetipam::net {
 
-Result<std::string> hostVethName(std::string_view prefix, std::string_view containerId) {
+namespace {
+
+constexpr std::string_view kLegacyIfName = "eth0";
+
+}  // namespace
+
+Result<std::string> hostVethName(std::string_view prefix, std::string_view containerId,
+                                 std::string_view ifName) {
   if (containerId.empty()) {
     return fail(ErrorCode::kInvalidArgument, "host veth name: the container id is empty");
+  }
+  if (ifName.empty()) {
+    return fail(ErrorCode::kInvalidArgument, "host veth name: the interface name is empty");
   }
   if (prefix.empty() || prefix.size() > kMaxHostVethPrefix) {
     return fail(
@@ -20,12 +30,25 @@ Result<std::string> hostVethName(std::string_view prefix, std::string_view conta
   }
   if (auto ok = validateInterfaceName(prefix); !ok) return std::unexpected(ok.error());
   std::uint64_t hash = 0xcbf29ce484222325ULL;  // FNV-1a 64 offset basis
-  for (const char c : containerId) {
-    hash ^= static_cast<std::uint8_t>(c);
-    hash *= 0x100000001b3ULL;  // FNV prime
+  const auto mix = [&hash](std::string_view text) {
+    for (const char c : text) {
+      hash ^= static_cast<std::uint8_t>(c);
+      hash *= 0x100000001b3ULL;  // FNV prime
+    }
+  };
+  mix(containerId);
+  // eth0 hashes the container id alone, as every release did before interface names counted: an
+  // upgraded agent must find (and its GC must keep) the veths of the pods an older one made.
+  if (ifName != kLegacyIfName) {
+    mix("/");
+    mix(ifName);
   }
   const std::string hex = fmt::format("{:016x}", hash);
   return std::string(prefix) + hex.substr(0, kMaxInterfaceName - prefix.size());
+}
+
+Result<std::string> legacyHostVethName(std::string_view prefix, std::string_view containerId) {
+  return hostVethName(prefix, containerId, kLegacyIfName);
 }
 
 bool isHostVethName(std::string_view prefix, std::string_view name) {

@@ -82,13 +82,36 @@ Outcome<void> enableForwarding(const net::Netns& hostNs) {
   return {};
 }
 
+// The spec: "If an interface of the requested name already exists in the container, the CNI
+// plugin MUST return with an error." Asked before IPAM ADD, so a repeated ADD allocates nothing;
+// and never answered by rebuilding the interface: the existing one is a live attachment (a second
+// ADD of the same attachment, or another network's interface of that name), whose address, routes
+// and veth must stay as they are. Creating the veth would fail on the name too, but only after
+// IPAM ADD, whose undo (IPAM DEL of the same container and interface) would release the address
+// the live attachment holds.
+Outcome<void> refuseExistingInterface(const net::Netns& podNs, const Env& env) {
+  auto sock = net::RouteSocket::open(podNs);
+  if (!sock) return fromNet(sock.error());
+  auto existing = net::getLink(*sock, env.ifName);
+  if (existing) {
+    return failWith(kInterfaceExists,
+                    fmt::format("vnet-transparent: ADD of container {}: interface {} already "
+                                "exists in {} (ifindex {}, MAC {}); DEL it first",
+                                env.containerId, env.ifName, env.netns, existing->ifindex,
+                                existing->mac.toString()));
+  }
+  if (existing.error().code != net::ErrorCode::kNotFound) return fromNet(existing.error());
+  return {};
+}
+
 Outcome<Result> add(const net::Netns& hostNs, IpamDelegate& ipam, const Env& env,
                     const NetConf& conf) {
   auto config = parseTransparentConfig(conf);
   if (!config) return std::unexpected(config.error());
-  // Before IPAM: a bad netns must not cost an address.
+  // Before IPAM: a bad netns, or an interface name the pod already has, must not cost an address.
   auto podNs = openPodNetns(env);
   if (!podNs) return std::unexpected(podNs.error());
+  if (auto ok = refuseExistingInterface(*podNs, env); !ok) return std::unexpected(ok.error());
 
   // The veth needs no address: it is made while the IPAM plugin runs. If IPAM then fails, the
   // veth is deleted again (PodVeth's destructor) and the IPAM error is what the runtime sees.
@@ -129,8 +152,12 @@ Outcome<Result> add(const net::Netns& hostNs, IpamDelegate& ipam, const Env& env
                                 .prefixLength = 32,
                                 .gateway = params.gateway,
                                 .interface = hostIndex + 1});
-  result.routes.push_back(
-      RouteEntry{.dst = ipam::Prefix::masked(ipam::IPAddress::v4(0), 0), .gw = params.gateway});
+  // A second network's interface adds no route: the pod's default route is its first interface's
+  // (net::TransparentPod::podRoutes), and the result lists only what this plugin made.
+  if (pod->podRoutes) {
+    result.routes.push_back(
+        RouteEntry{.dst = ipam::Prefix::masked(ipam::IPAddress::v4(0), 0), .gw = params.gateway});
+  }
   if (result.dns.empty()) result.dns = allocated->dns;
   release.dismiss();
   return result;
@@ -145,7 +172,10 @@ Outcome<void> del(const net::Netns& hostNs, IpamDelegate& ipam, const Env& env,
   // The veth first: while the /32 route exists the address must stay allocated, or a new pod
   // could get it and find its route taken. VethTeardown returns once the kernel has unregistered
   // the pair (its routes are gone); the kernel's remaining ~20 ms of cleanup overlap IPAM DEL.
-  auto teardown = net::VethTeardown::start(hostNs, env.containerId, config->hostVethPrefix);
+  // Only this attachment's veth: the container's other interfaces (eth1 of a second network, say)
+  // keep theirs.
+  auto teardown =
+      net::VethTeardown::start(hostNs, env.containerId, env.ifName, config->hostVethPrefix);
   if (!teardown) return fromNet(teardown.error());
   if (auto ok = ipam.run(Command::kDel, env, conf); !ok) return std::unexpected(ok.error());
   return {};
@@ -173,7 +203,7 @@ Outcome<void> check(const net::Netns& hostNs, IpamDelegate& ipam, const Env& env
 
   auto podNs = openPodNetns(env);
   if (!podNs) return std::unexpected(podNs.error());
-  auto hostName = net::hostVethName(config->hostVethPrefix, env.containerId);
+  auto hostName = net::hostVethName(config->hostVethPrefix, env.containerId, env.ifName);
   if (!hostName) return fromNet(hostName.error());
   auto hostSock = net::RouteSocket::open(hostNs);
   if (!hostSock) return fromNet(hostSock.error());
@@ -224,10 +254,15 @@ Outcome<void> check(const net::Netns& hostNs, IpamDelegate& ipam, const Env& env
     }
   }
   if (!anyAddress) return mismatch(env, "prevResult lists no IPv4 address for the interface");
-  if (!hasRoute(*podState, ipam::Prefix::masked(gateway, 32), std::nullopt)) {
+  // The pod's routes are on this interface when ADD put them there, which its result says by
+  // listing the default route (a second network's interface has none: see ADD).
+  const auto defaultRoute = ipam::Prefix::masked(ipam::IPAddress::v4(0), 0);
+  const bool ownsRoutes = std::ranges::any_of(
+      prev.routes, [&](const RouteEntry& r) { return r.dst == defaultRoute && r.gw == gateway; });
+  if (ownsRoutes && !hasRoute(*podState, ipam::Prefix::masked(gateway, 32), std::nullopt)) {
     return mismatch(env, fmt::format("link route {} is missing", gateway.toString()));
   }
-  if (!hasRoute(*podState, ipam::Prefix::masked(ipam::IPAddress::v4(0), 0), gateway)) {
+  if (ownsRoutes && !hasRoute(*podState, defaultRoute, gateway)) {
     return mismatch(env, fmt::format("default route via {} is missing", gateway.toString()));
   }
   if (!std::ranges::any_of(podState->neighbours, [&](const LinkState::Neighbour& n) {
@@ -251,7 +286,10 @@ Outcome<void> check(const net::Netns& hostNs, IpamDelegate& ipam, const Env& env
 // neighbours go with them), then passes GC to IPAM, which releases their addresses. The veths go
 // first for the reason DEL deletes its veth first: a route must never point at a released address.
 // A host veth name carries no network name, so two networks sharing one hostVethPrefix would
-// collect each other's veths: give each network its own prefix.
+// collect each other's veths: give each network its own prefix. Each valid attachment keeps the
+// veth named for it, and also the name releases before interface names were hashed gave any
+// attachment of its container (the eth0 name): a pod an older agent gave a non-eth0 interface
+// keeps its veth until the runtime says the container is gone.
 Outcome<void> gc(const net::Netns& hostNs, IpamDelegate& ipam, const Env& env,
                  const NetConf& conf) {
   // An empty prefix is refused by ADD, so no veth of ours has one; for GC it only means "delete
@@ -270,14 +308,17 @@ Outcome<void> gc(const net::Netns& hostNs, IpamDelegate& ipam, const Env& env,
   } else {
     std::set<std::string> keep;
     for (const auto& a : conf.validAttachments) {
-      auto name = net::hostVethName(config->hostVethPrefix, a.containerId);
-      if (!name) {
-        return failWith(kInvalidConfig,
-                        fmt::format("vnet-transparent: GC: valid attachment of container \"{}\" "
-                                    "interface \"{}\": {}",
-                                    a.containerId, a.ifName, name.error().message));
+      auto name = net::hostVethName(config->hostVethPrefix, a.containerId, a.ifName);
+      auto legacy = net::legacyHostVethName(config->hostVethPrefix, a.containerId);
+      if (!name || !legacy) {
+        return failWith(
+            kInvalidConfig,
+            fmt::format("vnet-transparent: GC: valid attachment of container \"{}\" "
+                        "interface \"{}\": {}",
+                        a.containerId, a.ifName, (name ? legacy : name).error().message));
       }
       keep.insert(std::move(*name));
+      keep.insert(std::move(*legacy));
     }
     auto deleted = net::deleteStaleHostVeths(hostNs, config->hostVethPrefix, keep);
     if (!deleted) return fromNet(deleted.error());
@@ -301,7 +342,7 @@ Outcome<TransparentConfig> parseTransparentConfig(const NetConf& conf) {
     if (!raw["hostVethPrefix"].is_string()) return invalid("\"hostVethPrefix\" must be a string");
     config.hostVethPrefix = raw["hostVethPrefix"].get<std::string>();
   }
-  if (auto name = net::hostVethName(config.hostVethPrefix, "probe"); !name) {
+  if (auto name = net::hostVethName(config.hostVethPrefix, "probe", "eth0"); !name) {
     return invalid(fmt::format("\"hostVethPrefix\" \"{}\": {}", printable(config.hostVethPrefix),
                                name.error().message));
   }

@@ -69,8 +69,8 @@ class TransparentPluginTest : public ::testing::Test {
   Invocation run(const std::map<std::string, std::string>& e, const json& c) {
     return runPlugin(makeTransparentPlugin(host_->ns(), ipam_), e, c.dump());
   }
-  std::string hostVeth(std::string_view containerId = "ctr-1") {
-    return *net::hostVethName("tst", containerId);
+  std::string hostVeth(std::string_view containerId = "ctr-1", std::string_view ifName = "eth0") {
+    return *net::hostVethName("tst", containerId, ifName);
   }
   bool hostHasLink(const std::string& name) {
     const auto links = ipJson(*host_, "link show");
@@ -157,8 +157,10 @@ TEST_F(TransparentPluginTest, CheckFailsWhenTheIpamDelegateDoes) {
   EXPECT_EQ(json::parse(run(env("CHECK"), check).out)["code"], kInvalidConfig);
 }
 
-TEST_F(TransparentPluginTest, FailedAddUndoesTheVethAndReleasesTheAddress) {
-  // The pod already has an eth0: the veth cannot be made.
+// The spec: "If an interface of the requested name already exists in the container, the CNI plugin
+// MUST return with an error." An eth0 the pod has from elsewhere: refused before IPAM (no address
+// taken, none released), nothing made, the interface left as it was.
+TEST_F(TransparentPluginTest, AddRefusesAnInterfaceThePodAlreadyHasBeforeIpam) {
   ASSERT_EQ(runCommand(fmt::format("nsenter --net={} ip link add eth0 type veth peer name x0",
                                    pod_->procPath()))
                 .status,
@@ -166,10 +168,110 @@ TEST_F(TransparentPluginTest, FailedAddUndoesTheVethAndReleasesTheAddress) {
   const auto add = run(env("ADD"), conf());
   ASSERT_NE(add.exitCode, 0);
   const auto err = json::parse(add.out);
-  EXPECT_NE(err["msg"].get<std::string>().find("eth0"), std::string::npos) << err["msg"];
-  EXPECT_EQ(ipam_.commands, (std::vector<Command>{Command::kAdd, Command::kDel}));
+  EXPECT_EQ(err["code"], kInterfaceExists);
+  EXPECT_NE(err["msg"].get<std::string>().find("interface eth0 already exists"), std::string::npos)
+      << err["msg"];
+  EXPECT_TRUE(ipam_.commands.empty());
   EXPECT_FALSE(hostHasLink(hostVeth()));
-  EXPECT_TRUE(ipJson(*host_, "route show 10.77.0.5/32").empty());
+  EXPECT_EQ(ipJson(*pod_, "link show dev eth0").size(), 1U);
+}
+
+// A second ADD of the same attachment (container and interface): refused, and the first stays
+// whole: same MAC, same address, its host veth and route, CHECK still passes, and IPAM saw one ADD
+// only (no second address, no undo releasing the first one's).
+TEST_F(TransparentPluginTest, ASecondAddOfTheSameAttachmentIsRefusedAndLeavesTheFirstWhole) {
+  const auto first = run(env("ADD"), conf());
+  ASSERT_EQ(first.exitCode, 0) << first.out;
+  const json result = json::parse(first.out);
+  ipam_.address = "10.77.0.9";
+  const auto second = run(env("ADD"), conf());
+  ASSERT_NE(second.exitCode, 0) << second.out;
+  EXPECT_EQ(json::parse(second.out)["code"], kInterfaceExists) << second.out;
+  EXPECT_EQ(ipam_.commands, std::vector<Command>{Command::kAdd});
+
+  const auto podLink = ipJson(*pod_, "link show dev eth0");
+  ASSERT_EQ(podLink.size(), 1U);
+  EXPECT_EQ(podLink[0]["address"], result["interfaces"][1]["mac"]) << "eth0 was not rebuilt";
+  ASSERT_EQ(ipJson(*host_, "route show 10.77.0.5/32").size(), 1U);
+  EXPECT_EQ(ipJson(*host_, "route show 10.77.0.5/32")[0]["dev"], hostVeth());
+  EXPECT_TRUE(ipJson(*host_, "route show 10.77.0.9/32").empty());
+  auto check = conf();
+  check["prevResult"] = result;
+  const auto ok = run(env("CHECK"), check);
+  EXPECT_EQ(ok.exitCode, 0) << ok.out;
+}
+
+// Two networks on one pod (eth0, and eth1 as Multus adds it), here with one prefix: each
+// attachment has a host veth of its own. DEL of eth1 leaves eth0 whole (address, veth, route, and
+// CHECK passes); GC listing eth0 alone deletes only eth1's veth.
+TEST_F(TransparentPluginTest, TwoInterfacesOfOnePodAreTwoAttachments) {
+  const auto add0 = run(env("ADD"), conf());
+  ASSERT_EQ(add0.exitCode, 0) << add0.out;
+  ipam_.address = "10.77.0.6";
+  auto eth1 = env("ADD");
+  eth1["CNI_IFNAME"] = "eth1";
+  const auto add1 = run(eth1, conf());
+  ASSERT_EQ(add1.exitCode, 0) << add1.out;
+  EXPECT_EQ(hostVeth("ctr-1", "eth0"), *net::legacyHostVethName("tst", "ctr-1"))
+      << "eth0 keeps the name older releases gave it";
+  EXPECT_NE(hostVeth("ctr-1", "eth1"), hostVeth("ctr-1", "eth0"));
+  EXPECT_EQ(json::parse(add1.out)["interfaces"][0]["name"], hostVeth("ctr-1", "eth1"));
+  // One default route in the pod, eth0's: eth1 adds its address and neighbour entry, no routes.
+  EXPECT_FALSE(json::parse(add1.out).contains("routes")) << add1.out;
+  const auto podRoutes = ipJson(*pod_, "route show");
+  ASSERT_EQ(podRoutes.size(), 2U) << podRoutes.dump();
+  for (const auto& r : podRoutes)
+    EXPECT_EQ(r["dev"], "eth0") << podRoutes.dump();
+  EXPECT_EQ(ipJson(*pod_, "neigh show dev eth1").size(), 1U);
+  EXPECT_TRUE(hostHasLink(hostVeth("ctr-1", "eth0")));
+  EXPECT_TRUE(hostHasLink(hostVeth("ctr-1", "eth1")));
+  EXPECT_EQ(ipJson(*host_, "route show 10.77.0.5/32")[0]["dev"], hostVeth("ctr-1", "eth0"));
+  EXPECT_EQ(ipJson(*host_, "route show 10.77.0.6/32")[0]["dev"], hostVeth("ctr-1", "eth1"));
+  auto check1 = conf();
+  check1["prevResult"] = json::parse(add1.out);
+  auto checkEnv1 = env("CHECK");
+  checkEnv1["CNI_IFNAME"] = "eth1";
+  EXPECT_EQ(run(checkEnv1, check1).exitCode, 0);
+
+  auto del1 = env("DEL");
+  del1["CNI_IFNAME"] = "eth1";
+  ASSERT_EQ(run(del1, conf()).exitCode, 0);
+  EXPECT_FALSE(hostHasLink(hostVeth("ctr-1", "eth1")));
+  EXPECT_TRUE(ipJson(*host_, "route show 10.77.0.6/32").empty());
+  EXPECT_TRUE(hostHasLink(hostVeth("ctr-1", "eth0")));
+  EXPECT_EQ(ipJson(*host_, "route show 10.77.0.5/32").size(), 1U);
+  EXPECT_EQ(ipJson(*pod_, "addr show dev eth0").size(), 1U);
+  auto check0 = conf();
+  check0["prevResult"] = json::parse(add0.out);
+  const auto ok = run(env("CHECK"), check0);
+  EXPECT_EQ(ok.exitCode, 0) << ok.out;
+
+  // eth1 again, then GC with eth0 the only valid attachment.
+  ASSERT_EQ(run(eth1, conf()).exitCode, 0);
+  auto gc = conf();
+  gc["cni.dev/valid-attachments"] = json::array({{{"containerID", "ctr-1"}, {"ifname", "eth0"}}});
+  ASSERT_EQ(run({{"CNI_COMMAND", "GC"}, {"CNI_PATH", "/x"}}, gc).exitCode, 0);
+  EXPECT_FALSE(hostHasLink(hostVeth("ctr-1", "eth1")));
+  EXPECT_TRUE(hostHasLink(hostVeth("ctr-1", "eth0")));
+  EXPECT_EQ(run(env("CHECK"), check0).exitCode, 0);
+}
+
+// A pod an older release gave a non-eth0 interface has a veth named by its container id alone.
+// GC of an upgraded plugin must keep it while the runtime lists the container.
+TEST_F(TransparentPluginTest, GcKeepsAVethNamedByTheOlderSchemeWhileItsContainerIsListed) {
+  const std::string legacy = *net::legacyHostVethName("tst", "ctr-old");
+  ASSERT_EQ(runCommand(fmt::format("nsenter --net={} ip link add {} type veth peer name net1 "
+                                   "netns {}",
+                                   host_->procPath(), legacy, pod_->procPath()))
+                .status,
+            0);
+  auto gc = conf();
+  gc["cni.dev/valid-attachments"] = json::array({{{"containerID", "ctr-old"}, {"ifname", "net1"}}});
+  ASSERT_EQ(run({{"CNI_COMMAND", "GC"}, {"CNI_PATH", "/x"}}, gc).exitCode, 0);
+  EXPECT_TRUE(hostHasLink(legacy));
+  gc["cni.dev/valid-attachments"] = json::array();
+  ASSERT_EQ(run({{"CNI_COMMAND", "GC"}, {"CNI_PATH", "/x"}}, gc).exitCode, 0);
+  EXPECT_FALSE(hostHasLink(legacy)) << "once the container is gone, it is collected";
 }
 
 // A packet from another node to a pod comes in on the node's uplink, which forwards only with

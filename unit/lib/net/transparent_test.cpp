@@ -98,7 +98,7 @@ class TransparentPodTest : public ::testing::Test {
   }
 
   std::string hostVeth(const std::string& containerId) const {
-    return *hostVethName(kDefaultHostVethPrefix, containerId);
+    return *hostVethName(kDefaultHostVethPrefix, containerId, "eth0");
   }
 
   std::string hostSysctl(const std::string& ifname, SysctlTable table, const char* key) const {
@@ -168,7 +168,7 @@ TEST_F(TransparentPodTest, TwoPodsOnOneHostCanPingEachOther) {
   auto ba = ping(podB.ns(), ip("10.240.0.2"));
   EXPECT_TRUE(ba.has_value()) << ba.error().message;
 
-  ASSERT_TRUE(teardownTransparentPod(host_->ns(), "pod-b").has_value());
+  ASSERT_TRUE(teardownTransparentPod(host_->ns(), "pod-b", "eth0").has_value());
   EXPECT_FALSE(ping(podA.ns(), ip("10.240.0.3"), std::chrono::milliseconds(500)).has_value());
 }
 
@@ -177,12 +177,12 @@ TEST_F(TransparentPodTest, TeardownRemovesEverythingAndIsIdempotent) {
   const auto p = params("c0ffee02", "10.240.0.18");
   ASSERT_TRUE(setupTransparentPod(host_->ns(), pod.ns(), p).has_value());
 
-  auto down = teardownTransparentPod(host_->ns(), p.containerId);
+  auto down = teardownTransparentPod(host_->ns(), p.containerId, "eth0");
   ASSERT_TRUE(down.has_value()) << down.error().message;
   EXPECT_TRUE(ipJson(*host_, "-4 route show").empty());
   EXPECT_EQ(ipJson(*host_, "link show").size(), 1u) << "only lo is left";
   EXPECT_EQ(ipJson(pod, "link show").size(), 1u) << "eth0 went with the host end";
-  auto again = teardownTransparentPod(host_->ns(), p.containerId);
+  auto again = teardownTransparentPod(host_->ns(), p.containerId, "eth0");
   EXPECT_TRUE(again.has_value()) << again.error().message;
 
   // The same container can be set up again afterwards.
@@ -196,11 +196,11 @@ TEST_F(TransparentPodTest, TeardownAfterThePodNamespaceIsGone) {
     TestNetns pod;
     ASSERT_TRUE(setupTransparentPod(host_->ns(), pod.ns(), p).has_value());
   }  // the last reference to the pod namespace closes: the kernel destroys it (asynchronously)
-  auto down = teardownTransparentPod(host_->ns(), p.containerId);
+  auto down = teardownTransparentPod(host_->ns(), p.containerId, "eth0");
   ASSERT_TRUE(down.has_value()) << down.error().message;
   EXPECT_TRUE(ipJson(*host_, "-4 route show").empty());
   EXPECT_EQ(ipJson(*host_, "link show").size(), 1u);
-  EXPECT_TRUE(teardownTransparentPod(host_->ns(), p.containerId).has_value());
+  EXPECT_TRUE(teardownTransparentPod(host_->ns(), p.containerId, "eth0").has_value());
 }
 
 TEST_F(TransparentPodTest, SetupAgainReplacesALeftoverOfTheSameContainer) {
@@ -275,7 +275,7 @@ TEST_F(TransparentPodTest, VethTeardownReturnsWithThePairAndItsRouteAlreadyGone)
   const auto p = params("c0ffee07", "10.240.0.27");
   ASSERT_TRUE(setupTransparentPod(host_->ns(), pod.ns(), p).has_value());
   {
-    auto teardown = VethTeardown::start(host_->ns(), p.containerId);
+    auto teardown = VethTeardown::start(host_->ns(), p.containerId, p.ifName);
     ASSERT_TRUE(teardown.has_value()) << teardown.error().message;
     // While the kernel may still be finishing on the teardown's thread, nothing is left to see.
     EXPECT_EQ(ipJson(*host_, "link show").size(), 1u);
@@ -283,7 +283,7 @@ TEST_F(TransparentPodTest, VethTeardownReturnsWithThePairAndItsRouteAlreadyGone)
     EXPECT_EQ(ipJson(pod, "link show").size(), 1u);
   }
   // Nothing to delete: returns at once, still success.
-  EXPECT_TRUE(VethTeardown::start(host_->ns(), p.containerId).has_value());
+  EXPECT_TRUE(VethTeardown::start(host_->ns(), p.containerId, p.ifName).has_value());
 }
 
 TEST_F(TransparentPodTest, PodVethInTwoStepsAndItsUndo) {
@@ -334,7 +334,7 @@ TEST_F(TransparentPodTest, CostPerPod) {
   }
   const auto t1 = Clock::now();
   for (int i = 0; i < kPods; ++i) {
-    ASSERT_TRUE(teardownTransparentPod(host_->ns(), fmt::format("cost-{}", i)).has_value());
+    ASSERT_TRUE(teardownTransparentPod(host_->ns(), fmt::format("cost-{}", i), "eth0").has_value());
   }
   const auto t2 = Clock::now();
   const auto ms = [](Clock::duration d) {
@@ -355,7 +355,7 @@ TEST(HostVethGcTest, DeletesTheUnkeptOnesAcrossAMultiPartDump) {
   std::set<std::string> keep;
   std::set<std::string> stale;
   for (int i = 0; i < kVeths; ++i) {
-    const auto name = *hostVethName("gct", fmt::format("ctr-{}", i));
+    const auto name = *hostVethName("gct", fmt::format("ctr-{}", i), "eth0");
     batch +=
         fmt::format("link add {} type veth peer name p{} netns {}\n", name, i, peers.procPath());
     (i % 2 == 0 ? keep : stale).insert(name);
