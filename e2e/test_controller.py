@@ -504,3 +504,53 @@ def test_cloud_none_blocks_go_ready_without_a_nic(env):
     env.delete_nodes(nodes[:2])
     env.wait_converged(set(nodes[2:]), timeout=30, cloud=False)
     assert ctl.stop() == 0, ctl.tail()
+
+
+def test_match_expressions_give_blocks_only_to_the_nodes_they_select(env):
+    """spec.nodeSelector as a label selector: matchLabels and every operator of matchExpressions,
+    all ANDed, with Kubernetes' semantics (NotIn and DoesNotExist hold for a node without the
+    key). Relabelling a node moves it in or out of the selection."""
+    zone, tier, ready, spot = ("e2e.vnetipam.io/zone", "e2e.vnetipam.io/tier",
+                               "e2e.vnetipam.io/ready", "e2e.vnetipam.io/spot")
+    env.cloud = "none"
+    env.pool("e2e-expr", "expr", cidr=PLAIN_CIDR, minFreeIPsPerNode=8, nodeSelector={
+        "matchLabels": {POOL_LABEL: "expr"},
+        "matchExpressions": [
+            {"key": zone, "operator": "In", "values": ["a", "b"]},
+            {"key": tier, "operator": "NotIn", "values": ["gpu"]},
+            {"key": ready, "operator": "Exists"},
+            {"key": spot, "operator": "DoesNotExist"}]})
+    pool = {POOL_LABEL: "expr"}
+    nodes = {
+        "expr-ok": {**pool, zone: "a", ready: ""},                  # no tier: NotIn holds
+        "expr-ok-tier": {**pool, zone: "b", tier: "cpu", ready: "yes"},
+        "expr-zone-c": {**pool, zone: "c", ready: ""},              # In: value not listed
+        "expr-no-zone": {**pool, ready: ""},                        # In: key missing
+        "expr-gpu": {**pool, zone: "a", tier: "gpu", ready: ""},    # NotIn: value listed
+        "expr-not-ready": {**pool, zone: "a"},                      # Exists: key missing
+        "expr-spot": {**pool, zone: "a", ready: "", spot: "true"},  # DoesNotExist: key there
+        "expr-other-pool": {POOL_LABEL: "other", zone: "a", ready: ""},  # matchLabels
+    }
+    ctl = env.controller("expr", leader_elect=False)
+    ctl.wait_ready()
+    for name, labels in nodes.items():
+        env.nodes[name] = labels[POOL_LABEL]
+        env.api.create_node(name, labels, None)
+    env.wait_converged({"expr-ok", "expr-ok-tier"}, timeout=30, cloud=False)
+
+    def relabel(name: str, labels: dict) -> None:
+        env.api.ok("PATCH", f"/api/v1/nodes/{name}", {"metadata": {"labels": labels}},
+                   "application/merge-patch+json")
+
+    def blocks_of(node: str) -> list[dict]:
+        return [b for b in env.blocks() if b["spec"]["nodeName"] == node]
+
+    released = [b["metadata"]["name"] for b in blocks_of("expr-ok")]
+    relabel("expr-spot", {spot: None})  # now selected
+    relabel("expr-ok", {tier: "gpu"})   # no longer selected: its block is released
+    poll("the block of expr-ok released", lambda: all(leaving(b) for b in blocks_of("expr-ok")),
+         30)
+    for name in released:
+        drop_agent_drain(env.api, name)  # what its agent does once it serves nothing from it
+    env.wait_converged({"expr-ok-tier", "expr-spot"}, timeout=30, cloud=False)
+    assert ctl.stop() == 0, ctl.tail()
