@@ -1,0 +1,188 @@
+"""Conditions and Events that explain the cloud step, end to end: the real kube-apiserver, the
+real controller binary and the real azure-vnet-mock.
+
+Another NIC holds an address inside the block the controller gives a node, so the mock refuses
+the node's NIC PUT with PrivateIPAddressInUse, as Azure does. While it fails: the IPBlock says
+Programmed=False with that reason, the Node gets a Warning Event NICProgrammingFailed and the
+condition VnetIpamNICProgrammed=False. Once the other NIC lets the address go: the block is
+Ready with Programmed=True, the Node condition True, and a Normal Event says programming
+recovered. A node whose NIC never failed gets no Node condition at all.
+
+Every wait is a poll on an observable condition with a deadline.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from azure_mock import API, RG, SUB, mock_fixture, provider_id, subnet_id, topology_with_subnets
+from controller_harness import (GROUP_PATH, POOL_LABEL, ControllerProcess, KubeApi, condition,
+                                phase, poll)
+from test_controller import api  # noqa: F401 (the fixture: CRDs applied, controller built)
+
+PROG_SUBNET = "10.243.0.0/24"  # VMs prog-0..prog-3; primaries 10.243.0.4..7 (first /28)
+TOPOLOGY = topology_with_subnets(
+    [{"name": "prog", "prefix": PROG_SUBNET, "vms": 4, "vmPrefix": "prog"}],
+    address_prefixes=["10.243.0.0/16"])
+# The first /28 holds Azure's reserved addresses, so a fresh pool hands out 10.243.0.16/28 first.
+FIRST_BLOCK = "10.243.0.16/28"
+FOREIGN_IP = "10.243.0.20"
+SUBNET = "e2e-nicprog"
+LABEL = "nicprog"
+
+pmock = mock_fixture("--async-delay-ms", "20", "--seed", "6060", topology_doc=TOPOLOGY)
+
+
+def nic_path(name: str) -> str:
+    return (f"/subscriptions/{SUB}/resourceGroups/{RG}/providers/Microsoft.Network/"
+            f"networkInterfaces/{name}?{API}")
+
+
+def set_foreign_address(mock, nic: str, address: str | None) -> None:
+    """Gives NIC `nic` a second, static ipConfiguration at `address` (None: takes it away) through
+    ARM, as another team's VM would hold it, and waits until the mock shows the result."""
+    auth = {"Authorization": f"Bearer {mock.token()}", "Content-Type": "application/json"}
+    status, doc, _ = mock.request("GET", nic_path(nic), headers=auth)
+    assert status == 200, doc
+    configs = [c for c in doc["properties"]["ipConfigurations"] if c["name"] != "foreign"]
+    if address:
+        configs.append({"name": "foreign", "properties": {
+            "privateIPAddress": address, "privateIPAllocationMethod": "Static",
+            "primary": False, "subnet": {"id": subnet_id("prog")}}})
+    doc["properties"]["ipConfigurations"] = configs
+    status, answer, _ = mock.request("PUT", nic_path(nic), json.dumps(doc).encode(),
+                                     {**auth, "If-Match": doc.get("etag", "*")})
+    assert status in (200, 201), answer
+
+    def applied():
+        for n in mock.state()["networkInterfaces"]:
+            if n["name"] == nic:
+                held = [c["privateIPAddress"] for c in n["ipConfigurations"]]
+                return (address in held) if address else all(
+                    not a.startswith(FOREIGN_IP) for a in held)
+        return False
+    poll(f"{nic}: foreign address {address}", applied, 30)
+
+
+def node_condition(api: KubeApi, node: str) -> dict | None:
+    status, doc = api.request("GET", f"/api/v1/nodes/{node}")
+    assert status == 200, doc
+    return condition(doc, "VnetIpamNICProgrammed")
+
+
+@pytest.fixture
+def setup(api, kube, tmp_path: Path, pmock):
+    state = {"nodes": [], "controller": None, "foreign": None}
+    try:
+        yield state
+    finally:
+        try:
+            if state["foreign"]:
+                set_foreign_address(pmock, state["foreign"], None)
+            for n in state["nodes"]:
+                api.delete_node(n)
+            ctl = state["controller"]
+            if ctl and ctl.running():
+                # The nodes are gone: the controller removes agent-drain itself, takes the
+                # prefixes off the NICs and lets the blocks go.
+                poll("every block of the test gone", lambda: not api.blocks({SUBNET}), 60,
+                     describe=lambda: ctl.tail(20))
+                poll("no prefix left on the prog NICs",
+                     lambda: not any(p for nic, p in pmock.nic_prefixes().items()
+                                     if nic.startswith("prog-")), 60)
+        finally:
+            api.delete_podsubnet(SUBNET)
+            if state["controller"]:
+                assert state["controller"].stop() == 0, state["controller"].tail()
+
+
+def test_a_failing_nic_put_is_explained_on_the_block_and_the_node_and_recovers(
+        setup, api, kube, tmp_path, pmock):
+    # Another NIC (prog-3, never a node here) holds an address inside the node's first block.
+    set_foreign_address(pmock, "prog-3-nic", FOREIGN_IP)
+    setup["foreign"] = "prog-3-nic"
+    api.create_podsubnet(SUBNET, {"azureSubnetID": subnet_id("prog"), "blockPrefixLength": 28,
+                                  "minFreeIPsPerNode": 8,
+                                  "nodeSelector": {"matchLabels": {POOL_LABEL: LABEL}}})
+    ctl = ControllerProcess(tmp_path / "ctl", kube.kubeconfig, mock=pmock, cloud="azure",
+                            identity="nicprog", leader_elect=False,
+                            extra=("--nic-orphan-grace-seconds", "5"))
+    setup["controller"] = ctl
+    ctl.start().wait_ready()
+    setup["nodes"].append("prog-0")
+    api.create_node("prog-0", {POOL_LABEL: LABEL}, provider_id("prog-0"))
+
+    def failing_block():
+        blocks = api.blocks({SUBNET})
+        if len(blocks) != 1:
+            return None
+        c = condition(blocks[0], "Programmed")
+        return (blocks[0], c) if c and c["status"] == "False" else None
+    block, programmed = poll("the block says Programmed=False", failing_block, 60,
+                             describe=lambda: ctl.tail(20))
+    assert block["spec"]["cidr"] == FIRST_BLOCK, block["spec"]
+    assert programmed["reason"] == "PrivateIPAddressInUse", programmed
+    assert "prog-3-nic" in programmed["message"], programmed  # the NIC holding the address
+    assert phase(block) != "Ready", block["status"]
+    name = block["metadata"]["name"]
+
+    node_false = poll("the Node condition VnetIpamNICProgrammed=False",
+                      lambda: (c := node_condition(api, "prog-0")) and c["status"] == "False"
+                      and c, 30)
+    assert node_false["reason"] == "PrivateIPAddressInUse", node_false
+    warnings = poll("a Warning NICProgrammingFailed on the Node",
+                    lambda: [e for e in api.events_about("Node", "prog-0")
+                             if e.get("type") == "Warning"
+                             and e.get("reason") == "NICProgrammingFailed"], 30)
+    assert "PrivateIPAddressInUse" in warnings[0]["note"], warnings[0]
+    poll("a Warning NICProgrammingFailed on the IPBlock",
+         lambda: [e for e in api.events_about("IPBlock", name)
+                  if e.get("type") == "Warning" and e.get("reason") == "NICProgrammingFailed"], 30)
+    # The controller retries and fails again: the Node's Event grows a series, and neither the
+    # block nor the Node condition is written again for the same reason.
+    since = programmed["lastTransitionTime"]
+    block_rv = api.blocks({SUBNET})[0]["metadata"]["resourceVersion"]
+    poll("a retry failed too (the Node's Warning has a series)",
+         lambda: [e for e in api.events_about("Node", "prog-0")
+                  if e.get("reason") == "NICProgrammingFailed"
+                  and (e.get("series") or {}).get("count", 1) >= 2], 60)
+    assert api.blocks({SUBNET})[0]["metadata"]["resourceVersion"] == block_rv
+    assert node_condition(api, "prog-0")["lastTransitionTime"] == node_false["lastTransitionTime"]
+
+    # The other NIC lets the address go: the controller's next try succeeds.
+    set_foreign_address(pmock, "prog-3-nic", None)
+    setup["foreign"] = None
+
+    def recovered():
+        b = next(iter(api.blocks({SUBNET})), None)
+        c = condition(b, "Programmed") if b else None
+        return (b, c) if b and phase(b) == "Ready" and c and c["status"] == "True" else None
+    block, programmed = poll("the block Ready with Programmed=True", recovered, 60,
+                             describe=lambda: ctl.tail(20))
+    assert programmed["reason"] == "PrefixOnNIC", programmed
+    assert "prog-0-nic" in programmed["message"], programmed
+    assert programmed["lastTransitionTime"] >= since  # True now: a transition
+    assert FIRST_BLOCK in pmock.nic_prefixes()["prog-0-nic"]
+    node_true = poll("the Node condition VnetIpamNICProgrammed=True",
+                     lambda: (c := node_condition(api, "prog-0")) and c["status"] == "True"
+                     and c, 30)
+    assert node_true["reason"] == "NICProgrammed", node_true
+    poll("a Normal NICProgrammingRecovered on the Node",
+         lambda: [e for e in api.events_about("Node", "prog-0")
+                  if e.get("type") == "Normal" and e.get("reason") == "NICProgrammingRecovered"],
+         30)
+
+    # A node whose NIC never failed: Programmed=True with Ready, and no Node condition.
+    setup["nodes"].append("prog-1")
+    api.create_node("prog-1", {POOL_LABEL: LABEL}, provider_id("prog-1"))
+
+    def ready_on_prog_1():
+        mine = [b for b in api.blocks({SUBNET}) if b["spec"]["nodeName"] == "prog-1"]
+        return mine if mine and all(phase(b) == "Ready" for b in mine) else None
+    for b in poll("prog-1's block Ready", ready_on_prog_1, 60, describe=lambda: ctl.tail(20)):
+        c = condition(b, "Programmed")
+        assert c and c["status"] == "True" and c["reason"] == "PrefixOnNIC", b["status"]
+    assert node_condition(api, "prog-1") is None
