@@ -425,6 +425,35 @@ TEST_F(AllocationStoreTest, CniGcMarksUnlistedAttachmentsAndReleasesThemAfterThe
   checkInvariants();
 }
 
+// Several networks on one pod: eth0 and eth1 of one container are two attachments. Releasing or
+// collecting eth1 leaves eth0 allocated, checkable, and at its address.
+TEST_F(AllocationStoreTest, TwoInterfacesOfOneContainerAreTwoAttachments) {
+  serve({ready("a", "10.0.0.0/29")});
+  const std::string eth0 = addressOf(allocate("pod", "eth0"));
+  const std::string eth1 = addressOf(allocate("pod", "eth1"));
+  EXPECT_NE(eth0, eth1);
+  const Response released = release("pod", "eth1");
+  ASSERT_TRUE(released.ok);
+  ASSERT_EQ(released.allocations.size(), 1u);
+  EXPECT_EQ(released.allocations[0].address.toString(), eth1);
+  const Response check =
+      store_->handle(Request{.op = Op::kCheck, .containerID = "pod", .ifName = "eth0"});
+  EXPECT_EQ(addressOf(check), eth0);
+  EXPECT_FALSE(
+      store_->handle(Request{.op = Op::kCheck, .containerID = "pod", .ifName = "eth1"}).ok);
+
+  // CNI GC listing only eth0 collects only eth1.
+  const std::string again = addressOf(allocate("pod", "eth1"));
+  ASSERT_TRUE(store_->handle(Request{.op = Op::kGc, .validAttachments = {{"pod", "eth0"}}}).ok);
+  now_ += 61s;
+  auto collected = store_->collectGarbage(std::nullopt);
+  ASSERT_EQ(collected.size(), 1u);
+  EXPECT_EQ(collected[0].allocation.ifName, "eth1");
+  EXPECT_EQ(collected[0].allocation.address.toString(), again);
+  EXPECT_EQ(listed(), (std::set<std::string>{"pod/eth0=" + eth0}));
+  checkInvariants();
+}
+
 TEST_F(AllocationStoreTest, CompactionKeepsEverythingAcrossARestart) {
   serve({ready("a", "10.0.0.0/26")});
   for (int i = 0; i < 40; ++i)
