@@ -19,8 +19,7 @@ from pathlib import Path
 import pytest
 
 from azure_mock import API, RG, SUB, mock_fixture, provider_id, subnet_id, topology_with_subnets
-from controller_harness import (GROUP_PATH, POOL_LABEL, ControllerProcess, KubeApi, condition,
-                                phase, poll)
+from controller_harness import POOL_LABEL, ControllerProcess, KubeApi, condition, phase, poll
 from test_controller import api  # noqa: F401 (the fixture: CRDs applied, controller built)
 
 PROG_SUBNET = "10.243.0.0/24"  # VMs prog-0..prog-3; primaries 10.243.0.4..7 (first /28)
