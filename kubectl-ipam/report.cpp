@@ -201,10 +201,25 @@ CheckReport check(const Snapshot& s) {
   report.nodesChecked = static_cast<std::int64_t>(s.nodes.size());
   report.blocksChecked = static_cast<std::int64_t>(s.blocks.size());
 
+  // The nodes vnet-ipam serves: selected by a PodSubnet or holding a block. A pod elsewhere got
+  // its address from another IPAM (a cluster may mix node pools): not ours to check.
+  std::set<std::string> served;
+  for (const auto& n : s.nodes) {
+    for (const auto& subnet : s.subnets) {
+      if (subnet.selects(n.labels)) served.insert(n.name);
+    }
+  }
+  for (const auto& b : s.blocks)
+    served.insert(b.spec.nodeName);
+
   // Pod addresses: in a usable block of the pod's own node, and on one pod only.
   std::map<std::string, std::vector<std::string>> owners;  // address -> pods
   for (const auto& pod : s.pods) {
     if (!holdsAddresses(pod) || pod.ips.empty()) continue;
+    if (!served.contains(pod.nodeName)) {
+      ++report.podsSkipped;
+      continue;
+    }
     ++report.podsChecked;
     for (const auto& ip : pod.ips) {
       ++report.addressesChecked;
@@ -588,6 +603,7 @@ json toJson(const CheckReport& r) {
   }
   return {{"clean", r.clean()},
           {"podsChecked", r.podsChecked},
+          {"podsSkipped", r.podsSkipped},
           {"addressesChecked", r.addressesChecked},
           {"blocksChecked", r.blocksChecked},
           {"nodesChecked", r.nodesChecked},
@@ -687,6 +703,10 @@ std::string renderNode(const NodeReport& r) {
 std::string renderCheck(const CheckReport& r) {
   std::string out = fmt::format("Checked {} pod(s) with {} address(es), {} block(s), {} node(s).\n",
                                 r.podsChecked, r.addressesChecked, r.blocksChecked, r.nodesChecked);
+  if (r.podsSkipped > 0) {
+    out += fmt::format("Skipped {} pod(s) on nodes no PodSubnet selects and holding no block.\n",
+                       r.podsSkipped);
+  }
   if (r.clean()) return out + "No problems found.\n";
   out += fmt::format("{} problem(s):\n", r.findings.size());
   std::vector<std::vector<std::string>> rows{{"  CHECK", "OBJECT", "PROBLEM"}};

@@ -81,6 +81,7 @@ struct Finding {
 
 struct CheckReport {
   std::int64_t podsChecked = 0;
+  std::int64_t podsSkipped = 0;  // on nodes vnet-ipam does not serve (see check())
   std::int64_t addressesChecked = 0;
   std::int64_t blocksChecked = 0;
   std::int64_t nodesChecked = 0;
@@ -92,6 +93,7 @@ struct CheckReport {
 // controller programs a new block within seconds.
 inline constexpr std::int64_t kPendingGraceSeconds = 120;
 
+// Pods are checked on the nodes vnet-ipam serves: selected by a PodSubnet or holding a block.
 // The checks, each finding's id:
 //   pod-ip-outside-blocks  an address of a running pod lies in no block of its node
 //   pod-ip-in-unusable-block  ... in a block of its node that is not Ready, or is Invalid

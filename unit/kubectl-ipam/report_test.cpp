@@ -196,6 +196,21 @@ TEST(Check, PodAddressOutsideTheBlocksOfItsNode) {
   EXPECT_NE(r.findings[1].message.find("block b2 of node n2"), std::string::npos);
 }
 
+TEST(Check, PodsOnNodesVnetIpamDoesNotServeAreSkipped) {
+  Snapshot s = clean();
+  s.nodes.push_back(node("other", {{"pool", "calico"}}));
+  s.pods.push_back(pod("elsewhere", "other", {"192.168.7.7"}));
+  auto r = check(s);
+  EXPECT_TRUE(r.clean()) << renderCheck(r);
+  EXPECT_EQ(r.podsSkipped, 1);
+  EXPECT_NE(renderCheck(r).find("Skipped 1 pod(s)"), std::string::npos);
+  // A node holding a block is served even when no PodSubnet selects it (any more).
+  s.blocks.push_back(block("b9", "other", "10.0.0.96/28", api::BlockPhase::kReady, 1));
+  r = check(s);
+  EXPECT_EQ(ids(r), (std::vector<std::string>{"pod-ip-outside-blocks", "used-mismatch"}))
+      << renderCheck(r);
+}
+
 TEST(Check, HostNetworkAndTerminatedPodsAreNotChecked) {
   Snapshot s = clean();
   PodInfo host = pod("host", "n1", {"192.168.0.1"});
