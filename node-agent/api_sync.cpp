@@ -129,11 +129,11 @@ std::size_t UsageReporter::report(const std::vector<BlockUsage>& usage,
       // Forget what we wrote so the next batch tries again.
       written_.erase(block.name);
       if (applied.error().code != kube::ErrorCode::kNotFound) {
-        spdlog::warn("IPBlock {}: writing status.used={}{}: {}", block.name, block.used,
-                     want.dataplane ? " and " + std::string(api::kConditionDataplaneSynced) + "=" +
-                                          want.dataplane->status
-                                    : std::string(),
-                     applied.error().message);
+        spdlog::warn("IPBlock {}: writing status.used={}: {}{}", block.name, block.used,
+                     applied.error().message,
+                     want.dataplane ? fmt::format(" (with {}={})", api::kConditionDataplaneSynced,
+                                                  want.dataplane->status)
+                                    : std::string());
       }
       continue;
     }
