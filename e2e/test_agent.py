@@ -108,8 +108,11 @@ def crds(kube):
 class Agent:
     """The agent binary for one node, with its own socket, state and CNI config directories."""
 
-    def __init__(self, kube, workdir: Path, node: str, *extra: str):
+    def __init__(self, kube, workdir: Path, node: str, *extra: str, netns: str | None = None,
+                 kubeconfig: Path | None = None):
         self.kube = kube
+        self.netns = netns  # run inside this `ip netns` namespace (its host namespace)
+        self.kubeconfig = kubeconfig or kube.kubeconfig
         self.node = node
         self.dir = workdir
         workdir.mkdir(parents=True, exist_ok=True)
@@ -123,8 +126,9 @@ class Agent:
 
     def start(self, wait: bool = True) -> "Agent":
         self.metrics_port = free_port()
-        argv = [str(built("node-agent/vnet-ipam-agent")),
-                "--kubeconfig", str(self.kube.kubeconfig),
+        argv = [*(["ip", "netns", "exec", self.netns] if self.netns else []),
+                str(built("node-agent/vnet-ipam-agent")),
+                "--kubeconfig", str(self.kubeconfig),
                 "--node-name", self.node,
                 "--socket", self.socket,
                 "--state-dir", str(self.state),
@@ -181,8 +185,8 @@ def node(crds, tmp_path):
         def __init__(self):
             self.name = name
 
-        def agent(self, *extra: str) -> Agent:
-            a = Agent(crds, tmp_path / f"agent{len(agents)}", name, *extra)
+        def agent(self, *extra: str, **kw) -> Agent:
+            a = Agent(crds, tmp_path / f"agent{len(agents)}", name, *extra, **kw)
             agents.append(a)
             return a
 
@@ -489,3 +493,158 @@ def test_sigkill_during_500_concurrent_allocate_release(node):
         new = address(allocate(agent.socket, f"after-{i}"))
         assert new not in addresses
         addresses.append(new)
+
+
+# ---- dataplane drift and Events -------------------------------------------------------------
+
+def events_about(kube, kind: str, name: str, ns: str = "default") -> list[dict]:
+    """events.k8s.io Events regarding one object, oldest first."""
+    doc = json.loads(kube.kubectl("get", "events.events.k8s.io", "-n", ns, "-o", "json").stdout)
+    return [e for e in doc["items"]
+            if e["regarding"]["kind"] == kind and e["regarding"]["name"] == name]
+
+
+def metric(text: str, series: str) -> float | None:
+    for line in text.splitlines():
+        if line.startswith(series + " "):
+            return float(line.split()[-1])
+    return None
+
+
+def test_a_pod_whose_allocation_finds_no_free_address_gets_a_warning_event(node, crds):
+    node.block("10.250.7.0/30")
+    agent = node.agent().start()
+    for i in range(4):
+        address(allocate(agent.socket, f"c{i}", f"p{i}"))
+    pod = f"starved-{uuid.uuid4().hex[:6]}"
+    assert allocate(agent.socket, "c-starved", pod)["code"] == 11
+    poll("a NoFreeAddress Event on the pod",
+         lambda: [e for e in events_about(crds, "Pod", pod) if e["reason"] == "NoFreeAddress"],
+         TIMEOUT, 0.1)
+    event = events_about(crds, "Pod", pod)[0]
+    assert event["type"] == "Warning" and event["reportingController"] == "vnetipam.io/agent"
+    assert f"no free pod address on node {node.name}" in event["note"]
+
+
+class ApiInNetns:
+    """127.0.0.1:<port> inside a namespace -> the API server on the root namespace's loopback, so
+    an agent running in a node namespace (as on a node, hostNetwork) reaches it at the address its
+    serving certificate names."""
+
+    def __init__(self, netns: Path, target_port: int):
+        from netlab import Forwarder, _CLONE_NEWNET, _libc
+        self.target_port = target_port
+        out: dict = {}
+
+        def listen() -> None:  # a socket belongs to the namespace of the thread that made it
+            fd = os.open(netns, os.O_RDONLY)
+            try:
+                assert _libc.setns(fd, _CLONE_NEWNET) == 0, "setns"
+            finally:
+                os.close(fd)
+            out["sock"] = socket.create_server(("127.0.0.1", 0))
+        t = threading.Thread(target=listen)
+        t.start()
+        t.join()
+        self.listener = out["sock"]
+        self.port = self.listener.getsockname()[1]
+        self._pump = Forwarder._pump
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            upstream = socket.create_connection(("127.0.0.1", self.target_port))
+            threading.Thread(target=self._pump, args=(upstream, client), daemon=True).start()
+            threading.Thread(target=self._pump, args=(client, upstream), daemon=True).start()
+
+    def close(self) -> None:
+        try:
+            self.listener.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        self.listener.close()
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root for network namespaces")
+def test_dataplane_drift_of_a_wired_pod_is_reported_and_clears(node, crds, tmp_path):
+    """The agent in a node namespace serves a pod wired by the real plugins; the pod's host route
+    deleted by hand makes DataplaneSynced False naming the address, the drift gauge 1 and a
+    Warning Event on the Node; the route put back makes it True again, with a Normal Event."""
+    from netlab import REFERENCE_CNI_DIR, Forwarder, Lab
+    block = node.block("10.250.8.0/28")
+    with Lab() as lab:
+        host = lab.add_node("node", "10.240.0.4")
+        api = ApiInNetns(host.netns.path, int(crds.server.rsplit(":", 1)[1]))
+        kubeconfig = tmp_path / "netns.kubeconfig"
+        kubeconfig.write_text(Path(crds.kubeconfig).read_text().replace(
+            crds.server, f"https://127.0.0.1:{api.port}"))
+        # A 1 s check and a grace far longer than the test: drift is confirmed by two checks in
+        # a row, never by age.
+        agent = node.agent("--dataplane-check-interval-seconds", "1",
+                           "--dataplane-grace-seconds", "3600",
+                           netns=host.netns.name, kubeconfig=kubeconfig)
+        metrics = None
+        try:
+            agent.start()
+            metrics = Forwarder(host.netns.path, "127.0.0.1", agent.metrics_port)
+            transparent = built("node-agent/cni/vnet-transparent")
+            conf = {"cniVersion": "1.1.0", "name": "vnet", "type": "vnet-transparent",
+                    "hostVethPrefix": "vnet", "mtu": 1500,
+                    "ipam": {"type": "vnet-ipam", "socket": agent.socket}}
+            pod = lab.add_pod(host, "web")
+            res = lab.cni(transparent, "ADD", pod, conf, cni_path=[transparent.parent,
+                                                                    REFERENCE_CNI_DIR],
+                          args={"K8S_POD_NAMESPACE": "default", "K8S_POD_NAME": "web"})
+            assert res.ok, res
+            ip = res.ips()[0]
+            veth = res.doc["interfaces"][0]["name"]
+
+            def condition() -> dict:
+                conds = node.get(block).get("status", {}).get("conditions", [])
+                return next((c for c in conds if c["type"] == "DataplaneSynced"), {})
+
+            def drift(kind: str) -> float | None:
+                with urllib.request.urlopen(f"http://{metrics.address}/metrics", timeout=5) as r:
+                    return metric(r.read().decode(),
+                                  f'vnetipam_agent_dataplane_drift{{kind="{kind}"}}')
+
+            poll("DataplaneSynced True", lambda: condition().get("status") == "True", TIMEOUT,
+                 0.1, describe=lambda: repr(condition()))
+            assert condition()["reason"] == "InSync"
+            assert drift("missing_route") == 0
+
+            host.netns.ip("route", "del", f"{ip}/32", "dev", veth)
+            poll("DataplaneSynced False", lambda: condition().get("status") == "False", TIMEOUT,
+                 0.1, describe=lambda: repr(condition()))
+            c = condition()
+            assert c["reason"] == "Drift"
+            assert f"{ip} (pod default/web): no host route" in c["message"], c
+            assert drift("missing_route") == 1 and drift("stale_route") == 0
+            poll("a DataplaneDrift Event on the Node",
+                 lambda: [e for e in events_about(crds, "Node", node.name)
+                          if e["reason"] == "DataplaneDrift"], TIMEOUT, 0.1)
+            warning = next(e for e in events_about(crds, "Node", node.name)
+                           if e["reason"] == "DataplaneDrift")
+            assert warning["type"] == "Warning" and ip in warning["note"], warning
+
+            host.netns.ip("route", "add", f"{ip}/32", "dev", veth, "scope", "link",
+                          "proto", "118")
+            poll("DataplaneSynced True again", lambda: condition().get("status") == "True",
+                 TIMEOUT, 0.1, describe=lambda: repr(condition()))
+            assert drift("missing_route") == 0
+            poll("a DataplaneInSync Event on the Node",
+                 lambda: [e for e in events_about(crds, "Node", node.name)
+                          if e["reason"] == "DataplaneInSync" and e["type"] == "Normal"],
+                 TIMEOUT, 0.1)
+            assert lab.cni(transparent, "DEL", pod, conf,
+                           cni_path=[transparent.parent, REFERENCE_CNI_DIR]).ok
+        finally:
+            if agent.proc and agent.proc.running():
+                assert agent.terminate() == 0
+            if metrics:
+                metrics.close()
+            api.close()
