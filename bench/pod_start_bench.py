@@ -7,7 +7,8 @@ on the same three kubelet + containerd nodes, in one run. Not a test: it prints 
 
 The cluster is e2e/realnodes.py's: control plane and nodes in network namespaces on this
 machine. Each round runs both sides on the same nodes, the order flipping each round:
-  - ptp + host-local: each node gets Debian's ptp, host-local and loopback plugins and a
+  - ptp + host-local: each node gets the reference ptp, host-local and loopback plugins (the
+    release scripts/build-cni-plugins.sh builds, as the image ships) and a
     conflist with its own /24 (what a static per-node pod CIDR gives);
   - vnet-ipam: the chart installed with helm (`cloud: none`, the local image), a PodSubnet, and
     the agents' conflist; the agents and the controller are up and every node has a Ready block
@@ -36,6 +37,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "e2e"))
 
+import netlab  # noqa: E402
 import realnodes  # noqa: E402
 from cluster import build_binaries  # noqa: E402
 from polling import poll  # noqa: E402
@@ -100,7 +102,7 @@ def reference_on(rc: RealCluster) -> None:
         bindir = node.path("/opt/cni/bin")
         bindir.mkdir(parents=True, exist_ok=True)
         for p in REFERENCE_PLUGINS:
-            (bindir / p).write_bytes(Path(f"/usr/lib/cni/{p}").read_bytes())
+            (bindir / p).write_bytes((netlab.reference_cni_dir() / p).read_bytes())
             (bindir / p).chmod(0o755)
         conf = node.path("/etc/cni/net.d")
         conf.mkdir(parents=True, exist_ok=True)

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import atexit
 import ctypes
+import functools
 import ipaddress
 import itertools
 import json
@@ -41,10 +42,29 @@ from pathlib import Path
 
 from polling import poll
 
-REFERENCE_CNI_DIR = Path("/usr/lib/cni")  # Debian's containernetworking-plugins
+_CNI_PLUGINS_SCRIPT = Path(__file__).resolve().parent.parent / "scripts" / "build-cni-plugins.sh"
 NETNS_DIR = Path("/run/netns")
 _MAX_NAME = 64  # azure-vnet-mock accepts netns names of at most 64 characters
 _counter = itertools.count()
+
+
+@functools.cache
+def reference_cni_dir() -> Path:
+    """The reference CNI plugins (loopback, portmap, ptp, host-local) at the release the image
+    ships: $VNETIPAM_CNI_PLUGINS_DIR when set, otherwise the directory scripts/build-cni-plugins.sh
+    returns (at once when cached; it builds them, seconds with a warm module cache, if not)."""
+    if os.environ.get("VNETIPAM_CNI_PLUGINS_DIR"):
+        return Path(os.environ["VNETIPAM_CNI_PLUGINS_DIR"])
+    out = subprocess.run([str(_CNI_PLUGINS_SCRIPT)], check=True, stdout=subprocess.PIPE,
+                         text=True).stdout
+    return Path(out.strip().splitlines()[-1])
+
+
+def __getattr__(name: str):
+    # REFERENCE_CNI_DIR, built on first use rather than at import.
+    if name == "REFERENCE_CNI_DIR":
+        return reference_cni_dir()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def run_prefix() -> str:
@@ -258,10 +278,11 @@ def run_cni(plugin: str | Path, command: str, config: dict, *, node: Node | Netn
     """Runs a CNI plugin the way a container runtime does: the CNI_* environment, the network
     config on stdin, the plugin executed inside the node's namespace (None: the caller's).
 
-    cni_path defaults to the plugin's own directory and Debian's /usr/lib/cni, so delegated IPAM
-    plugins (host-local, vnet-ipam) are found. Variables the command does not need may be None."""
+    cni_path defaults to the plugin's own directory and the reference plugins' (reference_cni_dir),
+    so delegated IPAM plugins (host-local, vnet-ipam) are found. Variables the command does not need
+    may be None."""
     plugin = Path(plugin)
-    dirs = cni_path if cni_path is not None else [plugin.parent, REFERENCE_CNI_DIR]
+    dirs = cni_path if cni_path is not None else [plugin.parent, reference_cni_dir()]
     env = {"PATH": os.environ.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin"),
            "CNI_COMMAND": command, "CNI_PATH": ":".join(str(d) for d in dirs)}
     if container_id is not None:

@@ -1,7 +1,7 @@
 """The CNI plugins vnet-transparent and vnet-ipam, run exactly as a container runtime runs them
 (CNI_* environment, config on stdin, exec'd inside a node namespace), with the reference plugins
-from Debian's containernetworking-plugins (host-local, ptp, portmap) and a real vnet-ipam-agent
-against a real kube-apiserver.
+(host-local, ptp, portmap, built from source at the release the image ships:
+scripts/build-cni-plugins.sh) and a real vnet-ipam-agent against a real kube-apiserver.
 
 Topology: netlab.Lab (a fabric namespace, one node namespace, one namespace per pod). Traffic is
 TCP and UDP from python inside the pod namespaces; nothing touches the root namespace.
@@ -46,7 +46,7 @@ def vnet_ipam() -> Path:
 
 
 def cni_path() -> list[Path]:
-    """Our plugins first, then Debian's reference plugins: as a node with both installed."""
+    """Our plugins first, then the reference plugins: as a node with both installed."""
     return [transparent().parent, REFERENCE_CNI_DIR]
 
 
@@ -377,8 +377,11 @@ def test_portmap_chained_after_vnet_transparent(lab, tmp_path, servers):
     nat = lab.node.netns.exec("iptables", "-t", "nat", "-S").stdout
     assert f"{web.ip}:7777" in nat
 
-    # No portmap CHECK: Debian's portmap 1.1.1 always checks an IPv6 DNAT chain and fails
-    # ("could not check ipv6 dnat") for an IPv4-only pod, whoever made the interface.
+    # CHECK of the chain, each plugin with the final result (Debian's portmap 1.1.1 failed here:
+    # it checked an IPv6 DNAT chain an IPv4-only pod never has).
+    for i, plugin in ((0, transparent()), (1, portmap)):
+        check = lab.cni(plugin, "CHECK", web, net_conf(i, second.doc), cni_path=cni_path())
+        assert check.ok, (plugin.name, check)
     # DEL in reverse order, each with the final result, as a runtime does.
     assert lab.cni(portmap, "DEL", web, net_conf(1, second.doc), cni_path=cni_path()).ok
     assert lab.cni(transparent(), "DEL", web, net_conf(0, second.doc), cni_path=cni_path()).ok
@@ -647,3 +650,191 @@ def test_vnet_ipam_under_ptp(agent, lab, servers):
         assert lab.cni(ptp, "DEL", p, conf, cni_path=cni_path()).ok
         assert lab.cni(ptp, "DEL", p, conf, cni_path=cni_path()).ok
         assert p.ip not in {x["address"] for x in agent.allocations()}
+
+
+# ---- the spec to the letter: one interface name, one attachment ----------------------------------
+
+def attach(lab: Lab, command: str, pod: Pod, conf: dict, ifname: str, **kw):
+    """run_cni for one of the pod's attachments (its container id, netns, and `ifname`)."""
+    return run_cni(transparent(), command, conf, node=pod.node, container_id=pod.container_id,
+                   netns=pod.netns.path, ifname=ifname, cni_path=cni_path(), **kw)
+
+
+def test_a_second_add_of_the_same_attachment_is_refused_and_allocates_nothing(agent, lab):
+    """The spec: "If an interface of the requested name already exists in the container, the CNI
+    plugin MUST return with an error." The second ADD fails with 102 before IPAM: the agent holds
+    one address for the attachment, the interface keeps its MAC, and CHECK still passes."""
+    conf = transparent_conf(agent.ipam_conf(), version="1.1.0")
+    pod = lab.add_pod(lab.node, "p1")
+    first = add(lab, pod, conf)
+    mac = first.doc["interfaces"][1]["mac"]
+    again = attach(lab, "ADD", pod, conf, "eth0")
+    assert again.code == 102, again
+    assert "interface eth0 already exists" in again.doc["msg"], again
+    held = [(x["address"], x["ifName"]) for x in agent.allocations()
+            if x["containerID"] == pod.container_id]
+    assert held == [(pod.ip, "eth0")]
+    assert json.loads(pod.netns.ip("-j", "link", "show", "dev", "eth0").stdout)[0]["address"] \
+        == mac, "eth0 was rebuilt"
+    assert pod.netns.addresses("eth0") == [f"{pod.ip}/32"]
+    check = attach(lab, "CHECK", pod, {**conf, "prevResult": first.doc}, "eth0")
+    assert check.ok, check
+    delete(lab, pod, conf)
+    assert not [x for x in agent.allocations() if x["containerID"] == pod.container_id]
+
+
+# ---- several networks on one pod --------------------------------------------------------------------
+
+def two_attachments(agent, lab, conf0: dict, conf1: dict, prefix0: str, prefix1: str):
+    """eth0 of conf0 and eth1 of conf1 on one pod, through vnet-transparent + the agent: ADD,
+    CHECK, DEL of eth1 (eth0 stays whole and CHECKs), ADD of eth1 again, GC listing eth0 alone
+    (eth1's veth goes at once and the agent releases its address; eth0 keeps all), DEL of eth0."""
+    pod = lab.add_pod(lab.node, "multi")
+    results = {}
+    for ifname, conf in (("eth0", conf0), ("eth1", conf1)):
+        res = attach(lab, "ADD", pod, conf, ifname)
+        assert res.ok, (ifname, res)
+        results[ifname] = res.doc
+    ip = {i: results[i]["ips"][0]["address"].split("/")[0] for i in results}
+    veth = {i: results[i]["interfaces"][0]["name"] for i in results}
+    assert ip["eth0"] != ip["eth1"]
+    assert veth["eth0"].startswith(prefix0) and veth["eth1"].startswith(prefix1)
+    assert veth["eth0"] != veth["eth1"]
+
+    def held() -> dict[str, str]:
+        return {x["ifName"]: x["address"] for x in agent.allocations()
+                if x["containerID"] == pod.container_id}
+
+    def host_routes() -> dict[str, str]:
+        return {r["dst"]: r["dev"] for r in lab.node.netns.routes() if "dev" in r}
+
+    def eth0_whole() -> None:
+        assert held().get("eth0") == ip["eth0"], held()
+        assert pod.netns.addresses("eth0") == [f"{ip['eth0']}/32"]
+        assert veth["eth0"] in lab.node.netns.links()
+        assert host_routes().get(ip["eth0"]) == veth["eth0"]
+        check = attach(lab, "CHECK", pod, {**conf0, "prevResult": results["eth0"]}, "eth0")
+        assert check.ok, check
+
+    assert held() == ip
+    assert {i: host_routes().get(ip[i]) for i in ip} == veth
+    for ifname, conf in (("eth0", conf0), ("eth1", conf1)):
+        check = attach(lab, "CHECK", pod, {**conf, "prevResult": results[ifname]}, ifname)
+        assert check.ok, (ifname, check)
+
+    # DEL of eth1 leaves eth0 whole.
+    assert attach(lab, "DEL", pod, conf1, "eth1").ok
+    assert "eth1" not in pod.netns.links() and veth["eth1"] not in lab.node.netns.links()
+    assert ip["eth1"] not in host_routes()
+    assert "eth1" not in held()
+    eth0_whole()
+
+    # eth1 again, then GC of eth1's network listing eth0 only.
+    res = attach(lab, "ADD", pod, conf1, "eth1")
+    assert res.ok, res
+    ip["eth1"] = res.ips()[0]
+    assert res.doc["interfaces"][0]["name"] == veth["eth1"], "the same attachment, the same name"
+    gc = {**conf1, "cni.dev/valid-attachments": [{"containerID": pod.container_id,
+                                                   "ifname": "eth0"}]}
+    res = run_cni(transparent(), "GC", gc, node=lab.node, ifname=None, cni_path=cni_path())
+    assert res.ok, res
+    assert veth["eth1"] not in lab.node.netns.links() and "eth1" not in pod.netns.links()
+    assert ip["eth1"] not in host_routes()
+    poll("the agent to release eth1's address", lambda: "eth1" not in held(), 30,
+         describe=lambda: str(held()))
+    eth0_whole()
+
+    assert attach(lab, "DEL", pod, conf0, "eth0").ok
+    assert held() == {}
+    assert host_veths(lab.node.netns, prefix0) == [] and host_veths(lab.node.netns, prefix1) == []
+    assert pod.netns.links() == ["lo"]
+
+
+def test_two_networks_with_their_own_prefixes_on_one_pod(short_grace_agent, lab):
+    """Two conflists (as Multus adds a second network): eth0 on one, eth1 on the other, each with
+    its own hostVethPrefix, both served by the agent."""
+    agent = short_grace_agent
+    conf0 = transparent_conf(agent.ipam_conf(), version="1.1.0", name="net-a")
+    conf1 = {**transparent_conf(agent.ipam_conf(), version="1.1.0", name="net-b"),
+             "hostVethPrefix": "vsec"}
+    two_attachments(agent, lab, conf0, conf1, "vnet", "vsec")
+
+
+def test_the_same_network_twice_on_one_pod(short_grace_agent, lab):
+    """eth0 and eth1 of one conflist: one prefix, two host veths (eth0's named as every release
+    names it, eth1's by the container and the interface)."""
+    agent = short_grace_agent
+    conf = transparent_conf(agent.ipam_conf(), version="1.1.0")
+    two_attachments(agent, lab, conf, conf, "vnet", "vnet")
+
+
+# ---- the agent's conflist, run as a runtime runs it --------------------------------------------------
+
+def libcni_version(conflist: dict, implemented: str = "1.1.0") -> str:
+    """The version libcni (v1.2 and later) runs a list at: the highest of cniVersion and
+    cniVersions that it implements."""
+    def key(v: str) -> tuple[int, ...]:
+        return tuple(int(x) for x in v.split("."))
+    versions = [conflist["cniVersion"], *conflist.get("cniVersions", [])]
+    return max((v for v in versions if key(v) <= key(implemented)), key=key)
+
+
+def test_the_agents_conflist_at_1_1_0_add_check_status_gc_del(agent, lab, servers):
+    """The conflist the agent wrote, exactly, with the reference portmap the image ships: a
+    runtime that speaks 1.1.0 runs it at 1.1.0 (one at 1.0.0 would run cniVersion); ADD through
+    the chain with a hostPort, CHECK of each plugin with the final result (portmap included),
+    STATUS and GC (1.1.0 commands) answered by each plugin, DEL in reverse order."""
+    conflist = json.loads((agent.cni_conf_dir / "10-vnet-ipam.conflist").read_text())
+    assert [p["type"] for p in conflist["plugins"]] == ["vnet-transparent", "portmap"]
+    version = libcni_version(conflist)
+    assert version == "1.1.0"
+    assert libcni_version(conflist, implemented="1.0.0") == "1.0.0"
+    plugins = [(transparent() if p["type"] == "vnet-transparent"
+                else REFERENCE_CNI_DIR / p["type"]) for p in conflist["plugins"]]
+    mappings = [{"hostPort": 8080, "containerPort": 7777, "protocol": "tcp"}]
+
+    def net_conf(i: int, prev: dict | None = None, **extra) -> dict:
+        conf = {"cniVersion": version, "name": conflist["name"], **conflist["plugins"][i],
+                **extra}
+        caps = conf.pop("capabilities", {})
+        if caps.get("portMappings"):
+            conf["runtimeConfig"] = {"portMappings": mappings}
+        if prev is not None:
+            conf["prevResult"] = prev
+        return conf
+
+    web, client = lab.add_pod(lab.node, "web"), lab.add_pod(lab.node, "client")
+    add(lab, client, net_conf(0))
+    prev = None
+    for i, plugin in enumerate(plugins):
+        res = lab.cni(plugin, "ADD", web, net_conf(i, prev), cni_path=cni_path())
+        assert res.ok, (plugin.name, res)
+        assert res.doc["cniVersion"] == "1.1.0", res
+        prev = res.doc
+    web.ip = prev["ips"][0]["address"].split("/")[0]
+    servers(web.netns)
+    assert reaches(client, NODE_IP, 8080), f"{NODE_IP}:8080 -> {web.ip}:7777"
+
+    for i, plugin in enumerate(plugins):
+        check = lab.cni(plugin, "CHECK", web, net_conf(i, prev), cni_path=cni_path())
+        assert check.ok, (plugin.name, check)
+        status = run_cni(plugin, "STATUS", net_conf(i), node=lab.node, ifname=None,
+                         cni_path=cni_path())
+        assert status.ok, (plugin.name, status)
+    # GC listing both pods: nothing of theirs goes.
+    valid = [{"containerID": p.container_id, "ifname": "eth0"} for p in (web, client)]
+    for i, plugin in enumerate(plugins):
+        gc = run_cni(plugin, "GC", net_conf(i, **{"cni.dev/valid-attachments": valid}),
+                     node=lab.node, ifname=None, cni_path=cni_path())
+        assert gc.ok, (plugin.name, gc)
+    assert reaches(client, NODE_IP, 8080)
+    for i, plugin in enumerate(plugins):
+        check = lab.cni(plugin, "CHECK", web, net_conf(i, prev), cni_path=cni_path())
+        assert check.ok, (plugin.name, check)
+
+    for i, plugin in reversed(list(enumerate(plugins))):
+        assert lab.cni(plugin, "DEL", web, net_conf(i, prev), cni_path=cni_path()).ok
+    assert f"{web.ip}:7777" not in lab.node.netns.exec("iptables", "-t", "nat", "-S").stdout
+    delete(lab, client, net_conf(0))
+    held = {x["containerID"] for x in agent.allocations()}
+    assert web.container_id not in held and client.container_id not in held

@@ -25,13 +25,18 @@ std::string cniConfigList(const std::string& hostVethPrefix, int mtu, const std:
                                    {"capabilities", ordered_json{{"portMappings", true}}},
                                    {"snat", true}});
   }
-  // 1.0.0, not 1.1.0: a list has one version for every plugin in it, and the portmap chained
-  // here (Debian's containernetworking-plugins 1.1.1) speaks at most 1.0.0. Our plugins speak
-  // both; a runtime that sends 1.1.0 commands (GC, STATUS) to a 1.0.0 list skips them. The list
-  // without portmap stays at 1.0.0 as well: a runtime whose libcni predates spec 1.1.0 cannot
-  // read a 1.1.0 result, and turning portmap off should change nothing but portmap.
-  ordered_json list{
-      {"cniVersion", "1.0.0"}, {"name", "vnet-ipam"}, {"plugins", std::move(plugins)}};
+  // Spec 1.1.0 for the runtimes that speak it, 1.0.0 for those that do not, in one list. A runtime
+  // runs the list at one version for every plugin in it: our plugins and the portmap chained here
+  // (the pinned release the image ships, scripts/cni-plugins/go.mod) speak both. "cniVersions"
+  // (spec 1.1.0) lists what the list supports; a runtime whose libcni knows it (v1.2 and later)
+  // runs the highest one it implements, 1.1.0, and so sends GC and STATUS. One whose libcni
+  // predates it ignores the field and runs "cniVersion": 1.0.0. That cannot be 1.1.0: such a
+  // libcni (v1.1.x, in containerd 1.6 and 1.7) fails every ADD on a 1.1.0 result ("unsupported CNI
+  // result version"), and those runtimes never send GC or STATUS anyway.
+  ordered_json list{{"cniVersion", "1.0.0"},
+                    {"cniVersions", ordered_json::array({"1.0.0", "1.1.0"})},
+                    {"name", "vnet-ipam"},
+                    {"plugins", std::move(plugins)}};
   return list.dump(2) + "\n";
 }
 

@@ -6,8 +6,9 @@
 #   ctr -n k8s.io images import FILE
 #
 # TAG is a tag of ghcr.io/vnet-ipam/vnet-ipam (default dev) or a whole reference (with a '/').
-# It builds the five binaries in their own Release build directory (default build-image), makes
-# the root filesystem with scripts/image-rootfs.sh (as the Dockerfile does, so both give the same
+# It builds the five binaries in their own Release build directory (default build-image) and the
+# reference CNI plugins (scripts/build-cni-plugins.sh, cached), makes the root filesystem with
+# scripts/image-rootfs.sh (as the Dockerfile does, so both give the same
 # files) and writes the archive with scripts/oci_archive.py (default
 # BUILD_DIR/vnet-ipam-image.tar). The output is the same for the same sources, and a run with
 # nothing changed rewrites nothing. Build output goes to stderr; stdout's last three lines are
@@ -56,7 +57,8 @@ fi
 cmake --build "$build_dir" --target vnet-ipam-controller vnet-ipam-agent vnet-ipam \
   vnet-transparent azure-vnet-mock >&2
 
-scripts/image-rootfs.sh "$build_dir" "$build_dir/rootfs" >&2
+plugin_dir=$(scripts/build-cni-plugins.sh | tail -n1)
+scripts/image-rootfs.sh "$build_dir" "$build_dir/rootfs" "$plugin_dir" >&2
 python3 scripts/oci_archive.py --rootfs "$build_dir/rootfs" --ref "$reference" --out "$out" \
   --label org.opencontainers.image.title=vnet-ipam \
   --label org.opencontainers.image.source=https://github.com/vnet-ipam/vnet-ipam

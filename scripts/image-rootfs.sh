@@ -1,14 +1,16 @@
 #!/usr/bin/env bash
 # Makes the root filesystem of the vnet-ipam image from a CMake build directory:
-#   scripts/image-rootfs.sh BUILD_DIR OUT_DIR
+#   scripts/image-rootfs.sh BUILD_DIR OUT_DIR [CNI_PLUGIN_DIR]
 #
 # The Dockerfile and scripts/build-image.sh both call this script, so an image built either way
 # holds the same files. What goes in, and nothing else (there is no shell, no package manager):
 #   /usr/local/bin         the five binaries, stripped: vnet-ipam-controller, vnet-ipam-agent,
 #                          vnet-ipam, vnet-transparent, azure-vnet-mock
-#   /usr/local/lib/cni     loopback and portmap from Debian's containernetworking-plugins: the
-#                          agent's init container installs them on the node (containerd needs
-#                          loopback for every sandbox; the agent's conflist chains portmap)
+#   /usr/local/lib/cni     loopback and portmap from CNI_PLUGIN_DIR (default: what
+#                          scripts/build-cni-plugins.sh builds, the pinned release that speaks CNI
+#                          spec 1.1.0 like the agent's conflist): the agent's init container
+#                          installs them on the node (containerd needs loopback for every sandbox;
+#                          the agent's conflist chains portmap)
 #   the shared libraries   what ldd says the binaries load, each at its real path, with the
 #                          symlinks the loader follows (the loader at /lib64/..., SONAME links)
 #   /etc                   passwd and group (root, nonroot 65532), nsswitch.conf, the CA bundle
@@ -20,15 +22,20 @@
 set -euo pipefail
 umask 022
 
-if [ $# -ne 2 ]; then
-  echo "usage: $0 BUILD_DIR OUT_DIR" >&2
+if [ $# -ne 2 ] && [ $# -ne 3 ]; then
+  echo "usage: $0 BUILD_DIR OUT_DIR [CNI_PLUGIN_DIR]" >&2
   exit 2
 fi
 build=$1
 out=$2
 epoch=${SOURCE_DATE_EPOCH:-0}
-# Debian's containernetworking-plugins (scripts/install-deps.sh installs it).
-reference_plugin_dir=/usr/lib/cni
+# The reference plugins built from source at the pinned release (the Dockerfile builds them in a
+# stage of its own and passes their directory).
+if [ $# -eq 3 ]; then
+  reference_plugin_dir=$3
+else
+  reference_plugin_dir=$("$(dirname "$0")/build-cni-plugins.sh" | tail -n1)
+fi
 reference_plugins=(loopback portmap)
 # Debian's OPENSSLDIR: OpenSSL's default trust store is cert.pem and certs/ under it.
 openssl_dir=/usr/lib/ssl
@@ -56,7 +63,8 @@ for plugin in "${reference_plugins[@]}"; do
 done
 [ -f "$ca_bundle" ] || missing+=("$ca_bundle")
 if [ ${#missing[@]} -gt 0 ]; then
-  die "missing: ${missing[*]} (build the five targets; scripts/install-deps.sh installs the rest)"
+  die "missing: ${missing[*]} (build the five targets and the reference plugins" \
+    "(scripts/build-cni-plugins.sh); scripts/install-deps.sh installs the rest)"
 fi
 
 # OUT_DIR is emptied first; refuse to empty a directory that is not an earlier rootfs (its

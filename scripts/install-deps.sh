@@ -17,9 +17,10 @@ packages=(
   afl++
   # end-to-end: network namespaces and routes (ip), certificates for the fixtures (openssl)
   iproute2 openssl
-  # end-to-end lab and demo: reference CNI plugins (ptp, host-local, portmap in /usr/lib/cni),
-  # a real Prometheus + promtool, ping between pod namespaces, nft and iptables for the policy-point drop rules
-  containernetworking-plugins prometheus iputils-ping nftables iptables
+  # end-to-end lab and demo: a real Prometheus + promtool, ping between pod namespaces, nft and
+  # iptables for the policy-point drop rules (the reference CNI plugins are built from source at a
+  # pinned release by scripts/build-cni-plugins.sh: Debian's speak CNI spec 1.0.0 at most)
+  prometheus iputils-ping nftables iptables
   # real-node e2e: the NetworkPolicy engine (kube-router's firewall, scripts/build-netpol.sh) runs
   # the ipset command besides iptables
   ipset

@@ -27,4 +27,7 @@ scripts/build-kube.sh >/dev/null
 # The real-node suites (e2e/test_realnodes*.py) also need the NetworkPolicy engine, built and cached
 # the same way, and import the project's image, which e2e/realnodes.py makes from this build.
 scripts/build-netpol.sh >/dev/null
+# The reference CNI plugins (loopback, portmap, ptp, host-local) the image ships and the suites run
+# beside ours, built and cached the same way (seconds).
+scripts/build-cni-plugins.sh >/dev/null
 python3 -m pytest e2e -q -p no:cacheprovider

@@ -335,7 +335,9 @@ TEST(SocketServerTest, AStaleSocketFileIsReplaced) {
 TEST(CniConfigTest, TheContractsConfigListWrittenAtomically) {
   const auto text = cniConfigList("cali", 1450, "/run/x.sock", /*chainPortmap=*/true);
   const auto j = nlohmann::json::parse(text);
-  EXPECT_EQ(j, nlohmann::json::parse(R"({"cniVersion":"1.0.0","name":"vnet-ipam","plugins":[
+  EXPECT_EQ(
+      j, nlohmann::json::parse(
+             R"({"cniVersion":"1.0.0","cniVersions":["1.0.0","1.1.0"],"name":"vnet-ipam","plugins":[
       {"type":"vnet-transparent","hostVethPrefix":"cali","mtu":1450,
        "ipam":{"type":"vnet-ipam","socket":"/run/x.sock"}},
       {"type":"portmap","capabilities":{"portMappings":true},"snat":true}]})"));
@@ -352,7 +354,9 @@ TEST(CniConfigTest, TheContractsConfigListWrittenAtomically) {
 // must not name portmap at all.
 TEST(CniConfigTest, WithoutPortmapTheListHoldsVnetTransparentAlone) {
   const auto j = nlohmann::json::parse(cniConfigList("vnet", 1500, "/run/x.sock", false));
-  EXPECT_EQ(j, nlohmann::json::parse(R"({"cniVersion":"1.0.0","name":"vnet-ipam","plugins":[
+  EXPECT_EQ(
+      j, nlohmann::json::parse(
+             R"({"cniVersion":"1.0.0","cniVersions":["1.0.0","1.1.0"],"name":"vnet-ipam","plugins":[
       {"type":"vnet-transparent","hostVethPrefix":"vnet","mtu":1500,
        "ipam":{"type":"vnet-ipam","socket":"/run/x.sock"}}]})"));
 }
