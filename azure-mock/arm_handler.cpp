@@ -442,19 +442,47 @@ ArmResponse ArmHandler::handleArm(const ArmRequest& request, const std::vector<s
     return r;
   };
 
-  // 1. Authentication, as ARM does it before anything else.
+  // The scheme and host this request reached: the base of every URL the mock hands out.
+  const std::string host = findHeader(request.headers, "Host").empty()
+                               ? options_.fallbackHost
+                               : findHeader(request.headers, "Host");
+  const std::string base = fmt::format("{}://{}", options_.scheme, host);
+
+  // 1. Authentication, as ARM does it before anything else. Every 401 carries ARM's bearer
+  // challenge, from which clients learn the authority and tenant to get a token from
+  // (`Bearer authorization_uri="https://login.windows.net/{tenant}", error="invalid_token",
+  // error_description="..."`, as ARM sends it and Azure/aks-engine's ARM test double in
+  // pkg/armhelpers replays it). The mock is its own Entra ID, so the authority is this host; the
+  // tenant is the first configured client's ("common" with none), standing in for the
+  // subscription's home tenant.
   if (options_.requireAuth) {
+    const auto unauthorized = [&](std::string code, std::string message,
+                                  std::string_view description) {
+      auto r = error(401, std::move(code), std::move(message));
+      const std::string tenant =
+          options_.clients.empty() ? "common" : options_.clients.front().tenantId;
+      std::string quoted(description);
+      std::ranges::replace(quoted, '"', '\'');  // a quoted-string must not end early
+      r.headers.emplace_back(
+          "WWW-Authenticate",
+          fmt::format(R"(Bearer authorization_uri="{}/{}", error="invalid_token", )"
+                      R"(error_description="{}")",
+                      base, tenant, quoted));
+      return finish(std::move(r));
+    };
     if (auth.empty())
-      return finish(error(401, "AuthenticationFailed",
-                          "Authentication failed. The 'Authorization' header is missing."));
+      return unauthorized("AuthenticationFailed",
+                          "Authentication failed. The 'Authorization' header is missing.",
+                          "The authentication failed because of missing 'Authorization' header.");
     if (auth.size() < 7 || !iequals(std::string_view(auth).substr(0, 7), "Bearer "))
-      return finish(error(401, "AuthenticationFailedInvalidHeader",
+      return unauthorized("AuthenticationFailedInvalidHeader",
                           "Authentication failed. The 'Authorization' header is provided in an "
-                          "invalid format."));
+                          "invalid format.",
+                          "The authentication failed because of invalid 'Authorization' header.");
     if (auto bad =
             checkAccessToken(options_.tokenKey, std::string_view(auth).substr(7), unixNow_());
         !bad.empty())
-      return finish(error(401, "InvalidAuthenticationToken", bad));
+      return unauthorized("InvalidAuthenticationToken", bad, bad);
   }
 
   // 2. Throttling: the NRP limits, then injected throttling and server errors.
@@ -507,13 +535,17 @@ ArmResponse ArmHandler::handleArm(const ArmRequest& request, const std::vector<s
     kNicConfigs,
     kNicConfig,
     kVm,
-    kOperation
+    kOperation,
+    kOperationResult
   };
   Kind kind = Kind::kUnknown;
   bool compute = false;
   if (seg.size() == 8 && is(2, "providers") && is(3, "Microsoft.Network") && is(4, "locations") &&
       is(6, "operations")) {
     kind = Kind::kOperation;
+  } else if (seg.size() == 8 && is(2, "providers") && is(3, "Microsoft.Network") &&
+             is(4, "locations") && is(6, "operationResults")) {
+    kind = Kind::kOperationResult;
   } else if (seg.size() >= 7 && is(2, "resourceGroups") && is(4, "providers")) {
     if (is(5, "Microsoft.Network") && is(6, "virtualNetworks")) {
       if (seg.size() == 8) kind = Kind::kVnet;
@@ -551,6 +583,7 @@ ArmResponse ArmHandler::handleArm(const ArmRequest& request, const std::vector<s
         case Kind::kNicConfigs:
         case Kind::kNicConfig: return ArmResourceKind::kNicIpConfiguration;
         case Kind::kVm: return ArmResourceKind::kVirtualMachine;
+        case Kind::kOperationResult: return ArmResourceKind::kNetworkOperationResult;
         case Kind::kOperation:
         case Kind::kUnknown: break;
       }
@@ -575,33 +608,38 @@ ArmResponse ArmHandler::handleArm(const ArmRequest& request, const std::vector<s
                           fmt::format("The api-version '{}' is invalid. The supported versions are "
                                       "'{}'.",
                                       v->second, supported)));
-    return finish(
-        error(400, "NoRegisteredProviderFound",
-              fmt::format("No registered resource provider found for API version '{}' "
-                          "and type '{}/{}'. The supported api-versions are '{}'.",
-                          v->second, seg.size() > 5 ? seg[5] : "",
-                          kind == Kind::kOperation ? "locations/operations" : seg[6], supported)));
+    return finish(error(400, "NoRegisteredProviderFound",
+                        fmt::format("No registered resource provider found for API version '{}' "
+                                    "and type '{}/{}'. The supported api-versions are '{}'.",
+                                    v->second, seg.size() > 5 ? seg[5] : "",
+                                    kind == Kind::kOperation         ? "locations/operations"
+                                    : kind == Kind::kOperationResult ? "locations/operationResults"
+                                                                     : seg[6],
+                                    supported)));
   }
   const std::string& apiVersion = v->second;
 
-  // 5. Method.
-  const bool putAllowed = kind == Kind::kNic;
-  if (method != "GET" && !(method == "PUT" && putAllowed)) {
+  // 5. Method. A NIC takes PUT and DELETE too; everything else is read-only here.
+  const bool writable = kind == Kind::kNic;
+  if (method != "GET" && !(writable && (method == "PUT" || method == "DELETE"))) {
     auto r = error(405, "MethodNotAllowed",  // [R]
                    fmt::format("The mock does not implement {} on this resource type.", method));
-    r.headers.emplace_back("Allow", putAllowed ? "GET, PUT" : "GET");
+    r.headers.emplace_back("Allow", writable ? "GET, PUT, DELETE" : "GET");
     return finish(std::move(r));
   }
 
   // 6. Parents, then the resource.
-  const std::string host = findHeader(request.headers, "Host").empty()
-                               ? options_.fallbackHost
-                               : findHeader(request.headers, "Host");
-  const std::string base = fmt::format("{}://{}", options_.scheme, host);
   const auto operationUrl = [&](std::string_view subscription, std::string_view location,
                                 std::string_view id) {
     return fmt::format(
         "{}/subscriptions/{}/providers/Microsoft.Network/locations/{}/operations/{}"
+        "?api-version={}",
+        base, subscription, location, id, apiVersion);
+  };
+  const auto operationResultUrl = [&](std::string_view subscription, std::string_view location,
+                                      std::string_view id) {
+    return fmt::format(
+        "{}/subscriptions/{}/providers/Microsoft.Network/locations/{}/operationResults/{}"
         "?api-version={}",
         base, subscription, location, id, apiVersion);
   };
@@ -624,6 +662,30 @@ ArmResponse ArmHandler::handleArm(const ArmRequest& request, const std::vector<s
     auto r = jsonResponse(200, body);
     if (op->status == OperationStatus::kInProgress) r.headers.emplace_back("Retry-After", "1");
     return finish(std::move(r));
+  }
+  if (kind == Kind::kOperationResult) {
+    // The Location a DELETE hands out (its final state is read "via location":
+    // specification/network/resource-manager/Microsoft.Network/stable/2024-05-01/
+    // networkInterface.json in Azure/azure-rest-api-specs). ARM's RPC: 202 with Location while
+    // the operation runs, then 200 (with the resource) or 204 (none, as after a DELETE); a failed
+    // operation answers with its error.
+    const auto* op = state_.findOperation(seg[7]);
+    if (op == nullptr || !iequals(op->subscriptionId, sub))
+      return finish(
+          error(404, "ResourceNotFound", fmt::format("The operation '{}' was not found.", seg[7])));
+    if (op->status == OperationStatus::kInProgress) {
+      ArmResponse r{.status = 202};
+      r.headers.emplace_back("Location",
+                             operationResultUrl(op->subscriptionId, op->location, op->id));
+      r.headers.emplace_back("Retry-After", "1");
+      return finish(std::move(r));
+    }
+    if (op->status == OperationStatus::kFailed)
+      return finish(error(500, op->error ? op->error->code : "InternalServerError",  // [R]
+                          op->error ? op->error->message : "The operation failed."));
+    const auto* nic = op->deletes ? nullptr : state_.findNic(op->nicId);
+    if (nic == nullptr) return finish(ArmResponse{.status = 204});
+    return finish(jsonResponse(200, nicJson(*nic)));
   }
   const std::string rgId = fmt::format("/subscriptions/{}/resourceGroups/{}", sub, seg[3]);
   if (!state_.resourceGroupExists(rgId))
@@ -689,6 +751,28 @@ ArmResponse ArmHandler::handleArm(const ArmRequest& request, const std::vector<s
       const auto* nic = state_.findNic(nicId);
       if (method == "PUT")
         return finish(putNic(request, nicId, nic, apiVersion, operationUrl, requestId));
+      if (method == "DELETE") {
+        // NetworkInterfaces_Delete answers 200, 202 or 204 and is long-running
+        // (specification/network/resource-manager/Microsoft.Network/stable/2024-05-01/
+        // networkInterface.json). Like NRP the mock answers 204 for a NIC that is not there and
+        // 202 with an empty body, Azure-AsyncOperation, Location (.../operationResults/{id})
+        // and Retry-After otherwise, as recorded Network DELETEs show.
+        if (nic == nullptr) return finish(ArmResponse{.status = 204});
+        if (!nic->pendingOperationId.empty())
+          return finish(anotherOperationInProgress(*nic, operationUrl));
+        auto deleted = state_.deleteNic(nic->id, requestId);
+        if (!deleted) return finish(errorResponse(deleted.error()));
+        const auto* op = state_.findOperation(deleted->operationId);
+        ArmResponse r{.status = 202};
+        if (op != nullptr) {
+          r.headers.emplace_back("Azure-AsyncOperation",
+                                 operationUrl(op->subscriptionId, op->location, op->id));
+          r.headers.emplace_back("Location",
+                                 operationResultUrl(op->subscriptionId, op->location, op->id));
+        }
+        r.headers.emplace_back("Retry-After", retryAfterForOperation());
+        return finish(std::move(r));
+      }
       if (nic == nullptr)
         return finish(
             error(404, "ResourceNotFound",
@@ -714,16 +798,8 @@ ArmResponse ArmHandler::handleArm(const ArmRequest& request, const std::vector<s
 ArmResponse ArmHandler::putNic(const ArmRequest& request, const std::string& nicId,
                                const NetworkInterface* existing, const std::string& apiVersion,
                                const OperationUrl& operationUrl, const std::string& requestId) {
-  // A PUT while this NIC's last operation still runs: 409, pointing at that operation.
-  if (existing != nullptr && !existing->pendingOperationId.empty()) {
-    const auto* op = state_.findOperation(existing->pendingOperationId);
-    const std::string url = op != nullptr ? operationUrl(op->subscriptionId, op->location, op->id)
-                                          : existing->pendingOperationId;
-    return error(409, "AnotherOperationInProgress",
-                 fmt::format("Another operation on this or dependent resource is in progress. To "
-                             "retrieve status of the operation use uri: {}",
-                             url));
-  }
+  if (existing != nullptr && !existing->pendingOperationId.empty())
+    return anotherOperationInProgress(*existing, operationUrl);
   const std::string contentType = toLower(findHeader(request.headers, "Content-Type"));
   if (!contentType.starts_with("application/json"))
     return error(415, "UnsupportedMediaType",  // [R]
@@ -749,11 +825,26 @@ ArmResponse ArmHandler::putNic(const ArmRequest& request, const std::string& nic
   if (op != nullptr)
     r.headers.emplace_back("Azure-AsyncOperation",
                            operationUrl(op->subscriptionId, op->location, op->id));
-  const auto delayMs = state_.options().asyncDelay.count();
-  r.headers.emplace_back("Retry-After",
-                         std::to_string(std::max<std::int64_t>(1, (delayMs + 999) / 1000)));
+  r.headers.emplace_back("Retry-After", retryAfterForOperation());
   (void)apiVersion;
   return r;
+}
+
+ArmResponse ArmHandler::anotherOperationInProgress(const NetworkInterface& nic,
+                                                   const OperationUrl& operationUrl) const {
+  // A write while this NIC's last operation still runs: 409, pointing at that operation.
+  const auto* op = state_.findOperation(nic.pendingOperationId);
+  const std::string url = op != nullptr ? operationUrl(op->subscriptionId, op->location, op->id)
+                                        : nic.pendingOperationId;
+  return error(409, "AnotherOperationInProgress",
+               fmt::format("Another operation on this or dependent resource is in progress. To "
+                           "retrieve status of the operation use uri: {}",
+                           url));
+}
+
+std::string ArmHandler::retryAfterForOperation() const {
+  const auto delayMs = state_.options().asyncDelay.count();
+  return std::to_string(std::max<std::int64_t>(1, (delayMs + 999) / 1000));
 }
 
 }  // namespace vnetipam::azuremock

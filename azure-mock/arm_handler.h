@@ -8,10 +8,11 @@
 //   /metadata/identity/oauth2/token GET
 //   .../providers/Microsoft.Network/virtualNetworks/{vnet}[/subnets[/{subnet}]] GET
 //   .../providers/Microsoft.Compute/virtualMachines/{vm} GET
-//   .../providers/Microsoft.Network/networkInterfaces            (nextLink paging) GET|PUT
+//   .../providers/Microsoft.Network/networkInterfaces            (nextLink paging) GET|PUT|DELETE
 //   .../providers/Microsoft.Network/networkInterfaces/{nic} GET
 //   .../networkInterfaces/{nic}/ipConfigurations[/{name}] GET
 //   /subscriptions/{sub}/providers/Microsoft.Network/locations/{loc}/operations/{id} GET
+//   /subscriptions/{sub}/providers/Microsoft.Network/locations/{loc}/operationResults/{id} GET
 //   /mock/state, GET|PUT /mock/faults   (inspection and admin: loopback or the admin token)
 //   GET /mock/healthz                   (no auth: probes)
 #pragma once
@@ -132,6 +133,11 @@ class ArmHandler {
   ArmResponse putNic(const ArmRequest& request, const std::string& nicId,
                      const NetworkInterface* existing, const std::string& apiVersion,
                      const OperationUrl& operationUrl, const std::string& requestId);
+  // 409 AnotherOperationInProgress for a write to a NIC whose last operation still runs.
+  ArmResponse anotherOperationInProgress(const NetworkInterface& nic,
+                                         const OperationUrl& operationUrl) const;
+  // Retry-After on a write that started an operation: its delay, rounded up to whole seconds.
+  std::string retryAfterForOperation() const;
 
   // Retry-After accounting: a 429, 409 or 503 with Retry-After opens a window for that client
   // (the bearer token's appid, "" without one) and that resource (the request path,

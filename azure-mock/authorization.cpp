@@ -85,6 +85,7 @@ bool permits(const RoleDefinition& role, std::string_view action) {
 std::optional<std::string> requiredAction(ArmResourceKind kind, std::string_view method) {
   const bool get = method == "GET";
   const bool put = method == "PUT";
+  const bool del = method == "DELETE";
   switch (kind) {
     case ArmResourceKind::kVirtualNetwork:
       if (get) return "Microsoft.Network/virtualNetworks/read";
@@ -95,6 +96,7 @@ std::optional<std::string> requiredAction(ArmResourceKind kind, std::string_view
     case ArmResourceKind::kNetworkInterface:
       if (get) return "Microsoft.Network/networkInterfaces/read";
       if (put) return "Microsoft.Network/networkInterfaces/write";
+      if (del) return "Microsoft.Network/networkInterfaces/delete";
       break;
     case ArmResourceKind::kNicIpConfiguration:
       if (get) return "Microsoft.Network/networkInterfaces/ipconfigurations/read";
@@ -104,6 +106,9 @@ std::optional<std::string> requiredAction(ArmResourceKind kind, std::string_view
       break;
     case ArmResourceKind::kNetworkOperation:
       if (get) return "Microsoft.Network/locations/operations/read";
+      break;
+    case ArmResourceKind::kNetworkOperationResult:
+      if (get) return "Microsoft.Network/locations/operationResults/read";
       break;
   }
   return std::nullopt;

@@ -3,10 +3,10 @@
 //
 // ARM authorizes a request after authenticating it and before the resource provider sees it: the
 // caller needs the action for the method on the resource type (GET is ".../read", PUT
-// ".../write"), and a write that links another resource needs that resource's linked action too
-// (a NIC whose ipConfiguration names a subnet needs ".../subnets/join/action" on it). A refusal
-// is 403 AuthorizationFailed, or LinkedAuthorizationFailed for the linked action, and names the
-// action and the scope.
+// ".../write", DELETE ".../delete"), and a write that links another resource needs that resource's
+// linked action too (a NIC whose ipConfiguration names a subnet needs ".../subnets/join/action" on
+// it). A refusal is 403 AuthorizationFailed, or LinkedAuthorizationFailed for the linked action,
+// and names the action and the scope.
 //
 // The role is read from a file in the form `az role definition create --role-definition` takes
 // ({"Name": ..., "Actions": [...], "NotActions": [...], ...}; keys in any case), so the mock can
@@ -45,7 +45,8 @@ enum class ArmResourceKind {
   kNetworkInterface,    // one NIC or the list of a resource group's NICs
   kNicIpConfiguration,  // one ipConfiguration of a NIC or the list of them
   kVirtualMachine,
-  kNetworkOperation,  // Microsoft.Network/locations/{location}/operations/{id}
+  kNetworkOperation,        // Microsoft.Network/locations/{location}/operations/{id}
+  kNetworkOperationResult,  // Microsoft.Network/locations/{location}/operationResults/{id}
 };
 
 // The action a request needs; nullopt for a method the type has no action for (the handler

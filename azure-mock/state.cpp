@@ -460,6 +460,14 @@ std::expected<std::vector<IpConfiguration>, CloudError> resolveConfigurations(
   return out;
 }
 
+CloudError anotherOperationInProgress(const NetworkInterface& nic) {
+  return CloudError{.status = 409,
+                    .code = "AnotherOperationInProgress",
+                    .message = fmt::format("Another operation on this or dependent resource is in "
+                                           "progress. Operation id: {}.",
+                                           nic.pendingOperationId)};
+}
+
 }  // namespace
 
 std::expected<NicPutResult, CloudError> MockState::putNic(std::string_view nicId, const json& body,
@@ -471,12 +479,7 @@ std::expected<NicPutResult, CloudError> MockState::putNic(std::string_view nicId
   NetworkInterface* existing = found == nics_.end() ? nullptr : &found->second;
 
   if (existing != nullptr && !existing->pendingOperationId.empty())
-    return std::unexpected(CloudError{
-        .status = 409,
-        .code = "AnotherOperationInProgress",
-        .message = fmt::format("Another operation on this or dependent resource is in progress. "
-                               "Operation id: {}.",
-                               existing->pendingOperationId)});
+    return std::unexpected(anotherOperationInProgress(*existing));
   // RPC Addendum table: If-Match needs the resource and (unless "*") its etag; If-None-Match: *
   // needs it absent.
   const auto preconditionFailed = [&](std::string detailCode, std::string detailMessage) {
@@ -596,9 +599,48 @@ std::expected<NicPutResult, CloudError> MockState::putNic(std::string_view nicId
   return NicPutResult{.created = created, .operationId = std::move(operationId)};
 }
 
+std::expected<NicDeleteResult, CloudError> MockState::deleteNic(std::string_view nicId,
+                                                                std::string operationId) {
+  const std::string key = toLower(nicId);
+  auto found = nics_.find(key);
+  if (found == nics_.end()) return NicDeleteResult{};
+  NetworkInterface& nic = found->second;
+  if (!nic.pendingOperationId.empty()) return std::unexpected(anotherOperationInProgress(nic));
+  // ARM's wording, as clients report it (e.g. hashicorp/terraform-provider-azurerm#8105).
+  if (!nic.virtualMachineId.empty())
+    return std::unexpected(badRequest(
+        "NicInUse",
+        fmt::format("Network Interface {} is used by existing resource {}. In order to delete the "
+                    "network interface, it must be dissociated from the resource. To learn more, "
+                    "see aka.ms/deletenic.",
+                    nic.id, nic.virtualMachineId)));
+  AsyncOperation op{.id = operationId,
+                    .subscriptionId = nic.id.substr(15, nic.id.find('/', 15) - 15),
+                    .location = nic.location,
+                    .nicId = nic.id,
+                    .due = clock_.now() + options_.asyncDelay,
+                    .deletes = true};
+  // Until it is gone the NIC keeps its addresses, and the SDN what was committed.
+  op.previous = nic;
+  nic.provisioningState = "Deleting";
+  nic.pendingOperationId = operationId;
+  const std::string operationKey = toLower(operationId);
+  auto& stored = operations_[operationKey];
+  stored = std::move(op);
+  ++revision_;
+  if (options_.asyncDelay <= std::chrono::milliseconds::zero())
+    complete(stored);
+  else
+    pendingOperations_.emplace(stored.due, operationKey);
+  return NicDeleteResult{.found = true, .operationId = std::move(operationId)};
+}
+
 void MockState::complete(AsyncOperation& op) {
   const std::string key = toLower(op.nicId);
-  if (op.willFail) {
+  if (op.deletes) {
+    eraseNic(key);
+    op.status = OperationStatus::kSucceeded;
+  } else if (op.willFail) {
     // The NIC goes back to what it was (gone, if the PUT created it), marked Failed.
     if (op.previous) {
       NetworkInterface restored = std::move(*op.previous);
@@ -872,6 +914,9 @@ std::expected<void, std::string> MockState::load(const json& doc) {
       const json& n = (*nics)[i];
       const std::string where = fmt::format("networkInterfaces[{}]", i);
       if (!n.is_object()) return std::unexpected(where + ": must be an object");
+      // A NIC saved while its DELETE ran is gone: operations running at save time finished with
+      // it (see "operations" below).
+      if (n.value("provisioningState", json()) == "Deleting") continue;
       auto name = stringField(n, "name", where);
       if (!name) return std::unexpected(name.error());
       auto place = placeOf(n, where);
@@ -992,13 +1037,14 @@ std::expected<void, std::string> MockState::load(const json& doc) {
       if (!o.is_object() || !o.contains("id") || !o["id"].is_string())
         return std::unexpected("operations: each needs an \"id\"");
       // Operations that were running when the state was saved finished with it: the NICs were
-      // saved as they were meant to become.
+      // saved as they were meant to become (a NIC being deleted was not loaded at all).
       AsyncOperation op{.id = o["id"].get<std::string>(),
                         .subscriptionId = o.value("subscriptionId", ""),
                         .location = o.value("location", ""),
                         .nicId = o.value("nicId", ""),
                         .status = o.value("status", "") == "Failed" ? OperationStatus::kFailed
-                                                                    : OperationStatus::kSucceeded};
+                                                                    : OperationStatus::kSucceeded,
+                        .deletes = o.value("deletes", false)};
       if (op.status == OperationStatus::kFailed && o.contains("error") && o["error"].is_object())
         op.error = CloudError{.status = 200,
                               .code = o["error"].value("code", ""),
@@ -1114,6 +1160,7 @@ json MockState::toJson() const {
                {"location", o.location},
                {"nicId", o.nicId},
                {"status", toString(o.status)}};
+    if (o.deletes) op["deletes"] = true;
     if (o.error) op["error"] = {{"code", o.error->code}, {"message", o.error->message}};
     ops.push_back(std::move(op));
   }

@@ -1,5 +1,6 @@
 // The mock's model of the Azure resources the controller uses: virtual networks and subnets,
-// virtual machines, NICs with their ipConfigurations, and NIC PUT long-running operations.
+// virtual machines, NICs with their ipConfigurations, and NIC PUT and DELETE long-running
+// operations.
 //
 // Pure: no sockets, no files, no global clock or randomness. Time comes from an injected Clock
 // (async operations complete when it passes their due time) and etags/ids from a RandomSource.
@@ -120,6 +121,8 @@ struct AsyncOperation {
   OperationStatus status = OperationStatus::kInProgress;
   kube::Clock::TimePoint due;
   bool willFail = false;
+  // A DELETE: the NIC reads as Deleting until the operation completes, then it is gone.
+  bool deletes = false;
   std::optional<CloudError> error;
   // The NIC as it was before the PUT (nullopt when the PUT created it): restored if it fails, and
   // what the SDN routes while the operation runs.
@@ -133,6 +136,11 @@ struct NicPutPreconditions {
 
 struct NicPutResult {
   bool created = false;
+  std::string operationId;
+};
+
+struct NicDeleteResult {
+  bool found = false;  // false: there was no such NIC, nothing to do
   std::string operationId;
 };
 
@@ -174,6 +182,13 @@ class MockState {
   std::expected<NicPutResult, CloudError> putNic(std::string_view nicId, const nlohmann::json& body,
                                                  const NicPutPreconditions& preconditions,
                                                  std::string operationId, bool failOperation);
+
+  // Starts deleting the NIC at `nicId`: it reads as provisioningState Deleting and keeps its
+  // addresses and routes until the operation with the given id completes (after
+  // options.asyncDelay), then it is gone. Refused (400 NicInUse) while a VM holds the NIC and
+  // (409) while another operation runs on it; an unknown NIC is no error (found = false).
+  std::expected<NicDeleteResult, CloudError> deleteNic(std::string_view nicId,
+                                                       std::string operationId);
 
   // Every prefix block whose NIC configuration has been committed -> that NIC's primary IP.
   Routes routes() const;

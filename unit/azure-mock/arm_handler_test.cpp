@@ -106,7 +106,14 @@ TEST(ArmHandler, UnknownPathsAndResources) {
                           "/subscriptions/subid/resourceGroups/rg2/providers/"
                           "Microsoft.Network/networkInterfaces/x?api-version=2024-05-01"),
                    404, "ResourceGroupNotFound");
-  expectCloudError(m.call("DELETE", nicPath()), 405, "MethodNotAllowed");
+  auto patch = m.call("PATCH", nicPath());
+  expectCloudError(patch, 405, "MethodNotAllowed");
+  EXPECT_EQ(patch.header("Allow"), "GET, PUT, DELETE");
+  auto deleteVnet = m.call("DELETE", std::string(kRg) +
+                                         "/providers/Microsoft.Network/virtualNetworks/rg1-vnet"
+                                         "?api-version=2024-05-01");
+  expectCloudError(deleteVnet, 405, "MethodNotAllowed");
+  EXPECT_EQ(deleteVnet.header("Allow"), "GET");
   expectCloudError(m.call("GET", "/subscriptions/subid/%zz"), 400, "InvalidRequestFormat");
   expectCloudError(m.call("GET", "/subscriptions//x"), 404, "NotFound");
   // ARM names are case-insensitive.
@@ -124,22 +131,56 @@ TEST(ArmHandler, OversizedBody) {
   expectCloudError(m.call("PUT", nicPath(), std::string(2000, ' ')), 413, "RequestEntityTooLarge");
 }
 
+// The bearer challenge every 401 on an ARM path carries: authority, tenant, error, and a
+// description that parses as a quoted-string.
+void expectChallenge(const ArmResponse& r, std::string_view tenant) {
+  const std::string h = r.header("WWW-Authenticate");
+  const std::string head =
+      fmt::format(R"(Bearer authorization_uri="http://mock.test/{}", error="invalid_token", )"
+                  R"(error_description=")",
+                  tenant);
+  ASSERT_TRUE(h.starts_with(head)) << h;
+  ASSERT_TRUE(h.ends_with("\"")) << h;
+  const std::string description = h.substr(head.size(), h.size() - head.size() - 1);
+  EXPECT_FALSE(description.empty()) << h;
+  EXPECT_EQ(description.find('"'), std::string::npos) << h;
+}
+
 TEST(ArmHandler, Authentication) {
   MockFixture m;
-  expectCloudError(m.call("GET", nicPath(), "", {{"Authorization", ""}}), 401,
-                   "AuthenticationFailed");
-  expectCloudError(m.call("GET", nicPath(), "", {{"Authorization", "Basic abc"}}), 401,
-                   "AuthenticationFailedInvalidHeader");
-  expectCloudError(m.call("GET", nicPath(), "", {{"Authorization", "Bearer x.y.z"}}), 401,
-                   "InvalidAuthenticationToken");
+  auto r = m.call("GET", nicPath(), "", {{"Authorization", ""}});
+  expectCloudError(r, 401, "AuthenticationFailed");
+  EXPECT_EQ(r.header("WWW-Authenticate"),
+            R"(Bearer authorization_uri="http://mock.test/common", error="invalid_token", )"
+            R"(error_description="The authentication failed because of missing 'Authorization' )"
+            R"(header.")");
+  r = m.call("GET", nicPath(), "", {{"Authorization", "Basic abc"}});
+  expectCloudError(r, 401, "AuthenticationFailedInvalidHeader");
+  expectChallenge(r, "common");
+  r = m.call("GET", nicPath(), "", {{"Authorization", "Bearer x.y.z"}});
+  expectCloudError(r, 401, "InvalidAuthenticationToken");
+  expectChallenge(r, "common");
   const std::string expired = issueAccessToken(
       testing::kTokenKey, "t", "c", "https://management.azure.com/", testing::kNow - 4000);
-  expectCloudError(m.call("GET", nicPath(), "", {{"Authorization", "Bearer " + expired}}), 401,
-                   "InvalidAuthenticationToken");
+  r = m.call("GET", nicPath(), "", {{"Authorization", "Bearer " + expired}});
+  expectCloudError(r, 401, "InvalidAuthenticationToken");
+  expectChallenge(r, "common");
   const std::string graph =
       issueAccessToken(testing::kTokenKey, "t", "c", "https://graph.microsoft.com/", testing::kNow);
-  expectCloudError(m.call("GET", nicPath(), "", {{"Authorization", "Bearer " + graph}}), 401,
-                   "InvalidAuthenticationToken");
+  r = m.call("DELETE", nicPath(), "", {{"Authorization", "Bearer " + graph}});
+  expectCloudError(r, 401, "InvalidAuthenticationToken");
+  expectChallenge(r, "common");
+  EXPECT_EQ(m.getNic().header("WWW-Authenticate"), "") << "only a 401 challenges";
+}
+
+TEST(ArmHandler, ChallengeNamesTheConfiguredTenant) {
+  HandlerOptions options;
+  options.clients = {{.tenantId = "tenant-a", .clientId = "c", .clientSecret = "s"},
+                     {.tenantId = "tenant-b", .clientId = "d", .clientSecret = "s"}};
+  MockFixture m({}, options);
+  auto r = m.call("PUT", nicPath(), testing::nicBody({}).dump(), {{"Authorization", ""}});
+  expectCloudError(r, 401, "AuthenticationFailed");
+  expectChallenge(r, "tenant-a");
 }
 
 TEST(ArmHandler, InjectedThrottlingAndErrors) {
@@ -305,6 +346,122 @@ TEST(ArmHandler, RouteSyncFollowsTheState) {
   EXPECT_TRUE(sync.sync(m.handler.snapshotRoutes().first).empty());
   EXPECT_TRUE(fake.routes.empty());
   EXPECT_EQ(fake.calls.back(), "del 172.20.2.16/28");
+}
+
+// nic-b's PUT body: its primary at 172.20.2.5 (Static) plus `extra`.
+json nicBBody(std::vector<json> extra) {
+  json body = testing::nicBody(std::move(extra));
+  auto& primary = body["properties"]["ipConfigurations"][0]["properties"];
+  primary["privateIPAddress"] = "172.20.2.5";
+  primary["privateIPAllocationMethod"] = "Static";
+  return body;
+}
+
+std::string localPart(const std::string& url) { return url.substr(url.find("/subscriptions")); }
+
+TEST(ArmHandler, DeletingANicAVmHoldsIsRefusedAndChangesNothing) {
+  MockFixture m;
+  const json before = m.state.toJson();
+  const auto revision = m.state.revision();
+  auto r = m.call("DELETE", nicPath());
+  expectCloudError(r, 400, "NicInUse");
+  EXPECT_EQ(parsed(r)["error"]["message"],
+            fmt::format("Network Interface {} is used by existing resource {}/providers/"
+                        "Microsoft.Compute/virtualMachines/vm1. In order to delete the network "
+                        "interface, it must be dissociated from the resource. To learn more, see "
+                        "aka.ms/deletenic.",
+                        testing::kNicId, kRg));
+  EXPECT_EQ(r.header("Azure-AsyncOperation"), "");
+  EXPECT_EQ(m.state.toJson(), before);
+  EXPECT_EQ(m.state.revision(), revision);
+  EXPECT_EQ(parsed(m.getNic())["properties"]["provisioningState"], "Succeeded");
+}
+
+TEST(ArmHandler, DeletingANicRunsAsAnOperationThenTheNicAndItsAddressesAreGone) {
+  MockFixture m(StateOptions{.asyncDelay = std::chrono::seconds(1)});
+  ASSERT_EQ(m.putNic(nicBBody({testing::prefixConfig("p")}), {}, "nic-b").status, 200);
+  m.clock.advance(std::chrono::seconds(1));
+  m.handler.tick();
+  ASSERT_EQ(m.handler.snapshotRoutes().first.size(), 1u);
+
+  auto r = m.call("DELETE", nicPath("nic-b"));
+  ASSERT_EQ(r.status, 202) << r.body;
+  EXPECT_EQ(r.body, "");
+  EXPECT_EQ(r.header("Retry-After"), "1");
+  const std::string async = r.header("Azure-AsyncOperation");
+  const std::string location = r.header("Location");
+  const std::string id = r.header("x-ms-request-id");
+  EXPECT_EQ(async, fmt::format("http://mock.test/subscriptions/subid/providers/Microsoft.Network/"
+                               "locations/eastus/operations/{}?api-version=2024-05-01",
+                               id));
+  EXPECT_EQ(location,
+            fmt::format("http://mock.test/subscriptions/subid/providers/Microsoft.Network/"
+                        "locations/eastus/operationResults/{}?api-version=2024-05-01",
+                        id));
+
+  // While it runs: the NIC reads Deleting, keeps its addresses and routes, and takes no write.
+  auto get = m.getNic("nic-b");
+  ASSERT_EQ(get.status, 200);
+  EXPECT_EQ(parsed(get)["properties"]["provisioningState"], "Deleting");
+  EXPECT_EQ(m.handler.snapshotRoutes().first.size(), 1u);
+  expectCloudError(m.putNic(nicBBody({}), {}, "nic-b"), 409, "AnotherOperationInProgress");
+  auto again = m.call("DELETE", nicPath("nic-b"));
+  expectCloudError(again, 409, "AnotherOperationInProgress");
+  EXPECT_NE(parsed(again)["error"]["message"].get<std::string>().find(async), std::string::npos);
+  EXPECT_EQ(parsed(m.call("GET", localPart(async)))["status"], "InProgress");
+  auto pending = m.call("GET", localPart(location));
+  EXPECT_EQ(pending.status, 202);
+  EXPECT_EQ(pending.header("Location"), location);
+  // nic-b's primary is still taken.
+  expectCloudError(m.putNic(nicBBody({}), {}, "nic-c"), 400, "PrivateIPAddressInUse");
+  EXPECT_TRUE(m.state.checkIndexes()) << m.state.checkIndexes().error();
+
+  m.clock.advance(std::chrono::seconds(1));
+  EXPECT_EQ(parsed(m.call("GET", localPart(async)))["status"], "Succeeded");
+  EXPECT_EQ(m.call("GET", localPart(location)).status, 204);
+  expectCloudError(m.getNic("nic-b"), 404, "ResourceNotFound");
+  EXPECT_EQ(m.call("DELETE", nicPath("nic-b")).status, 204) << "already gone";
+  EXPECT_TRUE(m.handler.snapshotRoutes().first.empty());
+  EXPECT_TRUE(m.state.checkIndexes()) << m.state.checkIndexes().error();
+  for (const auto& id2 : m.state.ipConfigurationIdsInSubnet(testing::kSubnetId))
+    EXPECT_EQ(id2.find("nic-b"), std::string::npos) << id2;
+  // Its addresses are free again.
+  EXPECT_EQ(m.putNic(nicBBody({testing::prefixConfig("p", "172.20.2.16/28")}), {}, "nic-c").status,
+            201);
+}
+
+TEST(ArmHandler, ANicDeletedAcrossARestartIsGone) {
+  MockFixture m(StateOptions{.asyncDelay = std::chrono::seconds(5)});
+  ASSERT_EQ(m.putNic(nicBBody({testing::prefixConfig("p")}), {}, "nic-b").status, 200);
+  m.clock.advance(std::chrono::seconds(5));
+  m.handler.tick();
+  auto r = m.call("DELETE", nicPath("nic-b"));
+  ASSERT_EQ(r.status, 202) << r.body;
+  const json saved = m.state.toJson();
+
+  // A new process loads what the old one saved mid-operation.
+  MockFixture restarted(StateOptions{.asyncDelay = std::chrono::seconds(5)});
+  ASSERT_TRUE(restarted.state.load(saved));
+  EXPECT_TRUE(restarted.state.checkIndexes()) << restarted.state.checkIndexes().error();
+  expectCloudError(restarted.getNic("nic-b"), 404, "ResourceNotFound");
+  EXPECT_EQ(parsed(restarted.call("GET", localPart(r.header("Azure-AsyncOperation"))))["status"],
+            "Succeeded");
+  EXPECT_EQ(restarted.call("GET", localPart(r.header("Location"))).status, 204);
+  EXPECT_TRUE(restarted.handler.snapshotRoutes().first.empty());
+  EXPECT_EQ(restarted.getNic().status, 200) << "the other NICs are all there";
+  EXPECT_EQ(restarted.putNic(nicBBody({}), {}, "nic-c").status, 201) << "its address is free";
+  // And it saves and loads the same again.
+  ASSERT_TRUE(restarted.state.load(restarted.state.toJson()));
+  EXPECT_TRUE(restarted.state.checkIndexes()) << restarted.state.checkIndexes().error();
+}
+
+TEST(ArmHandler, ZeroDelayDeleteCompletesAtOnce) {
+  MockFixture m(StateOptions{.asyncDelay = std::chrono::milliseconds(0)});
+  auto r = m.call("DELETE", nicPath("nic-b"));
+  ASSERT_EQ(r.status, 202) << r.body;
+  expectCloudError(m.getNic("nic-b"), 404, "ResourceNotFound");
+  EXPECT_EQ(m.call("GET", localPart(r.header("Location"))).status, 204);
+  EXPECT_TRUE(m.state.checkIndexes()) << m.state.checkIndexes().error();
 }
 
 }  // namespace

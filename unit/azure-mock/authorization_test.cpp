@@ -152,6 +152,25 @@ TEST(ArmHandlerAuthorization, ANicWriteWithoutSubnetJoinIsLinkedAuthorizationFai
   EXPECT_EQ(parsed(m.getNic())["properties"]["ipConfigurations"].size(), 1u);
 }
 
+TEST(ArmHandlerAuthorization, DeletingANicNeedsTheDeleteActionTheControllerRoleLacks) {
+  EXPECT_EQ(requiredAction(ArmResourceKind::kNetworkInterface, "DELETE"),
+            "Microsoft.Network/networkInterfaces/delete");
+  EXPECT_FALSE(permits(documentedRole(), "Microsoft.Network/networkInterfaces/delete"));
+  const std::string nicB = fmt::format(
+      "{}/providers/Microsoft.Network/networkInterfaces/nic-b?api-version=2024-05-01", kRg);
+  MockFixture m({}, withRole(documentedRole()));
+  auto r = m.call("DELETE", nicB);
+  EXPECT_EQ(r.status, 403) << r.body;
+  EXPECT_EQ(parsed(r)["error"]["code"], "AuthorizationFailed");
+  EXPECT_NE(parsed(r)["error"]["message"].get<std::string>().find(
+                "'Microsoft.Network/networkInterfaces/delete'"),
+            std::string::npos)
+      << r.body;
+  EXPECT_EQ(m.getNic("nic-b").status, 200) << "nothing was deleted";
+  MockFixture allowed({}, withRole(role({"Microsoft.Network/networkInterfaces/*"})));
+  EXPECT_EQ(allowed.call("DELETE", nicB).status, 202);
+}
+
 TEST(ArmHandlerAuthorization, AuthenticationComesFirst) {
   MockFixture m({}, withRole(role({"Microsoft.Network/networkInterfaces/read"})));
   auto r = m.call("GET", std::string(testing::kSubnetId) + "?api-version=2024-05-01", "",
