@@ -177,6 +177,21 @@ TEST_F(NicProgrammingTest, AConditionWriteKeepsThePhaseAndTheNic) {
   EXPECT_EQ((*programmed)["status"], "False");
   EXPECT_EQ((*programmed)["reason"], "PrivateIPAddressInUse") << "the failure, not PrefixVanished";
 
+  // Another reason: a write of the condition alone, which keeps every other field it owns.
+  syncBlocks();
+  cloud_.failPuts({.code = azure::ErrorCode::kServerError,
+                   .message = "503 after every retry",
+                   .httpStatus = 503,
+                   .azureCode = ""});
+  wallNow_ += std::chrono::seconds(30);
+  EXPECT_TRUE(controller_->reconcileNic("a"));
+  const json again = blockObject();
+  EXPECT_EQ((*conditionOf(again, api::kConditionProgrammed))["reason"], "ServerError");
+  EXPECT_EQ(again["status"]["phase"], "Pending");
+  EXPECT_EQ(again["status"]["lastTransitionTime"], block["status"]["lastTransitionTime"]);
+  EXPECT_EQ(again["status"]["nic"]["id"], "nic-a");
+  EXPECT_EQ(again["status"]["capacity"], 16);
+
   // Another writer's condition (the agent's) is left alone by the controller's applies.
   ASSERT_TRUE(client_.applyStatus(
       blockPathOf(kBlock),
