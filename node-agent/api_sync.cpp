@@ -97,8 +97,12 @@ json blockStatusApply(const std::string& name, std::int64_t used,
               {"status", std::move(status)}};
 }
 
-UsageReporter::UsageReporter(kube::Client& client, AgentMetrics* metrics, WallClock wallClock)
-    : client_(client), metrics_(metrics), wallClock_(std::move(wallClock)) {
+UsageReporter::UsageReporter(kube::Client& client, AgentMetrics* metrics, WallClock wallClock,
+                             BlockLookup existing)
+    : client_(client),
+      metrics_(metrics),
+      wallClock_(std::move(wallClock)),
+      existing_(std::move(existing)) {
   if (!wallClock_) wallClock_ = [] { return std::chrono::system_clock::now(); };
 }
 
@@ -112,7 +116,27 @@ std::size_t UsageReporter::report(const std::vector<BlockUsage>& usage,
     Written& want = wanted_[block.name];
     want.used = block.used;
     if (auto it = dataplane.find(block.name); it != dataplane.end()) {
-      if (!want.dataplane || want.dataplane->status != it->second.status) {
+      if (!want.dataplane && existing_) {
+        // The first decision of this run: an earlier run's condition of the same status keeps
+        // its transition time.
+        const json object = existing_(block.name);
+        const json* conditions = object.is_object() && object.contains("status") &&
+                                         object["status"].is_object() &&
+                                         object["status"].contains("conditions")
+                                     ? &object["status"]["conditions"]
+                                     : nullptr;
+        if (conditions && conditions->is_array()) {
+          for (const json& c : *conditions) {
+            if (c.is_object() && c.value("type", "") == api::kConditionDataplaneSynced &&
+                c.value("status", "") == it->second.status) {
+              want.dataplane = it->second;
+              want.lastTransitionTime = c.value("lastTransitionTime", "");
+            }
+          }
+        }
+      }
+      if (!want.dataplane || want.dataplane->status != it->second.status ||
+          want.lastTransitionTime.empty()) {
         want.lastTransitionTime = fmt::format(
             "{:%Y-%m-%dT%H:%M:%SZ}", std::chrono::floor<std::chrono::seconds>(wallClock_()));
       }

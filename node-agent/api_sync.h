@@ -66,8 +66,12 @@ nlohmann::json blockStatusApply(const std::string& name, std::int64_t used,
 class UsageReporter {
  public:
   using WallClock = std::function<std::chrono::system_clock::time_point()>;
+  // The block object as the informer shows it (null when unknown): a DataplaneSynced condition an
+  // earlier run wrote keeps its lastTransitionTime when this run finds the same status.
+  using BlockLookup = std::function<nlohmann::json(const std::string& name)>;
 
-  UsageReporter(kube::Client& client, AgentMetrics* metrics, WallClock wallClock = {});
+  UsageReporter(kube::Client& client, AgentMetrics* metrics, WallClock wallClock = {},
+                BlockLookup existing = {});
 
   // One batch. `dataplane` holds the latest condition of each block the drift check has looked
   // at; a block it does not hold keeps the condition last written (or none yet). Returns the
@@ -86,6 +90,7 @@ class UsageReporter {
   kube::Client& client_;
   AgentMetrics* metrics_;
   WallClock wallClock_;
+  BlockLookup existing_;
   std::map<std::string, Written, std::less<>> written_;
   // The condition of each block as last decided, kept across failed writes so a retry carries it.
   std::map<std::string, Written, std::less<>> wanted_;

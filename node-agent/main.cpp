@@ -355,7 +355,9 @@ int run(const AgentOptions& options) {
   // nor a slow netlink read an allocation. The first dataplane check runs before the first write,
   // so the first apply already carries the condition.
   std::thread reporter([&] {
-    UsageReporter usage(client, &metrics);
+    UsageReporter usage(client, &metrics, {}, [&](const std::string& name) {
+      return blocks.get(name).value_or(nlohmann::json());
+    });
     DriftTracker tracker(std::chrono::seconds(options.dataplaneGraceSeconds));
     const auto interval = std::chrono::milliseconds(options.usageReportIntervalMs);
     const auto checkInterval = std::chrono::seconds(options.dataplaneCheckIntervalSeconds);

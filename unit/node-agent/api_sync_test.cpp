@@ -175,5 +175,39 @@ TEST(UsageReporterTest, TheDataplaneConditionRidesWithUsedAndIsWrittenOnlyOnChan
   EXPECT_EQ(condition()["lastTransitionTime"], "2026-11-18T11:09:40Z");
 }
 
+TEST(UsageReporterTest, AnEarlierRunsConditionOfTheSameStatusKeepsItsTransitionTime) {
+  kube::testing::FakeTransport transport;
+  kube::testing::FakeClock clock;
+  kube::Client client(transport, clock, {.qps = 0, .maxRetries = 0});
+  const auto wall = std::chrono::system_clock::from_time_t(1'795'000'000);
+  const json earlier{
+      {"metadata", {{"name", "b1"}}},
+      {"status",
+       {{"used", 1},
+        {"conditions", json::array({{{"type", "Programmed"},
+                                     {"status", "True"},
+                                     {"lastTransitionTime", "2026-01-01T00:00:00Z"}},
+                                    {{"type", "DataplaneSynced"},
+                                     {"status", "True"},
+                                     {"reason", "InSync"},
+                                     {"lastTransitionTime", "2026-11-01T00:00:00Z"}}})}}}};
+  UsageReporter reporter(
+      client, nullptr, [&] { return wall; },
+      [&](const std::string& name) { return name == "b1" ? earlier : json(); });
+  const DataplaneCondition inSync{.status = "True", .reason = "InSync", .message = "all good"};
+  const DataplaneCondition drift{.status = "False", .reason = "Drift", .message = "bad"};
+  transport.respond(200, "{}");
+  transport.respond(200, "{}");
+  ASSERT_EQ(reporter.report({{.name = "b1", .used = 1, .inApi = true},
+                             {.name = "b2", .used = 0, .inApi = true}},
+                            {{"b1", inSync}, {"b2", drift}}),
+            2u);
+  const auto requests = transport.requests();
+  const json b1 = json::parse(requests[0].body)["status"]["conditions"][0];
+  EXPECT_EQ(b1["lastTransitionTime"], "2026-11-01T00:00:00Z") << "the same status as before";
+  const json b2 = json::parse(requests[1].body)["status"]["conditions"][0];
+  EXPECT_EQ(b2["lastTransitionTime"], "2026-11-18T11:06:40Z") << "nothing earlier: now";
+}
+
 }  // namespace
 }  // namespace vnetipam::agent
