@@ -573,7 +573,8 @@ class ApiInNetns:
 def test_dataplane_drift_of_a_wired_pod_is_reported_and_clears(node, crds, tmp_path):
     """The agent in a node namespace serves a pod wired by the real plugins; the pod's host route
     deleted by hand makes DataplaneSynced False naming the address, the drift gauge 1 and a
-    Warning Event on the Node; the route put back makes it True again, with a Normal Event."""
+    Warning Event on the Node; the route put back makes it True again, with a Normal Event. A
+    route to an address of the block nobody holds is reported stale until it goes."""
     from netlab import REFERENCE_CNI_DIR, Forwarder, Lab
     block = node.block("10.250.8.0/28")
     with Lab() as lab:
@@ -640,6 +641,17 @@ def test_dataplane_drift_of_a_wired_pod_is_reported_and_clears(node, crds, tmp_p
                  lambda: [e for e in events_about(crds, "Node", node.name)
                           if e["reason"] == "DataplaneInSync" and e["type"] == "Normal"],
                  TIMEOUT, 0.1)
+            # A host route to an address of the block nobody holds is stale.
+            stale = "10.250.8.13"
+            assert stale != ip
+            host.netns.ip("route", "add", f"{stale}/32", "dev", veth, "scope", "link")
+            poll("a stale route reported", lambda: drift("stale_route") == 1, TIMEOUT, 0.1)
+            c = condition()
+            assert c["status"] == "False" and f"{stale}: stale host route via {veth}" in \
+                c["message"], c
+            host.netns.ip("route", "del", f"{stale}/32", "dev", veth)
+            poll("DataplaneSynced True once more", lambda: condition().get("status") == "True",
+                 TIMEOUT, 0.1, describe=lambda: repr(condition()))
             assert lab.cni(transparent, "DEL", pod, conf,
                            cni_path=[transparent.parent, REFERENCE_CNI_DIR]).ok
         finally:
