@@ -10,6 +10,7 @@
 // safe: the controller takes a block back only after this agent removed agent-drain, which it
 // does only after durably dropping the block from that file) and resynchronises as soon as the
 // API server is back (informer reconnects back off at most kReconnect.maxBackoff).
+#include <algorithm>
 #include <cerrno>
 #include <chrono>
 #include <condition_variable>
@@ -20,6 +21,7 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <set>
 #include <span>
 #include <string>
 #include <thread>
@@ -362,13 +364,21 @@ int run(const AgentOptions& options) {
     const auto interval = std::chrono::milliseconds(options.usageReportIntervalMs);
     const auto checkInterval = std::chrono::seconds(options.dataplaneCheckIntervalSeconds);
     auto nextCheck = std::chrono::steady_clock::now();
+    // Blocks that have had a condition decided: a block the API confirms later (after a start
+    // from served-blocks, or a new one) is checked at once rather than written without it.
+    std::set<std::string, std::less<>> decided;
     std::unique_lock lock(stopMutex);
     while (!stopping) {
       lock.unlock();
       std::map<std::string, DataplaneCondition> checked;
-      if (std::chrono::steady_clock::now() >= nextCheck) {
+      const bool undecided = std::ranges::any_of(allocations.usage(), [&](const BlockUsage& b) {
+        return b.inApi && !decided.contains(b.name);
+      });
+      if (undecided || std::chrono::steady_clock::now() >= nextCheck) {
         if (auto c = checkDataplane(allocations, *hostNs, options, tracker, metrics, events)) {
           checked = std::move(*c);
+          for (const auto& entry : checked)
+            decided.insert(entry.first);
         }
         nextCheck = std::chrono::steady_clock::now() + checkInterval;
       }
