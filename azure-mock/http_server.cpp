@@ -130,9 +130,10 @@ std::string serialize(const ArmResponse& response, bool keepAlive) {
       continue;
     out += fmt::format("{}: {}\r\n", name, value);
   }
-  out += fmt::format("Content-Length: {}\r\nConnection: {}\r\n\r\n", response.body.size(),
-                     keepAlive ? "keep-alive" : "close");
-  out += response.body;
+  // A 204 has no body and, per RFC 9110 (8.6), no Content-Length either.
+  if (response.status != 204) out += fmt::format("Content-Length: {}\r\n", response.body.size());
+  out += fmt::format("Connection: {}\r\n\r\n", keepAlive ? "keep-alive" : "close");
+  if (response.status != 204) out += response.body;
   return out;
 }
 

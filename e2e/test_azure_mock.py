@@ -5,7 +5,8 @@ on 50 NICs are programmed, shuffled and removed while 10 % of ARM requests are t
 Retry-After) and 10 % fail (500/503). After each step the mock's /mock/state must show exactly
 the plan on every NIC, no duplicate ipConfiguration, and no write sent inside a Retry-After
 window. A second test feeds the running mock bad input (malformed, oversized, chunked past the
-limit, deeply nested, an unsigned token) and expects CloudError answers.
+limit, deeply nested, an unsigned token) and expects CloudError answers. A third deletes a NIC
+over HTTP and follows the operation to the end.
 """
 
 from __future__ import annotations
@@ -16,9 +17,11 @@ import subprocess
 import time
 from collections import Counter
 
-from azure_mock import API, NICS, RG, SUB, Mock, block, mock_fixture, nic_id
+from azure_mock import (API, NICS, RG, SUB, TENANT, Mock, block, mock_fixture, nic_id, subnet_id,
+                        topology)
 from built import BUILD_DIR
 from netlab import FabricNetns
+from polling import poll
 
 PROBE = BUILD_DIR / "e2e" / "tools" / "azure_probe"
 SEED = 20240501
@@ -167,3 +170,62 @@ def test_sdn_emulation_routes_each_block_to_its_nic(tmp_path):
         fabric.remove()
     assert subprocess.run(["ip", "netns", "list"], capture_output=True,
                           text=True).stdout.find(fabric.name) == -1
+
+
+def test_nic_delete_runs_as_an_operation_and_401s_challenge(tmp_path):
+    """A NIC DELETE over HTTP as ARM answers it: a NIC its VM holds is refused (NicInUse); a free
+    one is 202 with Azure-AsyncOperation and Location, the operation is polled to Succeeded, the
+    Location then answers 204 and the NIC is 404. A 401 carries ARM's bearer challenge naming
+    the mock as the authority and the topology's tenant."""
+    m = Mock(tmp_path, ["--async-delay-ms", "300"], topology_doc=topology(2))
+
+    def request(method, target, body=None, headers=None):
+        status, doc, got = m.request(method, target, body, headers)
+        return status, doc, {k.lower(): v for k, v in got.items()}
+
+    try:
+        status, doc, headers = request("GET", f"{nic_id(0)}?{API}")
+        assert status == 401, doc
+        assert headers.get("www-authenticate", "").startswith(
+            f'Bearer authorization_uri="{m.url}/{TENANT}", error="invalid_token", '
+            f'error_description="'), headers
+
+        auth = {"Authorization": f"Bearer {m.token()}", "Content-Type": "application/json"}
+        spare = nic_id(0, prefix="spare")
+        body = {"location": "eastus", "properties": {"ipConfigurations": [
+            {"name": "ipconfig1", "properties": {"primary": True,
+                                                 "subnet": {"id": subnet_id("nodes")}}}]}}
+        status, doc, headers = request("PUT", f"{spare}?{API}", json.dumps(body).encode(), auth)
+        assert status == 201, doc
+
+        def operation_done(url: str):
+            def check():
+                st, d, _ = request("GET", url[url.index("/subscriptions"):], headers=auth)
+                assert st == 200, d
+                return d if d["status"] != "InProgress" else None
+            return poll(f"operation {url}", check, 30)
+
+        assert operation_done(headers["azure-asyncoperation"])["status"] == "Succeeded"
+
+        status, doc, _ = request("DELETE", f"{nic_id(0)}?{API}", headers=auth)
+        assert status == 400 and doc["error"]["code"] == "NicInUse", doc
+
+        status, doc, headers = request("DELETE", f"{spare}?{API}", headers=auth)
+        assert status == 202 and doc is None, (status, doc)
+        location = headers["location"]
+        assert "/operationResults/" in location, headers
+        status, doc, _ = request("GET", f"{spare}?{API}", headers=auth)
+        # Deleting until the operation completes (300 ms), gone after.
+        assert (status == 200 and doc["properties"]["provisioningState"] == "Deleting") or \
+            status == 404, (status, doc)
+        assert operation_done(headers["azure-asyncoperation"])["status"] == "Succeeded"
+        status, doc, _ = request("GET", location[location.index("/subscriptions"):],
+                                   headers=auth)
+        assert status == 204, (status, doc)
+        status, doc, _ = request("GET", f"{spare}?{API}", headers=auth)
+        assert status == 404 and doc["error"]["code"] == "ResourceNotFound", doc
+        status, _, _ = request("DELETE", f"{spare}?{API}", headers=auth)
+        assert status == 204
+        assert "spare-0-nic" not in {n["name"] for n in m.state()["networkInterfaces"]}
+    finally:
+        m.stop()
