@@ -606,7 +606,7 @@ std::expected<NicDeleteResult, CloudError> MockState::deleteNic(std::string_view
   if (found == nics_.end()) return NicDeleteResult{};
   NetworkInterface& nic = found->second;
   if (!nic.pendingOperationId.empty()) return std::unexpected(anotherOperationInProgress(nic));
-  // ARM's wording, as clients report it (e.g. hashicorp/terraform-provider-azurerm#8105).
+  // ARM's wording, as the Terraform and Packer Azure providers report it from NRP.
   if (!nic.virtualMachineId.empty())
     return std::unexpected(badRequest(
         "NicInUse",
