@@ -2,6 +2,9 @@
 
 #include <algorithm>
 
+#include <fmt/format.h>
+#include <fmt/ranges.h>
+
 namespace vnetipam::api {
 
 bool matches(const LabelSelectorRequirement& requirement, const Labels& labels) {
@@ -30,6 +33,19 @@ bool matches(const LabelSelector& selector, const Labels& labels) {
 
 bool matches(const std::optional<LabelSelector>& selector, const Labels& labels) {
   return !selector || matches(*selector, labels);
+}
+
+std::string describe(const std::optional<LabelSelector>& selector) {
+  if (!selector) return "every node";
+  std::vector<std::string> parts;
+  for (const auto& [key, value] : selector->matchLabels)
+    parts.push_back(fmt::format("{}={}", key, value));
+  for (const auto& r : selector->matchExpressions) {
+    parts.push_back(r.values.empty()
+                        ? fmt::format("{} {}", r.key, r.op)
+                        : fmt::format("{} {} ({})", r.key, r.op, fmt::join(r.values, ",")));
+  }
+  return parts.empty() ? "every node" : fmt::format("{}", fmt::join(parts, ","));
 }
 
 }  // namespace vnetipam::api

@@ -28,4 +28,8 @@ bool matches(const LabelSelector& selector, const Labels& labels);
 // std::nullopt (no selector) matches every set of labels.
 bool matches(const std::optional<LabelSelector>& selector, const Labels& labels);
 
+// The selector for messages, in kubectl's words: "pool=a,zone In (1,2),drain DoesNotExist";
+// "every node" for no selector.
+std::string describe(const std::optional<LabelSelector>& selector);
+
 }  // namespace vnetipam::api

@@ -6,6 +6,10 @@
 
 #include <fmt/format.h>
 
+#include "api/codec.h"
+#include "api/selector.h"
+#include "api/validation.h"
+
 namespace vnetipam::kubectl_ipam {
 
 using nlohmann::json;
@@ -58,94 +62,34 @@ ipam::Error notAnObject(std::string_view kind) {
 
 ipam::Result<SubnetInfo> subnetFromJson(const json& j) {
   if (!j.is_object()) return std::unexpected(notAnObject("PodSubnet"));
-  const json& spec = member(j, "spec");
-  const json& status = member(j, "status");
-  auto integer = [&](const char* key) -> std::int64_t {
-    const json& v = member(status, key);
-    return v.is_number_integer() ? v.get<std::int64_t>() : 0;
-  };
-  SubnetInfo subnet{.name = text(member(j, "metadata"), "name"),
-                    .cidr = text(status, "cidr"),
-                    .nodeSelector = member(spec, "nodeSelector"),
-                    .totalBlocks = integer("totalBlocks"),
-                    .allocatedBlocks = integer("allocatedBlocks"),
-                    .conditions = conditions(member(status, "conditions"))};
-  if (subnet.cidr.empty()) subnet.cidr = text(spec, "cidr");
+  SubnetInfo subnet{.name = text(member(j, "metadata"), "name")};
+  auto decoded = api::podSubnetFromJson(j);
+  if (!decoded) {
+    // Still show what can be read: the status the controller wrote.
+    const json& status = member(j, "status");
+    subnet.cidr = text(status, "cidr");
+    subnet.conditions = conditions(member(status, "conditions"));
+    subnet.invalid = decoded.error().message;
+    return subnet;
+  }
+  const api::PodSubnet& s = *decoded;
+  subnet.cidr = !s.status.cidr.empty() ? s.status.cidr : s.spec.cidr.value_or("");
+  subnet.nodeSelector = s.spec.nodeSelector;
+  subnet.totalBlocks = s.status.totalBlocks;
+  subnet.allocatedBlocks = s.status.allocatedBlocks;
+  subnet.conditions = s.status.conditions;
+  if (const auto errors = api::validate(s.spec); !errors.empty())
+    subnet.invalid = api::describe("PodSubnet", subnet.name, errors);
   return subnet;
 }
 
-namespace {
-
-bool isLabelSelector(const json& selector) {
-  return selector.contains("matchLabels") || selector.contains("matchExpressions");
-}
-
-}  // namespace
-
 bool SubnetInfo::selects(const std::map<std::string, std::string>& labels) const {
-  if (!nodeSelector.is_object()) return true;
-  auto hasLabel = [&](const std::string& key, const std::string& value) {
-    const auto it = labels.find(key);
-    return it != labels.end() && it->second == value;
-  };
-  if (!isLabelSelector(nodeSelector)) {
-    for (const auto& [k, v] : nodeSelector.items()) {
-      if (!v.is_string() || !hasLabel(k, v.get<std::string>())) return false;
-    }
-    return true;
-  }
-  for (const auto& [k, v] : member(nodeSelector, "matchLabels").items()) {
-    if (!v.is_string() || !hasLabel(k, v.get<std::string>())) return false;
-  }
-  const json& expressions = member(nodeSelector, "matchExpressions");
-  if (!expressions.is_array()) return true;
-  for (const auto& e : expressions) {
-    const std::string key = text(e, "key");
-    const std::string op = text(e, "operator");
-    std::vector<std::string> values;
-    for (const auto& v : member(e, "values")) {
-      if (v.is_string()) values.push_back(v.get<std::string>());
-    }
-    const auto it = labels.find(key);
-    const bool has = it != labels.end();
-    const bool in = has && std::find(values.begin(), values.end(), it->second) != values.end();
-    if (op == "In" && !in) return false;
-    if (op == "NotIn" && in) return false;
-    if (op == "Exists" && !has) return false;
-    if (op == "DoesNotExist" && has) return false;
-    if (op != "In" && op != "NotIn" && op != "Exists" && op != "DoesNotExist") return false;
-  }
-  return true;
+  return invalid.empty() && api::matches(nodeSelector, labels);
 }
 
 std::string SubnetInfo::selectorText() const {
-  if (!nodeSelector.is_object()) return "every node";
-  std::vector<std::string> parts;
-  const json& labelsPart =
-      isLabelSelector(nodeSelector) ? member(nodeSelector, "matchLabels") : nodeSelector;
-  if (labelsPart.is_object()) {
-    for (const auto& [k, v] : labelsPart.items()) {
-      parts.push_back(fmt::format("{}={}", k, v.is_string() ? v.get<std::string>() : v.dump()));
-    }
-  }
-  if (isLabelSelector(nodeSelector) && member(nodeSelector, "matchExpressions").is_array()) {
-    for (const auto& e : member(nodeSelector, "matchExpressions")) {
-      std::string values;
-      for (const auto& v : member(e, "values")) {
-        if (!values.empty()) values += ",";
-        values += v.is_string() ? v.get<std::string>() : v.dump();
-      }
-      parts.push_back(fmt::format("{} {}{}", text(e, "key"), text(e, "operator"),
-                                  values.empty() ? "" : " (" + values + ")"));
-    }
-  }
-  if (parts.empty()) return "every node";
-  std::string out;
-  for (const auto& p : parts) {
-    if (!out.empty()) out += ",";
-    out += p;
-  }
-  return out;
+  if (!invalid.empty()) return fmt::format("no node: {}", invalid);
+  return api::describe(nodeSelector);
 }
 
 ipam::Result<PodInfo> podFromJson(const json& j) {

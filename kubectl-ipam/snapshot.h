@@ -55,19 +55,21 @@ struct EventInfo {
   std::int64_t count = 1;
 };
 
-// A PodSubnet, decoded here rather than with api/codec.h so that the tool reads both forms of
-// spec.nodeSelector: the label map of earlier versions ({key: value}) and a metav1.LabelSelector
-// (matchLabels, matchExpressions).
+// A PodSubnet, decoded with api/codec.h and judged with api/validation.h as the controller does:
+// a PodSubnet the controller would refuse (a spec that does not decode or validate, such as an
+// empty nodeSelector, which is what the API server leaves of the label map of earlier versions)
+// selects no node, and `invalid` says why.
 struct SubnetInfo {
   std::string name;
-  std::string cidr;                  // status.cidr, else spec.cidr, else ""
-  nlohmann::json nodeSelector;       // as sent; null: every node
-  std::int64_t totalBlocks = 0;      // status
-  std::int64_t allocatedBlocks = 0;  // status
+  std::string cidr;                                // status.cidr, else spec.cidr, else ""
+  std::optional<api::LabelSelector> nodeSelector;  // nullopt: every node
+  std::int64_t totalBlocks = 0;                    // status
+  std::int64_t allocatedBlocks = 0;                // status
   std::vector<api::Condition> conditions;
+  std::string invalid;  // empty: the controller accepts the spec
 
   bool selects(const std::map<std::string, std::string>& nodeLabels) const;
-  // The selector as text for messages: "pool=a,zone in (1,2)".
+  // The selector as text for messages: "pool=a,zone In (1,2)", or why it selects nothing.
   std::string selectorText() const;
 };
 

@@ -98,5 +98,13 @@ TEST(SelectorTest, AnUnknownOperatorMatchesNothing) {
   EXPECT_FALSE(matches(exprs({req("pool", "", {})}), kNone));
 }
 
+TEST(SelectorTest, DescribeSaysItInKubectlsWords) {
+  EXPECT_EQ(describe(std::nullopt), "every node");
+  EXPECT_EQ(describe(LabelSelector{.matchLabels = {{"pool", "a"}, {"tier", "web"}},
+                                   .matchExpressions = {req("zone", "In", {"1", "2"}),
+                                                        req("drain", "DoesNotExist", {})}}),
+            "pool=a,tier=web,zone In (1,2),drain DoesNotExist");
+}
+
 }  // namespace
 }  // namespace vnetipam::api

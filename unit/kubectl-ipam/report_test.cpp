@@ -47,7 +47,9 @@ NodeInfo node(std::string name, std::map<std::string, std::string> labels = {{"p
   return {.name = std::move(name), .labels = std::move(labels)};
 }
 
-SubnetInfo subnet(std::string name = "pool", nlohmann::json selector = {{"pool", "a"}}) {
+SubnetInfo subnet(std::string name = "pool",
+                  std::optional<api::LabelSelector> selector = api::LabelSelector{
+                      .matchLabels = {{"pool", "a"}}}) {
   return {.name = std::move(name),
           .cidr = "10.0.0.0/24",
           .nodeSelector = std::move(selector),
@@ -367,10 +369,10 @@ TEST(Why, ALabelSelectorSelectsTheNode) {
   Snapshot s = waiting("n3");
   s.nodes.push_back(node("n3", {{"zone", "2"}}));
   s.agentPods.push_back(agent("n3"));
-  s.subnets[0].nodeSelector = {
-      {"matchExpressions", {{{"key", "zone"}, {"operator", "In"}, {"values", {"1", "2"}}}}}};
+  s.subnets[0].nodeSelector =
+      api::LabelSelector{.matchExpressions = {{.key = "zone", .op = "In", .values = {"1", "2"}}}};
   EXPECT_EQ(causes(why(s, "default", "web")), (std::vector<std::string>{"no-ready-block"}));
-  s.subnets[0].nodeSelector["matchExpressions"][0]["operator"] = "NotIn";
+  s.subnets[0].nodeSelector->matchExpressions[0].op = "NotIn";
   EXPECT_EQ(causes(why(s, "default", "web")),
             (std::vector<std::string>{"no-podsubnet", "no-ready-block"}));
 }

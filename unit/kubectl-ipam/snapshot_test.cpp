@@ -53,33 +53,51 @@ TEST(EventFromJson, ReadsCoreAndEventsV1Shapes) {
   EXPECT_EQ(e->count, 3);
 }
 
-TEST(SubnetFromJson, BothSelectorForms) {
+TEST(SubnetFromJson, ALabelSelectorJudgedAsTheControllerJudgesIt) {
   auto s = subnetFromJson(json::parse(R"({"metadata": {"name": "p"},
-    "spec": {"cidr": "10.0.0.0/24", "nodeSelector": {"pool": "a"}},
-    "status": {"totalBlocks": 16, "allocatedBlocks": 2,
-               "conditions": [{"type": "Exhausted", "status": "False"}]}})"));
-  ASSERT_TRUE(s);
-  EXPECT_EQ(s->cidr, "10.0.0.0/24");
-  EXPECT_EQ(s->totalBlocks, 16);
-  EXPECT_TRUE(s->selects({{"pool", "a"}, {"x", "y"}}));
-  EXPECT_FALSE(s->selects({{"pool", "b"}}));
-  EXPECT_EQ(s->selectorText(), "pool=a");
-
-  s = subnetFromJson(json::parse(R"({"metadata": {"name": "p"},
-    "spec": {"nodeSelector": {"matchLabels": {"pool": "a"},
+    "spec": {"cidr": "10.0.0.0/24", "nodeSelector": {"matchLabels": {"pool": "a"},
              "matchExpressions": [{"key": "zone", "operator": "In", "values": ["1", "2"]},
                                   {"key": "drain", "operator": "DoesNotExist"}]}},
-    "status": {"cidr": "10.9.0.0/16"}})"));
+    "status": {"cidr": "10.9.0.0/16", "totalBlocks": 16, "allocatedBlocks": 2,
+               "conditions": [{"type": "Exhausted", "status": "False"}]}})"));
   ASSERT_TRUE(s);
+  EXPECT_EQ(s->invalid, "");
   EXPECT_EQ(s->cidr, "10.9.0.0/16");
+  EXPECT_EQ(s->totalBlocks, 16);
+  EXPECT_EQ(s->allocatedBlocks, 2);
+  ASSERT_EQ(s->conditions.size(), 1u);
   EXPECT_TRUE(s->selects({{"pool", "a"}, {"zone", "2"}}));
   EXPECT_FALSE(s->selects({{"pool", "a"}, {"zone", "3"}}));
   EXPECT_FALSE(s->selects({{"pool", "a"}, {"zone", "1"}, {"drain", ""}}));
   EXPECT_EQ(s->selectorText(), "pool=a,zone In (1,2),drain DoesNotExist");
 
-  s = subnetFromJson(json::parse(R"({"metadata": {"name": "p"}, "spec": {}})"));
+  s = subnetFromJson(
+      json::parse(R"({"metadata": {"name": "p"}, "spec": {"cidr": "10.0.0.0/24"}})"));
+  ASSERT_TRUE(s);
+  EXPECT_EQ(s->cidr, "10.0.0.0/24");
   EXPECT_TRUE(s->selects({}));
   EXPECT_EQ(s->selectorText(), "every node");
+}
+
+// What the API server leaves of the label map of earlier versions is an empty selector, which
+// the controller refuses: the PodSubnet selects no node, and the tool says why.
+TEST(SubnetFromJson, AnEmptySelectorSelectsNoNode) {
+  auto s = subnetFromJson(json::parse(R"({"metadata": {"name": "p"},
+    "spec": {"cidr": "10.0.0.0/24", "nodeSelector": {}}})"));
+  ASSERT_TRUE(s);
+  EXPECT_FALSE(s->selects({{"pool", "a"}}));
+  EXPECT_NE(s->invalid.find("spec.nodeSelector"), std::string::npos) << s->invalid;
+  EXPECT_EQ(s->selectorText().rfind("no node: PodSubnet \"p\": spec.nodeSelector", 0), 0u)
+      << s->selectorText();
+}
+
+TEST(SubnetFromJson, ASpecThatDoesNotDecodeSelectsNoNodeButKeepsItsStatus) {
+  auto s = subnetFromJson(json::parse(R"({"metadata": {"name": "p"},
+    "spec": {"cidr": 7}, "status": {"cidr": "10.0.0.0/24"}})"));
+  ASSERT_TRUE(s);
+  EXPECT_EQ(s->cidr, "10.0.0.0/24");
+  EXPECT_FALSE(s->invalid.empty());
+  EXPECT_FALSE(s->selects({}));
 }
 
 TEST(ParseTime, Rfc3339) {
