@@ -588,14 +588,7 @@ std::expected<NicPutResult, CloudError> MockState::putNic(std::string_view nicId
   }
   const bool created = existing == nullptr;
   storeNic(key, std::move(next));
-  const std::string operationKey = toLower(operationId);
-  auto& stored = operations_[operationKey];
-  stored = std::move(op);
-  ++revision_;
-  if (options_.asyncDelay <= std::chrono::milliseconds::zero())
-    complete(stored);
-  else
-    pendingOperations_.emplace(stored.due, operationKey);
+  startOperation(std::move(op));
   return NicPutResult{.created = created, .operationId = std::move(operationId)};
 }
 
@@ -624,7 +617,12 @@ std::expected<NicDeleteResult, CloudError> MockState::deleteNic(std::string_view
   op.previous = nic;
   nic.provisioningState = "Deleting";
   nic.pendingOperationId = operationId;
-  const std::string operationKey = toLower(operationId);
+  startOperation(std::move(op));
+  return NicDeleteResult{.found = true, .operationId = std::move(operationId)};
+}
+
+void MockState::startOperation(AsyncOperation op) {
+  const std::string operationKey = toLower(op.id);
   auto& stored = operations_[operationKey];
   stored = std::move(op);
   ++revision_;
@@ -632,7 +630,6 @@ std::expected<NicDeleteResult, CloudError> MockState::deleteNic(std::string_view
     complete(stored);
   else
     pendingOperations_.emplace(stored.due, operationKey);
-  return NicDeleteResult{.found = true, .operationId = std::move(operationId)};
 }
 
 void MockState::complete(AsyncOperation& op) {

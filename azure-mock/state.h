@@ -203,6 +203,8 @@ class MockState {
 
  private:
   std::string newEtag();
+  // Stores a new operation; it completes at once without an async delay, else when due.
+  void startOperation(AsyncOperation op);
   void complete(AsyncOperation& op);
   // Every change to nics_ goes through these two, which keep index_ in step.
   void storeNic(const std::string& key, NetworkInterface nic);
