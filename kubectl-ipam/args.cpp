@@ -14,7 +14,8 @@ pod has none. Reads the API only (PodSubnets, IPBlocks, Nodes, Pods, Events).
 Usage:
   kubectl ipam show [--node NODE]     each PodSubnet's blocks and addresses; with --node, the
                                       node's blocks and the pods holding addresses on it
-  kubectl ipam check                  consistency report; exit 0 when clean, 1 with problems
+  kubectl ipam check [--podsubnet P]  consistency report; exit 0 when clean, 1 with problems;
+                                      with --podsubnet, only P's blocks and the nodes it serves
   kubectl ipam why POD [-n NS]        why a pod has no address, most likely cause first
 
 Flags (after the command):
@@ -55,8 +56,8 @@ std::expected<Args, std::string> parseArgs(std::span<const char* const> argv) {
     }
     if (key == "o") key = "output";
     if (key == "n") key = "namespace";
-    static const std::vector<std::string> kKeys{"output", "namespace", "kubeconfig", "context",
-                                                "node"};
+    static const std::vector<std::string> kKeys{"output",  "namespace", "kubeconfig",
+                                                "context", "node",      "podsubnet"};
     if (std::find(kKeys.begin(), kKeys.end(), key) == kKeys.end()) {
       return std::unexpected(fmt::format("unknown flag {}", arg));
     }
@@ -81,6 +82,8 @@ std::expected<Args, std::string> parseArgs(std::span<const char* const> argv) {
       args.context = *value;
     } else if (key == "node") {
       args.node = *value;
+    } else if (key == "podsubnet") {
+      args.podSubnet = *value;
     }
   }
   if (sawHelp || positional.empty()) {
@@ -109,6 +112,9 @@ std::expected<Args, std::string> parseArgs(std::span<const char* const> argv) {
   }
   if (!args.node.empty() && args.command != Command::kShow) {
     return std::unexpected("--node: only for show");
+  }
+  if (!args.podSubnet.empty() && args.command != Command::kCheck) {
+    return std::unexpected("--podsubnet: only for check");
   }
   if (!args.ns.empty() && args.command != Command::kWhy) {
     return std::unexpected("--namespace: only for why");

@@ -23,6 +23,7 @@ struct Args {
   std::string kubeconfig;  // --kubeconfig
   std::string context;     // --context
   std::string node;        // show --node
+  std::string podSubnet;   // check --podsubnet: only this PodSubnet's blocks and nodes
   std::string pod;         // why POD
   std::string ns;          // why -n/--namespace; empty: "default"
 };

@@ -62,6 +62,11 @@ int main(int argc, char** argv) {
 
   auto snapshot = ki::fetchSnapshot(client, *args);
   if (!snapshot) return fail(config->origin + ": " + snapshot.error().message);
+  if (!args->podSubnet.empty()) {
+    auto narrowed = ki::onlyPodSubnet(std::move(*snapshot), args->podSubnet);
+    if (!narrowed) return fail("no PodSubnet named \"" + args->podSubnet + "\"");
+    *snapshot = std::move(*narrowed);
+  }
   const bool json = args->output == ki::Output::kJson;
   switch (args->command) {
     case ki::Command::kHelp: break;

@@ -92,6 +92,13 @@ std::string SubnetInfo::selectorText() const {
   return api::describe(nodeSelector);
 }
 
+std::optional<Snapshot> onlyPodSubnet(Snapshot snapshot, const std::string& name) {
+  std::erase_if(snapshot.subnets, [&](const SubnetInfo& s) { return s.name != name; });
+  if (snapshot.subnets.empty()) return std::nullopt;
+  std::erase_if(snapshot.blocks, [&](const api::IPBlock& b) { return b.spec.podSubnet != name; });
+  return snapshot;
+}
+
 ipam::Result<PodInfo> podFromJson(const json& j) {
   if (!j.is_object()) return std::unexpected(notAnObject("Pod"));
   const json& meta = member(j, "metadata");

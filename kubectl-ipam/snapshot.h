@@ -85,6 +85,11 @@ struct Snapshot {
   std::int64_t now = 0;  // seconds since the epoch, for ages
 };
 
+// The snapshot narrowed to one PodSubnet: that PodSubnet and its blocks only. Nodes and pods
+// stay; the reports leave out nodes no remaining PodSubnet serves. nullopt when no PodSubnet has
+// that name.
+std::optional<Snapshot> onlyPodSubnet(Snapshot snapshot, const std::string& name);
+
 ipam::Result<SubnetInfo> subnetFromJson(const nlohmann::json& j);
 ipam::Result<PodInfo> podFromJson(const nlohmann::json& j);
 ipam::Result<NodeInfo> nodeFromJson(const nlohmann::json& j);

@@ -31,6 +31,14 @@ TEST(Args, Commands) {
   EXPECT_EQ(parse({"-h"})->command, Command::kHelp);
 }
 
+TEST(Args, CheckOfOnePodSubnet) {
+  auto a = parse({"check", "--podsubnet", "pods"});
+  ASSERT_TRUE(a) << a.error();
+  EXPECT_EQ(a->podSubnet, "pods");
+  EXPECT_EQ(parse({"show", "--podsubnet", "pods"}).error(), "--podsubnet: only for check");
+  EXPECT_EQ(parse({"check", "--podsubnet="}).error(), "--podsubnet: empty value");
+}
+
 TEST(Args, Errors) {
   EXPECT_EQ(parse({}).error(), "no command: show, check or why");
   EXPECT_EQ(parse({"release"}).error(), "unknown command \"release\": show, check or why");

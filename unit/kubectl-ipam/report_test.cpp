@@ -184,6 +184,20 @@ TEST(Check, ACleanClusterHasNoFindings) {
   EXPECT_EQ(toJson(r)["clean"], true);
 }
 
+// Another pool's problems (here a block of a node that is gone) are not this pool's: check
+// --podsubnet reports only the named PodSubnet.
+TEST(Check, OfOnePodSubnetLeavesOtherPoolsOut) {
+  Snapshot s = clean();
+  s.subnets.push_back(subnet("other", api::LabelSelector{.matchLabels = {{"pool", "b"}}}));
+  s.blocks.push_back(block("orphan", "gone", "10.9.0.0/28", api::BlockPhase::kReady, 0, "other"));
+  EXPECT_EQ(ids(check(s)), (std::vector<std::string>{"block-orphaned"}));
+  const auto only = onlyPodSubnet(s, "pool");
+  ASSERT_TRUE(only);
+  const auto r = check(*only);
+  EXPECT_TRUE(r.clean()) << renderCheck(r);
+  EXPECT_EQ(r.blocksChecked, 2);
+}
+
 TEST(Check, PodAddressOutsideTheBlocksOfItsNode) {
   Snapshot s = clean();
   s.pods.push_back(pod("lost", "n1", {"10.7.0.1"}));    // in no block

@@ -100,6 +100,27 @@ TEST(SubnetFromJson, ASpecThatDoesNotDecodeSelectsNoNodeButKeepsItsStatus) {
   EXPECT_FALSE(s->selects({}));
 }
 
+TEST(OnlyPodSubnet, KeepsThatPodSubnetAndItsBlocks) {
+  Snapshot s;
+  s.subnets = {SubnetInfo{.name = "a"}, SubnetInfo{.name = "b"}};
+  s.blocks.resize(3);
+  s.blocks[0].spec.podSubnet = "a";
+  s.blocks[1].spec.podSubnet = "b";
+  s.blocks[2].spec.podSubnet = "a";
+  s.nodes = {NodeInfo{.name = "n1"}};
+  s.pods = {PodInfo{.name = "p"}};
+  auto only = onlyPodSubnet(s, "a");
+  ASSERT_TRUE(only);
+  ASSERT_EQ(only->subnets.size(), 1u);
+  EXPECT_EQ(only->subnets[0].name, "a");
+  ASSERT_EQ(only->blocks.size(), 2u);
+  EXPECT_EQ(only->blocks[0].spec.podSubnet, "a");
+  EXPECT_EQ(only->blocks[1].spec.podSubnet, "a");
+  EXPECT_EQ(only->nodes.size(), 1u);
+  EXPECT_EQ(only->pods.size(), 1u);
+  EXPECT_FALSE(onlyPodSubnet(s, "c"));
+}
+
 TEST(ParseTime, Rfc3339) {
   EXPECT_EQ(parseTime("1970-01-01T00:00:00Z"), 0);
   EXPECT_EQ(parseTime("2027-01-15T08:00:00Z"), 1'800'000'000);
