@@ -119,19 +119,14 @@ std::size_t UsageReporter::report(const std::vector<BlockUsage>& usage,
       if (!want.dataplane && existing_) {
         // The first decision of this run: an earlier run's condition of the same status keeps
         // its transition time.
-        const json object = existing_(block.name);
-        const json* conditions = object.is_object() && object.contains("status") &&
-                                         object["status"].is_object() &&
-                                         object["status"].contains("conditions")
-                                     ? &object["status"]["conditions"]
-                                     : nullptr;
-        if (conditions && conditions->is_array()) {
-          for (const json& c : *conditions) {
-            if (c.is_object() && c.value("type", "") == api::kConditionDataplaneSynced &&
-                c.value("status", "") == it->second.status) {
-              want.dataplane = it->second;
-              want.lastTransitionTime = c.value("lastTransitionTime", "");
-            }
+        // Decoded with the codec, as every block the agent serves was.
+        if (auto stored = api::ipBlockFromJson(existing_(block.name))) {
+          const auto& conditions = stored->status.conditions;
+          const auto c =
+              std::ranges::find(conditions, api::kConditionDataplaneSynced, &api::Condition::type);
+          if (c != conditions.end() && c->status == it->second.status) {
+            want.dataplane = it->second;
+            want.lastTransitionTime = c->lastTransitionTime;
           }
         }
       }
