@@ -19,6 +19,14 @@
 
 namespace vnetipam::controller::testing {
 
+// The providerID of the VM the Azure-mode tests give their node, and their pod subnet's ARM id.
+inline constexpr const char* kVm =
+    "azure:///subscriptions/s/resourceGroups/rg/providers/"
+    "Microsoft.Compute/virtualMachines/vm-a";
+inline constexpr const char* kSubnetId =
+    "/subscriptions/s/resourceGroups/rg/providers/"
+    "Microsoft.Network/virtualNetworks/v/subnets/pods";
+
 struct RecordedEvent {
   std::string kind;
   std::string name;

@@ -9,13 +9,6 @@ namespace {
 
 using nlohmann::json;
 
-constexpr const char* kVm =
-    "azure:///subscriptions/s/resourceGroups/rg/providers/"
-    "Microsoft.Compute/virtualMachines/vm-a";
-constexpr const char* kSubnetId =
-    "/subscriptions/s/resourceGroups/rg/providers/"
-    "Microsoft.Network/virtualNetworks/v/subnets/pods";
-
 class ExhaustionTest : public ControllerFixture {
  protected:
   ExhaustionTest() : ControllerFixture(true) {}

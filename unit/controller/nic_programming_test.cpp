@@ -10,9 +10,6 @@ namespace {
 
 using nlohmann::json;
 
-constexpr const char* kVm =
-    "azure:///subscriptions/s/resourceGroups/rg/providers/"
-    "Microsoft.Compute/virtualMachines/vm-a";
 constexpr const char* kBlock = "pods-10-0-0-0-28";
 const std::string kNodePath = std::string(kNodesPath) + "/a";
 

@@ -9,13 +9,6 @@ namespace {
 
 using nlohmann::json;
 
-constexpr const char* kVm =
-    "azure:///subscriptions/s/resourceGroups/rg/providers/"
-    "Microsoft.Compute/virtualMachines/vm-a";
-constexpr const char* kSubnetId =
-    "/subscriptions/s/resourceGroups/rg/providers/"
-    "Microsoft.Network/virtualNetworks/v/subnets/pods";
-
 ipam::Prefix prefix(const char* text) { return *ipam::Prefix::parse(text); }
 
 class NicWiringTest : public ControllerFixture {
