@@ -267,6 +267,30 @@ IPBlockStatus decodeIPBlockStatus(Decoder& d, const json* v) {
     nr.read("ipConfiguration", n.ipConfiguration);
     n.extra = nr.rest();
   }
+  if (const json* list = r.get("allocations")) {
+    const std::string path = r.path("allocations");
+    if (!list->is_array()) {
+      d.expected(path, "an array", *list);
+    } else {
+      for (std::size_t i = 0; i < list->size(); ++i) {
+        const std::string item_path = fmt::format("{}[{}]", path, i);
+        const json* item = asObject(d, &(*list)[i], item_path);
+        if (item == nullptr) {
+          if (!d.failed()) d.fail(item_path, "expected an object, got null");
+          break;
+        }
+        ObjectReader ar(d, item, item_path);
+        IPAllocation& a = s.allocations.emplace_back();
+        ar.read("address", a.address);
+        ar.read("containerID", a.containerID);
+        ar.read("ifName", a.ifName);
+        ar.read("podNamespace", a.podNamespace);
+        ar.read("podName", a.podName);
+        ar.read("podUID", a.podUID);
+        a.extra = ar.rest();
+      }
+    }
+  }
   decodeConditions(d, r, s.conditions);
   r.read("lastTransitionTime", s.lastTransitionTime);
   s.extra = r.rest();
@@ -383,6 +407,17 @@ json toJson(const Condition& c) {
   return j;
 }
 
+json toJson(const IPAllocation& a) {
+  json j = withExtra(a.extra);
+  j["address"] = a.address;
+  j["containerID"] = a.containerID;
+  j["ifName"] = a.ifName;
+  j["podNamespace"] = a.podNamespace;
+  j["podName"] = a.podName;
+  if (!a.podUID.empty()) j["podUID"] = a.podUID;
+  return j;
+}
+
 json toJson(const PodSubnetSpec& s) {
   json j = withExtra(s.extra);
   if (s.azureSubnetID) j["azureSubnetID"] = *s.azureSubnetID;
@@ -435,6 +470,12 @@ json toJson(const IPBlockStatus& s) {
   json j = withExtra(s.extra);
   j["phase"] = toString(s.phase);
   j["used"] = s.used;
+  if (!s.allocations.empty()) {
+    json list = json::array();
+    for (const IPAllocation& a : s.allocations)
+      list.push_back(toJson(a));
+    j["allocations"] = std::move(list);
+  }
   j["capacity"] = s.capacity;
   if (s.nic) {
     json nic = withExtra(s.nic->extra);

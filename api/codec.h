@@ -8,9 +8,10 @@
 // - An absent or null field decodes as its default (the same defaults as the CRD, api/constants.h).
 // - Unknown members are kept in the `extra` of their level and encoded again (see api/types.h), so
 //   toJson(fromJson(j)) == j for any j whose known fields are present and of the right type, apart
-//   from three normalisations: a status equal to the default one (absent, {}, or only zeros and
+//   from these normalisations: a status equal to the default one (absent, {}, or only zeros and
 //   Pending) is left out, a null spec or status field is dropped (null means absent), and so is an
-//   empty matchLabels, matchExpressions or values of a label selector.
+//   empty matchLabels, matchExpressions or values of a label selector, an empty
+//   status.allocations of an IPBlock, and an empty podUID of one of its allocations.
 // - apiVersion and kind, when present, must be vnetipam.io/v1alpha1 and the kind asked for;
 //   toJson always writes them.
 // - Every error is an ipam::Error with code kInvalidArgument whose message names the object and the
@@ -37,6 +38,7 @@ nlohmann::json toJson(const IPBlock& block);
 Result<ObjectMeta> objectMetaFromJson(const nlohmann::json& j);
 nlohmann::json toJson(const ObjectMeta& meta);
 nlohmann::json toJson(const Condition& condition);
+nlohmann::json toJson(const IPAllocation& allocation);
 nlohmann::json toJson(const LabelSelector& selector);
 nlohmann::json toJson(const PodSubnetSpec& spec);
 nlohmann::json toJson(const PodSubnetStatus& status);

@@ -36,7 +36,8 @@ inline constexpr std::string_view kNicReleaseFinalizer = "vnetipam.io/nic-releas
 inline constexpr std::string_view kAgentDrainFinalizer = "vnetipam.io/agent-drain";
 
 // Server-side apply field managers. The controller owns spec, status.phase, status.nic,
-// status.capacity and status.conditions; the agent owns status.used.
+// status.capacity and status.conditions; the agent owns status.used, status.allocations and the
+// DataplaneSynced condition.
 inline constexpr std::string_view kControllerFieldManager = "vnet-ipam-controller";
 inline constexpr std::string_view kAgentFieldManager = "vnet-ipam-agent";
 
@@ -76,5 +77,26 @@ inline constexpr int kMaxNodeSelectorValues = 64;
 inline constexpr int kMaxLabelKeyLength = 317;
 inline constexpr int kMaxLabelValueLength = 63;
 inline constexpr int kMaxConditions = 16;
+// IPBlock status.allocations: at most one per address of the largest block the agent serves (an
+// IPv4 /16: lib/ipam's BlockAllocator takes at most 16 host bits), and its strings as long as the
+// agent's socket protocol accepts them (node-agent/protocol.h). 45 is the longest IPv6 text.
+inline constexpr int kMaxBlockAllocations = 65536;
+inline constexpr int kMaxAddressLength = 45;
+inline constexpr int kMaxContainerIDLength = 256;
+inline constexpr int kMaxIfNameLength = 15;
+inline constexpr int kMaxPodNamespaceLength = 63;
+inline constexpr int kMaxPodNameLength = 253;
+inline constexpr int kMaxPodUIDLength = 128;
+
+// An annotation on an IPBlock that an admin's `kubectl ipam release` writes (merge patch) to ask
+// the block's agent to release leaked addresses: a JSON list of {"address", "containerID",
+// "ifName"}. The agent honours an entry only if that owner still holds the address and is
+// provably dead (node-agent/release_request.h); it never writes the annotation (the admission
+// policy allows it no change of the block but the drain finalizer), so the tool removes its
+// entries once the agent has answered. A stale or repeated entry is harmless: its owner check
+// fails.
+inline constexpr std::string_view kReleaseAnnotation = "vnetipam.io/release";
+// At most this many entries in one annotation (the tool asks in batches of this size).
+inline constexpr int kMaxReleaseRequests = 256;
 
 }  // namespace vnetipam::api

@@ -177,9 +177,30 @@ struct IPBlockSpec {
   bool operator==(const IPBlockSpec&) const = default;
 };
 
+// One address the node's agent holds in a block, as it publishes it in status.allocations: the
+// owner is the CNI attachment (container ID and interface, what a CNI DEL names) and the pod it
+// was allocated for. The wire names are those of the agent's socket protocol
+// (node-agent/protocol.h), so one allocation reads the same in the agent's answers, its journal
+// and the API.
+struct IPAllocation {
+  std::string address;  // the IP, as text
+  std::string containerID;
+  std::string ifName;
+  std::string podNamespace;
+  std::string podName;
+  std::string podUID;  // empty: not known (an allocation recorded before UIDs were)
+  nlohmann::json extra = nlohmann::json::object();
+
+  bool operator==(const IPAllocation&) const = default;
+};
+
 struct IPBlockStatus {
   BlockPhase phase = BlockPhase::kPending;  // an absent phase reads as Pending
   std::int64_t used = 0;                    // written by the agent
+  // Written by the agent with used, in the same apply: every address it holds in the block,
+  // sorted by address. Empty from an agent of a version that did not publish them (then used
+  // is non-zero while this is empty).
+  std::vector<IPAllocation> allocations;
   std::int64_t capacity = 0;
   std::optional<NicRef> nic;
   std::vector<Condition> conditions;

@@ -563,11 +563,19 @@ std::vector<GcRelease> AllocationStore::collectGarbage(const std::optional<PodLo
 std::vector<BlockUsage> AllocationStore::usage() const {
   std::lock_guard lock(mu_);
   std::vector<BlockUsage> out;
+  std::map<std::string_view, std::size_t> index;
   for (const auto& [name, block] : blocks_) {
+    index.emplace(name, out.size());
     out.push_back(BlockUsage{.name = name,
                              .used = static_cast<std::int64_t>(block.allocator->allocatedCount()),
                              .inApi = block.inApi && !block.provisional,
                              .cidr = block.cidr});
+  }
+  for (const auto& [key, held] : held_) {
+    out[index.at(held.block)].allocations.push_back(toAllocation(key, held));
+  }
+  for (BlockUsage& b : out) {
+    std::ranges::sort(b.allocations, std::less<>(), &Allocation::address);
   }
   return out;
 }

@@ -70,6 +70,7 @@ struct BlockUsage {
   std::int64_t used = 0;
   bool inApi = false;  // only blocks in the API can be reported
   ipam::Prefix cidr;
+  std::vector<Allocation> allocations;  // the `used` addresses held in it, sorted by address
 };
 
 // An allocation GC released, for logs and tests.

@@ -80,10 +80,30 @@ kube::Result<void> removeAgentDrain(kube::Client& client, const DrainTarget& tar
   return {};
 }
 
+// The agent publishes what its socket protocol accepted: the CRD's bounds are the protocol's.
+static_assert(api::kMaxContainerIDLength == kMaxContainerIDBytes);
+static_assert(api::kMaxIfNameLength == kMaxIfNameBytes);
+static_assert(api::kMaxPodNamespaceLength == kMaxPodNamespaceBytes);
+static_assert(api::kMaxPodNameLength == kMaxPodNameBytes);
+static_assert(api::kMaxPodUIDLength == kMaxPodUIDBytes);
+
 json blockStatusApply(const std::string& name, std::int64_t used,
+                      const std::vector<Allocation>& allocations,
                       const std::optional<DataplaneCondition>& dataplane,
                       const std::string& lastTransitionTime) {
   json status{{"used", used}};
+  if (!allocations.empty()) {
+    json list = json::array();
+    for (const Allocation& a : allocations) {
+      list.push_back(api::toJson(api::IPAllocation{.address = a.address.toString(),
+                                                   .containerID = a.containerID,
+                                                   .ifName = a.ifName,
+                                                   .podNamespace = a.podNamespace,
+                                                   .podName = a.podName,
+                                                   .podUID = a.podUID}));
+    }
+    status["allocations"] = std::move(list);
+  }
   if (dataplane) {
     status["conditions"] = json::array({{{"type", api::kConditionDataplaneSynced},
                                          {"status", dataplane->status},
@@ -115,6 +135,7 @@ std::size_t UsageReporter::report(const std::vector<BlockUsage>& usage,
     seen.insert(block.name);
     Written& want = wanted_[block.name];
     want.used = block.used;
+    want.allocations = block.allocations;
     if (auto it = dataplane.find(block.name); it != dataplane.end()) {
       if (!want.dataplane && existing_) {
         // The first decision of this run: an earlier run's condition of the same status keeps
@@ -139,10 +160,11 @@ std::size_t UsageReporter::report(const std::vector<BlockUsage>& usage,
     }
     auto last = written_.find(block.name);
     if (last != written_.end() && last->second == want) continue;
-    auto applied = client_.applyStatus(
-        fmt::format("{}/{}", kIPBlocksPath, block.name),
-        blockStatusApply(block.name, want.used, want.dataplane, want.lastTransitionTime),
-        {.fieldManager = std::string(api::kAgentFieldManager), .force = true});
+    auto applied =
+        client_.applyStatus(fmt::format("{}/{}", kIPBlocksPath, block.name),
+                            blockStatusApply(block.name, want.used, want.allocations,
+                                             want.dataplane, want.lastTransitionTime),
+                            {.fieldManager = std::string(api::kAgentFieldManager), .force = true});
     if (metrics_) metrics_->usageReported(applied.has_value());
     if (!applied) {
       // Forget what we wrote so the next batch tries again.

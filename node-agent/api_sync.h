@@ -50,19 +50,24 @@ nlohmann::json removeAgentDrainPatch(const DrainTarget& target);
 // caller decides again from a fresher object.
 kube::Result<void> removeAgentDrain(kube::Client& client, const DrainTarget& target);
 
-// The server-side apply body for one block's status under the agent's field manager: status.used
-// and, once the agent has checked the block's dataplane, its DataplaneSynced condition. Every
-// apply carries both: with server-side apply a field the manager owned and omits is removed.
+// The server-side apply body for one block's status under the agent's field manager: status.used,
+// status.allocations (the addresses held, so `kubectl ipam check` can name a leak's owner) and,
+// once the agent has checked the block's dataplane, its DataplaneSynced condition. Every apply
+// carries all three: with server-side apply a field (or list-map item) the manager owned and
+// omits is removed, which is also how an allocation released since the last apply leaves the
+// list, and an empty list is left out.
 nlohmann::json blockStatusApply(const std::string& name, std::int64_t used,
+                                const std::vector<Allocation>& allocations,
                                 const std::optional<DataplaneCondition>& dataplane,
                                 const std::string& lastTransitionTime);
 
-// Writes status.used and the DataplaneSynced condition of this node's blocks with server-side
-// apply under the agent's own field manager (api::kAgentFieldManager), which owns only those two:
+// Writes status.used, status.allocations and the DataplaneSynced condition of this node's blocks
+// with server-side apply under the agent's own field manager (api::kAgentFieldManager), which
+// owns only those:
 // the controller's phase, nic, capacity and other conditions are untouched (conditions are a list
-// map keyed by type). Only blocks whose count or condition changed since the last successful write
-// are sent, so an idle node makes no API calls. The condition's lastTransitionTime is the time its
-// status last changed as this reporter saw it. Not thread-safe: one caller.
+// map keyed by type). Only blocks whose allocations or condition changed since the last
+// successful write are sent, so an idle node makes no API calls. The condition's lastTransitionTime
+// is the time its status last changed as this reporter saw it. Not thread-safe: one caller.
 class UsageReporter {
  public:
   using WallClock = std::function<std::chrono::system_clock::time_point()>;
@@ -82,6 +87,7 @@ class UsageReporter {
  private:
   struct Written {
     std::int64_t used = 0;
+    std::vector<Allocation> allocations;
     std::optional<DataplaneCondition> dataplane;
     std::string lastTransitionTime;
     bool operator==(const Written&) const = default;

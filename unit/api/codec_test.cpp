@@ -35,7 +35,13 @@ json fullIPBlock() {
     "spec": {"podSubnet": "pods", "cidr": "10.240.0.16/28", "nodeName": "node-1",
              "futureSpecField": ["x"]},
     "status": {
-      "phase": "Ready", "used": 3, "capacity": 16,
+      "phase": "Ready", "used": 2, "capacity": 16,
+      "allocations": [
+        {"address": "10.240.0.17", "containerID": "c1", "ifName": "eth0",
+         "podNamespace": "default", "podName": "web-0", "podUID": "u-web-0",
+         "futureAllocationField": {"z": 1}},
+        {"address": "10.240.0.18", "containerID": "c2", "ifName": "eth0",
+         "podNamespace": "default", "podName": "web-1"}],
       "nic": {"id": "/subscriptions/s/resourceGroups/rg/providers/Microsoft.Network/networkInterfaces/n",
               "ipConfiguration": "vnetipam-1", "futureNicField": true},
       "conditions": [{"type": "Programmed", "status": "True", "reason": "NicUpdated",
@@ -91,7 +97,17 @@ TEST(CodecTest, IPBlockRoundTripKeepsEveryField) {
   EXPECT_EQ(block->spec.cidr, "10.240.0.16/28");
   EXPECT_EQ(block->spec.nodeName, "node-1");
   EXPECT_EQ(block->status.phase, BlockPhase::kReady);
-  EXPECT_EQ(block->status.used, 3);
+  EXPECT_EQ(block->status.used, 2);
+  ASSERT_EQ(block->status.allocations.size(), 2u);
+  EXPECT_EQ(block->status.allocations[0],
+            (IPAllocation{.address = "10.240.0.17",
+                          .containerID = "c1",
+                          .ifName = "eth0",
+                          .podNamespace = "default",
+                          .podName = "web-0",
+                          .podUID = "u-web-0",
+                          .extra = {{"futureAllocationField", {{"z", 1}}}}}));
+  EXPECT_EQ(block->status.allocations[1].podUID, "");
   EXPECT_EQ(block->status.capacity, 16);
   ASSERT_TRUE(block->status.nic.has_value());
   EXPECT_EQ(block->status.nic->ipConfiguration, "vnetipam-1");
@@ -286,6 +302,14 @@ INSTANTIATE_TEST_SUITE_P(
                         R"(IPBlock "x": metadata.generation: expected an integer, got string)"},
         DecodeErrorCase{R"({"metadata": "x"})",
                         R"(IPBlock (no name): metadata: expected an object, got string)"},
+        DecodeErrorCase{R"({"metadata": {"name": "x"}, "status": {"allocations": {}}})",
+                        R"(IPBlock "x": status.allocations: expected an array, got object)"},
+        DecodeErrorCase{
+            R"({"metadata": {"name": "x"}, "status": {"allocations": [{"address": "a"}, 3]}})",
+            R"(IPBlock "x": status.allocations[1]: expected an object, got number)"},
+        DecodeErrorCase{
+            R"({"metadata": {"name": "x"}, "status": {"allocations": [{"ifName": 0}]}})",
+            R"(IPBlock "x": status.allocations[0].ifName: expected a string, got number)"},
         DecodeErrorCase{R"({"metadata": {"name": "x"}, "status": {"used": 1.5}})",
                         R"(IPBlock "x": status.used: expected an integer, got number)"},
         DecodeErrorCase{

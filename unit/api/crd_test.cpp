@@ -293,6 +293,23 @@ TEST(IPBlockCrdTest, SpecIsRequiredAndBounded) {
   }
   EXPECT_EQ(strings(status["phase"]["enum"]), phases);
   EXPECT_EQ(status["conditions"]["maxItems"].as<int>(), kMaxConditions);
+  const YAML::Node allocations = status["allocations"];
+  EXPECT_EQ(allocations["maxItems"].as<int>(), kMaxBlockAllocations);
+  EXPECT_EQ(allocations["x-kubernetes-list-type"].as<std::string>(), "map");
+  EXPECT_EQ(strings(allocations["x-kubernetes-list-map-keys"]),
+            std::vector<std::string>{"address"});
+  const YAML::Node item = allocations["items"];
+  EXPECT_EQ(strings(item["required"]),
+            (std::vector<std::string>{"address", "containerID", "ifName"}));
+  for (const auto& [field, bound] :
+       std::vector<std::pair<const char*, int>>{{"address", kMaxAddressLength},
+                                                {"containerID", kMaxContainerIDLength},
+                                                {"ifName", kMaxIfNameLength},
+                                                {"podNamespace", kMaxPodNamespaceLength},
+                                                {"podName", kMaxPodNameLength},
+                                                {"podUID", kMaxPodUIDLength}}) {
+    EXPECT_EQ(item["properties"][field]["maxLength"].as<int>(), bound) << field;
+  }
 }
 
 // The set of field paths a schema declares, and the set the codec writes for a fully populated
@@ -347,6 +364,12 @@ TEST(CrdFieldsTest, IPBlockSchemaHasExactlyTheCodecsFields) {
   b.spec = {.podSubnet = "p", .cidr = "10.0.0.0/28", .nodeName = "n"};
   b.status.nic = NicRef{.id = "id", .ipConfiguration = "c"};
   b.status.conditions = {fullCondition()};
+  b.status.allocations = {{.address = "10.0.0.1",
+                           .containerID = "c",
+                           .ifName = "eth0",
+                           .podNamespace = "ns",
+                           .podName = "p",
+                           .podUID = "u"}};
   b.status.lastTransitionTime = "2025-01-02T03:04:05Z";
   const json j = toJson(b);
   std::set<std::string> written;

@@ -107,6 +107,24 @@ TEST_F(AllocationStoreTest, AllocatesFromAReadyBlockAndARetryGetsTheSameAddress)
       << "an answered allocation is fsynced";
 }
 
+TEST_F(AllocationStoreTest, UsageListsEachBlocksAllocationsByAddress) {
+  serve({ready("a", "10.0.0.0/30"), ready("b", "10.0.1.0/30")});
+  addressOf(allocate("c1", "eth0", "p1", "u1"));
+  addressOf(allocate("c2", "eth0", "p2"));
+  ASSERT_TRUE(release("c1").ok);
+  addressOf(allocate("c3", "eth0", "p3", "u3"));  // after c2 in time, before it by address
+  for (const BlockUsage& u : store_->usage()) {
+    EXPECT_EQ(u.used, static_cast<std::int64_t>(u.allocations.size())) << u.name;
+    if (u.name != "a") continue;
+    ASSERT_EQ(u.allocations.size(), 2u);
+    EXPECT_LT(u.allocations[0].address, u.allocations[1].address);
+    std::set<std::string> owners;
+    for (const Allocation& a : u.allocations)
+      owners.insert(a.containerID + "/" + a.podName + "/" + a.podUID);
+    EXPECT_EQ(owners, (std::set<std::string>{"c2/p2/", "c3/p3/u3"}));
+  }
+}
+
 // The protocol refuses a NUL in either part of an owner; the store must not depend on that. With
 // the parts joined by a NUL, these two owners were one: the second got the first one's address and
 // neither could release it for good.

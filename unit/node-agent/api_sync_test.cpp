@@ -113,6 +113,55 @@ TEST(UsageReporterTest, AppliesOnlyChangedUsedUnderTheAgentsFieldManager) {
   EXPECT_EQ(reporter.report({{.name = "b1", .used = 4, .inApi = true}}), 1u) << "retried";
 }
 
+Allocation held(std::string containerID, std::string address, std::string podUID = "u1") {
+  return Allocation{.containerID = std::move(containerID),
+                    .ifName = "eth0",
+                    .podNamespace = "default",
+                    .podName = "web",
+                    .podUID = std::move(podUID),
+                    .address = *ipam::IPAddress::parse(address),
+                    .block = *ipam::Prefix::parse("10.0.0.0/28"),
+                    .blockName = "b1"};
+}
+
+TEST(UsageReporterTest, TheAllocationsRideWithUsedInTheSameApply) {
+  kube::testing::FakeTransport transport;
+  kube::testing::FakeClock clock;
+  kube::Client client(transport, clock, {.qps = 0, .maxRetries = 0});
+  UsageReporter reporter(client, nullptr);
+
+  transport.respond(200, "{}");
+  ASSERT_EQ(
+      reporter.report({{.name = "b1",
+                        .used = 2,
+                        .inApi = true,
+                        .allocations = {held("c1", "10.0.0.1"), held("c2", "10.0.0.2", "")}}}),
+      1u);
+  ASSERT_EQ(transport.requests().size(), 1u);
+  EXPECT_EQ(json::parse(transport.requests()[0].body)["status"],
+            json::parse(R"({"used": 2, "allocations": [
+              {"address": "10.0.0.1", "containerID": "c1", "ifName": "eth0",
+               "podNamespace": "default", "podName": "web", "podUID": "u1"},
+              {"address": "10.0.0.2", "containerID": "c2", "ifName": "eth0",
+               "podNamespace": "default", "podName": "web"}]})"));
+
+  // The same count with another owner of an address is news: one apply, no second write.
+  transport.respond(200, "{}");
+  ASSERT_EQ(reporter.report({{.name = "b1",
+                              .used = 2,
+                              .inApi = true,
+                              .allocations = {held("c1", "10.0.0.1"), held("c3", "10.0.0.2")}}}),
+            1u);
+  ASSERT_EQ(transport.requests().size(), 2u);
+  EXPECT_EQ(json::parse(transport.requests()[1].body)["status"]["allocations"][1]["containerID"],
+            "c3");
+
+  // The last one released: the list is left out, which removes the items the agent owned.
+  transport.respond(200, "{}");
+  ASSERT_EQ(reporter.report({{.name = "b1", .used = 0, .inApi = true}}), 1u);
+  EXPECT_EQ(json::parse(transport.requests()[2].body)["status"], (json{{"used", 0}}));
+}
+
 TEST(UsageReporterTest, TheDataplaneConditionRidesWithUsedAndIsWrittenOnlyOnChange) {
   kube::testing::FakeTransport transport;
   kube::testing::FakeClock clock;
