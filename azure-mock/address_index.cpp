@@ -66,6 +66,16 @@ const AddressIndex::Holder* AddressIndex::findOverlap(std::string_view subnetKey
   return best;
 }
 
+AddressIndex::HeldCount AddressIndex::heldCount(std::string_view subnetKey) const {
+  HeldCount count;
+  const auto s = subnets_.find(subnetKey);
+  if (s == subnets_.end()) return count;
+  // NIC PUTs never let two holders overlap, so the sizes add up without double counting.
+  for (const auto& [_, h] : s->second.byFirst)
+    (h.reserved ? count.reserved : count.byConfigurations) += h.last - h.first + 1;
+  return count;
+}
+
 std::vector<const AddressIndex::Holder*> AddressIndex::all() const {
   std::vector<const Holder*> out;
   for (const auto& [_, slots] : subnets_) {

@@ -53,6 +53,14 @@ class AddressIndex {
   const Holder* findOverlap(std::string_view subnetKey, ipam::U128 first, ipam::U128 last,
                             std::string_view ignoreNicKey) const;
 
+  // How many addresses of the subnet (lower-cased id) are held: by ipConfigurations (a prefix
+  // counts every address in it) and by Azure's reservation. Zeros for an unknown subnet.
+  struct HeldCount {
+    ipam::U128 byConfigurations = 0;
+    ipam::U128 reserved = 0;
+  };
+  HeldCount heldCount(std::string_view subnetKey) const;
+
   // Every holder, in (subnet key, first address) order; for invariant checks.
   std::vector<const Holder*> all() const;
 

@@ -366,6 +366,22 @@ bool wellFormedApiVersion(std::string_view v) {
   return true;
 }
 
+// Where a page of a list starts: the $skipToken of a nextLink the mock handed out (the index of
+// the first item), 0 without one.
+std::expected<std::size_t, CloudError> skipToken(const std::map<std::string, std::string>& query) {
+  const auto t = query.find("$skipToken");
+  if (t == query.end()) return 0;
+  const auto& text = t->second;
+  const bool digits = !text.empty() && text.size() < 10 &&
+                      std::ranges::all_of(text, [](char c) { return c >= '0' && c <= '9'; });
+  if (!digits)
+    return std::unexpected(
+        CloudError{.status = 400,
+                   .code = "InvalidSkipToken",  // [R]
+                   .message = fmt::format("The $skipToken '{}' is not valid.", text)});
+  return std::stoul(text);
+}
+
 // 403 for a request the role does not allow, as ARM words it; nullopt when it may go on. A NIC
 // PUT also needs the join action on every subnet its body links.
 std::optional<ArmResponse> authorize(const RoleDefinition& role, ArmResourceKind kind,
@@ -528,6 +544,7 @@ ArmResponse ArmHandler::handleArm(const ArmRequest& request, const std::vector<s
   enum class Kind {
     kUnknown,
     kVnet,
+    kVnetUsages,
     kSubnets,
     kSubnet,
     kNics,
@@ -549,6 +566,7 @@ ArmResponse ArmHandler::handleArm(const ArmRequest& request, const std::vector<s
   } else if (seg.size() >= 7 && is(2, "resourceGroups") && is(4, "providers")) {
     if (is(5, "Microsoft.Network") && is(6, "virtualNetworks")) {
       if (seg.size() == 8) kind = Kind::kVnet;
+      if (seg.size() == 9 && is(8, "usages")) kind = Kind::kVnetUsages;
       if (seg.size() == 9 && is(8, "subnets")) kind = Kind::kSubnets;
       if (seg.size() == 10 && is(8, "subnets")) kind = Kind::kSubnet;
     } else if (is(5, "Microsoft.Network") && is(6, "networkInterfaces")) {
@@ -576,6 +594,7 @@ ArmResponse ArmHandler::handleArm(const ArmRequest& request, const std::vector<s
     const ArmResourceKind resource = [&] {
       switch (kind) {
         case Kind::kVnet: return ArmResourceKind::kVirtualNetwork;
+        case Kind::kVnetUsages: return ArmResourceKind::kVirtualNetworkUsage;
         case Kind::kSubnets:
         case Kind::kSubnet: return ArmResourceKind::kSubnet;
         case Kind::kNics:
@@ -695,6 +714,7 @@ ArmResponse ArmHandler::handleArm(const ArmRequest& request, const std::vector<s
 
   switch (kind) {
     case Kind::kVnet:
+    case Kind::kVnetUsages:
     case Kind::kSubnets:
     case Kind::kSubnet: {
       const auto* vnet = state_.findVirtualNetwork(fmt::format("{}/{}", providerBase, seg[7]));
@@ -702,6 +722,31 @@ ArmResponse ArmHandler::handleArm(const ArmRequest& request, const std::vector<s
         return finish(error(404, "ResourceNotFound",
                             resourceNotFound("Microsoft.Network/virtualNetworks", seg[7], seg[3])));
       if (kind == Kind::kVnet) return finish(jsonResponse(200, vnetJson(state_, *vnet)));
+      if (kind == Kind::kVnetUsages) {
+        // VirtualNetworks_ListUsage (virtualNetwork.json, 2024-05-01): a
+        // VirtualNetworkListUsageResult, pageable through nextLink, one VirtualNetworkUsage per
+        // subnet with its id, currentValue and limit (numbers, "format": "double"), name {value,
+        // localizedValue} and unit "Count", as the spec's example VirtualNetworkListUsage.json
+        // shows them.
+        auto skip = skipToken(query);
+        if (!skip) return finish(errorResponse(skip.error()));
+        const auto usages = state_.subnetUsages(*vnet);
+        json value = json::array();
+        const std::size_t pageSize = std::max<std::size_t>(1, options_.listPageSize);
+        for (std::size_t i = *skip; i < usages.size() && i < *skip + pageSize; ++i) {
+          value.push_back(
+              {{"id", usages[i].subnetId},
+               {"currentValue", static_cast<double>(usages[i].used)},
+               {"limit", static_cast<double>(usages[i].limit)},
+               {"name", {{"value", "SubnetSpace"}, {"localizedValue", "Subnet size and usage"}}},
+               {"unit", "Count"}});
+        }
+        json body = {{"value", std::move(value)}};
+        if (*skip + pageSize < usages.size())
+          body["nextLink"] = fmt::format("{}{}?api-version={}&$skipToken={}", base, request.path,
+                                         apiVersion, *skip + pageSize);
+        return finish(jsonResponse(200, body));
+      }
       if (kind == Kind::kSubnets) {
         json value = json::array();
         for (const auto& id : vnet->subnetIds) {
@@ -723,16 +768,9 @@ ArmResponse ArmHandler::handleArm(const ArmRequest& request, const std::vector<s
       return finish(jsonResponse(200, vmJson(*vm)));
     }
     case Kind::kNics: {
-      std::size_t skip = 0;
-      if (auto t = query.find("$skipToken"); t != query.end()) {
-        const auto& text = t->second;
-        const bool digits = !text.empty() && text.size() < 10 &&
-                            std::ranges::all_of(text, [](char c) { return c >= '0' && c <= '9'; });
-        if (!digits)
-          return finish(error(400, "InvalidSkipToken",  // [R]
-                              fmt::format("The $skipToken '{}' is not valid.", text)));
-        skip = std::stoul(text);
-      }
+      auto skipped = skipToken(query);
+      if (!skipped) return finish(errorResponse(skipped.error()));
+      const std::size_t skip = *skipped;
       const auto nics = state_.nicsInResourceGroup(rgId);
       json value = json::array();
       const std::size_t pageSize = std::max<std::size_t>(1, options_.listPageSize);

@@ -90,6 +90,11 @@ std::optional<std::string> requiredAction(ArmResourceKind kind, std::string_view
     case ArmResourceKind::kVirtualNetwork:
       if (get) return "Microsoft.Network/virtualNetworks/read";
       break;
+    case ArmResourceKind::kVirtualNetworkUsage:
+      // Its own action, "Get the IP usages for each subnet of the virtual network" in Azure's
+      // resource provider operations list; virtualNetworks/read does not grant it.
+      if (get) return "Microsoft.Network/virtualNetworks/usages/read";
+      break;
     case ArmResourceKind::kSubnet:
       if (get) return "Microsoft.Network/virtualNetworks/subnets/read";
       break;

@@ -41,9 +41,10 @@ bool permits(const RoleDefinition& role, std::string_view action);
 // The resource types the mock serves, as the handler classifies a request path.
 enum class ArmResourceKind {
   kVirtualNetwork,
-  kSubnet,              // one subnet or the list of a VNET's subnets
-  kNetworkInterface,    // one NIC or the list of a resource group's NICs
-  kNicIpConfiguration,  // one ipConfiguration of a NIC or the list of them
+  kVirtualNetworkUsage,  // the VNET's per-subnet usage list (.../virtualNetworks/{name}/usages)
+  kSubnet,               // one subnet or the list of a VNET's subnets
+  kNetworkInterface,     // one NIC or the list of a resource group's NICs
+  kNicIpConfiguration,   // one ipConfiguration of a NIC or the list of them
   kVirtualMachine,
   kNetworkOperation,        // Microsoft.Network/locations/{location}/operations/{id}
   kNetworkOperationResult,  // Microsoft.Network/locations/{location}/operationResults/{id}

@@ -211,6 +211,20 @@ std::vector<const NetworkInterface*> MockState::nicsInResourceGroup(
   return out;
 }
 
+std::vector<SubnetUsage> MockState::subnetUsages(const VirtualNetwork& vnet) const {
+  std::vector<SubnetUsage> out;
+  for (const auto& id : vnet.subnetIds) {
+    const Subnet* subnet = findSubnet(id);
+    if (subnet == nullptr) continue;
+    const auto held = index_.heldCount(toLower(subnet->id));
+    const ipam::U128 size = subnet->prefix.size();
+    out.push_back(SubnetUsage{.subnetId = subnet->id,
+                              .used = held.byConfigurations,
+                              .limit = size > held.reserved ? size - held.reserved : 0});
+  }
+  return out;
+}
+
 std::vector<std::string> MockState::ipConfigurationIdsInSubnet(std::string_view subnetId) const {
   std::vector<std::string> out;
   for (const auto& [_, nic] : nics_) {

@@ -129,6 +129,18 @@ struct AsyncOperation {
   std::optional<NetworkInterface> previous;
 };
 
+// What VirtualNetworks_ListUsage reports for one subnet ("SubnetSpace": "Indicates number of
+// IPs used from the Subnet" and "the size of the subnet", in the 2024-05-01 spec). Neither the
+// spec nor the docs say how a prefix ipConfiguration counts; the mock counts every address of
+// the prefix, since no other resource can take any of them (docs/design.md). Whether Azure's
+// limit leaves out the 5 reserved addresses is not documented either; the mock leaves them out
+// (the spec's example shows a limit of 3, what a /29 has left after them).
+struct SubnetUsage {
+  std::string subnetId;
+  ipam::U128 used = 0;   // addresses held by ipConfigurations of any NIC
+  ipam::U128 limit = 0;  // the subnet's addresses less Azure's reserved ones
+};
+
 struct NicPutPreconditions {
   std::optional<std::string> ifMatch;
   std::optional<std::string> ifNoneMatch;
@@ -166,6 +178,8 @@ class MockState {
   const AsyncOperation* findOperation(std::string_view id) const;
   // NICs whose id starts with the given resource group id, in id order.
   std::vector<const NetworkInterface*> nicsInResourceGroup(std::string_view resourceGroupId) const;
+  // One entry per subnet of the VNET, in the VNET's subnet order.
+  std::vector<SubnetUsage> subnetUsages(const VirtualNetwork& vnet) const;
   // ipConfiguration ids that reference the subnet, in NIC id order.
   std::vector<std::string> ipConfigurationIdsInSubnet(std::string_view subnetId) const;
   bool resourceGroupExists(std::string_view resourceGroupId) const;

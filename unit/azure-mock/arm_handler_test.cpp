@@ -1,5 +1,7 @@
 #include "azure-mock/arm_handler.h"
 
+#include <map>
+
 #include <gtest/gtest.h>
 
 #include "azure-mock/wire.h"
@@ -262,6 +264,77 @@ TEST(ArmHandler, ListNicsPagesWithNextLink) {
   expectCloudError(m.call("GET", std::string(kRg) + "/providers/Microsoft.Network/networkInterfaces"
                                                     "?api-version=2024-05-01&$skipToken=abc"),
                    400, "InvalidSkipToken");
+}
+
+// The usages of the example VNET, as {subnet name: [currentValue, limit]}, over every page.
+std::map<std::string, std::pair<double, double>> vnetUsages(MockFixture& m) {
+  std::map<std::string, std::pair<double, double>> out;
+  std::string next = std::string(kRg) +
+                     "/providers/Microsoft.Network/virtualNetworks/rg1-vnet/usages"
+                     "?api-version=2024-05-01";
+  for (int page = 0; page < 10 && !next.empty(); ++page) {
+    auto r = m.call("GET", next);
+    EXPECT_EQ(r.status, 200) << r.body;
+    const json body = parsed(r);
+    for (const auto& u : body["value"]) {
+      EXPECT_EQ(u["name"]["value"], "SubnetSpace");
+      EXPECT_EQ(u["name"]["localizedValue"], "Subnet size and usage");
+      EXPECT_EQ(u["unit"], "Count");
+      const std::string id = u["id"];
+      EXPECT_TRUE(id.starts_with(std::string(kRg) +
+                                 "/providers/Microsoft.Network/virtualNetworks/rg1-vnet/subnets/"))
+          << id;
+      out[id.substr(id.rfind('/') + 1)] = {u["currentValue"].get<double>(),
+                                           u["limit"].get<double>()};
+    }
+    next.clear();
+    if (body.contains("nextLink")) {
+      const std::string link = body["nextLink"];
+      EXPECT_TRUE(link.starts_with("http://mock.test/subscriptions/")) << link;
+      next = link.substr(std::string("http://mock.test").size());
+    }
+  }
+  return out;
+}
+
+TEST(ArmHandler, VnetUsagesCountEveryAddressHeldInEachSubnet) {
+  HandlerOptions options;
+  options.listPageSize = 2;  // three subnets: two pages, joined by nextLink
+  MockFixture m(StateOptions{.asyncDelay = std::chrono::milliseconds(0)}, options);
+  using Usage = std::pair<double, double>;
+  // test-nic and nic-b hold one address each in "default"; the limit leaves out the 5 addresses
+  // Azure keeps in every subnet.
+  auto usages = vnetUsages(m);
+  EXPECT_EQ(usages, (std::map<std::string, Usage>{
+                        {"default", {2, 251}}, {"other", {0, 251}}, {"tiny", {0, 3}}}));
+  // A /28 prefix on a NIC counts all its 16 addresses; a second single address counts one.
+  ASSERT_EQ(m.putNic(testing::nicBody({testing::prefixConfig("p"),
+                                       {{"name", "single"},
+                                        {"properties",
+                                         {{"privateIPAddress", "172.20.2.200"},
+                                          {"privateIPAllocationMethod", "Static"},
+                                          {"subnet", {{"id", testing::kSubnetId}}}}}}}))
+                .status,
+            200);
+  EXPECT_EQ(vnetUsages(m)["default"], Usage(2 + 16 + 1, 251));
+  // Taking them off gives them back.
+  ASSERT_EQ(m.putNic(testing::nicBody({})).status, 200);
+  EXPECT_EQ(vnetUsages(m)["default"], Usage(2, 251));
+
+  expectCloudError(
+      m.call("GET", std::string(kRg) + "/providers/Microsoft.Network/virtualNetworks/none/usages"
+                                       "?api-version=2024-05-01"),
+      404, "ResourceNotFound");
+  expectCloudError(m.call("GET", std::string(kRg) +
+                                     "/providers/Microsoft.Network/virtualNetworks/rg1-vnet/usages"
+                                     "?api-version=2024-05-01&$skipToken=x"),
+                   400, "InvalidSkipToken");
+  auto put = m.call("PUT",
+                    std::string(kRg) +
+                        "/providers/Microsoft.Network/virtualNetworks/rg1-vnet/usages"
+                        "?api-version=2024-05-01",
+                    "{}");
+  EXPECT_EQ(put.status, 405) << put.body;
 }
 
 TEST(ArmHandler, InspectionEndpoint) {

@@ -100,6 +100,13 @@ std::string controllerCalls(MockFixture& m) {
                      "GET subnet");
       !e.empty())
     return e;
+  // The slow usage read (controller/subnet_usage.h): the addresses others hold in the subnet.
+  if (auto e = check(
+          m.call("GET", std::string(kRg) + "/providers/Microsoft.Network/virtualNetworks/rg1-vnet/"
+                                           "usages?api-version=2024-05-01"),
+          "GET VNET usages");
+      !e.empty())
+    return e;
   auto put = m.putNic(testing::nicBody({testing::prefixConfig("p")}));
   if (auto e = check(put, "PUT NIC"); !e.empty()) return e;
   const std::string url = put.header("Azure-AsyncOperation");
@@ -135,6 +142,19 @@ TEST(ArmHandlerAuthorization, AMissingActionIs403NamingTheActionAndScope) {
                         "or the scope is invalid. If access was recently granted, please refresh "
                         "your credentials.",
                         testing::kSubnetId));
+}
+
+TEST(ArmHandlerAuthorization, VnetUsagesNeedTheirOwnActionNotVnetRead) {
+  const std::string usages = std::string(kRg) +
+                             "/providers/Microsoft.Network/virtualNetworks/rg1-vnet/usages"
+                             "?api-version=2024-05-01";
+  MockFixture m({}, withRole(role({"Microsoft.Network/virtualNetworks/read"})));
+  auto r = m.call("GET", usages);
+  EXPECT_EQ(r.status, 403) << r.body;
+  EXPECT_NE(r.body.find("Microsoft.Network/virtualNetworks/usages/read"), std::string::npos)
+      << r.body;
+  MockFixture allowed({}, withRole(role({"Microsoft.Network/virtualNetworks/usages/read"})));
+  EXPECT_EQ(allowed.call("GET", usages).status, 200);
 }
 
 TEST(ArmHandlerAuthorization, ANicWriteWithoutSubnetJoinIsLinkedAuthorizationFailed) {
