@@ -328,7 +328,7 @@ Result<Object> decodeObject(const json& j, std::string_view kind, DecodeBody dec
     obj.extra = r.rest();
   }
   if (d.failed()) {
-    return ipam::fail(ipam::ErrorCode::kInvalidArgument,
+    return base::fail(base::ErrorCode::kInvalidArgument,
                       fmt::format("{} {}: {}", kind, name, d.error()));
   }
   return obj;
@@ -376,7 +376,7 @@ Result<ObjectMeta> objectMetaFromJson(const json& j) {
   Decoder d;
   ObjectMeta m = decodeMeta(d, &j, "metadata");
   if (!j.is_object() && !d.failed()) d.expected("metadata", "an object", j);
-  if (d.failed()) return ipam::fail(ipam::ErrorCode::kInvalidArgument, d.error());
+  if (d.failed()) return base::fail(base::ErrorCode::kInvalidArgument, d.error());
   return m;
 }
 

@@ -14,19 +14,19 @@
 //   status.allocations of an IPBlock, and an empty podUID of one of its allocations.
 // - apiVersion and kind, when present, must be vnetipam.io/v1alpha1 and the kind asked for;
 //   toJson always writes them.
-// - Every error is an ipam::Error with code kInvalidArgument whose message names the object and the
+// - Every error is an base::Error with code kInvalidArgument whose message names the object and the
 //   JSON path: `IPBlock "x": spec.cidr: expected a string, got number`.
 #pragma once
 
 #include <nlohmann/json.hpp>
 
 #include "api/types.h"
-#include "lib/ipam/error.h"
+#include "lib/base/error.h"
 
 namespace vnetipam::api {
 
 template <typename T>
-using Result = ipam::Result<T>;
+using Result = base::Result<T>;
 
 Result<PodSubnet> podSubnetFromJson(const nlohmann::json& j);
 nlohmann::json toJson(const PodSubnet& subnet);

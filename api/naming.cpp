@@ -46,9 +46,9 @@ bool isLabelKey(std::string_view key) {
 
 bool isLabelValue(std::string_view value) { return value.empty() || isQualifiedNamePart(value); }
 
-ipam::Result<std::string> blockName(std::string_view podSubnet, const ipam::Prefix& cidr) {
+base::Result<std::string> blockName(std::string_view podSubnet, const ipam::Prefix& cidr) {
   if (!isDns1123Subdomain(podSubnet)) {
-    return ipam::fail(ipam::ErrorCode::kInvalidArgument,
+    return base::fail(base::ErrorCode::kInvalidArgument,
                       fmt::format("cannot name a block of PodSubnet \"{}\": the name is not a "
                                   "DNS-1123 subdomain",
                                   podSubnet));
@@ -58,7 +58,7 @@ ipam::Result<std::string> blockName(std::string_view podSubnet, const ipam::Pref
   std::ranges::replace(address, ':', '-');
   std::string name = fmt::format("{}-{}-{}", podSubnet, address, cidr.length());
   if (name.size() > static_cast<std::size_t>(kMaxDns1123SubdomainLength)) {
-    return ipam::fail(ipam::ErrorCode::kInvalidArgument,
+    return base::fail(base::ErrorCode::kInvalidArgument,
                       fmt::format("cannot name the block {} of PodSubnet \"{}\": \"{}\" is longer "
                                   "than 253 characters; PodSubnet names must be at most {}",
                                   cidr.toString(), podSubnet, name, kMaxPodSubnetNameLength));

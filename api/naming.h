@@ -4,7 +4,7 @@
 #include <string>
 #include <string_view>
 
-#include "lib/ipam/error.h"
+#include "lib/base/error.h"
 #include "lib/ipam/ip.h"
 
 namespace vnetipam::api {
@@ -30,7 +30,7 @@ namespace vnetipam::api {
 //
 // Fails (kInvalidArgument) if podSubnet is not a DNS-1123 subdomain or the result would exceed
 // 253 characters (a PodSubnet name of at most kMaxPodSubnetNameLength never does).
-ipam::Result<std::string> blockName(std::string_view podSubnet, const ipam::Prefix& cidr);
+base::Result<std::string> blockName(std::string_view podSubnet, const ipam::Prefix& cidr);
 
 // RFC 1123 subdomain as Kubernetes checks object names: at most 253 characters of lower-case
 // alphanumerics, '-' and '.', starting and ending with an alphanumeric; each dot-separated part

@@ -36,7 +36,7 @@ using namespace vnetipam::cni;
 // and decoded as the agent decodes it, and the answer encoded and decoded as the plugin reads it.
 class WireAgentClient final : public AgentClient {
  public:
-  ipam::Result<agent::Response> call(const std::string&, const agent::Request& request,
+  base::Result<agent::Response> call(const std::string&, const agent::Request& request,
                                      std::chrono::milliseconds) override {
     agent::Response response;
     const auto decoded = agent::decodeRequest(agent::encode(request));

@@ -53,14 +53,14 @@ std::vector<api::Condition> conditions(const json& j) {
   return out;
 }
 
-ipam::Error notAnObject(std::string_view kind) {
-  return ipam::Error{ipam::ErrorCode::kInvalidArgument,
+base::Error notAnObject(std::string_view kind) {
+  return base::Error{base::ErrorCode::kInvalidArgument,
                      fmt::format("a {} in the list is not a JSON object", kind)};
 }
 
 }  // namespace
 
-ipam::Result<SubnetInfo> subnetFromJson(const json& j) {
+base::Result<SubnetInfo> subnetFromJson(const json& j) {
   if (!j.is_object()) return std::unexpected(notAnObject("PodSubnet"));
   SubnetInfo subnet{.name = text(member(j, "metadata"), "name")};
   auto decoded = api::podSubnetFromJson(j);
@@ -99,7 +99,7 @@ std::optional<Snapshot> onlyPodSubnet(Snapshot snapshot, const std::string& name
   return snapshot;
 }
 
-ipam::Result<PodInfo> podFromJson(const json& j) {
+base::Result<PodInfo> podFromJson(const json& j) {
   if (!j.is_object()) return std::unexpected(notAnObject("Pod"));
   const json& meta = member(j, "metadata");
   const json& spec = member(j, "spec");
@@ -129,7 +129,7 @@ ipam::Result<PodInfo> podFromJson(const json& j) {
   return pod;
 }
 
-ipam::Result<NodeInfo> nodeFromJson(const json& j) {
+base::Result<NodeInfo> nodeFromJson(const json& j) {
   if (!j.is_object()) return std::unexpected(notAnObject("Node"));
   const json& meta = member(j, "metadata");
   return NodeInfo{.name = text(meta, "name"),
@@ -137,7 +137,7 @@ ipam::Result<NodeInfo> nodeFromJson(const json& j) {
                   .conditions = conditions(member(member(j, "status"), "conditions"))};
 }
 
-ipam::Result<EventInfo> eventFromJson(const json& j) {
+base::Result<EventInfo> eventFromJson(const json& j) {
   if (!j.is_object()) return std::unexpected(notAnObject("Event"));
   const json& meta = member(j, "metadata");
   // Read through core/v1: an events.k8s.io/v1 Event (what lib/kube/events.h writes) shows its

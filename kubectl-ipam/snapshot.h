@@ -16,7 +16,7 @@
 #include <nlohmann/json.hpp>
 
 #include "api/types.h"
-#include "lib/ipam/error.h"
+#include "lib/base/error.h"
 
 namespace vnetipam::kubectl_ipam {
 
@@ -90,10 +90,10 @@ struct Snapshot {
 // that name.
 std::optional<Snapshot> onlyPodSubnet(Snapshot snapshot, const std::string& name);
 
-ipam::Result<SubnetInfo> subnetFromJson(const nlohmann::json& j);
-ipam::Result<PodInfo> podFromJson(const nlohmann::json& j);
-ipam::Result<NodeInfo> nodeFromJson(const nlohmann::json& j);
-ipam::Result<EventInfo> eventFromJson(const nlohmann::json& j);
+base::Result<SubnetInfo> subnetFromJson(const nlohmann::json& j);
+base::Result<PodInfo> podFromJson(const nlohmann::json& j);
+base::Result<NodeInfo> nodeFromJson(const nlohmann::json& j);
+base::Result<EventInfo> eventFromJson(const nlohmann::json& j);
 
 // Seconds since the epoch of an RFC 3339 time ("2024-05-01T12:00:00Z", fractions and offsets
 // allowed); nullopt when it does not parse.

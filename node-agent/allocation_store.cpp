@@ -45,7 +45,7 @@ std::size_t AllocationStore::OwnerKeyHash::operator()(const OwnerKey& key) const
                (id >> 2));
 }
 
-ipam::Result<std::unique_ptr<AllocationStore>> AllocationStore::recover(
+base::Result<std::unique_ptr<AllocationStore>> AllocationStore::recover(
     ipam::Journal& journal, const ipam::Recovered& recovered, StoreOptions options, WallClock clock,
     AgentMetrics* metrics) {
   auto state = replay(recovered);
@@ -316,7 +316,7 @@ Response AllocationStore::allocate(const Request& request) {
   for (auto& [name, block] : candidates) {
     auto address = block->allocator->allocate(owner, now);
     if (!address) {
-      if (address.error().code == ipam::ErrorCode::kExhausted) continue;
+      if (address.error().code == base::ErrorCode::kExhausted) continue;
       return failed(Response::failure(
           ErrorCode::kAgentInternal,
           fmt::format("allocate for {} in block {}: {}", who, *name, address.error().message)));
@@ -370,7 +370,7 @@ Response AllocationStore::allocate(const Request& request) {
                   candidates.size(), cooling)));
 }
 
-ipam::Result<ipam::Seq> AllocationStore::releaseLocked(const OwnerKey& key, std::string_view reason,
+base::Result<ipam::Seq> AllocationStore::releaseLocked(const OwnerKey& key, std::string_view reason,
                                                        ipam::TimePoint now, Allocation& released) {
   auto it = held_.find(key);
   released = toAllocation(key, it->second);
@@ -635,7 +635,7 @@ RecordedState AllocationStore::snapshotLocked(ipam::TimePoint now) const {
   return state;
 }
 
-ipam::Result<bool> AllocationStore::compactIfNeeded(bool force) {
+base::Result<bool> AllocationStore::compactIfNeeded(bool force) {
   std::lock_guard lock(mu_);
   const auto stats = journal_.stats();
   if (!force && stats.entriesSinceSnapshot < options_.compactAfterEntries) return false;

@@ -99,7 +99,7 @@ class AllocationStore {
   // serves from `journal`, which must outlive the store. kCorruption when a record does not
   // decode. Allocations are restored before anything is allocated; addresses released less than
   // `cooldown` ago cool on.
-  static ipam::Result<std::unique_ptr<AllocationStore>> recover(ipam::Journal& journal,
+  static base::Result<std::unique_ptr<AllocationStore>> recover(ipam::Journal& journal,
                                                                 const ipam::Recovered& recovered,
                                                                 StoreOptions options,
                                                                 WallClock clock,
@@ -150,7 +150,7 @@ class AllocationStore {
   std::uint64_t freeIPs() const;  // in usable blocks, at now()
   // Compacts the journal when it holds more than compactAfterEntries entries (or `force`).
   // Pauses every request for the duration (a snapshot write and two fsyncs).
-  ipam::Result<bool> compactIfNeeded(bool force = false);
+  base::Result<bool> compactIfNeeded(bool force = false);
 
   // Invariants across the allocators and the owner index (tests call it after every step).
   std::optional<std::string> invariantViolation() const;
@@ -198,7 +198,7 @@ class AllocationStore {
   Response status();
 
   // Requires mu_. Releases the held owner `key`, journals it; returns the journal seq.
-  ipam::Result<ipam::Seq> releaseLocked(const OwnerKey& key, std::string_view reason,
+  base::Result<ipam::Seq> releaseLocked(const OwnerKey& key, std::string_view reason,
                                         ipam::TimePoint now, Allocation& released);
   Allocation toAllocation(const OwnerKey& key, const Held& held) const;
   // Waits for the fsync of everything up to seq; an error answers code 5.

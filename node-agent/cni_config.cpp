@@ -40,19 +40,19 @@ std::string cniConfigList(const std::string& hostVethPrefix, int mtu, const std:
   return list.dump(2) + "\n";
 }
 
-ipam::Result<void> writeFileAtomically(const std::filesystem::path& dir, const std::string& name,
+base::Result<void> writeFileAtomically(const std::filesystem::path& dir, const std::string& name,
                                        const std::string& content) {
   const auto target = dir / name;
   const auto tmp = dir / fmt::format(".{}.tmp", name);
   auto failed = [&](std::string_view what, const std::filesystem::path& path) {
     int err = errno;
-    return ipam::fail(ipam::ErrorCode::kIo,
+    return base::fail(base::ErrorCode::kIo,
                       fmt::format("{} {}: {}", what, path.string(), std::strerror(err)));
   };
   std::error_code ec;
   std::filesystem::create_directories(dir, ec);
   if (ec) {
-    return ipam::fail(ipam::ErrorCode::kIo,
+    return base::fail(base::ErrorCode::kIo,
                       fmt::format("creating {}: {}", dir.string(), ec.message()));
   }
   int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);

@@ -6,7 +6,7 @@
 #include <filesystem>
 #include <string>
 
-#include "lib/ipam/error.h"
+#include "lib/base/error.h"
 
 namespace vnetipam::agent {
 
@@ -23,7 +23,7 @@ std::string cniConfigList(const std::string& hostVethPrefix, int mtu, const std:
 // Writes `content` to dir/name so that a reader sees the old file or the whole new one, never a
 // part: a temporary file in the same directory (a dot name, which the runtime ignores), fsync,
 // rename, directory fsync. Creates `dir` if missing. kIo naming the path.
-ipam::Result<void> writeFileAtomically(const std::filesystem::path& dir, const std::string& name,
+base::Result<void> writeFileAtomically(const std::filesystem::path& dir, const std::string& name,
                                        const std::string& content);
 
 }  // namespace vnetipam::agent

@@ -40,8 +40,8 @@ const Table& setters() {
   return table;
 }
 
-std::unexpected<ipam::Error> ioError(const std::string& what, int err) {
-  return ipam::fail(ipam::ErrorCode::kIo, fmt::format("{}: {}", what, std::strerror(err)));
+std::unexpected<base::Error> ioError(const std::string& what, int err) {
+  return base::fail(base::ErrorCode::kIo, fmt::format("{}: {}", what, std::strerror(err)));
 }
 
 // Owns the two descriptors of one copy and the temporary file: every early return closes both
@@ -124,7 +124,7 @@ std::expected<InstallCniOptions, std::string> parseInstallCniOptions(
   return options;
 }
 
-ipam::Result<fs::path> findPlugin(std::span<const std::string> sourceDirs,
+base::Result<fs::path> findPlugin(std::span<const std::string> sourceDirs,
                                   const std::string& name) {
   std::string looked;
   for (const auto& dir : sourceDirs) {
@@ -134,11 +134,11 @@ ipam::Result<fs::path> findPlugin(std::span<const std::string> sourceDirs,
     if (fs::is_regular_file(candidate, ec)) return candidate;
     looked += looked.empty() ? dir : ", " + dir;
   }
-  return ipam::fail(ipam::ErrorCode::kNotFound,
+  return base::fail(base::ErrorCode::kNotFound,
                     fmt::format("plugin {}: no regular file of that name in {}", name, looked));
 }
 
-ipam::Result<void> installPlugin(const fs::path& source, const fs::path& destDir,
+base::Result<void> installPlugin(const fs::path& source, const fs::path& destDir,
                                  const std::string& name) {
   CopyInProgress copy;
   copy.in = ::open(source.c_str(), O_RDONLY | O_CLOEXEC);
@@ -182,7 +182,7 @@ ipam::Result<void> installPlugin(const fs::path& source, const fs::path& destDir
   return {};
 }
 
-ipam::Result<void> installPlugins(const InstallCniOptions& options) {
+base::Result<void> installPlugins(const InstallCniOptions& options) {
   std::vector<std::string> dirs = options.sourceDirs;
   if (dirs.empty()) dirs.assign(kDefaultPluginSourceDirs.begin(), kDefaultPluginSourceDirs.end());
 
@@ -195,7 +195,7 @@ ipam::Result<void> installPlugins(const InstallCniOptions& options) {
   for (std::size_t i = 0; i < options.plugins.size(); ++i) {
     if (auto installed = installPlugin(sources[i], options.destDir, options.plugins[i]);
         !installed) {
-      return ipam::fail(installed.error().code, fmt::format("installing {}: {}", options.plugins[i],
+      return base::fail(installed.error().code, fmt::format("installing {}: {}", options.plugins[i],
                                                             installed.error().message));
     }
   }

@@ -19,7 +19,7 @@
 #include <vector>
 
 #include "lib/cli/options.h"
-#include "lib/ipam/error.h"
+#include "lib/base/error.h"
 
 namespace vnetipam::agent {
 
@@ -46,16 +46,16 @@ std::expected<InstallCniOptions, std::string> parseInstallCniOptions(
 std::string_view installCniUsageText();
 
 // The first of `sourceDirs` holding a regular file `name`; kNotFound listing every place looked.
-ipam::Result<std::filesystem::path> findPlugin(std::span<const std::string> sourceDirs,
+base::Result<std::filesystem::path> findPlugin(std::span<const std::string> sourceDirs,
                                                const std::string& name);
 
 // Copies `source` to destDir/name as described above and logs it. kIo naming the path and the
 // step that failed.
-ipam::Result<void> installPlugin(const std::filesystem::path& source,
+base::Result<void> installPlugin(const std::filesystem::path& source,
                                  const std::filesystem::path& destDir, const std::string& name);
 
 // Looks up every plugin, then installs each in order. The first error, naming the plugin.
-ipam::Result<void> installPlugins(const InstallCniOptions& options);
+base::Result<void> installPlugins(const InstallCniOptions& options);
 
 // The whole subcommand: parse, set up logging, install. Exit status 0, 1 (install failed) or 2
 // (bad arguments).

@@ -11,8 +11,8 @@
 namespace vnetipam::agent {
 namespace {
 
-using ipam::ErrorCode::kCorruption;
-using ipam::ErrorCode::kInvalidArgument;
+using base::ErrorCode::kCorruption;
+using base::ErrorCode::kInvalidArgument;
 using nlohmann::json;
 
 std::int64_t toMillis(ipam::TimePoint t) {
@@ -89,9 +89,9 @@ class Reader {
   std::string error_;
 };
 
-ipam::Result<json> parse(std::string_view payload) {
+base::Result<json> parse(std::string_view payload) {
   json j = json::parse(payload, nullptr, /*allow_exceptions=*/false);
-  if (j.is_discarded() || !j.is_object()) return ipam::fail(kInvalidArgument, "not a JSON object");
+  if (j.is_discarded() || !j.is_object()) return base::fail(kInvalidArgument, "not a JSON object");
   return j;
 }
 
@@ -114,7 +114,7 @@ std::string encodeEntry(const JournalEntry& e) {
   return j.dump();
 }
 
-ipam::Result<JournalEntry> decodeEntry(std::string_view payload) {
+base::Result<JournalEntry> decodeEntry(std::string_view payload) {
   auto j = parse(payload);
   if (!j) return std::unexpected(j.error());
   Reader r(*j);
@@ -125,7 +125,7 @@ ipam::Result<JournalEntry> decodeEntry(std::string_view payload) {
   } else if (kind == "r") {
     e.kind = JournalEntry::Kind::kRelease;
   } else if (r.error().empty()) {
-    return ipam::fail(kInvalidArgument, fmt::format("field \"t\" is \"{}\": want a or r", kind));
+    return base::fail(kInvalidArgument, fmt::format("field \"t\" is \"{}\": want a or r", kind));
   }
   e.blockName = r.str("b");
   e.blockCidr = r.prefix("c");
@@ -139,7 +139,7 @@ ipam::Result<JournalEntry> decodeEntry(std::string_view payload) {
   } else {
     e.releasedAt = r.time("at");
   }
-  if (!r.error().empty()) return ipam::fail(kInvalidArgument, r.error());
+  if (!r.error().empty()) return base::fail(kInvalidArgument, r.error());
   return e;
 }
 
@@ -168,34 +168,34 @@ std::string encodeSnapshot(const RecordedState& state) {
   return json{{"v", 1}, {"blocks", std::move(blocks)}}.dump();
 }
 
-ipam::Result<RecordedState> decodeSnapshot(std::string_view payload) {
+base::Result<RecordedState> decodeSnapshot(std::string_view payload) {
   auto j = parse(payload);
   if (!j) return std::unexpected(j.error());
   auto version = j->find("v");
   if (version == j->end() || *version != 1) {
-    return ipam::fail(kInvalidArgument, "snapshot version (field \"v\") is not 1");
+    return base::fail(kInvalidArgument, "snapshot version (field \"v\") is not 1");
   }
   auto blocks = j->find("blocks");
   if (blocks == j->end() || !blocks->is_array()) {
-    return ipam::fail(kInvalidArgument, "field \"blocks\" must be an array");
+    return base::fail(kInvalidArgument, "field \"blocks\" must be an array");
   }
   RecordedState state;
   for (const json& b : *blocks) {
-    if (!b.is_object()) return ipam::fail(kInvalidArgument, "blocks[] must be objects");
+    if (!b.is_object()) return base::fail(kInvalidArgument, "blocks[] must be objects");
     Reader r(b);
     RecordedBlock block;
     std::string name = r.str("b");
     block.cidr = r.prefix("c");
-    if (!r.error().empty()) return ipam::fail(kInvalidArgument, r.error());
+    if (!r.error().empty()) return base::fail(kInvalidArgument, r.error());
     for (const char* list : {"alloc", "cool"}) {
       auto it = b.find(list);
       if (it == b.end() || !it->is_array()) {
-        return ipam::fail(kInvalidArgument,
+        return base::fail(kInvalidArgument,
                           fmt::format("block {}: field \"{}\" must be an array", name, list));
       }
       for (const json& item : *it) {
         if (!item.is_object()) {
-          return ipam::fail(kInvalidArgument,
+          return base::fail(kInvalidArgument,
                             fmt::format("block {}: {}[] must be objects", name, list));
         }
         Reader ir(item);
@@ -212,7 +212,7 @@ ipam::Result<RecordedState> decodeSnapshot(std::string_view payload) {
           block.released[a.address] = ir.time("at");
         }
         if (!ir.error().empty()) {
-          return ipam::fail(kInvalidArgument, fmt::format("block {}: {}", name, ir.error()));
+          return base::fail(kInvalidArgument, fmt::format("block {}: {}", name, ir.error()));
         }
       }
     }
@@ -239,7 +239,7 @@ void applyEntry(RecordedState& state, const JournalEntry& e) {
   block.released[address] = e.releasedAt;
 }
 
-ipam::Result<RecordedState> replay(const ipam::Recovered& recovered) {
+base::Result<RecordedState> replay(const ipam::Recovered& recovered) {
   auto asText = [](const std::vector<std::byte>& payload) {
     return std::string_view(reinterpret_cast<const char*>(payload.data()), payload.size());
   };
@@ -247,7 +247,7 @@ ipam::Result<RecordedState> replay(const ipam::Recovered& recovered) {
   if (recovered.snapshot) {
     auto snapshot = decodeSnapshot(asText(recovered.snapshot->payload));
     if (!snapshot) {
-      return ipam::fail(kCorruption,
+      return base::fail(kCorruption,
                         fmt::format("journal snapshot (seq {}): {}", recovered.snapshot->seq,
                                     snapshot.error().message));
     }
@@ -256,7 +256,7 @@ ipam::Result<RecordedState> replay(const ipam::Recovered& recovered) {
   for (const ipam::RecoveredRecord& record : recovered.entries) {
     auto entry = decodeEntry(asText(record.payload));
     if (!entry) {
-      return ipam::fail(kCorruption,
+      return base::fail(kCorruption,
                         fmt::format("journal entry seq {}: {}", record.seq, entry.error().message));
     }
     applyEntry(state, *entry);

@@ -24,7 +24,7 @@
 #include <vector>
 
 #include "lib/ipam/block_allocator.h"
-#include "lib/ipam/error.h"
+#include "lib/base/error.h"
 #include "lib/ipam/ip.h"
 #include "lib/ipam/journal.h"
 
@@ -60,10 +60,10 @@ struct RecordedBlock {
 using RecordedState = std::map<std::string, RecordedBlock, std::less<>>;  // by block name
 
 std::string encodeEntry(const JournalEntry& entry);
-ipam::Result<JournalEntry> decodeEntry(std::string_view payload);
+base::Result<JournalEntry> decodeEntry(std::string_view payload);
 
 std::string encodeSnapshot(const RecordedState& state);
-ipam::Result<RecordedState> decodeSnapshot(std::string_view payload);
+base::Result<RecordedState> decodeSnapshot(std::string_view payload);
 
 // Applies one entry to a recorded state (replay). A release of an address held by another owner
 // is ignored: the journal's order makes that a stale release.
@@ -71,6 +71,6 @@ void applyEntry(RecordedState& state, const JournalEntry& entry);
 
 // The snapshot then every entry, in order. kCorruption naming the sequence number of a record
 // that does not decode (a checksummed record that does not parse was not written by this agent).
-ipam::Result<RecordedState> replay(const ipam::Recovered& recovered);
+base::Result<RecordedState> replay(const ipam::Recovered& recovered);
 
 }  // namespace vnetipam::agent

@@ -18,9 +18,9 @@
 namespace vnetipam::agent {
 namespace {
 
-using ipam::ErrorCode::kInvalidArgument;
-using ipam::ErrorCode::kIo;
-using ipam::ErrorCode::kOutOfRange;
+using base::ErrorCode::kInvalidArgument;
+using base::ErrorCode::kIo;
+using base::ErrorCode::kOutOfRange;
 using nlohmann::json;
 
 constexpr std::pair<Op, std::string_view> kOps[] = {
@@ -36,11 +36,11 @@ std::optional<Op> parseOp(std::string_view text) {
 }
 
 // Reads an optional string member; a present member of another type is an error naming it.
-ipam::Result<std::string> stringField(const json& j, const char* name) {
+base::Result<std::string> stringField(const json& j, const char* name) {
   auto it = j.find(name);
   if (it == j.end() || it->is_null()) return std::string();
   if (!it->is_string()) {
-    return ipam::fail(kInvalidArgument, fmt::format("field \"{}\" must be a string", name));
+    return base::fail(kInvalidArgument, fmt::format("field \"{}\" must be a string", name));
   }
   return it->get<std::string>();
 }
@@ -55,11 +55,11 @@ std::optional<int> exactInt(const json& j) {
   return static_cast<int>(value);
 }
 
-ipam::Result<int> versionField(const json& j) {
+base::Result<int> versionField(const json& j) {
   auto it = j.find("v");
   std::optional<int> version = it == j.end() ? std::nullopt : exactInt(*it);
   if (!version) {
-    return ipam::fail(kInvalidArgument,
+    return base::fail(kInvalidArgument,
                       fmt::format("field \"v\" (protocol version) must be an integer from 0 to {}",
                                   std::numeric_limits<int>::max()));
   }
@@ -136,10 +136,10 @@ bool isIfName(std::string_view name) {
 
 // Checks one string field of a request against its rule; empty means absent and is left to the
 // operation's own requirements. The value is never echoed back: it is what failed the check.
-ipam::Result<void> checkField(std::string_view name, std::string_view value) {
+base::Result<void> checkField(std::string_view name, std::string_view value) {
   if (value.empty()) return {};
   auto refuse = [&](std::string_view rule) {
-    return ipam::fail(kInvalidArgument, fmt::format("field \"{}\" must be {} (got {} bytes)", name,
+    return base::fail(kInvalidArgument, fmt::format("field \"{}\" must be {} (got {} bytes)", name,
                                                     rule, value.size()));
   };
   if (name == "containerID") {
@@ -180,15 +180,15 @@ json toJson(const Allocation& a) {
   return j;
 }
 
-ipam::Result<Allocation> allocationFromJson(const json& j, std::size_t index) {
+base::Result<Allocation> allocationFromJson(const json& j, std::size_t index) {
   if (!j.is_object()) {
-    return ipam::fail(kInvalidArgument, fmt::format("allocations[{}] must be an object", index));
+    return base::fail(kInvalidArgument, fmt::format("allocations[{}] must be an object", index));
   }
   Allocation a;
-  auto field = [&](const char* name, std::string& out) -> ipam::Result<void> {
+  auto field = [&](const char* name, std::string& out) -> base::Result<void> {
     auto v = stringField(j, name);
     if (!v)
-      return ipam::fail(kInvalidArgument,
+      return base::fail(kInvalidArgument,
                         fmt::format("allocations[{}]: {}", index, v.error().message));
     out = std::move(*v);
     return {};
@@ -203,12 +203,12 @@ ipam::Result<Allocation> allocationFromJson(const json& j, std::size_t index) {
   }
   auto addr = ipam::IPAddress::parse(address);
   if (!addr) {
-    return ipam::fail(kInvalidArgument,
+    return base::fail(kInvalidArgument,
                       fmt::format("allocations[{}].address: {}", index, addr.error().message));
   }
   auto prefix = ipam::Prefix::parse(block);
   if (!prefix) {
-    return ipam::fail(kInvalidArgument,
+    return base::fail(kInvalidArgument,
                       fmt::format("allocations[{}].block: {}", index, prefix.error().message));
   }
   a.address = *addr;
@@ -216,34 +216,34 @@ ipam::Result<Allocation> allocationFromJson(const json& j, std::size_t index) {
   return a;
 }
 
-ipam::Result<json> parseObject(std::string_view line, std::string_view what, std::size_t maxBytes) {
+base::Result<json> parseObject(std::string_view line, std::string_view what, std::size_t maxBytes) {
   if (!line.empty() && line.back() == '\n') line.remove_suffix(1);
   if (line.size() > maxBytes) {
-    return ipam::fail(kInvalidArgument, fmt::format("{} is {} bytes, longer than the limit of {}",
+    return base::fail(kInvalidArgument, fmt::format("{} is {} bytes, longer than the limit of {}",
                                                     what, line.size(), maxBytes));
   }
   if (ipam::jsonNestingDepth(line, kMaxJsonDepth) > kMaxJsonDepth) {
-    return ipam::fail(kInvalidArgument, fmt::format("{} nests arrays and objects deeper than {}",
+    return base::fail(kInvalidArgument, fmt::format("{} nests arrays and objects deeper than {}",
                                                     what, kMaxJsonDepth));
   }
   json j = json::parse(line, nullptr, /*allow_exceptions=*/false);
   if (j.is_discarded() || !j.is_object()) {
-    return ipam::fail(kInvalidArgument, fmt::format("{} is not a JSON object", what));
+    return base::fail(kInvalidArgument, fmt::format("{} is not a JSON object", what));
   }
   return j;
 }
 
 // Waits until `fd` is ready for `events` or the deadline passes.
-ipam::Result<void> waitFor(int fd, short events, std::chrono::steady_clock::time_point deadline,
+base::Result<void> waitFor(int fd, short events, std::chrono::steady_clock::time_point deadline,
                            std::string_view what) {
   for (;;) {
     auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
         deadline - std::chrono::steady_clock::now());
-    if (left.count() <= 0) return ipam::fail(kIo, fmt::format("timed out {}", what));
+    if (left.count() <= 0) return base::fail(kIo, fmt::format("timed out {}", what));
     pollfd p{.fd = fd, .events = events, .revents = 0};
     int r = ::poll(&p, 1, static_cast<int>(left.count()));
     if (r < 0 && errno == EINTR) continue;
-    if (r < 0) return ipam::fail(kIo, fmt::format("{}: poll: {}", what, std::strerror(errno)));
+    if (r < 0) return base::fail(kIo, fmt::format("{}: poll: {}", what, std::strerror(errno)));
     if (r > 0) return {};
   }
 }
@@ -307,7 +307,7 @@ std::string encode(const Response& response) {
   return dumpLine(j);
 }
 
-ipam::Result<Request> decodeRequest(std::string_view line) {
+base::Result<Request> decodeRequest(std::string_view line) {
   auto j = parseObject(line, "the request", kMaxRequestBytes);
   if (!j) return std::unexpected(j.error());
   Request r;
@@ -321,7 +321,7 @@ ipam::Result<Request> decodeRequest(std::string_view line) {
     // Echoed only when short and printable: the answer and the log should not carry what a
     // client chose to send.
     const bool echo = op->size() <= 32 && isPrintableUtf8(*op);
-    return ipam::fail(kInvalidArgument,
+    return base::fail(kInvalidArgument,
                       fmt::format("field \"op\" is {}: want one of allocate, release, check, "
                                   "list, gc, status",
                                   echo ? fmt::format("\"{}\"", *op) : std::string("not one")));
@@ -337,39 +337,39 @@ ipam::Result<Request> decodeRequest(std::string_view line) {
   }
   if (r.op == Op::kAllocate || r.op == Op::kRelease || r.op == Op::kCheck) {
     if (r.containerID.empty() || r.ifName.empty()) {
-      return ipam::fail(kInvalidArgument,
+      return base::fail(kInvalidArgument,
                         fmt::format("op \"{}\" needs \"containerID\" and \"ifName\"", *op));
     }
   }
   if (auto it = j->find("validAttachments"); it != j->end() && !it->is_null()) {
     if (!it->is_array()) {
-      return ipam::fail(kInvalidArgument, "field \"validAttachments\" must be an array");
+      return base::fail(kInvalidArgument, "field \"validAttachments\" must be an array");
     }
     for (std::size_t i = 0; i < it->size(); ++i) {
       const json& a = (*it)[i];
-      auto id = a.is_object() ? stringField(a, "containerID") : ipam::Result<std::string>();
-      auto ifn = a.is_object() ? stringField(a, "ifName") : ipam::Result<std::string>();
+      auto id = a.is_object() ? stringField(a, "containerID") : base::Result<std::string>();
+      auto ifn = a.is_object() ? stringField(a, "ifName") : base::Result<std::string>();
       if (!a.is_object() || !id || !ifn || id->empty()) {
-        return ipam::fail(kInvalidArgument,
+        return base::fail(kInvalidArgument,
                           fmt::format("validAttachments[{}] must be an object with a string "
                                       "\"containerID\" and \"ifName\"",
                                       i));
       }
       for (auto [name, value] : {std::pair{"containerID", &*id}, std::pair{"ifName", &*ifn}}) {
         if (auto checked = checkField(name, *value); !checked) {
-          return ipam::fail(kInvalidArgument,
+          return base::fail(kInvalidArgument,
                             fmt::format("validAttachments[{}]: {}", i, checked.error().message));
         }
       }
       r.validAttachments.push_back(Attachment{std::move(*id), std::move(*ifn)});
     }
   } else if (r.op == Op::kGc) {
-    return ipam::fail(kInvalidArgument, "op \"gc\" needs \"validAttachments\" (may be empty)");
+    return base::fail(kInvalidArgument, "op \"gc\" needs \"validAttachments\" (may be empty)");
   }
   return r;
 }
 
-ipam::Result<Response> decodeResponse(std::string_view line) {
+base::Result<Response> decodeResponse(std::string_view line) {
   auto j = parseObject(line, "the agent's response", kMaxResponseBytes);
   if (!j) return std::unexpected(j.error());
   Response r;
@@ -378,14 +378,14 @@ ipam::Result<Response> decodeResponse(std::string_view line) {
   r.version = *version;
   auto ok = j->find("ok");
   if (ok == j->end() || !ok->is_boolean()) {
-    return ipam::fail(kInvalidArgument, "field \"ok\" must be a boolean");
+    return base::fail(kInvalidArgument, "field \"ok\" must be a boolean");
   }
   r.ok = ok->get<bool>();
   if (!r.ok) {
     auto it = j->find("code");
     std::optional<int> code = it == j->end() ? std::nullopt : exactInt(*it);
     if (!code) {
-      return ipam::fail(kInvalidArgument,
+      return base::fail(kInvalidArgument,
                         "a failed response needs a non-negative integer \"code\" that fits an int");
     }
     r.code = static_cast<ErrorCode>(*code);
@@ -398,7 +398,7 @@ ipam::Result<Response> decodeResponse(std::string_view line) {
   }
   if (auto it = j->find("allocations"); it != j->end() && !it->is_null()) {
     if (!it->is_array())
-      return ipam::fail(kInvalidArgument, "field \"allocations\" must be an array");
+      return base::fail(kInvalidArgument, "field \"allocations\" must be an array");
     for (std::size_t i = 0; i < it->size(); ++i) {
       auto a = allocationFromJson((*it)[i], i);
       if (!a) return std::unexpected(a.error());
@@ -406,24 +406,24 @@ ipam::Result<Response> decodeResponse(std::string_view line) {
     }
   }
   if (auto it = j->find("ready"); it != j->end()) {
-    if (!it->is_boolean()) return ipam::fail(kInvalidArgument, "field \"ready\" must be a boolean");
+    if (!it->is_boolean()) return base::fail(kInvalidArgument, "field \"ready\" must be a boolean");
     r.ready = it->get<bool>();
   }
   if (auto it = j->find("freeIPs"); it != j->end()) {
     if (!it->is_number_unsigned()) {
-      return ipam::fail(kInvalidArgument, "field \"freeIPs\" must be a non-negative integer");
+      return base::fail(kInvalidArgument, "field \"freeIPs\" must be a non-negative integer");
     }
     r.freeIPs = it->get<std::uint64_t>();
   }
   return r;
 }
 
-ipam::Result<std::string> readLine(int fd, std::string& buffer, std::chrono::milliseconds timeout,
+base::Result<std::string> readLine(int fd, std::string& buffer, std::chrono::milliseconds timeout,
                                    std::size_t maxBytes) {
   const auto deadline = std::chrono::steady_clock::now() + timeout;
   std::size_t scanned = 0;
   auto tooLong = [&] {
-    return ipam::fail(kOutOfRange, fmt::format("message longer than {} bytes", maxBytes));
+    return base::fail(kOutOfRange, fmt::format("message longer than {} bytes", maxBytes));
   };
   for (;;) {
     if (auto nl = buffer.find('\n', scanned); nl != std::string::npos) {
@@ -447,16 +447,16 @@ ipam::Result<std::string> readLine(int fd, std::string& buffer, std::chrono::mil
       }
       continue;
     }
-    if (n < 0) return ipam::fail(kIo, fmt::format("reading: {}", std::strerror(errno)));
+    if (n < 0) return base::fail(kIo, fmt::format("reading: {}", std::strerror(errno)));
     if (n == 0) {
-      return ipam::fail(kIo, buffer.empty() ? "the peer closed the connection"
+      return base::fail(kIo, buffer.empty() ? "the peer closed the connection"
                                             : "the peer closed the connection mid-message");
     }
     buffer.append(chunk, static_cast<std::size_t>(n));
   }
 }
 
-ipam::Result<void> writeAll(int fd, std::string_view data, std::chrono::milliseconds timeout) {
+base::Result<void> writeAll(int fd, std::string_view data, std::chrono::milliseconds timeout) {
   const auto deadline = std::chrono::steady_clock::now() + timeout;
   while (!data.empty()) {
     ssize_t n = ::send(fd, data.data(), data.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
@@ -467,31 +467,31 @@ ipam::Result<void> writeAll(int fd, std::string_view data, std::chrono::millisec
       }
       continue;
     }
-    if (n < 0) return ipam::fail(kIo, fmt::format("writing: {}", std::strerror(errno)));
+    if (n < 0) return base::fail(kIo, fmt::format("writing: {}", std::strerror(errno)));
     data.remove_prefix(static_cast<std::size_t>(n));
   }
   return {};
 }
 
-ipam::Result<AgentConnection> AgentConnection::open(const std::string& socketPath,
+base::Result<AgentConnection> AgentConnection::open(const std::string& socketPath,
                                                     std::chrono::milliseconds timeout) {
   sockaddr_un addr{};
   addr.sun_family = AF_UNIX;
   if (socketPath.empty() || socketPath.size() >= sizeof addr.sun_path) {
-    return ipam::fail(kInvalidArgument,
+    return base::fail(kInvalidArgument,
                       fmt::format("agent socket path \"{}\" must be 1 to {} bytes", socketPath,
                                   sizeof addr.sun_path - 1));
   }
   std::memcpy(addr.sun_path, socketPath.data(), socketPath.size());
   int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  if (fd < 0) return ipam::fail(kIo, fmt::format("socket: {}", std::strerror(errno)));
+  if (fd < 0) return base::fail(kIo, fmt::format("socket: {}", std::strerror(errno)));
   // A unix-socket connect either succeeds at once or fails (ECONNREFUSED when the backlog is
   // full or nobody listens); the timeout bounds the conversation, not the connect.
   (void)timeout;
   if (::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
     int err = errno;
     ::close(fd);
-    return ipam::fail(kIo, fmt::format("connecting to the vnet-ipam agent at {}: {}", socketPath,
+    return base::fail(kIo, fmt::format("connecting to the vnet-ipam agent at {}: {}", socketPath,
                                        std::strerror(err)));
   }
   return AgentConnection(fd, socketPath);
@@ -516,10 +516,10 @@ AgentConnection::~AgentConnection() {
   if (fd_ >= 0) ::close(fd_);
 }
 
-ipam::Result<Response> AgentConnection::call(const Request& request,
+base::Result<Response> AgentConnection::call(const Request& request,
                                              std::chrono::milliseconds timeout) {
-  auto context = [&](const ipam::Error& e) {
-    return ipam::fail(e.code, fmt::format("{} request to the vnet-ipam agent at {}: {}",
+  auto context = [&](const base::Error& e) {
+    return base::fail(e.code, fmt::format("{} request to the vnet-ipam agent at {}: {}",
                                           toString(request.op), path_, e.message));
   };
   if (auto w = writeAll(fd_, encode(request), timeout); !w) return context(w.error());
@@ -530,7 +530,7 @@ ipam::Result<Response> AgentConnection::call(const Request& request,
   return response;
 }
 
-ipam::Result<Response> callAgent(const std::string& socketPath, const Request& request,
+base::Result<Response> callAgent(const std::string& socketPath, const Request& request,
                                  std::chrono::milliseconds timeout) {
   auto conn = AgentConnection::open(socketPath, timeout);
   if (!conn) return std::unexpected(conn.error());

@@ -44,7 +44,7 @@
 #include <string_view>
 #include <vector>
 
-#include "lib/ipam/error.h"
+#include "lib/base/error.h"
 #include "lib/ipam/ip.h"
 #include "node-agent/cni_error_codes.h"
 
@@ -154,24 +154,24 @@ struct Response {
 // longer than kMaxResponseBytes or nested deeper than kMaxJsonDepth.
 std::string encode(const Request& request);
 std::string encode(const Response& response);
-ipam::Result<Request> decodeRequest(std::string_view line);
-ipam::Result<Response> decodeResponse(std::string_view line);
+base::Result<Request> decodeRequest(std::string_view line);
+base::Result<Response> decodeResponse(std::string_view line);
 
 // Framing on a connected stream socket, shared by the agent and its clients.
 //   readLine: appends to `buffer` until it holds a '\n', then moves the first line (without '\n')
 //   into the result. kIo on a timeout or a closed peer (before a full line), the message says
 //   which; kOutOfRange as soon as the line is longer than `maxBytes`, without reading the rest
 //   (`buffer` then holds at most `maxBytes` plus one read).
-ipam::Result<std::string> readLine(int fd, std::string& buffer, std::chrono::milliseconds timeout,
+base::Result<std::string> readLine(int fd, std::string& buffer, std::chrono::milliseconds timeout,
                                    std::size_t maxBytes = kMaxResponseBytes);
-ipam::Result<void> writeAll(int fd, std::string_view data, std::chrono::milliseconds timeout);
+base::Result<void> writeAll(int fd, std::string_view data, std::chrono::milliseconds timeout);
 
 // A client connection to the agent. Not thread-safe: one request at a time per connection.
 class AgentConnection {
  public:
   // kIo naming the path when the agent is not listening there (the plugin turns that into CNI
   // code 11: the agent may be starting).
-  static ipam::Result<AgentConnection> open(const std::string& socketPath,
+  static base::Result<AgentConnection> open(const std::string& socketPath,
                                             std::chrono::milliseconds timeout);
   AgentConnection(AgentConnection&& other) noexcept;
   AgentConnection& operator=(AgentConnection&& other) noexcept;
@@ -179,7 +179,7 @@ class AgentConnection {
 
   // Sends the request and waits up to `timeout` for the answer. A transport failure is an error;
   // an agent that answers "no" is a Response with ok == false.
-  ipam::Result<Response> call(const Request& request, std::chrono::milliseconds timeout);
+  base::Result<Response> call(const Request& request, std::chrono::milliseconds timeout);
 
  private:
   explicit AgentConnection(int fd, std::string path) : fd_(fd), path_(std::move(path)) {}
@@ -189,7 +189,7 @@ class AgentConnection {
 };
 
 // One connection, one request.
-ipam::Result<Response> callAgent(const std::string& socketPath, const Request& request,
+base::Result<Response> callAgent(const std::string& socketPath, const Request& request,
                                  std::chrono::milliseconds timeout);
 
 }  // namespace vnetipam::agent

@@ -109,7 +109,7 @@ std::expected<std::vector<ServedBlock>, std::string> decodeServedBlocks(
   return blocks;
 }
 
-ipam::Result<void> saveServedBlocks(const std::filesystem::path& stateDir,
+base::Result<void> saveServedBlocks(const std::filesystem::path& stateDir,
                                     const std::string& nodeName,
                                     const std::vector<ServedBlock>& blocks) {
   return writeFileAtomically(stateDir, std::string(kServedBlocksFile),

@@ -24,7 +24,7 @@
 #include <string_view>
 #include <vector>
 
-#include "lib/ipam/error.h"
+#include "lib/base/error.h"
 #include "lib/ipam/ip.h"
 
 namespace vnetipam::agent {
@@ -48,7 +48,7 @@ std::expected<std::vector<ServedBlock>, std::string> decodeServedBlocks(
 
 // Writes stateDir/served-blocks atomically and durably (see writeFileAtomically). kIo on failure:
 // the old file (or none) is then still in place.
-ipam::Result<void> saveServedBlocks(const std::filesystem::path& stateDir,
+base::Result<void> saveServedBlocks(const std::filesystem::path& stateDir,
                                     const std::string& nodeName,
                                     const std::vector<ServedBlock>& blocks);
 

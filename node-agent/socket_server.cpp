@@ -30,16 +30,16 @@ SocketServer::SocketServer(std::string path, Handler handler)
 
 SocketServer::~SocketServer() { stop(); }
 
-ipam::Result<void> SocketServer::start() {
+base::Result<void> SocketServer::start() {
   auto failed = [&](std::string_view what) {
     int err = errno;
-    return ipam::fail(ipam::ErrorCode::kIo,
+    return base::fail(base::ErrorCode::kIo,
                       fmt::format("agent socket {}: {}: {}", path_, what, std::strerror(err)));
   };
   sockaddr_un addr{};
   addr.sun_family = AF_UNIX;
   if (path_.empty() || path_.size() >= sizeof addr.sun_path) {
-    return ipam::fail(ipam::ErrorCode::kInvalidArgument,
+    return base::fail(base::ErrorCode::kInvalidArgument,
                       fmt::format("agent socket path \"{}\" must be 1 to {} bytes", path_,
                                   sizeof addr.sun_path - 1));
   }
@@ -52,7 +52,7 @@ ipam::Result<void> SocketServer::start() {
   struct stat st {};
   if (::lstat(path_.c_str(), &st) == 0) {
     if (!S_ISSOCK(st.st_mode)) {
-      return ipam::fail(ipam::ErrorCode::kIo,
+      return base::fail(base::ErrorCode::kIo,
                         fmt::format("agent socket {}: exists and is not a socket", path_));
     }
     ::unlink(path_.c_str());
@@ -163,7 +163,7 @@ void SocketServer::serve(int fd) {
     auto line = readLine(fd, buffer, kIdleTimeout, kMaxRequestBytes);
     if (!line) {
       // Too long: say why, then close without reading the rest, which may never end.
-      if (line.error().code == ipam::ErrorCode::kOutOfRange) {
+      if (line.error().code == base::ErrorCode::kOutOfRange) {
         (void)writeAll(fd,
                        encode(Response::failure(ErrorCode::kDecodeFailure,
                                                 "bad request to the vnet-ipam agent",

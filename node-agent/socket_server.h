@@ -25,7 +25,7 @@
 #include <thread>
 #include <vector>
 
-#include "lib/ipam/error.h"
+#include "lib/base/error.h"
 #include "node-agent/protocol.h"
 
 namespace vnetipam::agent {
@@ -42,7 +42,7 @@ class SocketServer {
 
   // Binds (replacing a stale socket file, creating the parent directory), listens and starts
   // accepting. kIo naming the path on failure.
-  ipam::Result<void> start();
+  base::Result<void> start();
   // Stops accepting, closes every connection (an in-flight request finishes first), joins, and
   // removes the socket file. Idempotent.
   void stop();

@@ -8,22 +8,6 @@
 
 namespace vnetipam::ipam {
 
-std::string_view toString(ErrorCode code) {
-  switch (code) {
-    case ErrorCode::kInvalidArgument: return "InvalidArgument";
-    case ErrorCode::kNotAligned: return "NotAligned";
-    case ErrorCode::kOutOfRange: return "OutOfRange";
-    case ErrorCode::kExhausted: return "Exhausted";
-    case ErrorCode::kConflict: return "Conflict";
-    case ErrorCode::kNotFound: return "NotFound";
-    case ErrorCode::kWrongOwner: return "WrongOwner";
-    case ErrorCode::kNotReady: return "NotReady";
-    case ErrorCode::kCorruption: return "Corruption";
-    case ErrorCode::kIo: return "Io";
-  }
-  return "Unknown";
-}
-
 std::string_view toString(Family f) { return f == Family::kV4 ? "IPv4" : "IPv6"; }
 
 Result<IPAddress> IPAddress::parse(std::string_view text) {

@@ -47,9 +47,15 @@
 #include <utility>
 #include <vector>
 
-#include "lib/ipam/error.h"
+#include "lib/base/error.h"
 
 namespace vnetipam::ipam {
+
+// The IPAM core reports errors in the project's type; its code names them unqualified.
+using base::Error;
+using base::ErrorCode;
+using base::fail;
+using base::Result;
 
 using Seq = std::uint64_t;
 

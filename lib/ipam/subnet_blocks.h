@@ -19,7 +19,7 @@
 #include <vector>
 
 #include "lib/ipam/bitmap.h"
-#include "lib/ipam/error.h"
+#include "lib/base/error.h"
 #include "lib/ipam/ip.h"
 
 namespace vnetipam::ipam {

@@ -146,7 +146,7 @@ std::string podUIDFromArgs(const Env& env) {
   return uid;
 }
 
-ipam::Result<agent::Response> SocketAgentClient::call(const std::string& socketPath,
+base::Result<agent::Response> SocketAgentClient::call(const std::string& socketPath,
                                                       const agent::Request& request,
                                                       std::chrono::milliseconds timeout) {
   return agent::callAgent(socketPath, request, timeout);

@@ -26,12 +26,12 @@
 
 namespace vnetipam::cni {
 
-// One request to the agent. A transport failure is an ipam::Error; an agent's "no" is a Response
+// One request to the agent. A transport failure is an base::Error; an agent's "no" is a Response
 // with ok == false.
 class AgentClient {
  public:
   virtual ~AgentClient() = default;
-  virtual ipam::Result<agent::Response> call(const std::string& socketPath,
+  virtual base::Result<agent::Response> call(const std::string& socketPath,
                                              const agent::Request& request,
                                              std::chrono::milliseconds timeout) = 0;
 };
@@ -39,7 +39,7 @@ class AgentClient {
 // Over the agent's unix socket (agent::callAgent).
 class SocketAgentClient : public AgentClient {
  public:
-  ipam::Result<agent::Response> call(const std::string& socketPath, const agent::Request& request,
+  base::Result<agent::Response> call(const std::string& socketPath, const agent::Request& request,
                                      std::chrono::milliseconds timeout) override;
 };
 

@@ -279,7 +279,7 @@ class IPBlockDecodeErrorTest : public ::testing::TestWithParam<DecodeErrorCase> 
 TEST_P(IPBlockDecodeErrorTest, NamesObjectAndPath) {
   auto block = ipBlockFromJson(json::parse(GetParam().json));
   ASSERT_FALSE(block) << GetParam().json;
-  EXPECT_EQ(block.error().code, ipam::ErrorCode::kInvalidArgument);
+  EXPECT_EQ(block.error().code, base::ErrorCode::kInvalidArgument);
   EXPECT_EQ(block.error().message, GetParam().message);
 }
 

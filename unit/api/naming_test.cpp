@@ -60,7 +60,7 @@ TEST(BlockNameTest, RefusesNamesThatCannotBeValid) {
   const std::string too_long(240, 'p');
   auto n = blockName(too_long, prefix("fd00:10:240::/80"));
   ASSERT_FALSE(n);
-  EXPECT_EQ(n.error().code, ipam::ErrorCode::kInvalidArgument);
+  EXPECT_EQ(n.error().code, base::ErrorCode::kInvalidArgument);
   EXPECT_NE(n.error().message.find("longer than 253 characters"), std::string::npos);
 
   EXPECT_FALSE(blockName("Pods", prefix("10.240.0.16/28")));

@@ -10,12 +10,12 @@ using nlohmann::json;
 // Answers from a script and records what it was asked.
 class FakeAgent : public AgentClient {
  public:
-  ipam::Result<agent::Response> call(const std::string& socketPath, const agent::Request& request,
+  base::Result<agent::Response> call(const std::string& socketPath, const agent::Request& request,
                                      std::chrono::milliseconds timeout) override {
     sockets.push_back(socketPath);
     requests.push_back(request);
     timeouts.push_back(timeout);
-    if (unreachable) return ipam::fail(ipam::ErrorCode::kIo, "connect: No such file or directory");
+    if (unreachable) return base::fail(base::ErrorCode::kIo, "connect: No such file or directory");
     return next;
   }
   agent::Response next;

@@ -106,7 +106,7 @@ std::optional<json> errorObject(const Ran& ran, std::string* why) {
 
 class FakeAgent : public AgentClient {
  public:
-  ipam::Result<agent::Response> call(const std::string&, const agent::Request&,
+  base::Result<agent::Response> call(const std::string&, const agent::Request&,
                                      std::chrono::milliseconds) override {
     agent::Response response;
     response.ok = true;

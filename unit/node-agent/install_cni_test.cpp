@@ -101,7 +101,7 @@ TEST(FindPluginTest, NotFoundListsWhereItLooked) {
   const std::vector<std::string> dirs = {(dir.path() / "a").string(), (dir.path() / "b").string()};
   auto found = findPlugin(dirs, "loopback");
   ASSERT_FALSE(found);
-  EXPECT_EQ(found.error().code, ipam::ErrorCode::kNotFound);
+  EXPECT_EQ(found.error().code, base::ErrorCode::kNotFound);
   EXPECT_EQ(found.error().message,
             "plugin loopback: no regular file of that name in " + dirs[0] + ", " + dirs[1]);
 }
@@ -142,7 +142,7 @@ TEST(InstallPluginTest, UnusableDestinationIsAnErrorNamingIt) {
   const fs::path missing = dir.path() / "missing";
   auto result = installPlugin(dir.path() / "src" / "loopback", missing, "loopback");
   ASSERT_FALSE(result);
-  EXPECT_EQ(result.error().code, ipam::ErrorCode::kIo);
+  EXPECT_EQ(result.error().code, base::ErrorCode::kIo);
   EXPECT_EQ(result.error().message,
             "creating a temporary file in " + missing.string() + ": No such file or directory");
 
@@ -192,7 +192,7 @@ TEST(InstallPluginsTest, AMissingPluginInstallsNothing) {
                             .plugins = {"vnet-ipam", "portmap"}};
   auto result = installPlugins(options);
   ASSERT_FALSE(result);
-  EXPECT_EQ(result.error().code, ipam::ErrorCode::kNotFound);
+  EXPECT_EQ(result.error().code, base::ErrorCode::kNotFound);
   EXPECT_NE(result.error().message.find("plugin portmap"), std::string::npos)
       << result.error().message;
   EXPECT_TRUE(listDir(dir.path() / "dest").empty());

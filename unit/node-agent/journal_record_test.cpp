@@ -116,7 +116,7 @@ TEST(JournalRecordTest, UndecodableRecordsAreRefused) {
   recovered.entries.push_back({.seq = 7, .payload = {std::byte{'{'}}});
   auto r = replay(recovered);
   ASSERT_FALSE(r);
-  EXPECT_EQ(r.error().code, ipam::ErrorCode::kCorruption);
+  EXPECT_EQ(r.error().code, base::ErrorCode::kCorruption);
   EXPECT_NE(r.error().message.find("seq 7"), std::string::npos);
 }
 

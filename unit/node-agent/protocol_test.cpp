@@ -120,7 +120,7 @@ TEST(ProtocolTest, BadRequestsAreRefusedNamingTheField) {
   for (const Case& c : cases) {
     auto r = decodeRequest(c.line);
     ASSERT_FALSE(r) << c.line;
-    EXPECT_EQ(r.error().code, ipam::ErrorCode::kInvalidArgument) << c.line;
+    EXPECT_EQ(r.error().code, base::ErrorCode::kInvalidArgument) << c.line;
     EXPECT_NE(r.error().message.find(c.mentions), std::string::npos)
         << c.line << " -> " << r.error().message;
   }
@@ -181,7 +181,7 @@ TEST(ProtocolTest, StringFieldsOutsideTheirRuleAreRefused) {
   for (const Case& c : cases) {
     auto r = decodeRequest(c.line);
     ASSERT_FALSE(r) << c.line;
-    EXPECT_EQ(r.error().code, ipam::ErrorCode::kInvalidArgument) << c.line;
+    EXPECT_EQ(r.error().code, base::ErrorCode::kInvalidArgument) << c.line;
     EXPECT_NE(r.error().message.find(c.mentions), std::string::npos)
         << c.line << " -> " << r.error().message;
     EXPECT_EQ(r.error().message.find('\0'), std::string::npos) << r.error().message;
@@ -251,7 +251,7 @@ TEST(ProtocolTest, LongAndDeepLinesAreRefusedBeforeTheyCostMemory) {
   };
   for (const Case& c : {Case{&deep4MiB, "longer than"}, Case{&flat4MiB, "longer than"},
                         Case{&deep200k, "deeper than 16"}, Case{&deepInField, "deeper than 16"}}) {
-    ipam::Result<Request> r;
+    base::Result<Request> r;
     const std::int64_t grewKiB =
         vnetipam::testing::peakRssGrowthKiB([&] { r = decodeRequest(*c.line); });
     ASSERT_FALSE(r);
@@ -287,7 +287,7 @@ TEST(ProtocolTest, ReadLineStopsAtItsLimitWithoutReadingTheRest) {
     std::string buffer;
     auto r = readLine(fds[1], buffer, std::chrono::seconds(1), 50);
     ASSERT_FALSE(r) << "a line still arriving, or complete, over the limit";
-    EXPECT_EQ(r.error().code, ipam::ErrorCode::kOutOfRange);
+    EXPECT_EQ(r.error().code, base::ErrorCode::kOutOfRange);
     EXPECT_NE(r.error().message.find("longer than 50 bytes"), std::string::npos);
     ::close(fds[0]);
     ::close(fds[1]);
@@ -339,7 +339,7 @@ TEST(ProtocolTest, ReadLineSplitsMessagesAndRefusesATruncatedOne) {
 TEST(ProtocolTest, ConnectingToNothingNamesThePath) {
   auto r = callAgent("/nonexistent/agent.sock", Request{}, std::chrono::seconds(1));
   ASSERT_FALSE(r);
-  EXPECT_EQ(r.error().code, ipam::ErrorCode::kIo);
+  EXPECT_EQ(r.error().code, base::ErrorCode::kIo);
   EXPECT_NE(r.error().message.find("/nonexistent/agent.sock"), std::string::npos);
 }
 

@@ -131,7 +131,7 @@ TEST(SocketServerTest, AnOverlongLineIsAnsweredAndClosedAndADeepOneRefused) {
   int fd = connectRaw(path);
   ASSERT_GE(fd, 0);
   std::string buffer;
-  ipam::Result<std::string> line;
+  base::Result<std::string> line;
   std::int64_t grewKiB = vnetipam::testing::peakRssGrowthKiB([&] {
     ASSERT_TRUE(writeAll(fd, deep, 5s));
     line = readLine(fd, buffer, 5s);

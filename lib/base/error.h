@@ -1,13 +1,16 @@
-// Errors of the pure IPAM core. Expected failures (bad input, a full pool, a wrong owner) are
-// values of this type, never exceptions or crashes; every message names the offending value and,
-// where one exists, what would be valid.
+// The project's error type. Expected failures (bad input, a full pool, a wrong owner, a refused
+// file operation) are values of this type, never exceptions or crashes; every message names the
+// offending value and, where one exists, what would be valid. The IPAM core, the plumbing of the
+// CNI plugins, the node agent and the API codec all report in it, so a caller handles one type.
+// The clients of remote APIs (lib/kube, lib/azure, lib/http) have their own, which carry what the
+// server said.
 #pragma once
 
 #include <expected>
 #include <string>
 #include <string_view>
 
-namespace vnetipam::ipam {
+namespace vnetipam::base {
 
 enum class ErrorCode {
   kInvalidArgument,  // malformed text or a value outside its domain
@@ -36,4 +39,4 @@ inline std::unexpected<Error> fail(ErrorCode code, std::string message) {
   return std::unexpected<Error>(Error{code, std::move(message)});
 }
 
-}  // namespace vnetipam::ipam
+}  // namespace vnetipam::base
