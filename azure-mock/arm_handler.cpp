@@ -181,7 +181,7 @@ std::expected<FaultOptions, std::string> FaultOptions::fromJson(const json& j, F
   return base;
 }
 
-ArmHandler::ArmHandler(MockState& state, HandlerOptions options, kube::Clock& clock,
+ArmHandler::ArmHandler(MockState& state, HandlerOptions options, base::Clock& clock,
                        RandomSource& random, std::function<std::int64_t()> unixNow)
     : state_(state),
       options_(std::move(options)),

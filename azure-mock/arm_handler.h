@@ -32,7 +32,7 @@
 #include "azure-mock/authorization.h"
 #include "azure-mock/random.h"
 #include "azure-mock/state.h"
-#include "lib/kube/clock.h"
+#include "lib/base/clock.h"
 
 namespace vnetipam::azuremock {
 
@@ -108,7 +108,7 @@ struct HandlerOptions {
 class ArmHandler {
  public:
   // `unixNow` gives wall-clock seconds for token expiry (tokens outlive process restarts).
-  ArmHandler(MockState& state, HandlerOptions options, kube::Clock& clock, RandomSource& random,
+  ArmHandler(MockState& state, HandlerOptions options, base::Clock& clock, RandomSource& random,
              std::function<std::int64_t()> unixNow);
 
   // Never throws; every failure is an HTTP response with a JSON body. Thread-safe.
@@ -150,16 +150,16 @@ class ArmHandler {
 
   MockState& state_;
   HandlerOptions options_;
-  kube::Clock& clock_;
+  base::Clock& clock_;
   RandomSource& random_;
   std::function<std::int64_t()> unixNow_;
   std::mutex mutex_;
   // Fixed 5-minute windows for the NRP read/write limits.
-  kube::Clock::TimePoint windowStart_{};
+  base::Clock::TimePoint windowStart_{};
   int readsInWindow_ = 0;
   int writesInWindow_ = 0;
   // (client id, lower-cased path) -> end of the latest Retry-After window announced for it.
-  std::map<std::pair<std::string, std::string>, kube::Clock::TimePoint> retryAfterUntil_;
+  std::map<std::pair<std::string, std::string>, base::Clock::TimePoint> retryAfterUntil_;
   std::uint64_t retryAfterWindows_ = 0;
   std::uint64_t retryAfterViolations_ = 0;
   nlohmann::json retryAfterOffenders_ = nlohmann::json::array();  // the first 100

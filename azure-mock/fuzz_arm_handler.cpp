@@ -17,7 +17,7 @@ namespace {
 
 using namespace vnetipam::azuremock;
 
-class FixedClock final : public vnetipam::kube::Clock {
+class FixedClock final : public vnetipam::base::Clock {
  public:
   TimePoint now() override { return now_ += std::chrono::milliseconds(10); }
   void sleepFor(Duration d) override { now_ += d; }

@@ -4,6 +4,7 @@
 #include <array>
 #include <cerrno>
 #include <cstring>
+#include <filesystem>
 #include <memory>
 #include <thread>
 
@@ -22,6 +23,8 @@
 
 #include "azure-mock/http_reader.h"
 #include "azure-mock/wire.h"
+#include "lib/base/file.h"
+#include "lib/base/host_port.h"
 
 namespace vnetipam::azuremock {
 
@@ -156,15 +159,11 @@ std::expected<ListenAddress, std::string> parseListenUrl(std::string_view url) {
   }
   while (url.ends_with('/'))
     url.remove_suffix(1);
-  const auto colon = url.rfind(':');
-  if (colon == std::string_view::npos || colon + 1 == url.size())
-    return std::unexpected("expected a port: http://HOST:PORT");
-  a.host = std::string(url.substr(0, colon));
-  a.port = std::string(url.substr(colon + 1));
-  if (a.host.size() >= 2 && a.host.front() == '[' && a.host.back() == ']')
-    a.host = a.host.substr(1, a.host.size() - 2);
-  if (a.host.empty() || a.port.find_first_not_of("0123456789") != std::string::npos)
-    return std::unexpected("expected http://HOST:PORT");
+  auto split = base::splitHostPort(url);
+  if (!split) return std::unexpected(fmt::format("expected http://HOST:PORT: {}", split.error()));
+  if (split->host.empty()) return std::unexpected("expected http://HOST:PORT: no host");
+  a.host = std::move(split->host);
+  a.port = std::to_string(split->port);
   return a;
 }
 
@@ -182,29 +181,6 @@ std::string peerAddress(int fd) {
 }
 
 }  // namespace
-
-std::expected<void, std::string> writeFileAtomically(const std::string& path,
-                                                     const std::string& text) {
-  const std::string tmp = path + ".tmp";
-  const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  if (fd < 0) return std::unexpected(fmt::format("open {}: {}", tmp, std::strerror(errno)));
-  std::size_t done = 0;
-  while (done < text.size()) {
-    const ssize_t n = ::write(fd, text.data() + done, text.size() - done);
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) {
-      const int e = errno;
-      ::close(fd);
-      return std::unexpected(fmt::format("write {}: {}", tmp, std::strerror(e)));
-    }
-    done += static_cast<std::size_t>(n);
-  }
-  if (::fsync(fd) != 0 || ::close(fd) != 0)
-    return std::unexpected(fmt::format("fsync {}: {}", tmp, std::strerror(errno)));
-  if (::rename(tmp.c_str(), path.c_str()) != 0)
-    return std::unexpected(fmt::format("rename {} to {}: {}", tmp, path, std::strerror(errno)));
-  return {};
-}
 
 HttpServer::HttpServer(ServerOptions options, ArmHandler& handler, RouteSync* routes)
     : options_(std::move(options)), handler_(handler), routes_(routes) {}
@@ -428,8 +404,11 @@ void HttpServer::persistIfChanged() {
   std::lock_guard lock(persistMutex_);
   auto [doc, revision] = handler_.stateDocument();
   if (revision == persistedRevision_) return;
-  if (auto ok = writeFileAtomically(options_.stateFile, doc.dump(2)); !ok) {
-    spdlog::error("persisting state: {}", ok.error());
+  const std::filesystem::path path(options_.stateFile);
+  if (auto ok =
+          base::writeFileAtomically(path.parent_path(), path.filename().string(), doc.dump(2));
+      !ok) {
+    spdlog::error("persisting state: {}", ok.error().message);
     return;
   }
   persistedRevision_ = revision;

@@ -38,11 +38,6 @@ struct ServerOptions {
   std::chrono::milliseconds tickInterval{50};
 };
 
-// Writes `text` to `path` via a temporary file, fsync and rename, so a crash leaves the old or
-// the new file, never a torn one.
-std::expected<void, std::string> writeFileAtomically(const std::string& path,
-                                                     const std::string& text);
-
 class HttpServer {
  public:
   // `routes` may be null (no SDN emulation).

@@ -164,7 +164,7 @@ std::optional<ipam::U128> firstFit(const Subnet& subnet, ipam::U128 size, const 
 
 }  // namespace
 
-MockState::MockState(StateOptions options, kube::Clock& clock, RandomSource& random)
+MockState::MockState(StateOptions options, base::Clock& clock, RandomSource& random)
     : options_(std::move(options)), clock_(clock), random_(random) {}
 
 std::string MockState::newEtag() { return fmt::format("W/\"{}\"", random_.guid()); }
@@ -742,7 +742,7 @@ std::expected<void, std::string> MockState::checkIndexes() const {
       return std::unexpected(fmt::format("the address index has {} where the NICs have {}",
                                          std::get<2>(have[i]), std::get<2>(want[i])));
   }
-  std::set<std::pair<kube::Clock::TimePoint, std::string>> running;
+  std::set<std::pair<base::Clock::TimePoint, std::string>> running;
   for (const auto& [key, op] : operations_) {
     if (op.status == OperationStatus::kInProgress) running.emplace(op.due, key);
   }

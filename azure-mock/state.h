@@ -29,8 +29,8 @@
 #include "azure-mock/address_index.h"
 #include "azure-mock/random.h"
 #include "azure-mock/route_programmer.h"
+#include "lib/base/clock.h"
 #include "lib/ipam/ip.h"
-#include "lib/kube/clock.h"
 
 namespace vnetipam::azuremock {
 
@@ -119,7 +119,7 @@ struct AsyncOperation {
   std::string location;
   std::string nicId;
   OperationStatus status = OperationStatus::kInProgress;
-  kube::Clock::TimePoint due;
+  base::Clock::TimePoint due;
   bool willFail = false;
   // A DELETE: the NIC reads as Deleting until the operation completes, then it is gone.
   bool deletes = false;
@@ -158,7 +158,7 @@ struct NicDeleteResult {
 
 class MockState {
  public:
-  MockState(StateOptions options, kube::Clock& clock, RandomSource& random);
+  MockState(StateOptions options, base::Clock& clock, RandomSource& random);
 
   // Replaces everything with a topology document (see testdata/topology.example.json) or a state
   // document written by toJson(). On error nothing is kept and the message names the entry.
@@ -225,7 +225,7 @@ class MockState {
   void eraseNic(const std::string& key);
 
   StateOptions options_;
-  kube::Clock& clock_;
+  base::Clock& clock_;
   RandomSource& random_;
   std::uint64_t revision_ = 0;
   // Keys are lower-cased ARM ids.
@@ -237,7 +237,7 @@ class MockState {
   std::map<std::string, std::string> resourceGroups_;  // lower-cased id -> id
   AddressIndex index_;
   // The operations still InProgress: (due, lower-cased id).
-  std::set<std::pair<kube::Clock::TimePoint, std::string>> pendingOperations_;
+  std::set<std::pair<base::Clock::TimePoint, std::string>> pendingOperations_;
 };
 
 std::string toLower(std::string_view s);

@@ -4,6 +4,8 @@
 
 #include <fmt/format.h>
 
+#include "lib/base/text.h"
+
 namespace vnetipam::controller {
 
 CollectionWatch::CollectionWatch(kube::Client& client, std::string collectionPath,
@@ -38,12 +40,12 @@ kube::Result<std::string> CollectionWatch::listPages() {
   do {
     std::string query = fmt::format("?limit={}", list_.limit > 0 ? list_.limit : 500);
     if (!list_.labelSelector.empty()) {
-      query += "&labelSelector=" + kube::encodeQueryValue(list_.labelSelector);
+      query += "&labelSelector=" + text::percentEncode(list_.labelSelector);
     }
     if (!list_.fieldSelector.empty()) {
-      query += "&fieldSelector=" + kube::encodeQueryValue(list_.fieldSelector);
+      query += "&fieldSelector=" + text::percentEncode(list_.fieldSelector);
     }
-    if (!continueToken.empty()) query += "&continue=" + kube::encodeQueryValue(continueToken);
+    if (!continueToken.empty()) query += "&continue=" + text::percentEncode(continueToken);
     auto page = client_.get(collectionPath_ + query);
     if (!page) return std::unexpected(std::move(page.error()));
     auto items = page->find("items");

@@ -16,8 +16,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include "lib/http/transport.h"
 #include "lib/kube/client.h"
-#include "lib/kube/http_transport.h"
 #include "lib/kube/watch.h"
 
 namespace vnetipam::controller {
@@ -66,7 +66,7 @@ class CollectionWatch {
   CollectionHandlers handlers_;
   kube::ListOptions list_;
   kube::ResumableWatch watch_;
-  kube::CancelSignal stop_;
+  http::CancelSignal stop_;
   std::atomic<bool> synced_{false};
   std::thread thread_;
 };

@@ -41,6 +41,7 @@
 #include "controller/metrics.h"
 #include "controller/node_blocks.h"
 #include "controller/work_queue.h"
+#include "lib/base/clock.h"
 #include "lib/ipam/subnet_blocks.h"
 #include "lib/kube/client.h"
 #include "lib/kube/events.h"
@@ -125,7 +126,7 @@ struct ControllerConfig {
   std::chrono::milliseconds statusInterval{1000};
 };
 
-using WallClock = std::function<std::chrono::system_clock::time_point()>;
+using base::WallClock;
 
 class Controller {
  public:

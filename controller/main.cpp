@@ -35,9 +35,9 @@
 #include "lib/azure/config.h"
 #include "lib/azure/connect.h"
 #include "lib/cli/logging.h"
+#include "lib/http/cpprest_transport.h"
 #include "lib/kube/client.h"
 #include "lib/kube/config.h"
-#include "lib/kube/cpprest_transport.h"
 #include "lib/kube/events.h"
 #include "lib/kube/leader_election.h"
 #include "lib/observe/http_server.h"
@@ -77,7 +77,7 @@ struct Lifecycle {
   bool stopRequested = false;
   bool leading = false;
   std::atomic<bool> stopping{false};
-  kube::CancelSignal stop;
+  http::CancelSignal stop;
 };
 
 }  // namespace
@@ -121,7 +121,7 @@ int main(int argc, char** argv) {
         kubeConfig.error().message.c_str());
     return 2;
   }
-  auto transport = kube::CpprestTransportImpl::create(
+  auto transport = http::CpprestTransportImpl::create(
       {.server = kubeConfig->server,
        .caPem = kubeConfig->caPem,
        .clientCertPem = kubeConfig->clientCertPem,
@@ -133,7 +133,7 @@ int main(int argc, char** argv) {
                  transport.error().message.c_str());
     return 2;
   }
-  kube::SteadyClockImpl clock;
+  base::SteadyClockImpl clock;
   kube::Client client(**transport, clock,
                       {.token = kubeConfig->token,
                        .qps = options.kubeApiQps,

@@ -5,9 +5,11 @@
 #include <fmt/chrono.h>
 #include <fmt/format.h>
 
+#include "lib/base/time.h"
+
 namespace vnetipam::controller {
 
-std::string formatTime(Time t) { return fmt::format("{:%Y-%m-%dT%H:%M:%SZ}", t); }
+std::string formatTime(Time t) { return base::formatRfc3339(t); }
 
 namespace {
 

@@ -30,7 +30,7 @@ constexpr std::string_view kNic =
     "?api-version=2024-05-01";
 
 // Time that only moves when someone sleeps: no wait is real.
-class StillClock final : public kube::Clock {
+class StillClock final : public base::Clock {
  public:
   TimePoint now() override { return now_; }
   void sleepFor(Duration d) override { now_ += d; }
@@ -47,13 +47,13 @@ class FixedCredential final : public TokenCredential {
 
 // Answers the first `answers` requests with the input (a 200, then the statuses in turn, each
 // with headers that send the client on to the next request), then 404, so no path loops.
-class InputTransport final : public kube::HttpTransport {
+class InputTransport final : public http::HttpTransport {
  public:
   explicit InputTransport(std::string_view body) : body_(body) {}
-  kube::Result<kube::HttpResponse> send(const kube::HttpRequest&) override {
+  http::Result<http::HttpResponse> send(const http::HttpRequest&) override {
     static constexpr int kStatuses[] = {200, 201, 202, 200, 409, 200};
-    if (sent_ >= std::size(kStatuses)) return kube::HttpResponse{.status = 404, .body = "{}"};
-    kube::HttpResponse response{.status = kStatuses[sent_++], .body = body_};
+    if (sent_ >= std::size(kStatuses)) return http::HttpResponse{.status = 404, .body = "{}"};
+    http::HttpResponse response{.status = kStatuses[sent_++], .body = body_};
     if (response.status == 201) {
       response.headers["Azure-AsyncOperation"] =
           std::string(kEndpoint) +
@@ -62,9 +62,9 @@ class InputTransport final : public kube::HttpTransport {
     if (response.status == 202) response.headers["Location"] = std::string(kEndpoint) + "/op";
     return response;
   }
-  kube::Result<kube::HttpResponse> stream(const kube::HttpRequest& request,
+  http::Result<http::HttpResponse> stream(const http::HttpRequest& request,
                                           const std::function<bool(std::string_view)>&,
-                                          kube::CancelSignal&) override {
+                                          http::CancelSignal&) override {
     return send(request);
   }
 
@@ -95,7 +95,7 @@ void fuzzOne(std::string_view input) {
   if (const auto doc = parseBoundedJson(input, kMaxArmBodyBytes, "fuzz")) decodeResource(*doc);
   for (const int status : {400, 409, 412, 429, 500}) {
     const Error error =
-        armError("Op", kNic, kube::HttpResponse{.status = status, .body = std::string(input)});
+        armError("Op", kNic, http::HttpResponse{.status = status, .body = std::string(input)});
     fuzzCheck(error.httpStatus == status, "armError lost the status");
   }
 

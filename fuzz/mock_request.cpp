@@ -82,7 +82,7 @@ void checkResponse(const ArmResponse& response) {
 }  // namespace
 
 void fuzzOne(std::string_view input) {
-  testing::FakeClock clock;
+  base::testing::FakeClock clock;
   Mt19937RandomImpl random{1};
   MockState state({.asyncDelay = std::chrono::milliseconds(20)}, clock, random);
   fuzzCheck(state.load(nlohmann::json::parse(kTopology)).has_value(), "the topology does not load");

@@ -5,6 +5,7 @@
 #include <fmt/format.h>
 
 #include "api/codec.h"
+#include "lib/base/text.h"
 
 namespace vnetipam::kubectl_ipam {
 
@@ -67,12 +68,12 @@ kube::Result<std::vector<json>> listBounded(kube::Client& client, const std::str
     }
     std::string target = fmt::format("{}?limit={}", collectionPath, limits.pageSize);
     if (!query.labelSelector.empty()) {
-      target += "&labelSelector=" + kube::encodeQueryValue(query.labelSelector);
+      target += "&labelSelector=" + text::percentEncode(query.labelSelector);
     }
     if (!query.fieldSelector.empty()) {
-      target += "&fieldSelector=" + kube::encodeQueryValue(query.fieldSelector);
+      target += "&fieldSelector=" + text::percentEncode(query.fieldSelector);
     }
-    if (!continueToken.empty()) target += "&continue=" + kube::encodeQueryValue(continueToken);
+    if (!continueToken.empty()) target += "&continue=" + text::percentEncode(continueToken);
     auto body = client.get(target);
     if (!body) return std::unexpected(std::move(body.error()));
     if (!body->is_object()) {
@@ -144,8 +145,8 @@ kube::Result<Snapshot> fetchSnapshot(kube::Client& client, const Args& args,
     }
     case Command::kWhy: {
       auto body =
-          client.get(fmt::format("/api/v1/namespaces/{}/pods/{}", kube::encodeQueryValue(args.ns),
-                                 kube::encodeQueryValue(args.pod)));
+          client.get(fmt::format("/api/v1/namespaces/{}/pods/{}", text::percentEncode(args.ns),
+                                 text::percentEncode(args.pod)));
       if (!body) {
         if (body.error().code == kube::ErrorCode::kNotFound) return s;  // why() says so
         return std::unexpected(std::move(body.error()));
@@ -154,8 +155,8 @@ kube::Result<Snapshot> fetchSnapshot(kube::Client& client, const Args& args,
       if (!pod) return std::unexpected(badResponse("pod: " + pod.error().message));
       s.pods.push_back(*pod);
       auto podEvents = listWarnings(
-          client, fmt::format("/api/v1/namespaces/{}/events", kube::encodeQueryValue(args.ns)),
-          "Pod", args.pod, limits);
+          client, fmt::format("/api/v1/namespaces/{}/events", text::percentEncode(args.ns)), "Pod",
+          args.pod, limits);
       if (!podEvents) return std::unexpected(std::move(podEvents.error()));
       s.events = std::move(*podEvents);
       if (pod->nodeName.empty()) break;

@@ -9,10 +9,10 @@
 #include "kubectl-ipam/args.h"
 #include "kubectl-ipam/fetch.h"
 #include "kubectl-ipam/report.h"
+#include "lib/base/clock.h"
+#include "lib/http/cpprest_transport.h"
 #include "lib/kube/client.h"
-#include "lib/kube/clock.h"
 #include "lib/kube/config.h"
-#include "lib/kube/cpprest_transport.h"
 
 namespace ki = vnetipam::kubectl_ipam;
 namespace kube = vnetipam::kube;
@@ -47,14 +47,14 @@ int main(int argc, char** argv) {
   auto config = kube::loadKubeconfig(*path, args->context);
   if (!config) return fail(config.error().message);
   auto transport =
-      kube::CpprestTransportImpl::create({.server = config->server,
+      http::CpprestTransportImpl::create({.server = config->server,
                                           .caPem = config->caPem,
                                           .clientCertPem = config->clientCertPem,
                                           .clientKeyPem = config->clientKeyPem,
                                           .insecureSkipTlsVerify = config->insecureSkipTlsVerify,
                                           .requestTimeout = std::chrono::seconds(30)});
   if (!transport) return fail(config->origin + ": " + transport.error().message);
-  kube::SteadyClockImpl clock;
+  base::SteadyClockImpl clock;
   // A person waits on this: few retries, no client-side rate limit beyond the server's.
   kube::Client client(
       **transport, clock,

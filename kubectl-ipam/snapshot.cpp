@@ -9,6 +9,7 @@
 #include "api/codec.h"
 #include "api/selector.h"
 #include "api/validation.h"
+#include "lib/base/time.h"
 
 namespace vnetipam::kubectl_ipam {
 
@@ -169,44 +170,9 @@ base::Result<EventInfo> eventFromJson(const json& j) {
 }
 
 std::optional<std::int64_t> parseTime(const std::string& text) {
-  // YYYY-MM-DDTHH:MM:SS[.frac](Z|+HH:MM|-HH:MM)
-  if (text.size() < 20 || text[4] != '-' || text[7] != '-' ||
-      (text[10] != 'T' && text[10] != 't' && text[10] != ' ') || text[13] != ':' ||
-      text[16] != ':') {
-    return std::nullopt;
-  }
-  auto number = [&](std::size_t at, std::size_t len) -> std::optional<int> {
-    int value = 0;
-    const char* begin = text.data() + at;
-    const auto [end, ec] = std::from_chars(begin, begin + len, value);
-    if (ec != std::errc() || end != begin + len) return std::nullopt;
-    return value;
-  };
-  const auto year = number(0, 4), month = number(5, 2), day = number(8, 2);
-  const auto hour = number(11, 2), minute = number(14, 2), second = number(17, 2);
-  if (!year || !month || !day || !hour || !minute || !second) return std::nullopt;
-  std::size_t at = 19;
-  if (at < text.size() && text[at] == '.') {
-    ++at;
-    while (at < text.size() && text[at] >= '0' && text[at] <= '9')
-      ++at;
-  }
-  std::int64_t offset = 0;
-  if (at < text.size() && (text[at] == 'Z' || text[at] == 'z') && at + 1 == text.size()) {
-    offset = 0;
-  } else if (at + 6 == text.size() && (text[at] == '+' || text[at] == '-') && text[at + 3] == ':') {
-    const auto oh = number(at + 1, 2), om = number(at + 4, 2);
-    if (!oh || !om) return std::nullopt;
-    offset = (text[at] == '+' ? 1 : -1) * (std::int64_t{*oh} * 3600 + std::int64_t{*om} * 60);
-  } else {
-    return std::nullopt;
-  }
-  const std::chrono::year_month_day date{std::chrono::year(*year),
-                                         std::chrono::month(static_cast<unsigned>(*month)),
-                                         std::chrono::day(static_cast<unsigned>(*day))};
-  if (!date.ok() || *hour > 23 || *minute > 59 || *second > 60) return std::nullopt;
-  const std::int64_t days = std::chrono::sys_days(date).time_since_epoch().count();
-  return days * 86400 + *hour * 3600 + *minute * 60 + *second - offset;
+  const auto t = base::parseRfc3339(text);
+  if (!t) return std::nullopt;
+  return t->time_since_epoch().count();
 }
 
 const api::Condition* findCondition(const std::vector<api::Condition>& conditions,

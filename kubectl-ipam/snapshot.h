@@ -95,8 +95,8 @@ base::Result<PodInfo> podFromJson(const nlohmann::json& j);
 base::Result<NodeInfo> nodeFromJson(const nlohmann::json& j);
 base::Result<EventInfo> eventFromJson(const nlohmann::json& j);
 
-// Seconds since the epoch of an RFC 3339 time ("2024-05-01T12:00:00Z", fractions and offsets
-// allowed); nullopt when it does not parse.
+// Seconds since the epoch of an RFC 3339 time (base::parseRfc3339); nullopt when it does not
+// parse.
 std::optional<std::int64_t> parseTime(const std::string& text);
 
 // The condition of `type` in `conditions`, or null.

@@ -37,6 +37,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "lib/base/clock.h"
 #include "lib/ipam/block_allocator.h"
 #include "lib/ipam/journal.h"
 #include "node-agent/journal_record.h"
@@ -46,7 +47,7 @@
 
 namespace vnetipam::agent {
 
-using WallClock = std::function<ipam::TimePoint()>;
+using base::WallClock;
 
 struct StoreOptions {
   std::string nodeName;  // for messages

@@ -9,6 +9,7 @@
 
 #include "api/codec.h"
 #include "api/constants.h"
+#include "lib/base/time.h"
 
 namespace vnetipam::agent {
 
@@ -66,7 +67,7 @@ json removeAgentDrainPatch(const DrainTarget& target) {
 }
 
 kube::Result<void> removeAgentDrain(kube::Client& client, const DrainTarget& target) {
-  kube::HttpRequest request{
+  http::HttpRequest request{
       .method = "PATCH",
       .target = fmt::format("{}/{}", kIPBlocksPath, target.name),
       .headers = {{"Content-Type", "application/json-patch+json"}, {"Accept", "application/json"}},
@@ -153,8 +154,7 @@ std::size_t UsageReporter::report(const std::vector<BlockUsage>& usage,
       }
       if (!want.dataplane || want.dataplane->status != it->second.status ||
           want.lastTransitionTime.empty()) {
-        want.lastTransitionTime = fmt::format(
-            "{:%Y-%m-%dT%H:%M:%SZ}", std::chrono::floor<std::chrono::seconds>(wallClock_()));
+        want.lastTransitionTime = base::formatRfc3339(wallClock_());
       }
       want.dataplane = it->second;
     }

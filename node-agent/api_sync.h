@@ -13,6 +13,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "lib/base/clock.h"
 #include "lib/kube/client.h"
 #include "node-agent/allocation_store.h"
 #include "node-agent/dataplane_drift.h"
@@ -70,7 +71,7 @@ nlohmann::json blockStatusApply(const std::string& name, std::int64_t used,
 // is the time its status last changed as this reporter saw it. Not thread-safe: one caller.
 class UsageReporter {
  public:
-  using WallClock = std::function<std::chrono::system_clock::time_point()>;
+  using WallClock = base::WallClock;
   // The block object as the informer shows it (null when unknown): a DataplaneSynced condition an
   // earlier run wrote keeps its lastTransitionTime when this run finds the same status.
   using BlockLookup = std::function<nlohmann::json(const std::string& name)>;

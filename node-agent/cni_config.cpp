@@ -1,12 +1,7 @@
 #include "node-agent/cni_config.h"
 
-#include <cerrno>
-#include <cstring>
-
-#include <fcntl.h>
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
-#include <unistd.h>
 
 namespace vnetipam::agent {
 
@@ -38,55 +33,6 @@ std::string cniConfigList(const std::string& hostVethPrefix, int mtu, const std:
                     {"name", "vnet-ipam"},
                     {"plugins", std::move(plugins)}};
   return list.dump(2) + "\n";
-}
-
-base::Result<void> writeFileAtomically(const std::filesystem::path& dir, const std::string& name,
-                                       const std::string& content) {
-  const auto target = dir / name;
-  const auto tmp = dir / fmt::format(".{}.tmp", name);
-  auto failed = [&](std::string_view what, const std::filesystem::path& path) {
-    int err = errno;
-    return base::fail(base::ErrorCode::kIo,
-                      fmt::format("{} {}: {}", what, path.string(), std::strerror(err)));
-  };
-  std::error_code ec;
-  std::filesystem::create_directories(dir, ec);
-  if (ec) {
-    return base::fail(base::ErrorCode::kIo,
-                      fmt::format("creating {}: {}", dir.string(), ec.message()));
-  }
-  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  if (fd < 0) return failed("creating", tmp);
-  std::string_view rest = content;
-  while (!rest.empty()) {
-    ssize_t n = ::write(fd, rest.data(), rest.size());
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) {
-      auto error = failed("writing", tmp);
-      ::close(fd);
-      ::unlink(tmp.c_str());
-      return error;
-    }
-    rest.remove_prefix(static_cast<std::size_t>(n));
-  }
-  if (::fsync(fd) != 0) {
-    auto error = failed("fsync", tmp);
-    ::close(fd);
-    ::unlink(tmp.c_str());
-    return error;
-  }
-  ::close(fd);
-  if (::rename(tmp.c_str(), target.c_str()) != 0) {
-    auto error = failed("renaming into place", target);
-    ::unlink(tmp.c_str());
-    return error;
-  }
-  int dfd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (dfd >= 0) {
-    (void)::fsync(dfd);
-    ::close(dfd);
-  }
-  return {};
 }
 
 }  // namespace vnetipam::agent

@@ -20,10 +20,4 @@ namespace vnetipam::agent {
 std::string cniConfigList(const std::string& hostVethPrefix, int mtu, const std::string& socket,
                           bool chainPortmap);
 
-// Writes `content` to dir/name so that a reader sees the old file or the whole new one, never a
-// part: a temporary file in the same directory (a dot name, which the runtime ignores), fsync,
-// rename, directory fsync. Creates `dir` if missing. kIo naming the path.
-base::Result<void> writeFileAtomically(const std::filesystem::path& dir, const std::string& name,
-                                       const std::string& content);
-
 }  // namespace vnetipam::agent

@@ -18,8 +18,8 @@
 #include <string_view>
 #include <vector>
 
-#include "lib/cli/options.h"
 #include "lib/base/error.h"
+#include "lib/cli/options.h"
 
 namespace vnetipam::agent {
 

@@ -34,11 +34,12 @@
 #include <unistd.h>
 
 #include "api/constants.h"
+#include "lib/base/file.h"
 #include "lib/cli/logging.h"
+#include "lib/http/cpprest_transport.h"
 #include "lib/ipam/journal.h"
 #include "lib/kube/client.h"
 #include "lib/kube/config.h"
-#include "lib/kube/cpprest_transport.h"
 #include "lib/kube/events.h"
 #include "lib/kube/informer.h"
 #include "lib/net/host_dataplane.h"
@@ -205,7 +206,7 @@ int run(const AgentOptions& options) {
                   config.error().message);
     return 1;
   }
-  auto transport = kube::CpprestTransportImpl::create({
+  auto transport = http::CpprestTransportImpl::create({
       .server = config->server,
       .caPem = config->caPem,
       .clientCertPem = config->clientCertPem,
@@ -216,7 +217,7 @@ int run(const AgentOptions& options) {
     spdlog::error("kube client: {}", transport.error().message);
     return 1;
   }
-  kube::SteadyClockImpl steady;
+  base::SteadyClockImpl steady;
   // Retries of one request stay short too: a list that fails while the API server is away must
   // not sleep for long after it is back.
   kube::Client client(**transport, steady,
@@ -339,7 +340,7 @@ int run(const AgentOptions& options) {
   }
   allocations.setReady(true);
   const std::filesystem::path confDir(options.cniConfDir);
-  if (auto written = writeFileAtomically(
+  if (auto written = base::writeFileAtomically(
           confDir, options.cniConfName,
           cniConfigList(options.hostVethPrefix, options.mtu, options.socket, options.chainPortmap));
       !written) {

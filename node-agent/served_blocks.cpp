@@ -11,8 +11,8 @@
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
+#include "lib/base/file.h"
 #include "lib/ipam/crc32c.h"
-#include "node-agent/cni_config.h"
 
 namespace vnetipam::agent {
 namespace {
@@ -112,8 +112,8 @@ std::expected<std::vector<ServedBlock>, std::string> decodeServedBlocks(
 base::Result<void> saveServedBlocks(const std::filesystem::path& stateDir,
                                     const std::string& nodeName,
                                     const std::vector<ServedBlock>& blocks) {
-  return writeFileAtomically(stateDir, std::string(kServedBlocksFile),
-                             encodeServedBlocks(nodeName, blocks));
+  return base::writeFileAtomically(stateDir, kServedBlocksFile,
+                                   encodeServedBlocks(nodeName, blocks));
 }
 
 std::expected<std::vector<ServedBlock>, std::string> loadServedBlocks(

@@ -46,7 +46,7 @@ std::string encodeServedBlocks(const std::string& nodeName, std::vector<ServedBl
 std::expected<std::vector<ServedBlock>, std::string> decodeServedBlocks(
     std::string_view text, const std::string& nodeName);
 
-// Writes stateDir/served-blocks atomically and durably (see writeFileAtomically). kIo on failure:
+// Writes stateDir/served-blocks atomically and durably (base::writeFileAtomically). kIo on failure:
 // the old file (or none) is then still in place.
 base::Result<void> saveServedBlocks(const std::filesystem::path& stateDir,
                                     const std::string& nodeName,

@@ -29,8 +29,8 @@
 #include "lib/azure/connect.h"
 #include "lib/azure/metrics.h"
 #include "lib/azure/network.h"
+#include "lib/base/clock.h"
 #include "lib/ipam/ip.h"
-#include "lib/kube/clock.h"
 
 namespace {
 
@@ -138,7 +138,7 @@ int main(int argc, char** argv) {
     plan.emplace_back(nicId, std::move(desired));
   }
 
-  kube::SteadyClockImpl clock;
+  base::SteadyClockImpl clock;
   CountingObserver observer;
   // No client-side budgets: the test is about the server's throttling and faults.
   auto clients = azure::connectAzure(

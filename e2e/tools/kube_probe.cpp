@@ -39,12 +39,12 @@
 #include <poll.h>
 #include <unistd.h>
 
+#include "lib/base/clock.h"
+#include "lib/http/cpprest_transport.h"
+#include "lib/http/transport.h"
 #include "lib/kube/client.h"
-#include "lib/kube/clock.h"
 #include "lib/kube/config.h"
-#include "lib/kube/cpprest_transport.h"
 #include "lib/kube/error.h"
-#include "lib/kube/http_transport.h"
 #include "lib/kube/informer.h"
 #include "lib/kube/watch.h"
 
@@ -60,22 +60,22 @@ constexpr std::string_view kUsage =
     "  informer PATH [--label-selector S] [--field-selector S] [--page-size N]\n";
 
 // Counts the requests that go through, so `list` can report how many pages it took.
-class CountingTransport final : public kube::HttpTransport {
+class CountingTransport final : public http::HttpTransport {
  public:
-  explicit CountingTransport(kube::HttpTransport& inner) : inner_(inner) {}
-  kube::Result<kube::HttpResponse> send(const kube::HttpRequest& request) override {
+  explicit CountingTransport(http::HttpTransport& inner) : inner_(inner) {}
+  http::Result<http::HttpResponse> send(const http::HttpRequest& request) override {
     ++sends_;
     return inner_.send(request);
   }
-  kube::Result<kube::HttpResponse> stream(const kube::HttpRequest& request,
+  http::Result<http::HttpResponse> stream(const http::HttpRequest& request,
                                           const std::function<bool(std::string_view)>& onChunk,
-                                          kube::CancelSignal& cancel) override {
+                                          http::CancelSignal& cancel) override {
     return inner_.stream(request, onChunk, cancel);
   }
   int sends() const { return sends_.load(); }
 
  private:
-  kube::HttpTransport& inner_;
+  http::HttpTransport& inner_;
   std::atomic<int> sends_{0};
 };
 
@@ -118,10 +118,10 @@ std::string_view typeName(kube::WatchEventType type) {
   return "UNKNOWN";
 }
 
-int runWatch(kube::HttpTransport& transport, const kube::TokenProvider& token,
+int runWatch(http::HttpTransport& transport, const kube::TokenProvider& token,
              const std::string& path, std::string resourceVersion, long long count,
              std::chrono::seconds timeout) {
-  kube::CancelSignal cancel;
+  http::CancelSignal cancel;
   std::mutex mutex;
   std::condition_variable wake;
   bool done = false;
@@ -184,18 +184,18 @@ class LinePrinter {
 };
 
 // Lets the test decide when the informer's watch connects and from where (see the usage above).
-class SteerableTransport final : public kube::HttpTransport {
+class SteerableTransport final : public http::HttpTransport {
  public:
-  SteerableTransport(kube::HttpTransport& inner, LinePrinter& out) : inner_(inner), out_(out) {}
+  SteerableTransport(http::HttpTransport& inner, LinePrinter& out) : inner_(inner), out_(out) {}
 
-  kube::Result<kube::HttpResponse> send(const kube::HttpRequest& request) override {
+  http::Result<http::HttpResponse> send(const http::HttpRequest& request) override {
     return inner_.send(request);
   }
 
-  kube::Result<kube::HttpResponse> stream(const kube::HttpRequest& request,
+  http::Result<http::HttpResponse> stream(const http::HttpRequest& request,
                                           const std::function<bool(std::string_view)>& onChunk,
-                                          kube::CancelSignal& cancel) override {
-    kube::HttpRequest steered = request;
+                                          http::CancelSignal& cancel) override {
+    http::HttpRequest steered = request;
     bool held = false;
     {
       std::lock_guard lock(mutex_);
@@ -222,7 +222,7 @@ class SteerableTransport final : public kube::HttpTransport {
       }
     }
     // An inner signal, so `cut` can end this one connection without stopping the informer.
-    kube::CancelSignal connection;
+    http::CancelSignal connection;
     const auto forward = cancel.onCancel([&connection] { connection.cancel(); });
     {
       std::lock_guard lock(mutex_);
@@ -234,8 +234,8 @@ class SteerableTransport final : public kube::HttpTransport {
       current_ = nullptr;
     }
     cancel.removeOnCancel(forward);
-    if (!response && response.error().code == kube::ErrorCode::kCancelled && !cancel.cancelled()) {
-      return kube::fail(kube::ErrorCode::kTransport, "watch connection cut by the test");
+    if (!response && response.error().code == http::ErrorCode::kCancelled && !cancel.cancelled()) {
+      return http::fail(http::ErrorCode::kTransport, "watch connection cut by the test");
     }
     return response;
   }
@@ -268,13 +268,13 @@ class SteerableTransport final : public kube::HttpTransport {
     return target.substr(0, valueStart) + rv + target.substr(valueEnd);
   }
 
-  kube::HttpTransport& inner_;
+  http::HttpTransport& inner_;
   LinePrinter& out_;
   std::mutex mutex_;
   std::condition_variable wake_;
   bool hold_ = false;
   std::optional<std::string> resumeFrom_;
-  kube::CancelSignal* current_ = nullptr;
+  http::CancelSignal* current_ = nullptr;
 };
 
 json summary(const json& object) {
@@ -282,12 +282,12 @@ json summary(const json& object) {
           {"resourceVersion", object["metadata"].value("resourceVersion", "")}};
 }
 
-int runInformer(kube::HttpTransport& real, const kube::TokenProvider& token,
+int runInformer(http::HttpTransport& real, const kube::TokenProvider& token,
                 const std::string& path, const kube::ListOptions& listOptions,
                 std::chrono::seconds timeout) {
   LinePrinter out;
   SteerableTransport transport(real, out);
-  kube::SteadyClockImpl clock;
+  base::SteadyClockImpl clock;
   kube::Client client(transport, clock, {.token = token, .userAgent = "kube_probe"});
   auto line = [&out](std::string_view type, const json& object) {
     json l = summary(object);
@@ -389,7 +389,7 @@ int run(int argc, char** argv) {
 
   auto config = kube::loadKubeconfig(kubeconfig);
   if (!config) return failWith(config.error());
-  auto real = kube::CpprestTransportImpl::create({
+  auto real = http::CpprestTransportImpl::create({
       .server = config->server,
       .caPem = config->caPem,
       .clientCertPem = config->clientCertPem,
@@ -399,7 +399,7 @@ int run(int argc, char** argv) {
   });
   if (!real) return failWith(real.error());
   CountingTransport transport(**real);
-  kube::SteadyClockImpl clock;
+  base::SteadyClockImpl clock;
   kube::Client client(transport, clock, {.token = config->token, .userAgent = "kube_probe"});
 
   const std::string& command = args[0];

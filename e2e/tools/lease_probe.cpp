@@ -23,12 +23,12 @@
 #include <nlohmann/json.hpp>
 #include <pthread.h>
 
+#include "lib/base/clock.h"
+#include "lib/http/cpprest_transport.h"
+#include "lib/http/transport.h"
 #include "lib/kube/client.h"
-#include "lib/kube/clock.h"
 #include "lib/kube/config.h"
-#include "lib/kube/cpprest_transport.h"
 #include "lib/kube/events.h"
-#include "lib/kube/http_transport.h"
 #include "lib/kube/leader_election.h"
 
 namespace {
@@ -56,12 +56,12 @@ int usage(std::string_view why) {
   return 2;
 }
 
-bool parseSeconds(std::string_view text, kube::Clock::Duration& out) {
+bool parseSeconds(std::string_view text, base::Clock::Duration& out) {
   try {
     std::size_t used = 0;
     const double seconds = std::stod(std::string(text), &used);
     if (used != text.size() || seconds <= 0) return false;
-    out = std::chrono::duration_cast<kube::Clock::Duration>(std::chrono::duration<double>(seconds));
+    out = std::chrono::duration_cast<base::Clock::Duration>(std::chrono::duration<double>(seconds));
     return true;
   } catch (const std::exception&) {
     return false;
@@ -121,7 +121,7 @@ int run(int argc, char** argv) {
   sigaddset(&signals, SIGTERM);
   sigaddset(&signals, SIGINT);
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
-  kube::CancelSignal cancel;
+  http::CancelSignal cancel;
   std::thread([&cancel, signals] {
     int received = 0;
     sigwait(&signals, &received);
@@ -134,7 +134,7 @@ int run(int argc, char** argv) {
     return 1;
   }
   // A short request timeout: the renew deadline is checked between calls (leader_election.h).
-  auto transport = kube::CpprestTransportImpl::create({
+  auto transport = http::CpprestTransportImpl::create({
       .server = loaded->server,
       .caPem = loaded->caPem,
       .clientCertPem = loaded->clientCertPem,
@@ -146,7 +146,7 @@ int run(int argc, char** argv) {
     std::cerr << "lease_probe: " << transport.error().message << "\n";
     return 1;
   }
-  kube::SteadyClockImpl clock;
+  base::SteadyClockImpl clock;
   kube::Client client(**transport, clock,
                       {.token = loaded->token,
                        .maxRetries = 1,

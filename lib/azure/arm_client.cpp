@@ -60,7 +60,7 @@ std::string describe(const json& error, std::string& code) {
 }  // namespace
 
 Error armError(std::string_view operation, std::string_view target,
-               const kube::HttpResponse& response) {
+               const http::HttpResponse& response) {
   const auto doc = parseBoundedJson(response.body, kMaxArmBodyBytes, "CloudError");
   std::string code;
   std::string text;
@@ -75,7 +75,7 @@ Error armError(std::string_view operation, std::string_view target,
                response.status, code};
 }
 
-ArmClient::ArmClient(kube::HttpTransport& transport, std::string endpoint,
+ArmClient::ArmClient(http::HttpTransport& transport, std::string endpoint,
                      TokenCredential& credential, Clock& clock, ArmClientOptions options)
     : transport_(transport),
       endpoint_(std::move(endpoint)),
@@ -144,12 +144,12 @@ Clock::Duration ArmClient::throttlePauseLeft(bool read) {
   return std::max(Clock::Duration::zero(), until - clock_.now());
 }
 
-Result<kube::HttpResponse> ArmClient::send(std::string_view operation, std::string_view method,
+Result<http::HttpResponse> ArmClient::send(std::string_view operation, std::string_view method,
                                            std::string_view target, std::string body,
-                                           kube::Headers headers) {
+                                           http::Headers headers) {
   auto path = targetOf(target);
   if (!path) return std::unexpected(path.error());
-  kube::HttpRequest request{.method = std::string(method),
+  http::HttpRequest request{.method = std::string(method),
                             .target = std::move(*path),
                             .headers = std::move(headers),
                             .body = std::move(body)};
@@ -176,9 +176,9 @@ Result<kube::HttpResponse> ArmClient::send(std::string_view operation, std::stri
                                    clock_.now() - start);
     }
     if (!response) {
-      const kube::Error& error = response.error();
+      const http::Error& error = response.error();
       if (retries >= options_.maxRetries) {
-        return fail(error.code == kube::ErrorCode::kConnectFailed ? ErrorCode::kConnectFailed
+        return fail(error.code == http::ErrorCode::kConnectFailed ? ErrorCode::kConnectFailed
                                                                   : ErrorCode::kTransport,
                     redactSecrets(fmt::format("{} {} {}: {} (after {} retries)", operation, method,
                                               request.target, error.message, retries)));
@@ -272,7 +272,7 @@ Result<std::vector<json>> ArmClient::list(std::string_view operation, std::strin
 
 Result<json> ArmClient::put(std::string_view operation, std::string_view target, const json& body,
                             const std::optional<std::string>& ifMatch) {
-  kube::Headers headers;
+  http::Headers headers;
   if (ifMatch) headers["If-Match"] = *ifMatch;
   auto response = send(operation, "PUT", target, body.dump(), std::move(headers));
   if (!response) return std::unexpected(response.error());
@@ -281,7 +281,7 @@ Result<json> ArmClient::put(std::string_view operation, std::string_view target,
 }
 
 Result<json> ArmClient::followOperation(std::string_view operation, std::string_view target,
-                                        const kube::HttpResponse& initial) {
+                                        const http::HttpResponse& initial) {
   const auto header = [&initial](std::string_view name) {
     const auto it = initial.headers.find(name);
     return it == initial.headers.end() ? std::string() : it->second;
@@ -308,8 +308,8 @@ Result<json> ArmClient::followOperation(std::string_view operation, std::string_
   }
 
   const Clock::TimePoint deadline = clock_.now() + options_.operationTimeout;
-  const kube::HttpResponse* last = &initial;
-  kube::HttpResponse poll;
+  const http::HttpResponse* last = &initial;
+  http::HttpResponse poll;
   const std::string& url = asyncUrl.empty() ? locationUrl : asyncUrl;
   for (;;) {
     const auto after = retryAfter(last->headers, options_.wallNow);

@@ -39,8 +39,8 @@
 #include "lib/azure/error.h"
 #include "lib/azure/metrics.h"
 #include "lib/azure/retry.h"
-#include "lib/kube/http_transport.h"
-#include "lib/kube/rate_limiter.h"
+#include "lib/http/rate_limiter.h"
+#include "lib/http/transport.h"
 
 namespace vnetipam::azure {
 
@@ -68,7 +68,7 @@ class ArmClient {
  public:
   // `transport` talks to `endpoint` (Endpoints::resourceManager). All references must outlive
   // the client.
-  ArmClient(kube::HttpTransport& transport, std::string endpoint, TokenCredential& credential,
+  ArmClient(http::HttpTransport& transport, std::string endpoint, TokenCredential& credential,
             Clock& clock, ArmClientOptions options = {});
 
   // GET a resource. `operation` names the call for metrics and messages ("GetNetworkInterface").
@@ -87,27 +87,27 @@ class ArmClient {
 
   // One request with the budget, wait and retry rules above; any status is returned as a value.
   // `target` is a path with query, or an absolute URL under the endpoint.
-  Result<kube::HttpResponse> send(std::string_view operation, std::string_view method,
+  Result<http::HttpResponse> send(std::string_view operation, std::string_view method,
                                   std::string_view target, std::string body = {},
-                                  kube::Headers headers = {});
+                                  http::Headers headers = {});
 
   // The path with query of `url` when it lies under the endpoint; kBadResponse otherwise.
   Result<std::string> targetOf(std::string_view url) const;
 
  private:
   Result<nlohmann::json> followOperation(std::string_view operation, std::string_view target,
-                                         const kube::HttpResponse& initial);
+                                         const http::HttpResponse& initial);
   void wait(std::string_view operation, WaitReason reason, Clock::Duration duration);
   void pauseForThrottling(bool read, Clock::Duration pause);
   Clock::Duration throttlePauseLeft(bool read);
 
-  kube::HttpTransport& transport_;
+  http::HttpTransport& transport_;
   std::string endpoint_;
   TokenCredential& credential_;
   Clock& clock_;
   ArmClientOptions options_;
-  kube::TokenBucket reads_;
-  kube::TokenBucket writes_;
+  http::TokenBucket reads_;
+  http::TokenBucket writes_;
   std::mutex throttleMutex_;
   Clock::TimePoint readsPausedUntil_{};
   Clock::TimePoint writesPausedUntil_{};
@@ -115,6 +115,6 @@ class ArmClient {
 
 // The Error for a non-2xx ARM response, from its CloudError body.
 Error armError(std::string_view operation, std::string_view target,
-               const kube::HttpResponse& response);
+               const http::HttpResponse& response);
 
 }  // namespace vnetipam::azure

@@ -2,23 +2,23 @@
 
 #include <fmt/format.h>
 
-#include "lib/kube/cpprest_transport.h"
+#include "lib/http/cpprest_transport.h"
 
 namespace vnetipam::azure {
 
 namespace {
 
-Result<std::unique_ptr<kube::HttpTransport>> transportTo(const std::string& url,
+Result<std::unique_ptr<http::HttpTransport>> transportTo(const std::string& url,
                                                          const std::string& caPem,
                                                          std::chrono::seconds timeout,
                                                          std::string_view what) {
-  auto transport = kube::CpprestTransportImpl::create(
+  auto transport = http::CpprestTransportImpl::create(
       {.server = url, .caPem = caPem, .requestTimeout = timeout, .streamTimeout = timeout});
   if (!transport) {
     return fail(ErrorCode::kConfig,
                 fmt::format("{} endpoint: {}", what, transport.error().message));
   }
-  return std::unique_ptr<kube::HttpTransport>(std::move(*transport));
+  return std::unique_ptr<http::HttpTransport>(std::move(*transport));
 }
 
 }  // namespace

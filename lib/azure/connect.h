@@ -10,14 +10,14 @@
 #include "lib/azure/config.h"
 #include "lib/azure/credentials.h"
 #include "lib/azure/network.h"
-#include "lib/kube/http_transport.h"
+#include "lib/http/transport.h"
 
 namespace vnetipam::azure {
 
 struct AzureClients {
-  std::unique_ptr<kube::HttpTransport> armTransport;
-  std::unique_ptr<kube::HttpTransport> authorityTransport;
-  std::unique_ptr<kube::HttpTransport> imdsTransport;
+  std::unique_ptr<http::HttpTransport> armTransport;
+  std::unique_ptr<http::HttpTransport> authorityTransport;
+  std::unique_ptr<http::HttpTransport> imdsTransport;
   std::unique_ptr<TokenCredential> credential;
   std::unique_ptr<ArmClient> arm;
   std::unique_ptr<NetworkClient> network;

@@ -9,6 +9,7 @@
 #include <nlohmann/json.hpp>
 
 #include "lib/azure/bounded_json.h"
+#include "lib/base/text.h"
 
 namespace vnetipam::azure {
 
@@ -22,33 +23,15 @@ constexpr std::size_t kMaxAccessTokenBytes = 64 * 1024;
 // lifetime in nanoseconds (the steady clock's unit) far from overflowing.
 constexpr std::int64_t kMaxExpiresInSeconds = 7 * 24 * 3600;
 
-ErrorCode transportCode(kube::ErrorCode code) {
-  return code == kube::ErrorCode::kConnectFailed ? ErrorCode::kConnectFailed
+ErrorCode transportCode(http::ErrorCode code) {
+  return code == http::ErrorCode::kConnectFailed ? ErrorCode::kConnectFailed
                                                  : ErrorCode::kTransport;
 }
 
 }  // namespace
 
-std::string formEncode(std::string_view value) {
-  static constexpr char kHex[] = "0123456789ABCDEF";
-  std::string out;
-  out.reserve(value.size());
-  for (const char c : value) {
-    const auto u = static_cast<unsigned char>(c);
-    if ((u >= 'A' && u <= 'Z') || (u >= 'a' && u <= 'z') || (u >= '0' && u <= '9') || c == '-' ||
-        c == '.' || c == '_' || c == '~') {
-      out.push_back(c);
-    } else {
-      out.push_back('%');
-      out.push_back(kHex[u >> 4]);
-      out.push_back(kHex[u & 0xF]);
-    }
-  }
-  return out;
-}
-
 std::string tokenPath(std::string_view tenantId) {
-  return fmt::format("/{}/oauth2/v2.0/token", formEncode(tenantId));
+  return fmt::format("/{}/oauth2/v2.0/token", text::percentEncode(tenantId));
 }
 
 Result<AccessToken> parseTokenResponse(std::string_view body, std::string_view what) {
@@ -137,8 +120,8 @@ void CachingCredential::invalidate() {
   expiresAt_ = {};
 }
 
-Result<AccessToken> CachingCredential::sendTokenRequest(kube::HttpTransport& transport,
-                                                        const kube::HttpRequest& request,
+Result<AccessToken> CachingCredential::sendTokenRequest(http::HttpTransport& transport,
+                                                        const http::HttpRequest& request,
                                                         std::string_view what, bool imds) {
   for (int attempt = 0;; ++attempt) {
     const bool last = attempt >= options_.maxRetries;
@@ -192,7 +175,7 @@ Result<AccessToken> CachingCredential::sendTokenRequest(kube::HttpTransport& tra
   }
 }
 
-ClientSecretCredentialImpl::ClientSecretCredentialImpl(kube::HttpTransport& authority, Clock& clock,
+ClientSecretCredentialImpl::ClientSecretCredentialImpl(http::HttpTransport& authority, Clock& clock,
                                                        std::string tenantId, std::string clientId,
                                                        std::string clientSecret,
                                                        std::string audience,
@@ -205,12 +188,13 @@ ClientSecretCredentialImpl::ClientSecretCredentialImpl(kube::HttpTransport& auth
       audience_(std::move(audience)) {}
 
 Result<AccessToken> ClientSecretCredentialImpl::fetch() {
-  kube::HttpRequest request{.method = "POST", .target = tokenPath(tenantId_)};
+  http::HttpRequest request{.method = "POST", .target = tokenPath(tenantId_)};
   request.headers["Content-Type"] = "application/x-www-form-urlencoded";
   request.headers["Accept"] = "application/json";
-  request.body = fmt::format("grant_type=client_credentials&client_id={}&scope={}&client_secret={}",
-                             formEncode(clientId_), formEncode(audience_ + ".default"),
-                             formEncode(clientSecret_));
+  request.body =
+      fmt::format("grant_type=client_credentials&client_id={}&scope={}&client_secret={}",
+                  text::percentEncode(clientId_), text::percentEncode(audience_ + ".default"),
+                  text::percentEncode(clientSecret_));
   return sendTokenRequest(
       authority_, request,
       fmt::format("client secret token for client {} in tenant {}", clientId_, tenantId_),
@@ -218,7 +202,7 @@ Result<AccessToken> ClientSecretCredentialImpl::fetch() {
 }
 
 WorkloadIdentityCredentialImpl::WorkloadIdentityCredentialImpl(
-    kube::HttpTransport& authority, Clock& clock, std::string tenantId, std::string clientId,
+    http::HttpTransport& authority, Clock& clock, std::string tenantId, std::string clientId,
     std::string tokenFile, std::string audience, CredentialOptions options)
     : CachingCredential(clock, std::move(options)),
       authority_(authority),
@@ -243,21 +227,22 @@ Result<AccessToken> WorkloadIdentityCredentialImpl::fetch() {
     return fail(ErrorCode::kAuth,
                 fmt::format("workload identity token file \"{}\" is empty", tokenFile_));
   }
-  kube::HttpRequest request{.method = "POST", .target = tokenPath(tenantId_)};
+  http::HttpRequest request{.method = "POST", .target = tokenPath(tenantId_)};
   request.headers["Content-Type"] = "application/x-www-form-urlencoded";
   request.headers["Accept"] = "application/json";
   request.body = fmt::format(
       "grant_type=client_credentials&client_id={}&scope={}"
       "&client_assertion_type=urn%3Aietf%3Aparams%3Aoauth%3Aclient-assertion-type%3Ajwt-bearer"
       "&client_assertion={}",
-      formEncode(clientId_), formEncode(audience_ + ".default"), formEncode(assertion));
+      text::percentEncode(clientId_), text::percentEncode(audience_ + ".default"),
+      text::percentEncode(assertion));
   return sendTokenRequest(
       authority_, request,
       fmt::format("workload identity token for client {} in tenant {}", clientId_, tenantId_),
       /*imds=*/false);
 }
 
-ManagedIdentityCredentialImpl::ManagedIdentityCredentialImpl(kube::HttpTransport& imds,
+ManagedIdentityCredentialImpl::ManagedIdentityCredentialImpl(http::HttpTransport& imds,
                                                              Clock& clock,
                                                              std::string userAssignedIdentity,
                                                              std::string audience,
@@ -268,15 +253,15 @@ ManagedIdentityCredentialImpl::ManagedIdentityCredentialImpl(kube::HttpTransport
       audience_(std::move(audience)) {}
 
 Result<AccessToken> ManagedIdentityCredentialImpl::fetch() {
-  std::string target =
-      "/metadata/identity/oauth2/token?api-version=2018-02-01&resource=" + formEncode(audience_);
+  std::string target = "/metadata/identity/oauth2/token?api-version=2018-02-01&resource=" +
+                       text::percentEncode(audience_);
   if (!userAssignedIdentity_.empty()) {
     // cloud-provider-azure's convention: an ARM id names the identity by resource, else it is a
     // client id.
     const bool armId = userAssignedIdentity_.find("/subscriptions/") != std::string::npos;
-    target += (armId ? "&mi_res_id=" : "&client_id=") + formEncode(userAssignedIdentity_);
+    target += (armId ? "&mi_res_id=" : "&client_id=") + text::percentEncode(userAssignedIdentity_);
   }
-  kube::HttpRequest request{.method = "GET", .target = std::move(target)};
+  http::HttpRequest request{.method = "GET", .target = std::move(target)};
   request.headers["Metadata"] = "true";
   request.headers["Accept"] = "application/json";
   return sendTokenRequest(imds_, request,
@@ -287,8 +272,8 @@ Result<AccessToken> ManagedIdentityCredentialImpl::fetch() {
 }
 
 std::unique_ptr<TokenCredential> makeCredential(const AzureConfig& config,
-                                                kube::HttpTransport& authority,
-                                                kube::HttpTransport& imds, Clock& clock,
+                                                http::HttpTransport& authority,
+                                                http::HttpTransport& imds, Clock& clock,
                                                 CredentialOptions options) {
   switch (config.credential) {
     case CredentialKind::kWorkloadIdentity:

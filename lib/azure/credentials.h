@@ -31,7 +31,7 @@
 #include "lib/azure/error.h"
 #include "lib/azure/metrics.h"
 #include "lib/azure/retry.h"
-#include "lib/kube/http_transport.h"
+#include "lib/http/transport.h"
 
 namespace vnetipam::azure {
 
@@ -74,8 +74,8 @@ class CachingCredential : public TokenCredential {
  protected:
   CachingCredential(Clock& clock, CredentialOptions options);
   // One token request with the retry rules above. `what` names the endpoint in messages.
-  Result<AccessToken> sendTokenRequest(kube::HttpTransport& transport,
-                                       const kube::HttpRequest& request, std::string_view what,
+  Result<AccessToken> sendTokenRequest(http::HttpTransport& transport,
+                                       const http::HttpRequest& request, std::string_view what,
                                        bool imds);
   virtual Result<AccessToken> fetch() = 0;
 
@@ -92,25 +92,25 @@ class CachingCredential : public TokenCredential {
 class ClientSecretCredentialImpl final : public CachingCredential {
  public:
   // `authority` is a transport to config.endpoints.authorityHost; it must outlive this.
-  ClientSecretCredentialImpl(kube::HttpTransport& authority, Clock& clock, std::string tenantId,
+  ClientSecretCredentialImpl(http::HttpTransport& authority, Clock& clock, std::string tenantId,
                              std::string clientId, std::string clientSecret, std::string audience,
                              CredentialOptions options = {});
 
  private:
   Result<AccessToken> fetch() override;
-  kube::HttpTransport& authority_;
+  http::HttpTransport& authority_;
   std::string tenantId_, clientId_, clientSecret_, audience_;
 };
 
 class WorkloadIdentityCredentialImpl final : public CachingCredential {
  public:
-  WorkloadIdentityCredentialImpl(kube::HttpTransport& authority, Clock& clock, std::string tenantId,
+  WorkloadIdentityCredentialImpl(http::HttpTransport& authority, Clock& clock, std::string tenantId,
                                  std::string clientId, std::string tokenFile, std::string audience,
                                  CredentialOptions options = {});
 
  private:
   Result<AccessToken> fetch() override;
-  kube::HttpTransport& authority_;
+  http::HttpTransport& authority_;
   std::string tenantId_, clientId_, tokenFile_, audience_;
 };
 
@@ -118,27 +118,24 @@ class ManagedIdentityCredentialImpl final : public CachingCredential {
  public:
   // `imds` is a transport to config.endpoints.imds. `userAssignedIdentity`: empty for the
   // system-assigned identity, a client id, or an ARM resource id.
-  ManagedIdentityCredentialImpl(kube::HttpTransport& imds, Clock& clock,
+  ManagedIdentityCredentialImpl(http::HttpTransport& imds, Clock& clock,
                                 std::string userAssignedIdentity, std::string audience,
                                 CredentialOptions options = {});
 
  private:
   Result<AccessToken> fetch() override;
-  kube::HttpTransport& imds_;
+  http::HttpTransport& imds_;
   std::string userAssignedIdentity_, audience_;
 };
 
 // The credential config.credential names. The transports must outlive it; only the one the
 // credential uses is touched.
 std::unique_ptr<TokenCredential> makeCredential(const AzureConfig& config,
-                                                kube::HttpTransport& authority,
-                                                kube::HttpTransport& imds, Clock& clock,
+                                                http::HttpTransport& authority,
+                                                http::HttpTransport& imds, Clock& clock,
                                                 CredentialOptions options = {});
 
 // The v2 token endpoint path for a tenant: "/{tenant}/oauth2/v2.0/token".
 std::string tokenPath(std::string_view tenantId);
-
-// Percent-encodes for application/x-www-form-urlencoded and query values.
-std::string formEncode(std::string_view value);
 
 }  // namespace vnetipam::azure

@@ -85,7 +85,7 @@ std::optional<std::chrono::system_clock::time_point> parseHttpDate(std::string_v
          std::chrono::seconds{*second};
 }
 
-std::optional<Clock::Duration> retryAfter(const kube::Headers& headers, const WallClock& wallNow) {
+std::optional<Clock::Duration> retryAfter(const http::Headers& headers, const WallClock& wallNow) {
   const auto header = headers.find("Retry-After");
   if (header == headers.end()) return std::nullopt;
   const std::string_view value = text::trimOws(header->second);

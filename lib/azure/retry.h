@@ -7,13 +7,14 @@
 #include <optional>
 #include <string_view>
 
-#include "lib/kube/clock.h"
-#include "lib/kube/http_transport.h"
+#include "lib/base/clock.h"
+#include "lib/http/transport.h"
 
 namespace vnetipam::azure {
 
-using Clock = kube::Clock;
-using WallClock = std::function<std::chrono::system_clock::time_point()>;
+// The Azure client runs on the project's injected clocks.
+using base::Clock;
+using base::WallClock;
 
 // A uniform random number in [0, 1), thread-safe, seeded from std::random_device.
 std::function<double()> defaultRandom01();
@@ -28,7 +29,7 @@ Clock::Duration jitteredBackoff(int attempt, std::chrono::milliseconds initial,
 // as cloud-provider-azure accepts). A date is measured against the response's own Date header
 // when it has one (immune to our clock's skew), else against `wallNow`. A date in the past is
 // zero. nullopt when the header is absent or unreadable.
-std::optional<Clock::Duration> retryAfter(const kube::Headers& headers, const WallClock& wallNow);
+std::optional<Clock::Duration> retryAfter(const http::Headers& headers, const WallClock& wallNow);
 
 // Parses an RFC 1123 date; nullopt if it is not one.
 std::optional<std::chrono::system_clock::time_point> parseHttpDate(std::string_view text);

@@ -4,6 +4,8 @@
 
 #include <yaml-cpp/yaml.h>
 
+#include "lib/base/host_port.h"
+
 namespace vnetipam::cli {
 
 std::expected<SplitArgs, std::string> splitArgs(std::span<const char* const> args,
@@ -99,10 +101,8 @@ ValueError nonEmpty(const std::string& text, std::string& out) {
 }
 
 ValueError parseHostPort(const std::string& text, HostPart host, std::string& out) {
-  const auto colon = text.rfind(':');
-  int port = 0;
-  if (colon == std::string::npos || (host == HostPart::kRequired && colon == 0) ||
-      parseInt(text.substr(colon + 1), 0, 65535, port)) {
+  const auto split = base::splitHostPort(text);
+  if (!split || (host == HostPart::kRequired && split->host.empty())) {
     return fmt::format("\"{}\" is not HOST:PORT", text);
   }
   out = text;

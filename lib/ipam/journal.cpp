@@ -16,26 +16,10 @@
 
 namespace vnetipam::ipam {
 
-namespace detail {
-
-UniqueFd& UniqueFd::operator=(UniqueFd&& other) noexcept {
-  if (this != &other) {
-    if (fd_ >= 0) ::close(fd_);
-    fd_ = std::exchange(other.fd_, -1);
-  }
-  return *this;
-}
-
-UniqueFd::~UniqueFd() {
-  if (fd_ >= 0) ::close(fd_);
-}
-
-}  // namespace detail
-
 namespace {
 
 namespace fs = std::filesystem;
-using detail::UniqueFd;
+using base::UniqueFd;
 using Bytes = std::span<const std::byte>;
 
 constexpr std::uint32_t kFileMagic = 0x4A504956u;    // "VIPJ" as little-endian bytes

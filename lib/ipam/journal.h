@@ -48,6 +48,7 @@
 #include <vector>
 
 #include "lib/base/error.h"
+#include "lib/base/unique_fd.h"
 
 namespace vnetipam::ipam {
 
@@ -58,26 +59,6 @@ using base::fail;
 using base::Result;
 
 using Seq = std::uint64_t;
-
-namespace detail {
-// Owns a file descriptor and closes it on destruction. Move-only.
-class UniqueFd {
- public:
-  UniqueFd() = default;
-  explicit UniqueFd(int fd) : fd_(fd) {}
-  UniqueFd(UniqueFd&& other) noexcept : fd_(std::exchange(other.fd_, -1)) {}
-  UniqueFd& operator=(UniqueFd&& other) noexcept;
-  UniqueFd(const UniqueFd&) = delete;
-  UniqueFd& operator=(const UniqueFd&) = delete;
-  ~UniqueFd();
-
-  int get() const { return fd_; }
-  bool valid() const { return fd_ >= 0; }
-
- private:
-  int fd_ = -1;
-};
-}  // namespace detail
 
 enum class RecordKind : std::uint8_t {
   kEntry = 1,     // one change, applied on top of the snapshot and the entries before it
@@ -219,8 +200,8 @@ class Journal {
   const std::filesystem::path& path() const { return path_; }
 
  private:
-  Journal(std::filesystem::path path, JournalOptions options, detail::UniqueFd fd,
-          detail::UniqueFd lock, std::uint64_t fileBytes, std::uint64_t records,
+  Journal(std::filesystem::path path, JournalOptions options, base::UniqueFd fd,
+          base::UniqueFd lock, std::uint64_t fileBytes, std::uint64_t records,
           std::uint64_t entriesSinceSnapshot, Seq lastSeq);
 
   // Requires mu_ (held by `lock`), as the leader of the next fsync: waits, bounded, for the
@@ -237,8 +218,8 @@ class Journal {
   mutable std::mutex mu_;
   std::condition_variable cv_;        // signalled when a sync finishes or a compaction swaps files
   std::condition_variable gatherCv_;  // signalled when a caller joins a gathering leader
-  detail::UniqueFd fd_;
-  detail::UniqueFd lock_;           // flock held for the Journal's lifetime
+  base::UniqueFd fd_;
+  base::UniqueFd lock_;             // flock held for the Journal's lifetime
   std::vector<std::byte> scratch_;  // encoding buffer of append(), reused to avoid allocations
   std::uint64_t fileBytes_;
   std::uint64_t records_;

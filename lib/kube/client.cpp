@@ -11,6 +11,8 @@
 
 #include <fmt/format.h>
 
+#include "lib/base/text.h"
+
 namespace vnetipam::kube {
 
 using nlohmann::json;
@@ -33,7 +35,7 @@ void addQuery(std::string& query, std::string_view name, std::string_view value)
   if (!query.empty()) query += '&';
   query += name;
   query += '=';
-  query += encodeQueryValue(value);
+  query += text::percentEncode(value);
 }
 
 bool hasResourceVersion(const json& object) {
@@ -46,9 +48,9 @@ bool hasResourceVersion(const json& object) {
 
 std::string statusPath(std::string_view objectPath) { return fmt::format("{}/status", objectPath); }
 
-HttpRequest makeRequest(std::string method, std::string target, std::string_view contentType = {},
-                        std::string body = {}) {
-  HttpRequest request{.method = std::move(method), .target = std::move(target)};
+http::HttpRequest makeRequest(std::string method, std::string target,
+                              std::string_view contentType = {}, std::string body = {}) {
+  http::HttpRequest request{.method = std::move(method), .target = std::move(target)};
   if (!contentType.empty()) request.headers.emplace("Content-Type", contentType);
   request.body = std::move(body);
   return request;
@@ -115,7 +117,7 @@ std::optional<std::chrono::sys_seconds> parseHttpDate(std::string_view text) {
 }
 
 std::optional<std::chrono::seconds> retryAfter(
-    const HttpResponse& response,
+    const http::HttpResponse& response,
     const std::function<std::chrono::system_clock::time_point()>& wallClock) {
   const auto header = response.headers.find("Retry-After");
   if (header == response.headers.end()) return std::nullopt;
@@ -141,22 +143,7 @@ std::optional<std::chrono::seconds> parseRetryAfter(std::string_view value,
   return std::chrono::ceil<std::chrono::seconds>(*date - now);
 }
 
-std::string encodeQueryValue(std::string_view value) {
-  std::string out;
-  out.reserve(value.size());
-  for (const char c : value) {
-    const auto u = static_cast<unsigned char>(c);
-    if ((u >= 'A' && u <= 'Z') || (u >= 'a' && u <= 'z') || (u >= '0' && u <= '9') || c == '-' ||
-        c == '.' || c == '_' || c == '~') {
-      out += c;
-    } else {
-      out += fmt::format("%{:02X}", u);
-    }
-  }
-  return out;
-}
-
-Error errorFromResponse(const HttpRequest& request, const HttpResponse& response) {
+Error errorFromResponse(const http::HttpRequest& request, const http::HttpResponse& response) {
   std::string reason;
   std::string message;
   const json body = json::parse(response.body, nullptr, /*allow_exceptions=*/false);
@@ -187,7 +174,7 @@ Error errorFromResponse(const HttpRequest& request, const HttpResponse& response
                status, reason};
 }
 
-Client::Client(HttpTransport& transport, Clock& clock, ClientOptions options)
+Client::Client(http::HttpTransport& transport, base::Clock& clock, ClientOptions options)
     : transport_(transport),
       clock_(clock),
       options_(std::move(options)),
@@ -205,17 +192,17 @@ Client::Client(HttpTransport& transport, Clock& clock, ClientOptions options)
   if (!options_.wallClock) options_.wallClock = [] { return std::chrono::system_clock::now(); };
 }
 
-Clock::Duration Client::backoff(int attempt) {
+base::Clock::Duration Client::backoff(int attempt) {
   // Equal jitter: half the exponential step for sure, half at random, so clients that failed
   // together do not retry together.
   const auto step = std::min<std::chrono::milliseconds>(
       options_.maxBackoff, options_.initialBackoff * (std::int64_t{1} << std::min(attempt, 20)));
   const double jitter = std::clamp(options_.random01(), 0.0, 1.0);
   const auto half = std::chrono::duration<double>(step) / 2;
-  return std::chrono::ceil<Clock::Duration>(half + half * jitter);
+  return std::chrono::ceil<base::Clock::Duration>(half + half * jitter);
 }
 
-Result<HttpResponse> Client::call(HttpRequest request, bool idempotent) {
+Result<http::HttpResponse> Client::call(http::HttpRequest request, bool idempotent) {
   request.headers.try_emplace("Accept", kJson);
   request.headers.try_emplace("User-Agent", options_.userAgent);
   for (int attempt = 0;; ++attempt) {
@@ -229,7 +216,7 @@ Result<HttpResponse> Client::call(HttpRequest request, bool idempotent) {
     const bool lastAttempt = attempt >= options_.maxRetries;
     auto response = transport_.send(request);
     if (!response) {
-      Error error = std::move(response.error());
+      Error error = fromTransport(std::move(response.error()));
       const bool retriable = error.code == ErrorCode::kConnectFailed ||
                              (idempotent && error.code == ErrorCode::kTransport);
       if (!retriable || lastAttempt) {
@@ -246,16 +233,16 @@ Result<HttpResponse> Client::call(HttpRequest request, bool idempotent) {
     // 429 means the server refused before acting, so any request may be repeated; a 5xx may
     // come after the write happened, so only requests safe to repeat are.
     const bool retriable = status == 429 || (status >= 500 && idempotent);
-    if (!retriable || lastAttempt) return response;
+    if (!retriable || lastAttempt) return std::move(*response);
     if (const auto after = retryAfter(*response, options_.wallClock)) {
-      clock_.sleepFor(std::min<Clock::Duration>(*after, options_.maxRetryAfter));
+      clock_.sleepFor(std::min<base::Clock::Duration>(*after, options_.maxRetryAfter));
     } else {
       clock_.sleepFor(backoff(attempt));
     }
   }
 }
 
-Result<json> Client::callJson(HttpRequest request, bool idempotent) {
+Result<json> Client::callJson(http::HttpRequest request, bool idempotent) {
   auto response = call(request, idempotent);
   if (!response) return std::unexpected(std::move(response.error()));
   if (!isSuccess(response->status)) {

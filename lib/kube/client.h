@@ -28,11 +28,11 @@
 
 #include <nlohmann/json.hpp>
 
-#include "lib/kube/clock.h"
+#include "lib/base/clock.h"
+#include "lib/http/rate_limiter.h"
+#include "lib/http/transport.h"
 #include "lib/kube/config.h"
 #include "lib/kube/error.h"
-#include "lib/kube/http_transport.h"
-#include "lib/kube/rate_limiter.h"
 
 namespace vnetipam::kube {
 
@@ -46,7 +46,7 @@ struct ClientOptions {
   std::chrono::seconds maxRetryAfter{60};  // a larger Retry-After is cut to this
   std::function<double()> random01;        // jitter source in [0, 1); default: a seeded PRNG
   // Wall-clock now, only to turn a Retry-After HTTP date into a wait; default: system_clock.
-  std::function<std::chrono::system_clock::time_point()> wallClock;
+  base::WallClock wallClock;
   std::string userAgent = "vnet-ipam";
 };
 
@@ -70,7 +70,7 @@ struct DeleteOptions {
 class Client {
  public:
   // `transport` and `clock` must outlive the client.
-  Client(HttpTransport& transport, Clock& clock, ClientOptions options = {});
+  Client(http::HttpTransport& transport, base::Clock& clock, ClientOptions options = {});
 
   Result<nlohmann::json> get(std::string_view objectPath);
 
@@ -99,21 +99,21 @@ class Client {
 
   // One request with the rate limit and retry rules above; for calls the helpers do not cover.
   // `idempotent`: safe to repeat after an unknown outcome.
-  Result<HttpResponse> call(HttpRequest request, bool idempotent);
+  Result<http::HttpResponse> call(http::HttpRequest request, bool idempotent);
 
   // What the client was built on, for calls that need the transport itself (watches).
-  HttpTransport& transport() { return transport_; }
-  Clock& clock() { return clock_; }
+  http::HttpTransport& transport() { return transport_; }
+  base::Clock& clock() { return clock_; }
   const TokenProvider& token() const { return options_.token; }
 
  private:
-  Result<nlohmann::json> callJson(HttpRequest request, bool idempotent);
-  Clock::Duration backoff(int attempt);
+  Result<nlohmann::json> callJson(http::HttpRequest request, bool idempotent);
+  base::Clock::Duration backoff(int attempt);
 
-  HttpTransport& transport_;
-  Clock& clock_;
+  http::HttpTransport& transport_;
+  base::Clock& clock_;
   ClientOptions options_;
-  TokenBucket bucket_;
+  http::TokenBucket bucket_;
 };
 
 // How long a Retry-After header value asks to wait: delay-seconds ("120") or an HTTP date in any
@@ -124,11 +124,8 @@ class Client {
 std::optional<std::chrono::seconds> parseRetryAfter(std::string_view value,
                                                     std::chrono::system_clock::time_point now);
 
-// Percent-encodes a query value (RFC 3986 unreserved characters are kept).
-std::string encodeQueryValue(std::string_view value);
-
 // The Error for a non-2xx response: code from the status (and reason for 409), reason and
 // message from the body when it is a Kubernetes Status.
-Error errorFromResponse(const HttpRequest& request, const HttpResponse& response);
+Error errorFromResponse(const http::HttpRequest& request, const http::HttpResponse& response);
 
 }  // namespace vnetipam::kube

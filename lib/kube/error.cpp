@@ -25,4 +25,15 @@ std::string_view toString(ErrorCode code) {
   return "Unknown";
 }
 
+Error fromTransport(http::Error error) {
+  ErrorCode code = ErrorCode::kTransport;
+  switch (error.code) {
+    case http::ErrorCode::kConfig: code = ErrorCode::kConfig; break;
+    case http::ErrorCode::kConnectFailed: code = ErrorCode::kConnectFailed; break;
+    case http::ErrorCode::kTransport: code = ErrorCode::kTransport; break;
+    case http::ErrorCode::kCancelled: code = ErrorCode::kCancelled; break;
+  }
+  return Error{code, std::move(error.message)};
+}
+
 }  // namespace vnetipam::kube

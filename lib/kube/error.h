@@ -7,6 +7,8 @@
 #include <string>
 #include <string_view>
 
+#include "lib/http/error.h"
+
 namespace vnetipam::kube {
 
 enum class ErrorCode {
@@ -40,6 +42,9 @@ struct Error {
 
 template <typename T>
 using Result = std::expected<T, Error>;
+
+// A failure of the transport (lib/http) as the client reports it: the same code and message.
+Error fromTransport(http::Error error);
 
 inline std::unexpected<Error> fail(ErrorCode code, std::string message, int httpStatus = 0,
                                    std::string reason = {}) {

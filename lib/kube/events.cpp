@@ -56,7 +56,7 @@ std::string formatMicroTime(std::chrono::system_clock::time_point t) {
                      hms.subseconds().count());
 }
 
-EventRecorder::EventRecorder(Client& client, Clock& clock, EventRecorderOptions options)
+EventRecorder::EventRecorder(Client& client, base::Clock& clock, EventRecorderOptions options)
     : client_(client), clock_(clock), options_(std::move(options)) {
   if (!options_.wallClock) options_.wallClock = [] { return std::chrono::system_clock::now(); };
   if (!options_.log) {
@@ -126,7 +126,7 @@ EventRecorder::Key EventRecorder::keyOf(const Pending& event) {
              event.note};
 }
 
-void EventRecorder::forgetStale(Clock::TimePoint now) {
+void EventRecorder::forgetStale(base::Clock::TimePoint now) {
   std::erase_if(tracked_, [&](const auto& entry) {
     return now - entry.second.lastSeen > options_.seriesWindow;
   });

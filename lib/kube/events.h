@@ -28,12 +28,11 @@
 
 #include <nlohmann/json.hpp>
 
+#include "lib/base/clock.h"
 #include "lib/kube/client.h"
-#include "lib/kube/clock.h"
 
 namespace vnetipam::kube {
 
-using WallClock = std::function<std::chrono::system_clock::time_point()>;
 // Receives one readable line per failure. Must be thread-safe.
 using LogSink = std::function<void(std::string_view)>;
 
@@ -54,17 +53,17 @@ enum class EventType { kNormal, kWarning };
 struct EventRecorderOptions {
   std::string reportingController;  // required, e.g. "vnetipam.io/controller"
   std::string reportingInstance;    // required, e.g. the pod name
-  Clock::Duration seriesWindow = std::chrono::minutes(6);  // client-go's series window
+  base::Clock::Duration seriesWindow = std::chrono::minutes(6);  // client-go's series window
   std::size_t maxQueued = 1000;   // record() drops (and logs) beyond this many unwritten events
   std::size_t maxTracked = 4096;  // events remembered for aggregation; the oldest go first
-  WallClock wallClock;            // eventTime / lastObservedTime; default system_clock::now
+  base::WallClock wallClock;      // eventTime / lastObservedTime; default system_clock::now
   LogSink log;                    // default: stderr
 };
 
 class EventRecorder {
  public:
   // `client` and `clock` must outlive the recorder.
-  EventRecorder(Client& client, Clock& clock, EventRecorderOptions options);
+  EventRecorder(Client& client, base::Clock& clock, EventRecorderOptions options);
   ~EventRecorder();  // stop()
   EventRecorder(const EventRecorder&) = delete;
   EventRecorder& operator=(const EventRecorder&) = delete;
@@ -92,7 +91,7 @@ class EventRecorder {
     std::string reason;
     std::string action;
     std::string note;
-    Clock::TimePoint seen;
+    base::Clock::TimePoint seen;
     std::chrono::system_clock::time_point seenWall;
   };
   using Key = std::tuple<std::string, std::string, std::string, std::string, std::string,
@@ -100,17 +99,17 @@ class EventRecorder {
   struct Tracked {
     std::string path;  // the Event's object path
     std::int64_t count = 1;
-    Clock::TimePoint lastSeen;
+    base::Clock::TimePoint lastSeen;
   };
 
   static Key keyOf(const Pending& event);
   bool write(const Pending& event);
   bool createEvent(const Pending& event, const Key& key);
-  void forgetStale(Clock::TimePoint now);
+  void forgetStale(base::Clock::TimePoint now);
   void worker();
 
   Client& client_;
-  Clock& clock_;
+  base::Clock& clock_;
   EventRecorderOptions options_;
 
   std::mutex queueMutex_;

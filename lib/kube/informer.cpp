@@ -85,7 +85,7 @@ void Informer::report(const Error& error) {
   if (options_.onError) options_.onError(error);
 }
 
-Result<void> Informer::step(CancelSignal& cancel) {
+Result<void> Informer::step(http::CancelSignal& cancel) {
   if (cancel.cancelled()) return fail(ErrorCode::kCancelled, "informer: stopped");
   if (needList_) return listAndReplace(cancel);
 
@@ -117,7 +117,7 @@ Result<void> Informer::step(CancelSignal& cancel) {
   return fail(ErrorCode::kCancelled, fmt::format("informer {}: stopped", collectionPath_));
 }
 
-Result<void> Informer::listAndReplace(CancelSignal& cancel) {
+Result<void> Informer::listAndReplace(http::CancelSignal& cancel) {
   // The first relist after a healthy watch is immediate; a list that keeps failing, or a watch
   // that sends us back to list again and again, backs off.
   const int attempt = listFailures_ + std::max(0, relistsInARow_ - 1);
@@ -218,8 +218,8 @@ void Informer::deliver(const std::vector<Change>& changes) {
 }
 
 void Informer::resyncIfDue() {
-  if (options_.resyncPeriod <= Clock::Duration::zero() || !hasSynced()) return;
-  const Clock::TimePoint now = clock_.now();
+  if (options_.resyncPeriod <= base::Clock::Duration::zero() || !hasSynced()) return;
+  const base::Clock::TimePoint now = clock_.now();
   if (now < nextResync_) return;
   nextResync_ = now + options_.resyncPeriod;
   if (!handlers_.onUpdate) return;
@@ -229,7 +229,7 @@ void Informer::resyncIfDue() {
 
 int Informer::watchTimeoutSeconds() {
   int seconds = options_.watchTimeoutSeconds;
-  if (options_.resyncPeriod > Clock::Duration::zero()) {
+  if (options_.resyncPeriod > base::Clock::Duration::zero()) {
     // End the watch by the next resync so a quiet collection is still resynced on time.
     const auto left = std::chrono::ceil<std::chrono::seconds>(nextResync_ - clock_.now());
     seconds = std::clamp(static_cast<int>(std::min<std::int64_t>(left.count(), seconds)), 1,

@@ -35,10 +35,10 @@
 
 #include <nlohmann/json.hpp>
 
+#include "lib/base/clock.h"
+#include "lib/http/transport.h"
 #include "lib/kube/client.h"
-#include "lib/kube/clock.h"
 #include "lib/kube/error.h"
-#include "lib/kube/http_transport.h"
 #include "lib/kube/watch.h"
 
 namespace vnetipam::kube {
@@ -51,7 +51,7 @@ struct InformerHandlers {
 
 struct InformerOptions {
   ListOptions list;  // labelSelector / fieldSelector apply to the list and the watch alike
-  Clock::Duration resyncPeriod{0};
+  base::Clock::Duration resyncPeriod{0};
   int watchTimeoutSeconds = 300;  // the transport's stream timeout must be longer
   ReconnectOptions reconnect;     // backoff of watch reconnects and failed lists
   // Every failure (a list, a watch connection, a watch that needs a relist), for logs and tests.
@@ -72,7 +72,7 @@ class Informer {
   // lists or relists keep failing) when the cache needs one, else one watch call (after any
   // reconnect backoff) with a resync whenever it is due. Returns the failure that ended the
   // step, if any; the next step knows what to do about it. kCancelled once `cancel` fires.
-  Result<void> step(CancelSignal& cancel);
+  Result<void> step(http::CancelSignal& cancel);
 
   // Runs step() on a thread of its own until stop(). At most once per informer.
   void start();
@@ -96,7 +96,7 @@ class Informer {
     nlohmann::json newObject;
   };
 
-  Result<void> listAndReplace(CancelSignal& cancel);
+  Result<void> listAndReplace(http::CancelSignal& cancel);
   void applyEvent(WatchEvent event);
   void resyncIfDue();
   int watchTimeoutSeconds();
@@ -104,7 +104,7 @@ class Informer {
   void report(const Error& error);
 
   Client& client_;
-  Clock& clock_;
+  base::Clock& clock_;
   std::string collectionPath_;
   InformerOptions options_;
   InformerHandlers handlers_;
@@ -114,13 +114,13 @@ class Informer {
   bool needList_ = true;
   int listFailures_ = 0;
   int relistsInARow_ = 0;
-  Clock::TimePoint nextResync_{};
+  base::Clock::TimePoint nextResync_{};
 
   mutable std::mutex mutex_;
   std::map<std::string, nlohmann::json, std::less<>> cache_;  // guarded by mutex_
   std::atomic<bool> synced_{false};
 
-  CancelSignal stop_;
+  http::CancelSignal stop_;
   std::thread thread_;
 };
 

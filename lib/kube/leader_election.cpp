@@ -17,9 +17,9 @@ namespace {
 
 constexpr std::string_view kLeasesApi = "/apis/coordination.k8s.io/v1";
 // run() sleeps in slices this long so a cancel (SIGTERM) is seen quickly.
-constexpr Clock::Duration kCancelCheck = std::chrono::milliseconds(50);
+constexpr base::Clock::Duration kCancelCheck = std::chrono::milliseconds(50);
 
-std::int64_t wholeSecondsUp(Clock::Duration d) {
+std::int64_t wholeSecondsUp(base::Clock::Duration d) {
   return std::max<std::int64_t>(1, std::chrono::ceil<std::chrono::seconds>(d).count());
 }
 
@@ -37,7 +37,7 @@ std::int64_t transitionsOf(const json& spec) {
 
 }  // namespace
 
-LeaderElector::LeaderElector(Client& client, Clock& clock, LeaderElectionConfig config)
+LeaderElector::LeaderElector(Client& client, base::Clock& clock, LeaderElectionConfig config)
     : client_(client), clock_(clock), config_(std::move(config)) {
   if (!config_.wallClock) config_.wallClock = [] { return std::chrono::system_clock::now(); };
   if (!config_.log) config_.log = [](std::string_view line) { std::cerr << line << std::endl; };
@@ -53,7 +53,7 @@ std::optional<std::string> LeaderElector::validate(const LeaderElectionConfig& c
     return "leader election: the Lease namespace and name are required";
   }
   if (config.identity.empty()) return "leader election: identity is required";
-  if (config.retryPeriod <= Clock::Duration::zero()) {
+  if (config.retryPeriod <= base::Clock::Duration::zero()) {
     return "leader election: retryPeriod must be > 0";
   }
   if (config.renewDeadline <= config.retryPeriod) {
@@ -152,7 +152,7 @@ ElectionRound LeaderElector::attempt() {
   const std::string holder = holderOf(spec);
   reportHolder(holder);
   if (!holder.empty() && holder != config_.identity) {
-    Clock::TimePoint seenChange;
+    base::Clock::TimePoint seenChange;
     {
       std::lock_guard lock(observedMutex_);
       seenChange = observedTime_;
@@ -184,7 +184,7 @@ ElectionRound LeaderElector::tryAcquireOrRenew() {
     return ElectionRound{};
   }
   ElectionRound round = attempt();
-  const Clock::TimePoint now = clock_.now();
+  const base::Clock::TimePoint now = clock_.now();
   if (round.acquiredOrRenewed) {
     lastRenew_ = now;
     if (!isLeader()) startLeading();
@@ -236,24 +236,24 @@ Result<void> LeaderElector::release() {
   return {};
 }
 
-void LeaderElector::sleepUnlessCancelled(Clock::Duration d, CancelSignal& cancel) {
-  while (d > Clock::Duration::zero() && !cancel.cancelled()) {
-    const Clock::Duration slice = std::min(d, kCancelCheck);
+void LeaderElector::sleepUnlessCancelled(base::Clock::Duration d, http::CancelSignal& cancel) {
+  while (d > base::Clock::Duration::zero() && !cancel.cancelled()) {
+    const base::Clock::Duration slice = std::min(d, kCancelCheck);
     clock_.sleepFor(slice);
     d -= slice;
   }
 }
 
-void LeaderElector::run(CancelSignal& cancel) {
+void LeaderElector::run(http::CancelSignal& cancel) {
   bool wasLeading = isLeader();
   while (!cancel.cancelled()) {
     const ElectionRound round = tryAcquireOrRenew();
     if (wasLeading && !round.leading) return;  // lost: onStoppedLeading has run
     wasLeading = round.leading;
-    Clock::Duration wait = config_.retryPeriod;
+    base::Clock::Duration wait = config_.retryPeriod;
     if (!round.leading) {
       const double factor = 1.0 + config_.jitterFactor * std::clamp(config_.random01(), 0.0, 1.0);
-      wait = std::chrono::duration_cast<Clock::Duration>(config_.retryPeriod * factor);
+      wait = std::chrono::duration_cast<base::Clock::Duration>(config_.retryPeriod * factor);
     } else {
       // Wake by the renew deadline at the latest, so a leader that cannot renew stops in time.
       wait = std::min(wait, lastRenew_ + config_.renewDeadline - clock_.now());

@@ -35,11 +35,11 @@
 
 #include <nlohmann/json.hpp>
 
+#include "lib/base/clock.h"
+#include "lib/http/transport.h"
 #include "lib/kube/client.h"
-#include "lib/kube/clock.h"
 #include "lib/kube/error.h"
 #include "lib/kube/events.h"
-#include "lib/kube/http_transport.h"
 
 namespace vnetipam::kube {
 
@@ -47,9 +47,9 @@ struct LeaderElectionConfig {
   std::string leaseNamespace;
   std::string leaseName;
   std::string identity;  // unique per candidate, e.g. the pod name; required
-  Clock::Duration leaseDuration = std::chrono::seconds(15);
-  Clock::Duration renewDeadline = std::chrono::seconds(10);  // < leaseDuration
-  Clock::Duration retryPeriod = std::chrono::seconds(2);     // < renewDeadline
+  base::Clock::Duration leaseDuration = std::chrono::seconds(15);
+  base::Clock::Duration renewDeadline = std::chrono::seconds(10);  // < leaseDuration
+  base::Clock::Duration retryPeriod = std::chrono::seconds(2);     // < renewDeadline
   // While not leading, each wait is retryPeriod * (1 + jitterFactor * random01()), as client-go's
   // acquire loop (JitterFactor 1.2), so candidates that start together do not poll together.
   double jitterFactor = 1.2;
@@ -58,8 +58,8 @@ struct LeaderElectionConfig {
   std::function<void()> onStartedLeading;
   std::function<void()> onStoppedLeading;
   std::function<void(const std::string& identity)> onNewLeader;
-  WallClock wallClock;  // written into acquireTime / renewTime; default system_clock::now
-  LogSink log;          // one line per failed round; default: stderr
+  base::WallClock wallClock;  // written into acquireTime / renewTime; default system_clock::now
+  LogSink log;                // one line per failed round; default: stderr
 };
 
 // The outcome of one tryAcquireOrRenew() round.
@@ -73,7 +73,7 @@ struct ElectionRound {
 class LeaderElector {
  public:
   // `client` and `clock` must outlive the elector. The config is checked by validate().
-  LeaderElector(Client& client, Clock& clock, LeaderElectionConfig config);
+  LeaderElector(Client& client, base::Clock& clock, LeaderElectionConfig config);
 
   // Empty when the config is usable; otherwise what is wrong with it.
   static std::optional<std::string> validate(const LeaderElectionConfig& config);
@@ -92,7 +92,7 @@ class LeaderElector {
   // fires; then stops leading, releasing the Lease when cancelled and releaseOnCancel. Like
   // client-go's Run, it returns after a loss rather than competing again: a process that lost
   // its lease should exit (or call run() again once its leader work is known to be stopped).
-  void run(CancelSignal& cancel);
+  void run(http::CancelSignal& cancel);
 
   // Thread-safe.
   bool isLeader() const { return leading_.load(std::memory_order_acquire); }
@@ -107,21 +107,21 @@ class LeaderElector {
   void reportHolder(const std::string& holder);
   void startLeading();
   void stopLeading();
-  void sleepUnlessCancelled(Clock::Duration d, CancelSignal& cancel);
+  void sleepUnlessCancelled(base::Clock::Duration d, http::CancelSignal& cancel);
   ElectionRound attempt();
 
   Client& client_;
-  Clock& clock_;
+  base::Clock& clock_;
   LeaderElectionConfig config_;
 
   mutable std::mutex observedMutex_;
   nlohmann::json observedLease_;  // the whole object, for its resourceVersion and uid
   nlohmann::json observedSpec_;   // what a change of the record is judged on
-  Clock::TimePoint observedTime_{};
+  base::Clock::TimePoint observedTime_{};
   std::string reportedLeader_;
 
   std::atomic<bool> leading_{false};
-  Clock::TimePoint lastRenew_{};
+  base::Clock::TimePoint lastRenew_{};
 };
 
 }  // namespace vnetipam::kube

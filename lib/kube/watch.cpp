@@ -7,6 +7,8 @@
 
 #include <fmt/format.h>
 
+#include "lib/base/text.h"
+
 namespace vnetipam::kube {
 
 using nlohmann::json;
@@ -70,14 +72,14 @@ namespace {
 
 // One watch call. `decodeFailed` tells an ERROR event or a garbled body (the stream's content)
 // from a failure to get a stream at all.
-Result<void> watchCall(WatchDecoder& decoder, HttpTransport& transport, const TokenProvider& token,
-                       std::string_view collectionPath, const WatchOptions& options,
-                       const std::function<void(WatchEvent)>& onEvent, CancelSignal& cancel,
-                       bool& decodeFailed) {
+Result<void> watchCall(WatchDecoder& decoder, http::HttpTransport& transport,
+                       const TokenProvider& token, std::string_view collectionPath,
+                       const WatchOptions& options, const std::function<void(WatchEvent)>& onEvent,
+                       http::CancelSignal& cancel, bool& decodeFailed) {
   decodeFailed = false;
   std::string query = "watch=1";
   auto add = [&query](std::string_view name, std::string_view value) {
-    query += fmt::format("&{}={}", name, encodeQueryValue(value));
+    query += fmt::format("&{}={}", name, text::percentEncode(value));
   };
   if (options.allowBookmarks) add("allowWatchBookmarks", "true");
   if (!options.resourceVersion.empty()) add("resourceVersion", options.resourceVersion);
@@ -85,8 +87,8 @@ Result<void> watchCall(WatchDecoder& decoder, HttpTransport& transport, const To
   if (!options.fieldSelector.empty()) add("fieldSelector", options.fieldSelector);
   add("timeoutSeconds", std::to_string(options.timeoutSeconds));
   const char separator = collectionPath.find('?') == std::string_view::npos ? '?' : '&';
-  HttpRequest request{.method = "GET",
-                      .target = fmt::format("{}{}{}", collectionPath, separator, query)};
+  http::HttpRequest request{.method = "GET",
+                            .target = fmt::format("{}{}{}", collectionPath, separator, query)};
   request.headers.emplace("Accept", "application/json");
   if (token) {
     auto value = token();
@@ -102,7 +104,7 @@ Result<void> watchCall(WatchDecoder& decoder, HttpTransport& transport, const To
         return decodeResult.has_value();
       },
       cancel);
-  if (!response) return std::unexpected(std::move(response.error()));
+  if (!response) return std::unexpected(fromTransport(std::move(response.error())));
   if (response->status < 200 || response->status > 299) {
     return std::unexpected(errorFromResponse(request, *response));
   }
@@ -120,17 +122,19 @@ Result<void> watchCall(WatchDecoder& decoder, HttpTransport& transport, const To
 
 }  // namespace
 
-Result<void> watchInto(WatchDecoder& decoder, HttpTransport& transport, const TokenProvider& token,
-                       std::string_view collectionPath, const WatchOptions& options,
-                       const std::function<void(WatchEvent)>& onEvent, CancelSignal& cancel) {
+Result<void> watchInto(WatchDecoder& decoder, http::HttpTransport& transport,
+                       const TokenProvider& token, std::string_view collectionPath,
+                       const WatchOptions& options, const std::function<void(WatchEvent)>& onEvent,
+                       http::CancelSignal& cancel) {
   bool decodeFailed = false;
   return watchCall(decoder, transport, token, collectionPath, options, onEvent, cancel,
                    decodeFailed);
 }
 
-Result<std::string> watch(HttpTransport& transport, const TokenProvider& token,
+Result<std::string> watch(http::HttpTransport& transport, const TokenProvider& token,
                           std::string_view collectionPath, const WatchOptions& options,
-                          const std::function<void(WatchEvent)>& onEvent, CancelSignal& cancel) {
+                          const std::function<void(WatchEvent)>& onEvent,
+                          http::CancelSignal& cancel) {
   WatchDecoder decoder;
   decoder.setResourceVersion(options.resourceVersion);
   auto result = watchInto(decoder, transport, token, collectionPath, options, onEvent, cancel);
@@ -138,28 +142,29 @@ Result<std::string> watch(HttpTransport& transport, const TokenProvider& token,
   return decoder.resourceVersion();
 }
 
-Clock::Duration reconnectDelay(const ReconnectOptions& options, int attempt) {
+base::Clock::Duration reconnectDelay(const ReconnectOptions& options, int attempt) {
   const auto step = std::min<std::chrono::milliseconds>(
       options.maxBackoff, options.initialBackoff * (std::int64_t{1} << std::clamp(attempt, 0, 20)));
   const double jitter = options.random01 ? std::clamp(options.random01(), 0.0, 1.0) : 0.5;
   const auto half = std::chrono::duration<double>(step) / 2;
-  return std::chrono::ceil<Clock::Duration>(half + half * jitter);
+  return std::chrono::ceil<base::Clock::Duration>(half + half * jitter);
 }
 
-bool sleepUnlessCancelled(Clock& clock, Clock::Duration delay, CancelSignal& cancel) {
-  constexpr Clock::Duration kSlice = std::chrono::milliseconds(100);
-  while (delay > Clock::Duration::zero()) {
+bool sleepUnlessCancelled(base::Clock& clock, base::Clock::Duration delay,
+                          http::CancelSignal& cancel) {
+  constexpr base::Clock::Duration kSlice = std::chrono::milliseconds(100);
+  while (delay > base::Clock::Duration::zero()) {
     if (cancel.cancelled()) return false;
-    const Clock::Duration slice = std::min(delay, kSlice);
+    const base::Clock::Duration slice = std::min(delay, kSlice);
     clock.sleepFor(slice);
     delay -= slice;
   }
   return !cancel.cancelled();
 }
 
-ResumableWatch::ResumableWatch(HttpTransport& transport, Clock& clock, TokenProvider token,
-                               std::string collectionPath, WatchOptions options,
-                               ReconnectOptions reconnect)
+ResumableWatch::ResumableWatch(http::HttpTransport& transport, base::Clock& clock,
+                               TokenProvider token, std::string collectionPath,
+                               WatchOptions options, ReconnectOptions reconnect)
     : transport_(transport),
       clock_(clock),
       token_(std::move(token)),
@@ -180,7 +185,7 @@ void ResumableWatch::restart(std::string resourceVersion) {
 }
 
 WatchStep ResumableWatch::next(const std::function<void(WatchEvent)>& onEvent,
-                               CancelSignal& cancel) {
+                               http::CancelSignal& cancel) {
   if (failures_ > 0 &&
       !sleepUnlessCancelled(clock_, reconnectDelay(reconnect_, failures_ - 1), cancel)) {
     return {WatchOutcome::kCancelled, std::nullopt};
@@ -193,7 +198,7 @@ WatchStep ResumableWatch::next(const std::function<void(WatchEvent)>& onEvent,
   options.resourceVersion = resourceVersion_;
   bool delivered = false;
   bool decodeFailed = false;
-  const Clock::TimePoint started = clock_.now();
+  const base::Clock::TimePoint started = clock_.now();
   auto result = watchCall(
       decoder, transport_, token_, collectionPath_, options,
       [&](WatchEvent event) {
@@ -230,7 +235,7 @@ WatchStep ResumableWatch::next(const std::function<void(WatchEvent)>& onEvent,
 }
 
 WatchStep ResumableWatch::runUntilRelist(const std::function<void(WatchEvent)>& onEvent,
-                                         CancelSignal& cancel) {
+                                         http::CancelSignal& cancel) {
   for (;;) {
     WatchStep step = next(onEvent, cancel);
     if (step.outcome != WatchOutcome::kResume) return step;

@@ -16,10 +16,10 @@
 
 #include <nlohmann/json.hpp>
 
+#include "lib/base/clock.h"
+#include "lib/http/transport.h"
 #include "lib/kube/client.h"
-#include "lib/kube/clock.h"
 #include "lib/kube/error.h"
-#include "lib/kube/http_transport.h"
 
 namespace vnetipam::kube {
 
@@ -62,15 +62,17 @@ struct WatchOptions {
 // One watch call: returns the resourceVersion to resume from when the server ends the stream
 // normally (timeoutSeconds), kGone when the caller must relist, kCancelled on cancel. The caller
 // loops, reconnecting from the returned version. Rate limiting and retries are the caller's.
-Result<std::string> watch(HttpTransport& transport, const TokenProvider& token,
+Result<std::string> watch(http::HttpTransport& transport, const TokenProvider& token,
                           std::string_view collectionPath, const WatchOptions& options,
-                          const std::function<void(WatchEvent)>& onEvent, CancelSignal& cancel);
+                          const std::function<void(WatchEvent)>& onEvent,
+                          http::CancelSignal& cancel);
 
 // Like watch(), but the decoder is the caller's, so the resourceVersion of the last event is
 // known even when the stream breaks part-way. Returns {} when the server ends the stream.
-Result<void> watchInto(WatchDecoder& decoder, HttpTransport& transport, const TokenProvider& token,
-                       std::string_view collectionPath, const WatchOptions& options,
-                       const std::function<void(WatchEvent)>& onEvent, CancelSignal& cancel);
+Result<void> watchInto(WatchDecoder& decoder, http::HttpTransport& transport,
+                       const TokenProvider& token, std::string_view collectionPath,
+                       const WatchOptions& options, const std::function<void(WatchEvent)>& onEvent,
+                       http::CancelSignal& cancel);
 
 struct ReconnectOptions {
   std::chrono::milliseconds initialBackoff{500};
@@ -80,17 +82,18 @@ struct ReconnectOptions {
 
 // Equal-jitter exponential backoff: the delay before retry number `attempt` (0-based) is
 // min(max, initial * 2^attempt) times a factor in [0.5, 1).
-Clock::Duration reconnectDelay(const ReconnectOptions& options, int attempt);
+base::Clock::Duration reconnectDelay(const ReconnectOptions& options, int attempt);
 
 // Waits `delay` on `clock` in slices of at most 100 ms, so that a real clock notices `cancel`
 // promptly. Returns false when cancelled.
-bool sleepUnlessCancelled(Clock& clock, Clock::Duration delay, CancelSignal& cancel);
+bool sleepUnlessCancelled(base::Clock& clock, base::Clock::Duration delay,
+                          http::CancelSignal& cancel);
 
 // What the caller of ResumableWatch::next() does next.
 enum class WatchOutcome {
   kResume,     // call next() again: it resumes from resourceVersion() (after a backoff if failing)
   kRelist,     // the resume point is unusable: list again, then restart() from the list's version
-  kCancelled,  // the CancelSignal fired
+  kCancelled,  // the http::CancelSignal fired
 };
 
 struct WatchStep {
@@ -110,15 +113,16 @@ struct WatchStep {
 class ResumableWatch {
  public:
   // `transport` and `clock` must outlive the watch. options.resourceVersion is the start point.
-  ResumableWatch(HttpTransport& transport, Clock& clock, TokenProvider token,
+  ResumableWatch(http::HttpTransport& transport, base::Clock& clock, TokenProvider token,
                  std::string collectionPath, WatchOptions options, ReconnectOptions reconnect = {});
 
   // Waits any backoff owed, then runs one watch call until it ends. Cancelling `cancel` ends the
   // wait and the call promptly.
-  WatchStep next(const std::function<void(WatchEvent)>& onEvent, CancelSignal& cancel);
+  WatchStep next(const std::function<void(WatchEvent)>& onEvent, http::CancelSignal& cancel);
 
   // Calls next() until it says kRelist or kCancelled, and returns that step.
-  WatchStep runUntilRelist(const std::function<void(WatchEvent)>& onEvent, CancelSignal& cancel);
+  WatchStep runUntilRelist(const std::function<void(WatchEvent)>& onEvent,
+                           http::CancelSignal& cancel);
 
   // Starts over from `resourceVersion` (a fresh list's) with no backoff owed.
   void restart(std::string resourceVersion);
@@ -129,8 +133,8 @@ class ResumableWatch {
   WatchOptions& options() { return options_; }
 
  private:
-  HttpTransport& transport_;
-  Clock& clock_;
+  http::HttpTransport& transport_;
+  base::Clock& clock_;
   TokenProvider token_;
   std::string collectionPath_;
   WatchOptions options_;

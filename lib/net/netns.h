@@ -12,28 +12,13 @@
 #include <string>
 #include <string_view>
 
+#include "lib/base/unique_fd.h"
 #include "lib/net/error.h"
 
 namespace vnetipam::net {
 
-// An owned, close-on-exec file descriptor. Move-only; -1 means none.
-class UniqueFd {
- public:
-  UniqueFd() = default;
-  explicit UniqueFd(int fd) : fd_(fd) {}
-  UniqueFd(UniqueFd&& other) noexcept : fd_(other.release()) {}
-  UniqueFd& operator=(UniqueFd&& other) noexcept;
-  UniqueFd(const UniqueFd&) = delete;
-  UniqueFd& operator=(const UniqueFd&) = delete;
-  ~UniqueFd();
-
-  int get() const { return fd_; }
-  bool valid() const { return fd_ >= 0; }
-  int release();
-
- private:
-  int fd_ = -1;
-};
+// Descriptors are held by the project's owner type.
+using base::UniqueFd;
 
 // An open network namespace. Holding it keeps the namespace alive even if its bind mount
 // (/var/run/netns/<name>) or process goes away. Move-only.

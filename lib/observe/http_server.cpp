@@ -564,25 +564,10 @@ struct HttpServer::State {
   }
 };
 
-std::expected<HostPort, std::string> parseHostPort(const std::string& address) {
-  auto colon = address.rfind(':');
-  if (colon == std::string::npos) {
-    return std::unexpected(
-        fmt::format("address \"{}\" has no port: use HOST:PORT, e.g. 0.0.0.0:9090", address));
-  }
-  HostPort out;
-  out.host = address.substr(0, colon);
-  if (out.host.size() >= 2 && out.host.front() == '[' && out.host.back() == ']') {
-    out.host = out.host.substr(1, out.host.size() - 2);
-  }
-  if (out.host.empty()) out.host = "0.0.0.0";
-  std::string_view portText = std::string_view(address).substr(colon + 1);
-  auto [ptr, ec] = std::from_chars(portText.data(), portText.data() + portText.size(), out.port);
-  if (ec != std::errc() || ptr != portText.data() + portText.size() || out.port < 0 ||
-      out.port > 65535) {
-    return std::unexpected(
-        fmt::format("address \"{}\" has an invalid port \"{}\": want 0-65535", address, portText));
-  }
+std::expected<base::HostPort, std::string> parseHostPort(const std::string& address) {
+  auto out = base::splitHostPort(address);
+  if (!out) return std::unexpected("address " + out.error());
+  if (out->host.empty()) out->host = "0.0.0.0";
   return out;
 }
 

@@ -24,6 +24,8 @@
 #include <string>
 #include <vector>
 
+#include "lib/base/host_port.h"
+
 namespace prometheus {
 class Registry;
 }
@@ -63,11 +65,7 @@ class HttpServer {
   std::unique_ptr<State> state_;
 };
 
-// Splits "HOST:PORT" (or "[v6]:PORT", or ":PORT" meaning 0.0.0.0). The error names the input.
-struct HostPort {
-  std::string host;
-  int port = 0;
-};
-std::expected<HostPort, std::string> parseHostPort(const std::string& address);
+// base::splitHostPort, where ":PORT" means 0.0.0.0. The error names the input.
+std::expected<base::HostPort, std::string> parseHostPort(const std::string& address);
 
 }  // namespace vnetipam::observe

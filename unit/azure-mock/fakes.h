@@ -1,4 +1,4 @@
-// Shared fakes for the azure-mock tests: a hand-driven clock, a recording route programmer, and
+// Shared fakes for the azure-mock tests: a recording route programmer, and
 // a small topology matching the reference file's examples (subscription "subid", group "rg1",
 // VNET "rg1-vnet", subnet "default" 172.20.2.0/24, NIC "test-nic" at 172.20.2.4).
 #pragma once
@@ -15,19 +15,9 @@
 #include "azure-mock/random.h"
 #include "azure-mock/route_programmer.h"
 #include "azure-mock/state.h"
-#include "lib/kube/clock.h"
+#include "unit/lib/base/fake_clock.h"
 
 namespace vnetipam::azuremock::testing {
-
-class FakeClock final : public kube::Clock {
- public:
-  TimePoint now() override { return now_; }
-  void sleepFor(Duration d) override { now_ += d; }
-  void advance(Duration d) { now_ += d; }
-
- private:
-  TimePoint now_{std::chrono::hours(1)};
-};
 
 class FakeRouteProgrammer final : public RouteProgrammer {
  public:
@@ -155,7 +145,7 @@ struct MockFixture {
 
   // The TCP peer every call() comes from: loopback unless a test says otherwise.
   std::string peer = "127.0.0.1";
-  FakeClock clock;
+  base::testing::FakeClock clock;
   Mt19937RandomImpl random{42};
   MockState state;
   ArmHandler handler;

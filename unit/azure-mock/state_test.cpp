@@ -9,9 +9,9 @@
 namespace vnetipam::azuremock {
 namespace {
 
+using base::testing::FakeClock;
 using nlohmann::json;
 using testing::exampleTopology;
-using testing::FakeClock;
 using testing::kNicId;
 using testing::nicBody;
 using testing::prefixConfig;

@@ -60,7 +60,7 @@ TEST_F(ControllerTest, ACreateOfUnknownOutcomeLeaksItsBlockUntilTheGraceEnds) {
   addNode(nodeJson("a"));
   addSubnet(subnetJson("pods", {{"cidr", "10.0.0.0/26"}}));
   ASSERT_FALSE(controller_->reconcileSubnet("pods"));
-  api_.failNext("POST", kube::ErrorCode::kTransport);
+  api_.failNext("POST", http::ErrorCode::kTransport);
   EXPECT_TRUE(controller_->reconcileNode("a")) << "an unknown outcome is retried";
   EXPECT_EQ(controller_->poolFree("pods"), 3u) << "leaked, not handed out again";
   EXPECT_TRUE(blocksOf("a").empty());
@@ -78,7 +78,7 @@ TEST_F(ControllerTest, ALeakedBlockThatDidGetCreatedIsKept) {
   addNode(nodeJson("a"));
   addSubnet(subnetJson("pods", {{"cidr", "10.0.0.0/26"}}));
   ASSERT_FALSE(controller_->reconcileSubnet("pods"));
-  api_.failNext("POST", kube::ErrorCode::kTransport);
+  api_.failNext("POST", http::ErrorCode::kTransport);
   EXPECT_TRUE(controller_->reconcileNode("a"));
   // The create did happen after all; the watch brings it.
   api_.put(blockPathOf("pods-10-0-0-0-28"),

@@ -15,7 +15,7 @@
 #include "controller/controller.h"
 #include "unit/controller/fake_api.h"
 #include "unit/controller/fake_cloud.h"
-#include "unit/lib/kube/fake_clock.h"
+#include "unit/lib/base/fake_clock.h"
 
 namespace vnetipam::controller::testing {
 
@@ -150,7 +150,7 @@ class ControllerFixture : public ::testing::Test {
 
   bool withCloud_;
   FakeApiServer api_;
-  kube::testing::FakeClock clock_;
+  base::testing::FakeClock clock_;
   kube::Client client_{api_, clock_, kube::ClientOptions{.qps = 0, .maxRetries = 0}};
   FakeCloud cloud_;
   WorkQueue queue_;

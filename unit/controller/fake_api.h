@@ -16,20 +16,20 @@
 
 #include <nlohmann/json.hpp>
 
-#include "lib/kube/http_transport.h"
+#include "lib/http/transport.h"
 
 namespace vnetipam::controller::testing {
 
-class FakeApiServer final : public kube::HttpTransport {
+class FakeApiServer final : public http::HttpTransport {
  public:
   // The next request with `method` gets this error (no response) or this HTTP status.
-  void failNext(std::string method, kube::ErrorCode code) {
+  void failNext(std::string method, http::ErrorCode code) {
     std::lock_guard lock(mutex_);
     failures_.push_back({std::move(method), code, 0});
   }
   void answerNext(std::string method, int status) {
     std::lock_guard lock(mutex_);
-    failures_.push_back({std::move(method), kube::ErrorCode::kHttp, status});
+    failures_.push_back({std::move(method), http::ErrorCode::kTransport, status});
   }
 
   // Stores an object as if another writer had created it.
@@ -61,7 +61,7 @@ class FakeApiServer final : public kube::HttpTransport {
     }
     return out;
   }
-  std::vector<kube::HttpRequest> requests() const {
+  std::vector<http::HttpRequest> requests() const {
     std::lock_guard lock(mutex_);
     return requests_;
   }
@@ -73,14 +73,14 @@ class FakeApiServer final : public kube::HttpTransport {
     return n;
   }
 
-  kube::Result<kube::HttpResponse> send(const kube::HttpRequest& request) override {
+  http::Result<http::HttpResponse> send(const http::HttpRequest& request) override {
     std::lock_guard lock(mutex_);
     requests_.push_back(request);
     for (auto it = failures_.begin(); it != failures_.end(); ++it) {
       if (it->method != request.method) continue;
       const Failure f = *it;
       failures_.erase(it);
-      if (f.status == 0) return std::unexpected(kube::Error{f.code, "injected failure"});
+      if (f.status == 0) return std::unexpected(http::Error{f.code, "injected failure"});
       return respond(f.status, status(f.status, "InternalError", "injected"));
     }
     const std::string path = request.target.substr(0, request.target.find('?'));
@@ -136,16 +136,16 @@ class FakeApiServer final : public kube::HttpTransport {
     return respond(405, status(405, "MethodNotAllowed", request.method));
   }
 
-  kube::Result<kube::HttpResponse> stream(const kube::HttpRequest&,
+  http::Result<http::HttpResponse> stream(const http::HttpRequest&,
                                           const std::function<bool(std::string_view)>&,
-                                          kube::CancelSignal&) override {
-    return std::unexpected(kube::Error{kube::ErrorCode::kConnectFailed, "no watches here"});
+                                          http::CancelSignal&) override {
+    return std::unexpected(http::Error{http::ErrorCode::kConnectFailed, "no watches here"});
   }
 
  private:
   struct Failure {
     std::string method;
-    kube::ErrorCode code;
+    http::ErrorCode code;  // when status is 0
     int status;
   };
   static nlohmann::json status(int code, const std::string& reason, const std::string& message) {
@@ -203,8 +203,8 @@ class FakeApiServer final : public kube::HttpTransport {
     }
     owned = std::move(now);
   }
-  static kube::Result<kube::HttpResponse> respond(int code, const nlohmann::json& body) {
-    return kube::HttpResponse{code, {}, body.dump()};
+  static http::Result<http::HttpResponse> respond(int code, const nlohmann::json& body) {
+    return http::HttpResponse{code, {}, body.dump()};
   }
   void stamp(nlohmann::json& object) {
     object["metadata"]["uid"] = "uid-" + std::to_string(++uids_);
@@ -226,7 +226,7 @@ class FakeApiServer final : public kube::HttpTransport {
     std::set<std::string> conditions;
   };
   std::map<std::pair<std::string, std::string>, Owned> owned_;  // (path, manager) -> applied
-  std::vector<kube::HttpRequest> requests_;
+  std::vector<http::HttpRequest> requests_;
   int uids_ = 0;
   int version_ = 100;
 };

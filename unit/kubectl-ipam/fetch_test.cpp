@@ -4,8 +4,8 @@
 
 #include <gtest/gtest.h>
 
-#include "unit/lib/kube/fake_clock.h"
-#include "unit/lib/kube/fake_transport.h"
+#include "unit/lib/base/fake_clock.h"
+#include "unit/lib/http/fake_transport.h"
 
 namespace vnetipam::kubectl_ipam {
 namespace {
@@ -23,8 +23,8 @@ std::string page(int first, int count, std::string next = {}) {
 
 class FetchTest : public ::testing::Test {
  protected:
-  kube::testing::FakeTransport transport_;
-  kube::testing::FakeClock clock_;
+  http::testing::FakeTransport transport_;
+  base::testing::FakeClock clock_;
   kube::Client client_{transport_, clock_, {.qps = 0, .maxRetries = 0}};
 };
 

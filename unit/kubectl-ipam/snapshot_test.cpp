@@ -121,14 +121,10 @@ TEST(OnlyPodSubnet, KeepsThatPodSubnetAndItsBlocks) {
   EXPECT_FALSE(onlyPodSubnet(s, "c"));
 }
 
-TEST(ParseTime, Rfc3339) {
-  EXPECT_EQ(parseTime("1970-01-01T00:00:00Z"), 0);
+// The parsing itself is lib/base's (unit/lib/base/time_test.cpp); this is its unit.
+TEST(ParseTime, SecondsSinceTheEpoch) {
   EXPECT_EQ(parseTime("2027-01-15T08:00:00Z"), 1'800'000'000);
-  EXPECT_EQ(parseTime("2027-01-15T08:00:00.123456Z"), 1'800'000'000);
-  EXPECT_EQ(parseTime("2027-01-15T09:00:00+01:00"), 1'800'000'000);
-  EXPECT_EQ(parseTime("2027-02-30T00:00:00Z"), std::nullopt);
   EXPECT_EQ(parseTime("yesterday"), std::nullopt);
-  EXPECT_EQ(parseTime("2027-01-15T08:00:00"), std::nullopt);
 }
 
 }  // namespace

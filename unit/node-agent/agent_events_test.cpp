@@ -2,8 +2,8 @@
 
 #include <gtest/gtest.h>
 
-#include "unit/lib/kube/fake_clock.h"
-#include "unit/lib/kube/fake_transport.h"
+#include "unit/lib/base/fake_clock.h"
+#include "unit/lib/http/fake_transport.h"
 
 namespace vnetipam::agent {
 namespace {
@@ -24,8 +24,8 @@ class AgentEventsTest : public ::testing::Test {
     return out;
   }
 
-  kube::testing::FakeTransport transport_;
-  kube::testing::FakeClock clock_;
+  http::testing::FakeTransport transport_;
+  base::testing::FakeClock clock_;
   kube::Client client_{transport_, clock_, {.qps = 0, .maxRetries = 0}};
   kube::EventRecorder recorder_{
       client_,

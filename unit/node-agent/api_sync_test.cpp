@@ -3,8 +3,8 @@
 #include <gtest/gtest.h>
 #include <prometheus/registry.h>
 
-#include "unit/lib/kube/fake_clock.h"
-#include "unit/lib/kube/fake_transport.h"
+#include "unit/lib/base/fake_clock.h"
+#include "unit/lib/http/fake_transport.h"
 
 namespace vnetipam::agent {
 namespace {
@@ -84,8 +84,8 @@ TEST(DrainTargetTest, ThePatchTestsTheIncarnationAndTheEntryBeforeRemovingIt) {
 }
 
 TEST(UsageReporterTest, AppliesOnlyChangedUsedUnderTheAgentsFieldManager) {
-  kube::testing::FakeTransport transport;
-  kube::testing::FakeClock clock;
+  http::testing::FakeTransport transport;
+  base::testing::FakeClock clock;
   kube::Client client(transport, clock, {.qps = 0, .maxRetries = 0});
   AgentMetrics metrics(std::make_shared<prometheus::Registry>());
   UsageReporter reporter(client, &metrics);
@@ -125,8 +125,8 @@ Allocation held(std::string containerID, std::string address, std::string podUID
 }
 
 TEST(UsageReporterTest, TheAllocationsRideWithUsedInTheSameApply) {
-  kube::testing::FakeTransport transport;
-  kube::testing::FakeClock clock;
+  http::testing::FakeTransport transport;
+  base::testing::FakeClock clock;
   kube::Client client(transport, clock, {.qps = 0, .maxRetries = 0});
   UsageReporter reporter(client, nullptr);
 
@@ -163,8 +163,8 @@ TEST(UsageReporterTest, TheAllocationsRideWithUsedInTheSameApply) {
 }
 
 TEST(UsageReporterTest, TheDataplaneConditionRidesWithUsedAndIsWrittenOnlyOnChange) {
-  kube::testing::FakeTransport transport;
-  kube::testing::FakeClock clock;
+  http::testing::FakeTransport transport;
+  base::testing::FakeClock clock;
   kube::Client client(transport, clock, {.qps = 0, .maxRetries = 0});
   auto wall = std::chrono::system_clock::from_time_t(1'795'000'000);  // 2026-11-18T...
   UsageReporter reporter(client, nullptr, [&] { return wall; });
@@ -225,8 +225,8 @@ TEST(UsageReporterTest, TheDataplaneConditionRidesWithUsedAndIsWrittenOnlyOnChan
 }
 
 TEST(UsageReporterTest, AnEarlierRunsConditionOfTheSameStatusKeepsItsTransitionTime) {
-  kube::testing::FakeTransport transport;
-  kube::testing::FakeClock clock;
+  http::testing::FakeTransport transport;
+  base::testing::FakeClock clock;
   kube::Client client(transport, clock, {.qps = 0, .maxRetries = 0});
   const auto wall = std::chrono::system_clock::from_time_t(1'795'000'000);
   const json earlier{

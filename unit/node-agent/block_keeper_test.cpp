@@ -9,7 +9,7 @@
 #include <prometheus/registry.h>
 
 #include "node-agent/api_sync.h"
-#include "unit/lib/kube/fake_clock.h"
+#include "unit/lib/base/fake_clock.h"
 #include "unit/node-agent/temp_dir.h"
 
 namespace vnetipam::agent {
@@ -23,21 +23,21 @@ constexpr std::string_view kDrain = "vnetipam.io/agent-drain";
 
 // Answers every request with 200, or with `failWith` when set, and records, with each request,
 // the blocks the served-blocks file held at that moment.
-class RecordingTransport final : public kube::HttpTransport {
+class RecordingTransport final : public http::HttpTransport {
  public:
   explicit RecordingTransport(std::filesystem::path stateDir) : stateDir_(std::move(stateDir)) {}
-  kube::Result<kube::HttpResponse> send(const kube::HttpRequest& request) override {
+  http::Result<http::HttpResponse> send(const http::HttpRequest& request) override {
     auto onDisk = loadServedBlocks(stateDir_, "n1");
     seen.push_back({request, onDisk ? *onDisk : std::vector<ServedBlock>{}});
-    if (status != 200) return kube::HttpResponse{status, {}, R"({"kind":"Status"})"};
-    return kube::HttpResponse{200, {}, "{}"};
+    if (status != 200) return http::HttpResponse{status, {}, R"({"kind":"Status"})"};
+    return http::HttpResponse{200, {}, "{}"};
   }
-  kube::Result<kube::HttpResponse> stream(const kube::HttpRequest&,
+  http::Result<http::HttpResponse> stream(const http::HttpRequest&,
                                           const std::function<bool(std::string_view)>&,
-                                          kube::CancelSignal&) override {
-    return std::unexpected(kube::Error{kube::ErrorCode::kConnectFailed, "no streams here"});
+                                          http::CancelSignal&) override {
+    return std::unexpected(http::Error{http::ErrorCode::kConnectFailed, "no streams here"});
   }
-  std::vector<std::pair<kube::HttpRequest, std::vector<ServedBlock>>> seen;
+  std::vector<std::pair<http::HttpRequest, std::vector<ServedBlock>>> seen;
   int status = 200;
 
  private:
@@ -95,8 +95,8 @@ class BlockKeeperTest : public ::testing::Test {
       names.push_back(b.name);
     return names;
   }
-  std::vector<kube::HttpRequest> patches() {
-    std::vector<kube::HttpRequest> out;
+  std::vector<http::HttpRequest> patches() {
+    std::vector<http::HttpRequest> out;
     for (const auto& [request, onDisk] : transport_.seen) {
       if (request.method == "PATCH") out.push_back(request);
     }
@@ -105,7 +105,7 @@ class BlockKeeperTest : public ::testing::Test {
 
   TempDir dir_;
   RecordingTransport transport_;
-  kube::testing::FakeClock clock_;
+  base::testing::FakeClock clock_;
   kube::Client client_{transport_, clock_, {.qps = 0, .maxRetries = 0}};
   std::unique_ptr<ipam::Journal> journal_;
   std::unique_ptr<AllocationStore> store_;
@@ -151,9 +151,9 @@ TEST_F(BlockKeeperTest, RemovesAgentDrainOnlyOnceTheBlockIsEmptyAndAfterPersisti
   ASSERT_TRUE(release("c1").ok);
   pass = k.step();
   EXPECT_EQ(pass.drained, std::vector<std::string>{"a"});
-  const std::vector<kube::HttpRequest> sent = patches();
+  const std::vector<http::HttpRequest> sent = patches();
   ASSERT_EQ(sent.size(), 1u);
-  const kube::HttpRequest& patch = sent[0];
+  const http::HttpRequest& patch = sent[0];
   EXPECT_EQ(patch.target, "/apis/vnetipam.io/v1alpha1/ipblocks/a");
   EXPECT_EQ(patch.headers.at("Content-Type"), "application/json-patch+json");
   EXPECT_EQ(json::parse(patch.body), json::parse(R"([

@@ -22,6 +22,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include "lib/base/file.h"
 #include "node-agent/cni_config.h"
 #include "unit/node-agent/memory_usage.h"
 #include "unit/node-agent/temp_dir.h"
@@ -342,7 +343,7 @@ TEST(CniConfigTest, TheContractsConfigListWrittenAtomically) {
        "ipam":{"type":"vnet-ipam","socket":"/run/x.sock"}},
       {"type":"portmap","capabilities":{"portMappings":true},"snat":true}]})"));
   testing::TempDir dir;
-  ASSERT_TRUE(writeFileAtomically(dir.path() / "net.d", "10-vnet-ipam.conflist", text));
+  ASSERT_TRUE(base::writeFileAtomically(dir.path() / "net.d", "10-vnet-ipam.conflist", text));
   std::ifstream in(dir.path() / "net.d" / "10-vnet-ipam.conflist");
   std::string read((std::istreambuf_iterator<char>(in)), {});
   EXPECT_EQ(read, text);

@@ -8,15 +8,15 @@
 #include "lib/azure/bounded_json.h"
 #include "unit/lib/azure/fake_credential.h"
 #include "unit/lib/azure/recording_observer.h"
-#include "unit/lib/kube/fake_clock.h"
-#include "unit/lib/kube/fake_transport.h"
+#include "unit/lib/base/fake_clock.h"
+#include "unit/lib/http/fake_transport.h"
 
 namespace vnetipam::azure {
 namespace {
 
 using namespace std::chrono_literals;
-using kube::testing::FakeClock;
-using kube::testing::FakeTransport;
+using base::testing::FakeClock;
+using http::testing::FakeTransport;
 using nlohmann::json;
 using testing::FakeCredential;
 using testing::RecordingObserver;
@@ -213,8 +213,8 @@ TEST_F(ArmClientTest, TransientFailuresAreRetriedWithJitteredBackoff) {
   ArmClient client = makeClient();
   transport_.respond(408, "");
   transport_.respond(500, cloudError("InternalServerError", "oops"));
-  transport_.failWith(kube::ErrorCode::kConnectFailed, "connection refused");
-  transport_.failWith(kube::ErrorCode::kTransport, "connection reset");
+  transport_.failWith(http::ErrorCode::kConnectFailed, "connection refused");
+  transport_.failWith(http::ErrorCode::kTransport, "connection reset");
   transport_.respond(503, "", {{"Retry-After", "2"}});
   transport_.respond(200, R"({"id":"/x"})");
   auto doc = client.put("PutNetworkInterface", kNic, json::object());
@@ -241,7 +241,7 @@ TEST_F(ArmClientTest, TransientFailuresGiveUpAfterMaxRetries) {
   EXPECT_EQ(doc.error().azureCode, "BadGateway");
 
   for (int i = 0; i < 3; ++i)
-    transport_.failWith(kube::ErrorCode::kTransport, "timed out");
+    transport_.failWith(http::ErrorCode::kTransport, "timed out");
   auto broken = client.get("GetNetworkInterface", kNic);
   ASSERT_FALSE(broken.has_value());
   EXPECT_EQ(broken.error().code, ErrorCode::kTransport);

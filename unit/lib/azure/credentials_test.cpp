@@ -8,15 +8,15 @@
 #include <unistd.h>
 
 #include "unit/lib/azure/recording_observer.h"
-#include "unit/lib/kube/fake_clock.h"
-#include "unit/lib/kube/fake_transport.h"
+#include "unit/lib/base/fake_clock.h"
+#include "unit/lib/http/fake_transport.h"
 
 namespace vnetipam::azure {
 namespace {
 
 using namespace std::chrono_literals;
-using kube::testing::FakeClock;
-using kube::testing::FakeTransport;
+using base::testing::FakeClock;
+using http::testing::FakeTransport;
 using testing::RecordingObserver;
 
 constexpr std::string_view kAudience = "https://management.azure.com/";
@@ -172,7 +172,7 @@ TEST_F(CredentialTest, ImdsRetriesTransientAnswersWithBackoffAndRetryAfter) {
   transport_.respond(404, "{}");  // identity not yet assigned
   transport_.respond(429, "{}", {{"Retry-After", "7"}});
   transport_.respond(500, "{}");
-  transport_.failWith(kube::ErrorCode::kTransport);
+  transport_.failWith(http::ErrorCode::kTransport);
   transport_.respond(200, R"({"access_token":"mi","expires_in":"3599"})");
   EXPECT_EQ(credential.token().value(), "mi");
   // random01 = 0: half the step; 1 s doubling per attempt; Retry-After as given.
@@ -189,9 +189,9 @@ TEST_F(CredentialTest, TokenEndpointGivesUpAfterMaxRetries) {
   opts.maxRetries = 2;
   ClientSecretCredentialImpl credential(transport_, clock_, "t", "c", "s", std::string(kAudience),
                                         opts);
-  transport_.failWith(kube::ErrorCode::kConnectFailed, "connection refused");
-  transport_.failWith(kube::ErrorCode::kConnectFailed, "connection refused");
-  transport_.failWith(kube::ErrorCode::kConnectFailed, "connection refused");
+  transport_.failWith(http::ErrorCode::kConnectFailed, "connection refused");
+  transport_.failWith(http::ErrorCode::kConnectFailed, "connection refused");
+  transport_.failWith(http::ErrorCode::kConnectFailed, "connection refused");
   auto token = credential.token();
   ASSERT_FALSE(token.has_value());
   EXPECT_EQ(token.error().code, ErrorCode::kConnectFailed);

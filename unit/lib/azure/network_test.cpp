@@ -7,14 +7,14 @@
 
 #include "lib/azure/connect.h"
 #include "unit/lib/azure/fake_credential.h"
-#include "unit/lib/kube/fake_clock.h"
-#include "unit/lib/kube/fake_transport.h"
+#include "unit/lib/base/fake_clock.h"
+#include "unit/lib/http/fake_transport.h"
 
 namespace vnetipam::azure {
 namespace {
 
-using kube::testing::FakeClock;
-using kube::testing::FakeTransport;
+using base::testing::FakeClock;
+using http::testing::FakeTransport;
 using nlohmann::json;
 using testing::FakeCredential;
 

@@ -5,15 +5,15 @@
 
 #include <gtest/gtest.h>
 
-#include "unit/lib/kube/fake_clock.h"
-#include "unit/lib/kube/fake_transport.h"
+#include "unit/lib/base/fake_clock.h"
+#include "unit/lib/http/fake_transport.h"
 
 namespace vnetipam::kube {
 namespace {
 
+using base::testing::FakeClock;
+using http::testing::FakeTransport;
 using nlohmann::json;
-using testing::FakeClock;
-using testing::FakeTransport;
 
 constexpr std::string_view kBlocks = "/apis/vnetipam.io/v1alpha1/ipblocks";
 constexpr std::string_view kBlock = "/apis/vnetipam.io/v1alpha1/ipblocks/pods-10-0-0-0-28";
@@ -141,7 +141,7 @@ TEST_F(ClientTest, RetryAfterAsAnHttpDateWaitsUntilThatTime) {
   transport_.respond(200, R"({"metadata":{"name":"x"}})");
   ASSERT_TRUE(client.get(kBlock).has_value());
   EXPECT_EQ(clock_.sleeps(),
-            (std::vector<Clock::Duration>{std::chrono::seconds(7), std::chrono::seconds(0)}));
+            (std::vector<base::Clock::Duration>{std::chrono::seconds(7), std::chrono::seconds(0)}));
 }
 
 TEST(ParseRetryAfter, AcceptsSecondsAndTheThreeHttpDateForms) {
@@ -168,7 +168,7 @@ TEST(ParseRetryAfter, AcceptsSecondsAndTheThreeHttpDateForms) {
 TEST_F(ClientTest, ServerErrorsAreRetriedForGetWithGrowingBackoff) {
   Client client = makeClient({.maxRetries = 5, .initialBackoff = std::chrono::milliseconds(100)});
   transport_.respond(503, "");
-  transport_.failWith(ErrorCode::kTransport, "connection reset");
+  transport_.failWith(http::ErrorCode::kTransport, "connection reset");
   transport_.respond(500, status(500, "InternalError", "etcd timeout"));
   transport_.respond(200, R"({"metadata":{"name":"a"}})");
   auto got = client.get(kBlock);
@@ -200,7 +200,7 @@ TEST_F(ClientTest, ACreateWithAnUnknownOutcomeIsNeverRetried) {
   EXPECT_EQ(created.error().code, ErrorCode::kServerError);
   EXPECT_EQ(transport_.requests().size(), 1u);
 
-  transport_.failWith(ErrorCode::kTransport, "timed out");
+  transport_.failWith(http::ErrorCode::kTransport, "timed out");
   created = client.create(kBlocks, json{{"metadata", {{"name", "y"}}}});
   ASSERT_FALSE(created.has_value());
   EXPECT_EQ(created.error().code, ErrorCode::kTransport);
@@ -211,7 +211,7 @@ TEST_F(ClientTest, ACreateWithAnUnknownOutcomeIsNeverRetried) {
 
 TEST_F(ClientTest, ARefusedConnectionIsRetriedEvenForCreate) {
   Client client = makeClient();
-  transport_.failWith(ErrorCode::kConnectFailed, "connection refused");
+  transport_.failWith(http::ErrorCode::kConnectFailed, "connection refused");
   transport_.respond(201, R"({"metadata":{"name":"x"}})");
   auto created = client.create(kBlocks, json{{"metadata", {{"name", "x"}}}});
   ASSERT_TRUE(created.has_value()) << created.error().message;
@@ -311,12 +311,6 @@ TEST_F(ClientTest, EveryRequestTakesATokenFromTheBucket) {
     ASSERT_TRUE(client.get(kBlock).has_value());
   ASSERT_EQ(clock_.sleeps().size(), 2u);
   EXPECT_EQ(clock_.sleeps()[0], std::chrono::milliseconds(200));
-}
-
-TEST(EncodeQueryValue, KeepsUnreservedAndEscapesTheRest) {
-  EXPECT_EQ(encodeQueryValue("a-b_c.d~9"), "a-b_c.d~9");
-  EXPECT_EQ(encodeQueryValue("k in (a,b)"), "k%20in%20%28a%2Cb%29");
-  EXPECT_EQ(encodeQueryValue("spec.nodeName=n/1"), "spec.nodeName%3Dn%2F1");
 }
 
 }  // namespace

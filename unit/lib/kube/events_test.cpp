@@ -7,16 +7,16 @@
 #include <fmt/format.h>
 #include <gtest/gtest.h>
 
-#include "unit/lib/kube/fake_clock.h"
-#include "unit/lib/kube/fake_transport.h"
+#include "unit/lib/base/fake_clock.h"
+#include "unit/lib/http/fake_transport.h"
 
 namespace vnetipam::kube {
 namespace {
 
+using base::testing::FakeClock;
+using http::testing::FakeTransport;
 using nlohmann::json;
 using std::chrono::seconds;
-using testing::FakeClock;
-using testing::FakeTransport;
 
 constexpr std::string_view kDefaultEvents = "/apis/events.k8s.io/v1/namespaces/default/events";
 
@@ -44,7 +44,7 @@ class EventRecorderTest : public ::testing::Test {
 
   FakeTransport transport_;
   FakeClock clock_;
-  Clock::TimePoint start_ = clock_.now();
+  base::Clock::TimePoint start_ = clock_.now();
   Client client_{transport_, clock_, {.qps = 0, .maxRetries = 0}};
   std::vector<std::string> log_;
   EventRecorder recorder_{client_, clock_, options()};

@@ -10,16 +10,16 @@
 #include <fmt/format.h>
 #include <gtest/gtest.h>
 
-#include "unit/lib/kube/fake_clock.h"
-#include "unit/lib/kube/fake_transport.h"
+#include "unit/lib/base/fake_clock.h"
+#include "unit/lib/http/fake_transport.h"
 
 namespace vnetipam::kube {
 namespace {
 
 using namespace std::chrono_literals;
+using base::testing::FakeClock;
+using http::testing::FakeTransport;
 using nlohmann::json;
-using testing::FakeClock;
-using testing::FakeTransport;
 
 constexpr std::string_view kBlocks = "/apis/vnetipam.io/v1alpha1/ipblocks";
 
@@ -51,35 +51,39 @@ std::string errorEvent(int code, std::string_view reason, std::string_view messa
 // FakeTransport for send(); stream() answers from a script of its own that can also end a stream
 // with a non-2xx status or a transport error, and records when (on the fake clock) each watch
 // connected.
-class ScriptedStreams final : public HttpTransport {
+class ScriptedStreams final : public http::HttpTransport {
  public:
-  explicit ScriptedStreams(Clock& clock) : clock_(clock) {}
+  explicit ScriptedStreams(base::Clock& clock) : clock_(clock) {}
 
   struct Stream {
     std::vector<std::string> chunks;
-    Result<HttpResponse> end = HttpResponse{200, {}, {}};
+    http::Result<http::HttpResponse> end = http::HttpResponse{200, {}, {}};
   };
   void stream(std::vector<std::string> chunks) { script_.push_back({std::move(chunks)}); }
-  void streamThenFail(std::vector<std::string> chunks, ErrorCode code) {
-    script_.push_back({std::move(chunks), std::unexpected(Error{code, "scripted failure"})});
+  void streamThenFail(std::vector<std::string> chunks, http::ErrorCode code) {
+    script_.push_back({std::move(chunks), std::unexpected(http::Error{code, "scripted failure"})});
   }
   void status(int code, std::string body) {
-    script_.push_back({{}, HttpResponse{code, {}, std::move(body)}});
+    script_.push_back({{}, http::HttpResponse{code, {}, std::move(body)}});
   }
 
-  Result<HttpResponse> send(const HttpRequest& request) override { return sends.send(request); }
+  http::Result<http::HttpResponse> send(const http::HttpRequest& request) override {
+    return sends.send(request);
+  }
 
-  Result<HttpResponse> stream(const HttpRequest& request,
-                              const std::function<bool(std::string_view)>& onChunk,
-                              CancelSignal& cancel) override {
+  http::Result<http::HttpResponse> stream(const http::HttpRequest& request,
+                                          const std::function<bool(std::string_view)>& onChunk,
+                                          http::CancelSignal& cancel) override {
     watches.push_back(request.target);
     connectedAt.push_back(clock_.now());
-    if (script_.empty()) return std::unexpected(Error{ErrorCode::kConnectFailed, "no stream"});
+    if (script_.empty())
+      return std::unexpected(http::Error{http::ErrorCode::kConnectFailed, "no stream"});
     Stream next = std::move(script_.front());
     script_.pop_front();
     for (const auto& chunk : next.chunks) {
-      if (cancel.cancelled()) return std::unexpected(Error{ErrorCode::kCancelled, "cancelled"});
-      if (!onChunk(chunk)) return HttpResponse{200, {}, {}};
+      if (cancel.cancelled())
+        return std::unexpected(http::Error{http::ErrorCode::kCancelled, "cancelled"});
+      if (!onChunk(chunk)) return http::HttpResponse{200, {}, {}};
     }
     return next.end;
   }
@@ -87,10 +91,10 @@ class ScriptedStreams final : public HttpTransport {
 
   FakeTransport sends;
   std::vector<std::string> watches;
-  std::vector<Clock::TimePoint> connectedAt;
+  std::vector<base::Clock::TimePoint> connectedAt;
 
  private:
-  Clock& clock_;
+  base::Clock& clock_;
   std::deque<Stream> script_;
 };
 
@@ -149,7 +153,7 @@ class InformerTest : public ::testing::Test {
   Client client_;
   Recorder recorder_;
   std::vector<ErrorCode> errors_;
-  CancelSignal cancel_;
+  http::CancelSignal cancel_;
 };
 
 TEST_F(InformerTest, ListsThenWatchesWithTheSelectorsAndTheListsVersion) {
@@ -266,12 +270,12 @@ TEST_F(InformerTest, ReconnectsFromTheLastVersionWithGrowingBackoff) {
   stepOk(informer);
   recorder_.take();
   // Breaks after one event, then: refused, 503, refused, then a healthy stream.
-  transport_.streamThenFail({event("MODIFIED", object("a", "20"))}, ErrorCode::kTransport);
-  transport_.streamThenFail({}, ErrorCode::kConnectFailed);
+  transport_.streamThenFail({event("MODIFIED", object("a", "20"))}, http::ErrorCode::kTransport);
+  transport_.streamThenFail({}, http::ErrorCode::kConnectFailed);
   transport_.status(503, "busy");
-  transport_.streamThenFail({}, ErrorCode::kConnectFailed);
+  transport_.streamThenFail({}, http::ErrorCode::kConnectFailed);
   transport_.stream({event("MODIFIED", object("a", "21"))});
-  transport_.streamThenFail({}, ErrorCode::kTransport);
+  transport_.streamThenFail({}, http::ErrorCode::kTransport);
   for (int i = 0; i < 6; ++i)
     (void)informer.step(cancel_);
   EXPECT_EQ(transport_.pending(), 0u);
@@ -357,13 +361,14 @@ TEST_F(InformerTest, ACancelledStepReportsCancelled) {
 }
 
 // A transport whose watch blocks until cancelled, to prove stop() cuts an in-flight watch.
-class BlockingWatchTransport final : public HttpTransport {
+class BlockingWatchTransport final : public http::HttpTransport {
  public:
-  Result<HttpResponse> send(const HttpRequest&) override {
-    return HttpResponse{200, {}, listBody("10", {object("a", "5")})};
+  http::Result<http::HttpResponse> send(const http::HttpRequest&) override {
+    return http::HttpResponse{200, {}, listBody("10", {object("a", "5")})};
   }
-  Result<HttpResponse> stream(const HttpRequest&, const std::function<bool(std::string_view)>&,
-                              CancelSignal& cancel) override {
+  http::Result<http::HttpResponse> stream(const http::HttpRequest&,
+                                          const std::function<bool(std::string_view)>&,
+                                          http::CancelSignal& cancel) override {
     const auto id = cancel.onCancel([this] {
       std::lock_guard lock(mutex_);
       cancelled_ = true;
@@ -375,7 +380,7 @@ class BlockingWatchTransport final : public HttpTransport {
     wake_.wait(lock, [this] { return cancelled_; });
     lock.unlock();
     cancel.removeOnCancel(id);
-    return std::unexpected(Error{ErrorCode::kCancelled, "cancelled"});
+    return std::unexpected(http::Error{http::ErrorCode::kCancelled, "cancelled"});
   }
   void waitUntilWatching() {
     std::unique_lock lock(mutex_);

@@ -11,15 +11,15 @@
 
 #include <gtest/gtest.h>
 
-#include "unit/lib/kube/fake_clock.h"
+#include "unit/lib/base/fake_clock.h"
 
 namespace vnetipam::kube {
 namespace {
 
+using base::testing::FakeClock;
 using nlohmann::json;
 using std::chrono::milliseconds;
 using std::chrono::seconds;
-using testing::FakeClock;
 
 constexpr std::string_view kLeases = "/apis/coordination.k8s.io/v1/namespaces/kube-system/leases";
 constexpr std::string_view kLease =
@@ -35,9 +35,9 @@ std::string status(int code, std::string_view reason) {
 // get, update with a precondition), so two electors can contend for one Lease. The scripted
 // FakeTransport cannot play that part: what is answered depends on what the other one wrote.
 // Faults queued with failNext() answer the next requests of that method instead.
-class InMemoryApiServer final : public HttpTransport {
+class InMemoryApiServer final : public http::HttpTransport {
  public:
-  void failNext(std::string method, Result<HttpResponse> answer) {
+  void failNext(std::string method, http::Result<http::HttpResponse> answer) {
     faults_.emplace_back(std::move(method), std::move(answer));
   }
   json object(std::string_view path) const {
@@ -45,11 +45,12 @@ class InMemoryApiServer final : public HttpTransport {
     return found == objects_.end() ? json() : found->second;
   }
   void put(std::string_view path, json object) { objects_[std::string(path)] = std::move(object); }
-  const std::vector<HttpRequest>& requests() const { return requests_; }
+  const std::vector<http::HttpRequest>& requests() const { return requests_; }
   // Sees every request first; an answer it returns is used instead of the server's.
-  std::function<std::optional<Result<HttpResponse>>(const HttpRequest&)> intercept;
+  std::function<std::optional<http::Result<http::HttpResponse>>(const http::HttpRequest&)>
+      intercept;
 
-  Result<HttpResponse> send(const HttpRequest& request) override {
+  http::Result<http::HttpResponse> send(const http::HttpRequest& request) override {
     requests_.push_back(request);
     if (intercept) {
       if (auto answer = intercept(request)) return *answer;
@@ -61,40 +62,41 @@ class InMemoryApiServer final : public HttpTransport {
     }
     if (request.method == "GET") {
       const auto found = objects_.find(request.target);
-      if (found == objects_.end()) return HttpResponse{404, {}, status(404, "NotFound")};
-      return HttpResponse{200, {}, found->second.dump()};
+      if (found == objects_.end()) return http::HttpResponse{404, {}, status(404, "NotFound")};
+      return http::HttpResponse{200, {}, found->second.dump()};
     }
     json body = json::parse(request.body);
     if (request.method == "POST") {
       const std::string path = request.target + "/" + body["metadata"]["name"].get<std::string>();
-      if (objects_.contains(path)) return HttpResponse{409, {}, status(409, "AlreadyExists")};
+      if (objects_.contains(path)) return http::HttpResponse{409, {}, status(409, "AlreadyExists")};
       body["metadata"]["uid"] = "uid-" + std::to_string(++version_);
       body["metadata"]["resourceVersion"] = std::to_string(++version_);
       objects_[path] = body;
-      return HttpResponse{201, {}, body.dump()};
+      return http::HttpResponse{201, {}, body.dump()};
     }
     if (request.method == "PUT") {
       const auto found = objects_.find(request.target);
-      if (found == objects_.end()) return HttpResponse{404, {}, status(404, "NotFound")};
+      if (found == objects_.end()) return http::HttpResponse{404, {}, status(404, "NotFound")};
       if (body["metadata"].value("resourceVersion", "") !=
           found->second["metadata"]["resourceVersion"]) {
-        return HttpResponse{409, {}, status(409, "Conflict")};
+        return http::HttpResponse{409, {}, status(409, "Conflict")};
       }
       body["metadata"]["resourceVersion"] = std::to_string(++version_);
       found->second = body;
-      return HttpResponse{200, {}, body.dump()};
+      return http::HttpResponse{200, {}, body.dump()};
     }
-    return HttpResponse{405, {}, status(405, "MethodNotAllowed")};
+    return http::HttpResponse{405, {}, status(405, "MethodNotAllowed")};
   }
-  Result<HttpResponse> stream(const HttpRequest&, const std::function<bool(std::string_view)>&,
-                              CancelSignal&) override {
-    return std::unexpected(Error{ErrorCode::kConnectFailed, "no streams here"});
+  http::Result<http::HttpResponse> stream(const http::HttpRequest&,
+                                          const std::function<bool(std::string_view)>&,
+                                          http::CancelSignal&) override {
+    return std::unexpected(http::Error{http::ErrorCode::kConnectFailed, "no streams here"});
   }
 
  private:
   std::map<std::string, json> objects_;
-  std::deque<std::pair<std::string, Result<HttpResponse>>> faults_;
-  std::vector<HttpRequest> requests_;
+  std::deque<std::pair<std::string, http::Result<http::HttpResponse>>> faults_;
+  std::vector<http::HttpRequest> requests_;
   std::int64_t version_ = 100;
 };
 
@@ -132,7 +134,7 @@ class LeaderElectionTest : public ::testing::Test {
 
   InMemoryApiServer server_;
   FakeClock clock_;
-  Clock::TimePoint start_ = clock_.now();
+  base::Clock::TimePoint start_ = clock_.now();
   // No retries: each round is one attempt per request, as the tests count them.
   Client client_{server_, clock_, {.qps = 0, .maxRetries = 0}};
   Observed a_;
@@ -257,7 +259,7 @@ TEST_F(LeaderElectionTest, ConflictOnUpdateIsNotLeaderThisRound) {
   ASSERT_TRUE(electorA_.tryAcquireOrRenew().leading);
   ASSERT_FALSE(electorB_.tryAcquireOrRenew().leading);
   clock_.advance(seconds(16));
-  server_.failNext("PUT", HttpResponse{409, {}, status(409, "Conflict")});
+  server_.failNext("PUT", http::HttpResponse{409, {}, status(409, "Conflict")});
   const ElectionRound round = electorB_.tryAcquireOrRenew();
   EXPECT_FALSE(round.leading);
   ASSERT_TRUE(round.error.has_value());
@@ -269,9 +271,9 @@ TEST_F(LeaderElectionTest, ConflictOnUpdateIsNotLeaderThisRound) {
 
 TEST_F(LeaderElectionTest, LosingTheCreateRaceIsNotLeader) {
   // B read "absent" but A created the lease before B's create arrived.
-  server_.failNext("GET", HttpResponse{404, {}, status(404, "NotFound")});
+  server_.failNext("GET", http::HttpResponse{404, {}, status(404, "NotFound")});
   ASSERT_TRUE(electorA_.tryAcquireOrRenew().leading);
-  server_.failNext("GET", HttpResponse{404, {}, status(404, "NotFound")});
+  server_.failNext("GET", http::HttpResponse{404, {}, status(404, "NotFound")});
   const ElectionRound round = electorB_.tryAcquireOrRenew();
   EXPECT_FALSE(round.leading);
   ASSERT_TRUE(round.error.has_value());
@@ -283,15 +285,15 @@ TEST_F(LeaderElectionTest, RenewFailingPastRenewDeadlineStopsLeading) {
   ASSERT_TRUE(electorA_.tryAcquireOrRenew().leading);
   for (int i = 1; i <= 4; ++i) {  // t = 2, 4, 6, 8 s: failing, still within the 10 s deadline
     clock_.advance(seconds(2));
-    server_.failNext("GET", HttpResponse{503, {}, status(503, "ServiceUnavailable")});
+    server_.failNext("GET", http::HttpResponse{503, {}, status(503, "ServiceUnavailable")});
     const ElectionRound round = electorA_.tryAcquireOrRenew();
     EXPECT_FALSE(round.acquiredOrRenewed);
     EXPECT_TRUE(round.leading) << "t=" << 2 * i;
     EXPECT_EQ(a_.stopped, 0);
   }
   clock_.advance(seconds(2));  // t = 10 s
-  server_.failNext(
-      "GET", Result<HttpResponse>(std::unexpected(Error{ErrorCode::kTransport, "read timed out"})));
+  server_.failNext("GET", http::Result<http::HttpResponse>(std::unexpected(
+                              http::Error{http::ErrorCode::kTransport, "read timed out"})));
   const ElectionRound round = electorA_.tryAcquireOrRenew();
   EXPECT_FALSE(round.leading);
   EXPECT_FALSE(electorA_.isLeader());
@@ -321,9 +323,10 @@ TEST_F(LeaderElectionTest, ReleaseClearsTheLeaseSoTheStandbyTakesOverAtOnce) {
 }
 
 TEST_F(LeaderElectionTest, RunRenewsEveryRetryPeriodUntilCancelledThenReleases) {
-  CancelSignal cancel;
+  http::CancelSignal cancel;
   int puts = 0;
-  server_.intercept = [&](const HttpRequest& request) -> std::optional<Result<HttpResponse>> {
+  server_.intercept =
+      [&](const http::HttpRequest& request) -> std::optional<http::Result<http::HttpResponse>> {
     if (request.method == "PUT" && ++puts == 3) cancel.cancel();  // as a SIGTERM handler would
     return std::nullopt;
   };
@@ -337,11 +340,12 @@ TEST_F(LeaderElectionTest, RunRenewsEveryRetryPeriodUntilCancelledThenReleases) 
 
 TEST_F(LeaderElectionTest, RunReturnsWhenRenewalsFailForRenewDeadline) {
   int requests = 0;
-  server_.intercept = [&](const HttpRequest&) -> std::optional<Result<HttpResponse>> {
+  server_.intercept =
+      [&](const http::HttpRequest&) -> std::optional<http::Result<http::HttpResponse>> {
     if (++requests <= 2) return std::nullopt;  // GET (absent) and the create succeed
-    return HttpResponse{503, {}, status(503, "ServiceUnavailable")};
+    return http::HttpResponse{503, {}, status(503, "ServiceUnavailable")};
   };
-  CancelSignal never;
+  http::CancelSignal never;
   electorA_.run(never);
   EXPECT_EQ(a_.started, 1);
   EXPECT_EQ(a_.stopped, 1);

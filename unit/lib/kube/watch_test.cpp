@@ -8,8 +8,8 @@
 
 #include <gtest/gtest.h>
 
-#include "unit/lib/kube/fake_clock.h"
-#include "unit/lib/kube/fake_transport.h"
+#include "unit/lib/base/fake_clock.h"
+#include "unit/lib/http/fake_transport.h"
 
 namespace vnetipam::kube {
 namespace {
@@ -75,10 +75,10 @@ TEST(WatchDecoder, GarbageIsABadResponse) {
 }
 
 TEST(Watch, SendsTheWatchQueryAndReturnsTheVersionToResumeFrom) {
-  testing::FakeTransport transport;
+  http::testing::FakeTransport transport;
   const std::string body = event("ADDED", "a", "11") + event("BOOKMARK", "", "20");
   transport.streamChunks({body.substr(0, 10), body.substr(10, 30), body.substr(40)});
-  CancelSignal cancel;
+  http::CancelSignal cancel;
   std::vector<std::string> names;
   auto resume = watch(
       transport, [] { return Result<std::string>("tok"); }, "/apis/vnetipam.io/v1alpha1/ipblocks",
@@ -97,40 +97,10 @@ TEST(Watch, SendsTheWatchQueryAndReturnsTheVersionToResumeFrom) {
   EXPECT_EQ(request.headers.at("Authorization"), "Bearer tok");
 }
 
-// A stream unregisters its callback and then destroys what the callback captures; a cancel() on
-// another thread that had already taken the callback must be waited for (the agent crashed at
-// exit on a cancellation source destroyed under a running cancel()).
-TEST(CancelSignal, RemoveOnCancelWaitsForACallbackAlreadyRunning) {
-  CancelSignal signal;
-  std::promise<void> entered;
-  std::promise<void> release;
-  std::shared_future<void> released = release.get_future().share();
-  std::atomic<bool> finished{false};
-  const auto id = signal.onCancel([&] {
-    entered.set_value();
-    released.wait();
-    finished = true;
-  });
-  std::thread canceller([&] { signal.cancel(); });
-  entered.get_future().wait();  // cancel() has taken the callback and is running it
-  std::promise<void> removing;
-  bool finishedWhenRemoved = false;
-  std::thread remover([&] {
-    removing.set_value();
-    signal.removeOnCancel(id);
-    finishedWhenRemoved = finished;
-  });
-  removing.get_future().wait();
-  release.set_value();
-  remover.join();
-  canceller.join();
-  EXPECT_TRUE(finishedWhenRemoved) << "removeOnCancel returned while the callback still ran";
-}
-
 TEST(Watch, ACancelledWatchReportsCancelled) {
-  testing::FakeTransport transport;
+  http::testing::FakeTransport transport;
   transport.streamChunks({event("ADDED", "a", "1")});
-  CancelSignal cancel;
+  http::CancelSignal cancel;
   cancel.cancel();
   auto resume = watch(
       transport, {}, "/api/v1/nodes", {}, [](WatchEvent) {}, cancel);
@@ -153,8 +123,8 @@ TEST(ReconnectDelay, DoublesUpToTheCapWithEqualJitter) {
 }
 
 TEST(ResumableWatch, ResumesAcrossServerEndsAndStopsAtGone) {
-  testing::FakeTransport transport;
-  testing::FakeClock clock;
+  http::testing::FakeTransport transport;
+  base::testing::FakeClock clock;
   transport.streamChunks({event("ADDED", "a", "11")});
   transport.streamChunks({event("BOOKMARK", "", "30")});
   transport.streamChunks(
@@ -165,7 +135,7 @@ TEST(ResumableWatch, ResumesAcrossServerEndsAndStopsAtGone) {
        "\n"});
   ResumableWatch resumable(transport, clock, {}, "/api/v1/nodes", {.resourceVersion = "10"});
   std::vector<std::string> seen;
-  CancelSignal cancel;
+  http::CancelSignal cancel;
   const WatchStep step = resumable.runUntilRelist(
       [&seen](WatchEvent e) { seen.push_back(e.object["metadata"]["resourceVersion"]); }, cancel);
   EXPECT_EQ(step.outcome, WatchOutcome::kRelist);
@@ -185,18 +155,18 @@ TEST(ResumableWatch, ResumesAcrossServerEndsAndStopsAtGone) {
 }
 
 TEST(ResumableWatch, AnEmptyStreamThatEndsAtOnceBacksOff) {
-  testing::FakeTransport transport;
-  testing::FakeClock clock;
+  http::testing::FakeTransport transport;
+  base::testing::FakeClock clock;
   transport.streamChunks({});
   transport.streamChunks({});
   ResumableWatch resumable(
       transport, clock, {}, "/api/v1/nodes", {.resourceVersion = "10"},
       {.initialBackoff = std::chrono::milliseconds(100), .random01 = [] { return 0.0; }});
-  CancelSignal cancel;
+  http::CancelSignal cancel;
   EXPECT_EQ(resumable.next([](WatchEvent) {}, cancel).outcome, WatchOutcome::kResume);
   EXPECT_EQ(resumable.failuresInARow(), 1);
   EXPECT_EQ(resumable.next([](WatchEvent) {}, cancel).outcome, WatchOutcome::kResume);
-  EXPECT_EQ(clock.sleeps(), std::vector<Clock::Duration>{std::chrono::milliseconds(50)});
+  EXPECT_EQ(clock.sleeps(), std::vector<base::Clock::Duration>{std::chrono::milliseconds(50)});
   cancel.cancel();
   EXPECT_EQ(resumable.next([](WatchEvent) {}, cancel).outcome, WatchOutcome::kCancelled);
   EXPECT_EQ(transport.requests().size(), 2u);

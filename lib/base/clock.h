@@ -1,10 +1,13 @@
-// Time as the Kubernetes client sees it: injected, so tests drive it by hand and never sleep.
+// Time as the project's code sees it: injected, so tests drive it by hand and never sleep.
+// Clock is monotonic time for waits, timeouts and backoff; WallClock is calendar time for what is
+// written into objects and compared with other machines' clocks (leases, events, conditions).
 #pragma once
 
 #include <chrono>
+#include <functional>
 #include <thread>
 
-namespace vnetipam::kube {
+namespace vnetipam::base {
 
 class Clock {
  public:
@@ -24,4 +27,7 @@ class SteadyClockImpl final : public Clock {
   void sleepFor(Duration d) override { std::this_thread::sleep_for(d); }
 };
 
-}  // namespace vnetipam::kube
+// Calendar now. Options that take one default to system_clock::now when left empty.
+using WallClock = std::function<std::chrono::system_clock::time_point()>;
+
+}  // namespace vnetipam::base

@@ -5,29 +5,29 @@
 
 #include <mutex>
 
-#include "lib/kube/clock.h"
+#include "lib/base/clock.h"
 
-namespace vnetipam::kube {
+namespace vnetipam::http {
 
 class TokenBucket {
  public:
   // qps <= 0 disables limiting. burst < 1 is treated as 1. The bucket starts full.
-  TokenBucket(Clock& clock, double qps, int burst);
+  TokenBucket(base::Clock& clock, double qps, int burst);
 
   // Takes a token and returns how long the caller must wait before using it (zero when one was
   // available). Reservations queue in call order. Thread-safe.
-  Clock::Duration reserve();
+  base::Clock::Duration reserve();
 
   // reserve(), then sleeps on the clock for the returned time. Thread-safe.
   void acquire();
 
  private:
-  Clock& clock_;
+  base::Clock& clock_;
   const double qps_;
   const double burst_;
   std::mutex mutex_;
   double tokens_;  // may go negative: tokens already promised to waiting callers
-  Clock::TimePoint last_;
+  base::Clock::TimePoint last_;
 };
 
-}  // namespace vnetipam::kube
+}  // namespace vnetipam::http

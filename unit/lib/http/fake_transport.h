@@ -1,5 +1,6 @@
 // In-memory HttpTransport for unit tests: answers from a script, in order, and records every
-// request it was sent. One fake for the interface, shared by every kube test.
+// request it was sent. One fake for the interface, shared by every test of a client
+// above it (lib/kube, lib/azure and their users).
 #pragma once
 
 #include <deque>
@@ -7,9 +8,9 @@
 #include <string>
 #include <vector>
 
-#include "lib/kube/http_transport.h"
+#include "lib/http/transport.h"
 
-namespace vnetipam::kube::testing {
+namespace vnetipam::http::testing {
 
 class FakeTransport final : public HttpTransport {
  public:
@@ -76,4 +77,4 @@ class FakeTransport final : public HttpTransport {
   std::vector<HttpRequest> requests_;
 };
 
-}  // namespace vnetipam::kube::testing
+}  // namespace vnetipam::http::testing

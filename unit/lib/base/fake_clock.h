@@ -1,13 +1,14 @@
 // A Clock that only moves when told to, or when someone sleeps on it (sleeping advances it at
-// once and is recorded), so tests of waits and backoff never sleep. Shared by every kube test.
+// once and is recorded), so tests of waits and backoff never sleep. The one fake of base::Clock,
+// shared by every test that injects a clock.
 #pragma once
 
 #include <mutex>
 #include <vector>
 
-#include "lib/kube/clock.h"
+#include "lib/base/clock.h"
 
-namespace vnetipam::kube::testing {
+namespace vnetipam::base::testing {
 
 class FakeClock final : public Clock {
  public:
@@ -35,4 +36,4 @@ class FakeClock final : public Clock {
   std::vector<Duration> sleeps_;
 };
 
-}  // namespace vnetipam::kube::testing
+}  // namespace vnetipam::base::testing

@@ -1,10 +1,10 @@
-#include "lib/kube/http_transport.h"
+#include "lib/http/transport.h"
 
 #include <algorithm>
 #include <cctype>
 #include <vector>
 
-namespace vnetipam::kube {
+namespace vnetipam::http {
 
 bool HeaderNameLess::operator()(std::string_view a, std::string_view b) const {
   return std::lexicographical_compare(a.begin(), a.end(), b.begin(), b.end(), [](char x, char y) {
@@ -50,4 +50,4 @@ void CancelSignal::removeOnCancel(std::uint64_t id) {
   idle_.wait(lock, [this] { return !running_; });
 }
 
-}  // namespace vnetipam::kube
+}  // namespace vnetipam::http

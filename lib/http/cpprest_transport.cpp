@@ -1,6 +1,6 @@
 // cpprest's U() macro breaks {fmt}'s templates; we never use it.
 #define _TURN_OFF_PLATFORM_STRING
-#include "lib/kube/cpprest_transport.h"
+#include "lib/http/cpprest_transport.h"
 
 #include <algorithm>
 #include <cerrno>
@@ -18,11 +18,11 @@
 #include <openssl/x509.h>
 #include <pplx/pplxtasks.h>
 
-namespace vnetipam::kube {
+namespace vnetipam::http {
 
-namespace http = web::http;
-using http::client::http_client;
-using http::client::http_client_config;
+namespace wh = web::http;
+using wh::client::http_client;
+using wh::client::http_client_config;
 
 struct CpprestTransportImpl::Clients {
   std::unique_ptr<http_client> requests;
@@ -79,8 +79,8 @@ http_client_config makeConfig(const CpprestTransportOptions& options,
   return config;
 }
 
-http::http_request toCpprest(const HttpRequest& request) {
-  http::http_request out(http::method(request.method));
+wh::http_request toCpprest(const HttpRequest& request) {
+  wh::http_request out(wh::method(request.method));
   out.set_request_uri(request.target);
   for (const auto& [name, value] : request.headers)
     out.headers().add(name, value);
@@ -92,7 +92,7 @@ http::http_request toCpprest(const HttpRequest& request) {
   return out;
 }
 
-HttpResponse headOf(const http::http_response& response) {
+HttpResponse headOf(const wh::http_response& response) {
   HttpResponse out;
   out.status = response.status_code();
   for (const auto& [name, value] : response.headers())
@@ -118,7 +118,7 @@ Error errorOf(std::exception_ptr failure, const HttpRequest& request) {
     std::rethrow_exception(std::move(failure));
   } catch (const pplx::task_canceled&) {
     return Error{ErrorCode::kCancelled, fmt::format("{}: cancelled", what)};
-  } catch (const http::http_exception& e) {
+  } catch (const wh::http_exception& e) {
     const ErrorCode code =
         isConnectError(e.error_code()) ? ErrorCode::kConnectFailed : ErrorCode::kTransport;
     return Error{code, fmt::format("{}: {}", what, e.what())};
@@ -154,7 +154,7 @@ CpprestTransportImpl::~CpprestTransportImpl() = default;
 
 Result<HttpResponse> CpprestTransportImpl::send(const HttpRequest& request) {
   try {
-    http::http_response response = clients_->requests->request(toCpprest(request)).get();
+    wh::http_response response = clients_->requests->request(toCpprest(request)).get();
     HttpResponse out = headOf(response);
     const std::vector<unsigned char> body = response.extract_vector().get();
     out.body.assign(body.begin(), body.end());
@@ -178,7 +178,7 @@ Result<HttpResponse> CpprestTransportImpl::stream(
 
   try {
     // Completes once the headers are parsed; the body keeps arriving into a buffer.
-    http::http_response response =
+    wh::http_response response =
         clients_->streams->request(toCpprest(request), source.get_token()).get();
     HttpResponse out = headOf(response);
     if (out.status < 200 || out.status > 299) {
@@ -220,4 +220,4 @@ Result<HttpResponse> CpprestTransportImpl::stream(
   }
 }
 
-}  // namespace vnetipam::kube
+}  // namespace vnetipam::http

@@ -1,9 +1,9 @@
-// The HTTP transport the Kubernetes client talks through. A small interface of ours so the real
-// implementation (cpprestsdk, cpprest_transport.h) stays in one file and unit tests inject an
-// in-memory fake (unit/lib/kube/fake_transport.h).
+// The HTTP transport the Kubernetes and Azure clients talk through. A small interface of ours so
+// the real implementation (cpprestsdk, cpprest_transport.h) stays in one file and unit tests
+// inject an in-memory fake (unit/lib/http/fake_transport.h).
 //
-// The transport knows about connections, TLS and bytes; it knows nothing of Kubernetes. Status
-// codes are not errors at this level: any response that arrives, 500 included, is a value.
+// The transport knows about connections, TLS and bytes; it knows nothing of Kubernetes or ARM.
+// Status codes are not errors at this level: any response that arrives, 500 included, is a value.
 #pragma once
 
 #include <atomic>
@@ -15,9 +15,9 @@
 #include <string>
 #include <string_view>
 
-#include "lib/kube/error.h"
+#include "lib/http/error.h"
 
-namespace vnetipam::kube {
+namespace vnetipam::http {
 
 // Header names compare case-insensitively, as HTTP says.
 struct HeaderNameLess {
@@ -82,4 +82,4 @@ class HttpTransport {
                                       CancelSignal& cancel) = 0;
 };
 
-}  // namespace vnetipam::kube
+}  // namespace vnetipam::http

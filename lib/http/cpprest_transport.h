@@ -10,9 +10,9 @@
 #include <memory>
 #include <string>
 
-#include "lib/kube/http_transport.h"
+#include "lib/http/transport.h"
 
-namespace vnetipam::kube {
+namespace vnetipam::http {
 
 struct CpprestTransportOptions {
   std::string server;         // "https://10.0.0.1:6443" (a path prefix is allowed)
@@ -41,4 +41,4 @@ class CpprestTransportImpl final : public HttpTransport {
   std::unique_ptr<Clients> clients_;
 };
 
-}  // namespace vnetipam::kube
+}  // namespace vnetipam::http
