@@ -4,7 +4,19 @@
 
 namespace vnetipam::controller {
 
-WorkQueue::WorkQueue(WorkQueueOptions options) : options_(options) {}
+namespace {
+
+base::Clock& steadyClock() {
+  static base::SteadyClockImpl clock;
+  return clock;
+}
+
+}  // namespace
+
+WorkQueue::WorkQueue(base::Clock& clock, WorkQueueOptions options)
+    : clock_(clock), options_(options) {}
+
+WorkQueue::WorkQueue(WorkQueueOptions options) : WorkQueue(steadyClock(), options) {}
 
 WorkQueue::Clock::duration WorkQueue::backoff(const WorkQueueOptions& options, int failures) {
   const auto base = std::chrono::duration_cast<Clock::duration>(options.baseDelay);
@@ -32,7 +44,7 @@ void WorkQueue::addAfter(const std::string& key, Clock::duration delay) {
   if (delay <= Clock::duration::zero()) return add(key);
   std::lock_guard lock(mutex_);
   if (shutdown_) return;
-  const Clock::time_point at = Clock::now() + delay;
+  const Clock::time_point at = clock_.now() + delay;
   const auto waiting = delayedAt_.find(key);
   if (waiting != delayedAt_.end()) {
     if (waiting->second <= at) return;
@@ -82,7 +94,7 @@ std::optional<std::string> WorkQueue::get() {
   std::unique_lock lock(mutex_);
   while (true) {
     if (shutdown_) return std::nullopt;
-    promoteDueLocked(Clock::now());
+    promoteDueLocked(clock_.now());
     if (!queue_.empty()) {
       std::string key = std::move(queue_.front());
       queue_.pop_front();
@@ -93,7 +105,8 @@ std::optional<std::string> WorkQueue::get() {
     if (delayed_.empty()) {
       changed_.wait(lock);
     } else {
-      changed_.wait_until(lock, delayed_.begin()->first);
+      // Relative, so an injected clock's time is what is waited for.
+      changed_.wait_for(lock, delayed_.begin()->first - clock_.now());
     }
   }
 }

@@ -20,6 +20,8 @@
 #include <unordered_map>
 #include <unordered_set>
 
+#include "lib/base/clock.h"
+
 namespace vnetipam::controller {
 
 struct WorkQueueOptions {
@@ -29,8 +31,12 @@ struct WorkQueueOptions {
 
 class WorkQueue {
  public:
+  // base::Clock's: durations and time points are steady_clock's.
   using Clock = std::chrono::steady_clock;
 
+  // Delays run on `clock` (tests drive a fake by hand), which must outlive the queue.
+  explicit WorkQueue(base::Clock& clock, WorkQueueOptions options = {});
+  // On the process's steady clock.
   explicit WorkQueue(WorkQueueOptions options = {});
 
   // Queues `key` now unless it is already queued. While the key is being processed it is queued
@@ -64,6 +70,7 @@ class WorkQueue {
   void addLocked(const std::string& key);
   void promoteDueLocked(Clock::time_point now);
 
+  base::Clock& clock_;
   const WorkQueueOptions options_;
   mutable std::mutex mutex_;
   std::condition_variable changed_;
