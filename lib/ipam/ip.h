@@ -10,15 +10,9 @@
 #include <string>
 #include <string_view>
 
-#include "lib/base/error.h"
+#include "lib/ipam/error.h"
 
 namespace vnetipam::ipam {
-
-// The IPAM core reports errors in the project's type; its code names them unqualified.
-using base::Error;
-using base::ErrorCode;
-using base::fail;
-using base::Result;
 
 // 128 bits hold either family; IPv4 uses the low 32. A GCC/Clang extension, used only here.
 __extension__ using U128 = unsigned __int128;

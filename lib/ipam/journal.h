@@ -47,16 +47,10 @@
 #include <utility>
 #include <vector>
 
-#include "lib/base/error.h"
 #include "lib/base/unique_fd.h"
+#include "lib/ipam/error.h"
 
 namespace vnetipam::ipam {
-
-// The IPAM core reports errors in the project's type; its code names them unqualified.
-using base::Error;
-using base::ErrorCode;
-using base::fail;
-using base::Result;
 
 using Seq = std::uint64_t;
 

@@ -18,8 +18,8 @@
 #include <utility>
 #include <vector>
 
-#include "lib/base/error.h"
 #include "lib/ipam/bitmap.h"
+#include "lib/ipam/error.h"
 #include "lib/ipam/ip.h"
 
 namespace vnetipam::ipam {
