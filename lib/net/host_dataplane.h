@@ -9,6 +9,7 @@
 #include "lib/ipam/ip.h"
 #include "lib/net/error.h"
 #include "lib/net/netns.h"
+#include "lib/net/route.h"
 
 namespace vnetipam::net {
 
@@ -18,14 +19,9 @@ struct DumpedLinkState {
   bool up = false;  // IFF_UP
 };
 
-struct DumpedRoute {
-  ipam::Prefix dst;
-  int oif = 0;  // RTA_OIF; 0 when the route has none (multipath, blackhole)
-};
-
 struct HostDataplane {
   std::vector<DumpedLinkState> links;
-  std::vector<DumpedRoute> routes;  // IPv4, main table, unicast
+  std::vector<DumpedRoute> routes;  // IPv4, main table, unicast (route.h)
 };
 
 // Links first, then routes: a route read after its link was deleted shows a device that is gone,

@@ -10,6 +10,7 @@
 #include <linux/netlink.h>
 #include <linux/rtnetlink.h>
 
+#include "lib/net/link.h"
 #include "lib/net/rtnl.h"
 #include "lib/net/veth_name.h"
 
@@ -18,34 +19,6 @@ namespace {
 
 // Host-veth prefixes of other CNI plugins a node may run next to this one.
 constexpr std::array<std::string_view, 5> kForeignPrefixes = {"cali", "lxc", "veth", "azv", "eni"};
-
-struct DumpedLink {
-  std::string name;
-  int ifindex = 0;
-  std::string kind;            // IFLA_INFO_KIND, empty if none
-  bool peerElsewhere = false;  // IFLA_LINK_NETNSID: the peer (IFLA_LINK) is in another namespace
-};
-
-DumpedLink parseDumpedLink(std::span<const std::uint8_t> msg) {
-  DumpedLink link;
-  if (msg.size() < kNetlinkHeaderLen + sizeof(ifinfomsg)) return link;
-  ifinfomsg ifi{};
-  std::memcpy(&ifi, msg.data() + kNetlinkHeaderLen, sizeof ifi);
-  link.ifindex = ifi.ifi_index;
-  for (const auto& a : parseAttrs(msg.subspan(kNetlinkHeaderLen + netlinkAlign(sizeof ifi)))) {
-    switch (a.type) {
-      case IFLA_IFNAME: link.name = std::string(a.str()); break;
-      case IFLA_LINK_NETNSID: link.peerElsewhere = true; break;
-      case IFLA_LINKINFO:
-        for (const auto& info : parseAttrs(a.data)) {
-          if (info.type == IFLA_INFO_KIND) link.kind = std::string(info.str());
-        }
-        break;
-      default: break;
-    }
-  }
-  return link;
-}
 
 Result<std::vector<HostVeth>> listOn(RtnlSocket& sock, std::string_view prefix) {
   RtnlBatch dump;
@@ -59,12 +32,11 @@ Result<std::vector<HostVeth>> listOn(RtnlSocket& sock, std::string_view prefix) 
   if (auto ok = dump.send(sock); !ok) return std::unexpected(ok.error());
   std::vector<HostVeth> veths;
   auto ok = dump.receiveDump(sock, [&](std::span<const std::uint8_t> msg) {
-    std::uint16_t type = 0;
-    std::memcpy(&type, msg.data() + offsetof(nlmsghdr, nlmsg_type), sizeof type);
-    if (type != RTM_NEWLINK) return;
-    auto link = parseDumpedLink(msg);
-    if (link.kind == "veth" && link.peerElsewhere && isHostVethName(prefix, link.name)) {
-      veths.push_back({.name = std::move(link.name), .ifindex = link.ifindex});
+    if (messageType(msg) != RTM_NEWLINK) return;
+    auto link = parseLinkMessage(msg);
+    if (link && link->kind == "veth" && link->peerElsewhere &&
+        isHostVethName(prefix, link->info.name)) {
+      veths.push_back({.name = std::move(link->info.name), .ifindex = link->info.ifindex});
     }
   });
   if (!ok) return std::unexpected(ok.error());

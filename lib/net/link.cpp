@@ -1,9 +1,12 @@
 #include "lib/net/link.h"
 
+#include <algorithm>
+#include <cstring>
+
 #include <fmt/format.h>
+#include <linux/if_link.h>
+#include <linux/rtnetlink.h>
 #include <net/if.h>
-#include <netlink/errno.h>
-#include <netlink/route/link/veth.h>
 
 namespace vnetipam::net {
 
@@ -25,84 +28,82 @@ Result<void> validateInterfaceName(std::string_view name) {
   return {};
 }
 
-Result<void> createVethPair(RouteSocket& host, const VethSpec& spec, const Netns& peerNs) {
-  if (auto ok = validateInterfaceName(spec.hostName); !ok) return ok;
-  if (auto ok = validateInterfaceName(spec.peerName); !ok) return ok;
-  const std::string doing =
-      fmt::format("create veth {} (namespace {}) with peer {} in namespace {}", spec.hostName,
-                  host.netns(), spec.peerName, peerNs.label());
-
-  LinkPtr link(rtnl_link_veth_alloc());
-  if (!link) return fail(ErrorCode::kIo, doing + ": out of memory");
-  // rtnl_link_veth_get_peer takes a reference of its own.
-  LinkPtr peer(rtnl_link_veth_get_peer(link.get()));
-  if (!peer) return fail(ErrorCode::kIo, doing + ": no peer object");
-
-  rtnl_link_set_name(link.get(), spec.hostName.c_str());
-  rtnl_link_set_name(peer.get(), spec.peerName.c_str());
-  rtnl_link_set_ns_fd(peer.get(), peerNs.fd());
-  if (spec.mtu != 0) {
-    rtnl_link_set_mtu(link.get(), spec.mtu);
-    rtnl_link_set_mtu(peer.get(), spec.mtu);
+Result<MacAddress> MacAddress::parse(std::string_view text) {
+  MacAddress mac;
+  const auto bad = [&] {
+    return fail(ErrorCode::kInvalidArgument,
+                fmt::format("'{}' is not a MAC address (want aa:bb:cc:dd:ee:ff)", text));
+  };
+  if (text.size() != 17) return bad();
+  for (std::size_t i = 0; i < mac.bytes.size(); ++i) {
+    unsigned value = 0;
+    for (std::size_t j = 0; j < 2; ++j) {
+      const char c = text[i * 3 + j];
+      unsigned digit = 0;
+      if (c >= '0' && c <= '9') {
+        digit = static_cast<unsigned>(c - '0');
+      } else if (c >= 'a' && c <= 'f') {
+        digit = static_cast<unsigned>(c - 'a' + 10);
+      } else if (c >= 'A' && c <= 'F') {
+        digit = static_cast<unsigned>(c - 'A' + 10);
+      } else {
+        return bad();
+      }
+      value = value * 16 + digit;
+    }
+    if (i + 1 < mac.bytes.size() && text[i * 3 + 2] != ':') return bad();
+    mac.bytes[i] = static_cast<std::uint8_t>(value);
   }
-  if (spec.hostMac) {
-    auto mac = toNlAddr(*spec.hostMac);
-    if (!mac) return std::unexpected(mac.error());
-    rtnl_link_set_addr(link.get(), mac->get());
-  }
-  if (const int err = rtnl_link_add(host.get(), link.get(), NLM_F_CREATE | NLM_F_EXCL); err < 0) {
-    return std::unexpected(nlError(err, doing));
-  }
-  return {};
+  return mac;
 }
 
-Result<LinkInfo> getLink(RouteSocket& sock, std::string_view name) {
+std::string MacAddress::toString() const {
+  return fmt::format("{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}", bytes[0], bytes[1], bytes[2],
+                     bytes[3], bytes[4], bytes[5]);
+}
+
+std::optional<LinkMessage> parseLinkMessage(std::span<const std::uint8_t> msg) {
+  if (msg.size() < kNetlinkHeaderLen + sizeof(ifinfomsg)) return std::nullopt;
+  ifinfomsg ifi{};
+  std::memcpy(&ifi, msg.data() + kNetlinkHeaderLen, sizeof ifi);
+  LinkMessage link;
+  link.info.ifindex = ifi.ifi_index;
+  link.info.up = (ifi.ifi_flags & IFF_UP) != 0;
+  for (const auto& a : parseAttrs(msg.subspan(kNetlinkHeaderLen + netlinkAlign(sizeof ifi)))) {
+    switch (a.type) {
+      case IFLA_IFNAME: link.info.name = std::string(a.str()); break;
+      case IFLA_MTU: link.info.mtu = a.u32(); break;
+      case IFLA_LINK: link.peerIndex = static_cast<int>(a.u32()); break;
+      case IFLA_LINK_NETNSID: link.peerElsewhere = true; break;
+      case IFLA_ADDRESS:
+        if (a.data.size() == link.info.mac.bytes.size()) {
+          std::copy(a.data.begin(), a.data.end(), link.info.mac.bytes.begin());
+        }
+        break;
+      case IFLA_LINKINFO:
+        for (const auto& info : parseAttrs(a.data)) {
+          if (info.type == IFLA_INFO_KIND) link.kind = std::string(info.str());
+        }
+        break;
+      default: break;
+    }
+  }
+  return link;
+}
+
+Result<LinkInfo> getLink(RtnlSocket& sock, std::string_view name) {
   if (auto ok = validateInterfaceName(name); !ok) return std::unexpected(ok.error());
-  const std::string owned(name);
-  rtnl_link* raw = nullptr;
-  if (const int err = rtnl_link_get_kernel(sock.get(), 0, owned.c_str(), &raw); err < 0) {
-    return std::unexpected(
-        nlError(err, fmt::format("look up link {} in namespace {}", name, sock.netns())));
-  }
-  LinkPtr link(raw);
-  LinkInfo info{.name = owned,
-                .ifindex = rtnl_link_get_ifindex(link.get()),
-                .mtu = rtnl_link_get_mtu(link.get()),
-                .up = (rtnl_link_get_flags(link.get()) & IFF_UP) != 0};
-  if (nl_addr* mac = rtnl_link_get_addr(link.get());
-      mac != nullptr && nl_addr_get_len(mac) == info.mac.bytes.size()) {
-    const auto* bytes = static_cast<const std::uint8_t*>(nl_addr_get_binary_addr(mac));
-    std::copy(bytes, bytes + info.mac.bytes.size(), info.mac.bytes.begin());
-  }
-  return info;
-}
-
-Result<void> setLinkUp(RouteSocket& sock, const LinkInfo& link) {
-  LinkPtr orig(rtnl_link_alloc());
-  LinkPtr change(rtnl_link_alloc());
-  if (!orig || !change) return fail(ErrorCode::kIo, "set link up: out of memory");
-  rtnl_link_set_ifindex(orig.get(), link.ifindex);
-  rtnl_link_set_flags(change.get(), IFF_UP);
-  if (const int err = rtnl_link_change(sock.get(), orig.get(), change.get(), 0); err < 0) {
-    return std::unexpected(
-        nlError(err, fmt::format("set link {} up in namespace {}", link.name, sock.netns())));
-  }
-  return {};
-}
-
-Result<void> deleteLink(RouteSocket& sock, std::string_view name) {
-  if (auto ok = validateInterfaceName(name); !ok) return ok;
-  LinkPtr link(rtnl_link_alloc());
-  if (!link) return fail(ErrorCode::kIo, "delete link: out of memory");
-  const std::string owned(name);
-  rtnl_link_set_name(link.get(), owned.c_str());
-  const int err = rtnl_link_delete(sock.get(), link.get());
-  if (err == -NLE_OBJ_NOTFOUND || err == -NLE_NODEV) return {};
-  if (err < 0) {
-    return std::unexpected(
-        nlError(err, fmt::format("delete link {} in namespace {}", name, sock.netns())));
-  }
-  return {};
+  const std::string what = fmt::format("look up link {} in namespace {}", name, sock.netns());
+  RtnlBatch b;
+  b.add(RTM_GETLINK, 0, ifinfomsg{}, what);
+  b.attrString(IFLA_IFNAME, name);
+  b.attrU32(IFLA_EXT_MASK, RTEXT_FILTER_SKIP_STATS);
+  if (auto ok = b.send(sock); !ok) return std::unexpected(ok.error());
+  if (auto ok = b.receive(sock); !ok) return std::unexpected(ok.error());
+  if (auto ok = b.firstError(); !ok) return std::unexpected(ok.error());
+  auto link = parseLinkMessage(b.reply(0));
+  if (!link) return fail(ErrorCode::kIo, what + ": no link in the answer");
+  return std::move(link->info);
 }
 
 }  // namespace vnetipam::net

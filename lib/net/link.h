@@ -1,17 +1,20 @@
-// Link operations: veth pairs, link state, lookup and deletion.
+// Links: interface names, MAC addresses, and the one reading of a link message.
 //
-// Every call acts on the namespace its RouteSocket is bound to and returns an Error whose message
-// names the interface and that namespace. Names are validated (1..15 bytes, no '/', ':' or space)
-// before anything reaches the kernel.
+// Everything reaches the kernel through rtnl.h's raw socket and acts on the namespace that socket
+// is bound to; errors name the interface and that namespace. Names are validated (1..15 bytes, no
+// '/', ':' or whitespace) before anything reaches the kernel.
 #pragma once
 
+#include <array>
+#include <cstddef>
 #include <cstdint>
 #include <optional>
+#include <span>
 #include <string>
 #include <string_view>
 
-#include "lib/net/netlink.h"
-#include "lib/net/netns.h"
+#include "lib/net/error.h"
+#include "lib/net/rtnl.h"
 
 namespace vnetipam::net {
 
@@ -21,6 +24,17 @@ inline constexpr std::size_t kMaxInterfaceName = 15;
 // kInvalidArgument unless name is a usable interface name.
 Result<void> validateInterfaceName(std::string_view name);
 
+// A 48-bit Ethernet address.
+struct MacAddress {
+  std::array<std::uint8_t, 6> bytes{};
+
+  // "aa:bb:cc:dd:ee:ff", case-insensitive; anything else is kInvalidArgument.
+  static Result<MacAddress> parse(std::string_view text);
+  // Lower-case colon-separated.
+  std::string toString() const;
+  auto operator<=>(const MacAddress&) const = default;
+};
+
 struct LinkInfo {
   std::string name;
   int ifindex = 0;
@@ -29,26 +43,18 @@ struct LinkInfo {
   bool up = false;  // IFF_UP (administrative state)
 };
 
-struct VethSpec {
-  std::string hostName;               // stays in the socket's namespace
-  std::string peerName;               // created directly in peerNs
-  std::uint32_t mtu = 0;              // 0: the kernel default (1500); applied to both ends
-  std::optional<MacAddress> hostMac;  // unset: kernel-chosen random MAC
+// A link as one RTM_NEWLINK or RTM_DELLINK message describes it: the answer to a GET, an entry of
+// a dump, a notification. The one parser of link messages, so every reader sees the same fields.
+struct LinkMessage {
+  LinkInfo info;
+  int peerIndex = 0;           // IFLA_LINK: for a veth, the other end's ifindex in its namespace
+  bool peerElsewhere = false;  // IFLA_LINK_NETNSID: that other end is in another namespace
+  std::string kind;            // IFLA_INFO_KIND ("veth"), empty if none
 };
+// nullopt if msg (a whole netlink message) is too short for its ifinfomsg.
+std::optional<LinkMessage> parseLinkMessage(std::span<const std::uint8_t> msg);
 
-// Creates a veth pair whose peer is born in peerNs (IFLA_NET_NS_FD inside the peer's link info),
-// which avoids moving a link between namespaces (~16 ms vs ~0.4 ms). kConflict if either name
-// exists in its namespace; nothing is left behind on failure (the kernel creates both or neither).
-Result<void> createVethPair(RouteSocket& host, const VethSpec& spec, const Netns& peerNs);
-
-// Looks a link up by name. kNotFound if there is none.
-Result<LinkInfo> getLink(RouteSocket& sock, std::string_view name);
-
-// Sets IFF_UP. Idempotent.
-Result<void> setLinkUp(RouteSocket& sock, const LinkInfo& link);
-
-// Deletes the link (for a veth, both ends). A link that does not exist is success. Deleting a veth
-// costs ~20 ms of kernel RCU synchronisation.
-Result<void> deleteLink(RouteSocket& sock, std::string_view name);
+// Looks a link up by name with one RTM_GETLINK. kNotFound if there is none.
+Result<LinkInfo> getLink(RtnlSocket& sock, std::string_view name);
 
 }  // namespace vnetipam::net

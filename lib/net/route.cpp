@@ -1,122 +1,167 @@
 #include "lib/net/route.h"
 
+#include <cstring>
+#include <functional>
+#include <span>
+#include <string>
+
+#include <arpa/inet.h>
 #include <fmt/format.h>
 #include <linux/if_addr.h>
 #include <linux/neighbour.h>
 #include <linux/rtnetlink.h>
-#include <netlink/errno.h>
 #include <sys/socket.h>
 
 namespace vnetipam::net {
 namespace {
 
-int addressFamily(ipam::Family f) { return f == ipam::Family::kV4 ? AF_INET : AF_INET6; }
-
-std::string describe(const Route& route, const LinkInfo& dev, const RouteSocket& sock) {
-  std::string text = route.dst.toString();
-  if (route.gateway) text += " via " + route.gateway->toString();
-  return fmt::format("{} dev {} table {} in namespace {}", text, dev.name, route.table,
-                     sock.netns());
+// An IPv4 address attribute (network byte order), or nullopt if it is not 4 bytes.
+std::optional<ipam::IPAddress> v4Attr(const RtAttr& a) {
+  std::uint32_t raw = 0;
+  if (a.data.size() != sizeof raw) return std::nullopt;
+  std::memcpy(&raw, a.data.data(), sizeof raw);
+  return ipam::IPAddress::v4(ntohl(raw));
 }
 
-// Builds the route object shared by add and delete.
-Result<RoutePtr> buildRoute(const LinkInfo& dev, const Route& route, const std::string& what) {
-  if (route.gateway && route.gateway->family() != route.dst.family()) {
-    return fail(ErrorCode::kInvalidArgument,
-                fmt::format("{}: gateway and destination differ in family", what));
+std::string whose(int ifindex, const RtnlSocket& sock) {
+  if (ifindex == 0) return fmt::format("in namespace {}", sock.netns());
+  return fmt::format("of ifindex {} in namespace {}", ifindex, sock.netns());
+}
+
+// Sends the one request in `request` (made with NLM_F_DUMP) and passes every answer of `type`,
+// a whole netlink message at least as long as its fixed header `Header`, to `each`.
+template <typename Header>
+Result<void> dump(RtnlSocket& sock, RtnlBatch& request, const std::string& what, std::uint16_t type,
+                  InterruptedDump interrupted,
+                  const std::function<void(const Header&, std::span<const std::uint8_t>)>& each) {
+  if (auto ok = request.send(sock); !ok) return ok;
+  auto ok = request.receiveDump(sock, [&](std::span<const std::uint8_t> msg) {
+    if (messageType(msg) != type || msg.size() < kNetlinkHeaderLen + sizeof(Header)) return;
+    Header header{};
+    std::memcpy(&header, msg.data() + kNetlinkHeaderLen, sizeof header);
+    each(header, msg.subspan(kNetlinkHeaderLen + netlinkAlign(sizeof header)));
+  });
+  if (!ok) return ok;
+  if (request.interrupted() && interrupted == InterruptedDump::kFail) {
+    return fail(ErrorCode::kIo, what +
+                                    ": the table changed while it was read (an interrupted "
+                                    "dump); ask again");
   }
-  RoutePtr r(rtnl_route_alloc());
-  NexthopPtr nh(rtnl_route_nh_alloc());
-  if (!r || !nh) return fail(ErrorCode::kIo, what + ": out of memory");
-  auto dst = toNlAddr(route.dst.address(), route.dst.length());
-  if (!dst) return std::unexpected(dst.error());
-  rtnl_route_set_family(r.get(), static_cast<std::uint8_t>(addressFamily(route.dst.family())));
-  if (const int err = rtnl_route_set_dst(r.get(), dst->get()); err < 0) {
-    return std::unexpected(nlError(err, what));
+  return {};
+}
+
+// An RTM_NEWADDR entry; nullopt without an IPv4 address.
+std::optional<DumpedAddress> parseAddress(const ifaddrmsg& ifa,
+                                          std::span<const std::uint8_t> attrs) {
+  if (ifa.ifa_family != AF_INET || ifa.ifa_prefixlen > 32) return std::nullopt;
+  std::optional<ipam::IPAddress> local;
+  std::optional<ipam::IPAddress> address;
+  for (const auto& a : parseAttrs(attrs)) {
+    if (a.type == IFA_LOCAL) local = v4Attr(a);
+    if (a.type == IFA_ADDRESS) address = v4Attr(a);
   }
-  rtnl_route_set_table(r.get(), route.table);
-  rtnl_route_set_protocol(r.get(), route.protocol);
-  rtnl_route_set_scope(r.get(),
-                       route.scope == RouteScope::kLink ? RT_SCOPE_LINK : RT_SCOPE_UNIVERSE);
-  rtnl_route_set_type(r.get(), RTN_UNICAST);
-  rtnl_route_nh_set_ifindex(nh.get(), dev.ifindex);
-  if (route.gateway) {
-    auto gw = toNlAddr(*route.gateway, ipam::bitLength(route.gateway->family()));
-    if (!gw) return std::unexpected(gw.error());
-    rtnl_route_nh_set_gateway(nh.get(), gw->get());  // takes its own reference
+  // IFA_ADDRESS is the peer's on a point-to-point link; IFA_LOCAL, when sent, is always ours.
+  if (!local) local = address;
+  if (!local) return std::nullopt;
+  return DumpedAddress{.ifindex = static_cast<int>(ifa.ifa_index),
+                       .address = *local,
+                       .prefixLength = ifa.ifa_prefixlen};
+}
+
+// An RTM_NEWROUTE entry; nullopt unless IPv4.
+std::optional<DumpedRoute> parseRoute(const rtmsg& rt, std::span<const std::uint8_t> attrs) {
+  if (rt.rtm_family != AF_INET || rt.rtm_dst_len > 32) return std::nullopt;
+  DumpedRoute route{.table = rt.rtm_table,
+                    .protocol = rt.rtm_protocol,
+                    .scope = rt.rtm_scope,
+                    .type = rt.rtm_type};
+  ipam::IPAddress dst = ipam::IPAddress::v4(0);  // the default route has no RTA_DST
+  for (const auto& a : parseAttrs(attrs)) {
+    switch (a.type) {
+      case RTA_TABLE: route.table = a.u32(); break;
+      case RTA_OIF: route.oif = static_cast<int>(a.u32()); break;
+      case RTA_GATEWAY: route.gateway = v4Attr(a); break;
+      case RTA_DST:
+        if (auto d = v4Attr(a)) dst = *d;
+        break;
+      default: break;
+    }
   }
-  if (route.onlink) rtnl_route_nh_set_flags(nh.get(), RTNH_F_ONLINK);
-  rtnl_route_add_nexthop(r.get(), nh.release());  // the route owns the next hop from here
-  return r;
+  route.dst = ipam::Prefix::masked(dst, rt.rtm_dst_len);
+  return route;
+}
+
+// An RTM_NEWNEIGH entry; nullopt without an IPv4 NDA_DST.
+std::optional<DumpedNeighbour> parseNeighbour(const ndmsg& nd,
+                                              std::span<const std::uint8_t> attrs) {
+  if (nd.ndm_family != AF_INET) return std::nullopt;
+  DumpedNeighbour n{.ifindex = nd.ndm_ifindex, .state = nd.ndm_state};
+  bool hasDst = false;
+  for (const auto& a : parseAttrs(attrs)) {
+    if (a.type == NDA_DST) {
+      if (auto dst = v4Attr(a)) {
+        n.dst = *dst;
+        hasDst = true;
+      }
+    } else if (a.type == NDA_LLADDR && a.data.size() == MacAddress{}.bytes.size()) {
+      MacAddress mac;
+      std::copy(a.data.begin(), a.data.end(), mac.bytes.begin());
+      n.lladdr = mac;
+    }
+  }
+  if (!hasDst) return std::nullopt;
+  return n;
+}
+
+// One dump of `Entry`s: the request for `Header` with the family set, each answer parsed by
+// `parse` and kept if it is on `ifindex` (or ifindex is 0).
+template <typename Entry, typename Header>
+Result<std::vector<Entry>> dumpEntries(
+    RtnlSocket& sock, std::uint16_t requestType, std::uint16_t answerType, const Header& header,
+    const std::string& what, int ifindex, InterruptedDump interrupted,
+    std::optional<Entry> (*parse)(const Header&, std::span<const std::uint8_t>),
+    int (*indexOf)(const Entry&)) {
+  RtnlBatch request;
+  request.add(requestType, NLM_F_DUMP, header, what);
+  std::vector<Entry> out;
+  auto ok = dump<Header>(sock, request, what, answerType, interrupted,
+                         [&](const Header& h, std::span<const std::uint8_t> attrs) {
+                           auto entry = parse(h, attrs);
+                           if (entry && (ifindex == 0 || indexOf(*entry) == ifindex)) {
+                             out.push_back(std::move(*entry));
+                           }
+                         });
+  if (!ok) return std::unexpected(ok.error());
+  return out;
 }
 
 }  // namespace
 
-Result<void> addHostAddress(RouteSocket& sock, const LinkInfo& link, ipam::IPAddress addr) {
-  const int length = ipam::bitLength(addr.family());
-  const std::string what = fmt::format("add address {}/{} to {} in namespace {}", addr.toString(),
-                                       length, link.name, sock.netns());
-  AddrPtr a(rtnl_addr_alloc());
-  if (!a) return fail(ErrorCode::kIo, what + ": out of memory");
-  auto local = toNlAddr(addr, length);
-  if (!local) return std::unexpected(local.error());
-  rtnl_addr_set_ifindex(a.get(), link.ifindex);
-  rtnl_addr_set_family(a.get(), addressFamily(addr.family()));
-  if (const int err = rtnl_addr_set_local(a.get(), local->get()); err < 0) {
-    return std::unexpected(nlError(err, what));
-  }
-  rtnl_addr_set_prefixlen(a.get(), length);
-  if (addr.family() == ipam::Family::kV6) rtnl_addr_set_flags(a.get(), IFA_F_NODAD);
-  if (const int err = rtnl_addr_add(sock.get(), a.get(), NLM_F_EXCL); err < 0) {
-    return std::unexpected(nlError(err, what));
-  }
-  return {};
+Result<std::vector<DumpedAddress>> dumpAddresses(RtnlSocket& sock, int ifindex,
+                                                 InterruptedDump interrupted) {
+  ifaddrmsg header{};
+  header.ifa_family = AF_INET;
+  return dumpEntries<DumpedAddress>(
+      sock, RTM_GETADDR, RTM_NEWADDR, header, "list IPv4 addresses " + whose(ifindex, sock),
+      ifindex, interrupted, &parseAddress, +[](const DumpedAddress& a) { return a.ifindex; });
 }
 
-Result<void> addRoute(RouteSocket& sock, const LinkInfo& dev, const Route& route, RouteWrite mode) {
-  const std::string what = "add route " + describe(route, dev, sock);
-  auto r = buildRoute(dev, route, what);
-  if (!r) return std::unexpected(r.error());
-  const int flags = NLM_F_CREATE | (mode == RouteWrite::kReplace ? NLM_F_REPLACE : NLM_F_EXCL);
-  if (const int err = rtnl_route_add(sock.get(), r->get(), flags); err < 0) {
-    return std::unexpected(nlError(err, what));
-  }
-  return {};
+Result<std::vector<DumpedRoute>> dumpRoutes(RtnlSocket& sock, int ifindex,
+                                            InterruptedDump interrupted) {
+  rtmsg header{};
+  header.rtm_family = AF_INET;
+  return dumpEntries<DumpedRoute>(
+      sock, RTM_GETROUTE, RTM_NEWROUTE, header, "list IPv4 routes " + whose(ifindex, sock), ifindex,
+      interrupted, &parseRoute, +[](const DumpedRoute& r) { return r.oif; });
 }
 
-Result<void> deleteRoute(RouteSocket& sock, const LinkInfo& dev, const Route& route) {
-  const std::string what = "delete route " + describe(route, dev, sock);
-  auto r = buildRoute(dev, route, what);
-  if (!r) return std::unexpected(r.error());
-  const int err = rtnl_route_delete(sock.get(), r->get(), 0);
-  // The kernel answers ESRCH (libnl: NLE_OBJ_NOTFOUND) for a route that is not there, and ENODEV
-  // when the device is gone, which takes its routes with it.
-  if (err == -NLE_OBJ_NOTFOUND || err == -NLE_NODEV) return {};
-  if (err < 0) return std::unexpected(nlError(err, what));
-  return {};
-}
-
-Result<void> addPermanentNeighbour(RouteSocket& sock, const LinkInfo& dev, ipam::IPAddress dst,
-                                   const MacAddress& lladdr) {
-  const std::string what = fmt::format("add permanent neighbour {} lladdr {} on {} in namespace {}",
-                                       dst.toString(), lladdr.toString(), dev.name, sock.netns());
-  NeighPtr n(rtnl_neigh_alloc());
-  if (!n) return fail(ErrorCode::kIo, what + ": out of memory");
-  auto nlDst = toNlAddr(dst, ipam::bitLength(dst.family()));
-  if (!nlDst) return std::unexpected(nlDst.error());
-  auto nlMac = toNlAddr(lladdr);
-  if (!nlMac) return std::unexpected(nlMac.error());
-  rtnl_neigh_set_ifindex(n.get(), dev.ifindex);
-  rtnl_neigh_set_family(n.get(), addressFamily(dst.family()));
-  if (const int err = rtnl_neigh_set_dst(n.get(), nlDst->get()); err < 0) {
-    return std::unexpected(nlError(err, what));
-  }
-  rtnl_neigh_set_lladdr(n.get(), nlMac->get());
-  rtnl_neigh_set_state(n.get(), NUD_PERMANENT);
-  if (const int err = rtnl_neigh_add(sock.get(), n.get(), NLM_F_CREATE | NLM_F_REPLACE); err < 0) {
-    return std::unexpected(nlError(err, what));
-  }
-  return {};
+Result<std::vector<DumpedNeighbour>> dumpNeighbours(RtnlSocket& sock, int ifindex,
+                                                    InterruptedDump interrupted) {
+  ndmsg header{};
+  header.ndm_family = AF_INET;
+  return dumpEntries<DumpedNeighbour>(
+      sock, RTM_GETNEIGH, RTM_NEWNEIGH, header, "list IPv4 neighbours " + whose(ifindex, sock),
+      ifindex, interrupted, &parseNeighbour, +[](const DumpedNeighbour& n) { return n.ifindex; });
 }
 
 }  // namespace vnetipam::net

@@ -1,15 +1,19 @@
-// Addresses, routes and neighbour entries on a link.
+// Routes, addresses and neighbour entries: the shape of the routes this project installs, and the
+// reads of a namespace's IPv4 addresses, routes and neighbour entries, one dump each (rtnl.h).
 //
-// Like link.h, each call acts on its RouteSocket's namespace and names the interface, namespace
-// and address in its errors.
+// The reads are IPv4 only, like the recipe (transparent.h). Each takes `ifindex`: 0 reads every
+// link's entries, otherwise only that link's. The filtering is done here, on every answer: a kernel
+// that does not check dump requests strictly ignores the filters a request could carry.
 #pragma once
 
 #include <cstdint>
 #include <optional>
+#include <vector>
 
 #include "lib/ipam/ip.h"
+#include "lib/net/error.h"
 #include "lib/net/link.h"
-#include "lib/net/netlink.h"
+#include "lib/net/rtnl.h"
 
 namespace vnetipam::net {
 
@@ -29,30 +33,48 @@ struct Route {
   ipam::Prefix dst;
   std::optional<ipam::IPAddress> gateway;  // same family as dst
   RouteScope scope = RouteScope::kUniverse;
-  bool onlink = false;  // RTNH_F_ONLINK: trust the gateway is on the device without a route to it
   std::uint32_t table = kMainTable;
   std::uint8_t protocol = kRouteProtocol;
 };
 
-enum class RouteWrite : std::uint8_t {
-  kExclusive,  // kConflict if a route to dst already exists in the table
-  kReplace,    // replace it (NLM_F_REPLACE)
+// What a dump the kernel marks interrupted (NLM_F_DUMP_INTR: the table changed while it was read,
+// so an entry may be missing or repeated) is worth to the caller.
+enum class InterruptedDump : std::uint8_t {
+  kFail,    // kIo, "ask again": for a caller that judges by an entry's absence
+  kAccept,  // taken as it is: for a caller that looks again soon anyway
 };
 
-// Adds addr as a host address (/32 or /128) on link. IPv6 addresses are added with IFA_F_NODAD so
-// they are usable at once. kConflict if link already has it.
-Result<void> addHostAddress(RouteSocket& sock, const LinkInfo& link, ipam::IPAddress addr);
+struct DumpedAddress {
+  int ifindex = 0;
+  ipam::IPAddress address;  // IFA_LOCAL (IFA_ADDRESS if the kernel sent no IFA_LOCAL)
+  int prefixLength = 0;
+};
 
-// Adds route out of dev.
-Result<void> addRoute(RouteSocket& sock, const LinkInfo& dev, const Route& route,
-                      RouteWrite mode = RouteWrite::kExclusive);
+struct DumpedRoute {
+  ipam::Prefix dst;
+  int oif = 0;  // RTA_OIF; 0 when the route has none (multipath, blackhole)
+  std::optional<ipam::IPAddress> gateway;  // RTA_GATEWAY
+  std::uint32_t table = kMainTable;        // RTA_TABLE, else rtm_table
+  std::uint8_t protocol = 0;               // rtm_protocol
+  std::uint8_t scope = 0;                  // rtm_scope: RT_SCOPE_UNIVERSE, RT_SCOPE_LINK, ...
+  std::uint8_t type = 0;                   // rtm_type: RTN_UNICAST, RTN_BLACKHOLE, ...
+};
 
-// Deletes route.dst out of dev in route.table, only if it carries route.protocol (so another
-// agent's route to the same prefix is never touched). A route that does not exist is success.
-Result<void> deleteRoute(RouteSocket& sock, const LinkInfo& dev, const Route& route);
+struct DumpedNeighbour {
+  int ifindex = 0;
+  ipam::IPAddress dst;               // NDA_DST
+  std::optional<MacAddress> lladdr;  // NDA_LLADDR, when it is an Ethernet address
+  std::uint16_t state = 0;           // NUD_* bits: NUD_PERMANENT, NUD_REACHABLE, ...
+};
 
-// Adds or replaces a NUD_PERMANENT neighbour entry dst -> lladdr on dev.
-Result<void> addPermanentNeighbour(RouteSocket& sock, const LinkInfo& dev, ipam::IPAddress dst,
-                                   const MacAddress& lladdr);
+// Every IPv4 address of the namespace (one RTM_GETADDR dump), or of link `ifindex`.
+Result<std::vector<DumpedAddress>> dumpAddresses(
+    RtnlSocket& sock, int ifindex = 0, InterruptedDump interrupted = InterruptedDump::kFail);
+// Every IPv4 route of every table (one RTM_GETROUTE dump), or those whose RTA_OIF is `ifindex`.
+Result<std::vector<DumpedRoute>> dumpRoutes(RtnlSocket& sock, int ifindex = 0,
+                                            InterruptedDump interrupted = InterruptedDump::kFail);
+// Every IPv4 neighbour entry (one RTM_GETNEIGH dump), or those on link `ifindex`.
+Result<std::vector<DumpedNeighbour>> dumpNeighbours(
+    RtnlSocket& sock, int ifindex = 0, InterruptedDump interrupted = InterruptedDump::kFail);
 
 }  // namespace vnetipam::net

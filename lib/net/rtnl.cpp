@@ -63,6 +63,14 @@ Result<RtnlSocket> RtnlSocket::open(const Netns& ns, std::uint32_t groups) {
   return RtnlSocket(std::move(*fd), ns.label());
 }
 
+std::uint16_t messageType(std::span<const std::uint8_t> message) {
+  std::uint16_t type = 0;
+  if (message.size() >= kNetlinkHeaderLen) {
+    std::memcpy(&type, message.data() + offsetof(nlmsghdr, nlmsg_type), sizeof type);
+  }
+  return type;
+}
+
 std::uint32_t RtAttr::u32() const {
   std::uint32_t v = 0;
   if (data.size() >= sizeof v) std::memcpy(&v, data.data(), sizeof v);
@@ -214,6 +222,7 @@ Result<void> RtnlBatch::receiveDump(
     forEachMessage(read, [&](const nlmsghdr& h, std::span<const std::uint8_t> message) {
       // Anything else on the socket (a late ack of an earlier request) is not ours.
       if (h.nlmsg_seq != firstSeq_) return true;
+      if ((h.nlmsg_flags & NLM_F_DUMP_INTR) != 0) interrupted_ = true;
       if (h.nlmsg_type == NLMSG_DONE) {
         outcome = Result<void>{};
       } else if (h.nlmsg_type == NLMSG_ERROR) {

@@ -1,12 +1,13 @@
-// Batched rtnetlink requests on a raw NETLINK_ROUTE socket, for the CNI hot path.
+// Batched rtnetlink requests on a raw NETLINK_ROUTE socket: all of lib/net's netlink traffic.
 //
-// libnl (netlink.h) sends one request, then waits for its answer with two recvmsg calls (peek,
-// then read), so every step of a pod's setup is a round trip. Here several requests go out in one
-// sendmsg and their answers are read together: the kernel runs the messages of one send in order
-// and answers each failed one with its -errno (a GET with its data), and only the last asks for an
-// ack: once that is read, every error of the batch has been read, attributed to its own request. A
-// failed request does not stop the ones after it; callers batch only requests whose failure is
-// undone as a whole (everything on one veth).
+// A request-at-a-time library (libnl sends one request, then waits for its answer with two recvmsg
+// calls, peek then read) makes every step of a pod's setup a round trip. Here several requests go
+// out in one sendmsg and their answers are read together: the kernel runs the messages of one send
+// in order and answers each failed one with its -errno (a GET with its data), and only the last
+// asks for an ack: once that is read, every error of the batch has been read, attributed to its own
+// request. A failed request does not stop the ones after it; callers batch only requests whose
+// failure is undone as a whole (everything on one veth). Reads of whole tables are dumps
+// (receiveDump), into one fixed read buffer.
 #pragma once
 
 #include <cstddef>
@@ -67,6 +68,9 @@ void forEachMessage(std::span<const std::uint8_t> in, Each&& each) {
   }
 }
 
+// The nlmsg_type of a whole netlink message (at least a header long, as forEachMessage gives).
+std::uint16_t messageType(std::span<const std::uint8_t> message);
+
 // One rtnetlink attribute as found in a message.
 struct RtAttr {
   std::uint16_t type = 0;
@@ -106,9 +110,11 @@ class RtnlBatch {
   // answer (the whole netlink message) until the kernel's NLMSG_DONE. kIo if the socket fails or
   // an answer does not fit the read buffer; the kernel's error (as errnoError) if it refuses the
   // dump. A dump the kernel marks interrupted (NLM_F_DUMP_INTR: the table changed meanwhile) is
-  // still passed on: callers must not rely on it being complete.
+  // still passed on and interrupted() says so: it may have missed or repeated an entry.
   Result<void> receiveDump(RtnlSocket& sock,
                            const std::function<void(std::span<const std::uint8_t>)>& onMessage);
+  // Whether receiveDump saw NLM_F_DUMP_INTR.
+  bool interrupted() const { return interrupted_; }
 
   std::size_t size() const { return requests_.size(); }
   // 0 or the kernel's -errno for request i.
@@ -132,6 +138,7 @@ class RtnlBatch {
   std::vector<std::uint8_t> buf_;
   std::vector<Request> requests_;
   std::uint32_t firstSeq_ = 0;
+  bool interrupted_ = false;
 };
 
 // The kernel's errno as this project's Error ("<doing>: <strerror>"), mapped as in firstError().

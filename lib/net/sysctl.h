@@ -1,9 +1,10 @@
 // Sysctls under /proc/sys/net, per interface or namespace-wide, written inside a given network
 // namespace.
 //
-// libnl has no API for these. A /proc/sys/net file resolves against the namespace of the thread
-// that opens it, so the files are opened on a thread inside the target namespace (runInNetns);
-// nothing is ever written in the caller's own namespace by accident.
+// For what rtnetlink does not carry (namespace-wide settings such as ip_forward) and to read a
+// setting back as the kernel shows it. A /proc/sys/net file resolves against the namespace of the
+// thread that opens it, so the files are opened on a thread inside the target namespace
+// (runInNetns); nothing is ever written in the caller's own namespace by accident.
 #pragma once
 
 #include <span>

@@ -71,35 +71,6 @@ std::array<std::uint8_t, 4> v4Bytes(ipam::IPAddress a) {
           static_cast<std::uint8_t>(bits >> 8), static_cast<std::uint8_t>(bits)};
 }
 
-struct LinkReply {
-  LinkInfo info;
-  int peerIndex = 0;  // IFLA_LINK: for a veth, the other end's ifindex in its namespace
-};
-
-// An RTM_NEWLINK answer to RTM_GETLINK.
-std::optional<LinkReply> parseLink(std::span<const std::uint8_t> msg) {
-  if (msg.size() < kNetlinkHeaderLen + sizeof(ifinfomsg)) return std::nullopt;
-  ifinfomsg ifi{};
-  std::memcpy(&ifi, msg.data() + kNetlinkHeaderLen, sizeof ifi);
-  LinkReply r;
-  r.info.ifindex = ifi.ifi_index;
-  r.info.up = (ifi.ifi_flags & IFF_UP) != 0;
-  for (const auto& a : parseAttrs(msg.subspan(kNetlinkHeaderLen + netlinkAlign(sizeof ifi)))) {
-    switch (a.type) {
-      case IFLA_IFNAME: r.info.name = std::string(a.str()); break;
-      case IFLA_MTU: r.info.mtu = a.u32(); break;
-      case IFLA_LINK: r.peerIndex = static_cast<int>(a.u32()); break;
-      case IFLA_ADDRESS:
-        if (a.data.size() == r.info.mac.bytes.size()) {
-          std::copy(a.data.begin(), a.data.end(), r.info.mac.bytes.begin());
-        }
-        break;
-      default: break;
-    }
-  }
-  return r;
-}
-
 void getLinkByName(RtnlBatch& b, std::string_view name, std::string what) {
   b.add(RTM_GETLINK, 0, ifinfomsg{}, std::move(what));
   b.attrString(IFLA_IFNAME, name);
@@ -230,7 +201,7 @@ Result<PodVeth> PodVeth::create(const Netns& hostNs, const Netns& podNs,
         State{.host = std::move(*hostSock), .pod = std::move(*podSock), .podLabel = podNs.label()});
     state->hostLink.name = *hostName;
     PodVeth veth(std::move(state));  // from here on, a failure deletes the pair
-    const auto host = parseLink(b.reply(1));
+    const auto host = parseLinkMessage(b.reply(1));
     if (b.error(1) != 0 || !host || host->peerIndex <= 0) {
       return forPodLink(
           Error{ErrorCode::kIo, fmt::format("{}: no veth peer index in the answer", creating)});
@@ -371,7 +342,7 @@ Result<TransparentPod> PodVeth::configureOrFail(const TransparentPodParams& p) {
   if (auto ok = host.receive(s.host); !ok) return forPod(p, ok.error());
   if (auto ok = pod.firstError(); !ok) return forPod(p, ok.error());
   if (auto ok = host.firstError(); !ok) return forPod(p, ok.error());
-  auto podLink = parseLink(pod.reply(podLookup));
+  auto podLink = parseLinkMessage(pod.reply(podLookup));
   if (!podLink || podLink->info.ifindex != s.podIndex) {
     return forPod(p, Error{ErrorCode::kIo,
                            fmt::format("{} in namespace {} is not the veth's pod end (ifindex {})",
@@ -468,7 +439,7 @@ Result<VethTeardown> VethTeardown::start(const Netns& hostNs, std::string_view c
     forEachMessage(std::span<const std::uint8_t>(in).first(static_cast<std::size_t>(n)),
                    [&](const nlmsghdr& h, std::span<const std::uint8_t> message) {
                      if (h.nlmsg_type == RTM_DELLINK) {
-                       const auto link = parseLink(message);
+                       const auto link = parseLinkMessage(message);
                        gone = link && link->info.name == s->hostName;
                      }
                      return !gone;

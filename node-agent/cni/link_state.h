@@ -1,5 +1,5 @@
 // What the kernel has on one interface: its IPv4 addresses, main-table routes and neighbour
-// entries. vnet-transparent's CHECK compares this with the layout ADD made; lib/net only writes.
+// entries. vnet-transparent's CHECK compares this with the layout ADD made.
 #pragma once
 
 #include <optional>
@@ -8,7 +8,7 @@
 
 #include "lib/ipam/ip.h"
 #include "lib/net/link.h"
-#include "lib/net/netlink.h"
+#include "lib/net/rtnl.h"
 
 namespace vnetipam::cni {
 
@@ -32,8 +32,9 @@ struct LinkState {
   std::vector<Neighbour> neighbours;
 };
 
-// Reads the IPv4 state of `link` through sock (the link's namespace). Errors name the link and
-// the namespace.
-net::Result<LinkState> readLinkState(net::RouteSocket& sock, const net::LinkInfo& link);
+// Reads the IPv4 state of `link` through sock (the link's namespace): one address, one route and
+// one neighbour dump (lib/net/route.h). A dump the kernel marks interrupted is an error, not a
+// state with an entry missing. Errors name the link and the namespace.
+net::Result<LinkState> readLinkState(net::RtnlSocket& sock, const net::LinkInfo& link);
 
 }  // namespace vnetipam::cni

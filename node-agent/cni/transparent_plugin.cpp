@@ -90,7 +90,7 @@ Outcome<void> enableForwarding(const net::Netns& hostNs) {
 // IPAM ADD, whose undo (IPAM DEL of the same container and interface) would release the address
 // the live attachment holds.
 Outcome<void> refuseExistingInterface(const net::Netns& podNs, const Env& env) {
-  auto sock = net::RouteSocket::open(podNs);
+  auto sock = net::RtnlSocket::open(podNs);
   if (!sock) return fromNet(sock.error());
   auto existing = net::getLink(*sock, env.ifName);
   if (existing) {
@@ -205,9 +205,9 @@ Outcome<void> check(const net::Netns& hostNs, IpamDelegate& ipam, const Env& env
   if (!podNs) return std::unexpected(podNs.error());
   auto hostName = net::hostVethName(config->hostVethPrefix, env.containerId, env.ifName);
   if (!hostName) return fromNet(hostName.error());
-  auto hostSock = net::RouteSocket::open(hostNs);
+  auto hostSock = net::RtnlSocket::open(hostNs);
   if (!hostSock) return fromNet(hostSock.error());
-  auto podSock = net::RouteSocket::open(*podNs);
+  auto podSock = net::RtnlSocket::open(*podNs);
   if (!podSock) return fromNet(podSock.error());
   auto host = net::getLink(*hostSock, *hostName);
   if (!host) return mismatch(env, fmt::format("host veth {} is missing", *hostName));

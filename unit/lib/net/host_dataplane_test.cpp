@@ -6,6 +6,7 @@
 
 #include "lib/net/link.h"
 #include "lib/net/route.h"
+#include "unit/lib/net/rtnl_fixture.h"
 #include "unit/lib/net/test_netns.h"
 
 namespace vnetipam::net {
@@ -17,15 +18,15 @@ TEST(HostDataplaneTest, ReadsLinksTheirStateAndMainTableHostRoutes) {
   VNETIPAM_SKIP_WITHOUT_NETNS();
   TestNetns host;
   TestNetns pod;
-  auto sock = RouteSocket::open(host.ns());
+  auto sock = RtnlSocket::open(host.ns());
   ASSERT_TRUE(sock) << sock.error().message;
-  ASSERT_TRUE(createVethPair(*sock, {.hostName = "vnetup", .peerName = "eth0"}, pod.ns()));
-  ASSERT_TRUE(createVethPair(*sock, {.hostName = "vnetdown", .peerName = "eth1"}, pod.ns()));
+  ASSERT_TRUE(testing::addVeth(*sock, "vnetup", pod.ns(), "eth0"));
+  ASSERT_TRUE(testing::addVeth(*sock, "vnetdown", pod.ns(), "eth1"));
   auto up = getLink(*sock, "vnetup");
   ASSERT_TRUE(up);
-  ASSERT_TRUE(setLinkUp(*sock, *up));
+  ASSERT_TRUE(testing::setLinkUp(*sock, *up));
   const Route route{.dst = *ipam::Prefix::parse("10.0.0.5/32"), .scope = RouteScope::kLink};
-  ASSERT_TRUE(addRoute(*sock, *up, route));
+  ASSERT_TRUE(testing::addRoute(*sock, *up, route));
 
   auto read = readHostDataplane(host.ns());
   ASSERT_TRUE(read) << read.error().message;

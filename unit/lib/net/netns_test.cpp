@@ -6,7 +6,7 @@
 #include <net/if.h>
 #include <sys/stat.h>
 
-#include "lib/net/netlink.h"
+#include "lib/net/link.h"
 #include "lib/net/sysctl.h"
 #include "unit/lib/net/test_netns.h"
 
@@ -92,10 +92,10 @@ TEST(NetnsTest, RunInNetnsLeavesTheCallerWhereItWas) {
   EXPECT_EQ(threadNetnsInode(), original);
 }
 
-TEST(NetnsTest, RouteSocketActsInItsNamespace) {
+TEST(NetnsTest, RtnlSocketActsInItsNamespace) {
   VNETIPAM_SKIP_WITHOUT_NETNS();
   TestNetns target;
-  auto sock = RouteSocket::open(target.ns());
+  auto sock = RtnlSocket::open(target.ns());
   ASSERT_TRUE(sock.has_value()) << sock.error().message;
   // Only lo exists in a fresh namespace: a veth made there must appear there and nowhere else.
   ASSERT_EQ(
@@ -104,9 +104,8 @@ TEST(NetnsTest, RouteSocketActsInItsNamespace) {
                       target.procPath()))
           .status,
       0);
-  rtnl_link* raw = nullptr;
-  ASSERT_EQ(rtnl_link_get_kernel(sock->get(), 0, "vnt-probe", &raw), 0);
-  rtnl_link_put(raw);
+  auto probe = getLink(*sock, "vnt-probe");
+  EXPECT_TRUE(probe.has_value()) << probe.error().message;
   EXPECT_EQ(::if_nametoindex("vnt-probe"), 0u) << "the caller's own namespace has no such link";
 }
 
