@@ -157,6 +157,62 @@ TEST_F(TransparentPluginTest, CheckFailsWhenTheIpamDelegateDoes) {
   EXPECT_EQ(json::parse(run(env("CHECK"), check).out)["code"], kInvalidConfig);
 }
 
+// Each piece of the layout CHECK reads (links, addresses, routes on both sides, the neighbour
+// entry) broken on its own, after a fresh ADD: CHECK fails with kLayoutMismatch and names that
+// piece.
+TEST_F(TransparentPluginTest, CheckNamesEachBrokenPiece) {
+  struct Fault {
+    std::string what;
+    // Run inside the pod (or the host) with "HOSTMAC" replaced by the host veth's MAC; empty: the
+    // fault is in prevResult instead (another address than ADD gave).
+    std::string command;
+    bool inPod = true;
+    std::string named;  // part of CHECK's message
+  };
+  const std::string veth = hostVeth();
+  const std::vector<Fault> faults = {
+      {"pod address", "ip addr del 10.77.0.5/32 dev eth0", true, "address 10.77.0.5/32 is missing"},
+      {"another address in prevResult", "", true, "address 10.77.0.9/32 is missing"},
+      {"host route", "ip route del 10.77.0.5/32", false, "host route 10.77.0.5/32 dev " + veth},
+      {"gateway link route", "ip route del 169.254.1.1/32 dev eth0", true,
+       "link route 169.254.1.1 is missing"},
+      {"default route", "ip route del default", true, "default route via 169.254.1.1 is missing"},
+      {"neighbour MAC",
+       "ip neigh replace 169.254.1.1 lladdr ee:ee:ee:ee:ee:01 dev eth0 nud permanent", true,
+       "permanent neighbour 169.254.1.1"},
+      {"neighbour not permanent", "ip neigh replace 169.254.1.1 lladdr HOSTMAC dev eth0 nud stale",
+       true, "permanent neighbour 169.254.1.1"},
+      {"pod MAC", "ip link set eth0 address ee:ee:ee:ee:ee:02", true, "MAC is ee:ee:ee:ee:ee:02"},
+      {"pod MTU", "ip link set eth0 mtu 1300", true, "MTU is 1300 (pod)"},
+      {"host veth down", "ip link set " + veth + " down", false, veth + " is down"},
+  };
+  for (const auto& f : faults) {
+    SCOPED_TRACE(f.what);
+    const auto add = run(env("ADD"), conf());
+    ASSERT_EQ(add.exitCode, 0) << add.out;
+    auto check = conf();
+    check["prevResult"] = json::parse(add.out);
+    ASSERT_EQ(run(env("CHECK"), check).exitCode, 0) << "whole before the fault";
+    if (f.command.empty()) {
+      check["prevResult"]["ips"][0]["address"] = "10.77.0.9/32";
+    } else {
+      std::string command = f.command;
+      if (const auto at = command.find("HOSTMAC"); at != std::string::npos) {
+        command.replace(at, 7, check["prevResult"]["interfaces"][0]["mac"].get<std::string>());
+      }
+      const auto r = runCommand(
+          fmt::format("nsenter --net={} {}", (f.inPod ? *pod_ : *host_).procPath(), command));
+      ASSERT_EQ(r.status, 0) << command << ": " << r.out;
+    }
+    const auto broken = run(env("CHECK"), check);
+    ASSERT_NE(broken.exitCode, 0);
+    const auto err = json::parse(broken.out);
+    EXPECT_EQ(err["code"], kLayoutMismatch) << broken.out;
+    EXPECT_NE(err["msg"].get<std::string>().find(f.named), std::string::npos) << err["msg"];
+    ASSERT_EQ(run(env("DEL"), conf()).exitCode, 0);
+  }
+}
+
 // The spec: "If an interface of the requested name already exists in the container, the CNI plugin
 // MUST return with an error." An eth0 the pod has from elsewhere: refused before IPAM (no address
 // taken, none released), nothing made, the interface left as it was.
