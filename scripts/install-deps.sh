@@ -8,7 +8,7 @@ packages=(
   g++ cmake ninja-build pkg-config clang-format
   # libraries
   libcpprest-dev nlohmann-json3-dev libssl-dev prometheus-cpp-dev libspdlog-dev libfmt-dev
-  libnl-3-dev libnl-route-3-dev libboost-system-dev zlib1g-dev libyaml-cpp-dev
+  libboost-system-dev zlib1g-dev libyaml-cpp-dev
   # the health and metrics HTTP server (lib/observe)
   libcpp-httplib-dev
   # tests and benchmarks
