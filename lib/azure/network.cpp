@@ -192,6 +192,40 @@ Result<NetworkInterface> parseNetworkInterface(const json& doc) {
   return nic;
 }
 
+Result<std::optional<SubnetUsage>> parseVirtualNetworkUsage(const json& doc) {
+  const std::string kind = str(child(doc, "name"), "value");
+  if (!kind.empty() && kind != "SubnetSpace") return std::optional<SubnetUsage>();
+  SubnetUsage usage{.subnetId = str(doc, "id"), .used = std::nullopt, .limit = std::nullopt};
+  if (usage.subnetId.empty()) {
+    return fail(ErrorCode::kBadResponse, "a virtual network usage from ARM has no \"id\"");
+  }
+  // Numbers ("format": "double") that count addresses: a whole number from 0 to 2^53 (where a
+  // double stops counting exactly; an IPv6 /64 is larger and reads as unknown), else unknown.
+  const auto count = [&](std::string_view key) -> Result<std::optional<std::int64_t>> {
+    const json& value = child(doc, key);
+    if (value.is_null()) return std::optional<std::int64_t>();
+    if (!value.is_number()) {
+      return fail(ErrorCode::kBadResponse,
+                  fmt::format("virtual network usage of {}: \"{}\" is a {}, not a number",
+                              usage.subnetId, key, value.type_name()));
+    }
+    const double number = value.get<double>();
+    constexpr double kExact = 9007199254740992.0;  // 2^53
+    if (!(number >= 0 && number <= kExact) ||
+        number != static_cast<double>(static_cast<std::int64_t>(number))) {
+      return std::optional<std::int64_t>();
+    }
+    return std::optional<std::int64_t>(static_cast<std::int64_t>(number));
+  };
+  auto used = count("currentValue");
+  if (!used) return std::unexpected(used.error());
+  auto limit = count("limit");
+  if (!limit) return std::unexpected(limit.error());
+  usage.used = *used;
+  usage.limit = *limit;
+  return std::optional<SubnetUsage>(std::move(usage));
+}
+
 Result<std::string> vmIdFromProviderId(std::string_view providerID) {
   constexpr std::string_view kScheme = "azure://";
   std::string_view id = providerID;
@@ -356,6 +390,21 @@ Result<std::vector<NetworkInterface>> NetworkClient::listNics(std::string_view s
     nics.push_back(std::move(*nic));
   }
   return nics;
+}
+
+Result<std::vector<SubnetUsage>> NetworkClient::listVirtualNetworkUsage(std::string_view vnetId) {
+  if (auto ok = checkId(vnetId, "virtual network"); !ok) return std::unexpected(ok.error());
+  auto items = arm_.list("ListVirtualNetworkUsage",
+                         withVersion(fmt::format("{}/usages", vnetId), kNetworkApiVersion));
+  if (!items) return std::unexpected(items.error());
+  std::vector<SubnetUsage> usages;
+  usages.reserve(items->size());
+  for (const auto& item : *items) {
+    auto usage = parseVirtualNetworkUsage(item);
+    if (!usage) return std::unexpected(usage.error());
+    if (*usage) usages.push_back(std::move(**usage));
+  }
+  return usages;
 }
 
 Result<NicPrefixChange> NetworkClient::setNicPrefixes(std::string_view nicId,

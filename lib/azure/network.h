@@ -5,6 +5,7 @@
 // this code does not model: a NIC PUT replaces the whole NIC.
 #pragma once
 
+#include <cstdint>
 #include <optional>
 #include <span>
 #include <string>
@@ -82,6 +83,17 @@ struct NetworkInterface {
   nlohmann::json raw;
 };
 
+// One subnet's line of VirtualNetworks_ListUsage (GET .../virtualNetworks/{name}/usages, a
+// VirtualNetworkListUsageResult paged by nextLink): "SubnetSpace", the addresses used in the
+// subnet and its size. Azure reports -1 for both where it does not count a subnet (its example
+// shows this for GatewaySubnet); such a value, and a missing one, is nullopt here. The spec does
+// not say how an ipConfiguration carrying a prefix counts: see docs/design.md.
+struct SubnetUsage {
+  std::string subnetId;
+  std::optional<std::int64_t> used;   // currentValue: "number of IPs used from the Subnet"
+  std::optional<std::int64_t> limit;  // limit: "the size of the subnet"
+};
+
 // What setNicPrefixes did.
 struct NicPrefixChange {
   NetworkInterface nic;               // as read after the write (or as found, if none was needed)
@@ -96,6 +108,9 @@ Result<Subnet> parseSubnet(const nlohmann::json& doc);
 Result<VirtualNetwork> parseVirtualNetwork(const nlohmann::json& doc);
 Result<VirtualMachine> parseVirtualMachine(const nlohmann::json& doc);
 Result<NetworkInterface> parseNetworkInterface(const nlohmann::json& doc);
+// One VirtualNetworkUsage; nullopt for a usage that is not "SubnetSpace" (the only kind the spec
+// defines, but the name says which, so another kind is skipped rather than misread).
+Result<std::optional<SubnetUsage>> parseVirtualNetworkUsage(const nlohmann::json& doc);
 
 // The VM resource id in a node's spec.providerID:
 //   azure:///subscriptions/<s>/resourceGroups/<rg>/providers/Microsoft.Compute/virtualMachines/<n>
@@ -140,6 +155,8 @@ class NetworkClient {
   Result<NetworkInterface> putNic(const NetworkInterface& nic);
   Result<std::vector<NetworkInterface>> listNics(std::string_view subscriptionId,
                                                  std::string_view resourceGroup);
+  // The usage of every subnet of the VNET (all pages).
+  Result<std::vector<SubnetUsage>> listVirtualNetworkUsage(std::string_view vnetId);
 
   // Makes the NIC carry exactly `desired` among this project's prefix ipConfigurations, in one
   // PUT (see diffNicPrefixes). Reads the NIC, writes with If-Match, and on 412 reads again and

@@ -297,6 +297,55 @@ TEST_F(NetworkClientTest, ListsNicsAcrossPages) {
   EXPECT_EQ(transport_.requests()[0].target, collection);
 }
 
+TEST_F(NetworkClientTest, ListsVnetUsageAcrossPages) {
+  const std::string vnet =
+      "/subscriptions/sub/resourceGroups/rg/providers/Microsoft.Network/virtualNetworks/vnet";
+  const auto usage = [&](std::string_view subnet, json current, json limit) {
+    return json{{"id", vnet + "/subnets/" + std::string(subnet)},
+                {"currentValue", std::move(current)},
+                {"limit", std::move(limit)},
+                {"name", {{"value", "SubnetSpace"}, {"localizedValue", "Subnet size and usage"}}},
+                {"unit", "Count"}};
+  };
+  // The spec example's shape: -1 for a subnet Azure does not count (GatewaySubnet), doubles.
+  transport_.respond(
+      200, json{{"value", {usage("GatewaySubnet", -1.0, -1.0), usage("pods", 38.0, 251.0)}},
+                {"nextLink", "https://management.azure.com" + vnet +
+                                 "/usages?api-version=2024-05-01&$skipToken=2"}}
+               .dump());
+  json other = usage("x", 1.0, 1.0);
+  other["name"]["value"] = "SomethingElse";  // not SubnetSpace: skipped
+  transport_.respond(200, json{{"value", {usage("nodes", 3, 65531), other}}}.dump());
+  auto usages = network_.listVirtualNetworkUsage(vnet);
+  ASSERT_TRUE(usages.has_value()) << usages.error().message;
+  ASSERT_EQ(usages->size(), 3u);
+  EXPECT_EQ((*usages)[0].subnetId, vnet + "/subnets/GatewaySubnet");
+  EXPECT_EQ((*usages)[0].used, std::nullopt);
+  EXPECT_EQ((*usages)[0].limit, std::nullopt);
+  EXPECT_EQ((*usages)[1].used, 38);
+  EXPECT_EQ((*usages)[1].limit, 251);
+  EXPECT_EQ((*usages)[2].subnetId, vnet + "/subnets/nodes");
+  EXPECT_EQ((*usages)[2].used, 3);
+  EXPECT_EQ(transport_.requests()[0].target, vnet + "/usages?api-version=2024-05-01");
+  EXPECT_EQ(transport_.requests()[1].target, vnet + "/usages?api-version=2024-05-01&$skipToken=2");
+
+  // A count that is not a number is a bad answer, naming the subnet; no id is one too.
+  transport_.respond(200, json{{"value", {usage("pods", "38", 251)}}}.dump());
+  auto bad = network_.listVirtualNetworkUsage(vnet);
+  ASSERT_FALSE(bad.has_value());
+  EXPECT_EQ(bad.error().code, ErrorCode::kBadResponse);
+  EXPECT_NE(bad.error().message.find("/subnets/pods: \"currentValue\" is a string"),
+            std::string::npos)
+      << bad.error().message;
+  // Fractions and counts past 2^53 are not counts of addresses: unknown.
+  auto odd = parseVirtualNetworkUsage(usage("p", 1.5, 1e300));
+  ASSERT_TRUE(odd.has_value() && odd->has_value());
+  EXPECT_EQ((*odd)->used, std::nullopt);
+  EXPECT_EQ((*odd)->limit, std::nullopt);
+  EXPECT_FALSE(parseVirtualNetworkUsage(json{{"currentValue", 1}}).has_value());
+  EXPECT_EQ(network_.listVirtualNetworkUsage("vnet").error().code, ErrorCode::kInvalidArgument);
+}
+
 TEST_F(NetworkClientTest, ReadsVnetsAndSubnets) {
   transport_.respond(
       200,
