@@ -188,7 +188,11 @@ ArmHandler::ArmHandler(MockState& state, HandlerOptions options, base::Clock& cl
       clock_(clock),
       random_(random),
       unixNow_(std::move(unixNow)),
-      windowStart_(clock.now()) {
+      limits_(RateLimitOptions{.subscriptionLimits = options_.subscriptionLimits,
+                               .readsPer5Min = options_.readsPer5Min,
+                               .writesPer5Min = options_.writesPer5Min,
+                               .timeScale = options_.timeScale},
+              clock) {
   // An empty key would make every token's signature something anyone can compute.
   if (options_.tokenKey.empty()) throw std::invalid_argument("ArmHandler: tokenKey is empty");
 }
@@ -329,6 +333,7 @@ ArmResponse ArmHandler::handleAdmin(const ArmRequest& request,
     doc["faults"] = options_.faults.toJson();
     doc["revision"] = state_.revision();
     doc["counters"] = countersJson();
+    doc["rateLimits"] = limits_.toJson();
     doc["retryAfterViolations"] = retryAfterViolations_;
     doc["retryAfter"] = {{"scope", "client+resource"},
                          {"windows", retryAfterWindows_},
@@ -425,17 +430,14 @@ ArmResponse ArmHandler::handleArm(const ArmRequest& request, const std::vector<s
   if (correlationId.empty() || correlationId.size() > 128) correlationId = requestId;
   const std::string clientRequestId = findHeader(request.headers, "x-ms-client-request-id");
 
-  // Fixed 5-minute windows stand in for ARM's sliding accounting.
-  const auto now = clock_.now();
-  if (now - windowStart_ >= std::chrono::minutes(5)) {
-    windowStart_ = now;
-    readsInWindow_ = 0;
-    writesInWindow_ = 0;
-  }
-  const int limit = isWrite ? options_.writesPer5Min : options_.readsPer5Min;
-  int& used = isWrite ? writesInWindow_ : readsInWindow_;
-  const std::string remainingHeader = isWrite ? "x-ms-ratelimit-remaining-subscription-writes"
-                                              : "x-ms-ratelimit-remaining-subscription-reads";
+  // The request limits (rate_limits.h) are counted once the caller is authenticated; their
+  // remaining-* headers go on every response from then on.
+  Admission admission;
+  const ArmOperation operation = armOperationOf(method);
+  const std::string remainingHeader =
+      operation == ArmOperation::kRead    ? "x-ms-ratelimit-remaining-subscription-reads"
+      : operation == ArmOperation::kWrite ? "x-ms-ratelimit-remaining-subscription-writes"
+                                          : "x-ms-ratelimit-remaining-subscription-deletes";
 
   ++armRequests_;
   if (isWrite) ++armWrites_;
@@ -451,8 +453,7 @@ ArmResponse ArmHandler::handleArm(const ArmRequest& request, const std::vector<s
     r.headers.emplace_back("x-ms-correlation-request-id", correlationId);
     if (!clientRequestId.empty() && clientRequestId.size() <= 128)
       r.headers.emplace_back("x-ms-client-request-id", clientRequestId);
-    const int remaining = limit > 0 ? std::max(0, limit - used) : 11999;
-    r.headers.emplace_back(remainingHeader, std::to_string(remaining));
+    r.headers.insert(r.headers.end(), admission.headers.begin(), admission.headers.end());
     r.delay = options_.faults.latency;
     recordRetryAfter(clientId, request, r);
     return r;
@@ -501,19 +502,17 @@ ArmResponse ArmHandler::handleArm(const ArmRequest& request, const std::vector<s
       return unauthorized("InvalidAuthenticationToken", bad, bad);
   }
 
-  // 2. Throttling: the NRP limits, then injected throttling and server errors.
-  if (limit > 0 && used >= limit) {
-    const auto left = std::chrono::duration_cast<std::chrono::seconds>(
-        windowStart_ + std::chrono::minutes(5) - now);
-    auto r = error(429, "SubscriptionRequestsThrottled",  // [R]
-                   fmt::format("Number of '{}' requests for subscription '{}' exceeded. Please try "
-                               "again after '{}' seconds.",
-                               isWrite ? "write" : "read", seg.size() > 1 ? seg[1] : "",
-                               std::max<std::int64_t>(1, left.count())));
-    r.headers.emplace_back("Retry-After", std::to_string(std::max<std::int64_t>(1, left.count())));
+  // 2. Throttling: ARM's subscription limits and the NRP's, then injected throttling and server
+  // errors.
+  const bool network =
+      (seg.size() > 3 && iequals(seg[2], "providers") && iequals(seg[3], "Microsoft.Network")) ||
+      (seg.size() > 5 && iequals(seg[4], "providers") && iequals(seg[5], "Microsoft.Network"));
+  admission = limits_.admit(seg.size() > 1 ? seg[1] : "", clientId, operation, network);
+  if (!admission.allowed) {
+    auto r = error(429, admission.code, admission.message);  // [R]
+    r.headers.emplace_back("Retry-After", std::to_string(admission.retryAfterSeconds));
     return finish(std::move(r));
   }
-  ++used;
   if (random_.chance(options_.faults.throttleRate)) {
     auto r = error(429, "SubscriptionRequestsThrottled",  // [R]
                    fmt::format("Number of requests exceeded the limit (injected by "

@@ -31,6 +31,7 @@
 
 #include "azure-mock/authorization.h"
 #include "azure-mock/random.h"
+#include "azure-mock/rate_limits.h"
 #include "azure-mock/state.h"
 #include "lib/base/clock.h"
 
@@ -88,9 +89,13 @@ struct HandlerOptions {
   std::string fallbackHost = "127.0.0.1";
   std::size_t maxBodyBytes = 4 * 1024 * 1024;  // ARM's request size limit is 4 MB [R]
   std::size_t listPageSize = 100;
+  // ARM's subscription limits and the Network resource provider's (azure-mock/rate_limits.h).
+  bool subscriptionLimits = true;
   // The Network resource provider's limits per 5 minutes; 0 turns a limit off.
   int readsPer5Min = 10000;
   int writesPer5Min = 1000;
+  // Time runs this many times faster for the request limits (rate_limits.h).
+  double timeScale = 1;
   bool requireAuth = true;
   // Signs the access tokens the mock issues and verifies those ARM calls bring. Required
   // (non-empty); main() draws a random one per process.
@@ -154,10 +159,7 @@ class ArmHandler {
   RandomSource& random_;
   std::function<std::int64_t()> unixNow_;
   std::mutex mutex_;
-  // Fixed 5-minute windows for the NRP read/write limits.
-  base::Clock::TimePoint windowStart_{};
-  int readsInWindow_ = 0;
-  int writesInWindow_ = 0;
+  RateLimits limits_;
   // (client id, lower-cased path) -> end of the latest Retry-After window announced for it.
   std::map<std::pair<std::string, std::string>, base::Clock::TimePoint> retryAfterUntil_;
   std::uint64_t retryAfterWindows_ = 0;

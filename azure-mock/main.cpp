@@ -47,6 +47,10 @@ constexpr std::string_view kUsage = R"(usage: azure-vnet-mock [flags]
   --page-size N             NICs per list page before nextLink (default 100)
   --reads-per-5min N        NRP read limit, 0 = off (default 10000)
   --writes-per-5min N       NRP write limit, 0 = off (default 1000)
+  --no-subscription-limits  turn ARM's per-subscription token buckets off (reads 250 +25/s,
+                            writes and deletes 200 +10/s per principal; 15x that in all)
+  --time-scale N            run the request limits N times faster (60: the 5-minute window
+                            lasts 5 s, buckets refill 60x faster; default 1)
   --no-auth                 accept ARM calls without a bearer token
   --role-file FILE          allow only the actions of this Azure role definition (the JSON that
                             `az role definition create --role-definition` takes); others get 403
@@ -94,7 +98,8 @@ std::optional<Flags> parseFlags(int argc, char** argv) {
     if (auto eq = arg.find('='); arg.starts_with("--") && eq != std::string_view::npos) {
       value = std::string(arg.substr(eq + 1));
       arg = arg.substr(0, eq);
-    } else if (arg != "--no-auth" && arg != "--help" && arg != "-h") {
+    } else if (arg != "--no-auth" && arg != "--no-subscription-limits" && arg != "--help" &&
+               arg != "-h") {
       if (i + 1 >= argc) {
         fmt::print(stderr, "{} needs a value\n{}", arg, kUsage);
         return std::nullopt;
@@ -144,6 +149,11 @@ std::optional<Flags> parseFlags(int argc, char** argv) {
     } else if (arg == "--writes-per-5min") {
       ok = parseNumber(value, n) && n >= 0 && n < (1 << 30);
       f.handler.writesPer5Min = static_cast<int>(n);
+    } else if (arg == "--no-subscription-limits") {
+      f.handler.subscriptionLimits = false;
+    } else if (arg == "--time-scale") {
+      ok = parseNumber(value, f.handler.timeScale) && f.handler.timeScale >= 0.001 &&
+           f.handler.timeScale <= 100000;
     } else if (arg == "--no-auth") {
       f.handler.requireAuth = false;
     } else if (arg == "--admin-token-file") {

@@ -46,7 +46,7 @@ def run_one(binary: str, topo_path: Path, vms: int, puts: int, workdir: Path) ->
     proc = subprocess.Popen(
         [binary, "--listen", f"http://127.0.0.1:{port}", "--topology", str(topo_path),
          "--no-auth", "--latency-ms", "0", "--async-delay-ms", "0", "--writes-per-5min", "0",
-         "--reads-per-5min", "0", "--seed", "1"],
+         "--reads-per-5min", "0", "--no-subscription-limits", "--seed", "1"],
         stdout=log, stderr=subprocess.STDOUT)
     out: dict = {"binary": binary, "vms": vms}
     try:

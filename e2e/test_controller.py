@@ -41,10 +41,10 @@ TOPOLOGY = topology_with_subnets(
      {"name": "small", "prefix": SMALL_SUBNET, "vms": 8, "vmPrefix": "small"}],
     address_prefixes=["10.240.0.0/16", "10.241.0.0/16"])
 
-# The request limits of the mock's NRP emulation are off: the churn tests write more than Azure's
+# The mock's request limits (ARM's and the NRP's) are off: the churn tests write more than Azure's
 # 1000 writes / 5 min per subscription, and throttling is tested on its own (test_faults...).
 cmock = mock_fixture("--async-delay-ms", "50", "--seed", str(SEED), "--retry-after-seconds", "1",
-                     "--writes-per-5min", "0", "--reads-per-5min", "0",
+                     "--writes-per-5min", "0", "--reads-per-5min", "0", "--no-subscription-limits",
                      "--role-file", str(CONTROLLER_ROLE), topology_doc=TOPOLOGY)
 
 

@@ -231,7 +231,7 @@ TEST(ArmHandler, NrpWriteLimit) {
   EXPECT_EQ(m.putNic(testing::nicBody({})).status, 200);
   auto r = m.putNic(testing::nicBody({}));
   EXPECT_EQ(r.status, 200);
-  EXPECT_EQ(r.header("x-ms-ratelimit-remaining-subscription-writes"), "0");
+  EXPECT_EQ(r.header("x-ms-ratelimit-remaining-subscription-resource-requests"), "0");
   r = m.putNic(testing::nicBody({}));
   expectCloudError(r, 429, "SubscriptionRequestsThrottled");
   EXPECT_EQ(r.header("Retry-After"), "300");
