@@ -92,6 +92,11 @@ class ObjectReader {
     }
   }
 
+  template <std::integral I>
+  void read(std::string_view key, std::optional<I>& out) {
+    if (get(key) != nullptr) read(key, out.emplace());
+  }
+
   void read(std::string_view key, std::map<std::string, std::string>& out) {
     const json* v = object(key);
     if (v == nullptr) return;
@@ -229,6 +234,7 @@ PodSubnetStatus decodePodSubnetStatus(Decoder& d, const json* v) {
   r.read("totalBlocks", s.totalBlocks);
   r.read("allocatedBlocks", s.allocatedBlocks);
   r.read("allocatedIPs", s.allocatedIPs);
+  r.read("foreignAddresses", s.foreignAddresses);
   decodeConditions(d, r, s.conditions);
   s.extra = r.rest();
   return s;
@@ -454,6 +460,7 @@ json toJson(const PodSubnetStatus& s) {
   j["totalBlocks"] = s.totalBlocks;
   j["allocatedBlocks"] = s.allocatedBlocks;
   j["allocatedIPs"] = s.allocatedIPs;
+  if (s.foreignAddresses) j["foreignAddresses"] = *s.foreignAddresses;
   if (!s.conditions.empty()) j["conditions"] = encodeConditions(s.conditions);
   return j;
 }

@@ -134,6 +134,10 @@ struct PodSubnetStatus {
   std::int64_t totalBlocks = 0;
   std::int64_t allocatedBlocks = 0;
   std::int64_t allocatedIPs = 0;
+  // Addresses of the Azure subnet other resources hold (other NICs, private endpoints, load
+  // balancers), from the VNET's usage list less this PodSubnet's programmed blocks; absent while
+  // not known (spec.cidr, --cloud=none, or not read yet).
+  std::optional<std::int64_t> foreignAddresses;
   std::vector<Condition> conditions;
   nlohmann::json extra = nlohmann::json::object();
 

@@ -357,6 +357,8 @@ std::vector<FieldError> validate(const PodSubnetStatus& status) {
   checkNonNegative(errors, "status.totalBlocks", status.totalBlocks);
   checkNonNegative(errors, "status.allocatedBlocks", status.allocatedBlocks);
   checkNonNegative(errors, "status.allocatedIPs", status.allocatedIPs);
+  if (status.foreignAddresses)
+    checkNonNegative(errors, "status.foreignAddresses", *status.foreignAddresses);
   checkConditions(errors, "status.conditions", status.conditions);
   return errors;
 }

@@ -71,7 +71,7 @@ json fullPodSubnet() {
              "maxBlocksPerNode": 8, "releaseDelaySeconds": 60,
              "reservedCIDRs": ["10.240.0.0/28"], "futureSpecField": {"b": 2}},
     "status": {"cidr": "10.240.0.0/16", "totalBlocks": 2048, "allocatedBlocks": 3,
-               "allocatedIPs": 20,
+               "allocatedIPs": 20, "foreignAddresses": 7,
                "conditions": [{"type": "Ready", "status": "True", "reason": "Carving",
                                "message": "", "lastTransitionTime": "2025-01-02T03:04:05Z"}],
                "futureStatusField": null}
@@ -149,8 +149,20 @@ TEST(CodecTest, PodSubnetRoundTripKeepsEveryField) {
   EXPECT_EQ(subnet->status.totalBlocks, 2048);
   EXPECT_EQ(subnet->status.allocatedBlocks, 3);
   EXPECT_EQ(subnet->status.allocatedIPs, 20);
+  EXPECT_EQ(subnet->status.foreignAddresses, 7);
   EXPECT_EQ(subnet->status.conditions.at(0).type, "Ready");
   EXPECT_EQ(subnet->metadata.raw.at("managedFields"), j["metadata"]["managedFields"]);
+}
+
+TEST(CodecTest, ForeignAddressesAreWrittenOnlyWhenKnown) {
+  PodSubnetStatus status{.cidr = "10.240.0.0/16", .totalBlocks = 1};
+  EXPECT_FALSE(toJson(status).contains("foreignAddresses"));
+  status.foreignAddresses = 0;  // known and zero is not absent
+  EXPECT_EQ(toJson(status).at("foreignAddresses"), 0);
+  auto subnet = podSubnetFromJson(
+      json::parse(R"({"metadata": {"name": "p"}, "spec": {"cidr": "10.0.0.0/24"}, "status": {}})"));
+  ASSERT_TRUE(subnet);
+  EXPECT_EQ(subnet->status.foreignAddresses, std::nullopt);
 }
 
 TEST(CodecTest, ReadModifyWriteKeepsUnknownFieldsAndMetadata) {

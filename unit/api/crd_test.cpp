@@ -174,6 +174,7 @@ TEST(PodSubnetCrdTest, PrinterColumns) {
       {"BLOCKS", ".status.allocatedBlocks", "integer"},
       {"TOTAL", ".status.totalBlocks", "integer"},
       {"IPS", ".status.allocatedIPs", "integer"},
+      {"FOREIGN", ".status.foreignAddresses", "integer"},
       {"READY", R"(.status.conditions[?(@.type=="Ready")].status)", "string"},
       {"AGE", ".metadata.creationTimestamp", "date"},
   };
@@ -351,7 +352,7 @@ TEST(CrdFieldsTest, PodSubnetSchemaHasExactlyTheCodecsFields) {
   s.spec.nodeSelector = LabelSelector{
       .matchLabels = {{"k", "v"}}, .matchExpressions = {{.key = "k", .op = "In", .values = {"v"}}}};
   s.spec.reservedCIDRs = {"10.0.0.0/28"};
-  s.status = {.cidr = "10.0.0.0/16", .conditions = {fullCondition()}};
+  s.status = {.cidr = "10.0.0.0/16", .foreignAddresses = 3, .conditions = {fullCondition()}};
   const json j = toJson(s);
   std::set<std::string> written;
   jsonPaths(j["spec"], "spec", written);
