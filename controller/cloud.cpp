@@ -53,4 +53,8 @@ azure::Result<void> AzureCloud::setNicPrefixes(std::string_view nicId,
   return {};
 }
 
+azure::Result<std::vector<azure::SubnetUsage>> AzureCloud::subnetUsages(std::string_view vnetId) {
+  return network_.listVirtualNetworkUsage(vnetId);
+}
+
 }  // namespace vnetipam::controller

@@ -33,6 +33,9 @@ class Cloud {
   // may mean the outcome is unknown; the caller reads again.
   virtual azure::Result<void> setNicPrefixes(std::string_view nicId,
                                              std::span<const ipam::Prefix> desired) = 0;
+  // The usage list of a VNET: per subnet, the addresses in use (any holder, ours included).
+  // Read on a slow period by SubnetUsagePoller (subnet_usage.h), never on a node's path.
+  virtual azure::Result<std::vector<azure::SubnetUsage>> subnetUsages(std::string_view vnetId) = 0;
 };
 
 class AzureCloud final : public Cloud {
@@ -45,6 +48,7 @@ class AzureCloud final : public Cloud {
   azure::Result<NicState> readNic(std::string_view nicId) override;
   azure::Result<void> setNicPrefixes(std::string_view nicId,
                                      std::span<const ipam::Prefix> desired) override;
+  azure::Result<std::vector<azure::SubnetUsage>> subnetUsages(std::string_view vnetId) override;
 
  private:
   azure::NetworkClient& network_;

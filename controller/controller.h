@@ -128,6 +128,8 @@ struct ControllerConfig {
 
 using base::WallClock;
 
+class SubnetUsageStore;
+
 class Controller {
  public:
   // `client`, `queue` must outlive this; `cloud` null means --cloud=none; `events` and `metrics`
@@ -165,6 +167,13 @@ class Controller {
   // Writes are allowed (this replica leads). Set false on losing the lease: no write after that.
   void setWritable(bool writable) { writable_.store(writable, std::memory_order_release); }
   bool canWrite() const { return writable_.load(std::memory_order_acquire); }
+
+  // The foreign addresses of PodSubnets on Azure subnets (subnet_usage.h, defined there): the
+  // store the poller fills (null: none, status.foreignAddresses stays unset), the subnet ids it
+  // reads, and its word that a subnet's usage changed.
+  void setSubnetUsageStore(const SubnetUsageStore* store);
+  std::vector<std::string> azureSubnetIds() const;
+  void subnetUsageChanged(const std::string& subnetId);
 
   // For tests and /readyz.
   std::optional<BlockInfo> block(const std::string& name) const;
@@ -234,6 +243,8 @@ class Controller {
   void event(const kube::ObjectReference& ref, bool warning, std::string_view reason,
              std::string_view action, std::string_view note);
   kube::ObjectReference nodeRef(const std::string& node) const;  // under mutex_
+  // status.foreignAddresses of a PodSubnet; under mutex_ (subnet_usage.cpp).
+  std::optional<std::int64_t> foreignAddressesLocked(const std::string& name) const;
 
   kube::Client& client_;
   Cloud* cloud_;
@@ -254,6 +265,7 @@ class Controller {
   std::unordered_map<std::string, Time> emptySince_;                       // block name -> since
   std::unordered_map<std::string, std::map<ipam::Prefix, Time>> unowned_;  // node -> first seen
   std::unordered_map<std::string, std::string> nicIds_;                    // node -> NIC id
+  const SubnetUsageStore* usage_ = nullptr;
   std::set<std::string> listSeen_[3];  // names seen by the list in progress, per Collection
 };
 

@@ -31,6 +31,7 @@
 #include "controller/controller.h"
 #include "controller/metrics.h"
 #include "controller/options.h"
+#include "controller/subnet_usage.h"
 #include "controller/work_queue.h"
 #include "lib/azure/config.h"
 #include "lib/azure/connect.h"
@@ -197,6 +198,20 @@ int main(int argc, char** argv) {
       vc::ControllerConfig{.nicOrphanGrace = std::chrono::seconds(options.nicOrphanGraceSeconds)},
       {}, &nicQueue);
 
+  // The addresses other resources hold in the PodSubnets' Azure subnets (subnet_usage.h): the
+  // VNETs' usage lists, read on a slow period on a thread of their own, apart from the queues.
+  vc::SubnetUsageStore subnetUsage;
+  std::unique_ptr<vc::SubnetUsagePoller> usagePoller;
+  if (cloud && options.subnetUsagePeriodSeconds > 0) {
+    controller.setSubnetUsageStore(&subnetUsage);
+    usagePoller = std::make_unique<vc::SubnetUsagePoller>(
+        *cloud, subnetUsage,
+        vc::SubnetUsagePoller::Hooks{
+            .subnetIds = [&] { return controller.azureSubnetIds(); },
+            .changed = [&](const std::string& id) { controller.subnetUsageChanged(id); }},
+        std::chrono::seconds(options.subnetUsagePeriodSeconds));
+  }
+
   auto logWatchError = [](std::string what) {
     return [what](const kube::Error& error) { spdlog::warn("watch {}: {}", what, error.message); };
   };
@@ -277,6 +292,7 @@ int main(int argc, char** argv) {
     }
   }
   if (!life.stopRequested) spdlog::info("caches synced");
+  if (usagePoller) usagePoller->start();  // the PodSubnets are known now
   recorder.start();
 
   // Leadership.
@@ -348,6 +364,7 @@ int main(int argc, char** argv) {
   // Shutdown: no new writes, in-flight reconciles finish, then the lease goes.
   life.stopping.store(true);
   controller.setWritable(false);
+  if (usagePoller) usagePoller->stop();
   queue.shutdown();
   nicQueue.shutdown();
   for (auto& worker : workers)

@@ -42,6 +42,12 @@ ControllerMetrics::ControllerMetrics(std::shared_ptr<prometheus::Registry> regis
                          .Name("vnetipam_podsubnet_exhausted")
                          .Help("1 when a node wanted a block of the PodSubnet and none was left.")
                          .Register(*registry_)),
+      poolForeign_(BuildGauge()
+                       .Name("vnetipam_podsubnet_foreign_addresses")
+                       .Help("Addresses of the PodSubnet's Azure subnet that other resources hold "
+                             "(the VNET's usage list less the PodSubnet's blocks on NICs); no "
+                             "series while not known.")
+                       .Register(*registry_)),
       nodeBlocks_(BuildGauge()
                       .Name("vnetipam_node_blocks")
                       .Help("Blocks held by the node, over all PodSubnets.")
@@ -102,14 +108,19 @@ void ControllerMetrics::setPool(const std::string& podSubnet, const PoolNumbers&
   poolIPs_.Add(labels).Set(static_cast<double>(numbers.totalIPs));
   poolAllocatedIPs_.Add(labels).Set(static_cast<double>(numbers.allocatedIPs));
   poolExhausted_.Add(labels).Set(numbers.exhausted ? 1 : 0);
+  if (numbers.foreignAddresses) {
+    poolForeign_.Add(labels).Set(static_cast<double>(*numbers.foreignAddresses));
+  } else {
+    poolForeign_.Remove(&poolForeign_.Add(labels));
+  }
   allocations_.Add(labels);
   releases_.Add(labels);
 }
 
 void ControllerMetrics::removePool(const std::string& podSubnet) {
   const prometheus::Labels labels{{"podsubnet", podSubnet}};
-  for (auto* family :
-       {&poolBlocks_, &poolAllocatedBlocks_, &poolIPs_, &poolAllocatedIPs_, &poolExhausted_}) {
+  for (auto* family : {&poolBlocks_, &poolAllocatedBlocks_, &poolIPs_, &poolAllocatedIPs_,
+                       &poolExhausted_, &poolForeign_}) {
     family->Remove(&family->Add(labels));
   }
 }

@@ -6,6 +6,7 @@
 #include <chrono>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <unordered_map>
@@ -31,6 +32,8 @@ struct PoolNumbers {
   std::int64_t totalIPs = 0;
   std::int64_t allocatedIPs = 0;  // agent-reported status.used, summed
   bool exhausted = false;
+  // status.foreignAddresses; nullopt: the series is removed (not known).
+  std::optional<std::int64_t> foreignAddresses;
 };
 
 class ControllerMetrics final : public azure::ArmObserver {
@@ -62,6 +65,7 @@ class ControllerMetrics final : public azure::ArmObserver {
   prometheus::Family<prometheus::Gauge>& poolIPs_;
   prometheus::Family<prometheus::Gauge>& poolAllocatedIPs_;
   prometheus::Family<prometheus::Gauge>& poolExhausted_;
+  prometheus::Family<prometheus::Gauge>& poolForeign_;
   prometheus::Family<prometheus::Gauge>& nodeBlocks_;
   prometheus::Family<prometheus::Counter>& allocations_;
   prometheus::Family<prometheus::Counter>& releases_;

@@ -26,6 +26,8 @@ const Table& setters() {
        }},
       {"azure-config", Table::text(&ControllerOptions::azureConfig)},
       {"azure-ca-file", Table::text(&ControllerOptions::azureCaFile)},
+      {"subnet-usage-period-seconds",
+       Table::integer(&ControllerOptions::subnetUsagePeriodSeconds, 0, 86400)},
       {"metrics-address",
        Table::hostPort(&ControllerOptions::metricsAddress, cli::HostPart::kRequired)},
       {"leader-elect", Table::boolean(&ControllerOptions::leaderElect)},
@@ -47,7 +49,8 @@ const Table& setters() {
 
 std::string_view usageText() {
   return "usage: vnet-ipam-controller [--config FILE] [--kubeconfig PATH] [--cloud azure|none]\n"
-         "  [--azure-config PATH] [--azure-ca-file PATH] [--metrics-address HOST:PORT]\n"
+         "  [--azure-config PATH] [--azure-ca-file PATH] [--subnet-usage-period-seconds S]\n"
+         "  [--metrics-address HOST:PORT]\n"
          "  [--leader-elect true|false] [--leader-election-namespace NS]\n"
          "  [--leader-election-name NAME] [--leader-election-identity ID] [--workers N]\n"
          "  [--kube-api-qps Q] [--kube-api-burst B] [--nic-orphan-grace-seconds S]\n"

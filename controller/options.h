@@ -19,6 +19,9 @@ struct ControllerOptions {
   CloudKind cloud = CloudKind::kAzure;
   std::string azureConfig = "/etc/kubernetes/azure.json";
   std::string azureCaFile;
+  // How often the VNETs' usage lists are read for the addresses others hold in each PodSubnet's
+  // Azure subnet (controller/subnet_usage.h); 0 never reads them.
+  int subnetUsagePeriodSeconds = 300;
   std::string metricsAddress = "0.0.0.0:9090";
   bool leaderElect = true;
   std::string leaderElectionNamespace = "kube-system";

@@ -177,6 +177,7 @@ std::optional<std::string> Controller::reconcileSubnet(const std::string& name) 
                         .notCarvedMessage = state.notCarvedMessage,
                         .blockUsed = blockUsed,
                         .shortNodes = shortNodes,
+                        .foreignAddresses = foreignAddressesLocked(name),
                         .generation = subnet.metadata.generation,
                         .now = t};
   api::PodSubnetStatus status = computePoolStatus(subnet.status, input);
@@ -191,7 +192,8 @@ std::optional<std::string> Controller::reconcileSubnet(const std::string& name) 
                   .totalIPs =
                       state.blocks ? status.totalBlocks * prefixSize(state.blocks->blockAt(0)) : 0,
                   .allocatedIPs = status.allocatedIPs,
-                  .exhausted = isExhausted});
+                  .exhausted = isExhausted,
+                  .foreignAddresses = status.foreignAddresses});
   }
   const bool changed = status != subnet.status;
   const kube::ObjectReference ref{.apiVersion = std::string(api::kApiVersion),

@@ -52,6 +52,7 @@ api::PodSubnetStatus computePoolStatus(const api::PodSubnetStatus& previous,
                                        const PoolStatusInput& input) {
   api::PodSubnetStatus status;
   status.extra = previous.extra;
+  status.foreignAddresses = input.foreignAddresses;
   for (const std::int64_t used : input.blockUsed)
     status.allocatedIPs += used;
 

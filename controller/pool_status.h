@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <span>
 #include <string>
 #include <string_view>
@@ -32,6 +33,8 @@ struct PoolStatusInput {
   // Nodes whose NodeBlockDecision::shortOfPool was set in the latest pass, sorted; the message
   // names the first few.
   std::span<const std::string> shortNodes;
+  // status.foreignAddresses (subnet_usage.h): nullopt while not known.
+  std::optional<std::int64_t> foreignAddresses;
   std::int64_t generation = 0;  // metadata.generation, for observedGeneration
   Time now{};
 };

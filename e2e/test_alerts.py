@@ -96,3 +96,17 @@ def test_alert_cases_catch_a_changed_threshold(groups, tmp_path):
     tested = run_cases(loosened, tmp_path)
     assert tested.returncode != 0
     assert "VnetIpamPoolNearlyExhausted" in tested.stdout and 'podsubnet="half"' in tested.stdout
+
+
+def test_alert_cases_catch_ignored_foreign_addresses(groups, tmp_path):
+    """The cases pin the foreign addresses' part: rules that count none (the PodSubnet's blocks
+    alone, as before) leave the crowded pool quiet and the shared pools' forecast far off."""
+    blind = copy.deepcopy(groups)
+    for g in blind:
+        for r in g["rules"]:
+            if r.get("record") == "vnetipam:podsubnet_foreign_blocks":
+                r["expr"] = "max by (podsubnet) (vnetipam_podsubnet_foreign_addresses) * 0"
+    tested = run_cases(blind, tmp_path)
+    assert tested.returncode != 0
+    assert 'podsubnet="crowded"' in tested.stdout
+    assert 'podsubnet="slow-shared"' in tested.stdout

@@ -34,6 +34,15 @@ class FakeCloud final : public Cloud {
     std::ranges::sort(prefixes);
     return prefixes;
   }
+  // The VNET's usage list, as subnetUsages answers it; an error instead with failUsages.
+  void setUsages(const std::string& vnetId, std::vector<azure::SubnetUsage> usages) {
+    std::lock_guard lock(mutex_);
+    usages_[vnetId] = std::move(usages);
+  }
+  void failUsages(std::optional<azure::Error> error) {
+    std::lock_guard lock(mutex_);
+    usageError_ = std::move(error);
+  }
   void failNextPut() {
     std::lock_guard lock(mutex_);
     failPut_ = true;
@@ -51,6 +60,7 @@ class FakeCloud final : public Cloud {
 
   int puts = 0;
   int reads = 0;
+  std::vector<std::string> usageReads;  // the VNET ids subnetUsages was asked for
   std::vector<std::vector<ipam::Prefix>> putBodies;
 
   azure::Result<std::vector<ipam::Prefix>> subnetPrefixes(std::string_view subnetId) override {
@@ -86,8 +96,19 @@ class FakeCloud final : public Cloud {
     return {};
   }
 
+  azure::Result<std::vector<azure::SubnetUsage>> subnetUsages(std::string_view vnetId) override {
+    std::lock_guard lock(mutex_);
+    usageReads.emplace_back(vnetId);
+    if (usageError_) return std::unexpected(*usageError_);
+    const auto found = usages_.find(std::string(vnetId));
+    if (found == usages_.end()) return azure::fail(azure::ErrorCode::kNotFound, "no VNET");
+    return found->second;
+  }
+
  private:
   std::mutex mutex_;
+  std::map<std::string, std::vector<azure::SubnetUsage>> usages_;
+  std::optional<azure::Error> usageError_;
   std::map<std::string, std::string> nicOfNode_;
   std::map<std::string, std::vector<ipam::Prefix>> nics_;
   std::map<std::string, std::vector<ipam::Prefix>> subnets_;
