@@ -46,6 +46,8 @@
 namespace {
 
 namespace vc = vnetipam::controller;
+namespace base = vnetipam::base;
+namespace http = vnetipam::http;
 namespace kube = vnetipam::kube;
 namespace azure = vnetipam::azure;
 
@@ -152,6 +154,8 @@ int main(int argc, char** argv) {
   vc::ControllerMetrics metrics(registry);
 
   // Azure.
+  // One pacer for every ARM request of the process (declared first: the clients use it).
+  std::unique_ptr<azure::ArmPacer> armPacer;
   std::unique_ptr<azure::AzureClients> azureClients;
   std::unique_ptr<vc::AzureCloud> cloud;
   if (options.cloud == vc::CloudKind::kAzure) {
@@ -171,11 +175,21 @@ int main(int argc, char** argv) {
       }
       caPem = std::move(*text);
     }
-    // No client-side ARM budgets: ARM's own 429s (with Retry-After, honoured) pace us, and a
-    // fixed budget sized for the worst case would make a 5,000-node join take hours.
+    // The subscription's ARM limits are shared with every other tool that uses it: the pacer
+    // keeps this process to its configured share (docs/design.md, "ARM calls") rather than
+    // spending until ARM answers 429, which would throttle the others too.
+    armPacer = std::make_unique<azure::ArmPacer>(
+        clock,
+        azure::ArmPacerOptions{.readsPer5Min = options.azureReadBudgetPer5Min,
+                               .writesPer5Min = options.azureWriteBudgetPer5Min,
+                               .readReserve = options.azureReadReserve,
+                               .writeReserve = options.azureWriteReserve,
+                               .timeScale = options.azureBudgetTimeScale},
+        &metrics);
     auto connected = azure::connectAzure(
         *azureConfig, clock,
-        azure::ArmClientOptions{.readQps = 0, .writeQps = 0, .observer = &metrics},
+        azure::ArmClientOptions{
+            .readQps = 0, .writeQps = 0, .observer = &metrics, .pacer = armPacer.get()},
         azure::CredentialOptions{.observer = &metrics}, std::move(caPem));
     if (!connected) {
       std::fprintf(stderr, "vnet-ipam-controller: --azure-config: %s\n",

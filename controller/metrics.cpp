@@ -82,8 +82,18 @@ ControllerMetrics::ControllerMetrics(std::shared_ptr<prometheus::Registry> regis
                           .Register(*registry_)),
       azureWaitSeconds_(BuildCounter()
                             .Name("vnetipam_azure_wait_seconds_total")
-                            .Help("Time the Azure client waited before requests, per reason.")
+                            .Help("Time the Azure client waited before requests, per reason: "
+                                  "read_budget and write_budget are the ARM pacer keeping to "
+                                  "--azure-read/write-budget-per-5min, reserve is a remaining "
+                                  "count under --azure-read/write-reserve, throttled a 429.")
                             .Register(*registry_)),
+      azureRemaining_(BuildGauge()
+                          .Name("vnetipam_azure_ratelimit_remaining")
+                          .Help("Requests the subscription has left as the last ARM response "
+                                "said, per header (x-ms-ratelimit-remaining-...) and request "
+                                "class (read, write); the ARM pacer holds a class while one is "
+                                "under its reserve.")
+                          .Register(*registry_)),
       leader_(BuildGauge()
                   .Name("vnetipam_controller_leader")
                   .Help("1 while this replica holds the leader lease.")
@@ -174,6 +184,15 @@ void ControllerMetrics::onWait(std::string_view, azure::WaitReason reason,
                                std::chrono::nanoseconds wait) {
   azureWaitSeconds_.Add({{"reason", std::string(azure::toString(reason))}})
       .Increment(seconds(wait));
+}
+
+void ControllerMetrics::onRateLimitRemaining(bool read, std::string_view header,
+                                             std::int64_t remaining) {
+  constexpr std::string_view kPrefix = "x-ms-ratelimit-remaining-";
+  const std::string_view name =
+      header.starts_with(kPrefix) ? header.substr(kPrefix.size()) : header;
+  azureRemaining_.Add({{"class", read ? "read" : "write"}, {"header", std::string(name)}})
+      .Set(static_cast<double>(remaining));
 }
 
 }  // namespace vnetipam::controller

@@ -56,6 +56,7 @@ class ControllerMetrics final : public azure::ArmObserver {
   void onRequest(std::string_view operation, int status, std::chrono::nanoseconds latency) override;
   void onWait(std::string_view operation, azure::WaitReason reason,
               std::chrono::nanoseconds wait) override;
+  void onRateLimitRemaining(bool read, std::string_view header, std::int64_t remaining) override;
 
  private:
   std::shared_ptr<prometheus::Registry> registry_;
@@ -75,6 +76,7 @@ class ControllerMetrics final : public azure::ArmObserver {
   prometheus::Family<prometheus::Histogram>& azureDuration_;
   prometheus::Family<prometheus::Counter>& azureThrottled_;
   prometheus::Family<prometheus::Counter>& azureWaitSeconds_;
+  prometheus::Family<prometheus::Gauge>& azureRemaining_;
   prometheus::Gauge& leader_;
   prometheus::Gauge& queueDepth_;
 

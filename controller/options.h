@@ -31,6 +31,16 @@ struct ControllerOptions {
   double kubeApiQps = 50;
   int kubeApiBurst = 100;
   int nicOrphanGraceSeconds = 120;
+  // The ARM pacer (lib/azure/arm_pacer.h): this process's share of the subscription's ARM
+  // requests per 5 minutes, half the Network RP's limits (10,000 reads, 1,000 writes) because
+  // other tools use the subscription too; 0 turns pacing off. A class is held while a
+  // remaining count Azure sends is under its reserve.
+  int azureReadBudgetPer5Min = 5000;
+  int azureWriteBudgetPer5Min = 500;
+  int azureReadReserve = 50;
+  int azureWriteReserve = 20;
+  // Runs the pacer this many times faster, to match azure-vnet-mock --time-scale in benchmarks.
+  double azureBudgetTimeScale = 1;
   LogFormat logFormat = LogFormat::kText;
   std::string logLevel = "info";
   bool help = false;

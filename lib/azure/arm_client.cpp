@@ -129,6 +129,7 @@ void ArmClient::wait(std::string_view operation, WaitReason reason, Clock::Durat
 }
 
 void ArmClient::pauseForThrottling(bool read, Clock::Duration pause) {
+  if (options_.pacer) return options_.pacer->hold(read, pause);
   const Clock::TimePoint until = clock_.now() + pause;
   std::lock_guard lock(throttleMutex_);
   Clock::TimePoint& current = read ? readsPausedUntil_ : writesPausedUntil_;
@@ -162,9 +163,15 @@ Result<http::HttpResponse> ArmClient::send(std::string_view operation, std::stri
   int throttleWaits = 0;
   bool refreshedToken = false;
   for (;;) {
-    kube::TokenBucket& budget = read ? reads_ : writes_;
-    wait(operation, read ? WaitReason::kReadBudget : WaitReason::kWriteBudget, budget.reserve());
-    wait(operation, WaitReason::kThrottled, throttlePauseLeft(read));
+    const WaitReason budgetWait = read ? WaitReason::kReadBudget : WaitReason::kWriteBudget;
+    if (options_.pacer) {
+      wait(operation, budgetWait, options_.pacer->reserve(read));
+      const auto held = options_.pacer->holdLeft(read);
+      wait(operation, held.reason, held.left);
+    } else {
+      wait(operation, budgetWait, (read ? reads_ : writes_).reserve());
+      wait(operation, WaitReason::kThrottled, throttlePauseLeft(read));
+    }
     auto token = credential_.token();
     if (!token) return std::unexpected(token.error());
     request.headers.insert_or_assign("Authorization", "Bearer " + *token);
@@ -189,6 +196,7 @@ Result<http::HttpResponse> ArmClient::send(std::string_view operation, std::stri
       continue;
     }
 
+    if (options_.pacer) options_.pacer->observe(read, response->headers);
     const int status = response->status;
     if (status == 401 && !refreshedToken) {
       // The token may have been revoked or rotated early: one more try with a fresh one.

@@ -10,6 +10,7 @@
 //   from the write budget. The defaults keep one client under ARM's documented per-subscription
 //   limits (12000 reads and 1200 writes per hour; NRP: 10000 reads, 1000 writes per 5 min):
 //   reads 3/s with a burst of 300 (≤ 11100/h), writes 0.3/s with a burst of 100 (≤ 1180/h).
+//   With options.pacer, the process-wide ArmPacer (arm_pacer.h) takes their place.
 // - 429 (Retry-After as seconds or HTTP-date) and 409 AnotherOperationInProgress are waited out,
 //   up to maxThrottleRetries waits; the server refused them before acting. A 429 pauses every
 //   request of its class (reads or writes) from this client until its Retry-After has passed:
@@ -35,6 +36,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "lib/azure/arm_pacer.h"
 #include "lib/azure/credentials.h"
 #include "lib/azure/error.h"
 #include "lib/azure/metrics.h"
@@ -62,6 +64,10 @@ struct ArmClientOptions {
   WallClock wallNow;                 // for Retry-After dates without a Date header
   ArmObserver* observer = nullptr;   // null: none
   std::string userAgent = "vnet-ipam";
+  // The process's ARM pacer (arm_pacer.h), shared with its other clients; it outlives the
+  // client. When set it replaces the budgets above (readQps, writeQps) and the client's own 429
+  // pauses: every request waits on it and tells it what each response says is left.
+  ArmPacer* pacer = nullptr;
 };
 
 class ArmClient {

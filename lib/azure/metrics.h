@@ -3,6 +3,7 @@
 #pragma once
 
 #include <chrono>
+#include <cstdint>
 #include <string_view>
 
 namespace vnetipam::azure {
@@ -15,6 +16,7 @@ enum class WaitReason {
   kReadBudget,           // the client-side read budget was spent
   kRetryBackoff,         // a 408, 5xx or broken connection is being retried
   kOperationPoll,        // waiting between polls of a long-running operation
+  kReserve,  // a remaining count Azure sent is under the reserve (ArmPacer): left to others
 };
 std::string_view toString(WaitReason reason);
 
@@ -31,6 +33,12 @@ class ArmObserver {
   // One call per wait (measured on the injected clock), before the wait happens.
   virtual void onWait(std::string_view operation, WaitReason reason,
                       std::chrono::nanoseconds wait) = 0;
+
+  // What the subscription has left, as a response's x-ms-ratelimit-remaining-* `header` says
+  // (ArmPacer), for a request of the read class or the write class. Thread-safe and quick.
+  virtual void onRateLimitRemaining(bool read, std::string_view header, std::int64_t remaining) {
+    (void)read, (void)header, (void)remaining;
+  }
 };
 
 // Reports nothing; the default.

@@ -22,6 +22,7 @@ std::string_view toString(WaitReason reason) {
     case WaitReason::kReadBudget: return "read_budget";
     case WaitReason::kRetryBackoff: return "retry_backoff";
     case WaitReason::kOperationPoll: return "operation_poll";
+    case WaitReason::kReserve: return "reserve";
   }
   return "unknown";
 }
