@@ -5,12 +5,19 @@ the same fresh API server in the same run.
 
     python3 bench/controller_bench.py --nodes 1000 [--build-dir build] [--order controller,kcm]
     python3 bench/controller_bench.py --nodes 5000 --budgets equal
+    python3 bench/controller_bench.py --nodes 1000 --budgets arm --time-scale 10
 
 Each contender runs under each client budget of --budgets, in that order:
   equal     both at the same client budget, --kube-api-qps 50 --kube-api-burst 100 (--qps and
             --burst change it): the honest ratio, because both are bound by client QPS;
   defaults  each at its own default (vnet-ipam 50/100, kube-controller-manager 20/30), printed
-            too because that is what an operator gets without tuning.
+            too because that is what an operator gets without tuning;
+  arm       vnet-ipam alone (kcm makes no Azure calls) at its default ARM budget against the
+            mock's real limits (ARM's subscription token buckets, the Network RP's 1,000 writes and
+            10,000 reads per 5 minutes), both run --time-scale times faster: the join must take
+            what the write budget allows (writes made / the budget's rate; target <= 1.1x) and
+            get no 429. Under equal and defaults the ARM budget and the mock's limits are off, so
+            those runs measure the controller itself.
 Each budget gets a fresh API server and mock, so no run sees another's objects.
 
 One fresh etcd + kube-apiserver (e2e/cluster.py), the CRDs, and azure-vnet-mock (HTTPS, zero
@@ -50,7 +57,10 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--order", default="controller,kcm",
                    help="which contenders run, in this order (controller, kcm)")
     p.add_argument("--budgets", default="equal,defaults",
-                   help="client budgets to run, in this order (equal, defaults)")
+                   help="client budgets to run, in this order (equal, defaults, arm)")
+    p.add_argument("--time-scale", type=float, default=10,
+                   help="under the arm budget: how many times faster the mock's request limits "
+                        "and the controller's ARM budget run (60: 5 minutes last 5 s)")
     p.add_argument("--qps", type=float, default=50,
                    help="--kube-api-qps for both contenders under the equal budget")
     p.add_argument("--burst", type=int, default=100,
@@ -145,10 +155,17 @@ def peak_rss_kib(pid: int) -> int:
     return 0
 
 
+# The controller's default ARM write budget (--azure-write-budget-per-5min) and the burst its
+# pacer takes out of it (lib/azure/arm_pacer.h): what the arm budget's expected time is made of.
+ARM_WRITE_BUDGET = 500
+ARM_READ_BUDGET = 5000
+ARM_WRITE_BURST = ARM_WRITE_BUDGET // 100
+
+
 def budget_flags(budget: str, style: str) -> list[str]:
     """The client-budget flags of one contender: none under `defaults`, --qps/--burst under
     `equal` (vnet-ipam-controller takes "--flag value", kube-controller-manager "--flag=value")."""
-    if budget == "defaults":
+    if budget in ("defaults", "arm"):
         return []
     if budget != "equal":
         raise SystemExit(f"--budgets: unknown budget {budget}")
@@ -164,6 +181,13 @@ def run_controller(api: KubeApi, cluster: Cluster, mock: Mock, workdir: Path, n:
     api.create_podsubnet("bench", {"azureSubnetID": subnet_id("pods"), "reservedCIDRs": RESERVED,
                                    "minFreeIPsPerNode": 8})
     extra = budget_flags(budget, " ")
+    if budget == "arm":
+        # The defaults, said again: the e2e harness turns pacing off unless told.
+        extra += ["--azure-write-budget-per-5min", str(ARM_WRITE_BUDGET),
+                  "--azure-read-budget-per-5min", str(ARM_READ_BUDGET),
+                  "--azure-budget-time-scale", str(ARGS.time_scale)]
+    else:
+        extra += ["--azure-read-budget-per-5min", "0", "--azure-write-budget-per-5min", "0"]
     if ARGS.workers is not None:
         extra += ["--workers", str(ARGS.workers)]
     ctl = ControllerProcess(workdir / "controller", cluster.kubeconfig, mock=mock,
@@ -202,6 +226,8 @@ def run_controller(api: KubeApi, cluster: Cluster, mock: Mock, workdir: Path, n:
         "azure": {k: mock_after[k] - mock_before.get(k, 0) for k in ("armRequests", "armWrites",
                                                                       "throttled")},
         "azure_metric": metric_sum(samples, "vnetipam_azure_requests_total"),
+        "azure_waits": {labels["reason"]: value for name, labels, value in samples
+                        if name == "vnetipam_azure_wait_seconds_total"},
     }
 
 
@@ -254,7 +280,29 @@ def summarise_api(r: dict) -> tuple[int, str]:
 
 
 def budget_label(budget: str) -> str:
+    if budget == "arm":
+        return f"ARM limits x{ARGS.time_scale:g}"
     return f"qps {ARGS.qps:g}/burst {ARGS.burst}" if budget == "equal" else "own defaults"
+
+
+def mock_limit_flags(budget: str) -> list[str]:
+    """Azure's request limits at --time-scale under the arm budget; off otherwise."""
+    if budget == "arm":
+        return ["--time-scale", str(ARGS.time_scale)]
+    return ["--writes-per-5min", "0", "--reads-per-5min", "0", "--no-subscription-limits"]
+
+
+def arm_budget_report(r: dict) -> str:
+    """The join's time against what the write budget allows, and the 429s."""
+    writes = r["azure"]["armWrites"]
+    rate = (ARM_WRITE_BUDGET - ARM_WRITE_BURST) / (300 / ARGS.time_scale)  # writes per second
+    allowed = max(0, writes - ARM_WRITE_BURST) / rate
+    ratio = r["seconds"] / allowed if allowed > 0 else float("nan")
+    waits = ", ".join(f"{k} {v:.1f}s" for k, v in sorted(r.get("azure_waits", {}).items()) if v)
+    return (f"ARM budget x{ARGS.time_scale:g}: {writes} writes at {rate:.2f}/s allow "
+            f"{allowed:.1f}s, took {r['seconds']:.1f}s: {ratio:.3f}x (target <= 1.1); "
+            f"{r['azure']['throttled']} throttled responses (target 0); controller waits: "
+            f"{waits or 'none'}")
 
 
 def run_budget(workdir: Path, budget: str) -> list[dict]:
@@ -273,10 +321,12 @@ def run_budget(workdir: Path, budget: str) -> list[dict]:
         cluster.kubectl("wait", "--for=condition=Established", "--timeout=60s",
                         "crd/ipblocks.vnetipam.io", "crd/podsubnets.vnetipam.io")
         mock = Mock(workdir / "mock", ["--latency-ms", "0", "--async-delay-ms", "0",
-                                       "--writes-per-5min", "0", "--reads-per-5min", "0",
+                                       *mock_limit_flags(budget),
                                        "--page-size", "1000", "--seed", "1"], topo)
         api = KubeApi(cluster, user_agent="vnet-ipam-bench")
         for who in ARGS.order.split(","):
+            if budget == "arm" and who != "controller":
+                continue  # only vnet-ipam calls Azure
             print(f"== {who}: {n} nodes, client budget {budget_label(budget)}", flush=True)
             if who == "controller":
                 r = run_controller(api, cluster, mock, workdir, n, budget)
@@ -321,6 +371,8 @@ def main() -> int:
         if r["azure"]:
             print(f"  {who}: Azure (mock) {r['azure']}, controller-counted attempts "
                   f"{int(r['azure_metric'])}")
+        if r["budget"] == "arm":
+            print(f"  {who}: {arm_budget_report(r)}")
         print(f"  {who}: node creation by the bench took {r['create_seconds']:.2f}s")
     print()
     for budget in budgets:
