@@ -310,6 +310,78 @@ CheckReport check(const Snapshot& s) {
     }
   }
 
+  // The agents' allocations against the pods.
+  std::map<std::string, const PodInfo*> podsByKey;
+  for (const auto& pod : s.pods)
+    podsByKey[podKey(pod)] = &pod;
+  for (const auto& b : s.blocks) {
+    // An agent that publishes allocations publishes all of them: as many as status.used. An
+    // empty list with used 0 says nothing (an older agent writes the same), and a pod address in
+    // such a block is an undercount already.
+    const bool published = !b.status.allocations.empty() &&
+                           static_cast<std::int64_t>(b.status.allocations.size()) == b.status.used;
+    std::set<std::string> held;
+    for (const auto& a : b.status.allocations) {
+      held.insert(a.address);
+      if (a.podName.empty()) continue;  // no pod recorded: nothing to compare with
+      const std::string key = a.podNamespace + "/" + a.podName;
+      const auto it = podsByKey.find(key);
+      const PodInfo* pod = it == podsByKey.end() ? nullptr : it->second;
+      // The agent sees only its node's pods: one of that name elsewhere is gone for it.
+      if (pod != nullptr && pod->nodeName != b.spec.nodeName) pod = nullptr;
+      LeakedAllocation leak{.block = b.metadata.name,
+                            .node = b.spec.nodeName,
+                            .address = a.address,
+                            .containerID = a.containerID,
+                            .ifName = a.ifName,
+                            .podNamespace = a.podNamespace,
+                            .podName = a.podName,
+                            .podUID = a.podUID};
+      const std::string owner =
+          fmt::format("{} (container {} interface {})", a.address, a.containerID, a.ifName);
+      std::string id, message;
+      if (pod == nullptr) {
+        id = "allocation-pod-gone";
+        message = fmt::format("the agent on {} holds {} for pod {}, which no longer exists on it",
+                              orDash(b.spec.nodeName), owner, key);
+      } else if (!a.podUID.empty() && !pod->uid.empty() && pod->uid != a.podUID) {
+        id = "allocation-pod-gone";
+        message = fmt::format(
+            "the agent on {} holds {} for pod {} uid {}, but the pod of that name is uid {} "
+            "(recreated)",
+            orDash(b.spec.nodeName), owner, key, a.podUID, pod->uid);
+      } else if (holdsAddresses(*pod) && !pod->ips.empty() &&
+                 std::ranges::find(pod->ips, a.address) == pod->ips.end()) {
+        id = "allocation-stale-sandbox";
+        message = fmt::format(
+            "the agent on {} holds {} for pod {}, whose addresses are {}: a sandbox whose CNI "
+            "DEL was lost",
+            orDash(b.spec.nodeName), owner, key, joined(pod->ips, ", "));
+      } else {
+        continue;
+      }
+      report.findings.push_back(
+          {std::move(id), "IPBlock " + b.metadata.name, std::move(message), std::move(leak)});
+    }
+    if (!published || !usable(b)) continue;
+    const auto prefix = ipam::Prefix::parse(b.spec.cidr);
+    if (!prefix) continue;
+    for (const auto& pod : s.pods) {
+      if (pod.nodeName != b.spec.nodeName || !holdsAddresses(pod) || pod.phase != "Running" ||
+          pod.deleting) {
+        continue;
+      }
+      for (const auto& ip : pod.ips) {
+        const auto address = ipam::IPAddress::parse(ip);
+        if (!address || !prefix->contains(*address) || held.contains(ip)) continue;
+        add("pod-ip-without-allocation", "Pod " + podKey(pod),
+            fmt::format("address {} lies in block {} but the agent on {} does not hold it: it "
+                        "may hand it out again",
+                        ip, b.metadata.name, b.spec.nodeName));
+      }
+    }
+  }
+
   // Nodes.
   for (const auto& n : s.nodes) {
     if (const auto* c = findCondition(n.conditions, api::kNodeConditionNicProgrammed);
@@ -596,10 +668,21 @@ json toJson(const NodeReport& r) {
           {"allocations", allocations}};
 }
 
+json leakToJson(const LeakedAllocation& a) {
+  json j{{"block", a.block},     {"node", a.node},
+         {"address", a.address}, {"containerID", a.containerID},
+         {"ifName", a.ifName},   {"podNamespace", a.podNamespace},
+         {"podName", a.podName}};
+  if (!a.podUID.empty()) j["podUID"] = a.podUID;
+  return j;
+}
+
 json toJson(const CheckReport& r) {
   json findings = json::array();
   for (const auto& f : r.findings) {
-    findings.push_back({{"check", f.check}, {"object", f.object}, {"message", f.message}});
+    json finding{{"check", f.check}, {"object", f.object}, {"message", f.message}};
+    if (f.leak) finding["allocation"] = leakToJson(*f.leak);
+    findings.push_back(std::move(finding));
   }
   return {{"clean", r.clean()},
           {"podsChecked", r.podsChecked},

@@ -73,10 +73,26 @@ NodeReport showNode(const Snapshot& snapshot, const std::string& node);
 
 // ---- check ---------------------------------------------------------------------------------
 
+// An address the agent of `node` holds in `block` for an owner that is gone: what
+// `kubectl ipam release` asks that agent to release (the owner is the CNI attachment, the pod
+// fields say whom it was allocated for).
+struct LeakedAllocation {
+  std::string block;
+  std::string node;
+  std::string address;
+  std::string containerID;
+  std::string ifName;
+  std::string podNamespace;
+  std::string podName;
+  std::string podUID;
+  bool operator==(const LeakedAllocation&) const = default;
+};
+
 struct Finding {
   std::string check;   // stable id: "pod-ip-outside-blocks", "duplicate-ip", ... (see check())
   std::string object;  // "Pod ns/name", "IPBlock name", "Node name"
   std::string message;
+  std::optional<LeakedAllocation> leak;  // set for the allocation-* checks
 };
 
 struct CheckReport {
@@ -108,6 +124,19 @@ inline constexpr std::int64_t kPendingGraceSeconds = 120;
 //   dataplane-drift        the block's DataplaneSynced is False
 //   block-invalid          Invalid=True
 //   block-orphaned         the block's node does not exist
+// From the allocations the agents publish (IPBlock status.allocations), each a leak that
+// `kubectl ipam release` can mend (Finding::leak names it):
+//   allocation-pod-gone       its pod does not exist on the block's node, or a pod of that name
+//                             with another UID does (recreated)
+//   allocation-stale-sandbox  its pod lives, has addresses, and this is not one of them: a sandbox
+//                             whose CNI DEL was lost (or, for a moment, a new sandbox whose ADD
+//                             the pod's status does not show yet: the agent refuses to release
+//                             such a one)
+// and the dangerous opposite, which nothing releases:
+//   pod-ip-without-allocation an address of a Running pod in a usable block of its node that the
+//                             agent does not hold: it may hand it out again. Only for blocks
+//                             whose agent publishes allocations (as many as status.used, and
+//                             at least one).
 CheckReport check(const Snapshot& snapshot);
 
 // ---- why -----------------------------------------------------------------------------------
@@ -140,6 +169,8 @@ WhyReport why(const Snapshot& snapshot, const std::string& ns, const std::string
 nlohmann::json toJson(const std::vector<PoolSummary>& pools);
 nlohmann::json toJson(const NodeReport& report);
 nlohmann::json toJson(const CheckReport& report);
+// A finding's "allocation" member: what `release --from-report` reads back (release.h).
+nlohmann::json leakToJson(const LeakedAllocation& leak);
 nlohmann::json toJson(const WhyReport& report);
 
 std::string renderPools(const std::vector<PoolSummary>& pools);

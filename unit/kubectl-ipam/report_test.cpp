@@ -337,6 +337,128 @@ TEST(Check, DataplaneDriftInvalidAndOrphanedBlocks) {
   EXPECT_NE(text.find("3 problem(s):"), std::string::npos) << text;
 }
 
+// clean() with the allocations its agents publish: one per pod address, the pods' UIDs.
+Snapshot published() {
+  Snapshot s = clean();
+  for (auto& p : s.pods)
+    p.uid = "uid-" + p.name;
+  auto allocation = [](std::string address, std::string id, std::string pod) {
+    return api::IPAllocation{.address = std::move(address),
+                             .containerID = std::move(id),
+                             .ifName = "eth0",
+                             .podNamespace = "default",
+                             .podName = pod,
+                             .podUID = "uid-" + pod};
+  };
+  s.blocks[0].status.allocations = {allocation("10.0.0.4", "c1", "p1"),
+                                    allocation("10.0.0.5", "c2", "p2")};
+  s.blocks[1].status.allocations = {allocation("10.0.0.20", "c3", "p3")};
+  return s;
+}
+
+TEST(Check, PublishedAllocationsThatMatchThePodsAreClean) {
+  const auto r = check(published());
+  EXPECT_TRUE(r.clean()) << renderCheck(r);
+}
+
+TEST(Check, AnAllocationWhosePodIsGoneOrRecreatedIsALeakWithWhatReleaseNeeds) {
+  Snapshot s = published();
+  s.pods.erase(s.pods.begin());  // p1 is gone; its 10.0.0.4 stays allocated
+  s.pods[1].uid = "uid-p3-new";  // p3 was recreated under its name
+  s.pods[1].ips = {"10.0.0.21"};
+  s.blocks[1].status.allocations.push_back({.address = "10.0.0.21",
+                                            .containerID = "c4",
+                                            .ifName = "eth0",
+                                            .podNamespace = "default",
+                                            .podName = "p3",
+                                            .podUID = "uid-p3-new"});
+  s.blocks[1].status.used = 2;
+  const auto r = check(s);
+  ASSERT_EQ(ids(r), (std::vector<std::string>{"allocation-pod-gone", "allocation-pod-gone",
+                                              "used-mismatch", "used-mismatch"}))
+      << renderCheck(r);
+  ASSERT_TRUE(r.findings[0].leak.has_value());
+  EXPECT_EQ(*r.findings[0].leak, (LeakedAllocation{.block = "b1",
+                                                   .node = "n1",
+                                                   .address = "10.0.0.4",
+                                                   .containerID = "c1",
+                                                   .ifName = "eth0",
+                                                   .podNamespace = "default",
+                                                   .podName = "p1",
+                                                   .podUID = "uid-p1"}));
+  EXPECT_NE(r.findings[1].message.find("recreated"), std::string::npos) << r.findings[1].message;
+  EXPECT_EQ(r.findings[1].leak->address, "10.0.0.20");
+  const auto j = toJson(r);
+  EXPECT_EQ(j["findings"][0]["allocation"], (nlohmann::json{{"block", "b1"},
+                                                            {"node", "n1"},
+                                                            {"address", "10.0.0.4"},
+                                                            {"containerID", "c1"},
+                                                            {"ifName", "eth0"},
+                                                            {"podNamespace", "default"},
+                                                            {"podName", "p1"},
+                                                            {"podUID", "uid-p1"}}));
+  EXPECT_FALSE(j["findings"][2].contains("allocation")) << "used-mismatch names no allocation";
+}
+
+TEST(Check, APodOfThatNameOnAnotherNodeIsGoneForTheAgent) {
+  Snapshot s = published();
+  s.pods[0].nodeName = "n2";
+  s.pods[0].ips = {"10.0.0.22"};
+  s.blocks[1].status.allocations.push_back({.address = "10.0.0.22",
+                                            .containerID = "c9",
+                                            .ifName = "eth0",
+                                            .podNamespace = "default",
+                                            .podName = "p1",
+                                            .podUID = "uid-p1"});
+  s.blocks[1].status.used = 2;
+  const auto r = check(s);
+  ASSERT_EQ(ids(r), (std::vector<std::string>{"allocation-pod-gone", "used-mismatch"}))
+      << renderCheck(r);
+  EXPECT_EQ(r.findings[0].leak->node, "n1");
+}
+
+TEST(Check, ALivePodWithoutTheAllocatedAddressIsAStaleSandbox) {
+  Snapshot s = published();
+  // A second sandbox of p1 whose CNI DEL was lost: the pod shows only its current address.
+  s.blocks[0].status.allocations.push_back({.address = "10.0.0.9",
+                                            .containerID = "c-old",
+                                            .ifName = "eth0",
+                                            .podNamespace = "default",
+                                            .podName = "p1",
+                                            .podUID = "uid-p1"});
+  s.blocks[0].status.used = 3;
+  auto r = check(s);
+  ASSERT_EQ(ids(r), (std::vector<std::string>{"allocation-stale-sandbox", "used-mismatch"}))
+      << renderCheck(r);
+  EXPECT_EQ(r.findings[0].leak->containerID, "c-old");
+  EXPECT_EQ(r.findings[0].leak->address, "10.0.0.9");
+  EXPECT_NE(r.findings[0].message.find("10.0.0.4"), std::string::npos) << r.findings[0].message;
+
+  // A pod that shows no address yet (its first ADD in flight) is not judged.
+  s.pods[0].ips = {};
+  s.pods[0].phase = "Pending";
+  r = check(s);
+  EXPECT_EQ(ids(r), (std::vector<std::string>{"used-mismatch"})) << renderCheck(r);
+}
+
+TEST(Check, APodAddressTheAgentDoesNotHoldIsDangerous) {
+  Snapshot s = published();
+  s.blocks[0].status.allocations.pop_back();  // 10.0.0.5 of p2
+  s.blocks[0].status.used = 1;
+  auto r = check(s);
+  ASSERT_EQ(ids(r), (std::vector<std::string>{"pod-ip-without-allocation", "used-mismatch"}))
+      << renderCheck(r);
+  EXPECT_EQ(r.findings[0].object, "Pod default/p2");
+  EXPECT_FALSE(r.findings[0].leak.has_value());
+  EXPECT_NE(r.findings[0].message.find("hand it out again"), std::string::npos);
+
+  // An agent that does not publish allocations (used 2, none listed) is not judged by them.
+  s.blocks[0].status.allocations.clear();
+  s.blocks[0].status.used = 2;
+  r = check(s);
+  EXPECT_TRUE(r.clean()) << renderCheck(r);
+}
+
 // ---- why ----
 
 Snapshot waiting(std::string onNode = "n1") {
