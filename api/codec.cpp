@@ -2,9 +2,12 @@
 
 #include <concepts>
 #include <set>
+#include <tuple>
 #include <utility>
 
 #include <fmt/format.h>
+
+#include "lib/ipam/json_depth.h"
 
 namespace vnetipam::api {
 namespace {
@@ -525,6 +528,67 @@ json encodeObject(const Object& o, std::string_view kind) {
 }
 
 }  // namespace
+
+Result<std::vector<ReleaseRequest>> releaseRequestsFromAnnotation(std::string_view value) {
+  auto refuse = [](std::string message) {
+    return base::fail(base::ErrorCode::kInvalidArgument,
+                      fmt::format("annotation {}: {}", kReleaseAnnotation, message));
+  };
+  // An annotation is at most 256 KiB, but its nesting is the writer's choice: bounded before
+  // parsing, as every JSON the agent reads from others.
+  if (ipam::jsonNestingDepth(value, 8) > 8) return refuse("nested too deeply");
+  const json j = json::parse(value, nullptr, /*allow_exceptions=*/false);
+  if (j.is_discarded()) return refuse("not JSON");
+  if (!j.is_array()) return refuse(fmt::format("expected a list, got {}", j.type_name()));
+  if (j.size() > static_cast<std::size_t>(kMaxReleaseRequests)) {
+    return refuse(fmt::format("{} entries, at most {}", j.size(), kMaxReleaseRequests));
+  }
+  Decoder d;
+  std::vector<ReleaseRequest> out;
+  for (std::size_t i = 0; i < j.size() && !d.failed(); ++i) {
+    const std::string path = fmt::format("[{}]", i);
+    const json* item = asObject(d, &j[i], path);
+    if (item == nullptr) {
+      if (!d.failed()) d.fail(path, "expected an object, got null");
+      break;
+    }
+    ObjectReader r(d, item, path);
+    ReleaseRequest& request = out.emplace_back();
+    r.read("address", request.address);
+    r.read("containerID", request.containerID);
+    r.read("ifName", request.ifName);
+    request.extra = r.rest();
+    for (const auto& [field, text, limit] :
+         {std::tuple{"address", &request.address, kMaxAddressLength},
+          std::tuple{"containerID", &request.containerID, kMaxContainerIDLength},
+          std::tuple{"ifName", &request.ifName, kMaxIfNameLength}}) {
+      if (text->empty()) {
+        d.fail(r.path(field), "required");
+      } else if (text->size() > static_cast<std::size_t>(limit)) {
+        d.fail(r.path(field), fmt::format("longer than {} characters", limit));
+      }
+    }
+  }
+  if (d.failed()) return refuse(d.error());
+  return out;
+}
+
+std::string toAnnotation(const std::vector<ReleaseRequest>& requests) {
+  json list = json::array();
+  for (const ReleaseRequest& r : requests) {
+    json entry = withExtra(r.extra);
+    entry["address"] = r.address;
+    entry["containerID"] = r.containerID;
+    entry["ifName"] = r.ifName;
+    list.push_back(std::move(entry));
+  }
+  return list.dump();
+}
+
+std::string describe(const ReleaseRequest& request) {
+  return fmt::format("{} (container {} interface {})", request.address, request.containerID,
+                     request.ifName);
+}
 
 json toJson(const PodSubnet& subnet) { return encodeObject(subnet, kPodSubnetKind); }
 json toJson(const IPBlock& block) { return encodeObject(block, kIPBlockKind); }

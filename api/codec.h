@@ -34,6 +34,15 @@ nlohmann::json toJson(const PodSubnet& subnet);
 Result<IPBlock> ipBlockFromJson(const nlohmann::json& j);
 nlohmann::json toJson(const IPBlock& block);
 
+// The value of api::kReleaseAnnotation: a JSON list of release requests. Decoding refuses
+// anything but a list of at most kMaxReleaseRequests objects whose address, containerID and
+// ifName are non-empty strings within the lengths of status.allocations (unknown members are
+// kept in `extra`); the error names the entry. Encoding writes the list compactly.
+Result<std::vector<ReleaseRequest>> releaseRequestsFromAnnotation(std::string_view value);
+std::string toAnnotation(const std::vector<ReleaseRequest>& requests);
+// "10.240.0.9 (container c1 interface eth0)": how the agent's Events and the tool name a request.
+std::string describe(const ReleaseRequest& request);
+
 // The pieces, for callers that build patches or read lists.
 Result<ObjectMeta> objectMetaFromJson(const nlohmann::json& j);
 nlohmann::json toJson(const ObjectMeta& meta);

@@ -198,6 +198,18 @@ struct IPAllocation {
   bool operator==(const IPAllocation&) const = default;
 };
 
+// One entry of an IPBlock's api::kReleaseAnnotation: release `address` if, and only if, the
+// agent still holds it for exactly this owner (container ID and interface) and that owner is
+// provably dead.
+struct ReleaseRequest {
+  std::string address;
+  std::string containerID;
+  std::string ifName;
+  nlohmann::json extra = nlohmann::json::object();
+
+  bool operator==(const ReleaseRequest&) const = default;
+};
+
 struct IPBlockStatus {
   BlockPhase phase = BlockPhase::kPending;  // an absent phase reads as Pending
   std::int64_t used = 0;                    // written by the agent

@@ -660,3 +660,128 @@ def test_dataplane_drift_of_a_wired_pod_is_reported_and_clears(node, crds, tmp_p
             if metrics:
                 metrics.close()
             api.close()
+
+
+# ---- an admin's release of leaked addresses (kubectl ipam release) --------------------------
+
+def kubectl_ipam(kube, *args: str) -> subprocess.CompletedProcess:
+    """The built plugin, as `kubectl ipam ARGS` runs it (docs/kubectl-ipam.md shows these; set
+    VNETIPAM_E2E_SHOW_OUTPUT=1 and run pytest with -s to print them)."""
+    result = subprocess.run([str(built("kubectl-ipam/kubectl-ipam")), *args,
+                             "--kubeconfig", str(kube.kubeconfig)],
+                            capture_output=True, text=True, timeout=120)
+    if os.environ.get("VNETIPAM_E2E_SHOW_OUTPUT") == "1":
+        print(f"\n$ kubectl ipam {' '.join(args)}   (exit {result.returncode})\n"
+              f"{result.stdout}{result.stderr}")
+    return result
+
+
+def test_kubectl_ipam_release_mends_leaks_the_agent_proves_dead_and_refuses_the_rest(
+        node, crds, tmp_path):
+    """A stale sandbox of a live pod (its CNI DEL lost: the pod moved on to a newer allocation)
+    and an allocation of a pod that is gone are leaks `kubectl ipam check` names from the
+    allocations the agent publishes; `release --from-report` has the agent release them, while a
+    request naming the wrong container is refused and --dry-run writes nothing."""
+    pool = f"release-{uuid.uuid4().hex[:6]}"
+    cidr = "10.250.9.0/29"
+    block = block_name(pool, cidr)
+    pod = f"web-{uuid.uuid4().hex[:6]}"
+    # Its own Node (no kubelet) and PodSubnet selecting only it, so `check --podsubnet` looks at
+    # this pool alone on an API server other suites share.
+    crds.kubectl("create", "-f", "-", input=json.dumps({
+        "apiVersion": "v1", "kind": "Node",
+        "metadata": {"name": node.name, "labels": {"e2e-release": pool}}}))
+    crds.kubectl("create", "-f", "-", input=json.dumps({
+        "apiVersion": API_VERSION, "kind": "PodSubnet", "metadata": {"name": pool},
+        "spec": {"cidr": "10.250.9.0/24", "blockPrefixLength": 29,
+                 "nodeSelector": {"matchLabels": {"e2e-release": pool}}}}))
+    crds.kubectl("create", "-f", "-", input=json.dumps({
+        "apiVersion": API_VERSION, "kind": "IPBlock", "metadata": {"name": block},
+        "spec": {"podSubnet": pool, "cidr": cidr, "nodeName": node.name}}))
+    node.set_phase(block, "Ready", capacity=8)
+    uid = create_pod(crds, node.name, pod)
+    try:
+        # GC would release the gone pod's allocation by itself: not within this test. No pod is
+        # wired (no veth, no host route): the drift check must not confirm that within it either.
+        agent = node.agent("--gc-grace-seconds", "3600", "--dataplane-grace-seconds",
+                           "3600").start()
+        old = address(allocate(agent.socket, "c-old", pod, uid=uid))
+        current = address(allocate(agent.socket, "c-new", pod, uid=uid))
+        gone = address(allocate(agent.socket, "c-gone", "never-existed"))
+        crds.kubectl("patch", "pod", pod, "-n", "default", "--subresource=status",
+                     "--type=merge", "-p", json.dumps({"status": {
+                         "phase": "Running", "podIP": current, "podIPs": [{"ip": current}]}}))
+
+        def published() -> dict[str, str]:
+            status = node.get(block).get("status", {})
+            return {a["containerID"]: a["address"] for a in status.get("allocations", [])}
+        poll("the agent to publish its three allocations",
+             lambda: published() == {"c-old": old, "c-new": current, "c-gone": gone},
+             TIMEOUT, 0.1, describe=lambda: repr(published()))
+
+        checked = kubectl_ipam(crds, "check", "--podsubnet", pool, "-o", "json")
+        assert checked.returncode == 1, checked
+        report = json.loads(checked.stdout)
+        leaks = {f["allocation"]["containerID"]: f for f in report["findings"]
+                 if "allocation" in f}
+        assert set(leaks) == {"c-old", "c-gone"}, report
+        assert leaks["c-old"]["check"] == "allocation-stale-sandbox"
+        assert leaks["c-gone"]["check"] == "allocation-pod-gone"
+        assert leaks["c-old"]["allocation"] == {
+            "block": block, "node": node.name, "address": old, "containerID": "c-old",
+            "ifName": "eth0", "podNamespace": "default", "podName": pod, "podUID": uid}
+        report_file = tmp_path / "report.json"
+        report_file.write_text(checked.stdout)
+
+        # A request naming another container than the one holding the address is refused.
+        wrong = dict(report, findings=[dict(leaks["c-old"], allocation=dict(
+            leaks["c-old"]["allocation"], containerID="c-wrong"))])
+        wrong_file = tmp_path / "wrong.json"
+        wrong_file.write_text(json.dumps(wrong))
+        refused = kubectl_ipam(crds, "release", "--from-report", str(wrong_file),
+                               "--timeout", "30")
+        assert refused.returncode == 1, refused
+        assert (f"refused {old} (container c-wrong interface eth0) in block {block} on node "
+                f"{node.name}: the address is held by container c-old interface eth0, not the "
+                f"requested owner (OtherOwner)") in refused.stdout, refused
+        assert set(held(agent.socket)) == {"c-old", "c-new", "c-gone"}
+        assert "vnetipam.io/release" not in node.get(block)["metadata"].get("annotations", {})
+
+        # --dry-run says what it would ask and writes nothing.
+        version = node.get(block)["metadata"]["resourceVersion"]
+        dry = kubectl_ipam(crds, "release", "--from-report", str(report_file), "--dry-run")
+        assert dry.returncode == 0, dry
+        assert (f"would ask the agent on node {node.name} to release {old} (container c-old "
+                f"interface eth0) of pod default/{pod} from block {block}") in dry.stdout, dry
+        assert "2 request(s) in 1 block(s); --dry-run: nothing written." in dry.stdout, dry
+        after = node.get(block)
+        assert after["metadata"]["resourceVersion"] == version
+        assert set(held(agent.socket)) == {"c-old", "c-new", "c-gone"}
+
+        released = kubectl_ipam(crds, "release", "--from-report", str(report_file),
+                                "--timeout", "60")
+        assert released.returncode == 0, released
+        assert f"released {old} (container c-old interface eth0) in block {block}" in \
+            released.stdout, released
+        assert "(StaleSandbox)" in released.stdout and "(PodGone)" in released.stdout, released
+        assert "2 released, 0 refused, 0 timed out." in released.stdout, released
+        assert held(agent.socket) == {"c-new": current}
+        assert "vnetipam.io/release" not in node.get(block)["metadata"].get("annotations", {})
+        reasons = [e["reason"] for e in events_about(crds, "IPBlock", block)]
+        assert reasons.count("AddressReleased") == 2 and "ReleaseRefused" in reasons, reasons
+        metrics = agent.http("/metrics")[1]
+        assert 'vnetipam_agent_releases_total{reason="admin_release"} 2' in metrics
+        assert f"release request: released {old} of container c-old interface eth0" in agent.log()
+
+        clean = kubectl_ipam(crds, "check", "--podsubnet", pool)
+        assert clean.returncode == 0, clean
+        assert "No problems found." in clean.stdout, clean
+    finally:
+        crds.kubectl("delete", "pod", pod, "-n", "default", "--grace-period=0", "--force",
+                     "--wait=false", check=False)
+        crds.kubectl("delete", "ipblock", block, "--ignore-not-found", "--wait=false",
+                     check=False)
+        crds.kubectl("delete", "podsubnet", pool, "--ignore-not-found", "--wait=false",
+                     check=False)
+        crds.kubectl("delete", "node", node.name, "--ignore-not-found", "--wait=false",
+                     check=False)

@@ -1,5 +1,6 @@
 #include "kubectl-ipam/args.h"
 
+#include <charconv>
 #include <string_view>
 #include <vector>
 
@@ -9,7 +10,8 @@ namespace vnetipam::kubectl_ipam {
 
 std::string usage() {
   return R"(kubectl ipam: where vnet-ipam's addresses are, whether they are consistent, and why a
-pod has none. Reads the API only (PodSubnets, IPBlocks, Nodes, Pods, Events).
+pod has none, and the release of leaked addresses. Reads the API (PodSubnets, IPBlocks, Nodes,
+Pods, Events); only release writes (an annotation on the IPBlocks it names).
 
 Usage:
   kubectl ipam show [--node NODE]     each PodSubnet's blocks and addresses; with --node, the
@@ -17,6 +19,12 @@ Usage:
   kubectl ipam check [--podsubnet P]  consistency report; exit 0 when clean, 1 with problems;
                                       with --podsubnet, only P's blocks and the nodes it serves
   kubectl ipam why POD [-n NS]        why a pod has no address, most likely cause first
+  kubectl ipam release --from-report FILE [--dry-run] [--timeout SECONDS]
+                                      asks each node's agent to release the leaked allocations
+                                      a `check -o json` report names (FILE "-": stdin); the
+                                      agent releases only an owner it can prove dead. Prints
+                                      each address released, refused (why) or timed out; exit
+                                      0 only when all were released. --dry-run writes nothing
 
 Flags (after the command):
   -o, --output table|json   output format (default table)
@@ -25,7 +33,8 @@ Flags (after the command):
   --context NAME            a context of the kubeconfig (default: its current-context)
   -h, --help                this text
 
-Exit status: 0 success (check: clean), 1 check found problems, 2 usage, config or API error.
+Exit status: 0 success (check: clean; release: all released), 1 check found problems or release
+did not release them all, 2 usage, config or API error.
 )";
 }
 
@@ -33,10 +42,15 @@ std::expected<Args, std::string> parseArgs(std::span<const char* const> argv) {
   Args args;
   std::vector<std::string> positional;
   bool sawHelp = false;
+  bool sawTimeout = false;
   for (std::size_t i = 0; i < argv.size(); ++i) {
     std::string_view arg = argv[i];
     if (arg == "-h" || arg == "--help") {
       sawHelp = true;
+      continue;
+    }
+    if (arg == "--dry-run") {
+      args.dryRun = true;
       continue;
     }
     if (!arg.starts_with('-') || arg == "-") {
@@ -56,8 +70,8 @@ std::expected<Args, std::string> parseArgs(std::span<const char* const> argv) {
     }
     if (key == "o") key = "output";
     if (key == "n") key = "namespace";
-    static const std::vector<std::string> kKeys{"output",  "namespace", "kubeconfig",
-                                                "context", "node",      "podsubnet"};
+    static const std::vector<std::string> kKeys{"output", "namespace", "kubeconfig",  "context",
+                                                "node",   "podsubnet", "from-report", "timeout"};
     if (std::find(kKeys.begin(), kKeys.end(), key) == kKeys.end()) {
       return std::unexpected(fmt::format("unknown flag {}", arg));
     }
@@ -84,10 +98,25 @@ std::expected<Args, std::string> parseArgs(std::span<const char* const> argv) {
       args.node = *value;
     } else if (key == "podsubnet") {
       args.podSubnet = *value;
+    } else if (key == "from-report") {
+      args.fromReport = *value;
+    } else if (key == "timeout") {
+      std::string_view v = *value;
+      if (v.ends_with('s')) v.remove_suffix(1);
+      int seconds = 0;
+      const auto [end, ec] = std::from_chars(v.data(), v.data() + v.size(), seconds);
+      if (ec != std::errc() || end != v.data() + v.size() || seconds < 1 || seconds > 3600) {
+        return std::unexpected(
+            fmt::format("--timeout: \"{}\" is not a number of seconds from 1 to 3600", *value));
+      }
+      args.timeoutSeconds = seconds;
+      sawTimeout = true;
     }
   }
   if (sawHelp || positional.empty()) {
-    if (!sawHelp && positional.empty()) return std::unexpected("no command: show, check or why");
+    if (!sawHelp && positional.empty()) {
+      return std::unexpected("no command: show, check, why or release");
+    }
     args.command = Command::kHelp;
     return args;
   }
@@ -107,8 +136,21 @@ std::expected<Args, std::string> parseArgs(std::span<const char* const> argv) {
     if (extra > 1)
       return std::unexpected(fmt::format("why: unexpected argument \"{}\"", positional[2]));
     args.pod = positional[1];
+  } else if (command == "release") {
+    args.command = Command::kRelease;
+    if (extra > 0)
+      return std::unexpected(fmt::format("release: unexpected argument \"{}\"", positional[1]));
+    if (args.fromReport.empty()) {
+      return std::unexpected(
+          "release: name the report: kubectl ipam release --from-report FILE (from check -o json)");
+    }
   } else {
-    return std::unexpected(fmt::format("unknown command \"{}\": show, check or why", command));
+    return std::unexpected(
+        fmt::format("unknown command \"{}\": show, check, why or release", command));
+  }
+  if (args.command != Command::kRelease &&
+      (!args.fromReport.empty() || args.dryRun || sawTimeout)) {
+    return std::unexpected("--from-report, --dry-run and --timeout: only for release");
   }
   if (!args.node.empty() && args.command != Command::kShow) {
     return std::unexpected("--node: only for show");

@@ -14,18 +14,21 @@
 
 namespace vnetipam::kubectl_ipam {
 
-enum class Command { kHelp, kShow, kCheck, kWhy };
+enum class Command { kHelp, kShow, kCheck, kWhy, kRelease };
 enum class Output { kTable, kJson };
 
 struct Args {
   Command command = Command::kHelp;
   Output output = Output::kTable;
-  std::string kubeconfig;  // --kubeconfig
-  std::string context;     // --context
-  std::string node;        // show --node
-  std::string podSubnet;   // check --podsubnet: only this PodSubnet's blocks and nodes
-  std::string pod;         // why POD
-  std::string ns;          // why -n/--namespace; empty: "default"
+  std::string kubeconfig;   // --kubeconfig
+  std::string context;      // --context
+  std::string node;         // show --node
+  std::string podSubnet;    // check --podsubnet: only this PodSubnet's blocks and nodes
+  std::string pod;          // why POD
+  std::string ns;           // why -n/--namespace; empty: "default"
+  std::string fromReport;   // release --from-report FILE: a `check -o json` report ("-": stdin)
+  bool dryRun = false;      // release --dry-run: print the requests, write nothing
+  int timeoutSeconds = 60;  // release --timeout: how long to wait for the agents' answers
 };
 
 // argv[1..]. Errors are one line: "unknown flag --x", "show: unexpected argument \"y\"", ...

@@ -132,7 +132,8 @@ kube::Result<Snapshot> fetchSnapshot(kube::Client& client, const Args& args,
   }
 
   switch (args.command) {
-    case Command::kHelp: break;
+    case Command::kHelp:
+    case Command::kRelease: break;  // release reads its report, not a snapshot
     case Command::kShow:
     case Command::kCheck: {
       // show --node needs that node's pods only; the pool view and check need every pod.

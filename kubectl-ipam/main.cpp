@@ -1,19 +1,26 @@
-// kubectl-ipam: the `kubectl ipam` plugin (docs/kubectl-ipam.md). Reads the API, never writes it.
+// kubectl-ipam: the `kubectl ipam` plugin (docs/kubectl-ipam.md). Reads the API; only `release`
+// writes (the release annotation of the IPBlocks its report names, release_run.h).
 // This file is the thin edge: arguments, kubeconfig, the transport; fetch.h reads, report.h
 // decides and renders.
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
+#include <fstream>
+#include <iostream>
+#include <iterator>
 #include <string>
 
 #include "kubectl-ipam/args.h"
 #include "kubectl-ipam/fetch.h"
+#include "kubectl-ipam/release_run.h"
 #include "kubectl-ipam/report.h"
 #include "lib/base/clock.h"
 #include "lib/http/cpprest_transport.h"
 #include "lib/kube/client.h"
 #include "lib/kube/config.h"
 
+namespace base = vnetipam::base;
+namespace http = vnetipam::http;
 namespace ki = vnetipam::kubectl_ipam;
 namespace kube = vnetipam::kube;
 
@@ -60,6 +67,18 @@ int main(int argc, char** argv) {
       **transport, clock,
       {.token = config->token, .qps = 0, .maxRetries = 2, .userAgent = "kubectl-ipam"});
 
+  if (args->command == ki::Command::kRelease) {
+    std::string text;
+    if (args->fromReport == "-") {
+      text.assign(std::istreambuf_iterator<char>(std::cin), std::istreambuf_iterator<char>());
+    } else {
+      std::ifstream in(args->fromReport);
+      if (!in) return fail("--from-report " + args->fromReport + ": cannot read it");
+      text.assign(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+    }
+    return ki::runRelease(client, *args, {.reportText = std::move(text)});
+  }
+
   auto snapshot = ki::fetchSnapshot(client, *args);
   if (!snapshot) return fail(config->origin + ": " + snapshot.error().message);
   if (!args->podSubnet.empty()) {
@@ -69,7 +88,8 @@ int main(int argc, char** argv) {
   }
   const bool json = args->output == ki::Output::kJson;
   switch (args->command) {
-    case ki::Command::kHelp: break;
+    case ki::Command::kHelp:
+    case ki::Command::kRelease: break;
     case ki::Command::kShow:
       if (args->node.empty()) {
         const auto pools = ki::showPools(*snapshot);

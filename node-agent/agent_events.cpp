@@ -2,6 +2,9 @@
 
 #include <fmt/format.h>
 
+#include "api/codec.h"
+#include "api/constants.h"
+
 namespace vnetipam::agent {
 
 AgentEvents::AgentEvents(kube::EventRecorder& recorder, std::string nodeName)
@@ -33,6 +36,19 @@ void AgentEvents::allocateAnswered(const Request& request, const Response& respo
                    kube::EventType::kWarning, kEventNoFreeAddress, "Allocate",
                    fmt::format("no free pod address on node {}{}; the runtime retries", nodeName_,
                                response.details.empty() ? "" : " (" + response.details + ")"));
+}
+
+void AgentEvents::releaseAnswered(const std::string& block, const std::string& blockUID,
+                                  const api::ReleaseRequest& request,
+                                  const ReleaseDecision& decision) {
+  recorder_.record(
+      {.apiVersion = std::string(api::kApiVersion),
+       .kind = std::string(api::kIPBlockKind),
+       .name = block,
+       .uid = blockUID},
+      decision.release ? kube::EventType::kNormal : kube::EventType::kWarning,
+      decision.release ? kEventAddressReleased : kEventReleaseRefused, "Release",
+      fmt::format("{}: {} ({})", api::describe(request), decision.why, decision.reason));
 }
 
 void AgentEvents::blockSeen(const std::string& name, bool invalid) {

@@ -4,6 +4,8 @@
 //                 Warning DataplaneDrift   the drift check confirmed missing or stale host routes
 //                 Normal  DataplaneInSync  the drift it reported is gone
 //   on the Pod    Warning NoFreeAddress    its allocation failed: the node has no free address
+//   on an IPBlock Normal  AddressReleased  an admin's release request was honoured
+//                 Warning ReleaseRefused   ... refused (release_request.h); one per request
 // Every method only queues (EventRecorder::record never waits on the API server), so calling it on
 // the request path never delays an allocation; the recorder's worker writes, and aggregates
 // repeats into series. Thread-safe.
@@ -18,6 +20,7 @@
 #include "lib/kube/events.h"
 #include "node-agent/dataplane_drift.h"
 #include "node-agent/protocol.h"
+#include "node-agent/release_request.h"
 
 namespace vnetipam::agent {
 
@@ -26,6 +29,8 @@ inline constexpr std::string_view kEventBlockInvalid = "BlockInvalid";
 inline constexpr std::string_view kEventDataplaneDrift = "DataplaneDrift";
 inline constexpr std::string_view kEventDataplaneInSync = "DataplaneInSync";
 inline constexpr std::string_view kEventNoFreeAddress = "NoFreeAddress";
+inline constexpr std::string_view kEventAddressReleased = "AddressReleased";
+inline constexpr std::string_view kEventReleaseRefused = "ReleaseRefused";
 
 class AgentEvents {
  public:
@@ -42,6 +47,11 @@ class AgentEvents {
   // The confirmed findings of one drift check: a Warning when drift appears or its description
   // changes, a Normal once it is gone.
   void dataplaneChecked(const std::vector<DriftFinding>& confirmed);
+
+  // The answer to one release request of the block: the note starts with api::describe(request)
+  // and a colon (what `kubectl ipam release` matches), then says why and the reason word.
+  void releaseAnswered(const std::string& block, const std::string& blockUID,
+                       const api::ReleaseRequest& request, const ReleaseDecision& decision);
 
   kube::ObjectReference node() const;
 

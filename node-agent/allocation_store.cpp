@@ -85,7 +85,8 @@ base::Result<std::unique_ptr<AllocationStore>> AllocationStore::recover(
                                 .address = address,
                                 .podNamespace = a.podNamespace,
                                 .podName = a.podName,
-                                .podUID = a.podUID});
+                                .podUID = a.podUID,
+                                .allocatedSeq = a.seq});
       ++restored;
     }
   }
@@ -345,7 +346,8 @@ Response AllocationStore::allocate(const Request& request) {
                                                   .address = *address,
                                                   .podNamespace = request.podNamespace,
                                                   .podName = request.podName,
-                                                  .podUID = request.podUID});
+                                                  .podUID = request.podUID,
+                                                  .allocatedSeq = *seq});
     Response response;
     response.allocations.push_back(toAllocation(key, it->second));
     if (metrics_) metrics_->setBlockFreeIPs(*name, block->allocator->freeCount(now));
@@ -560,6 +562,67 @@ std::vector<GcRelease> AllocationStore::collectGarbage(const std::optional<PodLo
   return released;
 }
 
+ReleaseDecision AllocationStore::releaseOnRequest(const std::string& blockName,
+                                                  const api::ReleaseRequest& request,
+                                                  const PodStateLookup& pods) {
+  const auto address = ipam::IPAddress::parse(request.address);
+  if (!address) {
+    return {.reason = kRefuseBadRequest,
+            .why = fmt::format("\"{}\" is not an IP address", request.address)};
+  }
+  std::unique_lock lock(mu_);
+  ReleaseFacts facts;
+  const OwnerKey* heldKey = nullptr;
+  const Held* holder = nullptr;
+  for (const auto& [key, held] : held_) {
+    if (held.block == blockName && held.address == *address) {
+      heldKey = &key;
+      holder = &held;
+      break;
+    }
+  }
+  if (holder != nullptr) {
+    facts.held = HeldAllocation{.containerID = heldKey->containerId,
+                                .ifName = heldKey->ifName,
+                                .podNamespace = holder->podNamespace,
+                                .podName = holder->podName,
+                                .podUID = holder->podUID,
+                                .allocatedSeq = holder->allocatedSeq};
+    if (!holder->podName.empty()) facts.pod = pods(holder->podNamespace, holder->podName);
+    if (facts.pod) {
+      // The pod's other allocations whose address its status shows: its current sandbox.
+      for (const auto& [key, other] : held_) {
+        if (&other == holder || other.podNamespace != holder->podNamespace ||
+            other.podName != holder->podName ||
+            (!other.podUID.empty() && !holder->podUID.empty() && other.podUID != holder->podUID) ||
+            std::ranges::find(facts.pod->ips, other.address.toString()) == facts.pod->ips.end()) {
+          continue;
+        }
+        facts.currentAllocationSeq =
+            std::max(facts.currentAllocationSeq.value_or(0), other.allocatedSeq);
+      }
+    }
+  }
+  ReleaseDecision decision = decideRelease(request, facts);
+  if (!decision.release) return decision;
+  const OwnerKey key = *heldKey;
+  Allocation released;
+  auto seq = releaseLocked(key, kReasonAdminRelease, clock_(), released);
+  lock.unlock();
+  if (!seq) {
+    spdlog::error("release request: release of {} (container {} interface {}): {}", request.address,
+                  key.containerId, key.ifName, seq.error().message);
+    return {.reason = kRefuseJournalFailed, .why = seq.error().message};
+  }
+  if (auto f = syncOrFail(*seq, "release request")) {
+    return {.reason = kRefuseJournalFailed, .why = f->message};
+  }
+  spdlog::info("release request: released {} of container {} interface {} (pod {}/{}): {} ({})",
+               released.address.toString(), released.containerID, released.ifName,
+               released.podNamespace, released.podName, decision.why, decision.reason);
+  return decision;
+}
+
 std::vector<BlockUsage> AllocationStore::usage() const {
   std::lock_guard lock(mu_);
   std::vector<BlockUsage> out;
@@ -630,6 +693,7 @@ RecordedState AllocationStore::snapshotLocked(ipam::TimePoint now) const {
         .podNamespace = held.podNamespace,
         .podName = held.podName,
         .podUID = held.podUID,
+        .seq = held.allocatedSeq,
     };
   }
   return state;

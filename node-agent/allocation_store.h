@@ -43,6 +43,7 @@
 #include "node-agent/journal_record.h"
 #include "node-agent/metrics.h"
 #include "node-agent/protocol.h"
+#include "node-agent/release_request.h"
 #include "node-agent/served_blocks.h"
 
 namespace vnetipam::agent {
@@ -146,6 +147,17 @@ class AllocationStore {
   using PodLookup = std::function<LivePod(const std::string& ns, const std::string& name)>;
   std::vector<GcRelease> collectGarbage(const std::optional<PodLookup>& lookup);
 
+  // ---- an admin's release request (release_request.h) ----
+  // The pod of an allocation as the Pod informer shows it; nullopt: no such pod on this node.
+  using PodStateLookup =
+      std::function<std::optional<PodState>(const std::string& ns, const std::string& name)>;
+  // Decides `request` for its address in block `blockName` (decideRelease) and, when the owner is
+  // provably dead, releases it as GC does: journal first (fsynced before this returns), metrics
+  // (reason kReasonAdminRelease), a log line with the reason. `pods` must be synced. A decision
+  // to release whose journal write fails comes back refused, the error as its why.
+  ReleaseDecision releaseOnRequest(const std::string& blockName, const api::ReleaseRequest& request,
+                                   const PodStateLookup& pods);
+
   // ---- reporting and upkeep ----
   std::vector<BlockUsage> usage() const;
   std::uint64_t freeIPs() const;  // in usable blocks, at now()
@@ -174,6 +186,7 @@ class AllocationStore {
     std::string podNamespace;
     std::string podName;
     std::string podUID;
+    ipam::Seq allocatedSeq = 0;  // its allocate entry's journal seq; 0: not known
     std::optional<ipam::TimePoint> podGoneSince;
     std::string podGoneWhy;  // set with podGoneSince, for the release's log
     std::optional<ipam::TimePoint> notAttachedSince;

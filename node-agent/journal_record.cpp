@@ -1,5 +1,6 @@
 #include "node-agent/journal_record.h"
 
+#include <algorithm>
 #include <chrono>
 #include <cstdint>
 #include <limits>
@@ -154,6 +155,7 @@ std::string encodeSnapshot(const RecordedState& state) {
                 {"ns", a.podNamespace},
                 {"pod", a.podName}};
       if (!a.podUID.empty()) item["uid"] = a.podUID;
+      if (a.seq != 0) item["seq"] = a.seq;
       alloc.push_back(std::move(item));
     }
     json cool = json::array();
@@ -207,6 +209,8 @@ base::Result<RecordedState> decodeSnapshot(std::string_view payload) {
           a.podNamespace = ir.optionalStr("ns");
           a.podName = ir.optionalStr("pod");
           a.podUID = ir.optionalStr("uid");
+          if (item.contains("seq"))
+            a.seq = static_cast<ipam::Seq>(std::max<std::int64_t>(0, ir.integer("seq")));
           block.allocations[a.address] = a;
         } else {
           block.released[a.address] = ir.time("at");
@@ -260,6 +264,9 @@ base::Result<RecordedState> replay(const ipam::Recovered& recovered) {
                         fmt::format("journal entry seq {}: {}", record.seq, entry.error().message));
     }
     applyEntry(state, *entry);
+    if (entry->kind == JournalEntry::Kind::kAllocate) {
+      state.at(entry->blockName).allocations.at(entry->allocation.address).seq = record.seq;
+    }
   }
   return state;
 }

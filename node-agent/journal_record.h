@@ -6,12 +6,13 @@
 //                       "uid":"<pod uid>"}
 //   entry, release:    {"t":"r","b":"<block name>","c":"<block cidr>","ip":"10.0.0.17",
 //                       "id":"<container id>","if":"eth0","at":<release time, ms since epoch>}
-//   snapshot:          {"v":1,"blocks":[{"b":..,"c":..,"alloc":[{"ip","id","if","ns","pod","uid"}],
-//                       "cool":[{"ip":..,"at":<ms>}]}]}
+//   snapshot:          {"v":1,"blocks":[{"b":..,"c":..,"alloc":[{"ip","id","if","ns","pod","uid",
+//                       "seq"}], "cool":[{"ip":..,"at":<ms>}]}]}
 //
 // "uid" (the pod's metadata.uid) is optional and written only when known: journals written before
 // it existed load unchanged (no uid), and a record with one is still readable by an agent that
-// ignores it. The snapshot version stays 1.
+// ignores it. The same holds for "seq" in a snapshot (the sequence number of the entry that
+// allocated it: an entry's own is its record's). The snapshot version stays 1.
 //
 // The release time is recorded so the cooldown survives a restart: an address released just
 // before a crash is still held back after it.
@@ -23,8 +24,8 @@
 #include <string_view>
 #include <vector>
 
-#include "lib/ipam/block_allocator.h"
 #include "lib/base/error.h"
+#include "lib/ipam/block_allocator.h"
 #include "lib/ipam/ip.h"
 #include "lib/ipam/journal.h"
 
@@ -37,6 +38,10 @@ struct AllocationRecord {
   std::string podNamespace;
   std::string podName;
   std::string podUID;  // empty: not recorded
+  // The sequence number of the journal record that allocated it (replay() sets it; a snapshot
+  // keeps it as "seq"): which of two allocations came first, which an admin's release request
+  // needs (release_request.h). 0: not known (a snapshot written before it was kept).
+  ipam::Seq seq = 0;
   bool operator==(const AllocationRecord&) const = default;
 };
 

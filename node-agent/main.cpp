@@ -54,6 +54,7 @@
 #include "node-agent/install_cni.h"
 #include "node-agent/metrics.h"
 #include "node-agent/options.h"
+#include "node-agent/release_request.h"
 #include "node-agent/served_blocks.h"
 #include "node-agent/socket_server.h"
 
@@ -392,6 +393,7 @@ int run(const AgentOptions& options) {
     usage.report(allocations.usage());  // the last word before exit
   });
 
+  ReleaseRequestHandler releaseRequests;
   // GC every second (the grace period is counted in seconds), compaction when due; while the
   // first API sync is owed, a check for it every 50 ms.
   auto nextGc = std::chrono::steady_clock::now();
@@ -425,6 +427,25 @@ int run(const AgentOptions& options) {
                                })
                          : std::nullopt;
     allocations.collectGarbage(podLookup);
+    // An admin's release requests (kubectl ipam release), decided against the same Pod cache:
+    // only once it has synced, since "no such pod" must mean gone.
+    if (pods.hasSynced()) {
+      releaseRequests.sweep(
+          blocks.list(),
+          [&](const std::string& block, const api::ReleaseRequest& request) {
+            return allocations.releaseOnRequest(
+                block, request,
+                [&](const std::string& ns, const std::string& name) -> std::optional<PodState> {
+                  auto pod = pods.get(ns + "/" + name);
+                  if (!pod) return std::nullopt;
+                  return podStateFromJson(*pod);
+                });
+          },
+          [&](const std::string& block, const std::string& uid, const api::ReleaseRequest& request,
+              const ReleaseDecision& decision) {
+            events.releaseAnswered(block, uid, request, decision);
+          });
+    }
     const auto now = std::chrono::steady_clock::now();
     if (now < nextCompaction) continue;
     if (auto compacted = allocations.compactIfNeeded(); !compacted) {

@@ -37,7 +37,8 @@ AgentMetrics::AgentMetrics(std::shared_ptr<prometheus::Registry> registry)
                               .Register(*registry_)),
       releases_(BuildCounter()
                     .Name("vnetipam_agent_releases_total")
-                    .Help("Addresses released, by reason (cni_del, gc_pod_gone, gc_not_attached).")
+                    .Help("Addresses released, by reason (cni_del, gc_pod_gone, gc_not_attached, "
+                          "admin_release).")
                     .Register(*registry_)),
       gcReleases_(BuildCounter()
                       .Name("vnetipam_agent_gc_releases_total")
@@ -102,10 +103,13 @@ AgentMetrics::AgentMetrics(std::shared_ptr<prometheus::Registry> registry)
                                   .Register(*registry_)
                                   .Add({})) {
   // Every reason exists from the start, at 0, so rate() and absent-series alerts work.
-  for (std::string_view reason : {kReasonCniDel, kReasonPodGone, kReasonCniGc}) {
+  for (std::string_view reason :
+       {kReasonCniDel, kReasonPodGone, kReasonCniGc, kReasonAdminRelease}) {
     releasesByReason_.emplace(std::string(reason),
                               &releases_.Add({{"reason", std::string(reason)}}));
-    if (reason != kReasonCniDel) gcReleases_.Add({{"reason", std::string(reason)}});
+    if (reason == kReasonPodGone || reason == kReasonCniGc) {
+      gcReleases_.Add({{"reason", std::string(reason)}});
+    }
   }
   failuresByCode_.emplace(11, &allocationFailures_.Add({{"code", "11"}}));
   blocks_.Add({{"state", "usable"}});
@@ -139,7 +143,9 @@ void AgentMetrics::released(std::string_view reason) {
     counter = it->second;
   }
   counter->Increment();
-  if (reason != kReasonCniDel) gcReleases_.Add({{"reason", std::string(reason)}}).Increment();
+  if (reason == kReasonPodGone || reason == kReasonCniGc) {
+    gcReleases_.Add({{"reason", std::string(reason)}}).Increment();
+  }
 }
 
 void AgentMetrics::journalSynced(std::chrono::nanoseconds latency) {

@@ -26,6 +26,9 @@ inline constexpr std::string_view kReasonCniDel = "cni_del";
 // allocation's own pod is gone. The label set stays as it was.
 inline constexpr std::string_view kReasonPodGone = "gc_pod_gone";
 inline constexpr std::string_view kReasonCniGc = "gc_not_attached";
+// An admin's `kubectl ipam release` that the agent honoured (release_request.h): not GC, so not
+// counted in gc_releases_total.
+inline constexpr std::string_view kReasonAdminRelease = "admin_release";
 
 // A block's state as the agent sees it (label of vnetipam_agent_blocks).
 enum class BlockUse { kUsable, kNotReady, kOrphaned };

@@ -40,8 +40,8 @@ TEST(Args, CheckOfOnePodSubnet) {
 }
 
 TEST(Args, Errors) {
-  EXPECT_EQ(parse({}).error(), "no command: show, check or why");
-  EXPECT_EQ(parse({"release"}).error(), "unknown command \"release\": show, check or why");
+  EXPECT_EQ(parse({}).error(), "no command: show, check, why or release");
+  EXPECT_EQ(parse({"drop"}).error(), "unknown command \"drop\": show, check, why or release");
   EXPECT_EQ(parse({"show", "--bogus", "x"}).error(), "unknown flag --bogus");
   EXPECT_EQ(parse({"show", "-o", "yaml"}).error(), "--output: \"yaml\" is not table or json");
   EXPECT_EQ(parse({"show", "--node"}).error(), "--node: missing value");
@@ -52,8 +52,23 @@ TEST(Args, Errors) {
   EXPECT_EQ(parse({"check", "extra"}).error(), "check: unexpected argument \"extra\"");
 }
 
-TEST(Args, HelpDoesNotOfferWhatIsNotBuilt) {
-  EXPECT_EQ(usage().find("release"), std::string::npos);
+TEST(Args, ReleaseFromAReport) {
+  auto a = parse({"release", "--from-report", "r.json", "--dry-run", "--timeout", "90s"});
+  ASSERT_TRUE(a) << a.error();
+  EXPECT_EQ(a->command, Command::kRelease);
+  EXPECT_EQ(a->fromReport, "r.json");
+  EXPECT_TRUE(a->dryRun);
+  EXPECT_EQ(a->timeoutSeconds, 90);
+  a = parse({"release", "--from-report=-"});
+  ASSERT_TRUE(a) << a.error();
+  EXPECT_FALSE(a->dryRun);
+  EXPECT_EQ(a->timeoutSeconds, 60);
+  EXPECT_NE(parse({"release"}).error().find("--from-report FILE"), std::string::npos);
+  EXPECT_EQ(parse({"check", "--dry-run"}).error(),
+            "--from-report, --dry-run and --timeout: only for release");
+  EXPECT_EQ(parse({"release", "--from-report", "r", "--timeout", "0"}).error(),
+            "--timeout: \"0\" is not a number of seconds from 1 to 3600");
+  EXPECT_NE(usage().find("kubectl ipam release --from-report FILE"), std::string::npos);
 }
 
 TEST(KubeconfigPath, FlagThenFirstOfKubeconfigThenHome) {

@@ -125,6 +125,45 @@ TEST_F(AllocationStoreTest, UsageListsEachBlocksAllocationsByAddress) {
   }
 }
 
+// An admin's release request: the store decides it against its own journal order, and keeps that
+// order across a restart and a compaction (the stale sandbox's allocation is older than the one
+// the pod shows).
+TEST_F(AllocationStoreTest, AReleaseRequestFreesOnlyAProvablyDeadOwnerInJournalOrder) {
+  serve({ready("a", "10.0.0.0/29")});
+  const std::string old = addressOf(allocate("c-old", "eth0", "web", "u1"));
+  const std::string current = addressOf(allocate("c-new", "eth0", "web", "u1"));
+  const std::string inflight = addressOf(allocate("c-inflight", "eth0", "web", "u1"));
+  std::map<std::string, std::optional<PodState>> pods{
+      {"default/web", PodState{.uid = "u1", .ips = {current}}}};
+  const AllocationStore::PodStateLookup lookup =
+      [&](const std::string& ns, const std::string& name) { return pods[ns + "/" + name]; };
+  auto ask = [&](const std::string& address, const std::string& id) {
+    return store_->releaseOnRequest(
+        "a", api::ReleaseRequest{.address = address, .containerID = id, .ifName = "eth0"}, lookup);
+  };
+  // Across a restart and a compaction, the journal order is kept.
+  ASSERT_TRUE(store_->compactIfNeeded(/*force=*/true));
+  restart({ready("a", "10.0.0.0/29")});
+
+  EXPECT_EQ(ask(old, "c-wrong").reason, kRefuseOtherOwner);
+  EXPECT_EQ(ask(inflight, "c-inflight").reason, kRefuseNotSuperseded)
+      << "newer than what the pod shows: its ADD may be in flight";
+  EXPECT_EQ(ask(current, "c-new").reason, kRefusePodUsesAddress);
+  EXPECT_EQ(listed().size(), 3u);
+  const auto released = ask(old, "c-old");
+  EXPECT_TRUE(released.release) << released.why;
+  EXPECT_EQ(released.reason, kReleaseStaleSandbox);
+  EXPECT_EQ(listed(),
+            (std::set<std::string>{"c-new/eth0=" + current, "c-inflight/eth0=" + inflight}));
+  EXPECT_EQ(ask(old, "c-old").reason, kRefuseNotHeld) << "a repeated request is harmless";
+  EXPECT_EQ(journal_->stats().durableSeq, journal_->stats().lastSeq) << "fsynced";
+
+  pods.erase("default/web");
+  EXPECT_EQ(ask(inflight, "c-inflight").reason, kReleasePodGone);
+  restart({ready("a", "10.0.0.0/29")});
+  EXPECT_EQ(listed(), std::set<std::string>{"c-new/eth0=" + current}) << "journalled";
+}
+
 // The protocol refuses a NUL in either part of an owner; the store must not depend on that. With
 // the parts joined by a NUL, these two owners were one: the second got the first one's address and
 // neither could release it for good.
