@@ -8,6 +8,11 @@ condition VnetIpamNICProgrammed=False. Once the other NIC lets the address go: t
 Ready with Programmed=True, the Node condition True, and a Normal Event says programming
 recovered. A node whose NIC never failed gets no Node condition at all.
 
+The addresses others hold in the subnet are counted from the VNET's usage list, which the
+controller reads every second here: the four VMs' own addresses and the other NIC's, less the
+node's block once it is on the NIC. The PodSubnet's status.foreignAddresses and the gauge
+vnetipam_podsubnet_foreign_addresses say so.
+
 Every wait is a poll on an observable condition with a deadline.
 """
 
@@ -66,6 +71,15 @@ def set_foreign_address(mock, nic: str, address: str | None) -> None:
     poll(f"{nic}: foreign address {address}", applied, 30)
 
 
+def foreign_addresses(api: KubeApi, ctl: ControllerProcess) -> tuple[int | None, float | None]:
+    """status.foreignAddresses of the test's PodSubnet and the controller's gauge for it (None
+    where absent)."""
+    status = (api.podsubnet(SUBNET) or {}).get("status", {})
+    gauge = [v for n, ls, v in ctl.metrics()
+             if n == "vnetipam_podsubnet_foreign_addresses" and ls.get("podsubnet") == SUBNET]
+    return status.get("foreignAddresses"), (gauge[0] if gauge else None)
+
+
 def node_condition(api: KubeApi, node: str) -> dict | None:
     status, doc = api.request("GET", f"/api/v1/nodes/{node}")
     assert status == 200, doc
@@ -108,7 +122,8 @@ def test_a_failing_nic_put_is_explained_on_the_block_and_the_node_and_recovers(
                                   "nodeSelector": {"matchLabels": {POOL_LABEL: LABEL}}})
     ctl = ControllerProcess(tmp_path / "ctl", kube.kubeconfig, mock=pmock, cloud="azure",
                             identity="nicprog", leader_elect=False,
-                            extra=("--nic-orphan-grace-seconds", "5"))
+                            extra=("--nic-orphan-grace-seconds", "5",
+                                   "--subnet-usage-period-seconds", "1"))
     setup["controller"] = ctl
     ctl.start().wait_ready()
     setup["nodes"].append("prog-0")
@@ -127,6 +142,11 @@ def test_a_failing_nic_put_is_explained_on_the_block_and_the_node_and_recovers(
     assert "prog-3-nic" in programmed["message"], programmed  # the NIC holding the address
     assert phase(block) != "Ready", block["status"]
     name = block["metadata"]["name"]
+    # No block of ours is on a NIC: the subnet's usage is the VMs' four primary addresses and the
+    # other NIC's one, all held by others.
+    poll("foreignAddresses 5 in the status and the gauge",
+         lambda: foreign_addresses(api, ctl) == (5, 5.0), 30,
+         describe=lambda: f"{foreign_addresses(api, ctl)}\n{ctl.tail(20)}")
 
     node_false = poll("the Node condition VnetIpamNICProgrammed=False",
                       lambda: (c := node_condition(api, "prog-0")) and c["status"] == "False"
@@ -165,6 +185,11 @@ def test_a_failing_nic_put_is_explained_on_the_block_and_the_node_and_recovers(
     assert "prog-0-nic" in programmed["message"], programmed
     assert programmed["lastTransitionTime"] >= since  # True now: a transition
     assert FIRST_BLOCK in pmock.nic_prefixes()["prog-0-nic"]
+    # The other NIC's address is gone and the node's /28 is on its NIC: Azure counts 4 + 16, of
+    # which the block is ours.
+    poll("foreignAddresses 4 in the status and the gauge",
+         lambda: foreign_addresses(api, ctl) == (4, 4.0), 30,
+         describe=lambda: f"{foreign_addresses(api, ctl)}\n{ctl.tail(20)}")
     node_true = poll("the Node condition VnetIpamNICProgrammed=True",
                      lambda: (c := node_condition(api, "prog-0")) and c["status"] == "True"
                      and c, 30)
