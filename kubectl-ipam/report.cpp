@@ -132,6 +132,7 @@ std::vector<PoolSummary> showPools(const Snapshot& s) {
       nodes.insert(b.spec.nodeName);
     }
     pool.free = std::max<std::int64_t>(0, pool.capacity - pool.used);
+    pool.foreign = subnet.foreignAddresses;
     pool.nodes.assign(nodes.begin(), nodes.end());
     out.push_back(std::move(pool));
   }
@@ -631,6 +632,7 @@ json toJson(const std::vector<PoolSummary>& pools) {
                      {"capacity", p.capacity},
                      {"used", p.used},
                      {"free", p.free},
+                     {"foreignAddresses", p.foreign ? json(*p.foreign) : json(nullptr)},
                      {"pods", p.pods},
                      {"exhausted", p.exhausted},
                      {"nodes", p.nodes}});
@@ -735,7 +737,7 @@ std::string renderPools(const std::vector<PoolSummary>& pools) {
   if (pools.empty()) return "No PodSubnets.\n";
   std::vector<std::vector<std::string>> rows{{"PODSUBNET", "CIDR", "BLOCKS(STATUS)",
                                               "BLOCKS(COUNTED)", "READY", "CAPACITY", "USED",
-                                              "FREE", "PODS", "NODES"}};
+                                              "FREE", "FOREIGN", "PODS", "NODES"}};
   for (const auto& p : pools) {
     std::string nodes = p.nodes.empty() ? "-" : joined(p.nodes);
     if (p.nodes.size() > 5) {
@@ -746,7 +748,7 @@ std::string renderPools(const std::vector<PoolSummary>& pools) {
                     fmt::format("{}/{}", p.statusAllocatedBlocks, p.statusTotalBlocks),
                     std::to_string(p.blocks), std::to_string(p.readyBlocks),
                     std::to_string(p.capacity), std::to_string(p.used), std::to_string(p.free),
-                    std::to_string(p.pods), nodes});
+                    p.foreign ? std::to_string(*p.foreign) : "-", std::to_string(p.pods), nodes});
   }
   return renderTable(rows);
 }

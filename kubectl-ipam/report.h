@@ -32,6 +32,9 @@ struct PoolSummary {
   std::int64_t pods = 0;           // pod addresses counted inside the blocks
   bool exhausted = false;          // condition Exhausted is True
   std::vector<std::string> nodes;  // nodes holding blocks, sorted
+  // status.foreignAddresses: addresses other Azure resources hold in the subnet, which no block
+  // can have; nullopt when the controller does not know (spec.cidr, not read yet).
+  std::optional<std::int64_t> foreign;
 };
 
 std::vector<PoolSummary> showPools(const Snapshot& snapshot);

@@ -78,6 +78,7 @@ base::Result<SubnetInfo> subnetFromJson(const json& j) {
   subnet.nodeSelector = s.spec.nodeSelector;
   subnet.totalBlocks = s.status.totalBlocks;
   subnet.allocatedBlocks = s.status.allocatedBlocks;
+  subnet.foreignAddresses = s.status.foreignAddresses;
   subnet.conditions = s.status.conditions;
   if (const auto errors = api::validate(s.spec); !errors.empty())
     subnet.invalid = api::describe("PodSubnet", subnet.name, errors);

@@ -65,6 +65,7 @@ struct SubnetInfo {
   std::optional<api::LabelSelector> nodeSelector;  // nullopt: every node
   std::int64_t totalBlocks = 0;                    // status
   std::int64_t allocatedBlocks = 0;                // status
+  std::optional<std::int64_t> foreignAddresses;    // status; nullopt: not known
   std::vector<api::Condition> conditions;
   std::string invalid;  // empty: the controller accepts the spec
 

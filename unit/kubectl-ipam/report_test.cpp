@@ -121,6 +121,21 @@ TEST(ShowPools, CountsBlocksAddressesAndNodes) {
   EXPECT_EQ(j["podSubnets"][0]["nodes"][1], "n2");
 }
 
+TEST(ShowPools, ShowsTheAddressesOthersHoldWhenKnown) {
+  Snapshot s = clean();
+  const auto unknown = showPools(s);
+  EXPECT_EQ(unknown[0].foreign, std::nullopt);
+  EXPECT_NE(renderPools(unknown).find("FREE  FOREIGN  PODS"), std::string::npos)
+      << renderPools(unknown);
+  EXPECT_TRUE(toJson(unknown)["podSubnets"][0]["foreignAddresses"].is_null());
+  s.subnets[0].foreignAddresses = 7;
+  const auto known = showPools(s);
+  EXPECT_EQ(known[0].foreign, 7);
+  EXPECT_EQ(toJson(known)["podSubnets"][0]["foreignAddresses"], 7);
+  // CAPACITY USED FREE FOREIGN: 32 addresses in two blocks, 3 used, 29 free, 7 held by others.
+  EXPECT_NE(renderPools(known).find(" 29    7 "), std::string::npos) << renderPools(known);
+}
+
 TEST(ShowPools, MarksAnExhaustedPool) {
   Snapshot s = clean();
   s.subnets[0].conditions = {cond(api::kConditionExhausted, "True", "NoFreeBlock")};
