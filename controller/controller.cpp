@@ -45,13 +45,13 @@ Controller::Controller(kube::Client& client, Cloud* cloud, WorkQueue& queue, Eve
       wallClock_(wallClock ? std::move(wallClock)
                            : WallClock([] { return std::chrono::system_clock::now(); })) {}
 
-WorkQueue& Controller::queueFor(const std::string& key) {
-  return key.starts_with("c/") ? nicQueue_ : queue_;
+WorkQueue& Controller::queueFor(const WorkKey& key) {
+  return key.kind == WorkKind::kNic ? nicQueue_ : queue_;
 }
 
-void Controller::enqueue(const std::string& key) { queueFor(key).add(key); }
+void Controller::enqueue(const WorkKey& key) { queueFor(key).add(key); }
 
-void Controller::enqueueAfter(const std::string& key, WorkQueue::Clock::duration delay) {
+void Controller::enqueueAfter(const WorkKey& key, WorkQueue::Clock::duration delay) {
   queueFor(key).addAfter(key, delay);
 }
 
@@ -150,7 +150,7 @@ std::optional<NodeInfo> Controller::decodeNode(const json& object) {
 // ---- state ----------------------------------------------------------------------------------
 
 void Controller::enqueueSubnetStatus(const std::string& name) {
-  enqueueAfter("s/" + name, config_.statusInterval);
+  enqueueAfter(subnetKey(name), config_.statusInterval);
 }
 
 void Controller::updateNodeMetricLocked(const std::string& node) {
@@ -194,8 +194,8 @@ void Controller::upsertBlockLocked(const std::string& name, BlockInfo info, bool
   nodeBlocks_[node].insert(name);
   blocks_.insert_or_assign(name, std::move(info));
   if (isNew) updateNodeMetricLocked(node);
-  if (nodeChanged) enqueue("n/" + node);
-  if (nicChanged) enqueue("c/" + node);
+  if (nodeChanged) enqueue(nodeKey(node));
+  if (nicChanged) enqueue(nicKey(node));
   if (nodeChanged) enqueueSubnetStatus(subnet);
 }
 
@@ -222,7 +222,7 @@ void Controller::judgeBlockLocked(const std::string& name, BlockInfo& info, bool
       info.invalidRule = verdict.rule;
       info.invalidMessage = verdict.message;
       spdlog::warn("IPBlock {}: refused ({}): {}", name, toString(verdict.rule), verdict.message);
-      enqueue("n/" + info.node);  // writes the condition and the event
+      enqueue(nodeKey(info.node));  // writes the condition and the event
       return;
     case Trust::kAccepted: break;
   }
@@ -234,7 +234,7 @@ void Controller::judgeBlockLocked(const std::string& name, BlockInfo& info, bool
     info.invalidMessage =
         fmt::format("spec.cidr {}: {}", info.cidr.toString(), occupied.error().message);
     spdlog::warn("IPBlock {}: refused: {}", name, info.invalidMessage);
-    enqueue("n/" + info.node);
+    enqueue(nodeKey(info.node));
     return;
   }
   pool.holders[info.cidr] = name;
@@ -261,7 +261,7 @@ void Controller::eraseBlockLocked(const std::string& name) {
       if (metrics_) metrics_->blockReleased(info.podSubnet);
       // A node that was short of blocks may take this one.
       for (const std::string& shortNode : state->second.shortNodes)
-        enqueue("n/" + shortNode);
+        enqueue(nodeKey(shortNode));
     }
   }
   const std::string node = info.node;
@@ -273,8 +273,8 @@ void Controller::eraseBlockLocked(const std::string& name) {
   emptySince_.erase(name);
   blocks_.erase(found);
   updateNodeMetricLocked(node);
-  enqueue("n/" + node);
-  enqueue("c/" + node);
+  enqueue(nodeKey(node));
+  enqueue(nicKey(node));
   enqueueSubnetStatus(subnet);
 }
 
@@ -328,8 +328,8 @@ void Controller::endList(Collection collection) {
         if (!seen.contains(name)) gone.push_back(name);
       for (const std::string& name : gone) {
         nodes_.erase(name);
-        enqueue("n/" + name);
-        enqueue("c/" + name);
+        enqueue(nodeKey(name));
+        enqueue(nicKey(name));
       }
       break;
     case Collection::kSubnets:
@@ -367,10 +367,10 @@ void Controller::upsertNodeLocked(const std::string& name, NodeInfo info) {
   if (old != nodes_.end() && old->second == info) return;  // heartbeats and status: nothing for us
   if (old == nodes_.end() || old->second.providerID != info.providerID) {
     nicIds_.erase(name);
-    enqueue("c/" + name);
+    enqueue(nicKey(name));
   }
   nodes_.insert_or_assign(name, std::move(info));
-  enqueue("n/" + name);
+  enqueue(nodeKey(name));
 }
 
 void Controller::applyNodeEvent(kube::WatchEventType type, const json& object) {
@@ -378,8 +378,8 @@ void Controller::applyNodeEvent(kube::WatchEventType type, const json& object) {
   std::lock_guard lock(mutex_);
   if (type == kube::WatchEventType::kDeleted) {
     nodes_.erase(name);
-    enqueue("n/" + name);
-    enqueue("c/" + name);
+    enqueue(nodeKey(name));
+    enqueue(nicKey(name));
     return;
   }
   if (auto info = decodeNode(object)) upsertNodeLocked(name, std::move(*info));
@@ -389,8 +389,8 @@ void Controller::eraseSubnetLocked(const std::string& name) {
   subnets_.erase(name);
   // Another PodSubnet refused for overlapping this one may carve now.
   for (const auto& [other, subnet] : subnets_)
-    enqueue("s/" + other);
-  enqueue("s/" + name);
+    enqueue(subnetKey(other));
+  enqueue(subnetKey(name));
 }
 
 void Controller::upsertSubnetLocked(api::PodSubnet subnet) {
@@ -399,9 +399,9 @@ void Controller::upsertSubnetLocked(api::PodSubnet subnet) {
   const bool specChanged = old == subnets_.end() || old->second.spec != subnet.spec;
   subnets_.insert_or_assign(name, std::move(subnet));
   if (specChanged) {
-    enqueue("s/" + name);
+    enqueue(subnetKey(name));
     for (const auto& [node, info] : nodes_)
-      enqueue("n/" + node);
+      enqueue(nodeKey(node));
   }
 }
 
@@ -423,14 +423,14 @@ void Controller::applySubnetEvent(kube::WatchEventType type, const json& object)
 void Controller::enqueueAll() {
   std::lock_guard lock(mutex_);
   for (const auto& [name, subnet] : subnets_)
-    enqueue("s/" + name);
+    enqueue(subnetKey(name));
   for (const auto& [name, node] : nodes_) {
-    enqueue("n/" + name);
-    enqueue("c/" + name);
+    enqueue(nodeKey(name));
+    enqueue(nicKey(name));
   }
   for (const auto& [node, names] : nodeBlocks_) {
-    enqueue("n/" + node);
-    enqueue("c/" + node);
+    enqueue(nodeKey(node));
+    enqueue(nicKey(node));
   }
 }
 
@@ -481,31 +481,29 @@ void Controller::event(const kube::ObjectReference& ref, bool warning, std::stri
 
 // ---- dispatch -------------------------------------------------------------------------------
 
-void Controller::process(const std::string& key) {
+void Controller::process(const WorkKey& key) {
   const auto start = std::chrono::steady_clock::now();
   std::optional<std::string> error;
   std::string_view reconciler;
-  const std::string name = key.size() > 2 ? key.substr(2) : std::string();
-  switch (key.empty() ? ' ' : key[0]) {
-    case 's':
+  switch (key.kind) {
+    case WorkKind::kPodSubnet:
       reconciler = kPodSubnetReconciler;
-      error = reconcileSubnet(name);
+      error = reconcileSubnet(key.name);
       break;
-    case 'n':
+    case WorkKind::kNode:
       reconciler = kNodeReconciler;
-      error = reconcileNode(name);
+      error = reconcileNode(key.name);
       break;
-    case 'c':
+    case WorkKind::kNic:
       reconciler = kNicReconciler;
-      error = reconcileNic(name);
+      error = reconcileNic(key.name);
       break;
-    default: spdlog::error("work queue: unknown key \"{}\"", key); return;
   }
   if (metrics_) {
     metrics_->reconciled(reconciler, std::chrono::steady_clock::now() - start, error.has_value());
   }
   if (error) {
-    spdlog::warn("{} reconcile of {} failed (retry {}): {}", reconciler, name,
+    spdlog::warn("{} reconcile of {} failed (retry {}): {}", reconciler, key.name,
                  queueFor(key).failures(key) + 1, *error);
     queueFor(key).addRateLimited(key);
   } else {

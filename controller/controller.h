@@ -1,5 +1,5 @@
 // The controller's state and its three reconcilers (PodSubnet, Node, NIC), level-triggered over
-// one WorkQueue. Keys: "s/<podsubnet>", "n/<node>", "c/<node>" (the node's NIC). The state, its
+// one WorkQueue of typed keys (work_key.h: a PodSubnet, a Node, or a Node's NIC). The state, its
 // feeding and the dispatch are controller.cpp; each reconciler has its own file
 // (podsubnet_reconciler.cpp, node_reconciler.cpp, nic_reconciler.cpp).
 //
@@ -134,7 +134,7 @@ class Controller {
  public:
   // `client`, `queue` must outlive this; `cloud` null means --cloud=none; `events` and `metrics`
   // may be null.
-  // `nicQueue`, when given, takes the "c/" keys (NIC work waits on Azure's long-running
+  // `nicQueue`, when given, takes the WorkKind::kNic keys (NIC work waits on Azure's long-running
   // operations, so it gets a pool of its own); null: one queue for everything.
   Controller(kube::Client& client, Cloud* cloud, WorkQueue& queue, EventSink* events,
              ControllerMetrics* metrics, ControllerConfig config, WallClock wallClock = {},
@@ -155,7 +155,7 @@ class Controller {
   void enqueueAll();
 
   // Processes one key: dispatches to the reconciler, records metrics, requeues on failure.
-  void process(const std::string& key);
+  void process(const WorkKey& key);
   // Processes keys of `queue` until it shuts down: call from each worker thread.
   void runWorker(WorkQueue& queue);
 
@@ -193,9 +193,9 @@ class Controller {
   };
 
   Time now() const;
-  WorkQueue& queueFor(const std::string& key);
-  void enqueue(const std::string& key);
-  void enqueueAfter(const std::string& key, WorkQueue::Clock::duration delay);
+  WorkQueue& queueFor(const WorkKey& key);
+  void enqueue(const WorkKey& key);
+  void enqueueAfter(const WorkKey& key, WorkQueue::Clock::duration delay);
   std::optional<std::string> nicPass(const std::string& node, bool& again);
   static std::optional<BlockInfo> decodeBlock(const nlohmann::json& object);
   static std::optional<NodeInfo> decodeNode(const nlohmann::json& object);

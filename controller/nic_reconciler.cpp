@@ -244,7 +244,7 @@ std::optional<std::string> Controller::reconcileNic(const std::string& node) {
     if (auto error = nicPass(node, again)) return error;
     if (!again) return std::nullopt;
   }
-  enqueue("c/" + node);
+  enqueue(nicKey(node));
   return std::nullopt;
 }
 
@@ -528,7 +528,7 @@ std::optional<std::string> Controller::nicPass(const std::string& node, bool& ag
       unowned_[node] = plan.unownedFirstSeen;
     }
   }
-  if (plan.recheckAt) enqueueAfter("c/" + node, *plan.recheckAt - now());
+  if (plan.recheckAt) enqueueAfter(nicKey(node), *plan.recheckAt - now());
   // After a PUT, read the NIC back before any phase moves. A move to Ready ends the block's
   // way through the table; any other move is followed by the next row.
   const bool moreRows = std::ranges::any_of(plan.phaseChanges, [](const PhaseChange& change) {

@@ -137,7 +137,7 @@ std::optional<std::string> Controller::reconcileNode(const std::string& name) {
         deletes.push_back(
             {release.name, blocks_.at(release.name).uid, std::string(toString(release.reason))});
       }
-      if (decision.recheckAt) enqueueAfter("n/" + name, *decision.recheckAt - t);
+      if (decision.recheckAt) enqueueAfter(nodeKey(name), *decision.recheckAt - t);
     }
     for (const std::string& blockName : names) {
       const BlockInfo& info = blocks_.at(blockName);
@@ -215,7 +215,7 @@ std::optional<std::string> Controller::reconcileNode(const std::string& name) {
       // The block may exist. Leak the CIDR rather than risk handing it out twice; the PodSubnet
       // reconciler frees it if no IPBlock with it shows up within leakGrace.
       if (state != subnetStates_.end()) state->second.leaks[c.cidr] = now();
-      enqueueAfter("s/" + c.subnet, config_.leakGrace + std::chrono::seconds(1));
+      enqueueAfter(subnetKey(c.subnet), config_.leakGrace + std::chrono::seconds(1));
       firstError = firstError.value_or(
           fmt::format("creating IPBlock {}: {} (outcome unknown)", c.blockName, error.message));
     } else {
@@ -279,8 +279,8 @@ std::optional<std::string> Controller::reconcileNode(const std::string& name) {
     }
     // A Node the cache lacks but the API server has: its watch event is on the way.
   }
-  if (changed) enqueue("c/" + name);
-  if (again) enqueue("n/" + name);
+  if (changed) enqueue(nicKey(name));
+  if (again) enqueue(nodeKey(name));
   return firstError;
 }
 

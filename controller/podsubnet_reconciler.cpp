@@ -115,8 +115,8 @@ std::optional<std::string> Controller::carve(const std::string& name,
     BlockInfo& info = blocks_.at(candidate.name);
     info.trust = Trust::kUndecided;
     judgeBlockLocked(candidate.name, info);
-    enqueue("n/" + info.node);
-    enqueue("c/" + info.node);
+    enqueue(nodeKey(info.node));
+    enqueue(nicKey(info.node));
   }
   state.blocks->finishOccupying();
   spdlog::info("PodSubnet {}: carved {} into {} usable /{} blocks, {} in use", name,
@@ -124,7 +124,7 @@ std::optional<std::string> Controller::carve(const std::string& name,
                state.blocks->allocatedCount());
   state.notCarvedMessage.clear();
   for (const auto& [node, info] : nodes_)
-    enqueue("n/" + node);
+    enqueue(nodeKey(node));
   return std::nullopt;
 }
 
@@ -134,7 +134,7 @@ std::optional<std::string> Controller::reconcileSubnet(const std::string& name) 
     subnetStates_.erase(name);
     if (metrics_) metrics_->removePool(name);
     for (const auto& [blockName, info] : blocks_) {
-      if (info.podSubnet == name) enqueue("n/" + info.node);
+      if (info.podSubnet == name) enqueue(nodeKey(info.node));
     }
     return std::nullopt;
   }
@@ -164,7 +164,7 @@ std::optional<std::string> Controller::reconcileSubnet(const std::string& name) 
       }
       it = state.leaks.erase(it);
     }
-    if (!state.leaks.empty()) enqueueAfter("s/" + name, config_.leakGrace);
+    if (!state.leaks.empty()) enqueueAfter(subnetKey(name), config_.leakGrace);
   }
 
   std::vector<std::int64_t> blockUsed;

@@ -27,7 +27,7 @@ WorkQueue::Clock::duration WorkQueue::backoff(const WorkQueueOptions& options, i
   return std::min(delay, max);
 }
 
-void WorkQueue::addLocked(const std::string& key) {
+void WorkQueue::addLocked(const WorkKey& key) {
   if (shutdown_ || dirty_.contains(key)) return;
   dirty_.insert(key);
   if (processing_.contains(key)) return;  // done() queues it again
@@ -35,12 +35,12 @@ void WorkQueue::addLocked(const std::string& key) {
   changed_.notify_one();
 }
 
-void WorkQueue::add(const std::string& key) {
+void WorkQueue::add(const WorkKey& key) {
   std::lock_guard lock(mutex_);
   addLocked(key);
 }
 
-void WorkQueue::addAfter(const std::string& key, Clock::duration delay) {
+void WorkQueue::addAfter(const WorkKey& key, Clock::duration delay) {
   if (delay <= Clock::duration::zero()) return add(key);
   std::lock_guard lock(mutex_);
   if (shutdown_) return;
@@ -61,7 +61,7 @@ void WorkQueue::addAfter(const std::string& key, Clock::duration delay) {
   changed_.notify_one();  // a sleeping get() may need to wake earlier
 }
 
-void WorkQueue::addRateLimited(const std::string& key) {
+void WorkQueue::addRateLimited(const WorkKey& key) {
   int failures = 0;
   {
     std::lock_guard lock(mutex_);
@@ -70,12 +70,12 @@ void WorkQueue::addRateLimited(const std::string& key) {
   addAfter(key, backoff(options_, failures));
 }
 
-void WorkQueue::forget(const std::string& key) {
+void WorkQueue::forget(const WorkKey& key) {
   std::lock_guard lock(mutex_);
   failures_.erase(key);
 }
 
-int WorkQueue::failures(const std::string& key) const {
+int WorkQueue::failures(const WorkKey& key) const {
   std::lock_guard lock(mutex_);
   const auto found = failures_.find(key);
   return found == failures_.end() ? 0 : found->second;
@@ -83,20 +83,20 @@ int WorkQueue::failures(const std::string& key) const {
 
 void WorkQueue::promoteDueLocked(Clock::time_point now) {
   while (!delayed_.empty() && delayed_.begin()->first <= now) {
-    std::string key = std::move(delayed_.begin()->second);
+    WorkKey key = std::move(delayed_.begin()->second);
     delayed_.erase(delayed_.begin());
     delayedAt_.erase(key);
     addLocked(key);
   }
 }
 
-std::optional<std::string> WorkQueue::get() {
+std::optional<WorkKey> WorkQueue::get() {
   std::unique_lock lock(mutex_);
   while (true) {
     if (shutdown_) return std::nullopt;
     promoteDueLocked(clock_.now());
     if (!queue_.empty()) {
-      std::string key = std::move(queue_.front());
+      WorkKey key = std::move(queue_.front());
       queue_.pop_front();
       dirty_.erase(key);
       processing_.insert(key);
@@ -111,7 +111,7 @@ std::optional<std::string> WorkQueue::get() {
   }
 }
 
-void WorkQueue::done(const std::string& key) {
+void WorkQueue::done(const WorkKey& key) {
   std::lock_guard lock(mutex_);
   processing_.erase(key);
   if (dirty_.contains(key) && !shutdown_) {

@@ -1,10 +1,10 @@
-// A work queue of string keys for level-triggered reconcilers, with client-go's workqueue
+// A work queue of WorkKeys (work_key.h) for level-triggered reconcilers, with client-go's workqueue
 // semantics: a key is queued at most once (dedup), is never handed to two workers at once (a key
 // added while it is being processed is queued again when done() is called), and failures are
 // retried with a per-key exponential backoff (addRateLimited) that forget() resets.
 //
-// Keys are small strings ("n/<node>"); the queue holds each at most once, so its size is bounded
-// by the number of distinct objects. Thread-safe.
+// The queue holds each key at most once, so its size is bounded by the number of distinct
+// objects. Thread-safe.
 #pragma once
 
 #include <chrono>
@@ -21,6 +21,7 @@
 #include <unordered_set>
 
 #include "lib/base/clock.h"
+#include "controller/work_key.h"
 
 namespace vnetipam::controller {
 
@@ -41,18 +42,18 @@ class WorkQueue {
 
   // Queues `key` now unless it is already queued. While the key is being processed it is queued
   // again once done() is called.
-  void add(const std::string& key);
+  void add(const WorkKey& key);
   // Queues `key` after `delay`. A key already waiting keeps the earlier of the two times.
-  void addAfter(const std::string& key, Clock::duration delay);
+  void addAfter(const WorkKey& key, Clock::duration delay);
   // addAfter(backoff(failures)) and counts one more failure of `key`.
-  void addRateLimited(const std::string& key);
+  void addRateLimited(const WorkKey& key);
   // Forgets the failures of `key` (call after a successful reconcile).
-  void forget(const std::string& key);
-  int failures(const std::string& key) const;
+  void forget(const WorkKey& key);
+  int failures(const WorkKey& key) const;
 
   // Blocks until a key is ready (or the queue shuts down: nullopt). The caller must call done().
-  std::optional<std::string> get();
-  void done(const std::string& key);
+  std::optional<WorkKey> get();
+  void done(const WorkKey& key);
 
   // Wakes every get() with nullopt; later adds are ignored.
   void shutdown();
@@ -67,19 +68,19 @@ class WorkQueue {
   static Clock::duration backoff(const WorkQueueOptions& options, int failures);
 
  private:
-  void addLocked(const std::string& key);
+  void addLocked(const WorkKey& key);
   void promoteDueLocked(Clock::time_point now);
 
   base::Clock& clock_;
   const WorkQueueOptions options_;
   mutable std::mutex mutex_;
   std::condition_variable changed_;
-  std::deque<std::string> queue_;
-  std::unordered_set<std::string> dirty_;       // queued (or to be re-queued after processing)
-  std::unordered_set<std::string> processing_;  // handed to a worker, not done() yet
-  std::multimap<Clock::time_point, std::string> delayed_;
-  std::unordered_map<std::string, Clock::time_point> delayedAt_;
-  std::unordered_map<std::string, int> failures_;
+  std::deque<WorkKey> queue_;
+  std::unordered_set<WorkKey> dirty_;       // queued (or to be re-queued after processing)
+  std::unordered_set<WorkKey> processing_;  // handed to a worker, not done() yet
+  std::multimap<Clock::time_point, WorkKey> delayed_;
+  std::unordered_map<WorkKey, Clock::time_point> delayedAt_;
+  std::unordered_map<WorkKey, int> failures_;
   bool shutdown_ = false;
 };
 

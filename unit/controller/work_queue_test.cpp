@@ -14,25 +14,37 @@ using namespace std::chrono_literals;
 
 TEST(WorkQueueTest, AKeyAddedTwiceIsQueuedOnce) {
   WorkQueue queue;
-  queue.add("n/a");
-  queue.add("n/b");
-  queue.add("n/a");
+  queue.add(nodeKey("a"));
+  queue.add(nodeKey("b"));
+  queue.add(nodeKey("a"));
   EXPECT_EQ(queue.depth(), 2u);
-  EXPECT_EQ(queue.get(), "n/a");
-  EXPECT_EQ(queue.get(), "n/b");
+  EXPECT_EQ(queue.get(), nodeKey("a"));
+  EXPECT_EQ(queue.get(), nodeKey("b"));
   EXPECT_EQ(queue.depth(), 0u);
+}
+
+TEST(WorkQueueTest, OneNameUnderTwoKindsIsTwoKeys) {
+  WorkQueue queue;
+  queue.add(nodeKey("a"));
+  queue.add(nicKey("a"));
+  queue.add(subnetKey("a"));
+  EXPECT_EQ(queue.depth(), 3u);
+  EXPECT_EQ(queue.get(), nodeKey("a"));
+  EXPECT_EQ(queue.get(), nicKey("a"));
+  EXPECT_EQ(queue.get(), subnetKey("a"));
+  EXPECT_EQ(toString(nicKey("a")), "nic/a");
 }
 
 TEST(WorkQueueTest, AKeyAddedWhileProcessedIsHandedOutAgainOnlyAfterDone) {
   WorkQueue queue;
-  queue.add("n/a");
+  queue.add(nodeKey("a"));
   auto key = queue.get();
-  ASSERT_EQ(key, "n/a");
-  queue.add("n/a");  // a change arrives while a worker holds the key
+  ASSERT_EQ(key, nodeKey("a"));
+  queue.add(nodeKey("a"));  // a change arrives while a worker holds the key
   EXPECT_EQ(queue.depth(), 0u) << "never two workers on one key";
   queue.done(*key);
   EXPECT_EQ(queue.depth(), 1u);
-  EXPECT_EQ(queue.get(), "n/a");
+  EXPECT_EQ(queue.get(), nodeKey("a"));
 }
 
 TEST(WorkQueueTest, BackoffDoublesPerFailureUpToTheMaximum) {
@@ -45,28 +57,28 @@ TEST(WorkQueueTest, BackoffDoublesPerFailureUpToTheMaximum) {
 
 TEST(WorkQueueTest, RateLimitedRetriesCountFailuresAndForgetResetsThem) {
   WorkQueue queue(WorkQueueOptions{.baseDelay = 10'000ms, .maxDelay = 60'000ms});
-  queue.addRateLimited("c/a");
-  queue.addRateLimited("c/a");
-  EXPECT_EQ(queue.failures("c/a"), 2);
+  queue.addRateLimited(nicKey("a"));
+  queue.addRateLimited(nicKey("a"));
+  EXPECT_EQ(queue.failures(nicKey("a")), 2);
   EXPECT_EQ(queue.depth(), 0u) << "a failed key waits for its backoff";
   EXPECT_EQ(queue.waiting(), 1u) << "one waiting entry per key";
-  queue.forget("c/a");
-  EXPECT_EQ(queue.failures("c/a"), 0);
+  queue.forget(nicKey("a"));
+  EXPECT_EQ(queue.failures(nicKey("a")), 0);
 }
 
 TEST(WorkQueueTest, AnEarlierAddAfterWinsAndAZeroDelayQueuesAtOnce) {
   base::testing::FakeClock clock;
   WorkQueue queue(clock);
-  queue.addAfter("s/p", 60s);
-  queue.addAfter("s/p", 120s);
+  queue.addAfter(subnetKey("p"), 60s);
+  queue.addAfter(subnetKey("p"), 120s);
   EXPECT_EQ(queue.waiting(), 1u);
-  queue.addAfter("s/q", 0s);
+  queue.addAfter(subnetKey("q"), 0s);
   EXPECT_EQ(queue.depth(), 1u);
-  queue.addAfter("s/p", 1ms);
-  EXPECT_EQ(queue.get(), "s/q");
+  queue.addAfter(subnetKey("p"), 1ms);
+  EXPECT_EQ(queue.get(), subnetKey("q"));
   EXPECT_EQ(queue.depth(), 0u) << "p waits for its delay";
   clock.advance(1ms);
-  EXPECT_EQ(queue.get(), "s/p") << "the 1 ms entry replaced the 60 s one";
+  EXPECT_EQ(queue.get(), subnetKey("p")) << "the 1 ms entry replaced the 60 s one";
 }
 
 // Delays are the injected clock's: a key due on it is handed out without any real wait (on the
@@ -74,12 +86,12 @@ TEST(WorkQueueTest, AnEarlierAddAfterWinsAndAZeroDelayQueuesAtOnce) {
 TEST(WorkQueueTest, ADelayedKeyIsDueWhenTheInjectedClockSaysSo) {
   base::testing::FakeClock clock;
   WorkQueue queue(clock, WorkQueueOptions{.baseDelay = 60'000ms, .maxDelay = 60'000ms});
-  queue.addRateLimited("n/a");
+  queue.addRateLimited(nodeKey("a"));
   clock.advance(59s);
-  queue.add("n/b");
-  EXPECT_EQ(queue.get(), "n/b") << "a is not due yet";
+  queue.add(nodeKey("b"));
+  EXPECT_EQ(queue.get(), nodeKey("b")) << "a is not due yet";
   clock.advance(1s);
-  EXPECT_EQ(queue.get(), "n/a");
+  EXPECT_EQ(queue.get(), nodeKey("a"));
   EXPECT_EQ(queue.waiting(), 0u);
 }
 
@@ -87,7 +99,7 @@ TEST(WorkQueueTest, ShutdownWakesGetWithNothing) {
   WorkQueue queue;
   queue.shutdown();
   EXPECT_EQ(queue.get(), std::nullopt);
-  queue.add("n/a");
+  queue.add(nodeKey("a"));
   EXPECT_EQ(queue.depth(), 0u);
 }
 
