@@ -3,6 +3,7 @@
 #include <cctype>
 #include <utility>
 
+#include "api/conditions.h"
 #include "controller/pool_status.h"
 
 namespace vnetipam::controller {
@@ -48,30 +49,20 @@ std::string nicFailureReason(azure::ErrorCode code, std::string_view azureCode) 
 }
 
 std::string boundedMessage(std::string text) {
-  if (text.size() <= kMaxConditionMessage) return text;
-  constexpr std::string_view kCut = "...";
-  std::size_t end = kMaxConditionMessage - kCut.size();
-  // Back off to the start of a UTF-8 character (continuation bytes are 10xxxxxx).
-  while (end > 0 && (static_cast<unsigned char>(text[end]) & 0xC0) == 0x80)
-    --end;
-  text.resize(end);
-  text += kCut;
-  return text;
+  return api::boundedMessage(std::move(text), kMaxConditionMessage);
 }
 
 api::Condition nextCondition(const std::optional<api::Condition>& previous, std::string_view type,
                              bool status, std::string reason, std::string message, Time now) {
-  api::Condition c{.type = std::string(type),
-                   .status = status ? "True" : "False",
-                   .reason = std::move(reason),
-                   .message = boundedMessage(std::move(message)),
-                   .lastTransitionTime = formatTime(now),
-                   .observedGeneration = 0,
-                   .extra = nlohmann::json::object()};
-  if (previous && previous->status == c.status && !previous->lastTransitionTime.empty()) {
-    c.lastTransitionTime = previous->lastTransitionTime;
-  }
-  return c;
+  return api::nextCondition(previous ? &*previous : nullptr,
+                            api::Condition{.type = std::string(type),
+                                           .status = status ? "True" : "False",
+                                           .reason = std::move(reason),
+                                           .message = std::move(message),
+                                           .lastTransitionTime = {},
+                                           .observedGeneration = 0,
+                                           .extra = nlohmann::json::object()},
+                            formatTime(now), kMaxConditionMessage);
 }
 
 bool alreadyFailing(const std::optional<api::Condition>& current, std::string_view reason) {

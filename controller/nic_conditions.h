@@ -8,7 +8,7 @@
 //   the cloud sent;
 // - every message is at most kMaxConditionMessage bytes and never ends in a cut UTF-8 sequence;
 // - nextCondition() keeps the previous lastTransitionTime while the status stays the same
-//   (Kubernetes' convention: it moves only when the status changes).
+//   (Kubernetes' convention, api::transitionTime: it moves only when the status changes).
 #pragma once
 
 #include <cstddef>

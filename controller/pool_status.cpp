@@ -5,6 +5,7 @@
 #include <fmt/chrono.h>
 #include <fmt/format.h>
 
+#include "api/conditions.h"
 #include "lib/base/time.h"
 
 namespace vnetipam::controller {
@@ -18,20 +19,17 @@ constexpr std::size_t kNamedShortNodes = 5;
 api::Condition condition(const api::PodSubnetStatus& previous, std::string_view type, bool status,
                          std::string_view reason, std::string message,
                          const PoolStatusInput& input) {
-  api::Condition c{.type = std::string(type),
-                   .status = status ? "True" : "False",
-                   .reason = std::string(reason),
-                   .message = std::move(message),
-                   .lastTransitionTime = formatTime(input.now),
-                   .observedGeneration = input.generation};
   const auto old = std::ranges::find(previous.conditions, type, &api::Condition::type);
-  if (old != previous.conditions.end()) {
-    c.extra = old->extra;
-    if (old->status == c.status && !old->lastTransitionTime.empty()) {
-      c.lastTransitionTime = old->lastTransitionTime;
-    }
-  }
-  return c;
+  const api::Condition* last = old != previous.conditions.end() ? &*old : nullptr;
+  return api::nextCondition(last,
+                            api::Condition{.type = std::string(type),
+                                           .status = status ? "True" : "False",
+                                           .reason = std::string(reason),
+                                           .message = std::move(message),
+                                           .lastTransitionTime = {},
+                                           .observedGeneration = input.generation,
+                                           .extra = last ? last->extra : nlohmann::json::object()},
+                            formatTime(input.now));
 }
 
 std::string shortNodesText(std::span<const std::string> nodes) {

@@ -8,6 +8,7 @@
 #include <spdlog/spdlog.h>
 
 #include "api/codec.h"
+#include "api/conditions.h"
 #include "api/constants.h"
 #include "lib/base/time.h"
 
@@ -138,24 +139,28 @@ std::size_t UsageReporter::report(const std::vector<BlockUsage>& usage,
     want.used = block.used;
     want.allocations = block.allocations;
     if (auto it = dataplane.find(block.name); it != dataplane.end()) {
-      if (!want.dataplane && existing_) {
-        // The first decision of this run: an earlier run's condition of the same status keeps
-        // its transition time.
-        // Decoded with the codec, as every block the agent serves was.
+      // The condition as last decided by this run; before its first decision, as an earlier run
+      // wrote it (decoded with the codec, as every block the agent serves was).
+      std::optional<api::Condition> previous;
+      if (want.dataplane) {
+        previous = api::Condition{.type = std::string(api::kConditionDataplaneSynced),
+                                  .status = want.dataplane->status,
+                                  .reason = {},
+                                  .message = {},
+                                  .lastTransitionTime = want.lastTransitionTime,
+                                  .observedGeneration = 0,
+                                  .extra = json::object()};
+      } else if (existing_) {
         if (auto stored = api::ipBlockFromJson(existing_(block.name))) {
           const auto& conditions = stored->status.conditions;
           const auto c =
               std::ranges::find(conditions, api::kConditionDataplaneSynced, &api::Condition::type);
-          if (c != conditions.end() && c->status == it->second.status) {
-            want.dataplane = it->second;
-            want.lastTransitionTime = c->lastTransitionTime;
-          }
+          if (c != conditions.end()) previous = *c;
         }
       }
-      if (!want.dataplane || want.dataplane->status != it->second.status ||
-          want.lastTransitionTime.empty()) {
-        want.lastTransitionTime = base::formatRfc3339(wallClock_());
-      }
+      want.lastTransitionTime = api::transitionTime(previous ? &*previous : nullptr,
+                                                    it->second.status,
+                                                    base::formatRfc3339(wallClock_()));
       want.dataplane = it->second;
     }
     auto last = written_.find(block.name);
