@@ -593,4 +593,38 @@ std::string describe(const ReleaseRequest& request) {
 json toJson(const PodSubnet& subnet) { return encodeObject(subnet, kPodSubnetKind); }
 json toJson(const IPBlock& block) { return encodeObject(block, kIPBlockKind); }
 
+namespace {
+
+json statusApply(std::string_view kind, std::string_view name, json status) {
+  return {{"apiVersion", kApiVersion},
+          {"kind", kind},
+          {"metadata", {{"name", name}}},
+          {"status", std::move(status)}};
+}
+
+}  // namespace
+
+json ipBlockStatusApply(std::string_view name, const IPBlockControllerStatus& s) {
+  json status = json::object();
+  if (s.phase) status["phase"] = toString(*s.phase);
+  if (s.capacity) status["capacity"] = *s.capacity;
+  if (s.lastTransitionTime) status["lastTransitionTime"] = *s.lastTransitionTime;
+  if (s.nic) {
+    json nic = withExtra(s.nic->extra);
+    nic["id"] = s.nic->id;
+    nic["ipConfiguration"] = s.nic->ipConfiguration;
+    status["nic"] = std::move(nic);
+  }
+  if (!s.conditions.empty()) status["conditions"] = encodeConditions(s.conditions);
+  return statusApply(kIPBlockKind, name, std::move(status));
+}
+
+json podSubnetStatusApply(std::string_view name, const PodSubnetStatus& status) {
+  return statusApply(kPodSubnetKind, name, toJson(status));
+}
+
+json finalizersPatch(const std::vector<std::string>& finalizers, std::string_view resourceVersion) {
+  return {{"metadata", {{"finalizers", finalizers}, {"resourceVersion", resourceVersion}}}};
+}
+
 }  // namespace vnetipam::api

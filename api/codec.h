@@ -54,4 +54,27 @@ nlohmann::json toJson(const PodSubnetStatus& status);
 nlohmann::json toJson(const IPBlockSpec& spec);
 nlohmann::json toJson(const IPBlockStatus& status);
 
+// Server-side apply bodies. An apply carries only the fields its field manager owns: a field the
+// manager applied before and leaves out now is removed, and one it sends it takes over.
+
+// The IPBlock status fields the controller owns (kControllerFieldManager), each sent only when
+// set. Never status.used or status.allocations: those are the agent's.
+struct IPBlockControllerStatus {
+  std::optional<BlockPhase> phase;
+  std::optional<std::string> lastTransitionTime;  // of the phase
+  std::optional<std::int64_t> capacity;
+  std::optional<NicRef> nic;
+  std::vector<Condition> conditions;  // the controller's own: Programmed, Invalid
+
+  bool operator==(const IPBlockControllerStatus&) const = default;
+};
+nlohmann::json ipBlockStatusApply(std::string_view name, const IPBlockControllerStatus& status);
+// The whole PodSubnet status (the controller owns all of it).
+nlohmann::json podSubnetStatusApply(std::string_view name, const PodSubnetStatus& status);
+
+// A merge patch setting metadata.finalizers to exactly `finalizers`, sent with `resourceVersion` so
+// that it fails (409) rather than drop a finalizer added since the object was read.
+nlohmann::json finalizersPatch(const std::vector<std::string>& finalizers,
+                               std::string_view resourceVersion);
+
 }  // namespace vnetipam::api

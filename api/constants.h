@@ -19,6 +19,9 @@ inline constexpr std::string_view kIPBlockPlural = "ipblocks";
 inline constexpr std::string_view kIPBlockShortName = "ipb";
 // `kubectl get vnetipam` lists both kinds.
 inline constexpr std::string_view kCategory = "vnetipam";
+// The collections' paths on the API server; an object is "<path>/<name>".
+inline constexpr std::string_view kPodSubnetsPath = "/apis/vnetipam.io/v1alpha1/podsubnets";
+inline constexpr std::string_view kIPBlocksPath = "/apis/vnetipam.io/v1alpha1/ipblocks";
 
 // Labels on every IPBlock, for label selectors and `kubectl get ipb -l`. A label value is at most
 // 63 characters, so a node with a longer name cannot carry kNodeLabel: watch a node's blocks with

@@ -49,8 +49,8 @@
 
 namespace vnetipam::controller {
 
-inline constexpr std::string_view kIPBlocksPath = "/apis/vnetipam.io/v1alpha1/ipblocks";
-inline constexpr std::string_view kPodSubnetsPath = "/apis/vnetipam.io/v1alpha1/podsubnets";
+using api::kIPBlocksPath;
+using api::kPodSubnetsPath;
 inline constexpr std::string_view kNodesPath = "/api/v1/nodes";
 
 // Where events go; EventRecorder in the binary, a list in tests.

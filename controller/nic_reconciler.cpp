@@ -38,27 +38,25 @@ std::optional<std::string> Controller::writeBlockStatus(const std::string& node,
       info = found->second;
     }
     const api::BlockPhase phase = write.phase.value_or(info.phase);
-    json status = {{"phase", api::toString(phase)}, {"capacity", prefixSize(info.cidr)}};
-    if (write.phase) {
-      status["lastTransitionTime"] = formatTime(now());
-    } else if (info.phaseTime) {
-      status["lastTransitionTime"] = *info.phaseTime;
-    }
+    api::IPBlockControllerStatus status{.phase = phase,
+                                        .lastTransitionTime = info.phaseTime,
+                                        .capacity = prefixSize(info.cidr),
+                                        .nic = std::nullopt,
+                                        .conditions = {}};
+    if (write.phase) status.lastTransitionTime = formatTime(now());
     std::string nic = info.nicId;
     if (write.phase && !nicId.empty() &&
         (phase == api::BlockPhase::kProgrammed || phase == api::BlockPhase::kReady)) {
       nic = nicId;
     }
     if (!nic.empty()) {
-      status["nic"] = {{"id", nic}, {"ipConfiguration", azure::ipConfigName(info.cidr)}};
+      status.nic = api::NicRef{
+          .id = nic, .ipConfiguration = azure::ipConfigName(info.cidr), .extra = json::object()};
     }
     const std::optional<api::Condition>& programmed =
         write.programmed ? write.programmed : info.programmed;
-    if (programmed) status["conditions"] = json::array({api::toJson(*programmed)});
-    const json body = {{"apiVersion", api::kApiVersion},
-                       {"kind", api::kIPBlockKind},
-                       {"metadata", {{"name", write.name}}},
-                       {"status", std::move(status)}};
+    if (programmed) status.conditions.push_back(*programmed);
+    const json body = api::ipBlockStatusApply(write.name, status);
     auto written = client_.applyStatus(
         blockPath(write.name), body,
         {.fieldManager = std::string(api::kControllerFieldManager), .force = true});
@@ -82,16 +80,10 @@ std::optional<std::string> Controller::writeNodeNicCondition(const std::string& 
   if (!canWrite()) return std::string("not the leader");
   // Node conditions are a list map keyed by type: this manager's apply owns this entry only,
   // and the kubelet's conditions stay as they are.
-  const json body = {
-      {"apiVersion", "v1"},
-      {"kind", "Node"},
-      {"metadata", {{"name", node}}},
-      {"status",
-       {{"conditions", json::array({{{"type", condition.type},
-                                     {"status", condition.status},
-                                     {"reason", condition.reason},
-                                     {"message", condition.message},
-                                     {"lastTransitionTime", condition.lastTransitionTime}}})}}}};
+  const json body = {{"apiVersion", "v1"},
+                     {"kind", "Node"},
+                     {"metadata", {{"name", node}}},
+                     {"status", {{"conditions", json::array({api::toJson(condition)})}}}};
   auto written = client_.applyStatus(
       fmt::format("{}/{}", kNodesPath, node), body,
       {.fieldManager = std::string(api::kControllerFieldManager), .force = true});
@@ -130,10 +122,8 @@ std::optional<std::string> Controller::removeNicFinalizer(const std::string& nam
                                                           const BlockInfo& info, bool remember) {
   // The other finalizers stay, and the resourceVersion makes the patch fail rather than drop one
   // that was added since.
-  const json patch = {
-      {"metadata",
-       {{"finalizers", info.otherFinalizers}, {"resourceVersion", info.resourceVersion}}}};
-  auto patched = client_.mergePatch(blockPath(name), patch);
+  auto patched = client_.mergePatch(
+      blockPath(name), api::finalizersPatch(info.otherFinalizers, info.resourceVersion));
   if (!patched) {
     if (patched.error().code == kube::ErrorCode::kNotFound) return std::nullopt;
     // kConflict: the watch brings the newer object and the NIC pass runs again.
@@ -151,14 +141,13 @@ std::optional<std::string> Controller::removeNicFinalizer(const std::string& nam
 
 std::optional<std::string> Controller::removeAgentDrain(const std::string& name,
                                                         const BlockInfo& info) {
-  json finalizers = json::array();
+  std::vector<std::string> finalizers;
   for (const std::string& f : info.otherFinalizers) {
     if (f != api::kAgentDrainFinalizer) finalizers.push_back(f);
   }
-  if (info.hasFinalizer) finalizers.push_back(api::kNicReleaseFinalizer);
-  const json patch = {
-      {"metadata", {{"finalizers", finalizers}, {"resourceVersion", info.resourceVersion}}}};
-  auto patched = client_.mergePatch(blockPath(name), patch);
+  if (info.hasFinalizer) finalizers.emplace_back(api::kNicReleaseFinalizer);
+  auto patched =
+      client_.mergePatch(blockPath(name), api::finalizersPatch(finalizers, info.resourceVersion));
   if (!patched) {
     if (patched.error().code == kube::ErrorCode::kNotFound) return std::nullopt;
     return fmt::format("IPBlock {}: removing finalizer {}: {}", name, api::kAgentDrainFinalizer,
@@ -182,19 +171,17 @@ std::optional<std::string> Controller::reportInvalid(const std::string& name) {
                                  .lastTransitionTime = formatTime(now()),
                                  .observedGeneration = 0,
                                  .extra = json::object()};
-  json conditions = json::array({api::toJson(condition)});
+  api::IPBlockControllerStatus status{
+      .phase = {}, .lastTransitionTime = {}, .capacity = {}, .nic = {}, .conditions = {condition}};
   // A block programmed before it was refused (by an earlier controller, judging against another
   // pool) keeps a Programmed entry, now False: left out of this apply it would vanish, and True
   // would be a lie, since a refused block's prefix is removed from the NIC as unowned.
   if (info->programmed) {
-    conditions.push_back(api::toJson(nextCondition(
+    status.conditions.push_back(nextCondition(
         info->programmed, api::kConditionProgrammed, false, std::string(kReasonRefused),
-        "the controller refuses this block (condition Invalid): it is not programmed", now())));
+        "the controller refuses this block (condition Invalid): it is not programmed", now()));
   }
-  const json body = {{"apiVersion", api::kApiVersion},
-                     {"kind", api::kIPBlockKind},
-                     {"metadata", {{"name", name}}},
-                     {"status", {{"conditions", std::move(conditions)}}}};
+  const json body = api::ipBlockStatusApply(name, status);
   auto written = client_.applyStatus(
       blockPath(name), body,
       {.fieldManager = std::string(api::kControllerFieldManager), .force = true});

@@ -173,25 +173,22 @@ std::optional<std::string> Controller::reconcileNode(const std::string& name) {
   bool again = false;
   bool changed = false;
   for (const Create& c : creates) {
-    json labels = {{api::kSubnetLabel, c.subnet}};
-    if (api::isLabelValue(name)) labels[std::string(api::kNodeLabel)] = name;
-    json annotations = json::object();
-    if (!providerID.empty()) annotations[std::string(kProviderIDAnnotation)] = providerID;
-    json metadata = {{"name", c.blockName},
-                     {"labels", std::move(labels)},
-                     {"annotations", std::move(annotations)}};
+    api::IPBlock block;
+    block.metadata.name = c.blockName;
+    block.metadata.labels.emplace(api::kSubnetLabel, c.subnet);
+    if (api::isLabelValue(name)) block.metadata.labels.emplace(api::kNodeLabel, name);
+    if (!providerID.empty()) block.metadata.annotations.emplace(kProviderIDAnnotation, providerID);
     // Only with a cloud is there a NIC to take the prefix off before the block may go; without
     // one the finalizer would only keep the block after the controller is gone (nicPass).
     // kAgentDrainFinalizer always, in the create itself (no second write): the block and its CIDR
     // stay until the node's agent has stopped serving it (node_blocks.h, "Releasing").
-    metadata["finalizers"] =
-        cloud_ ? json::array({api::kAgentDrainFinalizer, api::kNicReleaseFinalizer})
-               : json::array({api::kAgentDrainFinalizer});
-    const json body = {
-        {"apiVersion", api::kApiVersion},
-        {"kind", api::kIPBlockKind},
-        {"metadata", std::move(metadata)},
-        {"spec", {{"podSubnet", c.subnet}, {"cidr", c.cidr.toString()}, {"nodeName", name}}}};
+    block.metadata.finalizers.emplace_back(api::kAgentDrainFinalizer);
+    if (cloud_) block.metadata.finalizers.emplace_back(api::kNicReleaseFinalizer);
+    block.spec = api::IPBlockSpec{.podSubnet = c.subnet,
+                                  .cidr = c.cidr.toString(),
+                                  .nodeName = name,
+                                  .extra = json::object()};
+    const json body = api::toJson(block);
     auto created = client_.create(kIPBlocksPath, body);
     std::lock_guard lock(mutex_);
     auto state = subnetStates_.find(c.subnet);

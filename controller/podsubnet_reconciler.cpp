@@ -209,12 +209,8 @@ std::optional<std::string> Controller::reconcileSubnet(const std::string& name) 
   if (reportExhausted) event(ref, true, "Exhausted", "Allocate", exhaustedMessage);
   if (changed) {
     if (!canWrite()) return std::string("not the leader: status not written");
-    json body = {{"apiVersion", api::kApiVersion},
-                 {"kind", api::kPodSubnetKind},
-                 {"metadata", {{"name", name}}},
-                 {"status", api::toJson(status)}};
     auto written = client_.applyStatus(
-        fmt::format("{}/{}", kPodSubnetsPath, name), body,
+        fmt::format("{}/{}", kPodSubnetsPath, name), api::podSubnetStatusApply(name, status),
         {.fieldManager = std::string(api::kControllerFieldManager), .force = true});
     if (!written) {
       if (written.error().code == kube::ErrorCode::kNotFound) return std::nullopt;

@@ -13,6 +13,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "api/constants.h"
 #include "lib/base/clock.h"
 #include "lib/kube/client.h"
 #include "node-agent/allocation_store.h"
@@ -21,7 +22,7 @@
 
 namespace vnetipam::agent {
 
-inline constexpr std::string_view kIPBlocksPath = "/apis/vnetipam.io/v1alpha1/ipblocks";
+using api::kIPBlocksPath;
 inline constexpr std::string_view kPodsPath = "/api/v1/pods";
 
 // The fields of an IPBlock the agent acts on (decoded with api/codec); the error says why for an

@@ -417,5 +417,81 @@ TEST(CodecTest, LargeIntegersSurvive) {
   EXPECT_EQ(toJson(*block)["status"]["used"], INT64_MAX);
 }
 
+// The controller's status apply: what it sets comes back through the decoder as it was set, and
+// nothing it does not own (used, allocations) is in the body, not even as a zero.
+TEST(CodecTest, IPBlockStatusApplyRoundTripsTheControllersFieldsOnly) {
+  const Condition programmed{.type = "Programmed",
+                             .status = "True",
+                             .reason = "PrefixOnNIC",
+                             .message = "on the NIC",
+                             .lastTransitionTime = "2026-01-02T00:00:00Z",
+                             .observedGeneration = 0,
+                             .extra = json::object()};
+  const IPBlockControllerStatus status{
+      .phase = BlockPhase::kReady,
+      .lastTransitionTime = "2026-01-02T00:00:01Z",
+      .capacity = 16,
+      .nic = NicRef{.id = "/nic/a", .ipConfiguration = "vnetipam-1", .extra = json::object()},
+      .conditions = {programmed}};
+  const json body = ipBlockStatusApply("pods-10-0-0-16-28", status);
+  EXPECT_EQ(body["apiVersion"], "vnetipam.io/v1alpha1");
+  EXPECT_EQ(body["kind"], "IPBlock");
+  EXPECT_EQ(body["metadata"], json({{"name", "pods-10-0-0-16-28"}}));
+  EXPECT_FALSE(body["status"].contains("used"));
+  EXPECT_FALSE(body["status"].contains("allocations"));
+  auto decoded = ipBlockFromJson(body);
+  ASSERT_TRUE(decoded) << decoded.error().message;
+  EXPECT_EQ(decoded->metadata.name, "pods-10-0-0-16-28");
+  EXPECT_EQ((IPBlockControllerStatus{.phase = decoded->status.phase,
+                                     .lastTransitionTime = decoded->status.lastTransitionTime,
+                                     .capacity = decoded->status.capacity,
+                                     .nic = decoded->status.nic,
+                                     .conditions = decoded->status.conditions}),
+            status);
+}
+
+// A field left unset is left out: a conditions-only apply (the Invalid condition of a refused
+// block) carries no phase, capacity or nic.
+TEST(CodecTest, IPBlockStatusApplyLeavesOutWhatIsNotSet) {
+  const Condition invalid{.type = "Invalid",
+                          .status = "True",
+                          .reason = "Overlap",
+                          .message = "m",
+                          .lastTransitionTime = "2026-01-02T00:00:00Z",
+                          .observedGeneration = 0,
+                          .extra = json::object()};
+  EXPECT_EQ(ipBlockStatusApply("b", {.phase = {},
+                                     .lastTransitionTime = {},
+                                     .capacity = {},
+                                     .nic = {},
+                                     .conditions = {invalid}})["status"],
+            json::parse(R"({"conditions": [{"type": "Invalid", "status": "True",
+                "reason": "Overlap", "message": "m",
+                "lastTransitionTime": "2026-01-02T00:00:00Z"}]})"));
+  EXPECT_EQ(ipBlockStatusApply("b", {})["status"], json::object());
+}
+
+TEST(CodecTest, PodSubnetStatusApplyRoundTrips) {
+  PodSubnetStatus status;
+  status.cidr = "10.0.0.0/16";
+  status.totalBlocks = 4;
+  status.allocatedBlocks = 1;
+  status.allocatedIPs = 3;
+  const json body = podSubnetStatusApply("pods", status);
+  auto decoded = podSubnetFromJson(body);
+  ASSERT_TRUE(decoded) << decoded.error().message;
+  EXPECT_EQ(decoded->metadata.name, "pods");
+  EXPECT_EQ(decoded->status, status);
+  EXPECT_FALSE(body.contains("spec")) << "a status apply sends no spec";
+}
+
+TEST(CodecTest, FinalizersPatchSetsTheListUnderTheResourceVersion) {
+  EXPECT_EQ(finalizersPatch({"vnetipam.io/agent-drain"}, "42"),
+            json::parse(R"({"metadata": {"finalizers": ["vnetipam.io/agent-drain"],
+                                         "resourceVersion": "42"}})"));
+  EXPECT_EQ(finalizersPatch({}, "7")["metadata"]["finalizers"], json::array())
+      << "an empty list removes every finalizer, it is not left out";
+}
+
 }  // namespace
 }  // namespace vnetipam::api
