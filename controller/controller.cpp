@@ -466,6 +466,16 @@ kube::ObjectReference Controller::nodeRef(const std::string& node) const {
           .uid = found == nodes_.end() ? std::string() : found->second.uid};
 }
 
+kube::ObjectReference Controller::blockRef(const std::string& name) const {
+  std::lock_guard lock(mutex_);
+  const auto found = blocks_.find(name);
+  return {.apiVersion = std::string(api::kApiVersion),
+          .kind = std::string(api::kIPBlockKind),
+          .name = name,
+          .ns = "",
+          .uid = found == blocks_.end() ? std::string() : found->second.uid};
+}
+
 void Controller::event(const kube::ObjectReference& ref, bool warning, std::string_view reason,
                        std::string_view action, std::string_view note) {
   if (warning) {

@@ -39,6 +39,7 @@
 #include "controller/block_trust.h"
 #include "controller/cloud.h"
 #include "controller/metrics.h"
+#include "controller/nic_conditions.h"
 #include "controller/node_blocks.h"
 #include "controller/work_queue.h"
 #include "lib/base/clock.h"
@@ -215,17 +216,12 @@ class Controller {
   bool nodeSelected(const NodeInfo& node, const api::PodSubnetSpec& spec) const;
 
   std::optional<std::string> carve(const std::string& name, std::unique_lock<std::mutex>& lock);
-  // One status apply of an accepted block: a new phase and/or a new Programmed condition.
-  struct BlockStatusWrite {
-    std::string name;
-    std::optional<api::BlockPhase> phase;      // nullopt: the phase stays
-    std::optional<api::Condition> programmed;  // nullopt: the condition stays as it is
-  };
-  // Each apply sends every status field the controller owns (server-side apply removes a field
-  // its manager applied before and leaves out now): the phase, its lastTransitionTime, capacity,
-  // nic (`nicId` with Programmed/Ready, else the one the block has) and Programmed.
+  // One status apply per change (nic_conditions.h). Each apply sends every status field the
+  // controller owns (server-side apply removes a field its manager applied before and leaves out
+  // now): the phase, its lastTransitionTime, capacity, nic (`nicId` with Programmed/Ready, else the
+  // one the block has) and Programmed.
   std::optional<std::string> writeBlockStatus(const std::string& node,
-                                              const std::vector<BlockStatusWrite>& writes,
+                                              const std::vector<BlockStatusChange>& writes,
                                               const std::string& nicId);
   // The node's VnetIpamNICProgrammed condition (server-side apply of nodes/<node>/status).
   std::optional<std::string> writeNodeNicCondition(const std::string& node,
@@ -242,7 +238,8 @@ class Controller {
   std::optional<std::string> reportInvalid(const std::string& name);
   void event(const kube::ObjectReference& ref, bool warning, std::string_view reason,
              std::string_view action, std::string_view note);
-  kube::ObjectReference nodeRef(const std::string& node) const;  // under mutex_
+  kube::ObjectReference nodeRef(const std::string& node) const;   // under mutex_
+  kube::ObjectReference blockRef(const std::string& name) const;  // takes mutex_
   // status.foreignAddresses of a PodSubnet; under mutex_ (subnet_usage.cpp).
   std::optional<std::int64_t> foreignAddressesLocked(const std::string& name) const;
 

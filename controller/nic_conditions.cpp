@@ -1,7 +1,11 @@
 #include "controller/nic_conditions.h"
 
 #include <cctype>
+#include <map>
+#include <set>
 #include <utility>
+
+#include <fmt/format.h>
 
 #include "api/conditions.h"
 #include "controller/pool_status.h"
@@ -67,6 +71,72 @@ api::Condition nextCondition(const std::optional<api::Condition>& previous, std:
 
 bool alreadyFailing(const std::optional<api::Condition>& current, std::string_view reason) {
   return current && current->status == "False" && current->reason == reason;
+}
+
+NicStatusPlan planNicStatus(const NicStatusInput& input) {
+  NicStatusPlan out;
+  std::map<std::string, const NicStatusBlock*> byName;
+  for (const NicStatusBlock& b : input.blocks)
+    byName.emplace(b.block.name, &b);
+  const std::optional<NicPutFailure>& failure = input.putFailure;
+  std::map<std::string, BlockStatusChange> writes;
+  for (const PhaseChange& change : input.phaseChanges) {
+    const auto found = byName.find(change.name);
+    if (found == byName.end()) continue;
+    const NicStatusBlock& b = *found->second;
+    BlockStatusChange write{.name = change.name, .phase = change.to, .programmed = {}};
+    const ipam::Prefix& cidr = b.block.cidr;
+    if (change.to == api::BlockPhase::kReady) {
+      write.programmed = nextCondition(b.programmed, api::kConditionProgrammed, true,
+                                       std::string(kReasonPrefixOnNic),
+                                       fmt::format("prefix {} is on NIC {} as ipConfiguration {}",
+                                                   cidr.toString(), input.nicId, b.ipConfiguration),
+                                       input.now);
+    } else if (change.to == api::BlockPhase::kPending) {
+      write.programmed =
+          failure ? nextCondition(b.programmed, api::kConditionProgrammed, false, failure->reason,
+                                  failure->message, input.now)
+                  : nextCondition(b.programmed, api::kConditionProgrammed, false,
+                                  std::string(kReasonPrefixVanished),
+                                  fmt::format("prefix {} is no longer on NIC {}; programming it "
+                                              "again",
+                                              cidr.toString(), input.nicId),
+                                  input.now);
+    }
+    writes.emplace(change.name, std::move(write));
+  }
+  if (failure) {
+    const std::set<ipam::Prefix> onNic(input.nicPrefixes.begin(), input.nicPrefixes.end());
+    for (const NicStatusBlock& b : input.blocks) {
+      // The blocks this PUT was to add; a leaving block is never added (N8).
+      if (b.block.trust != Trust::kAccepted || b.block.leaving() || onNic.contains(b.block.cidr)) {
+        continue;
+      }
+      if (alreadyFailing(b.programmed, failure->reason)) continue;
+      out.newlyFailing.push_back(b.block.name);
+      if (writes.contains(b.block.name)) continue;  // a vanished prefix: its write says it already
+      writes.emplace(b.block.name,
+                     BlockStatusChange{.name = b.block.name,
+                                       .phase = std::nullopt,
+                                       .programmed = nextCondition(
+                                           b.programmed, api::kConditionProgrammed, false,
+                                           failure->reason, failure->message, input.now)});
+    }
+  }
+  for (auto& [name, write] : writes)
+    out.writes.push_back(std::move(write));
+  const std::optional<api::Condition>& node = input.nodeCondition;
+  if (input.nodeExists && failure && !alreadyFailing(node, failure->reason)) {
+    out.nodeCondition = nextCondition(node, api::kNodeConditionNicProgrammed, false,
+                                      failure->reason, failure->message, input.now);
+  } else if (input.nodeExists && !failure && node && node->status != "True") {
+    out.nodeCondition = nextCondition(
+        node, api::kNodeConditionNicProgrammed, true, std::string(kReasonNicProgrammed),
+        fmt::format("NIC {} carries the prefixes of the node's blocks again", input.nicId),
+        input.now);
+    out.nodeRecovered = true;
+  }
+  return out;
 }
 
 }  // namespace vnetipam::controller

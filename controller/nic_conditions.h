@@ -1,6 +1,7 @@
 // The words the controller uses to explain cloud programming: the IPBlock condition Programmed,
 // the Node condition VnetIpamNICProgrammed (api/types.h) and the Events that go with them. Pure:
-// reasons, bounded messages and the lastTransitionTime rule; the writes are nic_reconciler.cpp's.
+// reasons, bounded messages, the lastTransitionTime rule and which writes one NIC pass makes
+// (planNicStatus); the writes themselves are nic_reconciler.cpp's.
 //
 // What a caller may rely on:
 // - every reason returned here matches metav1.Condition's reason pattern
@@ -13,10 +14,13 @@
 
 #include <cstddef>
 #include <optional>
+#include <span>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "api/types.h"
+#include "controller/nic_reconcile.h"
 #include "controller/node_blocks.h"
 #include "lib/azure/error.h"
 
@@ -63,5 +67,57 @@ api::Condition nextCondition(const std::optional<api::Condition>& previous, std:
 // `current` already says False for this reason: writing it again would change nothing a reader
 // needs (a new message for the same reason is not worth an API write per retry).
 bool alreadyFailing(const std::optional<api::Condition>& current, std::string_view reason);
+
+// ---- The status writes of one NIC pass: a pure decision over what the pass saw and did ----
+
+// One status apply of an accepted block: a new phase and/or a new Programmed condition.
+struct BlockStatusChange {
+  std::string name;
+  std::optional<api::BlockPhase> phase;      // nullopt: the phase stays
+  std::optional<api::Condition> programmed;  // nullopt: the condition stays as it is
+
+  bool operator==(const BlockStatusChange&) const = default;
+};
+
+// What the status decision needs of one block of the node.
+struct NicStatusBlock {
+  NicBlock block;
+  std::optional<api::Condition> programmed;  // status.conditions[Programmed] as the cache has it
+  std::string ipConfiguration;               // the NIC ipConfiguration that carries its prefix
+};
+
+// A failed NIC PUT, in the words of the conditions (nicFailureReason, and the message quoting the
+// cloud's error).
+struct NicPutFailure {
+  std::string reason;
+  std::string message;
+};
+
+struct NicStatusInput {
+  std::span<const NicStatusBlock> blocks;
+  std::span<const PhaseChange> phaseChanges;  // NicPlan::phaseChanges
+  std::span<const ipam::Prefix> nicPrefixes;  // the NIC as the pass's GET read it
+  std::string nicId;
+  std::optional<NicPutFailure> putFailure;  // the pass's PUT failed
+  bool nodeExists = true;
+  std::optional<api::Condition> nodeCondition;  // the Node's VnetIpamNICProgrammed
+  Time now{};
+};
+
+struct NicStatusPlan {
+  // The phase changes of the table, each with its Programmed condition in the same apply (so the
+  // happy path costs no write more than the phase), and, when the PUT failed, Programmed=False on
+  // the blocks it was to add, once per distinct reason. Sorted by name.
+  std::vector<BlockStatusChange> writes;
+  // Blocks whose Programmed turns False for this failure: each gets a Warning Event, once.
+  std::vector<std::string> newlyFailing;
+  // The Node condition to write: only when a PUT fails, and True again when the NIC takes one (or
+  // needs none) afterwards, so a node whose NIC never failed costs no write.
+  std::optional<api::Condition> nodeCondition;
+  // nodeCondition is the return to True: a Normal Event goes with it once it is written.
+  bool nodeRecovered = false;
+};
+
+NicStatusPlan planNicStatus(const NicStatusInput& input);
 
 }  // namespace vnetipam::controller

@@ -195,4 +195,25 @@ NicPlan planNic(const NicInput& input) {
   return plan;
 }
 
+NoCloudPlan planWithoutCloud(std::span<const NicBlock> blocks,
+                             std::span<const std::string> withFinalizer) {
+  NoCloudPlan out;
+  for (const NicBlock& b : blocks) {
+    if (b.trust != Trust::kAccepted) {
+      if (b.deleting) out.finished.push_back(b.name);
+    } else if (b.leaving()) {
+      out.finished.push_back(b.name);
+    } else if (b.phase != api::BlockPhase::kReady) {
+      out.toReady.push_back(b.name);
+    }
+  }
+  // A finished block loses the finalizer with its release.
+  for (const std::string& name : withFinalizer) {
+    if (std::ranges::find(out.finished, name) == out.finished.end()) {
+      out.dropFinalizer.push_back(name);
+    }
+  }
+  return out;
+}
+
 }  // namespace vnetipam::controller

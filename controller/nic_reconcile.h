@@ -105,4 +105,31 @@ struct NicPlan {
 
 NicPlan planNic(const NicInput& input);
 
+// --cloud=none: no NIC to program; accepted blocks go Pending -> Ready, leaving blocks go at once.
+//
+// The finalizer rule without a cloud: kNicReleaseFinalizer promises a NIC step (the block's prefix
+// taken off its node's NIC) before the object may go, and this controller takes none: a leaving
+// block is released at once. So no block keeps the finalizer, neither a new one (the Node
+// reconciler does not add it) nor one found carrying it (made by an earlier version, or while the
+// controller ran with a cloud), which would otherwise outlive every controller and hang the
+// deletion of the CRDs once the chart is gone. Removing it is safe because releasing a block here
+// never waits for a NIC anyway; a prefix such a block left on a NIC is removed as unowned (after
+// the grace) when a controller runs with the cloud again.
+//
+// Only accepted blocks move: a refused or undecided block is never set Ready, and is never deleted
+// here (only its own deletion, by someone else, lets it lose the finalizer).
+struct NoCloudPlan {
+  std::vector<std::string> toReady;  // set Ready, with Programmed=True (reason NoCloud)
+  // Release now: delete the object if it is not being deleted yet, and drop the finalizer.
+  std::vector<std::string> finished;
+  // Blocks not finished that still carry kNicReleaseFinalizer: drop it.
+  std::vector<std::string> dropFinalizer;
+
+  bool operator==(const NoCloudPlan&) const = default;
+};
+
+// `withFinalizer`: the blocks that carry vnetipam.io/nic-release.
+NoCloudPlan planWithoutCloud(std::span<const NicBlock> blocks,
+                             std::span<const std::string> withFinalizer);
+
 }  // namespace vnetipam::controller

@@ -22,11 +22,11 @@ namespace vnetipam::controller {
 
 using nlohmann::json;
 
-std::optional<std::string> Controller::writeBlockStatus(const std::string& node,
-                                                        const std::vector<BlockStatusWrite>& writes,
-                                                        const std::string& nicId) {
+std::optional<std::string> Controller::writeBlockStatus(
+    const std::string& node, const std::vector<BlockStatusChange>& writes,
+    const std::string& nicId) {
   std::optional<std::string> firstError;
-  for (const BlockStatusWrite& write : writes) {
+  for (const BlockStatusChange& write : writes) {
     if (!canWrite()) return std::string("not the leader");
     BlockInfo info;
     {
@@ -280,45 +280,23 @@ std::optional<std::string> Controller::nicPass(const std::string& node, bool& ag
   }
 
   if (!cloud_) {
-    // --cloud=none: no NIC to program; blocks go Pending -> Ready, leaving blocks go at once.
-    //
-    // The finalizer rule without a cloud: kNicReleaseFinalizer promises a NIC step (the block's
-    // prefix taken off its node's NIC) before the object may go, and this controller takes none:
-    // a leaving block is released at once, below. So no block keeps the finalizer, neither a new
-    // one (reconcileNode does not add it) nor one found carrying it (made by an earlier version,
-    // or while the controller ran with a cloud), which would otherwise outlive every controller
-    // and hang the deletion of the CRDs once the chart is gone. Removing it is safe because
-    // releasing a block here never waits for a NIC anyway; a prefix such a block left on a NIC is
-    // removed as unowned (after nicOrphanGrace) when a controller runs with the cloud again.
-    //
-    // Only accepted blocks move: a refused or undecided block is never set Ready, and is never
-    // deleted here (only its own deletion, by someone else, lets it lose the finalizer).
-    std::vector<BlockStatusWrite> changes;
-    std::vector<std::string> finished;
-    for (const NicBlock& b : blocks) {
-      if (b.trust != Trust::kAccepted) {
-        if (b.deleting) finished.push_back(b.name);
-      } else if (b.leaving()) {
-        finished.push_back(b.name);
-      } else if (b.phase != api::BlockPhase::kReady) {
-        // Programmed goes with Ready, in the same apply: no write of its own.
-        changes.push_back(
-            {.name = b.name,
-             .phase = api::BlockPhase::kReady,
-             .programmed = nextCondition(programmedOf[b.name], api::kConditionProgrammed, true,
-                                         std::string(kReasonNoCloud),
-                                         "the controller runs with --cloud=none: there is no NIC "
-                                         "to program, the network routes the block by itself",
-                                         now())});
-      }
+    // --cloud=none: no NIC to program (the rules are planWithoutCloud's, nic_reconcile.h).
+    const NoCloudPlan noCloud = planWithoutCloud(blocks, withFinalizer);
+    std::vector<BlockStatusChange> changes;
+    for (const std::string& name : noCloud.toReady) {
+      // Programmed goes with Ready, in the same apply: no write of its own.
+      changes.push_back(
+          {.name = name,
+           .phase = api::BlockPhase::kReady,
+           .programmed = nextCondition(programmedOf[name], api::kConditionProgrammed, true,
+                                       std::string(kReasonNoCloud),
+                                       "the controller runs with --cloud=none: there is no NIC "
+                                       "to program, the network routes the block by itself",
+                                       now())});
     }
-    // A leaving block loses the finalizer in finishReleasing, with its release.
-    std::erase_if(withFinalizer, [&](const std::string& name) {
-      return std::ranges::find(finished, name) != finished.end();
-    });
     auto error = writeBlockStatus(node, changes, "");
-    auto released = finishReleasing(finished);
-    auto dropped = dropNicFinalizers(withFinalizer);
+    auto released = finishReleasing(noCloud.finished);
+    auto dropped = dropNicFinalizers(noCloud.dropFinalizer);
     return error ? error : released ? released : dropped;
   }
 
@@ -394,117 +372,57 @@ std::optional<std::string> Controller::nicPass(const std::string& node, bool& ag
     }
   }
   const bool putOk = !putError;
-  const std::string failReason =
-      putError ? nicFailureReason(putError->code, putError->azureCode) : std::string();
-  const std::string failMessage =
-      putError ? fmt::format("programming NIC {} failed: {}", *nicId, putError->message)
-               : std::string();
-
-  // Status writes: the phase changes of the table, each with its Programmed condition in the
-  // same apply (so the happy path costs no write more than the phase), and, when the PUT failed,
-  // Programmed=False on the blocks it was to add, once per distinct reason.
-  std::map<std::string, ipam::Prefix> cidrOf;
-  for (const NicBlock& b : blocks)
-    cidrOf.emplace(b.name, b.cidr);
-  std::map<std::string, BlockStatusWrite> writes;
-  for (const PhaseChange& change : plan.phaseChanges) {
-    BlockStatusWrite write{.name = change.name, .phase = change.to, .programmed = {}};
-    const std::optional<api::Condition>& previous = programmedOf[change.name];
-    const ipam::Prefix cidr = cidrOf.at(change.name);
-    if (change.to == api::BlockPhase::kReady) {
-      write.programmed =
-          nextCondition(previous, api::kConditionProgrammed, true, std::string(kReasonPrefixOnNic),
-                        fmt::format("prefix {} is on NIC {} as ipConfiguration {}", cidr.toString(),
-                                    *nicId, azure::ipConfigName(cidr)),
-                        now());
-    } else if (change.to == api::BlockPhase::kPending) {
-      write.programmed =
-          putError ? nextCondition(previous, api::kConditionProgrammed, false, failReason,
-                                   failMessage, now())
-                   : nextCondition(previous, api::kConditionProgrammed, false,
-                                   std::string(kReasonPrefixVanished),
-                                   fmt::format("prefix {} is no longer on NIC {}; programming it "
-                                               "again",
-                                               cidr.toString(), *nicId),
-                                   now());
-    }
-    writes.emplace(change.name, std::move(write));
-  }
-  std::vector<std::string> newlyFailing;  // blocks whose Programmed turns False for this failure
+  std::optional<NicPutFailure> failure;
   if (putError) {
-    const std::set<ipam::Prefix> onNic(nic->prefixes.begin(), nic->prefixes.end());
-    for (const NicBlock& b : blocks) {
-      // The blocks this PUT was to add; a leaving block is never added (N8).
-      if (b.trust != Trust::kAccepted || b.leaving() || onNic.contains(b.cidr)) continue;
-      const std::optional<api::Condition>& previous = programmedOf[b.name];
-      if (alreadyFailing(previous, failReason)) continue;
-      newlyFailing.push_back(b.name);
-      if (writes.contains(b.name)) continue;  // a vanished prefix: its write says it already
-      writes.emplace(b.name, BlockStatusWrite{.name = b.name,
-                                              .phase = std::nullopt,
-                                              .programmed = nextCondition(
-                                                  previous, api::kConditionProgrammed, false,
-                                                  failReason, failMessage, now())});
-    }
+    failure = NicPutFailure{
+        .reason = nicFailureReason(putError->code, putError->azureCode),
+        .message = fmt::format("programming NIC {} failed: {}", *nicId, putError->message)};
   }
-  std::vector<BlockStatusWrite> changes;
-  for (auto& [name, write] : writes)
-    changes.push_back(std::move(write));
-  if (auto e = writeBlockStatus(node, changes, *nicId); e && !error) error = e;
+  std::vector<NicStatusBlock> statusBlocks;
+  for (const NicBlock& b : blocks) {
+    statusBlocks.push_back({.block = b,
+                            .programmed = programmedOf[b.name],
+                            .ipConfiguration = azure::ipConfigName(b.cidr)});
+  }
+  const NicStatusPlan status = planNicStatus({.blocks = statusBlocks,
+                                              .phaseChanges = plan.phaseChanges,
+                                              .nicPrefixes = nic->prefixes,
+                                              .nicId = *nicId,
+                                              .putFailure = failure,
+                                              .nodeExists = nodeExists,
+                                              .nodeCondition = nodeCondition,
+                                              .now = now()});
+  if (auto e = writeBlockStatus(node, status.writes, *nicId); e && !error) error = e;
   // After a PUT whose outcome is unknown keep every finalizer: the next GET tells.
   if (putOk) {
     if (auto e = finishReleasing(plan.finishedReleasing); e && !error) error = e;
   }
   for (const NicEvent& e : plan.events) {
     kube::ObjectReference regarding = ref;
-    if (!e.block.empty()) {
-      std::lock_guard lock(mutex_);
-      const auto found = blocks_.find(e.block);
-      regarding = {.apiVersion = std::string(api::kApiVersion),
-                   .kind = std::string(api::kIPBlockKind),
-                   .name = e.block,
-                   .ns = "",
-                   .uid = found == blocks_.end() ? std::string() : found->second.uid};
-    }
+    if (!e.block.empty()) regarding = blockRef(e.block);
     event(regarding, e.warning, toString(e.reason), "ProgramNIC", e.message);
   }
-  if (putError) {
+  if (failure) {
     // Every failed PUT is an Event on the Node (the recorder folds repeats into a series, so its
     // count says how many tries failed); a block's Event comes with its condition, once.
     event(ref, true, kEventNicProgrammingFailed, "ProgramNIC",
-          fmt::format("{} ({})", failMessage, failReason));
-    for (const std::string& name : newlyFailing) {
-      const std::optional<BlockInfo> info = block(name);
-      const kube::ObjectReference regarding{.apiVersion = std::string(api::kApiVersion),
-                                            .kind = std::string(api::kIPBlockKind),
-                                            .name = name,
-                                            .ns = "",
-                                            .uid = info ? info->uid : std::string()};
-      event(regarding, true, kEventNicProgrammingFailed, "ProgramNIC",
-            fmt::format("prefix {} is not on node {}'s NIC: {} ({})", cidrOf.at(name).toString(),
-                        node, failMessage, failReason));
+          fmt::format("{} ({})", failure->message, failure->reason));
+    for (const std::string& name : status.newlyFailing) {
+      const auto b = std::ranges::find(blocks, name, &NicBlock::name);
+      event(blockRef(name), true, kEventNicProgrammingFailed, "ProgramNIC",
+            fmt::format("prefix {} is not on node {}'s NIC: {} ({})", b->cidr.toString(), node,
+                        failure->message, failure->reason));
     }
   }
-  // The Node condition is written only when a PUT fails, and True again when the NIC takes one
-  // (or needs none) afterwards: a node whose NIC never failed costs no write. A failed write is
-  // only logged: the condition must not hold up programming (a chart without the nodes/status
-  // grant, say), and the next pass writes it again.
-  if (nodeExists && putError && !alreadyFailing(nodeCondition, failReason)) {
-    if (auto e = writeNodeNicCondition(
-            node, nextCondition(nodeCondition, api::kNodeConditionNicProgrammed, false, failReason,
-                                failMessage, now()))) {
+  // A failed Node condition write is only logged: the condition must not hold up programming (a
+  // chart without the nodes/status grant, say), and the next pass writes it again.
+  if (status.nodeCondition) {
+    if (auto e = writeNodeNicCondition(node, *status.nodeCondition)) {
       spdlog::warn("{}", *e);
-    }
-  } else if (nodeExists && putOk && nodeCondition && nodeCondition->status != "True") {
-    const std::string message =
-        fmt::format("NIC {} carries the prefixes of the node's blocks again", *nicId);
-    if (auto e = writeNodeNicCondition(
-            node, nextCondition(nodeCondition, api::kNodeConditionNicProgrammed, true,
-                                std::string(kReasonNicProgrammed), message, now()))) {
-      spdlog::warn("{}", *e);
-    } else {
+    } else if (status.nodeRecovered) {
       event(ref, false, kEventNicProgrammingRecovered, "ProgramNIC",
-            fmt::format("{} (it failed before: {})", message, nodeCondition->reason));
+            fmt::format("{} (it failed before: {})", status.nodeCondition->message,
+                        nodeCondition->reason));
     }
   }
   {

@@ -97,4 +97,20 @@ NodeBlockDecision decideNodeBlocks(const NodeBlockPolicy& policy, const NodeBloc
   return decision;
 }
 
+NodeBlockChores decideNodeBlockChores(std::span<const NodeBlockFacts> blocks, bool nodeExists) {
+  NodeBlockChores out;
+  for (const NodeBlockFacts& b : blocks) {
+    if (b.refusedUnreported) out.reportInvalid.push_back(b.name);
+    if (!b.subnetKnown) {
+      if (b.accepted && !b.deleting) {
+        out.releaseSubnetGone.push_back(b.name);
+      } else if (b.undecided) {
+        out.checkSubnet.push_back(b.name);
+      }
+    }
+    if (!nodeExists && b.deleting && b.agentDrain) out.dropAgentDrain.push_back(b.name);
+  }
+  return out;
+}
+
 }  // namespace vnetipam::controller

@@ -127,4 +127,33 @@ struct NodeBlockInput {
 
 NodeBlockDecision decideNodeBlocks(const NodeBlockPolicy& policy, const NodeBlockInput& input);
 
+// What else one pass of the Node reconciler does with each block of the node, of every PodSubnet,
+// besides the counts above. The trust verdict (block_trust.h) comes in as flags.
+struct NodeBlockFacts {
+  std::string name;
+  bool accepted = false;           // the pool holds its CIDR for it
+  bool undecided = false;          // not judged yet
+  bool refusedUnreported = false;  // refused, and its status has no Invalid condition yet
+  bool subnetKnown = true;         // its PodSubnet is in the cache
+  bool deleting = false;           // metadata.deletionTimestamp is set
+  bool agentDrain = false;         // still carries vnetipam.io/agent-drain
+};
+
+struct NodeBlockChores {
+  // Write the Invalid condition and its Warning Event.
+  std::vector<std::string> reportInvalid;
+  // Its PodSubnet is not in the cache and the block was never judged: GET the PodSubnet; a 404
+  // refuses the block (UnknownPodSubnet), since it may name a PodSubnet that never existed.
+  std::vector<std::string> checkSubnet;
+  // An accepted block goes with its PodSubnet: delete it (reason PodSubnetGone).
+  std::vector<std::string> releaseSubnetGone;
+  // No agent is left to give up a block of a deleted Node: remove agent-drain, once a GET confirms
+  // the Node is gone (not only the cache).
+  std::vector<std::string> dropAgentDrain;
+
+  bool operator==(const NodeBlockChores&) const = default;
+};
+
+NodeBlockChores decideNodeBlockChores(std::span<const NodeBlockFacts> blocks, bool nodeExists);
+
 }  // namespace vnetipam::controller

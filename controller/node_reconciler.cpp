@@ -139,22 +139,23 @@ std::optional<std::string> Controller::reconcileNode(const std::string& name) {
       }
       if (decision.recheckAt) enqueueAfter(nodeKey(name), *decision.recheckAt - t);
     }
+    std::vector<NodeBlockFacts> facts;
     for (const std::string& blockName : names) {
       const BlockInfo& info = blocks_.at(blockName);
-      if (info.trust == Trust::kInvalid && !info.invalidInStatus) reports.push_back(blockName);
-      if (!subnets_.contains(info.podSubnet)) {
-        // A block the pool held goes with its PodSubnet; one never judged may name a PodSubnet
-        // that never existed: a GET tells, and such a block is refused, not deleted.
-        if (info.trust == Trust::kAccepted && !info.deleting) {
-          deletes.push_back({blockName, info.uid, "PodSubnetGone"});
-        } else if (info.trust == Trust::kUndecided) {
-          subnetChecks.push_back(blockName);
-        }
-      }
-      // No agent is left to give up a block of a deleted Node: the controller does it (after a GET
-      // confirms the Node is gone, not only the cache).
-      if (node == nodes_.end() && info.deleting && info.agentDrain) drains.push_back(blockName);
+      facts.push_back({.name = blockName,
+                       .accepted = info.trust == Trust::kAccepted,
+                       .undecided = info.trust == Trust::kUndecided,
+                       .refusedUnreported = info.trust == Trust::kInvalid && !info.invalidInStatus,
+                       .subnetKnown = subnets_.contains(info.podSubnet),
+                       .deleting = info.deleting,
+                       .agentDrain = info.agentDrain});
     }
+    NodeBlockChores chores = decideNodeBlockChores(facts, node != nodes_.end());
+    for (const std::string& blockName : chores.releaseSubnetGone)
+      deletes.push_back({blockName, blocks_.at(blockName).uid, "PodSubnetGone"});
+    reports = std::move(chores.reportInvalid);
+    subnetChecks = std::move(chores.checkSubnet);
+    drains = std::move(chores.dropAgentDrain);
   }
 
   if (!canWrite()) {

@@ -70,5 +70,126 @@ TEST(NicConditionsTest, LastTransitionTimeMovesOnlyWithTheStatus) {
   EXPECT_FALSE(alreadyFailing(std::nullopt, "Throttled"));
 }
 
+// planNicStatus: the status writes, Events and Node condition of one NIC pass.
+
+const Time kT0 = std::chrono::sys_days{std::chrono::year{2026} / 1 / 2};
+const ipam::Prefix kA = *ipam::Prefix::parse("10.240.0.16/28");
+const ipam::Prefix kB = *ipam::Prefix::parse("10.240.0.32/28");
+
+NicStatusBlock statusBlock(std::string name, const ipam::Prefix& cidr, api::BlockPhase phase,
+                           std::optional<api::Condition> programmed = std::nullopt) {
+  return {.block = {.name = std::move(name), .cidr = cidr, .phase = phase},
+          .programmed = std::move(programmed),
+          .ipConfiguration = "vnetipam-x"};
+}
+
+TEST(NicStatusTest, AMoveToReadyCarriesProgrammedTrueInTheSameWrite) {
+  const std::vector<NicStatusBlock> blocks = {statusBlock("a", kA, api::BlockPhase::kPending)};
+  const std::vector<PhaseChange> changes = {
+      {.name = "a", .from = api::BlockPhase::kPending, .to = api::BlockPhase::kReady}};
+  const std::vector<ipam::Prefix> onNic = {kA};
+  const NicStatusPlan plan = planNicStatus({.blocks = blocks,
+                                            .phaseChanges = changes,
+                                            .nicPrefixes = onNic,
+                                            .nicId = "/nic/a",
+                                            .putFailure = {},
+                                            .nodeExists = true,
+                                            .nodeCondition = {},
+                                            .now = kT0});
+  ASSERT_EQ(plan.writes.size(), 1u);
+  EXPECT_EQ(plan.writes[0].phase, api::BlockPhase::kReady);
+  ASSERT_TRUE(plan.writes[0].programmed);
+  EXPECT_EQ(plan.writes[0].programmed->status, "True");
+  EXPECT_EQ(plan.writes[0].programmed->reason, kReasonPrefixOnNic);
+  EXPECT_EQ(plan.writes[0].programmed->message,
+            "prefix 10.240.0.16/28 is on NIC /nic/a as ipConfiguration vnetipam-x");
+  EXPECT_TRUE(plan.newlyFailing.empty());
+  EXPECT_FALSE(plan.nodeCondition) << "a node whose NIC never failed costs no write";
+}
+
+TEST(NicStatusTest, AFailedPutMarksTheBlocksItWasToAddOncePerReason) {
+  const api::Condition throttled =
+      nextCondition(std::nullopt, api::kConditionProgrammed, false, "Throttled", "429", kT0);
+  std::vector<NicStatusBlock> blocks = {
+      statusBlock("new", kA, api::BlockPhase::kPending),
+      statusBlock("same", kB, api::BlockPhase::kPending, throttled),
+      statusBlock("on", *ipam::Prefix::parse("10.240.0.48/28"), api::BlockPhase::kReady),
+      statusBlock("leaving", *ipam::Prefix::parse("10.240.0.64/28"), api::BlockPhase::kPending),
+      statusBlock("refused", *ipam::Prefix::parse("10.240.0.80/28"), api::BlockPhase::kPending)};
+  blocks[3].block.deleting = true;
+  blocks[4].block.trust = Trust::kInvalid;
+  const std::vector<ipam::Prefix> onNic = {*ipam::Prefix::parse("10.240.0.48/28")};
+  const NicStatusInput input{.blocks = blocks,
+                             .phaseChanges = {},
+                             .nicPrefixes = onNic,
+                             .nicId = "/nic/a",
+                             .putFailure = NicPutFailure{.reason = "Throttled", .message = "m"},
+                             .nodeExists = true,
+                             .nodeCondition = {},
+                             .now = kT0 + std::chrono::hours(1)};
+  const NicStatusPlan plan = planNicStatus(input);
+  EXPECT_EQ(plan.newlyFailing, std::vector<std::string>{"new"});
+  ASSERT_EQ(plan.writes.size(), 1u);
+  EXPECT_EQ(plan.writes[0].name, "new");
+  EXPECT_EQ(plan.writes[0].phase, std::nullopt) << "a failure keeps the phase";
+  EXPECT_EQ(plan.writes[0].programmed->reason, "Throttled");
+  ASSERT_TRUE(plan.nodeCondition);
+  EXPECT_EQ(plan.nodeCondition->type, api::kNodeConditionNicProgrammed);
+  EXPECT_EQ(plan.nodeCondition->status, "False");
+  EXPECT_FALSE(plan.nodeRecovered);
+
+  NicStatusInput again = input;
+  again.nodeCondition = plan.nodeCondition;
+  EXPECT_FALSE(planNicStatus(again).nodeCondition) << "the same failure again: no Node write";
+}
+
+TEST(NicStatusTest, AVanishedPrefixSaysWhyInItsPendingWrite) {
+  const std::vector<NicStatusBlock> blocks = {statusBlock("a", kA, api::BlockPhase::kReady)};
+  const std::vector<PhaseChange> changes = {
+      {.name = "a", .from = api::BlockPhase::kReady, .to = api::BlockPhase::kPending}};
+  NicStatusInput input{.blocks = blocks,
+                       .phaseChanges = changes,
+                       .nicPrefixes = {},
+                       .nicId = "/nic/a",
+                       .putFailure = {},
+                       .nodeExists = true,
+                       .nodeCondition = {},
+                       .now = kT0};
+  NicStatusPlan plan = planNicStatus(input);
+  ASSERT_EQ(plan.writes.size(), 1u);
+  EXPECT_EQ(plan.writes[0].programmed->reason, kReasonPrefixVanished);
+  input.putFailure = NicPutFailure{.reason = "PrivateIPAddressInUse", .message = "in use"};
+  plan = planNicStatus(input);
+  ASSERT_EQ(plan.writes.size(), 1u) << "one write for the block, not two";
+  EXPECT_EQ(plan.writes[0].phase, api::BlockPhase::kPending);
+  EXPECT_EQ(plan.writes[0].programmed->reason, "PrivateIPAddressInUse");
+  EXPECT_EQ(plan.newlyFailing, std::vector<std::string>{"a"});
+}
+
+TEST(NicStatusTest, TheNodeConditionTurnsTrueOnlyAfterAFailure) {
+  const api::Condition failing =
+      nextCondition(std::nullopt, api::kNodeConditionNicProgrammed, false, "Throttled", "429", kT0);
+  NicStatusInput input{.blocks = {},
+                       .phaseChanges = {},
+                       .nicPrefixes = {},
+                       .nicId = "/nic/a",
+                       .putFailure = {},
+                       .nodeExists = true,
+                       .nodeCondition = failing,
+                       .now = kT0 + std::chrono::hours(1)};
+  NicStatusPlan plan = planNicStatus(input);
+  ASSERT_TRUE(plan.nodeCondition);
+  EXPECT_EQ(plan.nodeCondition->status, "True");
+  EXPECT_EQ(plan.nodeCondition->reason, kReasonNicProgrammed);
+  EXPECT_EQ(plan.nodeCondition->lastTransitionTime, "2026-01-02T01:00:00Z");
+  EXPECT_TRUE(plan.nodeRecovered);
+
+  input.nodeCondition = plan.nodeCondition;
+  EXPECT_FALSE(planNicStatus(input).nodeCondition) << "already True";
+  input.nodeCondition = failing;
+  input.nodeExists = false;
+  EXPECT_FALSE(planNicStatus(input).nodeCondition) << "no Node to write";
+}
+
 }  // namespace
 }  // namespace vnetipam::controller

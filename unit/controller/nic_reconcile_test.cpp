@@ -289,5 +289,23 @@ TEST(NicReconcile, N15AnUndecidedBlockKeepsItsPrefixButIsNotProgrammed) {
   EXPECT_TRUE(p.unownedFirstSeen.empty()) << "owned, so never removed as unowned";
 }
 
+TEST(NicReconcile, WithoutACloudAcceptedBlocksGoReadyAndLeavingOnesGoAtOnce) {
+  std::vector<NicBlock> blocks = {
+      block("pending", "10.240.0.16/28", BlockPhase::kPending),
+      block("ready", "10.240.0.32/28", BlockPhase::kReady),
+      block("leaving", "10.240.0.48/28", BlockPhase::kReady, true),
+      block("refused", "10.240.0.64/28", BlockPhase::kPending),
+      block("refused-gone", "10.240.0.80/28", BlockPhase::kPending, true),
+      block("undecided", "10.240.0.96/28", BlockPhase::kPending)};
+  blocks[3].trust = Trust::kInvalid;
+  blocks[4].trust = Trust::kInvalid;
+  blocks[5].trust = Trust::kUndecided;
+  const std::vector<std::string> withFinalizer = {"ready", "leaving", "refused"};
+  EXPECT_EQ(planWithoutCloud(blocks, withFinalizer),
+            (NoCloudPlan{.toReady = {"pending"},
+                         .finished = {"leaving", "refused-gone"},
+                         .dropFinalizer = {"ready", "refused"}}));
+}
+
 }  // namespace
 }  // namespace vnetipam::controller

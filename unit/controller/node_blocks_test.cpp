@@ -330,5 +330,38 @@ TEST(NodeBlocksProperty, RandomUsageNeverBreaksTheRules) {
   }
 }
 
+// decideNodeBlockChores: the rest of a Node pass, block by block.
+TEST(NodeBlockChores, ARefusedBlockIsReportedOnce) {
+  const std::vector<NodeBlockFacts> blocks = {{.name = "new", .refusedUnreported = true},
+                                              {.name = "reported"}};
+  EXPECT_EQ(decideNodeBlockChores(blocks, true).reportInvalid, std::vector<std::string>{"new"});
+}
+
+TEST(NodeBlockChores, AGonePodSubnetTakesItsAcceptedBlocksAndChecksTheUndecided) {
+  const std::vector<NodeBlockFacts> blocks = {
+      {.name = "accepted", .accepted = true, .subnetKnown = false},
+      {.name = "accepted-leaving", .accepted = true, .subnetKnown = false, .deleting = true},
+      {.name = "undecided", .undecided = true, .subnetKnown = false},
+      {.name = "refused", .subnetKnown = false},
+      {.name = "known", .accepted = true}};
+  const NodeBlockChores chores = decideNodeBlockChores(blocks, true);
+  EXPECT_EQ(chores.releaseSubnetGone, std::vector<std::string>{"accepted"});
+  EXPECT_EQ(chores.checkSubnet, std::vector<std::string>{"undecided"})
+      << "never judged: a GET tells whether the PodSubnet ever existed";
+  EXPECT_TRUE(chores.reportInvalid.empty());
+  EXPECT_TRUE(chores.dropAgentDrain.empty());
+}
+
+TEST(NodeBlockChores, AgentDrainIsDroppedOnlyForLeavingBlocksOfAGoneNode) {
+  const std::vector<NodeBlockFacts> blocks = {
+      {.name = "leaving", .accepted = true, .deleting = true, .agentDrain = true},
+      {.name = "drained", .accepted = true, .deleting = true},
+      {.name = "staying", .accepted = true, .agentDrain = true}};
+  EXPECT_EQ(decideNodeBlockChores(blocks, false).dropAgentDrain,
+            std::vector<std::string>{"leaving"});
+  EXPECT_TRUE(decideNodeBlockChores(blocks, true).dropAgentDrain.empty())
+      << "while the Node exists its agent gives the block up";
+}
+
 }  // namespace
 }  // namespace vnetipam::controller
