@@ -20,8 +20,8 @@
 #include <unordered_map>
 #include <unordered_set>
 
-#include "lib/base/clock.h"
 #include "controller/work_key.h"
+#include "lib/base/clock.h"
 
 namespace vnetipam::controller {
 

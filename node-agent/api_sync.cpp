@@ -158,9 +158,8 @@ std::size_t UsageReporter::report(const std::vector<BlockUsage>& usage,
           if (c != conditions.end()) previous = *c;
         }
       }
-      want.lastTransitionTime = api::transitionTime(previous ? &*previous : nullptr,
-                                                    it->second.status,
-                                                    base::formatRfc3339(wallClock_()));
+      want.lastTransitionTime = api::transitionTime(
+          previous ? &*previous : nullptr, it->second.status, base::formatRfc3339(wallClock_()));
       want.dataplane = it->second;
     }
     auto last = written_.find(block.name);
