@@ -36,7 +36,7 @@ namespace {
 
 using nlohmann::json;
 namespace azure = vnetipam::azure;
-namespace kube = vnetipam::kube;
+namespace base = vnetipam::base;
 namespace ipam = vnetipam::ipam;
 
 constexpr std::string_view kUsage =

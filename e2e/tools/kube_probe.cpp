@@ -51,6 +51,8 @@
 namespace {
 
 using nlohmann::json;
+namespace base = vnetipam::base;
+namespace http = vnetipam::http;
 namespace kube = vnetipam::kube;
 
 constexpr std::string_view kUsage =
@@ -397,7 +399,7 @@ int run(int argc, char** argv) {
       .insecureSkipTlsVerify = config->insecureSkipTlsVerify,
       .streamTimeout = timeout + std::chrono::seconds(30),
   });
-  if (!real) return failWith(real.error());
+  if (!real) return failWith(kube::fromTransport(real.error()));
   CountingTransport transport(**real);
   base::SteadyClockImpl clock;
   kube::Client client(transport, clock, {.token = config->token, .userAgent = "kube_probe"});

@@ -34,6 +34,8 @@
 namespace {
 
 using nlohmann::json;
+namespace base = vnetipam::base;
+namespace http = vnetipam::http;
 namespace kube = vnetipam::kube;
 
 constexpr std::string_view kUsage =
