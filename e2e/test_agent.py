@@ -266,7 +266,9 @@ def test_allocate_release_and_status_used_follows(node):
         "containerID": "c1", "ifName": "eth0", "podNamespace": "default", "podName": "p1",
         "address": "10.250.1.0", "block": "10.250.1.0/28", "blockName": block}
     assert address(allocate(agent.socket, "c1", "p1")) == "10.250.1.0", "a retried ADD"
-    addresses = {address(allocate(agent.socket, f"c{i}")) for i in range(2, 5)}
+    by_container = {f"c{i}": address(allocate(agent.socket, f"c{i}")) for i in range(2, 5)}
+    addresses = set(by_container.values())
+    address_of_c2 = by_container["c2"]
     assert len(addresses) == 3 and "10.250.1.0" not in addresses
     poll("status.used == 4", lambda: node.used(block) == 4, TIMEOUT, 0.05)
 
@@ -275,14 +277,19 @@ def test_allocate_release_and_status_used_follows(node):
     poll("status.used == 3", lambda: node.used(block) == 3, TIMEOUT, 0.05)
     assert call(agent.socket, "check", containerID="c2", ifName="eth0")["code"] == 3
 
-    # The agent owns status.used and its own condition (DataplaneSynced, from its first dataplane
-    # check) only: the controller's phase and capacity are untouched.
+    # The agent owns status.used, status.allocations (the three addresses it still holds, with
+    # their owners) and its own condition (DataplaneSynced, from its first dataplane check) only:
+    # the controller's phase and capacity are untouched. used and allocations travel in one
+    # apply, so the object that shows used == 3 lists exactly the three held addresses.
     obj = node.get(block)
     assert obj["status"]["phase"] == "Ready" and obj["status"]["capacity"] == 16
+    assert sorted(a["containerID"] for a in obj["status"]["allocations"]) == ["c1", "c3", "c4"]
+    assert {a["address"] for a in obj["status"]["allocations"]} == {"10.250.1.0"} | (
+        addresses - {address_of_c2})
     owners = {m["manager"]: m for m in obj["metadata"]["managedFields"]
               if m.get("subresource") == "status"}
     owned = owners[AGENT_FIELD_MANAGER]["fieldsV1"]["f:status"]
-    assert set(owned) == {"f:used", "f:conditions"}
+    assert set(owned) == {"f:used", "f:allocations", "f:conditions"}
     assert set(owned["f:conditions"]) == {'k:{"type":"DataplaneSynced"}'}
     assert "f:phase" in owners[CONTROLLER_FIELD_MANAGER]["fieldsV1"]["f:status"]
 

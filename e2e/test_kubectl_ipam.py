@@ -156,9 +156,9 @@ def test_show_check_and_why_on_a_clean_pool_then_seeded_faults(cluster, kube):
     (row,) = [r.split() for r in rows if r.split()[0] == POOL]
     assert row[1] == CIDR
     assert row[2] == "2/16"  # status: allocated/total
-    # blocks counted, ready, capacity, used, free, pods
-    assert row[3:9] == ["2", "2", "32", "1", "31", "1"], out.stdout
-    assert row[9] == ",".join(NODES)
+    # blocks counted, ready, capacity, used, free, foreign (not known for a spec.cidr pool), pods
+    assert row[3:10] == ["2", "2", "32", "1", "31", "-", "1"], out.stdout
+    assert row[10] == ",".join(NODES)
 
     doc = json.loads(run(kubeconfig, "show", "-o", "json").stdout)
     (pool,) = [p for p in doc["podSubnets"] if p["name"] == POOL]
