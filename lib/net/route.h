@@ -6,8 +6,10 @@
 // that does not check dump requests strictly ignores the filters a request could carry.
 #pragma once
 
+#include <array>
 #include <cstdint>
 #include <optional>
+#include <string>
 #include <vector>
 
 #include "lib/ipam/ip.h"
@@ -49,6 +51,15 @@ struct DumpedAddress {
   ipam::IPAddress address;  // IFA_LOCAL (IFA_ADDRESS if the kernel sent no IFA_LOCAL)
   int prefixLength = 0;
 };
+
+// An IPv4 address in network byte order, as netlink attributes carry it.
+std::array<std::uint8_t, 4> v4Bytes(ipam::IPAddress a);
+
+// Appends to b the request that adds `route` (main table unless route.table says otherwise,
+// route.protocol) out of the link ifindex, named dev in netns for the error message; the kernel
+// refuses a route that already exists.
+void addRouteRequest(RtnlBatch& b, int ifindex, const std::string& dev, const Route& route,
+                     const std::string& netns);
 
 struct DumpedRoute {
   ipam::Prefix dst;

@@ -65,12 +65,6 @@ std::unexpected<Error> forPod(const TransparentPodParams& p, Error e) {
   return std::unexpected(std::move(e));
 }
 
-std::array<std::uint8_t, 4> v4Bytes(ipam::IPAddress a) {
-  const auto bits = static_cast<std::uint32_t>(a.bits());
-  return {static_cast<std::uint8_t>(bits >> 24), static_cast<std::uint8_t>(bits >> 16),
-          static_cast<std::uint8_t>(bits >> 8), static_cast<std::uint8_t>(bits)};
-}
-
 void getLinkByName(RtnlBatch& b, std::string_view name, std::string what) {
   b.add(RTM_GETLINK, 0, ifinfomsg{}, std::move(what));
   b.attrString(IFLA_IFNAME, name);
@@ -86,32 +80,6 @@ void deleteLinkByName(RtnlBatch& b, std::string_view name, std::string what) {
 Result<void> roundTrip(RtnlSocket& sock, RtnlBatch& b) {
   if (auto ok = b.send(sock); !ok) return ok;
   return b.receive(sock);
-}
-
-// A route request in the shape of route.h's Route (main table, our protocol).
-void addRouteRequest(RtnlBatch& b, int ifindex, const std::string& dev, const Route& route,
-                     const std::string& netns) {
-  std::string text = route.dst.toString();
-  if (route.gateway) text += " via " + route.gateway->toString();
-  rtmsg rt{};
-  rt.rtm_family = AF_INET;
-  rt.rtm_dst_len = static_cast<std::uint8_t>(route.dst.length());
-  rt.rtm_table = RT_TABLE_MAIN;
-  rt.rtm_protocol = route.protocol;
-  rt.rtm_scope = route.scope == RouteScope::kLink ? RT_SCOPE_LINK : RT_SCOPE_UNIVERSE;
-  rt.rtm_type = RTN_UNICAST;
-  b.add(RTM_NEWROUTE, NLM_F_CREATE | NLM_F_EXCL, rt,
-        fmt::format("add route {} dev {} table {} in namespace {}", text, dev, route.table, netns));
-  b.attrU32(RTA_TABLE, route.table);
-  if (route.dst.length() > 0) {
-    const auto dst = v4Bytes(route.dst.address());
-    b.attr(RTA_DST, dst.data(), dst.size());
-  }
-  if (route.gateway) {
-    const auto gw = v4Bytes(*route.gateway);
-    b.attr(RTA_GATEWAY, gw.data(), gw.size());
-  }
-  b.attrU32(RTA_OIF, static_cast<std::uint32_t>(ifindex));
 }
 
 }  // namespace

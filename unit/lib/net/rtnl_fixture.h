@@ -34,13 +34,6 @@ inline Result<void> runRequest(RtnlSocket& sock, RtnlBatch& b) {
   return b.firstError();
 }
 
-inline std::array<std::uint8_t, 4> v4Bytes(ipam::IPAddress a) {
-  const std::uint32_t raw = htonl(static_cast<std::uint32_t>(a.bits()));
-  std::array<std::uint8_t, 4> bytes{};
-  std::memcpy(bytes.data(), &raw, bytes.size());
-  return bytes;
-}
-
 // A veth pair: hostName in sock's namespace, peerName born in peerNs. Both ends down.
 inline Result<void> addVeth(RtnlSocket& sock, std::string_view hostName, const Netns& peerNs,
                             std::string_view peerName, std::uint32_t mtu = 0,
@@ -102,29 +95,11 @@ inline Result<void> addAddress(RtnlSocket& sock, const LinkInfo& link, ipam::IPA
   return runRequest(sock, b);
 }
 
-// An IPv4 unicast route out of link, in route.table with route.protocol.
+// An IPv4 unicast route out of link, in route.table with route.protocol: the request the plugin
+// sends.
 inline Result<void> addRoute(RtnlSocket& sock, const LinkInfo& link, const Route& route) {
-  rtmsg rt{};
-  rt.rtm_family = AF_INET;
-  rt.rtm_dst_len = static_cast<std::uint8_t>(route.dst.length());
-  rt.rtm_table = RT_TABLE_UNSPEC;
-  rt.rtm_protocol = route.protocol;
-  rt.rtm_scope = route.scope == RouteScope::kLink ? RT_SCOPE_LINK : RT_SCOPE_UNIVERSE;
-  rt.rtm_type = RTN_UNICAST;
   RtnlBatch b;
-  b.add(RTM_NEWROUTE, NLM_F_CREATE | NLM_F_EXCL, rt,
-        fmt::format("add route {} dev {} table {} in namespace {}", route.dst.toString(), link.name,
-                    route.table, sock.netns()));
-  b.attrU32(RTA_TABLE, route.table);
-  if (route.dst.length() > 0) {
-    const auto dst = v4Bytes(route.dst.address());
-    b.attr(RTA_DST, dst.data(), dst.size());
-  }
-  if (route.gateway) {
-    const auto gw = v4Bytes(*route.gateway);
-    b.attr(RTA_GATEWAY, gw.data(), gw.size());
-  }
-  b.attrU32(RTA_OIF, static_cast<std::uint32_t>(link.ifindex));
+  addRouteRequest(b, link.ifindex, link.name, route, std::string(sock.netns()));
   return runRequest(sock, b);
 }
 
