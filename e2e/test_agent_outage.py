@@ -138,7 +138,10 @@ def test_a_restarted_agent_serves_through_an_outage_and_resyncs_when_it_ends(nod
          RESYNC_BOUND, 0.05, describe=lambda: f"used={node.used(block)}\n{agent.log()[-3000:]}")
     resynced = time.monotonic() - ready_at
     print(f"status.used written {resynced:.2f} s after the API server answered /readyz")
-    assert "IPBlocks resynchronised" in agent.log()
+    # The status writer and the main loop's resync check (every 50 ms) see the sync independently,
+    # so the log line may trail the write by one tick.
+    poll("the resync to be logged", lambda: "IPBlocks resynchronised" in agent.log(), TIMEOUT, 0.05,
+         describe=lambda: agent.log()[-3000:])
     assert address(allocate(agent.socket, "after")) not in new | {a1, a2}
 
 
