@@ -5,16 +5,15 @@
 #include <fmt/format.h>
 
 #include "api/codec.h"
+#include "api/constants.h"
 #include "lib/base/text.h"
+#include "lib/kube/paths.h"
 
 namespace vnetipam::kubectl_ipam {
 
 using nlohmann::json;
 
 namespace {
-
-constexpr const char* kPodSubnets = "/apis/vnetipam.io/v1alpha1/podsubnets";
-constexpr const char* kIPBlocks = "/apis/vnetipam.io/v1alpha1/ipblocks";
 
 kube::Error badResponse(std::string message) {
   return kube::Error{kube::ErrorCode::kBadResponse, std::move(message)};
@@ -35,14 +34,14 @@ kube::Result<std::vector<T>> decodeAll(const std::vector<json>& items, const std
   return out;
 }
 
-kube::Result<std::vector<PodInfo>> listPods(kube::Client& client, const std::string& path,
+kube::Result<std::vector<PodInfo>> listPods(kube::Client& client, std::string_view path,
                                             const ListQuery& query, const FetchLimits& limits) {
   auto items = listBounded(client, path, query, limits);
   if (!items) return std::unexpected(std::move(items.error()));
   return decodeAll<PodInfo>(*items, "pods", podFromJson);
 }
 
-kube::Result<std::vector<EventInfo>> listWarnings(kube::Client& client, const std::string& path,
+kube::Result<std::vector<EventInfo>> listWarnings(kube::Client& client, std::string_view path,
                                                   const std::string& kind, const std::string& name,
                                                   const FetchLimits& limits) {
   auto items =
@@ -56,7 +55,7 @@ kube::Result<std::vector<EventInfo>> listWarnings(kube::Client& client, const st
 
 }  // namespace
 
-kube::Result<std::vector<json>> listBounded(kube::Client& client, const std::string& collectionPath,
+kube::Result<std::vector<json>> listBounded(kube::Client& client, std::string_view collectionPath,
                                             const ListQuery& query, const FetchLimits& limits) {
   std::vector<json> items;
   std::string continueToken;
@@ -110,21 +109,21 @@ kube::Result<Snapshot> fetchSnapshot(kube::Client& client, const Args& args,
               std::chrono::system_clock::now().time_since_epoch())
               .count();
   {
-    auto items = listBounded(client, kPodSubnets, {}, limits);
+    auto items = listBounded(client, api::kPodSubnetsPath, {}, limits);
     if (!items) return std::unexpected(std::move(items.error()));
     auto subnets = decodeAll<SubnetInfo>(*items, "podsubnets", subnetFromJson);
     if (!subnets) return std::unexpected(std::move(subnets.error()));
     s.subnets = std::move(*subnets);
   }
   {
-    auto items = listBounded(client, kIPBlocks, {}, limits);
+    auto items = listBounded(client, api::kIPBlocksPath, {}, limits);
     if (!items) return std::unexpected(std::move(items.error()));
     auto blocks = decodeAll<api::IPBlock>(*items, "ipblocks", api::ipBlockFromJson);
     if (!blocks) return std::unexpected(std::move(blocks.error()));
     s.blocks = std::move(*blocks);
   }
   {
-    auto items = listBounded(client, "/api/v1/nodes", {}, limits);
+    auto items = listBounded(client, kube::kNodesPath, {}, limits);
     if (!items) return std::unexpected(std::move(items.error()));
     auto nodes = decodeAll<NodeInfo>(*items, "nodes", nodeFromJson);
     if (!nodes) return std::unexpected(std::move(nodes.error()));
@@ -139,15 +138,15 @@ kube::Result<Snapshot> fetchSnapshot(kube::Client& client, const Args& args,
       // show --node needs that node's pods only; the pool view and check need every pod.
       ListQuery query;
       if (!args.node.empty()) query.fieldSelector = "spec.nodeName=" + args.node;
-      auto pods = listPods(client, "/api/v1/pods", query, limits);
+      auto pods = listPods(client, kube::kPodsPath, query, limits);
       if (!pods) return std::unexpected(std::move(pods.error()));
       s.pods = std::move(*pods);
       break;
     }
     case Command::kWhy: {
       auto body =
-          client.get(fmt::format("/api/v1/namespaces/{}/pods/{}", text::percentEncode(args.ns),
-                                 text::percentEncode(args.pod)));
+          client.get(fmt::format("{}/namespaces/{}/pods/{}", kube::kCoreApi,
+                                 text::percentEncode(args.ns), text::percentEncode(args.pod)));
       if (!body) {
         if (body.error().code == kube::ErrorCode::kNotFound) return s;  // why() says so
         return std::unexpected(std::move(body.error()));
@@ -156,13 +155,14 @@ kube::Result<Snapshot> fetchSnapshot(kube::Client& client, const Args& args,
       if (!pod) return std::unexpected(badResponse("pod: " + pod.error().message));
       s.pods.push_back(*pod);
       auto podEvents = listWarnings(
-          client, fmt::format("/api/v1/namespaces/{}/events", text::percentEncode(args.ns)), "Pod",
-          args.pod, limits);
+          client,
+          fmt::format("{}/namespaces/{}/events", kube::kCoreApi, text::percentEncode(args.ns)),
+          "Pod", args.pod, limits);
       if (!podEvents) return std::unexpected(std::move(podEvents.error()));
       s.events = std::move(*podEvents);
       if (pod->nodeName.empty()) break;
       auto agents = listPods(
-          client, "/api/v1/pods",
+          client, kube::kPodsPath,
           {.labelSelector = kAgentSelector, .fieldSelector = "spec.nodeName=" + pod->nodeName},
           limits);
       if (!agents) return std::unexpected(std::move(agents.error()));
@@ -171,10 +171,11 @@ kube::Result<Snapshot> fetchSnapshot(kube::Client& client, const Args& args,
       // "default" by convention: ask across namespaces.
       std::vector<std::pair<std::string, std::string>> about{{"Node", pod->nodeName}};
       for (const auto& b : s.blocks) {
-        if (b.spec.nodeName == pod->nodeName) about.emplace_back("IPBlock", b.metadata.name);
+        if (b.spec.nodeName == pod->nodeName)
+          about.emplace_back(api::kIPBlockKind, b.metadata.name);
       }
       for (const auto& [kind, name] : about) {
-        auto events = listWarnings(client, "/api/v1/events", kind, name, limits);
+        auto events = listWarnings(client, kube::kEventsPath, kind, name, limits);
         if (!events) return std::unexpected(std::move(events.error()));
         s.events.insert(s.events.end(), events->begin(), events->end());
       }

@@ -6,6 +6,7 @@
 
 #include <cstdint>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include <nlohmann/json.hpp>
@@ -32,7 +33,7 @@ struct ListQuery {
 // Every item of a collection, page by page; kBadResponse when the server sends more than the
 // limits allow, or a page that is not a list.
 kube::Result<std::vector<nlohmann::json>> listBounded(kube::Client& client,
-                                                      const std::string& collectionPath,
+                                                      std::string_view collectionPath,
                                                       const ListQuery& query,
                                                       const FetchLimits& limits = {});
 

@@ -12,6 +12,7 @@
 #include "api/constants.h"
 #include "kubectl-ipam/fetch.h"
 #include "kubectl-ipam/release.h"
+#include "lib/kube/paths.h"
 
 namespace vnetipam::kubectl_ipam {
 
@@ -19,7 +20,6 @@ using nlohmann::json;
 
 namespace {
 
-constexpr const char* kIPBlocks = "/apis/vnetipam.io/v1alpha1/ipblocks";
 constexpr int kConflictRetries = 5;
 
 int fail(const std::string& message) {
@@ -29,7 +29,9 @@ int fail(const std::string& message) {
 
 void print(const std::string& text) { std::fwrite(text.data(), 1, text.size(), stdout); }
 
-std::string blockPath(const std::string& block) { return fmt::format("{}/{}", kIPBlocks, block); }
+std::string blockPath(const std::string& block) {
+  return fmt::format("{}/{}", api::kIPBlocksPath, block);
+}
 
 // The latest managedFields time of an object: the server's time of the write that returned it.
 std::int64_t writeTime(const json& object) {
@@ -136,7 +138,7 @@ int runRelease(kube::Client& client, const Args& args, const ReleaseIo& io) {
       }
       // The agent's answers: Events about the block, in any namespace (cluster-scoped object).
       auto items =
-          listBounded(client, "/api/v1/events",
+          listBounded(client, kube::kEventsPath,
                       {.fieldSelector = fmt::format("involvedObject.kind={},involvedObject.name={}",
                                                     api::kIPBlockKind, b.block)});
       if (!items)
