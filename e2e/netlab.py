@@ -140,8 +140,9 @@ class Netns:
     def read_sysctl(self, key: str) -> str:
         return self.exec("cat", "/proc/sys/" + key.replace(".", "/")).stdout.strip()
 
-    def routes(self) -> list[dict]:
-        return json.loads(self.ip("-j", "route", "show").stdout or "[]")
+    def routes(self, family: int = 4) -> list[dict]:
+        """The main table's routes of one family (4 or 6): ip(8) lists one family at a time."""
+        return json.loads(self.ip("-j", f"-{family}", "route", "show").stdout or "[]")
 
     def addresses(self, dev: str) -> list[str]:
         """IPv4 addresses on dev as "a.b.c.d/len"."""
@@ -168,16 +169,24 @@ class FabricNetns(Netns):
     address with the subnet's length, so any route the mock adds (block via a NIC's primary IP in
     the subnet) has an on-link next hop. A veth, not a dummy device: the dummy module is not always
     loaded. loop=False (inside a Lab): next hops are the nodes, attached with attach_node().
+
+    subnet6 makes the fabric dual-stack, as an Azure subnet with an IPv6 prefix: nodes attached
+    with an IPv6 address reach each other and their IPv6 blocks through it. Linux routes an IPv6
+    prefix only via an IPv6 gateway, so an IPv6 block goes via its node's IPv6 address.
     """
 
     def __init__(self, name: str | None = None, *, subnet: str = "10.240.0.0/16",
-                 gateway: str | None = None, loop: bool = True):
+                 gateway: str | None = None, loop: bool = True, subnet6: str | None = None):
         super().__init__(name or run_prefix() + "vnet")
         self.subnet = ipaddress.ip_network(subnet)
         self.gateway = ipaddress.ip_address(gateway) if gateway else self.subnet[1]
+        self.subnet6 = ipaddress.ip_network(subnet6) if subnet6 else None
+        self.gateway6 = self.subnet6[1] if self.subnet6 else None
         self._ports = 0
         try:
             self.sysctl("net.ipv4.ip_forward", 1)
+            if self.subnet6:
+                self.sysctl("net.ipv6.conf.all.forwarding", 1)
             if loop:
                 for cmd in (["link", "add", "name", "fabric0", "type", "veth", "peer", "name",
                              "fabric1"],
@@ -186,13 +195,24 @@ class FabricNetns(Netns):
                             ["link", "set", "fabric1", "up"],
                             ["link", "set", "fabric0", "up"]):
                     self.ip(*cmd)
+                if self.subnet6:
+                    self.ip("addr", "add", f"{self.gateway6}/{self.subnet6.prefixlen}", "dev",
+                            "fabric0", "nodad")
         except Exception:
             self.remove()
             raise
 
-    def attach_node(self, node: Netns, node_ip: str, mtu: int = 1500) -> str:
+    def attach_node(self, node: Netns, node_ip: str, mtu: int = 1500,
+                    node_ip6: str | None = None) -> str:
         """Connects node's `eth0` to a new fabric port; node_ip gets the subnet's length on eth0,
-        the node's default route goes via the gateway. Returns the fabric port's name."""
+        the node's default route goes via the gateway. With node_ip6 (a dual-stack fabric) eth0
+        also holds node_ip6/128 and the node's IPv6 default route goes via the IPv6 gateway: a
+        /128 and an on-link gateway, so no other node's address looks on-link (IPv6 has no proxy
+        ARP for a whole subnet). Returns the fabric port's name."""
+        if node_ip6 is not None and (self.subnet6 is None or
+                                     ipaddress.ip_address(node_ip6) not in self.subnet6):
+            raise ValueError(f"node IPv6 {node_ip6} is not in the fabric's IPv6 subnet "
+                             f"{self.subnet6}")
         port = f"n{self._ports}"
         self._ports += 1
         self.ip("link", "add", "name", port, "mtu", str(mtu), "type", "veth", "peer", "name",
@@ -201,17 +221,38 @@ class FabricNetns(Netns):
         self.sysctl(f"net.ipv4.conf.{port}.proxy_arp", 1)
         # Answer at once, as Azure does; the kernel's default delays proxy replies by up to 0.8 s.
         self.sysctl(f"net.ipv4.neigh.{port}.proxy_delay", 0)
+        if node_ip6 is not None:
+            # No duplicate address detection on a link of two ends made here: it would hold the
+            # link-local addresses, and with them neighbour discovery, tentative for a second.
+            self.sysctl(f"net.ipv6.conf.{port}.accept_dad", 0)
+            node.sysctl("net.ipv6.conf.eth0.accept_dad", 0)
         self.ip("link", "set", port, "up")
         self.ip("route", "add", f"{node_ip}/32", "dev", port, "src", str(self.gateway))
         node.ip("link", "set", "eth0", "mtu", str(mtu))
         node.ip("addr", "add", f"{node_ip}/{self.subnet.prefixlen}", "dev", "eth0")
         node.ip("link", "set", "eth0", "up")
         node.ip("route", "add", "default", "via", str(self.gateway), "dev", "eth0")
+        if node_ip6 is not None:
+            self.ip("addr", "add", f"{self.gateway6}/128", "dev", port, "nodad")
+            self.ip("-6", "route", "replace", f"{node_ip6}/128", "dev", port)
+            node.ip("addr", "add", f"{node_ip6}/128", "dev", "eth0", "nodad")
+            node.ip("-6", "route", "add", str(self.gateway6), "dev", "eth0")
+            node.ip("-6", "route", "add", "default", "via", str(self.gateway6), "dev", "eth0")
         return port
 
+    def route_block(self, cidr: str, via: str) -> None:
+        """Routes a block to a node, as the SDN routes a NIC prefix: `cidr via via`, either family;
+        via must be of the block's family (an IPv6 block goes via its node's IPv6 address)."""
+        if ipaddress.ip_network(cidr).version != ipaddress.ip_address(via).version:
+            raise ValueError(f"cannot route {cidr} via {via}: a route's gateway must be of its "
+                             "family")
+        self.ip("route", "replace", cidr, "via", via)
+
     def sdn_routes(self) -> dict[str, str]:
-        """Destination -> gateway of every route via a gateway, i.e. those the mock programmed."""
-        return {r["dst"]: r["gateway"] for r in self.routes() if "gateway" in r}
+        """Destination -> gateway of every route via a gateway, i.e. those the mock programmed,
+        of both families."""
+        return {r["dst"]: r["gateway"] for family in (4, 6) for r in self.routes(family)
+                if "gateway" in r}
 
     def wait_routes(self, want: dict[str, str], deadline_s: float = 10) -> dict[str, str]:
         """Polls until the mock's routes equal `want`, and returns them; at the deadline fails
@@ -360,7 +401,7 @@ class Lab:
     """
 
     def __init__(self, *, subnet: str = "10.240.0.0/16", gateway: str | None = None,
-                 prefix: str | None = None, mtu: int = 1500):
+                 prefix: str | None = None, mtu: int = 1500, subnet6: str | None = None):
         self.prefix = prefix or run_prefix()
         if len(self.prefix) > 40:
             raise ValueError(f"prefix {self.prefix!r} leaves too little of the {_MAX_NAME} "
@@ -370,12 +411,14 @@ class Lab:
         self.pods: dict[str, Pod] = {}
         self._closed = False
         atexit.register(self.close)
-        self.fabric = FabricNetns(self.prefix + "vnet", subnet=subnet, gateway=gateway, loop=False)
+        self.fabric = FabricNetns(self.prefix + "vnet", subnet=subnet, gateway=gateway, loop=False,
+                                  subnet6=subnet6)
 
     # ---- building ---------------------------------------------------------------------------
 
-    def add_node(self, name: str, ip: str) -> Node:
-        """A node namespace with eth0 on the fabric holding `ip` (inside the subnet)."""
+    def add_node(self, name: str, ip: str, ip6: str | None = None) -> Node:
+        """A node namespace with eth0 on the fabric holding `ip` (inside the subnet), and `ip6`
+        too on a dual-stack fabric (Lab(subnet6=...))."""
         if name in self.nodes:
             raise ValueError(f"node {name} exists")
         if ipaddress.ip_address(ip) not in self.fabric.subnet:
@@ -383,7 +426,9 @@ class Lab:
         ns = Netns(self.prefix + name)
         try:
             ns.sysctl("net.ipv4.ip_forward", 1)
-            port = self.fabric.attach_node(ns, ip, self.mtu)
+            if ip6 is not None:
+                ns.sysctl("net.ipv6.conf.all.forwarding", 1)
+            port = self.fabric.attach_node(ns, ip, self.mtu, ip6)
         except Exception:
             ns.remove()
             raise

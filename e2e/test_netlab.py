@@ -18,6 +18,7 @@ import pytest
 import netlab
 from azure_mock import API, MOCK, Mock, nic_id
 from built import BUILD_DIR, built
+from polling import poll
 
 PTP = netlab.REFERENCE_CNI_DIR / "ptp"
 
@@ -111,6 +112,34 @@ def program_blocks_removed(mock: Mock, nic: str) -> None:
     status, put, _ = mock.request("PUT", f"{nic}?{API}", json.dumps(doc).encode(),
                                   {**auth, "If-Match": doc["etag"]})
     assert status in (200, 201), put
+
+
+def test_a_dual_stack_fabric_routes_ipv6_blocks_to_their_nodes():
+    """cloud: none's fabric for IPv6: each node also holds an IPv6 address, and an IPv6 block
+    routed via its node's IPv6 address (route_block, as the harness routes every block) carries
+    traffic from the other node to an address of the block on that node. An IPv4 next hop for an
+    IPv6 block is refused: Linux has no such route."""
+    before = netlab.root_netns_snapshot()
+    with netlab.Lab(subnet6="fd00:f::/64") as lab:
+        a = lab.add_node("node-0", "10.240.0.4", "fd00:f::4")
+        b = lab.add_node("node-1", "10.240.0.5", "fd00:f::5")
+        # An address of b's block, held on b as a pod's would be routed to it.
+        b.netns.ip("link", "set", "lo", "up")
+        b.netns.ip("addr", "add", "fd00:b10c::1/128", "dev", "lo", "nodad")
+        with pytest.raises(ValueError, match="gateway must be of its family"):
+            lab.fabric.route_block("fd00:b10c::/80", "10.240.0.5")
+        ping = a.netns.exec("ping", "-6", "-c1", "-W1", "fd00:b10c::1", check=False)
+        assert ping.returncode != 0, "reachable before the block is routed"
+        lab.fabric.route_block("fd00:b10c::/80", "fd00:f::5")
+        lab.fabric.route_block("10.240.1.16/28", "10.240.0.5")
+        assert lab.fabric.sdn_routes() == {"fd00:b10c::/80": "fd00:f::5",
+                                           "10.240.1.16/28": "10.240.0.5"}
+        for target in ("fd00:f::5", "fd00:b10c::1"):
+            poll(f"node-0 reaches {target} across the fabric",
+                 lambda t=target: a.netns.exec("ping", "-6", "-c1", "-W1", t,
+                                               check=False).returncode == 0, 10)
+    assert lab.namespaces() == []
+    assert netlab.root_netns_snapshot() == before
 
 
 def test_lab_cleans_up_after_a_failure():
