@@ -283,6 +283,25 @@ Result<void> BlockAllocator::release(IPAddress address, const Owner& owner, Time
   return {};
 }
 
+Result<void> BlockAllocator::unallocate(IPAddress address, const Owner& owner) {
+  const auto index = indexOf(address);
+  if (!index) return std::unexpected(index.error());
+  const Slot& slot = slots_[*index];
+  if (slot.state != State::kAllocated || slot.owner != owner) {
+    return fail(slot.state != State::kAllocated ? ErrorCode::kNotFound : ErrorCode::kWrongOwner,
+                fmt::format("cannot take back {} from {}: it is not allocated to it",
+                            address.toString(), toString(owner)));
+  }
+  eraseOwner(*index);
+  --allocated_;
+  slots_[*index].state = State::kFree;
+  busy_.clear(*index);
+  // Back to where the allocate that took it started looking, so the scan order is as if it had
+  // never happened.
+  next_ = *index;
+  return {};
+}
+
 Result<IPAddress> BlockAllocator::releaseOwner(const Owner& owner, TimePoint now) {
   const auto index = findOwner(owner, ownerHash(owner));
   if (!index) {

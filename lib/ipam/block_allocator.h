@@ -69,6 +69,12 @@ class BlockAllocator {
 
   // kNotFound if the address is not allocated, kWrongOwner if someone else holds it.
   Result<void> release(IPAddress address, const Owner& owner, TimePoint now);
+  // Takes back an allocation that was never handed out (its record was never written, its
+  // address never answered): free at once, not cooling, and the next allocate may pick it again.
+  // For an allocate that must give back one family because another could not be had: cooling it
+  // would protect no one, and a retried ADD would cool one more address each time. kNotFound if
+  // the address is not allocated, kWrongOwner if someone else holds it.
+  Result<void> unallocate(IPAddress address, const Owner& owner);
   // Releases whatever the owner holds (CNI DEL knows the owner, not always the address).
   // kNotFound if it holds nothing.
   Result<IPAddress> releaseOwner(const Owner& owner, TimePoint now);

@@ -59,6 +59,24 @@ TEST(BlockAllocator, SameOwnerGetsTheSameAddressAndInterfacesAreDistinctOwners) 
   EXPECT_EQ(b.ownerOf(A("10.0.0.9")), std::nullopt);
 }
 
+// An allocation taken back before it was ever handed out (the other family of a dual-stack ADD
+// failed) is free at once, and the next allocate picks the same address: no cooling, so a retried
+// ADD does not cool one more address each time.
+TEST(BlockAllocator, UnallocateFreesAtOnceWithoutCooling) {
+  BlockAllocator b = block("10.0.0.0/30");
+  const IPAddress first = b.allocate(pod(1), T0).value();
+  const IPAddress taken = b.allocate(pod(2), T0).value();
+  EXPECT_EQ(b.unallocate(taken, pod(1)).error().code, ErrorCode::kWrongOwner);
+  ASSERT_TRUE(b.unallocate(taken, pod(2)));
+  EXPECT_EQ(b.unallocate(taken, pod(2)).error().code, ErrorCode::kNotFound);
+  EXPECT_EQ(b.coolingCount(T0), 0u);
+  EXPECT_EQ(b.freeCount(T0), 3u);
+  EXPECT_FALSE(b.addressOf(pod(2)));
+  EXPECT_EQ(b.allocate(pod(3), T0).value(), taken) << "the scan resumes where it was";
+  EXPECT_EQ(b.ownerOf(first), pod(1));
+  EXPECT_INVARIANTS(b);
+}
+
 TEST(BlockAllocator, OnlyTheOwnerMayRelease) {
   BlockAllocator b = block("10.0.0.0/28");
   const IPAddress a = b.allocate(pod(1), T0).value();
