@@ -42,6 +42,17 @@ std::expected<std::unique_ptr<IpRouteProgrammerImpl>, std::string> IpRouteProgra
 
 std::expected<void, std::string> IpRouteProgrammerImpl::replaceRoute(
     const ipam::Prefix& block, const ipam::IPAddress& nextHop) {
+  // ip(8) takes the route's family from the block. Linux routes an IPv6 prefix only via an IPv6
+  // gateway ("IPv6 does not support RTA_VIA attribute" for an IPv4 one), as Azure's SDN routes an
+  // IPv6 prefix to the NIC's IPv6 configuration: a next hop of the other family is refused here,
+  // before ip(8) would half-apply it.
+  if (block.family() != nextHop.family()) {
+    return std::unexpected(
+        fmt::format("ip -n {} route replace {} via {}: the next hop is {} but "
+                    "the block is {}; a route's gateway must be of its family",
+                    netns_, block.toString(), nextHop.toString(), ipam::toString(nextHop.family()),
+                    ipam::toString(block.family())));
+  }
   return run({"route", "replace", block.toString(), "via", nextHop.toString()}, false);
 }
 

@@ -19,8 +19,9 @@ using Routes = std::map<ipam::Prefix, ipam::IPAddress>;
 class RouteProgrammer {
  public:
   virtual ~RouteProgrammer() = default;
-  // Adds or replaces the route `block via nextHop`. Idempotent. An error (a message naming the
-  // namespace, block and what failed) leaves the route in an unknown state; retrying is safe.
+  // Adds or replaces the route `block via nextHop`, IPv4 or IPv6; nextHop must be of the block's
+  // family (an IPv6 block goes via the NIC's IPv6 address). Idempotent. An error (a message naming
+  // the namespace, block and what failed) leaves the route in an unknown state; retrying is safe.
   virtual std::expected<void, std::string> replaceRoute(const ipam::Prefix& block,
                                                         const ipam::IPAddress& nextHop) = 0;
   // Removes the route for `block`. Removing a route that is not there succeeds.

@@ -40,6 +40,44 @@ TEST(IpRouteProgrammer, PassesArgumentsToIp) {
   EXPECT_FALSE((*failing)->replaceRoute(P("10.0.0.16/28"), A("10.0.0.4")));
 }
 
+TEST(IpRouteProgrammer, RoutesAnIPv6BlockViaAnIPv6NextHopOnly) {
+  // The error of a binary that does not exist names the argv it would have run.
+  auto p = IpRouteProgrammerImpl::create("ns1", "/nonexistent/ip");
+  ASSERT_TRUE(p);
+  auto r = (*p)->replaceRoute(P("fd00:10::/80"), A("fd00::4"));
+  ASSERT_FALSE(r);
+  EXPECT_NE(r.error().find("ip -n ns1 route replace fd00:10::/80 via fd00::4: cannot start"),
+            std::string::npos)
+      << r.error();
+  r = (*p)->deleteRoute(P("fd00:10::/80"));
+  ASSERT_FALSE(r);
+  EXPECT_NE(r.error().find("ip -n ns1 route del fd00:10::/80: cannot start"), std::string::npos)
+      << r.error();
+  // Linux has no IPv6 route via an IPv4 gateway: refused before ip(8) is run (true would succeed).
+  auto ok = IpRouteProgrammerImpl::create("ns1", "true");
+  ASSERT_TRUE(ok);
+  EXPECT_TRUE((*ok)->replaceRoute(P("fd00:10::/80"), A("fd00::4")));
+  r = (*ok)->replaceRoute(P("fd00:10::/80"), A("10.0.0.4"));
+  ASSERT_FALSE(r);
+  EXPECT_NE(r.error().find("the next hop is IPv4 but the block is IPv6"), std::string::npos)
+      << r.error();
+}
+
+TEST(RouteSync, KeepsIPv4AndIPv6BlocksApart) {
+  testing::FakeRouteProgrammer fake;
+  RouteSync sync(fake);
+  Routes desired{{P("10.0.0.16/28"), A("10.0.0.4")},
+                 {P("fd00:10::/80"), A("fd00::4")},
+                 {P("fd00:10:0:0:1::/80"), A("fd00::5")}};
+  EXPECT_TRUE(sync.sync(desired).empty());
+  EXPECT_EQ(fake.routes, desired);
+  desired.erase(P("fd00:10::/80"));
+  EXPECT_TRUE(sync.sync(desired).empty());
+  EXPECT_EQ(fake.routes, desired);
+  EXPECT_FALSE(fake.routes.contains(P("fd00:10::/80")));
+  EXPECT_TRUE(fake.routes.contains(P("10.0.0.16/28")));
+}
+
 TEST(RouteSync, AddsChangesRemovesAndRetries) {
   testing::FakeRouteProgrammer fake;
   RouteSync sync(fake);

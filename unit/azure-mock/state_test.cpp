@@ -122,6 +122,35 @@ TEST_F(StateTest, PrefixRules) {
   EXPECT_EQ(codeOf(nicBody({single})), "PrivateIPAddressInUse");
 }
 
+// Azure documents a NIC prefix as a /28, so IPv4 only (docs/design.md 3.3): every way of asking
+// for an IPv6 prefix is a 400 CloudError, and the NIC keeps what it had.
+TEST_F(StateTest, AnIPv6PrefixIsRefused) {
+  const auto refused = [&](const json& config) {
+    auto r = put(nicBody({config}));
+    EXPECT_FALSE(r.has_value()) << config.dump();
+    if (r) return std::string("ok");
+    EXPECT_EQ(r.error().status, 400);
+    EXPECT_FALSE(r.error().message.empty());
+    const json body = r.error().toJson();
+    EXPECT_EQ(body["error"]["code"], r.error().code) << body.dump();
+    return r.error().code;
+  };
+  json v6 = prefixConfig("p6", "fd00:1::/80");
+  v6["properties"]["privateIPAddressPrefixLength"] = 80;
+  v6["properties"]["privateIPAddressVersion"] = "IPv6";
+  EXPECT_EQ(refused(v6), "PrivateIPAddressVersionNotSupported");
+  v6["properties"].erase("privateIPAddressVersion");
+  EXPECT_EQ(refused(v6), "InvalidPrivateIPAddressPrefixLength") << "only /28";
+  EXPECT_EQ(refused(prefixConfig("p6", "fd00:1::/28")), "InvalidPrivateIPAddress");
+  json dynamic6 = prefixConfig("p6");
+  dynamic6["properties"]["privateIPAddressVersion"] = "IPv6";
+  EXPECT_EQ(refused(dynamic6), "PrivateIPAddressVersionNotSupported");
+  const NetworkInterface* nic = state.findNic(kNicId);
+  ASSERT_NE(nic, nullptr);
+  for (const auto& c : nic->ipConfigurations)
+    EXPECT_FALSE(c.prefix) << c.name;
+}
+
 TEST_F(StateTest, OtherNicsPrefixesAreTaken) {
   json bBody = nicBody({prefixConfig("p", "172.20.2.80/28")});
   bBody["properties"]["ipConfigurations"][0]["properties"]["privateIPAddress"] = "172.20.2.5";
