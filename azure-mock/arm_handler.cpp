@@ -29,6 +29,12 @@ constexpr std::array kNetworkApiVersions = {"2024-03-01", "2024-05-01", "2024-07
 // Microsoft.Compute stable versions: unverified; recent ones the Azure SDKs use.
 constexpr std::array kComputeApiVersions = {"2023-03-01", "2023-07-01", "2023-09-01",
                                             "2024-03-01", "2024-07-01", "2024-11-01"};
+// The scale-set NIC reads (NetworkInterfaces_GetVirtualMachineScaleSetNetworkInterface and
+// _ListVirtualMachineScaleSetVMNetworkInterfaces) are published once, in
+// specification/network/resource-manager/Microsoft.Network/stable/2018-10-01/
+// vmssNetworkInterface.json of Azure/azure-rest-api-specs, whose api-version parameter is the
+// enum ["2017-03-30"]; the REST reference calls them with 2018-10-01, the folder's version.
+constexpr std::array kScaleSetNicApiVersions = {"2017-03-30", "2018-10-01"};
 
 std::string resourceNotFound(std::string_view type, std::string_view name, std::string_view rg) {
   return fmt::format(
@@ -125,18 +131,64 @@ json vnetJson(const MockState& state, const VirtualNetwork& v) {
             {"enableDdosProtection", false}}}};
 }
 
-json vmJson(const VirtualMachine& vm) {
+json networkProfileJson(const VirtualMachine& vm) {
   json nics = json::array();
   for (std::size_t i = 0; i < vm.nicIds.size(); ++i)
     nics.push_back({{"id", vm.nicIds[i]}, {"properties", {{"primary", i == 0}}}});
+  return {{"networkInterfaces", std::move(nics)}};
+}
+
+json vmJson(const VirtualMachine& vm) {
+  json props = {{"vmId", vm.vmId},
+                {"provisioningState", "Succeeded"},
+                {"networkProfile", networkProfileJson(vm)}};
+  // A flexible scale set's VM names its scale set (VirtualMachineProperties.
+  // virtualMachineScaleSet, a SubResource, in virtualMachine.json).
+  if (!vm.scaleSetId.empty()) props["virtualMachineScaleSet"] = {{"id", vm.scaleSetId}};
   return {{"name", vm.name},
           {"id", vm.id},
           {"type", "Microsoft.Compute/virtualMachines"},
           {"location", vm.location},
-          {"properties",
-           {{"vmId", vm.vmId},
-            {"provisioningState", "Succeeded"},
-            {"networkProfile", {{"networkInterfaces", std::move(nics)}}}}}};
+          {"properties", std::move(props)}};
+}
+
+// A uniform scale set's VM, as VirtualMachineScaleSetVM (virtualMachineScaleSet.json,
+// 2023-09-01): its NICs in networkProfile, and the configuration they are made from in
+// networkProfileConfiguration. That configuration's ipConfigurations
+// (VirtualMachineScaleSetIPConfigurationProperties) have a subnet, primary and
+// privateIPAddressVersion, and no address, allocation method or prefix length: the spec gives
+// no way to ask for a prefix on a uniform scale-set VM's NIC.
+json scaleSetVmJson(const MockState& state, const VirtualMachine& vm) {
+  json configurations = json::array();
+  for (std::size_t i = 0; i < vm.nicIds.size(); ++i) {
+    const auto* nic = state.findNic(vm.nicIds[i]);
+    if (nic == nullptr) continue;
+    json ipConfigurations = json::array();
+    for (const auto& c : nic->ipConfigurations) {
+      const auto family = c.prefix ? c.prefix->family() : c.address.family();
+      json props = {{"subnet", {{"id", c.subnetId}}},
+                    {"primary", c.primary},
+                    {"privateIPAddressVersion", family == ipam::Family::kV6 ? "IPv6" : "IPv4"}};
+      ipConfigurations.push_back({{"name", c.name}, {"properties", std::move(props)}});
+    }
+    json props = {{"primary", i == 0},
+                  {"enableAcceleratedNetworking", nic->enableAcceleratedNetworking},
+                  {"enableIPForwarding", nic->enableIPForwarding},
+                  {"ipConfigurations", std::move(ipConfigurations)}};
+    configurations.push_back({{"name", nic->name}, {"properties", std::move(props)}});
+  }
+  json props = {{"latestModelApplied", true},
+                {"vmId", vm.vmId},
+                {"provisioningState", "Succeeded"},
+                {"networkProfile", networkProfileJson(vm)},
+                {"networkProfileConfiguration",
+                 {{"networkInterfaceConfigurations", std::move(configurations)}}}};
+  return {{"name", vm.name},
+          {"id", vm.id},
+          {"type", "Microsoft.Compute/virtualMachineScaleSets/virtualMachines"},
+          {"location", vm.location},
+          {"instanceId", vm.instanceId},
+          {"properties", std::move(props)}};
 }
 
 }  // namespace
@@ -551,6 +603,9 @@ ArmResponse ArmHandler::handleArm(const ArmRequest& request, const std::vector<s
     kNicConfigs,
     kNicConfig,
     kVm,
+    kScaleSetVm,
+    kScaleSetVmNics,
+    kScaleSetVmNic,
     kOperation,
     kOperationResult
   };
@@ -576,6 +631,12 @@ ArmResponse ArmHandler::handleArm(const ArmRequest& request, const std::vector<s
     } else if (is(5, "Microsoft.Compute") && is(6, "virtualMachines") && seg.size() == 8) {
       kind = Kind::kVm;
       compute = true;
+    } else if (is(5, "Microsoft.Compute") && is(6, "virtualMachineScaleSets") &&
+               is(8, "virtualMachines")) {
+      if (seg.size() == 10) kind = Kind::kScaleSetVm;
+      if (seg.size() == 11 && is(10, "networkInterfaces")) kind = Kind::kScaleSetVmNics;
+      if (seg.size() == 12 && is(10, "networkInterfaces")) kind = Kind::kScaleSetVmNic;
+      compute = kind == Kind::kScaleSetVm;
     }
   }
   if (kind == Kind::kUnknown) {
@@ -601,6 +662,9 @@ ArmResponse ArmHandler::handleArm(const ArmRequest& request, const std::vector<s
         case Kind::kNicConfigs:
         case Kind::kNicConfig: return ArmResourceKind::kNicIpConfiguration;
         case Kind::kVm: return ArmResourceKind::kVirtualMachine;
+        case Kind::kScaleSetVm: return ArmResourceKind::kScaleSetVirtualMachine;
+        case Kind::kScaleSetVmNics:
+        case Kind::kScaleSetVmNic: return ArmResourceKind::kScaleSetNetworkInterface;
         case Kind::kOperationResult: return ArmResourceKind::kNetworkOperationResult;
         case Kind::kOperation:
         case Kind::kUnknown: break;
@@ -611,29 +675,46 @@ ArmResponse ArmHandler::handleArm(const ArmRequest& request, const std::vector<s
       return finish(std::move(*refused));
   }
 
-  // 4. api-version.
+  // 4. api-version, with ARM's three answers (codes and wording as ARM sends them):
+  // - none: 400 MissingApiVersionParameter, "The api-version query parameter (?api-version=) is
+  //   required for all requests." (quoted from ARM in MicrosoftDocs/feedback#2279 and
+  //   Azure/azure-dev#3914);
+  // - not a version at all: 400 InvalidApiVersionParameter, "The api-version '{v}' is invalid.
+  //   The supported versions are '{v1},{v2},...'." (the form ARM answers for a version it cannot
+  //   serve, quoted in hashicorp/vault-plugin-secrets-azure#13 and Azure/azure-sdk-for-net#3160);
+  // - a well-formed version the resource type does not have: 400 NoRegisteredProviderFound, "No
+  //   registered resource provider found for location {location} and API version {api-version}
+  //   for type {resource-type}.", with the supported versions, as Microsoft Learn's "Resolve
+  //   errors for resource provider registration" documents it ("The resource type doesn't
+  //   support the API version"; "The error message should give you suggestions for the
+  //   supported locations and API versions").
   auto v = query.find("api-version");
   if (v == query.end())
     return finish(error(400, "MissingApiVersionParameter",
                         "The api-version query parameter (?api-version=) is required for all "
                         "requests."));
-  const auto& versions = compute ? std::span<const char* const>(kComputeApiVersions)
-                                 : std::span<const char* const>(kNetworkApiVersions);
+  const bool scaleSetNic = kind == Kind::kScaleSetVmNics || kind == Kind::kScaleSetVmNic;
+  const auto& versions = scaleSetNic ? std::span<const char* const>(kScaleSetNicApiVersions)
+                         : compute   ? std::span<const char* const>(kComputeApiVersions)
+                                     : std::span<const char* const>(kNetworkApiVersions);
   if (std::ranges::find(versions, v->second) == versions.end()) {
-    const std::string supported = fmt::format("{}", fmt::join(versions, ", "));
+    const std::string supported = fmt::format("{}", fmt::join(versions, ","));
     if (!wellFormedApiVersion(v->second))
       return finish(error(400, "InvalidApiVersionParameter",
                           fmt::format("The api-version '{}' is invalid. The supported versions are "
                                       "'{}'.",
                                       v->second, supported)));
+    const std::string type = kind == Kind::kOperation         ? "locations/operations"
+                             : kind == Kind::kOperationResult ? "locations/operationResults"
+                             : scaleSetNic
+                                 ? "virtualMachineScaleSets/virtualMachines/networkInterfaces"
+                             : kind == Kind::kScaleSetVm ? "virtualMachineScaleSets/virtualMachines"
+                                                         : seg[6];
     return finish(error(400, "NoRegisteredProviderFound",
-                        fmt::format("No registered resource provider found for API version '{}' "
-                                    "and type '{}/{}'. The supported api-versions are '{}'.",
-                                    v->second, seg.size() > 5 ? seg[5] : "",
-                                    kind == Kind::kOperation         ? "locations/operations"
-                                    : kind == Kind::kOperationResult ? "locations/operationResults"
-                                                                     : seg[6],
-                                    supported)));
+                        fmt::format("No registered resource provider found for location '{}' and "
+                                    "API version '{}' for type '{}'. The supported api-versions "
+                                    "are '{}'.",
+                                    locationFor(sub), v->second, type, supported)));
   }
   const std::string& apiVersion = v->second;
 
@@ -671,11 +752,9 @@ ArmResponse ArmHandler::handleArm(const ArmRequest& request, const std::vector<s
           error(404, "ResourceNotFound", fmt::format("The operation '{}' was not found.", seg[7])));
     // Always 200, as ARM answers an operation status: a 4xx/5xx would mean reading the status
     // itself failed.
-    json body = {{"id", fmt::format("/subscriptions/{}/providers/Microsoft.Network/locations/{}/"
-                                    "operations/{}",
-                                    op->subscriptionId, op->location, op->id)},
-                 {"name", op->id},
-                 {"status", toString(op->status)}};
+    // AzureAsyncOperationResult (network.json, 2024-05-01) has a status and, when it failed,
+    // an error: nothing else.
+    json body = {{"status", toString(op->status)}};
     if (op->error) body["error"] = {{"code", op->error->code}, {"message", op->error->message}};
     auto r = jsonResponse(200, body);
     if (op->status == OperationStatus::kInProgress) r.headers.emplace_back("Retry-After", "1");
@@ -761,10 +840,42 @@ ArmResponse ArmHandler::handleArm(const ArmRequest& request, const std::vector<s
     }
     case Kind::kVm: {
       const auto* vm = state_.findVirtualMachine(fmt::format("{}/{}", providerBase, seg[7]));
-      if (vm == nullptr)
+      if (vm == nullptr || !vm->instanceId.empty())
         return finish(error(404, "ResourceNotFound",
                             resourceNotFound("Microsoft.Compute/virtualMachines", seg[7], seg[3])));
       return finish(jsonResponse(200, vmJson(*vm)));
+    }
+    case Kind::kScaleSetVm:
+    case Kind::kScaleSetVmNics:
+    case Kind::kScaleSetVmNic: {
+      // A uniform scale set's VM and its NICs: read-only here, as the published API has them
+      // (the NICs have GETs only; the VM's networkProfileConfiguration cannot carry a prefix).
+      const auto* set = state_.findScaleSet(fmt::format("{}/{}", providerBase, seg[7]));
+      if (set == nullptr)
+        return finish(
+            error(404, "ResourceNotFound",
+                  resourceNotFound("Microsoft.Compute/virtualMachineScaleSets", seg[7], seg[3])));
+      const auto* vm =
+          state_.findVirtualMachine(fmt::format("{}/virtualMachines/{}", set->id, seg[9]));
+      if (vm == nullptr || vm->instanceId.empty())
+        return finish(
+            error(404, "ResourceNotFound",  // [R]
+                  resourceNotFound("Microsoft.Compute/virtualMachineScaleSets/virtualMachines",
+                                   fmt::format("{}/{}", seg[7], seg[9]), seg[3])));
+      if (kind == Kind::kScaleSetVm) return finish(jsonResponse(200, scaleSetVmJson(state_, *vm)));
+      if (kind == Kind::kScaleSetVmNics) {
+        json value = json::array();
+        for (const auto& id : vm->nicIds) {
+          if (const auto* nic = state_.findNic(id)) value.push_back(nicJson(*nic));
+        }
+        return finish(jsonResponse(200, {{"value", std::move(value)}}));
+      }
+      const auto* nic = state_.findNic(fmt::format("{}/networkInterfaces/{}", vm->id, seg[11]));
+      if (nic == nullptr)
+        return finish(
+            error(404, "ResourceNotFound",
+                  resourceNotFound("Microsoft.Network/networkInterfaces", seg[11], seg[3])));
+      return finish(jsonResponse(200, nicJson(*nic)));
     }
     case Kind::kNics: {
       auto skipped = skipToken(query);
@@ -877,6 +988,17 @@ ArmResponse ArmHandler::anotherOperationInProgress(const NetworkInterface& nic,
                fmt::format("Another operation on this or dependent resource is in progress. To "
                            "retrieve status of the operation use uri: {}",
                            url));
+}
+
+std::string ArmHandler::locationFor(std::string_view subscription) const {
+  // ARM names the location the request was for; the mock keeps no location per resource group,
+  // so it names that of a NIC in the subscription, as every topology has one.
+  const std::string prefix = toLower(fmt::format("/subscriptions/{}/", subscription));
+  std::string location;
+  state_.forEachNic([&](const NetworkInterface& nic) {
+    if (location.empty() && toLower(nic.id).starts_with(prefix)) location = nic.location;
+  });
+  return location.empty() ? "eastus" : location;
 }
 
 std::string ArmHandler::retryAfterForOperation() const {

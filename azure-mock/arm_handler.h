@@ -143,6 +143,8 @@ class ArmHandler {
                                          const OperationUrl& operationUrl) const;
   // Retry-After on a write that started an operation: its delay, rounded up to whole seconds.
   std::string retryAfterForOperation() const;
+  // The location a NoRegisteredProviderFound names for a request to this subscription.
+  std::string locationFor(std::string_view subscription) const;
 
   // Retry-After accounting: a 429, 409 or 503 with Retry-After opens a window for that client
   // (the bearer token's appid, "" without one) and that resource (the request path,

@@ -109,6 +109,15 @@ std::optional<std::string> requiredAction(ArmResourceKind kind, std::string_view
     case ArmResourceKind::kVirtualMachine:
       if (get) return "Microsoft.Compute/virtualMachines/read";
       break;
+    // The Microsoft.Compute operations for a scale set's VMs and their NICs (the scale-set NIC
+    // reads are served under the Microsoft.Compute path: vmssNetworkInterface.json).
+    case ArmResourceKind::kScaleSetVirtualMachine:
+      if (get) return "Microsoft.Compute/virtualMachineScaleSets/virtualMachines/read";
+      break;
+    case ArmResourceKind::kScaleSetNetworkInterface:
+      if (get)
+        return "Microsoft.Compute/virtualMachineScaleSets/virtualMachines/networkInterfaces/read";
+      break;
     case ArmResourceKind::kNetworkOperation:
       if (get) return "Microsoft.Network/locations/operations/read";
       break;

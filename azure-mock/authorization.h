@@ -46,8 +46,11 @@ enum class ArmResourceKind {
   kNetworkInterface,     // one NIC or the list of a resource group's NICs
   kNicIpConfiguration,   // one ipConfiguration of a NIC or the list of them
   kVirtualMachine,
-  kNetworkOperation,        // Microsoft.Network/locations/{location}/operations/{id}
-  kNetworkOperationResult,  // Microsoft.Network/locations/{location}/operationResults/{id}
+  kScaleSetVirtualMachine,    // a uniform scale set's VM
+                              // (.../virtualMachineScaleSets/{s}/virtualMachines/{i})
+  kScaleSetNetworkInterface,  // one NIC of such a VM or the list of them
+  kNetworkOperation,          // Microsoft.Network/locations/{location}/operations/{id}
+  kNetworkOperationResult,    // Microsoft.Network/locations/{location}/operationResults/{id}
 };
 
 // The action a request needs; nullopt for a method the type has no action for (the handler

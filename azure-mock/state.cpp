@@ -183,6 +183,10 @@ const VirtualMachine* MockState::findVirtualMachine(std::string_view id) const {
   auto it = vms_.find(toLower(id));
   return it == vms_.end() ? nullptr : &it->second;
 }
+const VirtualMachineScaleSet* MockState::findScaleSet(std::string_view id) const {
+  auto it = scaleSets_.find(toLower(id));
+  return it == scaleSets_.end() ? nullptr : &it->second;
+}
 const NetworkInterface* MockState::findNic(std::string_view id) const {
   auto it = nics_.find(toLower(id));
   return it == nics_.end() ? nullptr : &it->second;
@@ -919,6 +923,66 @@ std::expected<void, std::string> MockState::load(const json& doc) {
                       where, ref));
     };
 
+    // Scale sets first: NICs and VMs name theirs.
+    auto scaleSets = listOf("virtualMachineScaleSets");
+    if (!scaleSets) return std::unexpected(scaleSets.error());
+    for (std::size_t i = 0; i < scaleSets->size(); ++i) {
+      const json& v = (*scaleSets)[i];
+      const std::string where = fmt::format("virtualMachineScaleSets[{}]", i);
+      if (!v.is_object()) return std::unexpected(where + ": must be an object");
+      auto name = stringField(v, "name", where);
+      if (!name) return std::unexpected(name.error());
+      auto place = placeOf(v, where);
+      if (!place) return std::unexpected(place.error());
+      // OrchestrationMode (virtualMachineScaleSet.json): "Uniform" or "Flexible".
+      auto mode = stringField(v, "orchestrationMode", where, "Uniform");
+      if (!mode) return std::unexpected(mode.error());
+      if (*mode != "Uniform" && *mode != "Flexible")
+        return std::unexpected(fmt::format(
+            "{}: orchestrationMode must be \"Uniform\" or \"Flexible\", got \"{}\"", where, *mode));
+      VirtualMachineScaleSet ss{
+          .id = fmt::format("{}/providers/Microsoft.Compute/virtualMachineScaleSets/{}",
+                            place->rgId, *name),
+          .name = *name,
+          .location = place->location,
+          .orchestrationMode = *mode};
+      if (!fresh.scaleSets_.emplace(toLower(ss.id), ss).second)
+        return std::unexpected(fmt::format("{}: duplicate scale set {}", where, *name));
+    }
+    // The scale set an entry names ("virtualMachineScaleSet"), and for a uniform one the id of
+    // its VM ("instanceId"), under which that VM's NICs live. Empty strings when it names none.
+    struct Member {
+      std::string scaleSetId;
+      std::string instanceId;
+      std::string vmId;
+    };
+    const auto memberOf = [&](const json& e, const Place& place,
+                              std::string_view where) -> std::expected<Member, LoadError> {
+      auto set = stringField(e, "virtualMachineScaleSet", where, "");
+      auto instance = stringField(e, "instanceId", where, "");
+      if (!set || !instance) return std::unexpected(!set ? set.error() : instance.error());
+      if (set->empty()) {
+        if (!instance->empty())
+          return std::unexpected(
+              fmt::format("{}: instanceId needs a virtualMachineScaleSet", where));
+        return Member{};
+      }
+      const std::string id = fmt::format(
+          "{}/providers/Microsoft.Compute/virtualMachineScaleSets/{}", place.rgId, *set);
+      const auto it = fresh.scaleSets_.find(toLower(id));
+      if (it == fresh.scaleSets_.end())
+        return std::unexpected(
+            fmt::format("{}: scale set \"{}\" is not in the topology", where, *set));
+      const bool uniform = it->second.orchestrationMode == "Uniform";
+      if (uniform == instance->empty())
+        return std::unexpected(fmt::format("{}: a VM of a {} scale set {} instanceId", where,
+                                           it->second.orchestrationMode,
+                                           uniform ? "needs an" : "has no"));
+      Member m{.scaleSetId = it->second.id, .instanceId = *instance};
+      if (uniform) m.vmId = fmt::format("{}/virtualMachines/{}", it->second.id, *instance);
+      return m;
+    };
+
     auto nics = listOf("networkInterfaces");
     if (!nics) return std::unexpected(nics.error());
     for (std::size_t i = 0; i < nics->size(); ++i) {
@@ -932,8 +996,16 @@ std::expected<void, std::string> MockState::load(const json& doc) {
       if (!name) return std::unexpected(name.error());
       auto place = placeOf(n, where);
       if (!place) return std::unexpected(place.error());
+      auto member = memberOf(n, *place, where);
+      if (!member) return std::unexpected(member.error());
+      if (!member->scaleSetId.empty() && member->vmId.empty())
+        return std::unexpected(
+            where + ": a flexible scale set's NICs are ordinary NICs; name only their VM's");
+      // A uniform scale-set VM's NIC is a child of that VM.
       const std::string id =
-          fmt::format("{}/providers/Microsoft.Network/networkInterfaces/{}", place->rgId, *name);
+          member->vmId.empty() ? fmt::format("{}/providers/Microsoft.Network/networkInterfaces/{}",
+                                             place->rgId, *name)
+                               : fmt::format("{}/networkInterfaces/{}", member->vmId, *name);
       std::vector<RequestedConfig> requested;
       if (n.contains("ipConfigurations")) {
         if (!n["ipConfigurations"].is_array())
@@ -1010,24 +1082,38 @@ std::expected<void, std::string> MockState::load(const json& doc) {
       const json& v = (*vms)[i];
       const std::string where = fmt::format("virtualMachines[{}]", i);
       if (!v.is_object()) return std::unexpected(where + ": must be an object");
-      auto name = stringField(v, "name", where);
-      if (!name) return std::unexpected(name.error());
       auto place = placeOf(v, where);
       if (!place) return std::unexpected(place.error());
-      VirtualMachine vm{.id = fmt::format("{}/providers/Microsoft.Compute/virtualMachines/{}",
-                                          place->rgId, *name),
+      auto member = memberOf(v, *place, where);
+      if (!member) return std::unexpected(member.error());
+      // A uniform scale set's VM is named {scaleSet}_{instanceId}, as Azure names them.
+      const std::string defaultName =
+          member->vmId.empty()
+              ? std::string()
+              : fmt::format("{}_{}", member->scaleSetId.substr(member->scaleSetId.rfind('/') + 1),
+                            member->instanceId);
+      auto name = stringField(v, "name", where, defaultName);
+      if (!name || name->empty())
+        return std::unexpected(name ? where + ": \"name\" is missing" : name.error());
+      VirtualMachine vm{.id = member->vmId.empty()
+                                  ? fmt::format("{}/providers/Microsoft.Compute/virtualMachines/{}",
+                                                place->rgId, *name)
+                                  : member->vmId,
                         .name = *name,
                         .location = place->location,
-                        .vmId = stringField(v, "vmId", where, random_.guid()).value_or("")};
+                        .vmId = stringField(v, "vmId", where, random_.guid()).value_or(""),
+                        .scaleSetId = member->scaleSetId,
+                        .instanceId = member->instanceId};
       if (!v.contains("networkInterfaces") || !v["networkInterfaces"].is_array())
         return std::unexpected(where + ": \"networkInterfaces\" must be an array of NIC names");
       for (const auto& ref : v["networkInterfaces"]) {
         const std::string text = ref.is_string() ? ref.get<std::string>() : "";
         const std::string nicId =
-            text.starts_with("/")
-                ? text
-                : fmt::format("{}/providers/Microsoft.Network/networkInterfaces/{}", place->rgId,
-                              text);
+            text.starts_with("/") ? text
+            : vm.instanceId.empty()
+                ? fmt::format("{}/providers/Microsoft.Network/networkInterfaces/{}", place->rgId,
+                              text)
+                : fmt::format("{}/networkInterfaces/{}", vm.id, text);
         auto it = fresh.nics_.find(toLower(nicId));
         if (it == fresh.nics_.end())
           return std::unexpected(
@@ -1071,6 +1157,7 @@ std::expected<void, std::string> MockState::load(const json& doc) {
   vnets_ = std::move(fresh.vnets_);
   subnets_ = std::move(fresh.subnets_);
   vms_ = std::move(fresh.vms_);
+  scaleSets_ = std::move(fresh.scaleSets_);
   nics_ = std::move(fresh.nics_);
   operations_ = std::move(fresh.operations_);
   resourceGroups_ = std::move(fresh.resourceGroups_);
@@ -1151,17 +1238,32 @@ json MockState::toJson() const {
                     {"enableAcceleratedNetworking", n.enableAcceleratedNetworking},
                     {"tags", n.tags},
                     {"ipConfigurations", configs}});
+    // A uniform scale-set VM's NIC is saved under that VM, where load() puts it back.
+    if (const auto* vm = findVirtualMachine(n.virtualMachineId); vm && !vm->instanceId.empty()) {
+      nics.back()["virtualMachineScaleSet"] = vm->scaleSetId.substr(vm->scaleSetId.rfind('/') + 1);
+      nics.back()["instanceId"] = vm->instanceId;
+    }
   }
   doc["networkInterfaces"] = nics;
+  json scaleSets = json::array();
+  for (const auto& [_, ss] : scaleSets_) {
+    auto [s, r] = splitRg(ss.id);
+    scaleSets.push_back({{"name", ss.name},
+                         {"subscriptionId", s},
+                         {"resourceGroup", r},
+                         {"location", ss.location},
+                         {"orchestrationMode", ss.orchestrationMode}});
+  }
+  doc["virtualMachineScaleSets"] = scaleSets;
   json vms = json::array();
   for (const auto& [_, v] : vms_) {
     auto [s, r] = splitRg(v.id);
-    vms.push_back({{"name", v.name},
-                   {"subscriptionId", s},
-                   {"resourceGroup", r},
-                   {"location", v.location},
-                   {"vmId", v.vmId},
-                   {"networkInterfaces", v.nicIds}});
+    json vm = {{"name", v.name},         {"subscriptionId", s}, {"resourceGroup", r},
+               {"location", v.location}, {"vmId", v.vmId},      {"networkInterfaces", v.nicIds}};
+    if (!v.scaleSetId.empty())
+      vm["virtualMachineScaleSet"] = v.scaleSetId.substr(v.scaleSetId.rfind('/') + 1);
+    if (!v.instanceId.empty()) vm["instanceId"] = v.instanceId;
+    vms.push_back(std::move(vm));
   }
   doc["virtualMachines"] = vms;
   json ops = json::array();

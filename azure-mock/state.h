@@ -72,12 +72,26 @@ struct VirtualNetwork {
   std::vector<std::string> subnetIds;
 };
 
+// A scale set (virtualMachineScaleSet.json, Microsoft.Compute 2023-09-01). Its orchestrationMode
+// decides what its VMs are: "Uniform" VMs are children of the scale set
+// (.../virtualMachineScaleSets/{name}/virtualMachines/{instanceId}) whose NICs live under them
+// and are read through Microsoft.Compute paths only; "Flexible" VMs are ordinary VMs with
+// ordinary NICs that name the scale set in properties.virtualMachineScaleSet.
+struct VirtualMachineScaleSet {
+  std::string id;
+  std::string name;
+  std::string location;
+  std::string orchestrationMode;  // "Uniform" or "Flexible"
+};
+
 struct VirtualMachine {
   std::string id;
   std::string name;
   std::string location;
   std::string vmId;
   std::vector<std::string> nicIds;
+  std::string scaleSetId;  // the scale set it is in, or empty
+  std::string instanceId;  // set for a uniform scale set's VM only
 };
 
 struct IpConfiguration {
@@ -174,6 +188,7 @@ class MockState {
   const VirtualNetwork* findVirtualNetwork(std::string_view id) const;
   const Subnet* findSubnet(std::string_view id) const;
   const VirtualMachine* findVirtualMachine(std::string_view id) const;
+  const VirtualMachineScaleSet* findScaleSet(std::string_view id) const;
   const NetworkInterface* findNic(std::string_view id) const;
   const AsyncOperation* findOperation(std::string_view id) const;
   // NICs whose id starts with the given resource group id, in id order.
@@ -231,7 +246,8 @@ class MockState {
   // Keys are lower-cased ARM ids.
   std::map<std::string, VirtualNetwork> vnets_;
   std::map<std::string, Subnet> subnets_;
-  std::map<std::string, VirtualMachine> vms_;
+  std::map<std::string, VirtualMachine> vms_;  // uniform scale-set VMs too, by their id
+  std::map<std::string, VirtualMachineScaleSet> scaleSets_;
   std::map<std::string, NetworkInterface> nics_;
   std::map<std::string, AsyncOperation> operations_;
   std::map<std::string, std::string> resourceGroups_;  // lower-cased id -> id

@@ -6,7 +6,8 @@ Retry-After) and 10 % fail (500/503). After each step the mock's /mock/state mus
 the plan on every NIC, no duplicate ipConfiguration, and no write sent inside a Retry-After
 window. A second test feeds the running mock bad input (malformed, oversized, chunked past the
 limit, deeply nested, an unsigned token) and expects CloudError answers. A third deletes a NIC
-over HTTP and follows the operation to the end.
+over HTTP and follows the operation to the end. A fourth reads scale-set VMs of both
+orchestration modes.
 """
 
 from __future__ import annotations
@@ -17,8 +18,8 @@ import subprocess
 import time
 from collections import Counter
 
-from azure_mock import (API, NICS, RG, SUB, TENANT, Mock, block, mock_fixture, nic_id, subnet_id,
-                        topology)
+from azure_mock import (API, NICS, RG, SUB, TENANT, VNET, Mock, block, mock_fixture, nic_id,
+                        subnet_id, topology)
 from built import BUILD_DIR
 from netlab import FabricNetns
 from polling import poll
@@ -227,5 +228,77 @@ def test_nic_delete_runs_as_an_operation_and_401s_challenge(tmp_path):
         status, _, _ = request("DELETE", f"{spare}?{API}", headers=auth)
         assert status == 204
         assert "spare-0-nic" not in {n["name"] for n in m.state()["networkInterfaces"]}
+    finally:
+        m.stop()
+
+
+def test_scale_set_vms_in_both_orchestration_modes(tmp_path):
+    """Scale-set VMs as the published API has them, over HTTPS: a uniform scale set's VM and its
+    NIC are read through Microsoft.Compute paths (the NIC with the scale-set NIC api-version) and
+    cannot be written; a flexible scale set's VM is an ordinary VM naming its scale set, whose NIC
+    takes a prefix like any other. Both survive a restart from the state file."""
+    doc = topology(1)
+    doc["virtualMachineScaleSets"] = [{"name": "pool", "orchestrationMode": "Uniform"},
+                                      {"name": "flex", "orchestrationMode": "Flexible"}]
+    doc["networkInterfaces"] += [
+        {"name": "pool-nic", "virtualMachineScaleSet": "pool", "instanceId": "0",
+         "subnet": f"{VNET}/nodes", "primaryIP": "10.240.0.100"},
+        {"name": "flex-nic", "subnet": f"{VNET}/nodes", "primaryIP": "10.240.0.101"}]
+    doc["virtualMachines"] += [
+        {"virtualMachineScaleSet": "pool", "instanceId": "0", "networkInterfaces": ["pool-nic"]},
+        {"name": "flex_1", "virtualMachineScaleSet": "flex", "networkInterfaces": ["flex-nic"]}]
+    state_file = tmp_path / "state.json"
+    rg = f"/subscriptions/{SUB}/resourceGroups/{RG}/providers"
+    pool_vm = f"{rg}/Microsoft.Compute/virtualMachineScaleSets/pool/virtualMachines/0"
+    pool_nic = f"{pool_vm}/networkInterfaces/pool-nic"
+    flex_nic = f"{rg}/Microsoft.Network/networkInterfaces/flex-nic"
+
+    def start():
+        workdir = tmp_path / f"run-{time.monotonic_ns()}"
+        workdir.mkdir()
+        return Mock(workdir, ["--async-delay-ms", "0", "--state-file", str(state_file)],
+                    topology_doc=doc)
+
+    m = start()
+    try:
+        auth = {"Authorization": f"Bearer {m.token()}", "Content-Type": "application/json"}
+        status, vm, _ = m.request("GET", f"{pool_vm}?api-version=2023-09-01", headers=auth)
+        assert status == 200, vm
+        assert vm["name"] == "pool_0" and vm["instanceId"] == "0", vm
+        configs = vm["properties"]["networkProfileConfiguration"]["networkInterfaceConfigurations"]
+        ip_props = configs[0]["properties"]["ipConfigurations"][0]["properties"]
+        assert "privateIPAddressPrefixLength" not in ip_props, ip_props
+        status, nic, _ = m.request("GET", f"{pool_nic}?api-version=2017-03-30", headers=auth)
+        assert status == 200, nic
+        assert nic["properties"]["virtualMachine"]["id"] == pool_vm, nic
+        status, err, _ = m.request("PUT", f"{pool_nic}?api-version=2017-03-30",
+                                   json.dumps(nic).encode(), auth)
+        assert status == 405, err
+
+        status, vm, _ = m.request(
+            "GET", f"{rg}/Microsoft.Compute/virtualMachines/flex_1?api-version=2023-09-01",
+            headers=auth)
+        assert status == 200, vm
+        assert vm["properties"]["virtualMachineScaleSet"]["id"].endswith(
+            "/virtualMachineScaleSets/flex"), vm
+        body = {"location": "eastus", "properties": {"ipConfigurations": [
+            {"name": "ipconfig1", "properties": {"primary": True, "privateIPAddress": "10.240.0.101",
+                                                 "subnet": {"id": subnet_id("nodes")}}},
+            {"name": "vnetipam-10-240-9-0-28", "properties": {
+                "privateIPAddress": "10.240.9.0/28", "privateIPAddressPrefixLength": 28,
+                "privateIPAllocationMethod": "Static", "subnet": {"id": subnet_id("nodes")}}}]}}
+        status, got, _ = m.request("PUT", f"{flex_nic}?{API}", json.dumps(body).encode(), auth)
+        assert status == 200, got
+        assert poll("flex-nic's prefix committed",
+                    lambda: m.nic_prefixes().get("flex-nic") == ["10.240.9.0/28"] or None, 10)
+    finally:
+        m.stop()
+
+    m = start()
+    try:
+        auth = {"Authorization": f"Bearer {m.token()}"}
+        status, nic, _ = m.request("GET", f"{pool_nic}?api-version=2017-03-30", headers=auth)
+        assert status == 200 and nic["name"] == "pool-nic", nic
+        assert m.nic_prefixes().get("flex-nic") == ["10.240.9.0/28"]
     finally:
         m.stop()

@@ -1,0 +1,202 @@
+// Scale-set VMs in the mock, in both orchestration modes, as the published Microsoft.Compute
+// API has them: a uniform scale set's VMs and NICs are read through Microsoft.Compute paths and
+// cannot be written there (no PUT of the scale-set NIC; the scale-set VM's ipConfigurations have
+// no prefix length), while a flexible scale set's VMs are ordinary VMs with ordinary NICs.
+#include <gtest/gtest.h>
+
+#include "unit/azure-mock/fakes.h"
+#include "unit/lib/azure/arm_schema.h"
+
+namespace vnetipam::azuremock {
+namespace {
+
+using azure::testing::schemaProblems;
+using nlohmann::json;
+using testing::kRg;
+using testing::MockFixture;
+using testing::parsed;
+
+json scaleSetTopology() {
+  json doc = testing::exampleTopology();
+  doc["virtualMachineScaleSets"] = json::parse(R"([
+    {"name": "pool", "orchestrationMode": "Uniform"},
+    {"name": "flex", "orchestrationMode": "Flexible"}])");
+  doc["networkInterfaces"].push_back(json::parse(
+      R"({"name": "pool-nic", "virtualMachineScaleSet": "pool", "instanceId": "3",
+          "subnet": "rg1-vnet/default", "primaryIP": "172.20.2.30"})"));
+  doc["networkInterfaces"].push_back(json::parse(
+      R"({"name": "flex-nic", "subnet": "rg1-vnet/default", "primaryIP": "172.20.2.31"})"));
+  doc["virtualMachines"].push_back(json::parse(
+      R"({"virtualMachineScaleSet": "pool", "instanceId": "3", "networkInterfaces": ["pool-nic"]})"));
+  doc["virtualMachines"].push_back(json::parse(
+      R"({"name": "flex_a1b2", "virtualMachineScaleSet": "flex", "networkInterfaces": ["flex-nic"]})"));
+  return doc;
+}
+
+struct ScaleSetFixture : MockFixture {
+  ScaleSetFixture() {
+    auto ok = state.load(scaleSetTopology());
+    if (!ok) throw std::runtime_error(ok.error());
+  }
+};
+
+const std::string kPoolVm =
+    std::string(kRg) +
+    "/providers/Microsoft.Compute/virtualMachineScaleSets/pool/virtualMachines/3";
+const std::string kPoolNic = kPoolVm + "/networkInterfaces/pool-nic";
+
+void expectConforms(const ArmResponse& r, const std::string& definition) {
+  ASSERT_EQ(r.status, 200) << r.body;
+  const auto problems = schemaProblems(parsed(r), definition);
+  EXPECT_TRUE(problems.empty()) << ::testing::PrintToString(problems) << "\n" << r.body;
+}
+
+TEST(ScaleSet, AUniformVmAndItsNicAreReadThroughCompute) {
+  ScaleSetFixture m;
+  auto vm = m.call("GET", kPoolVm + "?api-version=2023-09-01");
+  expectConforms(vm, "VirtualMachineScaleSetVM");
+  const json doc = parsed(vm);
+  EXPECT_EQ(doc["name"], "pool_3");
+  EXPECT_EQ(doc["instanceId"], "3");
+  EXPECT_EQ(doc["type"], "Microsoft.Compute/virtualMachineScaleSets/virtualMachines");
+  EXPECT_EQ(doc["properties"]["networkProfile"]["networkInterfaces"][0]["id"], kPoolNic);
+  const json& config =
+      doc["properties"]["networkProfileConfiguration"]["networkInterfaceConfigurations"][0];
+  EXPECT_EQ(config["name"], "pool-nic");
+  EXPECT_EQ(config["properties"]["ipConfigurations"][0]["properties"]["subnet"]["id"],
+            testing::kSubnetId);
+
+  // NetworkInterfaces_GetVirtualMachineScaleSetNetworkInterface, api-version 2017-03-30 (the
+  // spec's enum) or 2018-10-01.
+  for (const char* api : {"2017-03-30", "2018-10-01"}) {
+    auto nic = m.call("GET", kPoolNic + "?api-version=" + api);
+    expectConforms(nic, "NetworkInterface");
+    EXPECT_EQ(parsed(nic)["id"], kPoolNic);
+    EXPECT_EQ(parsed(nic)["properties"]["virtualMachine"]["id"], kPoolVm);
+    EXPECT_EQ(parsed(nic)["properties"]["ipConfigurations"][0]["properties"]["privateIPAddress"],
+              "172.20.2.30");
+  }
+  expectConforms(m.call("GET", kPoolVm + "/networkInterfaces?api-version=2017-03-30"),
+                 "NetworkInterfaceListResult");
+  // Its address is taken in the subnet like any NIC's.
+  const json usage = parsed(m.call(
+      "GET",
+      std::string(kRg) +
+          "/providers/Microsoft.Network/virtualNetworks/rg1-vnet/usages?api-version=2024-05-01"));
+  EXPECT_EQ(usage["value"][0]["currentValue"], 4.0) << usage;  // 2 NICs + pool-nic + flex-nic
+}
+
+TEST(ScaleSet, AUniformVmsNicCannotBeWritten) {
+  ScaleSetFixture m;
+  // The published API has GETs only for scale-set NICs.
+  for (const char* method : {"PUT", "DELETE", "PATCH"}) {
+    auto r = m.call(method, kPoolNic + "?api-version=2017-03-30", "{}");
+    EXPECT_EQ(r.status, 405) << method << r.body;
+    EXPECT_EQ(r.header("Allow"), "GET");
+  }
+  // Nor through its scale-set VM: this mock serves no writes of Microsoft.Compute resources, and
+  // the spec's VM ipConfigurations could not carry a prefix anyway (wire_test).
+  EXPECT_EQ(m.call("PUT", kPoolVm + "?api-version=2023-09-01", "{}").status, 405);
+  // It is not a Microsoft.Network NIC: not listed with them, not at their path.
+  const json list = parsed(m.call(
+      "GET",
+      std::string(kRg) + "/providers/Microsoft.Network/networkInterfaces?api-version=2024-05-01"));
+  for (const auto& nic : list["value"])
+    EXPECT_NE(nic["name"], "pool-nic");
+  EXPECT_EQ(m.getNic("pool-nic").status, 404);
+}
+
+TEST(ScaleSet, ScaleSetNicApiVersions) {
+  ScaleSetFixture m;
+  auto r = m.call("GET", kPoolNic + "?api-version=2024-05-01");
+  EXPECT_EQ(r.status, 400);
+  EXPECT_EQ(parsed(r)["error"]["code"], "NoRegisteredProviderFound");
+  EXPECT_EQ(parsed(r)["error"]["message"],
+            "No registered resource provider found for location 'eastus' and API version "
+            "'2024-05-01' for type 'virtualMachineScaleSets/virtualMachines/networkInterfaces'. "
+            "The supported api-versions are '2017-03-30,2018-10-01'.");
+  EXPECT_EQ(parsed(m.call("GET", kPoolVm + "?api-version=2024-05-01"))["error"]["code"],
+            "NoRegisteredProviderFound");
+}
+
+TEST(ScaleSet, MissingScaleSetMembersAre404) {
+  ScaleSetFixture m;
+  const std::string base =
+      std::string(kRg) + "/providers/Microsoft.Compute/virtualMachineScaleSets/";
+  for (const std::string& path : {base + "nope/virtualMachines/3?api-version=2023-09-01",
+                                  base + "pool/virtualMachines/9?api-version=2023-09-01",
+                                  kPoolVm + "/networkInterfaces/other?api-version=2017-03-30",
+                                  // A flexible scale set has no child VMs.
+                                  base + "flex/virtualMachines/0?api-version=2023-09-01"}) {
+    auto r = m.call("GET", path);
+    EXPECT_EQ(r.status, 404) << path;
+    EXPECT_EQ(parsed(r)["error"]["code"], "ResourceNotFound") << path;
+  }
+  // A uniform VM is not a Microsoft.Compute/virtualMachines resource.
+  EXPECT_EQ(m.call("GET",
+                   std::string(kRg) +
+                       "/providers/Microsoft.Compute/virtualMachines/pool_3?api-version=2023-09-01")
+                .status,
+            404);
+}
+
+TEST(ScaleSet, AFlexibleVmIsAnOrdinaryVmThatNamesItsScaleSet) {
+  ScaleSetFixture m;
+  auto vm = m.call(
+      "GET", std::string(kRg) +
+                 "/providers/Microsoft.Compute/virtualMachines/flex_a1b2?api-version=2023-09-01");
+  expectConforms(vm, "VirtualMachine");
+  EXPECT_EQ(parsed(vm)["properties"]["virtualMachineScaleSet"]["id"],
+            std::string(kRg) + "/providers/Microsoft.Compute/virtualMachineScaleSets/flex");
+  // Its NIC takes a prefix like any other.
+  json body = testing::nicBody({testing::prefixConfig("p", "172.20.2.48/28")});
+  body["properties"]["ipConfigurations"][0]["properties"]["privateIPAddress"] = "172.20.2.31";
+  auto put = m.putNic(body, {}, "flex-nic");
+  EXPECT_EQ(put.status, 200) << put.body;
+}
+
+TEST(ScaleSet, TheStateDocumentKeepsBothModes) {
+  ScaleSetFixture m;
+  const json saved = m.state.toJson();
+  ScaleSetFixture again;
+  ASSERT_TRUE(again.state.load(saved).has_value());
+  EXPECT_EQ(again.state.toJson(), saved);
+  EXPECT_NE(again.state.findNic(kPoolNic), nullptr);
+  const auto* vm = again.state.findVirtualMachine(kPoolVm);
+  ASSERT_NE(vm, nullptr);
+  EXPECT_EQ(vm->instanceId, "3");
+  ASSERT_NE(again.state.findScaleSet(std::string(kRg) +
+                                     "/providers/Microsoft.Compute/virtualMachineScaleSets/flex"),
+            nullptr);
+}
+
+TEST(ScaleSet, BadTopologiesAreRefused) {
+  MockFixture m;
+  const auto refused = [&](const char* set, const char* vm) {
+    json doc = testing::exampleTopology();
+    doc["virtualMachineScaleSets"] = json::parse(set);
+    doc["virtualMachines"].push_back(json::parse(vm));
+    auto ok = m.state.load(doc);
+    return ok ? std::string() : ok.error();
+  };
+  EXPECT_NE(refused(R"([{"name": "p", "orchestrationMode": "Manual"}])",
+                    R"({"name": "x", "networkInterfaces": []})")
+                .find("orchestrationMode"),
+            std::string::npos);
+  EXPECT_NE(refused(R"([{"name": "p", "orchestrationMode": "Uniform"}])",
+                    R"({"virtualMachineScaleSet": "p", "networkInterfaces": []})")
+                .find("needs an instanceId"),
+            std::string::npos);
+  EXPECT_NE(refused(R"([{"name": "p", "orchestrationMode": "Flexible"}])",
+                    R"({"name": "x", "virtualMachineScaleSet": "p", "instanceId": "0",
+                        "networkInterfaces": []})")
+                .find("has no instanceId"),
+            std::string::npos);
+  EXPECT_NE(
+      refused(R"([])", R"({"name": "x", "virtualMachineScaleSet": "q", "networkInterfaces": []})")
+          .find("not in the topology"),
+      std::string::npos);
+}
+
+}  // namespace
+}  // namespace vnetipam::azuremock
