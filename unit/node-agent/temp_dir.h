@@ -1,32 +1,10 @@
-// A fresh directory under the system temp dir, removed with everything in it at scope exit.
+// The agent's tests name the unit tests' one temp dir (unit/lib/base/temp_dir.h) testing::TempDir.
 #pragma once
 
-#include <cerrno>
-#include <cstdlib>
-#include <filesystem>
-#include <string>
-
-#include <gtest/gtest.h>
+#include "unit/lib/base/temp_dir.h"
 
 namespace vnetipam::agent::testing {
 
-class TempDir {
- public:
-  TempDir() {
-    std::string tmpl = (std::filesystem::temp_directory_path() / "agent_test.XXXXXX").string();
-    if (::mkdtemp(tmpl.data()) == nullptr) ADD_FAILURE() << "mkdtemp: " << errno;
-    path_ = tmpl;
-  }
-  ~TempDir() {
-    std::error_code ec;
-    std::filesystem::remove_all(path_, ec);
-  }
-  TempDir(const TempDir&) = delete;
-  TempDir& operator=(const TempDir&) = delete;
-  const std::filesystem::path& path() const { return path_; }
-
- private:
-  std::filesystem::path path_;
-};
+using base::testing::TempDir;
 
 }  // namespace vnetipam::agent::testing

@@ -8,6 +8,8 @@
 #include <gtest/gtest.h>
 #include <unistd.h>
 
+#include "unit/lib/base/temp_dir.h"
+
 namespace vnetipam::base {
 namespace {
 
@@ -15,13 +17,6 @@ namespace fs = std::filesystem;
 
 class WriteFileAtomicallyTest : public ::testing::Test {
  protected:
-  void SetUp() override {
-    std::string pattern = (fs::temp_directory_path() / "base-file-test-XXXXXX").string();
-    ASSERT_NE(::mkdtemp(pattern.data()), nullptr);
-    dir_ = pattern;
-  }
-  void TearDown() override { fs::remove_all(dir_); }
-
   static std::string read(const fs::path& path) {
     std::ifstream in(path);
     std::stringstream text;
@@ -29,7 +24,8 @@ class WriteFileAtomicallyTest : public ::testing::Test {
     return text.str();
   }
 
-  fs::path dir_;
+  testing::TempDir tmp_;
+  const fs::path dir_ = tmp_.path();
 };
 
 TEST_F(WriteFileAtomicallyTest, CreatesTheDirectoryAndReplacesTheFileLeavingNoTemporary) {

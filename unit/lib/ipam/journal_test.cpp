@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "lib/ipam/crc32c.h"
+#include "unit/lib/base/temp_dir.h"
 
 namespace vnetipam::ipam {
 namespace {
@@ -190,14 +191,6 @@ class DescriptorExhaustion {
 
 class JournalTest : public ::testing::Test {
  protected:
-  void SetUp() override {
-    std::string tmpl = (fs::temp_directory_path() / "journal_test.XXXXXX").string();
-    ASSERT_NE(::mkdtemp(tmpl.data()), nullptr) << "mkdtemp: " << errno;
-    dir_ = tmpl;
-    path_ = dir_ / "alloc.journal";
-  }
-  void TearDown() override { fs::remove_all(dir_); }
-
   // Writes n records with appendDurable; returns the file size after each one.
   std::vector<std::uint64_t> writeDurable(Journal& j, int from, int n) {
     std::vector<std::uint64_t> ends;
@@ -209,8 +202,9 @@ class JournalTest : public ::testing::Test {
     return ends;
   }
 
-  fs::path dir_;
-  fs::path path_;
+  base::testing::TempDir tmp_;
+  const fs::path dir_ = tmp_.path();
+  fs::path path_ = dir_ / "alloc.journal";
 };
 
 // ---- round trip and format -------------------------------------------------------------------

@@ -8,6 +8,8 @@
 
 #include <gtest/gtest.h>
 
+#include "unit/lib/base/temp_dir.h"
+
 namespace vnetipam::kube {
 namespace {
 
@@ -15,15 +17,7 @@ namespace fs = std::filesystem;
 
 class KubeconfigTest : public ::testing::Test {
  protected:
-  void SetUp() override {
-    dir_ =
-        fs::temp_directory_path() /
-        ("kube_config_test_" + std::to_string(::testing::UnitTest::GetInstance()->random_seed()) +
-         "_" + ::testing::UnitTest::GetInstance()->current_test_info()->name());
-    fs::remove_all(dir_);
-    fs::create_directories(dir_ / "certs");
-  }
-  void TearDown() override { fs::remove_all(dir_); }
+  void SetUp() override { fs::create_directories(dir_ / "certs"); }
 
   fs::path write(const fs::path& relative, const std::string& content) {
     const fs::path path = dir_ / relative;
@@ -31,7 +25,8 @@ class KubeconfigTest : public ::testing::Test {
     return path;
   }
 
-  fs::path dir_;
+  base::testing::TempDir tmp_;
+  const fs::path dir_ = tmp_.path();
 };
 
 TEST(DecodeBase64, DecodesWithAndWithoutPaddingAndRejectsGarbage) {
