@@ -9,6 +9,8 @@
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
+#include "lib/ipam/pod_gateway.h"
+
 namespace vnetipam::agent {
 namespace {
 
@@ -34,15 +36,34 @@ AllocationStore::AllocationStore(ipam::Journal& journal, StoreOptions options, W
       metrics_(metrics) {}
 
 AllocationStore::OwnerKey AllocationStore::ownerKey(std::string_view containerID,
-                                                    std::string_view ifName) {
-  return OwnerKey{std::string(containerID), std::string(ifName)};
+                                                    std::string_view ifName, ipam::Family family) {
+  return OwnerKey{std::string(containerID), std::string(ifName), family};
+}
+
+std::vector<AllocationStore::OwnerKey> AllocationStore::heldKeysLocked(
+    std::string_view containerID, std::string_view ifName) const {
+  std::vector<OwnerKey> keys;
+  for (ipam::Family f : {ipam::Family::kV4, ipam::Family::kV6}) {
+    OwnerKey key = ownerKey(containerID, ifName, f);
+    if (held_.contains(key)) keys.push_back(std::move(key));
+  }
+  return keys;
+}
+
+bool AllocationStore::servesLocked(ipam::Family family) const {
+  return std::ranges::any_of(blocks_, [&](const auto& entry) {
+    const BlockState& b = entry.second;
+    return b.inApi && !b.deleting && !b.invalid && b.cidr.family() == family;
+  });
 }
 
 std::size_t AllocationStore::OwnerKeyHash::operator()(const OwnerKey& key) const noexcept {
   // Only spreads keys over buckets: equality compares the two fields apart.
   const std::size_t id = std::hash<std::string_view>{}(key.containerId);
-  return id ^ (std::hash<std::string_view>{}(key.ifName) + 0x9e3779b97f4a7c15ULL + (id << 6) +
-               (id >> 2));
+  return id ^
+         (std::hash<std::string_view>{}(key.ifName) + 0x9e3779b97f4a7c15ULL + (id << 6) +
+          (id >> 2)) ^
+         static_cast<std::size_t>(key.family);
 }
 
 base::Result<std::unique_ptr<AllocationStore>> AllocationStore::recover(
@@ -67,7 +88,13 @@ base::Result<std::unique_ptr<AllocationStore>> AllocationStore::recover(
     }
     for (const auto& [address, a] : recorded.allocations) {
       ipam::Owner owner{a.containerID, a.ifName};
-      auto r = block.allocator->occupy(address, owner);
+      // The owner may hold one address per family, in any block: a second one of the same family
+      // (in another block) is a conflict as a second one in the same block is.
+      base::Result<void> r =
+          store->held_.contains(ownerKey(a.containerID, a.ifName, address.family()))
+              ? base::Result<void>(base::fail(base::ErrorCode::kConflict,
+                                              "the owner already holds an address of that family"))
+              : block.allocator->occupy(address, owner);
       if (!r) {
         // The owner holds two addresses (or the address is outside the block): keep the address
         // held under a name of its own so it is never handed out twice; CNI GC returns it.
@@ -80,7 +107,7 @@ base::Result<std::unique_ptr<AllocationStore>> AllocationStore::recover(
           continue;
         }
       }
-      store->held_.emplace(ownerKey(owner.containerId, owner.ifName),
+      store->held_.emplace(ownerKey(owner.containerId, owner.ifName, address.family()),
                            Held{.block = name,
                                 .address = address,
                                 .podNamespace = a.podNamespace,
@@ -284,15 +311,30 @@ Response AllocationStore::allocate(const Request& request) {
     if (metrics_) metrics_->allocationFailed(static_cast<int>(response.code), since(start));
     return response;
   };
-  const OwnerKey key = ownerKey(request.containerID, request.ifName);
   const std::string who =
       fmt::format("container {} interface {}", request.containerID, request.ifName);
+  // A client that names no families is a plugin of the previous release: IPv4 is all it can take.
+  const std::vector<ipam::Family> asked =
+      request.families.empty() ? std::vector{ipam::Family::kV4} : request.families;
+  const auto isAsked = [&](ipam::Family f) { return std::ranges::find(asked, f) != asked.end(); };
   std::unique_lock lock(mu_);
-  if (auto it = held_.find(key); it != held_.end()) {
-    // A retried ADD: the same address, once what we already said is durable.
-    it->second.notAttachedSince.reset();
-    Response response;
-    response.allocations.push_back(toAllocation(key, it->second));
+  // What the owner holds already: everything, after a retried ADD; one family, after a crash
+  // between the two appends of a dual-stack allocate (or an ADD while the node served one).
+  Response response;
+  std::vector<ipam::Family> missing;
+  for (ipam::Family f : {ipam::Family::kV4, ipam::Family::kV6}) {
+    if (!isAsked(f)) continue;
+    const OwnerKey key = ownerKey(request.containerID, request.ifName, f);
+    if (auto it = held_.find(key); it != held_.end()) {
+      it->second.notAttachedSince.reset();
+      response.allocations.push_back(toAllocation(key, it->second));
+      response.allocations.back().gateway = ipam::podGateway(f);
+    } else if (servesLocked(f)) {
+      missing.push_back(f);
+    }
+  }
+  if (missing.empty() && !response.allocations.empty()) {
+    // A retried ADD: the same addresses, once what we already said is durable.
     const ipam::Seq seq = journal_.lastSeq();
     lock.unlock();
     if (auto f = syncOrFail(seq, fmt::format("allocate for {}", who))) return failed(*f);
@@ -305,27 +347,76 @@ Response AllocationStore::allocate(const Request& request) {
                                                who, options_.nodeName)));
   }
   const ipam::TimePoint now = clock_();
-  // Fill the fullest usable block first, so the controller can return empty extra blocks.
-  std::vector<std::pair<const std::string*, BlockState*>> candidates;
-  for (auto& [name, block] : blocks_) {
-    if (block.usable()) candidates.emplace_back(&name, &block);
-  }
-  std::stable_sort(candidates.begin(), candidates.end(), [](const auto& a, const auto& b) {
-    return a.second->allocator->allocatedCount() > b.second->allocator->allocatedCount();
-  });
   const ipam::Owner owner{request.containerID, request.ifName};
-  for (auto& [name, block] : candidates) {
-    auto address = block->allocator->allocate(owner, now);
-    if (!address) {
-      if (address.error().code == base::ErrorCode::kExhausted) continue;
-      return failed(Response::failure(
-          ErrorCode::kAgentInternal,
-          fmt::format("allocate for {} in block {}: {}", who, *name, address.error().message)));
+  // Every missing family is taken in memory before anything is journalled: a family that cannot
+  // be had undoes the others here, and the journal never sees them.
+  struct Taken {
+    ipam::Family family;
+    const std::string* name;
+    BlockState* block;
+    ipam::IPAddress address;
+    ipam::Seq seq = 0;
+  };
+  std::vector<Taken> taken;
+  const auto undo = [&] {
+    // Never answered, so free at once rather than cooling (BlockAllocator::unallocate).
+    for (const Taken& t : taken)
+      (void)t.block->allocator->unallocate(t.address, owner);
+  };
+  const auto noFreeAddress = [&](std::string_view family, std::size_t usable,
+                                 std::uint64_t cooling) {
+    return failed(Response::failure(
+        ErrorCode::kTryAgainLater,
+        fmt::format("allocate for {}: no free {}address on node {}", who, family,
+                    options_.nodeName),
+        fmt::format("{} usable blocks, {} addresses still cooling down after release; the "
+                    "controller adds blocks when the node runs low",
+                    usable, cooling)));
+  };
+  if (missing.empty()) return noFreeAddress("", 0, 0);  // no block of a family asked for
+  for (ipam::Family family : missing) {
+    // Fill the fullest usable block first, so the controller can return empty extra blocks.
+    std::vector<std::pair<const std::string*, BlockState*>> candidates;
+    for (auto& [name, block] : blocks_) {
+      if (block.usable() && block.cidr.family() == family) candidates.emplace_back(&name, &block);
     }
+    std::stable_sort(candidates.begin(), candidates.end(), [](const auto& a, const auto& b) {
+      return a.second->allocator->allocatedCount() > b.second->allocator->allocatedCount();
+    });
+    bool got = false;
+    for (auto& [name, block] : candidates) {
+      auto address = block->allocator->allocate(owner, now);
+      if (!address) {
+        if (address.error().code == base::ErrorCode::kExhausted) continue;
+        undo();
+        return failed(Response::failure(
+            ErrorCode::kAgentInternal,
+            fmt::format("allocate for {} in block {}: {}", who, *name, address.error().message)));
+      }
+      taken.push_back(Taken{.family = family, .name = name, .block = block, .address = *address});
+      got = true;
+      break;
+    }
+    if (!got) {
+      undo();
+      std::uint64_t cooling = 0;
+      for (auto& [name, block] : candidates)
+        cooling += block->allocator->coolingCount(now);
+      // A single-family node answers as it always has; a dual-stack one names the family.
+      const bool dual =
+          missing.size() + response.allocations.size() > 1 ||
+          servesLocked(family == ipam::Family::kV4 ? ipam::Family::kV6 : ipam::Family::kV4);
+      return noFreeAddress(dual ? fmt::format("{} ", ipam::toString(family)) : std::string(),
+                           candidates.size(), cooling);
+    }
+  }
+  ipam::Seq last = 0;
+  for (std::size_t i = 0; i < taken.size(); ++i) {
+    Taken& t = taken[i];
     JournalEntry entry{.kind = JournalEntry::Kind::kAllocate,
-                       .blockName = *name,
-                       .blockCidr = block->cidr,
-                       .allocation = {.address = *address,
+                       .blockName = *t.name,
+                       .blockCidr = t.block->cidr,
+                       .allocation = {.address = t.address,
                                       .containerID = request.containerID,
                                       .ifName = request.ifName,
                                       .podNamespace = request.podNamespace,
@@ -333,43 +424,60 @@ Response AllocationStore::allocate(const Request& request) {
                                       .podUID = request.podUID}};
     auto seq = journal_.append(encodeEntry(entry));
     if (!seq) {
-      // Not recorded: undo in memory. The address cools down instead of coming back at once,
-      // which costs nothing and keeps the rule "released addresses cool" without exceptions.
-      (void)block->allocator->release(*address, owner, now);
       spdlog::error("journal {}: allocate for {}: {}", journal_.path().string(), who,
                     seq.error().message);
+      // Not recorded: undo in memory, and journal the release of what this allocate already
+      // recorded, so that the journal too shows nothing held. If that append fails as well, a
+      // restart finds the address held by this owner: a leak GC returns, never handed out twice.
+      for (std::size_t j = 0; j < i; ++j) {
+        JournalEntry release{.kind = JournalEntry::Kind::kRelease,
+                             .blockName = *taken[j].name,
+                             .blockCidr = taken[j].block->cidr,
+                             .allocation = {.address = taken[j].address,
+                                            .containerID = request.containerID,
+                                            .ifName = request.ifName},
+                             .releasedAt = now};
+        if (auto r = journal_.append(encodeEntry(release)); !r) {
+          spdlog::error("journal {}: undoing allocate for {}: {}", journal_.path().string(), who,
+                        r.error().message);
+        }
+      }
+      // In memory they cool, as the journal has them (and as a single-family allocate's
+      // unrecorded address always has).
+      for (const Taken& u : taken)
+        (void)u.block->allocator->release(u.address, owner, now);
       return failed(Response::failure(
           ErrorCode::kIoFailure, fmt::format("allocate for {}: the agent's journal failed", who),
           seq.error().message));
     }
-    auto [it, inserted] = held_.emplace(key, Held{.block = *name,
-                                                  .address = *address,
+    t.seq = last = *seq;
+  }
+  std::vector<ipam::Family> families;
+  for (const Taken& t : taken) {
+    const OwnerKey key = ownerKey(request.containerID, request.ifName, t.family);
+    auto [it, inserted] = held_.emplace(key, Held{.block = *t.name,
+                                                  .address = t.address,
                                                   .podNamespace = request.podNamespace,
                                                   .podName = request.podName,
                                                   .podUID = request.podUID,
-                                                  .allocatedSeq = *seq});
-    Response response;
+                                                  .allocatedSeq = t.seq});
     response.allocations.push_back(toAllocation(key, it->second));
-    if (metrics_) metrics_->setBlockFreeIPs(*name, block->allocator->freeCount(now));
-    lock.unlock();
-    // The fsync failing leaves the allocation in memory though it may not be on disk: a leak
-    // (the runtime sees ADD fail and never uses it; GC returns it) rather than a release that
-    // might hand out an address a crash could not account for.
-    if (auto f = syncOrFail(*seq, fmt::format("allocate for {}", who))) return failed(*f);
-    if (metrics_) metrics_->allocated(since(start));
-    spdlog::debug("allocated {} to {} (pod {}/{}) from block {}", address->toString(), who,
-                  request.podNamespace, request.podName, *name);
-    return response;
+    response.allocations.back().gateway = ipam::podGateway(t.family);
+    families.push_back(t.family);
+    if (metrics_) metrics_->setBlockFreeIPs(*t.name, t.family, t.block->allocator->freeCount(now));
   }
-  std::uint64_t cooling = 0;
-  for (auto& [name, block] : candidates)
-    cooling += block->allocator->coolingCount(now);
-  return failed(Response::failure(
-      ErrorCode::kTryAgainLater,
-      fmt::format("allocate for {}: no free address on node {}", who, options_.nodeName),
-      fmt::format("{} usable blocks, {} addresses still cooling down after release; the "
-                  "controller adds blocks when the node runs low",
-                  candidates.size(), cooling)));
+  std::ranges::sort(response.allocations, std::less<>(), &Allocation::address);
+  lock.unlock();
+  // The fsync failing leaves the allocations in memory though they may not be on disk: a leak
+  // (the runtime sees ADD fail and never uses them; GC returns them) rather than a release that
+  // might hand out an address a crash could not account for.
+  if (auto f = syncOrFail(last, fmt::format("allocate for {}", who))) return failed(*f);
+  if (metrics_) metrics_->allocated(since(start), families);
+  for (const Allocation& a : response.allocations) {
+    spdlog::debug("allocated {} to {} (pod {}/{}) from block {}", a.address.toString(), who,
+                  request.podNamespace, request.podName, a.blockName);
+  }
+  return response;
 }
 
 base::Result<ipam::Seq> AllocationStore::releaseLocked(const OwnerKey& key, std::string_view reason,
@@ -394,7 +502,7 @@ base::Result<ipam::Seq> AllocationStore::releaseLocked(const OwnerKey& key, std:
   held_.erase(it);
   if (metrics_) {
     metrics_->released(reason);
-    metrics_->setBlockFreeIPs(released.blockName,
+    metrics_->setBlockFreeIPs(released.blockName, block.cidr.family(),
                               block.usable() ? block.allocator->freeCount(now) : 0);
   }
   if (!block.usable() && block.allocator->allocatedCount() == 0 && onBlockEmptied_) {
@@ -411,9 +519,9 @@ base::Result<ipam::Seq> AllocationStore::releaseLocked(const OwnerKey& key, std:
 }
 
 Response AllocationStore::release(const Request& request, std::string_view reason) {
-  const OwnerKey key = ownerKey(request.containerID, request.ifName);
   std::unique_lock lock(mu_);
-  if (!held_.contains(key)) {
+  const std::vector<OwnerKey> keys = heldKeysLocked(request.containerID, request.ifName);
+  if (keys.empty()) {
     // DEL is idempotent. The release that freed it may still be waiting for its fsync on
     // another thread: answer "released" only once it is durable too.
     const ipam::Seq seq = journal_.lastSeq();
@@ -421,39 +529,56 @@ Response AllocationStore::release(const Request& request, std::string_view reaso
     if (auto f = syncOrFail(seq, "release")) return *f;
     return Response{};
   }
-  Allocation released;
-  auto seq = releaseLocked(key, reason, clock_(), released);
-  lock.unlock();
-  if (!seq) {
-    return Response::failure(
-        ErrorCode::kIoFailure,
-        fmt::format("release of {} held by container {} interface {}", released.address.toString(),
-                    request.containerID, request.ifName),
-        seq.error().message);
+  // Every family the attachment holds, in one go: their records share the fsync below.
+  Response response;
+  std::optional<Response> failure;
+  ipam::Seq last = 0;
+  const ipam::TimePoint now = clock_();
+  for (const OwnerKey& key : keys) {
+    Allocation released;
+    auto seq = releaseLocked(key, reason, now, released);
+    if (!seq) {
+      if (!failure) {
+        failure = Response::failure(
+            ErrorCode::kIoFailure,
+            fmt::format("release of {} held by container {} interface {}",
+                        released.address.toString(), request.containerID, request.ifName),
+            seq.error().message);
+      }
+      continue;
+    }
+    last = std::max(last, *seq);
+    response.allocations.push_back(std::move(released));
   }
+  lock.unlock();
   // Durable before the answer, like an allocation: a runtime that was told DEL succeeded never
   // retries it, so the release must survive a power failure too. Group commit shares the fsync
   // with concurrent allocations and releases. If it fails the address is already free in memory
   // but may come back after a restart as a leak, which GC returns; never a double allocation.
-  if (auto f = syncOrFail(*seq, "release")) return *f;
-  spdlog::debug("released {} of container {} interface {} ({})", released.address.toString(),
-                request.containerID, request.ifName, reason);
-  Response response;
-  response.allocations.push_back(std::move(released));
+  if (last != 0) {
+    if (auto f = syncOrFail(last, "release")) return *f;
+  }
+  if (failure) return *failure;
+  for (const Allocation& a : response.allocations) {
+    spdlog::debug("released {} of container {} interface {} ({})", a.address.toString(),
+                  request.containerID, request.ifName, reason);
+  }
   return response;
 }
 
 Response AllocationStore::check(const Request& request) {
-  const OwnerKey key = ownerKey(request.containerID, request.ifName);
   std::unique_lock lock(mu_);
-  auto it = held_.find(key);
-  if (it == held_.end()) {
+  const std::vector<OwnerKey> keys = heldKeysLocked(request.containerID, request.ifName);
+  if (keys.empty()) {
     return Response::failure(ErrorCode::kUnknownContainer,
                              fmt::format("container {} interface {} holds no address on node {}",
                                          request.containerID, request.ifName, options_.nodeName));
   }
   Response response;
-  response.allocations.push_back(toAllocation(key, it->second));
+  for (const OwnerKey& key : keys) {
+    response.allocations.push_back(toAllocation(key, held_.at(key)));
+    response.allocations.back().gateway = ipam::podGateway(key.family);
+  }
   const ipam::Seq seq = journal_.lastSeq();
   lock.unlock();
   if (auto f = syncOrFail(seq, "check")) return *f;
@@ -476,8 +601,10 @@ Response AllocationStore::list() {
 
 Response AllocationStore::gc(const Request& request) {
   std::unordered_set<OwnerKey, OwnerKeyHash> valid;
-  for (const Attachment& a : request.validAttachments)
-    valid.insert(ownerKey(a.containerID, a.ifName));
+  for (const Attachment& a : request.validAttachments) {
+    for (ipam::Family f : {ipam::Family::kV4, ipam::Family::kV6})
+      valid.insert(ownerKey(a.containerID, a.ifName, f));
+  }
   std::lock_guard lock(mu_);
   const ipam::TimePoint now = clock_();
   Response response;
@@ -646,11 +773,17 @@ std::vector<BlockUsage> AllocationStore::usage() const {
 std::uint64_t AllocationStore::freeIPs() const {
   std::lock_guard lock(mu_);
   const ipam::TimePoint now = clock_();
-  std::uint64_t free = 0;
-  for (const auto& [name, block] : blocks_) {
-    if (block.usable()) free += block.allocator->freeCount(now);
+  // An ADD takes one address of each family the node serves: the scarcest family decides.
+  std::optional<std::uint64_t> least;
+  for (ipam::Family f : {ipam::Family::kV4, ipam::Family::kV6}) {
+    if (!servesLocked(f)) continue;
+    std::uint64_t free = 0;
+    for (const auto& [name, block] : blocks_) {
+      if (block.usable() && block.cidr.family() == f) free += block.allocator->freeCount(now);
+    }
+    least = std::min(least.value_or(free), free);
   }
-  return free;
+  return least.value_or(0);
 }
 
 void AllocationStore::refreshBlockMetricsLocked() {
@@ -666,7 +799,8 @@ void AllocationStore::refreshBlockMetricsLocked() {
     } else {
       ++notReady;
     }
-    metrics_->setBlockFreeIPs(name, block.usable() ? block.allocator->freeCount(now) : 0);
+    metrics_->setBlockFreeIPs(name, block.cidr.family(),
+                              block.usable() ? block.allocator->freeCount(now) : 0);
   }
   metrics_->setBlocks(BlockUse::kUsable, usable);
   metrics_->setBlocks(BlockUse::kNotReady, notReady);
@@ -719,7 +853,7 @@ std::optional<std::string> AllocationStore::invariantViolation() const {
       return fmt::format("block {}: {}", name, *v);
     allocated += block.allocator->allocatedCount();
     for (const auto& a : block.allocator->allocations()) {
-      auto it = held_.find(ownerKey(a.owner.containerId, a.owner.ifName));
+      auto it = held_.find(ownerKey(a.owner.containerId, a.owner.ifName, a.address.family()));
       if (it == held_.end()) {
         return fmt::format("block {}: {} is allocated to {} but the owner index does not know it",
                            name, a.address.toString(), ipam::toString(a.owner));

@@ -14,6 +14,14 @@
 //   allocations (group commit), so a pod's ADD+DEL costs two fsync waits but far fewer than two
 //   fsyncs on a busy node. A failed release fsync leaves at worst a leak after a restart, which
 //   GC returns, never an address handed out twice.
+// - Per family: an allocate gets one address of each family the node serves and the client asks
+//   for (servesLocked), from blocks of that family only, or none at all. The addresses are taken
+//   in memory first and journalled only once every family has one, so a refused family leaves
+//   nothing in the journal. Each address is its own journal record (the format of a single-stack
+//   agent, which an older agent also reads); the records of one allocate are appended together
+//   and share one fsync. A crash between the two appends leaves the first address held by its
+//   owner, never free: its ADD was not answered, so the runtime's DEL, a retried ADD (which then
+//   completes the pair) or GC returns it, and it is never handed to another owner meanwhile.
 // - Only blocks in phase Ready (and not being deleted, nor marked Invalid by the controller) get
 //   new allocations. A block that leaves the API while it still holds allocations is kept,
 //   reported as orphaned, and allocates nothing.
@@ -160,7 +168,9 @@ class AllocationStore {
 
   // ---- reporting and upkeep ----
   std::vector<BlockUsage> usage() const;
-  std::uint64_t freeIPs() const;  // in usable blocks, at now()
+  // Free addresses in usable blocks at now(), of the scarcest family the node serves (an ADD needs
+  // one of each).
+  std::uint64_t freeIPs() const;
   // Compacts the journal when it holds more than compactAfterEntries entries (or `force`).
   // Pauses every request for the duration (a snapshot write and two fsyncs).
   base::Result<bool> compactIfNeeded(bool force = false);
@@ -192,17 +202,30 @@ class AllocationStore {
     std::optional<ipam::TimePoint> notAttachedSince;
   };
 
-  // The owner index's key is the (container ID, interface) pair itself, never the two joined into
-  // one string: joined with a separator, ("a\0b", "c") and ("a", "b\0c") were one owner and got
-  // one address. The journal records the two fields apart, so its format does not depend on this.
-  using OwnerKey = ipam::Owner;
+  // The owner index's key is the (container ID, interface, family) triple itself, never the parts
+  // joined into one string: joined with a separator, ("a\0b", "c") and ("a", "b\0c") were one
+  // owner and got one address. An attachment holds at most one address per family; the journal
+  // records each address apart (its family is its block's), so its format does not depend on this.
+  struct OwnerKey {
+    std::string containerId;
+    std::string ifName;
+    ipam::Family family = ipam::Family::kV4;
+    bool operator==(const OwnerKey&) const = default;
+  };
   struct OwnerKeyHash {
     std::size_t operator()(const OwnerKey& key) const noexcept;
   };
 
   AllocationStore(ipam::Journal& journal, StoreOptions options, WallClock clock,
                   AgentMetrics* metrics);
-  static OwnerKey ownerKey(std::string_view containerID, std::string_view ifName);
+  static OwnerKey ownerKey(std::string_view containerID, std::string_view ifName,
+                           ipam::Family family);
+  // Requires mu_. The keys of what the attachment holds, IPv4 first.
+  std::vector<OwnerKey> heldKeysLocked(std::string_view containerID, std::string_view ifName) const;
+  // Requires mu_. Whether the node serves `family`: an IPBlock of it is assigned (in the API, or
+  // persisted before it answers) and neither being deleted nor Invalid. Ready or not: a family
+  // whose block is not Ready yet is still one an ADD must get (it fails until the block is).
+  bool servesLocked(ipam::Family family) const;
 
   Response allocate(const Request& request);
   Response release(const Request& request, std::string_view reason);

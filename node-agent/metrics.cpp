@@ -9,6 +9,8 @@ using prometheus::BuildCounter;
 using prometheus::BuildGauge;
 using prometheus::BuildHistogram;
 
+const char* familyLabel(ipam::Family f) { return f == ipam::Family::kV4 ? "ipv4" : "ipv6"; }
+
 double seconds(std::chrono::nanoseconds d) { return std::chrono::duration<double>(d).count(); }
 
 // 50 us .. ~1.6 s: an allocation answered from memory takes microseconds, one waiting for a
@@ -26,10 +28,12 @@ AgentMetrics::AgentMetrics(std::shared_ptr<prometheus::Registry> registry)
     : registry_(std::move(registry)),
       allocations_(BuildCounter()
                        .Name("vnetipam_agent_allocations_total")
-                       .Help("Addresses handed out to pods (a retried ADD of a held address is "
-                             "not counted).")
-                       .Register(*registry_)
-                       .Add({})),
+                       .Help("Addresses handed out to pods, by family (ipv4, ipv6; a dual-stack "
+                             "ADD counts one of each; a retried ADD of a held address is not "
+                             "counted).")
+                       .Register(*registry_)),
+      allocationsV4_(allocations_.Add({{"family", "ipv4"}})),
+      allocationsV6_(allocations_.Add({{"family", "ipv6"}})),
       allocationFailures_(BuildCounter()
                               .Name("vnetipam_agent_allocation_failures_total")
                               .Help("Allocate requests refused, by the CNI error code answered "
@@ -57,8 +61,9 @@ AgentMetrics::AgentMetrics(std::shared_ptr<prometheus::Registry> registry)
                                .Add({}, latencyBuckets())),
       blockFreeIPs_(BuildGauge()
                         .Name("vnetipam_agent_block_free_ips")
-                        .Help("Addresses free to allocate in each block of this node (cooling "
-                              "addresses are not free).")
+                        .Help("Addresses free to allocate in each block of this node, labelled "
+                              "with the block's family (ipv4, ipv6: sum by family, a dual-stack "
+                              "node needs both); cooling addresses are not free.")
                         .Register(*registry_)),
       blocks_(BuildGauge()
                   .Name("vnetipam_agent_blocks")
@@ -117,8 +122,10 @@ AgentMetrics::AgentMetrics(std::shared_ptr<prometheus::Registry> registry)
   blocks_.Add({{"state", "orphaned"}});
 }
 
-void AgentMetrics::allocated(std::chrono::nanoseconds latency) {
-  allocations_.Increment();
+void AgentMetrics::allocated(std::chrono::nanoseconds latency,
+                             std::span<const ipam::Family> families) {
+  for (ipam::Family f : families)
+    (f == ipam::Family::kV4 ? allocationsV4_ : allocationsV6_).Increment();
   allocationDuration_.Observe(seconds(latency));
 }
 
@@ -152,11 +159,15 @@ void AgentMetrics::journalSynced(std::chrono::nanoseconds latency) {
   journalSyncDuration_.Observe(seconds(latency));
 }
 
-void AgentMetrics::setBlockFreeIPs(const std::string& block, std::uint64_t free) {
+void AgentMetrics::setBlockFreeIPs(const std::string& block, ipam::Family family,
+                                   std::uint64_t free) {
   std::lock_guard lock(mutex_);
   auto it = freeByBlock_.find(block);
   if (it == freeByBlock_.end()) {
-    it = freeByBlock_.emplace(block, &blockFreeIPs_.Add({{"block", block}})).first;
+    it =
+        freeByBlock_
+            .emplace(block, &blockFreeIPs_.Add({{"block", block}, {"family", familyLabel(family)}}))
+            .first;
   }
   it->second->Set(static_cast<double>(free));
 }

@@ -9,6 +9,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <span>
 #include <string>
 #include <string_view>
 
@@ -17,6 +18,8 @@
 #include <prometheus/gauge.h>
 #include <prometheus/histogram.h>
 #include <prometheus/registry.h>
+
+#include "lib/ipam/ip.h"
 
 namespace vnetipam::agent {
 
@@ -39,12 +42,15 @@ class AgentMetrics {
 
   const std::shared_ptr<prometheus::Registry>& registry() const { return registry_; }
 
-  void allocated(std::chrono::nanoseconds latency);
+  // One allocate answered with new addresses: `families` counts them, one per family.
+  void allocated(std::chrono::nanoseconds latency, std::span<const ipam::Family> families);
   // `cniCode`: the CNI error code answered (11 exhausted or not ready, 5 journal failure...).
   void allocationFailed(int cniCode, std::chrono::nanoseconds latency);
   void released(std::string_view reason);
   void journalSynced(std::chrono::nanoseconds latency);
-  void setBlockFreeIPs(const std::string& block, std::uint64_t free);
+  // Per block, labelled with the block's family ("ipv4", "ipv6"): a dual-stack node runs out when
+  // either family does, so capacity is summed by family, never across them.
+  void setBlockFreeIPs(const std::string& block, ipam::Family family, std::uint64_t free);
   void removeBlock(const std::string& block);
   void setBlocks(BlockUse use, std::size_t count);
   void setOrphanedAllocations(std::size_t count);
@@ -56,7 +62,9 @@ class AgentMetrics {
 
  private:
   std::shared_ptr<prometheus::Registry> registry_;
-  prometheus::Counter& allocations_;
+  prometheus::Family<prometheus::Counter>& allocations_;
+  prometheus::Counter& allocationsV4_;
+  prometheus::Counter& allocationsV6_;
   prometheus::Family<prometheus::Counter>& allocationFailures_;
   prometheus::Family<prometheus::Counter>& releases_;
   prometheus::Family<prometheus::Counter>& gcReleases_;

@@ -177,6 +177,7 @@ json toJson(const Allocation& a) {
          {"blockName", a.blockName}};
   // Optional: an allocation made by an older plugin has none, and its answer stays as it was.
   if (!a.podUID.empty()) j["podUID"] = a.podUID;
+  if (a.gateway) j["gateway"] = a.gateway->toString();
   return j;
 }
 
@@ -193,12 +194,12 @@ base::Result<Allocation> allocationFromJson(const json& j, std::size_t index) {
     out = std::move(*v);
     return {};
   };
-  std::string address, block;
-  for (auto [name, out] :
-       {std::pair{"containerID", &a.containerID}, std::pair{"ifName", &a.ifName},
-        std::pair{"podNamespace", &a.podNamespace}, std::pair{"podName", &a.podName},
-        std::pair{"podUID", &a.podUID}, std::pair{"blockName", &a.blockName},
-        std::pair{"address", &address}, std::pair{"block", &block}}) {
+  std::string address, block, gateway;
+  for (auto [name, out] : {std::pair{"containerID", &a.containerID}, std::pair{"ifName", &a.ifName},
+                           std::pair{"podNamespace", &a.podNamespace},
+                           std::pair{"podName", &a.podName}, std::pair{"podUID", &a.podUID},
+                           std::pair{"blockName", &a.blockName}, std::pair{"address", &address},
+                           std::pair{"block", &block}, std::pair{"gateway", &gateway}}) {
     if (auto r = field(name, *out); !r) return std::unexpected(r.error());
   }
   auto addr = ipam::IPAddress::parse(address);
@@ -210,6 +211,21 @@ base::Result<Allocation> allocationFromJson(const json& j, std::size_t index) {
   if (!prefix) {
     return base::fail(kInvalidArgument,
                       fmt::format("allocations[{}].block: {}", index, prefix.error().message));
+  }
+  if (prefix->family() != addr->family() || !prefix->contains(*addr)) {
+    return base::fail(kInvalidArgument,
+                      fmt::format("allocations[{}]: address {} is not in block {}", index,
+                                  addr->toString(), prefix->toString()));
+  }
+  if (!gateway.empty()) {
+    auto gw = ipam::IPAddress::parse(gateway);
+    if (!gw || gw->family() != addr->family()) {
+      return base::fail(kInvalidArgument,
+                        fmt::format("allocations[{}].gateway must be an address of the family of "
+                                    "{}",
+                                    index, addr->toString()));
+    }
+    a.gateway = *gw;
   }
   a.address = *addr;
   a.block = *prefix;
@@ -279,6 +295,12 @@ std::string encode(const Request& request) {
   if (!request.podNamespace.empty()) j["podNamespace"] = request.podNamespace;
   if (!request.podName.empty()) j["podName"] = request.podName;
   if (!request.podUID.empty()) j["podUID"] = request.podUID;
+  if (!request.families.empty()) {
+    json list = json::array();
+    for (ipam::Family f : request.families)
+      list.push_back(static_cast<int>(f));
+    j["families"] = std::move(list);
+  }
   if (request.op == Op::kGc) {
     json list = json::array();
     for (const Attachment& a : request.validAttachments) {
@@ -339,6 +361,20 @@ base::Result<Request> decodeRequest(std::string_view line) {
     if (r.containerID.empty() || r.ifName.empty()) {
       return base::fail(kInvalidArgument,
                         fmt::format("op \"{}\" needs \"containerID\" and \"ifName\"", *op));
+    }
+  }
+  if (auto it = j->find("families"); it != j->end() && !it->is_null()) {
+    const auto bad = [] {
+      return base::fail(kInvalidArgument,
+                        "field \"families\" must be a list of distinct address families, 4 or 6");
+    };
+    if (!it->is_array() || it->size() > 2) return bad();
+    for (const json& f : *it) {
+      const std::optional<int> n = exactInt(f);
+      if (!n || (*n != 4 && *n != 6)) return bad();
+      const auto family = static_cast<ipam::Family>(*n);
+      if (std::ranges::find(r.families, family) != r.families.end()) return bad();
+      r.families.push_back(family);
     }
   }
   if (auto it = j->find("validAttachments"); it != j->end() && !it->is_null()) {

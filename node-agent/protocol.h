@@ -6,10 +6,11 @@
 // carry any number of request/response pairs, strictly in turn.
 //
 //   {"v":1,"op":"allocate","containerID":"c1","ifName":"eth0","podNamespace":"ns","podName":"p",
-//    "podUID":"0d2c..."}
+//    "podUID":"0d2c...","families":[4,6]}
 //   {"v":1,"ok":true,"allocations":[{"containerID":"c1","ifName":"eth0","podNamespace":"ns",
 //     "podName":"p","podUID":"0d2c...","address":"10.240.0.17","block":"10.240.0.16/28",
-//     "blockName":"pods-10-240-0-16-28"}]}
+//     "blockName":"pods-10-240-0-16-28","gateway":"169.254.1.1"},
+//    {..., "address":"fd00:0:0:1::11","block":"fd00:0:0:1::/112",..., "gateway":"fe80::1"}]}
 //   {"v":1,"ok":false,"code":11,"msg":"no free address on node n1","details":"..."}
 //
 // Operations:
@@ -18,19 +19,37 @@
 //             deleted and recreated under the same name; an allocation without one is collected
 //             only once no pod of that namespace/name is left). Idempotent per owner: a retried
 //             ADD gets the address it already holds, with the pod fields it was first given.
-//   release   containerID+ifName. Idempotent: releasing what is not held is ok with no allocations.
+//             families (optional): the address families the client can take, [4], [6] or [4,6].
+//             The agent answers one address per family that is both asked for and served by the
+//             node (a family is served while an IPBlock of it is assigned to the node and not being
+//             deleted; one that is not Ready yet makes the allocate fail with 11, as an IPv4-only
+//             node without a Ready block does). All or nothing: when one family cannot be
+//             allocated, the others this allocate took are given back and it fails. Without
+//             "families" (a plugin of the previous release) the agent serves IPv4 alone, the only
+//             family that plugin can put in a result. A retried allocate returns what the owner
+//             holds and completes the families it lacks; if one of those cannot be allocated it
+//             fails and the owner keeps what an earlier allocate gave it (DEL or GC returns it).
+//   release   containerID+ifName: every family it holds. Idempotent: releasing what is not held is
+//             ok with no allocations.
 //             Answers once the release is in the journal and fsynced, like an allocation
 //             (see node-agent/allocation_store.h).
-//   check     containerID+ifName. ok with the allocation, or code 3 (unknown container).
+//   check     containerID+ifName. ok with its allocations (one per family held), or code 3
+//             (unknown container).
 //   list      every allocation on the node. An allocation carries "podUID" only when one was
 //             recorded (an older plugin sends none).
 //   gc        validAttachments: every allocation NOT in the list becomes a GC candidate (released
 //             after the agent's grace period). Answers with the allocations it marked.
-//   status    ok with `ready` and `freeIPs`: whether the agent can serve right now.
+//   status    ok with `ready` and `freeIPs`: whether the agent can serve right now. freeIPs is the
+//             free addresses of the scarcest family the node serves (on a dual-stack node an ADD
+//             needs one of each), the free addresses in usable blocks on a single-family node.
 //
 // Versioning: a request carries "v". The agent answers a version it does not speak with code 1
 // (incompatible version) and names the versions it does speak; fields it does not know are ignored,
-// so adding optional fields does not need a new version.
+// so adding optional fields does not need a new version. Dual stack is such an addition and stays
+// version 1, so that during an upgrade either side may be the older one: an older plugin sends no
+// "families" and is answered one IPv4 address as before (it ignores "gateway"); a newer plugin
+// takes an older agent's single IPv4 allocation without "gateway" and uses the IPv4 gateway.
+// A response's allocations are ordered by address, so IPv4 comes before IPv6.
 //
 // Error codes are the CNI spec's, so the plugin passes them through unchanged: 11 (try again later)
 // for an exhausted node or an agent that is not ready yet — it answers at once, never blocks.
@@ -113,7 +132,10 @@ struct Request {
   std::string ifName;
   std::string podNamespace;
   std::string podName;
-  std::string podUID;                        // allocate only; optional (empty: not known)
+  std::string podUID;  // allocate only; optional (empty: not known)
+  // allocate only: the families the client takes, at most one of each; empty: IPv4 alone (a
+  // plugin of the previous release).
+  std::vector<ipam::Family> families;
   std::vector<Attachment> validAttachments;  // gc only
 
   bool operator==(const Request&) const = default;
@@ -128,6 +150,9 @@ struct Allocation {
   ipam::IPAddress address;
   ipam::Prefix block;  // the CIDR of the IPBlock the address came from
   std::string blockName;
+  // The pod's gateway for the address's family (lib/ipam/pod_gateway.h); unset in an older
+  // agent's answer and in list/gc answers.
+  std::optional<ipam::IPAddress> gateway;
 
   bool operator==(const Allocation&) const = default;
 };

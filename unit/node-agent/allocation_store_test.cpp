@@ -10,6 +10,7 @@
 #include <gtest/gtest.h>
 #include <prometheus/registry.h>
 
+#include "lib/ipam/pod_gateway.h"
 #include "unit/node-agent/temp_dir.h"
 
 namespace vnetipam::agent {
@@ -717,6 +718,167 @@ TEST_F(AllocationStoreTest, ADeletingBlockIsDrainableOnceEmptyAndTheHookSaysSo) 
   EXPECT_EQ(emptied, std::vector<std::string>{"a"});
   EXPECT_TRUE(store_->drainable("a"));
   EXPECT_TRUE(store_->drainable("never-seen"));
+}
+
+// ---- dual stack ----
+
+Request dualAllocate(const std::string& id, const std::string& pod = "") {
+  return Request{.op = Op::kAllocate,
+                 .containerID = id,
+                 .ifName = "eth0",
+                 .podNamespace = pod.empty() ? "" : "default",
+                 .podName = pod,
+                 .families = {ipam::Family::kV4, ipam::Family::kV6}};
+}
+
+std::vector<std::string> addresses(const Response& r) {
+  EXPECT_TRUE(r.ok) << r.message << " " << r.details;
+  std::vector<std::string> out;
+  for (const Allocation& a : r.allocations)
+    out.push_back(a.address.toString());
+  return out;
+}
+
+TEST_F(AllocationStoreTest, ADualStackNodeServesOneAddressPerFamilyAndARetryTheSamePair) {
+  serve({ready("v4", "10.0.0.0/30"), ready("v6", "fd00::/126")});
+  const Response first = store_->handle(dualAllocate("c1", "p1"));
+  checkInvariants();
+  EXPECT_EQ(addresses(first), (std::vector<std::string>{"10.0.0.0", "fd00::"}));
+  ASSERT_EQ(first.allocations.size(), 2u);
+  EXPECT_EQ(first.allocations[0].gateway, ipam::kPodGatewayV4);
+  EXPECT_EQ(first.allocations[1].gateway, ipam::kPodGatewayV6);
+  EXPECT_EQ(first.allocations[1].blockName, "v6");
+  EXPECT_EQ(first.allocations[1].podName, "p1");
+  EXPECT_EQ(store_->handle(dualAllocate("c1", "p1")), first) << "a retried ADD: the same pair";
+  EXPECT_EQ(journal_->stats().durableSeq, journal_->stats().lastSeq);
+  EXPECT_EQ(
+      addresses(store_->handle(Request{.op = Op::kCheck, .containerID = "c1", .ifName = "eth0"})),
+      (std::vector<std::string>{"10.0.0.0", "fd00::"}))
+      << "CHECK covers both";
+  // A plugin of the previous release names no families: IPv4 alone, as before.
+  EXPECT_EQ(addressOf(allocate("old", "eth0")), "10.0.0.1");
+  EXPECT_EQ(listed(),
+            (std::set<std::string>{"c1/eth0=10.0.0.0", "c1/eth0=fd00::", "old/eth0=10.0.0.1"}));
+  const Response released = release("c1");
+  EXPECT_EQ(addresses(released), (std::vector<std::string>{"10.0.0.0", "fd00::"}));
+  EXPECT_EQ(journal_->stats().durableSeq, journal_->stats().lastSeq);
+  EXPECT_EQ(listed(), (std::set<std::string>{"old/eth0=10.0.0.1"}));
+  // Both survive a restart; so do their releases.
+  EXPECT_EQ(addresses(store_->handle(dualAllocate("c2"))),
+            (std::vector<std::string>{"10.0.0.2", "fd00::1"}));
+  restart({ready("v4", "10.0.0.0/30"), ready("v6", "fd00::/126")});
+  EXPECT_EQ(listed(),
+            (std::set<std::string>{"old/eth0=10.0.0.1", "c2/eth0=10.0.0.2", "c2/eth0=fd00::1"}));
+  EXPECT_EQ(addresses(store_->handle(dualAllocate("c2"))),
+            (std::vector<std::string>{"10.0.0.2", "fd00::1"}));
+}
+
+TEST_F(AllocationStoreTest, TheFamilyOfABlockDecidesWhatItServes) {
+  // IPv6 only: no IPv4 address, and a plugin that can take only IPv4 is refused rather than
+  // handed an IPv6 address it cannot use.
+  serve({ready("v6", "fd00::/126")});
+  EXPECT_EQ(addresses(store_->handle(dualAllocate("c1"))), (std::vector<std::string>{"fd00::"}));
+  const Response legacy = allocate("old");
+  EXPECT_FALSE(legacy.ok);
+  EXPECT_EQ(legacy.code, ErrorCode::kTryAgainLater);
+  EXPECT_NE(legacy.message.find("no free address on node n1"), std::string::npos) << legacy.message;
+  EXPECT_EQ(store_->freeIPs(), 3u);
+  // IPv4 only, asked for both: one IPv4 address, as today.
+  store_->upsertBlock(ready("v4", "10.0.0.0/30"));
+  store_->removeBlock("v6");  // holds c1's address: orphaned, not served
+  EXPECT_EQ(addresses(store_->handle(dualAllocate("c2"))), (std::vector<std::string>{"10.0.0.0"}));
+  checkInvariants();
+}
+
+TEST_F(AllocationStoreTest, WhenTheSecondFamilyCannotBeHadTheFirstIsGivenBack) {
+  serve({ready("v4", "10.0.0.0/30"), ready("v6", "fd00::/127")});
+  EXPECT_EQ(addresses(store_->handle(dualAllocate("c1"))).size(), 2u);
+  EXPECT_EQ(addresses(store_->handle(dualAllocate("c2"))).size(), 2u);
+  EXPECT_EQ(store_->freeIPs(), 0u) << "IPv6 is the scarcest family";
+  const ipam::Seq before = journal_->lastSeq();
+  for (int i = 0; i < 5; ++i) {  // a runtime retrying the ADD
+    const Response r = store_->handle(dualAllocate("c3"));
+    checkInvariants();
+    EXPECT_FALSE(r.ok);
+    EXPECT_EQ(r.code, ErrorCode::kTryAgainLater);
+    EXPECT_NE(r.message.find("no free IPv6 address on node n1"), std::string::npos) << r.message;
+  }
+  EXPECT_EQ(journal_->lastSeq(), before) << "a refused allocate journals nothing";
+  EXPECT_EQ(listed().size(), 4u);
+  // The IPv4 addresses it took were never answered: free at once, not cooling.
+  EXPECT_EQ(addressOf(allocate("old")), "10.0.0.2");
+  EXPECT_EQ(addressOf(allocate("old2")), "10.0.0.3");
+  // The same for an IPv6 block that is not Ready yet: the family is served, so ADD waits for it.
+  restart({ready("v4b", "10.0.1.0/30"),
+           ApiBlock{.name = "v6b", .cidr = cidr("fd00:1::/126"), .ready = false}});
+  const Response pending = store_->handle(dualAllocate("c4"));
+  EXPECT_EQ(pending.code, ErrorCode::kTryAgainLater);
+  EXPECT_FALSE(listed().contains("c4/eth0=10.0.1.0"));
+}
+
+// A crash between the two appends of a dual-stack allocate leaves the journal with the first
+// address alone. It is held by its owner after the restart (never handed to another), and the
+// owner's retried ADD completes the pair with it; DEL frees both.
+TEST_F(AllocationStoreTest, ACrashBetweenTheTwoRecordsLeavesTheFirstHeldByItsOwner) {
+  ASSERT_TRUE(journal_->appendDurable(std::string_view(
+      R"({"t":"a","b":"v4","c":"10.0.0.0/31","ip":"10.0.0.0","id":"c1","if":"eth0","ns":"default","pod":"p1"})")));
+  restart({ready("v4", "10.0.0.0/31"), ready("v6", "fd00::/126")});
+  EXPECT_EQ(listed(), (std::set<std::string>{"c1/eth0=10.0.0.0"}));
+  EXPECT_EQ(addresses(store_->handle(dualAllocate("c2"))),
+            (std::vector<std::string>{"10.0.0.1", "fd00::"}))
+      << "another owner never gets the half-allocated address";
+  EXPECT_EQ(addresses(store_->handle(dualAllocate("c1", "p1"))),
+            (std::vector<std::string>{"10.0.0.0", "fd00::1"}));
+  checkInvariants();
+  EXPECT_EQ(addresses(release("c1")), (std::vector<std::string>{"10.0.0.0", "fd00::1"}));
+  EXPECT_EQ(listed(), (std::set<std::string>{"c2/eth0=10.0.0.1", "c2/eth0=fd00::"}));
+}
+
+// The second append fails (a half-written record, as ENOSPC leaves): the allocate answers 5 and
+// journals the release of the first, so after a restart nobody holds either address.
+TEST_F(AllocationStoreTest, AFailedSecondRecordIsRolledBackInTheJournal) {
+  int appends = 0;
+  bool failSecond = false;
+  start({.injectFault = [&](ipam::JournalFileOp op) {
+    if (op != ipam::JournalFileOp::kAppendWrite || !failSecond) return 0;
+    return ++appends == 2 ? ENOSPC : 0;
+  }});
+  serve({ready("v4", "10.0.0.0/30"), ready("v6", "fd00::/126")});
+  failSecond = true;
+  const Response r = store_->handle(dualAllocate("c1"));
+  checkInvariants();
+  EXPECT_FALSE(r.ok);
+  EXPECT_EQ(r.code, ErrorCode::kIoFailure);
+  EXPECT_EQ(appends, 3) << "the first record, the failed second, the first's release";
+  EXPECT_TRUE(listed().empty());
+  restart({ready("v4", "10.0.0.0/30"), ready("v6", "fd00::/126")});
+  EXPECT_TRUE(listed().empty()) << "the journal holds the release of the first record";
+  EXPECT_EQ(addresses(store_->handle(dualAllocate("c2"))),
+            (std::vector<std::string>{"10.0.0.1", "fd00::"}))
+      << "10.0.0.0 cools after its journalled release";
+}
+
+TEST_F(AllocationStoreTest, GcReleasesBothFamiliesOfAGonePod) {
+  serve({ready("v4", "10.0.0.0/30"), ready("v6", "fd00::/126")});
+  EXPECT_EQ(addresses(store_->handle(dualAllocate("c1", "p1"))).size(), 2u);
+  EXPECT_EQ(addresses(store_->handle(dualAllocate("c2", "p2"))).size(), 2u);
+  const AllocationStore::PodLookup lookup = [](const std::string&, const std::string& name) {
+    return name == "p2" ? LivePod(std::string()) : LivePod();
+  };
+  EXPECT_TRUE(store_->collectGarbage(lookup).empty());
+  now_ += 61s;
+  const auto released = store_->collectGarbage(lookup);
+  std::set<std::string> freed;
+  for (const GcRelease& g : released)
+    freed.insert(g.allocation.address.toString());
+  EXPECT_EQ(freed, (std::set<std::string>{"10.0.0.0", "fd00::"}));
+  // CNI GC: an attachment missing from the valid list loses both families.
+  Response marked = store_->handle(Request{.op = Op::kGc, .validAttachments = {}});
+  EXPECT_EQ(marked.allocations.size(), 2u);
+  now_ += 61s;
+  EXPECT_EQ(store_->collectGarbage(std::nullopt).size(), 2u);
+  EXPECT_TRUE(listed().empty());
+  checkInvariants();
 }
 
 }  // namespace
