@@ -18,6 +18,7 @@
 #include "lib/http/cpprest_transport.h"
 #include "lib/kube/client.h"
 #include "lib/kube/config.h"
+#include "lib/kube/connect.h"
 
 namespace base = vnetipam::base;
 namespace http = vnetipam::http;
@@ -53,13 +54,8 @@ int main(int argc, char** argv) {
   if (!path) return fail(path.error());
   auto config = kube::loadKubeconfig(*path, args->context);
   if (!config) return fail(config.error().message);
-  auto transport =
-      http::CpprestTransportImpl::create({.server = config->server,
-                                          .caPem = config->caPem,
-                                          .clientCertPem = config->clientCertPem,
-                                          .clientKeyPem = config->clientKeyPem,
-                                          .insecureSkipTlsVerify = config->insecureSkipTlsVerify,
-                                          .requestTimeout = std::chrono::seconds(30)});
+  auto transport = http::CpprestTransportImpl::create(
+      kube::transportOptions(*config, {.requestTimeout = std::chrono::seconds(30)}));
   if (!transport) return fail(config->origin + ": " + transport.error().message);
   base::SteadyClockImpl clock;
   // A person waits on this: few retries, no client-side rate limit beyond the server's.

@@ -44,6 +44,7 @@
 #include "lib/http/transport.h"
 #include "lib/kube/client.h"
 #include "lib/kube/config.h"
+#include "lib/kube/connect.h"
 #include "lib/kube/error.h"
 #include "lib/kube/informer.h"
 #include "lib/kube/watch.h"
@@ -391,14 +392,8 @@ int run(int argc, char** argv) {
 
   auto config = kube::loadKubeconfig(kubeconfig);
   if (!config) return failWith(config.error());
-  auto real = http::CpprestTransportImpl::create({
-      .server = config->server,
-      .caPem = config->caPem,
-      .clientCertPem = config->clientCertPem,
-      .clientKeyPem = config->clientKeyPem,
-      .insecureSkipTlsVerify = config->insecureSkipTlsVerify,
-      .streamTimeout = timeout + std::chrono::seconds(30),
-  });
+  auto real = http::CpprestTransportImpl::create(
+      kube::transportOptions(*config, {.streamTimeout = timeout + std::chrono::seconds(30)}));
   if (!real) return failWith(kube::fromTransport(real.error()));
   CountingTransport transport(**real);
   base::SteadyClockImpl clock;

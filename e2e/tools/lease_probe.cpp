@@ -28,6 +28,7 @@
 #include "lib/http/transport.h"
 #include "lib/kube/client.h"
 #include "lib/kube/config.h"
+#include "lib/kube/connect.h"
 #include "lib/kube/events.h"
 #include "lib/kube/leader_election.h"
 
@@ -136,14 +137,8 @@ int run(int argc, char** argv) {
     return 1;
   }
   // A short request timeout: the renew deadline is checked between calls (leader_election.h).
-  auto transport = http::CpprestTransportImpl::create({
-      .server = loaded->server,
-      .caPem = loaded->caPem,
-      .clientCertPem = loaded->clientCertPem,
-      .clientKeyPem = loaded->clientKeyPem,
-      .insecureSkipTlsVerify = loaded->insecureSkipTlsVerify,
-      .requestTimeout = std::chrono::seconds(1),
-  });
+  auto transport = http::CpprestTransportImpl::create(
+      kube::transportOptions(*loaded, {.requestTimeout = std::chrono::seconds(1)}));
   if (!transport) {
     std::cerr << "lease_probe: " << transport.error().message << "\n";
     return 1;
