@@ -35,10 +35,12 @@ Result<HostDataplane> readHostDataplane(const Netns& ns) {
   if (!sock) return std::unexpected(sock.error());
   HostDataplane out;
   if (auto ok = dumpLinks(*sock, out.links); !ok) return std::unexpected(ok.error());
-  auto routes = dumpRoutes(*sock, 0, InterruptedDump::kAccept);
-  if (!routes) return std::unexpected(routes.error());
-  for (auto& r : *routes) {
-    if (r.table == kMainTable && r.type == RTN_UNICAST) out.routes.push_back(std::move(r));
+  for (const auto family : {ipam::Family::kV4, ipam::Family::kV6}) {
+    auto routes = dumpRoutes(*sock, 0, InterruptedDump::kAccept, family);
+    if (!routes) return std::unexpected(routes.error());
+    for (auto& r : *routes) {
+      if (r.table == kMainTable && r.type == RTN_UNICAST) out.routes.push_back(std::move(r));
+    }
   }
   return out;
 }

@@ -1,6 +1,7 @@
 // A read of the host's dataplane for the node agent's drift check: every link (name, index, up)
-// and every IPv4 unicast route of the main table (destination, output device), from one link dump
-// and one route dump on a raw rtnetlink socket (rtnl.h). Reads only; changes nothing.
+// and every IPv4 and IPv6 unicast route of the main table (destination, output device), from one
+// link dump and one route dump per family on a raw rtnetlink socket (rtnl.h). Reads only; changes
+// nothing.
 #pragma once
 
 #include <string>
@@ -21,7 +22,7 @@ struct DumpedLinkState {
 
 struct HostDataplane {
   std::vector<DumpedLinkState> links;
-  std::vector<DumpedRoute> routes;  // IPv4, main table, unicast (route.h)
+  std::vector<DumpedRoute> routes;  // IPv4 then IPv6, main table, unicast (route.h)
 };
 
 // Links first, then routes: a route read after its link was deleted shows a device that is gone,

@@ -1,12 +1,14 @@
 // Routes, addresses and neighbour entries: the shape of the routes this project installs, and the
-// reads of a namespace's IPv4 addresses, routes and neighbour entries, one dump each (rtnl.h).
+// reads of a namespace's addresses, routes and neighbour entries, one dump each (rtnl.h).
 //
-// The reads are IPv4 only, like the recipe (transparent.h). Each takes `ifindex`: 0 reads every
-// link's entries, otherwise only that link's. The filtering is done here, on every answer: a kernel
-// that does not check dump requests strictly ignores the filters a request could carry.
+// Every request and read is for one address family, IPv4 unless told otherwise: a caller that
+// wants both asks twice, so the IPv4 path reads no IPv6 entries. Each read takes `ifindex`: 0 reads
+// every link's entries, otherwise only that link's. The filtering is done here, on every answer: a
+// kernel that does not check dump requests strictly ignores the filters a request could carry.
 #pragma once
 
 #include <array>
+#include <cstddef>
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -50,14 +52,24 @@ struct DumpedAddress {
   int ifindex = 0;
   ipam::IPAddress address;  // IFA_LOCAL (IFA_ADDRESS if the kernel sent no IFA_LOCAL)
   int prefixLength = 0;
+  std::uint32_t flags = 0;  // IFA_F_*: IFA_FLAGS if sent, else ifa_flags (IFA_F_NODAD, ...)
 };
 
 // An IPv4 address in network byte order, as netlink attributes carry it.
 std::array<std::uint8_t, 4> v4Bytes(ipam::IPAddress a);
+// An address of either family in network byte order: 4 or 16 bytes.
+struct AddressBytes {
+  std::array<std::uint8_t, 16> bytes{};
+  std::size_t size = 0;
+  const std::uint8_t* data() const { return bytes.data(); }
+};
+AddressBytes addressBytes(ipam::IPAddress a);
+// AF_INET or AF_INET6.
+std::uint8_t addressFamily(ipam::Family f);
 
 // Appends to b the request that adds `route` (main table unless route.table says otherwise,
 // route.protocol) out of the link ifindex, named dev in netns for the error message; the kernel
-// refuses a route that already exists.
+// refuses a route that already exists. The family is route.dst's.
 void addRouteRequest(RtnlBatch& b, int ifindex, const std::string& dev, const Route& route,
                      const std::string& netns);
 
@@ -78,14 +90,19 @@ struct DumpedNeighbour {
   std::uint16_t state = 0;           // NUD_* bits: NUD_PERMANENT, NUD_REACHABLE, ...
 };
 
-// Every IPv4 address of the namespace (one RTM_GETADDR dump), or of link `ifindex`.
+// Every address of `family` in the namespace (one RTM_GETADDR dump), or of link `ifindex`.
 Result<std::vector<DumpedAddress>> dumpAddresses(
-    RtnlSocket& sock, int ifindex = 0, InterruptedDump interrupted = InterruptedDump::kFail);
-// Every IPv4 route of every table (one RTM_GETROUTE dump), or those whose RTA_OIF is `ifindex`.
+    RtnlSocket& sock, int ifindex = 0, InterruptedDump interrupted = InterruptedDump::kFail,
+    ipam::Family family = ipam::Family::kV4);
+// Every route of `family` in every table (one RTM_GETROUTE dump), or those whose RTA_OIF is
+// `ifindex`. IPv6 dumps carry the kernel's own routes too (fe80::/64, the local and multicast
+// ones): callers filter by table and type.
 Result<std::vector<DumpedRoute>> dumpRoutes(RtnlSocket& sock, int ifindex = 0,
-                                            InterruptedDump interrupted = InterruptedDump::kFail);
-// Every IPv4 neighbour entry (one RTM_GETNEIGH dump), or those on link `ifindex`.
+                                            InterruptedDump interrupted = InterruptedDump::kFail,
+                                            ipam::Family family = ipam::Family::kV4);
+// Every neighbour entry of `family` (one RTM_GETNEIGH dump), or those on link `ifindex`.
 Result<std::vector<DumpedNeighbour>> dumpNeighbours(
-    RtnlSocket& sock, int ifindex = 0, InterruptedDump interrupted = InterruptedDump::kFail);
+    RtnlSocket& sock, int ifindex = 0, InterruptedDump interrupted = InterruptedDump::kFail,
+    ipam::Family family = ipam::Family::kV4);
 
 }  // namespace vnetipam::net

@@ -27,6 +27,8 @@ TEST(HostDataplaneTest, ReadsLinksTheirStateAndMainTableHostRoutes) {
   ASSERT_TRUE(testing::setLinkUp(*sock, *up));
   const Route route{.dst = *ipam::Prefix::parse("10.0.0.5/32"), .scope = RouteScope::kLink};
   ASSERT_TRUE(testing::addRoute(*sock, *up, route));
+  const Route route6{.dst = *ipam::Prefix::parse("fd00::5/128")};
+  ASSERT_TRUE(testing::addRoute(*sock, *up, route6));
 
   auto read = readHostDataplane(host.ns());
   ASSERT_TRUE(read) << read.error().message;
@@ -39,9 +41,11 @@ TEST(HostDataplaneTest, ReadsLinksTheirStateAndMainTableHostRoutes) {
   ASSERT_NE(link("vnetdown"), read->links.end());
   EXPECT_FALSE(link("vnetdown")->up);
   ASSERT_NE(link("lo"), read->links.end());
-  ASSERT_EQ(read->routes.size(), 1u) << "the main table holds only the host route";
+  ASSERT_EQ(read->routes.size(), 2u) << "the main table holds only the host routes";
   EXPECT_EQ(read->routes[0].dst.toString(), "10.0.0.5/32");
   EXPECT_EQ(read->routes[0].oif, up->ifindex);
+  EXPECT_EQ(read->routes[1].dst.toString(), "fd00::5/128");
+  EXPECT_EQ(read->routes[1].oif, up->ifindex);
 }
 
 }  // namespace

@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include <gtest/gtest.h>
+#include <linux/if_addr.h>
 #include <linux/neighbour.h>
 #include <linux/rtnetlink.h>
 
@@ -180,6 +181,62 @@ TEST_F(LinkTest, DumpsReadOneLinksAddressesRoutesAndNeighbours) {
   ASSERT_NE(other, neighbours->end());
   EXPECT_EQ(other->lladdr, otherMac);
   EXPECT_EQ(other->state & NUD_PERMANENT, 0);
+}
+
+// The same reads for IPv6, the transparent recipe's IPv6 layout: a /128 nodad, a default route via
+// the link-local fe80::1, a permanent neighbour for it, and a /128 host route. An IPv4 read sees
+// none of it.
+TEST_F(LinkTest, IPv6DumpsReadAddressesRoutesAndNeighbours) {
+  auto [host, eth0] = makeVeth();
+  ASSERT_TRUE(testing::setLinkUp(*peerSock_, eth0).has_value());
+  auto& sock = *peerSock_;
+  const auto gatewayMac = *MacAddress::parse("ee:ee:ee:ee:ee:06");
+  ASSERT_TRUE(testing::addAddress(sock, eth0, ip("fd00:10::5"), 128, IFA_F_NODAD).has_value());
+  auto viaGateway =
+      testing::addRoute(sock, eth0, {.dst = prefix("::/0"), .gateway = ip("fe80::1")});
+  ASSERT_TRUE(viaGateway.has_value()) << viaGateway.error().message;
+  ASSERT_TRUE(testing::addRoute(sock, eth0, {.dst = prefix("fd00:20::7/128")}).has_value());
+  ASSERT_TRUE(testing::addNeighbour(sock, eth0, ip("fe80::1"), gatewayMac).has_value());
+
+  auto addresses = dumpAddresses(sock, eth0.ifindex, InterruptedDump::kFail, ipam::Family::kV6);
+  ASSERT_TRUE(addresses.has_value()) << addresses.error().message;
+  const auto address = std::ranges::find_if(
+      *addresses, [&](const DumpedAddress& a) { return a.address == ip("fd00:10::5"); });
+  ASSERT_NE(address, addresses->end());
+  EXPECT_EQ(address->prefixLength, 128);
+  EXPECT_NE(address->flags & IFA_F_NODAD, 0u);
+  EXPECT_EQ(address->flags & IFA_F_TENTATIVE, 0u) << "usable at once";
+  auto v4 = dumpAddresses(sock, eth0.ifindex);
+  ASSERT_TRUE(v4.has_value());
+  EXPECT_TRUE(v4->empty());
+
+  auto routes = dumpRoutes(sock, eth0.ifindex, InterruptedDump::kFail, ipam::Family::kV6);
+  ASSERT_TRUE(routes.has_value()) << routes.error().message;
+  const auto find = [&](std::string_view dst) {
+    return std::ranges::find_if(*routes, [&](const DumpedRoute& r) {
+      return r.dst == prefix(dst) && r.table == kMainTable;
+    });
+  };
+  const auto defaultRoute = find("::/0");
+  ASSERT_NE(defaultRoute, routes->end());
+  EXPECT_EQ(defaultRoute->gateway, ip("fe80::1"));
+  EXPECT_EQ(defaultRoute->protocol, kRouteProtocol);
+  EXPECT_EQ(defaultRoute->oif, eth0.ifindex);
+  const auto hostRoute = find("fd00:20::7/128");
+  ASSERT_NE(hostRoute, routes->end());
+  EXPECT_FALSE(hostRoute->gateway.has_value());
+  EXPECT_EQ(hostRoute->type, RTN_UNICAST);
+  auto routes4 = dumpRoutes(sock, eth0.ifindex);
+  ASSERT_TRUE(routes4.has_value());
+  EXPECT_TRUE(routes4->empty());
+
+  auto neighbours = dumpNeighbours(sock, eth0.ifindex, InterruptedDump::kFail, ipam::Family::kV6);
+  ASSERT_TRUE(neighbours.has_value()) << neighbours.error().message;
+  const auto gateway = std::ranges::find_if(
+      *neighbours, [&](const DumpedNeighbour& n) { return n.dst == ip("fe80::1"); });
+  ASSERT_NE(gateway, neighbours->end());
+  EXPECT_EQ(gateway->lladdr, gatewayMac);
+  EXPECT_EQ(gateway->state, NUD_PERMANENT);
 }
 
 }  // namespace

@@ -12,6 +12,7 @@
 
 #include <arpa/inet.h>
 #include <fmt/format.h>
+#include <linux/if_addr.h>
 #include <linux/if_link.h>
 #include <linux/neighbour.h>
 #include <linux/rtnetlink.h>
@@ -78,25 +79,27 @@ inline Result<void> deleteLink(RtnlSocket& sock, const LinkInfo& link) {
   return runRequest(sock, b);
 }
 
-// address/prefixLength on link (a prefix shorter than /32 makes the kernel add its subnet route).
+// address/prefixLength on link (a prefix shorter than the whole address makes the kernel add its
+// subnet route); either family, with IFA_F_* `flags` (IFA_F_NODAD, ...).
 inline Result<void> addAddress(RtnlSocket& sock, const LinkInfo& link, ipam::IPAddress address,
-                               int prefixLength) {
+                               int prefixLength, std::uint32_t flags = 0) {
   ifaddrmsg ifa{};
-  ifa.ifa_family = AF_INET;
+  ifa.ifa_family = addressFamily(address.family());
   ifa.ifa_prefixlen = static_cast<std::uint8_t>(prefixLength);
   ifa.ifa_index = static_cast<std::uint32_t>(link.ifindex);
   RtnlBatch b;
   b.add(RTM_NEWADDR, NLM_F_CREATE | NLM_F_EXCL, ifa,
         fmt::format("add address {}/{} to {} in namespace {}", address.toString(), prefixLength,
                     link.name, sock.netns()));
-  const auto local = v4Bytes(address);
-  b.attr(IFA_LOCAL, local.data(), local.size());
-  b.attr(IFA_ADDRESS, local.data(), local.size());
+  const auto local = addressBytes(address);
+  b.attr(IFA_LOCAL, local.data(), local.size);
+  b.attr(IFA_ADDRESS, local.data(), local.size);
+  if (flags != 0) b.attrU32(IFA_FLAGS, flags);
   return runRequest(sock, b);
 }
 
-// An IPv4 unicast route out of link, in route.table with route.protocol: the request the plugin
-// sends.
+// A unicast route (either family) out of link, in route.table with route.protocol: the request the
+// plugin sends.
 inline Result<void> addRoute(RtnlSocket& sock, const LinkInfo& link, const Route& route) {
   RtnlBatch b;
   addRouteRequest(b, link.ifindex, link.name, route, std::string(sock.netns()));
@@ -107,15 +110,15 @@ inline Result<void> addRoute(RtnlSocket& sock, const LinkInfo& link, const Route
 inline Result<void> addNeighbour(RtnlSocket& sock, const LinkInfo& link, ipam::IPAddress dst,
                                  const MacAddress& lladdr, std::uint16_t state = NUD_PERMANENT) {
   ndmsg nd{};
-  nd.ndm_family = AF_INET;
+  nd.ndm_family = addressFamily(dst.family());
   nd.ndm_ifindex = link.ifindex;
   nd.ndm_state = state;
   RtnlBatch b;
   b.add(RTM_NEWNEIGH, NLM_F_CREATE | NLM_F_REPLACE, nd,
         fmt::format("add neighbour {} lladdr {} on {} in namespace {}", dst.toString(),
                     lladdr.toString(), link.name, sock.netns()));
-  const auto bytes = v4Bytes(dst);
-  b.attr(NDA_DST, bytes.data(), bytes.size());
+  const auto bytes = addressBytes(dst);
+  b.attr(NDA_DST, bytes.data(), bytes.size);
   b.attr(NDA_LLADDR, lladdr.bytes.data(), lladdr.bytes.size());
   return runRequest(sock, b);
 }
