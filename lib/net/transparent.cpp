@@ -8,6 +8,7 @@
 #include <utility>
 
 #include <fmt/format.h>
+#include <linux/if_addr.h>
 #include <linux/if_link.h>
 #include <linux/ip.h>
 #include <linux/neighbour.h>
@@ -35,24 +36,59 @@ Result<void> validateLink(const TransparentPodParams& p) {
   return {};
 }
 
+// "10.240.0.17", "fd00::17" or "10.240.0.17, fd00::17": the pod's addresses for messages.
+std::string addressesOf(const TransparentPodParams& p) {
+  std::string out;
+  for (const auto& a : {p.address, p.address6}) {
+    if (!a) continue;
+    if (!out.empty()) out += ", ";
+    out += a->toString();
+  }
+  return out.empty() ? std::string("no address") : out;
+}
+
 Result<void> validate(const TransparentPodParams& p) {
   const auto invalid = [&](std::string_view why) {
     return fail(ErrorCode::kInvalidArgument,
-                fmt::format("set up pod {} ({}): {}", p.containerId, p.address.toString(), why));
+                fmt::format("set up pod {} ({}): {}", p.containerId, addressesOf(p), why));
   };
   if (auto ok = validateInterfaceName(p.ifName); !ok) return ok;
-  if (p.address.family() != ipam::Family::kV4 || p.gateway.family() != ipam::Family::kV4) {
-    return invalid("only IPv4 pod addresses and gateways are supported");
+  if (!p.address && !p.address6) return invalid("neither an IPv4 nor an IPv6 address");
+  if ((p.address && p.address->family() != ipam::Family::kV4) ||
+      p.gateway.family() != ipam::Family::kV4) {
+    return invalid("the IPv4 pod address and gateway must be IPv4 addresses");
+  }
+  if ((p.address6 && p.address6->family() != ipam::Family::kV6) ||
+      p.gateway6.family() != ipam::Family::kV6) {
+    return invalid("the IPv6 pod address and gateway must be IPv6 addresses");
   }
   const auto unusable = [](ipam::IPAddress a) {
     const auto bits = static_cast<std::uint32_t>(a.bits());
     return bits == 0 || bits == 0xffffffffU || (bits >> 28) == 0xe || (bits >> 24) == 127;
   };
-  if (unusable(p.address)) return invalid("the pod address is not a unicast address");
+  // ::, ::1, multicast (ff00::/8), link-local (fe80::/10) and IPv4-mapped (::ffff:0:0/96).
+  const auto linkLocal6 = [](ipam::IPAddress a) { return (a.bits() >> 118) == 0x3fa; };
+  const auto unusable6 = [&](ipam::IPAddress a) {
+    const ipam::U128 bits = a.bits();
+    return bits <= 1 || (bits >> 120) == 0xff || linkLocal6(a) || (bits >> 32) == 0xffff;
+  };
+  if (p.address && unusable(*p.address)) {
+    return invalid("the pod address is not a unicast address");
+  }
   if (unusable(p.gateway)) {
     return invalid(fmt::format("gateway {} is not a unicast address", p.gateway.toString()));
   }
   if (p.gateway == p.address) return invalid("the gateway equals the pod address");
+  if (p.address6 && unusable6(*p.address6)) {
+    return invalid("the pod's IPv6 address is not a global or unique-local unicast address");
+  }
+  // The host veth takes gateway6 as its link-local address: not fe80:: (the subnet-router
+  // anycast address).
+  const ipam::U128 interfaceId = p.gateway6.bits() & ((ipam::U128{1} << 64) - 1);
+  if (!linkLocal6(p.gateway6) || interfaceId == 0) {
+    return invalid(fmt::format("IPv6 gateway {} is not a link-local unicast address (fe80::/10)",
+                               p.gateway6.toString()));
+  }
   if (p.mtu != 0 && (p.mtu < 68 || p.mtu > 65535)) {
     return invalid(fmt::format("MTU {} is outside 68..65535", p.mtu));
   }
@@ -61,7 +97,7 @@ Result<void> validate(const TransparentPodParams& p) {
 
 // Prefixes an error with the pod it concerns, so a CNI error reads on its own.
 std::unexpected<Error> forPod(const TransparentPodParams& p, Error e) {
-  e.message = fmt::format("set up pod {} ({}): {}", p.containerId, p.address.toString(), e.message);
+  e.message = fmt::format("set up pod {} ({}): {}", p.containerId, addressesOf(p), e.message);
   return std::unexpected(std::move(e));
 }
 
@@ -193,47 +229,71 @@ Result<TransparentPod> PodVeth::configureOrFail(const TransparentPodParams& p) {
   State& s = *state_;
   const std::string& hostName = s.hostLink.name;
   const std::string podDev = p.ifName;
-  const auto gateway = v4Bytes(p.gateway);
 
   // Does the pod already route the gateway (by a route of another of its interfaces: this one is
   // new and has none)? Then the pod's routes are that interface's, and this one adds none: a
   // second default route or gateway route in the main table would be refused (EEXIST) anyway.
+  // IPv6's gateway is link-local, reachable only by naming an interface, so for IPv6 the question
+  // is whether the pod has a default route: the lookup of ::, which only a default route matches.
   bool podRoutes = true;
+  bool podRoutes6 = true;
   {
     RtnlBatch lookup;
-    rtmsg rt{};
-    rt.rtm_family = AF_INET;
-    rt.rtm_dst_len = 32;
-    lookup.add(
-        RTM_GETROUTE, 0, rt,
-        fmt::format("look up the route to {} in namespace {}", p.gateway.toString(), s.podLabel));
-    lookup.attr(RTA_DST, gateway.data(), gateway.size());
+    const auto ask = [&](ipam::IPAddress dst) {
+      rtmsg rt{};
+      rt.rtm_family = addressFamily(dst.family());
+      rt.rtm_dst_len = static_cast<std::uint8_t>(ipam::bitLength(dst.family()));
+      lookup.add(
+          RTM_GETROUTE, 0, rt,
+          fmt::format("look up the route to {} in namespace {}", dst.toString(), s.podLabel));
+      const auto bytes = addressBytes(dst);
+      lookup.attr(RTA_DST, bytes.data(), bytes.size);
+    };
+    if (p.address) ask(p.gateway);
+    if (p.address6) ask(ipam::IPAddress::fromBits(ipam::Family::kV6, 0));
     if (auto ok = roundTrip(s.pod, lookup); !ok) return forPod(p, ok.error());
     // ENETUNREACH: no route (the usual first interface); an answer: some route carries it.
-    if (lookup.error(0) == 0) {
-      podRoutes = false;
-    } else if (lookup.error(0) != -ENETUNREACH && lookup.error(0) != -EHOSTUNREACH) {
-      return forPod(
-          p, errnoError(-lookup.error(0), fmt::format("look up the route to {} in namespace {}",
-                                                      p.gateway.toString(), s.podLabel)));
+    for (std::size_t i = 0; i < lookup.size(); ++i) {
+      bool& routes = (i == 0 && p.address) ? podRoutes : podRoutes6;
+      const int err = lookup.error(i);
+      if (err == 0) {
+        routes = false;
+      } else if (err != -ENETUNREACH && err != -EHOSTUNREACH) {
+        return forPod(p,
+                      errnoError(-err, fmt::format("look up a route in namespace {}", s.podLabel)));
+      }
     }
   }
 
-  // Pod side, in order: the link must be up before routes can use it; a /32 address adds no
-  // subnet route, so there is nothing of the kernel's to delete. Last, read the pod end back.
+  // Pod side, in order: the link must be up before routes can use it; the addresses add no subnet
+  // route (a /32; a /128 noprefixroute), so there is nothing of the kernel's to delete. Last, read
+  // the pod end back.
   RtnlBatch pod;
-  {
-    const ifaddrmsg ifa{.ifa_family = AF_INET,
-                        .ifa_prefixlen = 32,
-                        .ifa_flags = 0,
+  const auto addAddress = [](RtnlBatch& b, int ifindex, ipam::IPAddress address, int length,
+                             std::uint32_t flags, std::string what) {
+    const ifaddrmsg ifa{.ifa_family = addressFamily(address.family()),
+                        .ifa_prefixlen = static_cast<std::uint8_t>(length),
+                        .ifa_flags = static_cast<std::uint8_t>(flags & 0xff),
                         .ifa_scope = RT_SCOPE_UNIVERSE,
-                        .ifa_index = static_cast<std::uint32_t>(s.podIndex)};
-    pod.add(RTM_NEWADDR, NLM_F_CREATE | NLM_F_EXCL, ifa,
-            fmt::format("add address {}/32 to {} in namespace {}", p.address.toString(), podDev,
-                        s.podLabel));
-    const auto local = v4Bytes(p.address);
-    pod.attr(IFA_LOCAL, local.data(), local.size());
-    pod.attr(IFA_ADDRESS, local.data(), local.size());
+                        .ifa_index = static_cast<std::uint32_t>(ifindex)};
+    b.add(RTM_NEWADDR, NLM_F_CREATE | NLM_F_EXCL, ifa, std::move(what));
+    const auto local = addressBytes(address);
+    b.attr(IFA_LOCAL, local.data(), local.size);
+    b.attr(IFA_ADDRESS, local.data(), local.size);
+    if (flags > 0xff) b.attrU32(IFA_FLAGS, flags);
+  };
+  if (p.address) {
+    addAddress(pod, s.podIndex, *p.address, 32, 0,
+               fmt::format("add address {}/32 to {} in namespace {}", p.address->toString(), podDev,
+                           s.podLabel));
+  }
+  if (p.address6) {
+    // nodad: usable at once, not tentative for the ~2 s duplicate address detection takes; the
+    // address is the IPAM plugin's to hand out once. The kernel would add a prefix route even for
+    // a /128; the default route covers it.
+    addAddress(pod, s.podIndex, *p.address6, 128, IFA_F_NODAD | IFA_F_NOPREFIXROUTE,
+               fmt::format("add address {}/128 nodad noprefixroute to {} in namespace {}",
+                           p.address6->toString(), podDev, s.podLabel));
   }
   const auto linkUp = [](RtnlBatch& b, int ifindex, std::string what) {
     const ifinfomsg up{.ifi_family = AF_UNSPEC,
@@ -245,7 +305,7 @@ Result<TransparentPod> PodVeth::configureOrFail(const TransparentPodParams& p) {
     b.add(RTM_NEWLINK, 0, up, std::move(what));
   };
   linkUp(pod, s.podIndex, fmt::format("set link {} up in namespace {}", podDev, s.podLabel));
-  if (podRoutes) {
+  if (p.address && podRoutes) {
     addRouteRequest(pod, s.podIndex, podDev,
                     Route{.dst = ipam::Prefix::masked(p.gateway, 32), .scope = RouteScope::kLink},
                     s.podLabel);
@@ -254,8 +314,16 @@ Result<TransparentPod> PodVeth::configureOrFail(const TransparentPodParams& p) {
         Route{.dst = ipam::Prefix::masked(ipam::IPAddress::v4(0), 0), .gateway = p.gateway},
         s.podLabel);
   }
-  {
-    const ndmsg nd{.ndm_family = AF_INET,
+  // A link-local gateway needs no route to it: the route names the interface.
+  if (p.address6 && podRoutes6) {
+    addRouteRequest(
+        pod, s.podIndex, podDev,
+        Route{.dst = ipam::Prefix::masked(ipam::IPAddress::fromBits(ipam::Family::kV6, 0), 0),
+              .gateway = p.gateway6},
+        s.podLabel);
+  }
+  const auto addNeighbour = [&](ipam::IPAddress gateway) {
+    const ndmsg nd{.ndm_family = addressFamily(gateway.family()),
                    .ndm_pad1 = 0,
                    .ndm_pad2 = 0,
                    .ndm_ifindex = s.podIndex,
@@ -264,22 +332,47 @@ Result<TransparentPod> PodVeth::configureOrFail(const TransparentPodParams& p) {
                    .ndm_type = 0};
     pod.add(RTM_NEWNEIGH, NLM_F_CREATE | NLM_F_REPLACE, nd,
             fmt::format("add permanent neighbour {} lladdr {} on {} in namespace {}",
-                        p.gateway.toString(), s.hostLink.mac.toString(), podDev, s.podLabel));
-    pod.attr(NDA_DST, gateway.data(), gateway.size());
+                        gateway.toString(), s.hostLink.mac.toString(), podDev, s.podLabel));
+    const auto dst = addressBytes(gateway);
+    pod.attr(NDA_DST, dst.data(), dst.size);
     pod.attr(NDA_LLADDR, s.hostLink.mac.bytes.data(), s.hostLink.mac.bytes.size());
-  }
+  };
+  if (p.address) addNeighbour(p.gateway);
+  if (p.address6) addNeighbour(p.gateway6);
   const std::size_t podLookup = pod.size();
   getLinkByName(pod, podDev, fmt::format("look up link {} in namespace {}", podDev, s.podLabel));
 
-  // Host side: up with proxy_arp=1 and forwarding=1 in the same request (IFLA_INET_CONF, as the
-  // sysctl files would set them), proxy_delay=0 so the pod's ARP is answered at once instead of
-  // after up to 0.8 s, then the /32 route. Exclusive: if another interface already has this /32,
-  // IPAM handed the address out twice; the live pod keeps its traffic and this ADD fails.
   RtnlBatch host;
-  linkUp(host, s.hostLink.ifindex,
-         fmt::format("set link {} up with proxy_arp=1 forwarding=1 in namespace {}", hostName,
-                     s.host.netns()));
-  {
+  // IPv6 first, while the veth is still down: no kernel-made link-local address (it would be
+  // tentative, and the host could not solicit the pod's address from it), and fe80::1 nodad
+  // instead, without a prefix route (the host reaches nothing else on the link).
+  if (p.address6) {
+    const ifinfomsg link{.ifi_family = AF_UNSPEC,
+                         .__ifi_pad = 0,
+                         .ifi_type = 0,
+                         .ifi_index = s.hostLink.ifindex,
+                         .ifi_flags = 0,
+                         .ifi_change = 0};
+    host.add(RTM_NEWLINK, 0, link,
+             fmt::format("set addrgenmode none on {} in namespace {}", hostName, s.host.netns()));
+    const auto afSpec = host.nestBegin(IFLA_AF_SPEC);
+    const auto inet6 = host.nestBegin(AF_INET6);
+    const std::uint8_t none = IN6_ADDR_GEN_MODE_NONE;
+    host.attr(IFLA_INET6_ADDR_GEN_MODE, &none, sizeof none);
+    host.nestEnd(inet6);
+    host.nestEnd(afSpec);
+    addAddress(host, s.hostLink.ifindex, p.gateway6, 64, IFA_F_NODAD | IFA_F_NOPREFIXROUTE,
+               fmt::format("add address {}/64 nodad noprefixroute to {} in namespace {}",
+                           p.gateway6.toString(), hostName, s.host.netns()));
+  }
+  if (p.address) {
+    // Up with proxy_arp=1 and forwarding=1 in the same request (IFLA_INET_CONF, as the sysctl
+    // files would set them), proxy_delay=0 so the pod's ARP is answered at once instead of after
+    // up to 0.8 s, then the /32 route. Exclusive: if another interface already has this /32, IPAM
+    // handed the address out twice; the live pod keeps its traffic and this ADD fails.
+    linkUp(host, s.hostLink.ifindex,
+           fmt::format("set link {} up with proxy_arp=1 forwarding=1 in namespace {}", hostName,
+                       s.host.netns()));
     const auto afSpec = host.nestBegin(IFLA_AF_SPEC);
     const auto inet = host.nestBegin(AF_INET);
     const auto conf = host.nestBegin(IFLA_INET_CONF);
@@ -288,8 +381,6 @@ Result<TransparentPod> PodVeth::configureOrFail(const TransparentPodParams& p) {
     host.nestEnd(conf);
     host.nestEnd(inet);
     host.nestEnd(afSpec);
-  }
-  {
     const ndtmsg ndt{.ndtm_family = AF_INET, .ndtm_pad1 = 0, .ndtm_pad2 = 0};
     host.add(RTM_SETNEIGHTBL, 0, ndt,
              fmt::format("set neigh/{}/proxy_delay=0 in namespace {}", hostName, s.host.netns()));
@@ -298,10 +389,18 @@ Result<TransparentPod> PodVeth::configureOrFail(const TransparentPodParams& p) {
     host.attrU32(NDTPA_IFINDEX, static_cast<std::uint32_t>(s.hostLink.ifindex));
     host.attrU64(NDTPA_PROXY_DELAY, 0);
     host.nestEnd(parms);
+    addRouteRequest(host, s.hostLink.ifindex, hostName,
+                    Route{.dst = ipam::Prefix::masked(*p.address, 32), .scope = RouteScope::kLink},
+                    s.host.netns());
+  } else {
+    linkUp(host, s.hostLink.ifindex,
+           fmt::format("set link {} up in namespace {}", hostName, s.host.netns()));
   }
-  addRouteRequest(host, s.hostLink.ifindex, hostName,
-                  Route{.dst = ipam::Prefix::masked(p.address, 32), .scope = RouteScope::kLink},
-                  s.host.netns());
+  // Exclusive as the /32 is. IPv6 routes have no scope: the kernel keeps them as universe.
+  if (p.address6) {
+    addRouteRequest(host, s.hostLink.ifindex, hostName,
+                    Route{.dst = ipam::Prefix::masked(*p.address6, 128)}, s.host.netns());
+  }
 
   // Both namespaces' batches are in the kernel before either answer is read.
   if (auto ok = pod.send(s.pod); !ok) return forPod(p, ok.error());
@@ -317,7 +416,8 @@ Result<TransparentPod> PodVeth::configureOrFail(const TransparentPodParams& p) {
                                        podDev, s.podLabel, s.podIndex)});
   }
   s.settled = true;
-  TransparentPod result{.host = s.hostLink, .pod = podLink->info, .podRoutes = podRoutes};
+  TransparentPod result{
+      .host = s.hostLink, .pod = podLink->info, .podRoutes = podRoutes, .podRoutes6 = podRoutes6};
   result.host.up = true;
   return result;
 }

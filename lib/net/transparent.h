@@ -5,10 +5,30 @@
 //   host: <hostveth> up, proxy_arp=1, forwarding=1, proxy_delay=0,
 //         route <podIP>/32 dev <hostveth> scope link
 //
+// With an IPv6 address (alone, or beside the IPv4 one), the same shape:
+//
+//   pod:  address <podIPv6>/128 nodad noprefixroute, default via fe80::1 dev <ifName>,
+//         permanent neighbour fe80::1 -> host veth MAC
+//   host: <hostveth> addrgenmode none, address fe80::1/64 nodad noprefixroute,
+//         route <podIPv6>/128 dev <hostveth>
+//
+// The gateway fe80::1 is the host veth's own (and only) link-local address. The host sends its
+// neighbour solicitations for the pod's address from a link-local address of the veth, and the
+// kernel sends none while that address is tentative: with the kernel's own EUI-64 link-local
+// (duplicate address detection), a pod was unreachable from the host for the first 2.07 s after
+// setup; with fe80::1 added nodad, the first echo reply came after 18 ms. The pod reaches the
+// gateway by a permanent neighbour entry rather than by proxy NDP on the host: no solicitation,
+// no proxy entry per veth, and no sysctl write (proxy_ndp is not settable by netlink), as IPv4's
+// static neighbour spares it an ARP. IPv6 forwarding needs net.ipv6.conf.all.forwarding=1 in the
+// host namespace (the plugin sets it; with only the veths' own forwarding=1, pods on one host did
+// not reach each other).
+//
 // The veth's pod end is created directly in the pod namespace, never moved. Routes carry
-// kRouteProtocol. IPv4 only for now. The host's proxy_arp and forwarding are set through netlink
-// (IFLA_INET_CONF, in the request that sets the veth up) and proxy_delay through the ARP table's
-// per-device parameters (RTM_SETNEIGHTBL): same values as the sysctl files, no /proc/sys writes.
+// kRouteProtocol. The host's proxy_arp and forwarding are set through netlink (IFLA_INET_CONF, in
+// the request that sets the veth up) and proxy_delay through the ARP table's per-device parameters
+// (RTM_SETNEIGHTBL): same values as the sysctl files, no /proc/sys writes; so is the host veth's
+// addrgenmode (IFLA_INET6_ADDR_GEN_MODE, in the same request). An IPv4-only pod gets no IPv6
+// request at all.
 #pragma once
 
 #include <cstdint>
@@ -18,25 +38,28 @@
 #include <string_view>
 
 #include "lib/ipam/ip.h"
+#include "lib/ipam/pod_gateway.h"
 #include "lib/net/link.h"
 #include "lib/net/netns.h"
 #include "lib/net/veth_name.h"
 
 namespace vnetipam::net {
 
-// The pod's gateway: link-local, never on the wire (the host answers for it by proxy ARP and the
-// pod has a static neighbour entry for it), so every pod can use the same one.
-inline constexpr ipam::IPAddress kDefaultPodGateway =
-    ipam::IPAddress::v4(0xa9fe0101);  // 169.254.1.1
+// The pod's gateways (lib/ipam/pod_gateway.h): link-local, so every pod can use the same ones.
+inline constexpr ipam::IPAddress kDefaultPodGateway = ipam::kPodGatewayV4;    // 169.254.1.1
+inline constexpr ipam::IPAddress kDefaultPodGatewayV6 = ipam::kPodGatewayV6;  // fe80::1
 
 struct TransparentPodParams {
   std::string containerId;      // CNI_CONTAINERID: with ifName, names the host veth
   std::string ifName = "eth0";  // CNI_IFNAME: the pod end
   std::string hostPrefix = std::string(kDefaultHostVethPrefix);
-  std::uint32_t mtu = 0;    // 0: kernel default; otherwise 68..65535
-  ipam::IPAddress address;  // the pod's IPv4 address
+  std::uint32_t mtu = 0;  // 0: kernel default; otherwise 68..65535
+  // The pod's addresses: IPv4, IPv6, or both; configure() needs at least one.
+  std::optional<ipam::IPAddress> address;   // IPv4
+  std::optional<ipam::IPAddress> address6;  // IPv6
   ipam::IPAddress gateway = kDefaultPodGateway;
-  std::optional<MacAddress> hostMac;  // unset: random
+  ipam::IPAddress gateway6 = kDefaultPodGatewayV6;  // link-local (fe80::/10)
+  std::optional<MacAddress> hostMac;                // unset: random
 };
 
 struct TransparentPod {
@@ -48,6 +71,9 @@ struct TransparentPod {
   // interface's, and this one gets its address, its gateway neighbour entry and the host's /32
   // route, so traffic to its address arrives on it and replies leave by the pod's default route.
   bool podRoutes = true;
+  // The same for IPv6 (the default route via gateway6): not when the pod already has an IPv6
+  // default route. Meaningful only with address6.
+  bool podRoutes6 = true;
 };
 
 // Runs the recipe: PodVeth::create, then PodVeth::configure. A host veth of the same name left by

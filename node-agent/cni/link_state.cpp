@@ -15,26 +15,28 @@ net::Result<LinkState> readLinkState(net::RtnlSocket& sock, const net::LinkInfo&
   };
   LinkState state;
 
-  auto addresses = net::dumpAddresses(sock, link.ifindex);
-  if (!addresses) return failed(addresses.error());
-  for (const auto& a : *addresses) {
-    state.addresses.push_back({.address = a.address, .prefixLength = a.prefixLength});
-  }
+  for (const auto family : {ipam::Family::kV4, ipam::Family::kV6}) {
+    auto addresses = net::dumpAddresses(sock, link.ifindex, net::InterruptedDump::kFail, family);
+    if (!addresses) return failed(addresses.error());
+    for (const auto& a : *addresses) {
+      state.addresses.push_back({.address = a.address, .prefixLength = a.prefixLength});
+    }
 
-  auto routes = net::dumpRoutes(sock, link.ifindex);
-  if (!routes) return failed(routes.error());
-  for (const auto& r : *routes) {
-    if (r.table != net::kMainTable) continue;
-    state.routes.push_back(
-        {.dst = r.dst, .gateway = r.gateway, .linkScope = r.scope == RT_SCOPE_LINK});
-  }
+    auto routes = net::dumpRoutes(sock, link.ifindex, net::InterruptedDump::kFail, family);
+    if (!routes) return failed(routes.error());
+    for (const auto& r : *routes) {
+      if (r.table != net::kMainTable) continue;
+      state.routes.push_back(
+          {.dst = r.dst, .gateway = r.gateway, .linkScope = r.scope == RT_SCOPE_LINK});
+    }
 
-  auto neighbours = net::dumpNeighbours(sock, link.ifindex);
-  if (!neighbours) return failed(neighbours.error());
-  for (const auto& n : *neighbours) {
-    state.neighbours.push_back({.dst = n.dst,
-                                .mac = n.lladdr ? n.lladdr->toString() : std::string(),
-                                .permanent = (n.state & NUD_PERMANENT) != 0});
+    auto neighbours = net::dumpNeighbours(sock, link.ifindex, net::InterruptedDump::kFail, family);
+    if (!neighbours) return failed(neighbours.error());
+    for (const auto& n : *neighbours) {
+      state.neighbours.push_back({.dst = n.dst,
+                                  .mac = n.lladdr ? n.lladdr->toString() : std::string(),
+                                  .permanent = (n.state & NUD_PERMANENT) != 0});
+    }
   }
   return state;
 }

@@ -1,5 +1,5 @@
-// What the kernel has on one interface: its IPv4 addresses, main-table routes and neighbour
-// entries. vnet-transparent's CHECK compares this with the layout ADD made.
+// What the kernel has on one interface: its IPv4 and IPv6 addresses, main-table routes and
+// neighbour entries. vnet-transparent's CHECK compares this with the layout ADD made.
 #pragma once
 
 #include <optional>
@@ -32,9 +32,9 @@ struct LinkState {
   std::vector<Neighbour> neighbours;
 };
 
-// Reads the IPv4 state of `link` through sock (the link's namespace): one address, one route and
-// one neighbour dump (lib/net/route.h). A dump the kernel marks interrupted is an error, not a
-// state with an entry missing. Errors name the link and the namespace.
+// Reads the IPv4 and IPv6 state of `link` through sock (the link's namespace): an address, a route
+// and a neighbour dump per family (lib/net/route.h). A dump the kernel marks interrupted is an
+// error, not a state with an entry missing. Errors name the link and the namespace.
 net::Result<LinkState> readLinkState(net::RtnlSocket& sock, const net::LinkInfo& link);
 
 }  // namespace vnetipam::cni

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <optional>
 #include <set>
 
 #include <fmt/format.h>
@@ -82,6 +83,21 @@ Outcome<void> enableForwarding(const net::Netns& hostNs) {
   return {};
 }
 
+// net.ipv6.conf.all.forwarding=1 in the host namespace, for a pod with an IPv6 address (as ptp
+// sets it). The kernel forwards IPv6 only with the namespace-wide switch on: the host veths' own
+// forwarding=1 does not do (measured: two pods on one host did not reach each other). Writing it
+// also turns forwarding on for every interface, as for IPv4. Only read (and left alone) when it is
+// 1 already.
+Outcome<void> enableForwarding6(const net::Netns& hostNs) {
+  if (auto ok = net::ensureNetSysctl(hostNs, "ipv6/conf/all/forwarding", "1"); !ok) {
+    return failWith(kIoFailure,
+                    "vnet-transparent: enabling IPv6 forwarding "
+                    "(net.ipv6.conf.all.forwarding=1): " +
+                        ok.error().message);
+  }
+  return {};
+}
+
 // The spec: "If an interface of the requested name already exists in the container, the CNI
 // plugin MUST return with an error." Asked before IPAM ADD, so a repeated ADD allocates nothing;
 // and never answered by rebuilding the interface: the existing one is a live attachment (a second
@@ -128,15 +144,24 @@ Outcome<Result> add(const net::Netns& hostNs, IpamDelegate& ipam, const Env& env
   if (!veth) return fromNet(veth.error());
   if (!forwarding) return std::unexpected(forwarding.error());
 
-  const auto v4 = std::ranges::find_if(allocated->ips, [](const IPConfig& ipc) {
-    return ipc.address.family() == ipam::Family::kV4;
-  });
-  if (v4 == allocated->ips.end()) {
-    return failWith(kInternal, fmt::format("vnet-transparent: IPAM plugin \"{}\" returned no IPv4 "
+  // The first address of each family the IPAM plugin returned (host-local with two ranges, one
+  // IPv4 and one IPv6, returns one of each).
+  const auto first = [&](ipam::Family f) -> std::optional<ipam::IPAddress> {
+    const auto it = std::ranges::find_if(
+        allocated->ips, [&](const IPConfig& ipc) { return ipc.address.family() == f; });
+    if (it == allocated->ips.end()) return std::nullopt;
+    return it->address;
+  };
+  params.address = first(ipam::Family::kV4);
+  params.address6 = first(ipam::Family::kV6);
+  if (!params.address && !params.address6) {
+    return failWith(kInternal, fmt::format("vnet-transparent: IPAM plugin \"{}\" returned no "
                                            "address for container {}",
                                            conf.ipamType, env.containerId));
   }
-  params.address = v4->address;
+  if (params.address6) {
+    if (auto ok = enableForwarding6(hostNs); !ok) return std::unexpected(ok.error());
+  }
   auto pod = veth->configure(params);
   if (!pod) return fromNet(pod.error());
 
@@ -148,15 +173,28 @@ Outcome<Result> add(const net::Netns& hostNs, IpamDelegate& ipam, const Env& env
                                         .mac = pod->pod.mac.toString(),
                                         .mtu = pod->pod.mtu,
                                         .sandbox = env.netns});
-  result.ips.push_back(IPConfig{.address = v4->address,
-                                .prefixLength = 32,
-                                .gateway = params.gateway,
-                                .interface = hostIndex + 1});
+  if (params.address) {
+    result.ips.push_back(IPConfig{.address = *params.address,
+                                  .prefixLength = 32,
+                                  .gateway = params.gateway,
+                                  .interface = hostIndex + 1});
+  }
+  if (params.address6) {
+    result.ips.push_back(IPConfig{.address = *params.address6,
+                                  .prefixLength = 128,
+                                  .gateway = params.gateway6,
+                                  .interface = hostIndex + 1});
+  }
   // A second network's interface adds no route: the pod's default route is its first interface's
   // (net::TransparentPod::podRoutes), and the result lists only what this plugin made.
-  if (pod->podRoutes) {
+  if (params.address && pod->podRoutes) {
     result.routes.push_back(
         RouteEntry{.dst = ipam::Prefix::masked(ipam::IPAddress::v4(0), 0), .gw = params.gateway});
+  }
+  if (params.address6 && pod->podRoutes6) {
+    result.routes.push_back(
+        RouteEntry{.dst = ipam::Prefix::masked(ipam::IPAddress::fromBits(ipam::Family::kV6, 0), 0),
+                   .gw = params.gateway6});
   }
   if (result.dns.empty()) result.dns = allocated->dns;
   release.dismiss();
@@ -230,52 +268,91 @@ Outcome<void> check(const net::Netns& hostNs, IpamDelegate& ipam, const Env& env
   if (!podState) return fromNet(podState.error());
   auto hostState = readLinkState(*hostSock, *host);
   if (!hostState) return fromNet(hostState.error());
-  const auto gateway = net::kDefaultPodGateway;
   const auto hasRoute = [](const LinkState& s, ipam::Prefix dst,
                            std::optional<ipam::IPAddress> gw) {
     return std::ranges::any_of(s.routes, [&](const LinkState::Route& r) {
-      return r.dst == dst && r.gateway == gw && (gw.has_value() || r.linkScope);
+      // IPv6 routes have no scope (the kernel keeps them as universe).
+      return r.dst == dst && r.gateway == gw &&
+             (gw.has_value() || r.linkScope || dst.family() == ipam::Family::kV6);
+    });
+  };
+  const auto hasNeighbour = [&](ipam::IPAddress gateway) {
+    return std::ranges::any_of(podState->neighbours, [&](const LinkState::Neighbour& n) {
+      return n.dst == gateway && n.permanent && n.mac == host->mac.toString();
     });
   };
 
-  bool anyAddress = false;
+  bool hasV4 = false;
+  bool hasV6 = false;
   for (const auto& ipc : prev.ips) {
     if (ipc.interface && *ipc.interface != podIndex) continue;
-    if (ipc.address.family() != ipam::Family::kV4) continue;
-    anyAddress = true;
+    (ipc.address.family() == ipam::Family::kV4 ? hasV4 : hasV6) = true;
+    const int length = ipam::bitLength(ipc.address.family());
     const auto text = ipc.address.toString();
     if (!std::ranges::any_of(podState->addresses, [&](const LinkState::Address& a) {
-          return a.address == ipc.address && a.prefixLength == 32;
+          return a.address == ipc.address && a.prefixLength == length;
         })) {
-      return mismatch(env, fmt::format("address {}/32 is missing", text));
+      return mismatch(env, fmt::format("address {}/{} is missing", text, length));
     }
-    if (!hasRoute(*hostState, ipam::Prefix::masked(ipc.address, 32), std::nullopt)) {
-      return mismatch(env, fmt::format("host route {}/32 dev {} is missing", text, *hostName));
+    if (!hasRoute(*hostState, ipam::Prefix::masked(ipc.address, length), std::nullopt)) {
+      return mismatch(env,
+                      fmt::format("host route {}/{} dev {} is missing", text, length, *hostName));
     }
   }
-  if (!anyAddress) return mismatch(env, "prevResult lists no IPv4 address for the interface");
+  if (!hasV4 && !hasV6) return mismatch(env, "prevResult lists no address for the interface");
   // The pod's routes are on this interface when ADD put them there, which its result says by
   // listing the default route (a second network's interface has none: see ADD).
-  const auto defaultRoute = ipam::Prefix::masked(ipam::IPAddress::v4(0), 0);
-  const bool ownsRoutes = std::ranges::any_of(
-      prev.routes, [&](const RouteEntry& r) { return r.dst == defaultRoute && r.gw == gateway; });
-  if (ownsRoutes && !hasRoute(*podState, ipam::Prefix::masked(gateway, 32), std::nullopt)) {
-    return mismatch(env, fmt::format("link route {} is missing", gateway.toString()));
+  const auto ownsDefault = [&](ipam::Prefix dst, ipam::IPAddress gateway) {
+    return std::ranges::any_of(
+        prev.routes, [&](const RouteEntry& r) { return r.dst == dst && r.gw == gateway; });
+  };
+  if (hasV4) {
+    const auto gateway = net::kDefaultPodGateway;
+    const auto defaultRoute = ipam::Prefix::masked(ipam::IPAddress::v4(0), 0);
+    const bool ownsRoutes = ownsDefault(defaultRoute, gateway);
+    if (ownsRoutes && !hasRoute(*podState, ipam::Prefix::masked(gateway, 32), std::nullopt)) {
+      return mismatch(env, fmt::format("link route {} is missing", gateway.toString()));
+    }
+    if (ownsRoutes && !hasRoute(*podState, defaultRoute, gateway)) {
+      return mismatch(env, fmt::format("default route via {} is missing", gateway.toString()));
+    }
+    if (!hasNeighbour(gateway)) {
+      return mismatch(env, fmt::format("permanent neighbour {} -> {} is missing",
+                                       gateway.toString(), host->mac.toString()));
+    }
+    auto proxyArp = net::readInterfaceSysctl(
+        hostNs, {.table = net::SysctlTable::kConf, .ifname = *hostName, .key = "proxy_arp"});
+    if (!proxyArp) return fromNet(proxyArp.error());
+    if (*proxyArp != "1") {
+      return mismatch(env, fmt::format("proxy_arp on {} is {}, not 1", *hostName, *proxyArp));
+    }
   }
-  if (ownsRoutes && !hasRoute(*podState, defaultRoute, gateway)) {
-    return mismatch(env, fmt::format("default route via {} is missing", gateway.toString()));
-  }
-  if (!std::ranges::any_of(podState->neighbours, [&](const LinkState::Neighbour& n) {
-        return n.dst == gateway && n.permanent && n.mac == host->mac.toString();
-      })) {
-    return mismatch(env, fmt::format("permanent neighbour {} -> {} is missing", gateway.toString(),
-                                     host->mac.toString()));
-  }
-  auto proxyArp = net::readInterfaceSysctl(
-      hostNs, {.table = net::SysctlTable::kConf, .ifname = *hostName, .key = "proxy_arp"});
-  if (!proxyArp) return fromNet(proxyArp.error());
-  if (*proxyArp != "1") {
-    return mismatch(env, fmt::format("proxy_arp on {} is {}, not 1", *hostName, *proxyArp));
+  if (hasV6) {
+    const auto gateway = net::kDefaultPodGatewayV6;
+    const auto defaultRoute =
+        ipam::Prefix::masked(ipam::IPAddress::fromBits(ipam::Family::kV6, 0), 0);
+    if (ownsDefault(defaultRoute, gateway) && !hasRoute(*podState, defaultRoute, gateway)) {
+      return mismatch(env, fmt::format("IPv6 default route via {} is missing", gateway.toString()));
+    }
+    if (!hasNeighbour(gateway)) {
+      return mismatch(env, fmt::format("permanent neighbour {} -> {} is missing",
+                                       gateway.toString(), host->mac.toString()));
+    }
+    if (!std::ranges::any_of(hostState->addresses,
+                             [&](const LinkState::Address& a) { return a.address == gateway; })) {
+      return mismatch(env, fmt::format("host veth {} does not have the gateway address {}",
+                                       *hostName, gateway.toString()));
+    }
+    auto forwarding = net::readInterfaceSysctl(hostNs, {.family = ipam::Family::kV6,
+                                                        .table = net::SysctlTable::kConf,
+                                                        .ifname = *hostName,
+                                                        .key = "forwarding"});
+    if (!forwarding) return fromNet(forwarding.error());
+    if (*forwarding != "1") {
+      return mismatch(env, fmt::format("IPv6 forwarding on {} is {}, not 1 "
+                                       "(net.ipv6.conf.all.forwarding)",
+                                       *hostName, *forwarding));
+    }
   }
   return {};
 }

@@ -7,6 +7,7 @@
 
 #include <arpa/inet.h>
 #include <gtest/gtest.h>
+#include <netinet/icmp6.h>
 #include <netinet/ip.h>
 #include <netinet/ip_icmp.h>
 #include <poll.h>
@@ -29,8 +30,11 @@ ipam::IPAddress ip(std::string_view text) { return *ipam::IPAddress::parse(text)
 // `ping -c1 -w<timeout>`, without depending on a ping binary. The packets never leave the test's
 // namespaces. Several tries, because a packet sent within moments of the link coming up can be
 // dropped before the kernel has activated the veth's queue (more likely on a loaded machine).
+Result<void> ping6(const Netns& from, ipam::IPAddress to, std::chrono::milliseconds timeout);
+
 Result<void> ping(const Netns& from, ipam::IPAddress to,
                   std::chrono::milliseconds timeout = std::chrono::seconds(3)) {
+  if (to.family() == ipam::Family::kV6) return ping6(from, to, timeout);
   return runInNetns(from, [&]() -> Result<void> {
     UniqueFd fd(::socket(AF_INET, SOCK_RAW | SOCK_CLOEXEC, IPPROTO_ICMP));
     if (!fd.valid()) return fail(ErrorCode::kIo, std::strerror(errno));
@@ -86,6 +90,50 @@ Result<void> ping(const Netns& from, ipam::IPAddress to,
   });
 }
 
+// ping() for IPv6: ICMPv6 echo on a raw socket (the kernel fills in the checksum and hands back
+// the ICMPv6 message without the IPv6 header).
+Result<void> ping6(const Netns& from, ipam::IPAddress to, std::chrono::milliseconds timeout) {
+  return runInNetns(from, [&]() -> Result<void> {
+    UniqueFd fd(::socket(AF_INET6, SOCK_RAW | SOCK_CLOEXEC, IPPROTO_ICMPV6));
+    if (!fd.valid()) return fail(ErrorCode::kIo, std::strerror(errno));
+    const auto id = htons(static_cast<std::uint16_t>(::getpid()));
+    sockaddr_in6 dst{};
+    dst.sin6_family = AF_INET6;
+    const auto bytes = addressBytes(to);
+    std::memcpy(&dst.sin6_addr, bytes.data(), bytes.size);
+    const auto deadline = std::chrono::steady_clock::now() + timeout;
+    for (std::uint16_t seq = 1; std::chrono::steady_clock::now() < deadline; ++seq) {
+      icmp6_hdr request{};
+      request.icmp6_type = ICMP6_ECHO_REQUEST;
+      request.icmp6_id = id;
+      request.icmp6_seq = htons(seq);
+      if (::sendto(fd.get(), &request, sizeof request, 0, reinterpret_cast<sockaddr*>(&dst),
+                   sizeof dst) < 0) {
+        return fail(ErrorCode::kIo,
+                    fmt::format("sendto {}: {}", to.toString(), std::strerror(errno)));
+      }
+      const auto next =
+          std::min(deadline, std::chrono::steady_clock::now() + std::chrono::milliseconds(200));
+      while (std::chrono::steady_clock::now() < next) {
+        pollfd p{.fd = fd.get(), .events = POLLIN, .revents = 0};
+        if (::poll(&p, 1, 50) <= 0) continue;
+        icmp6_hdr reply{};
+        sockaddr_in6 src{};
+        socklen_t len = sizeof src;
+        const ssize_t n =
+            ::recvfrom(fd.get(), &reply, sizeof reply, 0, reinterpret_cast<sockaddr*>(&src), &len);
+        if (n < static_cast<ssize_t>(sizeof reply)) continue;
+        if (reply.icmp6_type == ICMP6_ECHO_REPLY && reply.icmp6_id == id &&
+            std::memcmp(&src.sin6_addr, &dst.sin6_addr, sizeof dst.sin6_addr) == 0) {
+          return {};
+        }
+      }
+    }
+    return fail(ErrorCode::kIo,
+                fmt::format("no echo reply from {} within {} ms", to.toString(), timeout.count()));
+  });
+}
+
 class TransparentPodTest : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -104,6 +152,17 @@ class TransparentPodTest : public ::testing::Test {
   std::string hostSysctl(const std::string& ifname, SysctlTable table, const char* key) const {
     return readInterfaceSysctl(host_->ns(), {.table = table, .ifname = ifname, .key = key})
         .value_or("<unreadable>");
+  }
+
+  // The global IPv6 addresses of ifname in ns (`ip -j` lists the others as empty objects).
+  static nlohmann::json global6(const TestNetns& ns, const std::string& ifname) {
+    nlohmann::json out = nlohmann::json::array();
+    for (const auto& link : ipJson(ns, fmt::format("-6 addr show dev {} scope global", ifname))) {
+      for (const auto& a : link["addr_info"]) {
+        if (!a.empty()) out.push_back(a);
+      }
+    }
+    return out;
   }
 
   std::optional<TestNetns> host_;
@@ -153,6 +212,107 @@ TEST_F(TransparentPodTest, SetsUpThePodAndTheHost) {
   EXPECT_EQ(hostSysctl(veth, SysctlTable::kConf, "proxy_arp"), "1");
   EXPECT_EQ(hostSysctl(veth, SysctlTable::kConf, "forwarding"), "1");
   EXPECT_EQ(hostSysctl(veth, SysctlTable::kNeigh, "proxy_delay"), "0");
+}
+
+// The IPv6 half of the recipe, beside the IPv4 one (lib/net/transparent.h).
+TEST_F(TransparentPodTest, DualStackSetsUpBothFamilies) {
+  TestNetns pod;
+  auto p = params("c0ffee61", "10.240.0.61");
+  p.address6 = ip("fd00:240::61");
+  auto result = setupTransparentPod(host_->ns(), pod.ns(), p);
+  ASSERT_TRUE(result.has_value()) << result.error().message;
+  EXPECT_TRUE(result->podRoutes);
+  EXPECT_TRUE(result->podRoutes6);
+  const std::string veth = hostVeth(p.containerId);
+
+  // Pod: the /128, nodad (never tentative), beside the /32; the IPv4 layout as without IPv6.
+  const auto v6 = global6(pod, "eth0");
+  ASSERT_EQ(v6.size(), 1u) << v6.dump();
+  EXPECT_EQ(v6[0]["local"], "fd00:240::61");
+  EXPECT_EQ(v6[0]["prefixlen"], 128);
+  EXPECT_EQ(v6[0].value("nodad", false), true) << v6.dump();
+  EXPECT_FALSE(v6[0].contains("tentative")) << v6.dump();
+  // No prefix route of the /128 in the pod's main table: the default route is its only route.
+  EXPECT_EQ(ipJson(pod, "-6 route show dev eth0 proto kernel").size(), 1u) << "fe80::/64 only";
+  EXPECT_EQ(ipJson(pod, "-4 route show").size(), 2u);
+
+  const auto routes = ipJson(pod, "-6 route show default");
+  ASSERT_EQ(routes.size(), 1u) << routes.dump();
+  EXPECT_EQ(routes[0]["gateway"], "fe80::1");
+  EXPECT_EQ(routes[0]["dev"], "eth0");
+  EXPECT_EQ(routes[0]["protocol"], "118");
+
+  const auto neigh = ipJson(pod, "-6 neigh show dev eth0 fe80::1");
+  ASSERT_EQ(neigh.size(), 1u) << neigh.dump();
+  EXPECT_EQ(neigh[0]["lladdr"], result->host.mac.toString());
+  EXPECT_EQ(neigh[0]["state"][0], "PERMANENT");
+
+  // Host: the /128 out of the veth, and fe80::1 as the veth's only IPv6 address, nodad: the host
+  // solicits the pod's address from it at once (a kernel-made link-local would be tentative for
+  // about 2 s, during which the host could not reach the pod).
+  const auto hostRoutes = ipJson(*host_, fmt::format("-6 route show dev {}", veth));
+  ASSERT_EQ(hostRoutes.size(), 1u) << hostRoutes.dump() << ": no fe80::/64 prefix route either";
+  EXPECT_EQ(hostRoutes[0]["dst"], "fd00:240::61");
+  EXPECT_EQ(hostRoutes[0]["protocol"], "118");
+  const auto hostAddrs = ipJson(*host_, fmt::format("-6 addr show dev {}", veth));
+  ASSERT_EQ(hostAddrs.size(), 1u);
+  std::vector<nlohmann::json> hostInfo;
+  for (const auto& a : hostAddrs[0]["addr_info"]) {
+    if (!a.empty()) hostInfo.push_back(a);
+  }
+  ASSERT_EQ(hostInfo.size(), 1u) << hostAddrs.dump();
+  EXPECT_EQ(hostInfo[0]["local"], "fe80::1");
+  EXPECT_EQ(hostInfo[0].value("nodad", false), true) << hostAddrs.dump();
+  EXPECT_EQ(hostSysctl(veth, SysctlTable::kConf, "proxy_arp"), "1");
+}
+
+TEST_F(TransparentPodTest, AnIPv6OnlyPodGetsNoIPv4) {
+  TestNetns pod;
+  auto p = params("c0ffee62", "10.240.0.62");
+  p.address.reset();
+  p.address6 = ip("fd00:240::62");
+  auto result = setupTransparentPod(host_->ns(), pod.ns(), p);
+  ASSERT_TRUE(result.has_value()) << result.error().message;
+  const std::string veth = hostVeth(p.containerId);
+  EXPECT_TRUE(ipJson(pod, "-4 addr show dev eth0").empty());
+  EXPECT_TRUE(ipJson(pod, "-4 route show").empty());
+  EXPECT_TRUE(ipJson(pod, "-4 neigh show").empty());
+  EXPECT_EQ(ipJson(pod, "-6 route show default").size(), 1u);
+  EXPECT_TRUE(ipJson(*host_, "-4 route show").empty());
+  EXPECT_EQ(ipJson(*host_, fmt::format("-6 route show dev {}", veth)).size(), 1u);
+  EXPECT_EQ(hostSysctl(veth, SysctlTable::kConf, "proxy_arp"), "0") << "no IPv4: no proxy ARP";
+  const auto pod6 = global6(pod, "eth0");
+  ASSERT_EQ(pod6.size(), 1u);
+  EXPECT_EQ(pod6[0]["local"], "fd00:240::62");
+}
+
+TEST_F(TransparentPodTest, TwoDualStackPodsPingEachOverBothFamilies) {
+  // The host namespace forwards IPv6 as the plugin makes it (net.ipv6.conf.all.forwarding=1).
+  ASSERT_TRUE(ensureNetSysctl(host_->ns(), "ipv6/conf/all/forwarding", "1").has_value());
+  TestNetns podA;
+  TestNetns podB;
+  auto pa = params("pod-a6", "10.240.0.2");
+  pa.address6 = ip("fd00:240::2");
+  auto pb = params("pod-b6", "10.240.0.3");
+  pb.address6 = ip("fd00:240::3");
+  auto a = setupTransparentPod(host_->ns(), podA.ns(), pa);
+  ASSERT_TRUE(a.has_value()) << a.error().message;
+  auto b = setupTransparentPod(host_->ns(), podB.ns(), pb);
+  ASSERT_TRUE(b.has_value()) << b.error().message;
+
+  for (const auto& [from, to] : {std::pair{&podA, "fd00:240::3"}, std::pair{&podB, "fd00:240::2"},
+                                 std::pair{&podA, "10.240.0.3"}, std::pair{&podB, "10.240.0.2"}}) {
+    auto ok = ping(from->ns(), ip(to));
+    EXPECT_TRUE(ok.has_value()) << to << ": " << ok.error().message;
+  }
+
+  // Teardown takes the /128 and the fe80::1 of the veth with the pair.
+  ASSERT_TRUE(teardownTransparentPod(host_->ns(), "pod-b6", "eth0").has_value());
+  EXPECT_TRUE(ipJson(*host_, fmt::format("-6 route show dev {}", hostVeth("pod-a6"))).size() == 1u);
+  for (const auto& r : ipJson(*host_, "-6 route show")) {
+    EXPECT_NE(r["dst"], "fd00:240::3") << "the torn-down pod's route went with its veth";
+  }
+  EXPECT_FALSE(ping(podA.ns(), ip("fd00:240::3"), std::chrono::milliseconds(500)).has_value());
 }
 
 TEST_F(TransparentPodTest, TwoPodsOnOneHostCanPingEachOther) {
@@ -253,7 +413,7 @@ TEST_F(TransparentPodTest, AnInterfaceNameTakenInThePodFailsCleanly) {
 TEST_F(TransparentPodTest, InvalidParametersCreateNothing) {
   TestNetns pod;
   auto gatewayIsAddress = params("pod-y", "10.240.0.9");
-  gatewayIsAddress.gateway = gatewayIsAddress.address;
+  gatewayIsAddress.gateway = *gatewayIsAddress.address;
   auto multicastGateway = params("pod-y", "10.240.0.9");
   multicastGateway.gateway = ip("224.0.0.1");
   auto v6 = params("pod-y", "fd00::9");
@@ -261,7 +421,19 @@ TEST_F(TransparentPodTest, InvalidParametersCreateNothing) {
   badMtu.mtu = 20;
   auto longIf = params("pod-y", "10.240.0.9");
   longIf.ifName = "a-very-long-ifname";
-  for (const auto& p : {gatewayIsAddress, multicastGateway, v6, badMtu, longIf}) {
+  auto noAddress = params("pod-y", "10.240.0.9");
+  noAddress.address.reset();
+  auto v4In6 = params("pod-y", "10.240.0.9");
+  v4In6.address6 = ip("10.240.0.10");
+  auto linkLocal6 = params("pod-y", "10.240.0.9");
+  linkLocal6.address6 = ip("fe80::9");
+  auto multicast6 = params("pod-y", "10.240.0.9");
+  multicast6.address6 = ip("ff02::9");
+  auto globalGateway6 = params("pod-y", "10.240.0.9");
+  globalGateway6.address6 = ip("fd00::9");
+  globalGateway6.gateway6 = ip("fd00::1");
+  for (const auto& p : {gatewayIsAddress, multicastGateway, v6, badMtu, longIf, noAddress, v4In6,
+                        linkLocal6, multicast6, globalGateway6}) {
     auto r = setupTransparentPod(host_->ns(), pod.ns(), p);
     ASSERT_FALSE(r.has_value());
     EXPECT_EQ(r.error().code, ErrorCode::kInvalidArgument) << r.error().message;

@@ -6,6 +6,7 @@
 #include <cerrno>
 #include <cstring>
 #include <optional>
+#include <tuple>
 
 #include <gtest/gtest.h>
 #include <sched.h>
@@ -32,15 +33,23 @@ class FakeIpam : public IpamDelegate {
     if (command == Command::kAdd) {
       if (failAdd) return failWith(kTryAgainLater, "no free address");
       Result r;
-      r.ips.push_back({.address = *ipam::IPAddress::parse(address),
-                       .prefixLength = 24,
-                       .gateway = *ipam::IPAddress::parse("10.77.0.1")});
+      if (!address.empty()) {
+        r.ips.push_back({.address = *ipam::IPAddress::parse(address),
+                         .prefixLength = 24,
+                         .gateway = *ipam::IPAddress::parse("10.77.0.1")});
+      }
+      if (!address6.empty()) {
+        r.ips.push_back({.address = *ipam::IPAddress::parse(address6),
+                         .prefixLength = 64,
+                         .gateway = *ipam::IPAddress::parse("fd00:77::1")});
+      }
       return r;
     }
     if (command == Command::kCheck && failCheck) return failWith(kUnknownContainer, "unknown");
     return Result{};
   }
-  std::string address = "10.77.0.5";
+  std::string address = "10.77.0.5";  // empty: none
+  std::string address6;               // empty: none
   bool failAdd = false;
   bool failCheck = false;
   std::vector<Command> commands;
@@ -211,6 +220,108 @@ TEST_F(TransparentPluginTest, CheckNamesEachBrokenPiece) {
     EXPECT_NE(err["msg"].get<std::string>().find(f.named), std::string::npos) << err["msg"];
     ASSERT_EQ(run(env("DEL"), conf()).exitCode, 0);
   }
+}
+
+// A dual-stack IPAM result (host-local with an IPv4 and an IPv6 range): both families wired,
+// listed, checked and deleted; IPv6 forwarding turned on in the host namespace.
+TEST_F(TransparentPluginTest, DualStackAddCheckDel) {
+  ipam_.address6 = "fd00:77::5";
+  const auto add = run(env("ADD"), conf());
+  ASSERT_EQ(add.exitCode, 0) << add.out;
+  const json result = json::parse(add.out);
+  EXPECT_EQ(result["ips"],
+            (json{{{"address", "10.77.0.5/32"}, {"gateway", "169.254.1.1"}, {"interface", 1}},
+                  {{"address", "fd00:77::5/128"}, {"gateway", "fe80::1"}, {"interface", 1}}}));
+  EXPECT_EQ(result["routes"], (json{{{"dst", "0.0.0.0/0"}, {"gw", "169.254.1.1"}},
+                                    {{"dst", "::/0"}, {"gw", "fe80::1"}}}));
+  const auto hostRoutes = ipJson(*host_, "-6 route show fd00:77::5/128");
+  ASSERT_EQ(hostRoutes.size(), 1U);
+  EXPECT_EQ(hostRoutes[0]["dev"], hostVeth());
+  EXPECT_EQ(ipJson(*pod_, "-6 route show default").size(), 1U);
+  const auto forwarding = runCommand(fmt::format(
+      "nsenter --net={} cat /proc/sys/net/ipv6/conf/all/forwarding", host_->procPath()));
+  EXPECT_EQ(forwarding.out, "1\n");
+
+  auto check = conf();
+  check["prevResult"] = result;
+  const auto ok = run(env("CHECK"), check);
+  EXPECT_EQ(ok.exitCode, 0) << ok.out;
+
+  for (int i = 0; i < 2; ++i) {
+    const auto del = run(env("DEL"), conf());
+    EXPECT_EQ(del.exitCode, 0) << del.out;
+  }
+  EXPECT_FALSE(hostHasLink(hostVeth()));
+  EXPECT_TRUE(ipJson(*host_, "-6 route show fd00:77::5/128").empty());
+  EXPECT_TRUE(ipJson(*host_, "-4 route show 10.77.0.5/32").empty());
+}
+
+TEST_F(TransparentPluginTest, IPv6OnlyAddCheckDel) {
+  ipam_.address.clear();
+  ipam_.address6 = "fd00:77::6";
+  const auto add = run(env("ADD"), conf());
+  ASSERT_EQ(add.exitCode, 0) << add.out;
+  const json result = json::parse(add.out);
+  EXPECT_EQ(result["ips"],
+            (json{{{"address", "fd00:77::6/128"}, {"gateway", "fe80::1"}, {"interface", 1}}}));
+  EXPECT_EQ(result["routes"], (json{{{"dst", "::/0"}, {"gw", "fe80::1"}}}));
+  EXPECT_TRUE(ipJson(*pod_, "-4 addr show dev eth0").empty());
+  EXPECT_TRUE(ipJson(*pod_, "-4 route show").empty());
+  auto check = conf();
+  check["prevResult"] = result;
+  const auto ok = run(env("CHECK"), check);
+  EXPECT_EQ(ok.exitCode, 0) << ok.out;
+  ASSERT_EQ(run(env("DEL"), conf()).exitCode, 0);
+  EXPECT_TRUE(ipJson(*host_, "-6 route show fd00:77::6/128").empty());
+}
+
+TEST_F(TransparentPluginTest, CheckNamesEachBrokenIPv6Piece) {
+  ipam_.address6 = "fd00:77::5";
+  const std::string veth = hostVeth();
+  const std::vector<std::tuple<std::string, bool, std::string>> faults = {
+      {"ip -6 addr del fd00:77::5/128 dev eth0", true, "address fd00:77::5/128 is missing"},
+      {"ip -6 route del fd00:77::5/128", false, "host route fd00:77::5/128 dev " + veth},
+      {"ip -6 route del default", true, "IPv6 default route via fe80::1 is missing"},
+      {"ip -6 neigh replace fe80::1 lladdr HOSTMAC dev eth0 nud stale", true,
+       "permanent neighbour fe80::1"},
+      {"ip -6 addr del fe80::1/64 dev " + veth, false, "does not have the gateway address fe80::1"},
+      {"sh -c 'echo 0 > /proc/sys/net/ipv6/conf/" + veth + "/forwarding'", false,
+       "IPv6 forwarding on " + veth + " is 0"},
+  };
+  for (const auto& [command, inPod, named] : faults) {
+    SCOPED_TRACE(command);
+    const auto add = run(env("ADD"), conf());
+    ASSERT_EQ(add.exitCode, 0) << add.out;
+    auto check = conf();
+    check["prevResult"] = json::parse(add.out);
+    ASSERT_EQ(run(env("CHECK"), check).exitCode, 0) << "whole before the fault";
+    std::string c = command;
+    if (const auto at = c.find("HOSTMAC"); at != std::string::npos) {
+      c.replace(at, 7, check["prevResult"]["interfaces"][0]["mac"].get<std::string>());
+    }
+    const auto r =
+        runCommand(fmt::format("nsenter --net={} {}", (inPod ? *pod_ : *host_).procPath(), c));
+    ASSERT_EQ(r.status, 0) << c << ": " << r.out;
+    const auto broken = run(env("CHECK"), check);
+    ASSERT_NE(broken.exitCode, 0);
+    const auto err = json::parse(broken.out);
+    EXPECT_EQ(err["code"], kLayoutMismatch) << broken.out;
+    EXPECT_NE(err["msg"].get<std::string>().find(named), std::string::npos) << err["msg"];
+    ASSERT_EQ(run(env("DEL"), conf()).exitCode, 0);
+  }
+}
+
+// GC does not look at families: a stale dual-stack attachment's veth goes, and its /128 and /32
+// with it.
+TEST_F(TransparentPluginTest, GcTakesAStaleDualStackAttachmentsRoutes) {
+  ipam_.address6 = "fd00:77::7";
+  ASSERT_EQ(run(env("ADD", "ctr-stale"), conf()).exitCode, 0);
+  ASSERT_EQ(ipJson(*host_, "-6 route show fd00:77::7/128").size(), 1U);
+  const auto out = run({{"CNI_COMMAND", "GC"}, {"CNI_PATH", "/x"}}, conf());
+  ASSERT_EQ(out.exitCode, 0) << out.out;
+  EXPECT_FALSE(hostHasLink(hostVeth("ctr-stale")));
+  EXPECT_TRUE(ipJson(*host_, "-6 route show fd00:77::7/128").empty());
+  EXPECT_TRUE(ipJson(*host_, "-4 route show 10.77.0.5/32").empty());
 }
 
 // The spec: "If an interface of the requested name already exists in the container, the CNI plugin
