@@ -24,7 +24,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from built import built  # noqa: E402
 from cluster import free_port  # noqa: E402
-from netlab import REFERENCE_CNI_DIR, Lab, Netns, Pod, root_netns_snapshot, run_cni  # noqa: E402
+from netlab import (REFERENCE_CNI_DIR, Lab, Netns, Pod, root_netns_snapshot, run_cni,  # noqa: E402
+                    wait_reachable)
 from polling import poll  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -317,6 +318,103 @@ def test_two_pods_on_one_node_talk_tcp_and_udp(lab, tmp_path, servers):
     assert reaches(lab.node.netns, a.ip, 7777, "tcp")
     delete(lab, a, conf)
     delete(lab, b, conf)
+
+
+# ---- IPv6 and dual stack -------------------------------------------------------------------------
+
+GATEWAY6 = "fe80::1"
+SUBNET6 = "fd00:244:1::/64"
+
+
+def host_local_ranges(data_dir: Path, *subnets: str) -> dict:
+    """host-local with one range set per subnet: one address of each family per ADD."""
+    return {"type": "host-local", "dataDir": str(data_dir),
+            "ranges": [[{"subnet": s}] for s in subnets]}
+
+
+def pod_ips(pod: Pod, family: int) -> list[str]:
+    return [i["address"].split("/")[0] for i in pod.result["ips"]
+            if (":" in i["address"]) == (family == 6)]
+
+
+def assert_ipv6_layout(lab: Lab, pod: Pod) -> None:
+    """The IPv6 half of the recipe (lib/net/transparent.h), as `ip` sees it."""
+    host_if = pod.result["interfaces"][0]
+    (ip6,) = pod_ips(pod, 6)
+    doc = json.loads(pod.netns.ip("-j", "-6", "addr", "show", "dev", "eth0", "scope",
+                                  "global").stdout)
+    addrs = [a for link in doc for a in link.get("addr_info", []) if a]
+    assert [(a["local"], a["prefixlen"], a.get("nodad")) for a in addrs] == [(ip6, 128, True)]
+    assert [(r["dst"], r.get("gateway")) for r in pod.netns.routes(6) if r["dst"] == "default"] \
+        == [("default", GATEWAY6)]
+    neigh = json.loads(pod.netns.ip("-j", "-6", "neigh", "show", "dev", "eth0", GATEWAY6).stdout)
+    assert [(n["lladdr"], n["state"]) for n in neigh] == [(host_if["mac"], ["PERMANENT"])]
+    node_routes = {r["dst"]: r["dev"] for r in lab.node.netns.routes(6)}
+    assert node_routes[ip6] == host_if["name"]
+    assert lab.node.netns.read_sysctl("net.ipv6.conf.all.forwarding") == "1"
+
+
+def test_dual_stack_with_host_local_two_ranges(lab, tmp_path):
+    """vnet-transparent with host-local and two ranges (IPv4, IPv6): both families wired, two pods
+    on one node reach each other over both, CHECK passes and names a broken IPv6 route, DEL
+    cleans both."""
+    conf = transparent_conf(host_local_ranges(tmp_path, "10.244.1.0/24", SUBNET6))
+    a, b = lab.add_pod(lab.node, "a"), lab.add_pod(lab.node, "b")
+    for p in (a, b):
+        add(lab, p, conf)
+        (v4,), (v6,) = pod_ips(p, 4), pod_ips(p, 6)
+        assert p.result["ips"] == [
+            {"address": f"{v4}/32", "gateway": GATEWAY, "interface": 1},
+            {"address": f"{v6}/128", "gateway": GATEWAY6, "interface": 1}]
+        assert p.result["routes"] == [{"dst": "0.0.0.0/0", "gw": GATEWAY},
+                                      {"dst": "::/0", "gw": GATEWAY6}]
+        assert p.netns.addresses("eth0") == [f"{v4}/32"]
+        assert_ipv6_layout(lab, p)
+    for src, dst in ((a, b), (b, a)):
+        for family in (4, 6):
+            (to,) = pod_ips(dst, family)
+            assert wait_reachable(src, to), f"{src.name} -> {to}"
+
+    for p in (a, b):
+        check = lab.cni(transparent(), "CHECK", p, {**conf, "prevResult": p.result},
+                        cni_path=cni_path())
+        assert check.ok, check
+    (b6,) = pod_ips(b, 6)
+    lab.node.netns.ip("-6", "route", "del", f"{b6}/128")
+    check = lab.cni(transparent(), "CHECK", b, {**conf, "prevResult": b.result},
+                    cni_path=cni_path())
+    assert check.code == 101, check
+    assert f"host route {b6}/128" in check.doc["msg"], check
+
+    for p in (a, b):
+        delete(lab, p, conf)
+    assert host_local_allocations(tmp_path) == []
+    assert host_veths(lab.node.netns) == []
+    left = {r["dst"] for r in lab.node.netns.routes(4)} | {r["dst"] for r in lab.node.netns.routes(6)}
+    for p in (a, b):
+        assert not set(pod_ips(p, 4) + pod_ips(p, 6)) & left
+        assert "eth0" not in p.netns.links()
+
+
+def test_ipv6_only_with_host_local(lab, tmp_path):
+    conf = transparent_conf(host_local_ranges(tmp_path, SUBNET6))
+    a, b = lab.add_pod(lab.node, "a"), lab.add_pod(lab.node, "b")
+    for p in (a, b):
+        add(lab, p, conf)
+        (v6,) = pod_ips(p, 6)
+        assert p.result["ips"] == [{"address": f"{v6}/128", "gateway": GATEWAY6, "interface": 1}]
+        assert p.result["routes"] == [{"dst": "::/0", "gw": GATEWAY6}]
+        assert p.netns.addresses("eth0") == [] and p.netns.routes(4) == []
+        assert_ipv6_layout(lab, p)
+    assert wait_reachable(a, b.ip) and wait_reachable(b, a.ip)
+    check = lab.cni(transparent(), "CHECK", a, {**conf, "prevResult": a.result},
+                    cni_path=cni_path())
+    assert check.ok, check
+    for p in (a, b):
+        delete(lab, p, conf)
+    assert host_local_allocations(tmp_path) == []
+    assert host_veths(lab.node.netns) == []
+    assert not {a.ip, b.ip} & {r["dst"] for r in lab.node.netns.routes(6)}
 
 
 def test_drop_rule_on_one_host_veth_isolates_only_that_pod(lab, tmp_path, servers):
