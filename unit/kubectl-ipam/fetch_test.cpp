@@ -99,6 +99,9 @@ TEST_F(FetchTest, WhyReadsThePodItsEventsItsNodesAgentAndTheNodesWarnings) {
   EXPECT_EQ(s->pods[0].nodeName, "n1");
   const auto r = transport_.requests();
   ASSERT_EQ(r.size(), 8u);
+  EXPECT_EQ(r[0].target, "/apis/vnetipam.io/v1alpha1/podsubnets?limit=500");
+  EXPECT_EQ(r[1].target, "/apis/vnetipam.io/v1alpha1/ipblocks?limit=500");
+  EXPECT_EQ(r[2].target, "/api/v1/nodes?limit=500");
   EXPECT_EQ(r[3].target, "/api/v1/namespaces/prod/pods/web");
   EXPECT_EQ(r[4].target,
             "/api/v1/namespaces/prod/events?limit=500&fieldSelector=type%3DWarning%2C"
