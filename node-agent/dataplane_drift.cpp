@@ -45,10 +45,10 @@ std::vector<DriftFinding> findDrift(const std::vector<DriftBlock>& blocks,
   std::unordered_map<int, const ObservedLink*> links;
   for (const ObservedLink& link : observed.links)
     links.emplace(link.ifindex, &link);
-  // Host routes by address: the IPv4 /32s only.
+  // Host routes by address: the /32s and /128s, whole addresses of either family.
   std::map<ipam::IPAddress, std::vector<const ObservedRoute*>> routes;
   for (const ObservedRoute& route : observed.routes) {
-    if (route.dst.family() != ipam::Family::kV4 || route.dst.length() != 32) continue;
+    if (route.dst.hostBits() != 0) continue;
     routes[route.dst.address()].push_back(&route);
   }
 
@@ -56,7 +56,6 @@ std::vector<DriftFinding> findDrift(const std::vector<DriftBlock>& blocks,
   std::set<ipam::IPAddress> heldAddresses;
   for (const HeldAddress& h : held) {
     heldAddresses.insert(h.address);
-    if (h.address.family() != ipam::Family::kV4) continue;
     const std::string pod =
         h.podName.empty() ? std::string() : fmt::format("{}/{}", h.podNamespace, h.podName);
     const auto found = routes.find(h.address);

@@ -3,13 +3,14 @@
 // reporting (api_sync.h, metrics.h, agent_events.h) live elsewhere.
 //
 // What an allocation promises on the host (the vnet-transparent recipe, lib/net/transparent.h): a
-// /32 route to its address in the main table whose output device exists, is up and is a host
-// veth. A host veth is recognised by the configured prefix alone, never by recomputing its name
-// from the container ID: the naming scheme after the prefix belongs to the plugin.
+// host route to its address (a /32 for IPv4, a /128 for IPv6) in the main table whose output device
+// exists, is up and is a host veth. A host veth is recognised by the configured prefix alone, never
+// by recomputing its name from the container ID: the naming scheme after the prefix belongs to the
+// plugin.
 //
-// The reverse is drift too: a /32 route in the main table to an address inside one of this node's
-// blocks that no allocation holds (a stale route: a pod's traffic could be sent to a veth of a pod
-// that no longer owns the address).
+// The reverse is drift too: a host route (/32, /128) in the main table to an address inside one of
+// this node's blocks that no allocation holds (a stale route: a pod's traffic could be sent to a
+// veth of a pod that no longer owns the address).
 //
 // Timing: the CNI plugin allocates first and wires afterwards, and DEL unwires and releases in two
 // steps, so one look can catch an allocation without its route (or a route without its
@@ -47,7 +48,8 @@ struct HeldAddress {
   std::string podName;
 };
 
-// What the host namespace shows: its links, and its IPv4 unicast routes in the main table.
+// What the host namespace shows: its links, and its IPv4 and IPv6 unicast routes in the main
+// table.
 struct ObservedLink {
   std::string name;
   int ifindex = 0;
@@ -77,9 +79,9 @@ struct DriftFinding {
   bool operator==(const DriftFinding&) const = default;
 };
 
-// Every finding, sorted by block, then address. An allocation whose address has several /32 routes
-// is fine when any of them is. Blocks of other families than IPv4, and routes that are not /32,
-// are ignored (the recipe makes IPv4 /32 routes only).
+// Every finding, sorted by block, then address. An allocation whose address has several host
+// routes is fine when any of them is. Only host routes count: /32 for IPv4, /128 for IPv6 (the
+// recipe makes no others; fe80::/64 and the like are the kernel's).
 std::vector<DriftFinding> findDrift(const std::vector<DriftBlock>& blocks,
                                     const std::vector<HeldAddress>& held,
                                     const ObservedDataplane& observed,

@@ -106,6 +106,36 @@ TEST(FindDriftTest, RoutesToUnheldAddressesOfTheBlocksAreStale) {
   EXPECT_EQ(found[1].what, "stale host route via ifindex 99 (no allocation holds it)");
 }
 
+// IPv6 allocations promise a /128 host route, judged like IPv4's /32 (a dual-stack pod holds one
+// of each); the kernel's own IPv6 routes (fe80::/64 on every veth) are not host routes.
+TEST(FindDriftTest, IPv6AllocationsAndTheirHostRoutes) {
+  const std::vector<DriftBlock> blocks = {{.name = "b4", .cidr = prefix("10.0.0.0/28")},
+                                          {.name = "b6", .cidr = prefix("fd00::/120")}};
+  ObservedDataplane observed = host();
+  observed.routes.push_back(route("10.0.0.1/32", 10));
+  observed.routes.push_back(route("fd00::1/128", 10));    // the dual-stack pod's
+  observed.routes.push_back(route("fd00::2/128", 12));    // a down veth
+  observed.routes.push_back(route("fd00::9/128", 11));    // nobody holds it
+  observed.routes.push_back(route("fe80::/64", 10));      // the kernel's
+  observed.routes.push_back(route("fd00::/120", 2));      // the block itself
+  observed.routes.push_back(route("fd00:1::5/128", 11));  // not this node's blocks
+  const auto found = findDrift(blocks,
+                               {held("10.0.0.1", "a", "b4"), held("fd00::1", "a", "b6"),
+                                held("fd00::2", "b", "b6"), held("fd00::3", "c", "b6")},
+                               observed, "vnet");
+  ASSERT_EQ(found.size(), 3u);
+  EXPECT_EQ(found[0].address, ip("fd00::2"));
+  EXPECT_EQ(found[0].what, "host veth vnetccccccccccc is down");
+  EXPECT_EQ(found[1].address, ip("fd00::3"));
+  EXPECT_EQ(found[1].kind, DriftKind::kMissingRoute);
+  EXPECT_EQ(found[1].what, "no host route");
+  EXPECT_EQ(found[2], (DriftFinding{.kind = DriftKind::kStaleRoute,
+                                    .block = "b6",
+                                    .address = ip("fd00::9"),
+                                    .what = "stale host route via vnetbbbbbbbbbbb (no allocation "
+                                            "holds it)"}));
+}
+
 TEST(DriftTrackerTest, ANewAllocationIsConfirmedOnlyAtTheSecondCheck) {
   DriftTracker tracker(30s);
   const DriftTracker::TimePoint t0{};
