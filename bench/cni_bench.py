@@ -17,7 +17,11 @@ processes per command (main plugin + the IPAM plugin it execs) started the same 
 Also: the IPAM plugins alone (vnet-ipam -> agent over its socket, durable journal; host-local ->
 files under a lock), exec ADD+DEL.
 
-Targets: main plugin pair <= 0.7x the peer, IPAM alone <= 0.8x host-local.
+--dual-stack: the main plugin pair with an IPv4 and an IPv6 address per pod, both sides on
+host-local with two ranges (one IPv4, one IPv6): vnet-transparent+host-local against
+ptp+host-local, so the ratio is the dataplane's alone.
+
+Targets: main plugin pair <= 0.7x the peer (also dual-stack), IPAM alone <= 0.8x host-local.
 The agent runs with --release-cooldown-seconds 0 so 200 ADD/DEL in a row cannot exhaust the
 block; the cooldown only delays reuse, it costs nothing on the ADD/DEL path.
 """
@@ -132,7 +136,13 @@ def main() -> None:
                          "directory instead of ptp+host-local (main plugin pair only)")
     ap.add_argument("--only", choices=["main", "ipam"], default=None,
                     help="run only the main plugin pair or only the IPAM plugins")
+    ap.add_argument("--dual-stack", action="store_true",
+                    help="the main plugin pair only, an IPv4 and an IPv6 address per pod: "
+                         "vnet-transparent and ptp, both with host-local and two ranges")
     args = ap.parse_args()
+    if args.dual_stack and (args.peer_dir is not None or args.only == "ipam"):
+        ap.error("--dual-stack compares vnet-transparent with ptp: not with --peer-dir or "
+                 "--only ipam")
     if args.peer_dir is not None and args.only == "ipam":
         ap.error("--peer-dir compares the main plugin pair only: it cannot go with --only ipam")
 
@@ -176,6 +186,18 @@ def main() -> None:
                                args.peer_dir / "vnet-transparent", peer_conf,
                                [args.peer_dir, *path]), pairs[0][3])
             pairs = pairs[:1]
+        if args.dual_stack:
+            dual = {**host_local, "ranges": [[{"subnet": "10.244.0.0/24"}],
+                                             [{"subnet": "fd00:244::/64"}]],
+                    "routes": [{"dst": "0.0.0.0/0"}, {"dst": "::/0"}]}
+            pairs = [
+                ("dual-stack",
+                 Config("vnet-transparent+host-local", ours_dir / "vnet-transparent",
+                        {"cniVersion": "1.0.0", "name": "vnet", "type": "vnet-transparent",
+                         "hostVethPrefix": "vnet", "mtu": 1500, "ipam": dual}, path),
+                 Config("ptp+host-local", REFERENCE_CNI_DIR / "ptp",
+                        {"cniVersion": "1.0.0", "name": "peer", "type": "ptp", "ipMasq": False,
+                         "mtu": 1500, "ipam": dual}, path), 0.7)]
         if args.only == "main":
             pairs = pairs[:1]
         elif args.only == "ipam":
@@ -188,8 +210,9 @@ def main() -> None:
                         warm.submit(c.add_del, p).result()
 
         results = []
-        print(f"{args.pods} pods, ADD+DEL each, node netns {node.netns.name}, "
-              f"{os.cpu_count()} CPUs")
+        print(f"{args.pods} pods, ADD+DEL each, node netns {node.netns.name}; budget: "
+              f"{os.cpu_count()} CPUs, parallelism 1 and {args.parallel}"
+              f"{', dual-stack (IPv4 + IPv6 per pod)' if args.dual_stack else ''}")
         print(f"{'what':20} {'mode':6} {'config':28} {'p50 ms':>8} {'p99 ms':>8} {'total s':>8}"
               f" {'ratio':>6} {'target':>6} {'load1':>6}")
         for title, ours, peer, target in pairs:
