@@ -65,6 +65,13 @@ std::optional<std::string> Controller::carve(const std::string& name,
                     fromAzure ? " read from Azure" : "", minLength, maxLength);
     return std::nullopt;
   }
+  // With a cloud every block goes on a NIC, which Azure allows for IPv4 only (pool_status.h).
+  if (cloud_) {
+    if (auto refusal = cloudCarveRefusal(cidr, fromAzure)) {
+      state.notCarvedMessage = std::move(*refusal);
+      return std::nullopt;
+    }
+  }
   // Two PodSubnets over the same addresses would hand one block out twice: the older one wins
   // (then the name), the other is refused until it or the overlap goes.
   const auto created = subnet.metadata.creationTimestamp.value_or("");
@@ -186,14 +193,15 @@ std::optional<std::string> Controller::reconcileSubnet(const std::string& name) 
   const bool isExhausted = exhausted != status.conditions.end() && exhausted->status == "True";
   if (metrics_) {
     metrics_->setPool(
-        name, PoolNumbers{
-                  .totalBlocks = status.totalBlocks,
-                  .allocatedBlocks = status.allocatedBlocks,
-                  .totalIPs =
-                      state.blocks ? status.totalBlocks * prefixSize(state.blocks->blockAt(0)) : 0,
-                  .allocatedIPs = status.allocatedIPs,
-                  .exhausted = isExhausted,
-                  .foreignAddresses = status.foreignAddresses});
+        name,
+        PoolNumbers{.totalBlocks = status.totalBlocks,
+                    .allocatedBlocks = status.allocatedBlocks,
+                    .totalIPs = state.blocks ? poolAddresses(status.totalBlocks,
+                                                             prefixSize(state.blocks->blockAt(0)))
+                                             : 0,
+                    .allocatedIPs = status.allocatedIPs,
+                    .exhausted = isExhausted,
+                    .foreignAddresses = status.foreignAddresses});
   }
   const bool changed = status != subnet.status;
   const kube::ObjectReference ref{.apiVersion = std::string(api::kApiVersion),

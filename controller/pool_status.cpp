@@ -12,6 +12,21 @@ namespace vnetipam::controller {
 
 std::string formatTime(Time t) { return base::formatRfc3339(t); }
 
+std::optional<std::string> cloudCarveRefusal(const ipam::Prefix& cidr, bool fromAzure) {
+  if (cidr.family() != ipam::Family::kV6) return std::nullopt;
+  return fmt::format(
+      "{} {} is IPv6: Azure takes only IPv4 (/28) prefixes on a NIC ipConfiguration, so "
+      "--cloud=azure cannot program IPv6 blocks; use an IPv4 subnet, or --cloud=none where the "
+      "network routes the blocks",
+      fromAzure ? "the Azure subnet" : "spec.cidr", cidr.toString());
+}
+
+std::int64_t poolAddresses(std::int64_t blocks, std::int64_t blockSize) {
+  constexpr std::int64_t kMax = std::int64_t{1} << 62;
+  if (blocks <= 0 || blockSize <= 0) return 0;
+  return blocks > kMax / blockSize ? kMax : blocks * blockSize;
+}
+
 namespace {
 
 constexpr std::size_t kNamedShortNodes = 5;

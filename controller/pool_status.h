@@ -44,6 +44,16 @@ struct PoolStatusInput {
 api::PodSubnetStatus computePoolStatus(const api::PodSubnetStatus& previous,
                                        const PoolStatusInput& input);
 
+// Why a PodSubnet over `cidr` cannot be carved with a cloud, or nullopt when it can. Azure
+// documents a NIC ipConfiguration prefix (privateIPAddressPrefixLength) as a /28 only, so an IPv4
+// one: no IPv6 block could go on a NIC, and carving would hand nodes blocks that every NIC PUT
+// then fails on (docs/design.md 3.3). `fromAzure`: the CIDR was read from spec.azureSubnetID.
+std::optional<std::string> cloudCarveRefusal(const ipam::Prefix& cidr, bool fromAzure);
+
+// The addresses of `blocks` blocks of `blockSize` addresses each (the pool's total IPs), saturating
+// at 2^62 as prefixSize() does: an IPv6 pool of /64 blocks holds more than an int64 can count.
+std::int64_t poolAddresses(std::int64_t blocks, std::int64_t blockSize);
+
 // RFC 3339 text of a time, as Kubernetes writes it: 2024-05-01T12:00:00Z.
 std::string formatTime(Time t);
 

@@ -52,6 +52,58 @@ TEST(PoolStatus, CountsFromTheSetAndTheBlocks) {
   EXPECT_EQ(exhausted.message, "12 of 14 blocks free");
 }
 
+TEST(PoolStatus, AnIPv6PoolCountsItsBlocksAndIsExhaustedOnItsOwn) {
+  ipam::SubnetBlockSet big = carved("fd00:10::/48", 64);  // 65,536 /64 blocks, 2 reserved
+  ASSERT_TRUE(big.allocateNext());
+  const std::vector<std::int64_t> used = {5};
+  api::PodSubnetStatus s = computePoolStatus({}, {.blocks = &big, .blockUsed = used, .now = kT0});
+  EXPECT_EQ(s.cidr, "fd00:10::/48");
+  EXPECT_EQ(s.totalBlocks, 65534);
+  EXPECT_EQ(s.allocatedBlocks, 1);
+  EXPECT_EQ(s.allocatedIPs, 5);
+  EXPECT_NE(cond(s, api::kConditionReady).message.find("65534 usable /64"), std::string::npos)
+      << cond(s, api::kConditionReady).message;
+
+  // As the controller carves a spec.cidr: no Azure-reserved addresses, so two /128 blocks.
+  auto small = ipam::SubnetBlockSet::carve(*ipam::Prefix::parse("fd00:20::/127"), 128,
+                                           {.excludeAzureReserved = false, .reserved = {}});
+  ASSERT_TRUE(small);
+  small->finishOccupying();
+  ASSERT_TRUE(small->allocateNext());
+  ASSERT_TRUE(small->allocateNext());
+  const std::vector<std::string> shortNodes = {"a"};
+  s = computePoolStatus({}, {.blocks = &*small, .shortNodes = shortNodes, .now = kT0});
+  const api::Condition& exhausted = cond(s, api::kConditionExhausted);
+  EXPECT_EQ(exhausted.status, "True");
+  EXPECT_NE(exhausted.message.find("no free /128 block left in fd00:20::/127"), std::string::npos)
+      << exhausted.message;
+}
+
+// The pool's total IPs, for the gauge: an IPv6 pool of /64 blocks (2^16 blocks of 2^62, as
+// prefixSize saturates) would overflow int64 multiplied out.
+TEST(PoolStatus, PoolAddressesSaturateInsteadOfOverflowing) {
+  EXPECT_EQ(poolAddresses(14, 16), 224);
+  EXPECT_EQ(poolAddresses(0, 16), 0);
+  EXPECT_EQ(poolAddresses(65536, std::int64_t{1} << 62), std::int64_t{1} << 62);
+  EXPECT_EQ(poolAddresses(std::int64_t{1} << 26, std::int64_t{1} << 48), std::int64_t{1} << 62);
+  EXPECT_EQ(poolAddresses(1 << 14, std::int64_t{1} << 48), std::int64_t{1} << 62);
+  EXPECT_EQ(poolAddresses(1 << 13, std::int64_t{1} << 48), std::int64_t{1} << 61);
+}
+
+// With a cloud an IPv6 subnet is refused, naming where its CIDR came from; IPv4 is carved.
+TEST(PoolStatus, WithACloudOnlyAnIPv4SubnetIsCarved) {
+  EXPECT_FALSE(cloudCarveRefusal(*ipam::Prefix::parse("10.0.0.0/16"), true));
+  const auto fromSpec = cloudCarveRefusal(*ipam::Prefix::parse("fd00:2::/64"), false);
+  ASSERT_TRUE(fromSpec);
+  EXPECT_EQ(*fromSpec,
+            "spec.cidr fd00:2::/64 is IPv6: Azure takes only IPv4 (/28) prefixes on a NIC "
+            "ipConfiguration, so --cloud=azure cannot program IPv6 blocks; use an IPv4 subnet, or "
+            "--cloud=none where the network routes the blocks");
+  const auto fromAzure = cloudCarveRefusal(*ipam::Prefix::parse("fd00:1::/64"), true);
+  ASSERT_TRUE(fromAzure);
+  EXPECT_TRUE(fromAzure->starts_with("the Azure subnet fd00:1::/64 is IPv6")) << *fromAzure;
+}
+
 TEST(PoolStatus, NotCarvedIsNotReadyWithTheReason) {
   api::PodSubnetStatus previous;
   previous.cidr = "10.240.0.0/24";
