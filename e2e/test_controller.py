@@ -14,6 +14,7 @@ deadline; randomness (churn order, kill points) is seeded.
 from __future__ import annotations
 
 import datetime
+import ipaddress
 import random
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -35,6 +36,7 @@ MAIN_RESERVED = ["10.240.0.0/23"]
 SMALL_SUBNET = "10.241.0.0/25"  # VMs small-0..small-7; 6 usable /28 blocks (see below)
 SMALL_RESERVED = ["10.241.0.0/28"]
 PLAIN_CIDR = "10.250.0.0/24"
+DUAL_STACK_V6_CIDR = "fd00:e2e::/64"
 
 TOPOLOGY = topology_with_subnets(
     [{"name": "main", "prefix": MAIN_SUBNET, "vms": 400, "vmPrefix": "vm"},
@@ -503,6 +505,84 @@ def test_cloud_none_blocks_go_ready_without_a_nic(env):
     assert env.mock.state()["counters"]["armRequests"] == before, "cloud=none talked to Azure"
     env.delete_nodes(nodes[:2])
     env.wait_converged(set(nodes[2:]), timeout=30, cloud=False)
+    assert ctl.stop() == 0, ctl.tail()
+
+
+def test_dual_stack_podsubnets_give_each_node_a_block_of_each_family(env, kube):
+    """cloud: none, an IPv4 and an IPv6 PodSubnet selecting the same nodes: each node gets one
+    block of each, `kubectl get ipblocks` shows both families' CIDRs, and each PodSubnet counts
+    its own; a leaving node gives both back."""
+    env.cloud = "none"
+    env.pool("e2e-ds4", "ds", cidr=PLAIN_CIDR, minFreeIPsPerNode=8)
+    env.pool("e2e-ds6", "ds", cidr=DUAL_STACK_V6_CIDR, blockPrefixLength=80, minFreeIPsPerNode=8)
+    ctl = env.controller("ds", leader_elect=False)
+    ctl.wait_ready()
+    nodes = ["ds-0", "ds-1", "ds-2"]
+    env.add_nodes(nodes, "ds", azure=False)
+    env.wait_converged(set(nodes), blocks_per_node=2, timeout=30, cloud=False)
+
+    blocks = env.blocks()
+    by_node = blocks_by_node(blocks)
+    for n in nodes:
+        families = sorted(ipaddress.ip_network(b["spec"]["cidr"]).version for b in by_node[n])
+        assert families == [4, 6], by_node[n]
+    assert overlaps([b["spec"]["cidr"] for b in blocks]) == []
+    for b in blocks:
+        # status.capacity is written with the block's first status (it may not be there yet).
+        capacity = (b.get("status") or {}).get("capacity")
+        if b["spec"]["podSubnet"] == "e2e-ds6":
+            assert ipaddress.ip_network(b["spec"]["cidr"]).subnet_of(
+                ipaddress.ip_network(DUAL_STACK_V6_CIDR)), b["spec"]
+            assert b["spec"]["cidr"].endswith("/80")
+            assert capacity in (None, 2 ** 48), b
+        else:
+            assert capacity in (None, 16), b
+
+    # The user's view: the CIDR column says the family.
+    out = kube.kubectl("get", "ipblocks", "-l",
+                       f"{SUBNET_LABEL} in (e2e-ds4,e2e-ds6)").stdout.splitlines()
+    rows = {r["NAME"]: r for r in table(out)}
+    assert set(rows) == {b["metadata"]["name"] for b in blocks}
+    for b in blocks:
+        row = rows[b["metadata"]["name"]]
+        assert (row["NODE"], row["CIDR"], row["SUBNET"]) == \
+            (b["spec"]["nodeName"], b["spec"]["cidr"], b["spec"]["podSubnet"]), row
+    assert {r["CIDR"].split("/")[1] for r in rows.values()} == {"28", "80"}
+
+    # Each PodSubnet counts its own (the status follows the blocks within a status interval).
+    for name in ("e2e-ds4", "e2e-ds6"):
+        poll(f"{name} counting 3 blocks",
+             lambda n=name: (env.api.podsubnet(n).get("status") or {}).get("allocatedBlocks") == 3
+             and ctl.metric("vnetipam_podsubnet_allocated_blocks", podsubnet=n) == 3, 30,
+             describe=lambda n=name: str(env.api.podsubnet(n).get("status")))
+    v6 = env.api.podsubnet("e2e-ds6")
+    assert v6["status"]["cidr"] == DUAL_STACK_V6_CIDR, v6["status"]
+    assert v6["status"]["totalBlocks"] == 65536, v6["status"]
+    assert condition(v6, "Ready")["status"] == "True", v6["status"]
+
+    env.delete_nodes(nodes[:1])
+    env.wait_converged(set(nodes[1:]), blocks_per_node=2, timeout=30, cloud=False)
+    assert ctl.stop() == 0, ctl.tail()
+
+
+def test_an_ipv6_podsubnet_is_refused_with_azure_and_no_nic_is_touched(env):
+    """Azure takes only IPv4 prefixes on a NIC: with cloud: azure an IPv6 PodSubnet stays
+    Ready=False saying so, its nodes get no block, and no NIC is written."""
+    env.pool("e2e-v6-azure", "v6az", cidr=DUAL_STACK_V6_CIDR, blockPrefixLength=80)
+    ctl = env.controller("v6az", leader_elect=False)
+    ctl.wait_ready()
+    nodes = vms(390, 2)
+    env.add_nodes(nodes, "v6az")
+
+    def refused():
+        c = condition(env.api.podsubnet("e2e-v6-azure"), "Ready")
+        return c if c and c["status"] == "False" and "is IPv6" in c.get("message", "") else None
+
+    ready = poll("the IPv6 PodSubnet refused", refused, 30)
+    assert ready["reason"] == "NotCarved", ready
+    assert "Azure takes only IPv4 (/28) prefixes" in ready["message"], ready
+    assert env.blocks() == []
+    assert all(not env.nic_prefixes()[n] for n in nodes)
     assert ctl.stop() == 0, ctl.tail()
 
 
