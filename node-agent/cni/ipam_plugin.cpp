@@ -4,14 +4,13 @@
 
 #include <fmt/format.h>
 
+#include "lib/ipam/pod_gateway.h"
 #include "node-agent/cni/input_bounds.h"
 
 namespace vnetipam::cni {
 namespace {
 
-// The pod's gateway in transparent mode (see lib/net/transparent.h); repeated here so vnet-ipam
-// does not link the netlink library.
-constexpr ipam::IPAddress kPodGateway = ipam::IPAddress::v4(0xa9fe0101);  // 169.254.1.1
+using ipam::kPodGatewayV4;
 
 agent::Request requestFor(agent::Op op, const Env& env) {
   agent::Request request{.op = op,
@@ -20,7 +19,11 @@ agent::Request requestFor(agent::Op op, const Env& env) {
                          .podNamespace = env.podNamespace,
                          .podName = env.podName};
   // Only allocate records it; the other operations are keyed by containerID+ifName alone.
-  if (op == agent::Op::kAllocate) request.podUID = podUIDFromArgs(env);
+  if (op == agent::Op::kAllocate) {
+    request.podUID = podUIDFromArgs(env);
+    // Both: the agent answers the families the node serves (an older agent, IPv4 alone).
+    request.families = {ipam::Family::kV4, ipam::Family::kV6};
+  }
   return request;
 }
 
@@ -57,18 +60,39 @@ Outcome<Result> add(AgentClient& client, const Env& env, const NetConf& conf) {
   const std::string doing = fmt::format("allocate for {}", owner(env));
   auto response = ask(client, *config, requestFor(agent::Op::kAllocate, env), doing);
   if (!response) return std::unexpected(response.error());
-  if (response->allocations.size() != 1 ||
-      response->allocations.front().address.family() != ipam::Family::kV4) {
+  const auto& allocations = response->allocations;
+  const bool oneEach = !allocations.empty() && allocations.size() <= 2 &&
+                       (allocations.size() == 1 ||
+                        allocations[0].address.family() != allocations[1].address.family());
+  if (!oneEach) {
     return failWith(kInternal,
                     fmt::format("vnet-ipam: {}: the agent answered {} allocations, expected one "
-                                "IPv4 address",
-                                doing, response->allocations.size()));
+                                "address per family",
+                                doing, allocations.size()));
   }
   Result result;
-  result.ips.push_back(IPConfig{.address = response->allocations.front().address,
-                                .prefixLength = config->addressPrefixLength,
-                                .gateway = kPodGateway});
-  result.routes = config->routes;
+  for (const agent::Allocation& a : allocations) {
+    const ipam::Family family = a.address.family();
+    // An older agent sends no gateway: its single IPv4 address takes the IPv4 one.
+    result.ips.push_back(
+        IPConfig{.address = a.address,
+                 .prefixLength = family == ipam::Family::kV4 ? config->addressPrefixLength : 128,
+                 .gateway = a.gateway.value_or(ipam::podGateway(family))});
+  }
+  // IPv4 first, whatever order the agent used: the runtime reports ips[0] as the pod's primary IP.
+  std::ranges::stable_sort(result.ips, std::less<>(),
+                           [](const IPConfig& c) { return c.address.family(); });
+  if (config->routesConfigured) {
+    result.routes = config->routes;
+  } else {
+    // A default route per family the pod has an address of, via that family's gateway.
+    for (const IPConfig& ip : result.ips) {
+      const ipam::Family family = ip.address.family();
+      result.routes.push_back(
+          RouteEntry{.dst = ipam::Prefix::masked(ipam::IPAddress::fromBits(family, 0), 0),
+                     .gw = ipam::podGateway(family)});
+    }
+  }
   return result;
 }
 
@@ -87,15 +111,17 @@ Outcome<void> check(AgentClient& client, const Env& env, const NetConf& conf) {
   const std::string doing = fmt::format("check {}", owner(env));
   auto response = ask(client, *config, requestFor(agent::Op::kCheck, env), doing);
   if (!response) return std::unexpected(response.error());
-  if (!conf.prevResult || response->allocations.empty()) return {};
-  const auto held = response->allocations.front().address;
-  const bool listed = std::ranges::any_of(conf.prevResult->ips,
-                                          [&](const IPConfig& ipc) { return ipc.address == held; });
-  if (!listed) {
-    return failWith(kLayoutMismatch,
-                    fmt::format("vnet-ipam: {}: the agent holds {} for it, which prevResult does "
-                                "not list",
-                                doing, held.toString()));
+  if (!conf.prevResult) return {};
+  // Every family the agent holds for the attachment must be in the result the runtime kept.
+  for (const agent::Allocation& a : response->allocations) {
+    const bool listed = std::ranges::any_of(
+        conf.prevResult->ips, [&](const IPConfig& ipc) { return ipc.address == a.address; });
+    if (!listed) {
+      return failWith(kLayoutMismatch,
+                      fmt::format("vnet-ipam: {}: the agent holds {} for it, which prevResult "
+                                  "does not list",
+                                  doing, a.address.toString()));
+    }
   }
   return {};
 }
@@ -179,9 +205,10 @@ Outcome<IpamConfig> parseIpamConfig(const NetConf& conf) {
     auto parsed = parseResult(nlohmann::json{{"routes", section["routes"]}});
     if (!parsed) return invalid("\"ipam.routes\": " + parsed.error().msg);
     config.routes = std::move(parsed->routes);
+    config.routesConfigured = true;
   } else {
     config.routes.push_back(
-        RouteEntry{.dst = ipam::Prefix::masked(ipam::IPAddress::v4(0), 0), .gw = kPodGateway});
+        RouteEntry{.dst = ipam::Prefix::masked(ipam::IPAddress::v4(0), 0), .gw = kPodGatewayV4});
   }
   return config;
 }

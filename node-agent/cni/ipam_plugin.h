@@ -3,11 +3,19 @@
 // Configuration (the "ipam" section of the network config):
 //   "socket"               the agent's unix socket (default /run/vnet-ipam/agent.sock)
 //   "timeoutMs"            per call (default 5000)
-//   "addressPrefixLength"  length written on the result's address (default 32, transparent mode).
+//   "addressPrefixLength"  length written on the result's IPv4 address (default 32, transparent
+//                          mode); an IPv6 address is always /128.
 //                          Under Debian's ptp give a shorter one (say 16, the VNET's): ptp deletes
 //                          the kernel's subnet route of the address, which a /32 does not have.
-//   "routes"               the result's routes (default [{"dst":"0.0.0.0/0","gw":"169.254.1.1"}]).
-//                          Under ptp give []: ptp installs routes before its gateway is on-link.
+//   "routes"               the result's routes (default: a default route per family of the result,
+//                          {"dst":"0.0.0.0/0","gw":"169.254.1.1"} and
+//                          {"dst":"::/0","gw":"fe80::1"}). Under ptp give []: ptp installs routes
+//                          before its gateway is on-link.
+//
+// ADD asks the agent for every family; the result holds one address per family the node serves
+// (IPv4 first, IPv6 second), each with its gateway (lib/ipam/pod_gateway.h: 169.254.1.1,
+// fe80::1) and no "interface" (an IPAM plugin creates none; the interface plugin sets it). CHECK
+// fails when prevResult lacks any address the agent holds for the attachment.
 //
 // Errors: an agent that cannot be reached, or has no free address, is code 11 (try again later).
 // DEL with an unreachable agent is also an error (11), not a success: the address is still held
@@ -48,6 +56,7 @@ struct IpamConfig {
   std::chrono::milliseconds timeout{5000};
   int addressPrefixLength = 32;
   std::vector<RouteEntry> routes;  // filled with the default route unless configured
+  bool routesConfigured = false;   // "routes" was given: used as is, for every family
 };
 
 // Code 7 naming the key and what would be valid.

@@ -2,6 +2,8 @@
 
 #include <gtest/gtest.h>
 
+#include "lib/ipam/pod_gateway.h"
+
 namespace vnetipam::cni {
 namespace {
 
@@ -25,12 +27,16 @@ class FakeAgent : public AgentClient {
   std::vector<std::chrono::milliseconds> timeouts;
 };
 
-agent::Allocation allocation(std::string_view address) {
+agent::Allocation allocation(std::string_view address,
+                             std::optional<ipam::IPAddress> gateway = std::nullopt) {
+  const auto a = *ipam::IPAddress::parse(address);
+  const bool v4 = a.family() == ipam::Family::kV4;
   return agent::Allocation{.containerID = "c1",
                            .ifName = "eth0",
-                           .address = *ipam::IPAddress::parse(address),
-                           .block = *ipam::Prefix::parse("10.240.0.16/28"),
-                           .blockName = "pods-10-240-0-16-28"};
+                           .address = a,
+                           .block = *ipam::Prefix::parse(v4 ? "10.240.0.16/28" : "fd00:240::/112"),
+                           .blockName = v4 ? "pods-10-240-0-16-28" : "pods-fd00-240-112",
+                           .gateway = gateway};
 }
 
 std::map<std::string, std::string> env(const char* command) {
@@ -63,6 +69,37 @@ TEST(VnetIpam, AddAllocatesAndReturnsSlash32ViaTheLinkLocalGateway) {
   EXPECT_EQ(agent.requests[0].podName, "web");
   EXPECT_EQ(agent.sockets[0], "/tmp/a.sock");
   EXPECT_EQ(agent.timeouts[0], std::chrono::milliseconds(250));
+}
+
+// A dual-stack node: both families, IPv4 first whatever the agent's order, each with its own
+// gateway and default route. The allocate asks for both.
+TEST(VnetIpam, AddOnADualStackNodeReturnsOneAddressPerFamilyEachWithItsGateway) {
+  FakeAgent agent;
+  agent.next.allocations = {allocation("fd00:240::11", ipam::kPodGatewayV6),
+                            allocation("10.240.0.17", ipam::kPodGatewayV4)};
+  const auto inv = runPlugin(makeIpamPlugin(agent), env("ADD"), conf().dump());
+  ASSERT_EQ(inv.exitCode, 0) << inv.out;
+  EXPECT_EQ(json::parse(inv.out),
+            (json{{"cniVersion", "1.1.0"},
+                  {"ips",
+                   {{{"address", "10.240.0.17/32"}, {"gateway", "169.254.1.1"}},
+                    {{"address", "fd00:240::11/128"}, {"gateway", "fe80::1"}}}},
+                  {"routes",
+                   {{{"dst", "0.0.0.0/0"}, {"gw", "169.254.1.1"}},
+                    {{"dst", "::/0"}, {"gw", "fe80::1"}}}}}));
+  EXPECT_EQ(agent.requests.at(0).families,
+            (std::vector<ipam::Family>{ipam::Family::kV4, ipam::Family::kV6}));
+  // IPv6 alone (an IPv6-only node): no IPv4 route without an IPv4 address.
+  agent.next.allocations = {allocation("fd00:240::11")};
+  const auto v6 = runPlugin(makeIpamPlugin(agent), env("ADD"), conf().dump());
+  ASSERT_EQ(v6.exitCode, 0) << v6.out;
+  EXPECT_EQ(json::parse(v6.out)["ips"],
+            (json{{{"address", "fd00:240::11/128"}, {"gateway", "fe80::1"}}}));
+  EXPECT_EQ(json::parse(v6.out)["routes"], (json{{{"dst", "::/0"}, {"gw", "fe80::1"}}}));
+  // Two addresses of one family is not an answer this plugin can use.
+  agent.next.allocations = {allocation("10.240.0.17"), allocation("10.240.0.18")};
+  EXPECT_EQ(json::parse(runPlugin(makeIpamPlugin(agent), env("ADD"), conf().dump()).out)["code"],
+            kInternal);
 }
 
 TEST(VnetIpam, AddSendsThePodUIDFromCniArgs) {
@@ -175,6 +212,19 @@ TEST(VnetIpam, CheckComparesTheAgentWithPrevResult) {
       agent::Response::failure(agent::ErrorCode::kUnknownContainer, "no allocation for c1");
   inv = runPlugin(makeIpamPlugin(agent), env("CHECK"), c.dump());
   EXPECT_EQ(json::parse(inv.out)["code"], kUnknownContainer);
+}
+
+TEST(VnetIpam, CheckWantsEveryFamilyTheAgentHoldsInPrevResult) {
+  FakeAgent agent;
+  agent.next.allocations = {allocation("10.240.0.17"), allocation("fd00:240::11")};
+  auto c = conf();
+  c["prevResult"] = {{"cniVersion", "1.1.0"},
+                     {"ips", {{{"address", "10.240.0.17/32"}}, {{"address", "fd00:240::11/128"}}}}};
+  EXPECT_EQ(runPlugin(makeIpamPlugin(agent), env("CHECK"), c.dump()).exitCode, 0);
+  c["prevResult"]["ips"].erase(1);
+  const auto inv = runPlugin(makeIpamPlugin(agent), env("CHECK"), c.dump());
+  EXPECT_EQ(json::parse(inv.out)["code"], kLayoutMismatch);
+  EXPECT_NE(inv.out.find("fd00:240::11"), std::string::npos) << inv.out;
 }
 
 TEST(VnetIpam, GcSendsTheValidAttachments) {
