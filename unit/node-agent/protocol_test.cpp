@@ -309,6 +309,55 @@ TEST(ProtocolTest, UnknownFieldsAndAFutureVersionStillDecode) {
   EXPECT_EQ(r->version, 2);  // the agent, not the decoder, answers code 1
 }
 
+// Dual stack, version 1 still: the request names the families it takes and each allocation its
+// gateway; both are optional, so the previous release's single-address forms are what they were.
+TEST(ProtocolTest, FamiliesAndGatewaysAreOptionalAndTheSingleAddressFormsStayAsTheyWere) {
+  const Request dual{.op = Op::kAllocate,
+                     .containerID = "c1",
+                     .ifName = "eth0",
+                     .families = {ipam::Family::kV4, ipam::Family::kV6}};
+  EXPECT_NE(encode(dual).find(R"("families":[4,6])"), std::string::npos) << encode(dual);
+  EXPECT_EQ(decodeRequest(encode(dual)).value(), dual);
+  // What a plugin of the previous release sends: no families (the agent then serves IPv4 alone).
+  const auto old = decodeRequest(R"({"v":1,"op":"allocate","containerID":"c1","ifName":"eth0"})");
+  ASSERT_TRUE(old) << old.error().message;
+  EXPECT_TRUE(old->families.empty());
+  for (const char* bad : {R"([4,4])", R"([5])", R"([4,6,4])", R"("4")", R"([-4])", R"([4.0])"}) {
+    const std::string line = fmt::format(
+        R"({{"v":1,"op":"allocate","containerID":"c1","ifName":"eth0","families":{}}})", bad);
+    EXPECT_FALSE(decodeRequest(line)) << line;
+  }
+
+  Response pair;
+  pair.allocations = {Allocation{.containerID = "c1",
+                                 .ifName = "eth0",
+                                 .address = ip("10.240.0.17"),
+                                 .block = cidr("10.240.0.16/28"),
+                                 .blockName = "b4",
+                                 .gateway = ip("169.254.1.1")},
+                      Allocation{.containerID = "c1",
+                                 .ifName = "eth0",
+                                 .address = ip("fd00::11"),
+                                 .block = cidr("fd00::/112"),
+                                 .blockName = "b6",
+                                 .gateway = ip("fe80::1")}};
+  EXPECT_EQ(decodeResponse(encode(pair)).value(), pair);
+  // What an agent of the previous release answers: one allocation, no gateway.
+  const auto single = decodeResponse(
+      R"({"v":1,"ok":true,"allocations":[{"containerID":"c1","ifName":"eth0","podNamespace":"",)"
+      R"("podName":"","address":"10.240.0.17","block":"10.240.0.16/28","blockName":"b4"}]})");
+  ASSERT_TRUE(single) << single.error().message;
+  ASSERT_EQ(single->allocations.size(), 1u);
+  EXPECT_FALSE(single->allocations[0].gateway);
+  // A gateway of the other family, or an address outside its block, is refused.
+  for (
+      const char* bad :
+      {R"({"v":1,"ok":true,"allocations":[{"address":"10.0.0.1","block":"10.0.0.0/28","gateway":"fe80::1"}]})",
+       R"({"v":1,"ok":true,"allocations":[{"address":"fd00::1","block":"10.0.0.0/28"}]})"}) {
+    EXPECT_FALSE(decodeResponse(bad)) << bad;
+  }
+}
+
 TEST(ProtocolTest, BadResponsesAreRefused) {
   for (const char* line :
        {"{}", R"({"v":1})", R"({"v":1,"ok":"yes"})", R"({"v":1,"ok":false})",

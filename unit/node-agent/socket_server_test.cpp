@@ -23,6 +23,7 @@
 #include <unistd.h>
 
 #include "lib/base/file.h"
+#include "lib/base/unique_fd.h"
 #include "node-agent/cni_config.h"
 #include "unit/node-agent/memory_usage.h"
 #include "unit/node-agent/temp_dir.h"
@@ -73,6 +74,61 @@ TEST(SocketServerTest, ServesRequestsInTurnAndManyClientsAtOnce) {
   EXPECT_EQ(calls.load(), 403);
   server.stop();
   EXPECT_FALSE(std::filesystem::exists(path));
+}
+
+// Over the wire, a plugin of the previous release (no "families") and one of this release (both)
+// each get what they asked for from one agent; the dual-stack answer arrives whole, one
+// allocation per family with its gateway.
+TEST(SocketServerTest, OldAndNewAllocateFormsMeetOneServer) {
+  testing::TempDir dir;
+  const std::string path = (dir.path() / "agent.sock").string();
+  SocketServer server(path, [&](const Request& r) {
+    Response response;
+    response.allocations.push_back(Allocation{.containerID = r.containerID,
+                                              .ifName = r.ifName,
+                                              .address = *ipam::IPAddress::parse("10.0.0.1"),
+                                              .block = *ipam::Prefix::parse("10.0.0.0/28"),
+                                              .blockName = "b4",
+                                              .gateway = *ipam::IPAddress::parse("169.254.1.1")});
+    if (r.families.size() == 2) {
+      response.allocations.push_back(Allocation{.containerID = r.containerID,
+                                                .ifName = r.ifName,
+                                                .address = *ipam::IPAddress::parse("fd00::1"),
+                                                .block = *ipam::Prefix::parse("fd00::/112"),
+                                                .blockName = "b6",
+                                                .gateway = *ipam::IPAddress::parse("fe80::1")});
+    }
+    return response;
+  });
+  ASSERT_TRUE(server.start());
+  auto conn = AgentConnection::open(path, 1s);
+  ASSERT_TRUE(conn) << conn.error().message;
+  auto dual = conn->call(Request{.op = Op::kAllocate,
+                                 .containerID = "c1",
+                                 .ifName = "eth0",
+                                 .families = {ipam::Family::kV4, ipam::Family::kV6}},
+                         1s);
+  ASSERT_TRUE(dual) << dual.error().message;
+  ASSERT_EQ(dual->allocations.size(), 2u);
+  EXPECT_EQ(dual->allocations[1].address.toString(), "fd00::1");
+  EXPECT_EQ(dual->allocations[1].gateway->toString(), "fe80::1");
+
+  // The previous release's request line, byte for byte as it wrote it.
+  base::UniqueFd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  std::strncpy(addr.sun_path, path.c_str(), sizeof(addr.sun_path) - 1);
+  ASSERT_EQ(::connect(fd.get(), reinterpret_cast<sockaddr*>(&addr), sizeof(addr)), 0);
+  ASSERT_TRUE(writeAll(
+      fd.get(), "{\"v\":1,\"op\":\"allocate\",\"containerID\":\"c2\",\"ifName\":\"eth0\"}\n", 1s));
+  std::string buffer;
+  auto line = readLine(fd.get(), buffer, 1s);
+  ASSERT_TRUE(line) << line.error().message;
+  auto old = decodeResponse(*line);
+  ASSERT_TRUE(old) << *line;
+  ASSERT_EQ(old->allocations.size(), 1u) << *line;
+  EXPECT_EQ(old->allocations[0].address.toString(), "10.0.0.1");
+  server.stop();
 }
 
 TEST(SocketServerTest, ABadLineGetsDecodeFailureAndTheConnectionStaysUsable) {
