@@ -247,7 +247,8 @@ def test_cni_config_appears_once_serving_and_goes_on_sigterm(node):
                  "vnetipam_agent_gc_releases_total", "vnetipam_agent_journal_fsync_duration_seconds",
                  "vnetipam_agent_blocks"):
         assert f"# TYPE {name} " in metrics, name
-    assert f'vnetipam_agent_block_free_ips{{block="{block_name(SUBNET, "10.250.0.0/28")}"}} 16' \
+    assert (f'vnetipam_agent_block_free_ips{{block="{block_name(SUBNET, "10.250.0.0/28")}",'
+            'family="ipv4"} 16') \
         in metrics
     lint = subprocess.run([shutil.which("promtool") or "/usr/bin/promtool", "check", "metrics"],
                           input=metrics, capture_output=True, text=True, timeout=30)
