@@ -211,7 +211,13 @@ def leaving(block: dict) -> bool:
 
 
 def phase(block: dict) -> str:
-    return (block.get("status") or {}).get("phase", "")
+    """The block's phase as the agent reads it (api::effectivePhase): status.phase when written,
+    else Ready for a block the controller created already on its NIC (vnetipam.io/on-nic)."""
+    status = block.get("status") or {}
+    if "phase" in status:
+        return status["phase"]
+    annotations = (block.get("metadata") or {}).get("annotations") or {}
+    return "Ready" if "vnetipam.io/on-nic" in annotations else ""
 
 
 def blocks_by_node(blocks: list[dict]) -> dict[str, list[dict]]:
