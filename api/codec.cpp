@@ -381,11 +381,6 @@ std::optional<BlockPhase> parseBlockPhase(std::string_view text) {
   return std::nullopt;
 }
 
-BlockPhase effectivePhase(bool statusHasPhase, BlockPhase statusPhase, bool onNic) {
-  if (statusHasPhase) return statusPhase;
-  return onNic ? BlockPhase::kReady : BlockPhase::kPending;
-}
-
 Result<ObjectMeta> objectMetaFromJson(const json& j) {
   Decoder d;
   ObjectMeta m = decodeMeta(d, &j, "metadata");

@@ -154,26 +154,10 @@ struct PodSubnet {
 };
 
 // Lifecycle of a block: Pending (created) -> Programmed (prefix on the NIC) -> Ready (the agent
-// serves it); Releasing once it is being returned. The controller writes Ready as soon as the
-// cloud shows the prefix on the NIC (controller/nic_reconcile.cpp, row N2): Programmed is kept
-// for a routes check between the two. A block the controller creates with kOnNicAnnotation is
-// Ready from its creation: see effectivePhase.
+// serves it); Releasing once it is being returned. Today's controller writes Ready as soon as a
+// GET shows the prefix on the NIC (controller/nic_reconcile.cpp, row N2): Programmed is kept for
+// a routes check between the two.
 enum class BlockPhase : std::uint8_t { kPending, kProgrammed, kReady, kReleasing };
-
-// Annotation of an IPBlock, written by the controller in the create itself and never changed:
-// the controller put the block's prefix on this NIC (its ARM id), and Azure's operation
-// confirmed it, before it created the block; "-" with --cloud=none, where there is no NIC to
-// program. So a block can be created already serveable in one write: a create drops .status,
-// so the fact must live outside it, and the agent's admission policy lets nobody but the
-// controller write an IPBlock's metadata.
-inline constexpr std::string_view kOnNicAnnotation = "vnetipam.io/on-nic";
-inline constexpr std::string_view kOnNicNone = "-";
-
-// The phase a block is in: status.phase when the status has one; else Ready when the block
-// carries kOnNicAnnotation (created programmed, no status written since), else Pending. A phase
-// the controller writes later (Pending when the prefix vanished from the NIC, Releasing) wins
-// over the annotation, which stays.
-BlockPhase effectivePhase(bool statusHasPhase, BlockPhase statusPhase, bool onNic);
 
 // Defined with the codec (api/codec.cpp), the only place phases meet text.
 std::string_view toString(BlockPhase phase);

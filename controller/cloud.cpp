@@ -36,38 +36,21 @@ azure::Result<std::string> AzureCloud::primaryNicOfNode(std::string_view provide
   return primary != vm->nics.end() ? primary->id : vm->nics.front().id;
 }
 
-namespace {
-
-NicState nicState(azure::NetworkInterface nic, std::string_view fallbackId) {
-  NicState state{.id = nic.id.empty() ? std::string(fallbackId) : nic.id, .prefixes = {}};
-  for (const azure::NicIpConfig& config : nic.ipConfigs) {
-    if (auto prefix = config.prefix()) state.prefixes.push_back(*prefix);
-  }
-  state.resource = std::make_shared<const azure::NetworkInterface>(std::move(nic));
-  return state;
-}
-
-}  // namespace
-
 azure::Result<NicState> AzureCloud::readNic(std::string_view nicId) {
   auto nic = network_.getNic(nicId);
   if (!nic) return std::unexpected(std::move(nic.error()));
-  return nicState(std::move(*nic), nicId);
+  NicState state{.id = nic->id.empty() ? std::string(nicId) : nic->id, .prefixes = {}};
+  for (const azure::NicIpConfig& config : nic->ipConfigs) {
+    if (auto prefix = config.prefix()) state.prefixes.push_back(*prefix);
+  }
+  return state;
 }
 
-azure::Result<NicState> AzureCloud::setNicPrefixes(const NicState& read,
-                                                   std::span<const ipam::Prefix> desired) {
-  azure::NetworkInterface base;
-  if (read.resource) {
-    base = *read.resource;
-  } else {
-    auto nic = network_.getNic(read.id);
-    if (!nic) return std::unexpected(std::move(nic.error()));
-    base = std::move(*nic);
-  }
-  auto change = network_.setNicPrefixes(std::move(base), desired);
+azure::Result<void> AzureCloud::setNicPrefixes(std::string_view nicId,
+                                               std::span<const ipam::Prefix> desired) {
+  auto change = network_.setNicPrefixes(nicId, desired);
   if (!change) return std::unexpected(std::move(change.error()));
-  return nicState(std::move(change->nic), read.id);
+  return {};
 }
 
 azure::Result<std::vector<azure::SubnetUsage>> AzureCloud::subnetUsages(std::string_view vnetId) {

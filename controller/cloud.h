@@ -3,7 +3,6 @@
 // on lib/azure's NetworkClient. With --cloud=none there is no cloud at all (a null pointer).
 #pragma once
 
-#include <memory>
 #include <span>
 #include <string>
 #include <string_view>
@@ -18,9 +17,6 @@ namespace vnetipam::controller {
 struct NicState {
   std::string id;                      // ARM id of the NIC
   std::vector<ipam::Prefix> prefixes;  // prefixes on its ipConfigurations, as read
-  // The NIC as the cloud returned it (body and etag), so that a PUT built on this read needs no
-  // second GET. Opaque to the reconcilers; null from a fake.
-  std::shared_ptr<const azure::NetworkInterface> resource;
 };
 
 class Cloud {
@@ -33,12 +29,10 @@ class Cloud {
   virtual azure::Result<std::string> primaryNicOfNode(std::string_view providerID) = 0;
   // Reads a NIC (a GET). kNotFound when it is gone.
   virtual azure::Result<NicState> readNic(std::string_view nicId) = 0;
-  // Makes the NIC, as `read` (readNic) found it, carry exactly `desired` among this project's
-  // prefixes, in one PUT carrying read's etag (a 412 re-reads and re-applies). Returns the NIC
-  // as that PUT left it once its operation Succeeded: the prefixes are confirmed on the NIC
-  // without a read-back. An error may mean the outcome is unknown; the caller reads again.
-  virtual azure::Result<NicState> setNicPrefixes(const NicState& read,
-                                                 std::span<const ipam::Prefix> desired) = 0;
+  // Makes the NIC carry exactly `desired` among this project's prefixes, in one PUT. An error
+  // may mean the outcome is unknown; the caller reads again.
+  virtual azure::Result<void> setNicPrefixes(std::string_view nicId,
+                                             std::span<const ipam::Prefix> desired) = 0;
   // The usage list of a VNET: per subnet, the addresses in use (any holder, ours included).
   // Read on a slow period by SubnetUsagePoller (subnet_usage.h), never on a node's path.
   virtual azure::Result<std::vector<azure::SubnetUsage>> subnetUsages(std::string_view vnetId) = 0;
@@ -52,8 +46,8 @@ class AzureCloud final : public Cloud {
   azure::Result<std::vector<ipam::Prefix>> subnetPrefixes(std::string_view subnetId) override;
   azure::Result<std::string> primaryNicOfNode(std::string_view providerID) override;
   azure::Result<NicState> readNic(std::string_view nicId) override;
-  azure::Result<NicState> setNicPrefixes(const NicState& read,
-                                         std::span<const ipam::Prefix> desired) override;
+  azure::Result<void> setNicPrefixes(std::string_view nicId,
+                                     std::span<const ipam::Prefix> desired) override;
   azure::Result<std::vector<azure::SubnetUsage>> subnetUsages(std::string_view vnetId) override;
 
  private:

@@ -76,15 +76,7 @@ std::optional<BlockInfo> Controller::decodeBlock(const json& object) {
   info.podSubnet = std::move(block->spec.podSubnet);
   info.node = std::move(block->spec.nodeName);
   info.cidr = *cidr;
-  {
-    const auto status = object.find("status");
-    const bool hasPhase =
-        status != object.end() && status->is_object() && status->contains("phase");
-    const auto onNic = block->metadata.annotations.find(std::string(api::kOnNicAnnotation));
-    info.onNic = onNic != block->metadata.annotations.end();
-    info.phase = api::effectivePhase(hasPhase, block->status.phase, info.onNic);
-    if (info.onNic && onNic->second != api::kOnNicNone) info.nicId = onNic->second;
-  }
+  info.phase = block->status.phase;
   info.deleting = block->metadata.deletionTimestamp.has_value();
   for (std::string& f : block->metadata.finalizers) {
     if (f == api::kNicReleaseFinalizer) {

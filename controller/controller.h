@@ -15,12 +15,7 @@
 //    pool held it for that block (a refused block that shared it frees nothing);
 //  - a create whose outcome is unknown leaks its CIDR (it stays taken); the PodSubnet reconciler
 //    frees it after kLeakGrace if no IPBlock with that CIDR has shown up by then;
-//  - block phases change only from what the cloud confirmed: a GET of the NIC, or the answer of a
-//    PUT whose operation Succeeded;
-//  - with a cloud, a new block's prefix goes on its NIC first (one GET, one PUT), and the block is
-//    created afterwards in one POST marked api::kOnNicAnnotation (Ready from birth, no status
-//    write); a NIC's read, plan and PUT are serialised per node (nicLock), so the NIC pass never
-//    plans from a read that misses a prefix the join just put there.
+//  - block phases change only from what a GET of the NIC showed.
 // Only the leader writes: every write first checks canWrite().
 #pragma once
 
@@ -119,9 +114,6 @@ struct BlockInfo {
   // The node's spec.providerID when the block was created (annotation kProviderIDAnnotation), for
   // the same reason, when the controller died between the NIC PUT and the status write.
   std::string providerID;
-  // Created with api::kOnNicAnnotation: its prefix was on the NIC before it existed (nicId is
-  // the annotation's NIC when status.nic does not say).
-  bool onNic = false;
 };
 
 inline constexpr std::string_view kProviderIDAnnotation = "vnetipam.io/provider-id";
@@ -205,24 +197,7 @@ class Controller {
   WorkQueue& queueFor(const WorkKey& key);
   void enqueue(const WorkKey& key);
   void enqueueAfter(const WorkKey& key, WorkQueue::Clock::duration delay);
-  // One NIC pass. `known`: the NIC as the previous pass's PUT left it (confirmed by its
-  // operation), used instead of a GET; set to what this pass's PUT left.
-  std::optional<std::string> nicPass(const std::string& node, bool& again,
-                                     std::optional<NicState>& known);
-  // A CIDR carved for a node, to be created as an IPBlock.
-  struct BlockCreate {
-    std::string subnet;
-    ipam::Prefix cidr;
-    std::string blockName;
-  };
-  // With a cloud, before the creates: puts every carved CIDR on the node's NIC (one GET, one PUT
-  // unless all are on it already) and returns its id; the CIDRs it could not put there are taken
-  // out of `creates` (leaked, or back to the pool when certainly not written).
-  std::optional<std::string> putOnNic(const std::string& node, const std::string& providerID,
-                                      std::vector<BlockCreate>& creates, std::string& nicId,
-                                      bool& again, bool& fresh);
-  // The lock that serialises one node's NIC read-plan-PUT (the join's and the NIC pass's).
-  std::shared_ptr<std::mutex> nicLock(const std::string& node);
+  std::optional<std::string> nicPass(const std::string& node, bool& again);
   static std::optional<BlockInfo> decodeBlock(const nlohmann::json& object);
   static std::optional<NodeInfo> decodeNode(const nlohmann::json& object);
 
@@ -287,10 +262,6 @@ class Controller {
   std::unordered_map<std::string, Time> emptySince_;                       // block name -> since
   std::unordered_map<std::string, std::map<ipam::Prefix, Time>> unowned_;  // node -> first seen
   std::unordered_map<std::string, std::string> nicIds_;                    // node -> NIC id
-  std::unordered_map<std::string, std::shared_ptr<std::mutex>> nicLocks_;  // node -> nicLock
-  // Nodes whose NIC the join has just read and PUT, all of whose blocks are on it: the NIC pass
-  // the create sets off needs no GET.
-  std::set<std::string> nicFresh_;
   const SubnetUsageStore* usage_ = nullptr;
   std::set<std::string> listSeen_[3];  // names seen by the list in progress, per Collection
 };

@@ -223,28 +223,19 @@ std::optional<std::string> Controller::dropNicFinalizers(const std::vector<std::
 }
 
 std::optional<std::string> Controller::reconcileNic(const std::string& node) {
-  // A pass that PUT the NIC is followed at once by another, planned from what that PUT's
-  // operation confirmed (no GET): Pending -> (PUT) -> Ready in one reconcile instead of two trips
-  // through a queue that may hold thousands of nodes.
-  std::optional<NicState> known;
+  // A pass that PUT the NIC is followed at once by another, with a fresh GET:
+  // Pending -> (PUT) -> Ready in one reconcile instead of two trips through a queue that may hold
+  // thousands of nodes.
   for (int pass = 0; pass < 3; ++pass) {
     bool again = false;
-    if (auto error = nicPass(node, again, known)) return error;
+    if (auto error = nicPass(node, again)) return error;
     if (!again) return std::nullopt;
   }
   enqueue(nicKey(node));
   return std::nullopt;
 }
 
-std::optional<std::string> Controller::nicPass(const std::string& node, bool& again,
-                                               std::optional<NicState>& known) {
-  // The join (putOnNic) reads and PUTs this NIC too: one at a time per node.
-  std::shared_ptr<std::mutex> nicMutex;
-  std::unique_lock<std::mutex> nicHold;
-  if (cloud_) {
-    nicMutex = nicLock(node);
-    nicHold = std::unique_lock(*nicMutex);
-  }
+std::optional<std::string> Controller::nicPass(const std::string& node, bool& again) {
   std::vector<NicBlock> blocks;
   std::string blockNicId;                  // status.nic.id of some block of the node
   std::string blockProviderID;             // the providerID some block was created for
@@ -309,22 +300,6 @@ std::optional<std::string> Controller::nicPass(const std::string& node, bool& ag
     return error ? error : released ? released : dropped;
   }
 
-  {
-    // Nothing for the cloud to tell: the join has just PUT this NIC and every block of the node
-    // is on it, Ready (fresh); or the node has no block and no prefix of ours waits for the sweep
-    // (a prefix left by a join that never created its block is seen by the node's next join
-    // read, which counts it here).
-    bool fresh = false;
-    {
-      std::lock_guard lock(mutex_);
-      fresh = nicFresh_.erase(node) > 0;
-    }
-    const bool settled = std::ranges::all_of(blocks, [](const NicBlock& b) {
-      return b.trust == Trust::kAccepted && !b.leaving() && b.phase == api::BlockPhase::kReady;
-    });
-    if (nodeExists && unowned.empty() && !known && settled && (fresh || blocks.empty()))
-      return std::nullopt;
-  }
   // Refused blocks are not ours to program: they neither keep a NIC pass going nor stop one.
   const bool allLeaving = std::ranges::all_of(
       blocks, [](const NicBlock& b) { return b.trust == Trust::kInvalid || b.leaving(); });
@@ -364,10 +339,7 @@ std::optional<std::string> Controller::nicPass(const std::string& node, bool& ag
     std::lock_guard lock(mutex_);
     nicIds_[node] = *nicId;
   }
-  azure::Result<NicState> nic = known && known->id == *nicId
-                                    ? azure::Result<NicState>(std::move(*known))
-                                    : cloud_->readNic(*nicId);
-  known.reset();
+  auto nic = cloud_->readNic(*nicId);
   if (!nic) {
     if (nic.error().code == azure::ErrorCode::kNotFound) {
       std::lock_guard lock(mutex_);
@@ -393,13 +365,10 @@ std::optional<std::string> Controller::nicPass(const std::string& node, bool& ag
   std::optional<azure::Error> putError;
   if (plan.needsPut) {
     if (!canWrite()) return std::string("not the leader");
-    auto put = cloud_->setNicPrefixes(*nic, plan.desiredPrefixes);
+    auto put = cloud_->setNicPrefixes(*nicId, plan.desiredPrefixes);
     if (!put) {
       putError = std::move(put.error());
       error = fmt::format("node {}: programming NIC {}: {}", node, *nicId, putError->message);
-    } else {
-      known = std::move(*put);  // the next pass plans from this, confirmed by the operation
-      known->id = *nicId;
     }
   }
   const bool putOk = !putError;
@@ -465,8 +434,8 @@ std::optional<std::string> Controller::nicPass(const std::string& node, bool& ag
     }
   }
   if (plan.recheckAt) enqueueAfter(nicKey(node), *plan.recheckAt - now());
-  // After a PUT, the next pass moves phases from what its operation confirmed. A move to Ready ends
-  // the block's way through the table; any other move is followed by the next row.
+  // After a PUT, read the NIC back before any phase moves. A move to Ready ends the block's
+  // way through the table; any other move is followed by the next row.
   const bool moreRows = std::ranges::any_of(plan.phaseChanges, [](const PhaseChange& change) {
     return change.to != api::BlockPhase::kReady;
   });

@@ -1,10 +1,7 @@
 // The Node reconciler: keeps each node's free IPs at or above minFreeIPsPerNode of every PodSubnet
 // that selects it (node_blocks.h decides), creating and deleting IPBlocks. State and wiring:
 // controller.h.
-#include <algorithm>
 #include <map>
-#include <memory>
-#include <mutex>
 #include <set>
 #include <utility>
 #include <vector>
@@ -16,7 +13,6 @@
 #include "api/naming.h"
 #include "controller/controller.h"
 #include "controller/controller_internal.h"
-#include "controller/nic_conditions.h"
 #include "controller/node_blocks.h"
 
 namespace vnetipam::controller {
@@ -32,7 +28,11 @@ bool isUnknownOutcome(const kube::Error& error) {
 }  // namespace
 
 std::optional<std::string> Controller::reconcileNode(const std::string& name) {
-  using Create = BlockCreate;
+  struct Create {
+    std::string subnet;
+    ipam::Prefix cidr;
+    std::string blockName;
+  };
   struct Delete {
     std::string name;
     std::string uid;
@@ -173,26 +173,12 @@ std::optional<std::string> Controller::reconcileNode(const std::string& name) {
   std::optional<std::string> firstError;
   bool again = false;
   bool changed = false;
-  // NIC first: the prefixes go on the NIC, confirmed by Azure, before the blocks exist, so each
-  // block is created serveable in its one write. The node's NIC lock is held through the creates:
-  // a NIC pass planning from a read taken now would not know the new prefixes as blocks yet, and
-  // would take them off as unowned.
-  std::string nicId(api::kOnNicNone);
-  bool fresh = false;
-  std::unique_lock<std::mutex> nicHold;
-  std::shared_ptr<std::mutex> nicMutex;
-  if (cloud_ && !creates.empty()) {
-    nicMutex = nicLock(name);
-    nicHold = std::unique_lock(*nicMutex);
-    if (auto e = putOnNic(name, providerID, creates, nicId, again, fresh)) firstError = e;
-  }
   for (const Create& c : creates) {
     api::IPBlock block;
     block.metadata.name = c.blockName;
     block.metadata.labels.emplace(api::kSubnetLabel, c.subnet);
     if (api::isLabelValue(name)) block.metadata.labels.emplace(api::kNodeLabel, name);
     if (!providerID.empty()) block.metadata.annotations.emplace(kProviderIDAnnotation, providerID);
-    block.metadata.annotations.emplace(api::kOnNicAnnotation, nicId);
     // Only with a cloud is there a NIC to take the prefix off before the block may go; without
     // one the finalizer would only keep the block after the controller is gone (nicPass).
     // kAgentDrainFinalizer always, in the create itself (no second write): the block and its CIDR
@@ -217,15 +203,6 @@ std::optional<std::string> Controller::reconcileNode(const std::string& name) {
         upsertBlockLocked(c.blockName, std::move(*info), false);
       continue;
     }
-    fresh = false;
-    if (cloud_) {
-      // The prefix is on the NIC with no block: the NIC pass takes it off after the grace unless
-      // a block for it shows up (it counts from now), and until then the CIDR stays out of the
-      // pool (below) so no other node is given it.
-      auto& seen = unowned_[name];
-      seen.try_emplace(c.cidr, now());
-      enqueueAfter(nicKey(name), config_.nicOrphanGrace + std::chrono::seconds(1));
-    }
     const kube::Error& error = created.error();
     if (error.code == kube::ErrorCode::kAlreadyExists) {
       // Someone holds this CIDR (another writer, or our own create the watch has not shown yet):
@@ -239,13 +216,6 @@ std::optional<std::string> Controller::reconcileNode(const std::string& name) {
       enqueueAfter(subnetKey(c.subnet), config_.leakGrace + std::chrono::seconds(1));
       firstError = firstError.value_or(
           fmt::format("creating IPBlock {}: {} (outcome unknown)", c.blockName, error.message));
-    } else if (cloud_) {
-      // Refused: the object certainly was not created, but its prefix is on the NIC. Leaked, the
-      // CIDR comes back only after leakGrace, by when the NIC pass has usually taken it off.
-      if (state != subnetStates_.end()) state->second.leaks[c.cidr] = now();
-      enqueueAfter(subnetKey(c.subnet), config_.leakGrace + std::chrono::seconds(1));
-      firstError =
-          firstError.value_or(fmt::format("creating IPBlock {}: {}", c.blockName, error.message));
     } else {
       // Refused: the object certainly was not created.
       if (pool) (void)pool->release(c.cidr);
@@ -253,11 +223,6 @@ std::optional<std::string> Controller::reconcileNode(const std::string& name) {
           firstError.value_or(fmt::format("creating IPBlock {}: {}", c.blockName, error.message));
     }
   }
-  if (fresh) {
-    std::lock_guard lock(mutex_);
-    nicFresh_.insert(name);
-  }
-  if (nicHold.owns_lock()) nicHold.unlock();
   for (const Delete& d : deletes) {
     auto removed = client_.remove(blockPath(d.name), {.uid = d.uid});
     if (!removed && removed.error().code != kube::ErrorCode::kNotFound &&
@@ -312,164 +277,9 @@ std::optional<std::string> Controller::reconcileNode(const std::string& name) {
     }
     // A Node the cache lacks but the API server has: its watch event is on the way.
   }
-  if (changed && !fresh) enqueue(nicKey(name));
+  if (changed) enqueue(nicKey(name));
   if (again) enqueue(nodeKey(name));
   return firstError;
-}
-
-std::shared_ptr<std::mutex> Controller::nicLock(const std::string& node) {
-  std::lock_guard lock(mutex_);
-  auto& m = nicLocks_[node];
-  if (!m) m = std::make_shared<std::mutex>();
-  return m;
-}
-
-std::optional<std::string> Controller::putOnNic(const std::string& node,
-                                                const std::string& providerID,
-                                                std::vector<BlockCreate>& creates,
-                                                std::string& nicId, bool& again, bool& fresh) {
-  // Takes every create out: `leak` keeps the CIDRs taken until leakGrace (the outcome is unknown,
-  // or Azure says someone holds them); else they go back to the pool (certainly not written).
-  const auto giveBack = [&](bool leak) {
-    std::lock_guard lock(mutex_);
-    for (const BlockCreate& c : creates) {
-      auto s = subnetStates_.find(c.subnet);
-      if (s == subnetStates_.end() || !s->second.blocks) continue;
-      if (leak) {
-        s->second.leaks[c.cidr] = now();
-        enqueueAfter(subnetKey(c.subnet), config_.leakGrace + std::chrono::seconds(1));
-      } else {
-        (void)s->second.blocks->release(c.cidr);
-      }
-    }
-    creates.clear();
-  };
-  std::optional<std::string> id;
-  std::vector<ipam::Prefix> managed;
-  std::set<ipam::Prefix> owned;  // the CIDRs of the node's blocks
-  bool othersReady = true;       // every other block of the node is accepted, Ready, staying
-  {
-    std::lock_guard lock(mutex_);
-    if (auto n = nicIds_.find(node); n != nicIds_.end()) id = n->second;
-    for (const auto& [subnetName, state] : subnetStates_) {
-      if (state.cidr) managed.push_back(*state.cidr);
-    }
-    if (auto index = nodeBlocks_.find(node); index != nodeBlocks_.end()) {
-      for (const std::string& blockName : index->second) {
-        const BlockInfo& info = blocks_.at(blockName);
-        owned.insert(info.cidr);
-        othersReady = othersReady && info.trust == Trust::kAccepted && !info.deleting &&
-                      info.phase == api::BlockPhase::kReady;
-      }
-    }
-  }
-  if (!id) {
-    if (providerID.empty()) {
-      giveBack(false);
-      return fmt::format("node {} has no spec.providerID: cannot find its NIC", node);
-    }
-    // Once per node: the VM's NIC is remembered (nicIds_), and recorded on every block.
-    auto found = cloud_->primaryNicOfNode(providerID);
-    if (!found) {
-      giveBack(false);
-      return fmt::format("node {}: finding the NIC of {}: {}", node, providerID,
-                         found.error().message);
-    }
-    id = *found;
-    std::lock_guard lock(mutex_);
-    nicIds_[node] = *id;
-  }
-  auto nic = cloud_->readNic(*id);
-  if (!nic) {
-    if (nic.error().code == azure::ErrorCode::kNotFound) {
-      std::lock_guard lock(mutex_);
-      nicIds_.erase(node);  // the NIC may have been replaced: look it up again
-    }
-    giveBack(false);
-    return fmt::format("node {}: reading NIC {}: {}", node, *id, nic.error().message);
-  }
-  // A carved CIDR already on the NIC is the leftover of a join that PUT and did not create (this
-  // controller's, or an earlier leader's): it is adopted as it is.
-  std::vector<ipam::Prefix> desired = nic->prefixes;
-  std::set<ipam::Prefix> carved;
-  bool needsPut = false;
-  for (const BlockCreate& c : creates) {
-    carved.insert(c.cidr);
-    if (std::ranges::find(desired, c.cidr) == desired.end()) {
-      desired.push_back(c.cidr);
-      needsPut = true;
-    }
-  }
-  // Another prefix of ours that no block owns: the NIC pass this sets off (a GET of its own)
-  // starts its grace, with its Event.
-  const bool unownedSeen = std::ranges::any_of(nic->prefixes, [&](const ipam::Prefix& p) {
-    return !owned.contains(p) && !carved.contains(p) &&
-           std::ranges::any_of(managed, [&](const ipam::Prefix& m) { return m.contains(p); });
-  });
-  if (unownedSeen) enqueue(nicKey(node));
-  const auto allOwnedOn = [&](std::span<const ipam::Prefix> on) {
-    return std::ranges::all_of(
-        owned, [&](const ipam::Prefix& p) { return std::ranges::find(on, p) != on.end(); });
-  };
-  if (!needsPut) {
-    nicId = *id;
-    fresh = othersReady && !unownedSeen && allOwnedOn(nic->prefixes);
-    return std::nullopt;
-  }
-  if (!canWrite()) {
-    giveBack(false);
-    return std::string("not the leader");
-  }
-  auto put = cloud_->setNicPrefixes(*nic, desired);
-  if (!put) {
-    const azure::Error& e = put.error();
-    if (e.azureCode == "PrivateIPAddressInUse") {
-      // Another NIC of the subnet holds one of the prefixes (left there by a join of an earlier
-      // leader that never created its block): not ours to take. The CIDRs stay out of the pool
-      // until leakGrace, by when that NIC's pass has taken it off, and the node carves others now.
-      spdlog::info("node {}: NIC {} refused {} new prefixes: {}; carving others", node, *id,
-                   creates.size(), e.message);
-      giveBack(true);
-      again = true;
-      return std::nullopt;
-    }
-    const bool certain =
-        e.code == azure::ErrorCode::kBadRequest || e.code == azure::ErrorCode::kUnauthorized ||
-        e.code == azure::ErrorCode::kForbidden || e.code == azure::ErrorCode::kNotFound ||
-        e.code == azure::ErrorCode::kConflict || e.code == azure::ErrorCode::kPreconditionFailed ||
-        e.code == azure::ErrorCode::kConnectFailed || e.code == azure::ErrorCode::kThrottled ||
-        e.code == azure::ErrorCode::kAuth || e.code == azure::ErrorCode::kInvalidArgument;
-    if (!certain) {
-      // The prefixes may be on the NIC: leak them, and let the NIC pass's sweep decide.
-      std::lock_guard lock(mutex_);
-      for (const BlockCreate& c : creates)
-        unowned_[node].try_emplace(c.cidr, now());
-      enqueueAfter(nicKey(node), config_.nicOrphanGrace + std::chrono::seconds(1));
-    }
-    giveBack(!certain);
-    kube::ObjectReference ref;
-    {
-      std::lock_guard lock(mutex_);
-      ref = nodeRef(node);
-    }
-    event(ref, true, kEventNicProgrammingFailed, "ProgramNIC",
-          fmt::format("putting new blocks on NIC {} failed: {} ({})", *id, e.message,
-                      nicFailureReason(e.code, e.azureCode)));
-    return fmt::format("node {}: programming NIC {}: {}", node, *id, e.message);
-  }
-  // Only what the operation confirmed is created; anything else (never seen) is leaked.
-  std::vector<BlockCreate> confirmed;
-  std::vector<BlockCreate> missing;
-  for (BlockCreate& c : creates) {
-    (std::ranges::find(put->prefixes, c.cidr) != put->prefixes.end() ? confirmed : missing)
-        .push_back(std::move(c));
-  }
-  creates = std::move(missing);
-  if (!creates.empty()) giveBack(true);
-  creates = std::move(confirmed);
-  nicId = put->id.empty() ? *id : put->id;
-  fresh = othersReady && !unownedSeen && allOwnedOn(put->prefixes);
-  return std::nullopt;
 }
 
 }  // namespace vnetipam::controller

@@ -211,13 +211,7 @@ def leaving(block: dict) -> bool:
 
 
 def phase(block: dict) -> str:
-    """The block's phase as the agent reads it (api::effectivePhase): status.phase when written,
-    else Ready for a block the controller created already on its NIC (vnetipam.io/on-nic)."""
-    status = block.get("status") or {}
-    if "phase" in status:
-        return status["phase"]
-    annotations = (block.get("metadata") or {}).get("annotations") or {}
-    return "Ready" if "vnetipam.io/on-nic" in annotations else ""
+    return (block.get("status") or {}).get("phase", "")
 
 
 def blocks_by_node(blocks: list[dict]) -> dict[str, list[dict]]:

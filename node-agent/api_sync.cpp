@@ -34,15 +34,9 @@ std::expected<ApiBlock, std::string> apiBlockFromJson(const json& object,
   const bool invalid = std::ranges::any_of(block.status.conditions, [](const api::Condition& c) {
     return c.type == api::kConditionInvalid && c.status == "True";
   });
-  // A block the controller created programmed (kOnNicAnnotation) is serveable until the
-  // controller writes a phase of its own: the prefix was on the NIC before the block existed.
-  const auto status = object.find("status");
-  const bool hasPhase = status != object.end() && status->is_object() && status->contains("phase");
-  const bool onNic = block.metadata.annotations.contains(std::string(api::kOnNicAnnotation));
-  const api::BlockPhase phase = api::effectivePhase(hasPhase, block.status.phase, onNic);
   return ApiBlock{.name = name,
                   .cidr = *cidr,
-                  .ready = phase == api::BlockPhase::kReady,
+                  .ready = block.status.phase == api::BlockPhase::kReady,
                   .deleting = block.metadata.deletionTimestamp.has_value() ||
                               block.status.phase == api::BlockPhase::kReleasing,
                   .invalid = invalid};

@@ -79,17 +79,6 @@ inline nlohmann::json blockJson(const std::string& subnet, const std::string& ci
           {"spec", {{"podSubnet", subnet}, {"cidr", cidr}, {"nodeName", node}}}};
 }
 
-// A block's phase as the agent reads it (api::effectivePhase): status.phase when written, else
-// Ready for a block created on its NIC (vnetipam.io/on-nic), else Pending.
-inline std::string phaseOf(const nlohmann::json& b) {
-  if (b.contains("status") && b["status"].contains("phase")) return b["status"]["phase"];
-  if (b.contains("metadata") && b["metadata"].contains("annotations") &&
-      b["metadata"]["annotations"].contains("vnetipam.io/on-nic")) {
-    return "Ready";
-  }
-  return "Pending";
-}
-
 inline std::string blockPathOf(const std::string& name) {
   return std::string(kIPBlocksPath) + "/" + name;
 }

@@ -43,12 +43,9 @@ class FakeCloud final : public Cloud {
     std::lock_guard lock(mutex_);
     usageError_ = std::move(error);
   }
-  // The next PUT fails with a transport error, its outcome unknown to the caller; with
-  // applied, the NIC took it anyway (the answer was what got lost).
-  void failNextPut(bool applied = false) {
+  void failNextPut() {
     std::lock_guard lock(mutex_);
     failPut_ = true;
-    applyFailedPut_ = applied;
   }
   // Every PUT fails with `error` (as Azure's answer would make the client fail) until
   // stopFailingPuts().
@@ -63,7 +60,6 @@ class FakeCloud final : public Cloud {
 
   int puts = 0;
   int reads = 0;
-  int inUseRefusals = 0;                // PUTs refused because a prefix is on another NIC
   std::vector<std::string> usageReads;  // the VNET ids subnetUsages was asked for
   std::vector<std::vector<ipam::Prefix>> putBodies;
 
@@ -84,39 +80,22 @@ class FakeCloud final : public Cloud {
     ++reads;
     const auto found = nics_.find(std::string(nicId));
     if (found == nics_.end()) return azure::fail(azure::ErrorCode::kNotFound, "no NIC");
-    return NicState{.id = std::string(nicId), .prefixes = found->second, .resource = nullptr};
+    return NicState{.id = std::string(nicId), .prefixes = found->second};
   }
-  azure::Result<NicState> setNicPrefixes(const NicState& read,
-                                         std::span<const ipam::Prefix> desired) override {
+  azure::Result<void> setNicPrefixes(std::string_view nicId,
+                                     std::span<const ipam::Prefix> desired) override {
     std::lock_guard lock(mutex_);
     ++puts;
     putBodies.emplace_back(desired.begin(), desired.end());
     if (failPut_) {
       failPut_ = false;
-      if (applyFailedPut_)
-        nics_[read.id] = std::vector<ipam::Prefix>(desired.begin(), desired.end());
       return azure::fail(azure::ErrorCode::kTransport, "injected: connection reset");
     }
     if (putError_) return std::unexpected(*putError_);
-    // Azure refuses a prefix that overlaps one on another NIC of the subnet (the fake has one
-    // subnet): 400 PrivateIPAddressInUse, and the NIC is left as it was.
-    for (const ipam::Prefix& p : desired) {
-      for (const auto& [other, prefixes] : nics_) {
-        if (other == read.id) continue;
-        for (const ipam::Prefix& q : prefixes) {
-          if (p.overlaps(q)) {
-            ++inUseRefusals;
-            return azure::fail(azure::ErrorCode::kBadRequest,
-                               "IP configuration is using the same private IP address " +
-                                   p.toString() + " as IP configuration of " + other,
-                               400, "PrivateIPAddressInUse");
-          }
-        }
-      }
-    }
-    nics_[read.id] = std::vector<ipam::Prefix>(desired.begin(), desired.end());
-    return NicState{.id = read.id, .prefixes = nics_[read.id], .resource = nullptr};
+    nics_[std::string(nicId)] = std::vector<ipam::Prefix>(desired.begin(), desired.end());
+    return {};
   }
+
   azure::Result<std::vector<azure::SubnetUsage>> subnetUsages(std::string_view vnetId) override {
     std::lock_guard lock(mutex_);
     usageReads.emplace_back(vnetId);
@@ -134,7 +113,6 @@ class FakeCloud final : public Cloud {
   std::map<std::string, std::vector<ipam::Prefix>> nics_;
   std::map<std::string, std::vector<ipam::Prefix>> subnets_;
   bool failPut_ = false;
-  bool applyFailedPut_ = false;
   std::optional<azure::Error> putError_;
 };
 

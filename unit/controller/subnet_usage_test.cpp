@@ -170,7 +170,7 @@ TEST_F(SubnetUsageControllerTest, ForeignAddressesAreTheUsageLessTheBlocksOnNics
   runUntilQuiet();
   const auto mine = blocksOf("a");
   ASSERT_EQ(mine.size(), 1u);
-  ASSERT_EQ(phaseOf(mine[0]), "Ready") << mine[0].dump();
+  ASSERT_EQ(mine[0]["status"]["phase"], "Ready") << mine[0].dump();
   // Not read yet: no field, no series.
   EXPECT_EQ(foreignInStatus(), std::nullopt);
   EXPECT_EQ(gauges().find("vnetipam_podsubnet_foreign_addresses{"), std::string::npos);

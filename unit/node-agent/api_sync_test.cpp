@@ -34,25 +34,6 @@ TEST(ApiBlockTest, ReadsPhaseAndDeletion) {
   EXPECT_TRUE(apiBlockFromJson(deleting, "n1")->deleting);
 }
 
-// A block the controller created on its NIC (vnetipam.io/on-nic) is served from its create, with
-// no status yet; once the controller writes a phase (Pending: the prefix vanished; Releasing),
-// that phase rules.
-TEST(ApiBlockTest, ABlockCreatedOnItsNicIsReadyUntilTheControllerWritesAPhase) {
-  json created = block("b", "n1", "10.0.0.16/28", "");
-  created["metadata"]["annotations"] = {{"vnetipam.io/on-nic", "/subscriptions/s/nic-a"}};
-  EXPECT_TRUE(apiBlockFromJson(created, "n1")->ready);
-  json vanished = created;
-  vanished["status"] = {{"phase", "Pending"}};
-  EXPECT_FALSE(apiBlockFromJson(vanished, "n1")->ready);
-  json releasing = created;
-  releasing["status"] = {{"phase", "Releasing"}};
-  EXPECT_FALSE(apiBlockFromJson(releasing, "n1")->ready);
-  EXPECT_TRUE(apiBlockFromJson(releasing, "n1")->deleting);
-  json usedOnly = created;
-  usedOnly["status"] = {{"used", 3}};  // the agent's own apply carries no phase
-  EXPECT_TRUE(apiBlockFromJson(usedOnly, "n1")->ready);
-}
-
 TEST(ApiBlockTest, RefusesOtherNodesAndBadCidrs) {
   auto other = apiBlockFromJson(block("b", "n2", "10.0.0.16/28", "Ready"), "n1");
   ASSERT_FALSE(other);
