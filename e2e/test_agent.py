@@ -265,7 +265,8 @@ def test_allocate_release_and_status_used_follows(node):
     first = allocate(agent.socket, "c1", "p1")
     assert first["allocations"][0] | {} == {
         "containerID": "c1", "ifName": "eth0", "podNamespace": "default", "podName": "p1",
-        "address": "10.250.1.0", "block": "10.250.1.0/28", "blockName": block}
+        "address": "10.250.1.0", "block": "10.250.1.0/28", "blockName": block,
+        "gateway": "169.254.1.1"}
     assert address(allocate(agent.socket, "c1", "p1")) == "10.250.1.0", "a retried ADD"
     by_container = {f"c{i}": address(allocate(agent.socket, f"c{i}")) for i in range(2, 5)}
     addresses = set(by_container.values())
