@@ -46,19 +46,20 @@ inline constexpr std::string_view kAgentFieldManager = "vnet-ipam-agent";
 
 // PodSubnet spec defaults, applied by the API server (CRD `default:`) and by the decoder here.
 // /28 because Azure accepts only /28 prefixes on a NIC ipConfiguration; an IPv6 PodSubnet must set
-// blockPrefixLength itself (Azure's IPv6 NIC prefix is /80).
+// blockPrefixLength itself (Azure takes no IPv6 prefix on a NIC, so IPv6 is carved only from cidr).
 inline constexpr int kDefaultBlockPrefixLength = 28;
 inline constexpr int kDefaultMinFreeIPsPerNode = 8;
 inline constexpr int kDefaultMaxBlocksPerNode = 16;
 inline constexpr std::int64_t kDefaultReleaseDelaySeconds = 300;
 
-// blockPrefixLength ranges per family. The lower bounds keep a block within what one node can use
-// (an IPv4 /16 is 65,536 pods) and, for IPv6, at the /64 that Azure requires of an IPv6 subnet.
+// blockPrefixLength ranges per family. The lower bounds keep a block within what one node's agent
+// can serve: its allocator takes at most 16 host bits (lib/ipam/block_allocator.h), an IPv4 /16 or
+// an IPv6 /112, 65,536 pods either way. A larger block would be carved and never serve a pod.
 // /32 and /128 blocks are allowed: in transparent mode a pod has no network or broadcast address to
 // lose, so a block of one address works (tests use it). The length must also be >= the subnet's.
 inline constexpr int kMinBlockPrefixLengthV4 = 16;
 inline constexpr int kMaxBlockPrefixLengthV4 = 32;
-inline constexpr int kMinBlockPrefixLengthV6 = 64;
+inline constexpr int kMinBlockPrefixLengthV6 = 112;
 inline constexpr int kMaxBlockPrefixLengthV6 = 128;
 // Azure allows 256 ipConfigurations on a NIC; a block takes one.
 inline constexpr int kMaxMaxBlocksPerNode = 256;

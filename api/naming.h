@@ -13,7 +13,7 @@ namespace vnetipam::api {
 //   <podSubnet>-<address with '.' and ':' replaced by '-'>-<prefix length>
 // with the address in canonical text (dotted quad; RFC 5952 compressed IPv6, lower case), e.g.
 //   pods, 10.240.0.16/28     -> pods-10-240-0-16-28
-//   pods, fd00:10:240::/80   -> pods-fd00-10-240---80
+//   pods, fd00:10:240::/112  -> pods-fd00-10-240---112
 // Because the name is a function of (subnet, CIDR), creating a block that already exists fails
 // with AlreadyExists: the API server itself refuses a second allocation of the same CIDR. The CRD
 // checks the same scheme (metadata.name must equal it), so no block can exist under another name.

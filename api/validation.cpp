@@ -78,9 +78,8 @@ void checkBlockPrefixLength(Errors& errors, int length, const std::optional<ipam
   const LengthRange range = blockLengthRange(subnet->family());
   if (length < range.min || length > range.max) {
     add(errors, path,
-        fmt::format("{} is out of range for an {} subnet: expected {}-{}{}", length,
-                    ipam::toString(subnet->family()), range.min, range.max,
-                    subnet->family() == ipam::Family::kV6 ? " (Azure uses 80)" : ""));
+        fmt::format("{} is out of range for an {} subnet: expected {}-{}", length,
+                    ipam::toString(subnet->family()), range.min, range.max));
   }
   if (length < subnet->length()) {
     add(errors, path,

@@ -36,7 +36,7 @@ MAIN_RESERVED = ["10.240.0.0/23"]
 SMALL_SUBNET = "10.241.0.0/25"  # VMs small-0..small-7; 6 usable /28 blocks (see below)
 SMALL_RESERVED = ["10.241.0.0/28"]
 PLAIN_CIDR = "10.250.0.0/24"
-DUAL_STACK_V6_CIDR = "fd00:e2e::/64"
+DUAL_STACK_V6_CIDR = "fd00:e2e::/96"
 
 TOPOLOGY = topology_with_subnets(
     [{"name": "main", "prefix": MAIN_SUBNET, "vms": 400, "vmPrefix": "vm"},
@@ -514,7 +514,7 @@ def test_dual_stack_podsubnets_give_each_node_a_block_of_each_family(env, kube):
     its own; a leaving node gives both back."""
     env.cloud = "none"
     env.pool("e2e-ds4", "ds", cidr=PLAIN_CIDR, minFreeIPsPerNode=8)
-    env.pool("e2e-ds6", "ds", cidr=DUAL_STACK_V6_CIDR, blockPrefixLength=80, minFreeIPsPerNode=8)
+    env.pool("e2e-ds6", "ds", cidr=DUAL_STACK_V6_CIDR, blockPrefixLength=112, minFreeIPsPerNode=8)
     ctl = env.controller("ds", leader_elect=False)
     ctl.wait_ready()
     nodes = ["ds-0", "ds-1", "ds-2"]
@@ -533,8 +533,8 @@ def test_dual_stack_podsubnets_give_each_node_a_block_of_each_family(env, kube):
         if b["spec"]["podSubnet"] == "e2e-ds6":
             assert ipaddress.ip_network(b["spec"]["cidr"]).subnet_of(
                 ipaddress.ip_network(DUAL_STACK_V6_CIDR)), b["spec"]
-            assert b["spec"]["cidr"].endswith("/80")
-            assert capacity in (None, 2 ** 48), b
+            assert b["spec"]["cidr"].endswith("/112")
+            assert capacity in (None, 2 ** 16), b
         else:
             assert capacity in (None, 16), b
 
@@ -547,7 +547,7 @@ def test_dual_stack_podsubnets_give_each_node_a_block_of_each_family(env, kube):
         row = rows[b["metadata"]["name"]]
         assert (row["NODE"], row["CIDR"], row["SUBNET"]) == \
             (b["spec"]["nodeName"], b["spec"]["cidr"], b["spec"]["podSubnet"]), row
-    assert {r["CIDR"].split("/")[1] for r in rows.values()} == {"28", "80"}
+    assert {r["CIDR"].split("/")[1] for r in rows.values()} == {"28", "112"}
 
     # Each PodSubnet counts its own (the status follows the blocks within a status interval).
     for name in ("e2e-ds4", "e2e-ds6"):
@@ -568,7 +568,7 @@ def test_dual_stack_podsubnets_give_each_node_a_block_of_each_family(env, kube):
 def test_an_ipv6_podsubnet_is_refused_with_azure_and_no_nic_is_touched(env):
     """Azure takes only IPv4 prefixes on a NIC: with cloud: azure an IPv6 PodSubnet stays
     Ready=False saying so, its nodes get no block, and no NIC is written."""
-    env.pool("e2e-v6-azure", "v6az", cidr=DUAL_STACK_V6_CIDR, blockPrefixLength=80)
+    env.pool("e2e-v6-azure", "v6az", cidr=DUAL_STACK_V6_CIDR, blockPrefixLength=112)
     ctl = env.controller("v6az", leader_elect=False)
     ctl.wait_ready()
     nodes = vms(390, 2)
