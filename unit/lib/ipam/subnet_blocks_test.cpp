@@ -92,7 +92,8 @@ TEST(SubnetBlockSet, EdgePrefixLengths) {
   EXPECT_EQ(all->blockCount(), std::uint64_t{1} << 26);
   EXPECT_EQ(all->blockAt(all->blockCount() - 1), P("255.255.255.192/26"));
 
-  // IPv6 /128 blocks of a /112, and /80 blocks of a /64 (the carving takes any length; the API bounds it).
+  // IPv6 /128 blocks of a /112, and /80 blocks of a /64 (the carving takes any length; the API
+  // bounds it).
   SubnetBlockSet v6 = carved("fd00::/112", 128, {.excludeAzureReserved = false});
   EXPECT_EQ(v6.blockCount(), 65536u);
   EXPECT_EQ(v6.allocateNext().value(), P("fd00::/128"));
