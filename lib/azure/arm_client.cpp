@@ -279,17 +279,17 @@ Result<std::vector<json>> ArmClient::list(std::string_view operation, std::strin
 }
 
 Result<json> ArmClient::put(std::string_view operation, std::string_view target, const json& body,
-                            const std::optional<std::string>& ifMatch, bool readBack) {
+                            const std::optional<std::string>& ifMatch) {
   http::Headers headers;
   if (ifMatch) headers["If-Match"] = *ifMatch;
   auto response = send(operation, "PUT", target, body.dump(), std::move(headers));
   if (!response) return std::unexpected(response.error());
   if (!isSuccess(response->status)) return std::unexpected(armError(operation, target, *response));
-  return followOperation(operation, target, *response, readBack);
+  return followOperation(operation, target, *response);
 }
 
 Result<json> ArmClient::followOperation(std::string_view operation, std::string_view target,
-                                        const http::HttpResponse& initial, bool readBack) {
+                                        const http::HttpResponse& initial) {
   const auto header = [&initial](std::string_view name) {
     const auto it = initial.headers.find(name);
     return it == initial.headers.end() ? std::string() : it->second;
@@ -346,17 +346,7 @@ Result<json> ArmClient::followOperation(std::string_view operation, std::string_
                     fmt::format("{} {}: the operation status from {} has no \"status\"", operation,
                                 target, url));
       }
-      if (text::iequals(status, "Succeeded")) {
-        if (!readBack) {
-          auto written = parseBoundedJson(initial.body, kMaxArmBodyBytes, operation);
-          if (written && written->is_object() && written->contains("properties") &&
-              (*written)["properties"].is_object()) {
-            (*written)["properties"]["provisioningState"] = "Succeeded";
-            return std::move(*written);
-          }
-        }
-        return get(operation, target);
-      }
+      if (text::iequals(status, "Succeeded")) return get(operation, target);
       if (text::iequals(status, "Failed") || text::iequals(status, "Canceled")) {
         std::string code;
         const std::string text =

@@ -87,13 +87,9 @@ class ArmClient {
   // Location) to Succeeded, and return the resource as read afterwards. With `ifMatch`, a stale
   // etag fails with kPreconditionFailed. An operation that ends Failed or Canceled is
   // kOperationFailed with Azure's error code.
-  // With readBack false, an Azure-AsyncOperation that ends Succeeded returns the PUT's own answer
-  // (the resource as written, provisioningState set to Succeeded) instead of a GET: the operation
-  // is what confirms the write, and a caller that only needs that saves a read per write.
   Result<nlohmann::json> put(std::string_view operation, std::string_view target,
                              const nlohmann::json& body,
-                             const std::optional<std::string>& ifMatch = std::nullopt,
-                             bool readBack = true);
+                             const std::optional<std::string>& ifMatch = std::nullopt);
 
   // One request with the budget, wait and retry rules above; any status is returned as a value.
   // `target` is a path with query, or an absolute URL under the endpoint.
@@ -106,7 +102,7 @@ class ArmClient {
 
  private:
   Result<nlohmann::json> followOperation(std::string_view operation, std::string_view target,
-                                         const http::HttpResponse& initial, bool readBack);
+                                         const http::HttpResponse& initial);
   void wait(std::string_view operation, WaitReason reason, Clock::Duration duration);
   void pauseForThrottling(bool read, Clock::Duration pause);
   Clock::Duration throttlePauseLeft(bool read);

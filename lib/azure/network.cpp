@@ -362,14 +362,13 @@ Result<NetworkInterface> NetworkClient::getNic(std::string_view nicId) {
   return parseNetworkInterface(*doc);
 }
 
-Result<NetworkInterface> NetworkClient::putNic(const NetworkInterface& nic, bool readBack) {
+Result<NetworkInterface> NetworkClient::putNic(const NetworkInterface& nic) {
   if (auto ok = checkId(nic.id, "network interface"); !ok) return std::unexpected(ok.error());
   // The reference [R]: NRP is believed to honour If-Match on NICs though the spec declares no
   // such parameter; we always send it, so a concurrent writer is detected wherever it is
   // enforced, and at worst it is ignored.
-  auto doc =
-      arm_.put("PutNetworkInterface", withVersion(nic.id, kNetworkApiVersion), nic.raw,
-               nic.etag.empty() ? std::nullopt : std::optional<std::string>(nic.etag), readBack);
+  auto doc = arm_.put("PutNetworkInterface", withVersion(nic.id, kNetworkApiVersion), nic.raw,
+                      nic.etag.empty() ? std::nullopt : std::optional<std::string>(nic.etag));
   if (!doc) return std::unexpected(doc.error());
   return parseNetworkInterface(*doc);
 }
@@ -410,42 +409,23 @@ Result<std::vector<SubnetUsage>> NetworkClient::listVirtualNetworkUsage(std::str
 
 Result<NicPrefixChange> NetworkClient::setNicPrefixes(std::string_view nicId,
                                                       std::span<const ipam::Prefix> desired) {
-  auto nic = getNic(nicId);
-  if (!nic) return std::unexpected(nic.error());
-  return writePrefixes(std::move(*nic), desired, /*readBack=*/true);
-}
-
-Result<NicPrefixChange> NetworkClient::setNicPrefixes(NetworkInterface read,
-                                                      std::span<const ipam::Prefix> desired) {
-  return writePrefixes(std::move(read), desired, /*readBack=*/false);
-}
-
-Result<NicPrefixChange> NetworkClient::writePrefixes(NetworkInterface read,
-                                                     std::span<const ipam::Prefix> desired,
-                                                     bool readBack) {
   NicPrefixChange change;
-  std::optional<NetworkInterface> nic(std::move(read));
   for (;;) {
-    if (!nic) {
-      auto again = getNic(change.nic.id);
-      if (!again) return std::unexpected(again.error());
-      nic = std::move(*again);
-    }
+    auto nic = getNic(nicId);
+    if (!nic) return std::unexpected(nic.error());
     auto diff = diffNicPrefixes(*nic, desired);
     if (!diff) return std::unexpected(diff.error());
     if (!diff->changed()) {
       change.nic = std::move(*nic);
       return change;
     }
-    change.nic.id = nic->id;
     nic->raw["properties"]["ipConfigurations"] = std::move(diff->ipConfigurations);
-    auto written = putNic(*nic, readBack);
+    auto written = putNic(*nic);
     if (!written && written.error().code == ErrorCode::kPreconditionFailed &&
         change.conflicts < maxConflicts_) {
       // Someone else wrote the NIC since we read it: read again and re-apply our desired set
       // (a diff against the new state, so their change is kept).
       ++change.conflicts;
-      nic.reset();
       continue;
     }
     if (!written) return std::unexpected(written.error());

@@ -151,9 +151,8 @@ class NetworkClient {
   Result<std::vector<NetworkInterface>> getVirtualMachineNics(const VirtualMachine& vm);
   Result<NetworkInterface> getNic(std::string_view nicId);
   // PUT the whole NIC (nic.raw with nic.ipConfigs' changes already applied by the caller), with
-  // If-Match: nic.etag when it is set. Returns the NIC as read after the operation; with
-  // readBack false, as the PUT wrote it once its operation Succeeded (no GET).
-  Result<NetworkInterface> putNic(const NetworkInterface& nic, bool readBack = true);
+  // If-Match: nic.etag when it is set. Returns the NIC as read after the operation.
+  Result<NetworkInterface> putNic(const NetworkInterface& nic);
   Result<std::vector<NetworkInterface>> listNics(std::string_view subscriptionId,
                                                  std::string_view resourceGroup);
   // The usage of every subnet of the VNET (all pages).
@@ -164,16 +163,8 @@ class NetworkClient {
   // re-applies, up to maxConflicts times. No PUT when nothing changes. Idempotent.
   Result<NicPrefixChange> setNicPrefixes(std::string_view nicId,
                                          std::span<const ipam::Prefix> desired);
-  // The same from a NIC the caller has just read (getNic): no GET before the PUT unless a 412
-  // says it is stale, and none after it (change.nic is the NIC as the PUT wrote it, confirmed by
-  // its operation). One write and its operation, where the overload above makes two more reads.
-  Result<NicPrefixChange> setNicPrefixes(NetworkInterface read,
-                                         std::span<const ipam::Prefix> desired);
 
  private:
-  Result<NicPrefixChange> writePrefixes(NetworkInterface read,
-                                        std::span<const ipam::Prefix> desired, bool readBack);
-
   ArmClient& arm_;
   int maxConflicts_;
 };
