@@ -18,6 +18,17 @@ using Clock = std::chrono::steady_clock;
 
 std::chrono::nanoseconds since(Clock::time_point start) { return Clock::now() - start; }
 
+// The journal record of a release: the owner no longer holds `address` of block `blockName`.
+JournalEntry releaseEntry(const std::string& blockName, const ipam::Prefix& blockCidr,
+                          ipam::IPAddress address, const ipam::Owner& owner, ipam::TimePoint now) {
+  return JournalEntry{
+      .kind = JournalEntry::Kind::kRelease,
+      .blockName = blockName,
+      .blockCidr = blockCidr,
+      .allocation = {.address = address, .containerID = owner.containerId, .ifName = owner.ifName},
+      .releasedAt = now};
+}
+
 }  // namespace
 
 PodVerdict podVerdict(std::string_view recordedUID, const LivePod& live) {
@@ -430,13 +441,8 @@ Response AllocationStore::allocate(const Request& request) {
       // recorded, so that the journal too shows nothing held. If that append fails as well, a
       // restart finds the address held by this owner: a leak GC returns, never handed out twice.
       for (std::size_t j = 0; j < i; ++j) {
-        JournalEntry release{.kind = JournalEntry::Kind::kRelease,
-                             .blockName = *taken[j].name,
-                             .blockCidr = taken[j].block->cidr,
-                             .allocation = {.address = taken[j].address,
-                                            .containerID = request.containerID,
-                                            .ifName = request.ifName},
-                             .releasedAt = now};
+        const JournalEntry release =
+            releaseEntry(*taken[j].name, taken[j].block->cidr, taken[j].address, owner, now);
         if (auto r = journal_.append(encodeEntry(release)); !r) {
           spdlog::error("journal {}: undoing allocate for {}: {}", journal_.path().string(), who,
                         r.error().message);
@@ -489,13 +495,8 @@ base::Result<ipam::Seq> AllocationStore::releaseLocked(const OwnerKey& key, std:
   if (auto r = block.allocator->release(released.address, owner, now); !r) {
     return std::unexpected(r.error());
   }
-  JournalEntry entry{.kind = JournalEntry::Kind::kRelease,
-                     .blockName = released.blockName,
-                     .blockCidr = block.cidr,
-                     .allocation = {.address = released.address,
-                                    .containerID = released.containerID,
-                                    .ifName = released.ifName},
-                     .releasedAt = now};
+  const JournalEntry entry =
+      releaseEntry(released.blockName, block.cidr, released.address, owner, now);
   // If the append fails the journal still shows the address allocated: after a restart it is a
   // leak GC will find, never a double allocation. Memory moves on (the address cools).
   auto seq = journal_.append(encodeEntry(entry));
