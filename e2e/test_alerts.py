@@ -10,6 +10,8 @@ firing case fails here, and so does a rule file promtool refuses (it is asked to
 from __future__ import annotations
 
 import copy
+import json
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -110,3 +112,30 @@ def test_alert_cases_catch_ignored_foreign_addresses(groups, tmp_path):
     assert tested.returncode != 0
     assert 'podsubnet="crowded"' in tested.stdout
     assert 'podsubnet="slow-shared"' in tested.stdout
+
+
+def test_alert_cases_catch_free_ips_summed_across_families(groups, tmp_path):
+    """The cases pin the per-family count: the node alert summing free addresses across families
+    (as it did before dual stack) stays quiet on the dual-stack nodes out of one family, which
+    refuse every pod."""
+    summed = copy.deepcopy(groups)
+    for g in summed:
+        for r in g["rules"]:
+            if r.get("alert") == "VnetIpamNodeOutOfIPs":
+                assert "sum by (node, family) (vnetipam_agent_block_free_ips)" in r["expr"]
+                r["expr"] = r["expr"].replace("sum by (node, family) (vnetipam_agent_block_free_ips)",
+                                              "sum by (node) (vnetipam_agent_block_free_ips)")
+    tested = run_cases(summed, tmp_path)
+    assert tested.returncode != 0
+    assert 'node="d1"' in tested.stdout and 'node="d2"' in tested.stdout
+
+
+def test_dashboard_queries_only_recorded_rules_the_chart_records(groups):
+    """A recording rule the dashboard plots (vnetipam:...) is one the PrometheusRule records, so
+    a renamed rule cannot silently blank a panel."""
+    dashboard = json.loads((CHART / "dashboards" / "vnet-ipam.json").read_text())
+    queries = [t["expr"] for p in dashboard["panels"] for t in p.get("targets", [])]
+    used = {m for q in queries for m in re.findall(r"vnetipam:[a-z0-9_]+", q)}
+    recorded = {r["record"] for g in groups for r in g["rules"] if "record" in r}
+    assert "vnetipam:podsubnet_foreign_blocks" in used
+    assert used - recorded == set(), f"plotted but not recorded: {sorted(used - recorded)}"
