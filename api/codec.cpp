@@ -7,7 +7,7 @@
 
 #include <fmt/format.h>
 
-#include "lib/ipam/json_depth.h"
+#include "lib/base/json_depth.h"
 
 namespace vnetipam::api {
 namespace {
@@ -536,7 +536,7 @@ Result<std::vector<ReleaseRequest>> releaseRequestsFromAnnotation(std::string_vi
   };
   // An annotation is at most 256 KiB, but its nesting is the writer's choice: bounded before
   // parsing, as every JSON the agent reads from others.
-  if (ipam::jsonNestingDepth(value, 8) > 8) return refuse("nested too deeply");
+  if (base::jsonNestingDepth(value, 8) > 8) return refuse("nested too deeply");
   const json j = json::parse(value, nullptr, /*allow_exceptions=*/false);
   if (j.is_discarded()) return refuse("not JSON");
   if (!j.is_array()) return refuse(fmt::format("expected a list, got {}", j.type_name()));

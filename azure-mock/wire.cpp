@@ -4,7 +4,7 @@
 
 #include <fmt/format.h>
 
-#include "lib/ipam/json_depth.h"
+#include "lib/base/json_depth.h"
 
 namespace vnetipam::azuremock {
 
@@ -64,7 +64,7 @@ std::string findHeader(const HeaderList& headers, std::string_view name) {
 }
 
 std::expected<nlohmann::json, CloudError> parseJsonBody(std::string_view text, int maxDepth) {
-  if (ipam::jsonNestingDepth(text, maxDepth) > maxDepth)
+  if (base::jsonNestingDepth(text, maxDepth) > maxDepth)
     return std::unexpected(CloudError{
         .status = 400,
         .code = "InvalidRequestContent",

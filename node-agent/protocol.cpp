@@ -13,7 +13,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
-#include "lib/ipam/json_depth.h"
+#include "lib/base/json_depth.h"
 
 namespace vnetipam::agent {
 namespace {
@@ -238,7 +238,7 @@ base::Result<json> parseObject(std::string_view line, std::string_view what, std
     return base::fail(kInvalidArgument, fmt::format("{} is {} bytes, longer than the limit of {}",
                                                     what, line.size(), maxBytes));
   }
-  if (ipam::jsonNestingDepth(line, kMaxJsonDepth) > kMaxJsonDepth) {
+  if (base::jsonNestingDepth(line, kMaxJsonDepth) > kMaxJsonDepth) {
     return base::fail(kInvalidArgument, fmt::format("{} nests arrays and objects deeper than {}",
                                                     what, kMaxJsonDepth));
   }

@@ -2,7 +2,7 @@
 
 #include <fmt/format.h>
 
-#include "lib/ipam/json_depth.h"
+#include "lib/base/json_depth.h"
 
 namespace vnetipam::azure {
 
@@ -13,7 +13,7 @@ Result<nlohmann::json> parseBoundedJson(std::string_view body, std::size_t maxBy
                 fmt::format("{}: the response is {} bytes, more than the limit of {}", what,
                             body.size(), maxBytes));
   }
-  if (ipam::jsonNestingDepth(body, kMaxJsonDepth) > kMaxJsonDepth) {
+  if (base::jsonNestingDepth(body, kMaxJsonDepth) > kMaxJsonDepth) {
     return fail(ErrorCode::kBadResponse,
                 fmt::format("{}: the response nests deeper than {} levels", what, kMaxJsonDepth));
   }

@@ -1,8 +1,8 @@
-#include "lib/ipam/json_depth.h"
+#include "lib/base/json_depth.h"
 
 #include <algorithm>
 
-namespace vnetipam::ipam {
+namespace vnetipam::base {
 
 int jsonNestingDepth(std::string_view text, int limit) {
   int depth = 0;
@@ -27,4 +27,4 @@ int jsonNestingDepth(std::string_view text, int limit) {
   return deepest;
 }
 
-}  // namespace vnetipam::ipam
+}  // namespace vnetipam::base

@@ -6,7 +6,7 @@
 
 #include <string_view>
 
-namespace vnetipam::ipam {
+namespace vnetipam::base {
 
 // The deepest nesting of objects and arrays in `text`, counting brackets outside strings (a
 // backslash escapes the next character inside one). Stops at once when it passes `limit` and then
@@ -14,4 +14,4 @@ namespace vnetipam::ipam {
 // the JSON: on malformed text it may count more than a parser would reach, never less.
 int jsonNestingDepth(std::string_view text, int limit);
 
-}  // namespace vnetipam::ipam
+}  // namespace vnetipam::base

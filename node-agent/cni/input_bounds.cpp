@@ -7,7 +7,7 @@
 #include <fmt/format.h>
 #include <unistd.h>
 
-#include "lib/ipam/json_depth.h"
+#include "lib/base/json_depth.h"
 
 namespace vnetipam::cni {
 namespace {
@@ -131,7 +131,7 @@ Outcome<nlohmann::json> parseBoundedJson(std::string_view text, std::string_view
     return failWith(kDecodeFailure,
                     fmt::format("{} is larger than the limit of {} bytes", what, kMaxConfigBytes));
   }
-  if (ipam::jsonNestingDepth(text, kMaxJsonDepth) > kMaxJsonDepth) {
+  if (base::jsonNestingDepth(text, kMaxJsonDepth) > kMaxJsonDepth) {
     return failWith(kDecodeFailure,
                     fmt::format("{} nests arrays and objects deeper than the limit of {} levels",
                                 what, kMaxJsonDepth));

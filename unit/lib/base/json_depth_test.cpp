@@ -1,10 +1,10 @@
-#include "lib/ipam/json_depth.h"
+#include "lib/base/json_depth.h"
 
 #include <string>
 
 #include <gtest/gtest.h>
 
-namespace vnetipam::ipam {
+namespace vnetipam::base {
 namespace {
 
 TEST(JsonNestingDepth, CountsObjectsAndArraysOutsideStrings) {
@@ -32,4 +32,4 @@ TEST(JsonNestingDepth, StrayClosingBracketsNeverCountBelowZero) {
 }
 
 }  // namespace
-}  // namespace vnetipam::ipam
+}  // namespace vnetipam::base
