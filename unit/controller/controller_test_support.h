@@ -13,11 +13,13 @@
 #include <nlohmann/json.hpp>
 
 #include "controller/controller.h"
-#include "unit/controller/fake_api.h"
 #include "unit/controller/fake_cloud.h"
 #include "unit/lib/base/fake_clock.h"
+#include "unit/lib/kube/fake_api_server.h"
 
 namespace vnetipam::controller::testing {
+
+using kube::testing::FakeApiServer;
 
 // The providerID of the VM the Azure-mode tests give their node, and their pod subnet's ARM id.
 inline constexpr const char* kVm =

@@ -1,6 +1,8 @@
 // In-memory HttpTransport for unit tests: answers from a script, in order, and records every
 // request it was sent. One fake for the interface, shared by every test of a client
-// above it (lib/kube, lib/azure and their users).
+// above it (lib/kube, lib/azure and their users). A test whose answers depend on what is asked
+// (the fake API server in unit/lib/kube/fake_api_server.h, a fake ARM) derives from
+// SendOnlyTransport instead.
 #pragma once
 
 #include <deque>
@@ -75,6 +77,15 @@ class FakeTransport final : public HttpTransport {
   std::deque<Result<HttpResponse>> script_;
   std::deque<std::vector<std::string>> streams_;
   std::vector<HttpRequest> requests_;
+};
+
+// The base of a test transport that only answers send(): every stream() fails to connect.
+class SendOnlyTransport : public HttpTransport {
+ public:
+  Result<HttpResponse> stream(const HttpRequest&, const std::function<bool(std::string_view)>&,
+                              CancelSignal&) override {
+    return std::unexpected(Error{ErrorCode::kConnectFailed, "no streams here"});
+  }
 };
 
 }  // namespace vnetipam::http::testing

@@ -1,17 +1,14 @@
 #include "lib/kube/leader_election.h"
 
 #include <chrono>
-#include <deque>
-#include <functional>
-#include <map>
 #include <optional>
 #include <string>
-#include <utility>
 #include <vector>
 
 #include <gtest/gtest.h>
 
 #include "unit/lib/base/fake_clock.h"
+#include "unit/lib/kube/fake_api_server.h"
 
 namespace vnetipam::kube {
 namespace {
@@ -20,6 +17,7 @@ using base::testing::FakeClock;
 using nlohmann::json;
 using std::chrono::milliseconds;
 using std::chrono::seconds;
+using testing::FakeApiServer;
 
 constexpr std::string_view kLeases = "/apis/coordination.k8s.io/v1/namespaces/kube-system/leases";
 constexpr std::string_view kLease =
@@ -30,75 +28,6 @@ std::string status(int code, std::string_view reason) {
               {"reason", reason}, {"message", reason},  {"code", code}}
       .dump();
 }
-
-// An API server holding objects in memory with real resourceVersion semantics (create,
-// get, update with a precondition), so two electors can contend for one Lease. The scripted
-// FakeTransport cannot play that part: what is answered depends on what the other one wrote.
-// Faults queued with failNext() answer the next requests of that method instead.
-class InMemoryApiServer final : public http::HttpTransport {
- public:
-  void failNext(std::string method, http::Result<http::HttpResponse> answer) {
-    faults_.emplace_back(std::move(method), std::move(answer));
-  }
-  json object(std::string_view path) const {
-    const auto found = objects_.find(std::string(path));
-    return found == objects_.end() ? json() : found->second;
-  }
-  void put(std::string_view path, json object) { objects_[std::string(path)] = std::move(object); }
-  const std::vector<http::HttpRequest>& requests() const { return requests_; }
-  // Sees every request first; an answer it returns is used instead of the server's.
-  std::function<std::optional<http::Result<http::HttpResponse>>(const http::HttpRequest&)>
-      intercept;
-
-  http::Result<http::HttpResponse> send(const http::HttpRequest& request) override {
-    requests_.push_back(request);
-    if (intercept) {
-      if (auto answer = intercept(request)) return *answer;
-    }
-    if (!faults_.empty() && faults_.front().first == request.method) {
-      auto answer = std::move(faults_.front().second);
-      faults_.pop_front();
-      return answer;
-    }
-    if (request.method == "GET") {
-      const auto found = objects_.find(request.target);
-      if (found == objects_.end()) return http::HttpResponse{404, {}, status(404, "NotFound")};
-      return http::HttpResponse{200, {}, found->second.dump()};
-    }
-    json body = json::parse(request.body);
-    if (request.method == "POST") {
-      const std::string path = request.target + "/" + body["metadata"]["name"].get<std::string>();
-      if (objects_.contains(path)) return http::HttpResponse{409, {}, status(409, "AlreadyExists")};
-      body["metadata"]["uid"] = "uid-" + std::to_string(++version_);
-      body["metadata"]["resourceVersion"] = std::to_string(++version_);
-      objects_[path] = body;
-      return http::HttpResponse{201, {}, body.dump()};
-    }
-    if (request.method == "PUT") {
-      const auto found = objects_.find(request.target);
-      if (found == objects_.end()) return http::HttpResponse{404, {}, status(404, "NotFound")};
-      if (body["metadata"].value("resourceVersion", "") !=
-          found->second["metadata"]["resourceVersion"]) {
-        return http::HttpResponse{409, {}, status(409, "Conflict")};
-      }
-      body["metadata"]["resourceVersion"] = std::to_string(++version_);
-      found->second = body;
-      return http::HttpResponse{200, {}, body.dump()};
-    }
-    return http::HttpResponse{405, {}, status(405, "MethodNotAllowed")};
-  }
-  http::Result<http::HttpResponse> stream(const http::HttpRequest&,
-                                          const std::function<bool(std::string_view)>&,
-                                          http::CancelSignal&) override {
-    return std::unexpected(http::Error{http::ErrorCode::kConnectFailed, "no streams here"});
-  }
-
- private:
-  std::map<std::string, json> objects_;
-  std::deque<std::pair<std::string, http::Result<http::HttpResponse>>> faults_;
-  std::vector<http::HttpRequest> requests_;
-  std::int64_t version_ = 100;
-};
 
 // What one candidate saw through its callbacks.
 struct Observed {
@@ -130,9 +59,13 @@ class LeaderElectionTest : public ::testing::Test {
     };
   }
 
-  json spec() const { return server_.object(kLease)["spec"]; }
+  json spec() const { return storedLease()["spec"]; }
+  json storedLease() const { return server_.get(std::string(kLease)).value_or(json()); }
 
-  InMemoryApiServer server_;
+  // Holds objects with real resourceVersion semantics, so two electors can contend for one
+  // Lease: the scripted FakeTransport cannot play that part, since what is answered depends on
+  // what the other one wrote.
+  FakeApiServer server_;
   FakeClock clock_;
   base::Clock::TimePoint start_ = clock_.now();
   // No retries: each round is one attempt per request, as the tests count them.
@@ -172,13 +105,13 @@ TEST_F(LeaderElectionTest, AcquiresAnAbsentLeaseByCreatingIt) {
 
 TEST_F(LeaderElectionTest, RenewKeepsTheTermAndMovesRenewTime) {
   ASSERT_TRUE(electorA_.tryAcquireOrRenew().leading);
-  const std::string rv = server_.object(kLease)["metadata"]["resourceVersion"];
+  const std::string rv = storedLease()["metadata"]["resourceVersion"];
   clock_.advance(std::chrono::microseconds(2'000'250));  // renewTime shows microseconds
   const ElectionRound round = electorA_.tryAcquireOrRenew();
   EXPECT_TRUE(round.acquiredOrRenewed);
   EXPECT_TRUE(round.leading);
   EXPECT_EQ(a_.started, 1);  // one term
-  const auto& put = server_.requests().back();
+  const auto put = server_.requests().back();
   EXPECT_EQ(put.method, "PUT");
   EXPECT_EQ(json::parse(put.body)["metadata"]["resourceVersion"], rv);  // the precondition
   const json s = spec();
@@ -243,9 +176,9 @@ TEST_F(LeaderElectionTest, ExpiredLeaseIsTakenOverAndTheOldLeaderStops) {
 
 TEST_F(LeaderElectionTest, ALeaderThatSeesAnotherHolderStopsAtOnce) {
   ASSERT_TRUE(electorA_.tryAcquireOrRenew().leading);
-  json lease = server_.object(kLease);
+  json lease = storedLease();
   lease["spec"]["holderIdentity"] = "intruder";  // e.g. written by hand with kubectl
-  server_.put(kLease, lease);
+  server_.put(std::string(kLease), lease);
   clock_.advance(seconds(2));
   const ElectionRound round = electorA_.tryAcquireOrRenew();
   EXPECT_FALSE(round.leading);
