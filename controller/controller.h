@@ -46,13 +46,14 @@
 #include "lib/ipam/subnet_blocks.h"
 #include "lib/kube/client.h"
 #include "lib/kube/events.h"
+#include "lib/kube/paths.h"
 #include "lib/kube/watch.h"
 
 namespace vnetipam::controller {
 
 using api::kIPBlocksPath;
 using api::kPodSubnetsPath;
-inline constexpr std::string_view kNodesPath = "/api/v1/nodes";
+using kube::kNodesPath;
 
 // Where events go; EventRecorder in the binary, a list in tests.
 class EventSink {

@@ -16,6 +16,7 @@
 #include "api/constants.h"
 #include "lib/base/clock.h"
 #include "lib/kube/client.h"
+#include "lib/kube/paths.h"
 #include "node-agent/allocation_store.h"
 #include "node-agent/dataplane_drift.h"
 #include "node-agent/metrics.h"
@@ -23,7 +24,7 @@
 namespace vnetipam::agent {
 
 using api::kIPBlocksPath;
-inline constexpr std::string_view kPodsPath = "/api/v1/pods";
+using kube::kPodsPath;
 
 // The fields of an IPBlock the agent acts on (decoded with api/codec); the error says why for an
 // object that does not decode or is not a block of `nodeName` with a valid CIDR.
