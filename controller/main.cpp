@@ -39,6 +39,7 @@
 #include "lib/http/cpprest_transport.h"
 #include "lib/kube/client.h"
 #include "lib/kube/config.h"
+#include "lib/kube/connect.h"
 #include "lib/kube/events.h"
 #include "lib/kube/leader_election.h"
 #include "lib/observe/http_server.h"
@@ -125,12 +126,7 @@ int main(int argc, char** argv) {
     return 2;
   }
   auto transport = http::CpprestTransportImpl::create(
-      {.server = kubeConfig->server,
-       .caPem = kubeConfig->caPem,
-       .clientCertPem = kubeConfig->clientCertPem,
-       .clientKeyPem = kubeConfig->clientKeyPem,
-       .insecureSkipTlsVerify = kubeConfig->insecureSkipTlsVerify,
-       .requestTimeout = std::chrono::seconds(5)});
+      kube::transportOptions(*kubeConfig, {.requestTimeout = std::chrono::seconds(5)}));
   if (!transport) {
     std::fprintf(stderr, "vnet-ipam-controller: --kubeconfig: %s\n",
                  transport.error().message.c_str());

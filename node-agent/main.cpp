@@ -40,6 +40,7 @@
 #include "lib/ipam/journal.h"
 #include "lib/kube/client.h"
 #include "lib/kube/config.h"
+#include "lib/kube/connect.h"
 #include "lib/kube/events.h"
 #include "lib/kube/informer.h"
 #include "lib/net/host_dataplane.h"
@@ -207,13 +208,7 @@ int run(const AgentOptions& options) {
                   config.error().message);
     return 1;
   }
-  auto transport = http::CpprestTransportImpl::create({
-      .server = config->server,
-      .caPem = config->caPem,
-      .clientCertPem = config->clientCertPem,
-      .clientKeyPem = config->clientKeyPem,
-      .insecureSkipTlsVerify = config->insecureSkipTlsVerify,
-  });
+  auto transport = http::CpprestTransportImpl::create(kube::transportOptions(*config));
   if (!transport) {
     spdlog::error("kube client: {}", transport.error().message);
     return 1;
