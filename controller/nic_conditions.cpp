@@ -79,6 +79,9 @@ NicStatusPlan planNicStatus(const NicStatusInput& input) {
   for (const NicStatusBlock& b : input.blocks)
     byName.emplace(b.block.name, &b);
   const std::optional<NicPutFailure>& failure = input.putFailure;
+  std::map<std::string, const NicPutFailure*> quarantined;
+  for (const QuarantinedBlock& q : input.quarantined)
+    quarantined.emplace(q.name, &q.why);
   std::map<std::string, BlockStatusChange> writes;
   for (const PhaseChange& change : input.phaseChanges) {
     const auto found = byName.find(change.name);
@@ -92,6 +95,11 @@ NicStatusPlan planNicStatus(const NicStatusInput& input) {
                                        fmt::format("prefix {} is on NIC {} as ipConfiguration {}",
                                                    cidr.toString(), input.nicId, b.ipConfiguration),
                                        input.now);
+    } else if (change.to == api::BlockPhase::kPending && quarantined.contains(change.name)) {
+      const NicPutFailure& why = *quarantined.at(change.name);
+      write.programmed = nextCondition(b.programmed, api::kConditionProgrammed, false, why.reason,
+                                       why.message, input.now);
+      if (!alreadyFailing(b.programmed, why.reason)) out.newlyFailing.push_back(change.name);
     } else if (change.to == api::BlockPhase::kPending) {
       write.programmed =
           failure ? nextCondition(b.programmed, api::kConditionProgrammed, false, failure->reason,
@@ -105,11 +113,24 @@ NicStatusPlan planNicStatus(const NicStatusInput& input) {
     }
     writes.emplace(change.name, std::move(write));
   }
+  for (const auto& [name, why] : quarantined) {
+    const auto found = byName.find(name);
+    if (found == byName.end() || writes.contains(name)) continue;  // its phase change says it
+    const NicStatusBlock& b = *found->second;
+    if (b.block.trust != Trust::kAccepted || alreadyFailing(b.programmed, why->reason)) continue;
+    out.newlyFailing.push_back(name);
+    writes.emplace(name, BlockStatusChange{.name = name,
+                                           .phase = std::nullopt,
+                                           .programmed = nextCondition(
+                                               b.programmed, api::kConditionProgrammed, false,
+                                               why->reason, why->message, input.now)});
+  }
   if (failure) {
     const std::set<ipam::Prefix> onNic(input.nicPrefixes.begin(), input.nicPrefixes.end());
     for (const NicStatusBlock& b : input.blocks) {
-      // The blocks this PUT was to add; a leaving block is never added (N8).
-      if (b.block.trust != Trust::kAccepted || b.block.leaving() || onNic.contains(b.block.cidr)) {
+      // The blocks this PUT was to add; a leaving block is never added (N8), nor a quarantined one.
+      if (b.block.trust != Trust::kAccepted || b.block.leaving() || onNic.contains(b.block.cidr) ||
+          quarantined.contains(b.block.name)) {
         continue;
       }
       if (alreadyFailing(b.programmed, failure->reason)) continue;

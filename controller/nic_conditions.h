@@ -93,12 +93,22 @@ struct NicPutFailure {
   std::string message;
 };
 
+// A block left out of the PUT because another resource holds an address in its CIDR
+// (NicPlan::quarantined), with the refusal that taught it (reason: the cloud's code).
+struct QuarantinedBlock {
+  std::string name;
+  NicPutFailure why;
+};
+
 struct NicStatusInput {
   std::span<const NicStatusBlock> blocks;
   std::span<const PhaseChange> phaseChanges;  // NicPlan::phaseChanges
   std::span<const ipam::Prefix> nicPrefixes;  // the NIC as the pass's GET read it
   std::string nicId;
   std::optional<NicPutFailure> putFailure;  // the pass's PUT failed
+  // Programmed=False with their own reason and message (once per reason, with a Warning Event);
+  // not among the blocks a failed PUT was to add.
+  std::span<const QuarantinedBlock> quarantined;
   bool nodeExists = true;
   std::optional<api::Condition> nodeCondition;  // the Node's VnetIpamNICProgrammed
   Time now{};
@@ -107,9 +117,11 @@ struct NicStatusInput {
 struct NicStatusPlan {
   // The phase changes of the table, each with its Programmed condition in the same apply (so the
   // happy path costs no write more than the phase), and, when the PUT failed, Programmed=False on
-  // the blocks it was to add, once per distinct reason. Sorted by name.
+  // the blocks it was to add, once per distinct reason; Programmed=False on quarantined blocks,
+  // the same way. Sorted by name.
   std::vector<BlockStatusChange> writes;
-  // Blocks whose Programmed turns False for this failure: each gets a Warning Event, once.
+  // Blocks whose Programmed turns False for this failure (or their quarantine): each gets a
+  // Warning Event, once.
   std::vector<std::string> newlyFailing;
   // The Node condition to write: only when a PUT fails, and True again when the NIC takes one (or
   // needs none) afterwards, so a node whose NIC never failed costs no write.

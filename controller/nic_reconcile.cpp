@@ -21,6 +21,7 @@
 // | N14 | refused (Invalid)   | any                 | never added; owns nothing (N9-N12)| -
 // |     |   ... being deleted | any                 | -      | remove finalizer        | -
 // | N15 | undecided           | present / absent    | keep / never added | -            | -
+// | N16 | held by others      | absent              | never added | quarantined     | -
 // clang-format on
 //
 // leaving = phase Releasing or deletionTimestamp set. draining = leaving and the block still
@@ -50,9 +51,15 @@
 //    no accepted block has it, it is an unowned prefix like any other. An undecided block (N15:
 //    its PodSubnet is not carved yet, as at start-up before Azure answers) keeps a prefix already
 //    there, so a restart never takes a live block's prefix off, but gets nothing added.
+//  - A block whose CIDR another Azure resource holds an address in (N16: accepted, not leaving,
+//    its prefix absent, the CIDR in NicInput::heldByOthers) would make Azure refuse the whole PUT,
+//    and with it every other block of the node. It is left out of the PUT and quarantined: never
+//    Ready, released by the caller, replaced by another block. A prefix of it the NIC shows is ours
+//    after all (the hold is stale): N2-N6 apply as ever.
 #include "controller/nic_reconcile.h"
 
 #include <algorithm>
+#include <cctype>
 #include <set>
 
 #include <fmt/format.h>
@@ -111,6 +118,14 @@ NicPlan planNic(const NicInput& input) {
       } else {
         // N8
         plan.finishedReleasing.push_back(block.name);
+      }
+      continue;
+    }
+    if (!present && std::ranges::find(input.heldByOthers, block.cidr) != input.heldByOthers.end()) {
+      // N16: whatever its phase, the NIC does not show it and Azure would refuse it.
+      plan.quarantined.push_back(block.name);
+      if (block.phase != BlockPhase::kPending) {
+        plan.phaseChanges.push_back({block.name, block.phase, BlockPhase::kPending});
       }
       continue;
     }
@@ -193,6 +208,102 @@ NicPlan planNic(const NicInput& input) {
   plan.desiredPrefixes.assign(desired.begin(), desired.end());
   plan.needsPut = desired != on_nic;
   return plan;
+}
+
+bool addressHeldByOthers(std::string_view azureCode) {
+  return azureCode == "PrivateIPAddressInUse" || azureCode == "PrivateIPAddressIsAllocated";
+}
+
+namespace {
+
+std::string lower(std::string_view text) {
+  std::string out(text);
+  for (char& c : out)
+    c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return out;
+}
+
+// `name` appears in `text` as a whole name (not the start of a longer one: "vnetipam-10-0-0-0-2"
+// is not named by "vnetipam-10-0-0-0-24").
+bool namesWhole(std::string_view text, std::string_view name) {
+  const auto partOfName = [](char c) {
+    return std::isalnum(static_cast<unsigned char>(c)) != 0 || c == '-' || c == '_';
+  };
+  for (std::size_t at = text.find(name); at != std::string_view::npos;
+       at = text.find(name, at + 1)) {
+    const std::size_t end = at + name.size();
+    if ((at == 0 || !partOfName(text[at - 1])) && (end == text.size() || !partOfName(text[end]))) {
+      return true;
+    }
+  }
+  return false;
+}
+
+// The IPv4 addresses and prefixes `text` names ("10.0.0.5", "10.0.0.16/28"), as prefixes.
+std::vector<ipam::Prefix> namedV4(std::string_view text) {
+  std::vector<ipam::Prefix> out;
+  std::size_t i = 0;
+  while (i < text.size()) {
+    const auto isPart = [](char c) {
+      return std::isdigit(static_cast<unsigned char>(c)) != 0 || c == '.' || c == '/';
+    };
+    if (!isPart(text[i])) {
+      ++i;
+      continue;
+    }
+    std::size_t end = i;
+    while (end < text.size() && isPart(text[end]))
+      ++end;
+    std::string_view token = text.substr(i, end - i);
+    while (!token.empty() && (token.back() == '.' || token.back() == '/'))
+      token.remove_suffix(1);
+    i = end;
+    if (token.find('/') != std::string_view::npos) {
+      if (auto p = ipam::Prefix::parse(token); p && p->family() == ipam::Family::kV4) {
+        out.push_back(*p);
+      }
+    } else if (auto a = ipam::IPAddress::parse(token); a && a->family() == ipam::Family::kV4) {
+      out.push_back(ipam::Prefix::masked(*a, 32));
+    }
+  }
+  return out;
+}
+
+}  // namespace
+
+std::optional<std::string> conflictingBlock(
+    std::span<const NicBlock> blocks, std::span<const ipam::Prefix> nicPrefixes,
+    std::span<const ipam::Prefix> desired, std::string_view message,
+    const std::function<std::string(const ipam::Prefix&)>& ipConfigName) {
+  std::vector<const NicBlock*> added;
+  for (const NicBlock& b : blocks) {
+    if (b.trust != Trust::kAccepted || b.leaving()) continue;
+    if (std::ranges::find(nicPrefixes, b.cidr) != nicPrefixes.end()) continue;
+    if (std::ranges::find(desired, b.cidr) == desired.end()) continue;
+    added.push_back(&b);
+  }
+  const auto only = [](const std::vector<const NicBlock*>& found) -> std::optional<std::string> {
+    if (found.size() == 1) return found.front()->name;
+    return std::nullopt;
+  };
+  const std::string text = lower(message);
+  std::vector<const NicBlock*> named;
+  for (const NicBlock* b : added) {
+    if (namesWhole(text, lower(ipConfigName(b->cidr)))) named.push_back(b);
+  }
+  if (!named.empty()) return only(named);
+  const std::vector<ipam::Prefix> addresses = namedV4(message);
+  if (!addresses.empty()) {
+    std::vector<const NicBlock*> holding;
+    for (const NicBlock* b : added) {
+      if (std::ranges::all_of(addresses,
+                              [&](const ipam::Prefix& a) { return b->cidr.overlaps(a); })) {
+        holding.push_back(b);
+      }
+    }
+    if (!holding.empty()) return only(holding);
+  }
+  return only(added);
 }
 
 NoCloudPlan planWithoutCloud(std::span<const NicBlock> blocks,

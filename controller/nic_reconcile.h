@@ -18,6 +18,7 @@
 #pragma once
 
 #include <chrono>
+#include <functional>
 #include <map>
 #include <optional>
 #include <span>
@@ -60,6 +61,11 @@ struct NicInput {
   // replica (or just now) that the informer cache does not show yet.
   std::chrono::seconds unownedGrace{60};
   Time now{};
+  // CIDRs in which another Azure resource holds an address: the cloud refused a PUT that carried
+  // one of them (addressHeldByOthers, conflictingBlock). A block of such a CIDR whose prefix is not
+  // on the NIC is quarantined (N16): left out of the PUT, so the node's other blocks are
+  // programmed.
+  std::span<const ipam::Prefix> heldByOthers;
 };
 
 struct PhaseChange {
@@ -101,9 +107,34 @@ struct NicPlan {
   std::map<ipam::Prefix, Time> unownedFirstSeen;
   // When the earliest unowned prefix's grace ends: requeue the node then.
   std::optional<Time> recheckAt;
+  // N16: accepted blocks, not leaving, whose prefix is not on the NIC and whose CIDR another
+  // resource holds an address in. Not in desiredPrefixes, never set Ready: the caller writes their
+  // Programmed=False condition and releases them (deletes the IPBlock, the ordinary release path),
+  // and the node gets another block in their place.
+  std::vector<std::string> quarantined;
 };
 
 NicPlan planNic(const NicInput& input);
+
+// The cloud refused a NIC PUT because another resource holds an address the PUT asked for:
+// Azure's PrivateIPAddressInUse ("IP configuration <ours> is using the same private IP address
+// <address> as IP configuration <theirs>") or PrivateIPAddressIsAllocated ("IP configuration
+// <ours> is using the private IP address <address> which is already allocated to resource
+// <theirs>").
+bool addressHeldByOthers(std::string_view azureCode);
+
+// Which block a PUT refused with addressHeldByOthers() was refused for: one of `blocks` the PUT was
+// to add (accepted, not leaving, its prefix in `desired` and not in `nicPrefixes`). In order:
+//  1. the one whose ipConfiguration name (`ipConfigName`: azure::ipConfigName, which this pure
+//     core does not link) the cloud's message names;
+//  2. the one holding the addresses and prefixes the message names (every one of them in it);
+//  3. the only one the PUT was to add.
+// nullopt when none of these picks exactly one block: the caller then treats the failure as any
+// other (every block the PUT was to add stays Pending), never guessing a block that is not it.
+std::optional<std::string> conflictingBlock(
+    std::span<const NicBlock> blocks, std::span<const ipam::Prefix> nicPrefixes,
+    std::span<const ipam::Prefix> desired, std::string_view message,
+    const std::function<std::string(const ipam::Prefix&)>& ipConfigName);
 
 // --cloud=none: no NIC to program; accepted blocks go Pending -> Ready, leaving blocks go at once.
 //

@@ -124,15 +124,46 @@ Result<Prefix> SubnetBlockSet::allocateNext() {
                             "before allocating",
                             subnet_.toString()));
   }
-  const auto index = used_.findClearFrom(next_);
-  if (!index) {
-    return fail(ErrorCode::kExhausted,
-                fmt::format("subnet {} is exhausted: all {} usable /{} blocks are allocated",
-                            subnet_.toString(), usableCount(), block_length_));
+  // Each held free block is met at most once on the way round: held_.size() + 1 searches find a
+  // free block that is not held, if there is one.
+  std::uint64_t from = next_;
+  for (std::size_t tries = 0; tries <= held_.size(); ++tries) {
+    const auto index = used_.findClearFrom(from);
+    if (!index) break;
+    if (held_.contains(*index)) {
+      from = *index + 1;
+      continue;
+    }
+    used_.set(*index);
+    next_ = *index + 1;
+    return blockAt(*index);
   }
-  used_.set(*index);
-  next_ = *index + 1;
-  return blockAt(*index);
+  if (!held_.empty() && freeCount() > 0) {
+    return fail(ErrorCode::kExhausted,
+                fmt::format("subnet {} is exhausted: every free /{} block holds an address of "
+                            "another resource ({} blocks held by others)",
+                            subnet_.toString(), block_length_, held_.size()));
+  }
+  return fail(ErrorCode::kExhausted,
+              fmt::format("subnet {} is exhausted: all {} usable /{} blocks are allocated",
+                          subnet_.toString(), usableCount(), block_length_));
+}
+
+Result<void> SubnetBlockSet::holdForOthers(const Prefix& block) {
+  auto index = indexOf(block);
+  if (!index) return std::unexpected(index.error());
+  if (!isExcluded(*index)) held_.insert(*index);
+  return {};
+}
+
+bool SubnetBlockSet::releaseHoldForOthers(const Prefix& block) {
+  const auto index = indexOf(block);
+  return index && held_.erase(*index) > 0;
+}
+
+bool SubnetBlockSet::isHeldForOthers(const Prefix& block) const {
+  const auto index = indexOf(block);
+  return index && held_.contains(*index);
 }
 
 Result<void> SubnetBlockSet::release(const Prefix& block) {
@@ -165,6 +196,9 @@ std::optional<std::string> SubnetBlockSet::invariantViolation() const {
     return fmt::format("excluded count {} but ranges cover {}", excluded_count_, excluded);
   }
   if (used_.countSet() < excluded_count_) return "fewer blocks taken than excluded";
+  for (const std::uint64_t h : held_) {
+    if (h >= blockCount() || isExcluded(h)) return fmt::format("held block {} is invalid", h);
+  }
   return std::nullopt;
 }
 

@@ -13,6 +13,7 @@
 
 #include <cstdint>
 #include <optional>
+#include <set>
 #include <span>
 #include <string>
 #include <utility>
@@ -77,6 +78,18 @@ class SubnetBlockSet {
   // kNotFound when the block is not allocated (a double release), kConflict when it is excluded.
   Result<void> release(const Prefix& block);
 
+  // Blocks in which something else (another Azure resource) holds an address, as the cloud said
+  // when it refused the block's prefix: allocateNext() skips them while they are held. A hold is
+  // not an allocation: it does not change the counts above (the addresses others hold are counted
+  // apart, from the cloud's usage figures), occupy() and release() ignore it, and a block that is
+  // allocated may be held too (it was carved before the hold). holdForOthers() fails as indexOf()
+  // does; an excluded block needs no hold and is accepted as is.
+  Result<void> holdForOthers(const Prefix& block);
+  // Returns true when the block was held.
+  bool releaseHoldForOthers(const Prefix& block);
+  bool isHeldForOthers(const Prefix& block) const;
+  std::uint64_t heldForOthersCount() const { return held_.size(); }
+
   // The first broken invariant, or nullopt. For tests, after every step.
   std::optional<std::string> invariantViolation() const;
 
@@ -92,6 +105,7 @@ class SubnetBlockSet {
   std::uint64_t excluded_count_ = 0;
   std::uint64_t next_ = 0;
   bool occupying_ = true;
+  std::set<std::uint64_t> held_;  // holdForOthers(); few, by index
 };
 
 }  // namespace vnetipam::ipam

@@ -191,5 +191,59 @@ TEST(NicStatusTest, TheNodeConditionTurnsTrueOnlyAfterAFailure) {
   EXPECT_FALSE(planNicStatus(input).nodeCondition) << "no Node to write";
 }
 
+TEST(NicStatusTest, AQuarantinedBlockSaysWhyOnceAndIsNotAmongAFailedPutsBlocks) {
+  const std::vector<NicStatusBlock> blocks = {statusBlock("a", kA, api::BlockPhase::kPending),
+                                              statusBlock("b", kB, api::BlockPhase::kPending)};
+  const std::vector<QuarantinedBlock> quarantined = {
+      {.name = "b",
+       .why = {.reason = "PrivateIPAddressInUse", .message = "held by nic-x: 10.240.0.40"}}};
+  NicStatusInput input{.blocks = blocks,
+                       .phaseChanges = {},
+                       .nicPrefixes = {},
+                       .nicId = "/nic/a",
+                       .putFailure = {},
+                       .quarantined = quarantined,
+                       .nodeExists = true,
+                       .nodeCondition = {},
+                       .now = kT0};
+  NicStatusPlan plan = planNicStatus(input);
+  ASSERT_EQ(plan.writes.size(), 1u);
+  EXPECT_EQ(plan.writes[0].name, "b");
+  EXPECT_EQ(plan.writes[0].phase, std::nullopt) << "stays Pending";
+  EXPECT_EQ(plan.writes[0].programmed->status, "False");
+  EXPECT_EQ(plan.writes[0].programmed->reason, "PrivateIPAddressInUse");
+  EXPECT_EQ(plan.writes[0].programmed->message, "held by nic-x: 10.240.0.40");
+  EXPECT_EQ(plan.newlyFailing, std::vector<std::string>{"b"});
+  EXPECT_FALSE(plan.nodeCondition) << "the node is not stalled: no Node condition";
+
+  // Said once: the same reason again writes nothing.
+  const std::vector<NicStatusBlock> said = {
+      statusBlock("a", kA, api::BlockPhase::kPending),
+      statusBlock("b", kB, api::BlockPhase::kPending, plan.writes[0].programmed)};
+  input.blocks = said;
+  EXPECT_TRUE(planNicStatus(input).writes.empty());
+
+  // The PUT of the others fails too: a gets that failure, b keeps its own reason.
+  input.blocks = blocks;
+  input.putFailure = NicPutFailure{.reason = "Throttled", .message = "429"};
+  plan = planNicStatus(input);
+  ASSERT_EQ(plan.writes.size(), 2u);
+  EXPECT_EQ(plan.writes[0].programmed->reason, "Throttled");
+  EXPECT_EQ(plan.writes[1].programmed->reason, "PrivateIPAddressInUse");
+
+  // A Ready block whose prefix vanished and whose CIDR is held goes Pending with the hold's words.
+  const std::vector<NicStatusBlock> ready = {statusBlock("b", kB, api::BlockPhase::kReady)};
+  const std::vector<PhaseChange> changes = {
+      {.name = "b", .from = api::BlockPhase::kReady, .to = api::BlockPhase::kPending}};
+  input.blocks = ready;
+  input.phaseChanges = changes;
+  input.putFailure = {};
+  plan = planNicStatus(input);
+  ASSERT_EQ(plan.writes.size(), 1u);
+  EXPECT_EQ(plan.writes[0].phase, api::BlockPhase::kPending);
+  EXPECT_EQ(plan.writes[0].programmed->reason, "PrivateIPAddressInUse");
+  EXPECT_EQ(plan.newlyFailing, std::vector<std::string>{"b"});
+}
+
 }  // namespace
 }  // namespace vnetipam::controller

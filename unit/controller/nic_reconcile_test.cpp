@@ -1,5 +1,7 @@
 #include "controller/nic_reconcile.h"
 
+#include <algorithm>
+#include <string>
 #include <vector>
 
 #include <gtest/gtest.h>
@@ -305,6 +307,140 @@ TEST(NicReconcile, WithoutACloudAcceptedBlocksGoReadyAndLeavingOnesGoAtOnce) {
             (NoCloudPlan{.toReady = {"pending"},
                          .finished = {"leaving", "refused-gone"},
                          .dropFinalizer = {"ready", "refused"}}));
+}
+
+// N16: another Azure resource holds an address inside one of three new blocks. The PUT carries the
+// other two; the one held by others is quarantined (left out, not Ready, for the caller to
+// release). Without a hold the same three blocks all go into one PUT, as ever.
+NicPlan planHeld(const std::vector<NicBlock>& blocks, const std::vector<ipam::Prefix>& nic,
+                 const std::vector<ipam::Prefix>& held) {
+  return planNic({.blocks = blocks,
+                  .nicPrefixes = nic,
+                  .managedRanges = kManaged,
+                  .unownedFirstSeen = {},
+                  .unownedGrace = seconds{60},
+                  .now = kT0,
+                  .heldByOthers = held});
+}
+
+TEST(NicReconcile, N16OneBlockHeldByOthersAmongThreeIsLeftOutAndTheOthersArePut) {
+  const std::vector<NicBlock> three = {block("a", "10.240.0.16/28", BlockPhase::kPending),
+                                       block("b", "10.240.0.32/28", BlockPhase::kPending),
+                                       block("c", "10.240.0.48/28", BlockPhase::kPending)};
+  NicPlan none = planHeld(three, {}, {});
+  EXPECT_TRUE(none.needsPut);
+  EXPECT_EQ(none.desiredPrefixes,
+            (std::vector{P("10.240.0.16/28"), P("10.240.0.32/28"), P("10.240.0.48/28")}));
+  EXPECT_TRUE(none.quarantined.empty());
+  EXPECT_TRUE(none.phaseChanges.empty());
+
+  // A hold of a CIDR no block of this node has changes nothing either.
+  EXPECT_EQ(planHeld(three, {}, {P("10.240.1.0/28")}).desiredPrefixes, none.desiredPrefixes);
+
+  NicPlan held = planHeld(three, {}, {P("10.240.0.32/28")});
+  EXPECT_TRUE(held.needsPut);
+  EXPECT_EQ(held.desiredPrefixes, (std::vector{P("10.240.0.16/28"), P("10.240.0.48/28")}));
+  EXPECT_EQ(held.quarantined, std::vector<std::string>{"b"});
+  EXPECT_TRUE(held.phaseChanges.empty()) << "b stays Pending: never Ready";
+
+  // The next GET shows the two: they go Ready, b stays quarantined and is still not added.
+  held = planHeld(three, {P("10.240.0.16/28"), P("10.240.0.48/28")}, {P("10.240.0.32/28")});
+  EXPECT_FALSE(held.needsPut);
+  EXPECT_EQ(held.quarantined, std::vector<std::string>{"b"});
+  EXPECT_EQ(held.phaseChanges,
+            (std::vector<PhaseChange>{{"a", BlockPhase::kPending, BlockPhase::kReady},
+                                      {"c", BlockPhase::kPending, BlockPhase::kReady}}));
+}
+
+TEST(NicReconcile, N16AVanishedReadyBlockHeldByOthersGoesBackToPendingAndIsNotAddedAgain) {
+  NicPlan p =
+      planHeld({block("a", "10.240.0.16/28", BlockPhase::kReady)}, {}, {P("10.240.0.16/28")});
+  EXPECT_FALSE(p.needsPut);
+  EXPECT_EQ(p.quarantined, std::vector<std::string>{"a"});
+  EXPECT_EQ(p.phaseChanges,
+            (std::vector<PhaseChange>{{"a", BlockPhase::kReady, BlockPhase::kPending}}));
+}
+
+TEST(NicReconcile, N16APrefixTheNicShowsIsOursWhateverTheHoldSays) {
+  NicPlan p = planHeld({block("a", "10.240.0.16/28", BlockPhase::kPending)}, {P("10.240.0.16/28")},
+                       {P("10.240.0.16/28")});
+  EXPECT_TRUE(p.quarantined.empty());
+  EXPECT_EQ(p.phaseChanges,
+            (std::vector<PhaseChange>{{"a", BlockPhase::kPending, BlockPhase::kReady}}));
+}
+
+TEST(NicReconcile, N16LeavingRefusedAndUndecidedBlocksAreNotQuarantined) {
+  NicBlock leaving = block("a", "10.240.0.16/28", BlockPhase::kPending, /*deleting=*/true);
+  NicBlock refused = block("b", "10.240.0.32/28", BlockPhase::kPending);
+  refused.trust = Trust::kInvalid;
+  NicBlock undecided = block("c", "10.240.0.48/28", BlockPhase::kPending);
+  undecided.trust = Trust::kUndecided;
+  NicPlan p = planHeld({leaving, refused, undecided}, {},
+                       {P("10.240.0.16/28"), P("10.240.0.32/28"), P("10.240.0.48/28")});
+  EXPECT_TRUE(p.quarantined.empty());
+  EXPECT_EQ(p.finishedReleasing, std::vector<std::string>{"a"}) << "N8 as ever";
+}
+
+TEST(NicReconcile, OnlyAzuresInUseCodesMeanAnAddressHeldByOthers) {
+  EXPECT_TRUE(addressHeldByOthers("PrivateIPAddressInUse"));
+  EXPECT_TRUE(addressHeldByOthers("PrivateIPAddressIsAllocated"));
+  EXPECT_FALSE(addressHeldByOthers("SubnetIsFull"));
+  EXPECT_FALSE(addressHeldByOthers("PrivateIPAddressIsReserved"));
+  EXPECT_FALSE(addressHeldByOthers(""));
+}
+
+// Which block a refusal names: the PUT below adds b, c and d; a is on the NIC already.
+class ConflictingBlockTest : public ::testing::Test {
+ protected:
+  std::optional<std::string> of(std::string_view message) const {
+    // azure::ipConfigName's names ("vnetipam-10-240-0-16-28"); the pure core does not link it.
+    return conflictingBlock(blocks_, nic_, desired_, message, [](const ipam::Prefix& p) {
+      std::string address = p.address().toString();
+      std::ranges::replace(address, '.', '-');
+      return "vnetipam-" + address + "-" + std::to_string(p.length());
+    });
+  }
+  std::vector<NicBlock> blocks_ = {block("a", "10.240.0.16/28", BlockPhase::kReady),
+                                   block("b", "10.240.0.32/28", BlockPhase::kPending),
+                                   block("c", "10.240.0.48/28", BlockPhase::kPending),
+                                   block("d", "10.240.0.64/28", BlockPhase::kPending)};
+  std::vector<ipam::Prefix> nic_ = {P("10.240.0.16/28")};
+  std::vector<ipam::Prefix> desired_ = {P("10.240.0.16/28"), P("10.240.0.32/28"),
+                                        P("10.240.0.48/28"), P("10.240.0.64/28")};
+};
+
+TEST_F(ConflictingBlockTest, TheIpConfigurationTheMessageNamesIsTheOne) {
+  // The VNET mock's words, which are Azure's for PrivateIPAddressInUse.
+  EXPECT_EQ(of("IP configuration /subscriptions/s/resourceGroups/rg/providers/Microsoft.Network/"
+               "networkInterfaces/n0/ipConfigurations/vnetipam-10-240-0-48-28 is using the same "
+               "private IP address 10.240.0.48/28 as IP configuration /subscriptions/s/"
+               "resourceGroups/rg/providers/Microsoft.Network/networkInterfaces/n3/"
+               "ipConfigurations/foreign."),
+            "c");
+  // Case does not matter; a longer name is not this one.
+  EXPECT_EQ(of("IP configuration .../ipConfigurations/VNETIPAM-10-240-0-64-28 is using ..."), "d");
+  EXPECT_EQ(of("ipConfigurations/vnetipam-10-240-0-64-280 and 10.240.0.70"), "d")
+      << "not named: the address decides";
+}
+
+TEST_F(ConflictingBlockTest, OtherwiseTheAddressTheMessageNames) {
+  // Azure's PrivateIPAddressIsAllocated names the address and the other resource.
+  EXPECT_EQ(of("IP configuration /x/ipConfigurations/ipconfig1 is using the private IP address "
+               "10.240.0.37 which is already allocated to resource /y/networkInterfaces/other."),
+            "b");
+  // An address in no block the PUT adds (a's is on the NIC already) picks none of them...
+  EXPECT_EQ(of("the private IP address 10.240.0.20 is in use."), std::nullopt);
+  // ... and addresses in two blocks name no single one.
+  EXPECT_EQ(of("10.240.0.37 and 10.240.0.50"), std::nullopt);
+}
+
+TEST_F(ConflictingBlockTest, WithoutAClueOnlyASingleAddedBlockIsTheOne) {
+  EXPECT_EQ(of("Private IP address is in use."), std::nullopt) << "three added: no guess";
+  nic_ = {P("10.240.0.16/28"), P("10.240.0.32/28"), P("10.240.0.64/28")};
+  EXPECT_EQ(of("Private IP address is in use."), "c");
+  // A leaving or refused block is never added, so never the one.
+  blocks_[2].deleting = true;
+  EXPECT_EQ(of("Private IP address is in use."), std::nullopt);
 }
 
 }  // namespace

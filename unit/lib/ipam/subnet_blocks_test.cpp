@@ -253,5 +253,35 @@ TEST(SubnetBlockSet, SlashEightIntoSlash28IsAMillionBlocksInAboutOneBitEach) {
   EXPECT_EQ(set->invariantViolation(), std::nullopt);
 }
 
+TEST(SubnetBlockSet, ABlockHeldForOthersIsSkippedUntilTheHoldEnds) {
+  SubnetBlockSet set = carved("10.240.0.0/26", 28, {.excludeAzureReserved = false});
+  ASSERT_TRUE(set.holdForOthers(P("10.240.0.0/28")));
+  ASSERT_TRUE(set.holdForOthers(P("10.240.0.32/28")));
+  EXPECT_TRUE(set.isHeldForOthers(P("10.240.0.0/28")));
+  EXPECT_EQ(set.heldForOthersCount(), 2u);
+  EXPECT_EQ(set.freeCount(), 4u) << "a hold is not an allocation";
+  EXPECT_EQ(set.allocateNext().value(), P("10.240.0.16/28"));
+  EXPECT_EQ(set.allocateNext().value(), P("10.240.0.48/28"));
+  const auto none = set.allocateNext();
+  ASSERT_FALSE(none);
+  EXPECT_EQ(none.error().code, ErrorCode::kExhausted);
+  EXPECT_NE(none.error().message.find("held by others"), std::string::npos) << none.error().message;
+  EXPECT_INVARIANTS(set);
+  // The hold ends: the block is handed out again.
+  EXPECT_TRUE(set.releaseHoldForOthers(P("10.240.0.32/28")));
+  EXPECT_FALSE(set.releaseHoldForOthers(P("10.240.0.32/28")));
+  EXPECT_EQ(set.allocateNext().value(), P("10.240.0.32/28"));
+  // occupy() and release() ignore holds; a block not of the subnet cannot be held; an excluded one
+  // needs no hold.
+  EXPECT_TRUE(set.occupy(P("10.240.0.0/28")));
+  EXPECT_TRUE(set.release(P("10.240.0.0/28")));
+  EXPECT_FALSE(set.holdForOthers(P("10.241.0.0/28")));
+  SubnetBlockSet azure = carved("10.240.0.0/24", 28);
+  EXPECT_TRUE(azure.holdForOthers(P("10.240.0.0/28")));
+  EXPECT_FALSE(azure.isHeldForOthers(P("10.240.0.0/28")));
+  EXPECT_INVARIANTS(set);
+  EXPECT_INVARIANTS(azure);
+}
+
 }  // namespace
 }  // namespace vnetipam::ipam
