@@ -29,6 +29,12 @@ JournalEntry releaseEntry(const std::string& blockName, const ipam::Prefix& bloc
       .releasedAt = now};
 }
 
+// Whether an allocation recorded for network `held` is what a request for network `requested`
+// means (protocol.h): the same network, or either one unnamed (a plugin of an earlier release).
+bool sameNetwork(std::string_view held, std::string_view requested) {
+  return held.empty() || requested.empty() || held == requested;
+}
+
 }  // namespace
 
 PodVerdict podVerdict(std::string_view recordedUID, const LivePod& live) {
@@ -52,11 +58,14 @@ AllocationStore::OwnerKey AllocationStore::ownerKey(std::string_view containerID
 }
 
 std::vector<AllocationStore::OwnerKey> AllocationStore::heldKeysLocked(
-    std::string_view containerID, std::string_view ifName) const {
+    std::string_view containerID, std::string_view ifName, std::string_view network) const {
   std::vector<OwnerKey> keys;
   for (ipam::Family f : {ipam::Family::kV4, ipam::Family::kV6}) {
     OwnerKey key = ownerKey(containerID, ifName, f);
-    if (held_.contains(key)) keys.push_back(std::move(key));
+    auto it = held_.find(key);
+    if (it != held_.end() && sameNetwork(it->second.network, network)) {
+      keys.push_back(std::move(key));
+    }
   }
   return keys;
 }
@@ -121,6 +130,7 @@ base::Result<std::unique_ptr<AllocationStore>> AllocationStore::recover(
       store->held_.emplace(ownerKey(owner.containerId, owner.ifName, address.family()),
                            Held{.block = name,
                                 .address = address,
+                                .network = a.network,
                                 .podNamespace = a.podNamespace,
                                 .podName = a.podName,
                                 .podUID = a.podUID,
@@ -297,6 +307,7 @@ Allocation AllocationStore::toAllocation(const OwnerKey& key, const Held& held) 
   const auto& block = blocks_.at(held.block);
   return Allocation{.containerID = key.containerId,
                     .ifName = key.ifName,
+                    .network = held.network,
                     .podNamespace = held.podNamespace,
                     .podName = held.podName,
                     .podUID = held.podUID,
@@ -329,6 +340,20 @@ Response AllocationStore::allocate(const Request& request) {
       request.families.empty() ? std::vector{ipam::Family::kV4} : request.families;
   const auto isAsked = [&](ipam::Family f) { return std::ranges::find(asked, f) != asked.end(); };
   std::unique_lock lock(mu_);
+  // The attachment holding an address for another network: one network namespace has one
+  // interface of a name, so this is a misconfiguration (or a runtime confused about which network
+  // it attached). Answering with the other network's address would let either network's DEL free
+  // it under the other; so nothing is taken, and the other network keeps what it holds.
+  for (const OwnerKey& key : heldKeysLocked(request.containerID, request.ifName, {})) {
+    const Held& other = held_.at(key);
+    if (sameNetwork(other.network, request.network)) continue;
+    return failed(Response::failure(
+        ErrorCode::kInterfaceExists,
+        fmt::format("allocate for {} in network {}: the attachment holds {} for network {}", who,
+                    request.network, other.address.toString(), other.network),
+        "one network namespace has one interface of a name, so two networks cannot both attach "
+        "it: DEL it in the other network first, or give this network another interface name"));
+  }
   // What the owner holds already: everything, after a retried ADD; one family, after a crash
   // between the two appends of a dual-stack allocate (or an ADD while the node served one).
   Response response;
@@ -358,16 +383,37 @@ Response AllocationStore::allocate(const Request& request) {
                                                who, options_.nodeName)));
   }
   const ipam::TimePoint now = clock_();
+  auto taken = takeLocked(request, missing, response.allocations.size(), now);
+  if (!taken) return failed(std::move(taken.error()));
+  auto last = recordLocked(request, *taken, now);
+  if (!last) return failed(std::move(last.error()));
+  publishLocked(request, *taken, now, response);
+  lock.unlock();
+  // The fsync failing leaves the allocations in memory though they may not be on disk: a leak
+  // (the runtime sees ADD fail and never uses them; GC returns them) rather than a release that
+  // might hand out an address a crash could not account for.
+  if (auto f = syncOrFail(*last, fmt::format("allocate for {}", who))) return failed(*f);
+  if (metrics_) {
+    std::vector<ipam::Family> families;
+    for (const Taken& t : *taken)
+      families.push_back(t.family);
+    metrics_->allocated(since(start), families);
+  }
+  for (const Allocation& a : response.allocations) {
+    spdlog::debug("allocated {} to {} (pod {}/{}) from block {}", a.address.toString(), who,
+                  request.podNamespace, request.podName, a.blockName);
+  }
+  return response;
+}
+
+std::expected<std::vector<AllocationStore::Taken>, Response> AllocationStore::takeLocked(
+    const Request& request, const std::vector<ipam::Family>& missing, std::size_t held,
+    ipam::TimePoint now) {
+  const std::string who =
+      fmt::format("container {} interface {}", request.containerID, request.ifName);
   const ipam::Owner owner{request.containerID, request.ifName};
   // Every missing family is taken in memory before anything is journalled: a family that cannot
   // be had undoes the others here, and the journal never sees them.
-  struct Taken {
-    ipam::Family family;
-    const std::string* name;
-    BlockState* block;
-    ipam::IPAddress address;
-    ipam::Seq seq = 0;
-  };
   std::vector<Taken> taken;
   const auto undo = [&] {
     // Never answered, so free at once rather than cooling (BlockAllocator::unallocate).
@@ -376,7 +422,7 @@ Response AllocationStore::allocate(const Request& request) {
   };
   const auto noFreeAddress = [&](std::string_view family, std::size_t usable,
                                  std::uint64_t cooling) {
-    return failed(Response::failure(
+    return std::unexpected(Response::failure(
         ErrorCode::kTryAgainLater,
         fmt::format("allocate for {}: no free {}address on node {}", who, family,
                     options_.nodeName),
@@ -400,7 +446,7 @@ Response AllocationStore::allocate(const Request& request) {
       if (!address) {
         if (address.error().code == base::ErrorCode::kExhausted) continue;
         undo();
-        return failed(Response::failure(
+        return std::unexpected(Response::failure(
             ErrorCode::kAgentInternal,
             fmt::format("allocate for {} in block {}: {}", who, *name, address.error().message)));
       }
@@ -415,12 +461,21 @@ Response AllocationStore::allocate(const Request& request) {
         cooling += block->allocator->coolingCount(now);
       // A single-family node answers as it always has; a dual-stack one names the family.
       const bool dual =
-          missing.size() + response.allocations.size() > 1 ||
+          missing.size() + held > 1 ||
           servesLocked(family == ipam::Family::kV4 ? ipam::Family::kV6 : ipam::Family::kV4);
       return noFreeAddress(dual ? fmt::format("{} ", ipam::toString(family)) : std::string(),
                            candidates.size(), cooling);
     }
   }
+  return taken;
+}
+
+std::expected<ipam::Seq, Response> AllocationStore::recordLocked(const Request& request,
+                                                                 std::vector<Taken>& taken,
+                                                                 ipam::TimePoint now) {
+  const ipam::Owner owner{request.containerID, request.ifName};
+  const std::string who =
+      fmt::format("container {} interface {}", request.containerID, request.ifName);
   ipam::Seq last = 0;
   for (std::size_t i = 0; i < taken.size(); ++i) {
     Taken& t = taken[i];
@@ -432,7 +487,8 @@ Response AllocationStore::allocate(const Request& request) {
                                       .ifName = request.ifName,
                                       .podNamespace = request.podNamespace,
                                       .podName = request.podName,
-                                      .podUID = request.podUID}};
+                                      .podUID = request.podUID,
+                                      .network = request.network}};
     auto seq = journal_.append(encodeEntry(entry));
     if (!seq) {
       spdlog::error("journal {}: allocate for {}: {}", journal_.path().string(), who,
@@ -452,38 +508,31 @@ Response AllocationStore::allocate(const Request& request) {
       // unrecorded address always has).
       for (const Taken& u : taken)
         (void)u.block->allocator->release(u.address, owner, now);
-      return failed(Response::failure(
+      return std::unexpected(Response::failure(
           ErrorCode::kIoFailure, fmt::format("allocate for {}: the agent's journal failed", who),
           seq.error().message));
     }
     t.seq = last = *seq;
   }
-  std::vector<ipam::Family> families;
+  return last;
+}
+
+void AllocationStore::publishLocked(const Request& request, const std::vector<Taken>& taken,
+                                    ipam::TimePoint now, Response& response) {
   for (const Taken& t : taken) {
     const OwnerKey key = ownerKey(request.containerID, request.ifName, t.family);
     auto [it, inserted] = held_.emplace(key, Held{.block = *t.name,
                                                   .address = t.address,
+                                                  .network = request.network,
                                                   .podNamespace = request.podNamespace,
                                                   .podName = request.podName,
                                                   .podUID = request.podUID,
                                                   .allocatedSeq = t.seq});
     response.allocations.push_back(toAllocation(key, it->second));
     response.allocations.back().gateway = ipam::podGateway(t.family);
-    families.push_back(t.family);
     if (metrics_) metrics_->setBlockFreeIPs(*t.name, t.family, t.block->allocator->freeCount(now));
   }
   std::ranges::sort(response.allocations, std::less<>(), &Allocation::address);
-  lock.unlock();
-  // The fsync failing leaves the allocations in memory though they may not be on disk: a leak
-  // (the runtime sees ADD fail and never uses them; GC returns them) rather than a release that
-  // might hand out an address a crash could not account for.
-  if (auto f = syncOrFail(last, fmt::format("allocate for {}", who))) return failed(*f);
-  if (metrics_) metrics_->allocated(since(start), families);
-  for (const Allocation& a : response.allocations) {
-    spdlog::debug("allocated {} to {} (pod {}/{}) from block {}", a.address.toString(), who,
-                  request.podNamespace, request.podName, a.blockName);
-  }
-  return response;
 }
 
 base::Result<ipam::Seq> AllocationStore::releaseLocked(const OwnerKey& key, std::string_view reason,
@@ -521,10 +570,12 @@ base::Result<ipam::Seq> AllocationStore::releaseLocked(const OwnerKey& key, std:
 
 Response AllocationStore::release(const Request& request, std::string_view reason) {
   std::unique_lock lock(mu_);
-  const std::vector<OwnerKey> keys = heldKeysLocked(request.containerID, request.ifName);
+  const std::vector<OwnerKey> keys =
+      heldKeysLocked(request.containerID, request.ifName, request.network);
   if (keys.empty()) {
     // DEL is idempotent. The release that freed it may still be waiting for its fsync on
-    // another thread: answer "released" only once it is durable too.
+    // another thread: answer "released" only once it is durable too. What the attachment holds
+    // for another network stays: this DEL may follow an ADD refused for holding it.
     const ipam::Seq seq = journal_.lastSeq();
     lock.unlock();
     if (auto f = syncOrFail(seq, "release")) return *f;
@@ -569,11 +620,15 @@ Response AllocationStore::release(const Request& request, std::string_view reaso
 
 Response AllocationStore::check(const Request& request) {
   std::unique_lock lock(mu_);
-  const std::vector<OwnerKey> keys = heldKeysLocked(request.containerID, request.ifName);
+  const std::vector<OwnerKey> keys =
+      heldKeysLocked(request.containerID, request.ifName, request.network);
   if (keys.empty()) {
-    return Response::failure(ErrorCode::kUnknownContainer,
-                             fmt::format("container {} interface {} holds no address on node {}",
-                                         request.containerID, request.ifName, options_.nodeName));
+    return Response::failure(
+        ErrorCode::kUnknownContainer,
+        fmt::format("container {} interface {} holds no address{} on node {}", request.containerID,
+                    request.ifName,
+                    request.network.empty() ? "" : fmt::format(" for network {}", request.network),
+                    options_.nodeName));
   }
   Response response;
   for (const OwnerKey& key : keys) {
@@ -602,15 +657,24 @@ Response AllocationStore::list() {
 
 Response AllocationStore::gc(const Request& request) {
   std::unordered_set<OwnerKey, OwnerKeyHash> valid;
+  std::unordered_set<std::string_view> liveSandboxes;
   for (const Attachment& a : request.validAttachments) {
     for (ipam::Family f : {ipam::Family::kV4, ipam::Family::kV6})
       valid.insert(ownerKey(a.containerID, a.ifName, f));
+    liveSandboxes.insert(a.containerID);
   }
+  // The runtime lists the valid attachments of one network: only that network's allocations are
+  // judged. Those recorded without a network were made by a plugin that sent none, which only
+  // the agent's own network ran (protocol.h): its gc, or one that names no network, judges them.
+  const bool judgesUnnamed = request.network.empty() || request.network == kAgentNetworkName;
   std::lock_guard lock(mu_);
   const ipam::TimePoint now = clock_();
   Response response;
   for (auto& [key, held] : held_) {
-    if (valid.contains(key)) {
+    if (held.network.empty() ? !judgesUnnamed : held.network != request.network) continue;
+    // An unnamed allocation on a sandbox the list shows alive under another interface may be
+    // another network's attachment of that sandbox: kept until the sandbox is gone from the list.
+    if (valid.contains(key) || (held.network.empty() && liveSandboxes.contains(key.containerId))) {
       held.notAttachedSince.reset();
       continue;
     }
@@ -619,9 +683,10 @@ Response AllocationStore::gc(const Request& request) {
   }
   if (!response.allocations.empty()) {
     spdlog::info(
-        "CNI GC: {} allocations are not among the {} valid attachments; releasing them "
-        "after {} s unless they reappear",
-        response.allocations.size(), request.validAttachments.size(), options_.gcGrace.count());
+        "CNI GC of network {}: {} allocations are not among the {} valid attachments; releasing "
+        "them after {} s unless they reappear",
+        request.network.empty() ? "(not named)" : request.network, response.allocations.size(),
+        request.validAttachments.size(), options_.gcGrace.count());
   }
   return response;
 }
@@ -828,6 +893,7 @@ RecordedState AllocationStore::snapshotLocked(ipam::TimePoint now) const {
         .podNamespace = held.podNamespace,
         .podName = held.podName,
         .podUID = held.podUID,
+        .network = held.network,
         .seq = held.allocatedSeq,
     };
   }

@@ -35,6 +35,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <expected>
 #include <functional>
 #include <map>
 #include <memory>
@@ -193,6 +194,7 @@ class AllocationStore {
   struct Held {
     std::string block;
     ipam::IPAddress address;
+    std::string network;  // the CNI network its allocate named; empty: none (protocol.h)
     std::string podNamespace;
     std::string podName;
     std::string podUID;
@@ -220,14 +222,38 @@ class AllocationStore {
                   AgentMetrics* metrics);
   static OwnerKey ownerKey(std::string_view containerID, std::string_view ifName,
                            ipam::Family family);
-  // Requires mu_. The keys of what the attachment holds, IPv4 first.
-  std::vector<OwnerKey> heldKeysLocked(std::string_view containerID, std::string_view ifName) const;
   // Requires mu_. Whether the node serves `family`: an IPBlock of it is assigned (in the API, or
   // persisted before it answers) and neither being deleted nor Invalid. Ready or not: a family
   // whose block is not Ready yet is still one an ADD must get (it fails until the block is).
   bool servesLocked(ipam::Family family) const;
 
+  // One address an allocate took in memory, not journalled yet.
+  struct Taken {
+    ipam::Family family;
+    const std::string* name;
+    BlockState* block;
+    ipam::IPAddress address;
+    ipam::Seq seq = 0;  // its journal record's, once recorded
+  };
+
   Response allocate(const Request& request);
+  // The steps of allocate, each requiring mu_. takeLocked takes one address of every family in
+  // `missing` in memory (all or nothing: on failure nothing is taken and the answer says why;
+  // `held` is how many families the owner holds already). recordLocked journals them, one record
+  // each (the format of a single-stack agent); if an append fails it undoes them in memory and
+  // journals the release of those already recorded, and answers the failure. publishLocked enters
+  // them in the owner index and appends them to the answer.
+  std::expected<std::vector<Taken>, Response> takeLocked(const Request& request,
+                                                         const std::vector<ipam::Family>& missing,
+                                                         std::size_t held, ipam::TimePoint now);
+  std::expected<ipam::Seq, Response> recordLocked(const Request& request, std::vector<Taken>& taken,
+                                                  ipam::TimePoint now);
+  void publishLocked(const Request& request, const std::vector<Taken>& taken, ipam::TimePoint now,
+                     Response& response);
+  // Requires mu_. The keys of what the attachment holds for `network` (protocol.h: an allocation
+  // or a request without a network matches any), IPv4 first.
+  std::vector<OwnerKey> heldKeysLocked(std::string_view containerID, std::string_view ifName,
+                                       std::string_view network) const;
   Response release(const Request& request, std::string_view reason);
   Response check(const Request& request);
   Response list();

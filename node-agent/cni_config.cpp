@@ -3,6 +3,8 @@
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
+#include "node-agent/protocol.h"
+
 namespace vnetipam::agent {
 
 std::string cniConfigList(const std::string& hostVethPrefix, int mtu, const std::string& socket,
@@ -30,7 +32,7 @@ std::string cniConfigList(const std::string& hostVethPrefix, int mtu, const std:
   // result version"), and those runtimes never send GC or STATUS anyway.
   ordered_json list{{"cniVersion", "1.0.0"},
                     {"cniVersions", ordered_json::array({"1.0.0", "1.1.0"})},
-                    {"name", "vnet-ipam"},
+                    {"name", kAgentNetworkName},
                     {"plugins", std::move(plugins)}};
   return list.dump(2) + "\n";
 }

@@ -109,6 +109,7 @@ std::string encodeEntry(const JournalEntry& e) {
     j["ns"] = e.allocation.podNamespace;
     j["pod"] = e.allocation.podName;
     if (!e.allocation.podUID.empty()) j["uid"] = e.allocation.podUID;
+    if (!e.allocation.network.empty()) j["net"] = e.allocation.network;
   } else {
     j["at"] = toMillis(e.releasedAt);
   }
@@ -137,6 +138,7 @@ base::Result<JournalEntry> decodeEntry(std::string_view payload) {
     e.allocation.podNamespace = r.optionalStr("ns");
     e.allocation.podName = r.optionalStr("pod");
     e.allocation.podUID = r.optionalStr("uid");
+    e.allocation.network = r.optionalStr("net");
   } else {
     e.releasedAt = r.time("at");
   }
@@ -155,6 +157,7 @@ std::string encodeSnapshot(const RecordedState& state) {
                 {"ns", a.podNamespace},
                 {"pod", a.podName}};
       if (!a.podUID.empty()) item["uid"] = a.podUID;
+      if (!a.network.empty()) item["net"] = a.network;
       if (a.seq != 0) item["seq"] = a.seq;
       alloc.push_back(std::move(item));
     }
@@ -209,6 +212,7 @@ base::Result<RecordedState> decodeSnapshot(std::string_view payload) {
           a.podNamespace = ir.optionalStr("ns");
           a.podName = ir.optionalStr("pod");
           a.podUID = ir.optionalStr("uid");
+          a.network = ir.optionalStr("net");
           if (item.contains("seq"))
             a.seq = static_cast<ipam::Seq>(std::max<std::int64_t>(0, ir.integer("seq")));
           block.allocations[a.address] = a;

@@ -3,16 +3,18 @@
 //
 //   entry, allocation: {"t":"a","b":"<block name>","c":"<block cidr>","ip":"10.0.0.17",
 //                       "id":"<container id>","if":"eth0","ns":"<pod namespace>","pod":"<pod>",
-//                       "uid":"<pod uid>"}
+//                       "uid":"<pod uid>","net":"<CNI network name>"}
 //   entry, release:    {"t":"r","b":"<block name>","c":"<block cidr>","ip":"10.0.0.17",
 //                       "id":"<container id>","if":"eth0","at":<release time, ms since epoch>}
 //   snapshot:          {"v":1,"blocks":[{"b":..,"c":..,"alloc":[{"ip","id","if","ns","pod","uid",
-//                       "seq"}], "cool":[{"ip":..,"at":<ms>}]}]}
+//                       "net","seq"}], "cool":[{"ip":..,"at":<ms>}]}]}
 //
 // "uid" (the pod's metadata.uid) is optional and written only when known: journals written before
 // it existed load unchanged (no uid), and a record with one is still readable by an agent that
-// ignores it. The same holds for "seq" in a snapshot (the sequence number of the entry that
-// allocated it: an entry's own is its record's). The snapshot version stays 1.
+// ignores it. So does "net" (the CNI network the allocate named, protocol.h; absent when it named
+// none): an older agent reads a record with it and drops the network, a record without it loads
+// as an allocation of no network. The same holds for "seq" in a snapshot (the sequence number of
+// the entry that allocated it: an entry's own is its record's). The snapshot version stays 1.
 //
 // The release time is recorded so the cooldown survives a restart: an address released just
 // before a crash is still held back after it.
@@ -37,7 +39,8 @@ struct AllocationRecord {
   std::string ifName;
   std::string podNamespace;
   std::string podName;
-  std::string podUID;  // empty: not recorded
+  std::string podUID;   // empty: not recorded
+  std::string network;  // the CNI network; empty: not recorded (an earlier plugin or agent)
   // The sequence number of the journal record that allocated it (replay() sets it; a snapshot
   // keeps it as "seq"): which of two allocations came first, which an admin's release request
   // needs (release_request.h). 0: not known (a snapshot written before it was kept).

@@ -164,6 +164,7 @@ base::Result<void> checkField(std::string_view name, std::string_view value) {
   if (name == "podNamespace") limit = kMaxPodNamespaceBytes;
   if (name == "podName") limit = kMaxPodNameBytes;
   if (name == "podUID") limit = kMaxPodUIDBytes;
+  if (name == "network") limit = kMaxNetworkBytes;
   if (value.size() > limit || !isPrintableUtf8(value)) {
     return refuse(fmt::format("at most {} bytes of UTF-8 without control characters", limit));
   }
@@ -177,6 +178,7 @@ json toJson(const Allocation& a) {
          {"blockName", a.blockName}};
   // Optional: an allocation made by an older plugin has none, and its answer stays as it was.
   if (!a.podUID.empty()) j["podUID"] = a.podUID;
+  if (!a.network.empty()) j["network"] = a.network;
   if (a.gateway) j["gateway"] = a.gateway->toString();
   return j;
 }
@@ -195,11 +197,12 @@ base::Result<Allocation> allocationFromJson(const json& j, std::size_t index) {
     return {};
   };
   std::string address, block, gateway;
-  for (auto [name, out] : {std::pair{"containerID", &a.containerID}, std::pair{"ifName", &a.ifName},
-                           std::pair{"podNamespace", &a.podNamespace},
-                           std::pair{"podName", &a.podName}, std::pair{"podUID", &a.podUID},
-                           std::pair{"blockName", &a.blockName}, std::pair{"address", &address},
-                           std::pair{"block", &block}, std::pair{"gateway", &gateway}}) {
+  for (auto [name, out] :
+       {std::pair{"containerID", &a.containerID}, std::pair{"ifName", &a.ifName},
+        std::pair{"podNamespace", &a.podNamespace}, std::pair{"podName", &a.podName},
+        std::pair{"podUID", &a.podUID}, std::pair{"network", &a.network},
+        std::pair{"blockName", &a.blockName}, std::pair{"address", &address},
+        std::pair{"block", &block}, std::pair{"gateway", &gateway}}) {
     if (auto r = field(name, *out); !r) return std::unexpected(r.error());
   }
   auto addr = ipam::IPAddress::parse(address);
@@ -290,6 +293,7 @@ Response Response::failure(ErrorCode code, std::string message, std::string deta
 
 std::string encode(const Request& request) {
   json j{{"v", request.version}, {"op", toString(request.op)}};
+  if (!request.network.empty()) j["network"] = request.network;
   if (!request.containerID.empty()) j["containerID"] = request.containerID;
   if (!request.ifName.empty()) j["ifName"] = request.ifName;
   if (!request.podNamespace.empty()) j["podNamespace"] = request.podNamespace;
@@ -349,9 +353,10 @@ base::Result<Request> decodeRequest(std::string_view line) {
                                   echo ? fmt::format("\"{}\"", *op) : std::string("not one")));
   }
   r.op = *parsed;
-  for (auto [name, out] : {std::pair{"containerID", &r.containerID}, std::pair{"ifName", &r.ifName},
-                           std::pair{"podNamespace", &r.podNamespace},
-                           std::pair{"podName", &r.podName}, std::pair{"podUID", &r.podUID}}) {
+  for (auto [name, out] :
+       {std::pair{"containerID", &r.containerID}, std::pair{"ifName", &r.ifName},
+        std::pair{"podNamespace", &r.podNamespace}, std::pair{"podName", &r.podName},
+        std::pair{"podUID", &r.podUID}, std::pair{"network", &r.network}}) {
     auto v = stringField(*j, name);
     if (!v) return std::unexpected(v.error());
     if (auto checked = checkField(name, *v); !checked) return std::unexpected(checked.error());

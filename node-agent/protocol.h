@@ -5,14 +5,30 @@
 // object on a single line ending in '\n'; the agent answers with one JSON line. A connection may
 // carry any number of request/response pairs, strictly in turn.
 //
-//   {"v":1,"op":"allocate","containerID":"c1","ifName":"eth0","podNamespace":"ns","podName":"p",
-//    "podUID":"0d2c...","families":[4,6]}
-//   {"v":1,"ok":true,"allocations":[{"containerID":"c1","ifName":"eth0","podNamespace":"ns",
-//     "podName":"p","podUID":"0d2c...","address":"10.240.0.17","block":"10.240.0.16/28",
+//   {"v":1,"op":"allocate","network":"vnet-ipam","containerID":"c1","ifName":"eth0",
+//    "podNamespace":"ns","podName":"p","podUID":"0d2c...","families":[4,6]}
+//   {"v":1,"ok":true,"allocations":[{"containerID":"c1","ifName":"eth0","network":"vnet-ipam",
+//     "podNamespace":"ns","podName":"p","podUID":"0d2c...","address":"10.240.0.17",
+//     "block":"10.240.0.16/28",
 //     "blockName":"pods-10-240-0-16-28","gateway":"169.254.1.1"},
 //    {..., "address":"fd00:0:0:1::11","block":"fd00:0:0:1::/112",..., "gateway":"fe80::1"}]}
 //   {"v":1,"ok":false,"code":11,"msg":"no free address on node n1","details":"..."}
 //
+// Every operation on attachments (allocate, release, check, gc) may carry "network": the name of
+// the CNI network (the network configuration's "name") the plugin runs for. The CNI spec keys an
+// attachment by network, container ID and interface name, and a runtime sends one GC per network
+// listing that network's attachments only. The agent records the network with each allocation and
+// scopes every operation by it:
+//   - allocate, release and check act on what the attachment holds for that network. An
+//     allocation without a network (made by a plugin of an earlier release, which sent none) and a
+//     request without one match any network, as before.
+//   - allocate for an attachment that holds an address for another network fails with code 102
+//     (kInterfaceExists): one network namespace cannot have two interfaces of one name, so it is a
+//     misconfiguration, and handing over the other network's address would let either network's
+//     DEL take it from the other. release for another network's attachment releases nothing and
+//     succeeds (the runtime's DEL after that failed ADD must not free the other network's address).
+//   - gc judges only the allocations of its network, plus, when its network is kAgentNetworkName
+//     or it names none, the allocations that record no network; see gc below.
 // Operations:
 //   allocate  containerID+ifName (required), podNamespace/podName (recorded for GC and logs),
 //             podUID (optional, K8S_POD_UID: recorded so GC also releases the allocation of a pod
@@ -37,8 +53,16 @@
 //             (unknown container).
 //   list      every allocation on the node. An allocation carries "podUID" only when one was
 //             recorded (an older plugin sends none).
-//   gc        validAttachments: every allocation NOT in the list becomes a GC candidate (released
-//             after the agent's grace period). Answers with the allocations it marked.
+//   gc        validAttachments: the runtime's valid attachments of `network`. Every allocation the
+//             gc judges that is NOT in the list becomes a GC candidate (released after the agent's
+//             grace period). Answers with the allocations it marked. A gc for network N judges the
+//             allocations recorded for N. Allocations recorded without a network come from a plugin
+//             that named none, which only the agent's own network (kAgentNetworkName) ran before
+//             networks were recorded: a gc for that network, or a gc naming no network (a plugin
+//             of that earlier release), judges them too, except one whose container ID the list
+//             names under another interface (its sandbox lives; a second interface of a live
+//             sandbox is most likely another network's attachment). A gc for any other network
+//             leaves them alone; the pod side of GC still returns them once their pod is gone.
 //   status    ok with `ready` and `freeIPs`: whether the agent can serve right now. freeIPs is the
 //             free addresses of the scarcest family the node serves (on a dual-stack node an ADD
 //             needs one of each), the free addresses in usable blocks on a single-family node.
@@ -71,6 +95,9 @@ namespace vnetipam::agent {
 
 inline constexpr int kProtocolVersion = 1;
 inline constexpr std::string_view kDefaultSocketPath = "/run/vnet-ipam/agent.sock";
+// The "name" of the network configuration list the agent installs (cni_config.h): the network
+// the allocations of plugins that sent no network belong to (see gc above).
+inline constexpr std::string_view kAgentNetworkName = "vnet-ipam";
 
 // Limits on what the agent reads, checked before a request is parsed, so that one client cannot
 // make the agent build a JSON tree hundreds of times the size of its line (a 4 MiB line of nested
@@ -96,11 +123,15 @@ inline constexpr int kMaxJsonDepth = 16;
 //                 space, not "." or ".."
 //   podNamespace  at most 63 bytes, podName at most 253 (Kubernetes' limits), podUID at most 128
 //                 (a UID is 36)
+//   network       at most 253 bytes (a CNI network name: the spec's rule is the container ID's
+//                 alphabet, but runtimes before libcni v1.1 did not check it, so any printable name
+//                 a network already has is taken)
 inline constexpr std::size_t kMaxContainerIDBytes = 256;
 inline constexpr std::size_t kMaxIfNameBytes = 15;
 inline constexpr std::size_t kMaxPodNamespaceBytes = 63;
 inline constexpr std::size_t kMaxPodNameBytes = 253;
 inline constexpr std::size_t kMaxPodUIDBytes = 128;
+inline constexpr std::size_t kMaxNetworkBytes = 253;
 
 enum class Op : std::uint8_t { kAllocate, kRelease, kCheck, kList, kGc, kStatus };
 std::string_view toString(Op op);
@@ -117,6 +148,7 @@ enum class ErrorCode : int {
   kInvalidConfig = cni::kInvalidConfig,
   kTryAgainLater = cni::kTryAgainLater,
   kAgentInternal = cni::kInternal,
+  kInterfaceExists = cni::kInterfaceExists,  // allocate: the attachment is another network's
 };
 
 struct Attachment {
@@ -128,6 +160,7 @@ struct Attachment {
 struct Request {
   int version = kProtocolVersion;
   Op op = Op::kStatus;
+  std::string network;  // the CNI network's name; empty: not sent (a plugin of an earlier release)
   std::string containerID;
   std::string ifName;
   std::string podNamespace;
@@ -144,6 +177,7 @@ struct Request {
 struct Allocation {
   std::string containerID;
   std::string ifName;
+  std::string network;  // empty: its allocate named no network
   std::string podNamespace;
   std::string podName;
   std::string podUID;  // empty when the allocate did not carry one

@@ -62,6 +62,34 @@ class AllocationStoreTest : public ::testing::Test {
     checkInvariants();
     return r;
   }
+  // The requests of a plugin that names its network (the configuration's "name").
+  Request in(const std::string& network, Op op, const std::string& id,
+             const std::string& ifName = "eth0") {
+    return Request{.op = op, .network = network, .containerID = id, .ifName = ifName};
+  }
+  Response allocateIn(const std::string& network, const std::string& id,
+                      const std::string& ifName = "eth0") {
+    Response r = store_->handle(in(network, Op::kAllocate, id, ifName));
+    checkInvariants();
+    return r;
+  }
+  Response gcOf(const std::string& network, std::vector<Attachment> valid) {
+    return store_->handle(
+        Request{.op = Op::kGc, .network = network, .validAttachments = std::move(valid)});
+  }
+  static std::set<std::string> owners(const Response& r) {
+    std::set<std::string> out;
+    for (const auto& a : r.allocations)
+      out.insert(a.containerID + "/" + a.ifName);
+    return out;
+  }
+  std::set<std::string> collected() {
+    std::set<std::string> out;
+    for (const GcRelease& g : store_->collectGarbage(std::nullopt))
+      out.insert(g.allocation.containerID + "/" + g.allocation.ifName);
+    checkInvariants();
+    return out;
+  }
   Response release(const std::string& id, const std::string& ifName = "eth0") {
     Response r = store_->handle(Request{.op = Op::kRelease, .containerID = id, .ifName = ifName});
     checkInvariants();
@@ -500,15 +528,17 @@ TEST_F(AllocationStoreTest, TwoInterfacesOfOneContainerAreTwoAttachments) {
   EXPECT_FALSE(
       store_->handle(Request{.op = Op::kCheck, .containerID = "pod", .ifName = "eth1"}).ok);
 
-  // CNI GC listing only eth0 collects only eth1.
-  const std::string again = addressOf(allocate("pod", "eth1"));
-  ASSERT_TRUE(store_->handle(Request{.op = Op::kGc, .validAttachments = {{"pod", "eth0"}}}).ok);
+  // The same network twice: its CNI GC listing only eth0 collects only eth1.
+  ASSERT_TRUE(release("pod", "eth0").ok);
+  const std::string first = addressOf(allocateIn("net", "pod", "eth0"));
+  const std::string again = addressOf(allocateIn("net", "pod", "eth1"));
+  ASSERT_TRUE(gcOf("net", {{"pod", "eth0"}}).ok);
   now_ += 61s;
   auto collected = store_->collectGarbage(std::nullopt);
   ASSERT_EQ(collected.size(), 1u);
   EXPECT_EQ(collected[0].allocation.ifName, "eth1");
   EXPECT_EQ(collected[0].allocation.address.toString(), again);
-  EXPECT_EQ(listed(), (std::set<std::string>{"pod/eth0=" + eth0}));
+  EXPECT_EQ(listed(), (std::set<std::string>{"pod/eth0=" + first}));
   checkInvariants();
 }
 
@@ -879,6 +909,125 @@ TEST_F(AllocationStoreTest, GcReleasesBothFamiliesOfAGonePod) {
   EXPECT_EQ(store_->collectGarbage(std::nullopt).size(), 2u);
   EXPECT_TRUE(listed().empty());
   checkInvariants();
+}
+
+// A runtime sends one CNI GC per network, listing that network's attachments only: a GC of
+// net-a judges net-a's allocations and leaves net-b's (the same pod's eth1) alone, whatever the
+// grace period does, and the other way round.
+TEST_F(AllocationStoreTest, TheGcOfOneNetworkLeavesAnotherNetworksAllocationsAlone) {
+  serve({ready("a", "10.0.0.0/29")});
+  const std::string eth0 = addressOf(allocateIn("net-a", "pod", "eth0"));
+  const std::string eth1 = addressOf(allocateIn("net-b", "pod", "eth1"));
+  addressOf(allocateIn("net-a", "gone", "eth0"));
+  const Response marked = gcOf("net-a", {{"pod", "eth0"}});
+  ASSERT_TRUE(marked.ok);
+  EXPECT_EQ(owners(marked), (std::set<std::string>{"gone/eth0"}));
+  EXPECT_EQ(marked.allocations.at(0).network, "net-a");
+  now_ += 61s;
+  EXPECT_EQ(collected(), (std::set<std::string>{"gone/eth0"}));
+  EXPECT_EQ(listed(), (std::set<std::string>{"pod/eth0=" + eth0, "pod/eth1=" + eth1}));
+
+  // net-b's GC with its attachment gone: eth1 goes, net-a's eth0 stays.
+  EXPECT_EQ(owners(gcOf("net-b", {})), (std::set<std::string>{"pod/eth1"}));
+  now_ += 61s;
+  EXPECT_EQ(collected(), (std::set<std::string>{"pod/eth1"}));
+  EXPECT_EQ(listed(), (std::set<std::string>{"pod/eth0=" + eth0}));
+
+  // A mark one network's GC set is cleared only by that network's GC, not by another's.
+  addressOf(allocateIn("net-b", "pod", "eth1"));
+  EXPECT_EQ(owners(gcOf("net-b", {})), (std::set<std::string>{"pod/eth1"}));
+  EXPECT_TRUE(owners(gcOf("net-a", {{"pod", "eth0"}, {"pod", "eth1"}})).empty());
+  now_ += 61s;
+  EXPECT_EQ(collected(), (std::set<std::string>{"pod/eth1"}));
+}
+
+// Allocations that record no network were made by a plugin that sent none, which ran only the
+// agent's own network: a GC of that network (or one that names none) judges them, except one of
+// a sandbox it lists alive under another interface; a GC of any other network never does.
+TEST_F(AllocationStoreTest, AnAllocationWithoutANetworkIsJudgedOnlyByTheAgentsNetwork) {
+  serve({ready("a", "10.0.0.0/29")});
+  addressOf(allocate("legacy", "eth0", "p1"));
+  addressOf(allocate("sandbox", "net1", "p2"));
+  addressOf(allocateIn(std::string(kAgentNetworkName), "sandbox", "eth0"));
+  addressOf(allocateIn("other", "sandbox", "net2"));
+  EXPECT_TRUE(owners(gcOf("other", {{"sandbox", "net2"}})).empty())
+      << "another network's GC does not judge them";
+  EXPECT_TRUE(owners(gcOf("other", {})) == (std::set<std::string>{"sandbox/net2"}));
+  ASSERT_TRUE(gcOf("other", {{"sandbox", "net2"}}).ok);  // unmark
+  // The agent's network lists its own attachment: the sandbox lives, so its unnamed net1 stays;
+  // legacy/eth0 is not listed and its sandbox not either.
+  EXPECT_EQ(owners(gcOf(std::string(kAgentNetworkName), {{"sandbox", "eth0"}})),
+            (std::set<std::string>{"legacy/eth0"}));
+  // A plugin that names no network judges only what no network was named for.
+  EXPECT_EQ(owners(gcOf("", {})), (std::set<std::string>{"legacy/eth0", "sandbox/net1"}));
+  ASSERT_TRUE(gcOf("", {{"sandbox", "net1"}}).ok);
+  now_ += 61s;
+  EXPECT_EQ(collected(), (std::set<std::string>{"legacy/eth0"}));
+  // Not leaked for ever: once the sandbox is gone from the agent's network's list, it goes.
+  EXPECT_EQ(owners(gcOf(std::string(kAgentNetworkName), {})),
+            (std::set<std::string>{"sandbox/eth0", "sandbox/net1"}));
+  now_ += 61s;
+  EXPECT_EQ(collected(), (std::set<std::string>{"sandbox/eth0", "sandbox/net1"}));
+  EXPECT_EQ(listed().size(), 1u) << "other's sandbox/net2 is left";
+}
+
+// One network namespace has one interface of a name: an ADD for an attachment that holds an
+// address for another network is refused (102) and takes nothing; the runtime's DEL after it
+// frees nothing; the owning network's retried ADD, CHECK and DEL work as before, and so do the
+// requests of a plugin that names no network.
+TEST_F(AllocationStoreTest, AnAttachmentOfAnotherNetworkIsNeitherHandedOverNorReleased) {
+  serve({ready("a", "10.0.0.0/29")});
+  const std::string held = addressOf(allocateIn("net-a", "c1"));
+  const Response refused = allocateIn("net-b", "c1");
+  ASSERT_FALSE(refused.ok);
+  EXPECT_EQ(refused.code, ErrorCode::kInterfaceExists);
+  EXPECT_NE(refused.message.find("net-a"), std::string::npos) << refused.message;
+  EXPECT_NE(refused.message.find(held), std::string::npos) << refused.message;
+  EXPECT_EQ(listed(), (std::set<std::string>{"c1/eth0=" + held}));
+
+  const Response del = store_->handle(in("net-b", Op::kRelease, "c1"));
+  ASSERT_TRUE(del.ok);
+  EXPECT_TRUE(del.allocations.empty());
+  EXPECT_EQ(store_->handle(in("net-b", Op::kCheck, "c1")).code, ErrorCode::kUnknownContainer);
+  EXPECT_EQ(listed(), (std::set<std::string>{"c1/eth0=" + held}));
+
+  EXPECT_EQ(addressOf(allocateIn("net-a", "c1")), held) << "net-a's retried ADD";
+  EXPECT_EQ(addressOf(store_->handle(in("net-a", Op::kCheck, "c1"))), held);
+  EXPECT_EQ(addressOf(allocate("c1")), held) << "a plugin that names no network";
+  EXPECT_EQ(addressOf(store_->handle(in("", Op::kCheck, "c1"))), held);
+  const Response released = store_->handle(in("net-a", Op::kRelease, "c1"));
+  EXPECT_EQ(addressOf(released), held);
+  EXPECT_TRUE(listed().empty());
+
+  // An allocation without a network (an earlier plugin's) is any network's: a plugin upgraded
+  // between an ADD and its retry gets the same address.
+  const std::string legacy = addressOf(allocate("c2"));
+  EXPECT_EQ(addressOf(allocateIn("net-b", "c2")), legacy);
+  EXPECT_EQ(addressOf(store_->handle(in("net-b", Op::kRelease, "c2"))), legacy);
+  checkInvariants();
+}
+
+// The network is in the journal record and the snapshot: it survives a restart from either, and
+// the answers carry it.
+TEST_F(AllocationStoreTest, TheNetworkSurvivesRestartsAndCompaction) {
+  serve({ready("a", "10.0.0.0/29")});
+  addressOf(allocateIn("net-a", "c1"));
+  addressOf(allocate("c2"));
+  const auto networks = [&] {
+    std::map<std::string, std::string> out;
+    for (const auto& a : store_->handle(Request{.op = Op::kList}).allocations)
+      out[a.containerID] = a.network;
+    return out;
+  };
+  const std::map<std::string, std::string> want{{"c1", "net-a"}, {"c2", ""}};
+  EXPECT_EQ(networks(), want);
+  restart({ready("a", "10.0.0.0/29")});
+  EXPECT_EQ(networks(), want) << "replayed from the records";
+  ASSERT_TRUE(store_->compactIfNeeded(/*force=*/true));
+  restart({ready("a", "10.0.0.0/29")});
+  EXPECT_EQ(networks(), want) << "loaded from the snapshot";
+  EXPECT_EQ(owners(gcOf("net-b", {})), std::set<std::string>{}) << "still net-a's after restarts";
+  EXPECT_EQ(owners(gcOf("net-a", {})), (std::set<std::string>{"c1/eth0"}));
 }
 
 }  // namespace

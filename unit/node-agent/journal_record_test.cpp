@@ -73,6 +73,53 @@ TEST(JournalRecordTest, APodUIDRoundTripsAndIsOptional) {
             allocation("c1", "10.0.0.1").allocation);
 }
 
+// The CNI network is optional both ways: a record without it (an earlier agent's, or an
+// allocate that named none) loads with none and is written as before; a record with it is one
+// an earlier agent reads (it ignores "net", as this one ignores fields it does not know).
+TEST(JournalRecordTest, TheNetworkRoundTripsAndIsOptionalBothWays) {
+  JournalEntry withNetwork = allocation("c1", "10.0.0.1");
+  withNetwork.allocation.network = "net-b";
+  const std::string line = encodeEntry(withNetwork);
+  EXPECT_NE(line.find(R"("net":"net-b")"), std::string::npos) << line;
+  auto decoded = decodeEntry(line);
+  ASSERT_TRUE(decoded) << decoded.error().message;
+  EXPECT_EQ(*decoded, withNetwork);
+  EXPECT_EQ(encodeEntry(allocation("c1", "10.0.0.1")).find("net"), std::string::npos);
+  EXPECT_EQ(
+      encodeEntry(allocation("c1", "10.0.0.1")),
+      R"({"b":"b","c":"10.0.0.0/28","id":"c1","if":"eth0","ip":"10.0.0.1","ns":"ns","pod":"p","t":"a"})")
+      << "without a network the record is byte for byte what it was";
+
+  // What an earlier agent wrote loads with no network; what a later one may add is ignored.
+  auto old = decodeEntry(
+      R"({"t":"a","b":"b","c":"10.0.0.0/28","ip":"10.0.0.1","id":"c1","if":"eth0","ns":"ns","pod":"p"})");
+  ASSERT_TRUE(old) << old.error().message;
+  EXPECT_EQ(old->allocation.network, "");
+  auto later = decodeEntry(
+      R"({"t":"a","b":"b","c":"10.0.0.0/28","ip":"10.0.0.1","id":"c1","if":"eth0","ns":"ns","pod":"p","net":"n","future":1})");
+  ASSERT_TRUE(later) << later.error().message;
+  EXPECT_EQ(later->allocation.network, "n");
+
+  RecordedState state;
+  applyEntry(state, withNetwork);
+  applyEntry(state, allocation("c2", "10.0.0.2"));
+  const std::string snapshot = encodeSnapshot(state);
+  auto loaded = decodeSnapshot(snapshot);
+  ASSERT_TRUE(loaded) << loaded.error().message;
+  EXPECT_EQ(*loaded, state);
+  EXPECT_EQ(loaded->at("b").allocations.at(ip("10.0.0.1")).network, "net-b");
+  EXPECT_EQ(loaded->at("b").allocations.at(ip("10.0.0.2")).network, "");
+  EXPECT_NE(snapshot.find(R"("net":"net-b")"), std::string::npos) << snapshot;
+  auto oldSnapshot = decodeSnapshot(
+      R"({"v":1,"blocks":[{"b":"b","c":"10.0.0.0/28","alloc":[{"ip":"10.0.0.1","id":"c1","if":"eth0","ns":"ns","pod":"p"}],"cool":[]}]})");
+  ASSERT_TRUE(oldSnapshot) << oldSnapshot.error().message;
+  EXPECT_EQ(oldSnapshot->at("b").allocations.at(ip("10.0.0.1")).network, "");
+
+  // A release names no network (it is keyed by address and owner): it ends a named allocation.
+  applyEntry(state, release("c1", "10.0.0.1"));
+  EXPECT_FALSE(state.at("b").allocations.contains(ip("10.0.0.1")));
+}
+
 TEST(JournalRecordTest, SnapshotRoundTrips) {
   RecordedState state;
   applyEntry(state, allocation("c1", "10.0.0.1"));

@@ -36,6 +36,10 @@ TEST(ProtocolTest, RequestsRoundTrip) {
       {.op = Op::kStatus},
       {.op = Op::kGc, .validAttachments = {{"a", "eth0"}, {"b", "eth1"}}},
       {.op = Op::kGc},
+      {.op = Op::kAllocate, .network = "vnet-ipam", .containerID = "c4", .ifName = "eth0"},
+      {.op = Op::kRelease, .network = "net-b", .containerID = "c4", .ifName = "net1"},
+      {.op = Op::kCheck, .network = "net-b", .containerID = "c4", .ifName = "net1"},
+      {.op = Op::kGc, .network = "net-b", .validAttachments = {{"c4", "net1"}}},
   };
   for (const Request& r : requests) {
     const std::string line = encode(r);
@@ -96,6 +100,50 @@ TEST(ProtocolTest, PodUIDIsOptionalAndAbsentFromMessagesWithout) {
   auto bad = decodeRequest(R"({"v":1,"op":"allocate","containerID":"c","ifName":"e","podUID":7})");
   ASSERT_FALSE(bad);
   EXPECT_NE(bad.error().message.find("\"podUID\""), std::string::npos) << bad.error().message;
+}
+
+TEST(ProtocolTest, TheNetworkIsOptionalBothWays) {
+  // A plugin of an earlier release sends none: its requests decode with none.
+  auto old = decodeRequest(R"({"v":1,"op":"gc","validAttachments":[]})");
+  ASSERT_TRUE(old) << old.error().message;
+  EXPECT_EQ(old->network, "");
+  EXPECT_EQ(encode(Request{.op = Op::kGc}).find("network"), std::string::npos);
+  // A newer plugin's request is one an earlier agent reads: "network" is one more field.
+  const std::string line =
+      encode(Request{.op = Op::kGc, .network = "net-b", .validAttachments = {{"c1", "net1"}}});
+  EXPECT_NE(line.find(R"("network":"net-b")"), std::string::npos) << line;
+
+  // Answers carry it when the allocation recorded one, and decode without it.
+  Response r;
+  r.allocations.push_back(Allocation{.containerID = "c",
+                                     .ifName = "e",
+                                     .network = "net-b",
+                                     .address = ip("10.0.0.1"),
+                                     .block = cidr("10.0.0.0/28"),
+                                     .blockName = "b"});
+  auto decoded = decodeResponse(encode(r));
+  ASSERT_TRUE(decoded) << decoded.error().message;
+  EXPECT_EQ(*decoded, r);
+  r.allocations[0].network.clear();
+  EXPECT_EQ(encode(r).find("network"), std::string::npos) << encode(r);
+
+  // Printable, at most kMaxNetworkBytes.
+  const auto gc = [](std::string_view network) {
+    return decodeRequest(
+        fmt::format(R"({{"v":1,"op":"gc","network":"{}","validAttachments":[]}})", network));
+  };
+  EXPECT_TRUE(gc(std::string(kMaxNetworkBytes, 'n')));
+  EXPECT_TRUE(gc("a network/with odd: characters"));
+  for (const std::string& bad :
+       {std::string(kMaxNetworkBytes + 1, 'n'), std::string(R"(tab\there)")}) {
+    auto refused = gc(bad);
+    ASSERT_FALSE(refused) << bad;
+    EXPECT_NE(refused.error().message.find("\"network\""), std::string::npos)
+        << refused.error().message;
+  }
+  auto notString = decodeRequest(R"({"v":1,"op":"gc","network":7,"validAttachments":[]})");
+  ASSERT_FALSE(notString);
+  EXPECT_NE(notString.error().message.find("\"network\""), std::string::npos);
 }
 
 TEST(ProtocolTest, BadRequestsAreRefusedNamingTheField) {
