@@ -144,11 +144,13 @@ class Netns:
         """The main table's routes of one family (4 or 6): ip(8) lists one family at a time."""
         return json.loads(self.ip("-j", f"-{family}", "route", "show").stdout or "[]")
 
-    def addresses(self, dev: str) -> list[str]:
-        """IPv4 addresses on dev as "a.b.c.d/len"."""
+    def addresses(self, dev: str, family: int = 4) -> list[str]:
+        """Addresses of one family (4 or 6) on dev as "address/len"; for IPv6 the global ones
+        only (not the link-local fe80::/64 the kernel may add)."""
         doc = json.loads(self.ip("-j", "addr", "show", "dev", dev).stdout or "[]")
+        want = "inet" if family == 4 else "inet6"
         return [f"{a['local']}/{a['prefixlen']}" for link in doc for a in link.get("addr_info", [])
-                if a.get("family") == "inet"]
+                if a.get("family") == want and (family == 4 or a.get("scope") != "link")]
 
     def links(self) -> list[str]:
         return [link["ifname"] for link in json.loads(self.ip("-j", "link", "show").stdout or "[]")]
@@ -248,6 +250,20 @@ class FabricNetns(Netns):
                              "family")
         self.ip("route", "replace", cidr, "via", via)
 
+    def route_blocks(self, want: dict[str, str]) -> dict[str, str]:
+        """Makes the fabric's routes via a gateway exactly `want` (cidr -> next hop, either family,
+        each through route_block): a route to a block that is gone, or that now goes elsewhere,
+        is deleted. This is the network of `cloud: none` (BGP or a flat L2 network in a real
+        cluster), which the test harnesses play. Returns want."""
+        have = self.sdn_routes()
+        for cidr, via in have.items():
+            if want.get(cidr) != via:
+                self.ip("route", "del", cidr, "via", via)
+        for cidr, via in want.items():
+            if have.get(cidr) != via:
+                self.route_block(cidr, via)
+        return want
+
     def sdn_routes(self) -> dict[str, str]:
         """Destination -> gateway of every route via a gateway, i.e. those the mock programmed,
         of both families."""
@@ -269,12 +285,29 @@ class FabricNetns(Netns):
         return last
 
 
+def next_hop(cidr: str, ip: str, ip6: str | None) -> str:
+    """The node address a block is routed via: ip for an IPv4 block, ip6 for an IPv6 one (Linux
+    has no IPv6 route via an IPv4 gateway). A node without an IPv6 address cannot take an IPv6
+    block: that is an error, not a route that silently fails."""
+    if ipaddress.ip_network(cidr).version == 4:
+        return ip
+    if ip6 is None:
+        raise ValueError(f"IPv6 block {cidr} for a node without an IPv6 address ({ip}): give the "
+                         "fabric an IPv6 subnet and the node an IPv6 address")
+    return ip6
+
+
 @dataclass
 class Node:
     name: str
     ip: str
     netns: Netns
     fabric_port: str
+    ip6: str | None = None  # on a dual-stack fabric
+
+    def next_hop(self, cidr: str) -> str:
+        """This node's address a block of cidr's family is routed via."""
+        return next_hop(cidr, self.ip, self.ip6)
 
 
 @dataclass
@@ -432,7 +465,7 @@ class Lab:
         except Exception:
             ns.remove()
             raise
-        node = Node(name, ip, ns, port)
+        node = Node(name, ip, ns, port, ip6)
         self.nodes[name] = node
         return node
 

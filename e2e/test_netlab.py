@@ -138,6 +138,14 @@ def test_a_dual_stack_fabric_routes_ipv6_blocks_to_their_nodes():
             poll(f"node-0 reaches {target} across the fabric",
                  lambda t=target: a.netns.exec("ping", "-6", "-c1", "-W1", t,
                                                check=False).returncode == 0, 10)
+        # route_blocks makes the routes exactly the ones it is given, each via the node's address
+        # of the block's family (Node.next_hop): a block that moved or is gone loses its route.
+        want = {c: a.next_hop(c) for c in ("fd00:b10c::/80", "10.240.1.32/28")}
+        assert want == {"fd00:b10c::/80": "fd00:f::4", "10.240.1.32/28": "10.240.0.4"}
+        assert lab.fabric.route_blocks(want) == want
+        assert lab.fabric.sdn_routes() == want
+        with pytest.raises(ValueError, match="without an IPv6 address"):
+            netlab.next_hop("fd00:b10c::/80", "10.240.0.6", None)
     assert lab.namespaces() == []
     assert netlab.root_netns_snapshot() == before
 
