@@ -94,6 +94,7 @@ class RealNode:
     dir: Path
     holder: subprocess.Popen | None = None
     processes: dict[str, Process] = field(default_factory=dict)
+    ip6: str | None = None  # on a dual-stack fabric: IPv6 blocks are routed via it
 
     @property
     def cgroup_root(self) -> str:
@@ -134,8 +135,11 @@ class RealCluster(Cluster):
 
     def __init__(self, workdir: Path, binaries: Path | None = None, *, nodes: int = 3,
                  images: list[Path] = (), prefix: str | None = None,
-                 provider_id: Callable[[str], str] | None = None):
+                 provider_id: Callable[[str], str] | None = None, subnet6: str | None = None):
         super().__init__(workdir, binaries)
+        # A dual-stack fabric: node i also holds the subnet6 address ::<10+i>, via which the
+        # harness routes the node's IPv6 blocks (Workloads.route_blocks).
+        self.subnet6 = subnet6
         self._provider_id = provider_id or (lambda name: f"vnetipam-e2e://{name}")
         self.prefix = prefix or netlab.run_prefix()
         self.node_count = nodes
@@ -156,7 +160,7 @@ class RealCluster(Cluster):
         atexit.register(self.stop)
         try:
             self.fabric = netlab.FabricNetns(self.prefix + "vnet", subnet=SUBNET, gateway=GATEWAY,
-                                             loop=False)
+                                             loop=False, subnet6=self.subnet6)
             self.cp = netlab.Netns(self.prefix + "cp")
             self.fabric.attach_node(self.cp, CP_IP)
             api = self.forward(APISERVER_PORT)
@@ -170,7 +174,8 @@ class RealCluster(Cluster):
             self.start_controller_manager()
             pause = build_static_image(self.workdir, "pause.c", PAUSE_IMAGE, ["/pause"])
             for i in range(self.node_count):
-                self.add_node(f"node-{i}", f"10.240.0.{10 + i}", [pause, *self.images])
+                ip6 = str(self.fabric.subnet6[10 + i]) if self.fabric.subnet6 else None
+                self.add_node(f"node-{i}", f"10.240.0.{10 + i}", [pause, *self.images], ip6)
             self.wait_nodes_registered()
         except BaseException:
             self.stop()
@@ -279,13 +284,13 @@ class RealCluster(Cluster):
 
     # ---- nodes -----------------------------------------------------------------------------
 
-    def add_node(self, name: str, ip: str, images: list[Path]) -> RealNode:
+    def add_node(self, name: str, ip: str, images: list[Path], ip6: str | None = None) -> RealNode:
         ns = netlab.Netns(self.prefix + name)
-        node = RealNode(name, ip, ns, self.workdir / "nodes" / name)
+        node = RealNode(name, ip, ns, self.workdir / "nodes" / name, ip6=ip6)
         self.nodes[name] = node
         node.dir.mkdir(parents=True, exist_ok=True)
         assert self.fabric is not None
-        self.fabric.attach_node(ns, ip)
+        self.fabric.attach_node(ns, ip, node_ip6=ip6)
         # IPv4 forwarding stays as a new namespace has it (off): the CNI plugins must turn it on,
         # as they must on a real node whose image leaves it off.
         self._make_cgroups(node)
@@ -723,18 +728,14 @@ class Workloads:
 
     def route_blocks(self) -> dict[str, str]:
         """cloud: none has no SDN: this harness is the network that routes each block to its node
-        (as BGP or a flat L2 network would), from the IPBlocks. Returns cidr -> node IP."""
-        fabric = self.rc.fabric
-        want = {b["spec"]["cidr"]: self.rc.nodes[b["spec"]["nodeName"]].ip
-                for b in self.ipblocks() if b["spec"].get("nodeName") in self.rc.nodes}
-        have = fabric.sdn_routes()
-        for cidr, via in have.items():
-            if want.get(cidr) != via:
-                fabric.ip("route", "del", cidr)
-        for cidr, via in want.items():
-            if have.get(cidr) != via:
-                fabric.ip("route", "replace", cidr, "via", via)
-        return want
+        (as BGP or a flat L2 network would), from the IPBlocks: an IPv4 block via the node's IPv4
+        address, an IPv6 block via its IPv6 one (netlab.next_hop). Returns cidr -> next hop."""
+        want = {}
+        for b in self.ipblocks():
+            node = self.rc.nodes.get(b["spec"].get("nodeName"))
+            if node is not None:
+                want[b["spec"]["cidr"]] = netlab.next_hop(b["spec"]["cidr"], node.ip, node.ip6)
+        return self.rc.fabric.route_blocks(want)
 
 
 def machine_sysctls() -> dict[str, str]:
@@ -744,10 +745,12 @@ def machine_sysctls() -> dict[str, str]:
     return {k: Path(f"/proc/sys/{k}").read_text().strip() for k in keys}
 
 
-def real_cluster_fixture(name: str, *, provider_id: Callable[[str], str] | None = None):
+def real_cluster_fixture(name: str, *, provider_id: Callable[[str], str] | None = None,
+                         subnet6: str | None = None):
     """A module-scoped pytest fixture: a RealCluster of three nodes with the project's image and
     the netcheck image, stopped after the module; checks that nothing of it is left (namespaces,
-    cgroups, processes) and that the root namespace is unchanged."""
+    cgroups, processes) and that the root namespace is unchanged. subnet6: a dual-stack fabric
+    (RealCluster)."""
     import pytest
 
     @pytest.fixture(scope="module")
@@ -758,7 +761,7 @@ def real_cluster_fixture(name: str, *, provider_id: Callable[[str], str] | None 
         before = netlab.root_netns_snapshot()
         sysctls_before = machine_sysctls()
         cluster = RealCluster(workdir, kube_binaries, nodes=3, images=images,
-                              provider_id=provider_id)
+                              provider_id=provider_id, subnet6=subnet6)
         cluster.start()
         try:
             yield cluster
