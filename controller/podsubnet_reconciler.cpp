@@ -27,6 +27,7 @@ std::optional<std::string> Controller::carve(const std::string& name,
     return std::nullopt;  // wait for the spec to change
   }
   ipam::Prefix cidr;
+  std::vector<ipam::Prefix> uncarved;  // the Azure subnet's other prefixes
   const bool fromAzure = !subnet.spec.cidr.has_value();
   if (!fromAzure) {
     cidr = *ipam::Prefix::parse(*subnet.spec.cidr);  // validated above
@@ -48,10 +49,12 @@ std::optional<std::string> Controller::carve(const std::string& name,
       return subnetStates_[name].notCarvedMessage;  // retry: Azure may answer later
     }
     cidr = prefixes->front();
+    uncarved.assign(prefixes->begin() + 1, prefixes->end());
   }
   SubnetState& state = subnetStates_[name];
   if (state.blocks) return std::nullopt;  // carved meanwhile
   state.cidr = cidr;
+  state.uncarvedPrefixes = std::move(uncarved);
 
   const int length = subnet.spec.blockPrefixLength;
   const bool v4 = cidr.family() == ipam::Family::kV4;
@@ -129,6 +132,9 @@ std::optional<std::string> Controller::carve(const std::string& name,
   spdlog::info("PodSubnet {}: carved {} into {} usable /{} blocks, {} in use", name,
                cidr.toString(), state.blocks->usableCount(), length,
                state.blocks->allocatedCount());
+  if (!state.uncarvedPrefixes.empty()) {
+    spdlog::warn("PodSubnet {}: {}", name, uncarvedPrefixesNote(state.uncarvedPrefixes));
+  }
   state.notCarvedMessage.clear();
   for (const auto& [node, info] : nodes_)
     enqueue(nodeKey(node));
@@ -185,6 +191,7 @@ std::optional<std::string> Controller::reconcileSubnet(const std::string& name) 
                         .blockUsed = blockUsed,
                         .shortNodes = shortNodes,
                         .foreignAddresses = foreignAddressesLocked(name),
+                        .uncarvedPrefixes = state.uncarvedPrefixes,
                         .generation = subnet.metadata.generation,
                         .now = t};
   api::PodSubnetStatus status = computePoolStatus(subnet.status, input);

@@ -12,13 +12,40 @@ namespace vnetipam::controller {
 
 std::string formatTime(Time t) { return base::formatRfc3339(t); }
 
+namespace {
+
+// Why no IPv6 block is carved with a cloud (docs/design.md 3.3), for both messages below.
+constexpr std::string_view kNoIPv6OnNic =
+    "Azure takes only IPv4 (/28) prefixes on a NIC ipConfiguration, so --cloud=azure cannot "
+    "program IPv6 blocks";
+
+}  // namespace
+
 std::optional<std::string> cloudCarveRefusal(const ipam::Prefix& cidr, bool fromAzure) {
   if (cidr.family() != ipam::Family::kV6) return std::nullopt;
   return fmt::format(
-      "{} {} is IPv6: Azure takes only IPv4 (/28) prefixes on a NIC ipConfiguration, so "
-      "--cloud=azure cannot program IPv6 blocks; use an IPv4 subnet, or --cloud=none where the "
-      "network routes the blocks",
-      fromAzure ? "the Azure subnet" : "spec.cidr", cidr.toString());
+      "{} {} is IPv6: {}; use an IPv4 subnet, or --cloud=none where the network "
+      "routes the blocks",
+      fromAzure ? "the Azure subnet" : "spec.cidr", cidr.toString(), kNoIPv6OnNic);
+}
+
+std::string uncarvedPrefixesNote(std::span<const ipam::Prefix> uncarved) {
+  std::string note;
+  for (const ipam::Prefix& prefix : uncarved) {
+    if (!note.empty()) note += "; ";
+    if (prefix.family() == ipam::Family::kV6) {
+      note += fmt::format(
+          "the Azure subnet's IPv6 prefix {} is not carved: {} (a dual-stack pod network needs "
+          "--cloud=none and an IPv6 PodSubnet with spec.cidr)",
+          prefix.toString(), kNoIPv6OnNic);
+    } else {
+      note += fmt::format(
+          "the Azure subnet's IPv4 prefix {} is not carved: a PodSubnet carves its subnet's "
+          "first IPv4 prefix only",
+          prefix.toString());
+    }
+  }
+  return note;
 }
 
 std::int64_t poolAddresses(std::int64_t blocks, std::int64_t blockSize) {
@@ -86,11 +113,14 @@ api::PodSubnetStatus computePoolStatus(const api::PodSubnetStatus& previous,
   status.totalBlocks = static_cast<std::int64_t>(set->usableCount());
   status.allocatedBlocks = static_cast<std::int64_t>(set->allocatedCount());
   const std::uint64_t free_blocks = set->freeCount();
-  status.conditions.push_back(
-      condition(previous, api::kConditionReady, true, kReasonCarved,
-                fmt::format("{} carved into {} usable /{} blocks ({} excluded)", status.cidr,
-                            set->usableCount(), set->blockLength(), set->excludedCount()),
-                input));
+  std::string carvedMessage =
+      fmt::format("{} carved into {} usable /{} blocks ({} excluded)", status.cidr,
+                  set->usableCount(), set->blockLength(), set->excludedCount());
+  if (const std::string note = uncarvedPrefixesNote(input.uncarvedPrefixes); !note.empty()) {
+    carvedMessage += "; " + note;
+  }
+  status.conditions.push_back(condition(previous, api::kConditionReady, true, kReasonCarved,
+                                        std::move(carvedMessage), input));
 
   if (free_blocks == 0 && !input.shortNodes.empty()) {
     status.conditions.push_back(

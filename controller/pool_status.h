@@ -35,6 +35,10 @@ struct PoolStatusInput {
   std::span<const std::string> shortNodes;
   // status.foreignAddresses (subnet_usage.h): nullopt while not known.
   std::optional<std::int64_t> foreignAddresses;
+  // The Azure subnet's address prefixes besides the carved one (a dual-stack subnet's IPv6
+  // prefix, a second IPv4 prefix): the Ready condition's message names each and why it is not
+  // carved (uncarvedPrefixesNote).
+  std::span<const ipam::Prefix> uncarvedPrefixes;
   std::int64_t generation = 0;  // metadata.generation, for observedGeneration
   Time now{};
 };
@@ -49,6 +53,11 @@ api::PodSubnetStatus computePoolStatus(const api::PodSubnetStatus& previous,
 // one: no IPv6 block could go on a NIC, and carving would hand nodes blocks that every NIC PUT
 // then fails on (docs/design.md 3.3). `fromAzure`: the CIDR was read from spec.azureSubnetID.
 std::optional<std::string> cloudCarveRefusal(const ipam::Prefix& cidr, bool fromAzure);
+
+// What a PodSubnet carved from an Azure subnet says about the subnet's other address prefixes:
+// it carves one (cloud.h sorts IPv4 first), so a dual-stack subnet's IPv6 half is left alone, for
+// the reason cloudCarveRefusal gives, and a second IPv4 prefix too. Empty when `uncarved` is.
+std::string uncarvedPrefixesNote(std::span<const ipam::Prefix> uncarved);
 
 // The addresses of `blocks` blocks of `blockSize` addresses each (the pool's total IPs), saturating
 // at 2^62 as prefixSize() does: an IPv6 pool of /64 blocks holds more than an int64 can count.

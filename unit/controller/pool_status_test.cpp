@@ -104,6 +104,38 @@ TEST(PoolStatus, WithACloudOnlyAnIPv4SubnetIsCarved) {
   EXPECT_TRUE(fromAzure->starts_with("the Azure subnet fd00:1::/64 is IPv6")) << *fromAzure;
 }
 
+// A dual-stack Azure subnet carves its IPv4 prefix; the Ready condition names the IPv6 one it
+// leaves alone and why, and any second IPv4 prefix too.
+TEST(PoolStatus, TheAzureSubnetsUncarvedPrefixesAreNamedInTheReadyCondition) {
+  ipam::SubnetBlockSet set = carved("10.240.0.0/24", 28);
+  const std::vector<ipam::Prefix> v6 = {*ipam::Prefix::parse("fd00:1::/64")};
+  api::PodSubnetStatus s =
+      computePoolStatus({}, {.blocks = &set, .uncarvedPrefixes = v6, .now = kT0});
+  const api::Condition& ready = cond(s, api::kConditionReady);
+  EXPECT_EQ(ready.status, "True");
+  EXPECT_EQ(ready.reason, kReasonCarved);
+  EXPECT_EQ(ready.message,
+            "10.240.0.0/24 carved into 14 usable /28 blocks (2 excluded); the Azure subnet's IPv6 "
+            "prefix fd00:1::/64 is not carved: Azure takes only IPv4 (/28) prefixes on a NIC "
+            "ipConfiguration, so --cloud=azure cannot program IPv6 blocks (a dual-stack pod "
+            "network needs --cloud=none and an IPv6 PodSubnet with spec.cidr)");
+  EXPECT_EQ(s.cidr, "10.240.0.0/24") << "the carved prefix only";
+
+  const std::vector<ipam::Prefix> both = {*ipam::Prefix::parse("10.241.0.0/24"),
+                                          *ipam::Prefix::parse("fd00:1::/64")};
+  const std::string note = uncarvedPrefixesNote(both);
+  EXPECT_TRUE(
+      note.starts_with("the Azure subnet's IPv4 prefix 10.241.0.0/24 is not carved: a "
+                       "PodSubnet carves its subnet's first IPv4 prefix only; the Azure "
+                       "subnet's IPv6 prefix fd00:1::/64 is not carved"))
+      << note;
+
+  // A single-prefix subnet (and spec.cidr) says nothing more than before.
+  EXPECT_EQ(uncarvedPrefixesNote({}), "");
+  EXPECT_EQ(cond(computePoolStatus({}, {.blocks = &set, .now = kT0}), api::kConditionReady).message,
+            "10.240.0.0/24 carved into 14 usable /28 blocks (2 excluded)");
+}
+
 TEST(PoolStatus, NotCarvedIsNotReadyWithTheReason) {
   api::PodSubnetStatus previous;
   previous.cidr = "10.240.0.0/24";
