@@ -126,6 +126,10 @@ struct ControllerConfig {
   std::chrono::seconds leakGrace{60};
   // PodSubnet status is written at most this often per subnet.
   std::chrono::milliseconds statusInterval{1000};
+  // How long a block's CIDR is not carved again after Azure refused its prefix because another
+  // resource holds an address in it (nic_reconcile.h, N16). After it, the CIDR may be carved again;
+  // if the address is still held, the next PUT is refused once more and the hold starts again.
+  std::chrono::seconds foreignHold{600};
 };
 
 using base::WallClock;
@@ -193,6 +197,14 @@ class Controller {
     std::optional<TrustPool> trust;      // what the trust rules judge against, set when carved
     std::map<ipam::Prefix, std::string> holders;  // cidr -> the accepted IPBlock the pool holds
     bool exhaustedReported = false;
+    // CIDRs another Azure resource holds an address in, as a refused NIC PUT said (nic_reconcile.h,
+    // N16): not carved (SubnetBlockSet::holdForOthers) until `until`. nic_reconciler.cpp.
+    struct ForeignHold {
+      Time until{};
+      std::string reason;   // the cloud's error code, as a condition reason
+      std::string message;  // the cloud's refusal, naming the other holder
+    };
+    std::map<ipam::Prefix, ForeignHold> heldByOthers;
   };
 
   Time now() const;
@@ -200,6 +212,10 @@ class Controller {
   void enqueue(const WorkKey& key);
   void enqueueAfter(const WorkKey& key, WorkQueue::Clock::duration delay);
   std::optional<std::string> nicPass(const std::string& node, bool& again);
+  // Under mutex_: ends the holds of heldByOthers that are due (the pool may carve those CIDRs
+  // again) and puts the others on the pool (again, should it have been carved anew); returns the
+  // CIDRs still held, of every PodSubnet (nic_reconciler.cpp).
+  std::map<ipam::Prefix, SubnetState::ForeignHold> foreignHoldsLocked(Time t);
   static std::optional<BlockInfo> decodeBlock(const nlohmann::json& object);
   static std::optional<NodeInfo> decodeNode(const nlohmann::json& object);
 

@@ -205,7 +205,8 @@ int main(int argc, char** argv) {
   vc::RecorderEventSink events(recorder);
   vc::Controller controller(
       client, cloud.get(), queue, &events, &metrics,
-      vc::ControllerConfig{.nicOrphanGrace = std::chrono::seconds(options.nicOrphanGraceSeconds)},
+      vc::ControllerConfig{.nicOrphanGrace = std::chrono::seconds(options.nicOrphanGraceSeconds),
+                           .foreignHold = std::chrono::seconds(options.foreignHoldSeconds)},
       {}, &nicQueue);
 
   // The addresses other resources hold in the PodSubnets' Azure subnets (subnet_usage.h): the

@@ -247,6 +247,7 @@ std::optional<std::string> Controller::nicPass(const std::string& node, bool& ag
   bool nodeExists = false;
   std::optional<api::Condition> nodeCondition;  // the node's VnetIpamNICProgrammed
   std::map<std::string, std::optional<api::Condition>> programmedOf;  // block -> Programmed
+  std::map<ipam::Prefix, SubnetState::ForeignHold> holds;  // CIDRs others hold an address in
   kube::ObjectReference ref;
   {
     std::lock_guard lock(mutex_);
@@ -269,6 +270,7 @@ std::optional<std::string> Controller::nicPass(const std::string& node, bool& ag
     for (const auto& [name, state] : subnetStates_) {
       if (state.cidr) managed.push_back(*state.cidr);
     }
+    holds = foreignHoldsLocked(now());
     if (auto u = unowned_.find(node); u != unowned_.end()) unowned = u->second;
     if (auto n = nicIds_.find(node); n != nicIds_.end()) nicId = n->second;
     if (!nicId && !blockNicId.empty() && nodes_.find(node) == nodes_.end()) nicId = blockNicId;
@@ -355,23 +357,70 @@ std::optional<std::string> Controller::nicPass(const std::string& node, bool& ag
     return leaveWithoutNic("its NIC is gone");
   }
 
-  const NicPlan plan = planNic(NicInput{.blocks = blocks,
-                                        .nicPrefixes = nic->prefixes,
-                                        .managedRanges = managed,
-                                        .unownedFirstSeen = std::move(unowned),
-                                        .unownedGrace = config_.nicOrphanGrace,
-                                        .now = now()});
+  // Plan and PUT. A PUT Azure refuses because another resource holds an address inside one of
+  // the blocks it adds (N16) names that block: its CIDR is held for others, and the plan made
+  // again without it is PUT at once, so one foreign address costs the node one block, not all
+  // of its new ones. Each round holds one more block the PUT was to add, so the rounds end.
+  std::vector<ipam::Prefix> held;
+  for (const auto& [cidr, hold] : holds)
+    held.push_back(cidr);
+  NicPlan plan;
   std::optional<std::string> error;
   std::optional<azure::Error> putError;
-  if (plan.needsPut) {
+  std::vector<std::string> refusals;  // every failed PUT of this pass: a Node Event each
+  for (std::size_t round = 0; round <= blocks.size(); ++round) {
+    plan = planNic(NicInput{.blocks = blocks,
+                            .nicPrefixes = nic->prefixes,
+                            .managedRanges = managed,
+                            .unownedFirstSeen = unowned,
+                            .unownedGrace = config_.nicOrphanGrace,
+                            .now = now(),
+                            .heldByOthers = held});
+    putError.reset();
+    if (!plan.needsPut) break;
     if (!canWrite()) return std::string("not the leader");
     auto put = cloud_->setNicPrefixes(*nicId, plan.desiredPrefixes);
-    if (!put) {
-      putError = std::move(put.error());
-      error = fmt::format("node {}: programming NIC {}: {}", node, *nicId, putError->message);
+    if (put) break;
+    putError = std::move(put.error());
+    refusals.push_back(fmt::format("programming NIC {} failed: {} ({})", *nicId, putError->message,
+                                   nicFailureReason(putError->code, putError->azureCode)));
+    if (!addressHeldByOthers(putError->azureCode)) break;
+    const std::optional<std::string> conflict = conflictingBlock(
+        blocks, nic->prefixes, plan.desiredPrefixes, putError->message, azure::ipConfigName);
+    if (!conflict) break;
+    const NicBlock& b = *std::ranges::find(blocks, *conflict, &NicBlock::name);
+    SubnetState::ForeignHold hold{
+        .until = now() + config_.foreignHold,
+        .reason = nicFailureReason(putError->code, putError->azureCode),
+        .message = boundedMessage(fmt::format(
+            "another resource holds an address in {}, so Azure refuses it on NIC {}: {}; the "
+            "block is not served, it is released and another block takes its place, and {} is "
+            "not carved again for {}s",
+            b.cidr.toString(), *nicId, putError->message, b.cidr.toString(),
+            config_.foreignHold.count()))};
+    spdlog::warn("node {}: IPBlock {}: {}", node, b.name, hold.message);
+    {
+      std::lock_guard lock(mutex_);
+      if (auto info = blocks_.find(b.name); info != blocks_.end()) {
+        if (auto state = subnetStates_.find(info->second.podSubnet); state != subnetStates_.end()) {
+          state->second.heldByOthers[b.cidr] = hold;
+          if (state->second.blocks) (void)state->second.blocks->holdForOthers(b.cidr);
+        }
+      }
     }
+    holds[b.cidr] = std::move(hold);
+    held.push_back(b.cidr);
+  }
+  if (putError) {
+    error = fmt::format("node {}: programming NIC {}: {}", node, *nicId, putError->message);
   }
   const bool putOk = !putError;
+  std::vector<QuarantinedBlock> quarantined;
+  for (const std::string& name : plan.quarantined) {
+    const NicBlock& b = *std::ranges::find(blocks, name, &NicBlock::name);
+    const SubnetState::ForeignHold& hold = holds.at(b.cidr);
+    quarantined.push_back({.name = name, .why = {.reason = hold.reason, .message = hold.message}});
+  }
   std::optional<NicPutFailure> failure;
   if (putError) {
     failure = NicPutFailure{
@@ -389,6 +438,7 @@ std::optional<std::string> Controller::nicPass(const std::string& node, bool& ag
                                               .nicPrefixes = nic->prefixes,
                                               .nicId = *nicId,
                                               .putFailure = failure,
+                                              .quarantined = quarantined,
                                               .nodeExists = nodeExists,
                                               .nodeCondition = nodeCondition,
                                               .now = now()});
@@ -397,22 +447,58 @@ std::optional<std::string> Controller::nicPass(const std::string& node, bool& ag
   if (putOk) {
     if (auto e = finishReleasing(plan.finishedReleasing); e && !error) error = e;
   }
+  // A quarantined block is released the ordinary way (5.3): deleted now (its prefix is not on the
+  // NIC and no PUT adds it), its agent gives it up, N8 removes nic-release, and only once the
+  // object is gone does its CIDR go back to the pool, where the hold keeps it from being carved
+  // again. The Node reconciler counts it as leaving, so the node gets another block at once.
+  bool releasedQuarantined = false;
+  for (const std::string& name : plan.quarantined) {
+    if (!canWrite()) return std::string("not the leader");
+    const std::optional<BlockInfo> info = block(name);
+    if (!info || info->deleting) continue;
+    auto removed = client_.remove(blockPath(name), {.uid = info->uid});
+    if (!removed && removed.error().code != kube::ErrorCode::kNotFound) {
+      if (!error) {
+        error = fmt::format("node {}: releasing quarantined IPBlock {}: {}", node, name,
+                            removed.error().message);
+      }
+      continue;
+    }
+    {
+      // Known at once, not when the watch brings it: the next pass plans it as leaving (N8).
+      std::optional<BlockInfo> updated;
+      if (removed) updated = decodeBlock(*removed);
+      std::lock_guard lock(mutex_);
+      if (updated && updated->uid == info->uid) {
+        upsertBlockLocked(name, std::move(*updated), false);
+      } else if (auto found = blocks_.find(name);
+                 found != blocks_.end() && found->second.uid == info->uid) {
+        found->second.deleting = true;
+      }
+    }
+    releasedQuarantined = true;
+    spdlog::info("node {}: releasing IPBlock {}: another resource holds an address in {}", node,
+                 name, info->cidr.toString());
+  }
+  if (releasedQuarantined) enqueue(nodeKey(node));
   for (const NicEvent& e : plan.events) {
     kube::ObjectReference regarding = ref;
     if (!e.block.empty()) regarding = blockRef(e.block);
     event(regarding, e.warning, toString(e.reason), "ProgramNIC", e.message);
   }
-  if (failure) {
-    // Every failed PUT is an Event on the Node (the recorder folds repeats into a series, so its
-    // count says how many tries failed); a block's Event comes with its condition, once.
-    event(ref, true, kEventNicProgrammingFailed, "ProgramNIC",
-          fmt::format("{} ({})", failure->message, failure->reason));
-    for (const std::string& name : status.newlyFailing) {
-      const auto b = std::ranges::find(blocks, name, &NicBlock::name);
-      event(blockRef(name), true, kEventNicProgrammingFailed, "ProgramNIC",
-            fmt::format("prefix {} is not on node {}'s NIC: {} ({})", b->cidr.toString(), node,
-                        failure->message, failure->reason));
-    }
+  // Every failed PUT is an Event on the Node (the recorder folds repeats into a series, so its
+  // count says how many tries failed); a block's Event comes with its condition, once.
+  for (const std::string& refusal : refusals) {
+    event(ref, true, kEventNicProgrammingFailed, "ProgramNIC", refusal);
+  }
+  for (const std::string& name : status.newlyFailing) {
+    const auto b = std::ranges::find(blocks, name, &NicBlock::name);
+    const auto q = std::ranges::find(quarantined, name, &QuarantinedBlock::name);
+    const NicPutFailure* why = q != quarantined.end() ? &q->why : failure ? &*failure : nullptr;
+    if (why == nullptr) continue;
+    event(blockRef(name), true, kEventNicProgrammingFailed, "ProgramNIC",
+          fmt::format("prefix {} is not on node {}'s NIC: {} ({})", b->cidr.toString(), node,
+                      why->message, why->reason));
   }
   // A failed Node condition write is only logged: the condition must not hold up programming (a
   // chart without the nodes/status grant, say), and the next pass writes it again.
@@ -439,8 +525,34 @@ std::optional<std::string> Controller::nicPass(const std::string& node, bool& ag
   const bool moreRows = std::ranges::any_of(plan.phaseChanges, [](const PhaseChange& change) {
     return change.to != api::BlockPhase::kReady;
   });
-  again = !error && ((plan.needsPut && putOk) || moreRows);
+  again = !error && ((plan.needsPut && putOk) || moreRows || releasedQuarantined);
   return error;
+}
+
+std::map<ipam::Prefix, Controller::SubnetState::ForeignHold> Controller::foreignHoldsLocked(
+    Time t) {
+  std::map<ipam::Prefix, SubnetState::ForeignHold> out;
+  for (auto& [name, state] : subnetStates_) {
+    for (auto it = state.heldByOthers.begin(); it != state.heldByOthers.end();) {
+      const ipam::Prefix cidr = it->first;
+      if (it->second.until > t) {
+        if (state.blocks) (void)state.blocks->holdForOthers(cidr);
+        out.emplace(cidr, it->second);
+        ++it;
+        continue;
+      }
+      it = state.heldByOthers.erase(it);
+      if (state.blocks && state.blocks->releaseHoldForOthers(cidr)) {
+        spdlog::info(
+            "PodSubnet {}: {} may be carved again: its hold for another resource's "
+            "address ended",
+            name, cidr.toString());
+        for (const std::string& shortNode : state.shortNodes)
+          enqueue(nodeKey(shortNode));
+      }
+    }
+  }
+  return out;
 }
 
 }  // namespace vnetipam::controller

@@ -31,6 +31,9 @@ struct ControllerOptions {
   double kubeApiQps = 50;
   int kubeApiBurst = 100;
   int nicOrphanGraceSeconds = 120;
+  // A block's CIDR is not carved again for this long after Azure refused its prefix because
+  // another resource holds an address in it (ControllerConfig::foreignHold).
+  int foreignHoldSeconds = 600;
   // The ARM pacer (lib/azure/arm_pacer.h): this process's share of the subscription's ARM
   // requests per 5 minutes, half the Network RP's limits (10,000 reads, 1,000 writes) because
   // other tools use the subscription too; 0 turns pacing off. A class is held while a

@@ -57,6 +57,16 @@ class FakeCloud final : public Cloud {
     std::lock_guard lock(mutex_);
     putError_.reset();
   }
+  // A PUT that would add `prefix` to a NIC fails with `error`, as Azure refuses a prefix another
+  // resource holds an address in (nullopt: accepted again).
+  void refuseAdding(const ipam::Prefix& prefix, std::optional<azure::Error> error) {
+    std::lock_guard lock(mutex_);
+    if (error) {
+      refused_[prefix] = std::move(*error);
+    } else {
+      refused_.erase(prefix);
+    }
+  }
 
   int puts = 0;
   int reads = 0;
@@ -92,6 +102,12 @@ class FakeCloud final : public Cloud {
       return azure::fail(azure::ErrorCode::kTransport, "injected: connection reset");
     }
     if (putError_) return std::unexpected(*putError_);
+    for (const ipam::Prefix& p : desired) {
+      const auto& now = nics_[std::string(nicId)];
+      if (refused_.contains(p) && std::ranges::find(now, p) == now.end()) {
+        return std::unexpected(refused_.at(p));
+      }
+    }
     nics_[std::string(nicId)] = std::vector<ipam::Prefix>(desired.begin(), desired.end());
     return {};
   }
@@ -114,6 +130,7 @@ class FakeCloud final : public Cloud {
   std::map<std::string, std::vector<ipam::Prefix>> subnets_;
   bool failPut_ = false;
   std::optional<azure::Error> putError_;
+  std::map<ipam::Prefix, azure::Error> refused_;
 };
 
 }  // namespace vnetipam::controller::testing

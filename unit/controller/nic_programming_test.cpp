@@ -12,6 +12,8 @@ using nlohmann::json;
 
 constexpr const char* kBlock = "pods-10-0-0-0-28";
 const std::string kNodePath = std::string(kNodesPath) + "/a";
+constexpr const char* kVmB =
+    "azure:///subscriptions/s/resourceGroups/rg/providers/Microsoft.Compute/virtualMachines/vm-b";
 
 std::optional<json> conditionOf(const json& object, std::string_view type) {
   for (const json& c : object.value("status", json::object()).value("conditions", json::array())) {
@@ -20,11 +22,24 @@ std::optional<json> conditionOf(const json& object, std::string_view type) {
   return std::nullopt;
 }
 
-azure::Error inUse() {
+// A refusal of the whole PUT that names no block: every block it was to add stays Pending.
+azure::Error internalError() {
+  return azure::Error{.code = azure::ErrorCode::kOperationFailed,
+                      .message =
+                          "NIC nic-a: the operation ended Failed: InternalServerError: An "
+                          "error occurred (request 5e1f)",
+                      .httpStatus = 200,
+                      .azureCode = "InternalServerError"};
+}
+
+// Another resource holds 10.0.0.21, inside the node's second block: Azure's words (the VNET
+// mock's too) name the ipConfiguration of that block.
+azure::Error inUseBySecond() {
   return azure::Error{.code = azure::ErrorCode::kBadRequest,
                       .message =
-                          "NIC nic-a: IP configuration vnetipam-10.0.0.0-28 is using the "
-                          "same private IP address 10.0.0.5 as IP configuration other",
+                          "NIC nic-a: IP configuration nic-a/ipConfigurations/"
+                          "vnetipam-10-0-0-16-28 is using the same private IP address "
+                          "10.0.0.16/28 as IP configuration nic-x/ipConfigurations/other",
                       .httpStatus = 400,
                       .azureCode = "PrivateIPAddressInUse"};
 }
@@ -89,20 +104,20 @@ TEST_F(NicProgrammingTest, ReadyCarriesProgrammedInTheSameWriteAndTheNodeIsNotWr
 
 TEST_F(NicProgrammingTest, AFailedPutSaysWhyOnTheBlockAndTheNodeOnceAndRecovers) {
   oneBlockCreated();
-  cloud_.failPuts(inUse());
+  cloud_.failPuts(internalError());
   EXPECT_TRUE(controller_->reconcileNic("a"));
 
   json block = blockObject();
   auto programmed = conditionOf(block, api::kConditionProgrammed);
   ASSERT_TRUE(programmed) << block.dump();
   EXPECT_EQ((*programmed)["status"], "False");
-  EXPECT_EQ((*programmed)["reason"], "PrivateIPAddressInUse");
-  EXPECT_NE((*programmed)["message"].get<std::string>().find("10.0.0.5"), std::string::npos);
+  EXPECT_EQ((*programmed)["reason"], "InternalServerError");
+  EXPECT_NE((*programmed)["message"].get<std::string>().find("5e1f"), std::string::npos);
   EXPECT_EQ(block["status"]["phase"], "Pending");
   auto nodeCondition = conditionOf(nodeObject(), api::kNodeConditionNicProgrammed);
   ASSERT_TRUE(nodeCondition) << nodeObject().dump();
   EXPECT_EQ((*nodeCondition)["status"], "False");
-  EXPECT_EQ((*nodeCondition)["reason"], "PrivateIPAddressInUse");
+  EXPECT_EQ((*nodeCondition)["reason"], "InternalServerError");
   EXPECT_EQ(eventsWith("Node", "NICProgrammingFailed"), 1u);
   EXPECT_EQ(eventsWith("IPBlock", "NICProgrammingFailed"), 1u);
   const std::string failedSince = (*programmed)["lastTransitionTime"];
@@ -163,7 +178,7 @@ TEST_F(NicProgrammingTest, AConditionWriteKeepsThePhaseAndTheNic) {
   syncBlocks();
   // The prefix vanishes and the PUT that would put it back fails.
   cloud_.setNic("nic-a", {});
-  cloud_.failPuts(inUse());
+  cloud_.failPuts(internalError());
   EXPECT_TRUE(controller_->reconcileNic("a"));
   const json block = blockObject();
   EXPECT_EQ(block["status"]["phase"], "Pending");
@@ -172,7 +187,7 @@ TEST_F(NicProgrammingTest, AConditionWriteKeepsThePhaseAndTheNic) {
   const auto programmed = conditionOf(block, api::kConditionProgrammed);
   ASSERT_TRUE(programmed);
   EXPECT_EQ((*programmed)["status"], "False");
-  EXPECT_EQ((*programmed)["reason"], "PrivateIPAddressInUse") << "the failure, not PrefixVanished";
+  EXPECT_EQ((*programmed)["reason"], "InternalServerError") << "the failure, not PrefixVanished";
 
   // Another reason: a write of the condition alone, which keeps every other field it owns.
   syncBlocks();
@@ -242,6 +257,75 @@ TEST_F(NicProgrammingTest, ARefusedBlockKeepsItsProgrammedEntryAsFalseNextToInva
   ASSERT_TRUE(programmed) << "the refusal's apply keeps the entry: " << block.dump();
   EXPECT_EQ((*programmed)["status"], "False");
   EXPECT_EQ((*programmed)["reason"], "Refused");
+}
+
+// A shared subnet: another resource holds an address inside one of the node's three new blocks.
+// The node's other blocks are programmed in the same pass, the held one says why and is released,
+// a replacement is carved and programmed, and the held CIDR is not carved again until its hold
+// ends.
+TEST_F(NicProgrammingTest, ABlockAnotherResourceHoldsAnAddressInIsQuarantinedAndReplaced) {
+  const ipam::Prefix held = *ipam::Prefix::parse("10.0.0.16/28");
+  cloud_.refuseAdding(held, inUseBySecond());
+  addSubnet(subnetJson("pods", {{"cidr", "10.0.0.0/26"}, {"minFreeIPsPerNode", 40}}));
+  ASSERT_FALSE(controller_->reconcileSubnet("pods"));
+  ASSERT_FALSE(controller_->reconcileNode("a"));
+  syncBlocks();
+  ASSERT_EQ(blocksOf("a").size(), 3u);
+
+  ASSERT_EQ(controller_->reconcileNic("a"), std::nullopt);
+  EXPECT_EQ(cloud_.nic("nic-a"), (std::vector{*ipam::Prefix::parse("10.0.0.0/28"),
+                                              *ipam::Prefix::parse("10.0.0.32/28")}))
+      << "the other two, in the same pass";
+  ASSERT_GE(cloud_.putBodies.size(), 2u);
+  EXPECT_EQ(cloud_.putBodies[0].size(), 3u) << "the first PUT carried all three";
+  EXPECT_EQ(cloud_.putBodies[1].size(), 2u);
+  const json quarantined = *api_.get(blockPathOf("pods-10-0-0-16-28"));
+  EXPECT_TRUE(quarantined["metadata"].contains("deletionTimestamp")) << "released";
+  EXPECT_NE(quarantined["status"].value("phase", ""), "Ready");
+  const auto programmed = conditionOf(quarantined, api::kConditionProgrammed);
+  ASSERT_TRUE(programmed) << quarantined.dump();
+  EXPECT_EQ((*programmed)["status"], "False");
+  EXPECT_EQ((*programmed)["reason"], "PrivateIPAddressInUse");
+  const std::string message = (*programmed)["message"];
+  EXPECT_NE(message.find("nic-x/ipConfigurations/other"), std::string::npos) << message;
+  EXPECT_NE(message.find("10.0.0.16/28"), std::string::npos) << message;
+  EXPECT_FALSE(conditionOf(nodeObject(), api::kNodeConditionNicProgrammed))
+      << "the node is not stalled: no Node condition";
+  EXPECT_EQ(eventsWith("IPBlock", "NICProgrammingFailed"), 1u);
+  EXPECT_EQ(eventsWith("Node", "NICProgrammingFailed"), 1u);
+  for (const char* ready : {"pods-10-0-0-0-28", "pods-10-0-0-32-28"}) {
+    EXPECT_EQ((*api_.get(blockPathOf(ready)))["status"]["phase"], "Ready") << ready;
+  }
+
+  // The node gets another block in its place, and it is programmed.
+  runUntilQuiet();
+  const json replacement = *api_.get(blockPathOf("pods-10-0-0-48-28"));
+  EXPECT_EQ(replacement["status"]["phase"], "Ready");
+  EXPECT_EQ(cloud_.nic("nic-a").size(), 3u);
+
+  // The agent gives the quarantined block up: it goes, and its CIDR is not carved again while held.
+  dropAgentDrain("pods-10-0-0-16-28");
+  runUntilQuiet();
+  EXPECT_FALSE(api_.get(blockPathOf("pods-10-0-0-16-28")));
+  EXPECT_EQ(controller_->poolFree("pods"), 1u) << "free, but held for the other resource";
+  cloud_.addNode(kVmB, "nic-b");
+  api_.put(std::string(kNodesPath) + "/b", nodeJson("b", kVmB));
+  addNode(*api_.get(std::string(kNodesPath) + "/b"));
+  ASSERT_FALSE(controller_->reconcileNode("b"));
+  runUntilQuiet();
+  EXPECT_TRUE(blocksOf("b").empty()) << "the only free block is held";
+
+  // The other resource lets the address go and the hold ends: the CIDR is carved again, and
+  // programmed.
+  cloud_.refuseAdding(held, std::nullopt);
+  wallNow_ += std::chrono::seconds(601);
+  ASSERT_FALSE(controller_->reconcileNic("a"));  // any NIC pass ends due holds
+  runUntilQuiet();
+  const auto ofB = blocksOf("b");
+  ASSERT_EQ(ofB.size(), 1u);
+  EXPECT_EQ(ofB[0]["spec"]["cidr"], "10.0.0.16/28");
+  EXPECT_EQ(ofB[0]["status"]["phase"], "Ready");
+  EXPECT_EQ(cloud_.nic("nic-b"), std::vector{held});
 }
 
 class NicProgrammingNoCloudTest : public NicProgrammingTest {
