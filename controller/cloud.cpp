@@ -4,7 +4,30 @@
 
 #include <fmt/format.h>
 
+#include "lib/azure/provider_id.h"
+
 namespace vnetipam::controller {
+
+namespace {
+
+NodeRefusal uniformRefusal(std::string_view providerID, const azure::AzureVmRef& vm) {
+  return NodeRefusal{
+      .reason = std::string(kReasonUniformScaleSetUnsupported),
+      .message = fmt::format(
+          "providerID {} is instance {} of the Uniform scale set {}: Azure has no API that puts an "
+          "IP prefix on the NIC of a Uniform scale set's VM, so vnet-ipam gives this node no "
+          "block and pods on it get no address. Run the node pool as a scale set in Flexible "
+          "orchestration, or as standalone VMs",
+          providerID, vm.instanceId, vm.name)};
+}
+
+}  // namespace
+
+std::optional<NodeRefusal> Cloud::refuseNode(std::string_view providerID) const {
+  auto vm = azure::parseProviderId(providerID);
+  if (!vm || !vm->uniformScaleSet()) return std::nullopt;
+  return uniformRefusal(providerID, *vm);
+}
 
 azure::Result<std::vector<ipam::Prefix>> AzureCloud::subnetPrefixes(std::string_view subnetId) {
   auto subnet = network_.getSubnet(subnetId);
@@ -26,7 +49,15 @@ azure::Result<std::vector<ipam::Prefix>> AzureCloud::subnetPrefixes(std::string_
 }
 
 azure::Result<std::string> AzureCloud::primaryNicOfNode(std::string_view providerID) {
-  auto vm = network_.getVirtualMachineOfNode(providerID);
+  auto ref = azure::parseProviderId(providerID);
+  if (!ref) return std::unexpected(std::move(ref.error()));
+  if (ref->uniformScaleSet()) {
+    // The controller does not ask (refuseNode); nothing is read for such a node either way.
+    return azure::fail(azure::ErrorCode::kInvalidArgument,
+                       uniformRefusal(providerID, *ref).message);
+  }
+  // A standalone VM or one of a Flexible scale set: an ordinary VM with ordinary NICs.
+  auto vm = network_.getVirtualMachine(ref->resourceId());
   if (!vm) return std::unexpected(std::move(vm.error()));
   if (vm->nics.empty()) {
     return azure::fail(azure::ErrorCode::kNotFound, fmt::format("VM {} has no NIC", vm->id));

@@ -1,8 +1,13 @@
 // What the controller needs of the cloud, as a small interface so the reconcilers are tested
 // against an in-memory fake (unit/controller/fake_cloud.h). AzureCloud (cloud.cpp) implements it
 // on lib/azure's NetworkClient. With --cloud=none there is no cloud at all (a null pointer).
+//
+// A node's VM comes from its spec.providerID, read by lib/azure's parseProviderId (the one
+// parser): a standalone VM or a VM of a Flexible scale set is programmed like any other; a VM of
+// a Uniform scale set never is (refuseNode, docs/design.md 3.3).
 #pragma once
 
+#include <optional>
 #include <span>
 #include <string>
 #include <string_view>
@@ -13,6 +18,17 @@
 #include "lib/ipam/ip.h"
 
 namespace vnetipam::controller {
+
+// Why the cloud can never put a prefix on a node's NIC, decided from its providerID alone (no
+// call to the cloud). Terminal: nothing about the node but its providerID can change it.
+struct NodeRefusal {
+  std::string reason;   // a condition reason (CamelCase, kReasonUniformScaleSetUnsupported)
+  std::string message;  // what the node is, why it is refused, and what to run instead
+};
+
+// A Node whose providerID names a VM of a Uniform scale set: the published API has no way to put
+// a prefix on its NIC. The Node's VnetIpamNICProgrammed condition and its Warning Event say so.
+inline constexpr std::string_view kReasonUniformScaleSetUnsupported = "UniformScaleSetUnsupported";
 
 struct NicState {
   std::string id;                      // ARM id of the NIC
@@ -25,8 +41,14 @@ class Cloud {
 
   // The address prefixes of a VNET subnet (IPv4 first when it has both). kNotFound when gone.
   virtual azure::Result<std::vector<ipam::Prefix>> subnetPrefixes(std::string_view subnetId) = 0;
-  // The ARM id of the primary NIC of the VM named by a node's spec.providerID.
+  // The ARM id of the primary NIC of the VM named by a node's spec.providerID. kInvalidArgument,
+  // with no call made, for a providerID that names no VM or names one refuseNode refuses.
   virtual azure::Result<std::string> primaryNicOfNode(std::string_view providerID) = 0;
+  // The refusal of a node this cloud can never program (a VM of a Uniform scale set), nullopt for
+  // any other providerID (one that does not parse included: finding its NIC reports that). The
+  // controller carves such a node no block and makes no call to the cloud for it. Pure: the rule
+  // is the providerID's, so it is defined here once, for AzureCloud and the tests' fake alike.
+  virtual std::optional<NodeRefusal> refuseNode(std::string_view providerID) const;
   // Reads a NIC (a GET). kNotFound when it is gone.
   virtual azure::Result<NicState> readNic(std::string_view nicId) = 0;
   // Makes the NIC carry exactly `desired` among this project's prefixes, in one PUT. An error

@@ -329,6 +329,13 @@ std::optional<std::string> Controller::nicPass(const std::string& node, bool& ag
       if (blocks.empty()) return std::nullopt;
       return fmt::format("node {} has no spec.providerID: cannot find its NIC", node);
     }
+    if (auto refused = cloud_->refuseNode(providerID)) {
+      // No NIC of this node can take a prefix, so none is looked up: the Node reconciler carves
+      // it nothing, releases what it has and says why on the Node. Its leaving blocks finish
+      // without a NIC; one not leaving yet comes back here with its deletion.
+      if (blocks.empty() || !allLeaving) return std::nullopt;
+      return leaveWithoutNic(refused->reason);
+    }
     auto found = cloud_->primaryNicOfNode(providerID);
     if (!found) {
       if (found.error().code == azure::ErrorCode::kNotFound && allLeaving) {

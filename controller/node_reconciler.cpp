@@ -1,6 +1,12 @@
 // The Node reconciler: keeps each node's free IPs at or above minFreeIPsPerNode of every PodSubnet
 // that selects it (node_blocks.h decides), creating and deleting IPBlocks. State and wiring:
 // controller.h.
+//
+// A node the cloud can never program (Cloud::refuseNode: a VM of a Uniform scale set) is treated
+// as selected by no PodSubnet: it is carved no block, and any block it has (made before the
+// refusal existed) is released, so none waits Pending for a NIC that cannot take it. When some
+// PodSubnet selects it, its VnetIpamNICProgrammed condition turns False with the refusal's reason
+// and message, once, with one Warning Event of that reason; no cloud call is made for it.
 #include <map>
 #include <set>
 #include <utility>
@@ -13,6 +19,7 @@
 #include "api/naming.h"
 #include "controller/controller.h"
 #include "controller/controller_internal.h"
+#include "controller/nic_conditions.h"
 #include "controller/node_blocks.h"
 
 namespace vnetipam::controller {
@@ -45,22 +52,33 @@ std::optional<std::string> Controller::reconcileNode(const std::string& name) {
   std::vector<std::string> drains;        // leaving blocks of a gone node that keep agent-drain
   std::vector<std::pair<bool, std::string>> notes;  // (shortOfPool?, message) for node events
   std::string providerID;
+  std::optional<NodeRefusal> refusal;          // the cloud can never program this node
+  bool refusedSelected = false;                // ... and some PodSubnet selects it
+  std::optional<api::Condition> nicCondition;  // its VnetIpamNICProgrammed
   kube::ObjectReference ref;
   {
     std::lock_guard lock(mutex_);
     ref = nodeRef(name);
     const auto node = nodes_.find(name);
-    if (node != nodes_.end()) providerID = node->second.providerID;
+    if (node != nodes_.end()) {
+      providerID = node->second.providerID;
+      nicCondition = node->second.nicCondition;
+      if (cloud_) refusal = cloud_->refuseNode(providerID);  // pure: no call to the cloud
+    }
     static const std::set<std::string> kNone;
     const auto index = nodeBlocks_.find(name);
     const std::set<std::string>& names = index == nodeBlocks_.end() ? kNone : index->second;
     const Time t = now();
 
     for (auto& [subnetName, subnet] : subnets_) {
-      const NodeState nodeState = node == nodes_.end() ? NodeState::kGone
-                                  : nodeSelected(node->second, subnet.spec)
-                                      ? NodeState::kSelected
-                                      : NodeState::kNotSelected;
+      NodeState nodeState = node == nodes_.end()                      ? NodeState::kGone
+                            : nodeSelected(node->second, subnet.spec) ? NodeState::kSelected
+                                                                      : NodeState::kNotSelected;
+      const bool refusedHere = refusal && nodeState == NodeState::kSelected;
+      if (refusedHere) {
+        nodeState = NodeState::kNotSelected;
+        refusedSelected = true;
+      }
       std::vector<NodeBlock> mine;
       for (const std::string& blockName : names) {
         const BlockInfo& info = blocks_.at(blockName);
@@ -134,8 +152,10 @@ std::optional<std::string> Controller::reconcileNode(const std::string& name) {
                                               policy.minFreeIPsPerNode));
       }
       for (const BlockRelease& release : decision.releases) {
-        deletes.push_back(
-            {release.name, blocks_.at(release.name).uid, std::string(toString(release.reason))});
+        deletes.push_back({release.name, blocks_.at(release.name).uid,
+                           refusedHere && release.reason == ReleaseReason::kNodeNotSelected
+                               ? refusal->reason
+                               : std::string(toString(release.reason))});
       }
       if (decision.recheckAt) enqueueAfter(nodeKey(name), *decision.recheckAt - t);
     }
@@ -276,6 +296,17 @@ std::optional<std::string> Controller::reconcileNode(const std::string& name) {
           fmt::format("node {}: reading the Node: {}", name, got.error().message));
     }
     // A Node the cache lacks but the API server has: its watch event is on the way.
+  }
+  // The refusal on the Node, once: the condition write brings the node back through the watch, and
+  // then it already says so.
+  if (refusedSelected && !alreadyFailing(nicCondition, refusal->reason)) {
+    const api::Condition condition = nextCondition(nicCondition, api::kNodeConditionNicProgrammed,
+                                                   false, refusal->reason, refusal->message, now());
+    if (auto e = writeNodeNicCondition(name, condition)) {
+      firstError = firstError.value_or(*e);
+    } else {
+      event(ref, true, refusal->reason, "ProgramNIC", boundedMessage(refusal->message));
+    }
   }
   if (changed) enqueue(nicKey(name));
   if (again) enqueue(nodeKey(name));

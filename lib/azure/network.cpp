@@ -5,8 +5,6 @@
 
 #include <fmt/format.h>
 
-#include "lib/base/text.h"
-
 namespace vnetipam::azure {
 
 namespace {
@@ -226,46 +224,6 @@ Result<std::optional<SubnetUsage>> parseVirtualNetworkUsage(const json& doc) {
   return std::optional<SubnetUsage>(std::move(usage));
 }
 
-Result<std::string> vmIdFromProviderId(std::string_view providerID) {
-  constexpr std::string_view kScheme = "azure://";
-  std::string_view id = providerID;
-  if (!id.starts_with(kScheme)) {
-    return fail(ErrorCode::kInvalidArgument,
-                fmt::format("providerID \"{}\" is not an Azure one (azure:///subscriptions/...)",
-                            providerID));
-  }
-  id.remove_prefix(kScheme.size());
-  if (id.find("/virtualMachineScaleSets/") != std::string_view::npos ||
-      id.find("/virtualmachinescalesets/") != std::string_view::npos) {
-    return fail(ErrorCode::kInvalidArgument,
-                fmt::format("providerID \"{}\" is a scale set instance; IP prefixes can only be "
-                            "put on NICs of standalone VMs (scale set NICs cannot be changed "
-                            "through Microsoft.Network)",
-                            providerID));
-  }
-  // /subscriptions/s/resourceGroups/rg/providers/Microsoft.Compute/virtualMachines/name
-  std::vector<std::string_view> parts;
-  for (std::string_view rest = id.substr(1); !rest.empty();) {
-    const auto slash = rest.find('/');
-    parts.push_back(rest.substr(0, slash));
-    rest = slash == std::string_view::npos ? std::string_view() : rest.substr(slash + 1);
-  }
-  const bool ok =
-      id.starts_with('/') && parts.size() == 8 && text::iequals(parts[0], "subscriptions") &&
-      text::iequals(parts[2], "resourceGroups") && text::iequals(parts[4], "providers") &&
-      text::iequals(parts[5], "Microsoft.Compute") && text::iequals(parts[6], "virtualMachines") &&
-      std::ranges::none_of(parts, [](auto p) { return p.empty(); });
-  if (!ok) {
-    return fail(ErrorCode::kInvalidArgument,
-                fmt::format("providerID \"{}\" does not name a VM (azure:///subscriptions/<id>/"
-                            "resourceGroups/<rg>/providers/Microsoft.Compute/virtualMachines/"
-                            "<name>)",
-                            providerID));
-  }
-  if (auto checked = checkId(id, "VM"); !checked) return std::unexpected(checked.error());
-  return std::string(id);
-}
-
 std::string ipConfigName(const ipam::Prefix& prefix) {
   std::string address = prefix.address().toString();
   std::ranges::replace(address, '.', '-');
@@ -336,12 +294,6 @@ Result<VirtualMachine> NetworkClient::getVirtualMachine(std::string_view vmId) {
   auto doc = arm_.get("GetVirtualMachine", withVersion(vmId, kComputeApiVersion));
   if (!doc) return std::unexpected(doc.error());
   return parseVirtualMachine(*doc);
-}
-
-Result<VirtualMachine> NetworkClient::getVirtualMachineOfNode(std::string_view providerID) {
-  auto id = vmIdFromProviderId(providerID);
-  if (!id) return std::unexpected(id.error());
-  return getVirtualMachine(*id);
 }
 
 Result<std::vector<NetworkInterface>> NetworkClient::getVirtualMachineNics(

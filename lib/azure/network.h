@@ -112,12 +112,6 @@ Result<NetworkInterface> parseNetworkInterface(const nlohmann::json& doc);
 // defines, but the name says which, so another kind is skipped rather than misread).
 Result<std::optional<SubnetUsage>> parseVirtualNetworkUsage(const nlohmann::json& doc);
 
-// The VM resource id in a node's spec.providerID:
-//   azure:///subscriptions/<s>/resourceGroups/<rg>/providers/Microsoft.Compute/virtualMachines/<n>
-// kInvalidArgument for anything else; scale-set instances get their own message, because their
-// NICs cannot be changed through Microsoft.Network (reference §2b).
-Result<std::string> vmIdFromProviderId(std::string_view providerID);
-
 // "vnetipam-10-240-0-16-28" for 10.240.0.16/28 (IPv6: ':' also becomes '-').
 std::string ipConfigName(const ipam::Prefix& prefix);
 
@@ -146,7 +140,6 @@ class NetworkClient {
   Result<VirtualNetwork> getVirtualNetwork(std::string_view vnetId);
   Result<Subnet> getSubnet(std::string_view subnetId);
   Result<VirtualMachine> getVirtualMachine(std::string_view vmId);
-  Result<VirtualMachine> getVirtualMachineOfNode(std::string_view providerID);
   // The VM's NICs, primary first.
   Result<std::vector<NetworkInterface>> getVirtualMachineNics(const VirtualMachine& vm);
   Result<NetworkInterface> getNic(std::string_view nicId);

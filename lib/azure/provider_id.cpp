@@ -56,6 +56,9 @@ Result<AzureVmRef> parseProviderId(std::string_view providerID) {
   }
   if (std::ranges::any_of(parts, [](std::string_view p) { return p.empty(); }))
     return std::unexpected(invalid(providerID, "it has an empty path segment"));
+  // A request target with them would name another resource once a server normalises the path.
+  if (std::ranges::any_of(parts, [](std::string_view p) { return p == "." || p == ".."; }))
+    return std::unexpected(invalid(providerID, "it has a . or .. path segment"));
   using text::iequals;
   const bool common = parts.size() >= 8 && iequals(parts[0], "subscriptions") &&
                       iequals(parts[2], "resourceGroups") && iequals(parts[4], "providers") &&

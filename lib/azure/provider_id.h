@@ -36,8 +36,8 @@ struct AzureVmRef {
 };
 
 // kInvalidArgument, naming what is wrong, for anything but the two forms above: another scheme,
-// segments missing, empty or out of place, a query, fragment, percent-escape, whitespace or
-// control character, or a non-numeric instance id. Segment keywords compare case-insensitively,
+// segments missing, empty, . or .., or out of place, a query, fragment, percent-escape, whitespace
+// or control character, or a non-numeric instance id. Segment keywords compare case-insensitively,
 // as ARM ids do; names are kept as written.
 Result<AzureVmRef> parseProviderId(std::string_view providerID);
 

@@ -54,25 +54,6 @@ json nicJson(std::string_view etag, std::vector<json> configs) {
             {"ipConfigurations", configs}}}};
 }
 
-TEST(ProviderIdTest, NamesTheVm) {
-  EXPECT_EQ(vmIdFromProviderId("azure:///subscriptions/sub/resourceGroups/rg/providers/"
-                               "Microsoft.Compute/virtualMachines/node-1")
-                .value(),
-            "/subscriptions/sub/resourceGroups/rg/providers/Microsoft.Compute/virtualMachines/"
-            "node-1");
-  EXPECT_EQ(vmIdFromProviderId("aws:///us-east-1a/i-123").error().code,
-            ErrorCode::kInvalidArgument);
-  EXPECT_FALSE(vmIdFromProviderId("azure:///subscriptions/sub/resourceGroups/rg").has_value());
-  EXPECT_FALSE(vmIdFromProviderId("azure:///subscriptions/sub/resourceGroups/rg/providers/"
-                                  "Microsoft.Compute/virtualMachines/a?x")
-                   .has_value());
-  auto vmss = vmIdFromProviderId(
-      "azure:///subscriptions/sub/resourceGroups/rg/providers/Microsoft.Compute/"
-      "virtualMachineScaleSets/pool/virtualMachines/0");
-  ASSERT_FALSE(vmss.has_value());
-  EXPECT_NE(vmss.error().message.find("scale set"), std::string::npos);
-}
-
 TEST(IpConfigNameTest, IsDeterministicFromThePrefix) {
   EXPECT_EQ(ipConfigName(prefix("10.240.0.16/28")), "vnetipam-10-240-0-16-28");
   EXPECT_EQ(ipConfigName(prefix("fd00:10:240::/80")), "vnetipam-fd00-10-240---80");
@@ -262,7 +243,7 @@ TEST_F(NetworkClientTest, FindsANodesVmAndItsNicsPrimaryFirst) {
                                     {{{"id", second}, {"properties", {{"primary", false}}}},
                                      {{"id", kNicId}, {"properties", {{"primary", true}}}}}}}}}}}
                               .dump());
-  auto vm = network_.getVirtualMachineOfNode("azure://" + vmId);
+  auto vm = network_.getVirtualMachine(vmId);
   ASSERT_TRUE(vm.has_value()) << vm.error().message;
   ASSERT_EQ(vm->nics.size(), 2u);
   EXPECT_EQ(vm->nics[0].id, kNicId);

@@ -64,6 +64,10 @@ TEST(ParseProviderIdTest, RefusesEverythingElse) {
            "azure:///subscriptions/sub/resourceGroups/rg/providers/Microsoft.Compute/"
            "virtualMachines/a%2Fb",
            "azure:///subscriptions/sub/resourceGroups/rg/providers/Microsoft.Compute/"
+           "virtualMachines/..",
+           "azure:///subscriptions/sub/resourceGroups/./providers/Microsoft.Compute/"
+           "virtualMachines/a",
+           "azure:///subscriptions/sub/resourceGroups/rg/providers/Microsoft.Compute/"
            "virtualMachines/a b",
            "azure:///subscriptions/sub/resourceGroups/rg/providers/Microsoft.Compute/"
            "virtualMachineScaleSets/pool/virtualMachines/abc",
