@@ -12,8 +12,11 @@ namespace {
 
 using ipam::kPodGatewayV4;
 
-agent::Request requestFor(agent::Op op, const Env& env) {
+// The network is the configuration's "name": the CNI spec keys an attachment by network,
+// container ID and interface, and a runtime's GC lists one network's attachments.
+agent::Request requestFor(agent::Op op, const Env& env, const NetConf& conf) {
   agent::Request request{.op = op,
+                         .network = conf.name,
                          .containerID = env.containerId,
                          .ifName = env.ifName,
                          .podNamespace = env.podNamespace,
@@ -58,7 +61,7 @@ Outcome<Result> add(AgentClient& client, const Env& env, const NetConf& conf) {
   auto config = parseIpamConfig(conf);
   if (!config) return std::unexpected(config.error());
   const std::string doing = fmt::format("allocate for {}", owner(env));
-  auto response = ask(client, *config, requestFor(agent::Op::kAllocate, env), doing);
+  auto response = ask(client, *config, requestFor(agent::Op::kAllocate, env, conf), doing);
   if (!response) return std::unexpected(response.error());
   const auto& allocations = response->allocations;
   const bool oneEach = !allocations.empty() && allocations.size() <= 2 &&
@@ -99,7 +102,7 @@ Outcome<Result> add(AgentClient& client, const Env& env, const NetConf& conf) {
 Outcome<void> del(AgentClient& client, const Env& env, const NetConf& conf) {
   auto config = parseIpamConfig(conf);
   if (!config) return std::unexpected(config.error());
-  auto response = ask(client, *config, requestFor(agent::Op::kRelease, env),
+  auto response = ask(client, *config, requestFor(agent::Op::kRelease, env, conf),
                       fmt::format("release for {}", owner(env)));
   if (!response) return std::unexpected(response.error());
   return {};
@@ -109,7 +112,7 @@ Outcome<void> check(AgentClient& client, const Env& env, const NetConf& conf) {
   auto config = parseIpamConfig(conf);
   if (!config) return std::unexpected(config.error());
   const std::string doing = fmt::format("check {}", owner(env));
-  auto response = ask(client, *config, requestFor(agent::Op::kCheck, env), doing);
+  auto response = ask(client, *config, requestFor(agent::Op::kCheck, env, conf), doing);
   if (!response) return std::unexpected(response.error());
   if (!conf.prevResult) return {};
   // Every family the agent holds for the attachment must be in the result the runtime kept.
@@ -129,11 +132,14 @@ Outcome<void> check(AgentClient& client, const Env& env, const NetConf& conf) {
 Outcome<void> gc(AgentClient& client, const Env&, const NetConf& conf) {
   auto config = parseIpamConfig(conf);
   if (!config) return std::unexpected(config.error());
-  agent::Request request{.op = agent::Op::kGc};
+  // The attachments the runtime lists are those of this network alone: the agent judges only
+  // this network's allocations by them.
+  agent::Request request{.op = agent::Op::kGc, .network = conf.name};
   for (const auto& a : conf.validAttachments)
     request.validAttachments.push_back({a.containerId, a.ifName});
   auto response = ask(client, *config, request,
-                      fmt::format("gc with {} valid attachments", request.validAttachments.size()));
+                      fmt::format("gc of network {} with {} valid attachments", conf.name,
+                                  request.validAttachments.size()));
   if (!response) return std::unexpected(response.error());
   return {};
 }

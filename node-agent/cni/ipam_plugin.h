@@ -12,6 +12,9 @@
 //                          {"dst":"::/0","gw":"fe80::1"}). Under ptp give []: ptp installs routes
 //                          before its gateway is on-link.
 //
+// Every ADD, DEL, CHECK and GC names the network (the configuration's "name") to the agent, which
+// records it with the allocation and scopes GC by it (node-agent/protocol.h).
+//
 // ADD asks the agent for every family; the result holds one address per family the node serves
 // (IPv4 first, IPv6 second), each with its gateway (lib/ipam/pod_gateway.h: 169.254.1.1,
 // fe80::1) and no "interface" (an IPAM plugin creates none; the interface plugin sets it). CHECK

@@ -241,6 +241,35 @@ TEST(VnetIpam, GcSendsTheValidAttachments) {
             (std::vector<agent::Attachment>{{"a", "eth0"}, {"b", "net1"}}));
 }
 
+// The agent keys allocations by network too and scopes GC by it: ADD, DEL, CHECK and GC name the
+// configuration's "name".
+TEST(VnetIpam, EveryAttachmentRequestNamesTheNetwork) {
+  FakeAgent agent;
+  agent.next.allocations = {allocation("10.240.0.17")};
+  auto c = conf();
+  c["name"] = "net-b";
+  for (const char* command : {"ADD", "CHECK", "DEL"})
+    EXPECT_EQ(runPlugin(makeIpamPlugin(agent), env(command), c.dump()).exitCode, 0) << command;
+  c["cni.dev/valid-attachments"] = json::array();
+  EXPECT_EQ(runPlugin(makeIpamPlugin(agent), {{"CNI_COMMAND", "GC"}, {"CNI_PATH", "/x"}}, c.dump())
+                .exitCode,
+            0);
+  ASSERT_EQ(agent.requests.size(), 4U);
+  for (const agent::Request& r : agent.requests)
+    EXPECT_EQ(r.network, "net-b") << agent::toString(r.op);
+  EXPECT_EQ(agent.requests[3].op, agent::Op::kGc);
+}
+
+TEST(VnetIpam, AnAttachmentAnotherNetworkHoldsIsCode102) {
+  FakeAgent agent;
+  agent.next = agent::Response::failure(agent::ErrorCode::kInterfaceExists,
+                                        "the attachment holds 10.240.0.17 for network net-a");
+  const auto inv = runPlugin(makeIpamPlugin(agent), env("ADD"), conf().dump());
+  EXPECT_NE(inv.exitCode, 0);
+  EXPECT_EQ(json::parse(inv.out)["code"], kInterfaceExists);
+  EXPECT_NE(inv.out.find("net-a"), std::string::npos) << inv.out;
+}
+
 TEST(VnetIpam, StatusIsReadyOnlyWithFreeAddresses) {
   FakeAgent agent;
   const auto status = [&] {
