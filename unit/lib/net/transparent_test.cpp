@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cstring>
+#include <functional>
 #include <set>
 
 #include <arpa/inet.h>
@@ -26,41 +27,21 @@ using testing::TestNetns;
 
 ipam::IPAddress ip(std::string_view text) { return *ipam::IPAddress::parse(text); }
 
-// Pings `to` from inside `from`: an ICMP echo every 200 ms until a reply or `timeout`, like
-// `ping -c1 -w<timeout>`, without depending on a ping binary. The packets never leave the test's
-// namespaces. Several tries, because a packet sent within moments of the link coming up can be
-// dropped before the kernel has activated the veth's queue (more likely on a loaded machine).
-Result<void> ping6(const Netns& from, ipam::IPAddress to, std::chrono::milliseconds timeout);
-
-Result<void> ping(const Netns& from, ipam::IPAddress to,
-                  std::chrono::milliseconds timeout = std::chrono::seconds(3)) {
-  if (to.family() == ipam::Family::kV6) return ping6(from, to, timeout);
+// The echo loop ping() runs for either family, in `from` on a raw socket of (domain, protocol):
+// `send(fd, id, seq)` sends echo request number seq (false on failure, errno set) every 200 ms,
+// and `isReply(fd, id)` reads one datagram and says whether it is the awaited reply, until one is
+// or `timeout` passes.
+Result<void> echoUntilReply(const Netns& from, int domain, int protocol, ipam::IPAddress to,
+                            std::chrono::milliseconds timeout,
+                            const std::function<bool(int, std::uint16_t, std::uint16_t)>& send,
+                            const std::function<bool(int, std::uint16_t)>& isReply) {
   return runInNetns(from, [&]() -> Result<void> {
-    UniqueFd fd(::socket(AF_INET, SOCK_RAW | SOCK_CLOEXEC, IPPROTO_ICMP));
+    UniqueFd fd(::socket(domain, SOCK_RAW | SOCK_CLOEXEC, protocol));
     if (!fd.valid()) return fail(ErrorCode::kIo, std::strerror(errno));
     const auto id = htons(static_cast<std::uint16_t>(::getpid()));
-    sockaddr_in dst{};
-    dst.sin_family = AF_INET;
-    dst.sin_addr.s_addr = htonl(static_cast<std::uint32_t>(to.bits()));
-    const auto send = [&](std::uint16_t seq) {
-      icmphdr request{};
-      request.type = ICMP_ECHO;
-      request.un.echo.id = id;
-      request.un.echo.sequence = htons(seq);
-      std::uint32_t sum = 0;
-      std::array<std::uint16_t, sizeof request / 2> words{};
-      std::memcpy(words.data(), &request, sizeof request);
-      for (const auto w : words)
-        sum += w;
-      while (sum >> 16)
-        sum = (sum & 0xffff) + (sum >> 16);
-      request.checksum = static_cast<std::uint16_t>(~sum);
-      return ::sendto(fd.get(), &request, sizeof request, 0, reinterpret_cast<sockaddr*>(&dst),
-                      sizeof dst) >= 0;
-    };
     const auto deadline = std::chrono::steady_clock::now() + timeout;
     for (std::uint16_t seq = 1; std::chrono::steady_clock::now() < deadline; ++seq) {
-      if (!send(seq)) {
+      if (!send(fd.get(), id, seq)) {
         return fail(ErrorCode::kIo,
                     fmt::format("sendto {}: {}", to.toString(), std::strerror(errno)));
       }
@@ -69,20 +50,7 @@ Result<void> ping(const Netns& from, ipam::IPAddress to,
       while (std::chrono::steady_clock::now() < next) {
         pollfd p{.fd = fd.get(), .events = POLLIN, .revents = 0};
         if (::poll(&p, 1, 50) <= 0) continue;
-        std::array<char, 1500> buf{};
-        sockaddr_in src{};
-        socklen_t len = sizeof src;
-        const ssize_t n = ::recvfrom(fd.get(), buf.data(), buf.size(), 0,
-                                     reinterpret_cast<sockaddr*>(&src), &len);
-        if (n < static_cast<ssize_t>(sizeof(iphdr) + sizeof(icmphdr))) continue;
-        iphdr ipHeader{};
-        std::memcpy(&ipHeader, buf.data(), sizeof ipHeader);
-        icmphdr reply{};
-        std::memcpy(&reply, buf.data() + ipHeader.ihl * 4, sizeof reply);
-        if (reply.type == ICMP_ECHOREPLY && reply.un.echo.id == id &&
-            src.sin_addr.s_addr == dst.sin_addr.s_addr) {
-          return {};
-        }
+        if (isReply(fd.get(), id)) return {};
       }
     }
     return fail(ErrorCode::kIo,
@@ -90,48 +58,75 @@ Result<void> ping(const Netns& from, ipam::IPAddress to,
   });
 }
 
-// ping() for IPv6: ICMPv6 echo on a raw socket (the kernel fills in the checksum and hands back
-// the ICMPv6 message without the IPv6 header).
-Result<void> ping6(const Netns& from, ipam::IPAddress to, std::chrono::milliseconds timeout) {
-  return runInNetns(from, [&]() -> Result<void> {
-    UniqueFd fd(::socket(AF_INET6, SOCK_RAW | SOCK_CLOEXEC, IPPROTO_ICMPV6));
-    if (!fd.valid()) return fail(ErrorCode::kIo, std::strerror(errno));
-    const auto id = htons(static_cast<std::uint16_t>(::getpid()));
+// Pings `to` from inside `from`: an ICMP (or ICMPv6) echo every 200 ms until a reply or
+// `timeout`, like `ping -c1 -w<timeout>`, without depending on a ping binary. The packets never
+// leave the test's namespaces. Several tries, because a packet sent within moments of the link
+// coming up can be dropped before the kernel has activated the veth's queue (more likely on a
+// loaded machine).
+Result<void> ping(const Netns& from, ipam::IPAddress to,
+                  std::chrono::milliseconds timeout = std::chrono::seconds(3)) {
+  if (to.family() == ipam::Family::kV6) {
+    // The kernel fills in an ICMPv6 checksum and hands back the ICMPv6 message without the IPv6
+    // header.
     sockaddr_in6 dst{};
     dst.sin6_family = AF_INET6;
     const auto bytes = addressBytes(to);
     std::memcpy(&dst.sin6_addr, bytes.data(), bytes.size);
-    const auto deadline = std::chrono::steady_clock::now() + timeout;
-    for (std::uint16_t seq = 1; std::chrono::steady_clock::now() < deadline; ++seq) {
+    const auto send = [&](int fd, std::uint16_t id, std::uint16_t seq) {
       icmp6_hdr request{};
       request.icmp6_type = ICMP6_ECHO_REQUEST;
       request.icmp6_id = id;
       request.icmp6_seq = htons(seq);
-      if (::sendto(fd.get(), &request, sizeof request, 0, reinterpret_cast<sockaddr*>(&dst),
-                   sizeof dst) < 0) {
-        return fail(ErrorCode::kIo,
-                    fmt::format("sendto {}: {}", to.toString(), std::strerror(errno)));
-      }
-      const auto next =
-          std::min(deadline, std::chrono::steady_clock::now() + std::chrono::milliseconds(200));
-      while (std::chrono::steady_clock::now() < next) {
-        pollfd p{.fd = fd.get(), .events = POLLIN, .revents = 0};
-        if (::poll(&p, 1, 50) <= 0) continue;
-        icmp6_hdr reply{};
-        sockaddr_in6 src{};
-        socklen_t len = sizeof src;
-        const ssize_t n =
-            ::recvfrom(fd.get(), &reply, sizeof reply, 0, reinterpret_cast<sockaddr*>(&src), &len);
-        if (n < static_cast<ssize_t>(sizeof reply)) continue;
-        if (reply.icmp6_type == ICMP6_ECHO_REPLY && reply.icmp6_id == id &&
-            std::memcmp(&src.sin6_addr, &dst.sin6_addr, sizeof dst.sin6_addr) == 0) {
-          return {};
-        }
-      }
-    }
-    return fail(ErrorCode::kIo,
-                fmt::format("no echo reply from {} within {} ms", to.toString(), timeout.count()));
-  });
+      return ::sendto(fd, &request, sizeof request, 0, reinterpret_cast<sockaddr*>(&dst),
+                      sizeof dst) >= 0;
+    };
+    const auto isReply = [&](int fd, std::uint16_t id) {
+      icmp6_hdr reply{};
+      sockaddr_in6 src{};
+      socklen_t len = sizeof src;
+      const ssize_t n =
+          ::recvfrom(fd, &reply, sizeof reply, 0, reinterpret_cast<sockaddr*>(&src), &len);
+      return n >= static_cast<ssize_t>(sizeof reply) && reply.icmp6_type == ICMP6_ECHO_REPLY &&
+             reply.icmp6_id == id &&
+             std::memcmp(&src.sin6_addr, &dst.sin6_addr, sizeof dst.sin6_addr) == 0;
+    };
+    return echoUntilReply(from, AF_INET6, IPPROTO_ICMPV6, to, timeout, send, isReply);
+  }
+  sockaddr_in dst{};
+  dst.sin_family = AF_INET;
+  dst.sin_addr.s_addr = htonl(static_cast<std::uint32_t>(to.bits()));
+  const auto send = [&](int fd, std::uint16_t id, std::uint16_t seq) {
+    icmphdr request{};
+    request.type = ICMP_ECHO;
+    request.un.echo.id = id;
+    request.un.echo.sequence = htons(seq);
+    std::uint32_t sum = 0;
+    std::array<std::uint16_t, sizeof request / 2> words{};
+    std::memcpy(words.data(), &request, sizeof request);
+    for (const auto w : words)
+      sum += w;
+    while (sum >> 16)
+      sum = (sum & 0xffff) + (sum >> 16);
+    request.checksum = static_cast<std::uint16_t>(~sum);
+    return ::sendto(fd, &request, sizeof request, 0, reinterpret_cast<sockaddr*>(&dst),
+                    sizeof dst) >= 0;
+  };
+  // A raw IPv4 socket hands back the whole datagram, IP header first.
+  const auto isReply = [&](int fd, std::uint16_t id) {
+    std::array<char, 1500> buf{};
+    sockaddr_in src{};
+    socklen_t len = sizeof src;
+    const ssize_t n =
+        ::recvfrom(fd, buf.data(), buf.size(), 0, reinterpret_cast<sockaddr*>(&src), &len);
+    if (n < static_cast<ssize_t>(sizeof(iphdr) + sizeof(icmphdr))) return false;
+    iphdr ipHeader{};
+    std::memcpy(&ipHeader, buf.data(), sizeof ipHeader);
+    icmphdr reply{};
+    std::memcpy(&reply, buf.data() + ipHeader.ihl * 4, sizeof reply);
+    return reply.type == ICMP_ECHOREPLY && reply.un.echo.id == id &&
+           src.sin_addr.s_addr == dst.sin_addr.s_addr;
+  };
+  return echoUntilReply(from, AF_INET, IPPROTO_ICMP, to, timeout, send, isReply);
 }
 
 class TransparentPodTest : public ::testing::Test {
