@@ -4,14 +4,13 @@
 // no prefix length), while a flexible scale set's VMs are ordinary VMs with ordinary NICs.
 #include <gtest/gtest.h>
 
-#include "unit/azure-mock/fakes.h"
-#include "unit/lib/azure/arm_schema.h"
+#include "unit/azure-mock/conformance.h"
 
 namespace vnetipam::azuremock {
 namespace {
 
-using azure::testing::schemaProblems;
 using nlohmann::json;
+using testing::expectConforms;
 using testing::kRg;
 using testing::MockFixture;
 using testing::parsed;
@@ -44,12 +43,6 @@ const std::string kPoolVm =
     std::string(kRg) +
     "/providers/Microsoft.Compute/virtualMachineScaleSets/pool/virtualMachines/3";
 const std::string kPoolNic = kPoolVm + "/networkInterfaces/pool-nic";
-
-void expectConforms(const ArmResponse& r, const std::string& definition) {
-  ASSERT_EQ(r.status, 200) << r.body;
-  const auto problems = schemaProblems(parsed(r), definition);
-  EXPECT_TRUE(problems.empty()) << ::testing::PrintToString(problems) << "\n" << r.body;
-}
 
 TEST(ScaleSet, AUniformVmAndItsNicAreReadThroughCompute) {
   ScaleSetFixture m;

@@ -8,14 +8,15 @@
 #include <gtest/gtest.h>
 
 #include "lib/azure/network.h"
-#include "unit/azure-mock/fakes.h"
-#include "unit/lib/azure/arm_schema.h"
+#include "unit/azure-mock/conformance.h"
+#include "unit/lib/azure/arm_fixture.h"
 
 namespace vnetipam::azuremock {
 namespace {
 
 using azure::testing::schemaProblems;
 using nlohmann::json;
+using testing::expectConforms;
 using testing::kRg;
 using testing::MockFixture;
 using testing::parsed;
@@ -24,16 +25,6 @@ constexpr std::string_view kNet = "2024-05-01";
 
 std::string net(std::string_view rest) {
   return fmt::format("{}/providers/Microsoft.Network/{}?api-version={}", kRg, rest, kNet);
-}
-
-// The response is a 2xx (or the error the test expects) whose body follows `definition`.
-void expectConforms(const ArmResponse& r, const std::string& definition, int status = 200) {
-  EXPECT_EQ(r.status, status) << r.body;
-  const json body = parsed(r);
-  ASSERT_FALSE(body.is_discarded()) << r.body;
-  const auto problems = schemaProblems(body, definition);
-  EXPECT_TRUE(problems.empty()) << definition << ": " << ::testing::PrintToString(problems) << "\n"
-                                << r.body;
 }
 
 TEST(WireSpec, NetworkResourcesFollowTheSpec) {
@@ -105,7 +96,7 @@ TEST(WireSpec, ErrorsAreCloudErrors) {
 
 // The project's ARM client talking to the mock in process: every request it sends and every
 // response it gets are recorded.
-class MockTransport final : public http::HttpTransport {
+class MockTransport final : public http::testing::SendOnlyTransport {
  public:
   explicit MockTransport(MockFixture& m) : m_(m) {}
   http::Result<http::HttpResponse> send(const http::HttpRequest& request) override {
@@ -121,11 +112,6 @@ class MockTransport final : public http::HttpTransport {
       out.headers[k] = v;
     return out;
   }
-  http::Result<http::HttpResponse> stream(const http::HttpRequest&,
-                                          const std::function<bool(std::string_view)>&,
-                                          http::CancelSignal&) override {
-    return std::unexpected(http::Error{http::ErrorCode::kConnectFailed, "no streams here"});
-  }
   struct Exchange {
     http::HttpRequest request;
     ArmResponse response;
@@ -136,18 +122,12 @@ class MockTransport final : public http::HttpTransport {
   MockFixture& m_;
 };
 
-class NoCredential final : public azure::TokenCredential {
- public:
-  azure::Result<std::string> token() override { return std::string("ignored"); }
-  void invalidate() override {}
-};
-
 TEST(WireSpec, TheClientAndTheMockAgreeOnEveryMessage) {
   MockFixture m;
   MockTransport transport(m);
-  NoCredential credential;
+  azure::testing::FakeCredential credential;  // its token is dropped: the fixture signs its own
   azure::ArmClient arm(transport, "http://mock.test", credential, m.clock,
-                       {.readQps = 0, .writeQps = 0, .random01 = [] { return 0.0; }});
+                       azure::testing::unpacedArmOptions());
   azure::NetworkClient network(arm);
   const std::string nicId = std::string(testing::kNicId);
   const std::vector<ipam::Prefix> two = {ipam::Prefix::parse("172.20.2.16/28").value(),

@@ -6,10 +6,8 @@
 #include <gtest/gtest.h>
 
 #include "lib/azure/bounded_json.h"
-#include "unit/lib/azure/fake_credential.h"
+#include "unit/lib/azure/arm_fixture.h"
 #include "unit/lib/azure/recording_observer.h"
-#include "unit/lib/base/fake_clock.h"
-#include "unit/lib/http/fake_transport.h"
 
 namespace vnetipam::azure {
 namespace {
@@ -21,7 +19,7 @@ using nlohmann::json;
 using testing::FakeCredential;
 using testing::RecordingObserver;
 
-constexpr std::string_view kEndpoint = "https://management.azure.com";
+constexpr std::string_view kEndpoint = testing::kArmEndpoint;
 constexpr std::string_view kNic =
     "/subscriptions/sub/resourceGroups/rg/providers/Microsoft.Network/networkInterfaces/nic1"
     "?api-version=2024-05-01";
@@ -36,10 +34,9 @@ std::string cloudError(std::string_view code, std::string_view message) {
 class ArmClientTest : public ::testing::Test {
  protected:
   ArmClientOptions options() {
-    return {.readQps = 0,
-            .writeQps = 0,
-            .random01 = [] { return 0.0; },  // backoff = half the step, deterministic
-            .observer = &observer_};
+    ArmClientOptions options = testing::unpacedArmOptions();
+    options.observer = &observer_;
+    return options;
   }
   ArmClient makeClient() { return makeClient(options()); }
   ArmClient makeClient(ArmClientOptions opts) {

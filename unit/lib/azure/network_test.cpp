@@ -6,17 +6,13 @@
 #include <gtest/gtest.h>
 
 #include "lib/azure/connect.h"
-#include "unit/lib/azure/fake_credential.h"
-#include "unit/lib/base/fake_clock.h"
-#include "unit/lib/http/fake_transport.h"
+#include "unit/lib/azure/arm_fixture.h"
 
 namespace vnetipam::azure {
 namespace {
 
 using base::testing::FakeClock;
-using http::testing::FakeTransport;
 using nlohmann::json;
-using testing::FakeCredential;
 
 constexpr std::string_view kRg = "/subscriptions/sub/resourceGroups/rg";
 const std::string kNicId =
@@ -129,19 +125,7 @@ TEST(DiffTest, NoPrimarySubnetIsAnError) {
   EXPECT_NE(diff.error().message.find("10.0.1.0/28"), std::string::npos);
 }
 
-class NetworkClientTest : public ::testing::Test {
- protected:
-  NetworkClientTest()
-      : arm_(transport_, "https://management.azure.com", credential_, clock_,
-             {.readQps = 0, .writeQps = 0, .random01 = [] { return 0.0; }}),
-        network_(arm_) {}
-
-  FakeTransport transport_;
-  FakeClock clock_;
-  FakeCredential credential_;
-  ArmClient arm_;
-  NetworkClient network_;
-};
+using NetworkClientTest = testing::NetworkClientFixture<>;
 
 TEST_F(NetworkClientTest, SetNicPrefixesWritesEveryBlockInOnePutWithIfMatch) {
   transport_.respond(200, nicJson("W/\"1\"", {ipConfig("ipconfig1", "10.0.0.4", true)}).dump());

@@ -9,16 +9,13 @@
 #include <gtest/gtest.h>
 
 #include "lib/azure/network.h"
+#include "unit/lib/azure/arm_fixture.h"
 #include "unit/lib/azure/arm_schema.h"
-#include "unit/lib/azure/fake_credential.h"
-#include "unit/lib/base/fake_clock.h"
 
 namespace vnetipam::azure {
 namespace {
 
-using base::testing::FakeClock;
 using nlohmann::json;
-using testing::FakeCredential;
 using testing::schemaProblems;
 
 constexpr std::string_view kRg = "/subscriptions/subid/resourceGroups/rg1";
@@ -81,7 +78,7 @@ json azureNic(std::string_view etag, json extraConfigs = json::array()) {
 // Answers by what is asked, not in a scripted order, so the tests hold whatever reads the
 // client makes around its PUT: a GET of the NIC gets `nic`, a PUT is recorded and accepted as a
 // long-running operation, and the operation's poll says Succeeded.
-class ArmByRequest final : public http::HttpTransport {
+class ArmByRequest final : public http::testing::SendOnlyTransport {
  public:
   json nic;
   std::vector<json> puts;
@@ -103,23 +100,13 @@ class ArmByRequest final : public http::HttpTransport {
     }
     return http::HttpResponse{.status = 200, .headers = {}, .body = nic.dump()};
   }
-  http::Result<http::HttpResponse> stream(const http::HttpRequest&,
-                                          const std::function<bool(std::string_view)>&,
-                                          http::CancelSignal&) override {
-    return std::unexpected(http::Error{http::ErrorCode::kConnectFailed, "no streams here"});
-  }
 
  private:
   std::mutex mutex_;
 };
 
-class RequestWireTest : public ::testing::Test {
+class RequestWireTest : public testing::NetworkClientFixture<ArmByRequest> {
  protected:
-  RequestWireTest()
-      : arm_(transport_, "https://management.azure.com", credential_, clock_,
-             {.readQps = 0, .writeQps = 0, .random01 = [] { return 0.0; }}),
-        network_(arm_) {}
-
   // Runs setNicPrefixes against `current` and returns the body of the one PUT it sent.
   json putBodyFor(const json& current, const std::vector<ipam::Prefix>& desired) {
     transport_.nic = current;
@@ -128,12 +115,6 @@ class RequestWireTest : public ::testing::Test {
     EXPECT_EQ(transport_.puts.size(), 1u);
     return transport_.puts.empty() ? json() : transport_.puts.front();
   }
-
-  ArmByRequest transport_;
-  FakeClock clock_;
-  FakeCredential credential_;
-  ArmClient arm_;
-  NetworkClient network_;
 };
 
 ipam::Prefix prefix(std::string_view text) { return ipam::Prefix::parse(text).value(); }
