@@ -1,16 +1,23 @@
-"""Conditions and Events that explain the cloud step, end to end: the real kube-apiserver, the
-real controller binary and the real azure-vnet-mock.
+"""Conditions and Events that explain the cloud step, and a subnet shared with other Azure
+users, end to end: the real kube-apiserver, the real controller binary and the real
+azure-vnet-mock.
 
-Another NIC holds an address inside the block the controller gives a node, so the mock refuses
-the node's NIC PUT with PrivateIPAddressInUse, as Azure does. While it fails: the IPBlock says
-Programmed=False with that reason, the Node gets a Warning Event NICProgrammingFailed and the
-condition VnetIpamNICProgrammed=False. Once the other NIC lets the address go: the block is
-Ready with Programmed=True, the Node condition True, and a Normal Event says programming
-recovered. A node whose NIC never failed gets no Node condition at all.
+Shared subnet: another NIC holds an address inside one of the blocks the controller gives a node,
+so the mock refuses a NIC PUT carrying that block with PrivateIPAddressInUse, as Azure does. The
+controller learns from the refusal which block it was: that block is quarantined (never Ready,
+Programmed=False with that reason naming the other NIC, released), the node's other blocks are
+programmed in the same pass, and a replacement block is carved and becomes Ready. The foreign
+address is never inside a Ready block of the node.
+
+A NIC PUT that fails as a whole (the mock's long-running operation ends Failed for every PUT):
+the IPBlock says Programmed=False with that reason, the Node gets a Warning Event
+NICProgrammingFailed and the condition VnetIpamNICProgrammed=False. Once the cloud takes PUTs
+again: the block is Ready with Programmed=True, the Node condition True, and a Normal Event says
+programming recovered. A node whose NIC never failed gets no Node condition at all.
 
 The addresses others hold in the subnet are counted from the VNET's usage list, which the
 controller reads every second here: the four VMs' own addresses and the other NIC's, less the
-node's block once it is on the NIC. The PodSubnet's status.foreignAddresses and the gauge
+node's blocks on its NIC. The PodSubnet's status.foreignAddresses and the gauge
 vnetipam_podsubnet_foreign_addresses say so.
 
 Every wait is a poll on an observable condition with a deadline.
@@ -18,6 +25,7 @@ Every wait is a poll on an observable condition with a deadline.
 
 from __future__ import annotations
 
+import ipaddress
 import json
 from pathlib import Path
 
@@ -31,9 +39,11 @@ PROG_SUBNET = "10.243.0.0/24"  # VMs prog-0..prog-3; primaries 10.243.0.4..7 (fi
 TOPOLOGY = topology_with_subnets(
     [{"name": "prog", "prefix": PROG_SUBNET, "vms": 4, "vmPrefix": "prog"}],
     address_prefixes=["10.243.0.0/16"])
-# The first /28 holds Azure's reserved addresses, so a fresh pool hands out 10.243.0.16/28 first.
+# The first /28 holds Azure's reserved addresses, so a fresh pool hands out 10.243.0.16/28 first,
+# then .32/28 and .48/28 (a node that wants 40 free addresses gets those three).
 FIRST_BLOCK = "10.243.0.16/28"
-FOREIGN_IP = "10.243.0.20"
+HELD_BLOCK = "10.243.0.32/28"
+FOREIGN_IP = "10.243.0.40"  # inside HELD_BLOCK
 SUBNET = "e2e-nicprog"
 LABEL = "nicprog"
 
@@ -80,6 +90,10 @@ def foreign_addresses(api: KubeApi, ctl: ControllerProcess) -> tuple[int | None,
     return status.get("foreignAddresses"), (gauge[0] if gauge else None)
 
 
+def contains(cidr: str, address: str) -> bool:
+    return ipaddress.ip_address(address) in ipaddress.ip_network(cidr)
+
+
 def node_condition(api: KubeApi, node: str) -> dict | None:
     status, doc = api.request("GET", f"/api/v1/nodes/{node}")
     assert status == 200, doc
@@ -93,6 +107,7 @@ def setup(api, kube, tmp_path: Path, pmock):
         yield state
     finally:
         try:
+            pmock.set_faults(asyncFailRate=0)
             if state["foreign"]:
                 set_foreign_address(pmock, state["foreign"], None)
             for n in state["nodes"]:
@@ -112,20 +127,97 @@ def setup(api, kube, tmp_path: Path, pmock):
                 assert state["controller"].stop() == 0, state["controller"].tail()
 
 
-def test_a_failing_nic_put_is_explained_on_the_block_and_the_node_and_recovers(
-        setup, api, kube, tmp_path, pmock):
-    # Another NIC (prog-3, never a node here) holds an address inside the node's first block.
-    set_foreign_address(pmock, "prog-3-nic", FOREIGN_IP)
-    setup["foreign"] = "prog-3-nic"
-    api.create_podsubnet(SUBNET, {"azureSubnetID": subnet_id("prog"), "blockPrefixLength": 28,
-                                  "minFreeIPsPerNode": 8,
-                                  "nodeSelector": {"matchLabels": {POOL_LABEL: LABEL}}})
+def start_controller(setup, kube, tmp_path, pmock) -> ControllerProcess:
     ctl = ControllerProcess(tmp_path / "ctl", kube.kubeconfig, mock=pmock, cloud="azure",
                             identity="nicprog", leader_elect=False,
                             extra=("--nic-orphan-grace-seconds", "5",
                                    "--subnet-usage-period-seconds", "1"))
     setup["controller"] = ctl
     ctl.start().wait_ready()
+    return ctl
+
+
+def create_podsubnet(api: KubeApi, min_free: int) -> None:
+    api.create_podsubnet(SUBNET, {"azureSubnetID": subnet_id("prog"), "blockPrefixLength": 28,
+                                  "minFreeIPsPerNode": min_free,
+                                  "nodeSelector": {"matchLabels": {POOL_LABEL: LABEL}}})
+
+
+def test_a_block_another_resource_holds_an_address_in_is_quarantined_and_replaced(
+        setup, api, kube, tmp_path, pmock):
+    # Another NIC (prog-3, never a node here) holds an address inside the node's second block.
+    set_foreign_address(pmock, "prog-3-nic", FOREIGN_IP)
+    setup["foreign"] = "prog-3-nic"
+    create_podsubnet(api, 40)
+    ctl = start_controller(setup, kube, tmp_path, pmock)
+    setup["nodes"].append("prog-0")
+    api.create_node("prog-0", {POOL_LABEL: LABEL}, provider_id("prog-0"))
+
+    def mine() -> list[dict]:
+        blocks = [b for b in api.blocks({SUBNET}) if b["spec"]["nodeName"] == "prog-0"]
+        # Checked at every look: the foreign address is never inside a Ready block of the node.
+        for b in blocks:
+            assert not (phase(b) == "Ready" and contains(b["spec"]["cidr"], FOREIGN_IP)), b
+        return blocks
+
+    def settled():
+        blocks = mine()
+        ready = sorted(b["spec"]["cidr"] for b in blocks if phase(b) == "Ready")
+        held = [b for b in blocks if b["spec"]["cidr"] == HELD_BLOCK]
+        if len(ready) < 3 or not held:
+            return None
+        c = condition(held[0], "Programmed")
+        return (ready, held[0], c) if c and c["status"] == "False" else None
+    ready, held, programmed = poll(
+        "three Ready blocks on prog-0 and the held one Programmed=False", settled, 90,
+        describe=lambda: f"{[(b['spec']['cidr'], phase(b)) for b in mine()]}\n{ctl.tail(20)}")
+
+    # The held block: quarantined with the cloud's reason, naming the NIC that holds the address,
+    # released (deleted; it waits for its agent, and there is none here), never Ready.
+    assert programmed["reason"] == "PrivateIPAddressInUse", programmed
+    assert "prog-3-nic" in programmed["message"], programmed
+    assert HELD_BLOCK in programmed["message"], programmed
+    assert phase(held) != "Ready", held["status"]
+    assert held["metadata"].get("deletionTimestamp"), held["metadata"]
+    poll("a Warning NICProgrammingFailed on the held IPBlock",
+         lambda: [e for e in api.events_about("IPBlock", held["metadata"]["name"])
+                  if e.get("type") == "Warning" and e.get("reason") == "NICProgrammingFailed"
+                  and "PrivateIPAddressInUse" in e.get("note", "")], 30)
+    # The node's other two blocks and a replacement for the held one, all on its NIC.
+    assert ready == ["10.243.0.16/28", "10.243.0.48/28", "10.243.0.64/28"], ready
+    poll("the three Ready blocks on prog-0's NIC, the held one not",
+         lambda: sorted(pmock.nic_prefixes()["prog-0-nic"]) == ready, 30,
+         describe=lambda: str(pmock.nic_prefixes()))
+    for b in mine():
+        if phase(b) == "Ready":
+            c = condition(b, "Programmed")
+            assert c and c["status"] == "True" and c["reason"] == "PrefixOnNIC", b["status"]
+    # The node was never stalled: no Node condition.
+    assert node_condition(api, "prog-0") is None
+    # Others hold the four VMs' addresses and the other NIC's one; our three /28s on the NIC are
+    # subtracted, the held block (on no NIC) is not.
+    poll("foreignAddresses 5 in the status and the gauge",
+         lambda: foreign_addresses(api, ctl) == (5, 5.0), 30,
+         describe=lambda: f"{foreign_addresses(api, ctl)}\n{ctl.tail(20)}")
+
+    # The other NIC lets the address go: the node's blocks are as they were, and the held block
+    # stays released (it is never programmed anew).
+    set_foreign_address(pmock, "prog-3-nic", None)
+    setup["foreign"] = None
+    poll("foreignAddresses 4 in the status and the gauge",
+         lambda: foreign_addresses(api, ctl) == (4, 4.0), 30,
+         describe=lambda: f"{foreign_addresses(api, ctl)}\n{ctl.tail(20)}")
+    assert sorted(pmock.nic_prefixes()["prog-0-nic"]) == ready
+    assert sorted(b["spec"]["cidr"] for b in mine() if phase(b) == "Ready") == ready
+
+
+def test_a_failing_nic_put_is_explained_on_the_block_and_the_node_and_recovers(
+        setup, api, kube, tmp_path, pmock):
+    # Every NIC PUT's long-running operation ends Failed: a failure of the whole PUT, which names
+    # no block, so the node's block waits and the Node says why.
+    pmock.set_faults(asyncFailRate=1)
+    create_podsubnet(api, 8)
+    ctl = start_controller(setup, kube, tmp_path, pmock)
     setup["nodes"].append("prog-0")
     api.create_node("prog-0", {POOL_LABEL: LABEL}, provider_id("prog-0"))
 
@@ -138,25 +230,25 @@ def test_a_failing_nic_put_is_explained_on_the_block_and_the_node_and_recovers(
     block, programmed = poll("the block says Programmed=False", failing_block, 60,
                              describe=lambda: ctl.tail(20))
     assert block["spec"]["cidr"] == FIRST_BLOCK, block["spec"]
-    assert programmed["reason"] == "PrivateIPAddressInUse", programmed
-    assert "prog-3-nic" in programmed["message"], programmed  # the NIC holding the address
+    assert programmed["reason"] == "NetworkingInternalOperationError", programmed
+    assert "prog-0-nic" in programmed["message"], programmed  # the NIC it failed on
     assert phase(block) != "Ready", block["status"]
+    assert not block["metadata"].get("deletionTimestamp"), "a failure naming no block keeps it"
     name = block["metadata"]["name"]
-    # No block of ours is on a NIC: the subnet's usage is the VMs' four primary addresses and the
-    # other NIC's one, all held by others.
-    poll("foreignAddresses 5 in the status and the gauge",
-         lambda: foreign_addresses(api, ctl) == (5, 5.0), 30,
+    # No block of ours is on a NIC: the subnet's usage is the VMs' four primary addresses.
+    poll("foreignAddresses 4 in the status and the gauge",
+         lambda: foreign_addresses(api, ctl) == (4, 4.0), 30,
          describe=lambda: f"{foreign_addresses(api, ctl)}\n{ctl.tail(20)}")
 
     node_false = poll("the Node condition VnetIpamNICProgrammed=False",
                       lambda: (c := node_condition(api, "prog-0")) and c["status"] == "False"
                       and c, 30)
-    assert node_false["reason"] == "PrivateIPAddressInUse", node_false
+    assert node_false["reason"] == "NetworkingInternalOperationError", node_false
     warnings = poll("a Warning NICProgrammingFailed on the Node",
                     lambda: [e for e in api.events_about("Node", "prog-0")
                              if e.get("type") == "Warning"
                              and e.get("reason") == "NICProgrammingFailed"], 30)
-    assert "PrivateIPAddressInUse" in warnings[0]["note"], warnings[0]
+    assert "NetworkingInternalOperationError" in warnings[0]["note"], warnings[0]
     poll("a Warning NICProgrammingFailed on the IPBlock",
          lambda: [e for e in api.events_about("IPBlock", name)
                   if e.get("type") == "Warning" and e.get("reason") == "NICProgrammingFailed"], 30)
@@ -171,23 +263,22 @@ def test_a_failing_nic_put_is_explained_on_the_block_and_the_node_and_recovers(
     assert api.blocks({SUBNET})[0]["metadata"]["resourceVersion"] == block_rv
     assert node_condition(api, "prog-0")["lastTransitionTime"] == node_false["lastTransitionTime"]
 
-    # The other NIC lets the address go: the controller's next try succeeds.
-    set_foreign_address(pmock, "prog-3-nic", None)
-    setup["foreign"] = None
+    # The cloud takes PUTs again: the controller's next try succeeds.
+    pmock.set_faults(asyncFailRate=0)
 
     def recovered():
         b = next(iter(api.blocks({SUBNET})), None)
         c = condition(b, "Programmed") if b else None
         return (b, c) if b and phase(b) == "Ready" and c and c["status"] == "True" else None
-    block, programmed = poll("the block Ready with Programmed=True", recovered, 60,
+    block, programmed = poll("the block Ready with Programmed=True", recovered, 90,
                              describe=lambda: ctl.tail(20))
+    assert block["metadata"]["name"] == name, "the same block, not a replacement"
     assert programmed["reason"] == "PrefixOnNIC", programmed
     assert "prog-0-nic" in programmed["message"], programmed
     assert programmed["lastTransitionTime"] >= since  # True now: a transition
     assert FIRST_BLOCK in pmock.nic_prefixes()["prog-0-nic"]
-    # The other NIC's address is gone and the node's /28 is on its NIC: Azure counts 4 + 16, of
-    # which the block is ours.
-    poll("foreignAddresses 4 in the status and the gauge",
+    # The node's /28 is on its NIC: Azure counts 4 + 16, of which the block is ours.
+    poll("foreignAddresses 4 in the status and the gauge, with the block on the NIC",
          lambda: foreign_addresses(api, ctl) == (4, 4.0), 30,
          describe=lambda: f"{foreign_addresses(api, ctl)}\n{ctl.tail(20)}")
     node_true = poll("the Node condition VnetIpamNICProgrammed=True",
