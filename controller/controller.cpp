@@ -155,9 +155,15 @@ void Controller::enqueueSubnetStatus(const std::string& name) {
 
 void Controller::updateNodeMetricLocked(const std::string& node) {
   if (!metrics_) return;
-  const auto found = nodeBlocks_.find(node);
-  metrics_->setNodeBlocks(
-      node, found == nodeBlocks_.end() ? 0 : static_cast<std::int64_t>(found->second.size()));
+  std::int64_t v4 = 0, v6 = 0;  // per family: a dual-stack node holds blocks of both
+  if (const auto found = nodeBlocks_.find(node); found != nodeBlocks_.end()) {
+    for (const std::string& name : found->second) {
+      const auto block = blocks_.find(name);
+      if (block != blocks_.end()) ++(block->second.cidr.family() == ipam::Family::kV4 ? v4 : v6);
+    }
+  }
+  metrics_->setNodeBlocks(node, ipam::Family::kV4, v4);
+  metrics_->setNodeBlocks(node, ipam::Family::kV6, v6);
 }
 
 void Controller::upsertBlockLocked(const std::string& name, BlockInfo info, bool fromWatch) {

@@ -190,7 +190,7 @@ class Controller {
   struct SubnetState {
     std::optional<ipam::SubnetBlockSet> blocks;  // carved
     std::optional<ipam::Prefix> cidr;            // known (spec or Azure), carved or not
-    std::vector<ipam::Prefix> uncarvedPrefixes;  // the Azure subnet's other prefixes (pool_status.h)
+    std::vector<ipam::Prefix> uncarvedPrefixes;  // the Azure subnet's other prefixes
     std::string notCarvedMessage;
     std::set<std::string> shortNodes;
     std::map<ipam::Prefix, Time> leaks;  // unknown-outcome creates: cidr -> when

@@ -50,7 +50,8 @@ ControllerMetrics::ControllerMetrics(std::shared_ptr<prometheus::Registry> regis
                        .Register(*registry_)),
       nodeBlocks_(BuildGauge()
                       .Name("vnetipam_node_blocks")
-                      .Help("Blocks held by the node, over all PodSubnets.")
+                      .Help("Blocks held by the node, by family (ipv4, ipv6), over all "
+                            "PodSubnets of it.")
                       .Register(*registry_)),
       allocations_(BuildCounter()
                        .Name("vnetipam_block_allocations_total")
@@ -135,9 +136,11 @@ void ControllerMetrics::removePool(const std::string& podSubnet) {
   }
 }
 
-void ControllerMetrics::setNodeBlocks(const std::string& node, std::int64_t blocks) {
+void ControllerMetrics::setNodeBlocks(const std::string& node, ipam::Family family,
+                                      std::int64_t blocks) {
   std::lock_guard lock(mutex_);
-  const auto found = nodeGauges_.find(node);
+  const auto key = std::pair{node, family};
+  const auto found = nodeGauges_.find(key);
   if (blocks == 0) {
     if (found != nodeGauges_.end()) {
       nodeBlocks_.Remove(found->second);
@@ -145,9 +148,11 @@ void ControllerMetrics::setNodeBlocks(const std::string& node, std::int64_t bloc
     }
     return;
   }
-  prometheus::Gauge* gauge = found != nodeGauges_.end()
-                                 ? found->second
-                                 : (nodeGauges_[node] = &nodeBlocks_.Add({{"node", node}}));
+  prometheus::Gauge* gauge =
+      found != nodeGauges_.end()
+          ? found->second
+          : (nodeGauges_[key] = &nodeBlocks_.Add(
+                 {{"node", node}, {"family", family == ipam::Family::kV4 ? "ipv4" : "ipv6"}}));
   gauge->Set(static_cast<double>(blocks));
 }
 

@@ -4,12 +4,13 @@
 #pragma once
 
 #include <chrono>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <optional>
 #include <string>
 #include <string_view>
-#include <unordered_map>
+#include <utility>
 
 #include <prometheus/counter.h>
 #include <prometheus/family.h>
@@ -18,6 +19,7 @@
 #include <prometheus/registry.h>
 
 #include "lib/azure/metrics.h"
+#include "lib/ipam/ip.h"
 
 namespace vnetipam::controller {
 
@@ -45,7 +47,9 @@ class ControllerMetrics final : public azure::ArmObserver {
 
   void setPool(const std::string& podSubnet, const PoolNumbers& numbers);
   void removePool(const std::string& podSubnet);
-  void setNodeBlocks(const std::string& node, std::int64_t blocks);  // 0 removes the series
+  // Blocks the node holds of one family, over all PodSubnets of it: a dual-stack node holds
+  // blocks of two PodSubnets, one per family. 0 removes the series.
+  void setNodeBlocks(const std::string& node, ipam::Family family, std::int64_t blocks);
   void blockAllocated(const std::string& podSubnet);
   void blockReleased(const std::string& podSubnet);
   void reconciled(std::string_view reconciler, std::chrono::nanoseconds duration, bool failed);
@@ -81,7 +85,7 @@ class ControllerMetrics final : public azure::ArmObserver {
   prometheus::Gauge& queueDepth_;
 
   std::mutex mutex_;  // guards the node map (prometheus-cpp families are thread-safe)
-  std::unordered_map<std::string, prometheus::Gauge*> nodeGauges_;
+  std::map<std::pair<std::string, ipam::Family>, prometheus::Gauge*> nodeGauges_;
 };
 
 }  // namespace vnetipam::controller
