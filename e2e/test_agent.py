@@ -69,8 +69,13 @@ def call(path: str, op: str, **fields) -> dict:
         client.close()
 
 
-def allocate(path: str, cid: str, pod: str = "", ns: str = "default", uid: str = "") -> dict:
+def allocate(path: str, cid: str, pod: str = "", ns: str = "default", uid: str = "",
+             families: list[int] | None = None) -> dict:
+    """families: what the client takes ([4], [6], [4, 6]); None sends none, as the previous
+    release's plugin does (the agent answers IPv4 alone)."""
     fields = {"containerID": cid, "ifName": "eth0"}
+    if families is not None:
+        fields["families"] = families
     if pod:
         fields |= {"podNamespace": ns, "podName": pod}
     if uid:
@@ -197,7 +202,8 @@ def node(crds, tmp_path):
                 "apiVersion": API_VERSION, "kind": "IPBlock", "metadata": {"name": block},
                 "spec": {"podSubnet": SUBNET, "cidr": cidr, "nodeName": name}}))
             created.append(block)
-            self.set_phase(block, phase, capacity=2 ** (32 - int(cidr.split("/")[1])))
+            bits = 128 if ":" in cidr else 32
+            self.set_phase(block, phase, capacity=2 ** (bits - int(cidr.split("/")[1])))
             return block
 
         def set_phase(self, block: str, phase: str, capacity: int | None = None) -> None:
@@ -794,3 +800,186 @@ def test_kubectl_ipam_release_mends_leaks_the_agent_proves_dead_and_refuses_the_
                      check=False)
         crds.kubectl("delete", "node", node.name, "--ignore-not-found", "--wait=false",
                      check=False)
+
+
+# ---- dual stack --------------------------------------------------------------------------------
+
+GATEWAY4, GATEWAY6 = "169.254.1.1", "fe80::1"  # lib/ipam/pod_gateway.h
+
+
+def by_family(answer: dict) -> dict[int, dict]:
+    """The allocations of an answer by family, one of each at most."""
+    assert answer["ok"], answer
+    out = {(6 if ":" in a["address"] else 4): a for a in answer["allocations"]}
+    assert len(out) == len(answer["allocations"]), answer
+    return out
+
+
+def held_addresses(path: str) -> dict[str, str]:
+    """address -> containerID of every allocation the agent lists (a dual-stack owner holds
+    two)."""
+    answer = call(path, "list")
+    assert answer["ok"], answer
+    return {a["address"]: a["containerID"] for a in answer.get("allocations", [])}
+
+
+def published(node, block: str) -> dict[str, str]:
+    """address -> containerID of what the agent published in the block's status.allocations."""
+    return {a["address"]: a["containerID"]
+            for a in node.get(block).get("status", {}).get("allocations", [])}
+
+
+def wait_published(node, want: dict[str, dict[str, str]]) -> None:
+    """Until each block's status.allocations is exactly want[block] and its status.used counts
+    it (the two travel in one apply)."""
+    def settled() -> bool:
+        return all(published(node, b) == w and (node.used(b) or 0) == len(w)
+                   for b, w in want.items())
+    poll(f"status.allocations == {want}", settled, TIMEOUT, 0.05,
+         describe=lambda: repr({b: (node.used(b), published(node, b)) for b in want}))
+
+
+def test_dual_stack_allocate_gives_one_address_of_each_family_and_release_frees_both(node):
+    b4 = node.block("10.250.10.0/30")
+    b6 = node.block("fd00:250:10::/126")
+    agent = node.agent().start()
+    assert call(agent.socket, "status") == {"v": 1, "ok": True, "ready": True, "freeIPs": 4}
+    answer = allocate(agent.socket, "c1", "p1", families=[4, 6])
+    pair = by_family(answer)
+    assert answer["allocations"][0] is pair[4], "IPv4 first"
+    assert pair[4] == {"containerID": "c1", "ifName": "eth0", "podNamespace": "default",
+                       "podName": "p1", "address": "10.250.10.0", "block": "10.250.10.0/30",
+                       "blockName": b4, "gateway": GATEWAY4}, pair[4]
+    assert pair[6] == {"containerID": "c1", "ifName": "eth0", "podNamespace": "default",
+                       "podName": "p1", "address": "fd00:250:10::", "block": "fd00:250:10::/126",
+                       "blockName": b6, "gateway": GATEWAY6}, pair[6]
+    assert by_family(allocate(agent.socket, "c1", "p1", families=[4, 6])) == pair, \
+        "a retried ADD gets the same pair"
+    # The previous release's plugin names no families: IPv4 alone, even on a dual-stack node.
+    old = by_family(allocate(agent.socket, "c-old", families=None))
+    assert set(old) == {4} and old[4]["address"] == "10.250.10.1", old
+    checked = by_family(call(agent.socket, "check", containerID="c1", ifName="eth0"))
+    assert {f: a["address"] for f, a in checked.items()} == {4: "10.250.10.0", 6: "fd00:250:10::"}
+    # freeIPs is the scarcest family's: 2 IPv4 (of 4) against 3 IPv6 (of 4).
+    assert call(agent.socket, "status")["freeIPs"] == 2
+    wait_published(node, {b4: {"10.250.10.0": "c1", "10.250.10.1": "c-old"},
+                          b6: {"fd00:250:10::": "c1"}})
+    metrics = agent.http("/metrics")[1]
+    for series, value in ((f'vnetipam_agent_block_free_ips{{block="{b4}",family="ipv4"}}', 2),
+                          (f'vnetipam_agent_block_free_ips{{block="{b6}",family="ipv6"}}', 3),
+                          ('vnetipam_agent_allocations_total{family="ipv4"}', 2),
+                          ('vnetipam_agent_allocations_total{family="ipv6"}', 1)):
+        assert metric(metrics, series) == value, (series, metrics)
+
+    released = release(agent.socket, "c1")
+    assert {f: a["address"] for f, a in by_family(released).items()} == {
+        4: "10.250.10.0", 6: "fd00:250:10::"}, released
+    assert release(agent.socket, "c1") == {"v": 1, "ok": True}, "DEL is idempotent"
+    assert held(agent.socket) == {"c-old": "10.250.10.1"}, "both of c1's addresses went"
+    assert call(agent.socket, "check", containerID="c1", ifName="eth0")["code"] == 3
+    wait_published(node, {b4: {"10.250.10.1": "c-old"}, b6: {}})
+
+
+def test_dual_stack_through_the_vnet_ipam_plugin(node):
+    """The plugin asks for both families and puts both in the result, each with its gateway and a
+    default route; CHECK passes; DEL releases both, and the blocks' status follows."""
+    from netlab import run_cni
+    b4 = node.block("10.250.11.0/30")
+    b6 = node.block("fd00:250:11::/126")
+    agent = node.agent().start()
+    plugin = built("node-agent/cni/vnet-ipam")
+    conf = {"cniVersion": "1.1.0", "name": "vnet", "type": "vnet-ipam",
+            "ipam": {"type": "vnet-ipam", "socket": agent.socket}}
+    cid = uuid.uuid4().hex
+    # The IPAM plugin alone touches no namespace: any path does for CNI_NETNS.
+    env = dict(node=None, container_id=cid, netns="/var/run/netns/none", cni_path=[plugin.parent],
+               args={"K8S_POD_NAMESPACE": "default", "K8S_POD_NAME": "web"})
+    res = run_cni(plugin, "ADD", conf, **env)
+    assert res.ok, res
+    assert res.doc == {"cniVersion": "1.1.0",
+                       "ips": [{"address": "10.250.11.0/32", "gateway": GATEWAY4},
+                               {"address": "fd00:250:11::/128", "gateway": GATEWAY6}],
+                       "routes": [{"dst": "0.0.0.0/0", "gw": GATEWAY4},
+                                  {"dst": "::/0", "gw": GATEWAY6}]}, res.doc
+    wait_published(node, {b4: {"10.250.11.0": cid}, b6: {"fd00:250:11::": cid}})
+    check = run_cni(plugin, "CHECK", {**conf, "prevResult": res.doc}, **env)
+    assert check.ok, check
+    # A prevResult missing the IPv6 address the agent holds fails CHECK.
+    v4_only = {**res.doc, "ips": res.doc["ips"][:1], "routes": res.doc["routes"][:1]}
+    assert not run_cni(plugin, "CHECK", {**conf, "prevResult": v4_only}, **env).ok
+    for _ in range(2):  # a runtime retries DEL
+        deleted = run_cni(plugin, "DEL", conf, **env)
+        assert deleted.ok, deleted
+    assert held(agent.socket) == {}
+    wait_published(node, {b4: {}, b6: {}})
+
+
+def test_an_ipv6_only_node_hands_out_ipv6_alone(node):
+    from netlab import run_cni
+    b6 = node.block("fd00:250:12::/126")
+    agent = node.agent().start()
+    assert call(agent.socket, "status") == {"v": 1, "ok": True, "ready": True, "freeIPs": 4}
+    pair = by_family(allocate(agent.socket, "c1", families=[4, 6]))
+    assert set(pair) == {6} and pair[6]["address"] == "fd00:250:12::" and \
+        pair[6]["gateway"] == GATEWAY6, pair
+    # The previous release's plugin can only take IPv4, which this node does not serve.
+    old = allocate(agent.socket, "c-old")
+    assert not old["ok"] and old["code"] == 11, old
+    plugin = built("node-agent/cni/vnet-ipam")
+    conf = {"cniVersion": "1.1.0", "name": "vnet", "type": "vnet-ipam",
+            "ipam": {"type": "vnet-ipam", "socket": agent.socket}}
+    cid = uuid.uuid4().hex
+    env = dict(node=None, container_id=cid, netns="/var/run/netns/none", cni_path=[plugin.parent])
+    res = run_cni(plugin, "ADD", conf, **env)
+    assert res.ok, res
+    assert res.doc == {"cniVersion": "1.1.0",
+                       "ips": [{"address": "fd00:250:12::1/128", "gateway": GATEWAY6}],
+                       "routes": [{"dst": "::/0", "gw": GATEWAY6}]}, res.doc
+    wait_published(node, {b6: {"fd00:250:12::": "c1", "fd00:250:12::1": cid}})
+    assert run_cni(plugin, "DEL", conf, **env).ok
+    wait_published(node, {b6: {"fd00:250:12::": "c1"}})
+
+
+def test_a_dual_stack_add_with_one_family_exhausted_fails_and_keeps_nothing(node):
+    """All or nothing: the IPv6 block (a /127, two addresses) runs out first; the next ADD is
+    code 11 and the IPv4 address it could have had is not held, not published, and still free."""
+    from netlab import run_cni
+    b4 = node.block("10.250.13.0/30")
+    b6 = node.block("fd00:250:13::/127")
+    agent = node.agent("--release-cooldown-seconds", "0").start()
+    for cid in ("c0", "c1"):
+        assert set(by_family(allocate(agent.socket, cid, families=[4, 6]))) == {4, 6}
+    status = call(agent.socket, "status")
+    assert status["ok"] and status.get("freeIPs", 0) == 0, ("the scarcest family has none left",
+                                                            status)
+    before = held_addresses(agent.socket)
+    assert len(before) == 4, before
+
+    failed = allocate(agent.socket, "c2", "starved", families=[4, 6])
+    assert not failed["ok"] and failed["code"] == 11, failed
+    plugin = built("node-agent/cni/vnet-ipam")
+    conf = {"cniVersion": "1.1.0", "name": "vnet", "type": "vnet-ipam",
+            "ipam": {"type": "vnet-ipam", "socket": agent.socket}}
+    env = dict(node=None, container_id="c3", netns="/var/run/netns/none",
+               cni_path=[plugin.parent])
+    res = run_cni(plugin, "ADD", conf, **env)
+    assert res.code == 11, res
+    assert held_addresses(agent.socket) == before, "the failed ADDs kept no IPv4 address"
+    assert call(agent.socket, "check", containerID="c2", ifName="eth0")["code"] == 3
+    free4 = f'vnetipam_agent_block_free_ips{{block="{b4}",family="ipv4"}}'
+    poll("2 free IPv4 addresses", lambda: metric(agent.http("/metrics")[1], free4) == 2, TIMEOUT,
+         0.05, describe=lambda: agent.http("/metrics")[1])
+    failures = 'vnetipam_agent_allocation_failures_total{code="11"}'
+    assert metric(agent.http("/metrics")[1], failures) == 2
+    # An IPv4-only ADD after them is published next to c0 and c1, with nothing of c2 or c3: the
+    # status that shows it was written after the failed ADDs.
+    v4 = by_family(allocate(agent.socket, "c-v4", families=[4]))[4]["address"]
+    want4 = {a: c for a, c in before.items() if ":" not in a} | {v4: "c-v4"}
+    want6 = {a: c for a, c in before.items() if ":" in a}
+    assert len(want4) == 3 and len(want6) == 2, before
+    wait_published(node, {b4: want4, b6: want6})
+
+    # Once an IPv6 address is free again, the retried ADD gets a whole pair.
+    assert release(agent.socket, "c0")["ok"]
+    pair = by_family(allocate(agent.socket, "c2", "starved", families=[4, 6]))
+    assert set(pair) == {4, 6}, pair
