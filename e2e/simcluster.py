@@ -14,10 +14,17 @@ On top of a control plane (cluster.Cluster) it runs:
 The caller plays kubelet + container runtime: add_pod() creates a Pod object bound to a node and
 runs the CNI config list the node's agent wrote, exactly as a runtime would; delete_pod() undoes
 it. Everything is stopped by PID and removed by stop().
+
+With cloud="none" there is no mock: the controller runs with --cloud=none, PodSubnets give
+spec.cidr (create_podsubnet(cidr=...), several of them, say an IPv4 and an IPv6 one for dual
+stack), and this harness is the network that routes each block to its node (route_blocks(), as
+BGP or a flat L2 network would). subnet6 makes the fabric dual-stack: node i also holds the
+subnet6 address ::<4+i>, via which its IPv6 blocks are routed.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
 from dataclasses import dataclass, field
@@ -73,6 +80,7 @@ class PodHandle:
     host_veth: str
     uid: str
     result: dict = field(repr=False)
+    ips: list[str] = field(default_factory=list)  # every address of the result (IPv4 first)
 
 
 class SimCluster:
@@ -81,7 +89,13 @@ class SimCluster:
     namespaces (default: unique to the process, see netlab.run_prefix)."""
 
     def __init__(self, kube: Cluster, workdir: Path, *, nodes: int = 3, name: str = "sim",
-                 netns_prefix: str | None = None, node_prefix: str | None = None, log=print):
+                 netns_prefix: str | None = None, node_prefix: str | None = None, log=print,
+                 cloud: str = "azure", subnet6: str | None = None):
+        if cloud not in ("azure", "none"):
+            raise ValueError(f"cloud {cloud!r}: azure or none")
+        self.cloud = cloud
+        self.subnet6 = ipaddress.ip_network(subnet6) if subnet6 else None
+        self.podsubnets: list[str] = []  # created by create_podsubnet, removed by stop
         self.kube = kube
         self.workdir = Path(workdir)
         self.workdir.mkdir(parents=True, exist_ok=True)
@@ -116,11 +130,21 @@ class SimCluster:
         self.kube.kubectl("wait", "--for=condition=Established", "--timeout=60s",
                           "crd/ipblocks.vnetipam.io", "crd/podsubnets.vnetipam.io")
 
-        self.lab = netlab.Lab(subnet=NODE_SUBNET, prefix=self.netns_prefix)
+        self.lab = netlab.Lab(subnet=NODE_SUBNET, prefix=self.netns_prefix,
+                              subnet6=str(self.subnet6) if self.subnet6 else None)
         for i, node in enumerate(self.node_names):
-            self.lab.add_node(node, f"10.240.0.{4 + i}")
+            self.lab.add_node(node, f"10.240.0.{4 + i}", self._node_ip6(i))
         self.log(f"network: fabric {self.lab.fabric.name}, nodes "
-                 + ", ".join(f"{n.name}={n.ip}" for n in self.lab.nodes.values()))
+                 + ", ".join(f"{n.name}={n.ip}" + (f",{n.ip6}" if n.ip6 else "")
+                             for n in self.lab.nodes.values()))
+
+        if self.cloud == "none":
+            for i, node in enumerate(self.node_names):
+                self._create_node(node, "", f"10.240.0.{4 + i}", self._node_ip6(i))
+            self._start_controller()
+            for node in self.node_names:
+                self._start_agent(node)
+            return
 
         mock_dir = self.workdir / "azure-mock"
         mock_dir.mkdir(exist_ok=True)
@@ -136,15 +160,19 @@ class SimCluster:
         for node in self.node_names:
             self._start_agent(node)
 
-    def _create_node(self, name: str, vm: str, ip: str) -> None:
+    def _node_ip6(self, i: int) -> str | None:
+        return str(self.subnet6[4 + i]) if self.subnet6 else None
+
+    def _create_node(self, name: str, vm: str, ip: str, ip6: str | None = None) -> None:
+        """A Node object; vm names its mock VM (spec.providerID), "" for none (cloud none)."""
         obj = {"apiVersion": "v1", "kind": "Node",
                "metadata": {"name": name, "labels": {LABEL: self.name,
                                                      "kubernetes.io/hostname": name}},
-               "spec": {"providerID": azure_mock.provider_id(vm)}}
+               "spec": {"providerID": azure_mock.provider_id(vm)} if vm else {}}
         self.kube.kubectl("apply", "--server-side", "-f", "-", input=json.dumps(obj))
+        internal = [{"type": "InternalIP", "address": a} for a in (ip, ip6) if a]
         status = {"status": {
-            "addresses": [{"type": "InternalIP", "address": ip},
-                          {"type": "Hostname", "address": name}],
+            "addresses": [*internal, {"type": "Hostname", "address": name}],
             "conditions": [{"type": "Ready", "status": "True", "reason": "KubeletReady",
                             "message": "simulated node", "lastHeartbeatTime": None}]}}
         self.kube.kubectl("patch", "node", name, "--subresource=status", "--type=merge",
@@ -153,13 +181,16 @@ class SimCluster:
     def _start_controller(self) -> None:
         d = self.workdir / "controller"
         d.mkdir(exist_ok=True)
-        azure_json = self.mock.write_azure_json(d / "azure.json")
-        env = {**os.environ, "VNETIPAM_AZURE_ARM_ENDPOINT": self.mock.url,
-               "VNETIPAM_AZURE_AUTHORITY_HOST": self.mock.url}
+        if self.cloud == "azure":
+            azure_json = self.mock.write_azure_json(d / "azure.json")
+            env = {**os.environ, "VNETIPAM_AZURE_ARM_ENDPOINT": self.mock.url,
+                   "VNETIPAM_AZURE_AUTHORITY_HOST": self.mock.url}
+            cloud = ["--cloud=azure", f"--azure-config={azure_json}",
+                     f"--azure-ca-file={self.mock.cert}"]
+        else:
+            env, cloud = None, ["--cloud=none"]
         self.controller = Process("vnet-ipam-controller", [
-            str(BUILD_DIR / CONTROLLER), f"--kubeconfig={self.kube.kubeconfig}",
-            "--cloud=azure", f"--azure-config={azure_json}",
-            f"--azure-ca-file={self.mock.cert}",
+            str(BUILD_DIR / CONTROLLER), f"--kubeconfig={self.kube.kubeconfig}", *cloud,
             f"--metrics-address={self.controller_metrics}",
             "--leader-elect=true", "--leader-election-namespace=kube-system",
             f"--leader-election-name=vnet-ipam-{self.name}",
@@ -192,37 +223,66 @@ class SimCluster:
 
     # ---- the API objects --------------------------------------------------------------------
 
-    def create_podsubnet(self, **spec) -> str:
-        """The PodSubnet <name> over the mock's node subnet, for this cluster's nodes only."""
-        body = {"azureSubnetID": azure_mock.subnet_id("nodes"), "blockPrefixLength": 28,
-                "nodeSelector": {"matchLabels": {LABEL: self.name}},
-                "reservedCIDRs": [NODE_IPS_RESERVED], "minFreeIPsPerNode": 8, **spec}
+    def create_podsubnet(self, name: str | None = None, **spec) -> str:
+        """A PodSubnet for this cluster's nodes only: <name> (default: the cluster's name) over
+        the mock's node subnet, or with cloud none over spec["cidr"] (required)."""
+        name = name or self.name
+        if self.cloud == "azure":
+            body = {"azureSubnetID": azure_mock.subnet_id("nodes"), "blockPrefixLength": 28,
+                    "nodeSelector": {"matchLabels": {LABEL: self.name}},
+                    "reservedCIDRs": [NODE_IPS_RESERVED], "minFreeIPsPerNode": 8, **spec}
+        else:
+            if "cidr" not in spec:
+                raise ValueError("cloud none: a PodSubnet needs spec.cidr")
+            body = {"nodeSelector": {"matchLabels": {LABEL: self.name}}, "minFreeIPsPerNode": 8,
+                    **spec}
         obj = {"apiVersion": "vnetipam.io/v1alpha1", "kind": "PodSubnet",
-               "metadata": {"name": self.name}, "spec": body}
+               "metadata": {"name": name}, "spec": body}
         self.kube.kubectl("apply", "--server-side", "-f", "-", input=json.dumps(obj))
-        return self.name
+        if name not in self.podsubnets:
+            self.podsubnets.append(name)
+        return name
+
+    def _subnet_selector(self) -> str:
+        names = self.podsubnets or [self.name]
+        return f"vnetipam.io/subnet in ({','.join(names)})"
 
     def ipblocks(self) -> list[dict]:
-        out = self.kube.kubectl("get", "ipblocks", "-l", f"vnetipam.io/subnet={self.name}",
+        """The IPBlocks of this cluster's PodSubnets."""
+        out = self.kube.kubectl("get", "ipblocks", "-l", self._subnet_selector(),
                                 "-o", "json").stdout
         return json.loads(out)["items"]
 
+    def route_blocks(self) -> dict[str, str]:
+        """cloud none: routes each block to its node in the fabric (an IPv6 block via the node's
+        IPv6 address), and removes routes of blocks that are gone. Returns cidr -> next hop."""
+        want = {b["spec"]["cidr"]: self.lab.nodes[b["spec"]["nodeName"]].next_hop(
+                    b["spec"]["cidr"])
+                for b in self.ipblocks() if b["spec"].get("nodeName") in self.lab.nodes}
+        return self.lab.fabric.route_blocks(want)
+
     def wait_blocks_ready(self, deadline_s: float = 90) -> list[dict]:
-        """Until every node has a Ready block and the SDN routes each Ready block to its node."""
+        """Until every node has a Ready block of every PodSubnet of the cluster and the fabric
+        routes each Ready block to its node (the SDN, or with cloud none this harness)."""
+        subnets = set(self.podsubnets or [self.name])
+
         def ready():
+            if self.cloud == "none":
+                self.route_blocks()
             blocks = self.ipblocks()
-            nodes = {b["spec"]["nodeName"] for b in blocks
-                     if b.get("status", {}).get("phase") == "Ready"}
-            if not set(self.node_names) <= nodes:
+            have = {(b["spec"]["nodeName"], b["spec"]["podSubnet"]) for b in blocks
+                    if b.get("status", {}).get("phase") == "Ready"}
+            if not {(n, s) for n in self.node_names for s in subnets} <= have:
                 return None
             routes = self.lab.fabric.sdn_routes()
             for b in blocks:
                 if b.get("status", {}).get("phase") == "Ready":
-                    ip = self.lab.nodes[b["spec"]["nodeName"]].ip
-                    if routes.get(b["spec"]["cidr"]) != ip:
+                    node = self.lab.nodes[b["spec"]["nodeName"]]
+                    if routes.get(b["spec"]["cidr"]) != node.next_hop(b["spec"]["cidr"]):
                         return None
             return blocks
-        return poll("a Ready block on every node, routed by the SDN", ready, deadline_s, 0.2)
+        return poll("a Ready block of every PodSubnet on every node, routed by the fabric", ready,
+                    deadline_s, 0.2)
 
     def wait_cni_configs(self, deadline_s: float = 60) -> None:
         """Until every agent wrote its CNI config (it does once it can serve: network-ready)."""
@@ -246,9 +306,12 @@ class SimCluster:
         if not res.ok:
             self.lab.remove_pod(pod)
             raise RuntimeError(f"CNI ADD {namespace}/{name} on {node}: {res}")
-        [ip] = res.ips()
+        ips = res.ips()
+        if self.cloud == "azure":
+            assert len(ips) == 1, f"an IPv4-only cluster gave {namespace}/{name} {ips}"
         host = [i["name"] for i in res.doc.get("interfaces", []) if not i.get("sandbox")]
-        handle = PodHandle(name, namespace, node, pod, ip, host[0] if host else "", uid, res.doc)
+        handle = PodHandle(name, namespace, node, pod, ips[0], host[0] if host else "", uid,
+                           res.doc, ips)
         self.pods[f"{namespace}/{name}"] = handle
         return handle
 
@@ -337,10 +400,11 @@ class SimCluster:
                           "--ignore-not-found", "--wait=false")
         for node in self.node_names:
             self.kube.kubectl("delete", "node", node, "--ignore-not-found", "--wait=false")
-        self.kube.kubectl("delete", "podsubnet", self.name, "--ignore-not-found", "--wait=false")
+        for subnet in self.podsubnets or [self.name]:
+            self.kube.kubectl("delete", "podsubnet", subnet, "--ignore-not-found", "--wait=false")
         poll("the IPBlocks to be released", lambda: not self.ipblocks(), 60, 0.2)
 
     def _leftover_blocks(self) -> list[str]:
-        res = self.kube.kubectl("get", "ipblocks", "-l", f"vnetipam.io/subnet={self.name}",
+        res = self.kube.kubectl("get", "ipblocks", "-l", self._subnet_selector(),
                                 "-o", "name", check=False)
         return [n.split("/", 1)[1] for n in res.stdout.split()] if res.returncode == 0 else []
