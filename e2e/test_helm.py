@@ -736,9 +736,11 @@ def test_agent_source_makes_only_the_calls_in_the_table():
     text = "\n".join(sources.values())
     assert len(re.findall(r"kube::EventRecorder \w+\(", sources["main.cpp"])) == 1
     paths = set(re.findall(r'"(/apis?/[^"]*)"', text))
-    # The project's API paths are named once, in api/constants.h: the agent uses the IPBlocks one.
+    # The project's API paths are named once: vnetipam.io's in api/constants.h, core v1's in
+    # lib/kube/paths.h. The agent uses the IPBlocks and the Pods collections.
     constants = dict(re.findall(r'(k\w+Path) = "([^"]*)"',
-                                (ROOT / "api" / "constants.h").read_text()))
+                                (ROOT / "api" / "constants.h").read_text() +
+                                (ROOT / "lib" / "kube" / "paths.h").read_text()))
     used = set(re.findall(r"\b(k\w+Path)\b", text)) & set(constants)
     paths |= {constants[name] for name in used}
     assert paths == {"/apis/vnetipam.io/v1alpha1/ipblocks", "/api/v1/pods"}, paths
