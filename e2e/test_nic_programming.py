@@ -214,12 +214,13 @@ def test_a_block_another_resource_holds_an_address_in_is_quarantined_and_replace
 def test_a_failing_nic_put_is_explained_on_the_block_and_the_node_and_recovers(
         setup, api, kube, tmp_path, pmock):
     # Every NIC PUT's long-running operation ends Failed: a failure of the whole PUT, which names
-    # no block, so the node's block waits and the Node says why.
+    # no block, so the node's block waits and the Node says why. Nodes prog-1 and prog-2: the
+    # Events of the test above are about prog-0.
     pmock.set_faults(asyncFailRate=1)
     create_podsubnet(api, 8)
     ctl = start_controller(setup, kube, tmp_path, pmock)
-    setup["nodes"].append("prog-0")
-    api.create_node("prog-0", {POOL_LABEL: LABEL}, provider_id("prog-0"))
+    setup["nodes"].append("prog-1")
+    api.create_node("prog-1", {POOL_LABEL: LABEL}, provider_id("prog-1"))
 
     def failing_block():
         blocks = api.blocks({SUBNET})
@@ -231,7 +232,7 @@ def test_a_failing_nic_put_is_explained_on_the_block_and_the_node_and_recovers(
                              describe=lambda: ctl.tail(20))
     assert block["spec"]["cidr"] == FIRST_BLOCK, block["spec"]
     assert programmed["reason"] == "NetworkingInternalOperationError", programmed
-    assert "prog-0-nic" in programmed["message"], programmed  # the NIC it failed on
+    assert "prog-1-nic" in programmed["message"], programmed  # the NIC it failed on
     assert phase(block) != "Ready", block["status"]
     assert not block["metadata"].get("deletionTimestamp"), "a failure naming no block keeps it"
     name = block["metadata"]["name"]
@@ -241,11 +242,11 @@ def test_a_failing_nic_put_is_explained_on_the_block_and_the_node_and_recovers(
          describe=lambda: f"{foreign_addresses(api, ctl)}\n{ctl.tail(20)}")
 
     node_false = poll("the Node condition VnetIpamNICProgrammed=False",
-                      lambda: (c := node_condition(api, "prog-0")) and c["status"] == "False"
+                      lambda: (c := node_condition(api, "prog-1")) and c["status"] == "False"
                       and c, 30)
     assert node_false["reason"] == "NetworkingInternalOperationError", node_false
     warnings = poll("a Warning NICProgrammingFailed on the Node",
-                    lambda: [e for e in api.events_about("Node", "prog-0")
+                    lambda: [e for e in api.events_about("Node", "prog-1")
                              if e.get("type") == "Warning"
                              and e.get("reason") == "NICProgrammingFailed"], 30)
     assert "NetworkingInternalOperationError" in warnings[0]["note"], warnings[0]
@@ -257,11 +258,11 @@ def test_a_failing_nic_put_is_explained_on_the_block_and_the_node_and_recovers(
     since = programmed["lastTransitionTime"]
     block_rv = api.blocks({SUBNET})[0]["metadata"]["resourceVersion"]
     poll("a retry failed too (the Node's Warning has a series)",
-         lambda: [e for e in api.events_about("Node", "prog-0")
+         lambda: [e for e in api.events_about("Node", "prog-1")
                   if e.get("reason") == "NICProgrammingFailed"
                   and (e.get("series") or {}).get("count", 1) >= 2], 60)
     assert api.blocks({SUBNET})[0]["metadata"]["resourceVersion"] == block_rv
-    assert node_condition(api, "prog-0")["lastTransitionTime"] == node_false["lastTransitionTime"]
+    assert node_condition(api, "prog-1")["lastTransitionTime"] == node_false["lastTransitionTime"]
 
     # The cloud takes PUTs again: the controller's next try succeeds.
     pmock.set_faults(asyncFailRate=0)
@@ -274,30 +275,30 @@ def test_a_failing_nic_put_is_explained_on_the_block_and_the_node_and_recovers(
                              describe=lambda: ctl.tail(20))
     assert block["metadata"]["name"] == name, "the same block, not a replacement"
     assert programmed["reason"] == "PrefixOnNIC", programmed
-    assert "prog-0-nic" in programmed["message"], programmed
+    assert "prog-1-nic" in programmed["message"], programmed
     assert programmed["lastTransitionTime"] >= since  # True now: a transition
-    assert FIRST_BLOCK in pmock.nic_prefixes()["prog-0-nic"]
+    assert FIRST_BLOCK in pmock.nic_prefixes()["prog-1-nic"]
     # The node's /28 is on its NIC: Azure counts 4 + 16, of which the block is ours.
     poll("foreignAddresses 4 in the status and the gauge, with the block on the NIC",
          lambda: foreign_addresses(api, ctl) == (4, 4.0), 30,
          describe=lambda: f"{foreign_addresses(api, ctl)}\n{ctl.tail(20)}")
     node_true = poll("the Node condition VnetIpamNICProgrammed=True",
-                     lambda: (c := node_condition(api, "prog-0")) and c["status"] == "True"
+                     lambda: (c := node_condition(api, "prog-1")) and c["status"] == "True"
                      and c, 30)
     assert node_true["reason"] == "NICProgrammed", node_true
     poll("a Normal NICProgrammingRecovered on the Node",
-         lambda: [e for e in api.events_about("Node", "prog-0")
+         lambda: [e for e in api.events_about("Node", "prog-1")
                   if e.get("type") == "Normal" and e.get("reason") == "NICProgrammingRecovered"],
          30)
 
     # A node whose NIC never failed: Programmed=True with Ready, and no Node condition.
-    setup["nodes"].append("prog-1")
-    api.create_node("prog-1", {POOL_LABEL: LABEL}, provider_id("prog-1"))
+    setup["nodes"].append("prog-2")
+    api.create_node("prog-2", {POOL_LABEL: LABEL}, provider_id("prog-2"))
 
-    def ready_on_prog_1():
-        mine = [b for b in api.blocks({SUBNET}) if b["spec"]["nodeName"] == "prog-1"]
+    def ready_on_prog_2():
+        mine = [b for b in api.blocks({SUBNET}) if b["spec"]["nodeName"] == "prog-2"]
         return mine if mine and all(phase(b) == "Ready" for b in mine) else None
-    for b in poll("prog-1's block Ready", ready_on_prog_1, 60, describe=lambda: ctl.tail(20)):
+    for b in poll("prog-2's block Ready", ready_on_prog_2, 60, describe=lambda: ctl.tail(20)):
         c = condition(b, "Programmed")
         assert c and c["status"] == "True" and c["reason"] == "PrefixOnNIC", b["status"]
-    assert node_condition(api, "prog-1") is None
+    assert node_condition(api, "prog-2") is None
