@@ -785,8 +785,12 @@ def test_a_second_add_of_the_same_attachment_is_refused_and_allocates_nothing(ag
 
 def two_attachments(agent, lab, conf0: dict, conf1: dict, prefix0: str, prefix1: str):
     """eth0 of conf0 and eth1 of conf1 on one pod, through vnet-transparent + the agent: ADD,
-    CHECK, DEL of eth1 (eth0 stays whole and CHECKs), ADD of eth1 again, GC listing eth0 alone
-    (eth1's veth goes at once and the agent releases its address; eth0 keeps all), DEL of eth0."""
+    CHECK, DEL of eth1 (eth0 stays whole and CHECKs), ADD of eth1 again, GC of eth1's network
+    listing what a runtime lists for it (eth0 when it is eth0's network too, else nothing): eth1's
+    veth goes at once and the agent releases its address; eth0 keeps all. With two networks, then
+    eth1 again and GC of eth0's network listing eth0 alone: that network's stale attachment (a
+    second pod's) goes, eth1 of the other network keeps its veth and its address. DEL of both."""
+    same_network = conf0["name"] == conf1["name"]
     pod = lab.add_pod(lab.node, "multi")
     results = {}
     for ifname, conf in (("eth0", conf0), ("eth1", conf1)):
@@ -827,13 +831,17 @@ def two_attachments(agent, lab, conf0: dict, conf1: dict, prefix0: str, prefix1:
     assert "eth1" not in held()
     eth0_whole()
 
-    # eth1 again, then GC of eth1's network listing eth0 only.
+    # eth1 again, then GC of eth1's network without eth1: a runtime lists one network's
+    # attachments in its GC, so eth0 is listed only when it is the same network.
     res = attach(lab, "ADD", pod, conf1, "eth1")
     assert res.ok, res
     ip["eth1"] = res.ips()[0]
     assert res.doc["interfaces"][0]["name"] == veth["eth1"], "the same attachment, the same name"
+    networks = {x["ifName"]: x.get("network") for x in agent.allocations()
+                if x["containerID"] == pod.container_id}
+    assert networks == {"eth0": conf0["name"], "eth1": conf1["name"]}, networks
     gc = {**conf1, "cni.dev/valid-attachments": [{"containerID": pod.container_id,
-                                                   "ifname": "eth0"}]}
+                                                   "ifname": "eth0"}] if same_network else []}
     res = run_cni(transparent(), "GC", gc, node=lab.node, ifname=None, cni_path=cni_path())
     assert res.ok, res
     assert veth["eth1"] not in lab.node.netns.links() and "eth1" not in pod.netns.links()
@@ -841,6 +849,36 @@ def two_attachments(agent, lab, conf0: dict, conf1: dict, prefix0: str, prefix1:
     poll("the agent to release eth1's address", lambda: "eth1" not in held(), 30,
          describe=lambda: str(held()))
     eth0_whole()
+
+    if not same_network:
+        # eth1 again, and a second pod on eth0's network that its GC does not list: the GC of
+        # eth0's network releases that one after the grace period and never marks eth1, which is
+        # the other network's. Both marks would be set by the same GC, so once the stale one is
+        # gone, a mark on eth1 would have released it too.
+        res = attach(lab, "ADD", pod, conf1, "eth1")
+        assert res.ok, res
+        ip["eth1"] = res.ips()[0]
+        results["eth1"] = res.doc
+        stale = lab.add_pod(lab.node, "stale")
+        res = attach(lab, "ADD", stale, conf0, "eth0")
+        assert res.ok, res
+        stale_ip = res.ips()[0]
+        gc = {**conf0, "cni.dev/valid-attachments": [{"containerID": pod.container_id,
+                                                       "ifname": "eth0"}]}
+        res = run_cni(transparent(), "GC", gc, node=lab.node, ifname=None, cni_path=cni_path())
+        assert res.ok, res
+        poll("the agent to release the stale pod's address",
+             lambda: stale_ip not in {x["address"] for x in agent.allocations()}, 30,
+             describe=lambda: str(agent.allocations()))
+        assert held() == ip, "the GC of eth0's network took eth1 of the other network"
+        assert veth["eth1"] in lab.node.netns.links()
+        assert host_routes().get(ip["eth1"]) == veth["eth1"]
+        check = attach(lab, "CHECK", pod, {**conf1, "prevResult": results["eth1"]}, "eth1")
+        assert check.ok, check
+        eth0_whole()
+        assert attach(lab, "DEL", stale, conf0, "eth0").ok
+        assert attach(lab, "DEL", pod, conf1, "eth1").ok
+        assert "eth1" not in held()
 
     assert attach(lab, "DEL", pod, conf0, "eth0").ok
     assert held() == {}
@@ -919,6 +957,16 @@ def test_the_agents_conflist_at_1_1_0_add_check_status_gc_del(agent, lab, server
         status = run_cni(plugin, "STATUS", net_conf(i), node=lab.node, ifname=None,
                          cni_path=cni_path())
         assert status.ok, (plugin.name, status)
+    # A second network on web (net1, vnet-ipam alone, as Multus adds one): the GC of the agent's
+    # network does not list it, and must not take it.
+    other = {"cniVersion": "1.1.0", "name": "other-net", "type": "vnet-ipam",
+             "ipam": agent.ipam_conf()}
+    net1 = run_cni(vnet_ipam(), "ADD", other, node=lab.node, container_id=web.container_id,
+                   netns=web.netns.path, ifname="net1")
+    assert net1.ok, net1
+    networks = {x["ifName"]: x.get("network") for x in agent.allocations()
+                if x["containerID"] == web.container_id}
+    assert networks == {"eth0": conflist["name"], "net1": "other-net"}, networks
     # GC listing both pods: nothing of theirs goes.
     valid = [{"containerID": p.container_id, "ifname": "eth0"} for p in (web, client)]
     for i, plugin in enumerate(plugins):
@@ -926,6 +974,21 @@ def test_the_agents_conflist_at_1_1_0_add_check_status_gc_del(agent, lab, server
                      node=lab.node, ifname=None, cni_path=cni_path())
         assert gc.ok, (plugin.name, gc)
     assert reaches(client, NODE_IP, 8080)
+    # What that GC asked the agent, answered with what it marked (released an hour later under
+    # this agent's grace): nothing of the two pods, net1 of the other network included.
+    marked = agent_call(agent.socket, {"op": "gc", "network": conflist["name"],
+                                       "validAttachments": [{"containerID": v["containerID"],
+                                                             "ifName": v["ifname"]}
+                                                            for v in valid]})
+    assert marked["ok"], marked
+    ours = {web.container_id, client.container_id}
+    assert not [x for x in marked.get("allocations", []) if x["containerID"] in ours], marked
+    # The other network's GC without net1 marks net1, and nothing of the agent's network.
+    marked = agent_call(agent.socket, {"op": "gc", "network": "other-net", "validAttachments": []})
+    assert [(x["containerID"], x["ifName"]) for x in marked.get("allocations", [])
+            if x["containerID"] in ours] == [(web.container_id, "net1")], marked
+    assert run_cni(vnet_ipam(), "DEL", other, node=lab.node, container_id=web.container_id,
+                   netns=web.netns.path, ifname="net1").ok
     for i, plugin in enumerate(plugins):
         check = lab.cni(plugin, "CHECK", web, net_conf(i, prev), cni_path=cni_path())
         assert check.ok, (plugin.name, check)
