@@ -20,14 +20,18 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import subprocess
 from collections import Counter
+from pathlib import Path
 
 import pytest
 
+from built import built
 from polling import poll
 from realnodes import IMAGE_TAG as TAG
 from realnodes import NAMESPACE, NETCHECK_PORT, Workloads, real_cluster_fixture
 
+CRDS = Path(__file__).resolve().parent.parent / "crds"
 UPGRADE_TAG = "e2e-upgrade"
 POD_CIDR = "10.240.64.0/20"  # inside the fabric's /16: nodes see it on-link, the fabric routes it
 SUBNET = "pods"
@@ -154,6 +158,9 @@ def test_helm_upgrade_rolls_without_a_pod_losing_its_address(rc, w):
         node.ctr("images", "tag", "--force", f"ghcr.io/vnet-ipam/vnet-ipam:{TAG}",
                  f"ghcr.io/vnet-ipam/vnet-ipam:{UPGRADE_TAG}")
     before = {p["metadata"]["name"]: p["status"]["podIP"] for p in w.running_pods(f"app={APP}", 12)}
+    # The chart README's upgrade steps: the CRDs first (helm upgrade never changes them), the
+    # release, both rollouts, then `kubectl ipam check`.
+    rc.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(CRDS))
     w.install(UPGRADE_TAG, VALUES, upgrade=True)
     # New pods keep starting while the agents and the controller roll.
     w.rc.kubectl("scale", f"deployment/{APP}", "--replicas=18")
@@ -170,6 +177,10 @@ def test_helm_upgrade_rolls_without_a_pod_losing_its_address(rc, w):
         f"ghcr.io/vnet-ipam/vnet-ipam:{UPGRADE_TAG}"}
     ips = list(after.values())
     assert len(set(ips)) == len(ips)
+    check = subprocess.run([str(built("kubectl-ipam/kubectl-ipam")), "check",
+                            f"--kubeconfig={rc.kubeconfig}"], capture_output=True, text=True,
+                           timeout=60)
+    assert check.returncode == 0, check.stdout + check.stderr
 
 
 def test_network_policy_is_enforced_on_the_transparent_veths(rc, w):

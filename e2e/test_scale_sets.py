@@ -13,6 +13,8 @@ Every wait is a poll on an observable condition with a deadline.
 
 from __future__ import annotations
 
+import json
+
 from azure_mock import (CONTROLLER_ROLE, RG, SUB, VNET, mock_fixture, provider_id, subnet_id,
                         topology_with_subnets)
 from controller_harness import (POOL_LABEL, ControllerProcess, KubeApi, condition, metric_sum,
@@ -72,6 +74,15 @@ def test_a_flexible_scale_set_vm_is_programmed_and_a_uniform_one_is_refused_once
                        lambda: (c := node_condition(api, "ss-uniform")) and c["status"] == "False"
                        and c, 30, describe=lambda: ctl.tail(20))
         assert refused["reason"] == "UniformScaleSetUnsupported", refused
+        # docs/install-azure.md's command shows the same condition.
+        shown = kube.kubectl("get", "node", "ss-uniform", "-o", "jsonpath="
+                             '{.status.conditions[?(@.type=="VnetIpamNICProgrammed")]}').stdout
+        assert json.loads(shown)["reason"] == "UniformScaleSetUnsupported", shown
+        # And the one that lists the nodes' providerIDs, to tell their kind apart.
+        listed = kube.kubectl("get", "nodes", "-o",
+                              "custom-columns=NAME:.metadata.name,PROVIDER:.spec.providerID").stdout
+        assert ["ss-uniform", UNIFORM_PROVIDER_ID] in [line.split() for line in
+                                                       listed.splitlines()], listed
         assert "Uniform scale set pool" in refused["message"], refused
         assert "Flexible orchestration" in refused["message"], refused
         warnings = poll("a Warning UniformScaleSetUnsupported on ss-uniform",
