@@ -296,6 +296,7 @@ IPBlockStatus decodeIPBlockStatus(Decoder& d, const json* v) {
         ar.read("podNamespace", a.podNamespace);
         ar.read("podName", a.podName);
         ar.read("podUID", a.podUID);
+        ar.read("network", a.network);
         a.extra = ar.rest();
       }
     }
@@ -424,6 +425,7 @@ json toJson(const IPAllocation& a) {
   j["podNamespace"] = a.podNamespace;
   j["podName"] = a.podName;
   if (!a.podUID.empty()) j["podUID"] = a.podUID;
+  if (!a.network.empty()) j["network"] = a.network;
   return j;
 }
 

@@ -91,6 +91,7 @@ inline constexpr int kMaxIfNameLength = 15;
 inline constexpr int kMaxPodNamespaceLength = 63;
 inline constexpr int kMaxPodNameLength = 253;
 inline constexpr int kMaxPodUIDLength = 128;
+inline constexpr int kMaxNetworkNameLength = 253;
 
 // An annotation on an IPBlock that an admin's `kubectl ipam release` writes (merge patch) to ask
 // the block's agent to release leaked addresses: a JSON list of {"address", "containerID",

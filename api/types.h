@@ -193,6 +193,9 @@ struct IPAllocation {
   std::string podNamespace;
   std::string podName;
   std::string podUID;  // empty: not known (an allocation recorded before UIDs were)
+  // The CNI network (its configuration's "name") the allocation was made for; empty: not known
+  // (a plugin that did not name it).
+  std::string network;
   nlohmann::json extra = nlohmann::json::object();
 
   bool operator==(const IPAllocation&) const = default;

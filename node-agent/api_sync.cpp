@@ -88,6 +88,7 @@ static_assert(api::kMaxIfNameLength == kMaxIfNameBytes);
 static_assert(api::kMaxPodNamespaceLength == kMaxPodNamespaceBytes);
 static_assert(api::kMaxPodNameLength == kMaxPodNameBytes);
 static_assert(api::kMaxPodUIDLength == kMaxPodUIDBytes);
+static_assert(api::kMaxNetworkNameLength == kMaxNetworkBytes);
 
 json blockStatusApply(const std::string& name, std::int64_t used,
                       const std::vector<Allocation>& allocations,
@@ -102,7 +103,8 @@ json blockStatusApply(const std::string& name, std::int64_t used,
                                                    .ifName = a.ifName,
                                                    .podNamespace = a.podNamespace,
                                                    .podName = a.podName,
-                                                   .podUID = a.podUID}));
+                                                   .podUID = a.podUID,
+                                                   .network = a.network}));
     }
     status["allocations"] = std::move(list);
   }

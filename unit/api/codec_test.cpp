@@ -41,7 +41,7 @@ json fullIPBlock() {
          "podNamespace": "default", "podName": "web-0", "podUID": "u-web-0",
          "futureAllocationField": {"z": 1}},
         {"address": "10.240.0.18", "containerID": "c2", "ifName": "eth0",
-         "podNamespace": "default", "podName": "web-1"}],
+         "podNamespace": "default", "podName": "web-1", "network": "net-b"}],
       "nic": {"id": "/subscriptions/s/resourceGroups/rg/providers/Microsoft.Network/networkInterfaces/n",
               "ipConfiguration": "vnetipam-1", "futureNicField": true},
       "conditions": [{"type": "Programmed", "status": "True", "reason": "NicUpdated",
@@ -108,6 +108,8 @@ TEST(CodecTest, IPBlockRoundTripKeepsEveryField) {
                           .podUID = "u-web-0",
                           .extra = {{"futureAllocationField", {{"z", 1}}}}}));
   EXPECT_EQ(block->status.allocations[1].podUID, "");
+  EXPECT_EQ(block->status.allocations[0].network, "") << "absent: not named";
+  EXPECT_EQ(block->status.allocations[1].network, "net-b");
   EXPECT_EQ(block->status.capacity, 16);
   ASSERT_TRUE(block->status.nic.has_value());
   EXPECT_EQ(block->status.nic->ipConfiguration, "vnetipam-1");

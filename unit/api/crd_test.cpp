@@ -308,7 +308,8 @@ TEST(IPBlockCrdTest, SpecIsRequiredAndBounded) {
                                                 {"ifName", kMaxIfNameLength},
                                                 {"podNamespace", kMaxPodNamespaceLength},
                                                 {"podName", kMaxPodNameLength},
-                                                {"podUID", kMaxPodUIDLength}}) {
+                                                {"podUID", kMaxPodUIDLength},
+                                                {"network", kMaxNetworkNameLength}}) {
     EXPECT_EQ(item["properties"][field]["maxLength"].as<int>(), bound) << field;
   }
 }
@@ -370,7 +371,8 @@ TEST(CrdFieldsTest, IPBlockSchemaHasExactlyTheCodecsFields) {
                            .ifName = "eth0",
                            .podNamespace = "ns",
                            .podName = "p",
-                           .podUID = "u"}};
+                           .podUID = "u",
+                           .network = "n"}};
   b.status.lastTransitionTime = "2025-01-02T03:04:05Z";
   const json j = toJson(b);
   std::set<std::string> written;

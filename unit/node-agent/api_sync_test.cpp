@@ -113,9 +113,11 @@ TEST(UsageReporterTest, AppliesOnlyChangedUsedUnderTheAgentsFieldManager) {
   EXPECT_EQ(reporter.report({{.name = "b1", .used = 4, .inApi = true}}), 1u) << "retried";
 }
 
-Allocation held(std::string containerID, std::string address, std::string podUID = "u1") {
+Allocation held(std::string containerID, std::string address, std::string podUID = "u1",
+                std::string network = "") {
   return Allocation{.containerID = std::move(containerID),
                     .ifName = "eth0",
+                    .network = std::move(network),
                     .podNamespace = "default",
                     .podName = "web",
                     .podUID = std::move(podUID),
@@ -131,17 +133,18 @@ TEST(UsageReporterTest, TheAllocationsRideWithUsedInTheSameApply) {
   UsageReporter reporter(client, nullptr);
 
   transport.respond(200, "{}");
-  ASSERT_EQ(
-      reporter.report({{.name = "b1",
-                        .used = 2,
-                        .inApi = true,
-                        .allocations = {held("c1", "10.0.0.1"), held("c2", "10.0.0.2", "")}}}),
-      1u);
+  ASSERT_EQ(reporter.report({{.name = "b1",
+                              .used = 2,
+                              .inApi = true,
+                              .allocations = {held("c1", "10.0.0.1", "u1", "net-b"),
+                                              held("c2", "10.0.0.2", "")}}}),
+            1u);
   ASSERT_EQ(transport.requests().size(), 1u);
   EXPECT_EQ(json::parse(transport.requests()[0].body)["status"],
             json::parse(R"({"used": 2, "allocations": [
               {"address": "10.0.0.1", "containerID": "c1", "ifName": "eth0",
-               "podNamespace": "default", "podName": "web", "podUID": "u1"},
+               "podNamespace": "default", "podName": "web", "podUID": "u1",
+               "network": "net-b"},
               {"address": "10.0.0.2", "containerID": "c2", "ifName": "eth0",
                "podNamespace": "default", "podName": "web"}]})"));
 
