@@ -855,22 +855,30 @@ std::uint64_t AllocationStore::freeIPs() const {
 void AllocationStore::refreshBlockMetricsLocked() {
   if (!metrics_) return;
   const ipam::TimePoint now = clock_();
-  std::size_t usable = 0, notReady = 0, orphaned = 0, orphanedAllocations = 0;
+  struct Counts {
+    std::size_t usable = 0, notReady = 0, orphaned = 0;
+  };
+  Counts v4, v6;  // by family: a dual-stack node needs a usable block of each
+  std::size_t orphanedAllocations = 0;
   for (const auto& [name, block] : blocks_) {
+    Counts& counts = block.cidr.family() == ipam::Family::kV4 ? v4 : v6;
     if (!block.inApi) {
-      ++orphaned;
+      ++counts.orphaned;
       orphanedAllocations += block.allocator->allocatedCount();
     } else if (block.usable()) {
-      ++usable;
+      ++counts.usable;
     } else {
-      ++notReady;
+      ++counts.notReady;
     }
     metrics_->setBlockFreeIPs(name, block.cidr.family(),
                               block.usable() ? block.allocator->freeCount(now) : 0);
   }
-  metrics_->setBlocks(BlockUse::kUsable, usable);
-  metrics_->setBlocks(BlockUse::kNotReady, notReady);
-  metrics_->setBlocks(BlockUse::kOrphaned, orphaned);
+  for (const auto& [family, counts] :
+       {std::pair{ipam::Family::kV4, v4}, std::pair{ipam::Family::kV6, v6}}) {
+    metrics_->setBlocks(BlockUse::kUsable, family, counts.usable);
+    metrics_->setBlocks(BlockUse::kNotReady, family, counts.notReady);
+    metrics_->setBlocks(BlockUse::kOrphaned, family, counts.orphaned);
+  }
   metrics_->setOrphanedAllocations(orphanedAllocations);
 }
 

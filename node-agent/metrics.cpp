@@ -69,7 +69,8 @@ AgentMetrics::AgentMetrics(std::shared_ptr<prometheus::Registry> registry)
                   .Name("vnetipam_agent_blocks")
                   .Help("Blocks this agent holds, by state: usable (Ready), not_ready (no new "
                         "allocations), orphaned (gone from the API but still holding "
-                        "allocations).")
+                        "allocations); and by family (ipv4, ipv6: a dual-stack node needs a "
+                        "usable block of each).")
                   .Register(*registry_)),
       orphanedAllocations_(BuildGauge()
                                .Name("vnetipam_agent_orphaned_allocations")
@@ -117,9 +118,10 @@ AgentMetrics::AgentMetrics(std::shared_ptr<prometheus::Registry> registry)
     }
   }
   failuresByCode_.emplace(11, &allocationFailures_.Add({{"code", "11"}}));
-  blocks_.Add({{"state", "usable"}});
-  blocks_.Add({{"state", "not_ready"}});
-  blocks_.Add({{"state", "orphaned"}});
+  for (BlockUse use : {BlockUse::kUsable, BlockUse::kNotReady, BlockUse::kOrphaned}) {
+    for (ipam::Family family : {ipam::Family::kV4, ipam::Family::kV6})
+      setBlocks(use, family, 0);
+  }
 }
 
 void AgentMetrics::allocated(std::chrono::nanoseconds latency,
@@ -180,11 +182,11 @@ void AgentMetrics::removeBlock(const std::string& block) {
   freeByBlock_.erase(it);
 }
 
-void AgentMetrics::setBlocks(BlockUse use, std::size_t count) {
+void AgentMetrics::setBlocks(BlockUse use, ipam::Family family, std::size_t count) {
   const char* state = use == BlockUse::kUsable     ? "usable"
                       : use == BlockUse::kNotReady ? "not_ready"
                                                    : "orphaned";
-  blocks_.Add({{"state", state}}).Set(static_cast<double>(count));
+  blocks_.Add({{"state", state}, {"family", familyLabel(family)}}).Set(static_cast<double>(count));
 }
 
 void AgentMetrics::setOrphanedAllocations(std::size_t count) {

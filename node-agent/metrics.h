@@ -52,7 +52,9 @@ class AgentMetrics {
   // either family does, so capacity is summed by family, never across them.
   void setBlockFreeIPs(const std::string& block, ipam::Family family, std::uint64_t free);
   void removeBlock(const std::string& block);
-  void setBlocks(BlockUse use, std::size_t count);
+  // Blocks of one family ("ipv4", "ipv6") in one state. Every state of each family exists from
+  // the start, at 0: an IPv4-only node reports its IPv6 blocks as 0.
+  void setBlocks(BlockUse use, ipam::Family family, std::size_t count);
   void setOrphanedAllocations(std::size_t count);
   void usageReported(bool ok);
   void setReady(bool ready);

@@ -9,6 +9,7 @@
 
 #include <gtest/gtest.h>
 #include <prometheus/registry.h>
+#include <prometheus/text_serializer.h>
 
 #include "lib/ipam/pod_gateway.h"
 #include "unit/node-agent/temp_dir.h"
@@ -801,6 +802,35 @@ TEST_F(AllocationStoreTest, ADualStackNodeServesOneAddressPerFamilyAndARetryTheS
             (std::set<std::string>{"old/eth0=10.0.0.1", "c2/eth0=10.0.0.2", "c2/eth0=fd00::1"}));
   EXPECT_EQ(addresses(store_->handle(dualAllocate("c2"))),
             (std::vector<std::string>{"10.0.0.2", "fd00::1"}));
+}
+
+TEST_F(AllocationStoreTest, BlocksAreCountedByStateAndFamily) {
+  const auto gauges = [this] {
+    return prometheus::TextSerializer().Serialize(metrics_.registry()->Collect());
+  };
+  // Every state of each family is there from the start, at 0.
+  EXPECT_NE(gauges().find("vnetipam_agent_blocks{family=\"ipv6\",state=\"usable\"} 0"),
+            std::string::npos)
+      << gauges();
+  serve({ready("v4", "10.0.0.0/30"), ready("v6", "fd00::/126"),
+         ApiBlock{.name = "v6-pending", .cidr = cidr("fd00::10/126"), .ready = false}});
+  const std::string text = gauges();
+  for (const char* line : {"vnetipam_agent_blocks{family=\"ipv4\",state=\"usable\"} 1",
+                           "vnetipam_agent_blocks{family=\"ipv6\",state=\"usable\"} 1",
+                           "vnetipam_agent_blocks{family=\"ipv6\",state=\"not_ready\"} 1",
+                           "vnetipam_agent_blocks{family=\"ipv4\",state=\"not_ready\"} 0"}) {
+    EXPECT_NE(text.find(line), std::string::npos) << line << "\n" << text;
+  }
+  // A block gone from the API while it holds an address is orphaned, in its own family.
+  EXPECT_EQ(addresses(store_->handle(dualAllocate("c1"))),
+            (std::vector<std::string>{"10.0.0.0", "fd00::"}));
+  store_->removeBlock("v6");
+  EXPECT_NE(gauges().find("vnetipam_agent_blocks{family=\"ipv6\",state=\"orphaned\"} 1"),
+            std::string::npos)
+      << gauges();
+  EXPECT_NE(gauges().find("vnetipam_agent_blocks{family=\"ipv4\",state=\"orphaned\"} 0"),
+            std::string::npos)
+      << gauges();
 }
 
 TEST_F(AllocationStoreTest, TheFamilyOfABlockDecidesWhatItServes) {
