@@ -456,6 +456,9 @@ def status(already_up: bool = False) -> int:
         node = sorted(p["spec"]["nodeName"] for p in running)[0]
         section(f"kubectl ipam show --node {node}    (its blocks, and the pods holding addresses)")
         print(kubectl_ipam_text(cfg, "show", "--node", node), end="")
+        pod = sorted(p["metadata"]["name"] for p in running)[0]
+        section(f"kubectl ipam why {pod}    (why a pod has no address; this one has one)")
+        print(kubectl_ipam_text(cfg, "why", pod), end="")
     section("kubectl ipam check    (every pod address in a Ready block of its node, no duplicates, "
             "blocks on their NICs)")
     print(kubectl_ipam_text(cfg, "check"), end="")
