@@ -13,7 +13,10 @@ scripts/check-format.sh
 python3 scripts/gen-metrics-docs.py --check
 
 build_dir=${VNETIPAM_BUILD_DIR:-build}
-cmake -S . -B "$build_dir" -G Ninja -DVNETIPAM_WERROR=ON
+# ccache, where the machine has it, as scripts/fuzz.sh and scripts/build-image.sh use it.
+launcher=()
+if command -v ccache >/dev/null; then launcher=(-DCMAKE_CXX_COMPILER_LAUNCHER=ccache); fi
+cmake -S . -B "$build_dir" -G Ninja -DVNETIPAM_WERROR=ON "${launcher[@]}"
 cmake --build "$build_dir"
 ctest --test-dir "$build_dir" --output-on-failure -j "$(nproc)"
 # Coverage-guided fuzzing (docs/fuzzing.md): each AFL++ fuzzer runs 20 s from its seed corpus, in
