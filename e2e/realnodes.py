@@ -717,6 +717,20 @@ class Workloads:
                     describe=lambda: self.rc.kubectl("get", "pods", "-A", "-o", "wide",
                                                      check=False).stdout[-3000:])
 
+    @staticmethod
+    def node_pairs(pods: list[dict]) -> list[tuple[dict, dict]]:
+        """(client, server) pairs over every node (at least two pods each): the node's first pod
+        with its second (one node), and with the second pod of the next node (across nodes)."""
+        by_node: dict[str, list[dict]] = {}
+        for p in pods:
+            by_node.setdefault(p["spec"]["nodeName"], []).append(p)
+        nodes = sorted(by_node)
+        pairs = []
+        for i, n in enumerate(nodes):
+            pairs.append((by_node[n][0], by_node[n][1]))
+            pairs.append((by_node[n][0], by_node[nodes[(i + 1) % len(nodes)]][1]))
+        return pairs
+
     def exec(self, pod: dict, *argv: str, check: bool = False) -> subprocess.CompletedProcess:
         return self.rc.kubectl("exec", "-n", pod["metadata"]["namespace"], pod["metadata"]["name"],
                                "--", *argv, check=check)

@@ -24,9 +24,11 @@ subnet6 address ::<4+i>, via which its IPv6 blocks are routed.
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import json
 import os
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -52,6 +54,32 @@ LABEL = "vnetipam.io/simcluster"
 def missing_binaries() -> list[str]:
     """The project binaries this cluster needs that are not built (paths under the build dir)."""
     return [b for b in BINARIES if not os.access(BUILD_DIR / b, os.X_OK)]
+
+
+@contextlib.contextmanager
+def started(make: Callable[[], "SimCluster"],
+            setup: Callable[["SimCluster"], None]) -> Iterator["SimCluster"]:
+    """A test module's cluster: checks the binaries are built, starts the cluster `make` returns,
+    runs `setup` (its PodSubnets), waits for every agent's CNI config and Ready blocks, and yields
+    it; afterwards stops it and asserts that no namespace of it is left and the root namespace is
+    as before."""
+    missing = missing_binaries()
+    assert not missing, (f"not built yet: {', '.join(missing)} (cmake --build <build dir>; "
+                         "VNETIPAM_BUILD_DIR names the build dir)")
+    before = netlab.root_netns_snapshot()
+    cluster = make()
+    cluster.start()
+    try:
+        setup(cluster)
+        cluster.wait_cni_configs()
+        cluster.wait_blocks_ready()
+        yield cluster
+    finally:
+        prefix = cluster.lab.prefix if cluster.lab else None
+        cluster.stop()
+    if prefix:
+        assert [n for n in netlab.netns_list() if n.startswith(prefix)] == []
+    assert netlab.root_netns_snapshot() == before
 
 
 @dataclass

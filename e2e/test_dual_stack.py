@@ -41,26 +41,16 @@ GATEWAY4, GATEWAY6 = "169.254.1.1", "fe80::1"
 
 @pytest.fixture(scope="module")
 def sim(kube, tmp_path_factory):
-    missing = simcluster.missing_binaries()
-    assert not missing, (f"not built yet: {', '.join(missing)} (cmake --build <build dir>; "
-                         "VNETIPAM_BUILD_DIR names the build dir)")
-    before = netlab.root_netns_snapshot()
-    cluster = SimCluster(kube, tmp_path_factory.mktemp("dualstack"), nodes=2, name=NAME,
-                         cloud="none", subnet6=FABRIC6,
-                         log=lambda m: print(f"\n[dualstack] {m}", end=""))
-    cluster.start()
-    try:
+    def podsubnets(cluster: SimCluster) -> None:
         cluster.create_podsubnet(cidr=CIDR4, blockPrefixLength=BLOCK4)
         cluster.create_podsubnet(NAME6, cidr=CIDR6, blockPrefixLength=BLOCK6)
-        cluster.wait_cni_configs()
-        cluster.wait_blocks_ready()
+
+    with simcluster.started(
+            lambda: SimCluster(kube, tmp_path_factory.mktemp("dualstack"), nodes=2, name=NAME,
+                               cloud="none", subnet6=FABRIC6,
+                               log=lambda m: print(f"\n[dualstack] {m}", end="")),
+            podsubnets) as cluster:
         yield cluster
-    finally:
-        prefix = cluster.lab.prefix if cluster.lab else None
-        cluster.stop()
-    if prefix:
-        assert [n for n in netlab.netns_list() if n.startswith(prefix)] == []
-    assert netlab.root_netns_snapshot() == before
 
 
 @pytest.fixture(scope="module")

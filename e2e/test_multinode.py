@@ -33,24 +33,11 @@ GATEWAY = "169.254.1.1"
 
 @pytest.fixture(scope="module")
 def sim(kube, tmp_path_factory):
-    missing = simcluster.missing_binaries()
-    assert not missing, (f"not built yet: {', '.join(missing)} (cmake --build <build dir>; "
-                         "VNETIPAM_BUILD_DIR names the build dir)")
-    before = netlab.root_netns_snapshot()
-    cluster = SimCluster(kube, tmp_path_factory.mktemp("multinode"), nodes=3, name=NAME,
-                         log=lambda m: print(f"\n[multinode] {m}", end=""))
-    cluster.start()
-    try:
-        cluster.create_podsubnet()
-        cluster.wait_cni_configs()
-        cluster.wait_blocks_ready()
+    with simcluster.started(
+            lambda: SimCluster(kube, tmp_path_factory.mktemp("multinode"), nodes=3, name=NAME,
+                               log=lambda m: print(f"\n[multinode] {m}", end="")),
+            lambda cluster: cluster.create_podsubnet()) as cluster:
         yield cluster
-    finally:
-        prefix = cluster.lab.prefix if cluster.lab else None
-        cluster.stop()
-    if prefix:
-        assert [n for n in netlab.netns_list() if n.startswith(prefix)] == []
-    assert netlab.root_netns_snapshot() == before
 
 
 @pytest.fixture(scope="module")

@@ -104,15 +104,7 @@ def test_30_pods_get_addresses_from_a_ready_block_of_their_own_node(rc, w):
 
 def test_pods_talk_tcp_across_nodes_and_on_one_node(rc, w):
     w.route_blocks()
-    pods = w.running_pods(f"app={APP}", REPLICAS)
-    by_node: dict[str, list[dict]] = {}
-    for p in pods:
-        by_node.setdefault(p["spec"]["nodeName"], []).append(p)
-    nodes = sorted(by_node)
-    pairs = []
-    for i, n in enumerate(nodes):
-        pairs.append((by_node[n][0], by_node[n][1]))                      # same node
-        pairs.append((by_node[n][0], by_node[nodes[(i + 1) % len(nodes)]][2]))  # across nodes
+    pairs = w.node_pairs(w.running_pods(f"app={APP}", REPLICAS))
     for client, server in pairs:
         res = w.tcp(client, server["status"]["podIP"])
         assert res.returncode == 0 and res.stdout.strip() == server["metadata"]["name"], (

@@ -85,15 +85,7 @@ def test_pods_talk_tcp_over_ipv4_and_ipv6_across_nodes_and_on_one_node(rc, w):
     routes = w.route_blocks()
     for cidr, via in routes.items():
         assert ipaddress.ip_address(via).version == ipaddress.ip_network(cidr).version, routes
-    pods = w.running_pods(f"app={APP}", REPLICAS)
-    by_node: dict[str, list[dict]] = {}
-    for p in pods:
-        by_node.setdefault(p["spec"]["nodeName"], []).append(p)
-    nodes = sorted(by_node)
-    pairs = []
-    for i, n in enumerate(nodes):
-        pairs.append((by_node[n][0], by_node[n][1]))                        # same node
-        pairs.append((by_node[n][0], by_node[nodes[(i + 1) % len(nodes)]][1]))  # across nodes
+    pairs = w.node_pairs(w.running_pods(f"app={APP}", REPLICAS))
     for client, server in pairs:
         for family, ip in pod_ips(server).items():
             res = w.tcp(client, ip)
