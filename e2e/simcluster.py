@@ -352,8 +352,10 @@ class SimCluster:
         self.lab.remove_pod(h.pod)
         self.pods.pop(f"{h.namespace}/{h.name}", None)
         if delete_object:
+            # No kubelet runs to finish a graceful deletion: the Pod would stay Terminating on the
+            # session's API server, in the way of a later suite's Pod of the same name.
             self.kube.kubectl("delete", "pod", "-n", h.namespace, h.name, "--ignore-not-found",
-                              "--wait=false")
+                              "--grace-period=0", "--force")
         return res
 
     def _conflist(self, node: str, command: str, pod: netlab.Pod, namespace: str, name: str,
@@ -425,7 +427,7 @@ class SimCluster:
 
     def _release_api_objects(self) -> None:
         self.kube.kubectl("delete", "pods", "-A", "-l", f"{LABEL}={self.name}",
-                          "--ignore-not-found", "--wait=false")
+                          "--ignore-not-found", "--grace-period=0", "--force")
         for node in self.node_names:
             self.kube.kubectl("delete", "node", node, "--ignore-not-found", "--wait=false")
         for subnet in self.podsubnets or [self.name]:
