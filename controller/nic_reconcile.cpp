@@ -301,7 +301,9 @@ std::optional<std::string> conflictingBlock(
         holding.push_back(b);
       }
     }
-    if (!holding.empty()) return only(holding);
+    // Addresses named, and none or several of the added blocks hold them: the refusal is about
+    // something else (an address outside every added block), or names no single one.
+    return only(holding);
   }
   return only(added);
 }

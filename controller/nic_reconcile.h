@@ -127,8 +127,9 @@ bool addressHeldByOthers(std::string_view azureCode);
 // to add (accepted, not leaving, its prefix in `desired` and not in `nicPrefixes`). In order:
 //  1. the one whose ipConfiguration name (`ipConfigName`: azure::ipConfigName, which this pure
 //     core does not link) the cloud's message names;
-//  2. the one holding the addresses and prefixes the message names (every one of them in it);
-//  3. the only one the PUT was to add.
+//  2. when the message names addresses or prefixes: the one holding every one of them (none, if
+//     an address lies outside every block the PUT adds: the refusal is about something else);
+//  3. when it names neither: the only one the PUT was to add.
 // nullopt when none of these picks exactly one block: the caller then treats the failure as any
 // other (every block the PUT was to add stays Pending), never guessing a block that is not it.
 std::optional<std::string> conflictingBlock(

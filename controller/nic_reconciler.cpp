@@ -416,6 +416,9 @@ std::optional<std::string> Controller::nicPass(const std::string& node, bool& ag
       }
     }
     holds[b.cidr] = std::move(hold);
+    // When the hold ends, a NIC pass lifts it and requeues the nodes short of blocks; nothing else
+    // may run one then (the holds may be what leaves the pool without a free block).
+    enqueueAfter(nicKey(node), config_.foreignHold + std::chrono::seconds(1));
     held.push_back(b.cidr);
   }
   if (putError) {

@@ -110,11 +110,11 @@ std::optional<std::string> Controller::reconcileNode(const std::string& name) {
       const ipam::Family family = pool ? pool->subnet().family()
                                        : (mine.empty() ? ipam::Family::kV4 : mine[0].cidr.family());
       const NodeBlockPolicy policy = NodeBlockPolicy::fromSpec(subnet.spec, family);
-      const NodeBlockDecision decision =
-          decideNodeBlocks(policy, NodeBlockInput{.node = nodeState,
-                                                  .blocks = mine,
-                                                  .poolFreeBlocks = pool ? pool->freeCount() : 0,
-                                                  .now = t});
+      const NodeBlockDecision decision = decideNodeBlocks(
+          policy, NodeBlockInput{.node = nodeState,
+                                 .blocks = mine,
+                                 .poolFreeBlocks = pool ? pool->freeUnheldCount() : 0,
+                                 .now = t});
       for (std::int64_t i = 0; pool && i < decision.blocksToAdd; ++i) {
         auto cidr = pool->allocateNext();
         if (!cidr) break;

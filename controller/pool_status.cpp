@@ -112,7 +112,13 @@ api::PodSubnetStatus computePoolStatus(const api::PodSubnetStatus& previous,
   status.cidr = set->subnet().toString();
   status.totalBlocks = static_cast<std::int64_t>(set->usableCount());
   status.allocatedBlocks = static_cast<std::int64_t>(set->allocatedCount());
-  const std::uint64_t free_blocks = set->freeCount();
+  // Blocks held for others (a shared subnet) cannot be carved while held: not free.
+  const std::uint64_t free_blocks = set->freeUnheldCount();
+  const std::uint64_t heldFree = set->freeCount() - free_blocks;
+  const std::string heldNote =
+      heldFree == 0
+          ? std::string()
+          : fmt::format(", {} held while another Azure resource holds an address in it", heldFree);
   std::string carvedMessage =
       fmt::format("{} carved into {} usable /{} blocks ({} excluded)", status.cidr,
                   set->usableCount(), set->blockLength(), set->excludedCount());
@@ -123,24 +129,24 @@ api::PodSubnetStatus computePoolStatus(const api::PodSubnetStatus& previous,
                                         std::move(carvedMessage), input));
 
   if (free_blocks == 0 && !input.shortNodes.empty()) {
-    status.conditions.push_back(
-        condition(previous, api::kConditionExhausted, true, kReasonNoFreeBlocks,
-                  fmt::format("no free /{} block left in {} (all {} allocated); {} node(s) below "
-                              "minFreeIPsPerNode: {}",
-                              set->blockLength(), status.cidr, set->usableCount(),
-                              input.shortNodes.size(), shortNodesText(input.shortNodes)),
-                  input));
+    status.conditions.push_back(condition(
+        previous, api::kConditionExhausted, true, kReasonNoFreeBlocks,
+        fmt::format("no free /{} block left in {} ({} of {} allocated{}); {} node(s) "
+                    "below minFreeIPsPerNode: {}",
+                    set->blockLength(), status.cidr, set->allocatedCount(), set->usableCount(),
+                    heldNote, input.shortNodes.size(), shortNodesText(input.shortNodes)),
+        input));
   } else if (free_blocks == 0) {
     status.conditions.push_back(
         condition(previous, api::kConditionExhausted, false, kReasonFullButNoNodeShort,
-                  fmt::format("all {} blocks of {} are allocated, but every node has at least "
-                              "minFreeIPsPerNode free",
-                              set->usableCount(), status.cidr),
+                  fmt::format("no free block in {} ({} of {} allocated{}), but every node has at "
+                              "least minFreeIPsPerNode free",
+                              status.cidr, set->allocatedCount(), set->usableCount(), heldNote),
                   input));
   } else {
-    status.conditions.push_back(
-        condition(previous, api::kConditionExhausted, false, kReasonBlocksAvailable,
-                  fmt::format("{} of {} blocks free", free_blocks, set->usableCount()), input));
+    status.conditions.push_back(condition(
+        previous, api::kConditionExhausted, false, kReasonBlocksAvailable,
+        fmt::format("{} of {} blocks free{}", free_blocks, set->usableCount(), heldNote), input));
   }
   return status;
 }

@@ -161,6 +161,14 @@ bool SubnetBlockSet::releaseHoldForOthers(const Prefix& block) {
   return index && held_.erase(*index) > 0;
 }
 
+std::uint64_t SubnetBlockSet::freeUnheldCount() const {
+  std::uint64_t heldFree = 0;
+  for (const std::uint64_t index : held_) {
+    if (!used_.test(index)) ++heldFree;
+  }
+  return freeCount() - heldFree;
+}
+
 bool SubnetBlockSet::isHeldForOthers(const Prefix& block) const {
   const auto index = indexOf(block);
   return index && held_.contains(*index);

@@ -89,6 +89,8 @@ class SubnetBlockSet {
   bool releaseHoldForOthers(const Prefix& block);
   bool isHeldForOthers(const Prefix& block) const;
   std::uint64_t heldForOthersCount() const { return held_.size(); }
+  // The free blocks allocateNext() may hand out: freeCount() less the free ones held for others.
+  std::uint64_t freeUnheldCount() const;
 
   // The first broken invariant, or nullopt. For tests, after every step.
   std::optional<std::string> invariantViolation() const;

@@ -438,6 +438,9 @@ TEST_F(ConflictingBlockTest, WithoutAClueOnlyASingleAddedBlockIsTheOne) {
   EXPECT_EQ(of("Private IP address is in use."), std::nullopt) << "three added: no guess";
   nic_ = {P("10.240.0.16/28"), P("10.240.0.32/28"), P("10.240.0.64/28")};
   EXPECT_EQ(of("Private IP address is in use."), "c");
+  // But an address the message names outside it: the refusal is not about c.
+  EXPECT_EQ(of("the private IP address 10.240.0.200 is in use."), std::nullopt);
+  EXPECT_EQ(of("the private IP address 10.240.0.50 is in use."), "c");
   // A leaving or refused block is never added, so never the one.
   blocks_[2].deleting = true;
   EXPECT_EQ(of("Private IP address is in use."), std::nullopt);

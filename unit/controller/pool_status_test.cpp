@@ -179,6 +179,31 @@ TEST(PoolStatus, ExhaustedOnlyWhenFullAndSomeNodeIsShort) {
       << "short nodes with free blocks left are not an exhausted pool";
 }
 
+TEST(PoolStatus, BlocksHeldForOthersAreNotFree) {
+  ipam::SubnetBlockSet set = carved("10.240.0.0/26", 28);  // 4 blocks, 2 usable: .16 and .32
+  const auto first = set.allocateNext();
+  ASSERT_TRUE(first);
+  const ipam::Prefix a = *ipam::Prefix::parse("10.240.0.16/28");
+  const ipam::Prefix b = *ipam::Prefix::parse("10.240.0.32/28");
+  const std::optional<ipam::Prefix> left = *first == a ? b : a;
+  ASSERT_TRUE(set.holdForOthers(*left));
+  const std::vector<std::string> shortNodes = {"n1"};
+  const api::PodSubnetStatus s =
+      computePoolStatus({}, {.blocks = &set, .shortNodes = shortNodes, .now = kT0});
+  const api::Condition& exhausted = cond(s, api::kConditionExhausted);
+  EXPECT_EQ(exhausted.status, "True") << "the only free block is held: nothing can be carved";
+  EXPECT_EQ(exhausted.reason, kReasonNoFreeBlocks);
+  EXPECT_NE(exhausted.message.find("1 of 2 allocated, 1 held while another Azure resource"),
+            std::string::npos)
+      << exhausted.message;
+  // The hold ends: one block free again.
+  ASSERT_TRUE(set.releaseHoldForOthers(*left));
+  EXPECT_EQ(cond(computePoolStatus({}, {.blocks = &set, .shortNodes = shortNodes, .now = kT0}),
+                 api::kConditionExhausted)
+                .message,
+            "1 of 2 blocks free");
+}
+
 TEST(PoolStatus, TransitionTimeChangesOnlyWithTheStatus) {
   ipam::SubnetBlockSet set = carved("10.240.0.0/26", 28);
   api::PodSubnetStatus first = computePoolStatus({}, {.blocks = &set, .now = kT0});

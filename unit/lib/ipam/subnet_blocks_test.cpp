@@ -260,6 +260,7 @@ TEST(SubnetBlockSet, ABlockHeldForOthersIsSkippedUntilTheHoldEnds) {
   EXPECT_TRUE(set.isHeldForOthers(P("10.240.0.0/28")));
   EXPECT_EQ(set.heldForOthersCount(), 2u);
   EXPECT_EQ(set.freeCount(), 4u) << "a hold is not an allocation";
+  EXPECT_EQ(set.freeUnheldCount(), 2u) << "but a held block cannot be handed out";
   EXPECT_EQ(set.allocateNext().value(), P("10.240.0.16/28"));
   EXPECT_EQ(set.allocateNext().value(), P("10.240.0.48/28"));
   const auto none = set.allocateNext();
@@ -270,7 +271,9 @@ TEST(SubnetBlockSet, ABlockHeldForOthersIsSkippedUntilTheHoldEnds) {
   // The hold ends: the block is handed out again.
   EXPECT_TRUE(set.releaseHoldForOthers(P("10.240.0.32/28")));
   EXPECT_FALSE(set.releaseHoldForOthers(P("10.240.0.32/28")));
+  EXPECT_EQ(set.freeUnheldCount(), 1u) << "the held .0 is free, not handed out";
   EXPECT_EQ(set.allocateNext().value(), P("10.240.0.32/28"));
+  EXPECT_EQ(set.freeUnheldCount(), 0u);
   // occupy() and release() ignore holds; a block not of the subnet cannot be held; an excluded one
   // needs no hold.
   EXPECT_TRUE(set.occupy(P("10.240.0.0/28")));
