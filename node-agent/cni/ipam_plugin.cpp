@@ -13,10 +13,17 @@ namespace {
 using ipam::kPodGatewayV4;
 
 // The network is the configuration's "name": the CNI spec keys an attachment by network,
-// container ID and interface, and a runtime's GC lists one network's attachments.
+// container ID and interface, and a runtime's GC lists one network's attachments. The spec bounds
+// no name's length and the protocol carries at most kMaxNetworkBytes: a longer one is not named,
+// so that network is served as every network was before networks were named (the agent's rules
+// for an allocation of no network), instead of being refused.
+std::string networkOf(const NetConf& conf) {
+  return conf.name.size() <= agent::kMaxNetworkBytes ? conf.name : std::string();
+}
+
 agent::Request requestFor(agent::Op op, const Env& env, const NetConf& conf) {
   agent::Request request{.op = op,
-                         .network = conf.name,
+                         .network = networkOf(conf),
                          .containerID = env.containerId,
                          .ifName = env.ifName,
                          .podNamespace = env.podNamespace,
@@ -134,7 +141,7 @@ Outcome<void> gc(AgentClient& client, const Env&, const NetConf& conf) {
   if (!config) return std::unexpected(config.error());
   // The attachments the runtime lists are those of this network alone: the agent judges only
   // this network's allocations by them.
-  agent::Request request{.op = agent::Op::kGc, .network = conf.name};
+  agent::Request request{.op = agent::Op::kGc, .network = networkOf(conf)};
   for (const auto& a : conf.validAttachments)
     request.validAttachments.push_back({a.containerId, a.ifName});
   auto response = ask(client, *config, request,

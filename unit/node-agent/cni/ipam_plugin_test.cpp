@@ -260,6 +260,21 @@ TEST(VnetIpam, EveryAttachmentRequestNamesTheNetwork) {
   EXPECT_EQ(agent.requests[3].op, agent::Op::kGc);
 }
 
+// The spec bounds no network name; the protocol carries at most kMaxNetworkBytes. A longer name is
+// not sent, so the network works as it did before networks were named rather than being refused.
+TEST(VnetIpam, ANetworkNameLongerThanTheProtocolCarriesIsNotNamed) {
+  FakeAgent agent;
+  agent.next.allocations = {allocation("10.240.0.17")};
+  auto c = conf();
+  c["name"] = std::string(agent::kMaxNetworkBytes + 1, 'n');
+  EXPECT_EQ(runPlugin(makeIpamPlugin(agent), env("ADD"), c.dump()).exitCode, 0);
+  c["name"] = std::string(agent::kMaxNetworkBytes, 'n');
+  EXPECT_EQ(runPlugin(makeIpamPlugin(agent), env("ADD"), c.dump()).exitCode, 0);
+  ASSERT_EQ(agent.requests.size(), 2U);
+  EXPECT_EQ(agent.requests[0].network, "");
+  EXPECT_EQ(agent.requests[1].network, std::string(agent::kMaxNetworkBytes, 'n'));
+}
+
 TEST(VnetIpam, AnAttachmentAnotherNetworkHoldsIsCode102) {
   FakeAgent agent;
   agent.next = agent::Response::failure(agent::ErrorCode::kInterfaceExists,
