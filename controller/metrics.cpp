@@ -148,11 +148,10 @@ void ControllerMetrics::setNodeBlocks(const std::string& node, ipam::Family fami
     }
     return;
   }
-  prometheus::Gauge* gauge =
-      found != nodeGauges_.end()
-          ? found->second
-          : (nodeGauges_[key] = &nodeBlocks_.Add(
-                 {{"node", node}, {"family", family == ipam::Family::kV4 ? "ipv4" : "ipv6"}}));
+  prometheus::Gauge* gauge = found != nodeGauges_.end()
+                                 ? found->second
+                                 : (nodeGauges_[key] = &nodeBlocks_.Add(
+                                        {{"node", node}, {"family", ipam::labelOf(family)}}));
   gauge->Set(static_cast<double>(blocks));
 }
 

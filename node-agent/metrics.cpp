@@ -9,8 +9,6 @@ using prometheus::BuildCounter;
 using prometheus::BuildGauge;
 using prometheus::BuildHistogram;
 
-const char* familyLabel(ipam::Family f) { return f == ipam::Family::kV4 ? "ipv4" : "ipv6"; }
-
 double seconds(std::chrono::nanoseconds d) { return std::chrono::duration<double>(d).count(); }
 
 // 50 us .. ~1.6 s: an allocation answered from memory takes microseconds, one waiting for a
@@ -32,8 +30,8 @@ AgentMetrics::AgentMetrics(std::shared_ptr<prometheus::Registry> registry)
                              "ADD counts one of each; a retried ADD of a held address is not "
                              "counted).")
                        .Register(*registry_)),
-      allocationsV4_(allocations_.Add({{"family", "ipv4"}})),
-      allocationsV6_(allocations_.Add({{"family", "ipv6"}})),
+      allocationsV4_(allocations_.Add({{"family", ipam::labelOf(ipam::Family::kV4)}})),
+      allocationsV6_(allocations_.Add({{"family", ipam::labelOf(ipam::Family::kV6)}})),
       allocationFailures_(BuildCounter()
                               .Name("vnetipam_agent_allocation_failures_total")
                               .Help("Allocate requests refused, by the CNI error code answered "
@@ -166,10 +164,10 @@ void AgentMetrics::setBlockFreeIPs(const std::string& block, ipam::Family family
   std::lock_guard lock(mutex_);
   auto it = freeByBlock_.find(block);
   if (it == freeByBlock_.end()) {
-    it =
-        freeByBlock_
-            .emplace(block, &blockFreeIPs_.Add({{"block", block}, {"family", familyLabel(family)}}))
-            .first;
+    it = freeByBlock_
+             .emplace(block,
+                      &blockFreeIPs_.Add({{"block", block}, {"family", ipam::labelOf(family)}}))
+             .first;
   }
   it->second->Set(static_cast<double>(free));
 }
@@ -186,7 +184,8 @@ void AgentMetrics::setBlocks(BlockUse use, ipam::Family family, std::size_t coun
   const char* state = use == BlockUse::kUsable     ? "usable"
                       : use == BlockUse::kNotReady ? "not_ready"
                                                    : "orphaned";
-  blocks_.Add({{"state", state}, {"family", familyLabel(family)}}).Set(static_cast<double>(count));
+  blocks_.Add({{"state", state}, {"family", ipam::labelOf(family)}})
+      .Set(static_cast<double>(count));
 }
 
 void AgentMetrics::setOrphanedAllocations(std::size_t count) {

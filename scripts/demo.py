@@ -529,7 +529,8 @@ def status(already_up: bool = False) -> int:
             value = f"(query failed: {e})"
         print(f"  {label:<40} {value:>8}    {expr}")
     try:
-        per_node = prometheus.query(info["prometheus"], "max by (node) (vnetipam_node_blocks)")
+        per_node = prometheus.query(
+            info["prometheus"], "sum by (node) (max by (node, family) (vnetipam_node_blocks))")
         print("  blocks per node: " + ", ".join(
             f"{s['metric'].get('node')}={s['value']:g}" for s in
             sorted(per_node, key=lambda s: s["metric"].get("node", ""))))

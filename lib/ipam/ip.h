@@ -21,6 +21,8 @@ enum class Family : std::uint8_t { kV4 = 4, kV6 = 6 };
 
 constexpr int bitLength(Family f) { return f == Family::kV4 ? 32 : 128; }
 std::string_view toString(Family f);
+// The family as a label value and a /proc/sys directory spell it: "ipv4", "ipv6".
+constexpr const char* labelOf(Family f) { return f == Family::kV4 ? "ipv4" : "ipv6"; }
 
 class IPAddress {
  public:

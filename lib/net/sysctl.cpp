@@ -55,7 +55,7 @@ Result<std::string> sysctlPath(const InterfaceSysctl& s) {
     return fail(ErrorCode::kInvalidArgument,
                 fmt::format("sysctl key '{}' must be a plain file name", s.key));
   }
-  return fmt::format("/proc/sys/net/{}/{}/{}/{}", s.family == ipam::Family::kV4 ? "ipv4" : "ipv6",
+  return fmt::format("/proc/sys/net/{}/{}/{}/{}", ipam::labelOf(s.family),
                      s.table == SysctlTable::kConf ? "conf" : "neigh", s.ifname, s.key);
 }
 
