@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
-"""CNI ADD+DEL latency: vnet-transparent + vnet-ipam (real agent, real API server) against
-Debian's ptp + host-local, in the same run, on the same node namespace, with the same pods.
+"""CNI ADD+DEL latency: vnet-transparent + vnet-ipam (real agent, real API server) against the
+reference ptp + host-local (built from source at the pinned release by
+scripts/build-cni-plugins.sh), in the same run, on the same node namespace, with the same pods.
 Not a test: it prints numbers.
 
     cmake --build build --target vnet-ipam vnet-transparent vnet-ipam-agent
