@@ -6,7 +6,8 @@ whose command left the docs, fails here; so does an entry whose runner no longer
 is said to run. The one command nothing else runs, the README's Azure VNET mock example, runs here.
 
 A command is a line of a ```sh block (continuation lines joined, trailing comments dropped), or a
-line that starts with "$ " in another block (a transcript).
+line that starts with "$ " in another block (a transcript); the documents hold no indented code
+block, which would hide its commands.
 """
 
 from __future__ import annotations
@@ -134,6 +135,20 @@ WHERE_RUN = [
         "patch --type=merge ...", "e2e/test_realnodes.py", '{"metadata":{"finalizers":null}}'),
     Run("charts/vnet-ipam/README.md", "kubectl delete ipblocks --all", "e2e/test_realnodes.py",
         '"delete", "ipblocks", "--all"'),
+    # docs/fuzzing.md
+    Run("docs/fuzzing.md", "ctest --test-dir build -R fuzz_corpus", "scripts/test.sh",
+        'ctest --test-dir "$build_dir"'),
+    Run("docs/fuzzing.md", "build/fuzz/fuzz_replay_azure_decoders ...", "fuzz/CMakeLists.txt",
+        "add_test(NAME fuzz_corpus_${name}"),
+    Run("docs/fuzzing.md", "scripts/fuzz.sh 20", "scripts/test.sh", "scripts/fuzz.sh 20"),
+    Run("docs/fuzzing.md", "scripts/fuzz.sh 600 journal azure_decoders", None,
+        "ten minutes per target, run by hand; scripts/test.sh runs the same script for 20 s each"),
+    Run("docs/fuzzing.md", "CXX=afl-g++ CC=gcc cmake -S . -B build-fuzz ...", "scripts/fuzz.sh",
+        "CXX=afl-g++ CC=gcc AFL_QUIET=1 cmake -S . -B"),
+    Run("docs/fuzzing.md", "cmake --build build-fuzz --target fuzzers", "scripts/fuzz.sh",
+        "--target fuzzers"),
+    Run("docs/fuzzing.md", "AFL_I_DONT_CARE_ABOUT_MISSING_CRASHES=1 ...", "scripts/fuzz.sh",
+        'afl-fuzz -i "fuzz/corpus/$target"'),
     # docs/install-azure.md
     Run("docs/install-azure.md", "kubectl get nodes -o custom-columns=", "e2e/test_scale_sets.py",
         "custom-columns=NAME:.metadata.name,PROVIDER:.spec.providerID"),
@@ -221,6 +236,22 @@ def test_every_entry_is_a_documented_command_and_its_runner_holds_it():
             missing.append(f"{run.runner} does not hold {run.evidence!r} ({run.doc}: {run.command})")
     assert not stale, "WHERE_RUN entries no document shows:\n" + "\n".join(stale)
     assert not missing, "\n".join(missing)
+
+
+def test_code_is_in_fenced_blocks():
+    """An indented code block (four spaces after a blank line, outside a fence and a list) would
+    hide its commands from the two tests above: the documents fence every block."""
+    indented = []
+    for doc in documents():
+        fenced, blank = False, True
+        for number, line in enumerate(doc.read_text().split("\n"), 1):
+            if re.match(r"\s*```", line):
+                fenced = not fenced
+            elif (not fenced and blank and line.startswith("    ")
+                  and not line.lstrip().startswith(("-", "*", "|"))):
+                indented.append(f"{rel(doc)}:{number}: {line.strip()}")
+            blank = line.strip() == ""
+    assert not indented, "indented code blocks (fence them):\n" + "\n".join(indented)
 
 
 def test_the_documents_show_commands():
