@@ -35,6 +35,11 @@ bool sameNetwork(std::string_view held, std::string_view requested) {
   return held.empty() || requested.empty() || held == requested;
 }
 
+// Who a request is about, for its messages.
+std::string whoOf(const Request& request) {
+  return fmt::format("container {} interface {}", request.containerID, request.ifName);
+}
+
 }  // namespace
 
 PodVerdict podVerdict(std::string_view recordedUID, const LivePod& live) {
@@ -333,8 +338,7 @@ Response AllocationStore::allocate(const Request& request) {
     if (metrics_) metrics_->allocationFailed(static_cast<int>(response.code), since(start));
     return response;
   };
-  const std::string who =
-      fmt::format("container {} interface {}", request.containerID, request.ifName);
+  const std::string who = whoOf(request);
   // A client that names no families is a plugin of the previous release: IPv4 is all it can take.
   const std::vector<ipam::Family> asked =
       request.families.empty() ? std::vector{ipam::Family::kV4} : request.families;
@@ -409,8 +413,7 @@ Response AllocationStore::allocate(const Request& request) {
 std::expected<std::vector<AllocationStore::Taken>, Response> AllocationStore::takeLocked(
     const Request& request, const std::vector<ipam::Family>& missing, std::size_t held,
     ipam::TimePoint now) {
-  const std::string who =
-      fmt::format("container {} interface {}", request.containerID, request.ifName);
+  const std::string who = whoOf(request);
   const ipam::Owner owner{request.containerID, request.ifName};
   // Every missing family is taken in memory before anything is journalled: a family that cannot
   // be had undoes the others here, and the journal never sees them.
@@ -474,8 +477,7 @@ std::expected<ipam::Seq, Response> AllocationStore::recordLocked(const Request& 
                                                                  std::vector<Taken>& taken,
                                                                  ipam::TimePoint now) {
   const ipam::Owner owner{request.containerID, request.ifName};
-  const std::string who =
-      fmt::format("container {} interface {}", request.containerID, request.ifName);
+  const std::string who = whoOf(request);
   ipam::Seq last = 0;
   for (std::size_t i = 0; i < taken.size(); ++i) {
     Taken& t = taken[i];
