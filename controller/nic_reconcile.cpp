@@ -64,6 +64,8 @@
 
 #include <fmt/format.h>
 
+#include "lib/base/text.h"
+
 namespace vnetipam::controller {
 
 std::string_view toString(NicEventReason reason) {
@@ -216,13 +218,6 @@ bool addressHeldByOthers(std::string_view azureCode) {
 
 namespace {
 
-std::string lower(std::string_view text) {
-  std::string out(text);
-  for (char& c : out)
-    c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  return out;
-}
-
 // `name` appears in `text` as a whole name (not the start of a longer one: "vnetipam-10-0-0-0-2"
 // is not named by "vnetipam-10-0-0-0-24").
 bool namesWhole(std::string_view text, std::string_view name) {
@@ -286,10 +281,10 @@ std::optional<std::string> conflictingBlock(
     if (found.size() == 1) return found.front()->name;
     return std::nullopt;
   };
-  const std::string text = lower(message);
+  const std::string lowered = text::asciiLower(message);
   std::vector<const NicBlock*> named;
   for (const NicBlock* b : added) {
-    if (namesWhole(text, lower(ipConfigName(b->cidr)))) named.push_back(b);
+    if (namesWhole(lowered, text::asciiLower(ipConfigName(b->cidr)))) named.push_back(b);
   }
   if (!named.empty()) return only(named);
   const std::vector<ipam::Prefix> addresses = namedV4(message);

@@ -13,6 +13,14 @@ constexpr char asciiLower(char c) {
   return c >= 'A' && c <= 'Z' ? static_cast<char>(c - 'A' + 'a') : c;
 }
 
+// The text with ASCII letters in lower case (other bytes as they are).
+inline std::string asciiLower(std::string_view s) {
+  std::string out(s);
+  for (char& c : out)
+    c = asciiLower(c);
+  return out;
+}
+
 // Equal ignoring ASCII case, as HTTP header names and auth schemes compare.
 constexpr bool iequals(std::string_view a, std::string_view b) {
   return a.size() == b.size() &&
