@@ -368,14 +368,14 @@ std::optional<std::string> Controller::nicPass(const std::string& node, bool& ag
   // the blocks it adds (N16) names that block: its CIDR is held for others, and the plan made
   // again without it is PUT at once, so one foreign address costs the node one block, not all
   // of its new ones. Each round holds one more block the PUT was to add, so the rounds end.
-  std::vector<ipam::Prefix> held;
-  for (const auto& [cidr, hold] : holds)
-    held.push_back(cidr);
   NicPlan plan;
   std::optional<std::string> error;
   std::optional<azure::Error> putError;
   std::vector<std::string> refusals;  // every failed PUT of this pass: a Node Event each
   for (std::size_t round = 0; round <= blocks.size(); ++round) {
+    std::vector<ipam::Prefix> held;
+    for (const auto& [cidr, hold] : holds)
+      held.push_back(cidr);
     plan = planNic(NicInput{.blocks = blocks,
                             .nicPrefixes = nic->prefixes,
                             .managedRanges = managed,
@@ -419,7 +419,6 @@ std::optional<std::string> Controller::nicPass(const std::string& node, bool& ag
     // When the hold ends, a NIC pass lifts it and requeues the nodes short of blocks; nothing else
     // may run one then (the holds may be what leaves the pool without a free block).
     enqueueAfter(nicKey(node), config_.foreignHold + std::chrono::seconds(1));
-    held.push_back(b.cidr);
   }
   if (putError) {
     error = fmt::format("node {}: programming NIC {}: {}", node, *nicId, putError->message);
