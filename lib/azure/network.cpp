@@ -5,6 +5,8 @@
 
 #include <fmt/format.h>
 
+#include "lib/base/text.h"
+
 namespace vnetipam::azure {
 
 namespace {
@@ -93,6 +95,13 @@ Result<Subnet> parseSubnet(const json& doc) {
     }
   }
   subnet.provisioningState = str(props, "provisioningState");
+  if (const json& configs = child(props, "ipConfigurations"); configs.is_array()) {
+    for (const auto& item : configs) {
+      if (const std::string id = str(item, "id"); !id.empty()) {
+        subnet.ipConfigurationIds.push_back(id);
+      }
+    }
+  }
   return subnet;
 }
 
@@ -229,6 +238,42 @@ std::string ipConfigName(const ipam::Prefix& prefix) {
   std::ranges::replace(address, '.', '-');
   std::ranges::replace(address, ':', '-');
   return fmt::format("{}{}-{}", kIpConfigNamePrefix, address, prefix.length());
+}
+
+std::optional<NicConfigRef> parseNicIpConfigurationId(std::string_view id) {
+  // /subscriptions/<s>/resourceGroups/<rg>/providers/Microsoft.Network/networkInterfaces/<nic>/
+  // ipConfigurations/<name>: ten segments after the leading slash, names compared ignoring case.
+  if (!id.starts_with('/')) return std::nullopt;
+  std::vector<std::string_view> seg;
+  for (std::size_t start = 1; start <= id.size();) {
+    const std::size_t end = std::min(id.find('/', start), id.size());
+    seg.push_back(id.substr(start, end - start));
+    start = end + 1;
+  }
+  const auto is = [&](std::size_t i, std::string_view word) { return text::iequals(seg[i], word); };
+  if (seg.size() != 10 || std::ranges::any_of(seg, &std::string_view::empty)) return std::nullopt;
+  if (!is(0, "subscriptions") || !is(2, "resourceGroups") || !is(4, "providers") ||
+      !is(5, "Microsoft.Network") || !is(6, "networkInterfaces") || !is(8, "ipConfigurations")) {
+    return std::nullopt;
+  }
+  const std::size_t cut = id.size() - seg[9].size() - std::string_view("/ipConfigurations/").size();
+  return NicConfigRef{.nicId = std::string(id.substr(0, cut)), .name = std::string(seg[9])};
+}
+
+IpConfigDiff dropNicPrefixes(const NetworkInterface& nic, std::span<const ipam::Prefix> prefixes) {
+  IpConfigDiff diff{.ipConfigurations = json::array()};
+  const json& raw = child(child(nic.raw, "properties"), "ipConfigurations");
+  for (std::size_t i = 0; i < nic.ipConfigs.size(); ++i) {
+    const NicIpConfig& config = nic.ipConfigs[i];
+    const auto prefix = config.prefix();
+    if (config.name.starts_with(kIpConfigNamePrefix) && prefix &&
+        std::ranges::find(prefixes, *prefix) != prefixes.end()) {
+      diff.removed.push_back(*prefix);
+      continue;
+    }
+    diff.ipConfigurations.push_back(raw.is_array() && i < raw.size() ? raw[i] : json::object());
+  }
+  return diff;
 }
 
 Result<IpConfigDiff> diffNicPrefixes(const NetworkInterface& nic,
@@ -384,6 +429,33 @@ Result<NicPrefixChange> NetworkClient::setNicPrefixes(std::string_view nicId,
     change.nic = std::move(*written);
     change.added = std::move(diff->added);
     change.removed = std::move(diff->removed);
+    change.written = true;
+    return change;
+  }
+}
+
+Result<NicPrefixChange> NetworkClient::removeNicPrefixes(std::string_view nicId,
+                                                         std::span<const ipam::Prefix> prefixes) {
+  NicPrefixChange change;
+  for (;;) {
+    auto nic = getNic(nicId);
+    if (!nic) return std::unexpected(nic.error());
+    IpConfigDiff diff = dropNicPrefixes(*nic, prefixes);
+    if (!diff.changed()) {
+      change.nic = std::move(*nic);
+      return change;
+    }
+    nic->raw["properties"]["ipConfigurations"] = std::move(diff.ipConfigurations);
+    auto written = putNic(*nic);
+    if (!written && written.error().code == ErrorCode::kPreconditionFailed &&
+        change.conflicts < maxConflicts_) {
+      // Someone wrote the NIC since we read it: drop the same prefixes from what it is now.
+      ++change.conflicts;
+      continue;
+    }
+    if (!written) return std::unexpected(written.error());
+    change.nic = std::move(*written);
+    change.removed = std::move(diff.removed);
     change.written = true;
     return change;
   }

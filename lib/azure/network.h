@@ -34,6 +34,9 @@ struct Subnet {
   std::string name;
   std::vector<std::string> addressPrefixes;  // addressPrefix and addressPrefixes, merged
   std::string provisioningState;
+  // properties.ipConfigurations: the ids of every ipConfiguration in the subnet, of any NIC (and of
+  // anything else that takes an address in it: load balancers' frontends, private endpoints).
+  std::vector<std::string> ipConfigurationIds;
   nlohmann::json raw;
 };
 
@@ -115,6 +118,15 @@ Result<std::optional<SubnetUsage>> parseVirtualNetworkUsage(const nlohmann::json
 // "vnetipam-10-240-0-16-28" for 10.240.0.16/28 (IPv6: ':' also becomes '-').
 std::string ipConfigName(const ipam::Prefix& prefix);
 
+// An ipConfiguration id of a standalone NIC split in two: ".../providers/Microsoft.Network/
+// networkInterfaces/<nic>/ipConfigurations/<name>" -> {the NIC's id, <name>}. nullopt for any
+// other id (a scale set's NIC, a load balancer's frontend, a private endpoint). Case as given.
+struct NicConfigRef {
+  std::string nicId;
+  std::string name;
+};
+std::optional<NicConfigRef> parseNicIpConfigurationId(std::string_view id);
+
 // The new ipConfigurations array for `nic` holding exactly `desired` among this project's
 // prefix configs: the primary and every other ipConfiguration are kept as they are; a desired
 // prefix some ipConfiguration already carries is kept; the project's configs not desired are
@@ -130,6 +142,11 @@ struct IpConfigDiff {
 };
 Result<IpConfigDiff> diffNicPrefixes(const NetworkInterface& nic,
                                      std::span<const ipam::Prefix> desired);
+
+// The new ipConfigurations array for `nic` without the ipConfigurations this project named that
+// carry one of `prefixes`; every other ipConfiguration, this project's others included, is kept
+// as read. Pure. `added` is always empty.
+IpConfigDiff dropNicPrefixes(const NetworkInterface& nic, std::span<const ipam::Prefix> prefixes);
 
 class NetworkClient {
  public:
@@ -156,6 +173,14 @@ class NetworkClient {
   // re-applies, up to maxConflicts times. No PUT when nothing changes. Idempotent.
   Result<NicPrefixChange> setNicPrefixes(std::string_view nicId,
                                          std::span<const ipam::Prefix> desired);
+
+  // Takes exactly these prefixes off the NIC, and only from ipConfigurations this project named
+  // (dropNicPrefixes): reads the NIC, writes it with If-Match, and on 412 reads again and drops
+  // them from what it then finds, up to maxConflicts times. What the NIC carries otherwise is never
+  // computed here, so a concurrent writer that adds prefixes loses nothing. No PUT when none of
+  // them is there (`removed` says which were).
+  Result<NicPrefixChange> removeNicPrefixes(std::string_view nicId,
+                                            std::span<const ipam::Prefix> prefixes);
 
  private:
   ArmClient& arm_;

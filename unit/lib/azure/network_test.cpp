@@ -216,6 +216,128 @@ TEST_F(NetworkClientTest, SetNicPrefixesWritesNothingWhenTheNicAlreadyMatches) {
   EXPECT_EQ(transport_.requests().size(), 1u);
 }
 
+TEST(DropTest, DropsOnlyOurConfigsCarryingThosePrefixes) {
+  auto nic = parseNetworkInterface(
+                 nicJson("W/\"1\"", {ipConfig("ipconfig1", "10.0.0.4", true),
+                                     ipConfig("vnetipam-10-0-1-0-28", "10.0.1.0/28", false, 28),
+                                     ipConfig("vnetipam-10-0-1-16-28", "10.0.1.16/28", false, 28),
+                                     ipConfig("someone-else", "10.0.2.0/28", false, 28)}))
+                 .value();
+  // 10.0.2.0/28 is on someone else's ipConfiguration, 10.0.3.0/28 on none: both stay as they are.
+  const std::vector<ipam::Prefix> drop = {prefix("10.0.1.0/28"), prefix("10.0.2.0/28"),
+                                          prefix("10.0.3.0/28")};
+  const IpConfigDiff diff = dropNicPrefixes(nic, drop);
+  EXPECT_EQ(diff.removed, std::vector<ipam::Prefix>{prefix("10.0.1.0/28")});
+  EXPECT_TRUE(diff.added.empty());
+  ASSERT_EQ(diff.ipConfigurations.size(), 3u);
+  EXPECT_EQ(diff.ipConfigurations[0], nic.raw["properties"]["ipConfigurations"][0]);
+  EXPECT_EQ(diff.ipConfigurations[1], nic.raw["properties"]["ipConfigurations"][2]);
+  EXPECT_EQ(diff.ipConfigurations[2], nic.raw["properties"]["ipConfigurations"][3]);
+  EXPECT_FALSE(dropNicPrefixes(nic, std::vector<ipam::Prefix>{prefix("10.0.3.0/28")}).changed());
+}
+
+TEST(ParseTest, SplitsANicsIpConfigurationId) {
+  auto ref = parseNicIpConfigurationId(kNicId + "/ipConfigurations/vnetipam-10-0-1-0-28");
+  ASSERT_TRUE(ref.has_value());
+  EXPECT_EQ(ref->nicId, kNicId);
+  EXPECT_EQ(ref->name, "vnetipam-10-0-1-0-28");
+  // ARM ids ignore case; the parts keep the case they were written in.
+  ref = parseNicIpConfigurationId(
+      "/SUBSCRIPTIONS/sub/resourcegroups/RG/providers/microsoft.network/NetworkInterfaces/N/"
+      "IPCONFIGURATIONS/c");
+  ASSERT_TRUE(ref.has_value());
+  EXPECT_EQ(ref->nicId,
+            "/SUBSCRIPTIONS/sub/resourcegroups/RG/providers/microsoft.network/NetworkInterfaces/N");
+  EXPECT_EQ(ref->name, "c");
+  const std::vector<std::string> others = {
+      std::string(kRg) +
+          "/providers/Microsoft.Compute/virtualMachineScaleSets/ss/"
+          "virtualMachines/0/networkInterfaces/n/ipConfigurations/c",
+      std::string(kRg) +
+          "/providers/Microsoft.Network/loadBalancers/lb/"
+          "frontendIPConfigurations/c",
+      kNicId + "/ipConfigurations/",
+      kNicId + "/ipConfigurations/c/x",
+      kNicId,
+      "",
+      "subscriptions/sub/resourceGroups/rg/providers/Microsoft.Network/networkInterfaces/n/"
+      "ipConfigurations/c"};
+  for (const std::string& id : others) {
+    EXPECT_FALSE(parseNicIpConfigurationId(id).has_value()) << id;
+  }
+}
+
+TEST_F(NetworkClientTest, RemoveNicPrefixesPutsTheNicLessOnlyThoseWithIfMatch) {
+  transport_.respond(
+      200, nicJson("W/\"1\"", {ipConfig("ipconfig1", "10.0.0.4", true),
+                               ipConfig("vnetipam-10-0-1-0-28", "10.0.1.0/28", false, 28),
+                               ipConfig("vnetipam-10-0-1-16-28", "10.0.1.16/28", false, 28)})
+               .dump());
+  const std::string after =
+      nicJson("W/\"2\"", {ipConfig("ipconfig1", "10.0.0.4", true),
+                          ipConfig("vnetipam-10-0-1-16-28", "10.0.1.16/28", false, 28)})
+          .dump();
+  transport_.respond(200, after);
+  const std::vector<ipam::Prefix> drop = {prefix("10.0.1.0/28")};
+  auto change = network_.removeNicPrefixes(kNicId, drop);
+  ASSERT_TRUE(change.has_value()) << change.error().message;
+  EXPECT_TRUE(change->written);
+  EXPECT_EQ(change->removed, drop);
+  EXPECT_TRUE(change->added.empty());
+  EXPECT_EQ(change->nic.etag, "W/\"2\"");
+  const auto requests = transport_.requests();
+  ASSERT_EQ(requests.size(), 2u);
+  EXPECT_EQ(requests[1].method, "PUT");
+  EXPECT_EQ(requests[1].headers.at("If-Match"), "W/\"1\"");
+  const json body = json::parse(requests[1].body);
+  EXPECT_EQ(body["properties"]["enableIPForwarding"], true);
+  ASSERT_EQ(body["properties"]["ipConfigurations"].size(), 2u);
+  EXPECT_EQ(body["properties"]["ipConfigurations"][1]["name"], "vnetipam-10-0-1-16-28");
+}
+
+TEST_F(NetworkClientTest, RemoveNicPrefixesKeepsWhatAConcurrentWriterAddedOnEtagConflict) {
+  transport_.respond(
+      200, nicJson("W/\"1\"", {ipConfig("ipconfig1", "10.0.0.4", true),
+                               ipConfig("vnetipam-10-0-1-0-28", "10.0.1.0/28", false, 28)})
+               .dump());
+  transport_.respond(
+      412, R"({"error":{"code":"PreconditionFailed","message":"Precondition failed.","details":[
+        {"code":"PreconditionFailedEtagMismatch","message":"Etag mismatch"}]}})");
+  // The NIC pass added a block meanwhile: our write, made again, keeps it.
+  transport_.respond(
+      200, nicJson("W/\"7\"", {ipConfig("ipconfig1", "10.0.0.4", true),
+                               ipConfig("vnetipam-10-0-1-0-28", "10.0.1.0/28", false, 28),
+                               ipConfig("vnetipam-10-0-1-32-28", "10.0.1.32/28", false, 28)})
+               .dump());
+  transport_.respond(
+      200, nicJson("W/\"8\"", {ipConfig("ipconfig1", "10.0.0.4", true),
+                               ipConfig("vnetipam-10-0-1-32-28", "10.0.1.32/28", false, 28)})
+               .dump());
+  const std::vector<ipam::Prefix> drop = {prefix("10.0.1.0/28")};
+  auto change = network_.removeNicPrefixes(kNicId, drop);
+  ASSERT_TRUE(change.has_value()) << change.error().message;
+  EXPECT_EQ(change->conflicts, 1);
+  EXPECT_EQ(change->removed, drop);
+  const auto requests = transport_.requests();
+  ASSERT_EQ(requests.size(), 4u);
+  EXPECT_EQ(requests[3].headers.at("If-Match"), "W/\"7\"");
+  const json body = json::parse(requests[3].body);
+  ASSERT_EQ(body["properties"]["ipConfigurations"].size(), 2u);
+  EXPECT_EQ(body["properties"]["ipConfigurations"][1]["name"], "vnetipam-10-0-1-32-28");
+}
+
+TEST_F(NetworkClientTest, RemoveNicPrefixesWritesNothingWhenNoneIsThere) {
+  transport_.respond(200, nicJson("W/\"1\"", {ipConfig("ipconfig1", "10.0.0.4", true),
+                                              ipConfig("theirs", "10.0.1.0/28", false, 28)})
+                              .dump());
+  const std::vector<ipam::Prefix> drop = {prefix("10.0.1.0/28")};
+  auto change = network_.removeNicPrefixes(kNicId, drop);
+  ASSERT_TRUE(change.has_value()) << change.error().message;
+  EXPECT_FALSE(change->written);
+  EXPECT_TRUE(change->removed.empty());
+  EXPECT_EQ(transport_.requests().size(), 1u);
+}
+
 TEST_F(NetworkClientTest, FindsANodesVmAndItsNicsPrimaryFirst) {
   const std::string vmId = std::string(kRg) + "/providers/Microsoft.Compute/virtualMachines/node-1";
   const std::string second = std::string(kRg) + "/providers/Microsoft.Network/networkInterfaces/b";
@@ -331,6 +453,8 @@ TEST_F(NetworkClientTest, ReadsVnetsAndSubnets) {
   ASSERT_TRUE(subnet.has_value()) << subnet.error().message;
   EXPECT_EQ(subnet->addressPrefixes.size(), 2u);
   EXPECT_EQ(subnet->provisioningState, "Updating");
+  EXPECT_TRUE(subnet->ipConfigurationIds.empty());
+  EXPECT_EQ(vnet->subnets[0].ipConfigurationIds, std::vector<std::string>{"/x"});
   EXPECT_EQ(transport_.requests()[1].target, kSubnetId + "?api-version=2024-05-01");
 }
 
