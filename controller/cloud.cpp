@@ -70,9 +70,15 @@ azure::Result<std::string> AzureCloud::primaryNicOfNode(std::string_view provide
 azure::Result<NicState> AzureCloud::readNic(std::string_view nicId) {
   auto nic = network_.getNic(nicId);
   if (!nic) return std::unexpected(std::move(nic.error()));
-  NicState state{.id = nic->id.empty() ? std::string(nicId) : nic->id, .prefixes = {}};
+  NicState state{.id = nic->id.empty() ? std::string(nicId) : nic->id,
+                 .prefixes = {},
+                 .ours = {},
+                 .vmId = nic->virtualMachineId};
   for (const azure::NicIpConfig& config : nic->ipConfigs) {
-    if (auto prefix = config.prefix()) state.prefixes.push_back(*prefix);
+    auto prefix = config.prefix();
+    if (!prefix) continue;
+    state.prefixes.push_back(*prefix);
+    if (config.name.starts_with(azure::kIpConfigNamePrefix)) state.ours.push_back(*prefix);
   }
   return state;
 }
@@ -86,6 +92,20 @@ azure::Result<void> AzureCloud::setNicPrefixes(std::string_view nicId,
 
 azure::Result<std::vector<azure::SubnetUsage>> AzureCloud::subnetUsages(std::string_view vnetId) {
   return network_.listVirtualNetworkUsage(vnetId);
+}
+
+azure::Result<std::vector<std::string>> AzureCloud::subnetIpConfigurations(
+    std::string_view subnetId) {
+  auto subnet = network_.getSubnet(subnetId);
+  if (!subnet) return std::unexpected(std::move(subnet.error()));
+  return std::move(subnet->ipConfigurationIds);
+}
+
+azure::Result<std::vector<ipam::Prefix>> AzureCloud::removeNicPrefixes(
+    std::string_view nicId, std::span<const ipam::Prefix> prefixes) {
+  auto change = network_.removeNicPrefixes(nicId, prefixes);
+  if (!change) return std::unexpected(std::move(change.error()));
+  return std::move(change->removed);
 }
 
 }  // namespace vnetipam::controller

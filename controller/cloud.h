@@ -33,6 +33,10 @@ inline constexpr std::string_view kReasonUniformScaleSetUnsupported = "UniformSc
 struct NicState {
   std::string id;                      // ARM id of the NIC
   std::vector<ipam::Prefix> prefixes;  // prefixes on its ipConfigurations, as read
+  // The prefixes of `prefixes` on ipConfigurations this project named (azure::kIpConfigNamePrefix):
+  // the only ones the orphan sweep (orphan_sweep.h) may take off.
+  std::vector<ipam::Prefix> ours;
+  std::string vmId;  // properties.virtualMachine.id; empty for a NIC attached to no VM
 };
 
 class Cloud {
@@ -58,6 +62,16 @@ class Cloud {
   // The usage list of a VNET: per subnet, the addresses in use (any holder, ours included).
   // Read on a slow period by SubnetUsagePoller (subnet_usage.h), never on a node's path.
   virtual azure::Result<std::vector<azure::SubnetUsage>> subnetUsages(std::string_view vnetId) = 0;
+  // The ids of every ipConfiguration in a VNET subnet, of any NIC (one GET of the subnet).
+  // kNotFound when the subnet is gone. Read by the orphan sweep (orphan_sweep.h).
+  virtual azure::Result<std::vector<std::string>> subnetIpConfigurations(
+      std::string_view subnetId) = 0;
+  // Takes exactly `prefixes` off the NIC, only from ipConfigurations this project named, and
+  // nothing else: a GET, then a PUT with If-Match of what it read less those (a 412 reads again).
+  // Returns the prefixes it took off (none when none was there; no PUT then). An error may mean
+  // the outcome is unknown.
+  virtual azure::Result<std::vector<ipam::Prefix>> removeNicPrefixes(
+      std::string_view nicId, std::span<const ipam::Prefix> prefixes) = 0;
 };
 
 class AzureCloud final : public Cloud {
@@ -71,6 +85,10 @@ class AzureCloud final : public Cloud {
   azure::Result<void> setNicPrefixes(std::string_view nicId,
                                      std::span<const ipam::Prefix> desired) override;
   azure::Result<std::vector<azure::SubnetUsage>> subnetUsages(std::string_view vnetId) override;
+  azure::Result<std::vector<std::string>> subnetIpConfigurations(
+      std::string_view subnetId) override;
+  azure::Result<std::vector<ipam::Prefix>> removeNicPrefixes(
+      std::string_view nicId, std::span<const ipam::Prefix> prefixes) override;
 
  private:
   azure::NetworkClient& network_;

@@ -113,5 +113,61 @@ TEST_F(AzureCloudTest, AProviderIdThatNamesNoVmIsAnErrorNotARefusal) {
   EXPECT_TRUE(transport_.requests().empty());
 }
 
+TEST_F(AzureCloudTest, TheOrphanSweepsReadsAndItsRemoveOnlyWrite) {
+  const std::string subnet =
+      std::string(kRg) + "/providers/Microsoft.Network/virtualNetworks/v/subnets/pods";
+  transport_.respond(200, json{{"id", subnet},
+                               {"properties",
+                                {{"addressPrefix", "10.0.0.0/24"},
+                                 {"ipConfigurations",
+                                  {{{"id", kNic + "/ipConfigurations/ipconfig1"}},
+                                   {{"id", kNic + "/ipConfigurations/vnetipam-10-0-0-16-28"}}}}}}}
+                              .dump());
+  auto ids = cloud_.subnetIpConfigurations(subnet);
+  ASSERT_TRUE(ids.has_value()) << ids.error().message;
+  EXPECT_EQ(*ids, (std::vector<std::string>{kNic + "/ipConfigurations/ipconfig1",
+                                            kNic + "/ipConfigurations/vnetipam-10-0-0-16-28"}));
+
+  // A NIC as read: every prefix, the ones this project named, and its VM.
+  const auto config = [&](std::string name, std::string address, bool primary) {
+    json props = {
+        {"privateIPAddress", address}, {"primary", primary}, {"subnet", {{"id", subnet}}}};
+    if (address.find('/') != std::string::npos) props["privateIPAddressPrefixLength"] = 28;
+    return json{{"name", name}, {"properties", props}};
+  };
+  const json nic = {{"id", kNic},
+                    {"etag", "W/\"1\""},
+                    {"properties",
+                     {{"virtualMachine", {{"id", kFlexVm}}},
+                      {"ipConfigurations",
+                       {config("ipconfig1", "10.0.0.4", true),
+                        config("vnetipam-10-0-0-16-28", "10.0.0.16/28", false),
+                        config("theirs", "10.0.0.32/28", false)}}}}};
+  transport_.respond(200, nic.dump());
+  auto state = cloud_.readNic(kNic);
+  ASSERT_TRUE(state.has_value()) << state.error().message;
+  EXPECT_EQ(state->prefixes.size(), 2u);
+  EXPECT_EQ(state->ours, std::vector<ipam::Prefix>{*ipam::Prefix::parse("10.0.0.16/28")});
+  EXPECT_EQ(state->vmId, kFlexVm);
+
+  // Asked to take off both: only ours goes, in one PUT with If-Match.
+  transport_.respond(200, nic.dump());
+  json after = nic;
+  after["properties"]["ipConfigurations"].erase(1);
+  transport_.respond(200, after.dump());
+  const std::vector<ipam::Prefix> both = {*ipam::Prefix::parse("10.0.0.16/28"),
+                                          *ipam::Prefix::parse("10.0.0.32/28")};
+  auto removed = cloud_.removeNicPrefixes(kNic, both);
+  ASSERT_TRUE(removed.has_value()) << removed.error().message;
+  EXPECT_EQ(*removed, std::vector<ipam::Prefix>{both[0]});
+  const auto requests = transport_.requests();
+  ASSERT_EQ(requests.size(), 4u);
+  EXPECT_EQ(requests[3].method, "PUT");
+  EXPECT_EQ(requests[3].headers.at("If-Match"), "W/\"1\"");
+  const json body = json::parse(requests[3].body);
+  ASSERT_EQ(body["properties"]["ipConfigurations"].size(), 2u);
+  EXPECT_EQ(body["properties"]["ipConfigurations"][1]["name"], "theirs");
+}
+
 }  // namespace
 }  // namespace vnetipam::controller

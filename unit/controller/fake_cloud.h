@@ -1,5 +1,8 @@
 // An in-memory Cloud for the controller's unit tests: VMs by providerID, NICs with prefixes,
 // subnets; counts every call and fails the next one of a kind (or every NIC PUT) on request.
+// Every prefix on a NIC is on an ipConfiguration named as this project names them
+// (azure::ipConfigName) unless setForeign says otherwise; placeNic puts a NIC in a subnet, so the
+// subnet lists its ipConfigurations, and ties it to a VM.
 #pragma once
 
 #include <algorithm>
@@ -7,9 +10,11 @@
 #include <mutex>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "controller/cloud.h"
+#include "lib/azure/network.h"
 
 namespace vnetipam::controller::testing {
 
@@ -68,8 +73,30 @@ class FakeCloud final : public Cloud {
     }
   }
 
+  // The NIC's ipConfigurations are in `subnetId` (subnetIpConfigurations lists them) and it is
+  // attached to `vmId` ("" for none).
+  void placeNic(const std::string& nicId, const std::string& subnetId, const std::string& vmId) {
+    std::lock_guard lock(mutex_);
+    nics_[nicId];
+    subnetOfNic_[nicId] = subnetId;
+    vmOfNic_[nicId] = vmId;
+  }
+  // These prefixes of the NIC are on ipConfigurations someone else named.
+  void setForeign(const std::string& nicId, std::vector<ipam::Prefix> prefixes) {
+    std::lock_guard lock(mutex_);
+    foreign_[nicId] = std::move(prefixes);
+  }
+  // The next removeNicPrefixes fails (its outcome unknown).
+  void failNextRemove() {
+    std::lock_guard lock(mutex_);
+    failRemove_ = true;
+  }
+
   int puts = 0;
   int reads = 0;
+  int subnetReads = 0;
+  // removeNicPrefixes calls: the NIC and the prefixes asked for.
+  std::vector<std::pair<std::string, std::vector<ipam::Prefix>>> removes;
   std::vector<std::string> usageReads;  // the VNET ids subnetUsages was asked for
   std::vector<std::vector<ipam::Prefix>> putBodies;
 
@@ -90,7 +117,12 @@ class FakeCloud final : public Cloud {
     ++reads;
     const auto found = nics_.find(std::string(nicId));
     if (found == nics_.end()) return azure::fail(azure::ErrorCode::kNotFound, "no NIC");
-    return NicState{.id = std::string(nicId), .prefixes = found->second};
+    NicState state{.id = std::string(nicId), .prefixes = found->second, .ours = {}, .vmId = {}};
+    for (const ipam::Prefix& p : found->second) {
+      if (!isForeign(found->first, p)) state.ours.push_back(p);
+    }
+    if (auto vm = vmOfNic_.find(found->first); vm != vmOfNic_.end()) state.vmId = vm->second;
+    return state;
   }
   azure::Result<void> setNicPrefixes(std::string_view nicId,
                                      std::span<const ipam::Prefix> desired) override {
@@ -112,6 +144,47 @@ class FakeCloud final : public Cloud {
     return {};
   }
 
+  azure::Result<std::vector<std::string>> subnetIpConfigurations(
+      std::string_view subnetId) override {
+    std::lock_guard lock(mutex_);
+    ++subnetReads;
+    std::vector<std::string> ids;
+    bool known = subnets_.contains(std::string(subnetId));
+    for (const auto& [nicId, subnet] : subnetOfNic_) {
+      if (subnet != subnetId) continue;
+      known = true;
+      ids.push_back(nicId + "/ipConfigurations/ipconfig1");
+      int n = 0;
+      for (const ipam::Prefix& p : nics_[nicId]) {
+        ids.push_back(
+            nicId + "/ipConfigurations/" +
+            (isForeign(nicId, p) ? "theirs-" + std::to_string(++n) : azure::ipConfigName(p)));
+      }
+    }
+    if (!known) return azure::fail(azure::ErrorCode::kNotFound, "no subnet");
+    return ids;
+  }
+  azure::Result<std::vector<ipam::Prefix>> removeNicPrefixes(
+      std::string_view nicId, std::span<const ipam::Prefix> prefixes) override {
+    std::lock_guard lock(mutex_);
+    removes.emplace_back(std::string(nicId),
+                         std::vector<ipam::Prefix>(prefixes.begin(), prefixes.end()));
+    if (failRemove_) {
+      failRemove_ = false;
+      return azure::fail(azure::ErrorCode::kTransport, "injected: connection reset");
+    }
+    const auto found = nics_.find(std::string(nicId));
+    if (found == nics_.end()) return azure::fail(azure::ErrorCode::kNotFound, "no NIC");
+    std::vector<ipam::Prefix> removed;
+    std::erase_if(found->second, [&](const ipam::Prefix& p) {
+      const bool drop =
+          std::ranges::find(prefixes, p) != prefixes.end() && !isForeign(found->first, p);
+      if (drop) removed.push_back(p);
+      return drop;
+    });
+    return removed;
+  }
+
   azure::Result<std::vector<azure::SubnetUsage>> subnetUsages(std::string_view vnetId) override {
     std::lock_guard lock(mutex_);
     usageReads.emplace_back(vnetId);
@@ -122,6 +195,11 @@ class FakeCloud final : public Cloud {
   }
 
  private:
+  bool isForeign(const std::string& nicId, const ipam::Prefix& p) const {
+    const auto found = foreign_.find(nicId);
+    return found != foreign_.end() && std::ranges::find(found->second, p) != found->second.end();
+  }
+
   std::mutex mutex_;
   std::map<std::string, std::vector<azure::SubnetUsage>> usages_;
   std::optional<azure::Error> usageError_;
@@ -131,6 +209,10 @@ class FakeCloud final : public Cloud {
   bool failPut_ = false;
   std::optional<azure::Error> putError_;
   std::map<ipam::Prefix, azure::Error> refused_;
+  std::map<std::string, std::string> subnetOfNic_;
+  std::map<std::string, std::string> vmOfNic_;
+  std::map<std::string, std::vector<ipam::Prefix>> foreign_;
+  bool failRemove_ = false;
 };
 
 }  // namespace vnetipam::controller::testing
