@@ -61,6 +61,12 @@ ControllerMetrics::ControllerMetrics(std::shared_ptr<prometheus::Registry> regis
                     .Name("vnetipam_block_releases_total")
                     .Help("IPBlocks whose CIDR went back to the pool.")
                     .Register(*registry_)),
+      orphansRemoved_(BuildCounter()
+                          .Name("vnetipam_orphan_prefixes_removed_total")
+                          .Help("Prefixes of the PodSubnet the orphan sweep took off a NIC that "
+                                "belongs to no Node, after no IPBlock had owned them for the "
+                                "grace period.")
+                          .Register(*registry_)),
       reconcileDuration_(BuildHistogram()
                              .Name("vnetipam_reconcile_duration_seconds")
                              .Help("Time of one reconcile, per reconciler.")
@@ -126,6 +132,7 @@ void ControllerMetrics::setPool(const std::string& podSubnet, const PoolNumbers&
   }
   allocations_.Add(labels);
   releases_.Add(labels);
+  orphansRemoved_.Add(labels);
 }
 
 void ControllerMetrics::removePool(const std::string& podSubnet) {
@@ -161,6 +168,10 @@ void ControllerMetrics::blockAllocated(const std::string& podSubnet) {
 
 void ControllerMetrics::blockReleased(const std::string& podSubnet) {
   releases_.Add({{"podsubnet", podSubnet}}).Increment();
+}
+
+void ControllerMetrics::orphanPrefixRemoved(const std::string& podSubnet) {
+  orphansRemoved_.Add({{"podsubnet", podSubnet}}).Increment();
 }
 
 void ControllerMetrics::reconciled(std::string_view reconciler, std::chrono::nanoseconds duration,

@@ -52,6 +52,8 @@ class ControllerMetrics final : public azure::ArmObserver {
   void setNodeBlocks(const std::string& node, ipam::Family family, std::int64_t blocks);
   void blockAllocated(const std::string& podSubnet);
   void blockReleased(const std::string& podSubnet);
+  // The orphan sweep took a prefix of this PodSubnet off a NIC of no Node (orphan_sweep.h).
+  void orphanPrefixRemoved(const std::string& podSubnet);
   void reconciled(std::string_view reconciler, std::chrono::nanoseconds duration, bool failed);
   void setLeader(bool leader);
   void setQueueDepth(std::size_t depth);
@@ -74,6 +76,7 @@ class ControllerMetrics final : public azure::ArmObserver {
   prometheus::Family<prometheus::Gauge>& nodeBlocks_;
   prometheus::Family<prometheus::Counter>& allocations_;
   prometheus::Family<prometheus::Counter>& releases_;
+  prometheus::Family<prometheus::Counter>& orphansRemoved_;
   prometheus::Family<prometheus::Histogram>& reconcileDuration_;
   prometheus::Family<prometheus::Counter>& reconcileErrors_;
   prometheus::Family<prometheus::Counter>& azureRequests_;
