@@ -56,7 +56,7 @@ std::int64_t poolAddresses(std::int64_t blocks, std::int64_t blockSize) {
 
 namespace {
 
-constexpr std::size_t kNamedShortNodes = 5;
+constexpr std::size_t kNamed = 5;  // names a message lists before "and N more"
 
 api::Condition condition(const api::PodSubnetStatus& previous, std::string_view type, bool status,
                          std::string_view reason, std::string message,
@@ -74,15 +74,13 @@ api::Condition condition(const api::PodSubnetStatus& previous, std::string_view 
                             formatTime(input.now));
 }
 
-std::string shortNodesText(std::span<const std::string> nodes) {
+std::string namesText(std::span<const std::string> names) {
   std::string text;
-  for (std::size_t i = 0; i < nodes.size() && i < kNamedShortNodes; ++i) {
+  for (std::size_t i = 0; i < names.size() && i < kNamed; ++i) {
     if (i > 0) text += ", ";
-    text += nodes[i];
+    text += names[i];
   }
-  if (nodes.size() > kNamedShortNodes) {
-    text += fmt::format(" and {} more", nodes.size() - kNamedShortNodes);
-  }
+  if (names.size() > kNamed) text += fmt::format(" and {} more", names.size() - kNamed);
   return text;
 }
 
@@ -122,6 +120,12 @@ api::PodSubnetStatus computePoolStatus(const api::PodSubnetStatus& previous,
   std::string carvedMessage =
       fmt::format("{} carved into {} usable /{} blocks ({} excluded)", status.cidr,
                   set->usableCount(), set->blockLength(), set->excludedCount());
+  if (!input.reservedBlocks.empty()) {
+    carvedMessage += fmt::format(
+        "; {} block(s) in spec.reservedCIDRs take no new pods and are released as their pods go: "
+        "{}",
+        input.reservedBlocks.size(), namesText(input.reservedBlocks));
+  }
   if (const std::string note = uncarvedPrefixesNote(input.uncarvedPrefixes); !note.empty()) {
     carvedMessage += "; " + note;
   }
@@ -134,7 +138,7 @@ api::PodSubnetStatus computePoolStatus(const api::PodSubnetStatus& previous,
         fmt::format("no free /{} block left in {} ({} of {} allocated{}); {} node(s) "
                     "below minFreeIPsPerNode: {}",
                     set->blockLength(), status.cidr, set->allocatedCount(), set->usableCount(),
-                    heldNote, input.shortNodes.size(), shortNodesText(input.shortNodes)),
+                    heldNote, input.shortNodes.size(), namesText(input.shortNodes)),
         input));
   } else if (free_blocks == 0) {
     status.conditions.push_back(

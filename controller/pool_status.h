@@ -39,6 +39,10 @@ struct PoolStatusInput {
   // prefix, a second IPv4 prefix): the Ready condition's message names each and why it is not
   // carved (uncarvedPrefixesNote).
   std::span<const ipam::Prefix> uncarvedPrefixes;
+  // The accepted IPBlocks that lie in a range spec.reservedCIDRs reserved after the pool held them
+  // (SubnetBlockSet::isReservedAllocated), sorted: they take no new pods and are released. Not in
+  // allocatedBlocks (a reserved range is no part of totalBlocks); the Ready message names them.
+  std::span<const std::string> reservedBlocks;
   std::int64_t generation = 0;  // metadata.generation, for observedGeneration
   Time now{};
 };

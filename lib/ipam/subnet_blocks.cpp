@@ -31,17 +31,15 @@ Result<SubnetBlockSet> SubnetBlockSet::carve(Prefix subnet, int blockLength,
   const auto indexOfAddress = [&](IPAddress a) {
     return static_cast<std::uint64_t>((a.bits() - subnet.address().bits()) >> shift);
   };
-
-  std::vector<std::pair<std::uint64_t, std::uint64_t>> ranges;
   if (options.excludeAzureReserved) {
     // The first four addresses lie in block 0 unless blocks are smaller than four addresses.
     const U128 first = subnet.address().bits();
     const U128 reserved_head = std::min<U128>(4, subnet.size());
-    ranges.emplace_back(
+    set.azure_excluded_.emplace_back(
         indexOfAddress(subnet.address()),
         indexOfAddress(IPAddress::fromBits(subnet.family(), first + reserved_head - 1)));
     const std::uint64_t last = indexOfAddress(subnet.last());
-    ranges.emplace_back(last, last);
+    set.azure_excluded_.emplace_back(last, last);
   }
   for (const Prefix& r : options.reserved) {
     if (r.family() != subnet.family() || !r.overlaps(subnet)) {
@@ -49,18 +47,10 @@ Result<SubnetBlockSet> SubnetBlockSet::carve(Prefix subnet, int blockLength,
                   fmt::format("reserved range {} does not overlap subnet {}", r.toString(),
                               subnet.toString()));
     }
-    const Prefix inside = subnet.contains(r) ? r : subnet;
-    ranges.emplace_back(indexOfAddress(inside.first()), indexOfAddress(inside.last()));
   }
-
-  // Merge into sorted disjoint ranges and mark their blocks taken.
-  std::sort(ranges.begin(), ranges.end());
-  for (const auto& [lo, hi] : ranges) {
-    if (!set.excluded_.empty() && lo <= set.excluded_.back().second + 1) {
-      set.excluded_.back().second = std::max(set.excluded_.back().second, hi);
-    } else {
-      set.excluded_.emplace_back(lo, hi);
-    }
+  set.excluded_ = set.excludedRanges(options.reserved);
+  for (const Prefix& r : options.reserved) {
+    if (std::ranges::find(set.reserved_, r) == set.reserved_.end()) set.reserved_.push_back(r);
   }
   for (const auto& [lo, hi] : set.excluded_) {
     for (std::uint64_t i = lo; i <= hi; ++i)
@@ -68,6 +58,75 @@ Result<SubnetBlockSet> SubnetBlockSet::carve(Prefix subnet, int blockLength,
     set.excluded_count_ += hi - lo + 1;
   }
   return set;
+}
+
+std::pair<std::uint64_t, std::uint64_t> SubnetBlockSet::indexesOf(const Prefix& range) const {
+  const int shift = bitLength(subnet_.family()) - block_length_;
+  const Prefix inside = subnet_.contains(range) ? range : subnet_;
+  const auto indexOfAddress = [&](IPAddress a) {
+    return static_cast<std::uint64_t>((a.bits() - subnet_.address().bits()) >> shift);
+  };
+  return {indexOfAddress(inside.first()), indexOfAddress(inside.last())};
+}
+
+SubnetBlockSet::Ranges SubnetBlockSet::excludedRanges(std::span<const Prefix> reserved) const {
+  Ranges ranges = azure_excluded_;
+  for (const Prefix& r : reserved) {
+    if (r.family() == subnet_.family() && r.overlaps(subnet_)) ranges.push_back(indexesOf(r));
+  }
+  // Merge into sorted disjoint ranges.
+  std::sort(ranges.begin(), ranges.end());
+  Ranges merged;
+  for (const auto& [lo, hi] : ranges) {
+    if (!merged.empty() && lo <= merged.back().second + 1) {
+      merged.back().second = std::max(merged.back().second, hi);
+    } else {
+      merged.emplace_back(lo, hi);
+    }
+  }
+  return merged;
+}
+
+bool SubnetBlockSet::inRanges(const Ranges& ranges, std::uint64_t index) {
+  auto it = std::upper_bound(ranges.begin(), ranges.end(), std::pair{index, ~std::uint64_t{0}});
+  return it != ranges.begin() && std::prev(it)->second >= index;
+}
+
+void SubnetBlockSet::setReserved(std::span<const Prefix> reserved) {
+  std::vector<Prefix> kept;
+  for (const Prefix& r : reserved) {
+    if (r.family() == subnet_.family() && r.overlaps(subnet_) &&
+        std::ranges::find(kept, r) == kept.end()) {
+      kept.push_back(r);
+    }
+  }
+  if (kept == reserved_) return;
+  Ranges next = excludedRanges(kept);
+  // Blocks no longer excluded: a reserved allocation is an allocation again, the rest is free.
+  for (const auto& [lo, hi] : excluded_) {
+    for (std::uint64_t i = lo; i <= hi; ++i) {
+      if (inRanges(next, i)) continue;
+      if (reserved_allocated_.erase(i) == 0) used_.clear(i);
+    }
+  }
+  // Blocks newly excluded: an allocated one becomes a reserved allocation.
+  for (const auto& [lo, hi] : next) {
+    for (std::uint64_t i = lo; i <= hi; ++i) {
+      if (inRanges(excluded_, i)) continue;
+      if (!used_.set(i)) reserved_allocated_.insert(i);
+      held_.erase(i);
+    }
+  }
+  excluded_ = std::move(next);
+  excluded_count_ = 0;
+  for (const auto& [lo, hi] : excluded_)
+    excluded_count_ += hi - lo + 1;
+  reserved_ = std::move(kept);
+}
+
+bool SubnetBlockSet::isReservedAllocated(const Prefix& block) const {
+  const auto index = indexOf(block);
+  return index && reserved_allocated_.contains(*index);
 }
 
 Prefix SubnetBlockSet::blockAt(std::uint64_t index) const {
@@ -86,15 +145,12 @@ Result<std::uint64_t> SubnetBlockSet::indexOf(const Prefix& block) const {
   return static_cast<std::uint64_t>((block.address().bits() - subnet_.address().bits()) >> shift);
 }
 
-bool SubnetBlockSet::isExcluded(std::uint64_t index) const {
-  auto it =
-      std::upper_bound(excluded_.begin(), excluded_.end(), std::pair{index, ~std::uint64_t{0}});
-  return it != excluded_.begin() && std::prev(it)->second >= index;
-}
+bool SubnetBlockSet::isExcluded(std::uint64_t index) const { return inRanges(excluded_, index); }
 
 bool SubnetBlockSet::isAllocated(const Prefix& block) const {
   const auto index = indexOf(block);
-  return index && !isExcluded(*index) && used_.test(*index);
+  if (!index) return false;
+  return reserved_allocated_.contains(*index) || (!isExcluded(*index) && used_.test(*index));
 }
 
 Result<std::uint64_t> SubnetBlockSet::checkedIndex(const Prefix& block,
@@ -111,6 +167,7 @@ Result<std::uint64_t> SubnetBlockSet::checkedIndex(const Prefix& block,
 }
 
 Result<void> SubnetBlockSet::occupy(const Prefix& block) {
+  if (isReservedAllocated(block)) return {};
   auto index = checkedIndex(block, "occupy");
   if (!index) return std::unexpected(index.error());
   used_.set(*index);
@@ -175,6 +232,9 @@ bool SubnetBlockSet::isHeldForOthers(const Prefix& block) const {
 }
 
 Result<void> SubnetBlockSet::release(const Prefix& block) {
+  if (const auto reserved = indexOf(block); reserved && reserved_allocated_.erase(*reserved) > 0) {
+    return {};  // stays excluded
+  }
   auto index = checkedIndex(block, "release");
   if (!index) return std::unexpected(index.error());
   if (!used_.clear(*index)) {
@@ -206,6 +266,16 @@ std::optional<std::string> SubnetBlockSet::invariantViolation() const {
   if (used_.countSet() < excluded_count_) return "fewer blocks taken than excluded";
   for (const std::uint64_t h : held_) {
     if (h >= blockCount() || isExcluded(h)) return fmt::format("held block {} is invalid", h);
+  }
+  for (const std::uint64_t r : reserved_allocated_) {
+    if (r >= blockCount() || !isExcluded(r)) {
+      return fmt::format("reserved allocation {} is not excluded", r);
+    }
+  }
+  for (const auto& [lo, hi] : azure_excluded_) {
+    if (!inRanges(excluded_, lo) || !inRanges(excluded_, hi)) {
+      return fmt::format("Azure-reserved blocks {}-{} are not excluded", lo, hi);
+    }
   }
   return std::nullopt;
 }

@@ -222,5 +222,25 @@ TEST(PoolStatus, TransitionTimeChangesOnlyWithTheStatus) {
   EXPECT_EQ(cond(third, api::kConditionReady).lastTransitionTime, "2023-11-14T22:13:20Z");
 }
 
+// Blocks the pool held in a range reserved since: not in totalBlocks nor allocatedBlocks, named in
+// the Ready message (the first five) as taking no new pods and being released.
+TEST(PoolStatus, BlocksInANewlyReservedRangeAreNamedAsReleased) {
+  ipam::SubnetBlockSet set = carved("10.240.0.0/24", 28);  // 14 usable
+  for (int i = 0; i < 7; ++i)
+    ASSERT_TRUE(set.allocateNext());
+  const std::vector<ipam::Prefix> reserved = {ipam::Prefix::parse("10.240.0.0/25").value()};
+  set.setReserved(reserved);  // blocks 1-7 reserved: 7 allocations, 0-7 excluded
+  const std::vector<std::string> names = {"p-1", "p-2", "p-3", "p-4", "p-5", "p-6", "p-7"};
+  api::PodSubnetStatus s =
+      computePoolStatus({}, {.blocks = &set, .reservedBlocks = names, .now = kT0});
+  EXPECT_EQ(s.totalBlocks, 7);
+  EXPECT_EQ(s.allocatedBlocks, 0);
+  EXPECT_EQ(cond(s, api::kConditionReady).message,
+            "10.240.0.0/24 carved into 7 usable /28 blocks (9 excluded); 7 block(s) in "
+            "spec.reservedCIDRs take no new pods and are released as their pods go: p-1, p-2, p-3, "
+            "p-4, p-5 and 2 more");
+  EXPECT_EQ(cond(s, api::kConditionExhausted).message, "7 of 7 blocks free");
+}
+
 }  // namespace
 }  // namespace vnetipam::controller

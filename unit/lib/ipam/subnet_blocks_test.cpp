@@ -286,5 +286,107 @@ TEST(SubnetBlockSet, ABlockHeldForOthersIsSkippedUntilTheHoldEnds) {
   EXPECT_INVARIANTS(azure);
 }
 
+TEST(SubnetBlockSet, ANewlyReservedRangeIsNeverHandedOutAndItsAllocationsAreCountedApart) {
+  // 10.240.0.0/26 in /28s with Azure's addresses: block 0 (.0-.3) and block 3 (.63) excluded.
+  SubnetBlockSet set = carved("10.240.0.0/25", 28);
+  ASSERT_EQ(set.usableCount(), 6u);
+  ASSERT_EQ(set.allocateNext().value(), P("10.240.0.16/28"));
+  ASSERT_EQ(set.allocateNext().value(), P("10.240.0.32/28"));
+  ASSERT_TRUE(set.holdForOthers(P("10.240.0.64/28")));
+
+  // Reserve .16-.31 (allocated), .48/28 (free) and .64/28 (held for others); a range of another
+  // family and one outside the subnet change nothing.
+  const std::vector<Prefix> reserved = {P("10.240.0.16/28"), P("10.240.0.48/28"),
+                                        P("10.240.0.64/28"), P("fd00::/64"), P("10.9.0.0/16")};
+  set.setReserved(reserved);
+  EXPECT_INVARIANTS(set);
+  EXPECT_EQ(set.reserved(),
+            (std::vector<Prefix>{P("10.240.0.16/28"), P("10.240.0.48/28"), P("10.240.0.64/28")}));
+  EXPECT_EQ(set.excludedCount(), 5u) << "0, 1, 3, 4 and 7";
+  EXPECT_EQ(set.usableCount(), 3u);
+  EXPECT_EQ(set.allocatedCount(), 1u) << ".32 only: .16 is a reserved allocation";
+  EXPECT_EQ(set.reservedAllocatedCount(), 1u);
+  EXPECT_TRUE(set.isReservedAllocated(P("10.240.0.16/28")));
+  EXPECT_TRUE(set.isAllocated(P("10.240.0.16/28"))) << "its holder still has it";
+  EXPECT_FALSE(set.isHeldForOthers(P("10.240.0.64/28"))) << "excluded: the hold is moot";
+  EXPECT_TRUE(set.occupy(P("10.240.0.16/28")))
+      << "occupying a reserved allocation again is a no-op";
+  EXPECT_EQ(set.occupy(P("10.240.0.48/28")).error().code, ErrorCode::kConflict)
+      << "a block newly made in a reserved range is refused";
+  EXPECT_EQ(set.freeCount(), 2u);
+  EXPECT_EQ(set.allocateNext().value(), P("10.240.0.80/28"));
+  EXPECT_EQ(set.allocateNext().value(), P("10.240.0.96/28"));
+  EXPECT_EQ(set.allocateNext().error().code, ErrorCode::kExhausted);
+
+  // The holder gives the reserved block back: it stays excluded, not free.
+  EXPECT_TRUE(set.release(P("10.240.0.16/28")));
+  EXPECT_FALSE(set.isAllocated(P("10.240.0.16/28")));
+  EXPECT_EQ(set.reservedAllocatedCount(), 0u);
+  EXPECT_EQ(set.release(P("10.240.0.16/28")).error().code, ErrorCode::kConflict);
+  EXPECT_EQ(set.freeCount(), 0u);
+  EXPECT_INVARIANTS(set);
+}
+
+TEST(SubnetBlockSet, ARangeNoLongerReservedIsFreeUnlessABlockThereIsAllocated) {
+  SubnetBlockSet set = carved("10.240.0.0/26", 28, {.excludeAzureReserved = false});
+  ASSERT_EQ(set.allocateNext().value(), P("10.240.0.0/28"));
+  const std::vector<Prefix> both = {P("10.240.0.0/27")};
+  set.setReserved(both);  // .0 (allocated) and .16 (free)
+  EXPECT_EQ(set.usableCount(), 2u);
+  EXPECT_EQ(set.reservedAllocatedCount(), 1u);
+
+  set.setReserved({});
+  EXPECT_INVARIANTS(set);
+  EXPECT_EQ(set.usableCount(), 4u);
+  EXPECT_EQ(set.reservedAllocatedCount(), 0u);
+  EXPECT_EQ(set.allocatedCount(), 1u) << "the block still held is an allocation again";
+  EXPECT_TRUE(set.isAllocated(P("10.240.0.0/28")));
+  EXPECT_FALSE(set.isAllocated(P("10.240.0.16/28")));
+  EXPECT_EQ(set.freeCount(), 3u);
+  // Azure-reserved blocks stay excluded whatever the reserved ranges.
+  SubnetBlockSet azure = carved("10.240.0.0/26", 28, {.reserved = {P("10.240.0.0/26")}});
+  EXPECT_EQ(azure.usableCount(), 0u);
+  azure.setReserved({});
+  EXPECT_EQ(azure.usableCount(), 2u);
+  EXPECT_TRUE(azure.isExcluded(0));
+  EXPECT_TRUE(azure.isExcluded(3));
+  EXPECT_INVARIANTS(azure);
+}
+
+TEST(SubnetBlockSet, ReservedEditsKeepEveryInvariantAcrossRandomSteps) {
+  std::mt19937 rng(7);
+  SubnetBlockSet set = carved("10.0.0.0/22", 28);
+  std::set<Prefix> held;  // what the holders have: released only by them
+  for (int step = 0; step < 2000; ++step) {
+    switch (rng() % 4) {
+      case 0:
+        if (auto block = set.allocateNext()) held.insert(*block);
+        break;
+      case 1:
+        if (!held.empty()) {
+          auto it = std::next(held.begin(), static_cast<long>(rng() % held.size()));
+          ASSERT_TRUE(set.release(*it)) << it->toString();
+          held.erase(it);
+        }
+        break;
+      case 2: {
+        std::vector<Prefix> reserved;
+        for (auto n = rng() % 3; n > 0; --n) {
+          const auto length = static_cast<int>(24 + rng() % 8);
+          const auto address = static_cast<std::uint32_t>((10u << 24) + rng() % 1024);
+          reserved.push_back(Prefix::masked(IPAddress::v4(address), length));
+        }
+        set.setReserved(reserved);
+        break;
+      }
+      default: break;
+    }
+    ASSERT_EQ(set.invariantViolation(), std::nullopt) << "step " << step;
+    for (const Prefix& block : held)
+      ASSERT_TRUE(set.isAllocated(block)) << block.toString() << " at step " << step;
+    ASSERT_EQ(set.allocatedCount() + set.reservedAllocatedCount(), held.size());
+  }
+}
+
 }  // namespace
 }  // namespace vnetipam::ipam
