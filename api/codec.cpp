@@ -8,6 +8,7 @@
 #include <fmt/format.h>
 
 #include "lib/base/json_depth.h"
+#include "lib/ipam/ip.h"
 
 namespace vnetipam::api {
 namespace {
@@ -508,11 +509,32 @@ Result<PodSubnet> podSubnetFromJson(const json& j) {
       });
 }
 
+namespace {
+
+// A block created already programmed (kProgrammedOnAnnotation) reads, until the controller first
+// writes its phase, as what its creator knew it to be: Ready, with the capacity of its CIDR and the
+// NIC it is on. Only an absent status.phase is filled in, so every phase written later wins.
+void deriveProgrammedOn(const json* status, IPBlock& o) {
+  const auto on = o.metadata.annotations.find(std::string(kProgrammedOnAnnotation));
+  if (on == o.metadata.annotations.end() || on->second.empty()) return;
+  if (status != nullptr && status->is_object() && status->contains("phase")) return;
+  o.status.phase = BlockPhase::kReady;
+  if (o.status.capacity == 0) {
+    if (auto cidr = ipam::Prefix::parse(o.spec.cidr)) o.status.capacity = cidr->countedSize();
+  }
+  if (!o.status.nic && on->second != kProgrammedOnNoCloud) {
+    o.status.nic = NicRef{.id = on->second, .ipConfiguration = {}, .extra = json::object()};
+  }
+}
+
+}  // namespace
+
 Result<IPBlock> ipBlockFromJson(const json& j) {
   return decodeObject<IPBlock>(j, kIPBlockKind,
                                [](Decoder& d, const json* spec, const json* status, IPBlock& o) {
                                  o.spec = decodeIPBlockSpec(d, spec);
                                  o.status = decodeIPBlockStatus(d, status);
+                                 if (!d.failed()) deriveProgrammedOn(status, o);
                                });
 }
 

@@ -93,6 +93,16 @@ inline constexpr int kMaxPodNameLength = 253;
 inline constexpr int kMaxPodUIDLength = 128;
 inline constexpr int kMaxNetworkNameLength = 253;
 
+// An annotation the controller sets when it creates an IPBlock whose prefix is already where the
+// network routes it: the ARM id of the NIC a PUT has just put the prefix on (--cloud=azure), or
+// kProgrammedOnNoCloud when there is no NIC to program (--cloud=none). Such a block is created in
+// its final state with one write (a create cannot carry status: status is a subresource), so it has
+// no status.phase until its phase first changes; the codec reads it as Ready, with its capacity and
+// NIC (ipBlockFromJson). Only the controller writes it: the admission policy allows the agent no
+// change of a block's annotations.
+inline constexpr std::string_view kProgrammedOnAnnotation = "vnetipam.io/programmed-on";
+inline constexpr std::string_view kProgrammedOnNoCloud = "none";
+
 // An annotation on an IPBlock that an admin's `kubectl ipam release` writes (merge patch) to ask
 // the block's agent to release leaked addresses: a JSON list of {"address", "containerID",
 // "ifName"}. The agent honours an entry only if that owner still holds the address and is

@@ -233,6 +233,28 @@ class Controller {
   void updateNodeMetricLocked(const std::string& node);
   bool nodeSelected(const NodeInfo& node, const api::PodSubnetSpec& spec) const;
 
+  // A block the Node reconciler has carved for a node that has a cloud to program (its CIDR taken
+  // from the pool), not yet an IPBlock: the node's NIC pass puts its prefix on the NIC and only
+  // then creates the IPBlock, in its final state (kProgrammedOnAnnotation: Ready), so a node join
+  // costs one API write. The Node reconciler counts joins as the node's Pending blocks and never
+  // releases one; only the NIC pass ends a join (nic_reconciler.cpp).
+  struct Join {
+    std::string subnet;
+    ipam::Prefix cidr;
+    Time since{};
+    bool putSent = false;  // a PUT that carried its prefix was sent: it may be on the NIC
+  };
+  // Creates IPBlock `name` for a join or, with no cloud, for a new block, annotated with where it
+  // is programmed; `again`: the node should be reconciled again (the name was taken). Under no
+  // lock. On success the block is in the state at once; a create of unknown outcome, or one refused
+  // after the prefix may be on a NIC, leaks the CIDR (leakCidrLocked).
+  std::optional<std::string> createBlock(const std::string& node, const std::string& name,
+                                         const Join& join, const std::string& providerID,
+                                         const std::string& programmedOn, bool& again);
+  // Keeps `cidr` taken until no IPBlock has shown up with it for `grace` (then the PodSubnet
+  // reconciler frees it).
+  void leakCidrLocked(const std::string& subnet, const ipam::Prefix& cidr,
+                      std::chrono::seconds grace);
   std::optional<std::string> carve(const std::string& name, std::unique_lock<std::mutex>& lock);
   // One status apply per change (nic_conditions.h). Each apply sends every status field the
   // controller owns (server-side apply removes a field its manager applied before and leaves out
@@ -280,6 +302,7 @@ class Controller {
   std::unordered_map<std::string, Time> emptySince_;                       // block name -> since
   std::unordered_map<std::string, std::map<ipam::Prefix, Time>> unowned_;  // node -> first seen
   std::unordered_map<std::string, std::string> nicIds_;                    // node -> NIC id
+  std::unordered_map<std::string, std::map<std::string, Join>> joins_;     // node -> block -> join
   const SubnetUsageStore* usage_ = nullptr;
   std::set<std::string> listSeen_[3];  // names seen by the list in progress, per Collection
 };

@@ -31,11 +31,7 @@ inline bool notOlder(const std::string& candidate, const std::string& current) {
   return !a || !b || *a >= *b;
 }
 
-inline std::int64_t prefixSize(const ipam::Prefix& prefix) {
-  const ipam::U128 size = prefix.size();
-  constexpr ipam::U128 kMax = ipam::U128{1} << 62;
-  return static_cast<std::int64_t>(size > kMax ? kMax : size);
-}
+inline std::int64_t prefixSize(const ipam::Prefix& prefix) { return prefix.countedSize(); }
 
 inline std::string blockPath(std::string_view name) {
   return fmt::format("{}/{}", kIPBlocksPath, name);

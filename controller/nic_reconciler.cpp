@@ -3,6 +3,7 @@
 // the finalizer of a released block once its prefix is off the NIC. State and wiring:
 // controller.h.
 #include <algorithm>
+#include <iterator>
 #include <map>
 #include <set>
 #include <utility>
@@ -248,10 +249,37 @@ std::optional<std::string> Controller::nicPass(const std::string& node, bool& ag
   std::optional<api::Condition> nodeCondition;  // the node's VnetIpamNICProgrammed
   std::map<std::string, std::optional<api::Condition>> programmedOf;  // block -> Programmed
   std::map<ipam::Prefix, SubnetState::ForeignHold> holds;  // CIDRs others hold an address in
+  std::map<std::string, Join> joins;  // blocks carved for the node, not created yet
   kube::ObjectReference ref;
   {
     std::lock_guard lock(mutex_);
     ref = nodeRef(node);
+    if (auto j = joins_.find(node); j != joins_.end()) {
+      if (nodes_.contains(node)) {
+        joins = j->second;
+      } else {
+        // The node is gone: its joins end. A CIDR whose prefix a PUT may have put on the NIC
+        // stays taken until that prefix would have been removed as unowned.
+        for (const auto& [name, join] : j->second) {
+          if (join.putSent) {
+            leakCidrLocked(join.subnet, join.cidr,
+                           config_.nicOrphanGrace + std::chrono::seconds(30));
+          } else if (auto state = subnetStates_.find(join.subnet);
+                     state != subnetStates_.end() && state->second.blocks) {
+            (void)state->second.blocks->release(join.cidr);
+          }
+        }
+        joins_.erase(j);
+      }
+    }
+    for (const auto& [name, join] : joins) {
+      blocks.push_back({.name = name,
+                        .cidr = join.cidr,
+                        .phase = api::BlockPhase::kPending,
+                        .deleting = false,
+                        .trust = Trust::kAccepted,
+                        .agentDrain = false});
+    }
     if (auto index = nodeBlocks_.find(node); index != nodeBlocks_.end()) {
       for (const std::string& name : index->second) {
         const BlockInfo& info = blocks_.at(name);
@@ -386,6 +414,17 @@ std::optional<std::string> Controller::nicPass(const std::string& node, bool& ag
     putError.reset();
     if (!plan.needsPut) break;
     if (!canWrite()) return std::string("not the leader");
+    {
+      std::lock_guard lock(mutex_);
+      if (auto j = joins_.find(node); j != joins_.end()) {
+        for (auto& [name, join] : j->second) {
+          if (std::ranges::binary_search(plan.desiredPrefixes, join.cidr)) join.putSent = true;
+        }
+      }
+    }
+    for (auto& [name, join] : joins) {
+      if (std::ranges::binary_search(plan.desiredPrefixes, join.cidr)) join.putSent = true;
+    }
     auto put = cloud_->setNicPrefixes(*nicId, plan.desiredPrefixes);
     if (put) break;
     putError = std::move(put.error());
@@ -408,11 +447,12 @@ std::optional<std::string> Controller::nicPass(const std::string& node, bool& ag
     spdlog::warn("node {}: IPBlock {}: {}", node, b.name, hold.message);
     {
       std::lock_guard lock(mutex_);
-      if (auto info = blocks_.find(b.name); info != blocks_.end()) {
-        if (auto state = subnetStates_.find(info->second.podSubnet); state != subnetStates_.end()) {
-          state->second.heldByOthers[b.cidr] = hold;
-          if (state->second.blocks) (void)state->second.blocks->holdForOthers(b.cidr);
-        }
+      std::string subnet;
+      if (auto info = blocks_.find(b.name); info != blocks_.end()) subnet = info->second.podSubnet;
+      if (auto j = joins.find(b.name); j != joins.end()) subnet = j->second.subnet;
+      if (auto state = subnetStates_.find(subnet); state != subnetStates_.end()) {
+        state->second.heldByOthers[b.cidr] = hold;
+        if (state->second.blocks) (void)state->second.blocks->holdForOthers(b.cidr);
       }
     }
     holds[b.cidr] = std::move(hold);
@@ -424,8 +464,50 @@ std::optional<std::string> Controller::nicPass(const std::string& node, bool& ag
     error = fmt::format("node {}: programming NIC {}: {}", node, *nicId, putError->message);
   }
   const bool putOk = !putError;
+  // Joins: created once the NIC carries their prefix, as the GET showed (a phase change to Ready)
+  // or as the PUT's operation reported; a quarantined one goes back to the pool, where the hold
+  // keeps it from being carved again (its prefix is on no NIC: Azure refused it). The others wait
+  // for the next pass. None of them has an object for the writes and events below.
+  std::vector<std::string> confirmed;
+  for (const auto& [name, join] : joins) {
+    const bool shown = std::ranges::any_of(plan.phaseChanges,
+                                           [&](const PhaseChange& c) { return c.name == name; });
+    const bool put =
+        plan.needsPut && putOk && std::ranges::binary_search(plan.desiredPrefixes, join.cidr);
+    if (shown || put) confirmed.push_back(name);
+  }
+  std::vector<std::string> quarantinedJoins;  // their hold's message, for a Node Event each
+  if (!plan.quarantined.empty()) {
+    std::lock_guard lock(mutex_);
+    for (const std::string& name : plan.quarantined) {
+      const auto j = joins.find(name);
+      if (j == joins.end()) continue;
+      quarantinedJoins.push_back(holds.at(j->second.cidr).message);
+      if (auto state = subnetStates_.find(j->second.subnet);
+          state != subnetStates_.end() && state->second.blocks) {
+        (void)state->second.blocks->release(j->second.cidr);
+      }
+      if (auto all = joins_.find(node); all != joins_.end()) all->second.erase(name);
+      enqueue(nodeKey(node));
+    }
+  }
+  std::erase_if(plan.phaseChanges, [&](const PhaseChange& c) { return joins.contains(c.name); });
+  std::erase_if(blocks, [&](const NicBlock& b) { return joins.contains(b.name); });
+  // A PUT that only added joins' prefixes needs no GET after it: the operation said they are on.
+  bool putOnlyAddedJoins = plan.needsPut && putOk;
+  if (putOnlyAddedJoins) {
+    std::vector<ipam::Prefix> changed;
+    std::vector<ipam::Prefix> current = nic->prefixes;
+    std::ranges::sort(current);
+    std::ranges::set_symmetric_difference(plan.desiredPrefixes, current,
+                                          std::back_inserter(changed));
+    putOnlyAddedJoins = std::ranges::all_of(changed, [&](const ipam::Prefix& p) {
+      return std::ranges::any_of(joins, [&](const auto& j) { return j.second.cidr == p; });
+    });
+  }
   std::vector<QuarantinedBlock> quarantined;
   for (const std::string& name : plan.quarantined) {
+    if (joins.contains(name)) continue;
     const NicBlock& b = *std::ranges::find(blocks, name, &NicBlock::name);
     const SubnetState::ForeignHold& hold = holds.at(b.cidr);
     quarantined.push_back({.name = name, .why = {.reason = hold.reason, .message = hold.message}});
@@ -462,6 +544,7 @@ std::optional<std::string> Controller::nicPass(const std::string& node, bool& ag
   // again. The Node reconciler counts it as leaving, so the node gets another block at once.
   bool releasedQuarantined = false;
   for (const std::string& name : plan.quarantined) {
+    if (joins.contains(name)) continue;
     if (!canWrite()) return std::string("not the leader");
     const std::optional<BlockInfo> info = block(name);
     if (!info || info->deleting) continue;
@@ -490,6 +573,16 @@ std::optional<std::string> Controller::nicPass(const std::string& node, bool& ag
                  name, info->cidr.toString());
   }
   if (releasedQuarantined) enqueue(nodeKey(node));
+  bool createAgain = false;
+  for (const std::string& name : confirmed) {
+    if (auto e =
+            createBlock(node, name, joins.at(name),
+                        providerID.empty() ? blockProviderID : providerID, *nicId, createAgain);
+        e && !error) {
+      error = e;
+    }
+  }
+  if (createAgain) enqueue(nodeKey(node));
   for (const NicEvent& e : plan.events) {
     kube::ObjectReference regarding = ref;
     if (!e.block.empty()) regarding = blockRef(e.block);
@@ -499,6 +592,10 @@ std::optional<std::string> Controller::nicPass(const std::string& node, bool& ag
   // count says how many tries failed); a block's Event comes with its condition, once.
   for (const std::string& refusal : refusals) {
     event(ref, true, kEventNicProgrammingFailed, "ProgramNIC", refusal);
+  }
+  // A quarantined join has no IPBlock to carry its condition: the Node says what became of it.
+  for (const std::string& message : quarantinedJoins) {
+    event(ref, true, kEventNicProgrammingFailed, "ProgramNIC", message);
   }
   for (const std::string& name : status.newlyFailing) {
     const auto b = std::ranges::find(blocks, name, &NicBlock::name);
@@ -534,7 +631,8 @@ std::optional<std::string> Controller::nicPass(const std::string& node, bool& ag
   const bool moreRows = std::ranges::any_of(plan.phaseChanges, [](const PhaseChange& change) {
     return change.to != api::BlockPhase::kReady;
   });
-  again = !error && ((plan.needsPut && putOk) || moreRows || releasedQuarantined);
+  again =
+      !error && ((plan.needsPut && putOk && !putOnlyAddedJoins) || moreRows || releasedQuarantined);
   return error;
 }
 

@@ -7,6 +7,7 @@
 // refusal existed) is released, so none waits Pending for a NIC that cannot take it. When some
 // PodSubnet selects it, its VnetIpamNICProgrammed condition turns False with the refusal's reason
 // and message, once, with one Warning Event of that reason; no cloud call is made for it.
+#include <algorithm>
 #include <map>
 #include <set>
 #include <utility>
@@ -33,6 +34,80 @@ bool isUnknownOutcome(const kube::Error& error) {
 }
 
 }  // namespace
+
+void Controller::leakCidrLocked(const std::string& subnet, const ipam::Prefix& cidr,
+                                std::chrono::seconds grace) {
+  auto state = subnetStates_.find(subnet);
+  if (state == subnetStates_.end()) return;
+  // The PodSubnet reconciler frees a leak leakGrace after the time recorded.
+  state->second.leaks[cidr] = now() + grace - config_.leakGrace;
+  enqueueAfter(subnetKey(subnet), grace + std::chrono::seconds(1));
+}
+
+std::optional<std::string> Controller::createBlock(const std::string& node, const std::string& name,
+                                                   const Join& join, const std::string& providerID,
+                                                   const std::string& programmedOn, bool& again) {
+  if (!canWrite()) return std::string("not the leader");
+  api::IPBlock block;
+  block.metadata.name = name;
+  block.metadata.labels.emplace(api::kSubnetLabel, join.subnet);
+  if (api::isLabelValue(node)) block.metadata.labels.emplace(api::kNodeLabel, node);
+  if (!providerID.empty()) block.metadata.annotations.emplace(kProviderIDAnnotation, providerID);
+  block.metadata.annotations.emplace(api::kProgrammedOnAnnotation, programmedOn);
+  // Only with a cloud is there a NIC to take the prefix off before the block may go; without
+  // one the finalizer would only keep the block after the controller is gone (nicPass).
+  // kAgentDrainFinalizer always, in the create itself (no second write): the block and its CIDR
+  // stay until the node's agent has stopped serving it (node_blocks.h, "Releasing").
+  block.metadata.finalizers.emplace_back(api::kAgentDrainFinalizer);
+  if (cloud_) block.metadata.finalizers.emplace_back(api::kNicReleaseFinalizer);
+  block.spec = api::IPBlockSpec{.podSubnet = join.subnet,
+                                .cidr = join.cidr.toString(),
+                                .nodeName = node,
+                                .extra = json::object()};
+  auto created = client_.create(kIPBlocksPath, api::toJson(block));
+  std::lock_guard lock(mutex_);
+  // Whatever the answer, the join has ended: the block exists, or its CIDR is freed or leaked.
+  if (auto j = joins_.find(node); j != joins_.end()) {
+    j->second.erase(name);
+    if (j->second.empty()) joins_.erase(j);
+  }
+  auto state = subnetStates_.find(join.subnet);
+  ipam::SubnetBlockSet* pool =
+      state != subnetStates_.end() && state->second.blocks ? &*state->second.blocks : nullptr;
+  if (created) {
+    if (metrics_) metrics_->blockAllocated(join.subnet);
+    spdlog::debug("node {}: created IPBlock {} ({}, on {})", node, name, join.cidr.toString(),
+                  programmedOn);
+    if (auto info = decodeBlock(*created)) upsertBlockLocked(name, std::move(*info), false);
+    return std::nullopt;
+  }
+  const kube::Error& error = created.error();
+  // After a PUT the prefix may be on the NIC: until the NIC pass has removed it as unowned
+  // (nicOrphanGrace), the CIDR is not handed out again.
+  const std::chrono::seconds grace =
+      join.putSent ? std::max(config_.leakGrace, config_.nicOrphanGrace + std::chrono::seconds(30))
+                   : config_.leakGrace;
+  if (error.code == kube::ErrorCode::kAlreadyExists) {
+    // Someone holds this CIDR (another writer, or our own create the watch has not shown yet):
+    // it stays taken in the pool, and the node tries the next one.
+    spdlog::info("node {}: IPBlock {} already exists; trying another block", node, name);
+    again = true;
+    return std::nullopt;
+  }
+  if (isUnknownOutcome(error)) {
+    // The block may exist. Leak the CIDR rather than risk handing it out twice; the PodSubnet
+    // reconciler frees it if no IPBlock with it shows up within the grace.
+    leakCidrLocked(join.subnet, join.cidr, grace);
+    return fmt::format("creating IPBlock {}: {} (outcome unknown)", name, error.message);
+  }
+  // Refused: the object certainly was not created. Its prefix may be on the NIC, though.
+  if (join.putSent) {
+    leakCidrLocked(join.subnet, join.cidr, grace);
+  } else if (pool) {
+    (void)pool->release(join.cidr);
+  }
+  return fmt::format("creating IPBlock {}: {}", name, error.message);
+}
 
 std::optional<std::string> Controller::reconcileNode(const std::string& name) {
   struct Create {
@@ -102,6 +177,23 @@ std::optional<std::string> Controller::reconcileNode(const std::string& name) {
                                  .created = info.created,
                                  .emptySince = since});
       }
+      // Joins (controller.h): carved, not yet on the NIC nor created. Pending blocks to the
+      // decision, which is never asked to release one.
+      std::set<std::string> joining;
+      if (auto j = joins_.find(name); j != joins_.end()) {
+        for (const auto& [blockName, join] : j->second) {
+          if (join.subnet != subnetName) continue;
+          joining.insert(blockName);
+          mine.push_back(NodeBlock{.name = blockName,
+                                   .cidr = join.cidr,
+                                   .phase = api::BlockPhase::kPending,
+                                   .deleting = false,
+                                   .used = 0,
+                                   .capacity = prefixSize(join.cidr),
+                                   .created = join.since,
+                                   .emptySince = std::nullopt});
+        }
+      }
       auto stateIt = subnetStates_.find(subnetName);
       ipam::SubnetBlockSet* pool = stateIt != subnetStates_.end() && stateIt->second.blocks
                                        ? &*stateIt->second.blocks
@@ -152,6 +244,7 @@ std::optional<std::string> Controller::reconcileNode(const std::string& name) {
                                               policy.minFreeIPsPerNode));
       }
       for (const BlockRelease& release : decision.releases) {
+        if (joining.contains(release.name)) continue;
         deletes.push_back({release.name, blocks_.at(release.name).uid,
                            refusedHere && release.reason == ReleaseReason::kNodeNotSelected
                                ? refusal->reason
@@ -170,6 +263,8 @@ std::optional<std::string> Controller::reconcileNode(const std::string& name) {
                        .deleting = info.deleting,
                        .agentDrain = info.agentDrain});
     }
+    // The NIC pass ends the joins of a node that is gone.
+    if (node == nodes_.end() && joins_.contains(name)) enqueue(nicKey(name));
     NodeBlockChores chores = decideNodeBlockChores(facts, node != nodes_.end());
     for (const std::string& blockName : chores.releaseSubnetGone)
       deletes.push_back({blockName, blocks_.at(blockName).uid, "PodSubnetGone"});
@@ -193,54 +288,27 @@ std::optional<std::string> Controller::reconcileNode(const std::string& name) {
   std::optional<std::string> firstError;
   bool again = false;
   bool changed = false;
-  for (const Create& c : creates) {
-    api::IPBlock block;
-    block.metadata.name = c.blockName;
-    block.metadata.labels.emplace(api::kSubnetLabel, c.subnet);
-    if (api::isLabelValue(name)) block.metadata.labels.emplace(api::kNodeLabel, name);
-    if (!providerID.empty()) block.metadata.annotations.emplace(kProviderIDAnnotation, providerID);
-    // Only with a cloud is there a NIC to take the prefix off before the block may go; without
-    // one the finalizer would only keep the block after the controller is gone (nicPass).
-    // kAgentDrainFinalizer always, in the create itself (no second write): the block and its CIDR
-    // stay until the node's agent has stopped serving it (node_blocks.h, "Releasing").
-    block.metadata.finalizers.emplace_back(api::kAgentDrainFinalizer);
-    if (cloud_) block.metadata.finalizers.emplace_back(api::kNicReleaseFinalizer);
-    block.spec = api::IPBlockSpec{.podSubnet = c.subnet,
-                                  .cidr = c.cidr.toString(),
-                                  .nodeName = name,
-                                  .extra = json::object()};
-    const json body = api::toJson(block);
-    auto created = client_.create(kIPBlocksPath, body);
-    std::lock_guard lock(mutex_);
-    auto state = subnetStates_.find(c.subnet);
-    ipam::SubnetBlockSet* pool =
-        state != subnetStates_.end() && state->second.blocks ? &*state->second.blocks : nullptr;
-    if (created) {
+  if (cloud_) {
+    // The NIC pass programs them, then creates their IPBlocks (controller.h, Join).
+    if (!creates.empty()) {
+      std::lock_guard lock(mutex_);
+      auto& joins = joins_[name];
+      for (const Create& c : creates) {
+        joins.emplace(c.blockName, Join{.subnet = c.subnet, .cidr = c.cidr, .since = now()});
+        spdlog::debug("node {}: carved {} ({}); programming its NIC", name, c.blockName,
+                      c.cidr.toString());
+      }
       changed = true;
-      if (metrics_) metrics_->blockAllocated(c.subnet);
-      spdlog::debug("node {}: created IPBlock {} ({})", name, c.blockName, c.cidr.toString());
-      if (auto info = decodeBlock(*created))
-        upsertBlockLocked(c.blockName, std::move(*info), false);
-      continue;
     }
-    const kube::Error& error = created.error();
-    if (error.code == kube::ErrorCode::kAlreadyExists) {
-      // Someone holds this CIDR (another writer, or our own create the watch has not shown yet):
-      // it stays taken in the pool, and the node tries the next one.
-      spdlog::info("node {}: IPBlock {} already exists; trying another block", name, c.blockName);
-      again = true;
-    } else if (isUnknownOutcome(error)) {
-      // The block may exist. Leak the CIDR rather than risk handing it out twice; the PodSubnet
-      // reconciler frees it if no IPBlock with it shows up within leakGrace.
-      if (state != subnetStates_.end()) state->second.leaks[c.cidr] = now();
-      enqueueAfter(subnetKey(c.subnet), config_.leakGrace + std::chrono::seconds(1));
-      firstError = firstError.value_or(
-          fmt::format("creating IPBlock {}: {} (outcome unknown)", c.blockName, error.message));
-    } else {
-      // Refused: the object certainly was not created.
-      if (pool) (void)pool->release(c.cidr);
-      firstError =
-          firstError.value_or(fmt::format("creating IPBlock {}: {}", c.blockName, error.message));
+  } else {
+    for (const Create& c : creates) {
+      const Join block{.subnet = c.subnet, .cidr = c.cidr, .since = now()};
+      if (auto e = createBlock(name, c.blockName, block, providerID,
+                               std::string(api::kProgrammedOnNoCloud), again)) {
+        firstError = firstError.value_or(*e);
+      } else {
+        changed = true;
+      }
     }
   }
   for (const Delete& d : deletes) {

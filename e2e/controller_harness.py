@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Callable, Iterator
 
 from built import BUILD_DIR
+from crd_helpers import block_phase
 from polling import poll  # noqa: F401  (re-exported for the controller tests)
 
 CONTROLLER = BUILD_DIR / "controller" / "vnet-ipam-controller"
@@ -206,12 +207,11 @@ class KubeApi:
 # ---- blocks -----------------------------------------------------------------------------------
 
 def leaving(block: dict) -> bool:
-    return bool(block["metadata"].get("deletionTimestamp")) or \
-        (block.get("status") or {}).get("phase") == "Releasing"
+    return bool(block["metadata"].get("deletionTimestamp")) or phase(block) == "Releasing"
 
 
 def phase(block: dict) -> str:
-    return (block.get("status") or {}).get("phase", "")
+    return block_phase(block)
 
 
 def blocks_by_node(blocks: list[dict]) -> dict[str, list[dict]]:

@@ -23,6 +23,19 @@ def block_name(subnet: str, cidr: str) -> str:
     return subnet + "-" + re.sub(r"[.:/]", "-", cidr)
 
 
+PROGRAMMED_ON = "vnetipam.io/programmed-on"
+
+
+def block_phase(block: dict) -> str:
+    """An IPBlock's phase as every component reads it: status.phase, or Ready for a block the
+    controller created already programmed (annotated vnetipam.io/programmed-on) whose phase has
+    not changed since; "" for a block with neither."""
+    status = block.get("status") or {}
+    if "phase" in status:
+        return status["phase"]
+    return "Ready" if (block["metadata"].get("annotations") or {}).get(PROGRAMMED_ON) else ""
+
+
 def ipblock(cidr: str, node: str, subnet: str = "pods", name: str | None = None) -> dict:
     return {
         "apiVersion": API_VERSION, "kind": "IPBlock",

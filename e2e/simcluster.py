@@ -36,6 +36,7 @@ import azure_mock
 import netlab
 from built import BUILD_DIR, built
 from cluster import Cluster, Process, free_port
+from crd_helpers import block_phase
 from polling import poll, wait_http_ok
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -299,12 +300,12 @@ class SimCluster:
                 self.route_blocks()
             blocks = self.ipblocks()
             have = {(b["spec"]["nodeName"], b["spec"]["podSubnet"]) for b in blocks
-                    if b.get("status", {}).get("phase") == "Ready"}
+                    if block_phase(b) == "Ready"}
             if not {(n, s) for n in self.node_names for s in subnets} <= have:
                 return None
             routes = self.lab.fabric.sdn_routes()
             for b in blocks:
-                if b.get("status", {}).get("phase") == "Ready":
+                if block_phase(b) == "Ready":
                     node = self.lab.nodes[b["spec"]["nodeName"]]
                     if routes.get(b["spec"]["cidr"]) != node.next_hop(b["spec"]["cidr"]):
                         return None

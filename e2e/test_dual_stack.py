@@ -27,6 +27,7 @@ import pytest
 import netlab
 import prometheus
 import simcluster
+from crd_helpers import PROGRAMMED_ON, block_phase
 from polling import poll
 from simcluster import PodHandle, SimCluster
 
@@ -141,7 +142,12 @@ def test_kubectl_get_ipblocks_lists_a_block_of_each_family_for_each_node(sim, po
         assert "FAMILY" not in rows[0] and "CIDR" in rows[0] and "SUBNET" in rows[0], header
         families = {(ipaddress.ip_network(r["CIDR"]).version, r["SUBNET"]) for r in rows}
         assert families == {(4, NAME), (6, NAME6)}, out
-        assert {r["PHASE"] for r in rows} == {"Ready"} and {r["NODE"] for r in rows} == {node}, out
+        assert {r["NODE"] for r in rows} == {node}, out
+    # Created Ready with no cloud to program (docs/design.md 4.2): no PHASE column value until the
+    # phase changes, and Ready to every reader.
+    for b in sim.ipblocks():
+        assert b["metadata"]["annotations"][PROGRAMMED_ON] == "none", b["metadata"]
+        assert block_phase(b) == "Ready", b
 
 
 def test_agent_metrics_carry_the_family(sim, pods):

@@ -25,6 +25,7 @@ import netlab
 import prometheus
 import simcluster
 from polling import poll
+from crd_helpers import block_phase
 from simcluster import SimCluster
 
 NAME = "multinode"
@@ -159,7 +160,7 @@ def test_prometheus_figures_match_ipblocks(sim, pods, tmp_path):
         # Each agent's free addresses over its Ready blocks = capacity - used of those blocks.
         for node, agent in sim.agents.items():
             mine = [b for b in blocks if b["spec"]["nodeName"] == node
-                    and b.get("status", {}).get("phase") == "Ready"]
+                    and block_phase(b) == "Ready"]
             free = sum(int(b["status"]["capacity"]) - int(b["status"].get("used", 0))
                        for b in mine)
             expr = f'sum(vnetipam_agent_block_free_ips{{instance="{agent.metrics}"}})'

@@ -2,18 +2,22 @@
 users, end to end: the real kube-apiserver, the real controller binary and the real
 azure-vnet-mock.
 
-Shared subnet: another NIC holds an address inside one of the blocks the controller gives a node,
-so the mock refuses a NIC PUT carrying that block with PrivateIPAddressInUse, as Azure does. The
-controller learns from the refusal which block it was: that block is quarantined (never Ready,
-Programmed=False with that reason naming the other NIC, released), the node's other blocks are
-programmed in the same pass, and a replacement block is carved and becomes Ready. The foreign
-address is never inside a Ready block of the node.
+A node's new block is programmed before its IPBlock exists: the controller carves a CIDR, PUTs
+its prefix on the node's NIC, and creates the IPBlock only once the PUT's operation has succeeded,
+already Ready (annotated vnetipam.io/programmed-on with the NIC's id): one API write per block.
 
-A NIC PUT that fails as a whole (the mock's long-running operation ends Failed for every PUT):
-the IPBlock says Programmed=False with that reason, the Node gets a Warning Event
-NICProgrammingFailed and the condition VnetIpamNICProgrammed=False. Once the cloud takes PUTs
-again: the block is Ready with Programmed=True, the Node condition True, and a Normal Event says
-programming recovered. A node whose NIC never failed gets no Node condition at all.
+Shared subnet: another NIC holds an address inside one of the CIDRs the controller carves for a
+node, so the mock refuses a NIC PUT carrying it with PrivateIPAddressInUse, as Azure does. The
+controller learns from the refusal which CIDR it was: that CIDR is quarantined (no IPBlock is ever
+made of it, a Warning on the Node names the other NIC, and it is not carved again for a while),
+the node's other blocks are programmed in the same pass, and a replacement is carved and becomes
+Ready. The foreign address is never inside a Ready block of the node.
+
+A NIC PUT that fails as a whole (the mock's long-running operation ends Failed for every PUT): no
+IPBlock is made, the Node gets a Warning Event NICProgrammingFailed and the condition
+VnetIpamNICProgrammed=False. Once the cloud takes PUTs again: the block is created Ready, the Node
+condition is True, and a Normal Event says programming recovered. A node whose NIC never failed
+gets no Node condition at all.
 
 The addresses others hold in the subnet are counted from the VNET's usage list, which the
 controller reads every second here: the four VMs' own addresses and the other NIC's, less the
@@ -33,6 +37,7 @@ import pytest
 
 from azure_mock import API, RG, SUB, mock_fixture, provider_id, subnet_id, topology_with_subnets
 from controller_harness import POOL_LABEL, ControllerProcess, KubeApi, condition, phase, poll
+from crd_helpers import PROGRAMMED_ON
 from test_controller import api  # noqa: F401 (the fixture: CRDs applied, controller built)
 
 PROG_SUBNET = "10.243.0.0/24"  # VMs prog-0..prog-3; primaries 10.243.0.4..7 (first /28)
@@ -163,26 +168,21 @@ def test_a_block_another_resource_holds_an_address_in_is_quarantined_and_replace
     def settled():
         blocks = mine()
         ready = sorted(b["spec"]["cidr"] for b in blocks if phase(b) == "Ready")
-        held = [b for b in blocks if b["spec"]["cidr"] == HELD_BLOCK]
-        if len(ready) < 3 or not held:
-            return None
-        c = condition(held[0], "Programmed")
-        return (ready, held[0], c) if c and c["status"] == "False" else None
-    ready, held, programmed = poll(
-        "three Ready blocks on prog-0 and the held one Programmed=False", settled, 90,
+        return ready if len(ready) >= 3 else None
+    ready = poll(
+        "three Ready blocks on prog-0", settled, 90,
         describe=lambda: f"{[(b['spec']['cidr'], phase(b)) for b in mine()]}\n{ctl.tail(20)}")
 
-    # The held block: quarantined with the cloud's reason, naming the NIC that holds the address,
-    # released (deleted; it waits for its agent, and there is none here), never Ready.
-    assert programmed["reason"] == "PrivateIPAddressInUse", programmed
-    assert "prog-3-nic" in programmed["message"], programmed
-    assert HELD_BLOCK in programmed["message"], programmed
-    assert phase(held) != "Ready", held["status"]
-    assert held["metadata"].get("deletionTimestamp"), held["metadata"]
-    poll("a Warning NICProgrammingFailed on the held IPBlock",
-         lambda: [e for e in api.events_about("IPBlock", held["metadata"]["name"])
-                  if e.get("type") == "Warning" and e.get("reason") == "NICProgrammingFailed"
-                  and "PrivateIPAddressInUse" in e.get("note", "")], 30)
+    # The held CIDR: quarantined with the cloud's reason, naming the NIC that holds the address,
+    # and never made an IPBlock (it was refused before any block existed).
+    refusal = poll("a Warning NICProgrammingFailed on the Node naming the held CIDR",
+                   lambda: [e for e in api.events_about("Node", "prog-0")
+                            if e.get("type") == "Warning"
+                            and e.get("reason") == "NICProgrammingFailed"
+                            and HELD_BLOCK in e.get("note", "")], 30)
+    assert "PrivateIPAddressInUse" in refusal[0]["note"], refusal[0]
+    assert "prog-3-nic" in refusal[0]["note"], refusal[0]
+    assert not [b for b in api.blocks({SUBNET}) if b["spec"]["cidr"] == HELD_BLOCK]
     # The node's other two blocks and a replacement for the held one, all on its NIC.
     assert ready == ["10.243.0.16/28", "10.243.0.48/28", "10.243.0.64/28"], ready
     poll("the three Ready blocks on prog-0's NIC, the held one not",
@@ -190,8 +190,7 @@ def test_a_block_another_resource_holds_an_address_in_is_quarantined_and_replace
          describe=lambda: str(pmock.nic_prefixes()))
     for b in mine():
         if phase(b) == "Ready":
-            c = condition(b, "Programmed")
-            assert c and c["status"] == "True" and c["reason"] == "PrefixOnNIC", b["status"]
+            assert b["metadata"]["annotations"][PROGRAMMED_ON].endswith("/prog-0-nic"), b
     # The node was never stalled: no Node condition.
     assert node_condition(api, "prog-0") is None
     # Others hold the four VMs' addresses and the other NIC's one; our three /28s on the NIC are
@@ -211,10 +210,10 @@ def test_a_block_another_resource_holds_an_address_in_is_quarantined_and_replace
     assert sorted(b["spec"]["cidr"] for b in mine() if phase(b) == "Ready") == ready
 
 
-def test_a_failing_nic_put_is_explained_on_the_block_and_the_node_and_recovers(
+def test_a_failing_nic_put_is_explained_on_the_node_and_recovers(
         setup, api, kube, tmp_path, pmock):
     # Every NIC PUT's long-running operation ends Failed: a failure of the whole PUT, which names
-    # no block, so the node's block waits and the Node says why. Nodes prog-1 and prog-2: the
+    # no block, so the node waits for its block and the Node says why. Nodes prog-1 and prog-2: the
     # Events of the test above are about prog-0.
     pmock.set_faults(asyncFailRate=1)
     create_podsubnet(api, 8)
@@ -222,61 +221,42 @@ def test_a_failing_nic_put_is_explained_on_the_block_and_the_node_and_recovers(
     setup["nodes"].append("prog-1")
     api.create_node("prog-1", {POOL_LABEL: LABEL}, provider_id("prog-1"))
 
-    def failing_block():
-        blocks = api.blocks({SUBNET})
-        if len(blocks) != 1:
-            return None
-        c = condition(blocks[0], "Programmed")
-        return (blocks[0], c) if c and c["status"] == "False" else None
-    block, programmed = poll("the block says Programmed=False", failing_block, 60,
-                             describe=lambda: ctl.tail(20))
-    assert block["spec"]["cidr"] == FIRST_BLOCK, block["spec"]
-    assert programmed["reason"] == "NetworkingInternalOperationError", programmed
-    assert "prog-1-nic" in programmed["message"], programmed  # the NIC it failed on
-    assert phase(block) != "Ready", block["status"]
-    assert not block["metadata"].get("deletionTimestamp"), "a failure naming no block keeps it"
-    name = block["metadata"]["name"]
+    # The node's first block is carved and PUT, and every PUT fails: no IPBlock is made.
+    node_false = poll("the Node condition VnetIpamNICProgrammed=False",
+                      lambda: (c := node_condition(api, "prog-1")) and c["status"] == "False"
+                      and c, 60, describe=lambda: ctl.tail(20))
+    assert node_false["reason"] == "NetworkingInternalOperationError", node_false
+    assert "prog-1-nic" in node_false["message"], node_false  # the NIC it failed on
+    assert not api.blocks({SUBNET}), "no IPBlock before its prefix is on the NIC"
     # No block of ours is on a NIC: the subnet's usage is the VMs' four primary addresses.
     poll("foreignAddresses 4 in the status and the gauge",
          lambda: foreign_addresses(api, ctl) == (4, 4.0), 30,
          describe=lambda: f"{foreign_addresses(api, ctl)}\n{ctl.tail(20)}")
-
-    node_false = poll("the Node condition VnetIpamNICProgrammed=False",
-                      lambda: (c := node_condition(api, "prog-1")) and c["status"] == "False"
-                      and c, 30)
-    assert node_false["reason"] == "NetworkingInternalOperationError", node_false
     warnings = poll("a Warning NICProgrammingFailed on the Node",
                     lambda: [e for e in api.events_about("Node", "prog-1")
                              if e.get("type") == "Warning"
                              and e.get("reason") == "NICProgrammingFailed"], 30)
     assert "NetworkingInternalOperationError" in warnings[0]["note"], warnings[0]
-    poll("a Warning NICProgrammingFailed on the IPBlock",
-         lambda: [e for e in api.events_about("IPBlock", name)
-                  if e.get("type") == "Warning" and e.get("reason") == "NICProgrammingFailed"], 30)
-    # The controller retries and fails again: the Node's Event grows a series, and neither the
-    # block nor the Node condition is written again for the same reason.
-    since = programmed["lastTransitionTime"]
-    block_rv = api.blocks({SUBNET})[0]["metadata"]["resourceVersion"]
+    # The controller retries and fails again: the Node's Event grows a series, and the Node
+    # condition is not written again for the same reason.
     poll("a retry failed too (the Node's Warning has a series)",
          lambda: [e for e in api.events_about("Node", "prog-1")
                   if e.get("reason") == "NICProgrammingFailed"
                   and (e.get("series") or {}).get("count", 1) >= 2], 60)
-    assert api.blocks({SUBNET})[0]["metadata"]["resourceVersion"] == block_rv
+    assert not api.blocks({SUBNET})
     assert node_condition(api, "prog-1")["lastTransitionTime"] == node_false["lastTransitionTime"]
 
-    # The cloud takes PUTs again: the controller's next try succeeds.
+    # The cloud takes PUTs again: the controller's next try succeeds, and the block is created
+    # Ready, on the NIC.
     pmock.set_faults(asyncFailRate=0)
 
     def recovered():
         b = next(iter(api.blocks({SUBNET})), None)
-        c = condition(b, "Programmed") if b else None
-        return (b, c) if b and phase(b) == "Ready" and c and c["status"] == "True" else None
-    block, programmed = poll("the block Ready with Programmed=True", recovered, 90,
-                             describe=lambda: ctl.tail(20))
-    assert block["metadata"]["name"] == name, "the same block, not a replacement"
-    assert programmed["reason"] == "PrefixOnNIC", programmed
-    assert "prog-1-nic" in programmed["message"], programmed
-    assert programmed["lastTransitionTime"] >= since  # True now: a transition
+        return b if b and phase(b) == "Ready" else None
+    block = poll("the block created Ready", recovered, 90, describe=lambda: ctl.tail(20))
+    assert block["spec"]["cidr"] == FIRST_BLOCK, block["spec"]
+    assert block["metadata"]["annotations"][PROGRAMMED_ON].endswith("/prog-1-nic"), block
+    assert "phase" not in (block.get("status") or {}), "created in its final state: no status write"
     assert FIRST_BLOCK in pmock.nic_prefixes()["prog-1-nic"]
     # The node's /28 is on its NIC: Azure counts 4 + 16, of which the block is ours.
     poll("foreignAddresses 4 in the status and the gauge, with the block on the NIC",
@@ -286,12 +266,13 @@ def test_a_failing_nic_put_is_explained_on_the_block_and_the_node_and_recovers(
                      lambda: (c := node_condition(api, "prog-1")) and c["status"] == "True"
                      and c, 30)
     assert node_true["reason"] == "NICProgrammed", node_true
+    assert node_true["lastTransitionTime"] >= node_false["lastTransitionTime"]
     poll("a Normal NICProgrammingRecovered on the Node",
          lambda: [e for e in api.events_about("Node", "prog-1")
                   if e.get("type") == "Normal" and e.get("reason") == "NICProgrammingRecovered"],
          30)
 
-    # A node whose NIC never failed: Programmed=True with Ready, and no Node condition.
+    # A node whose NIC never failed: its block created Ready on its NIC, and no Node condition.
     setup["nodes"].append("prog-2")
     api.create_node("prog-2", {POOL_LABEL: LABEL}, provider_id("prog-2"))
 
@@ -299,6 +280,6 @@ def test_a_failing_nic_put_is_explained_on_the_block_and_the_node_and_recovers(
         mine = [b for b in api.blocks({SUBNET}) if b["spec"]["nodeName"] == "prog-2"]
         return mine if mine and all(phase(b) == "Ready" for b in mine) else None
     for b in poll("prog-2's block Ready", ready_on_prog_2, 60, describe=lambda: ctl.tail(20)):
-        c = condition(b, "Programmed")
-        assert c and c["status"] == "True" and c["reason"] == "PrefixOnNIC", b["status"]
+        assert b["metadata"]["annotations"][PROGRAMMED_ON].endswith("/prog-2-nic"), b
+        assert b["spec"]["cidr"] in pmock.nic_prefixes()["prog-2-nic"], b
     assert node_condition(api, "prog-2") is None

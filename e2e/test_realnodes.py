@@ -27,6 +27,7 @@ from pathlib import Path
 import pytest
 
 from built import built
+from crd_helpers import block_phase
 from polling import poll
 from realnodes import IMAGE_TAG as TAG
 from realnodes import NAMESPACE, NETCHECK_PORT, Workloads, real_cluster_fixture
@@ -60,7 +61,7 @@ def w(rc) -> Workloads:
 def ready_blocks(w: Workloads) -> dict[str, list[ipaddress.IPv4Network]]:
     out: dict[str, list] = {}
     for b in w.ipblocks():
-        if b.get("status", {}).get("phase") == "Ready":
+        if block_phase(b) == "Ready":
             out.setdefault(b["spec"]["nodeName"], []).append(ipaddress.ip_network(b["spec"]["cidr"]))
     return out
 

@@ -19,6 +19,7 @@ import json
 import pytest
 
 import azure_mock
+from crd_helpers import block_phase
 from polling import poll
 from realnodes import CP_IP, NAMESPACE, Workloads, real_cluster_fixture
 
@@ -80,7 +81,7 @@ def nic_of(node: str) -> str:
 def programmed(w: Workloads, mock) -> bool:
     """Every Ready block is on its node's NIC and the SDN routes it to the node; no other prefix
     is on any NIC."""
-    blocks = [b for b in w.ipblocks() if b.get("status", {}).get("phase") == "Ready"]
+    blocks = [b for b in w.ipblocks() if block_phase(b) == "Ready"]
     want: dict[str, set] = {nic_of(n): set() for n in w.rc.nodes}
     for b in blocks:
         want.setdefault(nic_of(b["spec"]["nodeName"]), set()).add(b["spec"]["cidr"])

@@ -17,6 +17,7 @@ import json
 import pytest
 
 from polling import poll
+from crd_helpers import block_phase
 from realnodes import IMAGE_TAG as TAG
 from realnodes import NAMESPACE, Workloads, real_cluster_fixture
 
@@ -48,7 +49,7 @@ def w(rc) -> Workloads:
 def blocks_of(w: Workloads) -> dict[str, list]:
     out: dict[str, list] = {}
     for b in w.ipblocks():
-        if b.get("status", {}).get("phase") == "Ready":
+        if block_phase(b) == "Ready":
             out.setdefault(b["spec"]["nodeName"], []).append(ipaddress.ip_network(b["spec"]["cidr"]))
     return out
 

@@ -73,6 +73,13 @@ class Prefix {
   IPAddress last() const;
   // Number of addresses, saturating at 2^128 - 1 for ::/0.
   U128 size() const;
+  // Number of addresses as a count the API carries (an int64), capped at 2^62: an IPv6 /64 block
+  // holds more than an int64 can count.
+  std::int64_t countedSize() const {
+    constexpr U128 kMax = U128{1} << 62;
+    const U128 n = size();
+    return static_cast<std::int64_t>(n > kMax ? kMax : n);
+  }
 
   bool contains(IPAddress a) const;
   bool contains(const Prefix& p) const;

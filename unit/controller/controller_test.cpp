@@ -2,6 +2,7 @@
 // the safety rules of controller.h, against the in-memory API server.
 #include <gtest/gtest.h>
 
+#include "api/codec.h"
 #include "unit/controller/controller_test_support.h"
 
 namespace vnetipam::controller::testing {
@@ -28,8 +29,13 @@ TEST_F(ControllerTest, ExistingBlocksAreOccupiedBeforeAnyNewBlockIsHandedOut) {
   EXPECT_EQ(mine[0]["metadata"]["labels"]["vnetipam.io/subnet"], "pods");
   EXPECT_EQ(mine[0]["metadata"]["finalizers"], json::array({"vnetipam.io/agent-drain"}))
       << "--cloud=none: no NIC to release, but an agent to drain";
-  EXPECT_EQ(mine[0]["status"]["phase"], "Ready") << "--cloud=none: Pending -> Ready";
-  EXPECT_EQ(mine[0]["status"]["capacity"], 16);
+  EXPECT_EQ(mine[0]["metadata"]["annotations"]["vnetipam.io/programmed-on"], "none")
+      << "--cloud=none: created Ready, in one write";
+  const auto block = api::ipBlockFromJson(mine[0]);
+  ASSERT_TRUE(block);
+  EXPECT_EQ(block->status.phase, api::BlockPhase::kReady);
+  EXPECT_EQ(block->status.capacity, 16);
+  EXPECT_FALSE(block->status.nic) << "no NIC without a cloud";
   EXPECT_EQ(blocksOf("old").size(), 1u);
 
   const auto subnet = api_.get(std::string(kPodSubnetsPath) + "/pods");
@@ -428,7 +434,7 @@ TEST_F(ControllerTest, WithoutACloudBlocksGoWithoutTheControllerWhenDeleted) {
   ASSERT_EQ(mine.size(), 2u);
   for (const json& b : mine) {
     EXPECT_EQ(b["metadata"]["finalizers"], json::array({"vnetipam.io/agent-drain"})) << b.dump();
-    EXPECT_EQ(b["status"]["phase"], "Ready");
+    EXPECT_EQ(api::ipBlockFromJson(b)->status.phase, api::BlockPhase::kReady);
   }
   for (const auto& r : api_.requests()) {
     if (r.method == "POST" && r.target.starts_with(std::string(kIPBlocksPath))) {

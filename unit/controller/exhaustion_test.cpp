@@ -43,6 +43,7 @@ TEST_F(ExhaustionTest, ANodeIsNeverShortOfAPoolThatIsNotCarvedYet) {
   cloud_.setSubnet(kSubnetId, {*ipam::Prefix::parse("10.0.0.0/26")});
   ASSERT_FALSE(controller_->reconcileSubnet("pods"));
   EXPECT_FALSE(controller_->reconcileNode("a"));
+  EXPECT_FALSE(controller_->reconcileNic("a"));  // the new block is created once on the NIC
   EXPECT_FALSE(events_.has("PodSubnetExhausted"));
   EXPECT_EQ(blocksOf("a").size(), 2u);
 }

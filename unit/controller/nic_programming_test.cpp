@@ -3,6 +3,7 @@
 // applies status per field manager, as server-side apply does) and the fake cloud.
 #include <gtest/gtest.h>
 
+#include "api/codec.h"
 #include "unit/controller/controller_test_support.h"
 
 namespace vnetipam::controller::testing {
@@ -71,8 +72,14 @@ class NicProgrammingTest : public ControllerFixture {
       n += e.kind == kind && e.reason == reason ? 1u : 0u;
     return n;
   }
-  // The subnet carved and the node's one block created, not yet programmed.
+  // The node's one block, Pending, as an earlier version created it (before programming it),
+  // and the subnet carved.
   void oneBlockCreated() {
+    json old = blockJson("pods", "10.0.0.0/28", "a", kBlock);
+    old["metadata"]["annotations"] = {{"vnetipam.io/provider-id", kVm}};
+    old["metadata"]["finalizers"] = {"vnetipam.io/agent-drain", "vnetipam.io/nic-release"};
+    api_.put(blockPathOf(kBlock), old);
+    syncBlocks();
     addSubnet(subnetJson("pods", {{"cidr", "10.0.0.0/24"}}));
     ASSERT_FALSE(controller_->reconcileSubnet("pods"));
     ASSERT_FALSE(controller_->reconcileNode("a"));
@@ -259,18 +266,53 @@ TEST_F(NicProgrammingTest, ARefusedBlockKeepsItsProgrammedEntryAsFalseNextToInva
   EXPECT_EQ((*programmed)["reason"], "Refused");
 }
 
-// A shared subnet: another resource holds an address inside one of the node's three new blocks.
-// The node's other blocks are programmed in the same pass, the held one says why and is released,
-// a replacement is carved and programmed, and the held CIDR is not carved again until its hold
-// ends.
-TEST_F(NicProgrammingTest, ABlockAnotherResourceHoldsAnAddressInIsQuarantinedAndReplaced) {
+// A new block is created only once its prefix is on the NIC: while the PUT fails there is no
+// IPBlock, and the Node says why (once per reason); once a PUT succeeds the block is created,
+// Ready, and the Node condition turns True.
+TEST_F(NicProgrammingTest, AFailedPutOfANewBlockSaysWhyOnTheNodeAndCreatesItOnceOnTheNic) {
+  addSubnet(subnetJson("pods", {{"cidr", "10.0.0.0/24"}}));
+  ASSERT_FALSE(controller_->reconcileSubnet("pods"));
+  ASSERT_FALSE(controller_->reconcileNode("a"));
+  cloud_.failPuts(internalError());
+  EXPECT_TRUE(controller_->reconcileNic("a"));
+  EXPECT_TRUE(blocksOf("a").empty());
+  auto nodeCondition = conditionOf(nodeObject(), api::kNodeConditionNicProgrammed);
+  ASSERT_TRUE(nodeCondition) << nodeObject().dump();
+  EXPECT_EQ((*nodeCondition)["status"], "False");
+  EXPECT_EQ((*nodeCondition)["reason"], "InternalServerError");
+  EXPECT_EQ(eventsWith("Node", "NICProgrammingFailed"), 1u);
+  EXPECT_EQ(controller_->poolFree("pods"), 15u) << "the CIDR stays the node's";
+
+  // A retry fails the same way: no new Node write, the Event repeats; still no block.
+  ASSERT_FALSE(controller_->reconcileNode("a"));
+  EXPECT_TRUE(controller_->reconcileNic("a"));
+  EXPECT_EQ(statusWrites(kNodesPath).size(), 1u);
+  EXPECT_EQ(eventsWith("Node", "NICProgrammingFailed"), 2u);
+  EXPECT_EQ(cloud_.putBodies.back(), std::vector{*ipam::Prefix::parse("10.0.0.0/28")})
+      << "the same CIDR, not a second one";
+
+  cloud_.stopFailingPuts();
+  wallNow_ += std::chrono::seconds(30);
+  EXPECT_FALSE(controller_->reconcileNic("a"));
+  ASSERT_EQ(blocksOf("a").size(), 1u);
+  EXPECT_EQ(api::ipBlockFromJson(blockObject())->status.phase, api::BlockPhase::kReady);
+  EXPECT_TRUE(statusWrites(kIPBlocksPath).empty()) << "created Ready: no status write";
+  nodeCondition = conditionOf(nodeObject(), api::kNodeConditionNicProgrammed);
+  EXPECT_EQ((*nodeCondition)["status"], "True");
+  EXPECT_EQ(eventsWith("Node", "NICProgrammingRecovered"), 1u);
+}
+
+// A shared subnet: another resource holds an address inside one of the CIDRs carved for the node.
+// The node's other blocks are programmed (and created) in the same pass, no IPBlock is ever made
+// of the held CIDR and the Node says why, a replacement is carved and programmed, and the held
+// CIDR is not carved again until its hold ends.
+TEST_F(NicProgrammingTest, ACidrAnotherResourceHoldsAnAddressInIsQuarantinedAndReplaced) {
   const ipam::Prefix held = *ipam::Prefix::parse("10.0.0.16/28");
   cloud_.refuseAdding(held, inUseBySecond());
   addSubnet(subnetJson("pods", {{"cidr", "10.0.0.0/26"}, {"minFreeIPsPerNode", 40}}));
   ASSERT_FALSE(controller_->reconcileSubnet("pods"));
   ASSERT_FALSE(controller_->reconcileNode("a"));
-  syncBlocks();
-  ASSERT_EQ(blocksOf("a").size(), 3u);
+  EXPECT_TRUE(blocksOf("a").empty()) << "three CIDRs carved, no IPBlock yet";
 
   ASSERT_EQ(controller_->reconcileNic("a"), std::nullopt);
   EXPECT_EQ(cloud_.nic("nic-a"), (std::vector{*ipam::Prefix::parse("10.0.0.0/28"),
@@ -279,34 +321,31 @@ TEST_F(NicProgrammingTest, ABlockAnotherResourceHoldsAnAddressInIsQuarantinedAnd
   ASSERT_GE(cloud_.putBodies.size(), 2u);
   EXPECT_EQ(cloud_.putBodies[0].size(), 3u) << "the first PUT carried all three";
   EXPECT_EQ(cloud_.putBodies[1].size(), 2u);
-  const json quarantined = *api_.get(blockPathOf("pods-10-0-0-16-28"));
-  EXPECT_TRUE(quarantined["metadata"].contains("deletionTimestamp")) << "released";
-  EXPECT_NE(quarantined["status"].value("phase", ""), "Ready");
-  const auto programmed = conditionOf(quarantined, api::kConditionProgrammed);
-  ASSERT_TRUE(programmed) << quarantined.dump();
-  EXPECT_EQ((*programmed)["status"], "False");
-  EXPECT_EQ((*programmed)["reason"], "PrivateIPAddressInUse");
-  const std::string message = (*programmed)["message"];
-  EXPECT_NE(message.find("nic-x/ipConfigurations/other"), std::string::npos) << message;
-  EXPECT_NE(message.find("10.0.0.16/28"), std::string::npos) << message;
+  EXPECT_FALSE(api_.get(blockPathOf("pods-10-0-0-16-28"))) << "never an IPBlock";
+  for (const char* ready : {"pods-10-0-0-0-28", "pods-10-0-0-32-28"}) {
+    const auto block = api_.get(blockPathOf(ready));
+    ASSERT_TRUE(block) << ready;
+    EXPECT_EQ(api::ipBlockFromJson(*block)->status.phase, api::BlockPhase::kReady) << ready;
+  }
   EXPECT_FALSE(conditionOf(nodeObject(), api::kNodeConditionNicProgrammed))
       << "the node is not stalled: no Node condition";
-  EXPECT_EQ(eventsWith("IPBlock", "NICProgrammingFailed"), 1u);
-  EXPECT_EQ(eventsWith("Node", "NICProgrammingFailed"), 1u);
-  for (const char* ready : {"pods-10-0-0-0-28", "pods-10-0-0-32-28"}) {
-    EXPECT_EQ((*api_.get(blockPathOf(ready)))["status"]["phase"], "Ready") << ready;
+  // The refused PUT, and what became of the CIDR: both on the Node, which has no block of it.
+  EXPECT_EQ(eventsWith("Node", "NICProgrammingFailed"), 2u);
+  bool named = false;
+  for (const auto& e : events_.events) {
+    if (e.kind == "Node" && e.note.find("10.0.0.16/28") != std::string::npos &&
+        e.note.find("nic-x/ipConfigurations/other") != std::string::npos) {
+      named = true;
+    }
   }
+  EXPECT_TRUE(named) << "a Node Event names the held CIDR and the other holder";
 
   // The node gets another block in its place, and it is programmed.
   runUntilQuiet();
-  const json replacement = *api_.get(blockPathOf("pods-10-0-0-48-28"));
-  EXPECT_EQ(replacement["status"]["phase"], "Ready");
+  const auto replacement = api_.get(blockPathOf("pods-10-0-0-48-28"));
+  ASSERT_TRUE(replacement);
+  EXPECT_EQ(api::ipBlockFromJson(*replacement)->status.phase, api::BlockPhase::kReady);
   EXPECT_EQ(cloud_.nic("nic-a").size(), 3u);
-
-  // The agent gives the quarantined block up: it goes, and its CIDR is not carved again while held.
-  dropAgentDrain("pods-10-0-0-16-28");
-  runUntilQuiet();
-  EXPECT_FALSE(api_.get(blockPathOf("pods-10-0-0-16-28")));
   EXPECT_EQ(controller_->poolFree("pods"), 1u) << "free, but held for the other resource";
   cloud_.addNode(kVmB, "nic-b");
   api_.put(std::string(kNodesPath) + "/b", nodeJson("b", kVmB));
@@ -324,7 +363,7 @@ TEST_F(NicProgrammingTest, ABlockAnotherResourceHoldsAnAddressInIsQuarantinedAnd
   const auto ofB = blocksOf("b");
   ASSERT_EQ(ofB.size(), 1u);
   EXPECT_EQ(ofB[0]["spec"]["cidr"], "10.0.0.16/28");
-  EXPECT_EQ(ofB[0]["status"]["phase"], "Ready");
+  EXPECT_EQ(api::ipBlockFromJson(ofB[0])->status.phase, api::BlockPhase::kReady);
   EXPECT_EQ(cloud_.nic("nic-b"), std::vector{held});
 }
 
@@ -333,6 +372,7 @@ class NicProgrammingNoCloudTest : public NicProgrammingTest {
   NicProgrammingNoCloudTest() : NicProgrammingTest(false) {}
 };
 
+// A Pending block of an earlier version: Ready, with Programmed (NoCloud) in the same write.
 TEST_F(NicProgrammingNoCloudTest, ReadyCarriesProgrammedNoCloudInTheSameWrite) {
   oneBlockCreated();
   ASSERT_FALSE(controller_->reconcileNic("a"));

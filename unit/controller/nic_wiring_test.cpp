@@ -2,6 +2,7 @@
 // releases before finalizers, orphan prefixes after the grace period, Azure subnets.
 #include <gtest/gtest.h>
 
+#include "api/codec.h"
 #include "unit/controller/controller_test_support.h"
 
 namespace vnetipam::controller::testing {
@@ -20,7 +21,21 @@ class NicWiringTest : public ControllerFixture {
   }
 };
 
-TEST_F(NicWiringTest, PendingBlocksOfANodeGoOnItsNicInOnePutThenReady) {
+// How every reader sees a block: through the codec (a new block has no status.phase).
+api::IPBlock decoded(const json& block) { return *api::ipBlockFromJson(block); }
+
+// Requests `method` to a path under `prefix` that `api` answered after the first `from`.
+int writesTo(const FakeApiServer& api, std::size_t from, std::string_view method,
+             const std::string& prefix) {
+  const auto requests = api.requests();
+  int n = 0;
+  for (std::size_t i = from; i < requests.size(); ++i) {
+    if (requests[i].method == method && requests[i].target.starts_with(prefix)) ++n;
+  }
+  return n;
+}
+
+TEST_F(NicWiringTest, NewBlocksOfANodeGoOnItsNicInOnePutAndAreCreatedReady) {
   addNode(nodeJson("a", kVm));
   addSubnet(subnetJson("pods", {{"cidr", "10.0.0.0/24"}, {"minFreeIPsPerNode", 40}}));
   runUntilQuiet();
@@ -33,8 +48,13 @@ TEST_F(NicWiringTest, PendingBlocksOfANodeGoOnItsNicInOnePutThenReady) {
   EXPECT_EQ(cloud_.nic("nic-a"),
             (std::vector{prefix("10.0.0.0/28"), prefix("10.0.0.16/28"), prefix("10.0.0.32/28")}));
   for (const json& b : mine) {
-    EXPECT_EQ(b["status"]["phase"], "Ready") << b.dump();
-    EXPECT_EQ(b["status"]["nic"]["id"], "nic-a");
+    EXPECT_EQ(b["metadata"]["annotations"]["vnetipam.io/programmed-on"], "nic-a") << b.dump();
+    EXPECT_FALSE(b.contains("status") && b["status"].contains("phase")) << "created, not written";
+    const api::IPBlock block = decoded(b);
+    EXPECT_EQ(block.status.phase, api::BlockPhase::kReady);
+    EXPECT_EQ(block.status.capacity, 16);
+    ASSERT_TRUE(block.status.nic);
+    EXPECT_EQ(block.status.nic->id, "nic-a");
     // With a cloud nic-release keeps each block until its prefix is off the NIC; agent-drain
     // (always) until its agent has given it up.
     EXPECT_EQ(b["metadata"]["finalizers"],
@@ -42,12 +62,35 @@ TEST_F(NicWiringTest, PendingBlocksOfANodeGoOnItsNicInOnePutThenReady) {
   }
 }
 
-TEST_F(NicWiringTest, EachPhaseMovesOnlyAfterAFreshGetShowedThePrefix) {
+TEST_F(NicWiringTest, ANodeJoinIsOneApiWriteAndNoReadOfTheNicAfterThePut) {
+  addNode(nodeJson("a", kVm));
+  addSubnet(subnetJson("pods", {{"cidr", "10.0.0.0/24"}}));
+  ASSERT_FALSE(controller_->reconcileSubnet("pods"));
+  const std::size_t from = api_.requests().size();
+  ASSERT_FALSE(controller_->reconcileNode("a"));
+  EXPECT_TRUE(blocksOf("a").empty()) << "no IPBlock before its prefix is on the NIC";
+  EXPECT_EQ(cloud_.puts, 0);
+  ASSERT_FALSE(controller_->reconcileNic("a"));
+  // GET (absent) + PUT, then the create: no GET after the PUT, no status write.
+  EXPECT_EQ(cloud_.reads, 1);
+  EXPECT_EQ(cloud_.puts, 1);
+  EXPECT_EQ(writesTo(api_, from, "POST", std::string(kIPBlocksPath)), 1);
+  EXPECT_EQ(writesTo(api_, from, "PATCH", std::string(kIPBlocksPath)), 0);
+  EXPECT_EQ(writesTo(api_, from, "PUT", std::string(kIPBlocksPath)), 0);
+  ASSERT_EQ(blocksOf("a").size(), 1u);
+  EXPECT_EQ(decoded(blocksOf("a")[0]).status.phase, api::BlockPhase::kReady);
+  EXPECT_EQ(cloud_.nic("nic-a"), std::vector{prefix("10.0.0.0/28")});
+}
+
+// A block an earlier version created before programming it: Pending until a GET shows it.
+TEST_F(NicWiringTest, APendingBlockMovesOnlyAfterAFreshGetShowedThePrefix) {
+  api_.put(blockPathOf("pods-10-0-0-0-28"),
+           blockJson("pods", "10.0.0.0/28", "a", "pods-10-0-0-0-28"));
+  syncBlocks();
   addNode(nodeJson("a", kVm));
   addSubnet(subnetJson("pods", {{"cidr", "10.0.0.0/24"}}));
   ASSERT_FALSE(controller_->reconcileSubnet("pods"));
   ASSERT_FALSE(controller_->reconcileNode("a"));
-  syncBlocks();
   ASSERT_FALSE(controller_->reconcileNic("a"));
   // GET (absent) + PUT; GET (present) -> Ready: one reconcile, two reads, one status write.
   EXPECT_EQ(cloud_.puts, 1);
@@ -61,15 +104,23 @@ TEST_F(NicWiringTest, EachPhaseMovesOnlyAfterAFreshGetShowedThePrefix) {
   EXPECT_EQ(blocksOf("a")[0]["status"]["phase"], "Ready");
 }
 
-TEST_F(NicWiringTest, APutOfUnknownOutcomeMovesNoPhase) {
+TEST_F(NicWiringTest, APutOfUnknownOutcomeCreatesNoBlockUntilTheNicShowsThePrefix) {
   addNode(nodeJson("a", kVm));
   addSubnet(subnetJson("pods", {{"cidr", "10.0.0.0/24"}}));
   ASSERT_FALSE(controller_->reconcileSubnet("pods"));
   ASSERT_FALSE(controller_->reconcileNode("a"));
-  syncBlocks();
   cloud_.failNextPut();
   EXPECT_TRUE(controller_->reconcileNic("a"));
-  EXPECT_EQ(blocksOf("a")[0].value("status", json::object()).value("phase", "Pending"), "Pending");
+  EXPECT_TRUE(blocksOf("a").empty());
+  EXPECT_EQ(controller_->poolFree("pods"), 15u) << "the CIDR stays taken for the node";
+  // The PUT did land after all (its answer was lost): the next GET shows the prefix, and the block
+  // is created from that, with no second PUT.
+  cloud_.setNic("nic-a", {prefix("10.0.0.0/28")});
+  ASSERT_FALSE(controller_->reconcileNic("a"));
+  EXPECT_EQ(cloud_.puts, 1);
+  ASSERT_EQ(blocksOf("a").size(), 1u);
+  EXPECT_EQ(blocksOf("a")[0]["spec"]["cidr"], "10.0.0.0/28");
+  EXPECT_EQ(decoded(blocksOf("a")[0]).status.phase, api::BlockPhase::kReady);
 }
 
 TEST_F(NicWiringTest, AReleasedBlockLeavesTheNicBeforeItsFinalizerGoes) {
@@ -125,7 +176,7 @@ TEST_F(NicWiringTest, AVanishedPrefixIsProgrammedAgain) {
   EXPECT_TRUE(events_.has("PrefixVanished"));
   runUntilQuiet();
   EXPECT_EQ(cloud_.nic("nic-a"), std::vector{prefix("10.0.0.0/28")});
-  EXPECT_EQ(blocksOf("a")[0]["status"]["phase"], "Ready");
+  EXPECT_EQ(blocksOf("a")[0]["status"]["phase"], "Ready") << "written once it changed";
 }
 
 TEST_F(NicWiringTest, TheAzureSubnetIsCarvedFromWhatAzureSays) {
@@ -180,19 +231,15 @@ TEST_F(NicWiringTest, ARestartedControllerRemovesTheDeletedNodesPrefixFromTheNic
 namespace vnetipam::controller::testing {
 namespace {
 
+// A block created before its prefix was programmed (as an earlier version did), whose PUT went
+// through before the controller died without writing any status; its node is gone since.
 TEST_F(NicWiringTest, APrefixPutJustBeforeACrashIsFoundThroughTheBlocksProviderID) {
-  addNode(nodeJson("a", kVm));
-  addSubnet(subnetJson("pods", {{"cidr", "10.0.0.0/24"}}));
-  ASSERT_FALSE(controller_->reconcileSubnet("pods"));
-  ASSERT_FALSE(controller_->reconcileNode("a"));
-  ASSERT_EQ(blocksOf("a")[0]["metadata"]["annotations"]["vnetipam.io/provider-id"], kVm);
-  // The PUT went through, then the controller died before writing any status.
+  json old = blockJson("pods", "10.0.0.0/28", "a", "pods-10-0-0-0-28");
+  old["metadata"]["annotations"] = {{"vnetipam.io/provider-id", kVm}};
+  old["metadata"]["finalizers"] = {"vnetipam.io/agent-drain", "vnetipam.io/nic-release"};
+  api_.put(blockPathOf("pods-10-0-0-0-28"), old);
+  syncBlocks();
   cloud_.setNic("nic-a", {prefix("10.0.0.0/28")});
-
-  controller_ = std::make_unique<Controller>(client_, &cloud_, queue_, &events_, nullptr,
-                                             ControllerConfig{.statusInterval = {}},
-                                             [this] { return wallNow_; });
-  controller_->setWritable(true);
   addSubnet(subnetJson("pods", {{"cidr", "10.0.0.0/24"}}));
   runUntilQuiet();  // node "a" is gone for this controller
   EXPECT_TRUE(blocksOf("a").empty());

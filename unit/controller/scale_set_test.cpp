@@ -3,6 +3,7 @@
 // causes no cloud call, and gets one terminal Node condition and one Warning Event.
 #include <gtest/gtest.h>
 
+#include "api/codec.h"
 #include "unit/controller/controller_test_support.h"
 
 namespace vnetipam::controller::testing {
@@ -61,8 +62,8 @@ TEST_F(ScaleSetTest, AFlexibleScaleSetVmIsProgrammedLikeAnyVm) {
 
   const auto mine = blocksOf("flex");
   ASSERT_EQ(mine.size(), 1u);
-  EXPECT_EQ(mine[0]["status"]["phase"], "Ready") << mine[0].dump();
-  EXPECT_EQ(mine[0]["status"]["nic"]["id"], "nic-flex");
+  EXPECT_EQ(api::ipBlockFromJson(mine[0])->status.phase, api::BlockPhase::kReady) << mine[0].dump();
+  EXPECT_EQ(mine[0]["metadata"]["annotations"]["vnetipam.io/programmed-on"], "nic-flex");
   EXPECT_EQ(cloud_.nic("nic-flex"), std::vector{*ipam::Prefix::parse("10.0.0.0/28")});
   EXPECT_EQ(nodeStatusWrites("flex"), 0u) << "a node that programs fine gets no condition";
 }
@@ -155,7 +156,7 @@ TEST_F(ScaleSetWithoutCloudTest, AUniformNodeIsServedWhenThereIsNoNicToProgram) 
   runUntilQuiet();
   const auto mine = blocksOf("uniform");
   ASSERT_EQ(mine.size(), 1u);
-  EXPECT_EQ(mine[0]["status"]["phase"], "Ready");
+  EXPECT_EQ(api::ipBlockFromJson(mine[0])->status.phase, api::BlockPhase::kReady);
   EXPECT_EQ(nodeStatusWrites("uniform"), 0u);
 }
 

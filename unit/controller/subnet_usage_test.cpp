@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 #include <prometheus/text_serializer.h>
 
+#include "api/codec.h"
 #include "unit/controller/controller_test_support.h"
 
 namespace vnetipam::controller::testing {
@@ -170,7 +171,7 @@ TEST_F(SubnetUsageControllerTest, ForeignAddressesAreTheUsageLessTheBlocksOnNics
   runUntilQuiet();
   const auto mine = blocksOf("a");
   ASSERT_EQ(mine.size(), 1u);
-  ASSERT_EQ(mine[0]["status"]["phase"], "Ready") << mine[0].dump();
+  ASSERT_EQ(api::ipBlockFromJson(mine[0])->status.phase, api::BlockPhase::kReady) << mine[0].dump();
   // Not read yet: no field, no series.
   EXPECT_EQ(foreignInStatus(), std::nullopt);
   EXPECT_EQ(gauges().find("vnetipam_podsubnet_foreign_addresses{"), std::string::npos);
