@@ -421,6 +421,53 @@ TEST(CodecTest, LargeIntegersSurvive) {
 
 // The controller's status apply: what it sets comes back through the decoder as it was set, and
 // nothing it does not own (used, allocations) is in the body, not even as a zero.
+// A block created already on its NIC (annotation vnetipam.io/programmed-on) has no status.phase
+// until its phase first changes: every reader decodes it as Ready, with its CIDR's capacity and
+// that NIC; any phase written later wins, and without the annotation an absent phase is Pending.
+TEST(CodecTest, ABlockCreatedOnItsNicReadsAsReadyUntilAPhaseIsWritten) {
+  json j = json::parse(R"({
+    "apiVersion": "vnetipam.io/v1alpha1", "kind": "IPBlock",
+    "metadata": {"name": "pods-10-240-0-16-28",
+                 "annotations": {"vnetipam.io/programmed-on": "/subscriptions/s/nic-1"}},
+    "spec": {"podSubnet": "pods", "cidr": "10.240.0.16/28", "nodeName": "node-1"}
+  })");
+  auto block = ipBlockFromJson(j);
+  ASSERT_TRUE(block) << block.error().message;
+  EXPECT_EQ(block->status.phase, BlockPhase::kReady);
+  EXPECT_EQ(block->status.capacity, 16);
+  ASSERT_TRUE(block->status.nic);
+  EXPECT_EQ(block->status.nic->id, "/subscriptions/s/nic-1");
+
+  // The agent's usage report alone does not give the block a phase.
+  j["status"] = {{"used", 3}};
+  block = ipBlockFromJson(j);
+  ASSERT_TRUE(block);
+  EXPECT_EQ(block->status.phase, BlockPhase::kReady);
+  EXPECT_EQ(block->status.used, 3);
+
+  // A phase the controller wrote since wins, and so do its capacity and NIC.
+  j["status"] = {{"phase", "Releasing"}, {"capacity", 16}, {"nic", {{"id", "nic-2"}}}};
+  block = ipBlockFromJson(j);
+  ASSERT_TRUE(block);
+  EXPECT_EQ(block->status.phase, BlockPhase::kReleasing);
+  EXPECT_EQ(block->status.nic->id, "nic-2");
+
+  // Without a cloud: Ready, and no NIC.
+  j.erase("status");
+  j["metadata"]["annotations"]["vnetipam.io/programmed-on"] = "none";
+  block = ipBlockFromJson(j);
+  ASSERT_TRUE(block);
+  EXPECT_EQ(block->status.phase, BlockPhase::kReady);
+  EXPECT_FALSE(block->status.nic);
+
+  // Without the annotation an absent phase is Pending, as always.
+  j["metadata"].erase("annotations");
+  block = ipBlockFromJson(j);
+  ASSERT_TRUE(block);
+  EXPECT_EQ(block->status.phase, BlockPhase::kPending);
+  EXPECT_EQ(block->status.capacity, 0);
+}
+
 TEST(CodecTest, IPBlockStatusApplyRoundTripsTheControllersFieldsOnly) {
   const Condition programmed{.type = "Programmed",
                              .status = "True",
