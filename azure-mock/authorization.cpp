@@ -1,14 +1,15 @@
 #include "azure-mock/authorization.h"
 
 #include <algorithm>
-#include <cctype>
 
 #include <fmt/format.h>
+
+#include "lib/base/text.h"
 
 namespace vnetipam::azuremock {
 namespace {
 
-char lower(char c) { return static_cast<char>(std::tolower(static_cast<unsigned char>(c))); }
+using text::asciiLower;
 
 // Glob match, "*" for any run of characters, ignoring ASCII case. Iterative with one backtrack
 // point, so a pattern of many stars stays linear in practice and never recurses.
@@ -18,7 +19,7 @@ bool globMatches(std::string_view pattern, std::string_view text) {
     if (p < pattern.size() && pattern[p] == '*') {
       starP = p++;
       starT = t;
-    } else if (p < pattern.size() && lower(pattern[p]) == lower(text[t])) {
+    } else if (p < pattern.size() && asciiLower(pattern[p]) == asciiLower(text[t])) {
       ++p;
       ++t;
     } else if (starP != std::string_view::npos) {
@@ -37,9 +38,7 @@ bool globMatches(std::string_view pattern, std::string_view text) {
 // "actions"); nullptr when absent.
 const nlohmann::json* member(const nlohmann::json& doc, std::string_view key) {
   for (const auto& [k, v] : doc.items()) {
-    if (k.size() == key.size() &&
-        std::ranges::equal(k, key, [](char a, char b) { return lower(a) == lower(b); }))
-      return &v;
+    if (text::iequals(k, key)) return &v;
   }
   return nullptr;
 }
@@ -143,10 +142,8 @@ std::vector<std::string> linkedSubnets(const nlohmann::json& nicBody) {
     const auto id = subnet->find("id");
     if (id == subnet->end() || !id->is_string()) continue;
     const auto& text = id->get_ref<const std::string&>();
-    const bool seen = std::ranges::any_of(out, [&](const std::string& s) {
-      return s.size() == text.size() &&
-             std::ranges::equal(s, text, [](char a, char b) { return lower(a) == lower(b); });
-    });
+    const bool seen =
+        std::ranges::any_of(out, [&](const std::string& s) { return text::iequals(s, text); });
     if (!seen) out.push_back(text);
   }
   return out;

@@ -6,6 +6,8 @@
 
 #include <fmt/format.h>
 
+#include "lib/base/text.h"
+
 namespace vnetipam::azuremock {
 
 namespace {
@@ -20,12 +22,6 @@ struct BucketSize {
 constexpr BucketSize kPrincipalBucket[] = {{250, 25}, {200, 10}, {200, 10}};
 constexpr double kGlobalFactor = 15;
 constexpr std::string_view kOperationName[] = {"reads", "writes", "deletes"};
-
-std::string lower(std::string_view s) {
-  std::string out(s);
-  std::ranges::transform(out, out.begin(), [](unsigned char c) { return std::tolower(c); });
-  return out;
-}
 
 std::int64_t wholeSeconds(double seconds) {
   return std::max<std::int64_t>(1, static_cast<std::int64_t>(std::ceil(seconds - 1e-9)));
@@ -62,7 +58,7 @@ Admission RateLimits::admit(std::string_view subscription, std::string_view prin
                             ArmOperation op, bool network) {
   Admission a;
   const auto now = clock_.now();
-  const std::string sub = lower(subscription);
+  const std::string sub = text::asciiLower(subscription);
   const auto index = static_cast<std::size_t>(op);
   const std::string_view name = kOperationName[index];
 

@@ -2,7 +2,6 @@
 
 #include <algorithm>
 #include <array>
-#include <cctype>
 #include <cstdlib>
 #include <fstream>
 #include <map>
@@ -11,17 +10,13 @@
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
+#include "lib/base/text.h"
+
 namespace vnetipam::azure {
 
 namespace {
 
-std::string lower(std::string_view s) {
-  std::string out(s);
-  std::ranges::transform(out, out.begin(), [](char c) {
-    return static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  });
-  return out;
-}
+using text::asciiLower;
 
 // Cloud endpoints [R]: recalled from go-autorest's environments.go, not checked against a source
 // in this project's reference. The public cloud is the one the reference documents.
@@ -42,7 +37,7 @@ constexpr std::array<CloudDefaults, 3> kClouds = {{
 constexpr std::string_view kImds = "http://169.254.169.254";
 
 const CloudDefaults* findCloud(std::string_view name) {
-  const std::string key = lower(name);
+  const std::string key = asciiLower(name);
   if (key.empty() || key == "azurepubliccloud" || key == "azurecloud") return &kClouds[0];
   if (key == "azurechinacloud") return &kClouds[1];
   if (key == "azureusgovernment" || key == "azureusgovernmentcloud") return &kClouds[2];
@@ -89,11 +84,11 @@ struct Values {
   std::map<std::string, std::string> strings;  // by lower-cased key
   std::map<std::string, bool> bools;
   std::string str(std::string_view key) const {
-    const auto it = strings.find(lower(key));
+    const auto it = strings.find(asciiLower(key));
     return it == strings.end() ? std::string() : it->second;
   }
   bool flag(std::string_view key) const {
-    const auto it = bools.find(lower(key));
+    const auto it = bools.find(asciiLower(key));
     return it != bools.end() && it->second;
   }
 };
@@ -102,9 +97,9 @@ Result<Values> readKeys(const nlohmann::json& doc, std::string_view origin) {
   Values values;
   std::map<std::string, std::string> seen;  // lower-cased key -> spelling in the file
   for (const auto& [name, value] : doc.items()) {
-    const std::string key = lower(name);
+    const std::string key = asciiLower(name);
     const auto known =
-        std::ranges::find_if(kKeys, [&](const Key& k) { return lower(k.name) == key; });
+        std::ranges::find_if(kKeys, [&](const Key& k) { return asciiLower(k.name) == key; });
     if (known == kKeys.end()) continue;
     if (const auto [it, inserted] = seen.emplace(key, name); !inserted) {
       return fail(ErrorCode::kConfig,

@@ -1,15 +1,17 @@
 #include "lib/http/transport.h"
 
 #include <algorithm>
-#include <cctype>
 #include <vector>
+
+#include "lib/base/text.h"
 
 namespace vnetipam::http {
 
 bool HeaderNameLess::operator()(std::string_view a, std::string_view b) const {
-  return std::lexicographical_compare(a.begin(), a.end(), b.begin(), b.end(), [](char x, char y) {
-    return std::tolower(static_cast<unsigned char>(x)) <
-           std::tolower(static_cast<unsigned char>(y));
+  // Bytes compare unsigned, as std::string's own order does.
+  return std::ranges::lexicographical_compare(a, b, [](char x, char y) {
+    return static_cast<unsigned char>(text::asciiLower(x)) <
+           static_cast<unsigned char>(text::asciiLower(y));
   });
 }
 
