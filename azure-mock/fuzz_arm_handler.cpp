@@ -20,6 +20,7 @@ using namespace vnetipam::azuremock;
 class FixedClock final : public vnetipam::base::Clock {
  public:
   TimePoint now() override { return now_ += std::chrono::milliseconds(10); }
+  WallTimePoint wallNow() override { return {}; }
   void sleepFor(Duration d) override { now_ += d; }
 
  private:

@@ -69,7 +69,7 @@ std::unique_ptr<BenchAgent> startAgent() {
   auto store = AllocationStore::recover(
       *agent->journal, opened->second,
       StoreOptions{.nodeName = "bench", .cooldown = 0s, .compactAfterEntries = 200'000},
-      [] { return std::chrono::system_clock::now(); });
+      base::systemClock());
   if (!store) return nullptr;
   agent->store = std::move(*store);
   agent->store->upsertBlock(ApiBlock{

@@ -3,7 +3,6 @@
 // ipConfiguration's prefix, and the prefix diff a NIC PUT is built from) and a CloudError
 // (armError). Then the same body comes back from an in-memory transport to ArmClient's GET, list
 // and PUT, so the paging and long-running-operation paths read it too.
-#include <chrono>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -15,6 +14,7 @@
 #include "lib/azure/bounded_json.h"
 #include "lib/azure/credentials.h"
 #include "lib/azure/network.h"
+#include "unit/lib/base/fake_clock.h"
 
 namespace vnetipam::fuzz {
 
@@ -28,16 +28,6 @@ constexpr std::string_view kEndpoint = "https://management.azure.com";
 constexpr std::string_view kNic =
     "/subscriptions/s/resourceGroups/rg/providers/Microsoft.Network/networkInterfaces/n"
     "?api-version=2024-05-01";
-
-// Time that only moves when someone sleeps: no wait is real.
-class StillClock final : public base::Clock {
- public:
-  TimePoint now() override { return now_; }
-  void sleepFor(Duration d) override { now_ += d; }
-
- private:
-  TimePoint now_{};
-};
 
 class FixedCredential final : public TokenCredential {
  public:
@@ -99,13 +89,12 @@ void fuzzOne(std::string_view input) {
     fuzzCheck(error.httpStatus == status, "armError lost the status");
   }
 
-  const ArmClientOptions options{.maxRetries = 1,
-                                 .maxThrottleRetries = 1,
-                                 .readQps = 0,
-                                 .writeQps = 0,
-                                 .random01 = [] { return 0.5; },
-                                 .wallNow = [] { return std::chrono::system_clock::time_point{}; }};
-  StillClock clock;
+  const ArmClientOptions options{
+      .maxRetries = 1, .maxThrottleRetries = 1, .readQps = 0, .writeQps = 0, .random01 = [] {
+        return 0.5;
+      }};
+  // Time that only moves when someone sleeps: no wait is real.
+  base::testing::FakeClock clock(base::Clock::WallTimePoint{});
   FixedCredential credential;
   {
     InputTransport transport(input);

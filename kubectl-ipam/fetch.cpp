@@ -105,9 +105,9 @@ kube::Result<std::vector<json>> listBounded(kube::Client& client, std::string_vi
 kube::Result<Snapshot> fetchSnapshot(kube::Client& client, const Args& args,
                                      const FetchLimits& limits) {
   Snapshot s;
-  s.now = std::chrono::duration_cast<std::chrono::seconds>(
-              std::chrono::system_clock::now().time_since_epoch())
-              .count();
+  s.now =
+      std::chrono::duration_cast<std::chrono::seconds>(client.clock().wallNow().time_since_epoch())
+          .count();
   {
     auto items = listBounded(client, api::kPodSubnetsPath, {}, limits);
     if (!items) return std::unexpected(std::move(items.error()));

@@ -57,7 +57,7 @@ int main(int argc, char** argv) {
   auto transport = http::CpprestTransportImpl::create(
       kube::transportOptions(*config, {.requestTimeout = std::chrono::seconds(30)}));
   if (!transport) return fail(config->origin + ": " + transport.error().message);
-  base::SteadyClockImpl clock;
+  base::Clock& clock = base::systemClock();
   // A person waits on this: few retries, no client-side rate limit beyond the server's.
   kube::Client client(
       **transport, clock,

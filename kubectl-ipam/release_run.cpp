@@ -4,7 +4,6 @@
 #include <functional>
 #include <map>
 #include <optional>
-#include <thread>
 
 #include <fmt/format.h>
 
@@ -122,8 +121,8 @@ int runRelease(kube::Client& client, const Args& args, const ReleaseIo& io) {
                       b.requests.size(), b.block));
   }
 
-  const auto deadline =
-      std::chrono::steady_clock::now() + std::chrono::seconds(args.timeoutSeconds);
+  base::Clock& clock = client.clock();
+  const auto deadline = clock.now() + std::chrono::seconds(args.timeoutSeconds);
   for (;;) {
     bool pending = false;
     for (const auto& b : *plan) {
@@ -153,8 +152,8 @@ int runRelease(kube::Client& client, const Args& args, const ReleaseIo& io) {
         pending = pending || o.outcome == Outcome::kPending;
       }
     }
-    if (!pending || std::chrono::steady_clock::now() >= deadline) break;
-    std::this_thread::sleep_for(io.pollInterval);
+    if (!pending || clock.now() >= deadline) break;
+    clock.sleepFor(io.pollInterval);
   }
   for (auto& o : outcomes) {
     if (o.outcome == Outcome::kPending) o.outcome = Outcome::kTimedOut;

@@ -14,10 +14,6 @@
 namespace vnetipam::agent {
 namespace {
 
-using Clock = std::chrono::steady_clock;
-
-std::chrono::nanoseconds since(Clock::time_point start) { return Clock::now() - start; }
-
 // The journal record of a release: the owner no longer holds `address` of block `blockName`.
 JournalEntry releaseEntry(const std::string& blockName, const ipam::Prefix& blockCidr,
                           ipam::IPAddress address, const ipam::Owner& owner, ipam::TimePoint now) {
@@ -50,12 +46,9 @@ PodVerdict podVerdict(std::string_view recordedUID, const LivePod& live) {
   return PodVerdict::kRecreated;
 }
 
-AllocationStore::AllocationStore(ipam::Journal& journal, StoreOptions options, WallClock clock,
+AllocationStore::AllocationStore(ipam::Journal& journal, StoreOptions options, base::Clock& clock,
                                  AgentMetrics* metrics)
-    : journal_(journal),
-      options_(std::move(options)),
-      clock_(std::move(clock)),
-      metrics_(metrics) {}
+    : journal_(journal), options_(std::move(options)), clock_(clock), metrics_(metrics) {}
 
 AllocationStore::OwnerKey AllocationStore::ownerKey(std::string_view containerID,
                                                     std::string_view ifName, ipam::Family family) {
@@ -92,13 +85,13 @@ std::size_t AllocationStore::OwnerKeyHash::operator()(const OwnerKey& key) const
 }
 
 base::Result<std::unique_ptr<AllocationStore>> AllocationStore::recover(
-    ipam::Journal& journal, const ipam::Recovered& recovered, StoreOptions options, WallClock clock,
-    AgentMetrics* metrics) {
+    ipam::Journal& journal, const ipam::Recovered& recovered, StoreOptions options,
+    base::Clock& clock, AgentMetrics* metrics) {
   auto state = replay(recovered);
   if (!state) return std::unexpected(state.error());
   std::unique_ptr<AllocationStore> store(
-      new AllocationStore(journal, std::move(options), std::move(clock), metrics));
-  const ipam::TimePoint now = store->clock_();
+      new AllocationStore(journal, std::move(options), clock, metrics));
+  const ipam::TimePoint now = store->clock_.wallNow();
   std::size_t restored = 0;
   for (auto& [name, recorded] : *state) {
     BlockState& block = store->blockFor(name, recorded.cidr);
@@ -322,9 +315,9 @@ Allocation AllocationStore::toAllocation(const OwnerKey& key, const Held& held) 
 }
 
 std::optional<Response> AllocationStore::syncOrFail(ipam::Seq seq, std::string_view what) {
-  const auto start = Clock::now();
+  const auto start = clock_.now();
   auto synced = journal_.sync(seq);
-  if (metrics_) metrics_->journalSynced(since(start));
+  if (metrics_) metrics_->journalSynced(clock_.now() - start);
   if (synced) return std::nullopt;
   spdlog::error("journal {}: {}: {}", journal_.path().string(), what, synced.error().message);
   return Response::failure(ErrorCode::kIoFailure,
@@ -333,9 +326,9 @@ std::optional<Response> AllocationStore::syncOrFail(ipam::Seq seq, std::string_v
 }
 
 Response AllocationStore::allocate(const Request& request) {
-  const auto start = Clock::now();
+  const auto start = clock_.now();
   auto failed = [&](Response response) {
-    if (metrics_) metrics_->allocationFailed(static_cast<int>(response.code), since(start));
+    if (metrics_) metrics_->allocationFailed(static_cast<int>(response.code), clock_.now() - start);
     return response;
   };
   const std::string who = whoOf(request);
@@ -386,7 +379,7 @@ Response AllocationStore::allocate(const Request& request) {
                                                "not ready yet",
                                                who, options_.nodeName)));
   }
-  const ipam::TimePoint now = clock_();
+  const ipam::TimePoint now = clock_.wallNow();
   auto taken = takeLocked(request, missing, response.allocations.size(), now);
   if (!taken) return failed(std::move(taken.error()));
   auto last = recordLocked(request, *taken, now);
@@ -401,7 +394,7 @@ Response AllocationStore::allocate(const Request& request) {
     std::vector<ipam::Family> families;
     for (const Taken& t : *taken)
       families.push_back(t.family);
-    metrics_->allocated(since(start), families);
+    metrics_->allocated(clock_.now() - start, families);
   }
   for (const Allocation& a : response.allocations) {
     spdlog::debug("allocated {} to {} (pod {}/{}) from block {}", a.address.toString(), who,
@@ -587,7 +580,7 @@ Response AllocationStore::release(const Request& request, std::string_view reaso
   Response response;
   std::optional<Response> failure;
   ipam::Seq last = 0;
-  const ipam::TimePoint now = clock_();
+  const ipam::TimePoint now = clock_.wallNow();
   for (const OwnerKey& key : keys) {
     Allocation released;
     auto seq = releaseLocked(key, reason, now, released);
@@ -670,7 +663,7 @@ Response AllocationStore::gc(const Request& request) {
   // the agent's own network ran (protocol.h): its gc, or one that names no network, judges them.
   const bool judgesUnnamed = request.network.empty() || request.network == kAgentNetworkName;
   std::lock_guard lock(mu_);
-  const ipam::TimePoint now = clock_();
+  const ipam::TimePoint now = clock_.wallNow();
   Response response;
   for (auto& [key, held] : held_) {
     if (held.network.empty() ? !judgesUnnamed : held.network != request.network) continue;
@@ -703,7 +696,7 @@ Response AllocationStore::status() {
 std::vector<GcRelease> AllocationStore::collectGarbage(const std::optional<PodLookup>& lookup) {
   std::vector<GcRelease> released;
   std::unique_lock lock(mu_);
-  const ipam::TimePoint now = clock_();
+  const ipam::TimePoint now = clock_.wallNow();
   std::vector<std::tuple<OwnerKey, std::string_view, std::string>> due;
   for (auto& [key, held] : held_) {
     if (lookup && !held.podName.empty()) {
@@ -802,7 +795,7 @@ ReleaseDecision AllocationStore::releaseOnRequest(const std::string& blockName,
   if (!decision.release) return decision;
   const OwnerKey key = *heldKey;
   Allocation released;
-  auto seq = releaseLocked(key, kReasonAdminRelease, clock_(), released);
+  auto seq = releaseLocked(key, kReasonAdminRelease, clock_.wallNow(), released);
   lock.unlock();
   if (!seq) {
     spdlog::error("release request: release of {} (container {} interface {}): {}", request.address,
@@ -840,7 +833,7 @@ std::vector<BlockUsage> AllocationStore::usage() const {
 
 std::uint64_t AllocationStore::freeIPs() const {
   std::lock_guard lock(mu_);
-  const ipam::TimePoint now = clock_();
+  const ipam::TimePoint now = clock_.wallNow();
   // An ADD takes one address of each family the node serves: the scarcest family decides.
   std::optional<std::uint64_t> least;
   for (ipam::Family f : {ipam::Family::kV4, ipam::Family::kV6}) {
@@ -856,7 +849,7 @@ std::uint64_t AllocationStore::freeIPs() const {
 
 void AllocationStore::refreshBlockMetricsLocked() {
   if (!metrics_) return;
-  const ipam::TimePoint now = clock_();
+  const ipam::TimePoint now = clock_.wallNow();
   struct Counts {
     std::size_t usable = 0, notReady = 0, orphaned = 0;
   };
@@ -914,7 +907,7 @@ base::Result<bool> AllocationStore::compactIfNeeded(bool force) {
   std::lock_guard lock(mu_);
   const auto stats = journal_.stats();
   if (!force && stats.entriesSinceSnapshot < options_.compactAfterEntries) return false;
-  const std::string snapshot = encodeSnapshot(snapshotLocked(clock_()));
+  const std::string snapshot = encodeSnapshot(snapshotLocked(clock_.wallNow()));
   auto seq = journal_.compact(snapshot, journal_.lastSeq());
   if (!seq) return std::unexpected(seq.error());
   spdlog::info("journal {}: compacted {} entries into a snapshot of {} allocations ({} bytes)",

@@ -57,8 +57,6 @@
 
 namespace vnetipam::agent {
 
-using base::WallClock;
-
 struct StoreOptions {
   std::string nodeName;  // for messages
   std::chrono::seconds cooldown{30};
@@ -107,13 +105,14 @@ PodVerdict podVerdict(std::string_view recordedUID, const LivePod& live);
 class AllocationStore {
  public:
   // Rebuilds the state the journal records (`recovered` is what Journal::open returned) and
-  // serves from `journal`, which must outlive the store. kCorruption when a record does not
-  // decode. Allocations are restored before anything is allocated; addresses released less than
+  // serves from `journal`, which must outlive the store, as must `clock` (calendar time for
+  // cooldowns and GC grace, monotonic time for the latency metrics). kCorruption when a record does
+  // not decode. Allocations are restored before anything is allocated; addresses released less than
   // `cooldown` ago cool on.
   static base::Result<std::unique_ptr<AllocationStore>> recover(ipam::Journal& journal,
                                                                 const ipam::Recovered& recovered,
                                                                 StoreOptions options,
-                                                                WallClock clock,
+                                                                base::Clock& clock,
                                                                 AgentMetrics* metrics = nullptr);
 
   // ---- blocks, from the IPBlock informer ----
@@ -218,7 +217,7 @@ class AllocationStore {
     std::size_t operator()(const OwnerKey& key) const noexcept;
   };
 
-  AllocationStore(ipam::Journal& journal, StoreOptions options, WallClock clock,
+  AllocationStore(ipam::Journal& journal, StoreOptions options, base::Clock& clock,
                   AgentMetrics* metrics);
   static OwnerKey ownerKey(std::string_view containerID, std::string_view ifName,
                            ipam::Family family);
@@ -272,7 +271,7 @@ class AllocationStore {
 
   ipam::Journal& journal_;
   const StoreOptions options_;
-  WallClock clock_;
+  base::Clock& clock_;
   AgentMetrics* metrics_;
 
   mutable std::mutex mu_;

@@ -121,14 +121,8 @@ json blockStatusApply(const std::string& name, std::int64_t used,
               {"status", std::move(status)}};
 }
 
-UsageReporter::UsageReporter(kube::Client& client, AgentMetrics* metrics, WallClock wallClock,
-                             BlockLookup existing)
-    : client_(client),
-      metrics_(metrics),
-      wallClock_(std::move(wallClock)),
-      existing_(std::move(existing)) {
-  if (!wallClock_) wallClock_ = [] { return std::chrono::system_clock::now(); };
-}
+UsageReporter::UsageReporter(kube::Client& client, AgentMetrics* metrics, BlockLookup existing)
+    : client_(client), metrics_(metrics), existing_(std::move(existing)) {}
 
 std::size_t UsageReporter::report(const std::vector<BlockUsage>& usage,
                                   const std::map<std::string, DataplaneCondition>& dataplane) {
@@ -160,8 +154,9 @@ std::size_t UsageReporter::report(const std::vector<BlockUsage>& usage,
           if (c != conditions.end()) previous = *c;
         }
       }
-      want.lastTransitionTime = api::transitionTime(
-          previous ? &*previous : nullptr, it->second.status, base::formatRfc3339(wallClock_()));
+      want.lastTransitionTime =
+          api::transitionTime(previous ? &*previous : nullptr, it->second.status,
+                              base::formatRfc3339(client_.clock().wallNow()));
       want.dataplane = it->second;
     }
     auto last = written_.find(block.name);

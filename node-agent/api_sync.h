@@ -70,16 +70,15 @@ nlohmann::json blockStatusApply(const std::string& name, std::int64_t used,
 // the controller's phase, nic, capacity and other conditions are untouched (conditions are a list
 // map keyed by type). Only blocks whose allocations or condition changed since the last
 // successful write are sent, so an idle node makes no API calls. The condition's lastTransitionTime
-// is the time its status last changed as this reporter saw it. Not thread-safe: one caller.
+// is the time its status last changed as this reporter saw it, by the client's clock. Not
+// thread-safe: one caller.
 class UsageReporter {
  public:
-  using WallClock = base::WallClock;
   // The block object as the informer shows it (null when unknown): a DataplaneSynced condition an
   // earlier run wrote keeps its lastTransitionTime when this run finds the same status.
   using BlockLookup = std::function<nlohmann::json(const std::string& name)>;
 
-  UsageReporter(kube::Client& client, AgentMetrics* metrics, WallClock wallClock = {},
-                BlockLookup existing = {});
+  UsageReporter(kube::Client& client, AgentMetrics* metrics, BlockLookup existing = {});
 
   // One batch. `dataplane` holds the latest condition of each block the drift check has looked
   // at; a block it does not hold keeps the condition last written (or none yet). Returns the
@@ -98,7 +97,6 @@ class UsageReporter {
 
   kube::Client& client_;
   AgentMetrics* metrics_;
-  WallClock wallClock_;
   BlockLookup existing_;
   std::map<std::string, Written, std::less<>> written_;
   // The condition of each block as last decided, kept across failed writes so a retry carries it.

@@ -34,6 +34,7 @@
 #include <unistd.h>
 
 #include "api/constants.h"
+#include "lib/base/clock.h"
 #include "lib/base/file.h"
 #include "lib/cli/logging.h"
 #include "lib/http/cpprest_transport.h"
@@ -119,9 +120,8 @@ std::optional<std::map<std::string, DataplaneCondition>> checkDataplane(
     observed.links.push_back({.name = l.name, .ifindex = l.ifindex, .up = l.up});
   for (const auto& r : read->routes)
     observed.routes.push_back({.dst = r.dst, .oif = r.oif});
-  const auto confirmed =
-      tracker.confirm(held, findDrift(blocks, held, observed, options.hostVethPrefix),
-                      std::chrono::steady_clock::now());
+  const auto confirmed = tracker.confirm(
+      held, findDrift(blocks, held, observed, options.hostVethPrefix), base::systemClock().now());
   std::size_t missing = 0;
   for (const DriftFinding& f : confirmed) {
     if (f.kind == DriftKind::kMissingRoute) ++missing;
@@ -133,6 +133,7 @@ std::optional<std::map<std::string, DataplaneCondition>> checkDataplane(
 }
 
 int run(const AgentOptions& options) {
+  base::Clock& clock = base::systemClock();
   const std::filesystem::path stateDir(options.stateDir);
   std::error_code ec;
   std::filesystem::create_directories(stateDir, ec);
@@ -169,7 +170,7 @@ int run(const AgentOptions& options) {
       StoreOptions{.nodeName = options.nodeName,
                    .cooldown = std::chrono::seconds(options.releaseCooldownSeconds),
                    .gcGrace = std::chrono::seconds(options.gcGraceSeconds)},
-      [] { return std::chrono::system_clock::now(); }, &metrics);
+      clock, &metrics);
   if (!store) {
     spdlog::error("recovering from the journal in --state-dir {}: {}", options.stateDir,
                   store.error().message);
@@ -213,17 +214,16 @@ int run(const AgentOptions& options) {
     spdlog::error("kube client: {}", transport.error().message);
     return 1;
   }
-  base::SteadyClockImpl steady;
   // Retries of one request stay short too: a list that fails while the API server is away must
   // not sleep for long after it is back.
-  kube::Client client(**transport, steady,
+  kube::Client client(**transport, clock,
                       {.token = config->token,
                        .maxBackoff = std::chrono::milliseconds(1000),
                        .userAgent = "vnet-ipam-agent/" + options.nodeName});
 
   // Events are best-effort and written by the recorder's own thread: nothing here waits on them.
   kube::EventRecorder recorder(
-      client, steady,
+      client, clock,
       {.reportingController = "vnetipam.io/agent",
        .reportingInstance = options.nodeName,
        .log = [](std::string_view line) { spdlog::warn("event: {}", line); }});
@@ -295,10 +295,9 @@ int run(const AgentOptions& options) {
 
   spdlog::info("vnet-ipam-agent on node {}: waiting for the IPBlock and Pod caches to sync",
                options.nodeName);
-  const auto waitStart = std::chrono::steady_clock::now();
+  const auto waitStart = clock.now();
   StartMode mode = StartMode::kWait;
-  while ((mode = startMode(blocks.hasSynced() && pods.hasSynced(),
-                           std::chrono::steady_clock::now() - waitStart,
+  while ((mode = startMode(blocks.hasSynced() && pods.hasSynced(), clock.now() - waitStart,
                            std::chrono::seconds(options.apiWaitSeconds), persisted.has_value())) ==
          StartMode::kWait) {
     if (waitForSignal(std::chrono::milliseconds(50))) {
@@ -354,13 +353,13 @@ int run(const AgentOptions& options) {
   // nor a slow netlink read an allocation. The first dataplane check runs before the first write,
   // so the first apply already carries the condition.
   std::thread reporter([&] {
-    UsageReporter usage(client, &metrics, {}, [&](const std::string& name) {
+    UsageReporter usage(client, &metrics, [&](const std::string& name) {
       return blocks.get(name).value_or(nlohmann::json());
     });
     DriftTracker tracker(std::chrono::seconds(options.dataplaneGraceSeconds));
     const auto interval = std::chrono::milliseconds(options.usageReportIntervalMs);
     const auto checkInterval = std::chrono::seconds(options.dataplaneCheckIntervalSeconds);
-    auto nextCheck = std::chrono::steady_clock::now();
+    auto nextCheck = clock.now();
     // Blocks that have had a condition decided: a block the API confirms later (after a start
     // from served-blocks, or a new one) is checked at once rather than written without it.
     std::set<std::string, std::less<>> decided;
@@ -371,13 +370,13 @@ int run(const AgentOptions& options) {
       const bool undecided = std::ranges::any_of(allocations.usage(), [&](const BlockUsage& b) {
         return b.inApi && !decided.contains(b.name);
       });
-      if (undecided || std::chrono::steady_clock::now() >= nextCheck) {
+      if (undecided || clock.now() >= nextCheck) {
         if (auto c = checkDataplane(allocations, *hostNs, options, tracker, metrics, events)) {
           checked = std::move(*c);
           for (const auto& entry : checked)
             decided.insert(entry.first);
         }
-        nextCheck = std::chrono::steady_clock::now() + checkInterval;
+        nextCheck = clock.now() + checkInterval;
       }
       usage.report(allocations.usage(), checked);
       lock.lock();
@@ -391,7 +390,7 @@ int run(const AgentOptions& options) {
   ReleaseRequestHandler releaseRequests;
   // GC every second (the grace period is counted in seconds), compaction when due; while the
   // first API sync is owed, a check for it every 50 ms.
-  auto nextGc = std::chrono::steady_clock::now();
+  auto nextGc = clock.now();
   // A compaction that fails (no descriptor, no space) is retried after a delay that doubles from
   // 1 s to 60 s and logged once per episode: retrying every second would rebuild the snapshot and
   // log a line each time. Nothing is lost meanwhile: the journal only grows until it works again.
@@ -409,8 +408,8 @@ int run(const AgentOptions& options) {
       }
       keeper.kick();
     }
-    if (std::chrono::steady_clock::now() < nextGc) continue;
-    nextGc = std::chrono::steady_clock::now() + std::chrono::seconds(1);
+    if (clock.now() < nextGc) continue;
+    nextGc = clock.now() + std::chrono::seconds(1);
     // The live pod's UID as well as its presence: a pod recreated under the same name (a
     // StatefulSet's) must not shield the allocation of the one it replaced.
     const auto podLookup =
@@ -441,7 +440,7 @@ int run(const AgentOptions& options) {
             events.releaseAnswered(block, uid, request, decision);
           });
     }
-    const auto now = std::chrono::steady_clock::now();
+    const auto now = clock.now();
     if (now < nextCompaction) continue;
     if (auto compacted = allocations.compactIfNeeded(); !compacted) {
       if (compactionBackoff.count() == 0) {

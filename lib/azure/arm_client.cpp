@@ -87,7 +87,6 @@ ArmClient::ArmClient(http::HttpTransport& transport, std::string endpoint,
   while (endpoint_.ends_with('/'))
     endpoint_.pop_back();
   if (!options_.random01) options_.random01 = defaultRandom01();
-  if (!options_.wallNow) options_.wallNow = [] { return std::chrono::system_clock::now(); };
 }
 
 Result<std::string> ArmClient::targetOf(std::string_view url) const {
@@ -208,7 +207,7 @@ Result<http::HttpResponse> ArmClient::send(std::string_view operation, std::stri
     const bool inProgress =
         status == 409 && cloudErrorCode(response->body) == "AnotherOperationInProgress";
     if (throttled || inProgress) {
-      const auto after = retryAfter(response->headers, options_.wallNow);
+      const auto after = retryAfter(response->headers, clock_.wallNow());
       const Clock::Duration pause =
           after ? std::min<Clock::Duration>(*after, options_.maxRetryAfter)
                 : jitteredBackoff(throttleWaits,
@@ -224,7 +223,7 @@ Result<http::HttpResponse> ArmClient::send(std::string_view operation, std::stri
       continue;
     }
     if ((status == 408 || status >= 500) && retries < options_.maxRetries) {
-      const auto after = retryAfter(response->headers, options_.wallNow);
+      const auto after = retryAfter(response->headers, clock_.wallNow());
       wait(operation, WaitReason::kRetryBackoff,
            after ? std::min<Clock::Duration>(*after, options_.maxRetryAfter)
                  : jitteredBackoff(retries, options_.initialBackoff, options_.maxBackoff,
@@ -320,7 +319,7 @@ Result<json> ArmClient::followOperation(std::string_view operation, std::string_
   http::HttpResponse poll;
   const std::string& url = asyncUrl.empty() ? locationUrl : asyncUrl;
   for (;;) {
-    const auto after = retryAfter(last->headers, options_.wallNow);
+    const auto after = retryAfter(last->headers, clock_.wallNow());
     wait(operation, WaitReason::kOperationPoll,
          std::clamp<Clock::Duration>(after.value_or(options_.defaultPollInterval),
                                      Clock::Duration::zero(), options_.maxPollInterval));

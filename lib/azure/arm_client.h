@@ -61,7 +61,6 @@ struct ArmClientOptions {
   double writeQps = 0.3;  // <= 0: no write budget
   int writeBurst = 100;
   std::function<double()> random01;  // jitter source; default defaultRandom01()
-  WallClock wallNow;                 // for Retry-After dates without a Date header
   ArmObserver* observer = nullptr;   // null: none
   std::string userAgent = "vnet-ipam";
   // The process's ARM pacer (arm_pacer.h), shared with its other clients; it outlives the

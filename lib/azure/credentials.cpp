@@ -91,7 +91,6 @@ Result<AccessToken> parseTokenResponse(std::string_view body, std::string_view w
 CachingCredential::CachingCredential(Clock& clock, CredentialOptions options)
     : clock_(clock), options_(std::move(options)) {
   if (!options_.random01) options_.random01 = defaultRandom01();
-  if (!options_.wallNow) options_.wallNow = [] { return std::chrono::system_clock::now(); };
 }
 
 Result<std::string> CachingCredential::token() {
@@ -160,7 +159,7 @@ Result<AccessToken> CachingCredential::sendTokenRequest(http::HttpTransport& tra
                         description.empty() ? "" : ": " + clipText(description, kMaxQuoted))),
                     status, code);
       }
-      const auto after = retryAfter(response->headers, options_.wallNow);
+      const auto after = retryAfter(response->headers, clock_.wallNow());
       wait = after ? std::min<Clock::Duration>(*after, options_.maxRetryAfter)
                    : jitteredBackoff(attempt, options_.initialBackoff, options_.maxBackoff,
                                      options_.random01());

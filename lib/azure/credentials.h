@@ -51,7 +51,6 @@ struct CredentialOptions {
   std::chrono::seconds maxRetryAfter{60};
   std::chrono::seconds refreshMargin{300};
   std::function<double()> random01;  // default: defaultRandom01()
-  WallClock wallNow;                 // default: system_clock::now
   ArmObserver* observer = nullptr;   // reports "AcquireToken" requests; null: none
 };
 

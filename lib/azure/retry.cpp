@@ -1,7 +1,6 @@
 #include "lib/azure/retry.h"
 
 #include <algorithm>
-#include <array>
 #include <charconv>
 #include <cstdint>
 #include <memory>
@@ -11,6 +10,7 @@
 
 #include "lib/azure/metrics.h"
 #include "lib/base/text.h"
+#include "lib/base/time.h"
 
 namespace vnetipam::azure {
 
@@ -58,35 +58,8 @@ std::optional<int> number(std::string_view text) {
 
 }  // namespace
 
-std::optional<std::chrono::system_clock::time_point> parseHttpDate(std::string_view text) {
-  // "Sun, 06 Nov 1994 08:49:37 GMT"
-  text = text::trimOws(text);
-  const auto comma = text.find(", ");
-  if (comma == std::string_view::npos) return std::nullopt;
-  text.remove_prefix(comma + 2);
-  if (text.size() != 24 || !text.ends_with(" GMT")) return std::nullopt;
-  static constexpr std::array<std::string_view, 12> kMonths = {
-      "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"};
-  const auto month = std::ranges::find(kMonths, text.substr(3, 3));
-  const auto day = number(text.substr(0, 2));
-  const auto year = number(text.substr(7, 4));
-  const auto hour = number(text.substr(12, 2));
-  const auto minute = number(text.substr(15, 2));
-  const auto second = number(text.substr(18, 2));
-  if (month == kMonths.end() || !day || !year || !hour || !minute || !second || text[2] != ' ' ||
-      text[6] != ' ' || text[11] != ' ' || text[14] != ':' || text[17] != ':') {
-    return std::nullopt;
-  }
-  const std::chrono::year_month_day date{
-      std::chrono::year{*year},
-      std::chrono::month{static_cast<unsigned>(month - kMonths.begin() + 1)},
-      std::chrono::day{static_cast<unsigned>(*day)}};
-  if (!date.ok() || *hour > 23 || *minute > 59 || *second > 60) return std::nullopt;
-  return std::chrono::sys_days{date} + std::chrono::hours{*hour} + std::chrono::minutes{*minute} +
-         std::chrono::seconds{*second};
-}
-
-std::optional<Clock::Duration> retryAfter(const http::Headers& headers, const WallClock& wallNow) {
+std::optional<Clock::Duration> retryAfter(const http::Headers& headers,
+                                          Clock::WallTimePoint wallNow) {
   const auto header = headers.find("Retry-After");
   if (header == headers.end()) return std::nullopt;
   const std::string_view value = text::trimOws(header->second);
@@ -94,12 +67,12 @@ std::optional<Clock::Duration> retryAfter(const http::Headers& headers, const Wa
     if (*seconds < 0) return std::nullopt;
     return std::chrono::seconds{*seconds};
   }
-  const auto at = parseHttpDate(value);
+  const auto at = base::parseHttpDate(value);
   if (!at) return std::nullopt;
   std::optional<std::chrono::system_clock::time_point> now;
   if (const auto date = headers.find("Date"); date != headers.end())
-    now = parseHttpDate(date->second);
-  if (!now) now = wallNow();
+    now = base::parseHttpDate(date->second);
+  if (!now) now = wallNow;
   if (*at <= *now) return Clock::Duration::zero();
   return std::chrono::ceil<Clock::Duration>(*at - *now);
 }

@@ -12,9 +12,8 @@
 
 namespace vnetipam::azure {
 
-// The Azure client runs on the project's injected clocks.
+// The Azure client runs on the project's injected clock.
 using base::Clock;
-using base::WallClock;
 
 // A uniform random number in [0, 1), thread-safe, seeded from std::random_device.
 std::function<double()> defaultRandom01();
@@ -25,13 +24,11 @@ std::function<double()> defaultRandom01();
 Clock::Duration jitteredBackoff(int attempt, std::chrono::milliseconds initial,
                                 std::chrono::milliseconds max, double random01);
 
-// Retry-After as delta-seconds ("10") or an HTTP-date ("Wed, 21 Oct 2015 07:28:00 GMT", RFC 1123
-// as cloud-provider-azure accepts). A date is measured against the response's own Date header
-// when it has one (immune to our clock's skew), else against `wallNow`. A date in the past is
-// zero. nullopt when the header is absent or unreadable.
-std::optional<Clock::Duration> retryAfter(const http::Headers& headers, const WallClock& wallNow);
-
-// Parses an RFC 1123 date; nullopt if it is not one.
-std::optional<std::chrono::system_clock::time_point> parseHttpDate(std::string_view text);
+// Retry-After as delta-seconds ("10") or an HTTP-date ("Wed, 21 Oct 2015 07:28:00 GMT", or
+// another of base::parseHttpDate's forms). A date is measured against the response's own Date
+// header when it has one (immune to our clock's skew), else against `wallNow` (our calendar time).
+// A date in the past is zero. nullopt when the header is absent or unreadable.
+std::optional<Clock::Duration> retryAfter(const http::Headers& headers,
+                                          Clock::WallTimePoint wallNow);
 
 }  // namespace vnetipam::azure

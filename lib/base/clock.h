@@ -1,6 +1,8 @@
-// Time as the project's code sees it: injected, so tests drive it by hand and never sleep.
-// Clock is monotonic time for waits, timeouts and backoff; WallClock is calendar time for what is
-// written into objects and compared with other machines' clocks (leases, events, conditions).
+// Time as the project's code sees it: one injected Clock, so tests drive it by hand and never
+// sleep. now() is monotonic time for waits, timeouts and backoff; wallNow() is calendar time for
+// what is written into objects and compared with other machines' clocks (leases, events,
+// conditions, Retry-After dates). The real one is systemClock(); every test uses the one fake,
+// base::testing::FakeClock (unit/lib/base/fake_clock.h).
 #pragma once
 
 #include <chrono>
@@ -13,21 +15,35 @@ class Clock {
  public:
   using Duration = std::chrono::steady_clock::duration;
   using TimePoint = std::chrono::steady_clock::time_point;
+  using WallTimePoint = std::chrono::system_clock::time_point;
 
   virtual ~Clock() = default;
   // Monotonic now. Thread-safe.
   virtual TimePoint now() = 0;
-  // Blocks the calling thread for `d` (a fake advances now() by `d` and returns). Thread-safe.
+  // Calendar now. Thread-safe.
+  virtual WallTimePoint wallNow() = 0;
+  // Blocks the calling thread for `d` (a fake advances both times by `d` and returns).
+  // Thread-safe.
   virtual void sleepFor(Duration d) = 0;
 };
 
-class SteadyClockImpl final : public Clock {
+// steady_clock, system_clock and this_thread::sleep_for. Stateless.
+class SystemClock final : public Clock {
  public:
   TimePoint now() override { return std::chrono::steady_clock::now(); }
+  WallTimePoint wallNow() override { return std::chrono::system_clock::now(); }
   void sleepFor(Duration d) override { std::this_thread::sleep_for(d); }
 };
 
-// Calendar now. Options that take one default to system_clock::now when left empty.
-using WallClock = std::function<std::chrono::system_clock::time_point()>;
+// The process's real clock.
+inline Clock& systemClock() {
+  static SystemClock clock;
+  return clock;
+}
+
+// The two older spellings, kept only while controller/ still uses them: a SystemClock of its own,
+// and calendar time as a function (take a Clock& and call wallNow() instead).
+using SteadyClockImpl = SystemClock;
+using WallClock = std::function<Clock::WallTimePoint()>;
 
 }  // namespace vnetipam::base

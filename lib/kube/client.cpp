@@ -1,17 +1,16 @@
 #include "lib/kube/client.h"
 
 #include <algorithm>
-#include <array>
 #include <charconv>
 #include <memory>
 #include <mutex>
 #include <random>
 #include <utility>
-#include <vector>
 
 #include <fmt/format.h>
 
 #include "lib/base/text.h"
+#include "lib/base/time.h"
 
 namespace vnetipam::kube {
 
@@ -56,88 +55,26 @@ http::HttpRequest makeRequest(std::string method, std::string target,
   return request;
 }
 
-bool parseNumber(std::string_view text, int& out) {
-  const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), out);
-  return ec == std::errc() && end == text.data() + text.size() && !text.empty();
-}
-
-std::vector<std::string_view> splitOn(std::string_view text, char separator) {
-  std::vector<std::string_view> parts;
-  std::size_t start = 0;
-  while (start <= text.size()) {
-    const std::size_t end = std::min(text.find(separator, start), text.size());
-    if (end > start) parts.push_back(text.substr(start, end - start));
-    start = end + 1;
-  }
-  return parts;
-}
-
-std::optional<unsigned> monthNumber(std::string_view name) {
-  constexpr std::array<std::string_view, 12> kMonths = {"Jan", "Feb", "Mar", "Apr", "May", "Jun",
-                                                        "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"};
-  for (std::size_t i = 0; i < kMonths.size(); ++i) {
-    if (name == kMonths[i]) return static_cast<unsigned>(i + 1);
-  }
-  return std::nullopt;
-}
-
-// An HTTP date (RFC 9110 section 5.6.7), always GMT, in any of its three forms.
-std::optional<std::chrono::sys_seconds> parseHttpDate(std::string_view text) {
-  const std::vector<std::string_view> words = splitOn(text, ' ');
-  std::string_view day, month, year, time;
-  if (words.size() == 6 && words[0].ends_with(',') && words[5] == "GMT") {
-    // IMF-fixdate: Sun, 06 Nov 1994 08:49:37 GMT
-    day = words[1], month = words[2], year = words[3], time = words[4];
-  } else if (words.size() == 4 && words[0].ends_with(',') && words[3] == "GMT") {
-    // RFC 850: Sunday, 06-Nov-94 08:49:37 GMT
-    const std::vector<std::string_view> date = splitOn(words[1], '-');
-    if (date.size() != 3) return std::nullopt;
-    day = date[0], month = date[1], year = date[2], time = words[2];
-  } else if (words.size() == 5) {
-    // asctime: Sun Nov  6 08:49:37 1994
-    month = words[1], day = words[2], time = words[3], year = words[4];
-  } else {
-    return std::nullopt;
-  }
-  const std::vector<std::string_view> clock = splitOn(time, ':');
-  int d = 0, y = 0, h = 0, m = 0, s = 0;
-  const auto mon = monthNumber(month);
-  if (!mon || clock.size() != 3 || !parseNumber(day, d) || !parseNumber(year, y) ||
-      !parseNumber(clock[0], h) || !parseNumber(clock[1], m) || !parseNumber(clock[2], s)) {
-    return std::nullopt;
-  }
-  if (year.size() == 2) y += y < 70 ? 2000 : 1900;  // RFC 850's two-digit years
-  const std::chrono::year_month_day date{std::chrono::year(y), std::chrono::month(*mon),
-                                         std::chrono::day(static_cast<unsigned>(d))};
-  if (d < 1 || !date.ok() || h < 0 || h > 23 || m < 0 || m > 59 || s < 0 || s > 60) {
-    return std::nullopt;
-  }
-  return std::chrono::sys_days(date) + std::chrono::hours(h) + std::chrono::minutes(m) +
-         std::chrono::seconds(s);
-}
-
-std::optional<std::chrono::seconds> retryAfter(
-    const http::HttpResponse& response,
-    const std::function<std::chrono::system_clock::time_point()>& wallClock) {
+std::optional<std::chrono::seconds> retryAfter(const http::HttpResponse& response,
+                                               base::Clock& clock) {
   const auto header = response.headers.find("Retry-After");
   if (header == response.headers.end()) return std::nullopt;
-  return parseRetryAfter(header->second, wallClock());
+  return parseRetryAfter(header->second, clock.wallNow());
 }
 
 }  // namespace
 
 std::optional<std::chrono::seconds> parseRetryAfter(std::string_view value,
                                                     std::chrono::system_clock::time_point now) {
-  const std::size_t first = value.find_first_not_of(" \t");
-  if (first == std::string_view::npos) return std::nullopt;
-  value = value.substr(first, value.find_last_not_of(" \t") - first + 1);
+  value = text::trimOws(value);
+  if (value.empty()) return std::nullopt;
   long long seconds = 0;
   const auto [end, ec] = std::from_chars(value.data(), value.data() + value.size(), seconds);
   if (ec == std::errc() && end == value.data() + value.size()) {
     if (seconds < 0) return std::nullopt;
     return std::chrono::seconds(seconds);
   }
-  const auto date = parseHttpDate(value);
+  const auto date = base::parseHttpDate(value);
   if (!date) return std::nullopt;
   if (*date <= now) return std::chrono::seconds(0);
   return std::chrono::ceil<std::chrono::seconds>(*date - now);
@@ -189,7 +126,6 @@ Client::Client(http::HttpTransport& transport, base::Clock& clock, ClientOptions
       return std::uniform_real_distribution<double>(0.0, 1.0)(source->engine);
     };
   }
-  if (!options_.wallClock) options_.wallClock = [] { return std::chrono::system_clock::now(); };
 }
 
 base::Clock::Duration Client::backoff(int attempt) {
@@ -234,7 +170,7 @@ Result<http::HttpResponse> Client::call(http::HttpRequest request, bool idempote
     // come after the write happened, so only requests safe to repeat are.
     const bool retriable = status == 429 || (status >= 500 && idempotent);
     if (!retriable || lastAttempt) return std::move(*response);
-    if (const auto after = retryAfter(*response, options_.wallClock)) {
+    if (const auto after = retryAfter(*response, clock_)) {
       clock_.sleepFor(std::min<base::Clock::Duration>(*after, options_.maxRetryAfter));
     } else {
       clock_.sleepFor(backoff(attempt));

@@ -45,8 +45,6 @@ struct ClientOptions {
   std::chrono::milliseconds maxBackoff{10'000};
   std::chrono::seconds maxRetryAfter{60};  // a larger Retry-After is cut to this
   std::function<double()> random01;        // jitter source in [0, 1); default: a seeded PRNG
-  // Wall-clock now, only to turn a Retry-After HTTP date into a wait; default: system_clock.
-  base::WallClock wallClock;
   std::string userAgent = "vnet-ipam";
 };
 
@@ -69,7 +67,8 @@ struct DeleteOptions {
 
 class Client {
  public:
-  // `transport` and `clock` must outlive the client.
+  // `transport` and `clock` must outlive the client. The clock's calendar time only turns a
+  // Retry-After HTTP date into a wait.
   Client(http::HttpTransport& transport, base::Clock& clock, ClientOptions options = {});
 
   Result<nlohmann::json> get(std::string_view objectPath);

@@ -6,6 +6,8 @@
 
 #include <fmt/format.h>
 
+#include "lib/base/time.h"
+
 namespace vnetipam::kube {
 
 using nlohmann::json;
@@ -44,21 +46,8 @@ std::string eventNamespace(const ObjectReference& ref) {
 
 }  // namespace
 
-std::string formatMicroTime(std::chrono::system_clock::time_point t) {
-  using namespace std::chrono;
-  const auto micros = floor<microseconds>(t);
-  const auto day = floor<days>(micros);
-  const year_month_day ymd{day};
-  const hh_mm_ss hms{micros - day};
-  return fmt::format("{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:06}Z", static_cast<int>(ymd.year()),
-                     static_cast<unsigned>(ymd.month()), static_cast<unsigned>(ymd.day()),
-                     hms.hours().count(), hms.minutes().count(), hms.seconds().count(),
-                     hms.subseconds().count());
-}
-
 EventRecorder::EventRecorder(Client& client, base::Clock& clock, EventRecorderOptions options)
     : client_(client), clock_(clock), options_(std::move(options)) {
-  if (!options_.wallClock) options_.wallClock = [] { return std::chrono::system_clock::now(); };
   if (!options_.log) {
     options_.log = [](std::string_view line) { std::cerr << line << std::endl; };
   }
@@ -87,7 +76,7 @@ bool EventRecorder::record(const ObjectReference& regarding, EventType type,
                 std::string(action),
                 truncateUtf8(note, kMaxNoteBytes),
                 clock_.now(),
-                options_.wallClock()};
+                clock_.wallNow()};
   {
     std::lock_guard lock(queueMutex_);
     if (queue_.size() >= options_.maxQueued) {
@@ -147,7 +136,8 @@ bool EventRecorder::write(const Pending& event) {
   Tracked& tracked = found->second;
   const std::int64_t count = tracked.count + 1;
   const json patch = {
-      {"series", {{"count", count}, {"lastObservedTime", formatMicroTime(event.seenWall)}}}};
+      {"series",
+       {{"count", count}, {"lastObservedTime", base::formatRfc3339Micro(event.seenWall)}}}};
   auto patched = client_.mergePatch(tracked.path, patch);
   if (patched) {
     tracked.count = count;
@@ -182,7 +172,7 @@ bool EventRecorder::createEvent(const Pending& event, const Key& key) {
   const json body = {{"apiVersion", "events.k8s.io/v1"},
                      {"kind", "Event"},
                      {"metadata", {{"name", name}, {"namespace", ns}}},
-                     {"eventTime", formatMicroTime(event.seenWall)},
+                     {"eventTime", base::formatRfc3339Micro(event.seenWall)},
                      {"reportingController", options_.reportingController},
                      {"reportingInstance", options_.reportingInstance},
                      {"action", event.action},

@@ -36,10 +36,6 @@ namespace vnetipam::kube {
 // Receives one readable line per failure. Must be thread-safe.
 using LogSink = std::function<void(std::string_view)>;
 
-// Kubernetes MicroTime, RFC 3339 in UTC with exactly six fractional digits:
-// "2026-11-26T12:00:00.000000Z".
-std::string formatMicroTime(std::chrono::system_clock::time_point t);
-
 struct ObjectReference {
   std::string apiVersion;  // "vnetipam.io/v1alpha1"
   std::string kind;        // "IPBlock"
@@ -56,13 +52,13 @@ struct EventRecorderOptions {
   base::Clock::Duration seriesWindow = std::chrono::minutes(6);  // client-go's series window
   std::size_t maxQueued = 1000;   // record() drops (and logs) beyond this many unwritten events
   std::size_t maxTracked = 4096;  // events remembered for aggregation; the oldest go first
-  base::WallClock wallClock;      // eventTime / lastObservedTime; default system_clock::now
   LogSink log;                    // default: stderr
 };
 
 class EventRecorder {
  public:
-  // `client` and `clock` must outlive the recorder.
+  // `client` and `clock` must outlive the recorder. The clock's calendar time is written as
+  // eventTime and lastObservedTime.
   EventRecorder(Client& client, base::Clock& clock, EventRecorderOptions options);
   ~EventRecorder();  // stop()
   EventRecorder(const EventRecorder&) = delete;

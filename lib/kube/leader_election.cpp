@@ -9,6 +9,8 @@
 
 #include <fmt/format.h>
 
+#include "lib/base/time.h"
+
 namespace vnetipam::kube {
 
 using nlohmann::json;
@@ -39,7 +41,6 @@ std::int64_t transitionsOf(const json& spec) {
 
 LeaderElector::LeaderElector(Client& client, base::Clock& clock, LeaderElectionConfig config)
     : client_(client), clock_(clock), config_(std::move(config)) {
-  if (!config_.wallClock) config_.wallClock = [] { return std::chrono::system_clock::now(); };
   if (!config_.log) config_.log = [](std::string_view line) { std::cerr << line << std::endl; };
   if (!config_.random01) {
     config_.random01 = [engine = std::make_shared<std::mt19937_64>(std::random_device{}())] {
@@ -82,7 +83,7 @@ json LeaderElector::observedLease() const {
 // The spec we write to hold the lease. `keepTerm`: we already hold it (a renewal), so the
 // acquireTime and transition count of our term stay; otherwise a new term starts.
 json LeaderElector::leaseSpec(const json& previous, bool keepTerm) const {
-  const std::string now = formatMicroTime(config_.wallClock());
+  const std::string now = base::formatRfc3339Micro(clock_.wallNow());
   json spec = {{"holderIdentity", config_.identity},
                {"leaseDurationSeconds", wholeSecondsUp(config_.leaseDuration)},
                {"acquireTime", now},
@@ -216,7 +217,7 @@ Result<void> LeaderElector::release() {
   stopLeading();
   json lease = observedLease();
   if (!lease.is_object()) return {};
-  const std::string now = formatMicroTime(config_.wallClock());
+  const std::string now = base::formatRfc3339Micro(clock_.wallNow());
   const json previous = lease.contains("spec") ? lease["spec"] : json::object();
   lease["spec"] = {{"holderIdentity", ""},
                    {"leaseDurationSeconds", 1},

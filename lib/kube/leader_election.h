@@ -58,8 +58,7 @@ struct LeaderElectionConfig {
   std::function<void()> onStartedLeading;
   std::function<void()> onStoppedLeading;
   std::function<void(const std::string& identity)> onNewLeader;
-  base::WallClock wallClock;  // written into acquireTime / renewTime; default system_clock::now
-  LogSink log;                // one line per failed round; default: stderr
+  LogSink log;  // one line per failed round; default: stderr
 };
 
 // The outcome of one tryAcquireOrRenew() round.

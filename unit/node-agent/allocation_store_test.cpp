@@ -12,6 +12,7 @@
 #include <prometheus/text_serializer.h>
 
 #include "lib/ipam/pod_gateway.h"
+#include "unit/lib/base/fake_clock.h"
 #include "unit/node-agent/temp_dir.h"
 
 namespace vnetipam::agent {
@@ -36,7 +37,7 @@ class AllocationStoreTest : public ::testing::Test {
     auto store = AllocationStore::recover(
         *journal_, opened->second,
         StoreOptions{.nodeName = "n1", .cooldown = 30s, .gcGrace = 60s, .compactAfterEntries = 50},
-        [this] { return now_; }, &metrics_);
+        clock_, &metrics_);
     ASSERT_TRUE(store) << store.error().message;
     store_ = std::move(*store);
   }
@@ -118,7 +119,7 @@ class AllocationStoreTest : public ::testing::Test {
   }
 
   TempDir dir_;
-  ipam::TimePoint now_ = ipam::TimePoint(std::chrono::hours(500'000));
+  base::testing::FakeClock clock_{ipam::TimePoint(std::chrono::hours(500'000))};
   AgentMetrics metrics_{std::make_shared<prometheus::Registry>()};
   std::unique_ptr<ipam::Journal> journal_;
   std::unique_ptr<AllocationStore> store_;
@@ -271,9 +272,9 @@ TEST_F(AllocationStoreTest, ExhaustionAnswersElevenAndCooldownHoldsReleasedAddre
   ASSERT_EQ(released.allocations.size(), 1u);
   EXPECT_EQ(released.allocations[0].address.toString(), a);
   EXPECT_EQ(allocate("c3").code, ErrorCode::kTryAgainLater) << "still cooling";
-  now_ += 29s;
+  clock_.advance(29s);
   EXPECT_EQ(allocate("c3").code, ErrorCode::kTryAgainLater) << "still cooling";
-  now_ += 1s;
+  clock_.advance(1s);
   EXPECT_EQ(addressOf(allocate("c3")), a);
 }
 
@@ -365,7 +366,7 @@ TEST_F(AllocationStoreTest, RestartKeepsAllocationsAndCooling) {
   release("c2");
   const auto before = listed();
 
-  now_ += 10s;
+  clock_.advance(10s);
   restart({ready("a", "10.0.0.0/30")});
   EXPECT_EQ(listed(), before);
   EXPECT_EQ(addressOf(allocate("c1", "eth0", "p1")), a1) << "a retried ADD after a restart";
@@ -376,7 +377,7 @@ TEST_F(AllocationStoreTest, RestartKeepsAllocationsAndCooling) {
   EXPECT_FALSE(handed.contains(a2));
   EXPECT_FALSE(handed.contains(a1));
   EXPECT_EQ(allocate("n3").code, ErrorCode::kTryAgainLater);
-  now_ += 20s;
+  clock_.advance(20s);
   EXPECT_EQ(addressOf(allocate("n3")), a2);
 }
 
@@ -405,9 +406,9 @@ TEST_F(AllocationStoreTest, GcReleasesAllocationsOfGonePodsAfterTheGrace) {
 
   EXPECT_TRUE(store_->collectGarbage(exists).empty()) << "first seen missing: grace starts";
   EXPECT_TRUE(store_->collectGarbage(std::nullopt).empty()) << "pods not synced: no decision";
-  now_ += 59s;
+  clock_.advance(59s);
   EXPECT_TRUE(store_->collectGarbage(exists).empty());
-  now_ += 1s;
+  clock_.advance(1s);
   auto released = store_->collectGarbage(exists);
   checkInvariants();
   ASSERT_EQ(released.size(), 1u);
@@ -427,9 +428,9 @@ TEST_F(AllocationStoreTest, GcReleasesTheAllocationOfARecreatedPodAndKeepsTheNew
     return ns == "default" && name == "web-0" ? LivePod("uid-B") : std::nullopt;
   });
   EXPECT_TRUE(store_->collectGarbage(lookup).empty()) << "the grace starts";
-  now_ += 59s;
+  clock_.advance(59s);
   EXPECT_TRUE(store_->collectGarbage(lookup).empty());
-  now_ += 1s;
+  clock_.advance(1s);
   auto released = store_->collectGarbage(lookup);
   checkInvariants();
   ASSERT_EQ(released.size(), 1u);
@@ -462,7 +463,7 @@ TEST_F(AllocationStoreTest, ARecordedPodUIDSurvivesARestartAndIsListed) {
         return name == "web-0" ? LivePod("uid-B") : std::nullopt;
       });
   store_->collectGarbage(recreated);
-  now_ += 60s;
+  clock_.advance(60s);
   EXPECT_EQ(store_->collectGarbage(recreated).size(), 2u)
       << "web-0 recreated after the restart, web-1 gone";
 }
@@ -486,11 +487,11 @@ TEST_F(AllocationStoreTest, APodThatShowsUpLateIsNotCollected) {
     return visible ? LivePod("uid") : std::nullopt;
   });
   store_->collectGarbage(exists);
-  now_ += 30s;
+  clock_.advance(30s);
   visible = true;
   store_->collectGarbage(exists);
   visible = false;
-  now_ += 40s;
+  clock_.advance(40s);
   EXPECT_TRUE(store_->collectGarbage(exists).empty()) << "the grace restarts after it was seen";
 }
 
@@ -502,9 +503,9 @@ TEST_F(AllocationStoreTest, CniGcMarksUnlistedAttachmentsAndReleasesThemAfterThe
   Response marked = store_->handle(Request{.op = Op::kGc, .validAttachments = {{"keep", "eth0"}}});
   ASSERT_TRUE(marked.ok);
   EXPECT_EQ(marked.allocations.size(), 2u);
-  now_ += 30s;
+  clock_.advance(30s);
   addressOf(allocate("retried"));  // the runtime still uses it: unmarked
-  now_ += 30s;
+  clock_.advance(30s);
   auto released = store_->collectGarbage(std::nullopt);
   ASSERT_EQ(released.size(), 1u);
   EXPECT_EQ(released[0].allocation.containerID, "stale");
@@ -534,7 +535,7 @@ TEST_F(AllocationStoreTest, TwoInterfacesOfOneContainerAreTwoAttachments) {
   const std::string first = addressOf(allocateIn("net", "pod", "eth0"));
   const std::string again = addressOf(allocateIn("net", "pod", "eth1"));
   ASSERT_TRUE(gcOf("net", {{"pod", "eth0"}}).ok);
-  now_ += 61s;
+  clock_.advance(61s);
   auto collected = store_->collectGarbage(std::nullopt);
   ASSERT_EQ(collected.size(), 1u);
   EXPECT_EQ(collected[0].allocation.ifName, "eth1");
@@ -554,7 +555,7 @@ TEST_F(AllocationStoreTest, CompactionKeepsEverythingAcrossARestart) {
   ASSERT_TRUE(compacted) << compacted.error().message;
   EXPECT_TRUE(*compacted);
   EXPECT_EQ(journal_->stats().records, 1u);
-  now_ += 1s;
+  clock_.advance(1s);
   restart({ready("a", "10.0.0.0/26")});
   EXPECT_EQ(listed(), before);
   // 64 - 26 held - 14 cooling = 24 free.
@@ -591,7 +592,7 @@ TEST_F(AllocationStoreTest, RandomOperationsKeepInvariantsAndSurviveRestarts) {
   for (int step = 0; step < 2000; ++step) {
     const std::string id = "c" + std::to_string(rng() % 30);
     switch (rng() % 10) {
-      case 0: now_ += std::chrono::seconds(rng() % 20); break;
+      case 0: clock_.advance(std::chrono::seconds(rng() % 20)); break;
       case 1:
         if (step % 7 == 0) {
           restart({ready("a", "10.0.0.0/28"), ready("b", "10.0.0.16/29")});
@@ -926,7 +927,7 @@ TEST_F(AllocationStoreTest, GcReleasesBothFamiliesOfAGonePod) {
     return name == "p2" ? LivePod(std::string()) : LivePod();
   };
   EXPECT_TRUE(store_->collectGarbage(lookup).empty());
-  now_ += 61s;
+  clock_.advance(61s);
   const auto released = store_->collectGarbage(lookup);
   std::set<std::string> freed;
   for (const GcRelease& g : released)
@@ -935,7 +936,7 @@ TEST_F(AllocationStoreTest, GcReleasesBothFamiliesOfAGonePod) {
   // CNI GC: an attachment missing from the valid list loses both families.
   Response marked = store_->handle(Request{.op = Op::kGc, .validAttachments = {}});
   EXPECT_EQ(marked.allocations.size(), 2u);
-  now_ += 61s;
+  clock_.advance(61s);
   EXPECT_EQ(store_->collectGarbage(std::nullopt).size(), 2u);
   EXPECT_TRUE(listed().empty());
   checkInvariants();
@@ -953,13 +954,13 @@ TEST_F(AllocationStoreTest, TheGcOfOneNetworkLeavesAnotherNetworksAllocationsAlo
   ASSERT_TRUE(marked.ok);
   EXPECT_EQ(owners(marked), (std::set<std::string>{"gone/eth0"}));
   EXPECT_EQ(marked.allocations.at(0).network, "net-a");
-  now_ += 61s;
+  clock_.advance(61s);
   EXPECT_EQ(collected(), (std::set<std::string>{"gone/eth0"}));
   EXPECT_EQ(listed(), (std::set<std::string>{"pod/eth0=" + eth0, "pod/eth1=" + eth1}));
 
   // net-b's GC with its attachment gone: eth1 goes, net-a's eth0 stays.
   EXPECT_EQ(owners(gcOf("net-b", {})), (std::set<std::string>{"pod/eth1"}));
-  now_ += 61s;
+  clock_.advance(61s);
   EXPECT_EQ(collected(), (std::set<std::string>{"pod/eth1"}));
   EXPECT_EQ(listed(), (std::set<std::string>{"pod/eth0=" + eth0}));
 
@@ -967,7 +968,7 @@ TEST_F(AllocationStoreTest, TheGcOfOneNetworkLeavesAnotherNetworksAllocationsAlo
   addressOf(allocateIn("net-b", "pod", "eth1"));
   EXPECT_EQ(owners(gcOf("net-b", {})), (std::set<std::string>{"pod/eth1"}));
   EXPECT_TRUE(owners(gcOf("net-a", {{"pod", "eth0"}, {"pod", "eth1"}})).empty());
-  now_ += 61s;
+  clock_.advance(61s);
   EXPECT_EQ(collected(), (std::set<std::string>{"pod/eth1"}));
 }
 
@@ -991,12 +992,12 @@ TEST_F(AllocationStoreTest, AnAllocationWithoutANetworkIsJudgedOnlyByTheAgentsNe
   // A plugin that names no network judges only what no network was named for.
   EXPECT_EQ(owners(gcOf("", {})), (std::set<std::string>{"legacy/eth0", "sandbox/net1"}));
   ASSERT_TRUE(gcOf("", {{"sandbox", "net1"}}).ok);
-  now_ += 61s;
+  clock_.advance(61s);
   EXPECT_EQ(collected(), (std::set<std::string>{"legacy/eth0"}));
   // Not leaked for ever: once the sandbox is gone from the agent's network's list, it goes.
   EXPECT_EQ(owners(gcOf(std::string(kAgentNetworkName), {})),
             (std::set<std::string>{"sandbox/eth0", "sandbox/net1"}));
-  now_ += 61s;
+  clock_.advance(61s);
   EXPECT_EQ(collected(), (std::set<std::string>{"sandbox/eth0", "sandbox/net1"}));
   EXPECT_EQ(listed().size(), 1u) << "other's sandbox/net2 is left";
 }

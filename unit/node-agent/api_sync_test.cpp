@@ -167,10 +167,9 @@ TEST(UsageReporterTest, TheAllocationsRideWithUsedInTheSameApply) {
 
 TEST(UsageReporterTest, TheDataplaneConditionRidesWithUsedAndIsWrittenOnlyOnChange) {
   http::testing::FakeTransport transport;
-  base::testing::FakeClock clock;
+  base::testing::FakeClock clock(std::chrono::system_clock::from_time_t(1'795'000'000));
   kube::Client client(transport, clock, {.qps = 0, .maxRetries = 0});
-  auto wall = std::chrono::system_clock::from_time_t(1'795'000'000);  // 2026-11-18T...
-  UsageReporter reporter(client, nullptr, [&] { return wall; });
+  UsageReporter reporter(client, nullptr);
   const DataplaneCondition inSync{.status = "True", .reason = "InSync", .message = "all good"};
   const DataplaneCondition drift{
       .status = "False", .reason = "Drift", .message = "10.0.0.1 (pod default/p): no host route"};
@@ -195,7 +194,7 @@ TEST(UsageReporterTest, TheDataplaneConditionRidesWithUsedAndIsWrittenOnlyOnChan
   EXPECT_EQ(transport.requests().size(), 2u) << "nothing changed: no write";
 
   // used changes: the condition rides along (omitting it would remove it), transition unchanged.
-  wall += std::chrono::minutes(1);
+  clock.advance(std::chrono::minutes(1));
   ASSERT_EQ(reporter.report({{.name = "b1", .used = 2, .inApi = true}}), 1u);
   EXPECT_EQ(lastBody()["status"]["used"], 2);
   EXPECT_EQ(condition()["status"], "True");
@@ -209,7 +208,7 @@ TEST(UsageReporterTest, TheDataplaneConditionRidesWithUsedAndIsWrittenOnlyOnChan
   EXPECT_EQ(condition()["lastTransitionTime"], "2026-11-18T11:07:40Z");
 
   // Another message with the same status: written, the transition time kept.
-  wall += std::chrono::minutes(1);
+  clock.advance(std::chrono::minutes(1));
   DataplaneCondition more = drift;
   more.message += "; 10.0.0.2: no host route";
   ASSERT_EQ(reporter.report({{.name = "b1", .used = 2, .inApi = true}}, {{"b1", more}}), 1u);
@@ -217,7 +216,7 @@ TEST(UsageReporterTest, TheDataplaneConditionRidesWithUsedAndIsWrittenOnlyOnChan
   EXPECT_EQ(condition()["lastTransitionTime"], "2026-11-18T11:07:40Z");
 
   // A failed write is retried with the same body.
-  wall += std::chrono::minutes(1);
+  clock.advance(std::chrono::minutes(1));
   transport.respond(500, R"({"kind":"Status","message":"boom"})");
   transport.respond(200, "{}");
   EXPECT_EQ(reporter.report({{.name = "b1", .used = 2, .inApi = true}}, {{"b1", inSync}}), 0u);
@@ -229,9 +228,8 @@ TEST(UsageReporterTest, TheDataplaneConditionRidesWithUsedAndIsWrittenOnlyOnChan
 
 TEST(UsageReporterTest, AnEarlierRunsConditionOfTheSameStatusKeepsItsTransitionTime) {
   http::testing::FakeTransport transport;
-  base::testing::FakeClock clock;
+  base::testing::FakeClock clock(std::chrono::system_clock::from_time_t(1'795'000'000));
   kube::Client client(transport, clock, {.qps = 0, .maxRetries = 0});
-  const auto wall = std::chrono::system_clock::from_time_t(1'795'000'000);
   const json earlier{
       {"metadata", {{"name", "b1"}}},
       {"status",
@@ -243,9 +241,8 @@ TEST(UsageReporterTest, AnEarlierRunsConditionOfTheSameStatusKeepsItsTransitionT
                                      {"status", "True"},
                                      {"reason", "InSync"},
                                      {"lastTransitionTime", "2026-11-01T00:00:00Z"}}})}}}};
-  UsageReporter reporter(
-      client, nullptr, [&] { return wall; },
-      [&](const std::string& name) { return name == "b1" ? earlier : json(); });
+  UsageReporter reporter(client, nullptr,
+                         [&](const std::string& name) { return name == "b1" ? earlier : json(); });
   const DataplaneCondition inSync{.status = "True", .reason = "InSync", .message = "all good"};
   const DataplaneCondition drift{.status = "False", .reason = "Drift", .message = "bad"};
   transport.respond(200, "{}");

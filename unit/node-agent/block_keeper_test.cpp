@@ -62,9 +62,8 @@ class BlockKeeperTest : public ::testing::Test {
     auto opened = ipam::Journal::open(dir_.path() / "allocations.journal");
     EXPECT_TRUE(opened);
     journal_ = std::move(opened->first);
-    auto store = AllocationStore::recover(
-        *journal_, opened->second, StoreOptions{.nodeName = "n1", .cooldown = 0s},
-        [] { return ipam::TimePoint(std::chrono::hours(500'000)); });
+    auto store = AllocationStore::recover(*journal_, opened->second,
+                                          StoreOptions{.nodeName = "n1", .cooldown = 0s}, clock_);
     EXPECT_TRUE(store);
     store_ = std::move(*store);
     store_->setReady(true);
@@ -105,7 +104,7 @@ class BlockKeeperTest : public ::testing::Test {
 
   TempDir dir_;
   RecordingTransport transport_;
-  base::testing::FakeClock clock_;
+  base::testing::FakeClock clock_{ipam::TimePoint(std::chrono::hours(500'000))};
   kube::Client client_{transport_, clock_, {.qps = 0, .maxRetries = 0}};
   std::unique_ptr<ipam::Journal> journal_;
   std::unique_ptr<AllocationStore> store_;

@@ -16,21 +16,8 @@ std::chrono::system_clock::time_point at(int y, unsigned m, unsigned d, int h, i
          std::chrono::hours{h} + std::chrono::minutes{min} + std::chrono::seconds{s};
 }
 
-WallClock fixedWall(std::chrono::system_clock::time_point now) {
-  return [now] { return now; };
-}
-
-TEST(RetryTest, ParsesRfc1123Dates) {
-  EXPECT_EQ(parseHttpDate("Sun, 06 Nov 1994 08:49:37 GMT"), at(1994, 11, 6, 8, 49, 37));
-  EXPECT_EQ(parseHttpDate("Wed, 21 Oct 2015 07:28:00 GMT"), at(2015, 10, 21, 7, 28, 0));
-  EXPECT_FALSE(parseHttpDate("21 Oct 2015 07:28:00 GMT").has_value());
-  EXPECT_FALSE(parseHttpDate("Wed, 21 Foo 2015 07:28:00 GMT").has_value());
-  EXPECT_FALSE(parseHttpDate("Wed, 31 Feb 2015 07:28:00 GMT").has_value());
-  EXPECT_FALSE(parseHttpDate("Wed, 21 Oct 2015 07:28:00 PST").has_value());
-}
-
 TEST(RetryTest, RetryAfterInSeconds) {
-  const auto wall = fixedWall(at(2024, 1, 1, 0, 0, 0));
+  const auto wall = at(2024, 1, 1, 0, 0, 0);
   EXPECT_EQ(retryAfter({{"Retry-After", "10"}}, wall), Clock::Duration(10s));
   EXPECT_EQ(retryAfter({{"retry-after", " 0 "}}, wall), Clock::Duration(0s));
   EXPECT_FALSE(retryAfter({}, wall).has_value());
@@ -40,12 +27,12 @@ TEST(RetryTest, RetryAfterInSeconds) {
 
 TEST(RetryTest, RetryAfterAsADateIsMeasuredAgainstTheResponseDate) {
   // Our wall clock is an hour off; the server's Date header is what counts.
-  const auto wall = fixedWall(at(2024, 1, 1, 13, 0, 0));
+  const auto wall = at(2024, 1, 1, 13, 0, 0);
   EXPECT_EQ(retryAfter({{"Retry-After", "Mon, 01 Jan 2024 12:00:30 GMT"},
                         {"Date", "Mon, 01 Jan 2024 12:00:00 GMT"}},
                        wall),
             Clock::Duration(30s));
-  // Without a Date header, the injected wall clock.
+  // Without a Date header, our calendar time.
   EXPECT_EQ(retryAfter({{"Retry-After", "Mon, 01 Jan 2024 13:00:05 GMT"}}, wall),
             Clock::Duration(5s));
   // A date already past means no wait.

@@ -1,6 +1,7 @@
-// A Clock that only moves when told to, or when someone sleeps on it (sleeping advances it at
-// once and is recorded), so tests of waits and backoff never sleep. The one fake of base::Clock,
-// shared by every test that injects a clock.
+// The one fake of base::Clock, shared by every test that injects a clock (and the fuzz targets).
+// It only moves when told to, or when someone sleeps on it (sleeping advances it at once and is
+// recorded), so tests of waits and backoff never sleep. Both times move together; setWall() steps
+// calendar time alone, as a clock that is set or skewed does.
 #pragma once
 
 #include <mutex>
@@ -12,18 +13,32 @@ namespace vnetipam::base::testing {
 
 class FakeClock final : public Clock {
  public:
+  // 2026-11-26T12:00:00Z.
+  static constexpr std::chrono::seconds kWallStart{1'795'694'400};
+
+  FakeClock() = default;
+  explicit FakeClock(WallTimePoint wall) : wall_(wall) {}
+
   TimePoint now() override {
     std::lock_guard lock(mutex_);
     return now_;
   }
+  WallTimePoint wallNow() override {
+    std::lock_guard lock(mutex_);
+    return wall_;
+  }
   void sleepFor(Duration d) override {
     std::lock_guard lock(mutex_);
     sleeps_.push_back(d);
-    now_ += d;
+    moveLocked(d);
   }
   void advance(Duration d) {
     std::lock_guard lock(mutex_);
-    now_ += d;
+    moveLocked(d);
+  }
+  void setWall(WallTimePoint t) {
+    std::lock_guard lock(mutex_);
+    wall_ = t;
   }
   std::vector<Duration> sleeps() const {
     std::lock_guard lock(mutex_);
@@ -31,8 +46,14 @@ class FakeClock final : public Clock {
   }
 
  private:
+  void moveLocked(Duration d) {
+    now_ += d;
+    wall_ += std::chrono::duration_cast<WallTimePoint::duration>(d);
+  }
+
   mutable std::mutex mutex_;
   TimePoint now_{std::chrono::hours(1)};
+  WallTimePoint wall_{kWallStart};
   std::vector<Duration> sleeps_;
 };
 

@@ -133,7 +133,8 @@ TEST_F(ClientTest, RetryAfterAsAnHttpDateWaitsUntilThatTime) {
   // Sun, 06 Nov 1994 08:49:30 GMT: seven seconds before the date the server names.
   const auto wallNow = std::chrono::sys_days(std::chrono::year(1994) / 11 / 6) +
                        std::chrono::hours(8) + std::chrono::minutes(49) + std::chrono::seconds(30);
-  Client client = makeClient({.wallClock = [wallNow] { return wallNow; }});
+  clock_.setWall(wallNow);
+  Client client = makeClient();
   transport_.respond(429, status(429, "TooManyRequests", "slow down"),
                      {{"Retry-After", "Sun, 06 Nov 1994 08:49:37 GMT"}});
   transport_.respond(429, status(429, "TooManyRequests", "slow down"),

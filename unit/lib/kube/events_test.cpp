@@ -27,37 +27,20 @@ const ObjectReference kBlock{.apiVersion = "vnetipam.io/v1alpha1",
 
 class EventRecorderTest : public ::testing::Test {
  protected:
-  // 2026-11-26T12:00:00Z when the fake clock starts; moves with it.
-  std::chrono::system_clock::time_point wallNow() {
-    return std::chrono::system_clock::time_point(seconds(1'795'694'400)) +
-           std::chrono::duration_cast<std::chrono::system_clock::duration>(clock_.now() - start_);
-  }
-
   EventRecorderOptions options() {
     return EventRecorderOptions{
         .reportingController = "vnetipam.io/controller",
         .reportingInstance = "controller-0",
-        .wallClock = [this] { return wallNow(); },
         .log = [this](std::string_view line) { log_.emplace_back(line); },
     };
   }
 
   FakeTransport transport_;
-  FakeClock clock_;
-  base::Clock::TimePoint start_ = clock_.now();
+  FakeClock clock_;  // calendar time 2026-11-26T12:00:00Z at the start
   Client client_{transport_, clock_, {.qps = 0, .maxRetries = 0}};
   std::vector<std::string> log_;
   EventRecorder recorder_{client_, clock_, options()};
 };
-
-TEST(MicroTime, SixFractionalDigitsInUtc) {
-  const auto t = std::chrono::system_clock::time_point(seconds(1'795'694'400));
-  EXPECT_EQ(formatMicroTime(t), "2026-11-26T12:00:00.000000Z");
-  EXPECT_EQ(formatMicroTime(t + std::chrono::microseconds(86'400'000'123)),
-            "2026-11-27T12:00:00.000123Z");
-  EXPECT_EQ(formatMicroTime(std::chrono::system_clock::time_point{}),
-            "1970-01-01T00:00:00.000000Z");
-}
 
 TEST_F(EventRecorderTest, CreatesAnEventWithTheRightFields) {
   ASSERT_TRUE(recorder_.record(kBlock, EventType::kNormal, "BlockAllocated", "Allocate",

@@ -39,12 +39,6 @@ struct Observed {
 
 class LeaderElectionTest : public ::testing::Test {
  protected:
-  // 2026-11-26T12:00:00Z when the fake clock starts; moves with it.
-  std::chrono::system_clock::time_point wallNow() {
-    return std::chrono::system_clock::time_point(seconds(1'795'694'400)) +
-           std::chrono::duration_cast<std::chrono::system_clock::duration>(clock_.now() - start_);
-  }
-
   LeaderElectionConfig config(const std::string& identity, Observed& seen) {
     return LeaderElectionConfig{
         .leaseNamespace = "kube-system",
@@ -54,7 +48,6 @@ class LeaderElectionTest : public ::testing::Test {
         .onStartedLeading = [&seen] { ++seen.started; },
         .onStoppedLeading = [&seen] { ++seen.stopped; },
         .onNewLeader = [&seen](const std::string& id) { seen.leaders.push_back(id); },
-        .wallClock = [this] { return wallNow(); },
         .log = [&seen](std::string_view line) { seen.log.emplace_back(line); },
     };
   }
@@ -66,7 +59,7 @@ class LeaderElectionTest : public ::testing::Test {
   // Lease: the scripted FakeTransport cannot play that part, since what is answered depends on
   // what the other one wrote.
   FakeApiServer server_;
-  FakeClock clock_;
+  FakeClock clock_;  // calendar time 2026-11-26T12:00:00Z at the start
   base::Clock::TimePoint start_ = clock_.now();
   // No retries: each round is one attempt per request, as the tests count them.
   Client client_{server_, clock_, {.qps = 0, .maxRetries = 0}};
@@ -137,18 +130,21 @@ TEST_F(LeaderElectionTest, AnotherHolderNotExpiredIsNotTakenOver) {
 TEST_F(LeaderElectionTest, ExpiryIsJudgedByWhenWeSawTheRecordChangeNotByItsRenewTime) {
   // A holder whose wall clock is a year behind writes an old renewTime; by the remote time the
   // lease looks long expired, yet it was renewed just now and must be respected.
-  auto skewed = config("a", a_);
-  skewed.wallClock = [this] { return wallNow() - std::chrono::hours(24 * 365); };
-  LeaderElector skewedA(client_, clock_, skewed);
+  FakeClock skewedClock(clock_.wallNow() - std::chrono::hours(24 * 365));
+  const auto advance = [&](base::Clock::Duration d) {
+    clock_.advance(d);
+    skewedClock.advance(d);
+  };
+  LeaderElector skewedA(client_, skewedClock, config("a", a_));
   ASSERT_TRUE(skewedA.tryAcquireOrRenew().leading);     // t = 0
   EXPECT_FALSE(electorB_.tryAcquireOrRenew().leading);  // B sees the record at t = 0
-  clock_.advance(seconds(8));
+  advance(seconds(8));
   ASSERT_TRUE(skewedA.tryAcquireOrRenew().acquiredOrRenewed);  // t = 8: a new record
-  clock_.advance(seconds(6));
+  advance(seconds(6));
   EXPECT_FALSE(electorB_.tryAcquireOrRenew().leading);  // t = 14: B sees the change
-  clock_.advance(seconds(14));
+  advance(seconds(14));
   EXPECT_FALSE(electorB_.tryAcquireOrRenew().leading);  // t = 28: 14 s after the change it saw
-  clock_.advance(milliseconds(1001));
+  advance(milliseconds(1001));
   EXPECT_TRUE(electorB_.tryAcquireOrRenew().leading);  // t = 29.001: expired by our clock
 }
 
