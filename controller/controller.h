@@ -28,6 +28,7 @@
 #include <mutex>
 #include <optional>
 #include <set>
+#include <span>
 #include <string>
 #include <string_view>
 #include <unordered_map>
@@ -41,6 +42,7 @@
 #include "controller/metrics.h"
 #include "controller/nic_conditions.h"
 #include "controller/node_blocks.h"
+#include "controller/orphan_sweep.h"
 #include "controller/work_queue.h"
 #include "lib/base/clock.h"
 #include "lib/ipam/subnet_blocks.h"
@@ -180,6 +182,10 @@ class Controller {
   void setSubnetUsageStore(const SubnetUsageStore* store);
   std::vector<std::string> azureSubnetIds() const;
   void subnetUsageChanged(const std::string& subnetId);
+
+  // The orphan sweep's view (orphan_sweep.h, defined in orphan_sweeper.cpp): the PodSubnets, the
+  // NICs the NIC pass writes, the Nodes' VMs, and which of `prefixes` the controller owns.
+  OrphanSweepView orphanSweepView(std::span<const ipam::Prefix> prefixes) const;
 
   // For tests and /readyz.
   std::optional<BlockInfo> block(const std::string& name) const;

@@ -31,6 +31,7 @@
 #include "controller/controller.h"
 #include "controller/metrics.h"
 #include "controller/options.h"
+#include "controller/orphan_sweeper.h"
 #include "controller/subnet_usage.h"
 #include "controller/work_queue.h"
 #include "lib/azure/config.h"
@@ -223,6 +224,22 @@ int main(int argc, char** argv) {
         std::chrono::seconds(options.subnetUsagePeriodSeconds));
   }
 
+  // Prefixes left on NICs that belong to no Node (orphan_sweep.h): a sweep of the PodSubnets'
+  // Azure subnets every period on a thread of its own, started once this replica leads.
+  std::unique_ptr<vc::OrphanSweeper> orphanSweeper;
+  if (cloud && options.orphanSweepPeriodSeconds > 0) {
+    orphanSweeper = std::make_unique<vc::OrphanSweeper>(
+        *cloud,
+        vc::OrphanSweeper::Hooks{.view =
+                                     [&](std::span<const vnetipam::ipam::Prefix> prefixes) {
+                                       return controller.orphanSweepView(prefixes);
+                                     },
+                                 .canWrite = [&] { return controller.canWrite(); }},
+        &events, &metrics,
+        vc::OrphanSweeper::Options{.period = std::chrono::seconds(options.orphanSweepPeriodSeconds),
+                                   .grace = std::chrono::seconds(options.nicOrphanGraceSeconds)});
+  }
+
   auto logWatchError = [](std::string what) {
     return [what](const kube::Error& error) { spdlog::warn("watch {}: {}", what, error.message); };
   };
@@ -359,6 +376,7 @@ int main(int argc, char** argv) {
     // seconds), so they get kNicWorkersPerWorker threads per worker.
     for (int i = 0; i < options.workers * kNicWorkersPerWorker; ++i)
       workers.emplace_back([&] { controller.runWorker(nicQueue); });
+    if (orphanSweeper) orphanSweeper->start();
     // Periodic drift check: every NIC is read again, every node decided again.
     std::unique_lock lock(life.mutex);
     auto nextResync = std::chrono::steady_clock::now() + std::chrono::minutes(5);
@@ -376,6 +394,7 @@ int main(int argc, char** argv) {
   life.stopping.store(true);
   controller.setWritable(false);
   if (usagePoller) usagePoller->stop();
+  if (orphanSweeper) orphanSweeper->stop();
   queue.shutdown();
   nicQueue.shutdown();
   for (auto& worker : workers)

@@ -39,6 +39,8 @@ const Table& setters() {
       {"kube-api-burst", Table::integer(&ControllerOptions::kubeApiBurst, 1, 100000)},
       {"nic-orphan-grace-seconds",
        Table::integer(&ControllerOptions::nicOrphanGraceSeconds, 0, 86400 * 7)},
+      {"orphan-sweep-period-seconds",
+       Table::integer(&ControllerOptions::orphanSweepPeriodSeconds, 0, 86400)},
       {"foreign-hold-seconds",
        Table::integer(&ControllerOptions::foreignHoldSeconds, 1, 86400 * 7)},
       {"azure-read-budget-per-5min",
@@ -63,7 +65,7 @@ std::string_view usageText() {
          "  [--leader-elect true|false] [--leader-election-namespace NS]\n"
          "  [--leader-election-name NAME] [--leader-election-identity ID] [--workers N]\n"
          "  [--kube-api-qps Q] [--kube-api-burst B] [--nic-orphan-grace-seconds S]\n"
-         "  [--foreign-hold-seconds S]\n"
+         "  [--orphan-sweep-period-seconds S] [--foreign-hold-seconds S]\n"
          "  [--azure-read-budget-per-5min N] [--azure-write-budget-per-5min N]\n"
          "  [--azure-read-reserve N] [--azure-write-reserve N] [--azure-budget-time-scale X]\n"
          "  [--log-format text|json] [--log-level debug|info|warn|error]\n";

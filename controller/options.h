@@ -31,6 +31,9 @@ struct ControllerOptions {
   double kubeApiQps = 50;
   int kubeApiBurst = 100;
   int nicOrphanGraceSeconds = 120;
+  // How often the orphan sweep (controller/orphan_sweep.h) reads the PodSubnets' Azure subnets for
+  // prefixes on NICs of no Node; 0 never sweeps. Its grace is nicOrphanGraceSeconds.
+  int orphanSweepPeriodSeconds = 300;
   // A block's CIDR is not carved again for this long after Azure refused its prefix because
   // another resource holds an address in it (ControllerConfig::foreignHold).
   int foreignHoldSeconds = 600;

@@ -28,6 +28,7 @@ TEST(OptionsTest, DefaultsAreTheContractsDefaults) {
   EXPECT_EQ(options->kubeApiQps, 50);
   EXPECT_EQ(options->kubeApiBurst, 100);
   EXPECT_EQ(options->nicOrphanGraceSeconds, 120);
+  EXPECT_EQ(options->orphanSweepPeriodSeconds, 300);
   EXPECT_EQ(options->logFormat, LogFormat::kText);
   EXPECT_EQ(options->logLevel, "info");
 }
@@ -50,6 +51,10 @@ TEST(OptionsTest, ABadValueNamesTheFlagAndWhatIsValid) {
   EXPECT_EQ(parse({"--bogus", "1"}).error(), "unknown flag --bogus");
   EXPECT_EQ(parse({"--workers"}).error(), "--workers: missing value");
   EXPECT_FALSE(parse({"--metrics-address", "9090"}));
+  // The orphan sweep: 0 turns it off, a day at most.
+  EXPECT_EQ(parse({"--orphan-sweep-period-seconds", "0"})->orphanSweepPeriodSeconds, 0);
+  EXPECT_FALSE(parse({"--orphan-sweep-period-seconds", "-1"}));
+  EXPECT_FALSE(parse({"--orphan-sweep-period-seconds", "86401"}));
 }
 
 TEST(OptionsTest, AConfigFileSetsKeysAndFlagsWin) {

@@ -1,0 +1,243 @@
+#include "controller/orphan_sweeper.h"
+
+#include <algorithm>
+#include <set>
+
+#include <fmt/format.h>
+#include <spdlog/spdlog.h>
+
+#include "api/constants.h"
+#include "controller/controller.h"
+#include "controller/metrics.h"
+#include "lib/azure/network.h"
+#include "lib/azure/provider_id.h"
+
+namespace vnetipam::controller {
+
+namespace {
+
+std::string vmText(const std::string& vmId) {
+  return vmId.empty() ? std::string("attached to no VM") : fmt::format("of VM {}", vmId);
+}
+
+}  // namespace
+
+std::vector<std::string> nicsToSweep(const OrphanSweepView& view,
+                                     std::span<const std::string> ipConfigIds) {
+  std::vector<std::string> out;
+  std::set<std::string> seen;
+  for (const std::string& id : ipConfigIds) {
+    const auto ref = azure::parseNicIpConfigurationId(id);
+    if (!ref || !ref->name.starts_with(azure::kIpConfigNamePrefix)) continue;
+    const std::string key = armIdKey(ref->nicId);
+    if (view.nicPassNics.contains(key)) continue;  // O1
+    if (seen.insert(key).second) out.push_back(ref->nicId);
+  }
+  return out;
+}
+
+OrphanSweeper::OrphanSweeper(Cloud& cloud, Hooks hooks, EventSink* events,
+                             ControllerMetrics* metrics, Options options, base::WallClock wallClock)
+    : cloud_(cloud),
+      hooks_(std::move(hooks)),
+      events_(events),
+      metrics_(metrics),
+      options_(options),
+      wallClock_(std::move(wallClock)) {}
+
+OrphanSweeper::~OrphanSweeper() { stop(); }
+
+Time OrphanSweeper::now() const {
+  return std::chrono::floor<std::chrono::seconds>(wallClock_ ? wallClock_()
+                                                             : std::chrono::system_clock::now());
+}
+
+OrphanSweeper::Result OrphanSweeper::sweepOnce() {
+  Result result;
+  if (!hooks_.canWrite()) return result;
+  // The subnets to read: the Azure subnets of the carved PodSubnets, each once.
+  const OrphanSweepView scope = hooks_.view({});
+  std::vector<std::string> subnetIds;
+  std::set<std::string> seenSubnets;
+  for (const SweptPodSubnet& s : scope.podSubnets) {
+    if (!s.cidr || !s.azureSubnetId) continue;
+    if (seenSubnets.insert(armIdKey(*s.azureSubnetId)).second)
+      subnetIds.push_back(*s.azureSubnetId);
+  }
+  std::vector<std::string> configIds;
+  for (const std::string& subnet : subnetIds) {
+    auto ids = cloud_.subnetIpConfigurations(subnet);
+    if (!ids) {
+      result.errors.push_back(fmt::format("reading the ipConfigurations of subnet {}: {}", subnet,
+                                          ids.error().message));
+      continue;
+    }
+    configIds.insert(configIds.end(), ids->begin(), ids->end());
+  }
+  std::vector<SweptNic> nics;
+  std::vector<ipam::Prefix> candidates;
+  for (const std::string& nicId : nicsToSweep(scope, configIds)) {
+    auto nic = cloud_.readNic(nicId);
+    if (!nic) {
+      if (nic.error().code == azure::ErrorCode::kNotFound) continue;  // gone since the list
+      result.errors.push_back(fmt::format("reading NIC {}: {}", nicId, nic.error().message));
+      continue;
+    }
+    candidates.insert(candidates.end(), nic->ours.begin(), nic->ours.end());
+    nics.push_back({.id = nicId, .vmId = nic->vmId, .ours = std::move(nic->ours)});
+  }
+  // The view again, now asked about the prefixes found: it is taken after the NICs were read, so
+  // a block created meanwhile counts.
+  const OrphanSweepView view = hooks_.view(candidates);
+  OrphanSweepPlan plan = planOrphanSweep(
+      {.view = view, .nics = nics, .firstSeen = firstSeen_, .grace = options_.grace, .now = now()});
+  firstSeen_ = std::move(plan.firstSeen);
+  result.recheckAt = plan.recheckAt;
+  for (const OrphanRemoval& found : plan.found) {
+    for (const OrphanPrefix& p : found.prefixes) {
+      spdlog::info(
+          "orphan sweep: prefix {} of PodSubnet {} is on NIC {} ({}), which belongs to no Node, "
+          "and no IPBlock owns it: removing it in {}s unless a block for it appears",
+          p.prefix.toString(), p.podSubnet, found.nicId, vmText(found.vmId),
+          options_.grace.count());
+    }
+  }
+  for (const OrphanRemoval& removal : plan.removals) {
+    if (!hooks_.canWrite()) break;
+    std::vector<ipam::Prefix> prefixes;
+    for (const OrphanPrefix& p : removal.prefixes)
+      prefixes.push_back(p.prefix);
+    auto removed = cloud_.removeNicPrefixes(removal.nicId, prefixes);
+    if (!removed) {
+      // Tried again at the next sweep, without a new grace.
+      for (const OrphanPrefix& p : removal.prefixes)
+        firstSeen_.emplace(OrphanKey{armIdKey(removal.nicId), p.prefix}, p.firstSeen);
+      result.errors.push_back(fmt::format("removing {} orphan prefixes from NIC {}: {}",
+                                          prefixes.size(), removal.nicId, removed.error().message));
+      continue;
+    }
+    OrphanRemoval done{.nicId = removal.nicId, .vmId = removal.vmId, .prefixes = {}};
+    for (const OrphanPrefix& p : removal.prefixes) {
+      if (std::ranges::find(*removed, p.prefix) == removed->end()) continue;  // gone already
+      done.prefixes.push_back(p);
+      if (metrics_) metrics_->orphanPrefixRemoved(p.podSubnet);
+      const std::string note = fmt::format(
+          "removed prefix {} from NIC {} ({}), which belongs to no Node: no IPBlock owned it for "
+          "{}s",
+          p.prefix.toString(), removal.nicId, vmText(removal.vmId),
+          std::chrono::duration_cast<std::chrono::seconds>(now() - p.firstSeen).count());
+      spdlog::warn("PodSubnet {}: {}: {}", p.podSubnet, kEventOrphanPrefixRemoved, note);
+      if (events_ && hooks_.canWrite()) {
+        events_->record({.apiVersion = std::string(api::kApiVersion),
+                         .kind = std::string(api::kPodSubnetKind),
+                         .name = p.podSubnet,
+                         .ns = "",
+                         .uid = p.podSubnetUid},
+                        kube::EventType::kWarning, kEventOrphanPrefixRemoved, "SweepNIC", note);
+      }
+    }
+    if (!done.prefixes.empty()) result.removed.push_back(std::move(done));
+  }
+  return result;
+}
+
+void OrphanSweeper::start() {
+  std::lock_guard lock(mutex_);
+  if (thread_.joinable()) return;
+  stopping_ = false;
+  thread_ = std::thread([this] { run(); });
+}
+
+void OrphanSweeper::stop() {
+  {
+    std::lock_guard lock(mutex_);
+    stopping_ = true;
+  }
+  wake_.notify_all();
+  if (thread_.joinable()) thread_.join();
+}
+
+void OrphanSweeper::run() {
+  for (;;) {
+    const Result result = sweepOnce();
+    for (const std::string& error : result.errors)
+      spdlog::warn("orphan sweep: {}", error);
+    // The next sweep: after the period, or just after the earliest grace ends if that is sooner.
+    auto wait = std::chrono::duration_cast<std::chrono::seconds>(options_.period);
+    if (result.recheckAt) {
+      wait = std::min(wait, std::max(std::chrono::seconds(0), *result.recheckAt - now()) +
+                                std::chrono::seconds(1));
+    }
+    std::unique_lock lock(mutex_);
+    if (wake_.wait_for(lock, wait, [this] { return stopping_; })) return;
+  }
+}
+
+// The controller's side (declared in controller.h).
+
+OrphanSweepView Controller::orphanSweepView(std::span<const ipam::Prefix> prefixes) const {
+  OrphanSweepView view;
+  std::lock_guard lock(mutex_);
+  for (const auto& [name, subnet] : subnets_) {
+    SweptPodSubnet swept{.name = name,
+                         .uid = subnet.metadata.uid,
+                         .azureSubnetId = subnet.spec.azureSubnetID,
+                         .cidr = std::nullopt};
+    if (const auto state = subnetStates_.find(name);
+        state != subnetStates_.end() && state->second.blocks) {
+      swept.cidr = state->second.blocks->subnet();
+    }
+    view.podSubnets.push_back(std::move(swept));
+  }
+  for (const auto& [node, nicId] : nicIds_)
+    view.nicPassNics.insert(armIdKey(nicId));
+  for (const auto& [name, info] : blocks_) {
+    if (!info.nicId.empty()) view.nicPassNics.insert(armIdKey(info.nicId));
+  }
+  for (const auto& [name, node] : nodes_) {
+    if (auto vm = azure::parseProviderId(node.providerID)) {
+      view.nodeVms.insert(armIdKey(vm->resourceId()));
+    }
+  }
+  // O3: an IPBlock's CIDR (any state, any verdict), a leaked create, a CIDR the pool holds for a
+  // block, or a block the pool has allocated (a create in flight).
+  const auto owned = [&](const ipam::Prefix& p) {
+    for (const auto& [name, info] : blocks_) {
+      if (info.cidr.overlaps(p)) return true;
+    }
+    for (const auto& [name, state] : subnetStates_) {
+      for (const auto& [cidr, when] : state.leaks) {
+        if (cidr.overlaps(p)) return true;
+      }
+      for (const auto& [cidr, holder] : state.holders) {
+        if (cidr.overlaps(p)) return true;
+      }
+      if (!state.blocks || !state.blocks->subnet().overlaps(p)) continue;
+      const ipam::SubnetBlockSet& pool = *state.blocks;
+      if (p.length() >= pool.blockLength()) {
+        if (pool.isAllocated(ipam::Prefix::masked(p.address(), pool.blockLength()))) return true;
+        continue;
+      }
+      if (p.contains(pool.subnet())) {
+        if (pool.allocatedCount() > 0) return true;
+        continue;
+      }
+      // A prefix wider than a block: each block inside it (a few; very many is taken as owned).
+      constexpr int kMaxBits = 12;
+      if (pool.blockLength() - p.length() > kMaxBits) return true;
+      const auto first = pool.indexOf(ipam::Prefix::masked(p.address(), pool.blockLength()));
+      if (!first) return true;
+      const std::uint64_t count = std::uint64_t{1} << (pool.blockLength() - p.length());
+      for (std::uint64_t i = 0; i < count && *first + i < pool.blockCount(); ++i) {
+        if (pool.isAllocated(pool.blockAt(*first + i))) return true;
+      }
+    }
+    return false;
+  };
+  for (const ipam::Prefix& p : prefixes) {
+    if (owned(p)) view.owned.push_back(p);
+  }
+  return view;
+}
+
+}  // namespace vnetipam::controller
