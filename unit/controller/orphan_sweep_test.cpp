@@ -1,0 +1,341 @@
+// The orphan sweep (orphan_sweep.h): the rules O1-O6 one by one, which NICs a sweep reads, and the
+// sweeper against the fake cloud and a controller fed like the watch feeds it: a prefix on a NIC of
+// no Node goes after the grace, with its Event and metric; a block's prefix, a foreign
+// ipConfiguration and the Nodes' NICs are never touched.
+#include "controller/orphan_sweep.h"
+
+#include <gtest/gtest.h>
+#include <prometheus/text_serializer.h>
+
+#include "controller/metrics.h"
+#include "controller/orphan_sweeper.h"
+#include "unit/controller/controller_test_support.h"
+
+namespace vnetipam::controller::testing {
+namespace {
+
+using nlohmann::json;
+using std::chrono::seconds;
+
+ipam::Prefix prefix(std::string_view text) { return ipam::Prefix::parse(text).value(); }
+
+const std::string kRg = "/subscriptions/s/resourceGroups/rg/providers/";
+const std::string kGoneNic = kRg + "Microsoft.Network/networkInterfaces/vm-gone-nic";
+const std::string kGoneVm = kRg + "Microsoft.Compute/virtualMachines/vm-gone";
+const std::string kNodeNic = kRg + "Microsoft.Network/networkInterfaces/vm-a-nic";
+const std::string kNodeVm = kRg + "Microsoft.Compute/virtualMachines/vm-a";
+
+const Time kT0{std::chrono::sys_days{std::chrono::year{2026} / 1 / 2}};
+
+OrphanSweepView viewWith(std::vector<ipam::Prefix> owned = {}) {
+  OrphanSweepView view;
+  view.podSubnets = {
+      {.name = "pods", .uid = "u1", .azureSubnetId = kSubnetId, .cidr = prefix("10.0.0.0/24")},
+      {.name = "waiting", .uid = "u2", .azureSubnetId = std::nullopt, .cidr = std::nullopt}};
+  view.owned = std::move(owned);
+  return view;
+}
+
+// ---- the rules ----
+
+TEST(PlanOrphanSweep, AnUnownedPrefixIsRemovedOnlyOnceTheGraceHasPassed) {
+  const OrphanSweepView view = viewWith();
+  const std::vector<SweptNic> nics = {
+      {.id = kGoneNic, .vmId = kGoneVm, .ours = {prefix("10.0.0.64/28")}}};
+  // O4: first seen.
+  OrphanSweepPlan plan = planOrphanSweep(
+      {.view = view, .nics = nics, .firstSeen = {}, .grace = seconds(120), .now = kT0});
+  EXPECT_TRUE(plan.removals.empty());
+  ASSERT_EQ(plan.found.size(), 1u);
+  EXPECT_EQ(plan.found[0].prefixes[0].podSubnet, "pods");
+  EXPECT_EQ(plan.recheckAt, kT0 + seconds(120));
+  const OrphanKey key{armIdKey(kGoneNic), prefix("10.0.0.64/28")};
+  EXPECT_EQ(plan.firstSeen, (std::map<OrphanKey, Time>{{key, kT0}}));
+
+  // O5: within the grace, kept, the first sighting remembered.
+  plan = planOrphanSweep({.view = view,
+                          .nics = nics,
+                          .firstSeen = plan.firstSeen,
+                          .grace = seconds(120),
+                          .now = kT0 + seconds(119)});
+  EXPECT_TRUE(plan.removals.empty());
+  EXPECT_TRUE(plan.found.empty());
+  EXPECT_EQ(plan.firstSeen.at(key), kT0);
+  EXPECT_EQ(plan.recheckAt, kT0 + seconds(120));
+
+  // O6: the grace is over.
+  plan = planOrphanSweep({.view = view,
+                          .nics = nics,
+                          .firstSeen = plan.firstSeen,
+                          .grace = seconds(120),
+                          .now = kT0 + seconds(120)});
+  ASSERT_EQ(plan.removals.size(), 1u);
+  EXPECT_EQ(plan.removals[0], (OrphanRemoval{.nicId = kGoneNic,
+                                             .vmId = kGoneVm,
+                                             .prefixes = {{.prefix = prefix("10.0.0.64/28"),
+                                                           .podSubnet = "pods",
+                                                           .podSubnetUid = "u1",
+                                                           .firstSeen = kT0}}}));
+  EXPECT_TRUE(plan.firstSeen.empty());
+  EXPECT_EQ(plan.recheckAt, std::nullopt);
+}
+
+TEST(PlanOrphanSweep, AZeroGraceRemovesAtFirstSight) {
+  const OrphanSweepView view = viewWith();
+  const std::vector<SweptNic> nics = {
+      {.id = kGoneNic, .vmId = "", .ours = {prefix("10.0.0.64/28")}}};
+  const OrphanSweepPlan plan = planOrphanSweep(
+      {.view = view, .nics = nics, .firstSeen = {}, .grace = seconds(0), .now = kT0});
+  ASSERT_EQ(plan.removals.size(), 1u);
+  EXPECT_EQ(plan.removals[0].prefixes[0].firstSeen, kT0);
+}
+
+TEST(PlanOrphanSweep, TheNicPassesNicsAndTheNodesVmsAreNeverSwept) {
+  OrphanSweepView view = viewWith();
+  view.nicPassNics.insert(armIdKey(kNodeNic));
+  view.nodeVms.insert(armIdKey(kNodeVm));
+  const std::string otherNic = kRg + "Microsoft.Network/networkInterfaces/vm-a-nic2";
+  // O1: the NIC pass's NIC (ids ignore case), and another NIC of a Node's VM.
+  const std::vector<SweptNic> nics = {{.id = kRg + "Microsoft.Network/networkInterfaces/VM-A-NIC",
+                                       .vmId = kNodeVm,
+                                       .ours = {prefix("10.0.0.64/28")}},
+                                      {.id = otherNic,
+                                       .vmId = kRg + "Microsoft.Compute/VIRTUALMACHINES/vm-a",
+                                       .ours = {prefix("10.0.0.80/28")}}};
+  const OrphanSweepPlan plan = planOrphanSweep(
+      {.view = view, .nics = nics, .firstSeen = {}, .grace = seconds(0), .now = kT0});
+  EXPECT_TRUE(plan.removals.empty());
+  EXPECT_TRUE(plan.firstSeen.empty());
+}
+
+TEST(PlanOrphanSweep, APrefixOutsideEveryCarvedRangeIsNeverTouched) {
+  const OrphanSweepView view = viewWith();
+  // O2: outside 10.0.0.0/24, and wider than it.
+  const std::vector<SweptNic> nics = {
+      {.id = kGoneNic, .vmId = "", .ours = {prefix("10.1.0.0/28"), prefix("10.0.0.0/23")}}};
+  const OrphanSweepPlan plan = planOrphanSweep(
+      {.view = view, .nics = nics, .firstSeen = {}, .grace = seconds(0), .now = kT0});
+  EXPECT_TRUE(plan.removals.empty());
+  EXPECT_TRUE(plan.found.empty());
+}
+
+TEST(PlanOrphanSweep, AnOwnedPrefixIsForgottenAndAGraceStartsAfreshWhenItIsUnownedAgain) {
+  const std::vector<SweptNic> nics = {
+      {.id = kGoneNic, .vmId = "", .ours = {prefix("10.0.0.64/28")}}};
+  const OrphanKey key{armIdKey(kGoneNic), prefix("10.0.0.64/28")};
+  // O3: owned (by an overlapping CIDR too), even long after it was first seen.
+  for (const ipam::Prefix& owner : {prefix("10.0.0.64/28"), prefix("10.0.0.64/27")}) {
+    const OrphanSweepView view = viewWith({owner});
+    const OrphanSweepPlan plan = planOrphanSweep({.view = view,
+                                                  .nics = nics,
+                                                  .firstSeen = {{key, kT0}},
+                                                  .grace = seconds(120),
+                                                  .now = kT0 + seconds(600)});
+    EXPECT_TRUE(plan.removals.empty()) << owner.toString();
+    EXPECT_TRUE(plan.firstSeen.empty()) << owner.toString();
+  }
+  // A prefix no sweep saw again is forgotten too: unowned later, its grace starts over.
+  const OrphanSweepView view = viewWith();
+  const OrphanSweepPlan plan = planOrphanSweep({.view = view,
+                                                .nics = {},
+                                                .firstSeen = {{key, kT0}},
+                                                .grace = seconds(120),
+                                                .now = kT0 + seconds(600)});
+  EXPECT_TRUE(plan.firstSeen.empty());
+}
+
+TEST(NicsToSweep, OnlyStandaloneNicsWithAnIpConfigurationOfOursThatTheNicPassDoesNotWrite) {
+  OrphanSweepView view = viewWith();
+  view.nicPassNics.insert(armIdKey(kNodeNic));
+  const std::string third = kRg + "Microsoft.Network/networkInterfaces/third";
+  const std::vector<std::string> ids = {
+      kNodeNic + "/ipConfigurations/vnetipam-10-0-0-16-28",  // the NIC pass's
+      kGoneNic + "/ipConfigurations/ipconfig1",
+      kGoneNic + "/ipConfigurations/vnetipam-10-0-0-64-28",
+      // The same NIC spelt otherwise: once.
+      kRg +
+          "Microsoft.Network/NETWORKINTERFACES/VM-GONE-NIC/ipConfigurations/vnetipam-10-0-0-80-28",
+      third + "/ipConfigurations/theirs",  // no ipConfiguration of ours
+      // Not a standalone NIC: a scale set's, a load balancer's frontend.
+      kRg +
+          "Microsoft.Compute/virtualMachineScaleSets/ss/virtualMachines/0/networkInterfaces/n/"
+          "ipConfigurations/vnetipam-10-0-0-96-28",
+      kRg + "Microsoft.Network/loadBalancers/lb/frontendIPConfigurations/vnetipam-x", "not-an-id"};
+  EXPECT_EQ(nicsToSweep(view, ids), std::vector<std::string>{kGoneNic});
+}
+
+// ---- the sweeper, with a controller ----
+
+class OrphanSweeperTest : public ControllerFixture {
+ protected:
+  OrphanSweeperTest() : ControllerFixture(true) {}
+
+  void SetUp() override {
+    ControllerFixture::SetUp();
+    ControllerConfig config;
+    config.statusInterval = std::chrono::milliseconds(0);
+    config.nicOrphanGrace = seconds(120);
+    controller_ = std::make_unique<Controller>(client_, &cloud_, queue_, &events_, &metrics_,
+                                               config, [this] { return wallNow_; });
+    controller_->setWritable(true);
+    // Node a's VM and NIC, and a VM that is no Node, both in the PodSubnet's Azure subnet.
+    cloud_.addNode(kVm, kNodeNic);
+    cloud_.placeNic(kNodeNic, kSubnetId, kNodeVm);
+    cloud_.placeNic(kGoneNic, kSubnetId, kGoneVm);
+    cloud_.setSubnet(kSubnetId, {prefix("10.0.0.0/24")});
+    addNode(nodeJson("a", kVm));
+    addSubnet(subnetJson("pods", {{"azureSubnetID", kSubnetId}}));
+    runUntilQuiet();
+    const auto mine = blocksOf("a");
+    ASSERT_EQ(mine.size(), 1u);
+    blockCidr_ = prefix(mine[0]["spec"]["cidr"].get<std::string>());
+    ASSERT_EQ(cloud_.nic(kNodeNic), std::vector<ipam::Prefix>{blockCidr_}) << mine[0].dump();
+  }
+
+  OrphanSweeper sweeper(bool* writable = nullptr) {
+    return OrphanSweeper(
+        cloud_,
+        {.view =
+             [this](std::span<const ipam::Prefix> p) { return controller_->orphanSweepView(p); },
+         .canWrite =
+             [this, writable] {
+               return (writable == nullptr || *writable) && controller_->canWrite();
+             }},
+        &events_, &metrics_, {.period = seconds(300), .grace = seconds(120)},
+        [this] { return wallNow_; });
+  }
+
+  std::string scrape() { return prometheus::TextSerializer().Serialize(registry_->Collect()); }
+
+  std::shared_ptr<prometheus::Registry> registry_ = std::make_shared<prometheus::Registry>();
+  ControllerMetrics metrics_{registry_};
+  ipam::Prefix blockCidr_;
+};
+
+TEST_F(OrphanSweeperTest, APrefixOnANicOfNoNodeGoesAfterTheGraceAndNothingElseIsTouched) {
+  // The NIC of no Node: an orphan of ours, the live block's prefix (an IPBlock owns it), a
+  // foreign ipConfiguration inside the range, and a prefix of ours outside every PodSubnet.
+  const ipam::Prefix orphan = prefix("10.0.0.192/28");
+  const ipam::Prefix foreign = prefix("10.0.0.208/28");
+  const ipam::Prefix outside = prefix("10.9.0.0/28");
+  cloud_.setNic(kGoneNic, {orphan, blockCidr_, foreign, outside});
+  cloud_.setForeign(kGoneNic, {foreign});
+  const auto nodeNicBefore = cloud_.nic(kNodeNic);
+  const std::size_t eventsBefore = events_.events.size();
+  OrphanSweeper sweep = sweeper();
+
+  auto result = sweep.sweepOnce();
+  EXPECT_TRUE(result.errors.empty()) << result.errors[0];
+  EXPECT_TRUE(result.removed.empty());
+  EXPECT_EQ(result.recheckAt, std::chrono::floor<seconds>(wallNow_) + seconds(120));
+  EXPECT_EQ(cloud_.subnetReads, 1);
+
+  wallNow_ += seconds(119);
+  result = sweep.sweepOnce();
+  EXPECT_TRUE(result.removed.empty());
+  EXPECT_TRUE(cloud_.removes.empty());
+
+  wallNow_ += seconds(1);
+  result = sweep.sweepOnce();
+  EXPECT_TRUE(result.errors.empty());
+  ASSERT_EQ(result.removed.size(), 1u);
+  EXPECT_EQ(result.removed[0].nicId, kGoneNic);
+  ASSERT_EQ(result.removed[0].prefixes.size(), 1u);
+  EXPECT_EQ(result.removed[0].prefixes[0].prefix, orphan);
+  // Exactly the orphan was asked off, of that NIC only.
+  ASSERT_EQ(cloud_.removes.size(), 1u);
+  EXPECT_EQ(cloud_.removes[0].first, kGoneNic);
+  EXPECT_EQ(cloud_.removes[0].second, std::vector<ipam::Prefix>{orphan});
+  auto left = cloud_.nic(kGoneNic);
+  auto expected = std::vector<ipam::Prefix>{blockCidr_, foreign, outside};
+  std::ranges::sort(expected);
+  EXPECT_EQ(left, expected);
+  EXPECT_EQ(cloud_.nic(kNodeNic), nodeNicBefore);
+
+  // One Warning Event on the PodSubnet, and the counter.
+  ASSERT_EQ(events_.events.size(), eventsBefore + 1);
+  const RecordedEvent& event = events_.events.back();
+  EXPECT_EQ(event.kind, "PodSubnet");
+  EXPECT_EQ(event.name, "pods");
+  EXPECT_EQ(event.reason, kEventOrphanPrefixRemoved);
+  EXPECT_NE(event.note.find("10.0.0.192/28"), std::string::npos) << event.note;
+  EXPECT_NE(event.note.find(kGoneNic), std::string::npos) << event.note;
+  EXPECT_NE(scrape().find("vnetipam_orphan_prefixes_removed_total{podsubnet=\"pods\"} 1"),
+            std::string::npos)
+      << scrape();
+
+  // Nothing more to do.
+  wallNow_ += seconds(600);
+  result = sweep.sweepOnce();
+  EXPECT_TRUE(result.removed.empty());
+  EXPECT_EQ(cloud_.removes.size(), 1u);
+}
+
+TEST_F(OrphanSweeperTest, TheNodesNicIsLeftToTheNicPass) {
+  // An unowned prefix on node a's NIC: the sweep never writes it (the NIC pass does, N9-N11).
+  auto onNode = cloud_.nic(kNodeNic);
+  onNode.push_back(prefix("10.0.0.192/28"));
+  cloud_.setNic(kNodeNic, onNode);
+  OrphanSweeper sweep = sweeper();
+  (void)sweep.sweepOnce();
+  wallNow_ += seconds(600);
+  const auto result = sweep.sweepOnce();
+  EXPECT_TRUE(result.removed.empty());
+  EXPECT_TRUE(cloud_.removes.empty());
+}
+
+TEST_F(OrphanSweeperTest, APrefixAnIpBlockOwnsIsNeverRemovedWhateverItsNode) {
+  // A block of a node that is gone names this CIDR: the NIC pass finds that node's NIC through the
+  // block, so the sweep never removes it, here or on any NIC.
+  const ipam::Prefix cidr = prefix("10.0.0.192/28");
+  api_.put(blockPathOf("b-gone"), blockJson("pods", cidr.toString(), "gone-node", "b-gone"));
+  syncBlocks();
+  const OrphanSweepView view = controller_->orphanSweepView(std::vector<ipam::Prefix>{cidr});
+  EXPECT_EQ(view.owned, std::vector<ipam::Prefix>{cidr});
+  cloud_.setNic(kGoneNic, {cidr});
+  OrphanSweeper sweep = sweeper();
+  (void)sweep.sweepOnce();
+  wallNow_ += seconds(600);
+  EXPECT_TRUE(sweep.sweepOnce().removed.empty());
+  EXPECT_TRUE(cloud_.removes.empty());
+  EXPECT_EQ(cloud_.nic(kGoneNic), std::vector<ipam::Prefix>{cidr});
+}
+
+TEST_F(OrphanSweeperTest, TheViewOwnsWhatTheBlocksHoldAndKnowsTheNodesNicsAndVms) {
+  const OrphanSweepView view = controller_->orphanSweepView(
+      std::vector<ipam::Prefix>{blockCidr_, prefix("10.0.0.192/28"), prefix("10.0.0.0/25")});
+  // The block's CIDR, and a wider prefix holding it; not a free one.
+  EXPECT_EQ(view.owned, (std::vector<ipam::Prefix>{blockCidr_, prefix("10.0.0.0/25")}));
+  EXPECT_TRUE(view.nicPassNics.contains(armIdKey(kNodeNic)));
+  EXPECT_TRUE(view.nodeVms.contains(armIdKey(kNodeVm)));
+  ASSERT_EQ(view.podSubnets.size(), 1u);
+  EXPECT_EQ(view.podSubnets[0].cidr, prefix("10.0.0.0/24"));
+  EXPECT_EQ(view.podSubnets[0].azureSubnetId, std::string(kSubnetId));
+}
+
+TEST_F(OrphanSweeperTest, OnlyTheLeaderSweepsAndAFailedRemovalIsRetriedWithoutANewGrace) {
+  const ipam::Prefix orphan = prefix("10.0.0.192/28");
+  cloud_.setNic(kGoneNic, {orphan});
+  bool writable = false;
+  OrphanSweeper sweep = sweeper(&writable);
+  EXPECT_TRUE(sweep.sweepOnce().removed.empty());
+  EXPECT_EQ(cloud_.subnetReads, 0);  // not even a read while not leading
+
+  writable = true;
+  (void)sweep.sweepOnce();
+  wallNow_ += seconds(120);
+  cloud_.failNextRemove();
+  auto result = sweep.sweepOnce();
+  ASSERT_EQ(result.errors.size(), 1u);
+  EXPECT_NE(result.errors[0].find("connection reset"), std::string::npos) << result.errors[0];
+  EXPECT_EQ(cloud_.nic(kGoneNic), std::vector<ipam::Prefix>{orphan});
+
+  wallNow_ += seconds(1);
+  result = sweep.sweepOnce();
+  ASSERT_EQ(result.removed.size(), 1u);
+  EXPECT_TRUE(cloud_.nic(kGoneNic).empty());
+  EXPECT_EQ(cloud_.removes.size(), 2u);
+}
+
+}  // namespace
+}  // namespace vnetipam::controller::testing
