@@ -15,13 +15,21 @@
 //    cache, so a block seen just before its PodSubnet is not refused for a watch's lag).
 //  - OutsidePodSubnet: spec.cidr is not inside the PodSubnet's prefix (spec.cidr, or the Azure
 //    subnet's prefix the pool was carved from).
-//  - ReservedRange: spec.cidr overlaps one of the PodSubnet's reservedCIDRs (as the pool was carved
-//    with them) or, for an Azure subnet, an address Azure keeps (the first four and the last).
+//  - ReservedRange: spec.cidr overlaps one of the PodSubnet's reservedCIDRs (as they are now) or,
+//    for an Azure subnet, an address Azure keeps (the first four and the last).
 //  - Overlap: spec.cidr overlaps a block the pool already holds for another IPBlock.
 //  - WrongPrefixLength: spec.cidr is not a /blockPrefixLength of the PodSubnet.
 // Otherwise the block is accepted. While its PodSubnet is known but not carved yet (Azure not
 // read, refused for overlapping another PodSubnet) a block is undecided: it is not counted, not
 // programmed and not released, and its prefix, if already on the NIC, stays.
+//
+// reservedCIDRs are put on a pool only once it holds every block that exists (at the carve: the
+// pool is carved without them, its blocks judged, then the ranges put on; later: at each edit of
+// the spec). So a block the pool already held when its range became reserved, including every
+// block that exists when the pool is carved, is not refused but kept and released by its node
+// (reason ReservedRange: it takes no new pods, keeps its pods' addresses until agent-drain, and its
+// CIDR is not carved again): a controller that starts after an edit does what a running one does.
+// Only a block that appears in a range already reserved is refused by that rule.
 //
 // Which of two overlapping blocks is the legitimate one: the one the pool already holds. When a
 // pool is carved (start-up, or a new PodSubnet), its blocks are judged in order of
@@ -70,7 +78,7 @@ enum class Trust : std::uint8_t {
 struct TrustPool {
   ipam::Prefix range;  // the carved prefix
   int blockPrefixLength = 28;
-  std::vector<ipam::Prefix> reserved;  // reservedCIDRs at carve time
+  std::vector<ipam::Prefix> reserved;  // reservedCIDRs put on the pool (none while carving)
   bool azure = false;                  // carved from an Azure subnet: Azure's addresses are kept
 };
 

@@ -168,10 +168,18 @@ std::optional<std::string> Controller::reconcileNode(const std::string& name) {
         } else {
           emptySince_.erase(blockName);
         }
+        // A block in a range spec.reservedCIDRs reserved after the pool held it takes no new pods:
+        // released now, the ordinary way (agent-drain keeps it while its pods hold addresses), and
+        // leaving from this decision on, so that the node gets a block outside the range instead.
+        const auto held = subnetStates_.find(subnetName);
+        const bool reserved = !info.deleting && held != subnetStates_.end() &&
+                              held->second.blocks &&
+                              held->second.blocks->isReservedAllocated(info.cidr);
+        if (reserved) deletes.push_back({blockName, info.uid, "ReservedRange"});
         mine.push_back(NodeBlock{.name = blockName,
                                  .cidr = info.cidr,
                                  .phase = info.phase,
-                                 .deleting = info.deleting,
+                                 .deleting = info.deleting || reserved,
                                  .used = info.used,
                                  .capacity = info.capacity,
                                  .created = info.created,

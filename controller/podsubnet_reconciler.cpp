@@ -94,10 +94,11 @@ std::optional<std::string> Controller::carve(const std::string& name,
     return std::nullopt;
   }
 
-  ipam::CarveOptions options{.excludeAzureReserved = fromAzure, .reserved = {}};
-  for (const std::string& text : subnet.spec.reservedCIDRs) {
-    if (auto reserved = ipam::Prefix::parse(text)) options.reserved.push_back(*reserved);
-  }
+  // Carved without spec.reservedCIDRs, which reconcileSubnet puts on once every existing block is
+  // occupied, just as it does at each edit of them: a block that exists in a reserved range is the
+  // pool's and is released (ReservedRange), whether the range was reserved while this controller
+  // ran or before it started.
+  const ipam::CarveOptions options{.excludeAzureReserved = fromAzure, .reserved = {}};
   auto carved = ipam::SubnetBlockSet::carve(cidr, length, options);
   if (!carved) {
     state.notCarvedMessage = fmt::format("cannot carve {} into /{} blocks: {}", cidr.toString(),
@@ -105,8 +106,8 @@ std::optional<std::string> Controller::carve(const std::string& name,
     return std::nullopt;
   }
   state.blocks = std::move(*carved);
-  state.trust = TrustPool{
-      .range = cidr, .blockPrefixLength = length, .reserved = options.reserved, .azure = fromAzure};
+  state.trust =
+      TrustPool{.range = cidr, .blockPrefixLength = length, .reserved = {}, .azure = fromAzure};
   state.holders.clear();
   // Judge and occupy every block that exists before handing out any new one, earliest
   // creationTimestamp (then name) first: of two overlapping blocks the earlier one is held, the
@@ -157,6 +158,38 @@ std::optional<std::string> Controller::reconcileSubnet(const std::string& name) 
   const api::PodSubnet& subnet = subnets_.at(name);
   SubnetState& state = subnetStates_[name];
 
+  if (state.blocks && state.trust) {
+    // spec.reservedCIDRs as they are now, live: a range newly reserved is not carved again and a
+    // block the pool holds there is a reserved allocation, which its node releases
+    // (node_reconciler.cpp); a range no longer reserved is free again. From now on a block made in
+    // a reserved range is refused (ReservedRange).
+    std::vector<ipam::Prefix> reserved;
+    for (const std::string& text : subnet.spec.reservedCIDRs) {
+      if (auto prefix = ipam::Prefix::parse(text)) reserved.push_back(*prefix);
+    }
+    const std::uint64_t usableBefore = state.blocks->usableCount();
+    state.blocks->setReserved(reserved);
+    if (state.trust->reserved != state.blocks->reserved()) {
+      state.trust->reserved = state.blocks->reserved();
+      std::size_t releasing = 0;
+      for (const auto& [blockName, info] : blocks_) {
+        if (info.podSubnet != name || info.trust != Trust::kAccepted ||
+            !state.blocks->isReservedAllocated(info.cidr)) {
+          continue;
+        }
+        ++releasing;
+        enqueue(nodeKey(info.node));
+      }
+      spdlog::info(
+          "PodSubnet {}: spec.reservedCIDRs applied: {} usable blocks ({} before); {} block(s) in "
+          "a reserved range are released",
+          name, state.blocks->usableCount(), usableBefore, releasing);
+      // Blocks freed by a range no longer reserved may go to a node that was short.
+      for (const std::string& shortNode : state.shortNodes)
+        enqueue(nodeKey(shortNode));
+    }
+  }
+
   const Time t = now();
   if (state.blocks) {
     for (auto it = state.leaks.begin(); it != state.leaks.end();) {
@@ -181,10 +214,16 @@ std::optional<std::string> Controller::reconcileSubnet(const std::string& name) 
   }
 
   std::vector<std::int64_t> blockUsed;
+  std::vector<std::string> reservedBlocks;
   for (const auto& [blockName, info] : blocks_) {
     // A refused block's status.used is not the pool's (it holds no CIDR of it).
-    if (info.podSubnet == name && info.trust == Trust::kAccepted) blockUsed.push_back(info.used);
+    if (info.podSubnet != name || info.trust != Trust::kAccepted) continue;
+    blockUsed.push_back(info.used);
+    if (state.blocks && state.blocks->isReservedAllocated(info.cidr)) {
+      reservedBlocks.push_back(blockName);
+    }
   }
+  std::ranges::sort(reservedBlocks);
   const std::vector<std::string> shortNodes(state.shortNodes.begin(), state.shortNodes.end());
   PoolStatusInput input{.blocks = state.blocks ? &*state.blocks : nullptr,
                         .notCarvedMessage = state.notCarvedMessage,
@@ -192,6 +231,7 @@ std::optional<std::string> Controller::reconcileSubnet(const std::string& name) 
                         .shortNodes = shortNodes,
                         .foreignAddresses = foreignAddressesLocked(name),
                         .uncarvedPrefixes = state.uncarvedPrefixes,
+                        .reservedBlocks = reservedBlocks,
                         .generation = subnet.metadata.generation,
                         .now = t};
   api::PodSubnetStatus status = computePoolStatus(subnet.status, input);

@@ -235,7 +235,10 @@ TEST_F(NicProgrammingTest, AConditionWriteKeepsThePhaseAndTheNic) {
 }
 
 TEST_F(NicProgrammingTest, ARefusedBlockKeepsItsProgrammedEntryAsFalseNextToInvalid) {
-  // A block an earlier controller programmed, now outside what the pool accepts.
+  // A block an earlier controller programmed, seen in a range the pool reserves (a block the pool
+  // held when its range became reserved is released instead, podsubnet_test.cpp).
+  addSubnet(subnetJson("pods", {{"cidr", "10.0.0.0/24"}, {"reservedCIDRs", {"10.0.0.0/28"}}}));
+  runUntilQuiet();
   json stale = blockJson("pods", "10.0.0.0/28", "a", kBlock);
   api_.put(blockPathOf(kBlock), stale);
   ASSERT_TRUE(client_.applyStatus(
@@ -252,8 +255,6 @@ TEST_F(NicProgrammingTest, ARefusedBlockKeepsItsProgrammedEntryAsFalseNextToInva
                                       {"message", "on nic-a"},
                                       {"lastTransitionTime", "2026-01-01T00:00:00Z"}}})}}}},
       {.fieldManager = std::string(api::kControllerFieldManager), .force = true}));
-  syncBlocks();
-  addSubnet(subnetJson("pods", {{"cidr", "10.0.0.0/24"}, {"reservedCIDRs", {"10.0.0.0/28"}}}));
   runUntilQuiet();
 
   const json block = blockObject();

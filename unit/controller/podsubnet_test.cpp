@@ -106,5 +106,116 @@ TEST_F(DualStackNodeMetricsTest, AnIPv4OnlyNodeHasNoIPv6Series) {
   EXPECT_EQ(text.find("family=\"ipv6\""), std::string::npos) << text;
 }
 
+// spec.reservedCIDRs edited on a carved PodSubnet (--cloud=none, spec.cidr 10.0.0.0/26: four /28s).
+class ReservedEditTest : public ControllerFixture {
+ protected:
+  void editReserved(json reserved, int generation) {
+    json subnet = subnetJson("pods", {{"cidr", "10.0.0.0/26"}, {"reservedCIDRs", reserved}});
+    subnet["metadata"]["generation"] = generation;
+    subnet["metadata"]["resourceVersion"] = std::to_string(generation);
+    api_.put(std::string(kPodSubnetsPath) + "/pods", subnet);
+    controller_->applySubnetEvent(kube::WatchEventType::kModified, subnet);
+  }
+  json status() { return (*api_.get(std::string(kPodSubnetsPath) + "/pods"))["status"]; }
+  std::string readyMessage() {
+    const json s = status();
+    for (const json& c : s["conditions"]) {
+      if (c["type"] == "Ready") return c["message"];
+    }
+    return "";
+  }
+  bool deleting(const std::string& name) {
+    const auto block = api_.get(blockPathOf(name));
+    return block && (*block)["metadata"].contains("deletionTimestamp");
+  }
+};
+
+// A range reserved live is never carved again; the block the pool held there takes no new pods (it
+// is released at once, the ordinary way, so the agent allocates nothing more from it and keeps
+// its pods' addresses until agent-drain) and its node gets a block outside the range; the status
+// counts and names it. Once gone its CIDR stays reserved; a range no longer reserved is free.
+TEST_F(ReservedEditTest, AReservedRangeIsAppliedLiveAndItsBlockReleasedTheOrdinaryWay) {
+  addNode(nodeJson("a"));
+  addSubnet(subnetJson("pods", {{"cidr", "10.0.0.0/26"}}));
+  runUntilQuiet();
+  addNode(nodeJson("b"));
+  runUntilQuiet();
+  ASSERT_EQ(blocksOf("a").size(), 1u);
+  ASSERT_EQ(blocksOf("a")[0]["spec"]["cidr"], "10.0.0.0/28");
+  ASSERT_EQ(blocksOf("b")[0]["spec"]["cidr"], "10.0.0.16/28");
+  api_.patchStatus(blockPathOf("pods-10-0-0-0-28"), {{"used", 3}});
+  ASSERT_EQ(controller_->poolFree("pods"), 2u);
+
+  editReserved({"10.0.0.0/28", "10.0.0.32/28"}, 2);
+  runUntilQuiet();
+  EXPECT_TRUE(deleting("pods-10-0-0-0-28")) << "released at once, kept by agent-drain";
+  EXPECT_FALSE(deleting("pods-10-0-0-16-28"));
+  std::vector<std::string> cidrs;
+  for (const json& b : blocksOf("a"))
+    cidrs.push_back(b["spec"]["cidr"]);
+  EXPECT_EQ(cidrs, (std::vector<std::string>{"10.0.0.0/28", "10.0.0.48/28"}))
+      << "the node's new block is outside both reserved ranges";
+  EXPECT_EQ(controller_->poolFree("pods"), 0u);
+  EXPECT_EQ(controller_->block("pods-10-0-0-0-28")->trust, Trust::kAccepted);
+  EXPECT_EQ(status()["totalBlocks"], 2);
+  EXPECT_EQ(status()["allocatedBlocks"], 2);
+  EXPECT_NE(readyMessage().find("1 block(s) in spec.reservedCIDRs take no new pods and are "
+                                "released as their pods go: pods-10-0-0-0-28"),
+            std::string::npos)
+      << readyMessage();
+
+  // The agent gives the block up once its pods are gone: the object goes, the CIDR stays reserved.
+  dropAgentDrain("pods-10-0-0-0-28");
+  runUntilQuiet();
+  EXPECT_FALSE(api_.get(blockPathOf("pods-10-0-0-0-28")));
+  EXPECT_EQ(controller_->poolFree("pods"), 0u);
+  EXPECT_EQ(readyMessage(), "10.0.0.0/26 carved into 2 usable /28 blocks (2 excluded)");
+
+  // Unreserved: both ranges are free again.
+  editReserved(json::array(), 3);
+  runUntilQuiet();
+  EXPECT_EQ(controller_->poolFree("pods"), 2u);
+  EXPECT_EQ(status()["totalBlocks"], 4);
+
+  // Reserved again over a block in use: .16 of node b goes too, and b gets .0 instead.
+  editReserved({"10.0.0.16/28"}, 4);
+  runUntilQuiet();
+  EXPECT_TRUE(deleting("pods-10-0-0-16-28"));
+  ASSERT_EQ(blocksOf("b").size(), 2u);
+  EXPECT_EQ(blocksOf("b")[0]["spec"]["cidr"], "10.0.0.0/28");
+}
+
+// A controller that starts after the edit does what a running one does: a block in a reserved
+// range (reserved while the controller was down, or while it was draining) is the pool's and is
+// released, not refused: refused, its prefix would be an unowned one and its pods' addresses
+// would no longer be the node's.
+TEST_F(ReservedEditTest, AtStartABlockInAReservedRangeIsReleasedLikeALiveEdit) {
+  json old = blockJson("pods", "10.0.0.0/28", "a", "pods-10-0-0-0-28");
+  old["metadata"]["finalizers"] = {"vnetipam.io/agent-drain"};
+  old["metadata"]["creationTimestamp"] = "2026-01-01T00:00:00Z";
+  old["status"] = {{"phase", "Ready"}, {"capacity", 16}, {"used", 5}};
+  api_.put(blockPathOf("pods-10-0-0-0-28"), old);
+  syncBlocks();
+  addNode(nodeJson("a"));
+  addSubnet(subnetJson("pods", {{"cidr", "10.0.0.0/26"}, {"reservedCIDRs", {"10.0.0.0/27"}}}));
+  runUntilQuiet();
+
+  EXPECT_EQ(controller_->block("pods-10-0-0-0-28")->trust, Trust::kAccepted);
+  EXPECT_TRUE(deleting("pods-10-0-0-0-28"));
+  const json kept = *api_.get(blockPathOf("pods-10-0-0-0-28"));
+  EXPECT_FALSE(kept["status"].contains("conditions")) << "no Invalid condition: " << kept.dump();
+  EXPECT_FALSE(events_.has("ReservedRange")) << "no refusal event";
+  ASSERT_EQ(blocksOf("a").size(), 2u);
+  EXPECT_EQ(blocksOf("a")[1]["spec"]["cidr"], "10.0.0.32/28");
+  EXPECT_EQ(controller_->poolFree("pods"), 1u);
+
+  // A block made in the reserved range after the carve is refused, as ever.
+  json hostile = blockJson("pods", "10.0.0.16/28", "a", "pods-10-0-0-16-28");
+  api_.put(blockPathOf("pods-10-0-0-16-28"), hostile);
+  runUntilQuiet();
+  EXPECT_EQ(controller_->block("pods-10-0-0-16-28")->trust, Trust::kInvalid);
+  EXPECT_FALSE(deleting("pods-10-0-0-16-28"));
+}
+
 }  // namespace
 }  // namespace vnetipam::controller::testing
