@@ -224,6 +224,16 @@ std::optional<std::string> Controller::reconcileSubnet(const std::string& name) 
     }
   }
   std::ranges::sort(reservedBlocks);
+  std::vector<ipam::Prefix> reservedOutside;
+  if (state.blocks) {
+    for (const std::string& text : subnet.spec.reservedCIDRs) {
+      const auto prefix = ipam::Prefix::parse(text);
+      if (prefix &&
+          std::ranges::find(state.blocks->reserved(), *prefix) == state.blocks->reserved().end()) {
+        reservedOutside.push_back(*prefix);
+      }
+    }
+  }
   const std::vector<std::string> shortNodes(state.shortNodes.begin(), state.shortNodes.end());
   PoolStatusInput input{.blocks = state.blocks ? &*state.blocks : nullptr,
                         .notCarvedMessage = state.notCarvedMessage,
@@ -232,6 +242,7 @@ std::optional<std::string> Controller::reconcileSubnet(const std::string& name) 
                         .foreignAddresses = foreignAddressesLocked(name),
                         .uncarvedPrefixes = state.uncarvedPrefixes,
                         .reservedBlocks = reservedBlocks,
+                        .reservedOutside = reservedOutside,
                         .generation = subnet.metadata.generation,
                         .now = t};
   api::PodSubnetStatus status = computePoolStatus(subnet.status, input);

@@ -126,6 +126,13 @@ api::PodSubnetStatus computePoolStatus(const api::PodSubnetStatus& previous,
         "{}",
         input.reservedBlocks.size(), namesText(input.reservedBlocks));
   }
+  if (!input.reservedOutside.empty()) {
+    std::string ranges;
+    for (const ipam::Prefix& r : input.reservedOutside)
+      ranges += (ranges.empty() ? "" : ", ") + r.toString();
+    carvedMessage += fmt::format("; spec.reservedCIDRs {} lie outside {}: they reserve nothing",
+                                 ranges, status.cidr);
+  }
   if (const std::string note = uncarvedPrefixesNote(input.uncarvedPrefixes); !note.empty()) {
     carvedMessage += "; " + note;
   }

@@ -43,6 +43,9 @@ struct PoolStatusInput {
   // (SubnetBlockSet::isReservedAllocated), sorted: they take no new pods and are released. Not in
   // allocatedBlocks (a reserved range is no part of totalBlocks); the Ready message names them.
   std::span<const std::string> reservedBlocks;
+  // spec.reservedCIDRs that lie outside the carved subnet (an Azure subnet's prefix is read, so
+  // the API server cannot check them): they reserve nothing, and the Ready message says so.
+  std::span<const ipam::Prefix> reservedOutside;
   std::int64_t generation = 0;  // metadata.generation, for observedGeneration
   Time now{};
 };

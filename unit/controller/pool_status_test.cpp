@@ -240,6 +240,13 @@ TEST(PoolStatus, BlocksInANewlyReservedRangeAreNamedAsReleased) {
             "spec.reservedCIDRs take no new pods and are released as their pods go: p-1, p-2, p-3, "
             "p-4, p-5 and 2 more");
   EXPECT_EQ(cond(s, api::kConditionExhausted).message, "7 of 7 blocks free");
+
+  const std::vector<ipam::Prefix> outside = {ipam::Prefix::parse("10.9.0.0/16").value(),
+                                             ipam::Prefix::parse("fd00::/64").value()};
+  s = computePoolStatus({}, {.blocks = &set, .reservedOutside = outside, .now = kT0});
+  EXPECT_EQ(cond(s, api::kConditionReady).message,
+            "10.240.0.0/24 carved into 7 usable /28 blocks (9 excluded); spec.reservedCIDRs "
+            "10.9.0.0/16, fd00::/64 lie outside 10.240.0.0/24: they reserve nothing");
 }
 
 }  // namespace
