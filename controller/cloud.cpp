@@ -73,19 +73,22 @@ azure::Result<NicState> AzureCloud::readNic(std::string_view nicId) {
   NicState state{.id = nic->id.empty() ? std::string(nicId) : nic->id,
                  .prefixes = {},
                  .ours = {},
-                 .vmId = nic->virtualMachineId};
+                 .vmId = nic->virtualMachineId,
+                 .read = std::nullopt};
   for (const azure::NicIpConfig& config : nic->ipConfigs) {
     auto prefix = config.prefix();
     if (!prefix) continue;
     state.prefixes.push_back(*prefix);
     if (config.name.starts_with(azure::kIpConfigNamePrefix)) state.ours.push_back(*prefix);
   }
+  state.read = std::move(*nic);
   return state;
 }
 
-azure::Result<void> AzureCloud::setNicPrefixes(std::string_view nicId,
+azure::Result<void> AzureCloud::setNicPrefixes(const NicState& nic,
                                                std::span<const ipam::Prefix> desired) {
-  auto change = network_.setNicPrefixes(nicId, desired);
+  auto change = nic.read ? network_.setNicPrefixes(*nic.read, desired)
+                         : network_.setNicPrefixes(nic.id, desired);
   if (!change) return std::unexpected(std::move(change.error()));
   return {};
 }

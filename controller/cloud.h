@@ -37,6 +37,9 @@ struct NicState {
   // the only ones the orphan sweep (orphan_sweep.h) may take off.
   std::vector<ipam::Prefix> ours;
   std::string vmId;  // properties.virtualMachine.id; empty for a NIC attached to no VM
+  // The NIC as the cloud returned it (AzureCloud; a fake leaves it empty), so that a write can
+  // build on this read instead of reading the NIC again.
+  std::optional<azure::NetworkInterface> read;
 };
 
 class Cloud {
@@ -55,9 +58,11 @@ class Cloud {
   virtual std::optional<NodeRefusal> refuseNode(std::string_view providerID) const;
   // Reads a NIC (a GET). kNotFound when it is gone.
   virtual azure::Result<NicState> readNic(std::string_view nicId) = 0;
-  // Makes the NIC carry exactly `desired` among this project's prefixes, in one PUT. An error
-  // may mean the outcome is unknown; the caller reads again.
-  virtual azure::Result<void> setNicPrefixes(std::string_view nicId,
+  // Makes the NIC `nic` (as readNic returned it) carry exactly `desired` among this project's
+  // prefixes, in one PUT built on that read: no read before it (unless the NIC changed since, a
+  // 412), and none after an operation that Succeeded. Success means the cloud said the write took.
+  // An error may mean the outcome is unknown; the caller reads again.
+  virtual azure::Result<void> setNicPrefixes(const NicState& nic,
                                              std::span<const ipam::Prefix> desired) = 0;
   // The usage list of a VNET: per subnet, the addresses in use (any holder, ours included).
   // Read on a slow period by SubnetUsagePoller (subnet_usage.h), never on a node's path.
@@ -82,7 +87,7 @@ class AzureCloud final : public Cloud {
   azure::Result<std::vector<ipam::Prefix>> subnetPrefixes(std::string_view subnetId) override;
   azure::Result<std::string> primaryNicOfNode(std::string_view providerID) override;
   azure::Result<NicState> readNic(std::string_view nicId) override;
-  azure::Result<void> setNicPrefixes(std::string_view nicId,
+  azure::Result<void> setNicPrefixes(const NicState& nic,
                                      std::span<const ipam::Prefix> desired) override;
   azure::Result<std::vector<azure::SubnetUsage>> subnetUsages(std::string_view vnetId) override;
   azure::Result<std::vector<std::string>> subnetIpConfigurations(

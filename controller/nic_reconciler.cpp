@@ -425,7 +425,7 @@ std::optional<std::string> Controller::nicPass(const std::string& node, bool& ag
     for (auto& [name, join] : joins) {
       if (std::ranges::binary_search(plan.desiredPrefixes, join.cidr)) join.putSent = true;
     }
-    auto put = cloud_->setNicPrefixes(*nicId, plan.desiredPrefixes);
+    auto put = cloud_->setNicPrefixes(*nic, plan.desiredPrefixes);
     if (put) break;
     putError = std::move(put.error());
     refusals.push_back(fmt::format("programming NIC {} failed: {} ({})", *nicId, putError->message,

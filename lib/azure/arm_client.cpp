@@ -278,17 +278,17 @@ Result<std::vector<json>> ArmClient::list(std::string_view operation, std::strin
 }
 
 Result<json> ArmClient::put(std::string_view operation, std::string_view target, const json& body,
-                            const std::optional<std::string>& ifMatch) {
+                            const std::optional<std::string>& ifMatch, ReadBack readBack) {
   http::Headers headers;
   if (ifMatch) headers["If-Match"] = *ifMatch;
   auto response = send(operation, "PUT", target, body.dump(), std::move(headers));
   if (!response) return std::unexpected(response.error());
   if (!isSuccess(response->status)) return std::unexpected(armError(operation, target, *response));
-  return followOperation(operation, target, *response);
+  return followOperation(operation, target, readBack, *response);
 }
 
 Result<json> ArmClient::followOperation(std::string_view operation, std::string_view target,
-                                        const http::HttpResponse& initial) {
+                                        ReadBack readBack, const http::HttpResponse& initial) {
   const auto header = [&initial](std::string_view name) {
     const auto it = initial.headers.find(name);
     return it == initial.headers.end() ? std::string() : it->second;
@@ -345,7 +345,10 @@ Result<json> ArmClient::followOperation(std::string_view operation, std::string_
                     fmt::format("{} {}: the operation status from {} has no \"status\"", operation,
                                 target, url));
       }
-      if (text::iequals(status, "Succeeded")) return get(operation, target);
+      if (text::iequals(status, "Succeeded")) {
+        if (readBack == ReadBack::kNo) return json::object();
+        return get(operation, target);
+      }
       if (text::iequals(status, "Failed") || text::iequals(status, "Canceled")) {
         std::string code;
         const std::string text =
@@ -363,6 +366,7 @@ Result<json> ArmClient::followOperation(std::string_view operation, std::string_
     // The result is the resource; without a usable one, it is read.
     auto doc = parseBoundedJson(poll.body, kMaxArmBodyBytes, kPollOperation);
     if (doc && doc->is_object() && !doc->empty()) return std::move(*doc);
+    if (readBack == ReadBack::kNo) return json::object();
     return get(operation, target);
   }
 }

@@ -27,6 +27,7 @@
 #pragma once
 
 #include <chrono>
+#include <cstdint>
 #include <functional>
 #include <mutex>
 #include <optional>
@@ -82,13 +83,20 @@ class ArmClient {
   // GET a collection and every further page (nextLink); the items of all pages, in order.
   Result<std::vector<nlohmann::json>> list(std::string_view operation, std::string_view target);
 
+  // Whether put() reads the resource once its operation has Succeeded. kNo for a caller that only
+  // needs to know the write took: a status that says Succeeded is the cloud's word that it did,
+  // and the read is one more request against the subscription's read budget.
+  enum class ReadBack : std::uint8_t { kYes, kNo };
+
   // PUT a whole resource, follow the long-running operation (Azure-AsyncOperation, else
-  // Location) to Succeeded, and return the resource as read afterwards. With `ifMatch`, a stale
+  // Location) to Succeeded, and return the resource as read afterwards (with ReadBack::kNo: as
+  // the answer carried it, or an empty object when it carried none). With `ifMatch`, a stale
   // etag fails with kPreconditionFailed. An operation that ends Failed or Canceled is
   // kOperationFailed with Azure's error code.
   Result<nlohmann::json> put(std::string_view operation, std::string_view target,
                              const nlohmann::json& body,
-                             const std::optional<std::string>& ifMatch = std::nullopt);
+                             const std::optional<std::string>& ifMatch = std::nullopt,
+                             ReadBack readBack = ReadBack::kYes);
 
   // One request with the budget, wait and retry rules above; any status is returned as a value.
   // `target` is a path with query, or an absolute URL under the endpoint.
@@ -101,7 +109,7 @@ class ArmClient {
 
  private:
   Result<nlohmann::json> followOperation(std::string_view operation, std::string_view target,
-                                         const http::HttpResponse& initial);
+                                         ReadBack readBack, const http::HttpResponse& initial);
   void wait(std::string_view operation, WaitReason reason, Clock::Duration duration);
   void pauseForThrottling(bool read, Clock::Duration pause);
   Clock::Duration throttlePauseLeft(bool read);

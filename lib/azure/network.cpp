@@ -404,29 +404,47 @@ Result<std::vector<SubnetUsage>> NetworkClient::listVirtualNetworkUsage(std::str
   return usages;
 }
 
+Result<void> NetworkClient::writeNic(const NetworkInterface& nic) {
+  if (auto ok = checkId(nic.id, "network interface"); !ok) return std::unexpected(ok.error());
+  auto doc = arm_.put("PutNetworkInterface", withVersion(nic.id, kNetworkApiVersion), nic.raw,
+                      nic.etag.empty() ? std::nullopt : std::optional<std::string>(nic.etag),
+                      ArmClient::ReadBack::kNo);
+  if (!doc) return std::unexpected(doc.error());
+  return {};
+}
+
 Result<NicPrefixChange> NetworkClient::setNicPrefixes(std::string_view nicId,
+                                                      std::span<const ipam::Prefix> desired) {
+  auto nic = getNic(nicId);
+  if (!nic) return std::unexpected(nic.error());
+  return setNicPrefixes(std::move(*nic), desired);
+}
+
+Result<NicPrefixChange> NetworkClient::setNicPrefixes(NetworkInterface nic,
                                                       std::span<const ipam::Prefix> desired) {
   NicPrefixChange change;
   for (;;) {
-    auto nic = getNic(nicId);
-    if (!nic) return std::unexpected(nic.error());
-    auto diff = diffNicPrefixes(*nic, desired);
+    auto diff = diffNicPrefixes(nic, desired);
     if (!diff) return std::unexpected(diff.error());
     if (!diff->changed()) {
-      change.nic = std::move(*nic);
+      change.nic = std::move(nic);
       return change;
     }
-    nic->raw["properties"]["ipConfigurations"] = std::move(diff->ipConfigurations);
-    auto written = putNic(*nic);
+    nic.raw["properties"]["ipConfigurations"] = std::move(diff->ipConfigurations);
+    auto written = writeNic(nic);
     if (!written && written.error().code == ErrorCode::kPreconditionFailed &&
         change.conflicts < maxConflicts_) {
       // Someone else wrote the NIC since we read it: read again and re-apply our desired set
       // (a diff against the new state, so their change is kept).
       ++change.conflicts;
+      auto again = getNic(nic.id);
+      if (!again) return std::unexpected(again.error());
+      nic = std::move(*again);
       continue;
     }
     if (!written) return std::unexpected(written.error());
-    change.nic = std::move(*written);
+    auto sent = parseNetworkInterface(nic.raw);
+    change.nic = sent ? std::move(*sent) : std::move(nic);
     change.added = std::move(diff->added);
     change.removed = std::move(diff->removed);
     change.written = true;
@@ -446,7 +464,7 @@ Result<NicPrefixChange> NetworkClient::removeNicPrefixes(std::string_view nicId,
       return change;
     }
     nic->raw["properties"]["ipConfigurations"] = std::move(diff.ipConfigurations);
-    auto written = putNic(*nic);
+    auto written = writeNic(*nic);
     if (!written && written.error().code == ErrorCode::kPreconditionFailed &&
         change.conflicts < maxConflicts_) {
       // Someone wrote the NIC since we read it: drop the same prefixes from what it is now.
@@ -454,7 +472,8 @@ Result<NicPrefixChange> NetworkClient::removeNicPrefixes(std::string_view nicId,
       continue;
     }
     if (!written) return std::unexpected(written.error());
-    change.nic = std::move(*written);
+    auto sent = parseNetworkInterface(nic->raw);
+    change.nic = sent ? std::move(*sent) : std::move(*nic);
     change.removed = std::move(diff.removed);
     change.written = true;
     return change;

@@ -99,7 +99,9 @@ struct SubnetUsage {
 
 // What setNicPrefixes did.
 struct NicPrefixChange {
-  NetworkInterface nic;               // as read after the write (or as found, if none was needed)
+  // As written (its etag the one the write was made against), or as found if none was needed: the
+  // NIC is not read again after a write whose operation Succeeded.
+  NetworkInterface nic;
   std::vector<ipam::Prefix> added;    // ipConfigurations created
   std::vector<ipam::Prefix> removed;  // ipConfigurations deleted
   bool written = false;               // a PUT was needed
@@ -173,6 +175,9 @@ class NetworkClient {
   // re-applies, up to maxConflicts times. No PUT when nothing changes. Idempotent.
   Result<NicPrefixChange> setNicPrefixes(std::string_view nicId,
                                          std::span<const ipam::Prefix> desired);
+  // The same, from `nic` as the caller has just read it (no GET first; a 412 reads again).
+  Result<NicPrefixChange> setNicPrefixes(NetworkInterface nic,
+                                         std::span<const ipam::Prefix> desired);
 
   // Takes exactly these prefixes off the NIC, and only from ipConfigurations this project named
   // (dropNicPrefixes): reads the NIC, writes it with If-Match, and on 412 reads again and drops
@@ -183,6 +188,9 @@ class NetworkClient {
                                             std::span<const ipam::Prefix> prefixes);
 
  private:
+  // PUT of `nic` with If-Match, without reading it back once the operation Succeeded.
+  Result<void> writeNic(const NetworkInterface& nic);
+
   ArmClient& arm_;
   int maxConflicts_;
 };

@@ -117,15 +117,20 @@ class FakeCloud final : public Cloud {
     ++reads;
     const auto found = nics_.find(std::string(nicId));
     if (found == nics_.end()) return azure::fail(azure::ErrorCode::kNotFound, "no NIC");
-    NicState state{.id = std::string(nicId), .prefixes = found->second, .ours = {}, .vmId = {}};
+    NicState state{.id = std::string(nicId),
+                   .prefixes = found->second,
+                   .ours = {},
+                   .vmId = {},
+                   .read = std::nullopt};
     for (const ipam::Prefix& p : found->second) {
       if (!isForeign(found->first, p)) state.ours.push_back(p);
     }
     if (auto vm = vmOfNic_.find(found->first); vm != vmOfNic_.end()) state.vmId = vm->second;
     return state;
   }
-  azure::Result<void> setNicPrefixes(std::string_view nicId,
+  azure::Result<void> setNicPrefixes(const NicState& read,
                                      std::span<const ipam::Prefix> desired) override {
+    const std::string& nicId = read.id;
     std::lock_guard lock(mutex_);
     ++puts;
     putBodies.emplace_back(desired.begin(), desired.end());

@@ -134,22 +134,18 @@ TEST_F(NetworkClientTest, SetNicPrefixesWritesEveryBlockInOnePutWithIfMatch) {
       "Microsoft.Network/locations/eastus/operations/op1?api-version=2024-05-01";
   transport_.respond(200, "{}", {{"Azure-AsyncOperation", op}, {"Retry-After", "1"}});
   transport_.respond(200, R"({"status":"Succeeded"})");
-  transport_.respond(
-      200, nicJson("W/\"2\"", {ipConfig("ipconfig1", "10.0.0.4", true),
-                               ipConfig("vnetipam-10-0-1-0-28", "10.0.1.0/28", false, 28),
-                               ipConfig("vnetipam-10-0-1-16-28", "10.0.1.16/28", false, 28)})
-               .dump());
   const std::vector<ipam::Prefix> desired = {prefix("10.0.1.0/28"), prefix("10.0.1.16/28")};
   auto change = network_.setNicPrefixes(kNicId, desired);
   ASSERT_TRUE(change.has_value()) << change.error().message;
   EXPECT_TRUE(change->written);
   EXPECT_EQ(change->added, desired);
   EXPECT_TRUE(change->removed.empty());
-  EXPECT_EQ(change->nic.etag, "W/\"2\"");
+  EXPECT_EQ(change->nic.etag, "W/\"1\"") << "as written: the NIC is not read again";
   EXPECT_EQ(change->nic.ipConfigs.size(), 3u);
 
+  // GET, PUT, the operation's status: no read after Succeeded.
   const auto requests = transport_.requests();
-  ASSERT_EQ(requests.size(), 4u);
+  ASSERT_EQ(requests.size(), 3u);
   EXPECT_EQ(requests[0].method, "GET");
   EXPECT_EQ(requests[0].target, kNicTarget);
   EXPECT_EQ(requests[1].method, "PUT");
@@ -161,7 +157,25 @@ TEST_F(NetworkClientTest, SetNicPrefixesWritesEveryBlockInOnePutWithIfMatch) {
   EXPECT_EQ(body["properties"]["ipConfigurations"][1]["name"], "vnetipam-10-0-1-0-28");
   EXPECT_EQ(body["properties"]["ipConfigurations"][2]["properties"]["privateIPAddress"],
             "10.0.1.16/28");
-  EXPECT_EQ(requests[3].target, kNicTarget);  // the final read after Succeeded
+  EXPECT_EQ(requests[2].method, "GET");
+  EXPECT_NE(requests[2].target.find("/operations/op1"), std::string::npos) << requests[2].target;
+}
+
+TEST_F(NetworkClientTest, SetNicPrefixesBuildsOnTheCallersReadWithoutAnotherGet) {
+  auto read = parseNetworkInterface(nicJson("W/\"7\"", {ipConfig("ipconfig1", "10.0.0.4", true)}));
+  ASSERT_TRUE(read);
+  transport_.respond(
+      200, nicJson("W/\"8\"", {ipConfig("ipconfig1", "10.0.0.4", true),
+                               ipConfig("vnetipam-10-0-1-0-28", "10.0.1.0/28", false, 28)})
+               .dump());
+  const std::vector<ipam::Prefix> desired = {prefix("10.0.1.0/28")};
+  auto change = network_.setNicPrefixes(*read, desired);
+  ASSERT_TRUE(change.has_value()) << change.error().message;
+  EXPECT_TRUE(change->written);
+  const auto requests = transport_.requests();
+  ASSERT_EQ(requests.size(), 1u) << "the PUT alone: it answered Succeeded with the NIC";
+  EXPECT_EQ(requests[0].method, "PUT");
+  EXPECT_EQ(requests[0].headers.at("If-Match"), "W/\"7\"");
 }
 
 TEST_F(NetworkClientTest, SetNicPrefixesRereadsAndReappliesOnEtagConflict) {
@@ -284,7 +298,7 @@ TEST_F(NetworkClientTest, RemoveNicPrefixesPutsTheNicLessOnlyThoseWithIfMatch) {
   EXPECT_TRUE(change->written);
   EXPECT_EQ(change->removed, drop);
   EXPECT_TRUE(change->added.empty());
-  EXPECT_EQ(change->nic.etag, "W/\"2\"");
+  EXPECT_EQ(change->nic.etag, "W/\"1\"") << "as written: not read again";
   const auto requests = transport_.requests();
   ASSERT_EQ(requests.size(), 2u);
   EXPECT_EQ(requests[1].method, "PUT");
