@@ -19,6 +19,7 @@ from azure_mock import (CONTROLLER_ROLE, RG, SUB, VNET, mock_fixture, provider_i
                         topology_with_subnets)
 from controller_harness import (POOL_LABEL, ControllerProcess, KubeApi, condition, metric_sum,
                                 phase, poll)
+from crd_helpers import PROGRAMMED_ON
 from test_controller import api  # noqa: F401 (the fixture: CRDs applied, controller built)
 
 SUBNET = "10.244.0.0/24"  # primaries 10.244.0.4 (flex-nic) and .5 (pool-nic): the first /28
@@ -106,8 +107,8 @@ def test_a_flexible_scale_set_vm_is_programmed_and_a_uniform_one_is_refused_once
         ready = poll("ss-flex's block Ready", flex_ready, 60, describe=lambda: ctl.tail(20))
         cidrs = sorted(b["spec"]["cidr"] for b in ready)
         assert sorted(ssmock.nic_prefixes()["flex-nic"]) == cidrs
-        assert all(b["status"]["nic"]["id"].endswith("/networkInterfaces/flex-nic")
-                   for b in ready), [b["status"] for b in ready]
+        assert all(b["metadata"]["annotations"][PROGRAMMED_ON].endswith(
+                   "/networkInterfaces/flex-nic") for b in ready), [b["metadata"] for b in ready]
         assert node_condition(api, "ss-flex") is None
 
         # Once, and terminal: the uniform node still has no block, one Warning (no series: it was
