@@ -240,6 +240,21 @@ std::string ipConfigName(const ipam::Prefix& prefix) {
   return fmt::format("{}{}-{}", kIpConfigNamePrefix, address, prefix.length());
 }
 
+std::optional<ipam::Prefix> prefixOfIpConfigName(std::string_view name) {
+  if (!name.starts_with(kIpConfigNamePrefix)) return std::nullopt;
+  std::string_view rest = name.substr(kIpConfigNamePrefix.size());
+  const std::size_t dash = rest.rfind('-');
+  if (dash == std::string_view::npos || dash == 0) return std::nullopt;
+  std::string address(rest.substr(0, dash));
+  // Four dash-separated parts are an IPv4 address; anything else is tried as IPv6.
+  const bool v4 = std::ranges::count(address, '-') == 3;
+  std::ranges::replace(address, '-', v4 ? '.' : ':');
+  auto prefix = ipam::Prefix::parse(fmt::format("{}/{}", address, rest.substr(dash + 1)));
+  // Only a name ipConfigName makes (canonical address, host bits clear) stands for a prefix.
+  if (!prefix || ipConfigName(*prefix) != name) return std::nullopt;
+  return *prefix;
+}
+
 std::optional<NicConfigRef> parseNicIpConfigurationId(std::string_view id) {
   // /subscriptions/<s>/resourceGroups/<rg>/providers/Microsoft.Network/networkInterfaces/<nic>/
   // ipConfigurations/<name>: ten segments after the leading slash, names compared ignoring case.

@@ -119,6 +119,11 @@ Result<std::optional<SubnetUsage>> parseVirtualNetworkUsage(const nlohmann::json
 
 // "vnetipam-10-240-0-16-28" for 10.240.0.16/28 (IPv6: ':' also becomes '-').
 std::string ipConfigName(const ipam::Prefix& prefix);
+// The prefix an ipConfiguration name of this project stands for: the inverse of ipConfigName, and
+// nullopt for any name ipConfigName does not make (another owner's, or one edited by hand). Lets
+// a subnet's list of ipConfiguration ids say which of our prefixes are on some NIC without a GET
+// of each NIC.
+std::optional<ipam::Prefix> prefixOfIpConfigName(std::string_view name);
 
 // An ipConfiguration id of a standalone NIC split in two: ".../providers/Microsoft.Network/
 // networkInterfaces/<nic>/ipConfigurations/<name>" -> {the NIC's id, <name>}. nullopt for any

@@ -53,6 +53,15 @@ json nicJson(std::string_view etag, std::vector<json> configs) {
 TEST(IpConfigNameTest, IsDeterministicFromThePrefix) {
   EXPECT_EQ(ipConfigName(prefix("10.240.0.16/28")), "vnetipam-10-240-0-16-28");
   EXPECT_EQ(ipConfigName(prefix("fd00:10:240::/80")), "vnetipam-fd00-10-240---80");
+  EXPECT_EQ(prefixOfIpConfigName("vnetipam-10-240-0-16-28"), prefix("10.240.0.16/28"));
+  EXPECT_EQ(prefixOfIpConfigName("vnetipam-fd00-10-240---80"), prefix("fd00:10:240::/80"));
+  // Only names ipConfigName makes: another owner's, a non-canonical or a host-bit one is none.
+  EXPECT_EQ(prefixOfIpConfigName("ipconfig1"), std::nullopt);
+  EXPECT_EQ(prefixOfIpConfigName("vnetipam-10-240-0-17-28"), std::nullopt);
+  EXPECT_EQ(prefixOfIpConfigName("vnetipam-010-240-0-16-28"), std::nullopt);
+  EXPECT_EQ(prefixOfIpConfigName("vnetipam-10-240-0-16"), std::nullopt);
+  EXPECT_EQ(prefixOfIpConfigName("vnetipam--28"), std::nullopt);
+  EXPECT_EQ(prefixOfIpConfigName("vnetipam-10-240-0-16-28-x"), std::nullopt);
 }
 
 TEST(ParseTest, ReadsTheNicAndMasksReturnedPrefixes) {
