@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import ipaddress
 import json
 import re
 from dataclasses import dataclass
@@ -34,6 +35,18 @@ def block_phase(block: dict) -> str:
     if "phase" in status:
         return status["phase"]
     return "Ready" if (block["metadata"].get("annotations") or {}).get(PROGRAMMED_ON) else ""
+
+
+def block_capacity(block: dict) -> int:
+    """An IPBlock's capacity as every component reads it: status.capacity, or the addresses of
+    spec.cidr for a block created already programmed whose status the controller never wrote."""
+    status = block.get("status") or {}
+    if "capacity" in status:
+        return int(status["capacity"])
+    if block_phase(block) != "Ready":
+        return 0
+    # The codec's count: the addresses of the CIDR, at most 2^62 (an int64 for every IPv6 size).
+    return min(ipaddress.ip_network(block["spec"]["cidr"]).num_addresses, 1 << 62)
 
 
 def ipblock(cidr: str, node: str, subnet: str = "pods", name: str | None = None) -> dict:

@@ -25,7 +25,7 @@ import netlab
 import prometheus
 import simcluster
 from polling import poll
-from crd_helpers import block_phase
+from crd_helpers import block_capacity, block_phase
 from simcluster import SimCluster
 
 NAME = "multinode"
@@ -161,7 +161,7 @@ def test_prometheus_figures_match_ipblocks(sim, pods, tmp_path):
         for node, agent in sim.agents.items():
             mine = [b for b in blocks if b["spec"]["nodeName"] == node
                     and block_phase(b) == "Ready"]
-            free = sum(int(b["status"]["capacity"]) - int(b["status"].get("used", 0))
+            free = sum(block_capacity(b) - int((b.get("status") or {}).get("used", 0))
                        for b in mine)
             expr = f'sum(vnetipam_agent_block_free_ips{{instance="{agent.metrics}"}})'
             assert prom.wait_value(expr, lambda v, f=free: v == f) == free, (node, mine)
