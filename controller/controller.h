@@ -183,6 +183,13 @@ class Controller {
   std::vector<std::string> azureSubnetIds() const;
   void subnetUsageChanged(const std::string& subnetId);
 
+  // Called (under the controller's lock: it must only signal) when a carve found prefixes of ours
+  // on NICs that no IPBlock holds, so that the orphan sweep looks at them now rather than a period
+  // later (OrphanSweeper::wake).
+  void setOrphanSweepTrigger(std::function<void()> trigger) {
+    orphanSweepTrigger_ = std::move(trigger);
+  }
+
   // The orphan sweep's view (orphan_sweep.h, defined in orphan_sweeper.cpp): the PodSubnets, the
   // NICs the NIC pass writes, the Nodes' VMs, and which of `prefixes` the controller owns.
   OrphanSweepView orphanSweepView(std::span<const ipam::Prefix> prefixes) const;
@@ -200,7 +207,11 @@ class Controller {
     std::string notCarvedMessage;
     std::set<std::string> shortNodes;
     std::map<ipam::Prefix, Time> leaks;  // unknown-outcome creates: cidr -> when
-    std::optional<TrustPool> trust;      // what the trust rules judge against, set when carved
+    // The leaks the carve took for our prefixes it found on NICs (the Azure subnet's
+    // ipConfigurations) with no IPBlock: not a create, so the orphan sweep does not count them
+    // as owned (orphan_sweeper.cpp).
+    std::set<ipam::Prefix> foundOnNics;
+    std::optional<TrustPool> trust;  // what the trust rules judge against, set when carved
     std::map<ipam::Prefix, std::string> holders;  // cidr -> the accepted IPBlock the pool holds
     bool exhaustedReported = false;
     // CIDRs another Azure resource holds an address in, as a refused NIC PUT said (nic_reconcile.h,
@@ -261,6 +272,17 @@ class Controller {
   // reconciler frees it).
   void leakCidrLocked(const std::string& subnet, const ipam::Prefix& cidr,
                       std::chrono::seconds grace);
+  // How long a CIDR whose prefix may be on a NIC with no IPBlock stays taken: until the NIC pass
+  // would have removed it as unowned (nicOrphanGrace), and at least leakGrace.
+  std::chrono::seconds onNicLeakGrace() const {
+    return std::max(config_.leakGrace, config_.nicOrphanGrace + std::chrono::seconds(30));
+  }
+  // Under mutex_: makes joins of the node's own prefixes on its NIC (`ours`, as a GET showed them)
+  // that no block or join of the node owns, when the pool of a PodSubnet selecting the node has the
+  // CIDR free or leaked and no IPBlock holds it: the IPBlock a join's PUT was for but that its
+  // controller did not live to create (nic_reconciler.cpp). Appends them to `joins` and `blocks`.
+  void adoptOwnPrefixesLocked(const std::string& node, std::span<const ipam::Prefix> ours,
+                              std::map<std::string, Join>& joins, std::vector<NicBlock>& blocks);
   std::optional<std::string> carve(const std::string& name, std::unique_lock<std::mutex>& lock);
   // One status apply per change (nic_conditions.h). Each apply sends every status field the
   // controller owns (server-side apply removes a field its manager applied before and leaves out
@@ -310,6 +332,7 @@ class Controller {
   std::unordered_map<std::string, std::string> nicIds_;                    // node -> NIC id
   std::unordered_map<std::string, std::map<std::string, Join>> joins_;     // node -> block -> join
   const SubnetUsageStore* usage_ = nullptr;
+  std::function<void()> orphanSweepTrigger_;
   std::set<std::string> listSeen_[3];  // names seen by the list in progress, per Collection
 };
 

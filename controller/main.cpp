@@ -238,6 +238,7 @@ int main(int argc, char** argv) {
         &events, &metrics,
         vc::OrphanSweeper::Options{.period = std::chrono::seconds(options.orphanSweepPeriodSeconds),
                                    .grace = std::chrono::seconds(options.nicOrphanGraceSeconds)});
+    controller.setOrphanSweepTrigger([sweeper = orphanSweeper.get()] { sweeper->wake(); });
   }
 
   auto logWatchError = [](std::string what) {

@@ -13,6 +13,7 @@
 #include <spdlog/spdlog.h>
 
 #include "api/codec.h"
+#include "api/naming.h"
 #include "controller/controller.h"
 #include "controller/controller_internal.h"
 #include "controller/nic_conditions.h"
@@ -262,8 +263,7 @@ std::optional<std::string> Controller::nicPass(const std::string& node, bool& ag
         // stays taken until that prefix would have been removed as unowned.
         for (const auto& [name, join] : j->second) {
           if (join.putSent) {
-            leakCidrLocked(join.subnet, join.cidr,
-                           config_.nicOrphanGrace + std::chrono::seconds(30));
+            leakCidrLocked(join.subnet, join.cidr, onNicLeakGrace());
           } else if (auto state = subnetStates_.find(join.subnet);
                      state != subnetStates_.end() && state->second.blocks) {
             (void)state->second.blocks->release(join.cidr);
@@ -390,6 +390,11 @@ std::optional<std::string> Controller::nicPass(const std::string& node, bool& ag
       return fmt::format("node {}: reading NIC {}: {}", node, *nicId, nic.error().message);
     }
     return leaveWithoutNic("its NIC is gone");
+  }
+
+  if (nodeExists && canWrite()) {
+    std::lock_guard lock(mutex_);
+    adoptOwnPrefixesLocked(node, nic->ours, joins, blocks);
   }
 
   // Plan and PUT. A PUT Azure refuses because another resource holds an address inside one of
@@ -634,6 +639,67 @@ std::optional<std::string> Controller::nicPass(const std::string& node, bool& ag
   again =
       !error && ((plan.needsPut && putOk && !putOnlyAddedJoins) || moreRows || releasedQuarantined);
   return error;
+}
+
+void Controller::adoptOwnPrefixesLocked(const std::string& node, std::span<const ipam::Prefix> ours,
+                                        std::map<std::string, Join>& joins,
+                                        std::vector<NicBlock>& blocks) {
+  const auto info = nodes_.find(node);
+  if (info == nodes_.end()) return;
+  for (const ipam::Prefix& prefix : ours) {
+    if (std::ranges::any_of(blocks, [&](const NicBlock& b) { return b.cidr == prefix; })) continue;
+    for (auto& [subnetName, state] : subnetStates_) {
+      if (!state.blocks || !state.blocks->subnet().contains(prefix)) continue;
+      // The PodSubnet whose range it is decides; no other one can hold it.
+      const auto subnet = subnets_.find(subnetName);
+      if (subnet == subnets_.end() || !nodeSelected(info->second, subnet->second.spec) ||
+          prefix.length() != subnet->second.spec.blockPrefixLength ||
+          state.holders.contains(prefix)) {
+        break;  // not the node's to have: unowned, removed after the grace
+      }
+      if (state.blocks->isAllocated(prefix)) {
+        // Taken: by a leak (a join's create that did not happen, or the carve's scan of the
+        // subnet) it may end as this node's; by anything else (another node's join) it may not.
+        if (state.leaks.erase(prefix) == 0) break;
+        state.foundOnNics.erase(prefix);
+      } else if (!state.blocks->occupy(prefix)) {
+        break;  // reserved, or not a block of this pool
+      }
+      auto name = api::blockName(subnetName, prefix);
+      if (!name) {
+        (void)state.blocks->release(prefix);
+        break;
+      }
+      // It takes the place of a join of the same PodSubnet that no PUT has carried yet, if the
+      // node has one: the Node reconciler carved that for the block the node lacked, and this is
+      // it. (Kept as well, it would be a block the node does not need.)
+      auto& nodeJoins = joins_[node];
+      const auto unsent = std::ranges::find_if(nodeJoins, [&](const auto& j) {
+        return j.second.subnet == subnetName && !j.second.putSent;
+      });
+      if (unsent != nodeJoins.end()) {
+        const std::string replaced = unsent->first;
+        (void)state.blocks->release(unsent->second.cidr);
+        nodeJoins.erase(unsent);
+        joins.erase(replaced);
+        std::erase_if(blocks, [&](const NicBlock& b) { return b.name == replaced; });
+      }
+      const Join join{.subnet = subnetName, .cidr = prefix, .since = now(), .putSent = true};
+      nodeJoins[*name] = join;
+      joins[*name] = join;
+      blocks.push_back({.name = *name,
+                        .cidr = prefix,
+                        .phase = api::BlockPhase::kPending,
+                        .deleting = false,
+                        .trust = Trust::kAccepted,
+                        .agentDrain = false});
+      spdlog::info(
+          "node {}: its NIC carries {} of PodSubnet {}, which no IPBlock holds (a join whose "
+          "IPBlock was not created): creating IPBlock {} for it",
+          node, prefix.toString(), subnetName, *name);
+      break;
+    }
+  }
 }
 
 std::map<ipam::Prefix, Controller::SubnetState::ForeignHold> Controller::foreignHoldsLocked(

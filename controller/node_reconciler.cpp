@@ -84,9 +84,7 @@ std::optional<std::string> Controller::createBlock(const std::string& node, cons
   const kube::Error& error = created.error();
   // After a PUT the prefix may be on the NIC: until the NIC pass has removed it as unowned
   // (nicOrphanGrace), the CIDR is not handed out again.
-  const std::chrono::seconds grace =
-      join.putSent ? std::max(config_.leakGrace, config_.nicOrphanGrace + std::chrono::seconds(30))
-                   : config_.leakGrace;
+  const std::chrono::seconds grace = join.putSent ? onNicLeakGrace() : config_.leakGrace;
   if (error.code == kube::ErrorCode::kAlreadyExists) {
     // Someone holds this CIDR (another writer, or our own create the watch has not shown yet):
     // it stays taken in the pool, and the node tries the next one.

@@ -157,6 +157,14 @@ void OrphanSweeper::stop() {
   if (thread_.joinable()) thread_.join();
 }
 
+void OrphanSweeper::wake() {
+  {
+    std::lock_guard lock(mutex_);
+    woken_ = true;
+  }
+  wake_.notify_all();
+}
+
 void OrphanSweeper::run() {
   for (;;) {
     const Result result = sweepOnce();
@@ -169,7 +177,9 @@ void OrphanSweeper::run() {
                                 std::chrono::seconds(1));
     }
     std::unique_lock lock(mutex_);
-    if (wake_.wait_for(lock, wait, [this] { return stopping_; })) return;
+    wake_.wait_for(lock, wait, [this] { return stopping_ || woken_; });
+    if (stopping_) return;
+    woken_ = false;
   }
 }
 
@@ -207,7 +217,8 @@ OrphanSweepView Controller::orphanSweepView(std::span<const ipam::Prefix> prefix
     }
     for (const auto& [name, state] : subnetStates_) {
       for (const auto& [cidr, when] : state.leaks) {
-        if (cidr.overlaps(p)) return true;
+        // Not a prefix the carve found on a NIC with no IPBlock: that is what the sweep is for.
+        if (cidr.overlaps(p) && !state.foundOnNics.contains(cidr)) return true;
       }
       for (const auto& [cidr, holder] : state.holders) {
         if (cidr.overlaps(p)) return true;
@@ -215,7 +226,8 @@ OrphanSweepView Controller::orphanSweepView(std::span<const ipam::Prefix> prefix
       if (!state.blocks || !state.blocks->subnet().overlaps(p)) continue;
       const ipam::SubnetBlockSet& pool = *state.blocks;
       if (p.length() >= pool.blockLength()) {
-        if (pool.isAllocated(ipam::Prefix::masked(p.address(), pool.blockLength()))) return true;
+        const ipam::Prefix block = ipam::Prefix::masked(p.address(), pool.blockLength());
+        if (pool.isAllocated(block) && !state.foundOnNics.contains(block)) return true;
         continue;
       }
       if (p.contains(pool.subnet())) {

@@ -66,6 +66,9 @@ class OrphanSweeper {
   // Sweeps every period, and at the end of a grace, on a thread of its own, until stop().
   void start();
   void stop();
+  // Sweeps now, without waiting for the period: the controller found prefixes of ours on NICs
+  // that no IPBlock holds (Controller::setOrphanSweepTrigger).
+  void wake();
 
  private:
   void run();
@@ -82,6 +85,7 @@ class OrphanSweeper {
   std::mutex mutex_;
   std::condition_variable wake_;
   bool stopping_ = false;
+  bool woken_ = false;
   std::thread thread_;
 };
 

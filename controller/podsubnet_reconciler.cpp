@@ -13,6 +13,7 @@
 #include "controller/controller.h"
 #include "controller/controller_internal.h"
 #include "controller/pool_status.h"
+#include "lib/azure/network.h"
 
 namespace vnetipam::controller {
 
@@ -28,6 +29,7 @@ std::optional<std::string> Controller::carve(const std::string& name,
   }
   ipam::Prefix cidr;
   std::vector<ipam::Prefix> uncarved;  // the Azure subnet's other prefixes
+  std::vector<ipam::Prefix> onNics;    // our prefixes on the Azure subnet's NICs
   const bool fromAzure = !subnet.spec.cidr.has_value();
   if (!fromAzure) {
     cidr = *ipam::Prefix::parse(*subnet.spec.cidr);  // validated above
@@ -40,16 +42,25 @@ std::optional<std::string> Controller::carve(const std::string& name,
     const std::string id = subnet.spec.azureSubnetID.value_or("");
     lock.unlock();
     auto prefixes = cloud_->subnetPrefixes(id);
+    azure::Result<std::vector<std::string>> configs = std::vector<std::string>{};
+    if (prefixes && !prefixes->empty()) configs = cloud_->subnetIpConfigurations(id);
     lock.lock();
     if (!subnets_.contains(name)) return std::nullopt;
-    if (!prefixes || prefixes->empty()) {
-      std::string why = prefixes ? "it has no address prefix" : prefixes.error().message;
+    if (!prefixes || prefixes->empty() || !configs) {
+      std::string why = !prefixes  ? prefixes.error().message
+                        : !configs ? configs.error().message
+                                   : "it has no address prefix";
       subnetStates_[name].notCarvedMessage =
           fmt::format("spec.azureSubnetID: cannot read the Azure subnet {}: {}", id, why);
       return subnetStates_[name].notCarvedMessage;  // retry: Azure may answer later
     }
     cidr = prefixes->front();
     uncarved.assign(prefixes->begin() + 1, prefixes->end());
+    for (const std::string& config : *configs) {
+      const auto ref = azure::parseNicIpConfigurationId(config);
+      if (!ref) continue;
+      if (auto prefix = azure::prefixOfIpConfigName(ref->name)) onNics.push_back(*prefix);
+    }
   }
   SubnetState& state = subnetStates_[name];
   if (state.blocks) return std::nullopt;  // carved meanwhile
@@ -129,7 +140,29 @@ std::optional<std::string> Controller::carve(const std::string& name,
     enqueue(nodeKey(info.node));
     enqueue(nicKey(info.node));
   }
+  // Our prefixes on some NIC that no IPBlock holds: a join whose IPBlock the controller before
+  // this one did not live to create (its node's NIC pass makes the IPBlock:
+  // adoptOwnPrefixesLocked), or a leftover that the NIC pass or the orphan sweep takes off. Taken
+  // as leaks until then, so that no other node is carved one of them: Azure would refuse it on a
+  // second NIC.
+  std::size_t onNicsTaken = 0;
+  for (const ipam::Prefix& prefix : onNics) {
+    if (prefix.length() != length || !cidr.contains(prefix) || state.blocks->isAllocated(prefix) ||
+        !state.blocks->occupy(prefix)) {
+      continue;
+    }
+    leakCidrLocked(name, prefix, onNicLeakGrace());
+    state.foundOnNics.insert(prefix);
+    ++onNicsTaken;
+  }
   state.blocks->finishOccupying();
+  if (onNicsTaken > 0) {
+    spdlog::info(
+        "PodSubnet {}: {} prefix(es) of ours are on NICs with no IPBlock: not carved until their "
+        "node's NIC pass adopts them or they are removed",
+        name, onNicsTaken);
+    if (orphanSweepTrigger_) orphanSweepTrigger_();
+  }
   spdlog::info("PodSubnet {}: carved {} into {} usable /{} blocks, {} in use", name,
                cidr.toString(), state.blocks->usableCount(), length,
                state.blocks->allocatedCount());
@@ -202,12 +235,14 @@ std::optional<std::string> Controller::reconcileSubnet(const std::string& name) 
         return entry.second.podSubnet == name && entry.second.cidr == leaked;
       });
       if (!held && state.blocks->isAllocated(leaked)) {
-        spdlog::info(
-            "PodSubnet {}: {} was leaked by a create of unknown outcome; no IPBlock "
-            "holds it, so it is free again",
-            name, leaked.toString());
+        spdlog::info("PodSubnet {}: {} was {}; no IPBlock holds it, so it is free again", name,
+                     leaked.toString(),
+                     state.foundOnNics.contains(leaked)
+                         ? "on a NIC with no IPBlock when the pool was carved"
+                         : "leaked by a create of unknown outcome");
         (void)state.blocks->release(leaked);
       }
+      state.foundOnNics.erase(leaked);
       it = state.leaks.erase(it);
     }
     if (!state.leaks.empty()) enqueueAfter(subnetKey(name), config_.leakGrace);

@@ -152,11 +152,12 @@ TEST_F(NicWiringTest, AReleasedBlockLeavesTheNicBeforeItsFinalizerGoes) {
 }
 
 TEST_F(NicWiringTest, AnUnownedPrefixInAPodSubnetGoesAfterTheGraceAndOthersStay) {
-  cloud_.setNic("nic-a", {prefix("10.0.0.240/28"), prefix("192.168.0.0/28")});
+  // Not a block of the pool (a /29 of a /28 pool), so no block of the node's can be made of it.
+  cloud_.setNic("nic-a", {prefix("10.0.0.248/29"), prefix("192.168.0.0/28")});
   addNode(nodeJson("a", kVm));
   addSubnet(subnetJson("pods", {{"cidr", "10.0.0.0/24"}}));
   runUntilQuiet();
-  EXPECT_EQ(cloud_.nic("nic-a"), (std::vector{prefix("10.0.0.0/28"), prefix("10.0.0.240/28"),
+  EXPECT_EQ(cloud_.nic("nic-a"), (std::vector{prefix("10.0.0.0/28"), prefix("10.0.0.248/29"),
                                               prefix("192.168.0.0/28")}));
   EXPECT_TRUE(events_.has("UnownedPrefixFound"));
 
@@ -165,6 +166,24 @@ TEST_F(NicWiringTest, AnUnownedPrefixInAPodSubnetGoesAfterTheGraceAndOthersStay)
   EXPECT_EQ(cloud_.nic("nic-a"), (std::vector{prefix("10.0.0.0/28"), prefix("192.168.0.0/28")}))
       << "the orphan went; the prefix outside every PodSubnet is not ours";
   EXPECT_TRUE(events_.has("UnownedPrefixRemoved"));
+}
+
+// A prefix of ours that is a free block of a PodSubnet selecting the node: what a join's PUT left
+// when its controller died before creating the IPBlock. The NIC pass creates it, Ready on the NIC.
+TEST_F(NicWiringTest, AnOwnFreeBlockOnTheNodesNicBecomesItsBlock) {
+  cloud_.setNic("nic-a", {prefix("10.0.0.240/28")});
+  addNode(nodeJson("a", kVm));
+  addSubnet(subnetJson("pods", {{"cidr", "10.0.0.0/24"}}));
+  runUntilQuiet();
+  // It takes the place of the block the Node reconciler carved for the node: one block, no PUT.
+  EXPECT_EQ(cloud_.nic("nic-a"), std::vector{prefix("10.0.0.240/28")});
+  EXPECT_EQ(cloud_.puts, 0);
+  const auto mine = blocksOf("a");
+  ASSERT_EQ(mine.size(), 1u);
+  EXPECT_EQ(mine[0]["metadata"]["name"], "pods-10-0-0-240-28");
+  EXPECT_EQ(decoded(mine[0]).status.phase, api::BlockPhase::kReady);
+  EXPECT_FALSE(events_.has("UnownedPrefixFound"));
+  EXPECT_EQ(controller_->poolFree("pods"), 15u) << "the carved block went back to the pool";
 }
 
 TEST_F(NicWiringTest, AVanishedPrefixIsProgrammedAgain) {

@@ -4,6 +4,7 @@
 // ipConfiguration and the Nodes' NICs are never touched.
 #include "controller/orphan_sweep.h"
 
+#include <fmt/format.h>
 #include <gtest/gtest.h>
 #include <prometheus/text_serializer.h>
 
@@ -190,6 +191,8 @@ class OrphanSweeperTest : public ControllerFixture {
     ASSERT_EQ(mine.size(), 1u);
     blockCidr_ = prefix(mine[0]["spec"]["cidr"].get<std::string>());
     ASSERT_EQ(cloud_.nic(kNodeNic), std::vector<ipam::Prefix>{blockCidr_}) << mine[0].dump();
+    EXPECT_EQ(cloud_.subnetReads, 1) << "the carve reads which of our prefixes are on NICs";
+    cloud_.subnetReads = 0;
   }
 
   OrphanSweeper sweeper(bool* writable = nullptr) {
@@ -335,6 +338,66 @@ TEST_F(OrphanSweeperTest, OnlyTheLeaderSweepsAndAFailedRemovalIsRetriedWithoutAN
   ASSERT_EQ(result.removed.size(), 1u);
   EXPECT_TRUE(cloud_.nic(kGoneNic).empty());
   EXPECT_EQ(cloud_.removes.size(), 2u);
+}
+
+}  // namespace
+}  // namespace vnetipam::controller::testing
+
+namespace vnetipam::controller::testing {
+namespace {
+
+// A controller that PUT a join's prefix on its node's NIC and died before creating the IPBlock:
+// the next one must not carve that CIDR for another node (Azure would refuse it on a second NIC),
+// and the node's NIC pass makes the IPBlock the join was for.
+class JoinCutShortTest : public ControllerFixture {
+ protected:
+  JoinCutShortTest() : ControllerFixture(true) {}
+  void SetUp() override {
+    ControllerFixture::SetUp();
+    cloud_.setSubnet(kSubnetId, {prefix("10.0.0.0/24")});
+    cloud_.addNode(kVm, kNodeNic);
+    cloud_.placeNic(kNodeNic, kSubnetId, kNodeVm);
+    cloud_.addNode(kVmB, kNicB);
+    cloud_.placeNic(kNicB, kSubnetId, kVmBId);
+  }
+  static constexpr const char* kVmB =
+      "azure:///subscriptions/s/resourceGroups/rg/providers/"
+      "Microsoft.Compute/virtualMachines/vm-b";
+  const std::string kVmBId = kRg + "Microsoft.Compute/virtualMachines/vm-b";
+  const std::string kNicB = kRg + "Microsoft.Network/networkInterfaces/vm-b-nic";
+};
+
+TEST_F(JoinCutShortTest, ItsPrefixIsNotCarvedForAnotherNodeAndBecomesItsNodesBlock) {
+  // Dead controllers' joins put every usable block of the pool but 10.0.0.128/28 on node a's NIC
+  // (10.0.0.0/28 and 10.0.0.240/28 hold addresses Azure reserves).
+  std::vector<ipam::Prefix> onA;
+  for (int i = 1; i < 15; ++i) {
+    if (i != 8) onA.push_back(prefix(fmt::format("10.0.0.{}/28", 16 * i)));
+  }
+  cloud_.setNic(kNodeNic, onA);
+
+  // A new controller sees node b first: the one block no NIC carries is the only one it may get.
+  addNode(nodeJson("b", kVmB));
+  addSubnet(subnetJson("pods", {{"azureSubnetID", kSubnetId}}));
+  runUntilQuiet();
+  ASSERT_EQ(blocksOf("b").size(), 1u);
+  EXPECT_EQ(blocksOf("b")[0]["spec"]["cidr"], "10.0.0.128/28")
+      << "the carve read the subnet's ipConfigurations: node a's NIC carries the others";
+  EXPECT_EQ(cloud_.nic(kNicB), std::vector{prefix("10.0.0.128/28")});
+
+  // Node a's NIC pass makes the IPBlocks the joins were for, Ready on its NIC.
+  addNode(nodeJson("a", kVm));
+  runUntilQuiet();
+  std::vector<ipam::Prefix> mine;
+  for (const json& b : blocksOf("a")) {
+    mine.push_back(prefix(b["spec"]["cidr"].get<std::string>()));
+    EXPECT_EQ(b["metadata"]["annotations"]["vnetipam.io/programmed-on"], kNodeNic);
+  }
+  std::ranges::sort(mine);
+  EXPECT_EQ(mine, onA);
+  EXPECT_EQ(cloud_.nic(kNodeNic), onA);
+  EXPECT_FALSE(events_.has("UnownedPrefixFound")) << "they are the node's, not orphans";
+  EXPECT_EQ(controller_->poolFree("pods"), 0u);
 }
 
 }  // namespace
