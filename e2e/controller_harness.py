@@ -405,12 +405,17 @@ class InvariantMonitor:
     S is one consistent read of the mock. Checked on every snapshot:
 
     1. No overlap: no two IPBlocks in L0 (or in L2) have overlapping CIDRs (any PodSubnet).
-    2. Every NIC prefix is owned: each managed prefix P (inside a monitored pool) on the NIC of VM
-       v in S is the CIDR of a block with spec.nodeName == v in L0 or in L2. (A block that owns P
-       at t1 existed at t1; it is missed by both lists only if it was created after t0 and deleted
-       before t2, within ~0.1 s, which the controller cannot do: programming and un-programming
-       need two NIC PUTs that each last the mock's async delay, and the tests never delete a node
-       that is that young. Deleting blocks (finalizer held) still own their prefix.)
+    2. No NIC prefix is another node's: a managed prefix P (inside a monitored pool) on the NIC of
+       VM v in S is the CIDR of no block with another spec.nodeName in L0 or in L2. And it is
+       owned soon: a block with spec.nodeName == v has P within `orphan_deadline` seconds of the
+       later of the first snapshot that showed P on v's NIC without one and the last controller
+       (re)start. (A node join puts the prefix on the
+       NIC first and creates its IPBlock after, and a new controller adopts a prefix an earlier
+       one put there; the grace-period removal of a prefix no block owns is what ends the rest.
+       A block that owns P at t1 is missed by both lists only if it was created after t0 and
+       deleted before t2, within ~0.1 s, which the controller cannot do: programming and
+       un-programming need two NIC PUTs that each last the mock's async delay. Deleting blocks,
+       finalizer held, still own their prefix.)
     3. No prefix is on two NICs, or twice on one NIC, in S.
     4. A block that is Ready and not leaving in L0 and unchanged (same resourceVersion) in L2 has
        its prefix on its node's NIC in S (only blocks whose node has a NIC, i.e. cloud=azure).
@@ -436,6 +441,8 @@ class InvariantMonitor:
     _stop: threading.Event = field(default_factory=threading.Event)
     _thread: threading.Thread | None = None
     _ranges: list = field(default_factory=list)
+    # (prefix, vm) -> when a snapshot first showed the prefix on the VM's NIC with no block of it.
+    _unowned_since: dict = field(default_factory=dict)
 
     def set_ranges(self, cidrs: list[str]) -> None:
         """The pools' address ranges: NIC prefixes outside them are not ours to judge."""
@@ -475,6 +482,10 @@ class InvariantMonitor:
                 out.append(f"{name}: blocks overlap: {a} and {b}")
 
         owners = {(b["spec"]["cidr"], b["spec"]["nodeName"]) for b in l0 + l2}
+        nodes_of: dict[str, set[str]] = {}
+        for cidr, node in owners:
+            nodes_of.setdefault(cidr, set()).add(node)
+        unowned_now: set = set()
         nic_count = 0
         if state is not None:
             seen: dict[str, str] = {}
@@ -492,9 +503,19 @@ class InvariantMonitor:
                     seen[p] = nic["name"]
                     if self._managed(p):
                         nic_count += 1
+                        others = nodes_of.get(p, set()) - {vm}
+                        if others:
+                            out.append(f"NIC {nic['name']} holds {p}, which IPBlocks of "
+                                       f"{sorted(others)} own (L0/L2)")
                         if (p, vm) not in owners:
-                            out.append(f"NIC {nic['name']} holds {p}, which no IPBlock of node "
-                                       f"{vm} owns (L0/L2)")
+                            unowned_now.add((p, vm))
+                            since = max(self._unowned_since.setdefault((p, vm), t1),
+                                        restart_at)
+                            if t1 - since > self.orphan_deadline:
+                                out.append(f"NIC {nic['name']} holds {p}, which no IPBlock of "
+                                           f"node {vm} has owned for {t1 - since:.1f}s (L0/L2)")
+            for key in set(self._unowned_since) - unowned_now:
+                del self._unowned_since[key]
             l2_rv = {b["metadata"]["name"]: b["metadata"]["resourceVersion"] for b in l2}
             for b in l0:
                 node = b["spec"]["nodeName"]
