@@ -198,6 +198,13 @@ void Controller::upsertBlockLocked(const std::string& name, BlockInfo info, bool
     info.trust = Trust::kInvalid;
   }
   if (info.trust == Trust::kUndecided) judgeBlockLocked(name, info);
+  // The block of a join exists: the join has ended, whether its create's answer is in yet or not
+  // (the watch may bring the object first). A join and its block at once would hide the block
+  // from the Node reconciler, which never releases a join.
+  if (auto j = joins_.find(info.node); j != joins_.end()) {
+    j->second.erase(name);
+    if (j->second.empty()) joins_.erase(j);
+  }
   const std::string node = info.node;
   const std::string subnet = info.podSubnet;
   nodeBlocks_[node].insert(name);

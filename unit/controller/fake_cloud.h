@@ -6,6 +6,7 @@
 #pragma once
 
 #include <algorithm>
+#include <functional>
 #include <map>
 #include <mutex>
 #include <optional>
@@ -128,8 +129,13 @@ class FakeCloud final : public Cloud {
     if (auto vm = vmOfNic_.find(found->first); vm != vmOfNic_.end()) state.vmId = vm->second;
     return state;
   }
+  // Runs (once, then cleared) at the start of the next PUT, with no lock held: what happens
+  // elsewhere while a PUT is on its way.
+  std::function<void()> duringNextPut;
+
   azure::Result<void> setNicPrefixes(const NicState& read,
                                      std::span<const ipam::Prefix> desired) override {
+    if (auto hook = std::exchange(duringNextPut, nullptr)) hook();
     const std::string& nicId = read.id;
     std::lock_guard lock(mutex_);
     ++puts;

@@ -186,6 +186,23 @@ TEST_F(NicWiringTest, AnOwnFreeBlockOnTheNodesNicBecomesItsBlock) {
   EXPECT_EQ(controller_->poolFree("pods"), 15u) << "the carved block went back to the pool";
 }
 
+// The Node is deleted while the PUT of its join is on its way: the IPBlock created after the PUT
+// is released like any block of a gone node, and its prefix leaves the NIC.
+TEST_F(NicWiringTest, ANodeDeletedDuringItsJoinsPutHasItsBlockReleased) {
+  addNode(nodeJson("a", kVm));
+  addSubnet(subnetJson("pods", {{"cidr", "10.0.0.0/24"}}));
+  cloud_.duringNextPut = [this] {
+    controller_->applyNodeEvent(kube::WatchEventType::kDeleted, nodeJson("a", kVm));
+  };
+  runUntilQuiet();
+  for (const json& b : blocksOf("a"))
+    dropAgentDrain(b["metadata"]["name"].get<std::string>());
+  runUntilQuiet();
+  EXPECT_TRUE(blocksOf("a").empty()) << json(blocksOf("a")).dump();
+  EXPECT_TRUE(cloud_.nic("nic-a").empty());
+  EXPECT_EQ(controller_->poolFree("pods"), 16u);
+}
+
 TEST_F(NicWiringTest, AVanishedPrefixIsProgrammedAgain) {
   addNode(nodeJson("a", kVm));
   addSubnet(subnetJson("pods", {{"cidr", "10.0.0.0/24"}}));
