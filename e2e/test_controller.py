@@ -135,7 +135,11 @@ class Env:
             if not got or (blocks_per_node is not None and len(got) != blocks_per_node):
                 problems.append(f"node {n} has {len(got)} blocks")
         for n in sorted(set(by_node) - want_nodes):
-            problems.append(f"node {n} (not wanted) has {len(by_node[n])} blocks")
+            what = [(b["metadata"]["name"], phase(b), b["metadata"].get("deletionTimestamp"),
+                     b["metadata"].get("finalizers"),
+                     [c["type"] for c in (b.get("status") or {}).get("conditions", [])])
+                    for b in by_node[n]]
+            problems.append(f"node {n} (not wanted) has {len(by_node[n])} blocks: {what}")
         if cloud:
             state = self.mock.state()
             nics = {nic["name"][:-len("-nic")]: nic for nic in state["networkInterfaces"]}
@@ -505,7 +509,8 @@ def test_cloud_none_blocks_go_ready_without_a_nic(env):
     assert len(blocks) == 5
     for b in blocks:
         assert b["spec"]["cidr"].startswith("10.250.0."), b["spec"]
-        assert not b["status"].get("nic"), b["status"]
+        assert not (b.get("status") or {}).get("nic"), b
+        assert b["metadata"]["annotations"][PROGRAMMED_ON] == "none", b["metadata"]
     assert overlaps([b["spec"]["cidr"] for b in blocks]) == []
     assert env.mock.state()["counters"]["armRequests"] == before, "cloud=none talked to Azure"
     env.delete_nodes(nodes[:2])
