@@ -330,7 +330,8 @@ class Controller {
   std::unordered_map<std::string, Time> emptySince_;                       // block name -> since
   std::unordered_map<std::string, std::map<ipam::Prefix, Time>> unowned_;  // node -> first seen
   std::unordered_map<std::string, std::string> nicIds_;                    // node -> NIC id
-  std::unordered_map<std::string, std::map<std::string, Join>> joins_;     // node -> block -> join
+  std::set<std::string> goneNics_;  // NICs a GET found gone (armIdKey): not taken from blocks
+  std::unordered_map<std::string, std::map<std::string, Join>> joins_;  // node -> block -> join
   const SubnetUsageStore* usage_ = nullptr;
   std::function<void()> orphanSweepTrigger_;
   std::set<std::string> listSeen_[3];  // names seen by the list in progress, per Collection

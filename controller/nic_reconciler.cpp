@@ -240,6 +240,7 @@ std::optional<std::string> Controller::reconcileNic(const std::string& node) {
 std::optional<std::string> Controller::nicPass(const std::string& node, bool& again) {
   std::vector<NicBlock> blocks;
   std::string blockNicId;                  // status.nic.id of some block of the node
+  std::string blockNicProviderID;          // ... and the providerID that block was created for
   std::string blockProviderID;             // the providerID some block was created for
   std::vector<std::string> withFinalizer;  // blocks that carry kNicReleaseFinalizer
   std::vector<ipam::Prefix> managed;
@@ -290,7 +291,10 @@ std::optional<std::string> Controller::nicPass(const std::string& node, bool& ag
                           .deleting = info.deleting,
                           .trust = info.trust,
                           .agentDrain = info.agentDrain});
-        if (!info.nicId.empty()) blockNicId = info.nicId;
+        if (!info.nicId.empty()) {
+          blockNicId = info.nicId;
+          blockNicProviderID = info.providerID;
+        }
         if (!info.providerID.empty()) blockProviderID = info.providerID;
         if (info.hasFinalizer) withFinalizer.push_back(name);
       }
@@ -301,11 +305,17 @@ std::optional<std::string> Controller::nicPass(const std::string& node, bool& ag
     holds = foreignHoldsLocked(now());
     if (auto u = unowned_.find(node); u != unowned_.end()) unowned = u->second;
     if (auto n = nicIds_.find(node); n != nicIds_.end()) nicId = n->second;
-    if (!nicId && !blockNicId.empty() && nodes_.find(node) == nodes_.end()) nicId = blockNicId;
     if (auto n = nodes_.find(node); n != nodes_.end()) {
       nodeExists = true;
       providerID = n->second.providerID;
       nodeCondition = n->second.nicCondition;
+    }
+    // The NIC a block of the node was programmed on, when the node is gone or is still on the VM
+    // that block was created for: a controller that starts (or takes the lease) needs no GET of
+    // the VM for a node that has blocks. A NIC found gone is looked up through the VM again.
+    if (!nicId && !blockNicId.empty() && !goneNics_.contains(armIdKey(blockNicId)) &&
+        (!nodeExists || (!providerID.empty() && blockNicProviderID == providerID))) {
+      nicId = blockNicId;
     }
   }
 
@@ -381,6 +391,7 @@ std::optional<std::string> Controller::nicPass(const std::string& node, bool& ag
     if (nic.error().code == azure::ErrorCode::kNotFound) {
       std::lock_guard lock(mutex_);
       nicIds_.erase(node);  // the NIC may have been replaced: look it up again
+      goneNics_.insert(armIdKey(*nicId));
       if (allLeaving) {
         // fallthrough below, after the lock
       } else {

@@ -30,6 +30,11 @@ class FakeCloud final : public Cloud {
     std::lock_guard lock(mutex_);
     subnets_[id] = std::move(prefixes);
   }
+  // The NIC is deleted: reading it is kNotFound.
+  void removeNic(const std::string& nicId) {
+    std::lock_guard lock(mutex_);
+    nics_.erase(nicId);
+  }
   void setNic(const std::string& nicId, std::vector<ipam::Prefix> prefixes) {
     std::lock_guard lock(mutex_);
     nics_[nicId] = std::move(prefixes);
@@ -95,6 +100,7 @@ class FakeCloud final : public Cloud {
 
   int puts = 0;
   int reads = 0;
+  int vmReads = 0;  // primaryNicOfNode calls (a GET of the VM each)
   int subnetReads = 0;
   // removeNicPrefixes calls: the NIC and the prefixes asked for.
   std::vector<std::pair<std::string, std::vector<ipam::Prefix>>> removes;
@@ -109,6 +115,7 @@ class FakeCloud final : public Cloud {
   }
   azure::Result<std::string> primaryNicOfNode(std::string_view providerID) override {
     std::lock_guard lock(mutex_);
+    ++vmReads;
     const auto found = nicOfNode_.find(std::string(providerID));
     if (found == nicOfNode_.end()) return azure::fail(azure::ErrorCode::kNotFound, "no VM");
     return found->second;

@@ -203,6 +203,36 @@ TEST_F(NicWiringTest, ANodeDeletedDuringItsJoinsPutHasItsBlockReleased) {
   EXPECT_EQ(controller_->poolFree("pods"), 16u);
 }
 
+// A controller that starts takes a node's NIC from its blocks (programmed-on, for the providerID
+// the node still has): no GET of the VM. One whose NIC is gone is looked up through the VM.
+TEST_F(NicWiringTest, ARestartedControllerTakesTheNicFromTheNodesBlocks) {
+  addNode(nodeJson("a", kVm));
+  addSubnet(subnetJson("pods", {{"cidr", "10.0.0.0/24"}}));
+  runUntilQuiet();
+  ASSERT_EQ(cloud_.vmReads, 1);
+  ASSERT_EQ(blocksOf("a").size(), 1u);
+
+  controller_ = std::make_unique<Controller>(client_, &cloud_, queue_, &events_, nullptr,
+                                             ControllerConfig{.statusInterval = {}},
+                                             [this] { return wallNow_; });
+  controller_->setWritable(true);
+  addNode(nodeJson("a", kVm));
+  addSubnet(subnetJson("pods", {{"cidr", "10.0.0.0/24"}}));
+  runUntilQuiet();
+  controller_->enqueueAll();
+  runUntilQuiet();
+  EXPECT_EQ(cloud_.vmReads, 1) << "the block named the NIC";
+  EXPECT_GT(cloud_.reads, 1);
+
+  // The node's VM now has another NIC: the old one is gone.
+  cloud_.removeNic("nic-a");
+  cloud_.addNode(kVm, "nic-a2");
+  EXPECT_TRUE(controller_->reconcileNic("a")) << "the NIC it had is gone";
+  EXPECT_FALSE(controller_->reconcileNic("a"));
+  EXPECT_EQ(cloud_.vmReads, 2) << "a NIC found gone is looked up through the VM";
+  EXPECT_EQ(cloud_.nic("nic-a2").size(), 1u);
+}
+
 TEST_F(NicWiringTest, AVanishedPrefixIsProgrammedAgain) {
   addNode(nodeJson("a", kVm));
   addSubnet(subnetJson("pods", {{"cidr", "10.0.0.0/24"}}));
