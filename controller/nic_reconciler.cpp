@@ -359,6 +359,7 @@ std::optional<std::string> Controller::nicPass(const std::string& node, bool& ag
     spdlog::info("node {}: releasing {} blocks without a NIC: {}", node, finished.size(), why);
     return finishReleasing(finished);
   };
+  const bool nicRemembered = nicId.has_value();  // cached, or from a block: not just looked up
   if (!nicId) {
     // The node is gone: find its NIC through what its blocks remember of it.
     if (!nodeExists && providerID.empty()) providerID = blockProviderID;
@@ -387,6 +388,24 @@ std::optional<std::string> Controller::nicPass(const std::string& node, bool& ag
     nicIds_[node] = *nicId;
   }
   auto nic = cloud_->readNic(*nicId);
+  if (!nic && nic.error().code == azure::ErrorCode::kNotFound && nicRemembered && nodeExists &&
+      !providerID.empty() && !cloud_->refuseNode(providerID)) {
+    // The NIC remembered is gone (the VM got another): the VM says which it has now, in this pass.
+    {
+      std::lock_guard lock(mutex_);
+      nicIds_.erase(node);
+      goneNics_.insert(armIdKey(*nicId));
+    }
+    auto found = cloud_->primaryNicOfNode(providerID);
+    if (found && armIdKey(*found) != armIdKey(*nicId)) {
+      nicId = *found;
+      {
+        std::lock_guard lock(mutex_);
+        nicIds_[node] = *nicId;
+      }
+      nic = cloud_->readNic(*nicId);
+    }
+  }
   if (!nic) {
     if (nic.error().code == azure::ErrorCode::kNotFound) {
       std::lock_guard lock(mutex_);
