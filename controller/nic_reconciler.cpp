@@ -687,6 +687,8 @@ void Controller::adoptOwnPrefixesLocked(const std::string& node, std::span<const
           state.holders.contains(prefix)) {
         break;  // not the node's to have: unowned, removed after the grace
       }
+      // In a range spec.reservedCIDRs reserved since: never a block again (it would be refused).
+      if (state.blocks->isReservedAllocated(prefix)) break;
       if (state.blocks->isAllocated(prefix)) {
         // Taken: by a leak (a join's create that did not happen, or the carve's scan of the
         // subnet) it may end as this node's; by anything else (another node's join) it may not.

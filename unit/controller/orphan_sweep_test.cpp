@@ -400,5 +400,20 @@ TEST_F(JoinCutShortTest, ItsPrefixIsNotCarvedForAnotherNodeAndBecomesItsNodesBlo
   EXPECT_EQ(controller_->poolFree("pods"), 0u);
 }
 
+TEST_F(JoinCutShortTest, OneInARangeReservedSinceIsNoBlockAndLeavesTheNic) {
+  cloud_.setNic(kNodeNic, {prefix("10.0.0.64/28")});
+  addNode(nodeJson("a", kVm));
+  addSubnet(subnetJson(
+      "pods", {{"azureSubnetID", kSubnetId}, {"reservedCIDRs", json::array({"10.0.0.64/28"})}}));
+  runUntilQuiet();
+  const auto mine = blocksOf("a");
+  ASSERT_EQ(mine.size(), 1u);
+  EXPECT_NE(mine[0]["spec"]["cidr"], "10.0.0.64/28") << "a reserved range is never a block";
+  wallNow_ += std::chrono::seconds(121);
+  ASSERT_FALSE(controller_->reconcileNic("a"));
+  EXPECT_EQ(cloud_.nic(kNodeNic), std::vector{prefix(mine[0]["spec"]["cidr"].get<std::string>())})
+      << "the prefix no block may own left the NIC after the grace";
+}
+
 }  // namespace
 }  // namespace vnetipam::controller::testing
