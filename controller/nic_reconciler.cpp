@@ -24,6 +24,20 @@ namespace vnetipam::controller {
 
 using nlohmann::json;
 
+namespace {
+
+// A join as the NIC table sees it: a Pending block of the node, accepted (its CIDR is the pool's).
+NicBlock joinAsNicBlock(const std::string& name, const ipam::Prefix& cidr) {
+  return {.name = name,
+          .cidr = cidr,
+          .phase = api::BlockPhase::kPending,
+          .deleting = false,
+          .trust = Trust::kAccepted,
+          .agentDrain = false};
+}
+
+}  // namespace
+
 std::optional<std::string> Controller::writeBlockStatus(
     const std::string& node, const std::vector<BlockStatusChange>& writes,
     const std::string& nicId) {
@@ -273,14 +287,8 @@ std::optional<std::string> Controller::nicPass(const std::string& node, bool& ag
         joins_.erase(j);
       }
     }
-    for (const auto& [name, join] : joins) {
-      blocks.push_back({.name = name,
-                        .cidr = join.cidr,
-                        .phase = api::BlockPhase::kPending,
-                        .deleting = false,
-                        .trust = Trust::kAccepted,
-                        .agentDrain = false});
-    }
+    for (const auto& [name, join] : joins)
+      blocks.push_back(joinAsNicBlock(name, join.cidr));
     if (auto index = nodeBlocks_.find(node); index != nodeBlocks_.end()) {
       for (const std::string& name : index->second) {
         const BlockInfo& info = blocks_.at(name);
@@ -391,18 +399,15 @@ std::optional<std::string> Controller::nicPass(const std::string& node, bool& ag
   if (!nic && nic.error().code == azure::ErrorCode::kNotFound && nicRemembered && nodeExists &&
       !providerID.empty() && !cloud_->refuseNode(providerID)) {
     // The NIC remembered is gone (the VM got another): the VM says which it has now, in this pass.
-    {
-      std::lock_guard lock(mutex_);
-      nicIds_.erase(node);
-      goneNics_.insert(armIdKey(*nicId));
-    }
+    // Should it not, the NotFound below forgets the NIC as it does for any other.
     auto found = cloud_->primaryNicOfNode(providerID);
     if (found && armIdKey(*found) != armIdKey(*nicId)) {
-      nicId = *found;
       {
         std::lock_guard lock(mutex_);
-        nicIds_[node] = *nicId;
+        goneNics_.insert(armIdKey(*nicId));
+        nicIds_[node] = *found;
       }
+      nicId = *found;
       nic = cloud_->readNic(*nicId);
     }
   }
@@ -678,59 +683,56 @@ void Controller::adoptOwnPrefixesLocked(const std::string& node, std::span<const
   if (info == nodes_.end()) return;
   for (const ipam::Prefix& prefix : ours) {
     if (std::ranges::any_of(blocks, [&](const NicBlock& b) { return b.cidr == prefix; })) continue;
-    for (auto& [subnetName, state] : subnetStates_) {
-      if (!state.blocks || !state.blocks->subnet().contains(prefix)) continue;
-      // The PodSubnet whose range it is decides; no other one can hold it.
-      const auto subnet = subnets_.find(subnetName);
-      if (subnet == subnets_.end() || !nodeSelected(info->second, subnet->second.spec) ||
-          prefix.length() != subnet->second.spec.blockPrefixLength ||
-          state.holders.contains(prefix)) {
-        break;  // not the node's to have: unowned, removed after the grace
-      }
-      // In a range spec.reservedCIDRs reserved since: never a block again (it would be refused).
-      if (state.blocks->isReservedAllocated(prefix)) break;
-      if (state.blocks->isAllocated(prefix)) {
-        // Taken: by a leak (a join's create that did not happen, or the carve's scan of the
-        // subnet) it may end as this node's; by anything else (another node's join) it may not.
-        if (state.leaks.erase(prefix) == 0) break;
-        state.foundOnNics.erase(prefix);
-      } else if (!state.blocks->occupy(prefix)) {
-        break;  // reserved, or not a block of this pool
-      }
-      auto name = api::blockName(subnetName, prefix);
-      if (!name) {
-        (void)state.blocks->release(prefix);
-        break;
-      }
-      // It takes the place of a join of the same PodSubnet that no PUT has carried yet, if the
-      // node has one: the Node reconciler carved that for the block the node lacked, and this is
-      // it. (Kept as well, it would be a block the node does not need.)
-      auto& nodeJoins = joins_[node];
-      const auto unsent = std::ranges::find_if(nodeJoins, [&](const auto& j) {
-        return j.second.subnet == subnetName && !j.second.putSent;
-      });
-      if (unsent != nodeJoins.end()) {
-        const std::string replaced = unsent->first;
-        (void)state.blocks->release(unsent->second.cidr);
-        nodeJoins.erase(unsent);
-        joins.erase(replaced);
-        std::erase_if(blocks, [&](const NicBlock& b) { return b.name == replaced; });
-      }
-      const Join join{.subnet = subnetName, .cidr = prefix, .since = now(), .putSent = true};
-      nodeJoins[*name] = join;
-      joins[*name] = join;
-      blocks.push_back({.name = *name,
-                        .cidr = prefix,
-                        .phase = api::BlockPhase::kPending,
-                        .deleting = false,
-                        .trust = Trust::kAccepted,
-                        .agentDrain = false});
-      spdlog::info(
-          "node {}: its NIC carries {} of PodSubnet {}, which no IPBlock holds (a join whose "
-          "IPBlock was not created): creating IPBlock {} for it",
-          node, prefix.toString(), subnetName, *name);
-      break;
+    // The PodSubnet whose range it is decides; no other one can hold it.
+    const auto owner = std::ranges::find_if(subnetStates_, [&](const auto& entry) {
+      return entry.second.blocks && entry.second.blocks->subnet().contains(prefix);
+    });
+    if (owner == subnetStates_.end()) continue;
+    const std::string& subnetName = owner->first;
+    SubnetState& state = owner->second;
+    const auto subnet = subnets_.find(subnetName);
+    if (subnet == subnets_.end() || !nodeSelected(info->second, subnet->second.spec) ||
+        prefix.length() != subnet->second.spec.blockPrefixLength ||
+        state.holders.contains(prefix)) {
+      continue;  // not the node's to have: unowned, removed after the grace
     }
+    // In a range spec.reservedCIDRs reserved since: never a block again (it would be refused).
+    if (state.blocks->isReservedAllocated(prefix)) continue;
+    if (state.blocks->isAllocated(prefix)) {
+      // Taken: by a leak (a join's create that did not happen, or the carve's scan of the
+      // subnet) it may end as this node's; by anything else (another node's join) it may not.
+      if (state.leaks.erase(prefix) == 0) continue;
+      state.foundOnNics.erase(prefix);
+    } else if (!state.blocks->occupy(prefix)) {
+      continue;  // reserved, or not a block of this pool
+    }
+    auto name = api::blockName(subnetName, prefix);
+    if (!name) {
+      (void)state.blocks->release(prefix);
+      continue;
+    }
+    // It takes the place of a join of the same PodSubnet that no PUT has carried yet, if the
+    // node has one: the Node reconciler carved that for the block the node lacked, and this is
+    // it. (Kept as well, it would be a block the node does not need.)
+    auto& nodeJoins = joins_[node];
+    const auto unsent = std::ranges::find_if(nodeJoins, [&](const auto& j) {
+      return j.second.subnet == subnetName && !j.second.putSent;
+    });
+    if (unsent != nodeJoins.end()) {
+      const std::string replaced = unsent->first;
+      (void)state.blocks->release(unsent->second.cidr);
+      nodeJoins.erase(unsent);
+      joins.erase(replaced);
+      std::erase_if(blocks, [&](const NicBlock& b) { return b.name == replaced; });
+    }
+    const Join join{.subnet = subnetName, .cidr = prefix, .since = now(), .putSent = true};
+    nodeJoins[*name] = join;
+    joins[*name] = join;
+    blocks.push_back(joinAsNicBlock(*name, prefix));
+    spdlog::info(
+        "node {}: its NIC carries {} of PodSubnet {}, which no IPBlock holds (a join whose "
+        "IPBlock was not created): creating IPBlock {} for it",
+        node, prefix.toString(), subnetName, *name);
   }
 }
 
