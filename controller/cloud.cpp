@@ -29,10 +29,11 @@ std::optional<NodeRefusal> Cloud::refuseNode(std::string_view providerID) const 
   return uniformRefusal(providerID, *vm);
 }
 
-azure::Result<std::vector<ipam::Prefix>> AzureCloud::subnetPrefixes(std::string_view subnetId) {
+azure::Result<CloudSubnet> AzureCloud::readSubnet(std::string_view subnetId) {
   auto subnet = network_.getSubnet(subnetId);
   if (!subnet) return std::unexpected(std::move(subnet.error()));
-  std::vector<ipam::Prefix> prefixes;
+  CloudSubnet read{.prefixes = {}, .ipConfigurationIds = std::move(subnet->ipConfigurationIds)};
+  std::vector<ipam::Prefix>& prefixes = read.prefixes;
   for (const std::string& text : subnet->addressPrefixes) {
     auto prefix = ipam::Prefix::parse(text);
     if (!prefix) {
@@ -45,7 +46,7 @@ azure::Result<std::vector<ipam::Prefix>> AzureCloud::subnetPrefixes(std::string_
   std::ranges::stable_sort(prefixes, [](const ipam::Prefix& a, const ipam::Prefix& b) {
     return a.family() == ipam::Family::kV4 && b.family() != ipam::Family::kV4;
   });
-  return prefixes;
+  return read;
 }
 
 azure::Result<std::string> AzureCloud::primaryNicOfNode(std::string_view providerID) {
@@ -95,13 +96,6 @@ azure::Result<void> AzureCloud::setNicPrefixes(const NicState& nic,
 
 azure::Result<std::vector<azure::SubnetUsage>> AzureCloud::subnetUsages(std::string_view vnetId) {
   return network_.listVirtualNetworkUsage(vnetId);
-}
-
-azure::Result<std::vector<std::string>> AzureCloud::subnetIpConfigurations(
-    std::string_view subnetId) {
-  auto subnet = network_.getSubnet(subnetId);
-  if (!subnet) return std::unexpected(std::move(subnet.error()));
-  return std::move(subnet->ipConfigurationIds);
 }
 
 azure::Result<std::vector<ipam::Prefix>> AzureCloud::removeNicPrefixes(

@@ -42,12 +42,20 @@ struct NicState {
   std::optional<azure::NetworkInterface> read;
 };
 
+// A VNET subnet as one GET reads it.
+struct CloudSubnet {
+  std::vector<ipam::Prefix> prefixes;  // its address prefixes, IPv4 first when it has both
+  // The ids of every ipConfiguration in it, of any NIC (and of anything else that takes an address
+  // in it): the carve and the orphan sweep (orphan_sweep.h) find our prefixes on NICs by them.
+  std::vector<std::string> ipConfigurationIds;
+};
+
 class Cloud {
  public:
   virtual ~Cloud() = default;
 
-  // The address prefixes of a VNET subnet (IPv4 first when it has both). kNotFound when gone.
-  virtual azure::Result<std::vector<ipam::Prefix>> subnetPrefixes(std::string_view subnetId) = 0;
+  // Reads a VNET subnet (one GET). kNotFound when it is gone.
+  virtual azure::Result<CloudSubnet> readSubnet(std::string_view subnetId) = 0;
   // The ARM id of the primary NIC of the VM named by a node's spec.providerID. kInvalidArgument,
   // with no call made, for a providerID that names no VM or names one refuseNode refuses.
   virtual azure::Result<std::string> primaryNicOfNode(std::string_view providerID) = 0;
@@ -67,10 +75,6 @@ class Cloud {
   // The usage list of a VNET: per subnet, the addresses in use (any holder, ours included).
   // Read on a slow period by SubnetUsagePoller (subnet_usage.h), never on a node's path.
   virtual azure::Result<std::vector<azure::SubnetUsage>> subnetUsages(std::string_view vnetId) = 0;
-  // The ids of every ipConfiguration in a VNET subnet, of any NIC (one GET of the subnet).
-  // kNotFound when the subnet is gone. Read by the orphan sweep (orphan_sweep.h).
-  virtual azure::Result<std::vector<std::string>> subnetIpConfigurations(
-      std::string_view subnetId) = 0;
   // Takes exactly `prefixes` off the NIC, only from ipConfigurations this project named, and
   // nothing else: a GET, then a PUT with If-Match of what it read less those (a 412 reads again).
   // Returns the prefixes it took off (none when none was there; no PUT then). An error may mean
@@ -84,14 +88,12 @@ class AzureCloud final : public Cloud {
   // `network` must outlive this. Thread-safe as NetworkClient is.
   explicit AzureCloud(azure::NetworkClient& network) : network_(network) {}
 
-  azure::Result<std::vector<ipam::Prefix>> subnetPrefixes(std::string_view subnetId) override;
+  azure::Result<CloudSubnet> readSubnet(std::string_view subnetId) override;
   azure::Result<std::string> primaryNicOfNode(std::string_view providerID) override;
   azure::Result<NicState> readNic(std::string_view nicId) override;
   azure::Result<void> setNicPrefixes(const NicState& nic,
                                      std::span<const ipam::Prefix> desired) override;
   azure::Result<std::vector<azure::SubnetUsage>> subnetUsages(std::string_view vnetId) override;
-  azure::Result<std::vector<std::string>> subnetIpConfigurations(
-      std::string_view subnetId) override;
   azure::Result<std::vector<ipam::Prefix>> removeNicPrefixes(
       std::string_view nicId, std::span<const ipam::Prefix> prefixes) override;
 

@@ -66,13 +66,14 @@ OrphanSweeper::Result OrphanSweeper::sweepOnce() {
   }
   std::vector<std::string> configIds;
   for (const std::string& subnet : subnetIds) {
-    auto ids = cloud_.subnetIpConfigurations(subnet);
-    if (!ids) {
+    auto read = cloud_.readSubnet(subnet);
+    if (!read) {
       result.errors.push_back(fmt::format("reading the ipConfigurations of subnet {}: {}", subnet,
-                                          ids.error().message));
+                                          read.error().message));
       continue;
     }
-    configIds.insert(configIds.end(), ids->begin(), ids->end());
+    configIds.insert(configIds.end(), read->ipConfigurationIds.begin(),
+                     read->ipConfigurationIds.end());
   }
   std::vector<SweptNic> nics;
   std::vector<ipam::Prefix> candidates;

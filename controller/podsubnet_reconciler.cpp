@@ -41,22 +41,18 @@ std::optional<std::string> Controller::carve(const std::string& name,
   } else {
     const std::string id = subnet.spec.azureSubnetID.value_or("");
     lock.unlock();
-    auto prefixes = cloud_->subnetPrefixes(id);
-    azure::Result<std::vector<std::string>> configs = std::vector<std::string>{};
-    if (prefixes && !prefixes->empty()) configs = cloud_->subnetIpConfigurations(id);
+    auto read = cloud_->readSubnet(id);
     lock.lock();
     if (!subnets_.contains(name)) return std::nullopt;
-    if (!prefixes || prefixes->empty() || !configs) {
-      std::string why = !prefixes  ? prefixes.error().message
-                        : !configs ? configs.error().message
-                                   : "it has no address prefix";
+    if (!read || read->prefixes.empty()) {
+      std::string why = !read ? read.error().message : "it has no address prefix";
       subnetStates_[name].notCarvedMessage =
           fmt::format("spec.azureSubnetID: cannot read the Azure subnet {}: {}", id, why);
       return subnetStates_[name].notCarvedMessage;  // retry: Azure may answer later
     }
-    cidr = prefixes->front();
-    uncarved.assign(prefixes->begin() + 1, prefixes->end());
-    for (const std::string& config : *configs) {
+    cidr = read->prefixes.front();
+    uncarved.assign(read->prefixes.begin() + 1, read->prefixes.end());
+    for (const std::string& config : read->ipConfigurationIds) {
       const auto ref = azure::parseNicIpConfigurationId(config);
       if (!ref) continue;
       if (auto prefix = azure::prefixOfIpConfigName(ref->name)) onNics.push_back(*prefix);

@@ -119,6 +119,11 @@ bool BlockPool::isReservedAllocated(const Prefix& block) const {
   return set != nullptr && set->isReservedAllocated(block);
 }
 
+bool BlockPool::anyAllocatedIn(const Prefix& range) const {
+  return std::ranges::any_of(sets_,
+                             [&](const SubnetBlockSet& s) { return s.anyAllocatedIn(range); });
+}
+
 bool BlockPool::isHeldForOthers(const Prefix& block) const {
   const SubnetBlockSet* set = setOf(block);
   return set != nullptr && set->isHeldForOthers(block);

@@ -55,6 +55,8 @@ class BlockPool {
   // allocated (isAllocated) or refused (occupy, release, holdForOthers) with kOutOfRange.
   bool isAllocated(const Prefix& block) const;
   bool isReservedAllocated(const Prefix& block) const;
+  // Whether an allocated block overlaps `range` (SubnetBlockSet::anyAllocatedIn), in any range.
+  bool anyAllocatedIn(const Prefix& range) const;
   bool isHeldForOthers(const Prefix& block) const;
   Result<void> occupy(const Prefix& block);
   Result<void> release(const Prefix& block);

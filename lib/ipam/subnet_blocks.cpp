@@ -153,6 +153,20 @@ bool SubnetBlockSet::isAllocated(const Prefix& block) const {
   return reserved_allocated_.contains(*index) || (!isExcluded(*index) && used_.test(*index));
 }
 
+bool SubnetBlockSet::anyAllocatedIn(const Prefix& range) const {
+  if (range.family() != subnet_.family() || !range.overlaps(subnet_)) return false;
+  if (range.length() >= block_length_) {
+    return isAllocated(Prefix::masked(range.address(), block_length_));
+  }
+  const auto [lo, hi] = indexesOf(range);
+  const auto reserved = reserved_allocated_.lower_bound(lo);
+  if (reserved != reserved_allocated_.end() && *reserved <= hi) return true;
+  for (std::uint64_t i = lo; i <= hi; ++i) {
+    if (used_.test(i) && !isExcluded(i)) return true;
+  }
+  return false;
+}
+
 Result<std::uint64_t> SubnetBlockSet::checkedIndex(const Prefix& block,
                                                    std::string_view action) const {
   auto index = indexOf(block);

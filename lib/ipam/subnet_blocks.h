@@ -70,6 +70,9 @@ class SubnetBlockSet {
   bool isExcluded(std::uint64_t index) const;
   // Allocated, usable or a reserved allocation.
   bool isAllocated(const Prefix& block) const;
+  // Whether an allocated block (a reserved allocation included) overlaps `range`, of any length:
+  // a block's worth of work per block of the range inside the subnet.
+  bool anyAllocatedIn(const Prefix& range) const;
 
   // Marks an existing block allocated. Idempotent. An excluded block is refused with kConflict
   // (a reserved allocation is already allocated: accepted as is): it is never handed out anyway,

@@ -123,10 +123,12 @@ TEST_F(AzureCloudTest, TheOrphanSweepsReadsAndItsRemoveOnlyWrite) {
                                   {{{"id", kNic + "/ipConfigurations/ipconfig1"}},
                                    {{"id", kNic + "/ipConfigurations/vnetipam-10-0-0-16-28"}}}}}}}
                               .dump());
-  auto ids = cloud_.subnetIpConfigurations(subnet);
-  ASSERT_TRUE(ids.has_value()) << ids.error().message;
-  EXPECT_EQ(*ids, (std::vector<std::string>{kNic + "/ipConfigurations/ipconfig1",
-                                            kNic + "/ipConfigurations/vnetipam-10-0-0-16-28"}));
+  auto read = cloud_.readSubnet(subnet);
+  ASSERT_TRUE(read.has_value()) << read.error().message;
+  EXPECT_EQ(read->prefixes, std::vector<ipam::Prefix>{*ipam::Prefix::parse("10.0.0.0/24")});
+  EXPECT_EQ(read->ipConfigurationIds,
+            (std::vector<std::string>{kNic + "/ipConfigurations/ipconfig1",
+                                      kNic + "/ipConfigurations/vnetipam-10-0-0-16-28"}));
 
   // A NIC as read: every prefix, the ones this project named, and its VM.
   const auto config = [&](std::string name, std::string address, bool primary) {

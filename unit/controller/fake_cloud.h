@@ -79,7 +79,7 @@ class FakeCloud final : public Cloud {
     }
   }
 
-  // The NIC's ipConfigurations are in `subnetId` (subnetIpConfigurations lists them) and it is
+  // The NIC's ipConfigurations are in `subnetId` (readSubnet lists them) and it is
   // attached to `vmId` ("" for none).
   void placeNic(const std::string& nicId, const std::string& subnetId, const std::string& vmId) {
     std::lock_guard lock(mutex_);
@@ -107,12 +107,6 @@ class FakeCloud final : public Cloud {
   std::vector<std::string> usageReads;  // the VNET ids subnetUsages was asked for
   std::vector<std::vector<ipam::Prefix>> putBodies;
 
-  azure::Result<std::vector<ipam::Prefix>> subnetPrefixes(std::string_view subnetId) override {
-    std::lock_guard lock(mutex_);
-    const auto found = subnets_.find(std::string(subnetId));
-    if (found == subnets_.end()) return azure::fail(azure::ErrorCode::kNotFound, "no subnet");
-    return found->second;
-  }
   azure::Result<std::string> primaryNicOfNode(std::string_view providerID) override {
     std::lock_guard lock(mutex_);
     ++vmReads;
@@ -162,12 +156,15 @@ class FakeCloud final : public Cloud {
     return {};
   }
 
-  azure::Result<std::vector<std::string>> subnetIpConfigurations(
-      std::string_view subnetId) override {
+  // The subnet's prefixes (setSubnet) and the ipConfigurations of the NICs placed in it.
+  azure::Result<CloudSubnet> readSubnet(std::string_view subnetId) override {
     std::lock_guard lock(mutex_);
     ++subnetReads;
-    std::vector<std::string> ids;
-    bool known = subnets_.contains(std::string(subnetId));
+    CloudSubnet read;
+    std::vector<std::string>& ids = read.ipConfigurationIds;
+    const auto prefixes = subnets_.find(std::string(subnetId));
+    bool known = prefixes != subnets_.end();
+    if (known) read.prefixes = prefixes->second;
     for (const auto& [nicId, subnet] : subnetOfNic_) {
       if (subnet != subnetId) continue;
       known = true;
@@ -180,7 +177,7 @@ class FakeCloud final : public Cloud {
       }
     }
     if (!known) return azure::fail(azure::ErrorCode::kNotFound, "no subnet");
-    return ids;
+    return read;
   }
   azure::Result<std::vector<ipam::Prefix>> removeNicPrefixes(
       std::string_view nicId, std::span<const ipam::Prefix> prefixes) override {

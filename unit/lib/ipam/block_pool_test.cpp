@@ -57,6 +57,12 @@ TEST(BlockPool, BlocksAreFoundInTheRangeThatHoldsThem) {
   EXPECT_TRUE(pool.contains(P("10.1.0.48/28")));
   EXPECT_FALSE(pool.contains(P("10.2.0.0/28")));
   EXPECT_TRUE(pool.overlaps(P("10.1.0.0/16")));
+  EXPECT_TRUE(pool.anyAllocatedIn(P("10.1.0.0/16")));
+  EXPECT_TRUE(pool.anyAllocatedIn(P("10.1.0.32/27")));
+  EXPECT_TRUE(pool.anyAllocatedIn(P("10.1.0.40/29"))) << "inside an allocated block";
+  EXPECT_FALSE(pool.anyAllocatedIn(P("10.1.0.64/26")));
+  EXPECT_FALSE(pool.anyAllocatedIn(P("10.0.0.64/26")));
+  EXPECT_FALSE(pool.anyAllocatedIn(P("10.2.0.0/16")));
 
   const auto outside = pool.occupy(P("10.2.0.0/28"));
   ASSERT_FALSE(outside);
@@ -101,6 +107,7 @@ TEST(BlockPool, ReservedRangesApplyToEveryRangeIncludingOnesAddedLater) {
   const std::vector<Prefix> reserved{P("10.0.8.0/28"), P("10.0.0.16/28"), P("10.7.0.0/24")};
   pool.setReserved(reserved);
   EXPECT_TRUE(pool.isReservedAllocated(P("10.0.0.16/28")));
+  EXPECT_TRUE(pool.anyAllocatedIn(P("10.0.0.0/26"))) << "a reserved allocation counts";
   EXPECT_EQ(pool.reserved(), std::vector<Prefix>{P("10.0.0.16/28")}) << "only those in force";
 
   ASSERT_TRUE(pool.addRange(P("10.0.8.0/27")));
