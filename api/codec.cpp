@@ -235,6 +235,7 @@ PodSubnetStatus decodePodSubnetStatus(Decoder& d, const json* v) {
   PodSubnetStatus s;
   ObjectReader r(d, asObject(d, v, "status"), "status");
   r.read("cidr", s.cidr);
+  r.read("cidrs", s.cidrs);
   r.read("totalBlocks", s.totalBlocks);
   r.read("allocatedBlocks", s.allocatedBlocks);
   r.read("allocatedIPs", s.allocatedIPs);
@@ -463,6 +464,7 @@ json toJson(const LabelSelector& s) {
 json toJson(const PodSubnetStatus& s) {
   json j = withExtra(s.extra);
   if (!s.cidr.empty()) j["cidr"] = s.cidr;
+  if (!s.cidrs.empty()) j["cidrs"] = s.cidrs;
   j["totalBlocks"] = s.totalBlocks;
   j["allocatedBlocks"] = s.allocatedBlocks;
   j["allocatedIPs"] = s.allocatedIPs;

@@ -55,12 +55,14 @@ TrustVerdict judgeBlock(const TrustCandidate& block, SubnetView subnet, const Tr
     case SubnetView::kCarved: break;
   }
   if (pool == nullptr) return {};
-  const ipam::Prefix& range = pool->range;
-  if (block.cidr.family() != range.family() || !range.contains(block.cidr)) {
+  const auto inside = std::ranges::find_if(
+      pool->ranges, [&](const ipam::Prefix& r) { return r.contains(block.cidr); });
+  if (inside == pool->ranges.end()) {
     return invalid(TrustRule::kOutsidePodSubnet,
                    fmt::format("spec.cidr {} is outside PodSubnet \"{}\" ({})", cidr,
-                               block.podSubnet, range.toString()));
+                               block.podSubnet, ipam::toString(pool->ranges)));
   }
+  const ipam::Prefix& range = *inside;
   for (const ipam::Prefix& reserved : pool->reserved) {
     if (reserved.overlaps(block.cidr)) {
       return invalid(TrustRule::kReservedRange,

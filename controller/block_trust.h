@@ -76,7 +76,7 @@ enum class Trust : std::uint8_t {
 
 // What the rules need of the block's PodSubnet, as its pool was carved.
 struct TrustPool {
-  ipam::Prefix range;  // the carved prefix
+  std::vector<ipam::Prefix> ranges;  // the carved prefixes (BlockPool::ranges)
   int blockPrefixLength = 28;
   std::vector<ipam::Prefix> reserved;  // reservedCIDRs put on the pool (none while carving)
   bool azure = false;                  // carved from an Azure subnet: Azure's addresses are kept

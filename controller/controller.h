@@ -43,9 +43,10 @@
 #include "controller/nic_conditions.h"
 #include "controller/node_blocks.h"
 #include "controller/orphan_sweep.h"
+#include "controller/pool_status.h"
 #include "controller/work_queue.h"
 #include "lib/base/clock.h"
-#include "lib/ipam/subnet_blocks.h"
+#include "lib/ipam/block_pool.h"
 #include "lib/kube/client.h"
 #include "lib/kube/events.h"
 #include "lib/kube/paths.h"
@@ -201,9 +202,12 @@ class Controller {
 
  private:
   struct SubnetState {
-    std::optional<ipam::SubnetBlockSet> blocks;  // carved
-    std::optional<ipam::Prefix> cidr;            // known (spec or Azure), carved or not
-    std::vector<ipam::Prefix> uncarvedPrefixes;  // the Azure subnet's other prefixes
+    std::optional<ipam::BlockPool> blocks;  // carved
+    // The addresses the PodSubnet claims, carved or not: spec.cidr or the Azure subnet's
+    // prefixes of the carved family until carved, then the pool's ranges (two PodSubnets over the
+    // same addresses are refused, podsubnet_reconciler.cpp).
+    std::vector<ipam::Prefix> ranges;
+    std::vector<UncarvedPrefix> uncarvedPrefixes;  // the Azure subnet's prefixes not carved
     std::string notCarvedMessage;
     std::set<std::string> shortNodes;
     std::map<ipam::Prefix, Time> leaks;  // unknown-outcome creates: cidr -> when
@@ -215,7 +219,7 @@ class Controller {
     std::map<ipam::Prefix, std::string> holders;  // cidr -> the accepted IPBlock the pool holds
     bool exhaustedReported = false;
     // CIDRs another Azure resource holds an address in, as a refused NIC PUT said (nic_reconcile.h,
-    // N16): not carved (SubnetBlockSet::holdForOthers) until `until`. nic_reconciler.cpp.
+    // N16): not carved (BlockPool::holdForOthers) until `until`. nic_reconciler.cpp.
     struct ForeignHold {
       Time until{};
       std::string reason;   // the cloud's error code, as a condition reason
@@ -284,6 +288,11 @@ class Controller {
   void adoptOwnPrefixesLocked(const std::string& node, std::span<const ipam::Prefix> ours,
                               std::map<std::string, Join>& joins, std::vector<NicBlock>& blocks);
   std::optional<std::string> carve(const std::string& name, std::unique_lock<std::mutex>& lock);
+  // Under mutex_, for a carved PodSubnet: makes every prefix of its Azure subnet `prefixes` (as
+  // read) that can be a range of the pool one (the carve's first range aside, each one added
+  // later), and records the others with why in uncarvedPrefixes. Returns the ranges added.
+  std::vector<ipam::Prefix> growPoolLocked(const std::string& name,
+                                           std::span<const ipam::Prefix> prefixes);
   // One status apply per change (nic_conditions.h). Each apply sends every status field the
   // controller owns (server-side apply removes a field its manager applied before and leaves out
   // now): the phase, its lastTransitionTime, capacity, nic (`nicId` with Programmed/Ready, else the

@@ -308,7 +308,7 @@ std::optional<std::string> Controller::nicPass(const std::string& node, bool& ag
       }
     }
     for (const auto& [name, state] : subnetStates_) {
-      if (state.cidr) managed.push_back(*state.cidr);
+      managed.insert(managed.end(), state.ranges.begin(), state.ranges.end());
     }
     holds = foreignHoldsLocked(now());
     if (auto u = unowned_.find(node); u != unowned_.end()) unowned = u->second;
@@ -685,7 +685,7 @@ void Controller::adoptOwnPrefixesLocked(const std::string& node, std::span<const
     if (std::ranges::any_of(blocks, [&](const NicBlock& b) { return b.cidr == prefix; })) continue;
     // The PodSubnet whose range it is decides; no other one can hold it.
     const auto owner = std::ranges::find_if(subnetStates_, [&](const auto& entry) {
-      return entry.second.blocks && entry.second.blocks->subnet().contains(prefix);
+      return entry.second.blocks && entry.second.blocks->contains(prefix);
     });
     if (owner == subnetStates_.end()) continue;
     const std::string& subnetName = owner->first;

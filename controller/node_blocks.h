@@ -121,7 +121,7 @@ struct NodeBlockDecision {
 struct NodeBlockInput {
   NodeState node = NodeState::kSelected;
   std::span<const NodeBlock> blocks;  // this node's blocks of this PodSubnet, any order
-  std::uint64_t poolFreeBlocks = 0;   // SubnetBlockSet::freeUnheldCount() now; 0 = pool exhausted
+  std::uint64_t poolFreeBlocks = 0;   // BlockPool::freeUnheldCount() now; 0 = pool exhausted
   Time now{};
 };
 

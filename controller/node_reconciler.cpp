@@ -72,7 +72,7 @@ std::optional<std::string> Controller::createBlock(const std::string& node, cons
     if (j->second.empty()) joins_.erase(j);
   }
   auto state = subnetStates_.find(join.subnet);
-  ipam::SubnetBlockSet* pool =
+  ipam::BlockPool* pool =
       state != subnetStates_.end() && state->second.blocks ? &*state->second.blocks : nullptr;
   if (created) {
     if (metrics_) metrics_->blockAllocated(join.subnet);
@@ -201,12 +201,12 @@ std::optional<std::string> Controller::reconcileNode(const std::string& name) {
         }
       }
       auto stateIt = subnetStates_.find(subnetName);
-      ipam::SubnetBlockSet* pool = stateIt != subnetStates_.end() && stateIt->second.blocks
-                                       ? &*stateIt->second.blocks
-                                       : nullptr;
+      ipam::BlockPool* pool = stateIt != subnetStates_.end() && stateIt->second.blocks
+                                  ? &*stateIt->second.blocks
+                                  : nullptr;
       if (mine.empty() && (nodeState != NodeState::kSelected || !pool)) continue;
-      const ipam::Family family = pool ? pool->subnet().family()
-                                       : (mine.empty() ? ipam::Family::kV4 : mine[0].cidr.family());
+      const ipam::Family family =
+          pool ? pool->family() : (mine.empty() ? ipam::Family::kV4 : mine[0].cidr.family());
       const NodeBlockPolicy policy = NodeBlockPolicy::fromSpec(subnet.spec, family);
       const NodeBlockDecision decision = decideNodeBlocks(
           policy, NodeBlockInput{.node = nodeState,

@@ -22,7 +22,8 @@ OrphanSweepPlan planOrphanSweep(const OrphanSweepInput& input) {
     OrphanRemoval found{.nicId = nic.id, .vmId = nic.vmId, .prefixes = {}};
     for (const ipam::Prefix& prefix : nic.ours) {
       const auto range = std::ranges::find_if(view.podSubnets, [&](const SweptPodSubnet& s) {
-        return s.cidr && s.cidr->contains(prefix);
+        return std::ranges::any_of(s.ranges,
+                                   [&](const ipam::Prefix& r) { return r.contains(prefix); });
       });
       if (range == view.podSubnets.end()) continue;  // O2
       if (std::ranges::any_of(view.owned,

@@ -54,7 +54,7 @@ struct SweptPodSubnet {
   std::string name;
   std::string uid;
   std::optional<std::string> azureSubnetId;  // spec.azureSubnetID
-  std::optional<ipam::Prefix> cidr;          // the carved range; nullopt while not carved
+  std::vector<ipam::Prefix> ranges;          // the carved ranges; none while not carved
 };
 
 // What the sweep needs of the controller (Controller::orphanSweepView).

@@ -60,7 +60,7 @@ OrphanSweeper::Result OrphanSweeper::sweepOnce() {
   std::vector<std::string> subnetIds;
   std::set<std::string> seenSubnets;
   for (const SweptPodSubnet& s : scope.podSubnets) {
-    if (!s.cidr || !s.azureSubnetId) continue;
+    if (s.ranges.empty() || !s.azureSubnetId) continue;
     if (seenSubnets.insert(armIdKey(*s.azureSubnetId)).second)
       subnetIds.push_back(*s.azureSubnetId);
   }
@@ -193,10 +193,11 @@ OrphanSweepView Controller::orphanSweepView(std::span<const ipam::Prefix> prefix
     SweptPodSubnet swept{.name = name,
                          .uid = subnet.metadata.uid,
                          .azureSubnetId = subnet.spec.azureSubnetID,
-                         .cidr = std::nullopt};
+                         .ranges = {}};
     if (const auto state = subnetStates_.find(name);
         state != subnetStates_.end() && state->second.blocks) {
-      swept.cidr = state->second.blocks->subnet();
+      const auto ranges = state->second.blocks->ranges();
+      swept.ranges.assign(ranges.begin(), ranges.end());
     }
     view.podSubnets.push_back(std::move(swept));
   }
@@ -224,26 +225,15 @@ OrphanSweepView Controller::orphanSweepView(std::span<const ipam::Prefix> prefix
       for (const auto& [cidr, holder] : state.holders) {
         if (cidr.overlaps(p)) return true;
       }
-      if (!state.blocks || !state.blocks->subnet().overlaps(p)) continue;
-      const ipam::SubnetBlockSet& pool = *state.blocks;
+      if (!state.blocks) continue;
+      const ipam::BlockPool& pool = *state.blocks;
       if (p.length() >= pool.blockLength()) {
         const ipam::Prefix block = ipam::Prefix::masked(p.address(), pool.blockLength());
         if (pool.isAllocated(block) && !state.foundOnNics.contains(block)) return true;
         continue;
       }
-      if (p.contains(pool.subnet())) {
-        if (pool.allocatedCount() > 0) return true;
-        continue;
-      }
-      // A prefix wider than a block: each block inside it (a few; very many is taken as owned).
-      constexpr int kMaxBits = 12;
-      if (pool.blockLength() - p.length() > kMaxBits) return true;
-      const auto first = pool.indexOf(ipam::Prefix::masked(p.address(), pool.blockLength()));
-      if (!first) return true;
-      const std::uint64_t count = std::uint64_t{1} << (pool.blockLength() - p.length());
-      for (std::uint64_t i = 0; i < count && *first + i < pool.blockCount(); ++i) {
-        if (pool.isAllocated(pool.blockAt(*first + i))) return true;
-      }
+      // A prefix wider than a block: owned when a block inside it is allocated.
+      if (pool.anyAllocatedIn(p)) return true;
     }
     return false;
   };

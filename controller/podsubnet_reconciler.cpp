@@ -13,6 +13,7 @@
 #include "controller/controller.h"
 #include "controller/controller_internal.h"
 #include "controller/pool_status.h"
+#include "controller/subnet_usage.h"
 #include "lib/azure/network.h"
 
 namespace vnetipam::controller {
@@ -27,12 +28,11 @@ std::optional<std::string> Controller::carve(const std::string& name,
     subnetStates_[name].notCarvedMessage = api::describe("PodSubnet", name, fieldErrors);
     return std::nullopt;  // wait for the spec to change
   }
-  ipam::Prefix cidr;
-  std::vector<ipam::Prefix> uncarved;  // the Azure subnet's other prefixes
-  std::vector<ipam::Prefix> onNics;    // our prefixes on the Azure subnet's NICs
+  std::vector<ipam::Prefix> read;    // spec.cidr, or the Azure subnet's prefixes (IPv4 first)
+  std::vector<ipam::Prefix> onNics;  // our prefixes on the Azure subnet's NICs
   const bool fromAzure = !subnet.spec.cidr.has_value();
   if (!fromAzure) {
-    cidr = *ipam::Prefix::parse(*subnet.spec.cidr);  // validated above
+    read.push_back(*ipam::Prefix::parse(*subnet.spec.cidr));  // validated above
   } else if (!cloud_) {
     subnetStates_[name].notCarvedMessage =
         "spec.azureSubnetID needs the controller to run with --cloud=azure; with --cloud=none "
@@ -41,18 +41,17 @@ std::optional<std::string> Controller::carve(const std::string& name,
   } else {
     const std::string id = subnet.spec.azureSubnetID.value_or("");
     lock.unlock();
-    auto read = cloud_->readSubnet(id);
+    auto subnetRead = cloud_->readSubnet(id);
     lock.lock();
     if (!subnets_.contains(name)) return std::nullopt;
-    if (!read || read->prefixes.empty()) {
-      std::string why = !read ? read.error().message : "it has no address prefix";
+    if (!subnetRead || subnetRead->prefixes.empty()) {
+      std::string why = !subnetRead ? subnetRead.error().message : "it has no address prefix";
       subnetStates_[name].notCarvedMessage =
           fmt::format("spec.azureSubnetID: cannot read the Azure subnet {}: {}", id, why);
       return subnetStates_[name].notCarvedMessage;  // retry: Azure may answer later
     }
-    cidr = read->prefixes.front();
-    uncarved.assign(read->prefixes.begin() + 1, read->prefixes.end());
-    for (const std::string& config : read->ipConfigurationIds) {
+    read = std::move(subnetRead->prefixes);
+    for (const std::string& config : subnetRead->ipConfigurationIds) {
       const auto ref = azure::parseNicIpConfigurationId(config);
       if (!ref) continue;
       if (auto prefix = azure::prefixOfIpConfigName(ref->name)) onNics.push_back(*prefix);
@@ -60,24 +59,30 @@ std::optional<std::string> Controller::carve(const std::string& name,
   }
   SubnetState& state = subnetStates_[name];
   if (state.blocks) return std::nullopt;  // carved meanwhile
-  state.cidr = cidr;
-  state.uncarvedPrefixes = std::move(uncarved);
 
+  // The pool's family is its first prefix's; the addresses it claims are its prefixes of that
+  // family, and it carves those that hold a block (growPoolLocked notes the others).
+  const ipam::Prefix& first = read.front();
+  state.ranges.clear();
+  for (const ipam::Prefix& prefix : read) {
+    if (prefix.family() == first.family()) state.ranges.push_back(prefix);
+  }
   const int length = subnet.spec.blockPrefixLength;
-  const bool v4 = cidr.family() == ipam::Family::kV4;
+  const bool v4 = first.family() == ipam::Family::kV4;
+  const ipam::Prefix widest = *std::ranges::min_element(state.ranges, {}, &ipam::Prefix::length);
   const int minLength =
-      std::max(cidr.length(), v4 ? api::kMinBlockPrefixLengthV4 : api::kMinBlockPrefixLengthV6);
+      std::max(widest.length(), v4 ? api::kMinBlockPrefixLengthV4 : api::kMinBlockPrefixLengthV6);
   const int maxLength = v4 ? api::kMaxBlockPrefixLengthV4 : api::kMaxBlockPrefixLengthV6;
   if (length < minLength || length > maxLength) {
     state.notCarvedMessage =
         fmt::format("spec.blockPrefixLength: {} does not fit the {} subnet {}{}: use {}..{}",
-                    length, ipam::toString(cidr.family()), cidr.toString(),
+                    length, ipam::toString(first.family()), widest.toString(),
                     fromAzure ? " read from Azure" : "", minLength, maxLength);
     return std::nullopt;
   }
   // With a cloud every block goes on a NIC, which Azure allows for IPv4 only (pool_status.h).
   if (cloud_) {
-    if (auto refusal = cloudCarveRefusal(cidr, fromAzure)) {
+    if (auto refusal = cloudCarveRefusal(first, fromAzure)) {
       state.notCarvedMessage = std::move(*refusal);
       return std::nullopt;
     }
@@ -88,33 +93,42 @@ std::optional<std::string> Controller::carve(const std::string& name,
   for (const auto& [otherName, other] : subnets_) {
     if (otherName == name) continue;
     const auto otherState = subnetStates_.find(otherName);
-    if (otherState == subnetStates_.end() || !otherState->second.cidr) continue;
-    if (!otherState->second.cidr->overlaps(cidr)) continue;
+    if (otherState == subnetStates_.end()) continue;
     const auto otherCreated = other.metadata.creationTimestamp.value_or("");
     const bool otherFirst = otherState->second.blocks.has_value() ||
                             std::tie(otherCreated, otherName) < std::tie(created, name);
     if (!otherFirst) continue;
-    state.notCarvedMessage =
-        fmt::format("{} {} overlaps PodSubnet \"{}\" ({}): no blocks are carved while both exist",
-                    fromAzure ? "the Azure subnet" : "spec.cidr", cidr.toString(), otherName,
-                    otherState->second.cidr->toString());
-    return std::nullopt;
+    for (const ipam::Prefix& mine : state.ranges) {
+      const auto theirs = std::ranges::find_if(
+          otherState->second.ranges, [&](const ipam::Prefix& r) { return r.overlaps(mine); });
+      if (theirs == otherState->second.ranges.end()) continue;
+      state.notCarvedMessage =
+          fmt::format("{} {} overlaps PodSubnet \"{}\" ({}): no blocks are carved while both exist",
+                      fromAzure ? "the Azure subnet" : "spec.cidr", mine.toString(), otherName,
+                      theirs->toString());
+      return std::nullopt;
+    }
   }
 
   // Carved without spec.reservedCIDRs, which reconcileSubnet puts on once every existing block is
   // occupied, just as it does at each edit of them: a block that exists in a reserved range is the
   // pool's and is released (ReservedRange), whether the range was reserved while this controller
-  // ran or before it started.
+  // ran or before it started. The first prefix that holds a block starts the pool; growPoolLocked
+  // adds the others, as it does for a prefix added to the Azure subnet later.
+  const ipam::Prefix start = *std::ranges::find_if(
+      state.ranges, [&](const ipam::Prefix& r) { return r.length() <= length; });
   const ipam::CarveOptions options{.excludeAzureReserved = fromAzure, .reserved = {}};
-  auto carved = ipam::SubnetBlockSet::carve(cidr, length, options);
+  auto carved = ipam::BlockPool::carve(start, length, options);
   if (!carved) {
-    state.notCarvedMessage = fmt::format("cannot carve {} into /{} blocks: {}", cidr.toString(),
+    state.notCarvedMessage = fmt::format("cannot carve {} into /{} blocks: {}", start.toString(),
                                          length, carved.error().message);
     return std::nullopt;
   }
   state.blocks = std::move(*carved);
   state.trust =
-      TrustPool{.range = cidr, .blockPrefixLength = length, .reserved = {}, .azure = fromAzure};
+      TrustPool{.ranges = {start}, .blockPrefixLength = length, .reserved = {}, .azure = fromAzure};
+  state.ranges = {start};
+  (void)growPoolLocked(name, read);
   state.holders.clear();
   // Judge and occupy every block that exists before handing out any new one, earliest
   // creationTimestamp (then name) first: of two overlapping blocks the earlier one is held, the
@@ -143,8 +157,8 @@ std::optional<std::string> Controller::carve(const std::string& name,
   // second NIC.
   std::size_t onNicsTaken = 0;
   for (const ipam::Prefix& prefix : onNics) {
-    if (prefix.length() != length || !cidr.contains(prefix) || state.blocks->isAllocated(prefix) ||
-        !state.blocks->occupy(prefix)) {
+    if (prefix.length() != length || !state.blocks->contains(prefix) ||
+        state.blocks->isAllocated(prefix) || !state.blocks->occupy(prefix)) {
       continue;
     }
     leakCidrLocked(name, prefix, onNicLeakGrace());
@@ -160,15 +174,51 @@ std::optional<std::string> Controller::carve(const std::string& name,
     if (orphanSweepTrigger_) orphanSweepTrigger_();
   }
   spdlog::info("PodSubnet {}: carved {} into {} usable /{} blocks, {} in use", name,
-               cidr.toString(), state.blocks->usableCount(), length,
+               ipam::toString(state.blocks->ranges()), state.blocks->usableCount(), length,
                state.blocks->allocatedCount());
-  if (!state.uncarvedPrefixes.empty()) {
-    spdlog::warn("PodSubnet {}: {}", name, uncarvedPrefixesNote(state.uncarvedPrefixes));
-  }
   state.notCarvedMessage.clear();
   for (const auto& [node, info] : nodes_)
     enqueue(nodeKey(node));
   return std::nullopt;
+}
+
+std::vector<ipam::Prefix> Controller::growPoolLocked(const std::string& name,
+                                                     std::span<const ipam::Prefix> prefixes) {
+  SubnetState& state = subnetStates_.at(name);
+  std::vector<ipam::Prefix> added;
+  if (!state.blocks || !state.trust) return added;
+  ipam::BlockPool& pool = *state.blocks;
+  std::vector<UncarvedPrefix> uncarved;
+  for (const ipam::Prefix& prefix : prefixes) {
+    if (std::ranges::find(pool.ranges(), prefix) != pool.ranges().end()) continue;
+    std::optional<std::string> why = uncarvableReason(prefix, pool.family(), pool.blockLength());
+    for (const auto& [otherName, other] : subnetStates_) {
+      if (why || otherName == name) continue;
+      const auto theirs = std::ranges::find_if(
+          other.ranges, [&](const ipam::Prefix& r) { return r.overlaps(prefix); });
+      if (theirs != other.ranges.end()) {
+        why = fmt::format("it overlaps PodSubnet \"{}\" ({}), which holds those addresses",
+                          otherName, theirs->toString());
+      }
+    }
+    if (!why) {
+      if (auto joined = pool.addRange(prefix); !joined) why = joined.error().message;
+    }
+    if (why) {
+      uncarved.push_back({.prefix = prefix, .why = std::move(*why)});
+    } else {
+      added.push_back(prefix);
+    }
+  }
+  if (!added.empty()) {
+    state.ranges.assign(pool.ranges().begin(), pool.ranges().end());
+    state.trust->ranges = state.ranges;
+  }
+  if (uncarved != state.uncarvedPrefixes && !uncarved.empty()) {
+    spdlog::warn("PodSubnet {}: {}", name, uncarvedPrefixesNote(uncarved));
+  }
+  state.uncarvedPrefixes = std::move(uncarved);
+  return added;
 }
 
 std::optional<std::string> Controller::reconcileSubnet(const std::string& name) {
@@ -186,6 +236,23 @@ std::optional<std::string> Controller::reconcileSubnet(const std::string& name) 
   if (!subnets_.contains(name)) return std::nullopt;
   const api::PodSubnet& subnet = subnets_.at(name);
   SubnetState& state = subnetStates_[name];
+
+  // A prefix added to the Azure subnet since the carve (its prefixes as the usage poller last read
+  // them, subnet_usage.h) is carved now: a new range, free at once, used once the others are full.
+  if (state.blocks && usage_ && subnet.spec.azureSubnetID) {
+    if (const auto prefixes = usage_->prefixes(*subnet.spec.azureSubnetID)) {
+      const std::vector<ipam::Prefix> added = growPoolLocked(name, *prefixes);
+      if (!added.empty()) {
+        spdlog::info(
+            "PodSubnet {}: the Azure subnet's new prefix(es) {} carved: {} usable /{} "
+            "blocks in {}",
+            name, ipam::toString(added), state.blocks->usableCount(), state.blocks->blockLength(),
+            ipam::toString(state.blocks->ranges()));
+        for (const std::string& shortNode : state.shortNodes)
+          enqueue(nodeKey(shortNode));
+      }
+    }
+  }
 
   if (state.blocks && state.trust) {
     // spec.reservedCIDRs as they are now, live: a range newly reserved is not carved again and a
@@ -282,15 +349,17 @@ std::optional<std::string> Controller::reconcileSubnet(const std::string& name) 
   const bool isExhausted = exhausted != status.conditions.end() && exhausted->status == "True";
   if (metrics_) {
     metrics_->setPool(
-        name,
-        PoolNumbers{.totalBlocks = status.totalBlocks,
-                    .allocatedBlocks = status.allocatedBlocks,
-                    .totalIPs = state.blocks ? poolAddresses(status.totalBlocks,
-                                                             prefixSize(state.blocks->blockAt(0)))
-                                             : 0,
-                    .allocatedIPs = status.allocatedIPs,
-                    .exhausted = isExhausted,
-                    .foreignAddresses = status.foreignAddresses});
+        name, PoolNumbers{.totalBlocks = status.totalBlocks,
+                          .allocatedBlocks = status.allocatedBlocks,
+                          .totalIPs = state.blocks
+                                          ? poolAddresses(status.totalBlocks,
+                                                          prefixSize(ipam::Prefix::masked(
+                                                              state.blocks->ranges()[0].address(),
+                                                              state.blocks->blockLength())))
+                                          : 0,
+                          .allocatedIPs = status.allocatedIPs,
+                          .exhausted = isExhausted,
+                          .foreignAddresses = status.foreignAddresses});
   }
   const bool changed = status != subnet.status;
   const kube::ObjectReference ref{.apiVersion = std::string(api::kApiVersion),

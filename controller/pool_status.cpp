@@ -29,21 +29,29 @@ std::optional<std::string> cloudCarveRefusal(const ipam::Prefix& cidr, bool from
       fromAzure ? "the Azure subnet" : "spec.cidr", cidr.toString(), kNoIPv6OnNic);
 }
 
-std::string uncarvedPrefixesNote(std::span<const ipam::Prefix> uncarved) {
+std::optional<std::string> uncarvableReason(const ipam::Prefix& prefix, ipam::Family family,
+                                            int blockLength) {
+  if (prefix.family() == ipam::Family::kV6 && family != ipam::Family::kV6) {
+    return fmt::format(
+        "{} (a dual-stack pod network needs --cloud=none and an IPv6 PodSubnet with spec.cidr)",
+        kNoIPv6OnNic);
+  }
+  if (prefix.family() != family) {
+    return fmt::format("it is {}, the pool {}", ipam::toString(prefix.family()),
+                       ipam::toString(family));
+  }
+  if (prefix.length() > blockLength) {
+    return fmt::format("it is smaller than one /{} block (spec.blockPrefixLength)", blockLength);
+  }
+  return std::nullopt;
+}
+
+std::string uncarvedPrefixesNote(std::span<const UncarvedPrefix> uncarved) {
   std::string note;
-  for (const ipam::Prefix& prefix : uncarved) {
+  for (const UncarvedPrefix& u : uncarved) {
     if (!note.empty()) note += "; ";
-    if (prefix.family() == ipam::Family::kV6) {
-      note += fmt::format(
-          "the Azure subnet's IPv6 prefix {} is not carved: {} (a dual-stack pod network needs "
-          "--cloud=none and an IPv6 PodSubnet with spec.cidr)",
-          prefix.toString(), kNoIPv6OnNic);
-    } else {
-      note += fmt::format(
-          "the Azure subnet's IPv4 prefix {} is not carved: a PodSubnet carves its subnet's "
-          "first IPv4 prefix only",
-          prefix.toString());
-    }
+    note += fmt::format("the Azure subnet's {} prefix {} is not carved: {}",
+                        ipam::toString(u.prefix.family()), u.prefix.toString(), u.why);
   }
   return note;
 }
@@ -94,7 +102,7 @@ api::PodSubnetStatus computePoolStatus(const api::PodSubnetStatus& previous,
   for (const std::int64_t used : input.blockUsed)
     status.allocatedIPs += used;
 
-  const ipam::SubnetBlockSet* set = input.blocks;
+  const ipam::BlockPool* set = input.blocks;
   if (set == nullptr) {
     status.cidr = previous.cidr;
     status.allocatedBlocks = static_cast<std::int64_t>(input.blockUsed.size());
@@ -107,7 +115,10 @@ api::PodSubnetStatus computePoolStatus(const api::PodSubnetStatus& previous,
     return status;
   }
 
-  status.cidr = set->subnet().toString();
+  status.cidr = set->ranges().front().toString();
+  for (const ipam::Prefix& range : set->ranges())
+    status.cidrs.push_back(range.toString());
+  const std::string ranges = ipam::toString(set->ranges());  // for the messages
   status.totalBlocks = static_cast<std::int64_t>(set->usableCount());
   status.allocatedBlocks = static_cast<std::int64_t>(set->allocatedCount());
   // Blocks held for others (a shared subnet) cannot be carved while held: not free.
@@ -118,8 +129,8 @@ api::PodSubnetStatus computePoolStatus(const api::PodSubnetStatus& previous,
           ? std::string()
           : fmt::format(", {} held while another Azure resource holds an address in it", heldFree);
   std::string carvedMessage =
-      fmt::format("{} carved into {} usable /{} blocks ({} excluded)", status.cidr,
-                  set->usableCount(), set->blockLength(), set->excludedCount());
+      fmt::format("{} carved into {} usable /{} blocks ({} excluded)", ranges, set->usableCount(),
+                  set->blockLength(), set->excludedCount());
   if (!input.reservedBlocks.empty()) {
     carvedMessage += fmt::format(
         "; {} block(s) in spec.reservedCIDRs take no new pods and are released as their pods go: "
@@ -127,11 +138,8 @@ api::PodSubnetStatus computePoolStatus(const api::PodSubnetStatus& previous,
         input.reservedBlocks.size(), namesText(input.reservedBlocks));
   }
   if (!input.reservedOutside.empty()) {
-    std::string ranges;
-    for (const ipam::Prefix& r : input.reservedOutside)
-      ranges += (ranges.empty() ? "" : ", ") + r.toString();
     carvedMessage += fmt::format("; spec.reservedCIDRs {} lie outside {}: they reserve nothing",
-                                 ranges, status.cidr);
+                                 ipam::toString(input.reservedOutside), ranges);
   }
   if (const std::string note = uncarvedPrefixesNote(input.uncarvedPrefixes); !note.empty()) {
     carvedMessage += "; " + note;
@@ -140,19 +148,19 @@ api::PodSubnetStatus computePoolStatus(const api::PodSubnetStatus& previous,
                                         std::move(carvedMessage), input));
 
   if (free_blocks == 0 && !input.shortNodes.empty()) {
-    status.conditions.push_back(condition(
-        previous, api::kConditionExhausted, true, kReasonNoFreeBlocks,
-        fmt::format("no free /{} block left in {} ({} of {} allocated{}); {} node(s) "
-                    "below minFreeIPsPerNode: {}",
-                    set->blockLength(), status.cidr, set->allocatedCount(), set->usableCount(),
-                    heldNote, input.shortNodes.size(), namesText(input.shortNodes)),
-        input));
+    status.conditions.push_back(
+        condition(previous, api::kConditionExhausted, true, kReasonNoFreeBlocks,
+                  fmt::format("no free /{} block left in {} ({} of {} allocated{}); {} node(s) "
+                              "below minFreeIPsPerNode: {}",
+                              set->blockLength(), ranges, set->allocatedCount(), set->usableCount(),
+                              heldNote, input.shortNodes.size(), namesText(input.shortNodes)),
+                  input));
   } else if (free_blocks == 0) {
     status.conditions.push_back(
         condition(previous, api::kConditionExhausted, false, kReasonFullButNoNodeShort,
                   fmt::format("no free block in {} ({} of {} allocated{}), but every node has at "
                               "least minFreeIPsPerNode free",
-                              status.cidr, set->allocatedCount(), set->usableCount(), heldNote),
+                              ranges, set->allocatedCount(), set->usableCount(), heldNote),
                   input));
   } else {
     status.conditions.push_back(condition(

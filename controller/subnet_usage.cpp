@@ -54,6 +54,23 @@ bool SubnetUsageStore::set(std::string_view subnetId, std::optional<std::int64_t
   return true;
 }
 
+bool SubnetUsageStore::setPrefixes(std::string_view subnetId, std::vector<ipam::Prefix> prefixes) {
+  std::lock_guard lock(mutex_);
+  auto [at, inserted] = prefixes_.try_emplace(lower(subnetId), prefixes);
+  if (inserted) return true;
+  if (at->second == prefixes) return false;
+  at->second = std::move(prefixes);
+  return true;
+}
+
+std::optional<std::vector<ipam::Prefix>> SubnetUsageStore::prefixes(
+    std::string_view subnetId) const {
+  std::lock_guard lock(mutex_);
+  const auto found = prefixes_.find(lower(subnetId));
+  if (found == prefixes_.end()) return std::nullopt;
+  return found->second;
+}
+
 std::optional<std::int64_t> SubnetUsageStore::used(std::string_view subnetId) const {
   std::lock_guard lock(mutex_);
   const auto found = used_.find(lower(subnetId));
@@ -86,14 +103,24 @@ std::vector<std::string> SubnetUsagePoller::pollOnce() {
     if (!usages) {
       errors.push_back(
           fmt::format("reading the address usage of VNET {}: {}", vnet, usages.error().message));
-      continue;
     }
     for (const std::string& subnet : subnets) {
-      const auto line = std::ranges::find_if(
-          *usages, [&](const azure::SubnetUsage& u) { return lower(u.subnetId) == lower(subnet); });
-      const std::optional<std::int64_t> used =
-          line != usages->end() ? line->used : std::optional<std::int64_t>();
-      if (store_.set(subnet, used) && hooks_.changed) hooks_.changed(subnet);
+      bool changed = false;
+      if (usages) {
+        const auto line = std::ranges::find_if(*usages, [&](const azure::SubnetUsage& u) {
+          return lower(u.subnetId) == lower(subnet);
+        });
+        changed =
+            store_.set(subnet, line != usages->end() ? line->used : std::optional<std::int64_t>());
+      }
+      auto read = cloud_.readSubnet(subnet);
+      if (read) {
+        changed = store_.setPrefixes(subnet, std::move(read->prefixes)) || changed;
+      } else {
+        errors.push_back(fmt::format("reading the address prefixes of subnet {}: {}", subnet,
+                                     read.error().message));
+      }
+      if (changed && hooks_.changed) hooks_.changed(subnet);
     }
   }
   return errors;

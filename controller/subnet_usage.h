@@ -14,6 +14,9 @@
 // it never delays a node's block, whose path (node, NIC reconcilers) does not wait on it. What it
 // read goes into a SubnetUsageStore; the PodSubnet reconciler turns it into
 // status.foreignAddresses and the vnetipam_podsubnet_foreign_addresses gauge.
+//
+// The poller also reads each subnet (one GET) for its address prefixes: an address prefix added
+// to an Azure subnet is carved into its PodSubnet's pool within a period (growPoolLocked).
 #pragma once
 
 #include <chrono>
@@ -48,10 +51,14 @@ class SubnetUsageStore {
   // Returns true when the value changed (a subnet seen for the first time counts as a change).
   bool set(std::string_view subnetId, std::optional<std::int64_t> used);
   std::optional<std::int64_t> used(std::string_view subnetId) const;
+  // The subnet's address prefixes as last read; returns true when they changed (or are new).
+  bool setPrefixes(std::string_view subnetId, std::vector<ipam::Prefix> prefixes);
+  std::optional<std::vector<ipam::Prefix>> prefixes(std::string_view subnetId) const;
 
  private:
   mutable std::mutex mutex_;
-  std::map<std::string, std::optional<std::int64_t>, std::less<>> used_;  // lower-cased id
+  std::map<std::string, std::optional<std::int64_t>, std::less<>> used_;    // lower-cased id
+  std::map<std::string, std::vector<ipam::Prefix>, std::less<>> prefixes_;  // lower-cased id
 };
 
 class SubnetUsagePoller {
@@ -59,7 +66,8 @@ class SubnetUsagePoller {
   struct Hooks {
     // spec.azureSubnetID of every PodSubnet (duplicates and any case allowed).
     std::function<std::vector<std::string>()> subnetIds;
-    // The usage of this subnet changed in the store: recompute the PodSubnets on it.
+    // The usage or the prefixes of this subnet changed in the store: reconcile the PodSubnets on
+    // it.
     std::function<void(const std::string& subnetId)> changed;
   };
 
@@ -70,10 +78,10 @@ class SubnetUsagePoller {
   SubnetUsagePoller(const SubnetUsagePoller&) = delete;
   SubnetUsagePoller& operator=(const SubnetUsagePoller&) = delete;
 
-  // One pass: one usage list per VNET some PodSubnet's subnet is in. A subnet the list does not
-  // name, or names with -1 (Azure's "not counted"), becomes unknown; a VNET whose read fails
-  // keeps what was read before (a stale count beats none for a forecast) and is named in the
-  // returned errors, one line each.
+  // One pass: one usage list per VNET some PodSubnet's subnet is in, and one GET per subnet. A
+  // subnet the list does not name, or names with -1 (Azure's "not counted"), becomes unknown; a
+  // VNET or subnet whose read fails keeps what was read before (a stale count beats none for a
+  // forecast) and is named in the returned errors, one line each.
   std::vector<std::string> pollOnce();
 
   // Polls at once and then every period on a thread of its own, until stop().

@@ -9,15 +9,6 @@ namespace vnetipam::ipam {
 
 namespace {
 
-std::string rangesText(std::span<const Prefix> ranges) {
-  std::string text;
-  for (const Prefix& range : ranges) {
-    if (!text.empty()) text += ", ";
-    text += range.toString();
-  }
-  return text;
-}
-
 // A count of SubnetBlockSet summed over the pool's ranges.
 std::uint64_t sumOf(std::span<const SubnetBlockSet> sets,
                     std::uint64_t (SubnetBlockSet::*count)() const) {
@@ -46,7 +37,7 @@ Result<void> BlockPool::addRange(Prefix range) {
   if (range.family() != family()) {
     return fail(ErrorCode::kInvalidArgument,
                 fmt::format("{} is {}, but the pool ({}) is {}", range.toString(),
-                            toString(range.family()), rangesText(ranges_), toString(family())));
+                            toString(range.family()), toString(ranges_), toString(family())));
   }
   if (const auto other =
           std::ranges::find_if(ranges_, [&](const Prefix& r) { return r.overlaps(range); });
@@ -106,7 +97,7 @@ Result<SubnetBlockSet*> BlockPool::checkedSetOf(const Prefix& block) {
   if (SubnetBlockSet* set = setOf(block)) return set;
   return fail(ErrorCode::kOutOfRange,
               fmt::format("{} is not a block of the pool: expected a /{} inside {}",
-                          block.toString(), block_length_, rangesText(ranges_)));
+                          block.toString(), block_length_, toString(ranges_)));
 }
 
 bool BlockPool::isAllocated(const Prefix& block) const {
@@ -163,7 +154,7 @@ Result<Prefix> BlockPool::allocateNext() {
     return fail(ErrorCode::kNotReady,
                 fmt::format("pool {}: occupy every existing block and call finishOccupying() "
                             "before allocating",
-                            rangesText(ranges_)));
+                            toString(ranges_)));
   }
   std::optional<Error> last;
   for (std::size_t i = 0; i < sets_.size(); ++i) {
@@ -180,7 +171,7 @@ Result<Prefix> BlockPool::allocateNext() {
   return fail(ErrorCode::kExhausted,
               fmt::format("the pool ({}) is exhausted: no free /{} block in any of its {} "
                           "ranges ({} usable, {} held by others)",
-                          rangesText(ranges_), block_length_, sets_.size(), usableCount(),
+                          toString(ranges_), block_length_, sets_.size(), usableCount(),
                           heldForOthersCount()));
 }
 

@@ -169,4 +169,13 @@ bool Prefix::overlaps(const Prefix& p) const { return contains(p) || p.contains(
 
 std::string Prefix::toString() const { return fmt::format("{}/{}", address_.toString(), length_); }
 
+std::string toString(std::span<const Prefix> prefixes) {
+  std::string text;
+  for (const Prefix& prefix : prefixes) {
+    if (!text.empty()) text += ", ";
+    text += prefix.toString();
+  }
+  return text;
+}
+
 }  // namespace vnetipam::ipam

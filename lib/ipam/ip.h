@@ -7,6 +7,7 @@
 
 #include <compare>
 #include <cstdint>
+#include <span>
 #include <string>
 #include <string_view>
 
@@ -94,5 +95,8 @@ class Prefix {
   IPAddress address_;
   int length_ = 0;
 };
+
+// "10.0.0.0/24, 10.1.0.0/26": prefixes for a message.
+std::string toString(std::span<const Prefix> prefixes);
 
 }  // namespace vnetipam::ipam

@@ -70,7 +70,8 @@ json fullPodSubnet() {
              "minFreeIPsPerNode": 4,
              "maxBlocksPerNode": 8, "releaseDelaySeconds": 60,
              "reservedCIDRs": ["10.240.0.0/28"], "futureSpecField": {"b": 2}},
-    "status": {"cidr": "10.240.0.0/16", "totalBlocks": 2048, "allocatedBlocks": 3,
+    "status": {"cidr": "10.240.0.0/16", "cidrs": ["10.240.0.0/16", "10.250.0.0/24"],
+               "totalBlocks": 2048, "allocatedBlocks": 3,
                "allocatedIPs": 20, "foreignAddresses": 7,
                "conditions": [{"type": "Ready", "status": "True", "reason": "Carving",
                                "message": "", "lastTransitionTime": "2025-01-02T03:04:05Z"}],
@@ -152,6 +153,7 @@ TEST(CodecTest, PodSubnetRoundTripKeepsEveryField) {
   EXPECT_EQ(subnet->status.allocatedBlocks, 3);
   EXPECT_EQ(subnet->status.allocatedIPs, 20);
   EXPECT_EQ(subnet->status.foreignAddresses, 7);
+  EXPECT_EQ(subnet->status.cidrs, (std::vector<std::string>{"10.240.0.0/16", "10.250.0.0/24"}));
   EXPECT_EQ(subnet->status.conditions.at(0).type, "Ready");
   EXPECT_EQ(subnet->metadata.raw.at("managedFields"), j["metadata"]["managedFields"]);
 }
@@ -159,6 +161,7 @@ TEST(CodecTest, PodSubnetRoundTripKeepsEveryField) {
 TEST(CodecTest, ForeignAddressesAreWrittenOnlyWhenKnown) {
   PodSubnetStatus status{.cidr = "10.240.0.0/16", .totalBlocks = 1};
   EXPECT_FALSE(toJson(status).contains("foreignAddresses"));
+  EXPECT_FALSE(toJson(status).contains("cidrs")) << "not carved: no ranges";
   status.foreignAddresses = 0;  // known and zero is not absent
   EXPECT_EQ(toJson(status).at("foreignAddresses"), 0);
   auto subnet = podSubnetFromJson(

@@ -353,7 +353,10 @@ TEST(CrdFieldsTest, PodSubnetSchemaHasExactlyTheCodecsFields) {
   s.spec.nodeSelector = LabelSelector{
       .matchLabels = {{"k", "v"}}, .matchExpressions = {{.key = "k", .op = "In", .values = {"v"}}}};
   s.spec.reservedCIDRs = {"10.0.0.0/28"};
-  s.status = {.cidr = "10.0.0.0/16", .foreignAddresses = 3, .conditions = {fullCondition()}};
+  s.status = {.cidr = "10.0.0.0/16",
+              .cidrs = {"10.0.0.0/16"},
+              .foreignAddresses = 3,
+              .conditions = {fullCondition()}};
   const json j = toJson(s);
   std::set<std::string> written;
   jsonPaths(j["spec"], "spec", written);

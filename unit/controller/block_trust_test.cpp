@@ -14,7 +14,7 @@ namespace {
 using ipam::testing::P;
 using std::chrono::seconds;
 
-const TrustPool kPool{.range = P("10.0.0.0/24"),
+const TrustPool kPool{.ranges = {P("10.0.0.0/24")},
                       .blockPrefixLength = 28,
                       .reserved = {P("10.0.0.192/27")},
                       .azure = false};
@@ -66,6 +66,20 @@ TEST(BlockTrust, ABlockOutsideItsPodSubnetIsRefused) {
     EXPECT_NE(v.message.find("spec.cidr"), std::string::npos) << v.message;
     EXPECT_NE(v.message.find("10.0.0.0/24"), std::string::npos) << v.message;
   }
+}
+
+TEST(BlockTrust, EachRangeOfAPoolOfSeveralHoldsBlocksWithItsOwnAzureAddresses) {
+  TrustPool two = kPool;
+  two.ranges.push_back(P("10.9.0.0/26"));
+  two.azure = true;
+  EXPECT_EQ(judge(candidate("a", "10.9.0.16/28"), {}, two).trust, Trust::kAccepted);
+  EXPECT_EQ(toString(judge(candidate("b", "10.9.0.0/28"), {}, two).rule), "ReservedRange")
+      << "Azure keeps the first four addresses of each prefix";
+  EXPECT_EQ(toString(judge(candidate("c", "10.9.0.48/28"), {}, two).rule), "ReservedRange");
+  const TrustVerdict outside = judge(candidate("d", "10.9.0.64/28"), {}, two);
+  EXPECT_EQ(toString(outside.rule), "OutsidePodSubnet");
+  EXPECT_NE(outside.message.find("(10.0.0.0/24, 10.9.0.0/26)"), std::string::npos)
+      << outside.message;
 }
 
 TEST(BlockTrust, ABlockInAReservedRangeIsRefused) {

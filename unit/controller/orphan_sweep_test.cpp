@@ -31,8 +31,8 @@ const Time kT0{std::chrono::sys_days{std::chrono::year{2026} / 1 / 2}};
 OrphanSweepView viewWith(std::vector<ipam::Prefix> owned = {}) {
   OrphanSweepView view;
   view.podSubnets = {
-      {.name = "pods", .uid = "u1", .azureSubnetId = kSubnetId, .cidr = prefix("10.0.0.0/24")},
-      {.name = "waiting", .uid = "u2", .azureSubnetId = std::nullopt, .cidr = std::nullopt}};
+      {.name = "pods", .uid = "u1", .azureSubnetId = kSubnetId, .ranges = {prefix("10.0.0.0/24")}},
+      {.name = "waiting", .uid = "u2", .azureSubnetId = std::nullopt, .ranges = {}}};
   view.owned = std::move(owned);
   return view;
 }
@@ -312,7 +312,7 @@ TEST_F(OrphanSweeperTest, TheViewOwnsWhatTheBlocksHoldAndKnowsTheNodesNicsAndVms
   EXPECT_TRUE(view.nicPassNics.contains(armIdKey(kNodeNic)));
   EXPECT_TRUE(view.nodeVms.contains(armIdKey(kNodeVm)));
   ASSERT_EQ(view.podSubnets.size(), 1u);
-  EXPECT_EQ(view.podSubnets[0].cidr, prefix("10.0.0.0/24"));
+  EXPECT_EQ(view.podSubnets[0].ranges, std::vector{prefix("10.0.0.0/24")});
   EXPECT_EQ(view.podSubnets[0].azureSubnetId, std::string(kSubnetId));
 }
 

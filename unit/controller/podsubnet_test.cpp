@@ -4,6 +4,8 @@
 #include <gtest/gtest.h>
 #include <prometheus/text_serializer.h>
 
+#include "api/codec.h"
+#include "controller/subnet_usage.h"
 #include "unit/controller/controller_test_support.h"
 
 namespace vnetipam::controller::testing {
@@ -62,6 +64,87 @@ TEST_F(PodSubnetTest, ASingleStackAzureSubnetSaysNothingMore) {
   runUntilQuiet();
   EXPECT_EQ(readyCondition("pods")["message"],
             "10.1.0.0/26 carved into 2 usable /28 blocks (2 excluded)");
+}
+
+// Every IPv4 prefix of the Azure subnet that holds a block is a range of the pool: counted as one,
+// listed in status.cidrs; a prefix smaller than a block is named in the Ready condition.
+TEST_F(PodSubnetTest, EveryIPv4PrefixOfTheAzureSubnetIsCarved) {
+  cloud_.setSubnet(kSubnetId, {prefix("10.1.0.0/26"), prefix("10.2.0.0/26"), prefix("10.3.0.0/29"),
+                               prefix("fd00:1::/64")});
+  addSubnet(subnetJson("pods", {{"azureSubnetID", kSubnetId}}));
+  runUntilQuiet();
+  const auto subnet = api_.get(std::string(kPodSubnetsPath) + "/pods");
+  ASSERT_TRUE(subnet);
+  const json status = (*subnet)["status"];
+  EXPECT_EQ(status["cidr"], "10.1.0.0/26");
+  EXPECT_EQ(status["cidrs"], (json{"10.1.0.0/26", "10.2.0.0/26"}));
+  EXPECT_EQ(status["totalBlocks"], 4) << "Azure keeps the first four and the last of each prefix";
+  const std::string message = readyCondition("pods")["message"];
+  EXPECT_TRUE(message.starts_with("10.1.0.0/26, 10.2.0.0/26 carved into 4 usable /28 blocks"))
+      << message;
+  EXPECT_NE(message.find("the Azure subnet's IPv4 prefix 10.3.0.0/29 is not carved: it is smaller "
+                         "than one /28 block"),
+            std::string::npos)
+      << message;
+  EXPECT_NE(message.find("IPv6 prefix fd00:1::/64 is not carved"), std::string::npos) << message;
+
+  // Nodes get blocks of both ranges, the first range first.
+  const std::vector<std::string> vms = {"vm-a", "vm-b", "vm-c"};
+  for (const std::string& vm : vms) {
+    const std::string providerID = std::string(kVm).substr(0, std::string(kVm).size() - 4) + vm;
+    cloud_.addNode(providerID, "nic-" + vm);
+    addNode(nodeJson(vm, providerID));
+  }
+  runUntilQuiet();
+  EXPECT_EQ(blocksOf("vm-a")[0]["spec"]["cidr"], "10.1.0.16/28");
+  EXPECT_EQ(blocksOf("vm-b")[0]["spec"]["cidr"], "10.1.0.32/28");
+  EXPECT_EQ(blocksOf("vm-c")[0]["spec"]["cidr"], "10.2.0.16/28");
+  EXPECT_EQ(cloud_.nic("nic-vm-c"), std::vector{prefix("10.2.0.16/28")});
+}
+
+// An address prefix added to the Azure subnet while the pool is in use (the usage poller reads
+// the subnet's prefixes) is carved at once: a node short of a block gets one there, and the
+// PodSubnet is no longer exhausted.
+TEST_F(PodSubnetTest, APrefixAddedToTheAzureSubnetIsCarvedLive) {
+  SubnetUsageStore store;
+  controller_->setSubnetUsageStore(&store);
+  SubnetUsagePoller poller(
+      cloud_, store,
+      {.subnetIds = [&] { return controller_->azureSubnetIds(); },
+       .changed = [&](const std::string& id) { controller_->subnetUsageChanged(id); }},
+      std::chrono::seconds(3600));
+  cloud_.setSubnet(kSubnetId, {prefix("10.1.0.0/26")});  // 2 usable blocks
+  addSubnet(subnetJson("pods", {{"azureSubnetID", kSubnetId}}));
+  const std::vector<std::string> vms = {"vm-a", "vm-b", "vm-c"};
+  for (const std::string& vm : vms) {
+    const std::string providerID = std::string(kVm).substr(0, std::string(kVm).size() - 4) + vm;
+    cloud_.addNode(providerID, "nic-" + vm);
+    addNode(nodeJson(vm, providerID));
+  }
+  runUntilQuiet();
+  (void)poller.pollOnce();
+  runUntilQuiet();
+  EXPECT_TRUE(blocksOf("vm-c").empty());
+  const auto exhausted = [&] {
+    const auto subnet = api_.get(std::string(kPodSubnetsPath) + "/pods");
+    for (const json& c : (*subnet)["status"]["conditions"]) {
+      if (c["type"] == "Exhausted") return c["status"] == "True";
+    }
+    return false;
+  };
+  EXPECT_TRUE(exhausted());
+
+  cloud_.setSubnet(kSubnetId, {prefix("10.1.0.0/26"), prefix("10.9.0.0/26")});
+  (void)poller.pollOnce();
+  runUntilQuiet();
+  ASSERT_EQ(blocksOf("vm-c").size(), 1u);
+  EXPECT_EQ(blocksOf("vm-c")[0]["spec"]["cidr"], "10.9.0.16/28");
+  EXPECT_EQ(api::ipBlockFromJson(blocksOf("vm-c")[0])->status.phase, api::BlockPhase::kReady);
+  EXPECT_EQ(cloud_.nic("nic-vm-c"), std::vector{prefix("10.9.0.16/28")});
+  const auto subnet = api_.get(std::string(kPodSubnetsPath) + "/pods");
+  EXPECT_EQ((*subnet)["status"]["cidrs"], (json{"10.1.0.0/26", "10.9.0.0/26"}));
+  EXPECT_EQ((*subnet)["status"]["totalBlocks"], 4);
+  EXPECT_FALSE(exhausted());
 }
 
 // With --cloud=none an IPv4 and an IPv6 PodSubnet give a node a block of each; the node gauge

@@ -11,8 +11,8 @@ using std::chrono::seconds;
 
 const Time kT0{seconds{1'700'000'000}};  // 2023-11-14T22:13:20Z
 
-ipam::SubnetBlockSet carved(std::string_view subnet, int len) {
-  auto set = ipam::SubnetBlockSet::carve(ipam::Prefix::parse(subnet).value(), len);
+ipam::BlockPool carved(std::string_view subnet, int len) {
+  auto set = ipam::BlockPool::carve(ipam::Prefix::parse(subnet).value(), len);
   EXPECT_TRUE(set.has_value());
   set->finishOccupying();
   return std::move(*set);
@@ -30,7 +30,7 @@ const api::Condition& cond(const api::PodSubnetStatus& s, std::string_view type)
 TEST(PoolStatus, FormatTimeIsRfc3339Utc) { EXPECT_EQ(formatTime(kT0), "2023-11-14T22:13:20Z"); }
 
 TEST(PoolStatus, CountsFromTheSetAndTheBlocks) {
-  ipam::SubnetBlockSet set = carved("10.240.0.0/24", 28);  // 16 blocks, 14 usable
+  ipam::BlockPool set = carved("10.240.0.0/24", 28);  // 16 blocks, 14 usable
   ASSERT_TRUE(set.allocateNext());
   ASSERT_TRUE(set.allocateNext());
   const std::vector<std::int64_t> used = {3, 11};
@@ -53,7 +53,7 @@ TEST(PoolStatus, CountsFromTheSetAndTheBlocks) {
 }
 
 TEST(PoolStatus, AnIPv6PoolCountsItsBlocksAndIsExhaustedOnItsOwn) {
-  ipam::SubnetBlockSet big = carved("fd00:10::/48", 64);  // 65,536 /64 blocks, 2 reserved
+  ipam::BlockPool big = carved("fd00:10::/48", 64);  // 65,536 /64 blocks, 2 reserved
   ASSERT_TRUE(big.allocateNext());
   const std::vector<std::int64_t> used = {5};
   api::PodSubnetStatus s = computePoolStatus({}, {.blocks = &big, .blockUsed = used, .now = kT0});
@@ -65,8 +65,8 @@ TEST(PoolStatus, AnIPv6PoolCountsItsBlocksAndIsExhaustedOnItsOwn) {
       << cond(s, api::kConditionReady).message;
 
   // As the controller carves a spec.cidr: no Azure-reserved addresses, so two /128 blocks.
-  auto small = ipam::SubnetBlockSet::carve(*ipam::Prefix::parse("fd00:20::/127"), 128,
-                                           {.excludeAzureReserved = false, .reserved = {}});
+  auto small = ipam::BlockPool::carve(*ipam::Prefix::parse("fd00:20::/127"), 128,
+                                      {.excludeAzureReserved = false, .reserved = {}});
   ASSERT_TRUE(small);
   small->finishOccupying();
   ASSERT_TRUE(small->allocateNext());
@@ -104,36 +104,50 @@ TEST(PoolStatus, WithACloudOnlyAnIPv4SubnetIsCarved) {
   EXPECT_TRUE(fromAzure->starts_with("the Azure subnet fd00:1::/64 is IPv6")) << *fromAzure;
 }
 
-// A dual-stack Azure subnet carves its IPv4 prefix; the Ready condition names the IPv6 one it
-// leaves alone and why, and any second IPv4 prefix too.
+// A dual-stack Azure subnet carves its IPv4 prefixes; the Ready condition names the IPv6 one it
+// leaves alone and why, and an IPv4 one smaller than a block too.
 TEST(PoolStatus, TheAzureSubnetsUncarvedPrefixesAreNamedInTheReadyCondition) {
-  ipam::SubnetBlockSet set = carved("10.240.0.0/24", 28);
-  const std::vector<ipam::Prefix> v6 = {*ipam::Prefix::parse("fd00:1::/64")};
+  ipam::BlockPool set = carved("10.240.0.0/24", 28);
+  const ipam::Prefix v6 = *ipam::Prefix::parse("fd00:1::/64");
+  const std::vector<UncarvedPrefix> uncarved = {
+      {.prefix = v6, .why = *uncarvableReason(v6, ipam::Family::kV4, 28)}};
   api::PodSubnetStatus s =
-      computePoolStatus({}, {.blocks = &set, .uncarvedPrefixes = v6, .now = kT0});
+      computePoolStatus({}, {.blocks = &set, .uncarvedPrefixes = uncarved, .now = kT0});
   const api::Condition& ready = cond(s, api::kConditionReady);
   EXPECT_EQ(ready.status, "True");
   EXPECT_EQ(ready.reason, kReasonCarved);
   EXPECT_EQ(ready.message,
-            "10.240.0.0/24 carved into 14 usable /28 blocks (2 excluded); the Azure subnet's IPv6 "
-            "prefix fd00:1::/64 is not carved: Azure takes only IPv4 (/28) prefixes on a NIC "
+            "10.240.0.0/24 carved into 14 usable /28 blocks (2 excluded); the Azure subnet's "
+            "IPv6 prefix fd00:1::/64 is not carved: Azure takes only IPv4 (/28) prefixes on a NIC "
             "ipConfiguration, so --cloud=azure cannot program IPv6 blocks (a dual-stack pod "
             "network needs --cloud=none and an IPv6 PodSubnet with spec.cidr)");
   EXPECT_EQ(s.cidr, "10.240.0.0/24") << "the carved prefix only";
+  EXPECT_EQ(s.cidrs, std::vector<std::string>{"10.240.0.0/24"});
 
-  const std::vector<ipam::Prefix> both = {*ipam::Prefix::parse("10.241.0.0/24"),
-                                          *ipam::Prefix::parse("fd00:1::/64")};
-  const std::string note = uncarvedPrefixesNote(both);
-  EXPECT_TRUE(
-      note.starts_with("the Azure subnet's IPv4 prefix 10.241.0.0/24 is not carved: a "
-                       "PodSubnet carves its subnet's first IPv4 prefix only; the Azure "
-                       "subnet's IPv6 prefix fd00:1::/64 is not carved"))
-      << note;
+  const ipam::Prefix small = *ipam::Prefix::parse("10.241.0.0/29");
+  EXPECT_EQ(uncarvableReason(small, ipam::Family::kV4, 28),
+            "it is smaller than one /28 block (spec.blockPrefixLength)");
+  EXPECT_EQ(uncarvableReason(*ipam::Prefix::parse("10.241.0.0/28"), ipam::Family::kV4, 28),
+            std::nullopt);
 
   // A single-prefix subnet (and spec.cidr) says nothing more than before.
   EXPECT_EQ(uncarvedPrefixesNote({}), "");
   EXPECT_EQ(cond(computePoolStatus({}, {.blocks = &set, .now = kT0}), api::kConditionReady).message,
             "10.240.0.0/24 carved into 14 usable /28 blocks (2 excluded)");
+}
+
+// A pool of several ranges (an Azure subnet's prefixes): counted as one, each range named.
+TEST(PoolStatus, APoolOfSeveralRangesListsEachInStatusCidrs) {
+  ipam::BlockPool set = carved("10.240.0.0/26", 28);                 // 2 usable
+  ASSERT_TRUE(set.addRange(*ipam::Prefix::parse("10.250.0.0/25")));  // 6 usable
+  ASSERT_TRUE(set.allocateNext());
+  const api::PodSubnetStatus s = computePoolStatus({}, {.blocks = &set, .now = kT0});
+  EXPECT_EQ(s.cidr, "10.240.0.0/26");
+  EXPECT_EQ(s.cidrs, (std::vector<std::string>{"10.240.0.0/26", "10.250.0.0/25"}));
+  EXPECT_EQ(s.totalBlocks, 8);
+  EXPECT_EQ(s.allocatedBlocks, 1);
+  EXPECT_EQ(cond(s, api::kConditionReady).message,
+            "10.240.0.0/26, 10.250.0.0/25 carved into 8 usable /28 blocks (4 excluded)");
 }
 
 TEST(PoolStatus, NotCarvedIsNotReadyWithTheReason) {
@@ -154,7 +168,7 @@ TEST(PoolStatus, NotCarvedIsNotReadyWithTheReason) {
 }
 
 TEST(PoolStatus, ExhaustedOnlyWhenFullAndSomeNodeIsShort) {
-  ipam::SubnetBlockSet set = carved("10.240.0.0/26", 28);  // 4 blocks, 2 usable
+  ipam::BlockPool set = carved("10.240.0.0/26", 28);  // 4 blocks, 2 usable
   ASSERT_TRUE(set.allocateNext());
   ASSERT_TRUE(set.allocateNext());
   api::PodSubnetStatus full = computePoolStatus({}, {.blocks = &set, .now = kT0});
@@ -171,7 +185,7 @@ TEST(PoolStatus, ExhaustedOnlyWhenFullAndSomeNodeIsShort) {
   EXPECT_NE(exhausted.message.find("n1, n2, n3, n4, n5 and 2 more"), std::string::npos)
       << exhausted.message;
 
-  ipam::SubnetBlockSet roomy = carved("10.240.0.0/24", 28);
+  ipam::BlockPool roomy = carved("10.240.0.0/24", 28);
   EXPECT_EQ(cond(computePoolStatus({}, {.blocks = &roomy, .shortNodes = short_nodes, .now = kT0}),
                  api::kConditionExhausted)
                 .status,
@@ -180,7 +194,7 @@ TEST(PoolStatus, ExhaustedOnlyWhenFullAndSomeNodeIsShort) {
 }
 
 TEST(PoolStatus, BlocksHeldForOthersAreNotFree) {
-  ipam::SubnetBlockSet set = carved("10.240.0.0/26", 28);  // 4 blocks, 2 usable: .16 and .32
+  ipam::BlockPool set = carved("10.240.0.0/26", 28);  // 4 blocks, 2 usable: .16 and .32
   const auto first = set.allocateNext();
   ASSERT_TRUE(first);
   const ipam::Prefix a = *ipam::Prefix::parse("10.240.0.16/28");
@@ -205,7 +219,7 @@ TEST(PoolStatus, BlocksHeldForOthersAreNotFree) {
 }
 
 TEST(PoolStatus, TransitionTimeChangesOnlyWithTheStatus) {
-  ipam::SubnetBlockSet set = carved("10.240.0.0/26", 28);
+  ipam::BlockPool set = carved("10.240.0.0/26", 28);
   api::PodSubnetStatus first = computePoolStatus({}, {.blocks = &set, .now = kT0});
   first.extra["future"] = 1;
   const Time later = kT0 + seconds{600};
@@ -225,7 +239,7 @@ TEST(PoolStatus, TransitionTimeChangesOnlyWithTheStatus) {
 // Blocks the pool held in a range reserved since: not in totalBlocks nor allocatedBlocks, named in
 // the Ready message (the first five) as taking no new pods and being released.
 TEST(PoolStatus, BlocksInANewlyReservedRangeAreNamedAsReleased) {
-  ipam::SubnetBlockSet set = carved("10.240.0.0/24", 28);  // 14 usable
+  ipam::BlockPool set = carved("10.240.0.0/24", 28);  // 14 usable
   for (int i = 0; i < 7; ++i)
     ASSERT_TRUE(set.allocateNext());
   const std::vector<ipam::Prefix> reserved = {ipam::Prefix::parse("10.240.0.0/25").value()};

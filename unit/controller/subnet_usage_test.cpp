@@ -63,6 +63,15 @@ TEST(SubnetUsagePoller, OneReadPerVnetAndUnknownWhereAzureDoesNotCount) {
   const std::string other = std::string(kOtherVnet) + "/subnets/pods";
   cloud.setUsages(kVnet, {usage(nodes, 9), usage(kSubnetId, 23), usage(gateway, std::nullopt)});
   cloud.setUsages(kOtherVnet, {});
+  const auto prefixes = [](std::initializer_list<std::string_view> texts) {
+    std::vector<ipam::Prefix> out;
+    for (const std::string_view text : texts)
+      out.push_back(*ipam::Prefix::parse(text));
+    return out;
+  };
+  cloud.setSubnet(kSubnetId, prefixes({"10.0.0.0/24"}));
+  cloud.setSubnet(gateway, prefixes({"10.0.255.0/27"}));
+  cloud.setSubnet(other, prefixes({"10.1.0.0/24"}));
   std::vector<std::string> changed;
   SubnetUsagePoller poller(cloud, store,
                            {.subnetIds =
@@ -92,6 +101,15 @@ TEST(SubnetUsagePoller, OneReadPerVnetAndUnknownWhereAzureDoesNotCount) {
   cloud.setUsages(kVnet, {usage(kSubnetId, 30)});
   EXPECT_TRUE(poller.pollOnce().empty());
   EXPECT_EQ(store.used(kSubnetId), 30);
+  EXPECT_EQ(changed, (std::vector<std::string>{kSubnetId}));
+
+  // Each subnet is read for its prefixes too (one GET each); a prefix added to one is told.
+  EXPECT_EQ(store.prefixes(kSubnetId), prefixes({"10.0.0.0/24"}));
+  EXPECT_EQ(store.prefixes(nodes), std::nullopt);
+  changed.clear();
+  cloud.setSubnet(kSubnetId, prefixes({"10.0.0.0/24", "10.0.8.0/24"}));
+  EXPECT_TRUE(poller.pollOnce().empty());
+  EXPECT_EQ(store.prefixes(kSubnetId), prefixes({"10.0.0.0/24", "10.0.8.0/24"}));
   EXPECT_EQ(changed, (std::vector<std::string>{kSubnetId}));
 
   // A failed read keeps the last count and says which VNET failed.
