@@ -16,12 +16,37 @@ void AddressIndex::hold(SubnetSlots& slots, Holder holder) {
 }
 
 void AddressIndex::addSubnet(const Subnet& subnet) {
+  for (const ipam::Prefix& prefix : subnet.prefixes)
+    addSubnetPrefix(subnet, prefix);
+}
+
+void AddressIndex::addSubnetPrefix(const Subnet& subnet, const ipam::Prefix& prefix) {
   auto& slots = subnets_[toLower(subnet.id)];
-  const ipam::U128 first = subnet.prefix.first().bits();
-  const ipam::U128 last = subnet.prefix.last().bits();
+  const ipam::U128 first = prefix.first().bits();
+  const ipam::U128 last = prefix.last().bits();
   const std::string owner = fmt::format("the reserved addresses of subnet {}", subnet.name);
   hold(slots, Holder{.first = first, .last = first + 3, .owner = owner, .reserved = true});
   hold(slots, Holder{.first = last, .last = last, .owner = owner, .reserved = true});
+}
+
+bool AddressIndex::onlyReservedIn(std::string_view subnetKey, const ipam::Prefix& prefix) const {
+  const auto slots = subnets_.find(subnetKey);
+  if (slots == subnets_.end()) return true;
+  const auto& byFirst = slots->second.byFirst;
+  // A holder that starts before the prefix cannot reach into it: holders lie inside one prefix.
+  for (auto it = byFirst.lower_bound(prefix.first().bits());
+       it != byFirst.end() && it->first <= prefix.last().bits(); ++it) {
+    if (!it->second.reserved) return false;
+  }
+  return true;
+}
+
+void AddressIndex::removeSubnetPrefix(std::string_view subnetKey, const ipam::Prefix& prefix) {
+  const auto slots = subnets_.find(subnetKey);
+  if (slots == subnets_.end()) return;
+  auto& byFirst = slots->second.byFirst;
+  byFirst.erase(byFirst.lower_bound(prefix.first().bits()),
+                byFirst.upper_bound(prefix.last().bits()));
 }
 
 void AddressIndex::addNic(const std::string& nicKey, const NetworkInterface& nic) {

@@ -39,8 +39,15 @@ class AddressIndex {
   AddressIndex(const AddressIndex&) = delete;
   AddressIndex& operator=(const AddressIndex&) = delete;
 
-  // Holds the 5 addresses Azure keeps in every subnet (network, gateway, 2 x DNS, broadcast).
+  // Holds the 5 addresses Azure keeps in every subnet (network, gateway, 2 x DNS, broadcast), in
+  // each of its address prefixes.
   void addSubnet(const Subnet& subnet);
+  void addSubnetPrefix(const Subnet& subnet, const ipam::Prefix& prefix);
+  // Whether nothing but Azure's reservation holds an address of `prefix` in the subnet
+  // (lower-cased id).
+  bool onlyReservedIn(std::string_view subnetKey, const ipam::Prefix& prefix) const;
+  // Drops every holder of `prefix` in the subnet: call when onlyReservedIn.
+  void removeSubnetPrefix(std::string_view subnetKey, const ipam::Prefix& prefix);
   // Holds every ipConfiguration of `nic` under `nicKey` (its lower-cased id). Precondition: no
   // NIC is indexed under nicKey (removeNic first when replacing one).
   void addNic(const std::string& nicKey, const NetworkInterface& nic);

@@ -95,18 +95,28 @@ json subnetJson(const MockState& state, const Subnet& s) {
   for (const auto& id : state.ipConfigurationIdsInSubnet(s.id))
     configs.push_back({{"id", id}});
   const auto* vnet = state.findVirtualNetwork(s.vnetId);
+  json props = {{"provisioningState", "Succeeded"},
+                {"ipConfigurations", std::move(configs)},
+                {"delegations", json::array()},
+                {"privateEndpointNetworkPolicies", "Disabled"},
+                {"privateLinkServiceNetworkPolicies", "Enabled"},
+                {"purpose", ""}};
+  // SubnetPropertiesFormat (virtualNetwork.json) has addressPrefix ("The address prefix for the
+  // subnet") and addressPrefixes ("List of address prefixes for the subnet"): a subnet of one
+  // prefix is read with addressPrefix, one of several with addressPrefixes.
+  if (s.prefixes.size() == 1) {
+    props["addressPrefix"] = s.prefixes.front().toString();
+  } else {
+    json prefixes = json::array();
+    for (const auto& p : s.prefixes)
+      prefixes.push_back(p.toString());
+    props["addressPrefixes"] = std::move(prefixes);
+  }
   return {{"name", s.name},
           {"id", s.id},
           {"etag", vnet != nullptr ? vnet->etag : ""},
           {"type", "Microsoft.Network/virtualNetworks/subnets"},
-          {"properties",
-           {{"provisioningState", "Succeeded"},
-            {"addressPrefix", s.prefix.toString()},
-            {"ipConfigurations", std::move(configs)},
-            {"delegations", json::array()},
-            {"privateEndpointNetworkPolicies", "Disabled"},
-            {"privateLinkServiceNetworkPolicies", "Enabled"},
-            {"purpose", ""}}}};
+          {"properties", std::move(props)}};
 }
 
 json vnetJson(const MockState& state, const VirtualNetwork& v) {
@@ -718,12 +728,18 @@ ArmResponse ArmHandler::handleArm(const ArmRequest& request, const std::vector<s
   }
   const std::string& apiVersion = v->second;
 
-  // 5. Method. A NIC takes PUT and DELETE too; everything else is read-only here.
-  const bool writable = kind == Kind::kNic;
-  if (method != "GET" && !(writable && (method == "PUT" || method == "DELETE"))) {
+  // 5. Method. A NIC takes PUT and DELETE too, a subnet PUT (its address prefixes); everything
+  // else is read-only here.
+  const bool nicWritable = kind == Kind::kNic;
+  const bool allowed = method == "GET" ||
+                       (nicWritable && (method == "PUT" || method == "DELETE")) ||
+                       (kind == Kind::kSubnet && method == "PUT");
+  if (!allowed) {
     auto r = error(405, "MethodNotAllowed",  // [R]
                    fmt::format("The mock does not implement {} on this resource type.", method));
-    r.headers.emplace_back("Allow", writable ? "GET, PUT, DELETE" : "GET");
+    r.headers.emplace_back("Allow", nicWritable             ? "GET, PUT, DELETE"
+                                    : kind == Kind::kSubnet ? "GET, PUT"
+                                                            : "GET");
     return finish(std::move(r));
   }
 
@@ -833,6 +849,18 @@ ArmResponse ArmHandler::handleArm(const ArmRequest& request, const std::vector<s
         return finish(jsonResponse(200, {{"value", std::move(value)}}));
       }
       const auto* subnet = state_.findSubnet(fmt::format("{}/subnets/{}", vnet->id, seg[9]));
+      if (method == "PUT" && subnet != nullptr) {
+        // Subnets_CreateOrUpdate on an existing subnet: its address prefixes change (a new
+        // subnet is not modelled). Answered at once, 200 with the subnet, as the spec allows.
+        if (!toLower(findHeader(request.headers, "Content-Type")).starts_with("application/json"))
+          return finish(error(415, "UnsupportedMediaType",  // [R]
+                              "Only 'application/json' is supported."));
+        auto parsedBody = parseJsonBody(request.body);
+        if (!parsedBody) return finish(errorResponse(parsedBody.error()));
+        auto updated = state_.setSubnetPrefixes(subnet->id, *parsedBody);
+        if (!updated) return finish(errorResponse(updated.error()));
+        return finish(jsonResponse(200, subnetJson(state_, **updated)));
+      }
       if (subnet == nullptr)
         return finish(error(404, "NotFound",  // [R]
                             fmt::format("Resource {}/subnets/{} not found.", vnet->id, seg[9])));

@@ -150,19 +150,25 @@ struct Taken {
 // the lowest free slot, as a walk over every holder sorted by address would find.
 template <typename TakenIn>
 std::optional<ipam::U128> firstFit(const Subnet& subnet, ipam::U128 size, const TakenIn& takenIn) {
-  const ipam::U128 end = subnet.prefix.last().bits();
-  ipam::U128 candidate = subnet.prefix.first().bits();
-  while (candidate <= end && end - candidate >= size - 1) {
-    const std::optional<Taken> t = takenIn(candidate, candidate + size - 1);
-    if (!t) return candidate;
-    // Every aligned start up to t->last overlaps t: move past it.
-    if (t->last >= end) return std::nullopt;
-    candidate = (t->last + 1 + size - 1) / size * size;
+  for (const ipam::Prefix& prefix : subnet.prefixes) {
+    const ipam::U128 end = prefix.last().bits();
+    ipam::U128 candidate = prefix.first().bits();
+    while (candidate <= end && end - candidate >= size - 1) {
+      const std::optional<Taken> t = takenIn(candidate, candidate + size - 1);
+      if (!t) return candidate;
+      // Every aligned start up to t->last overlaps t: move past it.
+      if (t->last >= end) break;
+      candidate = (t->last + 1 + size - 1) / size * size;
+    }
   }
   return std::nullopt;
 }
 
 }  // namespace
+
+bool Subnet::contains(const ipam::Prefix& p) const {
+  return std::ranges::any_of(prefixes, [&](const ipam::Prefix& mine) { return mine.contains(p); });
+}
 
 MockState::MockState(StateOptions options, base::Clock& clock, RandomSource& random)
     : options_(std::move(options)), clock_(clock), random_(random) {}
@@ -221,7 +227,9 @@ std::vector<SubnetUsage> MockState::subnetUsages(const VirtualNetwork& vnet) con
     const Subnet* subnet = findSubnet(id);
     if (subnet == nullptr) continue;
     const auto held = index_.heldCount(toLower(subnet->id));
-    const ipam::U128 size = subnet->prefix.size();
+    ipam::U128 size = 0;
+    for (const ipam::Prefix& prefix : subnet->prefixes)
+      size += prefix.size();
     out.push_back(SubnetUsage{.subnetId = subnet->id,
                               .used = held.byConfigurations,
                               .limit = size > held.reserved ? size - held.reserved : 0});
@@ -375,12 +383,12 @@ std::expected<std::vector<IpConfiguration>, CloudError> resolveConfigurations(
   std::vector<bool> done(requested.size(), false);
   const auto claim = [&](std::size_t i, const ipam::Prefix& p) -> std::expected<void, CloudError> {
     const std::string id = configId(nicId, requested[i].name);
-    if (!subnet->prefix.contains(p))
+    if (!subnet->contains(p))
       return std::unexpected(
           badRequest("PrivateIPAddressNotInSubnet",  // [R]
                      fmt::format("IP configuration {} asks for {}, which is not in subnet {} ({}).",
                                  id, p.length() == 32 ? p.address().toString() : p.toString(),
-                                 subnet->id, subnet->prefix.toString())));
+                                 subnet->id, ipam::toString(subnet->prefixes))));
     if (const auto o = takenIn(p.first().bits(), p.last().bits())) {
       const std::string text = p.length() == 32 ? p.address().toString() : p.toString();
       if (o->reserved)
@@ -467,10 +475,10 @@ std::expected<std::vector<IpConfiguration>, CloudError> resolveConfigurations(
     auto start = firstFit(*subnet, size, takenIn);
     if (!start)
       return std::unexpected(badRequest(
-          "SubnetIsFull",
-          fmt::format("Subnet {} with address prefix {} does not have enough "
-                      "capacity for {} IP addresses.",
-                      subnet->name, subnet->prefix.toString(), static_cast<std::uint64_t>(size))));
+          "SubnetIsFull", fmt::format("Subnet {} with address prefix {} does not have enough "
+                                      "capacity for {} IP addresses.",
+                                      subnet->name, ipam::toString(subnet->prefixes),
+                                      static_cast<std::uint64_t>(size))));
     auto p = ipam::Prefix::make(ipam::IPAddress::fromBits(ipam::Family::kV4, *start), length);
     if (!p) return std::unexpected(invalidFormat(p.error().message));  // cannot happen: aligned
     if (auto ok = claim(i, *p); !ok) return std::unexpected(ok.error());
@@ -717,6 +725,90 @@ bool MockState::advance() {
   return changed;
 }
 
+std::expected<std::vector<ipam::Prefix>, CloudError> MockState::checkSubnetPrefixes(
+    const json& texts, const VirtualNetwork& vnet, std::string_view where,
+    std::string_view selfId) const {
+  if (!texts.is_array() || texts.empty())
+    return std::unexpected(invalidFormat(fmt::format(
+        "{}: \"addressPrefix\" or \"addressPrefixes\" (non-empty) is required", where)));
+  std::vector<ipam::Prefix> out;
+  for (const json& text : texts) {
+    auto p = ipam::Prefix::parse(text.is_string() ? text.get<std::string>() : "");
+    if (!p) return std::unexpected(invalidFormat(fmt::format("{}: {}", where, p.error().message)));
+    if (p->family() != ipam::Family::kV4 || p->length() > 29)
+      return std::unexpected(badRequest(
+          "InvalidAddressPrefixFormat",  // [R]
+          fmt::format("{}: {} is not an IPv4 prefix of length /29 or shorter (Azure's smallest; "
+                      "the mock models IPv4 only)",
+                      where, p->toString())));
+    if (std::ranges::none_of(vnet.addressSpace, [&](const auto& a) { return a.contains(*p); }))
+      return std::unexpected(badRequest(
+          "NetcfgSubnetRangeOutsideVnet",  // [R]
+          fmt::format("{}: {} is outside the address space of virtual network {} ({})", where,
+                      p->toString(), vnet.name, ipam::toString(vnet.addressSpace))));
+    if (const auto twice =
+            std::ranges::find_if(out, [&](const ipam::Prefix& q) { return q.overlaps(*p); });
+        twice != out.end())
+      return std::unexpected(badRequest("NetcfgSubnetRangesOverlap",  // [R]
+                                        fmt::format("{}: {} overlaps {} of the same subnet", where,
+                                                    p->toString(), twice->toString())));
+    for (const auto& otherId : vnet.subnetIds) {
+      if (iequals(otherId, selfId)) continue;
+      const Subnet* other = findSubnet(otherId);
+      if (other == nullptr) continue;
+      for (const ipam::Prefix& q : other->prefixes) {
+        if (q.overlaps(*p))
+          return std::unexpected(badRequest("NetcfgSubnetRangesOverlap",  // [R]
+                                            fmt::format("{}: {} overlaps subnet {} ({})", where,
+                                                        p->toString(), other->name, q.toString())));
+      }
+    }
+    out.push_back(*p);
+  }
+  return out;
+}
+
+std::expected<const Subnet*, CloudError> MockState::setSubnetPrefixes(std::string_view subnetId,
+                                                                      const json& body) {
+  const auto found = subnets_.find(toLower(subnetId));
+  if (found == subnets_.end())
+    return std::unexpected(CloudError{.status = 404,
+                                      .code = "NotFound",  // [R]
+                                      .message = fmt::format("Resource {} not found.", subnetId)});
+  Subnet& subnet = found->second;
+  const VirtualNetwork* vnet = findVirtualNetwork(subnet.vnetId);
+  if (vnet == nullptr)
+    return std::unexpected(CloudError{.status = 404, .code = "NotFound", .message = "no VNET"});
+  if (!body.is_object() || !body.contains("properties") || !body["properties"].is_object())
+    return std::unexpected(invalidFormat("the subnet body needs a \"properties\" object"));
+  const json& props = body["properties"];
+  json texts = props.contains("addressPrefixes") ? props["addressPrefixes"] : json::array();
+  if (props.contains("addressPrefix")) texts = json::array({props["addressPrefix"]});
+  auto prefixes = checkSubnetPrefixes(texts, *vnet, "properties", subnet.id);
+  if (!prefixes) return std::unexpected(prefixes.error());
+  // A prefix goes only while nothing but Azure's own addresses is held in it: check every one
+  // before dropping any.
+  const std::string key = toLower(subnet.id);
+  for (const ipam::Prefix& old : subnet.prefixes) {
+    if (std::ranges::find(*prefixes, old) != prefixes->end()) continue;
+    if (!index_.onlyReservedIn(key, old))
+      return std::unexpected(badRequest(
+          "InUseSubnetCannotBeUpdated",  // [R]
+          fmt::format("Subnet {} is in use: an ipConfiguration holds an address in {}, which "
+                      "the update would remove.",
+                      subnet.name, old.toString())));
+  }
+  for (const ipam::Prefix& old : subnet.prefixes) {
+    if (std::ranges::find(*prefixes, old) == prefixes->end()) index_.removeSubnetPrefix(key, old);
+  }
+  for (const ipam::Prefix& p : *prefixes) {
+    if (std::ranges::find(subnet.prefixes, p) == subnet.prefixes.end())
+      index_.addSubnetPrefix(subnet, p);
+  }
+  subnet.prefixes = std::move(*prefixes);
+  return &subnet;
+}
+
 std::expected<void, std::string> MockState::checkIndexes() const {
   AddressIndex rebuilt;
   for (const auto& [_, subnet] : subnets_)
@@ -872,28 +964,15 @@ std::expected<void, std::string> MockState::load(const json& doc) {
         const json& s = v["subnets"][j];
         const std::string swhere = fmt::format("{}.subnets[{}]", where, j);
         auto sname = stringField(s, "name", swhere);
-        auto prefixText = stringField(s, "addressPrefix", swhere);
-        if (!sname || !prefixText)
-          return std::unexpected(!sname ? sname.error() : prefixText.error());
-        auto p = ipam::Prefix::parse(*prefixText);
-        if (!p) return std::unexpected(fmt::format("{}: {}", swhere, p.error().message));
-        if (p->family() != ipam::Family::kV4 || p->length() > 29)
-          return std::unexpected(fmt::format(
-              "{}: {} is not an IPv4 subnet of length /29 or shorter (Azure's smallest)", swhere,
-              *prefixText));
-        if (std::ranges::none_of(vnet.addressSpace, [&](const auto& a) { return a.contains(*p); }))
-          return std::unexpected(
-              fmt::format("{}: {} is outside the address space of {}", swhere, *prefixText, *name));
+        if (!sname) return std::unexpected(sname.error());
+        json texts = s.contains("addressPrefixes") ? s["addressPrefixes"] : json::array();
+        if (s.contains("addressPrefix")) texts = json::array({s["addressPrefix"]});
+        auto prefixes = fresh.checkSubnetPrefixes(texts, vnet, swhere, "");
+        if (!prefixes) return std::unexpected(prefixes.error().message);
         Subnet subnet{.id = fmt::format("{}/subnets/{}", vnet.id, *sname),
                       .name = *sname,
                       .vnetId = vnet.id,
-                      .prefix = *p};
-        for (const auto& other : vnet.subnetIds) {
-          const auto& o = fresh.subnets_.at(toLower(other));
-          if (o.prefix.overlaps(*p))
-            return std::unexpected(fmt::format("{}: {} overlaps subnet {} ({})", swhere,
-                                               *prefixText, o.name, o.prefix.toString()));
-        }
+                      .prefixes = std::move(*prefixes)};
         if (!fresh.subnets_.emplace(toLower(subnet.id), subnet).second)
           return std::unexpected(fmt::format("{}: duplicate subnet {}", swhere, *sname));
         fresh.index_.addSubnet(subnet);
@@ -1198,7 +1277,10 @@ json MockState::toJson() const {
     json subnets = json::array();
     for (const auto& id : v.subnetIds) {
       const auto& s2 = subnets_.at(toLower(id));
-      subnets.push_back({{"name", s2.name}, {"addressPrefix", s2.prefix.toString()}});
+      json prefixes = json::array();
+      for (const auto& p : s2.prefixes)
+        prefixes.push_back(p.toString());
+      subnets.push_back({{"name", s2.name}, {"addressPrefixes", std::move(prefixes)}});
     }
     json prefixes = json::array();
     for (const auto& p : v.addressSpace)

@@ -59,7 +59,10 @@ struct Subnet {
   std::string id;
   std::string name;
   std::string vnetId;
-  ipam::Prefix prefix;
+  // Its address prefixes, in the order given (addressPrefix, or addressPrefixes); never empty.
+  std::vector<ipam::Prefix> prefixes;
+
+  bool contains(const ipam::Prefix& p) const;
 };
 
 struct VirtualNetwork {
@@ -219,6 +222,15 @@ class MockState {
   std::expected<NicDeleteResult, CloudError> deleteNic(std::string_view nicId,
                                                        std::string operationId);
 
+  // Sets the address prefixes of an existing subnet from a subnet body's properties
+  // (addressPrefix, or addressPrefixes; other properties are ignored), as
+  // Subnets_CreateOrUpdate does: each IPv4, /29 or shorter, inside the VNET's address space and
+  // overlapping no other prefix of the VNET's subnets (400 NetcfgSubnetRangeOutsideVnet,
+  // NetcfgSubnetRangesOverlap); a prefix may go only while no ipConfiguration holds an address in
+  // it (400 InUseSubnetCannotBeUpdated). kNotFound-like 404 when the subnet is not there.
+  std::expected<const Subnet*, CloudError> setSubnetPrefixes(std::string_view subnetId,
+                                                             const nlohmann::json& body);
+
   // Every prefix block whose NIC configuration has been committed -> that NIC's primary IP.
   Routes routes() const;
 
@@ -246,6 +258,11 @@ class MockState {
   // Keys are lower-cased ARM ids.
   std::map<std::string, VirtualNetwork> vnets_;
   std::map<std::string, Subnet> subnets_;
+  // The prefixes `texts` (a JSON array) of a subnet of `vnet`, checked as setSubnetPrefixes
+  // says; `selfId`, the subnet itself, is skipped in the overlap check.
+  std::expected<std::vector<ipam::Prefix>, CloudError> checkSubnetPrefixes(
+      const nlohmann::json& texts, const VirtualNetwork& vnet, std::string_view where,
+      std::string_view selfId) const;
   std::map<std::string, VirtualMachine> vms_;  // uniform scale-set VMs too, by their id
   std::map<std::string, VirtualMachineScaleSet> scaleSets_;
   std::map<std::string, NetworkInterface> nics_;

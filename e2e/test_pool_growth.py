@@ -8,14 +8,24 @@ addresses) and its node gets a block outside the range; the PodSubnet's status c
 it. A range no longer reserved is carved again. A controller started after an edit releases a
 block in the reserved range the same way, instead of refusing it.
 
+An Azure subnet grown live (--cloud=azure against the real azure-vnet-mock): a prefix added to the
+Azure subnet through ARM while the pool is full is carved within a usage-poll period; the node
+short of a block gets one there, programmed on its NIC; status.cidrs lists both ranges and the
+PodSubnet is no longer exhausted.
+
 Every wait is a poll on an observable condition with a deadline.
 """
 
 from __future__ import annotations
 
 import ipaddress
+import json
 
-from controller_harness import GROUP_PATH, POOL_LABEL, condition, phase, poll
+import pytest
+
+from azure_mock import (API, RG, SUB, VNET, mock_fixture, provider_id, subnet_id,
+                        topology_with_subnets)
+from controller_harness import GROUP_PATH, POOL_LABEL, ControllerProcess, condition, phase, poll
 from test_block_trust import Pool, get_block, pool  # noqa: F401 (the fixture)
 from test_controller import api, drop_agent_drain  # noqa: F401 (the fixture: CRDs, controller)
 
@@ -118,3 +128,107 @@ def test_reserved_cidrs_apply_live(pool, api):
                 lambda: [b for b in pool.own_blocks("growth-b")
                          if not deleting(b) and phase(b) == "Ready"], 30)
     assert not in_ranges(live[0]["spec"]["cidr"], [b_block["spec"]["cidr"]]), live
+
+
+# ---- an Azure subnet's address prefixes, grown live ---------------------------------------------
+
+GROW_SUBNET = "e2e-growth-azure"
+GROW_LABEL = "growth-azure"
+FIRST = "10.246.0.0/26"   # Azure keeps .0-.3 and .63: two usable /28 blocks, .16 and .32
+ADDED = "10.246.8.0/26"   # added to the Azure subnet while the pool is full: .8.16 and .8.32
+GROW_TOPOLOGY = topology_with_subnets(
+    [{"name": "grow", "prefix": FIRST, "vms": 3, "vmPrefix": "grow"}],
+    address_prefixes=["10.246.0.0/16"])
+
+gmock = mock_fixture("--async-delay-ms", "20", "--seed", "8080", topology_doc=GROW_TOPOLOGY)
+
+
+def put_subnet_prefixes(mock, prefixes: list[str]):
+    """Sets the Azure subnet's address prefixes through ARM (Subnets_CreateOrUpdate), as an
+    operator growing a full subnet would: returns (status, body)."""
+    auth = {"Authorization": f"Bearer {mock.token()}", "Content-Type": "application/json"}
+    path = (f"/subscriptions/{SUB}/resourceGroups/{RG}/providers/Microsoft.Network/"
+            f"virtualNetworks/{VNET}/subnets/grow?{API}")
+    status, doc, _ = mock.request("PUT", path, json.dumps(
+        {"properties": {"addressPrefixes": prefixes}}).encode(), auth)
+    return status, doc
+
+
+@pytest.fixture
+def grow_setup(api, gmock):
+    state = {"controller": None, "nodes": []}
+    try:
+        yield state
+    finally:
+        try:
+            for n in state["nodes"]:
+                api.delete_node(n)
+            ctl = state["controller"]
+            if ctl and ctl.running():
+                poll("every block of the test gone",
+                     lambda: not api.blocks({GROW_SUBNET}), 60, describe=lambda: ctl.tail(20))
+        finally:
+            api.delete_podsubnet(GROW_SUBNET)
+            if state["controller"]:
+                assert state["controller"].stop() == 0, state["controller"].tail()
+            gmock.clear_prefixes(["grow-0-nic", "grow-1-nic", "grow-2-nic"])
+
+
+def test_a_prefix_added_to_the_azure_subnet_is_carved_live(grow_setup, api, kube, tmp_path,
+                                                          gmock):
+    api.create_podsubnet(GROW_SUBNET, {
+        "azureSubnetID": subnet_id("grow"), "blockPrefixLength": 28, "minFreeIPsPerNode": 8,
+        "maxBlocksPerNode": 1, "nodeSelector": {"matchLabels": {POOL_LABEL: GROW_LABEL}}})
+    ctl = ControllerProcess(tmp_path / "ctl", kube.kubeconfig, mock=gmock, cloud="azure",
+                            identity="growth", leader_elect=False,
+                            extra=("--subnet-usage-period-seconds", "1"))
+    grow_setup["controller"] = ctl
+    ctl.start().wait_ready()
+
+    def grow_status() -> dict:
+        return (api.podsubnet(GROW_SUBNET) or {}).get("status") or {}
+
+    def ready_blocks(node: str) -> list[dict]:
+        return [b for b in api.blocks({GROW_SUBNET})
+                if b["spec"]["nodeName"] == node and phase(b) == "Ready"]
+
+    def add_node(name: str) -> None:
+        grow_setup["nodes"].append(name)
+        api.create_node(name, {POOL_LABEL: GROW_LABEL}, provider_id(name))
+
+    add_node("grow-0")
+    add_node("grow-1")
+    poll("grow-0 and grow-1 hold the two blocks of the first prefix",
+         lambda: len(ready_blocks("grow-0")) == 1 and len(ready_blocks("grow-1")) == 1, 60,
+         describe=lambda: ctl.tail(20))
+    add_node("grow-2")
+    poll("the PodSubnet exhausted, grow-2 short",
+         lambda: (c := condition({"status": grow_status()}, "Exhausted")) is not None
+         and c["status"] == "True" and "grow-2" in c["message"], 60,
+         describe=lambda: f"{grow_status()}\n{ctl.tail(20)}")
+    assert grow_status()["cidrs"] == [FIRST], grow_status()
+    assert not ready_blocks("grow-2")
+
+    # The operator adds a prefix to the Azure subnet.
+    status, doc = put_subnet_prefixes(gmock, [FIRST, ADDED])
+    assert status == 200, doc
+    assert doc["properties"]["addressPrefixes"] == [FIRST, ADDED], doc
+
+    blocks = poll("grow-2's block in the added prefix, Ready", lambda: ready_blocks("grow-2"), 60,
+                  describe=lambda: f"{grow_status()}\n{ctl.tail(20)}")
+    cidr = blocks[0]["spec"]["cidr"]
+    assert ipaddress.ip_network(cidr).subnet_of(ipaddress.ip_network(ADDED)), cidr
+    assert cidr in gmock.nic_prefixes()["grow-2-nic"], gmock.nic_prefixes()
+    poll("the status lists both ranges and counts four blocks",
+         lambda: grow_status().get("cidrs") == [FIRST, ADDED]
+         and grow_status().get("totalBlocks") == 4, 30, describe=lambda: str(grow_status()))
+    poll("no longer exhausted",
+         lambda: condition({"status": grow_status()}, "Exhausted")["status"] == "False", 30,
+         describe=lambda: str(grow_status()))
+    ready = condition({"status": grow_status()}, "Ready")
+    assert ready["message"].startswith(f"{FIRST}, {ADDED} carved into 4 usable /28 blocks"), ready
+
+    # Azure keeps a prefix that an ipConfiguration is in: the pool keeps it too.
+    status, doc = put_subnet_prefixes(gmock, [FIRST])
+    assert status == 400 and doc["error"]["code"] == "InUseSubnetCannotBeUpdated", doc
+    assert ready_blocks("grow-2") and cidr in gmock.nic_prefixes()["grow-2-nic"]

@@ -174,6 +174,33 @@ TEST(Contract, SubnetAndVnetShapes) {
       << "in NIC id order";
 }
 
+// A subnet of several prefixes reads with addressPrefixes (SubnetPropertiesFormat), one of one
+// prefix with addressPrefix; a PUT of the subnet sets them and answers the subnet.
+TEST(Contract, ASubnetPutSetsItsAddressPrefixes) {
+  MockFixture m;
+  const std::string tiny = std::string(testing::kRg) +
+                           "/providers/Microsoft.Network/virtualNetworks/rg1-vnet/subnets/tiny";
+  auto r = m.call("PUT", tiny + std::string(kApi),
+                  R"({"properties": {"addressPrefixes": ["172.20.4.0/29", "172.20.8.0/26"]}})");
+  ASSERT_EQ(r.status, 200) << r.body;
+  EXPECT_EQ(parsed(r)["properties"]["addressPrefixes"],
+            json::array({"172.20.4.0/29", "172.20.8.0/26"}));
+  EXPECT_FALSE(parsed(r)["properties"].contains("addressPrefix"));
+  r = m.call("GET", tiny + std::string(kApi));
+  ASSERT_EQ(r.status, 200) << r.body;
+  EXPECT_EQ(parsed(r)["properties"]["addressPrefixes"].size(), 2u);
+  r = m.call("PUT", tiny + std::string(kApi),
+             R"({"properties": {"addressPrefix": "172.20.4.0/29"}})");
+  ASSERT_EQ(r.status, 200) << r.body;
+  EXPECT_EQ(parsed(r)["properties"]["addressPrefix"], "172.20.4.0/29");
+  r = m.call("PUT", tiny + std::string(kApi),
+             R"({"properties": {"addressPrefix": "10.0.0.0/24"}})");
+  EXPECT_EQ(r.status, 400) << r.body;
+  EXPECT_EQ(parsed(r)["error"]["code"], "NetcfgSubnetRangeOutsideVnet");
+  r = m.call("DELETE", tiny + std::string(kApi));
+  EXPECT_EQ(r.status, 405) << r.body;
+}
+
 TEST(Contract, VirtualMachineListsItsNics) {
   MockFixture m;
   auto r =

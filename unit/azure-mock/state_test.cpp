@@ -188,6 +188,54 @@ TEST_F(StateTest, SubnetIsFull) {
             "addresses.");
 }
 
+// Subnets_CreateOrUpdate of an existing subnet's address prefixes: added ones take NICs' prefixes
+// at once; one an ipConfiguration is in cannot go; overlaps and prefixes outside the VNET are
+// refused as Azure refuses them.
+TEST_F(StateTest, ASubnetsPrefixesGrowAndShrinkAsAzureAllows) {
+  const std::string tiny = std::string(testing::kRg) +
+                           "/providers/Microsoft.Network/virtualNetworks/rg1-vnet/subnets/tiny";
+  const auto prefixes = [](json list) { return json{{"properties", {{"addressPrefixes", list}}}}; };
+  const auto codeOfSubnet = [&](json list) {
+    auto r = state.setSubnetPrefixes(tiny, prefixes(std::move(list)));
+    return r ? "ok" : r.error().code;
+  };
+  EXPECT_EQ(codeOfSubnet({"172.20.4.0/29", "172.20.2.128/26"}), "NetcfgSubnetRangesOverlap")
+      << "the default subnet holds 172.20.2.0/24";
+  EXPECT_EQ(codeOfSubnet({"172.20.4.0/29", "10.9.0.0/26"}), "NetcfgSubnetRangeOutsideVnet");
+  EXPECT_EQ(codeOfSubnet({"172.20.4.0/29", "172.20.4.0/30"}), "InvalidAddressPrefixFormat");
+  EXPECT_EQ(codeOfSubnet(json::array()), "InvalidRequestFormat");
+  EXPECT_EQ(state.setSubnetPrefixes(tiny + "x", prefixes({"172.20.9.0/26"})).error().status, 404);
+
+  ASSERT_EQ(codeOfSubnet({"172.20.4.0/29", "172.20.8.0/26"}), "ok");
+  EXPECT_EQ(state.findSubnet(tiny)->prefixes.size(), 2u);
+  // "tiny" had no room for a /28: the added prefix has, past Azure's first four addresses.
+  json body = nicBody({});
+  body["properties"]["ipConfigurations"][0]["properties"] = {
+      {"primary", true},
+      {"privateIPAllocationMethod", "Static"},
+      {"privateIPAddress", "172.20.4.4"},
+      {"subnet", {{"id", tiny}}}};
+  body["properties"]["ipConfigurations"].push_back(prefixConfig("p"));
+  const std::string nicId =
+      std::string(testing::kRg) + "/providers/Microsoft.Network/networkInterfaces/grown-nic";
+  ASSERT_TRUE(state.putNic(nicId, body, {}, "op1", false));
+  settle();
+  const auto* nic = state.findNic(nicId);
+  ASSERT_NE(nic, nullptr);
+  ASSERT_EQ(nic->ipConfigurations.size(), 2u);
+  EXPECT_EQ(nic->ipConfigurations[1].prefix->toString(), "172.20.8.16/28");
+  EXPECT_TRUE(state.checkIndexes()) << state.checkIndexes().error();
+
+  // The added prefix holds a NIC's prefix now and the first the NIC's primary address: neither can
+  // go. A third one, added and dropped again while empty, can.
+  EXPECT_EQ(codeOfSubnet({"172.20.4.0/29"}), "InUseSubnetCannotBeUpdated");
+  EXPECT_EQ(codeOfSubnet({"172.20.8.0/26"}), "InUseSubnetCannotBeUpdated");
+  ASSERT_EQ(codeOfSubnet({"172.20.4.0/29", "172.20.8.0/26", "172.20.9.0/26"}), "ok");
+  ASSERT_EQ(codeOfSubnet({"172.20.4.0/29", "172.20.8.0/26"}), "ok");
+  EXPECT_EQ(state.findSubnet(tiny)->prefixes.size(), 2u);
+  EXPECT_TRUE(state.checkIndexes()) << state.checkIndexes().error();
+}
+
 TEST_F(StateTest, EtagsAndPreconditions) {
   const std::string before = state.findNic(kNicId)->etag;
   auto mismatch = put(nicBody({}), NicPutPreconditions{.ifMatch = "W/\"other\""});
