@@ -191,7 +191,6 @@ void Controller::upsertBlockLocked(const std::string& name, BlockInfo info, bool
   const auto state = subnetStates_.find(info.podSubnet);
   if (state != subnetStates_.end()) {
     state->second.leaks.erase(info.cidr);
-    state->second.foundOnNics.erase(info.cidr);
   }
   if (isNew && info.invalidInStatus) {
     // Refused before (by this controller or an earlier one): refused for good.

@@ -210,11 +210,15 @@ class Controller {
     std::vector<UncarvedPrefix> uncarvedPrefixes;  // the Azure subnet's prefixes not carved
     std::string notCarvedMessage;
     std::set<std::string> shortNodes;
-    std::map<ipam::Prefix, Time> leaks;  // unknown-outcome creates: cidr -> when
-    // The leaks the carve took for our prefixes it found on NICs (the Azure subnet's
-    // ipConfigurations) with no IPBlock: not a create, so the orphan sweep does not count them
-    // as owned (orphan_sweeper.cpp).
-    std::set<ipam::Prefix> foundOnNics;
+    // CIDRs kept taken until an IPBlock shows up with them or leakGrace passes from `since`.
+    struct Leak {
+      Time since{};
+      // Taken by the carve for a prefix of ours it found on a NIC (the Azure subnet's
+      // ipConfigurations) with no IPBlock, not by a create of unknown outcome: the orphan sweep
+      // does not count it as owned (orphan_sweeper.cpp).
+      bool foundOnNic = false;
+    };
+    std::map<ipam::Prefix, Leak> leaks;
     std::optional<TrustPool> trust;  // what the trust rules judge against, set when carved
     std::map<ipam::Prefix, std::string> holders;  // cidr -> the accepted IPBlock the pool holds
     bool exhaustedReported = false;
@@ -275,7 +279,7 @@ class Controller {
   // Keeps `cidr` taken until no IPBlock has shown up with it for `grace` (then the PodSubnet
   // reconciler frees it).
   void leakCidrLocked(const std::string& subnet, const ipam::Prefix& cidr,
-                      std::chrono::seconds grace);
+                      std::chrono::seconds grace, bool foundOnNic = false);
   // How long a CIDR whose prefix may be on a NIC with no IPBlock stays taken: until the NIC pass
   // would have removed it as unowned (nicOrphanGrace), and at least leakGrace.
   std::chrono::seconds onNicLeakGrace() const {

@@ -702,7 +702,6 @@ void Controller::adoptOwnPrefixesLocked(const std::string& node, std::span<const
       // Taken: by a leak (a join's create that did not happen, or the carve's scan of the
       // subnet) it may end as this node's; by anything else (another node's join) it may not.
       if (state.leaks.erase(prefix) == 0) continue;
-      state.foundOnNics.erase(prefix);
     } else if (!state.blocks->occupy(prefix)) {
       continue;  // reserved, or not a block of this pool
     }

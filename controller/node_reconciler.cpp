@@ -36,11 +36,12 @@ bool isUnknownOutcome(const kube::Error& error) {
 }  // namespace
 
 void Controller::leakCidrLocked(const std::string& subnet, const ipam::Prefix& cidr,
-                                std::chrono::seconds grace) {
+                                std::chrono::seconds grace, bool foundOnNic) {
   auto state = subnetStates_.find(subnet);
   if (state == subnetStates_.end()) return;
   // The PodSubnet reconciler frees a leak leakGrace after the time recorded.
-  state->second.leaks[cidr] = now() + grace - config_.leakGrace;
+  state->second.leaks[cidr] = {.since = now() + grace - config_.leakGrace,
+                               .foundOnNic = foundOnNic};
   enqueueAfter(subnetKey(subnet), grace + std::chrono::seconds(1));
 }
 

@@ -218,9 +218,9 @@ OrphanSweepView Controller::orphanSweepView(std::span<const ipam::Prefix> prefix
       if (info.cidr.overlaps(p)) return true;
     }
     for (const auto& [name, state] : subnetStates_) {
-      for (const auto& [cidr, when] : state.leaks) {
+      for (const auto& [cidr, leak] : state.leaks) {
         // Not a prefix the carve found on a NIC with no IPBlock: that is what the sweep is for.
-        if (cidr.overlaps(p) && !state.foundOnNics.contains(cidr)) return true;
+        if (cidr.overlaps(p) && !leak.foundOnNic) return true;
       }
       for (const auto& [cidr, holder] : state.holders) {
         if (cidr.overlaps(p)) return true;
@@ -229,7 +229,9 @@ OrphanSweepView Controller::orphanSweepView(std::span<const ipam::Prefix> prefix
       const ipam::BlockPool& pool = *state.blocks;
       if (p.length() >= pool.blockLength()) {
         const ipam::Prefix block = ipam::Prefix::masked(p.address(), pool.blockLength());
-        if (pool.isAllocated(block) && !state.foundOnNics.contains(block)) return true;
+        const auto leak = state.leaks.find(block);
+        const bool foundOnNic = leak != state.leaks.end() && leak->second.foundOnNic;
+        if (pool.isAllocated(block) && !foundOnNic) return true;
         continue;
       }
       // A prefix wider than a block: owned when a block inside it is allocated.

@@ -161,8 +161,7 @@ std::optional<std::string> Controller::carve(const std::string& name,
         state.blocks->isAllocated(prefix) || !state.blocks->occupy(prefix)) {
       continue;
     }
-    leakCidrLocked(name, prefix, onNicLeakGrace());
-    state.foundOnNics.insert(prefix);
+    leakCidrLocked(name, prefix, onNicLeakGrace(), true);
     ++onNicsTaken;
   }
   state.blocks->finishOccupying();
@@ -289,7 +288,7 @@ std::optional<std::string> Controller::reconcileSubnet(const std::string& name) 
   const Time t = now();
   if (state.blocks) {
     for (auto it = state.leaks.begin(); it != state.leaks.end();) {
-      if (t - it->second < config_.leakGrace) {
+      if (t - it->second.since < config_.leakGrace) {
         ++it;
         continue;
       }
@@ -300,12 +299,10 @@ std::optional<std::string> Controller::reconcileSubnet(const std::string& name) 
       if (!held && state.blocks->isAllocated(leaked)) {
         spdlog::info("PodSubnet {}: {} was {}; no IPBlock holds it, so it is free again", name,
                      leaked.toString(),
-                     state.foundOnNics.contains(leaked)
-                         ? "on a NIC with no IPBlock when the pool was carved"
-                         : "leaked by a create of unknown outcome");
+                     it->second.foundOnNic ? "on a NIC with no IPBlock when the pool was carved"
+                                           : "leaked by a create of unknown outcome");
         (void)state.blocks->release(leaked);
       }
-      state.foundOnNics.erase(leaked);
       it = state.leaks.erase(it);
     }
     if (!state.leaks.empty()) enqueueAfter(subnetKey(name), config_.leakGrace);
