@@ -131,8 +131,9 @@ struct PodSubnetSpec {
 struct PodSubnetStatus {
   std::string
       cidr;  // the subnet's prefix (read from Azure for azureSubnetID); empty: not known yet
-  // Every range carved into blocks, cidr first: an Azure subnet's address prefixes of cidr's
-  // family that hold a block, including ones added while the pool is in use. Empty: not carved.
+  // Every range blocks are carved from, cidr first: an Azure subnet's address prefixes of cidr's
+  // family that hold a block, including ones added while the pool is in use (one removed from the
+  // Azure subnet leaves the list). Empty: not carved.
   std::vector<std::string> cidrs;
   std::int64_t totalBlocks = 0;
   std::int64_t allocatedBlocks = 0;

@@ -294,7 +294,8 @@ class Controller {
   std::optional<std::string> carve(const std::string& name, std::unique_lock<std::mutex>& lock);
   // Under mutex_, for a carved PodSubnet: makes every prefix of its Azure subnet `prefixes` (as
   // read) that can be a range of the pool one (the carve's first range aside, each one added
-  // later), and records the others with why in uncarvedPrefixes. Returns the ranges added.
+  // later), retires the ranges no longer among them, and records the others with why in
+  // uncarvedPrefixes. Returns the ranges added.
   std::vector<ipam::Prefix> growPoolLocked(const std::string& name,
                                            std::span<const ipam::Prefix> prefixes);
   // One status apply per change (nic_conditions.h). Each apply sends every status field the

@@ -209,9 +209,29 @@ std::vector<ipam::Prefix> Controller::growPoolLocked(const std::string& name,
       added.push_back(prefix);
     }
   }
-  if (!added.empty()) {
+  // A range no longer among the Azure subnet's prefixes (an operator removed it: Azure allows that
+  // only while no ipConfiguration is in it) is retired: no block is carved there, a block the
+  // pool holds there is released as one in a reserved range is. Back on the subnet, it is active.
+  std::vector<ipam::Prefix> gone;
+  for (const ipam::Prefix& range : pool.ranges()) {
+    if (std::ranges::find(prefixes, range) != prefixes.end()) continue;
+    gone.push_back(range);
+    uncarved.push_back({.prefix = range,
+                        .why = "it is no longer one of the Azure subnet's prefixes: no block is "
+                               "carved there, and a block there is released"});
+  }
+  const bool retiredChanged = pool.setRetired(gone);
+  if (!added.empty() || retiredChanged) {
     state.ranges.assign(pool.ranges().begin(), pool.ranges().end());
-    state.trust->ranges = state.ranges;
+    state.trust->ranges = pool.activeRanges();
+  }
+  if (retiredChanged) {
+    for (const auto& [blockName, info] : blocks_) {
+      if (info.podSubnet == name && info.trust == Trust::kAccepted &&
+          pool.isReservedAllocated(info.cidr)) {
+        enqueue(nodeKey(info.node));
+      }
+    }
   }
   if (uncarved != state.uncarvedPrefixes && !uncarved.empty()) {
     spdlog::warn("PodSubnet {}: {}", name, uncarvedPrefixesNote(uncarved));

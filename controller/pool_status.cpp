@@ -115,10 +115,14 @@ api::PodSubnetStatus computePoolStatus(const api::PodSubnetStatus& previous,
     return status;
   }
 
-  status.cidr = set->ranges().front().toString();
-  for (const ipam::Prefix& range : set->ranges())
+  // The ranges blocks are carved from (an Azure subnet's prefix removed since is not one).
+  const std::vector<ipam::Prefix> active = set->activeRanges();
+  status.cidr = (active.empty() ? set->ranges().front() : active.front()).toString();
+  for (const ipam::Prefix& range : active)
     status.cidrs.push_back(range.toString());
-  const std::string ranges = ipam::toString(set->ranges());  // for the messages
+  // For the messages.
+  const std::string ranges =
+      active.empty() ? ipam::toString(set->ranges()) : ipam::toString(active);
   status.totalBlocks = static_cast<std::int64_t>(set->usableCount());
   status.allocatedBlocks = static_cast<std::int64_t>(set->allocatedCount());
   // Blocks held for others (a shared subnet) cannot be carved while held: not free.

@@ -24,7 +24,7 @@ BlockPool::BlockPool(SubnetBlockSet first, CarveOptions options)
     : block_length_(first.blockLength()), options_(std::move(options)) {
   ranges_.push_back(first.subnet());
   sets_.push_back(std::move(first));
-  refreshReservedInForce();
+  applyReserved();
 }
 
 Result<BlockPool> BlockPool::carve(Prefix range, int blockLength, const CarveOptions& options) {
@@ -48,11 +48,10 @@ Result<void> BlockPool::addRange(Prefix range) {
   CarveOptions options{.excludeAzureReserved = options_.excludeAzureReserved, .reserved = {}};
   auto set = SubnetBlockSet::carve(range, block_length_, options);
   if (!set) return std::unexpected(set.error());
-  set->setReserved(options_.reserved);
   if (!occupying_) set->finishOccupying();
   ranges_.push_back(range);
   sets_.push_back(std::move(*set));
-  refreshReservedInForce();
+  applyReserved();
   return {};
 }
 
@@ -177,16 +176,43 @@ Result<Prefix> BlockPool::allocateNext() {
 
 void BlockPool::setReserved(std::span<const Prefix> reserved) {
   options_.reserved.assign(reserved.begin(), reserved.end());
-  for (SubnetBlockSet& set : sets_)
-    set.setReserved(reserved);
-  refreshReservedInForce();
+  applyReserved();
 }
 
-void BlockPool::refreshReservedInForce() {
+std::vector<Prefix> BlockPool::activeRanges() const {
+  std::vector<Prefix> active;
+  for (const Prefix& range : ranges_) {
+    if (std::ranges::find(retired_, range) == retired_.end()) active.push_back(range);
+  }
+  return active;
+}
+
+bool BlockPool::setRetired(std::span<const Prefix> retired) {
+  std::vector<Prefix> now;
+  for (const Prefix& range : ranges_) {
+    if (std::ranges::find(retired, range) != retired.end()) now.push_back(range);
+  }
+  if (now == retired_) return false;
+  retired_ = std::move(now);
+  applyReserved();
+  return true;
+}
+
+void BlockPool::applyReserved() {
+  for (std::size_t i = 0; i < sets_.size(); ++i) {
+    if (std::ranges::find(retired_, ranges_[i]) == retired_.end()) {
+      sets_[i].setReserved(options_.reserved);
+      continue;
+    }
+    std::vector<Prefix> whole = options_.reserved;
+    whole.push_back(ranges_[i]);
+    sets_[i].setReserved(whole);
+  }
   reserved_in_force_.clear();
   for (const SubnetBlockSet& set : sets_) {
     for (const Prefix& range : set.reserved()) {
-      if (std::ranges::find(reserved_in_force_, range) == reserved_in_force_.end()) {
+      if (std::ranges::find(options_.reserved, range) != options_.reserved.end() &&
+          std::ranges::find(reserved_in_force_, range) == reserved_in_force_.end()) {
         reserved_in_force_.push_back(range);
       }
     }

@@ -7,6 +7,8 @@
 // The rules of SubnetBlockSet hold range by range: the restart phase (occupy, then
 // finishOccupying), reserved ranges applied live, holds for others. A range added after
 // finishOccupying() starts empty and ready: no block can exist in addresses the pool did not have.
+// A range may be retired (an Azure subnet's prefix removed): it is reserved whole, so no block is
+// handed out there and a block allocated there is a reserved allocation, released when empty.
 //
 // Not thread-safe; callers serialise access.
 #pragma once
@@ -33,8 +35,14 @@ class BlockPool {
   // blocks (shorter than a block, too many blocks).
   Result<void> addRange(Prefix range);
 
-  // The ranges, in the order they joined the pool.
+  // The ranges, in the order they joined the pool, retired ones included.
   std::span<const Prefix> ranges() const { return ranges_; }
+  // The ranges not retired, in the same order.
+  std::vector<Prefix> activeRanges() const;
+  // Retires exactly the ranges of `retired` that are ranges of the pool (others are ignored); a
+  // range retired before and not in `retired` is active again. Returns true when that changed.
+  bool setRetired(std::span<const Prefix> retired);
+  const std::vector<Prefix>& retired() const { return retired_; }
   int blockLength() const { return block_length_; }
   Family family() const { return ranges_.front().family(); }
   // Whether `prefix` lies inside one range / overlaps any range.
@@ -71,7 +79,8 @@ class BlockPool {
   // Every range takes the reserved ranges that overlap it (SubnetBlockSet::setReserved); a range
   // added later takes them too.
   void setReserved(std::span<const Prefix> reserved);
-  // The reserved ranges in force (overlapping some range), each once, in the order given.
+  // The reserved ranges in force (of those given to setReserved, the ones overlapping some
+  // range), each once, in the order given.
   const std::vector<Prefix>& reserved() const { return reserved_in_force_; }
 
   // The first broken invariant of a range, or nullopt. For tests.
@@ -82,14 +91,16 @@ class BlockPool {
   const SubnetBlockSet* setOf(const Prefix& block) const;
   SubnetBlockSet* setOf(const Prefix& block);
   Result<SubnetBlockSet*> checkedSetOf(const Prefix& block);
-  void refreshReservedInForce();
+  // Puts options_.reserved, and each retired range on itself, on every set.
+  void applyReserved();
 
   int block_length_;
   CarveOptions options_;              // as carved; options_.reserved is the last setReserved()
   std::vector<Prefix> ranges_;        // ranges_[i] is sets_[i].subnet()
   std::vector<SubnetBlockSet> sets_;  // few (an Azure subnet has a handful of prefixes at most)
   std::vector<Prefix> reserved_in_force_;
-  std::size_t current_ = 0;  // the range allocateNext() tries first
+  std::vector<Prefix> retired_;  // ranges of the pool, in the order of ranges_
+  std::size_t current_ = 0;      // the range allocateNext() tries first
   bool occupying_ = true;
 };
 

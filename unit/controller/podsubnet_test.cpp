@@ -145,6 +145,29 @@ TEST_F(PodSubnetTest, APrefixAddedToTheAzureSubnetIsCarvedLive) {
   EXPECT_EQ((*subnet)["status"]["cidrs"], (json{"10.1.0.0/26", "10.9.0.0/26"}));
   EXPECT_EQ((*subnet)["status"]["totalBlocks"], 4);
   EXPECT_FALSE(exhausted());
+
+  // The prefix leaves the Azure subnet again (Azure allows that only while no ipConfiguration is
+  // in it; the fake does not check): the range is retired, vm-c's block there is released and no
+  // block is carved there again.
+  cloud_.setSubnet(kSubnetId, {prefix("10.1.0.0/26")});
+  (void)poller.pollOnce();
+  runUntilQuiet();
+  ASSERT_EQ(blocksOf("vm-c").size(), 1u);
+  EXPECT_TRUE(blocksOf("vm-c")[0]["metadata"].contains("deletionTimestamp"))
+      << "released (ReservedRange), kept by agent-drain while its pods hold addresses";
+  dropAgentDrain("pods-10-9-0-16-28");  // the node's agent lets go: no pod holds an address there
+  runUntilQuiet();
+  EXPECT_TRUE(blocksOf("vm-c").empty());
+  EXPECT_TRUE(cloud_.nic("nic-vm-c").empty());
+  const auto shrunk = api_.get(std::string(kPodSubnetsPath) + "/pods");
+  EXPECT_EQ((*shrunk)["status"]["cidrs"], (json{"10.1.0.0/26"}));
+  EXPECT_EQ((*shrunk)["status"]["totalBlocks"], 2);
+  EXPECT_NE(readyCondition("pods")["message"].get<std::string>().find(
+                "prefix 10.9.0.0/26 is not carved: it is no longer one of the Azure subnet's "
+                "prefixes"),
+            std::string::npos)
+      << readyCondition("pods")["message"];
+  EXPECT_TRUE(exhausted());
 }
 
 // With --cloud=none an IPv4 and an IPv6 PodSubnet give a node a block of each; the node gauge

@@ -128,6 +128,31 @@ TEST(BlockPool, ReservedRangesApplyToEveryRangeIncludingOnesAddedLater) {
   EXPECT_INVARIANTS(pool);
 }
 
+TEST(BlockPool, ARetiredRangeHandsOutNothingAndItsBlocksAreReservedAllocations) {
+  BlockPool pool = carved("10.0.0.0/27", 28, {.excludeAzureReserved = false});
+  ASSERT_TRUE(pool.addRange(P("10.0.4.0/27")));
+  pool.finishOccupying();
+  ASSERT_TRUE(pool.occupy(P("10.0.4.16/28")));
+  pool.setReserved(std::vector{P("10.0.0.0/28")});
+  EXPECT_FALSE(pool.setRetired(std::vector{P("10.9.0.0/24")})) << "not a range of the pool";
+  ASSERT_TRUE(pool.setRetired(std::vector{P("10.0.4.0/27")}));
+  EXPECT_FALSE(pool.setRetired(std::vector{P("10.0.4.0/27")})) << "no change";
+  EXPECT_EQ(pool.activeRanges(), std::vector{P("10.0.0.0/27")});
+  EXPECT_EQ(pool.ranges().size(), 2u);
+  EXPECT_EQ(pool.reserved(), std::vector{P("10.0.0.0/28")}) << "a retired range is no reservation";
+  EXPECT_TRUE(pool.isReservedAllocated(P("10.0.4.16/28")));
+  EXPECT_EQ(pool.usableCount(), 1u);
+  EXPECT_EQ(pool.allocateNext().value(), P("10.0.0.16/28"));
+  EXPECT_FALSE(pool.allocateNext()) << "nothing from the retired range";
+  ASSERT_TRUE(pool.release(P("10.0.4.16/28")));
+
+  // Back on the subnet: active again, free.
+  ASSERT_TRUE(pool.setRetired({}));
+  EXPECT_EQ(pool.usableCount(), 3u);
+  EXPECT_EQ(pool.allocateNext().value(), P("10.0.4.0/28"));
+  EXPECT_INVARIANTS(pool);
+}
+
 TEST(BlockPool, HoldsForOthersAreKeptPerRange) {
   BlockPool pool = carved("10.0.0.0/27", 28, {.excludeAzureReserved = false});
   ASSERT_TRUE(pool.addRange(P("10.0.4.0/28")));
