@@ -11,7 +11,8 @@ block in the reserved range the same way, instead of refusing it.
 An Azure subnet grown live (--cloud=azure against the real azure-vnet-mock): a prefix added to the
 Azure subnet through ARM while the pool is full is carved within a usage-poll period; the node
 short of a block gets one there, programmed on its NIC; status.cidrs lists both ranges and the
-PodSubnet is no longer exhausted.
+PodSubnet is no longer exhausted. A prefix removed from the Azure subnet (Azure allows that only
+while it is empty) leaves the pool and status.cidrs; the Ready condition says why.
 
 Every wait is a poll on an observable condition with a deadline.
 """
@@ -136,6 +137,7 @@ GROW_SUBNET = "e2e-growth-azure"
 GROW_LABEL = "growth-azure"
 FIRST = "10.246.0.0/26"   # Azure keeps .0-.3 and .63: two usable /28 blocks, .16 and .32
 ADDED = "10.246.8.0/26"   # added to the Azure subnet while the pool is full: .8.16 and .8.32
+SPARE = "10.246.9.0/26"   # added and removed again while no block is there
 GROW_TOPOLOGY = topology_with_subnets(
     [{"name": "grow", "prefix": FIRST, "vms": 3, "vmPrefix": "grow"}],
     address_prefixes=["10.246.0.0/16"])
@@ -232,3 +234,21 @@ def test_a_prefix_added_to_the_azure_subnet_is_carved_live(grow_setup, api, kube
     status, doc = put_subnet_prefixes(gmock, [FIRST])
     assert status == 400 and doc["error"]["code"] == "InUseSubnetCannotBeUpdated", doc
     assert ready_blocks("grow-2") and cidr in gmock.nic_prefixes()["grow-2-nic"]
+
+    # A third prefix, added and removed again while empty: carved, then retired.
+    status, doc = put_subnet_prefixes(gmock, [FIRST, ADDED, SPARE])
+    assert status == 200, doc
+    poll("the third prefix carved",
+         lambda: grow_status().get("cidrs") == [FIRST, ADDED, SPARE]
+         and grow_status().get("totalBlocks") == 6, 30, describe=lambda: str(grow_status()))
+    status, doc = put_subnet_prefixes(gmock, [FIRST, ADDED])
+    assert status == 200, doc
+    poll("the third prefix retired",
+         lambda: grow_status().get("cidrs") == [FIRST, ADDED]
+         and grow_status().get("totalBlocks") == 4, 30, describe=lambda: str(grow_status()))
+    ready = condition({"status": grow_status()}, "Ready")
+    assert f"prefix {SPARE} is not carved: it is no longer one of the Azure subnet's prefixes" \
+        in ready["message"], ready
+    assert all(ipaddress.ip_network(b["spec"]["cidr"]).subnet_of(ipaddress.ip_network(FIRST))
+               or ipaddress.ip_network(b["spec"]["cidr"]).subnet_of(ipaddress.ip_network(ADDED))
+               for b in api.blocks({GROW_SUBNET})), api.blocks({GROW_SUBNET})
