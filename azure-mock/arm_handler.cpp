@@ -101,9 +101,10 @@ json subnetJson(const MockState& state, const Subnet& s) {
                 {"privateEndpointNetworkPolicies", "Disabled"},
                 {"privateLinkServiceNetworkPolicies", "Enabled"},
                 {"purpose", ""}};
-  // SubnetPropertiesFormat (virtualNetwork.json) has addressPrefix ("The address prefix for the
-  // subnet") and addressPrefixes ("List of address prefixes for the subnet"): a subnet of one
-  // prefix is read with addressPrefix, one of several with addressPrefixes.
+  // SubnetPropertiesFormat (virtualNetwork.json, 2024-05-01) has addressPrefix ("The address
+  // prefix for the subnet.") and addressPrefixes ("List of address prefixes for the subnet."),
+  // neither required: a subnet of one prefix is read with addressPrefix, one of several with
+  // addressPrefixes [R] (the spec does not say which appears when; clients read both).
   if (s.prefixes.size() == 1) {
     props["addressPrefix"] = s.prefixes.front().toString();
   } else {

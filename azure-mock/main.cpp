@@ -230,7 +230,7 @@ int main(int argc, char** argv) {
   // that connection only: OpenSSL writes with write(2), which raises SIGPIPE on a closed socket.
   ::signal(SIGPIPE, SIG_IGN);
 
-  vnetipam::base::SteadyClockImpl clock;
+  vnetipam::base::SystemClock clock;
   Mt19937RandomImpl random{flags->seed.value_or(
       std::random_device{}() ^
       static_cast<std::uint64_t>(std::chrono::steady_clock::now().time_since_epoch().count()))};

@@ -33,7 +33,7 @@ std::optional<Time> parseTime(const std::string& text) {
 }  // namespace
 
 Controller::Controller(kube::Client& client, Cloud* cloud, WorkQueue& queue, EventSink* events,
-                       ControllerMetrics* metrics, ControllerConfig config, WallClock wallClock,
+                       ControllerMetrics* metrics, ControllerConfig config, base::Clock& clock,
                        WorkQueue* nicQueue)
     : client_(client),
       cloud_(cloud),
@@ -42,8 +42,7 @@ Controller::Controller(kube::Client& client, Cloud* cloud, WorkQueue& queue, Eve
       events_(events),
       metrics_(metrics),
       config_(config),
-      wallClock_(wallClock ? std::move(wallClock)
-                           : WallClock([] { return std::chrono::system_clock::now(); })) {}
+      clock_(clock) {}
 
 WorkQueue& Controller::queueFor(const WorkKey& key) {
   return key.kind == WorkKind::kNic ? nicQueue_ : queue_;
@@ -55,7 +54,7 @@ void Controller::enqueueAfter(const WorkKey& key, WorkQueue::Clock::duration del
   queueFor(key).addAfter(key, delay);
 }
 
-Time Controller::now() const { return std::chrono::floor<std::chrono::seconds>(wallClock_()); }
+Time Controller::now() const { return std::chrono::floor<std::chrono::seconds>(clock_.wallNow()); }
 
 // ---- decoding -------------------------------------------------------------------------------
 

@@ -135,19 +135,17 @@ struct ControllerConfig {
   std::chrono::seconds foreignHold{600};
 };
 
-using base::WallClock;
-
 class SubnetUsageStore;
 
 class Controller {
  public:
-  // `client`, `queue` must outlive this; `cloud` null means --cloud=none; `events` and `metrics`
-  // may be null.
+  // `client`, `queue` and `clock` must outlive this; `cloud` null means --cloud=none; `events`
+  // and `metrics` may be null. Calendar time (what is written into objects) is clock.wallNow().
   // `nicQueue`, when given, takes the WorkKind::kNic keys (NIC work waits on Azure's long-running
   // operations, so it gets a pool of its own); null: one queue for everything.
   Controller(kube::Client& client, Cloud* cloud, WorkQueue& queue, EventSink* events,
-             ControllerMetrics* metrics, ControllerConfig config, WallClock wallClock = {},
-             WorkQueue* nicQueue = nullptr);
+             ControllerMetrics* metrics, ControllerConfig config,
+             base::Clock& clock = base::systemClock(), WorkQueue* nicQueue = nullptr);
 
   // Feeding the state (from CollectionWatch; tests call them directly). A list comes page by
   // page between beginList and endList; endList drops what the list did not show.
@@ -332,7 +330,7 @@ class Controller {
   EventSink* events_;
   ControllerMetrics* metrics_;
   ControllerConfig config_;
-  WallClock wallClock_;
+  base::Clock& clock_;
   std::atomic<bool> writable_{false};
 
   mutable std::mutex mutex_;

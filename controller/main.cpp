@@ -133,7 +133,7 @@ int main(int argc, char** argv) {
                  transport.error().message.c_str());
     return 2;
   }
-  base::SteadyClockImpl clock;
+  base::SystemClock clock;
   kube::Client client(**transport, clock,
                       {.token = kubeConfig->token,
                        .qps = options.kubeApiQps,
@@ -208,7 +208,7 @@ int main(int argc, char** argv) {
       client, cloud.get(), queue, &events, &metrics,
       vc::ControllerConfig{.nicOrphanGrace = std::chrono::seconds(options.nicOrphanGraceSeconds),
                            .foreignHold = std::chrono::seconds(options.foreignHoldSeconds)},
-      {}, &nicQueue);
+      clock, &nicQueue);
 
   // The addresses other resources hold in the PodSubnets' Azure subnets (subnet_usage.h): the
   // VNETs' usage lists, read on a slow period on a thread of their own, apart from the queues.
@@ -237,7 +237,8 @@ int main(int argc, char** argv) {
                                  .canWrite = [&] { return controller.canWrite(); }},
         &events, &metrics,
         vc::OrphanSweeper::Options{.period = std::chrono::seconds(options.orphanSweepPeriodSeconds),
-                                   .grace = std::chrono::seconds(options.nicOrphanGraceSeconds)});
+                                   .grace = std::chrono::seconds(options.nicOrphanGraceSeconds)},
+        clock);
     controller.setOrphanSweepTrigger([sweeper = orphanSweeper.get()] { sweeper->wake(); });
   }
 

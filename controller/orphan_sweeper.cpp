@@ -37,19 +37,18 @@ std::vector<std::string> nicsToSweep(const OrphanSweepView& view,
 }
 
 OrphanSweeper::OrphanSweeper(Cloud& cloud, Hooks hooks, EventSink* events,
-                             ControllerMetrics* metrics, Options options, base::WallClock wallClock)
+                             ControllerMetrics* metrics, Options options, base::Clock& clock)
     : cloud_(cloud),
       hooks_(std::move(hooks)),
       events_(events),
       metrics_(metrics),
       options_(options),
-      wallClock_(std::move(wallClock)) {}
+      clock_(clock) {}
 
 OrphanSweeper::~OrphanSweeper() { stop(); }
 
 Time OrphanSweeper::now() const {
-  return std::chrono::floor<std::chrono::seconds>(wallClock_ ? wallClock_()
-                                                             : std::chrono::system_clock::now());
+  return std::chrono::floor<std::chrono::seconds>(clock_.wallNow());
 }
 
 OrphanSweeper::Result OrphanSweeper::sweepOnce() {

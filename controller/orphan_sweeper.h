@@ -47,10 +47,10 @@ class OrphanSweeper {
     std::chrono::seconds grace{120};
   };
 
-  // `cloud` must outlive the sweeper; `events` and `metrics` may be null; an empty `wallClock` is
-  // system_clock::now.
+  // `cloud` and `clock` must outlive the sweeper; `events` and `metrics` may be null. The grace
+  // is counted in clock.wallNow().
   OrphanSweeper(Cloud& cloud, Hooks hooks, EventSink* events, ControllerMetrics* metrics,
-                Options options, base::WallClock wallClock = {});
+                Options options, base::Clock& clock = base::systemClock());
   ~OrphanSweeper();  // stops the thread
   OrphanSweeper(const OrphanSweeper&) = delete;
   OrphanSweeper& operator=(const OrphanSweeper&) = delete;
@@ -79,7 +79,7 @@ class OrphanSweeper {
   EventSink* events_;
   ControllerMetrics* metrics_;
   Options options_;
-  base::WallClock wallClock_;
+  base::Clock& clock_;
   std::map<OrphanKey, Time> firstSeen_;  // only the sweeping thread touches it
 
   std::mutex mutex_;

@@ -4,19 +4,10 @@
 
 namespace vnetipam::controller {
 
-namespace {
-
-base::Clock& steadyClock() {
-  static base::SteadyClockImpl clock;
-  return clock;
-}
-
-}  // namespace
-
 WorkQueue::WorkQueue(base::Clock& clock, WorkQueueOptions options)
     : clock_(clock), options_(options) {}
 
-WorkQueue::WorkQueue(WorkQueueOptions options) : WorkQueue(steadyClock(), options) {}
+WorkQueue::WorkQueue(WorkQueueOptions options) : WorkQueue(base::systemClock(), options) {}
 
 WorkQueue::Clock::duration WorkQueue::backoff(const WorkQueueOptions& options, int failures) {
   const auto base = std::chrono::duration_cast<Clock::duration>(options.baseDelay);

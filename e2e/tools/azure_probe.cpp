@@ -138,7 +138,7 @@ int main(int argc, char** argv) {
     plan.emplace_back(nicId, std::move(desired));
   }
 
-  base::SteadyClockImpl clock;
+  base::SystemClock clock;
   CountingObserver observer;
   // No client-side budgets: the test is about the server's throttling and faults.
   auto clients = azure::connectAzure(

@@ -290,7 +290,7 @@ int runInformer(http::HttpTransport& real, const kube::TokenProvider& token,
                 std::chrono::seconds timeout) {
   LinePrinter out;
   SteerableTransport transport(real, out);
-  base::SteadyClockImpl clock;
+  base::SystemClock clock;
   kube::Client client(transport, clock, {.token = token, .userAgent = "kube_probe"});
   auto line = [&out](std::string_view type, const json& object) {
     json l = summary(object);
@@ -396,7 +396,7 @@ int run(int argc, char** argv) {
       kube::transportOptions(*config, {.streamTimeout = timeout + std::chrono::seconds(30)}));
   if (!real) return failWith(kube::fromTransport(real.error()));
   CountingTransport transport(**real);
-  base::SteadyClockImpl clock;
+  base::SystemClock clock;
   kube::Client client(transport, clock, {.token = config->token, .userAgent = "kube_probe"});
 
   const std::string& command = args[0];

@@ -143,7 +143,7 @@ int run(int argc, char** argv) {
     std::cerr << "lease_probe: " << transport.error().message << "\n";
     return 1;
   }
-  base::SteadyClockImpl clock;
+  base::SystemClock clock;
   kube::Client client(**transport, clock,
                       {.token = loaded->token,
                        .maxRetries = 1,

@@ -6,7 +6,6 @@
 #pragma once
 
 #include <chrono>
-#include <functional>
 #include <thread>
 
 namespace vnetipam::base {
@@ -40,10 +39,5 @@ inline Clock& systemClock() {
   static SystemClock clock;
   return clock;
 }
-
-// The two older spellings, kept only while controller/ still uses them: a SystemClock of its own,
-// and calendar time as a function (take a Clock& and call wallNow() instead).
-using SteadyClockImpl = SystemClock;
-using WallClock = std::function<Clock::WallTimePoint()>;
 
 }  // namespace vnetipam::base

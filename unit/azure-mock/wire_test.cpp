@@ -47,6 +47,13 @@ TEST(WireSpec, NetworkResourcesFollowTheSpec) {
   expectConforms(m.call("GET", net("virtualNetworks/rg1-vnet/subnets/default")), "Subnet");
   expectConforms(m.call("GET", net("virtualNetworks/rg1-vnet/usages")),
                  "VirtualNetworkListUsageResult");
+  // A subnet of several prefixes (addressPrefixes), as a subnet PUT answers it and reads after.
+  const auto put =
+      m.call("PUT", net("virtualNetworks/rg1-vnet/subnets/tiny"),
+             R"({"properties": {"addressPrefixes": ["172.20.4.0/29", "172.20.8.0/26"]}})");
+  expectConforms(put, "Subnet");
+  expectConforms(m.call("GET", net("virtualNetworks/rg1-vnet/subnets/tiny")), "Subnet");
+  expectConforms(m.call("GET", net("virtualNetworks/rg1-vnet")), "VirtualNetwork");
 }
 
 TEST(WireSpec, TheVirtualMachineFollowsTheComputeSpec) {

@@ -71,11 +71,11 @@ TEST_F(ControllerTest, ACreateOfUnknownOutcomeLeaksItsBlockUntilTheGraceEnds) {
   EXPECT_EQ(controller_->poolFree("pods"), 3u) << "leaked, not handed out again";
   EXPECT_TRUE(blocksOf("a").empty());
 
-  wallNow_ += std::chrono::seconds(30);
+  clock_.advance(std::chrono::seconds(30));
   EXPECT_FALSE(controller_->reconcileSubnet("pods"));
   EXPECT_EQ(controller_->poolFree("pods"), 3u) << "still within the grace period";
 
-  wallNow_ += std::chrono::seconds(31);
+  clock_.advance(std::chrono::seconds(31));
   EXPECT_FALSE(controller_->reconcileSubnet("pods"));
   EXPECT_EQ(controller_->poolFree("pods"), 4u) << "no IPBlock showed up: free again";
 }
@@ -90,7 +90,7 @@ TEST_F(ControllerTest, ALeakedBlockThatDidGetCreatedIsKept) {
   api_.put(blockPathOf("pods-10-0-0-0-28"),
            blockJson("pods", "10.0.0.0/28", "a", "pods-10-0-0-0-28"));
   syncBlocks();
-  wallNow_ += std::chrono::seconds(61);
+  clock_.advance(std::chrono::seconds(61));
   EXPECT_FALSE(controller_->reconcileSubnet("pods"));
   EXPECT_EQ(controller_->poolFree("pods"), 3u);
   EXPECT_FALSE(controller_->reconcileNode("a"));
@@ -165,7 +165,7 @@ TEST_F(ControllerTest, ABlockIsCreatedWithAgentDrainAndReleasedOnlyOnceTheAgentL
   ASSERT_EQ(blocksOf("a").size(), 2u);
   api_.patchStatus(blockPathOf("pods-10-0-0-0-28"), {{"used", 0}});
   runUntilQuiet();
-  wallNow_ += std::chrono::seconds(11);
+  clock_.advance(std::chrono::seconds(11));
   ASSERT_FALSE(controller_->reconcileNode("a"));
   runUntilQuiet();
   const auto released = api_.get(blockPathOf("pods-10-0-0-16-28"));
@@ -293,7 +293,7 @@ TEST_F(ControllerTest, ARefusalOutlivesTheBlockItOverlappedAndARestart) {
   // A new controller over the same objects.
   const std::size_t eventsBefore = events_.events.size();
   controller_ = std::make_unique<Controller>(client_, nullptr, queue_, &events_, nullptr,
-                                             ControllerConfig{}, [this] { return wallNow_; });
+                                             ControllerConfig{}, clock_);
   controller_->setWritable(true);
   syncBlocks();
   addSubnet(subnetJson("pods", {{"cidr", "10.0.0.0/26"}}));
@@ -341,7 +341,7 @@ TEST_F(ControllerTest, UsageAboveTheWarmTargetAddsABlockAndAnEmptyExtraGoesAfter
   runUntilQuiet();
   EXPECT_EQ(blocksOf("a").size(), 2u) << "empty, but not for releaseDelaySeconds yet";
 
-  wallNow_ += std::chrono::seconds(11);
+  clock_.advance(std::chrono::seconds(11));
   EXPECT_FALSE(controller_->reconcileNode("a"));
   runUntilQuiet();
   ASSERT_EQ(blocksOf("a").size(), 2u) << "released, but kept until the agent lets go";

@@ -94,9 +94,8 @@ class ControllerFixture : public ::testing::Test {
     config.nicOrphanGrace = std::chrono::seconds(120);
     config.leakGrace = std::chrono::seconds(60);
     config.statusInterval = std::chrono::milliseconds(0);
-    controller_ =
-        std::make_unique<Controller>(client_, withCloud_ ? &cloud_ : nullptr, queue_, &events_,
-                                     nullptr, config, [this] { return wallNow_; });
+    controller_ = std::make_unique<Controller>(client_, withCloud_ ? &cloud_ : nullptr, queue_,
+                                               &events_, nullptr, config, clock_);
     controller_->setWritable(true);
   }
 
@@ -152,13 +151,12 @@ class ControllerFixture : public ::testing::Test {
 
   bool withCloud_;
   FakeApiServer api_;
-  base::testing::FakeClock clock_;
+  // Calendar time starts at 2026-01-02 (the PodSubnets' creationTimestamps are the day before).
+  base::testing::FakeClock clock_{std::chrono::sys_days{std::chrono::year{2026} / 1 / 2}};
   kube::Client client_{api_, clock_, kube::ClientOptions{.qps = 0, .maxRetries = 0}};
   FakeCloud cloud_;
   WorkQueue queue_;
   RecordingEvents events_;
-  std::chrono::system_clock::time_point wallNow_ =
-      std::chrono::sys_days{std::chrono::year{2026} / 1 / 2};
   std::unique_ptr<Controller> controller_;
 };
 

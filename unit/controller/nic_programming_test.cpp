@@ -134,7 +134,7 @@ TEST_F(NicProgrammingTest, AFailedPutSaysWhyOnTheBlockAndTheNodeOnceAndRecovers)
   const std::size_t nodeWrites = statusWrites(kNodesPath).size();
   ASSERT_EQ(nodeWrites, 1u);
   syncBlocks();
-  wallNow_ += std::chrono::seconds(30);
+  clock_.advance(std::chrono::seconds(30));
   EXPECT_TRUE(controller_->reconcileNic("a"));
   EXPECT_TRUE(controller_->reconcileNic("a"));
   EXPECT_EQ(statusWrites(kIPBlocksPath).size(), blockWrites);
@@ -147,7 +147,7 @@ TEST_F(NicProgrammingTest, AFailedPutSaysWhyOnTheBlockAndTheNodeOnceAndRecovers)
                    .message = "429 after every retry",
                    .httpStatus = 429,
                    .azureCode = ""});
-  wallNow_ += std::chrono::seconds(30);
+  clock_.advance(std::chrono::seconds(30));
   EXPECT_TRUE(controller_->reconcileNic("a"));
   programmed = conditionOf(blockObject(), api::kConditionProgrammed);
   EXPECT_EQ((*programmed)["reason"], "Throttled");
@@ -158,7 +158,7 @@ TEST_F(NicProgrammingTest, AFailedPutSaysWhyOnTheBlockAndTheNodeOnceAndRecovers)
 
   // The cloud takes the PUT: Ready and Programmed=True in one write, the Node True again.
   cloud_.stopFailingPuts();
-  wallNow_ += std::chrono::seconds(30);
+  clock_.advance(std::chrono::seconds(30));
   EXPECT_FALSE(controller_->reconcileNic("a"));
   block = blockObject();
   EXPECT_EQ(block["status"]["phase"], "Ready");
@@ -202,7 +202,7 @@ TEST_F(NicProgrammingTest, AConditionWriteKeepsThePhaseAndTheNic) {
                    .message = "503 after every retry",
                    .httpStatus = 503,
                    .azureCode = ""});
-  wallNow_ += std::chrono::seconds(30);
+  clock_.advance(std::chrono::seconds(30));
   EXPECT_TRUE(controller_->reconcileNic("a"));
   const json again = blockObject();
   EXPECT_EQ((*conditionOf(again, api::kConditionProgrammed))["reason"], "ServerError");
@@ -293,7 +293,7 @@ TEST_F(NicProgrammingTest, AFailedPutOfANewBlockSaysWhyOnTheNodeAndCreatesItOnce
       << "the same CIDR, not a second one";
 
   cloud_.stopFailingPuts();
-  wallNow_ += std::chrono::seconds(30);
+  clock_.advance(std::chrono::seconds(30));
   EXPECT_FALSE(controller_->reconcileNic("a"));
   ASSERT_EQ(blocksOf("a").size(), 1u);
   EXPECT_EQ(api::ipBlockFromJson(blockObject())->status.phase, api::BlockPhase::kReady);
@@ -358,7 +358,7 @@ TEST_F(NicProgrammingTest, ACidrAnotherResourceHoldsAnAddressInIsQuarantinedAndR
   // The other resource lets the address go and the hold ends: the CIDR is carved again, and
   // programmed.
   cloud_.refuseAdding(held, std::nullopt);
-  wallNow_ += std::chrono::seconds(601);
+  clock_.advance(std::chrono::seconds(601));
   ASSERT_FALSE(controller_->reconcileNic("a"));  // any NIC pass ends due holds
   runUntilQuiet();
   const auto ofB = blocksOf("b");

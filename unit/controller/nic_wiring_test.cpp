@@ -161,7 +161,7 @@ TEST_F(NicWiringTest, AnUnownedPrefixInAPodSubnetGoesAfterTheGraceAndOthersStay)
                                               prefix("192.168.0.0/28")}));
   EXPECT_TRUE(events_.has("UnownedPrefixFound"));
 
-  wallNow_ += std::chrono::seconds(121);
+  clock_.advance(std::chrono::seconds(121));
   EXPECT_FALSE(controller_->reconcileNic("a"));
   EXPECT_EQ(cloud_.nic("nic-a"), (std::vector{prefix("10.0.0.0/28"), prefix("192.168.0.0/28")}))
       << "the orphan went; the prefix outside every PodSubnet is not ours";
@@ -213,8 +213,7 @@ TEST_F(NicWiringTest, ARestartedControllerTakesTheNicFromTheNodesBlocks) {
   ASSERT_EQ(blocksOf("a").size(), 1u);
 
   controller_ = std::make_unique<Controller>(client_, &cloud_, queue_, &events_, nullptr,
-                                             ControllerConfig{.statusInterval = {}},
-                                             [this] { return wallNow_; });
+                                             ControllerConfig{.statusInterval = {}}, clock_);
   controller_->setWritable(true);
   addNode(nodeJson("a", kVm));
   addSubnet(subnetJson("pods", {{"cidr", "10.0.0.0/24"}}));
@@ -281,8 +280,7 @@ TEST_F(NicWiringTest, ARestartedControllerRemovesTheDeletedNodesPrefixFromTheNic
 
   // The node is deleted while no controller runs; a new one starts knowing nothing of NICs.
   controller_ = std::make_unique<Controller>(client_, &cloud_, queue_, &events_, nullptr,
-                                             ControllerConfig{.statusInterval = {}},
-                                             [this] { return wallNow_; });
+                                             ControllerConfig{.statusInterval = {}}, clock_);
   controller_->setWritable(true);
   addSubnet(subnetJson("pods", {{"cidr", "10.0.0.0/24"}}));
   runUntilQuiet();

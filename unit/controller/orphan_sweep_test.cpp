@@ -176,8 +176,8 @@ class OrphanSweeperTest : public ControllerFixture {
     ControllerConfig config;
     config.statusInterval = std::chrono::milliseconds(0);
     config.nicOrphanGrace = seconds(120);
-    controller_ = std::make_unique<Controller>(client_, &cloud_, queue_, &events_, &metrics_,
-                                               config, [this] { return wallNow_; });
+    controller_ =
+        std::make_unique<Controller>(client_, &cloud_, queue_, &events_, &metrics_, config, clock_);
     controller_->setWritable(true);
     // Node a's VM and NIC, and a VM that is no Node, both in the PodSubnet's Azure subnet.
     cloud_.addNode(kVm, kNodeNic);
@@ -204,8 +204,7 @@ class OrphanSweeperTest : public ControllerFixture {
              [this, writable] {
                return (writable == nullptr || *writable) && controller_->canWrite();
              }},
-        &events_, &metrics_, {.period = seconds(300), .grace = seconds(120)},
-        [this] { return wallNow_; });
+        &events_, &metrics_, {.period = seconds(300), .grace = seconds(120)}, clock_);
   }
 
   std::string scrape() { return prometheus::TextSerializer().Serialize(registry_->Collect()); }
@@ -230,15 +229,15 @@ TEST_F(OrphanSweeperTest, APrefixOnANicOfNoNodeGoesAfterTheGraceAndNothingElseIs
   auto result = sweep.sweepOnce();
   EXPECT_TRUE(result.errors.empty()) << result.errors[0];
   EXPECT_TRUE(result.removed.empty());
-  EXPECT_EQ(result.recheckAt, std::chrono::floor<seconds>(wallNow_) + seconds(120));
+  EXPECT_EQ(result.recheckAt, std::chrono::floor<seconds>(clock_.wallNow()) + seconds(120));
   EXPECT_EQ(cloud_.subnetReads, 1);
 
-  wallNow_ += seconds(119);
+  clock_.advance(seconds(119));
   result = sweep.sweepOnce();
   EXPECT_TRUE(result.removed.empty());
   EXPECT_TRUE(cloud_.removes.empty());
 
-  wallNow_ += seconds(1);
+  clock_.advance(seconds(1));
   result = sweep.sweepOnce();
   EXPECT_TRUE(result.errors.empty());
   ASSERT_EQ(result.removed.size(), 1u);
@@ -268,7 +267,7 @@ TEST_F(OrphanSweeperTest, APrefixOnANicOfNoNodeGoesAfterTheGraceAndNothingElseIs
       << scrape();
 
   // Nothing more to do.
-  wallNow_ += seconds(600);
+  clock_.advance(seconds(600));
   result = sweep.sweepOnce();
   EXPECT_TRUE(result.removed.empty());
   EXPECT_EQ(cloud_.removes.size(), 1u);
@@ -281,7 +280,7 @@ TEST_F(OrphanSweeperTest, TheNodesNicIsLeftToTheNicPass) {
   cloud_.setNic(kNodeNic, onNode);
   OrphanSweeper sweep = sweeper();
   (void)sweep.sweepOnce();
-  wallNow_ += seconds(600);
+  clock_.advance(seconds(600));
   const auto result = sweep.sweepOnce();
   EXPECT_TRUE(result.removed.empty());
   EXPECT_TRUE(cloud_.removes.empty());
@@ -298,7 +297,7 @@ TEST_F(OrphanSweeperTest, APrefixAnIpBlockOwnsIsNeverRemovedWhateverItsNode) {
   cloud_.setNic(kGoneNic, {cidr});
   OrphanSweeper sweep = sweeper();
   (void)sweep.sweepOnce();
-  wallNow_ += seconds(600);
+  clock_.advance(seconds(600));
   EXPECT_TRUE(sweep.sweepOnce().removed.empty());
   EXPECT_TRUE(cloud_.removes.empty());
   EXPECT_EQ(cloud_.nic(kGoneNic), std::vector<ipam::Prefix>{cidr});
@@ -326,14 +325,14 @@ TEST_F(OrphanSweeperTest, OnlyTheLeaderSweepsAndAFailedRemovalIsRetriedWithoutAN
 
   writable = true;
   (void)sweep.sweepOnce();
-  wallNow_ += seconds(120);
+  clock_.advance(seconds(120));
   cloud_.failNextRemove();
   auto result = sweep.sweepOnce();
   ASSERT_EQ(result.errors.size(), 1u);
   EXPECT_NE(result.errors[0].find("connection reset"), std::string::npos) << result.errors[0];
   EXPECT_EQ(cloud_.nic(kGoneNic), std::vector<ipam::Prefix>{orphan});
 
-  wallNow_ += seconds(1);
+  clock_.advance(seconds(1));
   result = sweep.sweepOnce();
   ASSERT_EQ(result.removed.size(), 1u);
   EXPECT_TRUE(cloud_.nic(kGoneNic).empty());
@@ -409,7 +408,7 @@ TEST_F(JoinCutShortTest, OneInARangeReservedSinceIsNoBlockAndLeavesTheNic) {
   const auto mine = blocksOf("a");
   ASSERT_EQ(mine.size(), 1u);
   EXPECT_NE(mine[0]["spec"]["cidr"], "10.0.0.64/28") << "a reserved range is never a block";
-  wallNow_ += std::chrono::seconds(121);
+  clock_.advance(std::chrono::seconds(121));
   ASSERT_FALSE(controller_->reconcileNic("a"));
   EXPECT_EQ(cloud_.nic(kNodeNic), std::vector{prefix(mine[0]["spec"]["cidr"].get<std::string>())})
       << "the prefix no block may own left the NIC after the grace";

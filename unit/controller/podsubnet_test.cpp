@@ -179,8 +179,8 @@ class DualStackNodeMetricsTest : public ControllerFixture {
     ControllerFixture::SetUp();
     ControllerConfig config;
     config.statusInterval = std::chrono::milliseconds(0);
-    controller_ = std::make_unique<Controller>(client_, nullptr, queue_, &events_, &metrics_,
-                                               config, [this] { return wallNow_; });
+    controller_ =
+        std::make_unique<Controller>(client_, nullptr, queue_, &events_, &metrics_, config, clock_);
     controller_->setWritable(true);
   }
   std::string gauges() { return prometheus::TextSerializer().Serialize(registry_->Collect()); }

@@ -160,8 +160,8 @@ class SubnetUsageControllerTest : public ControllerFixture {
     // The same controller, with metrics to read the gauge from.
     ControllerConfig config;
     config.statusInterval = std::chrono::milliseconds(0);
-    controller_ = std::make_unique<Controller>(client_, &cloud_, queue_, &events_, &metrics_,
-                                               config, [this] { return wallNow_; });
+    controller_ =
+        std::make_unique<Controller>(client_, &cloud_, queue_, &events_, &metrics_, config, clock_);
     controller_->setWritable(true);
     controller_->setSubnetUsageStore(&store_);
   }
