@@ -101,6 +101,34 @@ TEST(WireSpec, ErrorsAreCloudErrors) {
   expectConforms(m.putNic(stale, {{"If-Match", "W/\"stale\""}}), "CloudError", 412);
 }
 
+// The failures a client meets on its way: a NIC PUT while another operation runs (409), the
+// operation that failed (its status body carries an Error), a throttled call (429), a body that
+// is not JSON (400), the wrong media type (415).
+TEST(WireSpec, FailuresOnTheWayFollowTheSpec) {
+  HandlerOptions options;
+  options.faults.asyncFailRate = 1;
+  MockFixture m({}, options);
+  auto put = m.putNic(testing::nicBody({testing::prefixConfig("p")}));
+  ASSERT_EQ(put.status, 200) << put.body;
+  expectConforms(m.putNic(testing::nicBody({testing::prefixConfig("p")})), "CloudError", 409);
+  m.clock.advance(std::chrono::seconds(5));
+  const std::string async = put.header("Azure-AsyncOperation");
+  const auto failed = m.call("GET", async.substr(async.find("/subscriptions/")));
+  expectConforms(failed, "AzureAsyncOperationResult");
+  EXPECT_EQ(parsed(failed)["status"], "Failed");
+  expectConforms(m.call("PUT", net("networkInterfaces/test-nic"), "{not json"), "CloudError", 400);
+  expectConforms(
+      m.call("PUT", net("networkInterfaces/test-nic"), "{}", {{"Content-Type", "text/plain"}}),
+      "CloudError", 415);
+
+  HandlerOptions limited;
+  limited.writesPer5Min = 1;
+  MockFixture t(StateOptions{.asyncDelay = std::chrono::milliseconds(0)}, limited);
+  ASSERT_EQ(t.putNic(testing::nicBody({})).status, 200);
+  t.clock.advance(std::chrono::seconds(1));
+  expectConforms(t.putNic(testing::nicBody({})), "CloudError", 429);
+}
+
 // The project's ARM client talking to the mock in process: every request it sends and every
 // response it gets are recorded.
 class MockTransport final : public http::testing::SendOnlyTransport {

@@ -217,5 +217,30 @@ TEST_F(RequestWireTest, ARemovalBodyFollowsTheSpec) {
   EXPECT_EQ(body["properties"]["ipConfigurations"].size(), 1u);
 }
 
+// The orphan sweep's write (removeNicPrefixes: a GET, then a PUT of the NIC less exactly those
+// prefixes) sends a body of the same shape.
+TEST_F(RequestWireTest, TheOrphanSweepsRemovalBodyFollowsTheSpec) {
+  json ours = {{"name", "vnetipam-172-20-2-16-28"},
+               {"id", kNicId + "/ipConfigurations/vnetipam-172-20-2-16-28"},
+               {"etag", "W/\"1\""},
+               {"properties",
+                {{"privateIPAddress", "172.20.2.16/28"},
+                 {"privateIPAddressPrefixLength", 28},
+                 {"privateIPAllocationMethod", "Static"},
+                 {"provisioningState", "Succeeded"},
+                 {"subnet", {{"id", kSubnetId}}},
+                 {"primary", false}}}};
+  transport_.nic = azureNic("W/\"1\"", json::array({ours}));
+  const std::vector<ipam::Prefix> drop = {prefix("172.20.2.16/28")};
+  auto removed = network_.removeNicPrefixes(kNicId, drop);
+  ASSERT_TRUE(removed.has_value()) << removed.error().message;
+  ASSERT_EQ(transport_.puts.size(), 1u);
+  const json& body = transport_.puts.front();
+  const auto problems = schemaProblems(body, "NetworkInterface");
+  EXPECT_TRUE(problems.empty()) << ::testing::PrintToString(problems);
+  EXPECT_EQ(body["properties"]["ipConfigurations"].size(), 1u);
+  EXPECT_EQ(body["properties"]["ipConfigurations"][0]["name"], "ipconfig1");
+}
+
 }  // namespace
 }  // namespace vnetipam::azure
