@@ -206,6 +206,9 @@ class Controller {
     // same addresses are refused, podsubnet_reconciler.cpp).
     std::vector<ipam::Prefix> ranges;
     std::vector<UncarvedPrefix> uncarvedPrefixes;  // the Azure subnet's prefixes not carved
+    // The ticket (SubnetUsageStore::beginRead) of the carve's own read of the Azure subnet: the
+    // poller's reads that started before it may show prefixes since gone, or miss new ones.
+    std::uint64_t prefixesTicket = 0;
     std::string notCarvedMessage;
     std::set<std::string> shortNodes;
     // CIDRs kept taken until an IPBlock shows up with them or leakGrace passes from `since`.

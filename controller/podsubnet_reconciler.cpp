@@ -30,6 +30,7 @@ std::optional<std::string> Controller::carve(const std::string& name,
   }
   std::vector<ipam::Prefix> read;    // spec.cidr, or the Azure subnet's prefixes (IPv4 first)
   std::vector<ipam::Prefix> onNics;  // our prefixes on the Azure subnet's NICs
+  std::uint64_t ticket = 0;          // of the read, when there is a usage store
   const bool fromAzure = !subnet.spec.cidr.has_value();
   if (!fromAzure) {
     read.push_back(*ipam::Prefix::parse(*subnet.spec.cidr));  // validated above
@@ -40,6 +41,7 @@ std::optional<std::string> Controller::carve(const std::string& name,
     return std::nullopt;
   } else {
     const std::string id = subnet.spec.azureSubnetID.value_or("");
+    ticket = usage_ ? usage_->beginRead() : 0;
     lock.unlock();
     auto subnetRead = cloud_->readSubnet(id);
     lock.lock();
@@ -128,6 +130,7 @@ std::optional<std::string> Controller::carve(const std::string& name,
   state.trust =
       TrustPool{.ranges = {start}, .blockPrefixLength = length, .reserved = {}, .azure = fromAzure};
   state.ranges = {start};
+  state.prefixesTicket = ticket;
   (void)growPoolLocked(name, read);
   state.holders.clear();
   // Judge and occupy every block that exists before handing out any new one, earliest
@@ -257,10 +260,13 @@ std::optional<std::string> Controller::reconcileSubnet(const std::string& name) 
   SubnetState& state = subnetStates_[name];
 
   // A prefix added to the Azure subnet since the carve (its prefixes as the usage poller last read
-  // them, subnet_usage.h) is carved now: a new range, free at once, used once the others are full.
+  // them, subnet_usage.h) is carved now: a new range, free at once, used once the others are full;
+  // one gone is retired. Only a read that started after the carve's own: an older one may show
+  // the subnet as it was before.
   if (state.blocks && usage_ && subnet.spec.azureSubnetID) {
-    if (const auto prefixes = usage_->prefixes(*subnet.spec.azureSubnetID)) {
-      const std::vector<ipam::Prefix> added = growPoolLocked(name, *prefixes);
+    const auto read = usage_->prefixes(*subnet.spec.azureSubnetID);
+    if (read && read->ticket > state.prefixesTicket) {
+      const std::vector<ipam::Prefix> added = growPoolLocked(name, read->prefixes);
       if (!added.empty()) {
         spdlog::info(
             "PodSubnet {}: the Azure subnet's new prefix(es) {} carved: {} usable /{} "

@@ -54,16 +54,25 @@ bool SubnetUsageStore::set(std::string_view subnetId, std::optional<std::int64_t
   return true;
 }
 
-bool SubnetUsageStore::setPrefixes(std::string_view subnetId, std::vector<ipam::Prefix> prefixes) {
+std::uint64_t SubnetUsageStore::beginRead() const {
   std::lock_guard lock(mutex_);
-  auto [at, inserted] = prefixes_.try_emplace(lower(subnetId), prefixes);
+  return ++tickets_;
+}
+
+bool SubnetUsageStore::setPrefixes(std::string_view subnetId, std::vector<ipam::Prefix> prefixes,
+                                   std::uint64_t ticket) {
+  std::lock_guard lock(mutex_);
+  auto [at, inserted] =
+      prefixes_.try_emplace(lower(subnetId), PrefixesRead{.prefixes = prefixes, .ticket = ticket});
   if (inserted) return true;
-  if (at->second == prefixes) return false;
-  at->second = std::move(prefixes);
+  if (ticket < at->second.ticket) return false;
+  at->second.ticket = ticket;
+  if (at->second.prefixes == prefixes) return false;
+  at->second.prefixes = std::move(prefixes);
   return true;
 }
 
-std::optional<std::vector<ipam::Prefix>> SubnetUsageStore::prefixes(
+std::optional<SubnetUsageStore::PrefixesRead> SubnetUsageStore::prefixes(
     std::string_view subnetId) const {
   std::lock_guard lock(mutex_);
   const auto found = prefixes_.find(lower(subnetId));
@@ -113,9 +122,10 @@ std::vector<std::string> SubnetUsagePoller::pollOnce() {
         changed =
             store_.set(subnet, line != usages->end() ? line->used : std::optional<std::int64_t>());
       }
+      const std::uint64_t ticket = store_.beginRead();
       auto read = cloud_.readSubnet(subnet);
       if (read) {
-        changed = store_.setPrefixes(subnet, std::move(read->prefixes)) || changed;
+        changed = store_.setPrefixes(subnet, std::move(read->prefixes), ticket) || changed;
       } else {
         errors.push_back(fmt::format("reading the address prefixes of subnet {}: {}", subnet,
                                      read.error().message));

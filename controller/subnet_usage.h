@@ -51,14 +51,24 @@ class SubnetUsageStore {
   // Returns true when the value changed (a subnet seen for the first time counts as a change).
   bool set(std::string_view subnetId, std::optional<std::int64_t> used);
   std::optional<std::int64_t> used(std::string_view subnetId) const;
-  // The subnet's address prefixes as last read; returns true when they changed (or are new).
-  bool setPrefixes(std::string_view subnetId, std::vector<ipam::Prefix> prefixes);
-  std::optional<std::vector<ipam::Prefix>> prefixes(std::string_view subnetId) const;
+  // A ticket for a read of a subnet's prefixes about to start: tickets grow, so of two reads the
+  // one with the greater ticket started later and shows the subnet as it was then or since.
+  std::uint64_t beginRead() const;
+  // The subnet's address prefixes as read under `ticket`; a read older than the one kept is
+  // dropped. Returns true when the prefixes changed (or are new).
+  bool setPrefixes(std::string_view subnetId, std::vector<ipam::Prefix> prefixes,
+                   std::uint64_t ticket);
+  struct PrefixesRead {
+    std::vector<ipam::Prefix> prefixes;
+    std::uint64_t ticket = 0;
+  };
+  std::optional<PrefixesRead> prefixes(std::string_view subnetId) const;
 
  private:
   mutable std::mutex mutex_;
-  std::map<std::string, std::optional<std::int64_t>, std::less<>> used_;    // lower-cased id
-  std::map<std::string, std::vector<ipam::Prefix>, std::less<>> prefixes_;  // lower-cased id
+  std::map<std::string, std::optional<std::int64_t>, std::less<>> used_;  // lower-cased id
+  std::map<std::string, PrefixesRead, std::less<>> prefixes_;             // lower-cased id
+  mutable std::uint64_t tickets_ = 0;
 };
 
 class SubnetUsagePoller {

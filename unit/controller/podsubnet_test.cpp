@@ -170,6 +170,27 @@ TEST_F(PodSubnetTest, APrefixAddedToTheAzureSubnetIsCarvedLive) {
   EXPECT_TRUE(exhausted());
 }
 
+// A read of the Azure subnet that started before the carve's own (a poll in flight while the
+// subnet changed) is not taken: it would retire the prefix the carve just read.
+TEST_F(PodSubnetTest, APollOlderThanTheCarveChangesNothing) {
+  SubnetUsageStore store;
+  controller_->setSubnetUsageStore(&store);
+  store.setPrefixes(kSubnetId, {prefix("10.1.0.0/26")}, store.beginRead());
+  cloud_.setSubnet(kSubnetId, {prefix("10.1.0.0/26"), prefix("10.9.0.0/26")});
+  addSubnet(subnetJson("pods", {{"azureSubnetID", kSubnetId}}));
+  runUntilQuiet();
+  auto subnet = api_.get(std::string(kPodSubnetsPath) + "/pods");
+  EXPECT_EQ((*subnet)["status"]["cidrs"], (json{"10.1.0.0/26", "10.9.0.0/26"}));
+  EXPECT_EQ((*subnet)["status"]["totalBlocks"], 4);
+
+  // A read that started after the carve's is taken.
+  store.setPrefixes(kSubnetId, {prefix("10.1.0.0/26")}, store.beginRead());
+  controller_->subnetUsageChanged(kSubnetId);
+  runUntilQuiet();
+  subnet = api_.get(std::string(kPodSubnetsPath) + "/pods");
+  EXPECT_EQ((*subnet)["status"]["cidrs"], (json{"10.1.0.0/26"}));
+}
+
 // With --cloud=none an IPv4 and an IPv6 PodSubnet give a node a block of each; the node gauge
 // counts them per family, so a dashboard shows the node short of one family, as the agent's free
 // addresses do.

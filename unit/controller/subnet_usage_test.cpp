@@ -104,12 +104,17 @@ TEST(SubnetUsagePoller, OneReadPerVnetAndUnknownWhereAzureDoesNotCount) {
   EXPECT_EQ(changed, (std::vector<std::string>{kSubnetId}));
 
   // Each subnet is read for its prefixes too (one GET each); a prefix added to one is told.
-  EXPECT_EQ(store.prefixes(kSubnetId), prefixes({"10.0.0.0/24"}));
+  EXPECT_EQ(store.prefixes(kSubnetId)->prefixes, prefixes({"10.0.0.0/24"}));
   EXPECT_EQ(store.prefixes(nodes), std::nullopt);
   changed.clear();
   cloud.setSubnet(kSubnetId, prefixes({"10.0.0.0/24", "10.0.8.0/24"}));
   EXPECT_TRUE(poller.pollOnce().empty());
-  EXPECT_EQ(store.prefixes(kSubnetId), prefixes({"10.0.0.0/24", "10.0.8.0/24"}));
+  EXPECT_EQ(store.prefixes(kSubnetId)->prefixes, prefixes({"10.0.0.0/24", "10.0.8.0/24"}));
+  // A read that started before the one kept is dropped: it may show the subnet as it was.
+  const std::uint64_t kept = store.prefixes(kSubnetId)->ticket;
+  EXPECT_FALSE(store.setPrefixes(kSubnetId, prefixes({"10.0.0.0/24"}), kept - 1));
+  EXPECT_EQ(store.prefixes(kSubnetId)->prefixes, prefixes({"10.0.0.0/24", "10.0.8.0/24"}));
+  EXPECT_GT(store.beginRead(), kept);
   EXPECT_EQ(changed, (std::vector<std::string>{kSubnetId}));
 
   // A failed read keeps the last count and says which VNET failed.
