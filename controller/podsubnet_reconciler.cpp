@@ -227,6 +227,9 @@ std::vector<ipam::Prefix> Controller::growPoolLocked(const std::string& name,
   if (!added.empty() || retiredChanged) {
     state.ranges.assign(pool.ranges().begin(), pool.ranges().end());
     state.trust->ranges = pool.activeRanges();
+    // Blocks in a range added or active again may go to a node that was short.
+    for (const std::string& shortNode : state.shortNodes)
+      enqueue(nodeKey(shortNode));
   }
   if (retiredChanged) {
     for (const auto& [blockName, info] : blocks_) {
@@ -273,8 +276,6 @@ std::optional<std::string> Controller::reconcileSubnet(const std::string& name) 
             "blocks in {}",
             name, ipam::toString(added), state.blocks->usableCount(), state.blocks->blockLength(),
             ipam::toString(state.blocks->ranges()));
-        for (const std::string& shortNode : state.shortNodes)
-          enqueue(nodeKey(shortNode));
       }
     }
   }
