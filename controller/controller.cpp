@@ -1,7 +1,6 @@
 #include "controller/controller.h"
 
 #include <algorithm>
-#include <cstdio>
 #include <utility>
 
 #include <fmt/format.h>
@@ -10,27 +9,11 @@
 #include "api/codec.h"
 #include "api/selector.h"
 #include "controller/controller_internal.h"
+#include "lib/base/time.h"
 
 namespace vnetipam::controller {
 
 using nlohmann::json;
-
-namespace {
-
-std::optional<Time> parseTime(const std::string& text) {
-  int y = 0, mo = 0, d = 0, h = 0, mi = 0, s = 0;
-  if (std::sscanf(text.c_str(), "%d-%d-%dT%d:%d:%d", &y, &mo, &d, &h, &mi, &s) != 6) {
-    return std::nullopt;
-  }
-  const std::chrono::year_month_day date{std::chrono::year{y},
-                                         std::chrono::month{static_cast<unsigned>(mo)},
-                                         std::chrono::day{static_cast<unsigned>(d)}};
-  if (!date.ok()) return std::nullopt;
-  return std::chrono::sys_days{date} + std::chrono::hours{h} + std::chrono::minutes{mi} +
-         std::chrono::seconds{s};
-}
-
-}  // namespace
 
 Controller::Controller(kube::Client& client, Cloud* cloud, WorkQueue& queue, EventSink* events,
                        ControllerMetrics* metrics, ControllerConfig config, base::Clock& clock,
@@ -106,7 +89,7 @@ std::optional<BlockInfo> Controller::decodeBlock(const json& object) {
   }
   info.capacity = block->status.capacity > 0 ? block->status.capacity : prefixSize(*cidr);
   if (block->metadata.creationTimestamp) {
-    info.created = parseTime(*block->metadata.creationTimestamp).value_or(Time{});
+    info.created = base::parseRfc3339(*block->metadata.creationTimestamp).value_or(Time{});
   }
   return info;
 }

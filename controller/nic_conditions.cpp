@@ -9,6 +9,7 @@
 
 #include "api/conditions.h"
 #include "controller/pool_status.h"
+#include "lib/base/time.h"
 
 namespace vnetipam::controller {
 
@@ -66,7 +67,7 @@ api::Condition nextCondition(const std::optional<api::Condition>& previous, std:
                                            .lastTransitionTime = {},
                                            .observedGeneration = 0,
                                            .extra = nlohmann::json::object()},
-                            formatTime(now), kMaxConditionMessage);
+                            base::formatRfc3339(now), kMaxConditionMessage);
 }
 
 bool alreadyFailing(const std::optional<api::Condition>& current, std::string_view reason) {

@@ -19,6 +19,7 @@
 #include "controller/nic_conditions.h"
 #include "controller/nic_reconcile.h"
 #include "controller/pool_status.h"
+#include "lib/base/time.h"
 
 namespace vnetipam::controller {
 
@@ -59,7 +60,7 @@ std::optional<std::string> Controller::writeBlockStatus(
                                         .capacity = prefixSize(info.cidr),
                                         .nic = std::nullopt,
                                         .conditions = {}};
-    if (write.phase) status.lastTransitionTime = formatTime(now());
+    if (write.phase) status.lastTransitionTime = base::formatRfc3339(now());
     std::string nic = info.nicId;
     if (write.phase && !nicId.empty() &&
         (phase == api::BlockPhase::kProgrammed || phase == api::BlockPhase::kReady)) {
@@ -184,7 +185,7 @@ std::optional<std::string> Controller::reportInvalid(const std::string& name) {
                                  .status = "True",
                                  .reason = std::string(toString(info->invalidRule)),
                                  .message = info->invalidMessage,
-                                 .lastTransitionTime = formatTime(now()),
+                                 .lastTransitionTime = base::formatRfc3339(now()),
                                  .observedGeneration = 0,
                                  .extra = json::object()};
   api::IPBlockControllerStatus status{

@@ -10,8 +10,6 @@
 
 namespace vnetipam::controller {
 
-std::string formatTime(Time t) { return base::formatRfc3339(t); }
-
 namespace {
 
 // Why no IPv6 block is carved with a cloud (docs/design.md 3.3), for both messages below.
@@ -79,7 +77,7 @@ api::Condition condition(const api::PodSubnetStatus& previous, std::string_view 
                                            .lastTransitionTime = {},
                                            .observedGeneration = input.generation,
                                            .extra = last ? last->extra : nlohmann::json::object()},
-                            formatTime(input.now));
+                            base::formatRfc3339(input.now));
 }
 
 std::string namesText(std::span<const std::string> names) {

@@ -82,7 +82,4 @@ std::string uncarvedPrefixesNote(std::span<const UncarvedPrefix> uncarved);
 // at 2^62 as prefixSize() does: an IPv6 pool of /64 blocks holds more than an int64 can count.
 std::int64_t poolAddresses(std::int64_t blocks, std::int64_t blockSize);
 
-// RFC 3339 text of a time, as Kubernetes writes it: 2024-05-01T12:00:00Z.
-std::string formatTime(Time t);
-
 }  // namespace vnetipam::controller

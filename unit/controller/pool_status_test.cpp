@@ -27,8 +27,6 @@ const api::Condition& cond(const api::PodSubnetStatus& s, std::string_view type)
   return kNone;
 }
 
-TEST(PoolStatus, FormatTimeIsRfc3339Utc) { EXPECT_EQ(formatTime(kT0), "2023-11-14T22:13:20Z"); }
-
 TEST(PoolStatus, CountsFromTheSetAndTheBlocks) {
   ipam::BlockPool set = carved("10.240.0.0/24", 28);  // 16 blocks, 14 usable
   ASSERT_TRUE(set.allocateNext());
