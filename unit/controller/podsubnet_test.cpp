@@ -22,6 +22,14 @@ class PodSubnetTest : public ControllerFixture {
     ControllerFixture::SetUp();
     cloud_.addNode(kVm, "nic-a");
   }
+  // Nodes named as their VMs (vm-a: kVm), each with its NIC nic-<vm>.
+  void addAzureNodes(std::initializer_list<std::string> vms) {
+    for (const std::string& vm : vms) {
+      const std::string providerID = std::string(kVm).substr(0, std::string(kVm).size() - 4) + vm;
+      cloud_.addNode(providerID, "nic-" + vm);
+      addNode(nodeJson(vm, providerID));
+    }
+  }
   json readyCondition(const std::string& name) {
     const auto subnet = api_.get(std::string(kPodSubnetsPath) + "/" + name);
     EXPECT_TRUE(subnet);
@@ -89,12 +97,7 @@ TEST_F(PodSubnetTest, EveryIPv4PrefixOfTheAzureSubnetIsCarved) {
   EXPECT_NE(message.find("IPv6 prefix fd00:1::/64 is not carved"), std::string::npos) << message;
 
   // Nodes get blocks of both ranges, the first range first.
-  const std::vector<std::string> vms = {"vm-a", "vm-b", "vm-c"};
-  for (const std::string& vm : vms) {
-    const std::string providerID = std::string(kVm).substr(0, std::string(kVm).size() - 4) + vm;
-    cloud_.addNode(providerID, "nic-" + vm);
-    addNode(nodeJson(vm, providerID));
-  }
+  addAzureNodes({"vm-a", "vm-b", "vm-c"});
   runUntilQuiet();
   EXPECT_EQ(blocksOf("vm-a")[0]["spec"]["cidr"], "10.1.0.16/28");
   EXPECT_EQ(blocksOf("vm-b")[0]["spec"]["cidr"], "10.1.0.32/28");
@@ -115,12 +118,7 @@ TEST_F(PodSubnetTest, APrefixAddedToTheAzureSubnetIsCarvedLive) {
       std::chrono::seconds(3600));
   cloud_.setSubnet(kSubnetId, {prefix("10.1.0.0/26")});  // 2 usable blocks
   addSubnet(subnetJson("pods", {{"azureSubnetID", kSubnetId}}));
-  const std::vector<std::string> vms = {"vm-a", "vm-b", "vm-c"};
-  for (const std::string& vm : vms) {
-    const std::string providerID = std::string(kVm).substr(0, std::string(kVm).size() - 4) + vm;
-    cloud_.addNode(providerID, "nic-" + vm);
-    addNode(nodeJson(vm, providerID));
-  }
+  addAzureNodes({"vm-a", "vm-b", "vm-c"});
   runUntilQuiet();
   (void)poller.pollOnce();
   runUntilQuiet();

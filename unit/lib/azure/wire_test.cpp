@@ -200,18 +200,22 @@ TEST_F(RequestWireTest, AnIpv6PrefixBodyFollowsTheSpec) {
   EXPECT_EQ(added["properties"]["privateIPAddressPrefixLength"], 80);
 }
 
+// One of our prefix ipConfigurations as the NIC's GET returns it, read-only fields included.
+json ourPrefixConfig() {
+  return {{"name", "vnetipam-172-20-2-16-28"},
+          {"id", kNicId + "/ipConfigurations/vnetipam-172-20-2-16-28"},
+          {"etag", "W/\"1\""},
+          {"properties",
+           {{"privateIPAddress", "172.20.2.16/28"},
+            {"privateIPAddressPrefixLength", 28},
+            {"privateIPAllocationMethod", "Static"},
+            {"provisioningState", "Succeeded"},
+            {"subnet", {{"id", kSubnetId}}},
+            {"primary", false}}}};
+}
+
 TEST_F(RequestWireTest, ARemovalBodyFollowsTheSpec) {
-  json ours = {{"name", "vnetipam-172-20-2-16-28"},
-               {"id", kNicId + "/ipConfigurations/vnetipam-172-20-2-16-28"},
-               {"etag", "W/\"1\""},
-               {"properties",
-                {{"privateIPAddress", "172.20.2.16/28"},
-                 {"privateIPAddressPrefixLength", 28},
-                 {"privateIPAllocationMethod", "Static"},
-                 {"provisioningState", "Succeeded"},
-                 {"subnet", {{"id", kSubnetId}}},
-                 {"primary", false}}}};
-  const json body = putBodyFor(azureNic("W/\"1\"", json::array({ours})), {});
+  const json body = putBodyFor(azureNic("W/\"1\"", json::array({ourPrefixConfig()})), {});
   const auto problems = schemaProblems(body, "NetworkInterface");
   EXPECT_TRUE(problems.empty()) << ::testing::PrintToString(problems);
   EXPECT_EQ(body["properties"]["ipConfigurations"].size(), 1u);
@@ -220,17 +224,7 @@ TEST_F(RequestWireTest, ARemovalBodyFollowsTheSpec) {
 // The orphan sweep's write (removeNicPrefixes: a GET, then a PUT of the NIC less exactly those
 // prefixes) sends a body of the same shape.
 TEST_F(RequestWireTest, TheOrphanSweepsRemovalBodyFollowsTheSpec) {
-  json ours = {{"name", "vnetipam-172-20-2-16-28"},
-               {"id", kNicId + "/ipConfigurations/vnetipam-172-20-2-16-28"},
-               {"etag", "W/\"1\""},
-               {"properties",
-                {{"privateIPAddress", "172.20.2.16/28"},
-                 {"privateIPAddressPrefixLength", 28},
-                 {"privateIPAllocationMethod", "Static"},
-                 {"provisioningState", "Succeeded"},
-                 {"subnet", {{"id", kSubnetId}}},
-                 {"primary", false}}}};
-  transport_.nic = azureNic("W/\"1\"", json::array({ours}));
+  transport_.nic = azureNic("W/\"1\"", json::array({ourPrefixConfig()}));
   const std::vector<ipam::Prefix> drop = {prefix("172.20.2.16/28")};
   auto removed = network_.removeNicPrefixes(kNicId, drop);
   ASSERT_TRUE(removed.has_value()) << removed.error().message;
