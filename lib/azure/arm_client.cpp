@@ -251,9 +251,20 @@ Result<json> ArmClient::get(std::string_view operation, std::string_view target)
 
 Result<std::vector<json>> ArmClient::list(std::string_view operation, std::string_view target) {
   std::vector<json> items;
+  auto pages = forEachItem(operation, target, [&items](json& item) -> Result<void> {
+    items.push_back(std::move(item));
+    return {};
+  });
+  if (!pages) return std::unexpected(pages.error());
+  return items;
+}
+
+Result<int> ArmClient::forEachItem(std::string_view operation, std::string_view target,
+                                   const std::function<Result<void>(json& item)>& visit) {
   std::string next(target);
+  int page = 0;
   // A server that keeps handing out the same nextLink would loop forever; pages are finite.
-  for (int page = 0; !next.empty(); ++page) {
+  for (; !next.empty(); ++page) {
     if (page >= 10'000) {
       return fail(ErrorCode::kBadResponse,
                   fmt::format("{} {}: more than 10000 pages; giving up", operation, target));
@@ -265,8 +276,9 @@ Result<std::vector<json>> ArmClient::list(std::string_view operation, std::strin
       return fail(ErrorCode::kBadResponse,
                   fmt::format("{} {}: the page has no \"value\" array", operation, next));
     }
-    for (auto& item : *value)
-      items.push_back(std::move(item));
+    for (auto& item : *value) {
+      if (auto visited = visit(item); !visited) return std::unexpected(visited.error());
+    }
     const auto link = doc->find("nextLink");
     if (link != doc->end() && !link->is_null() && !link->is_string()) {
       return fail(ErrorCode::kBadResponse,
@@ -274,7 +286,7 @@ Result<std::vector<json>> ArmClient::list(std::string_view operation, std::strin
     }
     next = link != doc->end() && link->is_string() ? link->get<std::string>() : std::string();
   }
-  return items;
+  return page;
 }
 
 Result<json> ArmClient::put(std::string_view operation, std::string_view target, const json& body,

@@ -82,6 +82,10 @@ class ArmClient {
 
   // GET a collection and every further page (nextLink); the items of all pages, in order.
   Result<std::vector<nlohmann::json>> list(std::string_view operation, std::string_view target);
+  // The same walk, handing each item to `visit` as its page arrives, so that a long collection is
+  // never held whole. An error of `visit` ends the walk with it. Returns the pages read.
+  Result<int> forEachItem(std::string_view operation, std::string_view target,
+                          const std::function<Result<void>(nlohmann::json& item)>& visit);
 
   // Whether put() reads the resource once its operation has Succeeded. kNo for a caller that only
   // needs to know the write took: a status that says Succeeded is the cloud's word that it did,

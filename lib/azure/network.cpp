@@ -385,23 +385,27 @@ Result<NetworkInterface> NetworkClient::putNic(const NetworkInterface& nic) {
   return parseNetworkInterface(*doc);
 }
 
-Result<std::vector<NetworkInterface>> NetworkClient::listNics(std::string_view subscriptionId,
-                                                              std::string_view resourceGroup) {
-  const std::string collection = fmt::format(
-      "/subscriptions/{}/resourceGroups/{}/providers/Microsoft.Network/"
-      "networkInterfaces",
-      subscriptionId, resourceGroup);
+Result<NicAttachments> NetworkClient::listNicAttachments(std::string_view resourceGroupId) {
+  const std::string collection =
+      fmt::format("{}/providers/Microsoft.Network/networkInterfaces", resourceGroupId);
   if (auto ok = checkId(collection, "resource group"); !ok) return std::unexpected(ok.error());
-  auto items = arm_.list("ListNetworkInterfaces", withVersion(collection, kNetworkApiVersion));
-  if (!items) return std::unexpected(items.error());
-  std::vector<NetworkInterface> nics;
-  nics.reserve(items->size());
-  for (const auto& item : *items) {
-    auto nic = parseNetworkInterface(item);
-    if (!nic) return std::unexpected(nic.error());
-    nics.push_back(std::move(*nic));
-  }
-  return nics;
+  NicAttachments out;
+  auto pages = arm_.forEachItem(
+      "ListNetworkInterfaces", withVersion(collection, kNetworkApiVersion),
+      [&out](json& item) -> Result<void> {
+        const json& props = child(item, "properties");
+        NicAttachment nic{.nicId = str(item, "id"),
+                          .virtualMachineId = str(child(props, "virtualMachine"), "id"),
+                          .primary = flag(props, "primary")};
+        if (nic.nicId.empty()) {
+          return fail(ErrorCode::kBadResponse, "a network interface of the list has no id");
+        }
+        if (!nic.virtualMachineId.empty()) out.nics.push_back(std::move(nic));
+        return {};
+      });
+  if (!pages) return std::unexpected(pages.error());
+  out.pages = *pages;
+  return out;
 }
 
 Result<std::vector<SubnetUsage>> NetworkClient::listVirtualNetworkUsage(std::string_view vnetId) {
@@ -419,14 +423,36 @@ Result<std::vector<SubnetUsage>> NetworkClient::listVirtualNetworkUsage(std::str
   return usages;
 }
 
-Result<void> NetworkClient::writeNic(const NetworkInterface& nic) {
+Result<std::optional<NetworkInterface>> NetworkClient::writeNic(const NetworkInterface& nic) {
   if (auto ok = checkId(nic.id, "network interface"); !ok) return std::unexpected(ok.error());
   auto doc = arm_.put("PutNetworkInterface", withVersion(nic.id, kNetworkApiVersion), nic.raw,
                       nic.etag.empty() ? std::nullopt : std::optional<std::string>(nic.etag),
                       ArmClient::ReadBack::kNo);
   if (!doc) return std::unexpected(doc.error());
-  return {};
+  // The PUT's own answer, when it is the NIC as the write left it (a body that says Succeeded, or
+  // a Location poll's result); after an Azure-AsyncOperation poll there is none (an empty object).
+  if (doc->is_object() && !doc->empty()) {
+    if (auto answered = parseNetworkInterface(*doc); answered && !answered->etag.empty())
+      return std::optional<NetworkInterface>(std::move(*answered));
+  }
+  return std::optional<NetworkInterface>();
 }
+
+namespace {
+
+// The NIC a write left: as the PUT answered it, or else as it was sent.
+void recordWrite(NicPrefixChange& change, std::optional<NetworkInterface> answered,
+                 NetworkInterface sent) {
+  change.answered = answered.has_value();
+  if (answered) {
+    change.nic = std::move(*answered);
+    return;
+  }
+  auto parsed = parseNetworkInterface(sent.raw);
+  change.nic = parsed ? std::move(*parsed) : std::move(sent);
+}
+
+}  // namespace
 
 Result<NicPrefixChange> NetworkClient::setNicPrefixes(std::string_view nicId,
                                                       std::span<const ipam::Prefix> desired) {
@@ -458,8 +484,7 @@ Result<NicPrefixChange> NetworkClient::setNicPrefixes(NetworkInterface nic,
       continue;
     }
     if (!written) return std::unexpected(written.error());
-    auto sent = parseNetworkInterface(nic.raw);
-    change.nic = sent ? std::move(*sent) : std::move(nic);
+    recordWrite(change, std::move(*written), std::move(nic));
     change.added = std::move(diff->added);
     change.removed = std::move(diff->removed);
     change.written = true;
@@ -487,8 +512,7 @@ Result<NicPrefixChange> NetworkClient::removeNicPrefixes(std::string_view nicId,
       continue;
     }
     if (!written) return std::unexpected(written.error());
-    auto sent = parseNetworkInterface(nic->raw);
-    change.nic = sent ? std::move(*sent) : std::move(*nic);
+    recordWrite(change, std::move(*written), std::move(*nic));
     change.removed = std::move(diff.removed);
     change.written = true;
     return change;

@@ -97,11 +97,27 @@ struct SubnetUsage {
   std::optional<std::int64_t> limit;  // limit: "the size of the subnet"
 };
 
+// A NIC of a resource group as the group's list shows it: the VM it is on and whether it is that
+// VM's primary NIC (properties.primary, which Azure sets on a NIC attached to a VM; read-only).
+struct NicAttachment {
+  std::string nicId;
+  std::string virtualMachineId;
+  bool primary = false;
+};
+
+// The NICs of a resource group that are on a VM, and how many pages (GETs) the list took.
+struct NicAttachments {
+  std::vector<NicAttachment> nics;
+  int pages = 0;
+};
+
 // What setNicPrefixes did.
 struct NicPrefixChange {
-  // As written (its etag the one the write was made against), or as found if none was needed: the
+  // As the PUT answered it when it did with the NIC (`answered`: its etag is the new one), else as
+  // written (its etag the one the write was made against), or as found if none was needed: the
   // NIC is not read again after a write whose operation Succeeded.
   NetworkInterface nic;
+  bool answered = false;
   std::vector<ipam::Prefix> added;    // ipConfigurations created
   std::vector<ipam::Prefix> removed;  // ipConfigurations deleted
   bool written = false;               // a PUT was needed
@@ -170,8 +186,10 @@ class NetworkClient {
   // PUT the whole NIC (nic.raw with nic.ipConfigs' changes already applied by the caller), with
   // If-Match: nic.etag when it is set. Returns the NIC as read after the operation.
   Result<NetworkInterface> putNic(const NetworkInterface& nic);
-  Result<std::vector<NetworkInterface>> listNics(std::string_view subscriptionId,
-                                                 std::string_view resourceGroup);
+  // The NICs of the resource group `resourceGroupId` ("/subscriptions/<id>/resourceGroups/<rg>")
+  // that are attached to a VM, all pages, keeping only the fields above of each NIC as its page
+  // arrives (a page of NICs is large; a group may hold thousands).
+  Result<NicAttachments> listNicAttachments(std::string_view resourceGroupId);
   // The usage of every subnet of the VNET (all pages).
   Result<std::vector<SubnetUsage>> listVirtualNetworkUsage(std::string_view vnetId);
 
@@ -193,8 +211,9 @@ class NetworkClient {
                                             std::span<const ipam::Prefix> prefixes);
 
  private:
-  // PUT of `nic` with If-Match, without reading it back once the operation Succeeded.
-  Result<void> writeNic(const NetworkInterface& nic);
+  // PUT of `nic` with If-Match, without reading it back once the operation Succeeded. The NIC
+  // the PUT answered with, when it did (nullopt after a poll of Azure-AsyncOperation).
+  Result<std::optional<NetworkInterface>> writeNic(const NetworkInterface& nic);
 
   ArmClient& arm_;
   int maxConflicts_;

@@ -27,15 +27,16 @@ bool badCharacter(char c) {
 
 }  // namespace
 
+std::string AzureVmRef::resourceGroupId() const {
+  return fmt::format("/subscriptions/{}/resourceGroups/{}", subscriptionId, resourceGroup);
+}
+
 std::string AzureVmRef::resourceId() const {
   if (kind == Kind::kUniformScaleSetMachine)
     return fmt::format(
-        "/subscriptions/{}/resourceGroups/{}/providers/Microsoft.Compute/virtualMachineScaleSets/"
-        "{}/virtualMachines/{}",
-        subscriptionId, resourceGroup, name, instanceId);
-  return fmt::format(
-      "/subscriptions/{}/resourceGroups/{}/providers/Microsoft.Compute/virtualMachines/{}",
-      subscriptionId, resourceGroup, name);
+        "{}/providers/Microsoft.Compute/virtualMachineScaleSets/{}/virtualMachines/{}",
+        resourceGroupId(), name, instanceId);
+  return fmt::format("{}/providers/Microsoft.Compute/virtualMachines/{}", resourceGroupId(), name);
 }
 
 Result<AzureVmRef> parseProviderId(std::string_view providerID) {

@@ -32,6 +32,8 @@ struct AzureVmRef {
 
   // The VM's ARM resource id (without the "azure://" scheme), as written in the providerID.
   std::string resourceId() const;
+  // "/subscriptions/<id>/resourceGroups/<rg>": the group the VM is in.
+  std::string resourceGroupId() const;
   bool uniformScaleSet() const { return kind == Kind::kUniformScaleSetMachine; }
 };
 

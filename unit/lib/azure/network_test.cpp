@@ -149,6 +149,7 @@ TEST_F(NetworkClientTest, SetNicPrefixesWritesEveryBlockInOnePutWithIfMatch) {
   EXPECT_TRUE(change->written);
   EXPECT_EQ(change->added, desired);
   EXPECT_TRUE(change->removed.empty());
+  EXPECT_FALSE(change->answered);
   EXPECT_EQ(change->nic.etag, "W/\"1\"") << "as written: the NIC is not read again";
   EXPECT_EQ(change->nic.ipConfigs.size(), 3u);
 
@@ -307,7 +308,8 @@ TEST_F(NetworkClientTest, RemoveNicPrefixesPutsTheNicLessOnlyThoseWithIfMatch) {
   EXPECT_TRUE(change->written);
   EXPECT_EQ(change->removed, drop);
   EXPECT_TRUE(change->added.empty());
-  EXPECT_EQ(change->nic.etag, "W/\"1\"") << "as written: not read again";
+  EXPECT_TRUE(change->answered);
+  EXPECT_EQ(change->nic.etag, "W/\"2\"") << "as the PUT answered: not read again";
   const auto requests = transport_.requests();
   ASSERT_EQ(requests.size(), 2u);
   EXPECT_EQ(requests[1].method, "PUT");
@@ -390,21 +392,42 @@ TEST_F(NetworkClientTest, FindsANodesVmAndItsNicsPrimaryFirst) {
   EXPECT_EQ((*nics)[1].id, second);
 }
 
-TEST_F(NetworkClientTest, ListsNicsAcrossPages) {
+TEST_F(NetworkClientTest, ListsTheNicsOfAResourceGroupOnVmsAcrossPages) {
   const std::string collection =
       std::string(kRg) + "/providers/Microsoft.Network/networkInterfaces?api-version=2024-05-01";
+  const auto onVm = [](std::string name, std::string_view vm, std::optional<bool> primary) {
+    json nic = nicJson("W/\"1\"", {});
+    nic["id"] = std::string(kRg) + "/providers/Microsoft.Network/networkInterfaces/" + name;
+    nic["properties"].erase("virtualMachine");
+    if (!vm.empty()) {
+      nic["properties"]["virtualMachine"] = {
+          {"id",
+           std::string(kRg) + "/providers/Microsoft.Compute/virtualMachines/" + std::string(vm)}};
+    }
+    if (primary) nic["properties"]["primary"] = *primary;
+    return nic;
+  };
   transport_.respond(
-      200, json{{"value", {nicJson("W/\"1\"", {})}},
+      200, json{{"value", {onVm("a", "vm-a", true), onVm("loose", "", std::nullopt)}},
                 {"nextLink", "https://management.azure.com" + collection + "&%24skipToken=abc"}}
                .dump());
-  auto second = nicJson("W/\"1\"", {});
-  second["id"] = std::string(kRg) + "/providers/Microsoft.Network/networkInterfaces/other";
-  transport_.respond(200, json{{"value", {second}}}.dump());
-  auto nics = network_.listNics("sub", "rg");
-  ASSERT_TRUE(nics.has_value()) << nics.error().message;
-  ASSERT_EQ(nics->size(), 2u);
-  EXPECT_TRUE((*nics)[1].id.ends_with("/other"));
+  transport_.respond(200, json{{"value", {onVm("b2", "vm-b", false)}}}.dump());
+  auto listed = network_.listNicAttachments(kRg);
+  ASSERT_TRUE(listed.has_value()) << listed.error().message;
+  EXPECT_EQ(listed->pages, 2);
+  ASSERT_EQ(listed->nics.size(), 2u) << "a NIC on no VM is left out";
+  EXPECT_TRUE(listed->nics[0].nicId.ends_with("/a"));
+  EXPECT_TRUE(listed->nics[0].virtualMachineId.ends_with("/virtualMachines/vm-a"));
+  EXPECT_TRUE(listed->nics[0].primary);
+  EXPECT_TRUE(listed->nics[1].nicId.ends_with("/b2"));
+  EXPECT_FALSE(listed->nics[1].primary);
+  ASSERT_EQ(transport_.requests().size(), 2u);
   EXPECT_EQ(transport_.requests()[0].target, collection);
+
+  transport_.respond(200, json{{"value", {json{{"name", "no-id"}}}}}.dump());
+  auto broken = network_.listNicAttachments(kRg);
+  ASSERT_FALSE(broken.has_value());
+  EXPECT_EQ(broken.error().code, ErrorCode::kBadResponse);
 }
 
 TEST_F(NetworkClientTest, ListsVnetUsageAcrossPages) {
