@@ -79,7 +79,7 @@ json nicJson(const NetworkInterface& nic) {
       {"nicType", "Standard"}};
   if (!nic.virtualMachineId.empty()) {
     props["virtualMachine"] = {{"id", nic.virtualMachineId}};
-    props["primary"] = true;
+    props["primary"] = nic.primaryOnVm;
   }
   return {{"name", nic.name},
           {"id", nic.id},

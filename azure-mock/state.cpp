@@ -1201,6 +1201,7 @@ std::expected<void, std::string> MockState::load(const json& doc) {
           return std::unexpected(fmt::format("{}: network interface \"{}\" is already on {}", where,
                                              text, it->second.virtualMachineId));
         it->second.virtualMachineId = vm.id;
+        it->second.primaryOnVm = vm.nicIds.empty();  // the VM's first NIC is its primary
         vm.nicIds.push_back(it->second.id);
       }
       if (!fresh.vms_.emplace(toLower(vm.id), vm).second)

@@ -116,6 +116,7 @@ struct NetworkInterface {
   std::string resourceGuid;
   std::string macAddress;
   std::string virtualMachineId;
+  bool primaryOnVm = false;  // the primary NIC of virtualMachineId (properties.primary)
   std::string provisioningState = "Succeeded";
   bool enableIPForwarding = false;
   bool enableAcceleratedNetworking = false;

@@ -175,6 +175,15 @@ def budget_flags(budget: str, style: str) -> list[str]:
     return [x for kv in pairs for x in kv]
 
 
+def by_label(samples, name: str, label: str) -> dict:
+    """The samples of one metric summed per value of one label."""
+    out: dict = {}
+    for n, ls, v in samples:
+        if n == name:
+            out[ls.get(label, "")] = out.get(ls.get(label, ""), 0) + int(v)
+    return out
+
+
 def run_controller(api: KubeApi, cluster: Cluster, mock: Mock, workdir: Path, n: int,
                    budget: str) -> dict:
     names = [f"vm-{i}" for i in range(n)]
@@ -226,6 +235,7 @@ def run_controller(api: KubeApi, cluster: Cluster, mock: Mock, workdir: Path, n:
         "azure": {k: mock_after[k] - mock_before.get(k, 0) for k in ("armRequests", "armWrites",
                                                                       "throttled")},
         "azure_metric": metric_sum(samples, "vnetipam_azure_requests_total"),
+        "azure_by_operation": by_label(samples, "vnetipam_azure_requests_total", "operation"),
         "azure_waits": {labels["reason"]: value for name, labels, value in samples
                         if name == "vnetipam_azure_wait_seconds_total"},
     }
@@ -370,7 +380,7 @@ def main() -> int:
               f"{r['own']}): {detail}")
         if r["azure"]:
             print(f"  {who}: Azure (mock) {r['azure']}, controller-counted attempts "
-                  f"{int(r['azure_metric'])}")
+                  f"{int(r['azure_metric'])}: {r.get('azure_by_operation', {})}")
         if r["budget"] == "arm":
             print(f"  {who}: {arm_budget_report(r)}")
         print(f"  {who}: node creation by the bench took {r['create_seconds']:.2f}s")

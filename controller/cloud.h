@@ -50,6 +50,18 @@ struct CloudSubnet {
   std::vector<std::string> ipConfigurationIds;
 };
 
+// A VM and its primary NIC, as a list of the resource group's NICs shows them.
+struct VmNic {
+  std::string vmId;
+  std::string nicId;
+};
+
+// The primary NICs of a resource group's VMs, and the pages (GETs) the list took.
+struct ResourceGroupNics {
+  std::vector<VmNic> primaryNics;
+  int pages = 0;
+};
+
 class Cloud {
  public:
   virtual ~Cloud() = default;
@@ -64,6 +76,10 @@ class Cloud {
   // controller carves such a node no block and makes no call to the cloud for it. Pure: the rule
   // is the providerID's, so it is defined here once, for AzureCloud and the tests' fake alike.
   virtual std::optional<NodeRefusal> refuseNode(std::string_view providerID) const;
+  // The primary NIC of every VM whose NICs are in resource group `resourceGroupId`
+  // ("/subscriptions/<id>/resourceGroups/<rg>"): a list of its NICs, one GET per page
+  // (NicDirectory decides when that is cheaper than a VM GET per node).
+  virtual azure::Result<ResourceGroupNics> listPrimaryNics(std::string_view resourceGroupId) = 0;
   // Reads a NIC (a GET). kNotFound when it is gone.
   virtual azure::Result<NicState> readNic(std::string_view nicId) = 0;
   // Makes the NIC `nic` (as readNic returned it) carry exactly `desired` among this project's
@@ -90,6 +106,7 @@ class AzureCloud final : public Cloud {
 
   azure::Result<CloudSubnet> readSubnet(std::string_view subnetId) override;
   azure::Result<std::string> primaryNicOfNode(std::string_view providerID) override;
+  azure::Result<ResourceGroupNics> listPrimaryNics(std::string_view resourceGroupId) override;
   azure::Result<NicState> readNic(std::string_view nicId) override;
   azure::Result<void> setNicPrefixes(const NicState& nic,
                                      std::span<const ipam::Prefix> desired) override;

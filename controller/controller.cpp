@@ -25,7 +25,9 @@ Controller::Controller(kube::Client& client, Cloud* cloud, WorkQueue& queue, Eve
       events_(events),
       metrics_(metrics),
       config_(config),
-      clock_(clock) {}
+      clock_(clock) {
+  if (cloud_) nicDirectory_ = std::make_unique<NicDirectory>(*cloud_);
+}
 
 WorkQueue& Controller::queueFor(const WorkKey& key) {
   return key.kind == WorkKind::kNic ? nicQueue_ : queue_;
@@ -148,14 +150,20 @@ void Controller::updateNodeMetricLocked(const std::string& node) {
   metrics_->setNodeBlocks(node, ipam::Family::kV6, v6);
 }
 
-void Controller::upsertBlockLocked(const std::string& name, BlockInfo info, bool fromWatch) {
+void Controller::upsertBlockLocked(const std::string& name, BlockInfo info, bool fromWatch,
+                                   bool nicPassWrote) {
   const auto found = blocks_.find(name);
   if (found != blocks_.end() && !fromWatch &&
       !notOlder(info.resourceVersion, found->second.resourceVersion)) {
     return;  // the watch already brought something newer
   }
   const bool isNew = found == blocks_.end();
-  bool nodeChanged = isNew, nicChanged = isNew;
+  // A join's block, which the watch may bring before the create's answer: written by the NIC pass
+  // that is still on its way.
+  const auto nodeJoins = joins_.find(info.node);
+  nicPassWrote = nicPassWrote || (nodeJoins != joins_.end() && nodeJoins->second.contains(name));
+  bool nodeChanged = isNew;
+  bool nicChanged = isNew && !(nicPassWrote && info.phase == api::BlockPhase::kReady);
   if (!isNew) {
     const BlockInfo& old = found->second;
     // The verdict is the controller's, not the object's: it survives every update.
@@ -182,9 +190,9 @@ void Controller::upsertBlockLocked(const std::string& name, BlockInfo info, bool
   // The block of a join exists: the join has ended, whether its create's answer is in yet or not
   // (the watch may bring the object first). A join and its block at once would hide the block
   // from the Node reconciler, which never releases a join.
-  if (auto j = joins_.find(info.node); j != joins_.end()) {
-    j->second.erase(name);
-    if (j->second.empty()) joins_.erase(j);
+  if (nodeJoins != joins_.end()) {
+    nodeJoins->second.erase(name);
+    if (nodeJoins->second.empty()) joins_.erase(nodeJoins);
   }
   const std::string node = info.node;
   const std::string subnet = info.podSubnet;
@@ -362,7 +370,11 @@ void Controller::applyBlockEvent(kube::WatchEventType type, const json& object) 
 void Controller::upsertNodeLocked(const std::string& name, NodeInfo info) {
   const auto old = nodes_.find(name);
   if (old != nodes_.end() && old->second == info) return;  // heartbeats and status: nothing for us
-  if (old == nodes_.end() || old->second.providerID != info.providerID) {
+  if (old == nodes_.end()) {
+    // Its first NIC pass follows the Node reconciler's carve, which may give it joins to program:
+    // one NIC read for both.
+    nicPassAfterCarve_.insert(name);
+  } else if (old->second.providerID != info.providerID) {
     nicIds_.erase(name);
     enqueue(nicKey(name));
   }

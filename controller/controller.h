@@ -41,6 +41,7 @@
 #include "controller/cloud.h"
 #include "controller/metrics.h"
 #include "controller/nic_conditions.h"
+#include "controller/nic_directory.h"
 #include "controller/node_blocks.h"
 #include "controller/orphan_sweep.h"
 #include "controller/pool_status.h"
@@ -245,8 +246,13 @@ class Controller {
   static std::optional<BlockInfo> decodeBlock(const nlohmann::json& object);
   static std::optional<NodeInfo> decodeNode(const nlohmann::json& object);
 
-  // Under mutex_.
-  void upsertBlockLocked(const std::string& name, BlockInfo info, bool fromWatch);
+  // Under mutex_. `fromWatch`: the object came from the watch (else from a write's answer, taken
+  // only when not older than what the state has). `nicPassWrote`: the node's NIC pass created it
+  // from a join whose prefix it has just seen on the NIC (also assumed for a block that is still
+  // a join of its node: the watch brought it first); a Ready block that pass already planned with
+  // needs no NIC pass of its own (one NIC GET less per node join).
+  void upsertBlockLocked(const std::string& name, BlockInfo info, bool fromWatch,
+                         bool nicPassWrote = false);
   // Judges an undecided block against its pool (block_trust.h) and, when accepted, occupies its
   // CIDR for it. `subnetAbsent`: a GET has shown that its PodSubnet does not exist.
   void judgeBlockLocked(const std::string& name, BlockInfo& info, bool subnetAbsent = false);
@@ -326,8 +332,18 @@ class Controller {
   // status.foreignAddresses of a PodSubnet; under mutex_ (subnet_usage.cpp).
   std::optional<std::int64_t> foreignAddressesLocked(const std::string& name) const;
 
+  // The ARM id of the primary NIC of the node's VM (providerID, not refused), and whether it came
+  // from a list of the VM's resource group (NicDirectory: the caller checks the NIC is on the VM)
+  // rather than from the VM itself. Takes mutex_ (only to count the nodes that wait).
+  struct FoundNic {
+    std::string id;
+    bool listed = false;
+  };
+  azure::Result<FoundNic> findNicOfNode(std::string_view providerID);
+
   kube::Client& client_;
   Cloud* cloud_;
+  std::unique_ptr<NicDirectory> nicDirectory_;  // with a cloud
   WorkQueue& queue_;
   WorkQueue& nicQueue_;
   EventSink* events_;
@@ -347,6 +363,7 @@ class Controller {
   std::unordered_map<std::string, std::string> nicIds_;                    // node -> NIC id
   std::set<std::string> goneNics_;  // NICs a GET found gone (armIdKey): not taken from blocks
   std::unordered_map<std::string, std::map<std::string, Join>> joins_;  // node -> block -> join
+  std::set<std::string> nicPassAfterCarve_;  // new nodes: the Node reconciler queues the NIC pass
   const SubnetUsageStore* usage_ = nullptr;
   std::function<void()> orphanSweepTrigger_;
   std::set<std::string> listSeen_[3];  // names seen by the list in progress, per Collection

@@ -19,6 +19,7 @@
 #include "controller/nic_conditions.h"
 #include "controller/nic_reconcile.h"
 #include "controller/pool_status.h"
+#include "lib/azure/provider_id.h"
 #include "lib/base/time.h"
 
 namespace vnetipam::controller {
@@ -26,6 +27,12 @@ namespace vnetipam::controller {
 using nlohmann::json;
 
 namespace {
+
+// Whether a NIC's virtualMachine.id is the VM a node's providerID names.
+bool onVmOf(std::string_view nicVmId, std::string_view providerID) {
+  auto vm = azure::parseProviderId(providerID);
+  return vm && armIdKey(nicVmId) == armIdKey(vm->resourceId());
+}
 
 // A join as the NIC table sees it: a Pending block of the node, accepted (its CIDR is the pool's).
 NicBlock joinAsNicBlock(const std::string& name, const ipam::Prefix& cidr) {
@@ -239,6 +246,30 @@ std::optional<std::string> Controller::dropNicFinalizers(const std::vector<std::
   return firstError;
 }
 
+azure::Result<Controller::FoundNic> Controller::findNicOfNode(std::string_view providerID) {
+  auto vm = azure::parseProviderId(providerID);
+  if (vm && !vm->uniformScaleSet()) {
+    const std::string group = vm->resourceGroupId();
+    const std::string groupKey = armIdKey(group);
+    // The nodes of the group that wait for their NIC: none known, no block yet.
+    const auto waiting = [&] {
+      std::lock_guard lock(mutex_);
+      std::size_t n = 0;
+      for (const auto& [name, info] : nodes_) {
+        if (nicIds_.contains(name) || nodeBlocks_.contains(name)) continue;
+        auto ref = azure::parseProviderId(info.providerID);
+        if (ref && !ref->uniformScaleSet() && armIdKey(ref->resourceGroupId()) == groupKey) ++n;
+      }
+      return n;
+    };
+    if (auto nicId = nicDirectory_->take(group, vm->resourceId(), waiting))
+      return FoundNic{.id = std::move(*nicId), .listed = true};
+  }
+  auto nicId = cloud_->primaryNicOfNode(providerID);
+  if (!nicId) return std::unexpected(std::move(nicId.error()));
+  return FoundNic{.id = std::move(*nicId), .listed = false};
+}
+
 std::optional<std::string> Controller::reconcileNic(const std::string& node) {
   // A pass that PUT the NIC is followed at once by another, with a fresh GET:
   // Pending -> (PUT) -> Ready in one reconcile instead of two trips through a queue that may hold
@@ -369,6 +400,7 @@ std::optional<std::string> Controller::nicPass(const std::string& node, bool& ag
     return finishReleasing(finished);
   };
   const bool nicRemembered = nicId.has_value();  // cached, or from a block: not just looked up
+  bool listedNic = false;                        // looked up in a list of the VM's group
   if (!nicId) {
     // The node is gone: find its NIC through what its blocks remember of it.
     if (!nodeExists && providerID.empty()) providerID = blockProviderID;
@@ -384,7 +416,7 @@ std::optional<std::string> Controller::nicPass(const std::string& node, bool& ag
       if (blocks.empty() || !allLeaving) return std::nullopt;
       return leaveWithoutNic(refused->reason);
     }
-    auto found = cloud_->primaryNicOfNode(providerID);
+    auto found = findNicOfNode(providerID);
     if (!found) {
       if (found.error().code == azure::ErrorCode::kNotFound && allLeaving) {
         return leaveWithoutNic("its VM is gone");
@@ -392,20 +424,25 @@ std::optional<std::string> Controller::nicPass(const std::string& node, bool& ag
       return fmt::format("node {}: finding the NIC of {}: {}", node, providerID,
                          found.error().message);
     }
-    nicId = *found;
+    nicId = found->id;
+    listedNic = found->listed;
     std::lock_guard lock(mutex_);
     nicIds_[node] = *nicId;
   }
   auto nic = cloud_->readNic(*nicId);
-  if (!nic && nic.error().code == azure::ErrorCode::kNotFound && nicRemembered && nodeExists &&
-      !providerID.empty() && !cloud_->refuseNode(providerID)) {
+  const bool nicGone = !nic && nic.error().code == azure::ErrorCode::kNotFound;
+  // A NIC a list named that is gone or on another VM now: the list was older than the change.
+  const bool listOutdated = listedNic && (nicGone || (nic && !onVmOf(nic->vmId, providerID)));
+  if ((nicGone && nicRemembered && nodeExists && !providerID.empty() &&
+       !cloud_->refuseNode(providerID)) ||
+      listOutdated) {
     // The NIC remembered is gone (the VM got another): the VM says which it has now, in this pass.
     // Should it not, the NotFound below forgets the NIC as it does for any other.
     auto found = cloud_->primaryNicOfNode(providerID);
     if (found && armIdKey(*found) != armIdKey(*nicId)) {
       {
         std::lock_guard lock(mutex_);
-        goneNics_.insert(armIdKey(*nicId));
+        if (nicGone) goneNics_.insert(armIdKey(*nicId));
         nicIds_[node] = *found;
       }
       nicId = *found;

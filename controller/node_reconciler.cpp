@@ -79,7 +79,8 @@ std::optional<std::string> Controller::createBlock(const std::string& node, cons
     if (metrics_) metrics_->blockAllocated(join.subnet);
     spdlog::debug("node {}: created IPBlock {} ({}, on {})", node, name, join.cidr.toString(),
                   programmedOn);
-    if (auto info = decodeBlock(*created)) upsertBlockLocked(name, std::move(*info), false);
+    if (auto info = decodeBlock(*created))
+      upsertBlockLocked(name, std::move(*info), false, /*nicPassWrote=*/cloud_ != nullptr);
     return std::nullopt;
   }
   const kube::Error& error = created.error();
@@ -91,6 +92,9 @@ std::optional<std::string> Controller::createBlock(const std::string& node, cons
     // it stays taken in the pool, and the node tries the next one.
     spdlog::info("node {}: IPBlock {} already exists; trying another block", node, name);
     again = true;
+    // The block that exists is not the one the NIC pass planned (its prefix is on the NIC for
+    // the join): the pass looks at the node again.
+    if (cloud_) enqueue(nicKey(node));
     return std::nullopt;
   }
   if (isUnknownOutcome(error)) {
@@ -383,7 +387,12 @@ std::optional<std::string> Controller::reconcileNode(const std::string& name) {
       event(ref, true, refusal->reason, "ProgramNIC", boundedMessage(refusal->message));
     }
   }
-  if (changed) enqueue(nicKey(name));
+  bool firstNicPass = false;
+  {
+    std::lock_guard lock(mutex_);
+    firstNicPass = nicPassAfterCarve_.erase(name) > 0;
+  }
+  if (changed || firstNicPass) enqueue(nicKey(name));
   if (again) enqueue(nodeKey(name));
   return firstError;
 }

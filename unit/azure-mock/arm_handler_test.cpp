@@ -266,6 +266,34 @@ TEST(ArmHandler, ListNicsPagesWithNextLink) {
                    400, "InvalidSkipToken");
 }
 
+// A NIC says whether it is its VM's primary one (the VM's first): what the controller's list of
+// a resource group's NICs finds a VM's NIC by.
+TEST(ArmHandler, ANicOfAVmSaysWhetherItIsThePrimaryOne) {
+  MockFixture m;
+  json doc = testing::exampleTopology();
+  doc["networkInterfaces"].push_back(json::parse(
+      R"({"name": "two-a", "subnet": "rg1-vnet/default", "primaryIP": "172.20.2.40"})"));
+  doc["networkInterfaces"].push_back(json::parse(
+      R"({"name": "two-b", "subnet": "rg1-vnet/default", "primaryIP": "172.20.2.41"})"));
+  doc["virtualMachines"].push_back(
+      json::parse(R"({"name": "two", "networkInterfaces": ["two-a", "two-b"]})"));
+  auto loaded = m.state.load(doc);
+  ASSERT_TRUE(loaded) << loaded.error();
+  auto r =
+      m.call("GET", std::string(kRg) +
+                        "/providers/Microsoft.Network/networkInterfaces?api-version=2024-05-01");
+  ASSERT_EQ(r.status, 200) << r.body;
+  std::map<std::string, json> primary;
+  const json body = parsed(r);
+  for (const auto& nic : body["value"])
+    primary[nic["name"].get<std::string>()] = nic["properties"].value("primary", json());
+  ASSERT_EQ(primary.size(), 4u);
+  EXPECT_EQ(primary["two-a"], true);
+  EXPECT_EQ(primary["two-b"], false);
+  EXPECT_EQ(primary["test-nic"], true) << "a VM's only NIC";
+  EXPECT_EQ(primary["nic-b"], json()) << "on no VM";
+}
+
 // The usages of the example VNET, as {subnet name: [currentValue, limit]}, over every page.
 std::map<std::string, std::pair<double, double>> vnetUsages(MockFixture& m) {
   std::map<std::string, std::pair<double, double>> out;

@@ -15,16 +15,20 @@
 #include <vector>
 
 #include "controller/cloud.h"
+#include "controller/orphan_sweep.h"
 #include "lib/azure/network.h"
+#include "lib/azure/provider_id.h"
 
 namespace vnetipam::controller::testing {
 
 class FakeCloud final : public Cloud {
  public:
+  // The VM `providerID` names has NIC `nicId` (its primary), attached to it.
   void addNode(const std::string& providerID, const std::string& nicId) {
     std::lock_guard lock(mutex_);
     nicOfNode_[providerID] = nicId;
     nics_[nicId];
+    if (auto vm = azure::parseProviderId(providerID)) vmOfNic_[nicId] = vm->resourceId();
   }
   void setSubnet(const std::string& id, std::vector<ipam::Prefix> prefixes) {
     std::lock_guard lock(mutex_);
@@ -100,7 +104,10 @@ class FakeCloud final : public Cloud {
 
   int puts = 0;
   int reads = 0;
-  int vmReads = 0;  // primaryNicOfNode calls (a GET of the VM each)
+  int vmReads = 0;                        // primaryNicOfNode calls (a GET of the VM each)
+  int lists = 0;                          // listPrimaryNics calls
+  int listPages = 1;                      // what each list says it took
+  std::optional<azure::Error> listError;  // every list fails with it
   int subnetReads = 0;
   // removeNicPrefixes calls: the NIC and the prefixes asked for.
   std::vector<std::pair<std::string, std::vector<ipam::Prefix>>> removes;
@@ -113,6 +120,21 @@ class FakeCloud final : public Cloud {
     const auto found = nicOfNode_.find(std::string(providerID));
     if (found == nicOfNode_.end()) return azure::fail(azure::ErrorCode::kNotFound, "no VM");
     return found->second;
+  }
+  // The VMs addNode made in the group, each with its NIC as it is now.
+  azure::Result<ResourceGroupNics> listPrimaryNics(std::string_view resourceGroupId) override {
+    std::lock_guard lock(mutex_);
+    ++lists;
+    if (listError) return std::unexpected(*listError);
+    ResourceGroupNics out{.primaryNics = {}, .pages = listPages};
+    for (const auto& [providerID, nicId] : nicOfNode_) {
+      auto vm = azure::parseProviderId(providerID);
+      if (vm && !vm->uniformScaleSet() &&
+          armIdKey(vm->resourceGroupId()) == armIdKey(resourceGroupId)) {
+        out.primaryNics.push_back({.vmId = vm->resourceId(), .nicId = nicId});
+      }
+    }
+    return out;
   }
   azure::Result<NicState> readNic(std::string_view nicId) override {
     std::lock_guard lock(mutex_);

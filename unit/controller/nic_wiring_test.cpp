@@ -82,6 +82,92 @@ TEST_F(NicWiringTest, ANodeJoinIsOneApiWriteAndNoReadOfTheNicAfterThePut) {
   EXPECT_EQ(cloud_.nic("nic-a"), std::vector{prefix("10.0.0.0/28")});
 }
 
+// The providerID of VM `name` in the tests' resource group (kVm is vm-a's).
+std::string vmNamed(const std::string& name) {
+  return "azure:///subscriptions/s/resourceGroups/rg/providers/Microsoft.Compute/"
+         "virtualMachines/" +
+         name;
+}
+
+// Nodes that join together find their NICs in one list of their resource group (NicDirectory)
+// rather than a VM GET each; each join then reads its NIC once and PUTs once, and the pass its
+// create wakes reads nothing.
+TEST_F(NicWiringTest, NodesJoiningTogetherShareOneListAndEachJoinIsOneNicReadAndOnePut) {
+  cloud_.addNode(vmNamed("vm-b"), "nic-b");
+  cloud_.addNode(vmNamed("vm-c"), "nic-c");
+  cloud_.listPages = 2;
+  addSubnet(subnetJson("pods", {{"cidr", "10.0.0.0/24"}}));
+  for (const char* node : {"a", "b", "c"})
+    addNode(nodeJson(node, vmNamed(std::string("vm-") + node)));
+  runUntilQuiet();
+  EXPECT_EQ(cloud_.lists, 1);
+  EXPECT_EQ(cloud_.vmReads, 0);
+  EXPECT_EQ(cloud_.reads, 3);
+  EXPECT_EQ(cloud_.puts, 3);
+  for (const char* node : {"a", "b", "c"}) {
+    ASSERT_EQ(blocksOf(node).size(), 1u) << node;
+    EXPECT_EQ(decoded(blocksOf(node)[0]).status.phase, api::BlockPhase::kReady) << node;
+    EXPECT_EQ(cloud_.nic(std::string("nic-") + node).size(), 1u) << node;
+  }
+
+  // The list took two pages: one node joining alone reads its VM (one GET, not two); two nodes
+  // waiting at once are worth a list again.
+  cloud_.addNode(vmNamed("vm-d"), "nic-d");
+  addNode(nodeJson("d", vmNamed("vm-d")));
+  runUntilQuiet();
+  EXPECT_EQ(cloud_.lists, 1);
+  EXPECT_EQ(cloud_.vmReads, 1);
+  cloud_.addNode(vmNamed("vm-e"), "nic-e");
+  cloud_.addNode(vmNamed("vm-f"), "nic-f");
+  addNode(nodeJson("e", vmNamed("vm-e")));
+  addNode(nodeJson("f", vmNamed("vm-f")));
+  runUntilQuiet();
+  EXPECT_EQ(cloud_.lists, 2);
+  EXPECT_EQ(cloud_.vmReads, 1);
+  EXPECT_EQ(cloud_.nic("nic-e").size(), 1u);
+  EXPECT_EQ(cloud_.nic("nic-f").size(), 1u);
+}
+
+// What a list said is checked against the NIC itself: one no longer on the node's VM (or gone)
+// sends the pass to the VM, which names the NIC it has now.
+TEST_F(NicWiringTest, ANicTheListNamedThatIsNoLongerOnTheVmIsLookedUpThroughTheVm) {
+  cloud_.addNode(vmNamed("vm-b"), "nic-b");
+  addSubnet(subnetJson("pods", {{"cidr", "10.0.0.0/24"}}));
+  ASSERT_FALSE(controller_->reconcileSubnet("pods"));
+  addNode(nodeJson("a", kVm));
+  addNode(nodeJson("b", vmNamed("vm-b")));
+  ASSERT_FALSE(controller_->reconcileNode("a"));
+  ASSERT_FALSE(controller_->reconcileNode("b"));
+  ASSERT_FALSE(controller_->reconcileNic("a"));
+  ASSERT_EQ(cloud_.lists, 1);
+  // After the list: vm-b's NIC moves to another VM, and vm-b gets nic-b2.
+  cloud_.placeNic("nic-b", kSubnetId, vmNamed("vm-x"));
+  cloud_.addNode(vmNamed("vm-b"), "nic-b2");
+  ASSERT_FALSE(controller_->reconcileNic("b"));
+  EXPECT_EQ(cloud_.vmReads, 1);
+  EXPECT_TRUE(cloud_.nic("nic-b").empty());
+  EXPECT_EQ(cloud_.nic("nic-b2").size(), 1u);
+  runUntilQuiet();
+  ASSERT_EQ(blocksOf("b").size(), 1u);
+  EXPECT_EQ(decoded(blocksOf("b")[0]).status.nic->id, "nic-b2");
+}
+
+// A list that fails costs its one read and doubles the nodes the next list must serve: the nodes
+// read their VMs meanwhile.
+TEST_F(NicWiringTest, AFailedListSendsTheNodesToTheirVmsAndRaisesTheBarForTheNext) {
+  cloud_.addNode(vmNamed("vm-b"), "nic-b");
+  cloud_.listError = azure::Error{.code = azure::ErrorCode::kForbidden,
+                                  .message = "injected: AuthorizationFailed"};
+  addSubnet(subnetJson("pods", {{"cidr", "10.0.0.0/24"}}));
+  addNode(nodeJson("a", kVm));
+  addNode(nodeJson("b", vmNamed("vm-b")));
+  runUntilQuiet();
+  EXPECT_EQ(cloud_.lists, 1) << "b alone waits after a's list failed: less than two nodes";
+  EXPECT_EQ(cloud_.vmReads, 2);
+  EXPECT_EQ(cloud_.nic("nic-a").size(), 1u);
+  EXPECT_EQ(cloud_.nic("nic-b").size(), 1u);
+}
+
 // A block an earlier version created before programming it: Pending until a GET shows it.
 TEST_F(NicWiringTest, APendingBlockMovesOnlyAfterAFreshGetShowedThePrefix) {
   api_.put(blockPathOf("pods-10-0-0-0-28"),
@@ -204,12 +290,13 @@ TEST_F(NicWiringTest, ANodeDeletedDuringItsJoinsPutHasItsBlockReleased) {
 }
 
 // A controller that starts takes a node's NIC from its blocks (programmed-on, for the providerID
-// the node still has): no GET of the VM. One whose NIC is gone is looked up through the VM.
+// the node still has): no lookup of the VM's NIC. One whose NIC is gone is looked up through the
+// VM.
 TEST_F(NicWiringTest, ARestartedControllerTakesTheNicFromTheNodesBlocks) {
   addNode(nodeJson("a", kVm));
   addSubnet(subnetJson("pods", {{"cidr", "10.0.0.0/24"}}));
   runUntilQuiet();
-  ASSERT_EQ(cloud_.vmReads, 1);
+  ASSERT_EQ(cloud_.vmReads + cloud_.lists, 1) << "the NIC found once: a list of the group";
   ASSERT_EQ(blocksOf("a").size(), 1u);
 
   controller_ = std::make_unique<Controller>(client_, &cloud_, queue_, &events_, nullptr,
@@ -220,14 +307,15 @@ TEST_F(NicWiringTest, ARestartedControllerTakesTheNicFromTheNodesBlocks) {
   runUntilQuiet();
   controller_->enqueueAll();
   runUntilQuiet();
-  EXPECT_EQ(cloud_.vmReads, 1) << "the block named the NIC";
+  EXPECT_EQ(cloud_.vmReads + cloud_.lists, 1) << "the block named the NIC";
   EXPECT_GT(cloud_.reads, 1);
 
   // The node's VM now has another NIC: the old one is gone.
   cloud_.removeNic("nic-a");
   cloud_.addNode(kVm, "nic-a2");
   EXPECT_FALSE(controller_->reconcileNic("a"));
-  EXPECT_EQ(cloud_.vmReads, 2) << "a NIC found gone is looked up through the VM, in the same pass";
+  EXPECT_EQ(cloud_.vmReads, 1) << "a NIC found gone is looked up through the VM, in the same pass";
+  EXPECT_EQ(cloud_.lists, 1);
   EXPECT_EQ(cloud_.nic("nic-a2").size(), 1u);
 }
 
