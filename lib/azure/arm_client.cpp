@@ -235,12 +235,13 @@ Result<http::HttpResponse> ArmClient::send(std::string_view operation, std::stri
   }
 }
 
-Result<json> ArmClient::get(std::string_view operation, std::string_view target) {
+Result<json> ArmClient::get(std::string_view operation, std::string_view target,
+                            std::span<const std::string_view> keepKeys) {
   auto response = send(operation, "GET", target);
   if (!response) return std::unexpected(response.error());
   if (!isSuccess(response->status)) return std::unexpected(armError(operation, target, *response));
-  auto doc =
-      parseBoundedJson(response->body, kMaxArmBodyBytes, fmt::format("{} {}", operation, target));
+  auto doc = parseBoundedJson(response->body, kMaxArmBodyBytes,
+                              fmt::format("{} {}", operation, target), keepKeys);
   if (!doc) return std::unexpected(std::move(doc.error()));
   if (!doc->is_object()) {
     return fail(ErrorCode::kBadResponse,
@@ -260,7 +261,13 @@ Result<std::vector<json>> ArmClient::list(std::string_view operation, std::strin
 }
 
 Result<int> ArmClient::forEachItem(std::string_view operation, std::string_view target,
-                                   const std::function<Result<void>(json& item)>& visit) {
+                                   const std::function<Result<void>(json& item)>& visit,
+                                   std::span<const std::string_view> itemKeys) {
+  std::vector<std::string_view> keep;
+  if (!itemKeys.empty()) {
+    keep.assign(itemKeys.begin(), itemKeys.end());
+    keep.insert(keep.end(), {"value", "nextLink"});
+  }
   std::string next(target);
   int page = 0;
   // A server that keeps handing out the same nextLink would loop forever; pages are finite.
@@ -269,7 +276,7 @@ Result<int> ArmClient::forEachItem(std::string_view operation, std::string_view 
       return fail(ErrorCode::kBadResponse,
                   fmt::format("{} {}: more than 10000 pages; giving up", operation, target));
     }
-    auto doc = get(operation, next);
+    auto doc = get(operation, next, keep);
     if (!doc) return std::unexpected(doc.error());
     const auto value = doc->find("value");
     if (value == doc->end() || !value->is_array()) {

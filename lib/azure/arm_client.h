@@ -31,6 +31,7 @@
 #include <functional>
 #include <mutex>
 #include <optional>
+#include <span>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -78,14 +79,19 @@ class ArmClient {
             Clock& clock, ArmClientOptions options = {});
 
   // GET a resource. `operation` names the call for metrics and messages ("GetNetworkInterface").
-  Result<nlohmann::json> get(std::string_view operation, std::string_view target);
+  // `keepKeys` (parseBoundedJson): only members with these keys are kept of the answer.
+  Result<nlohmann::json> get(std::string_view operation, std::string_view target,
+                             std::span<const std::string_view> keepKeys = {});
 
   // GET a collection and every further page (nextLink); the items of all pages, in order.
   Result<std::vector<nlohmann::json>> list(std::string_view operation, std::string_view target);
   // The same walk, handing each item to `visit` as its page arrives, so that a long collection is
   // never held whole. An error of `visit` ends the walk with it. Returns the pages read.
+  // `itemKeys`, when not empty: only members with these keys are kept of the items (at any depth;
+  // the page's own "value" and "nextLink" always).
   Result<int> forEachItem(std::string_view operation, std::string_view target,
-                          const std::function<Result<void>(nlohmann::json& item)>& visit);
+                          const std::function<Result<void>(nlohmann::json& item)>& visit,
+                          std::span<const std::string_view> itemKeys = {});
 
   // Whether put() reads the resource once its operation has Succeeded. kNo for a caller that only
   // needs to know the write took: a status that says Succeeded is the cloud's word that it did,

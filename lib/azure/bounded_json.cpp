@@ -1,5 +1,7 @@
 #include "lib/azure/bounded_json.h"
 
+#include <algorithm>
+
 #include <fmt/format.h>
 
 #include "lib/base/json_depth.h"
@@ -7,7 +9,8 @@
 namespace vnetipam::azure {
 
 Result<nlohmann::json> parseBoundedJson(std::string_view body, std::size_t maxBytes,
-                                        std::string_view what) {
+                                        std::string_view what,
+                                        std::span<const std::string_view> keepKeys) {
   if (body.size() > maxBytes) {
     return fail(ErrorCode::kBadResponse,
                 fmt::format("{}: the response is {} bytes, more than the limit of {}", what,
@@ -18,7 +21,13 @@ Result<nlohmann::json> parseBoundedJson(std::string_view body, std::size_t maxBy
                 fmt::format("{}: the response nests deeper than {} levels", what, kMaxJsonDepth));
   }
   try {
-    return nlohmann::json::parse(body);
+    if (keepKeys.empty()) return nlohmann::json::parse(body);
+    return nlohmann::json::parse(
+        body, [keepKeys](int, nlohmann::json::parse_event_t event, nlohmann::json& parsed) {
+          if (event != nlohmann::json::parse_event_t::key) return true;
+          const auto& key = parsed.get_ref<const std::string&>();
+          return std::ranges::find(keepKeys, key) != keepKeys.end();
+        });
   } catch (const nlohmann::json::parse_error& e) {
     // Only the position: the parser's own message quotes the text around it.
     return fail(

@@ -7,6 +7,7 @@
 #pragma once
 
 #include <cstddef>
+#include <span>
 #include <string_view>
 
 #include <nlohmann/json.hpp>
@@ -31,8 +32,12 @@ inline constexpr std::size_t kMaxQuotedBytes = 1024;
 // Parses `body` once it is no longer than `maxBytes` and nests no deeper than kMaxJsonDepth.
 // kBadResponse "<what>: ..." naming the size, the depth, or the byte at which the text stops
 // being JSON. Never echoes the body (token responses carry secrets). Never throws.
+// `keepKeys`, when not empty: object members whose key is not among them are dropped while the
+// text is parsed, with all they hold, so that a large answer of which the caller needs a few
+// fields (a page of a thousand NICs) never becomes a whole tree.
 Result<nlohmann::json> parseBoundedJson(std::string_view body, std::size_t maxBytes,
-                                        std::string_view what);
+                                        std::string_view what,
+                                        std::span<const std::string_view> keepKeys = {});
 
 // The string member `key` of `object`, or "" when `object` is not an object or the member is
 // missing or not a string: the lenient read for optional fields (a CloudError's code).

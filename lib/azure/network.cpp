@@ -390,6 +390,8 @@ Result<NicAttachments> NetworkClient::listNicAttachments(std::string_view resour
       fmt::format("{}/providers/Microsoft.Network/networkInterfaces", resourceGroupId);
   if (auto ok = checkId(collection, "resource group"); !ok) return std::unexpected(ok.error());
   NicAttachments out;
+  // All a page's NICs would be a tree of several MiB; these are the members read below.
+  static constexpr std::string_view kKeep[] = {"id", "properties", "virtualMachine", "primary"};
   auto pages = arm_.forEachItem(
       "ListNetworkInterfaces", withVersion(collection, kNetworkApiVersion),
       [&out](json& item) -> Result<void> {
@@ -402,7 +404,8 @@ Result<NicAttachments> NetworkClient::listNicAttachments(std::string_view resour
         }
         if (!nic.virtualMachineId.empty()) out.nics.push_back(std::move(nic));
         return {};
-      });
+      },
+      kKeep);
   if (!pages) return std::unexpected(pages.error());
   out.pages = *pages;
   return out;

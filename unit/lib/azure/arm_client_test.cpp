@@ -465,6 +465,38 @@ TEST_F(ArmClientTest, AnOverlongCloudErrorIsQuotedCutNotWhole) {
   EXPECT_NE(redacted.find("(195911 bytes cut)"), std::string::npos) << redacted;
 }
 
+// A walk that names the members it reads keeps only those of each item, at any depth: a page
+// of a thousand NICs is not built into a whole tree. The limits still apply to the text.
+TEST_F(ArmClientTest, AWalkKeepsOnlyTheMembersItNames) {
+  ArmClient client = makeClient();
+  transport_.respond(200, R"({"value": [
+      {"id": "/a", "etag": "e", "properties": {"primary": true, "ipConfigurations": [{"id": "c"}],
+                                              "virtualMachine": {"id": "/vm", "extra": 1}}},
+      {"id": "/b", "tags": {"id": "not read"}}],
+    "nextLink": null, "other": "x"})");
+  std::vector<json> items;
+  static constexpr std::string_view kKeep[] = {"id", "properties", "virtualMachine", "primary"};
+  auto pages = client.forEachItem(
+      "ListNetworkInterfaces", kNic,
+      [&items](json& item) -> Result<void> {
+        items.push_back(std::move(item));
+        return {};
+      },
+      kKeep);
+  ASSERT_TRUE(pages.has_value()) << pages.error().message;
+  EXPECT_EQ(*pages, 1);
+  ASSERT_EQ(items.size(), 2u);
+  EXPECT_EQ(items[0], json::parse(R"({"id": "/a", "properties": {"primary": true,
+                                       "virtualMachine": {"id": "/vm"}}})"));
+  EXPECT_EQ(items[1], json::parse(R"({"id": "/b"})"));
+
+  transport_.respond(200, R"({"value": [)" + std::string(65, '[') + std::string(65, ']') + "]}");
+  auto deep = client.forEachItem(
+      "ListNetworkInterfaces", kNic, [](json&) -> Result<void> { return {}; }, kKeep);
+  ASSERT_FALSE(deep.has_value());
+  EXPECT_EQ(deep.error().code, ErrorCode::kBadResponse);
+}
+
 TEST_F(ArmClientTest, BodiesOverTheSizeOrDepthLimitAreBadResponses) {
   ArmClient client = makeClient();
   transport_.respond(200,
