@@ -43,7 +43,8 @@ std::string resourceNotFound(std::string_view type, std::string_view name, std::
       type, name, rg);
 }
 
-// ---- rendering (the 2024-05-01 response shapes of NetworkInterface and VirtualMachine) ----
+// ---- rendering (the 2024-05-01 response shapes of NetworkInterface and VirtualMachine; a
+// uniform scale-set VM's NIC in the 2018-10-01 one, scaleSetNicJson) ----
 
 json ipConfigurationJson(const NetworkInterface& nic, const IpConfiguration& c) {
   json props = {{"provisioningState", nic.provisioningState},
@@ -88,6 +89,26 @@ json nicJson(const NetworkInterface& nic) {
           {"location", nic.location},
           {"tags", nic.tags},
           {"properties", std::move(props)}};
+}
+
+// A uniform scale-set VM's NIC as its reads answer it. The spec publishes those reads
+// (NetworkInterfaces_GetVirtualMachineScaleSetNetworkInterface and
+// _ListVirtualMachineScaleSetVMNetworkInterfaces) only in
+// specification/network/resource-manager/Microsoft.Network/stable/2018-10-01/
+// vmssNetworkInterface.json, whose answers are that folder's networkInterface.json definitions:
+// a NetworkInterfacePropertiesFormat without nicType (nor any later field), and ipConfigurations
+// (NetworkInterfaceIPConfiguration) without type and without privateIPAddressPrefixLength. So
+// this is nicJson's NIC less those fields. A prefix configuration (a topology may give one)
+// keeps its CIDR form in privateIPAddress, the only place that shape has for it [R].
+json scaleSetNicJson(const NetworkInterface& nic) {
+  json doc = nicJson(nic);
+  json& props = doc["properties"];
+  props.erase("nicType");
+  for (json& config : props["ipConfigurations"]) {
+    config.erase("type");
+    config["properties"].erase("privateIPAddressPrefixLength");
+  }
+  return doc;
 }
 
 json subnetJson(const MockState& state, const Subnet& s) {
@@ -895,7 +916,7 @@ ArmResponse ArmHandler::handleArm(const ArmRequest& request, const std::vector<s
       if (kind == Kind::kScaleSetVmNics) {
         json value = json::array();
         for (const auto& id : vm->nicIds) {
-          if (const auto* nic = state_.findNic(id)) value.push_back(nicJson(*nic));
+          if (const auto* nic = state_.findNic(id)) value.push_back(scaleSetNicJson(*nic));
         }
         return finish(jsonResponse(200, {{"value", std::move(value)}}));
       }
@@ -904,7 +925,7 @@ ArmResponse ArmHandler::handleArm(const ArmRequest& request, const std::vector<s
         return finish(
             error(404, "ResourceNotFound",
                   resourceNotFound("Microsoft.Network/networkInterfaces", seg[11], seg[3])));
-      return finish(jsonResponse(200, nicJson(*nic)));
+      return finish(jsonResponse(200, scaleSetNicJson(*nic)));
     }
     case Kind::kNics: {
       auto skipped = skipToken(query);

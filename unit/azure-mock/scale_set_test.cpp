@@ -2,6 +2,10 @@
 // API has them: a uniform scale set's VMs and NICs are read through Microsoft.Compute paths and
 // cannot be written there (no PUT of the scale-set NIC; the scale-set VM's ipConfigurations have
 // no prefix length), while a flexible scale set's VMs are ordinary VMs with ordinary NICs.
+#include <algorithm>
+#include <string>
+#include <vector>
+
 #include <gtest/gtest.h>
 
 #include "unit/azure-mock/conformance.h"
@@ -60,23 +64,124 @@ TEST(ScaleSet, AUniformVmAndItsNicAreReadThroughCompute) {
             testing::kSubnetId);
 
   // NetworkInterfaces_GetVirtualMachineScaleSetNetworkInterface, api-version 2017-03-30 (the
-  // spec's enum) or 2018-10-01.
+  // spec's enum) or 2018-10-01; the answer is the 2018-10-01 folder's NetworkInterface.
   for (const char* api : {"2017-03-30", "2018-10-01"}) {
     auto nic = m.call("GET", kPoolNic + "?api-version=" + api);
-    expectConforms(nic, "NetworkInterface");
+    expectConforms(nic, "NetworkInterface@2018-10-01");
     EXPECT_EQ(parsed(nic)["id"], kPoolNic);
     EXPECT_EQ(parsed(nic)["properties"]["virtualMachine"]["id"], kPoolVm);
     EXPECT_EQ(parsed(nic)["properties"]["ipConfigurations"][0]["properties"]["privateIPAddress"],
               "172.20.2.30");
   }
   expectConforms(m.call("GET", kPoolVm + "/networkInterfaces?api-version=2017-03-30"),
-                 "NetworkInterfaceListResult");
+                 "NetworkInterfaceListResult@2018-10-01");
   // Its address is taken in the subnet like any NIC's.
   const json usage = parsed(m.call(
       "GET",
       std::string(kRg) +
           "/providers/Microsoft.Network/virtualNetworks/rg1-vnet/usages?api-version=2024-05-01"));
   EXPECT_EQ(usage["value"][0]["currentValue"], 4.0) << usage;  // 2 NICs + pool-nic + flex-nic
+}
+
+// The scale-set NIC reads answer with the 2018-10-01 definitions (vmssNetworkInterface.json
+// refers to that folder's networkInterface.json), which have no nicType on the NIC and no type
+// or privateIPAddressPrefixLength on an ipConfiguration: none of them comes back, through the GET
+// or the list, at either api-version.
+TEST(ScaleSet, AUniformVmsNicIsReadInThe2018Shape) {
+  ScaleSetFixture m;
+  const auto expectOldShape = [](const json& nic) {
+    ASSERT_TRUE(nic.contains("properties")) << nic;
+    EXPECT_FALSE(nic["properties"].contains("nicType")) << nic;
+    ASSERT_FALSE(nic["properties"]["ipConfigurations"].empty()) << nic;
+    for (const auto& config : nic["properties"]["ipConfigurations"]) {
+      EXPECT_FALSE(config.contains("type")) << config;
+      EXPECT_FALSE(config["properties"].contains("privateIPAddressPrefixLength")) << config;
+    }
+  };
+  for (const char* api : {"2017-03-30", "2018-10-01"}) {
+    SCOPED_TRACE(api);
+    const auto get = m.call("GET", kPoolNic + "?api-version=" + api);
+    expectConforms(get, "NetworkInterface@2018-10-01");
+    expectOldShape(parsed(get));
+    const auto list = m.call("GET", kPoolVm + "/networkInterfaces?api-version=" + api);
+    expectConforms(list, "NetworkInterfaceListResult@2018-10-01");
+    const json value = parsed(list)["value"];
+    ASSERT_EQ(value.size(), 1u) << value;
+    EXPECT_EQ(value[0]["id"], kPoolNic);
+    expectOldShape(value[0]);
+    EXPECT_EQ(value[0], parsed(get));
+  }
+  // An ordinary NIC of the same mock keeps the 2024-05-01 shape, nicType and type included.
+  const auto ordinary = m.getNic();
+  expectConforms(ordinary, "NetworkInterface");
+  const json nic = parsed(ordinary);
+  EXPECT_EQ(nic["properties"]["nicType"], "Standard");
+  EXPECT_EQ(nic["properties"]["ipConfigurations"][0]["type"],
+            "Microsoft.Network/networkInterfaces/ipConfigurations");
+}
+
+// The 2018-10-01 facts themselves: a NIC in the 2024-05-01 shape (the mock's ordinary NIC) is
+// not a 2018-10-01 NetworkInterface, and exactly for the fields that version lacks; so the
+// checks above would fail if a scale-set NIC came back with nicType or an ipConfiguration type.
+TEST(ScaleSet, The2018DefinitionsRefuseTheNewerFields) {
+  // The scale-set NIC operations' answers are defined next to them, in the same folder.
+  const std::string_view vmss = azure::testing::kVmssNicSpec;
+  const std::string folder(vmss.substr(0, vmss.rfind('/') + 1));
+  for (const char* name : {"NetworkInterface@2018-10-01", "NetworkInterfaceListResult@2018-10-01",
+                           "NetworkInterfaceIPConfiguration@2018-10-01"})
+    EXPECT_EQ(azure::testing::armSchema().at(name).file, folder + "networkInterface.json") << name;
+
+  ScaleSetFixture m;
+  json nic = parsed(m.getNic());
+  ASSERT_TRUE(nic["properties"].contains("nicType")) << nic;
+  const auto problems = azure::testing::schemaProblems(nic, "NetworkInterface@2018-10-01");
+  const auto names = [&] {
+    std::vector<std::string> out;
+    for (const auto& p : problems)
+      out.push_back(p.substr(0, p.find(':')));
+    std::ranges::sort(out);
+    return out;
+  }();
+  EXPECT_EQ(names, (std::vector<std::string>{"$.properties.ipConfigurations[0].type",
+                                             "$.properties.nicType"}))
+      << ::testing::PrintToString(problems);
+  // Without them it conforms.
+  nic["properties"].erase("nicType");
+  nic["properties"]["ipConfigurations"][0].erase("type");
+  EXPECT_TRUE(azure::testing::schemaProblems(nic, "NetworkInterface@2018-10-01").empty());
+  // A prefix configuration's length has no place in that version either.
+  json config = nic["properties"]["ipConfigurations"][0];
+  config["properties"]["privateIPAddressPrefixLength"] = 28;
+  EXPECT_EQ(
+      azure::testing::schemaProblems(config, "NetworkInterfaceIPConfiguration@2018-10-01").size(),
+      1u);
+  EXPECT_TRUE(azure::testing::schemaProblems(config, "NetworkInterfaceIPConfiguration").empty());
+}
+
+// A scale-set NIC a topology gives a prefix configuration: the 2018-10-01 shape has no
+// privateIPAddressPrefixLength, so the prefix stays in CIDR form in privateIPAddress.
+TEST(ScaleSet, AScaleSetNicsPrefixHasNoLengthField) {
+  MockFixture m;
+  json doc = scaleSetTopology();
+  for (auto& nic : doc["networkInterfaces"]) {
+    if (nic["name"] != "pool-nic") continue;
+    nic.erase("primaryIP");
+    nic.erase("subnet");
+    nic["ipConfigurations"] = json::parse(R"([
+      {"name": "ipconfig1", "primary": true, "subnet": "rg1-vnet/default",
+       "privateIPAddress": "172.20.2.30"},
+      {"name": "vnetipam-172-20-2-64-28", "subnet": "rg1-vnet/default",
+       "privateIPAddress": "172.20.2.64/28"}])");
+  }
+  auto ok = m.state.load(doc);
+  ASSERT_TRUE(ok.has_value()) << ok.error();
+  const auto get = m.call("GET", kPoolNic + "?api-version=2018-10-01");
+  expectConforms(get, "NetworkInterface@2018-10-01");
+  const json configs = parsed(get)["properties"]["ipConfigurations"];
+  ASSERT_EQ(configs.size(), 2u) << configs;
+  EXPECT_EQ(configs[1]["properties"]["privateIPAddress"], "172.20.2.64/28");
+  EXPECT_EQ(configs[1]["properties"]["privateIPAddressVersion"], "IPv4");
+  EXPECT_FALSE(configs[1]["properties"].contains("privateIPAddressPrefixLength"));
 }
 
 TEST(ScaleSet, AUniformVmsNicCannotBeWritten) {

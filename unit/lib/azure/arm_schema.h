@@ -6,9 +6,15 @@
 //
 // These are facts read from the spec, written down as data, not a copy of it: only the
 // definitions the project sends or reads, and for open ones only the properties it uses. The
-// api-versions are the ones the project pins (lib/azure/network.h): Microsoft.Network 2024-05-01,
-// Microsoft.Compute 2023-09-01, and the scale-set NIC reads, which the spec publishes only at
-// 2017-03-30 (vmssNetworkInterface.json).
+// api-versions are the ones the project pins (lib/azure/network.h): Microsoft.Network 2024-05-01
+// and Microsoft.Compute 2023-09-01; and the scale-set NIC reads, which the spec publishes only
+// in the 2018-10-01 folder (vmssNetworkInterface.json, whose operations declare the api-version
+// enum ["2017-03-30"]) and whose answers are that folder's networkInterface.json definitions,
+// recorded here under their own names with the suffix "@2018-10-01".
+//
+// readOnly (the spec's "readOnly": true) is recorded for the NIC definitions of both
+// api-versions and for what they take from network.json (Resource's name and type); the other
+// definitions do not record it yet, so a readOnly of false there says nothing.
 #pragma once
 
 #include <algorithm>
@@ -23,11 +29,32 @@
 
 namespace vnetipam::azure::testing {
 
-// Spec files, as paths within Azure/azure-rest-api-specs.
+// Spec files, as paths within Azure/azure-rest-api-specs, and the commit of each file the facts
+// were read at, where the copy read named one.
+//
+// 2024-05-01: networkInterface.json at df74858bfda6128d16c98265db2a6f42e89b20ff (a copy at
+// 11ae4404233fee8e1f08d3939c1462b644b29936 has the same NIC definitions); network.json at
+// ea83a2a3e90ca3f0420e9d0ef55a811523541aba; virtualNetwork.json: commit not known.
 inline constexpr std::string_view kNetworkSpec =
     "specification/network/resource-manager/Microsoft.Network/stable/2024-05-01/";
+// Commit not known.
 inline constexpr std::string_view kComputeSpec =
     "specification/compute/resource-manager/Microsoft.Compute/ComputeRP/stable/2023-09-01/";
+// The 2018-10-01 folder: vmssNetworkInterface.json at c1d515234d187174a30c3f0b394b5a4af2332fd7,
+// networkInterface.json at 9ced37cba72f5b0e33dc1387387f63f60d5e5a23 (a copy at
+// e6a720e2c3c6680c5b2392f091707f1864fe6490, older by the description typos it still has, does
+// not mark NetworkInterfacePropertiesFormat.virtualMachine readOnly; the definitions recorded
+// here are otherwise the same in both), network.json at
+// cd3fbc92ce5e30e1376cc58c1013054228edd53e, virtualNetwork.json at
+// 11bfbb3573025b2ab88b2c9e876b99ee7af49c47.
+inline constexpr std::string_view kNetworkSpec2018 =
+    "specification/network/resource-manager/Microsoft.Network/stable/2018-10-01/";
+// NetworkInterfaces_ListVirtualMachineScaleSetVMNetworkInterfaces (.../virtualMachineScaleSets/
+// {ss}/virtualMachines/{i}/networkInterfaces: NetworkInterfaceListResult) and
+// NetworkInterfaces_GetVirtualMachineScaleSetNetworkInterface (.../networkInterfaces/{nic}:
+// NetworkInterface), both GET only, both "$ref": "./networkInterface.json#/definitions/..." of the
+// same folder; their api-version parameter is "enum": ["2017-03-30"] and the file's
+// info.version is "2017-03-30".
 inline constexpr std::string_view kVmssNicSpec =
     "specification/network/resource-manager/Microsoft.Network/stable/2018-10-01/"
     "vmssNetworkInterface.json";
@@ -43,6 +70,7 @@ struct Property {
   std::optional<JsonType> itemType;
   std::vector<std::string> enumValues;  // "enum" (case-sensitive, as the spec lists them)
   bool required = false;                // in the definition's "required"
+  bool readOnly = false;                // "readOnly": true (see the file comment for where)
   std::optional<long long> minimum;     // "minimum" / "maximum" of an integer
   std::optional<long long> maximum;
 };
@@ -73,6 +101,10 @@ inline Property required(Property p) {
   p.required = true;
   return p;
 }
+inline Property readOnly(Property p) {
+  p.readOnly = true;
+  return p;
+}
 
 // ProvisioningState (network.json): "enum": ["Succeeded", "Updating", "Deleting", "Failed"].
 inline const std::vector<std::string> kProvisioningStates = {"Succeeded", "Updating", "Deleting",
@@ -82,6 +114,7 @@ inline const std::vector<std::string> kProvisioningStates = {"Succeeded", "Updat
 inline const std::map<std::string, Definition>& armSchema() {
   static const std::map<std::string, Definition> schema = [] {
     const std::string net(kNetworkSpec);
+    const std::string net2018(kNetworkSpec2018);
     const std::string compute(kComputeSpec);
     std::vector<Definition> defs = {
         // network.json: Resource {id, name (readOnly), type (readOnly), location, tags {string:
@@ -90,46 +123,53 @@ inline const std::map<std::string, Definition>& armSchema() {
         {"NetworkInterface",
          net + "networkInterface.json",
          true,
-         {str("id"), str("name"), str("type"), str("location"), obj("tags", "Tags"),
-          obj("extendedLocation"), str("etag"),
+         {str("id"), readOnly(str("name")), readOnly(str("type")), str("location"),
+          obj("tags", "Tags"), obj("extendedLocation"), readOnly(str("etag")),
           obj("properties", "NetworkInterfacePropertiesFormat")}},
         {"Tags", net + "network.json", false, {}},
+        // readOnly: virtualMachine, privateEndpoint, tapConfigurations, macAddress, primary,
+        // vnetEncryptionSupported, defaultOutboundConnectivityEnabled, hostedWorkloads,
+        // dscpConfiguration, resourceGuid and provisioningState (network.json's ProvisioningState
+        // is itself "readOnly": true). The rest can be written.
         {"NetworkInterfacePropertiesFormat",
          net + "networkInterface.json",
          true,
-         {obj("virtualMachine", "SubResource"),
+         {readOnly(obj("virtualMachine", "SubResource")),
           obj("networkSecurityGroup"),
-          obj("privateEndpoint"),
+          readOnly(obj("privateEndpoint")),
           arr("ipConfigurations", "NetworkInterfaceIPConfiguration"),
-          arr("tapConfigurations"),
+          readOnly(arr("tapConfigurations")),
           obj("dnsSettings", "NetworkInterfaceDnsSettings"),
-          str("macAddress"),
-          boolean("primary"),
-          boolean("vnetEncryptionSupported"),
-          boolean("defaultOutboundConnectivityEnabled"),
+          readOnly(str("macAddress")),
+          readOnly(boolean("primary")),
+          readOnly(boolean("vnetEncryptionSupported")),
+          readOnly(boolean("defaultOutboundConnectivityEnabled")),
           boolean("enableAcceleratedNetworking"),
           boolean("disableTcpStateTracking"),
           boolean("enableIPForwarding"),
-          strings("hostedWorkloads"),
-          obj("dscpConfiguration", "SubResource"),
-          str("resourceGuid"),
-          str("provisioningState", kProvisioningStates),
+          readOnly(strings("hostedWorkloads")),
+          readOnly(obj("dscpConfiguration", "SubResource")),
+          readOnly(str("resourceGuid")),
+          readOnly(str("provisioningState", kProvisioningStates)),
           str("workloadType"),
           str("nicType", {"Standard", "Elastic"}),
           obj("privateLinkService"),
           str("migrationPhase", {"None", "Prepare", "Commit", "Abort", "Committed"}),
           str("auxiliaryMode", {"None", "MaxConnections", "Floating", "AcceleratedConnections"}),
           str("auxiliarySku", {"None", "A1", "A2", "A4", "A8"})}},
+        // readOnly: appliedDnsServers, internalFqdn, internalDomainNameSuffix.
         {"NetworkInterfaceDnsSettings",
          net + "networkInterface.json",
          true,
-         {strings("dnsServers"), strings("appliedDnsServers"), str("internalDnsNameLabel"),
-          str("internalFqdn"), str("internalDomainNameSuffix")}},
-        // NetworkInterfaceIPConfiguration: SubResource {id} + properties, name, etag, type.
+         {strings("dnsServers"), readOnly(strings("appliedDnsServers")),
+          str("internalDnsNameLabel"), readOnly(str("internalFqdn")),
+          readOnly(str("internalDomainNameSuffix"))}},
+        // NetworkInterfaceIPConfiguration: SubResource {id} + properties, name, etag (readOnly)
+        // and type ("Resource type.", not marked readOnly here).
         {"NetworkInterfaceIPConfiguration",
          net + "networkInterface.json",
          true,
-         {str("id"), str("name"), str("etag"), str("type"),
+         {str("id"), str("name"), readOnly(str("etag")), str("type"),
           obj("properties", "NetworkInterfaceIPConfigurationPropertiesFormat")}},
         {"NetworkInterfaceIPConfigurationPropertiesFormat",
          net + "networkInterface.json",
@@ -155,20 +195,90 @@ inline const std::map<std::string, Definition>& armSchema() {
           boolean("primary"),
           obj("publicIPAddress"),
           arr("applicationSecurityGroups"),
-          str("provisioningState", kProvisioningStates),
-          obj("privateLinkConnectionProperties")}},
+          // readOnly: provisioningState and privateLinkConnectionProperties only.
+          readOnly(str("provisioningState", kProvisioningStates)),
+          readOnly(obj("privateLinkConnectionProperties"))}},
         // An ipConfiguration's subnet is a Subnet (virtualNetwork.json); on a NIC only its id.
         {"SubnetReference", net + "virtualNetwork.json", false, {str("id")}},
         {"SubResource", net + "network.json", true, {str("id")}},
-        // The Network RP's ListResults: {value, nextLink (string)}.
+        // The Network RP's ListResults: {value, nextLink (string; readOnly in these two)}.
         {"NetworkInterfaceListResult",
          net + "networkInterface.json",
          true,
-         {arr("value", "NetworkInterface"), str("nextLink")}},
+         {arr("value", "NetworkInterface"), readOnly(str("nextLink"))}},
         {"NetworkInterfaceIPConfigurationListResult",
          net + "networkInterface.json",
          true,
-         {arr("value", "NetworkInterfaceIPConfiguration"), str("nextLink")}},
+         {arr("value", "NetworkInterfaceIPConfiguration"), readOnly(str("nextLink"))}},
+
+        // The scale-set NIC reads' answers (kVmssNicSpec): the 2018-10-01 networkInterface.json
+        // definitions. Older and smaller than 2024-05-01's: no nicType, auxiliaryMode,
+        // vnetEncryptionSupported, disableTcpStateTracking, ... on the NIC, no type and no
+        // privateIPAddressPrefixLength on an ipConfiguration, no enum on any provisioningState.
+        //
+        // network.json (2018-10-01): Resource {id, name (readOnly), type (readOnly), location,
+        // tags {string: string}}, no extendedLocation; NetworkInterface adds properties and etag
+        // (a string, not marked readOnly in this version). None of them is "required".
+        {"NetworkInterface@2018-10-01",
+         net2018 + "networkInterface.json",
+         true,
+         {str("id"), readOnly(str("name")), readOnly(str("type")), str("location"), obj("tags"),
+          str("etag"), obj("properties", "NetworkInterfacePropertiesFormat@2018-10-01")}},
+        // NetworkInterfacePropertiesFormat (2018-10-01), every property: virtualMachine
+        // (SubResource, readOnly), networkSecurityGroup, interfaceEndpoint (readOnly),
+        // ipConfigurations, tapConfigurations, dnsSettings, macAddress, primary,
+        // enableAcceleratedNetworking, enableIPForwarding, hostedWorkloads (strings, readOnly),
+        // resourceGuid and provisioningState (a string: "Possible values are: 'Updating',
+        // 'Deleting', and 'Failed'", no enum).
+        {"NetworkInterfacePropertiesFormat@2018-10-01",
+         net2018 + "networkInterface.json",
+         true,
+         {readOnly(obj("virtualMachine", "SubResource@2018-10-01")), obj("networkSecurityGroup"),
+          readOnly(obj("interfaceEndpoint")),
+          arr("ipConfigurations", "NetworkInterfaceIPConfiguration@2018-10-01"),
+          arr("tapConfigurations"), obj("dnsSettings", "NetworkInterfaceDnsSettings@2018-10-01"),
+          str("macAddress"), boolean("primary"), boolean("enableAcceleratedNetworking"),
+          boolean("enableIPForwarding"), readOnly(strings("hostedWorkloads")), str("resourceGuid"),
+          str("provisioningState")}},
+        // The same five as 2024-05-01's, none marked readOnly in this version.
+        {"NetworkInterfaceDnsSettings@2018-10-01",
+         net2018 + "networkInterface.json",
+         true,
+         {strings("dnsServers"), strings("appliedDnsServers"), str("internalDnsNameLabel"),
+          str("internalFqdn"), str("internalDomainNameSuffix")}},
+        // NetworkInterfaceIPConfiguration (2018-10-01): SubResource {id} + properties, name and
+        // etag. No type.
+        {"NetworkInterfaceIPConfiguration@2018-10-01",
+         net2018 + "networkInterface.json",
+         true,
+         {str("id"), str("name"), str("etag"),
+          obj("properties", "NetworkInterfaceIPConfigurationPropertiesFormat@2018-10-01")}},
+        // NetworkInterfaceIPConfigurationPropertiesFormat (2018-10-01), every property: the
+        // virtualNetworkTaps, applicationGatewayBackendAddressPools,
+        // loadBalancerBackendAddressPools and loadBalancerInboundNatRules arrays, privateIPAddress
+        // ("Private IP address of the IP configuration."), privateIPAllocationMethod ["Static",
+        // "Dynamic"], privateIPAddressVersion ["IPv4", "IPv6"], subnet (a Subnet), primary,
+        // publicIPAddress, applicationSecurityGroups and provisioningState (a string, no enum).
+        // No privateIPAddressPrefixLength and no gatewayLoadBalancer; none marked readOnly.
+        {"NetworkInterfaceIPConfigurationPropertiesFormat@2018-10-01",
+         net2018 + "networkInterface.json",
+         true,
+         {arr("virtualNetworkTaps"), arr("applicationGatewayBackendAddressPools"),
+          arr("loadBalancerBackendAddressPools"), arr("loadBalancerInboundNatRules"),
+          str("privateIPAddress"), str("privateIPAllocationMethod", {"Static", "Dynamic"}),
+          str("privateIPAddressVersion", {"IPv4", "IPv6"}),
+          obj("subnet", "SubnetReference@2018-10-01"), boolean("primary"), obj("publicIPAddress"),
+          arr("applicationSecurityGroups"), str("provisioningState")}},
+        // virtualNetwork.json (2018-10-01): Subnet = SubResource {id} + properties, name, etag;
+        // on a NIC only its id.
+        {"SubnetReference@2018-10-01", net2018 + "virtualNetwork.json", false, {str("id")}},
+        {"SubResource@2018-10-01", net2018 + "network.json", true, {str("id")}},
+        // NetworkInterfaceListResult (2018-10-01): value and nextLink (readOnly string).
+        {"NetworkInterfaceListResult@2018-10-01",
+         net2018 + "networkInterface.json",
+         true,
+         {arr("value", "NetworkInterface@2018-10-01"), readOnly(str("nextLink"))}},
+
         {"VirtualNetwork",
          net + "virtualNetwork.json",
          true,
@@ -454,6 +564,43 @@ inline std::vector<std::string> schemaProblems(const nlohmann::json& doc,
   std::vector<std::string> problems;
   detail::check(doc, definition, "$", problems);
   return problems;
+}
+
+namespace detail {
+
+inline void findReadOnly(const nlohmann::json& doc, const std::string& definition,
+                         const std::string& at, std::vector<std::string>& found) {
+  const auto it = armSchema().find(definition);
+  if (it == armSchema().end() || !doc.is_object()) return;
+  const Definition& def = it->second;
+  for (const auto& p : def.properties) {
+    if (!doc.contains(p.name)) continue;
+    const auto& v = doc[p.name];
+    if (p.readOnly) {
+      found.push_back(
+          fmt::format("{}.{}: readOnly in the spec ({} in {})", at, p.name, def.name, def.file));
+      continue;
+    }
+    if (p.ref.empty()) continue;
+    if (p.type == JsonType::kObject) findReadOnly(v, p.ref, at + "." + p.name, found);
+    if (p.type == JsonType::kArray && v.is_array()) {
+      for (std::size_t i = 0; i < v.size(); ++i)
+        findReadOnly(v[i], p.ref, fmt::format("{}.{}[{}]", at, p.name, i), found);
+    }
+  }
+}
+
+}  // namespace detail
+
+// Every property in `doc` that the spec's `definition` (or a definition it refers to) marks
+// "readOnly": true, which a client has no business writing; the outermost only (a read-only
+// object's own properties are not listed again). Names the definition does not know are left
+// to schemaProblems. Empty when the body sets nothing read-only.
+inline std::vector<std::string> readOnlyProblems(const nlohmann::json& doc,
+                                                 const std::string& definition) {
+  std::vector<std::string> found;
+  detail::findReadOnly(doc, definition, "$", found);
+  return found;
 }
 
 }  // namespace vnetipam::azure::testing

@@ -2,6 +2,7 @@
 // checked against the field names, types, enums and bounds of the published Microsoft.Network
 // spec (the facts, with their spec files, are in arm_schema.h). The bodies come from the real
 // code path (NetworkClient::setNicPrefixes over a scripted transport), not from a copy of it.
+#include <algorithm>
 #include <mutex>
 #include <string>
 #include <vector>
@@ -16,6 +17,7 @@ namespace vnetipam::azure {
 namespace {
 
 using nlohmann::json;
+using testing::readOnlyProblems;
 using testing::schemaProblems;
 
 constexpr std::string_view kRg = "/subscriptions/subid/resourceGroups/rg1";
@@ -148,6 +150,56 @@ TEST(ArmSchemaTest, FlagsWhatTheSpecDoesNotAllow) {
       1u);
 }
 
+TEST(ArmSchemaTest, FindsWhatTheSpecMarksReadOnly) {
+  // networkInterface.json (2024-05-01): an ipConfiguration's etag, its provisioningState and
+  // privateLinkConnectionProperties are "readOnly": true; its name, type, id and the address
+  // fields are not.
+  const json writable = {{"name", "c"},
+                         {"id", kNicId + "/ipConfigurations/c"},
+                         {"type", "Microsoft.Network/networkInterfaces/ipConfigurations"},
+                         {"properties",
+                          {{"privateIPAddress", "10.0.1.0/28"},
+                           {"privateIPAddressPrefixLength", 28},
+                           {"privateIPAllocationMethod", "Static"},
+                           {"privateIPAddressVersion", "IPv4"},
+                           {"primary", false},
+                           {"subnet", {{"id", kSubnetId}}}}}};
+  EXPECT_TRUE(readOnlyProblems(writable, "NetworkInterfaceIPConfiguration").empty());
+  json read = writable;
+  read["etag"] = "W/\"1\"";
+  read["properties"]["provisioningState"] = "Succeeded";
+  read["properties"]["privateLinkConnectionProperties"] = {{"groupId", "g"}};
+  const auto found = readOnlyProblems(read, "NetworkInterfaceIPConfiguration");
+  ASSERT_EQ(found.size(), 3u) << ::testing::PrintToString(found);
+  EXPECT_TRUE(found[0].starts_with("$.etag: readOnly")) << found[0];
+  EXPECT_TRUE(found[1].starts_with("$.properties.provisioningState: readOnly")) << found[1];
+  EXPECT_TRUE(found[2].starts_with("$.properties.privateLinkConnectionProperties: readOnly"))
+      << found[2];
+  // A whole NIC as Azure returns it carries many: the Resource's name and type, the etag, and
+  // among its properties (NetworkInterfacePropertiesFormat) macAddress, resourceGuid,
+  // provisioningState, virtualMachine, primary, ...; and in its dnsSettings
+  // internalDomainNameSuffix and appliedDnsServers.
+  const auto nic = readOnlyProblems(azureNic("W/\"1\""), "NetworkInterface");
+  for (const char* path :
+       {"$.name", "$.type", "$.etag", "$.properties.macAddress", "$.properties.resourceGuid",
+        "$.properties.provisioningState", "$.properties.virtualMachine", "$.properties.primary",
+        "$.properties.dnsSettings.internalDomainNameSuffix",
+        "$.properties.dnsSettings.appliedDnsServers", "$.properties.ipConfigurations[0].etag",
+        "$.properties.ipConfigurations[0].properties.provisioningState"}) {
+    EXPECT_TRUE(std::ranges::any_of(
+        nic, [&](const std::string& p) { return p.starts_with(std::string(path) + ": "); }))
+        << path << " in " << ::testing::PrintToString(nic);
+  }
+  // What may be written is not reported.
+  for (const char* path : {"$.id", "$.location", "$.tags", "$.properties.enableIPForwarding",
+                           "$.properties.networkSecurityGroup", "$.properties.nicType",
+                           "$.properties.ipConfigurations[0].name"}) {
+    EXPECT_FALSE(std::ranges::any_of(nic, [&](const std::string& p) {
+      return p.starts_with(std::string(path) + ": ");
+    })) << path;
+  }
+}
+
 TEST(ArmSchemaTest, AScaleSetVmIpConfigurationCannotCarryAPrefix) {
   // virtualMachineScaleSet.json (2023-09-01): VirtualMachineScaleSetIPConfigurationProperties
   // defines subnet, primary, publicIPAddressConfiguration, privateIPAddressVersion and the pool
@@ -198,6 +250,31 @@ TEST_F(RequestWireTest, AnIpv6PrefixBodyFollowsTheSpec) {
   const json& added = body["properties"]["ipConfigurations"][1];
   EXPECT_EQ(added["properties"]["privateIPAddressVersion"], "IPv6");
   EXPECT_EQ(added["properties"]["privateIPAddressPrefixLength"], 80);
+}
+
+// The ipConfigurations the client writes itself (the vnetipam-* entries it adds, for an IPv4 and
+// an IPv6 prefix) set nothing the spec marks readOnly. The rest of the body is the NIC as read,
+// read-only fields included, which ARM ignores in a PUT: only what the client adds is checked.
+TEST_F(RequestWireTest, TheIpConfigurationsTheClientAddsSetNoReadOnlyProperty) {
+  const json before = azureNic("W/\"1\"");
+  const json body = putBodyFor(before, {prefix("172.20.2.16/28"), prefix("fd00:10:240::/80")});
+  const json& configs = body["properties"]["ipConfigurations"];
+  std::vector<std::string> readNames;
+  for (const auto& c : before["properties"]["ipConfigurations"])
+    readNames.push_back(c["name"].get<std::string>());
+  int added = 0;
+  for (const auto& config : configs) {
+    const std::string name = config.value("name", "");
+    if (std::ranges::find(readNames, name) != readNames.end()) continue;
+    ++added;
+    EXPECT_TRUE(name.starts_with("vnetipam-")) << name;
+    const auto found = readOnlyProblems(config, "NetworkInterfaceIPConfiguration");
+    EXPECT_TRUE(found.empty()) << name << ": " << ::testing::PrintToString(found);
+  }
+  EXPECT_EQ(added, 2);
+  // The ipConfiguration the client only sends back keeps what it read, read-only fields and all.
+  EXPECT_EQ(configs[0], before["properties"]["ipConfigurations"][0]);
+  EXPECT_FALSE(readOnlyProblems(configs[0], "NetworkInterfaceIPConfiguration").empty());
 }
 
 // One of our prefix ipConfigurations as the NIC's GET returns it, read-only fields included.
