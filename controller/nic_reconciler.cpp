@@ -188,13 +188,11 @@ std::optional<std::string> Controller::reportInvalid(const std::string& name) {
   if (!canWrite()) return std::string("not the leader");
   const std::optional<BlockInfo> info = block(name);
   if (!info || info->trust != Trust::kInvalid || info->invalidInStatus) return std::nullopt;
-  const api::Condition condition{.type = std::string(api::kConditionInvalid),
-                                 .status = "True",
-                                 .reason = std::string(toString(info->invalidRule)),
-                                 .message = info->invalidMessage,
-                                 .lastTransitionTime = base::formatRfc3339(now()),
-                                 .observedGeneration = 0,
-                                 .extra = json::object()};
+  // The first Invalid condition the block gets (invalidInStatus: none yet), so none to keep the
+  // time of.
+  const api::Condition condition =
+      nextCondition(std::nullopt, api::kConditionInvalid, true,
+                    std::string(toString(info->invalidRule)), info->invalidMessage, now());
   api::IPBlockControllerStatus status{
       .phase = {}, .lastTransitionTime = {}, .capacity = {}, .nic = {}, .conditions = {condition}};
   // A block programmed before it was refused (by an earlier controller, judging against another
