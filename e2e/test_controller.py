@@ -27,7 +27,7 @@ from azure_mock import (CONTROLLER_ROLE, Mock, mock_fixture, provider_id, subnet
 from built import built
 from controller_harness import (POOL_LABEL, SUBNET_LABEL, ControllerProcess,
                                 InvariantMonitor, KubeApi, blocks_by_node, condition, leaving,
-                                overlaps, phase, poll)
+                                metric_sum, overlaps, phase, poll)
 from crd_helpers import CRD_DIR, CRD_NAMES, PROGRAMMED_ON, block_phase
 
 SEED = 5050
@@ -276,6 +276,17 @@ def test_fifty_nodes_join_get_blocks_on_their_nics_and_leave(env, kube):
         row = rows[b["metadata"]["name"]]
         assert (row["NODE"], row["CIDR"], row["SUBNET"], row["CAPACITY"], row["PHASE"]) == \
             (b["spec"]["nodeName"], b["spec"]["cidr"], "e2e-join", "", ""), row
+
+    # Azure requests of the joins: one NIC GET and one PUT each (and the polls of the PUT's
+    # operation, which the mock, like Azure, does not finish at once). The VMs' NICs came from a
+    # list of their resource group, not a VM GET per node; no NIC was read after its PUT.
+    samples = ctl.metrics()
+    arm = {op: metric_sum(samples, "vnetipam_azure_requests_total", operation=op)
+           for op in ("GetNetworkInterface", "PutNetworkInterface", "GetVirtualMachine",
+                      "ListNetworkInterfaces")}
+    assert arm["GetNetworkInterface"] == 50 and arm["PutNetworkInterface"] == 50, arm
+    # One list: the topology's 408 NICs at the mock's 100 a page.
+    assert arm["GetVirtualMachine"] == 0 and arm["ListNetworkInterfaces"] == 5, arm
 
     pool = env.api.podsubnet("e2e-join")
     assert pool["status"]["allocatedBlocks"] == 50, pool["status"]
