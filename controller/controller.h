@@ -316,6 +316,13 @@ class Controller {
   std::optional<std::string> writeNodeNicCondition(const std::string& node,
                                                    const api::Condition& condition);
   std::optional<std::string> finishReleasing(const std::vector<std::string>& names);
+  // Deletes IPBlock `name` while it is still the object `uid` (a precondition: never another
+  // object that has taken the name since) and folds the answer into the state at once, so the
+  // block is known as deleting before the watch says so. Returns the block as the answer left it,
+  // or nullopt when the object meant is gone already (NotFound, or the precondition failed).
+  // Under no lock.
+  kube::Result<std::optional<BlockInfo>> deleteBlock(const std::string& name,
+                                                     const std::string& uid);
   // --cloud=none: removes kNicReleaseFinalizer from these blocks (the rule is in nicPass).
   std::optional<std::string> dropNicFinalizers(const std::vector<std::string>& names);
   // One merge patch leaving info.otherFinalizers; `remember`: fold the answer into the state.

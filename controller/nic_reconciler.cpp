@@ -126,15 +126,18 @@ std::optional<std::string> Controller::finishReleasing(const std::vector<std::st
   std::optional<std::string> firstError;
   for (const std::string& name : names) {
     if (!canWrite()) return std::string("not the leader");
-    const std::optional<BlockInfo> info = block(name);
+    std::optional<BlockInfo> info = block(name);
     if (!info) continue;
     if (!info->deleting) {
-      auto removed = client_.remove(blockPath(name), {.uid = info->uid});
-      if (!removed && removed.error().code != kube::ErrorCode::kNotFound) {
+      auto deleted = deleteBlock(name, info->uid);
+      if (!deleted) {
         firstError = firstError.value_or(
-            fmt::format("deleting IPBlock {}: {}", name, removed.error().message));
+            fmt::format("deleting IPBlock {}: {}", name, deleted.error().message));
         continue;
       }
+      // The finalizer patch below carries the resourceVersion the delete left.
+      info = std::move(*deleted);
+      if (!info) continue;
     }
     if (!info->hasFinalizer) continue;
     if (auto e = removeNicFinalizer(name, *info, false)) firstError = firstError.value_or(*e);
@@ -624,25 +627,13 @@ std::optional<std::string> Controller::nicPass(const std::string& node, bool& ag
     if (!canWrite()) return std::string("not the leader");
     const std::optional<BlockInfo> info = block(name);
     if (!info || info->deleting) continue;
-    auto removed = client_.remove(blockPath(name), {.uid = info->uid});
-    if (!removed && removed.error().code != kube::ErrorCode::kNotFound) {
+    // Known at once, not when the watch brings it: the next pass plans it as leaving (N8).
+    if (auto deleted = deleteBlock(name, info->uid); !deleted) {
       if (!error) {
         error = fmt::format("node {}: releasing quarantined IPBlock {}: {}", node, name,
-                            removed.error().message);
+                            deleted.error().message);
       }
       continue;
-    }
-    {
-      // Known at once, not when the watch brings it: the next pass plans it as leaving (N8).
-      std::optional<BlockInfo> updated;
-      if (removed) updated = decodeBlock(*removed);
-      std::lock_guard lock(mutex_);
-      if (updated && updated->uid == info->uid) {
-        upsertBlockLocked(name, std::move(*updated), false);
-      } else if (auto found = blocks_.find(name);
-                 found != blocks_.end() && found->second.uid == info->uid) {
-        found->second.deleting = true;
-      }
     }
     releasedQuarantined = true;
     spdlog::info("node {}: releasing IPBlock {}: another resource holds an address in {}", node,

@@ -45,6 +45,29 @@ void Controller::leakCidrLocked(const std::string& subnet, const ipam::Prefix& c
   enqueueAfter(subnetKey(subnet), grace + std::chrono::seconds(1));
 }
 
+kube::Result<std::optional<BlockInfo>> Controller::deleteBlock(const std::string& name,
+                                                               const std::string& uid) {
+  auto removed = client_.remove(blockPath(name), {.uid = uid});
+  if (!removed) {
+    if (removed.error().code == kube::ErrorCode::kNotFound ||
+        removed.error().code == kube::ErrorCode::kConflict) {
+      return std::optional<BlockInfo>();
+    }
+    return std::unexpected(std::move(removed.error()));
+  }
+  std::optional<BlockInfo> updated = decodeBlock(*removed);
+  std::lock_guard lock(mutex_);
+  if (updated && updated->uid == uid) {
+    upsertBlockLocked(name, *updated, false);
+    return updated;
+  }
+  // An answer that does not decode: the state still learns that the block is going.
+  const auto found = blocks_.find(name);
+  if (found == blocks_.end() || found->second.uid != uid) return std::optional<BlockInfo>();
+  found->second.deleting = true;
+  return std::optional<BlockInfo>(found->second);
+}
+
 std::optional<std::string> Controller::createBlock(const std::string& node, const std::string& name,
                                                    const Join& join, const std::string& providerID,
                                                    const std::string& programmedOn, bool& again) {
@@ -323,11 +346,9 @@ std::optional<std::string> Controller::reconcileNode(const std::string& name) {
     }
   }
   for (const Delete& d : deletes) {
-    auto removed = client_.remove(blockPath(d.name), {.uid = d.uid});
-    if (!removed && removed.error().code != kube::ErrorCode::kNotFound &&
-        removed.error().code != kube::ErrorCode::kConflict) {
+    if (auto deleted = deleteBlock(d.name, d.uid); !deleted) {
       firstError = firstError.value_or(
-          fmt::format("deleting IPBlock {}: {}", d.name, removed.error().message));
+          fmt::format("deleting IPBlock {}: {}", d.name, deleted.error().message));
       continue;
     }
     changed = true;

@@ -168,6 +168,30 @@ TEST_F(NicWiringTest, AFailedListSendsTheNodesToTheirVmsAndRaisesTheBarForTheNex
   EXPECT_EQ(cloud_.nic("nic-b").size(), 1u);
 }
 
+// A Releasing block (as an earlier version released one) whose prefix is off the NIC: the pass
+// deletes it and takes nic-release off at once, the patch made against what the delete left (its
+// resourceVersion), not refused as stale and tried again later.
+TEST_F(NicWiringTest, AReleasedBlockIsDeletedAndLosesNicReleaseInOnePass) {
+  const std::string name = "pods-10-0-0-16-28";
+  json b = blockJson("pods", "10.0.0.16/28", "a", name);
+  b["metadata"]["finalizers"] = {"vnetipam.io/agent-drain", "vnetipam.io/nic-release"};
+  b["status"] = {{"phase", "Releasing"}};
+  api_.put(blockPathOf(name), b);
+  addSubnet(subnetJson("pods", {{"cidr", "10.0.0.0/24"}}));
+  addNode(nodeJson("a", kVm));
+  ASSERT_FALSE(controller_->reconcileSubnet("pods"));
+  syncBlocks();
+  EXPECT_FALSE(controller_->reconcileNic("a"));
+  auto got = api_.get(blockPathOf(name));
+  ASSERT_TRUE(got);
+  EXPECT_TRUE((*got)["metadata"].contains("deletionTimestamp")) << got->dump();
+  EXPECT_EQ((*got)["metadata"]["finalizers"], json::array({"vnetipam.io/agent-drain"}))
+      << got->dump();
+  const auto known = controller_->block(name);
+  ASSERT_TRUE(known);
+  EXPECT_TRUE(known->deleting) << "known from the delete's answer, before any watch event";
+}
+
 // A block an earlier version created before programming it: Pending until a GET shows it.
 TEST_F(NicWiringTest, APendingBlockMovesOnlyAfterAFreshGetShowedThePrefix) {
   api_.put(blockPathOf("pods-10-0-0-0-28"),
