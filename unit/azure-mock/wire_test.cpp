@@ -101,6 +101,61 @@ TEST(WireSpec, ErrorsAreCloudErrors) {
   expectConforms(m.putNic(stale, {{"If-Match", "W/\"stale\""}}), "CloudError", 412);
 }
 
+// A Microsoft.Compute route answers its errors as Compute's spec has them: common.json's
+// CloudError (ComputeCloudError here), not network.json's.
+TEST(WireSpec, ComputeErrorsAreComputesCloudErrors) {
+  MockFixture m;
+  const std::string vm = fmt::format("{}/providers/Microsoft.Compute/virtualMachines/", kRg);
+  const auto code = [](const ArmResponse& r) { return parsed(r)["error"]["code"]; };
+
+  const auto missing = m.call("GET", vm + "nope?api-version=2023-09-01");
+  expectConforms(missing, "ComputeCloudError", 404);
+  EXPECT_EQ(code(missing), "ResourceNotFound");
+  const auto noGroup =
+      m.call("GET",
+             "/subscriptions/subid/resourceGroups/nope/providers/Microsoft.Compute/"
+             "virtualMachines/vm1?api-version=2023-09-01");
+  expectConforms(noGroup, "ComputeCloudError", 404);
+  EXPECT_EQ(code(noGroup), "ResourceGroupNotFound");
+
+  // The three api-version answers: none, not a version, a version Compute does not have.
+  const auto none = m.call("GET", vm + "vm1");
+  expectConforms(none, "ComputeCloudError", 400);
+  EXPECT_EQ(code(none), "MissingApiVersionParameter");
+  const auto invalid = m.call("GET", vm + "vm1?api-version=latest");
+  expectConforms(invalid, "ComputeCloudError", 400);
+  EXPECT_EQ(code(invalid), "InvalidApiVersionParameter");
+  const auto unknown = m.call("GET", vm + "vm1?api-version=2024-05-01");
+  expectConforms(unknown, "ComputeCloudError", 400);
+  EXPECT_EQ(code(unknown), "NoRegisteredProviderFound");
+
+  // The mock serves no writes of a VM.
+  const auto put = m.call("PUT", vm + "vm1?api-version=2023-09-01", "{}");
+  expectConforms(put, "ComputeCloudError", 405);
+  EXPECT_EQ(code(put), "MethodNotAllowed");
+}
+
+// The two error definitions differ: Compute's ApiError has innererror (an InnerError object)
+// and its details (ApiErrorBase) have no details of their own; network.json's CloudErrorBody has
+// no innererror and nests details.
+TEST(WireSpec, ComputeAndNetworkErrorDefinitionsDiffer) {
+  const json compute = json::parse(R"({"error": {"code": "c", "message": "m", "target": "t",
+      "details": [{"code": "d", "message": "n", "target": "u"}],
+      "innererror": {"exceptiontype": "e", "errordetail": "x"}}})");
+  EXPECT_TRUE(schemaProblems(compute, "ComputeCloudError").empty())
+      << ::testing::PrintToString(schemaProblems(compute, "ComputeCloudError"));
+  EXPECT_EQ(schemaProblems(compute, "CloudError").size(), 1u)
+      << ::testing::PrintToString(schemaProblems(compute, "CloudError"));
+
+  const json network = json::parse(R"({"error": {"code": "c", "message": "m",
+      "details": [{"code": "d", "message": "n", "details": []}]}})");
+  EXPECT_TRUE(schemaProblems(network, "CloudError").empty())
+      << ::testing::PrintToString(schemaProblems(network, "CloudError"));
+  const auto problems = schemaProblems(network, "ComputeCloudError");
+  ASSERT_EQ(problems.size(), 1u) << ::testing::PrintToString(problems);
+  EXPECT_NE(problems[0].find("$.error.details[0].details"), std::string::npos) << problems[0];
+}
+
 // The failures a client meets on its way: a NIC PUT while another operation runs (409), the
 // operation that failed (its status body carries an Error), a throttled call (429), a body that
 // is not JSON (400), the wrong media type (415).

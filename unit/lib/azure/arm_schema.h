@@ -37,9 +37,22 @@ namespace vnetipam::azure::testing {
 // ea83a2a3e90ca3f0420e9d0ef55a811523541aba; virtualNetwork.json: commit not known.
 inline constexpr std::string_view kNetworkSpec =
     "specification/network/resource-manager/Microsoft.Network/stable/2024-05-01/";
-// Commit not known.
+// The definitions recorded from this folder: commit not known. The "default" responses of the
+// two operations the mock serves were read in virtualMachine.json (VirtualMachines_Get) at
+// 02d62cc0b934606e8d02651822aedbeacb71a77e (the same at df74858bfda6128d16c98265db2a6f42e89b20ff)
+// and in virtualMachineScaleSet.json (VirtualMachineScaleSetVMs_Get) at
+// 06859dc6c6dcb4d0f0c42e7ed5534d867b70f8dd: both are "$ref":
+// "../../../common-types/v1/common.json#/definitions/CloudError" (kComputeCommonSpec), and both
+// take their api-version parameter from that file too ("ApiVersionParameter": a required query
+// string, no enum).
 inline constexpr std::string_view kComputeSpec =
     "specification/compute/resource-manager/Microsoft.Compute/ComputeRP/stable/2023-09-01/";
+// Microsoft.Compute's common types, outside the versioned folders (its info.version is "1.0"),
+// read at 08272fcc1e9cf3e007cb7a333d777b99ceab7bf1; a copy at
+// 23ae785c0b7571422dda749b594fce33656f6471 has the same CloudError, ApiError, ApiErrorBase and
+// InnerError (it lacks SubResourceIdNotRequired only).
+inline constexpr std::string_view kComputeCommonSpec =
+    "specification/compute/resource-manager/Microsoft.Compute/common-types/v1/common.json";
 // The 2018-10-01 folder: vmssNetworkInterface.json at c1d515234d187174a30c3f0b394b5a4af2332fd7,
 // networkInterface.json at 9ced37cba72f5b0e33dc1387387f63f60d5e5a23 (a copy at
 // e6a720e2c3c6680c5b2392f091707f1864fe6490, older by the description typos it still has, does
@@ -116,6 +129,7 @@ inline const std::map<std::string, Definition>& armSchema() {
     const std::string net(kNetworkSpec);
     const std::string net2018(kNetworkSpec2018);
     const std::string compute(kComputeSpec);
+    const std::string computeCommon(kComputeCommonSpec);
     std::vector<Definition> defs = {
         // network.json: Resource {id, name (readOnly), type (readOnly), location, tags {string:
         // string}}, SubResource {id}; NetworkInterface adds extendedLocation, properties and etag
@@ -454,6 +468,29 @@ inline const std::map<std::string, Definition>& armSchema() {
          compute + "virtualMachineScaleSet.json",
          true,
          {required(arr("value", "VirtualMachineScaleSetVM")), str("nextLink")}},
+
+        // Microsoft.Compute's error answer, the "default" response of VirtualMachines_Get and
+        // VirtualMachineScaleSetVMs_Get at 2023-09-01 (kComputeSpec): common.json's "CloudError"
+        // ("An error response from the Compute service.", "x-ms-external": true), recorded as
+        // ComputeCloudError because network.json has a CloudError of its own (above). Its one
+        // property is error, an ApiError. Nothing in these four definitions is "required" or
+        // "readOnly".
+        {"ComputeCloudError", computeCommon, true, {obj("error", "ApiError")}},
+        // ApiError ("Api error."), every property: details (an array of ApiErrorBase),
+        // innererror (an InnerError; all lower case, where network.json's Error has innerError),
+        // code ("The error code."), target ("The target of the particular error.") and message
+        // ("The error message."), strings.
+        {"ApiError",
+         computeCommon,
+         true,
+         {arr("details", "ApiErrorBase"), obj("innererror", "InnerError"), str("code"),
+          str("target"), str("message")}},
+        // ApiErrorBase ("Api error base."): code, target and message, strings. No details: unlike
+        // network.json's CloudErrorBody, a detail has none of its own.
+        {"ApiErrorBase", computeCommon, true, {str("code"), str("target"), str("message")}},
+        // InnerError ("Inner error details."): exceptiontype ("The exception type.") and
+        // errordetail ("The internal error message or exception dump."), strings.
+        {"InnerError", computeCommon, true, {str("exceptiontype"), str("errordetail")}},
     };
     std::map<std::string, Definition> out;
     for (auto& d : defs)
