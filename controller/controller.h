@@ -370,7 +370,8 @@ class Controller {
   std::unordered_map<std::string, std::string> nicIds_;                    // node -> NIC id
   std::set<std::string> goneNics_;  // NICs a GET found gone (armIdKey): not taken from blocks
   std::unordered_map<std::string, std::map<std::string, Join>> joins_;  // node -> block -> join
-  std::set<std::string> nicPassAfterCarve_;  // new nodes: the Node reconciler queues the NIC pass
+  // New nodes whose first NIC pass the Node reconciler queues, once a carved pool selects them.
+  std::set<std::string> nicPassAfterCarve_;
   const SubnetUsageStore* usage_ = nullptr;
   std::function<void()> orphanSweepTrigger_;
   std::set<std::string> listSeen_[3];  // names seen by the list in progress, per Collection

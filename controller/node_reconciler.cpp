@@ -154,6 +154,7 @@ std::optional<std::string> Controller::reconcileNode(const std::string& name) {
   std::vector<std::pair<bool, std::string>> notes;  // (shortOfPool?, message) for node events
   std::string providerID;
   std::optional<NodeRefusal> refusal;          // the cloud can never program this node
+  bool carvedPoolSelects = false;              // a carved PodSubnet selects it (not refused)
   bool refusedSelected = false;                // ... and some PodSubnet selects it
   std::optional<api::Condition> nicCondition;  // its VnetIpamNICProgrammed
   kube::ObjectReference ref;
@@ -232,6 +233,7 @@ std::optional<std::string> Controller::reconcileNode(const std::string& name) {
       ipam::BlockPool* pool = stateIt != subnetStates_.end() && stateIt->second.blocks
                                   ? &*stateIt->second.blocks
                                   : nullptr;
+      if (nodeState == NodeState::kSelected && pool) carvedPoolSelects = true;
       if (mine.empty() && (nodeState != NodeState::kSelected || !pool)) continue;
       const ipam::Family family =
           pool ? pool->family() : (mine.empty() ? ipam::Family::kV4 : mine[0].cidr.family());
@@ -408,10 +410,16 @@ std::optional<std::string> Controller::reconcileNode(const std::string& name) {
       event(ref, true, refusal->reason, "ProgramNIC", boundedMessage(refusal->message));
     }
   }
+  // A new node's first NIC pass, once a carved pool selects it: before that it has nothing to
+  // program and nothing on its NIC could be told ours (no range is known).
   bool firstNicPass = false;
   {
     std::lock_guard lock(mutex_);
-    firstNicPass = nicPassAfterCarve_.erase(name) > 0;
+    if (!nodes_.contains(name)) {
+      nicPassAfterCarve_.erase(name);
+    } else if (carvedPoolSelects) {
+      firstNicPass = nicPassAfterCarve_.erase(name) > 0;
+    }
   }
   if (changed || firstNicPass) enqueue(nicKey(name));
   if (again) enqueue(nodeKey(name));

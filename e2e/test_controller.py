@@ -284,7 +284,9 @@ def test_fifty_nodes_join_get_blocks_on_their_nics_and_leave(env, kube):
     arm = {op: metric_sum(samples, "vnetipam_azure_requests_total", operation=op)
            for op in ("GetNetworkInterface", "PutNetworkInterface", "GetVirtualMachine",
                       "ListNetworkInterfaces")}
-    assert arm["GetNetworkInterface"] == 50 and arm["PutNetworkInterface"] == 50, arm
+    assert arm["GetNetworkInterface"] == 50 and arm["PutNetworkInterface"] == 50, (
+        arm, [(n, ls, v) for n, ls, v in samples if n == "vnetipam_azure_requests_total"],
+        ctl.tail(40))
     # One list: the topology's 408 NICs at the mock's 100 a page.
     assert arm["GetVirtualMachine"] == 0 and arm["ListNetworkInterfaces"] == 5, arm
 

@@ -128,6 +128,20 @@ TEST_F(NicWiringTest, NodesJoiningTogetherShareOneListAndEachJoinIsOneNicReadAnd
   EXPECT_EQ(cloud_.nic("nic-f").size(), 1u);
 }
 
+// A node that comes before its PodSubnet is carved has its NIC read once, when the carve gives it
+// a block to program: not once before (nothing to do) and once after.
+TEST_F(NicWiringTest, ANodeSeenBeforeItsPoolIsCarvedReadsItsNicOnlyForItsJoin) {
+  addNode(nodeJson("a", kVm));
+  runUntilQuiet();
+  EXPECT_EQ(cloud_.reads, 0);
+  addSubnet(subnetJson("pods", {{"cidr", "10.0.0.0/24"}}));
+  runUntilQuiet();
+  EXPECT_EQ(cloud_.reads, 1);
+  EXPECT_EQ(cloud_.puts, 1);
+  ASSERT_EQ(blocksOf("a").size(), 1u);
+  EXPECT_EQ(decoded(blocksOf("a")[0]).status.phase, api::BlockPhase::kReady);
+}
+
 // What a list said is checked against the NIC itself: one no longer on the node's VM (or gone)
 // sends the pass to the VM, which names the NIC it has now.
 TEST_F(NicWiringTest, ANicTheListNamedThatIsNoLongerOnTheVmIsLookedUpThroughTheVm) {
