@@ -719,17 +719,7 @@ class Workloads:
 
     @staticmethod
     def node_pairs(pods: list[dict]) -> list[tuple[dict, dict]]:
-        """(client, server) pairs over every node (at least two pods each): the node's first pod
-        with its second (one node), and with the second pod of the next node (across nodes)."""
-        by_node: dict[str, list[dict]] = {}
-        for p in pods:
-            by_node.setdefault(p["spec"]["nodeName"], []).append(p)
-        nodes = sorted(by_node)
-        pairs = []
-        for i, n in enumerate(nodes):
-            pairs.append((by_node[n][0], by_node[n][1]))
-            pairs.append((by_node[n][0], by_node[nodes[(i + 1) % len(nodes)]][1]))
-        return pairs
+        return pod_pairs(pods)
 
     def exec(self, pod: dict, *argv: str, check: bool = False) -> subprocess.CompletedProcess:
         return self.rc.kubectl("exec", "-n", pod["metadata"]["namespace"], pod["metadata"]["name"],
@@ -793,3 +783,20 @@ def real_cluster_fixture(name: str, *, provider_id: Callable[[str], str] | None 
                 assert not Path(f"/proc/{pid}").exists(), pid
 
     return _rc
+
+
+def pod_pairs(pods: list[dict]) -> list[tuple[dict, dict]]:
+    """(client, server) pairs over every node, by name: each node's first pod with its second
+    (on one node, where it has two) and with the last pod of the next node (across nodes, where
+    there are two). The demo and the real-node tests check reachability over these."""
+    by_node: dict[str, list[dict]] = {}
+    for p in sorted(pods, key=lambda p: (p["spec"]["nodeName"], p["metadata"]["name"])):
+        by_node.setdefault(p["spec"]["nodeName"], []).append(p)
+    nodes = sorted(by_node)
+    pairs = []
+    for i, n in enumerate(nodes):
+        if len(by_node[n]) > 1:
+            pairs.append((by_node[n][0], by_node[n][1]))
+        if len(nodes) > 1:
+            pairs.append((by_node[n][0], by_node[nodes[(i + 1) % len(nodes)]][-1]))
+    return pairs

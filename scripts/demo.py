@@ -384,6 +384,7 @@ def mock_nic_prefixes(mock: dict) -> dict[str, list[str]]:
 
 def status(already_up: bool = False) -> int:
     import prometheus
+    import realnodes
 
     pid = supervisor_pid()
     if pid is None or not READY.exists():
@@ -479,17 +480,7 @@ def status(already_up: bool = False) -> int:
             print(f"  route {r['dst']:<17} via {r['gateway']} ({ip_to_node.get(r['gateway'], '?')})")
 
     section("TCP between pods: kubectl exec <client> -- /netcheck time <server IP> 8080")
-    running = sorted(pods(), key=lambda p: (p["spec"]["nodeName"], p["metadata"]["name"]))
-    by_node: dict[str, list[dict]] = {}
-    for p in running:
-        by_node.setdefault(p["spec"]["nodeName"], []).append(p)
-    nodes = sorted(by_node)
-    pairs = []
-    for i, n in enumerate(nodes):
-        if len(by_node[n]) > 1:
-            pairs.append((by_node[n][0], by_node[n][1]))
-        if len(nodes) > 1:
-            pairs.append((by_node[n][0], by_node[nodes[(i + 1) % len(nodes)]][-1]))
+    pairs = realnodes.pod_pairs(running)
     failures = 0
     for client, server in pairs:
         ip = server["status"]["podIP"]
