@@ -21,4 +21,25 @@ inline void expectConforms(const ArmResponse& r, const std::string& definition, 
                                 << r.body;
 }
 
+// An error answer: `status`, a body that follows `definition`, and error.code `code`.
+inline void expectError(const ArmResponse& r, const std::string& definition, int status,
+                        const std::string& code) {
+  expectConforms(r, definition, status);
+  EXPECT_EQ(parsed(r)["error"].value("code", ""), code) << r.body;
+}
+
+// What a Compute route of the mock refuses, each answer a Compute CloudError: no api-version, one
+// that is not a version (`notAVersion`), one Compute does not have, and a write (the mock serves
+// none). `resource`: the route's path, without a query.
+inline void expectComputeRefusals(MockFixture& m, const std::string& resource,
+                                  const std::string& notAVersion) {
+  expectError(m.call("GET", resource), "ComputeCloudError", 400, "MissingApiVersionParameter");
+  expectError(m.call("GET", resource + "?api-version=" + notAVersion), "ComputeCloudError", 400,
+              "InvalidApiVersionParameter");
+  expectError(m.call("GET", resource + "?api-version=2024-05-01"), "ComputeCloudError", 400,
+              "NoRegisteredProviderFound");
+  expectError(m.call("PUT", resource + "?api-version=2023-09-01", "{}"), "ComputeCloudError", 405,
+              "MethodNotAllowed");
+}
+
 }  // namespace vnetipam::azuremock::testing

@@ -15,6 +15,7 @@ namespace {
 
 using nlohmann::json;
 using testing::expectConforms;
+using testing::expectError;
 using testing::kRg;
 using testing::MockFixture;
 using testing::parsed;
@@ -244,27 +245,13 @@ TEST(ScaleSet, ScaleSetVmErrorsAreComputesCloudErrors) {
   ScaleSetFixture m;
   const std::string base =
       std::string(kRg) + "/providers/Microsoft.Compute/virtualMachineScaleSets/";
-  const auto code = [](const ArmResponse& r) { return parsed(r)["error"]["code"]; };
   for (const std::string& path : {base + "nope/virtualMachines/3?api-version=2023-09-01",
                                   base + "pool/virtualMachines/9?api-version=2023-09-01",
                                   base + "flex/virtualMachines/0?api-version=2023-09-01"}) {
     SCOPED_TRACE(path);
-    const auto r = m.call("GET", path);
-    expectConforms(r, "ComputeCloudError", 404);
-    EXPECT_EQ(code(r), "ResourceNotFound");
+    expectError(m.call("GET", path), "ComputeCloudError", 404, "ResourceNotFound");
   }
-  const auto none = m.call("GET", kPoolVm);
-  expectConforms(none, "ComputeCloudError", 400);
-  EXPECT_EQ(code(none), "MissingApiVersionParameter");
-  const auto invalid = m.call("GET", kPoolVm + "?api-version=2023-9-1");
-  expectConforms(invalid, "ComputeCloudError", 400);
-  EXPECT_EQ(code(invalid), "InvalidApiVersionParameter");
-  const auto unknown = m.call("GET", kPoolVm + "?api-version=2024-05-01");
-  expectConforms(unknown, "ComputeCloudError", 400);
-  EXPECT_EQ(code(unknown), "NoRegisteredProviderFound");
-  const auto put = m.call("PUT", kPoolVm + "?api-version=2023-09-01", "{}");
-  expectConforms(put, "ComputeCloudError", 405);
-  EXPECT_EQ(code(put), "MethodNotAllowed");
+  testing::expectComputeRefusals(m, kPoolVm, "2023-9-1");
 }
 
 TEST(ScaleSet, AFlexibleVmIsAnOrdinaryVmThatNamesItsScaleSet) {

@@ -17,6 +17,7 @@ namespace {
 using azure::testing::schemaProblems;
 using nlohmann::json;
 using testing::expectConforms;
+using testing::expectError;
 using testing::kRg;
 using testing::MockFixture;
 using testing::parsed;
@@ -106,33 +107,13 @@ TEST(WireSpec, ErrorsAreCloudErrors) {
 TEST(WireSpec, ComputeErrorsAreComputesCloudErrors) {
   MockFixture m;
   const std::string vm = fmt::format("{}/providers/Microsoft.Compute/virtualMachines/", kRg);
-  const auto code = [](const ArmResponse& r) { return parsed(r)["error"]["code"]; };
-
-  const auto missing = m.call("GET", vm + "nope?api-version=2023-09-01");
-  expectConforms(missing, "ComputeCloudError", 404);
-  EXPECT_EQ(code(missing), "ResourceNotFound");
-  const auto noGroup =
-      m.call("GET",
-             "/subscriptions/subid/resourceGroups/nope/providers/Microsoft.Compute/"
-             "virtualMachines/vm1?api-version=2023-09-01");
-  expectConforms(noGroup, "ComputeCloudError", 404);
-  EXPECT_EQ(code(noGroup), "ResourceGroupNotFound");
-
-  // The three api-version answers: none, not a version, a version Compute does not have.
-  const auto none = m.call("GET", vm + "vm1");
-  expectConforms(none, "ComputeCloudError", 400);
-  EXPECT_EQ(code(none), "MissingApiVersionParameter");
-  const auto invalid = m.call("GET", vm + "vm1?api-version=latest");
-  expectConforms(invalid, "ComputeCloudError", 400);
-  EXPECT_EQ(code(invalid), "InvalidApiVersionParameter");
-  const auto unknown = m.call("GET", vm + "vm1?api-version=2024-05-01");
-  expectConforms(unknown, "ComputeCloudError", 400);
-  EXPECT_EQ(code(unknown), "NoRegisteredProviderFound");
-
-  // The mock serves no writes of a VM.
-  const auto put = m.call("PUT", vm + "vm1?api-version=2023-09-01", "{}");
-  expectConforms(put, "ComputeCloudError", 405);
-  EXPECT_EQ(code(put), "MethodNotAllowed");
+  expectError(m.call("GET", vm + "nope?api-version=2023-09-01"), "ComputeCloudError", 404,
+              "ResourceNotFound");
+  expectError(m.call("GET",
+                     "/subscriptions/subid/resourceGroups/nope/providers/Microsoft.Compute/"
+                     "virtualMachines/vm1?api-version=2023-09-01"),
+              "ComputeCloudError", 404, "ResourceGroupNotFound");
+  testing::expectComputeRefusals(m, vm + "vm1", "latest");
 }
 
 // The two error definitions differ: Compute's ApiError has innererror (an InnerError object)
