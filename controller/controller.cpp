@@ -150,18 +150,18 @@ void Controller::updateNodeMetricLocked(const std::string& node) {
   metrics_->setNodeBlocks(node, ipam::Family::kV6, v6);
 }
 
-void Controller::upsertBlockLocked(const std::string& name, BlockInfo info, bool fromWatch,
-                                   bool nicPassWrote) {
+void Controller::upsertBlockLocked(const std::string& name, BlockInfo info, bool fromWatch) {
   const auto found = blocks_.find(name);
   if (found != blocks_.end() && !fromWatch &&
       !notOlder(info.resourceVersion, found->second.resourceVersion)) {
     return;  // the watch already brought something newer
   }
   const bool isNew = found == blocks_.end();
-  // A join's block, which the watch may bring before the create's answer: written by the NIC pass
-  // that is still on its way.
+  // A join's block (the create's answer, or the watch bringing it first): the node's NIC pass
+  // created it once it saw the join's prefix on the NIC, and it is still on its way. A Ready one
+  // that pass already planned with needs no NIC pass of its own (one NIC GET less per join).
   const auto nodeJoins = joins_.find(info.node);
-  nicPassWrote = nicPassWrote || (nodeJoins != joins_.end() && nodeJoins->second.contains(name));
+  const bool nicPassWrote = nodeJoins != joins_.end() && nodeJoins->second.contains(name);
   bool nodeChanged = isNew;
   bool nicChanged = isNew && !(nicPassWrote && info.phase == api::BlockPhase::kReady);
   if (!isNew) {

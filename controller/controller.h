@@ -247,12 +247,9 @@ class Controller {
   static std::optional<NodeInfo> decodeNode(const nlohmann::json& object);
 
   // Under mutex_. `fromWatch`: the object came from the watch (else from a write's answer, taken
-  // only when not older than what the state has). `nicPassWrote`: the node's NIC pass created it
-  // from a join whose prefix it has just seen on the NIC (also assumed for a block that is still
-  // a join of its node: the watch brought it first); a Ready block that pass already planned with
-  // needs no NIC pass of its own (one NIC GET less per node join).
-  void upsertBlockLocked(const std::string& name, BlockInfo info, bool fromWatch,
-                         bool nicPassWrote = false);
+  // only when not older than what the state has). The block of a join ends the join; a new Ready
+  // one wakes no NIC pass (the pass that created it planned with it).
+  void upsertBlockLocked(const std::string& name, BlockInfo info, bool fromWatch);
   // Judges an undecided block against its pool (block_trust.h) and, when accepted, occupies its
   // CIDR for it. `subnetAbsent`: a GET has shown that its PodSubnet does not exist.
   void judgeBlockLocked(const std::string& name, BlockInfo& info, bool subnetAbsent = false);

@@ -90,6 +90,10 @@ std::optional<std::string> Controller::createBlock(const std::string& node, cons
                                 .extra = json::object()};
   auto created = client_.create(kIPBlocksPath, api::toJson(block));
   std::lock_guard lock(mutex_);
+  // Taken while the join still stands, so that the state knows the block as the NIC pass's own.
+  if (created) {
+    if (auto info = decodeBlock(*created)) upsertBlockLocked(name, std::move(*info), false);
+  }
   // Whatever the answer, the join has ended: the block exists, or its CIDR is freed or leaked.
   if (auto j = joins_.find(node); j != joins_.end()) {
     j->second.erase(name);
@@ -102,8 +106,6 @@ std::optional<std::string> Controller::createBlock(const std::string& node, cons
     if (metrics_) metrics_->blockAllocated(join.subnet);
     spdlog::debug("node {}: created IPBlock {} ({}, on {})", node, name, join.cidr.toString(),
                   programmedOn);
-    if (auto info = decodeBlock(*created))
-      upsertBlockLocked(name, std::move(*info), false, /*nicPassWrote=*/cloud_ != nullptr);
     return std::nullopt;
   }
   const kube::Error& error = created.error();
