@@ -426,36 +426,14 @@ Result<std::vector<SubnetUsage>> NetworkClient::listVirtualNetworkUsage(std::str
   return usages;
 }
 
-Result<std::optional<NetworkInterface>> NetworkClient::writeNic(const NetworkInterface& nic) {
+Result<void> NetworkClient::writeNic(const NetworkInterface& nic) {
   if (auto ok = checkId(nic.id, "network interface"); !ok) return std::unexpected(ok.error());
   auto doc = arm_.put("PutNetworkInterface", withVersion(nic.id, kNetworkApiVersion), nic.raw,
                       nic.etag.empty() ? std::nullopt : std::optional<std::string>(nic.etag),
                       ArmClient::ReadBack::kNo);
   if (!doc) return std::unexpected(doc.error());
-  // The PUT's own answer, when it is the NIC as the write left it (a body that says Succeeded, or
-  // a Location poll's result); after an Azure-AsyncOperation poll there is none (an empty object).
-  if (doc->is_object() && !doc->empty()) {
-    if (auto answered = parseNetworkInterface(*doc); answered && !answered->etag.empty())
-      return std::optional<NetworkInterface>(std::move(*answered));
-  }
-  return std::optional<NetworkInterface>();
+  return {};
 }
-
-namespace {
-
-// The NIC a write left: as the PUT answered it, or else as it was sent.
-void recordWrite(NicPrefixChange& change, std::optional<NetworkInterface> answered,
-                 NetworkInterface sent) {
-  change.answered = answered.has_value();
-  if (answered) {
-    change.nic = std::move(*answered);
-    return;
-  }
-  auto parsed = parseNetworkInterface(sent.raw);
-  change.nic = parsed ? std::move(*parsed) : std::move(sent);
-}
-
-}  // namespace
 
 Result<NicPrefixChange> NetworkClient::setNicPrefixes(std::string_view nicId,
                                                       std::span<const ipam::Prefix> desired) {
@@ -487,7 +465,8 @@ Result<NicPrefixChange> NetworkClient::setNicPrefixes(NetworkInterface nic,
       continue;
     }
     if (!written) return std::unexpected(written.error());
-    recordWrite(change, std::move(*written), std::move(nic));
+    auto sent = parseNetworkInterface(nic.raw);
+    change.nic = sent ? std::move(*sent) : std::move(nic);
     change.added = std::move(diff->added);
     change.removed = std::move(diff->removed);
     change.written = true;
@@ -515,7 +494,8 @@ Result<NicPrefixChange> NetworkClient::removeNicPrefixes(std::string_view nicId,
       continue;
     }
     if (!written) return std::unexpected(written.error());
-    recordWrite(change, std::move(*written), std::move(*nic));
+    auto sent = parseNetworkInterface(nic->raw);
+    change.nic = sent ? std::move(*sent) : std::move(*nic);
     change.removed = std::move(diff.removed);
     change.written = true;
     return change;

@@ -113,11 +113,9 @@ struct NicAttachments {
 
 // What setNicPrefixes did.
 struct NicPrefixChange {
-  // As the PUT answered it when it did with the NIC (`answered`: its etag is the new one), else as
-  // written (its etag the one the write was made against), or as found if none was needed: the
+  // As written (its etag the one the write was made against), or as found if none was needed: the
   // NIC is not read again after a write whose operation Succeeded.
   NetworkInterface nic;
-  bool answered = false;
   std::vector<ipam::Prefix> added;    // ipConfigurations created
   std::vector<ipam::Prefix> removed;  // ipConfigurations deleted
   bool written = false;               // a PUT was needed
@@ -211,9 +209,8 @@ class NetworkClient {
                                             std::span<const ipam::Prefix> prefixes);
 
  private:
-  // PUT of `nic` with If-Match, without reading it back once the operation Succeeded. The NIC
-  // the PUT answered with, when it did (nullopt after a poll of Azure-AsyncOperation).
-  Result<std::optional<NetworkInterface>> writeNic(const NetworkInterface& nic);
+  // PUT of `nic` with If-Match, without reading it back once the operation Succeeded.
+  Result<void> writeNic(const NetworkInterface& nic);
 
   ArmClient& arm_;
   int maxConflicts_;
