@@ -68,18 +68,20 @@ azure::Result<std::string> AzureCloud::primaryNicOfNode(std::string_view provide
   return primary != vm->nics.end() ? primary->id : vm->nics.front().id;
 }
 
-azure::Result<ResourceGroupNics> AzureCloud::listPrimaryNics(std::string_view resourceGroupId) {
-  auto listed = network_.listNicAttachments(resourceGroupId);
-  if (!listed) return std::unexpected(std::move(listed.error()));
-  ResourceGroupNics out{.primaryNics = {}, .pages = listed->pages};
-  // Only a NIC Azure marks primary: a VM's one NIC in this group may be its secondary one, with
-  // the primary in another group (the VM GET answers for such a VM).
-  for (azure::NicAttachment& nic : listed->nics) {
-    if (nic.primary)
-      out.primaryNics.push_back(
-          {.vmId = std::move(nic.virtualMachineId), .nicId = std::move(nic.nicId)});
-  }
-  return out;
+azure::Result<int> AzureCloud::listPrimaryNics(
+    std::string_view resourceGroupId,
+    const std::function<void(std::span<const VmNic> page)>& onPage) {
+  return network_.listNicAttachments(resourceGroupId, [&onPage](
+                                                          std::vector<azure::NicAttachment>& nics) {
+    // Only a NIC Azure marks primary: a VM's one NIC in this group may be its secondary one,
+    // with the primary in another group (the VM GET answers for such a VM).
+    std::vector<VmNic> primary;
+    for (azure::NicAttachment& nic : nics) {
+      if (nic.primary)
+        primary.push_back({.vmId = std::move(nic.virtualMachineId), .nicId = std::move(nic.nicId)});
+    }
+    onPage(primary);
+  });
 }
 
 azure::Result<NicState> AzureCloud::readNic(std::string_view nicId) {

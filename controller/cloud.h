@@ -7,6 +7,7 @@
 // a Uniform scale set never is (refuseNode, docs/design.md 3.3).
 #pragma once
 
+#include <functional>
 #include <optional>
 #include <span>
 #include <string>
@@ -56,12 +57,6 @@ struct VmNic {
   std::string nicId;
 };
 
-// The primary NICs of a resource group's VMs, and the pages (GETs) the list took.
-struct ResourceGroupNics {
-  std::vector<VmNic> primaryNics;
-  int pages = 0;
-};
-
 class Cloud {
  public:
   virtual ~Cloud() = default;
@@ -78,8 +73,12 @@ class Cloud {
   virtual std::optional<NodeRefusal> refuseNode(std::string_view providerID) const;
   // The primary NIC of every VM whose NICs are in resource group `resourceGroupId`
   // ("/subscriptions/<id>/resourceGroups/<rg>"): a list of its NICs, one GET per page
-  // (NicDirectory decides when that is cheaper than a VM GET per node).
-  virtual azure::Result<ResourceGroupNics> listPrimaryNics(std::string_view resourceGroupId) = 0;
+  // (NicDirectory decides when that is cheaper than a VM GET per node). `onPage` gets each page's
+  // primary NICs as the page arrives; returns the pages the list took. An error may come after
+  // some pages were handed over.
+  virtual azure::Result<int> listPrimaryNics(
+      std::string_view resourceGroupId,
+      const std::function<void(std::span<const VmNic> page)>& onPage) = 0;
   // Reads a NIC (a GET). kNotFound when it is gone.
   virtual azure::Result<NicState> readNic(std::string_view nicId) = 0;
   // Makes the NIC `nic` (as readNic returned it) carry exactly `desired` among this project's
@@ -106,7 +105,9 @@ class AzureCloud final : public Cloud {
 
   azure::Result<CloudSubnet> readSubnet(std::string_view subnetId) override;
   azure::Result<std::string> primaryNicOfNode(std::string_view providerID) override;
-  azure::Result<ResourceGroupNics> listPrimaryNics(std::string_view resourceGroupId) override;
+  azure::Result<int> listPrimaryNics(
+      std::string_view resourceGroupId,
+      const std::function<void(std::span<const VmNic> page)>& onPage) override;
   azure::Result<NicState> readNic(std::string_view nicId) override;
   azure::Result<void> setNicPrefixes(const NicState& nic,
                                      std::span<const ipam::Prefix> desired) override;

@@ -11,7 +11,7 @@ namespace vnetipam::controller {
 std::optional<std::string> NicDirectory::takeFrom(Group& group, const std::string& vmKey) {
   const auto found = group.primaryNic.find(vmKey);
   if (found == group.primaryNic.end()) return std::nullopt;
-  std::string nicId = std::move(found->second);
+  std::string nicId = std::move(found->second.nicId);
   group.primaryNic.erase(found);
   return nicId;
 }
@@ -24,29 +24,36 @@ std::optional<std::string> NicDirectory::take(std::string_view resourceGroupId,
   Group& group = groups_[armIdKey(resourceGroupId)];  // a std::map node: stays where it is
   if (auto hit = takeFrom(group, vmKey)) return hit;
   const auto joinRunningList = [&] {
-    listed_.wait(lock, [&group] { return !group.listing; });
+    ++joined_;
+    listed_.wait(lock, [&] { return !group.listing || group.primaryNic.contains(vmKey); });
+    --joined_;
     return takeFrom(group, vmKey);
   };
   if (group.listing) return joinRunningList();
-  const auto pages = static_cast<std::size_t>(group.pages);
+  const auto lastPages = static_cast<std::size_t>(group.pages);
   lock.unlock();
   const std::size_t nodes = waiting();  // takes the controller's lock: not under ours
   lock.lock();
   if (group.listing) return joinRunningList();
-  if (nodes < pages) return std::nullopt;  // their VM GETs cost less than the list
+  if (nodes < lastPages) return std::nullopt;  // their VM GETs cost less than the list
   group.listing = true;
   ++lists_;
+  const int list = ++group.lists;
   lock.unlock();
-  auto listed = cloud_.listPrimaryNics(resourceGroupId);
+  auto listed = cloud_.listPrimaryNics(resourceGroupId, [&](std::span<const VmNic> page) {
+    std::lock_guard pageLock(mutex_);
+    for (const VmNic& vm : page)
+      group.primaryNic.insert_or_assign(armIdKey(vm.vmId), Listed{.nicId = vm.nicId, .list = list});
+    listed_.notify_all();  // the nodes whose VM this page names go on
+  });
   lock.lock();
   group.listing = false;
   if (listed) {
-    group.pages = std::max(1, listed->pages);
-    group.primaryNic.clear();
-    for (VmNic& vm : listed->primaryNics)
-      group.primaryNic.insert_or_assign(armIdKey(vm.vmId), std::move(vm.nicId));
-    spdlog::debug("resource group {}: {} VMs' primary NICs listed in {} pages for {} nodes",
-                  resourceGroupId, group.primaryNic.size(), group.pages, nodes);
+    group.pages = std::max(1, *listed);
+    std::erase_if(group.primaryNic,
+                  [list](const auto& entry) { return entry.second.list != list; });
+    spdlog::debug("resource group {}: its VMs' primary NICs listed in {} pages for {} nodes",
+                  resourceGroupId, group.pages, nodes);
   } else {
     // Each failure doubles the nodes the next list must serve, so lists that keep failing (no
     // permission to list, say) cost a vanishing share of the reads.
@@ -61,6 +68,11 @@ std::optional<std::string> NicDirectory::take(std::string_view resourceGroupId,
 int NicDirectory::lists() const {
   std::lock_guard lock(mutex_);
   return lists_;
+}
+
+int NicDirectory::joined() const {
+  std::lock_guard lock(mutex_);
+  return joined_;
 }
 
 }  // namespace vnetipam::controller

@@ -263,6 +263,20 @@ Result<std::vector<json>> ArmClient::list(std::string_view operation, std::strin
 Result<int> ArmClient::forEachItem(std::string_view operation, std::string_view target,
                                    const std::function<Result<void>(json& item)>& visit,
                                    std::span<const std::string_view> itemKeys) {
+  return forEachPage(
+      operation, target,
+      [&visit](json& items) -> Result<void> {
+        for (auto& item : items) {
+          if (auto visited = visit(item); !visited) return std::unexpected(visited.error());
+        }
+        return {};
+      },
+      itemKeys);
+}
+
+Result<int> ArmClient::forEachPage(std::string_view operation, std::string_view target,
+                                   const std::function<Result<void>(json& items)>& visit,
+                                   std::span<const std::string_view> itemKeys) {
   std::vector<std::string_view> keep;
   if (!itemKeys.empty()) {
     keep.assign(itemKeys.begin(), itemKeys.end());
@@ -283,9 +297,7 @@ Result<int> ArmClient::forEachItem(std::string_view operation, std::string_view 
       return fail(ErrorCode::kBadResponse,
                   fmt::format("{} {}: the page has no \"value\" array", operation, next));
     }
-    for (auto& item : *value) {
-      if (auto visited = visit(item); !visited) return std::unexpected(visited.error());
-    }
+    if (auto visited = visit(*value); !visited) return std::unexpected(visited.error());
     const auto link = doc->find("nextLink");
     if (link != doc->end() && !link->is_null() && !link->is_string()) {
       return fail(ErrorCode::kBadResponse,

@@ -92,6 +92,11 @@ class ArmClient {
   Result<int> forEachItem(std::string_view operation, std::string_view target,
                           const std::function<Result<void>(nlohmann::json& item)>& visit,
                           std::span<const std::string_view> itemKeys = {});
+  // The same walk a page at a time: `visit` gets each page's "value" array (its items) as the
+  // page arrives, so a caller can act on a page before the next is read.
+  Result<int> forEachPage(std::string_view operation, std::string_view target,
+                          const std::function<Result<void>(nlohmann::json& items)>& visit,
+                          std::span<const std::string_view> itemKeys = {});
 
   // Whether put() reads the resource once its operation has Succeeded. kNo for a caller that only
   // needs to know the write took: a status that says Succeeded is the cloud's word that it did,

@@ -385,30 +385,32 @@ Result<NetworkInterface> NetworkClient::putNic(const NetworkInterface& nic) {
   return parseNetworkInterface(*doc);
 }
 
-Result<NicAttachments> NetworkClient::listNicAttachments(std::string_view resourceGroupId) {
+Result<int> NetworkClient::listNicAttachments(
+    std::string_view resourceGroupId,
+    const std::function<void(std::vector<NicAttachment>& page)>& onPage) {
   const std::string collection =
       fmt::format("{}/providers/Microsoft.Network/networkInterfaces", resourceGroupId);
   if (auto ok = checkId(collection, "resource group"); !ok) return std::unexpected(ok.error());
-  NicAttachments out;
   // All a page's NICs would be a tree of several MiB; these are the members read below.
   static constexpr std::string_view kKeep[] = {"id", "properties", "virtualMachine", "primary"};
-  auto pages = arm_.forEachItem(
+  return arm_.forEachPage(
       "ListNetworkInterfaces", withVersion(collection, kNetworkApiVersion),
-      [&out](json& item) -> Result<void> {
-        const json& props = child(item, "properties");
-        NicAttachment nic{.nicId = str(item, "id"),
-                          .virtualMachineId = str(child(props, "virtualMachine"), "id"),
-                          .primary = flag(props, "primary")};
-        if (nic.nicId.empty()) {
-          return fail(ErrorCode::kBadResponse, "a network interface of the list has no id");
+      [&onPage](json& items) -> Result<void> {
+        std::vector<NicAttachment> page;
+        for (const json& item : items) {
+          const json& props = child(item, "properties");
+          NicAttachment nic{.nicId = str(item, "id"),
+                            .virtualMachineId = str(child(props, "virtualMachine"), "id"),
+                            .primary = flag(props, "primary")};
+          if (nic.nicId.empty()) {
+            return fail(ErrorCode::kBadResponse, "a network interface of the list has no id");
+          }
+          if (!nic.virtualMachineId.empty()) page.push_back(std::move(nic));
         }
-        if (!nic.virtualMachineId.empty()) out.nics.push_back(std::move(nic));
+        onPage(page);
         return {};
       },
       kKeep);
-  if (!pages) return std::unexpected(pages.error());
-  out.pages = *pages;
-  return out;
 }
 
 Result<std::vector<SubnetUsage>> NetworkClient::listVirtualNetworkUsage(std::string_view vnetId) {

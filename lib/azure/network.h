@@ -6,6 +6,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <optional>
 #include <span>
 #include <string>
@@ -105,12 +106,6 @@ struct NicAttachment {
   bool primary = false;
 };
 
-// The NICs of a resource group that are on a VM, and how many pages (GETs) the list took.
-struct NicAttachments {
-  std::vector<NicAttachment> nics;
-  int pages = 0;
-};
-
 // What setNicPrefixes did.
 struct NicPrefixChange {
   // As written (its etag the one the write was made against), or as found if none was needed: the
@@ -186,8 +181,12 @@ class NetworkClient {
   Result<NetworkInterface> putNic(const NetworkInterface& nic);
   // The NICs of the resource group `resourceGroupId` ("/subscriptions/<id>/resourceGroups/<rg>")
   // that are attached to a VM, all pages, keeping only the fields above of each NIC as its page
-  // arrives (a page of NICs is large; a group may hold thousands).
-  Result<NicAttachments> listNicAttachments(std::string_view resourceGroupId);
+  // arrives (a page of NICs is large; a group may hold thousands). `onPage` gets each page's
+  // attachments as the page arrives (a page may have none); returns the pages (GETs) the list
+  // took. An error may come after some pages were handed over.
+  Result<int> listNicAttachments(
+      std::string_view resourceGroupId,
+      const std::function<void(std::vector<NicAttachment>& page)>& onPage);
   // The usage of every subnet of the VNET (all pages).
   Result<std::vector<SubnetUsage>> listVirtualNetworkUsage(std::string_view vnetId);
 

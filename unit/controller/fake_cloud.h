@@ -34,6 +34,11 @@ class FakeCloud final : public Cloud {
     std::lock_guard lock(mutex_);
     subnets_[id] = std::move(prefixes);
   }
+  // The VM is deleted (its NIC stays): no VM GET or list finds it.
+  void removeVm(const std::string& providerID) {
+    std::lock_guard lock(mutex_);
+    nicOfNode_.erase(providerID);
+  }
   // The NIC is deleted: reading it is kNotFound.
   void removeNic(const std::string& nicId) {
     std::lock_guard lock(mutex_);
@@ -104,10 +109,11 @@ class FakeCloud final : public Cloud {
 
   int puts = 0;
   int reads = 0;
-  int vmReads = 0;                        // primaryNicOfNode calls (a GET of the VM each)
-  int lists = 0;                          // listPrimaryNics calls
-  int listPages = 1;                      // what each list says it took
-  std::optional<azure::Error> listError;  // every list fails with it
+  int vmReads = 0;                           // primaryNicOfNode calls (a GET of the VM each)
+  int lists = 0;                             // listPrimaryNics calls
+  int listPages = 1;                         // what each list says it took
+  std::optional<azure::Error> listError;     // every list fails with it
+  std::function<void(int page)> beforePage;  // see listPrimaryNics
   int subnetReads = 0;
   // removeNicPrefixes calls: the NIC and the prefixes asked for.
   std::vector<std::pair<std::string, std::vector<ipam::Prefix>>> removes;
@@ -121,20 +127,37 @@ class FakeCloud final : public Cloud {
     if (found == nicOfNode_.end()) return azure::fail(azure::ErrorCode::kNotFound, "no VM");
     return found->second;
   }
-  // The VMs addNode made in the group, each with its NIC as it is now.
-  azure::Result<ResourceGroupNics> listPrimaryNics(std::string_view resourceGroupId) override {
-    std::lock_guard lock(mutex_);
-    ++lists;
-    if (listError) return std::unexpected(*listError);
-    ResourceGroupNics out{.primaryNics = {}, .pages = listPages};
-    for (const auto& [providerID, nicId] : nicOfNode_) {
-      auto vm = azure::parseProviderId(providerID);
-      if (vm && !vm->uniformScaleSet() &&
-          armIdKey(vm->resourceGroupId()) == armIdKey(resourceGroupId)) {
-        out.primaryNics.push_back({.vmId = vm->resourceId(), .nicId = nicId});
+  // The VMs addNode made in the group, each with its NIC as it is now, handed over in `listPages`
+  // pages (the VMs in the order of their providerIDs, split as evenly as they go; the last pages
+  // may be empty). `beforePage`, when set, is called (without the fake's lock) before each page
+  // is handed over, with the page's index.
+  azure::Result<int> listPrimaryNics(
+      std::string_view resourceGroupId,
+      const std::function<void(std::span<const VmNic> page)>& onPage) override {
+    std::vector<VmNic> vms;
+    int pages = 0;
+    {
+      std::lock_guard lock(mutex_);
+      ++lists;
+      if (listError) return std::unexpected(*listError);
+      pages = std::max(1, listPages);
+      for (const auto& [providerID, nicId] : nicOfNode_) {
+        auto vm = azure::parseProviderId(providerID);
+        if (vm && !vm->uniformScaleSet() &&
+            armIdKey(vm->resourceGroupId()) == armIdKey(resourceGroupId)) {
+          vms.push_back({.vmId = vm->resourceId(), .nicId = nicId});
+        }
       }
     }
-    return out;
+    const std::size_t perPage =
+        (vms.size() + static_cast<std::size_t>(pages) - 1) / static_cast<std::size_t>(pages);
+    for (int page = 0; page < pages; ++page) {
+      if (beforePage) beforePage(page);
+      const std::size_t from = std::min(vms.size(), static_cast<std::size_t>(page) * perPage);
+      const std::size_t to = std::min(vms.size(), from + perPage);
+      onPage(std::span<const VmNic>(vms).subspan(from, to - from));
+    }
+    return pages;
   }
   azure::Result<NicState> readNic(std::string_view nicId) override {
     std::lock_guard lock(mutex_);

@@ -410,20 +410,28 @@ TEST_F(NetworkClientTest, ListsTheNicsOfAResourceGroupOnVmsAcrossPages) {
                 {"nextLink", "https://management.azure.com" + collection + "&%24skipToken=abc"}}
                .dump());
   transport_.respond(200, json{{"value", {onVm("b2", "vm-b", false)}}}.dump());
-  auto listed = network_.listNicAttachments(kRg);
+  std::vector<std::vector<azure::NicAttachment>> pages;
+  std::vector<std::size_t> requestsBefore;  // the GETs made when each page was handed over
+  auto listed = network_.listNicAttachments(kRg, [&](std::vector<azure::NicAttachment>& page) {
+    pages.push_back(page);
+    requestsBefore.push_back(transport_.requests().size());
+  });
   ASSERT_TRUE(listed.has_value()) << listed.error().message;
-  EXPECT_EQ(listed->pages, 2);
-  ASSERT_EQ(listed->nics.size(), 2u) << "a NIC on no VM is left out";
-  EXPECT_TRUE(listed->nics[0].nicId.ends_with("/a"));
-  EXPECT_TRUE(listed->nics[0].virtualMachineId.ends_with("/virtualMachines/vm-a"));
-  EXPECT_TRUE(listed->nics[0].primary);
-  EXPECT_TRUE(listed->nics[1].nicId.ends_with("/b2"));
-  EXPECT_FALSE(listed->nics[1].primary);
+  EXPECT_EQ(*listed, 2);
+  ASSERT_EQ(pages.size(), 2u);
+  EXPECT_EQ(requestsBefore, (std::vector<std::size_t>{1, 2})) << "each page as it arrives";
+  ASSERT_EQ(pages[0].size(), 1u) << "a NIC on no VM is left out";
+  EXPECT_TRUE(pages[0][0].nicId.ends_with("/a"));
+  EXPECT_TRUE(pages[0][0].virtualMachineId.ends_with("/virtualMachines/vm-a"));
+  EXPECT_TRUE(pages[0][0].primary);
+  ASSERT_EQ(pages[1].size(), 1u);
+  EXPECT_TRUE(pages[1][0].nicId.ends_with("/b2"));
+  EXPECT_FALSE(pages[1][0].primary);
   ASSERT_EQ(transport_.requests().size(), 2u);
   EXPECT_EQ(transport_.requests()[0].target, collection);
 
   transport_.respond(200, json{{"value", {json{{"name", "no-id"}}}}}.dump());
-  auto broken = network_.listNicAttachments(kRg);
+  auto broken = network_.listNicAttachments(kRg, [](std::vector<azure::NicAttachment>&) {});
   ASSERT_FALSE(broken.has_value());
   EXPECT_EQ(broken.error().code, ErrorCode::kBadResponse);
 }
