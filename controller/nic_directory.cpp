@@ -18,7 +18,7 @@ std::optional<std::string> NicDirectory::takeFrom(Group& group, const std::strin
 
 std::optional<std::string> NicDirectory::take(std::string_view resourceGroupId,
                                               std::string_view vmId,
-                                              const std::function<std::size_t()>& waiting) {
+                                              const std::function<bool(std::size_t n)>& waiting) {
   const std::string vmKey = armIdKey(vmId);
   std::unique_lock lock(mutex_);
   Group& group = groups_[armIdKey(resourceGroupId)];  // a std::map node: stays where it is
@@ -32,10 +32,10 @@ std::optional<std::string> NicDirectory::take(std::string_view resourceGroupId,
   if (group.listing) return joinRunningList();
   const auto lastPages = static_cast<std::size_t>(group.pages);
   lock.unlock();
-  const std::size_t nodes = waiting();  // takes the controller's lock: not under ours
+  const bool enough = waiting(lastPages);  // takes the controller's lock: not under ours
   lock.lock();
   if (group.listing) return joinRunningList();
-  if (nodes < lastPages) return std::nullopt;  // their VM GETs cost less than the list
+  if (!enough) return std::nullopt;  // their VM GETs cost less than the list
   group.listing = true;
   ++lists_;
   const int list = ++group.lists;
@@ -52,8 +52,8 @@ std::optional<std::string> NicDirectory::take(std::string_view resourceGroupId,
     group.pages = std::max(1, *listed);
     std::erase_if(group.primaryNic,
                   [list](const auto& entry) { return entry.second.list != list; });
-    spdlog::debug("resource group {}: its VMs' primary NICs listed in {} pages for {} nodes",
-                  resourceGroupId, group.pages, nodes);
+    spdlog::debug("resource group {}: its VMs' primary NICs listed in {} pages", resourceGroupId,
+                  group.pages);
   } else {
     // Each failure doubles the nodes the next list must serve, so lists that keep failing (no
     // permission to list, say) cost a vanishing share of the reads.

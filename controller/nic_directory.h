@@ -35,12 +35,12 @@ class NicDirectory {
 
   // The primary NIC of VM `vmId` (in resource group `resourceGroupId`) as a list of the group
   // showed it, taken out of the directory; nullopt when a VM GET should answer instead. Joins a
-  // list of the group that is running; makes one when `waiting()` (the nodes of the group that
-  // wait for their NIC, this one included; called only then) is at least the group's last list's
-  // pages. A list that fails is logged and doubles what the next one needs; what its pages
-  // showed before the failure still answers.
+  // list of the group that is running; makes one when `waiting(n)` says that at least `n` nodes of
+  // the group wait for their NIC (this one included; called only then, with n the group's last
+  // list's pages, so it may stop counting at n). A list that fails is logged and doubles what the
+  // next one needs; what its pages showed before the failure still answers.
   std::optional<std::string> take(std::string_view resourceGroupId, std::string_view vmId,
-                                  const std::function<std::size_t()>& waiting);
+                                  const std::function<bool(std::size_t n)>& waiting);
 
   // For tests and the log: the lists made; the nodes waiting in a running list.
   int lists() const;

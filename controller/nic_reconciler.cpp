@@ -252,16 +252,18 @@ azure::Result<Controller::FoundNic> Controller::findNicOfNode(std::string_view p
   if (vm && !vm->uniformScaleSet()) {
     const std::string group = vm->resourceGroupId();
     const std::string groupKey = armIdKey(group);
-    // The nodes of the group that wait for their NIC: none known, no block yet.
-    const auto waiting = [&] {
+    // Whether at least `n` nodes of the group wait for their NIC (none known, no block yet):
+    // counted up to n only, so a group of many nodes costs no more than n providerID parses.
+    const auto waiting = [&](std::size_t n) {
       std::lock_guard lock(mutex_);
-      std::size_t n = 0;
+      std::size_t found = 0;
       for (const auto& [name, info] : nodes_) {
+        if (found >= n) break;
         if (nicIds_.contains(name) || nodeBlocks_.contains(name)) continue;
         auto ref = azure::parseProviderId(info.providerID);
-        if (ref && !ref->uniformScaleSet() && armIdKey(ref->resourceGroupId()) == groupKey) ++n;
+        if (ref && !ref->uniformScaleSet() && armIdKey(ref->resourceGroupId()) == groupKey) ++found;
       }
-      return n;
+      return found >= n;
     };
     if (auto nicId = nicDirectory_->take(group, vm->resourceId(), waiting))
       return FoundNic{.id = std::move(*nicId), .listed = true};

@@ -27,7 +27,7 @@ class NicDirectoryTest : public ::testing::Test {
       cloud_.addNode("azure://" + vmId(vm), std::string("nic-") + (vm + 3));
   }
   std::optional<std::string> take(const std::string& vm, std::size_t waiting) {
-    return directory_.take(kGroup, vmId(vm), [waiting] { return waiting; });
+    return directory_.take(kGroup, vmId(vm), [waiting](std::size_t n) { return waiting >= n; });
   }
 
   testing::FakeCloud cloud_;
