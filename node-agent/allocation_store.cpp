@@ -21,7 +21,7 @@ JournalEntry releaseEntry(const std::string& blockName, const ipam::Prefix& bloc
       .kind = JournalEntry::Kind::kRelease,
       .blockName = blockName,
       .blockCidr = blockCidr,
-      .allocation = {.address = address, .containerID = owner.containerId, .ifName = owner.ifName},
+      .allocation = {.address = address, .containerID = owner.containerID, .ifName = owner.ifName},
       .releasedAt = now};
 }
 
@@ -52,7 +52,7 @@ AllocationStore::AllocationStore(ipam::Journal& journal, StoreOptions options, b
 
 AllocationStore::OwnerKey AllocationStore::ownerKey(std::string_view containerID,
                                                     std::string_view ifName, ipam::Family family) {
-  return OwnerKey{std::string(containerID), std::string(ifName), family};
+  return OwnerKey{ipam::Owner{std::string(containerID), std::string(ifName)}, family};
 }
 
 std::vector<AllocationStore::OwnerKey> AllocationStore::heldKeysLocked(
@@ -77,9 +77,9 @@ bool AllocationStore::servesLocked(ipam::Family family) const {
 
 std::size_t AllocationStore::OwnerKeyHash::operator()(const OwnerKey& key) const noexcept {
   // Only spreads keys over buckets: equality compares the two fields apart.
-  const std::size_t id = std::hash<std::string_view>{}(key.containerId);
+  const std::size_t id = std::hash<std::string_view>{}(key.owner.containerID);
   return id ^
-         (std::hash<std::string_view>{}(key.ifName) + 0x9e3779b97f4a7c15ULL + (id << 6) +
+         (std::hash<std::string_view>{}(key.owner.ifName) + 0x9e3779b97f4a7c15ULL + (id << 6) +
           (id >> 2)) ^
          static_cast<std::size_t>(key.family);
 }
@@ -125,14 +125,13 @@ base::Result<std::unique_ptr<AllocationStore>> AllocationStore::recover(
           continue;
         }
       }
-      store->held_.emplace(ownerKey(owner.containerId, owner.ifName, address.family()),
-                           Held{.block = name,
-                                .address = address,
-                                .network = a.network,
-                                .podNamespace = a.podNamespace,
-                                .podName = a.podName,
-                                .podUID = a.podUID,
-                                .allocatedSeq = a.seq});
+      store->held_.emplace(OwnerKey{owner, address.family()}, Held{.block = name,
+                                                                   .address = address,
+                                                                   .network = a.network,
+                                                                   .podNamespace = a.podNamespace,
+                                                                   .podName = a.podName,
+                                                                   .podUID = a.podUID,
+                                                                   .allocatedSeq = a.seq});
       ++restored;
     }
   }
@@ -303,8 +302,8 @@ Response AllocationStore::handle(const Request& request) {
 
 Allocation AllocationStore::toAllocation(const OwnerKey& key, const Held& held) const {
   const auto& block = blocks_.at(held.block);
-  return Allocation{.containerID = key.containerId,
-                    .ifName = key.ifName,
+  return Allocation{.containerID = key.owner.containerID,
+                    .ifName = key.owner.ifName,
                     .network = held.network,
                     .podNamespace = held.podNamespace,
                     .podName = held.podName,
@@ -669,7 +668,8 @@ Response AllocationStore::gc(const Request& request) {
     if (held.network.empty() ? !judgesUnnamed : held.network != request.network) continue;
     // An unnamed allocation on a sandbox the list shows alive under another interface may be
     // another network's attachment of that sandbox: kept until the sandbox is gone from the list.
-    if (valid.contains(key) || (held.network.empty() && liveSandboxes.contains(key.containerId))) {
+    if (valid.contains(key) ||
+        (held.network.empty() && liveSandboxes.contains(key.owner.containerID))) {
       held.notAttachedSince.reset();
       continue;
     }
@@ -770,8 +770,8 @@ ReleaseDecision AllocationStore::releaseOnRequest(const std::string& blockName,
     }
   }
   if (holder != nullptr) {
-    facts.held = HeldAllocation{.containerID = heldKey->containerId,
-                                .ifName = heldKey->ifName,
+    facts.held = HeldAllocation{.containerID = heldKey->owner.containerID,
+                                .ifName = heldKey->owner.ifName,
                                 .podNamespace = holder->podNamespace,
                                 .podName = holder->podName,
                                 .podUID = holder->podUID,
@@ -799,7 +799,7 @@ ReleaseDecision AllocationStore::releaseOnRequest(const std::string& blockName,
   lock.unlock();
   if (!seq) {
     spdlog::error("release request: release of {} (container {} interface {}): {}", request.address,
-                  key.containerId, key.ifName, seq.error().message);
+                  key.owner.containerID, key.owner.ifName, seq.error().message);
     return {.reason = kRefuseJournalFailed, .why = seq.error().message};
   }
   if (auto f = syncOrFail(*seq, "release request")) {
@@ -891,8 +891,8 @@ RecordedState AllocationStore::snapshotLocked(ipam::TimePoint now) const {
     state[held.block].cidr = blocks_.at(held.block).cidr;
     state[held.block].allocations[held.address] = AllocationRecord{
         .address = held.address,
-        .containerID = key.containerId,
-        .ifName = key.ifName,
+        .containerID = key.owner.containerID,
+        .ifName = key.owner.ifName,
         .podNamespace = held.podNamespace,
         .podName = held.podName,
         .podUID = held.podUID,
@@ -923,7 +923,7 @@ std::optional<std::string> AllocationStore::invariantViolation() const {
       return fmt::format("block {}: {}", name, *v);
     allocated += block.allocator->allocatedCount();
     for (const auto& a : block.allocator->allocations()) {
-      auto it = held_.find(ownerKey(a.owner.containerId, a.owner.ifName, a.address.family()));
+      auto it = held_.find(OwnerKey{a.owner, a.address.family()});
       if (it == held_.end()) {
         return fmt::format("block {}: {} is allocated to {} but the owner index does not know it",
                            name, a.address.toString(), ipam::toString(a.owner));

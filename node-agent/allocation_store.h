@@ -49,6 +49,7 @@
 #include "lib/base/clock.h"
 #include "lib/ipam/block_allocator.h"
 #include "lib/ipam/journal.h"
+#include "lib/ipam/owner.h"
 #include "node-agent/journal_record.h"
 #include "node-agent/metrics.h"
 #include "node-agent/protocol.h"
@@ -208,8 +209,7 @@ class AllocationStore {
   // owner and got one address. An attachment holds at most one address per family; the journal
   // records each address apart (its family is its block's), so its format does not depend on this.
   struct OwnerKey {
-    std::string containerId;
-    std::string ifName;
+    ipam::Owner owner;
     ipam::Family family = ipam::Family::kV4;
     bool operator==(const OwnerKey&) const = default;
   };

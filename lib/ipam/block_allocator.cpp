@@ -55,13 +55,13 @@ std::size_t ownerHash(const Owner& owner) {
   std::uint64_t h;
   if (kHasCrc32) {
     // CRC32 yields 32 bits: the container id's go high, the combined ones low.
-    const std::uint64_t id = hashCrc(owner.containerId, kSeed);
+    const std::uint64_t id = hashCrc(owner.containerID, kSeed);
     h = (id << 32) ^ hashCrc(owner.ifName, id);
   } else {
-    h = hashPortable(owner.ifName, hashPortable(owner.containerId, kSeed));
+    h = hashPortable(owner.ifName, hashPortable(owner.containerID, kSeed));
   }
 #else
-  std::uint64_t h = hashPortable(owner.ifName, hashPortable(owner.containerId, kSeed));
+  std::uint64_t h = hashPortable(owner.ifName, hashPortable(owner.containerID, kSeed));
 #endif
   h ^= h >> 33;
   h *= 0xff51afd7ed558ccdULL;
@@ -72,10 +72,6 @@ std::size_t ownerHash(const Owner& owner) {
 std::size_t tableSizeFor(std::size_t capacity) { return std::bit_ceil(capacity * 2); }
 
 }  // namespace
-
-std::string toString(const Owner& owner) {
-  return fmt::format("container {} interface {}", owner.containerId, owner.ifName);
-}
 
 BlockAllocator::BlockAllocator(Prefix block, std::chrono::seconds cooldown)
     : block_(block),
@@ -123,7 +119,7 @@ void BlockAllocator::take(std::uint32_t index, const Owner& owner, std::size_t h
   busy_.set(index);
   slot.state = State::kAllocated;
   slot.hash = hash;
-  slot.owner.containerId.assign(owner.containerId);
+  slot.owner.containerID.assign(owner.containerID);
   slot.owner.ifName.assign(owner.ifName);
   insertOwner(index);
   ++allocated_;

@@ -21,18 +21,11 @@
 #include "lib/ipam/bitmap.h"
 #include "lib/ipam/error.h"
 #include "lib/ipam/ip.h"
+#include "lib/ipam/owner.h"
 
 namespace vnetipam::ipam {
 
 using TimePoint = std::chrono::system_clock::time_point;
-
-struct Owner {
-  std::string containerId;
-  std::string ifName;
-  bool operator==(const Owner&) const = default;
-};
-
-std::string toString(const Owner& owner);
 
 class BlockAllocator {
  public:

@@ -24,7 +24,7 @@ std::string networkOf(const NetConf& conf) {
 agent::Request requestFor(agent::Op op, const Env& env, const NetConf& conf) {
   agent::Request request{.op = op,
                          .network = networkOf(conf),
-                         .containerID = env.containerId,
+                         .containerID = env.containerID,
                          .ifName = env.ifName,
                          .podNamespace = env.podNamespace,
                          .podName = env.podName};
@@ -39,7 +39,7 @@ agent::Request requestFor(agent::Op op, const Env& env, const NetConf& conf) {
 
 // Who this call is about, for every message.
 std::string owner(const Env& env) {
-  std::string who = fmt::format("container {} interface {}", env.containerId, env.ifName);
+  std::string who = fmt::format("container {} interface {}", env.containerID, env.ifName);
   if (!env.podName.empty()) who += fmt::format(" (pod {}/{})", env.podNamespace, env.podName);
   return who;
 }
@@ -143,7 +143,7 @@ Outcome<void> gc(AgentClient& client, const Env&, const NetConf& conf) {
   // this network's allocations by them.
   agent::Request request{.op = agent::Op::kGc, .network = networkOf(conf)};
   for (const auto& a : conf.validAttachments)
-    request.validAttachments.push_back({a.containerId, a.ifName});
+    request.validAttachments.push_back({a.containerID, a.ifName});
   auto response = ask(client, *config, request,
                       fmt::format("gc of network {} with {} valid attachments", conf.name,
                                   request.validAttachments.size()));

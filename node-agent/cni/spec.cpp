@@ -120,7 +120,7 @@ Outcome<Env> parseEnv(const std::map<std::string, std::string>& environment) {
   if (const auto ifName = get("CNI_IFNAME"); !ifName.empty()) {
     if (auto ok = checkIfName(ifName); !ok) return std::unexpected(ok.error());
   }
-  env.containerId = get("CNI_CONTAINERID");
+  env.containerID = get("CNI_CONTAINERID");
   env.netns = get("CNI_NETNS");
   env.ifName = get("CNI_IFNAME");
   env.rawArgs = get("CNI_ARGS");
@@ -137,13 +137,13 @@ Outcome<Env> parseEnv(const std::map<std::string, std::string>& environment) {
   switch (env.command) {
     case Command::kAdd:
     case Command::kCheck:
-      if (auto ok = require("CNI_CONTAINERID", env.containerId); !ok)
+      if (auto ok = require("CNI_CONTAINERID", env.containerID); !ok)
         return std::unexpected(ok.error());
       if (auto ok = require("CNI_NETNS", env.netns); !ok) return std::unexpected(ok.error());
       if (auto ok = require("CNI_IFNAME", env.ifName); !ok) return std::unexpected(ok.error());
       break;
     case Command::kDel:
-      if (auto ok = require("CNI_CONTAINERID", env.containerId); !ok)
+      if (auto ok = require("CNI_CONTAINERID", env.containerID); !ok)
         return std::unexpected(ok.error());
       if (auto ok = require("CNI_IFNAME", env.ifName); !ok) return std::unexpected(ok.error());
       break;

@@ -57,7 +57,7 @@ std::string_view toString(Command command);
 // The CNI_* environment of one invocation.
 struct Env {
   Command command = Command::kVersion;
-  std::string containerId;                                // CNI_CONTAINERID
+  std::string containerID;                                // CNI_CONTAINERID
   std::string netns;                                      // CNI_NETNS (may be empty on DEL)
   std::string ifName;                                     // CNI_IFNAME
   std::string rawArgs;                                    // CNI_ARGS as given
@@ -118,7 +118,7 @@ Outcome<std::pair<ipam::IPAddress, int>> parseCidrAddress(std::string_view text)
 // ---- network configuration ---------------------------------------------------------------------
 
 struct Attachment {
-  std::string containerId;
+  std::string containerID;
   std::string ifName;
   bool operator==(const Attachment&) const = default;
 };

@@ -41,7 +41,7 @@ Outcome<net::Netns> openPodNetns(const Env& env) {
 std::unexpected<Error> mismatch(const Env& env, std::string what) {
   return failWith(kLayoutMismatch,
                   fmt::format("vnet-transparent: CHECK of container {} ({} in {}): {}",
-                              env.containerId, env.ifName, env.netns, what));
+                              env.containerID, env.ifName, env.netns, what));
 }
 
 // Runs IPAM DEL on scope exit unless dismissed: an ADD that fails after IPAM ADD holds nothing.
@@ -55,7 +55,7 @@ class IpamRelease {
     if (!armed_) return;
     if (auto ok = ipam_.run(Command::kDel, env_, conf_); !ok) {
       std::fprintf(stderr, "vnet-transparent: undo IPAM ADD of container %s: %s\n",
-                   env_.containerId.c_str(), ok.error().msg.c_str());
+                   env_.containerID.c_str(), ok.error().msg.c_str());
     }
   }
   void dismiss() { armed_ = false; }
@@ -113,7 +113,7 @@ Outcome<void> refuseExistingInterface(const net::Netns& podNs, const Env& env) {
     return failWith(kInterfaceExists,
                     fmt::format("vnet-transparent: ADD of container {}: interface {} already "
                                 "exists in {} (ifindex {}, MAC {}); DEL it first",
-                                env.containerId, env.ifName, env.netns, existing->ifindex,
+                                env.containerID, env.ifName, env.netns, existing->ifindex,
                                 existing->mac.toString()));
   }
   if (existing.error().code != net::ErrorCode::kNotFound) return fromNet(existing.error());
@@ -131,7 +131,7 @@ Outcome<Result> add(const net::Netns& hostNs, IpamDelegate& ipam, const Env& env
 
   // The veth needs no address: it is made while the IPAM plugin runs. If IPAM then fails, the
   // veth is deleted again (PodVeth's destructor) and the IPAM error is what the runtime sees.
-  net::TransparentPodParams params{.containerId = env.containerId,
+  net::TransparentPodParams params{.containerId = env.containerID,
                                    .ifName = env.ifName,
                                    .hostPrefix = config->hostVethPrefix,
                                    .mtu = config->mtu};
@@ -157,7 +157,7 @@ Outcome<Result> add(const net::Netns& hostNs, IpamDelegate& ipam, const Env& env
   if (!params.address && !params.address6) {
     return failWith(kInternal, fmt::format("vnet-transparent: IPAM plugin \"{}\" returned no "
                                            "address for container {}",
-                                           conf.ipamType, env.containerId));
+                                           conf.ipamType, env.containerID));
   }
   if (params.address6) {
     if (auto ok = enableForwarding6(hostNs); !ok) return std::unexpected(ok.error());
@@ -213,7 +213,7 @@ Outcome<void> del(const net::Netns& hostNs, IpamDelegate& ipam, const Env& env,
   // Only this attachment's veth: the container's other interfaces (eth1 of a second network, say)
   // keep theirs.
   auto teardown =
-      net::VethTeardown::start(hostNs, env.containerId, env.ifName, config->hostVethPrefix);
+      net::VethTeardown::start(hostNs, env.containerID, env.ifName, config->hostVethPrefix);
   if (!teardown) return fromNet(teardown.error());
   if (auto ok = ipam.run(Command::kDel, env, conf); !ok) return std::unexpected(ok.error());
   return {};
@@ -241,7 +241,7 @@ Outcome<void> check(const net::Netns& hostNs, IpamDelegate& ipam, const Env& env
 
   auto podNs = openPodNetns(env);
   if (!podNs) return std::unexpected(podNs.error());
-  auto hostName = net::hostVethName(config->hostVethPrefix, env.containerId, env.ifName);
+  auto hostName = net::hostVethName(config->hostVethPrefix, env.containerID, env.ifName);
   if (!hostName) return fromNet(hostName.error());
   auto hostSock = net::RtnlSocket::open(hostNs);
   if (!hostSock) return fromNet(hostSock.error());
@@ -385,14 +385,14 @@ Outcome<void> gc(const net::Netns& hostNs, IpamDelegate& ipam, const Env& env,
   } else {
     std::set<std::string> keep;
     for (const auto& a : conf.validAttachments) {
-      auto name = net::hostVethName(config->hostVethPrefix, a.containerId, a.ifName);
-      auto legacy = net::legacyHostVethName(config->hostVethPrefix, a.containerId);
+      auto name = net::hostVethName(config->hostVethPrefix, a.containerID, a.ifName);
+      auto legacy = net::legacyHostVethName(config->hostVethPrefix, a.containerID);
       if (!name || !legacy) {
         return failWith(
             kInvalidConfig,
             fmt::format("vnet-transparent: GC: valid attachment of container \"{}\" "
                         "interface \"{}\": {}",
-                        a.containerId, a.ifName, (name ? legacy : name).error().message));
+                        a.containerID, a.ifName, (name ? legacy : name).error().message));
       }
       keep.insert(std::move(*name));
       keep.insert(std::move(*legacy));

@@ -172,7 +172,7 @@ struct ReferenceBlock {
   seconds cooldown;
 
   std::optional<std::size_t> allocate(const Owner& o, TimePoint now) {
-    if (auto it = owners.find({o.containerId, o.ifName}); it != owners.end()) return it->second;
+    if (auto it = owners.find({o.containerID, o.ifName}); it != owners.end()) return it->second;
     for (std::size_t i = 0; i < state.size(); ++i) {
       if (state[i] == kCooling && until[i] <= now) state[i] = kFree;
     }
@@ -180,7 +180,7 @@ struct ReferenceBlock {
       const std::size_t i = (next + k) % state.size();
       if (state[i] == kFree) {
         state[i] = kAllocated;
-        owners[{o.containerId, o.ifName}] = i;
+        owners[{o.containerID, o.ifName}] = i;
         next = i + 1;
         return i;
       }
@@ -188,7 +188,7 @@ struct ReferenceBlock {
     return std::nullopt;
   }
   std::optional<std::size_t> release(const Owner& o, TimePoint now) {
-    auto it = owners.find({o.containerId, o.ifName});
+    auto it = owners.find({o.containerID, o.ifName});
     if (it == owners.end()) return std::nullopt;
     const std::size_t i = it->second;
     owners.erase(it);
@@ -239,7 +239,7 @@ TEST(BlockAllocator, MatchesReferenceModelOnRandomSequences) {
           // Release by address: must succeed only for the owner.
           const std::size_t i = rng() % b.capacity();
           const auto got = b.release(addr(i), o, now);
-          const auto it = model.owners.find({o.containerId, o.ifName});
+          const auto it = model.owners.find({o.containerID, o.ifName});
           const bool mine = it != model.owners.end() && it->second == i;
           ASSERT_EQ(got.has_value(), mine) << cidr << " step " << step;
           if (mine) model.release(o, now);

@@ -42,7 +42,7 @@ echo '{"cniVersion":"1.0.0","ips":[{"address":"10.1.2.3/24","gateway":"10.1.2.1"
   Env env(Command command) {
     Env e;
     e.command = command;
-    e.containerId = "ctr";
+    e.containerID = "ctr";
     e.path = {"/nonexistent", dir_.string()};
     e.all = {{"CNI_COMMAND", "SOMETHING"},
              {"CNI_CONTAINERID", "ctr"},

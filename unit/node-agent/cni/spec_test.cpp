@@ -20,7 +20,7 @@ TEST(ParseEnv, ReadsEveryVariable) {
   auto env = parseEnv(addEnv());
   ASSERT_TRUE(env) << env.error().msg;
   EXPECT_EQ(env->command, Command::kAdd);
-  EXPECT_EQ(env->containerId, "c1");
+  EXPECT_EQ(env->containerID, "c1");
   EXPECT_EQ(env->netns, "/run/netns/p");
   EXPECT_EQ(env->ifName, "eth0");
   EXPECT_EQ(env->path, (std::vector<std::string>{"/opt/cni/bin", "/usr/lib/cni"}));
