@@ -32,7 +32,13 @@ std::optional<NodeRefusal> Cloud::refuseNode(std::string_view providerID) const 
 azure::Result<CloudSubnet> AzureCloud::readSubnet(std::string_view subnetId) {
   auto subnet = network_.getSubnet(subnetId);
   if (!subnet) return std::unexpected(std::move(subnet.error()));
-  CloudSubnet read{.prefixes = {}, .ipConfigurationIds = std::move(subnet->ipConfigurationIds)};
+  CloudSubnet read;
+  for (const std::string& id : subnet->ipConfigurationIds) {
+    const auto ref = azure::parseNicIpConfigurationId(id);
+    if (!ref || !ref->name.starts_with(azure::kIpConfigNamePrefix)) continue;
+    read.ours.push_back(
+        {.nicId = std::move(ref->nicId), .prefix = azure::prefixOfIpConfigName(ref->name)});
+  }
   std::vector<ipam::Prefix>& prefixes = read.prefixes;
   for (const std::string& text : subnet->addressPrefixes) {
     auto prefix = ipam::Prefix::parse(text);

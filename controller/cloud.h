@@ -43,12 +43,22 @@ struct NicState {
   std::optional<azure::NetworkInterface> read;
 };
 
+// An ipConfiguration in a subnet that this project named (on a standalone NIC; a scale-set VM's
+// NIC, a load balancer's frontend or anything else that takes an address in the subnet is not
+// one): the NIC it is on, and the prefix its name stands for (nullopt when the name, though of
+// our form, stands for none).
+struct OwnIpConfiguration {
+  std::string nicId;
+  std::optional<ipam::Prefix> prefix;
+  bool operator==(const OwnIpConfiguration&) const = default;
+};
+
 // A VNET subnet as one GET reads it.
 struct CloudSubnet {
   std::vector<ipam::Prefix> prefixes;  // its address prefixes, IPv4 first when it has both
-  // The ids of every ipConfiguration in it, of any NIC (and of anything else that takes an address
-  // in it): the carve and the orphan sweep (orphan_sweep.h) find our prefixes on NICs by them.
-  std::vector<std::string> ipConfigurationIds;
+  // The ipConfigurations in it that this project named, of any NIC, in the subnet's order: the
+  // carve and the orphan sweep (orphan_sweep.h) find our prefixes on NICs by them.
+  std::vector<OwnIpConfiguration> ours;
 };
 
 // A VM and its primary NIC, as a list of the resource group's NICs shows them.

@@ -23,15 +23,13 @@ std::string vmText(const std::string& vmId) {
 }  // namespace
 
 std::vector<std::string> nicsToSweep(const OrphanSweepView& view,
-                                     std::span<const std::string> ipConfigIds) {
+                                     std::span<const OwnIpConfiguration> ours) {
   std::vector<std::string> out;
   std::set<std::string> seen;
-  for (const std::string& id : ipConfigIds) {
-    const auto ref = azure::parseNicIpConfigurationId(id);
-    if (!ref || !ref->name.starts_with(azure::kIpConfigNamePrefix)) continue;
-    const std::string key = armIdKey(ref->nicId);
+  for (const OwnIpConfiguration& config : ours) {
+    const std::string key = armIdKey(config.nicId);
     if (view.nicPassNics.contains(key)) continue;  // O1
-    if (seen.insert(key).second) out.push_back(ref->nicId);
+    if (seen.insert(key).second) out.push_back(config.nicId);
   }
   return out;
 }
@@ -63,7 +61,7 @@ OrphanSweeper::Result OrphanSweeper::sweepOnce() {
     if (seenSubnets.insert(armIdKey(*s.azureSubnetId)).second)
       subnetIds.push_back(*s.azureSubnetId);
   }
-  std::vector<std::string> configIds;
+  std::vector<OwnIpConfiguration> ours;
   for (const std::string& subnet : subnetIds) {
     auto read = cloud_.readSubnet(subnet);
     if (!read) {
@@ -71,12 +69,11 @@ OrphanSweeper::Result OrphanSweeper::sweepOnce() {
                                           read.error().message));
       continue;
     }
-    configIds.insert(configIds.end(), read->ipConfigurationIds.begin(),
-                     read->ipConfigurationIds.end());
+    ours.insert(ours.end(), read->ours.begin(), read->ours.end());
   }
   std::vector<SweptNic> nics;
   std::vector<ipam::Prefix> candidates;
-  for (const std::string& nicId : nicsToSweep(scope, configIds)) {
+  for (const std::string& nicId : nicsToSweep(scope, ours)) {
     auto nic = cloud_.readNic(nicId);
     if (!nic) {
       if (nic.error().code == azure::ErrorCode::kNotFound) continue;  // gone since the list

@@ -28,11 +28,11 @@ class ControllerMetrics;
 
 inline constexpr std::string_view kEventOrphanPrefixRemoved = "OrphanPrefixRemoved";
 
-// The NICs a sweep reads: those with an ipConfiguration named `vnetipam-*` among `ipConfigIds`
-// (the subnets' lists; an id that is not a standalone NIC's ipConfiguration is skipped) that the
-// NIC pass does not write (O1). Each NIC once (ignoring case), as first spelt.
+// The NICs a sweep reads: those with an ipConfiguration of ours in the subnets (`ours`, what
+// Cloud::readSubnet found) that the NIC pass does not write (O1). Each NIC once (ignoring case),
+// as first spelt.
 std::vector<std::string> nicsToSweep(const OrphanSweepView& view,
-                                     std::span<const std::string> ipConfigIds);
+                                     std::span<const OwnIpConfiguration> ours);
 
 class OrphanSweeper {
  public:

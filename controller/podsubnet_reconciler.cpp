@@ -53,10 +53,8 @@ std::optional<std::string> Controller::carve(const std::string& name,
       return subnetStates_[name].notCarvedMessage;  // retry: Azure may answer later
     }
     read = std::move(subnetRead->prefixes);
-    for (const std::string& config : subnetRead->ipConfigurationIds) {
-      const auto ref = azure::parseNicIpConfigurationId(config);
-      if (!ref) continue;
-      if (auto prefix = azure::prefixOfIpConfigName(ref->name)) onNics.push_back(*prefix);
+    for (const OwnIpConfiguration& config : subnetRead->ours) {
+      if (config.prefix) onNics.push_back(*config.prefix);
     }
   }
   SubnetState& state = subnetStates_[name];

@@ -113,22 +113,35 @@ TEST_F(AzureCloudTest, AProviderIdThatNamesNoVmIsAnErrorNotARefusal) {
   EXPECT_TRUE(transport_.requests().empty());
 }
 
-TEST_F(AzureCloudTest, TheOrphanSweepsReadsAndItsRemoveOnlyWrite) {
+TEST_F(AzureCloudTest, ASubnetReadFindsOurIpConfigurationsAndTheSweepsRemoveOnlyWrites) {
   const std::string subnet =
       std::string(kRg) + "/providers/Microsoft.Network/virtualNetworks/v/subnets/pods";
-  transport_.respond(200, json{{"id", subnet},
-                               {"properties",
-                                {{"addressPrefix", "10.0.0.0/24"},
-                                 {"ipConfigurations",
-                                  {{{"id", kNic + "/ipConfigurations/ipconfig1"}},
-                                   {{"id", kNic + "/ipConfigurations/vnetipam-10-0-0-16-28"}}}}}}}
-                              .dump());
+  // Of the subnet's ipConfigurations, only those this project named on a standalone NIC are
+  // ours: not the NIC's primary, not another's, not a scale-set VM's NIC's, not a load balancer's.
+  const std::string scaleSetNic =
+      std::string(kRg) +
+      "/providers/Microsoft.Compute/virtualMachineScaleSets/ss/virtualMachines/0/"
+      "networkInterfaces/n";
+  const std::string balancer = std::string(kRg) + "/providers/Microsoft.Network/loadBalancers/lb";
+  transport_.respond(
+      200, json{{"id", subnet},
+                {"properties",
+                 {{"addressPrefix", "10.0.0.0/24"},
+                  {"ipConfigurations",
+                   {{{"id", kNic + "/ipConfigurations/ipconfig1"}},
+                    {{"id", kNic + "/ipConfigurations/vnetipam-10-0-0-16-28"}},
+                    {{"id", kNic + "/ipConfigurations/theirs"}},
+                    {{"id", kNic + "/ipConfigurations/vnetipam-not-a-prefix"}},
+                    {{"id", scaleSetNic + "/ipConfigurations/vnetipam-10-0-0-96-28"}},
+                    {{"id", balancer + "/frontendIPConfigurations/vnetipam-10-0-0-112-28"}},
+                    {{"id", "not-an-id"}}}}}}}
+               .dump());
   auto read = cloud_.readSubnet(subnet);
   ASSERT_TRUE(read.has_value()) << read.error().message;
   EXPECT_EQ(read->prefixes, std::vector<ipam::Prefix>{*ipam::Prefix::parse("10.0.0.0/24")});
-  EXPECT_EQ(read->ipConfigurationIds,
-            (std::vector<std::string>{kNic + "/ipConfigurations/ipconfig1",
-                                      kNic + "/ipConfigurations/vnetipam-10-0-0-16-28"}));
+  EXPECT_EQ(read->ours, (std::vector<OwnIpConfiguration>{
+                            {.nicId = kNic, .prefix = *ipam::Prefix::parse("10.0.0.16/28")},
+                            {.nicId = kNic, .prefix = std::nullopt}}));
 
   // A NIC as read: every prefix, the ones this project named, and its VM.
   const auto config = [&](std::string name, std::string address, bool primary) {

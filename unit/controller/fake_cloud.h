@@ -201,24 +201,20 @@ class FakeCloud final : public Cloud {
     return {};
   }
 
-  // The subnet's prefixes (setSubnet) and the ipConfigurations of the NICs placed in it.
+  // The subnet's prefixes (setSubnet) and the prefixes of ours on the NICs placed in it (a
+  // foreign one, setForeign, is not ours).
   azure::Result<CloudSubnet> readSubnet(std::string_view subnetId) override {
     std::lock_guard lock(mutex_);
     ++subnetReads;
     CloudSubnet read;
-    std::vector<std::string>& ids = read.ipConfigurationIds;
     const auto prefixes = subnets_.find(std::string(subnetId));
     bool known = prefixes != subnets_.end();
     if (known) read.prefixes = prefixes->second;
     for (const auto& [nicId, subnet] : subnetOfNic_) {
       if (subnet != subnetId) continue;
       known = true;
-      ids.push_back(nicId + "/ipConfigurations/ipconfig1");
-      int n = 0;
       for (const ipam::Prefix& p : nics_[nicId]) {
-        ids.push_back(
-            nicId + "/ipConfigurations/" +
-            (isForeign(nicId, p) ? "theirs-" + std::to_string(++n) : azure::ipConfigName(p)));
+        if (!isForeign(nicId, p)) read.ours.push_back({.nicId = nicId, .prefix = p});
       }
     }
     if (!known) return azure::fail(azure::ErrorCode::kNotFound, "no subnet");

@@ -145,24 +145,18 @@ TEST(PlanOrphanSweep, AnOwnedPrefixIsForgottenAndAGraceStartsAfreshWhenItIsUnown
   EXPECT_TRUE(plan.firstSeen.empty());
 }
 
-TEST(NicsToSweep, OnlyStandaloneNicsWithAnIpConfigurationOfOursThatTheNicPassDoesNotWrite) {
+TEST(NicsToSweep, EachNicWithAnIpConfigurationOfOursThatTheNicPassDoesNotWriteOnce) {
   OrphanSweepView view = viewWith();
   view.nicPassNics.insert(armIdKey(kNodeNic));
-  const std::string third = kRg + "Microsoft.Network/networkInterfaces/third";
-  const std::vector<std::string> ids = {
-      kNodeNic + "/ipConfigurations/vnetipam-10-0-0-16-28",  // the NIC pass's
-      kGoneNic + "/ipConfigurations/ipconfig1",
-      kGoneNic + "/ipConfigurations/vnetipam-10-0-0-64-28",
+  const auto prefix = [](const char* text) { return *ipam::Prefix::parse(text); };
+  const std::vector<OwnIpConfiguration> ours = {
+      {.nicId = kNodeNic, .prefix = prefix("10.0.0.16/28")},  // the NIC pass's
+      {.nicId = kGoneNic, .prefix = prefix("10.0.0.64/28")},
       // The same NIC spelt otherwise: once.
-      kRg +
-          "Microsoft.Network/NETWORKINTERFACES/VM-GONE-NIC/ipConfigurations/vnetipam-10-0-0-80-28",
-      third + "/ipConfigurations/theirs",  // no ipConfiguration of ours
-      // Not a standalone NIC: a scale set's, a load balancer's frontend.
-      kRg +
-          "Microsoft.Compute/virtualMachineScaleSets/ss/virtualMachines/0/networkInterfaces/n/"
-          "ipConfigurations/vnetipam-10-0-0-96-28",
-      kRg + "Microsoft.Network/loadBalancers/lb/frontendIPConfigurations/vnetipam-x", "not-an-id"};
-  EXPECT_EQ(nicsToSweep(view, ids), std::vector<std::string>{kGoneNic});
+      {.nicId = kRg + "Microsoft.Network/NETWORKINTERFACES/VM-GONE-NIC",
+       .prefix = prefix("10.0.0.80/28")},
+      {.nicId = kGoneNic, .prefix = std::nullopt}};
+  EXPECT_EQ(nicsToSweep(view, ours), std::vector<std::string>{kGoneNic});
 }
 
 // ---- the sweeper, with a controller ----
