@@ -652,9 +652,9 @@ Response AllocationStore::list() {
 Response AllocationStore::gc(const Request& request) {
   std::unordered_set<OwnerKey, OwnerKeyHash> valid;
   std::unordered_set<std::string_view> liveSandboxes;
-  for (const Attachment& a : request.validAttachments) {
+  for (const ipam::Owner& a : request.validAttachments) {
     for (ipam::Family f : {ipam::Family::kV4, ipam::Family::kV6})
-      valid.insert(ownerKey(a.containerID, a.ifName, f));
+      valid.insert(OwnerKey{a, f});
     liveSandboxes.insert(a.containerID);
   }
   // The runtime lists the valid attachments of one network: only that network's allocations are

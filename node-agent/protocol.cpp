@@ -307,7 +307,7 @@ std::string encode(const Request& request) {
   }
   if (request.op == Op::kGc) {
     json list = json::array();
-    for (const Attachment& a : request.validAttachments) {
+    for (const ipam::Owner& a : request.validAttachments) {
       list.push_back(json{{"containerID", a.containerID}, {"ifName", a.ifName}});
     }
     j["validAttachments"] = std::move(list);
@@ -402,7 +402,7 @@ base::Result<Request> decodeRequest(std::string_view line) {
                             fmt::format("validAttachments[{}]: {}", i, checked.error().message));
         }
       }
-      r.validAttachments.push_back(Attachment{std::move(*id), std::move(*ifn)});
+      r.validAttachments.push_back(ipam::Owner{std::move(*id), std::move(*ifn)});
     }
   } else if (r.op == Op::kGc) {
     return base::fail(kInvalidArgument, "op \"gc\" needs \"validAttachments\" (may be empty)");

@@ -89,6 +89,7 @@
 
 #include "lib/base/error.h"
 #include "lib/ipam/ip.h"
+#include "lib/ipam/owner.h"
 #include "node-agent/cni_error_codes.h"
 
 namespace vnetipam::agent {
@@ -151,12 +152,6 @@ enum class ErrorCode : int {
   kInterfaceExists = cni::kInterfaceExists,  // allocate: the attachment is another network's
 };
 
-struct Attachment {
-  std::string containerID;
-  std::string ifName;
-  bool operator==(const Attachment&) const = default;
-};
-
 struct Request {
   int version = kProtocolVersion;
   Op op = Op::kStatus;
@@ -169,7 +164,7 @@ struct Request {
   // allocate only: the families the client takes, at most one of each; empty: IPv4 alone (a
   // plugin of the previous release).
   std::vector<ipam::Family> families;
-  std::vector<Attachment> validAttachments;  // gc only
+  std::vector<ipam::Owner> validAttachments;  // gc only
 
   bool operator==(const Request&) const = default;
 };

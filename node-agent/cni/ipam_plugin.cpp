@@ -142,8 +142,7 @@ Outcome<void> gc(AgentClient& client, const Env&, const NetConf& conf) {
   // The attachments the runtime lists are those of this network alone: the agent judges only
   // this network's allocations by them.
   agent::Request request{.op = agent::Op::kGc, .network = networkOf(conf)};
-  for (const auto& a : conf.validAttachments)
-    request.validAttachments.push_back({a.containerID, a.ifName});
+  request.validAttachments = conf.validAttachments;
   auto response = ask(client, *config, request,
                       fmt::format("gc of network {} with {} valid attachments", conf.name,
                                   request.validAttachments.size()));

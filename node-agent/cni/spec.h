@@ -19,6 +19,7 @@
 #include <nlohmann/json.hpp>
 
 #include "lib/ipam/ip.h"
+#include "lib/ipam/owner.h"
 #include "node-agent/cni_error_codes.h"
 
 namespace vnetipam::cni {
@@ -117,12 +118,6 @@ Outcome<std::pair<ipam::IPAddress, int>> parseCidrAddress(std::string_view text)
 
 // ---- network configuration ---------------------------------------------------------------------
 
-struct Attachment {
-  std::string containerID;
-  std::string ifName;
-  bool operator==(const Attachment&) const = default;
-};
-
 struct NetConf {
   std::string cniVersion;
   std::string name;
@@ -132,7 +127,7 @@ struct NetConf {
   std::string ipamType;                            // ipam.type, if any
   std::optional<Result> prevResult;
   nlohmann::json runtimeConfig = nlohmann::json::object();
-  std::vector<Attachment> validAttachments;  // GC: cni.dev/valid-attachments
+  std::vector<ipam::Owner> validAttachments;  // GC: cni.dev/valid-attachments
 };
 
 // Parses stdin. Not JSON or not an object: 6. cniVersion, name or type missing or not a string:

@@ -75,7 +75,7 @@ class AllocationStoreTest : public ::testing::Test {
     checkInvariants();
     return r;
   }
-  Response gcOf(const std::string& network, std::vector<Attachment> valid) {
+  Response gcOf(const std::string& network, std::vector<ipam::Owner> valid) {
     return store_->handle(
         Request{.op = Op::kGc, .network = network, .validAttachments = std::move(valid)});
   }

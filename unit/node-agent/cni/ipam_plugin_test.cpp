@@ -238,7 +238,7 @@ TEST(VnetIpam, GcSendsTheValidAttachments) {
   ASSERT_EQ(agent.requests.size(), 1U);
   EXPECT_EQ(agent.requests[0].op, agent::Op::kGc);
   EXPECT_EQ(agent.requests[0].validAttachments,
-            (std::vector<agent::Attachment>{{"a", "eth0"}, {"b", "net1"}}));
+            (std::vector<ipam::Owner>{{"a", "eth0"}, {"b", "net1"}}));
 }
 
 // The agent keys allocations by network too and scopes GC by it: ADD, DEL, CHECK and GC name the

@@ -86,7 +86,7 @@ TEST(ParseNetConf, ReadsTheRuntimeFields) {
   EXPECT_EQ(conf->ipamType, "vnet-ipam");
   EXPECT_EQ(conf->ipam["socket"], "/run/x.sock");
   EXPECT_TRUE(conf->runtimeConfig.contains("portMappings"));
-  EXPECT_EQ(conf->validAttachments, (std::vector<Attachment>{{"c1", "eth0"}}));
+  EXPECT_EQ(conf->validAttachments, (std::vector<ipam::Owner>{{"c1", "eth0"}}));
   ASSERT_TRUE(conf->prevResult);
   ASSERT_EQ(conf->prevResult->ips.size(), 1U);
   EXPECT_EQ(conf->prevResult->ips[0].address.toString(), "10.0.0.5");
