@@ -17,12 +17,11 @@ namespace {
 // The journal record of a release: the owner no longer holds `address` of block `blockName`.
 JournalEntry releaseEntry(const std::string& blockName, const ipam::Prefix& blockCidr,
                           ipam::IPAddress address, const ipam::Owner& owner, ipam::TimePoint now) {
-  return JournalEntry{
-      .kind = JournalEntry::Kind::kRelease,
-      .blockName = blockName,
-      .blockCidr = blockCidr,
-      .allocation = {.address = address, .containerID = owner.containerID, .ifName = owner.ifName},
-      .releasedAt = now};
+  return JournalEntry{.kind = JournalEntry::Kind::kRelease,
+                      .blockName = blockName,
+                      .blockCidr = blockCidr,
+                      .allocation = {.address = address, .owner = owner},
+                      .releasedAt = now};
 }
 
 // Whether an allocation recorded for network `held` is what a request for network `requested`
@@ -105,11 +104,11 @@ base::Result<std::unique_ptr<AllocationStore>> AllocationStore::recover(
       }
     }
     for (const auto& [address, a] : recorded.allocations) {
-      ipam::Owner owner{a.containerID, a.ifName};
+      ipam::Owner owner = a.owner;
       // The owner may hold one address per family, in any block: a second one of the same family
       // (in another block) is a conflict as a second one in the same block is.
       base::Result<void> r =
-          store->held_.contains(ownerKey(a.containerID, a.ifName, address.family()))
+          store->held_.contains(OwnerKey{a.owner, address.family()})
               ? base::Result<void>(base::fail(base::ErrorCode::kConflict,
                                               "the owner already holds an address of that family"))
               : block.allocator->occupy(address, owner);
@@ -302,8 +301,7 @@ Response AllocationStore::handle(const Request& request) {
 
 Allocation AllocationStore::toAllocation(const OwnerKey& key, const Held& held) const {
   const auto& block = blocks_.at(held.block);
-  return Allocation{.containerID = key.owner.containerID,
-                    .ifName = key.owner.ifName,
+  return Allocation{.owner = key.owner,
                     .network = held.network,
                     .podNamespace = held.podNamespace,
                     .podName = held.podName,
@@ -477,8 +475,7 @@ std::expected<ipam::Seq, Response> AllocationStore::recordLocked(const Request& 
                        .blockName = *t.name,
                        .blockCidr = t.block->cidr,
                        .allocation = {.address = t.address,
-                                      .containerID = request.containerID,
-                                      .ifName = request.ifName,
+                                      .owner = owner,
                                       .podNamespace = request.podNamespace,
                                       .podName = request.podName,
                                       .podUID = request.podUID,
@@ -534,7 +531,7 @@ base::Result<ipam::Seq> AllocationStore::releaseLocked(const OwnerKey& key, std:
   auto it = held_.find(key);
   released = toAllocation(key, it->second);
   BlockState& block = blocks_.at(it->second.block);
-  const ipam::Owner owner{released.containerID, released.ifName};
+  const ipam::Owner& owner = released.owner;
   if (auto r = block.allocator->release(released.address, owner, now); !r) {
     return std::unexpected(r.error());
   }
@@ -731,15 +728,16 @@ std::vector<GcRelease> AllocationStore::collectGarbage(const std::optional<PodLo
     auto seq = releaseLocked(key, reason, now, r.allocation);
     if (!seq) {
       spdlog::error("GC: release of {} (container {} interface {}, pod {}/{}): {}",
-                    r.allocation.address.toString(), r.allocation.containerID, r.allocation.ifName,
-                    r.allocation.podNamespace, r.allocation.podName, seq.error().message);
+                    r.allocation.address.toString(), r.allocation.owner.containerID,
+                    r.allocation.owner.ifName, r.allocation.podNamespace, r.allocation.podName,
+                    seq.error().message);
       continue;
     }
     last = *seq;
     spdlog::info(
         "GC: released {} of container {} interface {} (pod {}/{}): {} for more than "
         "{} s",
-        r.allocation.address.toString(), r.allocation.containerID, r.allocation.ifName,
+        r.allocation.address.toString(), r.allocation.owner.containerID, r.allocation.owner.ifName,
         r.allocation.podNamespace, r.allocation.podName, r.why, options_.gcGrace.count());
     released.push_back(std::move(r));
   }
@@ -770,8 +768,7 @@ ReleaseDecision AllocationStore::releaseOnRequest(const std::string& blockName,
     }
   }
   if (holder != nullptr) {
-    facts.held = HeldAllocation{.containerID = heldKey->owner.containerID,
-                                .ifName = heldKey->owner.ifName,
+    facts.held = HeldAllocation{.owner = heldKey->owner,
                                 .podNamespace = holder->podNamespace,
                                 .podName = holder->podName,
                                 .podUID = holder->podUID,
@@ -806,7 +803,7 @@ ReleaseDecision AllocationStore::releaseOnRequest(const std::string& blockName,
     return {.reason = kRefuseJournalFailed, .why = f->message};
   }
   spdlog::info("release request: released {} of container {} interface {} (pod {}/{}): {} ({})",
-               released.address.toString(), released.containerID, released.ifName,
+               released.address.toString(), released.owner.containerID, released.owner.ifName,
                released.podNamespace, released.podName, decision.why, decision.reason);
   return decision;
 }
@@ -891,8 +888,7 @@ RecordedState AllocationStore::snapshotLocked(ipam::TimePoint now) const {
     state[held.block].cidr = blocks_.at(held.block).cidr;
     state[held.block].allocations[held.address] = AllocationRecord{
         .address = held.address,
-        .containerID = key.owner.containerID,
-        .ifName = key.owner.ifName,
+        .owner = key.owner,
         .podNamespace = held.podNamespace,
         .podName = held.podName,
         .podUID = held.podUID,

@@ -99,8 +99,8 @@ json blockStatusApply(const std::string& name, std::int64_t used,
     json list = json::array();
     for (const Allocation& a : allocations) {
       list.push_back(api::toJson(api::IPAllocation{.address = a.address.toString(),
-                                                   .containerID = a.containerID,
-                                                   .ifName = a.ifName,
+                                                   .containerID = a.owner.containerID,
+                                                   .ifName = a.owner.ifName,
                                                    .podNamespace = a.podNamespace,
                                                    .podName = a.podName,
                                                    .podUID = a.podUID,

@@ -103,8 +103,8 @@ std::string encodeEntry(const JournalEntry& e) {
          {"b", e.blockName},
          {"c", e.blockCidr.toString()},
          {"ip", e.allocation.address.toString()},
-         {"id", e.allocation.containerID},
-         {"if", e.allocation.ifName}};
+         {"id", e.allocation.owner.containerID},
+         {"if", e.allocation.owner.ifName}};
   if (e.kind == JournalEntry::Kind::kAllocate) {
     j["ns"] = e.allocation.podNamespace;
     j["pod"] = e.allocation.podName;
@@ -132,8 +132,8 @@ base::Result<JournalEntry> decodeEntry(std::string_view payload) {
   e.blockName = r.str("b");
   e.blockCidr = r.prefix("c");
   e.allocation.address = r.address("ip");
-  e.allocation.containerID = r.str("id");
-  e.allocation.ifName = r.str("if");
+  e.allocation.owner.containerID = r.str("id");
+  e.allocation.owner.ifName = r.str("if");
   if (e.kind == JournalEntry::Kind::kAllocate) {
     e.allocation.podNamespace = r.optionalStr("ns");
     e.allocation.podName = r.optionalStr("pod");
@@ -152,8 +152,8 @@ std::string encodeSnapshot(const RecordedState& state) {
     json alloc = json::array();
     for (const auto& [address, a] : block.allocations) {
       json item{{"ip", address.toString()},
-                {"id", a.containerID},
-                {"if", a.ifName},
+                {"id", a.owner.containerID},
+                {"if", a.owner.ifName},
                 {"ns", a.podNamespace},
                 {"pod", a.podName}};
       if (!a.podUID.empty()) item["uid"] = a.podUID;
@@ -207,8 +207,8 @@ base::Result<RecordedState> decodeSnapshot(std::string_view payload) {
         AllocationRecord a;
         a.address = ir.address("ip");
         if (std::string_view(list) == "alloc") {
-          a.containerID = ir.str("id");
-          a.ifName = ir.str("if");
+          a.owner.containerID = ir.str("id");
+          a.owner.ifName = ir.str("if");
           a.podNamespace = ir.optionalStr("ns");
           a.podName = ir.optionalStr("pod");
           a.podUID = ir.optionalStr("uid");
@@ -239,8 +239,7 @@ void applyEntry(RecordedState& state, const JournalEntry& e) {
     return;
   }
   auto held = block.allocations.find(address);
-  if (held == block.allocations.end() || held->second.containerID != e.allocation.containerID ||
-      held->second.ifName != e.allocation.ifName) {
+  if (held == block.allocations.end() || held->second.owner != e.allocation.owner) {
     return;
   }
   block.allocations.erase(held);

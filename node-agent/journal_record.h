@@ -30,13 +30,13 @@
 #include "lib/ipam/block_allocator.h"
 #include "lib/ipam/ip.h"
 #include "lib/ipam/journal.h"
+#include "lib/ipam/owner.h"
 
 namespace vnetipam::agent {
 
 struct AllocationRecord {
   ipam::IPAddress address;
-  std::string containerID;
-  std::string ifName;
+  ipam::Owner owner;
   std::string podNamespace;
   std::string podName;
   std::string podUID;   // empty: not recorded
@@ -53,7 +53,7 @@ struct JournalEntry {
   enum class Kind { kAllocate, kRelease } kind = Kind::kAllocate;
   std::string blockName;
   ipam::Prefix blockCidr;
-  AllocationRecord allocation;  // for a release, only address, containerID and ifName matter
+  AllocationRecord allocation;  // for a release, only address and owner matter
   ipam::TimePoint releasedAt;   // release only
   bool operator==(const JournalEntry&) const = default;
 };

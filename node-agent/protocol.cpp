@@ -172,9 +172,12 @@ base::Result<void> checkField(std::string_view name, std::string_view value) {
 }
 
 json toJson(const Allocation& a) {
-  json j{{"containerID", a.containerID},    {"ifName", a.ifName},
-         {"podNamespace", a.podNamespace},  {"podName", a.podName},
-         {"address", a.address.toString()}, {"block", a.block.toString()},
+  json j{{"containerID", a.owner.containerID},
+         {"ifName", a.owner.ifName},
+         {"podNamespace", a.podNamespace},
+         {"podName", a.podName},
+         {"address", a.address.toString()},
+         {"block", a.block.toString()},
          {"blockName", a.blockName}};
   // Optional: an allocation made by an older plugin has none, and its answer stays as it was.
   if (!a.podUID.empty()) j["podUID"] = a.podUID;
@@ -198,7 +201,7 @@ base::Result<Allocation> allocationFromJson(const json& j, std::size_t index) {
   };
   std::string address, block, gateway;
   for (auto [name, out] :
-       {std::pair{"containerID", &a.containerID}, std::pair{"ifName", &a.ifName},
+       {std::pair{"containerID", &a.owner.containerID}, std::pair{"ifName", &a.owner.ifName},
         std::pair{"podNamespace", &a.podNamespace}, std::pair{"podName", &a.podName},
         std::pair{"podUID", &a.podUID}, std::pair{"network", &a.network},
         std::pair{"blockName", &a.blockName}, std::pair{"address", &address},

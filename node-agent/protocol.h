@@ -170,8 +170,7 @@ struct Request {
 };
 
 struct Allocation {
-  std::string containerID;
-  std::string ifName;
+  ipam::Owner owner;
   std::string network;  // empty: its allocate named no network
   std::string podNamespace;
   std::string podName;

@@ -40,11 +40,11 @@ ReleaseDecision decideRelease(const api::ReleaseRequest& request, const ReleaseF
   };
   if (!facts.held) return refuse(kRefuseNotHeld, "the agent holds no allocation of the address");
   const HeldAllocation& held = *facts.held;
-  if (held.containerID != request.containerID || held.ifName != request.ifName) {
+  if (held.owner.containerID != request.containerID || held.owner.ifName != request.ifName) {
     return refuse(kRefuseOtherOwner,
                   fmt::format("the address is held by container {} interface {}, not the "
                               "requested owner",
-                              held.containerID, held.ifName));
+                              held.owner.containerID, held.owner.ifName));
   }
   if (held.podName.empty()) {
     return refuse(kRefuseNoPodRecorded,

@@ -22,6 +22,7 @@
 
 #include "api/types.h"
 #include "lib/ipam/journal.h"
+#include "lib/ipam/owner.h"
 
 namespace vnetipam::agent {
 
@@ -39,8 +40,7 @@ inline constexpr std::string_view kRefuseJournalFailed = "JournalFailed";
 
 // The allocation of the requested address, as the store holds it.
 struct HeldAllocation {
-  std::string containerID;
-  std::string ifName;
+  ipam::Owner owner;
   std::string podNamespace;
   std::string podName;
   std::string podUID;

@@ -82,13 +82,13 @@ class AllocationStoreTest : public ::testing::Test {
   static std::set<std::string> owners(const Response& r) {
     std::set<std::string> out;
     for (const auto& a : r.allocations)
-      out.insert(a.containerID + "/" + a.ifName);
+      out.insert(a.owner.containerID + "/" + a.owner.ifName);
     return out;
   }
   std::set<std::string> collected() {
     std::set<std::string> out;
     for (const GcRelease& g : store_->collectGarbage(std::nullopt))
-      out.insert(g.allocation.containerID + "/" + g.allocation.ifName);
+      out.insert(g.allocation.owner.containerID + "/" + g.allocation.owner.ifName);
     checkInvariants();
     return out;
   }
@@ -109,7 +109,7 @@ class AllocationStoreTest : public ::testing::Test {
   std::set<std::string> listed() {
     std::set<std::string> out;
     for (const auto& a : store_->handle(Request{.op = Op::kList}).allocations) {
-      out.insert(a.containerID + "/" + a.ifName + "=" + a.address.toString());
+      out.insert(a.owner.containerID + "/" + a.owner.ifName + "=" + a.address.toString());
     }
     return out;
   }
@@ -151,7 +151,7 @@ TEST_F(AllocationStoreTest, UsageListsEachBlocksAllocationsByAddress) {
     EXPECT_LT(u.allocations[0].address, u.allocations[1].address);
     std::set<std::string> owners;
     for (const Allocation& a : u.allocations)
-      owners.insert(a.containerID + "/" + a.podName + "/" + a.podUID);
+      owners.insert(a.owner.containerID + "/" + a.podName + "/" + a.podUID);
     EXPECT_EQ(owners, (std::set<std::string>{"c2/p2/", "c3/p3/u3"}));
   }
 }
@@ -210,8 +210,8 @@ TEST_F(AllocationStoreTest, OwnersWhosePartsJoinAlikeAreDistinct) {
   const auto listedAfterRestart = store_->handle(Request{.op = Op::kList}).allocations;
   ASSERT_EQ(listedAfterRestart.size(), 2u);
   for (const Allocation& a : listedAfterRestart) {
-    EXPECT_EQ(a.address.toString(), a.containerID == idA ? first : second);
-    EXPECT_EQ(a.ifName, a.containerID == idA ? ifA : ifB);
+    EXPECT_EQ(a.address.toString(), a.owner.containerID == idA ? first : second);
+    EXPECT_EQ(a.owner.ifName, a.owner.containerID == idA ? ifA : ifB);
   }
   const Response released = release(idB, ifB);
   ASSERT_TRUE(released.ok);
@@ -219,7 +219,7 @@ TEST_F(AllocationStoreTest, OwnersWhosePartsJoinAlikeAreDistinct) {
   EXPECT_EQ(released.allocations[0].address.toString(), second);
   EXPECT_EQ(store_->handle(Request{.op = Op::kCheck, .containerID = idA, .ifName = ifA}).ok, true)
       << "releasing one owner leaves the other";
-  EXPECT_EQ(released.allocations[0].containerID, idB);
+  EXPECT_EQ(released.allocations[0].owner.containerID, idB);
   ASSERT_TRUE(release(idA, ifA).ok);
   EXPECT_TRUE(listed().empty());
 }
@@ -434,7 +434,7 @@ TEST_F(AllocationStoreTest, GcReleasesTheAllocationOfARecreatedPodAndKeepsTheNew
   auto released = store_->collectGarbage(lookup);
   checkInvariants();
   ASSERT_EQ(released.size(), 1u);
-  EXPECT_EQ(released[0].allocation.containerID, "old");
+  EXPECT_EQ(released[0].allocation.owner.containerID, "old");
   EXPECT_EQ(released[0].allocation.address.toString(), old);
   EXPECT_EQ(released[0].allocation.podUID, "uid-A");
   EXPECT_EQ(released[0].reason, kReasonPodGone);
@@ -450,7 +450,7 @@ TEST_F(AllocationStoreTest, ARecordedPodUIDSurvivesARestartAndIsListed) {
   restart({ready("a", "10.0.0.0/29")});
   std::map<std::string, std::string> uids;
   for (const auto& a : store_->handle(Request{.op = Op::kList}).allocations)
-    uids[a.containerID] = a.podUID;
+    uids[a.owner.containerID] = a.podUID;
   EXPECT_EQ(uids, (std::map<std::string, std::string>{{"c1", "uid-A"}, {"c2", ""}}));
   ASSERT_TRUE(store_->compactIfNeeded(/*force=*/true));
   restart({ready("a", "10.0.0.0/29")});
@@ -508,7 +508,7 @@ TEST_F(AllocationStoreTest, CniGcMarksUnlistedAttachmentsAndReleasesThemAfterThe
   clock_.advance(30s);
   auto released = store_->collectGarbage(std::nullopt);
   ASSERT_EQ(released.size(), 1u);
-  EXPECT_EQ(released[0].allocation.containerID, "stale");
+  EXPECT_EQ(released[0].allocation.owner.containerID, "stale");
   EXPECT_EQ(released[0].reason, kReasonCniGc);
   checkInvariants();
 }
@@ -538,7 +538,7 @@ TEST_F(AllocationStoreTest, TwoInterfacesOfOneContainerAreTwoAttachments) {
   clock_.advance(61s);
   auto collected = store_->collectGarbage(std::nullopt);
   ASSERT_EQ(collected.size(), 1u);
-  EXPECT_EQ(collected[0].allocation.ifName, "eth1");
+  EXPECT_EQ(collected[0].allocation.owner.ifName, "eth1");
   EXPECT_EQ(collected[0].allocation.address.toString(), again);
   EXPECT_EQ(listed(), (std::set<std::string>{"pod/eth0=" + first}));
   checkInvariants();
@@ -598,7 +598,7 @@ TEST_F(AllocationStoreTest, RandomOperationsKeepInvariantsAndSurviveRestarts) {
           restart({ready("a", "10.0.0.0/28"), ready("b", "10.0.0.16/29")});
           std::map<std::string, std::string> got;
           for (const auto& a : store_->handle({.op = Op::kList}).allocations) {
-            got[a.containerID] = a.address.toString();
+            got[a.owner.containerID] = a.address.toString();
           }
           ASSERT_EQ(got, model) << "step " << step;
         }
@@ -1047,7 +1047,7 @@ TEST_F(AllocationStoreTest, TheNetworkSurvivesRestartsAndCompaction) {
   const auto networks = [&] {
     std::map<std::string, std::string> out;
     for (const auto& a : store_->handle(Request{.op = Op::kList}).allocations)
-      out[a.containerID] = a.network;
+      out[a.owner.containerID] = a.network;
     return out;
   };
   const std::map<std::string, std::string> want{{"c1", "net-a"}, {"c2", ""}};

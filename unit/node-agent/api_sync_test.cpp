@@ -115,8 +115,7 @@ TEST(UsageReporterTest, AppliesOnlyChangedUsedUnderTheAgentsFieldManager) {
 
 Allocation held(std::string containerID, std::string address, std::string podUID = "u1",
                 std::string network = "") {
-  return Allocation{.containerID = std::move(containerID),
-                    .ifName = "eth0",
+  return Allocation{.owner = {.containerID = std::move(containerID), .ifName = "eth0"},
                     .network = std::move(network),
                     .podNamespace = "default",
                     .podName = "web",

@@ -18,19 +18,18 @@ JournalEntry allocation(std::string id, std::string_view address) {
                       .blockName = "b",
                       .blockCidr = cidr("10.0.0.0/28"),
                       .allocation = {.address = ip(address),
-                                     .containerID = std::move(id),
-                                     .ifName = "eth0",
+                                     .owner = {.containerID = std::move(id), .ifName = "eth0"},
                                      .podNamespace = "ns",
                                      .podName = "p"}};
 }
 
 JournalEntry release(std::string id, std::string_view address) {
-  return JournalEntry{
-      .kind = JournalEntry::Kind::kRelease,
-      .blockName = "b",
-      .blockCidr = cidr("10.0.0.0/28"),
-      .allocation = {.address = ip(address), .containerID = std::move(id), .ifName = "eth0"},
-      .releasedAt = kAt};
+  return JournalEntry{.kind = JournalEntry::Kind::kRelease,
+                      .blockName = "b",
+                      .blockCidr = cidr("10.0.0.0/28"),
+                      .allocation = {.address = ip(address),
+                                     .owner = {.containerID = std::move(id), .ifName = "eth0"}},
+                      .releasedAt = kAt};
 }
 
 TEST(JournalRecordTest, EntriesRoundTrip) {
@@ -146,7 +145,7 @@ TEST(JournalRecordTest, AReallocationEndsTheCooldown) {
   applyEntry(state, release("c1", "10.0.0.1"));
   applyEntry(state, allocation("c2", "10.0.0.1"));
   EXPECT_TRUE(state.at("b").released.empty());
-  EXPECT_EQ(state.at("b").allocations.at(ip("10.0.0.1")).containerID, "c2");
+  EXPECT_EQ(state.at("b").allocations.at(ip("10.0.0.1")).owner.containerID, "c2");
 }
 
 TEST(JournalRecordTest, UndecodableRecordsAreRefused) {

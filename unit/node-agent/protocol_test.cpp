@@ -53,15 +53,13 @@ TEST(ProtocolTest, RequestsRoundTrip) {
 
 TEST(ProtocolTest, ResponsesRoundTrip) {
   Response allocated;
-  allocated.allocations.push_back(Allocation{.containerID = "c1",
-                                             .ifName = "eth0",
+  allocated.allocations.push_back(Allocation{.owner = {.containerID = "c1", .ifName = "eth0"},
                                              .podNamespace = "ns",
                                              .podName = "p",
                                              .address = ip("10.240.0.17"),
                                              .block = cidr("10.240.0.16/28"),
                                              .blockName = "pods-10-240-0-16-28"});
-  allocated.allocations.push_back(Allocation{.containerID = "c2",
-                                             .ifName = "eth0",
+  allocated.allocations.push_back(Allocation{.owner = {.containerID = "c2", .ifName = "eth0"},
                                              .podNamespace = "ns",
                                              .podName = "web-0",
                                              .podUID = "0d2c6f3e-uid",
@@ -91,8 +89,7 @@ TEST(ProtocolTest, PodUIDIsOptionalAndAbsentFromMessagesWithout) {
   const std::string line = encode(Request{.op = Op::kAllocate, .containerID = "c", .ifName = "e"});
   EXPECT_EQ(line.find("podUID"), std::string::npos) << line;
   Response r;
-  r.allocations.push_back(Allocation{.containerID = "c",
-                                     .ifName = "e",
+  r.allocations.push_back(Allocation{.owner = {.containerID = "c", .ifName = "e"},
                                      .address = ip("10.0.0.1"),
                                      .block = cidr("10.0.0.0/28"),
                                      .blockName = "b"});
@@ -115,8 +112,7 @@ TEST(ProtocolTest, TheNetworkIsOptionalBothWays) {
 
   // Answers carry it when the allocation recorded one, and decode without it.
   Response r;
-  r.allocations.push_back(Allocation{.containerID = "c",
-                                     .ifName = "e",
+  r.allocations.push_back(Allocation{.owner = {.containerID = "c", .ifName = "e"},
                                      .network = "net-b",
                                      .address = ip("10.0.0.1"),
                                      .block = cidr("10.0.0.0/28"),
@@ -377,14 +373,12 @@ TEST(ProtocolTest, FamiliesAndGatewaysAreOptionalAndTheSingleAddressFormsStayAsT
   }
 
   Response pair;
-  pair.allocations = {Allocation{.containerID = "c1",
-                                 .ifName = "eth0",
+  pair.allocations = {Allocation{.owner = {.containerID = "c1", .ifName = "eth0"},
                                  .address = ip("10.240.0.17"),
                                  .block = cidr("10.240.0.16/28"),
                                  .blockName = "b4",
                                  .gateway = ip("169.254.1.1")},
-                      Allocation{.containerID = "c1",
-                                 .ifName = "eth0",
+                      Allocation{.owner = {.containerID = "c1", .ifName = "eth0"},
                                  .address = ip("fd00::11"),
                                  .block = cidr("fd00::/112"),
                                  .blockName = "b6",

@@ -15,8 +15,7 @@ using nlohmann::json;
 const api::ReleaseRequest kRequest{.address = "10.0.0.9", .containerID = "c-old", .ifName = "eth0"};
 
 ReleaseFacts stale() {
-  return ReleaseFacts{.held = HeldAllocation{.containerID = "c-old",
-                                             .ifName = "eth0",
+  return ReleaseFacts{.held = HeldAllocation{.owner = {.containerID = "c-old", .ifName = "eth0"},
                                              .podNamespace = "default",
                                              .podName = "web",
                                              .podUID = "u1",

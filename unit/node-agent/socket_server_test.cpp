@@ -84,19 +84,19 @@ TEST(SocketServerTest, OldAndNewAllocateFormsMeetOneServer) {
   const std::string path = (dir.path() / "agent.sock").string();
   SocketServer server(path, [&](const Request& r) {
     Response response;
-    response.allocations.push_back(Allocation{.containerID = r.containerID,
-                                              .ifName = r.ifName,
-                                              .address = *ipam::IPAddress::parse("10.0.0.1"),
-                                              .block = *ipam::Prefix::parse("10.0.0.0/28"),
-                                              .blockName = "b4",
-                                              .gateway = *ipam::IPAddress::parse("169.254.1.1")});
+    response.allocations.push_back(
+        Allocation{.owner = {.containerID = r.containerID, .ifName = r.ifName},
+                   .address = *ipam::IPAddress::parse("10.0.0.1"),
+                   .block = *ipam::Prefix::parse("10.0.0.0/28"),
+                   .blockName = "b4",
+                   .gateway = *ipam::IPAddress::parse("169.254.1.1")});
     if (r.families.size() == 2) {
-      response.allocations.push_back(Allocation{.containerID = r.containerID,
-                                                .ifName = r.ifName,
-                                                .address = *ipam::IPAddress::parse("fd00::1"),
-                                                .block = *ipam::Prefix::parse("fd00::/112"),
-                                                .blockName = "b6",
-                                                .gateway = *ipam::IPAddress::parse("fe80::1")});
+      response.allocations.push_back(
+          Allocation{.owner = {.containerID = r.containerID, .ifName = r.ifName},
+                     .address = *ipam::IPAddress::parse("fd00::1"),
+                     .block = *ipam::Prefix::parse("fd00::/112"),
+                     .blockName = "b6",
+                     .gateway = *ipam::IPAddress::parse("fe80::1")});
     }
     return response;
   });

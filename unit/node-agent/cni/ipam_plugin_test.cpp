@@ -31,8 +31,7 @@ agent::Allocation allocation(std::string_view address,
                              std::optional<ipam::IPAddress> gateway = std::nullopt) {
   const auto a = *ipam::IPAddress::parse(address);
   const bool v4 = a.family() == ipam::Family::kV4;
-  return agent::Allocation{.containerID = "c1",
-                           .ifName = "eth0",
+  return agent::Allocation{.owner = {.containerID = "c1", .ifName = "eth0"},
                            .address = a,
                            .block = *ipam::Prefix::parse(v4 ? "10.240.0.16/28" : "fd00:240::/112"),
                            .blockName = v4 ? "pods-10-240-0-16-28" : "pods-fd00-240-112",
