@@ -293,8 +293,8 @@ IPBlockStatus decodeIPBlockStatus(Decoder& d, const json* v) {
         ObjectReader ar(d, item, item_path);
         IPAllocation& a = s.allocations.emplace_back();
         ar.read("address", a.address);
-        ar.read("containerID", a.containerID);
-        ar.read("ifName", a.ifName);
+        ar.read("containerID", a.owner.containerID);
+        ar.read("ifName", a.owner.ifName);
         ar.read("podNamespace", a.podNamespace);
         ar.read("podName", a.podName);
         ar.read("podUID", a.podUID);
@@ -422,8 +422,8 @@ json toJson(const Condition& c) {
 json toJson(const IPAllocation& a) {
   json j = withExtra(a.extra);
   j["address"] = a.address;
-  j["containerID"] = a.containerID;
-  j["ifName"] = a.ifName;
+  j["containerID"] = a.owner.containerID;
+  j["ifName"] = a.owner.ifName;
   j["podNamespace"] = a.podNamespace;
   j["podName"] = a.podName;
   if (!a.podUID.empty()) j["podUID"] = a.podUID;

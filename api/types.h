@@ -24,6 +24,7 @@
 #include <nlohmann/json.hpp>
 
 #include "api/constants.h"
+#include "lib/ipam/owner.h"
 
 namespace vnetipam::api {
 
@@ -192,8 +193,7 @@ struct IPBlockSpec {
 // and the API.
 struct IPAllocation {
   std::string address;  // the IP, as text
-  std::string containerID;
-  std::string ifName;
+  ipam::Owner owner;
   std::string podNamespace;
   std::string podName;
   std::string podUID;  // empty: not known (an allocation recorded before UIDs were)

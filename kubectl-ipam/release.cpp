@@ -135,8 +135,8 @@ std::optional<bool> holds(const std::optional<api::IPBlock>& block,
   const auto& status = block->status;
   if (static_cast<std::int64_t>(status.allocations.size()) != status.used) return std::nullopt;
   return std::ranges::any_of(status.allocations, [&](const api::IPAllocation& a) {
-    return a.address == request.address && a.containerID == request.containerID &&
-           a.ifName == request.ifName;
+    return a.address == request.address && a.owner.containerID == request.containerID &&
+           a.owner.ifName == request.ifName;
   });
 }
 

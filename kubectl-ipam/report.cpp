@@ -333,13 +333,13 @@ CheckReport check(const Snapshot& s) {
       LeakedAllocation leak{.block = b.metadata.name,
                             .node = b.spec.nodeName,
                             .address = a.address,
-                            .containerID = a.containerID,
-                            .ifName = a.ifName,
+                            .containerID = a.owner.containerID,
+                            .ifName = a.owner.ifName,
                             .podNamespace = a.podNamespace,
                             .podName = a.podName,
                             .podUID = a.podUID};
-      const std::string owner =
-          fmt::format("{} (container {} interface {})", a.address, a.containerID, a.ifName);
+      const std::string owner = fmt::format("{} (container {} interface {})", a.address,
+                                            a.owner.containerID, a.owner.ifName);
       std::string id, message;
       if (pod == nullptr) {
         id = "allocation-pod-gone";

@@ -99,8 +99,7 @@ json blockStatusApply(const std::string& name, std::int64_t used,
     json list = json::array();
     for (const Allocation& a : allocations) {
       list.push_back(api::toJson(api::IPAllocation{.address = a.address.toString(),
-                                                   .containerID = a.owner.containerID,
-                                                   .ifName = a.owner.ifName,
+                                                   .owner = a.owner,
                                                    .podNamespace = a.podNamespace,
                                                    .podName = a.podName,
                                                    .podUID = a.podUID,

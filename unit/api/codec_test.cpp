@@ -102,8 +102,7 @@ TEST(CodecTest, IPBlockRoundTripKeepsEveryField) {
   ASSERT_EQ(block->status.allocations.size(), 2u);
   EXPECT_EQ(block->status.allocations[0],
             (IPAllocation{.address = "10.240.0.17",
-                          .containerID = "c1",
-                          .ifName = "eth0",
+                          .owner = {.containerID = "c1", .ifName = "eth0"},
                           .podNamespace = "default",
                           .podName = "web-0",
                           .podUID = "u-web-0",

@@ -370,8 +370,7 @@ TEST(CrdFieldsTest, IPBlockSchemaHasExactlyTheCodecsFields) {
   b.status.nic = NicRef{.id = "id", .ipConfiguration = "c"};
   b.status.conditions = {fullCondition()};
   b.status.allocations = {{.address = "10.0.0.1",
-                           .containerID = "c",
-                           .ifName = "eth0",
+                           .owner = {.containerID = "c", .ifName = "eth0"},
                            .podNamespace = "ns",
                            .podName = "p",
                            .podUID = "u",

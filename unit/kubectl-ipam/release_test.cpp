@@ -88,7 +88,8 @@ api::IPBlock blockHolding(std::vector<api::IPAllocation> allocations) {
 
 TEST(Judge, ReleasedWhenTheOwnerNoLongerHoldsItRefusedByTheAgentsEvent) {
   const api::ReleaseRequest r{.address = "10.0.0.9", .containerID = "c-old", .ifName = "eth0"};
-  const api::IPAllocation held{.address = "10.0.0.9", .containerID = "c-old", .ifName = "eth0"};
+  const api::IPAllocation held{.address = "10.0.0.9",
+                               .owner = {.containerID = "c-old", .ifName = "eth0"}};
   const std::int64_t since = 1'800'000'000;  // 2027-01-15T08:00:00Z
   std::string why;
   EXPECT_EQ(holds(blockHolding({held}), r), true);
@@ -112,7 +113,7 @@ TEST(Judge, ReleasedWhenTheOwnerNoLongerHoldsItRefusedByTheAgentsEvent) {
 
   // Gone from status.allocations (or held by another owner now): released.
   api::IPAllocation reused = held;
-  reused.containerID = "c-next";
+  reused.owner.containerID = "c-next";
   why.clear();
   EXPECT_EQ(judge(blockHolding({reused}), r, true, {}, since, why), Outcome::kReleased);
   EXPECT_EQ(judge(std::nullopt, r, true, {}, since, why), Outcome::kReleased)

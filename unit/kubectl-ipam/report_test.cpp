@@ -359,8 +359,7 @@ Snapshot published() {
     p.uid = "uid-" + p.name;
   auto allocation = [](std::string address, std::string id, std::string pod) {
     return api::IPAllocation{.address = std::move(address),
-                             .containerID = std::move(id),
-                             .ifName = "eth0",
+                             .owner = {.containerID = std::move(id), .ifName = "eth0"},
                              .podNamespace = "default",
                              .podName = pod,
                              .podUID = "uid-" + pod};
@@ -382,8 +381,7 @@ TEST(Check, AnAllocationWhosePodIsGoneOrRecreatedIsALeakWithWhatReleaseNeeds) {
   s.pods[1].uid = "uid-p3-new";  // p3 was recreated under its name
   s.pods[1].ips = {"10.0.0.21"};
   s.blocks[1].status.allocations.push_back({.address = "10.0.0.21",
-                                            .containerID = "c4",
-                                            .ifName = "eth0",
+                                            .owner = {.containerID = "c4", .ifName = "eth0"},
                                             .podNamespace = "default",
                                             .podName = "p3",
                                             .podUID = "uid-p3-new"});
@@ -420,8 +418,7 @@ TEST(Check, APodOfThatNameOnAnotherNodeIsGoneForTheAgent) {
   s.pods[0].nodeName = "n2";
   s.pods[0].ips = {"10.0.0.22"};
   s.blocks[1].status.allocations.push_back({.address = "10.0.0.22",
-                                            .containerID = "c9",
-                                            .ifName = "eth0",
+                                            .owner = {.containerID = "c9", .ifName = "eth0"},
                                             .podNamespace = "default",
                                             .podName = "p1",
                                             .podUID = "uid-p1"});
@@ -436,8 +433,7 @@ TEST(Check, ALivePodWithoutTheAllocatedAddressIsAStaleSandbox) {
   Snapshot s = published();
   // A second sandbox of p1 whose CNI DEL was lost: the pod shows only its current address.
   s.blocks[0].status.allocations.push_back({.address = "10.0.0.9",
-                                            .containerID = "c-old",
-                                            .ifName = "eth0",
+                                            .owner = {.containerID = "c-old", .ifName = "eth0"},
                                             .podNamespace = "default",
                                             .podName = "p1",
                                             .podUID = "uid-p1"});
