@@ -476,6 +476,18 @@ def test_two_replicas_one_leader_writes_and_the_other_takes_over(env):
     env.delete_nodes(first[:5])
     env.wait_converged(set(first[5:] + second), timeout=60)
     assert standby.metric("vnetipam_block_allocations_total", podsubnet="e2e-leader") == 10
+    # The new leader started from what the API server holds: the NIC of a node with a block is the
+    # one its block names, so no VM was read (the ten new nodes found theirs in one list of the
+    # resource group, 5 pages of the mock's 100 NICs), and no node was told that the pool was
+    # exhausted while the new leader carved it.
+    samples = standby.metrics()
+    lookups = {op: metric_sum(samples, "vnetipam_azure_requests_total", operation=op)
+               for op in ("GetVirtualMachine", "ListNetworkInterfaces")}
+    assert lookups["GetVirtualMachine"] == 0 and lookups["ListNetworkInterfaces"] <= 5, lookups
+    events, _ = env.api.list("/apis/events.k8s.io/v1/events")
+    ours = set(first + second)
+    assert not [e for e in events if e.get("reason") == "PodSubnetExhausted"
+                and (e.get("regarding") or {}).get("name") in ours], "exhaustion reported"
 
 
 def test_throttling_and_failing_azure_reaches_the_same_final_state(env):
