@@ -113,8 +113,7 @@ void BM_AllocateReleasePairs(benchmark::State& state) {
       break;
     }
     Request request{.op = Op::kAllocate,
-                    .containerID = prefix + std::to_string(i++),
-                    .ifName = "eth0",
+                    .owner = {.containerID = prefix + std::to_string(i++), .ifName = "eth0"},
                     .podNamespace = "default",
                     .podName = "bench"};
     auto allocated = conn->call(request, 5s);

@@ -45,7 +45,7 @@ class WireAgentClient final : public AgentClient {
           agent::Response::failure(agent::ErrorCode::kDecodeFailure, decoded.error().message);
     } else if (decoded->op == agent::Op::kAllocate || decoded->op == agent::Op::kCheck) {
       response.allocations.push_back({
-          .owner = {.containerID = decoded->containerID, .ifName = decoded->ifName},
+          .owner = decoded->owner,
           .podNamespace = decoded->podNamespace,
           .podName = decoded->podName,
           .podUID = decoded->podUID,

@@ -30,11 +30,6 @@ bool sameNetwork(std::string_view held, std::string_view requested) {
   return held.empty() || requested.empty() || held == requested;
 }
 
-// Who a request is about, for its messages.
-std::string whoOf(const Request& request) {
-  return fmt::format("container {} interface {}", request.containerID, request.ifName);
-}
-
 }  // namespace
 
 PodVerdict podVerdict(std::string_view recordedUID, const LivePod& live) {
@@ -49,16 +44,11 @@ AllocationStore::AllocationStore(ipam::Journal& journal, StoreOptions options, b
                                  AgentMetrics* metrics)
     : journal_(journal), options_(std::move(options)), clock_(clock), metrics_(metrics) {}
 
-AllocationStore::OwnerKey AllocationStore::ownerKey(std::string_view containerID,
-                                                    std::string_view ifName, ipam::Family family) {
-  return OwnerKey{ipam::Owner{std::string(containerID), std::string(ifName)}, family};
-}
-
 std::vector<AllocationStore::OwnerKey> AllocationStore::heldKeysLocked(
-    std::string_view containerID, std::string_view ifName, std::string_view network) const {
+    const ipam::Owner& owner, std::string_view network) const {
   std::vector<OwnerKey> keys;
   for (ipam::Family f : {ipam::Family::kV4, ipam::Family::kV6}) {
-    OwnerKey key = ownerKey(containerID, ifName, f);
+    OwnerKey key{owner, f};
     auto it = held_.find(key);
     if (it != held_.end() && sameNetwork(it->second.network, network)) {
       keys.push_back(std::move(key));
@@ -328,7 +318,7 @@ Response AllocationStore::allocate(const Request& request) {
     if (metrics_) metrics_->allocationFailed(static_cast<int>(response.code), clock_.now() - start);
     return response;
   };
-  const std::string who = whoOf(request);
+  const std::string who = ipam::toString(request.owner);
   // A client that names no families is a plugin of the previous release: IPv4 is all it can take.
   const std::vector<ipam::Family> asked =
       request.families.empty() ? std::vector{ipam::Family::kV4} : request.families;
@@ -338,7 +328,7 @@ Response AllocationStore::allocate(const Request& request) {
   // interface of a name, so this is a misconfiguration (or a runtime confused about which network
   // it attached). Answering with the other network's address would let either network's DEL free
   // it under the other; so nothing is taken, and the other network keeps what it holds.
-  for (const OwnerKey& key : heldKeysLocked(request.containerID, request.ifName, {})) {
+  for (const OwnerKey& key : heldKeysLocked(request.owner, {})) {
     const Held& other = held_.at(key);
     if (sameNetwork(other.network, request.network)) continue;
     return failed(Response::failure(
@@ -354,7 +344,7 @@ Response AllocationStore::allocate(const Request& request) {
   std::vector<ipam::Family> missing;
   for (ipam::Family f : {ipam::Family::kV4, ipam::Family::kV6}) {
     if (!isAsked(f)) continue;
-    const OwnerKey key = ownerKey(request.containerID, request.ifName, f);
+    const OwnerKey key{request.owner, f};
     if (auto it = held_.find(key); it != held_.end()) {
       it->second.notAttachedSince.reset();
       response.allocations.push_back(toAllocation(key, it->second));
@@ -403,8 +393,8 @@ Response AllocationStore::allocate(const Request& request) {
 std::expected<std::vector<AllocationStore::Taken>, Response> AllocationStore::takeLocked(
     const Request& request, const std::vector<ipam::Family>& missing, std::size_t held,
     ipam::TimePoint now) {
-  const std::string who = whoOf(request);
-  const ipam::Owner owner{request.containerID, request.ifName};
+  const ipam::Owner& owner = request.owner;
+  const std::string who = ipam::toString(owner);
   // Every missing family is taken in memory before anything is journalled: a family that cannot
   // be had undoes the others here, and the journal never sees them.
   std::vector<Taken> taken;
@@ -466,8 +456,8 @@ std::expected<std::vector<AllocationStore::Taken>, Response> AllocationStore::ta
 std::expected<ipam::Seq, Response> AllocationStore::recordLocked(const Request& request,
                                                                  std::vector<Taken>& taken,
                                                                  ipam::TimePoint now) {
-  const ipam::Owner owner{request.containerID, request.ifName};
-  const std::string who = whoOf(request);
+  const ipam::Owner& owner = request.owner;
+  const std::string who = ipam::toString(owner);
   ipam::Seq last = 0;
   for (std::size_t i = 0; i < taken.size(); ++i) {
     Taken& t = taken[i];
@@ -511,7 +501,7 @@ std::expected<ipam::Seq, Response> AllocationStore::recordLocked(const Request& 
 void AllocationStore::publishLocked(const Request& request, const std::vector<Taken>& taken,
                                     ipam::TimePoint now, Response& response) {
   for (const Taken& t : taken) {
-    const OwnerKey key = ownerKey(request.containerID, request.ifName, t.family);
+    const OwnerKey key{request.owner, t.family};
     auto [it, inserted] = held_.emplace(key, Held{.block = *t.name,
                                                   .address = t.address,
                                                   .network = request.network,
@@ -561,8 +551,7 @@ base::Result<ipam::Seq> AllocationStore::releaseLocked(const OwnerKey& key, std:
 
 Response AllocationStore::release(const Request& request, std::string_view reason) {
   std::unique_lock lock(mu_);
-  const std::vector<OwnerKey> keys =
-      heldKeysLocked(request.containerID, request.ifName, request.network);
+  const std::vector<OwnerKey> keys = heldKeysLocked(request.owner, request.network);
   if (keys.empty()) {
     // DEL is idempotent. The release that freed it may still be waiting for its fsync on
     // another thread: answer "released" only once it is durable too. What the attachment holds
@@ -582,11 +571,11 @@ Response AllocationStore::release(const Request& request, std::string_view reaso
     auto seq = releaseLocked(key, reason, now, released);
     if (!seq) {
       if (!failure) {
-        failure = Response::failure(
-            ErrorCode::kIoFailure,
-            fmt::format("release of {} held by container {} interface {}",
-                        released.address.toString(), request.containerID, request.ifName),
-            seq.error().message);
+        failure =
+            Response::failure(ErrorCode::kIoFailure,
+                              fmt::format("release of {} held by {}", released.address.toString(),
+                                          ipam::toString(request.owner)),
+                              seq.error().message);
       }
       continue;
     }
@@ -603,21 +592,19 @@ Response AllocationStore::release(const Request& request, std::string_view reaso
   }
   if (failure) return *failure;
   for (const Allocation& a : response.allocations) {
-    spdlog::debug("released {} of container {} interface {} ({})", a.address.toString(),
-                  request.containerID, request.ifName, reason);
+    spdlog::debug("released {} of {} ({})", a.address.toString(), ipam::toString(request.owner),
+                  reason);
   }
   return response;
 }
 
 Response AllocationStore::check(const Request& request) {
   std::unique_lock lock(mu_);
-  const std::vector<OwnerKey> keys =
-      heldKeysLocked(request.containerID, request.ifName, request.network);
+  const std::vector<OwnerKey> keys = heldKeysLocked(request.owner, request.network);
   if (keys.empty()) {
     return Response::failure(
         ErrorCode::kUnknownContainer,
-        fmt::format("container {} interface {} holds no address{} on node {}", request.containerID,
-                    request.ifName,
+        fmt::format("{} holds no address{} on node {}", ipam::toString(request.owner),
                     request.network.empty() ? "" : fmt::format(" for network {}", request.network),
                     options_.nodeName));
   }

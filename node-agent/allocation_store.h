@@ -219,8 +219,6 @@ class AllocationStore {
 
   AllocationStore(ipam::Journal& journal, StoreOptions options, base::Clock& clock,
                   AgentMetrics* metrics);
-  static OwnerKey ownerKey(std::string_view containerID, std::string_view ifName,
-                           ipam::Family family);
   // Requires mu_. Whether the node serves `family`: an IPBlock of it is assigned (in the API, or
   // persisted before it answers) and neither being deleted nor Invalid. Ready or not: a family
   // whose block is not Ready yet is still one an ADD must get (it fails until the block is).
@@ -251,8 +249,7 @@ class AllocationStore {
                      Response& response);
   // Requires mu_. The keys of what the attachment holds for `network` (protocol.h: an allocation
   // or a request without a network matches any), IPv4 first.
-  std::vector<OwnerKey> heldKeysLocked(std::string_view containerID, std::string_view ifName,
-                                       std::string_view network) const;
+  std::vector<OwnerKey> heldKeysLocked(const ipam::Owner& owner, std::string_view network) const;
   Response release(const Request& request, std::string_view reason);
   Response check(const Request& request);
   Response list();

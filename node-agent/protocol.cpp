@@ -297,8 +297,8 @@ Response Response::failure(ErrorCode code, std::string message, std::string deta
 std::string encode(const Request& request) {
   json j{{"v", request.version}, {"op", toString(request.op)}};
   if (!request.network.empty()) j["network"] = request.network;
-  if (!request.containerID.empty()) j["containerID"] = request.containerID;
-  if (!request.ifName.empty()) j["ifName"] = request.ifName;
+  if (!request.owner.containerID.empty()) j["containerID"] = request.owner.containerID;
+  if (!request.owner.ifName.empty()) j["ifName"] = request.owner.ifName;
   if (!request.podNamespace.empty()) j["podNamespace"] = request.podNamespace;
   if (!request.podName.empty()) j["podName"] = request.podName;
   if (!request.podUID.empty()) j["podUID"] = request.podUID;
@@ -357,7 +357,7 @@ base::Result<Request> decodeRequest(std::string_view line) {
   }
   r.op = *parsed;
   for (auto [name, out] :
-       {std::pair{"containerID", &r.containerID}, std::pair{"ifName", &r.ifName},
+       {std::pair{"containerID", &r.owner.containerID}, std::pair{"ifName", &r.owner.ifName},
         std::pair{"podNamespace", &r.podNamespace}, std::pair{"podName", &r.podName},
         std::pair{"podUID", &r.podUID}, std::pair{"network", &r.network}}) {
     auto v = stringField(*j, name);
@@ -366,7 +366,7 @@ base::Result<Request> decodeRequest(std::string_view line) {
     *out = std::move(*v);
   }
   if (r.op == Op::kAllocate || r.op == Op::kRelease || r.op == Op::kCheck) {
-    if (r.containerID.empty() || r.ifName.empty()) {
+    if (r.owner.containerID.empty() || r.owner.ifName.empty()) {
       return base::fail(kInvalidArgument,
                         fmt::format("op \"{}\" needs \"containerID\" and \"ifName\"", *op));
     }

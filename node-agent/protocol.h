@@ -156,8 +156,7 @@ struct Request {
   int version = kProtocolVersion;
   Op op = Op::kStatus;
   std::string network;  // the CNI network's name; empty: not sent (a plugin of an earlier release)
-  std::string containerID;
-  std::string ifName;
+  ipam::Owner owner;    // allocate, release, check: the attachment (containerID, ifName)
   std::string podNamespace;
   std::string podName;
   std::string podUID;  // allocate only; optional (empty: not known)

@@ -4,6 +4,7 @@
 
 #include <fmt/format.h>
 
+#include "lib/ipam/owner.h"
 #include "lib/ipam/pod_gateway.h"
 #include "node-agent/cni/input_bounds.h"
 
@@ -24,8 +25,7 @@ std::string networkOf(const NetConf& conf) {
 agent::Request requestFor(agent::Op op, const Env& env, const NetConf& conf) {
   agent::Request request{.op = op,
                          .network = networkOf(conf),
-                         .containerID = env.containerID,
-                         .ifName = env.ifName,
+                         .owner = {.containerID = env.containerID, .ifName = env.ifName},
                          .podNamespace = env.podNamespace,
                          .podName = env.podName};
   // Only allocate records it; the other operations are keyed by containerID+ifName alone.
@@ -39,7 +39,7 @@ agent::Request requestFor(agent::Op op, const Env& env, const NetConf& conf) {
 
 // Who this call is about, for every message.
 std::string owner(const Env& env) {
-  std::string who = fmt::format("container {} interface {}", env.containerID, env.ifName);
+  std::string who = ipam::toString(ipam::Owner{env.containerID, env.ifName});
   if (!env.podName.empty()) who += fmt::format(" (pod {}/{})", env.podNamespace, env.podName);
   return who;
 }

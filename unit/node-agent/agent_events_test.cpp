@@ -36,8 +36,7 @@ class AgentEventsTest : public ::testing::Test {
 
 Request allocateFor(std::string ns, std::string pod) {
   return {.op = Op::kAllocate,
-          .containerID = "c1",
-          .ifName = "eth0",
+          .owner = {.containerID = "c1", .ifName = "eth0"},
           .podNamespace = std::move(ns),
           .podName = std::move(pod),
           .podUID = "uid-1"};

@@ -56,8 +56,7 @@ class AllocationStoreTest : public ::testing::Test {
   Response allocate(const std::string& id, const std::string& ifName = "eth0",
                     const std::string& pod = "", const std::string& podUID = "") {
     Response r = store_->handle(Request{.op = Op::kAllocate,
-                                        .containerID = id,
-                                        .ifName = ifName,
+                                        .owner = {.containerID = id, .ifName = ifName},
                                         .podNamespace = pod.empty() ? "" : "default",
                                         .podName = pod,
                                         .podUID = podUID});
@@ -67,7 +66,7 @@ class AllocationStoreTest : public ::testing::Test {
   // The requests of a plugin that names its network (the configuration's "name").
   Request in(const std::string& network, Op op, const std::string& id,
              const std::string& ifName = "eth0") {
-    return Request{.op = op, .network = network, .containerID = id, .ifName = ifName};
+    return Request{.op = op, .network = network, .owner = {.containerID = id, .ifName = ifName}};
   }
   Response allocateIn(const std::string& network, const std::string& id,
                       const std::string& ifName = "eth0") {
@@ -93,7 +92,8 @@ class AllocationStoreTest : public ::testing::Test {
     return out;
   }
   Response release(const std::string& id, const std::string& ifName = "eth0") {
-    Response r = store_->handle(Request{.op = Op::kRelease, .containerID = id, .ifName = ifName});
+    Response r =
+        store_->handle(Request{.op = Op::kRelease, .owner = {.containerID = id, .ifName = ifName}});
     checkInvariants();
     return r;
   }
@@ -217,7 +217,9 @@ TEST_F(AllocationStoreTest, OwnersWhosePartsJoinAlikeAreDistinct) {
   ASSERT_TRUE(released.ok);
   ASSERT_EQ(released.allocations.size(), 1u);
   EXPECT_EQ(released.allocations[0].address.toString(), second);
-  EXPECT_EQ(store_->handle(Request{.op = Op::kCheck, .containerID = idA, .ifName = ifA}).ok, true)
+  EXPECT_EQ(
+      store_->handle(Request{.op = Op::kCheck, .owner = {.containerID = idA, .ifName = ifA}}).ok,
+      true)
       << "releasing one owner leaves the other";
   EXPECT_EQ(released.allocations[0].owner.containerID, idB);
   ASSERT_TRUE(release(idA, ifA).ok);
@@ -322,9 +324,11 @@ TEST_F(AllocationStoreTest, AnAnsweredReleaseIsFsyncedAndAFailedFsyncAnswersIoFa
 TEST_F(AllocationStoreTest, CheckVersionAndStatus) {
   serve({ready("b", "10.0.0.0/30")});
   addressOf(allocate("c1"));
-  Response check = store_->handle({.op = Op::kCheck, .containerID = "c1", .ifName = "eth0"});
+  Response check =
+      store_->handle({.op = Op::kCheck, .owner = {.containerID = "c1", .ifName = "eth0"}});
   EXPECT_TRUE(check.ok);
-  Response unknown = store_->handle({.op = Op::kCheck, .containerID = "c9", .ifName = "eth0"});
+  Response unknown =
+      store_->handle({.op = Op::kCheck, .owner = {.containerID = "c9", .ifName = "eth0"}});
   EXPECT_EQ(unknown.code, ErrorCode::kUnknownContainer);
   Response future = store_->handle({.version = 2, .op = Op::kStatus});
   EXPECT_EQ(future.code, ErrorCode::kIncompatibleVersion);
@@ -455,7 +459,7 @@ TEST_F(AllocationStoreTest, ARecordedPodUIDSurvivesARestartAndIsListed) {
   ASSERT_TRUE(store_->compactIfNeeded(/*force=*/true));
   restart({ready("a", "10.0.0.0/29")});
   Response checked =
-      store_->handle(Request{.op = Op::kCheck, .containerID = "c1", .ifName = "eth0"});
+      store_->handle(Request{.op = Op::kCheck, .owner = {.containerID = "c1", .ifName = "eth0"}});
   ASSERT_TRUE(checked.ok) << checked.message;
   EXPECT_EQ(checked.allocations.at(0).podUID, "uid-A") << "through a compacted snapshot too";
   auto recreated =
@@ -525,10 +529,11 @@ TEST_F(AllocationStoreTest, TwoInterfacesOfOneContainerAreTwoAttachments) {
   ASSERT_EQ(released.allocations.size(), 1u);
   EXPECT_EQ(released.allocations[0].address.toString(), eth1);
   const Response check =
-      store_->handle(Request{.op = Op::kCheck, .containerID = "pod", .ifName = "eth0"});
+      store_->handle(Request{.op = Op::kCheck, .owner = {.containerID = "pod", .ifName = "eth0"}});
   EXPECT_EQ(addressOf(check), eth0);
   EXPECT_FALSE(
-      store_->handle(Request{.op = Op::kCheck, .containerID = "pod", .ifName = "eth1"}).ok);
+      store_->handle(Request{.op = Op::kCheck, .owner = {.containerID = "pod", .ifName = "eth1"}})
+          .ok);
 
   // The same network twice: its CNI GC listing only eth0 collects only eth1.
   ASSERT_TRUE(release("pod", "eth0").ok);
@@ -648,8 +653,8 @@ TEST_F(AllocationStoreTest, ConcurrentClientsNeverShareAnAddress) {
       go.arrive_and_wait();
       for (int i = 0; i < kRounds; ++i) {
         const std::string id = "t" + std::to_string(t) + "-" + std::to_string(i % 20);
-        Response r =
-            store_->handle(Request{.op = Op::kAllocate, .containerID = id, .ifName = "eth0"});
+        Response r = store_->handle(
+            Request{.op = Op::kAllocate, .owner = {.containerID = id, .ifName = "eth0"}});
         if (!r.ok) {
           if (r.code != ErrorCode::kTryAgainLater) ++errors;
           continue;
@@ -662,7 +667,8 @@ TEST_F(AllocationStoreTest, ConcurrentClientsNeverShareAnAddress) {
         }
         if (i % 3 == 0) {
           std::lock_guard lock(mu);  // release under the lock: the map mirrors the store
-          store_->handle(Request{.op = Op::kRelease, .containerID = id, .ifName = "eth0"});
+          store_->handle(
+              Request{.op = Op::kRelease, .owner = {.containerID = id, .ifName = "eth0"}});
           holders.erase(address);
         }
       }
@@ -756,8 +762,7 @@ TEST_F(AllocationStoreTest, ADeletingBlockIsDrainableOnceEmptyAndTheHookSaysSo) 
 
 Request dualAllocate(const std::string& id, const std::string& pod = "") {
   return Request{.op = Op::kAllocate,
-                 .containerID = id,
-                 .ifName = "eth0",
+                 .owner = {.containerID = id, .ifName = "eth0"},
                  .podNamespace = pod.empty() ? "" : "default",
                  .podName = pod,
                  .families = {ipam::Family::kV4, ipam::Family::kV6}};
@@ -783,9 +788,9 @@ TEST_F(AllocationStoreTest, ADualStackNodeServesOneAddressPerFamilyAndARetryTheS
   EXPECT_EQ(first.allocations[1].podName, "p1");
   EXPECT_EQ(store_->handle(dualAllocate("c1", "p1")), first) << "a retried ADD: the same pair";
   EXPECT_EQ(journal_->stats().durableSeq, journal_->stats().lastSeq);
-  EXPECT_EQ(
-      addresses(store_->handle(Request{.op = Op::kCheck, .containerID = "c1", .ifName = "eth0"})),
-      (std::vector<std::string>{"10.0.0.0", "fd00::"}))
+  EXPECT_EQ(addresses(store_->handle(
+                Request{.op = Op::kCheck, .owner = {.containerID = "c1", .ifName = "eth0"}})),
+            (std::vector<std::string>{"10.0.0.0", "fd00::"}))
       << "CHECK covers both";
   // A plugin of the previous release names no families: IPv4 alone, as before.
   EXPECT_EQ(addressOf(allocate("old", "eth0")), "10.0.0.1");

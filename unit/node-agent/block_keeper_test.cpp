@@ -81,10 +81,12 @@ class BlockKeeperTest : public ::testing::Test {
         std::move(written));
   }
   Response allocate(const std::string& id) {
-    return store_->handle(Request{.op = Op::kAllocate, .containerID = id, .ifName = "eth0"});
+    return store_->handle(
+        Request{.op = Op::kAllocate, .owner = {.containerID = id, .ifName = "eth0"}});
   }
   Response release(const std::string& id) {
-    return store_->handle(Request{.op = Op::kRelease, .containerID = id, .ifName = "eth0"});
+    return store_->handle(
+        Request{.op = Op::kRelease, .owner = {.containerID = id, .ifName = "eth0"}});
   }
   std::vector<std::string> persistedNames() {
     auto loaded = loadServedBlocks(dir_.path(), "n1");

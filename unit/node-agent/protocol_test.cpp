@@ -20,25 +20,27 @@ ipam::Prefix cidr(std::string_view text) { return *ipam::Prefix::parse(text); }
 TEST(ProtocolTest, RequestsRoundTrip) {
   std::vector<Request> requests = {
       {.op = Op::kAllocate,
-       .containerID = "c1",
-       .ifName = "eth0",
+       .owner = {.containerID = "c1", .ifName = "eth0"},
        .podNamespace = "ns",
        .podName = "p"},
       {.op = Op::kAllocate,
-       .containerID = "c2",
-       .ifName = "eth0",
+       .owner = {.containerID = "c2", .ifName = "eth0"},
        .podNamespace = "ns",
        .podName = "web-0",
        .podUID = "0d2c6f3e-uid"},
-      {.op = Op::kRelease, .containerID = "c1", .ifName = "eth0"},
-      {.op = Op::kCheck, .containerID = "c3", .ifName = "net1", .podName = "p\"quoted\"\\"},
+      {.op = Op::kRelease, .owner = {.containerID = "c1", .ifName = "eth0"}},
+      {.op = Op::kCheck,
+       .owner = {.containerID = "c3", .ifName = "net1"},
+       .podName = "p\"quoted\"\\"},
       {.op = Op::kList},
       {.op = Op::kStatus},
       {.op = Op::kGc, .validAttachments = {{"a", "eth0"}, {"b", "eth1"}}},
       {.op = Op::kGc},
-      {.op = Op::kAllocate, .network = "vnet-ipam", .containerID = "c4", .ifName = "eth0"},
-      {.op = Op::kRelease, .network = "net-b", .containerID = "c4", .ifName = "net1"},
-      {.op = Op::kCheck, .network = "net-b", .containerID = "c4", .ifName = "net1"},
+      {.op = Op::kAllocate,
+       .network = "vnet-ipam",
+       .owner = {.containerID = "c4", .ifName = "eth0"}},
+      {.op = Op::kRelease, .network = "net-b", .owner = {.containerID = "c4", .ifName = "net1"}},
+      {.op = Op::kCheck, .network = "net-b", .owner = {.containerID = "c4", .ifName = "net1"}},
       {.op = Op::kGc, .network = "net-b", .validAttachments = {{"c4", "net1"}}},
   };
   for (const Request& r : requests) {
@@ -86,7 +88,8 @@ TEST(ProtocolTest, PodUIDIsOptionalAndAbsentFromMessagesWithout) {
       R"({"v":1,"op":"allocate","containerID":"c1","ifName":"eth0","podNamespace":"ns","podName":"p"})");
   ASSERT_TRUE(old) << old.error().message;
   EXPECT_EQ(old->podUID, "");
-  const std::string line = encode(Request{.op = Op::kAllocate, .containerID = "c", .ifName = "e"});
+  const std::string line =
+      encode(Request{.op = Op::kAllocate, .owner = {.containerID = "c", .ifName = "e"}});
   EXPECT_EQ(line.find("podUID"), std::string::npos) << line;
   Response r;
   r.allocations.push_back(Allocation{.owner = {.containerID = "c", .ifName = "e"},
@@ -237,8 +240,8 @@ TEST(ProtocolTest, StringFieldsOutsideTheirRuleAreRefused) {
                     R"(","ifName":"eth0123456789ab","podNamespace":")" + std::string(63, 'n') +
                     R"(","podName":"web-0.x_Y","podUID":"0d2c6a4e-1b7f-4c3e-9a51-8f0e2b7d6c11"})");
   ASSERT_TRUE(ok) << ok.error().message;
-  EXPECT_EQ(ok->containerID, id64);
-  EXPECT_EQ(ok->ifName, "eth0123456789ab");
+  EXPECT_EQ(ok->owner.containerID, id64);
+  EXPECT_EQ(ok->owner.ifName, "eth0123456789ab");
   for (const char* line :
        {R"({"v":1,"op":"allocate","containerID":"A1_b.c-d","ifName":"net1","podName":"caf\u00e9"})",
         R"({"v":1,"op":"gc","validAttachments":[{"containerID":"c1","ifName":"eth0"}]})"}) {
@@ -357,8 +360,7 @@ TEST(ProtocolTest, UnknownFieldsAndAFutureVersionStillDecode) {
 // gateway; both are optional, so the previous release's single-address forms are what they were.
 TEST(ProtocolTest, FamiliesAndGatewaysAreOptionalAndTheSingleAddressFormsStayAsTheyWere) {
   const Request dual{.op = Op::kAllocate,
-                     .containerID = "c1",
-                     .ifName = "eth0",
+                     .owner = {.containerID = "c1", .ifName = "eth0"},
                      .families = {ipam::Family::kV4, ipam::Family::kV6}};
   EXPECT_NE(encode(dual).find(R"("families":[4,6])"), std::string::npos) << encode(dual);
   EXPECT_EQ(decodeRequest(encode(dual)).value(), dual);

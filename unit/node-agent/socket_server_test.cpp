@@ -40,7 +40,7 @@ TEST(SocketServerTest, ServesRequestsInTurnAndManyClientsAtOnce) {
   SocketServer server(path, [&](const Request& r) {
     ++calls;
     Response response;
-    response.freeIPs = r.containerID.size();
+    response.freeIPs = r.owner.containerID.size();
     return response;
   });
   ASSERT_TRUE(server.start());
@@ -52,10 +52,11 @@ TEST(SocketServerTest, ServesRequestsInTurnAndManyClientsAtOnce) {
   auto conn = AgentConnection::open(path, 1s);
   ASSERT_TRUE(conn) << conn.error().message;
   for (int i = 1; i <= 3; ++i) {
-    auto r = conn->call(Request{.op = Op::kCheck,
-                                .containerID = std::string(static_cast<std::size_t>(i), 'x'),
-                                .ifName = "eth0"},
-                        1s);
+    auto r =
+        conn->call(Request{.op = Op::kCheck,
+                           .owner = {.containerID = std::string(static_cast<std::size_t>(i), 'x'),
+                                     .ifName = "eth0"}},
+                   1s);
     ASSERT_TRUE(r) << r.error().message;
     EXPECT_EQ(r->freeIPs, static_cast<std::uint64_t>(i));
   }
@@ -84,19 +85,17 @@ TEST(SocketServerTest, OldAndNewAllocateFormsMeetOneServer) {
   const std::string path = (dir.path() / "agent.sock").string();
   SocketServer server(path, [&](const Request& r) {
     Response response;
-    response.allocations.push_back(
-        Allocation{.owner = {.containerID = r.containerID, .ifName = r.ifName},
-                   .address = *ipam::IPAddress::parse("10.0.0.1"),
-                   .block = *ipam::Prefix::parse("10.0.0.0/28"),
-                   .blockName = "b4",
-                   .gateway = *ipam::IPAddress::parse("169.254.1.1")});
+    response.allocations.push_back(Allocation{.owner = r.owner,
+                                              .address = *ipam::IPAddress::parse("10.0.0.1"),
+                                              .block = *ipam::Prefix::parse("10.0.0.0/28"),
+                                              .blockName = "b4",
+                                              .gateway = *ipam::IPAddress::parse("169.254.1.1")});
     if (r.families.size() == 2) {
-      response.allocations.push_back(
-          Allocation{.owner = {.containerID = r.containerID, .ifName = r.ifName},
-                     .address = *ipam::IPAddress::parse("fd00::1"),
-                     .block = *ipam::Prefix::parse("fd00::/112"),
-                     .blockName = "b6",
-                     .gateway = *ipam::IPAddress::parse("fe80::1")});
+      response.allocations.push_back(Allocation{.owner = r.owner,
+                                                .address = *ipam::IPAddress::parse("fd00::1"),
+                                                .block = *ipam::Prefix::parse("fd00::/112"),
+                                                .blockName = "b6",
+                                                .gateway = *ipam::IPAddress::parse("fe80::1")});
     }
     return response;
   });
@@ -104,8 +103,7 @@ TEST(SocketServerTest, OldAndNewAllocateFormsMeetOneServer) {
   auto conn = AgentConnection::open(path, 1s);
   ASSERT_TRUE(conn) << conn.error().message;
   auto dual = conn->call(Request{.op = Op::kAllocate,
-                                 .containerID = "c1",
-                                 .ifName = "eth0",
+                                 .owner = {.containerID = "c1", .ifName = "eth0"},
                                  .families = {ipam::Family::kV4, ipam::Family::kV6}},
                          1s);
   ASSERT_TRUE(dual) << dual.error().message;

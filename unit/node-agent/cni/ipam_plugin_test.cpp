@@ -62,8 +62,8 @@ TEST(VnetIpam, AddAllocatesAndReturnsSlash32ViaTheLinkLocalGateway) {
                   {"routes", {{{"dst", "0.0.0.0/0"}, {"gw", "169.254.1.1"}}}}}));
   ASSERT_EQ(agent.requests.size(), 1U);
   EXPECT_EQ(agent.requests[0].op, agent::Op::kAllocate);
-  EXPECT_EQ(agent.requests[0].containerID, "c1");
-  EXPECT_EQ(agent.requests[0].ifName, "eth0");
+  EXPECT_EQ(agent.requests[0].owner.containerID, "c1");
+  EXPECT_EQ(agent.requests[0].owner.ifName, "eth0");
   EXPECT_EQ(agent.requests[0].podNamespace, "default");
   EXPECT_EQ(agent.requests[0].podName, "web");
   EXPECT_EQ(agent.sockets[0], "/tmp/a.sock");
