@@ -9,6 +9,7 @@
 
 #include "lib/base/json_depth.h"
 #include "lib/ipam/ip.h"
+#include "lib/ipam/owner.h"
 
 namespace vnetipam::api {
 namespace {
@@ -581,13 +582,13 @@ Result<std::vector<ReleaseRequest>> releaseRequestsFromAnnotation(std::string_vi
     ObjectReader r(d, item, path);
     ReleaseRequest& request = out.emplace_back();
     r.read("address", request.address);
-    r.read("containerID", request.containerID);
-    r.read("ifName", request.ifName);
+    r.read("containerID", request.owner.containerID);
+    r.read("ifName", request.owner.ifName);
     request.extra = r.rest();
     for (const auto& [field, text, limit] :
          {std::tuple{"address", &request.address, kMaxAddressLength},
-          std::tuple{"containerID", &request.containerID, kMaxContainerIDLength},
-          std::tuple{"ifName", &request.ifName, kMaxIfNameLength}}) {
+          std::tuple{"containerID", &request.owner.containerID, kMaxContainerIDLength},
+          std::tuple{"ifName", &request.owner.ifName, kMaxIfNameLength}}) {
       if (text->empty()) {
         d.fail(r.path(field), "required");
       } else if (text->size() > static_cast<std::size_t>(limit)) {
@@ -604,16 +605,15 @@ std::string toAnnotation(const std::vector<ReleaseRequest>& requests) {
   for (const ReleaseRequest& r : requests) {
     json entry = withExtra(r.extra);
     entry["address"] = r.address;
-    entry["containerID"] = r.containerID;
-    entry["ifName"] = r.ifName;
+    entry["containerID"] = r.owner.containerID;
+    entry["ifName"] = r.owner.ifName;
     list.push_back(std::move(entry));
   }
   return list.dump();
 }
 
 std::string describe(const ReleaseRequest& request) {
-  return fmt::format("{} (container {} interface {})", request.address, request.containerID,
-                     request.ifName);
+  return fmt::format("{} ({})", request.address, ipam::toString(request.owner));
 }
 
 json toJson(const PodSubnet& subnet) { return encodeObject(subnet, kPodSubnetKind); }

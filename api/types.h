@@ -210,8 +210,7 @@ struct IPAllocation {
 // provably dead.
 struct ReleaseRequest {
   std::string address;
-  std::string containerID;
-  std::string ifName;
+  ipam::Owner owner;
   nlohmann::json extra = nlohmann::json::object();
 
   bool operator==(const ReleaseRequest&) const = default;

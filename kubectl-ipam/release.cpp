@@ -20,8 +20,7 @@ constexpr std::string_view kEventAddressReleased = "AddressReleased";
 constexpr std::string_view kEventReleaseRefused = "ReleaseRefused";
 
 bool sameRequest(const api::ReleaseRequest& a, const api::ReleaseRequest& b) {
-  return std::tie(a.address, a.containerID, a.ifName) ==
-         std::tie(b.address, b.containerID, b.ifName);
+  return std::tie(a.address, a.owner) == std::tie(b.address, b.owner);
 }
 
 std::string text(const json& j, const char* key) {
@@ -46,17 +45,18 @@ base::Result<std::vector<LeakedAllocation>> leaksFromReport(const json& report) 
     const auto a = f.find("allocation");
     if (a == f.end()) continue;
     if (!a->is_object()) return refuse(fmt::format("findings[{}].allocation is not an object", i));
-    LeakedAllocation leak{.block = text(*a, "block"),
-                          .node = text(*a, "node"),
-                          .address = text(*a, "address"),
-                          .containerID = text(*a, "containerID"),
-                          .ifName = text(*a, "ifName"),
-                          .podNamespace = text(*a, "podNamespace"),
-                          .podName = text(*a, "podName"),
-                          .podUID = text(*a, "podUID")};
+    LeakedAllocation leak{
+        .block = text(*a, "block"),
+        .node = text(*a, "node"),
+        .address = text(*a, "address"),
+        .owner = {.containerID = text(*a, "containerID"), .ifName = text(*a, "ifName")},
+        .podNamespace = text(*a, "podNamespace"),
+        .podName = text(*a, "podName"),
+        .podUID = text(*a, "podUID")};
     for (const auto& [field, value] :
          {std::pair{"block", &leak.block}, std::pair{"address", &leak.address},
-          std::pair{"containerID", &leak.containerID}, std::pair{"ifName", &leak.ifName}}) {
+          std::pair{"containerID", &leak.owner.containerID},
+          std::pair{"ifName", &leak.owner.ifName}}) {
       if (value->empty())
         return refuse(fmt::format("findings[{}].allocation.{}: missing", i, field));
     }
@@ -72,13 +72,11 @@ base::Result<std::vector<BlockRequests>> planRelease(const std::vector<LeakedAll
   std::vector<BlockRequests> plan;
   for (auto& [block, list] : byBlock) {
     std::ranges::sort(list, [](const LeakedAllocation* a, const LeakedAllocation* b) {
-      return std::tie(a->address, a->containerID, a->ifName) <
-             std::tie(b->address, b->containerID, b->ifName);
+      return std::tie(a->address, a->owner) < std::tie(b->address, b->owner);
     });
     BlockRequests requests{.block = block, .node = list.front()->node};
     for (const LeakedAllocation* leak : list) {
-      api::ReleaseRequest r{
-          .address = leak->address, .containerID = leak->containerID, .ifName = leak->ifName};
+      api::ReleaseRequest r{.address = leak->address, .owner = leak->owner};
       if (std::ranges::any_of(requests.requests,
                               [&](const auto& other) { return sameRequest(other, r); })) {
         continue;
@@ -135,8 +133,7 @@ std::optional<bool> holds(const std::optional<api::IPBlock>& block,
   const auto& status = block->status;
   if (static_cast<std::int64_t>(status.allocations.size()) != status.used) return std::nullopt;
   return std::ranges::any_of(status.allocations, [&](const api::IPAllocation& a) {
-    return a.address == request.address && a.owner.containerID == request.containerID &&
-           a.owner.ifName == request.ifName;
+    return a.address == request.address && a.owner == request.owner;
   });
 }
 

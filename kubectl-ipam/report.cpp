@@ -333,13 +333,11 @@ CheckReport check(const Snapshot& s) {
       LeakedAllocation leak{.block = b.metadata.name,
                             .node = b.spec.nodeName,
                             .address = a.address,
-                            .containerID = a.owner.containerID,
-                            .ifName = a.owner.ifName,
+                            .owner = a.owner,
                             .podNamespace = a.podNamespace,
                             .podName = a.podName,
                             .podUID = a.podUID};
-      const std::string owner = fmt::format("{} (container {} interface {})", a.address,
-                                            a.owner.containerID, a.owner.ifName);
+      const std::string owner = fmt::format("{} ({})", a.address, ipam::toString(a.owner));
       std::string id, message;
       if (pod == nullptr) {
         id = "allocation-pod-gone";
@@ -671,9 +669,9 @@ json toJson(const NodeReport& r) {
 }
 
 json leakToJson(const LeakedAllocation& a) {
-  json j{{"block", a.block},     {"node", a.node},
-         {"address", a.address}, {"containerID", a.containerID},
-         {"ifName", a.ifName},   {"podNamespace", a.podNamespace},
+  json j{{"block", a.block},         {"node", a.node},
+         {"address", a.address},     {"containerID", a.owner.containerID},
+         {"ifName", a.owner.ifName}, {"podNamespace", a.podNamespace},
          {"podName", a.podName}};
   if (!a.podUID.empty()) j["podUID"] = a.podUID;
   return j;

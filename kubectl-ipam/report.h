@@ -14,6 +14,7 @@
 #include <nlohmann/json.hpp>
 
 #include "kubectl-ipam/snapshot.h"
+#include "lib/ipam/owner.h"
 
 namespace vnetipam::kubectl_ipam {
 
@@ -83,8 +84,7 @@ struct LeakedAllocation {
   std::string block;
   std::string node;
   std::string address;
-  std::string containerID;
-  std::string ifName;
+  ipam::Owner owner;
   std::string podNamespace;
   std::string podName;
   std::string podUID;

@@ -40,11 +40,10 @@ ReleaseDecision decideRelease(const api::ReleaseRequest& request, const ReleaseF
   };
   if (!facts.held) return refuse(kRefuseNotHeld, "the agent holds no allocation of the address");
   const HeldAllocation& held = *facts.held;
-  if (held.owner.containerID != request.containerID || held.owner.ifName != request.ifName) {
+  if (held.owner != request.owner) {
     return refuse(kRefuseOtherOwner,
-                  fmt::format("the address is held by container {} interface {}, not the "
-                              "requested owner",
-                              held.owner.containerID, held.owner.ifName));
+                  fmt::format("the address is held by {}, not the requested owner",
+                              ipam::toString(held.owner)));
   }
   if (held.podName.empty()) {
     return refuse(kRefuseNoPodRecorded,
@@ -97,7 +96,7 @@ std::size_t ReleaseRequestHandler::sweep(const std::vector<nlohmann::json>& bloc
       continue;
     }
     for (const api::ReleaseRequest& request : *requests) {
-      Key key{meta.name, meta.uid, request.address, request.containerID, request.ifName};
+      Key key{meta.name, meta.uid, request.address, request.owner};
       listed.insert(key);
       if (answered_.contains(key)) continue;
       const ReleaseDecision decision = decide(meta.name, request);

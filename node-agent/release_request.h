@@ -103,8 +103,8 @@ class ReleaseRequestHandler {
                     const Answered& answered);
 
  private:
-  // (block name, block uid, address, containerID, ifName)
-  using Key = std::tuple<std::string, std::string, std::string, std::string, std::string>;
+  // (block name, block uid, address, owner)
+  using Key = std::tuple<std::string, std::string, std::string, ipam::Owner>;
   std::set<Key> answered_;
   std::set<std::string> malformed_;  // annotation values already logged
 };

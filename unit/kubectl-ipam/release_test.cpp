@@ -16,8 +16,7 @@ LeakedAllocation leak(std::string block, std::string address, std::string id,
   return {.block = std::move(block),
           .node = "n1",
           .address = std::move(address),
-          .containerID = std::move(id),
-          .ifName = "eth0",
+          .owner = {.containerID = std::move(id), .ifName = "eth0"},
           .podNamespace = "default",
           .podName = std::move(pod),
           .podUID = "u1"};
@@ -49,8 +48,8 @@ TEST(PlanRelease, ByBlockEachRequestOnceInAddressOrder) {
   EXPECT_EQ((*plan)[0].block, "b1");
   EXPECT_EQ((*plan)[0].requests,
             (std::vector<api::ReleaseRequest>{
-                {.address = "10.0.0.3", .containerID = "c1", .ifName = "eth0"},
-                {.address = "10.0.0.9", .containerID = "c2", .ifName = "eth0"}}));
+                {.address = "10.0.0.3", .owner = {.containerID = "c1", .ifName = "eth0"}},
+                {.address = "10.0.0.9", .owner = {.containerID = "c2", .ifName = "eth0"}}}));
   EXPECT_EQ((*plan)[0].pods, (std::vector<std::string>{"default/old", "default/web"}));
   EXPECT_EQ((*plan)[1].block, "b2");
 
@@ -71,9 +70,12 @@ TEST(PlanRelease, DryRunPrintsEachRequestAndThatNothingIsWritten) {
 }
 
 TEST(ReleaseAnnotationEdits, KeepOtherWritersEntries) {
-  const api::ReleaseRequest a{.address = "10.0.0.1", .containerID = "a", .ifName = "eth0"};
-  const api::ReleaseRequest b{.address = "10.0.0.2", .containerID = "b", .ifName = "eth0"};
-  const api::ReleaseRequest other{.address = "10.0.0.3", .containerID = "x", .ifName = "eth0"};
+  const api::ReleaseRequest a{.address = "10.0.0.1",
+                              .owner = {.containerID = "a", .ifName = "eth0"}};
+  const api::ReleaseRequest b{.address = "10.0.0.2",
+                              .owner = {.containerID = "b", .ifName = "eth0"}};
+  const api::ReleaseRequest other{.address = "10.0.0.3",
+                                  .owner = {.containerID = "x", .ifName = "eth0"}};
   EXPECT_EQ(withRequests({other, a}, {a, b}), (std::vector<api::ReleaseRequest>{other, a, b}));
   EXPECT_EQ(withoutRequests({other, a, b}, {a, b}), std::vector<api::ReleaseRequest>{other});
 }
@@ -87,7 +89,8 @@ api::IPBlock blockHolding(std::vector<api::IPAllocation> allocations) {
 }
 
 TEST(Judge, ReleasedWhenTheOwnerNoLongerHoldsItRefusedByTheAgentsEvent) {
-  const api::ReleaseRequest r{.address = "10.0.0.9", .containerID = "c-old", .ifName = "eth0"};
+  const api::ReleaseRequest r{.address = "10.0.0.9",
+                              .owner = {.containerID = "c-old", .ifName = "eth0"}};
   const api::IPAllocation held{.address = "10.0.0.9",
                                .owner = {.containerID = "c-old", .ifName = "eth0"}};
   const std::int64_t since = 1'800'000'000;  // 2027-01-15T08:00:00Z
@@ -135,7 +138,8 @@ TEST(Judge, ReleasedWhenTheOwnerNoLongerHoldsItRefusedByTheAgentsEvent) {
 }
 
 TEST(RenderOutcomes, OneLinePerAddressAndASummary) {
-  const api::ReleaseRequest r{.address = "10.0.0.9", .containerID = "c", .ifName = "eth0"};
+  const api::ReleaseRequest r{.address = "10.0.0.9",
+                              .owner = {.containerID = "c", .ifName = "eth0"}};
   const std::vector<RequestOutcome> outcomes{
       {.block = "b1", .node = "n1", .request = r, .outcome = Outcome::kReleased, .why = "gone"},
       {.block = "b1", .node = "n1", .request = r, .outcome = Outcome::kRefused, .why = "lives"},

@@ -394,8 +394,7 @@ TEST(Check, AnAllocationWhosePodIsGoneOrRecreatedIsALeakWithWhatReleaseNeeds) {
   EXPECT_EQ(*r.findings[0].leak, (LeakedAllocation{.block = "b1",
                                                    .node = "n1",
                                                    .address = "10.0.0.4",
-                                                   .containerID = "c1",
-                                                   .ifName = "eth0",
+                                                   .owner = {.containerID = "c1", .ifName = "eth0"},
                                                    .podNamespace = "default",
                                                    .podName = "p1",
                                                    .podUID = "uid-p1"}));
@@ -441,7 +440,7 @@ TEST(Check, ALivePodWithoutTheAllocatedAddressIsAStaleSandbox) {
   auto r = check(s);
   ASSERT_EQ(ids(r), (std::vector<std::string>{"allocation-stale-sandbox", "used-mismatch"}))
       << renderCheck(r);
-  EXPECT_EQ(r.findings[0].leak->containerID, "c-old");
+  EXPECT_EQ(r.findings[0].leak->owner.containerID, "c-old");
   EXPECT_EQ(r.findings[0].leak->address, "10.0.0.9");
   EXPECT_NE(r.findings[0].message.find("10.0.0.4"), std::string::npos) << r.findings[0].message;
 

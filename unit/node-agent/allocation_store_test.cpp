@@ -170,7 +170,9 @@ TEST_F(AllocationStoreTest, AReleaseRequestFreesOnlyAProvablyDeadOwnerInJournalO
       [&](const std::string& ns, const std::string& name) { return pods[ns + "/" + name]; };
   auto ask = [&](const std::string& address, const std::string& id) {
     return store_->releaseOnRequest(
-        "a", api::ReleaseRequest{.address = address, .containerID = id, .ifName = "eth0"}, lookup);
+        "a",
+        api::ReleaseRequest{.address = address, .owner = {.containerID = id, .ifName = "eth0"}},
+        lookup);
   };
   // Across a restart and a compaction, the journal order is kept.
   ASSERT_TRUE(store_->compactIfNeeded(/*force=*/true));

@@ -12,7 +12,8 @@ namespace {
 
 using nlohmann::json;
 
-const api::ReleaseRequest kRequest{.address = "10.0.0.9", .containerID = "c-old", .ifName = "eth0"};
+const api::ReleaseRequest kRequest{.address = "10.0.0.9",
+                                   .owner = {.containerID = "c-old", .ifName = "eth0"}};
 
 ReleaseFacts stale() {
   return ReleaseFacts{.held = HeldAllocation{.owner = {.containerID = "c-old", .ifName = "eth0"},
@@ -47,13 +48,13 @@ TEST(DecideRelease, ANewerAllocationThePodDoesNotShowYetIsAnAddInFlight) {
 TEST(DecideRelease, OnlyExactlyTheRequestedOwnerOfAHeldAddress) {
   ReleaseFacts f = stale();
   api::ReleaseRequest other = kRequest;
-  other.containerID = "c-wrong";
+  other.owner.containerID = "c-wrong";
   auto d = decideRelease(other, f);
   EXPECT_FALSE(d.release);
   EXPECT_EQ(d.reason, kRefuseOtherOwner);
   EXPECT_NE(d.why.find("container c-old interface eth0"), std::string::npos) << d.why;
   other = kRequest;
-  other.ifName = "net1";
+  other.owner.ifName = "net1";
   EXPECT_EQ(decideRelease(other, f).reason, kRefuseOtherOwner);
   f.held.reset();
   EXPECT_EQ(decideRelease(kRequest, f).reason, kRefuseNotHeld) << "released already: harmless";
@@ -101,23 +102,23 @@ TEST(ReleaseRequestHandler, AnswersEachEntryOnceAndAgainOnlyAfterItLeft) {
   std::vector<std::string> decided, answered;
   auto decide = [&](const std::string& block, const api::ReleaseRequest& r) {
     decided.push_back(block + " " + api::describe(r));
-    return ReleaseDecision{.release = r.containerID == "c1", .reason = kReleasePodGone};
+    return ReleaseDecision{.release = r.owner.containerID == "c1", .reason = kReleasePodGone};
   };
   auto onAnswer = [&](const std::string&, const std::string& uid, const api::ReleaseRequest& r,
                       const ReleaseDecision& d) {
-    answered.push_back(uid + " " + r.containerID + (d.release ? " released" : " refused"));
+    answered.push_back(uid + " " + r.owner.containerID + (d.release ? " released" : " refused"));
   };
-  const std::string two =
-      api::toAnnotation({{.address = "10.0.0.1", .containerID = "c1", .ifName = "eth0"},
-                         {.address = "10.0.0.2", .containerID = "c2", .ifName = "eth0"}});
+  const std::string two = api::toAnnotation(
+      {{.address = "10.0.0.1", .owner = {.containerID = "c1", .ifName = "eth0"}},
+       {.address = "10.0.0.2", .owner = {.containerID = "c2", .ifName = "eth0"}}});
   EXPECT_EQ(handler.sweep({blockWith(two)}, decide, onAnswer), 2u);
   EXPECT_EQ(answered, (std::vector<std::string>{"uid-b1 c1 released", "uid-b1 c2 refused"}));
   EXPECT_EQ(handler.sweep({blockWith(two)}, decide, onAnswer), 0u) << "answered already";
   EXPECT_EQ(decided.size(), 2u);
 
   // The tool removed c1's entry; c2's stays answered. Written again, c1 is decided afresh.
-  const std::string one =
-      api::toAnnotation({{.address = "10.0.0.2", .containerID = "c2", .ifName = "eth0"}});
+  const std::string one = api::toAnnotation(
+      {{.address = "10.0.0.2", .owner = {.containerID = "c2", .ifName = "eth0"}}});
   EXPECT_EQ(handler.sweep({blockWith(one)}, decide, onAnswer), 0u);
   EXPECT_EQ(handler.sweep({blockWith(two)}, decide, onAnswer), 1u);
   EXPECT_EQ(decided.back(), "b1 10.0.0.1 (container c1 interface eth0)");
@@ -130,8 +131,10 @@ TEST(ReleaseRequestHandler, AnswersEachEntryOnceAndAgainOnlyAfterItLeft) {
 
 TEST(ReleaseAnnotation, RoundTripsAndRefusesWhatIsNotAListOfOwners) {
   const std::vector<api::ReleaseRequest> requests{
-      {.address = "10.0.0.1", .containerID = "c1", .ifName = "eth0"},
-      {.address = "fd00::1", .containerID = "c2", .ifName = "net1", .extra = {{"note", "x"}}}};
+      {.address = "10.0.0.1", .owner = {.containerID = "c1", .ifName = "eth0"}},
+      {.address = "fd00::1",
+       .owner = {.containerID = "c2", .ifName = "net1"},
+       .extra = {{"note", "x"}}}};
   auto decoded = api::releaseRequestsFromAnnotation(api::toAnnotation(requests));
   ASSERT_TRUE(decoded) << decoded.error().message;
   EXPECT_EQ(*decoded, requests);
@@ -140,8 +143,9 @@ TEST(ReleaseAnnotation, RoundTripsAndRefusesWhatIsNotAListOfOwners) {
                           "[[[[[[[[[[]]]]]]]]]]"}) {
     EXPECT_FALSE(api::releaseRequestsFromAnnotation(bad)) << bad;
   }
-  std::vector<api::ReleaseRequest> many(static_cast<std::size_t>(api::kMaxReleaseRequests) + 1,
-                                        {.address = "a", .containerID = "c", .ifName = "e"});
+  std::vector<api::ReleaseRequest> many(
+      static_cast<std::size_t>(api::kMaxReleaseRequests) + 1,
+      {.address = "a", .owner = {.containerID = "c", .ifName = "e"}});
   EXPECT_FALSE(api::releaseRequestsFromAnnotation(api::toAnnotation(many)));
 }
 
