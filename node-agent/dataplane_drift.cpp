@@ -103,7 +103,7 @@ std::vector<DriftFinding> DriftTracker::confirm(const std::vector<HeldAddress>& 
   std::map<HeldKey, TimePoint> seen;
   std::map<ipam::IPAddress, TimePoint> since;  // by address, for the findings below
   for (const HeldAddress& h : held) {
-    HeldKey key{h.containerID, h.ifName, h.address};
+    HeldKey key{h.owner, h.address};
     const auto it = firstSeen_.find(key);
     const TimePoint first = it == firstSeen_.end() ? now : it->second;
     seen.emplace(std::move(key), first);

@@ -29,6 +29,7 @@
 #include <vector>
 
 #include "lib/ipam/ip.h"
+#include "lib/ipam/owner.h"
 
 namespace vnetipam::agent {
 
@@ -42,8 +43,7 @@ struct DriftBlock {
 struct HeldAddress {
   std::string block;
   ipam::IPAddress address;
-  std::string containerID;
-  std::string ifName;
+  ipam::Owner owner;
   std::string podNamespace;
   std::string podName;
 };
@@ -102,9 +102,8 @@ class DriftTracker {
                                     const std::vector<DriftFinding>& found, TimePoint now);
 
  private:
-  // An allocation: container, interface and address (a new allocation under the same owner is a
-  // new one).
-  using HeldKey = std::tuple<std::string, std::string, ipam::IPAddress>;
+  // An allocation: owner and address (a new allocation under the same owner is a new one).
+  using HeldKey = std::tuple<ipam::Owner, ipam::IPAddress>;
   using FindingKey = std::tuple<DriftKind, std::string, ipam::IPAddress>;
 
   std::chrono::nanoseconds grace_;

@@ -103,8 +103,7 @@ std::optional<std::map<std::string, DataplaneCondition>> checkDataplane(
   for (const Allocation& a : store.handle(Request{.op = Op::kList}).allocations) {
     held.push_back({.block = a.blockName,
                     .address = a.address,
-                    .containerID = a.owner.containerID,
-                    .ifName = a.owner.ifName,
+                    .owner = a.owner,
                     .podNamespace = a.podNamespace,
                     .podName = a.podName});
   }

@@ -31,7 +31,7 @@ Result<void> validateLink(const TransparentPodParams& p) {
   if (auto ok = validateInterfaceName(p.ifName); !ok) return ok;
   if (p.mtu != 0 && (p.mtu < 68 || p.mtu > 65535)) {
     return fail(ErrorCode::kInvalidArgument,
-                fmt::format("set up pod {}: MTU {} is outside 68..65535", p.containerId, p.mtu));
+                fmt::format("set up pod {}: MTU {} is outside 68..65535", p.containerID, p.mtu));
   }
   return {};
 }
@@ -50,7 +50,7 @@ std::string addressesOf(const TransparentPodParams& p) {
 Result<void> validate(const TransparentPodParams& p) {
   const auto invalid = [&](std::string_view why) {
     return fail(ErrorCode::kInvalidArgument,
-                fmt::format("set up pod {} ({}): {}", p.containerId, addressesOf(p), why));
+                fmt::format("set up pod {} ({}): {}", p.containerID, addressesOf(p), why));
   };
   if (auto ok = validateInterfaceName(p.ifName); !ok) return ok;
   if (!p.address && !p.address6) return invalid("neither an IPv4 nor an IPv6 address");
@@ -97,7 +97,7 @@ Result<void> validate(const TransparentPodParams& p) {
 
 // Prefixes an error with the pod it concerns, so a CNI error reads on its own.
 std::unexpected<Error> forPod(const TransparentPodParams& p, Error e) {
-  e.message = fmt::format("set up pod {} ({}): {}", p.containerId, addressesOf(p), e.message);
+  e.message = fmt::format("set up pod {} ({}): {}", p.containerID, addressesOf(p), e.message);
   return std::unexpected(std::move(e));
 }
 
@@ -151,10 +151,10 @@ Result<PodVeth> PodVeth::create(const Netns& hostNs, const Netns& podNs,
                                 const TransparentPodParams& p) {
   if (auto ok = validateLink(p); !ok) return std::unexpected(ok.error());
   const auto forPodLink = [&](Error e) {
-    e.message = fmt::format("set up pod {}: {}", p.containerId, e.message);
+    e.message = fmt::format("set up pod {}: {}", p.containerID, e.message);
     return std::unexpected(std::move(e));
   };
-  auto hostName = hostVethName(p.hostPrefix, p.containerId, p.ifName);
+  auto hostName = hostVethName(p.hostPrefix, p.containerID, p.ifName);
   if (!hostName) return forPodLink(hostName.error());
   auto hostSock = RtnlSocket::open(hostNs);
   if (!hostSock) return forPodLink(hostSock.error());
@@ -446,13 +446,13 @@ VethTeardown::~VethTeardown() {
   if (state_ && state_->worker.joinable()) state_->worker.join();
 }
 
-Result<VethTeardown> VethTeardown::start(const Netns& hostNs, std::string_view containerId,
+Result<VethTeardown> VethTeardown::start(const Netns& hostNs, std::string_view containerID,
                                          std::string_view ifName, std::string_view hostPrefix) {
   const auto forTeardown = [&](Error e) {
-    e.message = fmt::format("tear down pod {} ({}): {}", containerId, ifName, e.message);
+    e.message = fmt::format("tear down pod {} ({}): {}", containerID, ifName, e.message);
     return std::unexpected(std::move(e));
   };
-  auto hostName = hostVethName(hostPrefix, containerId, ifName);
+  auto hostName = hostVethName(hostPrefix, containerID, ifName);
   if (!hostName) return std::unexpected(hostName.error());
   // Subscribed before the delete is sent, so its RTM_DELLINK cannot be missed.
   auto monitor = RtnlSocket::open(hostNs, RTMGRP_LINK);
@@ -519,9 +519,9 @@ Result<VethTeardown> VethTeardown::start(const Netns& hostNs, std::string_view c
   return teardown;
 }
 
-Result<void> teardownTransparentPod(const Netns& hostNs, std::string_view containerId,
+Result<void> teardownTransparentPod(const Netns& hostNs, std::string_view containerID,
                                     std::string_view ifName, std::string_view hostPrefix) {
-  auto teardown = VethTeardown::start(hostNs, containerId, ifName, hostPrefix);
+  auto teardown = VethTeardown::start(hostNs, containerID, ifName, hostPrefix);
   if (!teardown) return std::unexpected(teardown.error());
   return {};
 }

@@ -50,7 +50,7 @@ inline constexpr ipam::IPAddress kDefaultPodGateway = ipam::kPodGatewayV4;    //
 inline constexpr ipam::IPAddress kDefaultPodGatewayV6 = ipam::kPodGatewayV6;  // fe80::1
 
 struct TransparentPodParams {
-  std::string containerId;      // CNI_CONTAINERID: with ifName, names the host veth
+  std::string containerID;      // CNI_CONTAINERID: with ifName, names the host veth
   std::string ifName = "eth0";  // CNI_IFNAME: the pod end
   std::string hostPrefix = std::string(kDefaultHostVethPrefix);
   std::uint32_t mtu = 0;  // 0: kernel default; otherwise 68..65535
@@ -112,11 +112,11 @@ class PodVeth {
   std::unique_ptr<State> state_;
 };
 
-// Deletes the host veth of the attachment (containerId, ifName), which takes the pod end and all
+// Deletes the host veth of the attachment (containerID, ifName), which takes the pod end and all
 // routes, addresses and neighbours on either end with it; the container's other attachments are
 // not touched. Idempotent, and needs no pod namespace: if the runtime already deleted it, the
 // kernel has deleted the pair too and this is a no-op.
-Result<void> teardownTransparentPod(const Netns& hostNs, std::string_view containerId,
+Result<void> teardownTransparentPod(const Netns& hostNs, std::string_view containerID,
                                     std::string_view ifName,
                                     std::string_view hostPrefix = kDefaultHostVethPrefix);
 
@@ -126,9 +126,9 @@ Result<void> teardownTransparentPod(const Netns& hostNs, std::string_view contai
 // lets the caller go on as soon as the pair is unregistered; its destructor waits for that thread.
 class VethTeardown {
  public:
-  // Returns once the host veth of (containerId, ifName) is gone from hostNs (or was not there):
+  // Returns once the host veth of (containerID, ifName) is gone from hostNs (or was not there):
   // the same guarantees as teardownTransparentPod() returning, while the kernel still finishes.
-  static Result<VethTeardown> start(const Netns& hostNs, std::string_view containerId,
+  static Result<VethTeardown> start(const Netns& hostNs, std::string_view containerID,
                                     std::string_view ifName,
                                     std::string_view hostPrefix = kDefaultHostVethPrefix);
   VethTeardown(VethTeardown&&) noexcept;

@@ -15,9 +15,9 @@ constexpr std::string_view kLegacyIfName = "eth0";
 
 }  // namespace
 
-Result<std::string> hostVethName(std::string_view prefix, std::string_view containerId,
+Result<std::string> hostVethName(std::string_view prefix, std::string_view containerID,
                                  std::string_view ifName) {
-  if (containerId.empty()) {
+  if (containerID.empty()) {
     return fail(ErrorCode::kInvalidArgument, "host veth name: the container id is empty");
   }
   if (ifName.empty()) {
@@ -36,7 +36,7 @@ Result<std::string> hostVethName(std::string_view prefix, std::string_view conta
       hash *= 0x100000001b3ULL;  // FNV prime
     }
   };
-  mix(containerId);
+  mix(containerID);
   // eth0 hashes the container id alone, as every release did before interface names counted: an
   // upgraded agent must find (and its GC must keep) the veths of the pods an older one made.
   if (ifName != kLegacyIfName) {
@@ -47,8 +47,8 @@ Result<std::string> hostVethName(std::string_view prefix, std::string_view conta
   return std::string(prefix) + hex.substr(0, kMaxInterfaceName - prefix.size());
 }
 
-Result<std::string> legacyHostVethName(std::string_view prefix, std::string_view containerId) {
-  return hostVethName(prefix, containerId, kLegacyIfName);
+Result<std::string> legacyHostVethName(std::string_view prefix, std::string_view containerID) {
+  return hostVethName(prefix, containerID, kLegacyIfName);
 }
 
 bool isHostVethName(std::string_view prefix, std::string_view name) {

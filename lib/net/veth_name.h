@@ -18,7 +18,7 @@ inline constexpr std::size_t kMaxHostVethPrefix = 11;
 inline constexpr std::string_view kDefaultHostVethPrefix = "vnet";
 
 // prefix + the first (15 - prefix.size()) hex digits of the 64-bit FNV-1a hash of the attachment:
-// of containerId alone when ifName is "eth0", of containerId + "/" + ifName otherwise ('/' is in
+// of containerID alone when ifName is "eth0", of containerID + "/" + ifName otherwise ('/' is in
 // neither a container id nor an interface name, so no two attachments hash the same text).
 // Stable across releases: changing it would orphan every existing pod's veth on upgrade. That is
 // why eth0 keeps the hash of the container id alone: releases before interface names were hashed
@@ -26,13 +26,13 @@ inline constexpr std::string_view kDefaultHostVethPrefix = "vnet";
 // keep their names (DEL, CHECK and GC find them) when the agent is upgraded under them.
 // kInvalidArgument for an empty container id or interface name, or a prefix that is empty, longer
 // than kMaxHostVethPrefix, or not a valid interface name.
-Result<std::string> hostVethName(std::string_view prefix, std::string_view containerId,
+Result<std::string> hostVethName(std::string_view prefix, std::string_view containerID,
                                  std::string_view ifName);
 
-// The name releases before interface names were hashed gave every attachment of containerId,
-// whatever its interface: hostVethName(prefix, containerId, "eth0"). GC keeps it for each container
+// The name releases before interface names were hashed gave every attachment of containerID,
+// whatever its interface: hostVethName(prefix, containerID, "eth0"). GC keeps it for each container
 // it is told is live, so a pod given a non-eth0 interface by an older release keeps its veth.
-Result<std::string> legacyHostVethName(std::string_view prefix, std::string_view containerId);
+Result<std::string> legacyHostVethName(std::string_view prefix, std::string_view containerID);
 
 // Whether `name` has the shape hostVethName(prefix, <some id>) gives: prefix, then lowercase hex
 // up to kMaxInterfaceName characters in all. False for an empty prefix.

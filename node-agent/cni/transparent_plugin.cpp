@@ -131,7 +131,7 @@ Outcome<Result> add(const net::Netns& hostNs, IpamDelegate& ipam, const Env& env
 
   // The veth needs no address: it is made while the IPAM plugin runs. If IPAM then fails, the
   // veth is deleted again (PodVeth's destructor) and the IPAM error is what the runtime sees.
-  net::TransparentPodParams params{.containerId = env.containerID,
+  net::TransparentPodParams params{.containerID = env.containerID,
                                    .ifName = env.ifName,
                                    .hostPrefix = config->hostVethPrefix,
                                    .mtu = config->mtu};

@@ -13,8 +13,7 @@ ipam::Prefix prefix(std::string_view text) { return *ipam::Prefix::parse(text); 
 HeldAddress held(std::string_view address, std::string cid, std::string block = "b1") {
   return {.block = std::move(block),
           .address = ip(address),
-          .containerID = std::move(cid),
-          .ifName = "eth0",
+          .owner = {.containerID = std::move(cid), .ifName = "eth0"},
           .podNamespace = "default",
           .podName = "p"};
 }

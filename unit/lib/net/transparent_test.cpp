@@ -136,12 +136,12 @@ class TransparentPodTest : public ::testing::Test {
     host_.emplace();
   }
 
-  static TransparentPodParams params(std::string containerId, std::string_view address) {
-    return {.containerId = std::move(containerId), .mtu = 1450, .address = ip(address)};
+  static TransparentPodParams params(std::string containerID, std::string_view address) {
+    return {.containerID = std::move(containerID), .mtu = 1450, .address = ip(address)};
   }
 
-  std::string hostVeth(const std::string& containerId) const {
-    return *hostVethName(kDefaultHostVethPrefix, containerId, "eth0");
+  std::string hostVeth(const std::string& containerID) const {
+    return *hostVethName(kDefaultHostVethPrefix, containerID, "eth0");
   }
 
   std::string hostSysctl(const std::string& ifname, SysctlTable table, const char* key) const {
@@ -168,7 +168,7 @@ TEST_F(TransparentPodTest, SetsUpThePodAndTheHost) {
   const auto p = params("c0ffee01", "10.240.0.17");
   auto result = setupTransparentPod(host_->ns(), pod.ns(), p);
   ASSERT_TRUE(result.has_value()) << result.error().message;
-  const std::string veth = hostVeth(p.containerId);
+  const std::string veth = hostVeth(p.containerID);
   EXPECT_EQ(result->host.name, veth);
   EXPECT_EQ(result->pod.name, "eth0");
 
@@ -218,7 +218,7 @@ TEST_F(TransparentPodTest, DualStackSetsUpBothFamilies) {
   ASSERT_TRUE(result.has_value()) << result.error().message;
   EXPECT_TRUE(result->podRoutes);
   EXPECT_TRUE(result->podRoutes6);
-  const std::string veth = hostVeth(p.containerId);
+  const std::string veth = hostVeth(p.containerID);
 
   // Pod: the /128, nodad (never tentative), beside the /32; the IPv4 layout as without IPv6.
   const auto v6 = global6(pod, "eth0");
@@ -268,7 +268,7 @@ TEST_F(TransparentPodTest, AnIPv6OnlyPodGetsNoIPv4) {
   p.address6 = ip("fd00:240::62");
   auto result = setupTransparentPod(host_->ns(), pod.ns(), p);
   ASSERT_TRUE(result.has_value()) << result.error().message;
-  const std::string veth = hostVeth(p.containerId);
+  const std::string veth = hostVeth(p.containerID);
   EXPECT_TRUE(ipJson(pod, "-4 addr show dev eth0").empty());
   EXPECT_TRUE(ipJson(pod, "-4 route show").empty());
   EXPECT_TRUE(ipJson(pod, "-4 neigh show").empty());
@@ -332,12 +332,12 @@ TEST_F(TransparentPodTest, TeardownRemovesEverythingAndIsIdempotent) {
   const auto p = params("c0ffee02", "10.240.0.18");
   ASSERT_TRUE(setupTransparentPod(host_->ns(), pod.ns(), p).has_value());
 
-  auto down = teardownTransparentPod(host_->ns(), p.containerId, "eth0");
+  auto down = teardownTransparentPod(host_->ns(), p.containerID, "eth0");
   ASSERT_TRUE(down.has_value()) << down.error().message;
   EXPECT_TRUE(ipJson(*host_, "-4 route show").empty());
   EXPECT_EQ(ipJson(*host_, "link show").size(), 1u) << "only lo is left";
   EXPECT_EQ(ipJson(pod, "link show").size(), 1u) << "eth0 went with the host end";
-  auto again = teardownTransparentPod(host_->ns(), p.containerId, "eth0");
+  auto again = teardownTransparentPod(host_->ns(), p.containerID, "eth0");
   EXPECT_TRUE(again.has_value()) << again.error().message;
 
   // The same container can be set up again afterwards.
@@ -351,11 +351,11 @@ TEST_F(TransparentPodTest, TeardownAfterThePodNamespaceIsGone) {
     TestNetns pod;
     ASSERT_TRUE(setupTransparentPod(host_->ns(), pod.ns(), p).has_value());
   }  // the last reference to the pod namespace closes: the kernel destroys it (asynchronously)
-  auto down = teardownTransparentPod(host_->ns(), p.containerId, "eth0");
+  auto down = teardownTransparentPod(host_->ns(), p.containerID, "eth0");
   ASSERT_TRUE(down.has_value()) << down.error().message;
   EXPECT_TRUE(ipJson(*host_, "-4 route show").empty());
   EXPECT_EQ(ipJson(*host_, "link show").size(), 1u);
-  EXPECT_TRUE(teardownTransparentPod(host_->ns(), p.containerId, "eth0").has_value());
+  EXPECT_TRUE(teardownTransparentPod(host_->ns(), p.containerID, "eth0").has_value());
 }
 
 TEST_F(TransparentPodTest, SetupAgainReplacesALeftoverOfTheSameContainer) {
@@ -442,7 +442,7 @@ TEST_F(TransparentPodTest, VethTeardownReturnsWithThePairAndItsRouteAlreadyGone)
   const auto p = params("c0ffee07", "10.240.0.27");
   ASSERT_TRUE(setupTransparentPod(host_->ns(), pod.ns(), p).has_value());
   {
-    auto teardown = VethTeardown::start(host_->ns(), p.containerId, p.ifName);
+    auto teardown = VethTeardown::start(host_->ns(), p.containerID, p.ifName);
     ASSERT_TRUE(teardown.has_value()) << teardown.error().message;
     // While the kernel may still be finishing on the teardown's thread, nothing is left to see.
     EXPECT_EQ(ipJson(*host_, "link show").size(), 1u);
@@ -450,7 +450,7 @@ TEST_F(TransparentPodTest, VethTeardownReturnsWithThePairAndItsRouteAlreadyGone)
     EXPECT_EQ(ipJson(pod, "link show").size(), 1u);
   }
   // Nothing to delete: returns at once, still success.
-  EXPECT_TRUE(VethTeardown::start(host_->ns(), p.containerId, p.ifName).has_value());
+  EXPECT_TRUE(VethTeardown::start(host_->ns(), p.containerID, p.ifName).has_value());
 }
 
 TEST_F(TransparentPodTest, PodVethInTwoStepsAndItsUndo) {

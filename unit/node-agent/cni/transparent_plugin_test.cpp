@@ -64,9 +64,9 @@ class TransparentPluginTest : public ::testing::Test {
     pod_.emplace();
   }
 
-  std::map<std::string, std::string> env(const char* command, std::string containerId = "ctr-1") {
+  std::map<std::string, std::string> env(const char* command, std::string containerID = "ctr-1") {
     return {{"CNI_COMMAND", command},
-            {"CNI_CONTAINERID", std::move(containerId)},
+            {"CNI_CONTAINERID", std::move(containerID)},
             {"CNI_NETNS", pod_->procPath()},
             {"CNI_IFNAME", "eth0"},
             {"CNI_PATH", "/nonexistent"}};
@@ -78,8 +78,8 @@ class TransparentPluginTest : public ::testing::Test {
   Invocation run(const std::map<std::string, std::string>& e, const json& c) {
     return runPlugin(makeTransparentPlugin(host_->ns(), ipam_), e, c.dump());
   }
-  std::string hostVeth(std::string_view containerId = "ctr-1", std::string_view ifName = "eth0") {
-    return *net::hostVethName("tst", containerId, ifName);
+  std::string hostVeth(std::string_view containerID = "ctr-1", std::string_view ifName = "eth0") {
+    return *net::hostVethName("tst", containerID, ifName);
   }
   bool hostHasLink(const std::string& name) {
     const auto links = ipJson(*host_, "link show");
