@@ -714,18 +714,15 @@ std::vector<GcRelease> AllocationStore::collectGarbage(const std::optional<PodLo
     GcRelease r{.reason = reason, .why = std::move(why)};
     auto seq = releaseLocked(key, reason, now, r.allocation);
     if (!seq) {
-      spdlog::error("GC: release of {} (container {} interface {}, pod {}/{}): {}",
-                    r.allocation.address.toString(), r.allocation.owner.containerID,
-                    r.allocation.owner.ifName, r.allocation.podNamespace, r.allocation.podName,
-                    seq.error().message);
+      spdlog::error("GC: release of {} ({}, pod {}/{}): {}", r.allocation.address.toString(),
+                    ipam::toString(r.allocation.owner), r.allocation.podNamespace,
+                    r.allocation.podName, seq.error().message);
       continue;
     }
     last = *seq;
-    spdlog::info(
-        "GC: released {} of container {} interface {} (pod {}/{}): {} for more than "
-        "{} s",
-        r.allocation.address.toString(), r.allocation.owner.containerID, r.allocation.owner.ifName,
-        r.allocation.podNamespace, r.allocation.podName, r.why, options_.gcGrace.count());
+    spdlog::info("GC: released {} of {} (pod {}/{}): {} for more than {} s",
+                 r.allocation.address.toString(), ipam::toString(r.allocation.owner),
+                 r.allocation.podNamespace, r.allocation.podName, r.why, options_.gcGrace.count());
     released.push_back(std::move(r));
   }
   // Cooling addresses become free with time alone: the sweep is the gauges' periodic refresh.
@@ -782,16 +779,16 @@ ReleaseDecision AllocationStore::releaseOnRequest(const std::string& blockName,
   auto seq = releaseLocked(key, kReasonAdminRelease, clock_.wallNow(), released);
   lock.unlock();
   if (!seq) {
-    spdlog::error("release request: release of {} (container {} interface {}): {}", request.address,
-                  key.owner.containerID, key.owner.ifName, seq.error().message);
+    spdlog::error("release request: release of {} ({}): {}", request.address,
+                  ipam::toString(key.owner), seq.error().message);
     return {.reason = kRefuseJournalFailed, .why = seq.error().message};
   }
   if (auto f = syncOrFail(*seq, "release request")) {
     return {.reason = kRefuseJournalFailed, .why = f->message};
   }
-  spdlog::info("release request: released {} of container {} interface {} (pod {}/{}): {} ({})",
-               released.address.toString(), released.owner.containerID, released.owner.ifName,
-               released.podNamespace, released.podName, decision.why, decision.reason);
+  spdlog::info("release request: released {} of {} (pod {}/{}): {} ({})",
+               released.address.toString(), ipam::toString(released.owner), released.podNamespace,
+               released.podName, decision.why, decision.reason);
   return decision;
 }
 
