@@ -99,6 +99,7 @@ class Scoreboard:
         self.finished = threading.Event()
         self.finished_at: float | None = None
         self.first_at: float | None = None  # when the first node was done
+        self.watches = 0  # requests: the watch ends every timeoutSeconds and is made again
         self.stop = threading.Event()
         _, rv = api.list(path + "?limit=1")
         self.thread = threading.Thread(target=self._run, args=(rv,), daemon=True)
@@ -107,6 +108,7 @@ class Scoreboard:
     def _run(self, rv: str) -> None:
         while not self.stop.is_set():
             try:
+                self.watches += 1
                 for ev in self.api.watch(self.path, rv, self.stop):
                     obj = ev["object"]
                     if ev["type"] == "BOOKMARK" or "metadata" not in obj:
@@ -225,7 +227,7 @@ def run_controller(api: KubeApi, cluster: Cluster, mock: Mock, workdir: Path, n:
         took = board.finished_at - t0
         first = board.first_at - t0
         rss = ctl.peak_rss_kib()
-        own = api.requests - own_before + 2  # + the watch and the list before it
+        own = api.requests - own_before + 1 + board.watches  # + the list before the watches
         api_delta = delta(apiserver_requests(api), api_before)
         api.requests += 1
         mock_after = mock.state()["counters"]
@@ -268,7 +270,7 @@ def run_kcm(api: KubeApi, cluster: Cluster, n: int, budget: str) -> dict:
         took = board.finished_at - t0
         first = board.first_at - t0
         rss = peak_rss_kib(proc.pid)
-        own = api.requests - own_before + 2
+        own = api.requests - own_before + 1 + board.watches
         api_delta = delta(apiserver_requests(api), api_before)
         api.requests += 1
         board.stop.set()
