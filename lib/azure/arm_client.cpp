@@ -252,26 +252,13 @@ Result<json> ArmClient::get(std::string_view operation, std::string_view target,
 
 Result<std::vector<json>> ArmClient::list(std::string_view operation, std::string_view target) {
   std::vector<json> items;
-  auto pages = forEachItem(operation, target, [&items](json& item) -> Result<void> {
-    items.push_back(std::move(item));
+  auto pages = forEachPage(operation, target, [&items](json& page) -> Result<void> {
+    for (auto& item : page)
+      items.push_back(std::move(item));
     return {};
   });
   if (!pages) return std::unexpected(pages.error());
   return items;
-}
-
-Result<int> ArmClient::forEachItem(std::string_view operation, std::string_view target,
-                                   const std::function<Result<void>(json& item)>& visit,
-                                   std::span<const std::string_view> itemKeys) {
-  return forEachPage(
-      operation, target,
-      [&visit](json& items) -> Result<void> {
-        for (auto& item : items) {
-          if (auto visited = visit(item); !visited) return std::unexpected(visited.error());
-        }
-        return {};
-      },
-      itemKeys);
 }
 
 Result<int> ArmClient::forEachPage(std::string_view operation, std::string_view target,

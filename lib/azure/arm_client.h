@@ -85,15 +85,11 @@ class ArmClient {
 
   // GET a collection and every further page (nextLink); the items of all pages, in order.
   Result<std::vector<nlohmann::json>> list(std::string_view operation, std::string_view target);
-  // The same walk, handing each item to `visit` as its page arrives, so that a long collection is
-  // never held whole. An error of `visit` ends the walk with it. Returns the pages read.
-  // `itemKeys`, when not empty: only members with these keys are kept of the items (at any depth;
-  // the page's own "value" and "nextLink" always).
-  Result<int> forEachItem(std::string_view operation, std::string_view target,
-                          const std::function<Result<void>(nlohmann::json& item)>& visit,
-                          std::span<const std::string_view> itemKeys = {});
-  // The same walk a page at a time: `visit` gets each page's "value" array (its items) as the
-  // page arrives, so a caller can act on a page before the next is read.
+  // The same walk, handing each page's "value" array (its items) to `visit` as the page arrives,
+  // so that a long collection is never held whole and a caller can act on a page before the next
+  // is read. An error of `visit` ends the walk with it. Returns the pages read. `itemKeys`, when
+  // not empty: only members with these keys are kept of the items (at any depth; the page's own
+  // "value" and "nextLink" always).
   Result<int> forEachPage(std::string_view operation, std::string_view target,
                           const std::function<Result<void>(nlohmann::json& items)>& visit,
                           std::span<const std::string_view> itemKeys = {});

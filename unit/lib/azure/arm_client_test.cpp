@@ -476,10 +476,11 @@ TEST_F(ArmClientTest, AWalkKeepsOnlyTheMembersItNames) {
     "nextLink": null, "other": "x"})");
   std::vector<json> items;
   static constexpr std::string_view kKeep[] = {"id", "properties", "virtualMachine", "primary"};
-  auto pages = client.forEachItem(
+  auto pages = client.forEachPage(
       "ListNetworkInterfaces", kNic,
-      [&items](json& item) -> Result<void> {
-        items.push_back(std::move(item));
+      [&items](json& page) -> Result<void> {
+        for (auto& item : page)
+          items.push_back(std::move(item));
         return {};
       },
       kKeep);
@@ -491,7 +492,7 @@ TEST_F(ArmClientTest, AWalkKeepsOnlyTheMembersItNames) {
   EXPECT_EQ(items[1], json::parse(R"({"id": "/b"})"));
 
   transport_.respond(200, R"({"value": [)" + std::string(65, '[') + std::string(65, ']') + "]}");
-  auto deep = client.forEachItem(
+  auto deep = client.forEachPage(
       "ListNetworkInterfaces", kNic, [](json&) -> Result<void> { return {}; }, kKeep);
   ASSERT_FALSE(deep.has_value());
   EXPECT_EQ(deep.error().code, ErrorCode::kBadResponse);
