@@ -37,7 +37,6 @@ std::optional<std::string> NicDirectory::take(std::string_view resourceGroupId,
   if (group.listing) return joinRunningList();
   if (!enough) return std::nullopt;  // their VM GETs cost less than the list
   group.listing = true;
-  ++lists_;
   const int list = ++group.lists;
   lock.unlock();
   auto listed = cloud_.listPrimaryNics(resourceGroupId, [&](std::span<const VmNic> page) {
@@ -67,7 +66,10 @@ std::optional<std::string> NicDirectory::take(std::string_view resourceGroupId,
 
 int NicDirectory::lists() const {
   std::lock_guard lock(mutex_);
-  return lists_;
+  int lists = 0;
+  for (const auto& [key, group] : groups_)
+    lists += group.lists;
+  return lists;
 }
 
 int NicDirectory::joined() const {

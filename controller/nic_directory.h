@@ -65,7 +65,6 @@ class NicDirectory {
   mutable std::mutex mutex_;
   std::condition_variable listed_;
   std::map<std::string, Group> groups_;  // armIdKey of the resource group -> what it is known for
-  int lists_ = 0;
   int joined_ = 0;
 };
 
