@@ -25,7 +25,7 @@ std::string networkOf(const NetConf& conf) {
 agent::Request requestFor(agent::Op op, const Env& env, const NetConf& conf) {
   agent::Request request{.op = op,
                          .network = networkOf(conf),
-                         .owner = {.containerID = env.containerID, .ifName = env.ifName},
+                         .owner = env.attachment(),
                          .podNamespace = env.podNamespace,
                          .podName = env.podName};
   // Only allocate records it; the other operations are keyed by containerID+ifName alone.
@@ -39,7 +39,7 @@ agent::Request requestFor(agent::Op op, const Env& env, const NetConf& conf) {
 
 // Who this call is about, for every message.
 std::string owner(const Env& env) {
-  std::string who = ipam::toString(ipam::Owner{env.containerID, env.ifName});
+  std::string who = ipam::toString(env.attachment());
   if (!env.podName.empty()) who += fmt::format(" (pod {}/{})", env.podNamespace, env.podName);
   return who;
 }

@@ -68,6 +68,9 @@ struct Env {
   std::string podName;                                    // K8S_POD_NAME from CNI_ARGS
   // The whole process environment, passed unchanged to a delegated plugin.
   std::map<std::string, std::string> all;
+
+  // The attachment this call is about: CNI_CONTAINERID and CNI_IFNAME.
+  ipam::Owner attachment() const { return {.containerID = containerID, .ifName = ifName}; }
 };
 
 using EnvLookup = std::function<std::optional<std::string>(std::string_view)>;
