@@ -1,504 +1,18 @@
 #include "controller/controller.h"
 
-#include <algorithm>
-#include <utility>
+#include <chrono>
 
-#include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
-#include "api/codec.h"
-#include "api/selector.h"
-#include "controller/controller_internal.h"
-#include "lib/base/time.h"
-
 namespace vnetipam::controller {
-
-using nlohmann::json;
 
 Controller::Controller(kube::Client& client, Cloud* cloud, WorkQueue& queue, EventSink* events,
                        ControllerMetrics* metrics, ControllerConfig config, base::Clock& clock,
                        WorkQueue* nicQueue)
-    : client_(client),
-      cloud_(cloud),
-      queue_(queue),
-      nicQueue_(nicQueue ? *nicQueue : queue),
-      events_(events),
-      metrics_(metrics),
-      config_(config),
-      clock_(clock) {
-  if (cloud_) nicDirectory_ = std::make_unique<NicDirectory>(*cloud_);
-}
-
-WorkQueue& Controller::queueFor(const WorkKey& key) {
-  return key.kind == WorkKind::kNic ? nicQueue_ : queue_;
-}
-
-void Controller::enqueue(const WorkKey& key) { queueFor(key).add(key); }
-
-void Controller::enqueueAfter(const WorkKey& key, WorkQueue::Clock::duration delay) {
-  queueFor(key).addAfter(key, delay);
-}
-
-Time Controller::now() const { return std::chrono::floor<std::chrono::seconds>(clock_.wallNow()); }
-
-// ---- decoding -------------------------------------------------------------------------------
-
-std::optional<BlockInfo> Controller::decodeBlock(const json& object) {
-  auto block = api::ipBlockFromJson(object);
-  if (!block) {
-    spdlog::warn("ignoring IPBlock: {}", block.error().message);
-    return std::nullopt;
-  }
-  auto cidr = ipam::Prefix::parse(block->spec.cidr);
-  if (!cidr) {
-    spdlog::warn("ignoring IPBlock {}: spec.cidr: {}", block->metadata.name, cidr.error().message);
-    return std::nullopt;
-  }
-  BlockInfo info;
-  info.uid = std::move(block->metadata.uid);
-  info.resourceVersion = std::move(block->metadata.resourceVersion);
-  info.podSubnet = std::move(block->spec.podSubnet);
-  info.node = std::move(block->spec.nodeName);
-  info.cidr = *cidr;
-  info.phase = block->status.phase;
-  info.deleting = block->metadata.deletionTimestamp.has_value();
-  for (std::string& f : block->metadata.finalizers) {
-    if (f == api::kNicReleaseFinalizer) {
-      info.hasFinalizer = true;
-    } else {
-      if (f == api::kAgentDrainFinalizer) info.agentDrain = true;
-      info.otherFinalizers.push_back(std::move(f));
-    }
-  }
-  if (auto l = block->metadata.labels.find(std::string(api::kSubnetLabel));
-      l != block->metadata.labels.end()) {
-    info.subnetLabel = l->second;
-  }
-  for (api::Condition& c : block->status.conditions) {
-    if (c.type == api::kConditionInvalid && c.status == "True") {
-      info.invalidInStatus = true;
-      info.invalidMessage = c.message;
-    } else if (c.type == api::kConditionProgrammed) {
-      info.programmed = std::move(c);
-    }
-  }
-  info.phaseTime = std::move(block->status.lastTransitionTime);
-  info.used = block->status.used;
-  if (block->status.nic) info.nicId = std::move(block->status.nic->id);
-  if (auto a = block->metadata.annotations.find(std::string(kProviderIDAnnotation));
-      a != block->metadata.annotations.end()) {
-    info.providerID = a->second;
-  }
-  info.capacity = block->status.capacity > 0 ? block->status.capacity : prefixSize(*cidr);
-  if (block->metadata.creationTimestamp) {
-    info.created = base::parseRfc3339(*block->metadata.creationTimestamp).value_or(Time{});
-  }
-  return info;
-}
-
-std::optional<NodeInfo> Controller::decodeNode(const json& object) {
-  const auto meta = object.find("metadata");
-  if (meta == object.end() || !meta->is_object()) return std::nullopt;
-  NodeInfo info;
-  info.uid = meta->value("uid", "");
-  if (const auto labels = meta->find("labels"); labels != meta->end() && labels->is_object()) {
-    for (const auto& [k, v] : labels->items()) {
-      if (v.is_string()) info.labels.emplace(k, v.get<std::string>());
-    }
-  }
-  if (const auto spec = object.find("spec"); spec != object.end() && spec->is_object()) {
-    info.providerID = spec->value("providerID", "");
-  }
-  // Only the controller's own condition: the kubelet's heartbeats must not make a node differ.
-  const json* conditions = nullptr;
-  if (const auto status = object.find("status"); status != object.end() && status->is_object()) {
-    if (const auto found = status->find("conditions"); found != status->end()) {
-      conditions = &*found;
-    }
-  }
-  if (conditions != nullptr && conditions->is_array()) {
-    for (const json& c : *conditions) {
-      if (!c.is_object() || c.value("type", "") != api::kNodeConditionNicProgrammed) continue;
-      info.nicCondition = api::Condition{.type = std::string(api::kNodeConditionNicProgrammed),
-                                         .status = c.value("status", ""),
-                                         .reason = c.value("reason", ""),
-                                         .message = c.value("message", ""),
-                                         .lastTransitionTime = c.value("lastTransitionTime", ""),
-                                         .observedGeneration = 0,
-                                         .extra = json::object()};
-    }
-  }
-  return info;
-}
-
-// ---- state ----------------------------------------------------------------------------------
-
-void Controller::enqueueSubnetStatus(const std::string& name) {
-  enqueueAfter(subnetKey(name), config_.statusInterval);
-}
-
-void Controller::updateNodeMetricLocked(const std::string& node) {
-  if (!metrics_) return;
-  std::int64_t v4 = 0, v6 = 0;  // per family: a dual-stack node holds blocks of both
-  if (const auto found = nodeBlocks_.find(node); found != nodeBlocks_.end()) {
-    for (const std::string& name : found->second) {
-      const auto block = blocks_.find(name);
-      if (block != blocks_.end()) ++(block->second.cidr.family() == ipam::Family::kV4 ? v4 : v6);
-    }
-  }
-  metrics_->setNodeBlocks(node, ipam::Family::kV4, v4);
-  metrics_->setNodeBlocks(node, ipam::Family::kV6, v6);
-}
-
-void Controller::upsertBlockLocked(const std::string& name, BlockInfo info, bool fromWatch) {
-  const auto found = blocks_.find(name);
-  if (found != blocks_.end() && !fromWatch &&
-      !notOlder(info.resourceVersion, found->second.resourceVersion)) {
-    return;  // the watch already brought something newer
-  }
-  const bool isNew = found == blocks_.end();
-  // A join's block (the create's answer, or the watch bringing it first): the node's NIC pass
-  // created it once it saw the join's prefix on the NIC, and it is still on its way. A Ready one
-  // that pass already planned with needs no NIC pass of its own (one NIC GET less per join).
-  const auto nodeJoins = joins_.find(info.node);
-  const bool nicPassWrote = nodeJoins != joins_.end() && nodeJoins->second.contains(name);
-  bool nodeChanged = isNew;
-  bool nicChanged = isNew && !(nicPassWrote && info.phase == api::BlockPhase::kReady);
-  if (!isNew) {
-    const BlockInfo& old = found->second;
-    // The verdict is the controller's, not the object's: it survives every update.
-    info.trust = old.trust;
-    info.invalidRule = old.invalidRule;
-    if (old.trust == Trust::kInvalid) info.invalidMessage = old.invalidMessage;
-    nicChanged = old.phase != info.phase || old.deleting != info.deleting ||
-                 old.node != info.node || old.agentDrain != info.agentDrain;
-    nodeChanged =
-        nicChanged || old.used != info.used || old.invalidInStatus != info.invalidInStatus;
-    if (old.node != info.node) {
-      nodeBlocks_[old.node].erase(name);  // cannot happen (spec is immutable); keep the index true
-    }
-  }
-  const auto state = subnetStates_.find(info.podSubnet);
-  if (state != subnetStates_.end()) {
-    state->second.leaks.erase(info.cidr);
-  }
-  if (isNew && info.invalidInStatus) {
-    // Refused before (by this controller or an earlier one): refused for good.
-    info.trust = Trust::kInvalid;
-  }
-  if (info.trust == Trust::kUndecided) judgeBlockLocked(name, info);
-  // The block of a join exists: the join has ended, whether its create's answer is in yet or not
-  // (the watch may bring the object first). A join and its block at once would hide the block
-  // from the Node reconciler, which never releases a join.
-  if (nodeJoins != joins_.end()) {
-    nodeJoins->second.erase(name);
-    if (nodeJoins->second.empty()) joins_.erase(nodeJoins);
-  }
-  const std::string node = info.node;
-  const std::string subnet = info.podSubnet;
-  nodeBlocks_[node].insert(name);
-  blocks_.insert_or_assign(name, std::move(info));
-  if (isNew) updateNodeMetricLocked(node);
-  if (nodeChanged) enqueue(nodeKey(node));
-  if (nicChanged) enqueue(nicKey(node));
-  if (nodeChanged) enqueueSubnetStatus(subnet);
-}
-
-void Controller::judgeBlockLocked(const std::string& name, BlockInfo& info, bool subnetAbsent) {
-  const auto state = subnetStates_.find(info.podSubnet);
-  const bool carved =
-      state != subnetStates_.end() && state->second.blocks && state->second.trust.has_value();
-  const SubnetView view = subnets_.contains(info.podSubnet)
-                              ? (carved ? SubnetView::kCarved : SubnetView::kNotCarved)
-                          : subnetAbsent ? SubnetView::kAbsent
-                                         : SubnetView::kNotSeen;
-  static const std::map<ipam::Prefix, std::string> kNoneHeld;
-  const TrustVerdict verdict = judgeBlock(TrustCandidate{.name = name,
-                                                         .podSubnet = info.podSubnet,
-                                                         .subnetLabel = info.subnetLabel,
-                                                         .cidr = info.cidr,
-                                                         .created = info.created},
-                                          view, carved ? &*state->second.trust : nullptr,
-                                          carved ? state->second.holders : kNoneHeld);
-  switch (verdict.trust) {
-    case Trust::kUndecided: return;
-    case Trust::kInvalid:
-      info.trust = Trust::kInvalid;
-      info.invalidRule = verdict.rule;
-      info.invalidMessage = verdict.message;
-      spdlog::warn("IPBlock {}: refused ({}): {}", name, toString(verdict.rule), verdict.message);
-      enqueue(nodeKey(info.node));  // writes the condition and the event
-      return;
-    case Trust::kAccepted: break;
-  }
-  SubnetState& pool = state->second;
-  if (auto occupied = pool.blocks->occupy(info.cidr); !occupied) {
-    // The rules above mirror the pool's; should they ever disagree, the pool's refusal stands.
-    info.trust = Trust::kInvalid;
-    info.invalidRule = TrustRule::kReservedRange;
-    info.invalidMessage =
-        fmt::format("spec.cidr {}: {}", info.cidr.toString(), occupied.error().message);
-    spdlog::warn("IPBlock {}: refused: {}", name, info.invalidMessage);
-    enqueue(nodeKey(info.node));
-    return;
-  }
-  pool.holders[info.cidr] = name;
-  info.trust = Trust::kAccepted;
-}
-
-void Controller::eraseBlockLocked(const std::string& name) {
-  const auto found = blocks_.find(name);
-  if (found == blocks_.end()) return;
-  const BlockInfo& info = found->second;
-  const auto state = subnetStates_.find(info.podSubnet);
-  bool held = false;
-  if (state != subnetStates_.end()) {
-    const auto holder = state->second.holders.find(info.cidr);
-    if (holder != state->second.holders.end() && holder->second == name) {
-      state->second.holders.erase(holder);
-      held = true;
-    }
-  }
-  // A block the pool never held for this object (refused, undecided) frees nothing.
-  if (held && state->second.blocks && state->second.blocks->isAllocated(info.cidr)) {
-    // The object is gone: only now may its CIDR be handed out again.
-    if (state->second.blocks->release(info.cidr)) {
-      if (metrics_) metrics_->blockReleased(info.podSubnet);
-      // A node that was short of blocks may take this one.
-      for (const std::string& shortNode : state->second.shortNodes)
-        enqueue(nodeKey(shortNode));
-    }
-  }
-  const std::string node = info.node;
-  const std::string subnet = info.podSubnet;
-  if (auto index = nodeBlocks_.find(node); index != nodeBlocks_.end()) {
-    index->second.erase(name);
-    if (index->second.empty()) nodeBlocks_.erase(index);
-  }
-  emptySince_.erase(name);
-  blocks_.erase(found);
-  updateNodeMetricLocked(node);
-  enqueue(nodeKey(node));
-  enqueue(nicKey(node));
-  enqueueSubnetStatus(subnet);
-}
-
-void Controller::beginList(Collection collection) {
-  std::lock_guard lock(mutex_);
-  listSeen_[static_cast<int>(collection)].clear();
-}
-
-void Controller::applyListPage(Collection collection, json& items) {
-  std::lock_guard lock(mutex_);
-  auto& seen = listSeen_[static_cast<int>(collection)];
-  for (json& item : items) {
-    std::string name = item["metadata"].value("name", "");
-    switch (collection) {
-      case Collection::kBlocks:
-        if (auto info = decodeBlock(item)) {
-          const auto found = blocks_.find(name);
-          if (found != blocks_.end() && found->second.uid != info->uid) eraseBlockLocked(name);
-          upsertBlockLocked(name, std::move(*info), true);
-        }
-        break;
-      case Collection::kNodes:
-        if (auto info = decodeNode(item)) upsertNodeLocked(name, std::move(*info));
-        break;
-      case Collection::kSubnets:
-        if (auto subnet = api::podSubnetFromJson(item)) {
-          upsertSubnetLocked(std::move(*subnet));
-        } else {
-          spdlog::warn("ignoring PodSubnet {}: {}", name, subnet.error().message);
-        }
-        break;
-    }
-    item = json();  // free each object as soon as it is folded in
-    seen.insert(std::move(name));
-  }
-}
-
-void Controller::endList(Collection collection) {
-  std::lock_guard lock(mutex_);
-  auto& seen = listSeen_[static_cast<int>(collection)];
-  std::vector<std::string> gone;
-  switch (collection) {
-    case Collection::kBlocks:
-      for (const auto& [name, info] : blocks_)
-        if (!seen.contains(name)) gone.push_back(name);
-      for (const std::string& name : gone)
-        eraseBlockLocked(name);
-      break;
-    case Collection::kNodes:
-      for (const auto& [name, info] : nodes_)
-        if (!seen.contains(name)) gone.push_back(name);
-      for (const std::string& name : gone) {
-        nodes_.erase(name);
-        enqueue(nodeKey(name));
-        enqueue(nicKey(name));
-      }
-      break;
-    case Collection::kSubnets:
-      for (const auto& [name, subnet] : subnets_)
-        if (!seen.contains(name)) gone.push_back(name);
-      for (const std::string& name : gone)
-        eraseSubnetLocked(name);
-      break;
-  }
-  seen.clear();
-}
-
-void Controller::applyBlockList(json& items) {
-  beginList(Collection::kBlocks);
-  applyListPage(Collection::kBlocks, items);
-  endList(Collection::kBlocks);
-}
-
-void Controller::applyBlockEvent(kube::WatchEventType type, const json& object) {
-  const std::string name = object["metadata"].value("name", "");
-  std::lock_guard lock(mutex_);
-  if (type == kube::WatchEventType::kDeleted) {
-    eraseBlockLocked(name);
-    return;
-  }
-  auto info = decodeBlock(object);
-  if (!info) return;
-  const auto found = blocks_.find(name);
-  if (found != blocks_.end() && found->second.uid != info->uid) eraseBlockLocked(name);
-  upsertBlockLocked(name, std::move(*info), true);
-}
-
-void Controller::upsertNodeLocked(const std::string& name, NodeInfo info) {
-  const auto old = nodes_.find(name);
-  if (old != nodes_.end() && old->second == info) return;  // heartbeats and status: nothing for us
-  if (old == nodes_.end()) {
-    // Its first NIC pass follows the Node reconciler's carve, which may give it joins to program:
-    // one NIC read for both.
-    nicPassAfterCarve_.insert(name);
-  } else if (old->second.providerID != info.providerID) {
-    nicIds_.erase(name);
-    enqueue(nicKey(name));
-  }
-  nodes_.insert_or_assign(name, std::move(info));
-  enqueue(nodeKey(name));
-}
-
-void Controller::applyNodeEvent(kube::WatchEventType type, const json& object) {
-  const std::string name = object["metadata"].value("name", "");
-  std::lock_guard lock(mutex_);
-  if (type == kube::WatchEventType::kDeleted) {
-    nodes_.erase(name);
-    enqueue(nodeKey(name));
-    enqueue(nicKey(name));
-    return;
-  }
-  if (auto info = decodeNode(object)) upsertNodeLocked(name, std::move(*info));
-}
-
-void Controller::eraseSubnetLocked(const std::string& name) {
-  subnets_.erase(name);
-  // Another PodSubnet refused for overlapping this one may carve now.
-  for (const auto& [other, subnet] : subnets_)
-    enqueue(subnetKey(other));
-  enqueue(subnetKey(name));
-}
-
-void Controller::upsertSubnetLocked(api::PodSubnet subnet) {
-  const std::string name = subnet.metadata.name;
-  const auto old = subnets_.find(name);
-  const bool specChanged = old == subnets_.end() || old->second.spec != subnet.spec;
-  subnets_.insert_or_assign(name, std::move(subnet));
-  if (specChanged) {
-    enqueue(subnetKey(name));
-    for (const auto& [node, info] : nodes_)
-      enqueue(nodeKey(node));
-  }
-}
-
-void Controller::applySubnetEvent(kube::WatchEventType type, const json& object) {
-  const std::string name = object["metadata"].value("name", "");
-  std::lock_guard lock(mutex_);
-  if (type == kube::WatchEventType::kDeleted) {
-    eraseSubnetLocked(name);
-    return;
-  }
-  auto subnet = api::podSubnetFromJson(object);
-  if (!subnet) {
-    spdlog::warn("ignoring PodSubnet {}: {}", name, subnet.error().message);
-    return;
-  }
-  upsertSubnetLocked(std::move(*subnet));
-}
-
-void Controller::enqueueAll() {
-  std::lock_guard lock(mutex_);
-  for (const auto& [name, subnet] : subnets_)
-    enqueue(subnetKey(name));
-  for (const auto& [name, node] : nodes_) {
-    enqueue(nodeKey(name));
-    enqueue(nicKey(name));
-  }
-  for (const auto& [node, names] : nodeBlocks_) {
-    enqueue(nodeKey(node));
-    enqueue(nicKey(node));
-  }
-}
-
-std::optional<BlockInfo> Controller::block(const std::string& name) const {
-  std::lock_guard lock(mutex_);
-  const auto found = blocks_.find(name);
-  if (found == blocks_.end()) return std::nullopt;
-  return found->second;
-}
-
-std::size_t Controller::blockCount() const {
-  std::lock_guard lock(mutex_);
-  return blocks_.size();
-}
-
-std::optional<std::uint64_t> Controller::poolFree(const std::string& podSubnet) const {
-  std::lock_guard lock(mutex_);
-  const auto found = subnetStates_.find(podSubnet);
-  if (found == subnetStates_.end() || !found->second.blocks) return std::nullopt;
-  return found->second.blocks->freeCount();
-}
-
-bool Controller::nodeSelected(const NodeInfo& node, const api::PodSubnetSpec& spec) const {
-  return api::matches(spec.nodeSelector, node.labels);
-}
-
-kube::ObjectReference Controller::nodeRef(const std::string& node) const {
-  const auto found = nodes_.find(node);
-  return {.apiVersion = "v1",
-          .kind = "Node",
-          .name = node,
-          .ns = "",
-          .uid = found == nodes_.end() ? std::string() : found->second.uid};
-}
-
-kube::ObjectReference Controller::blockRef(const std::string& name) const {
-  std::lock_guard lock(mutex_);
-  const auto found = blocks_.find(name);
-  return {.apiVersion = std::string(api::kApiVersion),
-          .kind = std::string(api::kIPBlockKind),
-          .name = name,
-          .ns = "",
-          .uid = found == blocks_.end() ? std::string() : found->second.uid};
-}
-
-void Controller::event(const kube::ObjectReference& ref, bool warning, std::string_view reason,
-                       std::string_view action, std::string_view note) {
-  if (warning) {
-    spdlog::warn("{} {}: {}: {}", ref.kind, ref.name, reason, note);
-  } else {
-    spdlog::info("{} {}: {}: {}", ref.kind, ref.name, reason, note);
-  }
-  if (events_ && canWrite()) {
-    events_->record(ref, warning ? kube::EventType::kWarning : kube::EventType::kNormal, reason,
-                    action, note);
-  }
-}
-
-// ---- dispatch -------------------------------------------------------------------------------
+    : state_(client, cloud, queue, events, metrics, config, clock, nicQueue),
+      subnetReconciler_(state_),
+      nodeReconciler_(state_),
+      nicReconciler_(state_) {}
 
 void Controller::process(const WorkKey& key) {
   const auto start = std::chrono::steady_clock::now();
@@ -507,26 +21,28 @@ void Controller::process(const WorkKey& key) {
   switch (key.kind) {
     case WorkKind::kPodSubnet:
       reconciler = kPodSubnetReconciler;
-      error = reconcileSubnet(key.name);
+      error = subnetReconciler_.reconcile(key.name);
       break;
     case WorkKind::kNode:
       reconciler = kNodeReconciler;
-      error = reconcileNode(key.name);
+      error = nodeReconciler_.reconcile(key.name);
       break;
     case WorkKind::kNic:
       reconciler = kNicReconciler;
-      error = reconcileNic(key.name);
+      error = nicReconciler_.reconcile(key.name);
       break;
   }
-  if (metrics_) {
-    metrics_->reconciled(reconciler, std::chrono::steady_clock::now() - start, error.has_value());
+  if (state_.metrics) {
+    state_.metrics->reconciled(reconciler, std::chrono::steady_clock::now() - start,
+                               error.has_value());
   }
+  WorkQueue& queue = state_.queueFor(key);
   if (error) {
     spdlog::warn("{} reconcile of {} failed (retry {}): {}", reconciler, key.name,
-                 queueFor(key).failures(key) + 1, *error);
-    queueFor(key).addRateLimited(key);
+                 queue.failures(key) + 1, *error);
+    queue.addRateLimited(key);
   } else {
-    queueFor(key).forget(key);
+    queue.forget(key);
   }
 }
 
@@ -534,10 +50,11 @@ void Controller::runWorker(WorkQueue& queue) {
   while (auto key = queue.get()) {
     process(*key);
     queue.done(*key);
-    if (metrics_) {
+    if (state_.metrics) {
       const std::size_t depth =
-          queue_.depth() + (&nicQueue_ != &queue_ ? nicQueue_.depth() : std::size_t{0});
-      metrics_->setQueueDepth(depth);
+          state_.queue.depth() +
+          (&state_.nicQueue != &state_.queue ? state_.nicQueue.depth() : std::size_t{0});
+      state_.metrics->setQueueDepth(depth);
     }
   }
 }

@@ -1,166 +1,58 @@
-// The controller's state and its three reconcilers (PodSubnet, Node, NIC), level-triggered over
-// one WorkQueue of typed keys (work_key.h: a PodSubnet, a Node, or a Node's NIC). The state, its
-// feeding and the dispatch are controller.cpp; each reconciler has its own file
-// (podsubnet_reconciler.cpp, node_reconciler.cpp, nic_reconciler.cpp).
-//
-// State is a few fields per object (NodeInfo, BlockInfo below), fed by list/watch events through
-// applyList()/applyEvent(); reconcilers read it under one mutex, do their I/O without it, and
-// write what they learn from their own writes back into it (a created block is counted at once,
-// not when the watch brings it). The pure decisions are node_blocks.h, nic_reconcile.h and
-// pool_status.h; the wiring rules stated there are followed here:
-//  - nodes are decided one at a time against the live free count of the pool (under the mutex);
-//  - a block counts, is programmed or set Ready only once its PodSubnet's pool has accepted it
-//    (block_trust.h); an Invalid block is never occupied, programmed or deleted by the controller;
-//  - a CIDR goes back to the pool only when the watch reports its IPBlock deleted, and only if the
-//    pool held it for that block (a refused block that shared it frees nothing);
-//  - a create whose outcome is unknown leaks its CIDR (it stays taken); the PodSubnet reconciler
-//    frees it after kLeakGrace if no IPBlock with that CIDR has shown up by then;
-//  - block phases change only from what a GET of the NIC showed.
-// Only the leader writes: every write first checks canWrite().
+// The controller: its state (state.h) and its three reconcilers, PodSubnet
+// (podsubnet_reconciler.h), Node (node_reconciler.h) and NIC (nic_reconciler.h), level-triggered
+// over one WorkQueue of typed keys (work_key.h: a PodSubnet, a Node, or a Node's NIC). This class
+// wires them: it feeds the state from the watches, dispatches each key to its reconciler and
+// records how that went. Only the leader writes (setWritable).
 #pragma once
 
-#include <atomic>
-#include <chrono>
 #include <cstdint>
 #include <functional>
-#include <map>
-#include <memory>
-#include <mutex>
 #include <optional>
-#include <set>
 #include <span>
 #include <string>
-#include <string_view>
-#include <unordered_map>
 #include <vector>
 
 #include <nlohmann/json.hpp>
 
-#include "api/types.h"
-#include "controller/block_trust.h"
-#include "controller/cloud.h"
-#include "controller/metrics.h"
-#include "controller/nic_conditions.h"
-#include "controller/nic_directory.h"
-#include "controller/node_blocks.h"
+#include "controller/nic_reconciler.h"
+#include "controller/node_reconciler.h"
 #include "controller/orphan_sweep.h"
-#include "controller/pool_status.h"
+#include "controller/podsubnet_reconciler.h"
+#include "controller/state.h"
 #include "controller/work_queue.h"
-#include "lib/base/clock.h"
-#include "lib/ipam/block_pool.h"
-#include "lib/kube/client.h"
-#include "lib/kube/events.h"
-#include "lib/kube/paths.h"
-#include "lib/kube/watch.h"
 
 namespace vnetipam::controller {
-
-using api::kIPBlocksPath;
-using api::kPodSubnetsPath;
-using kube::kNodesPath;
-
-// Where events go; EventRecorder in the binary, a list in tests.
-class EventSink {
- public:
-  virtual ~EventSink() = default;
-  virtual void record(const kube::ObjectReference& regarding, kube::EventType type,
-                      std::string_view reason, std::string_view action, std::string_view note) = 0;
-};
-
-class RecorderEventSink final : public EventSink {
- public:
-  explicit RecorderEventSink(kube::EventRecorder& recorder) : recorder_(recorder) {}
-  void record(const kube::ObjectReference& regarding, kube::EventType type, std::string_view reason,
-              std::string_view action, std::string_view note) override {
-    recorder_.record(regarding, type, reason, action, note);
-  }
-
- private:
-  kube::EventRecorder& recorder_;
-};
-
-struct NodeInfo {
-  std::string uid;
-  std::string providerID;
-  std::map<std::string, std::string> labels;
-  // status.conditions[VnetIpamNICProgrammed], the controller's own: written only once a NIC PUT
-  // of the node has failed (and True again when one succeeds), so most nodes never have it.
-  std::optional<api::Condition> nicCondition;
-  bool operator==(const NodeInfo&) const = default;
-};
-
-struct BlockInfo {
-  std::string uid;
-  std::string resourceVersion;
-  std::string podSubnet;
-  std::string node;
-  ipam::Prefix cidr;
-  api::BlockPhase phase = api::BlockPhase::kPending;
-  bool deleting = false;
-  bool hasFinalizer = false;  // kNicReleaseFinalizer
-  bool agentDrain = false;    // kAgentDrainFinalizer: the agent has not given the block up yet
-  // Every finalizer but kNicReleaseFinalizer (kAgentDrainFinalizer included), in order.
-  std::vector<std::string> otherFinalizers;
-  std::optional<std::string> subnetLabel;  // metadata.labels[kSubnetLabel]
-  // The controller's verdict (block_trust.h). Kept across watch updates: only the controller's
-  // memory and, at first sight, an Invalid condition in the status set it.
-  Trust trust = Trust::kUndecided;
-  TrustRule invalidRule = TrustRule::kUnknownPodSubnet;
-  std::string invalidMessage;
-  bool invalidInStatus = false;  // status.conditions has Invalid=True
-  std::int64_t used = 0;
-  std::int64_t capacity = 0;
-  std::optional<std::string> phaseTime;      // status.lastTransitionTime
-  std::optional<api::Condition> programmed;  // status.conditions[Programmed]
-  Time created{};
-  // status.nic.id: where the prefix was programmed. Lets a restarted controller remove the prefix
-  // of a block whose node (and so providerID) is already gone.
-  std::string nicId;
-  // The node's spec.providerID when the block was created (annotation kProviderIDAnnotation), for
-  // the same reason, when the controller died between the NIC PUT and the status write.
-  std::string providerID;
-};
-
-inline constexpr std::string_view kProviderIDAnnotation = "vnetipam.io/provider-id";
-
-struct ControllerConfig {
-  std::chrono::seconds nicOrphanGrace{120};
-  // A CIDR whose create had an unknown outcome and for which no IPBlock appeared is freed after
-  // this long.
-  std::chrono::seconds leakGrace{60};
-  // PodSubnet status is written at most this often per subnet.
-  std::chrono::milliseconds statusInterval{1000};
-  // How long a block's CIDR is not carved again after Azure refused its prefix because another
-  // resource holds an address in it (nic_reconcile.h, N16). After it, the CIDR may be carved again;
-  // if the address is still held, the next PUT is refused once more and the hold starts again.
-  std::chrono::seconds foreignHold{600};
-};
 
 class SubnetUsageStore;
 
 class Controller {
  public:
-  // `client`, `queue` and `clock` must outlive this; `cloud` null means --cloud=none; `events`
-  // and `metrics` may be null. Calendar time (what is written into objects) is clock.wallNow().
-  // `nicQueue`, when given, takes the WorkKind::kNic keys (NIC work waits on Azure's long-running
-  // operations, so it gets a pool of its own); null: one queue for everything.
+  // As ControllerState's constructor (state.h).
   Controller(kube::Client& client, Cloud* cloud, WorkQueue& queue, EventSink* events,
              ControllerMetrics* metrics, ControllerConfig config,
              base::Clock& clock = base::systemClock(), WorkQueue* nicQueue = nullptr);
 
   // Feeding the state (from CollectionWatch; tests call them directly). A list comes page by
   // page between beginList and endList; endList drops what the list did not show.
-  enum class Collection { kNodes = 0, kBlocks = 1, kSubnets = 2 };
-  void beginList(Collection collection);
-  void applyListPage(Collection collection, nlohmann::json& items);
-  void endList(Collection collection);
-  void applyBlockList(nlohmann::json& items);  // one-page list of IPBlocks
-  void applyNodeEvent(kube::WatchEventType type, const nlohmann::json& object);
-  void applyBlockEvent(kube::WatchEventType type, const nlohmann::json& object);
-  void applySubnetEvent(kube::WatchEventType type, const nlohmann::json& object);
+  using Collection = ControllerState::Collection;
+  void beginList(Collection collection) { state_.beginList(collection); }
+  void applyListPage(Collection collection, nlohmann::json& items) {
+    state_.applyListPage(collection, items);
+  }
+  void endList(Collection collection) { state_.endList(collection); }
+  void applyBlockList(nlohmann::json& items) { state_.applyBlockList(items); }
+  void applyNodeEvent(kube::WatchEventType type, const nlohmann::json& object) {
+    state_.applyNodeEvent(type, object);
+  }
+  void applyBlockEvent(kube::WatchEventType type, const nlohmann::json& object) {
+    state_.applyBlockEvent(type, object);
+  }
+  void applySubnetEvent(kube::WatchEventType type, const nlohmann::json& object) {
+    state_.applySubnetEvent(type, object);
+  }
 
   // Queues every object once (when this replica starts leading).
-  void enqueueAll();
+  void enqueueAll() { state_.enqueueAll(); }
 
   // Processes one key: dispatches to the reconciler, records metrics, requeues on failure.
   void process(const WorkKey& key);
@@ -168,18 +60,26 @@ class Controller {
   void runWorker(WorkQueue& queue);
 
   // The reconcilers. An error string means "retry with backoff".
-  std::optional<std::string> reconcileSubnet(const std::string& name);
-  std::optional<std::string> reconcileNode(const std::string& name);
-  std::optional<std::string> reconcileNic(const std::string& node);
+  std::optional<std::string> reconcileSubnet(const std::string& name) {
+    return subnetReconciler_.reconcile(name);
+  }
+  std::optional<std::string> reconcileNode(const std::string& name) {
+    return nodeReconciler_.reconcile(name);
+  }
+  std::optional<std::string> reconcileNic(const std::string& node) {
+    return nicReconciler_.reconcile(node);
+  }
 
   // Writes are allowed (this replica leads). Set false on losing the lease: no write after that.
-  void setWritable(bool writable) { writable_.store(writable, std::memory_order_release); }
-  bool canWrite() const { return writable_.load(std::memory_order_acquire); }
+  void setWritable(bool writable) { state_.writable.store(writable, std::memory_order_release); }
+  bool canWrite() const { return state_.canWrite(); }
 
   // The foreign addresses of PodSubnets on Azure subnets (subnet_usage.h, defined there): the
   // store the poller fills (null: none, status.foreignAddresses stays unset), the subnet ids it
   // reads, and its word that a subnet's usage changed.
-  void setSubnetUsageStore(const SubnetUsageStore* store);
+  void setSubnetUsageStore(const SubnetUsageStore* store) {
+    subnetReconciler_.setSubnetUsageStore(store);
+  }
   std::vector<std::string> azureSubnetIds() const;
   void subnetUsageChanged(const std::string& subnetId);
 
@@ -187,7 +87,7 @@ class Controller {
   // on NICs that no IPBlock holds, so that the orphan sweep looks at them now rather than a period
   // later (OrphanSweeper::wake).
   void setOrphanSweepTrigger(std::function<void()> trigger) {
-    orphanSweepTrigger_ = std::move(trigger);
+    subnetReconciler_.setOrphanSweepTrigger(std::move(trigger));
   }
 
   // The orphan sweep's view (orphan_sweep.h, defined in orphan_sweeper.cpp): the PodSubnets, the
@@ -195,183 +95,17 @@ class Controller {
   OrphanSweepView orphanSweepView(std::span<const ipam::Prefix> prefixes) const;
 
   // For tests and /readyz.
-  std::optional<BlockInfo> block(const std::string& name) const;
-  std::size_t blockCount() const;
-  std::optional<std::uint64_t> poolFree(const std::string& podSubnet) const;
+  std::optional<BlockInfo> block(const std::string& name) const { return state_.block(name); }
+  std::size_t blockCount() const { return state_.blockCount(); }
+  std::optional<std::uint64_t> poolFree(const std::string& podSubnet) const {
+    return state_.poolFree(podSubnet);
+  }
 
  private:
-  struct SubnetState {
-    std::optional<ipam::BlockPool> blocks;  // carved
-    // The addresses the PodSubnet claims, carved or not: spec.cidr or the Azure subnet's
-    // prefixes of the carved family until carved, then the pool's ranges (two PodSubnets over the
-    // same addresses are refused, podsubnet_reconciler.cpp).
-    std::vector<ipam::Prefix> ranges;
-    std::vector<UncarvedPrefix> uncarvedPrefixes;  // the Azure subnet's prefixes not carved
-    // The ticket (SubnetUsageStore::beginRead) of the carve's own read of the Azure subnet: the
-    // poller's reads that started before it may show prefixes since gone, or miss new ones.
-    std::uint64_t prefixesTicket = 0;
-    std::string notCarvedMessage;
-    std::set<std::string> shortNodes;
-    // CIDRs kept taken until an IPBlock shows up with them or leakGrace passes from `since`.
-    struct Leak {
-      Time since{};
-      // Taken by the carve for a prefix of ours it found on a NIC (the Azure subnet's
-      // ipConfigurations) with no IPBlock, not by a create of unknown outcome: the orphan sweep
-      // does not count it as owned (orphan_sweeper.cpp).
-      bool foundOnNic = false;
-    };
-    std::map<ipam::Prefix, Leak> leaks;
-    std::optional<TrustPool> trust;  // what the trust rules judge against, set when carved
-    std::map<ipam::Prefix, std::string> holders;  // cidr -> the accepted IPBlock the pool holds
-    bool exhaustedReported = false;
-    // CIDRs another Azure resource holds an address in, as a refused NIC PUT said (nic_reconcile.h,
-    // N16): not carved (BlockPool::holdForOthers) until `until`. nic_reconciler.cpp.
-    struct ForeignHold {
-      Time until{};
-      std::string reason;   // the cloud's error code, as a condition reason
-      std::string message;  // the cloud's refusal, naming the other holder
-    };
-    std::map<ipam::Prefix, ForeignHold> heldByOthers;
-  };
-
-  Time now() const;
-  WorkQueue& queueFor(const WorkKey& key);
-  void enqueue(const WorkKey& key);
-  void enqueueAfter(const WorkKey& key, WorkQueue::Clock::duration delay);
-  std::optional<std::string> nicPass(const std::string& node, bool& again);
-  // Under mutex_: ends the holds of heldByOthers that are due (the pool may carve those CIDRs
-  // again) and puts the others on the pool (again, should it have been carved anew); returns the
-  // CIDRs still held, of every PodSubnet (nic_reconciler.cpp).
-  std::map<ipam::Prefix, SubnetState::ForeignHold> foreignHoldsLocked(Time t);
-  static std::optional<BlockInfo> decodeBlock(const nlohmann::json& object);
-  static std::optional<NodeInfo> decodeNode(const nlohmann::json& object);
-
-  // Under mutex_. `fromWatch`: the object came from the watch (else from a write's answer, taken
-  // only when not older than what the state has). The block of a join ends the join; a new Ready
-  // one wakes no NIC pass (the pass that created it planned with it).
-  void upsertBlockLocked(const std::string& name, BlockInfo info, bool fromWatch);
-  // Judges an undecided block against its pool (block_trust.h) and, when accepted, occupies its
-  // CIDR for it. `subnetAbsent`: a GET has shown that its PodSubnet does not exist.
-  void judgeBlockLocked(const std::string& name, BlockInfo& info, bool subnetAbsent = false);
-  void eraseBlockLocked(const std::string& name);
-  void upsertNodeLocked(const std::string& name, NodeInfo info);
-  void upsertSubnetLocked(api::PodSubnet subnet);
-  void eraseSubnetLocked(const std::string& name);
-  void enqueueForBlock(const BlockInfo& info);
-  void enqueueSubnetStatus(const std::string& name);
-  void updateNodeMetricLocked(const std::string& node);
-  bool nodeSelected(const NodeInfo& node, const api::PodSubnetSpec& spec) const;
-
-  // A block the Node reconciler has carved for a node that has a cloud to program (its CIDR taken
-  // from the pool), not yet an IPBlock: the node's NIC pass puts its prefix on the NIC and only
-  // then creates the IPBlock, in its final state (kProgrammedOnAnnotation: Ready), so a node join
-  // costs one API write. The Node reconciler counts joins as the node's Pending blocks and never
-  // releases one; only the NIC pass ends a join (nic_reconciler.cpp).
-  struct Join {
-    std::string subnet;
-    ipam::Prefix cidr;
-    Time since{};
-    bool putSent = false;  // a PUT that carried its prefix was sent: it may be on the NIC
-  };
-  // Creates IPBlock `name` for a join or, with no cloud, for a new block, annotated with where it
-  // is programmed; `again`: the node should be reconciled again (the name was taken). Under no
-  // lock. On success the block is in the state at once; a create of unknown outcome, or one refused
-  // after the prefix may be on a NIC, leaks the CIDR (leakCidrLocked).
-  std::optional<std::string> createBlock(const std::string& node, const std::string& name,
-                                         const Join& join, const std::string& providerID,
-                                         const std::string& programmedOn, bool& again);
-  // Keeps `cidr` taken until no IPBlock has shown up with it for `grace` (then the PodSubnet
-  // reconciler frees it).
-  void leakCidrLocked(const std::string& subnet, const ipam::Prefix& cidr,
-                      std::chrono::seconds grace, bool foundOnNic = false);
-  // How long a CIDR whose prefix may be on a NIC with no IPBlock stays taken: until the NIC pass
-  // would have removed it as unowned (nicOrphanGrace), and at least leakGrace.
-  std::chrono::seconds onNicLeakGrace() const {
-    return std::max(config_.leakGrace, config_.nicOrphanGrace + std::chrono::seconds(30));
-  }
-  // Under mutex_: makes joins of the node's own prefixes on its NIC (`ours`, as a GET showed them)
-  // that no block or join of the node owns, when the pool of a PodSubnet selecting the node has the
-  // CIDR free or leaked and no IPBlock holds it: the IPBlock a join's PUT was for but that its
-  // controller did not live to create (nic_reconciler.cpp). Appends them to `joins` and `blocks`.
-  void adoptOwnPrefixesLocked(const std::string& node, std::span<const ipam::Prefix> ours,
-                              std::map<std::string, Join>& joins, std::vector<NicBlock>& blocks);
-  std::optional<std::string> carve(const std::string& name, std::unique_lock<std::mutex>& lock);
-  // Under mutex_, for a carved PodSubnet: makes every prefix of its Azure subnet `prefixes` (as
-  // read) that can be a range of the pool one (the carve's first range aside, each one added
-  // later), retires the ranges no longer among them, and records the others with why in
-  // uncarvedPrefixes. Returns the ranges added.
-  std::vector<ipam::Prefix> growPoolLocked(const std::string& name,
-                                           std::span<const ipam::Prefix> prefixes);
-  // One status apply per change (nic_conditions.h). Each apply sends every status field the
-  // controller owns (server-side apply removes a field its manager applied before and leaves out
-  // now): the phase, its lastTransitionTime, capacity, nic (`nicId` with Programmed/Ready, else the
-  // one the block has) and Programmed.
-  std::optional<std::string> writeBlockStatus(const std::string& node,
-                                              const std::vector<BlockStatusChange>& writes,
-                                              const std::string& nicId);
-  // The node's VnetIpamNICProgrammed condition (server-side apply of nodes/<node>/status).
-  std::optional<std::string> writeNodeNicCondition(const std::string& node,
-                                                   const api::Condition& condition);
-  std::optional<std::string> finishReleasing(const std::vector<std::string>& names);
-  // Deletes IPBlock `name` while it is still the object `uid` (a precondition: never another
-  // object that has taken the name since) and folds the answer into the state at once, so the
-  // block is known as deleting before the watch says so. Returns the block as the answer left it,
-  // or nullopt when the object meant is gone already (NotFound, or the precondition failed).
-  // Under no lock.
-  kube::Result<std::optional<BlockInfo>> deleteBlock(const std::string& name,
-                                                     const std::string& uid);
-  // --cloud=none: removes kNicReleaseFinalizer from these blocks (the rule is in nicPass).
-  std::optional<std::string> dropNicFinalizers(const std::vector<std::string>& names);
-  // One merge patch leaving info.otherFinalizers; `remember`: fold the answer into the state.
-  std::optional<std::string> removeNicFinalizer(const std::string& name, const BlockInfo& info,
-                                                bool remember);
-  // One merge patch leaving every finalizer but kAgentDrainFinalizer (its node is gone).
-  std::optional<std::string> removeAgentDrain(const std::string& name, const BlockInfo& info);
-  // Writes the Invalid condition of a refused block and emits its Warning event.
-  std::optional<std::string> reportInvalid(const std::string& name);
-  void event(const kube::ObjectReference& ref, bool warning, std::string_view reason,
-             std::string_view action, std::string_view note);
-  kube::ObjectReference nodeRef(const std::string& node) const;   // under mutex_
-  kube::ObjectReference blockRef(const std::string& name) const;  // takes mutex_
-  // status.foreignAddresses of a PodSubnet; under mutex_ (subnet_usage.cpp).
-  std::optional<std::int64_t> foreignAddressesLocked(const std::string& name) const;
-
-  // The ARM id of the primary NIC of the node's VM (providerID, not refused), and whether it came
-  // from a list of the VM's resource group (NicDirectory: the caller checks the NIC is on the VM)
-  // rather than from the VM itself. Takes mutex_ (only to count the nodes that wait).
-  struct FoundNic {
-    std::string id;
-    bool listed = false;
-  };
-  azure::Result<FoundNic> findNicOfNode(std::string_view providerID);
-
-  kube::Client& client_;
-  Cloud* cloud_;
-  std::unique_ptr<NicDirectory> nicDirectory_;  // with a cloud
-  WorkQueue& queue_;
-  WorkQueue& nicQueue_;
-  EventSink* events_;
-  ControllerMetrics* metrics_;
-  ControllerConfig config_;
-  base::Clock& clock_;
-  std::atomic<bool> writable_{false};
-
-  mutable std::mutex mutex_;
-  std::unordered_map<std::string, NodeInfo> nodes_;
-  std::unordered_map<std::string, BlockInfo> blocks_;
-  std::unordered_map<std::string, std::set<std::string>> nodeBlocks_;  // node -> block names
-  std::map<std::string, api::PodSubnet> subnets_;
-  std::map<std::string, SubnetState> subnetStates_;
-  std::unordered_map<std::string, Time> emptySince_;                       // block name -> since
-  std::unordered_map<std::string, std::map<ipam::Prefix, Time>> unowned_;  // node -> first seen
-  std::unordered_map<std::string, std::string> nicIds_;                    // node -> NIC id
-  std::set<std::string> goneNics_;  // NICs a GET found gone (armIdKey): not taken from blocks
-  std::unordered_map<std::string, std::map<std::string, Join>> joins_;  // node -> block -> join
-  // New nodes whose first NIC pass the Node reconciler queues, once a carved pool selects them.
-  std::set<std::string> nicPassAfterCarve_;
-  const SubnetUsageStore* usage_ = nullptr;
-  std::function<void()> orphanSweepTrigger_;
-  std::set<std::string> listSeen_[3];  // names seen by the list in progress, per Collection
+  ControllerState state_;
+  PodSubnetReconciler subnetReconciler_;
+  NodeReconciler nodeReconciler_;
+  NicReconciler nicReconciler_;
 };
 
 }  // namespace vnetipam::controller

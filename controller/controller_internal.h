@@ -1,6 +1,6 @@
-// Small helpers shared by controller.cpp and the three reconciler files (podsubnet_reconciler.cpp,
-// node_reconciler.cpp, nic_reconciler.cpp). Not part of the controller's interface: only those
-// files include it.
+// Small helpers shared by the state (state.cpp, state_writes.cpp) and the three reconciler files
+// (podsubnet_reconciler.cpp, node_reconciler.cpp, nic_reconciler.cpp). Not part of the controller's
+// interface: only those files include it.
 #pragma once
 
 #include <charconv>
@@ -11,7 +11,7 @@
 
 #include <fmt/format.h>
 
-#include "controller/controller.h"
+#include "controller/state.h"
 #include "lib/ipam/ip.h"
 
 namespace vnetipam::controller {

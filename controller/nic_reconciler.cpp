@@ -1,7 +1,5 @@
-// The NIC reconciler: makes each node's NIC carry exactly its blocks' prefixes (the decision
-// table is nic_reconcile.h), moves block phases from what a GET of the NIC showed, and removes
-// the finalizer of a released block once its prefix is off the NIC. State and wiring:
-// controller.h.
+#include "controller/nic_reconciler.h"
+
 #include <algorithm>
 #include <iterator>
 #include <map>
@@ -14,10 +12,10 @@
 
 #include "api/codec.h"
 #include "api/naming.h"
-#include "controller/controller.h"
 #include "controller/controller_internal.h"
 #include "controller/nic_conditions.h"
 #include "controller/nic_reconcile.h"
+#include "controller/orphan_sweep.h"
 #include "controller/pool_status.h"
 #include "lib/azure/provider_id.h"
 #include "lib/base/time.h"
@@ -46,19 +44,23 @@ NicBlock joinAsNicBlock(const std::string& name, const ipam::Prefix& cidr) {
 
 }  // namespace
 
-std::optional<std::string> Controller::writeBlockStatus(
+NicReconciler::NicReconciler(ControllerState& state) : state_(state) {
+  if (state_.cloud) nicDirectory_ = std::make_unique<NicDirectory>(*state_.cloud);
+}
+
+std::optional<std::string> NicReconciler::writeBlockStatus(
     const std::string& node, const std::vector<BlockStatusChange>& writes,
     const std::string& nicId) {
   std::optional<std::string> firstError;
   for (const BlockStatusChange& write : writes) {
-    if (!canWrite()) return std::string("not the leader");
+    if (!state_.canWrite()) return std::string("not the leader");
     BlockInfo info;
     {
-      std::lock_guard lock(mutex_);
-      const auto found = blocks_.find(write.name);
+      std::lock_guard lock(state_.mutex);
+      const auto found = state_.blocks.find(write.name);
       // Only an accepted block gets a phase (and this apply, without the Invalid condition, would
       // drop that of a refused one).
-      if (found == blocks_.end() || found->second.trust != Trust::kAccepted) continue;
+      if (found == state_.blocks.end() || found->second.trust != Trust::kAccepted) continue;
       info = found->second;
     }
     const api::BlockPhase phase = write.phase.value_or(info.phase);
@@ -67,7 +69,7 @@ std::optional<std::string> Controller::writeBlockStatus(
                                         .capacity = prefixSize(info.cidr),
                                         .nic = std::nullopt,
                                         .conditions = {}};
-    if (write.phase) status.lastTransitionTime = base::formatRfc3339(now());
+    if (write.phase) status.lastTransitionTime = base::formatRfc3339(state_.now());
     std::string nic = info.nicId;
     if (write.phase && !nicId.empty() &&
         (phase == api::BlockPhase::kProgrammed || phase == api::BlockPhase::kReady)) {
@@ -81,7 +83,7 @@ std::optional<std::string> Controller::writeBlockStatus(
         write.programmed ? write.programmed : info.programmed;
     if (programmed) status.conditions.push_back(*programmed);
     const json body = api::ipBlockStatusApply(write.name, status);
-    auto written = client_.applyStatus(
+    auto written = state_.client.applyStatus(
         blockPath(write.name), body,
         {.fieldManager = std::string(api::kControllerFieldManager), .force = true});
     if (!written) {
@@ -91,45 +93,22 @@ std::optional<std::string> Controller::writeBlockStatus(
                       api::toString(phase), written.error().message));
       continue;
     }
-    if (auto updated = decodeBlock(*written)) {
-      std::lock_guard lock(mutex_);
-      upsertBlockLocked(write.name, std::move(*updated), false);
+    if (auto updated = state_.decodeBlock(*written)) {
+      std::lock_guard lock(state_.mutex);
+      state_.upsertBlockLocked(write.name, std::move(*updated), false);
     }
   }
   return firstError;
 }
 
-std::optional<std::string> Controller::writeNodeNicCondition(const std::string& node,
-                                                             const api::Condition& condition) {
-  if (!canWrite()) return std::string("not the leader");
-  // Node conditions are a list map keyed by type: this manager's apply owns this entry only,
-  // and the kubelet's conditions stay as they are.
-  const json body = {{"apiVersion", "v1"},
-                     {"kind", "Node"},
-                     {"metadata", {{"name", node}}},
-                     {"status", {{"conditions", json::array({api::toJson(condition)})}}}};
-  auto written = client_.applyStatus(
-      fmt::format("{}/{}", kNodesPath, node), body,
-      {.fieldManager = std::string(api::kControllerFieldManager), .force = true});
-  if (!written) {
-    return fmt::format("node {}: writing condition {}={}: {}", node, condition.type,
-                       condition.status, written.error().message);
-  }
-  if (auto info = decodeNode(*written)) {
-    std::lock_guard lock(mutex_);
-    if (nodes_.contains(node)) upsertNodeLocked(node, std::move(*info));
-  }
-  return std::nullopt;
-}
-
-std::optional<std::string> Controller::finishReleasing(const std::vector<std::string>& names) {
+std::optional<std::string> NicReconciler::finishReleasing(const std::vector<std::string>& names) {
   std::optional<std::string> firstError;
   for (const std::string& name : names) {
-    if (!canWrite()) return std::string("not the leader");
-    std::optional<BlockInfo> info = block(name);
+    if (!state_.canWrite()) return std::string("not the leader");
+    std::optional<BlockInfo> info = state_.block(name);
     if (!info) continue;
     if (!info->deleting) {
-      auto deleted = deleteBlock(name, info->uid);
+      auto deleted = state_.deleteBlock(name, info->uid);
       if (!deleted) {
         firstError = firstError.value_or(
             fmt::format("deleting IPBlock {}: {}", name, deleted.error().message));
@@ -145,11 +124,11 @@ std::optional<std::string> Controller::finishReleasing(const std::vector<std::st
   return firstError;
 }
 
-std::optional<std::string> Controller::removeNicFinalizer(const std::string& name,
-                                                          const BlockInfo& info, bool remember) {
+std::optional<std::string> NicReconciler::removeNicFinalizer(const std::string& name,
+                                                             const BlockInfo& info, bool remember) {
   // The other finalizers stay, and the resourceVersion makes the patch fail rather than drop one
   // that was added since.
-  auto patched = client_.mergePatch(
+  auto patched = state_.client.mergePatch(
       blockPath(name), api::finalizersPatch(info.otherFinalizers, info.resourceVersion));
   if (!patched) {
     if (patched.error().code == kube::ErrorCode::kNotFound) return std::nullopt;
@@ -158,84 +137,19 @@ std::optional<std::string> Controller::removeNicFinalizer(const std::string& nam
                        patched.error().message);
   }
   if (remember) {
-    if (auto updated = decodeBlock(*patched)) {
-      std::lock_guard lock(mutex_);
-      upsertBlockLocked(name, std::move(*updated), false);
+    if (auto updated = state_.decodeBlock(*patched)) {
+      std::lock_guard lock(state_.mutex);
+      state_.upsertBlockLocked(name, std::move(*updated), false);
     }
   }
   return std::nullopt;
 }
 
-std::optional<std::string> Controller::removeAgentDrain(const std::string& name,
-                                                        const BlockInfo& info) {
-  std::vector<std::string> finalizers;
-  for (const std::string& f : info.otherFinalizers) {
-    if (f != api::kAgentDrainFinalizer) finalizers.push_back(f);
-  }
-  if (info.hasFinalizer) finalizers.emplace_back(api::kNicReleaseFinalizer);
-  auto patched =
-      client_.mergePatch(blockPath(name), api::finalizersPatch(finalizers, info.resourceVersion));
-  if (!patched) {
-    if (patched.error().code == kube::ErrorCode::kNotFound) return std::nullopt;
-    return fmt::format("IPBlock {}: removing finalizer {}: {}", name, api::kAgentDrainFinalizer,
-                       patched.error().message);
-  }
-  if (auto updated = decodeBlock(*patched)) {
-    std::lock_guard lock(mutex_);
-    upsertBlockLocked(name, std::move(*updated), false);
-  }
-  return std::nullopt;
-}
-
-std::optional<std::string> Controller::reportInvalid(const std::string& name) {
-  if (!canWrite()) return std::string("not the leader");
-  const std::optional<BlockInfo> info = block(name);
-  if (!info || info->trust != Trust::kInvalid || info->invalidInStatus) return std::nullopt;
-  // The first Invalid condition the block gets (invalidInStatus: none yet), so none to keep the
-  // time of.
-  const api::Condition condition =
-      nextCondition(std::nullopt, api::kConditionInvalid, true,
-                    std::string(toString(info->invalidRule)), info->invalidMessage, now());
-  api::IPBlockControllerStatus status{
-      .phase = {}, .lastTransitionTime = {}, .capacity = {}, .nic = {}, .conditions = {condition}};
-  // A block programmed before it was refused (by an earlier controller, judging against another
-  // pool) keeps a Programmed entry, now False: left out of this apply it would vanish, and True
-  // would be a lie, since a refused block's prefix is removed from the NIC as unowned.
-  if (info->programmed) {
-    status.conditions.push_back(nextCondition(
-        info->programmed, api::kConditionProgrammed, false, std::string(kReasonRefused),
-        "the controller refuses this block (condition Invalid): it is not programmed", now()));
-  }
-  const json body = api::ipBlockStatusApply(name, status);
-  auto written = client_.applyStatus(
-      blockPath(name), body,
-      {.fieldManager = std::string(api::kControllerFieldManager), .force = true});
-  if (!written) {
-    if (written.error().code == kube::ErrorCode::kNotFound) return std::nullopt;
-    return fmt::format("IPBlock {}: writing condition {}: {}", name, api::kConditionInvalid,
-                       written.error().message);
-  }
-  if (auto updated = decodeBlock(*written)) {
-    std::lock_guard lock(mutex_);
-    upsertBlockLocked(name, std::move(*updated), false);
-  }
-  event({.apiVersion = std::string(api::kApiVersion),
-         .kind = std::string(api::kIPBlockKind),
-         .name = name,
-         .ns = "",
-         .uid = info->uid},
-        true, toString(info->invalidRule), "Validate",
-        fmt::format("IPBlock refused: {}; it is not used, programmed or deleted by the "
-                    "controller: delete it",
-                    info->invalidMessage));
-  return std::nullopt;
-}
-
-std::optional<std::string> Controller::dropNicFinalizers(const std::vector<std::string>& names) {
+std::optional<std::string> NicReconciler::dropNicFinalizers(const std::vector<std::string>& names) {
   std::optional<std::string> firstError;
   for (const std::string& name : names) {
-    if (!canWrite()) return std::string("not the leader");
-    const std::optional<BlockInfo> info = block(name);
+    if (!state_.canWrite()) return std::string("not the leader");
+    const std::optional<BlockInfo> info = state_.block(name);
     if (!info || !info->hasFinalizer) continue;
     if (auto e = removeNicFinalizer(name, *info, true)) {
       firstError = firstError.value_or(*e);
@@ -247,7 +161,7 @@ std::optional<std::string> Controller::dropNicFinalizers(const std::vector<std::
   return firstError;
 }
 
-azure::Result<Controller::FoundNic> Controller::findNicOfNode(std::string_view providerID) {
+azure::Result<NicReconciler::FoundNic> NicReconciler::findNicOfNode(std::string_view providerID) {
   auto vm = azure::parseProviderId(providerID);
   if (vm && !vm->uniformScaleSet()) {
     const std::string group = vm->resourceGroupId();
@@ -255,11 +169,11 @@ azure::Result<Controller::FoundNic> Controller::findNicOfNode(std::string_view p
     // Whether at least `n` nodes of the group wait for their NIC (none known, no block yet):
     // counted up to n only, so a group of many nodes costs no more than n providerID parses.
     const auto waiting = [&](std::size_t n) {
-      std::lock_guard lock(mutex_);
+      std::lock_guard lock(state_.mutex);
       std::size_t found = 0;
-      for (const auto& [name, info] : nodes_) {
+      for (const auto& [name, info] : state_.nodes) {
         if (found >= n) break;
-        if (nicIds_.contains(name) || nodeBlocks_.contains(name)) continue;
+        if (state_.nicIds.contains(name) || state_.nodeBlocks.contains(name)) continue;
         auto ref = azure::parseProviderId(info.providerID);
         if (ref && !ref->uniformScaleSet() && armIdKey(ref->resourceGroupId()) == groupKey) ++found;
       }
@@ -268,12 +182,12 @@ azure::Result<Controller::FoundNic> Controller::findNicOfNode(std::string_view p
     if (auto nicId = nicDirectory_->take(group, vm->resourceId(), waiting))
       return FoundNic{.id = std::move(*nicId), .listed = true};
   }
-  auto nicId = cloud_->primaryNicOfNode(providerID);
+  auto nicId = state_.cloud->primaryNicOfNode(providerID);
   if (!nicId) return std::unexpected(std::move(nicId.error()));
   return FoundNic{.id = std::move(*nicId), .listed = false};
 }
 
-std::optional<std::string> Controller::reconcileNic(const std::string& node) {
+std::optional<std::string> NicReconciler::reconcile(const std::string& node) {
   // A pass that PUT the NIC is followed at once by another, with a fresh GET:
   // Pending -> (PUT) -> Ready in one reconcile instead of two trips through a queue that may hold
   // thousands of nodes.
@@ -282,11 +196,11 @@ std::optional<std::string> Controller::reconcileNic(const std::string& node) {
     if (auto error = nicPass(node, again)) return error;
     if (!again) return std::nullopt;
   }
-  enqueue(nicKey(node));
+  state_.enqueue(nicKey(node));
   return std::nullopt;
 }
 
-std::optional<std::string> Controller::nicPass(const std::string& node, bool& again) {
+std::optional<std::string> NicReconciler::nicPass(const std::string& node, bool& again) {
   std::vector<NicBlock> blocks;
   std::string blockNicId;                  // status.nic.id of some block of the node
   std::string blockNicProviderID;          // ... and the providerID that block was created for
@@ -303,30 +217,30 @@ std::optional<std::string> Controller::nicPass(const std::string& node, bool& ag
   std::map<std::string, Join> joins;  // blocks carved for the node, not created yet
   kube::ObjectReference ref;
   {
-    std::lock_guard lock(mutex_);
-    ref = nodeRef(node);
-    if (auto j = joins_.find(node); j != joins_.end()) {
-      if (nodes_.contains(node)) {
+    std::lock_guard lock(state_.mutex);
+    ref = state_.nodeRef(node);
+    if (auto j = state_.joins.find(node); j != state_.joins.end()) {
+      if (state_.nodes.contains(node)) {
         joins = j->second;
       } else {
         // The node is gone: its joins end. A CIDR whose prefix a PUT may have put on the NIC
         // stays taken until that prefix would have been removed as unowned.
         for (const auto& [name, join] : j->second) {
           if (join.putSent) {
-            leakCidrLocked(join.subnet, join.cidr, onNicLeakGrace());
-          } else if (auto state = subnetStates_.find(join.subnet);
-                     state != subnetStates_.end() && state->second.blocks) {
+            state_.leakCidrLocked(join.subnet, join.cidr, state_.onNicLeakGrace());
+          } else if (auto state = state_.subnetStates.find(join.subnet);
+                     state != state_.subnetStates.end() && state->second.blocks) {
             (void)state->second.blocks->release(join.cidr);
           }
         }
-        joins_.erase(j);
+        state_.joins.erase(j);
       }
     }
     for (const auto& [name, join] : joins)
       blocks.push_back(joinAsNicBlock(name, join.cidr));
-    if (auto index = nodeBlocks_.find(node); index != nodeBlocks_.end()) {
+    if (auto index = state_.nodeBlocks.find(node); index != state_.nodeBlocks.end()) {
       for (const std::string& name : index->second) {
-        const BlockInfo& info = blocks_.at(name);
+        const BlockInfo& info = state_.blocks.at(name);
         programmedOf[name] = info.programmed;
         blocks.push_back({.name = name,
                           .cidr = info.cidr,
@@ -342,13 +256,13 @@ std::optional<std::string> Controller::nicPass(const std::string& node, bool& ag
         if (info.hasFinalizer) withFinalizer.push_back(name);
       }
     }
-    for (const auto& [name, state] : subnetStates_) {
+    for (const auto& [name, state] : state_.subnetStates) {
       managed.insert(managed.end(), state.ranges.begin(), state.ranges.end());
     }
-    holds = foreignHoldsLocked(now());
+    holds = foreignHoldsLocked(state_.now());
     if (auto u = unowned_.find(node); u != unowned_.end()) unowned = u->second;
-    if (auto n = nicIds_.find(node); n != nicIds_.end()) nicId = n->second;
-    if (auto n = nodes_.find(node); n != nodes_.end()) {
+    if (auto n = state_.nicIds.find(node); n != state_.nicIds.end()) nicId = n->second;
+    if (auto n = state_.nodes.find(node); n != state_.nodes.end()) {
       nodeExists = true;
       providerID = n->second.providerID;
       nodeCondition = n->second.nicCondition;
@@ -362,7 +276,7 @@ std::optional<std::string> Controller::nicPass(const std::string& node, bool& ag
     }
   }
 
-  if (!cloud_) {
+  if (!state_.cloud) {
     // --cloud=none: no NIC to program (the rules are planWithoutCloud's, nic_reconcile.h).
     const NoCloudPlan noCloud = planWithoutCloud(blocks, withFinalizer);
     std::vector<BlockStatusChange> changes;
@@ -375,7 +289,7 @@ std::optional<std::string> Controller::nicPass(const std::string& node, bool& ag
                                        std::string(kReasonNoCloud),
                                        "the controller runs with --cloud=none: there is no NIC "
                                        "to program, the network routes the block by itself",
-                                       now())});
+                                       state_.now())});
     }
     auto error = writeBlockStatus(node, changes, "");
     auto released = finishReleasing(noCloud.finished);
@@ -387,9 +301,9 @@ std::optional<std::string> Controller::nicPass(const std::string& node, bool& ag
   const bool allLeaving = std::ranges::all_of(
       blocks, [](const NicBlock& b) { return b.trust == Trust::kInvalid || b.leaving(); });
   if (blocks.empty() && !nodeExists) {
-    std::lock_guard lock(mutex_);
+    std::lock_guard lock(state_.mutex);
     unowned_.erase(node);
-    nicIds_.erase(node);
+    state_.nicIds.erase(node);
     return std::nullopt;
   }
   auto leaveWithoutNic = [&](std::string_view why) -> std::optional<std::string> {
@@ -412,7 +326,7 @@ std::optional<std::string> Controller::nicPass(const std::string& node, bool& ag
       if (blocks.empty()) return std::nullopt;
       return fmt::format("node {} has no spec.providerID: cannot find its NIC", node);
     }
-    if (auto refused = cloud_->refuseNode(providerID)) {
+    if (auto refused = state_.cloud->refuseNode(providerID)) {
       // No NIC of this node can take a prefix, so none is looked up: the Node reconciler carves
       // it nothing, releases what it has and says why on the Node. Its leaving blocks finish
       // without a NIC; one not leaving yet comes back here with its deletion.
@@ -429,33 +343,33 @@ std::optional<std::string> Controller::nicPass(const std::string& node, bool& ag
     }
     nicId = found->id;
     listedNic = found->listed;
-    std::lock_guard lock(mutex_);
-    nicIds_[node] = *nicId;
+    std::lock_guard lock(state_.mutex);
+    state_.nicIds[node] = *nicId;
   }
-  auto nic = cloud_->readNic(*nicId);
+  auto nic = state_.cloud->readNic(*nicId);
   const bool nicGone = !nic && nic.error().code == azure::ErrorCode::kNotFound;
   // A NIC a list named that is gone or on another VM now: the list was older than the change.
   const bool listOutdated = listedNic && (nicGone || (nic && !onVmOf(nic->vmId, providerID)));
   if ((nicGone && nicRemembered && nodeExists && !providerID.empty() &&
-       !cloud_->refuseNode(providerID)) ||
+       !state_.cloud->refuseNode(providerID)) ||
       listOutdated) {
     // The NIC remembered is gone (the VM got another): the VM says which it has now, in this pass.
     // Should it not, the NotFound below forgets the NIC as it does for any other.
-    auto found = cloud_->primaryNicOfNode(providerID);
+    auto found = state_.cloud->primaryNicOfNode(providerID);
     if (found && armIdKey(*found) != armIdKey(*nicId)) {
       {
-        std::lock_guard lock(mutex_);
+        std::lock_guard lock(state_.mutex);
         if (nicGone) goneNics_.insert(armIdKey(*nicId));
-        nicIds_[node] = *found;
+        state_.nicIds[node] = *found;
       }
       nicId = *found;
-      nic = cloud_->readNic(*nicId);
+      nic = state_.cloud->readNic(*nicId);
     }
   }
   if (!nic) {
     if (nic.error().code == azure::ErrorCode::kNotFound) {
-      std::lock_guard lock(mutex_);
-      nicIds_.erase(node);  // the NIC may have been replaced: look it up again
+      std::lock_guard lock(state_.mutex);
+      state_.nicIds.erase(node);  // the NIC may have been replaced: look it up again
       goneNics_.insert(armIdKey(*nicId));
       if (allLeaving) {
         // fallthrough below, after the lock
@@ -468,8 +382,8 @@ std::optional<std::string> Controller::nicPass(const std::string& node, bool& ag
     return leaveWithoutNic("its NIC is gone");
   }
 
-  if (nodeExists && canWrite()) {
-    std::lock_guard lock(mutex_);
+  if (nodeExists && state_.canWrite()) {
+    std::lock_guard lock(state_.mutex);
     adoptOwnPrefixesLocked(node, nic->ours, joins, blocks);
   }
 
@@ -489,15 +403,15 @@ std::optional<std::string> Controller::nicPass(const std::string& node, bool& ag
                             .nicPrefixes = nic->prefixes,
                             .managedRanges = managed,
                             .unownedFirstSeen = unowned,
-                            .unownedGrace = config_.nicOrphanGrace,
-                            .now = now(),
+                            .unownedGrace = state_.config.nicOrphanGrace,
+                            .now = state_.now(),
                             .heldByOthers = held});
     putError.reset();
     if (!plan.needsPut) break;
-    if (!canWrite()) return std::string("not the leader");
+    if (!state_.canWrite()) return std::string("not the leader");
     {
-      std::lock_guard lock(mutex_);
-      if (auto j = joins_.find(node); j != joins_.end()) {
+      std::lock_guard lock(state_.mutex);
+      if (auto j = state_.joins.find(node); j != state_.joins.end()) {
         for (auto& [name, join] : j->second) {
           if (std::ranges::binary_search(plan.desiredPrefixes, join.cidr)) join.putSent = true;
         }
@@ -506,7 +420,7 @@ std::optional<std::string> Controller::nicPass(const std::string& node, bool& ag
     for (auto& [name, join] : joins) {
       if (std::ranges::binary_search(plan.desiredPrefixes, join.cidr)) join.putSent = true;
     }
-    auto put = cloud_->setNicPrefixes(*nic, plan.desiredPrefixes);
+    auto put = state_.cloud->setNicPrefixes(*nic, plan.desiredPrefixes);
     if (put) break;
     putError = std::move(put.error());
     refusals.push_back(fmt::format("programming NIC {} failed: {} ({})", *nicId, putError->message,
@@ -517,21 +431,22 @@ std::optional<std::string> Controller::nicPass(const std::string& node, bool& ag
     if (!conflict) break;
     const NicBlock& b = *std::ranges::find(blocks, *conflict, &NicBlock::name);
     SubnetState::ForeignHold hold{
-        .until = now() + config_.foreignHold,
+        .until = state_.now() + state_.config.foreignHold,
         .reason = nicFailureReason(putError->code, putError->azureCode),
         .message = boundedMessage(fmt::format(
             "another resource holds an address in {}, so Azure refuses it on NIC {}: {}; the "
             "block is not served, it is released and another block takes its place, and {} is "
             "not carved again for {}s",
             b.cidr.toString(), *nicId, putError->message, b.cidr.toString(),
-            config_.foreignHold.count()))};
+            state_.config.foreignHold.count()))};
     spdlog::warn("node {}: IPBlock {}: {}", node, b.name, hold.message);
     {
-      std::lock_guard lock(mutex_);
+      std::lock_guard lock(state_.mutex);
       std::string subnet;
-      if (auto info = blocks_.find(b.name); info != blocks_.end()) subnet = info->second.podSubnet;
+      if (auto info = state_.blocks.find(b.name); info != state_.blocks.end())
+        subnet = info->second.podSubnet;
       if (auto j = joins.find(b.name); j != joins.end()) subnet = j->second.subnet;
-      if (auto state = subnetStates_.find(subnet); state != subnetStates_.end()) {
+      if (auto state = state_.subnetStates.find(subnet); state != state_.subnetStates.end()) {
         state->second.heldByOthers[b.cidr] = hold;
         if (state->second.blocks) (void)state->second.blocks->holdForOthers(b.cidr);
       }
@@ -539,7 +454,7 @@ std::optional<std::string> Controller::nicPass(const std::string& node, bool& ag
     holds[b.cidr] = std::move(hold);
     // When the hold ends, a NIC pass lifts it and requeues the nodes short of blocks; nothing else
     // may run one then (the holds may be what leaves the pool without a free block).
-    enqueueAfter(nicKey(node), config_.foreignHold + std::chrono::seconds(1));
+    state_.enqueueAfter(nicKey(node), state_.config.foreignHold + std::chrono::seconds(1));
   }
   if (putError) {
     error = fmt::format("node {}: programming NIC {}: {}", node, *nicId, putError->message);
@@ -559,17 +474,17 @@ std::optional<std::string> Controller::nicPass(const std::string& node, bool& ag
   }
   std::vector<std::string> quarantinedJoins;  // their hold's message, for a Node Event each
   if (!plan.quarantined.empty()) {
-    std::lock_guard lock(mutex_);
+    std::lock_guard lock(state_.mutex);
     for (const std::string& name : plan.quarantined) {
       const auto j = joins.find(name);
       if (j == joins.end()) continue;
       quarantinedJoins.push_back(holds.at(j->second.cidr).message);
-      if (auto state = subnetStates_.find(j->second.subnet);
-          state != subnetStates_.end() && state->second.blocks) {
+      if (auto state = state_.subnetStates.find(j->second.subnet);
+          state != state_.subnetStates.end() && state->second.blocks) {
         (void)state->second.blocks->release(j->second.cidr);
       }
-      if (auto all = joins_.find(node); all != joins_.end()) all->second.erase(name);
-      enqueue(nodeKey(node));
+      if (auto all = state_.joins.find(node); all != state_.joins.end()) all->second.erase(name);
+      state_.enqueue(nodeKey(node));
     }
   }
   std::erase_if(plan.phaseChanges, [&](const PhaseChange& c) { return joins.contains(c.name); });
@@ -613,7 +528,7 @@ std::optional<std::string> Controller::nicPass(const std::string& node, bool& ag
                                               .quarantined = quarantined,
                                               .nodeExists = nodeExists,
                                               .nodeCondition = nodeCondition,
-                                              .now = now()});
+                                              .now = state_.now()});
   if (auto e = writeBlockStatus(node, status.writes, *nicId); e && !error) error = e;
   // After a PUT whose outcome is unknown keep every finalizer: the next GET tells.
   if (putOk) {
@@ -626,11 +541,11 @@ std::optional<std::string> Controller::nicPass(const std::string& node, bool& ag
   bool releasedQuarantined = false;
   for (const std::string& name : plan.quarantined) {
     if (joins.contains(name)) continue;
-    if (!canWrite()) return std::string("not the leader");
-    const std::optional<BlockInfo> info = block(name);
+    if (!state_.canWrite()) return std::string("not the leader");
+    const std::optional<BlockInfo> info = state_.block(name);
     if (!info || info->deleting) continue;
     // Known at once, not when the watch brings it: the next pass plans it as leaving (N8).
-    if (auto deleted = deleteBlock(name, info->uid); !deleted) {
+    if (auto deleted = state_.deleteBlock(name, info->uid); !deleted) {
       if (!error) {
         error = fmt::format("node {}: releasing quarantined IPBlock {}: {}", node, name,
                             deleted.error().message);
@@ -641,60 +556,60 @@ std::optional<std::string> Controller::nicPass(const std::string& node, bool& ag
     spdlog::info("node {}: releasing IPBlock {}: another resource holds an address in {}", node,
                  name, info->cidr.toString());
   }
-  if (releasedQuarantined) enqueue(nodeKey(node));
+  if (releasedQuarantined) state_.enqueue(nodeKey(node));
   bool createAgain = false;
   for (const std::string& name : confirmed) {
-    if (auto e =
-            createBlock(node, name, joins.at(name),
-                        providerID.empty() ? blockProviderID : providerID, *nicId, createAgain);
+    if (auto e = state_.createBlock(node, name, joins.at(name),
+                                    providerID.empty() ? blockProviderID : providerID, *nicId,
+                                    createAgain);
         e && !error) {
       error = e;
     }
   }
-  if (createAgain) enqueue(nodeKey(node));
+  if (createAgain) state_.enqueue(nodeKey(node));
   for (const NicEvent& e : plan.events) {
     kube::ObjectReference regarding = ref;
-    if (!e.block.empty()) regarding = blockRef(e.block);
-    event(regarding, e.warning, toString(e.reason), "ProgramNIC", e.message);
+    if (!e.block.empty()) regarding = state_.blockRef(e.block);
+    state_.event(regarding, e.warning, toString(e.reason), "ProgramNIC", e.message);
   }
   // Every failed PUT is an Event on the Node (the recorder folds repeats into a series, so its
   // count says how many tries failed); a block's Event comes with its condition, once.
   for (const std::string& refusal : refusals) {
-    event(ref, true, kEventNicProgrammingFailed, "ProgramNIC", refusal);
+    state_.event(ref, true, kEventNicProgrammingFailed, "ProgramNIC", refusal);
   }
   // A quarantined join has no IPBlock to carry its condition: the Node says what became of it.
   for (const std::string& message : quarantinedJoins) {
-    event(ref, true, kEventNicProgrammingFailed, "ProgramNIC", message);
+    state_.event(ref, true, kEventNicProgrammingFailed, "ProgramNIC", message);
   }
   for (const std::string& name : status.newlyFailing) {
     const auto b = std::ranges::find(blocks, name, &NicBlock::name);
     const auto q = std::ranges::find(quarantined, name, &QuarantinedBlock::name);
     const NicPutFailure* why = q != quarantined.end() ? &q->why : failure ? &*failure : nullptr;
     if (why == nullptr) continue;
-    event(blockRef(name), true, kEventNicProgrammingFailed, "ProgramNIC",
-          fmt::format("prefix {} is not on node {}'s NIC: {} ({})", b->cidr.toString(), node,
-                      why->message, why->reason));
+    state_.event(state_.blockRef(name), true, kEventNicProgrammingFailed, "ProgramNIC",
+                 fmt::format("prefix {} is not on node {}'s NIC: {} ({})", b->cidr.toString(), node,
+                             why->message, why->reason));
   }
   // A failed Node condition write is only logged: the condition must not hold up programming (a
   // chart without the nodes/status grant, say), and the next pass writes it again.
   if (status.nodeCondition) {
-    if (auto e = writeNodeNicCondition(node, *status.nodeCondition)) {
+    if (auto e = state_.writeNodeNicCondition(node, *status.nodeCondition)) {
       spdlog::warn("{}", *e);
     } else if (status.nodeRecovered) {
-      event(ref, false, kEventNicProgrammingRecovered, "ProgramNIC",
-            fmt::format("{} (it failed before: {})", status.nodeCondition->message,
-                        nodeCondition->reason));
+      state_.event(ref, false, kEventNicProgrammingRecovered, "ProgramNIC",
+                   fmt::format("{} (it failed before: {})", status.nodeCondition->message,
+                               nodeCondition->reason));
     }
   }
   {
-    std::lock_guard lock(mutex_);
+    std::lock_guard lock(state_.mutex);
     if (plan.unownedFirstSeen.empty()) {
       unowned_.erase(node);
     } else {
       unowned_[node] = plan.unownedFirstSeen;
     }
   }
-  if (plan.recheckAt) enqueueAfter(nicKey(node), *plan.recheckAt - now());
+  if (plan.recheckAt) state_.enqueueAfter(nicKey(node), *plan.recheckAt - state_.now());
   // After a PUT, read the NIC back before any phase moves. A move to Ready ends the block's
   // way through the table; any other move is followed by the next row.
   const bool moreRows = std::ranges::any_of(plan.phaseChanges, [](const PhaseChange& change) {
@@ -705,22 +620,23 @@ std::optional<std::string> Controller::nicPass(const std::string& node, bool& ag
   return error;
 }
 
-void Controller::adoptOwnPrefixesLocked(const std::string& node, std::span<const ipam::Prefix> ours,
-                                        std::map<std::string, Join>& joins,
-                                        std::vector<NicBlock>& blocks) {
-  const auto info = nodes_.find(node);
-  if (info == nodes_.end()) return;
+void NicReconciler::adoptOwnPrefixesLocked(const std::string& node,
+                                           std::span<const ipam::Prefix> ours,
+                                           std::map<std::string, Join>& joins,
+                                           std::vector<NicBlock>& blocks) {
+  const auto info = state_.nodes.find(node);
+  if (info == state_.nodes.end()) return;
   for (const ipam::Prefix& prefix : ours) {
     if (std::ranges::any_of(blocks, [&](const NicBlock& b) { return b.cidr == prefix; })) continue;
     // The PodSubnet whose range it is decides; no other one can hold it.
-    const auto owner = std::ranges::find_if(subnetStates_, [&](const auto& entry) {
+    const auto owner = std::ranges::find_if(state_.subnetStates, [&](const auto& entry) {
       return entry.second.blocks && entry.second.blocks->contains(prefix);
     });
-    if (owner == subnetStates_.end()) continue;
+    if (owner == state_.subnetStates.end()) continue;
     const std::string& subnetName = owner->first;
     SubnetState& state = owner->second;
-    const auto subnet = subnets_.find(subnetName);
-    if (subnet == subnets_.end() || !nodeSelected(info->second, subnet->second.spec) ||
+    const auto subnet = state_.subnets.find(subnetName);
+    if (subnet == state_.subnets.end() || !state_.nodeSelected(info->second, subnet->second.spec) ||
         prefix.length() != subnet->second.spec.blockPrefixLength ||
         state.holders.contains(prefix)) {
       continue;  // not the node's to have: unowned, removed after the grace
@@ -742,7 +658,7 @@ void Controller::adoptOwnPrefixesLocked(const std::string& node, std::span<const
     // It takes the place of a join of the same PodSubnet that no PUT has carried yet, if the
     // node has one: the Node reconciler carved that for the block the node lacked, and this is
     // it. (Kept as well, it would be a block the node does not need.)
-    auto& nodeJoins = joins_[node];
+    auto& nodeJoins = state_.joins[node];
     const auto unsent = std::ranges::find_if(nodeJoins, [&](const auto& j) {
       return j.second.subnet == subnetName && !j.second.putSent;
     });
@@ -753,7 +669,7 @@ void Controller::adoptOwnPrefixesLocked(const std::string& node, std::span<const
       joins.erase(replaced);
       std::erase_if(blocks, [&](const NicBlock& b) { return b.name == replaced; });
     }
-    const Join join{.subnet = subnetName, .cidr = prefix, .since = now(), .putSent = true};
+    const Join join{.subnet = subnetName, .cidr = prefix, .since = state_.now(), .putSent = true};
     nodeJoins[*name] = join;
     joins[*name] = join;
     blocks.push_back(joinAsNicBlock(*name, prefix));
@@ -764,10 +680,9 @@ void Controller::adoptOwnPrefixesLocked(const std::string& node, std::span<const
   }
 }
 
-std::map<ipam::Prefix, Controller::SubnetState::ForeignHold> Controller::foreignHoldsLocked(
-    Time t) {
+std::map<ipam::Prefix, SubnetState::ForeignHold> NicReconciler::foreignHoldsLocked(Time t) {
   std::map<ipam::Prefix, SubnetState::ForeignHold> out;
-  for (auto& [name, state] : subnetStates_) {
+  for (auto& [name, state] : state_.subnetStates) {
     for (auto it = state.heldByOthers.begin(); it != state.heldByOthers.end();) {
       const ipam::Prefix cidr = it->first;
       if (it->second.until > t) {
@@ -783,7 +698,7 @@ std::map<ipam::Prefix, Controller::SubnetState::ForeignHold> Controller::foreign
             "address ended",
             name, cidr.toString());
         for (const std::string& shortNode : state.shortNodes)
-          enqueue(nodeKey(shortNode));
+          state_.enqueue(nodeKey(shortNode));
       }
     }
   }

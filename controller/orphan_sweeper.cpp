@@ -184,25 +184,25 @@ void OrphanSweeper::run() {
 
 OrphanSweepView Controller::orphanSweepView(std::span<const ipam::Prefix> prefixes) const {
   OrphanSweepView view;
-  std::lock_guard lock(mutex_);
-  for (const auto& [name, subnet] : subnets_) {
+  std::lock_guard lock(state_.mutex);
+  for (const auto& [name, subnet] : state_.subnets) {
     SweptPodSubnet swept{.name = name,
                          .uid = subnet.metadata.uid,
                          .azureSubnetId = subnet.spec.azureSubnetID,
                          .ranges = {}};
-    if (const auto state = subnetStates_.find(name);
-        state != subnetStates_.end() && state->second.blocks) {
+    if (const auto state = state_.subnetStates.find(name);
+        state != state_.subnetStates.end() && state->second.blocks) {
       const auto ranges = state->second.blocks->ranges();
       swept.ranges.assign(ranges.begin(), ranges.end());
     }
     view.podSubnets.push_back(std::move(swept));
   }
-  for (const auto& [node, nicId] : nicIds_)
+  for (const auto& [node, nicId] : state_.nicIds)
     view.nicPassNics.insert(armIdKey(nicId));
-  for (const auto& [name, info] : blocks_) {
+  for (const auto& [name, info] : state_.blocks) {
     if (!info.nicId.empty()) view.nicPassNics.insert(armIdKey(info.nicId));
   }
-  for (const auto& [name, node] : nodes_) {
+  for (const auto& [name, node] : state_.nodes) {
     if (auto vm = azure::parseProviderId(node.providerID)) {
       view.nodeVms.insert(armIdKey(vm->resourceId()));
     }
@@ -210,10 +210,10 @@ OrphanSweepView Controller::orphanSweepView(std::span<const ipam::Prefix> prefix
   // O3: an IPBlock's CIDR (any state, any verdict), a leaked create, a CIDR the pool holds for a
   // block, or a block the pool has allocated (a create in flight).
   const auto owned = [&](const ipam::Prefix& p) {
-    for (const auto& [name, info] : blocks_) {
+    for (const auto& [name, info] : state_.blocks) {
       if (info.cidr.overlaps(p)) return true;
     }
-    for (const auto& [name, state] : subnetStates_) {
+    for (const auto& [name, state] : state_.subnetStates) {
       for (const auto& [cidr, leak] : state.leaks) {
         // Not a prefix the carve found on a NIC with no IPBlock: that is what the sweep is for.
         if (cidr.overlaps(p) && !leak.foundOnNic) return true;

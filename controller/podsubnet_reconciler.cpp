@@ -1,6 +1,5 @@
-// The PodSubnet reconciler: carves the subnet into blocks (once its CIDR is known and no older
-// PodSubnet overlaps it), frees CIDRs leaked by creates of unknown outcome after leakGrace, and
-// writes the subnet's status (pool_status.h). State and wiring: controller.h.
+#include "controller/podsubnet_reconciler.h"
+
 #include <algorithm>
 #include <tuple>
 #include <utility>
@@ -10,7 +9,6 @@
 
 #include "api/codec.h"
 #include "api/validation.h"
-#include "controller/controller.h"
 #include "controller/controller_internal.h"
 #include "controller/pool_status.h"
 #include "controller/subnet_usage.h"
@@ -20,12 +18,12 @@ namespace vnetipam::controller {
 
 using nlohmann::json;
 
-std::optional<std::string> Controller::carve(const std::string& name,
-                                             std::unique_lock<std::mutex>& lock) {
-  const api::PodSubnet subnet = subnets_.at(name);
+std::optional<std::string> PodSubnetReconciler::carve(const std::string& name,
+                                                      std::unique_lock<std::mutex>& lock) {
+  const api::PodSubnet subnet = state_.subnets.at(name);
   const auto fieldErrors = api::validate(subnet);
   if (!fieldErrors.empty()) {
-    subnetStates_[name].notCarvedMessage = api::describe("PodSubnet", name, fieldErrors);
+    state_.subnetStates[name].notCarvedMessage = api::describe("PodSubnet", name, fieldErrors);
     return std::nullopt;  // wait for the spec to change
   }
   std::vector<ipam::Prefix> read;    // spec.cidr, or the Azure subnet's prefixes (IPv4 first)
@@ -34,8 +32,8 @@ std::optional<std::string> Controller::carve(const std::string& name,
   const bool fromAzure = !subnet.spec.cidr.has_value();
   if (!fromAzure) {
     read.push_back(*ipam::Prefix::parse(*subnet.spec.cidr));  // validated above
-  } else if (!cloud_) {
-    subnetStates_[name].notCarvedMessage =
+  } else if (!state_.cloud) {
+    state_.subnetStates[name].notCarvedMessage =
         "spec.azureSubnetID needs the controller to run with --cloud=azure; with --cloud=none "
         "set spec.cidr instead";
     return std::nullopt;
@@ -43,21 +41,21 @@ std::optional<std::string> Controller::carve(const std::string& name,
     const std::string id = subnet.spec.azureSubnetID.value_or("");
     ticket = usage_ ? usage_->beginRead() : 0;
     lock.unlock();
-    auto subnetRead = cloud_->readSubnet(id);
+    auto subnetRead = state_.cloud->readSubnet(id);
     lock.lock();
-    if (!subnets_.contains(name)) return std::nullopt;
+    if (!state_.subnets.contains(name)) return std::nullopt;
     if (!subnetRead || subnetRead->prefixes.empty()) {
       std::string why = !subnetRead ? subnetRead.error().message : "it has no address prefix";
-      subnetStates_[name].notCarvedMessage =
+      state_.subnetStates[name].notCarvedMessage =
           fmt::format("spec.azureSubnetID: cannot read the Azure subnet {}: {}", id, why);
-      return subnetStates_[name].notCarvedMessage;  // retry: Azure may answer later
+      return state_.subnetStates[name].notCarvedMessage;  // retry: Azure may answer later
     }
     read = std::move(subnetRead->prefixes);
     for (const OwnIpConfiguration& config : subnetRead->ours) {
       if (config.prefix) onNics.push_back(*config.prefix);
     }
   }
-  SubnetState& state = subnetStates_[name];
+  SubnetState& state = state_.subnetStates[name];
   if (state.blocks) return std::nullopt;  // carved meanwhile
 
   // The pool's family is its first prefix's; the addresses it claims are its prefixes of that
@@ -81,7 +79,7 @@ std::optional<std::string> Controller::carve(const std::string& name,
     return std::nullopt;
   }
   // With a cloud every block goes on a NIC, which Azure allows for IPv4 only (pool_status.h).
-  if (cloud_) {
+  if (state_.cloud) {
     if (auto refusal = cloudCarveRefusal(first, fromAzure)) {
       state.notCarvedMessage = std::move(*refusal);
       return std::nullopt;
@@ -90,10 +88,10 @@ std::optional<std::string> Controller::carve(const std::string& name,
   // Two PodSubnets over the same addresses would hand one block out twice: the older one wins
   // (then the name), the other is refused until it or the overlap goes.
   const auto created = subnet.metadata.creationTimestamp.value_or("");
-  for (const auto& [otherName, other] : subnets_) {
+  for (const auto& [otherName, other] : state_.subnets) {
     if (otherName == name) continue;
-    const auto otherState = subnetStates_.find(otherName);
-    if (otherState == subnetStates_.end()) continue;
+    const auto otherState = state_.subnetStates.find(otherName);
+    if (otherState == state_.subnetStates.end()) continue;
     const auto otherCreated = other.metadata.creationTimestamp.value_or("");
     const bool otherFirst = otherState->second.blocks.has_value() ||
                             std::tie(otherCreated, otherName) < std::tie(created, name);
@@ -135,7 +133,7 @@ std::optional<std::string> Controller::carve(const std::string& name,
   // creationTimestamp (then name) first: of two overlapping blocks the earlier one is held, the
   // same way on every start (block_trust.h). Refused blocks stay refused.
   std::vector<TrustCandidate> order;
-  for (const auto& [blockName, info] : blocks_) {
+  for (const auto& [blockName, info] : state_.blocks) {
     if (info.podSubnet != name || info.trust == Trust::kInvalid) continue;
     order.push_back({.name = blockName,
                      .podSubnet = info.podSubnet,
@@ -145,11 +143,11 @@ std::optional<std::string> Controller::carve(const std::string& name,
   }
   sortForAdmission(order);
   for (const TrustCandidate& candidate : order) {
-    BlockInfo& info = blocks_.at(candidate.name);
+    BlockInfo& info = state_.blocks.at(candidate.name);
     info.trust = Trust::kUndecided;
-    judgeBlockLocked(candidate.name, info);
-    enqueue(nodeKey(info.node));
-    enqueue(nicKey(info.node));
+    state_.judgeBlockLocked(candidate.name, info);
+    state_.enqueue(nodeKey(info.node));
+    state_.enqueue(nicKey(info.node));
   }
   // Our prefixes on some NIC that no IPBlock holds: a join whose IPBlock the controller before
   // this one did not live to create (its node's NIC pass makes the IPBlock:
@@ -162,7 +160,7 @@ std::optional<std::string> Controller::carve(const std::string& name,
         state.blocks->isAllocated(prefix) || !state.blocks->occupy(prefix)) {
       continue;
     }
-    leakCidrLocked(name, prefix, onNicLeakGrace(), true);
+    state_.leakCidrLocked(name, prefix, state_.onNicLeakGrace(), true);
     ++onNicsTaken;
   }
   state.blocks->finishOccupying();
@@ -177,14 +175,14 @@ std::optional<std::string> Controller::carve(const std::string& name,
                ipam::toString(state.blocks->ranges()), state.blocks->usableCount(), length,
                state.blocks->allocatedCount());
   state.notCarvedMessage.clear();
-  for (const auto& [node, info] : nodes_)
-    enqueue(nodeKey(node));
+  for (const auto& [node, info] : state_.nodes)
+    state_.enqueue(nodeKey(node));
   return std::nullopt;
 }
 
-std::vector<ipam::Prefix> Controller::growPoolLocked(const std::string& name,
-                                                     std::span<const ipam::Prefix> prefixes) {
-  SubnetState& state = subnetStates_.at(name);
+std::vector<ipam::Prefix> PodSubnetReconciler::growPoolLocked(
+    const std::string& name, std::span<const ipam::Prefix> prefixes) {
+  SubnetState& state = state_.subnetStates.at(name);
   std::vector<ipam::Prefix> added;
   if (!state.blocks || !state.trust) return added;
   ipam::BlockPool& pool = *state.blocks;
@@ -192,7 +190,7 @@ std::vector<ipam::Prefix> Controller::growPoolLocked(const std::string& name,
   for (const ipam::Prefix& prefix : prefixes) {
     if (std::ranges::find(pool.ranges(), prefix) != pool.ranges().end()) continue;
     std::optional<std::string> why = uncarvableReason(prefix, pool.family(), pool.blockLength());
-    for (const auto& [otherName, other] : subnetStates_) {
+    for (const auto& [otherName, other] : state_.subnetStates) {
       if (why || otherName == name) continue;
       const auto theirs = std::ranges::find_if(
           other.ranges, [&](const ipam::Prefix& r) { return r.overlaps(prefix); });
@@ -227,13 +225,13 @@ std::vector<ipam::Prefix> Controller::growPoolLocked(const std::string& name,
     state.trust->ranges = pool.activeRanges();
     // Blocks in a range added or active again may go to a node that was short.
     for (const std::string& shortNode : state.shortNodes)
-      enqueue(nodeKey(shortNode));
+      state_.enqueue(nodeKey(shortNode));
   }
   if (retiredChanged) {
-    for (const auto& [blockName, info] : blocks_) {
+    for (const auto& [blockName, info] : state_.blocks) {
       if (info.podSubnet == name && info.trust == Trust::kAccepted &&
           pool.isReservedAllocated(info.cidr)) {
-        enqueue(nodeKey(info.node));
+        state_.enqueue(nodeKey(info.node));
       }
     }
   }
@@ -244,21 +242,21 @@ std::vector<ipam::Prefix> Controller::growPoolLocked(const std::string& name,
   return added;
 }
 
-std::optional<std::string> Controller::reconcileSubnet(const std::string& name) {
-  std::unique_lock lock(mutex_);
-  if (!subnets_.contains(name)) {
-    subnetStates_.erase(name);
-    if (metrics_) metrics_->removePool(name);
-    for (const auto& [blockName, info] : blocks_) {
-      if (info.podSubnet == name) enqueue(nodeKey(info.node));
+std::optional<std::string> PodSubnetReconciler::reconcile(const std::string& name) {
+  std::unique_lock lock(state_.mutex);
+  if (!state_.subnets.contains(name)) {
+    state_.subnetStates.erase(name);
+    if (state_.metrics) state_.metrics->removePool(name);
+    for (const auto& [blockName, info] : state_.blocks) {
+      if (info.podSubnet == name) state_.enqueue(nodeKey(info.node));
     }
     return std::nullopt;
   }
   std::optional<std::string> carveError;
-  if (!subnetStates_[name].blocks) carveError = carve(name, lock);
-  if (!subnets_.contains(name)) return std::nullopt;
-  const api::PodSubnet& subnet = subnets_.at(name);
-  SubnetState& state = subnetStates_[name];
+  if (!state_.subnetStates[name].blocks) carveError = carve(name, lock);
+  if (!state_.subnets.contains(name)) return std::nullopt;
+  const api::PodSubnet& subnet = state_.subnets.at(name);
+  SubnetState& state = state_.subnetStates[name];
 
   // A prefix added to the Azure subnet since the carve (its prefixes as the usage poller last read
   // them, subnet_usage.h) is carved now: a new range, free at once, used once the others are full;
@@ -292,33 +290,34 @@ std::optional<std::string> Controller::reconcileSubnet(const std::string& name) 
     if (state.trust->reserved != state.blocks->reserved()) {
       state.trust->reserved = state.blocks->reserved();
       std::size_t releasing = 0;
-      for (const auto& [blockName, info] : blocks_) {
+      for (const auto& [blockName, info] : state_.blocks) {
         if (info.podSubnet != name || info.trust != Trust::kAccepted ||
             !state.blocks->isReservedAllocated(info.cidr)) {
           continue;
         }
         ++releasing;
-        enqueue(nodeKey(info.node));
+        state_.enqueue(nodeKey(info.node));
       }
       spdlog::info(
-          "PodSubnet {}: spec.reservedCIDRs applied: {} usable blocks ({} before); {} block(s) in "
+          "PodSubnet {}: spec.reservedCIDRs applied: {} usable blocks ({} before); {} "
+          "state_.block(s) in "
           "a reserved range are released",
           name, state.blocks->usableCount(), usableBefore, releasing);
       // Blocks freed by a range no longer reserved may go to a node that was short.
       for (const std::string& shortNode : state.shortNodes)
-        enqueue(nodeKey(shortNode));
+        state_.enqueue(nodeKey(shortNode));
     }
   }
 
-  const Time t = now();
+  const Time t = state_.now();
   if (state.blocks) {
     for (auto it = state.leaks.begin(); it != state.leaks.end();) {
-      if (t - it->second.since < config_.leakGrace) {
+      if (t - it->second.since < state_.config.leakGrace) {
         ++it;
         continue;
       }
       const ipam::Prefix leaked = it->first;
-      const bool held = std::ranges::any_of(blocks_, [&](const auto& entry) {
+      const bool held = std::ranges::any_of(state_.blocks, [&](const auto& entry) {
         return entry.second.podSubnet == name && entry.second.cidr == leaked;
       });
       if (!held && state.blocks->isAllocated(leaked)) {
@@ -330,12 +329,12 @@ std::optional<std::string> Controller::reconcileSubnet(const std::string& name) 
       }
       it = state.leaks.erase(it);
     }
-    if (!state.leaks.empty()) enqueueAfter(subnetKey(name), config_.leakGrace);
+    if (!state.leaks.empty()) state_.enqueueAfter(subnetKey(name), state_.config.leakGrace);
   }
 
   std::vector<std::int64_t> blockUsed;
   std::vector<std::string> reservedBlocks;
-  for (const auto& [blockName, info] : blocks_) {
+  for (const auto& [blockName, info] : state_.blocks) {
     // A refused block's status.used is not the pool's (it holds no CIDR of it).
     if (info.podSubnet != name || info.trust != Trust::kAccepted) continue;
     blockUsed.push_back(info.used);
@@ -369,8 +368,8 @@ std::optional<std::string> Controller::reconcileSubnet(const std::string& name) 
   const auto exhausted =
       std::ranges::find(status.conditions, api::kConditionExhausted, &api::Condition::type);
   const bool isExhausted = exhausted != status.conditions.end() && exhausted->status == "True";
-  if (metrics_) {
-    metrics_->setPool(
+  if (state_.metrics) {
+    state_.metrics->setPool(
         name, PoolNumbers{.totalBlocks = status.totalBlocks,
                           .allocatedBlocks = status.allocatedBlocks,
                           .totalIPs = state.blocks
@@ -394,10 +393,10 @@ std::optional<std::string> Controller::reconcileSubnet(const std::string& name) 
   const std::string exhaustedMessage = isExhausted ? exhausted->message : std::string();
   lock.unlock();
 
-  if (reportExhausted) event(ref, true, "Exhausted", "Allocate", exhaustedMessage);
+  if (reportExhausted) state_.event(ref, true, "Exhausted", "Allocate", exhaustedMessage);
   if (changed) {
-    if (!canWrite()) return std::string("not the leader: status not written");
-    auto written = client_.applyStatus(
+    if (!state_.canWrite()) return std::string("not the leader: status not written");
+    auto written = state_.client.applyStatus(
         fmt::format("{}/{}", kPodSubnetsPath, name), api::podSubnetStatusApply(name, status),
         {.fieldManager = std::string(api::kControllerFieldManager), .force = true});
     if (!written) {
@@ -406,9 +405,9 @@ std::optional<std::string> Controller::reconcileSubnet(const std::string& name) 
     }
     // Keep what we wrote, so the next pass compares with it even before the watch brings it.
     if (auto fresh = api::podSubnetFromJson(*written)) {
-      std::lock_guard relock(mutex_);
-      const auto found = subnets_.find(name);
-      if (found != subnets_.end() && found->second.metadata.uid == fresh->metadata.uid &&
+      std::lock_guard relock(state_.mutex);
+      const auto found = state_.subnets.find(name);
+      if (found != state_.subnets.end() && found->second.metadata.uid == fresh->metadata.uid &&
           notOlder(fresh->metadata.resourceVersion, found->second.metadata.resourceVersion)) {
         found->second = std::move(*fresh);
       }

@@ -8,6 +8,7 @@
 
 #include "controller/controller.h"
 #include "controller/controller_internal.h"
+#include "controller/podsubnet_reconciler.h"
 
 namespace vnetipam::controller {
 
@@ -161,34 +162,35 @@ void SubnetUsagePoller::run() {
   }
 }
 
-// The controller's side (declared in controller.h).
+// The controller's side (declared in controller.h and podsubnet_reconciler.h).
 
-void Controller::setSubnetUsageStore(const SubnetUsageStore* store) {
-  std::lock_guard lock(mutex_);
+void PodSubnetReconciler::setSubnetUsageStore(const SubnetUsageStore* store) {
+  std::lock_guard lock(state_.mutex);
   usage_ = store;
 }
 
 std::vector<std::string> Controller::azureSubnetIds() const {
-  std::lock_guard lock(mutex_);
+  std::lock_guard lock(state_.mutex);
   std::vector<std::string> ids;
-  for (const auto& [name, subnet] : subnets_) {
+  for (const auto& [name, subnet] : state_.subnets) {
     if (subnet.spec.azureSubnetID) ids.push_back(*subnet.spec.azureSubnetID);
   }
   return ids;
 }
 
 void Controller::subnetUsageChanged(const std::string& subnetId) {
-  std::lock_guard lock(mutex_);
-  for (const auto& [name, subnet] : subnets_) {
+  std::lock_guard lock(state_.mutex);
+  for (const auto& [name, subnet] : state_.subnets) {
     if (subnet.spec.azureSubnetID && lower(*subnet.spec.azureSubnetID) == lower(subnetId)) {
-      enqueueSubnetStatus(name);
+      state_.enqueueSubnetStatus(name);
     }
   }
 }
 
-std::optional<std::int64_t> Controller::foreignAddressesLocked(const std::string& name) const {
-  const auto subnet = subnets_.find(name);
-  if (usage_ == nullptr || subnet == subnets_.end() || !subnet->second.spec.azureSubnetID) {
+std::optional<std::int64_t> PodSubnetReconciler::foreignAddressesLocked(
+    const std::string& name) const {
+  const auto subnet = state_.subnets.find(name);
+  if (usage_ == nullptr || subnet == state_.subnets.end() || !subnet->second.spec.azureSubnetID) {
     return std::nullopt;
   }
   const auto used = usage_->used(*subnet->second.spec.azureSubnetID);
@@ -197,7 +199,7 @@ std::optional<std::int64_t> Controller::foreignAddressesLocked(const std::string
   // (a Releasing block keeps the NIC finalizer until its prefix is off the NIC). A Pending block
   // is not on a NIC yet.
   std::int64_t ours = 0;
-  for (const auto& [blockName, info] : blocks_) {
+  for (const auto& [blockName, info] : state_.blocks) {
     if (info.podSubnet != name || info.trust != Trust::kAccepted) continue;
     const bool onNic =
         info.phase == api::BlockPhase::kProgrammed || info.phase == api::BlockPhase::kReady ||
