@@ -121,7 +121,7 @@ class NicReconciler {
                                               const std::vector<BlockStatusChange>& writes,
                                               const std::string& nicId);
   std::optional<std::string> finishReleasing(const std::vector<std::string>& names);
-  // --cloud=none: removes kNicReleaseFinalizer from these blocks (the rule is in nicPass).
+  // --cloud=none: removes kNicReleaseFinalizer from these blocks (the rule is planWithoutCloud's).
   std::optional<std::string> dropNicFinalizers(const std::vector<std::string>& names);
   // One merge patch leaving info.otherFinalizers; `remember`: fold the answer into the state.
   std::optional<std::string> removeNicFinalizer(const std::string& name, const BlockInfo& info,

@@ -139,11 +139,11 @@ std::optional<std::string> PodSubnetReconciler::carveRefusalLocked(
 std::optional<std::string> PodSubnetReconciler::makePoolLocked(const std::string& name, int length,
                                                                const CarveRead& read) {
   SubnetState& state = state_.subnetStates.at(name);
-  // Carved without spec.reservedCIDRs, which reconcileSubnet puts on once every existing block is
-  // occupied, just as it does at each edit of them: a block that exists in a reserved range is the
-  // pool's and is released (ReservedRange), whether the range was reserved while this controller
-  // ran or before it started. The first prefix that holds a block starts the pool; growPoolLocked
-  // adds the others, as it does for a prefix added to the Azure subnet later.
+  // Carved without spec.reservedCIDRs, which applyReservedLocked puts on once every existing block
+  // is occupied, just as it does at each edit of them: a block that exists in a reserved range is
+  // the pool's and is released (ReservedRange), whether the range was reserved while this
+  // controller ran or before it started. The first prefix that holds a block starts the pool;
+  // growPoolLocked adds the others, as it does for a prefix added to the Azure subnet later.
   const ipam::Prefix start = *std::ranges::find_if(
       state.ranges, [&](const ipam::Prefix& r) { return r.length() <= length; });
   const ipam::CarveOptions options{.excludeAzureReserved = read.fromAzure, .reserved = {}};
@@ -363,8 +363,7 @@ void PodSubnetReconciler::applyReservedLocked(const std::string& name, const api
     state_.enqueue(nodeKey(info.node));
   }
   spdlog::info(
-      "PodSubnet {}: spec.reservedCIDRs applied: {} usable blocks ({} before); {} "
-      "state_.block(s) in "
+      "PodSubnet {}: spec.reservedCIDRs applied: {} usable blocks ({} before); {} block(s) in "
       "a reserved range are released",
       name, state.blocks->usableCount(), usableBefore, releasing);
   // Blocks freed by a range no longer reserved may go to a node that was short.
