@@ -93,10 +93,7 @@ std::optional<std::string> NicReconciler::writeBlockStatus(
                       api::toString(phase), written.error().message));
       continue;
     }
-    if (auto updated = state_.decodeBlock(*written)) {
-      std::lock_guard lock(state_.mutex);
-      state_.upsertBlockLocked(write.name, std::move(*updated), false);
-    }
+    state_.rememberBlock(write.name, *written);
   }
   return firstError;
 }
@@ -136,12 +133,7 @@ std::optional<std::string> NicReconciler::removeNicFinalizer(const std::string& 
     return fmt::format("IPBlock {}: removing finalizer {}: {}", name, api::kNicReleaseFinalizer,
                        patched.error().message);
   }
-  if (remember) {
-    if (auto updated = state_.decodeBlock(*patched)) {
-      std::lock_guard lock(state_.mutex);
-      state_.upsertBlockLocked(name, std::move(*updated), false);
-    }
-  }
+  if (remember) state_.rememberBlock(name, *patched);
   return std::nullopt;
 }
 

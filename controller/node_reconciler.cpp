@@ -33,10 +33,7 @@ std::optional<std::string> NodeReconciler::removeAgentDrain(const std::string& n
     return fmt::format("IPBlock {}: removing finalizer {}: {}", name, api::kAgentDrainFinalizer,
                        patched.error().message);
   }
-  if (auto updated = state_.decodeBlock(*patched)) {
-    std::lock_guard lock(state_.mutex);
-    state_.upsertBlockLocked(name, std::move(*updated), false);
-  }
+  state_.rememberBlock(name, *patched);
   return std::nullopt;
 }
 
@@ -69,10 +66,7 @@ std::optional<std::string> NodeReconciler::reportInvalid(const std::string& name
     return fmt::format("IPBlock {}: writing condition {}: {}", name, api::kConditionInvalid,
                        written.error().message);
   }
-  if (auto updated = state_.decodeBlock(*written)) {
-    std::lock_guard lock(state_.mutex);
-    state_.upsertBlockLocked(name, std::move(*updated), false);
-  }
+  state_.rememberBlock(name, *written);
   state_.event({.apiVersion = std::string(api::kApiVersion),
                 .kind = std::string(api::kIPBlockKind),
                 .name = name,

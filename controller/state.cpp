@@ -210,6 +210,13 @@ void ControllerState::upsertBlockLocked(const std::string& name, BlockInfo info,
   if (nodeChanged) enqueueSubnetStatus(subnet);
 }
 
+void ControllerState::rememberBlock(const std::string& name, const json& answer) {
+  if (auto updated = decodeBlock(answer)) {
+    std::lock_guard lock(mutex);
+    upsertBlockLocked(name, std::move(*updated), false);
+  }
+}
+
 void ControllerState::judgeBlockLocked(const std::string& name, BlockInfo& info,
                                        bool subnetAbsent) {
   const auto state = subnetStates.find(info.podSubnet);

@@ -207,6 +207,9 @@ class ControllerState {
   // only when not older than what the state has). The block of a join ends the join; a new Ready
   // one wakes no NIC pass (the pass that created it planned with it).
   void upsertBlockLocked(const std::string& name, BlockInfo info, bool fromWatch);
+  // Folds the IPBlock a write of ours answered with into the state (takes mutex): known at once,
+  // not when the watch brings it. An answer that does not decode changes nothing.
+  void rememberBlock(const std::string& name, const nlohmann::json& answer);
   // Judges an undecided block against its pool (block_trust.h) and, when accepted, occupies its
   // CIDR for it. `subnetAbsent`: a GET has shown that its PodSubnet does not exist.
   void judgeBlockLocked(const std::string& name, BlockInfo& info, bool subnetAbsent = false);
