@@ -501,148 +501,35 @@ std::optional<ArmResponse> authorize(const RoleDefinition& role, ArmResourceKind
                   client, *action, request.path, kSubnetJoinAction, fmt::join(subnets, ",")));
 }
 
-}  // namespace
+// The kinds of resource an ARM path names, as classifyPath tells them apart.
+enum class Kind {
+  kUnknown,
+  kVnet,
+  kVnetUsages,
+  kSubnets,
+  kSubnet,
+  kNics,
+  kNic,
+  kNicConfigs,
+  kNicConfig,
+  kVm,
+  kScaleSetVm,
+  kScaleSetVmNics,
+  kScaleSetVmNic,
+  kOperation,
+  kOperationResult
+};
 
-ArmResponse ArmHandler::handleArm(const ArmRequest& request, const std::vector<std::string>& seg,
-                                  const std::map<std::string, std::string>& query) {
-  const auto& method = request.method;
-  const bool isWrite =
-      method == "PUT" || method == "DELETE" || method == "POST" || method == "PATCH";
-  // ARM's tracing headers: the request id doubles as the async operation id.
-  const std::string requestId = random_.guid();
-  std::string correlationId = findHeader(request.headers, "x-ms-correlation-request-id");
-  if (correlationId.empty() || correlationId.size() > 128) correlationId = requestId;
-  const std::string clientRequestId = findHeader(request.headers, "x-ms-client-request-id");
+// Whether the path's segment `i` is there and is `word`, in any case.
+bool segmentIs(const std::vector<std::string>& seg, std::size_t i, std::string_view word) {
+  return i < seg.size() && iequals(seg[i], word);
+}
 
-  // The request limits (rate_limits.h) are counted once the caller is authenticated; their
-  // remaining-* headers go on every response from then on.
-  Admission admission;
-  const ArmOperation operation = armOperationOf(method);
-  const std::string remainingHeader =
-      operation == ArmOperation::kRead    ? "x-ms-ratelimit-remaining-subscription-reads"
-      : operation == ArmOperation::kWrite ? "x-ms-ratelimit-remaining-subscription-writes"
-                                          : "x-ms-ratelimit-remaining-subscription-deletes";
-
-  ++armRequests_;
-  if (isWrite) ++armWrites_;
-  const std::string auth = findHeader(request.headers, "Authorization");
-  const std::string clientId =
-      auth.size() > 7 && iequals(std::string_view(auth).substr(0, 7), "Bearer ")
-          ? accessTokenClientId(options_.tokenKey, std::string_view(auth).substr(7))
-          : std::string();
-  if (isWrite) checkRetryAfter(clientId, request);
-
-  const auto finish = [&](ArmResponse r) {
-    r.headers.emplace_back("x-ms-request-id", requestId);
-    r.headers.emplace_back("x-ms-correlation-request-id", correlationId);
-    if (!clientRequestId.empty() && clientRequestId.size() <= 128)
-      r.headers.emplace_back("x-ms-client-request-id", clientRequestId);
-    r.headers.insert(r.headers.end(), admission.headers.begin(), admission.headers.end());
-    r.delay = options_.faults.latency;
-    recordRetryAfter(clientId, request, r);
-    return r;
-  };
-
-  // The scheme and host this request reached: the base of every URL the mock hands out.
-  const std::string host = findHeader(request.headers, "Host").empty()
-                               ? options_.fallbackHost
-                               : findHeader(request.headers, "Host");
-  const std::string base = fmt::format("{}://{}", options_.scheme, host);
-
-  // 1. Authentication, as ARM does it before anything else. Every 401 carries ARM's bearer
-  // challenge, from which clients learn the authority and tenant to get a token from
-  // (`Bearer authorization_uri="https://login.windows.net/{tenant}", error="invalid_token",
-  // error_description="..."`, as ARM sends it and Azure/aks-engine's ARM test double in
-  // pkg/armhelpers replays it). The mock is its own Entra ID, so the authority is this host; the
-  // tenant is the first configured client's ("common" with none), standing in for the
-  // subscription's home tenant.
-  if (options_.requireAuth) {
-    const auto unauthorized = [&](std::string code, std::string message,
-                                  std::string_view description) {
-      auto r = error(401, std::move(code), std::move(message));
-      const std::string tenant =
-          options_.clients.empty() ? "common" : options_.clients.front().tenantId;
-      std::string quoted(description);
-      std::ranges::replace(quoted, '"', '\'');  // a quoted-string must not end early
-      r.headers.emplace_back(
-          "WWW-Authenticate",
-          fmt::format(R"(Bearer authorization_uri="{}/{}", error="invalid_token", )"
-                      R"(error_description="{}")",
-                      base, tenant, quoted));
-      return finish(std::move(r));
-    };
-    if (auth.empty())
-      return unauthorized("AuthenticationFailed",
-                          "Authentication failed. The 'Authorization' header is missing.",
-                          "The authentication failed because of missing 'Authorization' header.");
-    if (auth.size() < 7 || !iequals(std::string_view(auth).substr(0, 7), "Bearer "))
-      return unauthorized("AuthenticationFailedInvalidHeader",
-                          "Authentication failed. The 'Authorization' header is provided in an "
-                          "invalid format.",
-                          "The authentication failed because of invalid 'Authorization' header.");
-    if (auto bad =
-            checkAccessToken(options_.tokenKey, std::string_view(auth).substr(7), unixNow_());
-        !bad.empty())
-      return unauthorized("InvalidAuthenticationToken", bad, bad);
-  }
-
-  // 2. Throttling: ARM's subscription limits and the NRP's, then injected throttling and server
-  // errors.
-  const bool network =
-      (seg.size() > 3 && iequals(seg[2], "providers") && iequals(seg[3], "Microsoft.Network")) ||
-      (seg.size() > 5 && iequals(seg[4], "providers") && iequals(seg[5], "Microsoft.Network"));
-  admission = limits_.admit(seg.size() > 1 ? seg[1] : "", clientId, operation, network);
-  if (!admission.allowed) {
-    auto r = error(429, admission.code, admission.message);  // [R]
-    r.headers.emplace_back("Retry-After", std::to_string(admission.retryAfterSeconds));
-    return finish(std::move(r));
-  }
-  if (random_.chance(options_.faults.throttleRate)) {
-    auto r = error(429, "SubscriptionRequestsThrottled",  // [R]
-                   fmt::format("Number of requests exceeded the limit (injected by "
-                               "azure-vnet-mock). Please try again after '{}' seconds.",
-                               options_.faults.retryAfterSeconds));
-    r.headers.emplace_back("Retry-After", std::to_string(options_.faults.retryAfterSeconds));
-    auto out = finish(std::move(r));
-    for (auto& [k, v] : out.headers) {
-      if (k == remainingHeader) v.assign(1, '0');  // not = "0": GCC 12 -Wrestrict false positive
-    }
-    return out;
-  }
-  if (random_.chance(options_.faults.errorRate)) {
-    if (random_.next() % 2 == 0)
-      return finish(error(500, "InternalServerError",
-                          "Encountered internal server error (injected by azure-vnet-mock)."));
-    auto r = error(503, "ServiceUnavailable",
-                   "The service is unavailable (injected by azure-vnet-mock).");
-    r.headers.emplace_back("Retry-After", std::to_string(options_.faults.retryAfterSeconds));
-    return finish(std::move(r));
-  }
-
-  // 3. Shape of the path: which provider and resource type.
-  const auto is = [&](std::size_t i, std::string_view word) {
-    return i < seg.size() && iequals(seg[i], word);
-  };
-  const std::string& sub = seg.size() > 1 ? seg[1] : seg[0];
-  enum class Kind {
-    kUnknown,
-    kVnet,
-    kVnetUsages,
-    kSubnets,
-    kSubnet,
-    kNics,
-    kNic,
-    kNicConfigs,
-    kNicConfig,
-    kVm,
-    kScaleSetVm,
-    kScaleSetVmNics,
-    kScaleSetVmNic,
-    kOperation,
-    kOperationResult
-  };
+// Shape of the path: which provider and resource type. kUnknown for a path the mock does not
+// serve.
+Kind classifyPath(const std::vector<std::string>& seg) {
+  const auto is = [&](std::size_t i, std::string_view word) { return segmentIs(seg, i, word); };
   Kind kind = Kind::kUnknown;
-  bool compute = false;
   if (seg.size() == 8 && is(2, "providers") && is(3, "Microsoft.Network") && is(4, "locations") &&
       is(6, "operations")) {
     kind = Kind::kOperation;
@@ -662,335 +549,577 @@ ArmResponse ArmHandler::handleArm(const ArmRequest& request, const std::vector<s
       if (seg.size() == 10 && is(8, "ipConfigurations")) kind = Kind::kNicConfig;
     } else if (is(5, "Microsoft.Compute") && is(6, "virtualMachines") && seg.size() == 8) {
       kind = Kind::kVm;
-      compute = true;
     } else if (is(5, "Microsoft.Compute") && is(6, "virtualMachineScaleSets") &&
                is(8, "virtualMachines")) {
       if (seg.size() == 10) kind = Kind::kScaleSetVm;
       if (seg.size() == 11 && is(10, "networkInterfaces")) kind = Kind::kScaleSetVmNics;
       if (seg.size() == 12 && is(10, "networkInterfaces")) kind = Kind::kScaleSetVmNic;
-      compute = kind == Kind::kScaleSetVm;
     }
   }
-  if (kind == Kind::kUnknown) {
-    if (seg.size() >= 7 && is(4, "providers") &&
-        (is(5, "Microsoft.Network") || is(5, "Microsoft.Compute")))
-      return finish(error(404, "InvalidResourceType",
-                          fmt::format("The resource type '{}' could not be found in the namespace "
-                                      "'{}'.",
-                                      seg[6], seg[5])));
-    return finish(error(404, "NotFound", fmt::format("No route for {} {}.", method, request.path)));
-  }
+  return kind;
+}
 
-  // 3b. Authorization, when the mock runs under a role (--role-file).
-  if (options_.role) {
-    const ArmResourceKind resource = [&] {
-      switch (kind) {
-        case Kind::kVnet: return ArmResourceKind::kVirtualNetwork;
-        case Kind::kVnetUsages: return ArmResourceKind::kVirtualNetworkUsage;
-        case Kind::kSubnets:
-        case Kind::kSubnet: return ArmResourceKind::kSubnet;
-        case Kind::kNics:
-        case Kind::kNic: return ArmResourceKind::kNetworkInterface;
-        case Kind::kNicConfigs:
-        case Kind::kNicConfig: return ArmResourceKind::kNicIpConfiguration;
-        case Kind::kVm: return ArmResourceKind::kVirtualMachine;
-        case Kind::kScaleSetVm: return ArmResourceKind::kScaleSetVirtualMachine;
-        case Kind::kScaleSetVmNics:
-        case Kind::kScaleSetVmNic: return ArmResourceKind::kScaleSetNetworkInterface;
-        case Kind::kOperationResult: return ArmResourceKind::kNetworkOperationResult;
-        case Kind::kOperation:
-        case Kind::kUnknown: break;
-      }
-      return ArmResourceKind::kNetworkOperation;
-    }();
-    if (auto refused = authorize(*options_.role, resource, request, clientId); refused)
-      return finish(std::move(*refused));
-  }
+// The 404 for a path of no kind: InvalidResourceType under a provider the mock serves, NotFound
+// for anything else.
+ArmResponse unknownResource(const ArmRequest& request, const std::vector<std::string>& seg) {
+  if (seg.size() >= 7 && segmentIs(seg, 4, "providers") &&
+      (segmentIs(seg, 5, "Microsoft.Network") || segmentIs(seg, 5, "Microsoft.Compute")))
+    return error(404, "InvalidResourceType",
+                 fmt::format("The resource type '{}' could not be found in the namespace "
+                             "'{}'.",
+                             seg[6], seg[5]));
+  return error(404, "NotFound", fmt::format("No route for {} {}.", request.method, request.path));
+}
 
-  // 4. api-version, with ARM's three answers (codes and wording as ARM sends them):
-  // - none: 400 MissingApiVersionParameter, "The api-version query parameter (?api-version=) is
-  //   required for all requests." (quoted from ARM in MicrosoftDocs/feedback#2279 and
-  //   Azure/azure-dev#3914);
-  // - not a version at all: 400 InvalidApiVersionParameter, "The api-version '{v}' is invalid.
-  //   The supported versions are '{v1},{v2},...'." (the form ARM answers for a version it cannot
-  //   serve, quoted in hashicorp/vault-plugin-secrets-azure#13 and Azure/azure-sdk-for-net#3160);
-  // - a well-formed version the resource type does not have: 400 NoRegisteredProviderFound, "No
-  //   registered resource provider found for location {location} and API version {api-version}
-  //   for type {resource-type}.", with the supported versions, as Microsoft Learn's "Resolve
-  //   errors for resource provider registration" documents it ("The resource type doesn't
-  //   support the API version"; "The error message should give you suggestions for the
-  //   supported locations and API versions").
-  auto v = query.find("api-version");
-  if (v == query.end())
-    return finish(error(400, "MissingApiVersionParameter",
-                        "The api-version query parameter (?api-version=) is required for all "
-                        "requests."));
-  const bool scaleSetNic = kind == Kind::kScaleSetVmNics || kind == Kind::kScaleSetVmNic;
-  const auto& versions = scaleSetNic ? std::span<const char* const>(kScaleSetNicApiVersions)
-                         : compute   ? std::span<const char* const>(kComputeApiVersions)
-                                     : std::span<const char* const>(kNetworkApiVersions);
-  if (std::ranges::find(versions, v->second) == versions.end()) {
-    const std::string supported = fmt::format("{}", fmt::join(versions, ","));
-    if (!wellFormedApiVersion(v->second))
-      return finish(error(400, "InvalidApiVersionParameter",
-                          fmt::format("The api-version '{}' is invalid. The supported versions are "
-                                      "'{}'.",
-                                      v->second, supported)));
-    const std::string type = kind == Kind::kOperation         ? "locations/operations"
-                             : kind == Kind::kOperationResult ? "locations/operationResults"
-                             : scaleSetNic
-                                 ? "virtualMachineScaleSets/virtualMachines/networkInterfaces"
-                             : kind == Kind::kScaleSetVm ? "virtualMachineScaleSets/virtualMachines"
-                                                         : seg[6];
-    return finish(error(400, "NoRegisteredProviderFound",
-                        fmt::format("No registered resource provider found for location '{}' and "
-                                    "API version '{}' for type '{}'. The supported api-versions "
-                                    "are '{}'.",
-                                    locationFor(sub), v->second, type, supported)));
+// The resource type whose actions a role must grant for a request to this kind.
+ArmResourceKind resourceKindOf(Kind kind) {
+  switch (kind) {
+    case Kind::kVnet: return ArmResourceKind::kVirtualNetwork;
+    case Kind::kVnetUsages: return ArmResourceKind::kVirtualNetworkUsage;
+    case Kind::kSubnets:
+    case Kind::kSubnet: return ArmResourceKind::kSubnet;
+    case Kind::kNics:
+    case Kind::kNic: return ArmResourceKind::kNetworkInterface;
+    case Kind::kNicConfigs:
+    case Kind::kNicConfig: return ArmResourceKind::kNicIpConfiguration;
+    case Kind::kVm: return ArmResourceKind::kVirtualMachine;
+    case Kind::kScaleSetVm: return ArmResourceKind::kScaleSetVirtualMachine;
+    case Kind::kScaleSetVmNics:
+    case Kind::kScaleSetVmNic: return ArmResourceKind::kScaleSetNetworkInterface;
+    case Kind::kOperationResult: return ArmResourceKind::kNetworkOperationResult;
+    case Kind::kOperation:
+    case Kind::kUnknown: break;
   }
-  const std::string& apiVersion = v->second;
+  return ArmResourceKind::kNetworkOperation;
+}
 
-  // 5. Method. A NIC takes PUT and DELETE too, a subnet PUT (its address prefixes); everything
-  // else is read-only here.
+// Method. A NIC takes PUT and DELETE too, a subnet PUT (its address prefixes); everything else is
+// read-only here. The 405 for a method the kind does not take, nullopt for one it does.
+std::optional<ArmResponse> methodNotAllowed(Kind kind, const std::string& method) {
   const bool nicWritable = kind == Kind::kNic;
   const bool allowed = method == "GET" ||
                        (nicWritable && (method == "PUT" || method == "DELETE")) ||
                        (kind == Kind::kSubnet && method == "PUT");
-  if (!allowed) {
-    auto r = error(405, "MethodNotAllowed",  // [R]
-                   fmt::format("The mock does not implement {} on this resource type.", method));
-    r.headers.emplace_back("Allow", nicWritable             ? "GET, PUT, DELETE"
-                                    : kind == Kind::kSubnet ? "GET, PUT"
-                                                            : "GET");
-    return finish(std::move(r));
-  }
+  if (allowed) return std::nullopt;
+  auto r = error(405, "MethodNotAllowed",  // [R]
+                 fmt::format("The mock does not implement {} on this resource type.", method));
+  r.headers.emplace_back("Allow", nicWritable             ? "GET, PUT, DELETE"
+                                  : kind == Kind::kSubnet ? "GET, PUT"
+                                                          : "GET");
+  return r;
+}
 
-  // 6. Parents, then the resource.
-  const auto operationUrl = [&](std::string_view subscription, std::string_view location,
-                                std::string_view id) {
+}  // namespace
+
+// One ARM request on its way through handleArm: what its steps learn, for the steps after them,
+// the resource's handler and finish().
+struct ArmHandler::ArmCall {
+  const ArmRequest& request;
+  const std::vector<std::string>& seg;
+  const std::map<std::string, std::string>& query;
+  const std::string& sub;  // the subscription the path names
+  // ARM's tracing headers: the request id doubles as the async operation id.
+  std::string requestId;
+  std::string correlationId;
+  std::string clientRequestId;
+  std::string auth;      // the Authorization header
+  std::string clientId;  // the bearer token's appid (accessTokenClientId), "" without one
+  // The scheme and host this request reached: the base of every URL the mock hands out.
+  std::string base;
+  // The request limits (rate_limits.h) are counted once the caller is authenticated; their
+  // remaining-* headers go on every response from then on.
+  Admission admission;
+  Kind kind = Kind::kUnknown;
+  std::string apiVersion;  // once checked
+  // Once the parents are checked: the resource group's id, and "{rgId}/providers/{ns}/{type}".
+  std::string rgId;
+  std::string providerBase;
+
+  // The Azure-AsyncOperation URL of an operation (.../operations/{id}).
+  std::string operationUrl(std::string_view subscription, std::string_view location,
+                           std::string_view id) const {
     return fmt::format(
         "{}/subscriptions/{}/providers/Microsoft.Network/locations/{}/operations/{}"
         "?api-version={}",
         base, subscription, location, id, apiVersion);
-  };
-  const auto operationResultUrl = [&](std::string_view subscription, std::string_view location,
-                                      std::string_view id) {
+  }
+  // The Location URL of an operation (.../operationResults/{id}).
+  std::string operationResultUrl(std::string_view subscription, std::string_view location,
+                                 std::string_view id) const {
     return fmt::format(
         "{}/subscriptions/{}/providers/Microsoft.Network/locations/{}/operationResults/{}"
         "?api-version={}",
         base, subscription, location, id, apiVersion);
-  };
-  if (!state_.subscriptionExists(sub))
-    return finish(error(404, "SubscriptionNotFound",
-                        fmt::format("The subscription '{}' could not be found.", sub)));
-  if (kind == Kind::kOperation) {
-    const auto* op = state_.findOperation(seg[7]);
-    if (op == nullptr || !iequals(op->subscriptionId, sub))
-      return finish(
-          error(404, "ResourceNotFound", fmt::format("The operation '{}' was not found.", seg[7])));
-    // Always 200, as ARM answers an operation status: a 4xx/5xx would mean reading the status
-    // itself failed.
-    // AzureAsyncOperationResult (network.json, 2024-05-01) has a status and, when it failed,
-    // an error: nothing else.
-    json body = {{"status", toString(op->status)}};
-    if (op->error) body["error"] = {{"code", op->error->code}, {"message", op->error->message}};
-    auto r = jsonResponse(200, body);
-    if (op->status == OperationStatus::kInProgress) r.headers.emplace_back("Retry-After", "1");
-    return finish(std::move(r));
   }
-  if (kind == Kind::kOperationResult) {
-    // The Location a DELETE hands out (its final state is read "via location":
-    // specification/network/resource-manager/Microsoft.Network/stable/2024-05-01/
-    // networkInterface.json in Azure/azure-rest-api-specs). ARM's RPC: 202 with Location while
-    // the operation runs, then 200 (with the resource) or 204 (none, as after a DELETE); a failed
-    // operation answers with its error.
-    const auto* op = state_.findOperation(seg[7]);
-    if (op == nullptr || !iequals(op->subscriptionId, sub))
-      return finish(
-          error(404, "ResourceNotFound", fmt::format("The operation '{}' was not found.", seg[7])));
-    if (op->status == OperationStatus::kInProgress) {
-      ArmResponse r{.status = 202};
-      r.headers.emplace_back("Location",
-                             operationResultUrl(op->subscriptionId, op->location, op->id));
-      r.headers.emplace_back("Retry-After", "1");
-      return finish(std::move(r));
-    }
-    if (op->status == OperationStatus::kFailed)
-      return finish(error(500, op->error ? op->error->code : "InternalServerError",  // [R]
-                          op->error ? op->error->message : "The operation failed."));
-    const auto* nic = op->deletes ? nullptr : state_.findNic(op->nicId);
-    if (nic == nullptr) return finish(ArmResponse{.status = 204});
-    return finish(jsonResponse(200, nicJson(*nic)));
-  }
-  const std::string rgId = fmt::format("/subscriptions/{}/resourceGroups/{}", sub, seg[3]);
-  if (!state_.resourceGroupExists(rgId))
-    return finish(error(404, "ResourceGroupNotFound",
-                        fmt::format("Resource group '{}' could not be found.", seg[3])));
-  const std::string providerBase = fmt::format("{}/providers/{}/{}", rgId, seg[5], seg[6]);
+};
 
-  switch (kind) {
+// The checks every ARM request goes through, in order (the first refusal is the answer), then the
+// handler of its resource; every response leaves through finish().
+ArmResponse ArmHandler::handleArm(const ArmRequest& request, const std::vector<std::string>& seg,
+                                  const std::map<std::string, std::string>& query) {
+  ArmCall call{
+      .request = request, .seg = seg, .query = query, .sub = seg.size() > 1 ? seg[1] : seg[0]};
+  beginCall(call);
+
+  // 1. Authentication, as ARM does it before anything else.
+  if (options_.requireAuth) {
+    if (auto refused = authenticate(call); refused) return finish(call, std::move(*refused));
+  }
+
+  // 2. Throttling: ARM's subscription limits and the NRP's, then injected throttling and server
+  // errors.
+  if (auto refused = throttle(call); refused) return finish(call, std::move(*refused));
+
+  // 3. Shape of the path: which provider and resource type.
+  call.kind = classifyPath(seg);
+  if (call.kind == Kind::kUnknown) return finish(call, unknownResource(request, seg));
+
+  // 3b. Authorization, when the mock runs under a role (--role-file).
+  if (options_.role) {
+    if (auto refused = authorize(*options_.role, resourceKindOf(call.kind), request, call.clientId);
+        refused)
+      return finish(call, std::move(*refused));
+  }
+
+  // 4. api-version.
+  auto apiVersion = apiVersionOf(call);
+  if (!apiVersion) return finish(call, std::move(apiVersion.error()));
+  call.apiVersion = std::move(*apiVersion);
+
+  // 5. Method.
+  if (auto refused = methodNotAllowed(call.kind, request.method); refused)
+    return finish(call, std::move(*refused));
+
+  // 6. Parents, then the resource.
+  return finish(call, serveResource(call));
+}
+
+// What handleArm does first for every request: the tracing ids, the request counters, the
+// caller's client id (the appid of a bearer token the mock signed, expired or not), the
+// Retry-After check of a write, and the base of the URLs.
+void ArmHandler::beginCall(ArmCall& call) {
+  const ArmRequest& request = call.request;
+  const auto& method = request.method;
+  const bool isWrite =
+      method == "PUT" || method == "DELETE" || method == "POST" || method == "PATCH";
+  call.requestId = random_.guid();
+  call.correlationId = findHeader(request.headers, "x-ms-correlation-request-id");
+  if (call.correlationId.empty() || call.correlationId.size() > 128)
+    call.correlationId = call.requestId;
+  call.clientRequestId = findHeader(request.headers, "x-ms-client-request-id");
+
+  ++armRequests_;
+  if (isWrite) ++armWrites_;
+  call.auth = findHeader(request.headers, "Authorization");
+  const std::string& auth = call.auth;
+  call.clientId = auth.size() > 7 && iequals(std::string_view(auth).substr(0, 7), "Bearer ")
+                      ? accessTokenClientId(options_.tokenKey, std::string_view(auth).substr(7))
+                      : std::string();
+  if (isWrite) checkRetryAfter(call.clientId, request);
+
+  const std::string host = findHeader(request.headers, "Host").empty()
+                               ? options_.fallbackHost
+                               : findHeader(request.headers, "Host");
+  call.base = fmt::format("{}://{}", options_.scheme, host);
+}
+
+// What every ARM response gets on its way out: ARM's tracing headers, the request limits'
+// remaining-* headers (once the request was counted), the injected latency; and its Retry-After
+// is accounted (recordRetryAfter).
+ArmResponse ArmHandler::finish(const ArmCall& call, ArmResponse r) {
+  r.headers.emplace_back("x-ms-request-id", call.requestId);
+  r.headers.emplace_back("x-ms-correlation-request-id", call.correlationId);
+  if (!call.clientRequestId.empty() && call.clientRequestId.size() <= 128)
+    r.headers.emplace_back("x-ms-client-request-id", call.clientRequestId);
+  r.headers.insert(r.headers.end(), call.admission.headers.begin(), call.admission.headers.end());
+  r.delay = options_.faults.latency;
+  recordRetryAfter(call.clientId, call.request, r);
+  return r;
+}
+
+// Authentication, as ARM does it before anything else. Every 401 carries ARM's bearer
+// challenge, from which clients learn the authority and tenant to get a token from
+// (`Bearer authorization_uri="https://login.windows.net/{tenant}", error="invalid_token",
+// error_description="..."`, as ARM sends it and Azure/aks-engine's ARM test double in
+// pkg/armhelpers replays it). The mock is its own Entra ID, so the authority is this host; the
+// tenant is the first configured client's ("common" with none), standing in for the
+// subscription's home tenant. The 401, or nullopt for a valid token.
+std::optional<ArmResponse> ArmHandler::authenticate(const ArmCall& call) const {
+  const auto unauthorized = [&](std::string code, std::string message,
+                                std::string_view description) {
+    auto r = error(401, std::move(code), std::move(message));
+    const std::string tenant =
+        options_.clients.empty() ? "common" : options_.clients.front().tenantId;
+    std::string quoted(description);
+    std::ranges::replace(quoted, '"', '\'');  // a quoted-string must not end early
+    r.headers.emplace_back(
+        "WWW-Authenticate",
+        fmt::format(R"(Bearer authorization_uri="{}/{}", error="invalid_token", )"
+                    R"(error_description="{}")",
+                    call.base, tenant, quoted));
+    return r;
+  };
+  const std::string& auth = call.auth;
+  if (auth.empty())
+    return unauthorized("AuthenticationFailed",
+                        "Authentication failed. The 'Authorization' header is missing.",
+                        "The authentication failed because of missing 'Authorization' header.");
+  if (auth.size() < 7 || !iequals(std::string_view(auth).substr(0, 7), "Bearer "))
+    return unauthorized("AuthenticationFailedInvalidHeader",
+                        "Authentication failed. The 'Authorization' header is provided in an "
+                        "invalid format.",
+                        "The authentication failed because of invalid 'Authorization' header.");
+  if (auto bad = checkAccessToken(options_.tokenKey, std::string_view(auth).substr(7), unixNow_());
+      !bad.empty())
+    return unauthorized("InvalidAuthenticationToken", bad, bad);
+  return std::nullopt;
+}
+
+// Throttling: counts the request against ARM's subscription limits and the NRP's (filling
+// call.admission), then draws the injected throttling and server errors. The 429, 500 or 503, or
+// nullopt for a request that goes on.
+std::optional<ArmResponse> ArmHandler::throttle(ArmCall& call) {
+  const auto& seg = call.seg;
+  const ArmOperation operation = armOperationOf(call.request.method);
+  const bool network =
+      (seg.size() > 3 && iequals(seg[2], "providers") && iequals(seg[3], "Microsoft.Network")) ||
+      (seg.size() > 5 && iequals(seg[4], "providers") && iequals(seg[5], "Microsoft.Network"));
+  call.admission = limits_.admit(seg.size() > 1 ? seg[1] : "", call.clientId, operation, network);
+  if (!call.admission.allowed) {
+    auto r = error(429, call.admission.code, call.admission.message);  // [R]
+    r.headers.emplace_back("Retry-After", std::to_string(call.admission.retryAfterSeconds));
+    return r;
+  }
+  if (random_.chance(options_.faults.throttleRate)) {
+    auto r = error(429, "SubscriptionRequestsThrottled",  // [R]
+                   fmt::format("Number of requests exceeded the limit (injected by "
+                               "azure-vnet-mock). Please try again after '{}' seconds.",
+                               options_.faults.retryAfterSeconds));
+    r.headers.emplace_back("Retry-After", std::to_string(options_.faults.retryAfterSeconds));
+    // The injected 429 says none of this kind of request remains: finish() copies these headers
+    // into the response.
+    const std::string remainingHeader =
+        operation == ArmOperation::kRead    ? "x-ms-ratelimit-remaining-subscription-reads"
+        : operation == ArmOperation::kWrite ? "x-ms-ratelimit-remaining-subscription-writes"
+                                            : "x-ms-ratelimit-remaining-subscription-deletes";
+    for (auto& [k, v] : call.admission.headers) {
+      if (k == remainingHeader) v.assign(1, '0');  // not = "0": GCC 12 -Wrestrict false positive
+    }
+    return r;
+  }
+  if (random_.chance(options_.faults.errorRate)) {
+    if (random_.next() % 2 == 0)
+      return error(500, "InternalServerError",
+                   "Encountered internal server error (injected by azure-vnet-mock).");
+    auto r = error(503, "ServiceUnavailable",
+                   "The service is unavailable (injected by azure-vnet-mock).");
+    r.headers.emplace_back("Retry-After", std::to_string(options_.faults.retryAfterSeconds));
+    return r;
+  }
+  return std::nullopt;
+}
+
+// api-version, with ARM's three answers (codes and wording as ARM sends them):
+// - none: 400 MissingApiVersionParameter, "The api-version query parameter (?api-version=) is
+//   required for all requests." (quoted from ARM in MicrosoftDocs/feedback#2279 and
+//   Azure/azure-dev#3914);
+// - not a version at all: 400 InvalidApiVersionParameter, "The api-version '{v}' is invalid.
+//   The supported versions are '{v1},{v2},...'." (the form ARM answers for a version it cannot
+//   serve, quoted in hashicorp/vault-plugin-secrets-azure#13 and Azure/azure-sdk-for-net#3160);
+// - a well-formed version the resource type does not have: 400 NoRegisteredProviderFound, "No
+//   registered resource provider found for location {location} and API version {api-version}
+//   for type {resource-type}.", with the supported versions, as Microsoft Learn's "Resolve
+//   errors for resource provider registration" documents it ("The resource type doesn't
+//   support the API version"; "The error message should give you suggestions for the
+//   supported locations and API versions").
+// The request's api-version, or the 400.
+std::expected<std::string, ArmResponse> ArmHandler::apiVersionOf(const ArmCall& call) const {
+  const Kind kind = call.kind;
+  auto v = call.query.find("api-version");
+  if (v == call.query.end())
+    return std::unexpected(error(400, "MissingApiVersionParameter",
+                                 "The api-version query parameter (?api-version=) is required "
+                                 "for all requests."));
+  const bool scaleSetNic = kind == Kind::kScaleSetVmNics || kind == Kind::kScaleSetVmNic;
+  // A VM's and a uniform scale set's VM's paths are Microsoft.Compute's.
+  const bool compute = kind == Kind::kVm || kind == Kind::kScaleSetVm;
+  const auto& versions = scaleSetNic ? std::span<const char* const>(kScaleSetNicApiVersions)
+                         : compute   ? std::span<const char* const>(kComputeApiVersions)
+                                     : std::span<const char* const>(kNetworkApiVersions);
+  if (std::ranges::find(versions, v->second) != versions.end()) return v->second;
+  const std::string supported = fmt::format("{}", fmt::join(versions, ","));
+  if (!wellFormedApiVersion(v->second))
+    return std::unexpected(
+        error(400, "InvalidApiVersionParameter",
+              fmt::format("The api-version '{}' is invalid. The supported versions are "
+                          "'{}'.",
+                          v->second, supported)));
+  const std::string type = kind == Kind::kOperation         ? "locations/operations"
+                           : kind == Kind::kOperationResult ? "locations/operationResults"
+                           : scaleSetNic
+                               ? "virtualMachineScaleSets/virtualMachines/networkInterfaces"
+                           : kind == Kind::kScaleSetVm ? "virtualMachineScaleSets/virtualMachines"
+                                                       : call.seg[6];
+  return std::unexpected(
+      error(400, "NoRegisteredProviderFound",
+            fmt::format("No registered resource provider found for location '{}' and "
+                        "API version '{}' for type '{}'. The supported api-versions "
+                        "are '{}'.",
+                        locationFor(call.sub), v->second, type, supported)));
+}
+
+// Parents, then the resource: the subscription; the operation reads (they have no resource
+// group); the resource group; then the handler of the resource's kind.
+ArmResponse ArmHandler::serveResource(ArmCall& call) {
+  const auto& seg = call.seg;
+  if (!state_.subscriptionExists(call.sub))
+    return error(404, "SubscriptionNotFound",
+                 fmt::format("The subscription '{}' could not be found.", call.sub));
+  if (call.kind == Kind::kOperation) return getOperation(call);
+  if (call.kind == Kind::kOperationResult) return getOperationResult(call);
+  call.rgId = fmt::format("/subscriptions/{}/resourceGroups/{}", call.sub, seg[3]);
+  if (!state_.resourceGroupExists(call.rgId))
+    return error(404, "ResourceGroupNotFound",
+                 fmt::format("Resource group '{}' could not be found.", seg[3]));
+  call.providerBase = fmt::format("{}/providers/{}/{}", call.rgId, seg[5], seg[6]);
+
+  switch (call.kind) {
     case Kind::kVnet:
     case Kind::kVnetUsages:
     case Kind::kSubnets:
-    case Kind::kSubnet: {
-      const auto* vnet = state_.findVirtualNetwork(fmt::format("{}/{}", providerBase, seg[7]));
-      if (vnet == nullptr)
-        return finish(error(404, "ResourceNotFound",
-                            resourceNotFound("Microsoft.Network/virtualNetworks", seg[7], seg[3])));
-      if (kind == Kind::kVnet) return finish(jsonResponse(200, vnetJson(state_, *vnet)));
-      if (kind == Kind::kVnetUsages) {
-        // VirtualNetworks_ListUsage (virtualNetwork.json, 2024-05-01): a
-        // VirtualNetworkListUsageResult, pageable through nextLink, one VirtualNetworkUsage per
-        // subnet with its id, currentValue and limit (numbers, "format": "double"), name {value,
-        // localizedValue} and unit "Count", as the spec's example VirtualNetworkListUsage.json
-        // shows them.
-        auto skip = skipToken(query);
-        if (!skip) return finish(errorResponse(skip.error()));
-        const auto usages = state_.subnetUsages(*vnet);
-        json value = json::array();
-        const std::size_t pageSize = std::max<std::size_t>(1, options_.listPageSize);
-        for (std::size_t i = *skip; i < usages.size() && i < *skip + pageSize; ++i) {
-          value.push_back(
-              {{"id", usages[i].subnetId},
-               {"currentValue", static_cast<double>(usages[i].used)},
-               {"limit", static_cast<double>(usages[i].limit)},
-               {"name", {{"value", "SubnetSpace"}, {"localizedValue", "Subnet size and usage"}}},
-               {"unit", "Count"}});
-        }
-        json body = {{"value", std::move(value)}};
-        if (*skip + pageSize < usages.size())
-          body["nextLink"] = fmt::format("{}{}?api-version={}&$skipToken={}", base, request.path,
-                                         apiVersion, *skip + pageSize);
-        return finish(jsonResponse(200, body));
-      }
-      if (kind == Kind::kSubnets) {
-        json value = json::array();
-        for (const auto& id : vnet->subnetIds) {
-          if (const auto* s = state_.findSubnet(id)) value.push_back(subnetJson(state_, *s));
-        }
-        return finish(jsonResponse(200, {{"value", std::move(value)}}));
-      }
-      const auto* subnet = state_.findSubnet(fmt::format("{}/subnets/{}", vnet->id, seg[9]));
-      if (method == "PUT" && subnet != nullptr) {
-        // Subnets_CreateOrUpdate on an existing subnet: its address prefixes change (a new
-        // subnet is not modelled). Answered at once, 200 with the subnet, as the spec allows.
-        if (!toLower(findHeader(request.headers, "Content-Type")).starts_with("application/json"))
-          return finish(error(415, "UnsupportedMediaType",  // [R]
-                              "Only 'application/json' is supported."));
-        auto parsedBody = parseJsonBody(request.body);
-        if (!parsedBody) return finish(errorResponse(parsedBody.error()));
-        auto updated = state_.setSubnetPrefixes(subnet->id, *parsedBody);
-        if (!updated) return finish(errorResponse(updated.error()));
-        return finish(jsonResponse(200, subnetJson(state_, **updated)));
-      }
-      if (subnet == nullptr)
-        return finish(error(404, "NotFound",  // [R]
-                            fmt::format("Resource {}/subnets/{} not found.", vnet->id, seg[9])));
-      return finish(jsonResponse(200, subnetJson(state_, *subnet)));
-    }
-    case Kind::kVm: {
-      const auto* vm = state_.findVirtualMachine(fmt::format("{}/{}", providerBase, seg[7]));
-      if (vm == nullptr || !vm->instanceId.empty())
-        return finish(error(404, "ResourceNotFound",
-                            resourceNotFound("Microsoft.Compute/virtualMachines", seg[7], seg[3])));
-      return finish(jsonResponse(200, vmJson(*vm)));
-    }
+    case Kind::kSubnet: return serveVirtualNetwork(call);
+    case Kind::kVm: return getVirtualMachine(call);
     case Kind::kScaleSetVm:
     case Kind::kScaleSetVmNics:
-    case Kind::kScaleSetVmNic: {
-      // A uniform scale set's VM and its NICs: read-only here, as the published API has them
-      // (the NICs have GETs only; the VM's networkProfileConfiguration cannot carry a prefix).
-      const auto* set = state_.findScaleSet(fmt::format("{}/{}", providerBase, seg[7]));
-      if (set == nullptr)
-        return finish(
-            error(404, "ResourceNotFound",
-                  resourceNotFound("Microsoft.Compute/virtualMachineScaleSets", seg[7], seg[3])));
-      const auto* vm =
-          state_.findVirtualMachine(fmt::format("{}/virtualMachines/{}", set->id, seg[9]));
-      if (vm == nullptr || vm->instanceId.empty())
-        return finish(
-            error(404, "ResourceNotFound",  // [R]
-                  resourceNotFound("Microsoft.Compute/virtualMachineScaleSets/virtualMachines",
-                                   fmt::format("{}/{}", seg[7], seg[9]), seg[3])));
-      if (kind == Kind::kScaleSetVm) return finish(jsonResponse(200, scaleSetVmJson(state_, *vm)));
-      if (kind == Kind::kScaleSetVmNics) {
-        json value = json::array();
-        for (const auto& id : vm->nicIds) {
-          if (const auto* nic = state_.findNic(id)) value.push_back(scaleSetNicJson(*nic));
-        }
-        return finish(jsonResponse(200, {{"value", std::move(value)}}));
-      }
-      const auto* nic = state_.findNic(fmt::format("{}/networkInterfaces/{}", vm->id, seg[11]));
-      if (nic == nullptr)
-        return finish(
-            error(404, "ResourceNotFound",
-                  resourceNotFound("Microsoft.Network/networkInterfaces", seg[11], seg[3])));
-      return finish(jsonResponse(200, scaleSetNicJson(*nic)));
-    }
-    case Kind::kNics: {
-      auto skipped = skipToken(query);
-      if (!skipped) return finish(errorResponse(skipped.error()));
-      const std::size_t skip = *skipped;
-      const auto nics = state_.nicsInResourceGroup(rgId);
-      json value = json::array();
-      const std::size_t pageSize = std::max<std::size_t>(1, options_.listPageSize);
-      for (std::size_t i = skip; i < nics.size() && i < skip + pageSize; ++i)
-        value.push_back(nicJson(*nics[i]));
-      json body = {{"value", std::move(value)}};
-      if (skip + pageSize < nics.size())
-        body["nextLink"] = fmt::format("{}{}?api-version={}&$skipToken={}", base, request.path,
-                                       apiVersion, skip + pageSize);
-      return finish(jsonResponse(200, body));
-    }
+    case Kind::kScaleSetVmNic: return serveScaleSetVm(call);
+    case Kind::kNics: return listNics(call);
     case Kind::kNic:
     case Kind::kNicConfigs:
-    case Kind::kNicConfig: {
-      const std::string nicId = fmt::format("{}/{}", providerBase, seg[7]);
-      const auto* nic = state_.findNic(nicId);
-      if (method == "PUT")
-        return finish(putNic(request, nicId, nic, apiVersion, operationUrl, requestId));
-      if (method == "DELETE") {
-        // NetworkInterfaces_Delete answers 200, 202 or 204 and is long-running
-        // (specification/network/resource-manager/Microsoft.Network/stable/2024-05-01/
-        // networkInterface.json). Like NRP the mock answers 204 for a NIC that is not there and
-        // 202 with an empty body, Azure-AsyncOperation, Location (.../operationResults/{id})
-        // and Retry-After otherwise, as recorded Network DELETEs show.
-        if (nic == nullptr) return finish(ArmResponse{.status = 204});
-        if (!nic->pendingOperationId.empty())
-          return finish(anotherOperationInProgress(*nic, operationUrl));
-        auto deleted = state_.deleteNic(nic->id, requestId);
-        if (!deleted) return finish(errorResponse(deleted.error()));
-        const auto* op = state_.findOperation(deleted->operationId);
-        ArmResponse r{.status = 202};
-        if (op != nullptr) {
-          r.headers.emplace_back("Azure-AsyncOperation",
-                                 operationUrl(op->subscriptionId, op->location, op->id));
-          r.headers.emplace_back("Location",
-                                 operationResultUrl(op->subscriptionId, op->location, op->id));
-        }
-        r.headers.emplace_back("Retry-After", retryAfterForOperation());
-        return finish(std::move(r));
-      }
-      if (nic == nullptr)
-        return finish(
-            error(404, "ResourceNotFound",
-                  resourceNotFound("Microsoft.Network/networkInterfaces", seg[7], seg[3])));
-      if (kind == Kind::kNic) return finish(jsonResponse(200, nicJson(*nic)));
-      json value = json::array();
-      for (const auto& c : nic->ipConfigurations) {
-        if (kind == Kind::kNicConfig && iequals(c.name, seg[9]))
-          return finish(jsonResponse(200, ipConfigurationJson(*nic, c)));
-        value.push_back(ipConfigurationJson(*nic, c));
-      }
-      if (kind == Kind::kNicConfig)
-        return finish(
-            error(404, "NotFound",  // [R]
-                  fmt::format("Resource {}/ipConfigurations/{} not found.", nic->id, seg[9])));
-      return finish(jsonResponse(200, {{"value", std::move(value)}}));
-    }
+    case Kind::kNicConfig: return serveNic(call);
     default: break;
   }
-  return finish(error(404, "NotFound", fmt::format("No route for {} {}.", method, request.path)));
+  return error(404, "NotFound",
+               fmt::format("No route for {} {}.", call.request.method, call.request.path));
+}
+
+// GET of an operation's status (the Azure-AsyncOperation URL).
+ArmResponse ArmHandler::getOperation(const ArmCall& call) const {
+  const auto& seg = call.seg;
+  const auto* op = state_.findOperation(seg[7]);
+  if (op == nullptr || !iequals(op->subscriptionId, call.sub))
+    return error(404, "ResourceNotFound", fmt::format("The operation '{}' was not found.", seg[7]));
+  // Always 200, as ARM answers an operation status: a 4xx/5xx would mean reading the status
+  // itself failed.
+  // AzureAsyncOperationResult (network.json, 2024-05-01) has a status and, when it failed,
+  // an error: nothing else.
+  json body = {{"status", toString(op->status)}};
+  if (op->error) body["error"] = {{"code", op->error->code}, {"message", op->error->message}};
+  auto r = jsonResponse(200, body);
+  if (op->status == OperationStatus::kInProgress) r.headers.emplace_back("Retry-After", "1");
+  return r;
+}
+
+// GET of an operation's result (the Location URL).
+ArmResponse ArmHandler::getOperationResult(const ArmCall& call) const {
+  // The Location a DELETE hands out (its final state is read "via location":
+  // specification/network/resource-manager/Microsoft.Network/stable/2024-05-01/
+  // networkInterface.json in Azure/azure-rest-api-specs). ARM's RPC: 202 with Location while
+  // the operation runs, then 200 (with the resource) or 204 (none, as after a DELETE); a failed
+  // operation answers with its error.
+  const auto& seg = call.seg;
+  const auto* op = state_.findOperation(seg[7]);
+  if (op == nullptr || !iequals(op->subscriptionId, call.sub))
+    return error(404, "ResourceNotFound", fmt::format("The operation '{}' was not found.", seg[7]));
+  if (op->status == OperationStatus::kInProgress) {
+    ArmResponse r{.status = 202};
+    r.headers.emplace_back("Location",
+                           call.operationResultUrl(op->subscriptionId, op->location, op->id));
+    r.headers.emplace_back("Retry-After", "1");
+    return r;
+  }
+  if (op->status == OperationStatus::kFailed)
+    return error(500, op->error ? op->error->code : "InternalServerError",  // [R]
+                 op->error ? op->error->message : "The operation failed.");
+  const auto* nic = op->deletes ? nullptr : state_.findNic(op->nicId);
+  if (nic == nullptr) return ArmResponse{.status = 204};
+  return jsonResponse(200, nicJson(*nic));
+}
+
+// A virtual network and what the mock serves under it: GET of the VNET, its usages
+// (listVnetUsages), its subnets, and GET or PUT of one subnet (serveSubnet).
+ArmResponse ArmHandler::serveVirtualNetwork(const ArmCall& call) {
+  const auto& seg = call.seg;
+  const auto* vnet = state_.findVirtualNetwork(fmt::format("{}/{}", call.providerBase, seg[7]));
+  if (vnet == nullptr)
+    return error(404, "ResourceNotFound",
+                 resourceNotFound("Microsoft.Network/virtualNetworks", seg[7], seg[3]));
+  if (call.kind == Kind::kVnet) return jsonResponse(200, vnetJson(state_, *vnet));
+  if (call.kind == Kind::kVnetUsages) return listVnetUsages(call, *vnet);
+  if (call.kind == Kind::kSubnets) {
+    json value = json::array();
+    for (const auto& id : vnet->subnetIds) {
+      if (const auto* s = state_.findSubnet(id)) value.push_back(subnetJson(state_, *s));
+    }
+    return jsonResponse(200, {{"value", std::move(value)}});
+  }
+  return serveSubnet(call, *vnet);
+}
+
+// VirtualNetworks_ListUsage (virtualNetwork.json, 2024-05-01): a
+// VirtualNetworkListUsageResult, pageable through nextLink, one VirtualNetworkUsage per
+// subnet with its id, currentValue and limit (numbers, "format": "double"), name {value,
+// localizedValue} and unit "Count", as the spec's example VirtualNetworkListUsage.json
+// shows them.
+ArmResponse ArmHandler::listVnetUsages(const ArmCall& call, const VirtualNetwork& vnet) const {
+  auto skip = skipToken(call.query);
+  if (!skip) return errorResponse(skip.error());
+  const auto usages = state_.subnetUsages(vnet);
+  json value = json::array();
+  const std::size_t pageSize = std::max<std::size_t>(1, options_.listPageSize);
+  for (std::size_t i = *skip; i < usages.size() && i < *skip + pageSize; ++i) {
+    value.push_back(
+        {{"id", usages[i].subnetId},
+         {"currentValue", static_cast<double>(usages[i].used)},
+         {"limit", static_cast<double>(usages[i].limit)},
+         {"name", {{"value", "SubnetSpace"}, {"localizedValue", "Subnet size and usage"}}},
+         {"unit", "Count"}});
+  }
+  json body = {{"value", std::move(value)}};
+  if (*skip + pageSize < usages.size())
+    body["nextLink"] = fmt::format("{}{}?api-version={}&$skipToken={}", call.base,
+                                   call.request.path, call.apiVersion, *skip + pageSize);
+  return jsonResponse(200, body);
+}
+
+// GET of a subnet of `vnet`, or PUT of its address prefixes.
+ArmResponse ArmHandler::serveSubnet(const ArmCall& call, const VirtualNetwork& vnet) {
+  const auto& seg = call.seg;
+  const auto* subnet = state_.findSubnet(fmt::format("{}/subnets/{}", vnet.id, seg[9]));
+  if (call.request.method == "PUT" && subnet != nullptr) {
+    // Subnets_CreateOrUpdate on an existing subnet: its address prefixes change (a new
+    // subnet is not modelled). Answered at once, 200 with the subnet, as the spec allows.
+    if (!toLower(findHeader(call.request.headers, "Content-Type")).starts_with("application/json"))
+      return error(415, "UnsupportedMediaType",  // [R]
+                   "Only 'application/json' is supported.");
+    auto parsedBody = parseJsonBody(call.request.body);
+    if (!parsedBody) return errorResponse(parsedBody.error());
+    auto updated = state_.setSubnetPrefixes(subnet->id, *parsedBody);
+    if (!updated) return errorResponse(updated.error());
+    return jsonResponse(200, subnetJson(state_, **updated));
+  }
+  if (subnet == nullptr)
+    return error(404, "NotFound",  // [R]
+                 fmt::format("Resource {}/subnets/{} not found.", vnet.id, seg[9]));
+  return jsonResponse(200, subnetJson(state_, *subnet));
+}
+
+// GET of a VM (not a uniform scale set's: those are read under their scale set).
+ArmResponse ArmHandler::getVirtualMachine(const ArmCall& call) const {
+  const auto& seg = call.seg;
+  const auto* vm = state_.findVirtualMachine(fmt::format("{}/{}", call.providerBase, seg[7]));
+  if (vm == nullptr || !vm->instanceId.empty())
+    return error(404, "ResourceNotFound",
+                 resourceNotFound("Microsoft.Compute/virtualMachines", seg[7], seg[3]));
+  return jsonResponse(200, vmJson(*vm));
+}
+
+// GET of a uniform scale set's VM, of its NICs or of one of them.
+ArmResponse ArmHandler::serveScaleSetVm(const ArmCall& call) const {
+  // A uniform scale set's VM and its NICs: read-only here, as the published API has them
+  // (the NICs have GETs only; the VM's networkProfileConfiguration cannot carry a prefix).
+  const auto& seg = call.seg;
+  const auto* set = state_.findScaleSet(fmt::format("{}/{}", call.providerBase, seg[7]));
+  if (set == nullptr)
+    return error(404, "ResourceNotFound",
+                 resourceNotFound("Microsoft.Compute/virtualMachineScaleSets", seg[7], seg[3]));
+  const auto* vm = state_.findVirtualMachine(fmt::format("{}/virtualMachines/{}", set->id, seg[9]));
+  if (vm == nullptr || vm->instanceId.empty())
+    return error(404, "ResourceNotFound",  // [R]
+                 resourceNotFound("Microsoft.Compute/virtualMachineScaleSets/virtualMachines",
+                                  fmt::format("{}/{}", seg[7], seg[9]), seg[3]));
+  if (call.kind == Kind::kScaleSetVm) return jsonResponse(200, scaleSetVmJson(state_, *vm));
+  if (call.kind == Kind::kScaleSetVmNics) {
+    json value = json::array();
+    for (const auto& id : vm->nicIds) {
+      if (const auto* nic = state_.findNic(id)) value.push_back(scaleSetNicJson(*nic));
+    }
+    return jsonResponse(200, {{"value", std::move(value)}});
+  }
+  const auto* nic = state_.findNic(fmt::format("{}/networkInterfaces/{}", vm->id, seg[11]));
+  if (nic == nullptr)
+    return error(404, "ResourceNotFound",
+                 resourceNotFound("Microsoft.Network/networkInterfaces", seg[11], seg[3]));
+  return jsonResponse(200, scaleSetNicJson(*nic));
+}
+
+// The list of the resource group's NICs, a page at a time (nextLink).
+ArmResponse ArmHandler::listNics(const ArmCall& call) const {
+  auto skipped = skipToken(call.query);
+  if (!skipped) return errorResponse(skipped.error());
+  const std::size_t skip = *skipped;
+  const auto nics = state_.nicsInResourceGroup(call.rgId);
+  json value = json::array();
+  const std::size_t pageSize = std::max<std::size_t>(1, options_.listPageSize);
+  for (std::size_t i = skip; i < nics.size() && i < skip + pageSize; ++i)
+    value.push_back(nicJson(*nics[i]));
+  json body = {{"value", std::move(value)}};
+  if (skip + pageSize < nics.size())
+    body["nextLink"] = fmt::format("{}{}?api-version={}&$skipToken={}", call.base,
+                                   call.request.path, call.apiVersion, skip + pageSize);
+  return jsonResponse(200, body);
+}
+
+// A NIC and its ipConfigurations: PUT (putNic) or DELETE (deleteNic) of the NIC, or GET of the
+// NIC, of its ipConfigurations or of one of them.
+ArmResponse ArmHandler::serveNic(const ArmCall& call) {
+  const auto& seg = call.seg;
+  const std::string nicId = fmt::format("{}/{}", call.providerBase, seg[7]);
+  const auto* nic = state_.findNic(nicId);
+  const OperationUrl operationUrl = [&call](std::string_view subscription,
+                                            std::string_view location, std::string_view id) {
+    return call.operationUrl(subscription, location, id);
+  };
+  if (call.request.method == "PUT")
+    return putNic(call.request, nicId, nic, call.apiVersion, operationUrl, call.requestId);
+  if (call.request.method == "DELETE") return deleteNic(call, nic, operationUrl);
+  if (nic == nullptr)
+    return error(404, "ResourceNotFound",
+                 resourceNotFound("Microsoft.Network/networkInterfaces", seg[7], seg[3]));
+  if (call.kind == Kind::kNic) return jsonResponse(200, nicJson(*nic));
+  json value = json::array();
+  for (const auto& c : nic->ipConfigurations) {
+    if (call.kind == Kind::kNicConfig && iequals(c.name, seg[9]))
+      return jsonResponse(200, ipConfigurationJson(*nic, c));
+    value.push_back(ipConfigurationJson(*nic, c));
+  }
+  if (call.kind == Kind::kNicConfig)
+    return error(404, "NotFound",  // [R]
+                 fmt::format("Resource {}/ipConfigurations/{} not found.", nic->id, seg[9]));
+  return jsonResponse(200, {{"value", std::move(value)}});
+}
+
+// DELETE of a NIC (nullptr: not there).
+ArmResponse ArmHandler::deleteNic(const ArmCall& call, const NetworkInterface* nic,
+                                  const OperationUrl& operationUrl) {
+  // NetworkInterfaces_Delete answers 200, 202 or 204 and is long-running
+  // (specification/network/resource-manager/Microsoft.Network/stable/2024-05-01/
+  // networkInterface.json). Like NRP the mock answers 204 for a NIC that is not there and
+  // 202 with an empty body, Azure-AsyncOperation, Location (.../operationResults/{id})
+  // and Retry-After otherwise, as recorded Network DELETEs show.
+  if (nic == nullptr) return ArmResponse{.status = 204};
+  if (!nic->pendingOperationId.empty()) return anotherOperationInProgress(*nic, operationUrl);
+  auto deleted = state_.deleteNic(nic->id, call.requestId);
+  if (!deleted) return errorResponse(deleted.error());
+  const auto* op = state_.findOperation(deleted->operationId);
+  ArmResponse r{.status = 202};
+  if (op != nullptr) {
+    r.headers.emplace_back("Azure-AsyncOperation",
+                           call.operationUrl(op->subscriptionId, op->location, op->id));
+    r.headers.emplace_back("Location",
+                           call.operationResultUrl(op->subscriptionId, op->location, op->id));
+  }
+  r.headers.emplace_back("Retry-After", retryAfterForOperation());
+  return r;
 }
 
 ArmResponse ArmHandler::putNic(const ArmRequest& request, const std::string& nicId,

@@ -19,6 +19,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <expected>
 #include <functional>
 #include <map>
 #include <mutex>
@@ -135,6 +136,29 @@ class ArmHandler {
   ArmResponse handleAdmin(const ArmRequest& request, const std::vector<std::string>& segments);
   using OperationUrl = std::function<std::string(std::string_view subscription,
                                                  std::string_view location, std::string_view id)>;
+
+  // One ARM request on its way through handleArm's steps (defined in arm_handler.cpp).
+  struct ArmCall;
+  // handleArm's steps, in their order. A check answers the response refusing the request, or
+  // nullopt when the request goes on; finish() completes every response.
+  void beginCall(ArmCall& call);
+  std::optional<ArmResponse> authenticate(const ArmCall& call) const;
+  std::optional<ArmResponse> throttle(ArmCall& call);
+  std::expected<std::string, ArmResponse> apiVersionOf(const ArmCall& call) const;
+  ArmResponse serveResource(ArmCall& call);
+  ArmResponse finish(const ArmCall& call, ArmResponse r);
+  // The handlers serveResource dispatches to, one per resource family.
+  ArmResponse getOperation(const ArmCall& call) const;
+  ArmResponse getOperationResult(const ArmCall& call) const;
+  ArmResponse serveVirtualNetwork(const ArmCall& call);
+  ArmResponse listVnetUsages(const ArmCall& call, const VirtualNetwork& vnet) const;
+  ArmResponse serveSubnet(const ArmCall& call, const VirtualNetwork& vnet);
+  ArmResponse getVirtualMachine(const ArmCall& call) const;
+  ArmResponse serveScaleSetVm(const ArmCall& call) const;
+  ArmResponse listNics(const ArmCall& call) const;
+  ArmResponse serveNic(const ArmCall& call);
+  ArmResponse deleteNic(const ArmCall& call, const NetworkInterface* nic,
+                        const OperationUrl& operationUrl);
   ArmResponse putNic(const ArmRequest& request, const std::string& nicId,
                      const NetworkInterface* existing, const std::string& apiVersion,
                      const OperationUrl& operationUrl, const std::string& requestId);
