@@ -458,7 +458,12 @@ void ControllerState::enqueueAll() {
     enqueue(subnetKey(name));
   for (const auto& [name, node] : nodes) {
     enqueue(nodeKey(name));
-    enqueue(nicKey(name));
+    // Not the NIC of a node that has had no NIC pass yet and has no block (the loop below queues
+    // a node with blocks): the Node reconciler queues its first pass once a carved PodSubnet
+    // selects it, with the joins it carves, so one NIC read serves both. Queued here as well, the
+    // pass could read the NIC before the joins exist, and read it again for them. Until then no
+    // NIC pass knows its NIC, so the orphan sweep looks after any prefix of ours on it.
+    if (!nicPassAfterCarve.contains(name)) enqueue(nicKey(name));
   }
   for (const auto& [node, names] : nodeBlocks) {
     enqueue(nodeKey(node));

@@ -142,6 +142,28 @@ TEST_F(NicWiringTest, ANodeSeenBeforeItsPoolIsCarvedReadsItsNicOnlyForItsJoin) {
   EXPECT_EQ(decoded(blocksOf("a")[0]).status.phase, api::BlockPhase::kReady);
 }
 
+// Nor does a replica that starts to lead (or resyncs: every key queued again) read the NIC of a
+// node that has had no NIC pass and has no block: the carve's join brings its first pass. Once
+// programmed, the resync reads it again (the drift check).
+TEST_F(NicWiringTest, ALeaderStartReadsNoNicOfANodeWithNothingToProgramYet) {
+  addNode(nodeJson("a", kVm));
+  runUntilQuiet();
+  controller_->enqueueAll();
+  runUntilQuiet();
+  EXPECT_EQ(cloud_.reads, 0);
+  EXPECT_EQ(cloud_.lists + cloud_.vmReads, 0);
+  addSubnet(subnetJson("pods", {{"cidr", "10.0.0.0/24"}}));
+  controller_->enqueueAll();
+  runUntilQuiet();
+  EXPECT_EQ(cloud_.reads, 1);
+  EXPECT_EQ(cloud_.puts, 1);
+  ASSERT_EQ(blocksOf("a").size(), 1u);
+  controller_->enqueueAll();
+  runUntilQuiet();
+  EXPECT_EQ(cloud_.reads, 2);
+  EXPECT_EQ(cloud_.puts, 1);
+}
+
 // What a list said is checked against the NIC itself: one no longer on the node's VM (or gone)
 // sends the pass to the VM, which names the NIC it has now.
 TEST_F(NicWiringTest, ANicTheListNamedThatIsNoLongerOnTheVmIsLookedUpThroughTheVm) {
