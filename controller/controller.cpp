@@ -14,6 +14,15 @@ Controller::Controller(kube::Client& client, Cloud* cloud, WorkQueue& queue, Eve
       nodeReconciler_(state_),
       nicReconciler_(state_) {}
 
+void Controller::applyEvent(Collection collection, kube::WatchEventType type,
+                            const nlohmann::json& object) {
+  switch (collection) {
+    case Collection::kNodes: state_.applyNodeEvent(type, object); return;
+    case Collection::kBlocks: state_.applyBlockEvent(type, object); return;
+    case Collection::kSubnets: state_.applySubnetEvent(type, object); return;
+  }
+}
+
 void Controller::process(const WorkKey& key) {
   const auto start = std::chrono::steady_clock::now();
   std::optional<std::string> error;

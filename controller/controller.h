@@ -50,6 +50,8 @@ class Controller {
   void applySubnetEvent(kube::WatchEventType type, const nlohmann::json& object) {
     state_.applySubnetEvent(type, object);
   }
+  // One watch event of `collection`: applyNodeEvent, applyBlockEvent or applySubnetEvent.
+  void applyEvent(Collection collection, kube::WatchEventType type, const nlohmann::json& object);
 
   // Queues every object once (when this replica starts leading).
   void enqueueAll() { state_.enqueueAll(); }

@@ -260,9 +260,12 @@ struct ControllerParts {
                    clock, &nicQueue),
         usagePoller(makeUsagePoller(options, cloud)),
         orphanSweeper(makeOrphanSweeper(options, cloud, clock, metrics)),
-        subnetWatch(kubeClients.client, std::string(vc::kPodSubnetsPath), subnetHandlers()),
-        blockWatch(kubeClients.client, std::string(vc::kIPBlocksPath), blockHandlers()),
-        nodeWatch(kubeClients.client, std::string(vc::kNodesPath), nodeHandlers()) {}
+        subnetWatch(kubeClients.client, std::string(vc::kPodSubnetsPath),
+                    handlersFor(vc::Controller::Collection::kSubnets, "podsubnets")),
+        blockWatch(kubeClients.client, std::string(vc::kIPBlocksPath),
+                   handlersFor(vc::Controller::Collection::kBlocks, "ipblocks")),
+        nodeWatch(kubeClients.client, std::string(vc::kNodesPath),
+                  handlersFor(vc::Controller::Collection::kNodes, "nodes", true)) {}
 
   // The usage poller (null without a cloud or with --subnet-usage-period-seconds 0); the controller
   // is given the store it fills.
@@ -299,48 +302,23 @@ struct ControllerParts {
     return created;
   }
 
-  // The PodSubnets' list and events go to the controller.
-  vc::CollectionHandlers subnetHandlers() {
+  // A collection's list and events go to the controller. `trimAfterList`: once a list is folded
+  // in, its freed pages go back to the system (the Nodes', the biggest).
+  vc::CollectionHandlers handlersFor(vc::Controller::Collection collection, std::string what,
+                                     bool trimAfterList = false) {
     return {
-        .onListBegin = [this] { controller.beginList(vc::Controller::Collection::kSubnets); },
-        .onListPage =
-            [this](nlohmann::json& items) {
-              controller.applyListPage(vc::Controller::Collection::kSubnets, items);
+        .onListBegin = [this, collection] { controller.beginList(collection); },
+        .onListPage = [this, collection](
+                          nlohmann::json& items) { controller.applyListPage(collection, items); },
+        .onListEnd =
+            [this, collection, trimAfterList] {
+              controller.endList(collection);
+              if (trimAfterList) malloc_trim(0);
             },
-        .onListEnd = [this] { controller.endList(vc::Controller::Collection::kSubnets); },
-        .onEvent = [this](kube::WatchEventType type,
-                          nlohmann::json& object) { controller.applySubnetEvent(type, object); },
-        .onError = logWatchError("podsubnets")};
-  }
-
-  // The IPBlocks' list and events go to the controller.
-  vc::CollectionHandlers blockHandlers() {
-    return {.onListBegin = [this] { controller.beginList(vc::Controller::Collection::kBlocks); },
-            .onListPage =
-                [this](nlohmann::json& items) {
-                  controller.applyListPage(vc::Controller::Collection::kBlocks, items);
-                },
-            .onListEnd = [this] { controller.endList(vc::Controller::Collection::kBlocks); },
-            .onEvent = [this](kube::WatchEventType type,
-                              nlohmann::json& object) { controller.applyBlockEvent(type, object); },
-            .onError = logWatchError("ipblocks")};
-  }
-
-  // The Nodes' list and events go to the controller.
-  vc::CollectionHandlers nodeHandlers() {
-    return {.onListBegin = [this] { controller.beginList(vc::Controller::Collection::kNodes); },
-            .onListPage =
-                [this](nlohmann::json& items) {
-                  controller.applyListPage(vc::Controller::Collection::kNodes, items);
-                },
-            .onListEnd =
-                [this] {
-                  controller.endList(vc::Controller::Collection::kNodes);
-                  malloc_trim(0);  // a big list's pages are freed: give the memory back
-                },
-            .onEvent = [this](kube::WatchEventType type,
-                              nlohmann::json& object) { controller.applyNodeEvent(type, object); },
-            .onError = logWatchError("nodes")};
+        .onEvent = [this, collection](
+                       kube::WatchEventType type,
+                       nlohmann::json& object) { controller.applyEvent(collection, type, object); },
+        .onError = logWatchError(std::move(what))};
   }
 
   vc::WorkQueue queue;
