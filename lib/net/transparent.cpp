@@ -112,6 +112,40 @@ void deleteLinkByName(RtnlBatch& b, std::string_view name, std::string what) {
   b.attrString(IFLA_IFNAME, name);
 }
 
+// A request that adds address/length to link ifindex; IFA_F_* flags above the header's 8 bits go
+// in IFA_FLAGS.
+void addAddressRequest(RtnlBatch& b, int ifindex, ipam::IPAddress address, int length,
+                       std::uint32_t flags, std::string what) {
+  const ifaddrmsg ifa{.ifa_family = addressFamily(address.family()),
+                      .ifa_prefixlen = static_cast<std::uint8_t>(length),
+                      .ifa_flags = static_cast<std::uint8_t>(flags & 0xff),
+                      .ifa_scope = RT_SCOPE_UNIVERSE,
+                      .ifa_index = static_cast<std::uint32_t>(ifindex)};
+  b.add(RTM_NEWADDR, NLM_F_CREATE | NLM_F_EXCL, ifa, std::move(what));
+  const auto local = addressBytes(address);
+  b.attr(IFA_LOCAL, local.data(), local.size);
+  b.attr(IFA_ADDRESS, local.data(), local.size);
+  if (flags > 0xff) b.attrU32(IFA_FLAGS, flags);
+}
+
+// A request that sets link ifindex up; the caller may add attributes to it.
+void linkUpRequest(RtnlBatch& b, int ifindex, std::string what) {
+  const ifinfomsg up{.ifi_family = AF_UNSPEC,
+                     .__ifi_pad = 0,
+                     .ifi_type = 0,
+                     .ifi_index = ifindex,
+                     .ifi_flags = IFF_UP,
+                     .ifi_change = IFF_UP};
+  b.add(RTM_NEWLINK, 0, up, std::move(what));
+}
+
+// Whether the pod's routes go on this interface, per family: TransparentPod::podRoutes and
+// podRoutes6.
+struct PodRoutes {
+  bool v4 = true;
+  bool v6 = true;
+};
+
 // Sends a batch and reads all its answers.
 Result<void> roundTrip(RtnlSocket& sock, RtnlBatch& b) {
   if (auto ok = b.send(sock); !ok) return ok;
@@ -138,6 +172,28 @@ struct PodVeth::State {
     deleteLinkByName(b, hostLink.name, "undo: delete link " + hostLink.name);
     (void)roundTrip(host, b);
   }
+
+  // Whether the pod's routes go on this interface: a lookup in the pod (one round trip).
+  Result<PodRoutes> lookupPodRoutes(const TransparentPodParams& p);
+  // The pod's batch: addresses, link up, routes, gateway neighbours, then the read-back of the pod
+  // end, whose index in the batch it returns.
+  std::size_t addPodSide(RtnlBatch& b, const TransparentPodParams& p, PodRoutes podRoutes);
+  // The pod's /32 and /128 (those it has).
+  void addPodAddresses(RtnlBatch& b, const TransparentPodParams& p);
+  // The route to the IPv4 gateway and the default routes, those this interface gets.
+  void addPodRoutes(RtnlBatch& b, const TransparentPodParams& p, PodRoutes podRoutes);
+  // The permanent neighbour entry gateway -> the host veth's MAC on the pod end.
+  void addGatewayNeighbour(RtnlBatch& b, const std::string& podDev, ipam::IPAddress gateway);
+  // The host's batch: the IPv6 link-local gateway, link up (with IPv4's settings), the routes.
+  void addHostSide(RtnlBatch& b, const TransparentPodParams& p);
+  // addrgenmode none and gateway6/64 on the host veth.
+  void addHostLinkLocal(RtnlBatch& b, ipam::IPAddress gateway6);
+  // The host veth up, with proxy_arp=1 and forwarding=1.
+  void addHostUpWithProxyArp(RtnlBatch& b);
+  // proxy_delay=0 in the host veth's ARP parameters.
+  void addNoProxyDelay(RtnlBatch& b);
+  // Sends both batches and reads their answers: the first error of either, pod's first.
+  Result<void> exchange(RtnlBatch& podBatch, RtnlBatch& hostBatch);
 };
 
 PodVeth::PodVeth(std::unique_ptr<State> state) : state_(std::move(state)) {}
@@ -227,199 +283,210 @@ Result<TransparentPod> PodVeth::configure(const TransparentPodParams& p) {
 Result<TransparentPod> PodVeth::configureOrFail(const TransparentPodParams& p) {
   if (auto ok = validate(p); !ok) return std::unexpected(ok.error());
   State& s = *state_;
-  const std::string& hostName = s.hostLink.name;
-  const std::string podDev = p.ifName;
+  const auto podRoutes = s.lookupPodRoutes(p);
+  if (!podRoutes) return std::unexpected(podRoutes.error());
+  RtnlBatch pod;
+  const std::size_t podLookup = s.addPodSide(pod, p, *podRoutes);
+  RtnlBatch host;
+  s.addHostSide(host, p);
+  if (auto ok = s.exchange(pod, host); !ok) return forPod(p, ok.error());
+  auto podLink = parseLinkMessage(pod.reply(podLookup));
+  if (!podLink || podLink->info.ifindex != s.podIndex) {
+    return forPod(p, Error{ErrorCode::kIo,
+                           fmt::format("{} in namespace {} is not the veth's pod end (ifindex {})",
+                                       p.ifName, s.podLabel, s.podIndex)});
+  }
+  s.settled = true;
+  TransparentPod result{.host = s.hostLink,
+                        .pod = podLink->info,
+                        .podRoutes = podRoutes->v4,
+                        .podRoutes6 = podRoutes->v6};
+  result.host.up = true;
+  return result;
+}
 
-  // Does the pod already route the gateway (by a route of another of its interfaces: this one is
-  // new and has none)? Then the pod's routes are that interface's, and this one adds none: a
-  // second default route or gateway route in the main table would be refused (EEXIST) anyway.
-  // IPv6's gateway is link-local, reachable only by naming an interface, so for IPv6 the question
-  // is whether the pod has a default route: the lookup of ::, which only a default route matches.
-  bool podRoutes = true;
-  bool podRoutes6 = true;
-  {
-    RtnlBatch lookup;
-    const auto ask = [&](ipam::IPAddress dst) {
-      rtmsg rt{};
-      rt.rtm_family = addressFamily(dst.family());
-      rt.rtm_dst_len = static_cast<std::uint8_t>(ipam::bitLength(dst.family()));
-      lookup.add(
-          RTM_GETROUTE, 0, rt,
-          fmt::format("look up the route to {} in namespace {}", dst.toString(), s.podLabel));
-      const auto bytes = addressBytes(dst);
-      lookup.attr(RTA_DST, bytes.data(), bytes.size);
-    };
-    if (p.address) ask(p.gateway);
-    if (p.address6) ask(ipam::IPAddress::fromBits(ipam::Family::kV6, 0));
-    if (auto ok = roundTrip(s.pod, lookup); !ok) return forPod(p, ok.error());
-    // ENETUNREACH: no route (the usual first interface); an answer: some route carries it.
-    for (std::size_t i = 0; i < lookup.size(); ++i) {
-      bool& routes = (i == 0 && p.address) ? podRoutes : podRoutes6;
-      const int err = lookup.error(i);
-      if (err == 0) {
-        routes = false;
-      } else if (err != -ENETUNREACH && err != -EHOSTUNREACH) {
-        return forPod(p,
-                      errnoError(-err, fmt::format("look up a route in namespace {}", s.podLabel)));
-      }
+// Does the pod already route the gateway (by a route of another of its interfaces: this one is
+// new and has none)? Then the pod's routes are that interface's, and this one adds none: a
+// second default route or gateway route in the main table would be refused (EEXIST) anyway.
+// IPv6's gateway is link-local, reachable only by naming an interface, so for IPv6 the question
+// is whether the pod has a default route: the lookup of ::, which only a default route matches.
+Result<PodRoutes> PodVeth::State::lookupPodRoutes(const TransparentPodParams& p) {
+  PodRoutes podRoutes;
+  RtnlBatch lookup;
+  const auto ask = [&](ipam::IPAddress dst) {
+    rtmsg rt{};
+    rt.rtm_family = addressFamily(dst.family());
+    rt.rtm_dst_len = static_cast<std::uint8_t>(ipam::bitLength(dst.family()));
+    lookup.add(RTM_GETROUTE, 0, rt,
+               fmt::format("look up the route to {} in namespace {}", dst.toString(), podLabel));
+    const auto bytes = addressBytes(dst);
+    lookup.attr(RTA_DST, bytes.data(), bytes.size);
+  };
+  if (p.address) ask(p.gateway);
+  if (p.address6) ask(ipam::IPAddress::fromBits(ipam::Family::kV6, 0));
+  if (auto ok = roundTrip(pod, lookup); !ok) return forPod(p, ok.error());
+  // ENETUNREACH: no route (the usual first interface); an answer: some route carries it.
+  for (std::size_t i = 0; i < lookup.size(); ++i) {
+    bool& routes = (i == 0 && p.address) ? podRoutes.v4 : podRoutes.v6;
+    const int err = lookup.error(i);
+    if (err == 0) {
+      routes = false;
+    } else if (err != -ENETUNREACH && err != -EHOSTUNREACH) {
+      return forPod(p, errnoError(-err, fmt::format("look up a route in namespace {}", podLabel)));
     }
   }
+  return podRoutes;
+}
 
+std::size_t PodVeth::State::addPodSide(RtnlBatch& b, const TransparentPodParams& p,
+                                       PodRoutes podRoutes) {
   // Pod side, in order: the link must be up before routes can use it; the addresses add no subnet
   // route (a /32; a /128 noprefixroute), so there is nothing of the kernel's to delete. Last, read
   // the pod end back.
-  RtnlBatch pod;
-  const auto addAddress = [](RtnlBatch& b, int ifindex, ipam::IPAddress address, int length,
-                             std::uint32_t flags, std::string what) {
-    const ifaddrmsg ifa{.ifa_family = addressFamily(address.family()),
-                        .ifa_prefixlen = static_cast<std::uint8_t>(length),
-                        .ifa_flags = static_cast<std::uint8_t>(flags & 0xff),
-                        .ifa_scope = RT_SCOPE_UNIVERSE,
-                        .ifa_index = static_cast<std::uint32_t>(ifindex)};
-    b.add(RTM_NEWADDR, NLM_F_CREATE | NLM_F_EXCL, ifa, std::move(what));
-    const auto local = addressBytes(address);
-    b.attr(IFA_LOCAL, local.data(), local.size);
-    b.attr(IFA_ADDRESS, local.data(), local.size);
-    if (flags > 0xff) b.attrU32(IFA_FLAGS, flags);
-  };
+  addPodAddresses(b, p);
+  linkUpRequest(b, podIndex, fmt::format("set link {} up in namespace {}", p.ifName, podLabel));
+  addPodRoutes(b, p, podRoutes);
+  if (p.address) addGatewayNeighbour(b, p.ifName, p.gateway);
+  if (p.address6) addGatewayNeighbour(b, p.ifName, p.gateway6);
+  const std::size_t podLookup = b.size();
+  getLinkByName(b, p.ifName, fmt::format("look up link {} in namespace {}", p.ifName, podLabel));
+  return podLookup;
+}
+
+void PodVeth::State::addPodAddresses(RtnlBatch& b, const TransparentPodParams& p) {
   if (p.address) {
-    addAddress(pod, s.podIndex, *p.address, 32, 0,
-               fmt::format("add address {}/32 to {} in namespace {}", p.address->toString(), podDev,
-                           s.podLabel));
+    addAddressRequest(b, podIndex, *p.address, 32, 0,
+                      fmt::format("add address {}/32 to {} in namespace {}", p.address->toString(),
+                                  p.ifName, podLabel));
   }
   if (p.address6) {
     // nodad: usable at once, not tentative for the ~2 s duplicate address detection takes; the
     // address is the IPAM plugin's to hand out once. The kernel would add a prefix route even for
     // a /128; the default route covers it.
-    addAddress(pod, s.podIndex, *p.address6, 128, IFA_F_NODAD | IFA_F_NOPREFIXROUTE,
-               fmt::format("add address {}/128 nodad noprefixroute to {} in namespace {}",
-                           p.address6->toString(), podDev, s.podLabel));
+    addAddressRequest(b, podIndex, *p.address6, 128, IFA_F_NODAD | IFA_F_NOPREFIXROUTE,
+                      fmt::format("add address {}/128 nodad noprefixroute to {} in namespace {}",
+                                  p.address6->toString(), p.ifName, podLabel));
   }
-  const auto linkUp = [](RtnlBatch& b, int ifindex, std::string what) {
-    const ifinfomsg up{.ifi_family = AF_UNSPEC,
-                       .__ifi_pad = 0,
-                       .ifi_type = 0,
-                       .ifi_index = ifindex,
-                       .ifi_flags = IFF_UP,
-                       .ifi_change = IFF_UP};
-    b.add(RTM_NEWLINK, 0, up, std::move(what));
-  };
-  linkUp(pod, s.podIndex, fmt::format("set link {} up in namespace {}", podDev, s.podLabel));
-  if (p.address && podRoutes) {
-    addRouteRequest(pod, s.podIndex, podDev,
+}
+
+void PodVeth::State::addPodRoutes(RtnlBatch& b, const TransparentPodParams& p,
+                                  PodRoutes podRoutes) {
+  if (p.address && podRoutes.v4) {
+    addRouteRequest(b, podIndex, p.ifName,
                     Route{.dst = ipam::Prefix::masked(p.gateway, 32), .scope = RouteScope::kLink},
-                    s.podLabel);
+                    podLabel);
     addRouteRequest(
-        pod, s.podIndex, podDev,
+        b, podIndex, p.ifName,
         Route{.dst = ipam::Prefix::masked(ipam::IPAddress::v4(0), 0), .gateway = p.gateway},
-        s.podLabel);
+        podLabel);
   }
   // A link-local gateway needs no route to it: the route names the interface.
-  if (p.address6 && podRoutes6) {
+  if (p.address6 && podRoutes.v6) {
     addRouteRequest(
-        pod, s.podIndex, podDev,
+        b, podIndex, p.ifName,
         Route{.dst = ipam::Prefix::masked(ipam::IPAddress::fromBits(ipam::Family::kV6, 0), 0),
               .gateway = p.gateway6},
-        s.podLabel);
+        podLabel);
   }
-  const auto addNeighbour = [&](ipam::IPAddress gateway) {
-    const ndmsg nd{.ndm_family = addressFamily(gateway.family()),
-                   .ndm_pad1 = 0,
-                   .ndm_pad2 = 0,
-                   .ndm_ifindex = s.podIndex,
-                   .ndm_state = NUD_PERMANENT,
-                   .ndm_flags = 0,
-                   .ndm_type = 0};
-    pod.add(RTM_NEWNEIGH, NLM_F_CREATE | NLM_F_REPLACE, nd,
-            fmt::format("add permanent neighbour {} lladdr {} on {} in namespace {}",
-                        gateway.toString(), s.hostLink.mac.toString(), podDev, s.podLabel));
-    const auto dst = addressBytes(gateway);
-    pod.attr(NDA_DST, dst.data(), dst.size);
-    pod.attr(NDA_LLADDR, s.hostLink.mac.bytes.data(), s.hostLink.mac.bytes.size());
-  };
-  if (p.address) addNeighbour(p.gateway);
-  if (p.address6) addNeighbour(p.gateway6);
-  const std::size_t podLookup = pod.size();
-  getLinkByName(pod, podDev, fmt::format("look up link {} in namespace {}", podDev, s.podLabel));
+}
 
-  RtnlBatch host;
+void PodVeth::State::addGatewayNeighbour(RtnlBatch& b, const std::string& podDev,
+                                         ipam::IPAddress gateway) {
+  const ndmsg nd{.ndm_family = addressFamily(gateway.family()),
+                 .ndm_pad1 = 0,
+                 .ndm_pad2 = 0,
+                 .ndm_ifindex = podIndex,
+                 .ndm_state = NUD_PERMANENT,
+                 .ndm_flags = 0,
+                 .ndm_type = 0};
+  b.add(RTM_NEWNEIGH, NLM_F_CREATE | NLM_F_REPLACE, nd,
+        fmt::format("add permanent neighbour {} lladdr {} on {} in namespace {}",
+                    gateway.toString(), hostLink.mac.toString(), podDev, podLabel));
+  const auto dst = addressBytes(gateway);
+  b.attr(NDA_DST, dst.data(), dst.size);
+  b.attr(NDA_LLADDR, hostLink.mac.bytes.data(), hostLink.mac.bytes.size());
+}
+
+void PodVeth::State::addHostSide(RtnlBatch& b, const TransparentPodParams& p) {
+  const std::string& hostName = hostLink.name;
   // IPv6 first, while the veth is still down: no kernel-made link-local address (it would be
   // tentative, and the host could not solicit the pod's address from it), and fe80::1 nodad
   // instead, without a prefix route (the host reaches nothing else on the link).
-  if (p.address6) {
-    const ifinfomsg link{.ifi_family = AF_UNSPEC,
-                         .__ifi_pad = 0,
-                         .ifi_type = 0,
-                         .ifi_index = s.hostLink.ifindex,
-                         .ifi_flags = 0,
-                         .ifi_change = 0};
-    host.add(RTM_NEWLINK, 0, link,
-             fmt::format("set addrgenmode none on {} in namespace {}", hostName, s.host.netns()));
-    const auto afSpec = host.nestBegin(IFLA_AF_SPEC);
-    const auto inet6 = host.nestBegin(AF_INET6);
-    const std::uint8_t none = IN6_ADDR_GEN_MODE_NONE;
-    host.attr(IFLA_INET6_ADDR_GEN_MODE, &none, sizeof none);
-    host.nestEnd(inet6);
-    host.nestEnd(afSpec);
-    addAddress(host, s.hostLink.ifindex, p.gateway6, 64, IFA_F_NODAD | IFA_F_NOPREFIXROUTE,
-               fmt::format("add address {}/64 nodad noprefixroute to {} in namespace {}",
-                           p.gateway6.toString(), hostName, s.host.netns()));
-  }
+  if (p.address6) addHostLinkLocal(b, p.gateway6);
   if (p.address) {
     // Up with proxy_arp=1 and forwarding=1 in the same request (IFLA_INET_CONF, as the sysctl
     // files would set them), proxy_delay=0 so the pod's ARP is answered at once instead of after
     // up to 0.8 s, then the /32 route. Exclusive: if another interface already has this /32, IPAM
     // handed the address out twice; the live pod keeps its traffic and this ADD fails.
-    linkUp(host, s.hostLink.ifindex,
-           fmt::format("set link {} up with proxy_arp=1 forwarding=1 in namespace {}", hostName,
-                       s.host.netns()));
-    const auto afSpec = host.nestBegin(IFLA_AF_SPEC);
-    const auto inet = host.nestBegin(AF_INET);
-    const auto conf = host.nestBegin(IFLA_INET_CONF);
-    host.attrU32(IPV4_DEVCONF_PROXY_ARP, 1);
-    host.attrU32(IPV4_DEVCONF_FORWARDING, 1);
-    host.nestEnd(conf);
-    host.nestEnd(inet);
-    host.nestEnd(afSpec);
-    const ndtmsg ndt{.ndtm_family = AF_INET, .ndtm_pad1 = 0, .ndtm_pad2 = 0};
-    host.add(RTM_SETNEIGHTBL, 0, ndt,
-             fmt::format("set neigh/{}/proxy_delay=0 in namespace {}", hostName, s.host.netns()));
-    host.attrString(NDTA_NAME, "arp_cache");
-    const auto parms = host.nestBegin(NDTA_PARMS);
-    host.attrU32(NDTPA_IFINDEX, static_cast<std::uint32_t>(s.hostLink.ifindex));
-    host.attrU64(NDTPA_PROXY_DELAY, 0);
-    host.nestEnd(parms);
-    addRouteRequest(host, s.hostLink.ifindex, hostName,
+    addHostUpWithProxyArp(b);
+    addNoProxyDelay(b);
+    addRouteRequest(b, hostLink.ifindex, hostName,
                     Route{.dst = ipam::Prefix::masked(*p.address, 32), .scope = RouteScope::kLink},
-                    s.host.netns());
+                    host.netns());
   } else {
-    linkUp(host, s.hostLink.ifindex,
-           fmt::format("set link {} up in namespace {}", hostName, s.host.netns()));
+    linkUpRequest(b, hostLink.ifindex,
+                  fmt::format("set link {} up in namespace {}", hostName, host.netns()));
   }
   // Exclusive as the /32 is. IPv6 routes have no scope: the kernel keeps them as universe.
   if (p.address6) {
-    addRouteRequest(host, s.hostLink.ifindex, hostName,
-                    Route{.dst = ipam::Prefix::masked(*p.address6, 128)}, s.host.netns());
+    addRouteRequest(b, hostLink.ifindex, hostName,
+                    Route{.dst = ipam::Prefix::masked(*p.address6, 128)}, host.netns());
   }
+}
 
-  // Both namespaces' batches are in the kernel before either answer is read.
-  if (auto ok = pod.send(s.pod); !ok) return forPod(p, ok.error());
-  if (auto ok = host.send(s.host); !ok) return forPod(p, ok.error());
-  if (auto ok = pod.receive(s.pod); !ok) return forPod(p, ok.error());
-  if (auto ok = host.receive(s.host); !ok) return forPod(p, ok.error());
-  if (auto ok = pod.firstError(); !ok) return forPod(p, ok.error());
-  if (auto ok = host.firstError(); !ok) return forPod(p, ok.error());
-  auto podLink = parseLinkMessage(pod.reply(podLookup));
-  if (!podLink || podLink->info.ifindex != s.podIndex) {
-    return forPod(p, Error{ErrorCode::kIo,
-                           fmt::format("{} in namespace {} is not the veth's pod end (ifindex {})",
-                                       podDev, s.podLabel, s.podIndex)});
-  }
-  s.settled = true;
-  TransparentPod result{
-      .host = s.hostLink, .pod = podLink->info, .podRoutes = podRoutes, .podRoutes6 = podRoutes6};
-  result.host.up = true;
-  return result;
+void PodVeth::State::addHostLinkLocal(RtnlBatch& b, ipam::IPAddress gateway6) {
+  const ifinfomsg link{.ifi_family = AF_UNSPEC,
+                       .__ifi_pad = 0,
+                       .ifi_type = 0,
+                       .ifi_index = hostLink.ifindex,
+                       .ifi_flags = 0,
+                       .ifi_change = 0};
+  b.add(RTM_NEWLINK, 0, link,
+        fmt::format("set addrgenmode none on {} in namespace {}", hostLink.name, host.netns()));
+  const auto afSpec = b.nestBegin(IFLA_AF_SPEC);
+  const auto inet6 = b.nestBegin(AF_INET6);
+  const std::uint8_t none = IN6_ADDR_GEN_MODE_NONE;
+  b.attr(IFLA_INET6_ADDR_GEN_MODE, &none, sizeof none);
+  b.nestEnd(inet6);
+  b.nestEnd(afSpec);
+  addAddressRequest(b, hostLink.ifindex, gateway6, 64, IFA_F_NODAD | IFA_F_NOPREFIXROUTE,
+                    fmt::format("add address {}/64 nodad noprefixroute to {} in namespace {}",
+                                gateway6.toString(), hostLink.name, host.netns()));
+}
+
+void PodVeth::State::addHostUpWithProxyArp(RtnlBatch& b) {
+  linkUpRequest(b, hostLink.ifindex,
+                fmt::format("set link {} up with proxy_arp=1 forwarding=1 in namespace {}",
+                            hostLink.name, host.netns()));
+  const auto afSpec = b.nestBegin(IFLA_AF_SPEC);
+  const auto inet = b.nestBegin(AF_INET);
+  const auto conf = b.nestBegin(IFLA_INET_CONF);
+  b.attrU32(IPV4_DEVCONF_PROXY_ARP, 1);
+  b.attrU32(IPV4_DEVCONF_FORWARDING, 1);
+  b.nestEnd(conf);
+  b.nestEnd(inet);
+  b.nestEnd(afSpec);
+}
+
+void PodVeth::State::addNoProxyDelay(RtnlBatch& b) {
+  const ndtmsg ndt{.ndtm_family = AF_INET, .ndtm_pad1 = 0, .ndtm_pad2 = 0};
+  b.add(RTM_SETNEIGHTBL, 0, ndt,
+        fmt::format("set neigh/{}/proxy_delay=0 in namespace {}", hostLink.name, host.netns()));
+  b.attrString(NDTA_NAME, "arp_cache");
+  const auto parms = b.nestBegin(NDTA_PARMS);
+  b.attrU32(NDTPA_IFINDEX, static_cast<std::uint32_t>(hostLink.ifindex));
+  b.attrU64(NDTPA_PROXY_DELAY, 0);
+  b.nestEnd(parms);
+}
+
+// Both namespaces' batches are in the kernel before either answer is read.
+Result<void> PodVeth::State::exchange(RtnlBatch& podBatch, RtnlBatch& hostBatch) {
+  if (auto ok = podBatch.send(pod); !ok) return ok;
+  if (auto ok = hostBatch.send(host); !ok) return ok;
+  if (auto ok = podBatch.receive(pod); !ok) return ok;
+  if (auto ok = hostBatch.receive(host); !ok) return ok;
+  if (auto ok = podBatch.firstError(); !ok) return ok;
+  return hostBatch.firstError();
 }
 
 Result<TransparentPod> setupTransparentPod(const Netns& hostNs, const Netns& podNs,
