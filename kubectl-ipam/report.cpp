@@ -190,20 +190,17 @@ NodeReport showNode(const Snapshot& s, const std::string& node) {
 
 // ---- check ---------------------------------------------------------------------------------
 
-CheckReport check(const Snapshot& s) {
-  CheckReport report;
-  auto add = [&](std::string id, std::string object, std::string message) {
-    report.findings.push_back({std::move(id), std::move(object), std::move(message)});
-  };
-  const BlockIndex index(s.blocks);
-  std::set<std::string> nodes;
-  for (const auto& n : s.nodes)
-    nodes.insert(n.name);
-  report.nodesChecked = static_cast<std::int64_t>(s.nodes.size());
-  report.blocksChecked = static_cast<std::int64_t>(s.blocks.size());
+namespace {
 
-  // The nodes vnet-ipam serves: selected by a PodSubnet or holding a block. A pod elsewhere got
-  // its address from another IPAM (a cluster may mix node pools): not ours to check.
+// Adds a finding that names no leak.
+void addFinding(std::vector<Finding>& findings, std::string id, std::string object,
+                std::string message) {
+  findings.push_back({std::move(id), std::move(object), std::move(message)});
+}
+
+// The nodes vnet-ipam serves: selected by a PodSubnet or holding a block. A pod elsewhere got
+// its address from another IPAM (a cluster may mix node pools): not ours to check.
+std::set<std::string> servedNodes(const Snapshot& s) {
   std::set<std::string> served;
   for (const auto& n : s.nodes) {
     for (const auto& subnet : s.subnets) {
@@ -212,8 +209,60 @@ CheckReport check(const Snapshot& s) {
   }
   for (const auto& b : s.blocks)
     served.insert(b.spec.nodeName);
+  return served;
+}
 
-  // Pod addresses: in a usable block of the pod's own node, and on one pod only.
+// The block of `node` among `holders` (BlockIndex::holding) for an address: the first usable
+// one, else the node's last; null when no block of the node holds it.
+const api::IPBlock* ownBlock(const std::vector<const api::IPBlock*>& holders,
+                             const std::string& node) {
+  const api::IPBlock* own = nullptr;
+  for (const auto* b : holders) {
+    if (b->spec.nodeName == node) {
+      own = b;
+      if (usable(*b)) break;
+    }
+  }
+  return own;
+}
+
+// One address of a pod: pod-ip-outside-blocks or pod-ip-in-unusable-block when it is not in a
+// usable block of the pod's own node.
+void checkPodAddress(const PodInfo& pod, const std::string& ip, const BlockIndex& index,
+                     std::vector<Finding>& findings) {
+  const auto holders = index.holding(ip, pod.nodeName);
+  const api::IPBlock* own = ownBlock(holders, pod.nodeName);
+  if (own == nullptr) {
+    std::string where = "no block holds it";
+    if (!holders.empty()) {
+      where = fmt::format("it lies in block {} of node {}", holders.front()->metadata.name,
+                          holders.front()->spec.nodeName);
+    }
+    addFinding(findings, "pod-ip-outside-blocks", "Pod " + podKey(pod),
+               fmt::format("address {} is in no block of its node {}: {}", ip, orDash(pod.nodeName),
+                           where));
+  } else if (!usable(*own)) {
+    addFinding(findings, "pod-ip-in-unusable-block", "Pod " + podKey(pod),
+               fmt::format("address {} is in block {} which is {}", ip, own->metadata.name,
+                           invalid(*own) ? "Invalid" : api::toString(own->status.phase)));
+  }
+}
+
+// duplicate-ip for each address held by two pods or more (`owners`: address -> pods).
+void checkDuplicates(std::map<std::string, std::vector<std::string>>& owners,
+                     std::vector<Finding>& findings) {
+  for (auto& [ip, pods] : owners) {
+    if (pods.size() < 2) continue;
+    std::sort(pods.begin(), pods.end());
+    addFinding(findings, "duplicate-ip", "Address " + ip,
+               fmt::format("held by {} pods: {}", pods.size(), joined(pods, ", ")));
+  }
+}
+
+// The addresses of the pods on the `served` nodes, counted in `report`: each in a usable block
+// of the pod's own node, and on one pod only.
+void checkPodAddresses(const Snapshot& s, const BlockIndex& index,
+                       const std::set<std::string>& served, CheckReport& report) {
   std::map<std::string, std::vector<std::string>> owners;  // address -> pods
   for (const auto& pod : s.pods) {
     if (!holdsAddresses(pod) || pod.ips.empty()) continue;
@@ -225,169 +274,215 @@ CheckReport check(const Snapshot& s) {
     for (const auto& ip : pod.ips) {
       ++report.addressesChecked;
       owners[ip].push_back(podKey(pod));
-      const auto holders = index.holding(ip, pod.nodeName);
-      const api::IPBlock* own = nullptr;
-      for (const auto* b : holders) {
-        if (b->spec.nodeName == pod.nodeName) {
-          own = b;
-          if (usable(*b)) break;
-        }
-      }
-      if (own == nullptr) {
-        std::string where = "no block holds it";
-        if (!holders.empty()) {
-          where = fmt::format("it lies in block {} of node {}", holders.front()->metadata.name,
-                              holders.front()->spec.nodeName);
-        }
-        add("pod-ip-outside-blocks", "Pod " + podKey(pod),
-            fmt::format("address {} is in no block of its node {}: {}", ip, orDash(pod.nodeName),
-                        where));
-      } else if (!usable(*own)) {
-        add("pod-ip-in-unusable-block", "Pod " + podKey(pod),
-            fmt::format("address {} is in block {} which is {}", ip, own->metadata.name,
-                        invalid(*own) ? "Invalid" : api::toString(own->status.phase)));
-      }
+      checkPodAddress(pod, ip, index, report.findings);
     }
   }
-  for (auto& [ip, pods] : owners) {
-    if (pods.size() < 2) continue;
-    std::sort(pods.begin(), pods.end());
-    add("duplicate-ip", "Address " + ip,
-        fmt::format("held by {} pods: {}", pods.size(), joined(pods, ", ")));
-  }
+  checkDuplicates(owners, report.findings);
+}
 
-  // Blocks.
+// block-not-programmed: Programmed=False; or, the condition not reported, the phase and
+// status.nic (`anyNic`: some block of the cluster has one).
+void checkProgrammed(const api::IPBlock& b, bool anyNic, std::int64_t now,
+                     std::vector<Finding>& findings) {
+  const std::string object = "IPBlock " + b.metadata.name;
+  const bool leaving =
+      b.metadata.deletionTimestamp.has_value() || b.status.phase == api::BlockPhase::kReleasing;
+  if (const auto* c = findCondition(b.status.conditions, api::kConditionProgrammed)) {
+    if (c->status == "False") {
+      addFinding(findings, "block-not-programmed", object,
+                 fmt::format("not on the NIC of node {}: {}", b.spec.nodeName, describe(*c)));
+    }
+  } else if (!leaving && !invalid(b)) {
+    // Programmed not reported: fall back to what the phase says (the controller writes Ready
+    // once a NIC read shows the prefix), and to status.nic when the cluster has a cloud.
+    const auto created =
+        b.metadata.creationTimestamp ? parseTime(*b.metadata.creationTimestamp) : std::nullopt;
+    const std::int64_t age = created && now != 0 ? now - *created : kPendingGraceSeconds;
+    if (b.status.phase != api::BlockPhase::kReady && age >= kPendingGraceSeconds) {
+      addFinding(
+          findings, "block-not-programmed", object,
+          fmt::format("{} for {}s (Programmed not reported)", api::toString(b.status.phase), age));
+    } else if (b.status.phase == api::BlockPhase::kReady && anyNic && !b.status.nic) {
+      addFinding(findings, "block-not-programmed", object, "Ready but status.nic names no NIC");
+    }
+  }
+}
+
+// used-mismatch: status.used above the pod addresses counted in the block, or below the
+// Running ones.
+void checkUsed(const api::IPBlock& b, const BlockCount& count, std::vector<Finding>& findings) {
+  const std::string object = "IPBlock " + b.metadata.name;
+  if (b.status.used > count.all) {
+    addFinding(
+        findings, "used-mismatch", object,
+        fmt::format("status.used is {} but {} pod address(es) lie in it: {} suspected leaked",
+                    b.status.used, count.all, b.status.used - count.all));
+  } else if (b.status.used < count.running) {
+    addFinding(findings, "used-mismatch", object,
+               fmt::format("status.used is {} but {} running pod address(es) lie in it: undercount",
+                           b.status.used, count.running));
+  }
+}
+
+// One block's findings: block-invalid, block-orphaned (its node not in `nodes`),
+// block-not-programmed, dataplane-drift and used-mismatch, in that order.
+void checkBlock(const api::IPBlock& b, const std::set<std::string>& nodes, bool anyNic,
+                std::int64_t now, const BlockCount& count, std::vector<Finding>& findings) {
+  const std::string object = "IPBlock " + b.metadata.name;
+  const auto& conditions = b.status.conditions;
+  if (const auto* c = findCondition(conditions, api::kConditionInvalid);
+      c != nullptr && c->status == "True") {
+    addFinding(findings, "block-invalid", object,
+               fmt::format("refused by the controller: {}", describe(*c)));
+  }
+  if (!nodes.contains(b.spec.nodeName)) {
+    addFinding(findings, "block-orphaned", object,
+               fmt::format("its node {} does not exist", orDash(b.spec.nodeName)));
+  }
+  checkProgrammed(b, anyNic, now, findings);
+  if (const auto* c = findCondition(conditions, api::kConditionDataplaneSynced);
+      c != nullptr && c->status == "False") {
+    addFinding(findings, "dataplane-drift", object,
+               fmt::format("the agent on {} reports {}", b.spec.nodeName, describe(*c)));
+  }
+  checkUsed(b, count, findings);
+}
+
+// Each block of the snapshot (checkBlock).
+void checkBlocks(const Snapshot& s, const BlockIndex& index, std::vector<Finding>& findings) {
+  std::set<std::string> nodes;
+  for (const auto& n : s.nodes)
+    nodes.insert(n.name);
   bool anyNic = false;
   for (const auto& b : s.blocks)
     anyNic = anyNic || b.status.nic.has_value();
   const auto counts = countPods(s, index);
   for (const auto& b : s.blocks) {
-    const std::string object = "IPBlock " + b.metadata.name;
-    const auto& conditions = b.status.conditions;
-    if (const auto* c = findCondition(conditions, api::kConditionInvalid);
-        c != nullptr && c->status == "True") {
-      add("block-invalid", object, fmt::format("refused by the controller: {}", describe(*c)));
-    }
-    if (!nodes.contains(b.spec.nodeName)) {
-      add("block-orphaned", object,
-          fmt::format("its node {} does not exist", orDash(b.spec.nodeName)));
-    }
-    const bool leaving =
-        b.metadata.deletionTimestamp.has_value() || b.status.phase == api::BlockPhase::kReleasing;
-    if (const auto* c = findCondition(conditions, api::kConditionProgrammed)) {
-      if (c->status == "False") {
-        add("block-not-programmed", object,
-            fmt::format("not on the NIC of node {}: {}", b.spec.nodeName, describe(*c)));
-      }
-    } else if (!leaving && !invalid(b)) {
-      // Programmed not reported: fall back to what the phase says (the controller writes Ready
-      // once a NIC read shows the prefix), and to status.nic when the cluster has a cloud.
-      const auto created =
-          b.metadata.creationTimestamp ? parseTime(*b.metadata.creationTimestamp) : std::nullopt;
-      const std::int64_t age = created && s.now != 0 ? s.now - *created : kPendingGraceSeconds;
-      if (b.status.phase != api::BlockPhase::kReady && age >= kPendingGraceSeconds) {
-        add("block-not-programmed", object,
-            fmt::format("{} for {}s (Programmed not reported)", api::toString(b.status.phase),
-                        age));
-      } else if (b.status.phase == api::BlockPhase::kReady && anyNic && !b.status.nic) {
-        add("block-not-programmed", object, "Ready but status.nic names no NIC");
-      }
-    }
-    if (const auto* c = findCondition(conditions, api::kConditionDataplaneSynced);
-        c != nullptr && c->status == "False") {
-      add("dataplane-drift", object,
-          fmt::format("the agent on {} reports {}", b.spec.nodeName, describe(*c)));
-    }
     const BlockCount count =
         counts.contains(b.metadata.name) ? counts.at(b.metadata.name) : BlockCount{};
-    if (b.status.used > count.all) {
-      add("used-mismatch", object,
-          fmt::format("status.used is {} but {} pod address(es) lie in it: {} suspected leaked",
-                      b.status.used, count.all, b.status.used - count.all));
-    } else if (b.status.used < count.running) {
-      add("used-mismatch", object,
-          fmt::format("status.used is {} but {} running pod address(es) lie in it: undercount",
-                      b.status.used, count.running));
+    checkBlock(b, nodes, anyNic, s.now, count, findings);
+  }
+}
+
+// The finding for an allocation the agent of `b` publishes when it is a leak
+// (allocation-pod-gone, allocation-stale-sandbox); nullopt when its pod may hold it.
+std::optional<Finding> allocationLeak(const api::IPBlock& b, const api::IPAllocation& a,
+                                      const std::map<std::string, const PodInfo*>& podsByKey) {
+  if (a.podName.empty()) return std::nullopt;  // no pod recorded: nothing to compare with
+  const std::string key = a.podNamespace + "/" + a.podName;
+  const auto it = podsByKey.find(key);
+  const PodInfo* pod = it == podsByKey.end() ? nullptr : it->second;
+  // The agent sees only its node's pods: one of that name elsewhere is gone for it.
+  if (pod != nullptr && pod->nodeName != b.spec.nodeName) pod = nullptr;
+  LeakedAllocation leak{.block = b.metadata.name,
+                        .node = b.spec.nodeName,
+                        .address = a.address,
+                        .owner = a.owner,
+                        .podNamespace = a.podNamespace,
+                        .podName = a.podName,
+                        .podUID = a.podUID};
+  const std::string owner = fmt::format("{} ({})", a.address, ipam::toString(a.owner));
+  std::string id, message;
+  if (pod == nullptr) {
+    id = "allocation-pod-gone";
+    message = fmt::format("the agent on {} holds {} for pod {}, which no longer exists on it",
+                          orDash(b.spec.nodeName), owner, key);
+  } else if (!a.podUID.empty() && !pod->uid.empty() && pod->uid != a.podUID) {
+    id = "allocation-pod-gone";
+    message = fmt::format(
+        "the agent on {} holds {} for pod {} uid {}, but the pod of that name is uid {} "
+        "(recreated)",
+        orDash(b.spec.nodeName), owner, key, a.podUID, pod->uid);
+  } else if (holdsAddresses(*pod) && !pod->ips.empty() &&
+             std::ranges::find(pod->ips, a.address) == pod->ips.end()) {
+    id = "allocation-stale-sandbox";
+    message = fmt::format(
+        "the agent on {} holds {} for pod {}, whose addresses are {}: a sandbox whose CNI "
+        "DEL was lost",
+        orDash(b.spec.nodeName), owner, key, joined(pod->ips, ", "));
+  } else {
+    return std::nullopt;
+  }
+  return Finding{std::move(id), "IPBlock " + b.metadata.name, std::move(message), std::move(leak)};
+}
+
+// pod-ip-without-allocation: the addresses of the Running pods of `b`'s node that lie in `b`
+// but are not among those its agent holds (`held`).
+void checkUnheldAddresses(const Snapshot& s, const api::IPBlock& b,
+                          const std::set<std::string>& held, std::vector<Finding>& findings) {
+  const auto prefix = ipam::Prefix::parse(b.spec.cidr);
+  if (!prefix) return;
+  for (const auto& pod : s.pods) {
+    if (pod.nodeName != b.spec.nodeName || !holdsAddresses(pod) || pod.phase != "Running" ||
+        pod.deleting) {
+      continue;
+    }
+    for (const auto& ip : pod.ips) {
+      const auto address = ipam::IPAddress::parse(ip);
+      if (!address || !prefix->contains(*address) || held.contains(ip)) continue;
+      addFinding(findings, "pod-ip-without-allocation", "Pod " + podKey(pod),
+                 fmt::format("address {} lies in block {} but the agent on {} does not hold it: "
+                             "it may hand it out again",
+                             ip, b.metadata.name, b.spec.nodeName));
     }
   }
+}
 
-  // The agents' allocations against the pods.
+// The allocations the agent of `b` publishes against the pods: the leaks, then, when it
+// publishes all of them and `b` is usable, the pod addresses it does not hold.
+void checkBlockAllocations(const Snapshot& s, const api::IPBlock& b,
+                           const std::map<std::string, const PodInfo*>& podsByKey,
+                           std::vector<Finding>& findings) {
+  // An agent that publishes allocations publishes all of them: as many as status.used. An
+  // empty list with used 0 says nothing (an older agent writes the same), and a pod address in
+  // such a block is an undercount already.
+  const bool published = !b.status.allocations.empty() &&
+                         static_cast<std::int64_t>(b.status.allocations.size()) == b.status.used;
+  std::set<std::string> held;
+  for (const auto& a : b.status.allocations) {
+    held.insert(a.address);
+    if (auto finding = allocationLeak(b, a, podsByKey)) findings.push_back(std::move(*finding));
+  }
+  if (!published || !usable(b)) return;
+  checkUnheldAddresses(s, b, held, findings);
+}
+
+// The allocations of every block (checkBlockAllocations).
+void checkAllocations(const Snapshot& s, std::vector<Finding>& findings) {
   std::map<std::string, const PodInfo*> podsByKey;
   for (const auto& pod : s.pods)
     podsByKey[podKey(pod)] = &pod;
-  for (const auto& b : s.blocks) {
-    // An agent that publishes allocations publishes all of them: as many as status.used. An
-    // empty list with used 0 says nothing (an older agent writes the same), and a pod address in
-    // such a block is an undercount already.
-    const bool published = !b.status.allocations.empty() &&
-                           static_cast<std::int64_t>(b.status.allocations.size()) == b.status.used;
-    std::set<std::string> held;
-    for (const auto& a : b.status.allocations) {
-      held.insert(a.address);
-      if (a.podName.empty()) continue;  // no pod recorded: nothing to compare with
-      const std::string key = a.podNamespace + "/" + a.podName;
-      const auto it = podsByKey.find(key);
-      const PodInfo* pod = it == podsByKey.end() ? nullptr : it->second;
-      // The agent sees only its node's pods: one of that name elsewhere is gone for it.
-      if (pod != nullptr && pod->nodeName != b.spec.nodeName) pod = nullptr;
-      LeakedAllocation leak{.block = b.metadata.name,
-                            .node = b.spec.nodeName,
-                            .address = a.address,
-                            .owner = a.owner,
-                            .podNamespace = a.podNamespace,
-                            .podName = a.podName,
-                            .podUID = a.podUID};
-      const std::string owner = fmt::format("{} ({})", a.address, ipam::toString(a.owner));
-      std::string id, message;
-      if (pod == nullptr) {
-        id = "allocation-pod-gone";
-        message = fmt::format("the agent on {} holds {} for pod {}, which no longer exists on it",
-                              orDash(b.spec.nodeName), owner, key);
-      } else if (!a.podUID.empty() && !pod->uid.empty() && pod->uid != a.podUID) {
-        id = "allocation-pod-gone";
-        message = fmt::format(
-            "the agent on {} holds {} for pod {} uid {}, but the pod of that name is uid {} "
-            "(recreated)",
-            orDash(b.spec.nodeName), owner, key, a.podUID, pod->uid);
-      } else if (holdsAddresses(*pod) && !pod->ips.empty() &&
-                 std::ranges::find(pod->ips, a.address) == pod->ips.end()) {
-        id = "allocation-stale-sandbox";
-        message = fmt::format(
-            "the agent on {} holds {} for pod {}, whose addresses are {}: a sandbox whose CNI "
-            "DEL was lost",
-            orDash(b.spec.nodeName), owner, key, joined(pod->ips, ", "));
-      } else {
-        continue;
-      }
-      report.findings.push_back(
-          {std::move(id), "IPBlock " + b.metadata.name, std::move(message), std::move(leak)});
-    }
-    if (!published || !usable(b)) continue;
-    const auto prefix = ipam::Prefix::parse(b.spec.cidr);
-    if (!prefix) continue;
-    for (const auto& pod : s.pods) {
-      if (pod.nodeName != b.spec.nodeName || !holdsAddresses(pod) || pod.phase != "Running" ||
-          pod.deleting) {
-        continue;
-      }
-      for (const auto& ip : pod.ips) {
-        const auto address = ipam::IPAddress::parse(ip);
-        if (!address || !prefix->contains(*address) || held.contains(ip)) continue;
-        add("pod-ip-without-allocation", "Pod " + podKey(pod),
-            fmt::format("address {} lies in block {} but the agent on {} does not hold it: it "
-                        "may hand it out again",
-                        ip, b.metadata.name, b.spec.nodeName));
-      }
-    }
-  }
+  for (const auto& b : s.blocks)
+    checkBlockAllocations(s, b, podsByKey, findings);
+}
 
-  // Nodes.
+// nic-programming-failed: a Node whose VnetIpamNICProgrammed is False.
+void checkNodes(const Snapshot& s, std::vector<Finding>& findings) {
   for (const auto& n : s.nodes) {
     if (const auto* c = findCondition(n.conditions, api::kNodeConditionNicProgrammed);
         c != nullptr && c->status == "False") {
-      add("nic-programming-failed", "Node " + n.name, describe(*c));
+      addFinding(findings, "nic-programming-failed", "Node " + n.name, describe(*c));
     }
   }
+}
+
+}  // namespace
+
+CheckReport check(const Snapshot& s) {
+  CheckReport report;
+  const BlockIndex index(s.blocks);
+  report.nodesChecked = static_cast<std::int64_t>(s.nodes.size());
+  report.blocksChecked = static_cast<std::int64_t>(s.blocks.size());
+
+  const auto served = servedNodes(s);
+  // Pod addresses: in a usable block of the pod's own node, and on one pod only.
+  checkPodAddresses(s, index, served, report);
+  // Blocks.
+  checkBlocks(s, index, report.findings);
+  // The agents' allocations against the pods.
+  checkAllocations(s, report.findings);
+  // Nodes.
+  checkNodes(s, report.findings);
   std::sort(report.findings.begin(), report.findings.end(), [](const auto& a, const auto& b) {
     return std::tie(a.check, a.object, a.message) < std::tie(b.check, b.object, b.message);
   });
