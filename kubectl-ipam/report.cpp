@@ -491,202 +491,264 @@ CheckReport check(const Snapshot& s) {
 
 // ---- why -----------------------------------------------------------------------------------
 
-WhyReport why(const Snapshot& s, const std::string& ns, const std::string& name) {
-  WhyReport report{.pod = ns + "/" + name};
-  const PodInfo* pod = nullptr;
-  for (const auto& p : s.pods) {
-    if (p.ns == ns && p.name == name) pod = &p;
-  }
-  auto add = [&](std::string id, std::string summary, std::vector<std::string> details = {}) {
-    report.causes.push_back({std::move(id), std::move(summary), std::move(details)});
-  };
-  auto newestFirst = [](std::vector<EventInfo>& events) {
-    std::stable_sort(events.begin(), events.end(), [](const auto& a, const auto& b) {
-      return parseTime(a.time).value_or(0) > parseTime(b.time).value_or(0);
-    });
-  };
-  if (pod == nullptr) {
-    add("pod-not-found", fmt::format("pod {} not found", report.pod));
-    return report;
-  }
-  report.found = true;
-  report.node = pod->nodeName;
+namespace {
 
+// Adds a cause, after those found before it (the most likely first).
+void addCause(std::vector<Cause>& causes, std::string id, std::string summary,
+              std::vector<std::string> details = {}) {
+  causes.push_back({std::move(id), std::move(summary), std::move(details)});
+}
+
+// Sorts events newest first; an event whose time does not parse is the oldest.
+void newestFirst(std::vector<EventInfo>& events) {
+  std::stable_sort(events.begin(), events.end(), [](const auto& a, const auto& b) {
+    return parseTime(a.time).value_or(0) > parseTime(b.time).value_or(0);
+  });
+}
+
+// The Warning events of `pod` (report.podEvents) and of its node and the node's blocks
+// (report.nodeEvents), each newest first.
+void warningEvents(const Snapshot& s, const PodInfo& pod, WhyReport& report) {
   std::set<std::string> nodeBlocks;
   for (const auto& b : s.blocks) {
-    if (b.spec.nodeName == pod->nodeName) nodeBlocks.insert(b.metadata.name);
+    if (b.spec.nodeName == pod.nodeName) nodeBlocks.insert(b.metadata.name);
   }
   for (const auto& e : s.events) {
     if (e.type != "Warning") continue;
-    if (e.objectKind == "Pod" && e.objectName == name &&
-        (e.objectNamespace == ns || e.objectNamespace.empty())) {
+    if (e.objectKind == "Pod" && e.objectName == pod.name &&
+        (e.objectNamespace == pod.ns || e.objectNamespace.empty())) {
       report.podEvents.push_back(e);
-    } else if ((e.objectKind == "Node" && e.objectName == pod->nodeName &&
-                !pod->nodeName.empty()) ||
+    } else if ((e.objectKind == "Node" && e.objectName == pod.nodeName && !pod.nodeName.empty()) ||
                (e.objectKind == "IPBlock" && nodeBlocks.contains(e.objectName))) {
       report.nodeEvents.push_back(e);
     }
   }
   newestFirst(report.podEvents);
   newestFirst(report.nodeEvents);
+}
 
-  if (pod->nodeName.empty()) {
-    add("not-scheduled", "the pod is not scheduled to a node yet: no node, no address",
-        {"the scheduler has not bound it; see its events (FailedScheduling)"});
-    return report;
+// The causes that leave nothing else to look at: not-scheduled, host-network, has-address.
+// True when one was added.
+bool addLoneCause(const Snapshot& s, const PodInfo& pod, std::vector<Cause>& causes) {
+  if (pod.nodeName.empty()) {
+    addCause(causes, "not-scheduled", "the pod is not scheduled to a node yet: no node, no address",
+             {"the scheduler has not bound it; see its events (FailedScheduling)"});
+    return true;
   }
-  if (pod->hostNetwork) {
-    add("host-network", "the pod uses the node's network (hostNetwork): it gets no pod address");
-    return report;
+  if (pod.hostNetwork) {
+    addCause(causes, "host-network",
+             "the pod uses the node's network (hostNetwork): it gets no pod address");
+    return true;
   }
-  if (!pod->ips.empty() && !pod->terminated()) {
+  if (!pod.ips.empty() && !pod.terminated()) {
     const BlockIndex index(s.blocks);
     std::vector<std::string> details;
-    for (const auto& ip : pod->ips) {
-      const auto holders = index.holding(ip, pod->nodeName);
+    for (const auto& ip : pod.ips) {
+      const auto holders = index.holding(ip, pod.nodeName);
       details.push_back(holders.empty()
                             ? fmt::format("{}: in no block", ip)
                             : fmt::format("{}: block {} ({})", ip, holders.front()->metadata.name,
                                           holders.front()->spec.cidr));
     }
-    add("has-address", fmt::format("the pod has an address: {}", joined(pod->ips, ", ")),
-        std::move(details));
-    return report;
+    addCause(causes, "has-address",
+             fmt::format("the pod has an address: {}", joined(pod.ips, ", ")), std::move(details));
+    return true;
   }
+  return false;
+}
 
-  const NodeInfo* node = findNode(s, pod->nodeName);
-  if (node == nullptr) {
-    add("node-not-found", fmt::format("the pod's node {} does not exist", pod->nodeName));
-  }
-  std::vector<const api::IPBlock*> blocks;
-  bool anyUsable = false;
+// What the API holds for the pod's node.
+struct NodeState {
+  const NodeInfo* node = nullptr;            // null: the node does not exist
+  std::vector<const api::IPBlock*> blocks;   // the node's blocks
+  bool anyUsable = false;                    // one of them usable and not being deleted
+  std::vector<const SubnetInfo*> selecting;  // the PodSubnets selecting the node
+};
+
+// The NodeState of node `name`.
+NodeState nodeState(const Snapshot& s, const std::string& name) {
+  NodeState state{.node = findNode(s, name)};
   for (const auto& b : s.blocks) {
-    if (b.spec.nodeName != pod->nodeName) continue;
-    blocks.push_back(&b);
-    anyUsable = anyUsable || (usable(b) && !b.metadata.deletionTimestamp);
+    if (b.spec.nodeName != name) continue;
+    state.blocks.push_back(&b);
+    state.anyUsable = state.anyUsable || (usable(b) && !b.metadata.deletionTimestamp);
   }
-  std::vector<const SubnetInfo*> selecting;
-  if (node != nullptr) {
+  if (state.node != nullptr) {
     for (const auto& subnet : s.subnets) {
-      if (subnet.selects(node->labels)) selecting.push_back(&subnet);
-    }
-    if (selecting.empty()) {
-      std::vector<std::string> details;
-      for (const auto& subnet : s.subnets) {
-        details.push_back(
-            fmt::format("PodSubnet {} selects {}", subnet.name, subnet.selectorText()));
-      }
-      if (s.subnets.empty()) details.push_back("there is no PodSubnet at all");
-      add("no-podsubnet",
-          fmt::format("no PodSubnet selects node {}: it gets no block", pod->nodeName),
-          std::move(details));
+      if (subnet.selects(state.node->labels)) state.selecting.push_back(&subnet);
     }
   }
-  if (!anyUsable) {
-    std::vector<std::string> invalidDetails;
-    std::vector<std::string> nicDetails;
-    for (const auto* b : blocks) {
-      if (const auto* c = findCondition(b->status.conditions, api::kConditionInvalid);
-          c != nullptr && c->status == "True") {
-        invalidDetails.push_back(
-            fmt::format("{} {}: {}", b->metadata.name, b->spec.cidr, describe(*c)));
-      }
-      if (const auto* c = findCondition(b->status.conditions, api::kConditionProgrammed);
-          c != nullptr && c->status == "False" && b->status.phase != api::BlockPhase::kReady) {
-        nicDetails.push_back(fmt::format("{} {} ({}): {}", b->metadata.name, b->spec.cidr,
-                                         api::toString(b->status.phase), describe(*c)));
-      }
-    }
-    if (node != nullptr) {
-      if (const auto* c = findCondition(node->conditions, api::kNodeConditionNicProgrammed);
-          c != nullptr && c->status == "False") {
-        nicDetails.push_back(fmt::format("Node {}: {}", node->name, describe(*c)));
-      }
-    }
-    if (!invalidDetails.empty()) {
-      add("block-invalid", "the node's blocks are refused by the controller (Invalid)",
-          std::move(invalidDetails));
-    }
-    if (!nicDetails.empty()) {
-      add("nic-programming-failed",
-          fmt::format("the node's blocks are not on its NIC: programming fails"),
-          std::move(nicDetails));
-    }
-    for (const auto* subnet : selecting) {
-      if (const auto* c = findCondition(subnet->conditions, api::kConditionExhausted);
-          c != nullptr && c->status == "True") {
-        add("podsubnet-exhausted",
-            fmt::format("PodSubnet {} is exhausted: no free block for node {}", subnet->name,
-                        pod->nodeName),
-            {describe(*c)});
-      }
-    }
-    std::vector<std::string> details;
-    for (const auto* b : blocks) {
-      details.push_back(fmt::format("{} {}: {}{}", b->metadata.name, b->spec.cidr,
-                                    api::toString(b->status.phase),
-                                    b->metadata.deletionTimestamp ? ", being deleted" : ""));
-    }
-    if (blocks.empty()) details.push_back("the node holds no IPBlock");
-    add("no-ready-block", fmt::format("node {} has no Ready block", pod->nodeName),
-        std::move(details));
-  }
+  return state;
+}
 
-  if (anyUsable) {
-    // Ready blocks with no free address: the pod waits for the controller's next block, which
-    // an exhausted PodSubnet or maxBlocksPerNode holds back.
-    std::vector<std::string> details;
-    bool full = true;
-    for (const auto* b : blocks) {
-      if (!usable(*b) || b->metadata.deletionTimestamp) continue;
-      full = full && b->status.capacity > 0 && b->status.used >= b->status.capacity;
-      details.push_back(fmt::format("{} {}: {} of {} used", b->metadata.name, b->spec.cidr,
-                                    b->status.used, b->status.capacity));
-    }
-    if (full) {
-      for (const auto* subnet : selecting) {
-        if (const auto* c = findCondition(subnet->conditions, api::kConditionExhausted);
-            c != nullptr && c->status == "True") {
-          details.push_back(fmt::format("PodSubnet {}: {}", subnet->name, describe(*c)));
-        }
-      }
-      add("blocks-full",
-          fmt::format("every Ready block of node {} is full: no free address", pod->nodeName),
-          std::move(details));
-    }
+// no-podsubnet: what each PodSubnet selects instead of node `name`.
+void addNoPodSubnet(const Snapshot& s, const std::string& name, std::vector<Cause>& causes) {
+  std::vector<std::string> details;
+  for (const auto& subnet : s.subnets) {
+    details.push_back(fmt::format("PodSubnet {} selects {}", subnet.name, subnet.selectorText()));
   }
+  if (s.subnets.empty()) details.push_back("there is no PodSubnet at all");
+  addCause(causes, "no-podsubnet",
+           fmt::format("no PodSubnet selects node {}: it gets no block", name), std::move(details));
+}
 
-  // The agent serves the node's blocks: without a Ready agent pod nothing answers the CNI.
-  const PodInfo* agent = nullptr;
-  for (const auto& a : s.agentPods) {
-    if (a.nodeName == pod->nodeName && !a.terminated()) agent = &a;
-  }
-  if (agent == nullptr) {
-    add("agent-not-ready", fmt::format("no vnet-ipam agent pod runs on node {}", pod->nodeName),
-        {"looked for pods labelled app.kubernetes.io/name=vnet-ipam,"
-         "app.kubernetes.io/component=agent"});
-  } else if (!agent->ready) {
-    add("agent-not-ready",
-        fmt::format("the vnet-ipam agent {}/{} on node {} is not Ready ({})", agent->ns,
-                    agent->name, pod->nodeName, orDash(agent->phase)));
-  }
-
-  for (const auto& e : report.podEvents) {
-    if (e.reason == "FailedCreatePodSandBox") {
-      add("cni-error", "the runtime could not set up the pod's network (FailedCreatePodSandBox)",
-          {e.message});
-      break;
+// block-invalid and nic-programming-failed: the node's blocks the controller refuses, those it
+// fails to put on the NIC, and the node's own VnetIpamNICProgrammed=False.
+void addRefusedOrUnprogrammed(const NodeState& state, std::vector<Cause>& causes) {
+  std::vector<std::string> invalidDetails;
+  std::vector<std::string> nicDetails;
+  for (const auto* b : state.blocks) {
+    if (const auto* c = findCondition(b->status.conditions, api::kConditionInvalid);
+        c != nullptr && c->status == "True") {
+      invalidDetails.push_back(
+          fmt::format("{} {}: {}", b->metadata.name, b->spec.cidr, describe(*c)));
+    }
+    if (const auto* c = findCondition(b->status.conditions, api::kConditionProgrammed);
+        c != nullptr && c->status == "False" && b->status.phase != api::BlockPhase::kReady) {
+      nicDetails.push_back(fmt::format("{} {} ({}): {}", b->metadata.name, b->spec.cidr,
+                                       api::toString(b->status.phase), describe(*c)));
     }
   }
-  for (const auto* b : blocks) {
-    if (const auto* c = findCondition(b->status.conditions, api::kConditionDataplaneSynced);
+  if (state.node != nullptr) {
+    if (const auto* c = findCondition(state.node->conditions, api::kNodeConditionNicProgrammed);
         c != nullptr && c->status == "False") {
-      add("dataplane-drift",
-          fmt::format("the agent reports block {} out of sync with the dataplane",
-                      b->metadata.name),
+      nicDetails.push_back(fmt::format("Node {}: {}", state.node->name, describe(*c)));
+    }
+  }
+  if (!invalidDetails.empty()) {
+    addCause(causes, "block-invalid", "the node's blocks are refused by the controller (Invalid)",
+             std::move(invalidDetails));
+  }
+  if (!nicDetails.empty()) {
+    addCause(causes, "nic-programming-failed",
+             fmt::format("the node's blocks are not on its NIC: programming fails"),
+             std::move(nicDetails));
+  }
+}
+
+// The node has no usable block: block-invalid, nic-programming-failed, podsubnet-exhausted
+// for each exhausted PodSubnet selecting it, then no-ready-block with the node's blocks.
+void addNoUsableBlock(const NodeState& state, const std::string& name, std::vector<Cause>& causes) {
+  addRefusedOrUnprogrammed(state, causes);
+  for (const auto* subnet : state.selecting) {
+    if (const auto* c = findCondition(subnet->conditions, api::kConditionExhausted);
+        c != nullptr && c->status == "True") {
+      addCause(
+          causes, "podsubnet-exhausted",
+          fmt::format("PodSubnet {} is exhausted: no free block for node {}", subnet->name, name),
           {describe(*c)});
     }
   }
+  std::vector<std::string> details;
+  for (const auto* b : state.blocks) {
+    details.push_back(fmt::format("{} {}: {}{}", b->metadata.name, b->spec.cidr,
+                                  api::toString(b->status.phase),
+                                  b->metadata.deletionTimestamp ? ", being deleted" : ""));
+  }
+  if (state.blocks.empty()) details.push_back("the node holds no IPBlock");
+  addCause(causes, "no-ready-block", fmt::format("node {} has no Ready block", name),
+           std::move(details));
+}
+
+// blocks-full when every usable block of the node has no free address.
+void addBlocksFull(const NodeState& state, const std::string& name, std::vector<Cause>& causes) {
+  // Ready blocks with no free address: the pod waits for the controller's next block, which
+  // an exhausted PodSubnet or maxBlocksPerNode holds back.
+  std::vector<std::string> details;
+  bool full = true;
+  for (const auto* b : state.blocks) {
+    if (!usable(*b) || b->metadata.deletionTimestamp) continue;
+    full = full && b->status.capacity > 0 && b->status.used >= b->status.capacity;
+    details.push_back(fmt::format("{} {}: {} of {} used", b->metadata.name, b->spec.cidr,
+                                  b->status.used, b->status.capacity));
+  }
+  if (!full) return;
+  for (const auto* subnet : state.selecting) {
+    if (const auto* c = findCondition(subnet->conditions, api::kConditionExhausted);
+        c != nullptr && c->status == "True") {
+      details.push_back(fmt::format("PodSubnet {}: {}", subnet->name, describe(*c)));
+    }
+  }
+  addCause(causes, "blocks-full",
+           fmt::format("every Ready block of node {} is full: no free address", name),
+           std::move(details));
+}
+
+// agent-not-ready when node `name` has no agent pod, or its agent pod is not Ready.
+void addAgentNotReady(const Snapshot& s, const std::string& name, std::vector<Cause>& causes) {
+  // The agent serves the node's blocks: without a Ready agent pod nothing answers the CNI.
+  const PodInfo* agent = nullptr;
+  for (const auto& a : s.agentPods) {
+    if (a.nodeName == name && !a.terminated()) agent = &a;
+  }
+  if (agent == nullptr) {
+    addCause(causes, "agent-not-ready", fmt::format("no vnet-ipam agent pod runs on node {}", name),
+             {"looked for pods labelled app.kubernetes.io/name=vnet-ipam,"
+              "app.kubernetes.io/component=agent"});
+  } else if (!agent->ready) {
+    addCause(causes, "agent-not-ready",
+             fmt::format("the vnet-ipam agent {}/{} on node {} is not Ready ({})", agent->ns,
+                         agent->name, name, orDash(agent->phase)));
+  }
+}
+
+// cni-error from the pod's newest FailedCreatePodSandBox event (`podEvents`, newest first).
+void addCniError(const std::vector<EventInfo>& podEvents, std::vector<Cause>& causes) {
+  for (const auto& e : podEvents) {
+    if (e.reason == "FailedCreatePodSandBox") {
+      addCause(causes, "cni-error",
+               "the runtime could not set up the pod's network (FailedCreatePodSandBox)",
+               {e.message});
+      break;
+    }
+  }
+}
+
+// dataplane-drift for each of the node's blocks its agent reports out of sync.
+void addDataplaneDrift(const NodeState& state, std::vector<Cause>& causes) {
+  for (const auto* b : state.blocks) {
+    if (const auto* c = findCondition(b->status.conditions, api::kConditionDataplaneSynced);
+        c != nullptr && c->status == "False") {
+      addCause(causes, "dataplane-drift",
+               fmt::format("the agent reports block {} out of sync with the dataplane",
+                           b->metadata.name),
+               {describe(*c)});
+    }
+  }
+}
+
+}  // namespace
+
+WhyReport why(const Snapshot& s, const std::string& ns, const std::string& name) {
+  WhyReport report{.pod = ns + "/" + name};
+  const PodInfo* pod = nullptr;
+  for (const auto& p : s.pods) {
+    if (p.ns == ns && p.name == name) pod = &p;
+  }
+  if (pod == nullptr) {
+    addCause(report.causes, "pod-not-found", fmt::format("pod {} not found", report.pod));
+    return report;
+  }
+  report.found = true;
+  report.node = pod->nodeName;
+  warningEvents(s, *pod, report);
+  if (addLoneCause(s, *pod, report.causes)) return report;
+
+  const NodeState state = nodeState(s, pod->nodeName);
+  if (state.node == nullptr) {
+    addCause(report.causes, "node-not-found",
+             fmt::format("the pod's node {} does not exist", pod->nodeName));
+  } else if (state.selecting.empty()) {
+    addNoPodSubnet(s, pod->nodeName, report.causes);
+  }
+  if (!state.anyUsable) {
+    addNoUsableBlock(state, pod->nodeName, report.causes);
+  } else {
+    addBlocksFull(state, pod->nodeName, report.causes);
+  }
+  addAgentNotReady(s, pod->nodeName, report.causes);
+  addCniError(report.podEvents, report.causes);
+  addDataplaneDrift(state, report.causes);
   return report;
 }
 
