@@ -38,15 +38,93 @@ did not release them all, 2 usage, config or API error.
 )";
 }
 
-std::expected<Args, std::string> parseArgs(std::span<const char* const> argv) {
-  Args args;
-  std::vector<std::string> positional;
+namespace {
+
+// A flag as given: its name ("o" and "n" already read as "output" and "namespace"), and its
+// value when the same word holds it (--key=value, -kvalue, -k=value).
+struct Flag {
+  std::string key;
+  std::optional<std::string> value;
+};
+
+// Splits a word that starts with '-' (and is not "-") into a Flag.
+Flag splitFlag(std::string_view arg) {
+  Flag flag;
+  if (arg.starts_with("--")) {
+    const auto body = arg.substr(2);
+    const auto eq = body.find('=');
+    flag.key = std::string(body.substr(0, eq));
+    if (eq != std::string_view::npos) flag.value = std::string(body.substr(eq + 1));
+  } else if (arg.size() >= 2) {
+    flag.key = std::string(arg.substr(1, 1));
+    if (arg.size() > 2) flag.value = std::string(arg.substr(arg[2] == '=' ? 3 : 2));
+  }
+  if (flag.key == "o") flag.key = "output";
+  if (flag.key == "n") flag.key = "namespace";
+  return flag;
+}
+
+// The value of --output: json, or table (also "wide").
+std::expected<Output, std::string> parseOutput(const std::string& value) {
+  if (value == "json") return Output::kJson;
+  if (value == "table" || value == "wide") return Output::kTable;
+  return std::unexpected(fmt::format("--output: \"{}\" is not table or json", value));
+}
+
+// The value of --timeout: a number of seconds from 1 to 3600, with or without an "s".
+std::expected<int, std::string> parseTimeout(const std::string& value) {
+  std::string_view v = value;
+  if (v.ends_with('s')) v.remove_suffix(1);
+  int seconds = 0;
+  const auto [end, ec] = std::from_chars(v.data(), v.data() + v.size(), seconds);
+  if (ec != std::errc() || end != v.data() + v.size() || seconds < 1 || seconds > 3600) {
+    return std::unexpected(
+        fmt::format("--timeout: \"{}\" is not a number of seconds from 1 to 3600", value));
+  }
+  return seconds;
+}
+
+// Sets the field of `args` that the flag `key` (one of kKeys in readFlags) names.
+std::expected<void, std::string> setFlag(const std::string& key, const std::string& value,
+                                         Args& args) {
+  if (key == "output") {
+    const auto output = parseOutput(value);
+    if (!output) return std::unexpected(output.error());
+    args.output = *output;
+  } else if (key == "namespace") {
+    args.ns = value;
+  } else if (key == "kubeconfig") {
+    args.kubeconfig = value;
+  } else if (key == "context") {
+    args.context = value;
+  } else if (key == "node") {
+    args.node = value;
+  } else if (key == "podsubnet") {
+    args.podSubnet = value;
+  } else if (key == "from-report") {
+    args.fromReport = value;
+  } else if (key == "timeout") {
+    const auto seconds = parseTimeout(value);
+    if (!seconds) return std::unexpected(seconds.error());
+    args.timeoutSeconds = *seconds;
+  }
+  return {};
+}
+
+// What the command line holds besides the flags readFlags sets in Args.
+struct Words {
+  std::vector<std::string> positional;  // the command and its arguments
   bool sawHelp = false;
-  bool sawTimeout = false;
+  bool sawTimeout = false;  // --timeout given (only for release)
+};
+
+// Reads every flag of `argv` into `args`, in order; the first error ends it.
+std::expected<Words, std::string> readFlags(std::span<const char* const> argv, Args& args) {
+  Words words;
   for (std::size_t i = 0; i < argv.size(); ++i) {
     std::string_view arg = argv[i];
     if (arg == "-h" || arg == "--help") {
-      sawHelp = true;
+      words.sawHelp = true;
       continue;
     }
     if (arg == "--dry-run") {
@@ -54,22 +132,10 @@ std::expected<Args, std::string> parseArgs(std::span<const char* const> argv) {
       continue;
     }
     if (!arg.starts_with('-') || arg == "-") {
-      positional.emplace_back(arg);
+      words.positional.emplace_back(arg);
       continue;
     }
-    std::string key;
-    std::optional<std::string> value;
-    if (arg.starts_with("--")) {
-      const auto body = arg.substr(2);
-      const auto eq = body.find('=');
-      key = std::string(body.substr(0, eq));
-      if (eq != std::string_view::npos) value = std::string(body.substr(eq + 1));
-    } else if (arg.size() >= 2) {
-      key = std::string(arg.substr(1, 1));
-      if (arg.size() > 2) value = std::string(arg.substr(arg[2] == '=' ? 3 : 2));
-    }
-    if (key == "o") key = "output";
-    if (key == "n") key = "namespace";
+    auto [key, value] = splitFlag(arg);
     static const std::vector<std::string> kKeys{"output", "namespace", "kubeconfig",  "context",
                                                 "node",   "podsubnet", "from-report", "timeout"};
     if (std::find(kKeys.begin(), kKeys.end(), key) == kKeys.end()) {
@@ -80,46 +146,17 @@ std::expected<Args, std::string> parseArgs(std::span<const char* const> argv) {
       value = argv[++i];
     }
     if (value->empty()) return std::unexpected(fmt::format("--{}: empty value", key));
-    if (key == "output") {
-      if (*value == "json") {
-        args.output = Output::kJson;
-      } else if (*value == "table" || *value == "wide") {
-        args.output = Output::kTable;
-      } else {
-        return std::unexpected(fmt::format("--output: \"{}\" is not table or json", *value));
-      }
-    } else if (key == "namespace") {
-      args.ns = *value;
-    } else if (key == "kubeconfig") {
-      args.kubeconfig = *value;
-    } else if (key == "context") {
-      args.context = *value;
-    } else if (key == "node") {
-      args.node = *value;
-    } else if (key == "podsubnet") {
-      args.podSubnet = *value;
-    } else if (key == "from-report") {
-      args.fromReport = *value;
-    } else if (key == "timeout") {
-      std::string_view v = *value;
-      if (v.ends_with('s')) v.remove_suffix(1);
-      int seconds = 0;
-      const auto [end, ec] = std::from_chars(v.data(), v.data() + v.size(), seconds);
-      if (ec != std::errc() || end != v.data() + v.size() || seconds < 1 || seconds > 3600) {
-        return std::unexpected(
-            fmt::format("--timeout: \"{}\" is not a number of seconds from 1 to 3600", *value));
-      }
-      args.timeoutSeconds = seconds;
-      sawTimeout = true;
-    }
+    if (auto applied = setFlag(key, *value, args); !applied)
+      return std::unexpected(applied.error());
+    if (key == "timeout") words.sawTimeout = true;
   }
-  if (sawHelp || positional.empty()) {
-    if (!sawHelp && positional.empty()) {
-      return std::unexpected("no command: show, check, why or release");
-    }
-    args.command = Command::kHelp;
-    return args;
-  }
+  return words;
+}
+
+// The command, positional.front(), and its arguments: show and check take none, why the pod,
+// release none but needs --from-report.
+std::expected<void, std::string> readCommand(const std::vector<std::string>& positional,
+                                             Args& args) {
   const std::string& command = positional.front();
   const std::size_t extra = positional.size() - 1;
   if (command == "show") {
@@ -148,6 +185,11 @@ std::expected<Args, std::string> parseArgs(std::span<const char* const> argv) {
     return std::unexpected(
         fmt::format("unknown command \"{}\": show, check, why or release", command));
   }
+  return {};
+}
+
+// Refuses a flag given with a command it is not for.
+std::expected<void, std::string> checkFlagsFitCommand(const Args& args, bool sawTimeout) {
   if (args.command != Command::kRelease &&
       (!args.fromReport.empty() || args.dryRun || sawTimeout)) {
     return std::unexpected("--from-report, --dry-run and --timeout: only for release");
@@ -160,6 +202,28 @@ std::expected<Args, std::string> parseArgs(std::span<const char* const> argv) {
   }
   if (!args.ns.empty() && args.command != Command::kWhy) {
     return std::unexpected("--namespace: only for why");
+  }
+  return {};
+}
+
+}  // namespace
+
+std::expected<Args, std::string> parseArgs(std::span<const char* const> argv) {
+  Args args;
+  const auto words = readFlags(argv, args);
+  if (!words) return std::unexpected(words.error());
+  if (words->sawHelp || words->positional.empty()) {
+    if (!words->sawHelp && words->positional.empty()) {
+      return std::unexpected("no command: show, check, why or release");
+    }
+    args.command = Command::kHelp;
+    return args;
+  }
+  if (auto command = readCommand(words->positional, args); !command) {
+    return std::unexpected(command.error());
+  }
+  if (auto fit = checkFlagsFitCommand(args, words->sawTimeout); !fit) {
+    return std::unexpected(fit.error());
   }
   if (args.ns.empty()) args.ns = "default";
   return args;
