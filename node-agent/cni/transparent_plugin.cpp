@@ -4,6 +4,7 @@
 #include <cstdio>
 #include <optional>
 #include <set>
+#include <vector>
 
 #include <fmt/format.h>
 
@@ -221,27 +222,37 @@ Outcome<void> del(const net::Netns& hostNs, IpamDelegate& ipam, const Env& env,
 
 // ---- CHECK --------------------------------------------------------------------------------------
 
-Outcome<void> check(const net::Netns& hostNs, IpamDelegate& ipam, const Env& env,
-                    const NetConf& conf) {
-  auto config = parseTransparentConfig(conf);
-  if (!config) return std::unexpected(config.error());
-  if (!conf.prevResult) {
-    return failWith(kInvalidConfig, "vnet-transparent: CHECK needs prevResult");
-  }
-  if (auto ok = ipam.run(Command::kCheck, env, conf); !ok) return std::unexpected(ok.error());
-  const Result& prev = *conf.prevResult;
-
+// The interface prevResult lists for this attachment's pod end (CNI_IFNAME in CNI_NETNS).
+Outcome<std::vector<Interface>::const_iterator> findPodInterface(const Env& env,
+                                                                 const Result& prev) {
   const auto podIt = std::ranges::find_if(prev.interfaces, [&](const Interface& i) {
     return i.name == env.ifName && i.sandbox == env.netns;
   });
   if (podIt == prev.interfaces.end()) {
     return mismatch(env, "prevResult lists no such interface in that sandbox");
   }
-  const int podIndex = static_cast<int>(podIt - prev.interfaces.begin());
+  return podIt;
+}
 
+// The attachment's veth as CHECK reads it: both ends, a socket in each end's namespace and, once
+// readVethState has read them, the addresses, routes and neighbours on each end.
+struct CheckedVeth {
+  net::Netns podNs;
+  std::string hostName;
+  net::RtnlSocket hostSock;
+  net::RtnlSocket podSock;
+  net::LinkInfo host;
+  net::LinkInfo pod;
+  LinkState hostState;
+  LinkState podState;
+};
+
+// Opens the pod's namespace and finds both ends of the veth: either missing is a mismatch.
+Outcome<CheckedVeth> findVeth(const net::Netns& hostNs, const Env& env,
+                              const TransparentConfig& config) {
   auto podNs = openPodNetns(env);
   if (!podNs) return std::unexpected(podNs.error());
-  auto hostName = net::hostVethName(config->hostVethPrefix, env.containerID, env.ifName);
+  auto hostName = net::hostVethName(config.hostVethPrefix, env.containerID, env.ifName);
   if (!hostName) return fromNet(hostName.error());
   auto hostSock = net::RtnlSocket::open(hostNs);
   if (!hostSock) return fromNet(hostSock.error());
@@ -251,108 +262,181 @@ Outcome<void> check(const net::Netns& hostNs, IpamDelegate& ipam, const Env& env
   if (!host) return mismatch(env, fmt::format("host veth {} is missing", *hostName));
   auto pod = net::getLink(*podSock, env.ifName);
   if (!pod) return mismatch(env, "the pod interface is missing");
+  return CheckedVeth{.podNs = std::move(*podNs),
+                     .hostName = std::move(*hostName),
+                     .hostSock = std::move(*hostSock),
+                     .podSock = std::move(*podSock),
+                     .host = std::move(*host),
+                     .pod = std::move(*pod)};
+}
 
-  if (!podIt->mac.empty() && podIt->mac != pod->mac.toString()) {
+// The links themselves: the pod end's MAC (if prevResult lists one), both ends up, both with the
+// configured MTU.
+Outcome<void> checkLinks(const Env& env, const Interface& listed, const CheckedVeth& veth,
+                         std::uint32_t mtu) {
+  const net::LinkInfo& host = veth.host;
+  const net::LinkInfo& pod = veth.pod;
+  if (!listed.mac.empty() && listed.mac != pod.mac.toString()) {
     return mismatch(env,
-                    fmt::format("MAC is {}, prevResult says {}", pod->mac.toString(), podIt->mac));
+                    fmt::format("MAC is {}, prevResult says {}", pod.mac.toString(), listed.mac));
   }
-  if (!host->up || !pod->up) {
-    return mismatch(env, fmt::format("{} is down", host->up ? env.ifName : *hostName));
+  if (!host.up || !pod.up) {
+    return mismatch(env, fmt::format("{} is down", host.up ? env.ifName : veth.hostName));
   }
-  if (pod->mtu != config->mtu || host->mtu != config->mtu) {
-    return mismatch(env, fmt::format("MTU is {} (pod) / {} (host {}), the config says {}", pod->mtu,
-                                     host->mtu, *hostName, config->mtu));
+  if (pod.mtu != mtu || host.mtu != mtu) {
+    return mismatch(env, fmt::format("MTU is {} (pod) / {} (host {}), the config says {}", pod.mtu,
+                                     host.mtu, veth.hostName, mtu));
   }
+  return {};
+}
 
-  auto podState = readLinkState(*podSock, *pod);
+// Reads the addresses, routes and neighbours on each end, the pod's first.
+Outcome<void> readVethState(CheckedVeth& veth) {
+  auto podState = readLinkState(veth.podSock, veth.pod);
   if (!podState) return fromNet(podState.error());
-  auto hostState = readLinkState(*hostSock, *host);
+  auto hostState = readLinkState(veth.hostSock, veth.host);
   if (!hostState) return fromNet(hostState.error());
-  const auto hasRoute = [](const LinkState& s, ipam::Prefix dst,
-                           std::optional<ipam::IPAddress> gw) {
-    return std::ranges::any_of(s.routes, [&](const LinkState::Route& r) {
-      // IPv6 routes have no scope (the kernel keeps them as universe).
-      return r.dst == dst && r.gateway == gw &&
-             (gw.has_value() || r.linkScope || dst.family() == ipam::Family::kV6);
-    });
-  };
-  const auto hasNeighbour = [&](ipam::IPAddress gateway) {
-    return std::ranges::any_of(podState->neighbours, [&](const LinkState::Neighbour& n) {
-      return n.dst == gateway && n.permanent && n.mac == host->mac.toString();
-    });
-  };
+  veth.podState = std::move(*podState);
+  veth.hostState = std::move(*hostState);
+  return {};
+}
 
-  bool hasV4 = false;
-  bool hasV6 = false;
+// Whether s has the route to dst via gw; without gw, a link route.
+bool hasRoute(const LinkState& s, ipam::Prefix dst, std::optional<ipam::IPAddress> gw) {
+  return std::ranges::any_of(s.routes, [&](const LinkState::Route& r) {
+    // IPv6 routes have no scope (the kernel keeps them as universe).
+    return r.dst == dst && r.gateway == gw &&
+           (gw.has_value() || r.linkScope || dst.family() == ipam::Family::kV6);
+  });
+}
+
+// The families of the addresses prevResult lists for the pod's interface.
+struct ListedFamilies {
+  bool v4 = false;
+  bool v6 = false;
+};
+
+// Each address prevResult lists for the pod's interface (the podIndex'th): on the pod end, and the
+// host's route to it on the host veth. At least one is listed.
+Outcome<ListedFamilies> checkAddresses(const Env& env, const Result& prev, int podIndex,
+                                       const CheckedVeth& veth) {
+  ListedFamilies listed;
   for (const auto& ipc : prev.ips) {
     if (ipc.interface && *ipc.interface != podIndex) continue;
-    (ipc.address.family() == ipam::Family::kV4 ? hasV4 : hasV6) = true;
+    (ipc.address.family() == ipam::Family::kV4 ? listed.v4 : listed.v6) = true;
     const int length = ipam::bitLength(ipc.address.family());
     const auto text = ipc.address.toString();
-    if (!std::ranges::any_of(podState->addresses, [&](const LinkState::Address& a) {
+    if (!std::ranges::any_of(veth.podState.addresses, [&](const LinkState::Address& a) {
           return a.address == ipc.address && a.prefixLength == length;
         })) {
       return mismatch(env, fmt::format("address {}/{} is missing", text, length));
     }
-    if (!hasRoute(*hostState, ipam::Prefix::masked(ipc.address, length), std::nullopt)) {
-      return mismatch(env,
-                      fmt::format("host route {}/{} dev {} is missing", text, length, *hostName));
+    if (!hasRoute(veth.hostState, ipam::Prefix::masked(ipc.address, length), std::nullopt)) {
+      return mismatch(
+          env, fmt::format("host route {}/{} dev {} is missing", text, length, veth.hostName));
     }
   }
-  if (!hasV4 && !hasV6) return mismatch(env, "prevResult lists no address for the interface");
-  // The pod's routes are on this interface when ADD put them there, which its result says by
-  // listing the default route (a second network's interface has none: see ADD).
-  const auto ownsDefault = [&](ipam::Prefix dst, ipam::IPAddress gateway) {
-    return std::ranges::any_of(
-        prev.routes, [&](const RouteEntry& r) { return r.dst == dst && r.gw == gateway; });
-  };
-  if (hasV4) {
-    const auto gateway = net::kDefaultPodGateway;
-    const auto defaultRoute = ipam::Prefix::masked(ipam::IPAddress::v4(0), 0);
-    const bool ownsRoutes = ownsDefault(defaultRoute, gateway);
-    if (ownsRoutes && !hasRoute(*podState, ipam::Prefix::masked(gateway, 32), std::nullopt)) {
-      return mismatch(env, fmt::format("link route {} is missing", gateway.toString()));
-    }
-    if (ownsRoutes && !hasRoute(*podState, defaultRoute, gateway)) {
-      return mismatch(env, fmt::format("default route via {} is missing", gateway.toString()));
-    }
-    if (!hasNeighbour(gateway)) {
-      return mismatch(env, fmt::format("permanent neighbour {} -> {} is missing",
-                                       gateway.toString(), host->mac.toString()));
-    }
-    auto proxyArp = net::readInterfaceSysctl(
-        hostNs, {.table = net::SysctlTable::kConf, .ifname = *hostName, .key = "proxy_arp"});
-    if (!proxyArp) return fromNet(proxyArp.error());
-    if (*proxyArp != "1") {
-      return mismatch(env, fmt::format("proxy_arp on {} is {}, not 1", *hostName, *proxyArp));
-    }
+  if (!listed.v4 && !listed.v6) {
+    return mismatch(env, "prevResult lists no address for the interface");
   }
-  if (hasV6) {
-    const auto gateway = net::kDefaultPodGatewayV6;
-    const auto defaultRoute =
-        ipam::Prefix::masked(ipam::IPAddress::fromBits(ipam::Family::kV6, 0), 0);
-    if (ownsDefault(defaultRoute, gateway) && !hasRoute(*podState, defaultRoute, gateway)) {
-      return mismatch(env, fmt::format("IPv6 default route via {} is missing", gateway.toString()));
-    }
-    if (!hasNeighbour(gateway)) {
-      return mismatch(env, fmt::format("permanent neighbour {} -> {} is missing",
-                                       gateway.toString(), host->mac.toString()));
-    }
-    if (!std::ranges::any_of(hostState->addresses,
-                             [&](const LinkState::Address& a) { return a.address == gateway; })) {
-      return mismatch(env, fmt::format("host veth {} does not have the gateway address {}",
-                                       *hostName, gateway.toString()));
-    }
-    auto forwarding = net::readInterfaceSysctl(hostNs, {.family = ipam::Family::kV6,
-                                                        .table = net::SysctlTable::kConf,
-                                                        .ifname = *hostName,
-                                                        .key = "forwarding"});
-    if (!forwarding) return fromNet(forwarding.error());
-    if (*forwarding != "1") {
-      return mismatch(env, fmt::format("IPv6 forwarding on {} is {}, not 1 "
-                                       "(net.ipv6.conf.all.forwarding)",
-                                       *hostName, *forwarding));
-    }
+  return listed;
+}
+
+// The pod's routes are on this interface when ADD put them there, which its result says by
+// listing the default route (a second network's interface has none: see ADD).
+bool ownsDefault(const Result& prev, ipam::Prefix dst, ipam::IPAddress gateway) {
+  return std::ranges::any_of(prev.routes,
+                             [&](const RouteEntry& r) { return r.dst == dst && r.gw == gateway; });
+}
+
+// The pod end's permanent neighbour entry gateway -> the host veth's MAC.
+Outcome<void> checkGatewayNeighbour(const Env& env, const CheckedVeth& veth,
+                                    ipam::IPAddress gateway) {
+  if (!std::ranges::any_of(veth.podState.neighbours, [&](const LinkState::Neighbour& n) {
+        return n.dst == gateway && n.permanent && n.mac == veth.host.mac.toString();
+      })) {
+    return mismatch(env, fmt::format("permanent neighbour {} -> {} is missing", gateway.toString(),
+                                     veth.host.mac.toString()));
+  }
+  return {};
+}
+
+// IPv4: the pod's link route to the gateway and default route via it (if this interface has the
+// pod's routes), the gateway's neighbour entry, and proxy_arp=1 on the host veth.
+Outcome<void> checkIpv4(const net::Netns& hostNs, const Env& env, const Result& prev,
+                        const CheckedVeth& veth) {
+  const auto gateway = net::kDefaultPodGateway;
+  const auto defaultRoute = ipam::Prefix::masked(ipam::IPAddress::v4(0), 0);
+  const bool ownsRoutes = ownsDefault(prev, defaultRoute, gateway);
+  if (ownsRoutes && !hasRoute(veth.podState, ipam::Prefix::masked(gateway, 32), std::nullopt)) {
+    return mismatch(env, fmt::format("link route {} is missing", gateway.toString()));
+  }
+  if (ownsRoutes && !hasRoute(veth.podState, defaultRoute, gateway)) {
+    return mismatch(env, fmt::format("default route via {} is missing", gateway.toString()));
+  }
+  if (auto ok = checkGatewayNeighbour(env, veth, gateway); !ok) return ok;
+  auto proxyArp = net::readInterfaceSysctl(
+      hostNs, {.table = net::SysctlTable::kConf, .ifname = veth.hostName, .key = "proxy_arp"});
+  if (!proxyArp) return fromNet(proxyArp.error());
+  if (*proxyArp != "1") {
+    return mismatch(env, fmt::format("proxy_arp on {} is {}, not 1", veth.hostName, *proxyArp));
+  }
+  return {};
+}
+
+// IPv6: the pod's default route via the gateway (if this interface has the pod's routes), the
+// gateway's neighbour entry, the gateway address on the host veth, and IPv6 forwarding on it.
+Outcome<void> checkIpv6(const net::Netns& hostNs, const Env& env, const Result& prev,
+                        const CheckedVeth& veth) {
+  const auto gateway = net::kDefaultPodGatewayV6;
+  const auto defaultRoute =
+      ipam::Prefix::masked(ipam::IPAddress::fromBits(ipam::Family::kV6, 0), 0);
+  if (ownsDefault(prev, defaultRoute, gateway) && !hasRoute(veth.podState, defaultRoute, gateway)) {
+    return mismatch(env, fmt::format("IPv6 default route via {} is missing", gateway.toString()));
+  }
+  if (auto ok = checkGatewayNeighbour(env, veth, gateway); !ok) return ok;
+  if (!std::ranges::any_of(veth.hostState.addresses,
+                           [&](const LinkState::Address& a) { return a.address == gateway; })) {
+    return mismatch(env, fmt::format("host veth {} does not have the gateway address {}",
+                                     veth.hostName, gateway.toString()));
+  }
+  auto forwarding = net::readInterfaceSysctl(hostNs, {.family = ipam::Family::kV6,
+                                                      .table = net::SysctlTable::kConf,
+                                                      .ifname = veth.hostName,
+                                                      .key = "forwarding"});
+  if (!forwarding) return fromNet(forwarding.error());
+  if (*forwarding != "1") {
+    return mismatch(env, fmt::format("IPv6 forwarding on {} is {}, not 1 "
+                                     "(net.ipv6.conf.all.forwarding)",
+                                     veth.hostName, *forwarding));
+  }
+  return {};
+}
+
+// IPAM CHECK, then the layout against prevResult, step by step: the first difference is the error.
+Outcome<void> check(const net::Netns& hostNs, IpamDelegate& ipam, const Env& env,
+                    const NetConf& conf) {
+  auto config = parseTransparentConfig(conf);
+  if (!config) return std::unexpected(config.error());
+  if (!conf.prevResult) {
+    return failWith(kInvalidConfig, "vnet-transparent: CHECK needs prevResult");
+  }
+  if (auto ok = ipam.run(Command::kCheck, env, conf); !ok) return std::unexpected(ok.error());
+  const Result& prev = *conf.prevResult;
+  const auto podIt = findPodInterface(env, prev);
+  if (!podIt) return std::unexpected(podIt.error());
+  const int podIndex = static_cast<int>(*podIt - prev.interfaces.begin());
+  auto veth = findVeth(hostNs, env, *config);
+  if (!veth) return std::unexpected(veth.error());
+  if (auto ok = checkLinks(env, **podIt, *veth, config->mtu); !ok) return ok;
+  if (auto ok = readVethState(*veth); !ok) return ok;
+  const auto listed = checkAddresses(env, prev, podIndex, *veth);
+  if (!listed) return std::unexpected(listed.error());
+  if (listed->v4) {
+    if (auto ok = checkIpv4(hostNs, env, prev, *veth); !ok) return ok;
+  }
+  if (listed->v6) {
+    if (auto ok = checkIpv6(hostNs, env, prev, *veth); !ok) return ok;
   }
   return {};
 }
