@@ -251,11 +251,19 @@ std::vector<std::string> MockState::ipConfigurationIdsInSubnet(std::string_view 
 
 namespace {
 
-// Applies the rules to `requested` for the NIC `nicId` (whose current state is `existing`, if
-// any) and allocates every dynamic address. `others` are the addresses other NICs hold.
-std::expected<std::vector<IpConfiguration>, CloudError> resolveConfigurations(
-    std::string_view nicId, const NetworkInterface* existing,
-    const std::vector<RequestedConfig>& requested, const MockState& state,
+// The configuration of `existing` (when there is one) of that name, compared case-insensitively.
+const IpConfiguration* existingConfig(const NetworkInterface* existing, std::string_view name) {
+  if (existing == nullptr) return nullptr;
+  for (const auto& c : existing->ipConfigurations) {
+    if (toLower(c.name) == toLower(name)) return &c;
+  }
+  return nullptr;
+}
+
+// The list as a whole: at least one configuration, at most options.maxIpConfigsPerNic, no two of
+// one name.
+std::expected<void, CloudError> checkConfigurationList(
+    std::string_view nicId, const std::vector<RequestedConfig>& requested,
     const StateOptions& options) {
   if (requested.empty())
     return std::unexpected(badRequest("NetworkInterfaceMustHaveAtLeastOneIpConfiguration",  // [R]
@@ -275,14 +283,13 @@ std::expected<std::vector<IpConfiguration>, CloudError> resolveConfigurations(
           fmt::format("Network interface {} has more than one IP configuration named {}.", nicId,
                       requested[i].name)));
   }
-  auto existingConfig = [&](std::string_view name) -> const IpConfiguration* {
-    if (existing == nullptr) return nullptr;
-    for (const auto& c : existing->ipConfigurations) {
-      if (toLower(c.name) == toLower(name)) return &c;
-    }
-    return nullptr;
-  };
+  return {};
+}
 
+// The index of the primary configuration in `requested`.
+std::expected<std::size_t, CloudError> choosePrimary(
+    std::string_view nicId, const NetworkInterface* existing,
+    const std::vector<RequestedConfig>& requested) {
   // Exactly one primary. Unmarked means: the only configuration, or the one that was primary.
   std::optional<std::size_t> primary;
   std::size_t marked = 0;
@@ -297,7 +304,7 @@ std::expected<std::vector<IpConfiguration>, CloudError> resolveConfigurations(
       primary = 0;
     } else {
       for (std::size_t i = 0; i < requested.size(); ++i) {
-        const auto* old = existingConfig(requested[i].name);
+        const auto* old = existingConfig(existing, requested[i].name);
         if (old != nullptr && old->primary && !requested[i].primary.has_value()) primary = i;
       }
     }
@@ -308,16 +315,24 @@ std::expected<std::vector<IpConfiguration>, CloudError> resolveConfigurations(
         fmt::format("Network interface {} must have exactly one primary IP configuration; the "
                     "request marks {}.",
                     nicId, marked)));
+  return *primary;
+}
 
+// The subnet every configuration is in.
+std::expected<const Subnet*, CloudError> commonSubnet(std::string_view nicId,
+                                                      const NetworkInterface* existing,
+                                                      const std::vector<RequestedConfig>& requested,
+                                                      std::size_t primary, const MockState& state) {
   // One subnet for all: the primary's (kept from before when the request leaves it out).
-  std::string subnetId = requested[*primary].subnetId;
+  std::string subnetId = requested[primary].subnetId;
   if (subnetId.empty()) {
-    if (const auto* old = existingConfig(requested[*primary].name)) subnetId = old->subnetId;
+    if (const auto* old = existingConfig(existing, requested[primary].name))
+      subnetId = old->subnetId;
   }
   if (subnetId.empty())
     return std::unexpected(invalidFormat(
         fmt::format("The primary IP configuration {} of {} needs properties.subnet.id.",
-                    requested[*primary].name, nicId)));
+                    requested[primary].name, nicId)));
   const Subnet* subnet = state.findSubnet(subnetId);
   if (subnet == nullptr)
     return std::unexpected(badRequest(
@@ -334,13 +349,18 @@ std::expected<std::vector<IpConfiguration>, CloudError> resolveConfigurations(
                       "interface must be in the same subnet, {}.",
                       configId(nicId, r.name), r.subnetId, subnet->id)));
   }
+  return subnet;
+}
 
-  // Prefix rules.
+// Prefix rules.
+std::expected<void, CloudError> checkPrefixRules(std::string_view nicId,
+                                                 const std::vector<RequestedConfig>& requested,
+                                                 std::size_t primary, const StateOptions& options) {
   for (std::size_t i = 0; i < requested.size(); ++i) {
     const auto& r = requested[i];
     if (!r.prefixLength) continue;
     const std::string id = configId(nicId, r.name);
-    if (i == *primary)
+    if (i == primary)
       return std::unexpected(badRequest(
           "PrivateIPAddressPrefixNotAllowedOnPrimaryIpConfiguration",  // [R]
           fmt::format("IP configuration {} is primary; a private IP address prefix is only "
@@ -359,131 +379,212 @@ std::expected<std::vector<IpConfiguration>, CloudError> resolveConfigurations(
                       "address; a prefix cannot have a public IP address.",
                       id)));
   }
+  return {};
+}
 
-  // Other NICs and the reserved addresses are in the index; what this request claims is added to
-  // `claimed` as it goes. The index answers first: the order in which ARM names a holder.
-  const std::string subnetKey = toLower(subnet->id);
-  const std::string nicKey = toLower(nicId);
+// What the Static configuration `r` of the NIC `nicId` asks for: its address, or its prefix.
+std::expected<ipam::Prefix, CloudError> staticPrefix(std::string_view nicId,
+                                                     const RequestedConfig& r) {
+  const std::string id = configId(nicId, r.name);
+  if (!r.address)
+    return std::unexpected(invalidFormat(
+        fmt::format("IP configuration {} is Static but has no privateIPAddress.", id)));
+  std::string_view text = *r.address;
+  const auto slash = text.find('/');
+  auto addr = ipam::IPAddress::parse(text.substr(0, slash));
+  if (!addr || addr->family() != ipam::Family::kV4)
+    return std::unexpected(badRequest(
+        "InvalidPrivateIPAddress",  // [R]
+        fmt::format("IP configuration {}: privateIPAddress \"{}\" is not an IPv4 address{}.", id,
+                    text, r.prefixLength ? " or a prefix a.b.c.d/n" : "")));
+  ipam::Prefix p = ipam::Prefix::masked(*addr, 32);
+  if (r.prefixLength) {
+    if (slash != std::string_view::npos &&
+        text.substr(slash + 1) != std::to_string(*r.prefixLength))
+      return std::unexpected(badRequest(
+          "InvalidPrivateIPAddressPrefixLength",  // [R]
+          fmt::format("IP configuration {}: privateIPAddress {} does not have the length "
+                      "privateIPAddressPrefixLength gives ({}).",
+                      id, text, *r.prefixLength)));
+    auto made = ipam::Prefix::make(*addr, *r.prefixLength);
+    if (!made)
+      return std::unexpected(badRequest(
+          "InvalidPrivateIPAddressPrefix",  // [R]
+          fmt::format("IP configuration {}: {}/{} is not aligned to its length; the block it is "
+                      "in is {}.",
+                      id, addr->toString(), *r.prefixLength,
+                      ipam::Prefix::masked(*addr, *r.prefixLength).toString())));
+    p = *made;
+  } else if (slash != std::string_view::npos) {
+    return std::unexpected(badRequest(
+        "InvalidPrivateIPAddress",  // [R]
+        fmt::format("IP configuration {}: privateIPAddress \"{}\" has a prefix length but no "
+                    "privateIPAddressPrefixLength.",
+                    id, text)));
+  }
+  return p;
+}
+
+// Gives each requested configuration of one NIC its address or prefix in the subnet, in the
+// three passes resolveConfigurations makes, and builds the configurations.
+class Allocation {
+ public:
+  Allocation(std::string_view nicId, const std::vector<RequestedConfig>& requested,
+             std::size_t primary, const Subnet& subnet, const MockState& state)
+      : nicId_(nicId),
+        requested_(requested),
+        primary_(primary),
+        subnet_(subnet),
+        state_(state),
+        subnetKey_(toLower(subnet.id)),
+        nicKey_(toLower(nicId)),
+        out_(requested.size()),
+        done_(requested.size(), false) {}
+
+  // Dynamic configurations of `existing` that the request keeps hold on to their address.
+  std::expected<void, CloudError> keepExisting(const NetworkInterface* existing);
+  // Static configurations take what they ask for.
+  std::expected<void, CloudError> claimStatic();
+  // The rest take the first free slot of their size.
+  std::expected<void, CloudError> claimDynamic();
+
+  // The configurations, once all three passes have succeeded.
+  std::vector<IpConfiguration> configurations() && { return std::move(out_); }
+
+ private:
   struct Claimed {
     ipam::U128 first;
     ipam::U128 last;
     std::string owner;
   };
-  std::vector<Claimed> claimed;
-  const auto takenIn = [&](ipam::U128 first, ipam::U128 last) -> std::optional<Taken> {
-    if (const auto* h = state.addressIndex().findOverlap(subnetKey, first, last, nicKey))
-      return Taken{.owner = h->owner, .reserved = h->reserved, .last = h->last};
-    for (const auto& c : claimed) {
-      if (c.first <= last && first <= c.last) return Taken{.owner = c.owner, .last = c.last};
-    }
-    return std::nullopt;
-  };
 
-  std::vector<IpConfiguration> out(requested.size());
-  std::vector<bool> done(requested.size(), false);
-  const auto claim = [&](std::size_t i, const ipam::Prefix& p) -> std::expected<void, CloudError> {
-    const std::string id = configId(nicId, requested[i].name);
-    if (!subnet->contains(p))
-      return std::unexpected(
-          badRequest("PrivateIPAddressNotInSubnet",  // [R]
-                     fmt::format("IP configuration {} asks for {}, which is not in subnet {} ({}).",
-                                 id, p.length() == 32 ? p.address().toString() : p.toString(),
-                                 subnet->id, ipam::toString(subnet->prefixes))));
-    if (const auto o = takenIn(p.first().bits(), p.last().bits())) {
-      const std::string text = p.length() == 32 ? p.address().toString() : p.toString();
-      if (o->reserved)
-        return std::unexpected(badRequest(
-            "PrivateIPAddressIsReserved",  // [R]
-            fmt::format("IP configuration {} asks for {}, which overlaps {}: the first four and "
-                        "the last address of a subnet are reserved.",
-                        id, text, o->owner)));
+  // Who holds an address in [first, last], if anyone does. Other NICs and the reserved
+  // addresses are in the index; what this request claims is added to `claimed_` as it goes. The
+  // index answers first: the order in which ARM names a holder.
+  std::optional<Taken> takenIn(ipam::U128 first, ipam::U128 last) const;
+  // Gives configuration i the prefix p, if it is in the subnet and free.
+  std::expected<void, CloudError> claim(std::size_t i, const ipam::Prefix& p);
+
+  std::string_view nicId_;
+  const std::vector<RequestedConfig>& requested_;
+  std::size_t primary_;
+  const Subnet& subnet_;
+  const MockState& state_;
+  const std::string subnetKey_;
+  const std::string nicKey_;
+  std::vector<Claimed> claimed_;
+  std::vector<IpConfiguration> out_;
+  std::vector<bool> done_;
+};
+
+std::optional<Taken> Allocation::takenIn(ipam::U128 first, ipam::U128 last) const {
+  if (const auto* h = state_.addressIndex().findOverlap(subnetKey_, first, last, nicKey_))
+    return Taken{.owner = h->owner, .reserved = h->reserved, .last = h->last};
+  for (const auto& c : claimed_) {
+    if (c.first <= last && first <= c.last) return Taken{.owner = c.owner, .last = c.last};
+  }
+  return std::nullopt;
+}
+
+std::expected<void, CloudError> Allocation::claim(std::size_t i, const ipam::Prefix& p) {
+  const std::string id = configId(nicId_, requested_[i].name);
+  if (!subnet_.contains(p))
+    return std::unexpected(
+        badRequest("PrivateIPAddressNotInSubnet",  // [R]
+                   fmt::format("IP configuration {} asks for {}, which is not in subnet {} ({}).",
+                               id, p.length() == 32 ? p.address().toString() : p.toString(),
+                               subnet_.id, ipam::toString(subnet_.prefixes))));
+  if (const auto o = takenIn(p.first().bits(), p.last().bits())) {
+    const std::string text = p.length() == 32 ? p.address().toString() : p.toString();
+    if (o->reserved)
       return std::unexpected(badRequest(
-          "PrivateIPAddressInUse",
-          fmt::format("IP configuration {} is using the same private IP address {} as IP "
-                      "configuration {}.",
+          "PrivateIPAddressIsReserved",  // [R]
+          fmt::format("IP configuration {} asks for {}, which overlaps {}: the first four and "
+                      "the last address of a subnet are reserved.",
                       id, text, o->owner)));
-    }
-    claimed.push_back({p.first().bits(), p.last().bits(), id});
-    out[i] = IpConfiguration{.name = requested[i].name,
-                             .primary = i == *primary,
-                             .dynamic = requested[i].dynamic,
-                             .subnetId = subnet->id,
-                             .prefix = requested[i].prefixLength ? std::optional(p) : std::nullopt,
-                             .address = p.address()};
-    done[i] = true;
-    return {};
-  };
+    return std::unexpected(
+        badRequest("PrivateIPAddressInUse",
+                   fmt::format("IP configuration {} is using the same private IP address {} as IP "
+                               "configuration {}.",
+                               id, text, o->owner)));
+  }
+  claimed_.push_back({p.first().bits(), p.last().bits(), id});
+  out_[i] = IpConfiguration{.name = requested_[i].name,
+                            .primary = i == primary_,
+                            .dynamic = requested_[i].dynamic,
+                            .subnetId = subnet_.id,
+                            .prefix = requested_[i].prefixLength ? std::optional(p) : std::nullopt,
+                            .address = p.address()};
+  done_[i] = true;
+  return {};
+}
 
-  // 1. Dynamic configurations that exist already keep what they hold.
-  for (std::size_t i = 0; i < requested.size(); ++i) {
-    const auto& r = requested[i];
-    const auto* old = existingConfig(r.name);
+std::expected<void, CloudError> Allocation::keepExisting(const NetworkInterface* existing) {
+  for (std::size_t i = 0; i < requested_.size(); ++i) {
+    const auto& r = requested_[i];
+    const auto* old = existingConfig(existing, r.name);
     if (!r.dynamic || old == nullptr || !old->dynamic) continue;
     if (old->prefix.has_value() != r.prefixLength.has_value()) continue;
-    if (toLower(old->subnetId) != subnetKey) continue;
+    if (toLower(old->subnetId) != subnetKey_) continue;
     auto p = old->prefix.value_or(ipam::Prefix::masked(old->address, 32));
     if (auto ok = claim(i, p); !ok) return std::unexpected(ok.error());
   }
-  // 2. Static configurations get exactly what they ask for.
-  for (std::size_t i = 0; i < requested.size(); ++i) {
-    const auto& r = requested[i];
-    if (r.dynamic || done[i]) continue;
-    const std::string id = configId(nicId, r.name);
-    if (!r.address)
-      return std::unexpected(invalidFormat(
-          fmt::format("IP configuration {} is Static but has no privateIPAddress.", id)));
-    std::string_view text = *r.address;
-    const auto slash = text.find('/');
-    auto addr = ipam::IPAddress::parse(text.substr(0, slash));
-    if (!addr || addr->family() != ipam::Family::kV4)
-      return std::unexpected(badRequest(
-          "InvalidPrivateIPAddress",  // [R]
-          fmt::format("IP configuration {}: privateIPAddress \"{}\" is not an IPv4 address{}.", id,
-                      text, r.prefixLength ? " or a prefix a.b.c.d/n" : "")));
-    ipam::Prefix p = ipam::Prefix::masked(*addr, 32);
-    if (r.prefixLength) {
-      if (slash != std::string_view::npos &&
-          text.substr(slash + 1) != std::to_string(*r.prefixLength))
-        return std::unexpected(badRequest(
-            "InvalidPrivateIPAddressPrefixLength",  // [R]
-            fmt::format("IP configuration {}: privateIPAddress {} does not have the length "
-                        "privateIPAddressPrefixLength gives ({}).",
-                        id, text, *r.prefixLength)));
-      auto made = ipam::Prefix::make(*addr, *r.prefixLength);
-      if (!made)
-        return std::unexpected(badRequest(
-            "InvalidPrivateIPAddressPrefix",  // [R]
-            fmt::format("IP configuration {}: {}/{} is not aligned to its length; the block it is "
-                        "in is {}.",
-                        id, addr->toString(), *r.prefixLength,
-                        ipam::Prefix::masked(*addr, *r.prefixLength).toString())));
-      p = *made;
-    } else if (slash != std::string_view::npos) {
-      return std::unexpected(badRequest(
-          "InvalidPrivateIPAddress",  // [R]
-          fmt::format("IP configuration {}: privateIPAddress \"{}\" has a prefix length but no "
-                      "privateIPAddressPrefixLength.",
-                      id, text)));
-    }
-    if (auto ok = claim(i, p); !ok) return std::unexpected(ok.error());
+  return {};
+}
+
+std::expected<void, CloudError> Allocation::claimStatic() {
+  for (std::size_t i = 0; i < requested_.size(); ++i) {
+    if (requested_[i].dynamic || done_[i]) continue;
+    const auto p = staticPrefix(nicId_, requested_[i]);
+    if (!p) return std::unexpected(p.error());
+    if (auto ok = claim(i, *p); !ok) return std::unexpected(ok.error());
   }
-  // 3. New dynamic configurations take the first free address or aligned block.
-  for (std::size_t i = 0; i < requested.size(); ++i) {
-    if (done[i]) continue;
-    const int length = requested[i].prefixLength.value_or(32);
+  return {};
+}
+
+std::expected<void, CloudError> Allocation::claimDynamic() {
+  const auto taken = [this](ipam::U128 first, ipam::U128 last) { return takenIn(first, last); };
+  for (std::size_t i = 0; i < requested_.size(); ++i) {
+    if (done_[i]) continue;
+    const int length = requested_[i].prefixLength.value_or(32);
     const ipam::U128 size = ipam::U128{1} << (32 - length);
-    auto start = firstFit(*subnet, size, takenIn);
+    auto start = firstFit(subnet_, size, taken);
     if (!start)
       return std::unexpected(badRequest(
           "SubnetIsFull", fmt::format("Subnet {} with address prefix {} does not have enough "
                                       "capacity for {} IP addresses.",
-                                      subnet->name, ipam::toString(subnet->prefixes),
+                                      subnet_.name, ipam::toString(subnet_.prefixes),
                                       static_cast<std::uint64_t>(size))));
     auto p = ipam::Prefix::make(ipam::IPAddress::fromBits(ipam::Family::kV4, *start), length);
     if (!p) return std::unexpected(invalidFormat(p.error().message));  // cannot happen: aligned
     if (auto ok = claim(i, *p); !ok) return std::unexpected(ok.error());
   }
-  return out;
+  return {};
+}
+
+// Applies the rules to `requested` for the NIC `nicId` (whose current state is `existing`, if
+// any) and allocates every dynamic address. `others` are the addresses other NICs hold.
+std::expected<std::vector<IpConfiguration>, CloudError> resolveConfigurations(
+    std::string_view nicId, const NetworkInterface* existing,
+    const std::vector<RequestedConfig>& requested, const MockState& state,
+    const StateOptions& options) {
+  if (auto ok = checkConfigurationList(nicId, requested, options); !ok)
+    return std::unexpected(ok.error());
+  const auto primary = choosePrimary(nicId, existing, requested);
+  if (!primary) return std::unexpected(primary.error());
+  const auto subnet = commonSubnet(nicId, existing, requested, *primary, state);
+  if (!subnet) return std::unexpected(subnet.error());
+  if (auto ok = checkPrefixRules(nicId, requested, *primary, options); !ok)
+    return std::unexpected(ok.error());
+
+  Allocation allocation(nicId, requested, *primary, **subnet, state);
+  // 1. Dynamic configurations that exist already keep what they hold.
+  if (auto ok = allocation.keepExisting(existing); !ok) return std::unexpected(ok.error());
+  // 2. Static configurations get exactly what they ask for.
+  if (auto ok = allocation.claimStatic(); !ok) return std::unexpected(ok.error());
+  // 3. New dynamic configurations take the first free address or aligned block.
+  if (auto ok = allocation.claimDynamic(); !ok) return std::unexpected(ok.error());
+  return std::move(allocation).configurations();
 }
 
 CloudError anotherOperationInProgress(const NetworkInterface& nic) {
@@ -888,352 +989,465 @@ std::expected<std::string, LoadError> stringField(const json& obj, std::string_v
   return obj[f].get<std::string>();
 }
 
+// Where a resource lives: the id of its resource group, and its location.
+struct Place {
+  std::string rgId;
+  std::string location;
+};
+
+// The scale set an entry names ("virtualMachineScaleSet"), and for a uniform one the id of
+// its VM ("instanceId"), under which that VM's NICs live. Empty strings when it names none.
+struct Member {
+  std::string scaleSetId;
+  std::string instanceId;
+  std::string vmId;
+};
+
 }  // namespace
+
+// Reads a topology or state document into `fresh`, one section after the other: each section
+// may name what the ones before it hold. The first error ends it.
+class MockState::Loader {
+ public:
+  Loader(const json& doc, MockState& fresh) : doc_(doc), fresh_(fresh) {}
+
+  // Reads the whole document, or stops at its first error.
+  std::expected<void, LoadError> run();
+
+ private:
+  // A member function reading one entry of a list, given its place in the document.
+  using EntryLoader = std::expected<void, LoadError> (Loader::*)(const json& entry,
+                                                                 const std::string& where);
+
+  std::expected<void, LoadError> readDefaults();
+  std::expected<Place, LoadError> placeOf(const json& e, std::string_view where);
+  std::expected<json, LoadError> listOf(std::string_view field) const;
+  std::expected<void, LoadError> forEachEntry(std::string_view field, EntryLoader load);
+  std::expected<void, LoadError> loadResourceGroups();
+  std::expected<void, LoadError> loadVirtualNetwork(const json& v, const std::string& where);
+  std::expected<void, LoadError> loadSubnets(const json& v, const std::string& where,
+                                             VirtualNetwork& vnet);
+  void indexSubnetNames();
+  std::expected<std::string, LoadError> subnetRef(const std::string& ref,
+                                                  std::string_view where) const;
+  std::expected<void, LoadError> loadScaleSet(const json& v, const std::string& where);
+  std::expected<Member, LoadError> memberOf(const json& e, const Place& place,
+                                            std::string_view where) const;
+  std::expected<void, LoadError> loadNic(const json& n, const std::string& where);
+  std::expected<std::vector<RequestedConfig>, LoadError> requestedConfigs(
+      const json& n, const std::string& where) const;
+  std::expected<void, LoadError> loadVirtualMachine(const json& v, const std::string& where);
+  std::expected<void, LoadError> attachNics(const json& v, const std::string& where,
+                                            const Place& place, VirtualMachine& vm);
+  std::expected<void, LoadError> loadOperations();
+  void finishUpdates();
+
+  const json& doc_;
+  MockState& fresh_;
+  // The document's subscriptionId, resourceGroup and location: every resource's defaults.
+  std::string defSub_;
+  std::string defRg_;
+  std::string defLoc_;
+  // (lower-cased VNET name, lower-cased subnet name) -> subnet id.
+  std::map<std::pair<std::string, std::string>, std::string> subnetsByName_;
+};
+
+std::expected<void, LoadError> MockState::Loader::run() {
+  if (auto ok = readDefaults(); !ok) return ok;
+  if (auto ok = loadResourceGroups(); !ok) return ok;
+  if (auto ok = forEachEntry("virtualNetworks", &Loader::loadVirtualNetwork); !ok) return ok;
+  indexSubnetNames();
+  // Scale sets first: NICs and VMs name theirs.
+  if (auto ok = forEachEntry("virtualMachineScaleSets", &Loader::loadScaleSet); !ok) return ok;
+  if (auto ok = forEachEntry("networkInterfaces", &Loader::loadNic); !ok) return ok;
+  if (auto ok = forEachEntry("virtualMachines", &Loader::loadVirtualMachine); !ok) return ok;
+  if (auto ok = loadOperations(); !ok) return ok;
+  finishUpdates();
+  return {};
+}
+
+// The document's defaults; its own resource group exists.
+std::expected<void, LoadError> MockState::Loader::readDefaults() {
+  const auto defSub = stringField(doc_, "subscriptionId", "topology");
+  if (!defSub) return std::unexpected(defSub.error());
+  const auto defRg = stringField(doc_, "resourceGroup", "topology");
+  if (!defRg) return std::unexpected(defRg.error());
+  const auto defLoc = stringField(doc_, "location", "topology");
+  if (!defLoc) return std::unexpected(defLoc.error());
+  defSub_ = *defSub;
+  defRg_ = *defRg;
+  defLoc_ = *defLoc;
+  if (!placeOf(doc_, "topology")) return std::unexpected("topology: bad defaults");
+  return {};
+}
+
+// Where a resource lives: its own subscriptionId/resourceGroup/location or the document's.
+// Its resource group exists from then on.
+std::expected<Place, LoadError> MockState::Loader::placeOf(const json& e, std::string_view where) {
+  auto sub = stringField(e, "subscriptionId", where, defSub_);
+  auto rg = stringField(e, "resourceGroup", where, defRg_);
+  auto loc = stringField(e, "location", where, defLoc_);
+  if (!sub || !rg || !loc)
+    return std::unexpected(!sub ? sub.error() : !rg ? rg.error() : loc.error());
+  const std::string id = resourceGroupId(*sub, *rg);
+  fresh_.resourceGroups_.emplace(toLower(id), id);
+  return Place{id, *loc};
+}
+
+// The document's list `field`; empty when it has none.
+std::expected<json, LoadError> MockState::Loader::listOf(std::string_view field) const {
+  const std::string f(field);
+  if (!doc_.contains(f)) return json::array();
+  if (!doc_[f].is_array()) return std::unexpected(fmt::format("\"{}\" must be an array", f));
+  return doc_[f];
+}
+
+// Reads each entry of the list `field` with `load`, which names it as "field[i]".
+std::expected<void, LoadError> MockState::Loader::forEachEntry(std::string_view field,
+                                                               EntryLoader load) {
+  auto list = listOf(field);
+  if (!list) return std::unexpected(list.error());
+  for (std::size_t i = 0; i < list->size(); ++i) {
+    if (auto ok = (this->*load)((*list)[i], fmt::format("{}[{}]", field, i)); !ok) return ok;
+  }
+  return {};
+}
+
+// "resourceGroups": more resource groups of the document's subscription, by name.
+std::expected<void, LoadError> MockState::Loader::loadResourceGroups() {
+  auto rgs = listOf("resourceGroups");
+  if (!rgs) return std::unexpected(rgs.error());
+  for (const auto& rg : *rgs) {
+    if (!rg.is_string()) return std::unexpected("\"resourceGroups\" must list names");
+    if (!placeOf(json{{"resourceGroup", rg}}, "resourceGroups"))
+      return std::unexpected("bad resource group");
+  }
+  return {};
+}
+
+// One entry of "virtualNetworks": its address space and its subnets.
+std::expected<void, LoadError> MockState::Loader::loadVirtualNetwork(const json& v,
+                                                                     const std::string& where) {
+  if (!v.is_object()) return std::unexpected(where + ": must be an object");
+  auto name = stringField(v, "name", where);
+  if (!name) return std::unexpected(name.error());
+  auto place = placeOf(v, where);
+  if (!place) return std::unexpected(place.error());
+  VirtualNetwork vnet{
+      .id = fmt::format("{}/providers/Microsoft.Network/virtualNetworks/{}", place->rgId, *name),
+      .name = *name,
+      .location = place->location,
+      .etag = stringField(v, "etag", where, fresh_.newEtag()).value_or(""),
+      .resourceGuid = stringField(v, "resourceGuid", where, fresh_.random_.guid()).value_or("")};
+  if (!v.contains("addressPrefixes") || !v["addressPrefixes"].is_array() ||
+      v["addressPrefixes"].empty())
+    return std::unexpected(where + ": \"addressPrefixes\" must be a non-empty array");
+  for (const auto& text : v["addressPrefixes"]) {
+    auto p = ipam::Prefix::parse(text.is_string() ? text.get<std::string>() : "");
+    if (!p || p->family() != ipam::Family::kV4)
+      return std::unexpected(fmt::format("{}: addressPrefixes: {}", where,
+                                         p ? "the mock models IPv4 only" : p.error().message));
+    vnet.addressSpace.push_back(*p);
+  }
+  if (auto ok = loadSubnets(v, where, vnet); !ok) return ok;
+  if (!fresh_.vnets_.emplace(toLower(vnet.id), vnet).second)
+    return std::unexpected(fmt::format("{}: duplicate virtual network {}", where, *name));
+  return {};
+}
+
+// The "subnets" of the VNET entry `v`, added to `vnet` and the index.
+std::expected<void, LoadError> MockState::Loader::loadSubnets(const json& v,
+                                                              const std::string& where,
+                                                              VirtualNetwork& vnet) {
+  if (!v.contains("subnets") || !v["subnets"].is_array())
+    return std::unexpected(where + ": \"subnets\" must be an array");
+  for (std::size_t j = 0; j < v["subnets"].size(); ++j) {
+    const json& s = v["subnets"][j];
+    const std::string swhere = fmt::format("{}.subnets[{}]", where, j);
+    auto sname = stringField(s, "name", swhere);
+    if (!sname) return std::unexpected(sname.error());
+    json texts = s.contains("addressPrefixes") ? s["addressPrefixes"] : json::array();
+    if (s.contains("addressPrefix")) texts = json::array({s["addressPrefix"]});
+    auto prefixes = fresh_.checkSubnetPrefixes(texts, vnet, swhere, "");
+    if (!prefixes) return std::unexpected(prefixes.error().message);
+    Subnet subnet{.id = fmt::format("{}/subnets/{}", vnet.id, *sname),
+                  .name = *sname,
+                  .vnetId = vnet.id,
+                  .prefixes = std::move(*prefixes)};
+    if (!fresh_.subnets_.emplace(toLower(subnet.id), subnet).second)
+      return std::unexpected(fmt::format("{}: duplicate subnet {}", swhere, *sname));
+    fresh_.index_.addSubnet(subnet);
+    vnet.subnetIds.push_back(subnet.id);
+  }
+  return {};
+}
+
+// Every subnet by its VNET's name and its own, for subnetRef.
+void MockState::Loader::indexSubnetNames() {
+  for (const auto& [_, s] : fresh_.subnets_) {
+    subnetsByName_.emplace(
+        std::pair{toLower(fresh_.vnets_.at(toLower(s.vnetId)).name), toLower(s.name)}, s.id);
+  }
+}
+
+// The id of the subnet `ref` names.
+// "vnet/subnet" names the subnet of the one virtual network of that name (the first by id
+// if several have it); a full id also works.
+std::expected<std::string, LoadError> MockState::Loader::subnetRef(const std::string& ref,
+                                                                   std::string_view where) const {
+  if (ref.starts_with("/")) {
+    if (const auto* s = fresh_.findSubnet(ref)) return s->id;
+  } else if (auto slash = ref.find('/'); slash != std::string::npos) {
+    auto it = subnetsByName_.find({toLower(ref.substr(0, slash)), toLower(ref.substr(slash + 1))});
+    if (it != subnetsByName_.end()) return it->second;
+  }
+  return std::unexpected(fmt::format(
+      "{}: subnet \"{}\" is not in the topology (write vnet/subnet or a subnet id)", where, ref));
+}
+
+// One entry of "virtualMachineScaleSets".
+std::expected<void, LoadError> MockState::Loader::loadScaleSet(const json& v,
+                                                               const std::string& where) {
+  if (!v.is_object()) return std::unexpected(where + ": must be an object");
+  auto name = stringField(v, "name", where);
+  if (!name) return std::unexpected(name.error());
+  auto place = placeOf(v, where);
+  if (!place) return std::unexpected(place.error());
+  // OrchestrationMode (virtualMachineScaleSet.json): "Uniform" or "Flexible".
+  auto mode = stringField(v, "orchestrationMode", where, "Uniform");
+  if (!mode) return std::unexpected(mode.error());
+  if (*mode != "Uniform" && *mode != "Flexible")
+    return std::unexpected(fmt::format(
+        "{}: orchestrationMode must be \"Uniform\" or \"Flexible\", got \"{}\"", where, *mode));
+  VirtualMachineScaleSet ss{
+      .id = fmt::format("{}/providers/Microsoft.Compute/virtualMachineScaleSets/{}", place->rgId,
+                        *name),
+      .name = *name,
+      .location = place->location,
+      .orchestrationMode = *mode};
+  if (!fresh_.scaleSets_.emplace(toLower(ss.id), ss).second)
+    return std::unexpected(fmt::format("{}: duplicate scale set {}", where, *name));
+  return {};
+}
+
+// The scale set, instance and VM the entry `e` (a NIC or a VM at `place`) names; see Member.
+std::expected<Member, LoadError> MockState::Loader::memberOf(const json& e, const Place& place,
+                                                             std::string_view where) const {
+  auto set = stringField(e, "virtualMachineScaleSet", where, "");
+  auto instance = stringField(e, "instanceId", where, "");
+  if (!set || !instance) return std::unexpected(!set ? set.error() : instance.error());
+  if (set->empty()) {
+    if (!instance->empty())
+      return std::unexpected(fmt::format("{}: instanceId needs a virtualMachineScaleSet", where));
+    return Member{};
+  }
+  const std::string id =
+      fmt::format("{}/providers/Microsoft.Compute/virtualMachineScaleSets/{}", place.rgId, *set);
+  const auto it = fresh_.scaleSets_.find(toLower(id));
+  if (it == fresh_.scaleSets_.end())
+    return std::unexpected(fmt::format("{}: scale set \"{}\" is not in the topology", where, *set));
+  const bool uniform = it->second.orchestrationMode == "Uniform";
+  if (uniform == instance->empty())
+    return std::unexpected(fmt::format("{}: a VM of a {} scale set {} instanceId", where,
+                                       it->second.orchestrationMode,
+                                       uniform ? "needs an" : "has no"));
+  Member m{.scaleSetId = it->second.id, .instanceId = *instance};
+  if (uniform) m.vmId = fmt::format("{}/virtualMachines/{}", it->second.id, *instance);
+  return m;
+}
+
+// One entry of "networkInterfaces": its configurations pass the rules a NIC PUT does.
+std::expected<void, LoadError> MockState::Loader::loadNic(const json& n, const std::string& where) {
+  if (!n.is_object()) return std::unexpected(where + ": must be an object");
+  // A NIC saved while its DELETE ran is gone: operations running at save time finished with
+  // it (see "operations" below).
+  if (n.value("provisioningState", json()) == "Deleting") return {};
+  auto name = stringField(n, "name", where);
+  if (!name) return std::unexpected(name.error());
+  auto place = placeOf(n, where);
+  if (!place) return std::unexpected(place.error());
+  auto member = memberOf(n, *place, where);
+  if (!member) return std::unexpected(member.error());
+  if (!member->scaleSetId.empty() && member->vmId.empty())
+    return std::unexpected(where +
+                           ": a flexible scale set's NICs are ordinary NICs; name only their VM's");
+  // A uniform scale-set VM's NIC is a child of that VM.
+  const std::string id =
+      member->vmId.empty()
+          ? fmt::format("{}/providers/Microsoft.Network/networkInterfaces/{}", place->rgId, *name)
+          : fmt::format("{}/networkInterfaces/{}", member->vmId, *name);
+  const auto requested = requestedConfigs(n, where);
+  if (!requested) return std::unexpected(requested.error());
+  auto configs = resolveConfigurations(id, nullptr, *requested, fresh_, fresh_.options_);
+  if (!configs) return std::unexpected(fmt::format("{}: {}", where, configs.error().message));
+  NetworkInterface nic{
+      .id = id,
+      .name = *name,
+      .location = place->location,
+      .etag = stringField(n, "etag", where, fresh_.newEtag()).value_or(""),
+      .resourceGuid = stringField(n, "resourceGuid", where, fresh_.random_.guid()).value_or(""),
+      .provisioningState = stringField(n, "provisioningState", where, "Succeeded").value_or("")};
+  const std::uint64_t mac = fresh_.random_.next();
+  nic.macAddress = stringField(n, "macAddress", where,
+                               fmt::format("00-0D-3A-{:02X}-{:02X}-{:02X}", (mac >> 16) & 0xff,
+                                           (mac >> 8) & 0xff, mac & 0xff))
+                       .value_or("");
+  nic.enableIPForwarding = n.value("enableIPForwarding", false);
+  nic.enableAcceleratedNetworking = n.value("enableAcceleratedNetworking", false);
+  if (n.contains("tags") && n["tags"].is_object()) nic.tags = n["tags"];
+  nic.ipConfigurations = std::move(*configs);
+  // A state document records which configurations were Dynamic; a topology's are Dynamic,
+  // as Azure makes a primary configuration by default.
+  for (std::size_t j = 0; j < nic.ipConfigurations.size(); ++j) {
+    nic.ipConfigurations[j].etag = nic.etag;
+    nic.ipConfigurations[j].dynamic =
+        n.contains("ipConfigurations") ? n["ipConfigurations"][j].value("dynamic", true) : true;
+  }
+  const std::string key = toLower(id);
+  if (fresh_.nics_.contains(key))
+    return std::unexpected(fmt::format("{}: duplicate network interface {}", where, *name));
+  fresh_.storeNic(key, std::move(nic));
+  return {};
+}
+
+// What the NIC entry `n` asks for, as a PUT would: its "ipConfigurations" (a state document's),
+// or one primary configuration from "subnet" and "primaryIP" (a topology's). All Static.
+std::expected<std::vector<RequestedConfig>, LoadError> MockState::Loader::requestedConfigs(
+    const json& n, const std::string& where) const {
+  std::vector<RequestedConfig> requested;
+  if (n.contains("ipConfigurations")) {
+    if (!n["ipConfigurations"].is_array())
+      return std::unexpected(where + ": \"ipConfigurations\" must be an array");
+    for (std::size_t j = 0; j < n["ipConfigurations"].size(); ++j) {
+      const json& c = n["ipConfigurations"][j];
+      const std::string cwhere = fmt::format("{}.ipConfigurations[{}]", where, j);
+      auto cname = stringField(c, "name", cwhere);
+      auto subnet = stringField(c, "subnet", cwhere);
+      auto address = stringField(c, "privateIPAddress", cwhere);
+      if (!cname || !subnet || !address)
+        return std::unexpected(!cname ? cname.error() : !subnet ? subnet.error() : address.error());
+      auto subnetId = subnetRef(*subnet, cwhere);
+      if (!subnetId) return std::unexpected(subnetId.error());
+      RequestedConfig r{.name = *cname,
+                        .primary = c.value("primary", false),
+                        .dynamic = false,
+                        .subnetId = *subnetId,
+                        .address = *address};
+      if (auto slash = address->find('/'); slash != std::string::npos)
+        r.prefixLength = std::atoi(address->c_str() + slash + 1);
+      requested.push_back(std::move(r));
+    }
+  } else {
+    auto subnet = stringField(n, "subnet", where);
+    auto primaryIp = stringField(n, "primaryIP", where);
+    if (!subnet || !primaryIp) return std::unexpected(!subnet ? subnet.error() : primaryIp.error());
+    auto subnetId = subnetRef(*subnet, where);
+    if (!subnetId) return std::unexpected(subnetId.error());
+    requested.push_back(RequestedConfig{.name = "ipconfig1",
+                                        .primary = true,
+                                        .dynamic = false,
+                                        .subnetId = *subnetId,
+                                        .address = *primaryIp});
+  }
+  return requested;
+}
+
+// One entry of "virtualMachines": it takes its NICs, which must be loaded and on no other VM.
+std::expected<void, LoadError> MockState::Loader::loadVirtualMachine(const json& v,
+                                                                     const std::string& where) {
+  if (!v.is_object()) return std::unexpected(where + ": must be an object");
+  auto place = placeOf(v, where);
+  if (!place) return std::unexpected(place.error());
+  auto member = memberOf(v, *place, where);
+  if (!member) return std::unexpected(member.error());
+  // A uniform scale set's VM is named {scaleSet}_{instanceId}, as Azure names them.
+  const std::string defaultName =
+      member->vmId.empty()
+          ? std::string()
+          : fmt::format("{}_{}", member->scaleSetId.substr(member->scaleSetId.rfind('/') + 1),
+                        member->instanceId);
+  auto name = stringField(v, "name", where, defaultName);
+  if (!name || name->empty())
+    return std::unexpected(name ? where + ": \"name\" is missing" : name.error());
+  VirtualMachine vm{.id = member->vmId.empty()
+                              ? fmt::format("{}/providers/Microsoft.Compute/virtualMachines/{}",
+                                            place->rgId, *name)
+                              : member->vmId,
+                    .name = *name,
+                    .location = place->location,
+                    .vmId = stringField(v, "vmId", where, fresh_.random_.guid()).value_or(""),
+                    .scaleSetId = member->scaleSetId,
+                    .instanceId = member->instanceId};
+  if (auto ok = attachNics(v, where, *place, vm); !ok) return ok;
+  if (!fresh_.vms_.emplace(toLower(vm.id), vm).second)
+    return std::unexpected(fmt::format("{}: duplicate virtual machine {}", where, *name));
+  return {};
+}
+
+// The "networkInterfaces" of the VM entry `v`: each NIC named is put on `vm`.
+std::expected<void, LoadError> MockState::Loader::attachNics(const json& v,
+                                                             const std::string& where,
+                                                             const Place& place,
+                                                             VirtualMachine& vm) {
+  if (!v.contains("networkInterfaces") || !v["networkInterfaces"].is_array())
+    return std::unexpected(where + ": \"networkInterfaces\" must be an array of NIC names");
+  for (const auto& ref : v["networkInterfaces"]) {
+    const std::string text = ref.is_string() ? ref.get<std::string>() : "";
+    const std::string nicId =
+        text.starts_with("/") ? text
+        : vm.instanceId.empty()
+            ? fmt::format("{}/providers/Microsoft.Network/networkInterfaces/{}", place.rgId, text)
+            : fmt::format("{}/networkInterfaces/{}", vm.id, text);
+    auto it = fresh_.nics_.find(toLower(nicId));
+    if (it == fresh_.nics_.end())
+      return std::unexpected(
+          fmt::format("{}: network interface \"{}\" is not in the topology", where, text));
+    if (!it->second.virtualMachineId.empty())
+      return std::unexpected(fmt::format("{}: network interface \"{}\" is already on {}", where,
+                                         text, it->second.virtualMachineId));
+    it->second.virtualMachineId = vm.id;
+    it->second.primaryOnVm = vm.nicIds.empty();  // the VM's first NIC is its primary
+    vm.nicIds.push_back(it->second.id);
+  }
+  return {};
+}
+
+// "operations": a state document's finished operations.
+std::expected<void, LoadError> MockState::Loader::loadOperations() {
+  auto ops = listOf("operations");
+  if (!ops) return std::unexpected(ops.error());
+  for (const auto& o : *ops) {
+    if (!o.is_object() || !o.contains("id") || !o["id"].is_string())
+      return std::unexpected("operations: each needs an \"id\"");
+    // Operations that were running when the state was saved finished with it: the NICs were
+    // saved as they were meant to become (a NIC being deleted was not loaded at all).
+    AsyncOperation op{.id = o["id"].get<std::string>(),
+                      .subscriptionId = o.value("subscriptionId", ""),
+                      .location = o.value("location", ""),
+                      .nicId = o.value("nicId", ""),
+                      .status = o.value("status", "") == "Failed" ? OperationStatus::kFailed
+                                                                  : OperationStatus::kSucceeded,
+                      .deletes = o.value("deletes", false)};
+    if (op.status == OperationStatus::kFailed && o.contains("error") && o["error"].is_object())
+      op.error = CloudError{.status = 200,
+                            .code = o["error"].value("code", ""),
+                            .message = o["error"].value("message", "")};
+    fresh_.operations_[toLower(op.id)] = std::move(op);
+  }
+  return {};
+}
+
+// A NIC saved while its PUT ran was saved as the PUT would leave it: Succeeded.
+void MockState::Loader::finishUpdates() {
+  for (auto& [_, nic] : fresh_.nics_) {
+    if (nic.provisioningState == "Updating") nic.provisioningState = "Succeeded";
+  }
+}
 
 std::expected<void, std::string> MockState::load(const json& doc) {
   if (!doc.is_object()) return std::unexpected("the topology must be a JSON object");
   MockState fresh(options_, clock_, random_);
-  auto loaded = [&]() -> std::expected<void, LoadError> {
-    const auto defSub = stringField(doc, "subscriptionId", "topology");
-    if (!defSub) return std::unexpected(defSub.error());
-    const auto defRg = stringField(doc, "resourceGroup", "topology");
-    if (!defRg) return std::unexpected(defRg.error());
-    const auto defLoc = stringField(doc, "location", "topology");
-    if (!defLoc) return std::unexpected(defLoc.error());
-    // Where a resource lives: its own subscriptionId/resourceGroup/location or the document's.
-    struct Place {
-      std::string rgId;
-      std::string location;
-    };
-    const auto placeOf = [&](const json& e,
-                             std::string_view where) -> std::expected<Place, LoadError> {
-      auto sub = stringField(e, "subscriptionId", where, *defSub);
-      auto rg = stringField(e, "resourceGroup", where, *defRg);
-      auto loc = stringField(e, "location", where, *defLoc);
-      if (!sub || !rg || !loc)
-        return std::unexpected(!sub ? sub.error() : !rg ? rg.error() : loc.error());
-      const std::string id = resourceGroupId(*sub, *rg);
-      fresh.resourceGroups_.emplace(toLower(id), id);
-      return Place{id, *loc};
-    };
-    const auto listOf = [&](std::string_view field) -> std::expected<json, LoadError> {
-      const std::string f(field);
-      if (!doc.contains(f)) return json::array();
-      if (!doc[f].is_array()) return std::unexpected(fmt::format("\"{}\" must be an array", f));
-      return doc[f];
-    };
-    if (!placeOf(doc, "topology")) return std::unexpected("topology: bad defaults");
-    auto rgs = listOf("resourceGroups");
-    if (!rgs) return std::unexpected(rgs.error());
-    for (const auto& rg : *rgs) {
-      if (!rg.is_string()) return std::unexpected("\"resourceGroups\" must list names");
-      if (!placeOf(json{{"resourceGroup", rg}}, "resourceGroups"))
-        return std::unexpected("bad resource group");
-    }
-
-    auto vnets = listOf("virtualNetworks");
-    if (!vnets) return std::unexpected(vnets.error());
-    for (std::size_t i = 0; i < vnets->size(); ++i) {
-      const json& v = (*vnets)[i];
-      std::string where = fmt::format("virtualNetworks[{}]", i);
-      if (!v.is_object()) return std::unexpected(where + ": must be an object");
-      auto name = stringField(v, "name", where);
-      if (!name) return std::unexpected(name.error());
-      auto place = placeOf(v, where);
-      if (!place) return std::unexpected(place.error());
-      VirtualNetwork vnet{
-          .id =
-              fmt::format("{}/providers/Microsoft.Network/virtualNetworks/{}", place->rgId, *name),
-          .name = *name,
-          .location = place->location,
-          .etag = stringField(v, "etag", where, fresh.newEtag()).value_or(""),
-          .resourceGuid = stringField(v, "resourceGuid", where, random_.guid()).value_or("")};
-      if (!v.contains("addressPrefixes") || !v["addressPrefixes"].is_array() ||
-          v["addressPrefixes"].empty())
-        return std::unexpected(where + ": \"addressPrefixes\" must be a non-empty array");
-      for (const auto& text : v["addressPrefixes"]) {
-        auto p = ipam::Prefix::parse(text.is_string() ? text.get<std::string>() : "");
-        if (!p || p->family() != ipam::Family::kV4)
-          return std::unexpected(fmt::format("{}: addressPrefixes: {}", where,
-                                             p ? "the mock models IPv4 only" : p.error().message));
-        vnet.addressSpace.push_back(*p);
-      }
-      if (!v.contains("subnets") || !v["subnets"].is_array())
-        return std::unexpected(where + ": \"subnets\" must be an array");
-      for (std::size_t j = 0; j < v["subnets"].size(); ++j) {
-        const json& s = v["subnets"][j];
-        const std::string swhere = fmt::format("{}.subnets[{}]", where, j);
-        auto sname = stringField(s, "name", swhere);
-        if (!sname) return std::unexpected(sname.error());
-        json texts = s.contains("addressPrefixes") ? s["addressPrefixes"] : json::array();
-        if (s.contains("addressPrefix")) texts = json::array({s["addressPrefix"]});
-        auto prefixes = fresh.checkSubnetPrefixes(texts, vnet, swhere, "");
-        if (!prefixes) return std::unexpected(prefixes.error().message);
-        Subnet subnet{.id = fmt::format("{}/subnets/{}", vnet.id, *sname),
-                      .name = *sname,
-                      .vnetId = vnet.id,
-                      .prefixes = std::move(*prefixes)};
-        if (!fresh.subnets_.emplace(toLower(subnet.id), subnet).second)
-          return std::unexpected(fmt::format("{}: duplicate subnet {}", swhere, *sname));
-        fresh.index_.addSubnet(subnet);
-        vnet.subnetIds.push_back(subnet.id);
-      }
-      if (!fresh.vnets_.emplace(toLower(vnet.id), vnet).second)
-        return std::unexpected(fmt::format("{}: duplicate virtual network {}", where, *name));
-    }
-    // "vnet/subnet" names the subnet of the one virtual network of that name (the first by id
-    // if several have it); a full id also works.
-    std::map<std::pair<std::string, std::string>, std::string> subnetsByName;
-    for (const auto& [_, s] : fresh.subnets_) {
-      subnetsByName.emplace(
-          std::pair{toLower(fresh.vnets_.at(toLower(s.vnetId)).name), toLower(s.name)}, s.id);
-    }
-    const auto subnetRef = [&](const std::string& ref,
-                               std::string_view where) -> std::expected<std::string, LoadError> {
-      if (ref.starts_with("/")) {
-        if (const auto* s = fresh.findSubnet(ref)) return s->id;
-      } else if (auto slash = ref.find('/'); slash != std::string::npos) {
-        auto it =
-            subnetsByName.find({toLower(ref.substr(0, slash)), toLower(ref.substr(slash + 1))});
-        if (it != subnetsByName.end()) return it->second;
-      }
-      return std::unexpected(
-          fmt::format("{}: subnet \"{}\" is not in the topology (write vnet/subnet or a subnet id)",
-                      where, ref));
-    };
-
-    // Scale sets first: NICs and VMs name theirs.
-    auto scaleSets = listOf("virtualMachineScaleSets");
-    if (!scaleSets) return std::unexpected(scaleSets.error());
-    for (std::size_t i = 0; i < scaleSets->size(); ++i) {
-      const json& v = (*scaleSets)[i];
-      const std::string where = fmt::format("virtualMachineScaleSets[{}]", i);
-      if (!v.is_object()) return std::unexpected(where + ": must be an object");
-      auto name = stringField(v, "name", where);
-      if (!name) return std::unexpected(name.error());
-      auto place = placeOf(v, where);
-      if (!place) return std::unexpected(place.error());
-      // OrchestrationMode (virtualMachineScaleSet.json): "Uniform" or "Flexible".
-      auto mode = stringField(v, "orchestrationMode", where, "Uniform");
-      if (!mode) return std::unexpected(mode.error());
-      if (*mode != "Uniform" && *mode != "Flexible")
-        return std::unexpected(fmt::format(
-            "{}: orchestrationMode must be \"Uniform\" or \"Flexible\", got \"{}\"", where, *mode));
-      VirtualMachineScaleSet ss{
-          .id = fmt::format("{}/providers/Microsoft.Compute/virtualMachineScaleSets/{}",
-                            place->rgId, *name),
-          .name = *name,
-          .location = place->location,
-          .orchestrationMode = *mode};
-      if (!fresh.scaleSets_.emplace(toLower(ss.id), ss).second)
-        return std::unexpected(fmt::format("{}: duplicate scale set {}", where, *name));
-    }
-    // The scale set an entry names ("virtualMachineScaleSet"), and for a uniform one the id of
-    // its VM ("instanceId"), under which that VM's NICs live. Empty strings when it names none.
-    struct Member {
-      std::string scaleSetId;
-      std::string instanceId;
-      std::string vmId;
-    };
-    const auto memberOf = [&](const json& e, const Place& place,
-                              std::string_view where) -> std::expected<Member, LoadError> {
-      auto set = stringField(e, "virtualMachineScaleSet", where, "");
-      auto instance = stringField(e, "instanceId", where, "");
-      if (!set || !instance) return std::unexpected(!set ? set.error() : instance.error());
-      if (set->empty()) {
-        if (!instance->empty())
-          return std::unexpected(
-              fmt::format("{}: instanceId needs a virtualMachineScaleSet", where));
-        return Member{};
-      }
-      const std::string id = fmt::format(
-          "{}/providers/Microsoft.Compute/virtualMachineScaleSets/{}", place.rgId, *set);
-      const auto it = fresh.scaleSets_.find(toLower(id));
-      if (it == fresh.scaleSets_.end())
-        return std::unexpected(
-            fmt::format("{}: scale set \"{}\" is not in the topology", where, *set));
-      const bool uniform = it->second.orchestrationMode == "Uniform";
-      if (uniform == instance->empty())
-        return std::unexpected(fmt::format("{}: a VM of a {} scale set {} instanceId", where,
-                                           it->second.orchestrationMode,
-                                           uniform ? "needs an" : "has no"));
-      Member m{.scaleSetId = it->second.id, .instanceId = *instance};
-      if (uniform) m.vmId = fmt::format("{}/virtualMachines/{}", it->second.id, *instance);
-      return m;
-    };
-
-    auto nics = listOf("networkInterfaces");
-    if (!nics) return std::unexpected(nics.error());
-    for (std::size_t i = 0; i < nics->size(); ++i) {
-      const json& n = (*nics)[i];
-      const std::string where = fmt::format("networkInterfaces[{}]", i);
-      if (!n.is_object()) return std::unexpected(where + ": must be an object");
-      // A NIC saved while its DELETE ran is gone: operations running at save time finished with
-      // it (see "operations" below).
-      if (n.value("provisioningState", json()) == "Deleting") continue;
-      auto name = stringField(n, "name", where);
-      if (!name) return std::unexpected(name.error());
-      auto place = placeOf(n, where);
-      if (!place) return std::unexpected(place.error());
-      auto member = memberOf(n, *place, where);
-      if (!member) return std::unexpected(member.error());
-      if (!member->scaleSetId.empty() && member->vmId.empty())
-        return std::unexpected(
-            where + ": a flexible scale set's NICs are ordinary NICs; name only their VM's");
-      // A uniform scale-set VM's NIC is a child of that VM.
-      const std::string id =
-          member->vmId.empty() ? fmt::format("{}/providers/Microsoft.Network/networkInterfaces/{}",
-                                             place->rgId, *name)
-                               : fmt::format("{}/networkInterfaces/{}", member->vmId, *name);
-      std::vector<RequestedConfig> requested;
-      if (n.contains("ipConfigurations")) {
-        if (!n["ipConfigurations"].is_array())
-          return std::unexpected(where + ": \"ipConfigurations\" must be an array");
-        for (std::size_t j = 0; j < n["ipConfigurations"].size(); ++j) {
-          const json& c = n["ipConfigurations"][j];
-          const std::string cwhere = fmt::format("{}.ipConfigurations[{}]", where, j);
-          auto cname = stringField(c, "name", cwhere);
-          auto subnet = stringField(c, "subnet", cwhere);
-          auto address = stringField(c, "privateIPAddress", cwhere);
-          if (!cname || !subnet || !address)
-            return std::unexpected(!cname    ? cname.error()
-                                   : !subnet ? subnet.error()
-                                             : address.error());
-          auto subnetId = subnetRef(*subnet, cwhere);
-          if (!subnetId) return std::unexpected(subnetId.error());
-          RequestedConfig r{.name = *cname,
-                            .primary = c.value("primary", false),
-                            .dynamic = false,
-                            .subnetId = *subnetId,
-                            .address = *address};
-          if (auto slash = address->find('/'); slash != std::string::npos)
-            r.prefixLength = std::atoi(address->c_str() + slash + 1);
-          requested.push_back(std::move(r));
-        }
-      } else {
-        auto subnet = stringField(n, "subnet", where);
-        auto primaryIp = stringField(n, "primaryIP", where);
-        if (!subnet || !primaryIp)
-          return std::unexpected(!subnet ? subnet.error() : primaryIp.error());
-        auto subnetId = subnetRef(*subnet, where);
-        if (!subnetId) return std::unexpected(subnetId.error());
-        requested.push_back(RequestedConfig{.name = "ipconfig1",
-                                            .primary = true,
-                                            .dynamic = false,
-                                            .subnetId = *subnetId,
-                                            .address = *primaryIp});
-      }
-      auto configs = resolveConfigurations(id, nullptr, requested, fresh, options_);
-      if (!configs) return std::unexpected(fmt::format("{}: {}", where, configs.error().message));
-      NetworkInterface nic{
-          .id = id,
-          .name = *name,
-          .location = place->location,
-          .etag = stringField(n, "etag", where, fresh.newEtag()).value_or(""),
-          .resourceGuid = stringField(n, "resourceGuid", where, random_.guid()).value_or(""),
-          .provisioningState =
-              stringField(n, "provisioningState", where, "Succeeded").value_or("")};
-      const std::uint64_t mac = random_.next();
-      nic.macAddress = stringField(n, "macAddress", where,
-                                   fmt::format("00-0D-3A-{:02X}-{:02X}-{:02X}", (mac >> 16) & 0xff,
-                                               (mac >> 8) & 0xff, mac & 0xff))
-                           .value_or("");
-      nic.enableIPForwarding = n.value("enableIPForwarding", false);
-      nic.enableAcceleratedNetworking = n.value("enableAcceleratedNetworking", false);
-      if (n.contains("tags") && n["tags"].is_object()) nic.tags = n["tags"];
-      nic.ipConfigurations = std::move(*configs);
-      // A state document records which configurations were Dynamic; a topology's are Dynamic,
-      // as Azure makes a primary configuration by default.
-      for (std::size_t j = 0; j < nic.ipConfigurations.size(); ++j) {
-        nic.ipConfigurations[j].etag = nic.etag;
-        nic.ipConfigurations[j].dynamic =
-            n.contains("ipConfigurations") ? n["ipConfigurations"][j].value("dynamic", true) : true;
-      }
-      const std::string key = toLower(id);
-      if (fresh.nics_.contains(key))
-        return std::unexpected(fmt::format("{}: duplicate network interface {}", where, *name));
-      fresh.storeNic(key, std::move(nic));
-    }
-
-    auto vms = listOf("virtualMachines");
-    if (!vms) return std::unexpected(vms.error());
-    for (std::size_t i = 0; i < vms->size(); ++i) {
-      const json& v = (*vms)[i];
-      const std::string where = fmt::format("virtualMachines[{}]", i);
-      if (!v.is_object()) return std::unexpected(where + ": must be an object");
-      auto place = placeOf(v, where);
-      if (!place) return std::unexpected(place.error());
-      auto member = memberOf(v, *place, where);
-      if (!member) return std::unexpected(member.error());
-      // A uniform scale set's VM is named {scaleSet}_{instanceId}, as Azure names them.
-      const std::string defaultName =
-          member->vmId.empty()
-              ? std::string()
-              : fmt::format("{}_{}", member->scaleSetId.substr(member->scaleSetId.rfind('/') + 1),
-                            member->instanceId);
-      auto name = stringField(v, "name", where, defaultName);
-      if (!name || name->empty())
-        return std::unexpected(name ? where + ": \"name\" is missing" : name.error());
-      VirtualMachine vm{.id = member->vmId.empty()
-                                  ? fmt::format("{}/providers/Microsoft.Compute/virtualMachines/{}",
-                                                place->rgId, *name)
-                                  : member->vmId,
-                        .name = *name,
-                        .location = place->location,
-                        .vmId = stringField(v, "vmId", where, random_.guid()).value_or(""),
-                        .scaleSetId = member->scaleSetId,
-                        .instanceId = member->instanceId};
-      if (!v.contains("networkInterfaces") || !v["networkInterfaces"].is_array())
-        return std::unexpected(where + ": \"networkInterfaces\" must be an array of NIC names");
-      for (const auto& ref : v["networkInterfaces"]) {
-        const std::string text = ref.is_string() ? ref.get<std::string>() : "";
-        const std::string nicId =
-            text.starts_with("/") ? text
-            : vm.instanceId.empty()
-                ? fmt::format("{}/providers/Microsoft.Network/networkInterfaces/{}", place->rgId,
-                              text)
-                : fmt::format("{}/networkInterfaces/{}", vm.id, text);
-        auto it = fresh.nics_.find(toLower(nicId));
-        if (it == fresh.nics_.end())
-          return std::unexpected(
-              fmt::format("{}: network interface \"{}\" is not in the topology", where, text));
-        if (!it->second.virtualMachineId.empty())
-          return std::unexpected(fmt::format("{}: network interface \"{}\" is already on {}", where,
-                                             text, it->second.virtualMachineId));
-        it->second.virtualMachineId = vm.id;
-        it->second.primaryOnVm = vm.nicIds.empty();  // the VM's first NIC is its primary
-        vm.nicIds.push_back(it->second.id);
-      }
-      if (!fresh.vms_.emplace(toLower(vm.id), vm).second)
-        return std::unexpected(fmt::format("{}: duplicate virtual machine {}", where, *name));
-    }
-
-    auto ops = listOf("operations");
-    if (!ops) return std::unexpected(ops.error());
-    for (const auto& o : *ops) {
-      if (!o.is_object() || !o.contains("id") || !o["id"].is_string())
-        return std::unexpected("operations: each needs an \"id\"");
-      // Operations that were running when the state was saved finished with it: the NICs were
-      // saved as they were meant to become (a NIC being deleted was not loaded at all).
-      AsyncOperation op{.id = o["id"].get<std::string>(),
-                        .subscriptionId = o.value("subscriptionId", ""),
-                        .location = o.value("location", ""),
-                        .nicId = o.value("nicId", ""),
-                        .status = o.value("status", "") == "Failed" ? OperationStatus::kFailed
-                                                                    : OperationStatus::kSucceeded,
-                        .deletes = o.value("deletes", false)};
-      if (op.status == OperationStatus::kFailed && o.contains("error") && o["error"].is_object())
-        op.error = CloudError{.status = 200,
-                              .code = o["error"].value("code", ""),
-                              .message = o["error"].value("message", "")};
-      fresh.operations_[toLower(op.id)] = std::move(op);
-    }
-    for (auto& [_, nic] : fresh.nics_) {
-      if (nic.provisioningState == "Updating") nic.provisioningState = "Succeeded";
-    }
-    return {};
-  }();
-  if (!loaded) return std::unexpected(loaded.error());
+  if (auto loaded = Loader(doc, fresh).run(); !loaded) return std::unexpected(loaded.error());
   vnets_ = std::move(fresh.vnets_);
   subnets_ = std::move(fresh.subnets_);
   vms_ = std::move(fresh.vms_);

@@ -244,6 +244,9 @@ class MockState {
   const StateOptions& options() const { return options_; }
 
  private:
+  // Reads a document for load(), section by section (state.cpp).
+  class Loader;
+
   std::string newEtag();
   // Stores a new operation; it completes at once without an async delay, else when due.
   void startOperation(AsyncOperation op);
