@@ -563,7 +563,8 @@ std::expected<void, CloudError> Allocation::claimDynamic() {
 }
 
 // Applies the rules to `requested` for the NIC `nicId` (whose current state is `existing`, if
-// any) and allocates every dynamic address. `others` are the addresses other NICs hold.
+// any) and allocates every dynamic address, around the addresses other NICs hold (read from
+// `state`).
 std::expected<std::vector<IpConfiguration>, CloudError> resolveConfigurations(
     std::string_view nicId, const NetworkInterface* existing,
     const std::vector<RequestedConfig>& requested, const MockState& state,
@@ -1447,7 +1448,13 @@ void MockState::Loader::finishUpdates() {
 std::expected<void, std::string> MockState::load(const json& doc) {
   if (!doc.is_object()) return std::unexpected("the topology must be a JSON object");
   MockState fresh(options_, clock_, random_);
-  if (auto loaded = Loader(doc, fresh).run(); !loaded) return std::unexpected(loaded.error());
+  // The loader checks what it reads field by field; an optional field of the wrong type (read
+  // with a default) ends up here, refused like any other, rather than ending the process.
+  try {
+    if (auto loaded = Loader(doc, fresh).run(); !loaded) return std::unexpected(loaded.error());
+  } catch (const json::exception& e) {
+    return std::unexpected(fmt::format("a field has the wrong type: {}", e.what()));
+  }
   vnets_ = std::move(fresh.vnets_);
   subnets_ = std::move(fresh.subnets_);
   vms_ = std::move(fresh.vms_);

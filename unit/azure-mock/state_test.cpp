@@ -71,6 +71,14 @@ TEST_F(StateTest, RefusesBadTopologies) {
   })) << "outside the VNET";
   EXPECT_FALSE(bad([](json& t) { t["virtualMachines"][0]["networkInterfaces"][0] = "ghost"; }));
   EXPECT_FALSE(bad([](json& t) { t.erase("subscriptionId"); }));
+  // Optional fields of the wrong type: refused with a message, not thrown.
+  const auto wrongType =
+      bad([](json& t) { t["networkInterfaces"][0]["enableIPForwarding"] = "yes"; });
+  ASSERT_FALSE(wrongType);
+  EXPECT_NE(wrongType.error().find("wrong type"), std::string::npos) << wrongType.error();
+  EXPECT_FALSE(bad([](json& t) {
+    t["networkInterfaces"][0]["ipConfigurations"] = json::array({{{"primary", "x"}}});
+  }));
 }
 
 TEST_F(StateTest, DynamicPrefixTakesFirstFreeAlignedBlock) {
