@@ -1,5 +1,6 @@
 #include "kubectl-ipam/args.h"
 
+#include <algorithm>
 #include <charconv>
 #include <string_view>
 #include <vector>
