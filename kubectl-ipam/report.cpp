@@ -621,8 +621,7 @@ void addRefusedOrUnprogrammed(const NodeState& state, std::vector<Cause>& causes
   }
   if (!nicDetails.empty()) {
     addCause(causes, "nic-programming-failed",
-             fmt::format("the node's blocks are not on its NIC: programming fails"),
-             std::move(nicDetails));
+             "the node's blocks are not on its NIC: programming fails", std::move(nicDetails));
   }
 }
 

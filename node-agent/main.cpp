@@ -669,11 +669,10 @@ int run(const AgentOptions& options) {
   SocketServer server(options.socket, answerRequests(allocations, events));
   if (!startServing(options, server, allocations)) return 1;
 
-  // status.used in batches, on a thread of its own: a slow API server must not delay GC.
+  // status.used (in batches) and DataplaneSynced on a thread of its own: a slow API server must not
+  // delay GC, nor a slow netlink read an allocation. The first dataplane check runs before the
+  // first write, so the first apply already carries the condition.
   StopFlag reporterStop;
-  // status.used and DataplaneSynced on a thread of its own: a slow API server must not delay GC,
-  // nor a slow netlink read an allocation. The first dataplane check runs before the first write,
-  // so the first apply already carries the condition.
   std::thread reporter([&] {
     reportUntilStopped(options, clock, *local, api->client, events, sync.blocks(), *hostNs,
                        reporterStop);
