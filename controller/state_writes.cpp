@@ -77,9 +77,7 @@ std::optional<std::string> ControllerState::createBlock(const std::string& node,
     j->second.erase(name);
     if (j->second.empty()) joins.erase(j);
   }
-  auto state = subnetStates.find(join.subnet);
-  ipam::BlockPool* pool =
-      state != subnetStates.end() && state->second.blocks ? &*state->second.blocks : nullptr;
+  ipam::BlockPool* pool = poolLocked(join.subnet);
   if (created) {
     if (metrics) metrics->blockAllocated(join.subnet);
     spdlog::debug("node {}: created IPBlock {} ({}, on {})", node, name, join.cidr.toString(),
